@@ -1,0 +1,1 @@
+//! TEMPORARY STUB (being replaced by the real clap layer).

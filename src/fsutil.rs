@@ -1,0 +1,42 @@
+//! Small filesystem helpers: atomic file writes, directory fsync, touching.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Writes `content` to a temporary file next to `path` and renames it over
+/// `path`, so readers see the old or the new content, never a mix.
+pub fn write_atomic(path: &Path, content: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(content)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Flushes a directory's entries (after a rename in it) to disk.
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Sets the modification time of `path` (file or directory) to now.
+pub fn touch_mtime(path: &Path) -> io::Result<()> {
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &nix::sys::time::TimeSpec::UTIME_OMIT,
+        &nix::sys::time::TimeSpec::UTIME_NOW,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(io::Error::from)
+}
+
+/// Creates `path` (and its parents) if missing, then bumps its mtime.
+pub fn touch_file(path: &Path) -> io::Result<()> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    fs::OpenOptions::new().create(true).append(true).open(path)?;
+    touch_mtime(path)
+}

@@ -1,0 +1,221 @@
+//! Object-store upkeep. gix writes one pack per fetch and has no gc, so the
+//! store would grow with every sync (and keep force-pushed-away objects
+//! forever). When the packs outgrow the last compacted size, we write one new
+//! pack holding exactly the objects reachable from the commits we still need
+//! (down to the shallow boundary), then delete every other pack and all loose
+//! objects. A crash in between leaves extra packs, never missing objects: the
+//! old packs are deleted only after the new pack and its index are in place.
+
+use std::fs;
+use std::io::{self, BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use gix::odb::pack;
+use gix::ObjectId;
+
+use super::transport::Budget;
+
+/// Compact when the packs hold more than this many bytes beyond
+/// `GROWTH_FACTOR` times the size at the last compaction...
+const SLACK_BYTES: u64 = 1 << 20;
+const GROWTH_FACTOR: u64 = 2;
+/// ...or when there are this many packs (each costs a file handle and a lookup).
+const MAX_PACKS: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("counting reachable objects failed: {0}")]
+    Count(String),
+    #[error("writing the compacted pack failed: {0}")]
+    Write(String),
+    #[error("compaction interrupted")]
+    Interrupted,
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// Sizes of the pack directory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PackStats {
+    pub packs: usize,
+    pub bytes: u64,
+    /// Loose object files (gix rarely writes them; git commands run by users might).
+    pub loose: usize,
+}
+
+/// Measures `<git_dir>/objects`.
+pub fn stats(git_dir: &Path) -> PackStats {
+    let mut stats = PackStats::default();
+    if let Ok(entries) = fs::read_dir(git_dir.join("objects/pack")) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".pack") {
+                stats.packs += 1;
+            }
+            stats.bytes += entry.metadata().map_or(0, |m| m.len());
+        }
+    }
+    if let Ok(entries) = fs::read_dir(git_dir.join("objects")) {
+        for entry in entries.flatten() {
+            if entry.file_name().len() == 2 {
+                stats.loose += fs::read_dir(entry.path()).map_or(0, |d| d.count());
+            }
+        }
+    }
+    stats
+}
+
+/// Whether the store has grown enough since `baseline_bytes` to be worth compacting.
+pub fn is_due(now: PackStats, baseline_bytes: u64) -> bool {
+    now.packs > 1 && (now.packs >= MAX_PACKS || now.bytes > baseline_bytes * GROWTH_FACTOR + SLACK_BYTES)
+        || now.loose > 0 && now.packs >= 1
+}
+
+/// Rewrites the object store to hold only what `keep` needs. Returns the new size.
+pub fn compact(repo: &gix::Repository, keep: &[ObjectId], budget: &Budget) -> Result<PackStats, Error> {
+    let git_dir = repo.git_dir().to_path_buf();
+    let pack_dir = git_dir.join("objects/pack");
+    let old_packs = pack_files(&pack_dir)?;
+    let commits = reachable_commits(repo, keep)?;
+    let new_pack = write_pack(repo, commits, &pack_dir, budget)?;
+    if budget.is_interrupted() {
+        return Err(Error::Interrupted);
+    }
+    for path in old_packs {
+        if path.file_stem() != new_pack.file_stem() {
+            fs::remove_file(&path).map_err(|source| Error::Io { path, source })?;
+        }
+    }
+    remove_loose_objects(&git_dir.join("objects"))?;
+    Ok(stats(&git_dir))
+}
+
+fn pack_files(pack_dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let entries = fs::read_dir(pack_dir).map_err(|source| Error::Io {
+        path: pack_dir.to_path_buf(),
+        source,
+    })?;
+    Ok(entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("pack-")))
+        .collect())
+}
+
+/// All commits reachable from `keep`, stopping at the shallow boundary.
+fn reachable_commits(repo: &gix::Repository, keep: &[ObjectId]) -> Result<Vec<ObjectId>, Error> {
+    let present: Vec<ObjectId> = keep.iter().copied().filter(|id| repo.has_object(id)).collect();
+    if present.is_empty() {
+        return Ok(Vec::new());
+    }
+    let walk = repo
+        .rev_walk(present)
+        .all()
+        .map_err(|e| Error::Count(e.to_string()))?;
+    walk.map(|info| info.map(|i| i.id).map_err(|e| Error::Count(e.to_string())))
+        .collect()
+}
+
+/// Writes a pack with the commits, their trees and blobs, and indexes it into `pack_dir`.
+fn write_pack(
+    repo: &gix::Repository,
+    commits: Vec<ObjectId>,
+    pack_dir: &Path,
+    budget: &Budget,
+) -> Result<PathBuf, Error> {
+    let db = repo
+        .objects
+        .clone()
+        .into_arc()
+        .map_err(|e| Error::Write(e.to_string()))?
+        .into_inner();
+    let input = Box::new(commits.into_iter().map(Ok));
+    let (counts, _) = gix_pack::data::output::count::objects(
+        db.clone(),
+        input,
+        &gix::progress::Discard,
+        budget.interrupt_flag(),
+        gix_pack::data::output::count::objects::Options {
+            thread_limit: Some(1),
+            input_object_expansion: gix_pack::data::output::count::objects::ObjectExpansion::TreeContents,
+            chunk_size: 50,
+        },
+    )
+    .map_err(|e| Error::Count(e.to_string()))?;
+    let num_entries = u32::try_from(counts.len()).map_err(|e| Error::Write(e.to_string()))?;
+    let entries = gix_pack::data::output::entry::iter_from_counts(
+        counts,
+        db,
+        Box::new(gix::progress::Discard),
+        gix_pack::data::output::entry::iter_from_counts::Options {
+            thread_limit: Some(1),
+            mode: gix_pack::data::output::entry::iter_from_counts::Mode::PackCopyAndBaseObjects,
+            allow_thin_pack: false,
+            chunk_size: 50,
+            version: pack::data::Version::V2,
+            compression: Default::default(),
+        },
+    )
+    .map_err(|e| Error::Write(e.to_string()))?;
+    let mut tmp = tempfile::tempfile_in(pack_dir).map_err(|source| Error::Io {
+        path: pack_dir.to_path_buf(),
+        source,
+    })?;
+    let writer = gix_pack::data::output::bytes::FromEntriesIter::new(
+        gix::parallel::InOrderIter::from(entries),
+        &mut tmp,
+        num_entries,
+        pack::data::Version::V2,
+        gix::hash::Kind::Sha1,
+    );
+    for chunk in writer {
+        chunk.map_err(|e| Error::Write(e.to_string()))?;
+        if budget.is_interrupted() {
+            return Err(Error::Interrupted);
+        }
+    }
+    tmp.seek(SeekFrom::Start(0)).map_err(|source| Error::Io {
+        path: pack_dir.to_path_buf(),
+        source,
+    })?;
+    let outcome = pack::Bundle::write_to_directory(
+        &mut BufReader::new(tmp),
+        Some(pack_dir),
+        &mut gix::progress::Discard,
+        budget.interrupt_flag(),
+        None::<gix::objs::find::Never>,
+        gix::hash::Kind::Sha1,
+        pack::bundle::write::Options::default(),
+    )
+    .map_err(|e| Error::Write(e.to_string()))?;
+    outcome
+        .data_path
+        .ok_or_else(|| Error::Write("the pack was not written to disk".into()))
+}
+
+fn remove_loose_objects(objects: &Path) -> Result<(), Error> {
+    let Ok(entries) = fs::read_dir(objects) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.len() == 2 && name.to_string_lossy().bytes().all(|b| b.is_ascii_hexdigit()) {
+            let path = entry.path();
+            fs::remove_dir_all(&path).map_err(|source| Error::Io { path, source })?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_when_packs_outgrow_the_baseline() {
+        let s = |packs, bytes| PackStats { packs, bytes, loose: 0 };
+        assert!(!is_due(s(1, 100 << 20), 1 << 20), "one pack is already compact");
+        assert!(!is_due(s(2, 3 << 20), 2 << 20), "within 2x + slack");
+        assert!(is_due(s(2, 10 << 20), 2 << 20));
+        assert!(is_due(s(MAX_PACKS, 1), 1));
+    }
+}

@@ -1,0 +1,28 @@
+//! Everything that touches git, through gix, blocking. No tokio here: the sync
+//! loop calls these on the blocking pool with a [`Budget`] whose interrupt
+//! flag it sets on shutdown or timeout.
+//!
+//! - [`transport`]: connections with deadlines (git://, file://, http(s)://)
+//! - [`fetch`]: resolve the ref, fetch only when it moved
+//! - [`worktree`]: linked worktrees the git CLI can read
+//! - [`store`]: the root repository: open, init, repair, refs
+//! - [`compact`]: keep the object store bounded
+
+pub mod compact;
+pub mod fetch;
+pub mod store;
+pub mod transport;
+pub mod worktree;
+
+pub use gix::ObjectId;
+pub use transport::Budget;
+
+/// Parses a user-supplied repository URL or local path.
+pub fn parse_url(url: &str) -> Result<gix::Url, String> {
+    gix::url::parse(gix::bstr::BStr::new(url)).map_err(|e| e.to_string())
+}
+
+/// Parses a 40-hex commit id.
+pub fn parse_object_id(hex: &str) -> Option<ObjectId> {
+    ObjectId::from_hex(hex.as_bytes()).ok()
+}

@@ -1,0 +1,288 @@
+//! The repository at `<root>/.git`: opening it, making a new one, repairing
+//! one left behind by a crash, and keeping its object store small.
+//!
+//! We are the only writer of this repository, so at start-up any `*.lock`
+//! file is stale (a `kill -9` leaves them) and is removed. The config file is
+//! ours too and is rewritten whole: reflogs off (they would grow forever) and
+//! `remote.origin.url` without credentials, as git-sync does.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use gix::ObjectId;
+
+/// The branch the root's HEAD points at, as in git-sync (`git init -b git-sync`).
+pub const BRANCH: &str = "refs/heads/git-sync";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("could not initialise a repository in {path}: {message}")]
+    Init { path: PathBuf, message: String },
+    #[error("could not open the repository in {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("could not update {name}: {message}")]
+    Ref { name: &'static str, message: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What `open_or_init` had to do.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// The root was not a usable repository; its contents were deleted.
+    pub reinitialized: bool,
+    /// The object store was inconsistent and was emptied (worktrees were kept).
+    pub objects_reset: bool,
+    /// Stale lock files that were removed.
+    pub stale_locks: usize,
+}
+
+/// Opens the repository at `root`, creating or repairing it as needed.
+/// `origin_url` is written as `remote.origin.url` (must carry no secrets).
+pub fn open_or_init(root: &Path, origin_url: &str, depth: u32) -> Result<(gix::Repository, Opened), Error> {
+    fs::create_dir_all(root).map_err(io_err(root))?;
+    let mut opened = Opened::default();
+    let git_dir = root.join(".git");
+    if !is_usable(root) {
+        tracing::warn!(root = %root.display(), "root is not a usable repository; emptying it and starting over");
+        empty_dir(root)?;
+        init(root)?;
+        opened.reinitialized = true;
+    }
+    opened.stale_locks = remove_stale_locks(&git_dir);
+    write_config(&git_dir, origin_url, depth)?;
+    let repo = open(root)?;
+    if !opened.reinitialized && !history_is_complete(&repo) {
+        tracing::warn!(root = %root.display(), "object store is missing objects; emptying it (published worktrees are kept)");
+        reset_objects(&git_dir)?;
+        opened.objects_reset = true;
+        return Ok((open(root)?, opened));
+    }
+    Ok((repo, opened))
+}
+
+/// Opens without reading the user's or system's git config, so the host's
+/// configuration cannot change what we do.
+pub fn open(root: &Path) -> Result<gix::Repository, Error> {
+    let options = gix::open::Options::isolated().config_overrides([
+        "gitoxide.credentials.terminalPrompt=false",
+        "protocol.version=2",
+    ]);
+    gix::open_opts(root, options).map_err(|e| Error::Open {
+        path: root.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// Usable = `<root>/.git` is a non-bare repository whose work tree is `root`.
+fn is_usable(root: &Path) -> bool {
+    let git_dir = root.join(".git");
+    if !git_dir.is_dir() || !git_dir.join("HEAD").is_file() || !git_dir.join("objects").is_dir() {
+        return false;
+    }
+    match open(root) {
+        Ok(repo) => repo.workdir().is_some_and(|w| same_dir(w, root)),
+        Err(_) => false,
+    }
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Deletes everything inside `dir` but not `dir` itself (it may be a mount point).
+fn empty_dir(dir: &Path) -> Result<(), Error> {
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let path = entry.map_err(io_err(dir))?.path();
+        let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+        if meta.is_dir() {
+            fs::remove_dir_all(&path).map_err(io_err(&path))?;
+        } else {
+            fs::remove_file(&path).map_err(io_err(&path))?;
+        }
+    }
+    Ok(())
+}
+
+fn init(root: &Path) -> Result<(), Error> {
+    gix::init(root).map_err(|e| Error::Init {
+        path: root.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let head = root.join(".git/HEAD");
+    fs::write(&head, format!("ref: {BRANCH}\n")).map_err(io_err(&head))
+}
+
+/// Removes `*.lock` files a killed process may have left in the git dir.
+fn remove_stale_locks(git_dir: &Path) -> usize {
+    let mut removed = 0;
+    let mut stack = vec![git_dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() && entry.file_name() != "objects" {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "lock") && fs::remove_file(&path).is_ok() {
+                tracing::info!(path = %path.display(), "removed stale lock file");
+                removed += 1;
+            }
+        }
+    }
+    removed + remove_pack_temporaries(&git_dir.join("objects/pack"))
+}
+
+/// A killed fetch can leave temporary files next to the packs.
+fn remove_pack_temporaries(pack_dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(pack_dir) else { return 0 };
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            !(name.starts_with("pack-")
+                && (name.ends_with(".pack") || name.ends_with(".idx") || name.ends_with(".keep") || name.ends_with(".rev")))
+        })
+        .filter(|e| fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
+fn write_config(git_dir: &Path, origin_url: &str, depth: u32) -> Result<(), Error> {
+    let content = format!(
+        "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = false\n\
+         [gc]\n\tauto = 0\n\
+         [remote \"origin\"]\n\turl = {}\n\
+         [gitsidecar]\n\tdepth = {depth}\n",
+        quote_config_value(origin_url)
+    );
+    let path = git_dir.join("config");
+    if fs::read_to_string(&path).is_ok_and(|old| old == content) {
+        return Ok(());
+    }
+    crate::fsutil::write_atomic(&path, content.as_bytes()).map_err(io_err(&path))
+}
+
+fn quote_config_value(v: &str) -> String {
+    format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The depth the objects were last fetched with, from our config section.
+pub fn recorded_depth(root: &Path) -> Option<u32> {
+    let text = fs::read_to_string(root.join(".git/config")).ok()?;
+    let section = text.split("[gitsidecar]").nth(1)?;
+    let line = section.lines().find(|l| l.trim_start().starts_with("depth"))?;
+    line.split('=').nth(1)?.trim().parse().ok()
+}
+
+/// Records `depth` as the depth the current objects were fetched with.
+pub fn record_depth(root: &Path, origin_url: &str, depth: u32) -> Result<(), Error> {
+    write_config(&root.join(".git"), origin_url, depth)
+}
+
+/// The commit `refs/heads/git-sync` points at.
+pub fn branch_commit(repo: &gix::Repository) -> Option<ObjectId> {
+    repo.find_reference(BRANCH)
+        .ok()
+        .and_then(|r| r.target().try_id().map(|id| id.to_owned()))
+}
+
+/// Points `refs/heads/git-sync` (and so HEAD) at `commit`, like `git reset --soft`.
+pub fn set_branch(repo: &gix::Repository, commit: ObjectId) -> Result<(), Error> {
+    repo.reference(
+        BRANCH,
+        commit,
+        gix::refs::transaction::PreviousValue::Any,
+        "git-sidecar: sync",
+    )
+    .map(|_| ())
+    .map_err(|e| Error::Ref {
+        name: BRANCH,
+        message: e.to_string(),
+    })
+}
+
+/// The branch's commit, its tree and its history down to the shallow
+/// boundary must all be readable; a crash mid-fetch must not leave a
+/// repository that `git log` cannot read.
+fn history_is_complete(repo: &gix::Repository) -> bool {
+    let Some(tip) = branch_commit(repo) else {
+        return true; // nothing synced yet
+    };
+    let Ok(walk) = repo.rev_walk([tip]).all() else {
+        return false;
+    };
+    // Every commit down to the shallow boundary, and the tip's whole tree.
+    if walk.into_iter().any(|info| info.is_err()) {
+        return false;
+    }
+    let Ok(tree) = repo.find_commit(tip).and_then(|c| c.tree().map_err(Into::into)) else {
+        return false;
+    };
+    tree_is_complete(repo, &tree)
+}
+
+fn tree_is_complete(repo: &gix::Repository, tree: &gix::Tree<'_>) -> bool {
+    let mut recorder = gix::traverse::tree::Recorder::default();
+    if tree.traverse().breadthfirst(&mut recorder).is_err() {
+        return false;
+    }
+    recorder
+        .records
+        .iter()
+        .filter(|e| !e.mode.is_commit())
+        .all(|e| repo.has_object(e.oid))
+}
+
+/// Deletes all objects, the shallow file and our branch; the next fetch is a full one.
+fn reset_objects(git_dir: &Path) -> Result<(), Error> {
+    let objects = git_dir.join("objects");
+    for entry in fs::read_dir(&objects).map_err(io_err(&objects))?.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if name == "info" {
+            continue;
+        }
+        if path.is_dir() {
+            if name == "pack" {
+                empty_dir(&path)?;
+            } else {
+                fs::remove_dir_all(&path).map_err(io_err(&path))?;
+            }
+        }
+    }
+    for file in [git_dir.join("shallow"), git_dir.join(BRANCH), git_dir.join("packed-refs")] {
+        if file.exists() {
+            fs::remove_file(&file).map_err(io_err(&file))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes `<root>/.git/worktrees/<name>` for every worktree directory that
+/// no longer exists (git's `worktree prune`).
+pub fn prune_worktree_admin(root: &Path, worktrees_dir: &Path) -> usize {
+    let admin_root = root.join(".git/worktrees");
+    let Ok(entries) = fs::read_dir(&admin_root) else { return 0 };
+    entries
+        .flatten()
+        .filter(|e| !worktrees_dir.join(e.file_name()).is_dir())
+        .filter(|e| fs::remove_dir_all(e.path()).is_ok())
+        .count()
+}
+
+/// Admin directory of the worktree named `name`.
+pub fn admin_dir(root: &Path, name: &str) -> PathBuf {
+    root.join(".git/worktrees").join(name)
+}

@@ -1,0 +1,451 @@
+//! Transports with a deadline. gix has no read timeout on git:// and on the
+//! pipes of a spawned `git upload-pack` (file://), and its interrupt flag does
+//! not unblock a stalled read. Here every read first polls the socket or pipe
+//! in short slices, checking the sync's [`Budget`] (deadline + interrupt flag)
+//! between slices, so a stalled server costs at most the sync timeout and a
+//! shutdown is noticed within ~100 ms. http(s) goes through gix's reqwest
+//! backend with a client timeout set to the remaining budget.
+//!
+//! Every transport is wrapped in [`Spy`], which records the protocol version
+//! the server answered with: gix 0.90 silently fetches full history when asked
+//! for a shallow fetch over protocol v0/v1, so the caller must refuse that.
+
+use std::borrow::Cow;
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::AsFd;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gix::bstr::BStr;
+use gix::protocol::transport::client::blocking_io::{http, SetServiceResponse, Transport};
+use gix::protocol::transport::client::{self, git as git_transport, MessageKind, TransportWithoutIO, WriteMode};
+use gix::protocol::transport::{Protocol, Service};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+/// Longest time a read blocks before it re-checks the deadline and interrupt flag.
+const POLL_SLICE: Duration = Duration::from_millis(100);
+/// Upper bound for establishing a TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The time and cancellation budget of one sync.
+#[derive(Clone, Debug)]
+pub struct Budget {
+    deadline: Instant,
+    interrupt: Arc<AtomicBool>,
+}
+
+impl Budget {
+    pub fn new(timeout: Duration, interrupt: Arc<AtomicBool>) -> Self {
+        Self {
+            deadline: Instant::now() + timeout,
+            interrupt,
+        }
+    }
+
+    /// The flag gix checks between units of work.
+    pub fn interrupt_flag(&self) -> &AtomicBool {
+        &self.interrupt
+    }
+
+    pub fn is_interrupted(&self) -> bool {
+        self.interrupt.load(Ordering::Relaxed)
+    }
+
+    pub fn is_expired(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// `Err` once the sync was interrupted or ran out of time.
+    pub fn check(&self) -> io::Result<()> {
+        if self.is_expired() {
+            Err(io::Error::new(io::ErrorKind::TimedOut, "sync timeout exceeded"))
+        } else if self.is_interrupted() {
+            Err(io::Error::other("interrupted by shutdown"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A reader that never blocks longer than [`POLL_SLICE`] without checking its budget.
+struct DeadlineReader<R> {
+    inner: R,
+    budget: Budget,
+}
+
+impl<R: Read + AsFd> Read for DeadlineReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            self.budget.check()?;
+            let slice = self.budget.remaining().min(POLL_SLICE);
+            let millis = u16::try_from(slice.as_millis()).unwrap_or(u16::MAX).max(1);
+            let mut fds = [PollFd::new(self.inner.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(millis)) {
+                Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+                Ok(_) => return self.inner.read(buf),
+                Err(e) => return Err(io::Error::from(e)),
+            }
+        }
+    }
+}
+
+/// The stdout of a spawned `git upload-pack`; kills the process when dropped.
+struct UploadPackOutput {
+    stdout: ChildStdout,
+    child: Child,
+}
+
+impl Read for UploadPackOutput {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stdout.read(buf)
+    }
+}
+
+impl AsFd for UploadPackOutput {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.stdout.as_fd()
+    }
+}
+
+impl Drop for UploadPackOutput {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Text a spawned `git upload-pack` wrote to stderr, kept for error messages.
+pub type StderrBuffer = Arc<Mutex<String>>;
+
+/// A transport that remembers which protocol version the server answered with.
+pub struct Spy<T> {
+    inner: T,
+    protocol: Arc<AtomicU8>,
+    stderr: StderrBuffer,
+}
+
+/// What the caller can read back from a [`Spy`] after the handshake.
+#[derive(Clone, Default)]
+pub struct SpyReport {
+    protocol: Arc<AtomicU8>,
+    stderr: StderrBuffer,
+}
+
+impl SpyReport {
+    /// The server's protocol version, once the handshake happened.
+    pub fn protocol(&self) -> Option<Protocol> {
+        match self.protocol.load(Ordering::Relaxed) {
+            1 => Some(Protocol::V1),
+            2 => Some(Protocol::V2),
+            3 => Some(Protocol::V0),
+            _ => None,
+        }
+    }
+
+    /// Anything the local `git upload-pack` printed on stderr (file:// only).
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().map(|s| s.trim().to_string()).unwrap_or_default()
+    }
+}
+
+impl<T> Spy<T> {
+    fn new(inner: T, stderr: StderrBuffer) -> (Self, SpyReport) {
+        let protocol = Arc::new(AtomicU8::new(0));
+        let report = SpyReport {
+            protocol: protocol.clone(),
+            stderr: stderr.clone(),
+        };
+        (
+            Self {
+                inner,
+                protocol,
+                stderr,
+            },
+            report,
+        )
+    }
+}
+
+impl<T: TransportWithoutIO> TransportWithoutIO for Spy<T> {
+    fn set_identity(&mut self, identity: gix::sec::identity::Account) -> Result<(), client::Error> {
+        self.inner.set_identity(identity)
+    }
+
+    fn to_url(&self) -> Cow<'_, BStr> {
+        self.inner.to_url()
+    }
+
+    fn supported_protocol_versions(&self) -> &[Protocol] {
+        self.inner.supported_protocol_versions()
+    }
+
+    fn connection_persists_across_multiple_requests(&self) -> bool {
+        self.inner.connection_persists_across_multiple_requests()
+    }
+
+    fn configure(&mut self, config: &dyn std::any::Any) -> gix::Result<()> {
+        self.inner.configure(config)
+    }
+}
+
+impl<T: Transport> Transport for Spy<T> {
+    fn handshake<'a>(
+        &mut self,
+        service: Service,
+        extra_parameters: &'a [(&'a str, Option<&'a str>)],
+    ) -> Result<SetServiceResponse<'_>, client::Error> {
+        let response = self.inner.handshake(service, extra_parameters)?;
+        let code = match response.actual_protocol {
+            Protocol::V1 => 1,
+            Protocol::V2 => 2,
+            Protocol::V0 => 3,
+        };
+        self.protocol.store(code, Ordering::Relaxed);
+        let _ = &self.stderr;
+        Ok(response)
+    }
+
+    fn request(
+        &mut self,
+        write_mode: WriteMode,
+        on_into_read: MessageKind,
+        trace: bool,
+    ) -> Result<client::blocking_io::RequestWriter<'_>, client::Error> {
+        self.inner.request(write_mode, on_into_read, trace)
+    }
+}
+
+/// Errors while establishing a connection.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("could not resolve {host}: {source}")]
+    Resolve { host: String, source: io::Error },
+    #[error("could not connect to {host}:{port}: {source}")]
+    Connect { host: String, port: u16, source: io::Error },
+    #[error("could not start `git upload-pack` for a file:// repository (file:// needs the git binary; http(s):// and git:// do not): {0}")]
+    Spawn(io::Error),
+    #[error("the '{0}' URL scheme is not supported (supported: file://, git://, http://, https://)")]
+    UnsupportedScheme(String),
+    #[error("sync timeout exceeded while connecting")]
+    Timeout,
+}
+
+/// A boxed transport plus what the spy records.
+pub type BoxedTransport = Box<dyn Transport + Send>;
+
+/// Opens a transport for `url`, bounded by `budget`.
+pub fn connect(url: &gix::Url, budget: &Budget) -> Result<(BoxedTransport, SpyReport), ConnectError> {
+    let stderr = StderrBuffer::default();
+    match url.scheme {
+        gix::url::Scheme::Git => {
+            let t = connect_daemon(url, budget)?;
+            let (spy, report) = Spy::new(t, stderr);
+            Ok((Box::new(spy), report))
+        }
+        gix::url::Scheme::File => {
+            let t = spawn_upload_pack(url, budget, stderr.clone())?;
+            let (spy, report) = Spy::new(t, stderr);
+            Ok((Box::new(spy), report))
+        }
+        gix::url::Scheme::Http | gix::url::Scheme::Https => {
+            let mut t = http::connect::<http::reqwest::Remote>(url.clone(), Protocol::V2, false);
+            configure_http(&mut t, budget);
+            let (spy, report) = Spy::new(t, stderr);
+            Ok((Box::new(spy), report))
+        }
+        ref other => Err(ConnectError::UnsupportedScheme(other.as_str().to_string())),
+    }
+}
+
+fn connect_daemon(
+    url: &gix::Url,
+    budget: &Budget,
+) -> Result<git_transport::blocking_io::Connection<DeadlineReader<TcpStream>, TcpStream>, ConnectError> {
+    let host = url.host().unwrap_or("localhost").to_string();
+    let port = url.port.unwrap_or(9418);
+    let addrs = (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|source| ConnectError::Resolve {
+            host: host.clone(),
+            source,
+        })?;
+    let mut last_err = io::Error::new(io::ErrorKind::NotFound, "no address");
+    for addr in addrs {
+        let timeout = budget.remaining().min(CONNECT_TIMEOUT);
+        if timeout.is_zero() {
+            return Err(ConnectError::Timeout);
+        }
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(stream) => return daemon_connection(stream, url, host, port, budget),
+            Err(e) => last_err = e,
+        }
+    }
+    Err(ConnectError::Connect {
+        host,
+        port,
+        source: last_err,
+    })
+}
+
+fn daemon_connection(
+    stream: TcpStream,
+    url: &gix::Url,
+    host: String,
+    port: u16,
+    budget: &Budget,
+) -> Result<git_transport::blocking_io::Connection<DeadlineReader<TcpStream>, TcpStream>, ConnectError> {
+    let io_err = |source| ConnectError::Connect {
+        host: host.clone(),
+        port,
+        source,
+    };
+    // Writes are small (wants/haves); a bound keeps a dead peer from blocking forever.
+    stream
+        .set_write_timeout(Some(budget.remaining().max(Duration::from_millis(10))))
+        .map_err(io_err)?;
+    let reader = stream.try_clone().map_err(io_err)?;
+    let reader = DeadlineReader {
+        inner: reader,
+        budget: budget.clone(),
+    };
+    let port = url.port;
+    Ok(git_transport::blocking_io::Connection::new(
+        reader,
+        stream,
+        Protocol::V2,
+        url.path.clone(),
+        Some((host, port)),
+        git_transport::ConnectMode::Daemon,
+        false,
+    )
+    .custom_url(Some(url.to_bstring())))
+}
+
+/// Writes to the child's stdin; closes it on drop so the child sees EOF.
+struct UploadPackInput(ChildStdin);
+
+impl Write for UploadPackInput {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+fn spawn_upload_pack(
+    url: &gix::Url,
+    budget: &Budget,
+    stderr: StderrBuffer,
+) -> Result<git_transport::blocking_io::Connection<DeadlineReader<UploadPackOutput>, UploadPackInput>, ConnectError> {
+    let path = gix::path::from_bstr(gix::bstr::BStr::new(url.path.as_slice()))
+        .map_err(|e| ConnectError::Spawn(io::Error::other(e.to_string())))?
+        .into_owned();
+    let mut child = Command::new("git")
+        .arg("upload-pack")
+        .arg(&path)
+        .env("GIT_PROTOCOL", "version=2")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(ConnectError::Spawn)?;
+    let (Some(stdin), Some(stdout), Some(mut err)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        let _ = child.kill();
+        return Err(ConnectError::Spawn(io::Error::other("child pipes missing")));
+    };
+    // Drain stderr on a thread so the child never blocks on it; keep the first 8 KiB.
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = err.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut s) = stderr.lock() {
+                if s.len() < 8192 {
+                    s.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        }
+    });
+    let reader = DeadlineReader {
+        inner: UploadPackOutput { stdout, child },
+        budget: budget.clone(),
+    };
+    Ok(git_transport::blocking_io::Connection::new(
+        reader,
+        UploadPackInput(stdin),
+        Protocol::V2,
+        url.path.clone(),
+        None::<(String, Option<u16>)>,
+        git_transport::ConnectMode::Process,
+        false,
+    )
+    .custom_url(Some(url.to_bstring())))
+}
+
+/// Bounds every HTTP request by what is left of the budget.
+fn configure_http(transport: &mut http::Transport<http::reqwest::Remote>, budget: &Budget) {
+    let timeout = budget.remaining().max(Duration::from_millis(10));
+    let connect_timeout = timeout.min(CONNECT_TIMEOUT);
+    let backend = http::reqwest::Options {
+        configure_client: Some(Box::new(move |builder| {
+            Ok(builder.timeout(timeout).connect_timeout(connect_timeout))
+        })),
+        configure_request: None,
+    };
+    let options = http::Options {
+        connect_timeout: Some(connect_timeout),
+        user_agent: Some(concat!("git-sidecar/", env!("CARGO_PKG_VERSION")).to_string()),
+        backend: Some(Arc::new(Mutex::new(backend))),
+        ..Default::default()
+    };
+    // Configuring the reqwest backend with its own options type cannot fail.
+    let _ = transport.configure(&options);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn deadline_reader_gives_up_on_a_silent_peer() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let client = TcpStream::connect(addr).expect("connect");
+        let _server = listener.accept().expect("accept");
+        let budget = Budget::new(Duration::from_millis(300), Arc::new(AtomicBool::new(false)));
+        let mut reader = DeadlineReader { inner: client, budget };
+        let started = Instant::now();
+        let err = reader.read(&mut [0u8; 16]).expect_err("a silent peer must time out");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn deadline_reader_stops_when_interrupted() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let _server = listener.accept().expect("accept");
+        let flag = Arc::new(AtomicBool::new(false));
+        let budget = Budget::new(Duration::from_secs(60), flag.clone());
+        let setter = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(150));
+            flag.store(true, Ordering::Relaxed);
+        });
+        let started = Instant::now();
+        let mut reader = DeadlineReader { inner: client, budget };
+        assert!(reader.read(&mut [0u8; 16]).is_err());
+        assert!(started.elapsed() < Duration::from_secs(2));
+        setter.join().expect("setter thread");
+    }
+}

@@ -1,0 +1,23 @@
+//! git-sidecar: keeps a directory in step with a git repository and publishes
+//! each commit by atomically swapping a symlink (a git-sync v4 compatible
+//! sidecar with git in-process through gix).
+//!
+//! Module map (dependencies point downwards):
+//! - [`cli`] raw flags and env vars; [`config`] the validated configuration
+//! - [`app`] composition root: signals, cancellation, the sync loop
+//! - [`sync`] the loop and one blocking sync pass ([`sync::engine`])
+//! - [`git`] everything gix (fetch, worktrees, object store); [`publish`] the
+//!   on-disk layout and the atomic link swap (no git knowledge)
+//! - [`logging`], [`fsutil`], [`types`] leaves
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod fsutil;
+pub mod git;
+pub mod logging;
+pub mod publish;
+pub mod sync;
+pub mod types;

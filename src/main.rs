@@ -1,0 +1,53 @@
+//! The `git-sidecar` binary: parse and validate flags, set up logging, run
+//! the app on a small tokio runtime, map the result to an exit code.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use git_sidecar::config::{self, Config};
+use git_sidecar::sync::Exit;
+use git_sidecar::{app, logging};
+
+fn main() -> ExitCode {
+    let config = match config::load(std::env::args_os().collect(), &|name| std::env::var(name).ok()) {
+        Ok(config) => config,
+        Err(config::LoadError::Clap(e)) => e.exit(),
+        Err(config::LoadError::Invalid(e)) => {
+            eprintln!("git-sidecar: invalid configuration:\n{e}");
+            return ExitCode::from(1);
+        }
+    };
+    logging::init(config.log_format, config.verbosity);
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    set_umask(&config);
+    match run(config) {
+        Ok(Exit::OneTimeDone | Exit::Cancelled) => ExitCode::SUCCESS,
+        Ok(Exit::TooManyFailures { failures }) => {
+            tracing::error!(failures, "too many consecutive failures; exiting");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "fatal error");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<Exit> {
+    // One core's worth of runtime: a sidecar should be cheap. gix work runs
+    // on the blocking pool, so health endpoints stay responsive.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let result = runtime.block_on(app::run(config));
+    // Don't wait for a blocking pass stuck on a dead socket.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    result
+}
+
+/// `--group-write` makes everything written group-writable (git-sync's umask 0002).
+fn set_umask(config: &Config) {
+    use nix::sys::stat::{umask, Mode};
+    let mask = if config.group_write { 0o002 } else { 0o022 };
+    umask(Mode::from_bits_truncate(mask));
+}

@@ -1,0 +1,283 @@
+//! The on-disk layout consumers rely on, and the atomic publish. Knows
+//! nothing of git: worktrees are directories named by commit hash.
+//!
+//! ```text
+//! <root>/.worktrees/<sha>/          one checked-out commit
+//! <root>/.worktrees/.staging-<sha>  a checkout in progress (never published)
+//! <link> -> .worktrees/<sha>        relative symlink, swapped with rename(2)
+//! ```
+//!
+//! The link is the source of truth for what is published: its target's
+//! basename is the commit hash. Publishing makes a temporary symlink next to
+//! the link and renames it over the link, then fsyncs the directory, so a
+//! reader (or a `kill -9`) sees the old tree or the new one, never neither.
+
+use std::fs;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::fsutil;
+use crate::types::CommitHash;
+
+const WORKTREES: &str = ".worktrees";
+const STAGING_PREFIX: &str = ".staging-";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Paths of one root and its published link.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+    link: PathBuf,
+}
+
+impl Layout {
+    /// `root` and `link` must be absolute.
+    pub fn new(root: PathBuf, link: PathBuf) -> Self {
+        Self { root, link }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn link(&self) -> &Path {
+        &self.link
+    }
+
+    pub fn worktrees_dir(&self) -> PathBuf {
+        self.root.join(WORKTREES)
+    }
+
+    pub fn worktree(&self, hash: &CommitHash) -> PathBuf {
+        self.worktrees_dir().join(hash.as_str())
+    }
+
+    pub fn staging(&self, hash: &CommitHash) -> PathBuf {
+        self.worktrees_dir().join(format!("{STAGING_PREFIX}{hash}"))
+    }
+
+    /// The published commit: the basename of the link's target, if it is a hash.
+    pub fn current(&self) -> Option<CommitHash> {
+        let target = fs::read_link(&self.link).ok()?;
+        CommitHash::parse(&target.file_name()?.to_string_lossy())
+    }
+
+    /// Makes sure `.worktrees/` exists and holds no half-written checkout.
+    pub fn prepare(&self) -> Result<(), Error> {
+        let dir = self.worktrees_dir();
+        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        for entry in fs::read_dir(&dir).map_err(io_err("read", &dir))?.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(STAGING_PREFIX) {
+                remove_any(&entry.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves a finished checkout from its staging directory to its final
+    /// place. If a directory is already there (a rebuild of a damaged
+    /// worktree), the two are exchanged atomically and the old one deleted.
+    pub fn install(&self, hash: &CommitHash) -> Result<PathBuf, Error> {
+        let staging = self.staging(hash);
+        let target = self.worktree(hash);
+        if fs::symlink_metadata(&target).is_ok() {
+            exchange(&staging, &target)?;
+            remove_any(&staging)?;
+        } else {
+            fs::rename(&staging, &target).map_err(io_err("rename", &staging))?;
+        }
+        fsutil::fsync_dir(&self.worktrees_dir()).map_err(io_err("fsync", &self.worktrees_dir()))?;
+        Ok(target)
+    }
+
+    /// Points the link at the worktree of `hash`, atomically.
+    pub fn publish(&self, hash: &CommitHash) -> Result<(), Error> {
+        let link_dir = self.link.parent().unwrap_or(Path::new("/"));
+        fs::create_dir_all(link_dir).map_err(io_err("create", link_dir))?;
+        let target = relative_path(link_dir, &self.worktree(hash));
+        let name = self.link.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = link_dir.join(format!(".{name}.tmp-link"));
+        remove_any(&tmp)?;
+        std::os::unix::fs::symlink(&target, &tmp).map_err(io_err("symlink", &tmp))?;
+        fs::rename(&tmp, &self.link).map_err(io_err("rename", &tmp))?;
+        fsutil::fsync_dir(link_dir).map_err(io_err("fsync", link_dir))
+    }
+
+    /// Starts the stale timer of a worktree that is no longer published.
+    pub fn mark_retired(&self, hash: &CommitHash) {
+        let _ = fsutil::touch_mtime(&self.worktree(hash));
+    }
+
+    /// Deletes everything in `.worktrees/` except the published worktree and
+    /// anything younger than `stale_after` (by mtime). Returns what was removed.
+    pub fn remove_stale(&self, stale_after: Duration) -> Result<Vec<String>, Error> {
+        let current = self.current();
+        let dir = self.worktrees_dir();
+        let now = SystemTime::now();
+        let mut removed = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io_err("read", &dir))?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if current.as_ref().is_some_and(|c| c.as_str() == name) {
+                continue;
+            }
+            let age = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .unwrap_or(Duration::MAX);
+            if age >= stale_after {
+                remove_any(&entry.path())?;
+                removed.push(name);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Hashes of the worktrees on disk (published or not yet stale).
+    pub fn worktree_hashes(&self) -> Vec<CommitHash> {
+        let Ok(entries) = fs::read_dir(self.worktrees_dir()) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| CommitHash::parse(&e.file_name().to_string_lossy()))
+            .collect()
+    }
+}
+
+/// Removes a file, symlink or directory tree; missing is fine.
+pub fn remove_any(path: &Path) -> Result<(), Error> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("stat", path)(e)),
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path).map_err(io_err("remove", path)),
+        Ok(_) => fs::remove_file(path).map_err(io_err("remove", path)),
+    }
+}
+
+/// Atomically swaps two paths (Linux `renameat2(RENAME_EXCHANGE)`).
+fn exchange(a: &Path, b: &Path) -> Result<(), Error> {
+    nix::fcntl::renameat2(
+        nix::fcntl::AT_FDCWD,
+        a,
+        nix::fcntl::AT_FDCWD,
+        b,
+        nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+    )
+    .map_err(|e| io_err("exchange", a)(io::Error::from(e)))
+}
+
+/// The path of `to` relative to the directory `from` (both absolute).
+pub fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<Component> = from.components().collect();
+    let to_parts: Vec<Component> = to.components().collect();
+    let common = from.iter().zip(&to_parts).take_while(|(a, b)| a == b).count();
+    let mut rel = PathBuf::new();
+    for _ in common..from.len() {
+        rel.push("..");
+    }
+    for part in &to_parts[common..] {
+        rel.push(part);
+    }
+    rel
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash(c: char) -> CommitHash {
+        CommitHash::parse(&c.to_string().repeat(40)).expect("valid hash")
+    }
+
+    #[test]
+    fn relative_paths() {
+        assert_eq!(relative_path(Path::new("/r"), Path::new("/r/.worktrees/x")), Path::new(".worktrees/x"));
+        assert_eq!(
+            relative_path(Path::new("/srv/www"), Path::new("/r/.worktrees/x")),
+            Path::new("../../r/.worktrees/x")
+        );
+    }
+
+    #[test]
+    fn publish_swaps_a_relative_link_and_current_follows() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let layout = Layout::new(dir.path().to_path_buf(), dir.path().join("site"));
+        layout.prepare()?;
+        assert_eq!(layout.current(), None);
+        for h in [hash('a'), hash('b')] {
+            fs::create_dir_all(layout.staging(&h))?;
+            fs::write(layout.staging(&h).join("f"), h.as_str())?;
+            layout.install(&h)?;
+            layout.publish(&h)?;
+            assert_eq!(layout.current(), Some(h.clone()));
+            assert_eq!(fs::read_link(layout.link())?, Path::new(".worktrees").join(h.as_str()));
+            assert_eq!(fs::read_to_string(layout.link().join("f"))?, h.as_str());
+        }
+        assert!(!dir.path().join(".site.tmp-link").exists());
+        Ok(())
+    }
+
+    #[test]
+    fn install_over_an_existing_worktree_replaces_it() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let layout = Layout::new(dir.path().to_path_buf(), dir.path().join("site"));
+        layout.prepare()?;
+        let h = hash('c');
+        fs::create_dir_all(layout.worktree(&h))?;
+        fs::write(layout.worktree(&h).join("f"), "damaged")?;
+        fs::create_dir_all(layout.staging(&h))?;
+        fs::write(layout.staging(&h).join("f"), "fresh")?;
+        layout.install(&h)?;
+        assert_eq!(fs::read_to_string(layout.worktree(&h).join("f"))?, "fresh");
+        assert!(!layout.staging(&h).exists());
+        Ok(())
+    }
+
+    #[test]
+    fn remove_stale_keeps_the_published_and_young_ones() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let layout = Layout::new(dir.path().to_path_buf(), dir.path().join("site"));
+        layout.prepare()?;
+        for h in [hash('a'), hash('b')] {
+            fs::create_dir_all(layout.worktree(&h))?;
+        }
+        fs::write(layout.worktrees_dir().join("junk"), "x")?;
+        layout.publish(&hash('a'))?;
+        assert!(layout.remove_stale(Duration::from_secs(3600))?.is_empty());
+        let mut removed = layout.remove_stale(Duration::ZERO)?;
+        removed.sort();
+        assert_eq!(removed, vec![hash('b').to_string(), "junk".to_string()]);
+        assert!(layout.worktree(&hash('a')).exists());
+        Ok(())
+    }
+
+    #[test]
+    fn prepare_removes_leftover_staging_dirs() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let layout = Layout::new(dir.path().to_path_buf(), dir.path().join("site"));
+        fs::create_dir_all(layout.staging(&hash('d')).join("sub"))?;
+        layout.prepare()?;
+        assert!(!layout.staging(&hash('d')).exists());
+        Ok(())
+    }
+}

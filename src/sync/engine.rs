@@ -1,0 +1,263 @@
+//! One sync pass, blocking: poll the remote, check out a new commit into a
+//! staging directory, move it into place, swap the link, clean up. Runs on
+//! tokio's blocking pool; everything slow honours the [`Budget`].
+//!
+//! Order matters for crash safety: the link only ever moves to a worktree
+//! that is complete on disk, and nothing the link points at is touched
+//! except by an atomic directory exchange.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::git::{self, compact, fetch, store, worktree, Budget, ObjectId};
+use crate::publish::{self, Layout};
+use crate::types::{CommitHash, RepoUrl};
+
+/// What the engine needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub repo: RepoUrl,
+    pub root: PathBuf,
+    pub link: PathBuf,
+    pub git_ref: String,
+    pub depth: u32,
+    pub stale_worktree_timeout: Duration,
+}
+
+/// The result of a successful pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The published commit is still the wanted one (and intact).
+    Unchanged { hash: CommitHash },
+    /// A new (or rebuilt) worktree was published.
+    Published {
+        hash: CommitHash,
+        previous: Option<CommitHash>,
+        fetched_bytes: u64,
+    },
+}
+
+impl Outcome {
+    pub fn hash(&self) -> &CommitHash {
+        match self {
+            Outcome::Unchanged { hash } | Outcome::Published { hash, .. } => hash,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid repository URL {url}: {message}")]
+    Url { url: String, message: String },
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Fetch(#[from] fetch::Error),
+    #[error(transparent)]
+    Worktree(#[from] worktree::Error),
+    #[error(transparent)]
+    Publish(#[from] publish::Error),
+}
+
+impl Error {
+    /// True when the pass stopped because of shutdown, not because something failed.
+    pub fn is_interrupted(&self) -> bool {
+        matches!(
+            self,
+            Error::Fetch(fetch::Error::Interrupted) | Error::Worktree(worktree::Error::Interrupted)
+        )
+    }
+}
+
+/// State kept between passes.
+pub struct Engine {
+    opts: Options,
+    layout: Layout,
+    url: gix::Url,
+    repo: Option<gix::Repository>,
+    /// Pack size right after the last compaction (or first fetch).
+    compacted_bytes: u64,
+}
+
+impl Engine {
+    pub fn new(opts: Options) -> Result<Self, Error> {
+        let url = git::parse_url(opts.repo.expose()).map_err(|message| Error::Url {
+            url: opts.repo.redacted(),
+            message,
+        })?;
+        let layout = Layout::new(opts.root.clone(), opts.link.clone());
+        Ok(Self {
+            opts,
+            layout,
+            url,
+            repo: None,
+            compacted_bytes: 0,
+        })
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// One pass. The first pass of a process also repairs the root and
+    /// checks the published worktree file by file.
+    pub fn sync_once(&mut self, budget: &Budget) -> Result<Outcome, Error> {
+        let first_pass = self.repo.is_none();
+        if first_pass {
+            self.open()?;
+        }
+        let result = self.sync_with_repo(first_pass, budget);
+        if result.is_err() {
+            // Reopen next time: a failed pass may have left the handle's caches stale.
+            self.repo = None;
+        }
+        result
+    }
+
+    fn open(&mut self) -> Result<(), Error> {
+        let (repo, opened) = store::open_or_init(&self.opts.root, &origin_url(&self.opts.repo), self.recorded_or_wanted_depth())?;
+        if opened != store::Opened::default() {
+            tracing::info!(?opened, "repaired the root repository");
+        }
+        self.layout.prepare()?;
+        self.compacted_bytes = compact::stats(repo.git_dir()).bytes;
+        self.repo = Some(repo);
+        Ok(())
+    }
+
+    fn recorded_or_wanted_depth(&self) -> u32 {
+        store::recorded_depth(&self.opts.root).unwrap_or(self.opts.depth)
+    }
+
+    fn sync_with_repo(&mut self, first_pass: bool, budget: &Budget) -> Result<Outcome, Error> {
+        let current = self.layout.current();
+        let current_id = current.as_ref().and_then(|h| git::parse_object_id(h.as_str()));
+        let depth_changed = store::recorded_depth(&self.opts.root) != Some(self.opts.depth);
+        let repo = self.repo.as_ref().ok_or_else(|| store::Error::Open {
+            path: self.opts.root.clone(),
+            message: "repository not open".into(),
+        })?;
+
+        // A full SHA that is already published needs no network at all.
+        let pinned = git::parse_object_id(&self.opts.git_ref).filter(|_| self.opts.git_ref.len() == 40);
+        let fetched = match pinned {
+            Some(id) if current_id == Some(id) && repo.has_object(id) && !depth_changed => fetch::Outcome::Unchanged(id),
+            _ => fetch::fetch(
+                repo,
+                &fetch::Options {
+                    url: &self.url,
+                    git_ref: &self.opts.git_ref,
+                    depth: self.opts.depth,
+                    have: current_id,
+                    force: depth_changed,
+                },
+                budget,
+            )?,
+        };
+        let (commit, fetched_bytes) = match fetched {
+            fetch::Outcome::Unchanged(id) => (id, None),
+            fetch::Outcome::Fetched { commit, pack_bytes } => (commit, Some(pack_bytes)),
+        };
+        if depth_changed {
+            store::record_depth(&self.opts.root, &origin_url(&self.opts.repo), self.opts.depth)?;
+        }
+        let hash = CommitHash::parse(&commit.to_string()).ok_or_else(|| store::Error::Open {
+            path: self.opts.root.clone(),
+            message: format!("unexpected object id {commit}"),
+        })?;
+
+        let healthy = current.as_ref() == Some(&hash) && self.worktree_is_healthy(&hash, commit, first_pass);
+        if healthy && fetched_bytes.is_none() {
+            store::set_branch(repo, commit)?;
+            self.cleanup(budget, &hash, false)?;
+            return Ok(Outcome::Unchanged { hash });
+        }
+        if current.as_ref() == Some(&hash) && !healthy {
+            tracing::warn!(%hash, "published worktree is missing or was modified; rebuilding it");
+        }
+        self.build_worktree(commit, &hash, budget)?;
+        self.layout.publish(&hash)?;
+        if let Some(prev) = current.as_ref().filter(|p| **p != hash) {
+            self.layout.mark_retired(prev);
+        }
+        let repo = self.repo.as_ref().ok_or_else(|| store::Error::Open {
+            path: self.opts.root.clone(),
+            message: "repository not open".into(),
+        })?;
+        store::set_branch(repo, commit)?;
+        self.cleanup(budget, &hash, depth_changed)?;
+        Ok(Outcome::Published {
+            hash,
+            previous: current,
+            fetched_bytes: fetched_bytes.unwrap_or(0),
+        })
+    }
+
+    fn worktree_is_healthy(&self, hash: &CommitHash, commit: ObjectId, deep: bool) -> bool {
+        let path = self.layout.worktree(hash);
+        let admin = store::admin_dir(&self.opts.root, hash.as_str());
+        if deep {
+            worktree::matches_index(&path, &admin, commit)
+        } else {
+            worktree::looks_intact(&path, &admin, commit)
+        }
+    }
+
+    fn build_worktree(&self, commit: ObjectId, hash: &CommitHash, budget: &Budget) -> Result<(), Error> {
+        let repo = self.repo.as_ref().ok_or_else(|| store::Error::Open {
+            path: self.opts.root.clone(),
+            message: "repository not open".into(),
+        })?;
+        let staging = self.layout.staging(hash);
+        publish::remove_any(&staging)?;
+        let placement = worktree::Placement {
+            staging: &staging,
+            final_path: &self.layout.worktree(hash),
+            admin_dir: &store::admin_dir(&self.opts.root, hash.as_str()),
+        };
+        if let Err(e) = worktree::materialize(repo, commit, &placement, budget) {
+            let _ = publish::remove_any(&staging);
+            return Err(e.into());
+        }
+        self.layout.install(hash)?;
+        Ok(())
+    }
+
+    /// Removes stale worktrees and their admin dirs, and compacts the object
+    /// store when it has grown. Failures here are logged, not fatal: the new
+    /// content is already published.
+    fn cleanup(&mut self, budget: &Budget, current: &CommitHash, force_compact: bool) -> Result<(), Error> {
+        let removed = self.layout.remove_stale(self.opts.stale_worktree_timeout)?;
+        if !removed.is_empty() {
+            tracing::info!(?removed, "removed stale worktrees");
+        }
+        store::prune_worktree_admin(&self.opts.root, &self.layout.worktrees_dir());
+        let Some(repo) = self.repo.as_ref() else { return Ok(()) };
+        let stats = compact::stats(repo.git_dir());
+        if !(force_compact || compact::is_due(stats, self.compacted_bytes)) {
+            return Ok(());
+        }
+        let mut keep: Vec<ObjectId> = self
+            .layout
+            .worktree_hashes()
+            .iter()
+            .filter_map(|h| git::parse_object_id(h.as_str()))
+            .collect();
+        keep.extend(git::parse_object_id(current.as_str()));
+        match compact::compact(repo, &keep, budget) {
+            Ok(after) => {
+                tracing::info!(before_bytes = stats.bytes, before_packs = stats.packs, after_bytes = after.bytes, "compacted the object store");
+                self.compacted_bytes = after.bytes;
+                // The odb handle caches the pack list; start from a fresh one.
+                self.repo = Some(store::open(&self.opts.root)?);
+            }
+            Err(e) => tracing::warn!(error = %e, "object store compaction failed; will retry later"),
+        }
+        Ok(())
+    }
+}
+
+/// `--repo` without credentials, for `remote.origin.url`.
+fn origin_url(repo: &RepoUrl) -> String {
+    repo.without_credentials()
+}

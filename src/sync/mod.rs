@@ -1,0 +1,249 @@
+//! The sync loop (git-sync v4 semantics): sync, record the outcome, wait,
+//! repeat. `--init-period` until the first success, then `--period`, with a
+//! little jitter so replicas don't poll in lockstep; after a failure the wait
+//! backs off exponentially (with jitter) up to that period. A trigger (signal,
+//! later webhooks) cuts the wait short; bursts coalesce into one sync, and
+//! syncs never overlap because the loop awaits each one.
+
+pub mod engine;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::fsutil;
+use crate::git::Budget;
+pub use engine::{Engine, Outcome};
+
+/// How long shutdown waits for an interrupted pass to clean up after itself.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(700);
+/// First retry delay after a failure (doubles per consecutive failure).
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+
+/// Loop settings.
+#[derive(Debug, Clone)]
+pub struct LoopOptions {
+    pub period: Duration,
+    pub init_period: Duration,
+    pub sync_timeout: Duration,
+    pub one_time: bool,
+    pub max_failures: i64,
+    pub init_max_failures: i64,
+    pub touch_file: Option<PathBuf>,
+    pub error_file: Option<PathBuf>,
+    /// Printed into the error file's `Args`.
+    pub repo_redacted: String,
+    pub git_ref: String,
+}
+
+/// Why the loop ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// `--one-time` finished its sync.
+    OneTimeDone,
+    /// Shutdown was requested.
+    Cancelled,
+    /// More consecutive failures than allowed.
+    TooManyFailures { failures: u64 },
+}
+
+/// Wakes the loop early; many notifications before it wakes count as one.
+#[derive(Clone, Default)]
+pub struct Trigger(Arc<Notify>);
+
+impl Trigger {
+    pub fn fire(&self) {
+        self.0.notify_one();
+    }
+
+    async fn fired(&self) {
+        self.0.notified().await;
+    }
+}
+
+/// Runs until `--one-time` is done, too many failures, or `cancel`.
+pub async fn run(mut engine: Engine, opts: LoopOptions, trigger: Trigger, cancel: CancellationToken) -> Exit {
+    let mut failures: u64 = 0;
+    let mut synced_once = false;
+    loop {
+        let (returned, result) = match run_pass(engine, opts.sync_timeout, &cancel).await {
+            Some(r) => r,
+            None => return Exit::Cancelled,
+        };
+        engine = returned;
+        match result {
+            Ok(outcome) => {
+                failures = 0;
+                on_success(&opts, &outcome, !synced_once);
+                synced_once = true;
+                if opts.one_time {
+                    return Exit::OneTimeDone;
+                }
+            }
+            Err(e) if e.is_interrupted() && cancel.is_cancelled() => return Exit::Cancelled,
+            Err(e) => {
+                failures += 1;
+                on_failure(&opts, &e, failures);
+                let limit = if synced_once { opts.max_failures } else { opts.init_max_failures };
+                if limit >= 0 && failures > limit as u64 {
+                    return Exit::TooManyFailures { failures };
+                }
+            }
+        }
+        let wait = next_wait(&opts, synced_once, failures);
+        tracing::debug!(wait_ms = wait.as_millis() as u64, "waiting for next sync");
+        tokio::select! {
+            _ = cancel.cancelled() => return Exit::Cancelled,
+            _ = tokio::time::sleep(wait) => {}
+            _ = trigger.fired() => tracing::info!("sync triggered"),
+        }
+    }
+}
+
+type PassResult = (Engine, Result<Outcome, engine::Error>);
+
+/// Runs one pass on the blocking pool. `None` if shutdown interrupted it.
+async fn run_pass(mut engine: Engine, timeout: Duration, cancel: &CancellationToken) -> Option<PassResult> {
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let budget = Budget::new(timeout, interrupt.clone());
+    let watchdog_budget = budget.clone();
+    let mut handle = tokio::task::spawn_blocking(move || {
+        let result = engine.sync_once(&budget);
+        (engine, result)
+    });
+    // The readers check the deadline themselves; the watchdog also raises the
+    // interrupt flag so gix's own loops (pack indexing, checkout) stop too.
+    let watchdog = async {
+        tokio::time::sleep(watchdog_budget.remaining()).await;
+        interrupt.store(true, Ordering::Relaxed);
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        joined = &mut handle => Some(joined.ok()?),
+        _ = watchdog => None,
+        _ = cancel.cancelled() => {
+            interrupt.store(true, Ordering::Relaxed);
+            // Give the pass a moment to delete its staging directory.
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, handle).await;
+            None
+        }
+    }
+}
+
+fn on_success(opts: &LoopOptions, outcome: &Outcome, first: bool) {
+    match outcome {
+        Outcome::Published { hash, previous, fetched_bytes } => {
+            tracing::info!(%hash, previous = previous.as_ref().map(|p| p.to_string()), fetched_bytes, "published new content");
+        }
+        Outcome::Unchanged { hash } => tracing::debug!(%hash, "no change"),
+    }
+    let changed = matches!(outcome, Outcome::Published { .. });
+    if changed || first {
+        if let Some(path) = &opts.touch_file {
+            if let Err(e) = fsutil::touch_file(path) {
+                tracing::warn!(path = %path.display(), error = %e, "could not touch the touch-file");
+            }
+        }
+    }
+    if let Some(path) = &opts.error_file {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(path = %path.display(), error = %e, "could not remove the error-file")
+            }
+            _ => {}
+        }
+    }
+}
+
+fn on_failure(opts: &LoopOptions, error: &engine::Error, failures: u64) {
+    let message = crate::types::redact_url(&error_chain(error));
+    tracing::error!(error = %message, failures, "sync failed");
+    if let Some(path) = &opts.error_file {
+        let body = serde_json::json!({
+            "Msg": "sync failed",
+            "Err": message,
+            "Args": { "repo": opts.repo_redacted, "ref": opts.git_ref, "failures": failures },
+        });
+        if let Some(parent) = path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        if let Err(e) = fsutil::write_atomic(path, body.to_string().as_bytes()) {
+            tracing::warn!(path = %path.display(), error = %e, "could not write the error-file");
+        }
+    }
+}
+
+/// `error: cause: cause`, like anyhow's `{:#}`.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// The wait before the next pass.
+fn next_wait(opts: &LoopOptions, synced_once: bool, failures: u64) -> Duration {
+    let period = if synced_once { opts.period } else { opts.init_period };
+    if failures == 0 {
+        jittered_period(period)
+    } else {
+        backoff(period, failures)
+    }
+}
+
+/// `period` plus up to 10% so many replicas spread out.
+fn jittered_period(period: Duration) -> Duration {
+    period + period.mul_f64(fastrand::f64() * 0.1)
+}
+
+/// Exponential backoff from [`BACKOFF_BASE`], capped at `period`, with
+/// "equal jitter" (half fixed, half random) so it never collapses to zero.
+fn backoff(period: Duration, failures: u64) -> Duration {
+    let exp = u32::try_from(failures.saturating_sub(1)).unwrap_or(u32::MAX).min(20);
+    let raw = BACKOFF_BASE.saturating_mul(1u32 << exp).min(period);
+    raw / 2 + raw.mul_f64(fastrand::f64() * 0.5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped_by_the_period() {
+        let period = Duration::from_secs(10);
+        for failures in 1..30 {
+            let wait = backoff(period, failures);
+            assert!(wait <= period, "{failures}: {wait:?}");
+            let raw = BACKOFF_BASE.saturating_mul(1 << (failures - 1).min(20)).min(period);
+            assert!(wait >= raw / 2, "{failures}: {wait:?}");
+        }
+        assert!(backoff(period, 1) <= BACKOFF_BASE);
+        assert!(backoff(period, 10) >= period / 2);
+    }
+
+    #[test]
+    fn period_jitter_is_small_and_never_negative() {
+        let p = Duration::from_secs(10);
+        for _ in 0..100 {
+            let w = jittered_period(p);
+            assert!(w >= p && w <= p + p / 10);
+        }
+    }
+
+    #[test]
+    fn error_chain_joins_sources_without_repeats() {
+        let e = std::io::Error::other("inner");
+        assert_eq!(error_chain(&e), "inner");
+    }
+}

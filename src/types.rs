@@ -1,0 +1,128 @@
+//! Small value types shared across modules: commit hashes and URLs whose
+//! `Display` never prints credentials.
+
+use std::fmt;
+
+/// A full 40-hex SHA-1 commit id, as used for worktree directory names.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CommitHash(String);
+
+impl CommitHash {
+    /// Accepts exactly 40 lowercase or uppercase hex digits (stored lowercase).
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())).then(|| Self(s.to_ascii_lowercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CommitHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for CommitHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CommitHash({})", self.0)
+    }
+}
+
+/// A repository URL as the user gave it. `Display`/`Debug` redact any
+/// password (and a username's token-like value) embedded in the URL.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RepoUrl(String);
+
+impl RepoUrl {
+    pub fn new(raw: impl Into<String>) -> Self {
+        Self(raw.into())
+    }
+
+    /// The URL with credentials; only for handing to the transport.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any `user:password@` part removed (ssh users are kept).
+    pub fn without_credentials(&self) -> String {
+        let redacted = self.redacted();
+        if redacted == self.0 {
+            return redacted;
+        }
+        match (self.0.find("://"), self.0.rfind('@')) {
+            (Some(s), Some(at)) if at > s => format!("{}{}", &self.0[..s + 3], &self.0[at + 1..]),
+            _ => redacted,
+        }
+    }
+
+    /// The URL with any `user:password@` part replaced by `user:REDACTED@`.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
+impl fmt::Display for RepoUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl fmt::Debug for RepoUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RepoUrl({})", self.redacted())
+    }
+}
+
+/// Redacts the password of `scheme://user:password@host/...` URLs. Text that
+/// is not such a URL is returned unchanged.
+pub fn redact_url(raw: &str) -> String {
+    let Some(scheme_end) = raw.find("://") else {
+        return raw.to_string();
+    };
+    let rest = &raw[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return raw.to_string();
+    };
+    let userinfo = &authority[..at];
+    let user = userinfo.split(':').next().unwrap_or("");
+    let redacted_userinfo = if userinfo.contains(':') {
+        format!("{user}:REDACTED")
+    } else {
+        // A lone userinfo over http(s) is usually a token; ssh users are not secret.
+        if raw.starts_with("http") {
+            "REDACTED".to_string()
+        } else {
+            user.to_string()
+        }
+    };
+    format!("{}://{}@{}", &raw[..scheme_end], redacted_userinfo, &rest[at + 1..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_hash_requires_40_hex() {
+        assert!(CommitHash::parse(&"a".repeat(40)).is_some());
+        assert!(CommitHash::parse(&"a".repeat(39)).is_none());
+        assert!(CommitHash::parse(&"g".repeat(40)).is_none());
+        assert_eq!(CommitHash::parse(&"A".repeat(40)).map(|h| h.to_string()), Some("a".repeat(40)));
+    }
+
+    #[test]
+    fn redacts_password_but_keeps_host_and_path() {
+        assert_eq!(redact_url("https://bob:s3cret@example.com/r.git"), "https://bob:REDACTED@example.com/r.git");
+        assert_eq!(redact_url("https://tok3n@example.com/r.git"), "https://REDACTED@example.com/r.git");
+        assert_eq!(redact_url("ssh://git@example.com/r.git"), "ssh://git@example.com/r.git");
+        assert_eq!(redact_url("file:///tmp/r"), "file:///tmp/r");
+        assert_eq!(redact_url("git@example.com:r.git"), "git@example.com:r.git");
+        assert!(!format!("{}", RepoUrl::new("http://a:b@h/p")).contains(":b@"));
+        assert_eq!(RepoUrl::new("https://a:b@h/p").without_credentials(), "https://h/p");
+        assert_eq!(RepoUrl::new("ssh://git@h/p").without_credentials(), "ssh://git@h/p");
+    }
+}
