@@ -78,10 +78,14 @@ pub fn compact(repo: &gix::Repository, keep: &[ObjectId], budget: &Budget) -> Re
     let pack_dir = git_dir.join("objects/pack");
     let old_packs = pack_files(&pack_dir)?;
     let commits = reachable_commits(repo, keep)?;
+    let kept: std::collections::HashSet<ObjectId> = commits.iter().copied().collect();
     let new_pack = write_pack(repo, commits, &pack_dir, budget)?;
     if budget.is_interrupted() {
         return Err(Error::Interrupted);
     }
+    // Before deleting anything: a shallow entry for a commit we drop would
+    // make a later deepening fetch claim to have it, and never receive it.
+    prune_shallow_file(&git_dir.join("shallow"), &kept)?;
     for path in old_packs {
         if path.file_stem() != new_pack.file_stem() {
             fs::remove_file(&path).map_err(|source| Error::Io { path, source })?;
@@ -124,12 +128,14 @@ fn write_pack(
     pack_dir: &Path,
     budget: &Budget,
 ) -> Result<PathBuf, Error> {
-    let db = repo
+    let mut db = repo
         .objects
         .clone()
         .into_arc()
         .map_err(|e| Error::Write(e.to_string()))?
         .into_inner();
+    // Pack generation refers to pack locations, which must stay loaded.
+    db.prevent_pack_unload();
     let input = Box::new(commits.into_iter().map(Ok));
     let (counts, _) = gix_pack::data::output::count::objects(
         db.clone(),
@@ -192,6 +198,31 @@ fn write_pack(
     outcome
         .data_path
         .ok_or_else(|| Error::Write("the pack was not written to disk".into()))
+}
+
+/// Keeps only the shallow boundary commits that are still in the store.
+fn prune_shallow_file(path: &Path, kept: &std::collections::HashSet<ObjectId>) -> Result<(), Error> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(e)),
+    };
+    let pruned: String = text
+        .lines()
+        .filter(|line| ObjectId::from_hex(line.trim().as_bytes()).is_ok_and(|id| kept.contains(&id)))
+        .map(|line| format!("{}\n", line.trim()))
+        .collect();
+    if pruned == text {
+        return Ok(());
+    }
+    if pruned.is_empty() {
+        return fs::remove_file(path).map_err(io);
+    }
+    crate::fsutil::write_atomic(path, pruned.as_bytes()).map_err(io)
 }
 
 fn remove_loose_objects(objects: &Path) -> Result<(), Error> {

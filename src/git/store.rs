@@ -52,7 +52,11 @@ pub fn open_or_init(root: &Path, origin_url: &str, depth: u32) -> Result<(gix::R
     let mut opened = Opened::default();
     let git_dir = root.join(".git");
     if !is_usable(root) {
-        tracing::warn!(root = %root.display(), "root is not a usable repository; emptying it and starting over");
+        if is_empty(root) {
+            tracing::info!(root = %root.display(), "initialising a new root");
+        } else {
+            tracing::warn!(root = %root.display(), "root is not a usable repository; emptying it and starting over");
+        }
         empty_dir(root)?;
         init(root)?;
         opened.reinitialized = true;
@@ -92,6 +96,10 @@ fn is_usable(root: &Path) -> bool {
         Ok(repo) => repo.workdir().is_some_and(|w| same_dir(w, root)),
         Err(_) => false,
     }
+}
+
+fn is_empty(dir: &Path) -> bool {
+    fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false)
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {

@@ -57,6 +57,8 @@ pub enum Error {
     Worktree(#[from] worktree::Error),
     #[error(transparent)]
     Publish(#[from] publish::Error),
+    #[error("internal error (a bug, please report it): {0}")]
+    Panic(String),
 }
 
 impl Error {
@@ -93,6 +95,17 @@ impl Engine {
             repo: None,
             compacted_bytes: 0,
         })
+    }
+
+    /// A new engine with the same options, for after a panic lost the old one.
+    pub fn fresh(&self) -> Self {
+        Self {
+            opts: self.opts.clone(),
+            layout: self.layout.clone(),
+            url: self.url.clone(),
+            repo: None,
+            compacted_bytes: 0,
+        }
     }
 
     pub fn layout(&self) -> &Layout {

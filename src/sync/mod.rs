@@ -70,11 +70,17 @@ pub async fn run(mut engine: Engine, opts: LoopOptions, trigger: Trigger, cancel
     let mut failures: u64 = 0;
     let mut synced_once = false;
     loop {
-        let (returned, result) = match run_pass(engine, opts.sync_timeout, &cancel).await {
-            Some(r) => r,
-            None => return Exit::Cancelled,
+        let result = match run_pass(engine, opts.sync_timeout, &cancel).await {
+            Pass::Done(returned, result) => {
+                engine = returned;
+                result
+            }
+            Pass::Panicked(message, fresh) => {
+                engine = fresh;
+                Err(engine::Error::Panic(message))
+            }
+            Pass::Cancelled => return Exit::Cancelled,
         };
-        engine = returned;
         match result {
             Ok(outcome) => {
                 failures = 0;
@@ -104,10 +110,17 @@ pub async fn run(mut engine: Engine, opts: LoopOptions, trigger: Trigger, cancel
     }
 }
 
-type PassResult = (Engine, Result<Outcome, engine::Error>);
+/// How a pass on the blocking pool ended.
+enum Pass {
+    Done(Engine, Result<Outcome, engine::Error>),
+    /// A bug: the pass panicked. Carries a fresh engine to continue with.
+    Panicked(String, Engine),
+    Cancelled,
+}
 
-/// Runs one pass on the blocking pool. `None` if shutdown interrupted it.
-async fn run_pass(mut engine: Engine, timeout: Duration, cancel: &CancellationToken) -> Option<PassResult> {
+/// Runs one pass on the blocking pool.
+async fn run_pass(mut engine: Engine, timeout: Duration, cancel: &CancellationToken) -> Pass {
+    let spare = engine.fresh();
     let interrupt = Arc::new(AtomicBool::new(false));
     let budget = Budget::new(timeout, interrupt.clone());
     let watchdog_budget = budget.clone();
@@ -123,14 +136,28 @@ async fn run_pass(mut engine: Engine, timeout: Duration, cancel: &CancellationTo
         std::future::pending::<()>().await
     };
     tokio::select! {
-        joined = &mut handle => Some(joined.ok()?),
-        _ = watchdog => None,
+        joined = &mut handle => match joined {
+            Ok((engine, result)) => Pass::Done(engine, result),
+            Err(e) => Pass::Panicked(panic_message(e), spare),
+        },
+        _ = watchdog => Pass::Cancelled,
         _ = cancel.cancelled() => {
             interrupt.store(true, Ordering::Relaxed);
             // Give the pass a moment to delete its staging directory.
             let _ = tokio::time::timeout(SHUTDOWN_GRACE, handle).await;
-            None
+            Pass::Cancelled
         }
+    }
+}
+
+fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string()),
+        Err(e) => e.to_string(),
     }
 }
 
