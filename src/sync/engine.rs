@@ -120,8 +120,9 @@ impl Engine {
             self.open()?;
         }
         let result = self.sync_with_repo(first_pass, budget);
-        if result.is_err() {
-            // Reopen next time: a failed pass may have left the handle's caches stale.
+        if matches!(result, Err(Error::Store(_) | Error::Worktree(_) | Error::Publish(_))) {
+            // Local trouble: next pass re-opens, repairs and re-verifies.
+            // (A network failure leaves nothing to repair.)
             self.repo = None;
         }
         result
@@ -181,7 +182,9 @@ impl Engine {
 
         let healthy = current.as_ref() == Some(&hash) && self.worktree_is_healthy(&hash, commit, first_pass);
         if healthy && fetched_bytes.is_none() {
-            store::set_branch(repo, commit)?;
+            if store::branch_commit(repo) != Some(commit) {
+                store::set_branch(repo, commit)?;
+            }
             self.cleanup(budget, &hash, false)?;
             return Ok(Outcome::Unchanged { hash });
         }
