@@ -17,7 +17,8 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
     if let Some(signo) = config.sync_on_signal {
         spawn_sync_signal_listener(signo, trigger.clone(), cancel.clone())?;
     }
-    let engine = engine::Engine::new(engine_options(&config)).context("could not set up the sync engine")?;
+    let engine =
+        engine::Engine::new(engine_options(&config)).context("could not set up the sync engine")?;
     tracing::info!(
         repo = %config.repo,
         root = %config.root.display(),
@@ -84,8 +85,13 @@ fn spawn_shutdown_listener(cancel: CancellationToken) -> anyhow::Result<()> {
 }
 
 /// `--sync-on-signal`: each delivery triggers a sync (coalesced).
-fn spawn_sync_signal_listener(signo: i32, trigger: Trigger, cancel: CancellationToken) -> anyhow::Result<()> {
-    let mut stream = signal(SignalKind::from_raw(signo)).with_context(|| format!("installing a handler for signal {signo}"))?;
+fn spawn_sync_signal_listener(
+    signo: i32,
+    trigger: Trigger,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut stream = signal(SignalKind::from_raw(signo))
+        .with_context(|| format!("installing a handler for signal {signo}"))?;
     tokio::spawn(async move {
         loop {
             tokio::select! {

@@ -1,1 +1,1035 @@
-//! TEMPORARY STUB (being replaced by the real clap layer).
+//! Raw command-line surface ("LowArgs"): every git-sync v4 flag (and the
+//! hidden v3 leftovers) as clap sees it, with no interpretation.
+//!
+//! Values are kept as the strings the user typed; parsing and validation
+//! happen in [`crate::config`], so that every mistake can be reported at once.
+//!
+//! # Where a value comes from
+//!
+//! Precedence, highest first (git-sync ≥ 4.4):
+//!
+//! 1. the command line (`--period=5s`);
+//! 2. a legacy environment variable (`GIT_SYNC_PERIOD`, sometimes `GIT_*`),
+//!    with a deprecation warning, plus an "overridden" warning when the
+//!    canonical name is set too;
+//! 3. the canonical environment variable (`GITSYNC_PERIOD`);
+//! 4. nothing: the field stays `None` and `config` applies the default.
+//!
+//! The clap `env = "GITSYNC_..."` attributes are there so that `--help`
+//! names the variable. [`Cli::try_parse_with_env`] keeps only the values that
+//! clap took from the command line ([`clap::parser::ValueSource`]) and then
+//! resolves every environment variable, canonical or legacy, through the
+//! lookup closure it is given. Production passes [`process_env`], which is the
+//! only place in the crate that reads the process environment; tests pass a
+//! map. An environment variable set to the empty string counts as unset.
+//!
+//! Use [`Cli::try_parse_with_env`] (or [`Cli::try_parse_process`]), not the
+//! derived `Cli::parse*` methods: those read `GITSYNC_*` through clap alone,
+//! ignore the legacy names and record no provenance.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
+
+use clap::parser::ValueSource;
+use clap::{ArgAction, ArgMatches, CommandFactory, FromArgMatches};
+
+/// Looks up one environment variable by name.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment, for [`Cli::try_parse_with_env`]. Values that are
+/// not valid UTF-8 are converted lossily.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+}
+
+/// Legacy environment names, per argument id, in lookup order: when several
+/// are set, the last one wins (as in git-sync's `envString`). Each use adds a
+/// deprecation warning. For v3-only flags there is no canonical name, so the
+/// legacy one is the only environment source.
+const LEGACY_ENV: &[(&str, &[&str])] = &[
+    ("repo", &["GIT_SYNC_REPO", "GIT_REPO"]),
+    ("root", &["GIT_SYNC_ROOT"]),
+    ("link", &["GIT_SYNC_LINK"]),
+    ("period", &["GIT_SYNC_PERIOD"]),
+    ("sync_timeout", &["GIT_SYNC_SYNC_TIMEOUT"]),
+    ("one_time", &["GIT_SYNC_ONE_TIME"]),
+    ("max_failures", &["GIT_SYNC_MAX_FAILURES"]),
+    ("sync_on_signal", &["GIT_SYNC_SYNC_ON_SIGNAL"]),
+    ("depth", &["GIT_SYNC_DEPTH"]),
+    ("touch_file", &["GIT_SYNC_TOUCH_FILE"]),
+    ("error_file", &["GIT_SYNC_ERROR_FILE"]),
+    ("group_write", &["GIT_SYNC_GROUP_WRITE"]),
+    ("submodules", &["GIT_SYNC_SUBMODULES"]),
+    ("sparse_checkout_file", &["GIT_SYNC_SPARSE_CHECKOUT_FILE"]),
+    ("git_gc", &["GIT_SYNC_GIT_GC"]),
+    ("add_user", &["GIT_SYNC_ADD_USER"]),
+    ("exechook_command", &["GIT_SYNC_EXECHOOK_COMMAND"]),
+    ("exechook_timeout", &["GIT_SYNC_EXECHOOK_TIMEOUT"]),
+    ("exechook_backoff", &["GIT_SYNC_EXECHOOK_BACKOFF"]),
+    ("webhook_url", &["GIT_SYNC_WEBHOOK_URL"]),
+    ("webhook_method", &["GIT_SYNC_WEBHOOK_METHOD"]),
+    (
+        "webhook_success_status",
+        &["GIT_SYNC_WEBHOOK_SUCCESS_STATUS"],
+    ),
+    ("webhook_timeout", &["GIT_SYNC_WEBHOOK_TIMEOUT"]),
+    ("webhook_backoff", &["GIT_SYNC_WEBHOOK_BACKOFF"]),
+    ("username", &["GIT_SYNC_USERNAME"]),
+    ("env_password", &["GIT_SYNC_PASSWORD"]),
+    ("password_file", &["GIT_SYNC_PASSWORD_FILE"]),
+    ("askpass_url", &["GIT_SYNC_ASKPASS_URL", "GIT_ASKPASS_URL"]),
+    (
+        "ssh_key_file",
+        &["GIT_SYNC_SSH_KEY_FILE", "GIT_SSH_KEY_FILE"],
+    ),
+    (
+        "ssh_known_hosts",
+        &["GIT_SYNC_KNOWN_HOSTS", "GIT_KNOWN_HOSTS"],
+    ),
+    (
+        "ssh_known_hosts_file",
+        &["GIT_SYNC_SSH_KNOWN_HOSTS_FILE", "GIT_SSH_KNOWN_HOSTS_FILE"],
+    ),
+    ("cookie_file", &["GIT_SYNC_COOKIE_FILE", "GIT_COOKIE_FILE"]),
+    ("git", &["GIT_SYNC_GIT"]),
+    ("git_config", &["GIT_SYNC_GIT_CONFIG"]),
+    ("http_bind", &["GIT_SYNC_HTTP_BIND"]),
+    ("http_metrics", &["GIT_SYNC_HTTP_METRICS"]),
+    ("http_pprof", &["GIT_SYNC_HTTP_PPROF"]),
+    // v3-only flags: these are their only environment names.
+    ("branch", &["GIT_SYNC_BRANCH"]),
+    ("rev", &["GIT_SYNC_REV"]),
+    ("dest", &["GIT_SYNC_DEST"]),
+    ("wait", &["GIT_SYNC_WAIT"]),
+    ("timeout", &["GIT_SYNC_TIMEOUT"]),
+    ("max_sync_failures", &["GIT_SYNC_MAX_SYNC_FAILURES"]),
+    ("sync_hook_command", &["GIT_SYNC_HOOK_COMMAND"]),
+    ("change_permissions", &["GIT_SYNC_PERMISSIONS"]),
+];
+
+/// Deprecated v3 flags and the advice given when one is used.
+const V3_FLAGS: &[(&str, &str)] = &[
+    ("branch", "use --ref instead"),
+    ("rev", "use --ref instead"),
+    ("dest", "use --link instead"),
+    ("wait", "use --period instead"),
+    ("timeout", "use --sync-timeout instead"),
+    ("max_sync_failures", "use --max-failures instead"),
+    ("sync_hook_command", "use --exechook-command instead"),
+    (
+        "deprecated_password",
+        "use --password-file or $GITSYNC_PASSWORD instead",
+    ),
+    ("deprecated_v", "use -v or --verbose instead"),
+    ("ssh", "it is no longer necessary"),
+    ("change_permissions", "use --group-write instead"),
+];
+
+/// Arguments whose environment value is a colon-separated list.
+const COLON_LIST_ENV: &[&str] = &["ssh_key_file"];
+
+/// Legacy environment names of an argument id (empty if none).
+pub fn legacy_env_names(id: &str) -> &'static [&'static str] {
+    LEGACY_ENV
+        .iter()
+        .find(|(i, _)| *i == id)
+        .map_or(&[], |(_, names)| names)
+}
+
+/// For a deprecated v3 flag id, the advice ("use --ref instead").
+pub fn v3_replacement(id: &str) -> Option<&'static str> {
+    V3_FLAGS.iter().find(|(i, _)| *i == id).map(|(_, r)| *r)
+}
+
+/// Where a value was taken from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    CommandLine,
+    /// The environment variable (canonical or legacy) that supplied it.
+    Env(String),
+}
+
+/// What [`Cli::try_parse_with_env`] learnt besides the values.
+#[derive(Debug, Clone, Default)]
+pub struct Provenance {
+    resolved: bool,
+    origins: BTreeMap<String, Origin>,
+    /// Deprecation warnings (legacy environment names, v3 flags).
+    pub warnings: Vec<String>,
+}
+
+impl Provenance {
+    /// Whether the values went through [`Cli::try_parse_with_env`]. If not,
+    /// any value present is treated as set on the command line.
+    pub fn is_resolved(&self) -> bool {
+        self.resolved
+    }
+
+    /// Where the value of argument `id` (the `Cli` field name) came from;
+    /// `None` when it was not set at all (or provenance is unknown).
+    pub fn origin(&self, id: &str) -> Option<&Origin> {
+        self.origins.get(id)
+    }
+}
+
+/// A value that must not show up in `Debug` output (passwords, keys,
+/// credential JSON).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(REDACTED)")
+    }
+}
+
+/// A URL whose `Debug` output has any embedded password redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UrlArg(String);
+
+impl UrlArg {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for UrlArg {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl fmt::Debug for UrlArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UrlArg({})", crate::types::redact_url(&self.0))
+    }
+}
+
+const AFTER_HELP: &str = "\
+ENVIRONMENT VARIABLES:
+  Every flag can also be set through the environment variable shown with it.
+  The git-sync v3 names (GIT_SYNC_*, and a few GIT_*) are still accepted with a
+  deprecation warning; when both are set the legacy name wins. A command-line
+  flag beats both.
+
+  Settings that exist only as environment variables (secrets stay off argv):
+    GITSYNC_PASSWORD                 password or token for --username (not supported yet)
+    GITSYNC_GITHUB_APP_PRIVATE_KEY   GitHub App private key, PEM (not supported yet)
+
+  Durations are Go-style: 100ms, 10s, 1m30s, 1h, 1.5s, 0.
+  Booleans: --flag, --flag=true|false; values 1/t/T/TRUE/true/True and
+  0/f/F/FALSE/false/False.";
+
+const NOT_YET: &str = "Accepted for git-sync compatibility, refused until implemented";
+
+/// Raw flags. All values are unparsed strings; see the module docs for how
+/// environment variables are applied.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "git-sidecar",
+    version,
+    about = "Keeps a directory in step with a git repository and publishes each \
+             commit through an atomically swapped symlink (a git-sync v4 drop-in).",
+    after_help = AFTER_HELP,
+    args_override_self = true
+)]
+pub struct Cli {
+    /// The git repository to sync (required): https://, http://, ssh://, file://,
+    /// user@host:path, or a local path
+    #[arg(long, env = "GITSYNC_REPO", value_name = "URL")]
+    pub repo: Option<UrlArg>,
+
+    /// The directory git-sidecar owns (required); created if missing
+    #[arg(long, env = "GITSYNC_ROOT", value_name = "PATH")]
+    pub root: Option<String>,
+
+    /// The branch, tag or full 40-hex commit to sync; HEAD is the remote's default
+    /// branch [default: HEAD]
+    #[arg(long = "ref", env = "GITSYNC_REF", value_name = "REF")]
+    pub git_ref: Option<String>,
+
+    /// Path (absolute, or relative to --root) of the symlink that points at the
+    /// checked-out commit [default: last path element of --repo]
+    #[arg(long, env = "GITSYNC_LINK", value_name = "PATH")]
+    pub link: Option<String>,
+
+    /// How long to wait between syncs, at least 10ms [default: 10s]
+    #[arg(long, env = "GITSYNC_PERIOD", value_name = "DURATION")]
+    pub period: Option<String>,
+
+    /// How long to wait between attempts until the first sync succeeds, at least
+    /// 10ms [default: --period]
+    #[arg(long, env = "GITSYNC_INIT_PERIOD", value_name = "DURATION")]
+    pub init_period: Option<String>,
+
+    /// Time allowed for one complete sync, at least 10ms [default: 120s]
+    #[arg(long, env = "GITSYNC_SYNC_TIMEOUT", value_name = "DURATION")]
+    pub sync_timeout: Option<String>,
+
+    /// Exit after the first successful sync [default: false]
+    #[arg(
+        long,
+        env = "GITSYNC_ONE_TIME",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub one_time: Option<String>,
+
+    /// Consecutive failed syncs tolerated before exiting; negative retries forever
+    /// [default: 0]
+    #[arg(
+        long,
+        env = "GITSYNC_MAX_FAILURES",
+        value_name = "INT",
+        allow_negative_numbers = true
+    )]
+    pub max_failures: Option<String>,
+
+    /// Like --max-failures, but only until the first successful sync
+    /// [default: --max-failures]
+    #[arg(
+        long,
+        env = "GITSYNC_INIT_MAX_FAILURES",
+        value_name = "INT",
+        allow_negative_numbers = true
+    )]
+    pub init_max_failures: Option<String>,
+
+    /// Sync at once on receipt of this signal: a name (HUP, SIGHUP) or a number (1)
+    #[arg(long, env = "GITSYNC_SYNC_ON_SIGNAL", value_name = "SIGNAL")]
+    pub sync_on_signal: Option<String>,
+
+    /// Shallow-fetch this many commits; 0 fetches the full history [default: 1]
+    #[arg(
+        long,
+        env = "GITSYNC_DEPTH",
+        value_name = "INT",
+        allow_negative_numbers = true
+    )]
+    pub depth: Option<String>,
+
+    /// File (absolute, or relative to --root) whose mtime is bumped after each
+    /// sync that published a new commit
+    #[arg(long, env = "GITSYNC_TOUCH_FILE", value_name = "PATH")]
+    pub touch_file: Option<String>,
+
+    /// File (absolute, or relative to --root) holding the last error; removed
+    /// after a good sync
+    #[arg(long, env = "GITSYNC_ERROR_FILE", value_name = "PATH")]
+    pub error_file: Option<String>,
+
+    /// How long to keep worktrees that are no longer published [default: 0]
+    #[arg(long, env = "GITSYNC_STALE_WORKTREE_TIMEOUT", value_name = "DURATION")]
+    pub stale_worktree_timeout: Option<String>,
+
+    /// Make everything written group-writable [default: false]
+    #[arg(
+        long,
+        env = "GITSYNC_GROUP_WRITE",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub group_write: Option<String>,
+
+    /// Log verbosity, 0 to 9 (5 logs every git operation, 9 traces) [default: 0]
+    #[arg(
+        short = 'v',
+        long,
+        env = "GITSYNC_VERBOSE",
+        value_name = "LEVEL",
+        allow_negative_numbers = true
+    )]
+    pub verbose: Option<String>,
+
+    /// Log format: json (one object per line, like git-sync) or text [default: json]
+    #[arg(long, env = "GITSYNC_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
+    // ---- accepted, refused until implemented -------------------------------------------------
+    /// Partial-clone filter for fetches, e.g. blob:none (not supported yet)
+    #[arg(long, env = "GITSYNC_FILTER", value_name = "SPEC", help_heading = NOT_YET)]
+    pub filter: Option<String>,
+
+    /// Submodule handling: recursive, shallow or off; only "off" is supported yet
+    /// [default: recursive, treated as off]
+    #[arg(long, env = "GITSYNC_SUBMODULES", value_name = "MODE", help_heading = NOT_YET)]
+    pub submodules: Option<String>,
+
+    /// Git sparse-checkout pattern file applied to each worktree (not supported yet)
+    #[arg(long, env = "GITSYNC_SPARSE_CHECKOUT_FILE", value_name = "PATH", help_heading = NOT_YET)]
+    pub sparse_checkout_file: Option<String>,
+
+    /// Garbage-collection mode: auto, always, aggressive or off; accepted but
+    /// ignored (git-sidecar's own object-store upkeep always runs)
+    #[arg(long, env = "GITSYNC_GIT_GC", value_name = "MODE", help_heading = NOT_YET)]
+    pub git_gc: Option<String>,
+
+    /// Add the running UID/GID to /etc/passwd (not supported yet)
+    #[arg(
+        long,
+        env = "GITSYNC_ADD_USER",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        help_heading = NOT_YET
+    )]
+    pub add_user: Option<String>,
+
+    /// Command run after each publish (not supported yet)
+    #[arg(long, env = "GITSYNC_EXECHOOK_COMMAND", value_name = "PATH", help_heading = NOT_YET)]
+    pub exechook_command: Option<String>,
+
+    /// Timeout of the exechook (not supported yet)
+    #[arg(long, env = "GITSYNC_EXECHOOK_TIMEOUT", value_name = "DURATION", help_heading = NOT_YET)]
+    pub exechook_timeout: Option<String>,
+
+    /// Wait before retrying a failed exechook (not supported yet)
+    #[arg(long, env = "GITSYNC_EXECHOOK_BACKOFF", value_name = "DURATION", help_heading = NOT_YET)]
+    pub exechook_backoff: Option<String>,
+
+    /// Command run when a new commit is ready, before the link moves (not supported yet)
+    #[arg(
+        long,
+        env = "GITSYNC_PRE_PUBLISH_EXECHOOK_COMMAND",
+        value_name = "PATH",
+        help_heading = NOT_YET
+    )]
+    pub pre_publish_exechook_command: Option<String>,
+
+    /// Timeout of the pre-publish exechook (not supported yet)
+    #[arg(
+        long,
+        env = "GITSYNC_PRE_PUBLISH_EXECHOOK_TIMEOUT",
+        value_name = "DURATION",
+        help_heading = NOT_YET
+    )]
+    pub pre_publish_exechook_timeout: Option<String>,
+
+    /// Wait before retrying a failed pre-publish exechook (not supported yet)
+    #[arg(
+        long,
+        env = "GITSYNC_PRE_PUBLISH_EXECHOOK_BACKOFF",
+        value_name = "DURATION",
+        help_heading = NOT_YET
+    )]
+    pub pre_publish_exechook_backoff: Option<String>,
+
+    /// URL notified after each publish (not supported yet)
+    #[arg(long, env = "GITSYNC_WEBHOOK_URL", value_name = "URL", help_heading = NOT_YET)]
+    pub webhook_url: Option<UrlArg>,
+
+    /// HTTP method of the webhook (not supported yet)
+    #[arg(long, env = "GITSYNC_WEBHOOK_METHOD", value_name = "METHOD", help_heading = NOT_YET)]
+    pub webhook_method: Option<String>,
+
+    /// HTTP status that counts as webhook success (not supported yet)
+    #[arg(
+        long,
+        env = "GITSYNC_WEBHOOK_SUCCESS_STATUS",
+        value_name = "INT",
+        allow_negative_numbers = true,
+        help_heading = NOT_YET
+    )]
+    pub webhook_success_status: Option<String>,
+
+    /// Timeout of the webhook request (not supported yet)
+    #[arg(long, env = "GITSYNC_WEBHOOK_TIMEOUT", value_name = "DURATION", help_heading = NOT_YET)]
+    pub webhook_timeout: Option<String>,
+
+    /// Wait before retrying a failed webhook (not supported yet)
+    #[arg(long, env = "GITSYNC_WEBHOOK_BACKOFF", value_name = "DURATION", help_heading = NOT_YET)]
+    pub webhook_backoff: Option<String>,
+
+    /// Username for HTTP(S) authentication (not supported yet)
+    #[arg(long, env = "GITSYNC_USERNAME", value_name = "NAME", help_heading = NOT_YET)]
+    pub username: Option<String>,
+
+    /// Environment-only GITSYNC_PASSWORD; this flag exists for tests, as in git-sync
+    #[arg(
+        long = "__env__GITSYNC_PASSWORD",
+        env = "GITSYNC_PASSWORD",
+        value_name = "PASSWORD",
+        hide = true
+    )]
+    pub env_password: Option<Secret>,
+
+    /// File holding the password for --username (not supported yet)
+    #[arg(long, env = "GITSYNC_PASSWORD_FILE", value_name = "PATH", help_heading = NOT_YET)]
+    pub password_file: Option<String>,
+
+    /// Per-URL credential as JSON, repeatable (not supported yet)
+    #[arg(
+        long,
+        env = "GITSYNC_CREDENTIAL",
+        value_name = "JSON",
+        action = ArgAction::Append,
+        help_heading = NOT_YET
+    )]
+    pub credential: Vec<Secret>,
+
+    /// URL queried for username=/password= before each sync (not supported yet)
+    #[arg(long, env = "GITSYNC_ASKPASS_URL", value_name = "URL", help_heading = NOT_YET)]
+    pub askpass_url: Option<UrlArg>,
+
+    /// SSH private key file, repeatable (not supported yet)
+    #[arg(
+        long,
+        env = "GITSYNC_SSH_KEY_FILE",
+        value_name = "PATH",
+        action = ArgAction::Append,
+        help_heading = NOT_YET
+    )]
+    pub ssh_key_file: Vec<String>,
+
+    /// Strict SSH host-key checking (not supported yet)
+    #[arg(
+        long,
+        env = "GITSYNC_SSH_KNOWN_HOSTS",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        help_heading = NOT_YET
+    )]
+    pub ssh_known_hosts: Option<String>,
+
+    /// SSH known_hosts file (not supported yet)
+    #[arg(long, env = "GITSYNC_SSH_KNOWN_HOSTS_FILE", value_name = "PATH", help_heading = NOT_YET)]
+    pub ssh_known_hosts_file: Option<String>,
+
+    /// Use /etc/git-secret/cookie_file as the HTTP cookie file (not supported yet)
+    #[arg(
+        long,
+        env = "GITSYNC_COOKIE_FILE",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        help_heading = NOT_YET
+    )]
+    pub cookie_file: Option<String>,
+
+    /// GitHub API base URL for GitHub App auth (not supported yet)
+    #[arg(long, env = "GITSYNC_GITHUB_BASE_URL", value_name = "URL", help_heading = NOT_YET)]
+    pub github_base_url: Option<String>,
+
+    /// Environment-only GITSYNC_GITHUB_APP_PRIVATE_KEY; this flag exists for tests
+    #[arg(
+        long = "__env__GITSYNC_GITHUB_APP_PRIVATE_KEY",
+        env = "GITSYNC_GITHUB_APP_PRIVATE_KEY",
+        value_name = "PEM",
+        hide = true
+    )]
+    pub env_github_app_private_key: Option<Secret>,
+
+    /// GitHub App private key file (not supported yet)
+    #[arg(
+        long,
+        env = "GITSYNC_GITHUB_APP_PRIVATE_KEY_FILE",
+        value_name = "PATH",
+        help_heading = NOT_YET
+    )]
+    pub github_app_private_key_file: Option<String>,
+
+    /// GitHub App application ID (not supported yet)
+    #[arg(
+        long,
+        env = "GITSYNC_GITHUB_APP_APPLICATION_ID",
+        value_name = "INT",
+        help_heading = NOT_YET
+    )]
+    pub github_app_application_id: Option<String>,
+
+    /// GitHub App client ID (not supported yet)
+    #[arg(long, env = "GITSYNC_GITHUB_APP_CLIENT_ID", value_name = "ID", help_heading = NOT_YET)]
+    pub github_app_client_id: Option<String>,
+
+    /// GitHub App installation ID (not supported yet)
+    #[arg(
+        long,
+        env = "GITSYNC_GITHUB_APP_INSTALLATION_ID",
+        value_name = "INT",
+        help_heading = NOT_YET
+    )]
+    pub github_app_installation_id: Option<String>,
+
+    /// The git executable; accepted but ignored, git-sidecar does not run git
+    #[arg(long, env = "GITSYNC_GIT", value_name = "PATH", help_heading = NOT_YET)]
+    pub git: Option<String>,
+
+    /// Extra git config as key:value,key:value (not supported yet)
+    #[arg(long, env = "GITSYNC_GIT_CONFIG", value_name = "CONFIG", help_heading = NOT_YET)]
+    pub git_config: Option<String>,
+
+    /// Address:port of the health/metrics HTTP endpoint (not supported yet)
+    #[arg(long, env = "GITSYNC_HTTP_BIND", value_name = "ADDR", help_heading = NOT_YET)]
+    pub http_bind: Option<String>,
+
+    /// Serve /metrics on the HTTP endpoint (not supported yet)
+    #[arg(
+        long,
+        env = "GITSYNC_HTTP_METRICS",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        help_heading = NOT_YET
+    )]
+    pub http_metrics: Option<String>,
+
+    /// Serve /debug/pprof on the HTTP endpoint (not supported yet)
+    #[arg(
+        long,
+        env = "GITSYNC_HTTP_PPROF",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        help_heading = NOT_YET
+    )]
+    pub http_pprof: Option<String>,
+
+    // ---- deprecated git-sync v3 flags (hidden) -------------------------------------------------
+    /// DEPRECATED: use --ref
+    #[arg(long, hide = true)]
+    pub branch: Option<String>,
+
+    /// DEPRECATED: use --ref
+    #[arg(long, hide = true)]
+    pub rev: Option<String>,
+
+    /// DEPRECATED: use --link
+    #[arg(long, hide = true)]
+    pub dest: Option<String>,
+
+    /// DEPRECATED: use --period (float seconds)
+    #[arg(long, hide = true, allow_negative_numbers = true)]
+    pub wait: Option<String>,
+
+    /// DEPRECATED: use --sync-timeout (integer seconds)
+    #[arg(long, hide = true, allow_negative_numbers = true)]
+    pub timeout: Option<String>,
+
+    /// DEPRECATED: use --max-failures
+    #[arg(long, hide = true, allow_negative_numbers = true)]
+    pub max_sync_failures: Option<String>,
+
+    /// DEPRECATED: use --exechook-command
+    #[arg(long, hide = true)]
+    pub sync_hook_command: Option<String>,
+
+    /// DEPRECATED: use --password-file or $GITSYNC_PASSWORD
+    #[arg(long = "password", hide = true)]
+    pub deprecated_password: Option<Secret>,
+
+    /// DEPRECATED: use -v or --verbose
+    #[arg(long = "v", hide = true, allow_negative_numbers = true)]
+    pub deprecated_v: Option<String>,
+
+    /// DEPRECATED: no longer necessary
+    #[arg(
+        long,
+        hide = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub ssh: Option<String>,
+
+    /// DEPRECATED: use --group-write
+    #[arg(long, hide = true, allow_negative_numbers = true)]
+    pub change_permissions: Option<String>,
+
+    /// Print help (git-sync's -? spelling)
+    #[arg(short = '?', action = ArgAction::Help, hide = true)]
+    help_alias: Option<bool>,
+
+    /// Filled by [`Cli::try_parse_with_env`].
+    #[arg(skip)]
+    pub provenance: Provenance,
+}
+
+/// Sets the field of `Cli` named by an argument id from raw strings (the last
+/// value wins for single-valued fields; an empty list clears the field).
+/// Returns false for an unknown id.
+macro_rules! raw_setters {
+    (single: [$($one:ident),* $(,)?], multi: [$($many:ident),* $(,)?] $(,)?) => {
+        impl Cli {
+            fn set_raw(&mut self, id: &str, values: Vec<String>) -> bool {
+                match id {
+                    $(stringify!($one) => {
+                        self.$one = values.into_iter().last().map(Into::into);
+                        true
+                    })*
+                    $(stringify!($many) => {
+                        self.$many = values.into_iter().map(Into::into).collect();
+                        true
+                    })*
+                    _ => false,
+                }
+            }
+        }
+    };
+}
+
+raw_setters! {
+    single: [
+        repo, root, git_ref, link, period, init_period, sync_timeout, one_time, max_failures,
+        init_max_failures, sync_on_signal, depth, touch_file, error_file, stale_worktree_timeout,
+        group_write, verbose, log_format,
+        filter, submodules, sparse_checkout_file, git_gc, add_user, exechook_command,
+        exechook_timeout, exechook_backoff, pre_publish_exechook_command,
+        pre_publish_exechook_timeout, pre_publish_exechook_backoff, webhook_url, webhook_method,
+        webhook_success_status, webhook_timeout, webhook_backoff, username, env_password,
+        password_file, askpass_url, ssh_known_hosts, ssh_known_hosts_file, cookie_file,
+        github_base_url, env_github_app_private_key, github_app_private_key_file,
+        github_app_application_id, github_app_client_id, github_app_installation_id, git,
+        git_config, http_bind, http_metrics, http_pprof,
+        branch, rev, dest, wait, timeout, max_sync_failures, sync_hook_command,
+        deprecated_password, deprecated_v, ssh, change_permissions,
+    ],
+    multi: [credential, ssh_key_file],
+}
+
+fn is_help_or_version(arg: &clap::Arg) -> bool {
+    matches!(
+        arg.get_action(),
+        ArgAction::Help | ArgAction::HelpShort | ArgAction::HelpLong | ArgAction::Version
+    )
+}
+
+/// The canonical environment name of an argument (from its clap `env`).
+fn canonical_env(arg: &clap::Arg) -> Option<String> {
+    arg.get_env().map(|e| e.to_string_lossy().into_owned())
+}
+
+impl Cli {
+    /// Parses `args` (including the program name) and applies the environment
+    /// through `env`; see the module docs for the precedence. Errors are clap's
+    /// own (`--help`, `--version`, unknown flag, missing value): call
+    /// `err.exit()` on them.
+    pub fn try_parse_with_env<I, T>(args: I, env: EnvLookup<'_>) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        // Never print environment values in --help: GITSYNC_REPO may hold a token.
+        let mut cmd = Cli::command().mut_args(|a| a.hide_env_values(true));
+        let matches = cmd.try_get_matches_from_mut(args)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        cli.resolve_env(&cmd, &matches, env);
+        Ok(cli)
+    }
+
+    /// [`Cli::try_parse_with_env`] on the process's own arguments and environment.
+    pub fn try_parse_process() -> Result<Cli, clap::Error> {
+        Cli::try_parse_with_env(std::env::args_os(), &process_env)
+    }
+
+    fn resolve_env(&mut self, cmd: &clap::Command, matches: &ArgMatches, env: EnvLookup<'_>) {
+        let mut prov = Provenance {
+            resolved: true,
+            ..Provenance::default()
+        };
+        let lookup = |name: &str| env(name).filter(|v| !v.is_empty());
+
+        for arg in cmd.get_arguments().filter(|a| !is_help_or_version(a)) {
+            let id = arg.get_id().as_str();
+            let from_cli = matches.value_source(id) == Some(ValueSource::CommandLine);
+            let replacement = v3_replacement(id);
+            let canonical = canonical_env(arg);
+
+            if from_cli {
+                if let (Some(long), Some(replacement)) = (arg.get_long(), replacement) {
+                    prov.warnings
+                        .push(format!("flag --{long} has been deprecated, {replacement}"));
+                }
+            }
+
+            // Environment: canonical first, then the legacy names; the last one found wins.
+            let mut found: Option<(String, String)> = None;
+            if let Some(name) = &canonical {
+                if let Some(value) = lookup(name) {
+                    found = Some((name.clone(), value));
+                }
+            }
+            for &legacy in legacy_env_names(id) {
+                let Some(value) = lookup(legacy) else {
+                    continue;
+                };
+                let advice = match (&canonical, replacement) {
+                    (Some(c), _) => format!("use ${c} instead"),
+                    (None, Some(r)) => r.to_string(),
+                    (None, None) => "use the matching GITSYNC_ variable instead".to_string(),
+                };
+                prov.warnings
+                    .push(format!("env ${legacy} has been deprecated, {advice}"));
+                if let Some((previous, _)) = &found {
+                    prov.warnings
+                        .push(format!("env ${previous} was overridden by ${legacy}"));
+                }
+                found = Some((legacy.to_string(), value));
+            }
+
+            if from_cli {
+                prov.origins.insert(id.to_string(), Origin::CommandLine);
+                continue;
+            }
+            let values = match &found {
+                None => Vec::new(),
+                Some((_, value)) if COLON_LIST_ENV.contains(&id) => {
+                    value.split(':').map(str::to_string).collect()
+                }
+                Some((_, value)) => vec![value.clone()],
+            };
+            if let Some((name, _)) = found {
+                prov.origins.insert(id.to_string(), Origin::Env(name));
+            }
+            let known = self.set_raw(id, values);
+            debug_assert!(known, "Cli::set_raw does not know argument {id}");
+        }
+        self.provenance = prov;
+    }
+
+    /// Names an argument for messages: `--period (GITSYNC_PERIOD)`. When the
+    /// value came from a legacy variable, that variable is named instead; for
+    /// environment-only settings only the variable is named.
+    pub fn label(&self, id: &str) -> String {
+        let cmd = Cli::command();
+        let Some(arg) = cmd.get_arguments().find(|a| a.get_id() == id) else {
+            return id.to_string();
+        };
+        let env = match self.provenance.origin(id) {
+            Some(Origin::Env(name)) => Some(name.clone()),
+            _ => canonical_env(arg).or_else(|| legacy_env_names(id).first().map(|s| s.to_string())),
+        };
+        match (arg.get_long(), env) {
+            (Some(long), Some(env)) if long.starts_with("__env__") => {
+                format!("{env} (environment only)")
+            }
+            (Some(long), Some(env)) => format!("--{long} ({env})"),
+            (Some(long), None) => format!("--{long}"),
+            (None, Some(env)) => env,
+            (None, None) => id.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(args: &[&str], env: &[(&str, &str)]) -> Cli {
+        let map: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut argv = vec!["git-sidecar"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_with_env(argv, &|k: &str| map.get(k).cloned()).unwrap()
+    }
+
+    #[test]
+    fn command_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    fn upper_snake(long: &str) -> String {
+        long.replace('-', "_").to_ascii_uppercase()
+    }
+
+    #[test]
+    fn every_visible_long_flag_has_its_gitsync_env() {
+        let cmd = Cli::command();
+        let mut checked = 0;
+        for arg in cmd.get_arguments() {
+            if arg.is_hide_set() || is_help_or_version(arg) {
+                continue;
+            }
+            let long = arg.get_long().expect("visible args are long flags");
+            let expected = format!("GITSYNC_{}", upper_snake(long));
+            assert_eq!(
+                canonical_env(arg).as_deref(),
+                Some(expected.as_str()),
+                "--{long}"
+            );
+            checked += 1;
+        }
+        assert!(checked > 40, "only {checked} flags checked");
+    }
+
+    #[test]
+    fn every_argument_has_a_setter_and_every_table_entry_an_argument() {
+        let cmd = Cli::command();
+        let ids: Vec<&str> = cmd
+            .get_arguments()
+            .filter(|a| !is_help_or_version(a))
+            .map(|a| a.get_id().as_str())
+            .collect();
+        let mut probe = parse(&[], &[]);
+        for id in &ids {
+            assert!(probe.set_raw(id, vec![]), "no setter for {id}");
+        }
+        for (id, names) in LEGACY_ENV {
+            assert!(ids.contains(id), "LEGACY_ENV names unknown arg {id}");
+            for n in *names {
+                assert!(n.starts_with("GIT_"), "{n}");
+            }
+        }
+        for (id, _) in V3_FLAGS {
+            assert!(ids.contains(id), "V3_FLAGS names unknown arg {id}");
+        }
+        // Hidden (v3 and test-only) args must not show up in help.
+        for arg in cmd.get_arguments() {
+            if v3_replacement(arg.get_id().as_str()).is_some() {
+                assert!(arg.is_hide_set(), "{} should be hidden", arg.get_id());
+            }
+        }
+    }
+
+    #[test]
+    fn command_line_values_only_come_from_argv_and_env_from_the_closure() {
+        let cli = parse(
+            &["--period=5s", "--one-time"],
+            &[("GITSYNC_ROOT", "/r"), ("GITSYNC_PERIOD", "7s")],
+        );
+        assert_eq!(cli.period.as_deref(), Some("5s"));
+        assert_eq!(cli.one_time.as_deref(), Some("true"));
+        assert_eq!(cli.root.as_deref(), Some("/r"));
+        assert_eq!(
+            cli.provenance.origin("root"),
+            Some(&Origin::Env("GITSYNC_ROOT".into()))
+        );
+        assert_eq!(cli.provenance.origin("period"), Some(&Origin::CommandLine));
+        assert_eq!(cli.provenance.origin("link"), None);
+        assert!(cli.provenance.warnings.is_empty());
+    }
+
+    #[test]
+    fn empty_env_counts_as_unset() {
+        let cli = parse(&[], &[("GITSYNC_PERIOD", ""), ("GIT_SYNC_PERIOD", "")]);
+        assert_eq!(cli.period, None);
+        assert!(cli.provenance.warnings.is_empty());
+    }
+
+    #[test]
+    fn later_legacy_name_wins_and_all_are_warned() {
+        let cli = parse(
+            &[],
+            &[
+                ("GITSYNC_ASKPASS_URL", "http://a"),
+                ("GIT_SYNC_ASKPASS_URL", "http://b"),
+                ("GIT_ASKPASS_URL", "http://c"),
+            ],
+        );
+        assert_eq!(
+            cli.askpass_url.as_ref().map(UrlArg::expose),
+            Some("http://c")
+        );
+        let w = cli.provenance.warnings.join("\n");
+        assert!(
+            w.contains("$GIT_SYNC_ASKPASS_URL has been deprecated"),
+            "{w}"
+        );
+        assert!(w.contains("$GIT_ASKPASS_URL has been deprecated"), "{w}");
+        assert!(
+            w.contains("$GIT_SYNC_ASKPASS_URL was overridden by $GIT_ASKPASS_URL"),
+            "{w}"
+        );
+        assert_eq!(cli.label("askpass_url"), "--askpass-url (GIT_ASKPASS_URL)");
+    }
+
+    #[test]
+    fn repeatable_and_colon_list_values() {
+        let cli = parse(&["--credential", "{}", "--credential", "[]"], &[]);
+        assert_eq!(cli.credential.len(), 2);
+        let cli = parse(&[], &[("GITSYNC_SSH_KEY_FILE", "/a:/b")]);
+        assert_eq!(cli.ssh_key_file, vec!["/a".to_string(), "/b".to_string()]);
+        let cli = parse(
+            &["--ssh-key-file", "/c"],
+            &[("GITSYNC_SSH_KEY_FILE", "/a:/b")],
+        );
+        assert_eq!(cli.ssh_key_file, vec!["/c".to_string()]);
+    }
+
+    #[test]
+    fn repeated_single_flag_last_wins() {
+        let cli = parse(&["--period=1s", "--period=2s"], &[]);
+        assert_eq!(cli.period.as_deref(), Some("2s"));
+    }
+
+    #[test]
+    fn short_and_v3_verbosity_forms() {
+        assert_eq!(parse(&["-v", "2"], &[]).verbose.as_deref(), Some("2"));
+        assert_eq!(parse(&["-v3"], &[]).verbose.as_deref(), Some("3"));
+        assert_eq!(parse(&["--verbose=4"], &[]).verbose.as_deref(), Some("4"));
+        let cli = parse(&["--v=5"], &[]);
+        assert_eq!(cli.deprecated_v.as_deref(), Some("5"));
+        assert!(cli.provenance.warnings[0].contains("flag --v has been deprecated"));
+    }
+
+    #[test]
+    fn bool_flag_does_not_swallow_the_next_word() {
+        let argv = ["git-sidecar", "--one-time", "false"];
+        assert!(Cli::try_parse_with_env(argv, &|_: &str| None).is_err());
+        let argv = ["git-sidecar", "--one-time", "--root", "/x"];
+        let cli = Cli::try_parse_with_env(argv, &|_: &str| None).unwrap();
+        assert_eq!(cli.one_time.as_deref(), Some("true"));
+        assert_eq!(cli.root.as_deref(), Some("/x"));
+    }
+
+    #[test]
+    fn help_version_and_unknown_flags_are_clap_errors() {
+        use clap::error::ErrorKind;
+        let kind = |args: &[&str]| {
+            let mut argv = vec!["git-sidecar"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_with_env(argv, &|_: &str| None)
+                .err()
+                .map(|e| e.kind())
+        };
+        assert_eq!(kind(&["--help"]), Some(ErrorKind::DisplayHelp));
+        assert_eq!(kind(&["-?"]), Some(ErrorKind::DisplayHelp));
+        assert_eq!(kind(&["--version"]), Some(ErrorKind::DisplayVersion));
+        assert_eq!(kind(&["--no-such-flag"]), Some(ErrorKind::UnknownArgument));
+    }
+
+    #[test]
+    fn help_mentions_env_vars() {
+        let help = Cli::command().render_help().to_string();
+        assert!(help.contains("GITSYNC_PERIOD"), "{help}");
+        assert!(help.contains("GITSYNC_PASSWORD"), "{help}");
+        assert!(!help.contains("--branch"), "{help}");
+    }
+
+    #[test]
+    fn secrets_are_not_debug_printed() {
+        let cli = parse(
+            &["--repo", "https://u:hunter2@h/r", "--password", "pw1"],
+            &[("GITSYNC_PASSWORD", "pw2")],
+        );
+        let dbg = format!("{cli:?}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        assert!(!dbg.contains("pw1"), "{dbg}");
+        assert!(!dbg.contains("pw2"), "{dbg}");
+    }
+}

@@ -1,10 +1,58 @@
-//! Validated configuration ("HiArgs"): built from the raw `cli::Cli`, with
-//! every cross-flag rule checked and every mistake reported at once.
-//! PLACEHOLDER: the struct shape below is the contract; validation is being written.
+//! Validated configuration ("HiArgs"): built from the raw [`Cli`], with every
+//! cross-flag rule checked and every mistake reported at once.
+//!
+//! # API
+//!
+//! * [`load`]`(args: Vec<OsString>, env) -> Result<Config, LoadError>`: what
+//!   `main` calls, with `std::env::args_os()` and a `std::env::var` lookup.
+//! * [`Config::from_args_and_env`]: the same, generic over the arguments
+//!   (program name first); tests pass a map as the environment.
+//! * [`Config::from_process`]: the process's own arguments and environment.
+//! * [`Config::from_cli`]: validate an already parsed [`Cli`] (normally one
+//!   from [`Cli::try_parse_with_env`]).
+//!
+//! All return [`ConfigError`] (alias [`LoadError`]). [`ConfigError::Clap`] is
+//! clap's own outcome (`--help`, `--version`, unknown flag, missing value):
+//! call `err.exit()`. [`ConfigError::Invalid`] holds every problem found
+//! ([`Problems`], displayed one per line), each naming the flag and its
+//! environment variable, e.g. `--period (GITSYNC_PERIOD): invalid duration
+//! "abc"`; when a value came from a legacy variable, that one is named.
+//! [`ConfigError::exit`] handles both (exit code 1 for invalid values, as
+//! git-sync).
+//!
+//! # Value syntax (as git-sync, i.e. Go)
+//!
+//! * Durations: Go `time.ParseDuration`: `100ms`, `10s`, `1m30s`, `1h`, `1.5s`,
+//!   `0`; units `ns`, `us`/`µs`, `ms`, `s`, `m`, `h`.
+//! * Booleans: Go `strconv.ParseBool`: `1 t T TRUE true True 0 f F FALSE false False`.
+//! * Integers: Go `strconv.ParseInt(s, 0, 64)`: decimal, `0x` hex, `0o`/leading
+//!   `0` octal, `0b` binary, `_` separators (so `--depth=010` is 8, as in git-sync).
+//!
+//! # Rules beyond git-sync
+//!
+//! * `-v` above 9 is clamped to 9 (with a warning); a negative level is an
+//!   error. The deprecated `--v` overrides `-v` when it is 0 or more.
+//! * `--ref`: an all-hex string of 7 to 39 characters is refused as an
+//!   abbreviated SHA; refs must otherwise be valid git ref names.
+//! * The default `--link` of a `user@host:path` repo is the part after the last
+//!   `/` or `:` (git-sync would use the whole string).
+//! * `--link` must not be `--root`, one of its parents, or inside its `.git` or
+//!   `.worktrees` directories.
+//! * `--sync-on-signal` must name a signal that can be caught (not KILL/STOP).
+//! * `--repo` must be https://, http://, git://, file:// or a local path: ssh
+//!   (`ssh://`, `user@host:path`) is refused as not supported yet.
+//! * Flags of features not implemented yet are accepted by the parser but
+//!   refused here when the user set them; `--submodules=off` and any valid
+//!   `--git-gc` are accepted; `--git` is accepted with a warning.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Component, Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
+
+use crate::cli::{Cli, EnvLookup, Secret, UrlArg};
 use crate::types::RepoUrl;
 
 /// Log output format.
@@ -51,36 +99,1714 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-/// TEMPORARY STUB.
-#[derive(Debug)]
-pub enum LoadError {
-    Clap(clap::Error),
-    Invalid(String),
+/// Why no [`Config`] could be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// clap's own outcome: `--help`/`--version` output or a usage error
+    /// (unknown flag, missing value). Handle with `err.exit()`.
+    #[error(transparent)]
+    Clap(#[from] clap::Error),
+    /// Every problem found in the values (`Display`: one per line).
+    #[error("{0}")]
+    Invalid(Problems),
 }
 
-/// TEMPORARY STUB.
-pub fn load(_args: Vec<std::ffi::OsString>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, LoadError> {
-    let root = PathBuf::from(env("GITSYNC_ROOT").ok_or(LoadError::Invalid("--root".into()))?);
-    let repo = env("GITSYNC_REPO").ok_or(LoadError::Invalid("--repo".into()))?;
-    Ok(Config {
-        repo: RepoUrl::new(repo),
-        link: root.join(env("GITSYNC_LINK").unwrap_or("site".into())),
-        root,
-        git_ref: env("GITSYNC_REF").unwrap_or("HEAD".into()),
-        period: Duration::from_millis(500),
-        init_period: Duration::from_millis(500),
-        sync_timeout: Duration::from_secs(5),
-        one_time: env("GITSYNC_ONE_TIME").is_some(),
-        max_failures: 0,
-        init_max_failures: 0,
-        sync_on_signal: None,
-        depth: env("GITSYNC_DEPTH").and_then(|d| d.parse().ok()).unwrap_or(1),
-        touch_file: None,
-        error_file: None,
-        stale_worktree_timeout: Duration::ZERO,
-        group_write: false,
-        verbosity: 0,
-        log_format: LogFormat::Json,
-        warnings: vec![],
-    })
+/// The name `main` uses.
+pub type LoadError = ConfigError;
+
+/// All configuration problems found, in the order the flags are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problems(pub Vec<String>);
+
+impl std::fmt::Display for Problems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}
+
+impl ConfigError {
+    /// The problems found (empty for [`ConfigError::Clap`]).
+    pub fn problems(&self) -> &[String] {
+        match self {
+            ConfigError::Clap(_) => &[],
+            ConfigError::Invalid(problems) => &problems.0,
+        }
+    }
+
+    /// Prints the error and exits: clap's exit for [`ConfigError::Clap`]
+    /// (0 for help/version, 2 for usage errors), 1 for invalid values.
+    pub fn exit(&self) -> ! {
+        match self {
+            ConfigError::Clap(e) => e.exit(),
+            ConfigError::Invalid(problems) => {
+                eprintln!("git-sidecar: invalid configuration:\n{problems}");
+                std::process::exit(1)
+            }
+        }
+    }
+}
+
+/// Parses `args` (program name first) with `env` as the environment: what
+/// `main` calls, with `std::env::args_os()` and a `std::env::var` lookup.
+pub fn load(args: Vec<OsString>, env: EnvLookup<'_>) -> Result<Config, LoadError> {
+    Config::from_args_and_env(args, env)
+}
+
+const MIN_PERIOD: Duration = Duration::from_millis(10);
+const DEFAULT_PERIOD: Duration = Duration::from_secs(10);
+const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(120);
+const MAX_VERBOSITY: i64 = 9;
+
+impl Config {
+    /// Parses the process arguments and environment.
+    pub fn from_process() -> Result<Config, ConfigError> {
+        let cli = Cli::try_parse_process()?;
+        Config::from_cli(cli)
+    }
+
+    /// Parses `args` (program name first) with `env` as the environment.
+    pub fn from_args_and_env<I, T>(args: I, env: EnvLookup<'_>) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let cli = Cli::try_parse_with_env(args, env)?;
+        Config::from_cli(cli)
+    }
+
+    /// Validates raw flags. The current directory is used to make a relative
+    /// `--root` absolute; nothing is created on disk.
+    pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
+        let mut c = Checker {
+            cli: &cli,
+            errors: Vec::new(),
+            warnings: cli.provenance.warnings.clone(),
+        };
+
+        // --repo
+        let repo = non_empty(cli.repo.as_ref().map(UrlArg::expose));
+        match repo.map(repo_scheme) {
+            None => c.fail("repo", "must be specified"),
+            Some(None) => {}
+            Some(Some(scheme)) if SUPPORTED_SCHEMES.contains(&scheme.as_str()) => {}
+            Some(Some(scheme)) => c.fail(
+                "repo",
+                format!(
+                    "{scheme:?} repositories are not supported yet \
+                     (supported: https://, http://, git://, file:// and local paths)"
+                ),
+            ),
+        }
+
+        // --root
+        let root = match non_empty(cli.root.as_deref()) {
+            None => {
+                c.fail("root", "must be specified");
+                None
+            }
+            Some(raw) => match absolutize(Path::new(raw)) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    c.fail("root", format!("cannot make {raw:?} absolute: {e}"));
+                    None
+                }
+            },
+        };
+
+        let git_ref = c.git_ref();
+
+        // --link (--dest overrides)
+        let (link_id, link_raw) = match non_empty(cli.dest.as_deref()) {
+            Some(dest) => ("dest", Some(dest.to_string())),
+            None => ("link", non_empty(cli.link.as_deref()).map(str::to_string)),
+        };
+        let link_raw = match (link_raw, repo) {
+            (Some(l), _) => Some(l),
+            (None, Some(repo)) => match default_link_name(repo) {
+                Some(name) => Some(name),
+                None => {
+                    c.fail(
+                        "link",
+                        format!(
+                            "cannot derive a default from --repo {:?}; set --link",
+                            crate::types::redact_url(repo)
+                        ),
+                    );
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        let link = match (&root, link_raw) {
+            (Some(root), Some(raw)) => c.link(link_id, root, &raw),
+            _ => None,
+        };
+
+        // --period (--wait overrides when non-zero)
+        let mut period_id = "period";
+        let mut period = c.duration_or("period", DEFAULT_PERIOD);
+        if let Some(wait) = c.float("wait") {
+            if wait != 0.0 {
+                period_id = "wait";
+                // As git-sync: truncate to whole milliseconds.
+                let ms = (wait * 1000.0).trunc();
+                period = if ms < 0.0 {
+                    c.fail("wait", format!("must not be negative, got {wait}"));
+                    None
+                } else {
+                    Some(Duration::from_millis(ms as u64))
+                };
+            }
+        }
+        c.at_least(period_id, period, MIN_PERIOD);
+        let period = period.unwrap_or(DEFAULT_PERIOD);
+
+        // --init-period (defaults to the period)
+        let init_period = c.duration_or("init_period", period);
+        c.at_least("init_period", init_period, MIN_PERIOD);
+        let init_period = init_period.unwrap_or(period);
+
+        // --sync-timeout (--timeout overrides when non-zero)
+        let mut timeout_id = "sync_timeout";
+        let mut sync_timeout = c.duration_or("sync_timeout", DEFAULT_SYNC_TIMEOUT);
+        if let Some(secs) = c.int("timeout") {
+            if secs != 0 {
+                timeout_id = "timeout";
+                sync_timeout = match u64::try_from(secs) {
+                    Ok(secs) => Some(Duration::from_secs(secs)),
+                    Err(_) => {
+                        c.fail("timeout", format!("must not be negative, got {secs}"));
+                        None
+                    }
+                };
+            }
+        }
+        c.at_least(timeout_id, sync_timeout, MIN_PERIOD);
+        let sync_timeout = sync_timeout.unwrap_or(DEFAULT_SYNC_TIMEOUT);
+
+        let one_time = c.bool("one_time").unwrap_or(false);
+
+        // --max-failures (--max-sync-failures overrides when non-zero)
+        let mut max_failures = c.int("max_failures").unwrap_or(0);
+        if let Some(v) = c.int("max_sync_failures") {
+            if v != 0 {
+                max_failures = v;
+            }
+        }
+        let init_max_failures = c.int("init_max_failures").unwrap_or(max_failures);
+
+        let sync_on_signal = match non_empty(cli.sync_on_signal.as_deref()) {
+            None => None,
+            Some(raw) => match parse_signal(raw) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    c.fail("sync_on_signal", e);
+                    None
+                }
+            },
+        };
+
+        let depth = match c.int("depth") {
+            None => 1,
+            Some(d) => u32::try_from(d).unwrap_or_else(|_| {
+                if d < 0 {
+                    c.fail(
+                        "depth",
+                        format!("must be 0 or more (0 = full history), got {d}"),
+                    );
+                } else {
+                    c.fail("depth", format!("too large: {d}"));
+                }
+                1
+            }),
+        };
+
+        let touch_file = c.file_under_root("touch_file", root.as_deref());
+        let error_file = c.file_under_root("error_file", root.as_deref());
+
+        let stale_worktree_timeout = c
+            .duration_or("stale_worktree_timeout", Duration::ZERO)
+            .unwrap_or(Duration::ZERO);
+
+        let group_write = c.bool("group_write").unwrap_or(false);
+        let verbosity = c.verbosity();
+        let log_format = match c.raw("log_format") {
+            None => LogFormat::Json,
+            Some(raw) if raw.eq_ignore_ascii_case("json") => LogFormat::Json,
+            Some(raw) if raw.eq_ignore_ascii_case("text") => LogFormat::Text,
+            Some(raw) => {
+                c.fail(
+                    "log_format",
+                    format!("must be \"json\" or \"text\", got {raw:?}"),
+                );
+                LogFormat::Json
+            }
+        };
+
+        c.unsupported();
+
+        let Checker {
+            errors, warnings, ..
+        } = c;
+        if !errors.is_empty() {
+            return Err(ConfigError::Invalid(Problems(errors)));
+        }
+        let (Some(repo), Some(root), Some(link)) = (repo, root, link) else {
+            return Err(ConfigError::Invalid(Problems(vec![
+                "internal error: configuration incomplete without a reported problem".into(),
+            ])));
+        };
+        Ok(Config {
+            repo: RepoUrl::new(repo),
+            root,
+            git_ref,
+            link,
+            period,
+            init_period,
+            sync_timeout,
+            one_time,
+            max_failures,
+            init_max_failures,
+            sync_on_signal,
+            depth,
+            touch_file,
+            error_file,
+            stale_worktree_timeout,
+            group_write,
+            verbosity,
+            log_format,
+            warnings,
+        })
+    }
+}
+
+/// Collects problems while reading the raw flags.
+struct Checker<'a> {
+    cli: &'a Cli,
+    errors: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl<'a> Checker<'a> {
+    fn fail(&mut self, id: &str, msg: impl std::fmt::Display) {
+        self.errors.push(format!("{}: {msg}", self.cli.label(id)));
+    }
+
+    /// The raw string of a single-valued argument, if set and non-empty.
+    /// Strings and paths treat an explicitly empty value as unset.
+    fn raw(&self, id: &str) -> Option<&'a str> {
+        non_empty(self.value(id))
+    }
+
+    /// The raw string of a single-valued argument as given, possibly empty:
+    /// typed flags report `--period=` as invalid rather than ignore it. (An
+    /// empty environment variable never gets here: it counts as unset.)
+    fn value(&self, id: &str) -> Option<&'a str> {
+        let cli: &'a Cli = self.cli;
+        fn secret(s: &Option<Secret>) -> Option<&str> {
+            s.as_ref().map(Secret::expose)
+        }
+        fn url(s: &Option<UrlArg>) -> Option<&str> {
+            s.as_ref().map(UrlArg::expose)
+        }
+        let value = match id {
+            "repo" => url(&cli.repo),
+            "root" => cli.root.as_deref(),
+            "git_ref" => cli.git_ref.as_deref(),
+            "link" => cli.link.as_deref(),
+            "period" => cli.period.as_deref(),
+            "init_period" => cli.init_period.as_deref(),
+            "sync_timeout" => cli.sync_timeout.as_deref(),
+            "one_time" => cli.one_time.as_deref(),
+            "max_failures" => cli.max_failures.as_deref(),
+            "init_max_failures" => cli.init_max_failures.as_deref(),
+            "sync_on_signal" => cli.sync_on_signal.as_deref(),
+            "depth" => cli.depth.as_deref(),
+            "touch_file" => cli.touch_file.as_deref(),
+            "error_file" => cli.error_file.as_deref(),
+            "stale_worktree_timeout" => cli.stale_worktree_timeout.as_deref(),
+            "group_write" => cli.group_write.as_deref(),
+            "verbose" => cli.verbose.as_deref(),
+            "log_format" => cli.log_format.as_deref(),
+            "filter" => cli.filter.as_deref(),
+            "submodules" => cli.submodules.as_deref(),
+            "sparse_checkout_file" => cli.sparse_checkout_file.as_deref(),
+            "git_gc" => cli.git_gc.as_deref(),
+            "add_user" => cli.add_user.as_deref(),
+            "exechook_command" => cli.exechook_command.as_deref(),
+            "exechook_timeout" => cli.exechook_timeout.as_deref(),
+            "exechook_backoff" => cli.exechook_backoff.as_deref(),
+            "pre_publish_exechook_command" => cli.pre_publish_exechook_command.as_deref(),
+            "pre_publish_exechook_timeout" => cli.pre_publish_exechook_timeout.as_deref(),
+            "pre_publish_exechook_backoff" => cli.pre_publish_exechook_backoff.as_deref(),
+            "webhook_url" => url(&cli.webhook_url),
+            "webhook_method" => cli.webhook_method.as_deref(),
+            "webhook_success_status" => cli.webhook_success_status.as_deref(),
+            "webhook_timeout" => cli.webhook_timeout.as_deref(),
+            "webhook_backoff" => cli.webhook_backoff.as_deref(),
+            "username" => cli.username.as_deref(),
+            "env_password" => secret(&cli.env_password),
+            "password_file" => cli.password_file.as_deref(),
+            "askpass_url" => url(&cli.askpass_url),
+            "ssh_known_hosts" => cli.ssh_known_hosts.as_deref(),
+            "ssh_known_hosts_file" => cli.ssh_known_hosts_file.as_deref(),
+            "cookie_file" => cli.cookie_file.as_deref(),
+            "github_base_url" => cli.github_base_url.as_deref(),
+            "env_github_app_private_key" => secret(&cli.env_github_app_private_key),
+            "github_app_private_key_file" => cli.github_app_private_key_file.as_deref(),
+            "github_app_application_id" => cli.github_app_application_id.as_deref(),
+            "github_app_client_id" => cli.github_app_client_id.as_deref(),
+            "github_app_installation_id" => cli.github_app_installation_id.as_deref(),
+            "git" => cli.git.as_deref(),
+            "git_config" => cli.git_config.as_deref(),
+            "http_bind" => cli.http_bind.as_deref(),
+            "http_metrics" => cli.http_metrics.as_deref(),
+            "http_pprof" => cli.http_pprof.as_deref(),
+            "branch" => cli.branch.as_deref(),
+            "rev" => cli.rev.as_deref(),
+            "dest" => cli.dest.as_deref(),
+            "wait" => cli.wait.as_deref(),
+            "timeout" => cli.timeout.as_deref(),
+            "max_sync_failures" => cli.max_sync_failures.as_deref(),
+            "sync_hook_command" => cli.sync_hook_command.as_deref(),
+            "deprecated_password" => secret(&cli.deprecated_password),
+            "deprecated_v" => cli.deprecated_v.as_deref(),
+            "ssh" => cli.ssh.as_deref(),
+            "change_permissions" => cli.change_permissions.as_deref(),
+            _ => None,
+        };
+        value
+    }
+
+    /// The duration, `default` when unset, `None` when invalid (reported).
+    fn duration_or(&mut self, id: &str, default: Duration) -> Option<Duration> {
+        let Some(raw) = self.value(id) else {
+            return Some(default);
+        };
+        match parse_go_duration(raw) {
+            Ok(ns) if ns < 0 => {
+                self.fail(id, format!("must not be negative, got {raw:?}"));
+                None
+            }
+            Ok(ns) => nanos_to_duration(ns),
+            Err(e) => {
+                self.fail(id, e);
+                None
+            }
+        }
+    }
+
+    /// Reports `value < min` (a `None` value was already reported).
+    fn at_least(&mut self, id: &str, value: Option<Duration>, min: Duration) {
+        if let Some(v) = value {
+            if v < min {
+                self.fail(
+                    id,
+                    format!(
+                        "must be at least {}, got {}",
+                        fmt_duration(min),
+                        fmt_duration(v)
+                    ),
+                );
+            }
+        }
+    }
+
+    /// `None` when unset or invalid (reported).
+    fn int(&mut self, id: &str) -> Option<i64> {
+        let raw = self.value(id)?;
+        match parse_go_int(raw) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.fail(id, e);
+                None
+            }
+        }
+    }
+
+    /// `None` when unset or invalid (reported).
+    fn bool(&mut self, id: &str) -> Option<bool> {
+        let raw = self.value(id)?;
+        match parse_go_bool(raw) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.fail(id, e);
+                None
+            }
+        }
+    }
+
+    /// `None` when unset or invalid (reported).
+    fn float(&mut self, id: &str) -> Option<f64> {
+        let raw = self.value(id)?;
+        match raw.trim().parse::<f64>() {
+            Ok(v) if v.is_finite() => Some(v),
+            _ => {
+                self.fail(id, format!("invalid number {raw:?} (seconds, e.g. 1.5)"));
+                None
+            }
+        }
+    }
+
+    /// `--ref`, with the v3 `--branch`/`--rev` folded in.
+    fn git_ref(&mut self) -> String {
+        let branch = self.raw("branch").map(str::to_string);
+        let rev = self.raw("rev").map(str::to_string);
+        let (id, value) = match (branch, rev) {
+            (Some(b), None) => ("branch", Some(b)),
+            (Some(b), Some(r)) if r == "HEAD" => ("branch", Some(b)),
+            (None, Some(r)) => ("rev", Some(r)),
+            (Some(_), Some(_)) => {
+                let msg = format!(
+                    "{} and {} cannot both be set (one or the other is OK); use --ref",
+                    self.cli.label("branch"),
+                    self.cli.label("rev")
+                );
+                self.errors.push(msg);
+                return "HEAD".into();
+            }
+            (None, None) => ("git_ref", self.cli.git_ref.clone()),
+        };
+        let value = value.unwrap_or_else(|| "HEAD".into());
+        if let Err(e) = validate_ref(&value) {
+            self.fail(id, e);
+        }
+        value
+    }
+
+    fn link(&mut self, id: &str, root: &Path, raw: &str) -> Option<PathBuf> {
+        let link = clean_join(root, Path::new(raw));
+        let inside = |dir: &str| link.starts_with(root.join(dir));
+        if root.starts_with(&link) {
+            self.fail(
+                id,
+                format!("{raw:?} must not be --root or one of its parent directories"),
+            );
+            None
+        } else if inside(".git") || inside(".worktrees") {
+            self.fail(
+                id,
+                format!("{raw:?} must not be inside --root's .git or .worktrees directory"),
+            );
+            None
+        } else {
+            Some(link)
+        }
+    }
+
+    fn file_under_root(&mut self, id: &str, root: Option<&Path>) -> Option<PathBuf> {
+        let raw = self.raw(id)?;
+        let root = root?;
+        let path = clean_join(root, Path::new(raw));
+        if path == root {
+            self.fail(id, format!("{raw:?} must be a file, not --root itself"));
+            return None;
+        }
+        Some(path)
+    }
+
+    fn verbosity(&mut self) -> u8 {
+        let mut id = "verbose";
+        let mut level = self.int("verbose").unwrap_or(0);
+        if let Some(v) = self.int("deprecated_v") {
+            // git-sync: --v defaults to -1 and only a value >= 0 overrides -v.
+            if v >= 0 {
+                id = "deprecated_v";
+                level = v;
+            }
+        }
+        if level < 0 {
+            self.fail(
+                id,
+                format!("must be between 0 and {MAX_VERBOSITY}, got {level}"),
+            );
+            return 0;
+        }
+        if level > MAX_VERBOSITY {
+            self.warnings.push(format!(
+                "{}: {level} is above the highest level; using {MAX_VERBOSITY}",
+                self.cli.label(id)
+            ));
+        }
+        // Clamped to 0..=9, so the conversion cannot fail.
+        u8::try_from(level.min(MAX_VERBOSITY)).unwrap_or(9)
+    }
+
+    /// Flags of features that are not implemented: refused when set.
+    fn unsupported(&mut self) {
+        const PLAIN: &[&str] = &[
+            "filter",
+            "sparse_checkout_file",
+            "exechook_command",
+            "exechook_timeout",
+            "exechook_backoff",
+            "pre_publish_exechook_command",
+            "pre_publish_exechook_timeout",
+            "pre_publish_exechook_backoff",
+            "webhook_url",
+            "webhook_method",
+            "webhook_success_status",
+            "webhook_timeout",
+            "webhook_backoff",
+            "username",
+            "env_password",
+            "password_file",
+            "askpass_url",
+            "ssh_known_hosts_file",
+            "github_base_url",
+            "env_github_app_private_key",
+            "github_app_private_key_file",
+            "github_app_application_id",
+            "github_app_client_id",
+            "github_app_installation_id",
+            "git_config",
+            "http_bind",
+        ];
+        for id in PLAIN {
+            if self.raw(id).is_some() {
+                self.refuse(id, "");
+            }
+        }
+        if self.raw("sync_hook_command").is_some() {
+            self.refuse(
+                "sync_hook_command",
+                " (deprecated form of --exechook-command)",
+            );
+        }
+        if self.raw("deprecated_password").is_some() {
+            self.refuse(
+                "deprecated_password",
+                " (deprecated form of $GITSYNC_PASSWORD)",
+            );
+        }
+        if !self.cli.credential.is_empty() {
+            self.refuse("credential", "");
+        }
+        if !self.cli.ssh_key_file.is_empty() {
+            self.refuse("ssh_key_file", "");
+        }
+        // SSH is not implemented at all, so any explicit host-key setting is refused.
+        if self.bool("ssh_known_hosts").is_some() {
+            self.refuse("ssh_known_hosts", "");
+        }
+        // Booleans whose "false" is what we do anyway.
+        for id in ["add_user", "cookie_file", "http_metrics", "http_pprof"] {
+            if self.bool(id) == Some(true) {
+                self.refuse(id, "");
+            }
+        }
+        // v3 --ssh: accepted and ignored, but must still be a boolean.
+        let _ = self.bool("ssh");
+
+        match self.raw("submodules") {
+            None | Some("off") => {}
+            Some(v @ ("recursive" | "shallow")) => {
+                let why = format!(" (only \"off\" is accepted, got {v:?})");
+                self.refuse("submodules", &why);
+            }
+            Some(v) => self.fail(
+                "submodules",
+                format!("must be one of \"recursive\", \"shallow\" or \"off\", got {v:?}"),
+            ),
+        }
+        match self.raw("git_gc") {
+            None | Some("auto" | "always" | "aggressive" | "off") => {}
+            Some(v) => self.fail(
+                "git_gc",
+                format!(
+                    "must be one of \"auto\", \"always\", \"aggressive\" or \"off\", got {v:?}"
+                ),
+            ),
+        }
+        if self.raw("git").is_some() {
+            let label = self.cli.label("git");
+            self.warnings.push(format!(
+                "{label} is ignored: git-sidecar does not run the git binary"
+            ));
+        }
+        if let Some(v) = self.int("change_permissions") {
+            if v != 0 {
+                self.fail(
+                    "change_permissions",
+                    "is no longer supported; use --group-write",
+                );
+            }
+        }
+    }
+
+    fn refuse(&mut self, id: &str, why: &str) {
+        let label = self.cli.label(id);
+        self.errors
+            .push(format!("{label} is not supported yet{why}"));
+    }
+}
+
+const SUPPORTED_SCHEMES: &[&str] = &["https", "http", "git", "file"];
+
+/// The transport a repo string names, lower-cased: the URL scheme, `ssh` for
+/// git's scp-like `[user@]host:path` form, `None` for a local path.
+fn repo_scheme(repo: &str) -> Option<String> {
+    if let Some(i) = repo.find("://") {
+        return Some(repo[..i].to_ascii_lowercase());
+    }
+    match (repo.find(':'), repo.find('/')) {
+        (Some(colon), Some(slash)) if colon < slash => Some("ssh".into()),
+        (Some(_), None) => Some("ssh".into()),
+        _ => None,
+    }
+}
+
+fn non_empty(s: Option<&str>) -> Option<&str> {
+    s.filter(|s| !s.is_empty())
+}
+
+fn nanos_to_duration(ns: i64) -> Option<Duration> {
+    u64::try_from(ns).ok().map(Duration::from_nanos)
+}
+
+fn fmt_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// Parses a Go duration string (`time.ParseDuration`) into signed
+/// nanoseconds: `[-+]?([0-9]*(\.[0-9]*)?unit)+` or a bare `0`.
+pub fn parse_go_duration(s: &str) -> Result<i64, String> {
+    let invalid = || format!("invalid duration {s:?}");
+    let (neg, mut rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if rest == "0" {
+        return Ok(0);
+    }
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    const LIMIT: u128 = 1 << 63;
+    let mut total: u128 = 0;
+    while !rest.is_empty() {
+        let int_end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let int_digits = &rest[..int_end];
+        rest = &rest[int_end..];
+        let mut frac_digits = "";
+        if let Some(after_dot) = rest.strip_prefix('.') {
+            let frac_end = after_dot
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(after_dot.len());
+            frac_digits = &after_dot[..frac_end];
+            rest = &after_dot[frac_end..];
+            if int_digits.is_empty() && frac_digits.is_empty() {
+                return Err(invalid());
+            }
+        } else if int_digits.is_empty() {
+            return Err(invalid());
+        }
+        let unit_end = rest
+            .find(|c: char| c == '.' || c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_end];
+        rest = &rest[unit_end..];
+        let unit_ns: u128 = match unit {
+            "" => {
+                return Err(format!(
+                    "invalid duration {s:?}: missing unit (ns, us, ms, s, m or h)"
+                ))
+            }
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            other => return Err(format!("invalid duration {s:?}: unknown unit {other:?}")),
+        };
+        let overflow = || format!("invalid duration {s:?}: too large");
+        let int: u128 = if int_digits.is_empty() {
+            0
+        } else {
+            int_digits.parse().map_err(|_| overflow())?
+        };
+        // Fractional digits beyond 18 cannot matter at nanosecond resolution.
+        let frac_digits = &frac_digits[..frac_digits.len().min(18)];
+        let frac_ns = if frac_digits.is_empty() {
+            0
+        } else {
+            let frac: u128 = frac_digits.parse().map_err(|_| invalid())?;
+            frac * unit_ns / 10u128.pow(frac_digits.len() as u32)
+        };
+        total = int
+            .checked_mul(unit_ns)
+            .and_then(|v| v.checked_add(frac_ns))
+            .and_then(|v| v.checked_add(total))
+            .filter(|v| *v <= LIMIT)
+            .ok_or_else(overflow)?;
+    }
+    if neg {
+        // -(2^63) is representable.
+        Ok(i64::try_from(-(total as i128)).map_err(|_| invalid())?)
+    } else {
+        i64::try_from(total).map_err(|_| format!("invalid duration {s:?}: too large"))
+    }
+}
+
+/// Go `strconv.ParseBool`.
+pub fn parse_go_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(format!("invalid boolean {s:?} (use true or false)")),
+    }
+}
+
+/// Go `strconv.ParseInt(s, 0, 64)`: optional sign, then decimal, `0x` hex,
+/// `0o` or leading-`0` octal, `0b` binary, with `_` allowed between digits.
+pub fn parse_go_int(s: &str) -> Result<i64, String> {
+    let invalid = || format!("invalid integer {s:?}");
+    let (neg, body) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let lower = body.to_ascii_lowercase();
+    let (radix, digits, prefixed) = if let Some(d) = lower.strip_prefix("0x") {
+        (16, d, true)
+    } else if let Some(d) = lower.strip_prefix("0o") {
+        (8, d, true)
+    } else if let Some(d) = lower.strip_prefix("0b") {
+        (2, d, true)
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, &lower[1..], true)
+    } else {
+        (10, lower.as_str(), false)
+    };
+    // Underscores: only between digits, or right after a base prefix.
+    if digits.contains('_') {
+        let bytes = digits.as_bytes();
+        let bad_start = bytes.first() == Some(&b'_') && !prefixed;
+        if bad_start || bytes.last() == Some(&b'_') || digits.contains("__") {
+            return Err(invalid());
+        }
+    }
+    let digits: String = digits.chars().filter(|c| *c != '_').collect();
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(invalid());
+    }
+    let magnitude = u64::from_str_radix(&digits, radix).map_err(|e| {
+        use std::num::IntErrorKind::PosOverflow;
+        if *e.kind() == PosOverflow {
+            format!("integer {s:?} is out of range")
+        } else {
+            invalid()
+        }
+    })?;
+    let value = if neg {
+        0i64.checked_sub_unsigned(magnitude)
+    } else {
+        i64::try_from(magnitude).ok()
+    };
+    value.ok_or_else(|| format!("integer {s:?} is out of range"))
+}
+
+/// A signal name (`HUP`, `SIGHUP`, any case) or number (`1`) to its number.
+/// SIGKILL and SIGSTOP are refused as they cannot be caught.
+pub fn parse_signal(s: &str) -> Result<i32, String> {
+    let signal = match parse_go_int(s) {
+        Ok(n) => i32::try_from(n)
+            .ok()
+            .and_then(|n| Signal::try_from(n).ok())
+            .ok_or_else(|| format!("unknown signal number {n}"))?,
+        Err(_) => {
+            let upper = s.trim().to_ascii_uppercase();
+            let name = if upper.starts_with("SIG") {
+                upper
+            } else {
+                format!("SIG{upper}")
+            };
+            Signal::from_str(&name).map_err(|_| format!("unknown signal {s:?}"))?
+        }
+    };
+    if matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
+        return Err(format!("{} cannot be caught", signal.as_str()));
+    }
+    Ok(signal as i32)
+}
+
+/// Checks a `--ref`: `HEAD`, a full 40-hex SHA, or a valid git ref name.
+pub fn validate_ref(r: &str) -> Result<(), String> {
+    if r.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if r == "HEAD" {
+        return Ok(());
+    }
+    if r.bytes().all(|b| b.is_ascii_hexdigit()) {
+        match r.len() {
+            40 => return Ok(()),
+            7..=39 => {
+                return Err(format!(
+                    "{r:?} looks like an abbreviated SHA; abbreviated SHAs are not supported; \
+                     use the full 40-hex SHA"
+                ))
+            }
+            _ => {}
+        }
+    }
+    if let Some(c) = r.chars().find(|c| c.is_control()) {
+        return Err(format!("{r:?} must not contain control characters ({c:?})"));
+    }
+    if r.contains(' ') {
+        return Err(format!("{r:?} must not contain spaces"));
+    }
+    if let Some(c) = r.chars().find(|c| "~^:?*[\\".contains(*c)) {
+        return Err(format!("{r:?} must not contain {c:?}"));
+    }
+    if r.contains("..") {
+        return Err(format!("{r:?} must not contain \"..\""));
+    }
+    if r.contains("@{") || r == "@" {
+        return Err(format!("{r:?} is not a valid ref name"));
+    }
+    if r.starts_with('/') || r.ends_with('/') || r.contains("//") {
+        return Err(format!(
+            "{r:?} must not start or end with '/' or contain \"//\""
+        ));
+    }
+    if r.ends_with('.') {
+        return Err(format!("{r:?} must not end with '.'"));
+    }
+    if r.split('/')
+        .any(|c| c.starts_with('.') || c.ends_with(".lock"))
+    {
+        return Err(format!(
+            "{r:?}: ref components must not start with '.' or end with \".lock\""
+        ));
+    }
+    Ok(())
+}
+
+/// The default `--link`: the last path element of the repo (trailing `/`
+/// removed, a trailing `.git` kept). For URLs with a scheme only the path is
+/// considered; for `user@host:path` the part after the last `/` or `:`.
+pub fn default_link_name(repo: &str) -> Option<String> {
+    let trimmed = repo.trim_end_matches('/');
+    let name = match trimmed.find("://") {
+        Some(i) => {
+            let after_scheme = &trimmed[i + 3..];
+            let path = &after_scheme[after_scheme.find('/')?..];
+            path.rsplit('/').next()?
+        }
+        None => trimmed.rsplit(['/', ':']).next()?,
+    };
+    (!name.is_empty() && name != "." && name != "..").then(|| name.to_string())
+}
+
+/// Makes `p` absolute against the current directory and resolves symlinks in
+/// the longest prefix that exists; the rest is normalised lexically.
+fn absolutize(p: &Path) -> std::io::Result<PathBuf> {
+    let abs = std::path::absolute(p)?;
+    for existing in abs.ancestors() {
+        if let Ok(canonical) = existing.canonicalize() {
+            let rest = abs.strip_prefix(existing).unwrap_or(Path::new(""));
+            return Ok(clean_join(&canonical, rest));
+        }
+    }
+    Ok(clean_join(Path::new("/"), &abs))
+}
+
+/// Joins `p` onto `base` (an absolute `p` replaces it) and removes `.` and
+/// `..` lexically, like Go's `filepath.Join`.
+fn clean_join(base: &Path, p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for comp in base.join(p).components() {
+        match comp {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn try_config(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map = env_of(env);
+        let mut argv = vec!["git-sidecar"];
+        argv.extend_from_slice(args);
+        Config::from_args_and_env(argv, &|k: &str| map.get(k).cloned())
+    }
+
+    fn config(args: &[&str], env: &[(&str, &str)]) -> Config {
+        match try_config(args, env) {
+            Ok(c) => c,
+            Err(e) => panic!("unexpected error:\n{e}"),
+        }
+    }
+
+    fn problems(args: &[&str], env: &[(&str, &str)]) -> Vec<String> {
+        match try_config(args, env) {
+            Ok(c) => panic!("expected an error, got {c:?}"),
+            Err(ConfigError::Clap(e)) => panic!("unexpected clap error: {e}"),
+            Err(ConfigError::Invalid(p)) => p.0,
+        }
+    }
+
+    fn base() -> Vec<&'static str> {
+        vec![
+            "--repo",
+            "https://example.com/org/site.git",
+            "--root",
+            "/srv/git",
+        ]
+    }
+
+    fn with<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        let mut v = base();
+        v.extend_from_slice(extra);
+        v
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&base(), &[]);
+        assert_eq!(c.repo.expose(), "https://example.com/org/site.git");
+        assert_eq!(c.root, PathBuf::from("/srv/git"));
+        assert_eq!(c.git_ref, "HEAD");
+        assert_eq!(c.link, PathBuf::from("/srv/git/site.git"));
+        assert_eq!(c.period, Duration::from_secs(10));
+        assert_eq!(c.init_period, Duration::from_secs(10));
+        assert_eq!(c.sync_timeout, Duration::from_secs(120));
+        assert!(!c.one_time);
+        assert_eq!(c.max_failures, 0);
+        assert_eq!(c.init_max_failures, 0);
+        assert_eq!(c.sync_on_signal, None);
+        assert_eq!(c.depth, 1);
+        assert_eq!(c.touch_file, None);
+        assert_eq!(c.error_file, None);
+        assert_eq!(c.stale_worktree_timeout, Duration::ZERO);
+        assert!(!c.group_write);
+        assert_eq!(c.verbosity, 0);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn all_implemented_flags_from_env() {
+        let c = config(
+            &[],
+            &[
+                ("GITSYNC_REPO", "file:///tmp/repo"),
+                ("GITSYNC_ROOT", "/r"),
+                ("GITSYNC_REF", "refs/heads/main"),
+                ("GITSYNC_LINK", "/pub/site"),
+                ("GITSYNC_PERIOD", "2s"),
+                ("GITSYNC_INIT_PERIOD", "100ms"),
+                ("GITSYNC_SYNC_TIMEOUT", "1m"),
+                ("GITSYNC_ONE_TIME", "true"),
+                ("GITSYNC_MAX_FAILURES", "-1"),
+                ("GITSYNC_INIT_MAX_FAILURES", "3"),
+                ("GITSYNC_SYNC_ON_SIGNAL", "USR1"),
+                ("GITSYNC_DEPTH", "0"),
+                ("GITSYNC_TOUCH_FILE", "touched"),
+                ("GITSYNC_ERROR_FILE", "/var/err.json"),
+                ("GITSYNC_STALE_WORKTREE_TIMEOUT", "5m"),
+                ("GITSYNC_GROUP_WRITE", "1"),
+                ("GITSYNC_VERBOSE", "6"),
+                ("GITSYNC_LOG_FORMAT", "text"),
+            ],
+        );
+        assert_eq!(c.git_ref, "refs/heads/main");
+        assert_eq!(c.link, PathBuf::from("/pub/site"));
+        assert_eq!(c.period, Duration::from_secs(2));
+        assert_eq!(c.init_period, Duration::from_millis(100));
+        assert_eq!(c.sync_timeout, Duration::from_secs(60));
+        assert!(c.one_time);
+        assert_eq!(c.max_failures, -1);
+        assert_eq!(c.init_max_failures, 3);
+        assert_eq!(c.sync_on_signal, Some(Signal::SIGUSR1 as i32));
+        assert_eq!(c.depth, 0);
+        assert_eq!(c.touch_file, Some(PathBuf::from("/r/touched")));
+        assert_eq!(c.error_file, Some(PathBuf::from("/var/err.json")));
+        assert_eq!(c.stale_worktree_timeout, Duration::from_secs(300));
+        assert!(c.group_write);
+        assert_eq!(c.verbosity, 6);
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn go_duration_forms() {
+        let ok = |s: &str, d: Duration| {
+            assert_eq!(
+                parse_go_duration(s).map(nanos_to_duration),
+                Ok(Some(d)),
+                "{s}"
+            )
+        };
+        ok("100ms", Duration::from_millis(100));
+        ok("10s", Duration::from_secs(10));
+        ok("1m30s", Duration::from_secs(90));
+        ok("1h", Duration::from_secs(3600));
+        ok("0s", Duration::ZERO);
+        ok("0", Duration::ZERO);
+        ok("1.5s", Duration::from_millis(1500));
+        ok(".5s", Duration::from_millis(500));
+        ok("1h2m3.25s", Duration::from_millis(3_723_250));
+        ok("10us", Duration::from_micros(10));
+        ok("10µs", Duration::from_micros(10));
+        ok("7ns", Duration::from_nanos(7));
+        ok("+3s", Duration::from_secs(3));
+        assert_eq!(parse_go_duration("-1s"), Ok(-1_000_000_000));
+        for bad in [
+            "",
+            "abc",
+            "10",
+            "1x",
+            "s",
+            ".s",
+            "1.2.3s",
+            "1 s",
+            "-",
+            "9999999999999h",
+        ] {
+            assert!(parse_go_duration(bad).is_err(), "{bad:?} should be invalid");
+        }
+        assert_eq!(
+            parse_go_duration("abc"),
+            Err("invalid duration \"abc\"".to_string())
+        );
+
+        // Through the flags: every form accepted where the minimum allows it.
+        for (form, d) in [
+            ("100ms", Duration::from_millis(100)),
+            ("10s", Duration::from_secs(10)),
+            ("1m30s", Duration::from_secs(90)),
+            ("1h", Duration::from_secs(3600)),
+            ("1.5s", Duration::from_millis(1500)),
+        ] {
+            let arg = format!("--period={form}");
+            let c = config(&with(&[&arg]), &[]);
+            assert_eq!(c.period, d, "{form}");
+        }
+        for zero in ["0s", "0"] {
+            let c = config(&base(), &[("GITSYNC_STALE_WORKTREE_TIMEOUT", zero)]);
+            assert_eq!(c.stale_worktree_timeout, Duration::ZERO);
+        }
+    }
+
+    #[test]
+    fn duration_minimums_and_negatives() {
+        let p = problems(
+            &with(&["--period=5ms", "--sync-timeout=0", "--init-period=1ms"]),
+            &[],
+        );
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(
+            p[0].starts_with("--period (GITSYNC_PERIOD): must be at least 10ms"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].starts_with("--init-period (GITSYNC_INIT_PERIOD): must be at least"),
+            "{p:?}"
+        );
+        assert!(
+            p[2].starts_with("--sync-timeout (GITSYNC_SYNC_TIMEOUT): must be at least"),
+            "{p:?}"
+        );
+        let p = problems(
+            &with(&["--stale-worktree-timeout=-1s", "--period=-1s"]),
+            &[],
+        );
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p.iter().all(|l| l.contains("must not be negative")),
+            "{p:?}"
+        );
+        let p = problems(&with(&["--period="]), &[]);
+        assert_eq!(
+            p,
+            vec!["--period (GITSYNC_PERIOD): invalid duration \"\"".to_string()]
+        );
+    }
+
+    #[test]
+    fn bool_forms() {
+        assert!(config(&with(&["--one-time"]), &[]).one_time);
+        assert!(config(&with(&["--one-time=true"]), &[]).one_time);
+        assert!(!config(&with(&["--one-time=false"]), &[]).one_time);
+        for t in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert!(config(&base(), &[("GITSYNC_ONE_TIME", t)]).one_time, "{t}");
+        }
+        for f in ["0", "f", "F", "FALSE", "false", "False"] {
+            assert!(!config(&base(), &[("GITSYNC_ONE_TIME", f)]).one_time, "{f}");
+        }
+        // The flag beats the env.
+        assert!(
+            !config(
+                &with(&["--one-time=false"]),
+                &[("GITSYNC_ONE_TIME", "true")]
+            )
+            .one_time
+        );
+        let p = problems(&base(), &[("GITSYNC_GROUP_WRITE", "yes")]);
+        assert_eq!(
+            p,
+            vec![
+                "--group-write (GITSYNC_GROUP_WRITE): invalid boolean \"yes\" (use true or false)"
+                    .to_string()
+            ]
+        );
+        let p = problems(&with(&["--one-time="]), &[]);
+        assert_eq!(p.len(), 1, "{p:?}");
+    }
+
+    #[test]
+    fn legacy_env_alias_is_used_with_a_warning() {
+        let c = config(
+            &[],
+            &[
+                ("GIT_SYNC_REPO", "https://h/r"),
+                ("GIT_SYNC_ROOT", "/legacy"),
+                ("GIT_SYNC_PERIOD", "3s"),
+                ("GIT_SYNC_ONE_TIME", "true"),
+            ],
+        );
+        assert_eq!(c.root, PathBuf::from("/legacy"));
+        assert_eq!(c.period, Duration::from_secs(3));
+        assert!(c.one_time);
+        assert_eq!(c.warnings.len(), 4, "{:?}", c.warnings);
+        assert!(c.warnings.contains(
+            &"env $GIT_SYNC_PERIOD has been deprecated, use $GITSYNC_PERIOD instead".into()
+        ));
+
+        let c = config(&[], &[("GIT_REPO", "https://h/r"), ("GITSYNC_ROOT", "/r")]);
+        assert_eq!(c.repo.expose(), "https://h/r");
+        assert!(
+            c.warnings[0].contains("$GIT_REPO has been deprecated"),
+            "{:?}",
+            c.warnings
+        );
+    }
+
+    #[test]
+    fn legacy_env_beats_new_env_and_flag_beats_both() {
+        let env = [("GITSYNC_PERIOD", "7s"), ("GIT_SYNC_PERIOD", "3s")];
+        let c = config(&base(), &env);
+        assert_eq!(c.period, Duration::from_secs(3));
+        assert!(
+            c.warnings
+                .contains(&"env $GITSYNC_PERIOD was overridden by $GIT_SYNC_PERIOD".into()),
+            "{:?}",
+            c.warnings
+        );
+        let c = config(&with(&["--period", "1s"]), &env);
+        assert_eq!(c.period, Duration::from_secs(1));
+
+        // Errors name the variable the bad value came from.
+        let p = problems(&base(), &[("GITSYNC_DEPTH", "2"), ("GIT_SYNC_DEPTH", "x")]);
+        assert_eq!(
+            p,
+            vec!["--depth (GIT_SYNC_DEPTH): invalid integer \"x\"".to_string()]
+        );
+    }
+
+    #[test]
+    fn v3_branch_and_rev_fold_into_ref() {
+        let c = config(&with(&["--branch", "release"]), &[]);
+        assert_eq!(c.git_ref, "release");
+        assert!(c.warnings[0].contains("flag --branch has been deprecated, use --ref"));
+        assert_eq!(
+            config(&with(&["--branch=main", "--rev=HEAD"]), &[]).git_ref,
+            "main"
+        );
+        assert_eq!(config(&with(&["--rev=v1.2.3"]), &[]).git_ref, "v1.2.3");
+        let c = config(&base(), &[("GIT_SYNC_BRANCH", "dev")]);
+        assert_eq!(c.git_ref, "dev");
+        assert!(c.warnings[0].contains("$GIT_SYNC_BRANCH has been deprecated, use --ref"));
+        let p = problems(&with(&["--branch=main", "--rev=v1"]), &[]);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("--branch (GIT_SYNC_BRANCH) and --rev (GIT_SYNC_REV) cannot both be set")
+        );
+    }
+
+    #[test]
+    fn v3_wait_timeout_max_sync_failures_dest() {
+        let c = config(
+            &with(&[
+                "--wait=0.5",
+                "--period=1h",
+                "--timeout=30",
+                "--max-sync-failures=4",
+                "--max-failures=1",
+                "--dest=www",
+            ]),
+            &[],
+        );
+        assert_eq!(c.period, Duration::from_millis(500));
+        assert_eq!(c.init_period, Duration::from_millis(500));
+        assert_eq!(c.sync_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_failures, 4);
+        assert_eq!(c.init_max_failures, 4);
+        assert_eq!(c.link, PathBuf::from("/srv/git/www"));
+        assert_eq!(c.warnings.len(), 4, "{:?}", c.warnings);
+
+        let c = config(
+            &base(),
+            &[("GIT_SYNC_WAIT", "2.25"), ("GIT_SYNC_DEST", "/abs/link")],
+        );
+        assert_eq!(c.period, Duration::from_millis(2250));
+        assert_eq!(c.link, PathBuf::from("/abs/link"));
+
+        // Zero values do not override.
+        let c = config(
+            &with(&[
+                "--wait=0",
+                "--timeout=0",
+                "--max-sync-failures=0",
+                "--max-failures=2",
+            ]),
+            &[],
+        );
+        assert_eq!(c.period, Duration::from_secs(10));
+        assert_eq!(c.sync_timeout, Duration::from_secs(120));
+        assert_eq!(c.max_failures, 2);
+
+        let p = problems(&with(&["--wait=0.001", "--wait=abc"]), &[]);
+        assert_eq!(
+            p,
+            vec!["--wait (GIT_SYNC_WAIT): invalid number \"abc\" (seconds, e.g. 1.5)".to_string()]
+        );
+        let p = problems(&with(&["--wait=0.001"]), &[]);
+        assert!(
+            p[0].starts_with("--wait (GIT_SYNC_WAIT): must be at least 10ms"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn many_errors_are_reported_at_once() {
+        let err = try_config(
+            &[
+                "--repo",
+                "https://h/r",
+                "--period=abc",
+                "--depth=-1",
+                "--sync-on-signal=bogus",
+            ],
+            &[],
+        )
+        .unwrap_err();
+        let p = err.problems().to_vec();
+        assert_eq!(p.len(), 4, "{p:?}");
+        assert_eq!(p[0], "--root (GITSYNC_ROOT): must be specified");
+        assert_eq!(p[1], "--period (GITSYNC_PERIOD): invalid duration \"abc\"");
+        assert!(p[2].starts_with("--sync-on-signal (GITSYNC_SYNC_ON_SIGNAL): unknown signal"));
+        assert!(p[3].starts_with("--depth (GITSYNC_DEPTH): must be 0 or more"));
+        // Display: one per line.
+        assert_eq!(err.to_string().lines().count(), 4);
+
+        let p = problems(&[], &[]);
+        assert_eq!(
+            p,
+            vec![
+                "--repo (GITSYNC_REPO): must be specified".to_string(),
+                "--root (GITSYNC_ROOT): must be specified".to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn unsupported_flags_are_refused_by_name() {
+        let p = problems(
+            &with(&[
+                "--exechook-command=/bin/true",
+                "--webhook-url=http://x",
+                "--credential={}",
+                "--http-metrics",
+                "--submodules=recursive",
+                "--sync-hook-command=/bin/x",
+            ]),
+            &[
+                ("GITSYNC_PASSWORD", "pw"),
+                ("GIT_SYNC_HTTP_BIND", ":8080"),
+                ("GITSYNC_SSH_KEY_FILE", "/k"),
+            ],
+        );
+        let all = p.join("\n");
+        for expected in [
+            "--exechook-command (GITSYNC_EXECHOOK_COMMAND) is not supported yet",
+            "--webhook-url (GITSYNC_WEBHOOK_URL) is not supported yet",
+            "--credential (GITSYNC_CREDENTIAL) is not supported yet",
+            "--http-metrics (GITSYNC_HTTP_METRICS) is not supported yet",
+            "--submodules (GITSYNC_SUBMODULES) is not supported yet",
+            "--sync-hook-command (GIT_SYNC_HOOK_COMMAND) is not supported yet",
+            "GITSYNC_PASSWORD (environment only) is not supported yet",
+            "--http-bind (GIT_SYNC_HTTP_BIND) is not supported yet",
+            "--ssh-key-file (GITSYNC_SSH_KEY_FILE) is not supported yet",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in\n{all}");
+        }
+        assert_eq!(p.len(), 9, "{all}");
+        assert!(!all.contains("pw"), "secret leaked: {all}");
+    }
+
+    #[test]
+    fn accepted_compat_flags() {
+        // Defaults or harmless values are fine.
+        let c = config(
+            &with(&[
+                "--submodules=off",
+                "--git-gc=aggressive",
+                "--add-user=false",
+                "--http-pprof=false",
+                "--git=/usr/bin/git",
+                "--ssh",
+                "--change-permissions=0",
+            ]),
+            &[("GITSYNC_GIT_GC", "auto")],
+        );
+        let w = c.warnings.join("\n");
+        assert!(w.contains("--git (GITSYNC_GIT) is ignored"), "{w}");
+        assert!(w.contains("flag --ssh has been deprecated"), "{w}");
+        assert!(
+            w.contains("flag --change-permissions has been deprecated"),
+            "{w}"
+        );
+
+        let p = problems(
+            &with(&[
+                "--git-gc=sometimes",
+                "--submodules=all",
+                "--change-permissions=0775",
+                "--add-user",
+            ]),
+            &[],
+        );
+        let all = p.join("\n");
+        assert!(
+            all.contains("--git-gc (GITSYNC_GIT_GC): must be one of"),
+            "{all}"
+        );
+        assert!(
+            all.contains("--submodules (GITSYNC_SUBMODULES): must be one of"),
+            "{all}"
+        );
+        assert!(
+            all.contains("--change-permissions (GIT_SYNC_PERMISSIONS): is no longer supported; use --group-write"),
+            "{all}"
+        );
+        assert!(
+            all.contains("--add-user (GITSYNC_ADD_USER) is not supported yet"),
+            "{all}"
+        );
+        assert_eq!(p.len(), 4, "{all}");
+    }
+
+    #[test]
+    fn sync_on_signal_forms() {
+        let hup = Signal::SIGHUP as i32;
+        for form in ["HUP", "SIGHUP", "hup", "sighup", "1", "0x1"] {
+            assert_eq!(parse_signal(form), Ok(hup), "{form}");
+        }
+        assert_eq!(parse_signal("usr2"), Ok(Signal::SIGUSR2 as i32));
+        assert!(parse_signal("bogus").is_err());
+        assert!(parse_signal("0").is_err());
+        assert!(parse_signal("999").is_err());
+        assert!(parse_signal("KILL")
+            .unwrap_err()
+            .contains("cannot be caught"));
+        assert!(parse_signal("SIGSTOP").is_err());
+        assert!(parse_signal("9").is_err());
+        let c = config(&with(&["--sync-on-signal=SIGHUP"]), &[]);
+        assert_eq!(c.sync_on_signal, Some(hup));
+        let p = problems(&with(&["--sync-on-signal=bogus"]), &[]);
+        assert_eq!(
+            p,
+            vec!["--sync-on-signal (GITSYNC_SYNC_ON_SIGNAL): unknown signal \"bogus\"".to_string()]
+        );
+    }
+
+    #[test]
+    fn link_default_from_various_urls() {
+        for (repo, link) in [
+            ("https://github.com/org/repo.git", "repo.git"),
+            ("https://github.com/org/repo", "repo"),
+            ("https://github.com/org/repo/", "repo"),
+            ("https://user:pw@host:8443/a/b/c", "c"),
+            ("ssh://git@host:22/org/repo.git", "repo.git"),
+            ("git@github.com:org/repo.git", "repo.git"),
+            ("git@github.com:repo.git", "repo.git"),
+            ("file:///tmp/repos/site", "site"),
+            ("/tmp/repos/site/", "site"),
+            ("site", "site"),
+        ] {
+            assert_eq!(default_link_name(repo).as_deref(), Some(link), "{repo}");
+        }
+        for repo in ["https://host", "https://host/", "file:///", "/", "x:.."] {
+            assert_eq!(default_link_name(repo), None, "{repo}");
+        }
+        let p = problems(&["--repo=https://host", "--root=/r"], &[]);
+        assert!(
+            p[0].starts_with("--link (GITSYNC_LINK): cannot derive a default"),
+            "{p:?}"
+        );
+        let c = config(&["--repo=https://host", "--root=/r", "--link=x"], &[]);
+        assert_eq!(c.link, PathBuf::from("/r/x"));
+    }
+
+    #[test]
+    fn link_must_not_clobber_root() {
+        for bad in [
+            ".",
+            "/srv/git",
+            "/srv",
+            "..",
+            "sub/..",
+            ".git",
+            ".worktrees/abc",
+            "/",
+        ] {
+            let arg = format!("--link={bad}");
+            let p = problems(&with(&[&arg]), &[]);
+            assert_eq!(p.len(), 1, "{bad}: {p:?}");
+            assert!(p[0].starts_with("--link (GITSYNC_LINK): "), "{p:?}");
+        }
+        let c = config(&with(&["--link=../published/site"]), &[]);
+        assert_eq!(c.link, PathBuf::from("/srv/published/site"));
+    }
+
+    #[test]
+    fn root_is_made_absolute_and_files_join_onto_it() {
+        let cwd = std::env::current_dir().unwrap().canonicalize().unwrap();
+        let c = config(
+            &[
+                "--repo=https://h/r",
+                "--root=some/dir",
+                "--touch-file=t",
+                "--error-file=../e",
+            ],
+            &[],
+        );
+        assert_eq!(c.root, cwd.join("some/dir"));
+        assert_eq!(c.link, cwd.join("some/dir/r"));
+        assert_eq!(c.touch_file, Some(cwd.join("some/dir/t")));
+        assert_eq!(c.error_file, Some(cwd.join("some/e")));
+    }
+
+    #[test]
+    fn existing_root_symlinks_are_resolved() {
+        let dir = std::env::temp_dir().join(format!("clicfg-{}", std::process::id()));
+        let real = dir.join("real");
+        std::fs::create_dir_all(&real).unwrap();
+        let link = dir.join("alias");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let root_arg = format!("--root={}", link.join("sub").display());
+        let c = config(&["--repo=https://h/r", &root_arg], &[]);
+        assert_eq!(c.root, real.canonicalize().unwrap().join("sub"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn ref_validation() {
+        let sha = "0123456789abcdef0123456789ABCDEF01234567";
+        for good in [
+            "HEAD",
+            "main",
+            "release/v1.2",
+            "refs/heads/main",
+            "v1.0.0",
+            "beef",
+            sha,
+        ] {
+            assert_eq!(validate_ref(good), Ok(()), "{good}");
+        }
+        assert!(validate_ref("deadbeef")
+            .unwrap_err()
+            .contains("abbreviated SHAs are not supported"));
+        assert!(validate_ref(&sha[..39])
+            .unwrap_err()
+            .contains("use the full 40-hex SHA"));
+        for bad in [
+            "", "a b", "a..b", "a\tb", "a~1", "a^", "a:b", "-", "/a", "a/", "a//b", "a.", ".a",
+            "a/.b", "a.lock", "@", "a@{1}", "a*", "a[", "a\\b",
+        ] {
+            if bad == "-" {
+                continue; // a valid (if odd) ref name
+            }
+            assert!(validate_ref(bad).is_err(), "{bad:?} should be invalid");
+        }
+        let c = config(&with(&["--ref", sha]), &[]);
+        assert_eq!(c.git_ref, sha);
+        let p = problems(&with(&["--ref=abc1234"]), &[]);
+        assert!(
+            p[0].starts_with("--ref (GITSYNC_REF): \"abc1234\" looks like an abbreviated SHA"),
+            "{p:?}"
+        );
+        let p = problems(&with(&["--ref="]), &[]);
+        assert_eq!(
+            p,
+            vec!["--ref (GITSYNC_REF): must not be empty".to_string()]
+        );
+    }
+
+    #[test]
+    fn verbosity_forms() {
+        assert_eq!(config(&with(&["-v", "2"]), &[]).verbosity, 2);
+        assert_eq!(config(&with(&["-v5"]), &[]).verbosity, 5);
+        assert_eq!(config(&base(), &[("GITSYNC_VERBOSE", "3")]).verbosity, 3);
+        let c = config(&with(&["-v", "12"]), &[]);
+        assert_eq!(c.verbosity, 9);
+        assert!(c.warnings[0].contains("using 9"), "{:?}", c.warnings);
+        assert_eq!(config(&with(&["-v", "2", "--v=4"]), &[]).verbosity, 4);
+        assert_eq!(config(&with(&["-v", "2", "--v=-1"]), &[]).verbosity, 2);
+        let p = problems(&with(&["-v", "-1"]), &[]);
+        assert_eq!(
+            p,
+            vec!["--verbose (GITSYNC_VERBOSE): must be between 0 and 9, got -1".to_string()]
+        );
+        let p = problems(&with(&["--log-format=xml"]), &[]);
+        assert!(
+            p[0].starts_with("--log-format (GITSYNC_LOG_FORMAT): must be"),
+            "{p:?}"
+        );
+        assert_eq!(
+            config(&with(&["--log-format=TEXT"]), &[]).log_format,
+            LogFormat::Text
+        );
+    }
+
+    #[test]
+    fn go_int_forms() {
+        assert_eq!(parse_go_int("42"), Ok(42));
+        assert_eq!(parse_go_int("-7"), Ok(-7));
+        assert_eq!(parse_go_int("+7"), Ok(7));
+        assert_eq!(parse_go_int("0x1F"), Ok(31));
+        assert_eq!(parse_go_int("010"), Ok(8));
+        assert_eq!(parse_go_int("0o17"), Ok(15));
+        assert_eq!(parse_go_int("0b101"), Ok(5));
+        assert_eq!(parse_go_int("1_000"), Ok(1000));
+        assert_eq!(parse_go_int("0"), Ok(0));
+        assert_eq!(parse_go_int("-9223372036854775808"), Ok(i64::MIN));
+        for bad in [
+            "",
+            "-",
+            "x",
+            "1.5",
+            "08",
+            "_1",
+            "1_",
+            "1__0",
+            "0x",
+            "--1",
+            "+-1",
+            "9223372036854775808",
+        ] {
+            assert!(parse_go_int(bad).is_err(), "{bad:?} should be invalid");
+        }
+    }
+
+    #[test]
+    fn clap_outcomes_are_a_distinct_variant() {
+        assert!(matches!(
+            try_config(&["--help"], &[]),
+            Err(ConfigError::Clap(_))
+        ));
+        assert!(matches!(
+            try_config(&["--version"], &[]),
+            Err(ConfigError::Clap(_))
+        ));
+        assert!(matches!(
+            try_config(&["--bogus"], &[]),
+            Err(ConfigError::Clap(_))
+        ));
+        assert!(try_config(&["--bogus"], &[])
+            .unwrap_err()
+            .problems()
+            .is_empty());
+    }
+
+    #[test]
+    fn repo_transports() {
+        for ok in [
+            "https://h/r",
+            "HTTP://h/r",
+            "git://h/r",
+            "file:///tmp/r",
+            "/tmp/r",
+            "rel/dir",
+            "./a:b",
+        ] {
+            let repo = format!("--repo={ok}");
+            config(&[&repo, "--root=/r", "--link=l"], &[]);
+        }
+        for bad in [
+            "ssh://git@h/r.git",
+            "git@github.com:org/r.git",
+            "host:r",
+            "s3://b/r",
+        ] {
+            let repo = format!("--repo={bad}");
+            let p = problems(&[&repo, "--root=/r", "--link=l"], &[]);
+            assert_eq!(p.len(), 1, "{bad}: {p:?}");
+            assert!(p[0].starts_with("--repo (GITSYNC_REPO): "), "{p:?}");
+            assert!(p[0].contains("not supported yet"), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn load_is_the_main_entry_point() {
+        let args: Vec<OsString> = ["git-sidecar", "--root=/r"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        let env = |k: &str| (k == "GIT_REPO").then(|| "https://h/site".to_string());
+        let c = load(args.clone(), &env).unwrap();
+        assert_eq!(c.link, PathBuf::from("/r/site"));
+        let err = load(vec!["git-sidecar".into()], &|_: &str| None).unwrap_err();
+        match err {
+            LoadError::Invalid(p) => assert_eq!(
+                p.to_string(),
+                "--repo (GITSYNC_REPO): must be specified\n--root (GITSYNC_ROOT): must be specified"
+            ),
+            LoadError::Clap(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn checker_reads_every_single_valued_argument() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            let Some(long) = arg.get_long() else { continue };
+            if matches!(id, "credential" | "ssh_key_file") || long == "help" || long == "version" {
+                continue;
+            }
+            let flag = format!("--{long}=x");
+            let cli = Cli::try_parse_with_env(["git-sidecar", &flag], &|_: &str| None).unwrap();
+            let checker = Checker {
+                cli: &cli,
+                errors: Vec::new(),
+                warnings: Vec::new(),
+            };
+            assert_eq!(checker.value(id), Some("x"), "Checker::value misses {id}");
+        }
+    }
 }

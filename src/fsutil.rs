@@ -37,6 +37,9 @@ pub fn touch_file(path: &Path) -> io::Result<()> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }
-    fs::OpenOptions::new().create(true).append(true).open(path)?;
+    fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     touch_mtime(path)
 }

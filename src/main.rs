@@ -9,7 +9,9 @@ use git_sidecar::sync::Exit;
 use git_sidecar::{app, logging};
 
 fn main() -> ExitCode {
-    let config = match config::load(std::env::args_os().collect(), &|name| std::env::var(name).ok()) {
+    let config = match config::load(std::env::args_os().collect(), &|name| {
+        std::env::var(name).ok()
+    }) {
         Ok(config) => config,
         Err(config::LoadError::Clap(e)) => e.exit(),
         Err(config::LoadError::Invalid(e)) => {
@@ -38,7 +40,9 @@ fn main() -> ExitCode {
 fn run(config: Config) -> anyhow::Result<Exit> {
     // One core's worth of runtime: a sidecar should be cheap. gix work runs
     // on the blocking pool, so health endpoints stay responsive.
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let result = runtime.block_on(app::run(config));
     // Don't wait for a blocking pass stuck on a dead socket.
     runtime.shutdown_timeout(Duration::from_millis(100));

@@ -85,7 +85,11 @@ impl Layout {
         let dir = self.worktrees_dir();
         fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         for entry in fs::read_dir(&dir).map_err(io_err("read", &dir))?.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(STAGING_PREFIX) {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(STAGING_PREFIX)
+            {
                 remove_any(&entry.path())?;
             }
         }
@@ -113,7 +117,11 @@ impl Layout {
         let link_dir = self.link.parent().unwrap_or(Path::new("/"));
         fs::create_dir_all(link_dir).map_err(io_err("create", link_dir))?;
         let target = relative_path(link_dir, &self.worktree(hash));
-        let name = self.link.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = self
+            .link
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = link_dir.join(format!(".{name}.tmp-link"));
         remove_any(&tmp)?;
         std::os::unix::fs::symlink(&target, &tmp).map_err(io_err("symlink", &tmp))?;
@@ -190,7 +198,11 @@ fn exchange(a: &Path, b: &Path) -> Result<(), Error> {
 pub fn relative_path(from: &Path, to: &Path) -> PathBuf {
     let from: Vec<Component> = from.components().collect();
     let to_parts: Vec<Component> = to.components().collect();
-    let common = from.iter().zip(&to_parts).take_while(|(a, b)| a == b).count();
+    let common = from
+        .iter()
+        .zip(&to_parts)
+        .take_while(|(a, b)| a == b)
+        .count();
     let mut rel = PathBuf::new();
     for _ in common..from.len() {
         rel.push("..");
@@ -211,7 +223,10 @@ mod tests {
 
     #[test]
     fn relative_paths() {
-        assert_eq!(relative_path(Path::new("/r"), Path::new("/r/.worktrees/x")), Path::new(".worktrees/x"));
+        assert_eq!(
+            relative_path(Path::new("/r"), Path::new("/r/.worktrees/x")),
+            Path::new(".worktrees/x")
+        );
         assert_eq!(
             relative_path(Path::new("/srv/www"), Path::new("/r/.worktrees/x")),
             Path::new("../../r/.worktrees/x")
@@ -219,7 +234,8 @@ mod tests {
     }
 
     #[test]
-    fn publish_swaps_a_relative_link_and_current_follows() -> Result<(), Box<dyn std::error::Error>> {
+    fn publish_swaps_a_relative_link_and_current_follows() -> Result<(), Box<dyn std::error::Error>>
+    {
         let dir = tempfile::tempdir()?;
         let layout = Layout::new(dir.path().to_path_buf(), dir.path().join("site"));
         layout.prepare()?;
@@ -230,7 +246,10 @@ mod tests {
             layout.install(&h)?;
             layout.publish(&h)?;
             assert_eq!(layout.current(), Some(h.clone()));
-            assert_eq!(fs::read_link(layout.link())?, Path::new(".worktrees").join(h.as_str()));
+            assert_eq!(
+                fs::read_link(layout.link())?,
+                Path::new(".worktrees").join(h.as_str())
+            );
             assert_eq!(fs::read_to_string(layout.link().join("f"))?, h.as_str());
         }
         assert!(!dir.path().join(".site.tmp-link").exists());

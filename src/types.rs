@@ -10,7 +10,8 @@ pub struct CommitHash(String);
 impl CommitHash {
     /// Accepts exactly 40 lowercase or uppercase hex digits (stored lowercase).
     pub fn parse(s: &str) -> Option<Self> {
-        (s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())).then(|| Self(s.to_ascii_lowercase()))
+        (s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| Self(s.to_ascii_lowercase()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -99,7 +100,12 @@ pub fn redact_url(raw: &str) -> String {
             user.to_string()
         }
     };
-    format!("{}://{}@{}", &raw[..scheme_end], redacted_userinfo, &rest[at + 1..])
+    format!(
+        "{}://{}@{}",
+        &raw[..scheme_end],
+        redacted_userinfo,
+        &rest[at + 1..]
+    )
 }
 
 #[cfg(test)]
@@ -111,18 +117,36 @@ mod tests {
         assert!(CommitHash::parse(&"a".repeat(40)).is_some());
         assert!(CommitHash::parse(&"a".repeat(39)).is_none());
         assert!(CommitHash::parse(&"g".repeat(40)).is_none());
-        assert_eq!(CommitHash::parse(&"A".repeat(40)).map(|h| h.to_string()), Some("a".repeat(40)));
+        assert_eq!(
+            CommitHash::parse(&"A".repeat(40)).map(|h| h.to_string()),
+            Some("a".repeat(40))
+        );
     }
 
     #[test]
     fn redacts_password_but_keeps_host_and_path() {
-        assert_eq!(redact_url("https://bob:s3cret@example.com/r.git"), "https://bob:REDACTED@example.com/r.git");
-        assert_eq!(redact_url("https://tok3n@example.com/r.git"), "https://REDACTED@example.com/r.git");
-        assert_eq!(redact_url("ssh://git@example.com/r.git"), "ssh://git@example.com/r.git");
+        assert_eq!(
+            redact_url("https://bob:s3cret@example.com/r.git"),
+            "https://bob:REDACTED@example.com/r.git"
+        );
+        assert_eq!(
+            redact_url("https://tok3n@example.com/r.git"),
+            "https://REDACTED@example.com/r.git"
+        );
+        assert_eq!(
+            redact_url("ssh://git@example.com/r.git"),
+            "ssh://git@example.com/r.git"
+        );
         assert_eq!(redact_url("file:///tmp/r"), "file:///tmp/r");
         assert_eq!(redact_url("git@example.com:r.git"), "git@example.com:r.git");
         assert!(!format!("{}", RepoUrl::new("http://a:b@h/p")).contains(":b@"));
-        assert_eq!(RepoUrl::new("https://a:b@h/p").without_credentials(), "https://h/p");
-        assert_eq!(RepoUrl::new("ssh://git@h/p").without_credentials(), "ssh://git@h/p");
+        assert_eq!(
+            RepoUrl::new("https://a:b@h/p").without_credentials(),
+            "https://h/p"
+        );
+        assert_eq!(
+            RepoUrl::new("ssh://git@h/p").without_credentials(),
+            "ssh://git@h/p"
+        );
     }
 }

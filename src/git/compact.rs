@@ -68,12 +68,17 @@ pub fn stats(git_dir: &Path) -> PackStats {
 
 /// Whether the store has grown enough since `baseline_bytes` to be worth compacting.
 pub fn is_due(now: PackStats, baseline_bytes: u64) -> bool {
-    now.packs > 1 && (now.packs >= MAX_PACKS || now.bytes > baseline_bytes * GROWTH_FACTOR + SLACK_BYTES)
+    now.packs > 1
+        && (now.packs >= MAX_PACKS || now.bytes > baseline_bytes * GROWTH_FACTOR + SLACK_BYTES)
         || now.loose > 0 && now.packs >= 1
 }
 
 /// Rewrites the object store to hold only what `keep` needs. Returns the new size.
-pub fn compact(repo: &gix::Repository, keep: &[ObjectId], budget: &Budget) -> Result<PackStats, Error> {
+pub fn compact(
+    repo: &gix::Repository,
+    keep: &[ObjectId],
+    budget: &Budget,
+) -> Result<PackStats, Error> {
     let git_dir = repo.git_dir().to_path_buf();
     let pack_dir = git_dir.join("objects/pack");
     let old_packs = pack_files(&pack_dir)?;
@@ -103,13 +108,20 @@ fn pack_files(pack_dir: &Path) -> Result<Vec<PathBuf>, Error> {
     Ok(entries
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("pack-")))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("pack-"))
+        })
         .collect())
 }
 
 /// All commits reachable from `keep`, stopping at the shallow boundary.
 fn reachable_commits(repo: &gix::Repository, keep: &[ObjectId]) -> Result<Vec<ObjectId>, Error> {
-    let present: Vec<ObjectId> = keep.iter().copied().filter(|id| repo.has_object(id)).collect();
+    let present: Vec<ObjectId> = keep
+        .iter()
+        .copied()
+        .filter(|id| repo.has_object(id))
+        .collect();
     if present.is_empty() {
         return Ok(Vec::new());
     }
@@ -144,7 +156,8 @@ fn write_pack(
         budget.interrupt_flag(),
         gix_pack::data::output::count::objects::Options {
             thread_limit: Some(1),
-            input_object_expansion: gix_pack::data::output::count::objects::ObjectExpansion::TreeContents,
+            input_object_expansion:
+                gix_pack::data::output::count::objects::ObjectExpansion::TreeContents,
             chunk_size: 50,
         },
     )
@@ -201,7 +214,10 @@ fn write_pack(
 }
 
 /// Keeps only the shallow boundary commits that are still in the store.
-fn prune_shallow_file(path: &Path, kept: &std::collections::HashSet<ObjectId>) -> Result<(), Error> {
+fn prune_shallow_file(
+    path: &Path,
+    kept: &std::collections::HashSet<ObjectId>,
+) -> Result<(), Error> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -213,7 +229,9 @@ fn prune_shallow_file(path: &Path, kept: &std::collections::HashSet<ObjectId>) -
     };
     let pruned: String = text
         .lines()
-        .filter(|line| ObjectId::from_hex(line.trim().as_bytes()).is_ok_and(|id| kept.contains(&id)))
+        .filter(|line| {
+            ObjectId::from_hex(line.trim().as_bytes()).is_ok_and(|id| kept.contains(&id))
+        })
         .map(|line| format!("{}\n", line.trim()))
         .collect();
     if pruned == text {
@@ -226,10 +244,17 @@ fn prune_shallow_file(path: &Path, kept: &std::collections::HashSet<ObjectId>) -
 }
 
 fn remove_loose_objects(objects: &Path) -> Result<(), Error> {
-    let Ok(entries) = fs::read_dir(objects) else { return Ok(()) };
+    let Ok(entries) = fs::read_dir(objects) else {
+        return Ok(());
+    };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        if name.len() == 2 && name.to_string_lossy().bytes().all(|b| b.is_ascii_hexdigit()) {
+        if name.len() == 2
+            && name
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit())
+        {
             let path = entry.path();
             fs::remove_dir_all(&path).map_err(|source| Error::Io { path, source })?;
         }
@@ -243,8 +268,15 @@ mod tests {
 
     #[test]
     fn due_when_packs_outgrow_the_baseline() {
-        let s = |packs, bytes| PackStats { packs, bytes, loose: 0 };
-        assert!(!is_due(s(1, 100 << 20), 1 << 20), "one pack is already compact");
+        let s = |packs, bytes| PackStats {
+            packs,
+            bytes,
+            loose: 0,
+        };
+        assert!(
+            !is_due(s(1, 100 << 20), 1 << 20),
+            "one pack is already compact"
+        );
         assert!(!is_due(s(2, 3 << 20), 2 << 20), "within 2x + slack");
         assert!(is_due(s(2, 10 << 20), 2 << 20));
         assert!(is_due(s(MAX_PACKS, 1), 1));

@@ -59,11 +59,18 @@ pub enum Error {
     #[error("interrupted by shutdown")]
     Interrupted,
     #[error("{context}: {message}")]
-    Git { context: &'static str, message: String },
+    Git {
+        context: &'static str,
+        message: String,
+    },
 }
 
 /// Polls the remote and fetches the wanted commit if needed.
-pub fn fetch(repo: &gix::Repository, opts: &Options<'_>, budget: &Budget) -> Result<Outcome, Error> {
+pub fn fetch(
+    repo: &gix::Repository,
+    opts: &Options<'_>,
+    budget: &Budget,
+) -> Result<Outcome, Error> {
     let result = fetch_inner(repo, opts, budget);
     // A transport error after the budget ran out is really a timeout or a shutdown.
     result.map_err(|e| match e {
@@ -73,7 +80,11 @@ pub fn fetch(repo: &gix::Repository, opts: &Options<'_>, budget: &Budget) -> Res
     })
 }
 
-fn fetch_inner(repo: &gix::Repository, opts: &Options<'_>, budget: &Budget) -> Result<Outcome, Error> {
+fn fetch_inner(
+    repo: &gix::Repository,
+    opts: &Options<'_>,
+    budget: &Budget,
+) -> Result<Outcome, Error> {
     let refspec = refspec_for(opts.git_ref);
     let remote = repo
         .remote_at(opts.url.clone())
@@ -93,7 +104,9 @@ fn fetch_inner(repo: &gix::Repository, opts: &Options<'_>, budget: &Budget) -> R
         return Ok(Outcome::Unchanged(remote_id));
     }
     if opts.depth > 0 && report.protocol() != Some(Protocol::V2) {
-        return Err(Error::ShallowUnsupported(report.protocol().unwrap_or(Protocol::V1)));
+        return Err(Error::ShallowUnsupported(
+            report.protocol().unwrap_or(Protocol::V1),
+        ));
     }
 
     let outcome = prepare
@@ -101,7 +114,9 @@ fn fetch_inner(repo: &gix::Repository, opts: &Options<'_>, budget: &Budget) -> R
         .receive(gix::progress::Discard, budget.interrupt_flag())
         .map_err(|e| git_err("fetch failed", e, Some(&report)))?;
     let pack_bytes = match &outcome.status {
-        gix::remote::fetch::Status::Change { write_pack_bundle, .. } => write_pack_bundle
+        gix::remote::fetch::Status::Change {
+            write_pack_bundle, ..
+        } => write_pack_bundle
             .data_path
             .as_ref()
             .and_then(|p| std::fs::metadata(p).ok())

@@ -47,7 +47,11 @@ pub struct Opened {
 
 /// Opens the repository at `root`, creating or repairing it as needed.
 /// `origin_url` is written as `remote.origin.url` (must carry no secrets).
-pub fn open_or_init(root: &Path, origin_url: &str, depth: u32) -> Result<(gix::Repository, Opened), Error> {
+pub fn open_or_init(
+    root: &Path,
+    origin_url: &str,
+    depth: u32,
+) -> Result<(gix::Repository, Opened), Error> {
     fs::create_dir_all(root).map_err(io_err(root))?;
     let mut opened = Opened::default();
     let git_dir = root.join(".git");
@@ -99,7 +103,9 @@ fn is_usable(root: &Path) -> bool {
 }
 
 fn is_empty(dir: &Path) -> bool {
-    fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false)
+    fs::read_dir(dir)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false)
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {
@@ -137,13 +143,19 @@ fn remove_stale_locks(git_dir: &Path) -> usize {
     let mut removed = 0;
     let mut stack = vec![git_dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
-            let Ok(kind) = entry.file_type() else { continue };
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
             if kind.is_dir() && entry.file_name() != "objects" {
                 stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "lock") && fs::remove_file(&path).is_ok() {
+            } else if path.extension().is_some_and(|e| e == "lock")
+                && fs::remove_file(&path).is_ok()
+            {
                 tracing::info!(path = %path.display(), "removed stale lock file");
                 removed += 1;
             }
@@ -154,14 +166,19 @@ fn remove_stale_locks(git_dir: &Path) -> usize {
 
 /// A killed fetch can leave temporary files next to the packs.
 fn remove_pack_temporaries(pack_dir: &Path) -> usize {
-    let Ok(entries) = fs::read_dir(pack_dir) else { return 0 };
+    let Ok(entries) = fs::read_dir(pack_dir) else {
+        return 0;
+    };
     entries
         .flatten()
         .filter(|e| {
             let name = e.file_name();
             let name = name.to_string_lossy();
             !(name.starts_with("pack-")
-                && (name.ends_with(".pack") || name.ends_with(".idx") || name.ends_with(".keep") || name.ends_with(".rev")))
+                && (name.ends_with(".pack")
+                    || name.ends_with(".idx")
+                    || name.ends_with(".keep")
+                    || name.ends_with(".rev")))
         })
         .filter(|e| fs::remove_file(e.path()).is_ok())
         .count()
@@ -190,7 +207,9 @@ fn quote_config_value(v: &str) -> String {
 pub fn recorded_depth(root: &Path) -> Option<u32> {
     let text = fs::read_to_string(root.join(".git/config")).ok()?;
     let section = text.split("[gitsidecar]").nth(1)?;
-    let line = section.lines().find(|l| l.trim_start().starts_with("depth"))?;
+    let line = section
+        .lines()
+        .find(|l| l.trim_start().starts_with("depth"))?;
     line.split('=').nth(1)?.trim().parse().ok()
 }
 
@@ -235,7 +254,10 @@ fn history_is_complete(repo: &gix::Repository) -> bool {
     if walk.into_iter().any(|info| info.is_err()) {
         return false;
     }
-    let Ok(tree) = repo.find_commit(tip).and_then(|c| c.tree().map_err(Into::into)) else {
+    let Ok(tree) = repo
+        .find_commit(tip)
+        .and_then(|c| c.tree())
+    else {
         return false;
     };
     tree_is_complete(repo, &tree)
@@ -270,7 +292,11 @@ fn reset_objects(git_dir: &Path) -> Result<(), Error> {
             }
         }
     }
-    for file in [git_dir.join("shallow"), git_dir.join(BRANCH), git_dir.join("packed-refs")] {
+    for file in [
+        git_dir.join("shallow"),
+        git_dir.join(BRANCH),
+        git_dir.join("packed-refs"),
+    ] {
         if file.exists() {
             fs::remove_file(&file).map_err(io_err(&file))?;
         }
@@ -282,7 +308,9 @@ fn reset_objects(git_dir: &Path) -> Result<(), Error> {
 /// no longer exists (git's `worktree prune`).
 pub fn prune_worktree_admin(root: &Path, worktrees_dir: &Path) -> usize {
     let admin_root = root.join(".git/worktrees");
-    let Ok(entries) = fs::read_dir(&admin_root) else { return 0 };
+    let Ok(entries) = fs::read_dir(&admin_root) else {
+        return 0;
+    };
     entries
         .flatten()
         .filter(|e| !worktrees_dir.join(e.file_name()).is_dir())

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use gix::bstr::BStr;
 use gix::protocol::transport::client::blocking_io::{http, SetServiceResponse, Transport};
-use gix::protocol::transport::client::{self, git as git_transport, MessageKind, TransportWithoutIO, WriteMode};
+use gix::protocol::transport::client::{
+    self, git as git_transport, MessageKind, TransportWithoutIO, WriteMode,
+};
 use gix::protocol::transport::{Protocol, Service};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
@@ -65,7 +67,10 @@ impl Budget {
     /// `Err` once the sync was interrupted or ran out of time.
     pub fn check(&self) -> io::Result<()> {
         if self.is_expired() {
-            Err(io::Error::new(io::ErrorKind::TimedOut, "sync timeout exceeded"))
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "sync timeout exceeded",
+            ))
         } else if self.is_interrupted() {
             Err(io::Error::other("interrupted by shutdown"))
         } else {
@@ -151,7 +156,10 @@ impl SpyReport {
 
     /// Anything the local `git upload-pack` printed on stderr (file:// only).
     pub fn stderr(&self) -> String {
-        self.stderr.lock().map(|s| s.trim().to_string()).unwrap_or_default()
+        self.stderr
+            .lock()
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
     }
 }
 
@@ -228,10 +236,16 @@ pub enum ConnectError {
     #[error("could not resolve {host}: {source}")]
     Resolve { host: String, source: io::Error },
     #[error("could not connect to {host}:{port}: {source}")]
-    Connect { host: String, port: u16, source: io::Error },
+    Connect {
+        host: String,
+        port: u16,
+        source: io::Error,
+    },
     #[error("could not start `git upload-pack` for a file:// repository (file:// needs the git binary; http(s):// and git:// do not): {0}")]
     Spawn(io::Error),
-    #[error("the '{0}' URL scheme is not supported (supported: file://, git://, http://, https://)")]
+    #[error(
+        "the '{0}' URL scheme is not supported (supported: file://, git://, http://, https://)"
+    )]
     UnsupportedScheme(String),
     #[error("sync timeout exceeded while connecting")]
     Timeout,
@@ -241,7 +255,10 @@ pub enum ConnectError {
 pub type BoxedTransport = Box<dyn Transport + Send>;
 
 /// Opens a transport for `url`, bounded by `budget`.
-pub fn connect(url: &gix::Url, budget: &Budget) -> Result<(BoxedTransport, SpyReport), ConnectError> {
+pub fn connect(
+    url: &gix::Url,
+    budget: &Budget,
+) -> Result<(BoxedTransport, SpyReport), ConnectError> {
     let stderr = StderrBuffer::default();
     match url.scheme {
         gix::url::Scheme::Git => {
@@ -267,15 +284,19 @@ pub fn connect(url: &gix::Url, budget: &Budget) -> Result<(BoxedTransport, SpyRe
 fn connect_daemon(
     url: &gix::Url,
     budget: &Budget,
-) -> Result<git_transport::blocking_io::Connection<DeadlineReader<TcpStream>, TcpStream>, ConnectError> {
+) -> Result<
+    git_transport::blocking_io::Connection<DeadlineReader<TcpStream>, TcpStream>,
+    ConnectError,
+> {
     let host = url.host().unwrap_or("localhost").to_string();
     let port = url.port.unwrap_or(9418);
-    let addrs = (host.as_str(), port)
-        .to_socket_addrs()
-        .map_err(|source| ConnectError::Resolve {
-            host: host.clone(),
-            source,
-        })?;
+    let addrs =
+        (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|source| ConnectError::Resolve {
+                host: host.clone(),
+                source,
+            })?;
     let mut last_err = io::Error::new(io::ErrorKind::NotFound, "no address");
     for addr in addrs {
         let timeout = budget.remaining().min(CONNECT_TIMEOUT);
@@ -300,7 +321,10 @@ fn daemon_connection(
     host: String,
     port: u16,
     budget: &Budget,
-) -> Result<git_transport::blocking_io::Connection<DeadlineReader<TcpStream>, TcpStream>, ConnectError> {
+) -> Result<
+    git_transport::blocking_io::Connection<DeadlineReader<TcpStream>, TcpStream>,
+    ConnectError,
+> {
     let io_err = |source| ConnectError::Connect {
         host: host.clone(),
         port,
@@ -344,7 +368,10 @@ fn spawn_upload_pack(
     url: &gix::Url,
     budget: &Budget,
     stderr: StderrBuffer,
-) -> Result<git_transport::blocking_io::Connection<DeadlineReader<UploadPackOutput>, UploadPackInput>, ConnectError> {
+) -> Result<
+    git_transport::blocking_io::Connection<DeadlineReader<UploadPackOutput>, UploadPackInput>,
+    ConnectError,
+> {
     let path = gix::path::from_bstr(gix::bstr::BStr::new(url.path.as_slice()))
         .map_err(|e| ConnectError::Spawn(io::Error::other(e.to_string())))?
         .into_owned();
@@ -357,7 +384,8 @@ fn spawn_upload_pack(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(ConnectError::Spawn)?;
-    let (Some(stdin), Some(stdout), Some(mut err)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    let (Some(stdin), Some(stdout), Some(mut err)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
         let _ = child.kill();
         return Err(ConnectError::Spawn(io::Error::other("child pipes missing")));
@@ -424,9 +452,14 @@ mod tests {
         let client = TcpStream::connect(addr).expect("connect");
         let _server = listener.accept().expect("accept");
         let budget = Budget::new(Duration::from_millis(300), Arc::new(AtomicBool::new(false)));
-        let mut reader = DeadlineReader { inner: client, budget };
+        let mut reader = DeadlineReader {
+            inner: client,
+            budget,
+        };
         let started = Instant::now();
-        let err = reader.read(&mut [0u8; 16]).expect_err("a silent peer must time out");
+        let err = reader
+            .read(&mut [0u8; 16])
+            .expect_err("a silent peer must time out");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert!(started.elapsed() < Duration::from_secs(2));
     }
@@ -443,7 +476,10 @@ mod tests {
             flag.store(true, Ordering::Relaxed);
         });
         let started = Instant::now();
-        let mut reader = DeadlineReader { inner: client, budget };
+        let mut reader = DeadlineReader {
+            inner: client,
+            budget,
+        };
         assert!(reader.read(&mut [0u8; 16]).is_err());
         assert!(started.elapsed() < Duration::from_secs(2));
         setter.join().expect("setter thread");

@@ -78,7 +78,10 @@ fn tree_of(repo: &gix::Repository, commit: ObjectId) -> Result<ObjectId, Error> 
         message: e.to_string(),
     };
     let commit_obj = repo.find_commit(commit).map_err(|e| err(&e))?;
-    commit_obj.tree_id().map(|id| id.detach()).map_err(|e| err(&e))
+    commit_obj
+        .tree_id()
+        .map(|id| id.detach())
+        .map_err(|e| err(&e))
 }
 
 fn checkout_files(
@@ -93,7 +96,11 @@ fn checkout_files(
         .checkout_options(gix::worktree::stack::state::attributes::Source::IdMapping)
         .map_err(|e| err(e.to_string()))?;
     opts.destination_is_initially_empty = true;
-    let objects = repo.objects.clone().into_arc().map_err(|e| err(e.to_string()))?;
+    let objects = repo
+        .objects
+        .clone()
+        .into_arc()
+        .map_err(|e| err(e.to_string()))?;
     let outcome = gix::worktree::state::checkout(
         index,
         dir,
@@ -106,7 +113,11 @@ fn checkout_files(
     .map_err(|e| err(e.to_string()));
     // An interrupted checkout returns Ok with a partial tree: check the flag.
     if budget.is_interrupted() {
-        return Err(if budget.is_expired() { Error::Timeout } else { Error::Interrupted });
+        return Err(if budget.is_expired() {
+            Error::Timeout
+        } else {
+            Error::Interrupted
+        });
     }
     let outcome = outcome?;
     if let Some(first) = outcome.errors.first() {
@@ -118,7 +129,10 @@ fn checkout_files(
         )));
     }
     if !outcome.collisions.is_empty() {
-        return Err(err(format!("{} path collision(s)", outcome.collisions.len())));
+        return Err(err(format!(
+            "{} path collision(s)",
+            outcome.collisions.len()
+        )));
     }
     Ok(())
 }
@@ -140,7 +154,10 @@ fn write_admin(commit: ObjectId, placement: &Placement<'_>) -> Result<(), Error>
     };
     write("HEAD", format!("{commit}\n"))?;
     write("commondir", "../..\n".to_string())?;
-    write("gitdir", format!("{}\n", placement.final_path.join(".git").display()))?;
+    write(
+        "gitdir",
+        format!("{}\n", placement.final_path.join(".git").display()),
+    )?;
     let dot_git = placement.staging.join(".git");
     fs::write(&dot_git, format!("gitdir: ../../.git/worktrees/{name}\n")).map_err(io_err(&dot_git))
 }
@@ -154,7 +171,8 @@ fn expected_dot_git(name: &str) -> String {
 /// point at `commit`. Does not look at the checked-out files.
 pub fn looks_intact(worktree: &Path, admin_dir: &Path, commit: ObjectId) -> bool {
     let name = commit.to_string();
-    let dot_git_ok = fs::read_to_string(worktree.join(".git")).is_ok_and(|s| s == expected_dot_git(&name));
+    let dot_git_ok =
+        fs::read_to_string(worktree.join(".git")).is_ok_and(|s| s == expected_dot_git(&name));
     let head_ok = fs::read_to_string(admin_dir.join("HEAD")).is_ok_and(|s| s.trim() == name);
     dot_git_ok && head_ok && admin_dir.join("index").is_file()
 }
@@ -186,8 +204,8 @@ pub fn matches_index(worktree: &Path, admin_dir: &Path, commit: ObjectId) -> boo
             return false;
         };
         let size_ok = entry.stat.size == meta.len() as u32;
-        let mtime_ok =
-            i64::from(entry.stat.mtime.secs) == meta.mtime() && i64::from(entry.stat.mtime.nsecs) == meta.mtime_nsec();
+        let mtime_ok = i64::from(entry.stat.mtime.secs) == meta.mtime()
+            && i64::from(entry.stat.mtime.nsecs) == meta.mtime_nsec();
         if !(size_ok && mtime_ok) {
             return false;
         }

@@ -120,7 +120,10 @@ impl Engine {
             self.open()?;
         }
         let result = self.sync_with_repo(first_pass, budget);
-        if matches!(result, Err(Error::Store(_) | Error::Worktree(_) | Error::Publish(_))) {
+        if matches!(
+            result,
+            Err(Error::Store(_) | Error::Worktree(_) | Error::Publish(_))
+        ) {
             // Local trouble: next pass re-opens, repairs and re-verifies.
             // (A network failure leaves nothing to repair.)
             self.repo = None;
@@ -129,7 +132,11 @@ impl Engine {
     }
 
     fn open(&mut self) -> Result<(), Error> {
-        let (repo, opened) = store::open_or_init(&self.opts.root, &origin_url(&self.opts.repo), self.recorded_or_wanted_depth())?;
+        let (repo, opened) = store::open_or_init(
+            &self.opts.root,
+            &origin_url(&self.opts.repo),
+            self.recorded_or_wanted_depth(),
+        )?;
         if opened != store::Opened::default() {
             tracing::info!(?opened, "repaired the root repository");
         }
@@ -145,7 +152,9 @@ impl Engine {
 
     fn sync_with_repo(&mut self, first_pass: bool, budget: &Budget) -> Result<Outcome, Error> {
         let current = self.layout.current();
-        let current_id = current.as_ref().and_then(|h| git::parse_object_id(h.as_str()));
+        let current_id = current
+            .as_ref()
+            .and_then(|h| git::parse_object_id(h.as_str()));
         let depth_changed = store::recorded_depth(&self.opts.root) != Some(self.opts.depth);
         let repo = self.repo.as_ref().ok_or_else(|| store::Error::Open {
             path: self.opts.root.clone(),
@@ -153,9 +162,12 @@ impl Engine {
         })?;
 
         // A full SHA that is already published needs no network at all.
-        let pinned = git::parse_object_id(&self.opts.git_ref).filter(|_| self.opts.git_ref.len() == 40);
+        let pinned =
+            git::parse_object_id(&self.opts.git_ref).filter(|_| self.opts.git_ref.len() == 40);
         let fetched = match pinned {
-            Some(id) if current_id == Some(id) && repo.has_object(id) && !depth_changed => fetch::Outcome::Unchanged(id),
+            Some(id) if current_id == Some(id) && repo.has_object(id) && !depth_changed => {
+                fetch::Outcome::Unchanged(id)
+            }
             _ => fetch::fetch(
                 repo,
                 &fetch::Options {
@@ -173,14 +185,19 @@ impl Engine {
             fetch::Outcome::Fetched { commit, pack_bytes } => (commit, Some(pack_bytes)),
         };
         if depth_changed {
-            store::record_depth(&self.opts.root, &origin_url(&self.opts.repo), self.opts.depth)?;
+            store::record_depth(
+                &self.opts.root,
+                &origin_url(&self.opts.repo),
+                self.opts.depth,
+            )?;
         }
         let hash = CommitHash::parse(&commit.to_string()).ok_or_else(|| store::Error::Open {
             path: self.opts.root.clone(),
             message: format!("unexpected object id {commit}"),
         })?;
 
-        let healthy = current.as_ref() == Some(&hash) && self.worktree_is_healthy(&hash, commit, first_pass);
+        let healthy =
+            current.as_ref() == Some(&hash) && self.worktree_is_healthy(&hash, commit, first_pass);
         if healthy && fetched_bytes.is_none() {
             if store::branch_commit(repo) != Some(commit) {
                 store::set_branch(repo, commit)?;
@@ -219,7 +236,12 @@ impl Engine {
         }
     }
 
-    fn build_worktree(&self, commit: ObjectId, hash: &CommitHash, budget: &Budget) -> Result<(), Error> {
+    fn build_worktree(
+        &self,
+        commit: ObjectId,
+        hash: &CommitHash,
+        budget: &Budget,
+    ) -> Result<(), Error> {
         let repo = self.repo.as_ref().ok_or_else(|| store::Error::Open {
             path: self.opts.root.clone(),
             message: "repository not open".into(),
@@ -242,13 +264,20 @@ impl Engine {
     /// Removes stale worktrees and their admin dirs, and compacts the object
     /// store when it has grown. Failures here are logged, not fatal: the new
     /// content is already published.
-    fn cleanup(&mut self, budget: &Budget, current: &CommitHash, force_compact: bool) -> Result<(), Error> {
+    fn cleanup(
+        &mut self,
+        budget: &Budget,
+        current: &CommitHash,
+        force_compact: bool,
+    ) -> Result<(), Error> {
         let removed = self.layout.remove_stale(self.opts.stale_worktree_timeout)?;
         if !removed.is_empty() {
             tracing::info!(?removed, "removed stale worktrees");
         }
         store::prune_worktree_admin(&self.opts.root, &self.layout.worktrees_dir());
-        let Some(repo) = self.repo.as_ref() else { return Ok(()) };
+        let Some(repo) = self.repo.as_ref() else {
+            return Ok(());
+        };
         let stats = compact::stats(repo.git_dir());
         if !(force_compact || compact::is_due(stats, self.compacted_bytes)) {
             return Ok(());
@@ -262,12 +291,19 @@ impl Engine {
         keep.extend(git::parse_object_id(current.as_str()));
         match compact::compact(repo, &keep, budget) {
             Ok(after) => {
-                tracing::info!(before_bytes = stats.bytes, before_packs = stats.packs, after_bytes = after.bytes, "compacted the object store");
+                tracing::info!(
+                    before_bytes = stats.bytes,
+                    before_packs = stats.packs,
+                    after_bytes = after.bytes,
+                    "compacted the object store"
+                );
                 self.compacted_bytes = after.bytes;
                 // The odb handle caches the pack list; start from a fresh one.
                 self.repo = Some(store::open(&self.opts.root)?);
             }
-            Err(e) => tracing::warn!(error = %e, "object store compaction failed; will retry later"),
+            Err(e) => {
+                tracing::warn!(error = %e, "object store compaction failed; will retry later")
+            }
         }
         Ok(())
     }

@@ -66,7 +66,12 @@ impl Trigger {
 }
 
 /// Runs until `--one-time` is done, too many failures, or `cancel`.
-pub async fn run(mut engine: Engine, opts: LoopOptions, trigger: Trigger, cancel: CancellationToken) -> Exit {
+pub async fn run(
+    mut engine: Engine,
+    opts: LoopOptions,
+    trigger: Trigger,
+    cancel: CancellationToken,
+) -> Exit {
     let mut failures: u64 = 0;
     let mut synced_once = false;
     loop {
@@ -94,7 +99,11 @@ pub async fn run(mut engine: Engine, opts: LoopOptions, trigger: Trigger, cancel
             Err(e) => {
                 failures += 1;
                 on_failure(&opts, &e, failures);
-                let limit = if synced_once { opts.max_failures } else { opts.init_max_failures };
+                let limit = if synced_once {
+                    opts.max_failures
+                } else {
+                    opts.init_max_failures
+                };
                 if limit >= 0 && failures > limit as u64 {
                     return Exit::TooManyFailures { failures };
                 }
@@ -163,7 +172,11 @@ fn panic_message(e: tokio::task::JoinError) -> String {
 
 fn on_success(opts: &LoopOptions, outcome: &Outcome, first: bool) {
     match outcome {
-        Outcome::Published { hash, previous, fetched_bytes } => {
+        Outcome::Published {
+            hash,
+            previous,
+            fetched_bytes,
+        } => {
             tracing::info!(%hash, previous = previous.as_ref().map(|p| p.to_string()), fetched_bytes, "published new content");
         }
         Outcome::Unchanged { hash } => tracing::debug!(%hash, "no change"),
@@ -221,7 +234,11 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 /// The wait before the next pass.
 fn next_wait(opts: &LoopOptions, synced_once: bool, failures: u64) -> Duration {
-    let period = if synced_once { opts.period } else { opts.init_period };
+    let period = if synced_once {
+        opts.period
+    } else {
+        opts.init_period
+    };
     if failures == 0 {
         jittered_period(period)
     } else {
@@ -237,7 +254,9 @@ fn jittered_period(period: Duration) -> Duration {
 /// Exponential backoff from [`BACKOFF_BASE`], capped at `period`, with
 /// "equal jitter" (half fixed, half random) so it never collapses to zero.
 fn backoff(period: Duration, failures: u64) -> Duration {
-    let exp = u32::try_from(failures.saturating_sub(1)).unwrap_or(u32::MAX).min(20);
+    let exp = u32::try_from(failures.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(20);
     let raw = BACKOFF_BASE.saturating_mul(1u32 << exp).min(period);
     raw / 2 + raw.mul_f64(fastrand::f64() * 0.5)
 }
@@ -252,7 +271,9 @@ mod tests {
         for failures in 1..30 {
             let wait = backoff(period, failures);
             assert!(wait <= period, "{failures}: {wait:?}");
-            let raw = BACKOFF_BASE.saturating_mul(1 << (failures - 1).min(20)).min(period);
+            let raw = BACKOFF_BASE
+                .saturating_mul(1 << (failures - 1).min(20))
+                .min(period);
             assert!(wait >= raw / 2, "{failures}: {wait:?}");
         }
         assert!(backoff(period, 1) <= BACKOFF_BASE);
