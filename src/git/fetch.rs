@@ -92,8 +92,12 @@ fn fetch_inner(
         .with_fetch_tags(gix::remote::fetch::Tags::None)
         .with_refspecs(Some(refspec.as_str()), gix::remote::Direction::Fetch)
         .map_err(|e| git_err("invalid ref", e, None))?;
-    let (transport, report) = transport::connect(opts.url, budget)?;
-    let connection = remote.to_connection_with_transport(transport);
+    let connected = transport::connect(opts.url, budget)?;
+    let report = connected.report;
+    let mut connection = remote.to_connection_with_transport(connected.transport);
+    if let Some(options) = connected.options {
+        connection.set_transport_options(options);
+    }
     let prepare = connection
         .prepare_fetch(gix::progress::Discard, Default::default())
         .map_err(|e| classify_listing_error(e, opts.git_ref, &report))?;

@@ -254,10 +254,7 @@ fn history_is_complete(repo: &gix::Repository) -> bool {
     if walk.into_iter().any(|info| info.is_err()) {
         return false;
     }
-    let Ok(tree) = repo
-        .find_commit(tip)
-        .and_then(|c| c.tree())
-    else {
+    let Ok(tree) = repo.find_commit(tip).and_then(|c| c.tree()) else {
         return false;
     };
     tree_is_complete(repo, &tree)

@@ -251,34 +251,39 @@ pub enum ConnectError {
     Timeout,
 }
 
-/// A boxed transport plus what the spy records.
+/// A boxed transport.
 pub type BoxedTransport = Box<dyn Transport + Send>;
 
+/// A connected transport, what its spy records, and the options gix must
+/// apply to it (gix would otherwise configure it from git config during the
+/// handshake, replacing our timeouts).
+pub struct Connected {
+    pub transport: BoxedTransport,
+    pub report: SpyReport,
+    pub options: Option<Box<dyn std::any::Any>>,
+}
+
 /// Opens a transport for `url`, bounded by `budget`.
-pub fn connect(
-    url: &gix::Url,
-    budget: &Budget,
-) -> Result<(BoxedTransport, SpyReport), ConnectError> {
+pub fn connect(url: &gix::Url, budget: &Budget) -> Result<Connected, ConnectError> {
     let stderr = StderrBuffer::default();
-    match url.scheme {
-        gix::url::Scheme::Git => {
-            let t = connect_daemon(url, budget)?;
-            let (spy, report) = Spy::new(t, stderr);
-            Ok((Box::new(spy), report))
-        }
-        gix::url::Scheme::File => {
-            let t = spawn_upload_pack(url, budget, stderr.clone())?;
-            let (spy, report) = Spy::new(t, stderr);
-            Ok((Box::new(spy), report))
-        }
+    let (transport, options): (BoxedTransport, Option<Box<dyn std::any::Any>>) = match url.scheme {
+        gix::url::Scheme::Git => (Box::new(connect_daemon(url, budget)?), None),
+        gix::url::Scheme::File => (
+            Box::new(spawn_upload_pack(url, budget, stderr.clone())?),
+            None,
+        ),
         gix::url::Scheme::Http | gix::url::Scheme::Https => {
-            let mut t = http::connect::<http::reqwest::Remote>(url.clone(), Protocol::V2, false);
-            configure_http(&mut t, budget);
-            let (spy, report) = Spy::new(t, stderr);
-            Ok((Box::new(spy), report))
+            let t = http::connect::<http::reqwest::Remote>(url.clone(), Protocol::V2, false);
+            (Box::new(t), Some(Box::new(http_options(budget))))
         }
-        ref other => Err(ConnectError::UnsupportedScheme(other.as_str().to_string())),
-    }
+        ref other => return Err(ConnectError::UnsupportedScheme(other.as_str().to_string())),
+    };
+    let (spy, report) = Spy::new(transport, stderr);
+    Ok(Connected {
+        transport: Box::new(spy),
+        report,
+        options,
+    })
 }
 
 fn connect_daemon(
@@ -421,7 +426,7 @@ fn spawn_upload_pack(
 }
 
 /// Bounds every HTTP request by what is left of the budget.
-fn configure_http(transport: &mut http::Transport<http::reqwest::Remote>, budget: &Budget) {
+fn http_options(budget: &Budget) -> http::Options {
     let timeout = budget.remaining().max(Duration::from_millis(10));
     let connect_timeout = timeout.min(CONNECT_TIMEOUT);
     let backend = http::reqwest::Options {
@@ -430,14 +435,12 @@ fn configure_http(transport: &mut http::Transport<http::reqwest::Remote>, budget
         })),
         configure_request: None,
     };
-    let options = http::Options {
+    http::Options {
         connect_timeout: Some(connect_timeout),
         user_agent: Some(concat!("git-sidecar/", env!("CARGO_PKG_VERSION")).to_string()),
         backend: Some(Arc::new(Mutex::new(backend))),
         ..Default::default()
-    };
-    // Configuring the reqwest backend with its own options type cannot fail.
-    let _ = transport.configure(&options);
+    }
 }
 
 #[cfg(test)]

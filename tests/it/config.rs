@@ -1,0 +1,172 @@
+//! Command-line and environment configuration: errors are fatal, name the
+//! offending flag, and are all reported at once; env vars work like flags.
+
+use std::process::Output;
+use std::time::Duration;
+
+use crate::support::sidecar::describe_output;
+use crate::support::*;
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn stderr_lc(out: &Output) -> String {
+    // Some CLIs print usage errors on stdout; accept either stream.
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    )
+    .to_lowercase()
+}
+
+fn assert_config_error(out: &Output, names: &[&[&str]]) {
+    assert!(
+        !out.status.success(),
+        "expected a configuration error\n{}",
+        describe_output(out)
+    );
+    let text = stderr_lc(out);
+    for alternatives in names {
+        assert!(
+            alternatives.iter().any(|n| text.contains(n)),
+            "the error output should name {alternatives:?}\n{}",
+            describe_output(out)
+        );
+    }
+}
+
+fn upstream() -> Upstream {
+    let up = Upstream::new();
+    up.commit_file("index.html", "hello\n", "initial");
+    up
+}
+
+#[test]
+fn bad_period_is_rejected_and_named() {
+    let up = upstream();
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&up.file_url())
+        .args(["--period", "bogus", "--one-time"])
+        .run(RUN_TIMEOUT);
+    assert_config_error(&out, &[&["period"]]);
+    assert!(
+        s.published().is_none(),
+        "nothing may be published on a config error"
+    );
+}
+
+#[test]
+fn period_below_minimum_is_rejected() {
+    let up = upstream();
+    let s = Scratch::new();
+    // git-sync: --period must be at least 10ms.
+    let out = s
+        .sidecar(&up.file_url())
+        .args(["--period", "1ms", "--one-time"])
+        .run(RUN_TIMEOUT);
+    assert_config_error(&out, &[&["period"]]);
+}
+
+#[test]
+fn missing_root_is_rejected_and_named() {
+    let up = upstream();
+    let out = Sidecar::new()
+        .args(["--repo", &up.file_url(), "--one-time"])
+        .run(RUN_TIMEOUT);
+    assert_config_error(&out, &[&["root"]]);
+}
+
+#[test]
+fn missing_repo_is_rejected_and_named() {
+    let s = Scratch::new();
+    let out = Sidecar::new()
+        .arg("--root")
+        .arg(&s.root)
+        .arg("--one-time")
+        .run(RUN_TIMEOUT);
+    assert_config_error(&out, &[&["repo"]]);
+    assert!(s.published().is_none());
+}
+
+#[test]
+fn several_mistakes_are_all_reported() {
+    let up = upstream();
+    let out = Sidecar::new()
+        .args([
+            "--repo",
+            &up.file_url(),
+            "--period",
+            "bogus",
+            "--sync-timeout",
+            "nope",
+            "--one-time",
+        ])
+        .run(RUN_TIMEOUT);
+    assert_config_error(
+        &out,
+        &[&["root"], &["period"], &["sync-timeout", "sync_timeout"]],
+    );
+}
+
+#[test]
+fn bad_env_value_is_rejected_and_named() {
+    let up = upstream();
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&up.file_url())
+        .arg("--one-time")
+        .env("GITSYNC_PERIOD", "bogus")
+        .run(RUN_TIMEOUT);
+    assert_config_error(&out, &[&["period"]]);
+}
+
+#[test]
+fn help_exits_zero() {
+    let out = Sidecar::new().arg("--help").run(RUN_TIMEOUT);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let text = stderr_lc(&out);
+    assert!(
+        text.contains("--repo") && text.contains("--root"),
+        "{}",
+        describe_output(&out)
+    );
+}
+
+#[test]
+fn env_vars_configure_like_flags() {
+    let up = upstream();
+    let head = up.head();
+    let s = Scratch::new();
+    let out = Sidecar::new()
+        .env("GITSYNC_REPO", up.file_url())
+        .env("GITSYNC_ROOT", &s.root)
+        .env("GITSYNC_LINK", LINK)
+        .env("GITSYNC_ONE_TIME", "true")
+        .env("GITSYNC_DEPTH", "1")
+        .run(RUN_TIMEOUT);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert_eq!(assert_published_layout(&s.root, &s.link()), head);
+}
+
+#[test]
+fn flag_overrides_env() {
+    let up = upstream();
+    let head = up.head();
+    let s = Scratch::new();
+    let out = Sidecar::new()
+        .env("GITSYNC_REPO", up.file_url())
+        .env("GITSYNC_ROOT", &s.root)
+        .env("GITSYNC_LINK", "from-env")
+        .args(["--link", "from-flag", "--one-time"])
+        .run(RUN_TIMEOUT);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert_eq!(
+        link_target_hash(&s.root.join("from-flag")).as_deref(),
+        Some(head.as_str())
+    );
+    assert!(
+        !s.root.join("from-env").exists(),
+        "the env value must lose against the flag"
+    );
+}

@@ -1,0 +1,62 @@
+//! Disk usage stays bounded while following many large, incompressible commits.
+
+use std::time::Instant;
+
+use crate::support::*;
+
+const MIB: u64 = 1024 * 1024;
+const BLOB: usize = 3 * 1024 * 1024;
+const COMMITS: usize = 50;
+
+#[test]
+fn disk_usage_stays_bounded_over_many_large_commits() {
+    let mut rng = fastrand::Rng::with_seed(0xd15c);
+    let mut blob = vec![0u8; BLOB];
+    let up = Upstream::new();
+    up.commit_rich_tree("base");
+    rng.fill(&mut blob);
+    let first = up.commit_file("blob.bin", &blob, "blob 0");
+
+    let s = Scratch::new();
+    let run = s.sidecar(&up.file_url()).args(["--period", "50ms"]).spawn();
+    run.wait_for_link_hash(&s.link(), &first);
+
+    let started = Instant::now();
+    let mut last = first;
+    for i in 1..=COMMITS {
+        rng.fill(&mut blob);
+        last = up.commit_file("blob.bin", &blob, &format!("blob {i}"));
+        run.wait_for_link_hash(&s.link(), &last);
+    }
+    let follow_time = started.elapsed();
+    assert_tree_matches_commit(&s.link(), &up, &last);
+
+    let checkout = checkout_size(&s.link());
+    let limit = 4 * (checkout + BLOB as u64);
+    let report = |root_size: u64| {
+        format!(
+            "root {:.1} MiB (.git {:.1} MiB, .worktrees {:.1} MiB, {} worktree(s)); checkout {:.1} MiB; limit {:.1} MiB; \
+             {COMMITS} commits followed in {follow_time:?}",
+            root_size as f64 / MIB as f64,
+            dir_size(&s.root.join(".git")) as f64 / MIB as f64,
+            dir_size(&s.worktrees()) as f64 / MIB as f64,
+            list_dir(&s.worktrees()).len(),
+            checkout as f64 / MIB as f64,
+            limit as f64 / MIB as f64,
+        )
+    };
+    // Clean-up (worktree removal, gc) may trail the publication a little.
+    let mut size = dir_size(&s.root);
+    let ok = poll_until(DEADLINE, || {
+        size = dir_size(&s.root);
+        size < limit
+    });
+    println!("disk usage: {}", report(size));
+    assert!(
+        ok,
+        "disk usage is not bounded: {}\n{}",
+        report(size),
+        run.logs()
+    );
+    run.assert_running();
+}

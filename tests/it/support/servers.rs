@@ -1,0 +1,990 @@
+//! Local git servers and network fault injectors. Everything binds
+//! 127.0.0.1 with an OS-chosen port and is stopped when dropped.
+//!
+//! * [`GitDaemon`]: `git://` via `git daemon --inetd`, one process per connection.
+//! * [`HttpGit`]: smart HTTP via `git http-backend` run as CGI by a tiny
+//!   threaded HTTP/1.1 server (basic auth, protocol-v0-only mode, counters).
+//! * [`StallProxy`]: a TCP proxy that can stop forwarding server→client bytes
+//!   (after N bytes, or now) while keeping the sockets open, and resume.
+//! * [`BlackHole`]: accepts connections and never answers.
+
+use std::fs::OpenOptions;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::git::{isolate, require_git_program};
+
+/// The only address anything in this harness listens on or connects to.
+pub const LOCALHOST: &str = "127.0.0.1";
+
+fn bind_local() -> TcpListener {
+    TcpListener::bind((LOCALHOST, 0)).expect("binding a TCP listener on 127.0.0.1:0")
+}
+
+/// A port on 127.0.0.1 that was free a moment ago and has nothing listening
+/// on it now (connections to it are refused, barring a race with another test).
+pub fn free_port() -> u16 {
+    let l = bind_local();
+    l.local_addr().expect("local_addr").port()
+}
+
+/// Runs the accept loop of a listener on its own thread until `stop` is set;
+/// dropping the returned guard stops it (by setting the flag and connecting
+/// once to wake the blocked `accept`).
+struct Acceptor {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Acceptor {
+    fn start(name: &str, mut on_conn: impl FnMut(TcpStream) + Send + 'static) -> Self {
+        let listener = bind_local();
+        let addr = listener.local_addr().expect("local_addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("{name}-accept"))
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if stop2.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    match conn {
+                        Ok(stream) => on_conn(stream),
+                        Err(_) => continue,
+                    }
+                }
+            })
+            .expect("spawning accept thread");
+        Acceptor {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Acceptor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// git daemon
+
+/// `git://127.0.0.1:PORT/<name>` served by `git daemon --inetd`, spawned for
+/// each accepted connection with the socket as its stdin and stdout. The
+/// daemon passes the client's extra parameters on as GIT_PROTOCOL, so
+/// protocol v2 works.
+pub struct GitDaemon {
+    acceptor: Option<Acceptor>,
+    children: Arc<Mutex<Vec<Child>>>,
+    connections: Arc<AtomicUsize>,
+    log_dir: tempfile::TempDir,
+}
+
+impl GitDaemon {
+    /// Serves every repository under `base_dir` (`--base-path`, `--export-all`).
+    pub fn start(base_dir: &Path) -> Self {
+        require_git_program(
+            "daemon",
+            "install git's daemon (Debian/Ubuntu: apt-get install git, which ships git-daemon)",
+        );
+        let log_dir = super::tempdir("git-daemon-log");
+        let log_path = log_dir.path().join("daemon.log");
+        let base = base_dir.to_path_buf();
+        let children: Arc<Mutex<Vec<Child>>> = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (children2, connections2) = (children.clone(), connections.clone());
+        let acceptor = Acceptor::start("git-daemon", move |stream| {
+            connections2.fetch_add(1, Ordering::SeqCst);
+            match spawn_inetd_daemon(stream, &base, &log_path) {
+                Ok(child) => {
+                    let mut kids = children2.lock().expect("children lock");
+                    kids.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+                    kids.push(child);
+                }
+                Err(e) => eprintln!("GitDaemon: cannot spawn git daemon --inetd: {e}"),
+            }
+        });
+        GitDaemon {
+            acceptor: Some(acceptor),
+            children,
+            connections,
+            log_dir,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.acceptor.as_ref().expect("running").addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr().port()
+    }
+
+    /// `git://127.0.0.1:PORT/<name>`.
+    pub fn url(&self, name: &str) -> String {
+        format!("git://{LOCALHOST}:{}/{name}", self.port())
+    }
+
+    /// Number of connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// What the daemon processes logged (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_dir.path().join("daemon.log")).unwrap_or_default()
+    }
+}
+
+fn spawn_inetd_daemon(stream: TcpStream, base: &Path, log_path: &Path) -> io::Result<Child> {
+    let input: OwnedFd = stream.try_clone()?.into();
+    let output: OwnedFd = stream.into();
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)?;
+    let mut cmd = Command::new("git");
+    isolate(&mut cmd);
+    cmd.arg("daemon")
+        .arg("--inetd")
+        .arg("--export-all")
+        .arg(format!("--base-path={}", base.display()))
+        .arg("--enable=upload-pack")
+        .arg("--informative-errors")
+        .arg("--log-destination=stderr")
+        .arg("--verbose")
+        .current_dir(base)
+        .stdin(Stdio::from(input))
+        .stdout(Stdio::from(output))
+        .stderr(Stdio::from(log))
+        .process_group(0);
+    // `cmd` (and with it our copies of the socket) is dropped right after the
+    // spawn, so the connection closes as soon as the daemon exits.
+    cmd.spawn()
+}
+
+fn kill_group(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        drop(self.acceptor.take());
+        if let Ok(mut kids) = self.children.lock() {
+            for child in kids.iter_mut() {
+                kill_group(child);
+            }
+            kids.clear();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// HTTP (git http-backend as CGI)
+
+/// Options of [`HttpGit`].
+#[derive(Clone, Debug, Default)]
+pub struct HttpOpts {
+    /// Require HTTP basic auth with this user and password (401 otherwise).
+    pub basic_auth: Option<(String, String)>,
+    /// Drop the client's `Git-Protocol` header: the server then speaks v0.
+    pub protocol_v0_only: bool,
+}
+
+/// Counters shared with the serving threads.
+#[derive(Default)]
+struct HttpStats {
+    requests: AtomicUsize,
+    unauthorized: AtomicUsize,
+    bytes_sent: AtomicU64,
+    log: Mutex<Vec<String>>,
+}
+
+/// Smart-HTTP git server: `http://127.0.0.1:PORT/<repo>` backed by
+/// `git http-backend` with GIT_PROJECT_ROOT = the given directory.
+pub struct HttpGit {
+    acceptor: Option<Acceptor>,
+    stats: Arc<HttpStats>,
+    log_dir: tempfile::TempDir,
+}
+
+impl HttpGit {
+    pub fn start(project_root: &Path, opts: HttpOpts) -> Self {
+        require_git_program(
+            "http-backend",
+            "install git's http-backend (Debian/Ubuntu: apt-get install git, which ships git-http-backend)",
+        );
+        let log_dir = super::tempdir("http-git-log");
+        let ctx = Arc::new(HttpCtx {
+            root: project_root.to_path_buf(),
+            opts,
+            stats: Arc::new(HttpStats::default()),
+            cgi_log: log_dir.path().join("http-backend.log"),
+            port: AtomicU64::new(0),
+        });
+        let stats = ctx.stats.clone();
+        let ctx2 = ctx.clone();
+        let acceptor = Acceptor::start("http-git", move |stream| {
+            let ctx = ctx2.clone();
+            let _ = std::thread::Builder::new()
+                .name("http-git-conn".into())
+                .spawn(move || {
+                    if let Err(e) = serve_http_conn(stream, &ctx) {
+                        ctx.stats
+                            .log
+                            .lock()
+                            .expect("log lock")
+                            .push(format!("connection error: {e}"));
+                    }
+                });
+        });
+        ctx.port
+            .store(acceptor.addr.port() as u64, Ordering::SeqCst);
+        HttpGit {
+            acceptor: Some(acceptor),
+            stats,
+            log_dir,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.acceptor.as_ref().expect("running").addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr().port()
+    }
+
+    /// `http://127.0.0.1:PORT/<name>`.
+    pub fn url(&self, name: &str) -> String {
+        format!("http://{LOCALHOST}:{}/{name}", self.port())
+    }
+
+    /// `http://user:pass@127.0.0.1:PORT/<name>`.
+    pub fn url_with_auth(&self, user: &str, pass: &str, name: &str) -> String {
+        format!("http://{user}:{pass}@{LOCALHOST}:{}/{name}", self.port())
+    }
+
+    /// Requests received (including rejected ones).
+    pub fn requests(&self) -> usize {
+        self.stats.requests.load(Ordering::SeqCst)
+    }
+
+    /// Requests answered with 401.
+    pub fn unauthorized(&self) -> usize {
+        self.stats.unauthorized.load(Ordering::SeqCst)
+    }
+
+    /// Bytes written to clients (status line, headers and bodies).
+    pub fn bytes_sent(&self) -> u64 {
+        self.stats.bytes_sent.load(Ordering::SeqCst)
+    }
+
+    /// One line per request: `METHOD path?query status git-protocol=<header>`.
+    pub fn request_log(&self) -> Vec<String> {
+        self.stats.log.lock().expect("log lock").clone()
+    }
+
+    /// What http-backend wrote on stderr.
+    pub fn cgi_log(&self) -> String {
+        std::fs::read_to_string(self.log_dir.path().join("http-backend.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for HttpGit {
+    fn drop(&mut self) {
+        drop(self.acceptor.take());
+    }
+}
+
+struct HttpCtx {
+    root: PathBuf,
+    opts: HttpOpts,
+    stats: Arc<HttpStats>,
+    cgi_log: PathBuf,
+    port: AtomicU64,
+}
+
+struct Request {
+    method: String,
+    path: String,
+    query: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn bad_data(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+fn read_line_crlf(r: &mut impl BufRead) -> io::Result<String> {
+    let mut buf = Vec::new();
+    let n = r.take(64 * 1024).read_until(b'\n', &mut buf)?;
+    if n == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed",
+        ));
+    }
+    while matches!(buf.last(), Some(b'\n' | b'\r')) {
+        buf.pop();
+    }
+    String::from_utf8(buf).map_err(|_| bad_data("non-UTF-8 header line"))
+}
+
+fn read_request(reader: &mut BufReader<TcpStream>, writer: &mut TcpStream) -> io::Result<Request> {
+    let line = read_line_crlf(reader)?;
+    let mut parts = line.split(' ');
+    let method = parts.next().unwrap_or_default().to_string();
+    let target = parts
+        .next()
+        .ok_or_else(|| bad_data(format!("bad request line {line:?}")))?
+        .to_string();
+    let (raw_path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), q.to_string()),
+        None => (target.clone(), String::new()),
+    };
+    let mut headers = Vec::new();
+    loop {
+        let h = read_line_crlf(reader)?;
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h
+            .split_once(':')
+            .ok_or_else(|| bad_data(format!("bad header {h:?}")))?;
+        headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let mut req = Request {
+        method,
+        path: percent_decode(&raw_path),
+        query,
+        headers,
+        body: Vec::new(),
+    };
+    if req
+        .header("Expect")
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+    {
+        writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+    }
+    let chunked = req
+        .header("Transfer-Encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    if chunked {
+        req.body = read_chunked(reader)?;
+    } else if let Some(len) = req.header("Content-Length") {
+        let len: usize = len.parse().map_err(|_| bad_data("bad Content-Length"))?;
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body)?;
+        req.body = body;
+    }
+    Ok(req)
+}
+
+fn read_chunked(reader: &mut impl BufRead) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line = read_line_crlf(reader)?;
+        let size_hex = line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_hex, 16)
+            .map_err(|_| bad_data(format!("bad chunk size {line:?}")))?;
+        if size == 0 {
+            // Trailers, up to the empty line.
+            loop {
+                if read_line_crlf(reader)?.is_empty() {
+                    return Ok(body);
+                }
+            }
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        reader.read_exact(&mut body[start..])?;
+        let crlf = read_line_crlf(reader)?;
+        if !crlf.is_empty() {
+            return Err(bad_data("chunk not followed by CRLF"));
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Standard base64 (with padding), for basic-auth headers.
+pub fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk.len();
+        let v = (chunk[0] as u32) << 16
+            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
+            | *chunk.get(2).unwrap_or(&0) as u32;
+        out.push(T[(v >> 18) as usize & 63] as char);
+        out.push(T[(v >> 12) as usize & 63] as char);
+        out.push(if n > 1 {
+            T[(v >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if n > 2 {
+            T[v as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
+}
+
+fn write_response(
+    stream: &mut TcpStream,
+    stats: &HttpStats,
+    status: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> io::Result<()> {
+    let mut head = format!("HTTP/1.1 {status}\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    ));
+    stream.write_all(head.as_bytes())?;
+    stats
+        .bytes_sent
+        .fetch_add(head.len() as u64, Ordering::SeqCst);
+    // Write the body in pieces so the byte counter follows the transfer.
+    for piece in body.chunks(64 * 1024) {
+        stream.write_all(piece)?;
+        stats
+            .bytes_sent
+            .fetch_add(piece.len() as u64, Ordering::SeqCst);
+    }
+    stream.flush()
+}
+
+fn serve_http_conn(stream: TcpStream, ctx: &HttpCtx) -> io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let peer = stream.peer_addr()?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    let req = read_request(&mut reader, &mut writer)?;
+    ctx.stats.requests.fetch_add(1, Ordering::SeqCst);
+    let git_protocol = req.header("Git-Protocol").map(str::to_string);
+
+    let mut remote_user = None;
+    if let Some((user, pass)) = &ctx.opts.basic_auth {
+        let expected = format!("Basic {}", base64(format!("{user}:{pass}").as_bytes()));
+        if req.header("Authorization").map(str::trim) != Some(expected.as_str()) {
+            ctx.stats.unauthorized.fetch_add(1, Ordering::SeqCst);
+            ctx.stats.log.lock().expect("log lock").push(format!(
+                "{} {}?{} 401 git-protocol={:?}",
+                req.method, req.path, req.query, git_protocol
+            ));
+            write_response(
+                &mut writer,
+                &ctx.stats,
+                "401 Unauthorized",
+                &[
+                    ("WWW-Authenticate".into(), "Basic realm=\"x\"".into()),
+                    ("Content-Type".into(), "text/plain".into()),
+                ],
+                b"authentication required\n",
+            )?;
+            return linger_close(writer, reader);
+        }
+        remote_user = Some(user.clone());
+    }
+
+    let (status, headers, body) = run_http_backend(
+        ctx,
+        &req,
+        peer,
+        remote_user.as_deref(),
+        git_protocol.as_deref(),
+    )?;
+    ctx.stats.log.lock().expect("log lock").push(format!(
+        "{} {}?{} {} git-protocol={:?}",
+        req.method, req.path, req.query, status, git_protocol
+    ));
+    write_response(&mut writer, &ctx.stats, &status, &headers, &body)?;
+    linger_close(writer, reader)
+}
+
+/// Half-closes and drains whatever the client still sends, so the response
+/// is not cut by a TCP reset when we close with unread input.
+fn linger_close(writer: TcpStream, mut reader: BufReader<TcpStream>) -> io::Result<()> {
+    let _ = writer.shutdown(Shutdown::Write);
+    let _ = writer.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut sink = [0u8; 4096];
+    while let Ok(n) = reader.read(&mut sink) {
+        if n == 0 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+type CgiResponse = (String, Vec<(String, String)>, Vec<u8>);
+
+fn run_http_backend(
+    ctx: &HttpCtx,
+    req: &Request,
+    peer: SocketAddr,
+    remote_user: Option<&str>,
+    git_protocol: Option<&str>,
+) -> io::Result<CgiResponse> {
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&ctx.cgi_log)?;
+    let mut cmd = Command::new("git");
+    isolate(&mut cmd);
+    cmd.arg("http-backend")
+        .env("GIT_PROJECT_ROOT", &ctx.root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("GATEWAY_INTERFACE", "CGI/1.1")
+        .env("SERVER_PROTOCOL", "HTTP/1.1")
+        .env("SERVER_SOFTWARE", "git-sidecar-it")
+        .env("SERVER_NAME", LOCALHOST)
+        .env("SERVER_PORT", ctx.port.load(Ordering::SeqCst).to_string())
+        .env("REQUEST_METHOD", &req.method)
+        .env("PATH_INFO", &req.path)
+        .env("QUERY_STRING", &req.query)
+        .env("REMOTE_ADDR", peer.ip().to_string())
+        .env("CONTENT_LENGTH", req.body.len().to_string())
+        .current_dir(&ctx.root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log));
+    if let Some(ct) = req.header("Content-Type") {
+        cmd.env("CONTENT_TYPE", ct);
+    }
+    if let Some(enc) = req.header("Content-Encoding") {
+        // http-backend inflates gzip request bodies itself.
+        cmd.env("HTTP_CONTENT_ENCODING", enc);
+    }
+    if let (Some(p), false) = (git_protocol, ctx.opts.protocol_v0_only) {
+        cmd.env("HTTP_GIT_PROTOCOL", p);
+    }
+    if let Some(user) = remote_user {
+        cmd.env("REMOTE_USER", user).env("AUTH_TYPE", "Basic");
+    }
+    let mut child = cmd.spawn()?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let body = req.body.clone();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&body);
+    });
+    let mut out = Vec::new();
+    child
+        .stdout
+        .take()
+        .expect("piped stdout")
+        .read_to_end(&mut out)?;
+    let _ = feeder.join();
+    child.wait()?;
+
+    // CGI response: header lines, blank line, body.
+    let (head_end, sep_len) = match (find(&out, b"\r\n\r\n"), find(&out, b"\n\n")) {
+        (Some(a), Some(b)) if b < a => (b, 2),
+        (Some(a), _) => (a, 4),
+        (None, Some(b)) => (b, 2),
+        (None, None) => return Err(bad_data("http-backend produced no CGI header")),
+    };
+    let head = String::from_utf8_lossy(&out[..head_end]).into_owned();
+    let body = out[head_end + sep_len..].to_vec();
+    let mut status = "200 OK".to_string();
+    let mut headers = Vec::new();
+    for line in head
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.is_empty())
+    {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let (k, v) = (k.trim(), v.trim());
+        if k.eq_ignore_ascii_case("Status") {
+            status = v.to_string();
+        } else if !["content-length", "transfer-encoding", "connection"]
+            .contains(&k.to_ascii_lowercase().as_str())
+        {
+            headers.push((k.to_string(), v.to_string()));
+        }
+    }
+    Ok((status, headers, body))
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+// ---------------------------------------------------------------------------
+// Stall proxy
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Forward,
+    /// Forward this many more server→client bytes, then stall.
+    StallAfter(u64),
+    Stalled,
+}
+
+struct ProxyShared {
+    mode: Mutex<Mode>,
+    cv: Condvar,
+    stop: AtomicBool,
+    from_server: AtomicU64,
+    stall_hits: AtomicUsize,
+    connections: AtomicUsize,
+    streams: Mutex<Vec<TcpStream>>,
+}
+
+/// TCP proxy on 127.0.0.1:0 in front of `target`. Client→server bytes always
+/// flow; server→client bytes can be held back (sockets stay open), which
+/// looks to the client like a server stalling mid-transfer.
+pub struct StallProxy {
+    acceptor: Option<Acceptor>,
+    shared: Arc<ProxyShared>,
+}
+
+impl StallProxy {
+    pub fn start(target: SocketAddr) -> Self {
+        assert!(
+            target.ip().is_loopback(),
+            "StallProxy only forwards to 127.0.0.1, got {target}"
+        );
+        let shared = Arc::new(ProxyShared {
+            mode: Mutex::new(Mode::Forward),
+            cv: Condvar::new(),
+            stop: AtomicBool::new(false),
+            from_server: AtomicU64::new(0),
+            stall_hits: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
+            streams: Mutex::new(Vec::new()),
+        });
+        let shared2 = shared.clone();
+        let acceptor = Acceptor::start("stall-proxy", move |client| {
+            shared2.connections.fetch_add(1, Ordering::SeqCst);
+            let server = match TcpStream::connect(target) {
+                Ok(s) => s,
+                Err(_) => return, // client sees the connection close
+            };
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
+            if let (Ok(c), Ok(s)) = (client.try_clone(), server.try_clone()) {
+                let mut streams = shared2.streams.lock().expect("streams lock");
+                streams.push(c);
+                streams.push(s);
+            }
+            let closed = Arc::new(AtomicBool::new(false));
+            let (c_rd, s_wr) = match (client.try_clone(), server.try_clone()) {
+                (Ok(a), Ok(b)) => (a, b),
+                _ => return,
+            };
+            let (sh, cl) = (shared2.clone(), closed.clone());
+            let _ = std::thread::Builder::new()
+                .name("stall-proxy-up".into())
+                .spawn(move || pump_up(c_rd, s_wr, &sh, &cl));
+            let (sh, cl) = (shared2.clone(), closed);
+            let _ = std::thread::Builder::new()
+                .name("stall-proxy-down".into())
+                .spawn(move || pump_down(server, client, &sh, &cl));
+        });
+        StallProxy {
+            acceptor: Some(acceptor),
+            shared,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.acceptor.as_ref().expect("running").addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr().port()
+    }
+
+    /// `git://127.0.0.1:PORT/<name>` (when the target is a [`GitDaemon`]).
+    pub fn git_url(&self, name: &str) -> String {
+        format!("git://{LOCALHOST}:{}/{name}", self.port())
+    }
+
+    /// `http://127.0.0.1:PORT/<name>` (when the target is an [`HttpGit`]).
+    pub fn http_url(&self, name: &str) -> String {
+        format!("http://{LOCALHOST}:{}/{name}", self.port())
+    }
+
+    fn set_mode(&self, m: Mode) {
+        *self.shared.mode.lock().expect("mode lock") = m;
+        self.shared.cv.notify_all();
+    }
+
+    /// Forward `n` more bytes from server to client (summed over all
+    /// connections), then stop forwarding while keeping the sockets open.
+    pub fn stall_after(&self, n: u64) {
+        self.set_mode(if n == 0 {
+            Mode::Stalled
+        } else {
+            Mode::StallAfter(n)
+        });
+    }
+
+    /// Stop forwarding server→client bytes now.
+    pub fn stall_now(&self) {
+        self.set_mode(Mode::Stalled);
+    }
+
+    /// Forward everything again, including what was held back.
+    pub fn resume(&self) {
+        self.set_mode(Mode::Forward);
+    }
+
+    /// Whether server→client forwarding is currently stopped.
+    pub fn is_stalled(&self) -> bool {
+        *self.shared.mode.lock().expect("mode lock") == Mode::Stalled
+    }
+
+    /// How many times a connection had server bytes to forward but was held
+    /// back: > 0 means a client is really hanging on the stall.
+    pub fn stall_hits(&self) -> usize {
+        self.shared.stall_hits.load(Ordering::SeqCst)
+    }
+
+    /// Server→client bytes forwarded so far.
+    pub fn bytes_from_server(&self) -> u64 {
+        self.shared.from_server.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for StallProxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.cv.notify_all();
+        drop(self.acceptor.take());
+        if let Ok(streams) = self.shared.streams.lock() {
+            for s in streams.iter() {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
+fn close_both(a: &TcpStream, b: &TcpStream, closed: &AtomicBool, shared: &ProxyShared) {
+    closed.store(true, Ordering::SeqCst);
+    let _ = a.shutdown(Shutdown::Both);
+    let _ = b.shutdown(Shutdown::Both);
+    shared.cv.notify_all();
+}
+
+/// client → server: always forwarded. The client going away closes both sides.
+fn pump_up(
+    mut client: TcpStream,
+    mut server: TcpStream,
+    shared: &ProxyShared,
+    closed: &AtomicBool,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match client.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if server.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    close_both(&client, &server, closed, shared);
+}
+
+/// Blocks until `want` bytes (or part of them) may be forwarded; `None` when
+/// the connection or the proxy is closing.
+fn gate(shared: &ProxyShared, closed: &AtomicBool, want: usize) -> Option<usize> {
+    let mut counted = false;
+    let mut mode = shared.mode.lock().expect("mode lock");
+    loop {
+        if shared.stop.load(Ordering::SeqCst) || closed.load(Ordering::SeqCst) {
+            return None;
+        }
+        match *mode {
+            Mode::Forward => return Some(want),
+            Mode::StallAfter(rem) => {
+                let allowed = (want as u64).min(rem);
+                *mode = if rem == allowed {
+                    Mode::Stalled
+                } else {
+                    Mode::StallAfter(rem - allowed)
+                };
+                if allowed > 0 {
+                    return Some(allowed as usize);
+                }
+            }
+            Mode::Stalled => {
+                if !counted {
+                    counted = true;
+                    shared.stall_hits.fetch_add(1, Ordering::SeqCst);
+                }
+                mode = shared
+                    .cv
+                    .wait_timeout(mode, Duration::from_millis(100))
+                    .expect("mode lock")
+                    .0;
+            }
+        }
+    }
+}
+
+/// server → client, subject to the stall switch.
+fn pump_down(
+    mut server: TcpStream,
+    mut client: TcpStream,
+    shared: &ProxyShared,
+    closed: &AtomicBool,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    'outer: loop {
+        let n = match server.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut off = 0;
+        while off < n {
+            let Some(allowed) = gate(shared, closed, n - off) else {
+                break 'outer;
+            };
+            if client.write_all(&buf[off..off + allowed]).is_err() {
+                break 'outer;
+            }
+            shared
+                .from_server
+                .fetch_add(allowed as u64, Ordering::SeqCst);
+            off += allowed;
+        }
+    }
+    close_both(&server, &client, closed, shared);
+}
+
+// ---------------------------------------------------------------------------
+// Black hole
+
+/// Accepts TCP connections on 127.0.0.1 and never answers (reads and
+/// discards whatever arrives, keeps the connection open).
+pub struct BlackHole {
+    acceptor: Option<Acceptor>,
+    streams: Arc<Mutex<Vec<TcpStream>>>,
+    connections: Arc<AtomicUsize>,
+}
+
+impl BlackHole {
+    pub fn start() -> Self {
+        let streams: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (streams2, connections2) = (streams.clone(), connections.clone());
+        let acceptor = Acceptor::start("black-hole", move |mut stream| {
+            connections2.fetch_add(1, Ordering::SeqCst);
+            if let Ok(c) = stream.try_clone() {
+                streams2.lock().expect("streams lock").push(c);
+            }
+            let _ = std::thread::Builder::new()
+                .name("black-hole-conn".into())
+                .spawn(move || {
+                    let mut sink = [0u8; 4096];
+                    while let Ok(n) = stream.read(&mut sink) {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                });
+        });
+        BlackHole {
+            acceptor: Some(acceptor),
+            streams,
+            connections,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.acceptor.as_ref().expect("running").addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr().port()
+    }
+
+    pub fn git_url(&self, name: &str) -> String {
+        format!("git://{LOCALHOST}:{}/{name}", self.port())
+    }
+
+    pub fn http_url(&self, name: &str) -> String {
+        format!("http://{LOCALHOST}:{}/{name}", self.port())
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        drop(self.acceptor.take());
+        if let Ok(streams) = self.streams.lock() {
+            for s in streams.iter() {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! git:// (git daemon) and smart HTTP (git http-backend) transports, HTTP
+//! basic auth, and shallow fetches against a protocol-v0-only server.
+
+use std::time::Duration;
+
+use crate::support::sidecar::describe_output;
+use crate::support::*;
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn history(n: usize) -> Upstream {
+    let up = Upstream::new();
+    up.commit_rich_tree("base");
+    up.commit_many(n - 1, "history");
+    up
+}
+
+#[test]
+fn git_daemon_one_time() {
+    let up = history(3);
+    let daemon = GitDaemon::start(up.base());
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&daemon.url(up.name()))
+        .arg("--one-time")
+        .run(RUN_TIMEOUT);
+    assert!(
+        out.status.success(),
+        "{}\ndaemon log:\n{}",
+        describe_output(&out),
+        daemon.log()
+    );
+    assert_eq!(assert_published_layout(&s.root, &s.link()), up.head());
+    assert_tree_matches_commit(&s.link(), &up, &up.head());
+    assert_eq!(rev_list_count(&s.link()), 1, "default depth 1 over git://");
+    assert!(daemon.connections() >= 1);
+}
+
+#[test]
+fn git_daemon_follows_updates_and_depth() {
+    let up = history(4);
+    let daemon = GitDaemon::start(up.base());
+    let s = Scratch::new();
+    let run = s
+        .sidecar(&daemon.url(up.name()))
+        .args(["--period", "100ms", "--depth", "2"])
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &up.head());
+    assert_eq!(rev_list_count(&s.link()), 2);
+    let next = up.commit_file("next.txt", "next\n", "next");
+    run.wait_for_link_hash(&s.link(), &next);
+    assert_tree_matches_commit(&s.link(), &up, &next);
+    assert_eq!(rev_list_count(&s.link()), 2);
+}
+
+#[test]
+fn http_one_time() {
+    let up = history(3);
+    let http = HttpGit::start(up.base(), HttpOpts::default());
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&http.url(up.name()))
+        .arg("--one-time")
+        .run(RUN_TIMEOUT);
+    assert!(
+        out.status.success(),
+        "{}\nrequests: {:#?}\ncgi log:\n{}",
+        describe_output(&out),
+        http.request_log(),
+        http.cgi_log()
+    );
+    assert_eq!(assert_published_layout(&s.root, &s.link()), up.head());
+    assert_tree_matches_commit(&s.link(), &up, &up.head());
+    assert_eq!(rev_list_count(&s.link()), 1);
+    assert!(http.requests() >= 2, "requests: {:#?}", http.request_log());
+}
+
+#[test]
+fn http_follows_updates() {
+    let up = history(2);
+    let http = HttpGit::start(up.base(), HttpOpts::default());
+    let s = Scratch::new();
+    let run = s
+        .sidecar(&http.url(up.name()))
+        .args(["--period", "100ms"])
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &up.head());
+    let next = up.commit_file("dir/next.txt", "next\n", "next");
+    run.wait_for_link_hash(&s.link(), &next);
+    assert_tree_matches_commit(&s.link(), &up, &next);
+}
+
+/// Credentials arrive with a later issue; until then the flags must be
+/// refused by name, never ignored, and the secret never echoed.
+#[test]
+fn auth_flags_are_refused_as_not_supported_yet() {
+    let up = history(1);
+    let s = Scratch::new();
+    let pw = s.dir.path().join("password");
+    std::fs::write(&pw, "s3cret-from-file").expect("writing password file");
+    let out = s
+        .sidecar(&up.file_url())
+        .args(["--username", "alice", "--one-time"])
+        .arg("--password-file")
+        .arg(&pw)
+        .env("GITSYNC_PASSWORD", "s3cret-from-env")
+        .run(RUN_TIMEOUT);
+    assert!(!out.status.success(), "{}", describe_output(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for name in ["--username", "--password-file", "GITSYNC_PASSWORD"] {
+        assert!(
+            stderr.contains(name) && stderr.contains("not supported yet"),
+            "{name} must be refused by name:\n{stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains("s3cret"),
+        "secrets must not be echoed:\n{stderr}"
+    );
+    assert!(s.published().is_none());
+}
+
+/// A v0-only server with `--depth 1` must not silently produce a full clone.
+#[test]
+fn http_protocol_v0_with_depth_is_shallow_or_fails_loudly() {
+    let up = history(6);
+    let http = HttpGit::start(
+        up.base(),
+        HttpOpts {
+            protocol_v0_only: true,
+            ..Default::default()
+        },
+    );
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&http.url(up.name()))
+        .args(["--depth", "1", "--one-time"])
+        .run(RUN_TIMEOUT);
+    if out.status.success() {
+        assert_eq!(assert_published_layout(&s.root, &s.link()), up.head());
+        let count = rev_list_count(&s.link());
+        assert_eq!(
+            count, 1,
+            "--depth 1 over protocol v0 fetched {count} commits (silently not shallow)"
+        );
+        let shallow = git(&["rev-parse", "--is-shallow-repository"], &s.link());
+        assert_eq!(shallow, "true");
+    } else {
+        let text = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        assert!(
+            text.contains("protocol"),
+            "the failure must mention the protocol:\n{}",
+            describe_output(&out)
+        );
+        assert!(s.published().is_none());
+    }
+}
+
+#[test]
+fn git_daemon_and_http_publish_identical_trees() {
+    let up = history(2);
+    let daemon = GitDaemon::start(up.base());
+    let http = HttpGit::start(up.base(), HttpOpts::default());
+    let head = up.head();
+    for url in [daemon.url(up.name()), http.url(up.name()), up.file_url()] {
+        let s = Scratch::new();
+        let out = s.sidecar(&url).arg("--one-time").run(RUN_TIMEOUT);
+        assert!(out.status.success(), "{url}: {}", describe_output(&out));
+        assert_eq!(s.published().as_deref(), Some(head.as_str()), "{url}");
+        assert_tree_matches_commit(&s.link(), &up, &head);
+    }
+}
