@@ -289,6 +289,18 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_burst_of_triggers_wakes_the_loop_once() {
+        let trigger = Trigger::default();
+        for _ in 0..5 {
+            trigger.fire();
+        }
+        let first = tokio::time::timeout(Duration::from_millis(100), trigger.fired()).await;
+        assert!(first.is_ok(), "a pending trigger wakes the loop");
+        let second = tokio::time::timeout(Duration::from_millis(100), trigger.fired()).await;
+        assert!(second.is_err(), "the burst was coalesced into one wake-up");
+    }
+
     #[test]
     fn error_chain_joins_sources_without_repeats() {
         let e = std::io::Error::other("inner");

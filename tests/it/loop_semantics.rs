@@ -1,0 +1,112 @@
+//! Loop settings: failure limits, the init period, stale worktrees and
+//! group-writable output.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use crate::support::sidecar::describe_output;
+use crate::support::*;
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn failures_logged(logs: &str) -> usize {
+    logs.lines()
+        .filter(|l| l.contains("\"sync failed\""))
+        .count()
+}
+
+/// `--max-failures N` tolerates N consecutive failures and exits 1 on the next.
+#[test]
+fn max_failures_tolerates_n_failures_then_exits() {
+    let s = Scratch::new();
+    let missing = format!("file://{}/missing.git", s.dir.path().display());
+    let out = s
+        .sidecar(&missing)
+        .args(["--period", "10ms", "--max-failures", "2"])
+        .run(RUN_TIMEOUT);
+    assert_eq!(out.status.code(), Some(1), "{}", describe_output(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(failures_logged(&stderr), 3, "{stderr}");
+    assert!(s.published().is_none());
+}
+
+/// Before the first success `--init-period`/`--init-max-failures` rule;
+/// after it, `--period`/`--max-failures`.
+#[test]
+fn init_settings_apply_until_the_first_success() {
+    let up = Upstream::new();
+    let first = up.commit_file("f", "1", "first");
+    let s = Scratch::new();
+    let later = s.dir.path().join("later.git");
+    let run = s
+        .sidecar(&format!("file://{}", later.display()))
+        .args(["--init-period", "20ms", "--init-max-failures", "-1"])
+        .args(["--period", "1h", "--max-failures", "0"])
+        .spawn();
+    // Retries quickly and survives failures while nothing was synced yet.
+    run.wait_until(DEADLINE, "three failures before the first success", || {
+        failures_logged(&run.stderr()) >= 3
+    });
+    std::os::unix::fs::symlink(up.path(), &later).expect("symlink the upstream into place");
+    run.wait_for_link_hash(&s.link(), &first);
+    // Now --period (1h) rules: a new commit is not picked up by itself...
+    let second = up.commit_file("f", "2", "second");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(s.published().as_deref(), Some(first.as_str()));
+    run.assert_running();
+    assert_ne!(first, second);
+}
+
+/// The old worktree survives `--stale-worktree-timeout` after it stops being
+/// published, then goes.
+#[test]
+fn stale_worktree_timeout_keeps_the_previous_tree_for_a_while() {
+    let up = Upstream::new();
+    let a = up.commit_file("f", "a", "a");
+    let s = Scratch::new();
+    let run = s
+        .sidecar(&up.file_url())
+        .args(["--period", "50ms", "--stale-worktree-timeout", "2s"])
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &a);
+    let b = up.commit_file("f", "b", "b");
+    run.wait_for_link_hash(&s.link(), &b);
+    let old = s.worktrees().join(&a);
+    assert!(old.is_dir(), "the previous worktree must be kept for now");
+    assert_eq!(fs::read_to_string(old.join("f")).expect("old content"), "a");
+    run.wait_until(
+        DEADLINE,
+        "the previous worktree is deleted after the timeout",
+        || !old.exists(),
+    );
+    assert!(s.worktrees().join(&b).is_dir());
+}
+
+fn group_write_bit(path: &std::path::Path) -> bool {
+    fs::metadata(path).expect("stat").permissions().mode() & 0o020 != 0
+}
+
+/// `--group-write` makes the checkout group-writable; without it, it is not.
+#[test]
+fn group_write_controls_the_group_write_bit() {
+    let up = Upstream::new();
+    up.commit_file("dir/f", "x", "a");
+    for (flag, expected) in [(true, true), (false, false)] {
+        let s = Scratch::new();
+        let mut cmd = s.sidecar(&up.file_url()).arg("--one-time");
+        if flag {
+            cmd = cmd.arg("--group-write");
+        }
+        let out = cmd.run(RUN_TIMEOUT);
+        assert!(out.status.success(), "{}", describe_output(&out));
+        for path in [s.link().join("dir"), s.link().join("dir/f"), s.worktrees()] {
+            assert_eq!(
+                group_write_bit(&path),
+                expected,
+                "{} with --group-write={flag}",
+                path.display()
+            );
+        }
+    }
+}
