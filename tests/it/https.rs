@@ -1,0 +1,120 @@
+//! https:// through gix's reqwest + rustls transport: a throw-away CA made
+//! with the `openssl` CLI, a TLS-terminating proxy (python3's `ssl` module)
+//! in front of the plain smart-HTTP server, everything on 127.0.0.1.
+//!
+//! Trust comes from `SSL_CERT_FILE`: on Linux the rustls platform verifier
+//! gets its roots from rustls-native-certs, which reads `SSL_CERT_FILE` /
+//! `SSL_CERT_DIR` *instead of* the system store when either is set (a
+//! directory of PEM files works too, hashed names or not). So pointing
+//! `SSL_CERT_FILE` at another CA keeps the host's roots out of the test.
+
+use std::time::Duration;
+
+use crate::support::servers::{TestCa, TlsProxy};
+use crate::support::sidecar::describe_output;
+use crate::support::*;
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn history(n: usize) -> Upstream {
+    let up = Upstream::new();
+    up.commit_rich_tree("base");
+    up.commit_many(n - 1, "history");
+    up
+}
+
+#[test]
+fn https_with_a_trusted_ca_publishes() {
+    let up = history(3);
+    let ca = TestCa::new();
+    let http = HttpGit::start(up.base(), HttpOpts::default());
+    let tls = TlsProxy::start(http.addr(), &ca.cert_pem, &ca.key_pem);
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&tls.url(up.name()))
+        .arg("--one-time")
+        .env("SSL_CERT_FILE", &ca.ca_pem)
+        .run(RUN_TIMEOUT);
+    let context = || {
+        format!(
+            "{}\nrequests: {:#?}\ncgi log:\n{}\ntls proxy log:\n{}",
+            describe_output(&out),
+            http.request_log(),
+            http.cgi_log(),
+            tls.log()
+        )
+    };
+    assert!(out.status.success(), "{}", context());
+    assert_eq!(assert_published_layout(&s.root, &s.link()), up.head());
+    assert_tree_matches_commit(&s.link(), &up, &up.head());
+    assert_eq!(rev_list_count(&s.link()), 1, "default depth 1 over https");
+    assert!(
+        tls.handshakes_ok() >= 1 && tls.handshakes_failed() == 0,
+        "the fetch must have gone through TLS\n{}",
+        context()
+    );
+    assert!(http.requests() >= 2, "{}", context());
+}
+
+#[test]
+fn https_with_an_untrusted_certificate_fails_without_publishing() {
+    let up = history(2);
+    let ca = TestCa::new();
+    // Trust store = another throw-away CA: the host's roots are not loaded
+    // (SSL_CERT_FILE replaces them), and this CA did not sign the server.
+    let unrelated = TestCa::new();
+    let http = HttpGit::start(up.base(), HttpOpts::default());
+    let tls = TlsProxy::start(http.addr(), &ca.cert_pem, &ca.key_pem);
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&tls.url(up.name()))
+        .arg("--one-time")
+        .env("SSL_CERT_FILE", &unrelated.ca_pem)
+        .run(RUN_TIMEOUT);
+    let context = || {
+        format!(
+            "{}\nrequests: {:#?}\ntls proxy log:\n{}",
+            describe_output(&out),
+            http.request_log(),
+            tls.log()
+        )
+    };
+    assert!(!out.status.success(), "{}", context());
+    // The cause sits several levels down the error chain; the sync error
+    // must carry it, not just "Transport handshake failed".
+    let stderr = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    let failure = stderr
+        .lines()
+        .find(|l| l.contains("\"sync failed\""))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        failure.contains("certificate") || failure.contains("unknownissuer"),
+        "the sync error itself must name the certificate problem: {failure}\n{}",
+        context()
+    );
+    assert!(s.published().is_none(), "{}", context());
+    assert!(
+        !s.link().exists() && std::fs::symlink_metadata(s.link()).is_err(),
+        "nothing may be published\n{}",
+        context()
+    );
+    assert!(
+        tls.handshakes_failed() >= 1 && tls.handshakes_ok() == 0,
+        "the client must have rejected the handshake\n{}",
+        context()
+    );
+    // The client's alert, as OpenSSL names it: the issuer is unknown (not,
+    // say, a name mismatch or a bad signature).
+    assert!(
+        tls.log().to_lowercase().contains("unknown ca"),
+        "the client must reject the certificate for its unknown issuer\n{}",
+        context()
+    );
+    assert_eq!(
+        http.requests(),
+        0,
+        "no HTTP request may pass an untrusted TLS session\n{}",
+        context()
+    );
+}
