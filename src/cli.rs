@@ -247,8 +247,8 @@ const NOT_YET: &str = "Accepted for git-sync compatibility, refused until implem
     args_override_self = true
 )]
 pub struct Cli {
-    /// The git repository to sync (required): https://, http://, ssh://, file://,
-    /// user@host:path, or a local path
+    /// The git repository to sync (required): https://, http://, git://, file://
+    /// or a local path (ssh:// and user@host:path are not supported yet)
     #[arg(long, env = "GITSYNC_REPO", value_name = "URL")]
     pub repo: Option<UrlArg>,
 
@@ -323,8 +323,8 @@ pub struct Cli {
     )]
     pub depth: Option<String>,
 
-    /// File (absolute, or relative to --root) whose mtime is bumped after each
-    /// sync that published a new commit
+    /// File (absolute, or relative to --root) whose mtime is bumped after the
+    /// first sync and after each sync that published a new commit
     #[arg(long, env = "GITSYNC_TOUCH_FILE", value_name = "PATH")]
     pub touch_file: Option<String>,
 
@@ -348,7 +348,8 @@ pub struct Cli {
     )]
     pub group_write: Option<String>,
 
-    /// Log verbosity, 0 to 9 (5 logs every git operation, 9 traces) [default: 0]
+    /// Log verbosity, 0 to 9: 0 info, 1-5 debug, 6-8 trace, 9 trace including
+    /// dependencies (RUST_LOG overrides) [default: 0]
     #[arg(
         short = 'v',
         long,
