@@ -170,3 +170,39 @@ fn git_daemon_and_http_publish_identical_trees() {
         assert_tree_matches_commit(&s.link(), &up, &head);
     }
 }
+
+/// A poll where the ref has not moved is one ref advertisement: over
+/// smart HTTP v2 that is one GET (capabilities) and one POST (ls-refs); a
+/// negotiation or fetch would add a second POST per poll. Nothing is written.
+#[test]
+fn idle_http_poll_is_one_ref_advertisement_round_trip() {
+    let up = history(3);
+    let http = HttpGit::start(up.base(), HttpOpts::default());
+    let s = Scratch::new();
+    let run = s
+        .sidecar(&http.url(up.name()))
+        .args(["--period", "50ms"])
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &up.head());
+    let packs_before = list_dir(&s.root.join(".git/objects/pack"));
+    let start = http.request_log().len();
+    let gets = |log: &[String]| log.iter().filter(|l| l.starts_with("GET ")).count();
+    run.wait_until(DEADLINE, "ten idle polls", || {
+        gets(&http.request_log()[start..]) >= 10
+    });
+    let window: Vec<String> = http.request_log()[start..].to_vec();
+    let (get_count, post_count) = (
+        gets(&window),
+        window.iter().filter(|l| l.starts_with("POST ")).count(),
+    );
+    assert!(
+        post_count <= get_count + 1,
+        "{get_count} polls made {post_count} POSTs: idle polls must not negotiate\n{window:#?}"
+    );
+    assert_eq!(
+        list_dir(&s.root.join(".git/objects/pack")),
+        packs_before,
+        "idle polls write no packs"
+    );
+    assert_eq!(s.published(), Some(up.head()));
+}
