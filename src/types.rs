@@ -108,9 +108,35 @@ pub fn redact_url(raw: &str) -> String {
     )
 }
 
+/// `error: cause: cause`, like anyhow's `{:#}`: a TLS or DNS failure often
+/// sits several levels down the chain, and the top message alone says little.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let next = cause.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_chain_joins_causes_without_repeats() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::other("inner"));
+        assert_eq!(error_chain(&e), "outer: inner");
+        assert_eq!(error_chain(&std::io::Error::other("alone")), "alone");
+    }
 
     #[test]
     fn commit_hash_requires_40_hex() {

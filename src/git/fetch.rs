@@ -193,30 +193,15 @@ fn verify_depth(repo: &gix::Repository, commit: ObjectId, depth: u32) -> Result<
 }
 
 fn classify_listing_error(e: impl std::error::Error, git_ref: &str, report: &SpyReport) -> Error {
-    let message = error_chain(&e);
+    let message = crate::types::error_chain(&e);
     if message.contains("None of the refspec") || message.contains("matched any of the") {
         return Error::RefNotFound(git_ref.to_string());
     }
     git_err("could not list remote refs", e, Some(report))
 }
 
-/// The error and all its causes (a TLS or DNS failure sits several levels down).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let next = cause.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 fn git_err(context: &'static str, e: impl std::error::Error, report: Option<&SpyReport>) -> Error {
-    let mut message = crate::types::redact_url(&error_chain(&e));
+    let mut message = crate::types::redact_url(&crate::types::error_chain(&e));
     if let Some(stderr) = report.map(SpyReport::stderr).filter(|s| !s.is_empty()) {
         message.push_str(": ");
         message.push_str(&stderr);

@@ -200,7 +200,7 @@ fn on_success(opts: &LoopOptions, outcome: &Outcome, first: bool) {
 }
 
 fn on_failure(opts: &LoopOptions, error: &engine::Error, failures: u64) {
-    let message = crate::types::redact_url(&error_chain(error));
+    let message = crate::types::redact_url(&crate::types::error_chain(error));
     tracing::error!(error = %message, failures, "sync failed");
     if let Some(path) = &opts.error_file {
         let body = serde_json::json!({
@@ -215,21 +215,6 @@ fn on_failure(opts: &LoopOptions, error: &engine::Error, failures: u64) {
             tracing::warn!(path = %path.display(), error = %e, "could not write the error-file");
         }
     }
-}
-
-/// `error: cause: cause`, like anyhow's `{:#}`.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// The wait before the next pass.
@@ -299,11 +284,5 @@ mod tests {
         assert!(first.is_ok(), "a pending trigger wakes the loop");
         let second = tokio::time::timeout(Duration::from_millis(100), trigger.fired()).await;
         assert!(second.is_err(), "the burst was coalesced into one wake-up");
-    }
-
-    #[test]
-    fn error_chain_joins_sources_without_repeats() {
-        let e = std::io::Error::other("inner");
-        assert_eq!(error_chain(&e), "inner");
     }
 }
