@@ -182,16 +182,28 @@ pub fn remove_any(path: &Path) -> Result<(), Error> {
     }
 }
 
-/// Atomically swaps two paths (Linux `renameat2(RENAME_EXCHANGE)`).
+/// Swaps two paths: atomically with Linux `renameat2(RENAME_EXCHANGE)`, or,
+/// on filesystems without it, with two renames (a short window in which `b`
+/// is missing; only used to rebuild a worktree that was already damaged).
 fn exchange(a: &Path, b: &Path) -> Result<(), Error> {
-    nix::fcntl::renameat2(
+    use nix::errno::Errno;
+    match nix::fcntl::renameat2(
         nix::fcntl::AT_FDCWD,
         a,
         nix::fcntl::AT_FDCWD,
         b,
         nix::fcntl::RenameFlags::RENAME_EXCHANGE,
-    )
-    .map_err(|e| io_err("exchange", a)(io::Error::from(e)))
+    ) {
+        Ok(()) => Ok(()),
+        Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
+            let aside = a.with_extension("old");
+            remove_any(&aside)?;
+            fs::rename(b, &aside).map_err(io_err("rename", b))?;
+            fs::rename(a, b).map_err(io_err("rename", a))?;
+            fs::rename(&aside, a).map_err(io_err("rename", &aside))
+        }
+        Err(e) => Err(io_err("exchange", a)(io::Error::from(e))),
+    }
 }
 
 /// The path of `to` relative to the directory `from` (both absolute).

@@ -309,3 +309,21 @@ fn modified_worktree_is_restored_on_restart() {
     assert_eq!(s.published().as_deref(), Some(a.as_str()));
     assert_tree_matches_commit(&s.link(), &up, &a);
 }
+
+/// Anything in `.worktrees/` that is not the published worktree (a stray
+/// file, a directory that is not a hash, a leftover staging dir) is deleted.
+#[test]
+fn junk_in_the_worktrees_dir_is_cleaned_up() {
+    let up = Upstream::new();
+    let a = up.commit_file("f", "a", "a");
+    let s = Scratch::new();
+    let run = s.sidecar(&up.file_url()).args(["--period", "50ms"]).spawn();
+    run.wait_for_link_hash(&s.link(), &a);
+    fs::write(s.worktrees().join("stray-file"), "x").expect("write junk file");
+    fs::create_dir_all(s.worktrees().join("not-a-hash/sub")).expect("mkdir junk dir");
+    fs::create_dir_all(s.worktrees().join(".staging-0123")).expect("mkdir fake staging");
+    run.wait_until(DEADLINE, "only the published worktree left", || {
+        list_dir(&s.worktrees()) == vec![a.clone()]
+    });
+    assert_tree_matches_commit(&s.link(), &up, &a);
+}
