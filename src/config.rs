@@ -97,6 +97,69 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Deprecation warnings (legacy env vars, v3 flags) to log once tracing is up.
     pub warnings: Vec<String>,
+    /// The HTTP endpoint; `None` without `--http-bind`.
+    pub http: Option<HttpConfig>,
+}
+
+/// `--http-bind` and everything served there.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub bind: std::net::SocketAddr,
+    /// `--http-metrics`: serve `/metrics`.
+    pub metrics: bool,
+    /// `--http-pprof`: serve `/debug/pprof/`.
+    pub pprof: bool,
+    pub readiness: ReadinessConfig,
+    pub webhook: WebhookConfig,
+    /// Bearer tokens accepted by `POST /sync`; empty = the endpoint is disabled.
+    pub trigger_tokens: Vec<Secret>,
+}
+
+/// When `/readyz` turns 503 again after the first publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadinessConfig {
+    /// Not ready when the last successful sync is older than this.
+    pub max_staleness: Duration,
+    /// Not ready after this many consecutive failures; 0 = never for failures.
+    pub max_failures: u32,
+}
+
+/// Incoming (forge → us) webhooks.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// URL path, starting with `/` (default `/webhook`).
+    pub path: String,
+    /// Active secrets (several during a rotation). Empty and not `allow_unsigned`
+    /// = incoming webhooks are disabled.
+    pub secrets: Vec<Secret>,
+    /// Accept requests without any signature (explicit operator opt-out).
+    pub allow_unsigned: bool,
+    /// Only pushes whose payload names this repository (loosely matched).
+    pub repo_filter: Option<String>,
+    /// Bodies above this are answered 413 before parsing.
+    pub max_body_bytes: usize,
+    /// Requests per minute allowed per client address (burst of the same size).
+    pub rate_limit_per_minute: u32,
+}
+
+/// A secret value; `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Self(bytes.into())
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(REDACTED)")
+    }
 }
 
 /// Why no [`Config`] could be built.
@@ -376,6 +439,8 @@ impl Config {
             verbosity,
             log_format,
             warnings,
+            // TODO(helper): parsed from --http-bind and friends.
+            http: None,
         })
     }
 }
