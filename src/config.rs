@@ -112,7 +112,7 @@ pub struct HttpConfig {
     pub readiness: ReadinessConfig,
     pub webhook: WebhookConfig,
     /// Bearer tokens accepted by `POST /sync`; empty = the endpoint is disabled.
-    pub trigger_tokens: Vec<Secret>,
+    pub trigger_tokens: Vec<SecretBytes>,
 }
 
 /// When `/readyz` turns 503 again after the first publish.
@@ -131,7 +131,7 @@ pub struct WebhookConfig {
     pub path: String,
     /// Active secrets (several during a rotation). Empty and not `allow_unsigned`
     /// = incoming webhooks are disabled.
-    pub secrets: Vec<Secret>,
+    pub secrets: Vec<SecretBytes>,
     /// Accept requests without any signature (explicit operator opt-out).
     pub allow_unsigned: bool,
     /// Only pushes whose payload names this repository (loosely matched).
@@ -144,9 +144,9 @@ pub struct WebhookConfig {
 
 /// A secret value; `Debug` never prints it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Vec<u8>);
+pub struct SecretBytes(Vec<u8>);
 
-impl Secret {
+impl SecretBytes {
     pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
         Self(bytes.into())
     }
@@ -156,9 +156,9 @@ impl Secret {
     }
 }
 
-impl std::fmt::Debug for Secret {
+impl std::fmt::Debug for SecretBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(REDACTED)")
+        f.write_str("SecretBytes(REDACTED)")
     }
 }
 
