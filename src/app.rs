@@ -6,7 +6,13 @@ use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Config, HttpConfig};
+use crate::http;
+use crate::metrics::Metrics;
+use crate::status::StatusHandle;
 use crate::sync::{self, engine, Exit, Trigger};
 
 /// Runs the sidecar until shutdown, `--one-time` completion or too many failures.
@@ -32,9 +38,65 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
         gid = nix::unistd::getgid().as_raw(),
         "starting git-sidecar"
     );
-    let exit = sync::run(engine, loop_options(&config), trigger, cancel.clone()).await;
+    let reporter = sync::Reporter {
+        status: StatusHandle::default(),
+        metrics: Arc::new(Metrics::new()),
+    };
+    let server = match &config.http {
+        Some(http_config) => {
+            Some(start_http(&config, http_config, &reporter, &trigger, &cancel).await?)
+        }
+        None => None,
+    };
+    let exit = sync::run(
+        engine,
+        loop_options(&config),
+        trigger,
+        reporter,
+        cancel.clone(),
+    )
+    .await;
     cancel.cancel();
+    if let Some(server) = server {
+        // Graceful: in-flight requests get a moment, then we go regardless.
+        let _ = tokio::time::timeout(Duration::from_millis(500), server).await;
+    }
     Ok(exit)
+}
+
+/// Binds `--http-bind` before the first sync (a bind failure is fatal, as in
+/// git-sync) and serves until shutdown.
+async fn start_http(
+    config: &Config,
+    http_config: &HttpConfig,
+    reporter: &sync::Reporter,
+    trigger: &Trigger,
+    cancel: &CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = http::bind(http_config.bind)
+        .await
+        .with_context(|| format!("could not listen on --http-bind {}", http_config.bind))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    let state = http::HttpState::new(
+        http_config.clone(),
+        reporter.status.clone(),
+        reporter.metrics.clone(),
+        trigger.clone(),
+        config.repo.redacted(),
+        config.git_ref.clone(),
+        config.sync_timeout,
+    );
+    if http_config.webhook.secrets.is_empty() && !http_config.webhook.allow_unsigned {
+        tracing::info!("incoming webhooks are disabled (no secret configured)");
+    }
+    tracing::info!(address = %local, "serving HTTP");
+    let router = http::router(Arc::new(state));
+    let cancel = cancel.clone();
+    Ok(tokio::spawn(async move {
+        if let Err(e) = http::serve(listener, router, cancel).await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    }))
 }
 
 fn engine_options(config: &Config) -> engine::Options {

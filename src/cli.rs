@@ -129,6 +129,10 @@ const V3_FLAGS: &[(&str, &str)] = &[
 /// Arguments whose environment value is a colon-separated list.
 const COLON_LIST_ENV: &[&str] = &["ssh_key_file"];
 
+/// Arguments whose environment value is a comma-separated list (entries are
+/// trimmed; empty ones are dropped).
+const COMMA_LIST_ENV: &[&str] = &["incoming_webhook_secret_file", "sync_trigger_token_file"];
+
 /// Legacy environment names of an argument id (empty if none).
 pub fn legacy_env_names(id: &str) -> &'static [&'static str] {
     LEGACY_ENV
@@ -228,10 +232,14 @@ ENVIRONMENT VARIABLES:
   Settings that exist only as environment variables (secrets stay off argv):
     GITSYNC_PASSWORD                 password or token for --username (not supported yet)
     GITSYNC_GITHUB_APP_PRIVATE_KEY   GitHub App private key, PEM (not supported yet)
+    GITSYNC_INCOMING_WEBHOOK_SECRET  one more incoming webhook secret (after the files)
+    GITSYNC_SYNC_TRIGGER_TOKEN       one more bearer token for POST /sync (after the files)
 
   Durations are Go-style: 100ms, 10s, 1m30s, 1h, 1.5s, 0.
   Booleans: --flag, --flag=true|false; values 1/t/T/TRUE/true/True and
   0/f/F/FALSE/false/False.";
+
+const HTTP: &str = "HTTP endpoint (health, metrics, incoming webhooks)";
 
 const NOT_YET: &str = "Accepted for git-sync compatibility, refused until implemented";
 
@@ -362,6 +370,162 @@ pub struct Cli {
     /// Log format: json (one object per line, like git-sync) or text [default: json]
     #[arg(long, env = "GITSYNC_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
+
+    // ---- HTTP endpoint -----------------------------------------------------------------------
+    /// Serve HTTP on this address: /livez, /readyz, /status, the incoming webhook and
+    /// the optional /metrics, /debug/pprof/ and POST /sync. Forms: host:port with an IP
+    /// address or "localhost" (127.0.0.1), :port for all IPv4 interfaces (0.0.0.0),
+    /// [::1]:port; port 0 picks a free port [default: none, no HTTP server]
+    #[arg(long, env = "GITSYNC_HTTP_BIND", value_name = "ADDR", help_heading = HTTP)]
+    pub http_bind: Option<String>,
+
+    /// Serve Prometheus metrics at /metrics; requires --http-bind [default: false]
+    #[arg(
+        long,
+        env = "GITSYNC_HTTP_METRICS",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        help_heading = HTTP
+    )]
+    pub http_metrics: Option<String>,
+
+    /// Serve profiling data at /debug/pprof/; requires --http-bind [default: false]
+    #[arg(
+        long,
+        env = "GITSYNC_HTTP_PPROF",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        help_heading = HTTP
+    )]
+    pub http_pprof: Option<String>,
+
+    /// After the first publish, /readyz answers 503 when the last successful sync is
+    /// older than this; must be more than 0; requires --http-bind
+    /// [default: 5 × --period + --sync-timeout]
+    #[arg(
+        long,
+        env = "GITSYNC_READINESS_MAX_STALENESS",
+        value_name = "DURATION",
+        help_heading = HTTP
+    )]
+    pub readiness_max_staleness: Option<String>,
+
+    /// After the first publish, /readyz answers 503 after this many consecutive failed
+    /// syncs; 0 means failures alone never make it unready; requires --http-bind
+    /// [default: 3]
+    #[arg(
+        long,
+        env = "GITSYNC_READINESS_MAX_FAILURES",
+        value_name = "INT",
+        allow_negative_numbers = true,
+        help_heading = HTTP
+    )]
+    pub readiness_max_failures: Option<String>,
+
+    /// URL path of the incoming push webhook (GitHub, GitLab, Gitea...), which triggers
+    /// a sync at once; must start with "/" and not clash with the other endpoints;
+    /// requires --http-bind [default: /webhook]
+    #[arg(
+        long,
+        env = "GITSYNC_INCOMING_WEBHOOK_PATH",
+        value_name = "PATH",
+        help_heading = HTTP
+    )]
+    pub incoming_webhook_path: Option<String>,
+
+    /// File holding a secret that incoming webhooks are verified with; trailing
+    /// whitespace is ignored. Repeatable (several secrets are accepted
+    /// during a rotation); the environment variable takes a comma-separated list. Also
+    /// GITSYNC_INCOMING_WEBHOOK_SECRET. Without a secret the webhook is disabled unless
+    /// --incoming-webhook-allow-unsigned; requires --http-bind
+    #[arg(
+        long,
+        env = "GITSYNC_INCOMING_WEBHOOK_SECRET_FILE",
+        value_name = "PATH",
+        action = ArgAction::Append,
+        help_heading = HTTP
+    )]
+    pub incoming_webhook_secret_file: Vec<String>,
+
+    /// Environment-only GITSYNC_INCOMING_WEBHOOK_SECRET; this flag exists for tests
+    #[arg(
+        long = "__env__GITSYNC_INCOMING_WEBHOOK_SECRET",
+        env = "GITSYNC_INCOMING_WEBHOOK_SECRET",
+        value_name = "SECRET",
+        hide = true
+    )]
+    pub env_incoming_webhook_secret: Option<Secret>,
+
+    /// Accept incoming webhooks that carry no signature (an explicit opt-out, for
+    /// trusted networks only); signed requests are still checked against the secrets;
+    /// requires --http-bind [default: false]
+    #[arg(
+        long,
+        env = "GITSYNC_INCOMING_WEBHOOK_ALLOW_UNSIGNED",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        help_heading = HTTP
+    )]
+    pub incoming_webhook_allow_unsigned: Option<String>,
+
+    /// Only act on incoming webhooks whose payload names this repository (e.g.
+    /// org/site); requires --http-bind [default: any repository]
+    #[arg(
+        long,
+        env = "GITSYNC_INCOMING_WEBHOOK_REPO",
+        value_name = "NAME",
+        help_heading = HTTP
+    )]
+    pub incoming_webhook_repo: Option<String>,
+
+    /// Largest incoming webhook body accepted, in bytes, optionally with a KiB or MiB
+    /// suffix; 1KiB to 64MiB; requires --http-bind [default: 5MiB]
+    #[arg(
+        long,
+        env = "GITSYNC_INCOMING_WEBHOOK_MAX_BODY",
+        value_name = "SIZE",
+        help_heading = HTTP
+    )]
+    pub incoming_webhook_max_body: Option<String>,
+
+    /// Incoming webhook requests allowed per minute per client address, at least 1;
+    /// requires --http-bind [default: 60]
+    #[arg(
+        long,
+        env = "GITSYNC_INCOMING_WEBHOOK_RATE_LIMIT",
+        value_name = "INT",
+        allow_negative_numbers = true,
+        help_heading = HTTP
+    )]
+    pub incoming_webhook_rate_limit: Option<String>,
+
+    /// File holding a bearer token that enables POST /sync (an immediate sync);
+    /// trailing whitespace is ignored. Repeatable; the environment variable takes a
+    /// comma-separated list. Also GITSYNC_SYNC_TRIGGER_TOKEN. Without a token POST /sync
+    /// is disabled; requires --http-bind
+    #[arg(
+        long,
+        env = "GITSYNC_SYNC_TRIGGER_TOKEN_FILE",
+        value_name = "PATH",
+        action = ArgAction::Append,
+        help_heading = HTTP
+    )]
+    pub sync_trigger_token_file: Vec<String>,
+
+    /// Environment-only GITSYNC_SYNC_TRIGGER_TOKEN; this flag exists for tests
+    #[arg(
+        long = "__env__GITSYNC_SYNC_TRIGGER_TOKEN",
+        env = "GITSYNC_SYNC_TRIGGER_TOKEN",
+        value_name = "TOKEN",
+        hide = true
+    )]
+    pub env_sync_trigger_token: Option<Secret>,
 
     // ---- accepted, refused until implemented -------------------------------------------------
     /// Partial-clone filter for fetches, e.g. blob:none (not supported yet)
@@ -580,34 +744,6 @@ pub struct Cli {
     #[arg(long, env = "GITSYNC_GIT_CONFIG", value_name = "CONFIG", help_heading = NOT_YET)]
     pub git_config: Option<String>,
 
-    /// Address:port of the health/metrics HTTP endpoint (not supported yet)
-    #[arg(long, env = "GITSYNC_HTTP_BIND", value_name = "ADDR", help_heading = NOT_YET)]
-    pub http_bind: Option<String>,
-
-    /// Serve /metrics on the HTTP endpoint (not supported yet)
-    #[arg(
-        long,
-        env = "GITSYNC_HTTP_METRICS",
-        value_name = "BOOL",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        help_heading = NOT_YET
-    )]
-    pub http_metrics: Option<String>,
-
-    /// Serve /debug/pprof on the HTTP endpoint (not supported yet)
-    #[arg(
-        long,
-        env = "GITSYNC_HTTP_PPROF",
-        value_name = "BOOL",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        help_heading = NOT_YET
-    )]
-    pub http_pprof: Option<String>,
-
     // ---- deprecated git-sync v3 flags (hidden) -------------------------------------------------
     /// DEPRECATED: use --ref
     #[arg(long, hide = true)]
@@ -696,6 +832,10 @@ raw_setters! {
         repo, root, git_ref, link, period, init_period, sync_timeout, one_time, max_failures,
         init_max_failures, sync_on_signal, depth, touch_file, error_file, stale_worktree_timeout,
         group_write, verbose, log_format,
+        http_bind, http_metrics, http_pprof, readiness_max_staleness, readiness_max_failures,
+        incoming_webhook_path, env_incoming_webhook_secret, incoming_webhook_allow_unsigned,
+        incoming_webhook_repo, incoming_webhook_max_body, incoming_webhook_rate_limit,
+        env_sync_trigger_token,
         filter, submodules, sparse_checkout_file, git_gc, add_user, exechook_command,
         exechook_timeout, exechook_backoff, pre_publish_exechook_command,
         pre_publish_exechook_timeout, pre_publish_exechook_backoff, webhook_url, webhook_method,
@@ -703,11 +843,11 @@ raw_setters! {
         password_file, askpass_url, ssh_known_hosts, ssh_known_hosts_file, cookie_file,
         github_base_url, env_github_app_private_key, github_app_private_key_file,
         github_app_application_id, github_app_client_id, github_app_installation_id, git,
-        git_config, http_bind, http_metrics, http_pprof,
+        git_config,
         branch, rev, dest, wait, timeout, max_sync_failures, sync_hook_command,
         deprecated_password, deprecated_v, ssh, change_permissions,
     ],
-    multi: [credential, ssh_key_file],
+    multi: [credential, ssh_key_file, incoming_webhook_secret_file, sync_trigger_token_file],
 }
 
 fn is_help_or_version(arg: &clap::Arg) -> bool {
@@ -799,6 +939,12 @@ impl Cli {
                 Some((_, value)) if COLON_LIST_ENV.contains(&id) => {
                     value.split(':').map(str::to_string).collect()
                 }
+                Some((_, value)) if COMMA_LIST_ENV.contains(&id) => value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_string)
+                    .collect(),
                 Some((_, value)) => vec![value.clone()],
             };
             if let Some((name, _)) = found {
@@ -970,6 +1116,94 @@ mod tests {
             &[("GITSYNC_SSH_KEY_FILE", "/a:/b")],
         );
         assert_eq!(cli.ssh_key_file, vec!["/c".to_string()]);
+    }
+
+    #[test]
+    fn comma_list_env_values() {
+        let cli = parse(
+            &[],
+            &[
+                ("GITSYNC_INCOMING_WEBHOOK_SECRET_FILE", "/a, /b,,"),
+                ("GITSYNC_SYNC_TRIGGER_TOKEN_FILE", "/t"),
+            ],
+        );
+        assert_eq!(
+            cli.incoming_webhook_secret_file,
+            vec!["/a".to_string(), "/b".to_string()]
+        );
+        assert_eq!(cli.sync_trigger_token_file, vec!["/t".to_string()]);
+        assert_eq!(
+            cli.provenance.origin("incoming_webhook_secret_file"),
+            Some(&Origin::Env("GITSYNC_INCOMING_WEBHOOK_SECRET_FILE".into()))
+        );
+        // Repeated on the command line; a comma there is part of the path.
+        let cli = parse(
+            &[
+                "--incoming-webhook-secret-file=/x,y",
+                "--incoming-webhook-secret-file",
+                "/z",
+            ],
+            &[("GITSYNC_INCOMING_WEBHOOK_SECRET_FILE", "/a")],
+        );
+        assert_eq!(
+            cli.incoming_webhook_secret_file,
+            vec!["/x,y".to_string(), "/z".to_string()]
+        );
+    }
+
+    #[test]
+    fn http_flags_and_env_only_secrets() {
+        let cli = parse(
+            &["--http-bind=:8080", "--http-metrics"],
+            &[
+                ("GIT_SYNC_HTTP_PPROF", "true"),
+                ("GITSYNC_INCOMING_WEBHOOK_SECRET", "s3cret"),
+                ("GITSYNC_SYNC_TRIGGER_TOKEN", "t0ken"),
+            ],
+        );
+        assert_eq!(cli.http_bind.as_deref(), Some(":8080"));
+        assert_eq!(cli.http_metrics.as_deref(), Some("true"));
+        assert_eq!(cli.http_pprof.as_deref(), Some("true"));
+        assert_eq!(
+            cli.env_incoming_webhook_secret.as_ref().map(Secret::expose),
+            Some("s3cret")
+        );
+        assert_eq!(
+            cli.label("env_incoming_webhook_secret"),
+            "GITSYNC_INCOMING_WEBHOOK_SECRET (environment only)"
+        );
+        assert_eq!(
+            cli.label("env_sync_trigger_token"),
+            "GITSYNC_SYNC_TRIGGER_TOKEN (environment only)"
+        );
+        assert_eq!(
+            cli.label("http_pprof"),
+            "--http-pprof (GIT_SYNC_HTTP_PPROF)"
+        );
+        let dbg = format!("{cli:?}");
+        assert!(!dbg.contains("s3cret"), "{dbg}");
+        assert!(!dbg.contains("t0ken"), "{dbg}");
+
+        let help = Cli::command().render_help().to_string();
+        let http = help
+            .find("HTTP endpoint (health, metrics, incoming webhooks):")
+            .expect("HTTP section");
+        let not_yet = help
+            .find("refused until implemented")
+            .expect("NOT_YET section");
+        assert!(http < not_yet, "{help}");
+        for flag in [
+            "--http-bind",
+            "--http-metrics",
+            "--readiness-max-staleness",
+            "--incoming-webhook-secret-file",
+            "--sync-trigger-token-file",
+        ] {
+            let at = help.find(flag).unwrap_or_else(|| panic!("{flag}: {help}"));
+            assert!(http < at && at < not_yet, "{flag} not in the HTTP section");
+        }
+        assert!(!help.contains("__env__"), "{help}");
+        assert!(help.contains("GITSYNC_INCOMING_WEBHOOK_SECRET "), "{help}");
     }
 
     #[test]

@@ -41,11 +41,56 @@
 //! * `--sync-on-signal` must name a signal that can be caught (not KILL/STOP).
 //! * `--repo` must be https://, http://, git://, file:// or a local path: ssh
 //!   (`ssh://`, `user@host:path`) is refused as not supported yet.
+//! * The HTTP surface (git-sync has `--http-bind`, `--http-metrics` and
+//!   `--http-pprof`; the rest is git-sidecar's own) is described below.
 //! * Flags of features not implemented yet are accepted by the parser but
 //!   refused here when the user set them; `--submodules=off` and any valid
 //!   `--git-gc` are accepted; `--git` is accepted with a warning.
+//!
+//! # HTTP endpoint ([`HttpConfig`])
+//!
+//! [`Config::http`] is `Some` exactly when `--http-bind` is set (non-empty).
+//!
+//! * `--http-bind`: `ip:port` (`127.0.0.1:8080`, `[::1]:8080`), `:port` for
+//!   all IPv4 interfaces (`0.0.0.0:port`), or `localhost:port`, taken as
+//!   `127.0.0.1:port`. No other host name is accepted: nothing is resolved
+//!   through DNS. Port 0 asks the system for a free port. An empty value
+//!   means "no HTTP endpoint", as in git-sync.
+//! * `--http-metrics`, `--http-pprof` set to true, and every flag below set
+//!   at all (a boolean: set to true), without `--http-bind`, are errors
+//!   ("requires --http-bind"). Their values are still checked.
+//! * `--readiness-max-staleness`: a duration above 0, by default
+//!   `5 × --period + --sync-timeout` (the effective values, v3 forms
+//!   included). Not more than `--period` is accepted with a warning.
+//!   `--readiness-max-failures`: 0 or more, default 3; 0 = failures alone
+//!   never make `/readyz` unready.
+//! * `--incoming-webhook-path` (default `/webhook`): starts with `/`, only
+//!   letters, digits and `-._~/` (so nothing a router could take for a
+//!   parameter or wildcard), no empty/`.`/`..` segment, and not one of the
+//!   paths served by the endpoint itself: `/`, `/livez`, `/readyz`,
+//!   `/status`, `/metrics`, `/sync`, `/debug` and anything under `/debug/`
+//!   (compared without a trailing `/`).
+//! * Secrets and tokens (`--incoming-webhook-secret-file`,
+//!   `--sync-trigger-token-file`, both repeatable; their environment
+//!   variables take comma-separated lists): each file is read here, at most
+//!   64 KiB, trailing whitespace (newlines) removed; an empty, oversized or
+//!   unreadable file is an error naming the flag and the path. Then the
+//!   environment-only `GITSYNC_INCOMING_WEBHOOK_SECRET` /
+//!   `GITSYNC_SYNC_TRIGGER_TOKEN` (trailing whitespace removed) is appended.
+//!   Values are kept in [`SecretBytes`] and never appear in `Debug` output,
+//!   errors or warnings.
+//! * `--incoming-webhook-allow-unsigned`: requests without a signature are
+//!   accepted; signed ones are still checked against the secrets. Warned
+//!   about whenever set. Setting webhook options with neither a secret nor
+//!   this flag warns that incoming webhooks are disabled.
+//! * `--incoming-webhook-max-body`: bytes, optionally with a `KiB` or `MiB`
+//!   suffix (any case; also `B`), from 1 KiB to 64 MiB, default 5 MiB.
+//!   `--incoming-webhook-rate-limit`: requests per minute per client, at
+//!   least 1, default 60. `--incoming-webhook-repo`: optional filter
+//!   (trimmed; empty = none).
 
 use std::ffi::OsString;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -219,6 +264,20 @@ const MIN_PERIOD: Duration = Duration::from_millis(10);
 const DEFAULT_PERIOD: Duration = Duration::from_secs(10);
 const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(120);
 const MAX_VERBOSITY: i64 = 9;
+/// Default `--readiness-max-staleness`: this many periods plus the sync timeout.
+const DEFAULT_READINESS_STALENESS_PERIODS: u32 = 5;
+const DEFAULT_READINESS_MAX_FAILURES: u32 = 3;
+const DEFAULT_WEBHOOK_PATH: &str = "/webhook";
+const DEFAULT_WEBHOOK_MAX_BODY: u64 = 5 * MIB;
+const MIN_WEBHOOK_MAX_BODY: u64 = KIB;
+const MAX_WEBHOOK_MAX_BODY: u64 = 64 * MIB;
+const DEFAULT_WEBHOOK_RATE_LIMIT: u32 = 60;
+/// Secret and token files larger than this are refused (not a secret, surely).
+const MAX_SECRET_FILE: u64 = 64 * KIB;
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * 1024;
+/// Paths served by the HTTP endpoint itself, which the webhook must not take.
+const RESERVED_HTTP_PATHS: &[&str] = &["/", "/livez", "/readyz", "/status", "/metrics", "/sync"];
 
 impl Config {
     /// Parses the process arguments and environment.
@@ -406,6 +465,8 @@ impl Config {
             }
         };
 
+        let http = c.http(period, sync_timeout);
+
         c.unsupported();
 
         let Checker {
@@ -439,8 +500,7 @@ impl Config {
             verbosity,
             log_format,
             warnings,
-            // TODO(helper): parsed from --http-bind and friends.
-            http: None,
+            http,
         })
     }
 }
@@ -493,6 +553,18 @@ impl<'a> Checker<'a> {
             "group_write" => cli.group_write.as_deref(),
             "verbose" => cli.verbose.as_deref(),
             "log_format" => cli.log_format.as_deref(),
+            "http_bind" => cli.http_bind.as_deref(),
+            "http_metrics" => cli.http_metrics.as_deref(),
+            "http_pprof" => cli.http_pprof.as_deref(),
+            "readiness_max_staleness" => cli.readiness_max_staleness.as_deref(),
+            "readiness_max_failures" => cli.readiness_max_failures.as_deref(),
+            "incoming_webhook_path" => cli.incoming_webhook_path.as_deref(),
+            "env_incoming_webhook_secret" => secret(&cli.env_incoming_webhook_secret),
+            "incoming_webhook_allow_unsigned" => cli.incoming_webhook_allow_unsigned.as_deref(),
+            "incoming_webhook_repo" => cli.incoming_webhook_repo.as_deref(),
+            "incoming_webhook_max_body" => cli.incoming_webhook_max_body.as_deref(),
+            "incoming_webhook_rate_limit" => cli.incoming_webhook_rate_limit.as_deref(),
+            "env_sync_trigger_token" => secret(&cli.env_sync_trigger_token),
             "filter" => cli.filter.as_deref(),
             "submodules" => cli.submodules.as_deref(),
             "sparse_checkout_file" => cli.sparse_checkout_file.as_deref(),
@@ -524,9 +596,6 @@ impl<'a> Checker<'a> {
             "github_app_installation_id" => cli.github_app_installation_id.as_deref(),
             "git" => cli.git.as_deref(),
             "git_config" => cli.git_config.as_deref(),
-            "http_bind" => cli.http_bind.as_deref(),
-            "http_metrics" => cli.http_metrics.as_deref(),
-            "http_pprof" => cli.http_pprof.as_deref(),
             "branch" => cli.branch.as_deref(),
             "rev" => cli.rev.as_deref(),
             "dest" => cli.dest.as_deref(),
@@ -697,6 +766,238 @@ impl<'a> Checker<'a> {
         u8::try_from(level.min(MAX_VERBOSITY)).unwrap_or(9)
     }
 
+    /// `--http-bind` and everything served there; `None` without `--http-bind`
+    /// (or when something is invalid: reported). Every value is checked even
+    /// without `--http-bind`, so that all mistakes show up at once.
+    fn http(&mut self, period: Duration, sync_timeout: Duration) -> Option<HttpConfig> {
+        let cli: &'a Cli = self.cli;
+        let bind_given = self.raw("http_bind").is_some();
+        let bind = self
+            .raw("http_bind")
+            .and_then(|raw| match parse_http_bind(raw) {
+                Ok(addr) => Some(addr),
+                Err(e) => {
+                    self.fail("http_bind", e);
+                    None
+                }
+            });
+        let metrics = self.bool("http_metrics").unwrap_or(false);
+        let pprof = self.bool("http_pprof").unwrap_or(false);
+
+        // Readiness.
+        let default_staleness = period
+            .saturating_mul(DEFAULT_READINESS_STALENESS_PERIODS)
+            .saturating_add(sync_timeout);
+        let max_staleness = match self.duration_or("readiness_max_staleness", default_staleness) {
+            Some(d) if d.is_zero() => {
+                self.fail("readiness_max_staleness", "must be > 0");
+                default_staleness
+            }
+            Some(d) => {
+                if self.value("readiness_max_staleness").is_some() && d <= period {
+                    self.warnings.push(format!(
+                        "{}: {} is not longer than --period ({}); /readyz may turn \
+                         unready between two syncs",
+                        self.cli.label("readiness_max_staleness"),
+                        fmt_duration(d),
+                        fmt_duration(period)
+                    ));
+                }
+                d
+            }
+            None => default_staleness,
+        };
+        let max_failures = match self.int("readiness_max_failures") {
+            None => DEFAULT_READINESS_MAX_FAILURES,
+            Some(v) => u32::try_from(v).unwrap_or_else(|_| {
+                let msg = if v < 0 {
+                    format!("must be 0 or more (0 = failures never make /readyz unready), got {v}")
+                } else {
+                    format!("too large: {v}")
+                };
+                self.fail("readiness_max_failures", msg);
+                DEFAULT_READINESS_MAX_FAILURES
+            }),
+        };
+
+        // Incoming webhooks.
+        let path = match self.raw("incoming_webhook_path") {
+            None => DEFAULT_WEBHOOK_PATH.to_string(),
+            Some(raw) => {
+                if let Err(e) = validate_webhook_path(raw) {
+                    self.fail("incoming_webhook_path", e);
+                }
+                raw.to_string()
+            }
+        };
+        let mut secrets = self.secret_files(
+            "incoming_webhook_secret_file",
+            &cli.incoming_webhook_secret_file,
+        );
+        secrets.extend(self.env_secret("env_incoming_webhook_secret"));
+        let allow_unsigned = self
+            .bool("incoming_webhook_allow_unsigned")
+            .unwrap_or(false);
+        let repo_filter = self
+            .raw("incoming_webhook_repo")
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_string);
+        let max_body_bytes = match self.raw("incoming_webhook_max_body") {
+            None => DEFAULT_WEBHOOK_MAX_BODY,
+            Some(raw) => match parse_byte_size(raw) {
+                Ok(n) if (MIN_WEBHOOK_MAX_BODY..=MAX_WEBHOOK_MAX_BODY).contains(&n) => n,
+                Ok(_) => {
+                    self.fail(
+                        "incoming_webhook_max_body",
+                        format!("must be between 1KiB and 64MiB, got {raw:?}"),
+                    );
+                    DEFAULT_WEBHOOK_MAX_BODY
+                }
+                Err(e) => {
+                    self.fail("incoming_webhook_max_body", e);
+                    DEFAULT_WEBHOOK_MAX_BODY
+                }
+            },
+        };
+        let rate_limit_per_minute = match self.int("incoming_webhook_rate_limit") {
+            None => DEFAULT_WEBHOOK_RATE_LIMIT,
+            Some(v) => match u32::try_from(v) {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    self.fail(
+                        "incoming_webhook_rate_limit",
+                        format!("must be between 1 and {}, got {v}", u32::MAX),
+                    );
+                    DEFAULT_WEBHOOK_RATE_LIMIT
+                }
+            },
+        };
+
+        // POST /sync.
+        let mut trigger_tokens =
+            self.secret_files("sync_trigger_token_file", &cli.sync_trigger_token_file);
+        trigger_tokens.extend(self.env_secret("env_sync_trigger_token"));
+
+        if !bind_given {
+            let mut given: Vec<&str> = Vec::new();
+            if metrics {
+                given.push("http_metrics");
+            }
+            if pprof {
+                given.push("http_pprof");
+            }
+            for id in [
+                "readiness_max_staleness",
+                "readiness_max_failures",
+                "incoming_webhook_path",
+            ] {
+                if self.value(id).is_some() {
+                    given.push(id);
+                }
+            }
+            if !cli.incoming_webhook_secret_file.is_empty() {
+                given.push("incoming_webhook_secret_file");
+            }
+            if self.raw("env_incoming_webhook_secret").is_some() {
+                given.push("env_incoming_webhook_secret");
+            }
+            if allow_unsigned {
+                given.push("incoming_webhook_allow_unsigned");
+            }
+            for id in [
+                "incoming_webhook_repo",
+                "incoming_webhook_max_body",
+                "incoming_webhook_rate_limit",
+            ] {
+                if self.value(id).is_some() {
+                    given.push(id);
+                }
+            }
+            if !cli.sync_trigger_token_file.is_empty() {
+                given.push("sync_trigger_token_file");
+            }
+            if self.raw("env_sync_trigger_token").is_some() {
+                given.push("env_sync_trigger_token");
+            }
+            for id in given {
+                self.fail(id, "requires --http-bind");
+            }
+            return None;
+        }
+
+        let unsigned_label = self.cli.label("incoming_webhook_allow_unsigned");
+        if allow_unsigned && secrets.is_empty() {
+            self.warnings.push(format!(
+                "{unsigned_label}: incoming webhooks are accepted without any authentication"
+            ));
+        } else if allow_unsigned {
+            self.warnings.push(format!(
+                "{unsigned_label}: unsigned incoming webhooks are accepted; signed ones are \
+                 still checked against the secrets"
+            ));
+        } else if secrets.is_empty()
+            && [
+                "incoming_webhook_path",
+                "incoming_webhook_repo",
+                "incoming_webhook_max_body",
+                "incoming_webhook_rate_limit",
+            ]
+            .iter()
+            .any(|id| self.value(id).is_some())
+        {
+            self.warnings.push(
+                "incoming webhooks are disabled: no --incoming-webhook-secret-file, no \
+                 $GITSYNC_INCOMING_WEBHOOK_SECRET and no --incoming-webhook-allow-unsigned"
+                    .to_string(),
+            );
+        }
+
+        Some(HttpConfig {
+            bind: bind?,
+            metrics,
+            pprof,
+            readiness: ReadinessConfig {
+                max_staleness,
+                max_failures,
+            },
+            webhook: WebhookConfig {
+                path,
+                secrets,
+                allow_unsigned,
+                repo_filter,
+                // At most 64 MiB, so it fits any usize we build for.
+                max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
+                rate_limit_per_minute,
+            },
+            trigger_tokens,
+        })
+    }
+
+    /// Reads every secret file of a repeatable argument (reporting each bad one).
+    fn secret_files(&mut self, id: &str, paths: &[String]) -> Vec<SecretBytes> {
+        let mut out = Vec::new();
+        for path in paths {
+            match read_secret_file(path) {
+                Ok(secret) => out.push(secret),
+                Err(e) => self.fail(id, e),
+            }
+        }
+        out
+    }
+
+    /// An environment-only secret, trailing whitespace removed; `None` when
+    /// unset or blank (reported). Its value never goes into a message.
+    fn env_secret(&mut self, id: &str) -> Option<SecretBytes> {
+        let raw = self.raw(id)?;
+        let trimmed = raw.trim_end();
+        if trimmed.is_empty() {
+            self.fail(id, "must not be blank");
+            return None;
+        }
+        Some(SecretBytes::new(trimmed.as_bytes()))
+    }
+
     /// Flags of features that are not implemented: refused when set.
     fn unsupported(&mut self) {
         const PLAIN: &[&str] = &[
@@ -725,7 +1026,6 @@ impl<'a> Checker<'a> {
             "github_app_client_id",
             "github_app_installation_id",
             "git_config",
-            "http_bind",
         ];
         for id in PLAIN {
             if self.raw(id).is_some() {
@@ -755,7 +1055,7 @@ impl<'a> Checker<'a> {
             self.refuse("ssh_known_hosts", "");
         }
         // Booleans whose "false" is what we do anyway.
-        for id in ["add_user", "cookie_file", "http_metrics", "http_pprof"] {
+        for id in ["add_user", "cookie_file"] {
             if self.bool(id) == Some(true) {
                 self.refuse(id, "");
             }
@@ -997,6 +1297,137 @@ pub fn parse_signal(s: &str) -> Result<i32, String> {
         return Err(format!("{} cannot be caught", signal.as_str()));
     }
     Ok(signal as i32)
+}
+
+/// Parses `--http-bind`: `ip:port` (`127.0.0.1:8080`, `[::1]:8080`),
+/// `:port` (all IPv4 interfaces, `0.0.0.0`, as Go's `:port` is commonly meant)
+/// or `localhost:port` (`127.0.0.1`; no other host name is resolved). The port
+/// is a decimal number, 0 meaning "any free port".
+pub fn parse_http_bind(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let usage = "use host:port, :port or [ipv6]:port, e.g. :8080 or 127.0.0.1:8080";
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("{s:?} has no port; {usage}"));
+    };
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{s:?}: invalid port {port:?}; {usage}"));
+    }
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{s:?}: port {port} is out of range (0 to 65535)"))?;
+    let ip: IpAddr = if host.is_empty() {
+        Ipv4Addr::UNSPECIFIED.into()
+    } else if host.eq_ignore_ascii_case("localhost") {
+        Ipv4Addr::LOCALHOST.into()
+    } else if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        inner
+            .parse::<Ipv6Addr>()
+            .map_err(|_| format!("{s:?}: invalid IPv6 address {inner:?}"))?
+            .into()
+    } else if host.contains(':') {
+        return Err(format!(
+            "{s:?}: an IPv6 address needs brackets, e.g. [::1]:8080"
+        ));
+    } else if let Ok(ip) = host.parse::<IpAddr>() {
+        ip
+    } else {
+        return Err(format!(
+            "{s:?}: {host:?} is not an IP address (host names other than localhost \
+             are not resolved)"
+        ));
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Checks `--incoming-webhook-path`: starts with `/`; only letters, digits and
+/// `-._~/`; no empty, `.` or `..` segment; not a path the HTTP endpoint serves
+/// itself (`/`, `/livez`, `/readyz`, `/status`, `/metrics`, `/sync`,
+/// `/debug` and everything under it; a trailing `/` does not make a difference).
+pub fn validate_webhook_path(p: &str) -> Result<(), String> {
+    if !p.starts_with('/') {
+        return Err(format!("{p:?} must start with \"/\""));
+    }
+    if let Some(c) = p
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "-._~/".contains(*c)))
+    {
+        return Err(format!(
+            "{p:?} must contain only letters, digits and \"-._~/\", found {c:?}"
+        ));
+    }
+    let trimmed = p.trim_end_matches('/');
+    if trimmed
+        .split('/')
+        .skip(1)
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err(format!(
+            "{p:?} must not contain \"//\" or \".\" or \"..\" segments"
+        ));
+    }
+    let reserved = RESERVED_HTTP_PATHS.contains(&trimmed)
+        || trimmed.is_empty()
+        || trimmed == "/debug"
+        || trimmed.starts_with("/debug/");
+    if reserved {
+        return Err(format!(
+            "{p:?} is served by git-sidecar itself; reserved: {}, /debug/",
+            RESERVED_HTTP_PATHS.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// Parses a size in bytes: a decimal number, optionally followed by `KiB` or
+/// `MiB` (any case, optionally after a space), or `B`.
+pub fn parse_byte_size(s: &str) -> Result<u64, String> {
+    let invalid =
+        || format!("invalid size {s:?} (bytes, or a number with a KiB or MiB suffix, e.g. 5MiB)");
+    let t = s.trim();
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits_end);
+    if number.is_empty() {
+        return Err(invalid());
+    }
+    let multiplier = match unit.trim_start().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" => KIB,
+        "mib" => MIB,
+        _ => return Err(invalid()),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// Reads a secret (or token) file: trailing whitespace (newlines) is removed;
+/// an empty, unreadable or oversized file is an error naming the path, never
+/// the content.
+fn read_secret_file(path: &str) -> Result<SecretBytes, String> {
+    use std::io::Read;
+    if path.is_empty() {
+        return Err("the path must not be empty".to_string());
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SECRET_FILE + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read {path:?}: {e}"))?;
+    if bytes.len() as u64 > MAX_SECRET_FILE {
+        return Err(format!("{path:?} is larger than 64KiB"));
+    }
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(0, |i| i + 1);
+    bytes.truncate(end);
+    if bytes.is_empty() {
+        return Err(format!("{path:?} is empty"));
+    }
+    Ok(SecretBytes::new(bytes))
 }
 
 /// Checks a `--ref`: `HEAD`, a full 40-hex SHA, or a valid git ref name.
@@ -1503,13 +1934,13 @@ mod tests {
                 "--exechook-command=/bin/true",
                 "--webhook-url=http://x",
                 "--credential={}",
-                "--http-metrics",
+                "--cookie-file",
                 "--submodules=recursive",
                 "--sync-hook-command=/bin/x",
             ]),
             &[
                 ("GITSYNC_PASSWORD", "pw"),
-                ("GIT_SYNC_HTTP_BIND", ":8080"),
+                ("GIT_SYNC_GIT_CONFIG", "a:b"),
                 ("GITSYNC_SSH_KEY_FILE", "/k"),
             ],
         );
@@ -1518,11 +1949,11 @@ mod tests {
             "--exechook-command (GITSYNC_EXECHOOK_COMMAND) is not supported yet",
             "--webhook-url (GITSYNC_WEBHOOK_URL) is not supported yet",
             "--credential (GITSYNC_CREDENTIAL) is not supported yet",
-            "--http-metrics (GITSYNC_HTTP_METRICS) is not supported yet",
+            "--cookie-file (GITSYNC_COOKIE_FILE) is not supported yet",
             "--submodules (GITSYNC_SUBMODULES) is not supported yet",
             "--sync-hook-command (GIT_SYNC_HOOK_COMMAND) is not supported yet",
             "GITSYNC_PASSWORD (environment only) is not supported yet",
-            "--http-bind (GIT_SYNC_HTTP_BIND) is not supported yet",
+            "--git-config (GIT_SYNC_GIT_CONFIG) is not supported yet",
             "--ssh-key-file (GITSYNC_SSH_KEY_FILE) is not supported yet",
         ] {
             assert!(all.contains(expected), "missing {expected:?} in\n{all}");
@@ -1854,6 +2285,526 @@ mod tests {
         }
     }
 
+    fn http_of(c: &Config) -> &HttpConfig {
+        c.http.as_ref().expect("--http-bind set, so http is Some")
+    }
+
+    #[test]
+    fn http_bind_forms() {
+        let addr = |s: &str| parse_http_bind(s).map(|a| a.to_string());
+        assert_eq!(addr(":8080"), Ok("0.0.0.0:8080".into()));
+        assert_eq!(addr("127.0.0.1:0"), Ok("127.0.0.1:0".into()));
+        assert_eq!(addr("0.0.0.0:80"), Ok("0.0.0.0:80".into()));
+        assert_eq!(addr("[::1]:9000"), Ok("[::1]:9000".into()));
+        assert_eq!(addr("[::]:9000"), Ok("[::]:9000".into()));
+        assert_eq!(addr("localhost:8080"), Ok("127.0.0.1:8080".into()));
+        assert_eq!(addr("LOCALHOST:1"), Ok("127.0.0.1:1".into()));
+        for bad in [
+            "",
+            "8080",
+            ":",
+            ":abc",
+            ":+80",
+            ":65536",
+            "::1:80",
+            "[::1]",
+            "[nope]:80",
+            "1.2.3.4:",
+            "example.com:80",
+            "1.2.3.256:80",
+        ] {
+            assert!(parse_http_bind(bad).is_err(), "{bad:?} should be invalid");
+        }
+
+        // Through the flag, with every default.
+        let c = config(&with(&["--http-bind=:8080"]), &[]);
+        let h = http_of(&c);
+        assert_eq!(h.bind, "0.0.0.0:8080".parse().unwrap());
+        assert!(!h.metrics);
+        assert!(!h.pprof);
+        assert_eq!(
+            h.readiness,
+            ReadinessConfig {
+                max_staleness: Duration::from_secs(5 * 10 + 120),
+                max_failures: 3,
+            }
+        );
+        assert_eq!(h.webhook.path, "/webhook");
+        assert!(h.webhook.secrets.is_empty());
+        assert!(!h.webhook.allow_unsigned);
+        assert_eq!(h.webhook.repo_filter, None);
+        assert_eq!(h.webhook.max_body_bytes, 5_242_880);
+        assert_eq!(h.webhook.rate_limit_per_minute, 60);
+        assert!(h.trigger_tokens.is_empty());
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+        // No --http-bind (or an empty one): no HTTP endpoint.
+        assert!(config(&base(), &[]).http.is_none());
+        assert!(config(&with(&["--http-bind="]), &[]).http.is_none());
+
+        // The legacy variable, and errors naming where the value came from.
+        let c = config(&base(), &[("GIT_SYNC_HTTP_BIND", "[::1]:0")]);
+        assert_eq!(http_of(&c).bind, "[::1]:0".parse().unwrap());
+        let p = problems(&with(&["--http-bind=8080"]), &[]);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("--http-bind (GITSYNC_HTTP_BIND): \"8080\" has no port"),
+            "{p:?}"
+        );
+        let p = problems(&base(), &[("GITSYNC_HTTP_BIND", "web:80")]);
+        assert!(
+            p[0].starts_with("--http-bind (GITSYNC_HTTP_BIND): \"web:80\""),
+            "{p:?}"
+        );
+        assert!(p[0].contains("not resolved"), "{p:?}");
+    }
+
+    #[test]
+    fn metrics_and_pprof_require_http_bind() {
+        let p = problems(&with(&["--http-metrics", "--http-pprof=true"]), &[]);
+        assert_eq!(
+            p,
+            vec![
+                "--http-metrics (GITSYNC_HTTP_METRICS): requires --http-bind".to_string(),
+                "--http-pprof (GITSYNC_HTTP_PPROF): requires --http-bind".to_string(),
+            ]
+        );
+        let p = problems(&base(), &[("GIT_SYNC_HTTP_METRICS", "true")]);
+        assert_eq!(
+            p,
+            vec!["--http-metrics (GIT_SYNC_HTTP_METRICS): requires --http-bind".to_string()]
+        );
+        // false is what happens anyway.
+        config(&with(&["--http-metrics=false", "--http-pprof=false"]), &[]);
+        let c = config(
+            &with(&["--http-bind=127.0.0.1:0", "--http-metrics", "--http-pprof"]),
+            &[],
+        );
+        assert!(http_of(&c).metrics);
+        assert!(http_of(&c).pprof);
+        let p = problems(&with(&["--http-bind=:1", "--http-metrics=yes"]), &[]);
+        assert!(p[0].starts_with("--http-metrics (GITSYNC_HTTP_METRICS): invalid boolean"));
+    }
+
+    #[test]
+    fn webhook_secret_files_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, content: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, content).unwrap();
+            path.display().to_string()
+        };
+        let a = write("a", "s3cret-a\n\n");
+        let b = write("b", "s3cret-b \r\n");
+        let bind = "--http-bind=:8080";
+
+        // One file: read and trimmed.
+        let arg = format!("--incoming-webhook-secret-file={a}");
+        let c = config(&with(&[bind, &arg]), &[]);
+        let secrets = &http_of(&c).webhook.secrets;
+        assert_eq!(secrets.len(), 1);
+        assert_eq!(secrets[0].expose(), b"s3cret-a");
+
+        // Several files (repeated flag), then the environment-only secret.
+        let arg_b = format!("--incoming-webhook-secret-file={b}");
+        let c = config(
+            &with(&[bind, &arg, &arg_b]),
+            &[("GITSYNC_INCOMING_WEBHOOK_SECRET", "s3cret-env\n")],
+        );
+        let got: Vec<&[u8]> = http_of(&c)
+            .webhook
+            .secrets
+            .iter()
+            .map(SecretBytes::expose)
+            .collect();
+        assert_eq!(
+            got,
+            vec![&b"s3cret-a"[..], &b"s3cret-b"[..], &b"s3cret-env"[..]]
+        );
+
+        // The environment takes a comma-separated list of files.
+        let list = format!("{a},{b}");
+        let c = config(
+            &with(&[bind]),
+            &[("GITSYNC_INCOMING_WEBHOOK_SECRET_FILE", list.as_str())],
+        );
+        assert_eq!(http_of(&c).webhook.secrets.len(), 2);
+
+        // The env secret alone.
+        let c = config(
+            &with(&[bind]),
+            &[("GITSYNC_INCOMING_WEBHOOK_SECRET", "only")],
+        );
+        assert_eq!(http_of(&c).webhook.secrets[0].expose(), b"only");
+
+        // Never in Debug output.
+        let dbg = format!("{c:?} {:?}", config(&with(&[bind, &arg, &arg_b]), &[]));
+        assert!(!dbg.contains("only"), "{dbg}");
+        assert!(!dbg.contains("s3cret"), "{dbg}");
+        assert!(dbg.contains("REDACTED"), "{dbg}");
+
+        // Empty and missing files: errors name the flag and the path.
+        let empty = write("empty", " \n\n");
+        let missing = dir.path().join("missing").display().to_string();
+        let p = problems(
+            &with(&[
+                bind,
+                &format!("--incoming-webhook-secret-file={empty}"),
+                &format!("--incoming-webhook-secret-file={missing}"),
+                &arg,
+            ]),
+            &[("GITSYNC_INCOMING_WEBHOOK_SECRET", "  ")],
+        );
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert_eq!(
+            p[0],
+            format!(
+                "--incoming-webhook-secret-file (GITSYNC_INCOMING_WEBHOOK_SECRET_FILE): \
+                 {empty:?} is empty"
+            )
+        );
+        assert!(
+            p[1].starts_with(&format!(
+                "--incoming-webhook-secret-file (GITSYNC_INCOMING_WEBHOOK_SECRET_FILE): \
+                 cannot read {missing:?}"
+            )),
+            "{p:?}"
+        );
+        assert_eq!(
+            p[2],
+            "GITSYNC_INCOMING_WEBHOOK_SECRET (environment only): must not be blank"
+        );
+        assert!(!p.join("\n").contains("s3cret"), "{p:?}");
+
+        // A directory is not a secret file.
+        let dir_arg = format!("--sync-trigger-token-file={}", dir.path().display());
+        let p = problems(&with(&[bind, &dir_arg]), &[]);
+        assert!(
+            p[0].starts_with(
+                "--sync-trigger-token-file (GITSYNC_SYNC_TRIGGER_TOKEN_FILE): cannot read"
+            ),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn sync_trigger_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let t1 = dir.path().join("t1");
+        std::fs::write(&t1, "tok-1\n").unwrap();
+        let arg = format!("--sync-trigger-token-file={}", t1.display());
+        let c = config(
+            &with(&["--http-bind=:8080", &arg]),
+            &[("GITSYNC_SYNC_TRIGGER_TOKEN", "tok-env")],
+        );
+        let got: Vec<&[u8]> = http_of(&c)
+            .trigger_tokens
+            .iter()
+            .map(SecretBytes::expose)
+            .collect();
+        assert_eq!(got, vec![&b"tok-1"[..], &b"tok-env"[..]]);
+        assert!(http_of(&c).webhook.secrets.is_empty());
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("tok-"), "{dbg}");
+    }
+
+    #[test]
+    fn readiness_flags() {
+        // Default: 5 × period + sync timeout, after --period/--sync-timeout (and v3 forms).
+        let c = config(
+            &with(&["--http-bind=:1", "--period=2s", "--sync-timeout=30s"]),
+            &[],
+        );
+        assert_eq!(http_of(&c).readiness.max_staleness, Duration::from_secs(40));
+        let c = config(&with(&["--http-bind=:1", "--wait=1", "--timeout=5"]), &[]);
+        assert_eq!(http_of(&c).readiness.max_staleness, Duration::from_secs(10));
+
+        let c = config(
+            &with(&[
+                "--http-bind=:1",
+                "--readiness-max-staleness=10m",
+                "--readiness-max-failures=0",
+            ]),
+            &[],
+        );
+        assert_eq!(
+            http_of(&c).readiness,
+            ReadinessConfig {
+                max_staleness: Duration::from_secs(600),
+                max_failures: 0,
+            }
+        );
+        let c = config(
+            &with(&["--http-bind=:1"]),
+            &[
+                ("GITSYNC_READINESS_MAX_STALENESS", "90s"),
+                ("GITSYNC_READINESS_MAX_FAILURES", "7"),
+            ],
+        );
+        assert_eq!(
+            http_of(&c).readiness,
+            ReadinessConfig {
+                max_staleness: Duration::from_secs(90),
+                max_failures: 7,
+            }
+        );
+
+        // Not longer than the period: accepted, with a warning.
+        let c = config(
+            &with(&["--http-bind=:1", "--readiness-max-staleness=5s"]),
+            &[],
+        );
+        assert!(
+            c.warnings[0].starts_with(
+                "--readiness-max-staleness (GITSYNC_READINESS_MAX_STALENESS): 5s is not longer"
+            ),
+            "{:?}",
+            c.warnings
+        );
+
+        let p = problems(
+            &with(&[
+                "--http-bind=:1",
+                "--readiness-max-staleness=0",
+                "--readiness-max-failures=-1",
+            ]),
+            &[],
+        );
+        assert_eq!(
+            p,
+            vec![
+                "--readiness-max-staleness (GITSYNC_READINESS_MAX_STALENESS): must be > 0"
+                    .to_string(),
+                "--readiness-max-failures (GITSYNC_READINESS_MAX_FAILURES): must be 0 or more \
+                 (0 = failures never make /readyz unready), got -1"
+                    .to_string(),
+            ]
+        );
+        let p = problems(
+            &with(&[
+                "--http-bind=:1",
+                "--readiness-max-staleness=soon",
+                "--readiness-max-failures=4294967296",
+            ]),
+            &[],
+        );
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].contains("invalid duration \"soon\""), "{p:?}");
+        assert!(p[1].contains("too large"), "{p:?}");
+    }
+
+    #[test]
+    fn webhook_path_validation() {
+        for good in [
+            "/webhook",
+            "/hooks/github",
+            "/webhook/",
+            "/a-b_c.d~e",
+            "/debugger",
+            "/sync2",
+        ] {
+            assert_eq!(validate_webhook_path(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "webhook",
+            "",
+            "/",
+            "/livez",
+            "/readyz",
+            "/readyz/",
+            "/status",
+            "/metrics",
+            "/sync",
+            "/debug",
+            "/debug/",
+            "/debug/pprof",
+            "/debug/x",
+            "//",
+            "/a//b",
+            "/a/./b",
+            "/a/..",
+            "/{x}",
+            "/a?b",
+            "/a b",
+            "/:id",
+            "/*rest",
+            "/%41",
+        ] {
+            assert!(
+                validate_webhook_path(bad).is_err(),
+                "{bad:?} should be invalid"
+            );
+        }
+        let c = config(
+            &with(&["--http-bind=:1", "--incoming-webhook-path=/hooks/push"]),
+            &[("GITSYNC_INCOMING_WEBHOOK_SECRET", "x")],
+        );
+        assert_eq!(http_of(&c).webhook.path, "/hooks/push");
+        let p = problems(
+            &with(&["--http-bind=:1"]),
+            &[("GITSYNC_INCOMING_WEBHOOK_PATH", "/metrics")],
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with(
+                "--incoming-webhook-path (GITSYNC_INCOMING_WEBHOOK_PATH): \"/metrics\" is served"
+            ),
+            "{p:?}"
+        );
+        let p = problems(
+            &with(&["--http-bind=:1", "--incoming-webhook-path=hook"]),
+            &[],
+        );
+        assert!(p[0].contains("must start with \"/\""), "{p:?}");
+    }
+
+    #[test]
+    fn webhook_flags_require_http_bind() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s");
+        std::fs::write(&f, "x").unwrap();
+        let secret_file = format!("--incoming-webhook-secret-file={}", f.display());
+        let token_file = format!("--sync-trigger-token-file={}", f.display());
+        let p = problems(
+            &with(&[
+                "--readiness-max-staleness=1m",
+                "--readiness-max-failures=1",
+                "--incoming-webhook-path=/hook",
+                &secret_file,
+                "--incoming-webhook-allow-unsigned",
+                "--incoming-webhook-repo=org/site",
+                "--incoming-webhook-max-body=1MiB",
+                "--incoming-webhook-rate-limit=10",
+                &token_file,
+            ]),
+            &[
+                ("GITSYNC_INCOMING_WEBHOOK_SECRET", "x"),
+                ("GITSYNC_SYNC_TRIGGER_TOKEN", "y"),
+            ],
+        );
+        assert_eq!(
+            p,
+            [
+                "--readiness-max-staleness (GITSYNC_READINESS_MAX_STALENESS)",
+                "--readiness-max-failures (GITSYNC_READINESS_MAX_FAILURES)",
+                "--incoming-webhook-path (GITSYNC_INCOMING_WEBHOOK_PATH)",
+                "--incoming-webhook-secret-file (GITSYNC_INCOMING_WEBHOOK_SECRET_FILE)",
+                "GITSYNC_INCOMING_WEBHOOK_SECRET (environment only)",
+                "--incoming-webhook-allow-unsigned (GITSYNC_INCOMING_WEBHOOK_ALLOW_UNSIGNED)",
+                "--incoming-webhook-repo (GITSYNC_INCOMING_WEBHOOK_REPO)",
+                "--incoming-webhook-max-body (GITSYNC_INCOMING_WEBHOOK_MAX_BODY)",
+                "--incoming-webhook-rate-limit (GITSYNC_INCOMING_WEBHOOK_RATE_LIMIT)",
+                "--sync-trigger-token-file (GITSYNC_SYNC_TRIGGER_TOKEN_FILE)",
+                "GITSYNC_SYNC_TRIGGER_TOKEN (environment only)",
+            ]
+            .map(|label| format!("{label}: requires --http-bind"))
+        );
+        // Values are still checked without --http-bind.
+        let p = problems(&with(&["--incoming-webhook-max-body=huge"]), &[]);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].contains("invalid size"), "{p:?}");
+        assert!(p[1].ends_with("requires --http-bind"), "{p:?}");
+        // The default false is harmless.
+        config(&with(&["--incoming-webhook-allow-unsigned=false"]), &[]);
+    }
+
+    #[test]
+    fn webhook_options() {
+        let c = config(
+            &with(&[
+                "--http-bind=:1",
+                "--incoming-webhook-allow-unsigned",
+                "--incoming-webhook-repo=org/site",
+                "--incoming-webhook-max-body=64KiB",
+                "--incoming-webhook-rate-limit=5",
+            ]),
+            &[],
+        );
+        let w = &http_of(&c).webhook;
+        assert!(w.allow_unsigned);
+        assert_eq!(w.repo_filter.as_deref(), Some("org/site"));
+        assert_eq!(w.max_body_bytes, 65_536);
+        assert_eq!(w.rate_limit_per_minute, 5);
+        assert!(
+            c.warnings[0].contains("accepted without any authentication"),
+            "{:?}",
+            c.warnings
+        );
+        let c = config(
+            &with(&["--http-bind=:1", "--incoming-webhook-allow-unsigned"]),
+            &[("GITSYNC_INCOMING_WEBHOOK_SECRET", "x")],
+        );
+        assert!(
+            c.warnings[0].contains("signed ones are still checked"),
+            "{:?}",
+            c.warnings
+        );
+        let c = config(
+            &with(&["--http-bind=:1", "--incoming-webhook-repo=o/r"]),
+            &[],
+        );
+        assert!(
+            c.warnings[0].starts_with("incoming webhooks are disabled"),
+            "{:?}",
+            c.warnings
+        );
+        let p = problems(
+            &with(&["--http-bind=:1", "--incoming-webhook-rate-limit=0"]),
+            &[("GITSYNC_INCOMING_WEBHOOK_MAX_BODY", "65MiB")],
+        );
+        assert_eq!(
+            p,
+            vec![
+                "--incoming-webhook-max-body (GITSYNC_INCOMING_WEBHOOK_MAX_BODY): must be between \
+                 1KiB and 64MiB, got \"65MiB\""
+                    .to_string(),
+                "--incoming-webhook-rate-limit (GITSYNC_INCOMING_WEBHOOK_RATE_LIMIT): must be \
+                 between 1 and 4294967295, got 0"
+                    .to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn max_body_suffixes() {
+        for (form, n) in [
+            ("1024", 1024),
+            ("5242880", 5 * MIB),
+            ("2048B", 2048),
+            ("1KiB", KIB),
+            ("16kib", 16 * KIB),
+            ("5MiB", 5 * MIB),
+            ("64 MiB", 64 * MIB),
+            (" 3MIB ", 3 * MIB),
+        ] {
+            assert_eq!(parse_byte_size(form), Ok(n), "{form}");
+        }
+        for bad in [
+            "", "MiB", "-1", "+5", "1.5MiB", "5MB", "5M", "5k", "5 GiB", "0x10", "abc",
+        ] {
+            assert!(parse_byte_size(bad).is_err(), "{bad:?} should be invalid");
+        }
+        assert!(parse_byte_size("99999999999999999999MiB")
+            .unwrap_err()
+            .contains("too large"));
+        for (form, n) in [("1KiB", 1024), ("5MiB", 5_242_880), ("64MiB", 67_108_864)] {
+            let arg = format!("--incoming-webhook-max-body={form}");
+            let c = config(&with(&["--http-bind=:1", &arg]), &[]);
+            assert_eq!(http_of(&c).webhook.max_body_bytes, n, "{form}");
+        }
+        for out_of_range in ["1023", "0", "64MiB1", "67108865"] {
+            let arg = format!("--incoming-webhook-max-body={out_of_range}");
+            let p = problems(&with(&["--http-bind=:1", &arg]), &[]);
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert!(
+                p[0].starts_with(
+                    "--incoming-webhook-max-body (GITSYNC_INCOMING_WEBHOOK_MAX_BODY): "
+                ),
+                "{p:?}"
+            );
+        }
+    }
+
     #[test]
     fn checker_reads_every_single_valued_argument() {
         use clap::CommandFactory;
@@ -1861,7 +2812,13 @@ mod tests {
         for arg in cmd.get_arguments() {
             let id = arg.get_id().as_str();
             let Some(long) = arg.get_long() else { continue };
-            if matches!(id, "credential" | "ssh_key_file") || long == "help" || long == "version" {
+            let multi = [
+                "credential",
+                "ssh_key_file",
+                "incoming_webhook_secret_file",
+                "sync_trigger_token_file",
+            ];
+            if multi.contains(&id) || long == "help" || long == "version" {
                 continue;
             }
             let flag = format!("--{long}=x");

@@ -8,6 +8,9 @@
 //! - [`sync`] the loop and one blocking sync pass ([`sync::engine`])
 //! - [`git`] everything gix (fetch, worktrees, object store); [`publish`] the
 //!   on-disk layout and the atomic link swap (no git knowledge)
+//! - [`http`] health, readiness, status, metrics, pprof and triggers; reads
+//!   [`status`] and [`metrics`], fires the sync trigger, never touches git
+//! - [`webhook`] forge webhook verification and payload parsing (pure)
 //! - [`logging`], [`fsutil`], [`types`] leaves
 
 #![forbid(unsafe_code)]
@@ -17,7 +20,11 @@ pub mod cli;
 pub mod config;
 pub mod fsutil;
 pub mod git;
+pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod publish;
+pub mod status;
 pub mod sync;
 pub mod types;
+pub mod webhook;

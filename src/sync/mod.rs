@@ -10,13 +10,15 @@ pub mod engine;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::fsutil;
 use crate::git::Budget;
+use crate::metrics::{Metrics, SyncResult};
+use crate::status::StatusHandle;
 pub use engine::{Engine, Outcome};
 
 /// How long shutdown waits for an interrupted pass to clean up after itself.
@@ -60,21 +62,39 @@ impl Trigger {
         self.0.notify_one();
     }
 
-    async fn fired(&self) {
+    pub(crate) async fn fired(&self) {
         self.0.notified().await;
     }
 }
+
+/// Where the loop reports what happened: the shared status and the metrics.
+#[derive(Clone)]
+pub struct Reporter {
+    pub status: StatusHandle,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Quick retries while a webhook's announced commit is not visible yet (a
+/// lagging forge replica); after these the announcement is dropped.
+const EXPECTED_RETRIES: u32 = 5;
 
 /// Runs until `--one-time` is done, too many failures, or `cancel`.
 pub async fn run(
     mut engine: Engine,
     opts: LoopOptions,
     trigger: Trigger,
+    reporter: Reporter,
     cancel: CancellationToken,
 ) -> Exit {
     let mut failures: u64 = 0;
     let mut synced_once = false;
+    let mut expected_retries = 0u32;
+    reporter
+        .status
+        .set_published(engine.layout().current().map(|h| h.to_string()));
     loop {
+        reporter.status.pass_started();
+        let started = Instant::now();
         let result = match run_pass(engine, opts.sync_timeout, &cancel).await {
             Pass::Done(returned, result) => {
                 engine = returned;
@@ -86,19 +106,33 @@ pub async fn run(
             }
             Pass::Cancelled => return Exit::Cancelled,
         };
+        let mut wait_override = None;
         match result {
             Ok(outcome) => {
                 failures = 0;
+                report_success(
+                    &reporter,
+                    &opts.git_ref,
+                    &outcome,
+                    !synced_once,
+                    started.elapsed(),
+                );
                 on_success(&opts, &outcome, !synced_once);
                 synced_once = true;
                 if opts.one_time {
                     return Exit::OneTimeDone;
                 }
+                wait_override = expected_retry(&reporter.status, &opts, &mut expected_retries);
             }
             Err(e) if e.is_interrupted() && cancel.is_cancelled() => return Exit::Cancelled,
             Err(e) => {
                 failures += 1;
-                on_failure(&opts, &e, failures);
+                let message = on_failure(&opts, &e, failures);
+                reporter.status.failed(&message, failures);
+                reporter
+                    .metrics
+                    .observe_sync(SyncResult::Error, started.elapsed());
+                reporter.metrics.set_consecutive_failures(failures);
                 let limit = if synced_once {
                     opts.max_failures
                 } else {
@@ -109,7 +143,7 @@ pub async fn run(
                 }
             }
         }
-        let wait = next_wait(&opts, synced_once, failures);
+        let wait = wait_override.unwrap_or_else(|| next_wait(&opts, synced_once, failures));
         tracing::debug!(wait_ms = wait.as_millis() as u64, "waiting for next sync");
         tokio::select! {
             _ = cancel.cancelled() => return Exit::Cancelled,
@@ -117,6 +151,68 @@ pub async fn run(
             _ = trigger.fired() => tracing::info!("sync triggered"),
         }
     }
+}
+
+fn report_success(
+    reporter: &Reporter,
+    git_ref: &str,
+    outcome: &Outcome,
+    first: bool,
+    took: Duration,
+) {
+    let hash = outcome.hash().to_string();
+    let changed = matches!(outcome, Outcome::Published { .. });
+    let metrics = &reporter.metrics;
+    // git-sync counts the first sync of a process as a success even when nothing changed.
+    let result = if changed || first {
+        SyncResult::Success
+    } else {
+        SyncResult::Noop
+    };
+    metrics.observe_sync(result, took);
+    if changed || first {
+        metrics.inc_fetch();
+    }
+    if let Outcome::Published { fetched_bytes, .. } = outcome {
+        metrics.add_fetched_bytes(*fetched_bytes);
+    }
+    metrics.set_last_success(std::time::SystemTime::now());
+    metrics.set_published_revision(&hash, git_ref);
+    metrics.set_consecutive_failures(0);
+    reporter.status.succeeded(&hash);
+}
+
+/// After a success: if a webhook announced a commit we still don't have,
+/// come back soon (1 s, 2 s, 4 s … capped by the period), a few times.
+fn expected_retry(
+    status: &StatusHandle,
+    opts: &LoopOptions,
+    retries: &mut u32,
+) -> Option<Duration> {
+    let snapshot = status.snapshot();
+    let Some(expected) = snapshot.expected_hash else {
+        *retries = 0;
+        return None;
+    };
+    if *retries >= EXPECTED_RETRIES {
+        tracing::warn!(
+            expected,
+            published = snapshot.published_hash,
+            "the announced commit never appeared; giving up on it"
+        );
+        status.clear_expected();
+        *retries = 0;
+        return None;
+    }
+    *retries += 1;
+    let wait = (Duration::from_secs(1) * (1 << (*retries - 1))).min(opts.period);
+    tracing::info!(
+        expected,
+        attempt = *retries,
+        wait_ms = wait.as_millis() as u64,
+        "announced commit not published yet; retrying soon"
+    );
+    Some(wait)
 }
 
 /// How a pass on the blocking pool ended.
@@ -199,7 +295,7 @@ fn on_success(opts: &LoopOptions, outcome: &Outcome, first: bool) {
     }
 }
 
-fn on_failure(opts: &LoopOptions, error: &engine::Error, failures: u64) {
+fn on_failure(opts: &LoopOptions, error: &engine::Error, failures: u64) -> String {
     let message = crate::types::redact_url(&crate::types::error_chain(error));
     tracing::error!(error = %message, failures, "sync failed");
     if let Some(path) = &opts.error_file {
@@ -215,6 +311,7 @@ fn on_failure(opts: &LoopOptions, error: &engine::Error, failures: u64) {
             tracing::warn!(path = %path.display(), error = %e, "could not write the error-file");
         }
     }
+    message
 }
 
 /// The wait before the next pass.

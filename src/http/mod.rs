@@ -1,0 +1,220 @@
+//! The HTTP surface on `--http-bind`. It reads the shared [`StatusHandle`],
+//! encodes [`Metrics`] and fires the sync [`Trigger`]; it never touches git
+//! or the files under the root.
+//!
+//! Routes:
+//! - `GET /livez`: 200 while the loop is not wedged (remote failures don't count)
+//! - `GET /readyz`: 200 when content is published, fresh and syncs aren't failing
+//! - `GET /status`: JSON snapshot of the loop
+//! - `GET /metrics` (`--http-metrics`): Prometheus text
+//! - `GET /debug/pprof/`, `/debug/pprof/profile` (`--http-pprof`): CPU profile
+//! - `POST <--incoming-webhook-path>`: signed forge webhooks → sync
+//! - `POST /sync`: bearer-token trigger for CI and operators
+//! - anything else: git-sync's health answer (503 `repo is not ready` until
+//!   the first successful sync of this process, then 200)
+
+mod pprof;
+mod ratelimit;
+mod webhook;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{HttpConfig, SecretBytes};
+use crate::metrics::{self, Metrics};
+use crate::status::{StatusHandle, StatusReport};
+use crate::sync::Trigger;
+pub use ratelimit::RateLimiter;
+
+/// Everything the handlers share.
+pub struct HttpState {
+    pub config: HttpConfig,
+    pub status: StatusHandle,
+    pub metrics: Arc<Metrics>,
+    pub trigger: Trigger,
+    pub repo_redacted: String,
+    pub git_ref: String,
+    pub sync_timeout: Duration,
+    secrets: crate::webhook::Secrets,
+    limiter: RateLimiter,
+}
+
+impl HttpState {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: HttpConfig,
+        status: StatusHandle,
+        metrics: Arc<Metrics>,
+        trigger: Trigger,
+        repo_redacted: String,
+        git_ref: String,
+        sync_timeout: Duration,
+    ) -> Self {
+        let secrets = crate::webhook::Secrets::new(
+            config
+                .webhook
+                .secrets
+                .iter()
+                .map(|s| s.expose().to_vec())
+                .collect(),
+        );
+        let limiter = RateLimiter::new(config.webhook.rate_limit_per_minute);
+        Self {
+            config,
+            status,
+            metrics,
+            trigger,
+            repo_redacted,
+            git_ref,
+            sync_timeout,
+            secrets,
+            limiter,
+        }
+    }
+}
+
+type Shared = Arc<HttpState>;
+
+/// The routes, without a socket (tests drive it with `oneshot`).
+pub fn router(state: Shared) -> Router {
+    let mut router = Router::new()
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/status", get(status))
+        .route("/sync", post(trigger_sync))
+        .route(&state.config.webhook.path, post(webhook::handle));
+    if state.config.metrics {
+        router = router.route("/metrics", get(metrics_text));
+    }
+    if state.config.pprof {
+        router = router
+            .route("/debug/pprof/", get(pprof::index))
+            .route("/debug/pprof/profile", get(pprof::profile));
+    }
+    router.fallback(git_sync_health).with_state(state)
+}
+
+/// Binds `addr` (before the first sync, as git-sync does).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+/// Serves until `cancel`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(cancel.cancelled_owned())
+    .await
+}
+
+async fn git_sync_health(State(state): State<Shared>) -> Response {
+    if state.status.snapshot().synced_once {
+        StatusCode::OK.into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "repo is not ready").into_response()
+    }
+}
+
+async fn livez(State(state): State<Shared>) -> Response {
+    match state.status.liveness(state.sync_timeout) {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason + "\n").into_response(),
+    }
+}
+
+async fn readyz(State(state): State<Shared>) -> Response {
+    match state.status.readiness(&state.config.readiness) {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason + "\n").into_response(),
+    }
+}
+
+async fn status(State(state): State<Shared>) -> Response {
+    let snapshot = state.status.snapshot();
+    let readiness = state.status.readiness(&state.config.readiness);
+    Json(StatusReport::new(
+        &snapshot,
+        &state.repo_redacted,
+        &state.git_ref,
+        readiness,
+    ))
+    .into_response()
+}
+
+async fn metrics_text(State(state): State<Shared>) -> Response {
+    (
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// `POST /sync` with `Authorization: Bearer <token>`.
+async fn trigger_sync(
+    State(state): State<Shared>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let reply = |code: StatusCode, result: &'static str, reason: &str| {
+        state.metrics.webhook_request("trigger", result);
+        (code, Json(json!({ "result": result, "reason": reason }))).into_response()
+    };
+    if !state.limiter.allow(client.ip()) {
+        return reply(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests from this client",
+        );
+    }
+    if state.config.trigger_tokens.is_empty() {
+        return reply(
+            StatusCode::FORBIDDEN,
+            "disabled",
+            "the sync trigger is disabled: no --sync-trigger-token-file or GITSYNC_SYNC_TRIGGER_TOKEN",
+        );
+    }
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !token_matches(presented.trim().as_bytes(), &state.config.trigger_tokens) {
+        return reply(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token",
+        );
+    }
+    state.trigger.fire();
+    reply(StatusCode::ACCEPTED, "ok", "sync triggered")
+}
+
+/// Constant-time comparison against every token (digests make lengths equal).
+fn token_matches(presented: &[u8], tokens: &[SecretBytes]) -> bool {
+    let presented = Sha256::digest(presented);
+    let mut matched = subtle::Choice::from(0);
+    for token in tokens {
+        matched |= presented.ct_eq(&Sha256::digest(token.expose()));
+    }
+    bool::from(matched) && !tokens.is_empty()
+}
+
+#[cfg(test)]
+mod tests;

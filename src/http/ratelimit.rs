@@ -1,0 +1,100 @@
+//! Per-client token buckets for the trigger endpoints, so a replayed or
+//! looping webhook cannot hammer the remote through us. Memory is bounded:
+//! at most [`MAX_CLIENTS`] buckets; when full, buckets that have refilled
+//! completely (idle clients) are dropped first, and if none has, the
+//! request is refused rather than growing the table.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const MAX_CLIENTS: usize = 4096;
+
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+pub struct RateLimiter {
+    capacity: f64,
+    per_second: f64,
+    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+}
+
+impl RateLimiter {
+    /// `per_minute` requests per minute per client, with a burst of the same size.
+    pub fn new(per_minute: u32) -> Self {
+        let capacity = f64::from(per_minute.max(1));
+        Self {
+            capacity,
+            per_second: capacity / 60.0,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token for `client`; `false` when it has none left.
+    pub fn allow(&self, client: IpAddr) -> bool {
+        self.allow_at(client, Instant::now())
+    }
+
+    fn allow_at(&self, client: IpAddr, now: Instant) -> bool {
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return false;
+        };
+        if !buckets.contains_key(&client) && buckets.len() >= MAX_CLIENTS {
+            let full_after = Duration::from_secs_f64(self.capacity / self.per_second);
+            buckets.retain(|_, b| now.duration_since(b.updated) < full_after);
+            if buckets.len() >= MAX_CLIENTS {
+                return false;
+            }
+        }
+        let bucket = buckets.entry(client).or_insert(Bucket {
+            tokens: self.capacity,
+            updated: now,
+        });
+        let refill = now.duration_since(bucket.updated).as_secs_f64() * self.per_second;
+        bucket.tokens = (bucket.tokens + refill).min(self.capacity);
+        bucket.updated = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_capped_and_refills_over_time() {
+        let limiter = RateLimiter::new(60);
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let t0 = Instant::now();
+        assert_eq!((0..100).filter(|_| limiter.allow_at(ip, t0)).count(), 60);
+        assert!(!limiter.allow_at(ip, t0));
+        assert!(
+            limiter.allow_at(ip, t0 + Duration::from_secs(1)),
+            "one token per second"
+        );
+        let other: IpAddr = [127, 0, 0, 2].into();
+        assert!(limiter.allow_at(other, t0), "clients are independent");
+    }
+
+    #[test]
+    fn the_table_stays_bounded() {
+        let limiter = RateLimiter::new(1);
+        let t0 = Instant::now();
+        for i in 0..(MAX_CLIENTS as u32 + 100) {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(i));
+            let _ = limiter.allow_at(ip, t0);
+        }
+        assert!(limiter.buckets.lock().map(|b| b.len()).unwrap_or(0) <= MAX_CLIENTS);
+        // Much later, idle buckets are evicted and new clients get in again.
+        let later = t0 + Duration::from_secs(3600);
+        assert!(limiter.allow_at(IpAddr::from([10, 9, 8, 7]), later));
+    }
+}

@@ -1,0 +1,125 @@
+//! `POST <--incoming-webhook-path>`: rate-limit, cap the body, verify the
+//! signature over the raw bytes, filter on event, repository and ref, then
+//! fire the sync trigger and answer 202 at once. The payload's new SHA is
+//! only a hint, recorded as the expected hash; the sync resolves the ref.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::Shared;
+use crate::webhook::{self, Event, Rejection};
+
+pub async fn handle(
+    State(state): State<Shared>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let config = &state.config.webhook;
+    let reply = |code: StatusCode, provider: &str, result: &'static str, reason: String| {
+        state.metrics.webhook_request(provider, result);
+        tracing::info!(provider, result, reason = %reason, client = %client.ip(), "incoming webhook");
+        (code, Json(json!({ "result": result, "reason": reason }))).into_response()
+    };
+    if !state.limiter.allow(client.ip()) {
+        return reply(
+            StatusCode::TOO_MANY_REQUESTS,
+            "unknown",
+            "rate_limited",
+            "too many requests from this client".into(),
+        );
+    }
+    if state.secrets.is_empty() && !config.allow_unsigned {
+        return reply(
+            StatusCode::FORBIDDEN,
+            "unknown",
+            "disabled",
+            "incoming webhooks are disabled: no --incoming-webhook-secret-file or GITSYNC_INCOMING_WEBHOOK_SECRET".into(),
+        );
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = || format!("the body exceeds {} bytes", config.max_body_bytes);
+    if declared.is_some_and(|n| n > config.max_body_bytes as u64) {
+        return reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "unknown",
+            "too_large",
+            too_large(),
+        );
+    }
+    let Ok(body) = axum::body::to_bytes(body, config.max_body_bytes).await else {
+        return reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "unknown",
+            "too_large",
+            too_large(),
+        );
+    };
+
+    let (provider, event) =
+        match webhook::verify_and_parse(&headers, &body, &state.secrets, config.allow_unsigned) {
+            Ok(parsed) => parsed,
+            Err((provider, rejection)) => {
+                let code = match rejection {
+                    Rejection::Malformed(_) => StatusCode::BAD_REQUEST,
+                    _ => StatusCode::UNAUTHORIZED,
+                };
+                return reply(
+                    code,
+                    provider.as_str(),
+                    rejection.metric_label(),
+                    rejection.to_string(),
+                );
+            }
+        };
+    let provider = provider.as_str();
+    let push = match event {
+        Event::Ping => return reply(StatusCode::OK, provider, "ping", "pong".into()),
+        Event::Other { event } => {
+            return reply(
+                StatusCode::OK,
+                provider,
+                "ignored_event",
+                format!("event {event:?} is not a push; ignored"),
+            )
+        }
+        Event::Push(push) => push,
+    };
+    if let Some(filter) = &config.repo_filter {
+        if !webhook::repo_matches(filter, &push.repo_urls) {
+            return reply(
+                StatusCode::OK,
+                provider,
+                "ignored_repo",
+                format!("the push is for another repository than {filter}; ignored"),
+            );
+        }
+    }
+    if let Err(reason) = webhook::ref_matches(&state.git_ref, &push) {
+        return reply(StatusCode::OK, provider, "ignored_ref", reason);
+    }
+    if push.deleted {
+        return reply(
+            StatusCode::OK,
+            provider,
+            "ignored_ref",
+            "the ref was deleted; the published content is kept".into(),
+        );
+    }
+    state.status.expect(push.after.clone());
+    state.trigger.fire();
+    let reason = match &push.after {
+        Some(after) => format!("sync triggered; expecting {after}"),
+        None => "sync triggered".to_string(),
+    };
+    reply(StatusCode::ACCEPTED, provider, "ok", reason)
+}

@@ -1,0 +1,261 @@
+//! What the sync loop knows about itself, shared with the HTTP layer: written
+//! by the loop (and by webhooks, for the expected hash), read by `/status`,
+//! `/readyz`, `/livez` and git-sync's `/`. A plain `RwLock`: every critical
+//! section is a copy of a few fields.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+
+use crate::config::ReadinessConfig;
+
+/// A snapshot of the loop's state.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    pub published_hash: Option<String>,
+    pub last_attempt: Option<SystemTime>,
+    pub last_success: Option<SystemTime>,
+    pub consecutive_failures: u64,
+    pub last_error: Option<String>,
+    /// The commit a webhook announced and we have not published yet.
+    pub expected_hash: Option<String>,
+    /// A sync succeeded since this process started (git-sync's `/` semantics).
+    pub synced_once: bool,
+    /// When the running pass started, if one is running.
+    pass_started: Option<Instant>,
+}
+
+/// Shared, cheaply cloneable handle.
+#[derive(Clone, Default)]
+pub struct StatusHandle(Arc<RwLock<Status>>);
+
+impl StatusHandle {
+    pub fn snapshot(&self) -> Status {
+        self.read(Status::clone)
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Status) -> T) -> T {
+        match self.0.read() {
+            Ok(guard) => f(&guard),
+            Err(poisoned) => f(&poisoned.into_inner()),
+        }
+    }
+
+    fn write(&self, f: impl FnOnce(&mut Status)) {
+        match self.0.write() {
+            Ok(mut guard) => f(&mut guard),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    pub fn pass_started(&self) {
+        self.write(|s| {
+            s.pass_started = Some(Instant::now());
+            s.last_attempt = Some(SystemTime::now());
+        });
+    }
+
+    /// A pass succeeded with `hash` published.
+    pub fn succeeded(&self, hash: &str) {
+        self.write(|s| {
+            s.pass_started = None;
+            s.published_hash = Some(hash.to_string());
+            s.last_success = Some(SystemTime::now());
+            s.consecutive_failures = 0;
+            s.last_error = None;
+            s.synced_once = true;
+            if s.expected_hash.as_deref() == Some(hash) {
+                s.expected_hash = None;
+            }
+        });
+    }
+
+    pub fn failed(&self, error: &str, consecutive: u64) {
+        self.write(|s| {
+            s.pass_started = None;
+            s.consecutive_failures = consecutive;
+            s.last_error = Some(error.to_string());
+        });
+    }
+
+    /// The published commit as found on disk at start-up (before any sync).
+    pub fn set_published(&self, hash: Option<String>) {
+        self.write(|s| s.published_hash = hash);
+    }
+
+    /// A webhook announced this commit.
+    pub fn expect(&self, hash: Option<String>) {
+        if let Some(hash) = hash {
+            self.write(|s| {
+                if s.published_hash.as_deref() != Some(hash.as_str()) {
+                    s.expected_hash = Some(hash);
+                }
+            });
+        }
+    }
+
+    /// Gives up waiting for an announced commit that never arrived.
+    pub fn clear_expected(&self) {
+        self.write(|s| s.expected_hash = None);
+    }
+
+    /// Ready: content published by this process, fresh, and not failing.
+    pub fn readiness(&self, rules: &ReadinessConfig) -> Result<(), String> {
+        self.read(|s| readiness_of(s, rules, SystemTime::now()))
+    }
+
+    /// Alive unless a pass has been running far longer than the sync timeout
+    /// allows (the loop is wedged). Remote failures never make us unalive.
+    pub fn liveness(&self, sync_timeout: Duration) -> Result<(), String> {
+        let limit = sync_timeout * 2 + Duration::from_secs(30);
+        self.read(|s| match s.pass_started {
+            Some(started) if started.elapsed() > limit => Err(format!(
+                "a sync has been running for {}s (sync timeout {}s)",
+                started.elapsed().as_secs(),
+                sync_timeout.as_secs()
+            )),
+            _ => Ok(()),
+        })
+    }
+}
+
+fn readiness_of(s: &Status, rules: &ReadinessConfig, now: SystemTime) -> Result<(), String> {
+    if !s.synced_once {
+        return Err("no successful sync yet".into());
+    }
+    if rules.max_failures > 0 && s.consecutive_failures >= u64::from(rules.max_failures) {
+        return Err(format!(
+            "{} consecutive sync failures",
+            s.consecutive_failures
+        ));
+    }
+    let age = s
+        .last_success
+        .and_then(|t| now.duration_since(t).ok())
+        .unwrap_or_default();
+    if age > rules.max_staleness {
+        return Err(format!(
+            "last successful sync was {}s ago (limit {}s)",
+            age.as_secs(),
+            rules.max_staleness.as_secs()
+        ));
+    }
+    Ok(())
+}
+
+/// `/status` body.
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub repo: String,
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub published_hash: Option<String>,
+    pub last_attempt: Option<String>,
+    pub last_success: Option<String>,
+    pub consecutive_failures: u64,
+    pub last_error: Option<String>,
+    pub expected_hash: Option<String>,
+    pub ready: bool,
+    pub not_ready_reason: Option<String>,
+}
+
+impl StatusReport {
+    pub fn new(
+        status: &Status,
+        repo_redacted: &str,
+        git_ref: &str,
+        readiness: Result<(), String>,
+    ) -> Self {
+        let time =
+            |t: Option<SystemTime>| t.map(|t| humantime::format_rfc3339_millis(t).to_string());
+        Self {
+            repo: repo_redacted.to_string(),
+            git_ref: git_ref.to_string(),
+            published_hash: status.published_hash.clone(),
+            last_attempt: time(status.last_attempt),
+            last_success: time(status.last_success),
+            consecutive_failures: status.consecutive_failures,
+            last_error: status.last_error.clone(),
+            expected_hash: status.expected_hash.clone(),
+            ready: readiness.is_ok(),
+            not_ready_reason: readiness.err(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: ReadinessConfig = ReadinessConfig {
+        max_staleness: Duration::from_secs(60),
+        max_failures: 3,
+    };
+
+    #[test]
+    fn not_ready_until_the_first_success() {
+        let h = StatusHandle::default();
+        assert!(h.readiness(&RULES).is_err());
+        h.succeeded("abc");
+        assert!(h.readiness(&RULES).is_ok());
+    }
+
+    #[test]
+    fn failures_make_it_unready_and_a_success_recovers() {
+        let h = StatusHandle::default();
+        h.succeeded("abc");
+        h.failed("boom", 2);
+        assert!(h.readiness(&RULES).is_ok(), "2 < 3 failures");
+        h.failed("boom", 3);
+        assert!(h.readiness(&RULES).unwrap_err().contains("3 consecutive"));
+        h.succeeded("abc");
+        assert!(h.readiness(&RULES).is_ok());
+        assert_eq!(h.snapshot().last_error, None);
+    }
+
+    #[test]
+    fn zero_max_failures_ignores_failures() {
+        let rules = ReadinessConfig {
+            max_failures: 0,
+            ..RULES
+        };
+        let h = StatusHandle::default();
+        h.succeeded("abc");
+        h.failed("boom", 100);
+        assert!(h.readiness(&rules).is_ok());
+    }
+
+    #[test]
+    fn stale_content_is_not_ready() {
+        let s = Status {
+            synced_once: true,
+            last_success: Some(SystemTime::now() - Duration::from_secs(120)),
+            ..Default::default()
+        };
+        assert!(readiness_of(&s, &RULES, SystemTime::now())
+            .unwrap_err()
+            .contains("120s ago"));
+    }
+
+    #[test]
+    fn expected_hash_clears_when_published() {
+        let h = StatusHandle::default();
+        h.succeeded("old");
+        h.expect(Some("new".into()));
+        assert_eq!(h.snapshot().expected_hash.as_deref(), Some("new"));
+        h.succeeded("new");
+        assert_eq!(h.snapshot().expected_hash, None);
+        h.expect(Some("new".into()));
+        assert_eq!(h.snapshot().expected_hash, None, "already published");
+    }
+
+    #[test]
+    fn a_wedged_pass_fails_liveness() {
+        let h = StatusHandle::default();
+        assert!(h.liveness(Duration::from_secs(1)).is_ok());
+        h.write(|s| s.pass_started = Some(Instant::now() - Duration::from_secs(100)));
+        assert!(h.liveness(Duration::from_secs(1)).is_err());
+        assert!(h.liveness(Duration::from_secs(60)).is_ok());
+    }
+}

@@ -1,0 +1,493 @@
+//! Incoming webhooks: verifying a forge's signed delivery and learning which
+//! ref moved.
+//!
+//! This module owns the step between "a request reached the webhook endpoint
+//! and its raw body has been read into a bounded buffer" and "this is what the
+//! request says": provider detection, signature/token verification over the raw
+//! body, payload parsing ([`verify_and_parse`]), and the two filters the caller
+//! applies afterwards ([`ref_matches`], [`repo_matches`]). It does no I/O, keeps
+//! no state, never logs, and never panics on any input. Serving HTTP, capping
+//! the body, rate limiting, deduplicating deliveries and triggering the sync are
+//! the caller's.
+//!
+//! # Providers
+//!
+//! The provider is detected from the *event* header, in this order (Forgejo
+//! and Gitea also send the GitHub and Gogs aliases):
+//!
+//! | provider | event header | credential accepted (the first one present with a digest is checked) | push events |
+//! |---|---|---|---|
+//! | Forgejo | `X-Forgejo-Event` | `X-Forgejo-Signature`, `X-Gitea-Signature`, `X-Gogs-Signature` (bare hex), `X-Hub-Signature-256` (`sha256=`) | `push` |
+//! | Gitea | `X-Gitea-Event` | `X-Gitea-Signature`, `X-Gogs-Signature` (bare hex), `X-Hub-Signature-256` (`sha256=`) | `push` |
+//! | GitHub | `X-GitHub-Event` | `X-Hub-Signature-256` (`sha256=`) | `push` (`ping` is [`Event::Ping`]) |
+//! | GitLab | `X-Gitlab-Event` | `X-Gitlab-Token` (the secret itself) | `Push Hook`, `Tag Push Hook`, push-kind `System Hook` |
+//! | Bitbucket Server/DC | `X-Event-Key` with a Server key (`repo:refs_changed`, `diagnostics:ping`, `pr:*`, ...) | `X-Hub-Signature` (`sha256=`) | `repo:refs_changed` (`diagnostics:ping` is [`Event::Ping`]) |
+//! | Bitbucket Cloud | any other `X-Event-Key` | `X-Hub-Signature` (`sha256=`) | `repo:push` |
+//! | Generic | none of the above | `X-Signature` (`sha256=` or `sha512=`), `X-Hub-Signature-256`, `X-Hub-Signature` (`sha256=`), `X-Gogs-Signature`, `X-Gitlab-Token` | every request |
+//!
+//! `sha256=` means hex HMAC-SHA256(secret, raw body); `sha512=` HMAC-SHA512.
+//! Prefixes and hex digits are accepted in either case.
+//!
+//! # Security rules
+//!
+//! - The credential is checked over the exact raw bytes *before* the body is
+//!   parsed. HMACs are compared with `hmac`'s constant-time `verify_slice`;
+//!   GitLab's plain token is compared as SHA-256 digests with `subtle`, so
+//!   neither its content nor its length leaks through timing. Every configured
+//!   secret is tried, without stopping at the first match (rotation).
+//! - Only SHA-256/512 HMACs are accepted. A request carrying only the legacy
+//!   `X-Hub-Signature: sha1=...` is a [`Rejection::BadSignature`], never an
+//!   unsigned request.
+//! - Unsigned requests (no recognised credential header at all) are refused
+//!   with [`Rejection::MissingSignature`] unless the caller allows them. A
+//!   credential that is present but wrong is refused even then. A credential
+//!   header with an empty digest (`X-Gitea-Signature: `, `sha256=`: what
+//!   Gitea and Forgejo send for a hook without a secret) counts as absent.
+//! - [`Secrets::new`] drops empty secrets: an empty key would let anyone
+//!   compute a valid signature (or send an empty GitLab token).
+//! - Error messages never quote the body (older Forgejo versions put the
+//!   secret inside it) and [`Secrets`]' `Debug` shows only the count.
+//! - Signatures cover no timestamp, so a captured delivery can be replayed;
+//!   that only causes a redundant fetch, which the caller should rate-limit.
+//! - The payload's `after` is advisory: the caller fetches and resolves the ref
+//!   itself, and may use `after` as the expected commit.
+//!
+//! Not supported: GitLab's flag-gated Standard Webhooks signing
+//! (`webhook-signature`), Azure DevOps (basic auth only), and GitHub's
+//! form-encoded (`payload=`) deliveries (they parse as [`Rejection::Malformed`]
+//! push bodies).
+
+mod matching;
+mod payload;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+use hmac::{Hmac, KeyInit, Mac};
+use http::{HeaderMap, HeaderValue};
+use sha2::{Digest, Sha256, Sha512};
+use subtle::{Choice, ConstantTimeEq};
+
+pub use matching::{ref_matches, repo_matches};
+
+/// The forge (or generic sender) a delivery came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Provider {
+    GitHub,
+    GitLab,
+    Gitea,
+    Forgejo,
+    BitbucketCloud,
+    BitbucketServer,
+    Generic,
+}
+
+impl Provider {
+    /// A stable lowercase name, for logs and metric labels.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Provider::GitHub => "github",
+            Provider::GitLab => "gitlab",
+            Provider::Gitea => "gitea",
+            Provider::Forgejo => "forgejo",
+            Provider::BitbucketCloud => "bitbucket-cloud",
+            Provider::BitbucketServer => "bitbucket-server",
+            Provider::Generic => "generic",
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Shared secrets; several may be active (rotation). Debug prints only the count.
+///
+/// Empty secrets are dropped by [`Secrets::new`] (an empty key authenticates
+/// anyone), so [`Secrets::len`] counts the usable ones.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    secrets: Vec<Vec<u8>>,
+}
+
+impl Secrets {
+    pub fn new(secrets: Vec<Vec<u8>>) -> Self {
+        Secrets {
+            secrets: secrets.into_iter().filter(|s| !s.is_empty()).collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.secrets.len()
+    }
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Secrets")
+            .field("count", &self.secrets.len())
+            .finish()
+    }
+}
+
+/// What a verified request says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A push (or tag push). `git_ref` is the full ref name (refs/heads/x, refs/tags/y) when the payload has one.
+    Push(Push),
+    /// ping / diagnostics:ping / test events: answer 2xx, do nothing.
+    Ping,
+    /// Verified but not a push (e.g. issues, pull_request): acknowledged and ignored.
+    ///
+    /// `event` is the event header's value (visible ASCII, at most 128 bytes;
+    /// empty when absent or unreadable).
+    Other { event: String },
+}
+
+/// One push delivery.
+///
+/// Most forges send one delivery per ref. Bitbucket Cloud and Server can
+/// report several ref changes in one delivery: the first becomes `git_ref` /
+/// `after` / `deleted`, the rest go to `other_refs`, and [`ref_matches`]
+/// considers all of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Push {
+    /// The full ref name (`refs/heads/x`, `refs/tags/y`); `None` only for a
+    /// generic "sync now" request that names no ref.
+    pub git_ref: Option<String>,
+    /// New commit id if the payload names one (40 hex, lowercase); None for deletions/unknown.
+    pub after: Option<String>,
+    /// The ref was deleted (the payload says so, or `after` is all zeros).
+    pub deleted: bool,
+    /// Clone/web URLs of the repository found in the payload (for the optional repo filter).
+    pub repo_urls: Vec<String>,
+    /// The repository's default branch if the payload says (GitHub repository.default_branch, GitLab project.default_branch), short name.
+    pub default_branch: Option<String>,
+    /// Further refs changed by the same delivery (Bitbucket multi-ref pushes),
+    /// in payload order: full ref name and new commit id (`None` when that
+    /// ref was deleted or the payload names no commit).
+    pub other_refs: Vec<(String, Option<String>)>,
+}
+
+impl Push {
+    /// The new commit id of the first ref in this push that matches the
+    /// configured `--ref` (see [`ref_matches`]), to log or export as the
+    /// expected commit. `None` if nothing matches, the matching ref was
+    /// deleted, or the payload names no commit.
+    pub fn after_for(&self, configured: &str) -> Option<&str> {
+        matching::first_match(configured, self).ok().flatten()
+    }
+}
+
+/// Why a request was refused. Messages never quote the request body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// No recognised signature/token header, and unsigned webhooks are not allowed.
+    #[error(
+        "no webhook signature: expected X-Hub-Signature-256, X-Gitea-Signature, \
+         X-Forgejo-Signature, X-Hub-Signature (sha256=), X-Signature or X-Gitlab-Token"
+    )]
+    MissingSignature,
+    /// A signature/token is present but matches no configured secret, is
+    /// malformed (bad hex, wrong prefix or length), uses an unsupported
+    /// algorithm (sha1), or no secret is configured.
+    #[error(
+        "bad webhook signature: it matches no configured secret, is malformed, or is not \
+         HMAC-SHA256 (the legacy sha1 X-Hub-Signature is not accepted: use X-Hub-Signature-256: sha256=...)"
+    )]
+    BadSignature,
+    /// Verified, but the body is not usable JSON of the expected shape for a push.
+    #[error("malformed webhook payload: {0}")]
+    Malformed(String),
+}
+
+impl Rejection {
+    /// A stable label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Rejection::MissingSignature => "missing_signature",
+            Rejection::BadSignature => "bad_signature",
+            Rejection::Malformed(_) => "malformed",
+        }
+    }
+}
+
+/// Detects the provider from headers, checks the signature over the RAW body in constant
+/// time against every secret, then parses. With `allow_unsigned` and no signature headers,
+/// skips verification (Provider detected from event headers, else Generic).
+///
+/// A request whose credential is present but unusable (wrong secret, bad hex,
+/// sha1 only, or no secrets configured) is [`Rejection::BadSignature`] even
+/// with `allow_unsigned`. Ping and non-push events are returned without
+/// looking at the body (except GitLab `System Hook`, whose body says whether
+/// it is a push).
+pub fn verify_and_parse(
+    headers: &HeaderMap,
+    body: &[u8],
+    secrets: &Secrets,
+    allow_unsigned: bool,
+) -> Result<(Provider, Event), (Provider, Rejection)> {
+    let (provider, event) = detect(headers);
+    authenticate(provider, headers, body, secrets, allow_unsigned).map_err(|r| (provider, r))?;
+    let event = payload::parse(provider, event, body).map_err(|r| (provider, r))?;
+    Ok((provider, event))
+}
+
+// Header names (HeaderMap lookups are case-insensitive).
+const X_FORGEJO_EVENT: &str = "x-forgejo-event";
+const X_GITEA_EVENT: &str = "x-gitea-event";
+const X_GITHUB_EVENT: &str = "x-github-event";
+const X_GITLAB_EVENT: &str = "x-gitlab-event";
+const X_EVENT_KEY: &str = "x-event-key";
+
+const X_FORGEJO_SIGNATURE: &str = "x-forgejo-signature";
+const X_GITEA_SIGNATURE: &str = "x-gitea-signature";
+const X_GOGS_SIGNATURE: &str = "x-gogs-signature";
+const X_HUB_SIGNATURE_256: &str = "x-hub-signature-256";
+const X_HUB_SIGNATURE: &str = "x-hub-signature";
+const X_GITLAB_TOKEN: &str = "x-gitlab-token";
+const X_SIGNATURE: &str = "x-signature";
+
+/// Every header that carries a credential, whatever the provider.
+const CREDENTIAL_HEADERS: &[&str] = &[
+    X_FORGEJO_SIGNATURE,
+    X_GITEA_SIGNATURE,
+    X_GOGS_SIGNATURE,
+    X_HUB_SIGNATURE_256,
+    X_HUB_SIGNATURE,
+    X_GITLAB_TOKEN,
+    X_SIGNATURE,
+];
+
+/// The longest event name kept in [`Event::Other`].
+const MAX_EVENT_LEN: usize = 128;
+
+/// Bitbucket Server/Data Center event keys (everything else with
+/// `X-Event-Key` is taken to be Bitbucket Cloud).
+const BITBUCKET_SERVER_KEYS: &[&str] = &[
+    "repo:refs_changed",
+    "diagnostics:ping",
+    "repo:modified",
+    "repo:forked",
+];
+const BITBUCKET_SERVER_KEY_PREFIXES: &[&str] = &["pr:", "mirror:", "repo:comment:", "repo:secret"];
+
+/// The provider and the event header's value (sanitised; empty if absent).
+fn detect(headers: &HeaderMap) -> (Provider, String) {
+    let order = [
+        (X_FORGEJO_EVENT, Provider::Forgejo),
+        (X_GITEA_EVENT, Provider::Gitea),
+        (X_GITHUB_EVENT, Provider::GitHub),
+        (X_GITLAB_EVENT, Provider::GitLab),
+    ];
+    for (name, provider) in order {
+        if let Some(value) = headers.get(name) {
+            return (provider, event_name(value));
+        }
+    }
+    if let Some(value) = headers.get(X_EVENT_KEY) {
+        let key = event_name(value);
+        let server = BITBUCKET_SERVER_KEYS
+            .iter()
+            .any(|k| key.eq_ignore_ascii_case(k))
+            || BITBUCKET_SERVER_KEY_PREFIXES
+                .iter()
+                .any(|p| starts_with_ignore_case(&key, p));
+        let provider = if server {
+            Provider::BitbucketServer
+        } else {
+            Provider::BitbucketCloud
+        };
+        return (provider, key);
+    }
+    (Provider::Generic, String::new())
+}
+
+/// A header value as visible ASCII, trimmed and bounded; empty if unreadable.
+fn event_name(value: &HeaderValue) -> String {
+    let s = value.to_str().unwrap_or("").trim();
+    // `to_str` only succeeds on visible ASCII, so every index is a char boundary.
+    s.get(..MAX_EVENT_LEN).unwrap_or(s).to_owned()
+}
+
+fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
+    s.get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+}
+
+/// How a credential header is encoded.
+#[derive(Debug, Clone, Copy)]
+enum Scheme {
+    /// `sha256=<hex HMAC-SHA256>`.
+    Sha256Prefixed,
+    /// `<hex HMAC-SHA256>`.
+    Sha256Bare,
+    /// `sha256=<hex>` or `sha512=<hex HMAC-SHA512>`.
+    Sha256Or512Prefixed,
+    /// The secret itself (GitLab).
+    Token,
+}
+
+/// The credential headers a provider's deliveries are checked with, most
+/// specific first; the first one present is the one verified.
+fn schemes(provider: Provider) -> &'static [(&'static str, Scheme)] {
+    match provider {
+        Provider::GitHub => &[(X_HUB_SIGNATURE_256, Scheme::Sha256Prefixed)],
+        Provider::Gitea => &[
+            (X_GITEA_SIGNATURE, Scheme::Sha256Bare),
+            (X_GOGS_SIGNATURE, Scheme::Sha256Bare),
+            (X_HUB_SIGNATURE_256, Scheme::Sha256Prefixed),
+        ],
+        Provider::Forgejo => &[
+            (X_FORGEJO_SIGNATURE, Scheme::Sha256Bare),
+            (X_GITEA_SIGNATURE, Scheme::Sha256Bare),
+            (X_GOGS_SIGNATURE, Scheme::Sha256Bare),
+            (X_HUB_SIGNATURE_256, Scheme::Sha256Prefixed),
+        ],
+        Provider::GitLab => &[(X_GITLAB_TOKEN, Scheme::Token)],
+        Provider::BitbucketCloud | Provider::BitbucketServer => {
+            &[(X_HUB_SIGNATURE, Scheme::Sha256Prefixed)]
+        }
+        Provider::Generic => &[
+            (X_SIGNATURE, Scheme::Sha256Or512Prefixed),
+            (X_HUB_SIGNATURE_256, Scheme::Sha256Prefixed),
+            (X_HUB_SIGNATURE, Scheme::Sha256Prefixed),
+            (X_GOGS_SIGNATURE, Scheme::Sha256Bare),
+            (X_GITLAB_TOKEN, Scheme::Token),
+        ],
+    }
+}
+
+fn authenticate(
+    provider: Provider,
+    headers: &HeaderMap,
+    body: &[u8],
+    secrets: &Secrets,
+    allow_unsigned: bool,
+) -> Result<(), Rejection> {
+    let credential = |name: &str| headers.get(name).filter(|value| !blank_credential(value));
+    let chosen = schemes(provider)
+        .iter()
+        .find_map(|(name, scheme)| credential(name).map(|value| (value, *scheme)));
+    match chosen {
+        Some((value, scheme)) => {
+            if credential_valid(value, scheme, body, secrets) {
+                Ok(())
+            } else {
+                Err(Rejection::BadSignature)
+            }
+        }
+        // A credential this provider's deliveries never use (typically
+        // GitHub's legacy sha1 `X-Hub-Signature` alone) is not "unsigned".
+        None if CREDENTIAL_HEADERS.iter().any(|h| credential(h).is_some()) => {
+            Err(Rejection::BadSignature)
+        }
+        None if allow_unsigned => Ok(()),
+        None => Err(Rejection::MissingSignature),
+    }
+}
+
+/// A credential header that carries no digest: empty, or a bare algorithm
+/// prefix. Gitea and Forgejo send `X-Gitea-Signature: `, `X-Hub-Signature:
+/// sha1=` and `X-Hub-Signature-256: sha256=` when the hook has no secret, so
+/// these count as absent (an unsigned request), not as a wrong signature.
+fn blank_credential(value: &HeaderValue) -> bool {
+    let text = match value.to_str() {
+        Ok(text) => text.trim(),
+        Err(_) => return false,
+    };
+    text.is_empty()
+        || ["sha1=", "sha256=", "sha512="]
+            .iter()
+            .any(|prefix| text.eq_ignore_ascii_case(prefix))
+}
+
+fn credential_valid(value: &HeaderValue, scheme: Scheme, body: &[u8], secrets: &Secrets) -> bool {
+    if secrets.is_empty() {
+        return false;
+    }
+    let text = || value.to_str().ok().map(str::trim);
+    let (algorithm, hex_digest) = match scheme {
+        Scheme::Token => return token_matches(value.as_bytes(), secrets),
+        Scheme::Sha256Bare => match text() {
+            Some(rest) => (Algorithm::Sha256, rest),
+            None => return false,
+        },
+        Scheme::Sha256Prefixed => match text().and_then(|t| strip_prefix_ignore_case(t, "sha256="))
+        {
+            Some(rest) => (Algorithm::Sha256, rest),
+            None => return false,
+        },
+        Scheme::Sha256Or512Prefixed => {
+            let Some(text) = text() else {
+                return false;
+            };
+            if let Some(rest) = strip_prefix_ignore_case(text, "sha256=") {
+                (Algorithm::Sha256, rest)
+            } else if let Some(rest) = strip_prefix_ignore_case(text, "sha512=") {
+                (Algorithm::Sha512, rest)
+            } else {
+                return false;
+            }
+        }
+    };
+    match algorithm {
+        Algorithm::Sha256 => {
+            let mut tag = [0u8; 32];
+            hex::decode_to_slice(hex_digest, &mut tag).is_ok()
+                && hmac_matches::<Hmac<Sha256>>(secrets, body, &tag)
+        }
+        Algorithm::Sha512 => {
+            let mut tag = [0u8; 64];
+            hex::decode_to_slice(hex_digest, &mut tag).is_ok()
+                && hmac_matches::<Hmac<Sha512>>(secrets, body, &tag)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Algorithm {
+    Sha256,
+    Sha512,
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    if starts_with_ignore_case(s, prefix) {
+        s.get(prefix.len()..)
+    } else {
+        None
+    }
+}
+
+/// Whether `tag` is the HMAC of `body` under any secret. Every secret is
+/// tried (no early exit); each comparison is constant-time.
+fn hmac_matches<M: Mac + KeyInit>(secrets: &Secrets, body: &[u8], tag: &[u8]) -> bool {
+    let mut matched = false;
+    for secret in &secrets.secrets {
+        // HMAC accepts keys of any length, so this never fails in practice.
+        if let Ok(mut mac) = <M as KeyInit>::new_from_slice(secret) {
+            Mac::update(&mut mac, body);
+            matched |= mac.verify_slice(tag).is_ok();
+        }
+    }
+    matched
+}
+
+/// GitLab's plain token, compared as SHA-256 digests so that neither the
+/// content nor the length of a secret shows in the timing.
+fn token_matches(given: &[u8], secrets: &Secrets) -> bool {
+    let given = Sha256::digest(given);
+    let mut matched = Choice::from(0);
+    for secret in &secrets.secrets {
+        let expected = Sha256::digest(secret);
+        matched |= expected.as_slice().ct_eq(given.as_slice());
+    }
+    matched.into()
+}
