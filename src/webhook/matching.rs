@@ -73,21 +73,38 @@ impl<'a> Wanted<'a> {
     }
 }
 
-/// The `after` of the first ref of `push` that `configured` matches
-/// (`Ok(None)` when it matches but names no commit, or the push names no
-/// ref), or why nothing matches.
-pub(super) fn first_match<'p>(configured: &str, push: &'p Push) -> Result<Option<&'p str>, String> {
+/// The ref of a push that `--ref` matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Matched<'p> {
+    pub(super) after: Option<&'p str>,
+    pub(super) deleted: bool,
+}
+
+/// The first ref of `push` that `configured` matches (`Ok(None)` when the
+/// push names no ref: "sync now"), or why nothing matches.
+pub(super) fn first_match<'p>(
+    configured: &str,
+    push: &'p Push,
+) -> Result<Option<Matched<'p>>, String> {
     let Some(primary) = push.git_ref.as_deref() else {
         return Ok(None); // "sync now"
     };
     let wanted = Wanted::new(configured);
-    let refs = std::iter::once((primary, push.after.as_deref())).chain(
-        push.other_refs
-            .iter()
-            .map(|(name, after)| (name.as_str(), after.as_deref())),
+    let primary = (
+        primary,
+        Matched {
+            after: push.after.as_deref(),
+            deleted: push.deleted,
+        },
     );
+    let others = push.other_refs.iter().map(|(name, after)| {
+        let after = after.as_deref();
+        let deleted = after.is_none();
+        (name.as_str(), Matched { after, deleted })
+    });
+    let refs = std::iter::once(primary).chain(others);
     let default_branch = push.default_branch.as_deref();
-    for (name, after) in refs {
+    for (name, matched) in refs {
         let hit = match wanted {
             Wanted::Commit => false,
             Wanted::Head => match (name.strip_prefix("refs/heads/"), default_branch) {
@@ -101,7 +118,7 @@ pub(super) fn first_match<'p>(configured: &str, push: &'p Push) -> Result<Option
                 .any(|prefix| name.strip_prefix(prefix) == Some(short)),
         };
         if hit {
-            return Ok(after);
+            return Ok(Some(matched));
         }
     }
     let pushed = describe_refs(push);

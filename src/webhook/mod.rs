@@ -181,8 +181,26 @@ impl Push {
     /// configured `--ref` (see [`ref_matches`]), to log or export as the
     /// expected commit. `None` if nothing matches, the matching ref was
     /// deleted, or the payload names no commit.
+    ///
+    /// Use this rather than [`Push::after`] once a push has matched: in a
+    /// multi-ref push the match may be one of [`Push::other_refs`].
     pub fn after_for(&self, configured: &str) -> Option<&str> {
-        matching::first_match(configured, self).ok().flatten()
+        matching::first_match(configured, self)
+            .ok()
+            .flatten()
+            .and_then(|m| m.after)
+    }
+
+    /// Whether the first ref in this push that matches the configured
+    /// `--ref` was deleted (false if nothing matches or the push names no
+    /// ref). Use this rather than [`Push::deleted`] once a push has matched.
+    /// An entry of [`Push::other_refs`] counts as deleted when it names no
+    /// commit (Bitbucket names one for every update).
+    pub fn deleted_for(&self, configured: &str) -> bool {
+        matching::first_match(configured, self)
+            .ok()
+            .flatten()
+            .is_some_and(|m| m.deleted)
     }
 }
 
@@ -336,7 +354,7 @@ enum Scheme {
 }
 
 /// The credential headers a provider's deliveries are checked with, most
-/// specific first; the first one present is the one verified.
+/// specific first; the first one present with a digest is the one verified.
 fn schemes(provider: Provider) -> &'static [(&'static str, Scheme)] {
     match provider {
         Provider::GitHub => &[(X_HUB_SIGNATURE_256, Scheme::Sha256Prefixed)],

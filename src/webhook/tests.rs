@@ -889,6 +889,10 @@ fn bitbucket_cloud_push_single_and_multi() {
     assert_eq!(push.after_for("release"), Some(SHA_B));
     assert_eq!(push.after_for("v3"), Some(SHA_A));
     assert_eq!(push.after_for("gone"), None);
+    assert!(push.deleted_for("gone"));
+    assert!(!push.deleted_for("release"));
+    assert!(!push.deleted_for("v3"));
+    assert!(!push.deleted_for("unrelated"));
     assert_eq!(ref_matches("refs/heads/gone", &push), Ok(()));
     let reason = ref_matches("main", &push).unwrap_err();
     assert!(
@@ -1040,6 +1044,8 @@ fn bitbucket_server_push_ping_and_deletion() {
     let push = expect_push(run(&pairs, body.as_bytes()), Provider::BitbucketServer);
     assert!(push.deleted);
     assert_eq!(push.after, None);
+    assert!(push.deleted_for("tmp"));
+    assert!(push.deleted_for("HEAD"));
 
     let ping = br#"{"test": true}"#;
     let sig = format!("sha256={}", hmac256(SECRET, ping));
@@ -1828,6 +1834,7 @@ fn check_push_invariants(push: &Push) {
     for configured in ["HEAD", "main", "refs/heads/main", SHA_A] {
         let _ = ref_matches(configured, push);
         let _ = push.after_for(configured);
+        let _ = push.deleted_for(configured);
     }
     let _ = repo_matches("https://github.com/o/r", &push.repo_urls);
 }
