@@ -13,6 +13,9 @@ use axum::Json;
 use serde_json::json;
 
 use super::Shared;
+
+/// How long a client may take to send its body.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 use crate::webhook::{self, Event, Rejection};
 
 pub async fn handle(
@@ -56,13 +59,22 @@ pub async fn handle(
             too_large(),
         );
     }
-    let Ok(body) = axum::body::to_bytes(body, config.max_body_bytes).await else {
-        return reply(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "unknown",
-            "too_large",
-            too_large(),
-        );
+    // A client trickling its body must not hold the handler for long.
+    let read = axum::body::to_bytes(body, config.max_body_bytes);
+    let body = match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => {
+            return reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "unknown",
+                "too_large",
+                too_large(),
+            )
+        }
+        Err(_) => {
+            let reason = format!("the body did not arrive within {}s", BODY_TIMEOUT.as_secs());
+            return reply(StatusCode::REQUEST_TIMEOUT, "unknown", "timeout", reason);
+        }
     };
 
     let (provider, event) =
