@@ -119,7 +119,8 @@ pub async fn handle(
     if let Err(reason) = webhook::ref_matches(&state.git_ref, &push) {
         return reply(StatusCode::OK, provider, "ignored_ref", reason);
     }
-    if push.deleted {
+    // In a multi-ref push (Bitbucket), judge by the ref that matched.
+    if push.deleted_for(&state.git_ref) {
         return reply(
             StatusCode::OK,
             provider,
@@ -127,9 +128,10 @@ pub async fn handle(
             "the ref was deleted; the published content is kept".into(),
         );
     }
-    state.status.expect(push.after.clone());
+    let expected = push.after_for(&state.git_ref).map(str::to_string);
+    state.status.expect(expected.clone());
     state.trigger.fire();
-    let reason = match &push.after {
+    let reason = match &expected {
         Some(after) => format!("sync triggered; expecting {after}"),
         None => "sync triggered".to_string(),
     };

@@ -17,6 +17,7 @@ mod harness;
 mod config;
 mod disk;
 mod faults;
+mod http;
 mod https;
 mod loop_semantics;
 mod refs_depth;

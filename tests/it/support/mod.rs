@@ -10,6 +10,7 @@
 
 #![allow(dead_code)]
 
+pub mod client;
 pub mod git;
 pub mod servers;
 pub mod sidecar;
