@@ -144,6 +144,59 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// The HTTP endpoint; `None` without `--http-bind`.
     pub http: Option<HttpConfig>,
+    /// What runs after (and just before) publishing.
+    pub hooks: HooksConfig,
+}
+
+/// Hooks: all optional.
+#[derive(Debug, Clone, Default)]
+pub struct HooksConfig {
+    /// `--exechook-command` (+ `--exechook-arg`), run after each publish.
+    pub exec: Option<ExecHookConfig>,
+    /// `--webhook-url` and friends (outgoing), sent after each publish.
+    pub webhook: Option<OutgoingWebhookConfig>,
+    /// `--pre-publish-exechook-command`: gates publishing (non-zero exit = keep the old content).
+    pub pre_publish: Option<ExecHookConfig>,
+    /// `--reload-process` + `--reload-signal`, after each publish.
+    pub reload: Option<ReloadConfig>,
+}
+
+/// A program run without a shell.
+#[derive(Debug, Clone)]
+pub struct ExecHookConfig {
+    pub command: PathBuf,
+    pub args: Vec<String>,
+    pub timeout: Duration,
+    /// First retry delay; doubles per failure (with jitter) up to `backoff_max`.
+    pub backoff: Duration,
+    pub backoff_max: Duration,
+}
+
+/// An outgoing HTTP notification.
+#[derive(Debug, Clone)]
+pub struct OutgoingWebhookConfig {
+    pub url: RepoUrl,
+    pub method: String,
+    /// `None` = any response counts as success (git-sync's 0 or -1).
+    pub success_status: Option<u16>,
+    pub timeout: Duration,
+    pub backoff: Duration,
+    pub backoff_max: Duration,
+    /// Extra `Name: value` headers.
+    pub headers: Vec<(String, String)>,
+    /// Send a JSON body (hash, previous hash, ref, repo, time) instead of none.
+    pub json_body: bool,
+    /// Sign the body: header `X-Git-Sidecar-Signature-256: sha256=<hex HMAC>`.
+    pub signing_secret: Option<SecretBytes>,
+}
+
+/// Signal a process found by name (needs `shareProcessNamespace: true`).
+#[derive(Debug, Clone)]
+pub struct ReloadConfig {
+    /// Matched against /proc/<pid>/comm (the executable name, e.g. `nginx`).
+    pub process: String,
+    /// Signal number.
+    pub signal: i32,
 }
 
 /// `--http-bind` and everything served there.
@@ -501,6 +554,8 @@ impl Config {
             log_format,
             warnings,
             http,
+            // TODO(helper): parsed from the hook flags (still refused as not supported yet).
+            hooks: HooksConfig::default(),
         })
     }
 }
