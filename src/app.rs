@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Config, HttpConfig};
+use crate::hooks::Hooks;
 use crate::http;
 use crate::metrics::Metrics;
 use crate::status::StatusHandle;
@@ -23,8 +24,9 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
     if let Some(signo) = config.sync_on_signal {
         spawn_sync_signal_listener(signo, trigger.clone(), cancel.clone())?;
     }
-    let engine =
-        engine::Engine::new(engine_options(&config)).context("could not set up the sync engine")?;
+    let metrics = Arc::new(Metrics::new());
+    let engine = engine::Engine::new(engine_options(&config), metrics.clone())
+        .context("could not set up the sync engine")?;
     tracing::info!(
         repo = %config.repo,
         root = %config.root.display(),
@@ -40,7 +42,7 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
     );
     let reporter = sync::Reporter {
         status: StatusHandle::default(),
-        metrics: Arc::new(Metrics::new()),
+        metrics,
     };
     let server = match &config.http {
         Some(http_config) => {
@@ -48,11 +50,18 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
         }
         None => None,
     };
+    let hooks = Hooks::start(
+        &config.hooks,
+        reporter.metrics.clone(),
+        config.one_time,
+        cancel.clone(),
+    );
     let exit = sync::run(
         engine,
         loop_options(&config),
         trigger,
         reporter,
+        hooks,
         cancel.clone(),
     )
     .await;
@@ -107,6 +116,7 @@ fn engine_options(config: &Config) -> engine::Options {
         git_ref: config.git_ref.clone(),
         depth: config.depth,
         stale_worktree_timeout: config.stale_worktree_timeout,
+        pre_publish: config.hooks.pre_publish.clone(),
     }
 }
 

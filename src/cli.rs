@@ -23,6 +23,14 @@
 //! only place in the crate that reads the process environment; tests pass a
 //! map. An environment variable set to the empty string counts as unset.
 //!
+//! Repeatable flags take several values from one environment variable: a
+//! colon-separated list (`GITSYNC_SSH_KEY_FILE`), a comma-separated list (the
+//! secret and token files), one value per line (`GITSYNC_WEBHOOK_HEADER`), or,
+//! for `GITSYNC_EXECHOOK_ARG` and `GITSYNC_PRE_PUBLISH_EXECHOOK_ARG`, a JSON
+//! array of strings that is kept here as the one raw string (its
+//! [`Provenance::origin`] is then [`Origin::Env`]) and decoded by
+//! [`crate::config`], which can report a malformed array.
+//!
 //! Use [`Cli::try_parse_with_env`] (or [`Cli::try_parse_process`]), not the
 //! derived `Cli::parse*` methods: those read `GITSYNC_*` through clap alone,
 //! ignore the legacy names and record no provenance.
@@ -133,6 +141,11 @@ const COLON_LIST_ENV: &[&str] = &["ssh_key_file"];
 /// trimmed; empty ones are dropped).
 const COMMA_LIST_ENV: &[&str] = &["incoming_webhook_secret_file", "sync_trigger_token_file"];
 
+/// Arguments whose environment value holds one entry per line (a trailing CR
+/// is dropped; blank lines are skipped). HTTP header lines cannot contain a
+/// line break, so nothing needs escaping.
+const LINE_LIST_ENV: &[&str] = &["webhook_header"];
+
 /// Legacy environment names of an argument id (empty if none).
 pub fn legacy_env_names(id: &str) -> &'static [&'static str] {
     LEGACY_ENV
@@ -234,12 +247,22 @@ ENVIRONMENT VARIABLES:
     GITSYNC_GITHUB_APP_PRIVATE_KEY   GitHub App private key, PEM (not supported yet)
     GITSYNC_INCOMING_WEBHOOK_SECRET  one more incoming webhook secret (after the files)
     GITSYNC_SYNC_TRIGGER_TOKEN       one more bearer token for POST /sync (after the files)
+    GITSYNC_WEBHOOK_SIGNING_SECRET   secret that signs --webhook-url requests (instead of
+                                     --webhook-signing-secret-file)
+
+  Repeatable flags in the environment: GITSYNC_EXECHOOK_ARG and
+  GITSYNC_PRE_PUBLISH_EXECHOOK_ARG take a JSON array of strings ([\"-s\", \"reload\"]),
+  GITSYNC_WEBHOOK_HEADER one \"Name: value\" per line,
+  GITSYNC_INCOMING_WEBHOOK_SECRET_FILE and GITSYNC_SYNC_TRIGGER_TOKEN_FILE a
+  comma-separated list, GITSYNC_SSH_KEY_FILE a colon-separated one.
 
   Durations are Go-style: 100ms, 10s, 1m30s, 1h, 1.5s, 0.
   Booleans: --flag, --flag=true|false; values 1/t/T/TRUE/true/True and
   0/f/F/FALSE/false/False.";
 
 const HTTP: &str = "HTTP endpoint (health, metrics, incoming webhooks)";
+
+const HOOKS: &str = "Hooks (after publishing)";
 
 const NOT_YET: &str = "Accepted for git-sync compatibility, refused until implemented";
 
@@ -527,6 +550,169 @@ pub struct Cli {
     )]
     pub env_sync_trigger_token: Option<Secret>,
 
+    // ---- hooks ---------------------------------------------------------------------------------
+    /// Program run after each publish (and after the first sync at start-up), with
+    /// $GITSYNC_HASH set, in the new worktree, without a shell; the path is used as
+    /// given, as by git-sync. A failure is retried. v3's --sync-hook-command
+    /// (GIT_SYNC_HOOK_COMMAND) sets it too, and wins
+    #[arg(long, env = "GITSYNC_EXECHOOK_COMMAND", value_name = "PATH", help_heading = HOOKS)]
+    pub exechook_command: Option<String>,
+
+    /// Argument for --exechook-command; repeatable, passed in order (git-sync passes
+    /// none). The environment variable takes a JSON array of strings, e.g.
+    /// ["-s","reload"]
+    #[arg(
+        long,
+        env = "GITSYNC_EXECHOOK_ARG",
+        value_name = "ARG",
+        action = ArgAction::Append,
+        allow_hyphen_values = true,
+        help_heading = HOOKS
+    )]
+    pub exechook_arg: Vec<String>,
+
+    /// Time allowed for one run of --exechook-command, at least 1s; the program is
+    /// killed after it [default: 30s]
+    #[arg(long, env = "GITSYNC_EXECHOOK_TIMEOUT", value_name = "DURATION", help_heading = HOOKS)]
+    pub exechook_timeout: Option<String>,
+
+    /// Wait before retrying a failed --exechook-command, at least 1s; retries back off
+    /// exponentially with jitter from --exechook-backoff up to 32 times it, kept
+    /// between 1m and 5m (never below --exechook-backoff) [default: 3s]
+    #[arg(long, env = "GITSYNC_EXECHOOK_BACKOFF", value_name = "DURATION", help_heading = HOOKS)]
+    pub exechook_backoff: Option<String>,
+
+    /// Program run when a new commit is checked out, before the link moves, with
+    /// $GITSYNC_HASH set, in the new worktree, without a shell. Unlike git-sync's, it
+    /// gates publishing: until it succeeds (exit 0 within the timeout) the link keeps
+    /// pointing at the old commit, and it is retried
+    #[arg(
+        long,
+        env = "GITSYNC_PRE_PUBLISH_EXECHOOK_COMMAND",
+        value_name = "PATH",
+        help_heading = HOOKS
+    )]
+    pub pre_publish_exechook_command: Option<String>,
+
+    /// Argument for --pre-publish-exechook-command; repeatable, passed in order. The
+    /// environment variable takes a JSON array of strings
+    #[arg(
+        long,
+        env = "GITSYNC_PRE_PUBLISH_EXECHOOK_ARG",
+        value_name = "ARG",
+        action = ArgAction::Append,
+        allow_hyphen_values = true,
+        help_heading = HOOKS
+    )]
+    pub pre_publish_exechook_arg: Vec<String>,
+
+    /// Time allowed for one run of --pre-publish-exechook-command, at least 1s
+    /// [default: 30s]
+    #[arg(
+        long,
+        env = "GITSYNC_PRE_PUBLISH_EXECHOOK_TIMEOUT",
+        value_name = "DURATION",
+        help_heading = HOOKS
+    )]
+    pub pre_publish_exechook_timeout: Option<String>,
+
+    /// Wait before retrying a failed --pre-publish-exechook-command, at least 1s;
+    /// retries back off exponentially with jitter from it up to 32 times it, kept
+    /// between 1m and 5m (never below it) [default: 3s]
+    #[arg(
+        long,
+        env = "GITSYNC_PRE_PUBLISH_EXECHOOK_BACKOFF",
+        value_name = "DURATION",
+        help_heading = HOOKS
+    )]
+    pub pre_publish_exechook_backoff: Option<String>,
+
+    /// URL (http:// or https://) requested after each publish (and after the first
+    /// sync at start-up), with the header Gitsync-Hash: <hash>; a failure is retried
+    #[arg(long, env = "GITSYNC_WEBHOOK_URL", value_name = "URL", help_heading = HOOKS)]
+    pub webhook_url: Option<UrlArg>,
+
+    /// HTTP method of the --webhook-url request (upper-cased) [default: POST]
+    #[arg(long, env = "GITSYNC_WEBHOOK_METHOD", value_name = "METHOD", help_heading = HOOKS)]
+    pub webhook_method: Option<String>,
+
+    /// HTTP status of a successful --webhook-url response, 100 to 599; 0 (or -1)
+    /// accepts any response (failed connections are still retried) [default: 200]
+    #[arg(
+        long,
+        env = "GITSYNC_WEBHOOK_SUCCESS_STATUS",
+        value_name = "INT",
+        allow_negative_numbers = true,
+        help_heading = HOOKS
+    )]
+    pub webhook_success_status: Option<String>,
+
+    /// Time allowed for one --webhook-url request, at least 1s [default: 1s]
+    #[arg(long, env = "GITSYNC_WEBHOOK_TIMEOUT", value_name = "DURATION", help_heading = HOOKS)]
+    pub webhook_timeout: Option<String>,
+
+    /// Wait before retrying a failed --webhook-url request, at least 1s; retries back
+    /// off exponentially with jitter from --webhook-backoff up to 32 times it, kept
+    /// between 1m and 5m (never below --webhook-backoff) [default: 3s]
+    #[arg(long, env = "GITSYNC_WEBHOOK_BACKOFF", value_name = "DURATION", help_heading = HOOKS)]
+    pub webhook_backoff: Option<String>,
+
+    /// Extra header "Name: value" sent with the --webhook-url request; repeatable. The
+    /// environment variable takes one header per line. Values are kept out of
+    /// configuration errors and debug output
+    #[arg(
+        long,
+        env = "GITSYNC_WEBHOOK_HEADER",
+        value_name = "HEADER",
+        action = ArgAction::Append,
+        help_heading = HOOKS
+    )]
+    pub webhook_header: Vec<Secret>,
+
+    /// Send a JSON body (hash, previous hash, ref, repo, time) with the --webhook-url
+    /// request instead of git-sync's empty one [default: false]
+    #[arg(
+        long,
+        env = "GITSYNC_WEBHOOK_JSON_BODY",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        help_heading = HOOKS
+    )]
+    pub webhook_json_body: Option<String>,
+
+    /// File holding a secret that signs each --webhook-url request: header
+    /// X-Git-Sidecar-Signature-256: sha256=<hex HMAC-SHA256 of the body>; trailing
+    /// whitespace is ignored. Or GITSYNC_WEBHOOK_SIGNING_SECRET (not both)
+    #[arg(
+        long,
+        env = "GITSYNC_WEBHOOK_SIGNING_SECRET_FILE",
+        value_name = "PATH",
+        help_heading = HOOKS
+    )]
+    pub webhook_signing_secret_file: Option<String>,
+
+    /// Environment-only GITSYNC_WEBHOOK_SIGNING_SECRET; this flag exists for tests
+    #[arg(
+        long = "__env__GITSYNC_WEBHOOK_SIGNING_SECRET",
+        env = "GITSYNC_WEBHOOK_SIGNING_SECRET",
+        value_name = "SECRET",
+        hide = true
+    )]
+    pub env_webhook_signing_secret: Option<Secret>,
+
+    /// After each publish, send --reload-signal to every process with this name, as
+    /// in /proc/PID/comm (at most 15 bytes, e.g. nginx); the pod needs
+    /// shareProcessNamespace: true
+    #[arg(long, env = "GITSYNC_RELOAD_PROCESS", value_name = "NAME", help_heading = HOOKS)]
+    pub reload_process: Option<String>,
+
+    /// Signal sent to --reload-process: a name (HUP, SIGHUP) or a number (1)
+    /// [default: HUP]
+    #[arg(long, env = "GITSYNC_RELOAD_SIGNAL", value_name = "SIGNAL", help_heading = HOOKS)]
+    pub reload_signal: Option<String>,
+
     // ---- accepted, refused until implemented -------------------------------------------------
     /// Partial-clone filter for fetches, e.g. blob:none (not supported yet)
     #[arg(long, env = "GITSYNC_FILTER", value_name = "SPEC", help_heading = NOT_YET)]
@@ -557,71 +743,6 @@ pub struct Cli {
         help_heading = NOT_YET
     )]
     pub add_user: Option<String>,
-
-    /// Command run after each publish (not supported yet)
-    #[arg(long, env = "GITSYNC_EXECHOOK_COMMAND", value_name = "PATH", help_heading = NOT_YET)]
-    pub exechook_command: Option<String>,
-
-    /// Timeout of the exechook (not supported yet)
-    #[arg(long, env = "GITSYNC_EXECHOOK_TIMEOUT", value_name = "DURATION", help_heading = NOT_YET)]
-    pub exechook_timeout: Option<String>,
-
-    /// Wait before retrying a failed exechook (not supported yet)
-    #[arg(long, env = "GITSYNC_EXECHOOK_BACKOFF", value_name = "DURATION", help_heading = NOT_YET)]
-    pub exechook_backoff: Option<String>,
-
-    /// Command run when a new commit is ready, before the link moves (not supported yet)
-    #[arg(
-        long,
-        env = "GITSYNC_PRE_PUBLISH_EXECHOOK_COMMAND",
-        value_name = "PATH",
-        help_heading = NOT_YET
-    )]
-    pub pre_publish_exechook_command: Option<String>,
-
-    /// Timeout of the pre-publish exechook (not supported yet)
-    #[arg(
-        long,
-        env = "GITSYNC_PRE_PUBLISH_EXECHOOK_TIMEOUT",
-        value_name = "DURATION",
-        help_heading = NOT_YET
-    )]
-    pub pre_publish_exechook_timeout: Option<String>,
-
-    /// Wait before retrying a failed pre-publish exechook (not supported yet)
-    #[arg(
-        long,
-        env = "GITSYNC_PRE_PUBLISH_EXECHOOK_BACKOFF",
-        value_name = "DURATION",
-        help_heading = NOT_YET
-    )]
-    pub pre_publish_exechook_backoff: Option<String>,
-
-    /// URL notified after each publish (not supported yet)
-    #[arg(long, env = "GITSYNC_WEBHOOK_URL", value_name = "URL", help_heading = NOT_YET)]
-    pub webhook_url: Option<UrlArg>,
-
-    /// HTTP method of the webhook (not supported yet)
-    #[arg(long, env = "GITSYNC_WEBHOOK_METHOD", value_name = "METHOD", help_heading = NOT_YET)]
-    pub webhook_method: Option<String>,
-
-    /// HTTP status that counts as webhook success (not supported yet)
-    #[arg(
-        long,
-        env = "GITSYNC_WEBHOOK_SUCCESS_STATUS",
-        value_name = "INT",
-        allow_negative_numbers = true,
-        help_heading = NOT_YET
-    )]
-    pub webhook_success_status: Option<String>,
-
-    /// Timeout of the webhook request (not supported yet)
-    #[arg(long, env = "GITSYNC_WEBHOOK_TIMEOUT", value_name = "DURATION", help_heading = NOT_YET)]
-    pub webhook_timeout: Option<String>,
-
-    /// Wait before retrying a failed webhook (not supported yet)
-    #[arg(long, env = "GITSYNC_WEBHOOK_BACKOFF", value_name = "DURATION", help_heading = NOT_YET)]
-    pub webhook_backoff: Option<String>,
 
     /// Username for HTTP(S) authentication (not supported yet)
     #[arg(long, env = "GITSYNC_USERNAME", value_name = "NAME", help_heading = NOT_YET)]
@@ -836,10 +957,11 @@ raw_setters! {
         incoming_webhook_path, env_incoming_webhook_secret, incoming_webhook_allow_unsigned,
         incoming_webhook_repo, incoming_webhook_max_body, incoming_webhook_rate_limit,
         env_sync_trigger_token,
-        filter, submodules, sparse_checkout_file, git_gc, add_user, exechook_command,
-        exechook_timeout, exechook_backoff, pre_publish_exechook_command,
+        exechook_command, exechook_timeout, exechook_backoff, pre_publish_exechook_command,
         pre_publish_exechook_timeout, pre_publish_exechook_backoff, webhook_url, webhook_method,
-        webhook_success_status, webhook_timeout, webhook_backoff, username, env_password,
+        webhook_success_status, webhook_timeout, webhook_backoff, webhook_json_body,
+        webhook_signing_secret_file, env_webhook_signing_secret, reload_process, reload_signal,
+        filter, submodules, sparse_checkout_file, git_gc, add_user, username, env_password,
         password_file, askpass_url, ssh_known_hosts, ssh_known_hosts_file, cookie_file,
         github_base_url, env_github_app_private_key, github_app_private_key_file,
         github_app_application_id, github_app_client_id, github_app_installation_id, git,
@@ -847,7 +969,10 @@ raw_setters! {
         branch, rev, dest, wait, timeout, max_sync_failures, sync_hook_command,
         deprecated_password, deprecated_v, ssh, change_permissions,
     ],
-    multi: [credential, ssh_key_file, incoming_webhook_secret_file, sync_trigger_token_file],
+    multi: [
+        credential, ssh_key_file, incoming_webhook_secret_file, sync_trigger_token_file,
+        exechook_arg, pre_publish_exechook_arg, webhook_header,
+    ],
 }
 
 fn is_help_or_version(arg: &clap::Arg) -> bool {
@@ -943,6 +1068,12 @@ impl Cli {
                     .split(',')
                     .map(str::trim)
                     .filter(|v| !v.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                Some((_, value)) if LINE_LIST_ENV.contains(&id) => value
+                    .split('\n')
+                    .map(|line| line.strip_suffix('\r').unwrap_or(line))
+                    .filter(|line| !line.trim().is_empty())
                     .map(str::to_string)
                     .collect(),
                 Some((_, value)) => vec![value.clone()],
@@ -1204,6 +1335,114 @@ mod tests {
         }
         assert!(!help.contains("__env__"), "{help}");
         assert!(help.contains("GITSYNC_INCOMING_WEBHOOK_SECRET "), "{help}");
+    }
+
+    #[test]
+    fn hook_flags_help_section_and_env_forms() {
+        let cli = parse(
+            &[
+                "--exechook-command=/bin/sh",
+                "--exechook-arg",
+                "-c",
+                "--exechook-arg=echo hi",
+                "--webhook-header=X-A: 1",
+            ],
+            &[
+                ("GITSYNC_PRE_PUBLISH_EXECHOOK_ARG", r#"["a","b"]"#),
+                (
+                    "GITSYNC_WEBHOOK_HEADER",
+                    "X-B: 2\r\n\n  \nAuthorization: Bearer t0ken\n",
+                ),
+                ("GITSYNC_WEBHOOK_SIGNING_SECRET", "s3cret"),
+                ("GITSYNC_RELOAD_PROCESS", "nginx"),
+                ("GIT_SYNC_HOOK_COMMAND", "/v3"),
+            ],
+        );
+        assert_eq!(cli.exechook_arg, ["-c", "echo hi"]);
+        assert_eq!(
+            cli.provenance.origin("exechook_arg"),
+            Some(&Origin::CommandLine)
+        );
+        // JSON arrays stay raw here; config decodes them.
+        assert_eq!(cli.pre_publish_exechook_arg, [r#"["a","b"]"#]);
+        assert_eq!(
+            cli.provenance.origin("pre_publish_exechook_arg"),
+            Some(&Origin::Env("GITSYNC_PRE_PUBLISH_EXECHOOK_ARG".into()))
+        );
+        // The command line replaces the environment's list.
+        let headers: Vec<&str> = cli.webhook_header.iter().map(Secret::expose).collect();
+        assert_eq!(headers, ["X-A: 1"]);
+        let cli2 = parse(
+            &[],
+            &[("GITSYNC_WEBHOOK_HEADER", "X-B: 2\r\n\n  \nX-C: 3\n")],
+        );
+        let headers: Vec<&str> = cli2.webhook_header.iter().map(Secret::expose).collect();
+        assert_eq!(headers, ["X-B: 2", "X-C: 3"]);
+        assert_eq!(
+            cli.env_webhook_signing_secret.as_ref().map(Secret::expose),
+            Some("s3cret")
+        );
+        assert_eq!(
+            cli.label("env_webhook_signing_secret"),
+            "GITSYNC_WEBHOOK_SIGNING_SECRET (environment only)"
+        );
+        assert_eq!(cli.reload_process.as_deref(), Some("nginx"));
+        assert_eq!(cli.sync_hook_command.as_deref(), Some("/v3"));
+        assert_eq!(
+            cli.label("sync_hook_command"),
+            "--sync-hook-command (GIT_SYNC_HOOK_COMMAND)"
+        );
+        assert!(
+            cli.provenance.warnings.contains(
+                &"env $GIT_SYNC_HOOK_COMMAND has been deprecated, use --exechook-command instead"
+                    .to_string()
+            ),
+            "{:?}",
+            cli.provenance.warnings
+        );
+        let dbg = format!("{cli:?}");
+        assert!(!dbg.contains("t0ken") && !dbg.contains("s3cret"), "{dbg}");
+
+        let help = Cli::command().render_help().to_string();
+        let http = help.find("HTTP endpoint (").expect("HTTP section");
+        let hooks = help
+            .find("Hooks (after publishing):")
+            .unwrap_or_else(|| panic!("hooks section: {help}"));
+        let not_yet = help
+            .find("refused until implemented")
+            .expect("NOT_YET section");
+        assert!(http < hooks && hooks < not_yet, "{help}");
+        for flag in [
+            "--exechook-command",
+            "--exechook-arg",
+            "--exechook-timeout",
+            "--exechook-backoff",
+            "--pre-publish-exechook-command",
+            "--pre-publish-exechook-arg",
+            "--pre-publish-exechook-timeout",
+            "--pre-publish-exechook-backoff",
+            "--webhook-url",
+            "--webhook-method",
+            "--webhook-success-status",
+            "--webhook-timeout",
+            "--webhook-backoff",
+            "--webhook-header",
+            "--webhook-json-body",
+            "--webhook-signing-secret-file",
+            "--reload-process",
+            "--reload-signal",
+        ] {
+            let at = [" ", "["]
+                .iter()
+                .find_map(|next| help.find(&format!("      {flag}{next}")))
+                .unwrap_or_else(|| panic!("{flag}: {help}"));
+            assert!(
+                hooks < at && at < not_yet,
+                "{flag} not in the hooks section"
+            );
+        }
+        assert!(help.contains("GITSYNC_WEBHOOK_SIGNING_SECRET "), "{help}");
+        assert!(!help.contains("      --sync-hook-command"), "{help}");
     }
 
     #[test]

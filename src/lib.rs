@@ -20,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod fsutil;
 pub mod git;
+pub mod hooks;
 pub mod http;
 pub mod logging;
 pub mod metrics;

@@ -26,6 +26,10 @@ fn main() -> ExitCode {
     set_umask(&config);
     match run(config) {
         Ok(Exit::OneTimeDone | Exit::Cancelled) => ExitCode::SUCCESS,
+        Ok(Exit::OneTimeHooksFailed) => {
+            tracing::error!("--one-time: a hook failed");
+            ExitCode::from(1)
+        }
         Ok(Exit::TooManyFailures { failures }) => {
             tracing::error!(failures, "too many consecutive failures; exiting");
             ExitCode::from(1)

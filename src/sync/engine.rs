@@ -9,9 +9,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::config::ExecHookConfig;
 use crate::git::{self, compact, fetch, store, worktree, Budget, ObjectId};
+use crate::hooks;
+use crate::metrics::Metrics;
 use crate::publish::{self, Layout};
 use crate::types::{CommitHash, RepoUrl};
+use std::sync::Arc;
 
 /// What the engine needs from the configuration.
 #[derive(Debug, Clone)]
@@ -22,6 +26,8 @@ pub struct Options {
     pub git_ref: String,
     pub depth: u32,
     pub stale_worktree_timeout: Duration,
+    /// `--pre-publish-exechook-command`: must exit 0 before the link moves.
+    pub pre_publish: Option<ExecHookConfig>,
 }
 
 /// The result of a successful pass.
@@ -59,6 +65,10 @@ pub enum Error {
     Publish(#[from] publish::Error),
     #[error("internal error (a bug, please report it): {0}")]
     Panic(String),
+    #[error(
+        "the pre-publish hook refused {hash}; the previous content stays published: {message}"
+    )]
+    Gate { hash: CommitHash, message: String },
 }
 
 impl Error {
@@ -79,10 +89,15 @@ pub struct Engine {
     repo: Option<gix::Repository>,
     /// Pack size right after the last compaction (or first fetch).
     compacted_bytes: u64,
+    /// A commit the pre-publish gate refused, and why: not rebuilt or re-run
+    /// while the remote still points at it.
+    rejected: Option<(CommitHash, String)>,
+    /// For the gate's `git_sync_hook_run_count_total{name="pre-publish-exechook"}`.
+    metrics: Arc<Metrics>,
 }
 
 impl Engine {
-    pub fn new(opts: Options) -> Result<Self, Error> {
+    pub fn new(opts: Options, metrics: Arc<Metrics>) -> Result<Self, Error> {
         let url = git::parse_url(opts.repo.expose()).map_err(|message| Error::Url {
             url: opts.repo.redacted(),
             message,
@@ -94,6 +109,8 @@ impl Engine {
             url,
             repo: None,
             compacted_bytes: 0,
+            rejected: None,
+            metrics,
         })
     }
 
@@ -105,6 +122,8 @@ impl Engine {
             url: self.url.clone(),
             repo: None,
             compacted_bytes: 0,
+            rejected: None,
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -208,7 +227,16 @@ impl Engine {
         if current.as_ref() == Some(&hash) && !healthy {
             tracing::warn!(%hash, "published worktree is missing or was modified; rebuilding it");
         }
+        if let Some((rejected, message)) = &self.rejected {
+            if *rejected == hash {
+                return Err(Error::Gate {
+                    hash,
+                    message: message.clone(),
+                });
+            }
+        }
         self.build_worktree(commit, &hash, budget)?;
+        self.run_gate(&hash, current.as_ref())?;
         self.layout.publish(&hash)?;
         if let Some(prev) = current.as_ref().filter(|p| **p != hash) {
             self.layout.mark_retired(prev);
@@ -223,6 +251,30 @@ impl Engine {
             hash,
             previous: current,
             fetched_bytes: fetched_bytes.unwrap_or(0),
+        })
+    }
+
+    /// The pre-publish gate, in the new worktree, before the link moves.
+    fn run_gate(&mut self, hash: &CommitHash, previous: Option<&CommitHash>) -> Result<(), Error> {
+        let Some(gate) = &self.opts.pre_publish else {
+            return Ok(());
+        };
+        let publish = hooks::Publish {
+            hash: hash.to_string(),
+            previous: previous.map(|p| p.to_string()),
+            git_ref: self.opts.git_ref.clone(),
+            repo_redacted: self.opts.repo.redacted(),
+            worktree: self.layout.worktree(hash),
+        };
+        let verdict = hooks::run_gate(gate, &publish);
+        self.metrics
+            .hook_run("pre-publish-exechook", verdict.is_ok());
+        verdict.map_err(|message| {
+            self.rejected = Some((hash.clone(), message.clone()));
+            Error::Gate {
+                hash: hash.clone(),
+                message,
+            }
         })
     }
 

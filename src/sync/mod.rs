@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::fsutil;
 use crate::git::Budget;
+use crate::hooks::{Hooks, Publish};
 use crate::metrics::{Metrics, SyncResult};
 use crate::status::StatusHandle;
 pub use engine::{Engine, Outcome};
@@ -51,6 +52,8 @@ pub enum Exit {
     Cancelled,
     /// More consecutive failures than allowed.
     TooManyFailures { failures: u64 },
+    /// `--one-time` synced, but a hook's first run failed.
+    OneTimeHooksFailed,
 }
 
 /// Wakes the loop early; many notifications before it wakes count as one.
@@ -84,6 +87,7 @@ pub async fn run(
     opts: LoopOptions,
     trigger: Trigger,
     reporter: Reporter,
+    mut hooks: Hooks,
     cancel: CancellationToken,
 ) -> Exit {
     let mut failures: u64 = 0;
@@ -118,9 +122,14 @@ pub async fn run(
                     started.elapsed(),
                 );
                 on_success(&opts, &outcome, !synced_once);
+                notify_hooks(&hooks, &engine, &opts, &outcome, !synced_once);
                 synced_once = true;
                 if opts.one_time {
-                    return Exit::OneTimeDone;
+                    return if hooks.first_results().await {
+                        Exit::OneTimeDone
+                    } else {
+                        Exit::OneTimeHooksFailed
+                    };
                 }
                 wait_override = expected_retry(&reporter.status, &opts, &mut expected_retries);
             }
@@ -151,6 +160,30 @@ pub async fn run(
             _ = trigger.fired() => tracing::info!("sync triggered"),
         }
     }
+}
+
+/// Hooks fire after every publish, and once after start-up even when
+/// nothing changed (so a restart never loses a notification).
+fn notify_hooks(
+    hooks: &Hooks,
+    engine: &Engine,
+    opts: &LoopOptions,
+    outcome: &Outcome,
+    first: bool,
+) {
+    let previous = match outcome {
+        Outcome::Published { previous, .. } => previous.as_ref().map(|p| p.to_string()),
+        Outcome::Unchanged { .. } if first => None,
+        Outcome::Unchanged { .. } => return,
+    };
+    let hash = outcome.hash();
+    hooks.notify(Publish {
+        hash: hash.to_string(),
+        previous,
+        git_ref: opts.git_ref.clone(),
+        repo_redacted: opts.repo_redacted.clone(),
+        worktree: engine.layout().worktree(hash),
+    });
 }
 
 fn report_success(

@@ -17,6 +17,7 @@ mod harness;
 mod config;
 mod disk;
 mod faults;
+mod hooks;
 mod http;
 mod https;
 mod loop_semantics;

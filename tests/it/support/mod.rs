@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod git;
+pub mod receiver;
 pub mod servers;
 pub mod sidecar;
 

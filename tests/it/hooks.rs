@@ -1,0 +1,1192 @@
+//! Post-publish hooks against the built binary: the exechook (worktree,
+//! environment, arguments, retries, timeout), the outgoing webhook (headers,
+//! JSON body, signature, retries, timeout, success status), `--one-time`
+//! exit codes, the start-up firing after a restart, the pre-publish gate and
+//! `--reload-process` with a real nginx master. Hook programs are tiny
+//! `/bin/sh` scripts written to the test's scratch directory; everything
+//! listens on 127.0.0.1.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, KeyInit, Mac};
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use sha2::Sha256;
+
+use crate::support::client::{self, wait_for_http_address};
+use crate::support::receiver::{Received, Receiver};
+use crate::support::sidecar::describe_output;
+use crate::support::*;
+
+/// Short for the hook-relevant durations below.
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+/// Writes an executable `/bin/sh` script `<scratch>/<name>` with `body`.
+fn script(s: &Scratch, name: &str, body: &str) -> PathBuf {
+    let p = s.dir.path().join(name);
+    fs::write(&p, format!("#!/bin/sh\n{body}")).expect("writing a hook script");
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod 0755");
+    p
+}
+
+/// A path under the scratch directory (outside root) as a string for scripts.
+fn scratch_path(s: &Scratch, name: &str) -> (PathBuf, String) {
+    let p = s.dir.path().join(name);
+    let text = p.to_str().expect("utf-8 temp path").to_string();
+    assert!(!text.contains('\''), "no quotes in temp paths: {text}");
+    (p, text)
+}
+
+/// The non-empty lines of a file (none when it does not exist yet).
+fn lines(path: &Path) -> Vec<String> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Completed lines only: a line is complete once its newline is written.
+fn line_count(path: &Path) -> usize {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .matches('\n')
+        .count()
+}
+
+/// `<canonical root>/.worktrees/<sha>`, what `pwd -P` prints inside a worktree.
+fn worktree_of(s: &Scratch, sha: &str) -> String {
+    let root = fs::canonicalize(&s.root).expect("root exists once something is published");
+    root.join(".worktrees")
+        .join(sha)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The value of the sample whose line is exactly `<sample> <value>`.
+fn metric(text: &str, sample: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let v = l.strip_prefix(sample)?.strip_prefix(' ')?;
+        v.trim().parse().ok()
+    })
+}
+
+/// `git_sync_hook_run_count_total{name,status}`; 0 while the sample is absent.
+fn hook_runs(addr: &str, name: &str, status: &str) -> u64 {
+    let r = client::get(addr, "/metrics").unwrap_or_else(|e| panic!("GET /metrics: {e}"));
+    assert_eq!(r.status, 200, "/metrics: {r}");
+    metric(
+        &r.text(),
+        &format!("git_sync_hook_run_count_total{{name=\"{name}\",status=\"{status}\"}}"),
+    )
+    .unwrap_or(0.0) as u64
+}
+
+fn metrics_text(addr: &str) -> String {
+    client::get(addr, "/metrics")
+        .map(|r| r.text())
+        .unwrap_or_else(|e| format!("<GET /metrics failed: {e}>"))
+}
+
+/// Starts `sidecar` with `--http-bind 127.0.0.1:0 --http-metrics`.
+fn start_with_metrics(sidecar: Sidecar) -> (Running, String) {
+    let run = sidecar
+        .args(["--http-bind", "127.0.0.1:0", "--http-metrics"])
+        .spawn();
+    let addr = wait_for_http_address(&run);
+    (run, addr)
+}
+
+/// `X-Git-Sidecar-Signature-256` value: `sha256=<hex HMAC-SHA256(secret, body)>`.
+fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("hmac key");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// True while `pid` exists and is not a zombie.
+fn alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat_fields(&stat).is_some_and(|(state, _)| state != "Z"),
+        Err(_) => false,
+    }
+}
+
+/// (state, ppid) from the text of /proc/PID/stat (the comm may hold spaces).
+fn stat_fields(stat: &str) -> Option<(String, i32)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut it = rest.split_whitespace();
+    let state = it.next()?.to_string();
+    let ppid = it.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// Live (non-zombie) children of `parent`, sorted.
+fn children_of(parent: i32) -> Vec<i32> {
+    let mut v: Vec<i32> = fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|pid| {
+                    fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .ok()
+                        .and_then(|s| stat_fields(&s))
+                        .is_some_and(|(state, ppid)| ppid == parent && state != "Z")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Waits for `pred` on the lines of `path`; panics with the sidecar's logs
+/// and the file's content on timeout.
+fn wait_for_lines(run: &Running, path: &Path, what: &str, pred: impl Fn(&[String]) -> bool) {
+    let mut seen = Vec::new();
+    let ok = poll_until(DEADLINE, || {
+        seen = lines(path);
+        pred(&seen)
+    });
+    if !ok {
+        panic!(
+            "timed out after {DEADLINE:?} waiting for: {what}\n--- {} ---\n{}\n{}",
+            path.display(),
+            seen.join("\n"),
+            run.logs()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// exechook
+
+/// One line per run: pwd, hash, previous hash (or <unset>), ref, repo, argc, args joined by ';'.
+fn recording_hook(s: &Scratch, log: &str) -> PathBuf {
+    script(
+        s,
+        "record-hook",
+        &format!(
+            "IFS=';'\n\
+             printf '%s\\t%s\\t%s\\t%s\\t%s\\t%s\\t%s\\n' \"$(pwd -P)\" \"$GITSYNC_HASH\" \
+             \"${{GITSYNC_PREVIOUS_HASH-<unset>}}\" \"$GITSYNC_REF\" \"$GITSYNC_REPO\" \"$#\" \"$*\" >> '{log}'\n"
+        ),
+    )
+}
+
+/// A parsed line of [`recording_hook`].
+#[derive(Debug)]
+struct HookRun {
+    pwd: String,
+    hash: String,
+    previous: String,
+    git_ref: String,
+    repo: String,
+    argc: String,
+    args: String,
+}
+
+fn parse_run(line: &str) -> HookRun {
+    let f: Vec<&str> = line.split('\t').collect();
+    assert_eq!(f.len(), 7, "hook log line {line:?}");
+    HookRun {
+        pwd: f[0].into(),
+        hash: f[1].into(),
+        previous: f[2].into(),
+        git_ref: f[3].into(),
+        repo: f[4].into(),
+        argc: f[5].into(),
+        args: f[6].into(),
+    }
+}
+
+#[test]
+fn exechook_runs_in_the_new_worktree_with_env_and_args() {
+    let up = Upstream::new();
+    let a = up.commit_file("f", "1", "a");
+    let s = Scratch::new();
+    let (log, log_s) = scratch_path(&s, "hook.log");
+    let hook = recording_hook(&s, &log_s);
+    let run = s
+        .sidecar(&up.file_url())
+        .args(["--period", "100ms"])
+        .arg("--exechook-command")
+        .arg(&hook)
+        .args(["--exechook-arg", "one", "--exechook-arg", "two words"])
+        .args(["--exechook-arg", "--dashed"])
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &a);
+    wait_for_lines(&run, &log, "the exechook's first run", |l| !l.is_empty());
+
+    let first = parse_run(&lines(&log)[0]);
+    let ctx = || format!("{:#?}\n{}", lines(&log), run.logs());
+    assert_eq!(
+        first.pwd,
+        worktree_of(&s, &a),
+        "cwd of the first run\n{}",
+        ctx()
+    );
+    assert_eq!(first.hash, a, "GITSYNC_HASH of the first run\n{}", ctx());
+    assert_eq!(
+        first.previous,
+        "",
+        "GITSYNC_PREVIOUS_HASH must be set and empty on the first run\n{}",
+        ctx()
+    );
+    assert_eq!(first.git_ref, "HEAD", "GITSYNC_REF\n{}", ctx());
+    assert_eq!(first.repo, up.file_url(), "GITSYNC_REPO\n{}", ctx());
+    assert_eq!(
+        (first.argc.as_str(), first.args.as_str()),
+        ("3", "one;two words;--dashed"),
+        "arguments, in order\n{}",
+        ctx()
+    );
+
+    let b = up.commit_file("f", "2", "b");
+    run.wait_for_link_hash(&s.link(), &b);
+    wait_for_lines(&run, &log, "the exechook's run for the new commit", |l| {
+        l.len() >= 2
+    });
+    let second = parse_run(&lines(&log)[1]);
+    assert_eq!(
+        second.pwd,
+        worktree_of(&s, &b),
+        "cwd of the second run\n{}",
+        ctx()
+    );
+    assert_eq!(second.hash, b, "GITSYNC_HASH of the second run\n{}", ctx());
+    assert_eq!(second.previous, a, "GITSYNC_PREVIOUS_HASH\n{}", ctx());
+    assert_eq!(second.args, "one;two words;--dashed", "{}", ctx());
+
+    // Unchanged passes (every 100 ms) fire nothing.
+    std::thread::sleep(secs(1.0));
+    assert_eq!(lines(&log).len(), 2, "runs without a publish\n{}", ctx());
+    run.assert_running();
+}
+
+#[test]
+fn exechook_failure_is_retried_then_succeeds() {
+    let up = Upstream::new();
+    let a = up.commit_file("f", "1", "a");
+    let s = Scratch::new();
+    let (_, counter_s) = scratch_path(&s, "counter");
+    let (log, log_s) = scratch_path(&s, "hook.log");
+    let hook = script(
+        &s,
+        "flaky-hook",
+        &format!(
+            "n=0\n\
+             [ -f '{counter_s}' ] && read n < '{counter_s}'\n\
+             n=$((n+1))\n\
+             echo \"$n\" > '{counter_s}'\n\
+             echo \"$n $GITSYNC_HASH\" >> '{log_s}'\n\
+             [ \"$n\" -gt 2 ]\n"
+        ),
+    );
+    let (run, addr) = start_with_metrics(
+        s.sidecar(&up.file_url())
+            .args(["--period", "100ms", "--exechook-backoff", "1s"])
+            .arg("--exechook-command")
+            .arg(&hook),
+    );
+    run.wait_for_link_hash(&s.link(), &a);
+
+    // Note when each run shows up, to check the backoff between them.
+    let mut seen_at: Vec<Instant> = Vec::new();
+    run.wait_until(DEADLINE, "three runs of the exechook", || {
+        while seen_at.len() < line_count(&log) {
+            seen_at.push(Instant::now());
+        }
+        seen_at.len() >= 3
+    });
+    let runs = lines(&log);
+    for (i, l) in runs.iter().enumerate() {
+        assert_eq!(l, &format!("{} {a}", i + 1), "run {i}: {runs:?}");
+    }
+    for w in seen_at.windows(2) {
+        let gap = w[1] - w[0];
+        assert!(
+            gap >= secs(0.95),
+            "a retry came {gap:?} after the failure, before --exechook-backoff 1s: {runs:?}\n{}",
+            run.logs()
+        );
+    }
+    run.wait_until(DEADLINE, "hook metrics: 2 errors, 1 success", || {
+        hook_runs(&addr, "exechook", "error") >= 2 && hook_runs(&addr, "exechook", "success") >= 1
+    });
+    assert_eq!(
+        hook_runs(&addr, "exechook", "error"),
+        2,
+        "{}",
+        metrics_text(&addr)
+    );
+
+    // Delivered: no more runs for the same hash.
+    std::thread::sleep(secs(2.5));
+    assert_eq!(
+        lines(&log).len(),
+        3,
+        "the exechook ran again after it succeeded\n{}",
+        run.logs()
+    );
+    assert_eq!(
+        hook_runs(&addr, "exechook", "success"),
+        1,
+        "{}",
+        metrics_text(&addr)
+    );
+    run.assert_running();
+}
+
+#[test]
+fn exechook_timeout_kills_it() {
+    let up = Upstream::new();
+    let a = up.commit_file("f", "1", "a");
+    let s = Scratch::new();
+    let (log, log_s) = scratch_path(&s, "hook.log");
+    // The shell waits for a child, as real hook scripts do.
+    let hook = script(
+        &s,
+        "slow-hook",
+        &format!(
+            "echo \"start $$\" >> '{log_s}'\n\
+             sleep 30 &\n\
+             echo \"child $!\" >> '{log_s}'\n\
+             wait $!\n\
+             echo \"end $$\" >> '{log_s}'\n"
+        ),
+    );
+    let (run, addr) = start_with_metrics(
+        s.sidecar(&up.file_url())
+            .args(["--period", "100ms", "--max-failures", "-1"])
+            .args(["--exechook-timeout", "1s", "--exechook-backoff", "1s"])
+            .arg("--exechook-command")
+            .arg(&hook),
+    );
+    run.wait_for_link_hash(&s.link(), &a);
+    wait_for_lines(&run, &log, "the exechook's first run", |l| l.len() >= 2);
+    let started = Instant::now();
+    let pid_of = |prefix: &str| -> i32 {
+        lines(&log)
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix)?.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix:?} line in {:?}", lines(&log)))
+    };
+    let (shell, child) = (pid_of("start "), pid_of("child "));
+
+    run.wait_until(DEADLINE, "an exechook error in the metrics", || {
+        hook_runs(&addr, "exechook", "error") >= 1
+    });
+    let reported = started.elapsed();
+    assert!(
+        reported < secs(10.0),
+        "the timeout (1s) was reported only after {reported:?}\n{}",
+        run.logs()
+    );
+    run.wait_until(secs(5.0), "the timed-out hook process is gone", || {
+        !alive(shell)
+    });
+    run.wait_until(
+        secs(5.0),
+        "the timed-out hook's child (sleep 30) is gone too",
+        || !alive(child),
+    );
+    assert!(
+        !lines(&log).iter().any(|l| l.starts_with("end ")),
+        "{:?}",
+        lines(&log)
+    );
+    let stderr = run.stderr();
+    assert!(
+        stderr.lines().any(|l| {
+            let l = l.to_ascii_lowercase();
+            (l.contains("\"warn\"") || l.contains("\"error\"")) && l.contains("hook")
+        }),
+        "the hook failure is not logged as a warning or error\n{}",
+        run.logs()
+    );
+
+    // Syncing goes on while the hook keeps timing out, and it is retried.
+    let b = up.commit_file("f", "2", "b");
+    run.wait_for_link_hash(&s.link(), &b);
+    wait_for_lines(&run, &log, "a retry of the exechook", |l| {
+        l.iter().filter(|l| l.starts_with("start ")).count() >= 2
+    });
+    assert_eq!(hook_runs(&addr, "exechook", "success"), 0);
+    run.assert_running();
+}
+
+// ---------------------------------------------------------------------------
+// outgoing webhook
+
+const SIGNING_SECRET: &str = "it-signing-secret";
+
+/// Checks the JSON body of a `--webhook-json-body` request.
+fn check_json_body(r: &Received, hash: &str, previous: Option<&str>, repo: &str, ctx: &str) {
+    let v = r.json();
+    assert_eq!(v["hash"], hash, "body.hash: {v}\n{ctx}");
+    match previous {
+        Some(p) => assert_eq!(v["previous_hash"], p, "body.previous_hash: {v}\n{ctx}"),
+        None => assert!(
+            v["previous_hash"].is_null() || v["previous_hash"] == "",
+            "body.previous_hash on the first run: {v}\n{ctx}"
+        ),
+    }
+    assert!(
+        v.as_object()
+            .is_some_and(|o| o.contains_key("previous_hash")),
+        "no previous_hash key: {v}"
+    );
+    assert_eq!(v["ref"], "HEAD", "body.ref: {v}\n{ctx}");
+    assert_eq!(v["repo"], repo, "body.repo: {v}\n{ctx}");
+    let time_ok = match &v["time"] {
+        serde_json::Value::String(t) => !t.is_empty(),
+        serde_json::Value::Number(_) => true,
+        _ => false,
+    };
+    assert!(time_ok, "body.time: {v}\n{ctx}");
+    assert!(
+        r.header("content-type")
+            .is_some_and(|c| c.contains("application/json")),
+        "Content-Type of a JSON body: {:?}\n{ctx}",
+        r.header("content-type")
+    );
+    assert_eq!(
+        r.header("x-git-sidecar-signature-256"),
+        Some(sign(SIGNING_SECRET, &r.body).as_str()),
+        "signature over the body\n{ctx}"
+    );
+}
+
+#[test]
+fn webhook_success_path_sends_hash_headers_json_and_signature() {
+    let up = Upstream::new();
+    let a = up.commit_file("f", "1", "a");
+    let s = Scratch::new();
+    let recv = Receiver::start();
+    let secret = s.dir.path().join("signing-secret");
+    fs::write(&secret, format!("{SIGNING_SECRET}\n")).expect("writing the secret");
+    let run = s
+        .sidecar(&up.file_url())
+        .args(["--period", "100ms"])
+        .args(["--webhook-url", &recv.url("/deploy?x=1")])
+        .args(["--webhook-header", "X-Extra: hello world"])
+        .args(["--webhook-header", "Authorization: Bearer it-token"])
+        .arg("--webhook-json-body")
+        .arg("--webhook-signing-secret-file")
+        .arg(&secret)
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &a);
+    let ctx = || format!("{}\n{}", recv.describe(), run.logs());
+    run.wait_until(DEADLINE, "the first webhook request", || recv.count() >= 1);
+
+    let r = &recv.requests()[0];
+    assert_eq!(r.method, "POST", "default method\n{}", ctx());
+    assert_eq!(r.target, "/deploy?x=1", "{}", ctx());
+    assert_eq!(r.header("gitsync-hash"), Some(a.as_str()), "{}", ctx());
+    assert_eq!(r.header("x-extra"), Some("hello world"), "{}", ctx());
+    assert_eq!(
+        r.header("authorization"),
+        Some("Bearer it-token"),
+        "{}",
+        ctx()
+    );
+    check_json_body(r, &a, None, &up.file_url(), &ctx());
+
+    let b = up.commit_file("f", "2", "b");
+    run.wait_for_link_hash(&s.link(), &b);
+    run.wait_until(DEADLINE, "the webhook for the new commit", || {
+        recv.count() >= 2
+    });
+    let r = &recv.requests()[1];
+    assert_eq!(r.header("gitsync-hash"), Some(b.as_str()), "{}", ctx());
+    check_json_body(r, &b, Some(&a), &up.file_url(), &ctx());
+
+    std::thread::sleep(secs(1.0));
+    assert_eq!(recv.count(), 2, "requests without a publish\n{}", ctx());
+    assert!(
+        !run.stderr().contains("it-token") && !run.stderr().contains(SIGNING_SECRET),
+        "a header value or the secret was logged\n{}",
+        run.logs()
+    );
+}
+
+#[test]
+fn webhook_failures_are_retried_with_backoff() {
+    let up = Upstream::new();
+    let a = up.commit_file("f", "1", "a");
+    let s = Scratch::new();
+    let recv = Receiver::failing_first(2, 500);
+    let (run, addr) = start_with_metrics(
+        s.sidecar(&up.file_url())
+            .args(["--period", "100ms", "--webhook-backoff", "1s"])
+            .args(["--webhook-url", &recv.url("/hook")]),
+    );
+    run.wait_for_link_hash(&s.link(), &a);
+    let ctx = || format!("{}\n{}", recv.describe(), run.logs());
+    run.wait_until(DEADLINE, "three webhook requests (500, 500, 200)", || {
+        recv.count() >= 3
+    });
+    let reqs = recv.requests();
+    for r in &reqs {
+        assert_eq!(r.header("gitsync-hash"), Some(a.as_str()), "{}", ctx());
+    }
+    for w in reqs.windows(2) {
+        let gap = w[1].at - w[0].at;
+        assert!(
+            gap >= secs(0.95),
+            "a retry came {gap:?} after the failure, before --webhook-backoff 1s\n{}",
+            ctx()
+        );
+    }
+    run.wait_until(DEADLINE, "webhook metrics: 2 errors, 1 success", || {
+        hook_runs(&addr, "webhook", "error") >= 2 && hook_runs(&addr, "webhook", "success") >= 1
+    });
+    std::thread::sleep(secs(2.5));
+    assert_eq!(recv.count(), 3, "requests after the success\n{}", ctx());
+    assert_eq!(
+        hook_runs(&addr, "webhook", "error"),
+        2,
+        "{}",
+        metrics_text(&addr)
+    );
+    assert_eq!(
+        hook_runs(&addr, "webhook", "success"),
+        1,
+        "{}",
+        metrics_text(&addr)
+    );
+}
+
+#[test]
+fn webhook_slower_than_its_timeout_fails_and_is_retried() {
+    let up = Upstream::new();
+    let a = up.commit_file("f", "1", "a");
+    let s = Scratch::new();
+    // The first answer would come after 4 s; the timeout is 1 s.
+    let recv = Receiver::slow_first(1, secs(4.0));
+    let (run, addr) = start_with_metrics(
+        s.sidecar(&up.file_url())
+            .args(["--period", "100ms"])
+            .args(["--webhook-timeout", "1s", "--webhook-backoff", "1s"])
+            .args(["--webhook-url", &recv.url("/hook")]),
+    );
+    run.wait_for_link_hash(&s.link(), &a);
+    let ctx = || format!("{}\n{}", recv.describe(), run.logs());
+    run.wait_until(DEADLINE, "a retried webhook request", || recv.count() >= 2);
+    let reqs = recv.requests();
+    let gap = reqs[1].at - reqs[0].at;
+    assert!(
+        gap >= secs(1.95) && gap < secs(4.0),
+        "the retry came {gap:?} after the first request (1s timeout + 1s backoff; the slow \
+         answer would have come at 4s)\n{}",
+        ctx()
+    );
+    assert_eq!(
+        reqs[1].header("gitsync-hash"),
+        Some(a.as_str()),
+        "{}",
+        ctx()
+    );
+    run.wait_until(DEADLINE, "webhook metrics: 1 error, 1 success", || {
+        hook_runs(&addr, "webhook", "error") >= 1 && hook_runs(&addr, "webhook", "success") >= 1
+    });
+    std::thread::sleep(secs(1.5));
+    assert_eq!(recv.count(), 2, "requests after the success\n{}", ctx());
+}
+
+#[test]
+fn webhook_success_status_0_accepts_any_answer() {
+    let up = Upstream::new();
+    let a = up.commit_file("f", "1", "a");
+    let s = Scratch::new();
+    let recv = Receiver::answering(500);
+    let (run, addr) = start_with_metrics(
+        s.sidecar(&up.file_url())
+            .args(["--period", "100ms", "--webhook-backoff", "1s"])
+            .args(["--webhook-success-status", "0", "--webhook-method", "put"])
+            .args(["--webhook-url", &recv.url("/hook")]),
+    );
+    run.wait_for_link_hash(&s.link(), &a);
+    let ctx = || format!("{}\n{}", recv.describe(), run.logs());
+    run.wait_until(DEADLINE, "the webhook request", || recv.count() >= 1);
+    let r = &recv.requests()[0];
+    assert_eq!(r.method, "PUT", "--webhook-method put\n{}", ctx());
+    assert_eq!(r.header("gitsync-hash"), Some(a.as_str()), "{}", ctx());
+    assert!(
+        r.body.is_empty(),
+        "no body without --webhook-json-body\n{}",
+        ctx()
+    );
+    run.wait_until(DEADLINE, "a webhook success in the metrics", || {
+        hook_runs(&addr, "webhook", "success") >= 1
+    });
+    std::thread::sleep(secs(2.5));
+    assert_eq!(
+        recv.count(),
+        1,
+        "a 500 was retried despite status 0\n{}",
+        ctx()
+    );
+    assert_eq!(
+        hook_runs(&addr, "webhook", "error"),
+        0,
+        "{}",
+        metrics_text(&addr)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// --one-time
+
+#[test]
+fn one_time_exit_code_follows_hooks() {
+    let up = Upstream::new();
+    let a = up.commit_file("f", "1", "a");
+
+    // A succeeding exechook: exit 0.
+    let s = Scratch::new();
+    let (log, log_s) = scratch_path(&s, "hook.log");
+    let ok = script(
+        &s,
+        "ok-hook",
+        &format!("echo \"$GITSYNC_HASH\" >> '{log_s}'\n"),
+    );
+    let out = s
+        .sidecar(&up.file_url())
+        .arg("--exechook-command")
+        .arg(&ok)
+        .arg("--one-time")
+        .run(secs(25.0));
+    assert_eq!(out.status.code(), Some(0), "{}", describe_output(&out));
+    assert_eq!(lines(&log), vec![a.clone()], "{}", describe_output(&out));
+    assert_eq!(s.published().as_deref(), Some(a.as_str()));
+
+    // A failing exechook: exit 1, run once, and the content is published anyway.
+    let s = Scratch::new();
+    let (log, log_s) = scratch_path(&s, "hook.log");
+    let bad = script(
+        &s,
+        "bad-hook",
+        &format!("echo \"$GITSYNC_HASH\" >> '{log_s}'\nexit 3\n"),
+    );
+    let out = s
+        .sidecar(&up.file_url())
+        .arg("--exechook-command")
+        .arg(&bad)
+        .args(["--exechook-backoff", "1s", "--one-time"])
+        .run(secs(25.0));
+    assert_eq!(out.status.code(), Some(1), "{}", describe_output(&out));
+    assert_eq!(
+        lines(&log),
+        vec![a.clone()],
+        "runs: {}",
+        describe_output(&out)
+    );
+    assert_eq!(s.published().as_deref(), Some(a.as_str()));
+    assert_published_layout(&s.root, &s.link());
+}
+
+#[test]
+fn one_time_exit_code_follows_the_webhook() {
+    let up = Upstream::new();
+    let a = up.commit_file("f", "1", "a");
+    for (status, code) in [(200, 0), (500, 1)] {
+        let s = Scratch::new();
+        let recv = Receiver::answering(status);
+        let out = s
+            .sidecar(&up.file_url())
+            .args([
+                "--webhook-url",
+                &recv.url("/hook"),
+                "--webhook-backoff",
+                "1s",
+            ])
+            .arg("--one-time")
+            .run(secs(25.0));
+        let ctx = format!("{}\n{}", recv.describe(), describe_output(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "receiver answers {status}\n{ctx}"
+        );
+        assert_eq!(recv.count(), 1, "one attempt in --one-time mode\n{ctx}");
+        assert_eq!(s.published().as_deref(), Some(a.as_str()), "{ctx}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// restart
+
+#[test]
+fn restart_with_unchanged_hash_fires_hooks_once_more() {
+    let up = Upstream::new();
+    let a = up.commit_file("f", "1", "a");
+    let s = Scratch::new();
+    let (log, log_s) = scratch_path(&s, "hook.log");
+    let hook = recording_hook(&s, &log_s);
+    let sidecar = || {
+        s.sidecar(&up.file_url())
+            .args(["--period", "100ms"])
+            .arg("--exechook-command")
+            .arg(&hook)
+    };
+    let first = sidecar().spawn();
+    first.wait_for_link_hash(&s.link(), &a);
+    wait_for_lines(&first, &log, "the exechook's first run", |l| l.len() == 1);
+    first.kill9();
+
+    let second = sidecar().spawn();
+    wait_for_lines(&second, &log, "the exechook's run after the restart", |l| {
+        l.len() >= 2
+    });
+    // At --period 100ms a loop would show within this window.
+    std::thread::sleep(secs(2.0));
+    let runs = lines(&log);
+    assert_eq!(
+        runs.len(),
+        2,
+        "the exechook must run exactly once more after a restart: {runs:#?}\n{}",
+        second.logs()
+    );
+    let again = parse_run(&runs[1]);
+    assert_eq!(again.hash, a, "{runs:#?}");
+    assert_eq!(again.pwd, worktree_of(&s, &a), "{runs:#?}");
+    assert_eq!(s.published().as_deref(), Some(a.as_str()));
+    second.assert_running();
+}
+
+// ---------------------------------------------------------------------------
+// pre-publish gate
+
+#[test]
+fn pre_publish_gate_refuses_a_commit() {
+    let up = Upstream::new();
+    let a = up.commit_file("f", "1", "a");
+    let s = Scratch::new();
+    let (gate_log, gate_log_s) = scratch_path(&s, "gate.log");
+    let (post_log, post_log_s) = scratch_path(&s, "post.log");
+    let gate = script(
+        &s,
+        "gate",
+        &format!(
+            "printf '%s\\t%s\\n' \"$(pwd -P)\" \"$GITSYNC_HASH\" >> '{gate_log_s}'\n\
+             [ ! -e BLOCK ]\n"
+        ),
+    );
+    let post = script(
+        &s,
+        "post",
+        &format!("echo \"$GITSYNC_HASH\" >> '{post_log_s}'\n"),
+    );
+    let (run, addr) = start_with_metrics(
+        s.sidecar(&up.file_url())
+            .args(["--period", "100ms", "--max-failures", "-1"])
+            .arg("--error-file")
+            .arg(s.error_file())
+            .arg("--pre-publish-exechook-command")
+            .arg(&gate)
+            .arg("--exechook-command")
+            .arg(&post),
+    );
+    let gate_runs = |hash: &str| {
+        lines(&gate_log)
+            .iter()
+            .filter(|l| l.ends_with(&format!("\t{hash}")))
+            .count()
+    };
+    run.wait_for_link_hash(&s.link(), &a);
+    let ctx = || {
+        format!(
+            "--- gate runs ---\n{}\n--- post runs ---\n{}\n{}",
+            lines(&gate_log).join("\n"),
+            lines(&post_log).join("\n"),
+            run.logs()
+        )
+    };
+    assert_eq!(
+        lines(&gate_log).first().cloned(),
+        Some(format!("{}\t{a}", worktree_of(&s, &a))),
+        "the gate runs in the new worktree before A is published\n{}",
+        ctx()
+    );
+    wait_for_lines(&run, &post_log, "the exechook for A", |l| l.len() == 1);
+
+    // B carries BLOCK: refused, A stays published.
+    let b = up.commit_file("BLOCK", "no\n", "b");
+    wait_for_lines(&run, &gate_log, "the gate's run for B", |l| {
+        l.iter().any(|l| l.ends_with(&b))
+    });
+    assert!(
+        lines(&gate_log).contains(&format!("{}\t{b}", worktree_of(&s, &b))),
+        "the gate for B runs in B's worktree\n{}",
+        ctx()
+    );
+    run.wait_until(DEADLINE, "the error file mentions pre-publish", || {
+        read_error_file(&s.error_file())
+            .is_some_and(|v| v["Err"].to_string().contains("pre-publish"))
+    });
+    let status = client::get(&addr, "/status").expect("GET /status").json();
+    assert!(
+        status["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("pre-publish")),
+        "/status last_error: {status}\n{}",
+        ctx()
+    );
+    assert!(
+        status["consecutive_failures"].as_u64() >= Some(1),
+        "/status: {status}"
+    );
+    assert_eq!(status["published_hash"], a.as_str(), "/status: {status}");
+    assert_eq!(s.published().as_deref(), Some(a.as_str()), "{}", ctx());
+    assert_published_layout(&s.root, &s.link());
+    assert_tree_matches_commit(&s.link(), &up, &a);
+
+    // Not re-run while the ref stays on B (20 passes at --period 100ms).
+    std::thread::sleep(secs(2.0));
+    assert_eq!(
+        gate_runs(&b),
+        1,
+        "the refused commit was retried\n{}",
+        ctx()
+    );
+    assert_eq!(s.published().as_deref(), Some(a.as_str()), "{}", ctx());
+    assert!(
+        !lines(&post_log).contains(&b),
+        "the exechook ran for the refused commit\n{}",
+        ctx()
+    );
+    run.assert_running();
+
+    // C drops BLOCK: published.
+    up.git(&["rm", "-q", "BLOCK"]);
+    let c = up.commit_all("c");
+    run.wait_for_link_hash(&s.link(), &c);
+    assert_tree_matches_commit(&s.link(), &up, &c);
+    assert_eq!(gate_runs(&c), 1, "{}", ctx());
+    wait_for_lines(&run, &post_log, "the exechook for C", |l| {
+        l.last() == Some(&c)
+    });
+    assert_eq!(lines(&post_log), vec![a.clone(), c.clone()], "{}", ctx());
+    run.wait_until(DEADLINE, "the error file is cleared", || {
+        !error_file_has_err(&s.error_file())
+    });
+    let status = client::get(&addr, "/status").expect("GET /status").json();
+    assert_eq!(status["last_error"], serde_json::Value::Null, "{status}");
+    // Gate runs count like any hook run (metrics.rs names it pre-publish-exechook).
+    assert!(
+        hook_runs(&addr, "pre-publish-exechook", "error") == 1
+            && hook_runs(&addr, "pre-publish-exechook", "success") == 2,
+        "gate runs (A ok, B refused, C ok) missing from the metrics:\n{}",
+        metrics_text(&addr)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// --reload-process
+
+const NGINX: &str = "/usr/sbin/nginx";
+
+/// A child process killed (with its process group) when dropped.
+struct Proc {
+    child: Child,
+    group: bool,
+}
+
+impl Proc {
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.exited().is_none() {
+            let pid = Pid::from_raw(self.pid());
+            if self.group {
+                let _ = killpg(pid, Signal::SIGKILL);
+            }
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Spawns `cmd`, retrying while the program is still being written by
+/// another thread's fork (ETXTBSY, a race of freshly written executables).
+fn spawn_retrying(cmd: &mut Command, group: bool) -> Proc {
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL)).map_err(std::io::Error::from)
+        });
+    }
+    if group {
+        cmd.process_group(0);
+    }
+    for _ in 0..100 {
+        match cmd.spawn() {
+            Ok(child) => return Proc { child, group },
+            Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("cannot start {cmd:?}: {e}"),
+        }
+    }
+    panic!("cannot start {cmd:?}: text file busy");
+}
+
+/// nginx in the foreground with a minimal config in `dir`, serving `root`
+/// on 127.0.0.1:`port`.
+fn start_nginx(dir: &Path, root: &Path, port: u16) -> Proc {
+    if !Path::new(NGINX).exists() {
+        panic!("nginx not found at {NGINX}: install it (Debian/Ubuntu: apt-get install nginx)");
+    }
+    let d = dir.display();
+    let user = if nix::unistd::geteuid().is_root() {
+        "user root;\n"
+    } else {
+        ""
+    };
+    let conf = format!(
+        "{user}worker_processes 1;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n\
+           access_log off;\n\
+           client_body_temp_path {d}/client;\n\
+           proxy_temp_path {d}/proxy;\n\
+           fastcgi_temp_path {d}/fastcgi;\n\
+           uwsgi_temp_path {d}/uwsgi;\n\
+           scgi_temp_path {d}/scgi;\n\
+           server {{ listen 127.0.0.1:{port}; root {}; }}\n\
+         }}\n",
+        root.display()
+    );
+    let conf_path = dir.join("nginx.conf");
+    fs::write(&conf_path, conf).expect("writing nginx.conf");
+    let mut cmd = Command::new(NGINX);
+    cmd.arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(&conf_path)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .arg("-g")
+        .arg(format!(
+            "daemon off; pid {d}/nginx.pid; error_log {d}/error.log notice;"
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    spawn_retrying(&mut cmd, true)
+}
+
+fn nginx_context(dir: &Path, master: i32) -> String {
+    format!(
+        "--- nginx master {master} (alive: {}), children {:?} ---\n--- error.log ---\n{}",
+        alive(master),
+        children_of(master),
+        fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+    )
+}
+
+/// nginx's "signal 1 (SIGHUP) received from <pid>, reconfiguring" lines:
+/// the sender of each SIGHUP.
+fn hup_senders(dir: &Path) -> Vec<i32> {
+    fs::read_to_string(dir.join("error.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let rest = l.split_once("signal 1 (SIGHUP) received from ")?.1;
+            let (pid, tail) = rest.split_once(',')?;
+            assert!(
+                tail.contains("reconfiguring"),
+                "unexpected nginx log line {l:?}"
+            );
+            pid.trim().parse().ok()
+        })
+        .collect()
+}
+
+#[test]
+fn reload_signal_reaches_a_real_nginx_master() {
+    let up = Upstream::new();
+    let a = up.commit_file("index.html", "a\n", "a");
+    let s = Scratch::new();
+    let ngx_dir = tempdir("nginx");
+    let mut nginx = start_nginx(ngx_dir.path(), &s.link(), free_port());
+    let master = nginx.pid();
+    let ctx = |run: &Running| format!("{}\n{}", nginx_context(ngx_dir.path(), master), run.logs());
+    wait_until(
+        DEADLINE,
+        "nginx's worker process",
+        || !children_of(master).is_empty(),
+        || nginx_context(ngx_dir.path(), master),
+    );
+    let gen0 = children_of(master);
+
+    let run = s
+        .sidecar(&up.file_url())
+        .args(["--period", "100ms"])
+        .args(["--reload-process", "nginx", "--reload-signal", "HUP"])
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &a);
+    // Publishing A reloads nginx: a new generation of workers.
+    run.wait_until(DEADLINE, "nginx reconfigured after A", || {
+        !hup_senders(ngx_dir.path()).is_empty()
+    });
+    let mut gen1 = Vec::new();
+    run.wait_until(DEADLINE, "a new generation of nginx workers", || {
+        gen1 = children_of(master);
+        !gen1.is_empty() && gen1.iter().all(|p| !gen0.contains(p))
+    });
+    let before = hup_senders(ngx_dir.path()).len();
+
+    let b = up.commit_file("index.html", "b\n", "b");
+    run.wait_for_link_hash(&s.link(), &b);
+    run.wait_until(DEADLINE, "nginx reconfigured after B", || {
+        hup_senders(ngx_dir.path()).len() > before
+    });
+    let mut gen2 = Vec::new();
+    run.wait_until(DEADLINE, "another generation of nginx workers", || {
+        gen2 = children_of(master);
+        !gen2.is_empty() && gen2.iter().all(|p| !gen1.contains(p))
+    });
+    assert!(
+        nginx.exited().is_none() && alive(master),
+        "the nginx master must survive the reloads\n{}",
+        ctx(&run)
+    );
+    let pid_file = fs::read_to_string(ngx_dir.path().join("nginx.pid")).unwrap_or_default();
+    assert_eq!(pid_file.trim(), master.to_string(), "{}", ctx(&run));
+    // One reload per publish (no storm from unchanged passes), all sent by the sidecar.
+    std::thread::sleep(secs(1.0));
+    let senders = hup_senders(ngx_dir.path());
+    assert_eq!(
+        senders.len(),
+        before + 1,
+        "SIGHUPs: {senders:?}\n{}",
+        ctx(&run)
+    );
+    assert!(
+        senders.iter().all(|p| *p == run.pid().as_raw()),
+        "SIGHUP senders {senders:?}, the sidecar is {}\n{}",
+        run.pid(),
+        ctx(&run)
+    );
+    run.assert_running();
+}
+
+/// A copy of /bin/sleep named `gsx<random>` (a unique /proc/PID/comm).
+fn sleep_copy(dir: &Path) -> (PathBuf, String) {
+    let mut rng = fastrand::Rng::new();
+    let name: String = format!("gsx{}", (0..8).map(|_| rng.lowercase()).collect::<String>());
+    let path = dir.join(&name);
+    fs::copy("/bin/sleep", &path).expect("copying /bin/sleep");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+    (path, name)
+}
+
+/// True when the SigIgn mask in /proc/PID/status has SIGHUP.
+fn ignores_hup(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let mask = s
+                .lines()
+                .find_map(|l| l.strip_prefix("SigIgn:"))?
+                .trim()
+                .to_string();
+            u64::from_str_radix(&mask, 16).ok()
+        })
+        .is_some_and(|m| m & 1 != 0)
+}
+
+#[test]
+fn reload_signal_ignored_by_its_target_or_no_target_keeps_syncing() {
+    let up = Upstream::new();
+    let a = up.commit_file("f", "1", "a");
+    let s = Scratch::new();
+    let bin_dir = tempdir("reload");
+    let (prog, name) = sleep_copy(bin_dir.path());
+    let comm = |pid: i32| fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+
+    // Two processes with the name: one ignores SIGHUP (exec keeps the
+    // ignored disposition), the other dies of it, proving it was sent.
+    let mut ignoring = spawn_retrying(
+        Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("trap '' HUP; exec '{}' 30", prog.display()))
+            .stdin(Stdio::null()),
+        false,
+    );
+    let mut dying = spawn_retrying(Command::new(&prog).arg("30").stdin(Stdio::null()), false);
+    wait_until(
+        DEADLINE,
+        "both processes run under their name",
+        || comm(ignoring.pid()).trim() == name && comm(dying.pid()).trim() == name,
+        || format!("comm: {:?} {:?}", comm(ignoring.pid()), comm(dying.pid())),
+    );
+    assert!(ignores_hup(ignoring.pid()), "setup: SIGHUP not ignored");
+
+    let run = s
+        .sidecar(&up.file_url())
+        .args(["--period", "100ms"])
+        .args(["--reload-process", &name, "--reload-signal", "SIGHUP"])
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &a);
+    let mut status = None;
+    run.wait_until(
+        DEADLINE,
+        "the process that does not ignore SIGHUP died of it",
+        || {
+            status = dying.exited();
+            status.is_some()
+        },
+    );
+    assert_eq!(
+        status.and_then(|s| s.signal()),
+        Some(Signal::SIGHUP as i32),
+        "{:?}\n{}",
+        status,
+        run.logs()
+    );
+    let b = up.commit_file("f", "2", "b");
+    run.wait_for_link_hash(&s.link(), &b);
+    std::thread::sleep(secs(0.5));
+    assert!(
+        ignoring.exited().is_none(),
+        "the process ignoring SIGHUP died\n{}",
+        run.logs()
+    );
+    run.assert_running();
+
+    // A name nothing has: an error is logged and syncing goes on.
+    let s = Scratch::new();
+    // At most 15 bytes, like any /proc/PID/comm (longer names are refused).
+    let missing = format!("gsxno{}", name.trim_start_matches("gsx"));
+    let run = s
+        .sidecar(&up.file_url())
+        .args(["--period", "100ms", "--reload-process", &missing])
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &b);
+    run.wait_until(DEADLINE, "\"no process named\" in the logs", || {
+        run.stderr().contains("no process named")
+    });
+    let c = up.commit_file("f", "3", "c");
+    run.wait_for_link_hash(&s.link(), &c);
+    run.assert_running();
+}
