@@ -116,21 +116,27 @@ fn pack_files(pack_dir: &Path) -> Result<Vec<PathBuf>, Error> {
 }
 
 /// All commits reachable from `keep`, stopping at the shallow boundary.
+///
+/// Each kept commit is walked on its own: in one combined walk gix drops the
+/// parents of shallow commits even when such a parent is itself a starting
+/// point (a kept worktree one commit behind the published one), and its
+/// objects would be deleted.
 fn reachable_commits(repo: &gix::Repository, keep: &[ObjectId]) -> Result<Vec<ObjectId>, Error> {
-    let present: Vec<ObjectId> = keep
-        .iter()
-        .copied()
-        .filter(|id| repo.has_object(id))
-        .collect();
-    if present.is_empty() {
-        return Ok(Vec::new());
+    let mut seen = std::collections::HashSet::new();
+    let mut commits = Vec::new();
+    for tip in keep.iter().copied().filter(|id| repo.has_object(id)) {
+        let walk = repo
+            .rev_walk([tip])
+            .all()
+            .map_err(|e| Error::Count(e.to_string()))?;
+        for info in walk {
+            let id = info.map_err(|e| Error::Count(e.to_string()))?.id;
+            if seen.insert(id) {
+                commits.push(id);
+            }
+        }
     }
-    let walk = repo
-        .rev_walk(present)
-        .all()
-        .map_err(|e| Error::Count(e.to_string()))?;
-    walk.map(|info| info.map(|i| i.id).map_err(|e| Error::Count(e.to_string())))
-        .collect()
+    Ok(commits)
 }
 
 /// Writes a pack with the commits, their trees and blobs, and indexes it into `pack_dir`.
@@ -265,6 +271,54 @@ fn remove_loose_objects(objects: &Path) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@t")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@t")
+            .output()
+            .expect("git must be installed for this test (apt-get install git)");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Depth 1 after a publish of A then its child B: both are shallow
+    /// boundaries, and both are kept (stale-worktree timeout). Whatever the
+    /// order of the kept list, both commits must survive compaction.
+    #[test]
+    fn kept_parent_of_a_shallow_commit_is_not_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        git(root, &["init", "-q", "-b", "main"]);
+        std::fs::write(root.join("f"), "a").expect("write");
+        git(root, &["add", "f"]);
+        git(root, &["commit", "-qm", "a"]);
+        let a = git(root, &["rev-parse", "HEAD"]);
+        std::fs::write(root.join("f"), "b").expect("write");
+        git(root, &["commit", "-qam", "b"]);
+        let b = git(root, &["rev-parse", "HEAD"]);
+        std::fs::write(root.join(".git/shallow"), format!("{a}\n{b}\n")).expect("shallow");
+        let repo = gix::open(root).expect("open");
+        let id = |h: &str| ObjectId::from_hex(h.as_bytes()).expect("hex");
+        for keep in [vec![id(&b), id(&a)], vec![id(&a), id(&b)]] {
+            let commits = reachable_commits(&repo, &keep).expect("walk");
+            assert!(
+                commits.contains(&id(&a)) && commits.contains(&id(&b)),
+                "{keep:?} -> {commits:?}"
+            );
+        }
+    }
 
     #[test]
     fn due_when_packs_outgrow_the_baseline() {
