@@ -76,36 +76,41 @@ impl fmt::Debug for RepoUrl {
     }
 }
 
-/// Redacts the password of `scheme://user:password@host/...` URLs. Text that
-/// is not such a URL is returned unchanged.
-pub fn redact_url(raw: &str) -> String {
-    let Some(scheme_end) = raw.find("://") else {
-        return raw.to_string();
-    };
-    let rest = &raw[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return raw.to_string();
-    };
-    let userinfo = &authority[..at];
-    let user = userinfo.split(':').next().unwrap_or("");
-    let redacted_userinfo = if userinfo.contains(':') {
-        format!("{user}:REDACTED")
-    } else {
-        // A lone userinfo over http(s) is usually a token; ssh users are not secret.
-        if raw.starts_with("http") {
-            "REDACTED".to_string()
-        } else {
-            user.to_string()
+/// Redacts the password (or a lone token user) of every
+/// `scheme://user:password@host/...` URL in `text`, wherever it appears (an
+/// error chain can quote the same URL several times). Other text is kept.
+pub fn redact_url(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(scheme_end) = rest.find("://") {
+        let (head, tail) = rest.split_at(scheme_end + 3);
+        out.push_str(head);
+        let authority_end = tail
+            .find(|c: char| c == '/' || c.is_whitespace() || c == ')' || c == '"' || c == '\'')
+            .unwrap_or(tail.len());
+        let authority = &tail[..authority_end];
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                let user = userinfo.split(':').next().unwrap_or("");
+                let is_http = head.ends_with("http://") || head.ends_with("https://");
+                if userinfo.contains(':') {
+                    out.push_str(user);
+                    out.push_str(":REDACTED");
+                } else if is_http {
+                    // A lone userinfo over http(s) is usually a token; ssh users are not secret.
+                    out.push_str("REDACTED");
+                } else {
+                    out.push_str(user);
+                }
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
         }
-    };
-    format!(
-        "{}://{}@{}",
-        &raw[..scheme_end],
-        redacted_userinfo,
-        &rest[at + 1..]
-    )
+        rest = &tail[authority_end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `error: cause: cause`, like anyhow's `{:#}`: a TLS or DNS failure often

@@ -217,23 +217,29 @@ impl Engine {
 
         let healthy =
             current.as_ref() == Some(&hash) && self.worktree_is_healthy(&hash, commit, first_pass);
-        if healthy && fetched_bytes.is_none() {
-            if store::branch_commit(repo) != Some(commit) {
-                store::set_branch(repo, commit)?;
-            }
-            self.cleanup(budget, &hash, false)?;
+        if healthy {
+            // Even after a fetch for the published commit (a depth change,
+            // objects restored) the intact worktree is kept, not rebuilt under readers.
+            self.upkeep(commit, &hash, budget, depth_changed);
             return Ok(Outcome::Unchanged { hash });
         }
-        if current.as_ref() == Some(&hash) && !healthy {
+        if current.as_ref() == Some(&hash) {
             tracing::warn!(%hash, "published worktree is missing or was modified; rebuilding it");
         }
-        if let Some((rejected, message)) = &self.rejected {
-            if *rejected == hash {
-                return Err(Error::Gate {
-                    hash,
-                    message: message.clone(),
-                });
-            }
+        // A refusal holds while the remote points at that commit; once the
+        // ref has moved, a later return to it is judged afresh.
+        if self
+            .rejected
+            .as_ref()
+            .is_some_and(|(refused, _)| *refused != hash)
+        {
+            self.rejected = None;
+        }
+        if let Some((_, message)) = &self.rejected {
+            return Err(Error::Gate {
+                hash,
+                message: message.clone(),
+            });
         }
         self.build_worktree(commit, &hash, budget)?;
         self.run_gate(&hash, current.as_ref())?;
@@ -241,17 +247,36 @@ impl Engine {
         if let Some(prev) = current.as_ref().filter(|p| **p != hash) {
             self.layout.mark_retired(prev);
         }
-        let repo = self.repo.as_ref().ok_or_else(|| store::Error::Open {
-            path: self.opts.root.clone(),
-            message: "repository not open".into(),
-        })?;
-        store::set_branch(repo, commit)?;
-        self.cleanup(budget, &hash, depth_changed)?;
+        self.upkeep(commit, &hash, budget, depth_changed);
         Ok(Outcome::Published {
             hash,
             previous: current,
             fetched_bytes: fetched_bytes.unwrap_or(0),
         })
+    }
+
+    /// Moves the branch to the published commit and cleans up. Runs once the
+    /// link points where it should, so a failure here is logged, never turned
+    /// into a failed sync (that would hide a successful publish from hooks
+    /// and could crash-loop on, say, an undeletable old worktree).
+    fn upkeep(
+        &mut self,
+        commit: ObjectId,
+        hash: &CommitHash,
+        budget: &Budget,
+        force_compact: bool,
+    ) {
+        if let Some(repo) = self.repo.as_ref() {
+            if store::branch_commit(repo) != Some(commit) {
+                if let Err(e) = store::set_branch(repo, commit) {
+                    tracing::warn!(error = %e, "could not move the git-sync branch");
+                }
+            }
+        }
+        if let Err(e) = self.cleanup(budget, hash, force_compact) {
+            tracing::warn!(error = %crate::types::error_chain(&e), "cleanup after the sync failed; will retry");
+            self.repo = None;
+        }
     }
 
     /// The pre-publish gate, in the new worktree, before the link moves.

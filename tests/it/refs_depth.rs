@@ -222,3 +222,31 @@ fn depth_changes_across_restarts() {
         );
     }
 }
+
+/// A depth change refetches history but keeps the published worktree in
+/// place (same directory inode): it is intact, so it is not rebuilt under
+/// the readers that may have it open.
+#[test]
+fn depth_change_keeps_the_published_worktree() {
+    use std::os::unix::fs::MetadataExt;
+    let up = Upstream::new();
+    up.commit_many(3, "c");
+    let head = up.head();
+    let s = Scratch::new();
+    let run = |depth: &str| {
+        let out = s
+            .sidecar(&up.file_url())
+            .args(["--one-time", "--depth", depth])
+            .run(std::time::Duration::from_secs(60));
+        assert!(out.status.success(), "{}", crate::support::sidecar::describe_output(&out));
+    };
+    run("1");
+    let inode = std::fs::metadata(s.worktrees().join(&head)).expect("worktree").ino();
+    run("2");
+    assert_eq!(rev_list_count(&s.link()), 2);
+    assert_eq!(
+        std::fs::metadata(s.worktrees().join(&head)).expect("worktree").ino(),
+        inode,
+        "the intact worktree must not be rebuilt"
+    );
+}
