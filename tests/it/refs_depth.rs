@@ -238,14 +238,22 @@ fn depth_change_keeps_the_published_worktree() {
             .sidecar(&up.file_url())
             .args(["--one-time", "--depth", depth])
             .run(std::time::Duration::from_secs(60));
-        assert!(out.status.success(), "{}", crate::support::sidecar::describe_output(&out));
+        assert!(
+            out.status.success(),
+            "{}",
+            crate::support::sidecar::describe_output(&out)
+        );
     };
     run("1");
-    let inode = std::fs::metadata(s.worktrees().join(&head)).expect("worktree").ino();
+    let inode = std::fs::metadata(s.worktrees().join(&head))
+        .expect("worktree")
+        .ino();
     run("2");
     assert_eq!(rev_list_count(&s.link()), 2);
     assert_eq!(
-        std::fs::metadata(s.worktrees().join(&head)).expect("worktree").ino(),
+        std::fs::metadata(s.worktrees().join(&head))
+            .expect("worktree")
+            .ino(),
         inode,
         "the intact worktree must not be rebuilt"
     );
