@@ -21,7 +21,7 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::output::{describe_output, describe_status, Tail, CAPTURE_BYTES, ERROR_TAIL_BYTES};
-use super::{hook_env, Publish};
+use super::{hook_env, Publish, RemoveSecretEnv};
 use crate::config::ExecHookConfig;
 
 /// The flag that carries the exechook's arguments (named in errors).
@@ -49,6 +49,7 @@ pub(super) async fn run_async(
         .args(&config.args)
         .current_dir(&publish.worktree)
         .envs(hook_env(publish))
+        .remove_secret_env()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -129,6 +130,7 @@ pub fn run_gate(config: &ExecHookConfig, publish: &Publish) -> Result<(), String
         .args(&config.args)
         .current_dir(&publish.worktree)
         .envs(hook_env(publish))
+        .remove_secret_env()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

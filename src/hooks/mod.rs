@@ -309,6 +309,43 @@ fn round_ms(d: Duration) -> Duration {
 }
 
 /// The variables every hook program gets on top of our own environment.
+/// Our own secrets, which a hook has no business seeing (it inherits the
+/// rest of our environment, as in git-sync).
+const SECRET_ENV: &[&str] = &[
+    "GITSYNC_INCOMING_WEBHOOK_SECRET",
+    "GITSYNC_SYNC_TRIGGER_TOKEN",
+    "GITSYNC_WEBHOOK_SIGNING_SECRET",
+    "GITSYNC_PASSWORD",
+    "GIT_SYNC_PASSWORD",
+    "GITSYNC_GITHUB_APP_PRIVATE_KEY",
+    // May carry credentials in the URL; GITSYNC_REPO is set redacted instead.
+    "GIT_SYNC_REPO",
+    "GIT_REPO",
+];
+
+/// Removes [`SECRET_ENV`] from a command's inherited environment.
+pub(crate) trait RemoveSecretEnv {
+    fn remove_secret_env(&mut self) -> &mut Self;
+}
+
+impl RemoveSecretEnv for std::process::Command {
+    fn remove_secret_env(&mut self) -> &mut Self {
+        for name in SECRET_ENV {
+            self.env_remove(name);
+        }
+        self
+    }
+}
+
+impl RemoveSecretEnv for tokio::process::Command {
+    fn remove_secret_env(&mut self) -> &mut Self {
+        for name in SECRET_ENV {
+            self.env_remove(name);
+        }
+        self
+    }
+}
+
 fn hook_env(publish: &Publish) -> [(&'static str, &str); 4] {
     [
         ("GITSYNC_HASH", publish.hash.as_str()),

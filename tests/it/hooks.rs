@@ -1197,3 +1197,33 @@ fn reload_signal_ignored_by_its_target_or_no_target_keeps_syncing() {
     run.wait_for_link_hash(&s.link(), &c);
     run.assert_running();
 }
+
+/// Hooks inherit our environment, minus our own secrets.
+#[test]
+fn hooks_do_not_see_our_secrets() {
+    let up = Upstream::new();
+    let sha = up.commit_file("f", "1", "first");
+    let s = Scratch::new();
+    let (env_file, env_path) = scratch_path(&s, "env.txt");
+    let hook = script(&s, "env.sh", &format!("env > '{env_path}'"));
+    let out = s
+        .sidecar(&up.file_url())
+        .args(["--one-time", "--http-bind", "127.0.0.1:0"])
+        .arg("--exechook-command")
+        .arg(&hook)
+        .env("GITSYNC_INCOMING_WEBHOOK_SECRET", "hunter2-webhook")
+        .env("GITSYNC_SYNC_TRIGGER_TOKEN", "hunter2-token")
+        .env("SOME_OTHER_VAR", "kept")
+        .run(Duration::from_secs(60));
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let env = fs::read_to_string(&env_file).expect("the hook ran");
+    assert!(env.contains(&format!("GITSYNC_HASH={sha}")), "{env}");
+    assert!(
+        env.contains("SOME_OTHER_VAR=kept"),
+        "the rest is inherited: {env}"
+    );
+    assert!(
+        !env.contains("hunter2"),
+        "secrets leaked into the hook: {env}"
+    );
+}
