@@ -133,7 +133,6 @@ pub type StderrBuffer = Arc<Mutex<String>>;
 pub struct Spy<T> {
     inner: T,
     protocol: Arc<AtomicU8>,
-    stderr: StderrBuffer,
 }
 
 /// What the caller can read back from a [`Spy`] after the handshake.
@@ -168,16 +167,9 @@ impl<T> Spy<T> {
         let protocol = Arc::new(AtomicU8::new(0));
         let report = SpyReport {
             protocol: protocol.clone(),
-            stderr: stderr.clone(),
+            stderr,
         };
-        (
-            Self {
-                inner,
-                protocol,
-                stderr,
-            },
-            report,
-        )
+        (Self { inner, protocol }, report)
     }
 }
 
@@ -216,7 +208,6 @@ impl<T: Transport> Transport for Spy<T> {
             Protocol::V0 => 3,
         };
         self.protocol.store(code, Ordering::Relaxed);
-        let _ = &self.stderr;
         Ok(response)
     }
 

@@ -21,7 +21,7 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::output::{describe_output, describe_status, Tail, CAPTURE_BYTES, ERROR_TAIL_BYTES};
-use super::{hook_env, Publish, RemoveSecretEnv};
+use super::{hook_env, Publish, SECRET_ENV};
 use crate::config::ExecHookConfig;
 
 /// The flag that carries the exechook's arguments (named in errors).
@@ -36,6 +36,25 @@ const OUTPUT_GRACE: Duration = Duration::from_millis(200);
 /// How often the gate polls the program.
 const GATE_POLL: Duration = Duration::from_millis(10);
 
+/// The hook's process, shared by the exec hook and the gate: no shell, in
+/// the worktree, our environment minus our secrets plus the hook variables,
+/// output captured, in its own process group (a timeout kills all of it).
+fn hook_command(config: &ExecHookConfig, publish: &Publish) -> std::process::Command {
+    let mut command = std::process::Command::new(&config.command);
+    command
+        .args(&config.args)
+        .current_dir(&publish.worktree)
+        .envs(hook_env(publish))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    for name in SECRET_ENV {
+        command.env_remove(name);
+    }
+    command
+}
+
 /// Runs the exechook once: `Ok` on exit 0 within the timeout.
 ///
 /// Dropping the future kills the program (`kill_on_drop`).
@@ -45,15 +64,7 @@ pub(super) async fn run_async(
     arg_flag: &str,
 ) -> Result<(), String> {
     let command = config.command.display().to_string();
-    let mut child = tokio::process::Command::new(&config.command)
-        .args(&config.args)
-        .current_dir(&publish.worktree)
-        .envs(hook_env(publish))
-        .remove_secret_env()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
+    let mut child = tokio::process::Command::from(hook_command(config, publish))
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| spawn_error(&config.command, &publish.worktree, &e, arg_flag))?;
@@ -126,15 +137,7 @@ async fn drain<R: AsyncRead + Unpin>(pipe: Option<R>, tail: &mut Tail) {
 /// message with the exit status and the newest ~2 KiB of stderr/stdout.
 pub fn run_gate(config: &ExecHookConfig, publish: &Publish) -> Result<(), String> {
     let command = config.command.display().to_string();
-    let mut child = std::process::Command::new(&config.command)
-        .args(&config.args)
-        .current_dir(&publish.worktree)
-        .envs(hook_env(publish))
-        .remove_secret_env()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
+    let mut child = hook_command(config, publish)
         .spawn()
         .map_err(|e| spawn_error(&config.command, &publish.worktree, &e, GATE_ARG_FLAG))?;
     let group = Some(pid_of(child.id()));

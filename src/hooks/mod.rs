@@ -323,29 +323,6 @@ const SECRET_ENV: &[&str] = &[
     "GIT_REPO",
 ];
 
-/// Removes [`SECRET_ENV`] from a command's inherited environment.
-pub(crate) trait RemoveSecretEnv {
-    fn remove_secret_env(&mut self) -> &mut Self;
-}
-
-impl RemoveSecretEnv for std::process::Command {
-    fn remove_secret_env(&mut self) -> &mut Self {
-        for name in SECRET_ENV {
-            self.env_remove(name);
-        }
-        self
-    }
-}
-
-impl RemoveSecretEnv for tokio::process::Command {
-    fn remove_secret_env(&mut self) -> &mut Self {
-        for name in SECRET_ENV {
-            self.env_remove(name);
-        }
-        self
-    }
-}
-
 fn hook_env(publish: &Publish) -> [(&'static str, &str); 4] {
     [
         ("GITSYNC_HASH", publish.hash.as_str()),

@@ -94,6 +94,8 @@ pub struct Engine {
     rejected: Option<(CommitHash, String)>,
     /// For the gate's `git_sync_hook_run_count_total{name="pre-publish-exechook"}`.
     metrics: Arc<Metrics>,
+    /// The depth recorded in `<root>/.git/config` (read once when opening).
+    fetched_depth: Option<u32>,
 }
 
 impl Engine {
@@ -102,29 +104,35 @@ impl Engine {
             url: opts.repo.redacted(),
             message,
         })?;
-        let layout = Layout::new(opts.root.clone(), opts.link.clone());
-        Ok(Self {
+        Ok(Self::with_url(opts, url, metrics))
+    }
+
+    /// A new engine with the same options, for after a panic lost the old one.
+    pub fn fresh(&self) -> Self {
+        Self::with_url(self.opts.clone(), self.url.clone(), self.metrics.clone())
+    }
+
+    fn with_url(opts: Options, url: gix::Url, metrics: Arc<Metrics>) -> Self {
+        Self {
+            layout: Layout::new(opts.root.clone(), opts.link.clone()),
             opts,
-            layout,
             url,
             repo: None,
             compacted_bytes: 0,
             rejected: None,
             metrics,
-        })
+            fetched_depth: None,
+        }
     }
 
-    /// A new engine with the same options, for after a panic lost the old one.
-    pub fn fresh(&self) -> Self {
-        Self {
-            opts: self.opts.clone(),
-            layout: self.layout.clone(),
-            url: self.url.clone(),
-            repo: None,
-            compacted_bytes: 0,
-            rejected: None,
-            metrics: self.metrics.clone(),
-        }
+    /// The repository opened by the first pass.
+    fn open_repo(&self) -> Result<&gix::Repository, Error> {
+        self.repo.as_ref().ok_or_else(|| {
+            Error::Store(store::Error::Open {
+                path: self.opts.root.clone(),
+                message: "repository not open".into(),
+            })
+        })
     }
 
     pub fn layout(&self) -> &Layout {
@@ -151,11 +159,10 @@ impl Engine {
     }
 
     fn open(&mut self) -> Result<(), Error> {
-        let (repo, opened) = store::open_or_init(
-            &self.opts.root,
-            &origin_url(&self.opts.repo),
-            self.recorded_or_wanted_depth(),
-        )?;
+        let depth = store::recorded_depth(&self.opts.root).unwrap_or(self.opts.depth);
+        let (repo, opened) =
+            store::open_or_init(&self.opts.root, &origin_url(&self.opts.repo), depth)?;
+        self.fetched_depth = Some(depth);
         if opened != store::Opened::default() {
             tracing::info!(?opened, "repaired the root repository");
         }
@@ -165,20 +172,13 @@ impl Engine {
         Ok(())
     }
 
-    fn recorded_or_wanted_depth(&self) -> u32 {
-        store::recorded_depth(&self.opts.root).unwrap_or(self.opts.depth)
-    }
-
     fn sync_with_repo(&mut self, first_pass: bool, budget: &Budget) -> Result<Outcome, Error> {
         let current = self.layout.current();
         let current_id = current
             .as_ref()
             .and_then(|h| git::parse_object_id(h.as_str()));
-        let depth_changed = store::recorded_depth(&self.opts.root) != Some(self.opts.depth);
-        let repo = self.repo.as_ref().ok_or_else(|| store::Error::Open {
-            path: self.opts.root.clone(),
-            message: "repository not open".into(),
-        })?;
+        let depth_changed = self.fetched_depth != Some(self.opts.depth);
+        let repo = self.open_repo()?;
 
         // A full SHA that is already published needs no network at all.
         let pinned =
@@ -209,6 +209,7 @@ impl Engine {
                 &origin_url(&self.opts.repo),
                 self.opts.depth,
             )?;
+            self.fetched_depth = Some(self.opts.depth);
         }
         let hash = CommitHash::parse(&commit.to_string()).ok_or_else(|| store::Error::Open {
             path: self.opts.root.clone(),
@@ -319,10 +320,7 @@ impl Engine {
         hash: &CommitHash,
         budget: &Budget,
     ) -> Result<(), Error> {
-        let repo = self.repo.as_ref().ok_or_else(|| store::Error::Open {
-            path: self.opts.root.clone(),
-            message: "repository not open".into(),
-        })?;
+        let repo = self.open_repo()?;
         let staging = self.layout.staging(hash);
         publish::remove_any(&staging)?;
         let placement = worktree::Placement {
