@@ -352,3 +352,25 @@ async fn the_sync_trigger_needs_the_bearer_token() {
         StatusCode::FORBIDDEN
     );
 }
+
+#[tokio::test]
+async fn a_push_for_another_repository_is_ignored_with_a_filter() {
+    let mut cfg = config();
+    cfg.webhook.repo_filter = Some("git@example.com:other/repo.git".into());
+    let h = Harness::new(cfg.clone());
+    let body = push_body("refs/heads/main");
+    let (code, text) = h.send(github_push(&body, Some(sign(SECRET, &body)))).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(text.contains("ignored_repo"), "{text}");
+    assert!(!h.triggered().await);
+
+    cfg.webhook.repo_filter = Some("git@EXAMPLE.com:site".into());
+    let h = Harness::new(cfg);
+    let (code, text) = h.send(github_push(&body, Some(sign(SECRET, &body)))).await;
+    assert_eq!(
+        code,
+        StatusCode::ACCEPTED,
+        "loose match of https://example.com/site.git: {text}"
+    );
+    assert!(h.triggered().await);
+}

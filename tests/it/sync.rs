@@ -211,6 +211,15 @@ fn sync_on_signal_triggers_an_immediate_sync() {
 
 #[test]
 fn sigterm_stops_an_idle_sidecar_quickly() {
+    stops_an_idle_sidecar_quickly(Signal::SIGTERM);
+}
+
+#[test]
+fn sigint_stops_an_idle_sidecar_quickly() {
+    stops_an_idle_sidecar_quickly(Signal::SIGINT);
+}
+
+fn stops_an_idle_sidecar_quickly(signal: Signal) {
     let up = Upstream::new();
     let a = up.commit_file("f", "1", "a");
     let s = Scratch::new();
@@ -220,11 +229,11 @@ fn sigterm_stops_an_idle_sidecar_quickly() {
         .spawn();
     run.wait_for_link_hash(&s.link(), &a);
     let t0 = Instant::now();
-    run.signal(Signal::SIGTERM);
+    run.signal(signal);
     let status = run.wait_timeout(Duration::from_secs(3));
     assert!(
         status.is_some(),
-        "still running {:?} after SIGTERM\n{}",
+        "still running {:?} after {signal:?}\n{}",
         t0.elapsed(),
         run.logs()
     );
