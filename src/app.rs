@@ -116,6 +116,7 @@ fn engine_options(config: &Config) -> engine::Options {
         git_ref: config.git_ref.clone(),
         depth: config.depth,
         stale_worktree_timeout: config.stale_worktree_timeout,
+        escaping_symlinks: config.escaping_symlinks,
         pre_publish: config.hooks.pre_publish.clone(),
     }
 }

@@ -368,6 +368,13 @@ pub struct Cli {
     #[arg(long, env = "GITSYNC_STALE_WORKTREE_TIMEOUT", value_name = "DURATION")]
     pub stale_worktree_timeout: Option<String>,
 
+    /// What to do with a symlink in the repository that is absolute or
+    /// resolves outside the worktree (a web server would serve what it points
+    /// at): "refuse" the commit, "skip" such links, or "allow" them as git
+    /// does [default: refuse]
+    #[arg(long, env = "GITSYNC_ESCAPING_SYMLINKS", value_name = "POLICY")]
+    pub escaping_symlinks: Option<String>,
+
     /// Make everything written group-writable [default: false]
     #[arg(
         long,
@@ -952,7 +959,7 @@ raw_setters! {
     single: [
         repo, root, git_ref, link, period, init_period, sync_timeout, one_time, max_failures,
         init_max_failures, sync_on_signal, depth, touch_file, error_file, stale_worktree_timeout,
-        group_write, verbose, log_format,
+        escaping_symlinks, group_write, verbose, log_format,
         http_bind, http_metrics, http_pprof, readiness_max_staleness, readiness_max_failures,
         incoming_webhook_path, env_incoming_webhook_secret, incoming_webhook_allow_unsigned,
         incoming_webhook_repo, incoming_webhook_max_body, incoming_webhook_rate_limit,

@@ -141,7 +141,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::cli::{Cli, EnvLookup, Origin, Secret, UrlArg};
-use crate::types::RepoUrl;
+use crate::types::{RepoUrl, SymlinkPolicy};
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +179,8 @@ pub struct Config {
     /// Absolute path.
     pub error_file: Option<PathBuf>,
     pub stale_worktree_timeout: Duration,
+    /// `--escaping-symlinks`: symlinks that point outside the worktree.
+    pub escaping_symlinks: SymlinkPolicy,
     pub group_write: bool,
     /// 0..=9 as git-sync's -v.
     pub verbosity: u8,
@@ -588,6 +590,17 @@ impl Config {
             .duration_or("stale_worktree_timeout", Duration::ZERO)
             .unwrap_or(Duration::ZERO);
 
+        let escaping_symlinks = match c.raw("escaping_symlinks") {
+            None => SymlinkPolicy::Refuse,
+            Some(raw) => SymlinkPolicy::parse(raw).unwrap_or_else(|| {
+                c.fail(
+                    "escaping_symlinks",
+                    format!("must be \"refuse\", \"skip\" or \"allow\", got {raw:?}"),
+                );
+                SymlinkPolicy::Refuse
+            }),
+        };
+
         let group_write = c.bool("group_write").unwrap_or(false);
         let verbosity = c.verbosity();
         let log_format = match c.raw("log_format") {
@@ -635,6 +648,7 @@ impl Config {
             touch_file,
             error_file,
             stale_worktree_timeout,
+            escaping_symlinks,
             group_write,
             verbosity,
             log_format,
@@ -690,6 +704,7 @@ impl<'a> Checker<'a> {
             "touch_file" => cli.touch_file.as_deref(),
             "error_file" => cli.error_file.as_deref(),
             "stale_worktree_timeout" => cli.stale_worktree_timeout.as_deref(),
+            "escaping_symlinks" => cli.escaping_symlinks.as_deref(),
             "group_write" => cli.group_write.as_deref(),
             "verbose" => cli.verbose.as_deref(),
             "log_format" => cli.log_format.as_deref(),

@@ -134,30 +134,50 @@ impl Layout {
         let _ = fsutil::touch_mtime(&self.worktree(hash));
     }
 
-    /// Deletes everything in `.worktrees/` except the published worktree and
-    /// anything younger than `stale_after` (by mtime). Returns what was removed.
-    pub fn remove_stale(&self, stale_after: Duration) -> Result<Vec<String>, Error> {
+    /// Deletes everything in `.worktrees/` except the published worktree,
+    /// `spare` (a retired worktree kept to be rewritten for the next commit)
+    /// and anything younger than `stale_after` (by mtime). Returns what was
+    /// removed.
+    pub fn remove_stale(
+        &self,
+        stale_after: Duration,
+        spare: Option<&CommitHash>,
+    ) -> Result<Vec<String>, Error> {
         let current = self.current();
         let dir = self.worktrees_dir();
-        let now = SystemTime::now();
         let mut removed = Vec::new();
         for entry in fs::read_dir(&dir).map_err(io_err("read", &dir))?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if current.as_ref().is_some_and(|c| c.as_str() == name) {
+            let keep = [current.as_ref(), spare].into_iter().flatten();
+            if keep.into_iter().any(|c| c.as_str() == name) {
                 continue;
             }
-            let age = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|m| now.duration_since(m).ok())
-                .unwrap_or(Duration::MAX);
-            if age >= stale_after {
+            if age(&entry.path()) >= stale_after {
                 remove_any(&entry.path())?;
                 removed.push(name);
             }
         }
         Ok(removed)
+    }
+
+    /// Moves the retired worktree of `old` to the staging place of `new`, to
+    /// be rewritten there, if it exists, is not published and has been
+    /// retired for at least `stale_after`. Returns whether it was moved.
+    pub fn claim_retired(
+        &self,
+        old: &CommitHash,
+        new: &CommitHash,
+        stale_after: Duration,
+    ) -> Result<bool, Error> {
+        let from = self.worktree(old);
+        let published = self.current().as_ref() == Some(old);
+        if old == new || published || age(&from) < stale_after || !from.is_dir() {
+            return Ok(false);
+        }
+        let to = self.staging(new);
+        remove_any(&to)?;
+        fs::rename(&from, &to).map_err(io_err("rename", &from))?;
+        Ok(true)
     }
 
     /// Hashes of the worktrees on disk (published or not yet stale).
@@ -170,6 +190,15 @@ impl Layout {
             .filter_map(|e| CommitHash::parse(&e.file_name().to_string_lossy()))
             .collect()
     }
+}
+
+/// Time since `path` was last modified (retired); unknown counts as old.
+fn age(path: &Path) -> Duration {
+    fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|m| SystemTime::now().duration_since(m).ok())
+        .unwrap_or(Duration::MAX)
 }
 
 /// Removes a file, symlink or directory tree; missing is fine.
@@ -294,11 +323,56 @@ mod tests {
         }
         fs::write(layout.worktrees_dir().join("junk"), "x")?;
         layout.publish(&hash('a'))?;
-        assert!(layout.remove_stale(Duration::from_secs(3600))?.is_empty());
-        let mut removed = layout.remove_stale(Duration::ZERO)?;
+        assert!(layout
+            .remove_stale(Duration::from_secs(3600), None)?
+            .is_empty());
+        let mut removed = layout.remove_stale(Duration::ZERO, None)?;
         removed.sort();
         assert_eq!(removed, vec![hash('b').to_string(), "junk".to_string()]);
         assert!(layout.worktree(&hash('a')).exists());
+        Ok(())
+    }
+
+    #[test]
+    fn remove_stale_keeps_the_spare() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let layout = Layout::new(dir.path().to_path_buf(), dir.path().join("site"));
+        layout.prepare()?;
+        for h in [hash('a'), hash('b'), hash('c')] {
+            fs::create_dir_all(layout.worktree(&h))?;
+        }
+        layout.publish(&hash('a'))?;
+        let removed = layout.remove_stale(Duration::ZERO, Some(&hash('b')))?;
+        assert_eq!(removed, vec![hash('c').to_string()]);
+        assert!(layout.worktree(&hash('b')).exists());
+        Ok(())
+    }
+
+    #[test]
+    fn claim_retired_moves_only_an_unpublished_stale_worktree(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let layout = Layout::new(dir.path().to_path_buf(), dir.path().join("site"));
+        layout.prepare()?;
+        for h in [hash('a'), hash('b')] {
+            fs::create_dir_all(layout.worktree(&h))?;
+            fs::write(layout.worktree(&h).join("f"), h.as_str())?;
+        }
+        layout.publish(&hash('a'))?;
+        let new = hash('c');
+        // Published: never claimed.
+        assert!(!layout.claim_retired(&hash('a'), &new, Duration::ZERO)?);
+        // Retired too recently for the stale timeout: kept for its readers.
+        layout.mark_retired(&hash('b'));
+        assert!(!layout.claim_retired(&hash('b'), &new, Duration::from_secs(3600))?);
+        assert!(layout.claim_retired(&hash('b'), &new, Duration::ZERO)?);
+        assert!(!layout.worktree(&hash('b')).exists());
+        assert_eq!(
+            fs::read_to_string(layout.staging(&new).join("f"))?,
+            hash('b').as_str()
+        );
+        // Gone: nothing to claim.
+        assert!(!layout.claim_retired(&hash('b'), &new, Duration::ZERO)?);
         Ok(())
     }
 

@@ -129,6 +129,30 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// What to do with a symlink in a commit that is absolute or resolves
+/// outside the worktree (`--escaping-symlinks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SymlinkPolicy {
+    /// Refuse to publish the commit (the default: fail closed).
+    #[default]
+    Refuse,
+    /// Publish the commit without those symlinks.
+    Skip,
+    /// Write them as git does (git-sync's behaviour).
+    Allow,
+}
+
+impl SymlinkPolicy {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw.to_ascii_lowercase().as_str() {
+            "refuse" => Some(Self::Refuse),
+            "skip" => Some(Self::Skip),
+            "allow" => Some(Self::Allow),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,12 +5,14 @@
 //! - [`transport`]: connections with deadlines (git://, file://, http(s)://)
 //! - [`fetch`]: resolve the ref, fetch only when it moved
 //! - [`worktree`]: linked worktrees the git CLI can read
+//! - [`symlinks`]: which symlinks of a tree lead outside it
 //! - [`store`]: the root repository: open, init, repair, refs
 //! - [`compact`]: keep the object store bounded
 
 pub mod compact;
 pub mod fetch;
 pub mod store;
+pub mod symlinks;
 pub mod transport;
 pub mod worktree;
 

@@ -5,7 +5,9 @@
 //! an admin directory `<root>/.git/worktrees/<sha>/` with `HEAD` (detached at
 //! the commit), `commondir`, `gitdir` and `index` (stat data of the checkout,
 //! so `git status` is clean without rehashing). Files are written into a
-//! staging directory first; the caller moves it into place.
+//! staging directory first; the caller moves it into place. A new worktree is
+//! either checked out in full or rewritten from a retired one, touching only
+//! what changed.
 
 use std::fs;
 use std::io;
@@ -14,12 +16,26 @@ use std::path::{Path, PathBuf};
 
 use gix::ObjectId;
 
+use super::symlinks::Links;
 use super::transport::Budget;
+use crate::types::SymlinkPolicy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("could not read commit {commit}: {message}")]
     Commit { commit: ObjectId, message: String },
+    #[error("commit {commit} has an unsafe path, refusing to check it out: {message}")]
+    UnsafePath { commit: ObjectId, message: String },
+    #[error(
+        "commit {commit} has a symbolic link that points outside the worktree: {path} -> {target}{more}; \
+         refusing to publish it (--escaping-symlinks=skip leaves such links out, =allow writes them)"
+    )]
+    EscapingSymlink {
+        commit: ObjectId,
+        path: String,
+        target: String,
+        more: String,
+    },
     #[error("checkout of {commit} failed: {message}")]
     Checkout { commit: ObjectId, message: String },
     #[error("checkout interrupted")]
@@ -39,7 +55,8 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
 
 /// Where a worktree lives: its final path and its admin directory.
 pub struct Placement<'a> {
-    /// The directory files are written to now (does not exist yet).
+    /// The directory files are written to now: absent for [`materialize`],
+    /// a retired worktree renamed here for [`rewrite`].
     pub staging: &'a Path,
     /// Where the directory will be renamed to (`<root>/.worktrees/<sha>`).
     pub final_path: &'a Path,
@@ -47,20 +64,222 @@ pub struct Placement<'a> {
     pub admin_dir: &'a Path,
 }
 
-/// Checks `commit` out into `placement.staging` and writes the admin files.
-pub fn materialize(
+/// The entries a commit's worktree will hold, checked before anything is
+/// written: unsafe paths (`..`, `.git`, ...) are refused by gix's path
+/// validation, escaping symlinks according to `policy`.
+pub struct Planned {
+    commit: ObjectId,
+    index: gix::index::File,
+    /// Escaping symlinks left out under `SymlinkPolicy::Skip`.
+    pub skipped_links: Vec<String>,
+}
+
+/// What building a worktree did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Built {
+    /// Entries written (files, symlinks).
+    pub written: usize,
+    /// Files kept from the retired worktree that was rewritten.
+    pub kept: usize,
+}
+
+/// Reads the commit's tree into an index and applies the safety checks.
+pub fn plan(
     repo: &gix::Repository,
     commit: ObjectId,
+    policy: SymlinkPolicy,
+) -> Result<Planned, Error> {
+    let tree = tree_of(repo, commit)?;
+    let mut index = repo.index_from_tree(&tree).map_err(|e| {
+        let message = crate::types::error_chain(&e);
+        if message.contains("is invalid") {
+            Error::UnsafePath { commit, message }
+        } else {
+            Error::Commit { commit, message }
+        }
+    })?;
+    let skipped_links = apply_symlink_policy(repo, commit, &mut index, policy)?;
+    Ok(Planned {
+        commit,
+        index,
+        skipped_links,
+    })
+}
+
+fn apply_symlink_policy(
+    repo: &gix::Repository,
+    commit: ObjectId,
+    index: &mut gix::index::File,
+    policy: SymlinkPolicy,
+) -> Result<Vec<String>, Error> {
+    if policy == SymlinkPolicy::Allow {
+        return Ok(Vec::new());
+    }
+    let mut links = Links::default();
+    for entry in index.entries() {
+        if entry.mode != gix::index::entry::Mode::SYMLINK {
+            continue;
+        }
+        let blob = repo.find_object(entry.id).map_err(|e| Error::Commit {
+            commit,
+            message: format!("reading symlink {}: {e}", entry.path(index)),
+        })?;
+        links.insert(entry.path(index), &blob.data);
+    }
+    let escaping: Vec<(String, String)> = links
+        .escaping()
+        .into_iter()
+        .map(|(p, t)| {
+            (
+                String::from_utf8_lossy(p).into_owned(),
+                String::from_utf8_lossy(t).into_owned(),
+            )
+        })
+        .collect();
+    let Some((path, target)) = escaping.first() else {
+        return Ok(Vec::new());
+    };
+    if policy == SymlinkPolicy::Refuse {
+        let more = match escaping.len() {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        return Err(Error::EscapingSymlink {
+            commit,
+            path: path.clone(),
+            target: target.clone(),
+            more,
+        });
+    }
+    let skip: std::collections::HashSet<&str> = escaping.iter().map(|(p, _)| p.as_str()).collect();
+    index.remove_entries(|_, path, _| skip.contains(String::from_utf8_lossy(path).as_ref()));
+    Ok(escaping.into_iter().map(|(p, _)| p).collect())
+}
+
+/// Checks the planned commit out into `placement.staging` (which must not
+/// exist) and writes the admin files.
+pub fn materialize(
+    repo: &gix::Repository,
+    planned: Planned,
     placement: &Placement<'_>,
     budget: &Budget,
-) -> Result<(), Error> {
-    let tree = tree_of(repo, commit)?;
-    let mut index = repo.index_from_tree(&tree).map_err(|e| Error::Commit {
-        commit,
-        message: e.to_string(),
-    })?;
+) -> Result<Built, Error> {
+    let Planned {
+        commit, mut index, ..
+    } = planned;
     fs::create_dir_all(placement.staging).map_err(io_err(placement.staging))?;
-    checkout_files(repo, commit, &mut index, placement.staging, budget)?;
+    let written = checkout_files(repo, commit, &mut index, placement.staging, true, budget)?;
+    finish(commit, &mut index, placement)?;
+    Ok(Built { written, kept: 0 })
+}
+
+/// Turns a retired worktree (already renamed to `placement.staging`, its old
+/// admin dir at `old_admin`) into the planned commit's: files whose content
+/// and mode are unchanged stay as they are; everything else is unlinked and
+/// written afresh (new inodes, so a reader holding an old file open keeps
+/// reading the old content). The cost follows the change, not the tree.
+pub fn rewrite(
+    repo: &gix::Repository,
+    planned: Planned,
+    placement: &Placement<'_>,
+    old_admin: &Path,
+    budget: &Budget,
+) -> Result<Built, Error> {
+    let Planned {
+        commit, mut index, ..
+    } = planned;
+    let old = gix::index::File::at(
+        old_admin.join("index"),
+        gix::hash::Kind::Sha1,
+        false,
+        Default::default(),
+    )
+    .map_err(|e| Error::Checkout {
+        commit,
+        message: format!("reading the retired worktree's index: {e}"),
+    })?;
+    let dir = placement.staging;
+    remove_changed(&old, &index, dir)?;
+    let kept = keep_unchanged(&old, &mut index);
+    // The checkout counts skipped entries as done.
+    let written =
+        checkout_files(repo, commit, &mut index, dir, false, budget)?.saturating_sub(kept);
+    for entry in index.entries_mut() {
+        entry.flags.remove(gix::index::entry::Flags::SKIP_WORKTREE);
+    }
+    finish(commit, &mut index, placement)?;
+    if old_admin != placement.admin_dir {
+        fs::remove_dir_all(old_admin).map_err(io_err(old_admin))?;
+    }
+    Ok(Built { written, kept })
+}
+
+/// Same path, same blob, same mode: the file on disk is already right.
+fn unchanged(old: &gix::index::Entry, new: &gix::index::Entry) -> bool {
+    old.id == new.id && old.mode == new.mode && old.mode != gix::index::entry::Mode::COMMIT
+}
+
+/// Unlinks every old entry the new index does not hold unchanged, then the
+/// directories that left empty (deepest first), so the checkout finds
+/// nothing in its way.
+fn remove_changed(old: &gix::index::File, new: &gix::index::File, dir: &Path) -> Result<(), Error> {
+    let mut parents = std::collections::BTreeSet::new();
+    for entry in old.entries() {
+        let path = entry.path(old);
+        if new.entry_by_path(path).is_some_and(|n| unchanged(entry, n)) {
+            continue;
+        }
+        let relative = gix::path::from_bstr(path).map_err(|e| Error::Io {
+            path: dir.to_path_buf(),
+            source: io::Error::other(format!("path {path}: {e}")),
+        })?;
+        let full = dir.join(relative.as_ref());
+        remove_path(&full).map_err(io_err(&full))?;
+        let mut parent = relative.parent();
+        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            parents.insert(p.to_path_buf());
+            parent = p.parent();
+        }
+    }
+    let mut parents: Vec<PathBuf> = parents.into_iter().collect();
+    parents.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in parents {
+        // Still holding kept files (ENOTEMPTY) or already gone: both fine.
+        let _ = fs::remove_dir(dir.join(p));
+    }
+    Ok(())
+}
+
+/// Removes a file, symlink or directory tree; missing is fine.
+fn remove_path(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+    }
+}
+
+/// Marks unchanged entries so the checkout skips them, carrying over the
+/// stat data of the untouched file (same inode, same stat).
+fn keep_unchanged(old: &gix::index::File, new: &mut gix::index::File) -> usize {
+    let mut kept = 0;
+    for (entry, path) in new.entries_mut_with_paths() {
+        if let Some(o) = old.entry_by_path(path).filter(|o| unchanged(o, entry)) {
+            entry.stat = o.stat;
+            entry.flags.insert(gix::index::entry::Flags::SKIP_WORKTREE);
+            kept += 1;
+        }
+    }
+    kept
+}
+
+/// Admin files and the index with the checkout's stat data.
+fn finish(
+    commit: ObjectId,
+    index: &mut gix::index::File,
+    placement: &Placement<'_>,
+) -> Result<(), Error> {
     write_admin(commit, placement)?;
     index.set_path(placement.admin_dir.join("index"));
     index
@@ -84,18 +303,22 @@ fn tree_of(repo: &gix::Repository, commit: ObjectId) -> Result<ObjectId, Error> 
         .map_err(|e| err(&e))
 }
 
+/// Writes the index's entries (except those marked SKIP_WORKTREE) below
+/// `dir`; returns how many were written.
 fn checkout_files(
     repo: &gix::Repository,
     commit: ObjectId,
     index: &mut gix::index::File,
     dir: &Path,
+    initially_empty: bool,
     budget: &Budget,
-) -> Result<(), Error> {
+) -> Result<usize, Error> {
     let err = |message: String| Error::Checkout { commit, message };
     let mut opts = repo
         .checkout_options(gix::worktree::stack::state::attributes::Source::IdMapping)
         .map_err(|e| err(e.to_string()))?;
-    opts.destination_is_initially_empty = true;
+    opts.destination_is_initially_empty = initially_empty;
+    opts.overwrite_existing = false;
     let objects = repo
         .objects
         .clone()
@@ -134,7 +357,7 @@ fn checkout_files(
             outcome.collisions.len()
         )));
     }
-    Ok(())
+    Ok(outcome.files_updated)
 }
 
 fn write_admin(commit: ObjectId, placement: &Placement<'_>) -> Result<(), Error> {

@@ -14,7 +14,7 @@ use crate::git::{self, compact, fetch, store, worktree, Budget, ObjectId};
 use crate::hooks;
 use crate::metrics::Metrics;
 use crate::publish::{self, Layout};
-use crate::types::{CommitHash, RepoUrl};
+use crate::types::{CommitHash, RepoUrl, SymlinkPolicy};
 use std::sync::Arc;
 
 /// What the engine needs from the configuration.
@@ -26,6 +26,8 @@ pub struct Options {
     pub git_ref: String,
     pub depth: u32,
     pub stale_worktree_timeout: Duration,
+    /// `--escaping-symlinks`.
+    pub escaping_symlinks: SymlinkPolicy,
     /// `--pre-publish-exechook-command`: must exit 0 before the link moves.
     pub pre_publish: Option<ExecHookConfig>,
 }
@@ -96,6 +98,12 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     /// The depth recorded in `<root>/.git/config` (read once when opening).
     fetched_depth: Option<u32>,
+    /// The worktree this process built or verified file by file: only such a
+    /// worktree, once retired, is rewritten for a later commit.
+    trusted: Option<CommitHash>,
+    /// A retired, trusted worktree kept on disk to be rewritten in place for
+    /// the next commit (cost follows the change instead of the tree).
+    spare: Option<CommitHash>,
 }
 
 impl Engine {
@@ -122,6 +130,8 @@ impl Engine {
             rejected: None,
             metrics,
             fetched_depth: None,
+            trusted: None,
+            spare: None,
         }
     }
 
@@ -247,7 +257,11 @@ impl Engine {
         self.layout.publish(&hash)?;
         if let Some(prev) = current.as_ref().filter(|p| **p != hash) {
             self.layout.mark_retired(prev);
+            if self.trusted.as_ref() == Some(prev) {
+                self.spare = Some(prev.clone());
+            }
         }
+        self.trusted = Some(hash.clone());
         self.upkeep(commit, &hash, budget, depth_changed);
         Ok(Outcome::Published {
             hash,
@@ -304,36 +318,104 @@ impl Engine {
         })
     }
 
-    fn worktree_is_healthy(&self, hash: &CommitHash, commit: ObjectId, deep: bool) -> bool {
+    fn worktree_is_healthy(&mut self, hash: &CommitHash, commit: ObjectId, deep: bool) -> bool {
         let path = self.layout.worktree(hash);
         let admin = store::admin_dir(&self.opts.root, hash.as_str());
         if deep {
-            worktree::matches_index(&path, &admin, commit)
+            let intact = worktree::matches_index(&path, &admin, commit);
+            if intact {
+                self.trusted = Some(hash.clone());
+            }
+            intact
         } else {
             worktree::looks_intact(&path, &admin, commit)
         }
     }
 
     fn build_worktree(
-        &self,
+        &mut self,
         commit: ObjectId,
         hash: &CommitHash,
         budget: &Budget,
     ) -> Result<(), Error> {
-        let repo = self.open_repo()?;
+        let spare = self.spare.take();
+        // Refusals (unsafe paths, escaping symlinks) happen before any write.
+        let planned = worktree::plan(self.open_repo()?, commit, self.opts.escaping_symlinks)?;
+        if !planned.skipped_links.is_empty() {
+            tracing::warn!(
+                %hash,
+                links = ?planned.skipped_links,
+                "left out symlinks that point outside the worktree (--escaping-symlinks=skip)"
+            );
+        }
         let staging = self.layout.staging(hash);
         publish::remove_any(&staging)?;
-        let placement = worktree::Placement {
-            staging: &staging,
-            final_path: &self.layout.worktree(hash),
-            admin_dir: &store::admin_dir(&self.opts.root, hash.as_str()),
+        let claimed = spare.filter(|old| self.claim(old, hash));
+        let built = match claimed {
+            Some(old) => self.rewrite_or_checkout(planned, commit, hash, &old, budget),
+            None => {
+                let place = self.placement(hash);
+                worktree::materialize(self.open_repo()?, planned, &place.as_placement(), budget)
+            }
         };
-        if let Err(e) = worktree::materialize(repo, commit, &placement, budget) {
-            let _ = publish::remove_any(&staging);
-            return Err(e.into());
-        }
+        let built = match built {
+            Ok(built) => built,
+            Err(e) => {
+                let _ = publish::remove_any(&staging);
+                return Err(e.into());
+            }
+        };
+        tracing::debug!(%hash, written = built.written, kept = built.kept, "worktree built");
         self.layout.install(hash)?;
         Ok(())
+    }
+
+    fn placement(&self, hash: &CommitHash) -> PlacementPaths {
+        PlacementPaths {
+            staging: self.layout.staging(hash),
+            final_path: self.layout.worktree(hash),
+            admin_dir: store::admin_dir(&self.opts.root, hash.as_str()),
+        }
+    }
+
+    /// Moves the spare worktree to the staging place of `hash`, if allowed.
+    fn claim(&self, old: &CommitHash, hash: &CommitHash) -> bool {
+        let stale_after = self.opts.stale_worktree_timeout;
+        self.layout
+            .claim_retired(old, hash, stale_after)
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "could not reuse the retired worktree; checking out in full");
+                false
+            })
+    }
+
+    /// Rewrites the claimed worktree of `old`; if that fails for any reason
+    /// but shutdown, starts over with a full checkout.
+    fn rewrite_or_checkout(
+        &self,
+        planned: worktree::Planned,
+        commit: ObjectId,
+        hash: &CommitHash,
+        old: &CommitHash,
+        budget: &Budget,
+    ) -> Result<worktree::Built, worktree::Error> {
+        let repo = self.open_repo().map_err(|e| worktree::Error::Checkout {
+            commit,
+            message: e.to_string(),
+        })?;
+        let place = self.placement(hash);
+        let old_admin = store::admin_dir(&self.opts.root, old.as_str());
+        match worktree::rewrite(repo, planned, &place.as_placement(), &old_admin, budget) {
+            Err(e @ (worktree::Error::Interrupted | worktree::Error::Timeout)) => Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "rewriting the retired worktree failed; checking out in full");
+                let _ = publish::remove_any(&place.staging);
+                let _ = publish::remove_any(&old_admin);
+                let planned = worktree::plan(repo, commit, self.opts.escaping_symlinks)?;
+                worktree::materialize(repo, planned, &place.as_placement(), budget)
+            }
+            ok => ok,
+        }
     }
 
     /// Removes stale worktrees and their admin dirs, and compacts the object
@@ -345,7 +427,9 @@ impl Engine {
         current: &CommitHash,
         force_compact: bool,
     ) -> Result<(), Error> {
-        let removed = self.layout.remove_stale(self.opts.stale_worktree_timeout)?;
+        let removed = self
+            .layout
+            .remove_stale(self.opts.stale_worktree_timeout, self.spare.as_ref())?;
         if !removed.is_empty() {
             tracing::info!(?removed, "removed stale worktrees");
         }
@@ -381,6 +465,23 @@ impl Engine {
             }
         }
         Ok(())
+    }
+}
+
+/// The owned paths behind a [`worktree::Placement`].
+struct PlacementPaths {
+    staging: PathBuf,
+    final_path: PathBuf,
+    admin_dir: PathBuf,
+}
+
+impl PlacementPaths {
+    fn as_placement(&self) -> worktree::Placement<'_> {
+        worktree::Placement {
+            staging: &self.staging,
+            final_path: &self.final_path,
+            admin_dir: &self.admin_dir,
+        }
     }
 }
 

@@ -22,5 +22,6 @@ mod http;
 mod https;
 mod loop_semantics;
 mod refs_depth;
+mod reuse;
 mod sync;
 mod transports;

@@ -1,0 +1,177 @@
+//! Publishing cost follows the change: a retired worktree is rewritten in
+//! place for the next commit (unchanged files kept, changed ones written as
+//! new inodes), and every published tree is still exactly its commit.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use crate::support::*;
+
+/// Inode of every regular file below `dir` (relative path → inode).
+fn inodes(dir: &Path) -> HashMap<String, u64> {
+    let mut out = HashMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).expect("read_dir").flatten() {
+            let meta = fs::symlink_metadata(entry.path()).expect("lstat");
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() {
+                let rel = entry.path().strip_prefix(dir).expect("prefix").to_owned();
+                out.insert(rel.to_string_lossy().into_owned(), meta.ino());
+            }
+        }
+    }
+    out
+}
+
+fn assert_exact(s: &Scratch, up: &Upstream, sha: &str) {
+    assert_eq!(&assert_published_layout(&s.root, &s.link()), sha);
+    assert_tree_matches_commit(&s.link(), up, sha);
+    let status = git(&["status", "--porcelain"], &s.link());
+    assert!(status.is_empty(), "git status in the worktree: {status}");
+}
+
+/// A named change to the upstream work tree.
+type Edit = (&'static str, Box<dyn Fn(&Upstream)>);
+
+/// Upstream edits covering every kind of change a rewrite must apply.
+fn edits() -> Vec<Edit> {
+    let rm = |up: &Upstream, rel: &str| {
+        let p = up.path().join(rel);
+        if p.is_dir() {
+            fs::remove_dir_all(p).expect("rm -r");
+        } else {
+            fs::remove_file(p).expect("rm");
+        }
+    };
+    vec![
+        (
+            "modify one file",
+            Box::new(|up| up.write_file("d0/f0.txt", "changed\n")),
+        ),
+        (
+            "add a file in a new dir",
+            Box::new(|up| up.write_file("new/deep/x.txt", "x\n")),
+        ),
+        ("delete a whole dir", Box::new(move |up| rm(up, "d1"))),
+        (
+            "file becomes a directory",
+            Box::new(move |up| {
+                rm(up, "d2/f2.txt");
+                up.write_file("d2/f2.txt/inner.txt", "inner\n");
+            }),
+        ),
+        (
+            "directory becomes a file",
+            Box::new(move |up| {
+                rm(up, "new");
+                up.write_file("new", "now a file\n");
+            }),
+        ),
+        (
+            "file becomes a symlink",
+            Box::new(move |up| {
+                rm(up, "d3/f3.txt");
+                symlink("../d0/f0.txt", up.path().join("d3/f3.txt")).expect("symlink");
+            }),
+        ),
+        (
+            "executable bit flips",
+            Box::new(|up| {
+                let p = up.path().join("d4/f4.txt");
+                fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
+            }),
+        ),
+        (
+            "symlink becomes a file",
+            Box::new(move |up| {
+                rm(up, "d3/f3.txt");
+                up.write_file("d3/f3.txt", "file again\n");
+            }),
+        ),
+    ]
+}
+
+#[test]
+fn rewritten_worktrees_are_exact_and_keep_unchanged_files() {
+    let up = Upstream::new();
+    for i in 0..40 {
+        up.write_file(&format!("d{}/f{i}.txt", i % 5), format!("file {i}\n"));
+    }
+    let first = up.commit_all("forty files");
+    let s = Scratch::new();
+    let run = s
+        .sidecar(&up.file_url())
+        .args(["--period", "100ms"])
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &first);
+    assert_exact(&s, &up, &first);
+
+    // Each commit's tree as first published, to compare with its rewrite two
+    // publishes later (the retired worktree is the one before the current).
+    let mut published: Vec<(String, HashMap<String, u64>)> =
+        vec![(first.clone(), inodes(&s.link()))];
+    let mut held_open = fs::File::open(s.link().join("d0/f0.txt")).expect("open");
+    for (what, edit) in edits() {
+        edit(&up);
+        let sha = up.commit_all(what);
+        run.wait_for_link_hash(&s.link(), &sha);
+        assert_exact(&s, &up, &sha);
+        published.push((sha.clone(), inodes(&s.link())));
+        let names = list_dir(&s.worktrees());
+        assert!(names.len() <= 2, "after {what:?}: worktrees {names:?}");
+    }
+
+    // A reader that opened a file before it changed still reads the old content.
+    let mut old = String::new();
+    held_open.read_to_string(&mut old).expect("read");
+    assert_eq!(old, "file 0\n");
+
+    // From the third publish on, the new tree was rewritten from the retired
+    // one: files untouched since then kept their inode, changed ones did not.
+    let (mut kept, mut rewritten) = (0, 0);
+    for pair in published.windows(3) {
+        let (before, after) = (&pair[0].1, &pair[2].1);
+        for (path, ino) in after {
+            match before.get(path) {
+                Some(old_ino) if old_ino == ino => kept += 1,
+                _ => rewritten += 1,
+            }
+        }
+    }
+    println!("files kept across rewrites: {kept}, written anew: {rewritten}");
+    assert!(
+        kept > 10 * rewritten,
+        "unchanged files were not reused: {kept} kept vs {rewritten} written"
+    );
+    let f0 = "d0/f0.txt";
+    assert_ne!(
+        published[0].1[f0], published[2].1[f0],
+        "{f0} changed but kept its inode"
+    );
+}
+
+#[test]
+fn retired_worktrees_are_not_rewritten_before_the_stale_timeout() {
+    let up = Upstream::new();
+    let first = up.commit_file("a.txt", "one\n", "one");
+    let s = Scratch::new();
+    let run = s
+        .sidecar(&up.file_url())
+        .args(["--period", "100ms", "--stale-worktree-timeout", "1h"])
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &first);
+    let first_tree = s.worktrees().join(&first);
+    for i in 2..5 {
+        let sha = up.commit_file("a.txt", format!("{i}\n"), &format!("{i}"));
+        run.wait_for_link_hash(&s.link(), &sha);
+        assert_exact(&s, &up, &sha);
+    }
+    // Still there for readers that resolved the link before the swaps.
+    assert_tree_matches_commit(&first_tree, &up, &first);
+    assert_eq!(list_dir(&s.worktrees()).len(), 4);
+}
