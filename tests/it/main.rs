@@ -16,6 +16,7 @@ mod harness;
 
 mod config;
 mod disk;
+mod examples;
 mod faults;
 mod hooks;
 mod http;
