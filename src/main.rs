@@ -9,6 +9,7 @@ use git_sidecar::sync::Exit;
 use git_sidecar::{app, logging};
 
 fn main() -> ExitCode {
+    git_sidecar::memory::limit_arenas();
     let config = match config::load(std::env::args_os().collect(), &|name| {
         std::env::var(name).ok()
     }) {

@@ -263,6 +263,7 @@ impl Engine {
         }
         self.trusted = Some(hash.clone());
         self.upkeep(commit, &hash, budget, depth_changed);
+        self.unmap_packs();
         Ok(Outcome::Published {
             hash,
             previous: current,
@@ -291,6 +292,22 @@ impl Engine {
         if let Err(e) = self.cleanup(budget, hash, force_compact) {
             tracing::warn!(error = %crate::types::error_chain(&e), "cleanup after the sync failed; will retry");
             self.repo = None;
+        }
+    }
+
+    /// Drops the object database's memory maps (a checkout touches much of
+    /// every pack, and those pages would stay resident while idle) by opening
+    /// the repository afresh. Idle polls only talk refs with the remote.
+    fn unmap_packs(&mut self) {
+        if self.repo.is_none() {
+            return;
+        }
+        match store::open(&self.opts.root) {
+            Ok(repo) => self.repo = Some(repo),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not reopen the repository; will repair on the next pass");
+                self.repo = None;
+            }
         }
     }
 

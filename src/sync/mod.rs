@@ -110,6 +110,7 @@ pub async fn run(
             }
             Pass::Cancelled => return Exit::Cancelled,
         };
+        crate::memory::release_free_memory();
         let mut wait_override = None;
         match result {
             Ok(outcome) => {
