@@ -634,6 +634,8 @@ impl NetnsGitDaemon {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log).expect("daemon log"))
+            // Its own group, killed as one on drop. (No PDEATHSIG: it would
+            // fire as soon as the short-lived netns thread that spawns it ends.)
             .process_group(0);
         let child = cmd.spawn().expect("starting git daemon");
         let daemon = NetnsGitDaemon {
