@@ -21,6 +21,7 @@ mod faults;
 mod hooks;
 mod http;
 mod https;
+mod image;
 mod loop_semantics;
 mod refs_depth;
 mod reuse;
