@@ -21,6 +21,7 @@ mod hooks;
 mod http;
 mod https;
 mod loop_semantics;
+mod manifests;
 mod refs_depth;
 mod sync;
 mod transports;
