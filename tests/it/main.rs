@@ -23,6 +23,7 @@ mod http;
 mod https;
 mod image;
 mod loop_semantics;
+mod manifests;
 mod refs_depth;
 mod reuse;
 mod sync;

@@ -1,0 +1,134 @@
+//! git-sidecar's own flag parser and configuration checks on every
+//! git-sidecar container of the manifests (args and env as written, files
+//! from the manifests' Secrets): accepted, or, for the variants in
+//! [`PENDING`](super::PENDING), refused naming exactly the pending flags.
+
+use super::breakages::{deployment, node, yaml, SIDECAR};
+use super::*;
+
+/// The flags named by refusals, e.g. `--username (GITSYNC_USERNAME) is not supported yet`.
+fn refused_flags(problems: &[String]) -> BTreeSet<String> {
+    problems
+        .iter()
+        .filter(|p| p.contains("not supported yet"))
+        .filter_map(|p| p.split_whitespace().next())
+        .map(|flag| flag.trim_end_matches(':').to_string())
+        .collect()
+}
+
+/// What git-sidecar says about `c`'s configuration: `Ok` when accepted,
+/// else every problem (clap's usage errors included).
+fn validate_sidecar(c: &Container, pod_fs: &PodFs) -> Result<(), Vec<String>> {
+    use git_sidecar::cli::Cli;
+    use git_sidecar::config::{Config, ConfigError};
+    let (args, env) = mapped_invocation(c, pod_fs);
+    let argv: Vec<String> = std::iter::once("git-sidecar".to_string())
+        .chain(args)
+        .collect();
+    let lookup = |name: &str| env.get(name).cloned();
+    if let Err(e) = Cli::try_parse_with_env(argv.clone(), &lookup) {
+        return Err(vec![format!("clap: {e}")]);
+    }
+    match Config::from_args_and_env(argv, &lookup) {
+        Ok(_) => Ok(()),
+        Err(ConfigError::Invalid(problems)) => Err(problems.0),
+        Err(e) => Err(vec![e.to_string()]),
+    }
+}
+
+fn sidecar_config_problems(
+    v: &Variant,
+    w: &Workload,
+    c: &Container,
+    pod_fs: &PodFs,
+) -> Option<String> {
+    let at = format!("{}/{} container {}", v.name, w.what, c.name);
+    match (validate_sidecar(c, pod_fs), pending_flags(&v.name)) {
+        (Ok(()), None) => None,
+        (Err(problems), None) => Some(format!("{at}: refused: {problems:#?}")),
+        (Ok(()), Some(flags)) => Some(format!(
+            "{at}: now accepted, though it uses {flags:?}: take it out of PENDING and update manifests/README.md"
+        )),
+        (Err(problems), Some(flags)) => {
+            let expected: BTreeSet<String> = flags.iter().map(|f| f.to_string()).collect();
+            let all_refusals = problems.iter().all(|p| p.contains("not supported yet"));
+            (!all_refusals || refused_flags(&problems) != expected).then(|| {
+                format!("{at}: expected refusals of exactly {flags:?}, got {problems:#?}")
+            })
+        }
+    }
+}
+
+#[test]
+fn git_sidecar_accepts_every_manifests_configuration() {
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for v in all_variants() {
+        let m = model_of(&v);
+        for w in &m.objects.workloads {
+            let pod_fs = PodFs::new(&m.objects, &w.pod);
+            for (c, _) in w.pod.all_containers().filter(|(c, _)| c.is_git_sidecar()) {
+                checked += 1;
+                problems.extend(sidecar_config_problems(&v, w, c, &pod_fs));
+            }
+        }
+    }
+    assert!(checked >= 8, "only {checked} git-sidecar containers found");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn git_sidecar_configuration_check_rejects_broken_args() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "--period=30s",
+            "--perod=30s",
+            "clap: error: unexpected argument '--perod",
+        ),
+        (
+            "--period=30s",
+            "--period=soon",
+            "--period (GITSYNC_PERIOD): invalid duration",
+        ),
+        (
+            "--http-bind=:8081",
+            "--http-bind=example.com:8081",
+            "--http-bind (GITSYNC_HTTP_BIND)",
+        ),
+    ];
+    for (from, to, expect) in cases {
+        let mut v = variant("native-sidecar");
+        let args = node(deployment(&mut v), &format!("{SIDECAR}/args"));
+        let arg = args
+            .as_sequence_mut()
+            .expect("args")
+            .iter_mut()
+            .find(|a| a.as_str() == Some(*from))
+            .unwrap_or_else(|| panic!("{from} not in the args"));
+        *arg = yaml(to);
+        let m = model_of(&v);
+        let w = &m.objects.workloads[0];
+        let pod_fs = PodFs::new(&m.objects, &w.pod);
+        let problem = sidecar_config_problems(&v, w, &w.pod.init_containers[0], &pod_fs);
+        assert!(
+            problem.as_deref().is_some_and(|p| p.contains(expect)),
+            "{to}: expected {expect:?}, got {problem:?}"
+        );
+    }
+    // A pending variant whose refusal names other flags than expected.
+    let mut v = variant("private-https");
+    let args = node(deployment(&mut v), &format!("{SIDECAR}/args"));
+    args.as_sequence_mut()
+        .expect("args")
+        .push(yaml("--cookie-file=true"));
+    let m = model_of(&v);
+    let w = &m.objects.workloads[0];
+    let pod_fs = PodFs::new(&m.objects, &w.pod);
+    let problem = sidecar_config_problems(&v, w, &w.pod.init_containers[0], &pod_fs);
+    assert!(
+        problem
+            .as_deref()
+            .is_some_and(|p| p.contains("expected refusals of exactly")),
+        "{problem:?}"
+    );
+}
