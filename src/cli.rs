@@ -504,12 +504,14 @@ pub struct Cli {
     )]
     pub incoming_webhook_allow_unsigned: Option<String>,
 
-    /// Only act on incoming webhooks whose payload names this repository (e.g.
-    /// org/site); requires --http-bind [default: any repository]
+    /// Only act on incoming webhooks whose payload names this repository: its
+    /// URL (e.g. https://github.com/org/site; scheme, user, ".git" and
+    /// git@host:path forms don't matter); requires --http-bind [default: any
+    /// repository]
     #[arg(
         long,
         env = "GITSYNC_INCOMING_WEBHOOK_REPO",
-        value_name = "NAME",
+        value_name = "URL",
         help_heading = HTTP
     )]
     pub incoming_webhook_repo: Option<String>,
