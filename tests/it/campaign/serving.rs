@@ -188,6 +188,8 @@ impl Progress {
 #[derive(Default)]
 struct Tally {
     requests: usize,
+    /// Requests resent after the server closed an idle keep-alive connection.
+    resent: usize,
     failures: Vec<String>,
     /// (page, generation that wrote the body) pairs served.
     versions: BTreeSet<(usize, usize)>,
@@ -210,13 +212,25 @@ impl KeepAlive {
         })
     }
 
-    /// `GET path`; returns the status and the body (Content-Length delimited).
+    /// `GET path`; returns the status and the body (Content-Length
+    /// delimited). A connection closed before the first byte of the answer
+    /// is `ConnectionAborted`.
     fn get(&mut self, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
+        let aborted =
+            |_: std::io::Error| std::io::Error::from(std::io::ErrorKind::ConnectionAborted);
         write!(
             self.writer,
             "GET /{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-        )?;
-        let mut status = 0;
+        )
+        .map_err(aborted)?;
+        let mut first = String::new();
+        if self.reader.read_line(&mut first).map_err(aborted)? == 0 {
+            return Err(std::io::ErrorKind::ConnectionAborted.into());
+        }
+        let status = first
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3)?.parse().ok())
+            .unwrap_or(0);
         let mut length = 0;
         loop {
             let mut line = String::new();
@@ -227,9 +241,7 @@ impl KeepAlive {
             if line.is_empty() {
                 break;
             }
-            if let Some(rest) = line.strip_prefix("HTTP/1.1 ") {
-                status = rest.get(..3).and_then(|s| s.parse().ok()).unwrap_or(0);
-            } else if let Some((k, v)) = line.split_once(':') {
+            if let Some((k, v)) = line.split_once(':') {
                 if k.eq_ignore_ascii_case("content-length") {
                     length = v.trim().parse().unwrap_or(0);
                 }
@@ -251,27 +263,47 @@ fn run_client(id: usize, addr: String, site: Arc<Site>, progress: Arc<Progress>)
         progress.wait_turn((k as f64 + id as f64 / CLIENTS as f64) / quota as f64);
         let page = rng.usize(..PAGES.len());
         let lo = progress.confirmed.load(Ordering::SeqCst);
-        let answer = match conn.take() {
-            Some(c) => Ok(c),
-            None => KeepAlive::connect(&addr),
-        }
-        .and_then(|mut c| c.get(PAGES[page].0).map(|r| (c, r)));
+        let answer = fetch(&mut conn, &addr, PAGES[page].0, &mut tally.resent);
         let hi = progress.pushed.load(Ordering::SeqCst);
         tally.requests += 1;
         match answer {
-            Ok((c, (status, body))) => {
-                conn = Some(c);
-                match site.judge(page, status, &body, lo, hi) {
-                    Ok(generation) => {
-                        tally.versions.insert((page, generation));
-                    }
-                    Err(e) => tally.failures.push(e),
+            Ok((status, body)) => match site.judge(page, status, &body, lo, hi) {
+                Ok(generation) => {
+                    tally.versions.insert((page, generation));
                 }
-            }
+                Err(e) => tally.failures.push(e),
+            },
             Err(e) => tally.failures.push(format!("{}: {e}", PAGES[page].0)),
         }
     }
     tally
+}
+
+/// `GET path` on the open connection, or a new one. When the server closed
+/// a reused keep-alive connection before answering (nginx does when its
+/// workers are replaced, e.g. another test's sidecar signals every nginx
+/// master), the request is sent once more on a new connection, as HTTP
+/// clients do for idempotent requests.
+fn fetch(
+    conn: &mut Option<KeepAlive>,
+    addr: &str,
+    path: &str,
+    resent: &mut usize,
+) -> std::io::Result<(u16, Vec<u8>)> {
+    if let Some(mut c) = conn.take() {
+        match c.get(path) {
+            Ok(answer) => {
+                *conn = Some(c);
+                return Ok(answer);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => *resent += 1,
+            Err(e) => return Err(e),
+        }
+    }
+    let mut c = KeepAlive::connect(addr)?;
+    let answer = c.get(path)?;
+    *conn = Some(c);
+    Ok(answer)
 }
 
 /// Moves `main` to each generation in turn, asks for a sync and waits until
@@ -372,6 +404,7 @@ fn report_and_check(
     run: &Running,
 ) {
     let requests: usize = tallies.iter().map(|t| t.requests).sum();
+    let resent: usize = tallies.iter().map(|t| t.resent).sum();
     let failures: Vec<&String> = tallies.iter().flat_map(|t| &t.failures).collect();
     let versions: BTreeSet<(usize, usize)> = tallies
         .iter()
@@ -382,7 +415,8 @@ fn report_and_check(
     sorted.sort();
     println!(
         "serving under load: {GENERATIONS} publishes in {window:?} (median {:?}, max {:?}); \
-         {requests} requests from {CLIENTS} keep-alive clients, {} failed; \
+         {requests} requests from {CLIENTS} keep-alive clients ({resent} resent on a new \
+         connection), {} failed; \
          {} distinct page versions served, index.html of {index_generations} distinct generations",
         sorted[sorted.len() / 2],
         sorted[sorted.len() - 1],
