@@ -345,9 +345,123 @@ fn random_text(rng: &mut fastrand::Rng) -> String {
         .collect()
 }
 
-/// kill -9 at random moments, over and over, on the same root: whenever the
-/// link exists it must resolve to a complete, exact checkout of its commit;
-/// and a normal run afterwards must succeed.
+/// kill -9s the crash loop must reach: a hard floor, not a time budget.
+const CRASH_KILLS: usize = 200;
+
+/// The upstream of the crash loop: a small tree that every iteration
+/// changes a little (rewrites, a deletion plus an addition, a mode flip).
+struct CrashUpstream {
+    up: Upstream,
+    files: Vec<String>,
+    commits: Vec<String>,
+}
+
+impl CrashUpstream {
+    fn new(rng: &mut fastrand::Rng) -> Self {
+        let up = Upstream::new();
+        let files: Vec<String> = (0..60).map(|i| format!("d{}/f{i:02}.txt", i % 6)).collect();
+        for f in &files {
+            up.write_file(f, random_text(rng));
+        }
+        let commits = vec![up.commit_all("sixty files")];
+        CrashUpstream { up, files, commits }
+    }
+
+    /// Commits a random change; returns its sha.
+    fn change(&mut self, rng: &mut fastrand::Rng, it: usize) -> String {
+        for _ in 0..3 {
+            let f = &self.files[rng.usize(..self.files.len())];
+            self.up.write_file(f, random_text(rng));
+        }
+        if rng.u8(..10) < 3 {
+            let gone = self.files.swap_remove(rng.usize(..self.files.len()));
+            fs::remove_file(self.up.path().join(&gone)).expect("removing a file upstream");
+            let new = format!("new/it{it:03}.txt");
+            self.up.write_file(&new, random_text(rng));
+            self.files.push(new);
+        }
+        if rng.u8(..10) < 2 {
+            let f = self
+                .up
+                .path()
+                .join(&self.files[rng.usize(..self.files.len())]);
+            let mode = fs::metadata(&f).expect("stat").permissions().mode();
+            fs::set_permissions(&f, fs::Permissions::from_mode(mode ^ 0o111)).expect("chmod");
+        }
+        let sha = self.up.commit_all(&format!("iteration {it}"));
+        self.commits.push(sha.clone());
+        sha
+    }
+
+    fn spawn(&self, s: &Scratch) -> Running {
+        s.sidecar(&self.up.file_url())
+            .args(["--period", "50ms"])
+            .spawn()
+    }
+}
+
+/// How long a restart on an existing root takes to publish a new commit
+/// here (debug builds and busy machines are slow): the median of three.
+fn restart_publish_time(cu: &mut CrashUpstream, rng: &mut fastrand::Rng) -> Duration {
+    let s = Scratch::new();
+    let run = cu.spawn(&s);
+    run.wait_for_link_hash(&s.link(), cu.commits.last().expect("a commit"));
+    drop(run);
+    let mut times: Vec<Duration> = (0..3)
+        .map(|i| {
+            let sha = cu.change(rng, 900 + i);
+            let t0 = Instant::now();
+            let run = cu.spawn(&s);
+            run.wait_for_link_hash(&s.link(), &sha);
+            t0.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[1]
+}
+
+/// Kill delays, drawn uniformly from `0..=max`, where `max` starts at 1.5x
+/// the calibrated restart-to-publish time and follows the machine's pace:
+/// a run of kills that all land before (or all after) the publish widens
+/// (or narrows) the range, so kills keep landing before, during and after.
+struct KillDelays {
+    max_ms: u64,
+    streak: i32,
+}
+
+impl KillDelays {
+    fn new(restart: Duration) -> Self {
+        let max_ms = (restart.as_millis() as u64 * 3 / 2).clamp(50, 5000);
+        KillDelays { max_ms, streak: 0 }
+    }
+
+    fn draw(&self, rng: &mut fastrand::Rng) -> Duration {
+        Duration::from_millis(rng.u64(0..=self.max_ms))
+    }
+
+    fn record(&mut self, published: bool) {
+        self.streak = match (published, self.streak) {
+            (true, n) if n > 0 => n + 1,
+            (true, _) => 1,
+            (false, n) if n < 0 => n - 1,
+            (false, _) => -1,
+        };
+        if self.streak.abs() >= 15 {
+            self.max_ms = if published {
+                (self.max_ms * 2 / 3).max(20)
+            } else {
+                (self.max_ms * 3 / 2).min(10_000)
+            };
+            self.streak = 0;
+        }
+    }
+}
+
+/// kill -9 at random moments, at least [`CRASH_KILLS`] times, on the same
+/// root: one sidecar per iteration, killed before, during or after it
+/// publishes the newest commit; after each kill the link (present from the
+/// first publish on) must resolve to a complete, exact checkout of a known
+/// commit, and a normal run afterwards must succeed.
 #[test]
 fn kill9_at_random_moments_never_publishes_a_broken_tree() {
     let seed: u64 = std::env::var("IT_CRASH_SEED")
@@ -356,118 +470,98 @@ fn kill9_at_random_moments_never_publishes_a_broken_tree() {
         .unwrap_or(0x5eed_2024);
     println!("crash test seed = {seed} (set IT_CRASH_SEED to reproduce another run)");
     let mut rng = fastrand::Rng::with_seed(seed);
-
-    let up = Upstream::new();
-    let mut files: Vec<String> = (0..300)
-        .map(|i| format!("d{:02}/f{i:03}.txt", i % 12))
-        .collect();
-    for f in &files {
-        up.write_file(f, random_text(&mut rng));
-    }
-    let mut commits = vec![up.commit_all("three hundred files")];
-
-    // Calibration: how long a first sync of this repo takes here (debug
-    // builds and busy machines are slow). Kill delays are drawn from
-    // 0..=max(300 ms, 1.5 x that), so that some runs get killed before,
-    // some during and some after publishing.
-    let calibration = Scratch::new();
-    let t0 = Instant::now();
-    let run = calibration
-        .sidecar(&up.file_url())
-        .args(["--period", "50ms"])
-        .spawn();
-    run.wait_for_link_hash(&calibration.link(), &commits[0]);
-    let first_sync = t0.elapsed();
-    drop(run);
-    let max_delay_ms = ((first_sync.as_millis() as u64) * 3 / 2).clamp(300, 3000);
-    println!("first sync took {first_sync:?}; kill delays drawn from 0..={max_delay_ms} ms");
+    let mut cu = CrashUpstream::new(&mut rng);
+    let restart = restart_publish_time(&mut cu, &mut rng);
+    let mut delays = KillDelays::new(restart);
+    println!(
+        "a restart publishes in {restart:?}; kill delays start at 0..={} ms",
+        delays.max_ms
+    );
 
     let s = Scratch::new();
     let started = Instant::now();
-    let (mut with_link, mut with_latest, mut iterations) = (0, 0, 0);
-
-    for it in 0..40 {
-        // Keep the whole test well under two minutes even on a slow machine.
-        if started.elapsed() > Duration::from_secs(80) {
-            println!("stopping after {it} iterations (time budget)");
-            break;
-        }
-        iterations += 1;
-        for _ in 0..3 {
-            let f = &files[rng.usize(..files.len())];
-            up.write_file(f, random_text(&mut rng));
-        }
-        if rng.u8(..10) < 3 {
-            let gone = files.swap_remove(rng.usize(..files.len()));
-            fs::remove_file(up.path().join(&gone)).expect("removing a file upstream");
-            let new = format!("new/it{it:02}.txt");
-            up.write_file(&new, random_text(&mut rng));
-            files.push(new);
-        }
-        if rng.u8(..10) < 2 {
-            let f = up.path().join(&files[rng.usize(..files.len())]);
-            let mode = fs::metadata(&f).expect("stat").permissions().mode();
-            fs::set_permissions(&f, fs::Permissions::from_mode(mode ^ 0o111)).expect("chmod");
-        }
-        let sha = up.commit_all(&format!("iteration {it}"));
-        commits.push(sha);
-
-        let run = s.sidecar(&up.file_url()).args(["--period", "50ms"]).spawn();
-        let delay = rng.u64(0..=max_delay_ms);
+    let (mut kills, mut with_link, mut with_latest) = (0, 0, 0);
+    for it in 0..CRASH_KILLS {
+        let sha = cu.change(&mut rng, it);
+        let run = cu.spawn(&s);
+        let delay = delays.draw(&mut rng);
         // Fault injection: the crash happens at a random moment (not a synchronisation sleep).
-        std::thread::sleep(Duration::from_millis(delay));
-        run.kill9();
-
-        let link = s.link();
-        if fs::symlink_metadata(&link).is_err() {
-            continue;
-        }
-        with_link += 1;
+        std::thread::sleep(delay);
+        let status = run.kill9();
         let context = || {
             format!(
-                "seed {seed}, iteration {it}, kill after {delay} ms\n{}",
+                "seed {seed}, iteration {it}, kill after {delay:?}\n{}",
                 run.logs()
             )
         };
-        let target = fs::read_link(&link)
-            .unwrap_or_else(|e| panic!("{} is not a symlink ({e}); {}", link.display(), context()));
-        assert!(
-            target.is_relative(),
-            "link target {} not relative; {}",
-            target.display(),
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9),
+            "the sidecar was not running when killed; {}",
             context()
         );
-        let hash = link_target_hash(&link).expect("hash");
-        if Some(&hash) == commits.last() {
-            with_latest += 1;
-        }
-        assert!(
-            commits.contains(&hash),
-            "link points to unknown commit {hash}; {}",
-            context()
-        );
-        if let Some(problem) = tree_mismatch(&link, up.path(), &hash) {
-            panic!("published tree is broken: {problem}\n{}", context());
-        }
+        kills += 1;
+        let published = s.published();
+        delays.record(published.as_deref() == Some(sha.as_str()));
+        let Some(hash) = published else {
+            // Once published, the link is swapped, never removed.
+            assert_eq!(with_link, 0, "the link disappeared; {}", context());
+            continue;
+        };
+        with_link += 1;
+        with_latest += usize::from(hash == sha);
+        check_link_after_crash(&s, &cu, &hash, &context);
     }
     println!(
-        "crash loop: {iterations} iterations; link present after {with_link}, \
-         on the newest commit after {with_latest}; {:?}",
-        started.elapsed()
+        "crash loop: {kills} kill -9s in {:?}; link present after {with_link}, on the newest \
+         commit after {with_latest}; final kill delays 0..={} ms",
+        started.elapsed(),
+        delays.max_ms
     );
-
+    assert!(kills >= CRASH_KILLS, "only {kills} kill -9s (seed {seed})");
     assert!(
-        with_link > 0,
-        "no run lived long enough to publish (seed {seed}): the crash loop tested nothing"
+        with_latest > 0 && with_latest < kills,
+        "kills must land both before and after publishing (seed {seed}): \
+         {with_latest} of {kills} after"
     );
 
-    let out = s.sidecar(&up.file_url()).arg("--one-time").run(RUN_TIMEOUT);
+    let out = s
+        .sidecar(&cu.up.file_url())
+        .arg("--one-time")
+        .run(RUN_TIMEOUT);
     assert!(
         out.status.success(),
         "final run after the crashes (seed {seed}): {}",
         describe_output(&out)
     );
-    let latest = commits.last().expect("commits");
+    let latest = cu.commits.last().expect("commits");
     assert_eq!(&assert_published_layout(&s.root, &s.link()), latest);
-    assert_tree_matches_commit(&s.link(), &up, latest);
+    assert_tree_matches_commit(&s.link(), &cu.up, latest);
+}
+
+/// The link after a crash: relative, naming a commit we made, and resolving
+/// to exactly that commit's tree.
+fn check_link_after_crash(
+    s: &Scratch,
+    cu: &CrashUpstream,
+    hash: &str,
+    context: &dyn Fn() -> String,
+) {
+    let link = s.link();
+    let target = fs::read_link(&link)
+        .unwrap_or_else(|e| panic!("{} is not a symlink ({e}); {}", link.display(), context()));
+    assert!(
+        target.is_relative(),
+        "link target {} not relative; {}",
+        target.display(),
+        context()
+    );
+    assert!(
+        cu.commits.iter().any(|c| c == hash),
+        "link points to unknown commit {hash}; {}",
+        context()
+    );
+    if let Some(problem) = tree_mismatch(&link, cu.up.path(), hash) {
+        panic!("published tree is broken: {problem}\n{}", context());
+    }
 }

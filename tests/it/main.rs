@@ -14,6 +14,7 @@ mod support;
 
 mod harness;
 
+mod campaign;
 mod config;
 mod disk;
 mod examples;

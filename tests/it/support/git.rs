@@ -1,6 +1,9 @@
 //! Fixture repositories made with the real `git` CLI, fully isolated from the
 //! user's and the system's configuration, plus a checker that compares a
-//! checked-out directory byte for byte with a commit.
+//! checked-out directory byte for byte with a commit. Also crafts what a
+//! normal `git commit` refuses to make (raw tree objects with hostile names,
+//! via `git hash-object --literally`) and long histories in one
+//! `git fast-import`.
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -374,6 +377,156 @@ impl Upstream {
     /// work tree) to `sha` with `git reset --hard`.
     pub fn force_reset(&self, sha: &str) {
         self.git(&["reset", "-q", "--hard", sha]);
+    }
+}
+
+/// One entry of a tree object, written as given: the name is not checked,
+/// so it may be `..`, `.git`, absolute or contain slashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEntry {
+    /// `100644`, `100755`, `120000` (symlink) or `40000` (tree).
+    pub mode: String,
+    pub name: Vec<u8>,
+    /// 40-hex object id.
+    pub oid: String,
+}
+
+impl RawEntry {
+    pub fn new(mode: &str, name: impl AsRef<[u8]>, oid: &str) -> Self {
+        RawEntry {
+            mode: mode.to_string(),
+            name: name.as_ref().to_vec(),
+            oid: oid.to_string(),
+        }
+    }
+
+    fn is_tree(&self) -> bool {
+        self.mode == "40000"
+    }
+
+    /// git's tree order: names compared as bytes, a tree's as if it ended in `/`.
+    fn sort_key(&self) -> Vec<u8> {
+        let mut k = self.name.clone();
+        if self.is_tree() {
+            k.push(b'/');
+        }
+        k
+    }
+}
+
+impl Upstream {
+    /// Runs git in the repo with `input` on its stdin; returns trimmed stdout.
+    pub fn git_with_input(&self, args: &[&str], input: &[u8]) -> String {
+        let mut child = git_cmd(&self.path)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run git {args:?}: {e}"));
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let input = input.to_vec();
+        // A separate writer: git may answer before it has read everything.
+        let writer = std::thread::spawn(move || stdin.write_all(&input));
+        let out = child.wait_with_output().expect("waiting for git");
+        let written = writer.join().expect("stdin writer thread");
+        if !out.status.success() || written.is_err() {
+            panic!(
+                "git {args:?} in {} failed ({}, stdin: {written:?}):\n{}",
+                self.path.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+    }
+
+    /// Writes a blob; returns its id.
+    pub fn write_blob(&self, content: &[u8]) -> String {
+        self.git_with_input(&["hash-object", "-w", "--stdin"], content)
+    }
+
+    /// Writes a tree object from `entries` (sorted as git sorts them, names
+    /// unchecked); returns its id.
+    pub fn write_raw_tree(&self, entries: &[RawEntry]) -> String {
+        let mut sorted = entries.to_vec();
+        sorted.sort_by_key(RawEntry::sort_key);
+        let mut raw = Vec::new();
+        for e in &sorted {
+            raw.extend_from_slice(e.mode.as_bytes());
+            raw.push(b' ');
+            raw.extend_from_slice(&e.name);
+            raw.push(0);
+            raw.extend(hex::decode(&e.oid).expect("a 40-hex object id"));
+        }
+        let args = ["hash-object", "-t", "tree", "--literally", "-w", "--stdin"];
+        self.git_with_input(&args, &raw)
+    }
+
+    /// The top-level entries of `rev`'s tree.
+    pub fn top_entries(&self, rev: &str) -> Vec<RawEntry> {
+        let out = git_output(&["ls-tree", "-z", rev], &self.path);
+        assert!(out.status.success(), "git ls-tree {rev} failed");
+        out.stdout
+            .split(|b| *b == 0)
+            .filter(|r| !r.is_empty())
+            .map(|rec| {
+                let tab = rec.iter().position(|b| *b == b'\t').expect("tab");
+                let meta = String::from_utf8_lossy(&rec[..tab]).into_owned();
+                let f: Vec<&str> = meta.split(' ').collect();
+                RawEntry::new(f[0], &rec[tab + 1..], f[2])
+            })
+            .collect()
+    }
+
+    /// A commit of `tree` with `parents`; returns its id (no ref moves).
+    pub fn commit_tree(&self, tree: &str, parents: &[&str], msg: &str) -> String {
+        let mut args = vec!["commit-tree", tree, "-m", msg];
+        for p in parents {
+            args.extend(["-p", p]);
+        }
+        self.git(&args)
+    }
+
+    /// Points `refname` (e.g. `refs/heads/main`) at `sha`, as a push would.
+    pub fn update_ref(&self, refname: &str, sha: &str) {
+        self.git(&["update-ref", refname, sha]);
+    }
+
+    /// A commit whose parent is `main` and whose tree is `base`'s top level
+    /// plus `extra` (an entry of the same name is replaced); moves `main` to
+    /// it and returns it. The work tree is left alone: a later `commit_all`
+    /// commits the work tree, which undoes the hostile entries.
+    pub fn commit_with_entries(&self, base: &str, extra: &[RawEntry], msg: &str) -> String {
+        let parent = self.rev_parse("refs/heads/main");
+        let mut entries: Vec<RawEntry> = self
+            .top_entries(base)
+            .into_iter()
+            .filter(|e| !extra.iter().any(|x| x.name == e.name))
+            .collect();
+        entries.extend_from_slice(extra);
+        let tree = self.write_raw_tree(&entries);
+        let commit = self.commit_tree(&tree, &[&parent], msg);
+        self.update_ref("refs/heads/main", &commit);
+        commit
+    }
+
+    /// Feeds a `git fast-import` stream (use marks `:1`, `:2`, ... on the
+    /// commits); returns the commit id of each mark (index 0 = mark 1).
+    pub fn fast_import(&self, stream: &[u8]) -> Vec<String> {
+        let marks = self.base.join("fast-import.marks");
+        let export = format!("--export-marks={}", marks.display());
+        self.git_with_input(&["fast-import", "--quiet", &export], stream);
+        let text = fs::read_to_string(&marks).expect("reading fast-import marks");
+        let mut ids: Vec<(usize, String)> = text
+            .lines()
+            .filter_map(|l| {
+                let (mark, id) = l.strip_prefix(':')?.split_once(' ')?;
+                Some((mark.parse().ok()?, id.to_string()))
+            })
+            .collect();
+        ids.sort();
+        ids.into_iter().map(|(_, id)| id).collect()
     }
 }
 
