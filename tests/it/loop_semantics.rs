@@ -72,15 +72,25 @@ fn stale_worktree_timeout_keeps_the_previous_tree_for_a_while() {
     run.wait_for_link_hash(&s.link(), &a);
     let b = up.commit_file("f", "b", "b");
     run.wait_for_link_hash(&s.link(), &b);
-    let old = s.worktrees().join(&a);
-    assert!(old.is_dir(), "the previous worktree must be kept for now");
-    assert_eq!(fs::read_to_string(old.join("f")).expect("old content"), "a");
+    let c = up.commit_file("f", "c", "c");
+    run.wait_for_link_hash(&s.link(), &c);
+    // Both retired trees are kept, untouched, for readers still in them.
+    for (sha, content) in [(&a, "a"), (&b, "b")] {
+        let old = s.worktrees().join(sha);
+        assert_eq!(
+            fs::read_to_string(old.join("f")).expect("old content"),
+            content
+        );
+    }
+    // After the timeout the older one goes; the newest retired one stays as
+    // the spare that the next commit's worktree is rewritten from.
     run.wait_until(
         DEADLINE,
-        "the previous worktree is deleted after the timeout",
-        || !old.exists(),
+        "the older retired worktree is deleted after the timeout",
+        || !s.worktrees().join(&a).exists(),
     );
     assert!(s.worktrees().join(&b).is_dir());
+    assert!(s.worktrees().join(&c).is_dir());
 }
 
 fn group_write_bit(path: &std::path::Path) -> bool {
