@@ -65,6 +65,16 @@ fn edit_str(root: &mut Value, path: &str, from: &str, to: &str) {
     *value = Value::String(text.replace(from, to));
 }
 
+/// Replaces the list item `from` (an argument, a command word) at `path`.
+fn replace_item(root: &mut Value, path: &str, from: &str, to: &str) {
+    let items = node(root, path).as_sequence_mut().expect("a list");
+    let item = items
+        .iter_mut()
+        .find(|a| a.as_str() == Some(from))
+        .unwrap_or_else(|| panic!("{path} has no {from:?}"));
+    *item = yaml(to);
+}
+
 const POD: &str = "spec/template/spec";
 pub(super) const SIDECAR: &str = "spec/template/spec/initContainers/0";
 const NGINX: &str = "spec/template/spec/containers/0";
@@ -202,13 +212,12 @@ const BREAKAGES: &[Breakage] = &[
         what: "--http-bind on a port that is not the containerPort",
         variant: "native-sidecar",
         edit: |v| {
-            let args = node(deployment(v), &format!("{SIDECAR}/args"));
-            let args = args.as_sequence_mut().expect("args");
-            let bind = args
-                .iter_mut()
-                .find(|a| a.as_str() == Some("--http-bind=:8081"))
-                .expect("--http-bind");
-            *bind = yaml("--http-bind=:9090");
+            replace_item(
+                deployment(v),
+                &format!("{SIDECAR}/args"),
+                "--http-bind=:8081",
+                "--http-bind=:9090",
+            );
         },
         check: check_sidecar_http,
         expect: "--http-bind port 9090 is not a declared containerPort",
@@ -488,14 +497,12 @@ const BREAKAGES: &[Breakage] = &[
         what: "the init clone publishing another link than the sidecar",
         variant: "classic-sidecar",
         edit: |v| {
-            let args = node(deployment(v), &format!("{SIDECAR}/args"))
-                .as_sequence_mut()
-                .expect("args");
-            let link = args
-                .iter_mut()
-                .find(|a| a.as_str() == Some("--link=site"))
-                .expect("--link");
-            *link = yaml("--link=www");
+            replace_item(
+                deployment(v),
+                &format!("{SIDECAR}/args"),
+                "--link=site",
+                "--link=www",
+            );
         },
         check: check_volumes,
         expect: "publish different links",
@@ -504,14 +511,12 @@ const BREAKAGES: &[Breakage] = &[
         what: "a file flag naming a key the Secret does not have",
         variant: "private-https",
         edit: |v| {
-            let args = node(deployment(v), &format!("{SIDECAR}/args"))
-                .as_sequence_mut()
-                .expect("args");
-            let file = args
-                .iter_mut()
-                .find(|a| a.as_str() == Some("--password-file=/etc/git-secret/token"))
-                .expect("--password-file");
-            *file = yaml("--password-file=/etc/git-secret/tokn");
+            replace_item(
+                deployment(v),
+                &format!("{SIDECAR}/args"),
+                "--password-file=/etc/git-secret/token",
+                "--password-file=/etc/git-secret/tokn",
+            );
         },
         check: check_mounted_files,
         expect: "\"tokn\" is not a key of Secret site-git-credentials",
@@ -560,14 +565,12 @@ const BREAKAGES: &[Breakage] = &[
         what: "nginx root following another --link",
         variant: "native-sidecar",
         edit: |v| {
-            let args = node(deployment(v), &format!("{SIDECAR}/args"))
-                .as_sequence_mut()
-                .expect("args");
-            let link = args
-                .iter_mut()
-                .find(|a| a.as_str() == Some("--link=site"))
-                .expect("--link");
-            *link = yaml("--link=www");
+            replace_item(
+                deployment(v),
+                &format!("{SIDECAR}/args"),
+                "--link=site",
+                "--link=www",
+            );
         },
         check: check_web_configs,
         expect: "root /git/site is not the published link /git/www",
@@ -591,14 +594,12 @@ const BREAKAGES: &[Breakage] = &[
         what: "nginx -c naming a file the repository example lacks",
         variant: "config-reload",
         edit: |v| {
-            let command = node(deployment(v), &format!("{NGINX}/command"))
-                .as_sequence_mut()
-                .expect("command");
-            let conf = command
-                .iter_mut()
-                .find(|a| a.as_str() == Some("/git/site/nginx/nginx.conf"))
-                .expect("-c");
-            *conf = yaml("/git/site/nginx/main.conf");
+            replace_item(
+                deployment(v),
+                &format!("{NGINX}/command"),
+                "/git/site/nginx/nginx.conf",
+                "/git/site/nginx/main.conf",
+            );
         },
         check: check_web_configs,
         expect: "its example",
