@@ -120,3 +120,63 @@ fn group_write_controls_the_group_write_bit() {
         }
     }
 }
+
+/// (path, inode, size, mtime, ctime) of everything below `dir`, sorted.
+fn snapshot(dir: &std::path::Path) -> Vec<(String, u64, u64, i64, i64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).expect("read_dir").flatten() {
+            let m = fs::symlink_metadata(entry.path()).expect("lstat");
+            if m.is_dir() {
+                stack.push(entry.path());
+            }
+            let rel = entry.path().strip_prefix(dir).expect("prefix").to_owned();
+            out.push((
+                rel.to_string_lossy().into_owned(),
+                m.ino(),
+                m.size(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A poll that finds nothing new writes nothing: not a file, not a lock, not
+/// a directory entry (a created-and-removed temp file would change its
+/// directory's mtime), with both an error file and a touch file configured.
+#[test]
+fn idle_polls_write_nothing_to_disk() {
+    let up = Upstream::new();
+    let sha = up.commit_rich_tree("one");
+    let s = Scratch::new();
+    let run = s
+        .sidecar(&up.file_url())
+        .args(["--period", "20ms", "-v", "1"])
+        .arg("--error-file")
+        .arg(s.error_file())
+        .arg("--touch-file")
+        .arg(s.touch_file())
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &sha);
+    // Let the first pass's upkeep settle, then look twice, polls apart.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = (snapshot(&s.root), snapshot(s.dir.path()));
+    std::thread::sleep(Duration::from_secs(2));
+    let after = (snapshot(&s.root), snapshot(s.dir.path()));
+    run.assert_running();
+    let polls = run.logs().matches("no change").count();
+    assert_eq!(before, after, "idle polls changed the disk");
+    assert!(
+        polls >= 20,
+        "only {polls} idle polls in 2 s:\n{}",
+        run.logs()
+    );
+    println!("{polls} idle polls logged, nothing written");
+}
