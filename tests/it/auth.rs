@@ -281,6 +281,11 @@ fn credential_conflicts_are_all_reported_at_once() {
         .run(RUN_TIMEOUT);
     assert_eq!(out.status.code(), Some(1), "{}", describe_output(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_no_secret(&[("stderr", &stderr)]);
+    assert!(
+        !stderr.contains(OTHER),
+        "the URL's password was echoed:\n{stderr}"
+    );
     for expected in [
         "--username (GITSYNC_USERNAME): cannot be combined with credentials in --repo (GITSYNC_REPO)",
         "GITSYNC_PASSWORD (environment only): cannot be combined with --password-file \
