@@ -118,6 +118,7 @@ fn engine_options(config: &Config) -> engine::Options {
         stale_worktree_timeout: config.stale_worktree_timeout,
         escaping_symlinks: config.escaping_symlinks,
         pre_publish: config.hooks.pre_publish.clone(),
+        auth: config.auth.clone(),
     }
 }
 

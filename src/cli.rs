@@ -243,7 +243,8 @@ ENVIRONMENT VARIABLES:
   flag beats both.
 
   Settings that exist only as environment variables (secrets stay off argv):
-    GITSYNC_PASSWORD                 password or token for --username (not supported yet)
+    GITSYNC_PASSWORD                 password or token for --username (instead of
+                                     --password-file)
     GITSYNC_GITHUB_APP_PRIVATE_KEY   GitHub App private key, PEM (not supported yet)
     GITSYNC_INCOMING_WEBHOOK_SECRET  one more incoming webhook secret (after the files)
     GITSYNC_SYNC_TRIGGER_TOKEN       one more bearer token for POST /sync (after the files)
@@ -263,6 +264,8 @@ ENVIRONMENT VARIABLES:
 const HTTP: &str = "HTTP endpoint (health, metrics, incoming webhooks)";
 
 const HOOKS: &str = "Hooks (after publishing)";
+
+const AUTH: &str = "Credentials (http:// and https:// repositories)";
 
 const NOT_YET: &str = "Accepted for git-sync compatibility, refused until implemented";
 
@@ -722,6 +725,28 @@ pub struct Cli {
     #[arg(long, env = "GITSYNC_RELOAD_SIGNAL", value_name = "SIGNAL", help_heading = HOOKS)]
     pub reload_signal: Option<String>,
 
+    // ---- credentials ---------------------------------------------------------------------------
+    /// User name for http:// and https:// repositories; the password comes from
+    /// GITSYNC_PASSWORD or --password-file (exactly one). Credentials may instead be
+    /// given in --repo (https://user:token@host/...), not both
+    #[arg(long, env = "GITSYNC_USERNAME", value_name = "NAME", help_heading = AUTH)]
+    pub username: Option<String>,
+
+    /// Environment-only GITSYNC_PASSWORD; this flag exists for tests, as in git-sync
+    #[arg(
+        long = "__env__GITSYNC_PASSWORD",
+        env = "GITSYNC_PASSWORD",
+        value_name = "PASSWORD",
+        hide = true
+    )]
+    pub env_password: Option<Secret>,
+
+    /// File holding the password or token for --username, read again before every
+    /// sync (a rotated token is used from the next sync on; while the file cannot be
+    /// read, syncs fail); trailing whitespace is ignored
+    #[arg(long, env = "GITSYNC_PASSWORD_FILE", value_name = "PATH", help_heading = AUTH)]
+    pub password_file: Option<String>,
+
     // ---- accepted, refused until implemented -------------------------------------------------
     /// Partial-clone filter for fetches, e.g. blob:none (not supported yet)
     #[arg(long, env = "GITSYNC_FILTER", value_name = "SPEC", help_heading = NOT_YET)]
@@ -752,23 +777,6 @@ pub struct Cli {
         help_heading = NOT_YET
     )]
     pub add_user: Option<String>,
-
-    /// Username for HTTP(S) authentication (not supported yet)
-    #[arg(long, env = "GITSYNC_USERNAME", value_name = "NAME", help_heading = NOT_YET)]
-    pub username: Option<String>,
-
-    /// Environment-only GITSYNC_PASSWORD; this flag exists for tests, as in git-sync
-    #[arg(
-        long = "__env__GITSYNC_PASSWORD",
-        env = "GITSYNC_PASSWORD",
-        value_name = "PASSWORD",
-        hide = true
-    )]
-    pub env_password: Option<Secret>,
-
-    /// File holding the password for --username (not supported yet)
-    #[arg(long, env = "GITSYNC_PASSWORD_FILE", value_name = "PATH", help_heading = NOT_YET)]
-    pub password_file: Option<String>,
 
     /// Per-URL credential as JSON, repeatable (not supported yet)
     #[arg(
@@ -1494,6 +1502,30 @@ mod tests {
         assert_eq!(kind(&["-?"]), Some(ErrorKind::DisplayHelp));
         assert_eq!(kind(&["--version"]), Some(ErrorKind::DisplayVersion));
         assert_eq!(kind(&["--no-such-flag"]), Some(ErrorKind::UnknownArgument));
+    }
+
+    #[test]
+    fn credential_flags_have_their_own_help_section() {
+        let help = Cli::command().render_help().to_string();
+        let hooks = help.find("Hooks (after publishing):").expect("hooks");
+        let auth = help
+            .find("Credentials (http:// and https:// repositories):")
+            .unwrap_or_else(|| panic!("credentials section: {help}"));
+        let not_yet = help.find("refused until implemented").expect("NOT_YET");
+        assert!(hooks < auth && auth < not_yet, "{help}");
+        for flag in ["--username", "--password-file"] {
+            let at = help
+                .find(&format!("      {flag} "))
+                .unwrap_or_else(|| panic!("{flag}: {help}"));
+            assert!(
+                auth < at && at < not_yet,
+                "{flag} not in the credentials section"
+            );
+        }
+        assert!(
+            !help.contains("for --username (not supported yet)"),
+            "{help}"
+        );
     }
 
     #[test]

@@ -46,6 +46,9 @@
 //! * Flags of features not implemented yet are accepted by the parser but
 //!   refused here when the user set them; `--submodules=off` and any valid
 //!   `--git-gc` are accepted; `--git` is accepted with a warning.
+//! * HTTP(S) credentials (`--username`, `GITSYNC_PASSWORD`, `--password-file`,
+//!   or in `--repo`): see [`auth`]. Credentials in an http(s) `--repo` end up
+//!   in [`Config::auth`], and [`Config::repo`] is the URL without them.
 //!
 //! # HTTP endpoint ([`HttpConfig`])
 //!
@@ -143,6 +146,9 @@ use nix::sys::signal::Signal;
 use crate::cli::{Cli, EnvLookup, Origin, Secret, UrlArg};
 use crate::types::{RepoUrl, SymlinkPolicy};
 
+pub mod auth;
+pub use auth::{HttpAuth, PasswordSource};
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -153,8 +159,11 @@ pub enum LogFormat {
 /// Everything the sync engine needs, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Remote URL (credentials inside are redacted in Display).
+    /// Remote URL (credentials inside are redacted in Display; those of an
+    /// http(s) URL were moved to `auth`).
     pub repo: RepoUrl,
+    /// HTTP(S) credentials: `--username` + password, or from `--repo`.
+    pub auth: Option<HttpAuth>,
     /// Absolute root directory (symlinks in it resolved if it exists).
     pub root: PathBuf,
     /// The ref to sync: "HEAD", a branch, a tag, or a full 40-hex SHA.
@@ -459,6 +468,7 @@ impl Config {
                 ),
             ),
         }
+        let auth = c.http_auth(repo);
 
         // --root
         let root = match non_empty(cli.root.as_deref()) {
@@ -632,8 +642,14 @@ impl Config {
                 "internal error: configuration incomplete without a reported problem".into(),
             ])));
         };
+        // Credentials found in the URL now live in `auth` only.
+        let repo = match auth {
+            Some(_) => auth::strip_userinfo(repo),
+            None => repo.to_string(),
+        };
         Ok(Config {
             repo: RepoUrl::new(repo),
+            auth,
             root,
             git_ref,
             link,
@@ -1399,9 +1415,6 @@ impl<'a> Checker<'a> {
         const PLAIN: &[&str] = &[
             "filter",
             "sparse_checkout_file",
-            "username",
-            "env_password",
-            "password_file",
             "askpass_url",
             "ssh_known_hosts_file",
             "github_base_url",
@@ -1416,12 +1429,6 @@ impl<'a> Checker<'a> {
             if self.raw(id).is_some() {
                 self.refuse(id, "");
             }
-        }
-        if self.raw("deprecated_password").is_some() {
-            self.refuse(
-                "deprecated_password",
-                " (deprecated form of $GITSYNC_PASSWORD)",
-            );
         }
         if !self.cli.credential.is_empty() {
             self.refuse("credential", "");
@@ -2023,21 +2030,21 @@ mod tests {
             .collect()
     }
 
-    fn try_config(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    pub(super) fn try_config(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let map = env_of(env);
         let mut argv = vec!["git-sidecar"];
         argv.extend_from_slice(args);
         Config::from_args_and_env(argv, &|k: &str| map.get(k).cloned())
     }
 
-    fn config(args: &[&str], env: &[(&str, &str)]) -> Config {
+    pub(super) fn config(args: &[&str], env: &[(&str, &str)]) -> Config {
         match try_config(args, env) {
             Ok(c) => c,
             Err(e) => panic!("unexpected error:\n{e}"),
         }
     }
 
-    fn problems(args: &[&str], env: &[(&str, &str)]) -> Vec<String> {
+    pub(super) fn problems(args: &[&str], env: &[(&str, &str)]) -> Vec<String> {
         match try_config(args, env) {
             Ok(c) => panic!("expected an error, got {c:?}"),
             Err(ConfigError::Clap(e)) => panic!("unexpected clap error: {e}"),
@@ -2045,7 +2052,7 @@ mod tests {
         }
     }
 
-    fn base() -> Vec<&'static str> {
+    pub(super) fn base() -> Vec<&'static str> {
         vec![
             "--repo",
             "https://example.com/org/site.git",
@@ -2054,7 +2061,7 @@ mod tests {
         ]
     }
 
-    fn with<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    pub(super) fn with<'a>(extra: &[&'a str]) -> Vec<&'a str> {
         let mut v = base();
         v.extend_from_slice(extra);
         v
@@ -2418,7 +2425,6 @@ mod tests {
     fn unsupported_flags_are_refused_by_name() {
         let p = problems(
             &with(&[
-                "--username=alice",
                 "--filter=blob:none",
                 "--credential={}",
                 "--cookie-file",
@@ -2426,27 +2432,26 @@ mod tests {
                 "--askpass-url=http://a/pw",
             ]),
             &[
-                ("GITSYNC_PASSWORD", "pw"),
                 ("GIT_SYNC_GIT_CONFIG", "a:b"),
                 ("GITSYNC_SSH_KEY_FILE", "/k"),
+                ("GITSYNC_GITHUB_APP_PRIVATE_KEY", "pem-s3cret"),
             ],
         );
         let all = p.join("\n");
         for expected in [
-            "--username (GITSYNC_USERNAME) is not supported yet",
             "--filter (GITSYNC_FILTER) is not supported yet",
             "--credential (GITSYNC_CREDENTIAL) is not supported yet",
             "--cookie-file (GITSYNC_COOKIE_FILE) is not supported yet",
             "--submodules (GITSYNC_SUBMODULES) is not supported yet",
             "--askpass-url (GITSYNC_ASKPASS_URL) is not supported yet",
-            "GITSYNC_PASSWORD (environment only) is not supported yet",
+            "GITSYNC_GITHUB_APP_PRIVATE_KEY (environment only) is not supported yet",
             "--git-config (GIT_SYNC_GIT_CONFIG) is not supported yet",
             "--ssh-key-file (GITSYNC_SSH_KEY_FILE) is not supported yet",
         ] {
             assert!(all.contains(expected), "missing {expected:?} in\n{all}");
         }
-        assert_eq!(p.len(), 9, "{all}");
-        assert!(!all.contains("pw"), "secret leaked: {all}");
+        assert_eq!(p.len(), 8, "{all}");
+        assert!(!all.contains("s3cret"), "secret leaked: {all}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use gix::remote::fetch::refmap::Source;
 use gix::remote::fetch::Shallow;
 use gix::ObjectId;
 
+use super::credentials::{self, Credentials};
 use super::transport::{self, Budget, SpyReport};
 
 /// What to fetch and what we already have.
@@ -26,6 +27,8 @@ pub struct Options<'a> {
     pub have: Option<ObjectId>,
     /// Fetch even when the remote still points at `have` (e.g. depth changed).
     pub force: bool,
+    /// Given to an http(s) server that asks (the only credentials gix sees).
+    pub credentials: Option<&'a Credentials>,
 }
 
 /// Result of a poll.
@@ -45,6 +48,16 @@ pub enum Error {
     Url(String),
     #[error("couldn't find remote ref {0:?}")]
     RefNotFound(String),
+    #[error(
+        "authentication failed: {url} rejected the credentials (check the user name and the \
+         password or token)"
+    )]
+    CredentialsRejected { url: String },
+    #[error(
+        "authentication failed: {url} asks for credentials and none are configured (set \
+         --username with GITSYNC_PASSWORD or --password-file, or put them in --repo)"
+    )]
+    CredentialsMissing { url: String },
     #[error(
         "the server answered with git protocol {0:?}, over which gix cannot fetch shallow (it would silently download the whole history); \
          use a server that speaks protocol v2, or set --depth=0 to fetch full history on purpose"
@@ -98,9 +111,10 @@ fn fetch_inner(
     if let Some(options) = connected.options {
         connection.set_transport_options(options);
     }
+    connection.set_credentials(credentials::callback(opts.credentials.cloned()));
     let prepare = connection
         .prepare_fetch(gix::progress::Discard, Default::default())
-        .map_err(|e| classify_listing_error(e, opts.git_ref, &report))?;
+        .map_err(|e| classify_listing_error(e, opts, &report))?;
 
     let remote_id = wanted_id(prepare.ref_map(), opts.git_ref)?;
     let have_locally = repo.has_object(remote_id);
@@ -192,10 +206,18 @@ fn verify_depth(repo: &gix::Repository, commit: ObjectId, depth: u32) -> Result<
     Ok(())
 }
 
-fn classify_listing_error(e: impl std::error::Error, git_ref: &str, report: &SpyReport) -> Error {
+fn classify_listing_error(e: gix::Error, opts: &Options<'_>, report: &SpyReport) -> Error {
+    if e.is_unauthenticated() {
+        // gix's message would quote the URL; ours never held credentials anyway.
+        let url = crate::types::redact_url(&opts.url.to_bstring().to_string());
+        return match opts.credentials {
+            Some(_) => Error::CredentialsRejected { url },
+            None => Error::CredentialsMissing { url },
+        };
+    }
     let message = crate::types::error_chain(&e);
     if message.contains("None of the refspec") || message.contains("matched any of the") {
-        return Error::RefNotFound(git_ref.to_string());
+        return Error::RefNotFound(opts.git_ref.to_string());
     }
     git_err("could not list remote refs", e, Some(report))
 }

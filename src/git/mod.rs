@@ -4,12 +4,14 @@
 //!
 //! - [`transport`]: connections with deadlines (git://, file://, http(s)://)
 //! - [`fetch`]: resolve the ref, fetch only when it moved
+//! - [`credentials`]: the only credentials gix gets (no helper programs)
 //! - [`worktree`]: linked worktrees the git CLI can read
 //! - [`symlinks`]: which symlinks of a tree lead outside it
 //! - [`store`]: the root repository: open, init, repair, refs
 //! - [`compact`]: keep the object store bounded
 
 pub mod compact;
+pub mod credentials;
 pub mod fetch;
 pub mod store;
 pub mod symlinks;

@@ -9,7 +9,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::ExecHookConfig;
+use crate::config::{ExecHookConfig, HttpAuth};
+use crate::git::credentials::Credentials;
 use crate::git::{self, compact, fetch, store, worktree, Budget, ObjectId};
 use crate::hooks;
 use crate::metrics::Metrics;
@@ -30,6 +31,8 @@ pub struct Options {
     pub escaping_symlinks: SymlinkPolicy,
     /// `--pre-publish-exechook-command`: must exit 0 before the link moves.
     pub pre_publish: Option<ExecHookConfig>,
+    /// HTTP(S) credentials; a password file is read at each fetch.
+    pub auth: Option<HttpAuth>,
 }
 
 /// The result of a successful pass.
@@ -61,6 +64,9 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error(transparent)]
     Fetch(#[from] fetch::Error),
+    /// The password could not be had (e.g. `--password-file` unreadable).
+    #[error("{0}")]
+    Credentials(String),
     #[error(transparent)]
     Worktree(#[from] worktree::Error),
     #[error(transparent)]
@@ -197,17 +203,21 @@ impl Engine {
             Some(id) if current_id == Some(id) && repo.has_object(id) && !depth_changed => {
                 fetch::Outcome::Unchanged(id)
             }
-            _ => fetch::fetch(
-                repo,
-                &fetch::Options {
-                    url: &self.url,
-                    git_ref: &self.opts.git_ref,
-                    depth: self.opts.depth,
-                    have: current_id,
-                    force: depth_changed,
-                },
-                budget,
-            )?,
+            _ => {
+                let credentials = self.credentials()?;
+                fetch::fetch(
+                    repo,
+                    &fetch::Options {
+                        url: &self.url,
+                        git_ref: &self.opts.git_ref,
+                        depth: self.opts.depth,
+                        have: current_id,
+                        force: depth_changed,
+                        credentials: credentials.as_ref(),
+                    },
+                    budget,
+                )?
+            }
         };
         let (commit, fetched_bytes) = match fetched {
             fetch::Outcome::Unchanged(id) => (id, None),
@@ -269,6 +279,19 @@ impl Engine {
             previous: current,
             fetched_bytes: fetched_bytes.unwrap_or(0),
         })
+    }
+
+    /// The credentials for this sync: `--password-file` is read now, so a
+    /// rotated token is used at once.
+    fn credentials(&self) -> Result<Option<Credentials>, Error> {
+        let Some(auth) = &self.opts.auth else {
+            return Ok(None);
+        };
+        let password = auth.password().map_err(Error::Credentials)?;
+        Ok(Some(Credentials {
+            username: auth.username.clone(),
+            password,
+        }))
     }
 
     /// Moves the branch to the published commit and cleans up. Runs once the

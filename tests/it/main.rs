@@ -14,6 +14,7 @@ mod support;
 
 mod harness;
 
+mod auth;
 mod campaign;
 mod config;
 mod disk;

@@ -49,7 +49,6 @@ fn manifests_dir() -> PathBuf {
 /// starts to be accepted, the test fails: move the variant out of here and
 /// update manifests/README.md.
 const PENDING: &[(&str, &[&str])] = &[
-    ("private-https", &["--username", "--password-file"]),
     // The scp-like ssh URL is refused too.
     (
         "private-ssh",

@@ -90,36 +90,6 @@ fn http_follows_updates() {
     assert_tree_matches_commit(&s.link(), &up, &next);
 }
 
-/// Credentials arrive with a later issue; until then the flags must be
-/// refused by name, never ignored, and the secret never echoed.
-#[test]
-fn auth_flags_are_refused_as_not_supported_yet() {
-    let up = history(1);
-    let s = Scratch::new();
-    let pw = s.dir.path().join("password");
-    std::fs::write(&pw, "s3cret-from-file").expect("writing password file");
-    let out = s
-        .sidecar(&up.file_url())
-        .args(["--username", "alice", "--one-time"])
-        .arg("--password-file")
-        .arg(&pw)
-        .env("GITSYNC_PASSWORD", "s3cret-from-env")
-        .run(RUN_TIMEOUT);
-    assert!(!out.status.success(), "{}", describe_output(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    for name in ["--username", "--password-file", "GITSYNC_PASSWORD"] {
-        assert!(
-            stderr.contains(name) && stderr.contains("not supported yet"),
-            "{name} must be refused by name:\n{stderr}"
-        );
-    }
-    assert!(
-        !stderr.contains("s3cret"),
-        "secrets must not be echoed:\n{stderr}"
-    );
-    assert!(s.published().is_none());
-}
-
 /// A v0-only server with `--depth 1` must not silently produce a full clone.
 #[test]
 fn http_protocol_v0_with_depth_is_shallow_or_fails_loudly() {

@@ -2,6 +2,7 @@
 //! git-sidecar container of the manifests (args and env as written, files
 //! from the manifests' Secrets): accepted, or, for the variants in
 //! [`PENDING`](super::PENDING), refused naming exactly the pending flags.
+//! The HTTPS variant's credentials are followed to the Secret's token.
 
 use super::breakages::{deployment, node, yaml, SIDECAR};
 use super::*;
@@ -19,6 +20,14 @@ fn refused_flags(problems: &[String]) -> BTreeSet<String> {
 /// What git-sidecar says about `c`'s configuration: `Ok` when accepted,
 /// else every problem (clap's usage errors included).
 fn validate_sidecar(c: &Container, pod_fs: &PodFs) -> Result<(), Vec<String>> {
+    sidecar_config(c, pod_fs).map(|_| ())
+}
+
+/// `c`'s configuration as git-sidecar builds it, or every problem.
+fn sidecar_config(
+    c: &Container,
+    pod_fs: &PodFs,
+) -> Result<git_sidecar::config::Config, Vec<String>> {
     use git_sidecar::cli::Cli;
     use git_sidecar::config::{Config, ConfigError};
     let (args, env) = mapped_invocation(c, pod_fs);
@@ -30,7 +39,7 @@ fn validate_sidecar(c: &Container, pod_fs: &PodFs) -> Result<(), Vec<String>> {
         return Err(vec![format!("clap: {e}")]);
     }
     match Config::from_args_and_env(argv, &lookup) {
-        Ok(_) => Ok(()),
+        Ok(config) => Ok(config),
         Err(ConfigError::Invalid(problems)) => Err(problems.0),
         Err(e) => Err(vec![e.to_string()]),
     }
@@ -116,7 +125,7 @@ fn git_sidecar_configuration_check_rejects_broken_args() {
         );
     }
     // A pending variant whose refusal names other flags than expected.
-    let mut v = variant("private-https");
+    let mut v = variant("private-ssh");
     let args = node(deployment(&mut v), &format!("{SIDECAR}/args"));
     args.as_sequence_mut()
         .expect("args")
@@ -131,4 +140,30 @@ fn git_sidecar_configuration_check_rejects_broken_args() {
             .is_some_and(|p| p.contains("expected refusals of exactly")),
         "{problem:?}"
     );
+}
+
+#[test]
+fn private_https_takes_its_password_from_the_secret_file() {
+    use git_sidecar::config::PasswordSource;
+    let v = variant("private-https");
+    let m = model_of(&v);
+    let w = &m.objects.workloads[0];
+    let pod_fs = PodFs::new(&m.objects, &w.pod);
+    let config = sidecar_config(&w.pod.init_containers[0], &pod_fs)
+        .unwrap_or_else(|p| panic!("private-https refused: {p:#?}"));
+    let auth = config
+        .auth
+        .expect("--username and --password-file configure credentials");
+    assert_eq!(auth.username, "git");
+    let PasswordSource::File { path, .. } = &auth.password else {
+        panic!("the password must come from the mounted file, got {auth:?}");
+    };
+    assert!(
+        path.starts_with(pod_fs.volume_dir("git-secret")),
+        "{} is not in the git-secret volume",
+        path.display()
+    );
+    // The Secret's placeholder token, as a sync would read it.
+    assert_eq!(auth.password().as_deref(), Ok("CHANGE-ME"));
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
 }

@@ -232,6 +232,8 @@ pub struct HttpGit {
     acceptor: Option<Acceptor>,
     stats: Arc<HttpStats>,
     log_dir: tempfile::TempDir,
+    /// The credentials required now (starts as `HttpOpts::basic_auth`).
+    basic_auth: Arc<Mutex<Option<(String, String)>>>,
 }
 
 impl HttpGit {
@@ -241,8 +243,10 @@ impl HttpGit {
             "install git's http-backend (Debian/Ubuntu: apt-get install git, which ships git-http-backend)",
         );
         let log_dir = super::tempdir("http-git-log");
+        let basic_auth = Arc::new(Mutex::new(opts.basic_auth.clone()));
         let ctx = Arc::new(HttpCtx {
             root: project_root.to_path_buf(),
+            basic_auth: basic_auth.clone(),
             opts,
             stats: Arc::new(HttpStats::default()),
             cgi_log: log_dir.path().join("http-backend.log"),
@@ -270,7 +274,14 @@ impl HttpGit {
             acceptor: Some(acceptor),
             stats,
             log_dir,
+            basic_auth,
         }
+    }
+
+    /// Requires other basic-auth credentials from the next request on (a
+    /// rotated password or token).
+    pub fn set_basic_auth(&self, user: &str, pass: &str) {
+        *self.basic_auth.lock().expect("auth lock") = Some((user.into(), pass.into()));
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -326,6 +337,7 @@ impl Drop for HttpGit {
 struct HttpCtx {
     root: PathBuf,
     opts: HttpOpts,
+    basic_auth: Arc<Mutex<Option<(String, String)>>>,
     stats: Arc<HttpStats>,
     cgi_log: PathBuf,
     port: AtomicU64,
@@ -525,7 +537,8 @@ fn serve_http_conn(stream: TcpStream, ctx: &HttpCtx) -> io::Result<()> {
     let git_protocol = req.header("Git-Protocol").map(str::to_string);
 
     let mut remote_user = None;
-    if let Some((user, pass)) = &ctx.opts.basic_auth {
+    let basic_auth = ctx.basic_auth.lock().expect("auth lock").clone();
+    if let Some((user, pass)) = &basic_auth {
         let expected = format!("Basic {}", base64(format!("{user}:{pass}").as_bytes()));
         if req.header("Authorization").map(str::trim) != Some(expected.as_str()) {
             ctx.stats.unauthorized.fetch_add(1, Ordering::SeqCst);
