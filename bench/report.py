@@ -122,11 +122,9 @@ def machine(repo_dir, fs_dirs, binary, generated):
     """Lines describing what the numbers were measured on."""
     commit = _run(["git", "-C", str(repo_dir), "rev-parse", "--short=12", "HEAD"])
     dirty = _run(["git", "-C", str(repo_dir), "status", "--porcelain", "--untracked-files=no"])
-    load = os.getloadavg()
     lines = [
         f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"- CPU: {_cpu_model()}, {os.cpu_count()} logical cores; memory {_memory()}",
-        f"- Load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
         f"- Kernel: {platform.system()} {platform.release()}",
         f"- git-sidecar: commit {commit}{' (with uncommitted changes)' if dirty else ''}, binary `{binary}`",
         f"- {_run(['git', '--version'])}; {_run(['rustc', '--version']) or 'rustc: not found'}",
