@@ -1,0 +1,180 @@
+"""Child processes of the benchmark: starting, measuring and always reaping them.
+
+Owns the registry of every process the harness started (each in its own
+session, so a whole process group can be killed), the clean-up on exit and on
+SIGINT/SIGTERM, one-shot measured runs (`os.wait4`: wall, user+sys CPU, peak
+RSS) and readings of a running process from /proc (CPU, RSS, fds, threads, I/O).
+"""
+
+import atexit
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+_started = []
+
+
+@dataclass
+class Sample:
+    """One measured run: seconds of wall and CPU time, peak RSS in KiB."""
+
+    wall: float
+    cpu: float
+    rss_kib: int
+
+    @staticmethod
+    def combine(samples):
+        """Processes run one after the other: times add up, RSS is the max."""
+        return Sample(
+            wall=sum(s.wall for s in samples),
+            cpu=sum(s.cpu for s in samples),
+            rss_kib=max(s.rss_kib for s in samples),
+        )
+
+
+class CommandFailed(RuntimeError):
+    pass
+
+
+def start(cmd, **kwargs):
+    """Starts a long-running child in its own session and registers it for clean-up."""
+    kwargs.setdefault("stdin", subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, start_new_session=True, **kwargs)
+    _started.append(proc)
+    return proc
+
+
+def stop(proc, grace=5.0):
+    """SIGTERM to the child's process group, SIGKILL after `grace` seconds."""
+    if proc.poll() is None:
+        _signal_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+    else:
+        # The leader is gone; its group may still hold children (git daemon's).
+        _signal_group(proc, signal.SIGKILL)
+    if proc in _started:
+        _started.remove(proc)
+
+
+def _signal_group(proc, sig):
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_all():
+    for proc in list(reversed(_started)):
+        stop(proc, grace=2.0)
+
+
+def _raise_interrupt(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def install_cleanup():
+    """Kills every started process at exit, also after Ctrl-C or SIGTERM."""
+    atexit.register(stop_all)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGHUP, _raise_interrupt)
+
+
+_launcher = None
+
+
+def build_launcher(src, out_dir):
+    """Compiles bench/rusage.rs (see there for why) unless an up-to-date build exists."""
+    global _launcher
+    exe = out_dir / "rusage"
+    if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
+        subprocess.run(["rustc", "-O", "--edition", "2021", "-o", str(exe), str(src)], check=True)
+    _launcher = exe
+
+
+def measure(cmd, cwd=None, env=None):
+    """Runs `cmd` to completion; returns its Sample (children included) and stdout.
+
+    The CPU times and peak RSS are those wait4 gives the launcher for `cmd`:
+    they cover every descendant `cmd` waited for (git fetch's index-pack, for
+    instance), and ru_maxrss is the largest of them. Wall time is measured
+    here. Output goes to unnamed temporary files so no pipe can stall it.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r") as usage:
+        t0 = time.perf_counter()
+        proc = start([str(_launcher), usage.name, *map(str, cmd)], cwd=cwd, env=env, stdout=out, stderr=err)
+        _, status, _ = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        _started.remove(proc)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr, report = out.read(), err.read(), usage.read().split()
+    if proc.returncode != 0 or len(report) != 3:
+        text = stderr.decode(errors="replace").strip()[-2000:]
+        raise CommandFailed(f"{' '.join(map(str, cmd))} exited {proc.returncode}: {text}")
+    user_us, sys_us, rss_kib = map(int, report)
+    sample = Sample(wall=wall, cpu=(user_us + sys_us) / 1e6, rss_kib=rss_kib)
+    return sample, stdout.decode(errors="replace").strip()
+
+
+def output(cmd, cwd=None, env=None, input_bytes=None):
+    """Runs a helper command (not measured) and returns its stdout as text."""
+    res = subprocess.run(cmd, cwd=cwd, env=env, input=input_bytes, capture_output=True)
+    if res.returncode != 0:
+        text = res.stderr.decode(errors="replace").strip()[-2000:]
+        raise CommandFailed(f"{' '.join(map(str, cmd))} exited {res.returncode}: {text}")
+    return res.stdout.decode().strip()
+
+
+def cpu_seconds(pid):
+    """utime + stime of a live process (all its threads, live and exited)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def status_kib(pid, key):
+    """A `kB` figure from /proc/PID/status, e.g. VmRSS or VmHWM."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+def threads(pid):
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def open_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def io_write_bytes(pid):
+    """Bytes this process caused to be sent to a block device (/proc/PID/io)."""
+    with open(f"/proc/{pid}/io") as f:
+        for line in f:
+            if line.startswith("write_bytes:"):
+                return int(line.split()[1])
+    raise KeyError("write_bytes")
+
+
+def reset_peak_rss(pid):
+    """Resets VmHWM to the current RSS (Linux >= 4.0); False where refused."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False

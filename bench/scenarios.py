@@ -1,0 +1,398 @@
+"""The benchmark scenarios: git-sidecar against the git CLI doing the same job.
+
+Each scenario records raw samples into `report.Results`; nothing here judges a
+number. The git CLI baseline follows git-sync v4's way (`git fetch --depth 1`
+into one repository, then `git worktree add` of the fetched commit), each
+command a separate process whose CPU is summed and whose peak RSS is the max.
+"""
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import procs
+from procs import Sample
+from servers import ByteRelay
+from sidecar import Running, link_target, one_time_cmd, sidecar_env, wait_link
+
+SIDECAR = "git-sidecar"
+GIT_SYNC_WAY = "git fetch + worktree add"
+GIT_CHECKOUT = "git worktree add alone (full checkout)"
+GIT_CLONE = "git clone --depth 1"
+GIT_POLL = "git fetch --depth 1 + rev-parse"
+PUBLISH_TIMEOUT = 900.0
+
+
+@dataclass
+class Context:
+    binary: Path
+    daemon: object
+    upstream: object  # repogen.Upstream served as `repo_name`
+    repo_name: str
+    fs_dirs: dict  # "disk"/"tmpfs" -> Path of a scratch dir
+    runs: int
+    git_env: dict
+    log_dir: Path
+    log: object
+    idle_seconds: float = 4.0
+    extra_idle: list = field(default_factory=list)  # (label, url) of more repos for the idle poll
+
+    @property
+    def url(self):
+        return self.daemon.url(self.repo_name)
+
+    def sidecar(self, root, period, url=None, name="sidecar"):
+        return Running(self.binary, url or self.url, root, period, self.log_dir / f"{name}.log")
+
+
+def clean(path):
+    if os.path.lexists(path):
+        shutil.rmtree(path)
+
+
+class GitWay:
+    """The git CLI doing git-sync's job in one repository directory."""
+
+    def __init__(self, root, url, env):
+        self.root, self.url, self.env = Path(root), url, env
+        self.published = None
+
+    def git(self, *args):
+        return procs.measure(["git", "-C", str(self.root), *args], env=self.env)
+
+    def init(self):
+        clean(self.root)
+        self.root.mkdir(parents=True)
+        sample, _ = self.git("init", "-q")
+        return sample
+
+    def fetch(self):
+        """`git fetch --depth 1` of HEAD as git-sync runs it, then FETCH_HEAD's sha."""
+        fetch, _ = self.git("fetch", "--depth", "1", "--no-progress", "--prune", "--no-auto-gc", self.url, "HEAD")
+        parse, sha = self.git("rev-parse", "FETCH_HEAD^{commit}")
+        return Sample.combine([fetch, parse]), sha
+
+    def checkout(self, sha):
+        """`git worktree add` of `sha` and the link swap; returns the checkout's sample."""
+        sample, _ = self.git("worktree", "add", "-q", "--force", "--detach", f".worktrees/{sha}", sha)
+        tmp = self.root / ".site.tmp"
+        clean(tmp)
+        os.symlink(f".worktrees/{sha}", tmp)
+        os.rename(tmp, self.root / "site")
+        return sample
+
+    def remove_old(self, old):
+        sample, _ = self.git("worktree", "remove", "--force", f".worktrees/{old}")
+        return sample
+
+    def sync(self):
+        """One full git-sync pass: fetch, checkout, delete the previous worktree.
+
+        Returns (sample up to the publish, sample of the whole pass, checkout sample, sha).
+        """
+        fetched, sha = self.fetch()
+        checkout = self.checkout(sha)
+        to_publish = Sample.combine([fetched, checkout])
+        steps = [to_publish]
+        if self.published and self.published != sha:
+            steps.append(self.remove_old(self.published))
+        self.published = sha
+        return to_publish, Sample.combine(steps), checkout, sha
+
+
+def _expect_link(root, sha, who):
+    if link_target(root) != sha:
+        raise RuntimeError(f"{who}: link in {root} points at {link_target(root)}, expected {sha}")
+
+
+def initial_sync(ctx, res):
+    ctx.log("initial sync ...")
+    tip = ctx.upstream.tip
+    for run in range(ctx.runs):
+        for fs, base in ctx.fs_dirs.items():
+            _initial_sidecar(ctx, res, fs, base / "init-sidecar", tip)
+            _initial_git_way(ctx, res, fs, base / "init-git", tip)
+            _initial_clone(ctx, res, fs, base / "init-clone")
+        ctx.log(f"  run {run + 1}/{ctx.runs} done")
+
+
+def _add(res, table, case, fs, tool, s):
+    res.add(table, case, fs, tool, wall=s.wall, cpu=s.cpu, rss=s.rss_kib / 1024)
+
+
+def _initial_sidecar(ctx, res, fs, root, tip):
+    clean(root)
+    sample, _ = procs.measure(one_time_cmd(ctx.binary, ctx.url, root), env=sidecar_env())
+    _expect_link(root, tip, SIDECAR)
+    _add(res, "initial", "", fs, SIDECAR, sample)
+    clean(root)
+
+
+def _initial_git_way(ctx, res, fs, root, tip):
+    way = GitWay(root, ctx.url, ctx.git_env)
+    init = way.init()
+    to_publish, _, checkout, sha = way.sync()
+    _expect_link(root, tip, GIT_SYNC_WAY)
+    _add(res, "initial", "", fs, GIT_SYNC_WAY, Sample.combine([init, to_publish]))
+    _add(res, "initial", "", fs, GIT_CHECKOUT, checkout)
+    clean(root)
+
+
+def _initial_clone(ctx, res, fs, root):
+    clean(root)
+    sample, _ = procs.measure(["git", "clone", "-q", "--depth", "1", ctx.url, str(root)], env=ctx.git_env)
+    _add(res, "initial", "", fs, GIT_CLONE, sample)
+    clean(root)
+
+
+def publish(ctx, res):
+    """Commits changing 1, 100 and half of the files, published by a running sidecar."""
+    half = ctx.upstream.file_count() // 2
+    cases = [("1 file", 1), ("100 files", 100), (f"half the tree ({half} files)", half)]
+    ctx.log("publish: starting one sidecar and one git repository per filesystem ...")
+    sidecars, ways = {}, {}
+    try:
+        for fs, base in ctx.fs_dirs.items():
+            clean(base / "pub-sidecar")
+            sidecars[fs] = ctx.sidecar(base / "pub-sidecar", "1h", name=f"publish-{fs}")
+            ways[fs] = GitWay(base / "pub-git", ctx.url, ctx.git_env)
+            ways[fs].init()
+            ways[fs].sync()
+        for sc in sidecars.values():
+            sc.wait_published()
+        for label, count in cases:
+            for run in range(ctx.runs):
+                sha = ctx.upstream.commit_changes(count, label)
+                for fs in ctx.fs_dirs:
+                    _publish_sidecar(res, label, fs, sidecars[fs], sha)
+                    _publish_git(res, label, fs, ways[fs], sha)
+                ctx.log(f"  {label}: run {run + 1}/{ctx.runs} done")
+    finally:
+        for sc in sidecars.values():
+            sc.close()
+        for fs, base in ctx.fs_dirs.items():
+            clean(base / "pub-sidecar")
+            clean(base / "pub-git")
+
+
+def _publish_sidecar(res, label, fs, sc, sha):
+    """Trigger → link at `sha` (wall); CPU and peak RSS until the sync is counted."""
+    before = sc.syncs()
+    procs.reset_peak_rss(sc.pid)
+    cpu0 = procs.cpu_seconds(sc.pid)
+    t0 = time.perf_counter()
+    sc.trigger()
+    wait_link(sc.root, sha, PUBLISH_TIMEOUT)
+    wall = time.perf_counter() - t0
+    sc.wait_syncs(before + 1, PUBLISH_TIMEOUT)
+    total = time.perf_counter() - t0
+    cpu = procs.cpu_seconds(sc.pid) - cpu0
+    rss = procs.status_kib(sc.pid, "VmHWM") / 1024
+    res.add("publish", label, fs, SIDECAR, wall=wall, total=total, cpu=cpu, rss=rss)
+
+
+def _publish_git(res, label, fs, way, sha):
+    to_publish, whole, _, got = way.sync()
+    if got != sha:
+        raise RuntimeError(f"git fetched {got}, expected {sha}")
+    res.add("publish", label, fs, GIT_SYNC_WAY, wall=to_publish.wall, total=whole.wall,
+            cpu=whole.cpu, rss=whole.rss_kib / 1024)
+
+
+def snapshot(root):
+    """(inode, mtime, size) of every entry under `root`, symlinks not followed."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            out[p] = (st.st_ino, st.st_mtime_ns, st.st_size)
+    return out
+
+
+def changed_entries(before, after):
+    """Entries created, deleted or modified between two snapshots."""
+    keys = before.keys() | after.keys()
+    return sum(1 for k in keys if before.get(k) != after.get(k))
+
+
+def idle_poll(ctx, res):
+    repos = [(f"{ctx.upstream.file_count()} files", ctx.url)] + ctx.extra_idle
+    for label, url in repos:
+        for fs, base in ctx.fs_dirs.items():
+            ctx.log(f"idle poll: {label} on {fs} ...")
+            _idle_sidecar(ctx, res, label, fs, base / "idle-sidecar", url)
+            _idle_git(ctx, res, label, fs, base / "idle-git", url)
+
+
+def _idle_sidecar(ctx, res, label, fs, root, url):
+    clean(root)
+    sc = ctx.sidecar(root, "100ms", url=url, name=f"idle-{fs}")
+    try:
+        sc.wait_published()
+        res.add("memory", label, fs, SIDECAR, rss_after_sync=procs.status_kib(sc.pid, "VmRSS") / 1024)
+        time.sleep(1.0)
+        snap0, io0 = snapshot(root), procs.io_write_bytes(sc.pid)
+        for _ in range(ctx.runs):
+            procs.reset_peak_rss(sc.pid)
+            window = _idle_window(sc, ctx.idle_seconds)
+            res.add("idle", label, fs, SIDECAR, rss=procs.status_kib(sc.pid, "VmHWM") / 1024, **window)
+        writes = procs.io_write_bytes(sc.pid) - io0
+        res.add("idle-writes", label, fs, SIDECAR, changed=changed_entries(snap0, snapshot(root)),
+                write_bytes=writes)
+        res.add("memory", label, fs, SIDECAR, rss_idle=procs.status_kib(sc.pid, "VmRSS") / 1024,
+                threads=procs.threads(sc.pid), fds=procs.open_fds(sc.pid))
+    finally:
+        sc.close()
+        clean(root)
+
+
+def _idle_window(sc, seconds):
+    """CPU and wall per no-op poll over `seconds` of idling."""
+    m0, cpu0 = sc.metrics(), procs.cpu_seconds(sc.pid)
+    time.sleep(seconds)
+    m1, cpu1 = sc.metrics(), procs.cpu_seconds(sc.pid)
+    key = 'git_sync_duration_seconds_{}{{status="noop"}}'
+    polls = m1.get(key.format("count"), 0) - m0.get(key.format("count"), 0)
+    if polls <= 0:
+        raise RuntimeError("no no-op poll counted while idling")
+    busy = m1.get(key.format("sum"), 0) - m0.get(key.format("sum"), 0)
+    others = sum(m1.get(f'git_sync_count_total{{status="{s}"}}', 0) - m0.get(f'git_sync_count_total{{status="{s}"}}', 0)
+                 for s in ("success", "error"))
+    if others:
+        raise RuntimeError(f"{others} non-idle syncs while idling")
+    return {"cpu": (cpu1 - cpu0) / polls, "wall": busy / polls, "polls": polls}
+
+
+def _idle_git(ctx, res, label, fs, root, url):
+    way = GitWay(root, url, ctx.git_env)
+    way.init()
+    way.sync()
+    snap0 = snapshot(root)
+    for _ in range(ctx.runs):
+        sample, _ = way.fetch()
+        res.add("idle", label, fs, GIT_POLL, cpu=sample.cpu, wall=sample.wall, rss=sample.rss_kib / 1024)
+    res.add("idle-writes", label, fs, GIT_POLL, changed=changed_entries(snap0, snapshot(root)) / ctx.runs)
+    clean(root)
+
+
+def bytes_per_poll(ctx, res):
+    ctx.log("bytes per idle poll ...")
+    relay = ByteRelay(ctx.daemon.port)
+    base = next(iter(ctx.fs_dirs.values()))
+    try:
+        _bytes_sidecar(ctx, res, relay, base / "bytes-sidecar")
+        _bytes_git(ctx, res, relay, base / "bytes-git")
+    finally:
+        relay.close()
+
+
+def _bytes_sidecar(ctx, res, relay, root):
+    clean(root)
+    sc = ctx.sidecar(root, "100ms", url=relay.url(ctx.repo_name), name="bytes")
+    try:
+        sc.wait_published()
+        time.sleep(0.5)
+        for _ in range(ctx.runs):
+            relay.reset()
+            n0 = sc.syncs()
+            time.sleep(ctx.idle_seconds)
+            n1 = sc.syncs()
+            sent, received, conns = relay.counts()
+            polls = n1 - n0
+            res.add("bytes", "", "", SIDECAR, sent=sent / polls, received=received / polls,
+                    connections=conns / polls)
+    finally:
+        sc.close()
+        clean(root)
+
+
+def _bytes_git(ctx, res, relay, root):
+    way = GitWay(root, relay.url(ctx.repo_name), ctx.git_env)
+    way.init()
+    way.sync()
+    for _ in range(ctx.runs):
+        relay.reset()
+        way.fetch()
+        time.sleep(0.05)  # let the relay threads count the last bytes
+        sent, received, conns = relay.counts()
+        res.add("bytes", "", "", GIT_POLL, sent=sent, received=received, connections=conns)
+    clean(root)
+
+
+def webhook(ctx, res):
+    """Push one changed file, deliver a signed GitHub push event, time until published."""
+    ctx.log("webhook to published ...")
+    sidecars = {}
+    try:
+        for fs, base in ctx.fs_dirs.items():
+            clean(base / "hook-sidecar")
+            sidecars[fs] = ctx.sidecar(base / "hook-sidecar", "1h", name=f"webhook-{fs}")
+        for sc in sidecars.values():
+            sc.wait_published()
+        for _ in range(ctx.runs):
+            sha = ctx.upstream.commit_changes(1, "webhook")
+            for fs, sc in sidecars.items():
+                before = sc.syncs()
+                t0 = time.perf_counter()
+                sc.github_push(sha, ctx.url)
+                wait_link(sc.root, sha, PUBLISH_TIMEOUT)
+                res.add("webhook", "1 file", fs, SIDECAR, wall=time.perf_counter() - t0)
+                sc.wait_syncs(before + 1, PUBLISH_TIMEOUT)
+    finally:
+        for fs, sc in sidecars.items():
+            sc.close()
+            clean(ctx.fs_dirs[fs] / "hook-sidecar")
+
+
+def disk_usage(root):
+    """Bytes allocated under `root` (st_blocks), symlinks not followed."""
+    total = os.lstat(root).st_blocks * 512
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total
+
+
+def _soak_point(sc, passes, t0, readings=5):
+    """Figures at one point of the soak. A pass in flight holds a socket and
+    files open, so fds and threads are the fewest of a few readings 20 ms apart."""
+    seen = []
+    for _ in range(readings):
+        seen.append((procs.status_kib(sc.pid, "VmRSS") / 1024, procs.open_fds(sc.pid), procs.threads(sc.pid)))
+        time.sleep(0.02)
+    return {"passes": passes, "elapsed": time.monotonic() - t0, "rss": max(r for r, _, _ in seen),
+            "fds": min(f for _, f, _ in seen), "threads": min(t for _, _, t in seen),
+            "disk": disk_usage(sc.root) / 2**20}
+
+
+def soak(ctx, res, passes, commit_every=100, points=10):
+    """`passes` sync passes at --period 10ms, a one-file commit every `commit_every`."""
+    base = ctx.fs_dirs.get("tmpfs") or next(iter(ctx.fs_dirs.values()))
+    root = base / "soak-sidecar"
+    clean(root)
+    ctx.log(f"soak: {passes} sync passes, a commit every {commit_every} ...")
+    sc = ctx.sidecar(root, "10ms", name="soak")
+    try:
+        sc.wait_published()
+        t0, start = time.monotonic(), sc.syncs()
+        res.soak.append(_soak_point(sc, 0, t0))
+        next_commit, next_point = commit_every, passes / points
+        while (done := sc.syncs() - start) < passes:
+            if sc.proc.poll() is not None:
+                raise RuntimeError(f"git-sidecar exited during the soak with {sc.proc.returncode}")
+            if done >= next_commit:
+                ctx.upstream.commit_changes(1, "soak")
+                next_commit += commit_every
+            if done >= next_point:
+                res.soak.append(_soak_point(sc, int(done), t0))
+                ctx.log(f"  {int(done)}/{passes} passes")
+                next_point += passes / points
+            time.sleep(0.02)
+        res.soak.append(_soak_point(sc, int(sc.syncs() - start), t0))
+        res.soak_errors = int(sc.sync_counts()["error"])
+    finally:
+        sc.close()
+        clean(root)
