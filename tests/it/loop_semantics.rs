@@ -124,28 +124,13 @@ fn group_write_controls_the_group_write_bit() {
 /// (path, inode, size, mtime, ctime) of everything below `dir`, sorted.
 fn snapshot(dir: &std::path::Path) -> Vec<(String, u64, u64, i64, i64, i64, i64)> {
     use std::os::unix::fs::MetadataExt;
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in fs::read_dir(&d).expect("read_dir").flatten() {
-            let m = fs::symlink_metadata(entry.path()).expect("lstat");
-            if m.is_dir() {
-                stack.push(entry.path());
-            }
-            let rel = entry.path().strip_prefix(dir).expect("prefix").to_owned();
-            out.push((
-                rel.to_string_lossy().into_owned(),
-                m.ino(),
-                m.size(),
-                m.mtime(),
-                m.mtime_nsec(),
-                m.ctime(),
-                m.ctime_nsec(),
-            ));
-        }
-    }
-    out.sort();
-    out
+    walk_tree(dir)
+        .into_iter()
+        .map(|(rel, m)| {
+            let t = (m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
+            (rel, m.ino(), m.size(), t.0, t.1, t.2, t.3)
+        })
+        .collect()
 }
 
 /// A poll that finds nothing new writes nothing: not a file, not a lock, not

@@ -12,20 +12,11 @@ use crate::support::*;
 
 /// Inode of every regular file below `dir` (relative path → inode).
 fn inodes(dir: &Path) -> HashMap<String, u64> {
-    let mut out = HashMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in fs::read_dir(&d).expect("read_dir").flatten() {
-            let meta = fs::symlink_metadata(entry.path()).expect("lstat");
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else if meta.is_file() {
-                let rel = entry.path().strip_prefix(dir).expect("prefix").to_owned();
-                out.insert(rel.to_string_lossy().into_owned(), meta.ino());
-            }
-        }
-    }
-    out
+    walk_tree(dir)
+        .into_iter()
+        .filter(|(_, m)| m.is_file())
+        .map(|(rel, m)| (rel, m.ino()))
+        .collect()
 }
 
 fn assert_exact(s: &Scratch, up: &Upstream, sha: &str) {

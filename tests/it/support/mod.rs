@@ -183,6 +183,25 @@ pub fn tempdir(what: &str) -> tempfile::TempDir {
 }
 
 /// Names of the entries of `dir` (empty if it does not exist), sorted.
+/// Every entry below `dir` (not following symlinks), as (relative path,
+/// lstat), sorted by path.
+pub fn walk_tree(dir: &Path) -> Vec<(String, fs::Metadata)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).expect("read_dir").flatten() {
+            let meta = fs::symlink_metadata(entry.path()).expect("lstat");
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+            let rel = entry.path().strip_prefix(dir).expect("prefix").to_owned();
+            out.push((rel.to_string_lossy().into_owned(), meta));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
 pub fn list_dir(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
         .map(|rd| {
