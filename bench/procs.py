@@ -84,6 +84,8 @@ def _raise_interrupt(signum, _frame):
 def install_cleanup():
     """Kills every started process at exit, also after Ctrl-C or SIGTERM."""
     atexit.register(stop_all)
+    # Set explicitly: a shell starts background jobs with SIGINT ignored.
+    signal.signal(signal.SIGINT, _raise_interrupt)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGHUP, _raise_interrupt)
 

@@ -118,15 +118,24 @@ def _fs_type(path):
     return kind
 
 
-def machine(repo_dir, fs_dirs, binary, generated):
-    """Lines describing what the numbers were measured on."""
+def _sidecar_line(repo_dir, binary, built):
     commit = _run(["git", "-C", str(repo_dir), "rev-parse", "--short=12", "HEAD"])
     dirty = _run(["git", "-C", str(repo_dir), "status", "--porcelain", "--untracked-files=no"])
+    size = os.path.getsize(binary) / MIB
+    if built:
+        origin = f"built from commit {commit}{' with uncommitted changes' if dirty else ''}"
+    else:
+        origin = f"given with --bin (harness at commit {commit}; the binary's own commit is not recorded)"
+    return f"- git-sidecar: `{binary}` ({size:.1f} MiB), {origin}"
+
+
+def machine(repo_dir, fs_dirs, binary, built, generated):
+    """Lines describing what the numbers were measured on."""
     lines = [
         f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"- CPU: {_cpu_model()}, {os.cpu_count()} logical cores; memory {_memory()}",
         f"- Kernel: {platform.system()} {platform.release()}",
-        f"- git-sidecar: commit {commit}{' (with uncommitted changes)' if dirty else ''}, binary `{binary}`",
+        _sidecar_line(repo_dir, binary, built),
         f"- {_run(['git', '--version'])}; {_run(['rustc', '--version']) or 'rustc: not found'}",
         f"- Python {platform.python_version()}",
     ]

@@ -348,11 +348,15 @@ def webhook(ctx, res):
 
 
 def disk_usage(root):
-    """Bytes allocated under `root` (st_blocks), symlinks not followed."""
-    total = os.lstat(root).st_blocks * 512
+    """Bytes allocated under `root` (st_blocks), each inode once (worktrees may share files
+    through hard links), symlinks not followed."""
+    seen, total = set(), 0
     for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+        for name in [".", *dirnames, *filenames]:
+            st = os.lstat(os.path.join(dirpath, name))
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
     return total
 
 
