@@ -20,6 +20,7 @@ use sha2::Sha256;
 
 use crate::support::client::{self, wait_for_http_address};
 use crate::support::receiver::{Received, Receiver};
+use crate::support::servers::nginx_command;
 use crate::support::sidecar::describe_output;
 use crate::support::*;
 
@@ -894,8 +895,6 @@ fn pre_publish_gate_refuses_a_commit() {
 // ---------------------------------------------------------------------------
 // --reload-process
 
-const NGINX: &str = "/usr/sbin/nginx";
-
 /// A child process killed (with its process group) when dropped.
 struct Proc {
     child: Child,
@@ -949,49 +948,10 @@ fn spawn_retrying(cmd: &mut Command, group: bool) -> Proc {
     panic!("cannot start {cmd:?}: text file busy");
 }
 
-/// nginx in the foreground with a minimal config in `dir`, serving `root`
+/// nginx in the foreground with the test config in `dir`, serving `root`
 /// on 127.0.0.1:`port`.
 fn start_nginx(dir: &Path, root: &Path, port: u16) -> Proc {
-    if !Path::new(NGINX).exists() {
-        panic!("nginx not found at {NGINX}: install it (Debian/Ubuntu: apt-get install nginx)");
-    }
-    let d = dir.display();
-    let user = if nix::unistd::geteuid().is_root() {
-        "user root;\n"
-    } else {
-        ""
-    };
-    let conf = format!(
-        "{user}worker_processes 1;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\n\
-           access_log off;\n\
-           client_body_temp_path {d}/client;\n\
-           proxy_temp_path {d}/proxy;\n\
-           fastcgi_temp_path {d}/fastcgi;\n\
-           uwsgi_temp_path {d}/uwsgi;\n\
-           scgi_temp_path {d}/scgi;\n\
-           server {{ listen 127.0.0.1:{port}; root {}; }}\n\
-         }}\n",
-        root.display()
-    );
-    let conf_path = dir.join("nginx.conf");
-    fs::write(&conf_path, conf).expect("writing nginx.conf");
-    let mut cmd = Command::new(NGINX);
-    cmd.arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(&conf_path)
-        .arg("-e")
-        .arg(dir.join("error.log"))
-        .arg("-g")
-        .arg(format!(
-            "daemon off; pid {d}/nginx.pid; error_log {d}/error.log notice;"
-        ))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    spawn_retrying(&mut cmd, true)
+    spawn_retrying(&mut nginx_command(dir, root, port), true)
 }
 
 fn nginx_context(dir: &Path, master: i32) -> String {

@@ -1578,9 +1578,6 @@ pub struct Nginx {
 impl Nginx {
     /// Serves `root` (typically a published link) as the document root.
     pub fn start(root: &Path) -> Self {
-        if !Path::new(NGINX).exists() {
-            panic!("nginx not found at {NGINX}: install it (Debian/Ubuntu: apt-get install nginx)");
-        }
         let dir = super::tempdir("nginx");
         // A port found free may be taken before nginx binds it: try a few.
         for _ in 0..5 {
@@ -1646,7 +1643,13 @@ fn nginx_conf(dir: &Path, root: &Path, port: u16) -> String {
     )
 }
 
-fn spawn_nginx(dir: &Path, root: &Path, port: u16) -> Child {
+/// A foreground nginx with our test config in `dir`, serving `root` on
+/// 127.0.0.1:`port` (config written, not started). Fails with an install
+/// hint when nginx is missing.
+pub fn nginx_command(dir: &Path, root: &Path, port: u16) -> Command {
+    if !Path::new(NGINX).exists() {
+        panic!("nginx not found at {NGINX}: install it (Debian/Ubuntu: apt-get install nginx)");
+    }
     let conf_path = dir.join("nginx.conf");
     std::fs::write(&conf_path, nginx_conf(dir, root, port)).expect("writing nginx.conf");
     let d = dir.display();
@@ -1663,8 +1666,13 @@ fn spawn_nginx(dir: &Path, root: &Path, port: u16) -> Child {
         ))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0);
+        .stderr(Stdio::null());
+    cmd
+}
+
+fn spawn_nginx(dir: &Path, root: &Path, port: u16) -> Child {
+    let mut cmd = nginx_command(dir, root, port);
+    cmd.process_group(0);
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
