@@ -1,8 +1,19 @@
-//! Small filesystem helpers: atomic file writes, directory fsync, touching.
+//! Small filesystem helpers: atomic file writes, directory fsync, touching,
+//! removing whatever is at a path.
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
+
+/// Removes a file, symlink or directory tree; missing is fine.
+pub fn remove_any(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+    }
+}
 
 /// Writes `content` to a temporary file next to `path` and renames it over
 /// `path`, so readers see the old or the new content, never a mix.

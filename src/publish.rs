@@ -203,12 +203,7 @@ fn age(path: &Path) -> Duration {
 
 /// Removes a file, symlink or directory tree; missing is fine.
 pub fn remove_any(path: &Path) -> Result<(), Error> {
-    match fs::symlink_metadata(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err("stat", path)(e)),
-        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path).map_err(io_err("remove", path)),
-        Ok(_) => fs::remove_file(path).map_err(io_err("remove", path)),
-    }
+    fsutil::remove_any(path).map_err(io_err("remove", path))
 }
 
 /// Swaps two paths: atomically with Linux `renameat2(RENAME_EXCHANGE)`, or,

@@ -119,12 +119,7 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 fn empty_dir(dir: &Path) -> Result<(), Error> {
     for entry in fs::read_dir(dir).map_err(io_err(dir))? {
         let path = entry.map_err(io_err(dir))?.path();
-        let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
-        if meta.is_dir() {
-            fs::remove_dir_all(&path).map_err(io_err(&path))?;
-        } else {
-            fs::remove_file(&path).map_err(io_err(&path))?;
-        }
+        crate::fsutil::remove_any(&path).map_err(io_err(&path))?;
     }
     Ok(())
 }

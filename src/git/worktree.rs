@@ -234,7 +234,7 @@ fn remove_changed(old: &gix::index::File, new: &gix::index::File, dir: &Path) ->
             source: io::Error::other(format!("path {path}: {e}")),
         })?;
         let full = dir.join(relative.as_ref());
-        remove_path(&full).map_err(io_err(&full))?;
+        crate::fsutil::remove_any(&full).map_err(io_err(&full))?;
         let mut parent = relative.parent();
         while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
             parents.insert(p.to_path_buf());
@@ -248,16 +248,6 @@ fn remove_changed(old: &gix::index::File, new: &gix::index::File, dir: &Path) ->
         let _ = fs::remove_dir(dir.join(p));
     }
     Ok(())
-}
-
-/// Removes a file, symlink or directory tree; missing is fine.
-fn remove_path(path: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
-        Ok(_) => fs::remove_file(path),
-    }
 }
 
 /// Marks unchanged entries so the checkout skips them, carrying over the
