@@ -54,14 +54,14 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
 }
 
 /// Where a worktree lives: its final path and its admin directory.
-pub struct Placement<'a> {
+pub struct Placement {
     /// The directory files are written to now: absent for [`materialize`],
     /// a retired worktree renamed here for [`rewrite`].
-    pub staging: &'a Path,
+    pub staging: PathBuf,
     /// Where the directory will be renamed to (`<root>/.worktrees/<sha>`).
-    pub final_path: &'a Path,
+    pub final_path: PathBuf,
     /// `<root>/.git/worktrees/<sha>`.
-    pub admin_dir: &'a Path,
+    pub admin_dir: PathBuf,
 }
 
 /// The entries a commit's worktree will hold, checked before anything is
@@ -161,14 +161,14 @@ fn apply_symlink_policy(
 pub fn materialize(
     repo: &gix::Repository,
     planned: Planned,
-    placement: &Placement<'_>,
+    placement: &Placement,
     budget: &Budget,
 ) -> Result<Built, Error> {
     let Planned {
         commit, mut index, ..
     } = planned;
-    fs::create_dir_all(placement.staging).map_err(io_err(placement.staging))?;
-    let written = checkout_files(repo, commit, &mut index, placement.staging, true, budget)?;
+    fs::create_dir_all(&placement.staging).map_err(io_err(&placement.staging))?;
+    let written = checkout_files(repo, commit, &mut index, &placement.staging, true, budget)?;
     finish(commit, &mut index, placement)?;
     Ok(Built { written, kept: 0 })
 }
@@ -181,7 +181,7 @@ pub fn materialize(
 pub fn rewrite(
     repo: &gix::Repository,
     planned: Planned,
-    placement: &Placement<'_>,
+    placement: &Placement,
     old_admin: &Path,
     budget: &Budget,
 ) -> Result<Built, Error> {
@@ -198,7 +198,7 @@ pub fn rewrite(
         commit,
         message: format!("reading the retired worktree's index: {e}"),
     })?;
-    let dir = placement.staging;
+    let dir = placement.staging.as_path();
     remove_changed(&old, &index, dir)?;
     let kept = keep_unchanged(&old, &mut index);
     // The checkout counts skipped entries as done.
@@ -268,7 +268,7 @@ fn keep_unchanged(old: &gix::index::File, new: &mut gix::index::File) -> usize {
 fn finish(
     commit: ObjectId,
     index: &mut gix::index::File,
-    placement: &Placement<'_>,
+    placement: &Placement,
 ) -> Result<(), Error> {
     write_admin(commit, placement)?;
     index.set_path(placement.admin_dir.join("index"));
@@ -350,8 +350,8 @@ fn checkout_files(
     Ok(outcome.files_updated)
 }
 
-fn write_admin(commit: ObjectId, placement: &Placement<'_>) -> Result<(), Error> {
-    let admin = placement.admin_dir;
+fn write_admin(commit: ObjectId, placement: &Placement) -> Result<(), Error> {
+    let admin = placement.admin_dir.as_path();
     if admin.exists() {
         fs::remove_dir_all(admin).map_err(io_err(admin))?;
     }

@@ -379,8 +379,9 @@ impl Engine {
         budget: &Budget,
     ) -> Result<(), Error> {
         let spare = self.spare.take();
+        let repo = self.open_repo()?;
         // Refusals (unsafe paths, escaping symlinks) happen before any write.
-        let planned = worktree::plan(self.open_repo()?, commit, self.opts.escaping_symlinks)?;
+        let planned = worktree::plan(repo, commit, self.opts.escaping_symlinks)?;
         if !planned.skipped_links.is_empty() {
             tracing::warn!(
                 %hash,
@@ -388,20 +389,16 @@ impl Engine {
                 "left out symlinks that point outside the worktree (--escaping-symlinks=skip)"
             );
         }
-        let staging = self.layout.staging(hash);
-        publish::remove_any(&staging)?;
-        let claimed = spare.filter(|old| self.claim(old, hash));
-        let built = match claimed {
-            Some(old) => self.rewrite_or_checkout(planned, commit, hash, &old, budget),
-            None => {
-                let place = self.placement(hash);
-                worktree::materialize(self.open_repo()?, planned, &place.as_placement(), budget)
-            }
+        let place = self.placement(hash);
+        publish::remove_any(&place.staging)?;
+        let built = match spare.filter(|old| self.claim(old, hash)) {
+            Some(old) => self.rewrite_or_checkout(repo, planned, commit, &place, &old, budget),
+            None => worktree::materialize(repo, planned, &place, budget),
         };
         let built = match built {
             Ok(built) => built,
             Err(e) => {
-                let _ = publish::remove_any(&staging);
+                let _ = publish::remove_any(&place.staging);
                 return Err(e.into());
             }
         };
@@ -410,8 +407,8 @@ impl Engine {
         Ok(())
     }
 
-    fn placement(&self, hash: &CommitHash) -> PlacementPaths {
-        PlacementPaths {
+    fn placement(&self, hash: &CommitHash) -> worktree::Placement {
+        worktree::Placement {
             staging: self.layout.staging(hash),
             final_path: self.layout.worktree(hash),
             admin_dir: store::admin_dir(&self.opts.root, hash.as_str()),
@@ -433,26 +430,22 @@ impl Engine {
     /// but shutdown, starts over with a full checkout.
     fn rewrite_or_checkout(
         &self,
+        repo: &gix::Repository,
         planned: worktree::Planned,
         commit: ObjectId,
-        hash: &CommitHash,
+        place: &worktree::Placement,
         old: &CommitHash,
         budget: &Budget,
     ) -> Result<worktree::Built, worktree::Error> {
-        let repo = self.open_repo().map_err(|e| worktree::Error::Checkout {
-            commit,
-            message: e.to_string(),
-        })?;
-        let place = self.placement(hash);
         let old_admin = store::admin_dir(&self.opts.root, old.as_str());
-        match worktree::rewrite(repo, planned, &place.as_placement(), &old_admin, budget) {
+        match worktree::rewrite(repo, planned, place, &old_admin, budget) {
             Err(e @ (worktree::Error::Interrupted | worktree::Error::Timeout)) => Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, "rewriting the retired worktree failed; checking out in full");
                 let _ = publish::remove_any(&place.staging);
                 let _ = publish::remove_any(&old_admin);
                 let planned = worktree::plan(repo, commit, self.opts.escaping_symlinks)?;
-                worktree::materialize(repo, planned, &place.as_placement(), budget)
+                worktree::materialize(repo, planned, place, budget)
             }
             ok => ok,
         }
@@ -505,23 +498,6 @@ impl Engine {
             }
         }
         Ok(())
-    }
-}
-
-/// The owned paths behind a [`worktree::Placement`].
-struct PlacementPaths {
-    staging: PathBuf,
-    final_path: PathBuf,
-    admin_dir: PathBuf,
-}
-
-impl PlacementPaths {
-    fn as_placement(&self) -> worktree::Placement<'_> {
-        worktree::Placement {
-            staging: &self.staging,
-            final_path: &self.final_path,
-            admin_dir: &self.admin_dir,
-        }
     }
 }
 
