@@ -148,8 +148,8 @@ impl Layout {
         let mut removed = Vec::new();
         for entry in fs::read_dir(&dir).map_err(io_err("read", &dir))?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let keep = [current.as_ref(), spare].into_iter().flatten();
-            if keep.into_iter().any(|c| c.as_str() == name) {
+            let keep = [current.as_ref(), spare];
+            if keep.into_iter().flatten().any(|c| c.as_str() == name) {
                 continue;
             }
             if age(&entry.path()) >= stale_after {
