@@ -117,6 +117,8 @@ fn engine_options(config: &Config) -> engine::Options {
         depth: config.depth,
         stale_worktree_timeout: config.stale_worktree_timeout,
         escaping_symlinks: config.escaping_symlinks,
+        sparse: config.sparse_checkout.clone(),
+        gc: config.git_gc,
         pre_publish: config.hooks.pre_publish.clone(),
         auth: config.auth.clone(),
     }

@@ -748,7 +748,8 @@ pub struct Cli {
     pub password_file: Option<String>,
 
     // ---- accepted, refused until implemented -------------------------------------------------
-    /// Partial-clone filter for fetches, e.g. blob:none (not supported yet)
+    /// Partial-clone filter, e.g. blob:none: refused, gix cannot fetch with a filter
+    /// (use --depth and --sparse-checkout-file to limit what is fetched and written)
     #[arg(long, env = "GITSYNC_FILTER", value_name = "SPEC", help_heading = NOT_YET)]
     pub filter: Option<String>,
 
@@ -757,13 +758,17 @@ pub struct Cli {
     #[arg(long, env = "GITSYNC_SUBMODULES", value_name = "MODE", help_heading = NOT_YET)]
     pub submodules: Option<String>,
 
-    /// Git sparse-checkout pattern file applied to each worktree (not supported yet)
-    #[arg(long, env = "GITSYNC_SPARSE_CHECKOUT_FILE", value_name = "PATH", help_heading = NOT_YET)]
+    /// Sparse checkout: a file of git's non-cone patterns (gitignore syntax, "!"
+    /// negates); only matching paths are written into each worktree. Read at
+    /// start-up; changed patterns apply after a restart
+    #[arg(long, env = "GITSYNC_SPARSE_CHECKOUT_FILE", value_name = "PATH")]
     pub sparse_checkout_file: Option<String>,
 
-    /// Garbage-collection mode: auto, always, aggressive or off; accepted but
-    /// ignored (git-sidecar's own object-store upkeep always runs)
-    #[arg(long, env = "GITSYNC_GIT_GC", value_name = "MODE", help_heading = NOT_YET)]
+    /// Object-store upkeep (gix has no git gc; ours rewrites the store as one pack
+    /// of what is still needed): auto and always compact when the packs have grown
+    /// (past twice their compacted size + 1 MiB, or 16 packs), aggressive after
+    /// every fetch, off never (except after a --depth change) [default: always]
+    #[arg(long, env = "GITSYNC_GIT_GC", value_name = "MODE")]
     pub git_gc: Option<String>,
 
     /// Add the running UID/GID to /etc/passwd (not supported yet)

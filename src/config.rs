@@ -44,8 +44,10 @@
 //! * The HTTP surface (git-sync has `--http-bind`, `--http-metrics` and
 //!   `--http-pprof`; the rest is git-sidecar's own) is described below.
 //! * Flags of features not implemented yet are accepted by the parser but
-//!   refused here when the user set them; `--submodules=off` and any valid
-//!   `--git-gc` are accepted; `--git` is accepted with a warning.
+//!   refused here when the user set them; `--submodules=off` is accepted;
+//!   `--git` is accepted with a warning. `--git-gc` picks when the object
+//!   store is compacted ([`GcMode`]); `--sparse-checkout-file` and `--filter`:
+//!   see [`checkout`].
 //! * HTTP(S) credentials (`--username`, `GITSYNC_PASSWORD`, `--password-file`,
 //!   or in `--repo`): see [`auth`]. Credentials in an http(s) `--repo` end up
 //!   in [`Config::auth`], and [`Config::repo`] is the URL without them.
@@ -144,9 +146,10 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::cli::{Cli, EnvLookup, Origin, Secret, UrlArg};
-use crate::types::{RepoUrl, SymlinkPolicy};
+use crate::types::{GcMode, RepoUrl, SymlinkPolicy};
 
 pub mod auth;
+mod checkout;
 pub use auth::{HttpAuth, PasswordSource};
 
 /// Log output format.
@@ -190,6 +193,10 @@ pub struct Config {
     pub stale_worktree_timeout: Duration,
     /// `--escaping-symlinks`: symlinks that point outside the worktree.
     pub escaping_symlinks: SymlinkPolicy,
+    /// `--git-gc`.
+    pub git_gc: GcMode,
+    /// `--sparse-checkout-file`, parsed.
+    pub sparse_checkout: Option<crate::git::sparse::Patterns>,
     pub group_write: bool,
     /// 0..=9 as git-sync's -v.
     pub verbosity: u8,
@@ -611,6 +618,21 @@ impl Config {
             }),
         };
 
+        let git_gc = match c.raw("git_gc") {
+            None => GcMode::default(),
+            Some(raw) => GcMode::parse(raw).unwrap_or_else(|| {
+                c.fail(
+                    "git_gc",
+                    format!(
+                        "must be one of \"auto\", \"always\", \"aggressive\" or \"off\", got {raw:?}"
+                    ),
+                );
+                GcMode::default()
+            }),
+        };
+        let sparse_checkout = c.sparse_checkout();
+        c.filter();
+
         let group_write = c.bool("group_write").unwrap_or(false);
         let verbosity = c.verbosity();
         let log_format = match c.raw("log_format") {
@@ -665,6 +687,8 @@ impl Config {
             error_file,
             stale_worktree_timeout,
             escaping_symlinks,
+            sparse_checkout,
+            git_gc,
             group_write,
             verbosity,
             log_format,
@@ -1413,8 +1437,6 @@ impl<'a> Checker<'a> {
     /// Flags of features that are not implemented: refused when set.
     fn unsupported(&mut self) {
         const PLAIN: &[&str] = &[
-            "filter",
-            "sparse_checkout_file",
             "askpass_url",
             "ssh_known_hosts_file",
             "github_base_url",
@@ -1458,15 +1480,6 @@ impl<'a> Checker<'a> {
             Some(v) => self.fail(
                 "submodules",
                 format!("must be one of \"recursive\", \"shallow\" or \"off\", got {v:?}"),
-            ),
-        }
-        match self.raw("git_gc") {
-            None | Some("auto" | "always" | "aggressive" | "off") => {}
-            Some(v) => self.fail(
-                "git_gc",
-                format!(
-                    "must be one of \"auto\", \"always\", \"aggressive\" or \"off\", got {v:?}"
-                ),
             ),
         }
         if self.raw("git").is_some() {
@@ -2439,7 +2452,7 @@ mod tests {
         );
         let all = p.join("\n");
         for expected in [
-            "--filter (GITSYNC_FILTER) is not supported yet",
+            "--filter (GITSYNC_FILTER): partial clone (\"blob:none\") is not supported: gix",
             "--credential (GITSYNC_CREDENTIAL) is not supported yet",
             "--cookie-file (GITSYNC_COOKIE_FILE) is not supported yet",
             "--submodules (GITSYNC_SUBMODULES) is not supported yet",
@@ -2469,6 +2482,7 @@ mod tests {
             ]),
             &[("GITSYNC_GIT_GC", "auto")],
         );
+        assert_eq!(c.git_gc, GcMode::Aggressive, "the flag wins over the env");
         let w = c.warnings.join("\n");
         assert!(w.contains("--git (GITSYNC_GIT) is ignored"), "{w}");
         assert!(w.contains("flag --ssh has been deprecated"), "{w}");

@@ -153,6 +153,35 @@ impl SymlinkPolicy {
     }
 }
 
+/// `--git-gc`: git-sync's garbage-collection modes, mapped onto our own
+/// object-store compaction (gix has no `git gc`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GcMode {
+    /// Compact when the packs have grown (git-sync's `auto`).
+    Auto,
+    /// git-sync's default; the same as `Auto` here: compacting on growth
+    /// bounds the disk as running `git gc` after every sync does, far cheaper.
+    #[default]
+    Always,
+    /// Compact after every fetch that added a pack: the smallest store, the most CPU.
+    Aggressive,
+    /// Never compact, except after a `--depth` change (needed to prune the
+    /// shallow boundary correctly).
+    Off,
+}
+
+impl GcMode {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "auto" => Some(Self::Auto),
+            "always" => Some(Self::Always),
+            "aggressive" => Some(Self::Aggressive),
+            "off" => Some(Self::Off),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -73,6 +73,11 @@ pub fn is_due(now: PackStats, baseline_bytes: u64) -> bool {
         || now.loose > 0 && now.packs >= 1
 }
 
+/// Whether there is anything to compact at all: more than one pack, or loose objects.
+pub fn is_fragmented(now: PackStats) -> bool {
+    now.packs > 1 || now.loose > 0
+}
+
 /// Rewrites the object store to hold only what `keep` needs. Returns the new size.
 pub fn compact(
     repo: &gix::Repository,

@@ -7,12 +7,14 @@
 //! - [`credentials`]: the only credentials gix gets (no helper programs)
 //! - [`worktree`]: linked worktrees the git CLI can read
 //! - [`symlinks`]: which symlinks of a tree lead outside it
+//! - [`sparse`]: which paths a sparse checkout writes
 //! - [`store`]: the root repository: open, init, repair, refs
 //! - [`compact`]: keep the object store bounded
 
 pub mod compact;
 pub mod credentials;
 pub mod fetch;
+pub mod sparse;
 pub mod store;
 pub mod symlinks;
 pub mod transport;

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use gix::ObjectId;
 
+use super::sparse::Patterns;
 use super::symlinks::Links;
 use super::transport::Budget;
 use crate::types::SymlinkPolicy;
@@ -72,6 +73,21 @@ pub struct Planned {
     index: gix::index::File,
     /// Escaping symlinks left out under `SymlinkPolicy::Skip`.
     pub skipped_links: Vec<String>,
+    /// The sparse checkout patterns applied, if any (see [`Planned::restrict`]).
+    sparse: Option<Patterns>,
+    /// Entries the sparse patterns leave out.
+    pub sparse_excluded: usize,
+}
+
+/// Marks an index entry that is not on disk, as git's sparse checkout does
+/// (git reads the bit from the extended flags, hence both).
+const NOT_ON_DISK: gix::index::entry::Flags =
+    gix::index::entry::Flags::SKIP_WORKTREE.union(gix::index::entry::Flags::EXTENDED);
+
+fn on_disk(entry: &gix::index::Entry) -> bool {
+    !entry
+        .flags
+        .contains(gix::index::entry::Flags::SKIP_WORKTREE)
 }
 
 /// What building a worktree did.
@@ -103,7 +119,25 @@ pub fn plan(
         commit,
         index,
         skipped_links,
+        sparse: None,
+        sparse_excluded: 0,
     })
+}
+
+impl Planned {
+    /// Sparse checkout: entries `patterns` do not include stay in the index
+    /// (so `git status` in the worktree is clean) but are not written.
+    pub fn restrict(&mut self, patterns: &Patterns) {
+        let mut excluded = 0;
+        for (entry, path) in self.index.entries_mut_with_paths() {
+            if !patterns.includes(path) {
+                entry.flags.insert(NOT_ON_DISK);
+                excluded += 1;
+            }
+        }
+        self.sparse = Some(patterns.clone());
+        self.sparse_excluded = excluded;
+    }
 }
 
 fn apply_symlink_policy(
@@ -165,11 +199,17 @@ pub fn materialize(
     budget: &Budget,
 ) -> Result<Built, Error> {
     let Planned {
-        commit, mut index, ..
+        commit,
+        mut index,
+        sparse,
+        sparse_excluded,
+        ..
     } = planned;
     fs::create_dir_all(&placement.staging).map_err(io_err(&placement.staging))?;
-    let written = checkout_files(repo, commit, &mut index, &placement.staging, true, budget)?;
-    finish(commit, &mut index, placement)?;
+    // The checkout counts skipped entries as done.
+    let written = checkout_files(repo, commit, &mut index, &placement.staging, true, budget)?
+        .saturating_sub(sparse_excluded);
+    finish(commit, &mut index, sparse.as_ref(), placement)?;
     Ok(Built { written, kept: 0 })
 }
 
@@ -186,7 +226,11 @@ pub fn rewrite(
     budget: &Budget,
 ) -> Result<Built, Error> {
     let Planned {
-        commit, mut index, ..
+        commit,
+        mut index,
+        sparse,
+        sparse_excluded,
+        ..
     } = planned;
     let old = gix::index::File::at(
         old_admin.join("index"),
@@ -202,21 +246,29 @@ pub fn rewrite(
     remove_changed(&old, &index, dir)?;
     let kept = keep_unchanged(&old, &mut index);
     // The checkout counts skipped entries as done.
-    let written =
-        checkout_files(repo, commit, &mut index, dir, false, budget)?.saturating_sub(kept);
-    for entry in index.entries_mut() {
-        entry.flags.remove(gix::index::entry::Flags::SKIP_WORKTREE);
+    let written = checkout_files(repo, commit, &mut index, dir, false, budget)?
+        .saturating_sub(kept.len() + sparse_excluded);
+    let entries = index.entries_mut();
+    for i in &kept {
+        entries[*i].flags.remove(NOT_ON_DISK);
     }
-    finish(commit, &mut index, placement)?;
+    finish(commit, &mut index, sparse.as_ref(), placement)?;
     if old_admin != placement.admin_dir {
         fs::remove_dir_all(old_admin).map_err(io_err(old_admin))?;
     }
-    Ok(Built { written, kept })
+    Ok(Built {
+        written,
+        kept: kept.len(),
+    })
 }
 
-/// Same path, same blob, same mode: the file on disk is already right.
+/// Same path, same blob, same mode, on disk in both: the file is already right.
 fn unchanged(old: &gix::index::Entry, new: &gix::index::Entry) -> bool {
-    old.id == new.id && old.mode == new.mode && old.mode != gix::index::entry::Mode::COMMIT
+    old.id == new.id
+        && old.mode == new.mode
+        && old.mode != gix::index::entry::Mode::COMMIT
+        && on_disk(old)
+        && on_disk(new)
 }
 
 /// Unlinks every old entry the new index does not hold unchanged, then the
@@ -224,7 +276,7 @@ fn unchanged(old: &gix::index::Entry, new: &gix::index::Entry) -> bool {
 /// nothing in its way.
 fn remove_changed(old: &gix::index::File, new: &gix::index::File, dir: &Path) -> Result<(), Error> {
     let mut parents = std::collections::BTreeSet::new();
-    for entry in old.entries() {
+    for entry in old.entries().iter().filter(|e| on_disk(e)) {
         let path = entry.path(old);
         if new.entry_by_path(path).is_some_and(|n| unchanged(entry, n)) {
             continue;
@@ -251,14 +303,15 @@ fn remove_changed(old: &gix::index::File, new: &gix::index::File, dir: &Path) ->
 }
 
 /// Marks unchanged entries so the checkout skips them, carrying over the
-/// stat data of the untouched file (same inode, same stat).
-fn keep_unchanged(old: &gix::index::File, new: &mut gix::index::File) -> usize {
-    let mut kept = 0;
-    for (entry, path) in new.entries_mut_with_paths() {
+/// stat data of the untouched file (same inode, same stat); returns their
+/// positions, to unmark them after the checkout.
+fn keep_unchanged(old: &gix::index::File, new: &mut gix::index::File) -> Vec<usize> {
+    let mut kept = Vec::new();
+    for (i, (entry, path)) in new.entries_mut_with_paths().enumerate() {
         if let Some(o) = old.entry_by_path(path).filter(|o| unchanged(o, entry)) {
             entry.stat = o.stat;
-            entry.flags.insert(gix::index::entry::Flags::SKIP_WORKTREE);
-            kept += 1;
+            entry.flags.insert(NOT_ON_DISK);
+            kept.push(i);
         }
     }
     kept
@@ -268,9 +321,13 @@ fn keep_unchanged(old: &gix::index::File, new: &mut gix::index::File) -> usize {
 fn finish(
     commit: ObjectId,
     index: &mut gix::index::File,
+    sparse: Option<&Patterns>,
     placement: &Placement,
 ) -> Result<(), Error> {
     write_admin(commit, placement)?;
+    if let Some(patterns) = sparse {
+        record_sparse(&placement.admin_dir, patterns)?;
+    }
     index.set_path(placement.admin_dir.join("index"));
     index
         .write(gix::index::write::Options::default())
@@ -375,25 +432,57 @@ fn write_admin(commit: ObjectId, placement: &Placement) -> Result<(), Error> {
     fs::write(&dot_git, format!("gitdir: ../../.git/worktrees/{name}\n")).map_err(io_err(&dot_git))
 }
 
+/// Where git keeps a worktree's sparse patterns; ours records what was applied.
+fn sparse_file(admin_dir: &Path) -> PathBuf {
+    admin_dir.join("info").join("sparse-checkout")
+}
+
+fn record_sparse(admin_dir: &Path, patterns: &Patterns) -> Result<(), Error> {
+    let path = sparse_file(admin_dir);
+    let info = admin_dir.join("info");
+    fs::create_dir_all(&info).map_err(io_err(&info))?;
+    fs::write(&path, patterns.source()).map_err(io_err(&path))
+}
+
+/// Whether the worktree was built with `sparse` (or, for `None`, in full).
+fn built_with(admin_dir: &Path, sparse: Option<&Patterns>) -> bool {
+    match (fs::read(sparse_file(admin_dir)), sparse) {
+        (Ok(recorded), Some(p)) => recorded == p.source(),
+        (Err(e), None) => e.kind() == io::ErrorKind::NotFound,
+        _ => false,
+    }
+}
+
 /// The `.git` file content we expect in a worktree named `name`.
 fn expected_dot_git(name: &str) -> String {
     format!("gitdir: ../../.git/worktrees/{name}\n")
 }
 
 /// Cheap check for every poll: the worktree and its admin files exist and
-/// point at `commit`. Does not look at the checked-out files.
-pub fn looks_intact(worktree: &Path, admin_dir: &Path, commit: ObjectId) -> bool {
+/// point at `commit`, built with these sparse patterns (or none). Does not
+/// look at the checked-out files.
+pub fn looks_intact(
+    worktree: &Path,
+    admin_dir: &Path,
+    commit: ObjectId,
+    sparse: Option<&Patterns>,
+) -> bool {
     let name = commit.to_string();
     let dot_git_ok =
         fs::read_to_string(worktree.join(".git")).is_ok_and(|s| s == expected_dot_git(&name));
     let head_ok = fs::read_to_string(admin_dir.join("HEAD")).is_ok_and(|s| s.trim() == name);
-    dot_git_ok && head_ok && admin_dir.join("index").is_file()
+    dot_git_ok && head_ok && admin_dir.join("index").is_file() && built_with(admin_dir, sparse)
 }
 
 /// Thorough check (at start-up): every file in the index is present with the
 /// size and mtime recorded at checkout, and no other file exists.
-pub fn matches_index(worktree: &Path, admin_dir: &Path, commit: ObjectId) -> bool {
-    if !looks_intact(worktree, admin_dir, commit) {
+pub fn matches_index(
+    worktree: &Path,
+    admin_dir: &Path,
+    commit: ObjectId,
+    sparse: Option<&Patterns>,
+) -> bool {
+    if !looks_intact(worktree, admin_dir, commit, sparse) {
         return false;
     }
     let Ok(index) = gix::index::File::at(
@@ -410,8 +499,8 @@ pub fn matches_index(worktree: &Path, admin_dir: &Path, commit: ObjectId) -> boo
             return false;
         };
         let path = worktree.join(relative.as_ref());
-        if entry.mode == gix::index::entry::Mode::COMMIT {
-            continue; // submodules are not checked out
+        if entry.mode == gix::index::entry::Mode::COMMIT || !on_disk(entry) {
+            continue; // submodules and what sparse patterns leave out are not checked out
         }
         let Ok(meta) = fs::symlink_metadata(&path) else {
             return false;

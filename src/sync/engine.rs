@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use crate::config::{ExecHookConfig, HttpAuth};
 use crate::git::credentials::Credentials;
+use crate::git::sparse::Patterns;
 use crate::git::{self, compact, fetch, store, worktree, Budget, ObjectId};
 use crate::hooks;
 use crate::metrics::Metrics;
 use crate::publish::{self, Layout};
-use crate::types::{CommitHash, RepoUrl, SymlinkPolicy};
+use crate::types::{CommitHash, GcMode, RepoUrl, SymlinkPolicy};
 use std::sync::Arc;
 
 /// What the engine needs from the configuration.
@@ -29,6 +30,10 @@ pub struct Options {
     pub stale_worktree_timeout: Duration,
     /// `--escaping-symlinks`.
     pub escaping_symlinks: SymlinkPolicy,
+    /// `--git-gc`: when the object store is compacted.
+    pub gc: GcMode,
+    /// `--sparse-checkout-file`: only matching paths are written.
+    pub sparse: Option<Patterns>,
     /// `--pre-publish-exechook-command`: must exit 0 before the link moves.
     pub pre_publish: Option<ExecHookConfig>,
     /// HTTP(S) credentials; a password file is read at each fetch.
@@ -362,13 +367,13 @@ impl Engine {
         let path = self.layout.worktree(hash);
         let admin = store::admin_dir(&self.opts.root, hash.as_str());
         if deep {
-            let intact = worktree::matches_index(&path, &admin, commit);
+            let intact = worktree::matches_index(&path, &admin, commit, self.opts.sparse.as_ref());
             if intact {
                 self.trusted = Some(hash.clone());
             }
             intact
         } else {
-            worktree::looks_intact(&path, &admin, commit)
+            worktree::looks_intact(&path, &admin, commit, self.opts.sparse.as_ref())
         }
     }
 
@@ -381,7 +386,7 @@ impl Engine {
         let spare = self.spare.take();
         let repo = self.open_repo()?;
         // Refusals (unsafe paths, escaping symlinks) happen before any write.
-        let planned = worktree::plan(repo, commit, self.opts.escaping_symlinks)?;
+        let planned = self.plan(repo, commit)?;
         if !planned.skipped_links.is_empty() {
             tracing::warn!(
                 %hash,
@@ -405,6 +410,19 @@ impl Engine {
         tracing::debug!(%hash, written = built.written, kept = built.kept, "worktree built");
         self.layout.install(hash)?;
         Ok(())
+    }
+
+    /// What the worktree of `commit` will hold: safety checks, then sparse patterns.
+    fn plan(
+        &self,
+        repo: &gix::Repository,
+        commit: ObjectId,
+    ) -> Result<worktree::Planned, worktree::Error> {
+        let mut planned = worktree::plan(repo, commit, self.opts.escaping_symlinks)?;
+        if let Some(patterns) = &self.opts.sparse {
+            planned.restrict(patterns);
+        }
+        Ok(planned)
     }
 
     fn placement(&self, hash: &CommitHash) -> worktree::Placement {
@@ -444,7 +462,7 @@ impl Engine {
                 tracing::warn!(error = %e, "rewriting the retired worktree failed; checking out in full");
                 let _ = publish::remove_any(&place.staging);
                 let _ = publish::remove_any(&old_admin);
-                let planned = worktree::plan(repo, commit, self.opts.escaping_symlinks)?;
+                let planned = self.plan(repo, commit)?;
                 worktree::materialize(repo, planned, place, budget)
             }
             ok => ok,
@@ -471,7 +489,12 @@ impl Engine {
             return Ok(());
         };
         let stats = compact::stats(repo.git_dir());
-        if !(force_compact || compact::is_due(stats, self.compacted_bytes)) {
+        let due = match self.opts.gc {
+            GcMode::Auto | GcMode::Always => compact::is_due(stats, self.compacted_bytes),
+            GcMode::Aggressive => compact::is_fragmented(stats),
+            GcMode::Off => false,
+        };
+        if !(force_compact || due) {
             return Ok(());
         }
         let mut keep: Vec<ObjectId> = self

@@ -1,4 +1,5 @@
-//! Disk usage stays bounded while following many large, incompressible commits.
+//! Disk usage stays bounded while following many large, incompressible
+//! commits, and `--git-gc` decides when the object store is compacted.
 
 use std::time::Instant;
 
@@ -59,4 +60,49 @@ fn disk_usage_stays_bounded_over_many_large_commits() {
         run.logs()
     );
     run.assert_running();
+}
+
+/// Packs in `<root>/.git/objects/pack` after following `commits` small
+/// commits with `--git-gc=<mode>` (None = the default), once `settled` holds
+/// (compaction runs just after a publish) or 10 s have passed.
+fn packs_after_commits(mode: Option<&str>, commits: usize, settled: fn(usize) -> bool) -> usize {
+    let up = Upstream::new();
+    let first = up.commit_file("f.txt", "0\n", "0");
+    let s = Scratch::new();
+    let mut sidecar = s.sidecar(&up.file_url()).args(["--period", "50ms"]);
+    if let Some(mode) = mode {
+        sidecar = sidecar.arg(format!("--git-gc={mode}"));
+    }
+    let run = sidecar.spawn();
+    run.wait_for_link_hash(&s.link(), &first);
+    for i in 1..=commits {
+        let sha = up.commit_file("f.txt", format!("{i}\n"), &i.to_string());
+        run.wait_for_link_hash(&s.link(), &sha);
+    }
+    let packs = || {
+        std::fs::read_dir(s.root.join(".git/objects/pack"))
+            .expect("pack dir")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".pack"))
+            .count()
+    };
+    poll_until(std::time::Duration::from_secs(10), || settled(packs()));
+    packs()
+}
+
+#[test]
+fn git_gc_modes_decide_when_the_store_is_compacted() {
+    // Each publish fetches one small pack; 16 packs make compaction due.
+    let off = packs_after_commits(Some("off"), 17, |_| true);
+    assert_eq!(off, 18, "--git-gc=off must never compact");
+    let default = packs_after_commits(None, 17, |n| n < 16);
+    assert!(
+        (2..16).contains(&default),
+        "the default compacts once 16 packs pile up: {default} packs"
+    );
+    let aggressive = packs_after_commits(Some("aggressive"), 5, |n| n == 1);
+    assert_eq!(
+        aggressive, 1,
+        "--git-gc=aggressive compacts after every fetch"
+    );
 }

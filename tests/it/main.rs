@@ -28,5 +28,6 @@ mod loop_semantics;
 mod manifests;
 mod refs_depth;
 mod reuse;
+mod sparse;
 mod sync;
 mod transports;
