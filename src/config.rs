@@ -39,8 +39,8 @@
 //! * `--link` must not be `--root`, one of its parents, or inside its `.git` or
 //!   `.worktrees` directories.
 //! * `--sync-on-signal` must name a signal that can be caught (not KILL/STOP).
-//! * `--repo` must be https://, http://, git://, file:// or a local path: ssh
-//!   (`ssh://`, `user@host:path`) is refused as not supported yet.
+//! * `--repo` must be https://, http://, git://, ssh://, `user@host:path`,
+//!   file:// or a local path. SSH settings: see [`ssh`].
 //! * The HTTP surface (git-sync has `--http-bind`, `--http-metrics` and
 //!   `--http-pprof`; the rest is git-sidecar's own) is described below.
 //! * Flags of features not implemented yet are accepted by the parser but
@@ -147,6 +147,7 @@ use crate::cli::{Cli, EnvLookup, Origin, Secret, UrlArg};
 use crate::types::{RepoUrl, SymlinkPolicy};
 
 pub mod auth;
+mod ssh;
 pub use auth::{HttpAuth, PasswordSource};
 
 /// Log output format.
@@ -164,6 +165,8 @@ pub struct Config {
     pub repo: RepoUrl,
     /// HTTP(S) credentials: `--username` + password, or from `--repo`.
     pub auth: Option<HttpAuth>,
+    /// SSH keys, known_hosts and `GIT_SSH_COMMAND` (see [`ssh`]).
+    pub ssh: crate::git::ssh::Options,
     /// Absolute root directory (symlinks in it resolved if it exists).
     pub root: PathBuf,
     /// The ref to sync: "HEAD", a branch, a tag, or a full 40-hex SHA.
@@ -464,11 +467,13 @@ impl Config {
                 "repo",
                 format!(
                     "{scheme:?} repositories are not supported yet \
-                     (supported: https://, http://, git://, file:// and local paths)"
+                     (supported: https://, http://, git://, ssh://, user@host:path, file:// \
+                     and local paths)"
                 ),
             ),
         }
         let auth = c.http_auth(repo);
+        let ssh = c.ssh(repo);
 
         // --root
         let root = match non_empty(cli.root.as_deref()) {
@@ -650,6 +655,7 @@ impl Config {
         Ok(Config {
             repo: RepoUrl::new(repo),
             auth,
+            ssh,
             root,
             git_ref,
             link,
@@ -763,6 +769,7 @@ impl<'a> Checker<'a> {
             "askpass_url" => url(&cli.askpass_url),
             "ssh_known_hosts" => cli.ssh_known_hosts.as_deref(),
             "ssh_known_hosts_file" => cli.ssh_known_hosts_file.as_deref(),
+            "env_git_ssh_command" => cli.env_git_ssh_command.as_deref(),
             "cookie_file" => cli.cookie_file.as_deref(),
             "github_base_url" => cli.github_base_url.as_deref(),
             "env_github_app_private_key" => secret(&cli.env_github_app_private_key),
@@ -1416,7 +1423,6 @@ impl<'a> Checker<'a> {
             "filter",
             "sparse_checkout_file",
             "askpass_url",
-            "ssh_known_hosts_file",
             "github_base_url",
             "env_github_app_private_key",
             "github_app_private_key_file",
@@ -1432,13 +1438,6 @@ impl<'a> Checker<'a> {
         }
         if !self.cli.credential.is_empty() {
             self.refuse("credential", "");
-        }
-        if !self.cli.ssh_key_file.is_empty() {
-            self.refuse("ssh_key_file", "");
-        }
-        // SSH is not implemented at all, so any explicit host-key setting is refused.
-        if self.bool("ssh_known_hosts").is_some() {
-            self.refuse("ssh_known_hosts", "");
         }
         // Booleans whose "false" is what we do anyway.
         for id in ["add_user", "cookie_file"] {
@@ -1596,7 +1595,7 @@ pub fn validate_process_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-const SUPPORTED_SCHEMES: &[&str] = &["https", "http", "git", "file"];
+const SUPPORTED_SCHEMES: &[&str] = &["https", "http", "git", "ssh", "file"];
 
 /// The transport a repo string names, lower-cased: the URL scheme, `ssh` for
 /// git's scp-like `[user@]host:path` form, `None` for a local path.
