@@ -28,5 +28,6 @@ mod loop_semantics;
 mod manifests;
 mod refs_depth;
 mod reuse;
+mod ssh;
 mod sync;
 mod transports;
