@@ -2432,7 +2432,6 @@ mod tests {
             ]),
             &[
                 ("GIT_SYNC_GIT_CONFIG", "a:b"),
-                ("GITSYNC_SSH_KEY_FILE", "/k"),
                 ("GITSYNC_GITHUB_APP_PRIVATE_KEY", "pem-s3cret"),
             ],
         );
@@ -2445,11 +2444,10 @@ mod tests {
             "--askpass-url (GITSYNC_ASKPASS_URL) is not supported yet",
             "GITSYNC_GITHUB_APP_PRIVATE_KEY (environment only) is not supported yet",
             "--git-config (GIT_SYNC_GIT_CONFIG) is not supported yet",
-            "--ssh-key-file (GITSYNC_SSH_KEY_FILE) is not supported yet",
         ] {
             assert!(all.contains(expected), "missing {expected:?} in\n{all}");
         }
-        assert_eq!(p.len(), 8, "{all}");
+        assert_eq!(p.len(), 7, "{all}");
         assert!(!all.contains("s3cret"), "secret leaked: {all}");
     }
 
@@ -2739,16 +2737,14 @@ mod tests {
             "/tmp/r",
             "rel/dir",
             "./a:b",
+            "ssh://git@h/r.git",
+            "git@github.com:org/r.git",
+            "host:r",
         ] {
             let repo = format!("--repo={ok}");
             config(&[&repo, "--root=/r", "--link=l"], &[]);
         }
-        for bad in [
-            "ssh://git@h/r.git",
-            "git@github.com:org/r.git",
-            "host:r",
-            "s3://b/r",
-        ] {
+        for bad in ["s3://b/r", "git+ssh://h/r"] {
             let repo = format!("--repo={bad}");
             let p = problems(&[&repo, "--root=/r", "--link=l"], &[]);
             assert_eq!(p.len(), 1, "{bad}: {p:?}");

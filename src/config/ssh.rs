@@ -128,3 +128,99 @@ impl Checker<'_> {
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{config, problems};
+    use super::*;
+
+    const REPO: &str = "--repo=git@example.com:org/site.git";
+
+    fn ssh_config(extra: &[&str], env: &[(&str, &str)]) -> super::super::Config {
+        let mut args = vec![REPO, "--root=/srv/git"];
+        args.extend_from_slice(extra);
+        config(&args, env)
+    }
+
+    #[test]
+    fn git_sync_defaults() {
+        let c = ssh_config(&[], &[]);
+        assert_eq!(c.ssh.key_files, [PathBuf::from(DEFAULT_KEY_FILE)]);
+        assert_eq!(
+            c.ssh.known_hosts,
+            Some(PathBuf::from(DEFAULT_KNOWN_HOSTS_FILE))
+        );
+        assert_eq!(c.ssh.command, None);
+        // Missing files are named in warnings: every sync will fail.
+        let warnings = c.warnings.join("\n");
+        assert!(
+            warnings
+                .contains("--ssh-key-file (GITSYNC_SSH_KEY_FILE): cannot use /etc/git-secret/ssh"),
+            "{warnings}"
+        );
+    }
+
+    #[test]
+    fn legacy_names_relative_paths_and_git_ssh_command() {
+        let c = ssh_config(
+            &["--ssh-key-file=rel/key"],
+            &[
+                ("GIT_KNOWN_HOSTS", "false"),
+                ("GIT_SSH_KNOWN_HOSTS_FILE", "/kh"),
+                ("GIT_SSH_COMMAND", "ssh -v"),
+            ],
+        );
+        let cwd = std::env::current_dir().expect("cwd");
+        assert_eq!(c.ssh.key_files, [cwd.join("rel/key")]);
+        assert_eq!(c.ssh.known_hosts, None, "GIT_KNOWN_HOSTS=false");
+        assert_eq!(c.ssh.command.as_deref(), Some("ssh -v"));
+        let warnings = c.warnings.join("\n");
+        assert!(
+            warnings.contains("any ssh host key is accepted"),
+            "{warnings}"
+        );
+        // With GIT_SSH_COMMAND, ssh reads the files itself: not checked here.
+        assert!(!warnings.contains("cannot use"), "{warnings}");
+
+        let c = ssh_config(&[], &[("GIT_SSH_KEY_FILE", "/a:/b")]);
+        assert_eq!(c.ssh.key_files, [PathBuf::from("/a"), PathBuf::from("/b")]);
+    }
+
+    #[test]
+    fn bad_values_are_errors_naming_the_flag() {
+        let p = problems(
+            &[
+                "--repo=ssh://git:pw@example.com/site.git",
+                "--root=/r",
+                "--ssh-known-hosts=maybe",
+            ],
+            &[],
+        );
+        let all = p.join("\n");
+        assert!(
+            all.contains("--ssh-known-hosts (GITSYNC_SSH_KNOWN_HOSTS)"),
+            "{all}"
+        );
+        assert!(all.contains("must not hold a password"), "{all}");
+        assert!(!all.contains("pw@"), "{all}");
+        let p = problems(
+            &["--repo=host:-oProxyCommand=x", "--root=/r", "--link=l"],
+            &[],
+        );
+        assert!(p[0].contains("must not start with '-'"), "{p:?}");
+    }
+
+    #[test]
+    fn other_repositories_ignore_the_ssh_settings() {
+        let c = config(
+            &[
+                "--repo=https://h/r",
+                "--root=/r",
+                "--ssh-key-file=/nonexistent",
+            ],
+            &[],
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert_eq!(c.ssh.key_files, [PathBuf::from("/nonexistent")]);
+    }
+}

@@ -241,9 +241,12 @@ mod tests {
     fn quoting_matches_git() {
         assert_eq!(sq_quote("/a b"), "'/a b'");
         assert_eq!(sq_quote("it's!"), "'it'\\''s'\\!''");
-        assert_eq!(
-            target("ssh://h/r it's").upload_pack_command(),
-            "git-upload-pack '/r it'\\''s'"
-        );
+        let t = Target {
+            user: None,
+            host: "h".into(),
+            port: None,
+            path: "/r it's".into(),
+        };
+        assert_eq!(t.upload_pack_command(), "git-upload-pack '/r it'\\''s'");
     }
 }
