@@ -324,24 +324,8 @@ async fn bridge(
     };
     let download = async {
         while let Some(msg) = from_server.wait().await {
-            match msg {
-                ChannelMsg::Data { data } => {
-                    if socket_out.write_all(&data).await.is_err() {
-                        break;
-                    }
-                }
-                ChannelMsg::ExtendedData { data, ext: 1 } => {
-                    keep_stderr(stderr, &String::from_utf8_lossy(&data))
-                }
-                ChannelMsg::ExitStatus { exit_status } if exit_status != 0 => keep_stderr(
-                    stderr,
-                    &format!("\n(the remote command exited with status {exit_status})"),
-                ),
-                ChannelMsg::Failure => {
-                    keep_stderr(stderr, "the ssh server refused to run git-upload-pack")
-                }
-                ChannelMsg::Eof | ChannelMsg::Close => break,
-                _ => {}
+            if !deliver(msg, &mut socket_out, stderr).await {
+                break;
             }
         }
         let _ = socket_out.shutdown().await;
@@ -350,6 +334,28 @@ async fn bridge(
         () = download => {}
         () = upload => {}
     }
+}
+
+/// Handles one message from the server; false once the stream is over.
+async fn deliver(
+    msg: ChannelMsg,
+    socket_out: &mut tokio::net::unix::OwnedWriteHalf,
+    stderr: &StderrBuffer,
+) -> bool {
+    match msg {
+        ChannelMsg::Data { data } => return socket_out.write_all(&data).await.is_ok(),
+        ChannelMsg::ExtendedData { data, ext: 1 } => {
+            keep_stderr(stderr, &String::from_utf8_lossy(&data))
+        }
+        ChannelMsg::ExitStatus { exit_status } if exit_status != 0 => keep_stderr(
+            stderr,
+            &format!("\n(the remote command exited with status {exit_status})"),
+        ),
+        ChannelMsg::Failure => keep_stderr(stderr, "the ssh server refused to run git-upload-pack"),
+        ChannelMsg::Eof | ChannelMsg::Close => return false,
+        _ => {}
+    }
+    true
 }
 
 fn keep_stderr(stderr: &StderrBuffer, text: &str) {
