@@ -121,6 +121,7 @@ fn engine_options(config: &Config) -> engine::Options {
         gc: config.git_gc,
         pre_publish: config.hooks.pre_publish.clone(),
         auth: config.auth.clone(),
+        ssh: config.ssh.clone(),
     }
 }
 

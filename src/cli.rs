@@ -248,6 +248,8 @@ ENVIRONMENT VARIABLES:
     GITSYNC_GITHUB_APP_PRIVATE_KEY   GitHub App private key, PEM (not supported yet)
     GITSYNC_INCOMING_WEBHOOK_SECRET  one more incoming webhook secret (after the files)
     GITSYNC_SYNC_TRIGGER_TOKEN       one more bearer token for POST /sync (after the files)
+    GIT_SSH_COMMAND                  run this ssh command (through sh) for ssh repositories
+                                     instead of the built-in SSH client
     GITSYNC_WEBHOOK_SIGNING_SECRET   secret that signs --webhook-url requests (instead of
                                      --webhook-signing-secret-file)
 
@@ -267,6 +269,8 @@ const HOOKS: &str = "Hooks (after publishing)";
 
 const AUTH: &str = "Credentials (http:// and https:// repositories)";
 
+const SSH: &str = "SSH (ssh:// and user@host:path repositories)";
+
 const NOT_YET: &str = "Accepted for git-sync compatibility, refused until implemented";
 
 /// Raw flags. All values are unparsed strings; see the module docs for how
@@ -281,8 +285,8 @@ const NOT_YET: &str = "Accepted for git-sync compatibility, refused until implem
     args_override_self = true
 )]
 pub struct Cli {
-    /// The git repository to sync (required): https://, http://, git://, file://
-    /// or a local path (ssh:// and user@host:path are not supported yet)
+    /// The git repository to sync (required): https://, http://, git://, ssh://,
+    /// user@host:path, file:// or a local path
     #[arg(long, env = "GITSYNC_REPO", value_name = "URL")]
     pub repo: Option<UrlArg>,
 
@@ -797,17 +801,17 @@ pub struct Cli {
     #[arg(long, env = "GITSYNC_ASKPASS_URL", value_name = "URL", help_heading = NOT_YET)]
     pub askpass_url: Option<UrlArg>,
 
-    /// SSH private key file, repeatable (not supported yet)
+    /// SSH private key file, repeatable; tried in order [default: /etc/git-secret/ssh]
     #[arg(
         long,
         env = "GITSYNC_SSH_KEY_FILE",
         value_name = "PATH",
         action = ArgAction::Append,
-        help_heading = NOT_YET
+        help_heading = SSH
     )]
     pub ssh_key_file: Vec<String>,
 
-    /// Strict SSH host-key checking (not supported yet)
+    /// Strict SSH host-key checking against --ssh-known-hosts-file [default: true]
     #[arg(
         long,
         env = "GITSYNC_SSH_KNOWN_HOSTS",
@@ -815,13 +819,22 @@ pub struct Cli {
         num_args = 0..=1,
         require_equals = true,
         default_missing_value = "true",
-        help_heading = NOT_YET
+        help_heading = SSH
     )]
     pub ssh_known_hosts: Option<String>,
 
-    /// SSH known_hosts file (not supported yet)
-    #[arg(long, env = "GITSYNC_SSH_KNOWN_HOSTS_FILE", value_name = "PATH", help_heading = NOT_YET)]
+    /// SSH known_hosts file (OpenSSH format) [default: /etc/git-secret/known_hosts]
+    #[arg(long, env = "GITSYNC_SSH_KNOWN_HOSTS_FILE", value_name = "PATH", help_heading = SSH)]
     pub ssh_known_hosts_file: Option<String>,
+
+    /// Environment-only GIT_SSH_COMMAND; this flag exists for tests
+    #[arg(
+        long = "__env__GIT_SSH_COMMAND",
+        env = "GIT_SSH_COMMAND",
+        value_name = "COMMAND",
+        hide = true
+    )]
+    pub env_git_ssh_command: Option<String>,
 
     /// Use /etc/git-secret/cookie_file as the HTTP cookie file (not supported yet)
     #[arg(
@@ -984,7 +997,8 @@ raw_setters! {
         webhook_success_status, webhook_timeout, webhook_backoff, webhook_json_body,
         webhook_signing_secret_file, env_webhook_signing_secret, reload_process, reload_signal,
         filter, submodules, sparse_checkout_file, git_gc, add_user, username, env_password,
-        password_file, askpass_url, ssh_known_hosts, ssh_known_hosts_file, cookie_file,
+        password_file, askpass_url, ssh_known_hosts, ssh_known_hosts_file, env_git_ssh_command,
+        cookie_file,
         github_base_url, env_github_app_private_key, github_app_private_key_file,
         github_app_application_id, github_app_client_id, github_app_installation_id, git,
         git_config,

@@ -39,8 +39,8 @@
 //! * `--link` must not be `--root`, one of its parents, or inside its `.git` or
 //!   `.worktrees` directories.
 //! * `--sync-on-signal` must name a signal that can be caught (not KILL/STOP).
-//! * `--repo` must be https://, http://, git://, file:// or a local path: ssh
-//!   (`ssh://`, `user@host:path`) is refused as not supported yet.
+//! * `--repo` must be https://, http://, git://, ssh://, `user@host:path`,
+//!   file:// or a local path. SSH settings: see [`ssh`].
 //! * The HTTP surface (git-sync has `--http-bind`, `--http-metrics` and
 //!   `--http-pprof`; the rest is git-sidecar's own) is described below.
 //! * Flags of features not implemented yet are accepted by the parser but
@@ -150,6 +150,7 @@ use crate::types::{GcMode, RepoUrl, SymlinkPolicy};
 
 pub mod auth;
 mod checkout;
+mod ssh;
 pub use auth::{HttpAuth, PasswordSource};
 
 /// Log output format.
@@ -167,6 +168,8 @@ pub struct Config {
     pub repo: RepoUrl,
     /// HTTP(S) credentials: `--username` + password, or from `--repo`.
     pub auth: Option<HttpAuth>,
+    /// SSH keys, known_hosts and `GIT_SSH_COMMAND` (see [`ssh`]).
+    pub ssh: crate::git::ssh::Options,
     /// Absolute root directory (symlinks in it resolved if it exists).
     pub root: PathBuf,
     /// The ref to sync: "HEAD", a branch, a tag, or a full 40-hex SHA.
@@ -471,11 +474,13 @@ impl Config {
                 "repo",
                 format!(
                     "{scheme:?} repositories are not supported yet \
-                     (supported: https://, http://, git://, file:// and local paths)"
+                     (supported: https://, http://, git://, ssh://, user@host:path, file:// \
+                     and local paths)"
                 ),
             ),
         }
         let auth = c.http_auth(repo);
+        let ssh = c.ssh(repo);
 
         // --root
         let root = match non_empty(cli.root.as_deref()) {
@@ -672,6 +677,7 @@ impl Config {
         Ok(Config {
             repo: RepoUrl::new(repo),
             auth,
+            ssh,
             root,
             git_ref,
             link,
@@ -787,6 +793,7 @@ impl<'a> Checker<'a> {
             "askpass_url" => url(&cli.askpass_url),
             "ssh_known_hosts" => cli.ssh_known_hosts.as_deref(),
             "ssh_known_hosts_file" => cli.ssh_known_hosts_file.as_deref(),
+            "env_git_ssh_command" => cli.env_git_ssh_command.as_deref(),
             "cookie_file" => cli.cookie_file.as_deref(),
             "github_base_url" => cli.github_base_url.as_deref(),
             "env_github_app_private_key" => secret(&cli.env_github_app_private_key),
@@ -1438,7 +1445,6 @@ impl<'a> Checker<'a> {
     fn unsupported(&mut self) {
         const PLAIN: &[&str] = &[
             "askpass_url",
-            "ssh_known_hosts_file",
             "github_base_url",
             "env_github_app_private_key",
             "github_app_private_key_file",
@@ -1454,13 +1460,6 @@ impl<'a> Checker<'a> {
         }
         if !self.cli.credential.is_empty() {
             self.refuse("credential", "");
-        }
-        if !self.cli.ssh_key_file.is_empty() {
-            self.refuse("ssh_key_file", "");
-        }
-        // SSH is not implemented at all, so any explicit host-key setting is refused.
-        if self.bool("ssh_known_hosts").is_some() {
-            self.refuse("ssh_known_hosts", "");
         }
         // Booleans whose "false" is what we do anyway.
         for id in ["add_user", "cookie_file"] {
@@ -1609,7 +1608,7 @@ pub fn validate_process_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-const SUPPORTED_SCHEMES: &[&str] = &["https", "http", "git", "file"];
+const SUPPORTED_SCHEMES: &[&str] = &["https", "http", "git", "ssh", "file"];
 
 /// The transport a repo string names, lower-cased: the URL scheme, `ssh` for
 /// git's scp-like `[user@]host:path` form, `None` for a local path.
@@ -2446,7 +2445,6 @@ mod tests {
             ]),
             &[
                 ("GIT_SYNC_GIT_CONFIG", "a:b"),
-                ("GITSYNC_SSH_KEY_FILE", "/k"),
                 ("GITSYNC_GITHUB_APP_PRIVATE_KEY", "pem-s3cret"),
             ],
         );
@@ -2459,11 +2457,10 @@ mod tests {
             "--askpass-url (GITSYNC_ASKPASS_URL) is not supported yet",
             "GITSYNC_GITHUB_APP_PRIVATE_KEY (environment only) is not supported yet",
             "--git-config (GIT_SYNC_GIT_CONFIG) is not supported yet",
-            "--ssh-key-file (GITSYNC_SSH_KEY_FILE) is not supported yet",
         ] {
             assert!(all.contains(expected), "missing {expected:?} in\n{all}");
         }
-        assert_eq!(p.len(), 8, "{all}");
+        assert_eq!(p.len(), 7, "{all}");
         assert!(!all.contains("s3cret"), "secret leaked: {all}");
     }
 
@@ -2754,16 +2751,14 @@ mod tests {
             "/tmp/r",
             "rel/dir",
             "./a:b",
+            "ssh://git@h/r.git",
+            "git@github.com:org/r.git",
+            "host:r",
         ] {
             let repo = format!("--repo={ok}");
             config(&[&repo, "--root=/r", "--link=l"], &[]);
         }
-        for bad in [
-            "ssh://git@h/r.git",
-            "git@github.com:org/r.git",
-            "host:r",
-            "s3://b/r",
-        ] {
+        for bad in ["s3://b/r", "git+ssh://h/r"] {
             let repo = format!("--repo={bad}");
             let p = problems(&[&repo, "--root=/r", "--link=l"], &[]);
             assert_eq!(p.len(), 1, "{bad}: {p:?}");

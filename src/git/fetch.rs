@@ -29,6 +29,8 @@ pub struct Options<'a> {
     pub force: bool,
     /// Given to an http(s) server that asks (the only credentials gix sees).
     pub credentials: Option<&'a Credentials>,
+    /// How to reach ssh remotes (keys, known_hosts, `GIT_SSH_COMMAND`).
+    pub ssh: &'a super::ssh::Options,
 }
 
 /// Result of a poll.
@@ -105,7 +107,7 @@ fn fetch_inner(
         .with_fetch_tags(gix::remote::fetch::Tags::None)
         .with_refspecs(Some(refspec.as_str()), gix::remote::Direction::Fetch)
         .map_err(|e| git_err("invalid ref", e, None))?;
-    let connected = transport::connect(opts.url, budget)?;
+    let connected = transport::connect(opts.url, budget, opts.ssh)?;
     let report = connected.report;
     let mut connection = remote.to_connection_with_transport(connected.transport);
     if let Some(options) = connected.options {

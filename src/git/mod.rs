@@ -5,6 +5,7 @@
 //! - [`transport`]: connections with deadlines (git://, file://, http(s)://)
 //! - [`fetch`]: resolve the ref, fetch only when it moved
 //! - [`credentials`]: the only credentials gix gets (no helper programs)
+//! - [`ssh`]: ssh:// and scp-like remotes, built in or through `GIT_SSH_COMMAND`
 //! - [`worktree`]: linked worktrees the git CLI can read
 //! - [`symlinks`]: which symlinks of a tree lead outside it
 //! - [`sparse`]: which paths a sparse checkout writes
@@ -15,6 +16,7 @@ pub mod compact;
 pub mod credentials;
 pub mod fetch;
 pub mod sparse;
+pub mod ssh;
 pub mod store;
 pub mod symlinks;
 pub mod transport;

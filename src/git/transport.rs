@@ -80,9 +80,15 @@ impl Budget {
 }
 
 /// A reader that never blocks longer than [`POLL_SLICE`] without checking its budget.
-struct DeadlineReader<R> {
+pub(super) struct DeadlineReader<R> {
     inner: R,
     budget: Budget,
+}
+
+impl<R> DeadlineReader<R> {
+    pub(super) fn new(inner: R, budget: Budget) -> Self {
+        Self { inner, budget }
+    }
 }
 
 impl<R: Read + AsFd> Read for DeadlineReader<R> {
@@ -102,7 +108,7 @@ impl<R: Read + AsFd> Read for DeadlineReader<R> {
 }
 
 /// The stdout of a spawned `git upload-pack`; kills the process when dropped.
-struct UploadPackOutput {
+pub(super) struct UploadPackOutput {
     stdout: ChildStdout,
     child: Child,
 }
@@ -240,6 +246,8 @@ pub enum ConnectError {
     UnsupportedScheme(String),
     #[error("sync timeout exceeded while connecting")]
     Timeout,
+    #[error(transparent)]
+    Ssh(#[from] super::ssh::Error),
 }
 
 /// A boxed transport.
@@ -254,8 +262,13 @@ pub struct Connected {
     pub options: Option<Box<dyn std::any::Any>>,
 }
 
-/// Opens a transport for `url`, bounded by `budget`.
-pub fn connect(url: &gix::Url, budget: &Budget) -> Result<Connected, ConnectError> {
+/// Opens a transport for `url`, bounded by `budget`; `ssh` says how to
+/// reach ssh:// and scp-like remotes.
+pub fn connect(
+    url: &gix::Url,
+    budget: &Budget,
+    ssh: &super::ssh::Options,
+) -> Result<Connected, ConnectError> {
     let stderr = StderrBuffer::default();
     let (transport, options): (BoxedTransport, Option<Box<dyn std::any::Any>>) = match url.scheme {
         gix::url::Scheme::Git => (Box::new(connect_daemon(url, budget)?), None),
@@ -267,6 +280,7 @@ pub fn connect(url: &gix::Url, budget: &Budget) -> Result<Connected, ConnectErro
             let t = http::connect::<http::reqwest::Remote>(url.clone(), Protocol::V2, false);
             (Box::new(t), Some(Box::new(http_options(budget))))
         }
+        gix::url::Scheme::Ssh => (super::ssh::connect(url, ssh, budget, stderr.clone())?, None),
         ref other => return Err(ConnectError::UnsupportedScheme(other.as_str().to_string())),
     };
     let (spy, report) = Spy::new(transport, stderr);
@@ -349,7 +363,7 @@ fn daemon_connection(
 }
 
 /// Writes to the child's stdin; closes it on drop so the child sees EOF.
-struct UploadPackInput(ChildStdin);
+pub(super) struct UploadPackInput(ChildStdin);
 
 impl Write for UploadPackInput {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -360,31 +374,44 @@ impl Write for UploadPackInput {
     }
 }
 
+/// A git connection to a spawned process's stdin/stdout.
+pub(super) type ProcessConnection =
+    git_transport::blocking_io::Connection<DeadlineReader<UploadPackOutput>, UploadPackInput>;
+
 fn spawn_upload_pack(
     url: &gix::Url,
     budget: &Budget,
     stderr: StderrBuffer,
-) -> Result<
-    git_transport::blocking_io::Connection<DeadlineReader<UploadPackOutput>, UploadPackInput>,
-    ConnectError,
-> {
+) -> Result<ProcessConnection, ConnectError> {
     let path = gix::path::from_bstr(gix::bstr::BStr::new(url.path.as_slice()))
         .map_err(|e| ConnectError::Spawn(io::Error::other(e.to_string())))?
         .into_owned();
-    let mut child = Command::new("git")
+    let mut command = Command::new("git");
+    command
         .arg("upload-pack")
         .arg(&path)
-        .env("GIT_PROTOCOL", "version=2")
+        .env("GIT_PROTOCOL", "version=2");
+    spawn_process(command, url, budget, stderr).map_err(ConnectError::Spawn)
+}
+
+/// Runs `command` (which speaks git on stdin/stdout) with deadline reads;
+/// its stderr is kept in `stderr` for error messages.
+pub(super) fn spawn_process(
+    mut command: Command,
+    url: &gix::Url,
+    budget: &Budget,
+    stderr: StderrBuffer,
+) -> io::Result<ProcessConnection> {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .map_err(ConnectError::Spawn)?;
+        .spawn()?;
     let (Some(stdin), Some(stdout), Some(mut err)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
         let _ = child.kill();
-        return Err(ConnectError::Spawn(io::Error::other("child pipes missing")));
+        return Err(io::Error::other("child pipes missing"));
     };
     // Drain stderr on a thread so the child never blocks on it; keep the first 8 KiB.
     std::thread::spawn(move || {

@@ -38,6 +38,8 @@ pub struct Options {
     pub pre_publish: Option<ExecHookConfig>,
     /// HTTP(S) credentials; a password file is read at each fetch.
     pub auth: Option<HttpAuth>,
+    /// SSH keys, known_hosts and `GIT_SSH_COMMAND`; read at each fetch.
+    pub ssh: git::ssh::Options,
 }
 
 /// The result of a successful pass.
@@ -219,6 +221,7 @@ impl Engine {
                         have: current_id,
                         force: depth_changed,
                         credentials: credentials.as_ref(),
+                        ssh: &self.opts.ssh,
                     },
                     budget,
                 )?

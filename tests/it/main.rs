@@ -29,5 +29,6 @@ mod manifests;
 mod refs_depth;
 mod reuse;
 mod sparse;
+mod ssh;
 mod sync;
 mod transports;

@@ -48,13 +48,7 @@ fn manifests_dir() -> PathBuf {
 /// supported yet", with exactly the flags the refusal must name. When one
 /// starts to be accepted, the test fails: move the variant out of here and
 /// update manifests/README.md.
-const PENDING: &[(&str, &[&str])] = &[
-    // The scp-like ssh URL is refused too.
-    (
-        "private-ssh",
-        &["--repo", "--ssh-key-file", "--ssh-known-hosts-file"],
-    ),
-];
+const PENDING: &[(&str, &[&str])] = &[];
 
 fn pending_flags(variant: &str) -> Option<&'static [&'static str]> {
     PENDING

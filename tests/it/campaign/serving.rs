@@ -52,7 +52,7 @@ fn page_content(page: usize, generation: usize) -> Vec<u8> {
 
 /// Whether `page` changes in `generation` (generation 0 writes them all).
 fn changes(page: usize, generation: usize) -> bool {
-    generation == 0 || page == 0 || (generation + page) % 3 == 0
+    generation == 0 || page == 0 || (generation + page).is_multiple_of(3)
 }
 
 /// Every version of every page, and the commit of every generation.

@@ -2,7 +2,7 @@
 //! git-sidecar container of the manifests (args and env as written, files
 //! from the manifests' Secrets): accepted, or, for the variants in
 //! [`PENDING`](super::PENDING), refused naming exactly the pending flags.
-//! The HTTPS variant's credentials are followed to the Secret's token.
+//! The HTTPS and SSH variants' credentials are followed to the Secret's files.
 
 use super::breakages::{deployment, node, yaml, SIDECAR};
 use super::*;
@@ -124,12 +124,12 @@ fn git_sidecar_configuration_check_rejects_broken_args() {
             "{to}: expected {expect:?}, got {problem:?}"
         );
     }
-    // A pending variant whose refusal names other flags than expected.
+    // The SSH variant with a host-key setting that is no boolean.
     let mut v = variant("private-ssh");
     let args = node(deployment(&mut v), &format!("{SIDECAR}/args"));
     args.as_sequence_mut()
         .expect("args")
-        .push(yaml("--cookie-file=true"));
+        .push(yaml("--ssh-known-hosts=maybe"));
     let m = model_of(&v);
     let w = &m.objects.workloads[0];
     let pod_fs = PodFs::new(&m.objects, &w.pod);
@@ -137,9 +137,28 @@ fn git_sidecar_configuration_check_rejects_broken_args() {
     assert!(
         problem
             .as_deref()
-            .is_some_and(|p| p.contains("expected refusals of exactly")),
+            .is_some_and(|p| p.contains("--ssh-known-hosts (GITSYNC_SSH_KNOWN_HOSTS)")),
         "{problem:?}"
     );
+}
+
+#[test]
+fn private_ssh_takes_its_key_and_known_hosts_from_the_secret() {
+    let v = variant("private-ssh");
+    let m = model_of(&v);
+    let w = &m.objects.workloads[0];
+    let pod_fs = PodFs::new(&m.objects, &w.pod);
+    let config = sidecar_config(&w.pod.init_containers[0], &pod_fs)
+        .unwrap_or_else(|p| panic!("private-ssh refused: {p:#?}"));
+    let secret = pod_fs.volume_dir("git-secret");
+    assert_eq!(config.ssh.key_files, [secret.join("ssh")]);
+    assert_eq!(config.ssh.known_hosts, Some(secret.join("known_hosts")));
+    assert_eq!(config.ssh.command, None);
+    // The Secret's placeholders are no key and no host entry: named at start-up.
+    let warnings = config.warnings.join("\n");
+    for flag in ["--ssh-key-file", "--ssh-known-hosts-file"] {
+        assert!(warnings.contains(flag), "{warnings}");
+    }
 }
 
 #[test]

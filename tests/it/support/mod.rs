@@ -15,6 +15,7 @@ pub mod git;
 pub mod receiver;
 pub mod servers;
 pub mod sidecar;
+pub mod sshd;
 
 use std::error::Error;
 use std::fs;

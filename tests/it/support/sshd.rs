@@ -1,0 +1,252 @@
+//! A real OpenSSH server for the ssh tests: `/usr/sbin/sshd -D -e` on a
+//! loopback address with throwaway host keys, public-key login for the
+//! current user (the tests run as root, hence `PermitRootLogin
+//! prohibit-password`), `AcceptEnv GIT_PROTOCOL` and `git-upload-pack` on
+//! its PATH. Plus user keys made with `ssh-keygen` and known_hosts lines.
+//! Missing tools fail the test with the Debian packages to install.
+
+use std::fs;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use super::servers::LOCALHOST;
+
+const SSHD: &str = "/usr/sbin/sshd";
+const INSTALL: &str = "apt-get install openssh-server openssh-client";
+
+/// Panics unless sshd and ssh-keygen are installed.
+pub fn require_ssh_tools() {
+    assert!(
+        Path::new(SSHD).is_file(),
+        "{SSHD} not found: the ssh tests need a real sshd ({INSTALL})"
+    );
+    assert!(
+        which("ssh-keygen").is_some(),
+        "ssh-keygen not found: the ssh tests make keys with it ({INSTALL})"
+    );
+}
+
+/// The absolute path of `program` on PATH.
+pub fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A key pair made by `ssh-keygen` (no passphrase unless asked).
+pub struct KeyPair {
+    /// The private key file (what `--ssh-key-file` names).
+    pub path: PathBuf,
+    /// The `.pub` line: `<type> <base64> <comment>`.
+    pub public: String,
+}
+
+/// `ssh-keygen -t <kind>` into `dir/name`, with `passphrase` (empty: none).
+pub fn keygen(dir: &Path, name: &str, kind: &str, passphrase: &str) -> KeyPair {
+    require_ssh_tools();
+    let path = dir.join(name);
+    let mut cmd = Command::new("ssh-keygen");
+    cmd.args(["-q", "-t", kind, "-N", passphrase, "-C", name, "-f"])
+        .arg(&path)
+        .stdin(Stdio::null());
+    if kind == "rsa" {
+        cmd.args(["-b", "2048"]);
+    }
+    let out = cmd.output().expect("running ssh-keygen");
+    assert!(
+        out.status.success(),
+        "ssh-keygen -t {kind} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = fs::read_to_string(path.with_extension("pub"))
+        .expect("reading the .pub file")
+        .trim()
+        .to_string();
+    KeyPair { path, public }
+}
+
+/// `<type> <base64>` of a public key line (no comment).
+pub fn key_part(public: &str) -> String {
+    public
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The name known_hosts uses for `host:port`.
+pub fn known_hosts_name(host: &str, port: u16) -> String {
+    if port == 22 {
+        host.to_string()
+    } else {
+        format!("[{host}]:{port}")
+    }
+}
+
+/// A running sshd; killed when dropped.
+pub struct Sshd {
+    child: Child,
+    dir: tempfile::TempDir,
+    host: String,
+    port: u16,
+    /// The server's host keys' public lines: ed25519, then rsa.
+    pub host_ed25519: String,
+    pub host_rsa: String,
+}
+
+impl Sshd {
+    /// On 127.0.0.1 and a free port, letting in `authorized` keys.
+    pub fn start(authorized: &[&KeyPair]) -> Self {
+        Self::start_at(LOCALHOST, super::free_port(), authorized)
+            .unwrap_or_else(|log| panic!("sshd did not start:\n{log}"))
+    }
+
+    /// On port 22 of some 127.0.0.x (x from 2), for scp-like URLs, which
+    /// cannot name a port.
+    pub fn start_on_port_22(authorized: &[&KeyPair]) -> Self {
+        let mut last = String::new();
+        for x in 2..60 {
+            match Self::start_at(&format!("127.0.0.{x}"), 22, authorized) {
+                Ok(sshd) => return sshd,
+                Err(log) => last = log,
+            }
+        }
+        panic!("no 127.0.0.x:22 was free for sshd; last log:\n{last}")
+    }
+
+    fn start_at(host: &str, port: u16, authorized: &[&KeyPair]) -> Result<Self, String> {
+        require_ssh_tools();
+        assert!(host.starts_with("127."), "sshd only listens on loopback");
+        let dir = super::tempdir("sshd");
+        let host_ed25519 = keygen(dir.path(), "host_ed25519", "ed25519", "").public;
+        let host_rsa = keygen(dir.path(), "host_rsa", "rsa", "").public;
+        let keys: Vec<&str> = authorized.iter().map(|k| k.public.as_str()).collect();
+        fs::write(dir.path().join("authorized_keys"), keys.join("\n") + "\n")
+            .expect("writing authorized_keys");
+        let config = dir.path().join("sshd_config");
+        fs::write(&config, sshd_config(dir.path(), host, port)).expect("writing sshd_config");
+        // sshd insists on its privilege separation directory.
+        fs::create_dir_all("/run/sshd").expect("creating /run/sshd");
+        let log = fs::File::create(dir.path().join("sshd.log")).expect("sshd log");
+        let child = Command::new(SSHD)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning sshd");
+        let mut sshd = Sshd {
+            child,
+            dir,
+            host: host.to_string(),
+            port,
+            host_ed25519,
+            host_rsa,
+        };
+        sshd.wait_listening()?;
+        Ok(sshd)
+    }
+
+    fn wait_listening(&mut self) -> Result<(), String> {
+        let ready = super::poll_until(super::DEADLINE, || {
+            matches!(self.child.try_wait(), Ok(None))
+                && TcpStream::connect((self.host.as_str(), self.port)).is_ok()
+                && self.log().contains("Server listening")
+        });
+        match ready {
+            true => Ok(()),
+            false => {
+                let _ = self.child.kill();
+                Err(self.log())
+            }
+        }
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `ssh://root@HOST:PORT/abs/path`.
+    pub fn url(&self, repo: &Path) -> String {
+        format!(
+            "ssh://{}@{}:{}{}",
+            user(),
+            self.host,
+            self.port,
+            repo.display()
+        )
+    }
+
+    /// `<name> <ed25519 host key>` for this server as seen on `port`.
+    pub fn known_hosts_line(&self, port: u16) -> String {
+        let name = known_hosts_name(&self.host, port);
+        format!("{name} {}", key_part(&self.host_ed25519))
+    }
+
+    /// A scratch directory that lives as long as the server.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// What sshd logged (LogLevel VERBOSE: logins, env requests, commands).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+
+    /// Successful public key logins so far.
+    pub fn logins(&self) -> usize {
+        self.log().matches("Accepted publickey").count()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The login name of the tests' user (root in CI).
+pub fn user() -> String {
+    nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .expect("the test user has a passwd entry")
+}
+
+fn sshd_config(dir: &Path, host: &str, port: u16) -> String {
+    let upload_pack = which("git-upload-pack")
+        .or_else(|| Some(super::git::git_exec_path().join("git-upload-pack")))
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .expect("git-upload-pack's directory");
+    let d = dir.display();
+    format!(
+        "Port {port}\n\
+         ListenAddress {host}\n\
+         HostKey {d}/host_ed25519\n\
+         HostKey {d}/host_rsa\n\
+         PidFile none\n\
+         AuthorizedKeysFile {d}/authorized_keys\n\
+         StrictModes no\n\
+         PermitRootLogin prohibit-password\n\
+         PubkeyAuthentication yes\n\
+         PasswordAuthentication no\n\
+         KbdInteractiveAuthentication no\n\
+         UsePAM no\n\
+         AcceptEnv GIT_PROTOCOL\n\
+         SetEnv PATH={}:/usr/bin:/bin\n\
+         LogLevel VERBOSE\n",
+        upload_pack.display()
+    )
+}
