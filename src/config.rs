@@ -44,8 +44,8 @@
 //! * The HTTP surface (git-sync has `--http-bind`, `--http-metrics` and
 //!   `--http-pprof`; the rest is git-sidecar's own) is described below.
 //! * Flags of features not implemented yet are accepted by the parser but
-//!   refused here when the user set them; `--submodules=off` and any valid
-//!   `--git-gc` are accepted; `--git` is accepted with a warning.
+//!   refused here when the user set them; any valid `--git-gc` is accepted;
+//!   `--git` is accepted with a warning.
 //! * HTTP(S) credentials (`--username`, `GITSYNC_PASSWORD`, `--password-file`,
 //!   or in `--repo`): see [`auth`]. Credentials in an http(s) `--repo` end up
 //!   in [`Config::auth`], and [`Config::repo`] is the URL without them.
@@ -144,7 +144,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::cli::{Cli, EnvLookup, Origin, Secret, UrlArg};
-use crate::types::{RepoUrl, SymlinkPolicy};
+use crate::types::{RepoUrl, SubmoduleMode, SymlinkPolicy};
 
 pub mod auth;
 pub use auth::{HttpAuth, PasswordSource};
@@ -190,6 +190,8 @@ pub struct Config {
     pub stale_worktree_timeout: Duration,
     /// `--escaping-symlinks`: symlinks that point outside the worktree.
     pub escaping_symlinks: SymlinkPolicy,
+    /// `--submodules`: which submodules are checked out.
+    pub submodules: SubmoduleMode,
     pub group_write: bool,
     /// 0..=9 as git-sync's -v.
     pub verbosity: u8,
@@ -611,6 +613,17 @@ impl Config {
             }),
         };
 
+        let submodules = match c.raw("submodules") {
+            None => SubmoduleMode::Recursive,
+            Some(raw) => SubmoduleMode::parse(raw).unwrap_or_else(|| {
+                c.fail(
+                    "submodules",
+                    format!("must be one of \"recursive\", \"shallow\" or \"off\", got {raw:?}"),
+                );
+                SubmoduleMode::Recursive
+            }),
+        };
+
         let group_write = c.bool("group_write").unwrap_or(false);
         let verbosity = c.verbosity();
         let log_format = match c.raw("log_format") {
@@ -665,6 +678,7 @@ impl Config {
             error_file,
             stale_worktree_timeout,
             escaping_symlinks,
+            submodules,
             group_write,
             verbosity,
             log_format,
@@ -1449,17 +1463,6 @@ impl<'a> Checker<'a> {
         // v3 --ssh: accepted and ignored, but must still be a boolean.
         let _ = self.bool("ssh");
 
-        match self.raw("submodules") {
-            None | Some("off") => {}
-            Some(v @ ("recursive" | "shallow")) => {
-                let why = format!(" (only \"off\" is accepted, got {v:?})");
-                self.refuse("submodules", &why);
-            }
-            Some(v) => self.fail(
-                "submodules",
-                format!("must be one of \"recursive\", \"shallow\" or \"off\", got {v:?}"),
-            ),
-        }
         match self.raw("git_gc") {
             None | Some("auto" | "always" | "aggressive" | "off") => {}
             Some(v) => self.fail(
@@ -2428,7 +2431,6 @@ mod tests {
                 "--filter=blob:none",
                 "--credential={}",
                 "--cookie-file",
-                "--submodules=recursive",
                 "--askpass-url=http://a/pw",
             ]),
             &[
@@ -2442,7 +2444,6 @@ mod tests {
             "--filter (GITSYNC_FILTER) is not supported yet",
             "--credential (GITSYNC_CREDENTIAL) is not supported yet",
             "--cookie-file (GITSYNC_COOKIE_FILE) is not supported yet",
-            "--submodules (GITSYNC_SUBMODULES) is not supported yet",
             "--askpass-url (GITSYNC_ASKPASS_URL) is not supported yet",
             "GITSYNC_GITHUB_APP_PRIVATE_KEY (environment only) is not supported yet",
             "--git-config (GIT_SYNC_GIT_CONFIG) is not supported yet",
@@ -2450,7 +2451,7 @@ mod tests {
         ] {
             assert!(all.contains(expected), "missing {expected:?} in\n{all}");
         }
-        assert_eq!(p.len(), 8, "{all}");
+        assert_eq!(p.len(), 7, "{all}");
         assert!(!all.contains("s3cret"), "secret leaked: {all}");
     }
 

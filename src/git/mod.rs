@@ -9,11 +9,13 @@
 //! - [`symlinks`]: which symlinks of a tree lead outside it
 //! - [`store`]: the root repository: open, init, repair, refs
 //! - [`compact`]: keep the object store bounded
+//! - [`submodules`]: check submodules out into a worktree, their stores
 
 pub mod compact;
 pub mod credentials;
 pub mod fetch;
 pub mod store;
+pub mod submodules;
 pub mod symlinks;
 pub mod transport;
 pub mod worktree;

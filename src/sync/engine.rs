@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use crate::config::{ExecHookConfig, HttpAuth};
 use crate::git::credentials::Credentials;
-use crate::git::{self, compact, fetch, store, worktree, Budget, ObjectId};
+use crate::git::{self, compact, fetch, store, submodules, worktree, Budget, ObjectId};
 use crate::hooks;
 use crate::metrics::Metrics;
 use crate::publish::{self, Layout};
-use crate::types::{CommitHash, RepoUrl, SymlinkPolicy};
+use crate::types::{CommitHash, RepoUrl, SubmoduleMode, SymlinkPolicy};
 use std::sync::Arc;
 
 /// What the engine needs from the configuration.
@@ -33,6 +33,8 @@ pub struct Options {
     pub pre_publish: Option<ExecHookConfig>,
     /// HTTP(S) credentials; a password file is read at each fetch.
     pub auth: Option<HttpAuth>,
+    /// `--submodules`.
+    pub submodules: SubmoduleMode,
 }
 
 /// The result of a successful pass.
@@ -70,6 +72,8 @@ pub enum Error {
     #[error(transparent)]
     Worktree(#[from] worktree::Error),
     #[error(transparent)]
+    Submodule(#[from] submodules::Error),
+    #[error(transparent)]
     Publish(#[from] publish::Error),
     #[error("internal error (a bug, please report it): {0}")]
     Panic(String),
@@ -85,7 +89,7 @@ impl Error {
         matches!(
             self,
             Error::Fetch(fetch::Error::Interrupted) | Error::Worktree(worktree::Error::Interrupted)
-        )
+        ) || matches!(self, Error::Submodule(e) if e.is_interrupted())
     }
 }
 
@@ -110,6 +114,10 @@ pub struct Engine {
     /// A retired, trusted worktree kept on disk to be rewritten in place for
     /// the next commit (cost follows the change instead of the tree).
     spare: Option<CommitHash>,
+    /// The submodule stores the last built worktree uses, for the upkeep after its publish.
+    submodule_stores: Option<Vec<(std::path::PathBuf, ObjectId)>>,
+    /// Size of each submodule store after its last compaction.
+    submodule_baselines: std::collections::HashMap<std::path::PathBuf, u64>,
 }
 
 impl Engine {
@@ -138,6 +146,8 @@ impl Engine {
             fetched_depth: None,
             trusted: None,
             spare: None,
+            submodule_stores: None,
+            submodule_baselines: Default::default(),
         }
     }
 
@@ -281,6 +291,19 @@ impl Engine {
         })
     }
 
+    /// The credentials for a submodule's URL: for now the top-level ones,
+    /// and only for the host (and scheme and port) of `--repo`, so a
+    /// `.gitmodules` cannot send them to another server.
+    fn credentials_for(&self, url: &gix::Url) -> Result<Option<Credentials>, Error> {
+        let same_server = url.scheme == self.url.scheme
+            && url.host() == self.url.host()
+            && url.port_or_default() == self.url.port_or_default();
+        if !same_server {
+            return Ok(None);
+        }
+        self.credentials()
+    }
+
     /// The credentials for this sync: `--password-file` is read now, so a
     /// rotated token is used at once.
     fn credentials(&self) -> Result<Option<Credentials>, Error> {
@@ -362,7 +385,8 @@ impl Engine {
         let path = self.layout.worktree(hash);
         let admin = store::admin_dir(&self.opts.root, hash.as_str());
         if deep {
-            let intact = worktree::matches_index(&path, &admin, commit);
+            let intact = worktree::matches_index(&path, &admin, commit)
+                && submodules::intact(&path, &admin, self.opts.submodules);
             if intact {
                 self.trusted = Some(hash.clone());
             }
@@ -395,16 +419,59 @@ impl Engine {
             Some(old) => self.rewrite_or_checkout(repo, planned, commit, &place, &old, budget),
             None => worktree::materialize(repo, planned, &place, budget),
         };
-        let built = match built {
+        let built = built.map_err(Error::from).and_then(|built| {
+            Ok((
+                built,
+                self.populate_submodules(repo, commit, &place, budget)?,
+            ))
+        });
+        let (built, populated) = match built {
             Ok(built) => built,
             Err(e) => {
                 let _ = publish::remove_any(&place.staging);
-                return Err(e.into());
+                return Err(e);
             }
         };
         tracing::debug!(%hash, written = built.written, kept = built.kept, "worktree built");
+        if let Some(p) = &populated {
+            tracing::debug!(%hash, written = p.written, kept = p.kept, "submodules checked out");
+        }
+        // With --submodules=off no store is in use: the upkeep deletes any left over.
+        self.submodule_stores = Some(populated.map(|p| p.stores).unwrap_or_default());
         self.layout.install(hash)?;
         Ok(())
+    }
+
+    /// Checks the submodules out into the freshly built worktree (nothing
+    /// with `--submodules=off`).
+    fn populate_submodules(
+        &self,
+        repo: &gix::Repository,
+        commit: ObjectId,
+        place: &worktree::Placement,
+        budget: &Budget,
+    ) -> Result<Option<submodules::Populated>, Error> {
+        if self.opts.submodules == SubmoduleMode::Off {
+            return Ok(None);
+        }
+        let superproject_url = origin_url(&self.opts.repo);
+        let credentials_for = |url: &gix::Url| self.credentials_for(url).map_err(|e| e.to_string());
+        let settings = submodules::Settings {
+            mode: self.opts.submodules,
+            depth: self.opts.depth,
+            symlinks: self.opts.escaping_symlinks,
+            superproject_url: &superproject_url,
+            credentials_for: &credentials_for,
+        };
+        let git_dir = self.opts.root.join(".git");
+        let target = submodules::Target {
+            git_dir: &git_dir,
+            worktree: &place.staging,
+            admin: &place.admin_dir,
+        };
+        Ok(Some(submodules::populate(
+            repo, commit, &target, &settings, budget,
+        )?))
     }
 
     fn placement(&self, hash: &CommitHash) -> worktree::Placement {
@@ -467,6 +534,10 @@ impl Engine {
             tracing::info!(?removed, "removed stale worktrees");
         }
         store::prune_worktree_admin(&self.opts.root, &self.layout.worktrees_dir());
+        if let Some(used) = self.submodule_stores.take() {
+            let git_dir = self.opts.root.join(".git");
+            submodules::upkeep(&git_dir, &used, &mut self.submodule_baselines, budget);
+        }
         let Some(repo) = self.repo.as_ref() else {
             return Ok(());
         };
