@@ -28,5 +28,6 @@ mod loop_semantics;
 mod manifests;
 mod refs_depth;
 mod reuse;
+mod submodules;
 mod sync;
 mod transports;
