@@ -208,7 +208,7 @@ impl Walk<'_> {
             self.visited.insert(sub.full.clone());
             let dir = self.prepare_dir(&sub)?;
             let record_dir = record_dir(self.target.admin, sub.full.as_ref());
-            if read_record(&record_dir).is_some_and(|r| r.commit == commit && r.skip == sub.skip) {
+            if still_right(&record_dir, &dir, commit, sub.skip) {
                 self.keep(&sub)?;
                 continue;
             }
@@ -621,6 +621,20 @@ fn write_record(
     // HEAD last: a record without it is ignored.
     let path = dir.join("HEAD");
     fs::write(&path, format!("{commit}\n")).map_err(io_err(&path))
+}
+
+/// The record says the directory holds `commit` as wanted, and its files
+/// are those recorded (nested submodules below it come along unchecked).
+fn still_right(record_dir: &Path, dir: &Path, commit: ObjectId, skip: bool) -> bool {
+    let Some(record) = read_record(record_dir).filter(|r| r.commit == commit && r.skip == skip)
+    else {
+        return false;
+    };
+    if record.skip {
+        return is_empty_dir(dir);
+    }
+    worktree::read_index(&record_dir.join("index"))
+        .is_some_and(|index| worktree::files_match(dir, &index))
 }
 
 fn read_record(dir: &Path) -> Option<Record> {
