@@ -2456,6 +2456,21 @@ mod tests {
     }
 
     #[test]
+    fn submodules_default_to_recursive_as_in_git_sync() {
+        assert_eq!(config(&with(&[]), &[]).submodules, SubmoduleMode::Recursive);
+        for (raw, mode) in [
+            ("recursive", SubmoduleMode::Recursive),
+            ("shallow", SubmoduleMode::Shallow),
+            ("off", SubmoduleMode::Off),
+        ] {
+            let flag = format!("--submodules={raw}");
+            assert_eq!(config(&with(&[&flag]), &[]).submodules, mode);
+            let env = config(&with(&[]), &[("GIT_SYNC_SUBMODULES", raw)]);
+            assert_eq!(env.submodules, mode);
+        }
+    }
+
+    #[test]
     fn accepted_compat_flags() {
         // Defaults or harmless values are fine.
         let c = config(

@@ -114,7 +114,7 @@ pub struct Engine {
     /// A retired, trusted worktree kept on disk to be rewritten in place for
     /// the next commit (cost follows the change instead of the tree).
     spare: Option<CommitHash>,
-    /// The submodule stores the last built worktree uses, for the upkeep after its publish.
+    /// The submodule stores the worktree just published uses, for the upkeep after it.
     submodule_stores: Option<Vec<(std::path::PathBuf, ObjectId)>>,
     /// Size of each submodule store after its last compaction.
     submodule_baselines: std::collections::HashMap<std::path::PathBuf, u64>,
@@ -272,9 +272,10 @@ impl Engine {
                 message: message.clone(),
             });
         }
-        self.build_worktree(commit, &hash, budget)?;
+        let submodule_stores = self.build_worktree(commit, &hash, budget)?;
         self.run_gate(&hash, current.as_ref())?;
         self.layout.publish(&hash)?;
+        self.submodule_stores = Some(submodule_stores);
         if let Some(prev) = current.as_ref().filter(|p| **p != hash) {
             self.layout.mark_retired(prev);
             if self.trusted.as_ref() == Some(prev) {
@@ -396,12 +397,14 @@ impl Engine {
         }
     }
 
+    /// Builds (or rewrites) the worktree of `commit` and checks its
+    /// submodules out; returns the submodule stores it uses.
     fn build_worktree(
         &mut self,
         commit: ObjectId,
         hash: &CommitHash,
         budget: &Budget,
-    ) -> Result<(), Error> {
+    ) -> Result<Vec<(std::path::PathBuf, ObjectId)>, Error> {
         let spare = self.spare.take();
         let repo = self.open_repo()?;
         // Refusals (unsafe paths, escaping symlinks) happen before any write.
@@ -436,10 +439,9 @@ impl Engine {
         if let Some(p) = &populated {
             tracing::debug!(%hash, written = p.written, kept = p.kept, "submodules checked out");
         }
-        // With --submodules=off no store is in use: the upkeep deletes any left over.
-        self.submodule_stores = Some(populated.map(|p| p.stores).unwrap_or_default());
         self.layout.install(hash)?;
-        Ok(())
+        // With --submodules=off no store is in use: the upkeep deletes any left over.
+        Ok(populated.map(|p| p.stores).unwrap_or_default())
     }
 
     /// Checks the submodules out into the freshly built worktree (nothing
