@@ -122,6 +122,7 @@ fn engine_options(config: &Config) -> engine::Options {
         pre_publish: config.hooks.pre_publish.clone(),
         auth: config.auth.clone(),
         ssh: config.ssh.clone(),
+        submodules: config.submodules,
     }
 }
 

@@ -757,9 +757,10 @@ pub struct Cli {
     #[arg(long, env = "GITSYNC_FILTER", value_name = "SPEC", help_heading = NOT_YET)]
     pub filter: Option<String>,
 
-    /// Submodule handling: recursive, shallow or off; only "off" is supported yet
-    /// [default: recursive, treated as off]
-    #[arg(long, env = "GITSYNC_SUBMODULES", value_name = "MODE", help_heading = NOT_YET)]
+    /// Submodules to check out: "recursive" (all, nested too), "shallow" (the
+    /// repository's own submodules, not nested ones) or "off" (empty directories)
+    /// [default: recursive]
+    #[arg(long, env = "GITSYNC_SUBMODULES", value_name = "MODE")]
     pub submodules: Option<String>,
 
     /// Sparse checkout: a file of git's non-cone patterns (gitignore syntax, "!"

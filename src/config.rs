@@ -44,10 +44,9 @@
 //! * The HTTP surface (git-sync has `--http-bind`, `--http-metrics` and
 //!   `--http-pprof`; the rest is git-sidecar's own) is described below.
 //! * Flags of features not implemented yet are accepted by the parser but
-//!   refused here when the user set them; `--submodules=off` is accepted;
-//!   `--git` is accepted with a warning. `--git-gc` picks when the object
-//!   store is compacted ([`GcMode`]); `--sparse-checkout-file` and `--filter`:
-//!   see [`checkout`].
+//!   refused here when the user set them; `--git` is accepted with a
+//!   warning. `--git-gc` picks when the object store is compacted
+//!   ([`GcMode`]); `--sparse-checkout-file` and `--filter`: see [`checkout`].
 //! * HTTP(S) credentials (`--username`, `GITSYNC_PASSWORD`, `--password-file`,
 //!   or in `--repo`): see [`auth`]. Credentials in an http(s) `--repo` end up
 //!   in [`Config::auth`], and [`Config::repo`] is the URL without them.
@@ -146,7 +145,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::cli::{Cli, EnvLookup, Origin, Secret, UrlArg};
-use crate::types::{GcMode, RepoUrl, SymlinkPolicy};
+use crate::types::{GcMode, RepoUrl, SubmoduleMode, SymlinkPolicy};
 
 pub mod auth;
 mod checkout;
@@ -200,6 +199,8 @@ pub struct Config {
     pub git_gc: GcMode,
     /// `--sparse-checkout-file`, parsed.
     pub sparse_checkout: Option<crate::git::sparse::Patterns>,
+    /// `--submodules`: which submodules are checked out.
+    pub submodules: SubmoduleMode,
     pub group_write: bool,
     /// 0..=9 as git-sync's -v.
     pub verbosity: u8,
@@ -637,6 +638,16 @@ impl Config {
         };
         let sparse_checkout = c.sparse_checkout();
         c.filter();
+        let submodules = match c.raw("submodules") {
+            None => SubmoduleMode::Recursive,
+            Some(raw) => SubmoduleMode::parse(raw).unwrap_or_else(|| {
+                c.fail(
+                    "submodules",
+                    format!("must be one of \"recursive\", \"shallow\" or \"off\", got {raw:?}"),
+                );
+                SubmoduleMode::Recursive
+            }),
+        };
 
         let group_write = c.bool("group_write").unwrap_or(false);
         let verbosity = c.verbosity();
@@ -695,6 +706,7 @@ impl Config {
             escaping_symlinks,
             sparse_checkout,
             git_gc,
+            submodules,
             group_write,
             verbosity,
             log_format,
@@ -1470,17 +1482,6 @@ impl<'a> Checker<'a> {
         // v3 --ssh: accepted and ignored, but must still be a boolean.
         let _ = self.bool("ssh");
 
-        match self.raw("submodules") {
-            None | Some("off") => {}
-            Some(v @ ("recursive" | "shallow")) => {
-                let why = format!(" (only \"off\" is accepted, got {v:?})");
-                self.refuse("submodules", &why);
-            }
-            Some(v) => self.fail(
-                "submodules",
-                format!("must be one of \"recursive\", \"shallow\" or \"off\", got {v:?}"),
-            ),
-        }
         if self.raw("git").is_some() {
             let label = self.cli.label("git");
             self.warnings.push(format!(
@@ -2440,7 +2441,6 @@ mod tests {
                 "--filter=blob:none",
                 "--credential={}",
                 "--cookie-file",
-                "--submodules=recursive",
                 "--askpass-url=http://a/pw",
             ]),
             &[
@@ -2453,7 +2453,6 @@ mod tests {
             "--filter (GITSYNC_FILTER): partial clone (\"blob:none\") is not supported: gix",
             "--credential (GITSYNC_CREDENTIAL) is not supported yet",
             "--cookie-file (GITSYNC_COOKIE_FILE) is not supported yet",
-            "--submodules (GITSYNC_SUBMODULES) is not supported yet",
             "--askpass-url (GITSYNC_ASKPASS_URL) is not supported yet",
             "GITSYNC_GITHUB_APP_PRIVATE_KEY (environment only) is not supported yet",
             "--git-config (GIT_SYNC_GIT_CONFIG) is not supported yet",
@@ -2462,6 +2461,21 @@ mod tests {
         }
         assert_eq!(p.len(), 7, "{all}");
         assert!(!all.contains("s3cret"), "secret leaked: {all}");
+    }
+
+    #[test]
+    fn submodules_default_to_recursive_as_in_git_sync() {
+        assert_eq!(config(&with(&[]), &[]).submodules, SubmoduleMode::Recursive);
+        for (raw, mode) in [
+            ("recursive", SubmoduleMode::Recursive),
+            ("shallow", SubmoduleMode::Shallow),
+            ("off", SubmoduleMode::Off),
+        ] {
+            let flag = format!("--submodules={raw}");
+            assert_eq!(config(&with(&[&flag]), &[]).submodules, mode);
+            let env = config(&with(&[]), &[("GIT_SYNC_SUBMODULES", raw)]);
+            assert_eq!(env.submodules, mode);
+        }
     }
 
     #[test]

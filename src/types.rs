@@ -182,6 +182,38 @@ impl GcMode {
     }
 }
 
+/// Which submodules are checked out (`--submodules`, git-sync's values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SubmoduleMode {
+    /// Submodules and their submodules, at any depth (git-sync's default).
+    #[default]
+    Recursive,
+    /// Only the superproject's own submodules, not nested ones (not a history depth).
+    Shallow,
+    /// None: a submodule's directory stays empty.
+    Off,
+}
+
+impl SubmoduleMode {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "recursive" => Some(Self::Recursive),
+            "shallow" => Some(Self::Shallow),
+            "off" => Some(Self::Off),
+            _ => None,
+        }
+    }
+
+    /// How many levels of submodules are checked out below the superproject.
+    pub fn levels(self) -> usize {
+        match self {
+            Self::Recursive => usize::MAX,
+            Self::Shallow => 1,
+            Self::Off => 0,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@
 //! - [`sparse`]: which paths a sparse checkout writes
 //! - [`store`]: the root repository: open, init, repair, refs
 //! - [`compact`]: keep the object store bounded
+//! - [`submodules`]: check submodules out into a worktree, their stores
 
 pub mod compact;
 pub mod credentials;
@@ -18,6 +19,7 @@ pub mod fetch;
 pub mod sparse;
 pub mod ssh;
 pub mod store;
+pub mod submodules;
 pub mod symlinks;
 pub mod transport;
 pub mod worktree;

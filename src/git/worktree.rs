@@ -213,6 +213,22 @@ pub fn materialize(
     Ok(Built { written, kept: 0 })
 }
 
+/// Checks the planned commit out into `dir` (an existing empty directory)
+/// without admin files: a submodule's content. Returns the index with the
+/// checkout's stat data.
+pub fn checkout_into(
+    repo: &gix::Repository,
+    planned: Planned,
+    dir: &Path,
+    budget: &Budget,
+) -> Result<(Built, gix::index::File), Error> {
+    let Planned {
+        commit, mut index, ..
+    } = planned;
+    let written = checkout_files(repo, commit, &mut index, dir, true, budget)?;
+    Ok((Built { written, kept: 0 }, index))
+}
+
 /// Turns a retired worktree (already renamed to `placement.staging`, its old
 /// admin dir at `old_admin`) into the planned commit's: files whose content
 /// and mode are unchanged stay as they are; everything else is unlinked and
@@ -254,6 +270,8 @@ pub fn rewrite(
     }
     finish(commit, &mut index, sparse.as_ref(), placement)?;
     if old_admin != placement.admin_dir {
+        super::submodules::carry_records(old_admin, &placement.admin_dir)
+            .map_err(io_err(&placement.admin_dir))?;
         fs::remove_dir_all(old_admin).map_err(io_err(old_admin))?;
     }
     Ok(Built {
@@ -262,13 +280,11 @@ pub fn rewrite(
     })
 }
 
-/// Same path, same blob, same mode, on disk in both: the file is already right.
+/// Same path, same blob, same mode, on disk in both: the file is already
+/// right. A submodule at the same commit keeps its directory and what
+/// [`super::submodules`] checked out in it.
 fn unchanged(old: &gix::index::Entry, new: &gix::index::Entry) -> bool {
-    old.id == new.id
-        && old.mode == new.mode
-        && old.mode != gix::index::entry::Mode::COMMIT
-        && on_disk(old)
-        && on_disk(new)
+    old.id == new.id && old.mode == new.mode && on_disk(old) && on_disk(new)
 }
 
 /// Unlinks every old entry the new index does not hold unchanged, then the
@@ -475,7 +491,8 @@ pub fn looks_intact(
 }
 
 /// Thorough check (at start-up): every file in the index is present with the
-/// size and mtime recorded at checkout, and no other file exists.
+/// size and mtime recorded at checkout, and no other file exists (what is
+/// inside submodule directories is [`super::submodules::intact`]'s job).
 pub fn matches_index(
     worktree: &Path,
     admin_dir: &Path,
@@ -485,22 +502,30 @@ pub fn matches_index(
     if !looks_intact(worktree, admin_dir, commit, sparse) {
         return false;
     }
-    let Ok(index) = gix::index::File::at(
-        admin_dir.join("index"),
-        gix::hash::Kind::Sha1,
-        false,
-        Default::default(),
-    ) else {
-        return false;
-    };
+    read_index(&admin_dir.join("index")).is_some_and(|index| files_match(worktree, &index))
+}
+
+/// Reads an index file written by [`finish`] or [`super::submodules`].
+pub(crate) fn read_index(path: &Path) -> Option<gix::index::File> {
+    gix::index::File::at(path, gix::hash::Kind::Sha1, false, Default::default()).ok()
+}
+
+/// The files below `dir` are exactly the index's, with the size and mtime
+/// recorded at checkout; submodule directories are not looked into.
+pub(crate) fn files_match(dir: &Path, index: &gix::index::File) -> bool {
     let mut expected = 0usize;
+    let mut submodules = std::collections::HashSet::new();
     for entry in index.entries() {
-        let Ok(relative) = gix::path::from_bstr(entry.path(&index)) else {
+        let Ok(relative) = gix::path::from_bstr(entry.path(index)) else {
             return false;
         };
-        let path = worktree.join(relative.as_ref());
-        if entry.mode == gix::index::entry::Mode::COMMIT || !on_disk(entry) {
-            continue; // submodules and what sparse patterns leave out are not checked out
+        let path = dir.join(relative.as_ref());
+        if !on_disk(entry) {
+            continue; // left out by sparse patterns
+        }
+        if entry.mode == gix::index::entry::Mode::COMMIT {
+            submodules.insert(path);
+            continue;
         }
         let Ok(meta) = fs::symlink_metadata(&path) else {
             return false;
@@ -513,11 +538,12 @@ pub fn matches_index(
         }
         expected += 1;
     }
-    count_files(worktree).is_ok_and(|n| n == expected)
+    count_files(dir, &submodules).is_ok_and(|n| n == expected)
 }
 
-/// Counts non-directory entries below `dir`, skipping the top-level `.git` file.
-fn count_files(dir: &Path) -> io::Result<usize> {
+/// Counts non-directory entries below `dir`, skipping the top-level `.git`
+/// file and the directories in `skip`.
+fn count_files(dir: &Path, skip: &std::collections::HashSet<PathBuf>) -> io::Result<usize> {
     let mut count = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -527,7 +553,9 @@ fn count_files(dir: &Path) -> io::Result<usize> {
                 continue;
             }
             if entry.file_type()?.is_dir() {
-                stack.push(entry.path());
+                if !skip.contains(&entry.path()) {
+                    stack.push(entry.path());
+                }
             } else {
                 count += 1;
             }

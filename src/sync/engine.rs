@@ -12,11 +12,11 @@ use std::time::Duration;
 use crate::config::{ExecHookConfig, HttpAuth};
 use crate::git::credentials::Credentials;
 use crate::git::sparse::Patterns;
-use crate::git::{self, compact, fetch, store, worktree, Budget, ObjectId};
+use crate::git::{self, compact, fetch, store, submodules, worktree, Budget, ObjectId};
 use crate::hooks;
 use crate::metrics::Metrics;
 use crate::publish::{self, Layout};
-use crate::types::{CommitHash, GcMode, RepoUrl, SymlinkPolicy};
+use crate::types::{CommitHash, GcMode, RepoUrl, SubmoduleMode, SymlinkPolicy};
 use std::sync::Arc;
 
 /// What the engine needs from the configuration.
@@ -40,6 +40,8 @@ pub struct Options {
     pub auth: Option<HttpAuth>,
     /// SSH keys, known_hosts and `GIT_SSH_COMMAND`; read at each fetch.
     pub ssh: git::ssh::Options,
+    /// `--submodules`.
+    pub submodules: SubmoduleMode,
 }
 
 /// The result of a successful pass.
@@ -77,6 +79,8 @@ pub enum Error {
     #[error(transparent)]
     Worktree(#[from] worktree::Error),
     #[error(transparent)]
+    Submodule(#[from] submodules::Error),
+    #[error(transparent)]
     Publish(#[from] publish::Error),
     #[error("internal error (a bug, please report it): {0}")]
     Panic(String),
@@ -92,7 +96,7 @@ impl Error {
         matches!(
             self,
             Error::Fetch(fetch::Error::Interrupted) | Error::Worktree(worktree::Error::Interrupted)
-        )
+        ) || matches!(self, Error::Submodule(e) if e.is_interrupted())
     }
 }
 
@@ -117,6 +121,10 @@ pub struct Engine {
     /// A retired, trusted worktree kept on disk to be rewritten in place for
     /// the next commit (cost follows the change instead of the tree).
     spare: Option<CommitHash>,
+    /// The submodule stores the worktree just published uses, for the upkeep after it.
+    submodule_stores: Option<Vec<(std::path::PathBuf, ObjectId)>>,
+    /// Size of each submodule store after its last compaction.
+    submodule_baselines: std::collections::HashMap<std::path::PathBuf, u64>,
 }
 
 impl Engine {
@@ -145,6 +153,8 @@ impl Engine {
             fetched_depth: None,
             trusted: None,
             spare: None,
+            submodule_stores: None,
+            submodule_baselines: Default::default(),
         }
     }
 
@@ -270,9 +280,10 @@ impl Engine {
                 message: message.clone(),
             });
         }
-        self.build_worktree(commit, &hash, budget)?;
+        let submodule_stores = self.build_worktree(commit, &hash, budget)?;
         self.run_gate(&hash, current.as_ref())?;
         self.layout.publish(&hash)?;
+        self.submodule_stores = Some(submodule_stores);
         if let Some(prev) = current.as_ref().filter(|p| **p != hash) {
             self.layout.mark_retired(prev);
             if self.trusted.as_ref() == Some(prev) {
@@ -287,6 +298,19 @@ impl Engine {
             previous: current,
             fetched_bytes: fetched_bytes.unwrap_or(0),
         })
+    }
+
+    /// The credentials for a submodule's URL: for now the top-level ones,
+    /// and only for the host (and scheme and port) of `--repo`, so a
+    /// `.gitmodules` cannot send them to another server.
+    fn credentials_for(&self, url: &gix::Url) -> Result<Option<Credentials>, Error> {
+        let same_server = url.scheme == self.url.scheme
+            && url.host() == self.url.host()
+            && url.port_or_default() == self.url.port_or_default();
+        if !same_server {
+            return Ok(None);
+        }
+        self.credentials()
     }
 
     /// The credentials for this sync: `--password-file` is read now, so a
@@ -370,7 +394,8 @@ impl Engine {
         let path = self.layout.worktree(hash);
         let admin = store::admin_dir(&self.opts.root, hash.as_str());
         if deep {
-            let intact = worktree::matches_index(&path, &admin, commit, self.opts.sparse.as_ref());
+            let intact = worktree::matches_index(&path, &admin, commit, self.opts.sparse.as_ref())
+                && submodules::intact(&path, &admin, self.opts.submodules);
             if intact {
                 self.trusted = Some(hash.clone());
             }
@@ -380,12 +405,14 @@ impl Engine {
         }
     }
 
+    /// Builds (or rewrites) the worktree of `commit` and checks its
+    /// submodules out; returns the submodule stores it uses.
     fn build_worktree(
         &mut self,
         commit: ObjectId,
         hash: &CommitHash,
         budget: &Budget,
-    ) -> Result<(), Error> {
+    ) -> Result<Vec<(std::path::PathBuf, ObjectId)>, Error> {
         let spare = self.spare.take();
         let repo = self.open_repo()?;
         // Refusals (unsafe paths, escaping symlinks) happen before any write.
@@ -403,16 +430,59 @@ impl Engine {
             Some(old) => self.rewrite_or_checkout(repo, planned, commit, &place, &old, budget),
             None => worktree::materialize(repo, planned, &place, budget),
         };
-        let built = match built {
+        let built = built.map_err(Error::from).and_then(|built| {
+            Ok((
+                built,
+                self.populate_submodules(repo, commit, &place, budget)?,
+            ))
+        });
+        let (built, populated) = match built {
             Ok(built) => built,
             Err(e) => {
                 let _ = publish::remove_any(&place.staging);
-                return Err(e.into());
+                return Err(e);
             }
         };
         tracing::debug!(%hash, written = built.written, kept = built.kept, "worktree built");
+        if let Some(p) = &populated {
+            tracing::debug!(%hash, written = p.written, kept = p.kept, "submodules checked out");
+        }
         self.layout.install(hash)?;
-        Ok(())
+        // With --submodules=off no store is in use: the upkeep deletes any left over.
+        Ok(populated.map(|p| p.stores).unwrap_or_default())
+    }
+
+    /// Checks the submodules out into the freshly built worktree (nothing
+    /// with `--submodules=off`).
+    fn populate_submodules(
+        &self,
+        repo: &gix::Repository,
+        commit: ObjectId,
+        place: &worktree::Placement,
+        budget: &Budget,
+    ) -> Result<Option<submodules::Populated>, Error> {
+        if self.opts.submodules == SubmoduleMode::Off {
+            return Ok(None);
+        }
+        let superproject_url = origin_url(&self.opts.repo);
+        let credentials_for = |url: &gix::Url| self.credentials_for(url).map_err(|e| e.to_string());
+        let settings = submodules::Settings {
+            mode: self.opts.submodules,
+            depth: self.opts.depth,
+            symlinks: self.opts.escaping_symlinks,
+            superproject_url: &superproject_url,
+            credentials_for: &credentials_for,
+            ssh: &self.opts.ssh,
+        };
+        let git_dir = self.opts.root.join(".git");
+        let target = submodules::Target {
+            git_dir: &git_dir,
+            worktree: &place.staging,
+            admin: &place.admin_dir,
+        };
+        Ok(Some(submodules::populate(
+            repo, commit, &target, &settings, budget,
+        )?))
     }
 
     /// What the worktree of `commit` will hold: safety checks, then sparse patterns.
@@ -488,6 +558,10 @@ impl Engine {
             tracing::info!(?removed, "removed stale worktrees");
         }
         store::prune_worktree_admin(&self.opts.root, &self.layout.worktrees_dir());
+        if let Some(used) = self.submodule_stores.take() {
+            let git_dir = self.opts.root.join(".git");
+            submodules::upkeep(&git_dir, &used, &mut self.submodule_baselines, budget);
+        }
         let Some(repo) = self.repo.as_ref() else {
             return Ok(());
         };

@@ -30,5 +30,6 @@ mod refs_depth;
 mod reuse;
 mod sparse;
 mod ssh;
+mod submodules;
 mod sync;
 mod transports;

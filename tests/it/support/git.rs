@@ -148,7 +148,8 @@ pub fn git_output(args: &[&str], cwd: &Path) -> Output {
 /// with `git init -b main`. Serve [`Upstream::base`] with `GitDaemon` or
 /// `HttpGit`; the repo is then reachable as `/<name>`.
 pub struct Upstream {
-    _dir: tempfile::TempDir,
+    /// `None` for a [`Upstream::sibling`], whose directory belongs to another.
+    _dir: Option<tempfile::TempDir>,
     base: PathBuf,
     path: PathBuf,
     name: String,
@@ -172,6 +173,17 @@ impl Upstream {
     pub fn named(name: &str) -> Self {
         let dir = super::tempdir("upstream");
         let base = dir.path().to_path_buf();
+        Self::init_in(Some(dir), base, name)
+    }
+
+    /// Another empty repo in the same base directory, so the same server
+    /// serves both (and `../<name>` from this one reaches it). Must not
+    /// outlive `self`.
+    pub fn sibling(&self, name: &str) -> Self {
+        Self::init_in(None, self.base.clone(), name)
+    }
+
+    fn init_in(dir: Option<tempfile::TempDir>, base: PathBuf, name: &str) -> Self {
         let path = base.join(name);
         git(
             &[
@@ -378,6 +390,42 @@ impl Upstream {
     pub fn force_reset(&self, sha: &str) {
         self.git(&["reset", "-q", "--hard", sha]);
     }
+
+    /// Commits `.gitmodules` with `gitmodules` as its content (see
+    /// [`gitmodules`]) and a gitlink at each `(path, commit)` of `links`
+    /// (nothing is cloned into the work tree); returns the new HEAD. Commit
+    /// other files with `commit_file`, not `commit_all`, which would drop the
+    /// gitlinks.
+    pub fn commit_gitlinks(&self, gitmodules: &str, links: &[(&str, &str)], msg: &str) -> String {
+        self.write_file(".gitmodules", gitmodules);
+        self.git(&["add", "--", ".gitmodules"]);
+        for (path, commit) in links {
+            let info = format!("160000,{commit},{path}");
+            self.git(&["update-index", "--add", "--cacheinfo", &info]);
+        }
+        self.git(&["commit", "-q", "-m", msg]);
+        self.head()
+    }
+
+    /// Removes the gitlink at `path` and commits `gitmodules` as the new
+    /// `.gitmodules`; returns the new HEAD.
+    pub fn commit_gitlink_removal(&self, path: &str, gitmodules: &str, msg: &str) -> String {
+        self.git(&["rm", "-q", "--cached", "--", path]);
+        self.write_file(".gitmodules", gitmodules);
+        self.git(&["add", "--", ".gitmodules"]);
+        self.git(&["commit", "-q", "-m", msg]);
+        self.head()
+    }
+}
+
+/// `.gitmodules` content for `(name, path, url)` triples, as `git submodule add` writes it.
+pub fn gitmodules(modules: &[(&str, &str, &str)]) -> String {
+    modules
+        .iter()
+        .map(|(name, path, url)| {
+            format!("[submodule \"{name}\"]\n\tpath = {path}\n\turl = {url}\n")
+        })
+        .collect()
 }
 
 /// One entry of a tree object, written as given: the name is not checked,

@@ -22,7 +22,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use git::{assert_tree_matches_commit, git, tree_mismatch, Upstream};
+pub use git::{assert_tree_matches_commit, git, gitmodules, tree_mismatch, Upstream};
 pub use servers::{free_port, BlackHole, GitDaemon, HttpGit, HttpOpts, StallProxy};
 #[allow(unused_imports)]
 pub use sidecar::{link_target_hash, run_one_time, Running, Sidecar};

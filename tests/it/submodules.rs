@@ -1,0 +1,370 @@
+//! Submodules (`--submodules`): checked out into each worktree from their own
+//! servers, across syncs (add, update, rewind, remove), nested per mode,
+//! with relative and absolute URLs, `--depth`, clear failures that leave the
+//! old content published, reuse of unchanged submodules and the start-up
+//! check of a worktree holding them.
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::support::sidecar::describe_output;
+use crate::support::*;
+
+/// A superproject and a submodule repository next to it (same server).
+struct Pair {
+    site: Upstream,
+    sub: Upstream,
+}
+
+impl Pair {
+    fn new() -> Self {
+        let site = Upstream::named("site");
+        let sub = site.sibling("sub.git");
+        Pair { site, sub }
+    }
+}
+
+/// The published submodule directory matches `commit` of `sub` exactly.
+fn assert_submodule(s: &Scratch, path: &str, sub: &Upstream, commit: &str) {
+    assert_tree_matches_commit(&s.link().join(path), sub, commit);
+}
+
+/// The store git-sidecar keeps for the submodule named `name`.
+fn store(s: &Scratch, name: &str) -> PathBuf {
+    s.root.join(".git/modules").join(name)
+}
+
+#[test]
+fn add_update_rewind_and_remove_across_syncs() {
+    let p = Pair::new();
+    let s1 = p.sub.commit_file("style.css", "v1\n", "sub one");
+    let s2 = p.sub.commit_file("style.css", "v2\n", "sub two");
+    let daemon = GitDaemon::start(p.site.base());
+    let first = p.site.commit_file("index.html", "hi\n", "no submodule yet");
+    let s = Scratch::new();
+    let run = s
+        .sidecar(&daemon.url("site"))
+        .args(["--period", "100ms"])
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &first);
+
+    let modules = gitmodules(&[("theme", "theme", "../sub.git")]);
+    let added = p.site.commit_gitlinks(&modules, &[("theme", &s1)], "add");
+    run.wait_for_link_hash(&s.link(), &added);
+    assert_published_layout(&s.root, &s.link());
+    assert_tree_matches_commit(&s.link(), &p.site, &added);
+    assert_submodule(&s, "theme", &p.sub, &s1);
+    assert!(
+        !s.link().join("theme/.git").exists(),
+        "no .git in a submodule"
+    );
+
+    let updated = p
+        .site
+        .commit_gitlinks(&modules, &[("theme", &s2)], "update");
+    run.wait_for_link_hash(&s.link(), &updated);
+    assert_submodule(&s, "theme", &p.sub, &s2);
+
+    let rewound = p
+        .site
+        .commit_gitlinks(&modules, &[("theme", &s1)], "rewind");
+    run.wait_for_link_hash(&s.link(), &rewound);
+    assert_submodule(&s, "theme", &p.sub, &s1);
+    assert_published_layout(&s.root, &s.link());
+    assert!(store(&s, "theme").is_dir(), "{}", run.logs());
+
+    let removed = p.site.commit_gitlink_removal("theme", "", "remove");
+    run.wait_for_link_hash(&s.link(), &removed);
+    assert!(
+        !s.link().join("theme").exists(),
+        "the submodule's directory stays"
+    );
+    assert_tree_matches_commit(&s.link(), &p.site, &removed);
+    run.wait_until(DEADLINE, "the unused store is deleted", || {
+        !store(&s, "theme").exists()
+    });
+}
+
+/// site -> lib (sub.git) -> inner (inner.git), all file:// URLs.
+fn nested() -> (Pair, Upstream, String) {
+    let p = Pair::new();
+    let inner = p.site.sibling("inner.git");
+    let i1 = inner.commit_file("inner.txt", "inner\n", "inner");
+    p.sub.commit_file("lib.txt", "lib\n", "lib");
+    let inner_url = inner.file_url();
+    let lib_modules = gitmodules(&[("inner", "deep/inner", &inner_url)]);
+    let l1 = p
+        .sub
+        .commit_gitlinks(&lib_modules, &[("deep/inner", &i1)], "nest");
+    let site_modules = gitmodules(&[("lib", "vendor/lib", &p.sub.file_url())]);
+    let top = p
+        .site
+        .commit_gitlinks(&site_modules, &[("vendor/lib", &l1)], "top");
+    (p, inner, top)
+}
+
+#[test]
+fn nested_submodules_follow_the_mode() {
+    let (p, _inner, top) = nested();
+    for (mode, lib, inner) in [
+        ("recursive", true, true),
+        ("shallow", true, false),
+        ("off", false, false),
+    ] {
+        let s = Scratch::new();
+        let out = s
+            .sidecar(&p.site.file_url())
+            .arg(format!("--submodules={mode}"))
+            .arg("--one-time")
+            .run(Duration::from_secs(60));
+        assert!(out.status.success(), "{mode}: {}", describe_output(&out));
+        assert_eq!(s.published().as_deref(), Some(top.as_str()));
+        let lib_dir = s.link().join("vendor/lib");
+        let inner_dir = lib_dir.join("deep/inner");
+        assert_eq!(lib_dir.join("lib.txt").is_file(), lib, "{mode}");
+        assert_eq!(inner_dir.join("inner.txt").is_file(), inner, "{mode}");
+        // What is not checked out is an empty directory, as git leaves it.
+        if !lib {
+            assert!(list_dir(&lib_dir).is_empty(), "{mode}");
+        } else if !inner {
+            assert!(
+                inner_dir.is_dir() && list_dir(&inner_dir).is_empty(),
+                "{mode}"
+            );
+        }
+        assert_published_layout(&s.root, &s.link());
+        let nested_store = store(&s, "lib").join("modules/inner");
+        assert_eq!(nested_store.is_dir(), inner, "{mode}: nested store");
+    }
+}
+
+#[test]
+fn absolute_url_over_http_and_idle_polls_leave_the_submodule_server_alone() {
+    let site = Upstream::named("site");
+    let sub = Upstream::named("sub");
+    let s1 = sub.commit_file("a.txt", "from another server\n", "sub");
+    let site_http = HttpGit::start(site.base(), HttpOpts::default());
+    let sub_http = HttpGit::start(sub.base(), HttpOpts::default());
+    let modules = gitmodules(&[("other", "other", &sub_http.url("sub"))]);
+    let top = site.commit_gitlinks(&modules, &[("other", &s1)], "absolute url");
+    let s = Scratch::new();
+    let run = s
+        .sidecar(&site_http.url("site"))
+        .args(["--period", "50ms", "-v", "1"])
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &top);
+    assert_tree_matches_commit(&s.link().join("other"), &sub, &s1);
+    let served = sub_http.requests();
+    assert!(served > 0);
+    let polls_before = site_http.requests();
+    run.wait_until(DEADLINE, "ten more polls of the superproject", || {
+        site_http.requests() >= polls_before + 10
+    });
+    assert_eq!(
+        sub_http.requests(),
+        served,
+        "idle polls asked the submodule's server"
+    );
+}
+
+#[test]
+fn depth_applies_to_the_submodule_store() {
+    let p = Pair::new();
+    let subs = p.sub.commit_many(3, "history");
+    let daemon = GitDaemon::start(p.site.base());
+    let modules = gitmodules(&[("h", "h", "./../sub.git")]);
+    let top = p.site.commit_gitlinks(&modules, &[("h", &subs[2])], "top");
+    for (depth, count) in [("1", 1), ("0", 3)] {
+        let s = Scratch::new();
+        let out = s
+            .sidecar(&daemon.url("site"))
+            .args(["--depth", depth, "--one-time"])
+            .run(Duration::from_secs(60));
+        assert!(out.status.success(), "{}", describe_output(&out));
+        assert_eq!(s.published().as_deref(), Some(top.as_str()));
+        assert_submodule(&s, "h", &p.sub, &subs[2]);
+        let store = store(&s, "h");
+        let commits = git(&["rev-list", "--count", &subs[2]], &store);
+        assert_eq!(commits, count.to_string(), "--depth {depth}");
+        assert_eq!(
+            store.join("shallow").is_file(),
+            count == 1,
+            "--depth {depth}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_submodule_commit_fails_the_sync_and_keeps_the_old_content() {
+    let p = Pair::new();
+    let s1 = p.sub.commit_file("a.txt", "one\n", "one");
+    let daemon = GitDaemon::start(p.site.base());
+    let modules = gitmodules(&[("lib", "lib", "../sub.git")]);
+    let good = p.site.commit_gitlinks(&modules, &[("lib", &s1)], "good");
+    let s = Scratch::new();
+    let run = s
+        .sidecar(&daemon.url("site"))
+        .args(["--period", "100ms", "--error-file"])
+        .arg(s.error_file())
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &good);
+
+    let missing = "0123456789abcdef0123456789abcdef01234567";
+    p.site
+        .commit_gitlinks(&modules, &[("lib", missing)], "unpushed");
+    let sub_url = daemon.url("sub.git");
+    run.wait_until(DEADLINE, "the failure is logged", || {
+        run.stderr().contains(&format!("submodule lib ({sub_url})"))
+    });
+    let logs = run.stderr();
+    assert!(
+        logs.contains(missing) && logs.contains("not our ref"),
+        "{logs}"
+    );
+    assert!(logs.contains("was the submodule commit pushed?"), "{logs}");
+    assert!(error_file_has_err(&s.error_file()));
+    assert_eq!(s.published().as_deref(), Some(good.as_str()));
+    assert_submodule(&s, "lib", &p.sub, &s1);
+}
+
+#[test]
+fn an_unreachable_submodule_server_fails_the_sync_naming_it() {
+    let site = Upstream::named("site");
+    let url = format!("http://127.0.0.1:{}/sub", free_port());
+    let modules = gitmodules(&[("gone", "gone", &url)]);
+    let fake = site.commit_file("x", "x", "some commit");
+    site.commit_gitlinks(&modules, &[("gone", &fake)], "server down");
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&site.file_url())
+        .args(["--one-time", "--sync-timeout", "20s"])
+        .run(Duration::from_secs(60));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", describe_output(&out));
+    assert!(err.contains(&format!("submodule gone ({url})")), "{err}");
+    assert!(s.published().is_none());
+}
+
+#[test]
+fn bad_gitmodules_are_refused_before_anything_is_fetched() {
+    let site = Upstream::named("site");
+    let daemon = GitDaemon::start(site.base());
+    let c = site.commit_file("f", "f", "f");
+    let cases = [
+        (
+            gitmodules(&[("../../../escape", "lib", "../sub.git")]),
+            "refusing the submodule name",
+        ),
+        (
+            gitmodules(&[("lib", "elsewhere", "../sub.git")]),
+            "has no submodule with path",
+        ),
+        (
+            gitmodules(&[("lib", "lib", "/etc/some-local-repo")]),
+            "only when --repo is a local repository too",
+        ),
+        (String::new(), "has no submodule with path"),
+    ];
+    for (modules, expected) in cases {
+        site.commit_gitlinks(&modules, &[("lib", &c)], "bad");
+        let s = Scratch::new();
+        let out = s
+            .sidecar(&daemon.url("site"))
+            .arg("--one-time")
+            .run(Duration::from_secs(60));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{}", describe_output(&out));
+        assert!(
+            err.contains("submodule lib: ") && err.contains(expected),
+            "{err}"
+        );
+        assert!(s.published().is_none());
+        assert!(!s.root.join(".git/modules").exists(), "nothing fetched");
+        assert!(!s.dir.path().join("escape").exists());
+    }
+}
+
+/// Inode of every regular file below `dir`.
+fn inodes(dir: &Path) -> HashMap<String, u64> {
+    walk_tree(dir)
+        .into_iter()
+        .filter(|(_, m)| m.is_file())
+        .map(|(rel, m)| (rel, m.ino()))
+        .collect()
+}
+
+#[test]
+fn rewriting_a_worktree_keeps_unchanged_submodules() {
+    let p = Pair::new();
+    for i in 0..20 {
+        p.sub.write_file(&format!("f{i}.txt"), format!("{i}\n"));
+    }
+    let s1 = p.sub.commit_all("twenty files");
+    let s2 = p.sub.commit_file("f0.txt", "changed\n", "one changed");
+    let modules = gitmodules(&[("lib", "lib", &p.sub.file_url())]);
+    let mut shas = vec![p.site.commit_gitlinks(&modules, &[("lib", &s1)], "one")];
+    let s = Scratch::new();
+    let run = s
+        .sidecar(&p.site.file_url())
+        .args(["--period", "100ms"])
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &shas[0]);
+    let mut trees = vec![inodes(&s.link().join("lib"))];
+    // Two top-level-only commits (the second rewrites the first worktree),
+    // then the submodule moves.
+    for (i, sub_commit) in [(1, &s1), (2, &s1), (3, &s2)] {
+        let sha = match i {
+            3 => p
+                .site
+                .commit_gitlinks(&modules, &[("lib", sub_commit)], "move"),
+            _ => p.site.commit_file("top.txt", format!("{i}\n"), "top only"),
+        };
+        run.wait_for_link_hash(&s.link(), &sha);
+        assert_submodule(&s, "lib", &p.sub, sub_commit);
+        assert_published_layout(&s.root, &s.link());
+        trees.push(inodes(&s.link().join("lib")));
+        shas.push(sha);
+    }
+    // Publish 2 was rewritten from publish 0: same submodule commit, same
+    // inodes. (Publish 3, rewritten from 1 with another submodule commit, was
+    // checked for content above.)
+    assert_eq!(trees[0].len(), 20);
+    assert_eq!(
+        trees[2], trees[0],
+        "unchanged submodule files were rewritten"
+    );
+}
+
+#[test]
+fn a_restart_keeps_a_verified_worktree_with_submodules_and_repairs_a_modified_one() {
+    let (p, _inner, top) = nested();
+    let s = Scratch::new();
+    let start = || {
+        s.sidecar(&p.site.file_url())
+            .args(["--period", "100ms", "-v", "1"])
+            .spawn()
+    };
+    let run = start();
+    run.wait_for_link_hash(&s.link(), &top);
+    let inner_file = s.link().join("vendor/lib/deep/inner/inner.txt");
+    let before = inodes(&s.link());
+    run.kill9();
+
+    let run = start();
+    run.wait_until(DEADLINE, "a poll after the restart", || {
+        run.stderr().contains("no change")
+    });
+    assert_eq!(inodes(&s.link()), before, "{}", run.logs());
+    assert!(!run.stderr().contains("rebuilding it"), "{}", run.logs());
+    run.kill9();
+
+    fs::write(&inner_file, "tampered\n").expect("tamper");
+    let run = start();
+    run.wait_until(DEADLINE, "the tampered file is restored", || {
+        fs::read_to_string(&inner_file).is_ok_and(|c| c == "inner\n")
+    });
+    assert!(run.stderr().contains("rebuilding it"), "{}", run.logs());
+}
