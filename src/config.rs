@@ -2459,7 +2459,7 @@ mod tests {
         ] {
             assert!(all.contains(expected), "missing {expected:?} in\n{all}");
         }
-        assert_eq!(p.len(), 7, "{all}");
+        assert_eq!(p.len(), 6, "{all}");
         assert!(!all.contains("s3cret"), "secret leaked: {all}");
     }
 
