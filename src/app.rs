@@ -119,6 +119,7 @@ fn engine_options(config: &Config) -> engine::Options {
         escaping_symlinks: config.escaping_symlinks,
         pre_publish: config.hooks.pre_publish.clone(),
         auth: config.auth.clone(),
+        access: config.access.clone(),
     }
 }
 

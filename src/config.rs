@@ -146,7 +146,11 @@ use nix::sys::signal::Signal;
 use crate::cli::{Cli, EnvLookup, Origin, Secret, UrlArg};
 use crate::types::{RepoUrl, SymlinkPolicy};
 
+pub mod access;
 pub mod auth;
+pub mod git_config;
+pub mod github_app;
+pub use access::{Access, GithubApp, UrlCredential};
 pub use auth::{HttpAuth, PasswordSource};
 
 /// Log output format.
@@ -164,6 +168,8 @@ pub struct Config {
     pub repo: RepoUrl,
     /// HTTP(S) credentials: `--username` + password, or from `--repo`.
     pub auth: Option<HttpAuth>,
+    /// Per-URL credentials, askpass, bearer token, GitHub App, `--git-config`.
+    pub access: Access,
     /// Absolute root directory (symlinks in it resolved if it exists).
     pub root: PathBuf,
     /// The ref to sync: "HEAD", a branch, a tag, or a full 40-hex SHA.
@@ -469,6 +475,7 @@ impl Config {
             ),
         }
         let auth = c.http_auth(repo);
+        let access = c.access(auth.is_some());
 
         // --root
         let root = match non_empty(cli.root.as_deref()) {
@@ -650,6 +657,7 @@ impl Config {
         Ok(Config {
             repo: RepoUrl::new(repo),
             auth,
+            access,
             root,
             git_ref,
             link,
@@ -761,6 +769,8 @@ impl<'a> Checker<'a> {
             "env_password" => secret(&cli.env_password),
             "password_file" => cli.password_file.as_deref(),
             "askpass_url" => url(&cli.askpass_url),
+            "bearer_token_file" => cli.bearer_token_file.as_deref(),
+            "env_bearer_token" => secret(&cli.env_bearer_token),
             "ssh_known_hosts" => cli.ssh_known_hosts.as_deref(),
             "ssh_known_hosts_file" => cli.ssh_known_hosts_file.as_deref(),
             "cookie_file" => cli.cookie_file.as_deref(),
@@ -1412,26 +1422,11 @@ impl<'a> Checker<'a> {
 
     /// Flags of features that are not implemented: refused when set.
     fn unsupported(&mut self) {
-        const PLAIN: &[&str] = &[
-            "filter",
-            "sparse_checkout_file",
-            "askpass_url",
-            "ssh_known_hosts_file",
-            "github_base_url",
-            "env_github_app_private_key",
-            "github_app_private_key_file",
-            "github_app_application_id",
-            "github_app_client_id",
-            "github_app_installation_id",
-            "git_config",
-        ];
+        const PLAIN: &[&str] = &["filter", "sparse_checkout_file", "ssh_known_hosts_file"];
         for id in PLAIN {
             if self.raw(id).is_some() {
                 self.refuse(id, "");
             }
-        }
-        if !self.cli.credential.is_empty() {
-            self.refuse("credential", "");
         }
         if !self.cli.ssh_key_file.is_empty() {
             self.refuse("ssh_key_file", "");
@@ -2426,31 +2421,21 @@ mod tests {
         let p = problems(
             &with(&[
                 "--filter=blob:none",
-                "--credential={}",
                 "--cookie-file",
                 "--submodules=recursive",
-                "--askpass-url=http://a/pw",
             ]),
-            &[
-                ("GIT_SYNC_GIT_CONFIG", "a:b"),
-                ("GITSYNC_SSH_KEY_FILE", "/k"),
-                ("GITSYNC_GITHUB_APP_PRIVATE_KEY", "pem-s3cret"),
-            ],
+            &[("GITSYNC_SSH_KEY_FILE", "/k")],
         );
         let all = p.join("\n");
         for expected in [
             "--filter (GITSYNC_FILTER) is not supported yet",
-            "--credential (GITSYNC_CREDENTIAL) is not supported yet",
             "--cookie-file (GITSYNC_COOKIE_FILE) is not supported yet",
             "--submodules (GITSYNC_SUBMODULES) is not supported yet",
-            "--askpass-url (GITSYNC_ASKPASS_URL) is not supported yet",
-            "GITSYNC_GITHUB_APP_PRIVATE_KEY (environment only) is not supported yet",
-            "--git-config (GIT_SYNC_GIT_CONFIG) is not supported yet",
             "--ssh-key-file (GITSYNC_SSH_KEY_FILE) is not supported yet",
         ] {
             assert!(all.contains(expected), "missing {expected:?} in\n{all}");
         }
-        assert_eq!(p.len(), 8, "{all}");
+        assert_eq!(p.len(), 4, "{all}");
         assert!(!all.contains("s3cret"), "secret leaked: {all}");
     }
 

@@ -5,6 +5,7 @@
 //! - [`transport`]: connections with deadlines (git://, file://, http(s)://)
 //! - [`fetch`]: resolve the ref, fetch only when it moved
 //! - [`credentials`]: the only credentials gix gets (no helper programs)
+//! - [`http_settings`]: proxy, CA bundle, extra headers for http(s)
 //! - [`worktree`]: linked worktrees the git CLI can read
 //! - [`symlinks`]: which symlinks of a tree lead outside it
 //! - [`store`]: the root repository: open, init, repair, refs
@@ -13,6 +14,7 @@
 pub mod compact;
 pub mod credentials;
 pub mod fetch;
+pub mod http_settings;
 pub mod store;
 pub mod symlinks;
 pub mod transport;

@@ -9,8 +9,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{ExecHookConfig, HttpAuth};
+use crate::auth;
+use crate::config::{Access, ExecHookConfig, HttpAuth};
 use crate::git::credentials::Credentials;
+use crate::git::http_settings::HttpSettings;
 use crate::git::{self, compact, fetch, store, worktree, Budget, ObjectId};
 use crate::hooks;
 use crate::metrics::Metrics;
@@ -33,6 +35,8 @@ pub struct Options {
     pub pre_publish: Option<ExecHookConfig>,
     /// HTTP(S) credentials; a password file is read at each fetch.
     pub auth: Option<HttpAuth>,
+    /// `--credential`, askpass, bearer token, GitHub App, `--git-config` http settings.
+    pub access: Access,
 }
 
 /// The result of a successful pass.
@@ -64,9 +68,10 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error(transparent)]
     Fetch(#[from] fetch::Error),
-    /// The password could not be had (e.g. `--password-file` unreadable).
-    #[error("{0}")]
-    Credentials(String),
+    /// Credentials could not be had (a password file unreadable, askpass
+    /// or GitHub failed).
+    #[error(transparent)]
+    Auth(#[from] auth::Error),
     #[error(transparent)]
     Worktree(#[from] worktree::Error),
     #[error(transparent)]
@@ -110,6 +115,10 @@ pub struct Engine {
     /// A retired, trusted worktree kept on disk to be rewritten in place for
     /// the next commit (cost follows the change instead of the tree).
     spare: Option<CommitHash>,
+    /// Credentials and http settings per URL (keeps the GitHub token cache).
+    resolver: Arc<auth::Resolver>,
+    /// The budget of the pass under way, for credential requests.
+    budget: Option<Budget>,
 }
 
 impl Engine {
@@ -118,15 +127,31 @@ impl Engine {
             url: opts.repo.redacted(),
             message,
         })?;
-        Ok(Self::with_url(opts, url, metrics))
+        let resolver = Arc::new(auth::Resolver::new(
+            url.clone(),
+            opts.auth.clone(),
+            opts.access.clone(),
+            metrics.clone(),
+        ));
+        Ok(Self::with_url(opts, url, metrics, resolver))
     }
 
     /// A new engine with the same options, for after a panic lost the old one.
     pub fn fresh(&self) -> Self {
-        Self::with_url(self.opts.clone(), self.url.clone(), self.metrics.clone())
+        Self::with_url(
+            self.opts.clone(),
+            self.url.clone(),
+            self.metrics.clone(),
+            self.resolver.clone(),
+        )
     }
 
-    fn with_url(opts: Options, url: gix::Url, metrics: Arc<Metrics>) -> Self {
+    fn with_url(
+        opts: Options,
+        url: gix::Url,
+        metrics: Arc<Metrics>,
+        resolver: Arc<auth::Resolver>,
+    ) -> Self {
         Self {
             layout: Layout::new(opts.root.clone(), opts.link.clone()),
             opts,
@@ -138,6 +163,8 @@ impl Engine {
             fetched_depth: None,
             trusted: None,
             spare: None,
+            resolver,
+            budget: None,
         }
     }
 
@@ -158,6 +185,7 @@ impl Engine {
     /// One pass. The first pass of a process also repairs the root and
     /// checks the published worktree file by file.
     pub fn sync_once(&mut self, budget: &Budget) -> Result<Outcome, Error> {
+        self.budget = Some(budget.clone());
         let first_pass = self.repo.is_none();
         if first_pass {
             self.open()?;
@@ -204,7 +232,8 @@ impl Engine {
                 fetch::Outcome::Unchanged(id)
             }
             _ => {
-                let credentials = self.credentials()?;
+                let credentials = self.credentials_for(&self.url)?;
+                let http = self.http_settings_for(&self.url)?;
                 fetch::fetch(
                     repo,
                     &fetch::Options {
@@ -214,6 +243,7 @@ impl Engine {
                         have: current_id,
                         force: depth_changed,
                         credentials: credentials.as_ref(),
+                        http: &http,
                     },
                     budget,
                 )?
@@ -281,17 +311,17 @@ impl Engine {
         })
     }
 
-    /// The credentials for this sync: `--password-file` is read now, so a
-    /// rotated token is used at once.
-    fn credentials(&self) -> Result<Option<Credentials>, Error> {
-        let Some(auth) = &self.opts.auth else {
-            return Ok(None);
-        };
-        let password = auth.password().map_err(Error::Credentials)?;
-        Ok(Some(Credentials {
-            username: auth.username.clone(),
-            password,
-        }))
+    /// The credentials for a connection to `url` (`--repo` or any other,
+    /// e.g. a submodule's), resolved now: password files are read, askpass
+    /// asked, a GitHub token minted when due. See [`auth`].
+    pub fn credentials_for(&self, url: &gix::Url) -> Result<Option<Credentials>, Error> {
+        Ok(self.resolver.credentials_for(url, self.budget.as_ref())?)
+    }
+
+    /// Proxy, TLS and extra headers (the bearer token for `--repo`'s host)
+    /// for a connection to `url`.
+    pub fn http_settings_for(&self, url: &gix::Url) -> Result<HttpSettings, Error> {
+        Ok(self.resolver.http_settings_for(url)?)
     }
 
     /// Moves the branch to the published commit and cleans up. Runs once the
