@@ -403,7 +403,7 @@ mod tests {
             "{all}"
         );
         assert!(
-            all.contains("GITSYNC_BEARER_TOKEN (environment only) cannot be combined"),
+            all.contains("cannot be combined with GITSYNC_BEARER_TOKEN (environment only)"),
             "{all}"
         );
         assert!(all.contains("/no/such/key.pem"), "{all}");
