@@ -170,9 +170,14 @@ fn askpass_that_is_slow_then_failing_then_wrong_fails_those_syncs_and_recovers()
         "{metrics}"
     );
     assert!(askpass.requests().iter().all(|r| r.method == "GET"));
-    let everything = format!("{}\n{metrics}\n{}", run.logs(), get(&addr, "/status"));
+    let everything = format!(
+        "{}\n{}\n{metrics}\n{}",
+        run.stdout(),
+        run.stderr(),
+        get(&addr, "/status")
+    );
     assert_no_secret(
-        &[("logs, /metrics and /status", &everything)],
+        &[("stdout, stderr, /metrics and /status", &everything)],
         &[SECRET, OTHER],
     );
 }
@@ -372,8 +377,16 @@ fn github_app_token_is_minted_used_and_refreshed_before_expiry() {
             .map(str::to_string),
     );
     let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    let everything = format!("{}\n{metrics}\n{}", run.logs(), get(&addr, "/status"));
-    assert_no_secret(&[("logs, /metrics and /status", &everything)], &secrets);
+    let everything = format!(
+        "{}\n{}\n{metrics}\n{}",
+        run.stdout(),
+        run.stderr(),
+        get(&addr, "/status")
+    );
+    assert_no_secret(
+        &[("stdout, stderr, /metrics and /status", &everything)],
+        &secrets,
+    );
 }
 
 #[test]
@@ -514,10 +527,10 @@ fn sweep(
     });
     let hook = fs::read_to_string(&hook_env).expect("hook env");
     let (status, metrics) = (get(&addr, "/status"), get(&addr, "/metrics"));
-    let logs = run.logs();
+    let logs = format!("{}\n{}", run.stdout(), run.stderr());
     assert_no_secret(
         &[
-            ("logs", &logs),
+            ("stdout and stderr", &logs),
             ("error file", &failed[0]),
             ("/status (failing)", &failed[1]),
             ("/metrics (failing)", &failed[2]),
@@ -535,10 +548,11 @@ fn credential_askpass_and_bearer_secrets_appear_nowhere_the_process_writes() {
     // --credential: the server first wants another password.
     let http = server(&up, OTHER);
     let s = Scratch::new();
-    let sidecar = polling(&s, &http.url(up.name())).arg(format!(
-        "--credential={}",
-        credential(&http.url(""), SECRET)
-    ));
+    // From the environment, which the hook must not inherit.
+    let sidecar = polling(&s, &http.url(up.name())).env(
+        "GITSYNC_CREDENTIAL",
+        credential(&http.url(""), SECRET).to_string(),
+    );
     sweep(
         &s,
         sidecar,
