@@ -394,22 +394,20 @@ fn proxy_environment_variables_and_http_proxy_carry_the_traffic() {
     let up = upstream();
     let http = HttpGit::start(up.base(), HttpOpts::default());
     let url = http.url(up.name());
-    let cases: [(&str, &dyn Fn(&ForwardProxy) -> Vec<(String, String)>); 4] = [
-        ("HTTP_PROXY", &|p| vec![("HTTP_PROXY".into(), p.url())]),
-        ("http_proxy", &|p| vec![("http_proxy".into(), p.url())]),
-        ("ALL_PROXY", &|p| vec![("ALL_PROXY".into(), p.url())]),
-        ("--git-config http.proxy", &|_| vec![]),
-    ];
-    for (name, env) in cases {
+    // An environment variable, or (None) --git-config http.proxy.
+    for name in [
+        Some("HTTP_PROXY"),
+        Some("http_proxy"),
+        Some("ALL_PROXY"),
+        None,
+    ] {
         let proxy = ForwardProxy::start();
         let s = Scratch::new();
-        let mut sidecar = one_time(&s, &url);
-        for (k, v) in env(&proxy) {
-            sidecar = sidecar.env(k, v);
-        }
-        if env(&proxy).is_empty() {
-            sidecar = sidecar.arg(format!("--git-config=http.proxy:{}", proxy.url()));
-        }
+        let sidecar = match name {
+            Some(var) => one_time(&s, &url).env(var, proxy.url()),
+            None => one_time(&s, &url).arg(format!("--git-config=http.proxy:{}", proxy.url())),
+        };
+        let name = name.unwrap_or("http.proxy");
         let out = sidecar.run(RUN_TIMEOUT);
         assert!(out.status.success(), "{name}: {}", describe_output(&out));
         assert!(
