@@ -123,6 +123,7 @@ fn engine_options(config: &Config) -> engine::Options {
         auth: config.auth.clone(),
         ssh: config.ssh.clone(),
         submodules: config.submodules,
+        access: config.access.clone(),
     }
 }
 

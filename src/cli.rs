@@ -245,7 +245,10 @@ ENVIRONMENT VARIABLES:
   Settings that exist only as environment variables (secrets stay off argv):
     GITSYNC_PASSWORD                 password or token for --username (instead of
                                      --password-file)
-    GITSYNC_GITHUB_APP_PRIVATE_KEY   GitHub App private key, PEM (not supported yet)
+    GITSYNC_BEARER_TOKEN             token sent as an Authorization: Bearer header (instead of
+                                     --bearer-token-file)
+    GITSYNC_GITHUB_APP_PRIVATE_KEY   GitHub App private key, PEM (instead of
+                                     --github-app-private-key-file)
     GITSYNC_INCOMING_WEBHOOK_SECRET  one more incoming webhook secret (after the files)
     GITSYNC_SYNC_TRIGGER_TOKEN       one more bearer token for POST /sync (after the files)
     GIT_SSH_COMMAND                  run this ssh command (through sh) for ssh repositories
@@ -751,6 +754,89 @@ pub struct Cli {
     #[arg(long, env = "GITSYNC_PASSWORD_FILE", value_name = "PATH", help_heading = AUTH)]
     pub password_file: Option<String>,
 
+    /// Per-URL credentials as JSON, repeatable: an object or a list of objects
+    /// {"url": ..., "username": ..., "password": ... or "password-file": ...}; a
+    /// connection uses the one whose url matches (scheme, host, port, path prefix)
+    #[arg(
+        long,
+        env = "GITSYNC_CREDENTIAL",
+        value_name = "JSON",
+        action = ArgAction::Append,
+        help_heading = AUTH
+    )]
+    pub credential: Vec<Secret>,
+
+    /// URL asked (GET, 5s timeout, no redirects) before each sync for
+    /// username=/password= lines, used for --repo; any answer but 200 fails the sync
+    #[arg(long, env = "GITSYNC_ASKPASS_URL", value_name = "URL", help_heading = AUTH)]
+    pub askpass_url: Option<UrlArg>,
+
+    /// File holding a token sent as "Authorization: Bearer <token>" to the host of
+    /// --repo, read again before every sync (or env-only GITSYNC_BEARER_TOKEN)
+    #[arg(long, env = "GITSYNC_BEARER_TOKEN_FILE", value_name = "PATH", help_heading = AUTH)]
+    pub bearer_token_file: Option<String>,
+
+    /// Environment-only GITSYNC_BEARER_TOKEN; this flag exists for tests
+    #[arg(
+        long = "__env__GITSYNC_BEARER_TOKEN",
+        env = "GITSYNC_BEARER_TOKEN",
+        value_name = "TOKEN",
+        hide = true
+    )]
+    pub env_bearer_token: Option<Secret>,
+
+    /// GitHub API base URL for GitHub App authentication
+    /// [default: https://api.github.com/]
+    #[arg(long, env = "GITSYNC_GITHUB_BASE_URL", value_name = "URL", help_heading = AUTH)]
+    pub github_base_url: Option<String>,
+
+    /// Environment-only GITSYNC_GITHUB_APP_PRIVATE_KEY; this flag exists for tests
+    #[arg(
+        long = "__env__GITSYNC_GITHUB_APP_PRIVATE_KEY",
+        env = "GITSYNC_GITHUB_APP_PRIVATE_KEY",
+        value_name = "PEM",
+        hide = true
+    )]
+    pub env_github_app_private_key: Option<Secret>,
+
+    /// GitHub App private key file (PEM); or env-only GITSYNC_GITHUB_APP_PRIVATE_KEY
+    #[arg(
+        long,
+        env = "GITSYNC_GITHUB_APP_PRIVATE_KEY_FILE",
+        value_name = "PATH",
+        help_heading = AUTH
+    )]
+    pub github_app_private_key_file: Option<String>,
+
+    /// GitHub App application ID (or --github-app-client-id)
+    #[arg(
+        long,
+        env = "GITSYNC_GITHUB_APP_APPLICATION_ID",
+        value_name = "INT",
+        help_heading = AUTH
+    )]
+    pub github_app_application_id: Option<String>,
+
+    /// GitHub App client ID (or --github-app-application-id)
+    #[arg(long, env = "GITSYNC_GITHUB_APP_CLIENT_ID", value_name = "ID", help_heading = AUTH)]
+    pub github_app_client_id: Option<String>,
+
+    /// GitHub App installation ID; with the key and one of the IDs above, an
+    /// installation token is minted and refreshed before it expires
+    #[arg(
+        long,
+        env = "GITSYNC_GITHUB_APP_INSTALLATION_ID",
+        value_name = "INT",
+        help_heading = AUTH
+    )]
+    pub github_app_installation_id: Option<String>,
+
+    /// Git config as key:value,key:value (git-sync's grammar). Used: http.proxy,
+    /// http.sslCAInfo, http.sslVerify, http.extraHeader; git-CLI-only keys (e.g.
+    /// safe.directory) are accepted and ignored; others are refused (see README)
+    #[arg(long, env = "GITSYNC_GIT_CONFIG", value_name = "CONFIG", help_heading = AUTH)]
+    pub git_config: Option<String>,
+
     // ---- accepted, refused until implemented -------------------------------------------------
     /// Partial-clone filter, e.g. blob:none: refused, gix cannot fetch with a filter
     /// (use --depth and --sparse-checkout-file to limit what is fetched and written)
@@ -787,20 +873,6 @@ pub struct Cli {
         help_heading = NOT_YET
     )]
     pub add_user: Option<String>,
-
-    /// Per-URL credential as JSON, repeatable (not supported yet)
-    #[arg(
-        long,
-        env = "GITSYNC_CREDENTIAL",
-        value_name = "JSON",
-        action = ArgAction::Append,
-        help_heading = NOT_YET
-    )]
-    pub credential: Vec<Secret>,
-
-    /// URL queried for username=/password= before each sync (not supported yet)
-    #[arg(long, env = "GITSYNC_ASKPASS_URL", value_name = "URL", help_heading = NOT_YET)]
-    pub askpass_url: Option<UrlArg>,
 
     /// SSH private key file, repeatable; tried in order [default: /etc/git-secret/ssh]
     #[arg(
@@ -849,57 +921,9 @@ pub struct Cli {
     )]
     pub cookie_file: Option<String>,
 
-    /// GitHub API base URL for GitHub App auth (not supported yet)
-    #[arg(long, env = "GITSYNC_GITHUB_BASE_URL", value_name = "URL", help_heading = NOT_YET)]
-    pub github_base_url: Option<String>,
-
-    /// Environment-only GITSYNC_GITHUB_APP_PRIVATE_KEY; this flag exists for tests
-    #[arg(
-        long = "__env__GITSYNC_GITHUB_APP_PRIVATE_KEY",
-        env = "GITSYNC_GITHUB_APP_PRIVATE_KEY",
-        value_name = "PEM",
-        hide = true
-    )]
-    pub env_github_app_private_key: Option<Secret>,
-
-    /// GitHub App private key file (not supported yet)
-    #[arg(
-        long,
-        env = "GITSYNC_GITHUB_APP_PRIVATE_KEY_FILE",
-        value_name = "PATH",
-        help_heading = NOT_YET
-    )]
-    pub github_app_private_key_file: Option<String>,
-
-    /// GitHub App application ID (not supported yet)
-    #[arg(
-        long,
-        env = "GITSYNC_GITHUB_APP_APPLICATION_ID",
-        value_name = "INT",
-        help_heading = NOT_YET
-    )]
-    pub github_app_application_id: Option<String>,
-
-    /// GitHub App client ID (not supported yet)
-    #[arg(long, env = "GITSYNC_GITHUB_APP_CLIENT_ID", value_name = "ID", help_heading = NOT_YET)]
-    pub github_app_client_id: Option<String>,
-
-    /// GitHub App installation ID (not supported yet)
-    #[arg(
-        long,
-        env = "GITSYNC_GITHUB_APP_INSTALLATION_ID",
-        value_name = "INT",
-        help_heading = NOT_YET
-    )]
-    pub github_app_installation_id: Option<String>,
-
     /// The git executable; accepted but ignored, git-sidecar does not run git
     #[arg(long, env = "GITSYNC_GIT", value_name = "PATH", help_heading = NOT_YET)]
     pub git: Option<String>,
-
-    /// Extra git config as key:value,key:value (not supported yet)
-    #[arg(long, env = "GITSYNC_GIT_CONFIG", value_name = "CONFIG", help_heading = NOT_YET)]
-    pub git_config: Option<String>,
 
     // ---- deprecated git-sync v3 flags (hidden) -------------------------------------------------
     /// DEPRECATED: use --ref
@@ -998,8 +1022,8 @@ raw_setters! {
         webhook_success_status, webhook_timeout, webhook_backoff, webhook_json_body,
         webhook_signing_secret_file, env_webhook_signing_secret, reload_process, reload_signal,
         filter, submodules, sparse_checkout_file, git_gc, add_user, username, env_password,
-        password_file, askpass_url, ssh_known_hosts, ssh_known_hosts_file, env_git_ssh_command,
-        cookie_file,
+        password_file, askpass_url, bearer_token_file, env_bearer_token, ssh_known_hosts, ssh_known_hosts_file,
+        env_git_ssh_command, cookie_file,
         github_base_url, env_github_app_private_key, github_app_private_key_file,
         github_app_application_id, github_app_client_id, github_app_installation_id, git,
         git_config,
@@ -1533,7 +1557,15 @@ mod tests {
             .unwrap_or_else(|| panic!("credentials section: {help}"));
         let not_yet = help.find("refused until implemented").expect("NOT_YET");
         assert!(hooks < auth && auth < not_yet, "{help}");
-        for flag in ["--username", "--password-file"] {
+        for flag in [
+            "--username",
+            "--password-file",
+            "--credential",
+            "--askpass-url",
+            "--bearer-token-file",
+            "--github-app-installation-id",
+            "--git-config",
+        ] {
             let at = help
                 .find(&format!("      {flag} "))
                 .unwrap_or_else(|| panic!("{flag}: {help}"));

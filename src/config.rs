@@ -147,9 +147,13 @@ use nix::sys::signal::Signal;
 use crate::cli::{Cli, EnvLookup, Origin, Secret, UrlArg};
 use crate::types::{GcMode, RepoUrl, SubmoduleMode, SymlinkPolicy};
 
+pub mod access;
 pub mod auth;
 mod checkout;
+pub mod git_config;
+pub mod github_app;
 mod ssh;
+pub use access::{Access, GithubApp, UrlCredential};
 pub use auth::{HttpAuth, PasswordSource};
 
 /// Log output format.
@@ -169,6 +173,8 @@ pub struct Config {
     pub auth: Option<HttpAuth>,
     /// SSH keys, known_hosts and `GIT_SSH_COMMAND` (see [`ssh`]).
     pub ssh: crate::git::ssh::Options,
+    /// Per-URL credentials, askpass, bearer token, GitHub App, `--git-config`.
+    pub access: Access,
     /// Absolute root directory (symlinks in it resolved if it exists).
     pub root: PathBuf,
     /// The ref to sync: "HEAD", a branch, a tag, or a full 40-hex SHA.
@@ -482,6 +488,7 @@ impl Config {
         }
         let auth = c.http_auth(repo);
         let ssh = c.ssh(repo);
+        let access = c.access(auth.is_some());
 
         // --root
         let root = match non_empty(cli.root.as_deref()) {
@@ -689,6 +696,7 @@ impl Config {
             repo: RepoUrl::new(repo),
             auth,
             ssh,
+            access,
             root,
             git_ref,
             link,
@@ -803,6 +811,8 @@ impl<'a> Checker<'a> {
             "env_password" => secret(&cli.env_password),
             "password_file" => cli.password_file.as_deref(),
             "askpass_url" => url(&cli.askpass_url),
+            "bearer_token_file" => cli.bearer_token_file.as_deref(),
+            "env_bearer_token" => secret(&cli.env_bearer_token),
             "ssh_known_hosts" => cli.ssh_known_hosts.as_deref(),
             "ssh_known_hosts_file" => cli.ssh_known_hosts_file.as_deref(),
             "env_git_ssh_command" => cli.env_git_ssh_command.as_deref(),
@@ -1455,24 +1465,6 @@ impl<'a> Checker<'a> {
 
     /// Flags of features that are not implemented: refused when set.
     fn unsupported(&mut self) {
-        const PLAIN: &[&str] = &[
-            "askpass_url",
-            "github_base_url",
-            "env_github_app_private_key",
-            "github_app_private_key_file",
-            "github_app_application_id",
-            "github_app_client_id",
-            "github_app_installation_id",
-            "git_config",
-        ];
-        for id in PLAIN {
-            if self.raw(id).is_some() {
-                self.refuse(id, "");
-            }
-        }
-        if !self.cli.credential.is_empty() {
-            self.refuse("credential", "");
-        }
         // Booleans whose "false" is what we do anyway.
         for id in ["add_user", "cookie_file"] {
             if self.bool(id) == Some(true) {
@@ -2436,30 +2428,15 @@ mod tests {
 
     #[test]
     fn unsupported_flags_are_refused_by_name() {
-        let p = problems(
-            &with(&[
-                "--filter=blob:none",
-                "--credential={}",
-                "--cookie-file",
-                "--askpass-url=http://a/pw",
-            ]),
-            &[
-                ("GIT_SYNC_GIT_CONFIG", "a:b"),
-                ("GITSYNC_GITHUB_APP_PRIVATE_KEY", "pem-s3cret"),
-            ],
-        );
+        let p = problems(&with(&["--filter=blob:none", "--cookie-file"]), &[]);
         let all = p.join("\n");
         for expected in [
             "--filter (GITSYNC_FILTER): partial clone (\"blob:none\") is not supported: gix",
-            "--credential (GITSYNC_CREDENTIAL) is not supported yet",
             "--cookie-file (GITSYNC_COOKIE_FILE) is not supported yet",
-            "--askpass-url (GITSYNC_ASKPASS_URL) is not supported yet",
-            "GITSYNC_GITHUB_APP_PRIVATE_KEY (environment only) is not supported yet",
-            "--git-config (GIT_SYNC_GIT_CONFIG) is not supported yet",
         ] {
             assert!(all.contains(expected), "missing {expected:?} in\n{all}");
         }
-        assert_eq!(p.len(), 6, "{all}");
+        assert_eq!(p.len(), 2, "{all}");
         assert!(!all.contains("s3cret"), "secret leaked: {all}");
     }
 

@@ -11,12 +11,14 @@
 //! - [`http`] health, readiness, status, metrics, pprof and triggers; reads
 //!   [`status`] and [`metrics`], fires the sync trigger, never touches git
 //! - [`webhook`] forge webhook verification and payload parsing (pure)
+//! - [`auth`] which credentials and http settings each connection gets
 //! - [`logging`], [`fsutil`], [`memory`], [`types`] leaves
 
 // Unsafe code is denied everywhere but two allocator calls in `memory`.
 #![deny(unsafe_code)]
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod fsutil;

@@ -14,6 +14,7 @@ use gix::remote::fetch::Shallow;
 use gix::ObjectId;
 
 use super::credentials::{self, Credentials};
+use super::http_settings::HttpSettings;
 use super::transport::{self, Budget, SpyReport};
 
 /// What to fetch and what we already have.
@@ -31,6 +32,8 @@ pub struct Options<'a> {
     pub credentials: Option<&'a Credentials>,
     /// How to reach ssh remotes (keys, known_hosts, `GIT_SSH_COMMAND`).
     pub ssh: &'a super::ssh::Options,
+    /// Proxy, TLS and extra headers (a bearer token) for http(s).
+    pub http: &'a HttpSettings,
 }
 
 /// Result of a poll.
@@ -57,7 +60,8 @@ pub enum Error {
     CredentialsRejected { url: String },
     #[error(
         "authentication failed: {url} asks for credentials and none are configured (set \
-         --username with GITSYNC_PASSWORD or --password-file, or put them in --repo)"
+         --username with GITSYNC_PASSWORD or --password-file, --credential, --askpass-url, \
+         a bearer token or a GitHub App, or put them in --repo)"
     )]
     CredentialsMissing { url: String },
     #[error(
@@ -107,7 +111,7 @@ fn fetch_inner(
         .with_fetch_tags(gix::remote::fetch::Tags::None)
         .with_refspecs(Some(refspec.as_str()), gix::remote::Direction::Fetch)
         .map_err(|e| git_err("invalid ref", e, None))?;
-    let connected = transport::connect(opts.url, budget, opts.ssh)?;
+    let connected = transport::connect(opts.url, budget, opts.ssh, opts.http)?;
     let report = connected.report;
     let mut connection = remote.to_connection_with_transport(connected.transport);
     if let Some(options) = connected.options {
@@ -212,9 +216,10 @@ fn classify_listing_error(e: gix::Error, opts: &Options<'_>, report: &SpyReport)
     if e.is_unauthenticated() {
         // gix's message would quote the URL; ours never held credentials anyway.
         let url = crate::types::redact_url(&opts.url.to_bstring().to_string());
-        return match opts.credentials {
-            Some(_) => Error::CredentialsRejected { url },
-            None => Error::CredentialsMissing { url },
+        let sent = opts.credentials.is_some() || opts.http.sends_authorization();
+        return match sent {
+            true => Error::CredentialsRejected { url },
+            false => Error::CredentialsMissing { url },
         };
     }
     let message = crate::types::error_chain(&e);

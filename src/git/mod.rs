@@ -6,6 +6,7 @@
 //! - [`fetch`]: resolve the ref, fetch only when it moved
 //! - [`credentials`]: the only credentials gix gets (no helper programs)
 //! - [`ssh`]: ssh:// and scp-like remotes, built in or through `GIT_SSH_COMMAND`
+//! - [`http_settings`]: proxy, CA bundle, extra headers for http(s)
 //! - [`worktree`]: linked worktrees the git CLI can read
 //! - [`symlinks`]: which symlinks of a tree lead outside it
 //! - [`sparse`]: which paths a sparse checkout writes
@@ -16,6 +17,7 @@
 pub mod compact;
 pub mod credentials;
 pub mod fetch;
+pub mod http_settings;
 pub mod sparse;
 pub mod ssh;
 pub mod store;

@@ -96,6 +96,9 @@ pub struct Settings<'a> {
     pub superproject_url: &'a str,
     /// The credentials for a submodule's URL (an error when they cannot be had).
     pub credentials_for: &'a dyn Fn(&gix::Url) -> Result<Option<Credentials>, String>,
+    /// Proxy, CA and headers for a submodule's http(s) URL.
+    pub http_settings_for:
+        &'a dyn Fn(&gix::Url) -> Result<super::http_settings::HttpSettings, String>,
     /// How to reach ssh remotes (the same keys and known_hosts as `--repo`).
     pub ssh: &'a super::ssh::Options,
 }
@@ -327,6 +330,12 @@ impl Walk<'_> {
                 &format!("credentials for {}: {message}", redact_url(&sub.url)),
             )
         })?;
+        let http = (self.settings.http_settings_for)(&url).map_err(|message| {
+            config_err(
+                sub,
+                &format!("http settings for {}: {message}", redact_url(&sub.url)),
+            )
+        })?;
         let wanted = sub.commit.to_string();
         let outcome = fetch::fetch(
             repo,
@@ -338,6 +347,7 @@ impl Walk<'_> {
                 force: false,
                 credentials: credentials.as_ref(),
                 ssh: self.settings.ssh,
+                http: &http,
             },
             self.budget,
         )

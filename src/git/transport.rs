@@ -27,6 +27,8 @@ use gix::protocol::transport::client::{
 use gix::protocol::transport::{Protocol, Service};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use super::http_settings::HttpSettings;
+
 /// Longest time a read blocks before it re-checks the deadline and interrupt flag.
 const POLL_SLICE: Duration = Duration::from_millis(100);
 /// Upper bound for establishing a TCP connection.
@@ -241,13 +243,15 @@ pub enum ConnectError {
     #[error("could not start `git upload-pack` for a file:// repository (file:// needs the git binary; http(s):// and git:// do not): {0}")]
     Spawn(io::Error),
     #[error(
-        "the '{0}' URL scheme is not supported (supported: file://, git://, http://, https://)"
+        "the '{0}' URL scheme is not supported (supported: file://, git://, http://, https://, ssh://)"
     )]
     UnsupportedScheme(String),
     #[error("sync timeout exceeded while connecting")]
     Timeout,
     #[error(transparent)]
     Ssh(#[from] super::ssh::Error),
+    #[error(transparent)]
+    HttpSettings(#[from] super::http_settings::Error),
 }
 
 /// A boxed transport.
@@ -263,11 +267,12 @@ pub struct Connected {
 }
 
 /// Opens a transport for `url`, bounded by `budget`; `ssh` says how to
-/// reach ssh:// and scp-like remotes.
+/// reach ssh:// and scp-like remotes, `http` applies to http(s) only.
 pub fn connect(
     url: &gix::Url,
     budget: &Budget,
     ssh: &super::ssh::Options,
+    http: &HttpSettings,
 ) -> Result<Connected, ConnectError> {
     let stderr = StderrBuffer::default();
     let (transport, options): (BoxedTransport, Option<Box<dyn std::any::Any>>) = match url.scheme {
@@ -278,7 +283,7 @@ pub fn connect(
         ),
         gix::url::Scheme::Http | gix::url::Scheme::Https => {
             let t = http::connect::<http::reqwest::Remote>(url.clone(), Protocol::V2, false);
-            (Box::new(t), Some(Box::new(http_options(budget))))
+            (Box::new(t), Some(Box::new(http_options(budget, http)?)))
         }
         gix::url::Scheme::Ssh => (super::ssh::connect(url, ssh, budget, stderr.clone())?, None),
         ref other => return Err(ConnectError::UnsupportedScheme(other.as_str().to_string())),
@@ -443,22 +448,29 @@ pub(super) fn spawn_process(
     .custom_url(Some(url.to_bstring())))
 }
 
-/// Bounds every HTTP request by what is left of the budget.
-fn http_options(budget: &Budget) -> http::Options {
+/// Bounds every HTTP request by what is left of the budget, and applies
+/// the proxy, TLS and header settings.
+fn http_options(budget: &Budget, settings: &HttpSettings) -> Result<http::Options, ConnectError> {
     let timeout = budget.remaining().max(Duration::from_millis(10));
     let connect_timeout = timeout.min(CONNECT_TIMEOUT);
+    let configure = settings
+        .client_configurator()
+        .map_err(ConnectError::HttpSettings)?;
     let backend = http::reqwest::Options {
         configure_client: Some(Box::new(move |builder| {
-            Ok(builder.timeout(timeout).connect_timeout(connect_timeout))
+            Ok(configure(
+                builder.timeout(timeout).connect_timeout(connect_timeout),
+            ))
         })),
         configure_request: None,
     };
-    http::Options {
+    Ok(http::Options {
         connect_timeout: Some(connect_timeout),
         user_agent: Some(concat!("git-sidecar/", env!("CARGO_PKG_VERSION")).to_string()),
         backend: Some(Arc::new(Mutex::new(backend))),
+        extra_headers: settings.extra_headers.clone(),
         ..Default::default()
-    }
+    })
 }
 
 #[cfg(test)]

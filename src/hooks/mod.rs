@@ -318,6 +318,11 @@ const SECRET_ENV: &[&str] = &[
     "GITSYNC_PASSWORD",
     "GIT_SYNC_PASSWORD",
     "GITSYNC_GITHUB_APP_PRIVATE_KEY",
+    "GITSYNC_BEARER_TOKEN",
+    // Credential JSON holds passwords; git config may hold an Authorization header.
+    "GITSYNC_CREDENTIAL",
+    "GITSYNC_GIT_CONFIG",
+    "GIT_SYNC_GIT_CONFIG",
     // May carry credentials in the URL; GITSYNC_REPO is set redacted instead.
     "GIT_SYNC_REPO",
     "GIT_REPO",

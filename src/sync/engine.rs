@@ -9,8 +9,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{ExecHookConfig, HttpAuth};
+use crate::auth;
+use crate::config::{Access, ExecHookConfig, HttpAuth};
 use crate::git::credentials::Credentials;
+use crate::git::http_settings::HttpSettings;
 use crate::git::sparse::Patterns;
 use crate::git::{self, compact, fetch, store, submodules, worktree, Budget, ObjectId};
 use crate::hooks;
@@ -42,6 +44,8 @@ pub struct Options {
     pub ssh: git::ssh::Options,
     /// `--submodules`.
     pub submodules: SubmoduleMode,
+    /// `--credential`, askpass, bearer token, GitHub App, `--git-config` http settings.
+    pub access: Access,
 }
 
 /// The result of a successful pass.
@@ -73,9 +77,10 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error(transparent)]
     Fetch(#[from] fetch::Error),
-    /// The password could not be had (e.g. `--password-file` unreadable).
-    #[error("{0}")]
-    Credentials(String),
+    /// Credentials could not be had (a password file unreadable, askpass
+    /// or GitHub failed).
+    #[error(transparent)]
+    Auth(#[from] auth::Error),
     #[error(transparent)]
     Worktree(#[from] worktree::Error),
     #[error(transparent)]
@@ -125,6 +130,10 @@ pub struct Engine {
     submodule_stores: Option<Vec<(std::path::PathBuf, ObjectId)>>,
     /// Size of each submodule store after its last compaction.
     submodule_baselines: std::collections::HashMap<std::path::PathBuf, u64>,
+    /// Credentials and http settings per URL (keeps the GitHub token cache).
+    resolver: Arc<auth::Resolver>,
+    /// The budget of the pass under way, for credential requests.
+    budget: Option<Budget>,
 }
 
 impl Engine {
@@ -133,15 +142,31 @@ impl Engine {
             url: opts.repo.redacted(),
             message,
         })?;
-        Ok(Self::with_url(opts, url, metrics))
+        let resolver = Arc::new(auth::Resolver::new(
+            url.clone(),
+            opts.auth.clone(),
+            opts.access.clone(),
+            metrics.clone(),
+        ));
+        Ok(Self::with_url(opts, url, metrics, resolver))
     }
 
     /// A new engine with the same options, for after a panic lost the old one.
     pub fn fresh(&self) -> Self {
-        Self::with_url(self.opts.clone(), self.url.clone(), self.metrics.clone())
+        Self::with_url(
+            self.opts.clone(),
+            self.url.clone(),
+            self.metrics.clone(),
+            self.resolver.clone(),
+        )
     }
 
-    fn with_url(opts: Options, url: gix::Url, metrics: Arc<Metrics>) -> Self {
+    fn with_url(
+        opts: Options,
+        url: gix::Url,
+        metrics: Arc<Metrics>,
+        resolver: Arc<auth::Resolver>,
+    ) -> Self {
         Self {
             layout: Layout::new(opts.root.clone(), opts.link.clone()),
             opts,
@@ -155,6 +180,8 @@ impl Engine {
             spare: None,
             submodule_stores: None,
             submodule_baselines: Default::default(),
+            resolver,
+            budget: None,
         }
     }
 
@@ -175,6 +202,7 @@ impl Engine {
     /// One pass. The first pass of a process also repairs the root and
     /// checks the published worktree file by file.
     pub fn sync_once(&mut self, budget: &Budget) -> Result<Outcome, Error> {
+        self.budget = Some(budget.clone());
         let first_pass = self.repo.is_none();
         if first_pass {
             self.open()?;
@@ -221,7 +249,8 @@ impl Engine {
                 fetch::Outcome::Unchanged(id)
             }
             _ => {
-                let credentials = self.credentials()?;
+                let credentials = self.credentials_for(&self.url)?;
+                let http = self.http_settings_for(&self.url)?;
                 fetch::fetch(
                     repo,
                     &fetch::Options {
@@ -232,6 +261,7 @@ impl Engine {
                         force: depth_changed,
                         credentials: credentials.as_ref(),
                         ssh: &self.opts.ssh,
+                        http: &http,
                     },
                     budget,
                 )?
@@ -300,30 +330,17 @@ impl Engine {
         })
     }
 
-    /// The credentials for a submodule's URL: for now the top-level ones,
-    /// and only for the host (and scheme and port) of `--repo`, so a
-    /// `.gitmodules` cannot send them to another server.
-    fn credentials_for(&self, url: &gix::Url) -> Result<Option<Credentials>, Error> {
-        let same_server = url.scheme == self.url.scheme
-            && url.host() == self.url.host()
-            && url.port_or_default() == self.url.port_or_default();
-        if !same_server {
-            return Ok(None);
-        }
-        self.credentials()
+    /// The credentials for a connection to `url` (`--repo` or any other,
+    /// e.g. a submodule's), resolved now: password files are read, askpass
+    /// asked, a GitHub token minted when due. See [`auth`].
+    pub fn credentials_for(&self, url: &gix::Url) -> Result<Option<Credentials>, Error> {
+        Ok(self.resolver.credentials_for(url, self.budget.as_ref())?)
     }
 
-    /// The credentials for this sync: `--password-file` is read now, so a
-    /// rotated token is used at once.
-    fn credentials(&self) -> Result<Option<Credentials>, Error> {
-        let Some(auth) = &self.opts.auth else {
-            return Ok(None);
-        };
-        let password = auth.password().map_err(Error::Credentials)?;
-        Ok(Some(Credentials {
-            username: auth.username.clone(),
-            password,
-        }))
+    /// Proxy, TLS and extra headers (the bearer token for `--repo`'s host)
+    /// for a connection to `url`.
+    pub fn http_settings_for(&self, url: &gix::Url) -> Result<HttpSettings, Error> {
+        Ok(self.resolver.http_settings_for(url)?)
     }
 
     /// Moves the branch to the published commit and cleans up. Runs once the
@@ -466,12 +483,15 @@ impl Engine {
         }
         let superproject_url = origin_url(&self.opts.repo);
         let credentials_for = |url: &gix::Url| self.credentials_for(url).map_err(|e| e.to_string());
+        let http_settings_for =
+            |url: &gix::Url| self.http_settings_for(url).map_err(|e| e.to_string());
         let settings = submodules::Settings {
             mode: self.opts.submodules,
             depth: self.opts.depth,
             symlinks: self.opts.escaping_symlinks,
             superproject_url: &superproject_url,
             credentials_for: &credentials_for,
+            http_settings_for: &http_settings_for,
             ssh: &self.opts.ssh,
         };
         let git_dir = self.opts.root.join(".git");

@@ -15,6 +15,7 @@ mod support;
 mod harness;
 
 mod auth;
+mod auth_more;
 mod campaign;
 mod config;
 mod disk;

@@ -10,6 +10,7 @@
 
 #![allow(dead_code)]
 
+pub mod auth_servers;
 pub mod client;
 pub mod git;
 pub mod receiver;

@@ -215,6 +215,8 @@ pub struct HttpOpts {
     pub basic_auth: Option<(String, String)>,
     /// Drop the client's `Git-Protocol` header: the server then speaks v0.
     pub protocol_v0_only: bool,
+    /// Require `Authorization: Bearer <token>` (401 otherwise).
+    pub bearer_token: Option<String>,
 }
 
 /// Counters shared with the serving threads.
@@ -538,8 +540,16 @@ fn serve_http_conn(stream: TcpStream, ctx: &HttpCtx) -> io::Result<()> {
 
     let mut remote_user = None;
     let basic_auth = ctx.basic_auth.lock().expect("auth lock").clone();
-    if let Some((user, pass)) = &basic_auth {
-        let expected = format!("Basic {}", base64(format!("{user}:{pass}").as_bytes()));
+    let bearer = ctx
+        .opts
+        .bearer_token
+        .as_ref()
+        .map(|t| ("bearer".to_string(), t.clone()));
+    if let Some((user, pass)) = basic_auth.as_ref().or(bearer.as_ref()) {
+        let expected = match &bearer {
+            Some((_, token)) => format!("Bearer {token}"),
+            None => format!("Basic {}", base64(format!("{user}:{pass}").as_bytes())),
+        };
         if req.header("Authorization").map(str::trim) != Some(expected.as_str()) {
             ctx.stats.unauthorized.fetch_add(1, Ordering::SeqCst);
             ctx.stats.log.lock().expect("log lock").push(format!(

@@ -1,0 +1,177 @@
+//! Which credentials and headers a connection gets, resolved at each sync:
+//!
+//! * `--repo` (the very URL): `--username` / URL credentials (a password
+//!   file read now), or the `--askpass-url` answer (asked now), or the
+//!   GitHub App installation token (cached, refreshed before expiry); at
+//!   most one of these is configured.
+//! * any URL (and `--repo` when none of the above is set): the
+//!   `--credential` entry that matches it best (see
+//!   [`crate::git::credentials::match_len`]); the longest matching path wins,
+//!   then the first given.
+//! * headers: `--git-config http.extraHeader` go everywhere (as in git); the
+//!   bearer token only to `--repo`'s scheme, host and port, so a submodule on
+//!   another host never sees it.
+//!
+//! Blocking (askpass and GitHub are HTTP requests): called from the sync
+//! pass on the blocking pool. Secrets only travel in [`Credentials`] and
+//! [`HttpSettings`], whose `Debug` hides them.
+
+pub mod askpass;
+pub mod github_app;
+
+use std::sync::Arc;
+
+use crate::config::{Access, HttpAuth};
+use crate::git::credentials::{match_len, Credentials};
+use crate::git::http_settings::HttpSettings;
+use crate::git::Budget;
+use crate::metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A password or token file could not be read (names flag and path).
+    #[error("{0}")]
+    Secret(String),
+    #[error(transparent)]
+    Askpass(#[from] askpass::Error),
+    #[error(transparent)]
+    GithubApp(#[from] github_app::Error),
+}
+
+/// Resolves credentials per URL; shared by the engine and its restarts (the
+/// GitHub token cache lives here).
+pub struct Resolver {
+    repo: gix::Url,
+    auth: Option<HttpAuth>,
+    access: Access,
+    /// `--credential` urls parsed once (checked at start-up).
+    credential_urls: Vec<Option<gix::Url>>,
+    github_token: github_app::TokenCache,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolver")
+            .field("auth", &self.auth)
+            .field("access", &self.access)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Resolver {
+    pub fn new(
+        repo: gix::Url,
+        auth: Option<HttpAuth>,
+        access: Access,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let credential_urls = access
+            .credentials
+            .iter()
+            .map(|c| crate::git::parse_url(&c.url).ok())
+            .collect();
+        Self {
+            repo,
+            auth,
+            access,
+            credential_urls,
+            github_token: github_app::TokenCache::default(),
+            metrics,
+        }
+    }
+
+    /// The credentials for a connection to `url` (see the module docs).
+    pub fn credentials_for(
+        &self,
+        url: &gix::Url,
+        budget: Option<&Budget>,
+    ) -> Result<Option<Credentials>, Error> {
+        if *url == self.repo {
+            if let Some(found) = self.repo_credentials(budget)? {
+                return Ok(Some(found));
+            }
+        }
+        if let Some(found) = self.matching_credential(url)? {
+            return Ok(Some(found));
+        }
+        // Another repository on --repo's server (a submodule): git-sync's
+        // credentials, cached by git per host, answer for it too.
+        if self.same_origin(url) {
+            return self.repo_credentials(budget);
+        }
+        Ok(None)
+    }
+
+    /// Proxy, TLS and headers for a connection to `url`; a bearer token file
+    /// is read now.
+    pub fn http_settings_for(&self, url: &gix::Url) -> Result<HttpSettings, Error> {
+        let mut settings = self.access.http.clone();
+        if let Some(bearer) = self
+            .access
+            .bearer
+            .as_ref()
+            .filter(|_| self.same_origin(url))
+        {
+            let token = bearer.read().map_err(Error::Secret)?;
+            settings
+                .extra_headers
+                .push(format!("Authorization: Bearer {token}"));
+        }
+        Ok(settings)
+    }
+
+    fn same_origin(&self, url: &gix::Url) -> bool {
+        let mut origin = self.repo.clone();
+        origin.path = "/".into();
+        match_len(&origin, url).is_some()
+    }
+
+    fn repo_credentials(&self, budget: Option<&Budget>) -> Result<Option<Credentials>, Error> {
+        let remaining = budget.map_or(askpass::TIMEOUT, Budget::remaining);
+        if let Some(auth) = &self.auth {
+            let password = auth.password().map_err(Error::Secret)?;
+            return Ok(Some(Credentials {
+                username: auth.username.clone(),
+                password,
+            }));
+        }
+        if let Some(url) = &self.access.askpass_url {
+            let answer = askpass::ask(url.expose(), remaining.min(askpass::TIMEOUT));
+            self.metrics.askpass_call(answer.is_ok());
+            return Ok(Some(answer?));
+        }
+        if let Some(app) = &self.access.github_app {
+            let token = self.github_token.get(
+                || github_app::mint(app, &self.access.http, remaining),
+                |ok| self.metrics.github_app_token_refresh(ok),
+            )?;
+            return Ok(Some(Credentials {
+                username: github_app::TOKEN_USER.into(),
+                password: token.token,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// The best `--credential` for `url`, its password read now.
+    fn matching_credential(&self, url: &gix::Url) -> Result<Option<Credentials>, Error> {
+        let mut best: Option<(usize, usize)> = None;
+        for (i, cred_url) in self.credential_urls.iter().enumerate() {
+            let Some(len) = cred_url.as_ref().and_then(|c| match_len(c, url)) else {
+                continue;
+            };
+            if best.is_none_or(|(_, best_len)| len > best_len) {
+                best = Some((i, len));
+            }
+        }
+        let Some((i, _)) = best else {
+            return Ok(None);
+        };
+        let credential = &self.access.credentials[i];
+        Ok(Some(Credentials {
+            username: credential.username.clone(),
+            password: credential.password.read().map_err(Error::Secret)?,
+        }))
+    }
+}

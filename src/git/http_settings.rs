@@ -1,0 +1,183 @@
+//! What an http(s) connection needs beyond the URL and credentials: the
+//! proxy, the trusted CA bundle, certificate checking and extra headers
+//! (`--git-config http.*`, the bearer token). gix's reqwest backend ignores
+//! git config for these (see shared/reference/gix.md §5), so they are applied
+//! to the reqwest client builder and to gix's `extra_headers` here.
+//!
+//! Proxy environment variables (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`,
+//! `NO_PROXY`, and their lower-case forms) are honoured by reqwest itself;
+//! `http.proxy` comes first, and `NO_PROXY` still exempts hosts from it (as
+//! curl, and so git, does).
+
+use std::sync::Arc;
+
+use reqwest::blocking::ClientBuilder;
+
+/// Settings of the http(s) client. `Debug` never shows header values (an
+/// `Authorization` header is a secret) nor a proxy's user info.
+#[derive(Clone, Default)]
+pub struct HttpSettings {
+    /// `http.proxy`: every request goes through this proxy (unless `NO_PROXY`).
+    pub proxy: Option<String>,
+    /// `http.sslCAInfo`: the PEM certificates trusted instead of the system's.
+    pub ca_bundle: Option<CaBundle>,
+    /// `http.sslVerify=false`: any server certificate is accepted.
+    pub accept_invalid_certs: bool,
+    /// `Name: value` lines sent with every request (`http.extraHeader`, bearer token).
+    pub extra_headers: Vec<String>,
+}
+
+/// A CA bundle read from a file, parsed once.
+#[derive(Clone)]
+pub struct CaBundle {
+    pub path: std::path::PathBuf,
+    certs: Arc<Vec<reqwest::Certificate>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read the CA bundle {path:?}: {message}")]
+    CaBundle { path: String, message: String },
+    #[error("invalid proxy URL {url:?}: {message}")]
+    Proxy { url: String, message: String },
+}
+
+impl CaBundle {
+    /// Reads and parses a PEM bundle; an unreadable file, one that is not
+    /// PEM, or one without a certificate is an error naming the file.
+    pub fn read(path: &std::path::Path) -> Result<Self, Error> {
+        let fail = |message: String| Error::CaBundle {
+            path: path.display().to_string(),
+            message,
+        };
+        let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| fail(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(fail("no PEM certificate in it".into()));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            certs: Arc::new(certs),
+        })
+    }
+}
+
+impl std::fmt::Debug for HttpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<&str> = self
+            .extra_headers
+            .iter()
+            .map(|h| h.split(':').next().unwrap_or_default())
+            .collect();
+        f.debug_struct("HttpSettings")
+            .field(
+                "proxy",
+                &self.proxy.as_deref().map(crate::types::redact_url),
+            )
+            .field("ca_bundle", &self.ca_bundle.as_ref().map(|c| &c.path))
+            .field("accept_invalid_certs", &self.accept_invalid_certs)
+            .field("extra_header_names", &headers)
+            .finish()
+    }
+}
+
+impl HttpSettings {
+    /// Checks the proxy URL, for start-up errors.
+    pub fn check_proxy(url: &str) -> Result<(), Error> {
+        proxy_for(url).map(drop)
+    }
+
+    /// True when a header carries credentials (a 401 then means "rejected").
+    pub fn sends_authorization(&self) -> bool {
+        self.extra_headers.iter().any(|h| {
+            h.split(':')
+                .next()
+                .is_some_and(|name| name.trim().eq_ignore_ascii_case("authorization"))
+        })
+    }
+
+    /// A reqwest client configurator for everything but the headers (which
+    /// gix adds to each request itself). Fallible parts are done now, so
+    /// that the returned closure cannot fail.
+    pub fn client_configurator(
+        &self,
+    ) -> Result<impl Fn(ClientBuilder) -> ClientBuilder + Send + Sync + 'static, Error> {
+        let proxy = self.proxy.as_deref().map(proxy_for).transpose()?;
+        let certs = self.ca_bundle.as_ref().map(|c| c.certs.clone());
+        let accept_invalid = self.accept_invalid_certs;
+        Ok(move |mut builder: ClientBuilder| {
+            if let Some(proxy) = &proxy {
+                builder = builder.proxy(proxy.clone());
+            }
+            if let Some(certs) = &certs {
+                builder = builder.tls_certs_only(certs.iter().cloned());
+            }
+            if accept_invalid {
+                builder = builder.tls_danger_accept_invalid_certs(true);
+            }
+            builder
+        })
+    }
+}
+
+/// `http.proxy` as reqwest wants it: for every scheme, `NO_PROXY` honoured.
+/// A proxy without a scheme is `http://` (as in git).
+fn proxy_for(url: &str) -> Result<reqwest::Proxy, Error> {
+    let full = if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    };
+    reqwest::Proxy::all(&full)
+        .map(|p| p.no_proxy(reqwest::NoProxy::from_env()))
+        .map_err(|e| Error::Proxy {
+            url: crate::types::redact_url(url),
+            message: e.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_header_values_and_proxy_passwords() {
+        let s = HttpSettings {
+            proxy: Some("http://u:pr0xy-pw@127.0.0.1:3128".into()),
+            extra_headers: vec!["Authorization: Bearer t0k3n".into()],
+            ..Default::default()
+        };
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("t0k3n") && !dbg.contains("pr0xy-pw"), "{dbg}");
+        assert!(dbg.contains("Authorization"), "{dbg}");
+        assert!(s.sends_authorization());
+        assert!(!HttpSettings::default().sends_authorization());
+    }
+
+    #[test]
+    fn proxy_urls_are_checked() {
+        assert!(HttpSettings::check_proxy("http://127.0.0.1:3128").is_ok());
+        assert!(HttpSettings::check_proxy("127.0.0.1:3128").is_ok());
+        assert!(HttpSettings::check_proxy("http://[::1").is_err());
+    }
+
+    #[test]
+    fn a_ca_bundle_that_is_not_pem_names_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("ca.pem");
+        std::fs::write(&file, "not a certificate\n").expect("write");
+        let e = CaBundle::read(&file)
+            .err()
+            .expect("no certificate")
+            .to_string();
+        assert!(
+            e.contains("ca.pem") && e.contains("no PEM certificate"),
+            "{e}"
+        );
+        let e = CaBundle::read(&dir.path().join("missing.pem"))
+            .err()
+            .expect("missing")
+            .to_string();
+        assert!(e.contains("missing.pem"), "{e}");
+    }
+}

@@ -1,0 +1,609 @@
+//! The other ways to authenticate and reach an http(s) server, against real
+//! servers on 127.0.0.1: `--credential` per URL (two servers with different
+//! passwords, path prefixes), `--askpass-url` that is slow, failing or
+//! wrong, a bearer token, a GitHub App (a GitHub-API-shaped token endpoint
+//! that verifies the JWT with the app's public key and hands out short-lived
+//! tokens, which the git server then demands), proxies (environment and
+//! `http.proxy`, through a counting forward proxy), a CA bundle
+//! (`http.sslCAInfo`), `--git-config` keys at start-up, and sweeps of what
+//! the process writes for each new secret.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use crate::support::auth_servers::{Answer, FnServer, ForwardProxy, Req};
+use crate::support::client::{self, wait_for_http_address};
+use crate::support::servers::{base64, TestCa, TlsProxy};
+use crate::support::sidecar::{describe_output, Running};
+use crate::support::*;
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+const USER: &str = "alice";
+/// Distinctive, so that finding it anywhere is no accident.
+const SECRET: &str = "Hx4-more-SECRET-2pL";
+const OTHER: &str = "Rt7-wrong-PASS-5nB";
+
+fn upstream() -> Upstream {
+    let up = Upstream::new();
+    up.commit_file("index.html", "v1\n", "first");
+    up
+}
+
+/// A smart-HTTP server for `up` that requires `USER` / `password`.
+fn server(up: &Upstream, password: &str) -> HttpGit {
+    HttpGit::start(
+        up.base(),
+        HttpOpts {
+            basic_auth: Some((USER.into(), password.into())),
+            ..Default::default()
+        },
+    )
+}
+
+/// The `error` field of every "sync failed" log line.
+fn sync_errors(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "sync failed")
+        .filter_map(|v| v["error"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn one_time(s: &Scratch, url: &str) -> crate::support::sidecar::Sidecar {
+    s.sidecar(url).arg("--one-time")
+}
+
+fn polling(s: &Scratch, url: &str) -> crate::support::sidecar::Sidecar {
+    s.sidecar(url).args(["--period=200ms", "--max-failures=-1"])
+}
+
+fn credential(url: &str, password: &str) -> serde_json::Value {
+    serde_json::json!({"url": url, "username": USER, "password": password})
+}
+
+/// The value of a metric line `name{labels} value`, 0 when absent.
+fn metric(metrics: &str, name_and_labels: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name_and_labels))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn get(addr: &str, path: &str) -> String {
+    client::get(addr, path)
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        .text()
+}
+
+#[test]
+fn per_url_credentials_give_each_server_its_own_password() {
+    let (up_a, up_b) = (upstream(), upstream());
+    let (a, b) = (server(&up_a, SECRET), server(&up_b, OTHER));
+    let both = serde_json::json!([
+        credential(&b.url(""), OTHER),
+        credential(&a.url(""), SECRET)
+    ]);
+    for (http, up) in [(&a, &up_a), (&b, &up_b)] {
+        let s = Scratch::new();
+        let out = one_time(&s, &http.url(up.name()))
+            .arg(format!("--credential={both}"))
+            .run(RUN_TIMEOUT);
+        assert!(out.status.success(), "{}", describe_output(&out));
+        assert_eq!(s.published().as_deref(), Some(up.head().as_str()));
+        let logs = format!("{}{}", describe_output(&out), http.request_log().join("\n"));
+        assert!(!logs.contains(SECRET) && !logs.contains(OTHER), "{logs}");
+    }
+    // Same host: the entry whose path is the longer prefix wins, whatever the order.
+    let s = Scratch::new();
+    let prefixed = serde_json::json!([
+        credential(&a.url(""), OTHER),
+        credential(&a.url(up_a.name()), SECRET),
+        credential(&a.url("other/"), OTHER),
+    ]);
+    let out = one_time(&s, &a.url(up_a.name()))
+        .arg(format!("--credential={prefixed}"))
+        .run(RUN_TIMEOUT);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    // A path that is no prefix on a segment boundary does not match.
+    let s = Scratch::new();
+    let near_miss = credential(&a.url(&format!("{}-not", up_a.name())), SECRET);
+    let out = one_time(&s, &a.url(up_a.name()))
+        .arg(format!("--credential={near_miss}"))
+        .run(RUN_TIMEOUT);
+    assert!(!out.status.success(), "{}", describe_output(&out));
+    let errors = sync_errors(&String::from_utf8_lossy(&out.stderr));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("asks for credentials and none are configured")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn askpass_that_is_slow_then_failing_then_wrong_fails_those_syncs_and_recovers() {
+    let up = upstream();
+    let http = server(&up, SECRET);
+    let answer = |password: &str| format!("username={USER}\npassword={password}\n");
+    let (right, wrong) = (answer(SECRET), answer(OTHER));
+    let askpass = FnServer::start(move |i, _: &Req| match i {
+        // Beyond the 5 s askpass timeout.
+        0 => Answer {
+            delay: Duration::from_secs(7),
+            ..Answer::new(200, right.clone())
+        },
+        1 => Answer::new(500, "flaky"),
+        2 => Answer::new(200, wrong.clone()),
+        _ => Answer::new(200, right.clone()),
+    });
+    let s = Scratch::new();
+    let run = polling(&s, &http.url(up.name()))
+        .arg(format!("--askpass-url={}", askpass.url("/creds?k=v")))
+        .args(["--http-bind", "127.0.0.1:0", "--http-metrics"])
+        .spawn();
+    let addr = wait_for_http_address(&run);
+    run.wait_for_link_hash(&s.link(), &up.head());
+    let errors = sync_errors(&run.stderr());
+    let prefix = format!("askpass URL {}", askpass.url("/creds?k=v"));
+    assert!(errors.len() >= 3, "{errors:?}\n{}", run.logs());
+    assert!(
+        errors[0].starts_with(&prefix) && errors[0].contains("timed out"),
+        "{errors:?}"
+    );
+    assert_eq!(errors[1], format!("{prefix} answered 500, not 200"));
+    assert!(
+        errors[2].contains("authentication failed") && errors[2].contains("rejected"),
+        "{errors:?}"
+    );
+    let metrics = get(&addr, "/metrics");
+    assert_eq!(
+        metric(&metrics, "git_sync_askpass_calls{status=\"error\"}"),
+        2.0,
+        "{metrics}"
+    );
+    assert!(
+        metric(&metrics, "git_sync_askpass_calls{status=\"success\"}") >= 2.0,
+        "{metrics}"
+    );
+    assert!(askpass.requests().iter().all(|r| r.method == "GET"));
+    let everything = format!(
+        "{}\n{}\n{metrics}\n{}",
+        run.stdout(),
+        run.stderr(),
+        get(&addr, "/status")
+    );
+    assert_no_secret(
+        &[("stdout, stderr, /metrics and /status", &everything)],
+        &[SECRET, OTHER],
+    );
+}
+
+#[test]
+fn bearer_token_is_sent_as_a_header_to_a_server_that_demands_it() {
+    let up = upstream();
+    let http = HttpGit::start(
+        up.base(),
+        HttpOpts {
+            bearer_token: Some(SECRET.into()),
+            ..Default::default()
+        },
+    );
+    let s = Scratch::new();
+    let out = one_time(&s, &http.url(up.name()))
+        .env("GITSYNC_BEARER_TOKEN", SECRET)
+        .run(RUN_TIMEOUT);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert_eq!(http.unauthorized(), 0, "sent up front, no 401 round trip");
+    let s = Scratch::new();
+    let file = s.dir.path().join("token");
+    fs::write(&file, format!("{SECRET}\n")).expect("token file");
+    let out = one_time(&s, &http.url(up.name()))
+        .arg(format!("--bearer-token-file={}", file.display()))
+        .run(RUN_TIMEOUT);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    for (env, expected) in [
+        (Some(OTHER), "rejected the credentials"),
+        (None, "none are configured"),
+    ] {
+        let s = Scratch::new();
+        let mut sidecar = one_time(&s, &http.url(up.name()));
+        if let Some(token) = env {
+            sidecar = sidecar.env("GITSYNC_BEARER_TOKEN", token);
+        }
+        let out = sidecar.run(RUN_TIMEOUT);
+        assert!(!out.status.success(), "{}", describe_output(&out));
+        let errors = sync_errors(&String::from_utf8_lossy(&out.stderr));
+        assert!(errors.iter().any(|e| e.contains(expected)), "{errors:?}");
+    }
+}
+
+/// `openssl` makes the app's key pair (PKCS#8 private key, PKCS#1 public DER).
+fn app_key(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let key = dir.join("app.pem");
+    let public = dir.join("app.pub.der");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("openssl is needed (Debian: apt-get install openssl): {e}"));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (k, p) = (key.to_string_lossy(), public.to_string_lossy());
+    run(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        &k,
+    ]);
+    run(&[
+        "rsa",
+        "-in",
+        &k,
+        "-RSAPublicKey_out",
+        "-outform",
+        "DER",
+        "-out",
+        &p,
+    ]);
+    (key.clone(), fs::read(&public).expect("public key"))
+}
+
+/// Checks a GitHub App JWT as GitHub would: RS256 signature by the app's
+/// key, `iss` = the app ID, `iat` in the past, at most 10 minutes to `exp`.
+fn jwt_is_valid(req: &Req, public_der: &[u8]) -> Result<(), String> {
+    use aws_lc_rs::signature::{UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let jwt = req
+        .header("Authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .ok_or("no bearer JWT")?;
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let [header, claims, signature] = parts[..] else {
+        return Err("not three parts".into());
+    };
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|e| e.to_string())?;
+    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, public_der)
+        .verify(format!("{header}.{claims}").as_bytes(), &signature)
+        .map_err(|_| "bad signature")?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    let claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
+    let (iat, exp) = (
+        claims["iat"].as_u64().unwrap_or(u64::MAX),
+        claims["exp"].as_u64().unwrap_or(0),
+    );
+    let ok = header["alg"] == "RS256"
+        && claims["iss"] == 7
+        && iat <= now
+        && exp > now
+        && exp <= now + 600;
+    ok.then_some(())
+        .ok_or_else(|| format!("bad JWT: {header} {claims}"))
+}
+
+#[test]
+fn github_app_token_is_minted_used_and_refreshed_before_expiry() {
+    let up = upstream();
+    let git = Arc::new(HttpGit::start(
+        up.base(),
+        HttpOpts {
+            basic_auth: Some(("x-access-token".into(), "none-minted-yet".into())),
+            ..Default::default()
+        },
+    ));
+    let s = Scratch::new();
+    let (key_file, public_der) = app_key(s.dir.path());
+    let minted: Arc<Mutex<Vec<String>>> = Arc::default();
+    let refused: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (git2, minted2, refused2) = (git.clone(), minted.clone(), refused.clone());
+    let api = FnServer::start(move |i, req| {
+        let well_formed = req.method == "POST"
+            && req.target == "/app/installations/42/access_tokens"
+            && req.header("Accept") == Some("application/vnd.github+json");
+        if let Err(e) = jwt_is_valid(req, &public_der)
+            .and(well_formed.then_some(()).ok_or_else(|| format!("{req:?}")))
+        {
+            refused2.lock().expect("lock").push(e);
+            return Answer::new(
+                401,
+                r#"{"message":"A JSON web token could not be decoded"}"#,
+            );
+        }
+        let token = format!("ghs_test{i}_Tk9");
+        git2.set_basic_auth("x-access-token", &token);
+        minted2.lock().expect("lock").push(token.clone());
+        // 3 s more than the 5-minute refresh margin: due again 3 s from now.
+        let expires = SystemTime::now() + Duration::from_secs(5 * 60 + 3);
+        let body = serde_json::json!({"token": token, "expires_at": humantime::format_rfc3339_seconds(expires).to_string()});
+        Answer::new(201, body.to_string())
+    });
+    let run = polling(&s, &git.url(up.name()))
+        .arg(format!("--github-base-url={}", api.url("/")))
+        .args([
+            "--github-app-application-id=7",
+            "--github-app-installation-id=42",
+        ])
+        .arg(format!(
+            "--github-app-private-key-file={}",
+            key_file.display()
+        ))
+        .args(["--http-bind", "127.0.0.1:0", "--http-metrics"])
+        .spawn();
+    let addr = wait_for_http_address(&run);
+    run.wait_for_link_hash(&s.link(), &up.head());
+    run.wait_until(DEADLINE, "a second token (refresh)", || {
+        minted.lock().expect("lock").len() >= 2
+    });
+    // The git server now only takes the newest token.
+    let second = up.commit_file("index.html", "v2\n", "second");
+    run.wait_for_link_hash(&s.link(), &second);
+    assert!(
+        refused.lock().expect("lock").is_empty(),
+        "{:?}",
+        refused.lock()
+    );
+    let metrics = get(&addr, "/metrics");
+    let refreshes = metric(
+        &metrics,
+        "git_sync_refresh_github_app_token_count{status=\"success\"}",
+    );
+    assert!(refreshes >= 2.0, "{metrics}");
+    let mut secrets = minted.lock().expect("lock").clone();
+    let pem = fs::read_to_string(&key_file).expect("key");
+    secrets.extend(
+        pem.lines()
+            .filter(|l| !l.starts_with("-----"))
+            .map(str::to_string),
+    );
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let everything = format!(
+        "{}\n{}\n{metrics}\n{}",
+        run.stdout(),
+        run.stderr(),
+        get(&addr, "/status")
+    );
+    assert_no_secret(
+        &[("stdout, stderr, /metrics and /status", &everything)],
+        &secrets,
+    );
+}
+
+#[test]
+fn proxy_environment_variables_and_http_proxy_carry_the_traffic() {
+    let up = upstream();
+    let http = HttpGit::start(up.base(), HttpOpts::default());
+    let url = http.url(up.name());
+    // An environment variable, or (None) --git-config http.proxy.
+    for name in [
+        Some("HTTP_PROXY"),
+        Some("http_proxy"),
+        Some("ALL_PROXY"),
+        None,
+    ] {
+        let proxy = ForwardProxy::start();
+        let s = Scratch::new();
+        let sidecar = match name {
+            Some(var) => one_time(&s, &url).env(var, proxy.url()),
+            None => one_time(&s, &url).arg(format!("--git-config=http.proxy:{}", proxy.url())),
+        };
+        let name = name.unwrap_or("http.proxy");
+        let out = sidecar.run(RUN_TIMEOUT);
+        assert!(out.status.success(), "{name}: {}", describe_output(&out));
+        assert!(
+            proxy.forwarded() >= 2,
+            "{name}: {} requests went through the proxy",
+            proxy.forwarded()
+        );
+    }
+    // NO_PROXY exempts the host, from the environment proxy and from http.proxy.
+    let proxy = ForwardProxy::start();
+    let s = Scratch::new();
+    let out = one_time(&s, &url)
+        .env("HTTP_PROXY", proxy.url())
+        .env("NO_PROXY", "127.0.0.1")
+        .arg(format!("--git-config=http.proxy:{}", proxy.url()))
+        .run(RUN_TIMEOUT);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert_eq!(proxy.forwarded(), 0);
+}
+
+#[test]
+fn https_through_a_connect_proxy_trusting_the_ca_from_http_ssl_ca_info() {
+    let up = upstream();
+    let ca = TestCa::new();
+    let http = HttpGit::start(up.base(), HttpOpts::default());
+    let tls = TlsProxy::start(http.addr(), &ca.cert_pem, &ca.key_pem);
+    let proxy = ForwardProxy::start();
+    let s = Scratch::new();
+    let out = one_time(&s, &tls.url(up.name()))
+        .arg(format!(
+            "--git-config=http.sslCAInfo:{}",
+            ca.ca_pem.display()
+        ))
+        .env("HTTPS_PROXY", proxy.url())
+        .run(RUN_TIMEOUT);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        describe_output(&out),
+        tls.log()
+    );
+    assert!(proxy.connects() >= 1 && tls.handshakes_ok() >= 1);
+    // Without the bundle the certificate is not trusted...
+    let s = Scratch::new();
+    let out = one_time(&s, &tls.url(up.name())).run(RUN_TIMEOUT);
+    assert!(!out.status.success(), "{}", describe_output(&out));
+    // ...unless checking is turned off (warned about).
+    let s = Scratch::new();
+    let out = one_time(&s, &tls.url(up.name()))
+        .arg("--git-config=http.sslVerify:false")
+        .run(RUN_TIMEOUT);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("any server certificate is accepted"));
+}
+
+#[test]
+fn git_config_keys_are_used_ignored_or_refused_at_start_up() {
+    let up = upstream();
+    let s = Scratch::new();
+    let out = one_time(&s, &up.file_url())
+        .arg("--git-config=safe.directory:*,\"protocol.file.allow\":always,core.editor:vi,http.sslCAInfo:/no/ca.pem")
+        .run(RUN_TIMEOUT);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("\"core.editor\" is not supported (used: http.proxy"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("cannot read the CA bundle \"/no/ca.pem\""),
+        "{stderr}"
+    );
+    assert!(s.published().is_none());
+    let out = one_time(&s, &up.file_url())
+        .arg("--git-config=safe.directory:*,protocol.file.allow:always")
+        .run(RUN_TIMEOUT);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("\\\"safe.directory\\\" is ignored"),
+        "{stderr}"
+    );
+}
+
+/// Everything a failing-then-working run writes (logs, error file,
+/// /status, /metrics, the exechook's environment) is free of `secrets`.
+fn sweep(
+    s: &Scratch,
+    sidecar: crate::support::sidecar::Sidecar,
+    fix: impl FnOnce(),
+    head: &str,
+    secrets: &[&str],
+) {
+    let error_file = s.error_file();
+    let hook_env = s.dir.path().join("hook-env");
+    let run: Running = sidecar
+        .args(["--http-bind", "127.0.0.1:0", "--http-metrics", "-v", "9"])
+        .arg(format!("--error-file={}", error_file.display()))
+        .args(["--exechook-command=/bin/sh", "--exechook-arg=-c"])
+        .arg(format!("--exechook-arg=env > {}", hook_env.display()))
+        .spawn();
+    let addr = wait_for_http_address(&run);
+    run.wait_until(DEADLINE, "a failed sync in the error file", || {
+        error_file_has_err(&error_file)
+    });
+    let failed = [
+        fs::read_to_string(&error_file).unwrap_or_default(),
+        get(&addr, "/status"),
+        get(&addr, "/metrics"),
+    ];
+    fix();
+    run.wait_for_link_hash(&s.link(), head);
+    run.wait_until(DEADLINE, "the exechook's environment dump", || {
+        fs::read_to_string(&hook_env).is_ok_and(|e| e.contains("GITSYNC_HASH="))
+    });
+    let hook = fs::read_to_string(&hook_env).expect("hook env");
+    let (status, metrics) = (get(&addr, "/status"), get(&addr, "/metrics"));
+    let logs = format!("{}\n{}", run.stdout(), run.stderr());
+    assert_no_secret(
+        &[
+            ("stdout and stderr", &logs),
+            ("error file", &failed[0]),
+            ("/status (failing)", &failed[1]),
+            ("/metrics (failing)", &failed[2]),
+            ("/status", &status),
+            ("/metrics", &metrics),
+            ("exechook environment", &hook),
+        ],
+        secrets,
+    );
+}
+
+#[test]
+fn credential_askpass_and_bearer_secrets_appear_nowhere_the_process_writes() {
+    let up = upstream();
+    // --credential: the server first wants another password.
+    let http = server(&up, OTHER);
+    let s = Scratch::new();
+    // From the environment, which the hook must not inherit.
+    let sidecar = polling(&s, &http.url(up.name())).env(
+        "GITSYNC_CREDENTIAL",
+        credential(&http.url(""), SECRET).to_string(),
+    );
+    sweep(
+        &s,
+        sidecar,
+        || http.set_basic_auth(USER, SECRET),
+        &up.head(),
+        &[SECRET],
+    );
+    // --askpass-url: same, the password comes from the endpoint.
+    let http = server(&up, OTHER);
+    let askpass = FnServer::start(|_, _: &Req| {
+        Answer::new(200, format!("username={USER}\npassword={SECRET}\n"))
+    });
+    let s = Scratch::new();
+    let sidecar =
+        polling(&s, &http.url(up.name())).arg(format!("--askpass-url={}", askpass.url("/")));
+    sweep(
+        &s,
+        sidecar,
+        || http.set_basic_auth(USER, SECRET),
+        &up.head(),
+        &[SECRET],
+    );
+    // Bearer: accepted at once; the first syncs fail for a missing branch.
+    let http = HttpGit::start(
+        up.base(),
+        HttpOpts {
+            bearer_token: Some(SECRET.into()),
+            ..Default::default()
+        },
+    );
+    let s = Scratch::new();
+    let sidecar = polling(&s, &http.url(up.name()))
+        .arg("--ref=later")
+        .env("GITSYNC_BEARER_TOKEN", SECRET);
+    sweep(&s, sidecar, || up.branch("later"), &up.head(), &[SECRET]);
+}
+
+/// Fails naming the place where a secret, or its basic-auth encoding, shows up.
+fn assert_no_secret(places: &[(&str, &str)], secrets: &[&str]) {
+    for secret in secrets {
+        let forms = [
+            secret.to_string(),
+            base64(format!("{USER}:{secret}").as_bytes()),
+            base64(format!("x-access-token:{secret}").as_bytes()),
+        ];
+        for (place, text) in places {
+            assert!(!text.is_empty(), "{place} is empty: nothing was checked");
+            for form in &forms {
+                assert!(
+                    !text.contains(form.as_str()),
+                    "{form:?} found in {place}:\n{text}"
+                );
+            }
+        }
+    }
+}
