@@ -862,15 +862,15 @@ pub struct Cli {
     #[arg(long, env = "GITSYNC_GIT_GC", value_name = "MODE")]
     pub git_gc: Option<String>,
 
-    /// Add the running UID/GID to /etc/passwd (not supported yet)
+    /// git-sync adds the UID to /etc/passwd for ssh; accepted and ignored (with a
+    /// warning): git-sidecar's built-in SSH client needs no passwd entry
     #[arg(
         long,
         env = "GITSYNC_ADD_USER",
         value_name = "BOOL",
         num_args = 0..=1,
         require_equals = true,
-        default_missing_value = "true",
-        help_heading = NOT_YET
+        default_missing_value = "true"
     )]
     pub add_user: Option<String>,
 

@@ -1466,10 +1466,14 @@ impl<'a> Checker<'a> {
     /// Flags of features that are not implemented: refused when set.
     fn unsupported(&mut self) {
         // Booleans whose "false" is what we do anyway.
-        for id in ["add_user", "cookie_file"] {
-            if self.bool(id) == Some(true) {
-                self.refuse(id, "");
-            }
+        if self.bool("cookie_file") == Some(true) {
+            self.refuse("cookie_file", "");
+        }
+        if self.bool("add_user") == Some(true) {
+            let label = self.cli.label("add_user");
+            self.warnings.push(format!(
+                "{label} is ignored: the built-in SSH client needs no /etc/passwd entry"
+            ));
         }
         // v3 --ssh: accepted and ignored, but must still be a boolean.
         let _ = self.bool("ssh");
@@ -1996,6 +2000,13 @@ pub fn default_link_name(repo: &str) -> Option<String> {
 
 /// Makes `p` absolute against the current directory and resolves symlinks in
 /// the longest prefix that exists; the rest is normalised lexically.
+/// A file read again at every sync, made absolute without resolving
+/// symlinks: in a Kubernetes Secret volume the file is a symlink into a
+/// timestamped directory that every update of the Secret replaces.
+fn absolute_reread(p: &Path) -> std::io::Result<PathBuf> {
+    std::path::absolute(p)
+}
+
 fn absolutize(p: &Path) -> std::io::Result<PathBuf> {
     let abs = std::path::absolute(p)?;
     for existing in abs.ancestors() {
@@ -2484,7 +2495,6 @@ mod tests {
                 "--git-gc=sometimes",
                 "--submodules=all",
                 "--change-permissions=0775",
-                "--add-user",
             ]),
             &[],
         );
@@ -2501,11 +2511,13 @@ mod tests {
             all.contains("--change-permissions (GIT_SYNC_PERMISSIONS): is no longer supported; use --group-write"),
             "{all}"
         );
+        assert_eq!(p.len(), 3, "{all}");
+        let c = config(&with(&["--add-user"]), &[]);
+        let w = c.warnings.join("\n");
         assert!(
-            all.contains("--add-user (GITSYNC_ADD_USER) is not supported yet"),
-            "{all}"
+            w.contains("--add-user (GITSYNC_ADD_USER) is ignored: the built-in SSH client needs no /etc/passwd entry"),
+            "{w}"
         );
-        assert_eq!(p.len(), 4, "{all}");
     }
 
     #[test]

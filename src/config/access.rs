@@ -22,7 +22,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{absolutize, read_secret_file, Checker, PasswordSource, SecretBytes};
+use super::{absolute_reread, read_secret_file, Checker, PasswordSource, SecretBytes};
 use crate::auth::github_app::AppKey;
 use crate::git::http_settings::HttpSettings;
 use crate::types::RepoUrl;
@@ -278,7 +278,7 @@ impl Checker<'_> {
     /// A secret file's absolute path; only warned about when unreadable now
     /// (each sync reads it).
     fn secret_path(&mut self, id: &str, raw: &str) -> Option<PathBuf> {
-        let path = match absolutize(Path::new(raw)) {
+        let path = match absolute_reread(Path::new(raw)) {
             Ok(path) => path,
             Err(e) => {
                 self.fail(id, format!("cannot make {raw:?} absolute: {e}"));

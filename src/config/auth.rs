@@ -19,7 +19,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{absolutize, read_secret_file, repo_scheme, Checker, SecretBytes};
+use super::{absolute_reread, read_secret_file, repo_scheme, Checker, SecretBytes};
 
 /// Who git-sidecar is to an http(s) server. `Debug` shows neither the
 /// password nor the user name (a URL's lone user is often a token).
@@ -213,7 +213,7 @@ impl Checker<'_> {
     /// Only warned about when it cannot be read now: each sync reads it.
     fn password_file(&mut self) -> Option<Result<PathBuf, ()>> {
         let raw = self.raw("password_file")?;
-        let path = match absolutize(Path::new(raw)) {
+        let path = match absolute_reread(Path::new(raw)) {
             Ok(path) => path,
             Err(e) => {
                 self.fail(

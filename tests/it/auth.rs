@@ -417,3 +417,57 @@ fn make_executable(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod");
 }
+
+/// A Secret volume as the kubelet writes it: `<dir>/token` is a symlink to
+/// `..data/token`, `..data` a symlink to a timestamped directory that an
+/// update replaces (new directory, `..data` renamed over, old one deleted).
+struct SecretVolume {
+    dir: PathBuf,
+    generation: usize,
+}
+
+impl SecretVolume {
+    fn new(dir: PathBuf, token: &str) -> Self {
+        fs::create_dir_all(&dir).expect("secret dir");
+        let mut volume = SecretVolume { dir, generation: 0 };
+        volume.update(token);
+        std::os::unix::fs::symlink("..data/token", volume.dir.join("token")).expect("token link");
+        volume
+    }
+
+    fn token_path(&self) -> PathBuf {
+        self.dir.join("token")
+    }
+
+    fn update(&mut self, token: &str) {
+        let old = format!("..2026_11_23_{}", self.generation);
+        self.generation += 1;
+        let new = format!("..2026_11_23_{}", self.generation);
+        fs::create_dir(self.dir.join(&new)).expect("timestamped dir");
+        fs::write(self.dir.join(&new).join("token"), token).expect("token");
+        let tmp = self.dir.join("..data_tmp");
+        std::os::unix::fs::symlink(&new, &tmp).expect("data link");
+        fs::rename(&tmp, self.dir.join("..data")).expect("swap ..data");
+        let _ = fs::remove_dir_all(self.dir.join(old));
+    }
+}
+
+#[test]
+fn a_rotated_kubernetes_secret_volume_is_followed() {
+    let up = upstream();
+    let http = server(&up, SECRET);
+    let s = Scratch::new();
+    let mut volume = SecretVolume::new(s.dir.path().join("git-secret"), SECRET);
+    let run = polling(&s, &http.url(up.name()))
+        .args(["--username", USER, "--password-file"])
+        .arg(volume.token_path())
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &up.head());
+
+    // The kubelet's update: the directory the token first resolved to is gone.
+    http.set_basic_auth(USER, OTHER);
+    volume.update(OTHER);
+    let second = up.commit_file("index.html", "v2\n", "second");
+    run.wait_for_link_hash(&s.link(), &second);
+    run.assert_running();
+}
