@@ -31,6 +31,7 @@ mod refs_depth;
 mod reuse;
 mod sparse;
 mod ssh;
+mod submodule_auth;
 mod submodules;
 mod sync;
 mod transports;

@@ -226,6 +226,8 @@ struct HttpStats {
     unauthorized: AtomicUsize,
     bytes_sent: AtomicU64,
     log: Mutex<Vec<String>>,
+    /// Every `Authorization` header received, accepted or not.
+    authorizations: Mutex<Vec<String>>,
 }
 
 /// Smart-HTTP git server: `http://127.0.0.1:PORT/<repo>` backed by
@@ -322,6 +324,16 @@ impl HttpGit {
     /// One line per request: `METHOD path?query status git-protocol=<header>`.
     pub fn request_log(&self) -> Vec<String> {
         self.stats.log.lock().expect("log lock").clone()
+    }
+
+    /// Every `Authorization` header received (accepted or not), so a test
+    /// can tell which secrets reached this server.
+    pub fn authorizations(&self) -> Vec<String> {
+        self.stats
+            .authorizations
+            .lock()
+            .expect("auth log lock")
+            .clone()
     }
 
     /// What http-backend wrote on stderr.
@@ -537,6 +549,10 @@ fn serve_http_conn(stream: TcpStream, ctx: &HttpCtx) -> io::Result<()> {
     let req = read_request(&mut reader, &mut writer)?;
     ctx.stats.requests.fetch_add(1, Ordering::SeqCst);
     let git_protocol = req.header("Git-Protocol").map(str::to_string);
+    if let Some(authorization) = req.header("Authorization") {
+        let mut seen = ctx.stats.authorizations.lock().expect("auth log lock");
+        seen.push(authorization.to_string());
+    }
 
     let mut remote_user = None;
     let basic_auth = ctx.basic_auth.lock().expect("auth lock").clone();
