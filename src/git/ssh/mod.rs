@@ -80,6 +80,8 @@ pub enum Error {
     Spawn(std::io::Error),
     #[error("sync timeout exceeded while connecting over ssh")]
     Timeout,
+    #[error("the ssh session ended unexpectedly (see the log for its last error)")]
+    SessionEnded,
     #[error("interrupted by shutdown")]
     Interrupted,
 }
@@ -150,14 +152,20 @@ impl Target {
             .ok_or_else(|| Error::Url("no host".into()))?
             .to_string();
         let path = remote_path(&String::from_utf8_lossy(url.path.as_slice()));
-        if host.starts_with('-') || path.starts_with('-') {
-            return Err(Error::Url("host and path must not start with '-'".into()));
+        let user = url.user().map(str::to_string).filter(|u| !u.is_empty());
+        // As git's looks_like_command_line_option: GIT_SSH_COMMAND gets
+        // `user@host` as one argument, which ssh would read as an option.
+        let dashed = user.as_deref().unwrap_or(&host).starts_with('-');
+        if dashed || host.starts_with('-') || path.starts_with('-') {
+            return Err(Error::Url(
+                "user, host and path must not start with '-'".into(),
+            ));
         }
         if path.is_empty() {
             return Err(Error::Url("no repository path".into()));
         }
         Ok(Self {
-            user: url.user().map(str::to_string).filter(|u| !u.is_empty()),
+            user,
             host,
             port: url.port,
             path,
@@ -235,6 +243,15 @@ mod tests {
         assert!(Target::from_url(&url).is_ok());
         let url = crate::git::parse_url("host:-oProxyCommand=x").expect("parses");
         assert!(Target::from_url(&url).is_err());
+        // A user is the start of `user@host`, one argument to GIT_SSH_COMMAND.
+        for raw in [
+            "ssh://-oProxyCommand=touch%20x@host/r",
+            "-oProxyCommand=x@host:r",
+        ] {
+            let url = crate::git::parse_url(raw).expect("parses");
+            let err = Target::from_url(&url).expect_err(raw);
+            assert!(err.to_string().contains("must not start with '-'"), "{err}");
+        }
     }
 
     #[test]

@@ -82,7 +82,7 @@ fn wait_ready(ready: &mpsc::Receiver<Result<(), Error>>, budget: &Budget) -> Res
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 budget_error(budget)?;
-                return Err(Error::Interrupted);
+                return Err(Error::SessionEnded);
             }
         }
     }
