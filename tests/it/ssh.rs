@@ -10,7 +10,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use crate::support::sidecar::describe_output;
-use crate::support::sshd::{self, keygen, KeyPair, Sshd};
+use crate::support::sshd::{self, keygen, ssh_args, Sshd};
 use crate::support::*;
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -28,16 +28,6 @@ fn known_hosts(dir: &Path, lines: &[String]) -> PathBuf {
     let path = dir.join("known_hosts");
     fs::write(&path, lines.join("\n") + "\n").expect("writing known_hosts");
     path
-}
-
-/// `--ssh-key-file` for each key and `--ssh-known-hosts-file`.
-fn ssh_args(keys: &[&KeyPair], known_hosts: &Path) -> Vec<String> {
-    let mut args: Vec<String> = keys
-        .iter()
-        .map(|k| format!("--ssh-key-file={}", k.path.display()))
-        .collect();
-    args.push(format!("--ssh-known-hosts-file={}", known_hosts.display()));
-    args
 }
 
 fn one_time(s: &Scratch, url: &str, args: &[String]) -> Output {

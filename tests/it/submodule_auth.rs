@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
-use crate::support::sshd::{self, keygen, KeyPair, Sshd};
+use crate::support::sshd::{self, keygen, ssh_args, Sshd};
 use crate::support::*;
 
 /// Distinctive, so that finding one anywhere is no accident.
@@ -169,15 +169,6 @@ fn write_known_hosts(path: &Path, servers: &[&Sshd]) {
     fs::write(path, lines.join("\n") + "\n").expect("writing known_hosts");
 }
 
-fn key_args(keys: &[&KeyPair], known_hosts: &Path) -> Vec<String> {
-    let mut args: Vec<String> = keys
-        .iter()
-        .map(|k| format!("--ssh-key-file={}", k.path.display()))
-        .collect();
-    args.push(format!("--ssh-known-hosts-file={}", known_hosts.display()));
-    args
-}
-
 /// site on sshd 1 (key 1 only), its submodule on sshd 2 (key 2 only, an
 /// absolute ssh:// URL); the sidecar has both keys and both host keys.
 #[test]
@@ -197,7 +188,7 @@ fn an_ssh_submodule_on_another_server_uses_its_own_key() {
     write_known_hosts(&known_hosts, &[&sshd1, &sshd2]);
     let run = s
         .sidecar(&sshd1.url(site.path()))
-        .args(key_args(&[&key1, &key2], &known_hosts))
+        .args(ssh_args(&[&key1, &key2], &known_hosts))
         .args(["--period", "100ms", "--max-failures", "-1"])
         .spawn();
     run.wait_for_link_hash(&s.link(), &first);

@@ -44,6 +44,16 @@ pub struct KeyPair {
     pub public: String,
 }
 
+/// The sidecar's flags for these keys (tried in order) and known_hosts.
+pub fn ssh_args(keys: &[&KeyPair], known_hosts: &Path) -> Vec<String> {
+    let mut args: Vec<String> = keys
+        .iter()
+        .map(|k| format!("--ssh-key-file={}", k.path.display()))
+        .collect();
+    args.push(format!("--ssh-known-hosts-file={}", known_hosts.display()));
+    args
+}
+
 /// `ssh-keygen -t <kind>` into `dir/name`, with `passphrase` (empty: none).
 pub fn keygen(dir: &Path, name: &str, kind: &str, passphrase: &str) -> KeyPair {
     require_ssh_tools();
