@@ -36,6 +36,8 @@ use super::transport::Budget;
 use super::{compact, fetch, store, worktree};
 use crate::types::{redact_url, SubmoduleMode, SymlinkPolicy};
 
+mod links;
+
 /// Per-worktree records, inside the worktree's admin directory.
 const RECORDS: &str = "submodules";
 
@@ -63,6 +65,17 @@ pub enum Error {
         path: String,
         store: PathBuf,
         message: String,
+    },
+    #[error(
+        "commit {commit} with its submodules has a symbolic link that points outside the \
+         worktree: {path} -> {target}{more}; refusing to publish it (--escaping-symlinks=skip \
+         leaves such links out, =allow writes them)"
+    )]
+    EscapingSymlink {
+        commit: ObjectId,
+        path: String,
+        target: String,
+        more: String,
     },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
@@ -122,6 +135,8 @@ pub struct Populated {
     pub written: usize,
     /// Submodules kept from the retired worktree.
     pub kept: usize,
+    /// Escaping symlinks removed under `--escaping-symlinks=skip`.
+    pub skipped_links: Vec<String>,
 }
 
 /// One level of the tree of submodules: the superproject or a submodule.
@@ -171,7 +186,21 @@ pub fn populate(
     };
     walk.level(&top)?;
     prune_records(target.admin, &walk.visited).map_err(io_err(target.admin))?;
-    Ok(walk.done)
+    let mut done = walk.done;
+    // Without submodules the top level's own check (before writing) was complete.
+    if !walk.visited.is_empty() {
+        done.skipped_links =
+            links::check(target, commit, top.index, &walk.visited, settings.symlinks)?;
+    }
+    if !done.skipped_links.is_empty() {
+        tracing::warn!(
+            %commit,
+            links = ?done.skipped_links,
+            "left out symlinks that point outside the worktree with its submodules \
+             (--escaping-symlinks=skip)"
+        );
+    }
+    Ok(done)
 }
 
 /// State of one [`populate`].
@@ -296,15 +325,11 @@ impl Walk<'_> {
             url: redact_url(&sub.url),
             source: Box::new(source),
         };
+        // Symlinks are judged by [`links::check`] once every level is on
+        // disk, against the whole worktree: `../shared` may be fine, and
+        // only the whole tree shows links that combine across levels.
         let planned =
-            worktree::plan(&repo, sub.commit, self.settings.symlinks).map_err(checkout_err)?;
-        if !planned.skipped_links.is_empty() {
-            tracing::warn!(
-                submodule = %sub.full,
-                links = ?planned.skipped_links,
-                "left out symlinks that point outside the submodule (--escaping-symlinks=skip)"
-            );
-        }
+            worktree::plan(&repo, sub.commit, SymlinkPolicy::Allow).map_err(checkout_err)?;
         let (_, mut index) =
             worktree::checkout_into(&repo, planned, dir, self.budget).map_err(checkout_err)?;
         let store = self.relative_store(&sub.store);

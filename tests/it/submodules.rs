@@ -2,7 +2,8 @@
 //! servers, across syncs (add, update, rewind, remove), nested per mode,
 //! with relative and absolute URLs, `--depth`, clear failures that leave the
 //! old content published, reuse of unchanged submodules and the start-up
-//! check of a worktree holding them.
+//! check of a worktree holding them, and symlinks judged across the
+//! submodule boundary.
 
 use std::collections::HashMap;
 use std::fs;
@@ -367,4 +368,154 @@ fn a_restart_keeps_a_verified_worktree_with_submodules_and_repairs_a_modified_on
         fs::read_to_string(&inner_file).is_ok_and(|c| c == "inner\n")
     });
     assert!(run.stderr().contains("rebuilding it"), "{}", run.logs());
+}
+
+/// A symlink committed in `up`'s work tree (not yet committed).
+fn link_in(up: &Upstream, rel: &str, target: &str) {
+    std::os::unix::fs::symlink(target, up.path().join(rel)).expect("symlink in upstream");
+    up.git(&["add", "--", rel]);
+}
+
+/// The submodule's `l -> .` (harmless alone), as `sub`; returns the commit.
+fn with_self_link(p: &Pair) -> String {
+    link_in(&p.sub, "l", ".");
+    let s1 = p.sub.commit_file("page.html", "sub\n", "a link to itself");
+    let modules = gitmodules(&[("sub", "sub", &p.sub.file_url())]);
+    p.site.commit_gitlinks(&modules, &[("sub", &s1)], "add sub")
+}
+
+/// The superproject's `a -> sub/l/l/../../../.git/config`, harmless alone
+/// (it sees `sub/l` as a directory); with the submodule's `l -> .`, `a`
+/// reaches `<root>/.git/config`.
+fn commit_escape(p: &Pair) -> String {
+    link_in(&p.site, "a", "sub/l/l/../../../.git/config");
+    p.site.git(&["commit", "-q", "-m", "escape through sub/l"]);
+    p.site.head()
+}
+
+#[test]
+fn a_link_escaping_through_a_submodules_link_is_refused_and_the_old_content_stays() {
+    let p = Pair::new();
+    with_self_link(&p);
+    let s = Scratch::new();
+    let run = s
+        .sidecar(&p.site.file_url())
+        .args(["--period", "100ms", "--error-file"])
+        .arg(s.error_file())
+        .spawn();
+    // Two publishes first, so the hostile commit rewrites a retired
+    // worktree and keeps the unchanged submodule (only the top level changes).
+    let mut good = String::new();
+    for i in 0..2 {
+        good = p
+            .site
+            .commit_file("index.html", format!("{i}\n"), "top only");
+        run.wait_for_link_hash(&s.link(), &good);
+    }
+    commit_escape(&p);
+    run.wait_until(DEADLINE, "the refusal is logged", || {
+        run.stderr()
+            .contains("a -> sub/l/l/../../../.git/config; refusing to publish it")
+    });
+    assert!(
+        run.stderr().contains("points outside the worktree"),
+        "{}",
+        run.logs()
+    );
+    assert!(error_file_has_err(&s.error_file()));
+    assert_eq!(s.published().as_deref(), Some(good.as_str()));
+    assert!(
+        !list_dir(&s.root.join(".worktrees"))
+            .iter()
+            .any(|n| n.starts_with('.')),
+        "staging left"
+    );
+}
+
+#[test]
+fn escaping_symlinks_allow_and_skip_across_the_submodule_boundary() {
+    let p = Pair::new();
+    with_self_link(&p);
+    let top = commit_escape(&p);
+    for policy in ["allow", "skip"] {
+        let s = Scratch::new();
+        let out = s
+            .sidecar(&p.site.file_url())
+            .arg(format!("--escaping-symlinks={policy}"))
+            .arg("--one-time")
+            .run(Duration::from_secs(60));
+        assert!(out.status.success(), "{policy}: {}", describe_output(&out));
+        assert_eq!(s.published().as_deref(), Some(top.as_str()), "{policy}");
+        let a = s.link().join("a");
+        assert!(s.link().join("sub/l").is_symlink(), "{policy}");
+        if policy == "allow" {
+            // What the default refuses really leaves the worktree.
+            let config = fs::read_to_string(s.root.join(".git/config")).expect("config");
+            assert_eq!(fs::read_to_string(&a).ok(), Some(config));
+        } else {
+            assert!(!a.is_symlink(), "skip left the escaping link in place");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("left out symlinks"), "{err}");
+            // The index says so too: the start-up check finds the tree intact.
+            let again = s
+                .sidecar(&p.site.file_url())
+                .args(["--escaping-symlinks=skip", "--one-time"])
+                .run(Duration::from_secs(60));
+            let err = String::from_utf8_lossy(&again.stderr);
+            assert!(again.status.success(), "{}", describe_output(&again));
+            assert!(!err.contains("rebuilding it"), "{err}");
+        }
+    }
+}
+
+#[test]
+fn submodule_links_are_judged_within_the_whole_worktree() {
+    let p = Pair::new();
+    link_in(&p.sub, "up", "../index.html");
+    let inside = p
+        .sub
+        .commit_file("page.html", "sub\n", "a link into the superproject");
+    p.site.write_file("index.html", "top\n");
+    p.site.git(&["add", "--", "index.html"]);
+    let modules = gitmodules(&[("sub", "sub", &p.sub.file_url())]);
+    let top = p
+        .site
+        .commit_gitlinks(&modules, &[("sub", &inside)], "inside");
+    let s = Scratch::new();
+    let sync = |s: &Scratch| {
+        s.sidecar(&p.site.file_url())
+            .arg("--one-time")
+            .run(Duration::from_secs(60))
+    };
+    let out = sync(&s);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert_eq!(s.published().as_deref(), Some(top.as_str()));
+    let up = fs::read_to_string(s.link().join("sub/up")).ok();
+    assert_eq!(up.as_deref(), Some("top\n"));
+
+    // One more level up leaves the worktree.
+    link_in(&p.sub, "out", "../../x");
+    let outside = p.sub.commit_all("a link out");
+    p.site
+        .commit_gitlinks(&modules, &[("sub", &outside)], "outside");
+    let s = Scratch::new();
+    let out = sync(&s);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", describe_output(&out));
+    assert!(err.contains("sub/out -> ../../x; refusing"), "{err}");
+    assert!(s.published().is_none());
+
+    // skip leaves it out of the submodule; its record agrees at start-up.
+    let s = Scratch::new();
+    for _ in 0..2 {
+        let out = s
+            .sidecar(&p.site.file_url())
+            .args(["--escaping-symlinks=skip", "--one-time"])
+            .run(Duration::from_secs(60));
+        assert!(out.status.success(), "{}", describe_output(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("rebuilding it"), "{err}");
+    }
+    assert!(!s.link().join("sub/out").is_symlink());
+    assert!(s.link().join("sub/up").is_symlink());
 }
