@@ -422,7 +422,10 @@ fn a_link_escaping_through_a_submodules_link_is_refused_and_the_old_content_stay
         "{}",
         run.logs()
     );
-    assert!(error_file_has_err(&s.error_file()));
+    // The error file is written just after the log line.
+    run.wait_until(DEADLINE, "the error file records it", || {
+        error_file_has_err(&s.error_file())
+    });
     assert_eq!(s.published().as_deref(), Some(good.as_str()));
     assert!(
         !list_dir(&s.root.join(".worktrees"))
