@@ -1,14 +1,17 @@
 //! `--askpass-url`: before each sync, GET the URL (redirects not followed,
-//! at most [`TIMEOUT`] or what is left of the sync budget); any status but
-//! 200 fails the sync. The body is `key=value` lines; `username` and
+//! proxy and CA settings of `--git-config` applied) and have the whole
+//! answer within [`TIMEOUT`] or what is left of the sync budget; any status
+//! but 200 fails the sync. The body is `key=value` lines; `username` and
 //! `password` are used (other keys ignored), `password` must be there.
 //! git-sync waits 1 s; a cluster-local secret broker can take longer under
-//! load, and the sync budget still bounds the whole sync.
+//! load, and the sync budget still bounds the whole sync. Errors show the
+//! URL without credentials, query or fragment (tokens travel in `?token=`).
 
-use std::io::Read;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::bounded::{self, BodyError};
 use crate::git::credentials::Credentials;
+use crate::git::http_settings::HttpSettings;
 
 /// Longest wait for the askpass answer.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
@@ -25,34 +28,38 @@ pub enum Error {
     NoPassword { url: String },
 }
 
-/// Asks `url` for credentials, waiting at most `timeout`.
-pub fn ask(url: &str, timeout: Duration) -> Result<Credentials, Error> {
-    let shown = crate::types::redact_url(url);
+/// Asks `url` for credentials; the whole answer must arrive within `timeout`.
+pub fn ask(url: &str, http: &HttpSettings, timeout: Duration) -> Result<Credentials, Error> {
+    let deadline = Instant::now() + timeout;
+    let shown = shown_url(url);
     let fail = |message: String| Error::Request {
         url: shown.clone(),
         message,
     };
-    let client = reqwest::blocking::Client::builder()
-        .timeout(timeout.max(Duration::from_millis(10)))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| fail(crate::types::error_chain(&e)))?;
+    let client = bounded::client(http, timeout).map_err(fail)?;
     let response = client
         .get(url)
         .send()
-        .map_err(|e| fail(crate::types::redact_url(&crate::types::error_chain(&e))))?;
+        .map_err(|e| fail(crate::types::error_chain(&e.without_url())))?;
     if response.status() != reqwest::StatusCode::OK {
         return Err(Error::Status {
             url: shown,
             status: response.status().as_u16(),
         });
     }
-    let mut body = String::new();
-    response
-        .take(MAX_BODY)
-        .read_to_string(&mut body)
-        .map_err(|e| fail(format!("reading the answer: {e}")))?;
-    parse(&body).ok_or(Error::NoPassword { url: shown })
+    let body = bounded::read_body(response, deadline, MAX_BODY)
+        .map_err(|e: BodyError| fail(e.to_string()))?;
+    parse(&String::from_utf8_lossy(&body)).ok_or(Error::NoPassword { url: shown })
+}
+
+/// `scheme://host[:port]/path` with credentials redacted: no query or
+/// fragment, which often carry a token.
+fn shown_url(url: &str) -> String {
+    let redacted = crate::types::redact_url(url);
+    match redacted.find(['?', '#']) {
+        Some(end) => redacted[..end].to_string(),
+        None => redacted,
+    }
 }
 
 /// `username=` and `password=` lines; `None` without a password.
@@ -84,5 +91,15 @@ mod tests {
         assert_eq!(c.username, "");
         assert!(parse("username=bot\n").is_none());
         assert!(parse("").is_none());
+    }
+
+    #[test]
+    fn shown_url_has_no_credentials_query_or_fragment() {
+        assert_eq!(
+            shown_url("http://u:pw@127.0.0.1:8200/creds?token=t0k#frag"),
+            "http://u:REDACTED@127.0.0.1:8200/creds"
+        );
+        assert_eq!(shown_url("http://127.0.0.1/a#t0k?x"), "http://127.0.0.1/a");
+        assert_eq!(shown_url("http://127.0.0.1/a"), "http://127.0.0.1/a");
     }
 }

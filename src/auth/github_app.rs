@@ -9,7 +9,7 @@
 //! which a slow sync can overrun).
 
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -22,8 +22,10 @@ use crate::git::http_settings::HttpSettings;
 pub const REFRESH_BEFORE: Duration = Duration::from_secs(5 * 60);
 /// The user name sent with an installation token.
 pub const TOKEN_USER: &str = "x-access-token";
-/// Longest wait for the token endpoint (within the sync's budget).
+/// Longest wait for the token endpoint's whole answer (within the sync's budget).
 const MINT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A token answer lists the installation's repositories: room for many.
+const MAX_BODY: u64 = 1024 * 1024;
 
 /// An RSA private key that signs JWTs. `Debug` hides it.
 pub struct AppKey(RsaKeyPair);
@@ -120,8 +122,11 @@ struct TokenResponse {
     expires_at: String,
 }
 
-/// Asks GitHub for an installation token.
+/// Asks GitHub for an installation token; the whole answer must arrive
+/// within `timeout` (at most `MINT_TIMEOUT`).
 pub fn mint(app: &GithubApp, http: &HttpSettings, timeout: Duration) -> Result<Token, Error> {
+    let timeout = timeout.min(MINT_TIMEOUT);
+    let deadline = Instant::now() + timeout;
     let url = format!(
         "{}/app/installations/{}/access_tokens",
         app.base_url, app.installation_id
@@ -131,14 +136,7 @@ pub fn mint(app: &GithubApp, http: &HttpSettings, timeout: Duration) -> Result<T
         message,
     };
     let jwt = jwt(&app.key, &app.issuer, SystemTime::now())?;
-    let configure = http
-        .client_configurator()
-        .map_err(|e| fail(e.to_string()))?;
-    let client = configure(reqwest::blocking::Client::builder())
-        .timeout(timeout.min(MINT_TIMEOUT))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| fail(crate::types::error_chain(&e)))?;
+    let client = super::bounded::client(http, timeout).map_err(fail)?;
     let response = client
         .post(&url)
         .bearer_auth(jwt)
@@ -151,15 +149,16 @@ pub fn mint(app: &GithubApp, http: &HttpSettings, timeout: Duration) -> Result<T
         .send()
         .map_err(|e| fail(crate::types::error_chain(&e)))?;
     let status = response.status();
-    let body = response.text().unwrap_or_default();
+    let body = super::bounded::read_body(response, deadline, MAX_BODY);
     if !status.is_success() {
         return Err(Error::Status {
             url,
             status: status.as_u16(),
-            message: github_message(&body),
+            message: github_message(&body.unwrap_or_default()),
         });
     }
-    let parsed: TokenResponse = serde_json::from_str(&body)
+    let body = body.map_err(|e| fail(e.to_string()))?;
+    let parsed: TokenResponse = serde_json::from_slice(&body)
         .map_err(|_| fail("the answer has no \"token\" and \"expires_at\"".into()))?;
     let expires_at = humantime::parse_rfc3339(&parsed.expires_at).map_err(|_| {
         fail(format!(
@@ -174,8 +173,8 @@ pub fn mint(app: &GithubApp, http: &HttpSettings, timeout: Duration) -> Result<T
 }
 
 /// GitHub's `{"message": ...}`, cut short; never the whole body.
-fn github_message(body: &str) -> String {
-    let message = serde_json::from_str::<serde_json::Value>(body)
+fn github_message(body: &[u8]) -> String {
+    let message = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v["message"].as_str().map(str::to_string))
         .unwrap_or_else(|| "(no message)".into());

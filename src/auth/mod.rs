@@ -8,15 +8,17 @@
 //!   `--credential` entry that matches it best (see
 //!   [`crate::git::credentials::match_len`]); the longest matching path wins,
 //!   then the first given.
-//! * headers: `--git-config http.extraHeader` go everywhere (as in git); the
-//!   bearer token only to `--repo`'s scheme, host and port, so a submodule on
-//!   another host never sees it.
+//! * headers: `--git-config http.extraHeader` and the bearer token only go
+//!   to `--repo`'s scheme, host and port (git sends extra headers
+//!   everywhere), so that a submodule on another host, which a repository's
+//!   `.gitmodules` names, never sees them.
 //!
 //! Blocking (askpass and GitHub are HTTP requests): called from the sync
 //! pass on the blocking pool. Secrets only travel in [`Credentials`] and
 //! [`HttpSettings`], whose `Debug` hides them.
 
 pub mod askpass;
+mod bounded;
 pub mod github_app;
 
 use std::sync::Arc;
@@ -103,16 +105,15 @@ impl Resolver {
         Ok(None)
     }
 
-    /// Proxy, TLS and headers for a connection to `url`; a bearer token file
-    /// is read now.
+    /// Proxy, TLS and headers for a connection to `url`: headers only on
+    /// `--repo`'s origin; a bearer token file is read now.
     pub fn http_settings_for(&self, url: &gix::Url) -> Result<HttpSettings, Error> {
         let mut settings = self.access.http.clone();
-        if let Some(bearer) = self
-            .access
-            .bearer
-            .as_ref()
-            .filter(|_| self.same_origin(url))
-        {
+        if !self.same_origin(url) {
+            settings.extra_headers.clear();
+            return Ok(settings);
+        }
+        if let Some(bearer) = &self.access.bearer {
             let token = bearer.read().map_err(Error::Secret)?;
             settings
                 .extra_headers
@@ -137,7 +138,11 @@ impl Resolver {
             }));
         }
         if let Some(url) = &self.access.askpass_url {
-            let answer = askpass::ask(url.expose(), remaining.min(askpass::TIMEOUT));
+            let answer = askpass::ask(
+                url.expose(),
+                &self.access.http,
+                remaining.min(askpass::TIMEOUT),
+            );
             self.metrics.askpass_call(answer.is_ok());
             return Ok(Some(answer?));
         }

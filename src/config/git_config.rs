@@ -5,7 +5,8 @@
 //! * used: `http.proxy`, `http.sslCAInfo` (a PEM bundle trusted instead of
 //!   the system roots, read at start-up), `http.sslVerify` (false = accept
 //!   any certificate, warned about), `http.extraHeader` (repeatable; an
-//!   empty value clears the list, as in git);
+//!   empty value clears the list, as in git; unlike git, only sent to
+//!   `--repo`'s origin, see [`crate::auth`]);
 //! * accepted and ignored (logged): keys that only steer the git CLI, see
 //!   [`IGNORED`];
 //! * anything else is refused, naming the key and the lists above.

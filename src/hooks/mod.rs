@@ -319,6 +319,10 @@ const SECRET_ENV: &[&str] = &[
     "GIT_SYNC_PASSWORD",
     "GITSYNC_GITHUB_APP_PRIVATE_KEY",
     "GITSYNC_BEARER_TOKEN",
+    // An askpass URL may carry a token in its query.
+    "GITSYNC_ASKPASS_URL",
+    "GIT_SYNC_ASKPASS_URL",
+    "GIT_ASKPASS_URL",
     // Credential JSON holds passwords; git config may hold an Authorization header.
     "GITSYNC_CREDENTIAL",
     "GITSYNC_GIT_CONFIG",

@@ -1,17 +1,18 @@
 //! The other ways to authenticate and reach an http(s) server, against real
 //! servers on 127.0.0.1: `--credential` per URL (two servers with different
-//! passwords, path prefixes), `--askpass-url` that is slow, failing or
-//! wrong, a bearer token, a GitHub App (a GitHub-API-shaped token endpoint
-//! that verifies the JWT with the app's public key and hands out short-lived
-//! tokens, which the git server then demands), proxies (environment and
-//! `http.proxy`, through a counting forward proxy), a CA bundle
-//! (`http.sslCAInfo`), `--git-config` keys at start-up, and sweeps of what
-//! the process writes for each new secret.
+//! passwords, path prefixes), `--askpass-url` that is slow, trickling,
+//! failing, wrong or over https, a bearer token, `http.extraHeader` kept
+//! from a submodule's server, a GitHub App (a GitHub-API-shaped token
+//! endpoint that verifies the JWT with the app's public key and hands out
+//! short-lived tokens, which the git server then demands; one that
+//! trickles), proxies (environment and `http.proxy`, through a counting
+//! forward proxy), a CA bundle (`http.sslCAInfo`), `--git-config` keys at
+//! start-up, and sweeps of what the process writes for each new secret.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::support::auth_servers::{Answer, FnServer, ForwardProxy, Req};
 use crate::support::client::{self, wait_for_http_address};
@@ -24,6 +25,15 @@ const USER: &str = "alice";
 /// Distinctive, so that finding it anywhere is no accident.
 const SECRET: &str = "Hx4-more-SECRET-2pL";
 const OTHER: &str = "Rt7-wrong-PASS-5nB";
+/// A token in an askpass URL's query.
+const URL_TOKEN: &str = "Qz8-askpass-TOKEN-3kW";
+/// The `--sync-timeout` of the askpass trickle test; the failure must come
+/// before three times this has passed (as the stall tests allow).
+const SHORT_SYNC: Duration = Duration::from_secs(2);
+/// The GitHub App trickle test's: reading the body used to get one more
+/// full timeout after the headers (2x), so the bound there is 1.5x, and
+/// the timeout longer to leave room for a loaded machine.
+const GITHUB_SYNC: Duration = Duration::from_secs(4);
 
 fn upstream() -> Upstream {
     let up = Upstream::new();
@@ -148,7 +158,8 @@ fn askpass_that_is_slow_then_failing_then_wrong_fails_those_syncs_and_recovers()
     let addr = wait_for_http_address(&run);
     run.wait_for_link_hash(&s.link(), &up.head());
     let errors = sync_errors(&run.stderr());
-    let prefix = format!("askpass URL {}", askpass.url("/creds?k=v"));
+    // Shown without the query, which may hold a token.
+    let prefix = format!("askpass URL {}", askpass.url("/creds"));
     assert!(errors.len() >= 3, "{errors:?}\n{}", run.logs());
     assert!(
         errors[0].starts_with(&prefix) && errors[0].contains("timed out"),
@@ -180,6 +191,198 @@ fn askpass_that_is_slow_then_failing_then_wrong_fails_those_syncs_and_recovers()
         &[("stdout, stderr, /metrics and /status", &everything)],
         &[SECRET, OTHER],
     );
+}
+
+/// A `--one-time` run against `url` with `--sync-timeout` `sync` and
+/// `extra` arguments; returns its output and when it ended.
+fn short_one_time(
+    s: &Scratch,
+    url: &str,
+    sync: Duration,
+    extra: &[String],
+) -> (std::process::Output, Instant) {
+    let out = one_time(s, url)
+        .arg(format!("--sync-timeout={}s", sync.as_secs()))
+        .args(extra)
+        .run(RUN_TIMEOUT);
+    (out, Instant::now())
+}
+
+/// An FnServer that records when each request came, for timing bounds.
+fn timed_server(
+    answer: impl Fn(usize) -> Answer + Send + Sync + 'static,
+) -> (FnServer, Arc<Mutex<Vec<Instant>>>) {
+    let asked: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let seen = asked.clone();
+    let server = FnServer::start(move |i, _: &Req| {
+        seen.lock().expect("lock").push(Instant::now());
+        answer(i)
+    });
+    (server, asked)
+}
+
+/// Fails unless the run failed with an error containing `expected`, less
+/// than `bound` after the request.
+fn assert_failed_in_time(
+    out: &std::process::Output,
+    took: Duration,
+    bound: Duration,
+    expected: &str,
+) {
+    assert!(!out.status.success(), "{}", describe_output(out));
+    let errors = sync_errors(&String::from_utf8_lossy(&out.stderr));
+    assert!(
+        errors.iter().any(|e| e.contains(expected)),
+        "want {expected:?} in {errors:?}"
+    );
+    assert!(
+        took < bound,
+        "failed {took:?} after the request, allowed {bound:?}"
+    );
+}
+
+#[test]
+fn askpass_answer_that_trickles_fails_the_sync_by_its_deadline_and_keeps_the_content() {
+    let up = upstream();
+    let first = up.head();
+    let http = server(&up, SECRET);
+    let right = format!("username={USER}\npassword={SECRET}\n");
+    // 120 bytes at 400 ms each: 48 s to read to the end, each read quick.
+    let slow = format!("{right}{}\n", "x".repeat(120 - right.len() - 1));
+    let (askpass, asked) = timed_server(move |i| match i {
+        0 => Answer::new(200, right.clone()),
+        1 => Answer {
+            trickle: Some(Duration::from_millis(400)),
+            ..Answer::new(200, slow.clone())
+        },
+        _ => Answer::new(200, "x".repeat(100 * 1024)),
+    });
+    let ask = [format!("--askpass-url={}", askpass.url("/creds"))];
+    let s = Scratch::new();
+    let (out, _) = short_one_time(&s, &http.url(up.name()), SHORT_SYNC, &ask);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    up.commit_file("index.html", "v2\n", "second");
+
+    let (out, ended) = short_one_time(&s, &http.url(up.name()), SHORT_SYNC, &ask);
+    let took = ended.duration_since(asked.lock().expect("lock")[1]);
+    let expected = format!(
+        "askpass URL {}: reading the answer timed out",
+        askpass.url("/creds")
+    );
+    assert_failed_in_time(&out, took, 3 * SHORT_SYNC, &expected);
+    assert_eq!(s.published().as_deref(), Some(first.as_str()));
+    assert_tree_matches_commit(&s.link(), &up, &first);
+    // An answer announced larger than 64 KiB is refused before reading it.
+    let (out, _) = short_one_time(&s, &http.url(up.name()), SHORT_SYNC, &ask);
+    assert!(!out.status.success(), "{}", describe_output(&out));
+    let errors = sync_errors(&String::from_utf8_lossy(&out.stderr));
+    assert!(
+        errors.iter().any(|e| e.contains("larger than 65536 bytes")),
+        "{errors:?}"
+    );
+    assert_eq!(s.published().as_deref(), Some(first.as_str()));
+}
+
+#[test]
+fn github_app_token_answer_that_trickles_fails_the_sync_by_its_deadline() {
+    let up = upstream();
+    let git = server(&up, SECRET);
+    let s = Scratch::new();
+    let (key_file, _) = app_key(s.dir.path());
+    let expires = SystemTime::now() + Duration::from_secs(3600);
+    let body = serde_json::json!({"token": SECRET, "expires_at": humantime::format_rfc3339_seconds(expires).to_string()});
+    // The headers late in the budget, then the body a byte at a time.
+    let (api, asked) = timed_server(move |_| Answer {
+        delay: GITHUB_SYNC * 3 / 4,
+        trickle: Some(Duration::from_millis(400)),
+        ..Answer::new(201, body.to_string())
+    });
+    let (out, ended) = short_one_time(
+        &s,
+        &git.url(up.name()),
+        GITHUB_SYNC,
+        &[
+            format!("--github-base-url={}", api.url("")),
+            "--github-app-application-id=7".into(),
+            "--github-app-installation-id=42".into(),
+            format!("--github-app-private-key-file={}", key_file.display()),
+        ],
+    );
+    let took = ended.duration_since(asked.lock().expect("lock")[0]);
+    let bound = GITHUB_SYNC * 3 / 2;
+    assert_failed_in_time(&out, took, bound, "reading the answer timed out");
+    assert!(s.published().is_none());
+}
+
+#[test]
+fn askpass_over_https_trusts_the_ca_from_http_ssl_ca_info() {
+    let up = upstream();
+    let http = server(&up, SECRET);
+    let askpass = FnServer::start(|_, _: &Req| {
+        Answer::new(200, format!("username={USER}\npassword={SECRET}\n"))
+    });
+    let ca = TestCa::new();
+    let tls = TlsProxy::start(askpass.addr(), &ca.cert_pem, &ca.key_pem);
+    let ask = format!("--askpass-url={}", tls.url("creds"));
+    let s = Scratch::new();
+    let out = one_time(&s, &http.url(up.name()))
+        .arg(&ask)
+        .arg(format!(
+            "--git-config=http.sslCAInfo:{}",
+            ca.ca_pem.display()
+        ))
+        .run(RUN_TIMEOUT);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        describe_output(&out),
+        tls.log()
+    );
+    assert_eq!(s.published().as_deref(), Some(up.head().as_str()));
+    // Without the bundle the askpass server's certificate is not trusted.
+    let s = Scratch::new();
+    let out = one_time(&s, &http.url(up.name()))
+        .arg(&ask)
+        .run(RUN_TIMEOUT);
+    assert!(!out.status.success(), "{}", describe_output(&out));
+    let errors = sync_errors(&String::from_utf8_lossy(&out.stderr));
+    let prefix = format!("askpass URL {}", tls.url("creds"));
+    assert!(errors.iter().any(|e| e.starts_with(&prefix)), "{errors:?}");
+    assert!(tls.handshakes_ok() >= 1 && tls.handshakes_failed() >= 1);
+}
+
+/// git sends `http.extraHeader` everywhere; here it only goes to `--repo`'s
+/// server, so a `.gitmodules` naming another server cannot collect it.
+#[test]
+fn extra_header_goes_to_the_repo_server_and_not_to_a_submodule_elsewhere() {
+    let lib = Upstream::named("lib");
+    let l1 = lib.commit_file("lib.txt", "one\n", "lib one");
+    let lib_http = HttpGit::start(lib.base(), HttpOpts::default());
+    let site = Upstream::named("site");
+    site.commit_file("index.html", "hi\n", "page");
+    let modules = gitmodules(&[("lib", "lib", &lib_http.url(lib.name()))]);
+    let head = site.commit_gitlinks(&modules, &[("lib", &l1)], "add lib");
+    let site_http = HttpGit::start(
+        site.base(),
+        HttpOpts {
+            bearer_token: Some(SECRET.into()),
+            ..Default::default()
+        },
+    );
+    let s = Scratch::new();
+    let out = one_time(&s, &site_http.url(site.name()))
+        .arg(format!(
+            "--git-config=http.extraHeader:Authorization: Bearer {SECRET}"
+        ))
+        .run(RUN_TIMEOUT);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert_eq!(s.published().as_deref(), Some(head.as_str()));
+    assert_tree_matches_commit(&s.link().join("lib"), &lib, &l1);
+    assert!(site_http
+        .authorizations()
+        .contains(&format!("Bearer {SECRET}")));
+    assert!(lib_http.requests() > 0, "the submodule was not fetched");
+    assert_eq!(lib_http.authorizations(), Vec::<String>::new());
 }
 
 #[test]
@@ -558,21 +761,27 @@ fn credential_askpass_and_bearer_secrets_appear_nowhere_the_process_writes() {
         &up.head(),
         &[SECRET],
     );
-    // --askpass-url: same, the password comes from the endpoint.
+    // --askpass-url: same, the password comes from the endpoint; its URL
+    // (from the environment) has a token in the query, and the first call
+    // fails, so that the URL shows up in an error.
     let http = server(&up, OTHER);
-    let askpass = FnServer::start(|_, _: &Req| {
-        Answer::new(200, format!("username={USER}\npassword={SECRET}\n"))
+    let askpass = FnServer::start(|i, _: &Req| match i {
+        0 => Answer::new(500, "not yet"),
+        _ => Answer::new(200, format!("username={USER}\npassword={SECRET}\n")),
     });
     let s = Scratch::new();
-    let sidecar =
-        polling(&s, &http.url(up.name())).arg(format!("--askpass-url={}", askpass.url("/")));
+    let sidecar = polling(&s, &http.url(up.name())).env(
+        "GITSYNC_ASKPASS_URL",
+        askpass.url(&format!("/creds?token={URL_TOKEN}")),
+    );
     sweep(
         &s,
         sidecar,
         || http.set_basic_auth(USER, SECRET),
         &up.head(),
-        &[SECRET],
+        &[SECRET, URL_TOKEN],
     );
+    assert!(askpass.requests()[0].target.contains(URL_TOKEN));
     // Bearer: accepted at once; the first syncs fail for a missing branch.
     let http = HttpGit::start(
         up.base(),

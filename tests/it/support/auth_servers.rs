@@ -1,8 +1,8 @@
 //! Servers for the credential tests, on 127.0.0.1 only:
 //!
 //! * [`FnServer`]: an HTTP/1.1 server whose answers come from a closure (an
-//!   askpass endpoint that is slow, flaky or wrong; a GitHub-API-shaped
-//!   token endpoint).
+//!   askpass endpoint that is slow, trickling, flaky or wrong; a
+//!   GitHub-API-shaped token endpoint).
 //! * [`ForwardProxy`]: a forward proxy (`CONNECT` tunnels and absolute-form
 //!   `GET`/`POST`) that counts what went through it.
 
@@ -33,11 +33,13 @@ impl Req {
     }
 }
 
-/// An answer: status, body, and a wait before sending it.
+/// An answer: status, body, a wait before sending it, and a pause before
+/// each byte of the body (a server that trickles).
 pub struct Answer {
     pub status: u16,
     pub body: String,
     pub delay: Duration,
+    pub trickle: Option<Duration>,
 }
 
 impl Answer {
@@ -46,6 +48,7 @@ impl Answer {
             status,
             body: body.into(),
             delay: Duration::ZERO,
+            trickle: None,
         }
     }
 }
@@ -81,6 +84,10 @@ impl FnServer {
         format!("http://{}{path}", self.addr)
     }
 
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     pub fn requests(&self) -> Vec<Req> {
         self.requests.lock().expect("lock").clone()
     }
@@ -105,8 +112,22 @@ fn serve_one(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Req>>) -> io
     );
     // The client may have given up (a timeout): a write error is expected then.
     let _ = writer.write_all(head.as_bytes());
-    let _ = writer.write_all(answer.body.as_bytes());
+    let _ = match answer.trickle {
+        Some(pause) => trickle(&mut writer, answer.body.as_bytes(), pause),
+        None => writer.write_all(answer.body.as_bytes()),
+    };
     let _ = writer.shutdown(Shutdown::Write);
+    Ok(())
+}
+
+/// Writes `body` a byte at a time, `pause` before each; stops when the
+/// client has gone.
+fn trickle(writer: &mut TcpStream, body: &[u8], pause: Duration) -> io::Result<()> {
+    for byte in body {
+        std::thread::sleep(pause);
+        writer.write_all(std::slice::from_ref(byte))?;
+        writer.flush()?;
+    }
     Ok(())
 }
 
