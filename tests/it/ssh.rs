@@ -431,3 +431,55 @@ fn git_ssh_command_gets_our_options() {
     .to_vec();
     assert_eq!(argv, expected);
 }
+
+/// A container's arbitrary UID: no passwd entry, no HOME, no ssh binary
+/// needed (the built-in client never looks any of them up).
+#[test]
+fn the_built_in_client_needs_no_passwd_entry_and_no_home() {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    const UID: u32 = 54_321;
+    assert!(
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(UID))
+            .expect("getpwuid")
+            .is_none(),
+        "uid {UID} must have no passwd entry for this test"
+    );
+    let up = upstream();
+    let s = Scratch::new();
+    let key = keygen(s.dir.path(), "id_ed25519", "ed25519", "");
+    let sshd = Sshd::start(&[&key]);
+    let kh = known_hosts(s.dir.path(), &[sshd.known_hosts_line(sshd.port())]);
+    // The scratch dir is root's: let the UID in, and give it the key and the root.
+    fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    chown(&key.path, Some(UID), Some(UID)).expect("chown key");
+    fs::set_permissions(&kh, fs::Permissions::from_mode(0o644)).expect("chmod");
+    fs::create_dir(&s.root).expect("mkdir root");
+    chown(&s.root, Some(UID), Some(UID)).expect("chown root");
+
+    let out = s
+        .sidecar(&sshd.url(up.path()))
+        .args(ssh_args(&[&key], &kh))
+        .arg("--one-time")
+        .user(UID, UID)
+        .current_dir(s.dir.path())
+        .run(RUN_TIMEOUT);
+    assert_published(&out, &s, &up, &sshd);
+    let owner =
+        std::os::unix::fs::MetadataExt::uid(&fs::metadata(s.link()).expect("published tree"));
+    assert_eq!(owner, UID, "the tree was written by the UID");
+
+    // The environment is a real obstacle: OpenSSH itself refuses to run there.
+    let other = Scratch::new();
+    fs::set_permissions(other.dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::create_dir(&other.root).expect("mkdir root");
+    chown(&other.root, Some(UID), Some(UID)).expect("chown root");
+    let out = other
+        .sidecar(&sshd.url(up.path()))
+        .args(ssh_args(&[&key], &kh))
+        .arg("--one-time")
+        .env("GIT_SSH_COMMAND", "ssh")
+        .user(UID, UID)
+        .current_dir(other.dir.path())
+        .run(RUN_TIMEOUT);
+    assert_failed_with(&out, "No user exists for uid 54321");
+}

@@ -25,6 +25,8 @@ pub struct Sidecar {
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
     cwd: Option<PathBuf>,
+    /// Run as this uid/gid (tests run as root), without HOME.
+    user: Option<(u32, u32)>,
 }
 
 impl Default for Sidecar {
@@ -46,6 +48,7 @@ impl Sidecar {
             args: Vec::new(),
             envs: Vec::new(),
             cwd: None,
+            user: None,
         }
     }
 
@@ -69,6 +72,13 @@ impl Sidecar {
     pub fn env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Self {
         self.envs
             .push((k.as_ref().to_os_string(), v.as_ref().to_os_string()));
+        self
+    }
+
+    /// Runs the process as `uid`:`gid` with no HOME (as a container's
+    /// arbitrary UID); the working directory must be reachable for it.
+    pub fn user(mut self, uid: u32, gid: u32) -> Self {
+        self.user = Some((uid, gid));
         self
     }
 
@@ -127,6 +137,9 @@ impl Sidecar {
             // Own process group, so a crash test can kill it together with
             // any git child processes, like a container dying.
             .process_group(0);
+        if let Some((uid, gid)) = self.user {
+            cmd.env_remove("HOME").uid(uid).gid(gid);
+        }
         // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
         unsafe {
             cmd.pre_exec(|| {
