@@ -225,7 +225,7 @@ impl Checker<'_> {
                 );
                 return None;
             }
-            Ok(u) if matches!(u.scheme, gix::url::Scheme::Http | gix::url::Scheme::Https) => {}
+            Ok(u) if matches!(u.scheme.as_str(), "http" | "https") => {}
             Ok(_) => {
                 self.fail(
                     "credential",

@@ -27,6 +27,8 @@ pub mod transport;
 pub mod worktree;
 
 pub use gix::ObjectId;
+/// A parsed remote URL (credentials and http settings are matched on it).
+pub use gix::Url;
 pub use transport::Budget;
 
 /// Parses a user-supplied repository URL or local path.

@@ -109,7 +109,7 @@ impl Error {
 pub struct Engine {
     opts: Options,
     layout: Layout,
-    url: gix::Url,
+    url: git::Url,
     repo: Option<gix::Repository>,
     /// Pack size right after the last compaction (or first fetch).
     compacted_bytes: u64,
@@ -163,7 +163,7 @@ impl Engine {
 
     fn with_url(
         opts: Options,
-        url: gix::Url,
+        url: git::Url,
         metrics: Arc<Metrics>,
         resolver: Arc<auth::Resolver>,
     ) -> Self {
@@ -333,13 +333,13 @@ impl Engine {
     /// The credentials for a connection to `url` (`--repo` or any other,
     /// e.g. a submodule's), resolved now: password files are read, askpass
     /// asked, a GitHub token minted when due. See [`auth`].
-    pub fn credentials_for(&self, url: &gix::Url) -> Result<Option<Credentials>, Error> {
+    pub fn credentials_for(&self, url: &git::Url) -> Result<Option<Credentials>, Error> {
         Ok(self.resolver.credentials_for(url, self.budget.as_ref())?)
     }
 
     /// Proxy, TLS and extra headers (the bearer token for `--repo`'s host)
     /// for a connection to `url`.
-    pub fn http_settings_for(&self, url: &gix::Url) -> Result<HttpSettings, Error> {
+    pub fn http_settings_for(&self, url: &git::Url) -> Result<HttpSettings, Error> {
         Ok(self.resolver.http_settings_for(url)?)
     }
 
@@ -482,9 +482,9 @@ impl Engine {
             return Ok(None);
         }
         let superproject_url = origin_url(&self.opts.repo);
-        let credentials_for = |url: &gix::Url| self.credentials_for(url).map_err(|e| e.to_string());
+        let credentials_for = |url: &git::Url| self.credentials_for(url).map_err(|e| e.to_string());
         let http_settings_for =
-            |url: &gix::Url| self.http_settings_for(url).map_err(|e| e.to_string());
+            |url: &git::Url| self.http_settings_for(url).map_err(|e| e.to_string());
         let settings = submodules::Settings {
             mode: self.opts.submodules,
             depth: self.opts.depth,
