@@ -277,7 +277,7 @@ impl Checker<'_> {
 
     /// A secret file's absolute path; only warned about when unreadable now
     /// (each sync reads it).
-    fn secret_path(&mut self, id: &str, raw: &str) -> Option<PathBuf> {
+    pub(super) fn secret_path(&mut self, id: &str, raw: &str) -> Option<PathBuf> {
         let path = match absolute_reread(Path::new(raw)) {
             Ok(path) => path,
             Err(e) => {

@@ -17,9 +17,9 @@
 //!   trailing whitespace removed, at most 64 KiB, not empty.
 //! * Environment passwords lose trailing whitespace too; a blank one is an error.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use super::{absolute_reread, read_secret_file, repo_scheme, Checker, SecretBytes};
+use super::{read_secret_file, repo_scheme, Checker, SecretBytes};
 
 /// Who git-sidecar is to an http(s) server. `Debug` shows neither the
 /// password nor the user name (a URL's lone user is often a token).
@@ -213,24 +213,7 @@ impl Checker<'_> {
     /// Only warned about when it cannot be read now: each sync reads it.
     fn password_file(&mut self) -> Option<Result<PathBuf, ()>> {
         let raw = self.raw("password_file")?;
-        let path = match absolute_reread(Path::new(raw)) {
-            Ok(path) => path,
-            Err(e) => {
-                self.fail(
-                    "password_file",
-                    format!("cannot make {raw:?} absolute: {e}"),
-                );
-                return Some(Err(()));
-            }
-        };
-        if let Err(e) = std::fs::metadata(&path) {
-            let label = self.cli.label("password_file");
-            self.warnings.push(format!(
-                "{label}: cannot read {:?} now ({e}); every sync fails until it can",
-                path.display()
-            ));
-        }
-        Some(Ok(path))
+        Some(self.secret_path("password_file", raw).ok_or(()))
     }
 
     /// Credentials only go to http(s) servers, and over http:// unencrypted.

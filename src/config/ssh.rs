@@ -61,7 +61,7 @@ impl Checker<'_> {
 
     /// `raw` made absolute against the current directory, symlinks kept.
     fn absolute(&mut self, id: &str, raw: &str) -> PathBuf {
-        std::path::absolute(raw).unwrap_or_else(|e| {
+        super::absolute_reread(Path::new(raw)).unwrap_or_else(|e| {
             self.fail(id, format!("cannot make {raw:?} absolute: {e}"));
             PathBuf::from(raw)
         })
