@@ -14,19 +14,19 @@ use crate::support::sidecar::describe_output;
 use crate::support::*;
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
-const USER: &str = "alice";
+pub(crate) const USER: &str = "alice";
 /// Distinctive, so that finding it anywhere is no accident.
 const SECRET: &str = "Zq8-auth-SECRET-7vK";
 const OTHER: &str = "Wm3-other-PASS-9xQ";
 
-fn upstream() -> Upstream {
+pub(crate) fn upstream() -> Upstream {
     let up = Upstream::new();
     up.commit_file("index.html", "v1\n", "first");
     up
 }
 
 /// A smart-HTTP server for `up` that requires `USER` / `password`.
-fn server(up: &Upstream, password: &str) -> HttpGit {
+pub(crate) fn server(up: &Upstream, password: &str) -> HttpGit {
     HttpGit::start(
         up.base(),
         HttpOpts {
@@ -44,7 +44,7 @@ fn write_file(s: &Scratch, name: &str, content: &str) -> PathBuf {
 }
 
 /// The `error` field of every "sync failed" log line.
-fn sync_errors(stderr: &str) -> Vec<String> {
+pub(crate) fn sync_errors(stderr: &str) -> Vec<String> {
     stderr
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -54,7 +54,7 @@ fn sync_errors(stderr: &str) -> Vec<String> {
 }
 
 /// A long-running sidecar polling every 200ms, retrying forever.
-fn polling(s: &Scratch, url: &str) -> Sidecar {
+pub(crate) fn polling(s: &Scratch, url: &str) -> Sidecar {
     s.sidecar(url).args(["--period=200ms", "--max-failures=-1"])
 }
 

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::auth::{polling, server, sync_errors, upstream, USER};
 use crate::support::auth_servers::{Answer, FnServer, ForwardProxy, Req};
 use crate::support::client::{self, wait_for_http_address};
 use crate::support::servers::{base64, TestCa, TlsProxy};
@@ -21,7 +22,6 @@ use crate::support::sidecar::{describe_output, Running};
 use crate::support::*;
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
-const USER: &str = "alice";
 /// Distinctive, so that finding it anywhere is no accident.
 const SECRET: &str = "Hx4-more-SECRET-2pL";
 const OTHER: &str = "Rt7-wrong-PASS-5nB";
@@ -35,39 +35,19 @@ const SHORT_SYNC: Duration = Duration::from_secs(2);
 /// the timeout longer to leave room for a loaded machine.
 const GITHUB_SYNC: Duration = Duration::from_secs(4);
 
-fn upstream() -> Upstream {
-    let up = Upstream::new();
-    up.commit_file("index.html", "v1\n", "first");
-    up
-}
-
-/// A smart-HTTP server for `up` that requires `USER` / `password`.
-fn server(up: &Upstream, password: &str) -> HttpGit {
+/// A smart-HTTP server for `up` that requires the bearer token `SECRET`.
+fn bearer_server(up: &Upstream) -> HttpGit {
     HttpGit::start(
         up.base(),
         HttpOpts {
-            basic_auth: Some((USER.into(), password.into())),
+            bearer_token: Some(SECRET.into()),
             ..Default::default()
         },
     )
 }
 
-/// The `error` field of every "sync failed" log line.
-fn sync_errors(stderr: &str) -> Vec<String> {
-    stderr
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["message"] == "sync failed")
-        .filter_map(|v| v["error"].as_str().map(str::to_string))
-        .collect()
-}
-
 fn one_time(s: &Scratch, url: &str) -> crate::support::sidecar::Sidecar {
     s.sidecar(url).arg("--one-time")
-}
-
-fn polling(s: &Scratch, url: &str) -> crate::support::sidecar::Sidecar {
-    s.sidecar(url).args(["--period=200ms", "--max-failures=-1"])
 }
 
 fn credential(url: &str, password: &str) -> serde_json::Value {
@@ -362,13 +342,7 @@ fn extra_header_goes_to_the_repo_server_and_not_to_a_submodule_elsewhere() {
     site.commit_file("index.html", "hi\n", "page");
     let modules = gitmodules(&[("lib", "lib", &lib_http.url(lib.name()))]);
     let head = site.commit_gitlinks(&modules, &[("lib", &l1)], "add lib");
-    let site_http = HttpGit::start(
-        site.base(),
-        HttpOpts {
-            bearer_token: Some(SECRET.into()),
-            ..Default::default()
-        },
-    );
+    let site_http = bearer_server(&site);
     let s = Scratch::new();
     let out = one_time(&s, &site_http.url(site.name()))
         .arg(format!(
@@ -388,13 +362,7 @@ fn extra_header_goes_to_the_repo_server_and_not_to_a_submodule_elsewhere() {
 #[test]
 fn bearer_token_is_sent_as_a_header_to_a_server_that_demands_it() {
     let up = upstream();
-    let http = HttpGit::start(
-        up.base(),
-        HttpOpts {
-            bearer_token: Some(SECRET.into()),
-            ..Default::default()
-        },
-    );
+    let http = bearer_server(&up);
     let s = Scratch::new();
     let out = one_time(&s, &http.url(up.name()))
         .env("GITSYNC_BEARER_TOKEN", SECRET)
@@ -783,13 +751,7 @@ fn credential_askpass_and_bearer_secrets_appear_nowhere_the_process_writes() {
     );
     assert!(askpass.requests()[0].target.contains(URL_TOKEN));
     // Bearer: accepted at once; the first syncs fail for a missing branch.
-    let http = HttpGit::start(
-        up.base(),
-        HttpOpts {
-            bearer_token: Some(SECRET.into()),
-            ..Default::default()
-        },
-    );
+    let http = bearer_server(&up);
     let s = Scratch::new();
     let sidecar = polling(&s, &http.url(up.name()))
         .arg("--ref=later")

@@ -5,19 +5,9 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::os::unix::fs::{symlink, PermissionsExt};
 
 use crate::support::*;
-
-/// Inode of every regular file below `dir` (relative path → inode).
-fn inodes(dir: &Path) -> HashMap<String, u64> {
-    walk_tree(dir)
-        .into_iter()
-        .filter(|(_, m)| m.is_file())
-        .map(|(rel, m)| (rel, m.ino()))
-        .collect()
-}
 
 fn assert_exact(s: &Scratch, up: &Upstream, sha: &str) {
     assert_eq!(&assert_published_layout(&s.root, &s.link()), sha);

@@ -5,10 +5,8 @@
 //! check of a worktree holding them, and symlinks judged across the
 //! submodule boundary.
 
-use std::collections::HashMap;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::support::sidecar::describe_output;
@@ -286,15 +284,6 @@ fn bad_gitmodules_are_refused_before_anything_is_fetched() {
         assert!(!s.root.join(".git/modules").exists(), "nothing fetched");
         assert!(!s.dir.path().join("escape").exists());
     }
-}
-
-/// Inode of every regular file below `dir`.
-fn inodes(dir: &Path) -> HashMap<String, u64> {
-    walk_tree(dir)
-        .into_iter()
-        .filter(|(_, m)| m.is_file())
-        .map(|(rel, m)| (rel, m.ino()))
-        .collect()
 }
 
 #[test]

@@ -184,6 +184,16 @@ pub fn tempdir(what: &str) -> tempfile::TempDir {
         .expect("creating a temporary directory")
 }
 
+/// Inode of every regular file below `dir` (relative path → inode).
+pub fn inodes(dir: &Path) -> std::collections::HashMap<String, u64> {
+    use std::os::unix::fs::MetadataExt;
+    walk_tree(dir)
+        .into_iter()
+        .filter(|(_, m)| m.is_file())
+        .map(|(rel, m)| (rel, m.ino()))
+        .collect()
+}
+
 /// Names of the entries of `dir` (empty if it does not exist), sorted.
 /// Every entry below `dir` (not following symlinks), as (relative path,
 /// lstat), sorted by path.
