@@ -82,7 +82,7 @@ impl Resolver {
     pub fn credentials_for(
         &self,
         url: &Url,
-        budget: Option<&Budget>,
+        budget: &Budget,
     ) -> Result<Option<Credentials>, Error> {
         if *url == self.repo {
             if let Some(found) = self.repo_credentials(budget)? {
@@ -123,8 +123,8 @@ impl Resolver {
         match_len(&origin, url).is_some()
     }
 
-    fn repo_credentials(&self, budget: Option<&Budget>) -> Result<Option<Credentials>, Error> {
-        let remaining = budget.map_or(askpass::TIMEOUT, Budget::remaining);
+    fn repo_credentials(&self, budget: &Budget) -> Result<Option<Credentials>, Error> {
+        let remaining = budget.remaining();
         if let Some(auth) = &self.auth {
             let password = auth.password().map_err(Error::Secret)?;
             return Ok(Some(Credentials {

@@ -132,8 +132,6 @@ pub struct Engine {
     submodule_baselines: std::collections::HashMap<std::path::PathBuf, u64>,
     /// Credentials and http settings per URL (keeps the GitHub token cache).
     resolver: Arc<auth::Resolver>,
-    /// The budget of the pass under way, for credential requests.
-    budget: Option<Budget>,
 }
 
 impl Engine {
@@ -181,7 +179,6 @@ impl Engine {
             submodule_stores: None,
             submodule_baselines: Default::default(),
             resolver,
-            budget: None,
         }
     }
 
@@ -202,7 +199,6 @@ impl Engine {
     /// One pass. The first pass of a process also repairs the root and
     /// checks the published worktree file by file.
     pub fn sync_once(&mut self, budget: &Budget) -> Result<Outcome, Error> {
-        self.budget = Some(budget.clone());
         let first_pass = self.repo.is_none();
         if first_pass {
             self.open()?;
@@ -249,7 +245,7 @@ impl Engine {
                 fetch::Outcome::Unchanged(id)
             }
             _ => {
-                let credentials = self.credentials_for(&self.url)?;
+                let credentials = self.credentials_for(&self.url, budget)?;
                 let http = self.http_settings_for(&self.url)?;
                 fetch::fetch(
                     repo,
@@ -333,8 +329,12 @@ impl Engine {
     /// The credentials for a connection to `url` (`--repo` or any other,
     /// e.g. a submodule's), resolved now: password files are read, askpass
     /// asked, a GitHub token minted when due. See [`auth`].
-    pub fn credentials_for(&self, url: &git::Url) -> Result<Option<Credentials>, Error> {
-        Ok(self.resolver.credentials_for(url, self.budget.as_ref())?)
+    pub fn credentials_for(
+        &self,
+        url: &git::Url,
+        budget: &Budget,
+    ) -> Result<Option<Credentials>, Error> {
+        Ok(self.resolver.credentials_for(url, budget)?)
     }
 
     /// Proxy, TLS and extra headers (the bearer token for `--repo`'s host)
@@ -482,7 +482,8 @@ impl Engine {
             return Ok(None);
         }
         let superproject_url = origin_url(&self.opts.repo);
-        let credentials_for = |url: &git::Url| self.credentials_for(url).map_err(|e| e.to_string());
+        let credentials_for =
+            |url: &git::Url| self.credentials_for(url, budget).map_err(|e| e.to_string());
         let http_settings_for =
             |url: &git::Url| self.http_settings_for(url).map_err(|e| e.to_string());
         let settings = submodules::Settings {
