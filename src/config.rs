@@ -2966,13 +2966,13 @@ mod tests {
         // The env secret alone.
         let c = config(
             &with(&[bind]),
-            &[("GITSYNC_INCOMING_WEBHOOK_SECRET", "only")],
+            &[("GITSYNC_INCOMING_WEBHOOK_SECRET", "alone")],
         );
-        assert_eq!(http_of(&c).webhook.secrets[0].expose(), b"only");
+        assert_eq!(http_of(&c).webhook.secrets[0].expose(), b"alone");
 
         // Never in Debug output.
         let dbg = format!("{c:?} {:?}", config(&with(&[bind, &arg, &arg_b]), &[]));
-        assert!(!dbg.contains("only"), "{dbg}");
+        assert!(!dbg.contains("alone"), "{dbg}");
         assert!(!dbg.contains("s3cret"), "{dbg}");
         assert!(dbg.contains("REDACTED"), "{dbg}");
 
@@ -3242,6 +3242,35 @@ mod tests {
     }
 
     #[test]
+    fn placeholder_secrets_are_warned_about_by_source_never_by_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let shipped = dir.path().join("secret");
+        std::fs::write(&shipped, "CHANGE-ME\n").unwrap();
+        let good = dir.path().join("good");
+        std::fs::write(&good, "3f9c1a7be04d52e8a6c0f1d29b7e4a5c\n").unwrap();
+        let file_arg = |p: &Path| format!("--incoming-webhook-secret-file={}", p.display());
+        let token_arg = format!("--sync-trigger-token-file={}", shipped.display());
+        let c = config(
+            &with(&["--http-bind=:1", &file_arg(&shipped), &token_arg]),
+            &[("GITSYNC_INCOMING_WEBHOOK_SECRET", "changeme")],
+        );
+        let all = c.warnings.join("\n");
+        let flagged = |label: &str| {
+            c.warnings
+                .iter()
+                .any(|w| w.starts_with(label) && w.contains("looks like a placeholder"))
+        };
+        assert!(flagged("--incoming-webhook-secret-file"), "{all}");
+        assert!(all.contains(&format!("{:?}", shipped.display().to_string())), "{all}");
+        assert!(flagged("--sync-trigger-token-file"), "{all}");
+        assert!(flagged("GITSYNC_INCOMING_WEBHOOK_SECRET"), "{all}");
+        assert!(!all.contains("CHANGE-ME") && !all.contains("changeme"), "{all}");
+        // A random value: no warning.
+        let c = config(&with(&["--http-bind=:1", &file_arg(&good)]), &[]);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
     fn webhook_options() {
         let c = config(
             &with(&[
@@ -3268,7 +3297,9 @@ mod tests {
             &[("GITSYNC_INCOMING_WEBHOOK_SECRET", "x")],
         );
         assert!(
-            c.warnings[0].contains("signed ones are still checked"),
+            c.warnings
+                .iter()
+                .any(|w| w.contains("signed ones are still checked")),
             "{:?}",
             c.warnings
         );

@@ -39,7 +39,7 @@ pub(super) fn placeholder_reason(secret: &[u8]) -> Option<&'static str> {
         return Some("it has no letters or digits");
     }
     if MARKERS.iter().any(|m| letters.contains(m)) {
-        return Some("it contains a common placeholder word (like change me, example, placeholder)");
+        return Some("it contains a word commonly used as a placeholder");
     }
     if secret.len() < MIN_LEN {
         return Some("it is shorter than 16 bytes");
