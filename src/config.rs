@@ -3261,10 +3261,16 @@ mod tests {
                 .any(|w| w.starts_with(label) && w.contains("looks like a placeholder"))
         };
         assert!(flagged("--incoming-webhook-secret-file"), "{all}");
-        assert!(all.contains(&format!("{:?}", shipped.display().to_string())), "{all}");
+        assert!(
+            all.contains(&format!("{:?}", shipped.display().to_string())),
+            "{all}"
+        );
         assert!(flagged("--sync-trigger-token-file"), "{all}");
         assert!(flagged("GITSYNC_INCOMING_WEBHOOK_SECRET"), "{all}");
-        assert!(!all.contains("CHANGE-ME") && !all.contains("changeme"), "{all}");
+        assert!(
+            !all.contains("CHANGE-ME") && !all.contains("changeme"),
+            "{all}"
+        );
         // A random value: no warning.
         let c = config(&with(&["--http-bind=:1", &file_arg(&good)]), &[]);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);

@@ -253,10 +253,7 @@ mod tests {
         );
         assert_eq!(shown_url("http://127.0.0.1/a#t0k?x"), "http://127.0.0.1/a");
         assert_eq!(shown_url("http://127.0.0.1/a"), "http://127.0.0.1/a");
-        assert_eq!(
-            RepoUrl::new("https://h/x?token=t0k").shown(),
-            "https://h/x"
-        );
+        assert_eq!(RepoUrl::new("https://h/x?token=t0k").shown(), "https://h/x");
     }
 
     #[test]

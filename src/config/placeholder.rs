@@ -92,7 +92,13 @@ mod tests {
 
     #[test]
     fn the_reason_never_quotes_the_value() {
-        for value in ["CHANGE-ME", "changeme", "example", "tiny", "zzzzzzzzzzzzzzzzzzzz"] {
+        for value in [
+            "CHANGE-ME",
+            "changeme",
+            "example",
+            "tiny",
+            "zzzzzzzzzzzzzzzzzzzz",
+        ] {
             let reason = placeholder_reason(value.as_bytes()).expect("a placeholder");
             assert!(!reason.contains(value), "{reason}");
         }

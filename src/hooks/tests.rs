@@ -454,7 +454,10 @@ async fn webhook_wrong_status_is_an_error_without_credentials() {
     assert!(!error.contains("q-t0ken"), "the query is shown: {error}");
     // Credentials in the URL are sent as Basic auth, not in the request line.
     let request = &server.requests()[0];
-    assert_eq!(request.path, "/hook?token=q-t0ken", "the query is still sent");
+    assert_eq!(
+        request.path, "/hook?token=q-t0ken",
+        "the query is still sent"
+    );
     assert_eq!(
         request.header("Authorization"),
         Some("Basic YWxpY2U6aHVudGVyMg==")

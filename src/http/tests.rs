@@ -327,7 +327,10 @@ async fn only_failures_spend_the_budget_and_valid_deliveries_always_pass() {
     let (code, text) = h.send(github_push(&body, Some(sign(SECRET, &body)))).await;
     assert_eq!(code, StatusCode::ACCEPTED, "{text}");
     assert!(h.triggered().await);
-    assert_eq!(h.send(github_push(&body, None)).await.0, S::TOO_MANY_REQUESTS);
+    assert_eq!(
+        h.send(github_push(&body, None)).await.0,
+        S::TOO_MANY_REQUESTS
+    );
 }
 
 #[tokio::test]
@@ -363,7 +366,12 @@ async fn the_sync_trigger_is_limited_on_failures_only() {
 #[tokio::test]
 async fn the_bearer_scheme_is_case_insensitive() {
     let h = Harness::new(config());
-    for auth in ["bearer t0ken", "BEARER t0ken", "BeArEr  t0ken", "Bearer t0ken "] {
+    for auth in [
+        "bearer t0ken",
+        "BEARER t0ken",
+        "BeArEr  t0ken",
+        "Bearer t0ken ",
+    ] {
         let req = Request::post("/sync")
             .header("Authorization", auth)
             .body(Body::empty())
@@ -386,7 +394,10 @@ async fn the_bearer_scheme_is_case_insensitive() {
 async fn a_form_encoded_github_delivery_says_to_choose_json() {
     let h = Harness::new(config());
     // GitHub's default content type: the JSON, url-encoded, in `payload=`.
-    let body = format!("payload={}", push_body("refs/heads/main").replace('"', "%22"));
+    let body = format!(
+        "payload={}",
+        push_body("refs/heads/main").replace('"', "%22")
+    );
     let req = Request::post("/webhook")
         .header("X-GitHub-Event", "push")
         .header("Content-Type", "application/x-www-form-urlencoded")

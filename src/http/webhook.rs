@@ -102,7 +102,9 @@ pub async fn handle(
                 let reason = rejection.to_string();
                 return match rejection {
                     // The sender is authenticated: never charged.
-                    Rejection::Malformed(_) => reply(StatusCode::BAD_REQUEST, provider, result, reason),
+                    Rejection::Malformed(_) => {
+                        reply(StatusCode::BAD_REQUEST, provider, result, reason)
+                    }
                     Rejection::FormEncoded => {
                         reply(StatusCode::UNSUPPORTED_MEDIA_TYPE, provider, result, reason)
                     }

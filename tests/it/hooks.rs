@@ -659,7 +659,10 @@ fn webhook_url_query_token_never_reaches_the_logs() {
     let (run, addr) = start_with_metrics(
         s.sidecar(&up.file_url())
             .args(["--period", "100ms", "--webhook-backoff", "1s", "-v", "9"])
-            .args(["--webhook-url", &recv.url(&format!("/hook?token={QUERY_TOKEN}#frag"))]),
+            .args([
+                "--webhook-url",
+                &recv.url(&format!("/hook?token={QUERY_TOKEN}#frag")),
+            ]),
     );
     run.wait_for_link_hash(&s.link(), &a);
     run.wait_until(DEADLINE, "a failed, then a successful webhook run", || {
@@ -679,7 +682,11 @@ fn webhook_url_query_token_never_reaches_the_logs() {
         ctx()
     );
     assert!(!stderr.contains(QUERY_TOKEN), "token on stderr\n{}", ctx());
-    assert!(!run.stdout().contains(QUERY_TOKEN), "token on stdout\n{}", ctx());
+    assert!(
+        !run.stdout().contains(QUERY_TOKEN),
+        "token on stdout\n{}",
+        ctx()
+    );
     assert!(!status.contains(QUERY_TOKEN), "token in /status: {status}");
 
     let out = s

@@ -730,7 +730,10 @@ fn form_encoded_github_and_wrong_gitlab_token_say_what_to_fix() {
 
     // What GitHub sends with "Content type: application/x-www-form-urlencoded".
     let json = github_push_body("refs/heads/main", &a, &up.file_url());
-    let form = format!("payload={}", String::from_utf8_lossy(&json).replace('"', "%22"));
+    let form = format!(
+        "payload={}",
+        String::from_utf8_lossy(&json).replace('"', "%22")
+    );
     let sig = sign(SECRET, form.as_bytes());
     let r = client::post(
         &addr,
@@ -745,7 +748,10 @@ fn form_encoded_github_and_wrong_gitlab_token_say_what_to_fix() {
     .expect("POST /webhook");
     assert_eq!(r.status, 415, "{r}");
     let fix = "choose Content type application/json";
-    assert!(r.json()["reason"].as_str().is_some_and(|t| t.contains(fix)), "{r}");
+    assert!(
+        r.json()["reason"].as_str().is_some_and(|t| t.contains(fix)),
+        "{r}"
+    );
     run.wait_until(DEADLINE, "the log line saying to choose JSON", || {
         run.stderr().contains(fix)
     });
@@ -753,7 +759,10 @@ fn form_encoded_github_and_wrong_gitlab_token_say_what_to_fix() {
     let r = client::post(
         &addr,
         "/webhook",
-        &[("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", "an-old-token")],
+        &[
+            ("X-Gitlab-Event", "Push Hook"),
+            ("X-Gitlab-Token", "an-old-token"),
+        ],
         b"{}",
     )
     .expect("POST /webhook");

@@ -76,7 +76,12 @@ fn junk_never_blocks_signed_deliveries_or_the_token() {
     let b = up.commit_file("f", "2", "b");
     let push = github_push_body("refs/heads/main", &b, &up.file_url());
     let r = send_github(&addr, "push", &push, Some(SECRET));
-    assert_eq!(r.status, 202, "a signed delivery after the junk: {r}\n{}", ctx());
+    assert_eq!(
+        r.status,
+        202,
+        "a signed delivery after the junk: {r}\n{}",
+        ctx()
+    );
     run.wait_for_link_hash(&s.link(), &b);
 
     // Junk keeps coming while real deliveries arrive: every real one passes.
@@ -96,14 +101,17 @@ fn junk_never_blocks_signed_deliveries_or_the_token() {
     };
     let mut head = b;
     for n in 3..8 {
-        head = up.commit_file("f", &n.to_string(), &format!("commit {n}"));
+        head = up.commit_file("f", n.to_string(), &format!("commit {n}"));
         let push = github_push_body("refs/heads/main", &head, &up.file_url());
         let r = send_github(&addr, "push", &push, Some(SECRET));
         assert_eq!(r.status, 202, "signed delivery {n} during the flood: {r}");
         let auth = if n % 2 == 0 { "bearer" } else { "BEARER" };
         let auth = format!("{auth} {TOKEN}");
         let r = client::post(&addr, "/sync", &[("Authorization", &auth)], b"").expect("POST /sync");
-        assert_eq!(r.status, 202, "POST /sync with the token during the flood: {r}");
+        assert_eq!(
+            r.status, 202,
+            "POST /sync with the token during the flood: {r}"
+        );
     }
     run.wait_for_link_hash(&s.link(), &head);
     stop.store(true, Ordering::Relaxed);
@@ -115,8 +123,8 @@ fn junk_never_blocks_signed_deliveries_or_the_token() {
 
     // The budget is still spent: junk and a wrong token stay 429.
     assert_eq!(junk(&addr, 1).status, 429);
-    let r = client::post(&addr, "/sync", &[("Authorization", "Bearer nope")], b"")
-        .expect("POST /sync");
+    let r =
+        client::post(&addr, "/sync", &[("Authorization", "Bearer nope")], b"").expect("POST /sync");
     assert_eq!(r.status, 429, "{r}");
     assert!(sync_count(&addr, "success") >= 3, "{}", ctx());
     run.assert_running();

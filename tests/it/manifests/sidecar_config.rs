@@ -205,8 +205,7 @@ fn the_webhook_secrets_placeholder_is_warned_about() {
         .expect("--incoming-webhook-secret-file");
     let mounted = fs::read(pod_fs.map(c, &file, &[])).expect("the mounted webhook secret");
     assert_eq!(mounted.trim_ascii_end(), b"CHANGE-ME", "the shipped value");
-    let config =
-        sidecar_config(c, &pod_fs).unwrap_or_else(|p| panic!("webhook refused: {p:#?}"));
+    let config = sidecar_config(c, &pod_fs).unwrap_or_else(|p| panic!("webhook refused: {p:#?}"));
     let warnings = config.warnings.join("\n");
     let warning = config
         .warnings
@@ -217,5 +216,8 @@ fn the_webhook_secrets_placeholder_is_warned_about() {
         warning.contains("--incoming-webhook-secret-file") && warning.contains("openssl rand"),
         "{warning}"
     );
-    assert!(!warnings.contains("CHANGE-ME"), "the value is quoted: {warnings}");
+    assert!(
+        !warnings.contains("CHANGE-ME"),
+        "the value is quoted: {warnings}"
+    );
 }
