@@ -231,7 +231,8 @@ impl From<String> for UrlArg {
 
 impl fmt::Debug for UrlArg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "UrlArg({})", crate::types::redact_url(&self.0))
+        // Also --askpass-url and --webhook-url, whose queries may hold tokens.
+        write!(f, "UrlArg({})", crate::types::shown_url(&self.0))
     }
 }
 

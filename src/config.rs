@@ -82,15 +82,17 @@
 //!   environment-only `GITSYNC_INCOMING_WEBHOOK_SECRET` /
 //!   `GITSYNC_SYNC_TRIGGER_TOKEN` (trailing whitespace removed) is appended.
 //!   Values are kept in [`SecretBytes`] and never appear in `Debug` output,
-//!   errors or warnings.
+//!   errors or warnings. A value that looks like a placeholder (`CHANGE-ME`,
+//!   shorter than 16 bytes, ...: see `config/placeholder.rs`) is warned about, naming
+//!   the flag and the file (the webhook signing secret too).
 //! * `--incoming-webhook-allow-unsigned`: requests without a signature are
 //!   accepted; signed ones are still checked against the secrets. Warned
 //!   about whenever set. Setting webhook options with neither a secret nor
 //!   this flag warns that incoming webhooks are disabled.
 //! * `--incoming-webhook-max-body`: bytes, optionally with a `KiB` or `MiB`
 //!   suffix (any case; also `B`), from 1 KiB to 64 MiB, default 5 MiB.
-//!   `--incoming-webhook-rate-limit`: requests per minute per client, at
-//!   least 1, default 60. `--incoming-webhook-repo`: optional filter
+//!   `--incoming-webhook-rate-limit`: failed requests per minute per client,
+//!   at least 1, default 60. `--incoming-webhook-repo`: optional filter
 //!   (trimmed; empty = none).
 //!
 //! # Hooks ([`HooksConfig`])
@@ -152,6 +154,7 @@ pub mod auth;
 mod checkout;
 pub mod git_config;
 pub mod github_app;
+mod placeholder;
 mod ssh;
 pub use access::{Access, GithubApp, UrlCredential};
 pub use auth::{HttpAuth, PasswordSource};
@@ -273,7 +276,7 @@ impl std::fmt::Debug for OutgoingWebhookConfig {
             }
         }
         f.debug_struct("OutgoingWebhookConfig")
-            .field("url", &self.url)
+            .field("url", &self.url.shown())
             .field("method", &self.method)
             .field("success_status", &self.success_status)
             .field("timeout", &self.timeout)
@@ -1208,7 +1211,10 @@ impl<'a> Checker<'a> {
         let mut out = Vec::new();
         for path in paths {
             match read_secret_file(path) {
-                Ok(secret) => out.push(secret),
+                Ok(secret) => {
+                    self.warn_if_placeholder(id, Some(path), &secret);
+                    out.push(secret);
+                }
                 Err(e) => self.fail(id, e),
             }
         }
@@ -1224,7 +1230,27 @@ impl<'a> Checker<'a> {
             self.fail(id, "must not be blank");
             return None;
         }
-        Some(SecretBytes::new(trimmed.as_bytes()))
+        let secret = SecretBytes::new(trimmed.as_bytes());
+        self.warn_if_placeholder(id, None, &secret);
+        Some(secret)
+    }
+
+    /// Warns when a secret from `id` (the file `path`, or the environment)
+    /// looks like a placeholder (the shipped `CHANGE-ME`): anyone can forge
+    /// what it authenticates. Names the source, never the value.
+    fn warn_if_placeholder(&mut self, id: &str, path: Option<&str>, secret: &SecretBytes) {
+        let Some(reason) = placeholder::placeholder_reason(secret.expose()) else {
+            return;
+        };
+        let source = match path {
+            Some(path) => format!("{}: {path:?}", self.cli.label(id)),
+            None => self.cli.label(id),
+        };
+        self.warnings.push(format!(
+            "{source} looks like a placeholder, not a secret ({reason}): anyone who guesses \
+             it can forge what it authenticates; replace it with a random value, e.g. the \
+             output of `openssl rand -hex 32`"
+        ));
     }
 
     /// Every hook flag (see the module docs). Values are checked even when
@@ -1342,7 +1368,10 @@ impl<'a> Checker<'a> {
 
         let secret_file = self.raw("webhook_signing_secret_file");
         let mut signing_secret = secret_file.and_then(|path| match read_secret_file(path) {
-            Ok(secret) => Some(secret),
+            Ok(secret) => {
+                self.warn_if_placeholder("webhook_signing_secret_file", Some(path), &secret);
+                Some(secret)
+            }
             Err(e) => {
                 self.fail("webhook_signing_secret_file", e);
                 None
@@ -1522,9 +1551,9 @@ pub fn hook_backoff_max(backoff: Duration) -> Duration {
 }
 
 /// Checks `--webhook-url`: an absolute `http://` or `https://` URL with a
-/// host. Messages show the URL with any password redacted.
+/// host. Messages show the URL without password, query or fragment.
 pub fn validate_outgoing_webhook_url(raw: &str) -> Result<(), String> {
-    let shown = crate::types::redact_url(raw);
+    let shown = crate::types::shown_url(raw);
     let url = reqwest::Url::parse(raw).map_err(|e| format!("invalid URL {shown:?}: {e}"))?;
     match url.scheme() {
         "http" | "https" => {}
@@ -2937,13 +2966,13 @@ mod tests {
         // The env secret alone.
         let c = config(
             &with(&[bind]),
-            &[("GITSYNC_INCOMING_WEBHOOK_SECRET", "only")],
+            &[("GITSYNC_INCOMING_WEBHOOK_SECRET", "alone")],
         );
-        assert_eq!(http_of(&c).webhook.secrets[0].expose(), b"only");
+        assert_eq!(http_of(&c).webhook.secrets[0].expose(), b"alone");
 
         // Never in Debug output.
         let dbg = format!("{c:?} {:?}", config(&with(&[bind, &arg, &arg_b]), &[]));
-        assert!(!dbg.contains("only"), "{dbg}");
+        assert!(!dbg.contains("alone"), "{dbg}");
         assert!(!dbg.contains("s3cret"), "{dbg}");
         assert!(dbg.contains("REDACTED"), "{dbg}");
 
@@ -3213,6 +3242,41 @@ mod tests {
     }
 
     #[test]
+    fn placeholder_secrets_are_warned_about_by_source_never_by_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let shipped = dir.path().join("secret");
+        std::fs::write(&shipped, "CHANGE-ME\n").unwrap();
+        let good = dir.path().join("good");
+        std::fs::write(&good, "3f9c1a7be04d52e8a6c0f1d29b7e4a5c\n").unwrap();
+        let file_arg = |p: &Path| format!("--incoming-webhook-secret-file={}", p.display());
+        let token_arg = format!("--sync-trigger-token-file={}", shipped.display());
+        let c = config(
+            &with(&["--http-bind=:1", &file_arg(&shipped), &token_arg]),
+            &[("GITSYNC_INCOMING_WEBHOOK_SECRET", "changeme")],
+        );
+        let all = c.warnings.join("\n");
+        let flagged = |label: &str| {
+            c.warnings
+                .iter()
+                .any(|w| w.starts_with(label) && w.contains("looks like a placeholder"))
+        };
+        assert!(flagged("--incoming-webhook-secret-file"), "{all}");
+        assert!(
+            all.contains(&format!("{:?}", shipped.display().to_string())),
+            "{all}"
+        );
+        assert!(flagged("--sync-trigger-token-file"), "{all}");
+        assert!(flagged("GITSYNC_INCOMING_WEBHOOK_SECRET"), "{all}");
+        assert!(
+            !all.contains("CHANGE-ME") && !all.contains("changeme"),
+            "{all}"
+        );
+        // A random value: no warning.
+        let c = config(&with(&["--http-bind=:1", &file_arg(&good)]), &[]);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
     fn webhook_options() {
         let c = config(
             &with(&[
@@ -3239,7 +3303,9 @@ mod tests {
             &[("GITSYNC_INCOMING_WEBHOOK_SECRET", "x")],
         );
         assert!(
-            c.warnings[0].contains("signed ones are still checked"),
+            c.warnings
+                .iter()
+                .any(|w| w.contains("signed ones are still checked")),
             "{:?}",
             c.warnings
         );

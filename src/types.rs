@@ -62,6 +62,12 @@ impl RepoUrl {
     pub fn redacted(&self) -> String {
         redact_url(&self.0)
     }
+
+    /// For URLs that may carry a token in their query (`--askpass-url`,
+    /// `--webhook-url`): see [`shown_url`].
+    pub fn shown(&self) -> String {
+        shown_url(&self.0)
+    }
 }
 
 impl fmt::Display for RepoUrl {
@@ -111,6 +117,17 @@ pub fn redact_url(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// `scheme://host[:port]/path` with credentials redacted and no query or
+/// fragment, which often carry a token (`?token=`): how URLs that are not
+/// repositories (`--askpass-url`, `--webhook-url`) appear in logs and errors.
+pub fn shown_url(url: &str) -> String {
+    let redacted = redact_url(url);
+    match redacted.find(['?', '#']) {
+        Some(end) => redacted[..end].to_string(),
+        None => redacted,
+    }
 }
 
 /// `error: cause: cause`, like anyhow's `{:#}`: a TLS or DNS failure often
@@ -226,6 +243,17 @@ mod tests {
         let e = Outer(std::io::Error::other("inner"));
         assert_eq!(error_chain(&e), "outer: inner");
         assert_eq!(error_chain(&std::io::Error::other("alone")), "alone");
+    }
+
+    #[test]
+    fn shown_url_has_no_credentials_query_or_fragment() {
+        assert_eq!(
+            shown_url("http://u:pw@127.0.0.1:8200/creds?token=t0k#frag"),
+            "http://u:REDACTED@127.0.0.1:8200/creds"
+        );
+        assert_eq!(shown_url("http://127.0.0.1/a#t0k?x"), "http://127.0.0.1/a");
+        assert_eq!(shown_url("http://127.0.0.1/a"), "http://127.0.0.1/a");
+        assert_eq!(RepoUrl::new("https://h/x?token=t0k").shown(), "https://h/x");
     }
 
     #[test]

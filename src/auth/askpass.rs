@@ -31,7 +31,7 @@ pub enum Error {
 /// Asks `url` for credentials; the whole answer must arrive within `timeout`.
 pub fn ask(url: &str, http: &HttpSettings, timeout: Duration) -> Result<Credentials, Error> {
     let deadline = Instant::now() + timeout;
-    let shown = shown_url(url);
+    let shown = crate::types::shown_url(url);
     let fail = |message: String| Error::Request {
         url: shown.clone(),
         message,
@@ -50,16 +50,6 @@ pub fn ask(url: &str, http: &HttpSettings, timeout: Duration) -> Result<Credenti
     let body = bounded::read_body(response, deadline, MAX_BODY)
         .map_err(|e: BodyError| fail(e.to_string()))?;
     parse(&String::from_utf8_lossy(&body)).ok_or(Error::NoPassword { url: shown })
-}
-
-/// `scheme://host[:port]/path` with credentials redacted: no query or
-/// fragment, which often carry a token.
-fn shown_url(url: &str) -> String {
-    let redacted = crate::types::redact_url(url);
-    match redacted.find(['?', '#']) {
-        Some(end) => redacted[..end].to_string(),
-        None => redacted,
-    }
 }
 
 /// `username=` and `password=` lines; `None` without a password.
@@ -91,15 +81,5 @@ mod tests {
         assert_eq!(c.username, "");
         assert!(parse("username=bot\n").is_none());
         assert!(parse("").is_none());
-    }
-
-    #[test]
-    fn shown_url_has_no_credentials_query_or_fragment() {
-        assert_eq!(
-            shown_url("http://u:pw@127.0.0.1:8200/creds?token=t0k#frag"),
-            "http://u:REDACTED@127.0.0.1:8200/creds"
-        );
-        assert_eq!(shown_url("http://127.0.0.1/a#t0k?x"), "http://127.0.0.1/a");
-        assert_eq!(shown_url("http://127.0.0.1/a"), "http://127.0.0.1/a");
     }
 }

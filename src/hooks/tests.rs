@@ -440,7 +440,7 @@ async fn webhook_failure_status_is_retried_until_success() {
 #[tokio::test]
 async fn webhook_wrong_status_is_an_error_without_credentials() {
     let server = Server::answering(&[500]);
-    let url = format!("http://alice:hunter2@{}/hook", server.addr);
+    let url = format!("http://alice:hunter2@{}/hook?token=q-t0ken", server.addr);
     let error = Webhook::new(web_hook(&url))
         .send(&publish(HASH_A, Path::new("/")))
         .await
@@ -451,9 +451,13 @@ async fn webhook_wrong_status_is_an_error_without_credentials() {
     );
     assert!(error.contains("status 500 body"), "{error}");
     assert!(!error.contains("hunter2"), "{error}");
+    assert!(!error.contains("q-t0ken"), "the query is shown: {error}");
     // Credentials in the URL are sent as Basic auth, not in the request line.
     let request = &server.requests()[0];
-    assert_eq!(request.path, "/hook");
+    assert_eq!(
+        request.path, "/hook?token=q-t0ken",
+        "the query is still sent"
+    );
     assert_eq!(
         request.header("Authorization"),
         Some("Basic YWxpY2U6aHVudGVyMg==")

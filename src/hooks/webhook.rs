@@ -4,8 +4,8 @@
 //! with `json_body`, a JSON body (`hash`, `previous_hash`, `ref`, `repo`,
 //! `time`); with a signing secret, `X-Git-Sidecar-Signature-256:
 //! sha256=<hex HMAC-SHA256 of the exact body bytes>` (an empty body is signed
-//! too). The URL (which may hold credentials) and the secret never reach a
-//! log line or an error message.
+//! too). The URL's credentials, query and fragment (which may hold tokens)
+//! and the secret never reach a log line or an error message.
 
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
@@ -45,7 +45,8 @@ impl Webhook {
     /// status (any completed response when none is configured).
     pub(super) async fn send(&self, publish: &Publish) -> Result<(), String> {
         let client = self.client.as_ref().map_err(Clone::clone)?;
-        let url = self.config.url.redacted();
+        // Tokens often travel in the query (`?token=`): shown without it.
+        let url = self.config.url.shown();
         let method = reqwest::Method::from_bytes(self.config.method.as_bytes())
             .map_err(|_| format!("invalid HTTP method {:?}", self.config.method))?;
         let body = if self.config.json_body {

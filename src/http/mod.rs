@@ -166,7 +166,9 @@ async fn metrics_text(State(state): State<Shared>) -> Response {
         .into_response()
 }
 
-/// `POST /sync` with `Authorization: Bearer <token>`.
+/// `POST /sync` with `Authorization: Bearer <token>` (the scheme in any
+/// case, RFC 7235). Like webhooks, only failed requests spend the client's
+/// budget, so others' failures never lock out a caller with the token.
 async fn trigger_sync(
     State(state): State<Shared>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
@@ -176,13 +178,6 @@ async fn trigger_sync(
         state.metrics.webhook_request("trigger", result);
         (code, Json(json!({ "result": result, "reason": reason }))).into_response()
     };
-    if !state.limiter.allow(client.ip()) {
-        return reply(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many requests from this client",
-        );
-    }
     if state.config.trigger_tokens.is_empty() {
         return reply(
             StatusCode::FORBIDDEN,
@@ -193,17 +188,33 @@ async fn trigger_sync(
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .unwrap_or_default();
-    if !token_matches(presented.trim().as_bytes(), &state.config.trigger_tokens) {
+    if !token_matches(presented.as_bytes(), &state.config.trigger_tokens) {
+        if !state.limiter.charge_failure(client.ip()) {
+            return reply(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many failed requests from this client (missing or wrong bearer token)",
+            );
+        }
         return reply(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "missing or wrong bearer token",
+            "missing or wrong bearer token: send Authorization: Bearer <the content of --sync-trigger-token-file>",
         );
     }
     state.trigger.fire();
     reply(StatusCode::ACCEPTED, "ok", "sync triggered")
+}
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme is
+/// case-insensitive and followed by one or more spaces (RFC 7235, 6750).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' ').trim_end())
 }
 
 /// Constant-time comparison against every token (digests make lengths equal).

@@ -1,5 +1,10 @@
-//! Per-client token buckets for the trigger endpoints, so a replayed or
-//! looping webhook cannot hammer the remote through us. Memory is bounded:
+//! Per-client budgets of *failed* requests on the trigger endpoints (token
+//! buckets). Only requests that fail authentication (or are refused before
+//! it: too large, too slow) spend the budget, and a request is authenticated
+//! before the budget is looked at: behind an Ingress every delivery comes
+//! from the same client address, so charging every request would let junk
+//! from anywhere block the real deliveries. Valid requests need no budget:
+//! their syncs coalesce into one pending sync. Memory is bounded:
 //! at most [`MAX_CLIENTS`] buckets; when full, buckets that have refilled
 //! completely (idle clients) are dropped first, and if none has, the
 //! request is refused rather than growing the table.
@@ -33,12 +38,13 @@ impl RateLimiter {
         }
     }
 
-    /// Takes one token for `client`; `false` when it has none left.
-    pub fn allow(&self, client: IpAddr) -> bool {
-        self.allow_at(client, Instant::now())
+    /// Charges one failed request to `client`; `false` when its budget was
+    /// already spent (answer 429 instead of the failure itself).
+    pub fn charge_failure(&self, client: IpAddr) -> bool {
+        self.charge_at(client, Instant::now())
     }
 
-    fn allow_at(&self, client: IpAddr, now: Instant) -> bool {
+    fn charge_at(&self, client: IpAddr, now: Instant) -> bool {
         let Ok(mut buckets) = self.buckets.lock() else {
             return false;
         };
@@ -74,14 +80,14 @@ mod tests {
         let limiter = RateLimiter::new(60);
         let ip: IpAddr = [127, 0, 0, 1].into();
         let t0 = Instant::now();
-        assert_eq!((0..100).filter(|_| limiter.allow_at(ip, t0)).count(), 60);
-        assert!(!limiter.allow_at(ip, t0));
+        assert_eq!((0..100).filter(|_| limiter.charge_at(ip, t0)).count(), 60);
+        assert!(!limiter.charge_at(ip, t0));
         assert!(
-            limiter.allow_at(ip, t0 + Duration::from_secs(1)),
+            limiter.charge_at(ip, t0 + Duration::from_secs(1)),
             "one token per second"
         );
         let other: IpAddr = [127, 0, 0, 2].into();
-        assert!(limiter.allow_at(other, t0), "clients are independent");
+        assert!(limiter.charge_at(other, t0), "clients are independent");
     }
 
     #[test]
@@ -90,11 +96,11 @@ mod tests {
         let t0 = Instant::now();
         for i in 0..(MAX_CLIENTS as u32 + 100) {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(i));
-            let _ = limiter.allow_at(ip, t0);
+            let _ = limiter.charge_at(ip, t0);
         }
         assert!(limiter.buckets.lock().map(|b| b.len()).unwrap_or(0) <= MAX_CLIENTS);
         // Much later, idle buckets are evicted and new clients get in again.
         let later = t0 + Duration::from_secs(3600);
-        assert!(limiter.allow_at(IpAddr::from([10, 9, 8, 7]), later));
+        assert!(limiter.charge_at(IpAddr::from([10, 9, 8, 7]), later));
     }
 }

@@ -301,24 +301,133 @@ async fn webhooks_are_disabled_without_a_secret_unless_unsigned_is_allowed() {
 }
 
 #[tokio::test]
-async fn a_client_is_rate_limited() {
+async fn only_failures_spend_the_budget_and_valid_deliveries_always_pass() {
     let mut cfg = config();
     cfg.webhook.rate_limit_per_minute = 3;
     let h = Harness::new(cfg);
     let body = push_body("refs/heads/main");
-    let mut codes = Vec::new();
+    // Valid deliveries, more than the budget: never limited (they coalesce).
     for _ in 0..5 {
-        codes.push(
-            h.send(github_push(&body, Some(sign(SECRET, &body))))
-                .await
-                .0,
-        );
+        let (code, text) = h.send(github_push(&body, Some(sign(SECRET, &body)))).await;
+        assert_eq!(code, StatusCode::ACCEPTED, "{text}");
     }
+    assert!(h.triggered().await);
+    // Unsigned and wrongly signed ones from the same address spend it.
+    let mut codes = Vec::new();
+    for i in 0..5 {
+        let sig = (i % 2 == 0).then(|| sign("not the secret", &body));
+        codes.push(h.send(github_push(&body, sig)).await.0);
+    }
+    use StatusCode as S;
+    let want = [S::UNAUTHORIZED, S::UNAUTHORIZED, S::UNAUTHORIZED];
+    assert_eq!(codes[..3], want, "{codes:?}");
+    assert_eq!(codes[3..], [S::TOO_MANY_REQUESTS; 2], "{codes:?}");
+    assert!(!h.triggered().await);
+    // A correctly signed delivery from that address still gets through.
+    let (code, text) = h.send(github_push(&body, Some(sign(SECRET, &body)))).await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{text}");
+    assert!(h.triggered().await);
     assert_eq!(
-        codes.iter().filter(|c| **c == StatusCode::ACCEPTED).count(),
-        3
+        h.send(github_push(&body, None)).await.0,
+        S::TOO_MANY_REQUESTS
     );
-    assert_eq!(codes.last(), Some(&StatusCode::TOO_MANY_REQUESTS));
+}
+
+#[tokio::test]
+async fn the_sync_trigger_is_limited_on_failures_only() {
+    let mut cfg = config();
+    cfg.webhook.rate_limit_per_minute = 2;
+    let h = Harness::new(cfg);
+    let post = |auth: &str| {
+        Request::post("/sync")
+            .header("Authorization", auth)
+            .body(Body::empty())
+            .expect("request")
+    };
+    for _ in 0..4 {
+        assert_eq!(h.send(post("Bearer t0ken")).await.0, StatusCode::ACCEPTED);
+    }
+    let codes = [
+        h.send(post("Bearer nope")).await.0,
+        h.send(post("Bearer nope")).await.0,
+        h.send(post("Bearer nope")).await.0,
+    ];
+    assert_eq!(
+        codes,
+        [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    assert_eq!(h.send(post("Bearer t0ken")).await.0, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let h = Harness::new(config());
+    for auth in [
+        "bearer t0ken",
+        "BEARER t0ken",
+        "BeArEr  t0ken",
+        "Bearer t0ken ",
+    ] {
+        let req = Request::post("/sync")
+            .header("Authorization", auth)
+            .body(Body::empty())
+            .expect("request");
+        let (code, text) = h.send(req).await;
+        assert_eq!(code, StatusCode::ACCEPTED, "{auth:?}: {text}");
+        assert!(h.triggered().await, "{auth:?}");
+    }
+    for auth in ["Basic t0ken", "Bearert0ken", "t0ken", "Bearer"] {
+        let req = Request::post("/sync")
+            .header("Authorization", auth)
+            .body(Body::empty())
+            .expect("request");
+        assert_eq!(h.send(req).await.0, StatusCode::UNAUTHORIZED, "{auth:?}");
+    }
+    assert!(!h.triggered().await);
+}
+
+#[tokio::test]
+async fn a_form_encoded_github_delivery_says_to_choose_json() {
+    let h = Harness::new(config());
+    // GitHub's default content type: the JSON, url-encoded, in `payload=`.
+    let body = format!(
+        "payload={}",
+        push_body("refs/heads/main").replace('"', "%22")
+    );
+    let req = Request::post("/webhook")
+        .header("X-GitHub-Event", "push")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("X-Hub-Signature-256", sign(SECRET, &body))
+        .body(Body::from(body))
+        .expect("request");
+    let (code, text) = h.send(req).await;
+    assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{text}");
+    assert!(
+        text.contains("Content type application/json") && text.contains("GitHub"),
+        "{text}"
+    );
+    assert!(!h.triggered().await);
+}
+
+#[tokio::test]
+async fn a_wrong_gitlab_token_names_the_secret_flag_not_hmac() {
+    let h = Harness::new(config());
+    let req = Request::post("/webhook")
+        .header("X-Gitlab-Event", "Push Hook")
+        .header("X-Gitlab-Token", "not the secret")
+        .body(Body::from("{}"))
+        .expect("request");
+    let (code, text) = h.send(req).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED, "{text}");
+    assert!(
+        text.contains("X-Gitlab-Token does not match --incoming-webhook-secret-file"),
+        "{text}"
+    );
+    assert!(!text.contains("HMAC"), "GitLab sends no HMAC: {text}");
 }
 
 #[tokio::test]

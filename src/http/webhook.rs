@@ -1,7 +1,14 @@
-//! `POST <--incoming-webhook-path>`: rate-limit, cap the body, verify the
-//! signature over the raw bytes, filter on event, repository and ref, then
-//! fire the sync trigger and answer 202 at once. The payload's new SHA is
-//! only a hint, recorded as the expected hash; the sync resolves the ref.
+//! `POST <--incoming-webhook-path>`: cap the body, verify the signature over
+//! the raw bytes, filter on event, repository and ref, then fire the sync
+//! trigger and answer 202 at once. The payload's new SHA is only a hint,
+//! recorded as the expected hash; the sync resolves the ref.
+//!
+//! Only refusals before or at authentication (too large, too slow, missing
+//! or wrong signature) are charged to the client's failure budget; once it
+//! is spent they are answered 429. The body is always read (it is bounded)
+//! and verified first: behind an Ingress, every forge delivery shares its
+//! client address with whoever sends junk, so a correctly signed delivery is
+//! never refused for others' failures.
 
 use std::net::SocketAddr;
 
@@ -27,17 +34,27 @@ pub async fn handle(
     let config = &state.config.webhook;
     let reply = |code: StatusCode, provider: &str, result: &'static str, reason: String| {
         state.metrics.webhook_request(provider, result);
-        tracing::info!(provider, result, reason = %reason, client = %client.ip(), "incoming webhook");
+        if code == StatusCode::TOO_MANY_REQUESTS {
+            // A junk flood must not flood the log too; the metric counts it.
+            tracing::debug!(provider, result, reason = %reason, client = %client.ip(), "incoming webhook");
+        } else {
+            tracing::info!(provider, result, reason = %reason, client = %client.ip(), "incoming webhook");
+        }
         (code, Json(json!({ "result": result, "reason": reason }))).into_response()
     };
-    if !state.limiter.allow(client.ip()) {
-        return reply(
-            StatusCode::TOO_MANY_REQUESTS,
-            "unknown",
-            "rate_limited",
-            "too many requests from this client".into(),
-        );
-    }
+    // An unauthenticated refusal: charged to the client, 429 once its budget is spent.
+    let refuse = |code: StatusCode, provider: &str, result: &'static str, reason: String| {
+        if state.limiter.charge_failure(client.ip()) {
+            reply(code, provider, result, reason)
+        } else {
+            reply(
+                StatusCode::TOO_MANY_REQUESTS,
+                provider,
+                "rate_limited",
+                format!("too many failed requests from this client ({reason})"),
+            )
+        }
+    };
     if state.secrets.is_empty() && !config.allow_unsigned {
         return reply(
             StatusCode::FORBIDDEN,
@@ -52,7 +69,7 @@ pub async fn handle(
         .and_then(|v| v.parse::<u64>().ok());
     let too_large = || format!("the body exceeds {} bytes", config.max_body_bytes);
     if declared.is_some_and(|n| n > config.max_body_bytes as u64) {
-        return reply(
+        return refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
             "unknown",
             "too_large",
@@ -64,7 +81,7 @@ pub async fn handle(
     let body = match tokio::time::timeout(BODY_TIMEOUT, read).await {
         Ok(Ok(body)) => body,
         Ok(Err(_)) => {
-            return reply(
+            return refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "unknown",
                 "too_large",
@@ -73,7 +90,7 @@ pub async fn handle(
         }
         Err(_) => {
             let reason = format!("the body did not arrive within {}s", BODY_TIMEOUT.as_secs());
-            return reply(StatusCode::REQUEST_TIMEOUT, "unknown", "timeout", reason);
+            return refuse(StatusCode::REQUEST_TIMEOUT, "unknown", "timeout", reason);
         }
     };
 
@@ -81,16 +98,20 @@ pub async fn handle(
         match webhook::verify_and_parse(&headers, &body, &state.secrets, config.allow_unsigned) {
             Ok(parsed) => parsed,
             Err((provider, rejection)) => {
-                let code = match rejection {
-                    Rejection::Malformed(_) => StatusCode::BAD_REQUEST,
-                    _ => StatusCode::UNAUTHORIZED,
+                let (provider, result) = (provider.as_str(), rejection.metric_label());
+                let reason = rejection.to_string();
+                return match rejection {
+                    // The sender is authenticated: never charged.
+                    Rejection::Malformed(_) => {
+                        reply(StatusCode::BAD_REQUEST, provider, result, reason)
+                    }
+                    Rejection::FormEncoded => {
+                        reply(StatusCode::UNSUPPORTED_MEDIA_TYPE, provider, result, reason)
+                    }
+                    Rejection::MissingSignature | Rejection::BadSignature | Rejection::BadToken => {
+                        refuse(StatusCode::UNAUTHORIZED, provider, result, reason)
+                    }
                 };
-                return reply(
-                    code,
-                    provider.as_str(),
-                    rejection.metric_label(),
-                    rejection.to_string(),
-                );
             }
         };
     let provider = provider.as_str();

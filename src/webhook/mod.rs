@@ -53,9 +53,11 @@
 //!   itself, and may use `after` as the expected commit.
 //!
 //! Not supported: GitLab's flag-gated Standard Webhooks signing
-//! (`webhook-signature`), Azure DevOps (basic auth only), and GitHub's
-//! form-encoded (`payload=`) deliveries (they parse as [`Rejection::Malformed`]
-//! push bodies).
+//! (`webhook-signature`), Azure DevOps (basic auth only), and form-encoded
+//! (`payload=`) deliveries, GitHub's default content type (also offered by
+//! Gitea and Forgejo): once verified they are [`Rejection::FormEncoded`],
+//! whose message says to choose `application/json`. Generic senders are not
+//! judged by their content type (`curl -d` labels JSON as form-encoded).
 
 mod matching;
 mod payload;
@@ -221,6 +223,21 @@ pub enum Rejection {
          HMAC-SHA256 (the legacy sha1 X-Hub-Signature is not accepted: use X-Hub-Signature-256: sha256=...)"
     )]
     BadSignature,
+    /// A plain token (GitLab's `X-Gitlab-Token`) that matches no configured secret.
+    #[error(
+        "X-Gitlab-Token does not match --incoming-webhook-secret-file (or \
+         GITSYNC_INCOMING_WEBHOOK_SECRET): GitLab sends the webhook's Secret token as it is; \
+         check that it is exactly the content of that file (trailing newlines are ignored) \
+         under Settings → Webhooks → Secret token, and that the sidecar mounts the secret you edited"
+    )]
+    BadToken,
+    /// Verified, but sent form-encoded (GitHub's default content type).
+    #[error(
+        "the delivery is form-encoded (Content-Type: application/x-www-form-urlencoded, GitHub's \
+         default); only JSON is read: in the webhook's settings (GitHub: Settings → Webhooks → \
+         Edit) choose Content type application/json"
+    )]
+    FormEncoded,
     /// Verified, but the body is not usable JSON of the expected shape for a push.
     #[error("malformed webhook payload: {0}")]
     Malformed(String),
@@ -231,8 +248,8 @@ impl Rejection {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Rejection::MissingSignature => "missing_signature",
-            Rejection::BadSignature => "bad_signature",
-            Rejection::Malformed(_) => "malformed",
+            Rejection::BadSignature | Rejection::BadToken => "bad_signature",
+            Rejection::Malformed(_) | Rejection::FormEncoded => "malformed",
         }
     }
 }
@@ -242,7 +259,8 @@ impl Rejection {
 /// skips verification (Provider detected from event headers, else Generic).
 ///
 /// A request whose credential is present but unusable (wrong secret, bad hex,
-/// sha1 only, or no secrets configured) is [`Rejection::BadSignature`] even
+/// sha1 only, or no secrets configured) is [`Rejection::BadSignature`]
+/// ([`Rejection::BadToken`] for a plain token) even
 /// with `allow_unsigned`. Ping and non-push events are returned without
 /// looking at the body (except GitLab `System Hook`, whose body says whether
 /// it is a push).
@@ -254,6 +272,9 @@ pub fn verify_and_parse(
 ) -> Result<(Provider, Event), (Provider, Rejection)> {
     let (provider, event) = detect(headers);
     authenticate(provider, headers, body, secrets, allow_unsigned).map_err(|r| (provider, r))?;
+    if form_encoded(provider, headers) {
+        return Err((provider, Rejection::FormEncoded));
+    }
     let event = payload::parse(provider, event, body).map_err(|r| (provider, r))?;
     Ok((provider, event))
 }
@@ -398,6 +419,8 @@ fn authenticate(
         Some((value, scheme)) => {
             if credential_valid(value, scheme, body, secrets) {
                 Ok(())
+            } else if matches!(scheme, Scheme::Token) {
+                Err(Rejection::BadToken)
             } else {
                 Err(Rejection::BadSignature)
             }
@@ -410,6 +433,23 @@ fn authenticate(
         None if allow_unsigned => Ok(()),
         None => Err(Rejection::MissingSignature),
     }
+}
+
+/// Whether a forge that offers a form-encoded content type (GitHub's
+/// default; Gitea and Forgejo offer it too) sent one. Their form bodies are
+/// `payload=<url-encoded JSON>`, which we do not read.
+fn form_encoded(provider: Provider, headers: &HeaderMap) -> bool {
+    let offers_form = matches!(
+        provider,
+        Provider::GitHub | Provider::Gitea | Provider::Forgejo
+    );
+    let media_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim);
+    offers_form
+        && media_type.is_some_and(|t| t.eq_ignore_ascii_case("application/x-www-form-urlencoded"))
 }
 
 /// A credential header that carries no digest: empty, or a bare algorithm

@@ -105,6 +105,53 @@ fn github_published_test_vector() {
     );
 }
 
+/// GitHub's default content type is form-encoded (`payload=<JSON>`): once
+/// verified, it is refused with a message that says to choose JSON; a
+/// generic sender (`curl -d` labels JSON as form-encoded) is not judged by it.
+#[test]
+fn form_encoded_deliveries_say_to_choose_json() {
+    let body = format!("payload={}", github_push_body().replace('"', "%22"));
+    let sig = format!("sha256={}", hmac256(SECRET, body.as_bytes()));
+    for (event_header, provider) in [
+        ("X-GitHub-Event", Provider::GitHub),
+        ("X-Gitea-Event", Provider::Gitea),
+        ("X-Forgejo-Event", Provider::Forgejo),
+    ] {
+        for (event, content_type) in [
+            ("push", "application/x-www-form-urlencoded"),
+            ("ping", "Application/X-WWW-Form-Urlencoded; charset=utf-8"),
+        ] {
+            let pairs = [
+                (event_header, event),
+                ("Content-Type", content_type),
+                ("X-Hub-Signature-256", &sig),
+            ];
+            let rejection = expect_rejection(run(&pairs, body.as_bytes()), provider);
+            assert_eq!(rejection, Rejection::FormEncoded, "{provider} {event}");
+            assert!(rejection.to_string().contains("application/json"));
+        }
+    }
+    // Unverified: the signature is judged first.
+    let wrong = format!("sha256={}", hmac256("nope", body.as_bytes()));
+    let pairs = [
+        ("X-GitHub-Event", "push"),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("X-Hub-Signature-256", &wrong),
+    ];
+    assert_eq!(
+        run(&pairs, body.as_bytes()),
+        Err((Provider::GitHub, Rejection::BadSignature))
+    );
+    // A generic "sync now" sent with curl -d.
+    let json = br#"{"ref": "refs/heads/main"}"#;
+    let sig = format!("sha256={}", hmac256(SECRET, json));
+    let pairs = [
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("X-Signature", &sig),
+    ];
+    expect_push(run(&pairs, json), Provider::Generic);
+}
+
 fn github_push_body() -> String {
     format!(
         r#"{{
@@ -714,7 +761,7 @@ fn gitlab_token_checks() {
         let pairs = [("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", token)];
         assert_eq!(
             run(&pairs, body.as_bytes()),
-            Err((Provider::GitLab, Rejection::BadSignature)),
+            Err((Provider::GitLab, Rejection::BadToken)),
             "{token:?}"
         );
     }

@@ -9,6 +9,10 @@
 //! * `remotes` — servers that reset or answer garbage (git:// and http://),
 //!   a deleted branch, history rewritten and the repository replaced, over
 //!   real transports.
+//! * `webhook_budget` — junk POSTs from the one client address an Ingress
+//!   gives everyone (unsigned, wrongly signed, oversized, beyond the rate
+//!   limit, also during real deliveries) never block a signed delivery or
+//!   `POST /sync` with the token; junk gets 429 once its budget is spent.
 //! * `trees` — hostile trees (`..`, `.git`, absolute names, slashes in
 //!   names) and escaping symlinks under `--escaping-symlinks`, checked on
 //!   disk and through nginx.
@@ -24,6 +28,7 @@ mod full_disk;
 mod remotes;
 mod serving;
 mod trees;
+mod webhook_budget;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -645,6 +645,68 @@ fn webhook_success_status_0_accepts_any_answer() {
     );
 }
 
+/// A token in `--webhook-url`'s query (`?token=`) is sent to the receiver,
+/// but never appears on the sidecar's stderr (debug lines included), in
+/// `/status` or in the start-up error for a bad URL: the URL is shown
+/// without its query, as the askpass URL is.
+#[test]
+fn webhook_url_query_token_never_reaches_the_logs() {
+    const QUERY_TOKEN: &str = "q7f3d0c2e9b1a8token";
+    let up = Upstream::new();
+    let a = up.commit_file("f", "1", "a");
+    let s = Scratch::new();
+    let recv = Receiver::failing_first(1, 500);
+    let (run, addr) = start_with_metrics(
+        s.sidecar(&up.file_url())
+            .args(["--period", "100ms", "--webhook-backoff", "1s", "-v", "9"])
+            .args([
+                "--webhook-url",
+                &recv.url(&format!("/hook?token={QUERY_TOKEN}#frag")),
+            ]),
+    );
+    run.wait_for_link_hash(&s.link(), &a);
+    run.wait_until(DEADLINE, "a failed, then a successful webhook run", || {
+        hook_runs(&addr, "webhook", "error") >= 1 && hook_runs(&addr, "webhook", "success") >= 1
+    });
+    let ctx = || format!("{}\n{}", recv.describe(), run.logs());
+    assert!(
+        recv.requests()[0].target.contains(QUERY_TOKEN),
+        "the query must still be sent\n{}",
+        ctx()
+    );
+    let status = client::get(&addr, "/status").expect("GET /status").text();
+    let stderr = run.stderr();
+    assert!(
+        stderr.contains("hook failed") && stderr.contains(&recv.url("/hook")),
+        "the failure is logged with the URL's path\n{}",
+        ctx()
+    );
+    assert!(!stderr.contains(QUERY_TOKEN), "token on stderr\n{}", ctx());
+    assert!(
+        !run.stdout().contains(QUERY_TOKEN),
+        "token on stdout\n{}",
+        ctx()
+    );
+    assert!(!status.contains(QUERY_TOKEN), "token in /status: {status}");
+
+    let out = s
+        .sidecar(&up.file_url())
+        .args(["--one-time", "--webhook-url"])
+        .arg(format!("ftp://127.0.0.1/hook?token={QUERY_TOKEN}"))
+        .run(DEADLINE);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("--webhook-url"),
+        "an ftp:// --webhook-url is refused\n{}",
+        describe_output(&out)
+    );
+    assert!(
+        !stderr.contains(QUERY_TOKEN),
+        "token in the error\n{}",
+        describe_output(&out)
+    );
+}
+
 // ---------------------------------------------------------------------------
 // --one-time
 

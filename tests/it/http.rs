@@ -14,18 +14,18 @@ use crate::support::client::{self, wait_for_http_address, Response};
 use crate::support::sidecar::describe_output;
 use crate::support::*;
 
-const SECRET: &str = "it-webhook-secret";
+pub(crate) const SECRET: &str = "it-webhook-secret";
 const TOKEN: &str = "it-bearer-token";
 
 /// `X-Hub-Signature-256` value: `sha256=<hex HMAC-SHA256(secret, body)>`.
-fn sign(secret: &str, body: &[u8]) -> String {
+pub(crate) fn sign(secret: &str, body: &[u8]) -> String {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("hmac key");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// A GitHub push payload for `git_ref` moving to `after`.
-fn github_push_body(git_ref: &str, after: &str, clone_url: &str) -> Vec<u8> {
+pub(crate) fn github_push_body(git_ref: &str, after: &str, clone_url: &str) -> Vec<u8> {
     serde_json::json!({
         "ref": git_ref,
         "before": "0000000000000000000000000000000000000001",
@@ -40,7 +40,7 @@ fn github_push_body(git_ref: &str, after: &str, clone_url: &str) -> Vec<u8> {
 }
 
 /// POSTs a GitHub delivery of `event` with `body`, signed with `secret` (unsigned when `None`).
-fn send_github(addr: &str, event: &str, body: &[u8], secret: Option<&str>) -> Response {
+pub(crate) fn send_github(addr: &str, event: &str, body: &[u8], secret: Option<&str>) -> Response {
     let signature = secret.map(|s| sign(s, body));
     let mut headers = vec![
         ("X-GitHub-Event", event),
@@ -690,11 +690,16 @@ fn webhook_ping_other_ref_too_large_and_rate_limit() {
     let r = send_github(&addr, "push", &big, Some(SECRET));
     assert_eq!(r.status, 413, "body over --incoming-webhook-max-body: {r}");
 
-    // 3 of the 5 tokens are used: two more, then 429.
-    let codes: Vec<u16> = (0..3)
+    // Only failures spend the budget of 5: the 413 and four wrong signatures.
+    let codes: Vec<u16> = (0..5)
+        .map(|_| send_github(&addr, "ping", ping, Some("not-the-secret")).status)
+        .collect();
+    assert_eq!(codes, [401, 401, 401, 401, 429], "5 failures per minute");
+    // Valid deliveries never need it (the campaign's webhook_budget says more).
+    let codes: Vec<u16> = (0..6)
         .map(|_| send_github(&addr, "ping", ping, Some(SECRET)).status)
         .collect();
-    assert_eq!(codes, [200, 200, 429], "rate limit of 5 per minute");
+    assert_eq!(codes, [200; 6], "signed pings after the budget is spent");
 
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
@@ -703,6 +708,72 @@ fn webhook_ping_other_ref_too_large_and_rate_limit() {
         "none of these may sync"
     );
     run.assert_running();
+}
+
+/// The two most common forge set-up mistakes get answers that say what to
+/// change, in the response (which the forge shows in its delivery log) and
+/// in the sidecar's log: GitHub's default form-encoded content type, and a
+/// GitLab Secret token that differs from the mounted secret.
+#[test]
+fn form_encoded_github_and_wrong_gitlab_token_say_what_to_fix() {
+    let up = Upstream::new();
+    let a = up.commit_file("f", "1", "a");
+    let s = Scratch::new();
+    let secret = write_secret(&s, "secret", SECRET);
+    let (run, addr) = start(
+        s.sidecar(&up.file_url())
+            .args(["--period", "10m"])
+            .arg("--incoming-webhook-secret-file")
+            .arg(&secret),
+    );
+    run.wait_for_link_hash(&s.link(), &a);
+
+    // What GitHub sends with "Content type: application/x-www-form-urlencoded".
+    let json = github_push_body("refs/heads/main", &a, &up.file_url());
+    let form = format!(
+        "payload={}",
+        String::from_utf8_lossy(&json).replace('"', "%22")
+    );
+    let sig = sign(SECRET, form.as_bytes());
+    let r = client::post(
+        &addr,
+        "/webhook",
+        &[
+            ("X-GitHub-Event", "push"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("X-Hub-Signature-256", &sig),
+        ],
+        form.as_bytes(),
+    )
+    .expect("POST /webhook");
+    assert_eq!(r.status, 415, "{r}");
+    let fix = "choose Content type application/json";
+    assert!(
+        r.json()["reason"].as_str().is_some_and(|t| t.contains(fix)),
+        "{r}"
+    );
+    run.wait_until(DEADLINE, "the log line saying to choose JSON", || {
+        run.stderr().contains(fix)
+    });
+
+    let r = client::post(
+        &addr,
+        "/webhook",
+        &[
+            ("X-Gitlab-Event", "Push Hook"),
+            ("X-Gitlab-Token", "an-old-token"),
+        ],
+        b"{}",
+    )
+    .expect("POST /webhook");
+    assert_eq!(r.status, 401, "{r}");
+    let reason = r.json()["reason"].as_str().unwrap_or_default().to_string();
+    let says = "X-Gitlab-Token does not match --incoming-webhook-secret-file";
+    assert!(reason.contains(says) && !reason.contains("HMAC"), "{r}");
+    run.wait_until(DEADLINE, "the log line about the GitLab token", || {
+        run.stderr().contains(says)
+    });
+    assert!(!run.stderr().contains("an-old-token"), "{}", run.logs());
 }
 
 #[test]

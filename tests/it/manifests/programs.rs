@@ -513,6 +513,15 @@ fn run_sidecar_like_the_manifest(all: &[Model], m: &Model, w: &Workload, c: &Con
             .expect("a webhook secret file");
         let secret =
             fs::read(pod_fs.map(c, &secret_file, &[])).expect("the mounted webhook secret");
+        if secret.trim_ascii_end() == b"CHANGE-ME" {
+            // The shipped placeholder: warned about at start-up, never quoted.
+            let stderr = run.stderr();
+            assert!(
+                stderr.contains("looks like a placeholder") && !stderr.contains("CHANGE-ME"),
+                "{at}: no placeholder warning (or the value is logged)\n{}",
+                context()
+            );
+        }
         // What the forge sends: the repository the manifest syncs.
         let repo = c.setting("repo").expect("--repo");
         let (body, signature) = signed_push(&repo, &head, secret.trim_ascii_end());

@@ -186,3 +186,38 @@ fn private_https_takes_its_password_from_the_secret_file() {
     assert_eq!(auth.password().as_deref(), Ok("CHANGE-ME"));
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
 }
+
+/// The webhook variant's Secret ships `CHANGE-ME`: git-sidecar accepts it but
+/// warns at start-up, naming the flag and the mounted file, never the value.
+#[test]
+fn the_webhook_secrets_placeholder_is_warned_about() {
+    let v = variant("webhook");
+    let m = model_of(&v);
+    let w = &m.objects.workloads[0];
+    let pod_fs = PodFs::new(&m.objects, &w.pod);
+    let (c, _) = w
+        .pod
+        .all_containers()
+        .find(|(c, _)| c.is_git_sidecar())
+        .expect("a git-sidecar container");
+    let file = c
+        .setting("incoming-webhook-secret-file")
+        .expect("--incoming-webhook-secret-file");
+    let mounted = fs::read(pod_fs.map(c, &file, &[])).expect("the mounted webhook secret");
+    assert_eq!(mounted.trim_ascii_end(), b"CHANGE-ME", "the shipped value");
+    let config = sidecar_config(c, &pod_fs).unwrap_or_else(|p| panic!("webhook refused: {p:#?}"));
+    let warnings = config.warnings.join("\n");
+    let warning = config
+        .warnings
+        .iter()
+        .find(|w| w.contains("looks like a placeholder"))
+        .unwrap_or_else(|| panic!("no placeholder warning in {warnings:?}"));
+    assert!(
+        warning.contains("--incoming-webhook-secret-file") && warning.contains("openssl rand"),
+        "{warning}"
+    );
+    assert!(
+        !warnings.contains("CHANGE-ME"),
+        "the value is quoted: {warnings}"
+    );
+}
