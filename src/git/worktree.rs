@@ -295,7 +295,11 @@ fn unchanged(old: &gix::index::Entry, new: &gix::index::Entry) -> bool {
 /// longer as the old index recorded them. Marks the kept entries so the
 /// checkout skips them, with the stat data of the untouched file; returns
 /// their positions, to unmark them after the checkout.
-fn prune(old: &gix::index::File, new: &mut gix::index::File, dir: &Path) -> Result<Vec<usize>, Error> {
+fn prune(
+    old: &gix::index::File,
+    new: &mut gix::index::File,
+    dir: &Path,
+) -> Result<Vec<usize>, Error> {
     let found = {
         let wanted = survey::Wanted::new(new);
         survey::survey(dir, &wanted, true, |entry, meta| {

@@ -188,7 +188,11 @@ fn writes_into_published_trees_and_spares_are_gone_from_later_trees() {
                 continue;
             }
             let spare = s.worktrees().join(&name);
-            assert_eq!(scribble::scribble(&spare, 100 + i), 8, "round {i}: the spare");
+            assert_eq!(
+                scribble::scribble(&spare, 100 + i),
+                8,
+                "round {i}: the spare"
+            );
             if i == 4 {
                 // A directory replaced by a link out of the root: the link
                 // goes, nothing behind it is touched.
@@ -206,7 +210,8 @@ fn writes_into_published_trees_and_spares_are_gone_from_later_trees() {
         Some("outside\n")
     );
     assert!(
-        !run.stderr().contains("rewriting the retired worktree failed"),
+        !run.stderr()
+            .contains("rewriting the retired worktree failed"),
         "{}",
         run.logs()
     );

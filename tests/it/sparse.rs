@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::support::git::git_output;
-use crate::support::sidecar::describe_output;
 use crate::support::scribble;
+use crate::support::sidecar::describe_output;
 use crate::support::*;
 
 /// A named change to the upstream work tree.
@@ -232,9 +232,17 @@ fn writes_into_sparse_worktrees_do_not_reach_later_ones() {
         assert_sparse(&s, &up, &sha, PATTERNS);
         let stray: Vec<String> = walk_tree(&s.link())
             .into_iter()
-            .filter(|(rel, meta)| meta.is_dir() && !files(&s.link()).iter().any(|f| f.starts_with(&format!("{rel}/"))))
+            .filter(|(rel, meta)| {
+                meta.is_dir()
+                    && !files(&s.link())
+                        .iter()
+                        .any(|f| f.starts_with(&format!("{rel}/")))
+            })
             .map(|(rel, _)| rel)
             .collect();
-        assert!(stray.is_empty(), "round {i}: directories with nothing of the commit: {stray:?}");
+        assert!(
+            stray.is_empty(),
+            "round {i}: directories with nothing of the commit: {stray:?}"
+        );
     }
 }

@@ -559,9 +559,15 @@ fn writes_into_submodules_do_not_reach_later_trees() {
     for i in 0..3 {
         let tree = fs::canonicalize(s.link()).expect("the published tree");
         fs::write(tree.join("lib/stray.txt"), "stray\n").expect("write into lib");
-        sha = p.site.commit_file("top.txt", format!("off {i}\n"), "top only");
+        sha = p
+            .site
+            .commit_file("top.txt", format!("off {i}\n"), "top only");
         run.wait_for_link_hash(&s.link(), &sha);
-        assert_eq!(list_dir(&s.link().join("lib")), Vec::<String>::new(), "round {i}");
+        assert_eq!(
+            list_dir(&s.link().join("lib")),
+            Vec::<String>::new(),
+            "round {i}"
+        );
         assert_tree_matches_commit(&s.link(), &p.site, &sha);
     }
 }

@@ -310,7 +310,10 @@ fn skip_publishes_the_commit_without_its_escaping_symlinks() {
         let sha = site.push(&all, &format!("links again {i}"));
         run.wait_for_link_hash(&s.link(), &sha);
         let status = git(&["status", "--porcelain"], &s.link());
-        assert!(status.is_empty(), "git status after skip, rewrite {i}:\n{status}");
+        assert!(
+            status.is_empty(),
+            "git status after skip, rewrite {i}:\n{status}"
+        );
         assert!(!s.link().join("abs").is_symlink() && !s.link().join("up").is_symlink());
     }
 }

@@ -63,7 +63,10 @@ fn hook(s: &Scratch, sync: &str) -> PathBuf {
 /// The upstream's change for commit `i`: files modified, added in new
 /// directories, deleted, made executable.
 fn change(up: &Upstream, i: usize) {
-    up.write_file(&format!("d{}/f{}.txt", i % 3, i % 4), format!("commit {i}\n"));
+    up.write_file(
+        &format!("d{}/f{}.txt", i % 4, i % 10),
+        format!("commit {i}\n"),
+    );
     if i % 3 == 0 {
         up.write_file(&format!("added/{i}/new.txt"), format!("added {i}\n"));
     }
@@ -78,8 +81,8 @@ fn change(up: &Upstream, i: usize) {
 }
 
 fn base(up: &Upstream) -> String {
-    for d in 0..3 {
-        for f in 0..4 {
+    for d in 0..4 {
+        for f in 0..10 {
             up.write_file(&format!("d{d}/f{f}.txt"), format!("{d}/{f}\n"));
         }
     }
@@ -91,13 +94,24 @@ fn base(up: &Upstream) -> String {
     up.commit_all("base")
 }
 
-/// Writes through the link until told to stop; counts what it wrote.
+/// Writes through the link until told to stop; counts what it wrote. A
+/// few rounds of every kind per published tree, then only new files: most
+/// tracked files stay untouched, so rewrites have something to keep.
 fn consumer(link: PathBuf, stop: Arc<AtomicBool>, written: Arc<AtomicUsize>) {
-    let mut round = 0;
+    let (mut round, mut last, mut in_tree) = (0, PathBuf::new(), 0);
     while !stop.load(Ordering::Relaxed) {
         // One resolution per round: the ops land in one published tree.
         if let Ok(tree) = fs::canonicalize(&link) {
-            written.fetch_add(scribble(&tree, round), Ordering::Relaxed);
+            if tree != last {
+                (last, in_tree) = (tree.clone(), 0);
+            }
+            let wrote = if in_tree < 3 {
+                scribble(&tree, round)
+            } else {
+                usize::from(fs::write(tree.join(format!("late-{round}.txt")), "late\n").is_ok())
+            };
+            written.fetch_add(wrote, Ordering::Relaxed);
+            in_tree += 1;
         }
         round += 1;
         std::thread::sleep(Duration::from_millis(5));
@@ -115,7 +129,12 @@ fn every_tree_is_its_commit_while_consumers_and_hooks_write_into_worktrees() {
     let (gate, hook) = (gate(&s, &sync), hook(&s, &sync));
     let run = s
         .sidecar(&up.file_url())
-        .args(["--period", "100ms", "--pre-publish-exechook-timeout", "120s"])
+        .args([
+            "--period",
+            "100ms",
+            "--pre-publish-exechook-timeout",
+            "120s",
+        ])
         .arg("--pre-publish-exechook-command")
         .arg(&gate)
         .arg("--exechook-command")
@@ -144,10 +163,16 @@ fn every_tree_is_its_commit_while_consumers_and_hooks_write_into_worktrees() {
             || run.logs(),
         );
         if let Some(problem) = tree_mismatch(&tree, up.path(), &sha) {
-            panic!("commit {i}: the new tree is not its commit: {problem}\n{}", run.logs());
+            panic!(
+                "commit {i}: the new tree is not its commit: {problem}\n{}",
+                run.logs()
+            );
         }
         let status = git(&["status", "--porcelain", "--ignored"], &tree);
-        assert!(status.is_empty(), "commit {i}: git status in the new tree:\n{status}");
+        assert!(
+            status.is_empty(),
+            "commit {i}: git status in the new tree:\n{status}"
+        );
         inode_sets.push(inodes(&tree));
         fs::write(sync_dir.join(format!("go-{sha}")), "").expect("go");
         run.wait_for_link_hash(&s.link(), &sha);
@@ -162,18 +187,29 @@ fn every_tree_is_its_commit_while_consumers_and_hooks_write_into_worktrees() {
     writer.join().expect("the consumer thread");
 
     let written = written.load(Ordering::Relaxed);
-    assert!(written > 10 * COMMITS, "the consumer wrote only {written} times");
     assert!(
-        !run.stderr().contains("rewriting the retired worktree failed"),
+        written > 10 * COMMITS,
+        "the consumer wrote only {written} times"
+    );
+    assert!(
+        !run.stderr()
+            .contains("rewriting the retired worktree failed"),
         "rewrites fell back to full checkouts:\n{}",
         run.logs()
     );
     // The retired trees were really rewritten: untouched files kept their inode.
     let kept: usize = inode_sets
         .windows(3)
-        .map(|w| w[2].iter().filter(|(p, ino)| w[0].get(*p) == Some(*ino)).count())
+        .map(|w| {
+            w[2].iter()
+                .filter(|(p, ino)| w[0].get(*p) == Some(*ino))
+                .count()
+        })
         .sum();
-    assert!(kept > COMMITS, "only {kept} files kept across rewrites");
+    assert!(
+        kept > 10 * COMMITS,
+        "only {kept} files kept across rewrites"
+    );
     run.assert_running();
 }
 
