@@ -224,7 +224,10 @@ fn a_missing_submodule_commit_fails_the_sync_and_keeps_the_old_content() {
         "{logs}"
     );
     assert!(logs.contains("was the submodule commit pushed?"), "{logs}");
-    assert!(error_file_has_err(&s.error_file()));
+    // The error file is written just after the log line.
+    run.wait_until(DEADLINE, "the error file records it", || {
+        error_file_has_err(&s.error_file())
+    });
     assert_eq!(s.published().as_deref(), Some(good.as_str()));
     assert_submodule(&s, "lib", &p.sub, &s1);
 }
