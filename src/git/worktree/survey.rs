@@ -151,3 +151,145 @@ fn stat_of(meta: &fs::Metadata) -> Stat {
         size: meta.len() as u32,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gix::index::entry::Flags;
+    use std::os::unix::fs::symlink;
+
+    /// A directory with a few files, a link and a path left out, and an
+    /// index that records them as they are on disk.
+    fn tree() -> (tempfile::TempDir, gix::index::File) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut state = gix::index::State::new(gix::hash::Kind::Sha1);
+        let id = gix::ObjectId::null(gix::hash::Kind::Sha1);
+        let mut push = |rel: &str, mode: Mode, flags: Flags| {
+            let stat = fs::symlink_metadata(dir.path().join(rel))
+                .map(|m| stat_of(&m))
+                .unwrap_or_default();
+            state.dangerously_push_entry(stat, id, flags, mode, rel.as_bytes().as_bstr());
+        };
+        for (rel, mode) in [("a.txt", 0o644), ("d/b.txt", 0o644), ("d/e/run.sh", 0o755)] {
+            let path = dir.path().join(rel);
+            fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            fs::write(&path, rel).expect("write");
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+            let kind = if mode == 0o755 {
+                Mode::FILE_EXECUTABLE
+            } else {
+                Mode::FILE
+            };
+            push(rel, kind, Flags::empty());
+        }
+        symlink("a.txt", dir.path().join("d/link")).expect("symlink");
+        push("d/link", Mode::SYMLINK, Flags::empty());
+        push("out/left.txt", Mode::FILE, super::super::NOT_ON_DISK);
+        state.sort_entries();
+        let index = gix::index::File::from_state(state, dir.path().join("index"));
+        (dir, index)
+    }
+
+    fn strays(dir: &Path, index: &gix::index::File) -> Vec<String> {
+        let found = survey(dir, &Wanted::new(index), false, as_recorded).expect("survey");
+        found
+            .strays
+            .iter()
+            .map(|p| p.strip_prefix(dir).expect("below").display().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn an_untouched_tree_is_exact() {
+        let (dir, index) = tree();
+        assert!(exact(dir.path(), &index, false));
+        assert_eq!(Wanted::new(&index).count, 4);
+    }
+
+    #[test]
+    fn every_kind_of_write_is_a_stray() {
+        type Write = fn(&Path);
+        let cases: [(&str, Write, &str); 9] = [
+            (
+                "a new file",
+                |d| fs::write(d.join("d/new"), "x").expect("w"),
+                "d/new",
+            ),
+            (
+                "an empty directory",
+                |d| fs::create_dir(d.join("d/e/x")).expect("w"),
+                "d/e/x",
+            ),
+            (
+                "a new tree",
+                |d| fs::create_dir_all(d.join("c/c")).expect("w"),
+                "c",
+            ),
+            (
+                "a left-out path",
+                |d| fs::create_dir(d.join("out")).expect("w"),
+                "out",
+            ),
+            (
+                "same size, mtime put back",
+                |d| {
+                    let p = d.join("a.txt");
+                    let mtime = fs::metadata(&p).and_then(|m| m.modified()).expect("mtime");
+                    fs::write(&p, "A.txt").expect("w");
+                    let f = fs::File::options().write(true).open(&p).expect("open");
+                    f.set_modified(mtime).expect("set mtime");
+                },
+                "a.txt",
+            ),
+            (
+                "chmod",
+                |d| {
+                    fs::set_permissions(d.join("d/e/run.sh"), fs::Permissions::from_mode(0o644))
+                        .expect("w")
+                },
+                "d/e/run.sh",
+            ),
+            (
+                "a file made a directory",
+                |d| {
+                    fs::remove_file(d.join("d/b.txt")).expect("w");
+                    fs::create_dir(d.join("d/b.txt")).expect("w");
+                },
+                "d/b.txt",
+            ),
+            (
+                "a link retargeted",
+                |d| {
+                    fs::remove_file(d.join("d/link")).expect("w");
+                    symlink("/etc/passwd", d.join("d/link")).expect("w");
+                },
+                "d/link",
+            ),
+            (
+                "a directory made a link",
+                |d| {
+                    fs::rename(d.join("d/e"), d.join("elsewhere")).expect("w");
+                    symlink("../elsewhere", d.join("d/e")).expect("w");
+                },
+                "d/e",
+            ),
+        ];
+        for (what, write, stray) in cases {
+            let (dir, index) = tree();
+            write(dir.path());
+            let found = strays(dir.path(), &index);
+            assert!(found.iter().any(|s| s == stray), "{what}: {found:?}");
+            assert!(!exact(dir.path(), &index, false), "{what}");
+        }
+    }
+
+    #[test]
+    fn a_missing_file_is_not_exact_and_the_top_level_git_file_is_ignored() {
+        let (dir, index) = tree();
+        fs::write(dir.path().join(".git"), "gitdir: x\n").expect("w");
+        assert!(exact(dir.path(), &index, true));
+        assert!(!exact(dir.path(), &index, false));
+        fs::remove_file(dir.path().join("a.txt")).expect("rm");
+        assert!(!exact(dir.path(), &index, true));
+    }
+}

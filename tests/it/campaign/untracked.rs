@@ -67,7 +67,7 @@ fn change(up: &Upstream, i: usize) {
         &format!("d{}/f{}.txt", i % 4, i % 10),
         format!("commit {i}\n"),
     );
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         up.write_file(&format!("added/{i}/new.txt"), format!("added {i}\n"));
     }
     if i % 5 == 4 {
