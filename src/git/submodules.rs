@@ -18,8 +18,8 @@
 //!   relative to `<root>/.git`) and `index` (stat data of the checkout). The
 //!   start-up check verifies submodule content against it, and a rewritten
 //!   worktree keeps the submodules whose commit did not change and whose
-//!   files are exactly as recorded (anything written into them since, and
-//!   the submodule is checked out afresh).
+//!   files are exactly as recorded (one written into since is checked out
+//!   afresh).
 //!
 //! No `.git` file is written into a submodule directory: a web server has
 //! no use for it, and without it `git status` in the worktree stays clean
