@@ -17,7 +17,9 @@
 //!   root, encoded): `HEAD` (the commit checked out), `store` (the store,
 //!   relative to `<root>/.git`) and `index` (stat data of the checkout). The
 //!   start-up check verifies submodule content against it, and a rewritten
-//!   worktree keeps the submodules whose commit did not change.
+//!   worktree keeps the submodules whose commit did not change and whose
+//!   files are exactly as recorded (one written into since is checked out
+//!   afresh).
 //!
 //! No `.git` file is written into a submodule directory: a web server has
 //! no use for it, and without it `git status` in the worktree stays clean
@@ -227,7 +229,10 @@ struct Submodule {
 impl Walk<'_> {
     fn level(&mut self, level: &Level<'_>) -> Result<(), Error> {
         let links = gitlinks(&level.index);
-        if level.depth_left == 0 || links.is_empty() {
+        if level.depth_left == 0 {
+            return self.leave_empty(level, &links);
+        }
+        if links.is_empty() {
             return Ok(());
         }
         let modules = read_gitmodules(level.repo, level.commit);
@@ -242,7 +247,7 @@ impl Walk<'_> {
             self.visited.insert(sub.full.clone());
             let dir = self.prepare_dir(&sub)?;
             let record_dir = record_dir(self.target.admin, sub.full.as_ref());
-            if still_right(&record_dir, &dir, commit, sub.skip) {
+            if still_right(self.target, &sub, level.depth_left) {
                 self.keep(&sub)?;
                 continue;
             }
@@ -264,6 +269,21 @@ impl Walk<'_> {
                 depth_left: level.depth_left - 1,
             };
             self.level(&child_level)?;
+        }
+        Ok(())
+    }
+
+    /// Below the last level checked out, a gitlink's directory stays empty
+    /// (as git leaves it): whatever was written into it goes.
+    fn leave_empty(&self, level: &Level<'_>, links: &[(BString, ObjectId)]) -> Result<(), Error> {
+        for (path, _) in links {
+            let full = join_path(level.prefix.as_ref(), path.as_ref());
+            let Some(dir) = to_path(full.as_ref()).map(|p| self.target.worktree.join(p)) else {
+                continue;
+            };
+            if fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) && !is_empty_dir(&dir) {
+                clear(&dir, self.target.admin, full.as_ref())?;
+            }
         }
         Ok(())
     }
@@ -663,18 +683,19 @@ fn write_record(
     fs::write(&path, format!("{commit}\n")).map_err(io_err(&path))
 }
 
-/// The record says the directory holds `commit` as wanted, and its files
-/// are those recorded (nested submodules below it come along unchecked).
-fn still_right(record_dir: &Path, dir: &Path, commit: ObjectId, skip: bool) -> bool {
-    let Some(record) = read_record(record_dir).filter(|r| r.commit == commit && r.skip == skip)
-    else {
-        return false;
-    };
-    if record.skip {
-        return is_empty_dir(dir);
-    }
-    worktree::read_index(&record_dir.join("index"))
-        .is_some_and(|index| worktree::files_match(dir, &index))
+/// The submodule is as wanted (`update = none` or not) and exactly as
+/// recorded, with the submodules below it (`depth_left`: levels still
+/// checked out from its own).
+fn still_right(target: &Target<'_>, sub: &Submodule, depth_left: usize) -> bool {
+    let dir = record_dir(target.admin, sub.full.as_ref());
+    read_record(&dir).is_some_and(|r| r.skip == sub.skip)
+        && intact_at(
+            target.worktree,
+            target.admin,
+            sub.full.as_ref(),
+            sub.commit,
+            depth_left,
+        )
 }
 
 fn read_record(dir: &Path) -> Option<Record> {
@@ -746,23 +767,37 @@ fn level_intact(
 ) -> bool {
     gitlinks(index).into_iter().all(|(path, commit)| {
         let full = join_path(prefix, path.as_ref());
-        let Some(dir) = to_path(full.as_ref()).map(|p| worktree.join(p)) else {
-            return false;
-        };
-        if depth_left == 0 {
-            return is_empty_dir(&dir);
-        }
-        let record_dir = record_dir(admin, full.as_ref());
-        let Some(record) = read_record(&record_dir).filter(|r| r.commit == commit) else {
-            return false;
-        };
-        if record.skip {
-            return is_empty_dir(&dir);
-        }
-        worktree::read_index(&record_dir.join("index")).is_some_and(|sub| {
-            worktree::files_match(&dir, &sub)
-                && level_intact(worktree, admin, full.as_ref(), &sub, depth_left - 1)
-        })
+        intact_at(worktree, admin, full.as_ref(), commit, depth_left)
+    })
+}
+
+/// The gitlink at `full` (from the worktree's root) holds `commit` exactly
+/// as recorded: its files (stat data, nothing more) and, `depth_left`
+/// levels deep, its own submodules; an empty directory where nothing is
+/// checked out.
+fn intact_at(
+    worktree: &Path,
+    admin: &Path,
+    full: &BStr,
+    commit: ObjectId,
+    depth_left: usize,
+) -> bool {
+    let Some(dir) = to_path(full).map(|p| worktree.join(p)) else {
+        return false;
+    };
+    if depth_left == 0 {
+        return is_empty_dir(&dir);
+    }
+    let record_dir = record_dir(admin, full);
+    let Some(record) = read_record(&record_dir).filter(|r| r.commit == commit) else {
+        return false;
+    };
+    if record.skip {
+        return is_empty_dir(&dir);
+    }
+    worktree::read_index(&record_dir.join("index")).is_some_and(|sub| {
+        worktree::exact(&dir, &sub, false)
+            && level_intact(worktree, admin, full, &sub, depth_left - 1)
     })
 }
 

@@ -7,11 +7,11 @@
 //! so `git status` is clean without rehashing). Files are written into a
 //! staging directory first; the caller moves it into place. A new worktree is
 //! either checked out in full or rewritten from a retired one, touching only
-//! what changed.
+//! what changed, after removing whatever was written into it since it was
+//! built (see [`survey`]).
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use gix::ObjectId;
@@ -20,6 +20,10 @@ use super::sparse::Patterns;
 use super::symlinks::Links;
 use super::transport::Budget;
 use crate::types::SymlinkPolicy;
+
+mod survey;
+
+pub(crate) use survey::exact;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -75,8 +79,6 @@ pub struct Planned {
     pub skipped_links: Vec<String>,
     /// The sparse checkout patterns applied, if any (see [`Planned::restrict`]).
     sparse: Option<Patterns>,
-    /// Entries the sparse patterns leave out.
-    pub sparse_excluded: usize,
 }
 
 /// Marks an index entry that is not on disk, as git's sparse checkout does
@@ -88,6 +90,13 @@ fn on_disk(entry: &gix::index::Entry) -> bool {
     !entry
         .flags
         .contains(gix::index::entry::Flags::SKIP_WORKTREE)
+}
+
+/// Keeps an entry of the commit in the index but off the disk (sparse
+/// patterns, a skipped symlink): `git status` stays clean, as git's own
+/// sparse checkout has it.
+pub(crate) fn leave_out(entry: &mut gix::index::Entry) {
+    entry.flags.insert(NOT_ON_DISK);
 }
 
 /// What building a worktree did.
@@ -120,7 +129,6 @@ pub fn plan(
         index,
         skipped_links,
         sparse: None,
-        sparse_excluded: 0,
     })
 }
 
@@ -128,15 +136,12 @@ impl Planned {
     /// Sparse checkout: entries `patterns` do not include stay in the index
     /// (so `git status` in the worktree is clean) but are not written.
     pub fn restrict(&mut self, patterns: &Patterns) {
-        let mut excluded = 0;
         for (entry, path) in self.index.entries_mut_with_paths() {
             if !patterns.includes(path) {
-                entry.flags.insert(NOT_ON_DISK);
-                excluded += 1;
+                leave_out(entry);
             }
         }
         self.sparse = Some(patterns.clone());
-        self.sparse_excluded = excluded;
     }
 }
 
@@ -185,8 +190,14 @@ fn apply_symlink_policy(
             more,
         });
     }
+    // Left out like a sparse path: removing the entry would show in
+    // `git status` as a staged deletion.
     let skip: std::collections::HashSet<&str> = escaping.iter().map(|(p, _)| p.as_str()).collect();
-    index.remove_entries(|_, path, _| skip.contains(String::from_utf8_lossy(path).as_ref()));
+    for (entry, path) in index.entries_mut_with_paths() {
+        if skip.contains(String::from_utf8_lossy(path).as_ref()) {
+            leave_out(entry);
+        }
+    }
     Ok(escaping.into_iter().map(|(p, _)| p).collect())
 }
 
@@ -202,13 +213,10 @@ pub fn materialize(
         commit,
         mut index,
         sparse,
-        sparse_excluded,
         ..
     } = planned;
     fs::create_dir_all(&placement.staging).map_err(io_err(&placement.staging))?;
-    // The checkout counts skipped entries as done.
-    let written = checkout_files(repo, commit, &mut index, &placement.staging, true, budget)?
-        .saturating_sub(sparse_excluded);
+    let written = checkout_files(repo, commit, &mut index, &placement.staging, true, budget)?;
     finish(commit, &mut index, sparse.as_ref(), placement)?;
     Ok(Built { written, kept: 0 })
 }
@@ -231,9 +239,11 @@ pub fn checkout_into(
 
 /// Turns a retired worktree (already renamed to `placement.staging`, its old
 /// admin dir at `old_admin`) into the planned commit's: files whose content
-/// and mode are unchanged stay as they are; everything else is unlinked and
-/// written afresh (new inodes, so a reader holding an old file open keeps
-/// reading the old content). The cost follows the change, not the tree.
+/// and mode are unchanged, and still as the old index recorded them, stay as
+/// they are; everything else is unlinked (also what consumers or hooks wrote
+/// into the tree) and what is missing is written afresh (new inodes, so a
+/// reader holding an old file open keeps reading the old content). The cost
+/// follows the change, plus one `lstat` per entry of the tree.
 pub fn rewrite(
     repo: &gix::Repository,
     planned: Planned,
@@ -245,25 +255,18 @@ pub fn rewrite(
         commit,
         mut index,
         sparse,
-        sparse_excluded,
         ..
     } = planned;
-    let old = gix::index::File::at(
-        old_admin.join("index"),
-        gix::hash::Kind::Sha1,
-        false,
-        Default::default(),
-    )
-    .map_err(|e| Error::Checkout {
+    let old = read_index(&old_admin.join("index")).ok_or_else(|| Error::Checkout {
         commit,
-        message: format!("reading the retired worktree's index: {e}"),
+        message: format!(
+            "cannot read the retired worktree's index {}",
+            old_admin.join("index").display()
+        ),
     })?;
     let dir = placement.staging.as_path();
-    remove_changed(&old, &index, dir)?;
-    let kept = keep_unchanged(&old, &mut index);
-    // The checkout counts skipped entries as done.
-    let written = checkout_files(repo, commit, &mut index, dir, false, budget)?
-        .saturating_sub(kept.len() + sparse_excluded);
+    let kept = prune(&old, &mut index, dir)?;
+    let written = checkout_files(repo, commit, &mut index, dir, false, budget)?;
     let entries = index.entries_mut();
     for i in &kept {
         entries[*i].flags.remove(NOT_ON_DISK);
@@ -281,56 +284,42 @@ pub fn rewrite(
 }
 
 /// Same path, same blob, same mode, on disk in both: the file is already
-/// right. A submodule at the same commit keeps its directory and what
-/// [`super::submodules`] checked out in it.
+/// right if nobody touched it. A submodule at the same commit keeps its
+/// directory; [`super::submodules`] judges what is in it.
 fn unchanged(old: &gix::index::Entry, new: &gix::index::Entry) -> bool {
     old.id == new.id && old.mode == new.mode && on_disk(old) && on_disk(new)
 }
 
-/// Unlinks every old entry the new index does not hold unchanged, then the
-/// directories that left empty (deepest first), so the checkout finds
-/// nothing in its way.
-fn remove_changed(old: &gix::index::File, new: &gix::index::File, dir: &Path) -> Result<(), Error> {
-    let mut parents = std::collections::BTreeSet::new();
-    for entry in old.entries().iter().filter(|e| on_disk(e)) {
-        let path = entry.path(old);
-        if new.entry_by_path(path).is_some_and(|n| unchanged(entry, n)) {
-            continue;
-        }
-        let relative = gix::path::from_bstr(path).map_err(|e| Error::Io {
-            path: dir.to_path_buf(),
-            source: io::Error::other(format!("path {path}: {e}")),
-        })?;
-        let full = dir.join(relative.as_ref());
-        crate::fsutil::remove_any(&full).map_err(io_err(&full))?;
-        let mut parent = relative.parent();
-        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
-            parents.insert(p.to_path_buf());
-            parent = p.parent();
-        }
+/// Removes from the retired worktree at `dir` everything the new index does
+/// not keep: paths it does not put on disk, changed entries, and files no
+/// longer as the old index recorded them. Marks the kept entries so the
+/// checkout skips them, with the stat data of the untouched file; returns
+/// their positions, to unmark them after the checkout.
+fn prune(
+    old: &gix::index::File,
+    new: &mut gix::index::File,
+    dir: &Path,
+) -> Result<Vec<usize>, Error> {
+    let found = {
+        let wanted = survey::Wanted::new(new);
+        survey::survey(dir, &wanted, true, |entry, meta| {
+            old.entry_by_path(entry.path(new))
+                .is_some_and(|o| unchanged(o, entry) && survey::as_recorded(o, meta))
+        })
+        .map_err(io_err(dir))?
+    };
+    for stray in &found.strays {
+        crate::fsutil::remove_any(stray).map_err(io_err(stray))?;
     }
-    let mut parents: Vec<PathBuf> = parents.into_iter().collect();
-    parents.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    for p in parents {
-        // Still holding kept files (ENOTEMPTY) or already gone: both fine.
-        let _ = fs::remove_dir(dir.join(p));
+    for &i in &found.kept {
+        let stat = old
+            .entry_by_path(new.entries()[i].path(new))
+            .map(|o| o.stat);
+        let entry = &mut new.entries_mut()[i];
+        entry.stat = stat.unwrap_or(entry.stat);
+        leave_out(entry);
     }
-    Ok(())
-}
-
-/// Marks unchanged entries so the checkout skips them, carrying over the
-/// stat data of the untouched file (same inode, same stat); returns their
-/// positions, to unmark them after the checkout.
-fn keep_unchanged(old: &gix::index::File, new: &mut gix::index::File) -> Vec<usize> {
-    let mut kept = Vec::new();
-    for (i, (entry, path)) in new.entries_mut_with_paths().enumerate() {
-        if let Some(o) = old.entry_by_path(path).filter(|o| unchanged(o, entry)) {
-            entry.stat = o.stat;
-            entry.flags.insert(NOT_ON_DISK);
-            kept.push(i);
-        }
-    }
-    kept
+    Ok(found.kept)
 }
 
 /// Admin files and the index with the checkout's stat data.
@@ -377,6 +366,8 @@ fn checkout_files(
     budget: &Budget,
 ) -> Result<usize, Error> {
     let err = |message: String| Error::Checkout { commit, message };
+    // The checkout counts the entries it skips as done.
+    let skipped = index.entries().iter().filter(|e| !on_disk(e)).count();
     let mut opts = repo
         .checkout_options(gix::worktree::stack::state::attributes::Source::IdMapping)
         .map_err(|e| err(e.to_string()))?;
@@ -420,7 +411,7 @@ fn checkout_files(
             outcome.collisions.len()
         )));
     }
-    Ok(outcome.files_updated)
+    Ok(outcome.files_updated.saturating_sub(skipped))
 }
 
 fn write_admin(commit: ObjectId, placement: &Placement) -> Result<(), Error> {
@@ -490,8 +481,8 @@ pub fn looks_intact(
     dot_git_ok && head_ok && admin_dir.join("index").is_file() && built_with(admin_dir, sparse)
 }
 
-/// Thorough check (at start-up): every file in the index is present with the
-/// size and mtime recorded at checkout, and no other file exists (what is
+/// Thorough check (at start-up): every entry of the index is on disk as
+/// recorded at checkout (stat data, mode), and nothing else is (what is
 /// inside submodule directories is [`super::submodules::intact`]'s job).
 pub fn matches_index(
     worktree: &Path,
@@ -502,64 +493,10 @@ pub fn matches_index(
     if !looks_intact(worktree, admin_dir, commit, sparse) {
         return false;
     }
-    read_index(&admin_dir.join("index")).is_some_and(|index| files_match(worktree, &index))
+    read_index(&admin_dir.join("index")).is_some_and(|index| exact(worktree, &index, true))
 }
 
 /// Reads an index file written by [`finish`] or [`super::submodules`].
 pub(crate) fn read_index(path: &Path) -> Option<gix::index::File> {
     gix::index::File::at(path, gix::hash::Kind::Sha1, false, Default::default()).ok()
-}
-
-/// The files below `dir` are exactly the index's, with the size and mtime
-/// recorded at checkout; submodule directories are not looked into.
-pub(crate) fn files_match(dir: &Path, index: &gix::index::File) -> bool {
-    let mut expected = 0usize;
-    let mut submodules = std::collections::HashSet::new();
-    for entry in index.entries() {
-        let Ok(relative) = gix::path::from_bstr(entry.path(index)) else {
-            return false;
-        };
-        let path = dir.join(relative.as_ref());
-        if !on_disk(entry) {
-            continue; // left out by sparse patterns
-        }
-        if entry.mode == gix::index::entry::Mode::COMMIT {
-            submodules.insert(path);
-            continue;
-        }
-        let Ok(meta) = fs::symlink_metadata(&path) else {
-            return false;
-        };
-        let size_ok = entry.stat.size == meta.len() as u32;
-        let mtime_ok = i64::from(entry.stat.mtime.secs) == meta.mtime()
-            && i64::from(entry.stat.mtime.nsecs) == meta.mtime_nsec();
-        if !(size_ok && mtime_ok) {
-            return false;
-        }
-        expected += 1;
-    }
-    count_files(dir, &submodules).is_ok_and(|n| n == expected)
-}
-
-/// Counts non-directory entries below `dir`, skipping the top-level `.git`
-/// file and the directories in `skip`.
-fn count_files(dir: &Path, skip: &std::collections::HashSet<PathBuf>) -> io::Result<usize> {
-    let mut count = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in fs::read_dir(&d)? {
-            let entry = entry?;
-            if d == dir && entry.file_name() == ".git" {
-                continue;
-            }
-            if entry.file_type()?.is_dir() {
-                if !skip.contains(&entry.path()) {
-                    stack.push(entry.path());
-                }
-            } else {
-                count += 1;
-            }
-        }
-    }
-    Ok(count)
 }

@@ -461,26 +461,24 @@ impl Engine {
             }
         };
         tracing::debug!(%hash, written = built.written, kept = built.kept, "worktree built");
-        if let Some(p) = &populated {
-            tracing::debug!(%hash, written = p.written, kept = p.kept, "submodules checked out");
+        if populated.written + populated.kept > 0 {
+            tracing::debug!(%hash, written = populated.written, kept = populated.kept, "submodules checked out");
         }
         self.layout.install(hash)?;
         // With --submodules=off no store is in use: the upkeep deletes any left over.
-        Ok(populated.map(|p| p.stores).unwrap_or_default())
+        Ok(populated.stores)
     }
 
-    /// Checks the submodules out into the freshly built worktree (nothing
-    /// with `--submodules=off`).
+    /// Checks the submodules out into the freshly built worktree (with
+    /// `--submodules=off` it only empties gitlink directories a rewritten
+    /// worktree had written into).
     fn populate_submodules(
         &self,
         repo: &gix::Repository,
         commit: ObjectId,
         place: &worktree::Placement,
         budget: &Budget,
-    ) -> Result<Option<submodules::Populated>, Error> {
-        if self.opts.submodules == SubmoduleMode::Off {
-            return Ok(None);
-        }
+    ) -> Result<submodules::Populated, Error> {
         let superproject_url = origin_url(&self.opts.repo);
         let credentials_for =
             |url: &git::Url| self.credentials_for(url, budget).map_err(|e| e.to_string());
@@ -501,9 +499,9 @@ impl Engine {
             worktree: &place.staging,
             admin: &place.admin_dir,
         };
-        Ok(Some(submodules::populate(
+        Ok(submodules::populate(
             repo, commit, &target, &settings, budget,
-        )?))
+        )?)
     }
 
     /// What the worktree of `commit` will hold: safety checks, then sparse patterns.

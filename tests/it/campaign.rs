@@ -16,6 +16,10 @@
 //! * `trees` — hostile trees (`..`, `.git`, absolute names, slashes in
 //!   names) and escaping symlinks under `--escaping-symlinks`, checked on
 //!   disk and through nginx.
+//! * `untracked` — a consumer, an exec hook and the pre-publish gate write
+//!   into worktrees (files, directories, in-place edits, chmod) and the
+//!   test into spares while 30 commits are published: every new tree is
+//!   exactly its commit (`git status` clean, no stray path).
 //!
 //! Covered elsewhere, not repeated here: stalled servers and silent ones
 //! (`faults::sync_timeout_*`, `faults::silent_*`), an upstream that
@@ -28,6 +32,7 @@ mod full_disk;
 mod remotes;
 mod serving;
 mod trees;
+mod untracked;
 mod webhook_budget;
 
 use std::collections::BTreeMap;

@@ -1,12 +1,14 @@
 //! Publishing cost follows the change: a retired worktree is rewritten in
 //! place for the next commit (unchanged files kept, changed ones written as
-//! new inodes), and every published tree is still exactly its commit.
+//! new inodes), and every published tree is still exactly its commit, also
+//! when consumers wrote into the retired one.
 
 use std::collections::HashMap;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{symlink, PermissionsExt};
 
+use crate::support::scribble;
 use crate::support::*;
 
 fn assert_exact(s: &Scratch, up: &Upstream, sha: &str) {
@@ -155,4 +157,62 @@ fn retired_worktrees_are_not_rewritten_before_the_stale_timeout() {
     // Still there for readers that resolved the link before the swaps.
     assert_tree_matches_commit(&first_tree, &up, &first);
     assert_eq!(list_dir(&s.worktrees()).len(), 4);
+}
+
+#[test]
+fn writes_into_published_trees_and_spares_are_gone_from_later_trees() {
+    let up = Upstream::new();
+    for i in 0..12 {
+        up.write_file(&format!("d{}/f{i}.txt", i % 4), format!("file {i}\n"));
+    }
+    symlink("d0/f0.txt", up.path().join("latest")).expect("symlink");
+    let first = up.commit_all("twelve files");
+    let s = Scratch::new();
+    // A directory outside the root holding a name the commits change.
+    let outside = s.dir.path().join("outside");
+    fs::create_dir(&outside).expect("mkdir outside");
+    fs::write(outside.join("f3.txt"), "outside\n").expect("sentinel");
+    let run = s
+        .sidecar(&up.file_url())
+        .args(["--period", "100ms"])
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &first);
+    let mut published = first;
+    for i in 1..=4 {
+        // The published tree, and (from the second round) the spare the
+        // next commit rewrites.
+        let wrote = scribble::scribble(&s.worktrees().join(&published), i);
+        assert_eq!(wrote, 8, "round {i}: writes into the published tree");
+        for name in list_dir(&s.worktrees()) {
+            if name == published || name.starts_with('.') {
+                continue;
+            }
+            let spare = s.worktrees().join(&name);
+            assert_eq!(
+                scribble::scribble(&spare, 100 + i),
+                8,
+                "round {i}: the spare"
+            );
+            if i == 4 {
+                // A directory replaced by a link out of the root: the link
+                // goes, nothing behind it is touched.
+                fs::remove_dir_all(spare.join("d3")).expect("rm d3");
+                symlink(&outside, spare.join("d3")).expect("symlink d3");
+            }
+        }
+        published = up.commit_file("d3/f3.txt", format!("{i}\n"), "change d3/f3.txt");
+        run.wait_for_link_hash(&s.link(), &published);
+        assert_exact(&s, &up, &published);
+    }
+    assert_eq!(list_dir(&outside), ["f3.txt"], "{}", run.logs());
+    assert_eq!(
+        fs::read_to_string(outside.join("f3.txt")).ok().as_deref(),
+        Some("outside\n")
+    );
+    assert!(
+        !run.stderr()
+            .contains("rewriting the retired worktree failed"),
+        "{}",
+        run.logs()
+    );
 }

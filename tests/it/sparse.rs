@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::support::git::git_output;
+use crate::support::scribble;
 use crate::support::sidecar::describe_output;
 use crate::support::*;
 
@@ -202,4 +203,46 @@ fn an_unreadable_pattern_file_stops_start_up_naming_the_flag() {
         "{stderr}"
     );
     assert!(!s.link().exists(), "nothing may be published");
+}
+
+#[test]
+fn writes_into_sparse_worktrees_do_not_reach_later_ones() {
+    let up = Upstream::new();
+    let mut sha = populate(&up);
+    let s = Scratch::new();
+    let patterns = pattern_file(&s, "sparse", PATTERNS);
+    let run = s
+        .sidecar(&up.file_url())
+        .args(["--period", "100ms", "--sparse-checkout-file", &patterns])
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &sha);
+    // The third publish rewrites the tree of the first, the fourth that of the second.
+    for i in 0..3 {
+        let tree = fs::canonicalize(s.link()).expect("the published tree");
+        // Paths the patterns leave out, put there as a consumer would.
+        for rel in ["src/main.rs", "assets/big/video.mp4", "docs/api/ref.html"] {
+            let path = tree.join(rel);
+            fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            fs::write(&path, "put back by hand\n").expect("write");
+        }
+        fs::create_dir_all(tree.join("src/empty")).expect("mkdir");
+        assert!(scribble::scribble(&tree, i) >= 3, "round {i}");
+        sha = up.commit_file("index.html", format!("<h1>{i}</h1>\n"), "next");
+        run.wait_for_link_hash(&s.link(), &sha);
+        assert_sparse(&s, &up, &sha, PATTERNS);
+        let stray: Vec<String> = walk_tree(&s.link())
+            .into_iter()
+            .filter(|(rel, meta)| {
+                meta.is_dir()
+                    && !files(&s.link())
+                        .iter()
+                        .any(|f| f.starts_with(&format!("{rel}/")))
+            })
+            .map(|(rel, _)| rel)
+            .collect();
+        assert!(
+            stray.is_empty(),
+            "round {i}: directories with nothing of the commit: {stray:?}"
+        );
+    }
 }

@@ -224,7 +224,10 @@ fn a_missing_submodule_commit_fails_the_sync_and_keeps_the_old_content() {
         "{logs}"
     );
     assert!(logs.contains("was the submodule commit pushed?"), "{logs}");
-    assert!(error_file_has_err(&s.error_file()));
+    // The error file is written just after the log line.
+    run.wait_until(DEADLINE, "the error file records it", || {
+        error_file_has_err(&s.error_file())
+    });
     assert_eq!(s.published().as_deref(), Some(good.as_str()));
     assert_submodule(&s, "lib", &p.sub, &s1);
 }
@@ -448,6 +451,8 @@ fn escaping_symlinks_allow_and_skip_across_the_submodule_boundary() {
             assert!(!a.is_symlink(), "skip left the escaping link in place");
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(err.contains("left out symlinks"), "{err}");
+            let status = git(&["status", "--porcelain"], &s.link());
+            assert!(status.is_empty(), "git status after skip:\n{status}");
             // The index says so too: the start-up check finds the tree intact.
             let again = s
                 .sidecar(&p.site.file_url())
@@ -510,4 +515,62 @@ fn submodule_links_are_judged_within_the_whole_worktree() {
     }
     assert!(!s.link().join("sub/out").is_symlink());
     assert!(s.link().join("sub/up").is_symlink());
+}
+
+/// Changes a consumer makes inside a submodule that size and mtime do not
+/// show: an empty directory, a chmod, same-size content with the mtime put back.
+fn tamper_quietly(dir: &std::path::Path, round: usize) {
+    use crate::support::scribble::{change_in_place, toggle_exec};
+    fs::create_dir(dir.join(format!("empty-{round}"))).expect("mkdir in the submodule");
+    toggle_exec(&dir.join("f1.txt")).expect("chmod in the submodule");
+    change_in_place(&dir.join("f2.txt")).expect("edit in the submodule");
+}
+
+#[test]
+fn writes_into_submodules_do_not_reach_later_trees() {
+    let p = Pair::new();
+    for i in 0..6 {
+        p.sub.write_file(&format!("f{i}.txt"), format!("{i}\n"));
+    }
+    let s1 = p.sub.commit_all("six files");
+    let modules = gitmodules(&[("lib", "lib", &p.sub.file_url())]);
+    let mut sha = p.site.commit_gitlinks(&modules, &[("lib", &s1)], "one");
+    let s = Scratch::new();
+    let run = s
+        .sidecar(&p.site.file_url())
+        .args(["--period", "100ms"])
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &sha);
+    // Top-level commits only: the submodule's commit never changes, so a
+    // rewrite would keep its directory if it looked right.
+    for i in 0..3 {
+        let tree = fs::canonicalize(s.link()).expect("the published tree");
+        tamper_quietly(&tree.join("lib"), i);
+        sha = p.site.commit_file("top.txt", format!("{i}\n"), "top only");
+        run.wait_for_link_hash(&s.link(), &sha);
+        assert_submodule(&s, "lib", &p.sub, &s1);
+        assert_published_layout(&s.root, &s.link());
+    }
+
+    // With --submodules=off the gitlink's directory stays empty.
+    let s = Scratch::new();
+    let run = s
+        .sidecar(&p.site.file_url())
+        .args(["--period", "100ms", "--submodules", "off"])
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &sha);
+    for i in 0..3 {
+        let tree = fs::canonicalize(s.link()).expect("the published tree");
+        fs::write(tree.join("lib/stray.txt"), "stray\n").expect("write into lib");
+        sha = p
+            .site
+            .commit_file("top.txt", format!("off {i}\n"), "top only");
+        run.wait_for_link_hash(&s.link(), &sha);
+        assert_eq!(
+            list_dir(&s.link().join("lib")),
+            Vec::<String>::new(),
+            "round {i}"
+        );
+        assert_tree_matches_commit(&s.link(), &p.site, &sha);
+    }
 }

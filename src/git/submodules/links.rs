@@ -22,19 +22,19 @@ use crate::git::symlinks::Links;
 use crate::git::worktree;
 use crate::types::SymlinkPolicy;
 
-/// One level's index (written back when `skip` removed an entry from it).
+/// One level's index (written back when `skip` left an entry out).
 struct Level {
     /// Path from the worktree's root (empty at the top).
     prefix: BString,
     index: gix::index::File,
-    /// An entry was removed: the file must be written back.
+    /// An entry was left out: the file must be written back.
     changed: bool,
 }
 
 /// Judges together the links of the worktree of `commit` at `target`
 /// (`top`: its index) and of the submodules in `submodules` (record keys):
-/// `Refuse` fails on an escaping link, `Skip` removes it from disk and from
-/// its level's index and returns it.
+/// `Refuse` fails on an escaping link, `Skip` removes it from disk, marks it
+/// skip-worktree in its level's index and returns it.
 pub(super) fn check(
     target: &Target<'_>,
     commit: ObjectId,
@@ -149,8 +149,8 @@ fn on_disk(worktree: &Path, full: &BStr) -> Result<PathBuf, Error> {
         })
 }
 
-/// Unlinks `full` and drops it from the index of the level that holds it
-/// (the one with the longest prefix).
+/// Unlinks `full` and marks it off the disk in the index of the level that
+/// holds it (the one with the longest prefix).
 fn remove(worktree: &Path, levels: &mut [Level], full: &BStr) -> Result<(), Error> {
     let path = on_disk(worktree, full)?;
     fs::remove_file(&path).map_err(|source| Error::Io {
@@ -164,7 +164,13 @@ fn remove(worktree: &Path, levels: &mut [Level], full: &BStr) -> Result<(), Erro
     if let Some(level) = owner {
         let skip = level.prefix.len() + usize::from(!level.prefix.is_empty());
         let relative = &full[skip..];
-        level.index.remove_entries(|_, p, _| p == relative);
+        // Kept in the index, off the disk: a removed entry would show in
+        // `git status` of the worktree as a staged deletion.
+        for (entry, p) in level.index.entries_mut_with_paths() {
+            if p == relative {
+                worktree::leave_out(entry);
+            }
+        }
         level.changed = true;
     }
     Ok(())
@@ -175,7 +181,7 @@ fn is_below(full: &BStr, prefix: &BStr) -> bool {
         .is_some_and(|rest| rest.first() == Some(&b'/'))
 }
 
-/// Writes back the indexes entries were removed from, so the start-up check
+/// Writes back the indexes entries were left out of, so the start-up check
 /// and the reuse of kept submodules see the tree as it is on disk.
 fn write_changed(target: &Target<'_>, levels: &mut [Level]) -> Result<(), Error> {
     for level in levels.iter_mut().filter(|l| l.changed) {

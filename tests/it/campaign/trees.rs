@@ -302,6 +302,20 @@ fn skip_publishes_the_commit_without_its_escaping_symlinks() {
     }
     assert!(run.stderr().contains("left out symlinks"), "{}", run.logs());
     assert_nothing_outside_served(&nginx, s, &run.logs());
+    // The links are left out of the disk, not out of the commit: git sees a clean tree.
+    let status = git(&["status", "--porcelain"], &s.link());
+    assert!(status.is_empty(), "git status after skip:\n{status}");
+    // Also in a tree rewritten from a retired one.
+    for i in 0..2 {
+        let sha = site.push(&all, &format!("links again {i}"));
+        run.wait_for_link_hash(&s.link(), &sha);
+        let status = git(&["status", "--porcelain"], &s.link());
+        assert!(
+            status.is_empty(),
+            "git status after skip, rewrite {i}:\n{status}"
+        );
+        assert!(!s.link().join("abs").is_symlink() && !s.link().join("up").is_symlink());
+    }
 }
 
 #[test]

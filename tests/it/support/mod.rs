@@ -14,6 +14,7 @@ pub mod auth_servers;
 pub mod client;
 pub mod git;
 pub mod receiver;
+pub mod scribble;
 pub mod servers;
 pub mod sidecar;
 pub mod sshd;

@@ -1,0 +1,295 @@
+//! What is on disk below a worktree (or a submodule's directory), held
+//! against the index that describes it: one walk of the directories and an
+//! `lstat` per entry, no file content read. Anything the index does not put
+//! on disk (a consumer's `cache/`, a hook's `generated-<sha>.txt`, a path
+//! left out by sparse patterns or `--escaping-symlinks=skip`) is a stray; a
+//! tracked file counts as found only when the caller accepts its stat data
+//! (size, mtime, ctime, inode, owner and mode as recorded at checkout:
+//! writing, `chmod` and replacing a file all change some of them).
+//! Submodule directories are not looked into: their content is judged
+//! against their own index.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use gix::bstr::{BStr, BString, ByteSlice, ByteVec};
+use gix::index::entry::{stat, Mode, Stat};
+
+/// The paths an index puts on disk.
+pub(crate) struct Wanted<'i> {
+    index: &'i gix::index::File,
+    /// Directories leading to on-disk entries (relative, `/`-separated).
+    dirs: HashSet<&'i BStr>,
+    /// How many entries are on disk.
+    count: usize,
+}
+
+impl<'i> Wanted<'i> {
+    pub(crate) fn new(index: &'i gix::index::File) -> Self {
+        let mut dirs = HashSet::new();
+        let mut count = 0;
+        for entry in index.entries().iter().filter(|e| super::on_disk(e)) {
+            count += 1;
+            let mut path = entry.path(index);
+            while let Some(slash) = path.rfind_byte(b'/') {
+                path = path[..slash].as_bstr();
+                if !dirs.insert(path) {
+                    break; // its parents are in already
+                }
+            }
+        }
+        Self { index, dirs, count }
+    }
+
+    /// The position of the on-disk entry at `path`.
+    fn entry(&self, path: &BStr) -> Option<usize> {
+        let i = self.index.entry_index_by_path(path).ok()?;
+        super::on_disk(&self.index.entries()[i]).then_some(i)
+    }
+}
+
+/// What a walk found.
+#[derive(Debug, Default)]
+pub(crate) struct Survey {
+    /// Positions of the index entries found on disk and accepted.
+    pub kept: Vec<usize>,
+    /// Paths that are not as the index wants them: untracked files and
+    /// directories, entries the caller did not accept, a non-directory
+    /// where a directory belongs. Nothing below a stray is listed.
+    pub strays: Vec<PathBuf>,
+}
+
+/// Walks `dir` (not following symlinks); `accept` decides, for an index
+/// entry found on disk, whether it stays. With `top_level`, the worktree's
+/// own `.git` file is not looked at.
+pub(crate) fn survey(
+    dir: &Path,
+    wanted: &Wanted<'_>,
+    top_level: bool,
+    mut accept: impl FnMut(&gix::index::Entry, &fs::Metadata) -> bool,
+) -> io::Result<Survey> {
+    let mut found = Survey::default();
+    let mut stack = vec![(dir.to_path_buf(), BString::default())];
+    while let Some((abs, rel)) = stack.pop() {
+        for child in fs::read_dir(&abs)? {
+            let child = child?;
+            let name = child.file_name();
+            if top_level && rel.is_empty() && name == ".git" {
+                continue;
+            }
+            let mut child_rel = rel.clone();
+            if !child_rel.is_empty() {
+                child_rel.push(b'/');
+            }
+            child_rel.push_str(name.as_bytes());
+            let path = child.path();
+            let meta = fs::symlink_metadata(&path)?;
+            if let Some(i) = wanted.entry(child_rel.as_ref()) {
+                if accept(&wanted.index.entries()[i], &meta) {
+                    found.kept.push(i);
+                } else {
+                    found.strays.push(path);
+                }
+            } else if meta.is_dir() && wanted.dirs.contains(child_rel.as_bstr()) {
+                stack.push((path, child_rel));
+            } else {
+                found.strays.push(path);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// `dir` holds exactly what `index` puts on disk, each entry as recorded
+/// (a submodule's directory only has to be a directory).
+pub(crate) fn exact(dir: &Path, index: &gix::index::File, top_level: bool) -> bool {
+    let wanted = Wanted::new(index);
+    survey(dir, &wanted, top_level, as_recorded)
+        .is_ok_and(|s| s.strays.is_empty() && s.kept.len() == wanted.count)
+}
+
+/// The file at `meta` is the one the entry recorded: same kind, same
+/// executable bit, same stat data. A gitlink needs a directory.
+pub(crate) fn as_recorded(entry: &gix::index::Entry, meta: &fs::Metadata) -> bool {
+    let executable = meta.permissions().mode() & 0o100 != 0;
+    let kind_ok = match entry.mode {
+        Mode::COMMIT => return meta.is_dir(),
+        Mode::FILE => meta.is_file() && !executable,
+        Mode::FILE_EXECUTABLE => meta.is_file() && executable,
+        Mode::SYMLINK => meta.file_type().is_symlink(),
+        _ => false,
+    };
+    kind_ok && entry.stat.matches(&stat_of(meta), COMPARE)
+}
+
+/// Every field git compares, but the device number (a volume mounted
+/// again after a restart may get another one).
+const COMPARE: stat::Options = stat::Options {
+    trust_ctime: true,
+    check_stat: true,
+    use_nsec: true,
+    use_stdev: false,
+};
+
+/// The index's stat data of a file, truncated as the index stores it.
+fn stat_of(meta: &fs::Metadata) -> Stat {
+    let time = |secs: i64, nsecs: i64| stat::Time {
+        secs: secs as u32,
+        nsecs: nsecs as u32,
+    };
+    Stat {
+        mtime: time(meta.mtime(), meta.mtime_nsec()),
+        ctime: time(meta.ctime(), meta.ctime_nsec()),
+        dev: meta.dev() as u32,
+        ino: meta.ino() as u32,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        size: meta.len() as u32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gix::index::entry::Flags;
+    use std::os::unix::fs::symlink;
+
+    /// A directory with a few files, a link and a path left out, and an
+    /// index that records them as they are on disk.
+    fn tree() -> (tempfile::TempDir, gix::index::File) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut state = gix::index::State::new(gix::hash::Kind::Sha1);
+        let id = gix::ObjectId::null(gix::hash::Kind::Sha1);
+        let mut push = |rel: &str, mode: Mode, flags: Flags| {
+            let stat = fs::symlink_metadata(dir.path().join(rel))
+                .map(|m| stat_of(&m))
+                .unwrap_or_default();
+            state.dangerously_push_entry(stat, id, flags, mode, rel.as_bytes().as_bstr());
+        };
+        for (rel, mode) in [("a.txt", 0o644), ("d/b.txt", 0o644), ("d/e/run.sh", 0o755)] {
+            let path = dir.path().join(rel);
+            fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            fs::write(&path, rel).expect("write");
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+            let kind = if mode == 0o755 {
+                Mode::FILE_EXECUTABLE
+            } else {
+                Mode::FILE
+            };
+            push(rel, kind, Flags::empty());
+        }
+        symlink("a.txt", dir.path().join("d/link")).expect("symlink");
+        push("d/link", Mode::SYMLINK, Flags::empty());
+        push("out/left.txt", Mode::FILE, super::super::NOT_ON_DISK);
+        state.sort_entries();
+        let index = gix::index::File::from_state(state, dir.path().join("index"));
+        (dir, index)
+    }
+
+    fn strays(dir: &Path, index: &gix::index::File) -> Vec<String> {
+        let found = survey(dir, &Wanted::new(index), false, as_recorded).expect("survey");
+        found
+            .strays
+            .iter()
+            .map(|p| p.strip_prefix(dir).expect("below").display().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn an_untouched_tree_is_exact() {
+        let (dir, index) = tree();
+        assert!(exact(dir.path(), &index, false));
+        assert_eq!(Wanted::new(&index).count, 4);
+    }
+
+    #[test]
+    fn every_kind_of_write_is_a_stray() {
+        type Write = fn(&Path);
+        let cases: [(&str, Write, &str); 9] = [
+            (
+                "a new file",
+                |d| fs::write(d.join("d/new"), "x").expect("w"),
+                "d/new",
+            ),
+            (
+                "an empty directory",
+                |d| fs::create_dir(d.join("d/e/x")).expect("w"),
+                "d/e/x",
+            ),
+            (
+                "a new tree",
+                |d| fs::create_dir_all(d.join("c/c")).expect("w"),
+                "c",
+            ),
+            (
+                "a left-out path",
+                |d| fs::create_dir(d.join("out")).expect("w"),
+                "out",
+            ),
+            (
+                "same size, mtime put back",
+                |d| {
+                    let p = d.join("a.txt");
+                    let mtime = fs::metadata(&p).and_then(|m| m.modified()).expect("mtime");
+                    fs::write(&p, "A.txt").expect("w");
+                    let f = fs::File::options().write(true).open(&p).expect("open");
+                    f.set_modified(mtime).expect("set mtime");
+                },
+                "a.txt",
+            ),
+            (
+                "chmod",
+                |d| {
+                    fs::set_permissions(d.join("d/e/run.sh"), fs::Permissions::from_mode(0o644))
+                        .expect("w")
+                },
+                "d/e/run.sh",
+            ),
+            (
+                "a file made a directory",
+                |d| {
+                    fs::remove_file(d.join("d/b.txt")).expect("w");
+                    fs::create_dir(d.join("d/b.txt")).expect("w");
+                },
+                "d/b.txt",
+            ),
+            (
+                "a link retargeted",
+                |d| {
+                    fs::remove_file(d.join("d/link")).expect("w");
+                    symlink("/etc/passwd", d.join("d/link")).expect("w");
+                },
+                "d/link",
+            ),
+            (
+                "a directory made a link",
+                |d| {
+                    fs::rename(d.join("d/e"), d.join("elsewhere")).expect("w");
+                    symlink("../elsewhere", d.join("d/e")).expect("w");
+                },
+                "d/e",
+            ),
+        ];
+        for (what, write, stray) in cases {
+            let (dir, index) = tree();
+            write(dir.path());
+            let found = strays(dir.path(), &index);
+            assert!(found.iter().any(|s| s == stray), "{what}: {found:?}");
+            assert!(!exact(dir.path(), &index, false), "{what}");
+        }
+    }
+
+    #[test]
+    fn a_missing_file_is_not_exact_and_the_top_level_git_file_is_ignored() {
+        let (dir, index) = tree();
+        fs::write(dir.path().join(".git"), "gitdir: x\n").expect("w");
+        assert!(exact(dir.path(), &index, true));
+        assert!(!exact(dir.path(), &index, false));
+        fs::remove_file(dir.path().join("a.txt")).expect("rm");
+        assert!(!exact(dir.path(), &index, true));
+    }
+}
