@@ -170,7 +170,7 @@ AgMEBQ==
     }
 
     #[test]
-    fn passphrase_protected_keys_are_refused_with_the_fix() {
+    fn passphrase_protected_keys_are_still_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (path, _) = ssh_keygen(dir.path(), "ecdsa", Some("256"), &[]);
         let out = std::process::Command::new("ssh-keygen")
