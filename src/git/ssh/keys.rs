@@ -104,14 +104,19 @@ AgMEBQ==
     fn ssh_keygen(dir: &Path, kind: &str, bits: Option<&str>, extra: &[&str]) -> (PathBuf, String) {
         let path = dir.join(format!("id_{kind}_{}", bits.unwrap_or("default")));
         let mut cmd = std::process::Command::new("ssh-keygen");
-        cmd.args(["-q", "-N", "", "-C", "test", "-t", kind]).args(extra);
+        cmd.args(["-q", "-N", "", "-C", "test", "-t", kind])
+            .args(extra);
         if let Some(bits) = bits {
             cmd.args(["-b", bits]);
         }
         let out = cmd.arg("-f").arg(&path).output().unwrap_or_else(|e| {
             panic!("ssh-keygen: {e}; install it (Debian/Ubuntu: apt-get install openssh-client)")
         });
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let public = std::fs::read_to_string(path.with_extension("pub")).expect("the .pub file");
         let public = public.split(' ').take(2).collect::<Vec<_>>().join(" ");
         (path, public)
@@ -151,7 +156,10 @@ AgMEBQ==
         let loaded = load(&path).unwrap_or_else(|e| panic!("refused: {e}"));
         assert_eq!(
             public_of(&loaded.key),
-            P256_LEADING_ZERO_PUB.split_whitespace().collect::<Vec<_>>().join(" ")
+            P256_LEADING_ZERO_PUB
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
         );
         let ecdsa = loaded.key.key_data().ecdsa().expect("an ECDSA key");
         assert_eq!(&ecdsa.private_key_bytes()[..4], [0x00, 0x2c, 0x13, 0xa1]);
@@ -178,7 +186,11 @@ AgMEBQ==
             .arg(&path)
             .output()
             .expect("ssh-keygen -p");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let err = load(&path).expect_err("encrypted");
         assert!(err.contains("passphrase"), "{err}");
     }

@@ -80,7 +80,10 @@ pub fn decode(text: &str) -> Option<PrivateKey> {
         public: secret.public_key().into(),
         private: secret.into(),
     };
-    let EcdsaKeypair::NistP256 { public: computed, .. } = &keypair else {
+    let EcdsaKeypair::NistP256 {
+        public: computed, ..
+    } = &keypair
+    else {
         return None;
     };
     if computed.as_bytes() != public.as_slice() {

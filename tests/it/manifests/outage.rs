@@ -54,8 +54,14 @@ fn outage_like_the_manifest(m: &Model, w: &Workload, c: &Container) {
 
     // The first sync, then the container dies while the forge goes down.
     let (first, addr) = start();
-    wait_for(&addr, "/readyz", 200, None, || format!("{at}\n{}", first.logs()));
-    assert_eq!(link_target_hash(&link).as_deref(), Some(head.as_str()), "{at}");
+    wait_for(&addr, "/readyz", 200, None, || {
+        format!("{at}\n{}", first.logs())
+    });
+    assert_eq!(
+        link_target_hash(&link).as_deref(),
+        Some(head.as_str()),
+        "{at}"
+    );
     first.kill9();
     drop(forge);
 
@@ -70,7 +76,11 @@ fn outage_like_the_manifest(m: &Model, w: &Workload, c: &Container) {
         status = get(&addr, "/status").json();
         status["consecutive_failures"].as_u64() >= Some(3)
     });
-    assert!(failed_thrice, "{at}: no 3 failed polls; last /status {status}\n{}", context());
+    assert!(
+        failed_thrice,
+        "{at}: no 3 failed polls; last /status {status}\n{}",
+        context()
+    );
     assert!(
         second.try_status().is_none(),
         "{at}: git-sidecar exited on a failed poll while the forge was down \
@@ -84,10 +94,18 @@ fn outage_like_the_manifest(m: &Model, w: &Workload, c: &Container) {
         "{at}: /readyz after a restart with the forge down, content a few seconds old: {ready}\n{}",
         context()
     );
-    assert_eq!(link_target_hash(&link).as_deref(), Some(head.as_str()), "{at}");
+    assert_eq!(
+        link_target_hash(&link).as_deref(),
+        Some(head.as_str()),
+        "{at}"
+    );
     let age = status["last_success_age_seconds"].as_u64();
     assert!(age.is_some_and(|a| a < 60), "{at}: /status age {status}");
-    assert_eq!(status["published_hash"].as_str(), Some(head.as_str()), "{at}");
+    assert_eq!(
+        status["published_hash"].as_str(),
+        Some(head.as_str()),
+        "{at}"
+    );
     second.kill9();
 
     // The same content, but its recorded sync is older than the limit.
@@ -129,6 +147,9 @@ fn age_the_recorded_sync(pod_fs: &PodFs, c: &Container, head: &str, secs: u64) {
     let recorded = fs::read_to_string(&record).expect("a record of the last sync in .git");
     assert!(recorded.starts_with(head), "{recorded:?}");
     let then = SystemTime::now() - Duration::from_secs(secs);
-    let millis = then.duration_since(UNIX_EPOCH).expect("after 1970").as_millis();
+    let millis = then
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis();
     fs::write(&record, format!("{head} {millis}\n")).expect("rewriting the record");
 }

@@ -237,7 +237,13 @@ pub(super) fn get(addr: &str, path: &str) -> Response {
 }
 
 /// Waits until `GET path` answers `status` (and `body`, if given).
-pub(super) fn wait_for(addr: &str, path: &str, status: u16, body: Option<&str>, context: impl Fn() -> String) {
+pub(super) fn wait_for(
+    addr: &str,
+    path: &str,
+    status: u16,
+    body: Option<&str>,
+    context: impl Fn() -> String,
+) {
     let mut last = None;
     let ok = poll_until(DEADLINE, || {
         let r = client::get(addr, path).ok();
