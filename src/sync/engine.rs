@@ -7,7 +7,7 @@
 //! except by an atomic directory exchange.
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::auth;
 use crate::config::{Access, ExecHookConfig, HttpAuth};
@@ -134,6 +134,8 @@ pub struct Engine {
     submodule_baselines: std::collections::HashMap<std::path::PathBuf, u64>,
     /// Credentials and http settings per URL (keeps the GitHub token cache).
     resolver: Arc<auth::Resolver>,
+    /// The last success this process recorded in the root, and when.
+    recorded: Option<(CommitHash, Instant)>,
 }
 
 impl Engine {
@@ -181,6 +183,7 @@ impl Engine {
             submodule_stores: None,
             submodule_baselines: Default::default(),
             resolver,
+            recorded: None,
         }
     }
 
@@ -207,7 +210,9 @@ impl Engine {
         }
         let result = self.sync_with_repo(first_pass, budget);
         if let Ok(outcome) = &result {
-            self.record_success(outcome.hash());
+            if last_sync::due(self.recorded.as_ref(), outcome.hash(), Instant::now()) {
+                self.record_success(outcome.hash());
+            }
         }
         if matches!(
             result,
@@ -222,11 +227,12 @@ impl Engine {
 
     /// Notes the time of this success in the root, for [`Engine::restore`]
     /// after a restart. Failing to is logged: the sync itself succeeded.
-    fn record_success(&self, hash: &CommitHash) {
+    fn record_success(&mut self, hash: &CommitHash) {
         let record = last_sync::Record {
             hash: hash.clone(),
             at: SystemTime::now(),
         };
+        self.recorded = Some((hash.clone(), Instant::now()));
         if let Err(e) = last_sync::write(&self.opts.root, &record) {
             tracing::warn!(error = %e, "could not record the time of this sync in the root; after a restart, readiness waits for a sync");
         }

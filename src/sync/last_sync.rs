@@ -4,17 +4,32 @@
 //! 200) for as long as that time is within `--readiness-max-staleness`.
 //!
 //! One line, `<commit hash> <unix milliseconds>`, replaced atomically after
-//! every successful pass (an unchanged one too: it confirmed the remote).
-//! Inside `.git`, so consumers of the root never see it.
+//! a publish, after the first success of a process, and after an unchanged
+//! pass (it confirmed the remote) once the record is [`REFRESH`] old: idle
+//! polls in between write nothing, and the age read after a restart is at
+//! most that much older than the truth, never younger. Inside `.git`, so
+//! consumers of the root never see it.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::fsutil;
 use crate::types::CommitHash;
 
 /// The file's name inside `<root>/.git/`.
 const FILE: &str = "git-sidecar-last-sync";
+
+/// How stale the record may get while nothing changes.
+pub const REFRESH: Duration = Duration::from_secs(60);
+
+/// Whether a success for `hash` at `now` must be recorded, given the last
+/// record this process wrote (`None`: it has written none yet).
+pub fn due(last: Option<&(CommitHash, Instant)>, hash: &CommitHash, now: Instant) -> bool {
+    match last {
+        Some((recorded, at)) => recorded != hash || now.duration_since(*at) >= REFRESH,
+        None => true,
+    }
+}
 
 /// Larger files are not ours (a line is about 55 bytes).
 const MAX_LEN: u64 = 256;
@@ -86,6 +101,18 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, [FILE], "no temporary file left behind");
+    }
+
+    #[test]
+    fn idle_passes_rewrite_the_record_once_a_minute_a_new_commit_at_once() {
+        let hash = CommitHash::parse(HASH).expect("a hash");
+        let other = CommitHash::parse(&HASH.replace('0', "f")).expect("a hash");
+        let then = Instant::now();
+        assert!(due(None, &hash, then), "the first success of a process");
+        let last = (hash.clone(), then);
+        assert!(!due(Some(&last), &hash, then + Duration::from_secs(59)));
+        assert!(due(Some(&last), &hash, then + REFRESH));
+        assert!(due(Some(&last), &other, then), "a publish");
     }
 
     #[test]
