@@ -22,6 +22,9 @@ pub struct Status {
     pub expected_hash: Option<String>,
     /// A sync succeeded since this process started (git-sync's `/` semantics).
     pub synced_once: bool,
+    /// At start-up the published content verified and its last successful
+    /// sync (before the restart) was on record: `last_success` is that time.
+    pub restored: bool,
     /// When the running pass started, if one is running.
     pass_started: Option<Instant>,
 }
@@ -84,6 +87,17 @@ impl StatusHandle {
         self.write(|s| s.published_hash = hash);
     }
 
+    /// The published content verified at start-up; its last successful sync
+    /// (by an earlier process) was at `at`. Readiness counts its age from there.
+    pub fn restored(&self, at: SystemTime) {
+        self.write(|s| {
+            if !s.synced_once {
+                s.last_success = Some(at);
+                s.restored = true;
+            }
+        });
+    }
+
     /// A webhook announced this commit.
     pub fn expect(&self, hash: Option<String>) {
         if let Some(hash) = hash {
@@ -121,7 +135,7 @@ impl StatusHandle {
 }
 
 fn readiness_of(s: &Status, rules: &ReadinessConfig, now: SystemTime) -> Result<(), String> {
-    if !s.synced_once {
+    if !s.synced_once && !s.restored {
         return Err("no successful sync yet".into());
     }
     if rules.max_failures > 0 && s.consecutive_failures >= u64::from(rules.max_failures) {
@@ -130,10 +144,7 @@ fn readiness_of(s: &Status, rules: &ReadinessConfig, now: SystemTime) -> Result<
             s.consecutive_failures
         ));
     }
-    let age = s
-        .last_success
-        .and_then(|t| now.duration_since(t).ok())
-        .unwrap_or_default();
+    let age = age_of(s.last_success, now).unwrap_or_default();
     if age > rules.max_staleness {
         return Err(format!(
             "last successful sync was {}s ago (limit {}s)",
@@ -142,6 +153,11 @@ fn readiness_of(s: &Status, rules: &ReadinessConfig, now: SystemTime) -> Result<
         ));
     }
     Ok(())
+}
+
+/// How long ago `t` was (zero if it is in the future).
+fn age_of(t: Option<SystemTime>, now: SystemTime) -> Option<Duration> {
+    t.map(|t| now.duration_since(t).unwrap_or_default())
 }
 
 /// `/status` body.
@@ -153,6 +169,8 @@ pub struct StatusReport {
     pub published_hash: Option<String>,
     pub last_attempt: Option<String>,
     pub last_success: Option<String>,
+    /// Seconds since `last_success` (also a success from before a restart).
+    pub last_success_age_seconds: Option<u64>,
     pub consecutive_failures: u64,
     pub last_error: Option<String>,
     pub expected_hash: Option<String>,
@@ -175,6 +193,8 @@ impl StatusReport {
             published_hash: status.published_hash.clone(),
             last_attempt: time(status.last_attempt),
             last_success: time(status.last_success),
+            last_success_age_seconds: age_of(status.last_success, SystemTime::now())
+                .map(|age| age.as_secs()),
             consecutive_failures: status.consecutive_failures,
             last_error: status.last_error.clone(),
             expected_hash: status.expected_hash.clone(),
@@ -236,6 +256,37 @@ mod tests {
         assert!(readiness_of(&s, &RULES, SystemTime::now())
             .unwrap_err()
             .contains("120s ago"));
+    }
+
+    #[test]
+    fn content_verified_at_start_up_is_ready_until_its_recorded_sync_is_too_old() {
+        let h = StatusHandle::default();
+        let now = SystemTime::now();
+        h.set_published(Some("abc".into()));
+        assert!(h.readiness(&RULES).is_err(), "nothing known yet");
+        h.restored(now - Duration::from_secs(50));
+        let s = h.snapshot();
+        assert!(!s.synced_once, "git-sync's / still waits for a sync");
+        assert_eq!(readiness_of(&s, &RULES, now), Ok(()));
+        // The forge stays down: the same content ages past the limit.
+        let later = now + Duration::from_secs(11);
+        assert!(readiness_of(&s, &RULES, later)
+            .unwrap_err()
+            .contains("61s ago (limit 60s)"));
+        // The failures that keep it from syncing count as usual.
+        h.failed("forge down", 3);
+        assert!(h.readiness(&RULES).unwrap_err().contains("3 consecutive"));
+        let report = StatusReport::new(&h.snapshot(), "r", "main", Ok(()));
+        assert!(report.last_success_age_seconds.is_some_and(|a| a >= 50));
+    }
+
+    #[test]
+    fn a_sync_since_start_up_wins_over_the_recorded_one() {
+        let h = StatusHandle::default();
+        h.succeeded("abc");
+        h.restored(SystemTime::now() - Duration::from_secs(3600));
+        assert!(h.readiness(&RULES).is_ok(), "the late restore is ignored");
+        assert!(!h.snapshot().restored);
     }
 
     #[test]

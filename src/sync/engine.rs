@@ -7,7 +7,7 @@
 //! except by an atomic directory exchange.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::auth;
 use crate::config::{Access, ExecHookConfig, HttpAuth};
@@ -19,6 +19,8 @@ use crate::hooks;
 use crate::metrics::Metrics;
 use crate::publish::{self, Layout};
 use crate::types::{CommitHash, GcMode, RepoUrl, SubmoduleMode, SymlinkPolicy};
+
+use super::last_sync;
 use std::sync::Arc;
 
 /// What the engine needs from the configuration.
@@ -132,6 +134,8 @@ pub struct Engine {
     submodule_baselines: std::collections::HashMap<std::path::PathBuf, u64>,
     /// Credentials and http settings per URL (keeps the GitHub token cache).
     resolver: Arc<auth::Resolver>,
+    /// The last success this process recorded in the root, and when.
+    recorded: Option<(CommitHash, Instant)>,
 }
 
 impl Engine {
@@ -179,6 +183,7 @@ impl Engine {
             submodule_stores: None,
             submodule_baselines: Default::default(),
             resolver,
+            recorded: None,
         }
     }
 
@@ -204,6 +209,11 @@ impl Engine {
             self.open()?;
         }
         let result = self.sync_with_repo(first_pass, budget);
+        if let Ok(outcome) = &result {
+            if last_sync::due(self.recorded.as_ref(), outcome.hash(), Instant::now()) {
+                self.record_success(outcome.hash());
+            }
+        }
         if matches!(
             result,
             Err(Error::Store(_) | Error::Worktree(_) | Error::Publish(_))
@@ -213,6 +223,43 @@ impl Engine {
             self.repo = None;
         }
         result
+    }
+
+    /// Notes the time of this success in the root, for [`Engine::restore`]
+    /// after a restart. Failing to is logged: the sync itself succeeded.
+    fn record_success(&mut self, hash: &CommitHash) {
+        let record = last_sync::Record {
+            hash: hash.clone(),
+            at: SystemTime::now(),
+        };
+        self.recorded = Some((hash.clone(), Instant::now()));
+        if let Err(e) = last_sync::write(&self.opts.root, &record) {
+            tracing::warn!(error = %e, "could not record the time of this sync in the root; after a restart, readiness waits for a sync");
+        }
+    }
+
+    /// At start-up, before any network: when the published worktree is the
+    /// one the last recorded success published and it verifies against its
+    /// index, the time of that success (how old the content really is).
+    /// Opens the repository as a first pass would; if the check fails, the
+    /// first pass repeats it and repairs what it must.
+    pub fn restore(&mut self) -> Option<SystemTime> {
+        let record = last_sync::read(&self.opts.root)?;
+        let current = self.layout.current()?;
+        if current != record.hash || record.at > SystemTime::now() {
+            return None;
+        }
+        let commit = git::parse_object_id(current.as_str())?;
+        if let Err(e) = self.open() {
+            tracing::debug!(error = %crate::types::error_chain(&e), "could not open the root at start-up");
+            self.repo = None;
+            return None;
+        }
+        if self.worktree_is_healthy(&current, commit, true) {
+            return Some(record.at);
+        }
+        self.repo = None;
+        None
     }
 
     fn open(&mut self) -> Result<(), Error> {

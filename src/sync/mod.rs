@@ -6,6 +6,7 @@
 //! syncs never overlap because the loop awaits each one.
 
 pub mod engine;
+mod last_sync;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -96,6 +97,10 @@ pub async fn run(
     reporter
         .status
         .set_published(engine.layout().current().map(|h| h.to_string()));
+    engine = tokio::select! {
+        _ = cancel.cancelled() => return Exit::Cancelled,
+        engine = restore(engine, &reporter) => engine,
+    };
     loop {
         reporter.status.pass_started();
         let started = Instant::now();
@@ -159,6 +164,37 @@ pub async fn run(
             _ = cancel.cancelled() => return Exit::Cancelled,
             _ = tokio::time::sleep(wait) => {}
             _ = trigger.fired() => tracing::info!("sync triggered"),
+        }
+    }
+}
+
+/// Before the first pass (which needs the remote): if the published content
+/// verifies and its last successful sync is on record, readiness starts from
+/// that sync's real time, so a restart during a forge outage keeps serving.
+async fn restore(mut engine: Engine, reporter: &Reporter) -> Engine {
+    let spare = engine.fresh();
+    let checked = tokio::task::spawn_blocking(move || {
+        let at = engine.restore();
+        (engine, at)
+    })
+    .await;
+    match checked {
+        Ok((engine, Some(at))) => {
+            let age = at.elapsed().unwrap_or_default().as_secs();
+            tracing::info!(
+                published = engine.layout().current().map(|h| h.to_string()),
+                last_success = %humantime::format_rfc3339_millis(at),
+                age_seconds = age,
+                "the published content verifies; its last successful sync is on record"
+            );
+            reporter.status.restored(at);
+            reporter.metrics.set_last_success(at);
+            engine
+        }
+        Ok((engine, None)) => engine,
+        Err(e) => {
+            tracing::error!(error = %panic_message(e), "checking the published content at start-up failed (a bug, please report it)");
+            spare
         }
     }
 }

@@ -817,6 +817,50 @@ fn readyz_goes_stale_without_a_recent_success() {
     });
 }
 
+/// After a restart with the forge down, the recorded last sync vouches only
+/// for content that still verifies: intact, /readyz is 200 at once; with a
+/// published file changed while no process ran, it waits for a sync.
+#[test]
+fn after_a_restart_with_the_forge_down_only_verified_content_is_ready() {
+    let up = Upstream::new();
+    up.commit_file("f", "1", "a");
+    let forge = GitDaemon::start(up.base());
+    let url = forge.url(up.name());
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&url)
+        .arg("--one-time")
+        .run(Duration::from_secs(60));
+    assert!(out.status.success(), "{}", describe_output(&out));
+    drop(forge);
+    let args = [
+        "--max-failures=-1",
+        "--readiness-max-failures=0",
+        "--period=10m",
+    ];
+
+    let (run, addr) = start(s.sidecar(&url).args(args));
+    run.wait_until(DEADLINE, "/readyz 200 with the forge down", || {
+        get(&addr, "/readyz").status == 200
+    });
+    let st = status_json(&addr);
+    assert!(st["last_success_age_seconds"].as_u64() < Some(60), "{st}");
+    run.kill9();
+
+    fs::write(s.link().join("f"), "changed").expect("changing a published file");
+    let (run, addr) = start(s.sidecar(&url).args(args));
+    run.wait_until(DEADLINE, "a failed sync", || {
+        status_json(&addr)["consecutive_failures"].as_u64() >= Some(1)
+    });
+    let ready = get(&addr, "/readyz");
+    assert_eq!(
+        ready.status, 503,
+        "a changed tree is not vouched for: {ready}"
+    );
+    assert!(ready.text().contains("no successful sync yet"), "{ready}");
+    run.assert_running();
+}
+
 /// A Bitbucket Server `repo:refs_changed` delivery with several changes.
 fn bitbucket_server_body(changes: &[(&str, &str, &str)]) -> Vec<u8> {
     let changes: Vec<serde_json::Value> = changes

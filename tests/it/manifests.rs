@@ -32,6 +32,7 @@ use serde_yaml_ng::Value;
 mod breakages;
 mod checks;
 mod kubernetes_validate;
+mod outage;
 mod pod_fs;
 mod programs;
 mod sidecar_config;

@@ -72,6 +72,22 @@ fn ed25519_key_with_strict_host_key_checking() {
     assert_eq!(sshd.logins(), 1, "{}", sshd.log());
 }
 
+/// About 1 ECDSA P-256 key in 256 has a private scalar with a leading zero
+/// byte, which OpenSSH writes one byte short; git-sidecar refused such keys
+/// ("not a private key in a supported format") although OpenSSH logs in
+/// with them. Here one made by ssh-keygen logs in and syncs.
+#[test]
+fn an_ecdsa_p256_key_whose_scalar_starts_with_zero_syncs() {
+    let up = upstream();
+    let s = Scratch::new();
+    let key = sshd::keygen_p256_with_leading_zero(s.dir.path(), "id_ecdsa");
+    let sshd = Sshd::start(&[&key]);
+    let kh = known_hosts(s.dir.path(), &[sshd.known_hosts_line(sshd.port())]);
+    let out = one_time(&s, &sshd.url(up.path()), &ssh_args(&[&key], &kh));
+    assert_published(&out, &s, &up, &sshd);
+    assert_eq!(sshd.logins(), 1, "{}", sshd.log());
+}
+
 /// An RSA user key (rsa-sha2 signatures), a known_hosts that lists only
 /// the server's RSA host key (the client must ask for that type), updates
 /// followed, and idle polls that fetch no pack.

@@ -38,7 +38,11 @@ pub fn load(path: &Path) -> Result<KeyFile, String> {
             "larger than {MAX_KEY_FILE} bytes: not a private key"
         ));
     }
-    let key = russh::keys::decode_secret_key(&text, None).map_err(describe)?;
+    let key = match russh::keys::decode_secret_key(&text, None) {
+        Ok(key) => key,
+        // russh's ssh-key refuses a P-256 scalar with a leading zero byte.
+        Err(e) => super::short_scalar::decode(&text).ok_or_else(|| describe(e))?,
+    };
     Ok(KeyFile {
         path: path.to_path_buf(),
         key,
@@ -72,6 +76,124 @@ fn describe(e: russh::keys::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Made by `ssh-keygen -t ecdsa -b 256` (the 846th try): its private
+    /// scalar is 00 2c 13 a1 ..., stored as a 31-byte mpint. A throwaway key.
+    const P256_LEADING_ZERO: &str = "\
+-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAaAAAABNlY2RzYS
+1zaGEyLW5pc3RwMjU2AAAACG5pc3RwMjU2AAAAQQRpOgAZAIfpBSRcL9DV3G/HG0DJdrWa
+nFLsyTTmR/zrjNyMySB6qwbQFwlLW9BfkHR1s4Khp7m9JjkaAjkwFMX8AAAAqMPWJArD1i
+QKAAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBGk6ABkAh+kFJFwv
+0NXcb8cbQMl2tZqcUuzJNOZH/OuM3IzJIHqrBtAXCUtb0F+QdHWzgqGnub0mORoCOTAUxf
+wAAAAfLBOhlevCOELQypEaeZPDRLfvBtkbOTBCtOE3aIgZYAAAAAxsZWFkaW5nLXplcm8B
+AgMEBQ==
+-----END OPENSSH PRIVATE KEY-----
+";
+    const P256_LEADING_ZERO_PUB: &str = "ecdsa-sha2-nistp256 \
+        AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBGk6ABkAh+kFJFwv0NXcb8cbQMl2tZqcUuzJNOZH\
+        /OuM3IzJIHqrBtAXCUtb0F+QdHWzgqGnub0mORoCOTAUxfw=";
+
+    /// `<type> <base64>` of a key's public half.
+    fn public_of(key: &PrivateKey) -> String {
+        let line = key.public_key().to_openssh().expect("encodable");
+        line.split(' ').take(2).collect::<Vec<_>>().join(" ")
+    }
+
+    /// `ssh-keygen -t <kind> [-b <bits>]` into `dir`: the key file and its public line.
+    fn ssh_keygen(dir: &Path, kind: &str, bits: Option<&str>, extra: &[&str]) -> (PathBuf, String) {
+        let path = dir.join(format!("id_{kind}_{}", bits.unwrap_or("default")));
+        let mut cmd = std::process::Command::new("ssh-keygen");
+        cmd.args(["-q", "-N", "", "-C", "test", "-t", kind])
+            .args(extra);
+        if let Some(bits) = bits {
+            cmd.args(["-b", bits]);
+        }
+        let out = cmd.arg("-f").arg(&path).output().unwrap_or_else(|e| {
+            panic!("ssh-keygen: {e}; install it (Debian/Ubuntu: apt-get install openssh-client)")
+        });
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let public = std::fs::read_to_string(path.with_extension("pub")).expect("the .pub file");
+        let public = public.split(' ').take(2).collect::<Vec<_>>().join(" ");
+        (path, public)
+    }
+
+    #[test]
+    fn every_key_type_ssh_keygen_makes_loads_with_its_public_half() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (kind, bits) in [
+            ("ed25519", None),
+            ("ecdsa", Some("256")),
+            ("ecdsa", Some("384")),
+            ("ecdsa", Some("521")),
+            ("rsa", Some("2048")),
+        ] {
+            let (path, public) = ssh_keygen(dir.path(), kind, bits, &[]);
+            let loaded = load(&path).unwrap_or_else(|e| panic!("{kind} {bits:?}: {e}"));
+            assert_eq!(public_of(&loaded.key), public, "{kind} {bits:?}");
+        }
+    }
+
+    #[test]
+    fn pem_keys_load_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (kind, bits, format) in [("rsa", "2048", "PEM"), ("ecdsa", "256", "PKCS8")] {
+            let (path, public) = ssh_keygen(dir.path(), kind, Some(bits), &["-m", format]);
+            let loaded = load(&path).unwrap_or_else(|e| panic!("{kind} {format}: {e}"));
+            assert_eq!(public_of(&loaded.key), public, "{kind} {format}");
+        }
+    }
+
+    #[test]
+    fn a_p256_key_whose_scalar_starts_with_a_zero_byte_loads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("id_ecdsa");
+        std::fs::write(&path, P256_LEADING_ZERO).expect("write");
+        let loaded = load(&path).unwrap_or_else(|e| panic!("refused: {e}"));
+        assert_eq!(
+            public_of(&loaded.key),
+            P256_LEADING_ZERO_PUB
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let ecdsa = loaded.key.key_data().ecdsa().expect("an ECDSA key");
+        assert_eq!(&ecdsa.private_key_bytes()[..4], [0x00, 0x2c, 0x13, 0xa1]);
+    }
+
+    #[test]
+    fn a_short_scalar_that_does_not_match_its_public_point_is_refused() {
+        // The same file with one byte of the scalar changed.
+        let tampered = P256_LEADING_ZERO.replace("LBOhlevC", "LBOhlevD");
+        assert_ne!(tampered, P256_LEADING_ZERO);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("id_ecdsa");
+        std::fs::write(&path, tampered).expect("write");
+        let err = load(&path).expect_err("inconsistent key");
+        assert!(err.contains("not a private key"), "{err}");
+    }
+
+    #[test]
+    fn passphrase_protected_keys_are_still_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (path, _) = ssh_keygen(dir.path(), "ecdsa", Some("256"), &[]);
+        let out = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-p", "-P", "", "-N", "s3cret", "-f"])
+            .arg(&path)
+            .output()
+            .expect("ssh-keygen -p");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let err = load(&path).expect_err("encrypted");
+        assert!(err.contains("passphrase"), "{err}");
+    }
 
     #[test]
     fn errors_say_what_is_wrong_without_the_content() {

@@ -17,6 +17,7 @@ pub mod command;
 pub mod keys;
 pub mod known_hosts;
 pub mod session;
+mod short_scalar;
 
 use std::path::PathBuf;
 

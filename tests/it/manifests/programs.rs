@@ -232,12 +232,18 @@ fn rewrite_config_maps(
     }
 }
 
-fn get(addr: &str, path: &str) -> Response {
+pub(super) fn get(addr: &str, path: &str) -> Response {
     client::get(addr, path).unwrap_or_else(|e| panic!("GET http://{addr}{path}: {e}"))
 }
 
 /// Waits until `GET path` answers `status` (and `body`, if given).
-fn wait_for(addr: &str, path: &str, status: u16, body: Option<&str>, context: impl Fn() -> String) {
+pub(super) fn wait_for(
+    addr: &str,
+    path: &str,
+    status: u16,
+    body: Option<&str>,
+    context: impl Fn() -> String,
+) {
     let mut last = None;
     let ok = poll_until(DEADLINE, || {
         let r = client::get(addr, path).ok();
@@ -458,7 +464,7 @@ fn signed_push(repo: &str, after: &str, secret: &[u8]) -> (Vec<u8>, String) {
 /// The manifest's args for a run here: the repository is a local upstream,
 /// HTTP on 127.0.0.1:0, and no `--reload-process` (it would signal every
 /// process of that name on this machine).
-fn local_args(args: Vec<String>, repo: &str) -> Vec<String> {
+pub(super) fn local_args(args: Vec<String>, repo: &str) -> Vec<String> {
     let mut local: Vec<String> = args
         .into_iter()
         .filter(|a| {

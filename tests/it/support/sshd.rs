@@ -78,6 +78,65 @@ pub fn keygen(dir: &Path, name: &str, kind: &str, passphrase: &str) -> KeyPair {
     KeyPair { path, public }
 }
 
+/// `ssh-keygen -t ecdsa -b 256` until the private scalar of the key starts
+/// with a zero byte (about 1 key in 256; OpenSSH then stores it as a 31-byte
+/// `mpint`). Gives up after 5,000 keys (odds of that: below 1 in 10^8).
+pub fn keygen_p256_with_leading_zero(dir: &Path, name: &str) -> KeyPair {
+    for attempt in 0..5_000 {
+        let path = dir.join(name);
+        let _ = fs::remove_file(&path);
+        let _ = fs::remove_file(path.with_extension("pub"));
+        let key = keygen(dir, name, "ecdsa", "");
+        if p256_scalar_len(&key.path) < 32 {
+            eprintln!("leading-zero P-256 key after {} keys", attempt + 1);
+            return key;
+        }
+    }
+    panic!("5,000 P-256 keys from ssh-keygen and none with a leading zero byte")
+}
+
+/// The length of the private scalar's `mpint` in an unencrypted OpenSSH
+/// ECDSA key file (the format is in OpenSSH's PROTOCOL.key).
+pub fn p256_scalar_len(path: &Path) -> usize {
+    use base64::Engine;
+    let text = fs::read_to_string(path).expect("reading the key");
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .expect("base64 key body");
+    let mut wire = Wire(&bytes[b"openssh-key-v1\0".len()..]);
+    assert_eq!(wire.string(), b"none", "an unencrypted key");
+    wire.string(); // kdf name
+    wire.string(); // kdf options
+    wire.u32(); // number of keys
+    wire.string(); // public key
+    let mut private = Wire(wire.string());
+    private.u32(); // checkint
+    private.u32(); // checkint
+    assert_eq!(private.string(), b"ecdsa-sha2-nistp256");
+    private.string(); // curve
+    private.string(); // public point
+    private.string().len()
+}
+
+/// Reads SSH wire format (big-endian lengths).
+struct Wire<'a>(&'a [u8]);
+
+impl<'a> Wire<'a> {
+    fn u32(&mut self) -> u32 {
+        let (head, rest) = self.0.split_at(4);
+        self.0 = rest;
+        u32::from_be_bytes(head.try_into().expect("4 bytes"))
+    }
+
+    fn string(&mut self) -> &'a [u8] {
+        let len = self.u32() as usize;
+        let (head, rest) = self.0.split_at(len);
+        self.0 = rest;
+        head
+    }
+}
+
 /// `<type> <base64>` of a public key line (no comment).
 pub fn key_part(public: &str) -> String {
     public
