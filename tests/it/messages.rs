@@ -95,6 +95,27 @@ fn a_root_this_user_cannot_write_says_permission_denied_and_what_to_do() {
         &[],
     );
     assert!(list_dir(&s.root).is_empty(), "nothing was written");
+
+    // A root to create in a directory this user cannot write.
+    let missing = s.root.join("site-root");
+    let out = Sidecar::new()
+        .arg("--repo")
+        .arg(up.file_url())
+        .arg("--root")
+        .arg(&missing)
+        .arg("--one-time")
+        .user(UID, UID)
+        .current_dir(s.dir.path())
+        .run(RUN_TIMEOUT);
+    assert_failed_saying(
+        &out,
+        &[
+            &format!("could not create --root {} as uid {UID}", missing.display()),
+            "Permission denied",
+            "make its parent directory writable",
+        ],
+        &[],
+    );
 }
 
 #[test]
