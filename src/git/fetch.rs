@@ -98,6 +98,8 @@ pub enum Error {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     Connecting,
+    /// http(s): the first request both connects and lists the refs.
+    ConnectingAndListing,
     ListingRefs,
     Fetching,
 }
@@ -106,6 +108,7 @@ impl std::fmt::Display for Step {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Step::Connecting => "connecting to",
+            Step::ConnectingAndListing => "connecting to and listing the refs (ls-refs) of",
             Step::ListingRefs => "listing the refs (ls-refs) of",
             Step::Fetching => "fetching the pack from",
         })
@@ -146,7 +149,11 @@ fn fetch_inner(
         .with_refspecs(Some(refspec.as_str()), gix::remote::Direction::Fetch)
         .map_err(|e| git_err("invalid ref", e, None))?;
     let connected = transport::connect(opts.url, budget, opts.ssh, opts.http)?;
-    *step = Step::ListingRefs;
+    // http(s) connects lazily, with the first request.
+    *step = match opts.url.scheme {
+        gix::url::Scheme::Http | gix::url::Scheme::Https => Step::ConnectingAndListing,
+        _ => Step::ListingRefs,
+    };
     let report = connected.report;
     let mut connection = remote.to_connection_with_transport(connected.transport);
     if let Some(options) = connected.options {

@@ -176,19 +176,28 @@ fn a_redirect_to_a_login_page_after_the_credentials_names_where_and_why() {
 #[test]
 fn a_sync_timeout_names_the_step_and_the_remote() {
     let hole = BlackHole::start();
-    let url = hole.git_url("site");
-    let s = Scratch::new();
-    let out = s
-        .sidecar(&url)
-        .args(["--sync-timeout", "1s", "--one-time"])
-        .run(RUN_TIMEOUT);
-    assert_failed_saying(
-        &out,
-        &[&format!(
-            "sync timeout (1s) exceeded while listing the refs (ls-refs) of {url}"
-        )],
-        &[],
-    );
+    let cases = [
+        (hole.git_url("site"), "listing the refs (ls-refs) of"),
+        (
+            hole.http_url("site"),
+            "connecting to and listing the refs (ls-refs) of",
+        ),
+    ];
+    for (url, step) in cases {
+        let s = Scratch::new();
+        let out = s
+            .sidecar(&url)
+            .args(["--sync-timeout", "1s", "--one-time"])
+            .run(RUN_TIMEOUT);
+        assert_failed_saying(
+            &out,
+            &[
+                &format!("sync timeout (1s) exceeded while {step} {url}"),
+                "raise --sync-timeout",
+            ],
+            &[],
+        );
+    }
 }
 
 #[test]
