@@ -223,6 +223,16 @@ expect_page() {
   [ "$got" = "$want" ] || die "nginx serves '$got', expected '$want'"
 }
 
+# Prints nginx's answer to GET PATH, and fails unless it is 403 or 404
+# (the .git file of a worktree must never be served).
+expect_refused() {
+  local code
+  code=$(curl_lo -o /dev/null -w '%{http_code}' "http://127.0.0.1:$NGINX_PORT$1") ||
+    die "nginx did not answer http://127.0.0.1:$NGINX_PORT$1"
+  show "GET $1 -> HTTP $code"
+  case "$code" in 403 | 404) ;; *) die "nginx served $1 (HTTP $code)" ;; esac
+}
+
 # Prints the published link, and fails unless it points at HEAD_SHA.
 expect_link() {
   local target

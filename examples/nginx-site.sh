@@ -27,6 +27,9 @@ expect_link
 say "Starting nginx with root $WORK/root/site"
 start_nginx
 expect_page 1
+say "The worktree's .git file is not served"
+expect_refused /.git
+expect_refused /.git/config
 
 say "Pushing revision 2 upstream"
 commit_and_push 2

@@ -37,7 +37,10 @@
 //! * The default `--link` of a `user@host:path` repo is the part after the last
 //!   `/` or `:` (git-sync would use the whole string).
 //! * `--link` must not be `--root`, one of its parents, or inside its `.git` or
-//!   `.worktrees` directories.
+//!   `.worktrees` directories. `--touch-file` and `--error-file` (relative to
+//!   `--root`, or absolute) must not be the link or lead through it, nor be
+//!   `--root`, one of its parents, or inside its `.git` or `.worktrees`,
+//!   also once symlinks on the way are resolved.
 //! * `--sync-on-signal` must name a signal that can be caught (not KILL/STOP).
 //! * `--repo` must be https://, http://, git://, ssh://, `user@host:path`,
 //!   file:// or a local path. SSH settings: see [`ssh`].
@@ -556,9 +559,12 @@ impl Config {
         c.at_least(period_id, period, MIN_PERIOD);
         let period = period.unwrap_or(DEFAULT_PERIOD);
 
-        // --init-period (defaults to the period)
+        // --init-period (defaults to the period). Only checked when set: a
+        // too-short --period is reported once, under its own name.
         let init_period = c.duration_or("init_period", period);
-        c.at_least("init_period", init_period, MIN_PERIOD);
+        if c.value("init_period").is_some() {
+            c.at_least("init_period", init_period, MIN_PERIOD);
+        }
         let init_period = init_period.unwrap_or(period);
 
         // --sync-timeout (--timeout overrides when non-zero)
@@ -616,8 +622,8 @@ impl Config {
             }),
         };
 
-        let touch_file = c.file_under_root("touch_file", root.as_deref());
-        let error_file = c.file_under_root("error_file", root.as_deref());
+        let touch_file = c.file_under_root("touch_file", root.as_deref(), link.as_deref());
+        let error_file = c.file_under_root("error_file", root.as_deref(), link.as_deref());
 
         let stale_worktree_timeout = c
             .duration_or("stale_worktree_timeout", Duration::ZERO)
@@ -960,15 +966,37 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn file_under_root(&mut self, id: &str, root: Option<&Path>) -> Option<PathBuf> {
+    /// `--touch-file` / `--error-file`: joined onto root when relative. Both
+    /// are written and removed by the sidecar, so neither may be (or lead
+    /// through) the link, root or a parent of it, or anything in `.git` or
+    /// `.worktrees`, checked both as written and with symlinks resolved.
+    fn file_under_root(
+        &mut self,
+        id: &str,
+        root: Option<&Path>,
+        link: Option<&Path>,
+    ) -> Option<PathBuf> {
         let raw = self.raw(id)?;
         let root = root?;
         let path = clean_join(root, Path::new(raw));
-        if path == root {
-            self.fail(id, format!("{raw:?} must be a file, not --root itself"));
-            return None;
+        let resolved = resolve_lenient(&path);
+        let problem = [path.as_path(), resolved.as_path()]
+            .into_iter()
+            .find_map(|p| state_file_clash(p, root, link));
+        match problem {
+            Some(why) => {
+                self.fail(
+                    id,
+                    format!(
+                        "{raw:?} {why}; git-sidecar writes and deletes this file, so \
+                         choose a path of its own, e.g. outside --root or directly in it \
+                         under a name other than the link's"
+                    ),
+                );
+                None
+            }
+            None => Some(path),
         }
-        Some(path)
     }
 
     fn verbosity(&mut self) -> u8 {
@@ -2047,6 +2075,92 @@ fn absolutize(p: &Path) -> std::io::Result<PathBuf> {
     Ok(clean_join(Path::new("/"), &abs))
 }
 
+/// Why a touch or error file at `path` would damage the root's layout
+/// (`None` when it would not). `path` and `link` are absolute.
+fn state_file_clash(path: &Path, root: &Path, link: Option<&Path>) -> Option<String> {
+    let roots = [root.to_path_buf(), resolve_lenient(root)];
+    let links = link
+        .into_iter()
+        .flat_map(|l| [l.to_path_buf(), resolve_lenient_parent(l)]);
+    if roots.iter().any(|r| r.starts_with(path)) {
+        return Some("is --root or one of its parent directories".into());
+    }
+    for link in links {
+        if path == link {
+            return Some("is the published link (--link)".into());
+        }
+        if path.starts_with(&link) {
+            return Some(
+                "is inside the published link (--link), a tree replaced at every sync".into(),
+            );
+        }
+    }
+    for dir in [".git", ".worktrees"] {
+        if roots.iter().any(|r| path.starts_with(r.join(dir))) {
+            return Some(format!("is inside --root's {dir} directory"));
+        }
+    }
+    None
+}
+
+/// `p` with every symlink on the way resolved, also those whose target does
+/// not exist yet (unlike `canonicalize`, which needs the whole path): what
+/// the path will reach when the sidecar writes it. Lexical `..` after a
+/// resolved component applies to the target, as the kernel does.
+fn resolve_lenient(p: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    let mut todo: Vec<std::ffi::OsString> = rev_components(p);
+    let mut hops = 0;
+    while let Some(comp) = todo.pop() {
+        match comp.to_str() {
+            Some(".") => continue,
+            Some("..") => {
+                out.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let next = out.join(&comp);
+        let target = std::fs::symlink_metadata(&next)
+            .ok()
+            .filter(|m| m.file_type().is_symlink())
+            .and_then(|_| std::fs::read_link(&next).ok());
+        match target {
+            // 40 as the kernel's limit: a loop ends up as written.
+            Some(target) if hops < 40 => {
+                hops += 1;
+                if target.is_absolute() {
+                    out = PathBuf::from("/");
+                }
+                todo.extend(rev_components(&target));
+            }
+            _ => out = next,
+        }
+    }
+    out
+}
+
+/// `p`'s parent resolved, its last name kept: where a symlink at `p` lives.
+fn resolve_lenient_parent(p: &Path) -> PathBuf {
+    match (p.parent(), p.file_name()) {
+        (Some(parent), Some(name)) => resolve_lenient(parent).join(name),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// The components of `p` other than the root, last first (a stack).
+fn rev_components(p: &Path) -> Vec<std::ffi::OsString> {
+    p.components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::CurDir => Some(".".into()),
+            Component::ParentDir => Some("..".into()),
+            Component::RootDir | Component::Prefix(_) => None,
+        })
+        .rev()
+        .collect()
+}
+
 /// Joins `p` onto `base` (an absolute `p` replaces it) and removes `.` and
 /// `..` lexically, like Go's `filepath.Join`.
 fn clean_join(base: &Path, p: &Path) -> PathBuf {
@@ -2620,6 +2734,93 @@ mod tests {
         }
         let c = config(&with(&["--link=../published/site"]), &[]);
         assert_eq!(c.link, PathBuf::from("/srv/published/site"));
+    }
+
+    #[test]
+    fn touch_and_error_files_must_not_clobber_the_layout() {
+        // base(): root /srv/git, link /srv/git/site.git.
+        for bad in [
+            "site.git",
+            "/srv/git/site.git",
+            "site.git/error.json",
+            "./site.git/sub/../x",
+            ".git/config",
+            ".git",
+            "/srv/git/.worktrees/abc/x",
+            ".worktrees",
+            ".",
+            "/srv",
+            "..",
+            "/",
+        ] {
+            for id in ["error-file", "touch-file"] {
+                let arg = format!("--{id}={bad}");
+                let p = problems(&with(&[&arg]), &[]);
+                assert_eq!(p.len(), 1, "{arg}: {p:?}");
+                assert!(p[0].starts_with(&format!("--{id} (GITSYNC_")), "{p:?}");
+                assert!(p[0].contains("choose a path of its own"), "{p:?}");
+            }
+        }
+        let p = problems(&with(&["--error-file=site.git"]), &[]);
+        assert!(
+            p[0].contains("\"site.git\" is the published link (--link)"),
+            "{p:?}"
+        );
+        let p = problems(&with(&["--error-file=.git/config"]), &[]);
+        assert!(p[0].contains("inside --root's .git"), "{p:?}");
+        // An absolute link elsewhere is guarded too; other paths are fine.
+        let p = problems(
+            &with(&["--link=/pub/site", "--touch-file=/pub/site/t"]),
+            &[],
+        );
+        assert!(p[0].contains("inside the published link"), "{p:?}");
+        let c = config(
+            &with(&[
+                "--error-file=/var/err.json",
+                "--touch-file=site.git.touched",
+            ]),
+            &[],
+        );
+        assert_eq!(c.error_file, Some(PathBuf::from("/var/err.json")));
+        assert_eq!(
+            c.touch_file,
+            Some(PathBuf::from("/srv/git/site.git.touched"))
+        );
+    }
+
+    #[test]
+    fn touch_and_error_files_are_checked_with_symlinks_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().canonicalize().unwrap();
+        let root = base.join("root");
+        std::fs::create_dir_all(root.join(".git")).unwrap();
+        // An innocent-looking absolute path that leads into .git, and one
+        // through the link whose target does not exist yet.
+        std::os::unix::fs::symlink(root.join(".git"), base.join("state")).unwrap();
+        std::os::unix::fs::symlink(root.join("site"), base.join("pub")).unwrap();
+        let root_arg = format!("--root={}", root.display());
+        let into_git = format!("--error-file={}", base.join("state/config").display());
+        let into_link = format!("--touch-file={}", base.join("pub/x").display());
+        let args = ["--repo=https://h/site", &root_arg, &into_git, &into_link];
+        let p = problems(&args, &[]);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].contains("inside the published link"), "{p:?}");
+        assert!(p[1].contains("inside --root's .git"), "{p:?}");
+        // Both are reported together with an unrelated mistake.
+        let p = problems(&[&args[..], &["--period=abc"]].concat(), &[]);
+        assert_eq!(p.len(), 3, "{p:?}");
+        // Resolved paths that land elsewhere are accepted.
+        let fine = format!("--error-file={}", base.join("state2/x").display());
+        config(&["--repo=https://h/site", &root_arg, &fine], &[]);
+    }
+
+    #[test]
+    fn a_short_period_is_not_also_blamed_on_init_period() {
+        let p = problems(&with(&["--period=5ms"]), &[]);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("--period (GITSYNC_PERIOD): must be at least 10ms"));
+        let p = problems(&with(&["--period=5ms", "--init-period=5ms"]), &[]);
+        assert_eq!(p.len(), 2, "set by the user: reported: {p:?}");
     }
 
     #[test]

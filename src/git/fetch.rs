@@ -73,8 +73,18 @@ pub enum Error {
     NotShallow { depth: u32, count: usize },
     #[error("the fetched object {id} is not a commit and does not peel to one: {message}")]
     NotACommit { id: ObjectId, message: String },
-    #[error("sync timeout exceeded")]
-    Timeout,
+    #[error(
+        "sync timeout ({timeout:?}) exceeded while {step} {url}: the remote is slow or \
+         unreachable; check the network and the server, or raise --sync-timeout"
+    )]
+    Timeout {
+        step: Step,
+        url: String,
+        timeout: std::time::Duration,
+    },
+    /// An http(s) server answered, but not as a git server (see [`super::probe`]).
+    #[error("{explanation} (--repo {url})")]
+    NotGitServer { url: String, explanation: String },
     #[error("interrupted by shutdown")]
     Interrupted,
     #[error("{context}: {message}")]
@@ -84,16 +94,42 @@ pub enum Error {
     },
 }
 
+/// What a fetch was doing, for timeout messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Connecting,
+    /// http(s): the first request both connects and lists the refs.
+    ConnectingAndListing,
+    ListingRefs,
+    Fetching,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Step::Connecting => "connecting to",
+            Step::ConnectingAndListing => "connecting to and listing the refs (ls-refs) of",
+            Step::ListingRefs => "listing the refs (ls-refs) of",
+            Step::Fetching => "fetching the pack from",
+        })
+    }
+}
+
 /// Polls the remote and fetches the wanted commit if needed.
 pub fn fetch(
     repo: &gix::Repository,
     opts: &Options<'_>,
     budget: &Budget,
 ) -> Result<Outcome, Error> {
-    let result = fetch_inner(repo, opts, budget);
+    let mut step = Step::Connecting;
+    let result = fetch_inner(repo, opts, budget, &mut step);
     // A transport error after the budget ran out is really a timeout or a shutdown.
     result.map_err(|e| match e {
-        Error::Git { .. } | Error::Connect(_) if budget.is_expired() => Error::Timeout,
+        Error::Git { .. } | Error::Connect(_) if budget.is_expired() => Error::Timeout {
+            step,
+            url: crate::types::redact_url(&opts.url.to_bstring().to_string()),
+            timeout: budget.timeout(),
+        },
         Error::Git { .. } | Error::Connect(_) if budget.is_interrupted() => Error::Interrupted,
         other => other,
     })
@@ -103,6 +139,7 @@ fn fetch_inner(
     repo: &gix::Repository,
     opts: &Options<'_>,
     budget: &Budget,
+    step: &mut Step,
 ) -> Result<Outcome, Error> {
     let refspec = refspec_for(opts.git_ref);
     let remote = repo
@@ -112,6 +149,11 @@ fn fetch_inner(
         .with_refspecs(Some(refspec.as_str()), gix::remote::Direction::Fetch)
         .map_err(|e| git_err("invalid ref", e, None))?;
     let connected = transport::connect(opts.url, budget, opts.ssh, opts.http)?;
+    // http(s) connects lazily, with the first request.
+    *step = match opts.url.scheme {
+        gix::url::Scheme::Http | gix::url::Scheme::Https => Step::ConnectingAndListing,
+        _ => Step::ListingRefs,
+    };
     let report = connected.report;
     let mut connection = remote.to_connection_with_transport(connected.transport);
     if let Some(options) = connected.options {
@@ -120,7 +162,7 @@ fn fetch_inner(
     connection.set_credentials(credentials::callback(opts.credentials.cloned()));
     let prepare = connection
         .prepare_fetch(gix::progress::Discard, Default::default())
-        .map_err(|e| classify_listing_error(e, opts, &report))?;
+        .map_err(|e| classify_listing_error(e, opts, &report, budget))?;
 
     let remote_id = wanted_id(prepare.ref_map(), opts.git_ref)?;
     let have_locally = repo.has_object(remote_id);
@@ -133,6 +175,7 @@ fn fetch_inner(
         ));
     }
 
+    *step = Step::Fetching;
     let outcome = prepare
         .with_shallow(shallow_for(repo, opts.depth))
         .receive(gix::progress::Discard, budget.interrupt_flag())
@@ -212,10 +255,15 @@ fn verify_depth(repo: &gix::Repository, commit: ObjectId, depth: u32) -> Result<
     Ok(())
 }
 
-fn classify_listing_error(e: gix::Error, opts: &Options<'_>, report: &SpyReport) -> Error {
+fn classify_listing_error(
+    e: gix::Error,
+    opts: &Options<'_>,
+    report: &SpyReport,
+    budget: &Budget,
+) -> Error {
+    // gix's message would quote the URL; ours never held credentials anyway.
+    let url = crate::types::redact_url(&opts.url.to_bstring().to_string());
     if e.is_unauthenticated() {
-        // gix's message would quote the URL; ours never held credentials anyway.
-        let url = crate::types::redact_url(&opts.url.to_bstring().to_string());
         let sent = opts.credentials.is_some() || opts.http.sends_authorization();
         return match sent {
             true => Error::CredentialsRejected { url },
@@ -225,6 +273,13 @@ fn classify_listing_error(e: gix::Error, opts: &Options<'_>, report: &SpyReport)
     let message = crate::types::error_chain(&e);
     if message.contains("None of the refspec") || message.contains("matched any of the") {
         return Error::RefNotFound(opts.git_ref.to_string());
+    }
+    if super::probe::is_not_git_answer(&message) {
+        if let Some(explanation) =
+            super::probe::explain(opts.url, opts.credentials, opts.http, budget)
+        {
+            return Error::NotGitServer { url, explanation };
+        }
     }
     git_err("could not list remote refs", e, Some(report))
 }

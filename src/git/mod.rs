@@ -7,6 +7,7 @@
 //! - [`credentials`]: the only credentials gix gets (no helper programs)
 //! - [`ssh`]: ssh:// and scp-like remotes, built in or through `GIT_SSH_COMMAND`
 //! - [`http_settings`]: proxy, CA bundle, extra headers for http(s)
+//! - [`probe`]: why an http(s) server did not answer as a git server
 //! - [`worktree`]: linked worktrees the git CLI can read
 //! - [`symlinks`]: which symlinks of a tree lead outside it
 //! - [`sparse`]: which paths a sparse checkout writes
@@ -18,6 +19,7 @@ pub mod compact;
 pub mod credentials;
 pub mod fetch;
 pub mod http_settings;
+pub mod probe;
 pub mod sparse;
 pub mod ssh;
 pub mod store;

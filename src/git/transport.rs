@@ -14,6 +14,7 @@ use std::borrow::Cow;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,6 +39,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug)]
 pub struct Budget {
     deadline: Instant,
+    timeout: Duration,
     interrupt: Arc<AtomicBool>,
 }
 
@@ -45,8 +47,14 @@ impl Budget {
     pub fn new(timeout: Duration, interrupt: Arc<AtomicBool>) -> Self {
         Self {
             deadline: Instant::now() + timeout,
+            timeout,
             interrupt,
         }
+    }
+
+    /// The whole budget (`--sync-timeout`), for messages.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The flag gix checks between units of work.
@@ -242,6 +250,8 @@ pub enum ConnectError {
     },
     #[error("could not start `git upload-pack` for a file:// repository (file:// needs the git binary; http(s):// and git:// do not): {0}")]
     Spawn(io::Error),
+    #[error("--repo {path:?} {why}: point --repo at a git repository, or at its URL")]
+    NotARepository { path: PathBuf, why: &'static str },
     #[error(
         "the '{0}' URL scheme is not supported (supported: file://, git://, http://, https://, ssh://)"
     )]
@@ -391,12 +401,42 @@ fn spawn_upload_pack(
     let path = gix::path::from_bstr(gix::bstr::BStr::new(url.path.as_slice()))
         .map_err(|e| ConnectError::Spawn(io::Error::other(e.to_string())))?
         .into_owned();
+    check_local_repository(&path)?;
     let mut command = Command::new("git");
     command
         .arg("upload-pack")
         .arg(&path)
         .env("GIT_PROTOCOL", "version=2");
     spawn_process(command, url, budget, stderr).map_err(ConnectError::Spawn)
+}
+
+/// `git upload-pack` on a path that holds no repository only says so on
+/// stderr and hangs up, which gix reports as "failed to fill whole buffer":
+/// say it before spawning. The candidates are those git tries itself
+/// (`enter_repo`): `<p>/.git`, `<p>`, `<p>.git/.git`, `<p>.git`.
+fn check_local_repository(path: &Path) -> Result<(), ConnectError> {
+    let fail = |why| {
+        Err(ConnectError::NotARepository {
+            path: path.to_path_buf(),
+            why,
+        })
+    };
+    let mut dotgit = path.as_os_str().to_os_string();
+    dotgit.push(".git");
+    let dotgit = PathBuf::from(dotgit);
+    let candidates = [
+        path.join(".git"),
+        path.to_path_buf(),
+        dotgit.join(".git"),
+        dotgit,
+    ];
+    if candidates.iter().any(|c| gix::discover::is_git(c).is_ok()) {
+        return Ok(());
+    }
+    if !path.exists() {
+        return fail("does not exist");
+    }
+    fail("is not a git repository (neither a bare repository nor a directory holding .git)")
 }
 
 /// Runs `command` (which speaks git on stdin/stdout) with deadline reads;

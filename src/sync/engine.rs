@@ -91,10 +91,22 @@ pub enum Error {
     Publish(#[from] publish::Error),
     #[error("internal error (a bug, please report it): {0}")]
     Panic(String),
-    #[error(
-        "the pre-publish hook refused {hash}; the previous content stays published: {message}"
-    )]
-    Gate { hash: CommitHash, message: String },
+    #[error("the pre-publish hook refused {hash}; {}: {message}", gate_consequence(*.first))]
+    Gate {
+        hash: CommitHash,
+        message: String,
+        /// Nothing was published yet (so nothing "stays published").
+        first: bool,
+    },
+}
+
+/// What a gate refusal means for readers, in the refusal's message.
+fn gate_consequence(first: bool) -> &'static str {
+    if first {
+        "nothing is published until a commit passes the hook (fix the commit or the hook)"
+    } else {
+        "the previous content stays published"
+    }
 }
 
 impl Error {
@@ -351,6 +363,7 @@ impl Engine {
             return Err(Error::Gate {
                 hash,
                 message: message.clone(),
+                first: current.is_none(),
             });
         }
         let submodule_stores = self.build_worktree(commit, &hash, budget)?;
@@ -450,6 +463,7 @@ impl Engine {
             Error::Gate {
                 hash: hash.clone(),
                 message,
+                first: previous.is_none(),
             }
         })
     }

@@ -340,10 +340,21 @@ fn on_success(opts: &LoopOptions, outcome: &Outcome, first: bool) {
     match outcome {
         Outcome::Published {
             hash,
+            previous: Some(previous),
+            ..
+        } if previous == hash => {
+            tracing::info!(%hash, "repaired the published worktree: it was missing or modified on disk, and was rebuilt from its commit");
+        }
+        Outcome::Published {
+            hash,
             previous,
             fetched_bytes,
         } => {
             tracing::info!(%hash, previous = previous.as_ref().map(|p| p.to_string()), fetched_bytes, "published new content");
+        }
+        // Once per process (as git-sync), so a no-op start or --one-time run says what it found.
+        Outcome::Unchanged { hash } if first => {
+            tracing::info!(%hash, "content is already at {hash}; nothing to do")
         }
         Outcome::Unchanged { hash } => tracing::debug!(%hash, "no change"),
     }

@@ -170,3 +170,54 @@ fn flag_overrides_env() {
         "the env value must lose against the flag"
     );
 }
+
+/// Publishes once, then runs again with `--{flag} value`: the second run must
+/// be refused before touching anything, naming the flag and the reason.
+fn refused_state_file(flag: &str, value: &str, reason: &str) {
+    let up = upstream();
+    let s = Scratch::new();
+    let first = s.sidecar(&up.file_url()).arg("--one-time").run(RUN_TIMEOUT);
+    assert!(first.status.success(), "{}", describe_output(&first));
+    let link_before = std::fs::read_link(s.link()).expect("published link");
+    let config_before = std::fs::read(s.root.join(".git/config")).expect(".git/config");
+    let listing_before = walk_tree(&s.root)
+        .into_iter()
+        .map(|(path, meta)| (path, meta.len()))
+        .collect::<Vec<_>>();
+
+    let out = s
+        .sidecar(&up.file_url())
+        .args([&format!("--{flag}"), value, "--one-time"])
+        .run(RUN_TIMEOUT);
+    assert_config_error(&out, &[&[&format!("--{flag}")], &[reason]]);
+    assert_eq!(std::fs::read_link(s.link()).ok(), Some(link_before));
+    assert_eq!(
+        std::fs::read(s.root.join(".git/config")).ok(),
+        Some(config_before)
+    );
+    let listing_after = walk_tree(&s.root)
+        .into_iter()
+        .map(|(path, meta)| (path, meta.len()))
+        .collect::<Vec<_>>();
+    assert_eq!(listing_after, listing_before, "nothing in the root changed");
+}
+
+#[test]
+fn error_file_on_the_link_or_in_dot_git_is_refused_and_nothing_is_touched() {
+    refused_state_file("error-file", LINK, "is the published link");
+    refused_state_file("error-file", ".git/config", "inside --root's .git");
+}
+
+#[test]
+fn touch_file_through_the_link_or_in_worktrees_is_refused_and_nothing_is_touched() {
+    refused_state_file(
+        "touch-file",
+        &format!("{LINK}/index.html"),
+        "inside the published link",
+    );
+    refused_state_file(
+        "touch-file",
+        ".worktrees/x",
+        "inside --root's .worktrees directory",
+    );
+}

@@ -2,14 +2,17 @@
 //! starts the built sidecar and a real nginx on 127.0.0.1, must exit 0, and
 //! must have printed what it observed (pages served, links, HTTP answers,
 //! metrics) in the expected order. The scripts check every step themselves;
-//! these tests also pin down what a reader of their output is shown.
+//! these tests also pin down what a reader of their output is shown. The
+//! example nginx configuration and the README's nginx and httpd snippets
+//! also run in real servers, which must never serve a worktree's `.git`.
 
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use crate::support::is_hex40;
+use crate::support::servers::Nginx;
 use crate::support::sidecar::{bin, describe_output, Sidecar};
+use crate::support::{client, is_hex40, Scratch, Upstream};
 
 /// Bound for one script (a few seconds on an idle machine). On timeout the
 /// harness kills the script's whole process group (sidecar and nginx too).
@@ -71,6 +74,15 @@ fn assert_two_commits(report: &str) -> Vec<&str> {
 fn nginx_site_shows_the_pushed_commit() {
     let report = run_example("nginx-site.sh");
     let shas = assert_two_commits(&report);
+    let refused: Vec<&str> = after(&report, "GET /")
+        .into_iter()
+        .filter(|rest| rest.ends_with("HTTP 404"))
+        .collect();
+    assert_eq!(
+        refused,
+        [".git -> HTTP 404", ".git/config -> HTTP 404"],
+        "the worktree's .git must not be served\n{report}"
+    );
     assert_eq!(
         pages_served(&report),
         ["Hello from revision 1", "Hello from revision 2"],
@@ -108,5 +120,208 @@ fn webhook_deploy_publishes_only_on_a_signed_push() {
             after(&report, "").contains(&line.as_str()),
             "missing metric line {line}\n{report}"
         );
+    }
+}
+
+/// `examples/nginx.conf.template` filled in the way `examples/common.sh`
+/// does, serving `site`.
+fn example_nginx_conf(dir: &Path, port: u16, site: &Path) -> String {
+    let template = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/nginx.conf.template"),
+    )
+    .expect("reading examples/nginx.conf.template");
+    // Root's files live in 0700 temporary directories: workers run as root too.
+    let user = if nix::unistd::geteuid().is_root() {
+        "user root;"
+    } else {
+        ""
+    };
+    template
+        .replace("@USER_DIRECTIVE@", user)
+        .replace("@NGINX_DIR@", &dir.display().to_string())
+        .replace("@PORT@", &port.to_string())
+        .replace("@SITE@", &site.display().to_string())
+}
+
+#[test]
+fn the_example_nginx_config_never_serves_a_dot_git() {
+    let up = Upstream::new();
+    up.commit_files(
+        &[
+            ("index.html", &b"<h1>home</h1>\n"[..]),
+            ("docs/page.html", &b"<h1>docs</h1>\n"[..]),
+        ],
+        "site",
+    );
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&up.file_url())
+        .arg("--one-time")
+        .run(SCRIPT_TIMEOUT);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    // The published worktree's own .git file, plus one deeper down (what a
+    // nested checkout made by a hook, or a submodule's, looks like).
+    assert!(
+        s.link().join(".git").is_file(),
+        "a worktree has a .git file"
+    );
+    std::fs::write(s.link().join("docs/.git"), "gitdir: /somewhere/secret\n").expect("write");
+    let site = s.link();
+    let nginx = Nginx::start_conf(|dir, port| example_nginx_conf(dir, port, &site));
+    let get =
+        |path: &str| client::get(&nginx.addr(), path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    assert_eq!(get("/").status, 200, "{}", nginx.error_log());
+    assert_eq!(get("/docs/page.html").text(), "<h1>docs</h1>\n");
+    for path in ["/.git", "/.git/config", "/docs/.git", "/docs/.git/HEAD"] {
+        let r = get(path);
+        assert!(
+            r.status == 403 || r.status == 404,
+            "GET {path} must be refused: {r}"
+        );
+        assert!(
+            !r.text().contains("gitdir"),
+            "GET {path} leaked the .git file: {r}"
+        );
+    }
+}
+
+/// The README's nginx snippet (the first ```nginx block under "Serving the
+/// content"), made to listen on `port` and serve `site`, inside a minimal
+/// nginx.conf that keeps its files in `dir`.
+fn readme_nginx_conf(dir: &Path, port: u16, site: &Path) -> String {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("reading README.md");
+    let section = &readme[readme
+        .find("## Serving the content")
+        .expect("README section")..];
+    let start = section.find("```nginx\n").expect("an nginx block") + "```nginx\n".len();
+    let snippet = &section[start..start + section[start..].find("```").expect("block end")];
+    assert!(snippet.contains("listen 8080;") && snippet.contains("root /git/site;"));
+    let snippet = snippet
+        .replace("listen 8080;", &format!("listen 127.0.0.1:{port};"))
+        .replace("root /git/site;", &format!("root {};", site.display()));
+    let d = dir.display();
+    let user = if nix::unistd::geteuid().is_root() {
+        "user root;"
+    } else {
+        ""
+    };
+    format!(
+        "{user}\ndaemon off;\npid {d}/nginx.pid;\nevents {{ worker_connections 64; }}\n\
+         http {{\n access_log off;\n client_body_temp_path {d}/client;\n\
+         proxy_temp_path {d}/proxy;\n fastcgi_temp_path {d}/fastcgi;\n\
+         uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n{snippet}}}\n"
+    )
+}
+
+#[test]
+fn the_readme_nginx_snippet_never_serves_a_dot_git() {
+    let up = Upstream::new();
+    up.commit_file("index.html", "<h1>home</h1>\n", "site");
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&up.file_url())
+        .arg("--one-time")
+        .run(SCRIPT_TIMEOUT);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let site = s.link();
+    let nginx = Nginx::start_conf(|dir, port| readme_nginx_conf(dir, port, &site));
+    let get =
+        |path: &str| client::get(&nginx.addr(), path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    assert_eq!(get("/").text(), "<h1>home</h1>\n", "{}", nginx.error_log());
+    let r = get("/.git");
+    assert!(
+        r.status == 403 || r.status == 404,
+        "GET /.git must be refused: {r}"
+    );
+}
+
+/// The user httpd runs as here: it refuses to serve as root.
+const HTTPD_UID: u32 = 65_534;
+const APACHE2: &str = "/usr/sbin/apache2";
+
+/// The README's httpd snippet (the ```apache block under "Serving the
+/// content"), serving `site`, in a minimal httpd.conf keeping its files in `dir`.
+fn readme_httpd_conf(dir: &Path, port: u16, site: &Path) -> String {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("reading README.md");
+    let section = &readme[readme
+        .find("## Serving the content")
+        .expect("README section")..];
+    let start = section.find("```apache\n").expect("an apache block") + "```apache\n".len();
+    let snippet = &section[start..start + section[start..].find("```").expect("block end")];
+    assert!(snippet.contains("\"/git/site\""), "{snippet}");
+    let snippet = snippet.replace("/git/site", &site.display().to_string());
+    let (d, m) = (dir.display(), "/usr/lib/apache2/modules");
+    format!(
+        "ServerRoot \"{d}\"\nDefaultRuntimeDir \"{d}\"\nPidFile \"{d}/httpd.pid\"\n\
+         ErrorLog \"{d}/error.log\"\nListen 127.0.0.1:{port}\nServerName 127.0.0.1\n\
+         LoadModule mpm_event_module {m}/mod_mpm_event.so\n\
+         LoadModule authz_core_module {m}/mod_authz_core.so\n{snippet}"
+    )
+}
+
+#[test]
+fn the_readme_httpd_snippet_never_serves_a_dot_git() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    assert!(
+        Path::new(APACHE2).exists(),
+        "{APACHE2} not found: install it (Debian/Ubuntu: apt-get install apache2)"
+    );
+    let up = Upstream::new();
+    up.commit_file("index.html", "<h1>home</h1>\n", "site");
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&up.file_url())
+        .arg("--one-time")
+        .run(SCRIPT_TIMEOUT);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    // httpd runs as another user: let it reach the tree and its own directory.
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let dir = crate::support::tempdir("httpd");
+    let id = Some(nix::unistd::Uid::from_raw(HTTPD_UID));
+    let gid = Some(nix::unistd::Gid::from_raw(HTTPD_UID));
+    nix::unistd::chown(dir.path(), id, gid).expect("chown the httpd directory");
+    let port = crate::support::free_port();
+    let conf = dir.path().join("httpd.conf");
+    std::fs::write(&conf, readme_httpd_conf(dir.path(), port, &s.link())).expect("httpd.conf");
+    let mut cmd = std::process::Command::new(APACHE2);
+    cmd.arg("-f")
+        .arg(&conf)
+        .arg("-DFOREGROUND")
+        .process_group(0);
+    if nix::unistd::geteuid().is_root() {
+        cmd.uid(HTTPD_UID).gid(HTTPD_UID);
+    }
+    let mut httpd = KillOnDrop(cmd.spawn().expect("starting apache2"));
+    let addr = format!("127.0.0.1:{port}");
+    let error_log = || std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+    let up_and_serving = crate::support::poll_until(crate::support::DEADLINE, || {
+        client::get(&addr, "/index.html").is_ok_and(|r| r.status == 200)
+            || !matches!(httpd.0.try_wait(), Ok(None))
+    });
+    assert!(
+        up_and_serving && matches!(httpd.0.try_wait(), Ok(None)),
+        "httpd did not serve the README snippet\n{}",
+        error_log()
+    );
+    let get = |path: &str| client::get(&addr, path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    assert_eq!(get("/index.html").text(), "<h1>home</h1>\n");
+    let r = get("/.git");
+    assert!(
+        r.status == 403 || r.status == 404,
+        "GET /.git must be refused: {r}"
+    );
+}
+
+/// A server process, killed with its process group when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.0.wait();
     }
 }

@@ -27,6 +27,7 @@ mod https;
 mod image;
 mod loop_semantics;
 mod manifests;
+mod messages;
 mod refs_depth;
 mod reuse;
 mod sparse;

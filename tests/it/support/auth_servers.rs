@@ -40,6 +40,8 @@ pub struct Answer {
     pub body: String,
     pub delay: Duration,
     pub trickle: Option<Duration>,
+    /// Extra `Name: value` headers (e.g. `Location`, `WWW-Authenticate`).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Answer {
@@ -49,7 +51,14 @@ impl Answer {
             body: body.into(),
             delay: Duration::ZERO,
             trickle: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// The same answer with one more header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
     }
 }
 
@@ -105,8 +114,13 @@ fn serve_one(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Req>>) -> io
     };
     let answer = handler(index, &req);
     std::thread::sleep(answer.delay);
+    let extra: String = answer
+        .headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let head = format!(
-        "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
         answer.status,
         answer.body.len()
     );

@@ -1604,11 +1604,37 @@ pub struct Nginx {
 impl Nginx {
     /// Serves `root` (typically a published link) as the document root.
     pub fn start(root: &Path) -> Self {
+        Self::start_with(|dir, port| nginx_command(dir, root, port))
+    }
+
+    /// Runs nginx with a whole configuration made by `conf(dir, port)` (an
+    /// example's template filled in), which must listen on 127.0.0.1:port
+    /// and keep its files in `dir`.
+    pub fn start_conf(conf: impl Fn(&Path, u16) -> String) -> Self {
+        Self::start_with(|dir, port| {
+            require_nginx();
+            let conf_path = dir.join("nginx.conf");
+            std::fs::write(&conf_path, conf(dir, port)).expect("writing nginx.conf");
+            let mut cmd = Command::new(NGINX);
+            cmd.arg("-p")
+                .arg(dir)
+                .arg("-c")
+                .arg(&conf_path)
+                .arg("-e")
+                .arg(dir.join("error.log"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            cmd
+        })
+    }
+
+    fn start_with(command: impl Fn(&Path, u16) -> Command) -> Self {
         let dir = super::tempdir("nginx");
         // A port found free may be taken before nginx binds it: try a few.
         for _ in 0..5 {
             let port = free_port();
-            let mut child = spawn_nginx(dir.path(), root, port);
+            let mut child = spawn_nginx(command(dir.path(), port));
             if wait_for_listener(&mut child, port) {
                 return Nginx { child, port, dir };
             }
@@ -1673,9 +1699,7 @@ fn nginx_conf(dir: &Path, root: &Path, port: u16) -> String {
 /// 127.0.0.1:`port` (config written, not started). Fails with an install
 /// hint when nginx is missing.
 pub fn nginx_command(dir: &Path, root: &Path, port: u16) -> Command {
-    if !Path::new(NGINX).exists() {
-        panic!("nginx not found at {NGINX}: install it (Debian/Ubuntu: apt-get install nginx)");
-    }
+    require_nginx();
     let conf_path = dir.join("nginx.conf");
     std::fs::write(&conf_path, nginx_conf(dir, root, port)).expect("writing nginx.conf");
     let d = dir.display();
@@ -1696,8 +1720,13 @@ pub fn nginx_command(dir: &Path, root: &Path, port: u16) -> Command {
     cmd
 }
 
-fn spawn_nginx(dir: &Path, root: &Path, port: u16) -> Child {
-    let mut cmd = nginx_command(dir, root, port);
+fn require_nginx() {
+    if !Path::new(NGINX).exists() {
+        panic!("nginx not found at {NGINX}: install it (Debian/Ubuntu: apt-get install nginx)");
+    }
+}
+
+fn spawn_nginx(mut cmd: Command) -> Child {
     cmd.process_group(0);
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {

@@ -1,0 +1,138 @@
+//! Why an http(s) server did not answer like a git server. gix only says
+//! "Didn't find 'application/x-git-upload-pack-advertisement' header"; the
+//! usual causes are a redirect (to a login page when the credentials were
+//! refused, or to another site when `--repo` is a web page's URL) and an
+//! HTML page. Only then, this asks the server once more, the same way
+//! (credentials, proxy, TLS, headers) but without following redirects, and
+//! puts what it answered into words. Locations are shown without user
+//! info, query or fragment (they may hold tokens).
+
+use std::time::Duration;
+
+use super::credentials::Credentials;
+use super::http_settings::HttpSettings;
+use super::transport::Budget;
+
+/// The probe never takes longer than this (or what is left of the budget).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// True when gix's error means "the answer was not a git advertisement".
+pub fn is_not_git_answer(message: &str) -> bool {
+    message.contains("application/x-git-upload-pack-advertisement")
+}
+
+/// What the server answers to `GET <url>/info/refs?service=git-upload-pack`
+/// instead of an advertisement, in words; `None` when the probe fails or
+/// shows nothing wrong.
+pub fn explain(
+    url: &gix::Url,
+    credentials: Option<&Credentials>,
+    http: &HttpSettings,
+    budget: &Budget,
+) -> Option<String> {
+    let configure = http.client_configurator().ok()?;
+    let timeout = budget.remaining().min(PROBE_TIMEOUT);
+    if timeout.is_zero() {
+        return None;
+    }
+    let client = configure(
+        reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout),
+    )
+    .build()
+    .ok()?;
+    let base = url.to_bstring().to_string();
+    let mut request = client
+        .get(format!(
+            "{}/info/refs?service=git-upload-pack",
+            base.trim_end_matches('/')
+        ))
+        .header("Git-Protocol", "version=2");
+    for line in &http.extra_headers {
+        if let Some((name, value)) = line.split_once(':') {
+            request = request.header(name.trim(), value.trim());
+        }
+    }
+    if let Some(c) = credentials {
+        request = request.basic_auth(&c.username, Some(&c.password));
+    }
+    let response = request.send().ok()?;
+    let status = response.status();
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let sent = credentials.is_some() || http.sends_authorization();
+    if status.is_redirection() {
+        let location = header(reqwest::header::LOCATION)?;
+        let target = response
+            .url()
+            .join(&location)
+            .map(|u| without_secrets(&u))
+            .unwrap_or_else(|_| "an unreadable location".into());
+        return Some(redirect_message(status.as_u16(), &target, sent));
+    }
+    let content_type = header(reqwest::header::CONTENT_TYPE).unwrap_or_default();
+    (status.is_success() && !content_type.starts_with("application/x-git-")).then(|| {
+        format!(
+            "the server answered with a {} page instead of a git advertisement: --repo \
+             is probably a web page's URL, not the repository's clone URL",
+            if content_type.is_empty() {
+                "content-type-less"
+            } else {
+                content_type.split(';').next().unwrap_or_default()
+            }
+        )
+    })
+}
+
+fn redirect_message(status: u16, target: &str, credentials_sent: bool) -> String {
+    let when = if credentials_sent {
+        " when sent the credentials"
+    } else {
+        ""
+    };
+    format!(
+        "the server redirected{when} (HTTP {status}) to {target} instead of answering as a git \
+         server: the URL or the credentials are probably wrong (a redirect to a login page \
+         usually means the credentials were refused); check --repo (the clone URL) and the \
+         credentials"
+    )
+}
+
+/// `scheme://host[:port]/path`: no user info, query or fragment.
+fn without_secrets(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_lose_user_info_query_and_fragment() {
+        let url = reqwest::Url::parse("https://u:secret@login.example.com:8443/sso?token=abc#x")
+            .expect("url");
+        assert_eq!(without_secrets(&url), "https://login.example.com:8443/sso");
+    }
+
+    #[test]
+    fn the_redirect_message_says_where_and_what_to_check() {
+        let m = redirect_message(302, "https://login.example.com/sso", true);
+        assert!(m.contains("redirected when sent the credentials (HTTP 302)"));
+        assert!(m.contains("to https://login.example.com/sso"));
+        assert!(m.contains("check --repo"));
+        assert!(is_not_git_answer(
+            "Didn't find 'application/x-git-upload-pack-advertisement' header"
+        ));
+    }
+}

@@ -1,0 +1,252 @@
+//! Messages a user can act on: each situation is set up for real (a file
+//! where `--root` should be, a root another user owns, a path that is no
+//! repository, a server that redirects to a login page, a silent server, a
+//! refusing gate, a tampered tree, a no-op run) and the output must say
+//! what is wrong and what to do, in words rather than an OS error number.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Output;
+use std::time::Duration;
+
+use crate::support::auth_servers::{Answer, FnServer, Req};
+use crate::support::sidecar::describe_output;
+use crate::support::*;
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+/// A container's arbitrary UID (no passwd entry).
+const UID: u32 = 54_321;
+
+fn upstream() -> Upstream {
+    let up = Upstream::new();
+    up.commit_file("index.html", "hello\n", "initial");
+    up
+}
+
+fn output(out: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The run failed and its output holds every one of `expected` and none of `banned`.
+fn assert_failed_saying(out: &Output, expected: &[&str], banned: &[&str]) {
+    assert!(!out.status.success(), "must fail\n{}", describe_output(out));
+    assert_says(out, expected, banned);
+}
+
+fn assert_says(out: &Output, expected: &[&str], banned: &[&str]) {
+    let text = output(out);
+    for e in expected {
+        assert!(text.contains(e), "expected {e:?}\n{}", describe_output(out));
+    }
+    for b in banned {
+        assert!(
+            !text.contains(b),
+            "unexpected {b:?}\n{}",
+            describe_output(out)
+        );
+    }
+}
+
+#[test]
+fn a_root_that_is_a_regular_file_is_named_as_such() {
+    let up = upstream();
+    let s = Scratch::new();
+    fs::write(&s.root, "not a directory\n").expect("writing a file at --root");
+    let out = s.sidecar(&up.file_url()).arg("--one-time").run(RUN_TIMEOUT);
+    assert_failed_saying(
+        &out,
+        &[
+            "exists but is not a directory",
+            "point --root at a directory",
+        ],
+        &["os error 17"],
+    );
+    assert_eq!(
+        fs::read_to_string(&s.root).ok().as_deref(),
+        Some("not a directory\n")
+    );
+}
+
+#[test]
+fn a_root_this_user_cannot_write_says_permission_denied_and_what_to_do() {
+    let up = upstream();
+    let s = Scratch::new();
+    // The scratch dir and the root are root's; the sidecar runs as UID.
+    fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::create_dir(&s.root).expect("mkdir root");
+    fs::set_permissions(&s.root, fs::Permissions::from_mode(0o755)).expect("chmod root");
+    let out = s
+        .sidecar(&up.file_url())
+        .arg("--one-time")
+        .user(UID, UID)
+        .current_dir(s.dir.path())
+        .run(RUN_TIMEOUT);
+    assert_failed_saying(
+        &out,
+        &[
+            &format!("is not writable by uid {UID} (it belongs to uid 0, mode 755)"),
+            "Permission denied",
+            "securityContext.fsGroup",
+        ],
+        &[],
+    );
+    assert!(list_dir(&s.root).is_empty(), "nothing was written");
+
+    // A root to create in a directory this user cannot write.
+    let missing = s.root.join("site-root");
+    let out = Sidecar::new()
+        .arg("--repo")
+        .arg(up.file_url())
+        .arg("--root")
+        .arg(&missing)
+        .arg("--one-time")
+        .user(UID, UID)
+        .current_dir(s.dir.path())
+        .run(RUN_TIMEOUT);
+    assert_failed_saying(
+        &out,
+        &[
+            &format!("could not create --root {} as uid {UID}", missing.display()),
+            "Permission denied",
+            "make its parent directory writable",
+        ],
+        &[],
+    );
+}
+
+#[test]
+fn a_local_path_that_is_not_a_repository_says_so() {
+    let s = Scratch::new();
+    let empty = tempdir("not-a-repo");
+    let missing = empty.path().join("missing");
+    let cases = [
+        (
+            format!("file://{}", empty.path().display()),
+            "is not a git repository",
+        ),
+        (
+            empty.path().display().to_string(),
+            "is not a git repository",
+        ),
+        (format!("file://{}", missing.display()), "does not exist"),
+        (missing.display().to_string(), "does not exist"),
+    ];
+    for (repo, why) in cases {
+        let out = s.sidecar(&repo).arg("--one-time").run(RUN_TIMEOUT);
+        assert_failed_saying(
+            &out,
+            &[why, "point --repo at a git repository"],
+            &["failed to fill whole buffer"],
+        );
+    }
+}
+
+#[test]
+fn a_redirect_to_a_login_page_after_the_credentials_names_where_and_why() {
+    let login = FnServer::start(|_, _: &Req| Answer::new(200, "<html>Sign in</html>"));
+    let location = format!(
+        "{}?return_to=/org/site&token=s3cr3t-query",
+        login.url("/login")
+    );
+    let forge = FnServer::start(move |_, req: &Req| match req.header("authorization") {
+        None => Answer::new(401, "").header("WWW-Authenticate", "Basic realm=\"forge\""),
+        Some(_) => Answer::new(302, "").header("Location", &location),
+    });
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&forge.url("/org/site.git"))
+        .args(["--username", "deploy", "--one-time"])
+        .env("GITSYNC_PASSWORD", "pa55word")
+        .run(RUN_TIMEOUT);
+    assert_failed_saying(
+        &out,
+        &[
+            "the server redirected when sent the credentials (HTTP 302)",
+            &format!("to {}", login.url("/login")),
+            "the URL or the credentials are probably wrong",
+        ],
+        &["s3cr3t-query", "return_to", "pa55word", "Didn't find"],
+    );
+}
+
+#[test]
+fn a_sync_timeout_names_the_step_and_the_remote() {
+    let hole = BlackHole::start();
+    let cases = [
+        (hole.git_url("site"), "listing the refs (ls-refs) of"),
+        (
+            hole.http_url("site"),
+            "connecting to and listing the refs (ls-refs) of",
+        ),
+    ];
+    for (url, step) in cases {
+        let s = Scratch::new();
+        let out = s
+            .sidecar(&url)
+            .args(["--sync-timeout", "1s", "--one-time"])
+            .run(RUN_TIMEOUT);
+        assert_failed_saying(
+            &out,
+            &[
+                &format!("sync timeout (1s) exceeded while {step} {url}"),
+                "raise --sync-timeout",
+            ],
+            &[],
+        );
+    }
+}
+
+#[test]
+fn a_gate_refusing_the_first_commit_does_not_claim_old_content_stays() {
+    let up = upstream();
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&up.file_url())
+        .args(["--pre-publish-exechook-command", "false", "--one-time"])
+        .run(RUN_TIMEOUT);
+    assert_failed_saying(
+        &out,
+        &["nothing is published until a commit passes the hook"],
+        &["stays published"],
+    );
+    assert!(s.published().is_none());
+}
+
+#[test]
+fn a_repaired_tree_is_logged_as_a_repair_not_as_new_content() {
+    let up = upstream();
+    let s = Scratch::new();
+    let first = s.sidecar(&up.file_url()).arg("--one-time").run(RUN_TIMEOUT);
+    assert!(first.status.success(), "{}", describe_output(&first));
+    fs::write(s.link().join("index.html"), "defaced\n").expect("tampering");
+    let out = s.sidecar(&up.file_url()).arg("--one-time").run(RUN_TIMEOUT);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert_says(
+        &out,
+        &["repaired the published worktree"],
+        &["published new content"],
+    );
+    assert_tree_matches_commit(&s.link(), &up, &up.head());
+}
+
+#[test]
+fn a_one_time_run_with_nothing_to_do_says_where_the_content_is() {
+    let up = upstream();
+    let s = Scratch::new();
+    let first = s.sidecar(&up.file_url()).arg("--one-time").run(RUN_TIMEOUT);
+    assert!(first.status.success(), "{}", describe_output(&first));
+    let out = s.sidecar(&up.file_url()).arg("--one-time").run(RUN_TIMEOUT);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert_says(
+        &out,
+        &[&format!(
+            "content is already at {}; nothing to do",
+            up.head()
+        )],
+        &[],
+    );
+}
