@@ -2937,6 +2937,64 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_default_parse_and_check() {
+        let c = config(&with(&["--http-bind=127.0.0.1:0"]), &[]);
+        assert_eq!(http_of(&c).connections, ConnectionLimits::default());
+        assert_eq!(
+            ConnectionLimits::default(),
+            ConnectionLimits {
+                header_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(90),
+                max_connections: 1024,
+            }
+        );
+        let c = config(
+            &with(&[
+                "--http-bind=127.0.0.1:0",
+                "--http-header-timeout=2s",
+                "--http-max-connections=50",
+            ]),
+            &[("GITSYNC_HTTP_IDLE_TIMEOUT", "1m30s")],
+        );
+        assert_eq!(
+            http_of(&c).connections,
+            ConnectionLimits {
+                header_timeout: Duration::from_secs(2),
+                idle_timeout: Duration::from_secs(90),
+                max_connections: 50,
+            }
+        );
+        let p = problems(
+            &with(&[
+                "--http-bind=:1",
+                "--http-header-timeout=0s",
+                "--http-idle-timeout=-1s",
+                "--http-max-connections=0",
+            ]),
+            &[],
+        );
+        assert_eq!(
+            p,
+            vec![
+                "--http-header-timeout (GITSYNC_HTTP_HEADER_TIMEOUT): must be more than 0"
+                    .to_string(),
+                "--http-idle-timeout (GITSYNC_HTTP_IDLE_TIMEOUT): must not be negative, got \"-1s\""
+                    .to_string(),
+                "--http-max-connections (GITSYNC_HTTP_MAX_CONNECTIONS): must be 1 or more, got 0"
+                    .to_string(),
+            ]
+        );
+        let p = problems(&with(&["--http-max-connections=10"]), &[]);
+        assert_eq!(
+            p,
+            vec![
+                "--http-max-connections (GITSYNC_HTTP_MAX_CONNECTIONS): requires --http-bind"
+                    .to_string()
+            ]
+        );
+    }
+
+    #[test]
     fn metrics_and_pprof_require_http_bind() {
         let p = problems(&with(&["--http-metrics", "--http-pprof=true"]), &[]);
         assert_eq!(
