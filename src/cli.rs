@@ -1421,6 +1421,9 @@ mod tests {
         for flag in [
             "--http-bind",
             "--http-metrics",
+            "--http-header-timeout",
+            "--http-idle-timeout",
+            "--http-max-connections",
             "--readiness-max-staleness",
             "--incoming-webhook-secret-file",
             "--sync-trigger-token-file",
