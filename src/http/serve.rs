@@ -4,7 +4,8 @@
 //! - a request's line and headers must arrive within `header_timeout` of
 //!   its first byte (slow-header clients are closed);
 //! - a connection waiting for its next request (or a new one for its first
-//!   byte) is closed after `idle_timeout`;
+//!   byte) is closed after `idle_timeout`, and so is one whose client has
+//!   stopped reading its responses (writes blocked that long);
 //! - at most `max_connections` are open, and never more than half the
 //!   open-file limit: the sync needs descriptors too, and an HTTP flood
 //!   must never make a fetch fail with "Too many open files". At the cap,
@@ -256,6 +257,9 @@ enum Phase {
 /// watchdog; `changed` wakes the watchdog when a deadline moves.
 struct Activity {
     phase: Mutex<Phase>,
+    /// Since when a write to the client has been blocked (its receive
+    /// window full: a client that sends requests but reads no answers).
+    write_blocked: Mutex<Option<Instant>>,
     changed: Notify,
 }
 
@@ -263,6 +267,7 @@ impl Activity {
     fn new() -> Self {
         Self {
             phase: Mutex::new(Phase::Idle(Instant::now())),
+            write_blocked: Mutex::new(None),
             changed: Notify::new(),
         }
     }
@@ -288,10 +293,33 @@ impl Activity {
     }
 
     fn deadline(&self, limits: &ConnectionLimits) -> Option<Instant> {
-        match *self.phase() {
+        let phase = match *self.phase() {
             Phase::Idle(since) => Some(since + limits.idle_timeout),
             Phase::Head(since) => Some(since + limits.header_timeout),
             Phase::Busy(_) => None,
+        };
+        let writes = self.write_blocked_since().map(|t| t + limits.idle_timeout);
+        match (phase, writes) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn write_blocked_since(&self) -> Option<Instant> {
+        *self.write_blocked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A write could not proceed (`blocked`) or made progress.
+    fn wrote(&self, blocked: bool) {
+        let mut since = self.write_blocked.lock().unwrap_or_else(|p| p.into_inner());
+        match (*since, blocked) {
+            (None, true) => {
+                *since = Some(Instant::now());
+                drop(since);
+                self.changed.notify_one();
+            }
+            (Some(_), false) => *since = None,
+            _ => {}
         }
     }
 
@@ -389,7 +417,9 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.activity.wrote(polled.is_pending());
+        polled
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -405,7 +435,9 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.activity.wrote(polled.is_pending());
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -480,6 +512,23 @@ mod tests {
             "idle once the response is gone"
         );
         assert!(since(&activity) >= first_byte);
+    }
+
+    #[test]
+    fn a_blocked_write_gets_the_idle_deadline_even_in_a_request() {
+        let limits = limits();
+        let activity = Arc::new(Activity::new());
+        let _busy = Busy::start(activity.clone());
+        assert_eq!(activity.deadline(&limits), None);
+        activity.wrote(true);
+        let blocked = activity.write_blocked_since().expect("blocked");
+        activity.wrote(true);
+        assert_eq!(
+            activity.deadline(&limits),
+            Some(blocked + limits.idle_timeout)
+        );
+        activity.wrote(false);
+        assert_eq!(activity.deadline(&limits), None, "progress clears it");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Slow and idle HTTP clients, as an attacker (or a broken proxy) sends
 //! them: hundreds of connections that send part of a request and stall,
-//! one that trickles its headers a byte at a time, and a flood of
+//! one that trickles its headers a byte at a time, one that sends requests
+//! but never reads the answers, and a flood of
 //! connections that never send anything while the sidecar runs with a
 //! small open-file limit. The endpoint must close the slow ones after
 //! `--http-header-timeout`, keep answering `/healthz` meanwhile, and the
@@ -208,4 +209,63 @@ fn the_open_file_limit_is_raised_to_the_hard_limit_at_start() {
         .expect("a 'Max open files' line");
     let numbers: Vec<&str> = open_files.split_whitespace().skip(3).take(2).collect();
     assert_eq!(numbers, ["4096", "4096"], "{open_files}");
+}
+
+#[test]
+fn a_client_that_never_reads_its_answers_is_closed_after_the_idle_timeout() {
+    let up = Upstream::new();
+    let first = up.commit_file("index.html", "one\n", "one");
+    let s = Scratch::new();
+    let (run, addr) = start_with_http(s.sidecar(&up.file_url()).args([
+        "--period",
+        "10m",
+        "--http-idle-timeout",
+        "3s",
+    ]));
+    run.wait_for_link_hash(&s.link(), &first);
+
+    // Pipelined requests, no reads: the answers fill both socket buffers,
+    // the sidecar's writes block, then it stops reading and ours block.
+    let mut c = connect(&addr).expect("connecting");
+    c.set_write_timeout(Some(Duration::from_secs(2)))
+        .expect("write timeout");
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let started = Instant::now();
+    let mut sent = 0usize;
+    // The sidecar may close it while we are still filling our side (its
+    // receive buffer grows large on loopback): a reset then is the answer.
+    let mut closed = false;
+    loop {
+        match c.write_all(request.as_bytes()) {
+            Ok(()) => sent += 1,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "{sent} requests were written without filling the buffers"
+        );
+    }
+
+    // Once the sidecar closes it (with our requests unread), writes fail.
+    c.set_write_timeout(Some(Duration::from_millis(200)))
+        .expect("write timeout");
+    let blocked = Instant::now();
+    closed = closed
+        || poll_until(DEADLINE, || match c.write(b"G") {
+            Ok(_) => false,
+            Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+        });
+    assert!(
+        closed,
+        "a connection whose client reads nothing was still open {:?} after {sent} pipelined \
+         requests filled its buffers (--http-idle-timeout 3s)\n{}",
+        blocked.elapsed(),
+        run.logs()
+    );
+    assert_healthz(&addr, "after the non-reading client");
+    run.assert_running();
 }
