@@ -57,7 +57,8 @@ pub async fn serve(
     limits: ConnectionLimits,
     cancel: CancellationToken,
 ) -> io::Result<()> {
-    let cap = effective_cap(limits.max_connections, open_file_limit());
+    // u32: what a semaphore hands out at once (and far above any fd limit).
+    let cap = effective_cap(limits.max_connections, open_file_limit()).min(u32::MAX as usize);
     let slots = Arc::new(Semaphore::new(cap));
     let pressure = Arc::new(Notify::new());
     let mut pause = FIRST_ACCEPT_PAUSE;
@@ -96,8 +97,7 @@ pub async fn serve(
         }
     }
     // Every connection holds a slot until it ends: all slots back = all done.
-    let all = u32::try_from(cap).unwrap_or(u32::MAX);
-    let _ = slots.acquire_many(all).await;
+    let _ = slots.acquire_many(cap as u32).await;
     Ok(())
 }
 
