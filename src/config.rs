@@ -63,6 +63,9 @@
 //! * `--http-metrics`, `--http-pprof` set to true, and every flag below set
 //!   at all (a boolean: set to true), without `--http-bind`, are errors
 //!   ("requires --http-bind"). Their values are still checked.
+//! * `--http-header-timeout` (default 10s), `--http-idle-timeout` (90s):
+//!   durations above 0; `--http-max-connections` (1024): 1 or more
+//!   ([`ConnectionLimits`]).
 //! * `--readiness-max-staleness`: a duration above 0, by default
 //!   `5 × --period + --sync-timeout` (the effective values, v3 forms
 //!   included). Not more than `--period` is accepted with a warning.
