@@ -101,8 +101,9 @@ async fn start_http(
     tracing::info!(address = %local, "serving HTTP");
     let router = http::router(Arc::new(state));
     let cancel = cancel.clone();
+    let limits = http_config.connections;
     Ok(tokio::spawn(async move {
-        if let Err(e) = http::serve(listener, router, cancel).await {
+        if let Err(e) = http::serve(listener, router, limits, cancel).await {
             tracing::error!(error = %e, "HTTP server failed");
         }
     }))

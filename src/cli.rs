@@ -444,6 +444,39 @@ pub struct Cli {
     )]
     pub http_pprof: Option<String>,
 
+    /// Time a client has to send a request's line and headers, counted from its
+    /// first byte; slower connections are closed; requires --http-bind [default: 10s]
+    #[arg(
+        long,
+        env = "GITSYNC_HTTP_HEADER_TIMEOUT",
+        value_name = "DURATION",
+        help_heading = HTTP
+    )]
+    pub http_header_timeout: Option<String>,
+
+    /// Time a keep-alive connection may wait for its next request (and a new one for
+    /// its first byte) before it is closed; keep it above a proxy's upstream keep-alive
+    /// timeout (ingress-nginx: 60s); requires --http-bind [default: 90s]
+    #[arg(
+        long,
+        env = "GITSYNC_HTTP_IDLE_TIMEOUT",
+        value_name = "DURATION",
+        help_heading = HTTP
+    )]
+    pub http_idle_timeout: Option<String>,
+
+    /// Most HTTP connections open at once, at least 1, lowered to half the open-file
+    /// limit so that syncing always has descriptors left; at the cap, idle connections
+    /// are closed first; requires --http-bind [default: 1024]
+    #[arg(
+        long,
+        env = "GITSYNC_HTTP_MAX_CONNECTIONS",
+        value_name = "INT",
+        allow_negative_numbers = true,
+        help_heading = HTTP
+    )]
+    pub http_max_connections: Option<String>,
+
     /// After the first publish, /readyz answers 503 when the last successful sync is
     /// older than this; must be more than 0; requires --http-bind
     /// [default: 5 × --period + --sync-timeout]
@@ -1014,7 +1047,8 @@ raw_setters! {
         repo, root, git_ref, link, period, init_period, sync_timeout, one_time, max_failures,
         init_max_failures, sync_on_signal, depth, touch_file, error_file, stale_worktree_timeout,
         escaping_symlinks, group_write, verbose, log_format,
-        http_bind, http_metrics, http_pprof, readiness_max_staleness, readiness_max_failures,
+        http_bind, http_metrics, http_pprof, http_header_timeout, http_idle_timeout,
+        http_max_connections, readiness_max_staleness, readiness_max_failures,
         incoming_webhook_path, env_incoming_webhook_secret, incoming_webhook_allow_unsigned,
         incoming_webhook_repo, incoming_webhook_max_body, incoming_webhook_rate_limit,
         env_sync_trigger_token,
@@ -1388,6 +1422,9 @@ mod tests {
         for flag in [
             "--http-bind",
             "--http-metrics",
+            "--http-header-timeout",
+            "--http-idle-timeout",
+            "--http-max-connections",
             "--readiness-max-staleness",
             "--incoming-webhook-secret-file",
             "--sync-trigger-token-file",

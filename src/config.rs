@@ -66,6 +66,9 @@
 //! * `--http-metrics`, `--http-pprof` set to true, and every flag below set
 //!   at all (a boolean: set to true), without `--http-bind`, are errors
 //!   ("requires --http-bind"). Their values are still checked.
+//! * `--http-header-timeout` (default 10s), `--http-idle-timeout` (90s):
+//!   durations above 0; `--http-max-connections` (1024): 1 or more
+//!   ([`ConnectionLimits`]).
 //! * `--readiness-max-staleness`: a duration above 0, by default
 //!   `5 × --period + --sync-timeout` (the effective values, v3 forms
 //!   included). Not more than `--period` is accepted with a warning.
@@ -313,6 +316,29 @@ pub struct HttpConfig {
     pub webhook: WebhookConfig,
     /// Bearer tokens accepted by `POST /sync`; empty = the endpoint is disabled.
     pub trigger_tokens: Vec<SecretBytes>,
+    pub connections: ConnectionLimits,
+}
+
+/// What one HTTP client may hold: `--http-header-timeout`,
+/// `--http-idle-timeout`, `--http-max-connections`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// From a request's first byte to its last header line.
+    pub header_timeout: Duration,
+    /// Between requests on one connection (and before the first byte).
+    pub idle_timeout: Duration,
+    /// Connections open at once (before the open-file limit lowers it).
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: DEFAULT_HTTP_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_HTTP_IDLE_TIMEOUT,
+            max_connections: DEFAULT_HTTP_MAX_CONNECTIONS,
+        }
+    }
 }
 
 /// When `/readyz` turns 503 again after the first publish.
@@ -427,6 +453,12 @@ const DEFAULT_WEBHOOK_MAX_BODY: u64 = 5 * MIB;
 const MIN_WEBHOOK_MAX_BODY: u64 = KIB;
 const MAX_WEBHOOK_MAX_BODY: u64 = 64 * MIB;
 const DEFAULT_WEBHOOK_RATE_LIMIT: u32 = 60;
+/// Headers arrive in milliseconds from kubelet and from a proxy.
+const DEFAULT_HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Above ingress-nginx's and most load balancers' upstream keep-alive (60 s),
+/// so the proxy, not us, closes an idle connection (no 502 race).
+const DEFAULT_HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 1024;
 const DEFAULT_EXECHOOK_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(1);
 const DEFAULT_HOOK_BACKOFF: Duration = Duration::from_secs(3);
@@ -786,6 +818,9 @@ impl<'a> Checker<'a> {
             "http_bind" => cli.http_bind.as_deref(),
             "http_metrics" => cli.http_metrics.as_deref(),
             "http_pprof" => cli.http_pprof.as_deref(),
+            "http_header_timeout" => cli.http_header_timeout.as_deref(),
+            "http_idle_timeout" => cli.http_idle_timeout.as_deref(),
+            "http_max_connections" => cli.http_max_connections.as_deref(),
             "readiness_max_staleness" => cli.readiness_max_staleness.as_deref(),
             "readiness_max_failures" => cli.readiness_max_failures.as_deref(),
             "incoming_webhook_path" => cli.incoming_webhook_path.as_deref(),
@@ -1134,6 +1169,8 @@ impl<'a> Checker<'a> {
             },
         };
 
+        let connections = self.connection_limits();
+
         // POST /sync.
         let mut trigger_tokens =
             self.secret_files("sync_trigger_token_file", &cli.sync_trigger_token_file);
@@ -1148,6 +1185,9 @@ impl<'a> Checker<'a> {
                 given.push("http_pprof");
             }
             for id in [
+                "http_header_timeout",
+                "http_idle_timeout",
+                "http_max_connections",
                 "readiness_max_staleness",
                 "readiness_max_failures",
                 "incoming_webhook_path",
@@ -1231,7 +1271,43 @@ impl<'a> Checker<'a> {
                 rate_limit_per_minute,
             },
             trigger_tokens,
+            connections,
         })
+    }
+
+    /// `--http-header-timeout`, `--http-idle-timeout` (both above 0) and
+    /// `--http-max-connections` (at least 1).
+    fn connection_limits(&mut self) -> ConnectionLimits {
+        let defaults = ConnectionLimits::default();
+        let positive =
+            |this: &mut Self, id: &str, default: Duration| match this.duration_or(id, default) {
+                Some(d) if d.is_zero() => {
+                    this.fail(id, "must be more than 0");
+                    default
+                }
+                Some(d) => d,
+                None => default,
+            };
+        let header_timeout = positive(self, "http_header_timeout", defaults.header_timeout);
+        let idle_timeout = positive(self, "http_idle_timeout", defaults.idle_timeout);
+        let max_connections = match self.int("http_max_connections") {
+            None => defaults.max_connections,
+            Some(v) => match usize::try_from(v) {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    self.fail(
+                        "http_max_connections",
+                        format!("must be 1 or more, got {v}"),
+                    );
+                    defaults.max_connections
+                }
+            },
+        };
+        ConnectionLimits {
+            header_timeout,
+            idle_timeout,
+            max_connections,
+        }
     }
 
     /// Reads every secret file of a repeatable argument (reporting each bad one).
@@ -3091,6 +3167,64 @@ mod tests {
             "{p:?}"
         );
         assert!(p[0].contains("not resolved"), "{p:?}");
+    }
+
+    #[test]
+    fn connection_limits_default_parse_and_check() {
+        let c = config(&with(&["--http-bind=127.0.0.1:0"]), &[]);
+        assert_eq!(http_of(&c).connections, ConnectionLimits::default());
+        assert_eq!(
+            ConnectionLimits::default(),
+            ConnectionLimits {
+                header_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(90),
+                max_connections: 1024,
+            }
+        );
+        let c = config(
+            &with(&[
+                "--http-bind=127.0.0.1:0",
+                "--http-header-timeout=2s",
+                "--http-max-connections=50",
+            ]),
+            &[("GITSYNC_HTTP_IDLE_TIMEOUT", "1m30s")],
+        );
+        assert_eq!(
+            http_of(&c).connections,
+            ConnectionLimits {
+                header_timeout: Duration::from_secs(2),
+                idle_timeout: Duration::from_secs(90),
+                max_connections: 50,
+            }
+        );
+        let p = problems(
+            &with(&[
+                "--http-bind=:1",
+                "--http-header-timeout=0s",
+                "--http-idle-timeout=-1s",
+                "--http-max-connections=0",
+            ]),
+            &[],
+        );
+        assert_eq!(
+            p,
+            vec![
+                "--http-header-timeout (GITSYNC_HTTP_HEADER_TIMEOUT): must be more than 0"
+                    .to_string(),
+                "--http-idle-timeout (GITSYNC_HTTP_IDLE_TIMEOUT): must not be negative, got \"-1s\""
+                    .to_string(),
+                "--http-max-connections (GITSYNC_HTTP_MAX_CONNECTIONS): must be 1 or more, got 0"
+                    .to_string(),
+            ]
+        );
+        let p = problems(&with(&["--http-max-connections=10"]), &[]);
+        assert_eq!(
+            p,
+            vec![
+                "--http-max-connections (GITSYNC_HTTP_MAX_CONNECTIONS): requires --http-bind"
+                    .to_string()
+            ]
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         tracing::warn!("{warning}");
     }
     set_umask(&config);
+    raise_open_file_limit();
     match run(config) {
         Ok(Exit::OneTimeDone | Exit::Cancelled) => ExitCode::SUCCESS,
         Ok(Exit::OneTimeHooksFailed) => {
@@ -52,6 +53,21 @@ fn run(config: Config) -> anyhow::Result<Exit> {
     // Don't wait for a blocking pass stuck on a dead socket.
     runtime.shutdown_timeout(Duration::from_millis(100));
     result
+}
+
+/// Soft RLIMIT_NOFILE up to the hard limit (container runtimes often give
+/// 1024 soft and far more hard): HTTP clients and the sync share this
+/// budget, and the HTTP side keeps at most half of it (src/http/serve.rs).
+fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft < hard {
+        if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            tracing::warn!(soft, hard, error = %e, "could not raise the open-file limit");
+        }
+    }
 }
 
 /// `--group-write` makes everything written group-writable (git-sync's umask 0002).

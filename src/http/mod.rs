@@ -15,6 +15,7 @@
 
 mod pprof;
 mod ratelimit;
+mod serve;
 mod webhook;
 
 use std::net::SocketAddr;
@@ -31,7 +32,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{HttpConfig, SecretBytes};
+use crate::config::{ConnectionLimits, HttpConfig, SecretBytes};
 use crate::metrics::{self, Metrics};
 use crate::status::{StatusHandle, StatusReport};
 use crate::sync::Trigger;
@@ -110,18 +111,14 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
     tokio::net::TcpListener::bind(addr).await
 }
 
-/// Serves until `cancel`.
+/// Serves until `cancel`, within `limits` (see [`serve`](serve::serve)).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    limits: ConnectionLimits,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(cancel.cancelled_owned())
-    .await
+    serve::serve(listener, router, limits, cancel).await
 }
 
 async fn git_sync_health(State(state): State<Shared>) -> Response {

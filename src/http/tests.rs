@@ -34,6 +34,7 @@ fn config() -> HttpConfig {
             rate_limit_per_minute: 1000,
         },
         trigger_tokens: vec![SecretBytes::new("t0ken")],
+        connections: Default::default(),
     }
 }
 

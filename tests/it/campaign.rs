@@ -6,6 +6,11 @@
 //! * `serving` — a real nginx serves the link while 500 commits are
 //!   published under a fixed-size keep-alive load: only whole commits, only 200s.
 //! * `full_disk` — a small tmpfs root fills up during a checkout.
+//! * `slow_client` — hundreds of half-sent requests and a trickling one
+//!   are closed after `--http-header-timeout` while `/healthz` answers, a
+//!   client that reads no answers after `--http-idle-timeout`; a
+//!   flood of idle connections against a 256-file limit never makes a sync
+//!   fail.
 //! * `remotes` — servers that reset or answer garbage (git:// and http://),
 //!   a deleted branch, history rewritten and the repository replaced, over
 //!   real transports.
@@ -31,6 +36,7 @@
 mod full_disk;
 mod remotes;
 mod serving;
+mod slow_client;
 mod trees;
 mod untracked;
 mod webhook_budget;

@@ -943,3 +943,152 @@ fn a_multi_ref_push_is_judged_by_the_matching_ref() {
     let st = status_json(&addr);
     assert_eq!(st["expected_hash"], serde_json::Value::Null, "{st}");
 }
+
+/// Reads one response (with a Content-Length) from a keep-alive connection.
+fn read_one_response(stream: &mut std::net::TcpStream) -> Response {
+    use std::io::Read;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Ok(r) = client::parse_response(&raw) {
+            if r.header("content-length").is_some() {
+                return r;
+            }
+        }
+        let n = stream.read(&mut buf).expect("reading a response");
+        assert!(
+            n > 0,
+            "connection closed mid-response: {:?}",
+            String::from_utf8_lossy(&raw)
+        );
+        raw.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn an_idle_keep_alive_connection_outlives_the_header_timeout_then_closes() {
+    use std::io::{Read, Write};
+    let up = Upstream::new();
+    let a = up.commit_file("f", "1", "a");
+    let s = Scratch::new();
+    let (run, addr) = start(s.sidecar(&up.file_url()).args([
+        "--period",
+        "10m",
+        "--http-header-timeout",
+        "1s",
+        "--http-idle-timeout",
+        "6s",
+    ]));
+    run.wait_for_link_hash(&s.link(), &a);
+    let mut conn = std::net::TcpStream::connect(&addr).expect("connecting");
+    conn.set_read_timeout(Some(DEADLINE)).expect("read timeout");
+    let request = format!("GET /livez HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    conn.write_all(request.as_bytes()).expect("first request");
+    assert_eq!(read_one_response(&mut conn).status, 200);
+    // Longer than the header timeout, well within the idle timeout: a
+    // proxy's pooled connection must still be there.
+    std::thread::sleep(Duration::from_secs(2));
+    conn.write_all(request.as_bytes())
+        .expect("second request on the same connection");
+    assert_eq!(read_one_response(&mut conn).status, 200);
+
+    let idle_since = Instant::now();
+    let mut rest = Vec::new();
+    let closed = match conn.read_to_end(&mut rest) {
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => true,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            false
+        }
+        Err(e) => panic!("reading the idle connection: {e}"),
+    };
+    assert!(
+        closed,
+        "an idle keep-alive connection was still open after {:?} (--http-idle-timeout 6s)",
+        idle_since.elapsed()
+    );
+    assert!(
+        rest.is_empty(),
+        "unexpected bytes: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    run.assert_running();
+}
+
+#[test]
+fn a_second_profile_is_refused_with_retry_after_and_a_gone_client_frees_the_profiler() {
+    use std::io::Write;
+    let up = Upstream::new();
+    let a = up.commit_file("f", "1", "a");
+    let s = Scratch::new();
+    let (run, addr) = start(
+        s.sidecar(&up.file_url())
+            .args(["--period", "10m", "--http-pprof"]),
+    );
+    run.wait_for_link_hash(&s.link(), &a);
+
+    // A 30 s profile, then a second request while it runs. Should the second
+    // get there first (the two race), it runs for its 1 s and we try again.
+    let mut long = None;
+    let mut refused = None;
+    run.wait_until(
+        DEADLINE,
+        "a second profile refused while the first runs",
+        || {
+            let mut first = std::net::TcpStream::connect(&addr).expect("connecting");
+            write!(
+                first,
+                "GET /debug/pprof/profile?seconds=30 HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+            )
+            .expect("requesting a 30 s profile");
+            let r = get(&addr, "/debug/pprof/profile?seconds=1");
+            let busy = r.status != 200;
+            refused = Some(r);
+            long = Some(first);
+            busy
+        },
+    );
+    let refused = refused.expect("a response");
+    assert_eq!(refused.status, 503, "{refused}");
+    let retry: u64 = refused
+        .header("retry-after")
+        .unwrap_or_else(|| panic!("no Retry-After: {refused:?}"))
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!((1..=30).contains(&retry), "Retry-After: {retry}");
+    let text = refused.text();
+    assert!(
+        text.contains("already running") && text.contains(&format!("retry in {retry} s")),
+        "{text}"
+    );
+
+    // The client of the long profile goes away: the profiler is free again
+    // long before its 30 s are over.
+    drop(long);
+    let gone = Instant::now();
+    let mut last = None;
+    let freed = poll_until(Duration::from_secs(10), || {
+        let r = get(&addr, "/debug/pprof/profile?seconds=1");
+        let ok = r.status == 200;
+        last = Some(r);
+        ok
+    });
+    assert!(
+        freed,
+        "still refused {:?} after the profiling client went away: {}\n{}",
+        gone.elapsed(),
+        last.expect("a response"),
+        run.logs()
+    );
+    assert!(
+        run.logs().contains("its client went away"),
+        "{}",
+        run.logs()
+    );
+    run.assert_running();
+}

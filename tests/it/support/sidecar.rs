@@ -27,6 +27,8 @@ pub struct Sidecar {
     cwd: Option<PathBuf>,
     /// Run as this uid/gid (tests run as root), without HOME.
     user: Option<(u32, u32)>,
+    /// RLIMIT_NOFILE (soft, hard) to start with.
+    open_files: Option<(u64, u64)>,
 }
 
 impl Default for Sidecar {
@@ -49,6 +51,7 @@ impl Sidecar {
             envs: Vec::new(),
             cwd: None,
             user: None,
+            open_files: None,
         }
     }
 
@@ -79,6 +82,13 @@ impl Sidecar {
     /// arbitrary UID); the working directory must be reachable for it.
     pub fn user(mut self, uid: u32, gid: u32) -> Self {
         self.user = Some((uid, gid));
+        self
+    }
+
+    /// Starts the process with this open-file limit (as a container's
+    /// `nofile` ulimit).
+    pub fn open_file_limit(mut self, soft: u64, hard: u64) -> Self {
+        self.open_files = Some((soft, hard));
         self
     }
 
@@ -140,9 +150,19 @@ impl Sidecar {
         if let Some((uid, gid)) = self.user {
             cmd.env_remove("HOME").uid(uid).gid(gid);
         }
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        let open_files = self.open_files;
+        // SAFETY: prctl and setrlimit are async-signal-safe; nothing else runs
+        // between fork and exec.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
+                if let Some((soft, hard)) = open_files {
+                    nix::sys::resource::setrlimit(
+                        nix::sys::resource::Resource::RLIMIT_NOFILE,
+                        soft,
+                        hard,
+                    )
+                    .map_err(std::io::Error::from)?;
+                }
                 // Never outlive the test thread that started us (e.g. on Ctrl-C).
                 nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL)).map_err(std::io::Error::from)
             });

@@ -1,0 +1,546 @@
+//! The accept loop and the life of one connection, with the limits a
+//! public endpoint needs (axum::serve has none of them):
+//!
+//! - a request's line and headers must arrive within `header_timeout` of
+//!   its first byte (slow-header clients are closed);
+//! - a connection waiting for its next request (or a new one for its first
+//!   byte) is closed after `idle_timeout`, and so is one whose client has
+//!   stopped reading its responses (writes blocked that long);
+//! - at most `max_connections` are open, and never more than half the
+//!   open-file limit: the sync needs descriptors too, and an HTTP flood
+//!   must never make a fetch fail with "Too many open files". At the cap,
+//!   connections that are not in a request are closed first, so a flood of
+//!   idle clients cannot lock kubelet's probes out;
+//! - accept errors (EMFILE, ENFILE, ENOBUFS, ...) pause the loop instead of
+//!   ending it.
+//!
+//! A request being handled has no deadline here: the webhook bounds its
+//! body read, and everything else answers at once or (pprof) within its
+//! requested duration.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ConnectionLimits;
+
+/// At the cap, a connection must have been waiting this long (for a first
+/// byte, or for the rest of its headers) before it is closed for a newcomer:
+/// a real client sends its request within milliseconds of connecting.
+const EVICTION_GRACE: Duration = Duration::from_secs(1);
+/// Accept errors back off from this to [`MAX_ACCEPT_PAUSE`], doubling.
+const FIRST_ACCEPT_PAUSE: Duration = Duration::from_millis(50);
+const MAX_ACCEPT_PAUSE: Duration = Duration::from_secs(1);
+/// A cap that the open-file limit lowered to this is still served.
+const MIN_CONNECTIONS: usize = 8;
+
+/// Serves `router` on `listener` until `cancel`, then lets open requests
+/// finish (idle connections close at once).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    cancel: CancellationToken,
+) -> io::Result<()> {
+    // u32: what a semaphore hands out at once (and far above any fd limit).
+    let cap = effective_cap(limits.max_connections, open_file_limit()).min(u32::MAX as usize);
+    let slots = Arc::new(Semaphore::new(cap));
+    let pressure = Arc::new(Notify::new());
+    let mut pause = FIRST_ACCEPT_PAUSE;
+    let mut warned_full = false;
+    loop {
+        let Some(slot) = next_slot(&slots, &pressure, &cancel, &mut warned_full, cap).await else {
+            break;
+        };
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                pause = FIRST_ACCEPT_PAUSE;
+                let connection = Connection {
+                    router: router.clone(),
+                    limits,
+                    peer,
+                    pressure: pressure.clone(),
+                    cancel: cancel.clone(),
+                    _slot: slot,
+                };
+                tokio::spawn(connection.run(stream));
+            }
+            Err(e) => {
+                // Out of descriptors (or buffers): others free them soon;
+                // dying here would take the sync down with us.
+                tracing::warn!(error = %e, pause_ms = pause.as_millis() as u64, "HTTP accept failed; pausing");
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(MAX_ACCEPT_PAUSE);
+            }
+        }
+    }
+    // Every connection holds a slot until it ends: all slots back = all done.
+    let _ = slots.acquire_many(cap as u32).await;
+    Ok(())
+}
+
+/// A slot for the next connection; at the cap, asks connections outside a
+/// request to make room (again every [`EVICTION_GRACE`]). `None` on cancel.
+async fn next_slot(
+    slots: &Arc<Semaphore>,
+    pressure: &Notify,
+    cancel: &CancellationToken,
+    warned_full: &mut bool,
+    cap: usize,
+) -> Option<OwnedSemaphorePermit> {
+    loop {
+        if let Ok(slot) = slots.clone().try_acquire_owned() {
+            return Some(slot);
+        }
+        if !*warned_full {
+            tracing::warn!(
+                max_connections = cap,
+                "HTTP connection cap reached; closing connections that are not in a request \
+                 (raise --http-max-connections if this is legitimate load)"
+            );
+            *warned_full = true;
+        }
+        pressure.notify_waiters();
+        tokio::select! {
+            _ = cancel.cancelled() => return None,
+            slot = slots.clone().acquire_owned() => return slot.ok(),
+            _ = tokio::time::sleep(EVICTION_GRACE) => {}
+        }
+    }
+}
+
+/// `wanted`, lowered to half the open-file limit (never below a handful).
+fn effective_cap(wanted: usize, open_files: Option<u64>) -> usize {
+    let Some(limit) = open_files else {
+        return wanted;
+    };
+    let half = usize::try_from(limit / 2).unwrap_or(usize::MAX);
+    if wanted <= half {
+        return wanted;
+    }
+    let cap = half.max(MIN_CONNECTIONS);
+    tracing::warn!(
+        max_connections = wanted,
+        open_file_limit = limit,
+        lowered_to = cap,
+        "--http-max-connections lowered to half the open-file limit, so that syncing \
+         always has descriptors left (raise the container's nofile limit to serve more)"
+    );
+    cap
+}
+
+/// The soft RLIMIT_NOFILE (main raises it to the hard limit at start).
+fn open_file_limit() -> Option<u64> {
+    let (soft, _hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).ok()?;
+    (soft != nix::sys::resource::RLIM_INFINITY).then_some(soft)
+}
+
+/// One accepted connection and what it needs to serve and police itself.
+struct Connection {
+    router: Router,
+    limits: ConnectionLimits,
+    peer: SocketAddr,
+    pressure: Arc<Notify>,
+    cancel: CancellationToken,
+    /// Released (drop) when the connection ends.
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Connection {
+    async fn run(self, stream: TcpStream) {
+        let activity = Arc::new(Activity::new());
+        let io = TokioIo::new(Watched {
+            inner: stream,
+            activity: activity.clone(),
+        });
+        let service = {
+            let (router, peer, activity) = (self.router.clone(), self.peer, activity.clone());
+            hyper::service::service_fn(move |request| {
+                handle(router.clone(), peer, activity.clone(), request)
+            })
+        };
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        // Our own deadlines below; hyper's header timer would also cut idle
+        // keep-alive connections at the (much shorter) header timeout.
+        builder.header_read_timeout(None).keep_alive(true);
+        let connection = builder.serve_connection(io, service);
+        tokio::pin!(connection);
+        let mut shutting_down = false;
+        loop {
+            let deadline = activity.deadline(&self.limits);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(peer = %self.peer, error = %e, "HTTP connection ended");
+                    }
+                    return;
+                }
+                _ = self.cancel.cancelled(), if !shutting_down => {
+                    connection.as_mut().graceful_shutdown();
+                    shutting_down = true;
+                }
+                _ = sleep_until(deadline) => {
+                    if activity.deadline(&self.limits).is_some_and(|d| d <= Instant::now()) {
+                        tracing::debug!(peer = %self.peer, phase = activity.phase_name(), "HTTP connection timed out; closing");
+                        return;
+                    }
+                }
+                _ = self.pressure.notified() => {
+                    if activity.evictable() {
+                        tracing::debug!(peer = %self.peer, "HTTP connection closed to make room");
+                        return;
+                    }
+                }
+                _ = activity.changed.notified() => {}
+            }
+        }
+    }
+}
+
+/// Serves one request through the router, marking the connection busy
+/// until the response body is gone (sent or dropped).
+async fn handle(
+    router: Router,
+    peer: SocketAddr,
+    activity: Arc<Activity>,
+    mut request: hyper::Request<Incoming>,
+) -> Result<axum::response::Response, Infallible> {
+    let busy = Busy::start(activity);
+    request.extensions_mut().insert(ConnectInfo(peer));
+    let mut router = router;
+    let response = tower_service::Service::call(&mut router, request).await?;
+    Ok(response.map(|body| Body::new(Tracked { body, _busy: busy })))
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Where a connection is between requests.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// No byte of a next request yet, since then.
+    Idle(Instant),
+    /// A request's first byte arrived then; its headers are not complete.
+    Head(Instant),
+    /// This many requests are being handled (their responses not yet sent).
+    Busy(usize),
+}
+
+/// A connection's [`Phase`], shared by its reader, its requests and its
+/// watchdog; `changed` wakes the watchdog when a deadline moves.
+struct Activity {
+    phase: Mutex<Phase>,
+    /// Since when a write to the client has been blocked (its receive
+    /// window full: a client that sends requests but reads no answers).
+    write_blocked: Mutex<Option<Instant>>,
+    changed: Notify,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            phase: Mutex::new(Phase::Idle(Instant::now())),
+            write_blocked: Mutex::new(None),
+            changed: Notify::new(),
+        }
+    }
+
+    fn phase(&self) -> MutexGuard<'_, Phase> {
+        // The state is a plain enum: a panic elsewhere cannot leave it torn.
+        self.phase.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set(&self, phase: Phase) {
+        *self.phase() = phase;
+        self.changed.notify_one();
+    }
+
+    /// Bytes arrived from the client.
+    fn saw_bytes(&self) {
+        let mut phase = self.phase();
+        if let Phase::Idle(_) = *phase {
+            *phase = Phase::Head(Instant::now());
+            drop(phase);
+            self.changed.notify_one();
+        }
+    }
+
+    fn deadline(&self, limits: &ConnectionLimits) -> Option<Instant> {
+        let phase = match *self.phase() {
+            Phase::Idle(since) => Some(since + limits.idle_timeout),
+            Phase::Head(since) => Some(since + limits.header_timeout),
+            Phase::Busy(_) => None,
+        };
+        let writes = self.write_blocked_since().map(|t| t + limits.idle_timeout);
+        match (phase, writes) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn write_blocked_since(&self) -> Option<Instant> {
+        *self.write_blocked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A write could not proceed (`blocked`) or made progress.
+    fn wrote(&self, blocked: bool) {
+        let mut since = self.write_blocked.lock().unwrap_or_else(|p| p.into_inner());
+        match (*since, blocked) {
+            (None, true) => {
+                *since = Some(Instant::now());
+                drop(since);
+                self.changed.notify_one();
+            }
+            (Some(_), false) => *since = None,
+            _ => {}
+        }
+    }
+
+    /// Not in a request, and not just connected or just sending its headers.
+    fn evictable(&self) -> bool {
+        match *self.phase() {
+            Phase::Idle(since) | Phase::Head(since) => since.elapsed() >= EVICTION_GRACE,
+            Phase::Busy(_) => false,
+        }
+    }
+
+    fn phase_name(&self) -> &'static str {
+        match *self.phase() {
+            Phase::Idle(_) => "idle",
+            Phase::Head(_) => "headers",
+            Phase::Busy(_) => "busy",
+        }
+    }
+}
+
+/// One request in flight; dropping it (with the response body) ends it.
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn start(activity: Arc<Activity>) -> Self {
+        let next = match *activity.phase() {
+            Phase::Busy(n) => Phase::Busy(n + 1),
+            _ => Phase::Busy(1),
+        };
+        activity.set(next);
+        Self(activity)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let next = match *self.0.phase() {
+            Phase::Busy(n) if n > 1 => Phase::Busy(n - 1),
+            _ => Phase::Idle(Instant::now()),
+        };
+        self.0.set(next);
+    }
+}
+
+/// A response body that keeps its request [`Busy`] until it is dropped.
+struct Tracked {
+    body: Body,
+    _busy: Busy,
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The socket, telling [`Activity`] when a client starts a request.
+struct Watched {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.saw_bytes();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.activity.wrote(polled.is_pending());
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.activity.wrote(polled.is_pending());
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_leaves_half_the_open_files_to_the_sync() {
+        assert_eq!(effective_cap(1024, None), 1024);
+        assert_eq!(effective_cap(1024, Some(1 << 20)), 1024);
+        assert_eq!(effective_cap(1024, Some(1024)), 512);
+        assert_eq!(effective_cap(1024, Some(256)), 128);
+        assert_eq!(effective_cap(1024, Some(4)), MIN_CONNECTIONS);
+    }
+
+    fn limits() -> ConnectionLimits {
+        ConnectionLimits {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(90),
+            max_connections: 4,
+        }
+    }
+
+    fn since(activity: &Activity) -> Instant {
+        match *activity.phase() {
+            Phase::Idle(t) | Phase::Head(t) => t,
+            Phase::Busy(_) => panic!("busy has no start"),
+        }
+    }
+
+    #[test]
+    fn idle_then_headers_then_busy_then_idle() {
+        let limits = limits();
+        let activity = Arc::new(Activity::new());
+        assert!(matches!(*activity.phase(), Phase::Idle(_)));
+        assert_eq!(
+            activity.deadline(&limits),
+            Some(since(&activity) + limits.idle_timeout)
+        );
+        activity.saw_bytes();
+        assert!(matches!(*activity.phase(), Phase::Head(_)));
+        let first_byte = since(&activity);
+        assert_eq!(
+            activity.deadline(&limits),
+            Some(first_byte + limits.header_timeout)
+        );
+        activity.saw_bytes();
+        assert_eq!(
+            since(&activity),
+            first_byte,
+            "more header bytes do not extend the header deadline"
+        );
+        let busy = Busy::start(activity.clone());
+        assert_eq!(
+            activity.deadline(&limits),
+            None,
+            "a request being handled has no deadline"
+        );
+        activity.saw_bytes();
+        assert!(
+            matches!(*activity.phase(), Phase::Busy(1)),
+            "a body is not a new request"
+        );
+        drop(busy);
+        assert!(
+            matches!(*activity.phase(), Phase::Idle(_)),
+            "idle once the response is gone"
+        );
+        assert!(since(&activity) >= first_byte);
+    }
+
+    #[test]
+    fn a_blocked_write_gets_the_idle_deadline_even_in_a_request() {
+        let limits = limits();
+        let activity = Arc::new(Activity::new());
+        let _busy = Busy::start(activity.clone());
+        assert_eq!(activity.deadline(&limits), None);
+        activity.wrote(true);
+        let blocked = activity.write_blocked_since().expect("blocked");
+        activity.wrote(true);
+        assert_eq!(
+            activity.deadline(&limits),
+            Some(blocked + limits.idle_timeout)
+        );
+        activity.wrote(false);
+        assert_eq!(activity.deadline(&limits), None, "progress clears it");
+    }
+
+    #[test]
+    fn only_connections_waiting_past_the_grace_are_evicted() {
+        let activity = Activity::new();
+        assert!(!activity.evictable(), "just connected");
+        let long_ago = Instant::now() - EVICTION_GRACE * 2;
+        activity.set(Phase::Idle(long_ago));
+        assert!(activity.evictable(), "idle keep-alive");
+        activity.set(Phase::Head(long_ago));
+        assert!(activity.evictable(), "stalled headers");
+        activity.set(Phase::Busy(1));
+        assert!(!activity.evictable(), "in a request");
+    }
+}
