@@ -18,6 +18,7 @@ use crate::git::{self, compact, fetch, store, submodules, worktree, Budget, Obje
 use crate::hooks;
 use crate::metrics::Metrics;
 use crate::publish::{self, Layout};
+use crate::rootlock::RootLock;
 use crate::types::{CommitHash, GcMode, RepoUrl, SubmoduleMode, SymlinkPolicy};
 use std::sync::Arc;
 
@@ -132,10 +133,14 @@ pub struct Engine {
     submodule_baselines: std::collections::HashMap<std::path::PathBuf, u64>,
     /// Credentials and http settings per URL (keeps the GitHub token cache).
     resolver: Arc<auth::Resolver>,
+    /// Held for as long as any engine (or a pass still running) may write:
+    /// all the clean-up of "stale" things relies on it.
+    root_lock: Arc<RootLock>,
 }
 
 impl Engine {
-    pub fn new(opts: Options, metrics: Arc<Metrics>) -> Result<Self, Error> {
+    /// Only the holder of the root's lock can make an engine.
+    pub fn new(opts: Options, metrics: Arc<Metrics>, root_lock: RootLock) -> Result<Self, Error> {
         let url = git::parse_url(opts.repo.expose()).map_err(|message| Error::Url {
             url: opts.repo.redacted(),
             message,
@@ -146,7 +151,13 @@ impl Engine {
             opts.access.clone(),
             metrics.clone(),
         ));
-        Ok(Self::with_url(opts, url, metrics, resolver))
+        Ok(Self::with_url(
+            opts,
+            url,
+            metrics,
+            resolver,
+            Arc::new(root_lock),
+        ))
     }
 
     /// A new engine with the same options, for after a panic lost the old one.
@@ -156,6 +167,7 @@ impl Engine {
             self.url.clone(),
             self.metrics.clone(),
             self.resolver.clone(),
+            self.root_lock.clone(),
         )
     }
 
@@ -164,6 +176,7 @@ impl Engine {
         url: git::Url,
         metrics: Arc<Metrics>,
         resolver: Arc<auth::Resolver>,
+        root_lock: Arc<RootLock>,
     ) -> Self {
         Self {
             layout: Layout::new(opts.root.clone(), opts.link.clone()),
@@ -179,6 +192,7 @@ impl Engine {
             submodule_stores: None,
             submodule_baselines: Default::default(),
             resolver,
+            root_lock,
         }
     }
 
@@ -203,7 +217,11 @@ impl Engine {
         if first_pass {
             self.open()?;
         }
+        let before = self.before_pass();
         let result = self.sync_with_repo(first_pass, budget);
+        if result.is_err() {
+            self.undo(before);
+        }
         if matches!(
             result,
             Err(Error::Store(_) | Error::Worktree(_) | Error::Publish(_))
@@ -227,6 +245,43 @@ impl Engine {
         self.compacted_bytes = compact::stats(repo.git_dir()).bytes;
         self.repo = Some(repo);
         Ok(())
+    }
+
+    /// The store before a pass, for [`Engine::undo`]: the checkpoint, and
+    /// whether the published commit's objects were there.
+    fn before_pass(&self) -> (store::Checkpoint, bool) {
+        let checkpoint = store::Checkpoint::take(&self.opts.root.join(".git"));
+        (checkpoint, self.published_in_store())
+    }
+
+    fn published_in_store(&self) -> bool {
+        let current = self.layout.current();
+        let id = current.and_then(|h| git::parse_object_id(h.as_str()));
+        match (&self.repo, id) {
+            (Some(repo), Some(id)) => repo.has_object(id),
+            _ => false,
+        }
+    }
+
+    /// After a failed pass, deletes the packs it fetched and restores the
+    /// shallow file and recorded depth, so that retries and restarts start
+    /// from the same store. Not with `--depth=0`: gix then never fetches
+    /// objects it has, so the pack is what lets the next pass finish (say,
+    /// a checkout that timed out), and is never duplicated. Not when the pass
+    /// brought back the published commit's objects into an emptied store.
+    fn undo(&mut self, (checkpoint, published_was_there): (store::Checkpoint, bool)) {
+        if self.opts.depth == 0 || (!published_was_there && self.published_in_store()) {
+            return;
+        }
+        let undone = checkpoint.roll_back();
+        if undone.is_empty() {
+            return;
+        }
+        tracing::info!(?undone, "removed what the failed sync wrote into the object store");
+        self.fetched_depth =
+            Some(store::recorded_depth(&self.opts.root).unwrap_or(self.opts.depth));
+        // The object database handle still lists the deleted packs.
+        self.unmap_packs();
     }
 
     fn sync_with_repo(&mut self, first_pass: bool, budget: &Budget) -> Result<Outcome, Error> {

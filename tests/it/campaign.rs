@@ -6,6 +6,9 @@
 //! * `serving` — a real nginx serves the link while 500 commits are
 //!   published under a fixed-size keep-alive load: only whole commits, only 200s.
 //! * `full_disk` — a small tmpfs root fills up during a checkout.
+//! * `shared_root` — two instances on one root (a rolling update on a shared
+//!   volume, another `--ref`, a `--one-time` by hand): the second waits or
+//!   exits, the link never breaks.
 //! * `remotes` — servers that reset or answer garbage (git:// and http://),
 //!   a deleted branch, history rewritten and the repository replaced, over
 //!   real transports.
@@ -23,6 +26,7 @@
 mod full_disk;
 mod remotes;
 mod serving;
+mod shared_root;
 mod trees;
 
 use std::collections::BTreeMap;
