@@ -12,6 +12,8 @@ use super::{find_names, last_error, start_with_http, status, sync_count};
 use crate::support::*;
 
 const MIB: usize = 1024 * 1024;
+/// The root lock file: kept for good, unlike git's lock files.
+const ROOT_LOCK: &str = ".git-sidecar.lock";
 
 /// A tmpfs mounted on a fresh temporary directory; unmounted on drop
 /// (lazily if something still holds it).
@@ -76,7 +78,7 @@ fn compressible(n: usize) -> Vec<u8> {
 }
 
 /// Nothing a failed or interrupted sync could leave: no staging directory,
-/// no temporary link or file, no lock; only worktrees of published commits
+/// no temporary link or file, no git lock; only worktrees of published commits
 /// (the current one and at most one retired one kept for reuse), each with
 /// its admin directory.
 fn assert_nothing_left_behind(root: &Path, published: &[String], current: &str) {
@@ -95,7 +97,8 @@ fn assert_nothing_left_behind(root: &Path, published: &[String], current: &str) 
         "admin dirs without a worktree: {admin:?} vs {worktrees:?}"
     );
     let junk = find_names(root, |n| {
-        n.starts_with(".staging-") || n.contains("tmp") || n.ends_with(".lock")
+        let git_lock = n.ends_with(".lock") && n != ROOT_LOCK;
+        n.starts_with(".staging-") || n.contains("tmp") || git_lock
     });
     assert!(junk.is_empty(), "left behind in the root: {junk:?}");
 }
