@@ -173,6 +173,19 @@ impl Watcher {
         }
     }
 
+    /// Panics with the first broken look, if there was one yet.
+    fn assert_unbroken(&mut self, old: &Running, new: &Running) {
+        if self.handle.as_ref().is_some_and(|h| h.is_finished()) {
+            let handle = self.handle.take().expect("checked");
+            let verdict = handle.join().unwrap_or_else(|_| Err("panicked".into()));
+            panic!(
+                "the link broke: {verdict:?}\n--- old ---\n{}\n--- new ---\n{}",
+                old.logs(),
+                new.logs()
+            );
+        }
+    }
+
     /// Stops watching; the number of looks, or the first broken one.
     fn finish(mut self) -> Result<usize, String> {
         self.stop.store(true, Ordering::Relaxed);
@@ -209,39 +222,53 @@ fn watch(link: &Path, stop: &AtomicBool) -> Result<usize, String> {
 #[test]
 fn rolling_update_on_a_shared_root_never_breaks_the_link() {
     let up = Upstream::new();
+    // Enough files that a checkout takes a while for the other to trip on.
+    for i in 0..300 {
+        up.write_file(&format!("pages/{}/{i}.html", i % 10), format!("page {i}\n"));
+    }
     let mut version = 1u64;
-    let mut head = up.commit_file("version.txt", "1\n", "version 1");
+    let head = up.commit_file("version.txt", "1\n", "version 1");
     let s = Scratch::new();
     let args = ["--period", "100ms", "--max-failures", "-1"];
     let old = s.sidecar(&up.file_url()).args(args).spawn();
     old.wait_for_link_hash(&s.link(), &head);
-    let watcher = Watcher::start(s.link());
-    let mut publish_next = |run: &Running| {
+    let mut watcher = Watcher::start(s.link());
+    let mut commit_next = || {
         version += 1;
-        head = up.commit_file(
+        up.commit_file(
             "version.txt",
             format!("{version}\n"),
             &format!("version {version}"),
-        );
+        )
+    };
+    let publish_next = |run: &Running, commit: &mut dyn FnMut() -> String| {
+        let head = commit();
         run.wait_for_link_hash(&s.link(), &head);
-        head.clone()
+        head
     };
     for _ in 0..5 {
-        publish_next(&old);
+        publish_next(&old, &mut commit_next);
     }
     let new = s.sidecar(&up.file_url()).args(args).spawn();
-    wait_for_waiting(&new, &old);
-    // Both run side by side while the old one keeps publishing.
-    for _ in 0..15 {
-        publish_next(&old);
-        new.assert_running();
+    // Both run side by side while commits come faster than the polls.
+    for _ in 0..40 {
+        commit_next();
+        thread::sleep(Duration::from_millis(30));
+        watcher.assert_unbroken(&old, &new);
     }
+    publish_next(&old, &mut commit_next);
+    watcher.assert_unbroken(&old, &new);
+    for run in [&old, &new] {
+        run.assert_running();
+        assert!(!run.stderr().contains("sync failed"), "{}", run.logs());
+    }
+    wait_for_waiting(&new, &old);
     old.signal(Signal::SIGTERM);
     assert!(old.wait_timeout(DEADLINE).is_some(), "{}", old.logs());
     for _ in 0..10 {
-        publish_next(&new);
+        publish_next(&new, &mut commit_next);
     }
-    let last = publish_next(&new);
+    let last = publish_next(&new, &mut commit_next);
     let looks = watcher.finish().unwrap_or_else(|e| {
         panic!(
             "the link broke: {e}\n--- old ---\n{}\n--- new ---\n{}",
