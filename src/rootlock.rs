@@ -49,7 +49,9 @@ pub struct RootLock {
 pub enum Attempt {
     Acquired(RootLock),
     /// Another process holds it; `holder` is what it wrote into the file.
-    Held { holder: String },
+    Held {
+        holder: String,
+    },
 }
 
 /// Tries once, without blocking, to lock `root` (created if missing).

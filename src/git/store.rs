@@ -450,7 +450,13 @@ mod tests {
         undone.sort();
         assert_eq!(
             undone,
-            ["config", "pack-new.idx", "pack-new.pack", "pack-new.rev", "shallow"]
+            [
+                "config",
+                "pack-new.idx",
+                "pack-new.pack",
+                "pack-new.rev",
+                "shallow"
+            ]
         );
         let mut left = pack_dir_entries(git_dir);
         left.sort();

@@ -277,7 +277,10 @@ impl Engine {
         if undone.is_empty() {
             return;
         }
-        tracing::info!(?undone, "removed what the failed sync wrote into the object store");
+        tracing::info!(
+            ?undone,
+            "removed what the failed sync wrote into the object store"
+        );
         self.fetched_depth =
             Some(store::recorded_depth(&self.opts.root).unwrap_or(self.opts.depth));
         // The object database handle still lists the deleted packs.

@@ -146,7 +146,11 @@ impl Disk {
     fn restart(&mut self) {
         self.run.signal(nix::sys::signal::Signal::SIGTERM);
         let exited = self.run.wait_timeout(DEADLINE);
-        assert!(exited.is_some(), "no exit after SIGTERM\n{}", self.run.logs());
+        assert!(
+            exited.is_some(),
+            "no exit after SIGTERM\n{}",
+            self.run.logs()
+        );
         (self.run, self.addr) = Self::spawn(&self.s, &self.up);
     }
 
@@ -254,17 +258,19 @@ fn a_failed_checkout_takes_its_pack_away_and_a_restart_publishes() {
     let filler: PathBuf = d.fs.path().join("filler");
     let fill = d.fs.available().saturating_sub(3 * MIB as u64);
     std::fs::write(&filler, vec![0u8; fill as usize]).expect("writing the filler");
-    let v2 = d.up.commit_file("big/random.bin", incompressible(2 * MIB), "v2: 2 MiB");
+    let v2 =
+        d.up.commit_file("big/random.bin", incompressible(2 * MIB), "v2: 2 MiB");
     d.expect_full(&v2, 0);
     d.run.wait_until(DEADLINE, "three failed syncs", || {
         sync_count(&d.addr, "error") >= 3
     });
     // Between passes the store is as it was before v2 was fetched.
     let mut packs = Vec::new();
-    d.run.wait_until(DEADLINE, "no pack of the failed passes left", || {
-        packs = d.packs();
-        packs == packs_before
-    });
+    d.run
+        .wait_until(DEADLINE, "no pack of the failed passes left", || {
+            packs = d.packs();
+            packs == packs_before
+        });
     d.expect_full(&v2, sync_count(&d.addr, "error"));
 
     // A restart with 2 MiB more: exactly what the commit needs beyond the 3.

@@ -146,12 +146,7 @@ fn a_waiter_stops_on_sigterm() {
     wait_for_waiting(&second, &first);
     second.signal(Signal::SIGTERM);
     let status = second.wait_timeout(DEADLINE);
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        second.logs()
-    );
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", second.logs());
     first.assert_running();
 }
 
@@ -190,7 +185,9 @@ impl Watcher {
     fn finish(mut self) -> Result<usize, String> {
         self.stop.store(true, Ordering::Relaxed);
         let handle = self.handle.take().expect("joined once");
-        handle.join().unwrap_or_else(|_| Err("the watcher panicked".into()))
+        handle
+            .join()
+            .unwrap_or_else(|_| Err("the watcher panicked".into()))
     }
 }
 
