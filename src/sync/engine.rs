@@ -247,11 +247,13 @@ impl Engine {
         Ok(())
     }
 
-    /// The store before a pass, for [`Engine::undo`]: the checkpoint, and
-    /// whether the published commit's objects were there.
-    fn before_pass(&self) -> (store::Checkpoint, bool) {
-        let checkpoint = store::Checkpoint::take(&self.opts.root.join(".git"));
-        (checkpoint, self.published_in_store())
+    /// The store before a pass, for [`Engine::undo`].
+    fn before_pass(&self) -> BeforePass {
+        BeforePass {
+            checkpoint: store::Checkpoint::take(&self.opts.root.join(".git")),
+            published: self.layout.current(),
+            published_in_store: self.published_in_store(),
+        }
     }
 
     fn published_in_store(&self) -> bool {
@@ -267,12 +269,17 @@ impl Engine {
     /// shallow file and recorded depth, so that retries and restarts start
     /// from the same store. Not with `--depth=0`: gix then never fetches
     /// objects it has, so the pack is what lets the next pass finish (say,
-    /// a checkout that timed out), and is never duplicated. Not when the pass
-    /// brought back the published commit's objects into an emptied store.
-    fn undo(&mut self, (checkpoint, published_was_there): (store::Checkpoint, bool)) {
-        if self.opts.depth == 0 || (!published_was_there && self.published_in_store()) {
+    /// a checkout that timed out), and is never duplicated. Never when the
+    /// published content may need the new objects: the link moved before
+    /// the pass failed (an fsync error after the rename), or the pass
+    /// brought the published commit back into an emptied store.
+    fn undo(&mut self, before: BeforePass) {
+        let moved = self.layout.current() != before.published;
+        let restored = !before.published_in_store && self.published_in_store();
+        if self.opts.depth == 0 || moved || restored {
             return;
         }
+        let checkpoint = before.checkpoint;
         let undone = checkpoint.roll_back();
         if undone.is_empty() {
             return;
@@ -678,6 +685,13 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// What [`Engine::undo`] needs to know about the state before a pass.
+struct BeforePass {
+    checkpoint: store::Checkpoint,
+    published: Option<CommitHash>,
+    published_in_store: bool,
 }
 
 /// `--repo` without credentials, for `remote.origin.url`.
