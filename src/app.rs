@@ -1,18 +1,19 @@
 //! Composition root: builds the components from the validated [`Config`],
 //! owns the one cancellation token, wires signals to it and to the sync
-//! trigger, and runs the sync loop until it ends.
+//! trigger, takes the root lock, and runs the sync loop until it ends.
 
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::{Config, HttpConfig};
 use crate::hooks::Hooks;
 use crate::http;
 use crate::metrics::Metrics;
+use crate::rootlock::{self, Attempt, RootLock};
 use crate::status::StatusHandle;
 use crate::sync::{self, engine, Exit, Trigger};
 
@@ -25,8 +26,6 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
         spawn_sync_signal_listener(signo, trigger.clone(), cancel.clone())?;
     }
     let metrics = Arc::new(Metrics::new());
-    let engine = engine::Engine::new(engine_options(&config), metrics.clone())
-        .context("could not set up the sync engine")?;
     tracing::info!(
         repo = %config.repo,
         root = %config.root.display(),
@@ -50,6 +49,11 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
         }
         None => None,
     };
+    let Some(root_lock) = lock_root(&config, &reporter.status, &cancel).await? else {
+        return Ok(stop_server(server, Exit::Cancelled).await);
+    };
+    let engine = engine::Engine::new(engine_options(&config), reporter.metrics.clone(), root_lock)
+        .context("could not set up the sync engine")?;
     let hooks = Hooks::start(
         &config.hooks,
         reporter.metrics.clone(),
@@ -66,11 +70,66 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
     )
     .await;
     cancel.cancel();
+    Ok(stop_server(server, exit).await)
+}
+
+async fn stop_server(server: Option<tokio::task::JoinHandle<()>>, exit: Exit) -> Exit {
     if let Some(server) = server {
         // Graceful: in-flight requests get a moment, then we go regardless.
         let _ = tokio::time::timeout(Duration::from_millis(500), server).await;
     }
-    Ok(exit)
+    exit
+}
+
+/// How often a waiting instance tries the root lock again.
+const LOCK_RETRY: Duration = Duration::from_millis(500);
+/// How often it repeats that it is still waiting.
+const LOCK_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Takes the root lock before anything in the root is touched. While
+/// another instance holds it: waits (not ready, still alive, stops on
+/// shutdown with `None`), or with `--one-time` fails at once, since the
+/// holder may never exit.
+async fn lock_root(
+    config: &Config,
+    status: &StatusHandle,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Option<RootLock>> {
+    let root = config.root.display().to_string();
+    let mut logged: Option<Instant> = None;
+    loop {
+        match rootlock::try_acquire(&config.root)? {
+            Attempt::Acquired(lock) => {
+                if logged.is_some() {
+                    tracing::info!(root, "got the root lock; starting");
+                }
+                status.set_waiting(None);
+                return Ok(Some(lock));
+            }
+            Attempt::Held { holder } if config.one_time => anyhow::bail!(
+                "another git-sidecar ({holder}) holds the lock on --root {root}; --one-time does \
+                 not wait: run it when that instance has exited, or use another --root"
+            ),
+            Attempt::Held { holder } => {
+                if logged.is_none_or(|t| t.elapsed() >= LOCK_LOG_EVERY) {
+                    tracing::warn!(
+                        root,
+                        holder,
+                        "another git-sidecar holds the lock on this root; waiting for it to exit \
+                         (nothing in the root is touched until then)"
+                    );
+                    logged = Some(Instant::now());
+                }
+                status.set_waiting(Some(format!(
+                    "waiting for the lock on --root, held by {holder}"
+                )));
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(LOCK_RETRY) => {}
+        }
+    }
 }
 
 /// Binds `--http-bind` before the first sync (a bind failure is fatal, as in

@@ -294,7 +294,8 @@ pub struct Cli {
     #[arg(long, env = "GITSYNC_REPO", value_name = "URL")]
     pub repo: Option<UrlArg>,
 
-    /// The directory git-sidecar owns (required); created if missing
+    /// The directory git-sidecar owns (required); created if missing. One
+    /// instance per root: a second one waits for the first to exit
     #[arg(long, env = "GITSYNC_ROOT", value_name = "PATH")]
     pub root: Option<String>,
 
@@ -321,7 +322,8 @@ pub struct Cli {
     #[arg(long, env = "GITSYNC_SYNC_TIMEOUT", value_name = "DURATION")]
     pub sync_timeout: Option<String>,
 
-    /// Exit after the first successful sync [default: false]
+    /// Exit after the first successful sync; exit 1 at once if another
+    /// instance holds the root [default: false]
     #[arg(
         long,
         env = "GITSYNC_ONE_TIME",

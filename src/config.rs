@@ -996,6 +996,9 @@ impl<'a> Checker<'a> {
                 format!("{raw:?} must not be inside --root's .git or .worktrees directory"),
             );
             None
+        } else if link == root.join(crate::rootlock::FILE_NAME) {
+            self.fail(id, format!("{raw:?} is the root's lock file"));
+            None
         } else {
             Some(link)
         }
@@ -2801,6 +2804,7 @@ mod tests {
             "sub/..",
             ".git",
             ".worktrees/abc",
+            ".git-sidecar.lock",
             "/",
         ] {
             let arg = format!("--link={bad}");

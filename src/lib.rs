@@ -12,6 +12,7 @@
 //!   [`status`] and [`metrics`], fires the sync trigger, never touches git
 //! - [`webhook`] forge webhook verification and payload parsing (pure)
 //! - [`auth`] which credentials and http settings each connection gets
+//! - [`rootlock`] one instance per root (held before anything is touched)
 //! - [`logging`], [`fsutil`], [`memory`], [`types`] leaves
 
 // Unsafe code is denied everywhere but two allocator calls in `memory`.
@@ -29,6 +30,7 @@ pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod publish;
+pub mod rootlock;
 pub mod status;
 pub mod sync;
 pub mod types;

@@ -27,6 +27,8 @@ pub struct Status {
     pub restored: bool,
     /// When the running pass started, if one is running.
     pass_started: Option<Instant>,
+    /// Why no pass can run yet: another instance holds the root lock.
+    waiting: Option<String>,
 }
 
 /// Shared, cheaply cloneable handle.
@@ -98,6 +100,11 @@ impl StatusHandle {
         });
     }
 
+    /// Waiting for the root lock (`Some(why)`), or no longer (`None`).
+    pub fn set_waiting(&self, why: Option<String>) {
+        self.write(|s| s.waiting = why);
+    }
+
     /// A webhook announced this commit.
     pub fn expect(&self, hash: Option<String>) {
         if let Some(hash) = hash {
@@ -135,6 +142,9 @@ impl StatusHandle {
 }
 
 fn readiness_of(s: &Status, rules: &ReadinessConfig, now: SystemTime) -> Result<(), String> {
+    if let Some(why) = &s.waiting {
+        return Err(why.clone());
+    }
     if !s.synced_once && !s.restored {
         return Err("no successful sync yet".into());
     }
@@ -299,6 +309,20 @@ mod tests {
         assert_eq!(h.snapshot().expected_hash, None);
         h.expect(Some("new".into()));
         assert_eq!(h.snapshot().expected_hash, None, "already published");
+    }
+
+    #[test]
+    fn waiting_for_the_root_lock_is_not_ready_but_alive() {
+        let h = StatusHandle::default();
+        h.succeeded("abc");
+        h.set_waiting(Some("waiting for the root lock".into()));
+        assert_eq!(
+            h.readiness(&RULES).unwrap_err(),
+            "waiting for the root lock"
+        );
+        assert!(h.liveness(Duration::from_secs(1)).is_ok());
+        h.set_waiting(None);
+        assert!(h.readiness(&RULES).is_ok());
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! The repository at `<root>/.git`: opening it, making a new one, repairing
 //! one left behind by a crash, and keeping its object store small.
 //!
-//! We are the only writer of this repository, so at start-up any `*.lock`
-//! file is stale (a `kill -9` leaves them) and is removed. The config file is
+//! We are the only writer of this repository (the caller holds the root
+//! lock, see [`crate::rootlock`]), so at start-up any `*.lock` file is stale
+//! (a `kill -9` leaves them) and is removed. The config file is
 //! ours too and is rewritten whole: reflogs off (they would grow forever) and
 //! `remote.origin.url` without credentials, as git-sync does.
 
+use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -88,7 +91,8 @@ pub fn open_or_init(
         } else {
             tracing::warn!(root = %root.display(), "root is not a usable repository; emptying it and starting over");
         }
-        empty_dir(root)?;
+        // The root lock stays: deleting it while held would let a second instance in.
+        empty_dir_except(root, &[crate::rootlock::FILE_NAME])?;
         init(root)?;
         opened.reinitialized = true;
     }
@@ -164,9 +168,13 @@ fn is_usable(root: &Path) -> bool {
     }
 }
 
+/// Nothing in the root but (perhaps) our lock file.
 fn is_empty(dir: &Path) -> bool {
     fs::read_dir(dir)
-        .map(|mut d| d.next().is_none())
+        .map(|d| {
+            d.flatten()
+                .all(|e| e.file_name() == crate::rootlock::FILE_NAME)
+        })
         .unwrap_or(false)
 }
 
@@ -179,8 +187,17 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 
 /// Deletes everything inside `dir` but not `dir` itself (it may be a mount point).
 fn empty_dir(dir: &Path) -> Result<(), Error> {
+    empty_dir_except(dir, &[])
+}
+
+/// Like [`empty_dir`], keeping the entries named in `keep`.
+fn empty_dir_except(dir: &Path, keep: &[&str]) -> Result<(), Error> {
     for entry in fs::read_dir(dir).map_err(io_err(dir))? {
-        let path = entry.map_err(io_err(dir))?.path();
+        let entry = entry.map_err(io_err(dir))?;
+        if keep.iter().any(|k| entry.file_name() == *k) {
+            continue;
+        }
+        let path = entry.path();
         crate::fsutil::remove_any(&path).map_err(io_err(&path))?;
     }
     Ok(())
@@ -358,6 +375,74 @@ fn reset_objects(git_dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// The parts of the store a pass changes before it publishes (the packs its
+/// fetch adds, the shallow file, the depth recorded in the config) as they
+/// were when the pass started, so that a failed pass can be undone. A shallow
+/// fetch is never skipped by gix, so without this every retry of a commit
+/// that cannot be checked out (a full disk) adds another copy of its pack,
+/// and the copies survive a restart, until the fetch itself fails.
+#[derive(Debug)]
+pub struct Checkpoint {
+    git_dir: PathBuf,
+    packs: HashSet<OsString>,
+    shallow: Option<Vec<u8>>,
+    config: Option<Vec<u8>>,
+}
+
+impl Checkpoint {
+    pub fn take(git_dir: &Path) -> Self {
+        Self {
+            git_dir: git_dir.to_path_buf(),
+            packs: pack_dir_entries(git_dir).into_iter().collect(),
+            shallow: fs::read(git_dir.join("shallow")).ok(),
+            config: fs::read(git_dir.join("config")).ok(),
+        }
+    }
+
+    /// Deletes the files that appeared in the pack directory since and puts
+    /// the shallow file and the config back. Nothing the checkpoint saw is
+    /// touched, so whatever the published worktree needed then is still
+    /// there. Best effort; returns the names of what was undone.
+    pub fn roll_back(&self) -> Vec<String> {
+        let pack_dir = self.git_dir.join("objects/pack");
+        let mut new: Vec<OsString> = pack_dir_entries(&self.git_dir)
+            .into_iter()
+            .filter(|name| !self.packs.contains(name))
+            .collect();
+        // The index first: a pack without one is invisible, the reverse is an error.
+        new.sort_by_key(|name| !name.to_string_lossy().ends_with(".idx"));
+        let mut undone: Vec<String> = new
+            .into_iter()
+            .filter(|name| fs::remove_file(pack_dir.join(name)).is_ok())
+            .map(|name| name.to_string_lossy().into_owned())
+            .collect();
+        for (name, before) in [("shallow", &self.shallow), ("config", &self.config)] {
+            if restore(&self.git_dir.join(name), before.as_deref()) {
+                undone.push(name.to_string());
+            }
+        }
+        undone
+    }
+}
+
+fn pack_dir_entries(git_dir: &Path) -> Vec<OsString> {
+    fs::read_dir(git_dir.join("objects/pack"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default()
+}
+
+/// Puts `path` back to `before` (`None`: absent); true if it had changed.
+fn restore(path: &Path, before: Option<&[u8]>) -> bool {
+    let now = fs::read(path).ok();
+    if now.as_deref() == before {
+        return false;
+    }
+    match before {
+        Some(content) => crate::fsutil::write_atomic(path, content).is_ok(),
+        None => fs::remove_file(path).is_ok(),
+    }
+}
+
 /// Removes `<root>/.git/worktrees/<name>` for every worktree directory that
 /// no longer exists (git's `worktree prune`).
 pub fn prune_worktree_admin(root: &Path, worktrees_dir: &Path) -> usize {
@@ -375,4 +460,72 @@ pub fn prune_worktree_admin(root: &Path, worktrees_dir: &Path) -> usize {
 /// Admin directory of the worktree named `name`.
 pub fn admin_dir(root: &Path, name: &str) -> PathBuf {
     root.join(".git/worktrees").join(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wiping_a_corrupt_root_keeps_the_root_lock() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path();
+        let lock = root.join(crate::rootlock::FILE_NAME);
+        fs::write(&lock, "pid 1 on host\n")?;
+        fs::write(root.join("junk"), "x")?;
+        fs::create_dir(root.join(".git"))?;
+        let (_, opened) = open_or_init(root, "https://example.com/r", 1)?;
+        assert!(opened.reinitialized);
+        assert!(!root.join("junk").exists());
+        assert_eq!(fs::read_to_string(&lock)?, "pid 1 on host\n");
+        Ok(())
+    }
+
+    #[test]
+    fn a_root_holding_only_the_lock_counts_as_empty() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        fs::write(dir.path().join(crate::rootlock::FILE_NAME), "")?;
+        assert!(is_empty(dir.path()));
+        fs::write(dir.path().join("x"), "")?;
+        assert!(!is_empty(dir.path()));
+        Ok(())
+    }
+
+    #[test]
+    fn roll_back_removes_only_what_came_after_the_checkpoint(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let git_dir = dir.path();
+        let pack_dir = git_dir.join("objects/pack");
+        fs::create_dir_all(&pack_dir)?;
+        for name in ["pack-old.pack", "pack-old.idx"] {
+            fs::write(pack_dir.join(name), "old")?;
+        }
+        fs::write(git_dir.join("config"), "depth = 1")?;
+        let checkpoint = Checkpoint::take(git_dir);
+        for name in ["pack-new.pack", "pack-new.idx", "pack-new.rev"] {
+            fs::write(pack_dir.join(name), "new")?;
+        }
+        fs::write(git_dir.join("shallow"), "abc\n")?;
+        fs::write(git_dir.join("config"), "depth = 5")?;
+        let mut undone = checkpoint.roll_back();
+        undone.sort();
+        assert_eq!(
+            undone,
+            [
+                "config",
+                "pack-new.idx",
+                "pack-new.pack",
+                "pack-new.rev",
+                "shallow"
+            ]
+        );
+        let mut left = pack_dir_entries(git_dir);
+        left.sort();
+        assert_eq!(left, ["pack-old.idx", "pack-old.pack"]);
+        assert!(!git_dir.join("shallow").exists());
+        assert_eq!(fs::read_to_string(git_dir.join("config"))?, "depth = 1");
+        assert!(checkpoint.roll_back().is_empty(), "nothing left to undo");
+        Ok(())
+    }
 }

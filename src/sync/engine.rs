@@ -18,6 +18,7 @@ use crate::git::{self, compact, fetch, store, submodules, worktree, Budget, Obje
 use crate::hooks;
 use crate::metrics::Metrics;
 use crate::publish::{self, Layout};
+use crate::rootlock::RootLock;
 use crate::types::{CommitHash, GcMode, RepoUrl, SubmoduleMode, SymlinkPolicy};
 
 use super::last_sync;
@@ -148,10 +149,14 @@ pub struct Engine {
     resolver: Arc<auth::Resolver>,
     /// The last success this process recorded in the root, and when.
     recorded: Option<(CommitHash, Instant)>,
+    /// Held for as long as any engine (or a pass still running) may write:
+    /// all the clean-up of "stale" things relies on it.
+    root_lock: Arc<RootLock>,
 }
 
 impl Engine {
-    pub fn new(opts: Options, metrics: Arc<Metrics>) -> Result<Self, Error> {
+    /// Only the holder of the root's lock can make an engine.
+    pub fn new(opts: Options, metrics: Arc<Metrics>, root_lock: RootLock) -> Result<Self, Error> {
         let url = git::parse_url(opts.repo.expose()).map_err(|message| Error::Url {
             url: opts.repo.redacted(),
             message,
@@ -162,7 +167,13 @@ impl Engine {
             opts.access.clone(),
             metrics.clone(),
         ));
-        Ok(Self::with_url(opts, url, metrics, resolver))
+        Ok(Self::with_url(
+            opts,
+            url,
+            metrics,
+            resolver,
+            Arc::new(root_lock),
+        ))
     }
 
     /// A new engine with the same options, for after a panic lost the old one.
@@ -172,6 +183,7 @@ impl Engine {
             self.url.clone(),
             self.metrics.clone(),
             self.resolver.clone(),
+            self.root_lock.clone(),
         )
     }
 
@@ -180,6 +192,7 @@ impl Engine {
         url: git::Url,
         metrics: Arc<Metrics>,
         resolver: Arc<auth::Resolver>,
+        root_lock: Arc<RootLock>,
     ) -> Self {
         Self {
             layout: Layout::new(opts.root.clone(), opts.link.clone()),
@@ -196,6 +209,7 @@ impl Engine {
             submodule_baselines: Default::default(),
             resolver,
             recorded: None,
+            root_lock,
         }
     }
 
@@ -220,11 +234,15 @@ impl Engine {
         if first_pass {
             self.open()?;
         }
+        let before = self.before_pass();
         let result = self.sync_with_repo(first_pass, budget);
         if let Ok(outcome) = &result {
             if last_sync::due(self.recorded.as_ref(), outcome.hash(), Instant::now()) {
                 self.record_success(outcome.hash());
             }
+        }
+        if result.is_err() {
+            self.undo(before);
         }
         if matches!(
             result,
@@ -286,6 +304,53 @@ impl Engine {
         self.compacted_bytes = compact::stats(repo.git_dir()).bytes;
         self.repo = Some(repo);
         Ok(())
+    }
+
+    /// The store before a pass, for [`Engine::undo`].
+    fn before_pass(&self) -> BeforePass {
+        BeforePass {
+            checkpoint: store::Checkpoint::take(&self.opts.root.join(".git")),
+            published: self.layout.current(),
+            published_in_store: self.published_in_store(),
+        }
+    }
+
+    fn published_in_store(&self) -> bool {
+        let current = self.layout.current();
+        let id = current.and_then(|h| git::parse_object_id(h.as_str()));
+        match (&self.repo, id) {
+            (Some(repo), Some(id)) => repo.has_object(id),
+            _ => false,
+        }
+    }
+
+    /// After a failed pass, deletes the packs it fetched and restores the
+    /// shallow file and recorded depth, so that retries and restarts start
+    /// from the same store. Not with `--depth=0`: gix then never fetches
+    /// objects it has, so the pack is what lets the next pass finish (say,
+    /// a checkout that timed out), and is never duplicated. Never when the
+    /// published content may need the new objects: the link moved before
+    /// the pass failed (an fsync error after the rename), or the pass
+    /// brought the published commit back into an emptied store.
+    fn undo(&mut self, before: BeforePass) {
+        let moved = self.layout.current() != before.published;
+        let restored = !before.published_in_store && self.published_in_store();
+        if self.opts.depth == 0 || moved || restored {
+            return;
+        }
+        let checkpoint = before.checkpoint;
+        let undone = checkpoint.roll_back();
+        if undone.is_empty() {
+            return;
+        }
+        tracing::info!(
+            ?undone,
+            "removed what the failed sync wrote into the object store"
+        );
+        self.fetched_depth =
+            Some(store::recorded_depth(&self.opts.root).unwrap_or(self.opts.depth));
+        // The object database handle still lists the deleted packs.
+        self.unmap_packs();
     }
 
     fn sync_with_repo(&mut self, first_pass: bool, budget: &Budget) -> Result<Outcome, Error> {
@@ -679,6 +744,13 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// What [`Engine::undo`] needs to know about the state before a pass.
+struct BeforePass {
+    checkpoint: store::Checkpoint,
+    published: Option<CommitHash>,
+    published_in_store: bool,
 }
 
 /// `--repo` without credentials, for `remote.origin.url`.

@@ -11,6 +11,9 @@
 //!   client that reads no answers after `--http-idle-timeout`; a
 //!   flood of idle connections against a 256-file limit never makes a sync
 //!   fail.
+//! * `shared_root` — two instances on one root (a rolling update on a shared
+//!   volume, another `--ref`, a `--one-time` by hand): the second waits or
+//!   exits, the link never breaks.
 //! * `remotes` — servers that reset or answer garbage (git:// and http://),
 //!   a deleted branch, history rewritten and the repository replaced, over
 //!   real transports.
@@ -37,6 +40,7 @@ mod full_disk;
 mod remotes;
 mod serving;
 mod slow_client;
+mod shared_root;
 mod trees;
 mod untracked;
 mod webhook_budget;

@@ -12,6 +12,8 @@ use super::{find_names, last_error, start_with_http, status, sync_count};
 use crate::support::*;
 
 const MIB: usize = 1024 * 1024;
+/// The root lock file: kept for good, unlike git's lock files.
+const ROOT_LOCK: &str = ".git-sidecar.lock";
 
 /// A tmpfs mounted on a fresh temporary directory; unmounted on drop
 /// (lazily if something still holds it).
@@ -76,7 +78,7 @@ fn compressible(n: usize) -> Vec<u8> {
 }
 
 /// Nothing a failed or interrupted sync could leave: no staging directory,
-/// no temporary link or file, no lock; only worktrees of published commits
+/// no temporary link or file, no git lock; only worktrees of published commits
 /// (the current one and at most one retired one kept for reuse), each with
 /// its admin directory.
 fn assert_nothing_left_behind(root: &Path, published: &[String], current: &str) {
@@ -95,7 +97,8 @@ fn assert_nothing_left_behind(root: &Path, published: &[String], current: &str) 
         "admin dirs without a worktree: {admin:?} vs {worktrees:?}"
     );
     let junk = find_names(root, |n| {
-        n.starts_with(".staging-") || n.contains("tmp") || n.ends_with(".lock")
+        let git_lock = n.ends_with(".lock") && n != ROOT_LOCK;
+        n.starts_with(".staging-") || n.contains("tmp") || git_lock
     });
     assert!(junk.is_empty(), "left behind in the root: {junk:?}");
 }
@@ -118,12 +121,7 @@ impl Disk {
         let fs = Tmpfs::mount("8m");
         s.root = fs.path().join("root");
         let v1 = up.commit_rich_tree("v1");
-        let (run, addr) = start_with_http(s.sidecar(&up.file_url()).args([
-            "--period",
-            "200ms",
-            "--max-failures",
-            "-1",
-        ]));
+        let (run, addr) = Self::spawn(&s, &up);
         run.wait_for_link_hash(&s.link(), &v1);
         Disk {
             up,
@@ -133,6 +131,32 @@ impl Disk {
             addr,
             published: vec![v1],
         }
+    }
+
+    fn spawn(s: &Scratch, up: &Upstream) -> (Running, String) {
+        start_with_http(s.sidecar(&up.file_url()).args([
+            "--period",
+            "200ms",
+            "--max-failures",
+            "-1",
+        ]))
+    }
+
+    /// SIGTERM (as a pod's restart sends it), then the same command again.
+    fn restart(&mut self) {
+        self.run.signal(nix::sys::signal::Signal::SIGTERM);
+        let exited = self.run.wait_timeout(DEADLINE);
+        assert!(
+            exited.is_some(),
+            "no exit after SIGTERM\n{}",
+            self.run.logs()
+        );
+        (self.run, self.addr) = Self::spawn(&self.s, &self.up);
+    }
+
+    /// The names in `<root>/.git/objects/pack`.
+    fn packs(&self) -> Vec<String> {
+        list_dir(&self.s.root.join(".git/objects/pack"))
     }
 
     fn current(&self) -> &str {
@@ -207,5 +231,56 @@ fn full_tmpfs_keeps_the_old_content_and_recovers_cleanly() {
         sync_count(&d.addr, "error"),
         d.fs.available() / 1024
     );
+    d.run.assert_running();
+}
+
+/// `n` random bytes: the pack is as big as the checked-out file.
+fn incompressible(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    fastrand::Rng::with_seed(9).fill(&mut v);
+    v
+}
+
+/// The pack fits, the checkout does not: each failed pass must take its
+/// pack away again. Before, the first pass's pack stayed (surviving
+/// restarts) and every later pass failed already at fetch time, since a
+/// shallow fetch downloads the whole pack again; freeing as much space as
+/// the commit needs was not enough.
+#[test]
+fn a_failed_checkout_takes_its_pack_away_and_a_restart_publishes() {
+    let mut d = Disk::start();
+    d.run.wait_until(DEADLINE, "the first sync reported", || {
+        sync_count(&d.addr, "success") >= 1
+    });
+    let packs_before = d.packs();
+
+    // 3 MiB free: the 2 MiB pack fits, its 2 MiB checkout does not.
+    let filler: PathBuf = d.fs.path().join("filler");
+    let fill = d.fs.available().saturating_sub(3 * MIB as u64);
+    std::fs::write(&filler, vec![0u8; fill as usize]).expect("writing the filler");
+    let v2 =
+        d.up.commit_file("big/random.bin", incompressible(2 * MIB), "v2: 2 MiB");
+    d.expect_full(&v2, 0);
+    d.run.wait_until(DEADLINE, "three failed syncs", || {
+        sync_count(&d.addr, "error") >= 3
+    });
+    // Between passes the store is as it was before v2 was fetched.
+    let mut packs = Vec::new();
+    d.run
+        .wait_until(DEADLINE, "no pack of the failed passes left", || {
+            packs = d.packs();
+            packs == packs_before
+        });
+    d.expect_full(&v2, sync_count(&d.addr, "error"));
+
+    // A restart with 2 MiB more: exactly what the commit needs beyond the 3.
+    d.restart();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&filler)
+        .expect("opening the filler");
+    file.set_len(fill.saturating_sub(2 * MIB as u64))
+        .expect("shrinking the filler");
+    d.expect_recovered(&v2);
     d.run.assert_running();
 }

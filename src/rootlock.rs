@@ -1,0 +1,160 @@
+//! One instance per root: an exclusive `flock(2)` on `<root>/.git-sidecar.lock`,
+//! held for the life of the process. Everything that deletes things in the
+//! root (stale lock files, staging directories, stale worktrees, a corrupt
+//! root) assumes it is the only writer, so a second instance on the same
+//! root (a rolling update on a shared volume, an operator's `--one-time`)
+//! must wait for the lock before it touches anything.
+//!
+//! Why a file directly in the root and not in `.git`: `.git` does not exist
+//! before the first start and is deleted and re-created when the root is
+//! found corrupt, and a lock file that is deleted while held no longer
+//! excludes anyone. The root itself is never deleted (it may be a mount
+//! point); the root-wiping code keeps this one file. Consumers read through
+//! the link, so they never see it. A regular file opened read-write (not a
+//! directory) also works on NFS, where `flock` becomes a POSIX lock that
+//! needs a writable descriptor; the kernel releases it when the holder dies,
+//! however it dies. The file holds the holder's PID and host name for the
+//! waiter's log line; it is left in place when the holder exits.
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// The lock file's name in the root.
+pub const FILE_NAME: &str = ".git-sidecar.lock";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("--root {path} exists and is not a directory: point --root at a directory")]
+    NotADirectory { path: PathBuf },
+    #[error(
+        "could not open the root lock {path}: {source} (the root must be a writable directory)"
+    )]
+    Open { path: PathBuf, source: io::Error },
+    #[error(
+        "could not lock {path}: {source} (the filesystem must support flock; on NFS, file locking must be enabled)"
+    )]
+    Lock { path: PathBuf, source: io::Error },
+}
+
+/// The held lock; released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct RootLock {
+    _file: File,
+}
+
+/// The result of one attempt.
+#[derive(Debug)]
+pub enum Attempt {
+    Acquired(RootLock),
+    /// Another process holds it; `holder` is what it wrote into the file.
+    Held {
+        holder: String,
+    },
+}
+
+/// Tries once, without blocking, to lock `root` (created if missing).
+pub fn try_acquire(root: &Path) -> Result<Attempt, Error> {
+    if let Err(source) = fs::create_dir_all(root) {
+        return Err(match root.is_dir() {
+            false if root.exists() => Error::NotADirectory {
+                path: root.to_path_buf(),
+            },
+            _ => Error::Open {
+                path: root.to_path_buf(),
+                source,
+            },
+        });
+    }
+    let path = root.join(FILE_NAME);
+    let mut file = open(&path)?;
+    match file.try_lock() {
+        Ok(()) => {
+            // Best effort: the name is only for the waiter's log line.
+            let _ = record_holder(&mut file);
+            Ok(Attempt::Acquired(RootLock { _file: file }))
+        }
+        Err(TryLockError::WouldBlock) => Ok(Attempt::Held {
+            holder: read_holder(&path),
+        }),
+        Err(TryLockError::Error(source)) => Err(Error::Lock { path, source }),
+    }
+}
+
+/// Opens read-write (NFS needs it for an exclusive lock), never through a
+/// symlink; read-only if the file belongs to another user (a local `flock`
+/// does not need write access).
+fn open(path: &Path) -> Result<File, Error> {
+    let nofollow = nix::fcntl::OFlag::O_NOFOLLOW.bits();
+    let read_write = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(nofollow)
+        .open(path);
+    match read_write {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => OpenOptions::new()
+            .read(true)
+            .custom_flags(nofollow)
+            .open(path),
+        other => other,
+    }
+    .map_err(|source| Error::Open {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn record_holder(file: &mut File) -> io::Result<()> {
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    file.set_len(0)?;
+    writeln!(file, "pid {} on {}", std::process::id(), host.trim())
+}
+
+fn read_holder(path: &Path) -> String {
+    match fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => text.trim().to_string(),
+        _ => "an unknown process".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // flock locks belong to the open file description, so a second open in
+    // the same process competes like another process would.
+    #[test]
+    fn a_second_attempt_sees_the_holder_until_it_is_released(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path().join("root");
+        let Attempt::Acquired(lock) = try_acquire(&root)? else {
+            panic!("a fresh root is free");
+        };
+        match try_acquire(&root)? {
+            Attempt::Held { holder } => {
+                assert!(
+                    holder.starts_with(&format!("pid {} on ", std::process::id())),
+                    "{holder}"
+                );
+            }
+            Attempt::Acquired(_) => panic!("the lock is held"),
+        }
+        drop(lock);
+        assert!(matches!(try_acquire(&root)?, Attempt::Acquired(_)));
+        Ok(())
+    }
+
+    #[test]
+    fn a_root_that_is_a_file_is_named() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path().join("root");
+        fs::write(&root, "x")?;
+        let e = try_acquire(&root).expect_err("a file is no root");
+        assert!(e.to_string().contains("is not a directory"), "{e}");
+        Ok(())
+    }
+}
