@@ -39,8 +39,8 @@
 mod full_disk;
 mod remotes;
 mod serving;
-mod slow_client;
 mod shared_root;
+mod slow_client;
 mod trees;
 mod untracked;
 mod webhook_budget;
