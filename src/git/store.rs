@@ -28,33 +28,8 @@ pub enum Error {
     Ref { name: &'static str, message: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error(
-        "--root {path} exists but is not a directory: point --root at a directory \
-         (git-sidecar creates it when missing) or remove what is there"
-    )]
-    RootNotADirectory { path: PathBuf },
-    #[error(
-        "could not create --root {path} as uid {uid}: {source}; make its parent directory \
-         writable for this user, or create --root beforehand (in Kubernetes: mount a \
-         volume there)"
-    )]
-    RootCreate {
-        path: PathBuf,
-        uid: u32,
-        source: io::Error,
-    },
-    #[error(
-        "--root {path} is not writable by uid {uid} (it belongs to uid {owner}, mode {mode:o}): \
-         {source}; give this user write access (in Kubernetes: securityContext.fsGroup, or \
-         runAsUser set to the volume's owner)"
-    )]
-    RootNotWritable {
-        path: PathBuf,
-        uid: u32,
-        owner: u32,
-        mode: u32,
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Root(#[from] crate::rootlock::RootError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
@@ -82,7 +57,7 @@ pub fn open_or_init(
     origin_url: &str,
     depth: u32,
 ) -> Result<(gix::Repository, Opened), Error> {
-    prepare_root(root)?;
+    crate::rootlock::prepare_root(root)?;
     let mut opened = Opened::default();
     let git_dir = root.join(".git");
     if !is_usable(root) {
@@ -108,40 +83,6 @@ pub fn open_or_init(
     Ok((repo, opened))
 }
 
-/// Creates `root` when missing and checks that this process may write in
-/// it, so that a wrong `--root` is reported as such (not as whatever write
-/// happens to fail first, with the reason lost).
-fn prepare_root(root: &Path) -> Result<(), Error> {
-    use std::os::unix::fs::MetadataExt;
-    let uid = nix::unistd::geteuid().as_raw();
-    match fs::metadata(root) {
-        Ok(meta) if !meta.is_dir() => {
-            return Err(Error::RootNotADirectory {
-                path: root.to_path_buf(),
-            })
-        }
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir_all(root).map_err(|source| Error::RootCreate {
-                path: root.to_path_buf(),
-                uid,
-                source,
-            })?;
-        }
-        Err(source) => return Err(io_err(root)(source)),
-    }
-    let access = nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK;
-    nix::unistd::access(root, access).map_err(|errno| {
-        let meta = fs::metadata(root).ok();
-        Error::RootNotWritable {
-            path: root.to_path_buf(),
-            uid,
-            owner: meta.as_ref().map_or(0, |m| m.uid()),
-            mode: meta.map_or(0, |m| m.mode() & 0o7777),
-            source: io::Error::from(errno),
-        }
-    })
-}
 
 /// Opens without reading the user's or system's git config, so the host's
 /// configuration cannot change what we do.
