@@ -24,6 +24,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
@@ -40,7 +41,7 @@ use crate::webhook::{self, Event, Rejection};
 
 /// How long a client may take to send its body, counted from its headers
 /// (waiting for room in the [`BodyBuffer`] included).
-const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The least the [`BodyBuffer`] holds, whatever `--incoming-webhook-max-body`.
 const MIN_BUFFER_BYTES: usize = 64 << 20;
 
@@ -51,6 +52,8 @@ const MIN_BUFFER_BYTES: usize = 64 << 20;
 pub(super) struct BodyBuffer {
     room: Arc<Semaphore>,
     total: u32,
+    /// [`BODY_TIMEOUT`], shorter in tests.
+    timeout: Duration,
 }
 
 impl BodyBuffer {
@@ -64,7 +67,14 @@ impl BodyBuffer {
         Self {
             room: Arc::new(Semaphore::new(total as usize)),
             total,
+            timeout: BODY_TIMEOUT,
         }
+    }
+
+    /// The same with a shorter body timeout, for tests that wait it out.
+    #[cfg(test)]
+    pub(super) fn with_timeout(self, timeout: Duration) -> Self {
+        Self { timeout, ..self }
     }
 
     /// Room for `bytes` (at most the whole buffer); waits for it, in order
@@ -132,7 +142,8 @@ pub async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let deadline = Instant::now() + BODY_TIMEOUT;
+    let timeout = state.body_buffer.timeout;
+    let deadline = Instant::now() + timeout;
     let config = &state.config.webhook;
     let reply = |code: StatusCode, provider: &str, result: &'static str, reason: String| {
         state.metrics.webhook_request(provider, result);
@@ -210,12 +221,12 @@ pub async fn handle(
             "busy",
             format!(
                 "too many webhook bodies are being received at once; none freed room within {}s; retry later",
-                BODY_TIMEOUT.as_secs()
+                timeout.as_secs()
             ),
         );
         busy.headers_mut().insert(
             header::RETRY_AFTER,
-            HeaderValue::from(BODY_TIMEOUT.as_secs()),
+            HeaderValue::from(timeout.as_secs().max(1)),
         );
         return busy;
     };
@@ -235,7 +246,7 @@ pub async fn handle(
             return refuse(StatusCode::BAD_REQUEST, provider, "bad_body", reason)
         }
         Err(_) => {
-            let reason = format!("the body did not arrive within {}s", BODY_TIMEOUT.as_secs());
+            let reason = format!("the body did not arrive within {}s", timeout.as_secs());
             return refuse(StatusCode::REQUEST_TIMEOUT, provider, "timeout", reason);
         }
     };
