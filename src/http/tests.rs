@@ -532,7 +532,9 @@ struct Feeder {
 
 impl Feeder {
     fn send(&self, chunk: Result<Bytes, std::io::Error>) {
-        self.chunks.send(chunk).expect("the body is still being read");
+        self.chunks
+            .send(chunk)
+            .expect("the body is still being read");
     }
 
     fn polled(&self) -> bool {
@@ -613,7 +615,10 @@ async fn headers_alone_refuse_before_the_body_is_read() {
         .expect("request");
     let (code, text) = h.send(req).await;
     assert_eq!(code, StatusCode::UNAUTHORIZED, "{text}");
-    assert!(!gitlab.polled(), "the body of a wrong GitLab token was read");
+    assert!(
+        !gitlab.polled(),
+        "the body of a wrong GitLab token was read"
+    );
 
     let (body, malformed) = fed();
     let (code, text) = h.send(declared_push(huge, Some("sha256=zz"), body)).await;
@@ -643,7 +648,10 @@ async fn over_a_socket_the_answer_comes_before_the_body_is_sent() {
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     assert!(answer.contains("missing_signature"), "{answer}");
     let answer = raw_exchange(addr, &head("/webhook", "X-Gitlab-Token: guess\r\n")).await;
-    assert!(answer.starts_with("HTTP/1.1 429"), "budget of 1 spent: {answer}");
+    assert!(
+        answer.starts_with("HTTP/1.1 429"),
+        "budget of 1 spent: {answer}"
+    );
     let answer = raw_exchange(addr, &head("/sync", "Authorization: Bearer nope\r\n")).await;
     assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
     cancel.cancel();
@@ -692,7 +700,10 @@ async fn unverified_bodies_share_a_bounded_buffer_and_a_valid_delivery_follows()
     ));
     settle().await;
     assert!(feeders[0].polled() && feeders[1].polled(), "two are read");
-    assert!(!feeders[2].polled(), "the third body is read before room frees");
+    assert!(
+        !feeders[2].polled(),
+        "the third body is read before room frees"
+    );
     assert_eq!(h.state.body_buffer.available(), 0);
     assert!(!valid.is_finished(), "the valid delivery waits its turn");
 
@@ -735,7 +746,10 @@ async fn a_full_buffer_answers_503_with_retry_after_and_charges_nobody() {
         let (code, headers, text) = send_to(h.state.clone(), req).await;
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{text}");
         assert!(text.contains("retry later"), "{text}");
-        assert_eq!(headers.get(header::RETRY_AFTER).map(|v| v.as_bytes()), Some(&b"1"[..]));
+        assert_eq!(
+            headers.get(header::RETRY_AFTER).map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
         assert!(!feeder.polled(), "read without room");
     }
     assert!(h
@@ -747,7 +761,10 @@ async fn a_full_buffer_answers_503_with_retry_after_and_charges_nobody() {
     let (code, text) = h.send(github_push(&push, Some(signature))).await;
     assert_eq!(code, StatusCode::ACCEPTED, "{text}");
     // Two 503s spent nothing of the budget of 1: one failure still answers 401.
-    assert_eq!(h.send(github_push(&push, None)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        h.send(github_push(&push, None)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 /// A body that breaks off (the client went away, a bad chunked encoding) is
@@ -758,8 +775,14 @@ async fn a_broken_body_is_400_and_only_a_large_one_413() {
     let h = Harness::new(config());
     let forged = format!("sha256={}", "0".repeat(64));
     let cases = [
-        (std::io::ErrorKind::ConnectionReset, "the client closed the connection"),
-        (std::io::ErrorKind::InvalidData, "the body could not be read: invalid chunk size"),
+        (
+            std::io::ErrorKind::ConnectionReset,
+            "the client closed the connection",
+        ),
+        (
+            std::io::ErrorKind::InvalidData,
+            "the body could not be read: invalid chunk size",
+        ),
     ];
     for (kind, want) in cases {
         let (body, feeder) = fed();
@@ -772,7 +795,10 @@ async fn a_broken_body_is_400_and_only_a_large_one_413() {
             .expect("request");
         let (code, text) = h.send(req).await;
         assert_eq!(code, StatusCode::BAD_REQUEST, "{kind:?}: {text}");
-        assert!(text.contains("bad_body") && text.contains(want), "{kind:?}: {text}");
+        assert!(
+            text.contains("bad_body") && text.contains(want),
+            "{kind:?}: {text}"
+        );
     }
     let (body, feeder) = fed();
     for _ in 0..3 {
@@ -784,7 +810,11 @@ async fn a_broken_body_is_400_and_only_a_large_one_413() {
         .body(body)
         .expect("request");
     let (code, text) = h.send(req).await;
-    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE, "1536 bytes over 1024: {text}");
+    assert_eq!(
+        code,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "1536 bytes over 1024: {text}"
+    );
     assert!(text.contains("too_large"), "{text}");
 }
 

@@ -251,11 +251,10 @@ pub async fn handle(
         }
     };
 
-    let (provider, event) =
-        match webhook::verify_body(admitted, &headers, &body, &state.secrets) {
-            Ok(parsed) => parsed,
-            Err((provider, rejection)) => return rejected(provider, rejection),
-        };
+    let (provider, event) = match webhook::verify_body(admitted, &headers, &body, &state.secrets) {
+        Ok(parsed) => parsed,
+        Err((provider, rejection)) => return rejected(provider, rejection),
+    };
     let provider = provider.as_str();
     let push = match event {
         Event::Ping => return reply(StatusCode::OK, provider, "ping", "pong".into()),

@@ -324,7 +324,8 @@ pub fn authenticate_headers(
     allow_unsigned: bool,
 ) -> Result<Admitted, (Provider, Rejection)> {
     let (provider, event) = detect(headers);
-    let proof = header_proof(provider, headers, secrets, allow_unsigned).map_err(|r| (provider, r))?;
+    let proof =
+        header_proof(provider, headers, secrets, allow_unsigned).map_err(|r| (provider, r))?;
     Ok(Admitted {
         provider,
         event,
