@@ -337,9 +337,19 @@ fn group_write_lets_a_second_user_of_the_group_share_the_root() {
     let b = up.commit_file("next.txt", "b", "b");
     let out = run_as(UID_B);
     assert!(out.status.success(), "{}", describe_output(&out));
+    // Before any git command of ours: `git status` (as root, umask 0022)
+    // would rewrite the worktree's index 0644.
+    assert_eq!(not_group_usable(&s.root), Vec::<String>::new());
     assert_eq!(assert_published_layout(&s.root, &s.link()), b);
     assert_tree_matches_commit(&s.link(), &up, &b);
-    assert_eq!(not_group_usable(&s.root), Vec::<String>::new());
+
+    // A lock file left by a run without --group-write (0644, the first
+    // user's): the second user opens it read-only, and flock still works.
+    let lock = s.root.join(".git-sidecar.lock");
+    fs::set_permissions(&lock, fs::Permissions::from_mode(0o644)).expect("chmod lock");
+    let out = run_as(UID_B);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert_eq!(s.published().as_deref(), Some(b.as_str()));
 }
 
 /// `--error-file` is written 0644, or 0664 with `--group-write`, as git-sync does.
