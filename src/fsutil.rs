@@ -112,8 +112,16 @@ mod tests {
     fn widened_mode_gives_the_group_what_the_owner_has() {
         assert_eq!(widened_mode(0o100600, 0o002), 0o100664);
         assert_eq!(widened_mode(0o100600, 0o022), 0o100644);
-        assert_eq!(widened_mode(0o100400, 0o002), 0o100444, "read-only stays so");
+        assert_eq!(
+            widened_mode(0o100400, 0o002),
+            0o100444,
+            "read-only stays so"
+        );
         assert_eq!(widened_mode(0o040700, 0o002), 0o040775);
-        assert_eq!(widened_mode(0o100664, 0o022), 0o100664, "bits are never removed");
+        assert_eq!(
+            widened_mode(0o100664, 0o022),
+            0o100664,
+            "bits are never removed"
+        );
     }
 }

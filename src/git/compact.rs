@@ -413,7 +413,8 @@ mod tests {
     }
 
     #[test]
-    fn reflog_entries_naming_dropped_commits_are_dropped() -> Result<(), Box<dyn std::error::Error>> {
+    fn reflog_entries_naming_dropped_commits_are_dropped() -> Result<(), Box<dyn std::error::Error>>
+    {
         let dir = tempfile::tempdir()?;
         let (a, b, gone) = ("a".repeat(40), "b".repeat(40), "c".repeat(40));
         let null = "0".repeat(40);
@@ -421,7 +422,10 @@ mod tests {
         let keep_me = [line(&null, &a), line(&a, &b)].concat();
         let log = dir.path().join("worktrees/x/logs/HEAD");
         fs::create_dir_all(log.parent().expect("parent"))?;
-        fs::write(&log, [line(&null, &gone), line(&gone, &a), keep_me.clone()].concat())?;
+        fs::write(
+            &log,
+            [line(&null, &gone), line(&gone, &a), keep_me.clone()].concat(),
+        )?;
         let branch = dir.path().join("logs/refs/heads/git-sync");
         fs::create_dir_all(branch.parent().expect("parent"))?;
         fs::write(&branch, [keep_me.clone(), line(&b, &gone)].concat())?;

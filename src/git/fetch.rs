@@ -215,7 +215,10 @@ fn settle_pack(bundle: &gix::odb::pack::bundle::write::Outcome) -> Result<(), Er
             _ => {}
         }
     }
-    for path in [&bundle.data_path, &bundle.index_path].into_iter().flatten() {
+    for path in [&bundle.data_path, &bundle.index_path]
+        .into_iter()
+        .flatten()
+    {
         crate::fsutil::apply_umask(path)
             .map_err(|e| Error::Store(format!("{}: {e}", path.display())))?;
     }

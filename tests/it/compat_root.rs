@@ -130,7 +130,11 @@ impl GitSyncGit {
     /// recreates the worktree when a worktree check fails. Returns what
     /// failed.
     fn startup_checks(&self, root: &Path, link: &Path, repo: &str) -> Result<(), String> {
-        if fs::read_dir(root).map_err(|e| e.to_string())?.next().is_none() {
+        if fs::read_dir(root)
+            .map_err(|e| e.to_string())?
+            .next()
+            .is_none()
+        {
             return Err("root is empty".into());
         }
         // sanityCheckRepo: the root is its own top level...
