@@ -72,6 +72,7 @@ pub fn open_or_init(
         opened.reinitialized = true;
     }
     opened.stale_locks = remove_stale_locks(&git_dir);
+    widen_modes(&git_dir);
     write_config(&git_dir, origin_url, depth)?;
     let repo = open(root)?;
     if !opened.reinitialized && !history_is_complete(&repo) {
@@ -151,6 +152,33 @@ fn init(root: &Path) -> Result<(), Error> {
     })?;
     let head = root.join(".git/HEAD");
     fs::write(&head, format!("ref: {BRANCH}\n")).map_err(io_err(&head))
+}
+
+/// Gives every file and directory in the git dir that this user owns the
+/// mode the umask asks for (see [`crate::fsutil`]): earlier versions left
+/// packs, the config and the shallow file 0600, which another user of the
+/// group (`--group-write`) cannot read. Best effort: only what needs it is
+/// changed, and files of other users are left alone.
+fn widen_modes(git_dir: &Path) {
+    let uid = nix::unistd::geteuid().as_raw();
+    let mut stack = vec![git_dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            use std::os::unix::fs::MetadataExt;
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+            if meta.uid() == uid && (meta.is_dir() || meta.is_file()) {
+                let _ = crate::fsutil::apply_umask(&entry.path());
+            }
+        }
+    }
 }
 
 /// Removes `*.lock` files a killed process may have left in the git dir.

@@ -17,6 +17,7 @@ mod harness;
 mod auth;
 mod auth_more;
 mod campaign;
+mod compat_root;
 mod config;
 mod disk;
 mod examples;
