@@ -148,7 +148,11 @@ impl Layout {
     /// Deletes everything in `.worktrees/` except the published worktree,
     /// the parked spare (if `keep_spare`) and anything younger than
     /// `stale_after` (by mtime). Returns what was removed.
-    pub fn remove_stale(&self, stale_after: Duration, keep_spare: bool) -> Result<Vec<String>, Error> {
+    pub fn remove_stale(
+        &self,
+        stale_after: Duration,
+        keep_spare: bool,
+    ) -> Result<Vec<String>, Error> {
         let current = self.current();
         let dir = self.worktrees_dir();
         let mut removed = Vec::new();
@@ -387,11 +391,17 @@ mod tests {
         assert_eq!(removed, vec![hash('c').to_string()]);
         let new = hash('d');
         assert!(layout.claim_spare(&new)?);
-        assert_eq!(fs::read_to_string(layout.staging(&new).join("f"))?, hash('b').as_str());
+        assert_eq!(
+            fs::read_to_string(layout.staging(&new).join("f"))?,
+            hash('b').as_str()
+        );
         assert!(!layout.claim_spare(&new)?, "claimed once");
         // Without a spare to keep, a leftover `.spare` is junk.
         fs::create_dir(layout.spare())?;
-        assert_eq!(layout.remove_stale(Duration::ZERO, false)?, vec![SPARE.to_string()]);
+        assert_eq!(
+            layout.remove_stale(Duration::ZERO, false)?,
+            vec![SPARE.to_string()]
+        );
         Ok(())
     }
 

@@ -102,7 +102,7 @@ fn assert_gone_but_reused(timeout: &str) {
         );
         assert_eq!(
             list_dir(&s.root.join(".git/worktrees")),
-            [sha.clone()],
+            std::slice::from_ref(&sha),
             "admin dirs: {}",
             describe(&s, &run)
         );
