@@ -230,3 +230,36 @@ fn a_reverted_large_file_leaves_the_store() {
 fn a_force_pushed_away_large_file_leaves_the_store_after_the_timeout() {
     assert_store_shrinks_back("2s", false);
 }
+
+/// A spare left by a previous process is not trusted: a new process removes
+/// it and its admin files at start-up, and the next commit is checked out
+/// in full and exact.
+#[test]
+fn a_new_process_removes_the_spare_it_finds() {
+    let up = Upstream::new();
+    let a = up.commit_file("f", "a\n", "a");
+    let s = Scratch::new();
+    let sidecar = || s.sidecar(&up.file_url()).args(["--period", "100ms"]);
+    let run = sidecar().spawn();
+    run.wait_for_link_hash(&s.link(), &a);
+    let b = up.commit_file("f", "b\n", "b");
+    run.wait_for_link_hash(&s.link(), &b);
+    let spare_admin = s.root.join(".git/git-sidecar-spare");
+    run.wait_until(DEADLINE, "a's tree parked as the spare", || {
+        s.worktrees().join(".spare").is_dir() && spare_admin.join("index").is_file()
+    });
+    run.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(run.wait_timeout(DEADLINE).is_some(), "{}", run.logs());
+    drop(run);
+
+    let run = sidecar().spawn();
+    run.wait_until(DEADLINE, "the old spare removed at start-up", || {
+        !s.worktrees().join(".spare").exists() && !spare_admin.exists()
+    });
+    let c = up.commit_file("f", "c\n", "c");
+    run.wait_for_link_hash(&s.link(), &c);
+    assert_tree_matches_commit(&s.link(), &up, &c);
+    run.wait_until(DEADLINE, "only c listed by git", || {
+        git_sees_only(&s, &[&c])
+    });
+}
