@@ -308,8 +308,11 @@ impl Engine {
         }
         self.layout.prepare()?;
         if !self.spare.as_ref().is_some_and(|s| s.parked) {
-            // A spare left by another process is not trusted: it goes.
-            publish::remove_any(&self.layout.spare())?;
+            // A spare left by another process is not trusted: it goes (the
+            // clean-up retries what fails here).
+            if let Err(e) = publish::remove_any(&self.layout.spare()) {
+                tracing::warn!(error = %e, "could not remove a leftover spare");
+            }
             if let Err(e) = store::discard_spare_admin(&self.opts.root) {
                 tracing::warn!(error = %e, "could not remove a leftover spare's admin files");
             }
