@@ -28,6 +28,10 @@ const SLACK_BYTES: u64 = 1 << 20;
 const GROWTH_FACTOR: u64 = 2;
 /// ...or when there are this many packs (each costs a file handle and a lookup).
 const MAX_PACKS: usize = 16;
+/// ...or when objects no kept commit needs outweigh this fraction of the
+/// store (and `SLACK_BYTES`): what a kept commit no longer reaches goes,
+/// as after git-sync's `git gc`, without a rewrite at every publish.
+const GARBAGE_SHARE: u64 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -73,11 +77,17 @@ pub fn stats(git_dir: &Path) -> PackStats {
     stats
 }
 
-/// Whether the store has grown enough since `baseline_bytes` to be worth compacting.
-pub fn is_due(now: PackStats, baseline_bytes: u64) -> bool {
-    now.packs > 1
-        && (now.packs >= MAX_PACKS || now.bytes > baseline_bytes * GROWTH_FACTOR + SLACK_BYTES)
-        || now.loose > 0 && now.packs >= 1
+/// Whether the store is worth compacting: it has grown past twice its size
+/// at the last compaction (plus slack), or to [`MAX_PACKS`] packs, or
+/// `garbage_bytes` (objects no kept commit needs any more, see
+/// [`super::garbage`]) exceed a [`GARBAGE_SHARE`]th of what is still needed
+/// (and the slack), or there are loose objects.
+pub fn is_due(now: PackStats, baseline_bytes: u64, garbage_bytes: u64) -> bool {
+    let grown = now.packs > 1
+        && (now.packs >= MAX_PACKS || now.bytes > baseline_bytes * GROWTH_FACTOR + SLACK_BYTES);
+    let needed = now.bytes.saturating_sub(garbage_bytes);
+    let wasteful = now.packs >= 1 && garbage_bytes > SLACK_BYTES.max(needed / GARBAGE_SHARE);
+    grown || wasteful || now.loose > 0 && now.packs >= 1
 }
 
 /// Whether there is anything to compact at all: more than one pack, or loose objects.
@@ -447,11 +457,29 @@ mod tests {
             loose: 0,
         };
         assert!(
-            !is_due(s(1, 100 << 20), 1 << 20),
+            !is_due(s(1, 100 << 20), 1 << 20, 0),
             "one pack is already compact"
         );
-        assert!(!is_due(s(2, 3 << 20), 2 << 20), "within 2x + slack");
-        assert!(is_due(s(2, 10 << 20), 2 << 20));
-        assert!(is_due(s(MAX_PACKS, 1), 1));
+        assert!(!is_due(s(2, 3 << 20), 2 << 20, 0), "within 2x + slack");
+        assert!(is_due(s(2, 10 << 20), 2 << 20, 0));
+        assert!(is_due(s(MAX_PACKS, 1), 1, 0));
+    }
+
+    /// A 4 MiB file committed and reverted in a small repository: one pack,
+    /// no growth since it was compacted with the file, but the file is garbage.
+    #[test]
+    fn due_when_garbage_outweighs_what_is_needed() {
+        let one = |bytes| PackStats {
+            packs: 1,
+            bytes,
+            loose: 0,
+        };
+        let store = (4 << 20) + (100 << 10);
+        assert!(!is_due(one(store), store, 0));
+        assert!(is_due(one(store), store, 4 << 20));
+        // Under the slack, or a small share of a large store: not yet.
+        assert!(!is_due(one(store), store, 512 << 10));
+        assert!(!is_due(one(100 << 20), 100 << 20, 10 << 20));
+        assert!(is_due(one(100 << 20), 100 << 20, 30 << 20));
     }
 }

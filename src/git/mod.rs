@@ -13,11 +13,13 @@
 //! - [`sparse`]: which paths a sparse checkout writes
 //! - [`store`]: the root repository: open, init, repair, refs
 //! - [`compact`]: keep the object store bounded
+//! - [`garbage`]: how much of the store no kept commit needs
 //! - [`submodules`]: check submodules out into a worktree, their stores
 
 pub mod compact;
 pub mod credentials;
 pub mod fetch;
+pub mod garbage;
 pub mod http_settings;
 pub mod probe;
 pub mod sparse;

@@ -431,6 +431,26 @@ pub fn admin_dir(root: &Path, name: &str) -> PathBuf {
     root.join(".git/worktrees").join(name)
 }
 
+/// Where the parked spare's admin files (its index, submodule records) are
+/// kept: outside `.git/worktrees`, so `git worktree list` and `git fsck`
+/// do not see a worktree that is gone, and nothing there keeps its objects.
+pub fn spare_admin_dir(root: &Path) -> PathBuf {
+    root.join(".git/git-sidecar-spare")
+}
+
+/// Moves the admin directory of the worktree `name` to [`spare_admin_dir`]
+/// (replacing what was there).
+pub fn park_admin(root: &Path, name: &str) -> io::Result<()> {
+    let to = spare_admin_dir(root);
+    crate::fsutil::remove_any(&to)?;
+    fs::rename(admin_dir(root, name), &to)
+}
+
+/// Removes the parked spare's admin files, if any.
+pub fn discard_spare_admin(root: &Path) -> io::Result<()> {
+    crate::fsutil::remove_any(&spare_admin_dir(root))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,7 @@ mod loop_semantics;
 mod manifests;
 mod messages;
 mod refs_depth;
+mod retire;
 mod reuse;
 mod sparse;
 mod ssh;

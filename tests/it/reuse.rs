@@ -184,7 +184,8 @@ fn writes_into_published_trees_and_spares_are_gone_from_later_trees() {
         let wrote = scribble::scribble(&s.worktrees().join(&published), i);
         assert_eq!(wrote, 8, "round {i}: writes into the published tree");
         for name in list_dir(&s.worktrees()) {
-            if name == published || name.starts_with('.') {
+            // The spare is hidden (`.spare`); staging dirs are not trees.
+            if name == published || name.starts_with(".staging-") {
                 continue;
             }
             let spare = s.worktrees().join(&name);
