@@ -126,7 +126,12 @@ async fn exechook_and_webhook_retry_at_exactly_their_backoff() {
     let t0 = tokio::time::Instant::now();
     let (runners, seen) = scripted_runners(&config, t0, 5);
     let metrics = Arc::new(Metrics::new());
-    let hooks = Hooks::spawn(runners, Arc::clone(&metrics), false, CancellationToken::new());
+    let hooks = Hooks::spawn(
+        runners,
+        Arc::clone(&metrics),
+        false,
+        CancellationToken::new(),
+    );
     hooks.notify(publish(HASH_A, Path::new("/")));
     // Long enough for far more attempts than six if they were too close.
     tokio::time::sleep(Duration::from_secs(600)).await;
@@ -135,7 +140,10 @@ async fn exechook_and_webhook_retry_at_exactly_their_backoff() {
         let attempts = attempts.lock().expect("lock").clone();
         let step = if name == "exechook" { 3 } else { 5 };
         let expected: Vec<Duration> = (0..6).map(|k| s(k * step)).collect();
-        assert_eq!(attempts, expected, "{name}: attempt times (5 failures, then success)");
+        assert_eq!(
+            attempts, expected,
+            "{name}: attempt times (5 failures, then success)"
+        );
         assert_eq!(hook_count(&metrics, name, "error"), 5, "{name}");
         assert_eq!(hook_count(&metrics, name, "success"), 1, "{name}");
     }
@@ -163,7 +171,12 @@ async fn a_retry_after_the_backoff_takes_the_newest_publish() {
             Ok(())
         }
     }));
-    let hooks = Hooks::spawn(runners, Arc::new(Metrics::new()), false, CancellationToken::new());
+    let hooks = Hooks::spawn(
+        runners,
+        Arc::new(Metrics::new()),
+        false,
+        CancellationToken::new(),
+    );
     hooks.notify(publish(HASH_A, Path::new("/")));
     tokio::time::sleep(Duration::from_millis(4500)).await;
     hooks.notify(publish(HASH_B, Path::new("/")));

@@ -881,7 +881,10 @@ fn pre_publish_gate_refusing_keeps_old_content_and_retries_at_its_backoff() {
         )
     };
     assert_eq!(
-        lines(&gate_log).first().and_then(|l| l.split_once('\t')).map(|(_, l)| l.to_string()),
+        lines(&gate_log)
+            .first()
+            .and_then(|l| l.split_once('\t'))
+            .map(|(_, l)| l.to_string()),
         Some(format!("{}\t{a}", worktree_of(&s, &a))),
         "the gate runs in the new worktree before A is published\n{}",
         ctx()
@@ -930,7 +933,12 @@ fn pre_publish_gate_refusing_keeps_old_content_and_retries_at_its_backoff() {
     let b_times: Vec<f64> = lines(&gate_log)
         .iter()
         .filter(|l| l.ends_with(&format!("\t{b}")))
-        .map(|l| l.split('\t').next().and_then(|t| t.parse().ok()).expect("gate log time"))
+        .map(|l| {
+            l.split('\t')
+                .next()
+                .and_then(|t| t.parse().ok())
+                .expect("gate log time")
+        })
         .collect();
     for w in b_times.windows(2) {
         assert!(
@@ -1005,7 +1013,7 @@ fn pre_publish_gate_failing_twice_publishes_the_same_commit_at_its_backoff() {
     let a = up.commit_file("f", "1", "a");
     let s = Scratch::new();
     let (gate_log, gate_log_s) = scratch_path(&s, "gate.log");
-    let (count, count_s) = scratch_path(&s, "b-runs");
+    let (_, count_s) = scratch_path(&s, "b-runs");
     let link_s = s.link().to_str().expect("utf-8 temp path").to_string();
     let gate = script(
         &s,
@@ -1038,14 +1046,24 @@ fn pre_publish_gate_failing_twice_publishes_the_same_commit_at_its_backoff() {
     assert_eq!(runs.len(), 3, "two refusals, then success\n{}", ctx());
     for f in &runs {
         assert_eq!(f.len(), 5, "{}", ctx());
-        assert_eq!(f[2], worktree_of(&s, &b), "runs in the new worktree\n{}", ctx());
+        assert_eq!(
+            f[2],
+            worktree_of(&s, &b),
+            "runs in the new worktree\n{}",
+            ctx()
+        );
         assert!(
             f[3].ends_with(&format!(".worktrees/{a}")),
             "while the gate runs, the link still points at A: {}\n{}",
             f[3],
             ctx()
         );
-        assert_eq!(f[4], "from the sidecar's environment", "inherits our environment\n{}", ctx());
+        assert_eq!(
+            f[4],
+            "from the sidecar's environment",
+            "inherits our environment\n{}",
+            ctx()
+        );
     }
     let times: Vec<f64> = runs.iter().map(|f| f[0].parse().expect("time")).collect();
     for w in times.windows(2) {
@@ -1057,8 +1075,18 @@ fn pre_publish_gate_failing_twice_publishes_the_same_commit_at_its_backoff() {
         );
     }
     assert_tree_matches_commit(&s.link(), &up, &b);
-    assert_eq!(hook_runs(&addr, "pre-publish-exechook", "error"), 2, "{}", metrics_text(&addr));
-    assert_eq!(hook_runs(&addr, "pre-publish-exechook", "success"), 2, "{}", metrics_text(&addr));
+    assert_eq!(
+        hook_runs(&addr, "pre-publish-exechook", "error"),
+        2,
+        "{}",
+        metrics_text(&addr)
+    );
+    assert_eq!(
+        hook_runs(&addr, "pre-publish-exechook", "success"),
+        2,
+        "{}",
+        metrics_text(&addr)
+    );
     run.assert_running();
 }
 
@@ -1088,7 +1116,10 @@ fn exechook_retries_come_at_exactly_the_backoff() {
         .arg(&hook)
         .spawn();
     wait_for_lines(&run, &log, "five runs of the exechook", |l| l.len() >= 5);
-    let times: Vec<f64> = lines(&log).iter().map(|l| l.parse().expect("time")).collect();
+    let times: Vec<f64> = lines(&log)
+        .iter()
+        .map(|l| l.parse().expect("time"))
+        .collect();
     for w in times.windows(2) {
         let gap = w[1] - w[0];
         assert!(
