@@ -202,8 +202,12 @@ enum Action {
     /// checked in tokio's paused (virtual) time, where real programs and
     /// sockets cannot run.
     #[cfg(test)]
-    Scripted(Arc<dyn Fn(&Publish) -> Result<(), String> + Send + Sync>),
+    Scripted(Arc<ScriptedAttempt>),
 }
+
+/// Tests only: one in-process attempt.
+#[cfg(test)]
+type ScriptedAttempt = dyn Fn(&Publish) -> Result<(), String> + Send + Sync;
 
 impl Action {
     async fn run(&self, publish: &Publish) -> Result<(), String> {
