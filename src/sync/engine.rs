@@ -92,12 +92,17 @@ pub enum Error {
     Publish(#[from] publish::Error),
     #[error("internal error (a bug, please report it): {0}")]
     Panic(String),
-    #[error("the pre-publish hook refused {hash}; {}: {message}", gate_consequence(*.first))]
+    #[error("the pre-publish hook refused {hash}; {}: {message}", gate_consequence(published.is_none()))]
     Gate {
         hash: CommitHash,
         message: String,
-        /// Nothing was published yet (so nothing "stays published").
-        first: bool,
+        /// What stays published (nothing yet: nothing "stays published").
+        published: Option<CommitHash>,
+        /// When the gate is due to run again for `hash` (its backoff after
+        /// the refusal), unless the ref moves first.
+        retry_in: Duration,
+        /// The gate ran in this pass (false: an earlier refusal still holds).
+        ran: bool,
     },
 }
 
@@ -120,6 +125,15 @@ impl Error {
     }
 }
 
+/// A refusal of the pre-publish gate.
+#[derive(Debug, Clone)]
+struct Refusal {
+    hash: CommitHash,
+    message: String,
+    /// When the refusing run ended (the backoff counts from there).
+    at: Instant,
+}
+
 /// State kept between passes.
 pub struct Engine {
     opts: Options,
@@ -128,9 +142,11 @@ pub struct Engine {
     repo: Option<gix::Repository>,
     /// Pack size right after the last compaction (or first fetch).
     compacted_bytes: u64,
-    /// A commit the pre-publish gate refused, and why: not rebuilt or re-run
-    /// while the remote still points at it.
-    rejected: Option<(CommitHash, String)>,
+    /// The commit the pre-publish gate refused last: while the remote points
+    /// at it, the gate runs again once its backoff has passed since the
+    /// refusal (as git-sync's hook runner retries); passes in between
+    /// report the refusal without rebuilding anything.
+    rejected: Option<Refusal>,
     /// For the gate's `git_sync_hook_run_count_total{name="pre-publish-exechook"}`.
     metrics: Arc<Metrics>,
     /// The depth recorded in `<root>/.git/config` (read once when opening).
@@ -434,22 +450,7 @@ impl Engine {
         if current.as_ref() == Some(&hash) {
             tracing::warn!(%hash, "published worktree is missing or was modified; rebuilding it");
         }
-        // A refusal holds while the remote points at that commit; once the
-        // ref has moved, a later return to it is judged afresh.
-        if self
-            .rejected
-            .as_ref()
-            .is_some_and(|(refused, _)| *refused != hash)
-        {
-            self.rejected = None;
-        }
-        if let Some((_, message)) = &self.rejected {
-            return Err(Error::Gate {
-                hash,
-                message: message.clone(),
-                first: current.is_none(),
-            });
-        }
+        self.held_by_gate(&hash, current.as_ref())?;
         let submodule_stores = self.build_worktree(commit, &hash, budget)?;
         self.run_gate(&hash, current.as_ref())?;
         self.layout.publish(&hash)?;
@@ -530,11 +531,42 @@ impl Engine {
         }
     }
 
+    /// `Err` while an earlier refusal of `hash` holds (its backoff has not
+    /// passed yet). Once the ref has moved, the refusal is forgotten: the new
+    /// commit is tried at once, and a later return to the refused one is
+    /// judged afresh. When the backoff has passed, the pass goes on and
+    /// rebuilds the worktree (the gate may have written into the old one)
+    /// and runs the gate again.
+    fn held_by_gate(
+        &mut self,
+        hash: &CommitHash,
+        published: Option<&CommitHash>,
+    ) -> Result<(), Error> {
+        if self.rejected.as_ref().is_some_and(|r| r.hash != *hash) {
+            self.rejected = None;
+        }
+        let (Some(refusal), Some(gate)) = (&self.rejected, &self.opts.pre_publish) else {
+            return Ok(());
+        };
+        let since = refusal.at.elapsed();
+        if since >= gate.backoff {
+            return Ok(());
+        }
+        Err(Error::Gate {
+            hash: hash.clone(),
+            message: refusal.message.clone(),
+            published: published.cloned(),
+            retry_in: gate.backoff - since,
+            ran: false,
+        })
+    }
+
     /// The pre-publish gate, in the new worktree, before the link moves.
     fn run_gate(&mut self, hash: &CommitHash, previous: Option<&CommitHash>) -> Result<(), Error> {
         let Some(gate) = &self.opts.pre_publish else {
             return Ok(());
         };
+        let backoff = gate.backoff;
         let publish = hooks::Publish {
             hash: hash.to_string(),
             previous: previous.map(|p| p.to_string()),
@@ -546,13 +578,21 @@ impl Engine {
         self.metrics
             .hook_run("pre-publish-exechook", verdict.is_ok());
         verdict.map_err(|message| {
-            self.rejected = Some((hash.clone(), message.clone()));
+            self.rejected = Some(Refusal {
+                hash: hash.clone(),
+                message: message.clone(),
+                at: Instant::now(),
+            });
             Error::Gate {
                 hash: hash.clone(),
                 message,
-                first: previous.is_none(),
+                published: previous.cloned(),
+                retry_in: backoff,
+                ran: true,
             }
-        })
+        })?;
+        self.rejected = None;
+        Ok(())
     }
 
     fn worktree_is_healthy(&mut self, hash: &CommitHash, commit: ObjectId, deep: bool) -> bool {
