@@ -298,7 +298,12 @@ impl Engine {
             store::open_or_init(&self.opts.root, &origin_url(&self.opts.repo), depth)?;
         self.fetched_depth = Some(depth);
         if opened != store::Opened::default() {
-            tracing::info!(?opened, "repaired the root repository");
+            tracing::info!(
+                reinitialized = opened.reinitialized,
+                objects_reset = opened.objects_reset,
+                stale_locks = opened.stale_locks,
+                "repaired the root repository"
+            );
         }
         self.layout.prepare()?;
         self.compacted_bytes = compact::stats(repo.git_dir()).bytes;
@@ -344,7 +349,7 @@ impl Engine {
             return;
         }
         tracing::info!(
-            ?undone,
+            undone = ?crate::logging::json(&undone),
             "removed what the failed sync wrote into the object store"
         );
         self.fetched_depth =
@@ -563,7 +568,7 @@ impl Engine {
         if !planned.skipped_links.is_empty() {
             tracing::warn!(
                 %hash,
-                links = ?planned.skipped_links,
+                links = ?crate::logging::json(&planned.skipped_links),
                 "left out symlinks that point outside the worktree (--escaping-symlinks=skip)"
             );
         }
@@ -700,7 +705,7 @@ impl Engine {
             .layout
             .remove_stale(self.opts.stale_worktree_timeout, self.spare.as_ref())?;
         if !removed.is_empty() {
-            tracing::info!(?removed, "removed stale worktrees");
+            tracing::info!(removed = ?crate::logging::json(&removed), "removed stale worktrees");
         }
         store::prune_worktree_admin(&self.opts.root, &self.layout.worktrees_dir());
         if let Some(used) = self.submodule_stores.take() {
