@@ -320,7 +320,10 @@ mod tests {
             keys(&raw[0]),
             ["logger", "ts", "caller", "msg", "error", "attempt"]
         );
-        let lines: Vec<Value> = raw.iter().map(|l| serde_json::from_str(l).expect("JSON")).collect();
+        let lines: Vec<Value> = raw
+            .iter()
+            .map(|l| serde_json::from_str(l).expect("JSON"))
+            .collect();
         let first = &lines[0];
         assert_eq!(first["error"], "boom");
         assert_eq!(lines[1]["error"], Value::Null);
