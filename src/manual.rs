@@ -26,7 +26,9 @@ pub fn requested(args: &[OsString]) -> bool {
 
 /// The manual's text.
 pub fn render() -> String {
-    let cmd = Cli::command();
+    let mut cmd = Cli::command();
+    // Adds clap's own --help and --version.
+    cmd.build();
     let mut out = String::new();
     section(&mut out, "NAME");
     let about = cmd.get_about().map(ToString::to_string).unwrap_or_default();
@@ -141,7 +143,11 @@ fn deprecated(out: &mut String, cmd: &clap::Command) {
         let Some(advice) = cli::v3_replacement(arg.get_id().as_str()) else {
             continue;
         };
-        let _ = writeln!(out, "    --{long}");
+        let mut head = format!("    --{long}");
+        for env in cli::legacy_env_names(arg.get_id().as_str()) {
+            let _ = write!(head, ", ${env}");
+        }
+        let _ = writeln!(out, "{head}");
         wrap(out, advice, INDENT);
         out.push('\n');
     }
