@@ -1015,6 +1015,10 @@ pub struct Cli {
     #[arg(short = '?', action = ArgAction::Help, hide = true)]
     help_alias: Option<bool>,
 
+    /// Print the full manual (every flag, the on-disk layout, hooks, webhooks) and exit
+    #[arg(long, action = ArgAction::SetTrue)]
+    pub man: bool,
+
     /// Filled by [`Cli::try_parse_with_env`].
     #[arg(skip)]
     pub provenance: Provenance,
@@ -1072,11 +1076,13 @@ raw_setters! {
     ],
 }
 
-fn is_help_or_version(arg: &clap::Arg) -> bool {
+/// The arguments that print something and exit (`--help`, `--version`,
+/// `--man`): no environment variable, no configuration.
+pub fn is_help_or_version(arg: &clap::Arg) -> bool {
     matches!(
         arg.get_action(),
         ArgAction::Help | ArgAction::HelpShort | ArgAction::HelpLong | ArgAction::Version
-    )
+    ) || arg.get_id() == "man"
 }
 
 /// The canonical environment name of an argument (from its clap `env`).

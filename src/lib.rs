@@ -13,6 +13,7 @@
 //! - [`webhook`] forge webhook verification and payload parsing (pure)
 //! - [`auth`] which credentials and http settings each connection gets
 //! - [`rootlock`] one instance per root (held before anything is touched)
+//! - [`manual`] the `--man` text, generated from [`cli`]
 //! - [`logging`], [`fsutil`], [`memory`], [`types`] leaves
 
 // Unsafe code is denied everywhere but two allocator calls in `memory`.
@@ -27,6 +28,7 @@ pub mod git;
 pub mod hooks;
 pub mod http;
 pub mod logging;
+pub mod manual;
 pub mod memory;
 pub mod metrics;
 pub mod publish;

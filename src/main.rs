@@ -1,18 +1,24 @@
 //! The `git-sidecar` binary: parse and validate flags, set up logging, run
 //! the app on a small tokio runtime, map the result to an exit code.
 
+use std::ffi::OsString;
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use git_sidecar::config::{self, Config};
 use git_sidecar::sync::Exit;
-use git_sidecar::{app, logging};
+use git_sidecar::{app, logging, manual};
 
 fn main() -> ExitCode {
     git_sidecar::memory::limit_arenas();
-    let config = match config::load(std::env::args_os().collect(), &|name| {
-        std::env::var(name).ok()
-    }) {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if manual::requested(&args) {
+        // Like --help: to stdout, exit 0; a closed pipe (`| head`) is no error.
+        let _ = std::io::stdout().write_all(manual::render().as_bytes());
+        return ExitCode::SUCCESS;
+    }
+    let config = match config::load(args, &|name| std::env::var(name).ok()) {
         Ok(config) => config,
         Err(config::LoadError::Clap(e)) => e.exit(),
         Err(config::LoadError::Invalid(e)) => {

@@ -197,7 +197,7 @@ pub fn populate(
     if !done.skipped_links.is_empty() {
         tracing::warn!(
             %commit,
-            links = ?done.skipped_links,
+            links = ?crate::logging::json(&done.skipped_links),
             "left out symlinks that point outside the worktree with its submodules \
              (--escaping-symlinks=skip)"
         );
@@ -397,7 +397,11 @@ impl Walk<'_> {
             self.budget,
         )
         .map_err(fetch_err)?;
-        tracing::info!(submodule = %sub.full, commit = %sub.commit, ?outcome, "fetched submodule");
+        let pack_bytes = match outcome {
+            fetch::Outcome::Unchanged(_) => 0,
+            fetch::Outcome::Fetched { pack_bytes, .. } => pack_bytes,
+        };
+        tracing::info!(submodule = %sub.full, commit = %sub.commit, pack_bytes, "fetched submodule");
         Ok(())
     }
 }

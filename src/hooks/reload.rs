@@ -42,7 +42,7 @@ fn signal_by_name_in(proc: &Path, name: &str, signal: i32) -> Result<(), String>
     if signalled.is_empty() {
         return Err(not_found(name));
     }
-    tracing::debug!(hook = "reload", process = name, signal = signal.as_str(), pids = ?signalled, "signalled");
+    tracing::debug!(hook = "reload", process = name, signal = signal.as_str(), pids = ?crate::logging::json(&signalled), "signalled");
     Ok(())
 }
 

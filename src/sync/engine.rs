@@ -320,7 +320,12 @@ impl Engine {
             store::open_or_init(&self.opts.root, &origin_url(&self.opts.repo), depth)?;
         self.fetched_depth = Some(depth);
         if opened != store::Opened::default() {
-            tracing::info!(?opened, "repaired the root repository");
+            tracing::info!(
+                reinitialized = opened.reinitialized,
+                objects_reset = opened.objects_reset,
+                stale_locks = opened.stale_locks,
+                "repaired the root repository"
+            );
         }
         self.layout.prepare()?;
         if !self.spare.as_ref().is_some_and(|s| s.parked) {
@@ -379,7 +384,7 @@ impl Engine {
             return;
         }
         tracing::info!(
-            ?undone,
+            undone = ?crate::logging::json(&undone),
             "removed what the failed sync wrote into the object store"
         );
         self.fetched_depth =
@@ -625,7 +630,7 @@ impl Engine {
         if !planned.skipped_links.is_empty() {
             tracing::warn!(
                 %hash,
-                links = ?planned.skipped_links,
+                links = ?crate::logging::json(&planned.skipped_links),
                 "left out symlinks that point outside the worktree (--escaping-symlinks=skip)"
             );
         }
@@ -780,7 +785,7 @@ impl Engine {
             .layout
             .remove_stale(self.opts.stale_worktree_timeout, keep_spare)?;
         if !removed.is_empty() {
-            tracing::info!(?removed, "removed stale worktrees");
+            tracing::info!(removed = ?crate::logging::json(&removed), "removed stale worktrees");
         }
         if !keep_spare {
             if let Err(e) = store::discard_spare_admin(&self.opts.root) {

@@ -48,7 +48,7 @@ pub(crate) fn sync_errors(stderr: &str) -> Vec<String> {
     stderr
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["message"] == "sync failed")
+        .filter(|v| v["msg"] == "sync failed")
         .filter_map(|v| v["error"].as_str().map(str::to_string))
         .collect()
 }

@@ -203,7 +203,7 @@ pub fn http_address_in(stderr: &str) -> Option<String> {
     stderr
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v.get("message").and_then(|m| m.as_str()) == Some("serving HTTP"))
+        .find(|v| v.get("msg").and_then(|m| m.as_str()) == Some("serving HTTP"))
         .and_then(|v| v.get("address")?.as_str().map(str::to_string))
 }
 
