@@ -220,10 +220,12 @@ const SECTIONS: &[(&str, &[&str])] = &[
              worktree, with $GITSYNC_HASH set), calls --webhook-url, and \
              signals --reload-process. Hooks run in the background: the sync \
              loop never waits for them. Each keeps only the newest commit and \
-             retries a failure after its --*-backoff. With --one-time, the exit \
-             code is 1 if a hook failed.",
+             retries a failure every --*-backoff, at exactly that interval (as \
+             git-sync does). With --one-time, the exit code is 1 if a hook failed.",
             "--pre-publish-exechook-command runs in the new worktree before the \
-             link moves: a non-zero exit keeps the old content published.",
+             link moves: a non-zero exit keeps the old content published (and \
+             ready), and the gate runs again for the same commit every \
+             --pre-publish-exechook-backoff until it passes or the ref moves.",
         ],
     ),
     (
