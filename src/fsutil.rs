@@ -1,9 +1,10 @@
 //! Small filesystem helpers: atomic file writes, directory fsync, touching,
-//! removing whatever is at a path.
+//! removing whatever is at a path (and saying what stopped a removal).
 
 use std::fs;
 use std::io::{self, Write};
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 /// Removes a file, symlink or directory tree; missing is fine.
 pub fn remove_any(path: &Path) -> io::Result<()> {
@@ -53,4 +54,48 @@ pub fn touch_file(path: &Path) -> io::Result<()> {
         .append(true)
         .open(path)?;
     touch_mtime(path)
+}
+
+/// A directory below a tree this process could not finish removing, and
+/// who owns it: what an operator needs to clear it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocker {
+    /// The directory whose entries could not be removed (or listed).
+    pub path: PathBuf,
+    pub uid: u32,
+    pub mode: u32,
+}
+
+/// After a failed removal of `path`: the first directory left below it
+/// whose entries this process may not delete (no write or search
+/// permission for its effective user). Looks only, never follows symlinks.
+pub fn blocker(path: &Path) -> Option<Blocker> {
+    use nix::unistd::{eaccess, AccessFlags};
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(meta) = fs::symlink_metadata(&dir) else {
+            continue;
+        };
+        if !meta.is_dir() {
+            continue;
+        }
+        let may_delete = eaccess(&dir, AccessFlags::W_OK | AccessFlags::X_OK).is_ok();
+        let listed = fs::read_dir(&dir).map(|rd| rd.flatten().collect::<Vec<_>>());
+        match listed {
+            Ok(entries) if may_delete || entries.is_empty() => stack.extend(
+                entries
+                    .iter()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            ),
+            _ => {
+                return Some(Blocker {
+                    path: dir,
+                    uid: meta.uid(),
+                    mode: meta.mode() & 0o7777,
+                })
+            }
+        }
+    }
+    None
 }

@@ -215,7 +215,9 @@ pub fn materialize(
         sparse,
         ..
     } = planned;
-    fs::create_dir_all(&placement.staging).map_err(io_err(&placement.staging))?;
+    // Never `create_dir_all`: a leftover there (what a consumer running as
+    // another user wrote) would be checked out into as if it were empty.
+    fs::create_dir(&placement.staging).map_err(io_err(&placement.staging))?;
     let written = checkout_files(repo, commit, &mut index, &placement.staging, true, budget)?;
     finish(commit, &mut index, sparse.as_ref(), placement)?;
     Ok(Built { written, kept: 0 })

@@ -568,12 +568,12 @@ impl Engine {
             );
         }
         let place = self.placement(hash);
-        publish::remove_any(&place.staging)?;
+        self.layout.discard(&place.staging)?;
         let built = match spare.filter(|old| self.claim(old, hash)) {
             Some(old) => self.rewrite_or_checkout(repo, planned, commit, &place, &old, budget),
-            None => worktree::materialize(repo, planned, &place, budget),
+            None => worktree::materialize(repo, planned, &place, budget).map_err(Error::from),
         };
-        let built = built.map_err(Error::from).and_then(|built| {
+        let built = built.and_then(|built| {
             Ok((
                 built,
                 self.populate_submodules(repo, commit, &place, budget)?,
@@ -582,7 +582,7 @@ impl Engine {
         let (built, populated) = match built {
             Ok(built) => built,
             Err(e) => {
-                let _ = publish::remove_any(&place.staging);
+                let _ = self.layout.discard(&place.staging);
                 return Err(e);
             }
         };
@@ -663,7 +663,9 @@ impl Engine {
     }
 
     /// Rewrites the claimed worktree of `old`; if that fails for any reason
-    /// but shutdown, starts over with a full checkout.
+    /// but shutdown, starts over with a full checkout in a new directory
+    /// (what could not be deleted of the old one is moved aside, never
+    /// checked out into).
     fn rewrite_or_checkout(
         &self,
         repo: &gix::Repository,
@@ -672,18 +674,18 @@ impl Engine {
         place: &worktree::Placement,
         old: &CommitHash,
         budget: &Budget,
-    ) -> Result<worktree::Built, worktree::Error> {
+    ) -> Result<worktree::Built, Error> {
         let old_admin = store::admin_dir(&self.opts.root, old.as_str());
         match worktree::rewrite(repo, planned, place, &old_admin, budget) {
-            Err(e @ (worktree::Error::Interrupted | worktree::Error::Timeout)) => Err(e),
+            Err(e @ (worktree::Error::Interrupted | worktree::Error::Timeout)) => Err(e.into()),
             Err(e) => {
                 tracing::warn!(error = %e, "rewriting the retired worktree failed; checking out in full");
-                let _ = publish::remove_any(&place.staging);
+                self.layout.discard(&place.staging)?;
                 let _ = publish::remove_any(&old_admin);
                 let planned = self.plan(repo, commit)?;
-                worktree::materialize(repo, planned, place, budget)
+                Ok(worktree::materialize(repo, planned, place, budget)?)
             }
-            ok => ok,
+            Ok(built) => Ok(built),
         }
     }
 
@@ -702,6 +704,7 @@ impl Engine {
         if !removed.is_empty() {
             tracing::info!(?removed, "removed stale worktrees");
         }
+        self.layout.remove_trash(false);
         store::prune_worktree_admin(&self.opts.root, &self.layout.worktrees_dir());
         if let Some(used) = self.submodule_stores.take() {
             let git_dir = self.opts.root.join(".git");
