@@ -113,7 +113,10 @@ impl Layout {
         if let Err(e) = fs::rename(path, &trash) {
             return Err(io_err("remove", path)(io::Error::new(
                 error.kind(),
-                format!("{error}; moving it aside to {} failed too: {e}", trash.display()),
+                format!(
+                    "{error}; moving it aside to {} failed too: {e}",
+                    trash.display()
+                ),
             )));
         }
         let blocker = fsutil::blocker(&trash);
@@ -154,7 +157,9 @@ impl Layout {
             }
             let path = entry.path();
             match fsutil::remove_any(&path) {
-                Ok(()) => tracing::info!(path = %path.display(), "removed a worktree that could not be removed before"),
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "removed a worktree that could not be removed before")
+                }
                 Err(error) if warn => tracing::warn!(
                     path = %path.display(),
                     error = %error,
