@@ -304,9 +304,10 @@ fn prune(
 ) -> Result<Vec<usize>, Error> {
     let found = {
         let wanted = survey::Wanted::new(new);
-        survey::survey(dir, &wanted, true, |entry, meta| {
+        let since = survey::Since::of(old);
+        survey::survey(dir, &wanted, true, |entry, meta, path| {
             old.entry_by_path(entry.path(new))
-                .is_some_and(|o| unchanged(o, entry) && survey::as_recorded(o, meta))
+                .is_some_and(|o| unchanged(o, entry) && survey::as_recorded(o, meta, path, since))
         })
         .map_err(io_err(dir))?
     };
