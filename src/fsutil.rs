@@ -99,3 +99,20 @@ pub fn blocker(path: &Path) -> Option<Blocker> {
     }
     None
 }
+
+/// Removes what can be removed of the entries of the directory `path`, each
+/// on its own. A symlink put at `path` (by whoever may write its parent) is
+/// not followed: the entries are reached through an `O_NOFOLLOW` descriptor
+/// (`/proc/self/fd/<n>`; without `/proc` nothing is removed).
+pub fn remove_entries(path: &Path) {
+    use nix::fcntl::{open, OFlag};
+    use std::os::fd::AsRawFd;
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let Ok(fd) = open(path, flags, nix::sys::stat::Mode::empty()) else {
+        return;
+    };
+    let dir = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    for child in fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let _ = remove_any(&child.path());
+    }
+}

@@ -119,6 +119,7 @@ impl Layout {
                 ),
             )));
         }
+        self.remove_trash(false);
         let blocker = fsutil::blocker(&trash);
         tracing::warn!(
             path = %path.display(),
@@ -156,6 +157,9 @@ impl Layout {
                 continue;
             }
             let path = entry.path();
+            // Each entry on its own: `remove_dir_all` stops at its first
+            // failure, which would keep all the rest of the tree on disk.
+            fsutil::remove_entries(&path);
             match fsutil::remove_any(&path) {
                 Ok(()) => {
                     tracing::info!(path = %path.display(), "removed a worktree that could not be removed before")

@@ -298,6 +298,13 @@ fn what_another_user_wrote_and_cannot_be_deleted_is_moved_aside() {
         list_dir(&s.worktrees()),
         run.logs()
     );
+    // All but what the consumer owns is gone from it.
+    assert_eq!(
+        list_dir(&s.worktrees().join(&trash[0])),
+        ["cache"],
+        "{}",
+        run.logs()
+    );
     let stderr = run.stderr();
     for expected in ["moved it aside", &advice, "Delete it as uid 54332 or root"] {
         assert!(
