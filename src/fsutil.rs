@@ -1,5 +1,6 @@
 //! Small filesystem helpers: atomic file writes, directory fsync, touching,
-//! removing whatever is at a path, and the process's file-mode policy.
+//! removing whatever is at a path (and saying what stopped a removal), and
+//! the process's file-mode policy.
 //!
 //! File modes: `--group-write` is git-sync's umask 0002 (else 0022), set
 //! once for the whole process before any thread starts. A umask is global
@@ -14,8 +15,8 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The umask set by [`set_umask`] (0022 until then, the usual default).
@@ -102,6 +103,67 @@ pub fn touch_file(path: &Path) -> io::Result<()> {
         .append(true)
         .open(path)?;
     touch_mtime(path)
+}
+
+/// A directory below a tree this process could not finish removing, and
+/// who owns it: what an operator needs to clear it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocker {
+    /// The directory whose entries could not be removed (or listed).
+    pub path: PathBuf,
+    pub uid: u32,
+    pub mode: u32,
+}
+
+/// After a failed removal of `path`: the first directory left below it
+/// whose entries this process may not delete (no write or search
+/// permission for its effective user). Looks only, never follows symlinks.
+pub fn blocker(path: &Path) -> Option<Blocker> {
+    use nix::unistd::{eaccess, AccessFlags};
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(meta) = fs::symlink_metadata(&dir) else {
+            continue;
+        };
+        if !meta.is_dir() {
+            continue;
+        }
+        let may_delete = eaccess(&dir, AccessFlags::W_OK | AccessFlags::X_OK).is_ok();
+        let listed = fs::read_dir(&dir).map(|rd| rd.flatten().collect::<Vec<_>>());
+        match listed {
+            Ok(entries) if may_delete || entries.is_empty() => stack.extend(
+                entries
+                    .iter()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            ),
+            _ => {
+                return Some(Blocker {
+                    path: dir,
+                    uid: meta.uid(),
+                    mode: meta.mode() & 0o7777,
+                })
+            }
+        }
+    }
+    None
+}
+
+/// Removes what can be removed of the entries of the directory `path`, each
+/// on its own. A symlink put at `path` (by whoever may write its parent) is
+/// not followed: the entries are reached through an `O_NOFOLLOW` descriptor
+/// (`/proc/self/fd/<n>`; without `/proc` nothing is removed).
+pub fn remove_entries(path: &Path) {
+    use nix::fcntl::{open, OFlag};
+    use std::os::fd::AsRawFd;
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let Ok(fd) = open(path, flags, nix::sys::stat::Mode::empty()) else {
+        return;
+    };
+    let dir = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    for child in fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let _ = remove_any(&child.path());
+    }
 }
 
 #[cfg(test)]

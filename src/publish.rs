@@ -6,6 +6,7 @@
 //! <root>/.worktrees/.staging-<sha>  a checkout in progress (never published)
 //! <root>/.worktrees/.spare          a retired tree past its stale timeout, kept
 //!                                   only to be rewritten for the next commit
+//! <root>/.worktrees/.trash-<sha>-<n> what could not be deleted (never published)
 //! <link> -> .worktrees/<sha>        relative symlink, swapped with rename(2)
 //! ```
 //!
@@ -28,6 +29,7 @@ const STAGING_PREFIX: &str = ".staging-";
 /// gone from `.worktrees/<sha>` (as with git-sync) but still saves a full
 /// checkout of the next commit.
 const SPARE: &str = ".spare";
+const TRASH_PREFIX: &str = ".trash-";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -101,10 +103,87 @@ impl Layout {
                 .to_string_lossy()
                 .starts_with(STAGING_PREFIX)
             {
-                remove_any(&entry.path())?;
+                self.discard(&entry.path())?;
             }
         }
+        self.remove_trash(true);
         Ok(())
+    }
+
+    /// Removes `path` (below `.worktrees/`). What cannot be removed (a
+    /// consumer running as another user wrote a directory of its own into
+    /// a worktree) is renamed to `.worktrees/.trash-<name>-<n>` with a
+    /// warning saying who owns it: nothing is ever served or checked out
+    /// from there, and its removal is retried at every cleanup. Either way
+    /// `path` is gone afterwards.
+    pub fn discard(&self, path: &Path) -> Result<(), Error> {
+        let Err(error) = fsutil::remove_any(path) else {
+            return Ok(());
+        };
+        let trash = self.trash_place(path);
+        if let Err(e) = fs::rename(path, &trash) {
+            return Err(io_err("remove", path)(io::Error::new(
+                error.kind(),
+                format!(
+                    "{error}; moving it aside to {} failed too: {e}",
+                    trash.display()
+                ),
+            )));
+        }
+        self.remove_trash(false);
+        let blocker = fsutil::blocker(&trash);
+        tracing::warn!(
+            path = %path.display(),
+            moved_to = %trash.display(),
+            error = %error,
+            "could not remove a worktree; moved it aside, where it is never served and its removal is retried at every cleanup: {}",
+            advice(blocker.as_ref())
+        );
+        Ok(())
+    }
+
+    /// A free `.worktrees/.trash-<name>-<n>` for `path`.
+    fn trash_place(&self, path: &Path) -> PathBuf {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name = name.strip_prefix(STAGING_PREFIX).unwrap_or(&name);
+        let dir = self.worktrees_dir();
+        (0..)
+            .map(|n| dir.join(format!("{TRASH_PREFIX}{name}-{n}")))
+            .find(|p| fs::symlink_metadata(p).is_err())
+            .unwrap_or_else(|| dir.join(format!("{TRASH_PREFIX}{name}")))
+    }
+
+    /// Retries removing what [`Layout::discard`] moved aside; with `warn`
+    /// (at start-up), says what is still there and why.
+    pub fn remove_trash(&self, warn: bool) {
+        let Ok(entries) = fs::read_dir(self.worktrees_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(TRASH_PREFIX) {
+                continue;
+            }
+            let path = entry.path();
+            // Each entry on its own: `remove_dir_all` stops at its first
+            // failure, which would keep all the rest of the tree on disk.
+            fsutil::remove_entries(&path);
+            match fsutil::remove_any(&path) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "removed a worktree that could not be removed before")
+                }
+                Err(error) if warn => tracing::warn!(
+                    path = %path.display(),
+                    error = %error,
+                    "a worktree moved aside earlier still cannot be removed (it is never served): {}",
+                    advice(fsutil::blocker(&path).as_ref())
+                ),
+                Err(_) => {}
+            }
+        }
     }
 
     /// Moves a finished checkout from its staging directory to its final
@@ -115,7 +194,7 @@ impl Layout {
         let target = self.worktree(hash);
         if fs::symlink_metadata(&target).is_ok() {
             exchange(&staging, &target)?;
-            remove_any(&staging)?;
+            self.discard(&staging)?;
         } else {
             fs::rename(&staging, &target).map_err(io_err("rename", &staging))?;
         }
@@ -159,11 +238,11 @@ impl Layout {
         for entry in fs::read_dir(&dir).map_err(io_err("read", &dir))?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let published = current.as_ref().is_some_and(|c| c.as_str() == name);
-            if published || (keep_spare && name == SPARE) {
+            if published || (keep_spare && name == SPARE) || name.starts_with(TRASH_PREFIX) {
                 continue;
             }
             if age(&entry.path()) >= stale_after {
-                remove_any(&entry.path())?;
+                self.discard(&entry.path())?;
                 removed.push(name);
             }
         }
@@ -216,7 +295,7 @@ impl Layout {
             return Ok(false);
         }
         let to = self.staging(new);
-        remove_any(&to)?;
+        self.discard(&to)?;
         fs::rename(&from, &to).map_err(io_err("rename", &from))?;
         Ok(true)
     }
@@ -240,6 +319,23 @@ fn age(path: &Path) -> Duration {
         .ok()
         .and_then(|m| SystemTime::now().duration_since(m).ok())
         .unwrap_or(Duration::MAX)
+}
+
+/// What to do about a tree that could not be removed, from what blocked it.
+fn advice(blocker: Option<&fsutil::Blocker>) -> String {
+    let me = nix::unistd::geteuid();
+    match blocker {
+        Some(b) => format!(
+            "{} belongs to uid {} (mode {:o}) and this process (uid {me}) may not delete what is in it: \
+             a consumer or hook running as another user wrote into a worktree. Delete it as uid {} or root, \
+             and have consumers treat worktrees as read-only (or run them as uid {me})",
+            b.path.display(),
+            b.uid,
+            b.mode,
+            b.uid
+        ),
+        None => format!("delete it by hand (this process runs as uid {me})"),
+    }
 }
 
 /// Removes a file, symlink or directory tree; missing is fine.

@@ -215,7 +215,9 @@ pub fn materialize(
         sparse,
         ..
     } = planned;
-    fs::create_dir_all(&placement.staging).map_err(io_err(&placement.staging))?;
+    // Never `create_dir_all`: a leftover there (what a consumer running as
+    // another user wrote) would be checked out into as if it were empty.
+    fs::create_dir(&placement.staging).map_err(io_err(&placement.staging))?;
     let written = checkout_files(repo, commit, &mut index, &placement.staging, true, budget)?;
     finish(commit, &mut index, sparse.as_ref(), placement)?;
     Ok(Built { written, kept: 0 })
@@ -302,9 +304,10 @@ fn prune(
 ) -> Result<Vec<usize>, Error> {
     let found = {
         let wanted = survey::Wanted::new(new);
-        survey::survey(dir, &wanted, true, |entry, meta| {
+        let since = survey::Since::of(old);
+        survey::survey(dir, &wanted, true, |entry, meta, path| {
             old.entry_by_path(entry.path(new))
-                .is_some_and(|o| unchanged(o, entry) && survey::as_recorded(o, meta))
+                .is_some_and(|o| unchanged(o, entry) && survey::as_recorded(o, meta, path, since))
         })
         .map_err(io_err(dir))?
     };

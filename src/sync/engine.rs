@@ -635,15 +635,15 @@ impl Engine {
             );
         }
         let place = self.placement(hash);
-        publish::remove_any(&place.staging)?;
+        self.layout.discard(&place.staging)?;
         let built = match spare.filter(|old| self.claim(old, hash)) {
             Some(old) => {
                 let old_admin = self.spare_admin(&old);
                 self.rewrite_or_checkout(repo, planned, commit, &place, &old_admin, budget)
             }
-            None => worktree::materialize(repo, planned, &place, budget),
+            None => worktree::materialize(repo, planned, &place, budget).map_err(Error::from),
         };
-        let built = built.map_err(Error::from).and_then(|built| {
+        let built = built.and_then(|built| {
             Ok((
                 built,
                 self.populate_submodules(repo, commit, &place, budget)?,
@@ -652,7 +652,7 @@ impl Engine {
         let (built, populated) = match built {
             Ok(built) => built,
             Err(e) => {
-                let _ = publish::remove_any(&place.staging);
+                let _ = self.layout.discard(&place.staging);
                 return Err(e);
             }
         };
@@ -746,7 +746,9 @@ impl Engine {
     }
 
     /// Rewrites the claimed spare (its admin files at `old_admin`); if that
-    /// fails for any reason but shutdown, starts over with a full checkout.
+    /// fails for any reason but shutdown, starts over with a full checkout in
+    /// a new directory (what could not be deleted of the old one is moved
+    /// aside, never checked out into).
     fn rewrite_or_checkout(
         &self,
         repo: &gix::Repository,
@@ -755,17 +757,17 @@ impl Engine {
         place: &worktree::Placement,
         old_admin: &std::path::Path,
         budget: &Budget,
-    ) -> Result<worktree::Built, worktree::Error> {
+    ) -> Result<worktree::Built, Error> {
         match worktree::rewrite(repo, planned, place, old_admin, budget) {
-            Err(e @ (worktree::Error::Interrupted | worktree::Error::Timeout)) => Err(e),
+            Err(e @ (worktree::Error::Interrupted | worktree::Error::Timeout)) => Err(e.into()),
             Err(e) => {
                 tracing::warn!(error = %e, "rewriting the retired worktree failed; checking out in full");
-                let _ = publish::remove_any(&place.staging);
+                self.layout.discard(&place.staging)?;
                 let _ = publish::remove_any(old_admin);
                 let planned = self.plan(repo, commit)?;
-                worktree::materialize(repo, planned, place, budget)
+                Ok(worktree::materialize(repo, planned, place, budget)?)
             }
-            ok => ok,
+            Ok(built) => Ok(built),
         }
     }
 
@@ -792,6 +794,7 @@ impl Engine {
                 tracing::warn!(error = %e, "could not remove the spare's admin files");
             }
         }
+        self.layout.remove_trash(false);
         store::prune_worktree_admin(&self.opts.root, &self.layout.worktrees_dir());
         if let Some(used) = self.submodule_stores.take() {
             let git_dir = self.opts.root.join(".git");

@@ -29,14 +29,6 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
 
-/// Writes an executable `/bin/sh` script `<scratch>/<name>` with `body`.
-fn script(s: &Scratch, name: &str, body: &str) -> PathBuf {
-    let p = s.dir.path().join(name);
-    fs::write(&p, format!("#!/bin/sh\n{body}")).expect("writing a hook script");
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod 0755");
-    p
-}
-
 /// A path under the scratch directory (outside root) as a string for scripts.
 fn scratch_path(s: &Scratch, name: &str) -> (PathBuf, String) {
     let p = s.dir.path().join(name);

@@ -220,3 +220,120 @@ fn writes_into_published_trees_and_spares_are_gone_from_later_trees() {
         run.logs()
     );
 }
+
+/// The sidecar's user and group (no passwd entry, as in a container).
+const SIDECAR_UID: u32 = 54_331;
+const GROUP: u32 = 54_330;
+/// A consumer running as another user in the sidecar's group.
+const CONSUMER_UID: u32 = 54_332;
+
+/// As the consumer: `mkdir cache` (mode 0755, so the sidecar may not delete
+/// what is in it) and a file in it, in the tree `dir`.
+fn consumer_writes_cache(dir: &std::path::Path) {
+    use std::os::unix::process::CommandExt;
+    let out = std::process::Command::new("/bin/sh")
+        .args(["-c", "umask 022 && mkdir cache && echo consumer > cache/x"])
+        .current_dir(dir)
+        .env_clear()
+        .uid(CONSUMER_UID)
+        .gid(GROUP)
+        .output()
+        .expect("running the consumer");
+    assert!(
+        out.status.success(),
+        "the consumer could not write into {} (--group-write): {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// With `--group-write`, a consumer in the sidecar's group but running as
+/// another user can write a directory the sidecar cannot empty. The
+/// retired tree holding it cannot be rewritten nor deleted: it is moved
+/// aside (with a warning naming the consumer's uid), never checked out
+/// into, and every later tree is still exactly its commit; after a restart
+/// the published tree holding it is rebuilt the same way.
+#[test]
+fn what_another_user_wrote_and_cannot_be_deleted_is_moved_aside() {
+    use std::os::unix::fs::chown;
+    let up = Upstream::new();
+    for i in 0..8 {
+        up.write_file(&format!("d{}/f{i}.txt", i % 2), format!("file {i}\n"));
+    }
+    let mut sha = up.commit_all("eight files");
+    let daemon = GitDaemon::start(up.base());
+    let s = Scratch::new();
+    fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::create_dir(&s.root).expect("mkdir root");
+    chown(&s.root, Some(SIDECAR_UID), Some(GROUP)).expect("chown root");
+    let start = || {
+        s.sidecar(&daemon.url(up.name()))
+            .args(["--period", "100ms", "--group-write"])
+            .user(SIDECAR_UID, GROUP)
+            .current_dir(s.dir.path())
+            .spawn()
+    };
+    let advice = format!("belongs to uid {CONSUMER_UID} (mode 755)");
+    let publish = |run: &Running, i: usize| {
+        let sha = up.commit_file("d0/f0.txt", format!("{i}\n"), &format!("commit {i}"));
+        run.wait_for_link_hash(&s.link(), &sha);
+        assert_exact(&s, &up, &sha);
+        sha
+    };
+
+    let run = start();
+    run.wait_for_link_hash(&s.link(), &sha);
+    consumer_writes_cache(&s.link());
+    // The second commit retires that tree; the third one's rewrite of it fails.
+    for i in 2..=5 {
+        sha = publish(&run, i);
+    }
+    let trash: Vec<String> = list_dir(&s.worktrees())
+        .into_iter()
+        .filter(|n| n.starts_with(".trash-"))
+        .collect();
+    assert_eq!(
+        trash.len(),
+        1,
+        "{:?}\n{}",
+        list_dir(&s.worktrees()),
+        run.logs()
+    );
+    // All but what the consumer owns is gone from it.
+    assert_eq!(
+        list_dir(&s.worktrees().join(&trash[0])),
+        ["cache"],
+        "{}",
+        run.logs()
+    );
+    let stderr = run.stderr();
+    for expected in ["moved it aside", &advice, "Delete it as uid 54332 or root"] {
+        assert!(
+            stderr.contains(expected),
+            "no {expected:?} in:\n{}",
+            run.logs()
+        );
+    }
+    assert!(!stderr.contains("sync failed"), "{}", run.logs());
+    run.assert_running();
+
+    // The published tree written into, then a restart: it is rebuilt.
+    consumer_writes_cache(&s.link());
+    run.kill9();
+    let run = start();
+    run.wait_until(DEADLINE, "the rebuilt tree moved aside", || {
+        list_dir(&s.worktrees())
+            .iter()
+            .filter(|n| n.starts_with(".trash-"))
+            .count()
+            == 2
+    });
+    assert_exact(&s, &up, &sha);
+    for i in 6..=7 {
+        publish(&run, i);
+    }
+    let stderr = run.stderr();
+    assert!(stderr.contains("still cannot be removed"), "{}", run.logs());
+    assert!(!stderr.contains("sync failed"), "{}", run.logs());
+    run.assert_running();
+}

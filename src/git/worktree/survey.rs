@@ -5,7 +5,12 @@
 //! left out by sparse patterns or `--escaping-symlinks=skip`) is a stray; a
 //! tracked file counts as found only when the caller accepts its stat data
 //! (size, mtime, ctime, inode, owner and mode as recorded at checkout:
-//! writing, `chmod` and replacing a file all change some of them).
+//! writing, `chmod` and replacing a file all change some of them). Stat data
+//! alone cannot tell a same-size write made in the same timestamp tick as
+//! the checkout (kernels keep coarse, jiffy- or second-granular file times):
+//! as git does, an entry whose mtime is not strictly older than the index
+//! file's own is "racily clean", and its content is compared with the blob
+//! (few files by construction: those written in the index's last tick).
 //! Submodule directories are not looked into: their content is judged
 //! against their own index.
 
@@ -15,6 +20,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use gix::bstr::{BStr, BString, ByteSlice, ByteVec};
 use gix::index::entry::{stat, Mode, Stat};
@@ -64,13 +70,13 @@ pub(crate) struct Survey {
 }
 
 /// Walks `dir` (not following symlinks); `accept` decides, for an index
-/// entry found on disk, whether it stays. With `top_level`, the worktree's
-/// own `.git` file is not looked at.
+/// entry found on disk (with its metadata and path), whether it stays. With
+/// `top_level`, the worktree's own `.git` file is not looked at.
 pub(crate) fn survey(
     dir: &Path,
     wanted: &Wanted<'_>,
     top_level: bool,
-    mut accept: impl FnMut(&gix::index::Entry, &fs::Metadata) -> bool,
+    mut accept: impl FnMut(&gix::index::Entry, &fs::Metadata, &Path) -> bool,
 ) -> io::Result<Survey> {
     let mut found = Survey::default();
     let mut stack = vec![(dir.to_path_buf(), BString::default())];
@@ -89,7 +95,7 @@ pub(crate) fn survey(
             let path = child.path();
             let meta = fs::symlink_metadata(&path)?;
             if let Some(i) = wanted.entry(child_rel.as_ref()) {
-                if accept(&wanted.index.entries()[i], &meta) {
+                if accept(&wanted.index.entries()[i], &meta, &path) {
                     found.kept.push(i);
                 } else {
                     found.strays.push(path);
@@ -108,13 +114,44 @@ pub(crate) fn survey(
 /// (a submodule's directory only has to be a directory).
 pub(crate) fn exact(dir: &Path, index: &gix::index::File, top_level: bool) -> bool {
     let wanted = Wanted::new(index);
-    survey(dir, &wanted, top_level, as_recorded)
-        .is_ok_and(|s| s.strays.is_empty() && s.kept.len() == wanted.count)
+    let since = Since::of(index);
+    survey(dir, &wanted, top_level, |entry, meta, path| {
+        as_recorded(entry, meta, path, since)
+    })
+    .is_ok_and(|s| s.strays.is_empty() && s.kept.len() == wanted.count)
 }
 
-/// The file at `meta` is the one the entry recorded: same kind, same
-/// executable bit, same stat data. A gitlink needs a directory.
-pub(crate) fn as_recorded(entry: &gix::index::Entry, meta: &fs::Metadata) -> bool {
+/// An index's own timestamp (its file's mtime when it was read).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Since(stat::Time);
+
+impl Since {
+    pub(crate) fn of(index: &gix::index::File) -> Self {
+        let t = index.timestamp();
+        Since(stat::Time {
+            secs: t.unix_seconds() as u32,
+            nsecs: t.nanoseconds(),
+        })
+    }
+
+    /// Stat data cannot be trusted: the entry's mtime is not strictly
+    /// older than the index (a same-size write in that tick matches it).
+    fn racy(self, entry: &gix::index::Entry) -> bool {
+        let mtime = entry.stat.mtime;
+        (mtime.secs, mtime.nsecs) >= (self.0.secs, self.0.nsecs)
+    }
+}
+
+/// The file at `path` (`meta`) is the one the entry recorded: same kind,
+/// same executable bit, same stat data, and the same content if the entry
+/// is racily clean in an index written at `since`. A gitlink needs a
+/// directory.
+pub(crate) fn as_recorded(
+    entry: &gix::index::Entry,
+    meta: &fs::Metadata,
+    path: &Path,
+    since: Since,
+) -> bool {
     let executable = meta.permissions().mode() & 0o100 != 0;
     let kind_ok = match entry.mode {
         Mode::COMMIT => return meta.is_dir(),
@@ -123,7 +160,34 @@ pub(crate) fn as_recorded(entry: &gix::index::Entry, meta: &fs::Metadata) -> boo
         Mode::SYMLINK => meta.file_type().is_symlink(),
         _ => false,
     };
-    kind_ok && entry.stat.matches(&stat_of(meta), COMPARE)
+    kind_ok
+        && entry.stat.matches(&stat_of(meta), COMPARE)
+        && (!since.racy(entry) || holds_blob(entry, meta, path))
+}
+
+/// The content at `path` (a file's bytes, a link's target) hashes to the
+/// entry's blob. Files as checked out by gix without filters; a filtered
+/// one (eol conversion) reads as changed and is rewritten, which is safe.
+fn holds_blob(entry: &gix::index::Entry, meta: &fs::Metadata, path: &Path) -> bool {
+    let kind = entry.id.kind();
+    let id = if meta.file_type().is_symlink() {
+        fs::read_link(path).ok().and_then(|t| {
+            gix::objs::compute_hash(kind, gix::objs::Kind::Blob, t.as_os_str().as_bytes()).ok()
+        })
+    } else {
+        fs::File::open(path).ok().and_then(|mut file| {
+            gix::objs::compute_stream_hash(
+                kind,
+                gix::objs::Kind::Blob,
+                &mut file,
+                meta.len(),
+                &mut gix::progress::Discard,
+                &AtomicBool::new(false),
+            )
+            .ok()
+        })
+    };
+    id == Some(entry.id)
 }
 
 /// Every field git compares, but the device number (a volume mounted
@@ -163,11 +227,18 @@ mod tests {
     fn tree() -> (tempfile::TempDir, gix::index::File) {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut state = gix::index::State::new(gix::hash::Kind::Sha1);
-        let id = gix::ObjectId::null(gix::hash::Kind::Sha1);
         let mut push = |rel: &str, mode: Mode, flags: Flags| {
-            let stat = fs::symlink_metadata(dir.path().join(rel))
+            let path = dir.path().join(rel);
+            let stat = fs::symlink_metadata(&path)
                 .map(|m| stat_of(&m))
                 .unwrap_or_default();
+            let content = match fs::read_link(&path) {
+                Ok(target) => target.as_os_str().as_bytes().to_vec(),
+                Err(_) => fs::read(&path).unwrap_or_default(),
+            };
+            let id =
+                gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, &content)
+                    .expect("hash");
             state.dangerously_push_entry(stat, id, flags, mode, rel.as_bytes().as_bstr());
         };
         for (rel, mode) in [("a.txt", 0o644), ("d/b.txt", 0o644), ("d/e/run.sh", 0o755)] {
@@ -190,8 +261,32 @@ mod tests {
         (dir, index)
     }
 
+    /// `index` as read back from a file whose mtime is `mtime`.
+    fn stamped(index: &gix::index::File, admin: &Path, mtime: stat::Time) -> gix::index::File {
+        use nix::sys::stat::{utimensat, UtimensatFlags};
+        use nix::sys::time::TimeSpec;
+        let path = admin.join("index");
+        let mut copy = index.clone();
+        copy.set_path(&path);
+        copy.write(Default::default()).expect("writing the index");
+        let t = TimeSpec::new(i64::from(mtime.secs), i64::from(mtime.nsecs));
+        utimensat(
+            nix::fcntl::AT_FDCWD,
+            &path,
+            &t,
+            &t,
+            UtimensatFlags::FollowSymlink,
+        )
+        .expect("utimensat");
+        super::super::read_index(&path).expect("reading the index")
+    }
+
     fn strays(dir: &Path, index: &gix::index::File) -> Vec<String> {
-        let found = survey(dir, &Wanted::new(index), false, as_recorded).expect("survey");
+        let since = Since::of(index);
+        let found = survey(dir, &Wanted::new(index), false, |e, m, p| {
+            as_recorded(e, m, p, since)
+        })
+        .expect("survey");
         found
             .strays
             .iter()
@@ -291,5 +386,48 @@ mod tests {
         assert!(!exact(dir.path(), &index, false));
         fs::remove_file(dir.path().join("a.txt")).expect("rm");
         assert!(!exact(dir.path(), &index, true));
+    }
+
+    /// Racy git: with a coarse clock, a same-size write in the tick the
+    /// checkout wrote a file leaves its stat data as the index recorded it
+    /// (emulated here by recording the stat data after the write, while the
+    /// entry's blob is the old content).
+    #[test]
+    fn racily_clean_entries_are_held_against_their_blob() {
+        let (dir, mut index) = tree();
+        let admin = tempfile::tempdir().expect("tempdir");
+        // Every entry racily clean, none touched: all kept, by content.
+        let earliest = index
+            .entries()
+            .iter()
+            .filter(|e| super::super::on_disk(e))
+            .map(|e| e.stat.mtime)
+            .min_by_key(|t| (t.secs, t.nsecs))
+            .expect("entries");
+        assert!(exact(
+            dir.path(),
+            &stamped(&index, admin.path(), earliest),
+            false
+        ));
+
+        let a = dir.path().join("a.txt");
+        fs::write(&a, "A.txt").expect("same-size write");
+        let recorded = stat_of(&fs::symlink_metadata(&a).expect("lstat"));
+        let i = index.entry_index_by_path("a.txt".into()).expect("a.txt");
+        index.entries_mut()[i].stat = recorded;
+        // The index written in that same tick: a.txt is racily clean.
+        let same_tick = stamped(&index, admin.path(), recorded.mtime);
+        assert_eq!(strays(dir.path(), &same_tick), ["a.txt"]);
+        assert!(!exact(dir.path(), &same_tick, false));
+        // Written a tick later, stat data is trusted (as git trusts it).
+        let later = stat::Time {
+            secs: recorded.mtime.secs + 1,
+            nsecs: 0,
+        };
+        assert!(exact(
+            dir.path(),
+            &stamped(&index, admin.path(), later),
+            false
+        ));
     }
 }

@@ -19,14 +19,6 @@ use crate::support::*;
 
 const COMMITS: usize = 30;
 
-/// Writes an executable `/bin/sh` script `<scratch>/<name>`.
-fn script(s: &Scratch, name: &str, body: &str) -> PathBuf {
-    let p = s.dir.path().join(name);
-    fs::write(&p, format!("#!/bin/sh\n{body}")).expect("writing a hook script");
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod 0755");
-    p
-}
-
 /// The gate tells `<sync>/ready-<hash>` when it runs, waits for
 /// `<sync>/go-<hash>`, then writes its own files into the new tree.
 fn gate(s: &Scratch, sync: &str) -> PathBuf {

@@ -177,6 +177,16 @@ impl Scratch {
     }
 }
 
+/// Writes an executable `/bin/sh` script `<scratch>/<name>` with `body`
+/// (hooks, gates, consumers).
+pub fn script(s: &Scratch, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = s.dir.path().join(name);
+    fs::write(&p, format!("#!/bin/sh\n{body}")).expect("writing a hook script");
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod 0755");
+    p
+}
+
 /// A fresh temporary directory with a recognisable prefix.
 pub fn tempdir(what: &str) -> tempfile::TempDir {
     tempfile::Builder::new()
