@@ -13,9 +13,11 @@
 //! - [`webhook`] forge webhook verification and payload parsing (pure)
 //! - [`auth`] which credentials and http settings each connection gets
 //! - [`rootlock`] one instance per root (held before anything is touched)
+//! - [`pid1`] a minimal init (reaper, signal forwarder) when started as PID 1
 //! - [`logging`], [`fsutil`], [`memory`], [`types`] leaves
 
-// Unsafe code is denied everywhere but two allocator calls in `memory`.
+// Unsafe code is denied everywhere but two allocator calls in `memory` and
+// the fork in `pid1`.
 #![deny(unsafe_code)]
 
 pub mod app;
@@ -29,6 +31,7 @@ pub mod http;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
+pub mod pid1;
 pub mod publish;
 pub mod rootlock;
 pub mod status;

@@ -9,6 +9,11 @@ use git_sidecar::sync::Exit;
 use git_sidecar::{app, logging};
 
 fn main() -> ExitCode {
+    // First, while there is one thread: as PID 1 the parent stays behind as
+    // init (reaping orphans, forwarding signals) and the child goes on.
+    if let Some(code) = git_sidecar::pid1::init_if_pid1() {
+        return code;
+    }
     git_sidecar::memory::limit_arenas();
     let config = match config::load(std::env::args_os().collect(), &|name| {
         std::env::var(name).ok()
