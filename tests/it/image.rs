@@ -215,7 +215,10 @@ fn inspect_image(image: &Image, dist: &Path) {
     for var in ["GITSYNC_ROOT=/git", "HOME=/tmp"] {
         assert!(env.contains(&var), "the image must set {var}: {env:?}");
     }
-    assert_eq!(config["WorkingDir"], "/tmp", "the image's working directory");
+    assert_eq!(
+        config["WorkingDir"], "/tmp",
+        "the image's working directory"
+    );
     let files = image_files(image);
     let expected = ["etc/ssl/certs/ca-certificates.crt", "git-sidecar"];
     assert_eq!(

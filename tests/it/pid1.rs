@@ -155,7 +155,7 @@ fn orphans_left_by_hooks_are_reaped_as_pid1() {
         run.wait_until(DEADLINE, &format!("the hook for {hash}"), || {
             fs::read_to_string(&marker).is_ok_and(|t| t.contains(&hash))
         });
-        published.push(up.commit_file("f", &i.to_string(), &format!("c{i}")));
+        published.push(up.commit_file("f", i.to_string(), &format!("c{i}")));
     }
     let last = published.last().expect("a commit").clone();
     run.wait_until(DEADLINE, "the last hook", || {

@@ -250,7 +250,11 @@ impl GitDaemonV6 {
         isolate(&mut cmd);
         cmd.arg("daemon")
             .args(["--listen=::1", &format!("--port={port}"), "--reuseaddr"])
-            .args(["--export-all", "--enable=upload-pack", "--informative-errors"])
+            .args([
+                "--export-all",
+                "--enable=upload-pack",
+                "--informative-errors",
+            ])
             .arg(format!("--base-path={}", base_dir.display()))
             .args(["--log-destination=stderr", "--verbose"])
             .current_dir(base_dir)
@@ -270,7 +274,10 @@ impl GitDaemonV6 {
                 || !matches!(daemon.child.try_wait(), Ok(None))
         });
         if !up || !matches!(daemon.child.try_wait(), Ok(None)) {
-            panic!("git daemon did not listen on {addr}; its log:\n{}", daemon.log());
+            panic!(
+                "git daemon did not listen on {addr}; its log:\n{}",
+                daemon.log()
+            );
         }
         daemon
     }
