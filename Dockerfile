@@ -1,7 +1,8 @@
 # git-sidecar container image: a fully static binary and the CA bundle in an
 # otherwise empty (FROM scratch) image. No shell, no /etc/passwd entry and no
 # HOME needed; runs as UID/GID 65533 (git-sync's) by default and under any
-# other UID; works with a read-only root filesystem.
+# other UID; works with a read-only root filesystem. As PID 1 it runs its own
+# minimal init (reaps orphans, forwards signals), as git-sync does.
 #
 # Normal build (needs the network to pull the Rust image and crates):
 #   docker build -t git-sidecar .            (or: podman build -t git-sidecar .)
@@ -43,6 +44,12 @@ LABEL org.opencontainers.image.title="git-sidecar" \
 # rustls reads the bundle through these (webpki/native roots); also what
 # OpenSSL-style tools in a debug sidecar would look at.
 ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+# What git-sync's image sets and manifests rely on: the root defaults to /git
+# (mount the volume there and leave --root out), HOME and the working
+# directory are /tmp (mount an emptyDir there with a read-only root).
+ENV GITSYNC_ROOT=/git \
+    HOME=/tmp
+WORKDIR /tmp
 # The HTTP port used in the README's examples (--http-bind :8080).
 EXPOSE 8080
 USER 65533:65533

@@ -59,7 +59,8 @@
 //! [`Config::http`] is `Some` exactly when `--http-bind` is set (non-empty).
 //!
 //! * `--http-bind`: `ip:port` (`127.0.0.1:8080`, `[::1]:8080`), `:port` for
-//!   all IPv4 interfaces (`0.0.0.0:port`), or `localhost:port`, taken as
+//!   all interfaces, IPv6 and IPv4 (`[::]:port`, dual stack, as Go's `:port`;
+//!   IPv4 only where the pod has no IPv6), or `localhost:port`, taken as
 //!   `127.0.0.1:port`. No other host name is accepted: nothing is resolved
 //!   through DNS. Port 0 asks the system for a free port. An empty value
 //!   means "no HTTP endpoint", as in git-sync.
@@ -1921,8 +1922,8 @@ pub fn parse_signal(s: &str) -> Result<i32, String> {
 }
 
 /// Parses `--http-bind`: `ip:port` (`127.0.0.1:8080`, `[::1]:8080`),
-/// `:port` (all IPv4 interfaces, `0.0.0.0`, as Go's `:port` is commonly meant)
-/// or `localhost:port` (`127.0.0.1`; no other host name is resolved). The port
+/// `:port` (all interfaces: `[::]`, which [`crate::http::bind`] opens dual
+/// stack, IPv6 and IPv4, as Go does for `:port`) or `localhost:port` (`127.0.0.1`; no other host name is resolved). The port
 /// is a decimal number, 0 meaning "any free port".
 pub fn parse_http_bind(s: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = s.parse::<SocketAddr>() {
@@ -1939,7 +1940,7 @@ pub fn parse_http_bind(s: &str) -> Result<SocketAddr, String> {
         .parse()
         .map_err(|_| format!("{s:?}: port {port} is out of range (0 to 65535)"))?;
     let ip: IpAddr = if host.is_empty() {
-        Ipv4Addr::UNSPECIFIED.into()
+        Ipv6Addr::UNSPECIFIED.into()
     } else if host.eq_ignore_ascii_case("localhost") {
         Ipv4Addr::LOCALHOST.into()
     } else if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
@@ -3092,7 +3093,7 @@ mod tests {
     #[test]
     fn http_bind_forms() {
         let addr = |s: &str| parse_http_bind(s).map(|a| a.to_string());
-        assert_eq!(addr(":8080"), Ok("0.0.0.0:8080".into()));
+        assert_eq!(addr(":8080"), Ok("[::]:8080".into()));
         assert_eq!(addr("127.0.0.1:0"), Ok("127.0.0.1:0".into()));
         assert_eq!(addr("0.0.0.0:80"), Ok("0.0.0.0:80".into()));
         assert_eq!(addr("[::1]:9000"), Ok("[::1]:9000".into()));
@@ -3119,7 +3120,7 @@ mod tests {
         // Through the flag, with every default.
         let c = config(&with(&["--http-bind=:8080"]), &[]);
         let h = http_of(&c);
-        assert_eq!(h.bind, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(h.bind, "[::]:8080".parse().unwrap());
         assert!(!h.metrics);
         assert!(!h.pprof);
         assert_eq!(

@@ -14,9 +14,11 @@
 //! - [`auth`] which credentials and http settings each connection gets
 //! - [`rootlock`] one instance per root (held before anything is touched)
 //! - [`manual`] the `--man` text, generated from [`cli`]
+//! - [`pid1`] a minimal init (reaper, signal forwarder) when started as PID 1
 //! - [`logging`], [`fsutil`], [`memory`], [`types`] leaves
 
-// Unsafe code is denied everywhere but two allocator calls in `memory`.
+// Unsafe code is denied everywhere but two allocator calls in `memory` and
+// the fork in `pid1`.
 #![deny(unsafe_code)]
 
 pub mod app;
@@ -31,6 +33,7 @@ pub mod logging;
 pub mod manual;
 pub mod memory;
 pub mod metrics;
+pub mod pid1;
 pub mod publish;
 pub mod rootlock;
 pub mod status;

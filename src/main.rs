@@ -11,6 +11,11 @@ use git_sidecar::sync::Exit;
 use git_sidecar::{app, logging, manual};
 
 fn main() -> ExitCode {
+    // First, while there is one thread: as PID 1 the parent stays behind as
+    // init (reaping orphans, forwarding signals) and the child goes on.
+    if let Some(code) = git_sidecar::pid1::init_if_pid1() {
+        return code;
+    }
     git_sidecar::memory::limit_arenas();
     let args: Vec<OsString> = std::env::args_os().collect();
     if manual::requested(&args) {

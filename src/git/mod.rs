@@ -40,6 +40,17 @@ pub fn parse_url(url: &str) -> Result<gix::Url, String> {
     gix::url::parse(gix::bstr::BStr::new(url)).map_err(|e| e.to_string())
 }
 
+/// The URL's host as a resolver or `ssh` takes it: an IPv6 literal without
+/// its brackets (`git://[::1]:9418/r` connects to `::1`), as git does.
+pub fn url_host(url: &gix::Url) -> Option<&str> {
+    let host = url.host()?;
+    Some(
+        host.strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host),
+    )
+}
+
 /// Parses a 40-hex commit id.
 pub fn parse_object_id(hex: &str) -> Option<ObjectId> {
     ObjectId::from_hex(hex.as_bytes()).ok()

@@ -313,7 +313,7 @@ fn connect_daemon(
     git_transport::blocking_io::Connection<DeadlineReader<TcpStream>, TcpStream>,
     ConnectError,
 > {
-    let host = url.host().unwrap_or("localhost").to_string();
+    let host = super::url_host(url).unwrap_or("localhost").to_string();
     let port = url.port.unwrap_or(9418);
     let addrs =
         (host.as_str(), port)
@@ -365,12 +365,14 @@ fn daemon_connection(
         budget: budget.clone(),
     };
     let port = url.port;
+    // `host=` as git sends it: an IPv6 literal keeps its brackets.
+    let virtual_host = url.host().map_or(host, str::to_string);
     Ok(git_transport::blocking_io::Connection::new(
         reader,
         stream,
         Protocol::V2,
         url.path.clone(),
-        Some((host, port)),
+        Some((virtual_host, port)),
         git_transport::ConnectMode::Daemon,
         false,
     )

@@ -18,7 +18,7 @@ mod ratelimit;
 mod serve;
 mod webhook;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -109,9 +109,47 @@ pub fn router(state: Shared) -> Router {
     router.fallback(git_sync_health).with_state(state)
 }
 
-/// Binds `addr` (before the first sync, as git-sync does).
+/// Binds `addr` (before the first sync, as git-sync does). `[::]` (what
+/// `--http-bind :PORT` means) listens on IPv6 and IPv4 alike, as Go's `:PORT`
+/// does, whatever the host's `net.ipv6.bindv6only`; a pod without IPv6 gets
+/// `0.0.0.0` instead.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await
+    if addr.ip() != IpAddr::V6(Ipv6Addr::UNSPECIFIED) {
+        return tokio::net::TcpListener::bind(addr).await;
+    }
+    match dual_stack(addr) {
+        Ok(listener) => tokio::net::TcpListener::from_std(listener),
+        Err(e) if no_ipv6(&e) => {
+            tracing::info!(error = %e, "no IPv6 here; listening on IPv4 only");
+            tokio::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, addr.port())).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// An IPv6 listener that also takes IPv4 connections (IPV6_V6ONLY off), set
+/// up as tokio's own `bind` does (SO_REUSEADDR, non-blocking).
+fn dual_stack(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_only_v6(false)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// tokio's (mio's) backlog for `TcpListener::bind`.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// IPv6 is off in this kernel or network namespace (`ipv6.disable=1`, or no
+/// IPv6 address to bind at all).
+fn no_ipv6(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL | libc::EPROTONOSUPPORT)
+    )
 }
 
 /// Serves until `cancel`, within `limits` (see [`serve`](serve::serve)).

@@ -74,6 +74,9 @@ pub async fn serve(
         match accepted {
             Ok((stream, peer)) => {
                 pause = FIRST_ACCEPT_PAUSE;
+                // An IPv4 client of the dual-stack listener shows as
+                // ::ffff:a.b.c.d; logs and rate limits see a.b.c.d.
+                let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
                 let connection = Connection {
                     router: router.clone(),
                     limits,

@@ -657,6 +657,37 @@ fn http_bind_failure_is_fatal() {
     drop(taken);
 }
 
+/// `--http-bind :PORT` (the README's and git-sync's manifests' form) listens
+/// on IPv6 and IPv4 alike, as Go's `:PORT` does: a pod's IPv6 probe or
+/// Service reaches it as well as an IPv4 one. Checked on loopback only.
+#[test]
+fn http_bind_port_only_answers_on_ipv4_and_ipv6() {
+    require_ipv6_loopback();
+    let up = Upstream::new();
+    up.commit_file("f", "1", "a");
+    let s = Scratch::new();
+    let run = s
+        .sidecar(&up.file_url())
+        .args(["--period", "10m", "--http-bind", ":0"])
+        .spawn();
+    let mut logged = None;
+    run.wait_until(DEADLINE, "the \"serving HTTP\" log line", || {
+        logged = client::http_address_in(&run.stderr());
+        logged.is_some()
+    });
+    let logged = logged.expect("address found");
+    let port = logged
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("no port in the logged address {logged:?}"));
+    for addr in [format!("127.0.0.1:{port}"), format!("[::1]:{port}")] {
+        let r = client::get(&addr, "/livez")
+            .unwrap_or_else(|e| panic!("GET http://{addr}/livez (bound {logged}): {e}"));
+        assert_eq!(r.status, 200, "GET http://{addr}/livez: {r}");
+    }
+    run.assert_running();
+}
+
 #[test]
 fn webhook_ping_other_ref_too_large_and_rate_limit() {
     let up = Upstream::new();

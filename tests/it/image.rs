@@ -207,6 +207,18 @@ fn inspect_image(image: &Image, dist: &Path) {
         config["ExposedPorts"].get("8080/tcp").is_some(),
         "EXPOSE 8080 missing: {config}"
     );
+    // What git-sync's image sets and its manifests rely on.
+    let env: Vec<&str> = config["Env"]
+        .as_array()
+        .map(|vars| vars.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    for var in ["GITSYNC_ROOT=/git", "HOME=/tmp"] {
+        assert!(env.contains(&var), "the image must set {var}: {env:?}");
+    }
+    assert_eq!(
+        config["WorkingDir"], "/tmp",
+        "the image's working directory"
+    );
     let files = image_files(image);
     let expected = ["etc/ssl/certs/ca-certificates.crt", "git-sidecar"];
     assert_eq!(
@@ -307,12 +319,15 @@ struct Run {
     /// container's network namespace) or through the runtime's /etc/hosts.
     host: &'static str,
     dns: bool,
-    /// HOME as the runtime sets it (podman always sets one; "/" by default).
+    /// HOME given with `--env`; `None` keeps the image's (`/tmp`).
     home: Option<&'static str>,
+    /// Where the volume is mounted; at `/git` no `--root` is passed (the
+    /// image's GITSYNC_ROOT, as git-sync's manifests do).
+    mount: &'static str,
 }
 
 const DEFAULT_USER_RUN: Run = Run {
-    what: "default user 65533, host name from /etc/hosts",
+    what: "default user 65533, image default root /git, host name from /etc/hosts",
     user: None,
     uid: 65533,
     gid: 65533,
@@ -321,6 +336,7 @@ const DEFAULT_USER_RUN: Run = Run {
     host: "gitserver",
     dns: false,
     home: None,
+    mount: "/git",
 };
 
 const ARBITRARY_UID_RUN: Run = Run {
@@ -333,6 +349,7 @@ const ARBITRARY_UID_RUN: Run = Run {
     host: "gitserver.test",
     dns: true,
     home: Some("/nonexistent"),
+    mount: "/data",
 };
 
 /// Publishes a commit, then a second one, from a git daemon reached by host
@@ -356,7 +373,7 @@ fn sync_in_container(image: &Image, run: &Run) {
     let second = upstream.commit_file("index.html", "<h1>v2</h1>\n", "v2");
     wait_for_link(&link, &second, &context);
     assert_process_identity(pid, run);
-    assert_only_volume_writable(pid);
+    assert_only_volume_writable(pid, run.mount);
     // Stopped first: the sidecar deletes the old worktree meanwhile.
     assert_eq!(
         container.stop(),
@@ -372,7 +389,7 @@ fn sync_in_container(image: &Image, run: &Run) {
     }
 }
 
-/// The host directory mounted at /data (the sidecar's --root).
+/// The host directory mounted at `run.mount` (the sidecar's root).
 fn prepare_volume(scratch: &Path, run: &Run) -> PathBuf {
     let volume = scratch.join("data");
     fs::create_dir(&volume).expect("creating the volume");
@@ -390,14 +407,15 @@ struct Container {
 }
 
 impl Container {
-    /// Runs the image hardened, as `run` says, with `volume` at /data.
+    /// Runs the image hardened, as `run` says, with `volume` at `run.mount`
+    /// (passed as --root unless it is the image's default, /git).
     fn run(image: &Image, run: &Run, volume: &Path, scratch: &Path) -> Self {
         let container = Container {
             name: unique("git-sidecar-it"),
         };
         let mut args = vec!["run", "--detach", "--pull=never", "--name", &container.name];
         args.extend(HARDENING);
-        let mount = format!("{}:/data", volume.display());
+        let mount = format!("{}:{}", volume.display(), run.mount);
         args.extend(["--volume", &mount]);
         let user_args = identity_args(run);
         args.extend(user_args.iter().map(String::as_str));
@@ -405,7 +423,10 @@ impl Container {
         args.extend(resolution.iter().map(String::as_str));
         let repo = format!("git://{}/site", run.host);
         args.push(&image.tag);
-        args.extend(["--repo", &repo, "--root", "/data", "--link", "site"]);
+        args.extend(["--repo", &repo, "--link", "site"]);
+        if run.mount != "/git" {
+            args.extend(["--root", run.mount]);
+        }
         args.extend(["--period", "1s", "--max-failures", "-1"]);
         args.extend(["--http-bind", HTTP_ADDR]);
         podman_ok(&args);
@@ -542,14 +563,23 @@ fn assert_process_identity(pid: u32, run: &Run) {
         .split(|b| *b == 0)
         .find_map(|v| v.strip_prefix(b"HOME="))
         .map(|v| String::from_utf8_lossy(v).into_owned());
-    if let Some(want) = run.home {
-        assert_eq!(home.as_deref(), Some(want), "{}: HOME", run.what);
-    }
+    let want = run.home.unwrap_or("/tmp");
+    assert_eq!(home.as_deref(), Some(want), "{}: HOME", run.what);
+    // The working directory is the image's /tmp (compared by inode: the
+    // path of another mount namespace's directory is not ours to read).
+    let cwd = fs::metadata(format!("/proc/{pid}/cwd")).expect("/proc/pid/cwd");
+    let tmp = fs::metadata(format!("/proc/{pid}/root/tmp")).expect("the container's /tmp");
+    assert_eq!(
+        (cwd.dev(), cwd.ino()),
+        (tmp.dev(), tmp.ino()),
+        "{}: the working directory must be /tmp",
+        run.what
+    );
 }
 
 /// Nothing is writable in the container but the volume (and the kernel's
 /// /proc, /dev and /sys): a read-only root and no tmpfs.
-fn assert_only_volume_writable(pid: u32) {
+fn assert_only_volume_writable(pid: u32, volume: &str) {
     let mountinfo = fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
     let writable: Vec<&str> = mountinfo
         .lines()
@@ -560,7 +590,7 @@ fn assert_only_volume_writable(pid: u32) {
         })
         .filter(|point| !["/proc", "/dev", "/sys"].iter().any(|k| in_tree(point, k)))
         .collect();
-    assert_eq!(writable, ["/data"], "writable mounts in the container");
+    assert_eq!(writable, [volume], "writable mounts in the container");
 }
 
 /// True when `path` is `top` or below it.

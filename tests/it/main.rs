@@ -30,6 +30,7 @@ mod image;
 mod loop_semantics;
 mod manifests;
 mod messages;
+mod pid1;
 mod refs_depth;
 mod retire;
 mod reuse;

@@ -72,6 +72,21 @@ fn ed25519_key_with_strict_host_key_checking() {
     assert_eq!(sshd.logins(), 1, "{}", sshd.log());
 }
 
+/// `ssh://root@[::1]:PORT/...` to an sshd on the IPv6 loopback: the literal
+/// is connected to without its brackets, and the host key is looked up as
+/// OpenSSH writes it (`[::1]:PORT`).
+#[test]
+fn ipv6_literal_host_with_strict_host_key_checking() {
+    require_ipv6_loopback();
+    let up = upstream();
+    let s = Scratch::new();
+    let key = keygen(s.dir.path(), "id_ed25519", "ed25519", "");
+    let sshd = Sshd::start_v6(&[&key]);
+    let kh = known_hosts(s.dir.path(), &[sshd.known_hosts_line(sshd.port())]);
+    let out = one_time(&s, &sshd.url(up.path()), &ssh_args(&[&key], &kh));
+    assert_published(&out, &s, &up, &sshd);
+}
+
 /// About 1 ECDSA P-256 key in 256 has a private scalar with a leading zero
 /// byte, which OpenSSH writes one byte short; git-sidecar refused such keys
 /// ("not a private key in a supported format") although OpenSSH logs in

@@ -36,6 +36,28 @@ fn git_daemon_one_time() {
     assert!(daemon.connections() >= 1);
 }
 
+/// `git://[::1]:PORT/...` against a real `git daemon --listen=::1`: an IPv6
+/// literal in the URL is connected to, not looked up as a host name.
+#[test]
+fn git_daemon_on_ipv6_loopback() {
+    require_ipv6_loopback();
+    let up = history(2);
+    let daemon = GitDaemonV6::start(up.base());
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&daemon.url(up.name()))
+        .arg("--one-time")
+        .run(RUN_TIMEOUT);
+    assert!(
+        out.status.success(),
+        "{}\ndaemon log:\n{}",
+        describe_output(&out),
+        daemon.log()
+    );
+    assert_eq!(assert_published_layout(&s.root, &s.link()), up.head());
+    assert_tree_matches_commit(&s.link(), &up, &up.head());
+}
+
 #[test]
 fn git_daemon_follows_updates_and_depth() {
     let up = history(4);

@@ -147,8 +147,7 @@ impl Target {
     /// From an `ssh://` or scp-like URL. Refuses a host or path starting
     /// with `-` (it would be taken for an option), as git does.
     pub fn from_url(url: &gix::Url) -> Result<Self, Error> {
-        let host = url
-            .host()
+        let host = crate::git::url_host(url)
             .filter(|h| !h.is_empty())
             .ok_or_else(|| Error::Url("no host".into()))?
             .to_string();
@@ -233,6 +232,12 @@ mod tests {
         assert_eq!(t.user.as_deref(), Some("git"));
         assert_eq!((t.host.as_str(), t.port), ("github.com", None));
         assert_eq!(t.path, "org/repo.git");
+        // IPv6 literals: bare, as ssh, the resolver and known_hosts take them.
+        let t = target("ssh://git@[::1]:2222/srv/repo.git");
+        assert_eq!((t.host.as_str(), t.port), ("::1", Some(2222)));
+        assert_eq!(t.path, "/srv/repo.git");
+        let t = target("ssh://[fe80::1]/srv/repo.git");
+        assert_eq!((t.host.as_str(), t.port), ("fe80::1", None));
         let t = target("ssh://host/~bob/repo");
         assert_eq!((t.login(), t.path.as_str()), (DEFAULT_USER, "~bob/repo"));
     }

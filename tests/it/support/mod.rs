@@ -2,7 +2,8 @@
 //! and a runner for the `git-sidecar` binary.
 //!
 //! Rules the harness follows (and scenario tests should too):
-//! * everything listens on 127.0.0.1 with an OS-chosen port, never another address;
+//! * everything listens on 127.0.0.1 with an OS-chosen port, never another address
+//!   (tests of IPv6 use `[::1]`, still loopback);
 //! * every git invocation is isolated from the user's/system's configuration;
 //! * no sleeps as synchronisation: poll a condition with [`poll_until`] /
 //!   [`wait_until`] / `Running::wait_until` under a generous deadline;
@@ -25,7 +26,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use git::{assert_tree_matches_commit, git, gitmodules, tree_mismatch, Upstream};
-pub use servers::{free_port, BlackHole, GitDaemon, HttpGit, HttpOpts, StallProxy};
+pub use servers::{
+    free_port, require_ipv6_loopback, BlackHole, GitDaemon, GitDaemonV6, HttpGit, HttpOpts,
+    StallProxy,
+};
 #[allow(unused_imports)]
 pub use sidecar::{link_target_hash, run_one_time, Running, Sidecar};
 

@@ -12,7 +12,7 @@
 //!   run time so one port goes from hostile to healthy.
 //! * [`Nginx`]: a real nginx (Debian's `/usr/sbin/nginx`) serving a directory.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
@@ -202,6 +202,100 @@ impl Drop for GitDaemon {
             }
             kids.clear();
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// IPv6 loopback
+
+/// Panics, saying what to fix, unless this host can listen on `[::1]`: the
+/// IPv6 tests are failures, not skips, where IPv6 is missing.
+pub fn require_ipv6_loopback() {
+    if let Err(e) = TcpListener::bind("[::1]:0") {
+        panic!(
+            "cannot listen on [::1] ({e}): these tests need IPv6 on the loopback \
+             interface (`ip -6 addr show lo` must list ::1; enable it with \
+             `sysctl net.ipv6.conf.lo.disable_ipv6=0`, or run the container with IPv6)"
+        );
+    }
+}
+
+/// A port on `[::1]` that was free a moment ago.
+pub fn free_port_v6() -> u16 {
+    require_ipv6_loopback();
+    TcpListener::bind("[::1]:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding [::1]:0")
+        .port()
+}
+
+/// A real `git daemon --listen=::1` (not inetd mode behind our acceptor):
+/// `git://[::1]:PORT/<name>` for every repository under `base_dir`.
+pub struct GitDaemonV6 {
+    child: Child,
+    port: u16,
+    log_dir: tempfile::TempDir,
+}
+
+impl GitDaemonV6 {
+    pub fn start(base_dir: &Path) -> Self {
+        require_git_program(
+            "daemon",
+            "install git's daemon (Debian/Ubuntu: apt-get install git, which ships git-daemon)",
+        );
+        let port = free_port_v6();
+        let log_dir = super::tempdir("git-daemon6-log");
+        let log = File::create(log_dir.path().join("daemon.log")).expect("creating daemon log");
+        let mut cmd = Command::new("git");
+        isolate(&mut cmd);
+        cmd.arg("daemon")
+            .args(["--listen=::1", &format!("--port={port}"), "--reuseaddr"])
+            .args([
+                "--export-all",
+                "--enable=upload-pack",
+                "--informative-errors",
+            ])
+            .arg(format!("--base-path={}", base_dir.display()))
+            .args(["--log-destination=stderr", "--verbose"])
+            .current_dir(base_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .process_group(0);
+        let child = cmd.spawn().expect("spawning git daemon --listen=::1");
+        let mut daemon = GitDaemonV6 {
+            child,
+            port,
+            log_dir,
+        };
+        let addr: SocketAddr = format!("[::1]:{port}").parse().expect("address");
+        let up = super::poll_until(super::DEADLINE, || {
+            TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+                || !matches!(daemon.child.try_wait(), Ok(None))
+        });
+        if !up || !matches!(daemon.child.try_wait(), Ok(None)) {
+            panic!(
+                "git daemon did not listen on {addr}; its log:\n{}",
+                daemon.log()
+            );
+        }
+        daemon
+    }
+
+    /// `git://[::1]:PORT/<name>`.
+    pub fn url(&self, name: &str) -> String {
+        format!("git://[::1]:{}/{name}", self.port)
+    }
+
+    /// What the daemon logged (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_dir.path().join("daemon.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for GitDaemonV6 {
+    fn drop(&mut self) {
+        kill_group(&mut self.child);
     }
 }
 

@@ -173,6 +173,12 @@ impl Sshd {
             .unwrap_or_else(|log| panic!("sshd did not start:\n{log}"))
     }
 
+    /// On `[::1]` and a free port (IPv6 loopback), letting in `authorized` keys.
+    pub fn start_v6(authorized: &[&KeyPair]) -> Self {
+        Self::start_at("::1", super::servers::free_port_v6(), authorized)
+            .unwrap_or_else(|log| panic!("sshd did not start on [::1]:\n{log}"))
+    }
+
     /// On port 22 of some 127.0.0.x (x from 2), for scp-like URLs, which
     /// cannot name a port.
     pub fn start_on_port_22(authorized: &[&KeyPair]) -> Self {
@@ -188,7 +194,10 @@ impl Sshd {
 
     fn start_at(host: &str, port: u16, authorized: &[&KeyPair]) -> Result<Self, String> {
         require_ssh_tools();
-        assert!(host.starts_with("127."), "sshd only listens on loopback");
+        assert!(
+            host.starts_with("127.") || host == "::1",
+            "sshd only listens on loopback"
+        );
         let dir = super::tempdir("sshd");
         let host_ed25519 = keygen(dir.path(), "host_ed25519", "ed25519", "").public;
         let host_rsa = keygen(dir.path(), "host_rsa", "rsa", "").public;
@@ -245,15 +254,14 @@ impl Sshd {
         self.port
     }
 
-    /// `ssh://root@HOST:PORT/abs/path`.
+    /// `ssh://root@HOST:PORT/abs/path` (`[::1]` for IPv6).
     pub fn url(&self, repo: &Path) -> String {
-        format!(
-            "ssh://{}@{}:{}{}",
-            user(),
-            self.host,
-            self.port,
-            repo.display()
-        )
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!("ssh://{}@{host}:{}{}", user(), self.port, repo.display())
     }
 
     /// `<name> <ed25519 host key>` for this server as seen on `port`.
