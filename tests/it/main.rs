@@ -21,6 +21,7 @@ mod config;
 mod disk;
 mod examples;
 mod faults;
+mod git_sync_access;
 mod hooks;
 mod http;
 mod https;
