@@ -336,7 +336,13 @@ mod tests {
             Some("http://127.0.0.1:3128")
         );
         assert_eq!(c.access.http.extra_headers, vec!["X-A: 1".to_string()]);
-        let keys: Vec<&str> = c.access.git_config.0.iter().map(|(k, _)| k.as_str()).collect();
+        let keys: Vec<&str> = c
+            .access
+            .git_config
+            .0
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect();
         assert_eq!(
             keys,
             [
@@ -356,9 +362,8 @@ mod tests {
             .collect();
         assert_eq!(inert.len(), 1, "{:?}", c.warnings);
         assert!(
-            inert[0].ends_with(
-                "safe.directory, http.postBuffer, url.https://x/.insteadOf, sect.key"
-            ),
+            inert[0]
+                .ends_with("safe.directory, http.postBuffer, url.https://x/.insteadOf, sect.key"),
             "{inert:?}"
         );
         // Debug never shows values (an extra header may be a token).
@@ -368,15 +373,26 @@ mod tests {
     #[test]
     fn invalid_keys_are_refused_with_git_rules() {
         let p = problems(
-            &with(&["--git-config=nodot:y,a.1b:x,s_x.k:v,\"a.sub\\nline.k\":v,http.sslVerify:maybe"]),
+            &with(&[
+                "--git-config=nodot:y,a.1b:x,s_x.k:v,\"a.sub\\nline.k\":v,http.sslVerify:maybe",
+            ]),
             &[],
         );
         let all = p.join("\n");
         for bad in ["\"nodot\"", "\"a.1b\"", "\"s_x.k\"", "\"a.sub\\nline.k\""] {
-            assert!(all.contains(&format!("{bad} is not a valid git key")), "{bad}: {all}");
+            assert!(
+                all.contains(&format!("{bad} is not a valid git key")),
+                "{bad}: {all}"
+            );
         }
-        assert!(all.contains("http.sslVerify must be true or false"), "{all}");
-        assert!(all.starts_with("--git-config (GITSYNC_GIT_CONFIG): "), "{all}");
+        assert!(
+            all.contains("http.sslVerify must be true or false"),
+            "{all}"
+        );
+        assert!(
+            all.starts_with("--git-config (GITSYNC_GIT_CONFIG): "),
+            "{all}"
+        );
         assert_eq!(p.len(), 5, "{all}");
     }
 

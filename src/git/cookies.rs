@@ -191,8 +191,7 @@ mod tests {
     #[test]
     fn an_unreadable_file_names_it_and_debug_hides_values() {
         let e = Jar::read(Path::new("/no/such/cookies"))
-            .err()
-            .expect("missing file")
+            .expect_err("missing file")
             .to_string();
         assert!(e.contains("/no/such/cookies"), "{e}");
         let dbg = format!("{:?}", Jar::parse(FILE));

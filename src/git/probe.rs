@@ -53,9 +53,7 @@ pub fn explain(
         .as_deref()
         .and_then(|path| super::cookies::Jar::read(path).ok())
         .and_then(|jar| jar.header_for(&target));
-    let mut request = client
-        .get(target)
-        .header("Git-Protocol", "version=2");
+    let mut request = client.get(target).header("Git-Protocol", "version=2");
     if let Some(cookies) = cookies {
         request = request.header(reqwest::header::COOKIE, cookies);
     }

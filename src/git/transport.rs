@@ -424,7 +424,12 @@ fn safe_directories(git_dir: &Path) -> Vec<(String, String)> {
         dirs.push(real);
     }
     dirs.into_iter()
-        .map(|d| ("safe.directory".to_string(), d.to_string_lossy().into_owned()))
+        .map(|d| {
+            (
+                "safe.directory".to_string(),
+                d.to_string_lossy().into_owned(),
+            )
+        })
         .collect()
 }
 
@@ -546,16 +551,16 @@ fn cookie_request_hook(
         return Ok(None);
     };
     let jar = super::cookies::Jar::read(path)?;
-    Ok(Some(Box::new(move |request: &mut reqwest::blocking::Request| {
-        if let Some(value) = jar.header_for(request.url()) {
-            if let Ok(value) = reqwest::header::HeaderValue::from_str(&value) {
-                request
-                    .headers_mut()
-                    .append(reqwest::header::COOKIE, value);
+    Ok(Some(Box::new(
+        move |request: &mut reqwest::blocking::Request| {
+            if let Some(value) = jar.header_for(request.url()) {
+                if let Ok(value) = reqwest::header::HeaderValue::from_str(&value) {
+                    request.headers_mut().append(reqwest::header::COOKIE, value);
+                }
             }
-        }
-        Ok(())
-    })))
+            Ok(())
+        },
+    )))
 }
 
 #[cfg(test)]

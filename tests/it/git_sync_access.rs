@@ -45,7 +45,11 @@ fn scratch_for_uid() -> Scratch {
 }
 
 fn assert_ok(out: &std::process::Output) {
-    assert!(out.status.success(), "must succeed\n{}", describe_output(out));
+    assert!(
+        out.status.success(),
+        "must succeed\n{}",
+        describe_output(out)
+    );
 }
 
 /// git refuses a repository another UID owns ("detected dubious ownership");
@@ -72,7 +76,9 @@ fn a_local_repository_another_uid_owns_is_synced_by_an_unprivileged_uid() {
         assert_ok(&out);
         assert_eq!(s.published().as_deref(), Some(head.as_str()), "{repo}");
         assert_eq!(
-            fs::read_to_string(s.link().join("lib/lib.txt")).ok().as_deref(),
+            fs::read_to_string(s.link().join("lib/lib.txt"))
+                .ok()
+                .as_deref(),
             Some("lib\n"),
             "the submodule, owned by another UID too, is checked out"
         );
