@@ -631,16 +631,17 @@ pub struct Cli {
     #[arg(long, env = "GITSYNC_EXECHOOK_TIMEOUT", value_name = "DURATION", help_heading = HOOKS)]
     pub exechook_timeout: Option<String>,
 
-    /// Wait before retrying a failed --exechook-command, at least 1s; retries back off
-    /// exponentially with jitter from --exechook-backoff up to 32 times it, kept
-    /// between 1m and 5m (never below --exechook-backoff) [default: 3s]
+    /// Wait before each retry of a failed --exechook-command, at least 1s; every retry
+    /// waits exactly this, as in git-sync [default: 3s]
     #[arg(long, env = "GITSYNC_EXECHOOK_BACKOFF", value_name = "DURATION", help_heading = HOOKS)]
     pub exechook_backoff: Option<String>,
 
     /// Program run when a new commit is checked out, before the link moves, with
-    /// $GITSYNC_HASH set, in the new worktree, without a shell. Unlike git-sync's, it
-    /// gates publishing: until it succeeds (exit 0 within the timeout) the link keeps
-    /// pointing at the old commit, and it is retried
+    /// $GITSYNC_HASH (the new commit) set, in the new worktree, without a shell. Unlike
+    /// git-sync's, it gates publishing: until it succeeds (exit 0 within the timeout)
+    /// the link keeps pointing at the old commit. A failure is retried every
+    /// --pre-publish-exechook-backoff while the ref stays on that commit (a new commit
+    /// is tried at once); it is not a sync failure (no --max-failures exit)
     #[arg(
         long,
         env = "GITSYNC_PRE_PUBLISH_EXECHOOK_COMMAND",
@@ -671,9 +672,8 @@ pub struct Cli {
     )]
     pub pre_publish_exechook_timeout: Option<String>,
 
-    /// Wait before retrying a failed --pre-publish-exechook-command, at least 1s;
-    /// retries back off exponentially with jitter from it up to 32 times it, kept
-    /// between 1m and 5m (never below it) [default: 3s]
+    /// Wait before each retry of a failed --pre-publish-exechook-command (same commit),
+    /// at least 1s; every retry waits exactly this, as in git-sync [default: 3s]
     #[arg(
         long,
         env = "GITSYNC_PRE_PUBLISH_EXECHOOK_BACKOFF",
@@ -706,9 +706,8 @@ pub struct Cli {
     #[arg(long, env = "GITSYNC_WEBHOOK_TIMEOUT", value_name = "DURATION", help_heading = HOOKS)]
     pub webhook_timeout: Option<String>,
 
-    /// Wait before retrying a failed --webhook-url request, at least 1s; retries back
-    /// off exponentially with jitter from --webhook-backoff up to 32 times it, kept
-    /// between 1m and 5m (never below --webhook-backoff) [default: 3s]
+    /// Wait before each retry of a failed --webhook-url request, at least 1s; every
+    /// retry waits exactly this, as in git-sync [default: 3s]
     #[arg(long, env = "GITSYNC_WEBHOOK_BACKOFF", value_name = "DURATION", help_heading = HOOKS)]
     pub webhook_backoff: Option<String>,
 

@@ -137,8 +137,8 @@
 //! * Like git-sync, the timing, status and method flags of a hook that is not
 //!   configured are parsed (a bad duration or integer is still an error) but
 //!   their ranges are only checked when the hook is on.
-//! * `backoff_max` is not a flag: `32 × backoff`, kept between 1m and 5m, and
-//!   never below `backoff` ([`hook_backoff_max`]).
+//! * Retries wait exactly `backoff` each time (as git-sync: no growth, no
+//!   jitter; there is deliberately no flag for either).
 //! * Reload ([`ReloadConfig`]): `--reload-process` is a process name as in
 //!   `/proc/PID/comm` (no `/`, no control characters, at most 15 bytes, the
 //!   kernel's limit); `--reload-signal` (default HUP) is parsed like
@@ -247,9 +247,8 @@ pub struct ExecHookConfig {
     pub command: PathBuf,
     pub args: Vec<String>,
     pub timeout: Duration,
-    /// First retry delay; doubles per failure (with jitter) up to `backoff_max`.
+    /// The wait before each retry (fixed, as in git-sync).
     pub backoff: Duration,
-    pub backoff_max: Duration,
 }
 
 /// An outgoing HTTP notification. `Debug` shows header names only (values
@@ -261,8 +260,8 @@ pub struct OutgoingWebhookConfig {
     /// `None` = any response counts as success (git-sync's 0 or -1).
     pub success_status: Option<u16>,
     pub timeout: Duration,
+    /// The wait before each retry (fixed, as in git-sync).
     pub backoff: Duration,
-    pub backoff_max: Duration,
     /// Extra `Name: value` headers.
     pub headers: Vec<(String, String)>,
     /// Send a JSON body (hash, previous hash, ref, repo, time) instead of none.
@@ -287,7 +286,6 @@ impl std::fmt::Debug for OutgoingWebhookConfig {
             .field("success_status", &self.success_status)
             .field("timeout", &self.timeout)
             .field("backoff", &self.backoff)
-            .field("backoff_max", &self.backoff_max)
             .field("headers", &Headers(&self.headers))
             .field("json_body", &self.json_body)
             .field("signing_secret", &self.signing_secret)
@@ -1430,7 +1428,6 @@ impl<'a> Checker<'a> {
             args,
             timeout,
             backoff,
-            backoff_max: hook_backoff_max(backoff),
         })
     }
 
@@ -1550,7 +1547,6 @@ impl<'a> Checker<'a> {
             success_status,
             timeout,
             backoff,
-            backoff_max: hook_backoff_max(backoff),
             headers,
             json_body,
             signing_secret,
@@ -1636,16 +1632,6 @@ struct ExecHookIds {
     args: &'static str,
     timeout: &'static str,
     backoff: &'static str,
-}
-
-/// The longest wait between hook retries: 32 × `backoff`, kept between 1m and
-/// 5m, and never below `backoff` itself.
-pub fn hook_backoff_max(backoff: Duration) -> Duration {
-    backoff
-        .saturating_mul(32)
-        .max(Duration::from_secs(60))
-        .min(Duration::from_secs(300))
-        .max(backoff)
 }
 
 /// Checks `--webhook-url`: an absolute `http://` or `https://` URL with a
@@ -3726,20 +3712,17 @@ mod tests {
         assert!(e.args.is_empty());
         assert_eq!(e.timeout, Duration::from_secs(30));
         assert_eq!(e.backoff, Duration::from_secs(3));
-        assert_eq!(e.backoff_max, Duration::from_secs(96));
         let p = c.hooks.pre_publish.as_ref().expect("pre-publish set");
         assert_eq!(p.command, PathBuf::from("check"));
         assert!(p.args.is_empty());
         assert_eq!(p.timeout, Duration::from_secs(30));
         assert_eq!(p.backoff, Duration::from_secs(3));
-        assert_eq!(p.backoff_max, Duration::from_secs(96));
         let w = webhook_of(&c);
         assert_eq!(w.url.expose(), "https://example.com/notify");
         assert_eq!(w.method, "POST");
         assert_eq!(w.success_status, Some(200));
         assert_eq!(w.timeout, Duration::from_secs(1));
         assert_eq!(w.backoff, Duration::from_secs(3));
-        assert_eq!(w.backoff_max, Duration::from_secs(96));
         assert!(w.headers.is_empty());
         assert!(!w.json_body);
         assert!(w.signing_secret.is_none());
@@ -3785,20 +3768,17 @@ mod tests {
         assert_eq!(e.args, ["-c", "-x", "echo $GITSYNC_HASH"]);
         assert_eq!(e.timeout, Duration::from_secs(60));
         assert_eq!(e.backoff, Duration::from_secs(1));
-        assert_eq!(e.backoff_max, Duration::from_secs(60));
         let p = c.hooks.pre_publish.as_ref().unwrap();
         assert_eq!(p.command, PathBuf::from("/bin/check"));
         assert_eq!(p.args, ["--strict", "a b"]);
         assert_eq!(p.timeout, Duration::from_secs(2));
         assert_eq!(p.backoff, Duration::from_secs(600));
-        assert_eq!(p.backoff_max, Duration::from_secs(600));
         let w = webhook_of(&c);
         assert_eq!(w.url.expose(), "http://svc:8080/hook?x=1");
         assert_eq!(w.method, "PUT");
         assert_eq!(w.success_status, Some(204));
         assert_eq!(w.timeout, Duration::from_secs(5));
         assert_eq!(w.backoff, Duration::from_secs(20));
-        assert_eq!(w.backoff_max, Duration::from_secs(300));
         assert!(w.json_body);
         let r = c.hooks.reload.as_ref().unwrap();
         assert_eq!(r.process, "httpd");
@@ -3827,16 +3807,6 @@ mod tests {
             (Duration::from_secs(2), Duration::from_secs(4))
         );
         assert_eq!(c.warnings.len(), 8, "{:?}", c.warnings);
-    }
-
-    #[test]
-    fn hook_backoff_max_formula() {
-        let s = Duration::from_secs;
-        assert_eq!(hook_backoff_max(s(1)), s(60));
-        assert_eq!(hook_backoff_max(s(3)), s(96));
-        assert_eq!(hook_backoff_max(s(10)), s(300));
-        assert_eq!(hook_backoff_max(s(400)), s(400));
-        assert_eq!(hook_backoff_max(Duration::MAX), Duration::MAX);
     }
 
     #[test]

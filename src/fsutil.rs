@@ -1,9 +1,55 @@
 //! Small filesystem helpers: atomic file writes, directory fsync, touching,
-//! removing whatever is at a path.
+//! removing whatever is at a path, and the process's file-mode policy.
+//!
+//! File modes: `--group-write` is git-sync's umask 0002 (else 0022), set
+//! once for the whole process before any thread starts. A umask is global
+//! state, but that is what we want here: it covers every file and directory
+//! anyone in the process creates (gix's checkouts, refs, directories) and
+//! the hooks we spawn inherit it, exactly as under git-sync. What the umask
+//! cannot reach are files created with an explicit private mode (the
+//! `tempfile` crate's 0600, which gix uses for packs): ours ask for 0666 and
+//! let the umask decide; gix's are widened after the write with
+//! [`apply_umask`], using the recorded mask (umask(2) cannot be read
+//! without being set, which would race with other threads).
 
 use std::fs;
 use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The umask set by [`set_umask`] (0022 until then, the usual default).
+static UMASK: AtomicU32 = AtomicU32::new(0o022);
+
+/// Sets the process umask: 0002 with `--group-write`, else 0022. Call
+/// before any other thread exists.
+pub fn set_umask(group_write: bool) {
+    let mask = if group_write { 0o002 } else { 0o022 };
+    UMASK.store(mask, Ordering::SeqCst);
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+}
+
+/// The mode a file created with `mode` should have under `umask`: the
+/// owner's bits granted to group and others too, minus the umask; bits are
+/// only ever added (a read-only file stays read-only, an executable gains x
+/// where it gains r).
+pub fn widened_mode(mode: u32, umask: u32) -> u32 {
+    let owner = (mode >> 6) & 0o7;
+    let everyone = (owner << 6) | (owner << 3) | owner;
+    mode | (everyone & !umask & 0o777)
+}
+
+/// Widens `path`'s mode to what the process umask would have given it had
+/// it not been created private (see the module doc). Nothing is written
+/// when the mode is already right, so calling it on every pass is free.
+pub fn apply_umask(path: &Path) -> io::Result<()> {
+    let mode = fs::symlink_metadata(path)?.permissions().mode();
+    let wanted = widened_mode(mode, UMASK.load(Ordering::SeqCst));
+    if wanted == mode {
+        return Ok(());
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(wanted))
+}
 
 /// Removes a file, symlink or directory tree; missing is fine.
 pub fn remove_any(path: &Path) -> io::Result<()> {
@@ -19,7 +65,10 @@ pub fn remove_any(path: &Path) -> io::Result<()> {
 /// `path`, so readers see the old or the new content, never a mix.
 pub fn write_atomic(path: &Path, content: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    // 0666 minus the umask, as `open(2)` would give; tempfile's default is 0600.
+    let mut tmp = tempfile::Builder::new()
+        .permissions(fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)?;
     tmp.write_all(content)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
@@ -53,4 +102,26 @@ pub fn touch_file(path: &Path) -> io::Result<()> {
         .append(true)
         .open(path)?;
     touch_mtime(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widened_mode_gives_the_group_what_the_owner_has() {
+        assert_eq!(widened_mode(0o100600, 0o002), 0o100664);
+        assert_eq!(widened_mode(0o100600, 0o022), 0o100644);
+        assert_eq!(
+            widened_mode(0o100400, 0o002),
+            0o100444,
+            "read-only stays so"
+        );
+        assert_eq!(widened_mode(0o040700, 0o002), 0o040775);
+        assert_eq!(
+            widened_mode(0o100664, 0o022),
+            0o100664,
+            "bits are never removed"
+        );
+    }
 }

@@ -74,7 +74,5 @@ fn raise_open_file_limit() {
 
 /// `--group-write` makes everything written group-writable (git-sync's umask 0002).
 fn set_umask(config: &Config) {
-    use nix::sys::stat::{umask, Mode};
-    let mask = if config.group_write { 0o002 } else { 0o022 };
-    umask(Mode::from_bits_truncate(mask));
+    git_sidecar::fsutil::set_umask(config.group_write);
 }

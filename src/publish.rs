@@ -4,6 +4,8 @@
 //! ```text
 //! <root>/.worktrees/<sha>/          one checked-out commit
 //! <root>/.worktrees/.staging-<sha>  a checkout in progress (never published)
+//! <root>/.worktrees/.spare          a retired tree past its stale timeout, kept
+//!                                   only to be rewritten for the next commit
 //! <link> -> .worktrees/<sha>        relative symlink, swapped with rename(2)
 //! ```
 //!
@@ -22,6 +24,10 @@ use crate::types::CommitHash;
 
 const WORKTREES: &str = ".worktrees";
 const STAGING_PREFIX: &str = ".staging-";
+/// Not a commit's name: once its stale timeout has passed, a retired tree is
+/// gone from `.worktrees/<sha>` (as with git-sync) but still saves a full
+/// checkout of the next commit.
+const SPARE: &str = ".spare";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -72,6 +78,11 @@ impl Layout {
 
     pub fn staging(&self, hash: &CommitHash) -> PathBuf {
         self.worktrees_dir().join(format!("{STAGING_PREFIX}{hash}"))
+    }
+
+    /// Where the spare is parked (see [`Layout::park`]).
+    pub fn spare(&self) -> PathBuf {
+        self.worktrees_dir().join(SPARE)
     }
 
     /// The published commit: the basename of the link's target, if it is a hash.
@@ -135,21 +146,20 @@ impl Layout {
     }
 
     /// Deletes everything in `.worktrees/` except the published worktree,
-    /// `spare` (a retired worktree kept to be rewritten for the next commit)
-    /// and anything younger than `stale_after` (by mtime). Returns what was
-    /// removed.
+    /// the parked spare (if `keep_spare`) and anything younger than
+    /// `stale_after` (by mtime). Returns what was removed.
     pub fn remove_stale(
         &self,
         stale_after: Duration,
-        spare: Option<&CommitHash>,
+        keep_spare: bool,
     ) -> Result<Vec<String>, Error> {
         let current = self.current();
         let dir = self.worktrees_dir();
         let mut removed = Vec::new();
         for entry in fs::read_dir(&dir).map_err(io_err("read", &dir))?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let keep = [current.as_ref(), spare];
-            if keep.into_iter().flatten().any(|c| c.as_str() == name) {
+            let published = current.as_ref().is_some_and(|c| c.as_str() == name);
+            if published || (keep_spare && name == SPARE) {
                 continue;
             }
             if age(&entry.path()) >= stale_after {
@@ -158,6 +168,37 @@ impl Layout {
             }
         }
         Ok(removed)
+    }
+
+    /// Whether the retired worktree of `hash` has been retired for at
+    /// least `stale_after` (and is not published).
+    pub fn is_stale(&self, hash: &CommitHash, stale_after: Duration) -> bool {
+        let path = self.worktree(hash);
+        self.current().as_ref() != Some(hash) && path.is_dir() && age(&path) >= stale_after
+    }
+
+    /// Renames the retired worktree of `hash` to the spare's place (replacing
+    /// any spare there), and drops its `.git` file: what is left is no
+    /// worktree any more, only files to be rewritten for the next commit.
+    pub fn park(&self, hash: &CommitHash) -> Result<(), Error> {
+        let from = self.worktree(hash);
+        let to = self.spare();
+        remove_any(&to)?;
+        fs::rename(&from, &to).map_err(io_err("rename", &from))?;
+        remove_any(&to.join(".git"))
+    }
+
+    /// Moves the parked spare to the staging place of `new`, to be
+    /// rewritten there. Returns whether there was one.
+    pub fn claim_spare(&self, new: &CommitHash) -> Result<bool, Error> {
+        let from = self.spare();
+        if !from.is_dir() {
+            return Ok(false);
+        }
+        let to = self.staging(new);
+        remove_any(&to)?;
+        fs::rename(&from, &to).map_err(io_err("rename", &from))?;
+        Ok(true)
     }
 
     /// Moves the retired worktree of `old` to the staging place of `new`, to
@@ -319,9 +360,9 @@ mod tests {
         fs::write(layout.worktrees_dir().join("junk"), "x")?;
         layout.publish(&hash('a'))?;
         assert!(layout
-            .remove_stale(Duration::from_secs(3600), None)?
+            .remove_stale(Duration::from_secs(3600), false)?
             .is_empty());
-        let mut removed = layout.remove_stale(Duration::ZERO, None)?;
+        let mut removed = layout.remove_stale(Duration::ZERO, false)?;
         removed.sort();
         assert_eq!(removed, vec![hash('b').to_string(), "junk".to_string()]);
         assert!(layout.worktree(&hash('a')).exists());
@@ -329,17 +370,37 @@ mod tests {
     }
 
     #[test]
-    fn remove_stale_keeps_the_spare() -> Result<(), Box<dyn std::error::Error>> {
+    fn a_parked_spare_is_no_worktree_and_is_claimed_once() -> Result<(), Box<dyn std::error::Error>>
+    {
         let dir = tempfile::tempdir()?;
         let layout = Layout::new(dir.path().to_path_buf(), dir.path().join("site"));
         layout.prepare()?;
         for h in [hash('a'), hash('b'), hash('c')] {
             fs::create_dir_all(layout.worktree(&h))?;
+            fs::write(layout.worktree(&h).join(".git"), "gitdir: x\n")?;
+            fs::write(layout.worktree(&h).join("f"), h.as_str())?;
         }
         layout.publish(&hash('a'))?;
-        let removed = layout.remove_stale(Duration::ZERO, Some(&hash('b')))?;
+        assert!(!layout.is_stale(&hash('a'), Duration::ZERO), "published");
+        assert!(layout.is_stale(&hash('b'), Duration::ZERO));
+        layout.park(&hash('b'))?;
+        assert!(!layout.worktree(&hash('b')).exists());
+        assert!(!layout.spare().join(".git").exists());
+        assert!(layout.worktree_hashes().iter().all(|h| *h != hash('b')));
+        let removed = layout.remove_stale(Duration::ZERO, true)?;
         assert_eq!(removed, vec![hash('c').to_string()]);
-        assert!(layout.worktree(&hash('b')).exists());
+        let new = hash('d');
+        assert!(layout.claim_spare(&new)?);
+        assert_eq!(
+            fs::read_to_string(layout.staging(&new).join("f"))?,
+            hash('b').as_str()
+        );
+        assert!(!layout.claim_spare(&new)?, "claimed once");
+        // Without a spare to keep, a leftover `.spare` is junk.
+        fs::create_dir(layout.spare())?;
+        let removed = layout.remove_stale(Duration::ZERO, false)?;
+        assert!(removed.contains(&SPARE.to_string()), "{removed:?}");
+        assert!(!layout.spare().exists());
         Ok(())
     }
 

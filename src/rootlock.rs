@@ -26,8 +26,8 @@ pub const FILE_NAME: &str = ".git-sidecar.lock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("--root {path} exists and is not a directory: point --root at a directory")]
-    NotADirectory { path: PathBuf },
+    #[error(transparent)]
+    Root(#[from] RootError),
     #[error(
         "could not open the root lock {path}: {source} (the root must be a writable directory)"
     )]
@@ -36,6 +36,80 @@ pub enum Error {
         "could not lock {path}: {source} (the filesystem must support flock; on NFS, file locking must be enabled)"
     )]
     Lock { path: PathBuf, source: io::Error },
+}
+
+/// What is wrong with `--root` itself, said so the user can fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum RootError {
+    #[error(
+        "--root {path} exists but is not a directory: point --root at a directory \
+         (git-sidecar creates it when missing) or remove what is there"
+    )]
+    NotADirectory { path: PathBuf },
+    #[error(
+        "could not create --root {path} as uid {uid}: {source}; make its parent directory \
+         writable for this user, or create --root beforehand (in Kubernetes: mount a \
+         volume there)"
+    )]
+    Create {
+        path: PathBuf,
+        uid: u32,
+        source: io::Error,
+    },
+    #[error(
+        "--root {path} is not writable by uid {uid} (it belongs to uid {owner}, mode {mode:o}): \
+         {source}; give this user write access (in Kubernetes: securityContext.fsGroup, or \
+         runAsUser set to the volume's owner)"
+    )]
+    NotWritable {
+        path: PathBuf,
+        uid: u32,
+        owner: u32,
+        mode: u32,
+        source: io::Error,
+    },
+    #[error("could not look at --root {path}: {source}")]
+    Stat { path: PathBuf, source: io::Error },
+}
+
+/// Creates `root` when missing and checks that this process may write in
+/// it, so that a wrong `--root` is reported as such (not as whatever write
+/// happens to fail first, with the reason lost).
+pub fn prepare_root(root: &Path) -> Result<(), RootError> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = nix::unistd::geteuid().as_raw();
+    match fs::metadata(root) {
+        Ok(meta) if !meta.is_dir() => {
+            return Err(RootError::NotADirectory {
+                path: root.to_path_buf(),
+            })
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(root).map_err(|source| RootError::Create {
+                path: root.to_path_buf(),
+                uid,
+                source,
+            })?;
+        }
+        Err(source) => {
+            return Err(RootError::Stat {
+                path: root.to_path_buf(),
+                source,
+            })
+        }
+    }
+    let access = nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK;
+    nix::unistd::access(root, access).map_err(|errno| {
+        let meta = fs::metadata(root).ok();
+        RootError::NotWritable {
+            path: root.to_path_buf(),
+            uid,
+            owner: meta.as_ref().map_or(0, |m| m.uid()),
+            mode: meta.map_or(0, |m| m.mode() & 0o7777),
+            source: io::Error::from(errno),
+        }
+    })
 }
 
 /// The held lock; released when dropped (or when the process dies).
@@ -56,17 +130,7 @@ pub enum Attempt {
 
 /// Tries once, without blocking, to lock `root` (created if missing).
 pub fn try_acquire(root: &Path) -> Result<Attempt, Error> {
-    if let Err(source) = fs::create_dir_all(root) {
-        return Err(match root.is_dir() {
-            false if root.exists() => Error::NotADirectory {
-                path: root.to_path_buf(),
-            },
-            _ => Error::Open {
-                path: root.to_path_buf(),
-                source,
-            },
-        });
-    }
+    prepare_root(root)?;
     let path = root.join(FILE_NAME);
     let mut file = open(&path)?;
     match file.try_lock() {

@@ -84,6 +84,22 @@ impl StatusHandle {
         });
     }
 
+    /// The pre-publish gate held a new commit back: the remote was reached
+    /// and what is published stays (fresh, as git-sync's health stays
+    /// good); `error` says why the new commit is not published. Not a
+    /// failure. Nothing published by this process (or verified at
+    /// start-up) makes nothing fresh.
+    pub fn held(&self, error: &str) {
+        self.write(|s| {
+            s.pass_started = None;
+            s.consecutive_failures = 0;
+            s.last_error = Some(error.to_string());
+            if s.synced_once || s.restored {
+                s.last_success = Some(SystemTime::now());
+            }
+        });
+    }
+
     /// The published commit as found on disk at start-up (before any sync).
     pub fn set_published(&self, hash: Option<String>) {
         self.write(|s| s.published_hash = hash);
@@ -242,6 +258,23 @@ mod tests {
         h.succeeded("abc");
         assert!(h.readiness(&RULES).is_ok());
         assert_eq!(h.snapshot().last_error, None);
+    }
+
+    #[test]
+    fn a_gate_refusal_keeps_published_content_ready_and_fresh_but_says_why() {
+        let h = StatusHandle::default();
+        h.held("the pre-publish hook refused bbb");
+        assert!(h.readiness(&RULES).is_err(), "nothing published yet");
+        h.succeeded("aaa");
+        h.write(|s| s.last_success = Some(SystemTime::now() - Duration::from_secs(3600)));
+        for _ in 0..5 {
+            h.held("the pre-publish hook refused bbb");
+        }
+        assert!(h.readiness(&RULES).is_ok(), "{:?}", h.readiness(&RULES));
+        let s = h.snapshot();
+        assert_eq!(s.consecutive_failures, 0);
+        assert_eq!(s.published_hash.as_deref(), Some("aaa"));
+        assert!(s.last_error.is_some_and(|e| e.contains("refused bbb")));
     }
 
     #[test]

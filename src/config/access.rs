@@ -305,7 +305,8 @@ impl Checker<'_> {
         match reqwest::Url::parse(raw) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => Some(RepoUrl::new(raw)),
             _ => {
-                let shown = crate::types::redact_url(raw);
+                // The query may hold a token, as in the requests themselves.
+                let shown = crate::types::shown_url(raw);
                 self.fail(
                     "askpass_url",
                     format!("must be an http:// or https:// URL, got {shown:?}"),
@@ -415,8 +416,9 @@ mod tests {
         assert!(!all.contains(SECRET), "{all}");
         let c = config(&with(&["--askpass-url=http://127.0.0.1:1/pw"]), &[]);
         assert!(c.access.askpass_url.is_some() && c.auth.is_none());
-        let p = problems(&with(&["--askpass-url=ftp://x/"]), &[]);
+        let p = problems(&with(&["--askpass-url=ftp://x/?token=t0k"]), &[]);
         assert!(p[0].contains("must be an http:// or https:// URL"), "{p:?}");
+        assert!(!p[0].contains("t0k"), "{p:?}");
     }
 
     #[test]

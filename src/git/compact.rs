@@ -5,6 +5,13 @@
 //! (down to the shallow boundary), then delete every other pack and all loose
 //! objects. A crash in between leaves extra packs, never missing objects: the
 //! old packs are deleted only after the new pack and its index are in place.
+//!
+//! The root must stay a repository the git CLI (and git-sync, after a
+//! rollback) accepts: `git fsck --connectivity-only` also follows reflogs,
+//! so entries naming dropped commits are dropped too (what git-sync's
+//! `git reflog expire --expire-unreachable=all --all` does; a root that
+//! git-sync made has reflogs, ours writes none), and the new pack gets no
+//! `.keep` file and the mode the umask gives (see [`crate::fsutil`]).
 
 use std::fs;
 use std::io::{self, BufReader, Seek, SeekFrom};
@@ -21,6 +28,10 @@ const SLACK_BYTES: u64 = 1 << 20;
 const GROWTH_FACTOR: u64 = 2;
 /// ...or when there are this many packs (each costs a file handle and a lookup).
 const MAX_PACKS: usize = 16;
+/// ...or when objects no kept commit needs outweigh this fraction of the
+/// store (and `SLACK_BYTES`): what a kept commit no longer reaches goes,
+/// as after git-sync's `git gc`, without a rewrite at every publish.
+const GARBAGE_SHARE: u64 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -66,11 +77,17 @@ pub fn stats(git_dir: &Path) -> PackStats {
     stats
 }
 
-/// Whether the store has grown enough since `baseline_bytes` to be worth compacting.
-pub fn is_due(now: PackStats, baseline_bytes: u64) -> bool {
-    now.packs > 1
-        && (now.packs >= MAX_PACKS || now.bytes > baseline_bytes * GROWTH_FACTOR + SLACK_BYTES)
-        || now.loose > 0 && now.packs >= 1
+/// Whether the store is worth compacting: it has grown past twice its size
+/// at the last compaction (plus slack), or to [`MAX_PACKS`] packs, or
+/// `garbage_bytes` (objects no kept commit needs any more, see
+/// [`super::garbage`]) exceed a [`GARBAGE_SHARE`]th of what is still needed
+/// (and the slack), or there are loose objects.
+pub fn is_due(now: PackStats, baseline_bytes: u64, garbage_bytes: u64) -> bool {
+    let grown = now.packs > 1
+        && (now.packs >= MAX_PACKS || now.bytes > baseline_bytes * GROWTH_FACTOR + SLACK_BYTES);
+    let needed = now.bytes.saturating_sub(garbage_bytes);
+    let wasteful = now.packs >= 1 && garbage_bytes > SLACK_BYTES.max(needed / GARBAGE_SHARE);
+    grown || wasteful || now.loose > 0 && now.packs >= 1
 }
 
 /// Whether there is anything to compact at all: more than one pack, or loose objects.
@@ -96,6 +113,7 @@ pub fn compact(
     // Before deleting anything: a shallow entry for a commit we drop would
     // make a later deepening fetch claim to have it, and never receive it.
     prune_shallow_file(&git_dir.join("shallow"), &kept)?;
+    prune_reflogs(&git_dir, &kept)?;
     for path in old_packs {
         if path.file_stem() != new_pack.file_stem() {
             fs::remove_file(&path).map_err(|source| Error::Io { path, source })?;
@@ -219,9 +237,88 @@ fn write_pack(
         pack::bundle::write::Options::default(),
     )
     .map_err(|e| Error::Write(e.to_string()))?;
-    outcome
+    // The keep file guards a fresh pack against a concurrent gc until refs
+    // name its objects; we are the only writer, and git never removes it.
+    if let Some(keep) = &outcome.keep_path {
+        remove_if_present(keep)?;
+    }
+    let data_path = outcome
         .data_path
-        .ok_or_else(|| Error::Write("the pack was not written to disk".into()))
+        .ok_or_else(|| Error::Write("the pack was not written to disk".into()))?;
+    for path in [Some(&data_path), outcome.index_path.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        crate::fsutil::apply_umask(path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(data_path)
+}
+
+fn remove_if_present(path: &Path) -> Result<(), Error> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Drops every reflog entry (in `<git_dir>/logs` and each worktree's
+/// `<git_dir>/worktrees/<name>/logs`) whose old or new value is a commit
+/// that is not kept.
+fn prune_reflogs(git_dir: &Path, kept: &std::collections::HashSet<ObjectId>) -> Result<(), Error> {
+    let mut dirs = vec![git_dir.join("logs")];
+    if let Ok(entries) = fs::read_dir(git_dir.join("worktrees")) {
+        dirs.extend(entries.flatten().map(|e| e.path().join("logs")));
+    }
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => dirs.push(path),
+                Ok(kind) if kind.is_file() => prune_reflog(&path, kept)?,
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+fn prune_reflog(path: &Path, kept: &std::collections::HashSet<ObjectId>) -> Result<(), Error> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let text = fs::read(path).map_err(io)?;
+    let pruned: Vec<u8> = text
+        .split_inclusive(|b| *b == b'\n')
+        .filter(|line| reflog_entry_is_kept(line, kept))
+        .flatten()
+        .copied()
+        .collect();
+    if pruned == text {
+        return Ok(());
+    }
+    crate::fsutil::write_atomic(path, &pruned).map_err(io)
+}
+
+/// `<old> <new> <identity> <time> <tz>\t<message>`: both ids must be null or kept.
+fn reflog_entry_is_kept(line: &[u8], kept: &std::collections::HashSet<ObjectId>) -> bool {
+    let mut fields = line.splitn(3, |b| *b == b' ');
+    let mut kept_id = || {
+        fields
+            .next()
+            .and_then(|hex| ObjectId::from_hex(hex).ok())
+            .is_some_and(|id| id.is_null() || kept.contains(&id))
+    };
+    kept_id() && kept_id()
 }
 
 /// Keeps only the shallow boundary commits that are still in the store.
@@ -326,6 +423,33 @@ mod tests {
     }
 
     #[test]
+    fn reflog_entries_naming_dropped_commits_are_dropped() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let (a, b, gone) = ("a".repeat(40), "b".repeat(40), "c".repeat(40));
+        let null = "0".repeat(40);
+        let line = |old: &str, new: &str| format!("{old} {new} t <t@t> 1 +0000\tsync\n");
+        let keep_me = [line(&null, &a), line(&a, &b)].concat();
+        let log = dir.path().join("worktrees/x/logs/HEAD");
+        fs::create_dir_all(log.parent().expect("parent"))?;
+        fs::write(
+            &log,
+            [line(&null, &gone), line(&gone, &a), keep_me.clone()].concat(),
+        )?;
+        let branch = dir.path().join("logs/refs/heads/git-sync");
+        fs::create_dir_all(branch.parent().expect("parent"))?;
+        fs::write(&branch, [keep_me.clone(), line(&b, &gone)].concat())?;
+        let kept = [&a, &b]
+            .iter()
+            .map(|h| ObjectId::from_hex(h.as_bytes()))
+            .collect::<Result<_, _>>()?;
+        prune_reflogs(dir.path(), &kept)?;
+        assert_eq!(fs::read_to_string(&log)?, keep_me);
+        assert_eq!(fs::read_to_string(&branch)?, keep_me);
+        Ok(())
+    }
+
+    #[test]
     fn due_when_packs_outgrow_the_baseline() {
         let s = |packs, bytes| PackStats {
             packs,
@@ -333,11 +457,29 @@ mod tests {
             loose: 0,
         };
         assert!(
-            !is_due(s(1, 100 << 20), 1 << 20),
+            !is_due(s(1, 100 << 20), 1 << 20, 0),
             "one pack is already compact"
         );
-        assert!(!is_due(s(2, 3 << 20), 2 << 20), "within 2x + slack");
-        assert!(is_due(s(2, 10 << 20), 2 << 20));
-        assert!(is_due(s(MAX_PACKS, 1), 1));
+        assert!(!is_due(s(2, 3 << 20), 2 << 20, 0), "within 2x + slack");
+        assert!(is_due(s(2, 10 << 20), 2 << 20, 0));
+        assert!(is_due(s(MAX_PACKS, 1), 1, 0));
+    }
+
+    /// A 4 MiB file committed and reverted in a small repository: one pack,
+    /// no growth since it was compacted with the file, but the file is garbage.
+    #[test]
+    fn due_when_garbage_outweighs_what_is_needed() {
+        let one = |bytes| PackStats {
+            packs: 1,
+            bytes,
+            loose: 0,
+        };
+        let store = (4 << 20) + (100 << 10);
+        assert!(!is_due(one(store), store, 0));
+        assert!(is_due(one(store), store, 4 << 20));
+        // Under the slack, or a small share of a large store: not yet.
+        assert!(!is_due(one(store), store, 512 << 10));
+        assert!(!is_due(one(100 << 20), 100 << 20, 10 << 20));
+        assert!(is_due(one(100 << 20), 100 << 20, 30 << 20));
     }
 }

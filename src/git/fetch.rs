@@ -92,6 +92,10 @@ pub enum Error {
         context: &'static str,
         message: String,
     },
+    #[error(
+        "could not settle the fetched pack: {0} (the object store must be writable by this user)"
+    )]
+    Store(String),
 }
 
 /// What a fetch was doing, for timeout messages.
@@ -183,16 +187,42 @@ fn fetch_inner(
     let pack_bytes = match &outcome.status {
         gix::remote::fetch::Status::Change {
             write_pack_bundle, ..
-        } => write_pack_bundle
-            .data_path
-            .as_ref()
-            .and_then(|p| std::fs::metadata(p).ok())
-            .map_or(0, |m| m.len()),
+        } => {
+            settle_pack(write_pack_bundle)?;
+            write_pack_bundle
+                .data_path
+                .as_ref()
+                .and_then(|p| std::fs::metadata(p).ok())
+                .map_or(0, |m| m.len())
+        }
         _ => 0,
     };
     let commit = peel_to_commit(repo, remote_id)?;
     verify_depth(repo, commit, opts.depth)?;
     Ok(Outcome::Fetched { commit, pack_bytes })
+}
+
+/// gix writes packs 0600 and may leave a `.keep` file (we update no refs
+/// it would wait for): give the pack the mode the umask gives everything
+/// else, so that another user in the group (`--group-write`) can read it,
+/// and drop the keep file, which nothing else would ever remove.
+fn settle_pack(bundle: &gix::odb::pack::bundle::write::Outcome) -> Result<(), Error> {
+    if let Some(keep) = &bundle.keep_path {
+        match std::fs::remove_file(keep) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::Store(format!("{}: {e}", keep.display())))
+            }
+            _ => {}
+        }
+    }
+    for path in [&bundle.data_path, &bundle.index_path]
+        .into_iter()
+        .flatten()
+    {
+        crate::fsutil::apply_umask(path)
+            .map_err(|e| Error::Store(format!("{}: {e}", path.display())))?;
+    }
+    Ok(())
 }
 
 /// The refspec source for a user's `--ref` (no destination: we manage refs ourselves).

@@ -15,6 +15,7 @@
 //! - [`store`]: the root repository: open, init, repair, refs
 //! - [`cli_config`]: the git config the git programs we start see
 //! - [`compact`]: keep the object store bounded
+//! - [`garbage`]: how much of the store no kept commit needs
 //! - [`submodules`]: check submodules out into a worktree, their stores
 
 pub mod cli_config;
@@ -22,6 +23,7 @@ pub mod compact;
 pub mod cookies;
 pub mod credentials;
 pub mod fetch;
+pub mod garbage;
 pub mod http_settings;
 pub mod probe;
 pub mod sparse;

@@ -28,33 +28,8 @@ pub enum Error {
     Ref { name: &'static str, message: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error(
-        "--root {path} exists but is not a directory: point --root at a directory \
-         (git-sidecar creates it when missing) or remove what is there"
-    )]
-    RootNotADirectory { path: PathBuf },
-    #[error(
-        "could not create --root {path} as uid {uid}: {source}; make its parent directory \
-         writable for this user, or create --root beforehand (in Kubernetes: mount a \
-         volume there)"
-    )]
-    RootCreate {
-        path: PathBuf,
-        uid: u32,
-        source: io::Error,
-    },
-    #[error(
-        "--root {path} is not writable by uid {uid} (it belongs to uid {owner}, mode {mode:o}): \
-         {source}; give this user write access (in Kubernetes: securityContext.fsGroup, or \
-         runAsUser set to the volume's owner)"
-    )]
-    RootNotWritable {
-        path: PathBuf,
-        uid: u32,
-        owner: u32,
-        mode: u32,
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Root(#[from] crate::rootlock::RootError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
@@ -82,7 +57,7 @@ pub fn open_or_init(
     origin_url: &str,
     depth: u32,
 ) -> Result<(gix::Repository, Opened), Error> {
-    prepare_root(root)?;
+    crate::rootlock::prepare_root(root)?;
     let mut opened = Opened::default();
     let git_dir = root.join(".git");
     if !is_usable(root) {
@@ -97,6 +72,7 @@ pub fn open_or_init(
         opened.reinitialized = true;
     }
     opened.stale_locks = remove_stale_locks(&git_dir);
+    widen_modes(&git_dir);
     write_config(&git_dir, origin_url, depth)?;
     let repo = open(root)?;
     if !opened.reinitialized && !history_is_complete(&repo) {
@@ -108,40 +84,6 @@ pub fn open_or_init(
     Ok((repo, opened))
 }
 
-/// Creates `root` when missing and checks that this process may write in
-/// it, so that a wrong `--root` is reported as such (not as whatever write
-/// happens to fail first, with the reason lost).
-fn prepare_root(root: &Path) -> Result<(), Error> {
-    use std::os::unix::fs::MetadataExt;
-    let uid = nix::unistd::geteuid().as_raw();
-    match fs::metadata(root) {
-        Ok(meta) if !meta.is_dir() => {
-            return Err(Error::RootNotADirectory {
-                path: root.to_path_buf(),
-            })
-        }
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir_all(root).map_err(|source| Error::RootCreate {
-                path: root.to_path_buf(),
-                uid,
-                source,
-            })?;
-        }
-        Err(source) => return Err(io_err(root)(source)),
-    }
-    let access = nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK;
-    nix::unistd::access(root, access).map_err(|errno| {
-        let meta = fs::metadata(root).ok();
-        Error::RootNotWritable {
-            path: root.to_path_buf(),
-            uid,
-            owner: meta.as_ref().map_or(0, |m| m.uid()),
-            mode: meta.map_or(0, |m| m.mode() & 0o7777),
-            source: io::Error::from(errno),
-        }
-    })
-}
 
 /// Opens without reading the user's or system's git config, so the host's
 /// configuration cannot change what we do.
@@ -210,6 +152,33 @@ fn init(root: &Path) -> Result<(), Error> {
     })?;
     let head = root.join(".git/HEAD");
     fs::write(&head, format!("ref: {BRANCH}\n")).map_err(io_err(&head))
+}
+
+/// Gives every file and directory in the git dir that this user owns the
+/// mode the umask asks for (see [`crate::fsutil`]): earlier versions left
+/// packs, the config and the shallow file 0600, which another user of the
+/// group (`--group-write`) cannot read. Best effort: only what needs it is
+/// changed, and files of other users are left alone.
+fn widen_modes(git_dir: &Path) {
+    let uid = nix::unistd::geteuid().as_raw();
+    let mut stack = vec![git_dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            use std::os::unix::fs::MetadataExt;
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+            if meta.uid() == uid && (meta.is_dir() || meta.is_file()) {
+                let _ = crate::fsutil::apply_umask(&entry.path());
+            }
+        }
+    }
 }
 
 /// Removes `*.lock` files a killed process may have left in the git dir.
@@ -460,6 +429,26 @@ pub fn prune_worktree_admin(root: &Path, worktrees_dir: &Path) -> usize {
 /// Admin directory of the worktree named `name`.
 pub fn admin_dir(root: &Path, name: &str) -> PathBuf {
     root.join(".git/worktrees").join(name)
+}
+
+/// Where the parked spare's admin files (its index, submodule records) are
+/// kept: outside `.git/worktrees`, so `git worktree list` and `git fsck`
+/// do not see a worktree that is gone, and nothing there keeps its objects.
+pub fn spare_admin_dir(root: &Path) -> PathBuf {
+    root.join(".git/git-sidecar-spare")
+}
+
+/// Moves the admin directory of the worktree `name` to [`spare_admin_dir`]
+/// (replacing what was there).
+pub fn park_admin(root: &Path, name: &str) -> io::Result<()> {
+    let to = spare_admin_dir(root);
+    crate::fsutil::remove_any(&to)?;
+    fs::rename(admin_dir(root, name), &to)
+}
+
+/// Removes the parked spare's admin files, if any.
+pub fn discard_spare_admin(root: &Path) -> io::Result<()> {
+    crate::fsutil::remove_any(&spare_admin_dir(root))
 }
 
 #[cfg(test)]

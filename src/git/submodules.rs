@@ -828,7 +828,7 @@ pub fn upkeep(
         let baseline = *baselines
             .entry(store_path.to_path_buf())
             .or_insert(stats.bytes);
-        if !compact::is_due(stats, baseline) {
+        if !compact::is_due(stats, baseline, 0) {
             continue;
         }
         let keep: Vec<ObjectId> = used

@@ -436,6 +436,9 @@ fn write_admin(commit: ObjectId, placement: &Placement) -> Result<(), Error> {
         format!("{}\n", placement.final_path.join(".git").display()),
     )?;
     let dot_git = placement.staging.join(".git");
+    // A retired tree's `.git` may have been replaced by a link (or a hard
+    // link) to a file outside the tree: unlink it, never write through it.
+    crate::fsutil::remove_any(&dot_git).map_err(io_err(&dot_git))?;
     fs::write(&dot_git, format!("gitdir: ../../.git/worktrees/{name}\n")).map_err(io_err(&dot_git))
 }
 

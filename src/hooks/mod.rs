@@ -4,9 +4,12 @@
 //! runner task. The sync loop hands every publish to all runners through a
 //! "latest value wins" [`tokio::sync::watch`] and never waits for them. A
 //! runner remembers the last hash it delivered successfully and skips a
-//! trigger for the same hash; on failure it logs, waits an exponential
-//! backoff with jitter (see [`backoff_delay`]) and retries with whatever publish is newest by then
-//! (intermediate hashes may be skipped, so hooks must be idempotent).
+//! trigger for the same hash; on failure it logs, waits and retries with
+//! whatever publish is newest by then (intermediate hashes may be skipped,
+//! so hooks must be idempotent). The exechook and the webhook wait exactly
+//! their `--*-backoff` before every retry, as git-sync does (no growth, no
+//! jitter: deployments time their checks by it); only the reload hook, which
+//! has no flags, backs off exponentially (see [`Retry`]).
 //!
 //! In `--one-time` mode a runner makes one attempt, reports it through
 //! [`Hooks::first_results`] and stops.
@@ -83,32 +86,17 @@ impl Hooks {
         one_time: bool,
         cancel: CancellationToken,
     ) -> Self {
+        Self::spawn(runners(config), metrics, one_time, cancel)
+    }
+
+    /// Starts the given runners (also used by tests with a scripted action).
+    fn spawn(
+        runners: Vec<Runner>,
+        metrics: Arc<Metrics>,
+        one_time: bool,
+        cancel: CancellationToken,
+    ) -> Self {
         let (latest, _) = watch::channel(None);
-        let mut runners = Vec::new();
-        if let Some(exec) = &config.exec {
-            runners.push(Runner {
-                name: "exechook",
-                backoff: exec.backoff,
-                backoff_max: exec.backoff_max,
-                action: Action::Exec(exec.clone()),
-            });
-        }
-        if let Some(hook) = &config.webhook {
-            runners.push(Runner {
-                name: "webhook",
-                backoff: hook.backoff,
-                backoff_max: hook.backoff_max,
-                action: Action::Webhook(Box::new(webhook::Webhook::new(hook.clone()))),
-            });
-        }
-        if let Some(reload) = &config.reload {
-            runners.push(Runner {
-                name: "reload",
-                backoff: RELOAD_BACKOFF,
-                backoff_max: RELOAD_BACKOFF_MAX,
-                action: Action::Reload(reload.clone()),
-            });
-        }
         let mut first = Vec::with_capacity(runners.len());
         for runner in runners {
             let (report, result) = oneshot::channel();
@@ -175,12 +163,51 @@ impl std::fmt::Debug for Hooks {
     }
 }
 
+/// One runner per configured hook.
+fn runners(config: &HooksConfig) -> Vec<Runner> {
+    let mut runners = Vec::new();
+    if let Some(exec) = &config.exec {
+        runners.push(Runner {
+            name: "exechook",
+            retry: Retry::Fixed(exec.backoff),
+            action: Action::Exec(exec.clone()),
+        });
+    }
+    if let Some(hook) = &config.webhook {
+        runners.push(Runner {
+            name: "webhook",
+            retry: Retry::Fixed(hook.backoff),
+            action: Action::Webhook(Box::new(webhook::Webhook::new(hook.clone()))),
+        });
+    }
+    if let Some(reload) = &config.reload {
+        runners.push(Runner {
+            name: "reload",
+            retry: Retry::Growing {
+                base: RELOAD_BACKOFF,
+                max: RELOAD_BACKOFF_MAX,
+            },
+            action: Action::Reload(reload.clone()),
+        });
+    }
+    runners
+}
+
 /// What one runner does per attempt.
 enum Action {
     Exec(ExecHookConfig),
     Webhook(Box<webhook::Webhook>),
     Reload(crate::config::ReloadConfig),
+    /// Tests only: an in-process attempt, so the runner's timing can be
+    /// checked in tokio's paused (virtual) time, where real programs and
+    /// sockets cannot run.
+    #[cfg(test)]
+    Scripted(Arc<ScriptedAttempt>),
 }
+
+/// Tests only: one in-process attempt.
+#[cfg(test)]
+type ScriptedAttempt = dyn Fn(&Publish) -> Result<(), String> + Send + Sync;
 
 impl Action {
     async fn run(&self, publish: &Publish) -> Result<(), String> {
@@ -188,6 +215,8 @@ impl Action {
             Self::Exec(config) => exec::run_async(config, publish, exec::EXECHOOK_ARG_FLAG).await,
             Self::Webhook(hook) => hook.send(publish).await,
             Self::Reload(config) => reload::signal_by_name(&config.process, config.signal),
+            #[cfg(test)]
+            Self::Scripted(attempt) => attempt(publish),
         }
     }
 }
@@ -196,9 +225,27 @@ impl Action {
 struct Runner {
     /// Metric and log name: `exechook`, `webhook` or `reload`.
     name: &'static str,
-    backoff: Duration,
-    backoff_max: Duration,
+    retry: Retry,
     action: Action,
+}
+
+/// How long a runner waits before retrying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Exactly this before every retry (git-sync's `--*-backoff`).
+    Fixed(Duration),
+    /// Doubling with jitter from `base` up to `max` ([`backoff_delay`]).
+    Growing { base: Duration, max: Duration },
+}
+
+impl Retry {
+    /// The wait after the `failures`-th consecutive failure.
+    fn wait(self, failures: u32) -> Duration {
+        match self {
+            Self::Fixed(backoff) => backoff,
+            Self::Growing { base, max } => backoff_delay(base, max, failures),
+        }
+    }
 }
 
 impl Runner {
@@ -266,7 +313,7 @@ impl Runner {
                             return;
                         }
                         failures = failures.saturating_add(1);
-                        let wait = backoff_delay(self.backoff, self.backoff_max, failures);
+                        let wait = self.retry.wait(failures);
                         tracing::error!(
                             hook = self.name,
                             hash = %publish.hash,
@@ -287,10 +334,9 @@ impl Runner {
     }
 }
 
-/// The wait after the `failures`-th consecutive failure: `d = min(base ·
-/// 2^(failures-1), max)` plus up to 25% jitter, never above `max`. It is never
-/// below `d`, so the first retry waits at least `--*-backoff` (git-sync's
-/// fixed delay) and every wait is at least the configured backoff.
+/// The reload hook's wait after the `failures`-th consecutive failure: `d =
+/// min(base · 2^(failures-1), max)` plus up to 25% jitter, never above `max`
+/// and never below `d`.
 fn backoff_delay(base: Duration, max: Duration, failures: u32) -> Duration {
     let exponent = failures.saturating_sub(1).min(31);
     let full = base

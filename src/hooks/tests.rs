@@ -27,7 +27,6 @@ fn sh_hook(script: &Path, args: &[&str], timeout: Duration) -> ExecHookConfig {
         args: all,
         timeout,
         backoff: Duration::from_millis(40),
-        backoff_max: Duration::from_millis(200),
     }
 }
 
@@ -38,7 +37,6 @@ fn web_hook(url: &str) -> OutgoingWebhookConfig {
         success_status: Some(200),
         timeout: Duration::from_secs(5),
         backoff: Duration::from_millis(40),
-        backoff_max: Duration::from_millis(200),
         headers: Vec::new(),
         json_body: false,
         signing_secret: None,
@@ -59,7 +57,7 @@ fn read_pid(path: &Path) -> Option<i32> {
 // ---- backoff ---------------------------------------------------------------------------------
 
 #[test]
-fn backoff_doubles_with_jitter_up_to_the_maximum() {
+fn reload_backoff_doubles_with_jitter_up_to_the_maximum() {
     let ms = Duration::from_millis;
     let base = ms(100);
     let max = ms(1000);
@@ -78,6 +76,121 @@ fn backoff_doubles_with_jitter_up_to_the_maximum() {
     assert!(
         huge >= Duration::from_secs(100 * 365 * 24 * 3600),
         "{huge:?}"
+    );
+}
+
+/// Virtual time: when each attempt of a runner started, relative to `t0`.
+type Attempts = Arc<std::sync::Mutex<Vec<Duration>>>;
+
+/// The configured runners with their real retry policy, each attempt
+/// replaced by one that records the (virtual) time and fails `failures`
+/// times before succeeding.
+fn scripted_runners(
+    config: &HooksConfig,
+    t0: tokio::time::Instant,
+    failures: usize,
+) -> (Vec<Runner>, Vec<(&'static str, Attempts)>) {
+    let mut runners = runners(config);
+    let mut seen = Vec::new();
+    for runner in &mut runners {
+        let attempts: Attempts = Arc::default();
+        let record = Arc::clone(&attempts);
+        runner.action = Action::Scripted(Arc::new(move |_: &Publish| {
+            let mut record = record.lock().expect("lock");
+            record.push(t0.elapsed());
+            if record.len() > failures {
+                Ok(())
+            } else {
+                Err("scripted failure".to_string())
+            }
+        }));
+        seen.push((runner.name, attempts));
+    }
+    (runners, seen)
+}
+
+/// git-sync retries a failed exechook or webhook after exactly its
+/// `--*-backoff`, every time: no growth, no jitter. Checked in paused time,
+/// so the intervals are exact.
+#[tokio::test(start_paused = true)]
+async fn exechook_and_webhook_retry_at_exactly_their_backoff() {
+    let mut exec = sh_hook(Path::new("/unused"), &[], Duration::from_secs(30));
+    exec.backoff = Duration::from_secs(3);
+    let mut web = web_hook("http://127.0.0.1:9/unused");
+    web.backoff = Duration::from_secs(5);
+    let config = HooksConfig {
+        exec: Some(exec),
+        webhook: Some(web),
+        ..HooksConfig::default()
+    };
+    let t0 = tokio::time::Instant::now();
+    let (runners, seen) = scripted_runners(&config, t0, 5);
+    let metrics = Arc::new(Metrics::new());
+    let hooks = Hooks::spawn(
+        runners,
+        Arc::clone(&metrics),
+        false,
+        CancellationToken::new(),
+    );
+    hooks.notify(publish(HASH_A, Path::new("/")));
+    // Long enough for far more attempts than six if they were too close.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let s = Duration::from_secs;
+    for (name, attempts) in seen {
+        let attempts = attempts.lock().expect("lock").clone();
+        let step = if name == "exechook" { 3 } else { 5 };
+        let expected: Vec<Duration> = (0..6).map(|k| s(k * step)).collect();
+        assert_eq!(
+            attempts, expected,
+            "{name}: attempt times (5 failures, then success)"
+        );
+        assert_eq!(hook_count(&metrics, name, "error"), 5, "{name}");
+        assert_eq!(hook_count(&metrics, name, "success"), 1, "{name}");
+    }
+}
+
+/// A retry takes the newest publish, still after exactly the backoff.
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_the_backoff_takes_the_newest_publish() {
+    let mut exec = sh_hook(Path::new("/unused"), &[], Duration::from_secs(30));
+    exec.backoff = Duration::from_secs(2);
+    let config = HooksConfig {
+        exec: Some(exec),
+        ..HooksConfig::default()
+    };
+    let t0 = tokio::time::Instant::now();
+    let mut runners = runners(&config);
+    let attempts: Arc<std::sync::Mutex<Vec<(Duration, String)>>> = Arc::default();
+    let record = Arc::clone(&attempts);
+    runners[0].action = Action::Scripted(Arc::new(move |p: &Publish| {
+        let mut record = record.lock().expect("lock");
+        record.push((t0.elapsed(), p.hash.clone()));
+        if p.hash == HASH_A {
+            Err("A always fails".to_string())
+        } else {
+            Ok(())
+        }
+    }));
+    let hooks = Hooks::spawn(
+        runners,
+        Arc::new(Metrics::new()),
+        false,
+        CancellationToken::new(),
+    );
+    hooks.notify(publish(HASH_A, Path::new("/")));
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    hooks.notify(publish(HASH_B, Path::new("/")));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let ms = Duration::from_millis;
+    assert_eq!(
+        *attempts.lock().expect("lock"),
+        vec![
+            (ms(0), HASH_A.to_string()),
+            (ms(2000), HASH_A.to_string()),
+            (ms(4000), HASH_A.to_string()),
+            // B arrived at 4.5 s, during the wait: it is tried when the wait ends.
+            (ms(6000), HASH_B.to_string()),
+        ]
     );
 }
 
@@ -192,9 +305,9 @@ async fn exec_hook_failure_is_retried_with_backoff_until_it_succeeds() {
         hook_count(&metrics, "exechook", "success") == 1
     })
     .await;
-    // Two failures: waits in [40, 50] ms and then [80, 100] ms.
+    // Two failures, each followed by the 40 ms backoff.
     assert!(
-        started.elapsed() >= Duration::from_millis(120),
+        started.elapsed() >= Duration::from_millis(80),
         "{:?}",
         started.elapsed()
     );

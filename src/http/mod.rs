@@ -49,6 +49,7 @@ pub struct HttpState {
     pub sync_timeout: Duration,
     secrets: crate::webhook::Secrets,
     limiter: RateLimiter,
+    body_buffer: webhook::BodyBuffer,
 }
 
 impl HttpState {
@@ -71,6 +72,7 @@ impl HttpState {
                 .collect(),
         );
         let limiter = RateLimiter::new(config.webhook.rate_limit_per_minute);
+        let body_buffer = webhook::BodyBuffer::new(config.webhook.max_body_bytes);
         Self {
             config,
             status,
@@ -81,6 +83,7 @@ impl HttpState {
             sync_timeout,
             secrets,
             limiter,
+            body_buffer,
         }
     }
 }

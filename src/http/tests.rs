@@ -1,4 +1,6 @@
-//! Router tests without sockets: each request goes through `oneshot`.
+//! Router tests: most without sockets (each request goes through
+//! `oneshot`), a few through the real accept loop on 127.0.0.1, as a
+//! hostile client talks to it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,36 +46,44 @@ struct Harness {
 
 impl Harness {
     fn new(config: HttpConfig) -> Self {
-        let state = HttpState::new(
-            config,
-            StatusHandle::default(),
-            Arc::new(Metrics::new()),
-            Trigger::default(),
-            "https://example.com/site.git".into(),
-            "main".into(),
-            Duration::from_secs(10),
-        );
+        Self::with_state(state(config))
+    }
+
+    fn with_state(state: HttpState) -> Self {
         Self {
             state: Arc::new(state),
         }
     }
 
     async fn send(&self, req: Request<Body>) -> (StatusCode, String) {
-        let mut req = req;
-        let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
-        req.extensions_mut().insert(ConnectInfo(client));
-        let response = router(self.state.clone())
-            .oneshot(req)
+        let (status, _, body) = send_to(self.state.clone(), req).await;
+        (status, body)
+    }
+
+    /// Sends `req` in a task of its own (to have several in flight).
+    fn spawn(&self, req: Request<Body>) -> tokio::task::JoinHandle<(StatusCode, String)> {
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let (status, _, body) = send_to(state, req).await;
+            (status, body)
+        })
+    }
+
+    /// Serves the router on 127.0.0.1 through the real accept loop.
+    async fn serve(&self) -> (SocketAddr, tokio_util::sync::CancellationToken) {
+        let listener = bind("127.0.0.1:0".parse().expect("addr"))
             .await
-            .expect("infallible");
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
+            .expect("binding 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local address");
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let served = serve(
+            listener,
+            router(self.state.clone()),
+            self.state.config.connections,
+            cancel.clone(),
+        );
+        tokio::spawn(served);
+        (addr, cancel)
     }
 
     async fn get(&self, path: &str) -> (StatusCode, String) {
@@ -86,6 +96,28 @@ impl Harness {
             .await
             .is_ok()
     }
+}
+
+fn state(config: HttpConfig) -> HttpState {
+    HttpState::new(
+        config,
+        StatusHandle::default(),
+        Arc::new(Metrics::new()),
+        Trigger::default(),
+        "https://example.com/site.git".into(),
+        "main".into(),
+        Duration::from_secs(10),
+    )
+}
+
+async fn send_to(state: Shared, mut req: Request<Body>) -> (StatusCode, HeaderMap, String) {
+    let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+    req.extensions_mut().insert(ConnectInfo(client));
+    let response = router(state).oneshot(req).await.expect("infallible");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    let body = String::from_utf8_lossy(&body).into_owned();
+    (parts.status, parts.headers, body)
 }
 
 fn github_push(body: &str, signature: Option<String>) -> Request<Body> {
@@ -483,4 +515,336 @@ async fn a_push_for_another_repository_is_ignored_with_a_filter() {
         "loose match of https://example.com/site.git: {text}"
     );
     assert!(h.triggered().await);
+}
+
+/// A request body the test hands over chunk by chunk (or fails), recording
+/// whether the server ever asked for it.
+struct Fed {
+    chunks: tokio::sync::mpsc::UnboundedReceiver<Result<Bytes, std::io::Error>>,
+    polled: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The test's end of a [`Fed`] body; dropping it ends the body.
+struct Feeder {
+    chunks: tokio::sync::mpsc::UnboundedSender<Result<Bytes, std::io::Error>>,
+    polled: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Feeder {
+    fn send(&self, chunk: Result<Bytes, std::io::Error>) {
+        self.chunks
+            .send(chunk)
+            .expect("the body is still being read");
+    }
+
+    fn polled(&self) -> bool {
+        self.polled.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn fed() -> (Body, Feeder) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let polled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let body = Fed {
+        chunks: rx,
+        polled: polled.clone(),
+    };
+    let feeder = Feeder { chunks: tx, polled };
+    (Body::new(body), feeder)
+}
+
+impl http_body::Body for Fed {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        self.polled.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.chunks
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| c.map(http_body::Frame::data)))
+    }
+}
+
+use axum::body::Bytes;
+
+/// Lets every spawned request run until it waits (single-threaded runtime:
+/// while the test sleeps, the others run until none can go on).
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+/// A GitHub push declaring `length` bytes, with `signature` if any.
+fn declared_push(length: usize, signature: Option<&str>, body: Body) -> Request<Body> {
+    let mut builder = Request::post("/webhook")
+        .header("X-GitHub-Event", "push")
+        .header("Content-Type", "application/json")
+        .header("Content-Length", length);
+    if let Some(sig) = signature {
+        builder = builder.header("X-Hub-Signature-256", sig);
+    }
+    builder.body(body).expect("request")
+}
+
+/// What the headers alone refuse is refused without a byte of the body:
+/// an unsigned push and a wrong GitLab token declaring 60 MB (under a 64 MiB
+/// maximum), then, with the client's budget spent, 429 the same way. The
+/// old handler read (waited for) every body before authenticating.
+#[tokio::test]
+async fn headers_alone_refuse_before_the_body_is_read() {
+    let mut cfg = config();
+    cfg.webhook.max_body_bytes = 64 << 20;
+    cfg.webhook.rate_limit_per_minute = 2;
+    let h = Harness::new(cfg);
+    let huge = 60_000_000;
+
+    let (body, unsigned) = fed();
+    let (code, text) = h.send(declared_push(huge, None, body)).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED, "{text}");
+    assert!(text.contains("missing_signature"), "{text}");
+    assert!(!unsigned.polled(), "the unsigned body was read");
+
+    let (body, gitlab) = fed();
+    let req = Request::post("/webhook")
+        .header("X-Gitlab-Event", "Push Hook")
+        .header("X-Gitlab-Token", "a guess")
+        .header("Content-Length", huge)
+        .body(body)
+        .expect("request");
+    let (code, text) = h.send(req).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED, "{text}");
+    assert!(
+        !gitlab.polled(),
+        "the body of a wrong GitLab token was read"
+    );
+
+    let (body, malformed) = fed();
+    let (code, text) = h.send(declared_push(huge, Some("sha256=zz"), body)).await;
+    assert_eq!(code, StatusCode::TOO_MANY_REQUESTS, "budget spent: {text}");
+    assert!(!malformed.polled(), "a body was read past the budget");
+    assert!(!h.triggered().await);
+}
+
+/// The same through the real accept loop: a client that sends only the
+/// headers of a 60 MB unsigned POST (or a `POST /sync` with a wrong token)
+/// gets its answer without sending a byte of body. The old handler waited
+/// 10 s for the body and answered 408.
+#[tokio::test]
+async fn over_a_socket_the_answer_comes_before_the_body_is_sent() {
+    let mut cfg = config();
+    cfg.webhook.max_body_bytes = 64 << 20;
+    cfg.webhook.rate_limit_per_minute = 1;
+    let h = Harness::new(cfg);
+    let (addr, cancel) = h.serve().await;
+    let head = |path: &str, extra: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: sidecar\r\nX-GitHub-Event: push\r\n{extra}\
+             Content-Type: application/json\r\nContent-Length: 60000000\r\n\r\n"
+        )
+    };
+    let answer = raw_exchange(addr, &head("/webhook", "")).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains("missing_signature"), "{answer}");
+    let answer = raw_exchange(addr, &head("/webhook", "X-Gitlab-Token: guess\r\n")).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 429"),
+        "budget of 1 spent: {answer}"
+    );
+    let answer = raw_exchange(addr, &head("/sync", "Authorization: Bearer nope\r\n")).await;
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    cancel.cancel();
+}
+
+/// Writes `request` (headers only) and reads the answer until the server
+/// closes. The generous timeout only keeps a broken server from hanging
+/// the test.
+async fn raw_exchange(addr: SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("sending the headers");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut answer));
+    read.await.expect("an answer within 60 s").expect("reading");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Bodies that must be read to be verified share one buffer: with a 32 MiB
+/// maximum it holds two declared 32 MiB bodies; a third waits, unread,
+/// until one of them is done, and a valid delivery queued behind the junk
+/// gets through once room frees (not refused). The old handler read every
+/// body at once.
+#[tokio::test]
+async fn unverified_bodies_share_a_bounded_buffer_and_a_valid_delivery_follows() {
+    let mut cfg = config();
+    cfg.webhook.max_body_bytes = 32 << 20;
+    let h = Harness::new(cfg);
+    let total = h.state.body_buffer.available();
+    assert_eq!(total, 64 << 20, "max(64 MiB, 2 × the maximum body)");
+    let forged = format!("sha256={}", "0".repeat(64));
+    let (mut feeders, mut answers) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let (body, feeder) = fed();
+        answers.push(h.spawn(declared_push(32 << 20, Some(&forged), body)));
+        feeders.push(feeder);
+    }
+    let push = push_body("refs/heads/main");
+    let valid = h.spawn(declared_push(
+        push.len(),
+        Some(&sign(SECRET, &push)),
+        Body::from(push.clone()),
+    ));
+    settle().await;
+    assert!(feeders[0].polled() && feeders[1].polled(), "two are read");
+    assert!(
+        !feeders[2].polled(),
+        "the third body is read before room frees"
+    );
+    assert_eq!(h.state.body_buffer.available(), 0);
+    assert!(!valid.is_finished(), "the valid delivery waits its turn");
+
+    // The first junk body ends (short, and forged anyway): its room goes to the third.
+    let mut feeders = feeders.into_iter();
+    drop(feeders.next());
+    let mut answers = answers.into_iter();
+    let first = answers.next().expect("three").await.expect("task");
+    assert_eq!(first.0, StatusCode::UNAUTHORIZED, "{}", first.1);
+    settle().await;
+    let rest: Vec<Feeder> = feeders.collect();
+    assert!(rest[1].polled(), "the third body is read once room frees");
+    drop(rest);
+    for answer in answers {
+        assert_eq!(answer.await.expect("task").0, StatusCode::UNAUTHORIZED);
+    }
+    let (code, text) = valid.await.expect("task");
+    assert_eq!(code, StatusCode::ACCEPTED, "{text}");
+    assert!(h.triggered().await);
+    assert_eq!(h.state.body_buffer.available(), total, "all room back");
+}
+
+/// With the buffer full for longer than the body timeout, a delivery gets
+/// 503 with Retry-After, its body unread and its client's budget untouched;
+/// once room frees the same delivery is accepted.
+#[tokio::test]
+async fn a_full_buffer_answers_503_with_retry_after_and_charges_nobody() {
+    let mut cfg = config();
+    cfg.webhook.rate_limit_per_minute = 1;
+    let mut state = state(cfg);
+    state.body_buffer = webhook::BodyBuffer::new(state.config.webhook.max_body_bytes)
+        .with_timeout(Duration::from_millis(200));
+    let h = Harness::with_state(state);
+    let hold = h.state.body_buffer.reserve_all().await;
+    let push = push_body("refs/heads/main");
+    let signature = sign(SECRET, &push);
+    for _ in 0..2 {
+        let (body, feeder) = fed();
+        let req = declared_push(push.len(), Some(&signature), body);
+        let (code, headers, text) = send_to(h.state.clone(), req).await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+        assert!(text.contains("retry later"), "{text}");
+        assert_eq!(
+            headers.get(header::RETRY_AFTER).map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
+        assert!(!feeder.polled(), "read without room");
+    }
+    assert!(h
+        .state
+        .metrics
+        .encode()
+        .contains("git_sidecar_webhook_requests_total{provider=\"github\",result=\"busy\"} 2"));
+    drop(hold);
+    let (code, text) = h.send(github_push(&push, Some(signature))).await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{text}");
+    // Two 503s spent nothing of the budget of 1: one failure still answers 401.
+    assert_eq!(
+        h.send(github_push(&push, None)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// A body that breaks off (the client went away, a bad chunked encoding) is
+/// a 400 saying so, not a 413 "too large"; one over the maximum without a
+/// Content-Length is still 413.
+#[tokio::test]
+async fn a_broken_body_is_400_and_only_a_large_one_413() {
+    let h = Harness::new(config());
+    let forged = format!("sha256={}", "0".repeat(64));
+    let cases = [
+        (
+            std::io::ErrorKind::ConnectionReset,
+            "the client closed the connection",
+        ),
+        (
+            std::io::ErrorKind::InvalidData,
+            "the body could not be read: invalid chunk size",
+        ),
+    ];
+    for (kind, want) in cases {
+        let (body, feeder) = fed();
+        feeder.send(Ok(Bytes::from_static(b"{\"ref\":")));
+        feeder.send(Err(std::io::Error::new(kind, "invalid chunk size")));
+        let req = Request::post("/webhook")
+            .header("X-GitHub-Event", "push")
+            .header("X-Hub-Signature-256", &forged)
+            .body(body)
+            .expect("request");
+        let (code, text) = h.send(req).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{kind:?}: {text}");
+        assert!(
+            text.contains("bad_body") && text.contains(want),
+            "{kind:?}: {text}"
+        );
+    }
+    let (body, feeder) = fed();
+    for _ in 0..3 {
+        feeder.send(Ok(Bytes::from(vec![b' '; 512])));
+    }
+    let req = Request::post("/webhook")
+        .header("X-GitHub-Event", "push")
+        .header("X-Hub-Signature-256", &forged)
+        .body(body)
+        .expect("request");
+    let (code, text) = h.send(req).await;
+    assert_eq!(
+        code,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "1536 bytes over 1024: {text}"
+    );
+    assert!(text.contains("too_large"), "{text}");
+}
+
+/// Through the real accept loop: a client that closes its side after part
+/// of its declared body is counted as `bad_body` (hyper's incomplete
+/// body), not as `too_large`.
+#[tokio::test]
+async fn over_a_socket_a_client_gone_mid_body_is_not_too_large() {
+    use tokio::io::AsyncWriteExt;
+    let h = Harness::new(config());
+    let (addr, cancel) = h.serve().await;
+    let forged = format!("sha256={}", "0".repeat(64));
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "POST /webhook HTTP/1.1\r\nHost: sidecar\r\nX-GitHub-Event: push\r\n\
+         X-Hub-Signature-256: {forged}\r\nContent-Length: 1000\r\n\r\n{{\"ref\":"
+    );
+    stream.write_all(request.as_bytes()).await.expect("sending");
+    stream.shutdown().await.expect("closing our side");
+    let counted = |result: &str| {
+        h.state.metrics.encode().contains(&format!(
+            "git_sidecar_webhook_requests_total{{provider=\"github\",result=\"{result}\"}} 1"
+        ))
+    };
+    let mut waited = Duration::ZERO;
+    while !counted("bad_body") && waited < Duration::from_secs(30) {
+        settle().await;
+        waited += Duration::from_millis(50);
+    }
+    assert!(counted("bad_body"), "{}", h.state.metrics.encode());
+    assert!(!counted("too_large"));
+    cancel.cancel();
 }

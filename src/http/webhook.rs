@@ -1,29 +1,140 @@
-//! `POST <--incoming-webhook-path>`: cap the body, verify the signature over
-//! the raw bytes, filter on event, repository and ref, then fire the sync
-//! trigger and answer 202 at once. The payload's new SHA is only a hint,
-//! recorded as the expected hash; the sync resolves the ref.
+//! `POST <--incoming-webhook-path>`: authenticate what the headers allow,
+//! then read the body within bounds, verify the signature over the raw
+//! bytes, filter on event, repository and ref, and fire the sync trigger,
+//! answering 202 at once. The payload's new SHA is only a hint, recorded as
+//! the expected hash; the sync resolves the ref.
 //!
-//! Only refusals before or at authentication (too large, too slow, missing
-//! or wrong signature) are charged to the client's failure budget; once it
-//! is spent they are answered 429. The body is always read (it is bounded)
-//! and verified first: behind an Ingress, every forge delivery shares its
-//! client address with whoever sends junk, so a correctly signed delivery is
-//! never refused for others' failures.
+//! Memory is bounded before anything is verified:
+//! - what the headers alone refuse (no credential while unsigned deliveries
+//!   are not allowed, a malformed digest, a wrong GitLab token, a declared
+//!   body over `--incoming-webhook-max-body`) is refused before a byte of
+//!   the body is read;
+//! - a body that must be read to be verified first takes its size (declared,
+//!   else the maximum) from one [`BodyBuffer`] shared by all connections,
+//!   waiting for room within the body timeout (then 503 + Retry-After).
+//!   Waiting, not refusing: others' junk delays a real delivery, it cannot
+//!   refuse it outright while the junk's own bodies are bounded in time.
+//!
+//! Only refusals before or at authentication (too large, too slow, an
+//! unreadable body, a missing or wrong signature) are charged to the
+//! client's failure budget; once it is spent they are answered 429. Behind
+//! an Ingress every forge delivery shares its client address with whoever
+//! sends junk, so a correctly signed delivery is never refused for others'
+//! failures: its body is read and verified whatever the budget says.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 use super::Shared;
-
-/// How long a client may take to send its body.
-const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 use crate::webhook::{self, Event, Rejection};
+
+/// How long a client may take to send its body, counted from its headers
+/// (waiting for room in the [`BodyBuffer`] included).
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The least the [`BodyBuffer`] holds, whatever `--incoming-webhook-max-body`.
+const MIN_BUFFER_BYTES: usize = 64 << 20;
+
+/// The bytes of webhook bodies held before they are verified, across all
+/// connections: max(64 MiB, twice `--incoming-webhook-max-body`), so that at
+/// least two maximal deliveries fit at once. Without it, memory would only
+/// be bounded by connections × maximum body.
+pub(super) struct BodyBuffer {
+    room: Arc<Semaphore>,
+    total: u32,
+    /// [`BODY_TIMEOUT`], shorter in tests.
+    timeout: Duration,
+}
+
+impl BodyBuffer {
+    pub(super) fn new(max_body: usize) -> Self {
+        let total = MIN_BUFFER_BYTES
+            .max(max_body.saturating_mul(2))
+            .min(Semaphore::MAX_PERMITS)
+            .min(u32::MAX as usize);
+        // Lossless: bounded by u32::MAX just above.
+        let total = total as u32;
+        Self {
+            room: Arc::new(Semaphore::new(total as usize)),
+            total,
+            timeout: BODY_TIMEOUT,
+        }
+    }
+
+    /// The same with a shorter body timeout, for tests that wait it out.
+    #[cfg(test)]
+    pub(super) fn with_timeout(self, timeout: Duration) -> Self {
+        Self { timeout, ..self }
+    }
+
+    /// Room for `bytes` (at most the whole buffer); waits for it, in order
+    /// of arrival. Returned when the permit is dropped.
+    async fn reserve(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let wanted = u32::try_from(bytes).unwrap_or(u32::MAX).min(self.total);
+        self.room.clone().acquire_many_owned(wanted).await.ok()
+    }
+
+    /// The bytes not reserved now.
+    #[cfg(test)]
+    pub(super) fn available(&self) -> usize {
+        self.room.available_permits()
+    }
+
+    /// The whole buffer, to fill it in tests.
+    #[cfg(test)]
+    pub(super) async fn reserve_all(&self) -> Option<OwnedSemaphorePermit> {
+        self.reserve(self.total as usize).await
+    }
+}
+
+/// Why a body could not be read.
+enum ReadFailure {
+    TooLarge,
+    /// The client went away or sent a broken body (bad chunked encoding).
+    Broken(String),
+}
+
+/// The body, at most `limit` bytes.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ReadFailure> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ReadFailure::TooLarge),
+        Err(e) => Err(ReadFailure::Broken(broken_reason(&*e))),
+    }
+}
+
+/// What went wrong with a body that is not too large, for the log and the
+/// answer (no body bytes are quoted: hyper's errors carry none).
+fn broken_reason(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        let closed = e
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_incomplete_message())
+            || e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                use std::io::ErrorKind as K;
+                matches!(
+                    io.kind(),
+                    K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe
+                )
+            });
+        if closed {
+            return "the client closed the connection before sending the whole body".into();
+        }
+        source = e.source();
+    }
+    format!("the body could not be read: {error}")
+}
 
 pub async fn handle(
     State(state): State<Shared>,
@@ -31,6 +142,8 @@ pub async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let timeout = state.body_buffer.timeout;
+    let deadline = Instant::now() + timeout;
     let config = &state.config.webhook;
     let reply = |code: StatusCode, provider: &str, result: &'static str, reason: String| {
         state.metrics.webhook_request(provider, result);
@@ -55,6 +168,20 @@ pub async fn handle(
             )
         }
     };
+    let rejected = |provider: webhook::Provider, rejection: Rejection| {
+        let (provider, result) = (provider.as_str(), rejection.metric_label());
+        let reason = rejection.to_string();
+        match rejection {
+            // The sender is authenticated: never charged.
+            Rejection::Malformed(_) => reply(StatusCode::BAD_REQUEST, provider, result, reason),
+            Rejection::FormEncoded => {
+                reply(StatusCode::UNSUPPORTED_MEDIA_TYPE, provider, result, reason)
+            }
+            Rejection::MissingSignature | Rejection::BadSignature | Rejection::BadToken => {
+                refuse(StatusCode::UNAUTHORIZED, provider, result, reason)
+            }
+        }
+    };
     if state.secrets.is_empty() && !config.allow_unsigned {
         return reply(
             StatusCode::FORBIDDEN,
@@ -63,6 +190,13 @@ pub async fn handle(
             "incoming webhooks are disabled: no --incoming-webhook-secret-file or GITSYNC_INCOMING_WEBHOOK_SECRET".into(),
         );
     }
+    // Whatever the headers alone refuse is refused before the body is read.
+    let admitted =
+        match webhook::authenticate_headers(&headers, &state.secrets, config.allow_unsigned) {
+            Ok(admitted) => admitted,
+            Err((provider, rejection)) => return rejected(provider, rejection),
+        };
+    let provider = admitted.provider().as_str();
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -71,49 +205,56 @@ pub async fn handle(
     if declared.is_some_and(|n| n > config.max_body_bytes as u64) {
         return refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "unknown",
+            provider,
             "too_large",
             too_large(),
         );
     }
-    // A client trickling its body must not hold the handler for long.
-    let read = axum::body::to_bytes(body, config.max_body_bytes);
-    let body = match tokio::time::timeout(BODY_TIMEOUT, read).await {
+    // Lossless: at most max_body_bytes, a usize.
+    let size = declared.map_or(config.max_body_bytes, |n| n as usize);
+    let Ok(Some(_room)) = tokio::time::timeout_at(deadline, state.body_buffer.reserve(size)).await
+    else {
+        // Not the client's failure: not charged.
+        let mut busy = reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            provider,
+            "busy",
+            format!(
+                "too many webhook bodies are being received at once; none freed room within {}s; retry later",
+                timeout.as_secs()
+            ),
+        );
+        busy.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(timeout.as_secs().max(1)),
+        );
+        return busy;
+    };
+    // A client trickling its body must not hold the handler (or the room) for long.
+    let read = read_body(body, config.max_body_bytes);
+    let body = match tokio::time::timeout_at(deadline, read).await {
         Ok(Ok(body)) => body,
-        Ok(Err(_)) => {
+        Ok(Err(ReadFailure::TooLarge)) => {
             return refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "unknown",
+                provider,
                 "too_large",
                 too_large(),
             )
         }
+        Ok(Err(ReadFailure::Broken(reason))) => {
+            return refuse(StatusCode::BAD_REQUEST, provider, "bad_body", reason)
+        }
         Err(_) => {
-            let reason = format!("the body did not arrive within {}s", BODY_TIMEOUT.as_secs());
-            return refuse(StatusCode::REQUEST_TIMEOUT, "unknown", "timeout", reason);
+            let reason = format!("the body did not arrive within {}s", timeout.as_secs());
+            return refuse(StatusCode::REQUEST_TIMEOUT, provider, "timeout", reason);
         }
     };
 
-    let (provider, event) =
-        match webhook::verify_and_parse(&headers, &body, &state.secrets, config.allow_unsigned) {
-            Ok(parsed) => parsed,
-            Err((provider, rejection)) => {
-                let (provider, result) = (provider.as_str(), rejection.metric_label());
-                let reason = rejection.to_string();
-                return match rejection {
-                    // The sender is authenticated: never charged.
-                    Rejection::Malformed(_) => {
-                        reply(StatusCode::BAD_REQUEST, provider, result, reason)
-                    }
-                    Rejection::FormEncoded => {
-                        reply(StatusCode::UNSUPPORTED_MEDIA_TYPE, provider, result, reason)
-                    }
-                    Rejection::MissingSignature | Rejection::BadSignature | Rejection::BadToken => {
-                        refuse(StatusCode::UNAUTHORIZED, provider, result, reason)
-                    }
-                };
-            }
-        };
+    let (provider, event) = match webhook::verify_body(admitted, &headers, &body, &state.secrets) {
+        Ok(parsed) => parsed,
+        Err((provider, rejection)) => return rejected(provider, rejection),
+    };
     let provider = provider.as_str();
     let push = match event {
         Event::Ping => return reply(StatusCode::OK, provider, "ping", "pong".into()),

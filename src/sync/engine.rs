@@ -14,7 +14,7 @@ use crate::config::{Access, ExecHookConfig, HttpAuth};
 use crate::git::credentials::Credentials;
 use crate::git::http_settings::HttpSettings;
 use crate::git::sparse::Patterns;
-use crate::git::{self, compact, fetch, store, submodules, worktree, Budget, ObjectId};
+use crate::git::{self, compact, fetch, garbage, store, submodules, worktree, Budget, ObjectId};
 use crate::hooks;
 use crate::metrics::Metrics;
 use crate::publish::{self, Layout};
@@ -92,12 +92,17 @@ pub enum Error {
     Publish(#[from] publish::Error),
     #[error("internal error (a bug, please report it): {0}")]
     Panic(String),
-    #[error("the pre-publish hook refused {hash}; {}: {message}", gate_consequence(*.first))]
+    #[error("the pre-publish hook refused {hash}; {}: {message}", gate_consequence(published.is_none()))]
     Gate {
         hash: CommitHash,
         message: String,
-        /// Nothing was published yet (so nothing "stays published").
-        first: bool,
+        /// What stays published (nothing yet: nothing "stays published").
+        published: Option<CommitHash>,
+        /// When the gate is due to run again for `hash` (its backoff after
+        /// the refusal), unless the ref moves first.
+        retry_in: Duration,
+        /// The gate ran in this pass (false: an earlier refusal still holds).
+        ran: bool,
     },
 }
 
@@ -120,6 +125,15 @@ impl Error {
     }
 }
 
+/// A refusal of the pre-publish gate.
+#[derive(Debug, Clone)]
+struct Refusal {
+    hash: CommitHash,
+    message: String,
+    /// When the refusing run ended (the backoff counts from there).
+    at: Instant,
+}
+
 /// State kept between passes.
 pub struct Engine {
     opts: Options,
@@ -128,9 +142,11 @@ pub struct Engine {
     repo: Option<gix::Repository>,
     /// Pack size right after the last compaction (or first fetch).
     compacted_bytes: u64,
-    /// A commit the pre-publish gate refused, and why: not rebuilt or re-run
-    /// while the remote still points at it.
-    rejected: Option<(CommitHash, String)>,
+    /// The commit the pre-publish gate refused last: while the remote points
+    /// at it, the gate runs again once its backoff has passed since the
+    /// refusal (as git-sync's hook runner retries); passes in between
+    /// report the refusal without rebuilding anything.
+    rejected: Option<Refusal>,
     /// For the gate's `git_sync_hook_run_count_total{name="pre-publish-exechook"}`.
     metrics: Arc<Metrics>,
     /// The depth recorded in `<root>/.git/config` (read once when opening).
@@ -140,7 +156,11 @@ pub struct Engine {
     trusted: Option<CommitHash>,
     /// A retired, trusted worktree kept on disk to be rewritten in place for
     /// the next commit (cost follows the change instead of the tree).
-    spare: Option<CommitHash>,
+    spare: Option<Spare>,
+    /// The commits the last clean-up kept (worktrees on disk, the published one).
+    kept: Vec<ObjectId>,
+    /// Estimated bytes of objects no kept commit needs since the last compaction.
+    garbage_bytes: u64,
     /// The submodule stores the worktree just published uses, for the upkeep after it.
     submodule_stores: Option<Vec<(std::path::PathBuf, ObjectId)>>,
     /// Size of each submodule store after its last compaction.
@@ -205,6 +225,8 @@ impl Engine {
             fetched_depth: None,
             trusted: None,
             spare: None,
+            kept: Vec::new(),
+            garbage_bytes: 0,
             submodule_stores: None,
             submodule_baselines: Default::default(),
             resolver,
@@ -301,8 +323,21 @@ impl Engine {
             tracing::info!(?opened, "repaired the root repository");
         }
         self.layout.prepare()?;
+        if !self.spare.as_ref().is_some_and(|s| s.parked) {
+            // A spare left by another process is not trusted: it goes (the
+            // clean-up retries what fails here).
+            if let Err(e) = publish::remove_any(&self.layout.spare()) {
+                tracing::warn!(error = %e, "could not remove a leftover spare");
+            }
+            if let Err(e) = store::discard_spare_admin(&self.opts.root) {
+                tracing::warn!(error = %e, "could not remove a leftover spare's admin files");
+            }
+        }
         self.compacted_bytes = compact::stats(repo.git_dir()).bytes;
         self.repo = Some(repo);
+        if self.kept.is_empty() {
+            self.kept = self.keep_set(None);
+        }
         Ok(())
     }
 
@@ -415,22 +450,7 @@ impl Engine {
         if current.as_ref() == Some(&hash) {
             tracing::warn!(%hash, "published worktree is missing or was modified; rebuilding it");
         }
-        // A refusal holds while the remote points at that commit; once the
-        // ref has moved, a later return to it is judged afresh.
-        if self
-            .rejected
-            .as_ref()
-            .is_some_and(|(refused, _)| *refused != hash)
-        {
-            self.rejected = None;
-        }
-        if let Some((_, message)) = &self.rejected {
-            return Err(Error::Gate {
-                hash,
-                message: message.clone(),
-                first: current.is_none(),
-            });
-        }
+        self.held_by_gate(&hash, current.as_ref())?;
         let submodule_stores = self.build_worktree(commit, &hash, budget)?;
         self.run_gate(&hash, current.as_ref())?;
         self.layout.publish(&hash)?;
@@ -438,7 +458,10 @@ impl Engine {
         if let Some(prev) = current.as_ref().filter(|p| **p != hash) {
             self.layout.mark_retired(prev);
             if self.trusted.as_ref() == Some(prev) {
-                self.spare = Some(prev.clone());
+                self.spare = Some(Spare {
+                    hash: prev.clone(),
+                    parked: false,
+                });
             }
         }
         self.trusted = Some(hash.clone());
@@ -508,11 +531,42 @@ impl Engine {
         }
     }
 
+    /// `Err` while an earlier refusal of `hash` holds (its backoff has not
+    /// passed yet). Once the ref has moved, the refusal is forgotten: the new
+    /// commit is tried at once, and a later return to the refused one is
+    /// judged afresh. When the backoff has passed, the pass goes on and
+    /// rebuilds the worktree (the gate may have written into the old one)
+    /// and runs the gate again.
+    fn held_by_gate(
+        &mut self,
+        hash: &CommitHash,
+        published: Option<&CommitHash>,
+    ) -> Result<(), Error> {
+        if self.rejected.as_ref().is_some_and(|r| r.hash != *hash) {
+            self.rejected = None;
+        }
+        let (Some(refusal), Some(gate)) = (&self.rejected, &self.opts.pre_publish) else {
+            return Ok(());
+        };
+        let since = refusal.at.elapsed();
+        if since >= gate.backoff {
+            return Ok(());
+        }
+        Err(Error::Gate {
+            hash: hash.clone(),
+            message: refusal.message.clone(),
+            published: published.cloned(),
+            retry_in: gate.backoff - since,
+            ran: false,
+        })
+    }
+
     /// The pre-publish gate, in the new worktree, before the link moves.
     fn run_gate(&mut self, hash: &CommitHash, previous: Option<&CommitHash>) -> Result<(), Error> {
         let Some(gate) = &self.opts.pre_publish else {
             return Ok(());
         };
+        let backoff = gate.backoff;
         let publish = hooks::Publish {
             hash: hash.to_string(),
             previous: previous.map(|p| p.to_string()),
@@ -524,13 +578,21 @@ impl Engine {
         self.metrics
             .hook_run("pre-publish-exechook", verdict.is_ok());
         verdict.map_err(|message| {
-            self.rejected = Some((hash.clone(), message.clone()));
+            self.rejected = Some(Refusal {
+                hash: hash.clone(),
+                message: message.clone(),
+                at: Instant::now(),
+            });
             Error::Gate {
                 hash: hash.clone(),
                 message,
-                first: previous.is_none(),
+                published: previous.cloned(),
+                retry_in: backoff,
+                ran: true,
             }
-        })
+        })?;
+        self.rejected = None;
+        Ok(())
     }
 
     fn worktree_is_healthy(&mut self, hash: &CommitHash, commit: ObjectId, deep: bool) -> bool {
@@ -570,7 +632,10 @@ impl Engine {
         let place = self.placement(hash);
         publish::remove_any(&place.staging)?;
         let built = match spare.filter(|old| self.claim(old, hash)) {
-            Some(old) => self.rewrite_or_checkout(repo, planned, commit, &place, &old, budget),
+            Some(old) => {
+                let old_admin = self.spare_admin(&old);
+                self.rewrite_or_checkout(repo, planned, commit, &place, &old_admin, budget)
+            }
             None => worktree::materialize(repo, planned, &place, budget),
         };
         let built = built.map_err(Error::from).and_then(|built| {
@@ -651,35 +716,47 @@ impl Engine {
         }
     }
 
-    /// Moves the spare worktree to the staging place of `hash`, if allowed.
-    fn claim(&self, old: &CommitHash, hash: &CommitHash) -> bool {
+    /// Where the admin files (index, submodule records) of `spare` are.
+    fn spare_admin(&self, spare: &Spare) -> PathBuf {
+        if spare.parked {
+            store::spare_admin_dir(&self.opts.root)
+        } else {
+            store::admin_dir(&self.opts.root, spare.hash.as_str())
+        }
+    }
+
+    /// Moves the spare to the staging place of `hash`, if allowed: a parked
+    /// one always, a retired one once its stale timeout has passed.
+    fn claim(&self, old: &Spare, hash: &CommitHash) -> bool {
         let stale_after = self.opts.stale_worktree_timeout;
-        self.layout
-            .claim_retired(old, hash, stale_after)
-            .unwrap_or_else(|e| {
+        let claimed = if old.parked {
+            self.layout.claim_spare(hash)
+        } else {
+            self.layout.claim_retired(&old.hash, hash, stale_after)
+        };
+        claimed.unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "could not reuse the retired worktree; checking out in full");
                 false
             })
     }
 
-    /// Rewrites the claimed worktree of `old`; if that fails for any reason
-    /// but shutdown, starts over with a full checkout.
+    /// Rewrites the claimed spare (its admin files at `old_admin`); if that
+    /// fails for any reason but shutdown, starts over with a full checkout.
     fn rewrite_or_checkout(
         &self,
         repo: &gix::Repository,
         planned: worktree::Planned,
         commit: ObjectId,
         place: &worktree::Placement,
-        old: &CommitHash,
+        old_admin: &std::path::Path,
         budget: &Budget,
     ) -> Result<worktree::Built, worktree::Error> {
-        let old_admin = store::admin_dir(&self.opts.root, old.as_str());
-        match worktree::rewrite(repo, planned, place, &old_admin, budget) {
+        match worktree::rewrite(repo, planned, place, old_admin, budget) {
             Err(e @ (worktree::Error::Interrupted | worktree::Error::Timeout)) => Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, "rewriting the retired worktree failed; checking out in full");
                 let _ = publish::remove_any(&place.staging);
-                let _ = publish::remove_any(&old_admin);
+                let _ = publish::remove_any(old_admin);
                 let planned = self.plan(repo, commit)?;
                 worktree::materialize(repo, planned, place, budget)
             }
@@ -687,54 +764,61 @@ impl Engine {
         }
     }
 
-    /// Removes stale worktrees and their admin dirs, and compacts the object
-    /// store when it has grown. Failures here are logged, not fatal: the new
-    /// content is already published.
+    /// Removes stale worktrees and their admin dirs (parking the spare
+    /// instead), and compacts the object store when it has grown or holds
+    /// enough that no kept commit needs. Failures here are logged, not
+    /// fatal: the new content is already published.
     fn cleanup(
         &mut self,
         budget: &Budget,
         current: &CommitHash,
         force_compact: bool,
     ) -> Result<(), Error> {
+        self.park_spare();
+        let keep_spare = self.spare.as_ref().is_some_and(|s| s.parked);
         let removed = self
             .layout
-            .remove_stale(self.opts.stale_worktree_timeout, self.spare.as_ref())?;
+            .remove_stale(self.opts.stale_worktree_timeout, keep_spare)?;
         if !removed.is_empty() {
             tracing::info!(?removed, "removed stale worktrees");
+        }
+        if !keep_spare {
+            if let Err(e) = store::discard_spare_admin(&self.opts.root) {
+                tracing::warn!(error = %e, "could not remove the spare's admin files");
+            }
         }
         store::prune_worktree_admin(&self.opts.root, &self.layout.worktrees_dir());
         if let Some(used) = self.submodule_stores.take() {
             let git_dir = self.opts.root.join(".git");
             submodules::upkeep(&git_dir, &used, &mut self.submodule_baselines, budget);
         }
+        let keep = self.keep_set(Some(current));
+        self.count_garbage(&keep);
         let Some(repo) = self.repo.as_ref() else {
             return Ok(());
         };
         let stats = compact::stats(repo.git_dir());
         let due = match self.opts.gc {
-            GcMode::Auto | GcMode::Always => compact::is_due(stats, self.compacted_bytes),
-            GcMode::Aggressive => compact::is_fragmented(stats),
+            GcMode::Auto | GcMode::Always => {
+                compact::is_due(stats, self.compacted_bytes, self.garbage_bytes)
+            }
+            GcMode::Aggressive => compact::is_fragmented(stats) || self.garbage_bytes > 0,
             GcMode::Off => false,
         };
         if !(force_compact || due) {
             return Ok(());
         }
-        let mut keep: Vec<ObjectId> = self
-            .layout
-            .worktree_hashes()
-            .iter()
-            .filter_map(|h| git::parse_object_id(h.as_str()))
-            .collect();
-        keep.extend(git::parse_object_id(current.as_str()));
         match compact::compact(repo, &keep, budget) {
             Ok(after) => {
                 tracing::info!(
                     before_bytes = stats.bytes,
                     before_packs = stats.packs,
+                    garbage_bytes = self.garbage_bytes,
                     after_bytes = after.bytes,
                     "compacted the object store"
                 );
                 self.compacted_bytes = after.bytes;
+                self.garbage_bytes = 0;
                 // The odb handle caches the pack list; start from a fresh one.
                 self.repo = Some(store::open(&self.opts.root)?);
             }
@@ -744,6 +828,78 @@ impl Engine {
         }
         Ok(())
     }
+
+    /// Once the retired spare's stale timeout has passed, moves it out of
+    /// `.worktrees/<sha>` and its admin dir out of `.git/worktrees`: to
+    /// readers and to git it is deleted, as git-sync deletes it, but its
+    /// files still save a full checkout of the next commit. If that fails,
+    /// it is deleted for real.
+    fn park_spare(&mut self) {
+        let stale_after = self.opts.stale_worktree_timeout;
+        let Some(spare) = self.spare.as_mut().filter(|s| !s.parked) else {
+            return;
+        };
+        if !self.layout.worktree(&spare.hash).is_dir() {
+            self.spare = None;
+            return;
+        }
+        if !self.layout.is_stale(&spare.hash, stale_after) {
+            return;
+        }
+        let parked = self.layout.park(&spare.hash).map_err(|e| e.to_string());
+        let parked = parked.and_then(|()| {
+            store::park_admin(&self.opts.root, spare.hash.as_str()).map_err(|e| e.to_string())
+        });
+        match parked {
+            Ok(()) => spare.parked = true,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not set the retired worktree aside for reuse; deleting it");
+                self.spare = None;
+            }
+        }
+    }
+
+    /// The commits whose objects compaction keeps: every worktree on disk
+    /// under its commit's name, and the published one.
+    fn keep_set(&self, current: Option<&CommitHash>) -> Vec<ObjectId> {
+        let mut keep: Vec<ObjectId> = self
+            .layout
+            .worktree_hashes()
+            .iter()
+            .chain(current)
+            .filter_map(|h| git::parse_object_id(h.as_str()))
+            .collect();
+        keep.sort();
+        keep.dedup();
+        keep
+    }
+
+    /// Adds what the commits kept last time but not now leave behind.
+    fn count_garbage(&mut self, keep: &[ObjectId]) {
+        let dropped: Vec<ObjectId> = self
+            .kept
+            .iter()
+            .filter(|k| !keep.contains(k))
+            .copied()
+            .collect();
+        if let Some(repo) = self.repo.as_ref() {
+            for commit in dropped {
+                let bytes = garbage::dropped_bytes(repo, commit, keep);
+                tracing::debug!(%commit, bytes, "no longer kept");
+                self.garbage_bytes = self.garbage_bytes.saturating_add(bytes);
+            }
+        }
+        self.kept = keep.to_vec();
+    }
+}
+
+/// A retired worktree kept to be rewritten for a later commit.
+#[derive(Debug, Clone)]
+struct Spare {
+    hash: CommitHash,
+    /// Moved to `.worktrees/.spare` after its stale timeout (see
+    /// [`Engine::park_spare`]); before that, still `.worktrees/<hash>`.
+    parked: bool,
 }
 
 /// What [`Engine::undo`] needs to know about the state before a pass.

@@ -140,6 +140,17 @@ pub async fn run(
                 wait_override = expected_retry(&reporter.status, &opts, &mut expected_retries);
             }
             Err(e) if e.is_interrupted() && cancel.is_cancelled() => return Exit::Cancelled,
+            Err(e @ engine::Error::Gate { .. }) if opts.one_time => {
+                // As git-sync's --one-time: the hook's first result is final.
+                let message = on_failure(&opts, &e, 1);
+                reporter.status.failed(&message, 1);
+                return Exit::OneTimeHooksFailed;
+            }
+            Err(e @ engine::Error::Gate { .. }) => {
+                failures = 0;
+                let retry_in = on_gate_refusal(&opts, &reporter, &e, started.elapsed());
+                wait_override = Some(next_wait(&opts, synced_once, 0).min(retry_in));
+            }
             Err(e) => {
                 failures += 1;
                 let message = on_failure(&opts, &e, failures);
@@ -379,9 +390,15 @@ fn on_success(opts: &LoopOptions, outcome: &Outcome, first: bool) {
 fn on_failure(opts: &LoopOptions, error: &engine::Error, failures: u64) -> String {
     let message = crate::types::redact_url(&crate::types::error_chain(error));
     tracing::error!(error = %message, failures, "sync failed");
+    write_error_file(opts, "sync failed", &message, failures);
+    message
+}
+
+/// `--error-file`: `{Msg, Err, Args}` as git-sync writes it.
+fn write_error_file(opts: &LoopOptions, msg: &str, message: &str, failures: u64) {
     if let Some(path) = &opts.error_file {
         let body = serde_json::json!({
-            "Msg": "sync failed",
+            "Msg": msg,
             "Err": message,
             "Args": { "repo": opts.repo_redacted, "ref": opts.git_ref, "failures": failures },
         });
@@ -392,7 +409,48 @@ fn on_failure(opts: &LoopOptions, error: &engine::Error, failures: u64) -> Strin
             tracing::warn!(path = %path.display(), error = %e, "could not write the error-file");
         }
     }
-    message
+}
+
+/// A pass the pre-publish gate held back: not a sync failure (git-sync's
+/// hooks never are: no `--max-failures` exit, no readiness loss through
+/// failures), since the remote was reached and the published content is the
+/// newest that passed the gate. It shows in `last_error`, the error file,
+/// the hook metric and the log; the next pass comes when the gate is due
+/// again (its backoff), sooner if the period says so, to see the ref move.
+/// Returns the time until the gate is due.
+fn on_gate_refusal(
+    opts: &LoopOptions,
+    reporter: &Reporter,
+    error: &engine::Error,
+    took: Duration,
+) -> Duration {
+    let engine::Error::Gate {
+        published,
+        retry_in,
+        ran,
+        ..
+    } = error
+    else {
+        return Duration::ZERO;
+    };
+    let message = crate::types::redact_url(&crate::types::error_chain(error));
+    let retry = humantime::format_duration(Duration::from_millis(
+        u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
+    ));
+    if *ran {
+        tracing::error!(error = %message, retry_in = %retry, "pre-publish hook failed; it runs again after its backoff while the ref stays on this commit");
+        write_error_file(opts, "pre-publish hook failed", &message, 0);
+    } else {
+        tracing::debug!(error = %message, retry_in = %retry, "the pre-publish hook's refusal still holds");
+    }
+    reporter.status.held(&message);
+    let metrics = &reporter.metrics;
+    metrics.observe_sync(SyncResult::Noop, took);
+    metrics.set_consecutive_failures(0);
+    if published.is_some() {
+        metrics.set_last_success(std::time::SystemTime::now());
+    }
+    *retry_in
 }
 
 /// The wait before the next pass.

@@ -1,11 +1,14 @@
 //! Incoming webhooks: verifying a forge's signed delivery and learning which
 //! ref moved.
 //!
-//! This module owns the step between "a request reached the webhook endpoint
-//! and its raw body has been read into a bounded buffer" and "this is what the
-//! request says": provider detection, signature/token verification over the raw
-//! body, payload parsing ([`verify_and_parse`]), and the two filters the caller
-//! applies afterwards ([`ref_matches`], [`repo_matches`]). It does no I/O, keeps
+//! This module owns the step between "a request reached the webhook endpoint"
+//! and "this is what the request says", in two parts: what the headers alone
+//! decide, before the body is read ([`authenticate_headers`]: provider
+//! detection, a missing or malformed credential, GitLab's token), then the
+//! HMAC over the raw body, once read into a bounded buffer, and payload
+//! parsing ([`verify_body`]; [`verify_and_parse`] does both); and the two
+//! filters the caller applies afterwards ([`ref_matches`], [`repo_matches`]).
+//! It does no I/O, keeps
 //! no state, never logs, and never panics on any input. Serving HTTP, capping
 //! the body, rate limiting, deduplicating deliveries and triggering the sync are
 //! the caller's.
@@ -264,14 +267,93 @@ impl Rejection {
 /// with `allow_unsigned`. Ping and non-push events are returned without
 /// looking at the body (except GitLab `System Hook`, whose body says whether
 /// it is a push).
+///
+/// The same as [`authenticate_headers`] followed by [`verify_body`]; a
+/// server should call those two itself, so that what the headers alone
+/// refuse is refused before the body is read.
 pub fn verify_and_parse(
     headers: &HeaderMap,
     body: &[u8],
     secrets: &Secrets,
     allow_unsigned: bool,
 ) -> Result<(Provider, Event), (Provider, Rejection)> {
+    let admitted = authenticate_headers(headers, secrets, allow_unsigned)?;
+    verify_body(admitted, headers, body, secrets)
+}
+
+/// A delivery whose headers passed [`authenticate_headers`]: what is left to
+/// check needs the body.
+#[derive(Debug)]
+pub struct Admitted {
+    provider: Provider,
+    event: String,
+    proof: Proof,
+}
+
+impl Admitted {
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+}
+
+/// What the body still has to prove.
+#[derive(Debug)]
+enum Proof {
+    /// Nothing: GitLab's token matched, or the delivery is unsigned and
+    /// unsigned deliveries are allowed.
+    Nothing,
+    /// An HMAC over the raw body, to compare with this tag.
+    Hmac(Tag),
+}
+
+/// A decoded HMAC tag (the right length for its algorithm).
+#[derive(Debug)]
+enum Tag {
+    Sha256([u8; 32]),
+    Sha512([u8; 64]),
+}
+
+/// The first step, on headers alone: detects the provider and refuses what
+/// can be refused without the body: no credential (unless `allow_unsigned`),
+/// a credential the provider never sends (sha1 alone), a malformed digest,
+/// a wrong GitLab token, no secret configured. An attacker's junk is mostly
+/// refused here, before a byte of its body is buffered.
+pub fn authenticate_headers(
+    headers: &HeaderMap,
+    secrets: &Secrets,
+    allow_unsigned: bool,
+) -> Result<Admitted, (Provider, Rejection)> {
     let (provider, event) = detect(headers);
-    authenticate(provider, headers, body, secrets, allow_unsigned).map_err(|r| (provider, r))?;
+    let proof =
+        header_proof(provider, headers, secrets, allow_unsigned).map_err(|r| (provider, r))?;
+    Ok(Admitted {
+        provider,
+        event,
+        proof,
+    })
+}
+
+/// The second step: checks the HMAC the headers named over the RAW body
+/// (constant time, every secret tried), then parses the payload.
+pub fn verify_body(
+    admitted: Admitted,
+    headers: &HeaderMap,
+    body: &[u8],
+    secrets: &Secrets,
+) -> Result<(Provider, Event), (Provider, Rejection)> {
+    let Admitted {
+        provider,
+        event,
+        proof,
+    } = admitted;
+    let authentic = match &proof {
+        Proof::Nothing => true,
+        Proof::Hmac(Tag::Sha256(tag)) => hmac_matches::<Hmac<Sha256>>(secrets, body, tag),
+        Proof::Hmac(Tag::Sha512(tag)) => hmac_matches::<Hmac<Sha512>>(secrets, body, tag),
+    };
+    if !authentic {
+        return Err((provider, Rejection::BadSignature));
+    }
     if form_encoded(provider, headers) {
         return Err((provider, Rejection::FormEncoded));
     }
@@ -404,33 +486,35 @@ fn schemes(provider: Provider) -> &'static [(&'static str, Scheme)] {
     }
 }
 
-fn authenticate(
+/// What the headers say about the credential; see [`authenticate_headers`].
+fn header_proof(
     provider: Provider,
     headers: &HeaderMap,
-    body: &[u8],
     secrets: &Secrets,
     allow_unsigned: bool,
-) -> Result<(), Rejection> {
+) -> Result<Proof, Rejection> {
     let credential = |name: &str| headers.get(name).filter(|value| !blank_credential(value));
     let chosen = schemes(provider)
         .iter()
         .find_map(|(name, scheme)| credential(name).map(|value| (value, *scheme)));
     match chosen {
-        Some((value, scheme)) => {
-            if credential_valid(value, scheme, body, secrets) {
-                Ok(())
-            } else if matches!(scheme, Scheme::Token) {
-                Err(Rejection::BadToken)
+        Some((value, Scheme::Token)) => {
+            if !secrets.is_empty() && token_matches(value.as_bytes(), secrets) {
+                Ok(Proof::Nothing)
             } else {
-                Err(Rejection::BadSignature)
+                Err(Rejection::BadToken)
             }
         }
+        Some((value, scheme)) => match parse_tag(value, scheme) {
+            Some(tag) if !secrets.is_empty() => Ok(Proof::Hmac(tag)),
+            _ => Err(Rejection::BadSignature),
+        },
         // A credential this provider's deliveries never use (typically
         // GitHub's legacy sha1 `X-Hub-Signature` alone) is not "unsigned".
         None if CREDENTIAL_HEADERS.iter().any(|h| credential(h).is_some()) => {
             Err(Rejection::BadSignature)
         }
-        None if allow_unsigned => Ok(()),
+        None if allow_unsigned => Ok(Proof::Nothing),
         None => Err(Rejection::MissingSignature),
     }
 }
@@ -467,53 +551,29 @@ fn blank_credential(value: &HeaderValue) -> bool {
             .any(|prefix| text.eq_ignore_ascii_case(prefix))
 }
 
-fn credential_valid(value: &HeaderValue, scheme: Scheme, body: &[u8], secrets: &Secrets) -> bool {
-    if secrets.is_empty() {
-        return false;
-    }
-    let text = || value.to_str().ok().map(str::trim);
-    let (algorithm, hex_digest) = match scheme {
-        Scheme::Token => return token_matches(value.as_bytes(), secrets),
-        Scheme::Sha256Bare => match text() {
-            Some(rest) => (Algorithm::Sha256, rest),
-            None => return false,
-        },
-        Scheme::Sha256Prefixed => match text().and_then(|t| strip_prefix_ignore_case(t, "sha256="))
-        {
-            Some(rest) => (Algorithm::Sha256, rest),
-            None => return false,
-        },
-        Scheme::Sha256Or512Prefixed => {
-            let Some(text) = text() else {
-                return false;
-            };
-            if let Some(rest) = strip_prefix_ignore_case(text, "sha256=") {
-                (Algorithm::Sha256, rest)
-            } else if let Some(rest) = strip_prefix_ignore_case(text, "sha512=") {
-                (Algorithm::Sha512, rest)
-            } else {
-                return false;
-            }
-        }
+/// The HMAC tag an HMAC `scheme`'s header carries; `None` if malformed
+/// (wrong prefix, bad hex, wrong length for the algorithm).
+fn parse_tag(value: &HeaderValue, scheme: Scheme) -> Option<Tag> {
+    let text = value.to_str().ok()?.trim();
+    let sha256 = |hex_digest: &str| {
+        let mut tag = [0u8; 32];
+        hex::decode_to_slice(hex_digest, &mut tag).ok()?;
+        Some(Tag::Sha256(tag))
     };
-    match algorithm {
-        Algorithm::Sha256 => {
-            let mut tag = [0u8; 32];
-            hex::decode_to_slice(hex_digest, &mut tag).is_ok()
-                && hmac_matches::<Hmac<Sha256>>(secrets, body, &tag)
-        }
-        Algorithm::Sha512 => {
+    match scheme {
+        Scheme::Token => None,
+        Scheme::Sha256Bare => sha256(text),
+        Scheme::Sha256Prefixed => sha256(strip_prefix_ignore_case(text, "sha256=")?),
+        Scheme::Sha256Or512Prefixed => {
+            if let Some(rest) = strip_prefix_ignore_case(text, "sha256=") {
+                return sha256(rest);
+            }
+            let rest = strip_prefix_ignore_case(text, "sha512=")?;
             let mut tag = [0u8; 64];
-            hex::decode_to_slice(hex_digest, &mut tag).is_ok()
-                && hmac_matches::<Hmac<Sha512>>(secrets, body, &tag)
+            hex::decode_to_slice(rest, &mut tag).ok()?;
+            Some(Tag::Sha512(tag))
         }
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Algorithm {
-    Sha256,
-    Sha512,
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {

@@ -184,7 +184,8 @@ fn writes_into_published_trees_and_spares_are_gone_from_later_trees() {
         let wrote = scribble::scribble(&s.worktrees().join(&published), i);
         assert_eq!(wrote, 8, "round {i}: writes into the published tree");
         for name in list_dir(&s.worktrees()) {
-            if name == published || name.starts_with('.') {
+            // The spare is hidden (`.spare`); staging dirs are not trees.
+            if name == published || name.starts_with(".staging-") {
                 continue;
             }
             let spare = s.worktrees().join(&name);
@@ -198,6 +199,9 @@ fn writes_into_published_trees_and_spares_are_gone_from_later_trees() {
                 // goes, nothing behind it is touched.
                 fs::remove_dir_all(spare.join("d3")).expect("rm d3");
                 symlink(&outside, spare.join("d3")).expect("symlink d3");
+                // Its `.git` file made a link out of the root: not written through.
+                fs::remove_file(spare.join(".git")).expect("rm .git");
+                symlink(outside.join("dotgit"), spare.join(".git")).expect("symlink .git");
             }
         }
         published = up.commit_file("d3/f3.txt", format!("{i}\n"), "change d3/f3.txt");

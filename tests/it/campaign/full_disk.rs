@@ -79,10 +79,11 @@ fn compressible(n: usize) -> Vec<u8> {
 
 /// Nothing a failed or interrupted sync could leave: no staging directory,
 /// no temporary link or file, no git lock; only worktrees of published commits
-/// (the current one and at most one retired one kept for reuse), each with
-/// its admin directory.
+/// (the current one and at most one retired one), each with its admin
+/// directory, and the hidden spare kept for reuse.
 fn assert_nothing_left_behind(root: &Path, published: &[String], current: &str) {
-    let worktrees = list_dir(&root.join(".worktrees"));
+    let mut worktrees = list_dir(&root.join(".worktrees"));
+    worktrees.retain(|w| w != ".spare");
     assert!(
         worktrees.iter().any(|w| w == current),
         "the published worktree is missing: {worktrees:?}"

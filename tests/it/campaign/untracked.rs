@@ -216,7 +216,7 @@ fn every_tree_is_its_commit_while_consumers_and_hooks_write_into_worktrees() {
 /// Writes into every retired worktree (the spare the next commit rewrites).
 fn spoil_spares(s: &Scratch, published: &str, round: usize) {
     for name in list_dir(&s.worktrees()) {
-        if name != published && !name.starts_with('.') {
+        if name != published && !name.starts_with(".staging-") {
             let tree = s.worktrees().join(&name);
             let wrote = scribble(&tree, 1000 + round);
             assert!(wrote > 0, "could not write into the spare {name}");

@@ -14,6 +14,11 @@ use super::git::git_output;
 
 /// The tracked entries of the worktree `tree` (its index): (mode, path).
 pub fn tracked(tree: &Path) -> Vec<(String, PathBuf)> {
+    if !tree.join(".git").exists() {
+        // The parked spare has no `.git` file (git would find the root's
+        // repository instead): what it holds on disk is what it had tracked.
+        return on_disk(tree);
+    }
     let out = git_output(&["ls-files", "-s", "-z"], tree);
     if !out.status.success() {
         return Vec::new();
@@ -25,6 +30,25 @@ pub fn tracked(tree: &Path) -> Vec<(String, PathBuf)> {
             let (meta, path) = rec.split_once('\t')?;
             let mode = meta.split(' ').next()?.to_string();
             Some((mode, PathBuf::from(path)))
+        })
+        .collect()
+}
+
+/// The files and symlinks below `tree`, as (mode, path) like `git ls-files -s`.
+fn on_disk(tree: &Path) -> Vec<(String, PathBuf)> {
+    super::walk_tree(tree)
+        .into_iter()
+        .filter_map(|(rel, meta)| {
+            let mode = if meta.file_type().is_symlink() {
+                "120000"
+            } else if !meta.is_file() {
+                return None;
+            } else if meta.permissions().mode() & 0o111 != 0 {
+                "100755"
+            } else {
+                "100644"
+            };
+            Some((mode.to_string(), PathBuf::from(rel)))
         })
         .collect()
 }
