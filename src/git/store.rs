@@ -84,7 +84,6 @@ pub fn open_or_init(
     Ok((repo, opened))
 }
 
-
 /// Opens without reading the user's or system's git config, so the host's
 /// configuration cannot change what we do.
 pub fn open(root: &Path) -> Result<gix::Repository, Error> {
