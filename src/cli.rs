@@ -866,9 +866,9 @@ pub struct Cli {
     )]
     pub github_app_installation_id: Option<String>,
 
-    /// Git config as key:value,key:value (git-sync's grammar). Used: http.proxy,
-    /// http.sslCAInfo, http.sslVerify, http.extraHeader; git-CLI-only keys (e.g.
-    /// safe.directory) are accepted and ignored; others are refused (see README)
+    /// Git config as key:value,key:value (git-sync's grammar). Every key reaches the git
+    /// upload-pack run for file:// repositories and the git exec hooks run; used here:
+    /// http.proxy, http.sslCAInfo, http.sslVerify, http.extraHeader, http.cookieFile
     #[arg(long, env = "GITSYNC_GIT_CONFIG", value_name = "CONFIG", help_heading = AUTH)]
     pub git_config: Option<String>,
 
@@ -944,7 +944,7 @@ pub struct Cli {
     )]
     pub env_git_ssh_command: Option<String>,
 
-    /// Use /etc/git-secret/cookie_file as the HTTP cookie file (not supported yet)
+    /// Send the cookies of /etc/git-secret/cookie_file (Netscape format, read at each sync) with http(s) requests, as git's http.cookieFile
     #[arg(
         long,
         env = "GITSYNC_COOKIE_FILE",
@@ -952,7 +952,7 @@ pub struct Cli {
         num_args = 0..=1,
         require_equals = true,
         default_missing_value = "true",
-        help_heading = NOT_YET
+        help_heading = AUTH
     )]
     pub cookie_file: Option<String>,
 

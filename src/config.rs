@@ -1599,9 +1599,6 @@ impl<'a> Checker<'a> {
     /// Flags of features that are not implemented: refused when set.
     fn unsupported(&mut self) {
         // Booleans whose "false" is what we do anyway.
-        if self.bool("cookie_file") == Some(true) {
-            self.refuse("cookie_file", "");
-        }
         if self.bool("add_user") == Some(true) {
             let label = self.cli.label("add_user");
             self.warnings.push(format!(
@@ -1625,12 +1622,6 @@ impl<'a> Checker<'a> {
                 );
             }
         }
-    }
-
-    fn refuse(&mut self, id: &str, why: &str) {
-        let label = self.cli.label(id);
-        self.errors
-            .push(format!("{label} is not supported yet{why}"));
     }
 }
 
@@ -2648,15 +2639,12 @@ mod tests {
 
     #[test]
     fn unsupported_flags_are_refused_by_name() {
-        let p = problems(&with(&["--filter=blob:none", "--cookie-file"]), &[]);
+        let p = problems(&with(&["--filter=blob:none"]), &[]);
         let all = p.join("\n");
-        for expected in [
-            "--filter (GITSYNC_FILTER): partial clone (\"blob:none\") is not supported: gix",
-            "--cookie-file (GITSYNC_COOKIE_FILE) is not supported yet",
-        ] {
-            assert!(all.contains(expected), "missing {expected:?} in\n{all}");
-        }
-        assert_eq!(p.len(), 2, "{all}");
+        let expected =
+            "--filter (GITSYNC_FILTER): partial clone (\"blob:none\") is not supported: gix";
+        assert!(all.contains(expected), "missing {expected:?} in\n{all}");
+        assert_eq!(p.len(), 1, "{all}");
         assert!(!all.contains("s3cret"), "secret leaked: {all}");
     }
 

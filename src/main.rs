@@ -35,6 +35,8 @@ fn main() -> ExitCode {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    // The git programs we start (upload-pack, hooks' git) see --git-config.
+    git_sidecar::git::cli_config::install(config.access.git_config.0.clone());
     set_umask(&config);
     raise_open_file_limit();
     match run(config) {

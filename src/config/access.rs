@@ -37,8 +37,12 @@ pub struct Access {
     /// The bearer token (a file is read at each sync).
     pub bearer: Option<PasswordSource>,
     pub github_app: Option<GithubApp>,
-    /// Proxy, CA bundle, certificate checking, extra headers (`--git-config`).
+    /// Proxy, CA bundle, certificate checking, extra headers, cookie file
+    /// (`--git-config`, `--cookie-file`).
     pub http: HttpSettings,
+    /// Every `--git-config` pair (and `--cookie-file`'s), for the git
+    /// programs we start.
+    pub git_config: super::git_config::GitConfigPairs,
 }
 
 /// One `--credential` entry. `Debug` shows the url (redacted) only.
@@ -131,8 +135,9 @@ impl Checker<'_> {
     /// Every setting of [`Access`]; `has_http_auth` says whether `--username`
     /// or URL credentials are configured (for the conflict rules).
     pub(super) fn access(&mut self, has_http_auth: bool) -> Access {
-        let http = self.git_config();
+        let (http, git_config) = self.git_config();
         let access = Access {
+            git_config,
             credentials: self.credentials(),
             askpass_url: self.askpass_url(),
             bearer: self.bearer(),

@@ -1,44 +1,53 @@
-//! `--git-config`: git-sync's `key:value,key:value` grammar, and what each
-//! key means here (git-sidecar runs no git binary, so there is no config
-//! file to pass keys through to):
+//! `--git-config`: git-sync's `key:value,key:value` grammar. As git-sync,
+//! every syntactically valid git key is accepted (git's rules:
+//! `section[.subsection].name`, section and name alphanumeric or `-`, the
+//! name starting with a letter, no newline in the subsection). Every pair
+//! reaches the git programs we start, in order (see
+//! [`crate::git::cli_config`]): the `git upload-pack` run for file://
+//! repositories and the git CLI exec hooks run.
 //!
-//! * used: `http.proxy`, `http.sslCAInfo` (a PEM bundle trusted instead of
-//!   the system roots, read at start-up), `http.sslVerify` (false = accept
-//!   any certificate, warned about), `http.extraHeader` (repeatable; an
-//!   empty value clears the list, as in git; unlike git, only sent to
-//!   `--repo`'s origin, see [`crate::auth`]);
-//! * accepted and ignored (logged): keys that only steer the git CLI, see
-//!   [`IGNORED`];
-//! * anything else is refused, naming the key and the lists above.
+//! In-process (git-sidecar runs no git for fetching), only [`USED`] change
+//! what we do: `http.proxy`, `http.sslCAInfo` (a PEM bundle trusted instead
+//! of the system roots, read at start-up), `http.sslVerify` (false = accept
+//! any certificate, warned about), `http.extraHeader` (repeatable; an empty
+//! value clears the list, as in git; unlike git, only sent to `--repo`'s
+//! origin, see [`crate::auth`]), `http.cookieFile` (see
+//! [`crate::git::cookies`]). The others are named once at start-up.
 //!
 //! Grammar (as git-sync): keys and values may be double-quoted; `\n`, `\t`,
 //! `\"`, `\,` and `\\` are honoured in quoted keys and in all values; a key
 //! containing `:` must be quoted; an unquoted value must escape commas; any
 //! other escape is an error. Section and variable names are case-insensitive.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::Checker;
 use crate::git::http_settings::{CaBundle, HttpSettings};
 
-/// The keys that are applied, as documented (lower case is what is compared).
+/// The keys that change what git-sidecar itself does.
 pub const USED: &[&str] = &[
     "http.proxy",
     "http.sslCAInfo",
     "http.sslVerify",
     "http.extraHeader",
+    "http.cookieFile",
 ];
 
-/// Keys that only matter to the git CLI: `*` stands for any subsection or name.
-pub const IGNORED: &[&str] = &[
-    "safe.directory",
-    "protocol.allow",
-    "protocol.*.allow",
-    "core.askPass",
-    "credential.helper",
-    "gc.*",
-    "maintenance.*",
-];
+/// git-sync's `--cookie-file` (a switch): this file becomes `http.cookieFile`.
+pub const COOKIE_FILE: &str = "/etc/git-secret/cookie_file";
+
+/// The `--git-config` pairs, in order, for the git programs we start.
+/// `Debug` shows the keys only (a value may be an `Authorization` header).
+#[derive(Clone, Default)]
+pub struct GitConfigPairs(pub Vec<(String, String)>);
+
+impl std::fmt::Debug for GitConfigPairs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| k))
+            .finish()
+    }
+}
 
 /// Splits the `--git-config` value into `(key, value)` pairs.
 pub fn parse(input: &str) -> Result<Vec<(String, String)>, String> {
@@ -144,21 +153,23 @@ fn canonical(key: &str) -> String {
     }
 }
 
-fn is_ignored(key: &str) -> bool {
-    let parts: Vec<&str> = key.split('.').collect();
-    IGNORED.iter().any(|pattern| {
-        let want: Vec<String> = pattern.split('.').map(str::to_ascii_lowercase).collect();
-        match (want.last().map(String::as_str), want.len()) {
-            (Some("*"), 2) => parts.len() >= 2 && parts[0] == want[0],
-            _ => {
-                want.len() == parts.len()
-                    && want
-                        .iter()
-                        .zip(&parts)
-                        .all(|(w, p)| w == "*" || w.eq_ignore_ascii_case(p))
-            }
-        }
-    })
+/// git's key syntax (`git_config_parse_key`): what `git config` accepts.
+fn check_key(key: &str) -> Result<(), &'static str> {
+    let (Some((section, _)), Some((middle, name))) = (key.split_once('.'), key.rsplit_once('.'))
+    else {
+        return Err("a key is section.name or section.subsection.name");
+    };
+    let keychar = |c: char| c.is_ascii_alphanumeric() || c == '-';
+    if section.is_empty() || !section.chars().all(keychar) {
+        return Err("the section must be letters, digits or '-'");
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) || !name.chars().all(keychar) {
+        return Err("the name must start with a letter and be letters, digits or '-'");
+    }
+    if middle.contains(['\n', '\0']) {
+        return Err("the subsection may not contain a newline");
+    }
+    Ok(())
 }
 
 /// git's boolean values.
@@ -171,28 +182,44 @@ fn git_bool(value: &str) -> Option<bool> {
 }
 
 impl Checker<'_> {
-    /// Reads `--git-config` into the http settings; every bad key is reported.
-    pub(super) fn git_config(&mut self) -> HttpSettings {
+    /// Reads `--cookie-file` and `--git-config` into the http settings and
+    /// the pairs for the git programs we start; every bad key is reported.
+    pub(super) fn git_config(&mut self) -> (HttpSettings, GitConfigPairs) {
         let mut http = HttpSettings::default();
-        let Some(raw) = self.raw("git_config") else {
-            return http;
-        };
-        let pairs = match parse(raw) {
-            Ok(pairs) => pairs,
-            Err(e) => {
-                self.fail("git_config", format!("cannot parse: {e}"));
-                return http;
-            }
-        };
-        for (key, value) in pairs {
-            self.git_config_key(&mut http, &key, value);
+        let mut pairs = Vec::new();
+        // git-sync sets it before the user's --git-config, which may override it.
+        if self.bool("cookie_file") == Some(true) {
+            pairs.push(("http.cookieFile".to_string(), COOKIE_FILE.to_string()));
         }
-        http
+        if let Some(raw) = self.raw("git_config") {
+            match parse(raw) {
+                Ok(parsed) => pairs.extend(parsed),
+                Err(e) => self.fail("git_config", format!("cannot parse: {e}")),
+            }
+        }
+        let mut inert = Vec::new();
+        for (key, value) in &pairs {
+            if let Err(e) = check_key(key) {
+                self.fail("git_config", format!("{key:?} is not a valid git key: {e}"));
+            } else if !self.git_config_key(&mut http, key, value) {
+                inert.push(key.as_str());
+            }
+        }
+        if !inert.is_empty() {
+            let label = self.cli.label("git_config");
+            self.warnings.push(format!(
+                "{label}: no effect inside git-sidecar (given only to the git upload-pack run for \
+                 file:// repositories and to the git that exec hooks run): {}",
+                inert.join(", ")
+            ));
+        }
+        (http, GitConfigPairs(pairs))
     }
 
-    fn git_config_key(&mut self, http: &mut HttpSettings, key: &str, value: String) {
-        let canonical = canonical(key);
-        match canonical.as_str() {
+    /// Applies one pair; `false` when git-sidecar itself does not use the key.
+    fn git_config_key(&mut self, http: &mut HttpSettings, key: &str, value: &str) -> bool {
+        let value = value.to_string();
+        match canonical(key).as_str() {
             "http.proxy" => match HttpSettings::check_proxy(&value) {
                 Ok(()) => http.proxy = Some(value).filter(|v| !v.is_empty()),
                 Err(e) => self.fail("git_config", format!("http.proxy: {e}")),
@@ -214,21 +241,34 @@ impl Checker<'_> {
                 "http.extraHeader must be \"Name: value\" (the value is not shown)",
             ),
             "http.extraheader" => http.extra_headers.push(value),
-            _ if is_ignored(&canonical) => {
-                let label = self.cli.label("git_config");
-                self.warnings.push(format!(
-                    "{label}: {key:?} is ignored: it only matters to the git CLI, which git-sidecar does not run"
-                ));
-            }
-            _ => self.fail(
-                "git_config",
-                format!(
-                    "{key:?} is not supported (used: {}; accepted and ignored: {})",
-                    USED.join(", "),
-                    IGNORED.join(", ")
-                ),
-            ),
+            "http.cookiefile" => http.cookie_file = self.cookie_file(&value),
+            _ => return false,
         }
+        true
+    }
+
+    /// The cookie file must exist at start-up (git-sync checks `--cookie-file`
+    /// so); it is read at each sync. An empty value turns cookies off.
+    fn cookie_file(&mut self, value: &str) -> Option<PathBuf> {
+        if value.is_empty() {
+            return None;
+        }
+        let path = PathBuf::from(value);
+        if let Err(e) = std::fs::metadata(&path) {
+            let flag = if value == COOKIE_FILE && self.raw("cookie_file").is_some() {
+                "cookie_file"
+            } else {
+                "git_config"
+            };
+            self.fail(
+                flag,
+                format!(
+                    "cannot access the cookie file {value:?} (http.cookieFile): {e}; mount it \
+                     (git-sync's --cookie-file reads {COOKIE_FILE})"
+                ),
+            );
+        }
+        Some(path)
     }
 
     fn ssl_verify(&mut self, http: &mut HttpSettings, verify: bool) {
@@ -282,11 +322,12 @@ mod tests {
     }
 
     #[test]
-    fn keys_are_used_ignored_or_refused() {
+    fn every_valid_key_is_accepted_and_kept_in_order() {
         let c = config(
             &with(&[
                 "--git-config=HTTP.Proxy:http://127.0.0.1:3128,safe.directory:*,\
-                 protocol.file.allow:always,gc.auto:0,http.extraHeader:X-A: 1",
+                 http.postBuffer:524288000,\"url.https://x/.insteadOf\":y,\
+                 sect.key:v,http.extraHeader:X-A: 1",
             ]),
             &[],
         );
@@ -295,20 +336,55 @@ mod tests {
             Some("http://127.0.0.1:3128")
         );
         assert_eq!(c.access.http.extra_headers, vec!["X-A: 1".to_string()]);
-        let w = c.warnings.join("\n");
-        for key in ["safe.directory", "protocol.file.allow", "gc.auto"] {
-            assert!(w.contains(&format!("{key:?} is ignored")), "{key}: {w}");
-        }
+        let keys: Vec<&str> = c
+            .access
+            .git_config
+            .0
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "HTTP.Proxy",
+                "safe.directory",
+                "http.postBuffer",
+                "url.https://x/.insteadOf",
+                "sect.key",
+                "http.extraHeader"
+            ]
+        );
+        // One start-up line names the keys without an effect in-process.
+        let inert: Vec<&String> = c
+            .warnings
+            .iter()
+            .filter(|w| w.contains("no effect inside git-sidecar"))
+            .collect();
+        assert_eq!(inert.len(), 1, "{:?}", c.warnings);
+        assert!(
+            inert[0]
+                .ends_with("safe.directory, http.postBuffer, url.https://x/.insteadOf, sect.key"),
+            "{inert:?}"
+        );
+        // Debug never shows values (an extra header may be a token).
+        assert!(!format!("{:?}", c.access).contains("X-A: 1"));
+    }
+
+    #[test]
+    fn invalid_keys_are_refused_with_git_rules() {
         let p = problems(
-            &with(&["--git-config=url.x.insteadOf:y,core.editor:vi,http.sslVerify:maybe"]),
+            &with(&[
+                "--git-config=nodot:y,a.1b:x,s_x.k:v,\"a.sub\\nline.k\":v,http.sslVerify:maybe",
+            ]),
             &[],
         );
         let all = p.join("\n");
-        assert!(
-            all.contains("\"url.x.insteadOf\" is not supported (used: http.proxy"),
-            "{all}"
-        );
-        assert!(all.contains("\"core.editor\" is not supported"), "{all}");
+        for bad in ["\"nodot\"", "\"a.1b\"", "\"s_x.k\"", "\"a.sub\\nline.k\""] {
+            assert!(
+                all.contains(&format!("{bad} is not a valid git key")),
+                "{bad}: {all}"
+            );
+        }
         assert!(
             all.contains("http.sslVerify must be true or false"),
             "{all}"
@@ -317,7 +393,29 @@ mod tests {
             all.starts_with("--git-config (GITSYNC_GIT_CONFIG): "),
             "{all}"
         );
-        assert_eq!(p.len(), 3, "{all}");
+        assert_eq!(p.len(), 5, "{all}");
+    }
+
+    #[test]
+    fn cookie_file_switch_and_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let jar = dir.path().join("jar");
+        std::fs::write(&jar, "").expect("write");
+        let c = config(
+            &with(&[&format!("--git-config=http.cookieFile:{}", jar.display())]),
+            &[],
+        );
+        assert_eq!(c.access.http.cookie_file.as_deref(), Some(jar.as_path()));
+        // --cookie-file is git-sync's fixed path; missing, it stops start-up.
+        if !Path::new(COOKIE_FILE).exists() {
+            let p = problems(&with(&["--cookie-file"]), &[]);
+            assert!(
+                p.join("\n").starts_with(
+                    "--cookie-file (GITSYNC_COOKIE_FILE): cannot access the cookie file \"/etc/git-secret/cookie_file\""
+                ),
+                "{p:?}"
+            );
+        }
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub struct HttpSettings {
     pub accept_invalid_certs: bool,
     /// `Name: value` lines sent with every request (`http.extraHeader`, bearer token).
     pub extra_headers: Vec<String>,
+    /// `http.cookieFile` / `--cookie-file`: read at each connection (see
+    /// [`super::cookies`]).
+    pub cookie_file: Option<std::path::PathBuf>,
 }
 
 /// A CA bundle read from a file, parsed once.
@@ -77,6 +80,7 @@ impl std::fmt::Debug for HttpSettings {
             .field("ca_bundle", &self.ca_bundle.as_ref().map(|c| &c.path))
             .field("accept_invalid_certs", &self.accept_invalid_certs)
             .field("extra_header_names", &headers)
+            .field("cookie_file", &self.cookie_file)
             .finish()
     }
 }

@@ -7,16 +7,20 @@
 //! - [`credentials`]: the only credentials gix gets (no helper programs)
 //! - [`ssh`]: ssh:// and scp-like remotes, built in or through `GIT_SSH_COMMAND`
 //! - [`http_settings`]: proxy, CA bundle, extra headers for http(s)
+//! - [`cookies`]: `http.cookieFile` cookies for http(s) requests
 //! - [`probe`]: why an http(s) server did not answer as a git server
 //! - [`worktree`]: linked worktrees the git CLI can read
 //! - [`symlinks`]: which symlinks of a tree lead outside it
 //! - [`sparse`]: which paths a sparse checkout writes
 //! - [`store`]: the root repository: open, init, repair, refs
+//! - [`cli_config`]: the git config the git programs we start see
 //! - [`compact`]: keep the object store bounded
 //! - [`garbage`]: how much of the store no kept commit needs
 //! - [`submodules`]: check submodules out into a worktree, their stores
 
+pub mod cli_config;
 pub mod compact;
+pub mod cookies;
 pub mod credentials;
 pub mod fetch;
 pub mod garbage;

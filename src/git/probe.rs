@@ -43,12 +43,20 @@ pub fn explain(
     .build()
     .ok()?;
     let base = url.to_bstring().to_string();
-    let mut request = client
-        .get(format!(
-            "{}/info/refs?service=git-upload-pack",
-            base.trim_end_matches('/')
-        ))
-        .header("Git-Protocol", "version=2");
+    let target = reqwest::Url::parse(&format!(
+        "{}/info/refs?service=git-upload-pack",
+        base.trim_end_matches('/')
+    ))
+    .ok()?;
+    let cookies = http
+        .cookie_file
+        .as_deref()
+        .and_then(|path| super::cookies::Jar::read(path).ok())
+        .and_then(|jar| jar.header_for(&target));
+    let mut request = client.get(target).header("Git-Protocol", "version=2");
+    if let Some(cookies) = cookies {
+        request = request.header(reqwest::header::COOKIE, cookies);
+    }
     for line in &http.extra_headers {
         if let Some((name, value)) = line.split_once(':') {
             request = request.header(name.trim(), value.trim());

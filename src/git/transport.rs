@@ -262,6 +262,8 @@ pub enum ConnectError {
     Ssh(#[from] super::ssh::Error),
     #[error(transparent)]
     HttpSettings(#[from] super::http_settings::Error),
+    #[error(transparent)]
+    Cookies(#[from] super::cookies::Error),
 }
 
 /// A boxed transport.
@@ -403,20 +405,42 @@ fn spawn_upload_pack(
     let path = gix::path::from_bstr(gix::bstr::BStr::new(url.path.as_slice()))
         .map_err(|e| ConnectError::Spawn(io::Error::other(e.to_string())))?
         .into_owned();
-    check_local_repository(&path)?;
+    let git_dir = check_local_repository(&path)?;
     let mut command = Command::new("git");
     command
         .arg("upload-pack")
         .arg(&path)
-        .env("GIT_PROTOCOL", "version=2");
+        .env("GIT_PROTOCOL", "version=2")
+        .envs(super::cli_config::env_with(&safe_directories(&git_dir)));
     spawn_process(command, url, budget, stderr).map_err(ConnectError::Spawn)
+}
+
+/// `safe.directory` for the repository we were told to fetch from: on a
+/// shared volume it is normally owned by another UID, and git then refuses
+/// it ("detected dubious ownership"). Only this repository is trusted (git-sync
+/// v4.7.1 trusts `*`; `--git-config safe.directory:*` still does that). git
+/// compares against the git directory, as given and resolved, so both go.
+fn safe_directories(git_dir: &Path) -> Vec<(String, String)> {
+    let mut dirs = vec![git_dir.to_path_buf()];
+    if let Ok(real) = git_dir.canonicalize() {
+        dirs.push(real);
+    }
+    dirs.into_iter()
+        .map(|d| {
+            (
+                "safe.directory".to_string(),
+                d.to_string_lossy().into_owned(),
+            )
+        })
+        .collect()
 }
 
 /// `git upload-pack` on a path that holds no repository only says so on
 /// stderr and hangs up, which gix reports as "failed to fill whole buffer":
 /// say it before spawning. The candidates are those git tries itself
-/// (`enter_repo`): `<p>/.git`, `<p>`, `<p>.git/.git`, `<p>.git`.
-fn check_local_repository(path: &Path) -> Result<(), ConnectError> {
+/// (`enter_repo`): `<p>/.git`, `<p>`, `<p>.git/.git`, `<p>.git`; the first
+/// git directory found is returned.
+fn check_local_repository(path: &Path) -> Result<PathBuf, ConnectError> {
     let fail = |why| {
         Err(ConnectError::NotARepository {
             path: path.to_path_buf(),
@@ -432,8 +456,11 @@ fn check_local_repository(path: &Path) -> Result<(), ConnectError> {
         dotgit.join(".git"),
         dotgit,
     ];
-    if candidates.iter().any(|c| gix::discover::is_git(c).is_ok()) {
-        return Ok(());
+    if let Some(found) = candidates
+        .into_iter()
+        .find(|c| gix::discover::is_git(c).is_ok())
+    {
+        return Ok(found);
     }
     if !path.exists() {
         return fail("does not exist");
@@ -504,7 +531,7 @@ fn http_options(budget: &Budget, settings: &HttpSettings) -> Result<http::Option
                 builder.timeout(timeout).connect_timeout(connect_timeout),
             ))
         })),
-        configure_request: None,
+        configure_request: cookie_request_hook(settings)?,
     };
     Ok(http::Options {
         connect_timeout: Some(connect_timeout),
@@ -513,6 +540,29 @@ fn http_options(budget: &Budget, settings: &HttpSettings) -> Result<http::Option
         extra_headers: settings.extra_headers.clone(),
         ..Default::default()
     })
+}
+
+/// With a cookie file, a hook that gives each request the cookies matching
+/// its URL (gix has no cookie support). The file is read now, once per
+/// connection. gix refuses redirects once a request hook is set.
+#[allow(clippy::type_complexity)]
+fn cookie_request_hook(
+    settings: &HttpSettings,
+) -> Result<Option<Box<http::reqwest::ConfigureRequestFn>>, ConnectError> {
+    let Some(path) = &settings.cookie_file else {
+        return Ok(None);
+    };
+    let jar = super::cookies::Jar::read(path)?;
+    Ok(Some(Box::new(
+        move |request: &mut reqwest::blocking::Request| {
+            if let Some(value) = jar.header_for(request.url()) {
+                if let Ok(value) = reqwest::header::HeaderValue::from_str(&value) {
+                    request.headers_mut().append(reqwest::header::COOKIE, value);
+                }
+            }
+            Ok(())
+        },
+    )))
 }
 
 #[cfg(test)]

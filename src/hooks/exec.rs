@@ -37,14 +37,17 @@ const OUTPUT_GRACE: Duration = Duration::from_millis(200);
 const GATE_POLL: Duration = Duration::from_millis(10);
 
 /// The hook's process, shared by the exec hook and the gate: no shell, in
-/// the worktree, our environment minus our secrets plus the hook variables,
-/// output captured, in its own process group (a timeout kills all of it).
+/// the worktree, our environment minus our secrets plus the hook variables
+/// and every `--git-config` pair for the git it may run (see
+/// [`crate::git::cli_config`]), output captured, in its own process group
+/// (a timeout kills all of it).
 fn hook_command(config: &ExecHookConfig, publish: &Publish) -> std::process::Command {
     let mut command = std::process::Command::new(&config.command);
     command
         .args(&config.args)
         .current_dir(&publish.worktree)
         .envs(hook_env(publish))
+        .envs(crate::git::cli_config::env_with(&[]))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

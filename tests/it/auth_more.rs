@@ -635,16 +635,16 @@ fn https_through_a_connect_proxy_trusting_the_ca_from_http_ssl_ca_info() {
 }
 
 #[test]
-fn git_config_keys_are_used_ignored_or_refused_at_start_up() {
+fn git_config_keys_are_used_named_or_refused_at_start_up() {
     let up = upstream();
     let s = Scratch::new();
     let out = one_time(&s, &up.file_url())
-        .arg("--git-config=safe.directory:*,\"protocol.file.allow\":always,core.editor:vi,http.sslCAInfo:/no/ca.pem")
+        .arg("--git-config=safe.directory:*,\"protocol.file.allow\":always,core_editor:vi,http.sslCAInfo:/no/ca.pem")
         .run(RUN_TIMEOUT);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("\"core.editor\" is not supported (used: http.proxy"),
+        stderr.contains("\"core_editor\" is not a valid git key"),
         "{stderr}"
     );
     assert!(
@@ -653,12 +653,13 @@ fn git_config_keys_are_used_ignored_or_refused_at_start_up() {
     );
     assert!(s.published().is_none());
     let out = one_time(&s, &up.file_url())
-        .arg("--git-config=safe.directory:*,protocol.file.allow:always")
+        .arg("--git-config=safe.directory:*,protocol.file.allow:always,core.editor:vi")
         .run(RUN_TIMEOUT);
     assert!(out.status.success(), "{}", describe_output(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("\\\"safe.directory\\\" is ignored"),
+        stderr.contains("no effect inside git-sidecar")
+            && stderr.contains("safe.directory, protocol.file.allow, core.editor"),
         "{stderr}"
     );
 }

@@ -22,6 +22,7 @@ mod config;
 mod disk;
 mod examples;
 mod faults;
+mod git_sync_access;
 mod gitsync_output;
 mod hooks;
 mod http;

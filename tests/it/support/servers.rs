@@ -311,6 +311,9 @@ pub struct HttpOpts {
     pub protocol_v0_only: bool,
     /// Require `Authorization: Bearer <token>` (401 otherwise).
     pub bearer_token: Option<String>,
+    /// Require this `name=value` among the request's cookies (403
+    /// otherwise), as a cookie-authenticating front end does.
+    pub required_cookie: Option<String>,
 }
 
 /// Counters shared with the serving threads.
@@ -322,6 +325,8 @@ struct HttpStats {
     log: Mutex<Vec<String>>,
     /// Every `Authorization` header received, accepted or not.
     authorizations: Mutex<Vec<String>>,
+    /// Every `Cookie` header received, accepted or not.
+    cookies: Mutex<Vec<String>>,
 }
 
 /// Smart-HTTP git server: `http://127.0.0.1:PORT/<repo>` backed by
@@ -428,6 +433,11 @@ impl HttpGit {
             .lock()
             .expect("auth log lock")
             .clone()
+    }
+
+    /// Every `Cookie` header received (accepted or not).
+    pub fn cookies(&self) -> Vec<String> {
+        self.stats.cookies.lock().expect("cookie log lock").clone()
     }
 
     /// What http-backend wrote on stderr.
@@ -646,6 +656,37 @@ fn serve_http_conn(stream: TcpStream, ctx: &HttpCtx) -> io::Result<()> {
     if let Some(authorization) = req.header("Authorization") {
         let mut seen = ctx.stats.authorizations.lock().expect("auth log lock");
         seen.push(authorization.to_string());
+    }
+    let cookies: Vec<String> = req
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
+        .map(|(_, v)| v.clone())
+        .collect();
+    ctx.stats
+        .cookies
+        .lock()
+        .expect("cookie log lock")
+        .extend(cookies.iter().cloned());
+    if let Some(wanted) = &ctx.opts.required_cookie {
+        let sent = cookies
+            .iter()
+            .flat_map(|h| h.split(';'))
+            .any(|pair| pair.trim() == wanted);
+        if !sent {
+            ctx.stats.log.lock().expect("log lock").push(format!(
+                "{} {}?{} 403 git-protocol={:?}",
+                req.method, req.path, req.query, git_protocol
+            ));
+            write_response(
+                &mut writer,
+                &ctx.stats,
+                "403 Forbidden",
+                &[("Content-Type".into(), "text/plain".into())],
+                b"a session cookie is required\n",
+            )?;
+            return linger_close(writer, reader);
+        }
     }
 
     let mut remote_user = None;

@@ -1,0 +1,80 @@
+//! The git configuration the git programs we start see: the `git
+//! upload-pack` spawned for file:// repositories and the git CLI that exec
+//! hooks run. git-sync writes `--git-config` into a private global config
+//! file (`GIT_CONFIG_GLOBAL`); we pass the same pairs through git's
+//! `GIT_CONFIG_COUNT` / `GIT_CONFIG_KEY_<n>` / `GIT_CONFIG_VALUE_<n>`
+//! environment instead: no file to write (a read-only root filesystem
+//! works), nothing left behind, and the values are "command line" scope,
+//! which is protected config, so `safe.directory` in them counts (git
+//! ignores it in a repository's own config).
+//!
+//! Pairs already in our environment's `GIT_CONFIG_COUNT` are kept: ours are
+//! numbered after them.
+
+use std::sync::OnceLock;
+
+/// The `--git-config` pairs, set once at start-up.
+static USER: OnceLock<Vec<(String, String)>> = OnceLock::new();
+
+/// Records the `--git-config` pairs for every git program started later.
+/// Only the first call counts (the process has one configuration).
+pub fn install(pairs: Vec<(String, String)>) {
+    let _ = USER.set(pairs);
+}
+
+/// The `--git-config` pairs (empty before [`install`]).
+pub fn user() -> &'static [(String, String)] {
+    USER.get().map_or(&[], Vec::as_slice)
+}
+
+/// The environment that gives a git program `pairs` on top of what our own
+/// environment's `GIT_CONFIG_COUNT` (`inherited`) already holds.
+pub fn env(pairs: &[(String, String)], inherited: Option<&str>) -> Vec<(String, String)> {
+    if pairs.is_empty() {
+        return Vec::new();
+    }
+    let first = inherited
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut out = Vec::with_capacity(pairs.len() * 2 + 1);
+    for (i, (key, value)) in pairs.iter().enumerate() {
+        out.push((format!("GIT_CONFIG_KEY_{}", first + i), key.clone()));
+        out.push((format!("GIT_CONFIG_VALUE_{}", first + i), value.clone()));
+    }
+    out.push((
+        "GIT_CONFIG_COUNT".to_string(),
+        (first + pairs.len()).to_string(),
+    ));
+    out
+}
+
+/// [`env`] for the `--git-config` pairs followed by `extra`, on top of our
+/// own environment.
+pub fn env_with(extra: &[(String, String)]) -> Vec<(String, String)> {
+    let mut pairs = user().to_vec();
+    pairs.extend_from_slice(extra);
+    env(&pairs, std::env::var("GIT_CONFIG_COUNT").ok().as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_after_inherited_pairs() {
+        let p = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let pairs = [p("a.b", "1"), p("c.d", "2")];
+        assert_eq!(
+            env(&pairs, Some("3")),
+            vec![
+                p("GIT_CONFIG_KEY_3", "a.b"),
+                p("GIT_CONFIG_VALUE_3", "1"),
+                p("GIT_CONFIG_KEY_4", "c.d"),
+                p("GIT_CONFIG_VALUE_4", "2"),
+                p("GIT_CONFIG_COUNT", "5"),
+            ]
+        );
+        assert_eq!(env(&pairs, None)[0], p("GIT_CONFIG_KEY_0", "a.b"));
+        assert!(env(&[], Some("2")).is_empty());
+    }
+}
