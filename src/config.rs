@@ -4376,7 +4376,7 @@ mod tests {
                 "pre_publish_exechook_arg",
                 "webhook_header",
             ];
-            if multi.contains(&id) || long == "help" || long == "version" {
+            if multi.contains(&id) || !arg.get_action().takes_values() {
                 continue;
             }
             let flag = format!("--{long}=x");
