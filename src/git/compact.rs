@@ -373,7 +373,6 @@ fn remove_loose_objects(objects: &Path) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::Command;
 
     use crate::git::test_git::git;
 

@@ -142,8 +142,6 @@ fn absent_from(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
-    use std::process::Command;
 
     use crate::git::test_git::git;
 
