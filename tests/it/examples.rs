@@ -185,17 +185,24 @@ fn the_example_nginx_config_never_serves_a_dot_git() {
     }
 }
 
-/// The README's nginx snippet (the first ```nginx block under "Serving the
-/// content"), made to listen on `port` and serve `site`, inside a minimal
-/// nginx.conf that keeps its files in `dir`.
-fn readme_nginx_conf(dir: &Path, port: u16, site: &Path) -> String {
+/// The first ```<lang> block under the README's "Serving the content".
+fn readme_serving_block(lang: &str) -> String {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
         .expect("reading README.md");
     let section = &readme[readme
         .find("## Serving the content")
         .expect("README section")..];
-    let start = section.find("```nginx\n").expect("an nginx block") + "```nginx\n".len();
-    let snippet = &section[start..start + section[start..].find("```").expect("block end")];
+    let fence = format!("```{lang}\n");
+    let start = section.find(&fence).expect("a code block of that language") + fence.len();
+    section[start..start + section[start..].find("```").expect("block end")].to_string()
+}
+
+/// The README's nginx snippet (the first ```nginx block under "Serving the
+/// content"), made to listen on `port` and serve `site`, inside a minimal
+/// nginx.conf that keeps its files in `dir`.
+fn readme_nginx_conf(dir: &Path, port: u16, site: &Path) -> String {
+    let snippet = readme_serving_block("nginx");
+    let snippet = snippet.as_str();
     assert!(snippet.contains("listen 8080;") && snippet.contains("root /git/site;"));
     let snippet = snippet
         .replace("listen 8080;", &format!("listen 127.0.0.1:{port};"))
@@ -243,13 +250,8 @@ const APACHE2: &str = "/usr/sbin/apache2";
 /// The README's httpd snippet (the ```apache block under "Serving the
 /// content"), serving `site`, in a minimal httpd.conf keeping its files in `dir`.
 fn readme_httpd_conf(dir: &Path, port: u16, site: &Path) -> String {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .expect("reading README.md");
-    let section = &readme[readme
-        .find("## Serving the content")
-        .expect("README section")..];
-    let start = section.find("```apache\n").expect("an apache block") + "```apache\n".len();
-    let snippet = &section[start..start + section[start..].find("```").expect("block end")];
+    let snippet = readme_serving_block("apache");
+    let snippet = snippet.as_str();
     assert!(snippet.contains("\"/git/site\""), "{snippet}");
     let snippet = snippet.replace("/git/site", &site.display().to_string());
     let (d, m) = (dir.display(), "/usr/lib/apache2/modules");
