@@ -15,23 +15,27 @@ fn history(n: usize) -> Upstream {
     up
 }
 
+/// `--one-time` from `url` succeeds and publishes `up`'s head exactly;
+/// `server_log` is shown when it does not.
+fn one_time_publishes_head(url: &str, up: &Upstream, server_log: impl Fn() -> String) -> Scratch {
+    let s = Scratch::new();
+    let out = s.sidecar(url).arg("--one-time").run(RUN_TIMEOUT);
+    assert!(
+        out.status.success(),
+        "{}\nserver log:\n{}",
+        describe_output(&out),
+        server_log()
+    );
+    assert_eq!(assert_published_layout(&s.root, &s.link()), up.head());
+    assert_tree_matches_commit(&s.link(), up, &up.head());
+    s
+}
+
 #[test]
 fn git_daemon_one_time() {
     let up = history(3);
     let daemon = GitDaemon::start(up.base());
-    let s = Scratch::new();
-    let out = s
-        .sidecar(&daemon.url(up.name()))
-        .arg("--one-time")
-        .run(RUN_TIMEOUT);
-    assert!(
-        out.status.success(),
-        "{}\ndaemon log:\n{}",
-        describe_output(&out),
-        daemon.log()
-    );
-    assert_eq!(assert_published_layout(&s.root, &s.link()), up.head());
-    assert_tree_matches_commit(&s.link(), &up, &up.head());
+    let s = one_time_publishes_head(&daemon.url(up.name()), &up, || daemon.log());
     assert_eq!(rev_list_count(&s.link()), 1, "default depth 1 over git://");
     assert!(daemon.connections() >= 1);
 }
@@ -43,19 +47,7 @@ fn git_daemon_on_ipv6_loopback() {
     require_ipv6_loopback();
     let up = history(2);
     let daemon = GitDaemonV6::start(up.base());
-    let s = Scratch::new();
-    let out = s
-        .sidecar(&daemon.url(up.name()))
-        .arg("--one-time")
-        .run(RUN_TIMEOUT);
-    assert!(
-        out.status.success(),
-        "{}\ndaemon log:\n{}",
-        describe_output(&out),
-        daemon.log()
-    );
-    assert_eq!(assert_published_layout(&s.root, &s.link()), up.head());
-    assert_tree_matches_commit(&s.link(), &up, &up.head());
+    one_time_publishes_head(&daemon.url(up.name()), &up, || daemon.log());
 }
 
 #[test]
