@@ -1,0 +1,890 @@
+//! The HTTP endpoint ([`HttpConfig`]): `--http-bind` and everything served
+//! there (metrics, pprof, readiness, the incoming webhook, POST /sync, the
+//! connection limits). `Some` exactly when `--http-bind` is non-empty; every
+//! flag is still checked without it, and set ones report "requires
+//! --http-bind".
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use super::syntax::{fmt_duration, parse_byte_size, KIB, MIB};
+use super::{Checker, SecretBytes};
+use crate::cli::Cli;
+
+/// Default `--readiness-max-staleness`: this many periods plus the sync timeout.
+const DEFAULT_READINESS_STALENESS_PERIODS: u32 = 5;
+const DEFAULT_READINESS_MAX_FAILURES: u32 = 3;
+const DEFAULT_WEBHOOK_PATH: &str = "/webhook";
+const DEFAULT_WEBHOOK_MAX_BODY: u64 = 5 * MIB;
+const MIN_WEBHOOK_MAX_BODY: u64 = KIB;
+const MAX_WEBHOOK_MAX_BODY: u64 = 64 * MIB;
+const DEFAULT_WEBHOOK_RATE_LIMIT: u32 = 60;
+/// Headers arrive in milliseconds from kubelet and from a proxy.
+const DEFAULT_HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Above ingress-nginx's and most load balancers' upstream keep-alive (60 s),
+/// so the proxy, not us, closes an idle connection (no 502 race).
+const DEFAULT_HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 1024;
+/// Paths served by the HTTP endpoint itself, which the webhook must not take.
+const RESERVED_HTTP_PATHS: &[&str] = &["/", "/livez", "/readyz", "/status", "/metrics", "/sync"];
+
+/// `--http-bind` and everything served there.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub bind: std::net::SocketAddr,
+    /// `--http-metrics`: serve `/metrics`.
+    pub metrics: bool,
+    /// `--http-pprof`: serve `/debug/pprof/`.
+    pub pprof: bool,
+    pub readiness: ReadinessConfig,
+    pub webhook: WebhookConfig,
+    /// Bearer tokens accepted by `POST /sync`; empty = the endpoint is disabled.
+    pub trigger_tokens: Vec<SecretBytes>,
+    pub connections: ConnectionLimits,
+}
+
+/// What one HTTP client may hold: `--http-header-timeout`,
+/// `--http-idle-timeout`, `--http-max-connections`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// From a request's first byte to its last header line.
+    pub header_timeout: Duration,
+    /// Between requests on one connection (and before the first byte).
+    pub idle_timeout: Duration,
+    /// Connections open at once (before the open-file limit lowers it).
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: DEFAULT_HTTP_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_HTTP_IDLE_TIMEOUT,
+            max_connections: DEFAULT_HTTP_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// When `/readyz` turns 503 again after the first publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadinessConfig {
+    /// Not ready when the last successful sync is older than this.
+    pub max_staleness: Duration,
+    /// Not ready after this many consecutive failures; 0 = never for failures.
+    pub max_failures: u32,
+}
+
+/// Incoming (forge → us) webhooks.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// URL path, starting with `/` (default `/webhook`).
+    pub path: String,
+    /// Active secrets (several during a rotation). Empty and not `allow_unsigned`
+    /// = incoming webhooks are disabled.
+    pub secrets: Vec<SecretBytes>,
+    /// Accept requests without any signature (explicit operator opt-out).
+    pub allow_unsigned: bool,
+    /// Only pushes whose payload names this repository (loosely matched).
+    pub repo_filter: Option<String>,
+    /// Bodies above this are answered 413 before parsing.
+    pub max_body_bytes: usize,
+    /// Requests per minute allowed per client address (burst of the same size).
+    pub rate_limit_per_minute: u32,
+}
+
+/// Parses `--http-bind`: `ip:port` (`127.0.0.1:8080`, `[::1]:8080`),
+/// `:port` (all interfaces: `[::]`, which [`crate::http::bind`] opens dual
+/// stack, IPv6 and IPv4, as Go does for `:port`) or `localhost:port` (`127.0.0.1`; no other host name is resolved). The port
+/// is a decimal number, 0 meaning "any free port".
+pub fn parse_http_bind(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let usage = "use host:port, :port or [ipv6]:port, e.g. :8080 or 127.0.0.1:8080";
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("{s:?} has no port; {usage}"));
+    };
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{s:?}: invalid port {port:?}; {usage}"));
+    }
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{s:?}: port {port} is out of range (0 to 65535)"))?;
+    let ip: IpAddr = if host.is_empty() {
+        Ipv6Addr::UNSPECIFIED.into()
+    } else if host.eq_ignore_ascii_case("localhost") {
+        Ipv4Addr::LOCALHOST.into()
+    } else if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        inner
+            .parse::<Ipv6Addr>()
+            .map_err(|_| format!("{s:?}: invalid IPv6 address {inner:?}"))?
+            .into()
+    } else if host.contains(':') {
+        return Err(format!(
+            "{s:?}: an IPv6 address needs brackets, e.g. [::1]:8080"
+        ));
+    } else if let Ok(ip) = host.parse::<IpAddr>() {
+        ip
+    } else {
+        return Err(format!(
+            "{s:?}: {host:?} is not an IP address (host names other than localhost \
+             are not resolved)"
+        ));
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Checks `--incoming-webhook-path`: starts with `/`; only letters, digits and
+/// `-._~/`; no empty, `.` or `..` segment; not a path the HTTP endpoint serves
+/// itself (`/`, `/livez`, `/readyz`, `/status`, `/metrics`, `/sync`,
+/// `/debug` and everything under it; a trailing `/` does not make a difference).
+pub fn validate_webhook_path(p: &str) -> Result<(), String> {
+    if !p.starts_with('/') {
+        return Err(format!("{p:?} must start with \"/\""));
+    }
+    if let Some(c) = p
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "-._~/".contains(*c)))
+    {
+        return Err(format!(
+            "{p:?} must contain only letters, digits and \"-._~/\", found {c:?}"
+        ));
+    }
+    let trimmed = p.trim_end_matches('/');
+    if trimmed
+        .split('/')
+        .skip(1)
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err(format!(
+            "{p:?} must not contain \"//\" or \".\" or \"..\" segments"
+        ));
+    }
+    let reserved = RESERVED_HTTP_PATHS.contains(&trimmed)
+        || trimmed.is_empty()
+        || trimmed == "/debug"
+        || trimmed.starts_with("/debug/");
+    if reserved {
+        return Err(format!(
+            "{p:?} is served by git-sidecar itself; reserved: {}, /debug/",
+            RESERVED_HTTP_PATHS.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+impl<'a> Checker<'a> {
+    /// `--http-bind` and everything served there; `None` without `--http-bind`
+    /// (or when something is invalid: reported). Every value is checked even
+    /// without `--http-bind`, so that all mistakes show up at once.
+    pub(super) fn http(&mut self, period: Duration, sync_timeout: Duration) -> Option<HttpConfig> {
+        let cli: &'a Cli = self.cli;
+        let bind_given = self.raw("http_bind").is_some();
+        let bind = self
+            .raw("http_bind")
+            .and_then(|raw| match parse_http_bind(raw) {
+                Ok(addr) => Some(addr),
+                Err(e) => {
+                    self.fail("http_bind", e);
+                    None
+                }
+            });
+        let metrics = self.bool("http_metrics").unwrap_or(false);
+        let pprof = self.bool("http_pprof").unwrap_or(false);
+
+        // Readiness.
+        let default_staleness = period
+            .saturating_mul(DEFAULT_READINESS_STALENESS_PERIODS)
+            .saturating_add(sync_timeout);
+        let max_staleness = match self.duration_or("readiness_max_staleness", default_staleness) {
+            Some(d) if d.is_zero() => {
+                self.fail("readiness_max_staleness", "must be > 0");
+                default_staleness
+            }
+            Some(d) => {
+                if self.value("readiness_max_staleness").is_some() && d <= period {
+                    self.warnings.push(format!(
+                        "{}: {} is not longer than --period ({}); /readyz may turn \
+                         unready between two syncs",
+                        self.cli.label("readiness_max_staleness"),
+                        fmt_duration(d),
+                        fmt_duration(period)
+                    ));
+                }
+                d
+            }
+            None => default_staleness,
+        };
+        let max_failures = match self.int("readiness_max_failures") {
+            None => DEFAULT_READINESS_MAX_FAILURES,
+            Some(v) => u32::try_from(v).unwrap_or_else(|_| {
+                let msg = if v < 0 {
+                    format!("must be 0 or more (0 = failures never make /readyz unready), got {v}")
+                } else {
+                    format!("too large: {v}")
+                };
+                self.fail("readiness_max_failures", msg);
+                DEFAULT_READINESS_MAX_FAILURES
+            }),
+        };
+
+        // Incoming webhooks.
+        let path = match self.raw("incoming_webhook_path") {
+            None => DEFAULT_WEBHOOK_PATH.to_string(),
+            Some(raw) => {
+                if let Err(e) = validate_webhook_path(raw) {
+                    self.fail("incoming_webhook_path", e);
+                }
+                raw.to_string()
+            }
+        };
+        let mut secrets = self.secret_files(
+            "incoming_webhook_secret_file",
+            &cli.incoming_webhook_secret_file,
+        );
+        secrets.extend(self.env_secret("env_incoming_webhook_secret"));
+        let allow_unsigned = self
+            .bool("incoming_webhook_allow_unsigned")
+            .unwrap_or(false);
+        let repo_filter = self
+            .raw("incoming_webhook_repo")
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_string);
+        let max_body_bytes = match self.raw("incoming_webhook_max_body") {
+            None => DEFAULT_WEBHOOK_MAX_BODY,
+            Some(raw) => match parse_byte_size(raw) {
+                Ok(n) if (MIN_WEBHOOK_MAX_BODY..=MAX_WEBHOOK_MAX_BODY).contains(&n) => n,
+                Ok(_) => {
+                    self.fail(
+                        "incoming_webhook_max_body",
+                        format!("must be between 1KiB and 64MiB, got {raw:?}"),
+                    );
+                    DEFAULT_WEBHOOK_MAX_BODY
+                }
+                Err(e) => {
+                    self.fail("incoming_webhook_max_body", e);
+                    DEFAULT_WEBHOOK_MAX_BODY
+                }
+            },
+        };
+        let rate_limit_per_minute = match self.int("incoming_webhook_rate_limit") {
+            None => DEFAULT_WEBHOOK_RATE_LIMIT,
+            Some(v) => match u32::try_from(v) {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    self.fail(
+                        "incoming_webhook_rate_limit",
+                        format!("must be between 1 and {}, got {v}", u32::MAX),
+                    );
+                    DEFAULT_WEBHOOK_RATE_LIMIT
+                }
+            },
+        };
+
+        let connections = self.connection_limits();
+
+        // POST /sync.
+        let mut trigger_tokens =
+            self.secret_files("sync_trigger_token_file", &cli.sync_trigger_token_file);
+        trigger_tokens.extend(self.env_secret("env_sync_trigger_token"));
+
+        if !bind_given {
+            let mut given: Vec<&str> = Vec::new();
+            if metrics {
+                given.push("http_metrics");
+            }
+            if pprof {
+                given.push("http_pprof");
+            }
+            for id in [
+                "http_header_timeout",
+                "http_idle_timeout",
+                "http_max_connections",
+                "readiness_max_staleness",
+                "readiness_max_failures",
+                "incoming_webhook_path",
+            ] {
+                if self.value(id).is_some() {
+                    given.push(id);
+                }
+            }
+            if !cli.incoming_webhook_secret_file.is_empty() {
+                given.push("incoming_webhook_secret_file");
+            }
+            if self.raw("env_incoming_webhook_secret").is_some() {
+                given.push("env_incoming_webhook_secret");
+            }
+            if allow_unsigned {
+                given.push("incoming_webhook_allow_unsigned");
+            }
+            for id in [
+                "incoming_webhook_repo",
+                "incoming_webhook_max_body",
+                "incoming_webhook_rate_limit",
+            ] {
+                if self.value(id).is_some() {
+                    given.push(id);
+                }
+            }
+            if !cli.sync_trigger_token_file.is_empty() {
+                given.push("sync_trigger_token_file");
+            }
+            if self.raw("env_sync_trigger_token").is_some() {
+                given.push("env_sync_trigger_token");
+            }
+            for id in given {
+                self.fail(id, "requires --http-bind");
+            }
+            return None;
+        }
+
+        let unsigned_label = self.cli.label("incoming_webhook_allow_unsigned");
+        if allow_unsigned && secrets.is_empty() {
+            self.warnings.push(format!(
+                "{unsigned_label}: incoming webhooks are accepted without any authentication"
+            ));
+        } else if allow_unsigned {
+            self.warnings.push(format!(
+                "{unsigned_label}: unsigned incoming webhooks are accepted; signed ones are \
+                 still checked against the secrets"
+            ));
+        } else if secrets.is_empty()
+            && [
+                "incoming_webhook_path",
+                "incoming_webhook_repo",
+                "incoming_webhook_max_body",
+                "incoming_webhook_rate_limit",
+            ]
+            .iter()
+            .any(|id| self.value(id).is_some())
+        {
+            self.warnings.push(
+                "incoming webhooks are disabled: no --incoming-webhook-secret-file, no \
+                 $GITSYNC_INCOMING_WEBHOOK_SECRET and no --incoming-webhook-allow-unsigned"
+                    .to_string(),
+            );
+        }
+
+        Some(HttpConfig {
+            bind: bind?,
+            metrics,
+            pprof,
+            readiness: ReadinessConfig {
+                max_staleness,
+                max_failures,
+            },
+            webhook: WebhookConfig {
+                path,
+                secrets,
+                allow_unsigned,
+                repo_filter,
+                // At most 64 MiB, so it fits any usize we build for.
+                max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
+                rate_limit_per_minute,
+            },
+            trigger_tokens,
+            connections,
+        })
+    }
+
+    /// `--http-header-timeout`, `--http-idle-timeout` (both above 0) and
+    /// `--http-max-connections` (at least 1).
+    pub(super) fn connection_limits(&mut self) -> ConnectionLimits {
+        let defaults = ConnectionLimits::default();
+        let positive =
+            |this: &mut Self, id: &str, default: Duration| match this.duration_or(id, default) {
+                Some(d) if d.is_zero() => {
+                    this.fail(id, "must be more than 0");
+                    default
+                }
+                Some(d) => d,
+                None => default,
+            };
+        let header_timeout = positive(self, "http_header_timeout", defaults.header_timeout);
+        let idle_timeout = positive(self, "http_idle_timeout", defaults.idle_timeout);
+        let max_connections = match self.int("http_max_connections") {
+            None => defaults.max_connections,
+            Some(v) => match usize::try_from(v) {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    self.fail(
+                        "http_max_connections",
+                        format!("must be 1 or more, got {v}"),
+                    );
+                    defaults.max_connections
+                }
+            },
+        };
+        ConnectionLimits {
+            header_timeout,
+            idle_timeout,
+            max_connections,
+        }
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::super::tests::*;
+    use super::super::*;
+    use super::*;
+
+    pub(in crate::config) fn http_of(c: &Config) -> &HttpConfig {
+        c.http.as_ref().expect("--http-bind set, so http is Some")
+    }
+
+    #[test]
+    pub(super) fn http_bind_forms() {
+        let addr = |s: &str| parse_http_bind(s).map(|a| a.to_string());
+        assert_eq!(addr(":8080"), Ok("[::]:8080".into()));
+        assert_eq!(addr("127.0.0.1:0"), Ok("127.0.0.1:0".into()));
+        assert_eq!(addr("0.0.0.0:80"), Ok("0.0.0.0:80".into()));
+        assert_eq!(addr("[::1]:9000"), Ok("[::1]:9000".into()));
+        assert_eq!(addr("[::]:9000"), Ok("[::]:9000".into()));
+        assert_eq!(addr("localhost:8080"), Ok("127.0.0.1:8080".into()));
+        assert_eq!(addr("LOCALHOST:1"), Ok("127.0.0.1:1".into()));
+        for bad in [
+            "",
+            "8080",
+            ":",
+            ":abc",
+            ":+80",
+            ":65536",
+            "::1:80",
+            "[::1]",
+            "[nope]:80",
+            "1.2.3.4:",
+            "example.com:80",
+            "1.2.3.256:80",
+        ] {
+            assert!(parse_http_bind(bad).is_err(), "{bad:?} should be invalid");
+        }
+
+        // Through the flag, with every default.
+        let c = config(&with(&["--http-bind=:8080"]), &[]);
+        let h = http_of(&c);
+        assert_eq!(h.bind, "[::]:8080".parse().unwrap());
+        assert!(!h.metrics);
+        assert!(!h.pprof);
+        assert_eq!(
+            h.readiness,
+            ReadinessConfig {
+                max_staleness: Duration::from_secs(5 * 10 + 120),
+                max_failures: 3,
+            }
+        );
+        assert_eq!(h.webhook.path, "/webhook");
+        assert!(h.webhook.secrets.is_empty());
+        assert!(!h.webhook.allow_unsigned);
+        assert_eq!(h.webhook.repo_filter, None);
+        assert_eq!(h.webhook.max_body_bytes, 5_242_880);
+        assert_eq!(h.webhook.rate_limit_per_minute, 60);
+        assert!(h.trigger_tokens.is_empty());
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+        // No --http-bind (or an empty one): no HTTP endpoint.
+        assert!(config(&base(), &[]).http.is_none());
+        assert!(config(&with(&["--http-bind="]), &[]).http.is_none());
+
+        // The legacy variable, and errors naming where the value came from.
+        let c = config(&base(), &[("GIT_SYNC_HTTP_BIND", "[::1]:0")]);
+        assert_eq!(http_of(&c).bind, "[::1]:0".parse().unwrap());
+        let p = problems(&with(&["--http-bind=8080"]), &[]);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("--http-bind (GITSYNC_HTTP_BIND): \"8080\" has no port"),
+            "{p:?}"
+        );
+        let p = problems(&base(), &[("GITSYNC_HTTP_BIND", "web:80")]);
+        assert!(
+            p[0].starts_with("--http-bind (GITSYNC_HTTP_BIND): \"web:80\""),
+            "{p:?}"
+        );
+        assert!(p[0].contains("not resolved"), "{p:?}");
+    }
+
+    #[test]
+    pub(super) fn connection_limits_default_parse_and_check() {
+        let c = config(&with(&["--http-bind=127.0.0.1:0"]), &[]);
+        assert_eq!(http_of(&c).connections, ConnectionLimits::default());
+        assert_eq!(
+            ConnectionLimits::default(),
+            ConnectionLimits {
+                header_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(90),
+                max_connections: 1024,
+            }
+        );
+        let c = config(
+            &with(&[
+                "--http-bind=127.0.0.1:0",
+                "--http-header-timeout=2s",
+                "--http-max-connections=50",
+            ]),
+            &[("GITSYNC_HTTP_IDLE_TIMEOUT", "1m30s")],
+        );
+        assert_eq!(
+            http_of(&c).connections,
+            ConnectionLimits {
+                header_timeout: Duration::from_secs(2),
+                idle_timeout: Duration::from_secs(90),
+                max_connections: 50,
+            }
+        );
+        let p = problems(
+            &with(&[
+                "--http-bind=:1",
+                "--http-header-timeout=0s",
+                "--http-idle-timeout=-1s",
+                "--http-max-connections=0",
+            ]),
+            &[],
+        );
+        assert_eq!(
+            p,
+            vec![
+                "--http-header-timeout (GITSYNC_HTTP_HEADER_TIMEOUT): must be more than 0"
+                    .to_string(),
+                "--http-idle-timeout (GITSYNC_HTTP_IDLE_TIMEOUT): must not be negative, got \"-1s\""
+                    .to_string(),
+                "--http-max-connections (GITSYNC_HTTP_MAX_CONNECTIONS): must be 1 or more, got 0"
+                    .to_string(),
+            ]
+        );
+        let p = problems(&with(&["--http-max-connections=10"]), &[]);
+        assert_eq!(
+            p,
+            vec![
+                "--http-max-connections (GITSYNC_HTTP_MAX_CONNECTIONS): requires --http-bind"
+                    .to_string()
+            ]
+        );
+    }
+
+    #[test]
+    pub(super) fn metrics_and_pprof_require_http_bind() {
+        let p = problems(&with(&["--http-metrics", "--http-pprof=true"]), &[]);
+        assert_eq!(
+            p,
+            vec![
+                "--http-metrics (GITSYNC_HTTP_METRICS): requires --http-bind".to_string(),
+                "--http-pprof (GITSYNC_HTTP_PPROF): requires --http-bind".to_string(),
+            ]
+        );
+        let p = problems(&base(), &[("GIT_SYNC_HTTP_METRICS", "true")]);
+        assert_eq!(
+            p,
+            vec!["--http-metrics (GIT_SYNC_HTTP_METRICS): requires --http-bind".to_string()]
+        );
+        // false is what happens anyway.
+        config(&with(&["--http-metrics=false", "--http-pprof=false"]), &[]);
+        let c = config(
+            &with(&["--http-bind=127.0.0.1:0", "--http-metrics", "--http-pprof"]),
+            &[],
+        );
+        assert!(http_of(&c).metrics);
+        assert!(http_of(&c).pprof);
+        let p = problems(&with(&["--http-bind=:1", "--http-metrics=yes"]), &[]);
+        assert!(p[0].starts_with("--http-metrics (GITSYNC_HTTP_METRICS): invalid boolean"));
+    }
+
+    #[test]
+    pub(super) fn readiness_flags() {
+        // Default: 5 × period + sync timeout, after --period/--sync-timeout (and v3 forms).
+        let c = config(
+            &with(&["--http-bind=:1", "--period=2s", "--sync-timeout=30s"]),
+            &[],
+        );
+        assert_eq!(http_of(&c).readiness.max_staleness, Duration::from_secs(40));
+        let c = config(&with(&["--http-bind=:1", "--wait=1", "--timeout=5"]), &[]);
+        assert_eq!(http_of(&c).readiness.max_staleness, Duration::from_secs(10));
+
+        let c = config(
+            &with(&[
+                "--http-bind=:1",
+                "--readiness-max-staleness=10m",
+                "--readiness-max-failures=0",
+            ]),
+            &[],
+        );
+        assert_eq!(
+            http_of(&c).readiness,
+            ReadinessConfig {
+                max_staleness: Duration::from_secs(600),
+                max_failures: 0,
+            }
+        );
+        let c = config(
+            &with(&["--http-bind=:1"]),
+            &[
+                ("GITSYNC_READINESS_MAX_STALENESS", "90s"),
+                ("GITSYNC_READINESS_MAX_FAILURES", "7"),
+            ],
+        );
+        assert_eq!(
+            http_of(&c).readiness,
+            ReadinessConfig {
+                max_staleness: Duration::from_secs(90),
+                max_failures: 7,
+            }
+        );
+
+        // Not longer than the period: accepted, with a warning.
+        let c = config(
+            &with(&["--http-bind=:1", "--readiness-max-staleness=5s"]),
+            &[],
+        );
+        assert!(
+            c.warnings[0].starts_with(
+                "--readiness-max-staleness (GITSYNC_READINESS_MAX_STALENESS): 5s is not longer"
+            ),
+            "{:?}",
+            c.warnings
+        );
+
+        let p = problems(
+            &with(&[
+                "--http-bind=:1",
+                "--readiness-max-staleness=0",
+                "--readiness-max-failures=-1",
+            ]),
+            &[],
+        );
+        assert_eq!(
+            p,
+            vec![
+                "--readiness-max-staleness (GITSYNC_READINESS_MAX_STALENESS): must be > 0"
+                    .to_string(),
+                "--readiness-max-failures (GITSYNC_READINESS_MAX_FAILURES): must be 0 or more \
+                 (0 = failures never make /readyz unready), got -1"
+                    .to_string(),
+            ]
+        );
+        let p = problems(
+            &with(&[
+                "--http-bind=:1",
+                "--readiness-max-staleness=soon",
+                "--readiness-max-failures=4294967296",
+            ]),
+            &[],
+        );
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].contains("invalid duration \"soon\""), "{p:?}");
+        assert!(p[1].contains("too large"), "{p:?}");
+    }
+
+    #[test]
+    pub(super) fn webhook_path_validation() {
+        for good in [
+            "/webhook",
+            "/hooks/github",
+            "/webhook/",
+            "/a-b_c.d~e",
+            "/debugger",
+            "/sync2",
+        ] {
+            assert_eq!(validate_webhook_path(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "webhook",
+            "",
+            "/",
+            "/livez",
+            "/readyz",
+            "/readyz/",
+            "/status",
+            "/metrics",
+            "/sync",
+            "/debug",
+            "/debug/",
+            "/debug/pprof",
+            "/debug/x",
+            "//",
+            "/a//b",
+            "/a/./b",
+            "/a/..",
+            "/{x}",
+            "/a?b",
+            "/a b",
+            "/:id",
+            "/*rest",
+            "/%41",
+        ] {
+            assert!(
+                validate_webhook_path(bad).is_err(),
+                "{bad:?} should be invalid"
+            );
+        }
+        let c = config(
+            &with(&["--http-bind=:1", "--incoming-webhook-path=/hooks/push"]),
+            &[("GITSYNC_INCOMING_WEBHOOK_SECRET", "x")],
+        );
+        assert_eq!(http_of(&c).webhook.path, "/hooks/push");
+        let p = problems(
+            &with(&["--http-bind=:1"]),
+            &[("GITSYNC_INCOMING_WEBHOOK_PATH", "/metrics")],
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with(
+                "--incoming-webhook-path (GITSYNC_INCOMING_WEBHOOK_PATH): \"/metrics\" is served"
+            ),
+            "{p:?}"
+        );
+        let p = problems(
+            &with(&["--http-bind=:1", "--incoming-webhook-path=hook"]),
+            &[],
+        );
+        assert!(p[0].contains("must start with \"/\""), "{p:?}");
+    }
+
+    #[test]
+    pub(super) fn webhook_flags_require_http_bind() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s");
+        std::fs::write(&f, "x").unwrap();
+        let secret_file = format!("--incoming-webhook-secret-file={}", f.display());
+        let token_file = format!("--sync-trigger-token-file={}", f.display());
+        let p = problems(
+            &with(&[
+                "--readiness-max-staleness=1m",
+                "--readiness-max-failures=1",
+                "--incoming-webhook-path=/hook",
+                &secret_file,
+                "--incoming-webhook-allow-unsigned",
+                "--incoming-webhook-repo=org/site",
+                "--incoming-webhook-max-body=1MiB",
+                "--incoming-webhook-rate-limit=10",
+                &token_file,
+            ]),
+            &[
+                ("GITSYNC_INCOMING_WEBHOOK_SECRET", "x"),
+                ("GITSYNC_SYNC_TRIGGER_TOKEN", "y"),
+            ],
+        );
+        assert_eq!(
+            p,
+            [
+                "--readiness-max-staleness (GITSYNC_READINESS_MAX_STALENESS)",
+                "--readiness-max-failures (GITSYNC_READINESS_MAX_FAILURES)",
+                "--incoming-webhook-path (GITSYNC_INCOMING_WEBHOOK_PATH)",
+                "--incoming-webhook-secret-file (GITSYNC_INCOMING_WEBHOOK_SECRET_FILE)",
+                "GITSYNC_INCOMING_WEBHOOK_SECRET (environment only)",
+                "--incoming-webhook-allow-unsigned (GITSYNC_INCOMING_WEBHOOK_ALLOW_UNSIGNED)",
+                "--incoming-webhook-repo (GITSYNC_INCOMING_WEBHOOK_REPO)",
+                "--incoming-webhook-max-body (GITSYNC_INCOMING_WEBHOOK_MAX_BODY)",
+                "--incoming-webhook-rate-limit (GITSYNC_INCOMING_WEBHOOK_RATE_LIMIT)",
+                "--sync-trigger-token-file (GITSYNC_SYNC_TRIGGER_TOKEN_FILE)",
+                "GITSYNC_SYNC_TRIGGER_TOKEN (environment only)",
+            ]
+            .map(|label| format!("{label}: requires --http-bind"))
+        );
+        // Values are still checked without --http-bind.
+        let p = problems(&with(&["--incoming-webhook-max-body=huge"]), &[]);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].contains("invalid size"), "{p:?}");
+        assert!(p[1].ends_with("requires --http-bind"), "{p:?}");
+        // The default false is harmless.
+        config(&with(&["--incoming-webhook-allow-unsigned=false"]), &[]);
+    }
+
+    #[test]
+    pub(super) fn webhook_options() {
+        let c = config(
+            &with(&[
+                "--http-bind=:1",
+                "--incoming-webhook-allow-unsigned",
+                "--incoming-webhook-repo=org/site",
+                "--incoming-webhook-max-body=64KiB",
+                "--incoming-webhook-rate-limit=5",
+            ]),
+            &[],
+        );
+        let w = &http_of(&c).webhook;
+        assert!(w.allow_unsigned);
+        assert_eq!(w.repo_filter.as_deref(), Some("org/site"));
+        assert_eq!(w.max_body_bytes, 65_536);
+        assert_eq!(w.rate_limit_per_minute, 5);
+        assert!(
+            c.warnings[0].contains("accepted without any authentication"),
+            "{:?}",
+            c.warnings
+        );
+        let c = config(
+            &with(&["--http-bind=:1", "--incoming-webhook-allow-unsigned"]),
+            &[("GITSYNC_INCOMING_WEBHOOK_SECRET", "x")],
+        );
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("signed ones are still checked")),
+            "{:?}",
+            c.warnings
+        );
+        let c = config(
+            &with(&["--http-bind=:1", "--incoming-webhook-repo=o/r"]),
+            &[],
+        );
+        assert!(
+            c.warnings[0].starts_with("incoming webhooks are disabled"),
+            "{:?}",
+            c.warnings
+        );
+        let p = problems(
+            &with(&["--http-bind=:1", "--incoming-webhook-rate-limit=0"]),
+            &[("GITSYNC_INCOMING_WEBHOOK_MAX_BODY", "65MiB")],
+        );
+        assert_eq!(
+            p,
+            vec![
+                "--incoming-webhook-max-body (GITSYNC_INCOMING_WEBHOOK_MAX_BODY): must be between \
+                 1KiB and 64MiB, got \"65MiB\""
+                    .to_string(),
+                "--incoming-webhook-rate-limit (GITSYNC_INCOMING_WEBHOOK_RATE_LIMIT): must be \
+                 between 1 and 4294967295, got 0"
+                    .to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    pub(super) fn max_body_suffixes() {
+        for (form, n) in [
+            ("1024", 1024),
+            ("5242880", 5 * MIB),
+            ("2048B", 2048),
+            ("1KiB", KIB),
+            ("16kib", 16 * KIB),
+            ("5MiB", 5 * MIB),
+            ("64 MiB", 64 * MIB),
+            (" 3MIB ", 3 * MIB),
+        ] {
+            assert_eq!(parse_byte_size(form), Ok(n), "{form}");
+        }
+        for bad in [
+            "", "MiB", "-1", "+5", "1.5MiB", "5MB", "5M", "5k", "5 GiB", "0x10", "abc",
+        ] {
+            assert!(parse_byte_size(bad).is_err(), "{bad:?} should be invalid");
+        }
+        assert!(parse_byte_size("99999999999999999999MiB")
+            .unwrap_err()
+            .contains("too large"));
+        for (form, n) in [("1KiB", 1024), ("5MiB", 5_242_880), ("64MiB", 67_108_864)] {
+            let arg = format!("--incoming-webhook-max-body={form}");
+            let c = config(&with(&["--http-bind=:1", &arg]), &[]);
+            assert_eq!(http_of(&c).webhook.max_body_bytes, n, "{form}");
+        }
+        for out_of_range in ["1023", "0", "64MiB1", "67108865"] {
+            let arg = format!("--incoming-webhook-max-body={out_of_range}");
+            let p = problems(&with(&["--http-bind=:1", &arg]), &[]);
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert!(
+                p[0].starts_with(
+                    "--incoming-webhook-max-body (GITSYNC_INCOMING_WEBHOOK_MAX_BODY): "
+                ),
+                "{p:?}"
+            );
+        }
+    }
+}
