@@ -19,6 +19,7 @@
 //! be set (git-sync lets several race in its credential cache; we refuse).
 //! `--credential` may be combined with any of them.
 
+use crate::cli::Flag;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -147,7 +148,7 @@ impl Checker<'_> {
         self.one_repo_source(&access, has_http_auth);
         if access.bearer.is_some() && access.http.sends_authorization() {
             self.fail(
-                "bearer_token_file",
+                Flag::BearerTokenFile,
                 "cannot be combined with an Authorization header in --git-config http.extraHeader",
             );
         }
@@ -158,13 +159,13 @@ impl Checker<'_> {
     fn one_repo_source(&mut self, access: &Access, has_http_auth: bool) {
         let mut set: Vec<String> = Vec::new();
         if has_http_auth {
-            set.push(match self.raw("username") {
-                Some(_) => self.cli.label("username"),
-                None => format!("credentials in {}", self.cli.label("repo")),
+            set.push(match self.raw(Flag::Username) {
+                Some(_) => self.cli.label(Flag::Username),
+                None => format!("credentials in {}", self.cli.label(Flag::Repo)),
             });
         }
         if access.askpass_url.is_some() {
-            set.push(self.cli.label("askpass_url"));
+            set.push(self.cli.label(Flag::AskpassUrl));
         }
         if access.bearer.is_some() {
             set.push(self.bearer_label());
@@ -182,9 +183,9 @@ impl Checker<'_> {
     }
 
     fn bearer_label(&self) -> String {
-        match self.raw("bearer_token_file") {
-            Some(_) => self.cli.label("bearer_token_file"),
-            None => self.cli.label("env_bearer_token"),
+        match self.raw(Flag::BearerTokenFile) {
+            Some(_) => self.cli.label(Flag::BearerTokenFile),
+            None => self.cli.label(Flag::EnvBearerToken),
         }
     }
 
@@ -202,7 +203,7 @@ impl Checker<'_> {
                 }
                 // serde's message may quote the input: keep only its position.
                 Err(e) => self.fail(
-                    "credential",
+                    Flag::Credential,
                     format!(
                         "must be a JSON object or list of objects with \"url\", \"username\" and \
                          \"password\" or \"password-file\" (no other fields); error at line {} column {}",
@@ -218,14 +219,14 @@ impl Checker<'_> {
     fn credential(&mut self, raw: RawCredential) -> Option<UrlCredential> {
         let url = raw.url.filter(|u| !u.is_empty());
         let Some(url) = url else {
-            self.fail("credential", "an entry has no \"url\"");
+            self.fail(Flag::Credential, "an entry has no \"url\"");
             return None;
         };
         let shown = crate::types::redact_url(&url);
         match crate::git::parse_url(&url) {
             Ok(u) if u.password().is_some() => {
                 self.fail(
-                    "credential",
+                    Flag::Credential,
                     format!("{shown}: put the password in \"password\", not in the url"),
                 );
                 return None;
@@ -233,18 +234,21 @@ impl Checker<'_> {
             Ok(u) if matches!(u.scheme.as_str(), "http" | "https") => {}
             Ok(_) => {
                 self.fail(
-                    "credential",
+                    Flag::Credential,
                     format!("{shown}: only http:// and https:// urls take credentials"),
                 );
                 return None;
             }
             Err(e) => {
-                self.fail("credential", format!("{shown}: invalid url: {e}"));
+                self.fail(Flag::Credential, format!("{shown}: invalid url: {e}"));
                 return None;
             }
         }
         let Some(username) = raw.username.filter(|u| !u.is_empty()) else {
-            self.fail("credential", format!("{shown}: \"username\" is required"));
+            self.fail(
+                Flag::Credential,
+                format!("{shown}: \"username\" is required"),
+            );
             return None;
         };
         let password = self.credential_password(&shown, raw.password, raw.password_file)?;
@@ -264,7 +268,7 @@ impl Checker<'_> {
         match (password, file) {
             (Some(_), Some(_)) | (None, None) => {
                 self.fail(
-                    "credential",
+                    Flag::Credential,
                     format!(
                         "{shown}: exactly one of \"password\" and \"password-file\" is required"
                     ),
@@ -273,8 +277,8 @@ impl Checker<'_> {
             }
             (Some(p), None) => Some(PasswordSource::Value(SecretBytes::new(p))),
             (None, Some(f)) => {
-                let label = format!("{} {shown} password-file", self.cli.label("credential"));
-                self.secret_path("credential", &f)
+                let label = format!("{} {shown} password-file", self.cli.label(Flag::Credential));
+                self.secret_path(Flag::Credential, &f)
                     .map(|path| PasswordSource::File { path, label })
             }
         }
@@ -282,7 +286,7 @@ impl Checker<'_> {
 
     /// A secret file's absolute path; only warned about when unreadable now
     /// (each sync reads it).
-    pub(super) fn secret_path(&mut self, id: &str, raw: &str) -> Option<PathBuf> {
+    pub(super) fn secret_path(&mut self, id: Flag, raw: &str) -> Option<PathBuf> {
         let path = match absolute_reread(Path::new(raw)) {
             Ok(path) => path,
             Err(e) => {
@@ -301,14 +305,14 @@ impl Checker<'_> {
     }
 
     fn askpass_url(&mut self) -> Option<RepoUrl> {
-        let raw = self.raw("askpass_url")?;
+        let raw = self.raw(Flag::AskpassUrl)?;
         match reqwest::Url::parse(raw) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => Some(RepoUrl::new(raw)),
             _ => {
                 // The query may hold a token, as in the requests themselves.
                 let shown = crate::types::shown_url(raw);
                 self.fail(
-                    "askpass_url",
+                    Flag::AskpassUrl,
                     format!("must be an http:// or https:// URL, got {shown:?}"),
                 );
                 None
@@ -317,21 +321,21 @@ impl Checker<'_> {
     }
 
     fn bearer(&mut self) -> Option<PasswordSource> {
-        let value = self.env_secret("env_bearer_token");
-        let file = self.raw("bearer_token_file");
+        let value = self.env_secret(Flag::EnvBearerToken);
+        let file = self.raw(Flag::BearerTokenFile);
         match (value, file) {
             (Some(_), Some(_)) => {
-                let env = self.cli.label("env_bearer_token");
+                let env = self.cli.label(Flag::EnvBearerToken);
                 self.fail(
-                    "bearer_token_file",
+                    Flag::BearerTokenFile,
                     format!("cannot be combined with {env}; set only one"),
                 );
                 None
             }
             (Some(secret), None) => Some(PasswordSource::Value(secret)),
             (None, Some(raw)) => {
-                let label = self.cli.label("bearer_token_file");
-                self.secret_path("bearer_token_file", raw)
+                let label = self.cli.label(Flag::BearerTokenFile);
+                self.secret_path(Flag::BearerTokenFile, raw)
                     .map(|path| PasswordSource::File { path, label })
             }
             (None, None) => None,

@@ -17,6 +17,7 @@
 //!   trailing whitespace removed, at most 64 KiB, not empty.
 //! * Environment passwords lose trailing whitespace too; a blank one is an error.
 
+use crate::cli::Flag;
 use std::path::PathBuf;
 
 use super::{read_secret_file, repo_scheme, Checker, SecretBytes};
@@ -108,7 +109,7 @@ impl Checker<'_> {
     /// git-sync's credential rules (every problem reported); `Some` when
     /// credentials are configured and valid. `repo` is the raw `--repo`.
     pub(super) fn http_auth(&mut self, repo: Option<&str>) -> Option<HttpAuth> {
-        let username = self.raw("username").map(str::to_string);
+        let username = self.raw(Flag::Username).map(str::to_string);
         let value = self.password_value();
         let file = self.password_file();
         let in_url = repo.and_then(url_userinfo);
@@ -124,38 +125,38 @@ impl Checker<'_> {
     fn with_username(
         &mut self,
         username: String,
-        value: Option<(&'static str, SecretBytes)>,
+        value: Option<(Flag, SecretBytes)>,
         file: Option<Result<PathBuf, ()>>,
         in_url: bool,
     ) -> Option<HttpAuth> {
         if in_url {
-            let repo = self.cli.label("repo");
+            let repo = self.cli.label(Flag::Repo);
             self.fail(
-                "username",
+                Flag::Username,
                 format!("cannot be combined with credentials in {repo}; use one or the other"),
             );
         }
         let password = match (value, file) {
             (None, None) => {
                 let (env, file) = (
-                    self.cli.label("env_password"),
-                    self.cli.label("password_file"),
+                    self.cli.label(Flag::EnvPassword),
+                    self.cli.label(Flag::PasswordFile),
                 );
                 self.fail(
-                    "username",
+                    Flag::Username,
                     format!("requires a password: set {env} or {file}"),
                 );
                 return None;
             }
             (Some((id, _)), Some(_)) => {
-                let file = self.cli.label("password_file");
+                let file = self.cli.label(Flag::PasswordFile);
                 self.fail(id, format!("cannot be combined with {file}; set only one"));
                 return None;
             }
             (Some((_, secret)), None) => PasswordSource::Value(secret),
             (None, Some(Ok(path))) => PasswordSource::File {
                 path,
-                label: self.cli.label("password_file"),
+                label: self.cli.label(Flag::PasswordFile),
             },
             (None, Some(Err(()))) => return None,
         };
@@ -166,22 +167,22 @@ impl Checker<'_> {
     /// carry the credentials.
     fn without_username(
         &mut self,
-        value: Option<(&'static str, SecretBytes)>,
+        value: Option<(Flag, SecretBytes)>,
         file: Option<Result<PathBuf, ()>>,
         in_url: Option<(String, Option<String>)>,
     ) -> Option<HttpAuth> {
-        let username = self.cli.label("username");
+        let username = self.cli.label(Flag::Username);
         let mut refused = false;
         if let Some((id, _)) = value {
             self.fail(id, format!("requires {username}"));
             refused = true;
         }
         if file.is_some() {
-            self.fail("password_file", format!("requires {username}"));
+            self.fail(Flag::PasswordFile, format!("requires {username}"));
             refused = true;
         }
         let (user, password) = in_url.filter(|_| !refused)?;
-        let repo = self.raw("repo")?;
+        let repo = self.raw(Flag::Repo)?;
         is_http(repo).then(|| HttpAuth {
             username: user,
             password: PasswordSource::Value(SecretBytes::new(password.unwrap_or_default())),
@@ -190,21 +191,21 @@ impl Checker<'_> {
 
     /// The password given as a value: v3's `--password` (wins, as in
     /// git-sync) or `GITSYNC_PASSWORD`, with the id that supplied it.
-    fn password_value(&mut self) -> Option<(&'static str, SecretBytes)> {
-        let flag = self.env_secret("deprecated_password");
-        let env = self.env_secret("env_password");
+    fn password_value(&mut self) -> Option<(Flag, SecretBytes)> {
+        let flag = self.env_secret(Flag::DeprecatedPassword);
+        let env = self.env_secret(Flag::EnvPassword);
         match (flag, env) {
             (Some(flag), env) => {
                 if env.is_some() {
                     let (flag, env) = (
-                        self.cli.label("deprecated_password"),
-                        self.cli.label("env_password"),
+                        self.cli.label(Flag::DeprecatedPassword),
+                        self.cli.label(Flag::EnvPassword),
                     );
                     self.warnings.push(format!("{flag} overrides {env}"));
                 }
-                Some(("deprecated_password", flag))
+                Some((Flag::DeprecatedPassword, flag))
             }
-            (None, Some(env)) => Some(("env_password", env)),
+            (None, Some(env)) => Some((Flag::EnvPassword, env)),
             (None, None) => None,
         }
     }
@@ -212,8 +213,8 @@ impl Checker<'_> {
     /// `--password-file` made absolute: `Err` when that failed (reported).
     /// Only warned about when it cannot be read now: each sync reads it.
     fn password_file(&mut self) -> Option<Result<PathBuf, ()>> {
-        let raw = self.raw("password_file")?;
-        Some(self.secret_path("password_file", raw).ok_or(()))
+        let raw = self.raw(Flag::PasswordFile)?;
+        Some(self.secret_path(Flag::PasswordFile, raw).ok_or(()))
     }
 
     /// Credentials only go to http(s) servers, and over http:// unencrypted.
@@ -221,7 +222,7 @@ impl Checker<'_> {
         let Some(scheme) = repo.and_then(repo_scheme) else {
             return;
         };
-        let repo = self.cli.label("repo");
+        let repo = self.cli.label(Flag::Repo);
         match scheme.as_str() {
             "https" => {}
             "http" => self.warnings.push(format!(
@@ -229,7 +230,7 @@ impl Checker<'_> {
             )),
             _ => self.warnings.push(format!(
                 "{}: credentials are only used for http:// and https:// repositories",
-                self.cli.label("username")
+                self.cli.label(Flag::Username)
             )),
         }
     }

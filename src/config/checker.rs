@@ -3,13 +3,13 @@
 //! flags that need no section of their own (`--ref`, `-v`, the refused and
 //! ignored compatibility flags).
 
+use crate::cli::{Cli, Flag};
 use std::time::Duration;
 
 use super::syntax::{
     fmt_duration, nanos_to_duration, non_empty, parse_go_bool, parse_go_duration, parse_go_int,
     validate_ref,
 };
-use crate::cli::{Cli, Secret, UrlArg};
 
 const MAX_VERBOSITY: i64 = 9;
 
@@ -21,119 +21,25 @@ pub(super) struct Checker<'a> {
 }
 
 impl<'a> Checker<'a> {
-    pub(super) fn fail(&mut self, id: &str, msg: impl std::fmt::Display) {
+    pub(super) fn fail(&mut self, id: Flag, msg: impl std::fmt::Display) {
         self.errors.push(format!("{}: {msg}", self.cli.label(id)));
     }
 
     /// The raw string of a single-valued argument, if set and non-empty.
     /// Strings and paths treat an explicitly empty value as unset.
-    pub(super) fn raw(&self, id: &str) -> Option<&'a str> {
+    pub(super) fn raw(&self, id: Flag) -> Option<&'a str> {
         non_empty(self.value(id))
     }
 
     /// The raw string of a single-valued argument as given, possibly empty:
     /// typed flags report `--period=` as invalid rather than ignore it. (An
     /// empty environment variable never gets here: it counts as unset.)
-    pub(super) fn value(&self, id: &str) -> Option<&'a str> {
-        let cli: &'a Cli = self.cli;
-        fn secret(s: &Option<Secret>) -> Option<&str> {
-            s.as_ref().map(Secret::expose)
-        }
-        fn url(s: &Option<UrlArg>) -> Option<&str> {
-            s.as_ref().map(UrlArg::expose)
-        }
-        let value = match id {
-            "repo" => url(&cli.repo),
-            "root" => cli.root.as_deref(),
-            "git_ref" => cli.git_ref.as_deref(),
-            "link" => cli.link.as_deref(),
-            "period" => cli.period.as_deref(),
-            "init_period" => cli.init_period.as_deref(),
-            "sync_timeout" => cli.sync_timeout.as_deref(),
-            "one_time" => cli.one_time.as_deref(),
-            "max_failures" => cli.max_failures.as_deref(),
-            "init_max_failures" => cli.init_max_failures.as_deref(),
-            "sync_on_signal" => cli.sync_on_signal.as_deref(),
-            "depth" => cli.depth.as_deref(),
-            "touch_file" => cli.touch_file.as_deref(),
-            "error_file" => cli.error_file.as_deref(),
-            "stale_worktree_timeout" => cli.stale_worktree_timeout.as_deref(),
-            "escaping_symlinks" => cli.escaping_symlinks.as_deref(),
-            "group_write" => cli.group_write.as_deref(),
-            "verbose" => cli.verbose.as_deref(),
-            "log_format" => cli.log_format.as_deref(),
-            "http_bind" => cli.http_bind.as_deref(),
-            "http_metrics" => cli.http_metrics.as_deref(),
-            "http_pprof" => cli.http_pprof.as_deref(),
-            "http_header_timeout" => cli.http_header_timeout.as_deref(),
-            "http_idle_timeout" => cli.http_idle_timeout.as_deref(),
-            "http_max_connections" => cli.http_max_connections.as_deref(),
-            "readiness_max_staleness" => cli.readiness_max_staleness.as_deref(),
-            "readiness_max_failures" => cli.readiness_max_failures.as_deref(),
-            "incoming_webhook_path" => cli.incoming_webhook_path.as_deref(),
-            "env_incoming_webhook_secret" => secret(&cli.env_incoming_webhook_secret),
-            "incoming_webhook_allow_unsigned" => cli.incoming_webhook_allow_unsigned.as_deref(),
-            "incoming_webhook_repo" => cli.incoming_webhook_repo.as_deref(),
-            "incoming_webhook_max_body" => cli.incoming_webhook_max_body.as_deref(),
-            "incoming_webhook_rate_limit" => cli.incoming_webhook_rate_limit.as_deref(),
-            "env_sync_trigger_token" => secret(&cli.env_sync_trigger_token),
-            "filter" => cli.filter.as_deref(),
-            "submodules" => cli.submodules.as_deref(),
-            "sparse_checkout_file" => cli.sparse_checkout_file.as_deref(),
-            "git_gc" => cli.git_gc.as_deref(),
-            "add_user" => cli.add_user.as_deref(),
-            "exechook_command" => cli.exechook_command.as_deref(),
-            "exechook_timeout" => cli.exechook_timeout.as_deref(),
-            "exechook_backoff" => cli.exechook_backoff.as_deref(),
-            "pre_publish_exechook_command" => cli.pre_publish_exechook_command.as_deref(),
-            "pre_publish_exechook_timeout" => cli.pre_publish_exechook_timeout.as_deref(),
-            "pre_publish_exechook_backoff" => cli.pre_publish_exechook_backoff.as_deref(),
-            "webhook_url" => url(&cli.webhook_url),
-            "webhook_method" => cli.webhook_method.as_deref(),
-            "webhook_success_status" => cli.webhook_success_status.as_deref(),
-            "webhook_timeout" => cli.webhook_timeout.as_deref(),
-            "webhook_backoff" => cli.webhook_backoff.as_deref(),
-            "webhook_json_body" => cli.webhook_json_body.as_deref(),
-            "webhook_signing_secret_file" => cli.webhook_signing_secret_file.as_deref(),
-            "env_webhook_signing_secret" => secret(&cli.env_webhook_signing_secret),
-            "reload_process" => cli.reload_process.as_deref(),
-            "reload_signal" => cli.reload_signal.as_deref(),
-            "username" => cli.username.as_deref(),
-            "env_password" => secret(&cli.env_password),
-            "password_file" => cli.password_file.as_deref(),
-            "askpass_url" => url(&cli.askpass_url),
-            "bearer_token_file" => cli.bearer_token_file.as_deref(),
-            "env_bearer_token" => secret(&cli.env_bearer_token),
-            "ssh_known_hosts" => cli.ssh_known_hosts.as_deref(),
-            "ssh_known_hosts_file" => cli.ssh_known_hosts_file.as_deref(),
-            "env_git_ssh_command" => cli.env_git_ssh_command.as_deref(),
-            "cookie_file" => cli.cookie_file.as_deref(),
-            "github_base_url" => cli.github_base_url.as_deref(),
-            "env_github_app_private_key" => secret(&cli.env_github_app_private_key),
-            "github_app_private_key_file" => cli.github_app_private_key_file.as_deref(),
-            "github_app_application_id" => cli.github_app_application_id.as_deref(),
-            "github_app_client_id" => cli.github_app_client_id.as_deref(),
-            "github_app_installation_id" => cli.github_app_installation_id.as_deref(),
-            "git" => cli.git.as_deref(),
-            "git_config" => cli.git_config.as_deref(),
-            "branch" => cli.branch.as_deref(),
-            "rev" => cli.rev.as_deref(),
-            "dest" => cli.dest.as_deref(),
-            "wait" => cli.wait.as_deref(),
-            "timeout" => cli.timeout.as_deref(),
-            "max_sync_failures" => cli.max_sync_failures.as_deref(),
-            "sync_hook_command" => cli.sync_hook_command.as_deref(),
-            "deprecated_password" => secret(&cli.deprecated_password),
-            "deprecated_v" => cli.deprecated_v.as_deref(),
-            "ssh" => cli.ssh.as_deref(),
-            "change_permissions" => cli.change_permissions.as_deref(),
-            _ => None,
-        };
-        value
+    pub(super) fn value(&self, flag: Flag) -> Option<&'a str> {
+        flag.value(self.cli)
     }
 
     /// The duration, `default` when unset, `None` when invalid (reported).
-    pub(super) fn duration_or(&mut self, id: &str, default: Duration) -> Option<Duration> {
+    pub(super) fn duration_or(&mut self, id: Flag, default: Duration) -> Option<Duration> {
         let Some(raw) = self.value(id) else {
             return Some(default);
         };
@@ -151,7 +57,7 @@ impl<'a> Checker<'a> {
     }
 
     /// Reports `value < min` (a `None` value was already reported).
-    pub(super) fn at_least(&mut self, id: &str, value: Option<Duration>, min: Duration) {
+    pub(super) fn at_least(&mut self, id: Flag, value: Option<Duration>, min: Duration) {
         if let Some(v) = value {
             if v < min {
                 self.fail(
@@ -167,7 +73,7 @@ impl<'a> Checker<'a> {
     }
 
     /// `None` when unset or invalid (reported).
-    pub(super) fn int(&mut self, id: &str) -> Option<i64> {
+    pub(super) fn int(&mut self, id: Flag) -> Option<i64> {
         let raw = self.value(id)?;
         match parse_go_int(raw) {
             Ok(v) => Some(v),
@@ -179,7 +85,7 @@ impl<'a> Checker<'a> {
     }
 
     /// `None` when unset or invalid (reported).
-    pub(super) fn bool(&mut self, id: &str) -> Option<bool> {
+    pub(super) fn bool(&mut self, id: Flag) -> Option<bool> {
         let raw = self.value(id)?;
         match parse_go_bool(raw) {
             Ok(v) => Some(v),
@@ -191,7 +97,7 @@ impl<'a> Checker<'a> {
     }
 
     /// `None` when unset or invalid (reported).
-    pub(super) fn float(&mut self, id: &str) -> Option<f64> {
+    pub(super) fn float(&mut self, id: Flag) -> Option<f64> {
         let raw = self.value(id)?;
         match raw.trim().parse::<f64>() {
             Ok(v) if v.is_finite() => Some(v),
@@ -204,22 +110,22 @@ impl<'a> Checker<'a> {
 
     /// `--ref`, with the v3 `--branch`/`--rev` folded in.
     pub(super) fn git_ref(&mut self) -> String {
-        let branch = self.raw("branch").map(str::to_string);
-        let rev = self.raw("rev").map(str::to_string);
+        let branch = self.raw(Flag::Branch).map(str::to_string);
+        let rev = self.raw(Flag::Rev).map(str::to_string);
         let (id, value) = match (branch, rev) {
-            (Some(b), None) => ("branch", Some(b)),
-            (Some(b), Some(r)) if r == "HEAD" => ("branch", Some(b)),
-            (None, Some(r)) => ("rev", Some(r)),
+            (Some(b), None) => (Flag::Branch, Some(b)),
+            (Some(b), Some(r)) if r == "HEAD" => (Flag::Branch, Some(b)),
+            (None, Some(r)) => (Flag::Rev, Some(r)),
             (Some(_), Some(_)) => {
                 let msg = format!(
                     "{} and {} cannot both be set (one or the other is OK); use --ref",
-                    self.cli.label("branch"),
-                    self.cli.label("rev")
+                    self.cli.label(Flag::Branch),
+                    self.cli.label(Flag::Rev)
                 );
                 self.errors.push(msg);
                 return "HEAD".into();
             }
-            (None, None) => ("git_ref", self.cli.git_ref.clone()),
+            (None, None) => (Flag::Ref, self.cli.git_ref.clone()),
         };
         let value = value.unwrap_or_else(|| "HEAD".into());
         if let Err(e) = validate_ref(&value) {
@@ -229,12 +135,12 @@ impl<'a> Checker<'a> {
     }
 
     pub(super) fn verbosity(&mut self) -> u8 {
-        let mut id = "verbose";
-        let mut level = self.int("verbose").unwrap_or(0);
-        if let Some(v) = self.int("deprecated_v") {
+        let mut id = Flag::Verbose;
+        let mut level = self.int(Flag::Verbose).unwrap_or(0);
+        if let Some(v) = self.int(Flag::DeprecatedV) {
             // git-sync: --v defaults to -1 and only a value >= 0 overrides -v.
             if v >= 0 {
-                id = "deprecated_v";
+                id = Flag::DeprecatedV;
                 level = v;
             }
         }
@@ -258,25 +164,25 @@ impl<'a> Checker<'a> {
     /// Flags of features that are not implemented: refused when set.
     pub(super) fn unsupported(&mut self) {
         // Booleans whose "false" is what we do anyway.
-        if self.bool("add_user") == Some(true) {
-            let label = self.cli.label("add_user");
+        if self.bool(Flag::AddUser) == Some(true) {
+            let label = self.cli.label(Flag::AddUser);
             self.warnings.push(format!(
                 "{label} is ignored: the built-in SSH client needs no /etc/passwd entry"
             ));
         }
         // v3 --ssh: accepted and ignored, but must still be a boolean.
-        let _ = self.bool("ssh");
+        let _ = self.bool(Flag::Ssh);
 
-        if self.raw("git").is_some() {
-            let label = self.cli.label("git");
+        if self.raw(Flag::Git).is_some() {
+            let label = self.cli.label(Flag::Git);
             self.warnings.push(format!(
                 "{label} is ignored: git-sidecar does not run the git binary"
             ));
         }
-        if let Some(v) = self.int("change_permissions") {
+        if let Some(v) = self.int(Flag::ChangePermissions) {
             if v != 0 {
                 self.fail(
-                    "change_permissions",
+                    Flag::ChangePermissions,
                     "is no longer supported; use --group-write",
                 );
             }
@@ -291,7 +197,7 @@ mod tests {
     use super::*;
 
     #[test]
-    pub(super) fn legacy_env_alias_is_used_with_a_warning() {
+    fn legacy_env_alias_is_used_with_a_warning() {
         let c = config(
             &[],
             &[
@@ -319,7 +225,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn legacy_env_beats_new_env_and_flag_beats_both() {
+    fn legacy_env_beats_new_env_and_flag_beats_both() {
         let env = [("GITSYNC_PERIOD", "7s"), ("GIT_SYNC_PERIOD", "3s")];
         let c = config(&base(), &env);
         assert_eq!(c.period, Duration::from_secs(3));
@@ -341,7 +247,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn v3_branch_and_rev_fold_into_ref() {
+    fn v3_branch_and_rev_fold_into_ref() {
         let c = config(&with(&["--branch", "release"]), &[]);
         assert_eq!(c.git_ref, "release");
         assert!(c.warnings[0].contains("flag --branch has been deprecated, use --ref"));
@@ -361,7 +267,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn unsupported_flags_are_refused_by_name() {
+    fn unsupported_flags_are_refused_by_name() {
         let p = problems(&with(&["--filter=blob:none"]), &[]);
         let all = p.join("\n");
         let expected =
@@ -372,7 +278,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn accepted_compat_flags() {
+    fn accepted_compat_flags() {
         // Defaults or harmless values are fine.
         let c = config(
             &with(&[
@@ -426,7 +332,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn verbosity_forms() {
+    fn verbosity_forms() {
         assert_eq!(config(&with(&["-v", "2"]), &[]).verbosity, 2);
         assert_eq!(config(&with(&["-v5"]), &[]).verbosity, 5);
         assert_eq!(config(&base(), &[("GITSYNC_VERBOSE", "3")]).verbosity, 3);
@@ -452,7 +358,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn checker_reads_every_single_valued_argument() {
+    fn checker_reads_every_single_valued_argument() {
         use clap::CommandFactory;
         let cmd = Cli::command();
         for arg in cmd.get_arguments() {
@@ -477,7 +383,8 @@ mod tests {
                 errors: Vec::new(),
                 warnings: Vec::new(),
             };
-            assert_eq!(checker.value(id), Some("x"), "Checker::value misses {id}");
+            let flag = Flag::from_id(id).expect("every argument is in the flag table");
+            assert_eq!(checker.value(flag), Some("x"), "Checker::value misses {id}");
         }
     }
 }

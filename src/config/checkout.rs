@@ -4,6 +4,7 @@
 //! refused: gix cannot fetch with a filter).
 
 use super::Checker;
+use crate::cli::Flag;
 use crate::git::sparse::Patterns;
 
 /// A pattern file larger than this is a mistake, not a pattern list.
@@ -13,11 +14,11 @@ impl Checker<'_> {
     /// `--sparse-checkout-file`: the parsed patterns, or `None` when unset
     /// or invalid (then an error is recorded).
     pub(super) fn sparse_checkout(&mut self) -> Option<Patterns> {
-        let path = self.raw("sparse_checkout_file")?;
+        let path = self.raw(Flag::SparseCheckoutFile)?;
         match read_patterns(path) {
             Ok(patterns) => Some(patterns),
             Err(e) => {
-                self.fail("sparse_checkout_file", e);
+                self.fail(Flag::SparseCheckoutFile, e);
                 None
             }
         }
@@ -25,9 +26,9 @@ impl Checker<'_> {
 
     /// `--filter`: partial clone is not possible with gix 0.90.
     pub(super) fn filter(&mut self) {
-        if let Some(spec) = self.raw("filter") {
+        if let Some(spec) = self.raw(Flag::Filter) {
             self.fail(
-                "filter",
+                Flag::Filter,
                 format!(
                     "partial clone ({spec:?}) is not supported: gix, the git implementation \
                      git-sidecar is built on, cannot fetch with a filter or read a partial \

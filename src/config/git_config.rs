@@ -19,6 +19,7 @@
 //! containing `:` must be quoted; an unquoted value must escape commas; any
 //! other escape is an error. Section and variable names are case-insensitive.
 
+use crate::cli::Flag;
 use std::path::{Path, PathBuf};
 
 use super::Checker;
@@ -188,25 +189,28 @@ impl Checker<'_> {
         let mut http = HttpSettings::default();
         let mut pairs = Vec::new();
         // git-sync sets it before the user's --git-config, which may override it.
-        if self.bool("cookie_file") == Some(true) {
+        if self.bool(Flag::CookieFile) == Some(true) {
             pairs.push(("http.cookieFile".to_string(), COOKIE_FILE.to_string()));
         }
-        if let Some(raw) = self.raw("git_config") {
+        if let Some(raw) = self.raw(Flag::GitConfig) {
             match parse(raw) {
                 Ok(parsed) => pairs.extend(parsed),
-                Err(e) => self.fail("git_config", format!("cannot parse: {e}")),
+                Err(e) => self.fail(Flag::GitConfig, format!("cannot parse: {e}")),
             }
         }
         let mut inert = Vec::new();
         for (key, value) in &pairs {
             if let Err(e) = check_key(key) {
-                self.fail("git_config", format!("{key:?} is not a valid git key: {e}"));
+                self.fail(
+                    Flag::GitConfig,
+                    format!("{key:?} is not a valid git key: {e}"),
+                );
             } else if !self.git_config_key(&mut http, key, value) {
                 inert.push(key.as_str());
             }
         }
         if !inert.is_empty() {
-            let label = self.cli.label("git_config");
+            let label = self.cli.label(Flag::GitConfig);
             self.warnings.push(format!(
                 "{label}: no effect inside git-sidecar (given only to the git upload-pack run for \
                  file:// repositories and to the git that exec hooks run): {}",
@@ -222,22 +226,22 @@ impl Checker<'_> {
         match canonical(key).as_str() {
             "http.proxy" => match HttpSettings::check_proxy(&value) {
                 Ok(()) => http.proxy = Some(value).filter(|v| !v.is_empty()),
-                Err(e) => self.fail("git_config", format!("http.proxy: {e}")),
+                Err(e) => self.fail(Flag::GitConfig, format!("http.proxy: {e}")),
             },
             "http.sslcainfo" => match CaBundle::read(Path::new(&value)) {
                 Ok(bundle) => http.ca_bundle = Some(bundle),
-                Err(e) => self.fail("git_config", format!("http.sslCAInfo: {e}")),
+                Err(e) => self.fail(Flag::GitConfig, format!("http.sslCAInfo: {e}")),
             },
             "http.sslverify" => match git_bool(&value) {
                 Some(verify) => self.ssl_verify(http, verify),
                 None => self.fail(
-                    "git_config",
+                    Flag::GitConfig,
                     format!("http.sslVerify must be true or false, got {value:?}"),
                 ),
             },
             "http.extraheader" if value.is_empty() => http.extra_headers.clear(),
             "http.extraheader" if !value.contains(':') => self.fail(
-                "git_config",
+                Flag::GitConfig,
                 "http.extraHeader must be \"Name: value\" (the value is not shown)",
             ),
             "http.extraheader" => http.extra_headers.push(value),
@@ -255,10 +259,10 @@ impl Checker<'_> {
         }
         let path = PathBuf::from(value);
         if let Err(e) = std::fs::metadata(&path) {
-            let flag = if value == COOKIE_FILE && self.raw("cookie_file").is_some() {
-                "cookie_file"
+            let flag = if value == COOKIE_FILE && self.raw(Flag::CookieFile).is_some() {
+                Flag::CookieFile
             } else {
-                "git_config"
+                Flag::GitConfig
             };
             self.fail(
                 flag,
@@ -274,7 +278,7 @@ impl Checker<'_> {
     fn ssl_verify(&mut self, http: &mut HttpSettings, verify: bool) {
         http.accept_invalid_certs = !verify;
         if !verify {
-            let label = self.cli.label("git_config");
+            let label = self.cli.label(Flag::GitConfig);
             self.warnings.push(format!(
                 "{label}: http.sslVerify=false: any server certificate is accepted, \
                  so the connection can be intercepted; prefer http.sslCAInfo"

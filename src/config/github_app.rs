@@ -6,6 +6,7 @@
 //! and parsed at start-up, so a bad one is a configuration error naming its
 //! source (git-sync exits hard deep inside instead).
 
+use crate::cli::Flag;
 use std::sync::Arc;
 
 use super::access::GithubApp;
@@ -15,21 +16,21 @@ use crate::auth::github_app::AppKey;
 const DEFAULT_BASE_URL: &str = "https://api.github.com/";
 
 /// Flags that only make sense with GitHub App authentication.
-const APP_FLAGS: &[&str] = &[
-    "github_app_installation_id",
-    "github_app_application_id",
-    "github_app_client_id",
-    "github_app_private_key_file",
-    "env_github_app_private_key",
+const APP_FLAGS: &[Flag] = &[
+    Flag::GithubAppInstallationId,
+    Flag::GithubAppApplicationId,
+    Flag::GithubAppClientId,
+    Flag::GithubAppPrivateKeyFile,
+    Flag::EnvGithubAppPrivateKey,
 ];
 
 impl Checker<'_> {
     /// `Some` when GitHub App authentication is configured and valid.
     pub(super) fn github_app(&mut self) -> Option<GithubApp> {
-        if !APP_FLAGS.iter().any(|id| self.raw(id).is_some()) {
-            if self.raw("github_base_url").is_some() {
-                let needed = self.cli.label("github_app_installation_id");
-                self.fail("github_base_url", format!("is only used with {needed}"));
+        if !APP_FLAGS.iter().any(|&id| self.raw(id).is_some()) {
+            if self.raw(Flag::GithubBaseUrl).is_some() {
+                let needed = self.cli.label(Flag::GithubAppInstallationId);
+                self.fail(Flag::GithubBaseUrl, format!("is only used with {needed}"));
             }
             return None;
         }
@@ -46,7 +47,7 @@ impl Checker<'_> {
     }
 
     fn app_installation_id(&mut self) -> Option<u64> {
-        let id = "github_app_installation_id";
+        let id = Flag::GithubAppInstallationId;
         match self.raw(id).map(str::parse::<u64>) {
             Some(Ok(n)) if n > 0 => Some(n),
             Some(_) => {
@@ -62,13 +63,13 @@ impl Checker<'_> {
 
     /// The JWT issuer: the client ID or the application ID, exactly one.
     fn app_issuer(&mut self) -> Option<String> {
-        let app_id = self.raw("github_app_application_id");
-        let client_id = self.raw("github_app_client_id");
+        let app_id = self.raw(Flag::GithubAppApplicationId);
+        let client_id = self.raw(Flag::GithubAppClientId);
         match (app_id, client_id) {
             (Some(_), Some(_)) => {
-                let other = self.cli.label("github_app_client_id");
+                let other = self.cli.label(Flag::GithubAppClientId);
                 self.fail(
-                    "github_app_application_id",
+                    Flag::GithubAppApplicationId,
                     format!("cannot be combined with {other}; set one"),
                 );
                 None
@@ -76,18 +77,18 @@ impl Checker<'_> {
             (Some(app), None) => match app.parse::<u64>() {
                 Ok(n) if n > 0 => Some(n.to_string()),
                 _ => {
-                    self.fail("github_app_application_id", "must be a positive integer");
+                    self.fail(Flag::GithubAppApplicationId, "must be a positive integer");
                     None
                 }
             },
             (None, Some(client)) => Some(client.to_string()),
             (None, None) => {
                 let (app, client) = (
-                    self.cli.label("github_app_application_id"),
-                    self.cli.label("github_app_client_id"),
+                    self.cli.label(Flag::GithubAppApplicationId),
+                    self.cli.label(Flag::GithubAppClientId),
                 );
                 self.fail(
-                    "github_app_installation_id",
+                    Flag::GithubAppInstallationId,
                     format!("requires {app} or {client}"),
                 );
                 None
@@ -97,35 +98,35 @@ impl Checker<'_> {
 
     /// The private key, from exactly one source, parsed.
     fn app_key(&mut self) -> Option<AppKey> {
-        let env = self.raw("env_github_app_private_key");
-        let file = self.raw("github_app_private_key_file");
+        let env = self.raw(Flag::EnvGithubAppPrivateKey);
+        let file = self.raw(Flag::GithubAppPrivateKeyFile);
         let (id, pem) = match (env, file) {
             (Some(_), Some(_)) => {
-                let other = self.cli.label("github_app_private_key_file");
+                let other = self.cli.label(Flag::GithubAppPrivateKeyFile);
                 self.fail(
-                    "env_github_app_private_key",
+                    Flag::EnvGithubAppPrivateKey,
                     format!("cannot be combined with {other}; set one"),
                 );
                 return None;
             }
             (Some(pem), None) => (
-                "env_github_app_private_key",
+                Flag::EnvGithubAppPrivateKey,
                 SecretBytes::new(pem.as_bytes()),
             ),
             (None, Some(path)) => match read_secret_file(path) {
-                Ok(pem) => ("github_app_private_key_file", pem),
+                Ok(pem) => (Flag::GithubAppPrivateKeyFile, pem),
                 Err(e) => {
-                    self.fail("github_app_private_key_file", e);
+                    self.fail(Flag::GithubAppPrivateKeyFile, e);
                     return None;
                 }
             },
             (None, None) => {
                 let (env, file) = (
-                    self.cli.label("env_github_app_private_key"),
-                    self.cli.label("github_app_private_key_file"),
+                    self.cli.label(Flag::EnvGithubAppPrivateKey),
+                    self.cli.label(Flag::GithubAppPrivateKeyFile),
                 );
                 self.fail(
-                    "github_app_installation_id",
+                    Flag::GithubAppInstallationId,
                     format!("requires a private key: set {env} or {file}"),
                 );
                 return None;
@@ -137,14 +138,14 @@ impl Checker<'_> {
     }
 
     fn app_base_url(&mut self) -> Option<String> {
-        let raw = self.raw("github_base_url").unwrap_or(DEFAULT_BASE_URL);
+        let raw = self.raw(Flag::GithubBaseUrl).unwrap_or(DEFAULT_BASE_URL);
         match reqwest::Url::parse(raw) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {
                 Some(raw.trim_end_matches('/').to_string())
             }
             _ => {
                 self.fail(
-                    "github_base_url",
+                    Flag::GithubBaseUrl,
                     format!("must be an http:// or https:// URL, got {raw:?}"),
                 );
                 None

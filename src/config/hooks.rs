@@ -4,6 +4,7 @@
 //! `Some` exactly when its main flag is non-empty; the other flags of a hook
 //! that is off are parsed but their ranges are not checked (as git-sync).
 
+use crate::cli::Flag;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -108,12 +109,12 @@ pub struct ReloadConfig {
 
 /// The argument ids of one exec hook.
 pub(super) struct ExecHookIds {
-    command: &'static str,
+    command: Flag,
     /// A deprecated flag that overrides `command` when set (v3's `--sync-hook-command`).
-    v3_command: Option<&'static str>,
-    args: &'static str,
-    timeout: &'static str,
-    backoff: &'static str,
+    v3_command: Option<Flag>,
+    args: Flag,
+    timeout: Flag,
+    backoff: Flag,
 }
 
 /// Checks `--webhook-url`: an absolute `http://` or `https://` URL with a
@@ -207,21 +208,21 @@ impl<'a> Checker<'a> {
         let cli: &'a Cli = self.cli;
         let exec = self.exec_hook(
             ExecHookIds {
-                command: "exechook_command",
-                v3_command: Some("sync_hook_command"),
-                args: "exechook_arg",
-                timeout: "exechook_timeout",
-                backoff: "exechook_backoff",
+                command: Flag::ExechookCommand,
+                v3_command: Some(Flag::SyncHookCommand),
+                args: Flag::ExechookArg,
+                timeout: Flag::ExechookTimeout,
+                backoff: Flag::ExechookBackoff,
             },
             &cli.exechook_arg,
         );
         let pre_publish = self.exec_hook(
             ExecHookIds {
-                command: "pre_publish_exechook_command",
+                command: Flag::PrePublishExechookCommand,
                 v3_command: None,
-                args: "pre_publish_exechook_arg",
-                timeout: "pre_publish_exechook_timeout",
-                backoff: "pre_publish_exechook_backoff",
+                args: Flag::PrePublishExechookArg,
+                timeout: Flag::PrePublishExechookTimeout,
+                backoff: Flag::PrePublishExechookBackoff,
             },
             &cli.pre_publish_exechook_arg,
         );
@@ -280,7 +281,7 @@ impl<'a> Checker<'a> {
 
     /// The arguments of an exec hook: as given on the command line, or decoded
     /// from the JSON array in the environment variable.
-    pub(super) fn hook_args(&mut self, id: &str, raw: &[String]) -> Vec<String> {
+    pub(super) fn hook_args(&mut self, id: Flag, raw: &[String]) -> Vec<String> {
         let from_env = matches!(self.cli.provenance.origin(id), Some(Origin::Env(_)));
         if !from_env {
             return raw.to_vec();
@@ -305,34 +306,34 @@ impl<'a> Checker<'a> {
 
     pub(super) fn outgoing_webhook(&mut self) -> Option<OutgoingWebhookConfig> {
         let cli: &'a Cli = self.cli;
-        let url = self.raw("webhook_url");
+        let url = self.raw(Flag::WebhookUrl);
         if let Some(raw) = url {
             if let Err(e) = validate_outgoing_webhook_url(raw) {
-                self.fail("webhook_url", e);
+                self.fail(Flag::WebhookUrl, e);
             }
         }
-        let timeout = self.duration_or("webhook_timeout", DEFAULT_WEBHOOK_TIMEOUT);
-        let backoff = self.duration_or("webhook_backoff", DEFAULT_HOOK_BACKOFF);
-        let status = self.int("webhook_success_status");
+        let timeout = self.duration_or(Flag::WebhookTimeout, DEFAULT_WEBHOOK_TIMEOUT);
+        let backoff = self.duration_or(Flag::WebhookBackoff, DEFAULT_HOOK_BACKOFF);
+        let status = self.int(Flag::WebhookSuccessStatus);
         let headers = self.webhook_headers(&cli.webhook_header);
-        let json_body = self.bool("webhook_json_body").unwrap_or(false);
+        let json_body = self.bool(Flag::WebhookJsonBody).unwrap_or(false);
 
-        let secret_file = self.raw("webhook_signing_secret_file");
+        let secret_file = self.raw(Flag::WebhookSigningSecretFile);
         let mut signing_secret = secret_file.and_then(|path| match read_secret_file(path) {
             Ok(secret) => {
-                self.warn_if_placeholder("webhook_signing_secret_file", Some(path), &secret);
+                self.warn_if_placeholder(Flag::WebhookSigningSecretFile, Some(path), &secret);
                 Some(secret)
             }
             Err(e) => {
-                self.fail("webhook_signing_secret_file", e);
+                self.fail(Flag::WebhookSigningSecretFile, e);
                 None
             }
         });
-        if let Some(secret) = self.env_secret("env_webhook_signing_secret") {
+        if let Some(secret) = self.env_secret(Flag::EnvWebhookSigningSecret) {
             if secret_file.is_some() {
-                let other = self.cli.label("webhook_signing_secret_file");
+                let other = self.cli.label(Flag::WebhookSigningSecretFile);
                 self.fail(
-                    "env_webhook_signing_secret",
+                    Flag::EnvWebhookSigningSecret,
                     format!("cannot be combined with {other}; set only one"),
                 );
             }
@@ -340,32 +341,32 @@ impl<'a> Checker<'a> {
         }
 
         let Some(url) = url else {
-            let mut given: Vec<&str> = Vec::new();
+            let mut given: Vec<Flag> = Vec::new();
             if !cli.webhook_header.is_empty() {
-                given.push("webhook_header");
+                given.push(Flag::WebhookHeader);
             }
             if json_body {
-                given.push("webhook_json_body");
+                given.push(Flag::WebhookJsonBody);
             }
             if secret_file.is_some() {
-                given.push("webhook_signing_secret_file");
+                given.push(Flag::WebhookSigningSecretFile);
             }
-            if self.raw("env_webhook_signing_secret").is_some() {
-                given.push("env_webhook_signing_secret");
+            if self.raw(Flag::EnvWebhookSigningSecret).is_some() {
+                given.push(Flag::EnvWebhookSigningSecret);
             }
-            let needed = self.cli.label("webhook_url");
+            let needed = self.cli.label(Flag::WebhookUrl);
             for id in given {
                 self.fail(id, format!("requires {needed}"));
             }
             return None;
         };
 
-        let method = match self.raw("webhook_method") {
+        let method = match self.raw(Flag::WebhookMethod) {
             None => DEFAULT_WEBHOOK_METHOD.to_string(),
             Some(raw) => match parse_http_method(raw) {
                 Ok(m) => m,
                 Err(e) => {
-                    self.fail("webhook_method", e);
+                    self.fail(Flag::WebhookMethod, e);
                     DEFAULT_WEBHOOK_METHOD.to_string()
                 }
             },
@@ -378,15 +379,15 @@ impl<'a> Checker<'a> {
                 Ok(code) if (100..=599).contains(&code) => Some(code),
                 _ => {
                     self.fail(
-                        "webhook_success_status",
+                        Flag::WebhookSuccessStatus,
                         format!("must be an HTTP status from 100 to 599, or 0 for any, got {n}"),
                     );
                     None
                 }
             },
         };
-        self.at_least("webhook_timeout", timeout, MIN_HOOK_DURATION);
-        self.at_least("webhook_backoff", backoff, MIN_HOOK_DURATION);
+        self.at_least(Flag::WebhookTimeout, timeout, MIN_HOOK_DURATION);
+        self.at_least(Flag::WebhookBackoff, backoff, MIN_HOOK_DURATION);
         let (timeout, backoff) = (timeout?, backoff?);
         Some(OutgoingWebhookConfig {
             url: RepoUrl::new(url),
@@ -406,33 +407,33 @@ impl<'a> Checker<'a> {
         for (i, header) in raw.iter().enumerate() {
             match parse_webhook_header(header.expose()) {
                 Ok(h) => out.push(h),
-                Err(e) => self.fail("webhook_header", format!("header #{}: {e}", i + 1)),
+                Err(e) => self.fail(Flag::WebhookHeader, format!("header #{}: {e}", i + 1)),
             }
         }
         out
     }
 
     pub(super) fn reload(&mut self) -> Option<ReloadConfig> {
-        let process = self.raw("reload_process");
+        let process = self.raw(Flag::ReloadProcess);
         if let Some(name) = process {
             if let Err(e) = validate_process_name(name) {
-                self.fail("reload_process", e);
+                self.fail(Flag::ReloadProcess, e);
             }
         }
-        let signal = match self.raw("reload_signal") {
+        let signal = match self.raw(Flag::ReloadSignal) {
             None => Some(Signal::SIGHUP as i32),
             Some(raw) => match parse_signal(raw) {
                 Ok(n) => Some(n),
                 Err(e) => {
-                    self.fail("reload_signal", e);
+                    self.fail(Flag::ReloadSignal, e);
                     None
                 }
             },
         };
         let Some(process) = process else {
-            if self.raw("reload_signal").is_some() {
-                let needed = self.cli.label("reload_process");
-                self.fail("reload_signal", format!("requires {needed}"));
+            if self.raw(Flag::ReloadSignal).is_some() {
+                let needed = self.cli.label(Flag::ReloadProcess);
+                self.fail(Flag::ReloadSignal, format!("requires {needed}"));
             }
             return None;
         };
@@ -449,16 +450,16 @@ mod tests {
     use super::super::*;
     use super::*;
 
-    pub(super) fn exec_of(c: &Config) -> &ExecHookConfig {
+    fn exec_of(c: &Config) -> &ExecHookConfig {
         c.hooks.exec.as_ref().expect("--exechook-command set")
     }
 
-    pub(super) fn webhook_of(c: &Config) -> &OutgoingWebhookConfig {
+    fn webhook_of(c: &Config) -> &OutgoingWebhookConfig {
         c.hooks.webhook.as_ref().expect("--webhook-url set")
     }
 
     #[test]
-    pub(super) fn hook_defaults() {
+    fn hook_defaults() {
         let c = config(
             &with(&[
                 "--exechook-command=/hooks/post",
@@ -498,7 +499,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn hook_flags_set_and_from_env() {
+    fn hook_flags_set_and_from_env() {
         let c = config(
             &with(&[
                 "--exechook-command=/bin/sh",
@@ -571,7 +572,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn hook_duration_minimums() {
+    fn hook_duration_minimums() {
         let p = problems(
             &with(&[
                 "--exechook-command=/x",
@@ -622,7 +623,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn webhook_success_status_and_method() {
+    fn webhook_success_status_and_method() {
         let url = "--webhook-url=https://h/x";
         for any in ["0", "-1"] {
             let arg = format!("--webhook-success-status={any}");
@@ -664,7 +665,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn webhook_url_must_be_http() {
+    fn webhook_url_must_be_http() {
         for good in [
             "http://h",
             "https://h:8443/a?b=c",
@@ -699,7 +700,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn webhook_headers() {
+    fn webhook_headers() {
         assert_eq!(
             parse_webhook_header("Authorization:  Bearer abc \t"),
             Ok(("Authorization".into(), "Bearer abc".into()))
@@ -789,7 +790,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn webhook_signing_secret() {
+    fn webhook_signing_secret() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("sign");
         std::fs::write(&f, "s3cret-sign\n").unwrap();
@@ -868,7 +869,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn new_hook_flags_require_their_hook() {
+    fn new_hook_flags_require_their_hook() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("sign");
         std::fs::write(&f, "x").unwrap();
@@ -906,7 +907,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn exec_hook_args_from_env_are_a_json_array() {
+    fn exec_hook_args_from_env_are_a_json_array() {
         let c = config(
             &with(&["--exechook-command=/bin/echo"]),
             &[("GITSYNC_EXECHOOK_ARG", r#"["a", "--b", ""]"#)],
@@ -939,7 +940,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn v3_sync_hook_command_maps_to_exechook_command() {
+    fn v3_sync_hook_command_maps_to_exechook_command() {
         let c = config(&with(&["--sync-hook-command=/hooks/v3"]), &[]);
         assert_eq!(exec_of(&c).command, PathBuf::from("/hooks/v3"));
         assert_eq!(
@@ -989,7 +990,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn reload_process_and_signal() {
+    fn reload_process_and_signal() {
         for good in ["nginx", "caddy", "php-fpm: maste", "x", "a.b c_d-123456"] {
             assert_eq!(validate_process_name(good), Ok(()), "{good}");
         }
@@ -1062,7 +1063,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn hook_errors_are_reported_together() {
+    fn hook_errors_are_reported_together() {
         let p = problems(
             &with(&[
                 "--exechook-command=/x",
@@ -1093,7 +1094,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn hook_secrets_are_not_debug_printed() {
+    fn hook_secrets_are_not_debug_printed() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("sign");
         std::fs::write(&f, "s3cret-file").unwrap();

@@ -4,6 +4,7 @@
 //! flag is still checked without it, and set ones report "requires
 //! --http-bind".
 
+use crate::cli::Flag;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
@@ -179,34 +180,34 @@ impl<'a> Checker<'a> {
     /// without `--http-bind`, so that all mistakes show up at once.
     pub(super) fn http(&mut self, period: Duration, sync_timeout: Duration) -> Option<HttpConfig> {
         let cli: &'a Cli = self.cli;
-        let bind_given = self.raw("http_bind").is_some();
+        let bind_given = self.raw(Flag::HttpBind).is_some();
         let bind = self
-            .raw("http_bind")
+            .raw(Flag::HttpBind)
             .and_then(|raw| match parse_http_bind(raw) {
                 Ok(addr) => Some(addr),
                 Err(e) => {
-                    self.fail("http_bind", e);
+                    self.fail(Flag::HttpBind, e);
                     None
                 }
             });
-        let metrics = self.bool("http_metrics").unwrap_or(false);
-        let pprof = self.bool("http_pprof").unwrap_or(false);
+        let metrics = self.bool(Flag::HttpMetrics).unwrap_or(false);
+        let pprof = self.bool(Flag::HttpPprof).unwrap_or(false);
 
         // Readiness.
         let default_staleness = period
             .saturating_mul(DEFAULT_READINESS_STALENESS_PERIODS)
             .saturating_add(sync_timeout);
-        let max_staleness = match self.duration_or("readiness_max_staleness", default_staleness) {
+        let max_staleness = match self.duration_or(Flag::ReadinessMaxStaleness, default_staleness) {
             Some(d) if d.is_zero() => {
-                self.fail("readiness_max_staleness", "must be > 0");
+                self.fail(Flag::ReadinessMaxStaleness, "must be > 0");
                 default_staleness
             }
             Some(d) => {
-                if self.value("readiness_max_staleness").is_some() && d <= period {
+                if self.value(Flag::ReadinessMaxStaleness).is_some() && d <= period {
                     self.warnings.push(format!(
                         "{}: {} is not longer than --period ({}); /readyz may turn \
                          unready between two syncs",
-                        self.cli.label("readiness_max_staleness"),
+                        self.cli.label(Flag::ReadinessMaxStaleness),
                         fmt_duration(d),
                         fmt_duration(period)
                     ));
@@ -215,7 +216,7 @@ impl<'a> Checker<'a> {
             }
             None => default_staleness,
         };
-        let max_failures = match self.int("readiness_max_failures") {
+        let max_failures = match self.int(Flag::ReadinessMaxFailures) {
             None => DEFAULT_READINESS_MAX_FAILURES,
             Some(v) => u32::try_from(v).unwrap_or_else(|_| {
                 let msg = if v < 0 {
@@ -223,58 +224,58 @@ impl<'a> Checker<'a> {
                 } else {
                     format!("too large: {v}")
                 };
-                self.fail("readiness_max_failures", msg);
+                self.fail(Flag::ReadinessMaxFailures, msg);
                 DEFAULT_READINESS_MAX_FAILURES
             }),
         };
 
         // Incoming webhooks.
-        let path = match self.raw("incoming_webhook_path") {
+        let path = match self.raw(Flag::IncomingWebhookPath) {
             None => DEFAULT_WEBHOOK_PATH.to_string(),
             Some(raw) => {
                 if let Err(e) = validate_webhook_path(raw) {
-                    self.fail("incoming_webhook_path", e);
+                    self.fail(Flag::IncomingWebhookPath, e);
                 }
                 raw.to_string()
             }
         };
         let mut secrets = self.secret_files(
-            "incoming_webhook_secret_file",
+            Flag::IncomingWebhookSecretFile,
             &cli.incoming_webhook_secret_file,
         );
-        secrets.extend(self.env_secret("env_incoming_webhook_secret"));
+        secrets.extend(self.env_secret(Flag::EnvIncomingWebhookSecret));
         let allow_unsigned = self
-            .bool("incoming_webhook_allow_unsigned")
+            .bool(Flag::IncomingWebhookAllowUnsigned)
             .unwrap_or(false);
         let repo_filter = self
-            .raw("incoming_webhook_repo")
+            .raw(Flag::IncomingWebhookRepo)
             .map(str::trim)
             .filter(|r| !r.is_empty())
             .map(str::to_string);
-        let max_body_bytes = match self.raw("incoming_webhook_max_body") {
+        let max_body_bytes = match self.raw(Flag::IncomingWebhookMaxBody) {
             None => DEFAULT_WEBHOOK_MAX_BODY,
             Some(raw) => match parse_byte_size(raw) {
                 Ok(n) if (MIN_WEBHOOK_MAX_BODY..=MAX_WEBHOOK_MAX_BODY).contains(&n) => n,
                 Ok(_) => {
                     self.fail(
-                        "incoming_webhook_max_body",
+                        Flag::IncomingWebhookMaxBody,
                         format!("must be between 1KiB and 64MiB, got {raw:?}"),
                     );
                     DEFAULT_WEBHOOK_MAX_BODY
                 }
                 Err(e) => {
-                    self.fail("incoming_webhook_max_body", e);
+                    self.fail(Flag::IncomingWebhookMaxBody, e);
                     DEFAULT_WEBHOOK_MAX_BODY
                 }
             },
         };
-        let rate_limit_per_minute = match self.int("incoming_webhook_rate_limit") {
+        let rate_limit_per_minute = match self.int(Flag::IncomingWebhookRateLimit) {
             None => DEFAULT_WEBHOOK_RATE_LIMIT,
             Some(v) => match u32::try_from(v) {
                 Ok(n) if n >= 1 => n,
                 _ => {
                     self.fail(
-                        "incoming_webhook_rate_limit",
+                        Flag::IncomingWebhookRateLimit,
                         format!("must be between 1 and {}, got {v}", u32::MAX),
                     );
                     DEFAULT_WEBHOOK_RATE_LIMIT
@@ -286,52 +287,52 @@ impl<'a> Checker<'a> {
 
         // POST /sync.
         let mut trigger_tokens =
-            self.secret_files("sync_trigger_token_file", &cli.sync_trigger_token_file);
-        trigger_tokens.extend(self.env_secret("env_sync_trigger_token"));
+            self.secret_files(Flag::SyncTriggerTokenFile, &cli.sync_trigger_token_file);
+        trigger_tokens.extend(self.env_secret(Flag::EnvSyncTriggerToken));
 
         if !bind_given {
-            let mut given: Vec<&str> = Vec::new();
+            let mut given: Vec<Flag> = Vec::new();
             if metrics {
-                given.push("http_metrics");
+                given.push(Flag::HttpMetrics);
             }
             if pprof {
-                given.push("http_pprof");
+                given.push(Flag::HttpPprof);
             }
             for id in [
-                "http_header_timeout",
-                "http_idle_timeout",
-                "http_max_connections",
-                "readiness_max_staleness",
-                "readiness_max_failures",
-                "incoming_webhook_path",
+                Flag::HttpHeaderTimeout,
+                Flag::HttpIdleTimeout,
+                Flag::HttpMaxConnections,
+                Flag::ReadinessMaxStaleness,
+                Flag::ReadinessMaxFailures,
+                Flag::IncomingWebhookPath,
             ] {
                 if self.value(id).is_some() {
                     given.push(id);
                 }
             }
             if !cli.incoming_webhook_secret_file.is_empty() {
-                given.push("incoming_webhook_secret_file");
+                given.push(Flag::IncomingWebhookSecretFile);
             }
-            if self.raw("env_incoming_webhook_secret").is_some() {
-                given.push("env_incoming_webhook_secret");
+            if self.raw(Flag::EnvIncomingWebhookSecret).is_some() {
+                given.push(Flag::EnvIncomingWebhookSecret);
             }
             if allow_unsigned {
-                given.push("incoming_webhook_allow_unsigned");
+                given.push(Flag::IncomingWebhookAllowUnsigned);
             }
             for id in [
-                "incoming_webhook_repo",
-                "incoming_webhook_max_body",
-                "incoming_webhook_rate_limit",
+                Flag::IncomingWebhookRepo,
+                Flag::IncomingWebhookMaxBody,
+                Flag::IncomingWebhookRateLimit,
             ] {
                 if self.value(id).is_some() {
                     given.push(id);
                 }
             }
             if !cli.sync_trigger_token_file.is_empty() {
-                given.push("sync_trigger_token_file");
+                given.push(Flag::SyncTriggerTokenFile);
             }
-            if self.raw("env_sync_trigger_token").is_some() {
-                given.push("env_sync_trigger_token");
+            if self.raw(Flag::EnvSyncTriggerToken).is_some() {
+                given.push(Flag::EnvSyncTriggerToken);
             }
             for id in given {
                 self.fail(id, "requires --http-bind");
@@ -339,7 +340,7 @@ impl<'a> Checker<'a> {
             return None;
         }
 
-        let unsigned_label = self.cli.label("incoming_webhook_allow_unsigned");
+        let unsigned_label = self.cli.label(Flag::IncomingWebhookAllowUnsigned);
         if allow_unsigned && secrets.is_empty() {
             self.warnings.push(format!(
                 "{unsigned_label}: incoming webhooks are accepted without any authentication"
@@ -351,13 +352,13 @@ impl<'a> Checker<'a> {
             ));
         } else if secrets.is_empty()
             && [
-                "incoming_webhook_path",
-                "incoming_webhook_repo",
-                "incoming_webhook_max_body",
-                "incoming_webhook_rate_limit",
+                Flag::IncomingWebhookPath,
+                Flag::IncomingWebhookRepo,
+                Flag::IncomingWebhookMaxBody,
+                Flag::IncomingWebhookRateLimit,
             ]
             .iter()
-            .any(|id| self.value(id).is_some())
+            .any(|&id| self.value(id).is_some())
         {
             self.warnings.push(
                 "incoming webhooks are disabled: no --incoming-webhook-secret-file, no \
@@ -393,7 +394,7 @@ impl<'a> Checker<'a> {
     pub(super) fn connection_limits(&mut self) -> ConnectionLimits {
         let defaults = ConnectionLimits::default();
         let positive =
-            |this: &mut Self, id: &str, default: Duration| match this.duration_or(id, default) {
+            |this: &mut Self, id: Flag, default: Duration| match this.duration_or(id, default) {
                 Some(d) if d.is_zero() => {
                     this.fail(id, "must be more than 0");
                     default
@@ -401,15 +402,15 @@ impl<'a> Checker<'a> {
                 Some(d) => d,
                 None => default,
             };
-        let header_timeout = positive(self, "http_header_timeout", defaults.header_timeout);
-        let idle_timeout = positive(self, "http_idle_timeout", defaults.idle_timeout);
-        let max_connections = match self.int("http_max_connections") {
+        let header_timeout = positive(self, Flag::HttpHeaderTimeout, defaults.header_timeout);
+        let idle_timeout = positive(self, Flag::HttpIdleTimeout, defaults.idle_timeout);
+        let max_connections = match self.int(Flag::HttpMaxConnections) {
             None => defaults.max_connections,
             Some(v) => match usize::try_from(v) {
                 Ok(n) if n >= 1 => n,
                 _ => {
                     self.fail(
-                        "http_max_connections",
+                        Flag::HttpMaxConnections,
                         format!("must be 1 or more, got {v}"),
                     );
                     defaults.max_connections
@@ -435,7 +436,7 @@ pub(super) mod tests {
     }
 
     #[test]
-    pub(super) fn http_bind_forms() {
+    fn http_bind_forms() {
         let addr = |s: &str| parse_http_bind(s).map(|a| a.to_string());
         assert_eq!(addr(":8080"), Ok("[::]:8080".into()));
         assert_eq!(addr("127.0.0.1:0"), Ok("127.0.0.1:0".into()));
@@ -505,7 +506,7 @@ pub(super) mod tests {
     }
 
     #[test]
-    pub(super) fn connection_limits_default_parse_and_check() {
+    fn connection_limits_default_parse_and_check() {
         let c = config(&with(&["--http-bind=127.0.0.1:0"]), &[]);
         assert_eq!(http_of(&c).connections, ConnectionLimits::default());
         assert_eq!(
@@ -563,7 +564,7 @@ pub(super) mod tests {
     }
 
     #[test]
-    pub(super) fn metrics_and_pprof_require_http_bind() {
+    fn metrics_and_pprof_require_http_bind() {
         let p = problems(&with(&["--http-metrics", "--http-pprof=true"]), &[]);
         assert_eq!(
             p,
@@ -590,7 +591,7 @@ pub(super) mod tests {
     }
 
     #[test]
-    pub(super) fn readiness_flags() {
+    fn readiness_flags() {
         // Default: 5 × period + sync timeout, after --period/--sync-timeout (and v3 forms).
         let c = config(
             &with(&["--http-bind=:1", "--period=2s", "--sync-timeout=30s"]),
@@ -675,7 +676,7 @@ pub(super) mod tests {
     }
 
     #[test]
-    pub(super) fn webhook_path_validation() {
+    fn webhook_path_validation() {
         for good in [
             "/webhook",
             "/hooks/github",
@@ -740,7 +741,7 @@ pub(super) mod tests {
     }
 
     #[test]
-    pub(super) fn webhook_flags_require_http_bind() {
+    fn webhook_flags_require_http_bind() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("s");
         std::fs::write(&f, "x").unwrap();
@@ -790,7 +791,7 @@ pub(super) mod tests {
     }
 
     #[test]
-    pub(super) fn webhook_options() {
+    fn webhook_options() {
         let c = config(
             &with(&[
                 "--http-bind=:1",
@@ -849,7 +850,7 @@ pub(super) mod tests {
     }
 
     #[test]
-    pub(super) fn max_body_suffixes() {
+    fn max_body_suffixes() {
         for (form, n) in [
             ("1024", 1024),
             ("5242880", 5 * MIB),

@@ -12,6 +12,7 @@
 //! credential modules `auth`, `access`, `github_app`, `ssh`, `git_config`,
 //! `checkout`. The flag reference is `docs/flags.md`.
 
+use crate::cli::Flag;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -191,11 +192,11 @@ impl Config {
         // --repo
         let repo = non_empty(cli.repo.as_ref().map(UrlArg::expose));
         match repo.map(repo_scheme) {
-            None => c.fail("repo", "must be specified"),
+            None => c.fail(Flag::Repo, "must be specified"),
             Some(None) => {}
             Some(Some(scheme)) if SUPPORTED_SCHEMES.contains(&scheme.as_str()) => {}
             Some(Some(scheme)) => c.fail(
-                "repo",
+                Flag::Repo,
                 format!(
                     "{scheme:?} repositories are not supported yet \
                      (supported: https://, http://, git://, ssh://, user@host:path, file:// \
@@ -210,13 +211,13 @@ impl Config {
         // --root
         let root = match non_empty(cli.root.as_deref()) {
             None => {
-                c.fail("root", "must be specified");
+                c.fail(Flag::Root, "must be specified");
                 None
             }
             Some(raw) => match absolutize(Path::new(raw)) {
                 Ok(p) => Some(p),
                 Err(e) => {
-                    c.fail("root", format!("cannot make {raw:?} absolute: {e}"));
+                    c.fail(Flag::Root, format!("cannot make {raw:?} absolute: {e}"));
                     None
                 }
             },
@@ -226,8 +227,11 @@ impl Config {
 
         // --link (--dest overrides)
         let (link_id, link_raw) = match non_empty(cli.dest.as_deref()) {
-            Some(dest) => ("dest", Some(dest.to_string())),
-            None => ("link", non_empty(cli.link.as_deref()).map(str::to_string)),
+            Some(dest) => (Flag::Dest, Some(dest.to_string())),
+            None => (
+                Flag::Link,
+                non_empty(cli.link.as_deref()).map(str::to_string),
+            ),
         };
         let link_raw = match (link_raw, repo) {
             (Some(l), _) => Some(l),
@@ -235,7 +239,7 @@ impl Config {
                 Some(name) => Some(name),
                 None => {
                     c.fail(
-                        "link",
+                        Flag::Link,
                         format!(
                             "cannot derive a default from --repo {:?}; set --link",
                             crate::types::redact_url(repo)
@@ -262,29 +266,29 @@ impl Config {
             depth,
         } = c.schedule();
 
-        let touch_file = c.file_under_root("touch_file", root.as_deref(), link.as_deref());
-        let error_file = c.file_under_root("error_file", root.as_deref(), link.as_deref());
+        let touch_file = c.file_under_root(Flag::TouchFile, root.as_deref(), link.as_deref());
+        let error_file = c.file_under_root(Flag::ErrorFile, root.as_deref(), link.as_deref());
 
         let stale_worktree_timeout = c
-            .duration_or("stale_worktree_timeout", Duration::ZERO)
+            .duration_or(Flag::StaleWorktreeTimeout, Duration::ZERO)
             .unwrap_or(Duration::ZERO);
 
-        let escaping_symlinks = match c.raw("escaping_symlinks") {
+        let escaping_symlinks = match c.raw(Flag::EscapingSymlinks) {
             None => SymlinkPolicy::Refuse,
             Some(raw) => SymlinkPolicy::parse(raw).unwrap_or_else(|| {
                 c.fail(
-                    "escaping_symlinks",
+                    Flag::EscapingSymlinks,
                     format!("must be \"refuse\", \"skip\" or \"allow\", got {raw:?}"),
                 );
                 SymlinkPolicy::Refuse
             }),
         };
 
-        let git_gc = match c.raw("git_gc") {
+        let git_gc = match c.raw(Flag::GitGc) {
             None => GcMode::default(),
             Some(raw) => GcMode::parse(raw).unwrap_or_else(|| {
                 c.fail(
-                    "git_gc",
+                    Flag::GitGc,
                     format!(
                         "must be one of \"auto\", \"always\", \"aggressive\" or \"off\", got {raw:?}"
                     ),
@@ -294,26 +298,26 @@ impl Config {
         };
         let sparse_checkout = c.sparse_checkout();
         c.filter();
-        let submodules = match c.raw("submodules") {
+        let submodules = match c.raw(Flag::Submodules) {
             None => SubmoduleMode::Recursive,
             Some(raw) => SubmoduleMode::parse(raw).unwrap_or_else(|| {
                 c.fail(
-                    "submodules",
+                    Flag::Submodules,
                     format!("must be one of \"recursive\", \"shallow\" or \"off\", got {raw:?}"),
                 );
                 SubmoduleMode::Recursive
             }),
         };
 
-        let group_write = c.bool("group_write").unwrap_or(false);
+        let group_write = c.bool(Flag::GroupWrite).unwrap_or(false);
         let verbosity = c.verbosity();
-        let log_format = match c.raw("log_format") {
+        let log_format = match c.raw(Flag::LogFormat) {
             None => LogFormat::Json,
             Some(raw) if raw.eq_ignore_ascii_case("json") => LogFormat::Json,
             Some(raw) if raw.eq_ignore_ascii_case("text") => LogFormat::Text,
             Some(raw) => {
                 c.fail(
-                    "log_format",
+                    Flag::LogFormat,
                     format!("must be \"json\" or \"text\", got {raw:?}"),
                 );
                 LogFormat::Json

@@ -3,6 +3,7 @@
 //! clash with the link, the root or its `.git`/`.worktrees` directories,
 //! also once symlinks on the way are resolved.
 
+use crate::cli::Flag;
 use std::path::{Component, Path, PathBuf};
 
 use super::Checker;
@@ -146,7 +147,7 @@ pub(super) fn clean_join(base: &Path, p: &Path) -> PathBuf {
 }
 
 impl<'a> Checker<'a> {
-    pub(super) fn link(&mut self, id: &str, root: &Path, raw: &str) -> Option<PathBuf> {
+    pub(super) fn link(&mut self, id: Flag, root: &Path, raw: &str) -> Option<PathBuf> {
         let link = clean_join(root, Path::new(raw));
         let inside = |dir: &str| link.starts_with(root.join(dir));
         if root.starts_with(&link) {
@@ -175,7 +176,7 @@ impl<'a> Checker<'a> {
     /// `.worktrees`, checked both as written and with symlinks resolved.
     pub(super) fn file_under_root(
         &mut self,
-        id: &str,
+        id: Flag,
         root: Option<&Path>,
         link: Option<&Path>,
     ) -> Option<PathBuf> {
@@ -210,7 +211,7 @@ mod tests {
     use super::*;
 
     #[test]
-    pub(super) fn link_default_from_various_urls() {
+    fn link_default_from_various_urls() {
         for (repo, link) in [
             ("https://github.com/org/repo.git", "repo.git"),
             ("https://github.com/org/repo", "repo"),
@@ -238,7 +239,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn link_must_not_clobber_root() {
+    fn link_must_not_clobber_root() {
         for bad in [
             ".",
             "/srv/git",
@@ -260,7 +261,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn touch_and_error_files_must_not_clobber_the_layout() {
+    fn touch_and_error_files_must_not_clobber_the_layout() {
         // base(): root /srv/git, link /srv/git/site.git.
         for bad in [
             "site.git",
@@ -312,7 +313,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn touch_and_error_files_are_checked_with_symlinks_resolved() {
+    fn touch_and_error_files_are_checked_with_symlinks_resolved() {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().canonicalize().unwrap();
         let root = base.join("root");
@@ -338,7 +339,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn root_is_made_absolute_and_files_join_onto_it() {
+    fn root_is_made_absolute_and_files_join_onto_it() {
         let cwd = std::env::current_dir().unwrap().canonicalize().unwrap();
         let c = config(
             &[
@@ -356,7 +357,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn existing_root_symlinks_are_resolved() {
+    fn existing_root_symlinks_are_resolved() {
         let dir = std::env::temp_dir().join(format!("clicfg-{}", std::process::id()));
         let real = dir.join("real");
         std::fs::create_dir_all(&real).unwrap();

@@ -5,6 +5,7 @@
 
 use super::syntax::KIB;
 use super::{placeholder, Checker};
+use crate::cli::Flag;
 
 /// Secret and token files larger than this are refused (not a secret, surely).
 const MAX_SECRET_FILE: u64 = 64 * KIB;
@@ -57,7 +58,7 @@ pub(super) fn read_secret_file(path: &str) -> Result<SecretBytes, String> {
 
 impl<'a> Checker<'a> {
     /// Reads every secret file of a repeatable argument (reporting each bad one).
-    pub(super) fn secret_files(&mut self, id: &str, paths: &[String]) -> Vec<SecretBytes> {
+    pub(super) fn secret_files(&mut self, id: Flag, paths: &[String]) -> Vec<SecretBytes> {
         let mut out = Vec::new();
         for path in paths {
             match read_secret_file(path) {
@@ -73,7 +74,7 @@ impl<'a> Checker<'a> {
 
     /// An environment-only secret, trailing whitespace removed; `None` when
     /// unset or blank (reported). Its value never goes into a message.
-    pub(super) fn env_secret(&mut self, id: &str) -> Option<SecretBytes> {
+    pub(super) fn env_secret(&mut self, id: Flag) -> Option<SecretBytes> {
         let raw = self.raw(id)?;
         let trimmed = raw.trim_end();
         if trimmed.is_empty() {
@@ -90,7 +91,7 @@ impl<'a> Checker<'a> {
     /// what it authenticates. Names the source, never the value.
     pub(super) fn warn_if_placeholder(
         &mut self,
-        id: &str,
+        id: Flag,
         path: Option<&str>,
         secret: &SecretBytes,
     ) {
@@ -117,7 +118,7 @@ mod tests {
     use super::*;
 
     #[test]
-    pub(super) fn webhook_secret_files_and_env() {
+    fn webhook_secret_files_and_env() {
         let dir = tempfile::tempdir().unwrap();
         let write = |name: &str, content: &str| {
             let path = dir.path().join(name);
@@ -218,7 +219,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn sync_trigger_tokens() {
+    fn sync_trigger_tokens() {
         let dir = tempfile::tempdir().unwrap();
         let t1 = dir.path().join("t1");
         std::fs::write(&t1, "tok-1\n").unwrap();
@@ -239,7 +240,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn placeholder_secrets_are_warned_about_by_source_never_by_value() {
+    fn placeholder_secrets_are_warned_about_by_source_never_by_value() {
         let dir = tempfile::tempdir().unwrap();
         let shipped = dir.path().join("secret");
         std::fs::write(&shipped, "CHANGE-ME\n").unwrap();

@@ -14,6 +14,7 @@
 //! * A password in an ssh `--repo` is refused: ssh authenticates with keys.
 //! * `--ssh-known-hosts=false` is warned about: any host key is accepted.
 
+use crate::cli::Flag;
 use std::path::{Path, PathBuf};
 
 use super::{repo_scheme, Checker};
@@ -28,11 +29,11 @@ impl Checker<'_> {
         let opts = Options {
             key_files: self.ssh_key_files(),
             known_hosts: self
-                .bool("ssh_known_hosts")
+                .bool(Flag::SshKnownHosts)
                 .unwrap_or(true)
-                .then(|| self.ssh_path("ssh_known_hosts_file", DEFAULT_KNOWN_HOSTS_FILE)),
+                .then(|| self.ssh_path(Flag::SshKnownHostsFile, DEFAULT_KNOWN_HOSTS_FILE)),
             command: self
-                .raw("env_git_ssh_command")
+                .raw(Flag::EnvGitSshCommand)
                 .filter(|c| !c.trim().is_empty())
                 .map(str::to_string),
         };
@@ -45,14 +46,14 @@ impl Checker<'_> {
     fn ssh_key_files(&mut self) -> Vec<PathBuf> {
         let given: Vec<String> = self.cli.ssh_key_file.clone();
         let given = given.iter().map(String::as_str).filter(|p| !p.is_empty());
-        let mut files: Vec<PathBuf> = given.map(|p| self.absolute("ssh_key_file", p)).collect();
+        let mut files: Vec<PathBuf> = given.map(|p| self.absolute(Flag::SshKeyFile, p)).collect();
         if files.is_empty() {
             files.push(PathBuf::from(DEFAULT_KEY_FILE));
         }
         files
     }
 
-    fn ssh_path(&mut self, id: &str, default: &str) -> PathBuf {
+    fn ssh_path(&mut self, id: Flag, default: &str) -> PathBuf {
         match self.raw(id) {
             Some(raw) => self.absolute(id, raw),
             None => PathBuf::from(default),
@@ -60,7 +61,7 @@ impl Checker<'_> {
     }
 
     /// `raw` made absolute against the current directory, symlinks kept.
-    fn absolute(&mut self, id: &str, raw: &str) -> PathBuf {
+    fn absolute(&mut self, id: Flag, raw: &str) -> PathBuf {
         super::absolute_reread(Path::new(raw)).unwrap_or_else(|e| {
             self.fail(id, format!("cannot make {raw:?} absolute: {e}"));
             PathBuf::from(raw)
@@ -71,7 +72,7 @@ impl Checker<'_> {
         let target = match crate::git::parse_url(repo) {
             Ok(url) if url.password().is_some() => {
                 self.fail(
-                    "repo",
+                    Flag::Repo,
                     "an ssh URL must not hold a password: ssh authenticates with --ssh-key-file",
                 );
                 return;
@@ -81,10 +82,10 @@ impl Checker<'_> {
         };
         let target = match target {
             Ok(target) => target,
-            Err(e) => return self.fail("repo", e),
+            Err(e) => return self.fail(Flag::Repo, e),
         };
         if opts.known_hosts.is_none() {
-            let label = self.cli.label("ssh_known_hosts");
+            let label = self.cli.label(Flag::SshKnownHosts);
             self.warnings.push(format!(
                 "{label} is false: any ssh host key is accepted, so anyone on the network path \
                  can impersonate {}",
@@ -96,7 +97,7 @@ impl Checker<'_> {
         }
         for path in &opts.key_files {
             if let Err(why) = keys::load(path) {
-                self.warn_unusable("ssh_key_file", path, &why);
+                self.warn_unusable(Flag::SshKeyFile, path, &why);
             }
         }
         if let Some(path) = &opts.known_hosts {
@@ -106,7 +107,7 @@ impl Checker<'_> {
 
     fn check_known_hosts(&mut self, path: &Path, target: &Target) {
         match KnownHosts::load(path) {
-            Err(why) => self.warn_unusable("ssh_known_hosts_file", path, &why),
+            Err(why) => self.warn_unusable(Flag::SshKnownHostsFile, path, &why),
             Ok(kh)
                 if kh
                     .algorithms_for(&target.host, target.port_or_default())
@@ -114,13 +115,13 @@ impl Checker<'_> {
             {
                 let name = ssh::known_hosts::host_port(&target.host, target.port_or_default());
                 let why = format!("it lists no key for {name}");
-                self.warn_unusable("ssh_known_hosts_file", path, &why);
+                self.warn_unusable(Flag::SshKnownHostsFile, path, &why);
             }
             Ok(_) => {}
         }
     }
 
-    fn warn_unusable(&mut self, id: &str, path: &Path, why: &str) {
+    fn warn_unusable(&mut self, id: Flag, path: &Path, why: &str) {
         let label = self.cli.label(id);
         self.warnings.push(format!(
             "{label}: cannot use {} now ({why}); every sync fails until it can",

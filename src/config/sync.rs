@@ -3,6 +3,7 @@
 //! `--depth`, with the v3 `--wait`, `--timeout` and `--max-sync-failures`
 //! folded in.
 
+use crate::cli::Flag;
 use std::time::Duration;
 
 use super::syntax::{non_empty, parse_signal};
@@ -29,15 +30,15 @@ impl Checker<'_> {
     /// reported and replaced by the defaults.
     pub(super) fn schedule(&mut self) -> Schedule {
         // --period (--wait overrides when non-zero)
-        let mut period_id = "period";
-        let mut period = self.duration_or("period", DEFAULT_PERIOD);
-        if let Some(wait) = self.float("wait") {
+        let mut period_id = Flag::Period;
+        let mut period = self.duration_or(Flag::Period, DEFAULT_PERIOD);
+        if let Some(wait) = self.float(Flag::Wait) {
             if wait != 0.0 {
-                period_id = "wait";
+                period_id = Flag::Wait;
                 // As git-sync: truncate to whole milliseconds.
                 let ms = (wait * 1000.0).trunc();
                 period = if ms < 0.0 {
-                    self.fail("wait", format!("must not be negative, got {wait}"));
+                    self.fail(Flag::Wait, format!("must not be negative, got {wait}"));
                     None
                 } else {
                     Some(Duration::from_millis(ms as u64))
@@ -49,22 +50,22 @@ impl Checker<'_> {
 
         // --init-period (defaults to the period). Only checked when set: a
         // too-short --period is reported once, under its own name.
-        let init_period = self.duration_or("init_period", period);
-        if self.value("init_period").is_some() {
-            self.at_least("init_period", init_period, MIN_PERIOD);
+        let init_period = self.duration_or(Flag::InitPeriod, period);
+        if self.value(Flag::InitPeriod).is_some() {
+            self.at_least(Flag::InitPeriod, init_period, MIN_PERIOD);
         }
         let init_period = init_period.unwrap_or(period);
 
         // --sync-timeout (--timeout overrides when non-zero)
-        let mut timeout_id = "sync_timeout";
-        let mut sync_timeout = self.duration_or("sync_timeout", DEFAULT_SYNC_TIMEOUT);
-        if let Some(secs) = self.int("timeout") {
+        let mut timeout_id = Flag::SyncTimeout;
+        let mut sync_timeout = self.duration_or(Flag::SyncTimeout, DEFAULT_SYNC_TIMEOUT);
+        if let Some(secs) = self.int(Flag::Timeout) {
             if secs != 0 {
-                timeout_id = "timeout";
+                timeout_id = Flag::Timeout;
                 sync_timeout = match u64::try_from(secs) {
                     Ok(secs) => Some(Duration::from_secs(secs)),
                     Err(_) => {
-                        self.fail("timeout", format!("must not be negative, got {secs}"));
+                        self.fail(Flag::Timeout, format!("must not be negative, got {secs}"));
                         None
                     }
                 };
@@ -73,38 +74,38 @@ impl Checker<'_> {
         self.at_least(timeout_id, sync_timeout, MIN_PERIOD);
         let sync_timeout = sync_timeout.unwrap_or(DEFAULT_SYNC_TIMEOUT);
 
-        let one_time = self.bool("one_time").unwrap_or(false);
+        let one_time = self.bool(Flag::OneTime).unwrap_or(false);
 
         // --max-failures (--max-sync-failures overrides when non-zero)
-        let mut max_failures = self.int("max_failures").unwrap_or(0);
-        if let Some(v) = self.int("max_sync_failures") {
+        let mut max_failures = self.int(Flag::MaxFailures).unwrap_or(0);
+        if let Some(v) = self.int(Flag::MaxSyncFailures) {
             if v != 0 {
                 max_failures = v;
             }
         }
-        let init_max_failures = self.int("init_max_failures").unwrap_or(max_failures);
+        let init_max_failures = self.int(Flag::InitMaxFailures).unwrap_or(max_failures);
 
         let sync_on_signal = match non_empty(self.cli.sync_on_signal.as_deref()) {
             None => None,
             Some(raw) => match parse_signal(raw) {
                 Ok(n) => Some(n),
                 Err(e) => {
-                    self.fail("sync_on_signal", e);
+                    self.fail(Flag::SyncOnSignal, e);
                     None
                 }
             },
         };
 
-        let depth = match self.int("depth") {
+        let depth = match self.int(Flag::Depth) {
             None => 1,
             Some(d) => u32::try_from(d).unwrap_or_else(|_| {
                 if d < 0 {
                     self.fail(
-                        "depth",
+                        Flag::Depth,
                         format!("must be 0 or more (0 = full history), got {d}"),
                     );
                 } else {
-                    self.fail("depth", format!("too large: {d}"));
+                    self.fail(Flag::Depth, format!("too large: {d}"));
                 }
                 1
             }),
@@ -130,7 +131,7 @@ mod tests {
     use nix::sys::signal::Signal;
 
     #[test]
-    pub(super) fn duration_minimums_and_negatives() {
+    fn duration_minimums_and_negatives() {
         let p = problems(
             &with(&["--period=5ms", "--sync-timeout=0", "--init-period=1ms"]),
             &[],
@@ -165,7 +166,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn v3_wait_timeout_max_sync_failures_dest() {
+    fn v3_wait_timeout_max_sync_failures_dest() {
         let c = config(
             &with(&[
                 "--wait=0.5",
@@ -219,7 +220,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn submodules_default_to_recursive_as_in_git_sync() {
+    fn submodules_default_to_recursive_as_in_git_sync() {
         assert_eq!(config(&with(&[]), &[]).submodules, SubmoduleMode::Recursive);
         for (raw, mode) in [
             ("recursive", SubmoduleMode::Recursive),
@@ -234,7 +235,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn sync_on_signal_forms() {
+    fn sync_on_signal_forms() {
         let hup = Signal::SIGHUP as i32;
         for form in ["HUP", "SIGHUP", "hup", "sighup", "1", "0x1"] {
             assert_eq!(parse_signal(form), Ok(hup), "{form}");
@@ -258,7 +259,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn a_short_period_is_not_also_blamed_on_init_period() {
+    fn a_short_period_is_not_also_blamed_on_init_period() {
         let p = problems(&with(&["--period=5ms"]), &[]);
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].starts_with("--period (GITSYNC_PERIOD): must be at least 10ms"));

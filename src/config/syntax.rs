@@ -289,7 +289,7 @@ mod tests {
     use super::*;
 
     #[test]
-    pub(super) fn go_duration_forms() {
+    fn go_duration_forms() {
         let ok = |s: &str, d: Duration| {
             assert_eq!(
                 parse_go_duration(s).map(nanos_to_duration),
@@ -349,7 +349,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn bool_forms() {
+    fn bool_forms() {
         assert!(config(&with(&["--one-time"]), &[]).one_time);
         assert!(config(&with(&["--one-time=true"]), &[]).one_time);
         assert!(!config(&with(&["--one-time=false"]), &[]).one_time);
@@ -380,7 +380,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn ref_validation() {
+    fn ref_validation() {
         let sha = "0123456789abcdef0123456789ABCDEF01234567";
         for good in [
             "HEAD",
@@ -423,7 +423,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn go_int_forms() {
+    fn go_int_forms() {
         assert_eq!(parse_go_int("42"), Ok(42));
         assert_eq!(parse_go_int("-7"), Ok(-7));
         assert_eq!(parse_go_int("+7"), Ok(7));
