@@ -1,15 +1,50 @@
-//! [`Checker`]: reads the raw flags of a [`Cli`] by argument id, parses them
-//! with the `syntax` rules and collects every problem and warning; also the
-//! flags that need no section of their own (`--ref`, `-v`, the refused and
-//! ignored compatibility flags).
+//! [`Checker`]: reads the raw flags of a [`Cli`] by [`Flag`], parses them
+//! with the `syntax` rules and collects every problem and warning; the flag
+//! table's defaults, parsed (`default_*`); and the flags that need no section
+//! of their own (`--ref`, `-v`, the refused and ignored compatibility flags).
 
-use crate::cli::{Cli, Flag};
 use std::time::Duration;
 
 use super::syntax::{
-    fmt_duration, nanos_to_duration, non_empty, parse_go_bool, parse_go_duration, parse_go_int,
-    validate_ref,
+    fmt_duration, nanos_to_duration, non_empty, parse_byte_size, parse_go_bool, parse_go_duration,
+    parse_go_int, validate_ref,
 };
+use crate::cli::{Cli, Flag};
+
+// The flag table (`cli/defs.rs`) holds every default once; these read it.
+// `every_default_parses_with_its_flags_parser` parses each default, so the
+// fallbacks below are never used.
+
+/// The table default of `flag`, as written (empty when it has none).
+pub(super) fn default_str(flag: Flag) -> &'static str {
+    flag.default_value().map_or("", |(raw, _)| raw)
+}
+
+/// The table default of a duration flag.
+pub(super) fn default_duration(flag: Flag) -> Duration {
+    parse_go_duration(default_str(flag))
+        .ok()
+        .and_then(nanos_to_duration)
+        .unwrap_or(Duration::ZERO)
+}
+
+/// The table default of an integer flag, in the type the flag ends up as.
+pub(super) fn default_int<T: TryFrom<i64> + Default>(flag: Flag) -> T {
+    parse_go_int(default_str(flag))
+        .ok()
+        .and_then(|v| T::try_from(v).ok())
+        .unwrap_or_default()
+}
+
+/// The table default of a boolean flag.
+pub(super) fn default_bool(flag: Flag) -> bool {
+    parse_go_bool(default_str(flag)).unwrap_or(false)
+}
+
+/// The table default of a byte-size flag.
+pub(super) fn default_bytes(flag: Flag) -> u64 {
+    parse_byte_size(default_str(flag)).unwrap_or(0)
+}
 
 const MAX_VERBOSITY: i64 = 9;
 
@@ -136,7 +171,9 @@ impl<'a> Checker<'a> {
 
     pub(super) fn verbosity(&mut self) -> u8 {
         let mut id = Flag::Verbose;
-        let mut level = self.int(Flag::Verbose).unwrap_or(0);
+        let mut level = self
+            .int(Flag::Verbose)
+            .unwrap_or_else(|| default_int(Flag::Verbose));
         if let Some(v) = self.int(Flag::DeprecatedV) {
             // git-sync: --v defaults to -1 and only a value >= 0 overrides -v.
             if v >= 0 {
@@ -195,6 +232,7 @@ mod tests {
     use super::super::tests::*;
     use super::super::*;
     use super::*;
+    use crate::cli::Syntax;
 
     #[test]
     fn legacy_env_alias_is_used_with_a_warning() {
@@ -386,5 +424,65 @@ mod tests {
             let flag = Flag::from_id(id).expect("every argument is in the flag table");
             assert_eq!(checker.value(flag), Some("x"), "Checker::value misses {id}");
         }
+    }
+    /// Parses `raw` with the parser `config` uses for flags of `syntax`.
+    fn parses_as(syntax: Syntax, raw: &str) -> Result<(), String> {
+        let known = |ok: bool| if ok { Ok(()) } else { Err(format!("{raw:?}")) };
+        match syntax {
+            Syntax::Duration => parse_go_duration(raw).and_then(|ns| known(ns >= 0)),
+            Syntax::Bool => parse_go_bool(raw).map(drop),
+            Syntax::Int => parse_go_int(raw).map(drop),
+            Syntax::ByteSize => parse_byte_size(raw).map(drop),
+            Syntax::Signal => super::super::syntax::parse_signal(raw).map(drop),
+            Syntax::Ref => validate_ref(raw),
+            Syntax::HttpMethod => super::super::hooks::parse_http_method(raw).map(drop),
+            Syntax::WebhookPath => super::super::http::validate_webhook_path(raw),
+            Syntax::LogFormat => known(["json", "text"].contains(&raw)),
+            Syntax::SymlinkPolicy => known(SymlinkPolicy::parse(raw).is_some()),
+            Syntax::Submodules => known(SubmoduleMode::parse(raw).is_some()),
+            Syntax::GitGc => known(GcMode::parse(raw).is_some()),
+            Syntax::AbsolutePath => known(std::path::Path::new(raw).is_absolute()),
+            Syntax::HttpUrl => super::super::hooks::validate_outgoing_webhook_url(raw),
+        }
+    }
+
+    #[test]
+    fn every_default_parses_with_its_flags_parser() {
+        let mut checked = 0;
+        for &flag in Flag::ALL {
+            let Some((raw, syntax)) = flag.default_value() else {
+                continue;
+            };
+            if let Err(e) = parses_as(syntax, raw) {
+                panic!("default of {flag:?} does not parse as {syntax:?}: {e}");
+            }
+            checked += 1;
+        }
+        assert!(checked > 30, "only {checked} defaults");
+    }
+
+    #[test]
+    fn unset_flags_take_the_table_defaults() {
+        let c = config(&base(), &[]);
+        let table = |flag: Flag| default_str(flag);
+        assert_eq!(c.period, default_duration(Flag::Period));
+        assert_eq!(c.period, Duration::from_secs(10));
+        assert_eq!(c.sync_timeout, default_duration(Flag::SyncTimeout));
+        assert_eq!(c.depth, default_int::<u32>(Flag::Depth));
+        assert_eq!(c.git_ref, table(Flag::Ref));
+        assert_eq!(
+            Some(c.escaping_symlinks),
+            SymlinkPolicy::parse(table(Flag::EscapingSymlinks))
+        );
+        assert_eq!(
+            Some(c.submodules),
+            SubmoduleMode::parse(table(Flag::Submodules))
+        );
+        assert_eq!(Some(c.git_gc), GcMode::parse(table(Flag::GitGc)));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(table(Flag::LogFormat), "json");
+        let limits = ConnectionLimits::default();
+        assert_eq!(limits.header_timeout, Duration::from_secs(10));
+        assert_eq!(limits.max_connections, 1024);
     }
 }

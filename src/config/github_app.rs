@@ -10,10 +10,9 @@ use crate::cli::Flag;
 use std::sync::Arc;
 
 use super::access::GithubApp;
+use super::checker::default_str;
 use super::{read_secret_file, Checker, SecretBytes};
 use crate::auth::github_app::AppKey;
-
-const DEFAULT_BASE_URL: &str = "https://api.github.com/";
 
 /// Flags that only make sense with GitHub App authentication.
 const APP_FLAGS: &[Flag] = &[
@@ -138,7 +137,9 @@ impl Checker<'_> {
     }
 
     fn app_base_url(&mut self) -> Option<String> {
-        let raw = self.raw(Flag::GithubBaseUrl).unwrap_or(DEFAULT_BASE_URL);
+        let raw = self
+            .raw(Flag::GithubBaseUrl)
+            .unwrap_or(default_str(Flag::GithubBaseUrl));
         match reqwest::Url::parse(raw) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {
                 Some(raw.trim_end_matches('/').to_string())

@@ -10,18 +10,14 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use super::checker::{default_bool, default_duration, default_int, default_str};
 use super::syntax::parse_signal;
 use super::{read_secret_file, Checker, SecretBytes};
 use crate::cli::{Cli, Origin, Secret};
 use crate::types::RepoUrl;
 
-const DEFAULT_EXECHOOK_TIMEOUT: Duration = Duration::from_secs(30);
-const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(1);
-const DEFAULT_HOOK_BACKOFF: Duration = Duration::from_secs(3);
 /// Hook timeouts and backoffs are at least this (as git-sync).
 const MIN_HOOK_DURATION: Duration = Duration::from_secs(1);
-const DEFAULT_WEBHOOK_METHOD: &str = "POST";
-const DEFAULT_WEBHOOK_SUCCESS_STATUS: u16 = 200;
 /// Header names `--webhook-header` must not set: git-sidecar sets them itself
 /// or they frame the body.
 const RESERVED_WEBHOOK_HEADERS: &[&str] = &[
@@ -254,8 +250,8 @@ impl<'a> Checker<'a> {
                 command = Some((v3, raw));
             }
         }
-        let timeout = self.duration_or(ids.timeout, DEFAULT_EXECHOOK_TIMEOUT);
-        let backoff = self.duration_or(ids.backoff, DEFAULT_HOOK_BACKOFF);
+        let timeout = self.duration_or(ids.timeout, default_duration(ids.timeout));
+        let backoff = self.duration_or(ids.backoff, default_duration(ids.backoff));
         let args = self.hook_args(ids.args, raw_args);
 
         let Some((command_id, command)) = command else {
@@ -312,11 +308,15 @@ impl<'a> Checker<'a> {
                 self.fail(Flag::WebhookUrl, e);
             }
         }
-        let timeout = self.duration_or(Flag::WebhookTimeout, DEFAULT_WEBHOOK_TIMEOUT);
-        let backoff = self.duration_or(Flag::WebhookBackoff, DEFAULT_HOOK_BACKOFF);
+        let timeout =
+            self.duration_or(Flag::WebhookTimeout, default_duration(Flag::WebhookTimeout));
+        let backoff =
+            self.duration_or(Flag::WebhookBackoff, default_duration(Flag::WebhookBackoff));
         let status = self.int(Flag::WebhookSuccessStatus);
         let headers = self.webhook_headers(&cli.webhook_header);
-        let json_body = self.bool(Flag::WebhookJsonBody).unwrap_or(false);
+        let json_body = self
+            .bool(Flag::WebhookJsonBody)
+            .unwrap_or_else(|| default_bool(Flag::WebhookJsonBody));
 
         let secret_file = self.raw(Flag::WebhookSigningSecretFile);
         let mut signing_secret = secret_file.and_then(|path| match read_secret_file(path) {
@@ -362,17 +362,17 @@ impl<'a> Checker<'a> {
         };
 
         let method = match self.raw(Flag::WebhookMethod) {
-            None => DEFAULT_WEBHOOK_METHOD.to_string(),
+            None => default_str(Flag::WebhookMethod).to_string(),
             Some(raw) => match parse_http_method(raw) {
                 Ok(m) => m,
                 Err(e) => {
                     self.fail(Flag::WebhookMethod, e);
-                    DEFAULT_WEBHOOK_METHOD.to_string()
+                    default_str(Flag::WebhookMethod).to_string()
                 }
             },
         };
         let success_status = match status {
-            None => Some(DEFAULT_WEBHOOK_SUCCESS_STATUS),
+            None => Some(default_int(Flag::WebhookSuccessStatus)),
             // git-sync: 0, and -1 for backwards compatibility, accept any status.
             Some(0 | -1) => None,
             Some(n) => match u16::try_from(n) {

@@ -8,24 +8,15 @@ use crate::cli::Flag;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use super::checker::{default_bool, default_bytes, default_duration, default_int, default_str};
 use super::syntax::{fmt_duration, parse_byte_size, KIB, MIB};
 use super::{Checker, SecretBytes};
 use crate::cli::Cli;
 
 /// Default `--readiness-max-staleness`: this many periods plus the sync timeout.
 const DEFAULT_READINESS_STALENESS_PERIODS: u32 = 5;
-const DEFAULT_READINESS_MAX_FAILURES: u32 = 3;
-const DEFAULT_WEBHOOK_PATH: &str = "/webhook";
-const DEFAULT_WEBHOOK_MAX_BODY: u64 = 5 * MIB;
 const MIN_WEBHOOK_MAX_BODY: u64 = KIB;
 const MAX_WEBHOOK_MAX_BODY: u64 = 64 * MIB;
-const DEFAULT_WEBHOOK_RATE_LIMIT: u32 = 60;
-/// Headers arrive in milliseconds from kubelet and from a proxy.
-const DEFAULT_HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Above ingress-nginx's and most load balancers' upstream keep-alive (60 s),
-/// so the proxy, not us, closes an idle connection (no 502 race).
-const DEFAULT_HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 1024;
 /// Paths served by the HTTP endpoint itself, which the webhook must not take.
 const RESERVED_HTTP_PATHS: &[&str] = &["/", "/livez", "/readyz", "/status", "/metrics", "/sync"];
 
@@ -59,9 +50,9 @@ pub struct ConnectionLimits {
 impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
-            header_timeout: DEFAULT_HTTP_HEADER_TIMEOUT,
-            idle_timeout: DEFAULT_HTTP_IDLE_TIMEOUT,
-            max_connections: DEFAULT_HTTP_MAX_CONNECTIONS,
+            header_timeout: default_duration(Flag::HttpHeaderTimeout),
+            idle_timeout: default_duration(Flag::HttpIdleTimeout),
+            max_connections: default_int(Flag::HttpMaxConnections),
         }
     }
 }
@@ -190,8 +181,12 @@ impl<'a> Checker<'a> {
                     None
                 }
             });
-        let metrics = self.bool(Flag::HttpMetrics).unwrap_or(false);
-        let pprof = self.bool(Flag::HttpPprof).unwrap_or(false);
+        let metrics = self
+            .bool(Flag::HttpMetrics)
+            .unwrap_or_else(|| default_bool(Flag::HttpMetrics));
+        let pprof = self
+            .bool(Flag::HttpPprof)
+            .unwrap_or_else(|| default_bool(Flag::HttpPprof));
 
         // Readiness.
         let default_staleness = period
@@ -217,7 +212,7 @@ impl<'a> Checker<'a> {
             None => default_staleness,
         };
         let max_failures = match self.int(Flag::ReadinessMaxFailures) {
-            None => DEFAULT_READINESS_MAX_FAILURES,
+            None => default_int(Flag::ReadinessMaxFailures),
             Some(v) => u32::try_from(v).unwrap_or_else(|_| {
                 let msg = if v < 0 {
                     format!("must be 0 or more (0 = failures never make /readyz unready), got {v}")
@@ -225,13 +220,13 @@ impl<'a> Checker<'a> {
                     format!("too large: {v}")
                 };
                 self.fail(Flag::ReadinessMaxFailures, msg);
-                DEFAULT_READINESS_MAX_FAILURES
+                default_int(Flag::ReadinessMaxFailures)
             }),
         };
 
         // Incoming webhooks.
         let path = match self.raw(Flag::IncomingWebhookPath) {
-            None => DEFAULT_WEBHOOK_PATH.to_string(),
+            None => default_str(Flag::IncomingWebhookPath).to_string(),
             Some(raw) => {
                 if let Err(e) = validate_webhook_path(raw) {
                     self.fail(Flag::IncomingWebhookPath, e);
@@ -246,14 +241,14 @@ impl<'a> Checker<'a> {
         secrets.extend(self.env_secret(Flag::EnvIncomingWebhookSecret));
         let allow_unsigned = self
             .bool(Flag::IncomingWebhookAllowUnsigned)
-            .unwrap_or(false);
+            .unwrap_or_else(|| default_bool(Flag::IncomingWebhookAllowUnsigned));
         let repo_filter = self
             .raw(Flag::IncomingWebhookRepo)
             .map(str::trim)
             .filter(|r| !r.is_empty())
             .map(str::to_string);
         let max_body_bytes = match self.raw(Flag::IncomingWebhookMaxBody) {
-            None => DEFAULT_WEBHOOK_MAX_BODY,
+            None => default_bytes(Flag::IncomingWebhookMaxBody),
             Some(raw) => match parse_byte_size(raw) {
                 Ok(n) if (MIN_WEBHOOK_MAX_BODY..=MAX_WEBHOOK_MAX_BODY).contains(&n) => n,
                 Ok(_) => {
@@ -261,16 +256,16 @@ impl<'a> Checker<'a> {
                         Flag::IncomingWebhookMaxBody,
                         format!("must be between 1KiB and 64MiB, got {raw:?}"),
                     );
-                    DEFAULT_WEBHOOK_MAX_BODY
+                    default_bytes(Flag::IncomingWebhookMaxBody)
                 }
                 Err(e) => {
                     self.fail(Flag::IncomingWebhookMaxBody, e);
-                    DEFAULT_WEBHOOK_MAX_BODY
+                    default_bytes(Flag::IncomingWebhookMaxBody)
                 }
             },
         };
         let rate_limit_per_minute = match self.int(Flag::IncomingWebhookRateLimit) {
-            None => DEFAULT_WEBHOOK_RATE_LIMIT,
+            None => default_int(Flag::IncomingWebhookRateLimit),
             Some(v) => match u32::try_from(v) {
                 Ok(n) if n >= 1 => n,
                 _ => {
@@ -278,7 +273,7 @@ impl<'a> Checker<'a> {
                         Flag::IncomingWebhookRateLimit,
                         format!("must be between 1 and {}, got {v}", u32::MAX),
                     );
-                    DEFAULT_WEBHOOK_RATE_LIMIT
+                    default_int(Flag::IncomingWebhookRateLimit)
                 }
             },
         };

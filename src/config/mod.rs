@@ -41,7 +41,7 @@ pub use hooks::{ExecHookConfig, HooksConfig, OutgoingWebhookConfig, ReloadConfig
 pub use http::{ConnectionLimits, HttpConfig, ReadinessConfig, WebhookConfig};
 pub use secret::SecretBytes;
 
-use checker::Checker;
+use checker::{default_bool, default_duration, Checker};
 use paths::{absolute_reread, absolutize, default_link_name};
 use secret::read_secret_file;
 use sync::Schedule;
@@ -270,8 +270,11 @@ impl Config {
         let error_file = c.file_under_root(Flag::ErrorFile, root.as_deref(), link.as_deref());
 
         let stale_worktree_timeout = c
-            .duration_or(Flag::StaleWorktreeTimeout, Duration::ZERO)
-            .unwrap_or(Duration::ZERO);
+            .duration_or(
+                Flag::StaleWorktreeTimeout,
+                default_duration(Flag::StaleWorktreeTimeout),
+            )
+            .unwrap_or_else(|| default_duration(Flag::StaleWorktreeTimeout));
 
         let escaping_symlinks = match c.raw(Flag::EscapingSymlinks) {
             None => SymlinkPolicy::Refuse,
@@ -309,7 +312,9 @@ impl Config {
             }),
         };
 
-        let group_write = c.bool(Flag::GroupWrite).unwrap_or(false);
+        let group_write = c
+            .bool(Flag::GroupWrite)
+            .unwrap_or_else(|| default_bool(Flag::GroupWrite));
         let verbosity = c.verbosity();
         let log_format = match c.raw(Flag::LogFormat) {
             None => LogFormat::Json,

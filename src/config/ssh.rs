@@ -17,21 +17,21 @@
 use crate::cli::Flag;
 use std::path::{Path, PathBuf};
 
+use super::checker::default_str;
 use super::{repo_scheme, Checker};
 use crate::git::ssh::{self, keys, known_hosts::KnownHosts, Options, Target};
-
-const DEFAULT_KEY_FILE: &str = "/etc/git-secret/ssh";
-const DEFAULT_KNOWN_HOSTS_FILE: &str = "/etc/git-secret/known_hosts";
 
 impl Checker<'_> {
     /// The SSH options (always built: they only matter for ssh remotes).
     pub(super) fn ssh(&mut self, repo: Option<&str>) -> Options {
         let opts = Options {
             key_files: self.ssh_key_files(),
-            known_hosts: self
-                .bool(Flag::SshKnownHosts)
-                .unwrap_or(true)
-                .then(|| self.ssh_path(Flag::SshKnownHostsFile, DEFAULT_KNOWN_HOSTS_FILE)),
+            known_hosts: self.bool(Flag::SshKnownHosts).unwrap_or(true).then(|| {
+                self.ssh_path(
+                    Flag::SshKnownHostsFile,
+                    default_str(Flag::SshKnownHostsFile),
+                )
+            }),
             command: self
                 .raw(Flag::EnvGitSshCommand)
                 .filter(|c| !c.trim().is_empty())
@@ -48,7 +48,7 @@ impl Checker<'_> {
         let given = given.iter().map(String::as_str).filter(|p| !p.is_empty());
         let mut files: Vec<PathBuf> = given.map(|p| self.absolute(Flag::SshKeyFile, p)).collect();
         if files.is_empty() {
-            files.push(PathBuf::from(DEFAULT_KEY_FILE));
+            files.push(PathBuf::from(default_str(Flag::SshKeyFile)));
         }
         files
     }
@@ -146,10 +146,13 @@ mod tests {
     #[test]
     fn git_sync_defaults() {
         let c = ssh_config(&[], &[]);
-        assert_eq!(c.ssh.key_files, [PathBuf::from(DEFAULT_KEY_FILE)]);
+        assert_eq!(
+            c.ssh.key_files,
+            [PathBuf::from(default_str(Flag::SshKeyFile))]
+        );
         assert_eq!(
             c.ssh.known_hosts,
-            Some(PathBuf::from(DEFAULT_KNOWN_HOSTS_FILE))
+            Some(PathBuf::from(default_str(Flag::SshKnownHostsFile)))
         );
         assert_eq!(c.ssh.command, None);
         // Missing files are named in warnings: every sync will fail.

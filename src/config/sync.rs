@@ -6,12 +6,11 @@
 use crate::cli::Flag;
 use std::time::Duration;
 
+use super::checker::{default_bool, default_duration, default_int};
 use super::syntax::{non_empty, parse_signal};
 use super::Checker;
 
 const MIN_PERIOD: Duration = Duration::from_millis(10);
-const DEFAULT_PERIOD: Duration = Duration::from_secs(10);
-const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The sync loop's timing and fetch settings, with their defaults applied.
 pub(super) struct Schedule {
@@ -31,7 +30,7 @@ impl Checker<'_> {
     pub(super) fn schedule(&mut self) -> Schedule {
         // --period (--wait overrides when non-zero)
         let mut period_id = Flag::Period;
-        let mut period = self.duration_or(Flag::Period, DEFAULT_PERIOD);
+        let mut period = self.duration_or(Flag::Period, default_duration(Flag::Period));
         if let Some(wait) = self.float(Flag::Wait) {
             if wait != 0.0 {
                 period_id = Flag::Wait;
@@ -46,7 +45,7 @@ impl Checker<'_> {
             }
         }
         self.at_least(period_id, period, MIN_PERIOD);
-        let period = period.unwrap_or(DEFAULT_PERIOD);
+        let period = period.unwrap_or(default_duration(Flag::Period));
 
         // --init-period (defaults to the period). Only checked when set: a
         // too-short --period is reported once, under its own name.
@@ -58,7 +57,8 @@ impl Checker<'_> {
 
         // --sync-timeout (--timeout overrides when non-zero)
         let mut timeout_id = Flag::SyncTimeout;
-        let mut sync_timeout = self.duration_or(Flag::SyncTimeout, DEFAULT_SYNC_TIMEOUT);
+        let mut sync_timeout =
+            self.duration_or(Flag::SyncTimeout, default_duration(Flag::SyncTimeout));
         if let Some(secs) = self.int(Flag::Timeout) {
             if secs != 0 {
                 timeout_id = Flag::Timeout;
@@ -72,12 +72,16 @@ impl Checker<'_> {
             }
         }
         self.at_least(timeout_id, sync_timeout, MIN_PERIOD);
-        let sync_timeout = sync_timeout.unwrap_or(DEFAULT_SYNC_TIMEOUT);
+        let sync_timeout = sync_timeout.unwrap_or(default_duration(Flag::SyncTimeout));
 
-        let one_time = self.bool(Flag::OneTime).unwrap_or(false);
+        let one_time = self
+            .bool(Flag::OneTime)
+            .unwrap_or_else(|| default_bool(Flag::OneTime));
 
         // --max-failures (--max-sync-failures overrides when non-zero)
-        let mut max_failures = self.int(Flag::MaxFailures).unwrap_or(0);
+        let mut max_failures = self
+            .int(Flag::MaxFailures)
+            .unwrap_or_else(|| default_int(Flag::MaxFailures));
         if let Some(v) = self.int(Flag::MaxSyncFailures) {
             if v != 0 {
                 max_failures = v;
@@ -97,7 +101,7 @@ impl Checker<'_> {
         };
 
         let depth = match self.int(Flag::Depth) {
-            None => 1,
+            None => default_int(Flag::Depth),
             Some(d) => u32::try_from(d).unwrap_or_else(|_| {
                 if d < 0 {
                     self.fail(
@@ -107,7 +111,7 @@ impl Checker<'_> {
                 } else {
                     self.fail(Flag::Depth, format!("too large: {d}"));
                 }
-                1
+                default_int(Flag::Depth)
             }),
         };
         Schedule {
