@@ -129,7 +129,6 @@ flags! {
         },
 
         /// Consecutive failed syncs tolerated before exiting; negative retries forever
-        ///
         #[arg(
             long,
             env = "GITSYNC_MAX_FAILURES",
@@ -142,7 +141,6 @@ flags! {
         },
 
         /// Like --max-failures, but only until the first successful sync
-        ///
         #[arg(
             long,
             env = "GITSYNC_INIT_MAX_FAILURES",
@@ -315,7 +313,6 @@ flags! {
 
         /// After the first publish, /readyz answers 503 when the last successful sync is
         /// older than this; must be more than 0; requires --http-bind
-        ///
         #[arg(
             long,
             env = "GITSYNC_READINESS_MAX_STALENESS",
@@ -328,7 +325,6 @@ flags! {
 
         /// After the first publish, /readyz answers 503 after this many consecutive failed
         /// syncs; 0 means failures alone never make it unready; requires --http-bind
-        ///
         #[arg(
             long,
             env = "GITSYNC_READINESS_MAX_FAILURES",
@@ -522,7 +518,6 @@ flags! {
         pre_publish_exechook_arg: Vec<String> => PrePublishExechookArg {},
 
         /// Time allowed for one run of --pre-publish-exechook-command, at least 1s
-        ///
         #[arg(
             long,
             env = "GITSYNC_PRE_PUBLISH_EXECHOOK_TIMEOUT",
@@ -644,7 +639,6 @@ flags! {
         reload_process: Option<String> => ReloadProcess {},
 
         /// Signal sent to --reload-process: a name (HUP, SIGHUP) or a number (1)
-        ///
         #[arg(long, env = "GITSYNC_RELOAD_SIGNAL", value_name = "SIGNAL", help_heading = HOOKS)]
         reload_signal: Option<String> => ReloadSignal {
             default: "HUP" as Signal,
@@ -712,7 +706,6 @@ flags! {
         env_bearer_token: Option<Secret> => EnvBearerToken {},
 
         /// GitHub API base URL for GitHub App authentication
-        ///
         #[arg(long, env = "GITSYNC_GITHUB_BASE_URL", value_name = "URL", help_heading = AUTH)]
         github_base_url: Option<String> => GithubBaseUrl {
             default: "https://api.github.com/" as HttpUrl,
@@ -775,7 +768,6 @@ flags! {
 
         /// Submodules to check out: "recursive" (all, nested too), "shallow" (the
         /// repository's own submodules, not nested ones) or "off" (empty directories)
-        ///
         #[arg(long, env = "GITSYNC_SUBMODULES", value_name = "MODE")]
         submodules: Option<String> => Submodules {
             legacy: ["GIT_SYNC_SUBMODULES"],
