@@ -103,7 +103,7 @@ pub struct ReloadConfig {
     pub signal: i32,
 }
 
-/// The argument ids of one exec hook.
+/// The flags of one exec hook.
 pub(super) struct ExecHookIds {
     command: Flag,
     /// A deprecated flag that overrides `command` when set (v3's `--sync-hook-command`).
