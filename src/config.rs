@@ -154,6 +154,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::cli::{Cli, EnvLookup, Origin, Secret, UrlArg};
+use crate::git::Remote;
 use crate::types::{GcMode, RepoUrl, SubmoduleMode, SymlinkPolicy};
 
 pub mod access;
@@ -178,7 +179,7 @@ pub enum LogFormat {
 pub struct Config {
     /// Remote URL (credentials inside are redacted in Display; those of an
     /// http(s) URL were moved to `auth`).
-    pub repo: RepoUrl,
+    pub repo: Remote,
     /// HTTP(S) credentials: `--username` + password, or from `--repo`.
     pub auth: Option<HttpAuth>,
     /// SSH keys, known_hosts and `GIT_SSH_COMMAND` (see [`ssh`]).
@@ -523,8 +524,17 @@ impl Config {
                 ),
             ),
         }
-        let auth = c.http_auth(repo);
-        let ssh = c.ssh(repo);
+        // Parsed once; what the checks below read of it comes from here.
+        let remote = match repo.map(Remote::parse) {
+            Some(Err(e)) => {
+                let shown = crate::types::redact_url(repo.unwrap_or_default());
+                c.fail("repo", format!("invalid repository URL {shown}: {e}"));
+                None
+            }
+            parsed => parsed.and_then(Result::ok),
+        };
+        let auth = c.http_auth(remote.as_ref());
+        let ssh = c.ssh(remote.as_ref());
         let access = c.access(auth.is_some());
 
         // --root
@@ -722,18 +732,18 @@ impl Config {
         if !errors.is_empty() {
             return Err(ConfigError::Invalid(Problems(errors)));
         }
-        let (Some(repo), Some(root), Some(link)) = (repo, root, link) else {
+        let (Some(repo), Some(root), Some(link)) = (remote, root, link) else {
             return Err(ConfigError::Invalid(Problems(vec![
                 "internal error: configuration incomplete without a reported problem".into(),
             ])));
         };
         // Credentials found in the URL now live in `auth` only.
         let repo = match auth {
-            Some(_) => auth::strip_userinfo(repo),
-            None => repo.to_string(),
+            Some(_) => repo.without_userinfo(),
+            None => repo,
         };
         Ok(Config {
-            repo: RepoUrl::new(repo),
+            repo,
             auth,
             ssh,
             access,

@@ -222,7 +222,7 @@ impl Checker<'_> {
             return None;
         };
         let shown = crate::types::redact_url(&url);
-        match crate::git::parse_url(&url) {
+        match crate::git::Remote::parse(&url) {
             Ok(u) if u.password().is_some() => {
                 self.fail(
                     "credential",
@@ -230,7 +230,7 @@ impl Checker<'_> {
                 );
                 return None;
             }
-            Ok(u) if matches!(u.scheme.as_str(), "http" | "https") => {}
+            Ok(u) if u.is_http() => {}
             Ok(_) => {
                 self.fail(
                     "credential",

@@ -20,6 +20,7 @@
 use std::path::PathBuf;
 
 use super::{read_secret_file, repo_scheme, Checker, SecretBytes};
+use crate::git::Remote;
 
 /// Who git-sidecar is to an http(s) server. `Debug` shows neither the
 /// password nor the user name (a URL's lone user is often a token).
@@ -71,35 +72,6 @@ impl HttpAuth {
     }
 }
 
-/// `user` and `password` (decoded) of a `scheme://user:password@host/...`
-/// URL; `None` without a user-info part (or for scp-like `user@host:path`).
-fn url_userinfo(repo: &str) -> Option<(String, Option<String>)> {
-    if !repo.contains("://") {
-        return None;
-    }
-    let url = crate::git::parse_url(repo).ok()?;
-    match (url.user(), url.password()) {
-        (None, None) => None,
-        (user, password) => Some((
-            user.unwrap_or_default().to_string(),
-            password.map(str::to_string),
-        )),
-    }
-}
-
-/// `repo` without the `user:password@` part of its authority.
-pub(super) fn strip_userinfo(repo: &str) -> String {
-    let Some(start) = repo.find("://").map(|i| i + 3) else {
-        return repo.to_string();
-    };
-    let rest = &repo[start..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}{}", &repo[..start], &rest[at + 1..]),
-        None => repo.to_string(),
-    }
-}
-
 fn is_http(repo: &str) -> bool {
     matches!(repo_scheme(repo).as_deref(), Some("http" | "https"))
 }
@@ -107,11 +79,11 @@ fn is_http(repo: &str) -> bool {
 impl Checker<'_> {
     /// git-sync's credential rules (every problem reported); `Some` when
     /// credentials are configured and valid. `repo` is the raw `--repo`.
-    pub(super) fn http_auth(&mut self, repo: Option<&str>) -> Option<HttpAuth> {
+    pub(super) fn http_auth(&mut self, repo: Option<&Remote>) -> Option<HttpAuth> {
         let username = self.raw("username").map(str::to_string);
         let value = self.password_value();
         let file = self.password_file();
-        let in_url = repo.and_then(url_userinfo);
+        let in_url = repo.and_then(Remote::credentials);
         let auth = match username {
             Some(username) => self.with_username(username, value, file, in_url.is_some()),
             None => self.without_username(value, file, in_url),
@@ -217,8 +189,8 @@ impl Checker<'_> {
     }
 
     /// Credentials only go to http(s) servers, and over http:// unencrypted.
-    fn warn_about_transport(&mut self, repo: Option<&str>) {
-        let Some(scheme) = repo.and_then(repo_scheme) else {
+    fn warn_about_transport(&mut self, repo: Option<&Remote>) {
+        let Some(scheme) = repo.and_then(|r| repo_scheme(r.expose())) else {
             return;
         };
         let repo = self.cli.label("repo");
@@ -448,12 +420,14 @@ mod tests {
             ("https://u:p@h", "https://h"),
             ("/local/path@x", "/local/path@x"),
         ] {
-            assert_eq!(strip_userinfo(url), stripped, "{url}");
+            let remote = Remote::parse(url).expect("parses");
+            assert_eq!(remote.without_userinfo().expose(), stripped, "{url}");
         }
     }
 
     #[test]
     fn url_userinfo_is_decoded() {
+        let url_userinfo = |url: &str| Remote::parse(url).expect("parses").credentials();
         assert_eq!(
             url_userinfo("https://al%40ice:p%40ss@h/r"),
             Some(("al@ice".to_string(), Some("p@ss".to_string())))

@@ -18,13 +18,14 @@ use std::path::{Path, PathBuf};
 
 use super::{repo_scheme, Checker};
 use crate::git::ssh::{self, keys, known_hosts::KnownHosts, Options, Target};
+use crate::git::Remote;
 
 const DEFAULT_KEY_FILE: &str = "/etc/git-secret/ssh";
 const DEFAULT_KNOWN_HOSTS_FILE: &str = "/etc/git-secret/known_hosts";
 
 impl Checker<'_> {
     /// The SSH options (always built: they only matter for ssh remotes).
-    pub(super) fn ssh(&mut self, repo: Option<&str>) -> Options {
+    pub(super) fn ssh(&mut self, repo: Option<&Remote>) -> Options {
         let opts = Options {
             key_files: self.ssh_key_files(),
             known_hosts: self
@@ -36,7 +37,7 @@ impl Checker<'_> {
                 .filter(|c| !c.trim().is_empty())
                 .map(str::to_string),
         };
-        if let Some(repo) = repo.filter(|r| repo_scheme(r).as_deref() == Some("ssh")) {
+        if let Some(repo) = repo.filter(|r| repo_scheme(r.expose()).as_deref() == Some("ssh")) {
             self.check_ssh_repo(repo, &opts);
         }
         opts
@@ -67,19 +68,15 @@ impl Checker<'_> {
         })
     }
 
-    fn check_ssh_repo(&mut self, repo: &str, opts: &Options) {
-        let target = match crate::git::parse_url(repo) {
-            Ok(url) if url.password().is_some() => {
-                self.fail(
-                    "repo",
-                    "an ssh URL must not hold a password: ssh authenticates with --ssh-key-file",
-                );
-                return;
-            }
-            Ok(url) => Target::from_url(&url),
-            Err(e) => Err(ssh::Error::Url(e)),
-        };
-        let target = match target {
+    fn check_ssh_repo(&mut self, repo: &Remote, opts: &Options) {
+        if repo.password().is_some() {
+            self.fail(
+                "repo",
+                "an ssh URL must not hold a password: ssh authenticates with --ssh-key-file",
+            );
+            return;
+        }
+        let target = match Target::from_remote(repo) {
             Ok(target) => target,
             Err(e) => return self.fail("repo", e),
         };

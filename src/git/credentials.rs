@@ -7,6 +7,8 @@
 use gix::credentials::helper::{Action, NextAction};
 use gix::credentials::protocol::Outcome;
 
+use super::Remote;
+
 /// A user name and password for one sync. `Debug` shows neither.
 #[derive(Clone)]
 pub struct Credentials {
@@ -47,9 +49,9 @@ pub fn callback(
 /// * a credential path, trailing `/` and `.git` ignored, must equal the
 ///   connection's path or be a prefix of it ending at a `/`; no path (or
 ///   `/`) matches every path on that host.
-pub fn match_len(credential: &gix::Url, url: &gix::Url) -> Option<usize> {
-    let same_origin = credential.scheme == url.scheme
-        && credential.port_or_default() == url.port_or_default()
+pub fn match_len(credential: &Remote, url: &Remote) -> Option<usize> {
+    let same_origin = credential.scheme() == url.scheme()
+        && credential.port() == url.port()
         && credential
             .host()
             .zip(url.host())
@@ -68,8 +70,8 @@ pub fn match_len(credential: &gix::Url, url: &gix::Url) -> Option<usize> {
 
 /// The path without trailing `/` and `.git`, so `/org/site` and
 /// `/org/site.git/` compare equal.
-fn normalized_path(url: &gix::Url) -> String {
-    let path = String::from_utf8_lossy(url.path.as_slice()).into_owned();
+fn normalized_path(url: &Remote) -> String {
+    let path = url.path();
     let path = path.trim_end_matches('/');
     let path = path.strip_suffix(".git").unwrap_or(path);
     path.trim_end_matches('/').to_string()
@@ -79,8 +81,8 @@ fn normalized_path(url: &gix::Url) -> String {
 mod tests {
     use super::*;
 
-    fn url(s: &str) -> gix::Url {
-        crate::git::parse_url(s).expect("valid URL")
+    fn url(s: &str) -> Remote {
+        Remote::parse(s).expect("valid URL")
     }
 
     #[test]
