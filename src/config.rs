@@ -43,7 +43,7 @@
 //!   also once symlinks on the way are resolved.
 //! * `--sync-on-signal` must name a signal that can be caught (not KILL/STOP).
 //! * `--repo` must be https://, http://, git://, ssh://, `user@host:path`,
-//!   file:// or a local path. SSH settings: see [`ssh`].
+//!   file:// or a local path. SSH settings: see [`auth`].
 //! * The HTTP surface (git-sync has `--http-bind`, `--http-metrics` and
 //!   `--http-pprof`; the rest is git-sidecar's own) is described below.
 //! * Flags of features not implemented yet are accepted by the parser but
@@ -161,11 +161,8 @@ pub mod access;
 pub mod auth;
 mod checkout;
 pub mod git_config;
-pub mod github_app;
 mod placeholder;
-mod ssh;
-pub use access::{Access, GithubApp, UrlCredential};
-pub use auth::{HttpAuth, PasswordSource};
+pub use crate::auth::{Access, GithubApp, HttpAuth, PasswordSource, UrlCredential};
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,7 +179,7 @@ pub struct Config {
     pub repo: Remote,
     /// HTTP(S) credentials: `--username` + password, or from `--repo`.
     pub auth: Option<HttpAuth>,
-    /// SSH keys, known_hosts and `GIT_SSH_COMMAND` (see [`ssh`]).
+    /// SSH keys, known_hosts and `GIT_SSH_COMMAND` (see [`auth`]).
     pub ssh: crate::git::ssh::Options,
     /// Per-URL credentials, askpass, bearer token, GitHub App, `--git-config`.
     pub access: Access,
@@ -368,25 +365,8 @@ pub struct WebhookConfig {
     pub rate_limit_per_minute: u32,
 }
 
-/// A secret value; `Debug` never prints it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretBytes(Vec<u8>);
-
-impl SecretBytes {
-    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
-        Self(bytes.into())
-    }
-
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for SecretBytes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecretBytes(REDACTED)")
-    }
-}
+use crate::secret::read_secret_file;
+pub use crate::secret::SecretBytes;
 
 /// Why no [`Config`] could be built.
 #[derive(Debug, thiserror::Error)]
@@ -476,8 +456,6 @@ const RESERVED_WEBHOOK_HEADERS: &[&str] = &[
 ];
 /// The longest name /proc/PID/comm holds (TASK_COMM_LEN 16, less the NUL).
 const MAX_PROCESS_NAME: usize = 15;
-/// Secret and token files larger than this are refused (not a secret, surely).
-const MAX_SECRET_FILE: u64 = 64 * KIB;
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * 1024;
 /// Paths served by the HTTP endpoint itself, which the webhook must not take.
@@ -2025,32 +2003,6 @@ pub fn parse_byte_size(s: &str) -> Result<u64, String> {
         .ok()
         .and_then(|n| n.checked_mul(multiplier))
         .ok_or_else(|| format!("size {s:?} is too large"))
-}
-
-/// Reads a secret (or token) file: trailing whitespace (newlines) is removed;
-/// an empty, unreadable or oversized file is an error naming the path, never
-/// the content.
-fn read_secret_file(path: &str) -> Result<SecretBytes, String> {
-    use std::io::Read;
-    if path.is_empty() {
-        return Err("the path must not be empty".to_string());
-    }
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_SECRET_FILE + 1).read_to_end(&mut bytes))
-        .map_err(|e| format!("cannot read {path:?}: {e}"))?;
-    if bytes.len() as u64 > MAX_SECRET_FILE {
-        return Err(format!("{path:?} is larger than 64KiB"));
-    }
-    let end = bytes
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(0, |i| i + 1);
-    bytes.truncate(end);
-    if bytes.is_empty() {
-        return Err(format!("{path:?} is empty"));
-    }
-    Ok(SecretBytes::new(bytes))
 }
 
 /// Checks a `--ref`: `HEAD`, a full 40-hex SHA, or a valid git ref name.

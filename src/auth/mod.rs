@@ -6,7 +6,7 @@
 //!   most one of these is configured.
 //! * any URL (and `--repo` when none of the above is set): the
 //!   `--credential` entry that matches it best (see
-//!   [`crate::git::credentials::match_len`]); the longest matching path wins,
+//!   [`credentials::match_len`]); the longest matching path wins,
 //!   then the first given.
 //! * headers: `--git-config http.extraHeader` and the bearer token only go
 //!   to `--repo`'s scheme, host and port (git sends extra headers
@@ -19,13 +19,18 @@
 
 pub mod askpass;
 mod bounded;
+pub mod credentials;
 pub mod github_app;
+pub mod http_settings;
+mod settings;
 
 use std::sync::Arc;
 
-use crate::config::{Access, HttpAuth};
-use crate::git::credentials::{match_len, Credentials};
-use crate::git::http_settings::HttpSettings;
+pub use credentials::{match_len, Credentials};
+pub use github_app::GithubApp;
+pub use http_settings::HttpSettings;
+pub use settings::{Access, HttpAuth, PasswordSource, UrlCredential};
+
 use crate::git::{Budget, Remote};
 use crate::metrics::Metrics;
 

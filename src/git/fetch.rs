@@ -13,10 +13,10 @@ use gix::remote::fetch::refmap::Source;
 use gix::remote::fetch::Shallow;
 use gix::ObjectId;
 
-use super::credentials::{self, Credentials};
-use super::http_settings::HttpSettings;
+use super::credential_callback;
 use super::transport::{self, Budget, SpyReport};
 use super::CommitId;
+use crate::auth::{Credentials, HttpSettings};
 
 /// What to fetch and what we already have.
 pub struct Options<'a> {
@@ -164,7 +164,7 @@ fn fetch_inner(
     if let Some(options) = connected.options {
         connection.set_transport_options(options);
     }
-    connection.set_credentials(credentials::callback(opts.credentials.cloned()));
+    connection.set_credentials(credential_callback::callback(opts.credentials.cloned()));
     let prepare = connection
         .prepare_fetch(gix::progress::Discard, Default::default())
         .map_err(|e| classify_listing_error(e, opts, &report, budget))?;

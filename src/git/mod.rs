@@ -6,9 +6,8 @@
 //!   commit's id; [`Repo`]: the repository facade the sync engine uses
 //! - [`transport`]: connections with deadlines (git://, file://, http(s)://)
 //! - [`fetch`]: resolve the ref, fetch only when it moved
-//! - [`credentials`]: the only credentials gix gets (no helper programs)
+//! - [`credential_callback`]: hands gix [`crate::auth`]'s credentials (no helper programs)
 //! - [`ssh`]: ssh:// and scp-like remotes, built in or through `GIT_SSH_COMMAND`
-//! - [`http_settings`]: proxy, CA bundle, extra headers for http(s)
 //! - [`cookies`]: `http.cookieFile` cookies for http(s) requests
 //! - [`probe`]: why an http(s) server did not answer as a git server
 //! - [`worktree`]: linked worktrees the git CLI can read
@@ -24,10 +23,9 @@ pub mod cli_config;
 mod commit_id;
 pub mod compact;
 pub mod cookies;
-pub mod credentials;
+pub mod credential_callback;
 pub mod fetch;
 pub mod garbage;
-pub mod http_settings;
 pub mod probe;
 pub mod remote;
 mod repo;

@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::auth;
-use crate::config::{Access, ExecHookConfig, HttpAuth};
-use crate::git::credentials::Credentials;
-use crate::git::http_settings::HttpSettings;
+use crate::auth::{Access, HttpAuth};
+use crate::auth::{Credentials, HttpSettings};
+use crate::config::ExecHookConfig;
 use crate::git::sparse::Patterns;
 use crate::git::{
     self, compact, fetch, store, submodules, worktree, Budget, CommitId, Remote, Repo,

@@ -26,7 +26,7 @@ pub struct HttpSettings {
     /// `Name: value` lines sent with every request (`http.extraHeader`, bearer token).
     pub extra_headers: Vec<String>,
     /// `http.cookieFile` / `--cookie-file`: read at each connection (see
-    /// [`super::cookies`]).
+    /// [`crate::git::cookies`]).
     pub cookie_file: Option<std::path::PathBuf>,
 }
 
