@@ -5,7 +5,8 @@
 //! Module map (dependencies point downwards; [`config`] builds the types
 //! each component owns, and no component imports [`config`]'s checks):
 //! - [`cli`] raw flags and env vars; [`config`] the validated configuration
-//! - [`app`] composition root: signals, cancellation, the sync loop
+//! - [`app`] composition root: signals, cancellation, the sync loop;
+//!   [`process`] the binary's process set-up (umask, open-file limit, runtime)
 //! - [`sync`] the loop and one blocking sync pass ([`sync::engine`])
 //! - [`git`] everything gix: fetch, worktrees, object store, the [`git::Remote`]
 //!   URL type, [`git::CommitId`] and the [`git::Repo`] facade; no gix type
@@ -43,6 +44,7 @@ pub mod manual;
 pub mod memory;
 pub mod metrics;
 pub mod pid1;
+pub mod process;
 pub mod publish;
 pub mod rootlock;
 pub mod secret;
