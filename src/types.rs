@@ -319,6 +319,7 @@ mod tests {
         // Any case of the scheme; an @ in the path or query is no user-info.
         assert_eq!(redact_url("HTTPS://tok@h/r"), "HTTPS://REDACTED@h/r");
         assert_eq!(redact_url("https://h/r@v1?x=a@b"), "https://h/r@v1?x=a@b");
+        assert_eq!(redact_url("https://h?x=a@b"), "https://h?x=a@b");
         assert_eq!(
             redact_url("https://a@b:c@[::1]:80/r"),
             "https://a@b:REDACTED@[::1]:80/r"
