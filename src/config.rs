@@ -155,7 +155,7 @@ use nix::sys::signal::Signal;
 
 use crate::cli::{Cli, EnvLookup, Origin, Secret, UrlArg};
 use crate::git::Remote;
-use crate::types::{GcMode, RepoUrl, SubmoduleMode, SymlinkPolicy};
+use crate::types::{GcMode, SecretUrl, SubmoduleMode, SymlinkPolicy};
 
 pub mod access;
 pub mod auth;
@@ -254,7 +254,7 @@ pub struct ExecHookConfig {
 /// may hold tokens) and never the signing secret.
 #[derive(Clone)]
 pub struct OutgoingWebhookConfig {
-    pub url: RepoUrl,
+    pub url: SecretUrl,
     pub method: String,
     /// `None` = any response counts as success (git-sync's 0 or -1).
     pub success_status: Option<u16>,
@@ -1531,7 +1531,7 @@ impl<'a> Checker<'a> {
         self.at_least("webhook_backoff", backoff, MIN_HOOK_DURATION);
         let (timeout, backoff) = (timeout?, backoff?);
         Some(OutgoingWebhookConfig {
-            url: RepoUrl::new(url),
+            url: SecretUrl::new(url),
             method,
             success_status,
             timeout,

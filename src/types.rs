@@ -35,9 +35,9 @@ impl fmt::Debug for CommitHash {
 /// user gave it. `Display`/`Debug` redact any password (and a username's
 /// token-like value) embedded in it. Repositories are [`crate::git::remote::Remote`]s.
 #[derive(Clone, PartialEq, Eq)]
-pub struct RepoUrl(String);
+pub struct SecretUrl(String);
 
-impl RepoUrl {
+impl SecretUrl {
     pub fn new(raw: impl Into<String>) -> Self {
         Self(raw.into())
     }
@@ -58,15 +58,15 @@ impl RepoUrl {
     }
 }
 
-impl fmt::Display for RepoUrl {
+impl fmt::Display for SecretUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted())
     }
 }
 
-impl fmt::Debug for RepoUrl {
+impl fmt::Debug for SecretUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RepoUrl({})", self.redacted())
+        write!(f, "SecretUrl({})", self.redacted())
     }
 }
 
@@ -285,7 +285,10 @@ mod tests {
         );
         assert_eq!(shown_url("http://127.0.0.1/a#t0k?x"), "http://127.0.0.1/a");
         assert_eq!(shown_url("http://127.0.0.1/a"), "http://127.0.0.1/a");
-        assert_eq!(RepoUrl::new("https://h/x?token=t0k").shown(), "https://h/x");
+        assert_eq!(
+            SecretUrl::new("https://h/x?token=t0k").shown(),
+            "https://h/x"
+        );
     }
 
     #[test]
@@ -315,7 +318,7 @@ mod tests {
         );
         assert_eq!(redact_url("file:///tmp/r"), "file:///tmp/r");
         assert_eq!(redact_url("git@example.com:r.git"), "git@example.com:r.git");
-        assert!(!format!("{}", RepoUrl::new("http://a:b@h/p")).contains(":b@"));
+        assert!(!format!("{}", SecretUrl::new("http://a:b@h/p")).contains(":b@"));
         // Any case of the scheme; an @ in the path or query is no user-info.
         assert_eq!(redact_url("HTTPS://tok@h/r"), "HTTPS://REDACTED@h/r");
         assert_eq!(redact_url("https://h/r@v1?x=a@b"), "https://h/r@v1?x=a@b");

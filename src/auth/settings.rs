@@ -10,7 +10,7 @@ use super::github_app::GithubApp;
 use super::http_settings::HttpSettings;
 use crate::git::cli_config::GitConfigPairs;
 use crate::secret::{read_secret_file, SecretBytes};
-use crate::types::RepoUrl;
+use crate::types::SecretUrl;
 
 /// Who git-sidecar is to an http(s) server. `Debug` shows neither the
 /// password nor the user name (a URL's lone user is often a token).
@@ -68,7 +68,7 @@ impl HttpAuth {
 pub struct Access {
     /// `--credential` entries, in the order given.
     pub credentials: Vec<UrlCredential>,
-    pub askpass_url: Option<RepoUrl>,
+    pub askpass_url: Option<SecretUrl>,
     /// The bearer token (a file is read at each sync).
     pub bearer: Option<PasswordSource>,
     pub github_app: Option<GithubApp>,

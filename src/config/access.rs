@@ -35,7 +35,7 @@ use std::sync::Arc;
 use super::{absolute_reread, read_secret_file, Checker, SecretBytes};
 use crate::auth::github_app::{AppKey, GithubApp};
 use crate::auth::{Access, PasswordSource, UrlCredential};
-use crate::types::RepoUrl;
+use crate::types::SecretUrl;
 
 /// The fields a `--credential` entry may have.
 #[derive(serde::Deserialize)]
@@ -224,10 +224,10 @@ impl Checker<'_> {
         Some(path)
     }
 
-    fn askpass_url(&mut self) -> Option<RepoUrl> {
+    fn askpass_url(&mut self) -> Option<SecretUrl> {
         let raw = self.raw("askpass_url")?;
         match reqwest::Url::parse(raw) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(RepoUrl::new(raw)),
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(SecretUrl::new(raw)),
             _ => {
                 // The query may hold a token, as in the requests themselves.
                 let shown = crate::types::shown_url(raw);

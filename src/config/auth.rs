@@ -492,6 +492,20 @@ mod tests {
     }
 
     #[test]
+    fn an_unparsable_repo_is_a_configuration_error_without_its_password() {
+        let p = problems(
+            &["--repo", "https://u:s3cret@[::1/r", "--root", "/srv/git"],
+            &[],
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("--repo (GITSYNC_REPO): invalid repository URL https://u:REDACTED@"),
+            "{p:?}"
+        );
+        assert!(!p[0].contains("s3cret"), "{p:?}");
+    }
+
+    #[test]
     fn strip_userinfo_only_touches_the_authority() {
         for (url, stripped) in [
             ("https://u:p@h/r", "https://h/r"),

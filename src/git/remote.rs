@@ -24,8 +24,9 @@ pub struct Remote {
 
 impl Remote {
     /// Parses a URL, an scp-like `user@host:path` or a local path.
+    /// gix's error quotes the input: its credentials are redacted.
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        let url = super::parse_url(raw).map_err(ParseError)?;
+        let url = super::parse_url(raw).map_err(|e| ParseError(redact_url(&e)))?;
         Ok(Self {
             raw: raw.to_string(),
             url,
@@ -262,6 +263,12 @@ mod tests {
         assert_eq!(r.origin().port(), Some(8443));
         assert_ne!(r.origin(), r);
         assert_eq!(remote("https://h/r"), remote("https://h/r"));
+    }
+
+    #[test]
+    fn parse_errors_never_quote_a_password() {
+        let e = Remote::parse("https://u:s3cret@[::1/r").expect_err("unclosed IPv6 literal");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::notify::{self, Webhook, SIGNATURE_HEADER};
 use super::testutil::{eventually, hook_count, lines, process_gone, publish, script, Server};
 use super::*;
 use crate::config::{OutgoingWebhookConfig, ReloadConfig, SecretBytes};
-use crate::types::RepoUrl;
+use crate::types::SecretUrl;
 
 const SH: &str = "/bin/sh";
 const HASH_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -32,7 +32,7 @@ fn sh_hook(script: &Path, args: &[&str], timeout: Duration) -> ExecHookConfig {
 
 fn web_hook(url: &str) -> OutgoingWebhookConfig {
     OutgoingWebhookConfig {
-        url: RepoUrl::new(url),
+        url: SecretUrl::new(url),
         method: "POST".to_string(),
         success_status: Some(200),
         timeout: Duration::from_secs(5),
