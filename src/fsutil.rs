@@ -5,11 +5,12 @@
 //! File modes: `--group-write` is git-sync's umask 0002 (else 0022), set
 //! once for the whole process before any thread starts. A umask is global
 //! state, but that is what we want here: it covers every file and directory
-//! anyone in the process creates (gix's checkouts, refs, directories) and
+//! anyone in the process creates (the git layer's checkouts, refs,
+//! directories) and
 //! the hooks we spawn inherit it, exactly as under git-sync. What the umask
 //! cannot reach are files created with an explicit private mode (the
-//! `tempfile` crate's 0600, which gix uses for packs): ours ask for 0666 and
-//! let the umask decide; gix's are widened after the write with
+//! `tempfile` crate's 0600, which the git layer uses for packs): ours ask for
+//! 0666 and let the umask decide; the git layer's are widened after the write with
 //! [`apply_umask`], using the recorded mask (umask(2) cannot be read
 //! without being set, which would race with other threads).
 

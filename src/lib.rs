@@ -2,20 +2,29 @@
 //! each commit by atomically swapping a symlink (a git-sync v4 compatible
 //! sidecar with git in-process through gix).
 //!
-//! Module map (dependencies point downwards):
+//! Module map (dependencies point downwards; [`config`] builds the types
+//! each component owns, and no component imports [`config`]'s checks):
 //! - [`cli`] raw flags and env vars; [`config`] the validated configuration
-//! - [`app`] composition root: signals, cancellation, the sync loop
+//! - [`app`] composition root: signals, cancellation, the sync loop;
+//!   [`process`] the binary's process set-up (umask, open-file limit, runtime)
 //! - [`sync`] the loop and one blocking sync pass ([`sync::engine`])
-//! - [`git`] everything gix (fetch, worktrees, object store); [`publish`] the
-//!   on-disk layout and the atomic link swap (no git knowledge)
-//! - [`http`] health, readiness, status, metrics, pprof and triggers; reads
-//!   [`status`] and [`metrics`], fires the sync trigger, never touches git
-//! - [`webhook`] forge webhook verification and payload parsing (pure)
-//! - [`auth`] which credentials and http settings each connection gets
+//! - [`git`] everything gix: fetch, worktrees, object store, the [`git::Remote`]
+//!   URL type, [`git::CommitId`] and the [`git::Repo`] facade; no gix type
+//!   leaves it. [`publish`] the on-disk layout and the atomic link swap (no
+//!   git knowledge)
+//! - [`auth`] which credentials and http settings each connection gets, and
+//!   the types authentication is configured with (git's gix adapter is
+//!   [`git::credential_callback`])
+//! - [`hooks`] what runs after a publish: exechook, outgoing webhook
+//!   (`hooks::notify`), reload signal
+//! - [`http`] health, readiness, status, metrics, pprof and triggers (the
+//!   incoming webhook handler is `http::incoming_webhook`); reads [`status`]
+//!   and [`metrics`], fires the sync trigger, never touches git
+//! - [`forge`] incoming forge webhook verification and payload parsing (pure)
 //! - [`rootlock`] one instance per root (held before anything is touched)
 //! - [`manual`] the `--man` text, generated from [`cli`]
 //! - [`pid1`] a minimal init (reaper, signal forwarder) when started as PID 1
-//! - [`logging`], [`fsutil`], [`memory`], [`types`] leaves
+//! - [`logging`], [`fsutil`], [`memory`], [`secret`], [`types`] leaves
 
 // Unsafe code is denied everywhere but two allocator calls in `memory` and
 // the fork in `pid1`.
@@ -25,6 +34,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod forge;
 pub mod fsutil;
 pub mod git;
 pub mod hooks;
@@ -34,9 +44,10 @@ pub mod manual;
 pub mod memory;
 pub mod metrics;
 pub mod pid1;
+pub mod process;
 pub mod publish;
 pub mod rootlock;
+pub mod secret;
 pub mod status;
 pub mod sync;
 pub mod types;
-pub mod webhook;

@@ -1,5 +1,5 @@
-//! Small value types shared across modules: commit hashes and URLs whose
-//! `Display` never prints credentials.
+//! Small value types shared across modules: commit hashes, and the one rule
+//! for where credentials sit in a URL, so that no `Display` prints them.
 
 use std::fmt;
 
@@ -31,31 +31,20 @@ impl fmt::Debug for CommitHash {
     }
 }
 
-/// A repository URL as the user gave it. `Display`/`Debug` redact any
-/// password (and a username's token-like value) embedded in the URL.
+/// A URL that is not a repository (`--askpass-url`, `--webhook-url`) as the
+/// user gave it. `Display`/`Debug` redact any password (and a username's
+/// token-like value) embedded in it. Repositories are [`crate::git::remote::Remote`]s.
 #[derive(Clone, PartialEq, Eq)]
-pub struct RepoUrl(String);
+pub struct SecretUrl(String);
 
-impl RepoUrl {
+impl SecretUrl {
     pub fn new(raw: impl Into<String>) -> Self {
         Self(raw.into())
     }
 
-    /// The URL with credentials; only for handing to the transport.
+    /// The URL with credentials; only for handing to the HTTP client.
     pub fn expose(&self) -> &str {
         &self.0
-    }
-
-    /// The URL with any `user:password@` part removed (ssh users are kept).
-    pub fn without_credentials(&self) -> String {
-        let redacted = self.redacted();
-        if redacted == self.0 {
-            return redacted;
-        }
-        match (self.0.find("://"), self.0.rfind('@')) {
-            (Some(s), Some(at)) if at > s => format!("{}{}", &self.0[..s + 3], &self.0[at + 1..]),
-            _ => redacted,
-        }
     }
 
     /// The URL with any `user:password@` part replaced by `user:REDACTED@`.
@@ -63,59 +52,102 @@ impl RepoUrl {
         redact_url(&self.0)
     }
 
-    /// For URLs that may carry a token in their query (`--askpass-url`,
-    /// `--webhook-url`): see [`shown_url`].
+    /// For URLs that may carry a token in their query: see [`shown_url`].
     pub fn shown(&self) -> String {
         shown_url(&self.0)
     }
 }
 
-impl fmt::Display for RepoUrl {
+impl fmt::Display for SecretUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted())
     }
 }
 
-impl fmt::Debug for RepoUrl {
+impl fmt::Debug for SecretUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RepoUrl({})", self.redacted())
+        write!(f, "SecretUrl({})", self.redacted())
     }
 }
 
-/// Redacts the password (or a lone token user) of every
+/// The user-info of a `scheme://userinfo@host...` URL: `text[start..end]`,
+/// `end` being the index of its `@`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Userinfo<'a> {
+    pub start: usize,
+    pub end: usize,
+    pub value: &'a str,
+    /// The scheme is http or https (any case).
+    http: bool,
+}
+
+impl Userinfo<'_> {
+    /// The user part (before the first `:`), as written (percent-encoded).
+    pub fn user(&self) -> &str {
+        self.value.split(':').next().unwrap_or("")
+    }
+
+    /// A password, or a lone user over http(s) (usually a token); an ssh or
+    /// git:// user alone is a login, not a secret.
+    pub fn is_secret(&self) -> bool {
+        self.value.contains(':') || self.http
+    }
+}
+
+/// The one rule for where a URL's user-info is, used by every redaction and
+/// stripping of credentials: the authority runs from `://` to the first
+/// `/`, `?` or `#` (RFC 3986; in free text also whitespace, `)` and quotes),
+/// and the user-info is what comes before its last `@` (an unencoded `@`
+/// in a password is tolerated, as git does). `sep` is the index of `://`;
+/// returns the end of the authority too.
+fn userinfo_at(text: &str, sep: usize) -> (usize, Option<Userinfo<'_>>) {
+    let start = sep + 3;
+    let tail = &text[start..];
+    let authority_len = tail
+        .find(|c: char| matches!(c, '/' | '?' | '#' | ')' | '"' | '\'') || c.is_whitespace())
+        .unwrap_or(tail.len());
+    let scheme = text[..sep]
+        .rsplit(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+        .next()
+        .unwrap_or("");
+    let http = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
+    let userinfo = tail[..authority_len].rfind('@').map(|at| Userinfo {
+        start,
+        end: start + at,
+        value: &tail[..at],
+        http,
+    });
+    (start + authority_len, userinfo)
+}
+
+/// The user-info of `url` (`None` without `scheme://`, e.g. scp-like).
+pub fn url_userinfo(url: &str) -> Option<Userinfo<'_>> {
+    userinfo_at(url, url.find("://")?).1
+}
+
+/// Redacts the password (or a lone token user over http(s)) of every
 /// `scheme://user:password@host/...` URL in `text`, wherever it appears (an
 /// error chain can quote the same URL several times). Other text is kept.
 pub fn redact_url(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(scheme_end) = rest.find("://") {
-        let (head, tail) = rest.split_at(scheme_end + 3);
-        out.push_str(head);
-        let authority_end = tail
-            .find(|c: char| c == '/' || c.is_whitespace() || c == ')' || c == '"' || c == '\'')
-            .unwrap_or(tail.len());
-        let authority = &tail[..authority_end];
-        match authority.rfind('@') {
-            Some(at) => {
-                let userinfo = &authority[..at];
-                let user = userinfo.split(':').next().unwrap_or("");
-                let is_http = head.ends_with("http://") || head.ends_with("https://");
-                if userinfo.contains(':') {
-                    out.push_str(user);
-                    out.push_str(":REDACTED");
-                } else if is_http {
-                    // A lone userinfo over http(s) is usually a token; ssh users are not secret.
-                    out.push_str("REDACTED");
-                } else {
-                    out.push_str(user);
-                }
-                out.push_str(&authority[at..]);
+    let mut done = 0;
+    let mut from = 0;
+    while let Some(found) = text[from..].find("://") {
+        let sep = from + found;
+        let (authority_end, userinfo) = userinfo_at(text, sep);
+        if let Some(userinfo) = userinfo.filter(Userinfo::is_secret) {
+            out.push_str(&text[done..userinfo.start]);
+            if userinfo.value.contains(':') {
+                out.push_str(userinfo.user());
+                out.push_str(":REDACTED");
+            } else {
+                out.push_str("REDACTED");
             }
-            None => out.push_str(authority),
+            done = userinfo.end;
         }
-        rest = &tail[authority_end..];
+        from = authority_end.max(sep + 3);
     }
-    out.push_str(rest);
+    out.push_str(&text[done..]);
     out
 }
 
@@ -171,7 +203,7 @@ impl SymlinkPolicy {
 }
 
 /// `--git-gc`: git-sync's garbage-collection modes, mapped onto our own
-/// object-store compaction (gix has no `git gc`).
+/// object-store compaction (there is no `git gc` in-process).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GcMode {
     /// Compact when the packs have grown (git-sync's `auto`).
@@ -253,7 +285,10 @@ mod tests {
         );
         assert_eq!(shown_url("http://127.0.0.1/a#t0k?x"), "http://127.0.0.1/a");
         assert_eq!(shown_url("http://127.0.0.1/a"), "http://127.0.0.1/a");
-        assert_eq!(RepoUrl::new("https://h/x?token=t0k").shown(), "https://h/x");
+        assert_eq!(
+            SecretUrl::new("https://h/x?token=t0k").shown(),
+            "https://h/x"
+        );
     }
 
     #[test]
@@ -283,14 +318,14 @@ mod tests {
         );
         assert_eq!(redact_url("file:///tmp/r"), "file:///tmp/r");
         assert_eq!(redact_url("git@example.com:r.git"), "git@example.com:r.git");
-        assert!(!format!("{}", RepoUrl::new("http://a:b@h/p")).contains(":b@"));
+        assert!(!format!("{}", SecretUrl::new("http://a:b@h/p")).contains(":b@"));
+        // Any case of the scheme; an @ in the path or query is no user-info.
+        assert_eq!(redact_url("HTTPS://tok@h/r"), "HTTPS://REDACTED@h/r");
+        assert_eq!(redact_url("https://h/r@v1?x=a@b"), "https://h/r@v1?x=a@b");
+        assert_eq!(redact_url("https://h?x=a@b"), "https://h?x=a@b");
         assert_eq!(
-            RepoUrl::new("https://a:b@h/p").without_credentials(),
-            "https://h/p"
-        );
-        assert_eq!(
-            RepoUrl::new("ssh://git@h/p").without_credentials(),
-            "ssh://git@h/p"
+            redact_url("https://a@b:c@[::1]:80/r"),
+            "https://a@b:REDACTED@[::1]:80/r"
         );
     }
 }

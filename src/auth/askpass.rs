@@ -10,8 +10,7 @@
 use std::time::{Duration, Instant};
 
 use super::bounded::{self, BodyError};
-use crate::git::credentials::Credentials;
-use crate::git::http_settings::HttpSettings;
+use super::{Credentials, HttpSettings};
 
 /// Longest wait for the askpass answer.
 pub const TIMEOUT: Duration = Duration::from_secs(5);

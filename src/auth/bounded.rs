@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, Response};
 
-use crate::git::http_settings::HttpSettings;
+use super::HttpSettings;
 
 /// Shortest client timeout, so that an exhausted budget still makes a request
 /// that fails at once rather than one without a timeout.

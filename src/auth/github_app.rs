@@ -8,20 +8,41 @@
 //! when less than [`REFRESH_BEFORE`] of their life is left (git-sync: 30 s,
 //! which a slow sync can overrun).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
-use crate::config::GithubApp;
-use crate::git::http_settings::HttpSettings;
+use super::http_settings::HttpSettings;
 
 /// Mint a new token when the cached one has less than this left.
 pub const REFRESH_BEFORE: Duration = Duration::from_secs(5 * 60);
 /// The user name sent with an installation token.
 pub const TOKEN_USER: &str = "x-access-token";
+
+/// GitHub App authentication, validated. `Debug` hides the key.
+#[derive(Clone)]
+pub struct GithubApp {
+    /// API base URL, without a trailing `/`.
+    pub base_url: String,
+    pub key: Arc<AppKey>,
+    /// The JWT issuer: the client ID or the application ID.
+    pub issuer: String,
+    pub installation_id: u64,
+}
+
+impl std::fmt::Debug for GithubApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GithubApp")
+            .field("base_url", &self.base_url)
+            .field("key", &"REDACTED")
+            .field("issuer", &self.issuer)
+            .field("installation_id", &self.installation_id)
+            .finish()
+    }
+}
 /// Longest wait for the token endpoint's whole answer (within the sync's budget).
 const MINT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A token answer lists the installation's repositories: room for many.

@@ -6,7 +6,7 @@
 //!   most one of these is configured.
 //! * any URL (and `--repo` when none of the above is set): the
 //!   `--credential` entry that matches it best (see
-//!   [`crate::git::credentials::match_len`]); the longest matching path wins,
+//!   [`credentials::match_len`]); the longest matching path wins,
 //!   then the first given.
 //! * headers: `--git-config http.extraHeader` and the bearer token only go
 //!   to `--repo`'s scheme, host and port (git sends extra headers
@@ -19,14 +19,19 @@
 
 pub mod askpass;
 mod bounded;
+pub mod credentials;
 pub mod github_app;
+pub mod http_settings;
+mod settings;
 
 use std::sync::Arc;
 
-use crate::config::{Access, HttpAuth};
-use crate::git::credentials::{match_len, Credentials};
-use crate::git::http_settings::HttpSettings;
-use crate::git::{Budget, Url};
+pub use credentials::{match_len, Credentials};
+pub use github_app::GithubApp;
+pub use http_settings::HttpSettings;
+pub use settings::{Access, HttpAuth, PasswordSource, UrlCredential};
+
+use crate::git::{Budget, Remote};
 use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,11 +48,11 @@ pub enum Error {
 /// Resolves credentials per URL; shared by the engine and its restarts (the
 /// GitHub token cache lives here).
 pub struct Resolver {
-    repo: Url,
+    repo: Remote,
     auth: Option<HttpAuth>,
     access: Access,
     /// `--credential` urls parsed once (checked at start-up).
-    credential_urls: Vec<Option<Url>>,
+    credential_urls: Vec<Option<Remote>>,
     github_token: github_app::TokenCache,
     metrics: Arc<Metrics>,
 }
@@ -62,11 +67,16 @@ impl std::fmt::Debug for Resolver {
 }
 
 impl Resolver {
-    pub fn new(repo: Url, auth: Option<HttpAuth>, access: Access, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        repo: Remote,
+        auth: Option<HttpAuth>,
+        access: Access,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let credential_urls = access
             .credentials
             .iter()
-            .map(|c| crate::git::parse_url(&c.url).ok())
+            .map(|c| Remote::parse(&c.url).ok())
             .collect();
         Self {
             repo,
@@ -81,7 +91,7 @@ impl Resolver {
     /// The credentials for a connection to `url` (see the module docs).
     pub fn credentials_for(
         &self,
-        url: &Url,
+        url: &Remote,
         budget: &Budget,
     ) -> Result<Option<Credentials>, Error> {
         if *url == self.repo {
@@ -102,7 +112,7 @@ impl Resolver {
 
     /// Proxy, TLS and headers for a connection to `url`: headers only on
     /// `--repo`'s origin; a bearer token file is read now.
-    pub fn http_settings_for(&self, url: &Url) -> Result<HttpSettings, Error> {
+    pub fn http_settings_for(&self, url: &Remote) -> Result<HttpSettings, Error> {
         let mut settings = self.access.http.clone();
         if !self.same_origin(url) {
             settings.extra_headers.clear();
@@ -117,10 +127,8 @@ impl Resolver {
         Ok(settings)
     }
 
-    fn same_origin(&self, url: &Url) -> bool {
-        let mut origin = self.repo.clone();
-        origin.path = "/".into();
-        match_len(&origin, url).is_some()
+    fn same_origin(&self, url: &Remote) -> bool {
+        match_len(&self.repo.origin(), url).is_some()
     }
 
     fn repo_credentials(&self, budget: &Budget) -> Result<Option<Credentials>, Error> {
@@ -155,7 +163,7 @@ impl Resolver {
     }
 
     /// The best `--credential` for `url`, its password read now.
-    fn matching_credential(&self, url: &Url) -> Result<Option<Credentials>, Error> {
+    fn matching_credential(&self, url: &Remote) -> Result<Option<Credentials>, Error> {
         let mut best: Option<(usize, usize)> = None;
         for (i, cred_url) in self.credential_urls.iter().enumerate() {
             let Some(len) = cred_url.as_ref().and_then(|c| match_len(c, url)) else {

@@ -18,101 +18,26 @@
 //! token and the GitHub App all answer for `--repo`: at most one of them may
 //! be set (git-sync lets several race in its credential cache; we refuse).
 //! `--credential` may be combined with any of them.
+//!
+//! ## GitHub App
+//!
+//! GitHub App flags (git-sync §1.2): `--github-app-installation-id`
+//! (required), exactly one of `--github-app-application-id` /
+//! `--github-app-client-id`, exactly one key source
+//! (`GITSYNC_GITHUB_APP_PRIVATE_KEY` or `--github-app-private-key-file`), and
+//! `--github-base-url` (default `https://api.github.com/`). The key is read
+//! and parsed at start-up, so a bad one is a configuration error naming its
+//! source (git-sync exits hard deep inside instead).
 
+use super::checker::default_str;
 use crate::cli::Flag;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{absolute_reread, read_secret_file, Checker, PasswordSource, SecretBytes};
-use crate::auth::github_app::AppKey;
-use crate::git::http_settings::HttpSettings;
-use crate::types::RepoUrl;
-
-/// Everything about authentication and http(s) transport beyond
-/// [`super::HttpAuth`].
-#[derive(Clone, Debug, Default)]
-pub struct Access {
-    /// `--credential` entries, in the order given.
-    pub credentials: Vec<UrlCredential>,
-    pub askpass_url: Option<RepoUrl>,
-    /// The bearer token (a file is read at each sync).
-    pub bearer: Option<PasswordSource>,
-    pub github_app: Option<GithubApp>,
-    /// Proxy, CA bundle, certificate checking, extra headers, cookie file
-    /// (`--git-config`, `--cookie-file`).
-    pub http: HttpSettings,
-    /// Every `--git-config` pair (and `--cookie-file`'s), for the git
-    /// programs we start.
-    pub git_config: super::git_config::GitConfigPairs,
-}
-
-/// One `--credential` entry. `Debug` shows the url (redacted) only.
-#[derive(Clone)]
-pub struct UrlCredential {
-    pub url: String,
-    pub username: String,
-    pub password: PasswordSource,
-}
-
-impl std::fmt::Debug for UrlCredential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "UrlCredential({}, REDACTED)",
-            crate::types::redact_url(&self.url)
-        )
-    }
-}
-
-/// GitHub App authentication, validated. `Debug` hides the key.
-#[derive(Clone)]
-pub struct GithubApp {
-    /// API base URL, without a trailing `/`.
-    pub base_url: String,
-    pub key: Arc<AppKey>,
-    /// The JWT issuer: the client ID or the application ID.
-    pub issuer: String,
-    pub installation_id: u64,
-}
-
-impl std::fmt::Debug for GithubApp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GithubApp")
-            .field("base_url", &self.base_url)
-            .field("key", &"REDACTED")
-            .field("issuer", &self.issuer)
-            .field("installation_id", &self.installation_id)
-            .finish()
-    }
-}
-
-impl PasswordSource {
-    /// The secret now: a file is read at each call. Errors name the flag and
-    /// the path, never the content.
-    pub fn read(&self) -> Result<String, String> {
-        let bytes = match self {
-            PasswordSource::Value(secret) => secret.clone(),
-            PasswordSource::File { path, label } => {
-                read_secret_file(&path.to_string_lossy()).map_err(|e| format!("{label}: {e}"))?
-            }
-        };
-        String::from_utf8(bytes.expose().to_vec()).map_err(|_| match self {
-            PasswordSource::File { path, label } => {
-                format!("{label}: {:?} is not valid UTF-8", path.display())
-            }
-            PasswordSource::Value(_) => "the secret is not valid UTF-8".to_string(),
-        })
-    }
-}
-
-impl std::fmt::Debug for PasswordSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PasswordSource::Value(_) => f.write_str("REDACTED"),
-            PasswordSource::File { path, .. } => write!(f, "file {}", path.display()),
-        }
-    }
-}
+use super::{absolute_reread, read_secret_file, Checker, SecretBytes};
+use crate::auth::github_app::{AppKey, GithubApp};
+use crate::auth::{Access, PasswordSource, UrlCredential};
+use crate::types::SecretUrl;
 
 /// The fields a `--credential` entry may have.
 #[derive(serde::Deserialize)]
@@ -223,7 +148,7 @@ impl Checker<'_> {
             return None;
         };
         let shown = crate::types::redact_url(&url);
-        match crate::git::parse_url(&url) {
+        match crate::git::Remote::parse(&url) {
             Ok(u) if u.password().is_some() => {
                 self.fail(
                     Flag::Credential,
@@ -231,7 +156,7 @@ impl Checker<'_> {
                 );
                 return None;
             }
-            Ok(u) if matches!(u.scheme.as_str(), "http" | "https") => {}
+            Ok(u) if u.is_http() => {}
             Ok(_) => {
                 self.fail(
                     Flag::Credential,
@@ -304,10 +229,10 @@ impl Checker<'_> {
         Some(path)
     }
 
-    fn askpass_url(&mut self) -> Option<RepoUrl> {
+    fn askpass_url(&mut self) -> Option<SecretUrl> {
         let raw = self.raw(Flag::AskpassUrl)?;
         match reqwest::Url::parse(raw) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(RepoUrl::new(raw)),
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(SecretUrl::new(raw)),
             _ => {
                 // The query may hold a token, as in the requests themselves.
                 let shown = crate::types::shown_url(raw);
@@ -339,6 +264,147 @@ impl Checker<'_> {
                     .map(|path| PasswordSource::File { path, label })
             }
             (None, None) => None,
+        }
+    }
+}
+
+/// Flags that only make sense with GitHub App authentication.
+const APP_FLAGS: &[Flag] = &[
+    Flag::GithubAppInstallationId,
+    Flag::GithubAppApplicationId,
+    Flag::GithubAppClientId,
+    Flag::GithubAppPrivateKeyFile,
+    Flag::EnvGithubAppPrivateKey,
+];
+
+impl Checker<'_> {
+    /// `Some` when GitHub App authentication is configured and valid.
+    pub(super) fn github_app(&mut self) -> Option<GithubApp> {
+        if !APP_FLAGS.iter().any(|&id| self.raw(id).is_some()) {
+            if self.raw(Flag::GithubBaseUrl).is_some() {
+                let needed = self.cli.label(Flag::GithubAppInstallationId);
+                self.fail(Flag::GithubBaseUrl, format!("is only used with {needed}"));
+            }
+            return None;
+        }
+        let installation_id = self.app_installation_id();
+        let issuer = self.app_issuer();
+        let key = self.app_key();
+        let base_url = self.app_base_url();
+        Some(GithubApp {
+            base_url: base_url?,
+            key: Arc::new(key?),
+            issuer: issuer?,
+            installation_id: installation_id?,
+        })
+    }
+
+    fn app_installation_id(&mut self) -> Option<u64> {
+        let id = Flag::GithubAppInstallationId;
+        match self.raw(id).map(str::parse::<u64>) {
+            Some(Ok(n)) if n > 0 => Some(n),
+            Some(_) => {
+                self.fail(id, "must be a positive integer");
+                None
+            }
+            None => {
+                self.fail(id, "is required for GitHub App authentication");
+                None
+            }
+        }
+    }
+
+    /// The JWT issuer: the client ID or the application ID, exactly one.
+    fn app_issuer(&mut self) -> Option<String> {
+        let app_id = self.raw(Flag::GithubAppApplicationId);
+        let client_id = self.raw(Flag::GithubAppClientId);
+        match (app_id, client_id) {
+            (Some(_), Some(_)) => {
+                let other = self.cli.label(Flag::GithubAppClientId);
+                self.fail(
+                    Flag::GithubAppApplicationId,
+                    format!("cannot be combined with {other}; set one"),
+                );
+                None
+            }
+            (Some(app), None) => match app.parse::<u64>() {
+                Ok(n) if n > 0 => Some(n.to_string()),
+                _ => {
+                    self.fail(Flag::GithubAppApplicationId, "must be a positive integer");
+                    None
+                }
+            },
+            (None, Some(client)) => Some(client.to_string()),
+            (None, None) => {
+                let (app, client) = (
+                    self.cli.label(Flag::GithubAppApplicationId),
+                    self.cli.label(Flag::GithubAppClientId),
+                );
+                self.fail(
+                    Flag::GithubAppInstallationId,
+                    format!("requires {app} or {client}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// The private key, from exactly one source, parsed.
+    fn app_key(&mut self) -> Option<AppKey> {
+        let env = self.raw(Flag::EnvGithubAppPrivateKey);
+        let file = self.raw(Flag::GithubAppPrivateKeyFile);
+        let (id, pem) = match (env, file) {
+            (Some(_), Some(_)) => {
+                let other = self.cli.label(Flag::GithubAppPrivateKeyFile);
+                self.fail(
+                    Flag::EnvGithubAppPrivateKey,
+                    format!("cannot be combined with {other}; set one"),
+                );
+                return None;
+            }
+            (Some(pem), None) => (
+                Flag::EnvGithubAppPrivateKey,
+                SecretBytes::new(pem.as_bytes()),
+            ),
+            (None, Some(path)) => match read_secret_file(path) {
+                Ok(pem) => (Flag::GithubAppPrivateKeyFile, pem),
+                Err(e) => {
+                    self.fail(Flag::GithubAppPrivateKeyFile, e);
+                    return None;
+                }
+            },
+            (None, None) => {
+                let (env, file) = (
+                    self.cli.label(Flag::EnvGithubAppPrivateKey),
+                    self.cli.label(Flag::GithubAppPrivateKeyFile),
+                );
+                self.fail(
+                    Flag::GithubAppInstallationId,
+                    format!("requires a private key: set {env} or {file}"),
+                );
+                return None;
+            }
+        };
+        AppKey::from_pem(pem.expose())
+            .map_err(|e| self.fail(id, e))
+            .ok()
+    }
+
+    fn app_base_url(&mut self) -> Option<String> {
+        let raw = self
+            .raw(Flag::GithubBaseUrl)
+            .unwrap_or(default_str(Flag::GithubBaseUrl));
+        match reqwest::Url::parse(raw) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {
+                Some(raw.trim_end_matches('/').to_string())
+            }
+            _ => {
+                self.fail(
+                    Flag::GithubBaseUrl,
+                    format!("must be an http:// or https:// URL, got {raw:?}"),
+                );
+                None
+            }
         }
     }
 }
@@ -445,5 +511,66 @@ mod tests {
             &[("GITSYNC_BEARER_TOKEN", SECRET)],
         );
         assert!(p[0].contains("Authorization header"), "{p:?}");
+    }
+}
+
+#[cfg(test)]
+mod github_app_tests {
+    use super::super::tests::{config, problems, with};
+
+    /// A throwaway 2048-bit RSA key (PKCS#1, as GitHub hands them out),
+    /// made with `openssl genrsa -traditional`; it guards nothing.
+    pub const TEST_KEY: &str = include_str!("../../tests/it/fixtures/github-app-test-key.pem");
+
+    #[test]
+    fn app_from_env_key_and_client_id() {
+        let c = config(
+            &with(&[
+                "--github-app-client-id=Iv1.abc",
+                "--github-app-installation-id=42",
+            ]),
+            &[("GITSYNC_GITHUB_APP_PRIVATE_KEY", TEST_KEY)],
+        );
+        let app = c.access.github_app.as_ref().expect("app");
+        assert_eq!(app.base_url, "https://api.github.com");
+        assert_eq!((app.issuer.as_str(), app.installation_id), ("Iv1.abc", 42));
+        assert!(!format!("{c:?}").contains("PRIVATE KEY"), "{c:?}");
+    }
+
+    #[test]
+    fn app_rules_are_all_reported() {
+        let p = problems(&with(&["--github-app-application-id=x"]), &[]);
+        let all = p.join("\n");
+        assert!(
+            all.contains(
+                "--github-app-installation-id (GITSYNC_GITHUB_APP_INSTALLATION_ID): is required"
+            ),
+            "{all}"
+        );
+        assert!(all.contains("--github-app-application-id (GITSYNC_GITHUB_APP_APPLICATION_ID): must be a positive integer"), "{all}");
+        assert!(all.contains("requires a private key"), "{all}");
+        let p = problems(
+            &with(&[
+                "--github-app-application-id=1",
+                "--github-app-installation-id=2",
+            ]),
+            &[(
+                "GITSYNC_GITHUB_APP_PRIVATE_KEY",
+                "-----BEGIN RSA PRIVATE KEY-----\nnot-a-key\n-----END RSA PRIVATE KEY-----\n",
+            )],
+        );
+        assert!(
+            p[0].starts_with("GITSYNC_GITHUB_APP_PRIVATE_KEY (environment only): "),
+            "{p:?}"
+        );
+        assert!(!p[0].contains("not-a-key"), "{p:?}");
+        let p = problems(
+            &with(&["--github-base-url=https://ghe.example/api/v3"]),
+            &[],
+        );
+        assert!(
+            p[0].contains("is only used with --github-app-installation-id"),
+            "{p:?}"
+        );
     }
 }

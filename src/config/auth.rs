@@ -1,4 +1,9 @@
-//! HTTP(S) credentials: `--username` with `GITSYNC_PASSWORD` (or v3's
+//! The flags of the credentials `--repo` is fetched with, checked and
+//! turned into [`crate::auth`]'s and [`crate::git::ssh`]'s types.
+//!
+//! ## HTTP(S)
+//!
+//! `--username` with `GITSYNC_PASSWORD` (or v3's
 //! `--password`) or `--password-file`, or `user:password@` in an http(s)
 //! `--repo`. Owns git-sync's rules for them (checked with every other flag)
 //! and the reading of the password for each sync.
@@ -16,90 +21,33 @@
 //!   not the start-up (only warned about then). As the other secret files:
 //!   trailing whitespace removed, at most 64 KiB, not empty.
 //! * Environment passwords lose trailing whitespace too; a blank one is an error.
+//!
+//! ## SSH
+//!
+//! SSH settings, as git-sync's: `--ssh-key-file` (repeatable, default
+//! `/etc/git-secret/ssh`), `--ssh-known-hosts` (default true),
+//! `--ssh-known-hosts-file` (default `/etc/git-secret/known_hosts`) and the
+//! environment-only `GIT_SSH_COMMAND`.
+//!
+//! * Paths are made absolute without resolving symlinks: a Kubernetes
+//!   Secret volume swaps its files through a symlink, and the files are read
+//!   again at every sync, so a rotated key is used without a restart.
+//! * For an ssh `--repo` the files are checked now; one that cannot be read
+//!   or parsed (or is passphrase-protected, or a known_hosts that lists no
+//!   key for the host) is a warning naming the flag and the file: every sync
+//!   fails with the same reason until the Secret is fixed. Not with
+//!   `GIT_SSH_COMMAND`, whose ssh reads them itself (as git-sync: unchecked).
+//! * A password in an ssh `--repo` is refused: ssh authenticates with keys.
+//! * `--ssh-known-hosts=false` is warned about: any host key is accepted.
 
+use super::checker::default_str;
 use crate::cli::Flag;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use super::{read_secret_file, repo_scheme, Checker, SecretBytes};
-
-/// Who git-sidecar is to an http(s) server. `Debug` shows neither the
-/// password nor the user name (a URL's lone user is often a token).
-#[derive(Clone)]
-pub struct HttpAuth {
-    pub username: String,
-    pub password: PasswordSource,
-}
-
-/// Where the password comes from.
-#[derive(Clone)]
-pub enum PasswordSource {
-    /// `GITSYNC_PASSWORD`, `--password` or the URL: fixed for the process's life.
-    Value(SecretBytes),
-    /// `--password-file` (absolute): read before every sync. `label` names
-    /// the flag and the environment variable it came from, for errors.
-    File { path: PathBuf, label: String },
-}
-
-impl std::fmt::Debug for HttpAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let password = match &self.password {
-            PasswordSource::Value(_) => "REDACTED".to_string(),
-            PasswordSource::File { path, .. } => format!("file {}", path.display()),
-        };
-        f.debug_struct("HttpAuth")
-            .field("username", &"REDACTED")
-            .field("password", &password)
-            .finish()
-    }
-}
-
-impl HttpAuth {
-    /// The password for one sync: `--password-file` is read now. Errors
-    /// name the flag and the path, never the content.
-    pub fn password(&self) -> Result<String, String> {
-        let bytes = match &self.password {
-            PasswordSource::Value(secret) => secret.clone(),
-            PasswordSource::File { path, label } => {
-                read_secret_file(&path.to_string_lossy()).map_err(|e| format!("{label}: {e}"))?
-            }
-        };
-        String::from_utf8(bytes.expose().to_vec()).map_err(|_| match &self.password {
-            PasswordSource::File { path, label } => {
-                format!("{label}: {:?} is not valid UTF-8", path.display())
-            }
-            PasswordSource::Value(_) => "the password is not valid UTF-8".to_string(),
-        })
-    }
-}
-
-/// `user` and `password` (decoded) of a `scheme://user:password@host/...`
-/// URL; `None` without a user-info part (or for scp-like `user@host:path`).
-fn url_userinfo(repo: &str) -> Option<(String, Option<String>)> {
-    if !repo.contains("://") {
-        return None;
-    }
-    let url = crate::git::parse_url(repo).ok()?;
-    match (url.user(), url.password()) {
-        (None, None) => None,
-        (user, password) => Some((
-            user.unwrap_or_default().to_string(),
-            password.map(str::to_string),
-        )),
-    }
-}
-
-/// `repo` without the `user:password@` part of its authority.
-pub(super) fn strip_userinfo(repo: &str) -> String {
-    let Some(start) = repo.find("://").map(|i| i + 3) else {
-        return repo.to_string();
-    };
-    let rest = &repo[start..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}{}", &repo[..start], &rest[at + 1..]),
-        None => repo.to_string(),
-    }
-}
+use super::{repo_scheme, Checker, SecretBytes};
+use crate::auth::{HttpAuth, PasswordSource};
+use crate::git::ssh::{self, keys, known_hosts::KnownHosts, Options, Target};
+use crate::git::Remote;
 
 fn is_http(repo: &str) -> bool {
     matches!(repo_scheme(repo).as_deref(), Some("http" | "https"))
@@ -108,11 +56,11 @@ fn is_http(repo: &str) -> bool {
 impl Checker<'_> {
     /// git-sync's credential rules (every problem reported); `Some` when
     /// credentials are configured and valid. `repo` is the raw `--repo`.
-    pub(super) fn http_auth(&mut self, repo: Option<&str>) -> Option<HttpAuth> {
+    pub(super) fn http_auth(&mut self, repo: Option<&Remote>) -> Option<HttpAuth> {
         let username = self.raw(Flag::Username).map(str::to_string);
         let value = self.password_value();
         let file = self.password_file();
-        let in_url = repo.and_then(url_userinfo);
+        let in_url = repo.and_then(Remote::credentials);
         let auth = match username {
             Some(username) => self.with_username(username, value, file, in_url.is_some()),
             None => self.without_username(value, file, in_url),
@@ -218,8 +166,8 @@ impl Checker<'_> {
     }
 
     /// Credentials only go to http(s) servers, and over http:// unencrypted.
-    fn warn_about_transport(&mut self, repo: Option<&str>) {
-        let Some(scheme) = repo.and_then(repo_scheme) else {
+    fn warn_about_transport(&mut self, repo: Option<&Remote>) {
+        let Some(scheme) = repo.and_then(|r| repo_scheme(r.expose())) else {
             return;
         };
         let repo = self.cli.label(Flag::Repo);
@@ -233,6 +181,111 @@ impl Checker<'_> {
                 self.cli.label(Flag::Username)
             )),
         }
+    }
+}
+
+impl Checker<'_> {
+    /// The SSH options (always built: they only matter for ssh remotes).
+    pub(super) fn ssh(&mut self, repo: Option<&Remote>) -> Options {
+        let opts = Options {
+            key_files: self.ssh_key_files(),
+            known_hosts: self.bool(Flag::SshKnownHosts).unwrap_or(true).then(|| {
+                self.ssh_path(
+                    Flag::SshKnownHostsFile,
+                    default_str(Flag::SshKnownHostsFile),
+                )
+            }),
+            command: self
+                .raw(Flag::EnvGitSshCommand)
+                .filter(|c| !c.trim().is_empty())
+                .map(str::to_string),
+        };
+        if let Some(repo) = repo.filter(|r| repo_scheme(r.expose()).as_deref() == Some("ssh")) {
+            self.check_ssh_repo(repo, &opts);
+        }
+        opts
+    }
+
+    fn ssh_key_files(&mut self) -> Vec<PathBuf> {
+        let given: Vec<String> = self.cli.ssh_key_file.clone();
+        let given = given.iter().map(String::as_str).filter(|p| !p.is_empty());
+        let mut files: Vec<PathBuf> = given.map(|p| self.absolute(Flag::SshKeyFile, p)).collect();
+        if files.is_empty() {
+            files.push(PathBuf::from(default_str(Flag::SshKeyFile)));
+        }
+        files
+    }
+
+    fn ssh_path(&mut self, id: Flag, default: &str) -> PathBuf {
+        match self.raw(id) {
+            Some(raw) => self.absolute(id, raw),
+            None => PathBuf::from(default),
+        }
+    }
+
+    /// `raw` made absolute against the current directory, symlinks kept.
+    fn absolute(&mut self, id: Flag, raw: &str) -> PathBuf {
+        super::absolute_reread(Path::new(raw)).unwrap_or_else(|e| {
+            self.fail(id, format!("cannot make {raw:?} absolute: {e}"));
+            PathBuf::from(raw)
+        })
+    }
+
+    fn check_ssh_repo(&mut self, repo: &Remote, opts: &Options) {
+        if repo.password().is_some() {
+            self.fail(
+                Flag::Repo,
+                "an ssh URL must not hold a password: ssh authenticates with --ssh-key-file",
+            );
+            return;
+        }
+        let target = match Target::from_remote(repo) {
+            Ok(target) => target,
+            Err(e) => return self.fail(Flag::Repo, e),
+        };
+        if opts.known_hosts.is_none() {
+            let label = self.cli.label(Flag::SshKnownHosts);
+            self.warnings.push(format!(
+                "{label} is false: any ssh host key is accepted, so anyone on the network path \
+                 can impersonate {}",
+                target.host
+            ));
+        }
+        if opts.command.is_some() {
+            return;
+        }
+        for path in &opts.key_files {
+            if let Err(why) = keys::load(path) {
+                self.warn_unusable(Flag::SshKeyFile, path, &why);
+            }
+        }
+        if let Some(path) = &opts.known_hosts {
+            self.check_known_hosts(path, &target);
+        }
+    }
+
+    fn check_known_hosts(&mut self, path: &Path, target: &Target) {
+        match KnownHosts::load(path) {
+            Err(why) => self.warn_unusable(Flag::SshKnownHostsFile, path, &why),
+            Ok(kh)
+                if kh
+                    .algorithms_for(&target.host, target.port_or_default())
+                    .is_empty() =>
+            {
+                let name = ssh::known_hosts::host_port(&target.host, target.port_or_default());
+                let why = format!("it lists no key for {name}");
+                self.warn_unusable(Flag::SshKnownHostsFile, path, &why);
+            }
+            Ok(_) => {}
+        }
+    }
+
+    fn warn_unusable(&mut self, id: Flag, path: &Path, why: &str) {
+        let label = self.cli.label(id);
+        self.warnings.push(format!(
+            "{label}: cannot use {} now ({why}); every sync fails until it can",
+            path.display()
+        ));
     }
 }
 
@@ -440,6 +493,20 @@ mod tests {
     }
 
     #[test]
+    fn an_unparsable_repo_is_a_configuration_error_without_its_password() {
+        let p = problems(
+            &["--repo", "https://u:s3cret@[::1/r", "--root", "/srv/git"],
+            &[],
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("--repo (GITSYNC_REPO): invalid repository URL https://u:REDACTED@"),
+            "{p:?}"
+        );
+        assert!(!p[0].contains("s3cret"), "{p:?}");
+    }
+
+    #[test]
     fn strip_userinfo_only_touches_the_authority() {
         for (url, stripped) in [
             ("https://u:p@h/r", "https://h/r"),
@@ -449,12 +516,14 @@ mod tests {
             ("https://u:p@h", "https://h"),
             ("/local/path@x", "/local/path@x"),
         ] {
-            assert_eq!(strip_userinfo(url), stripped, "{url}");
+            let remote = Remote::parse(url).expect("parses");
+            assert_eq!(remote.without_userinfo().expose(), stripped, "{url}");
         }
     }
 
     #[test]
     fn url_userinfo_is_decoded() {
+        let url_userinfo = |url: &str| Remote::parse(url).expect("parses").credentials();
         assert_eq!(
             url_userinfo("https://al%40ice:p%40ss@h/r"),
             Some(("al@ice".to_string(), Some("p@ss".to_string())))
@@ -465,5 +534,104 @@ mod tests {
         );
         assert_eq!(url_userinfo("https://h/r"), None);
         assert_eq!(url_userinfo("git@github.com:org/r.git"), None);
+    }
+}
+
+#[cfg(test)]
+mod ssh_tests {
+    use super::super::tests::{config, problems};
+    use super::*;
+
+    const REPO: &str = "--repo=git@example.com:org/site.git";
+
+    fn ssh_config(extra: &[&str], env: &[(&str, &str)]) -> super::super::Config {
+        let mut args = vec![REPO, "--root=/srv/git"];
+        args.extend_from_slice(extra);
+        config(&args, env)
+    }
+
+    #[test]
+    fn git_sync_defaults() {
+        let c = ssh_config(&[], &[]);
+        assert_eq!(
+            c.ssh.key_files,
+            [PathBuf::from(default_str(Flag::SshKeyFile))]
+        );
+        assert_eq!(
+            c.ssh.known_hosts,
+            Some(PathBuf::from(default_str(Flag::SshKnownHostsFile)))
+        );
+        assert_eq!(c.ssh.command, None);
+        // Missing files are named in warnings: every sync will fail.
+        let warnings = c.warnings.join("\n");
+        assert!(
+            warnings
+                .contains("--ssh-key-file (GITSYNC_SSH_KEY_FILE): cannot use /etc/git-secret/ssh"),
+            "{warnings}"
+        );
+    }
+
+    #[test]
+    fn legacy_names_relative_paths_and_git_ssh_command() {
+        let c = ssh_config(
+            &["--ssh-key-file=rel/key"],
+            &[
+                ("GIT_KNOWN_HOSTS", "false"),
+                ("GIT_SSH_KNOWN_HOSTS_FILE", "/kh"),
+                ("GIT_SSH_COMMAND", "ssh -v"),
+            ],
+        );
+        let cwd = std::env::current_dir().expect("cwd");
+        assert_eq!(c.ssh.key_files, [cwd.join("rel/key")]);
+        assert_eq!(c.ssh.known_hosts, None, "GIT_KNOWN_HOSTS=false");
+        assert_eq!(c.ssh.command.as_deref(), Some("ssh -v"));
+        let warnings = c.warnings.join("\n");
+        assert!(
+            warnings.contains("any ssh host key is accepted"),
+            "{warnings}"
+        );
+        // With GIT_SSH_COMMAND, ssh reads the files itself: not checked here.
+        assert!(!warnings.contains("cannot use"), "{warnings}");
+
+        let c = ssh_config(&[], &[("GIT_SSH_KEY_FILE", "/a:/b")]);
+        assert_eq!(c.ssh.key_files, [PathBuf::from("/a"), PathBuf::from("/b")]);
+    }
+
+    #[test]
+    fn bad_values_are_errors_naming_the_flag() {
+        let p = problems(
+            &[
+                "--repo=ssh://git:pw@example.com/site.git",
+                "--root=/r",
+                "--ssh-known-hosts=maybe",
+            ],
+            &[],
+        );
+        let all = p.join("\n");
+        assert!(
+            all.contains("--ssh-known-hosts (GITSYNC_SSH_KNOWN_HOSTS)"),
+            "{all}"
+        );
+        assert!(all.contains("must not hold a password"), "{all}");
+        assert!(!all.contains("pw@"), "{all}");
+        let p = problems(
+            &["--repo=host:-oProxyCommand=x", "--root=/r", "--link=l"],
+            &[],
+        );
+        assert!(p[0].contains("must not start with '-'"), "{p:?}");
+    }
+
+    #[test]
+    fn other_repositories_ignore_the_ssh_settings() {
+        let c = config(
+            &[
+                "--repo=https://h/r",
+                "--root=/r",
+                "--ssh-key-file=/nonexistent",
+            ],
+            &[],
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert_eq!(c.ssh.key_files, [PathBuf::from("/nonexistent")]);
     }
 }

@@ -59,7 +59,6 @@ fn read_patterns(path: &str) -> Result<Patterns, String> {
 #[cfg(test)]
 mod tests {
     use crate::config::tests::{config, problems, with};
-    use gix::bstr::ByteSlice;
 
     fn file_with(content: &str) -> tempfile::NamedTempFile {
         let f = tempfile::NamedTempFile::new().expect("temp file");
@@ -73,8 +72,8 @@ mod tests {
         let path = f.path().to_string_lossy().into_owned();
         let c = config(&with(&["--sparse-checkout-file", &path]), &[]);
         let patterns = c.sparse_checkout.expect("patterns");
-        assert!(patterns.includes(b"docs/a.html".as_bstr()));
-        assert!(!patterns.includes(b"a.html".as_bstr()));
+        assert!(patterns.includes(b"docs/a.html"));
+        assert!(!patterns.includes(b"a.html"));
         let c = config(&with(&[]), &[("GIT_SYNC_SPARSE_CHECKOUT_FILE", &path)]);
         assert!(c.sparse_checkout.is_some());
     }

@@ -23,7 +23,8 @@ use crate::cli::Flag;
 use std::path::{Path, PathBuf};
 
 use super::Checker;
-use crate::git::http_settings::{CaBundle, HttpSettings};
+use crate::auth::http_settings::{CaBundle, HttpSettings};
+pub use crate::git::cli_config::GitConfigPairs;
 
 /// The keys that change what git-sidecar itself does.
 pub const USED: &[&str] = &[
@@ -36,19 +37,6 @@ pub const USED: &[&str] = &[
 
 /// git-sync's `--cookie-file` (a switch): this file becomes `http.cookieFile`.
 pub const COOKIE_FILE: &str = "/etc/git-secret/cookie_file";
-
-/// The `--git-config` pairs, in order, for the git programs we start.
-/// `Debug` shows the keys only (a value may be an `Authorization` header).
-#[derive(Clone, Default)]
-pub struct GitConfigPairs(pub Vec<(String, String)>);
-
-impl std::fmt::Debug for GitConfigPairs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.0.iter().map(|(k, _)| k))
-            .finish()
-    }
-}
 
 /// Splits the `--git-config` value into `(key, value)` pairs.
 pub fn parse(input: &str) -> Result<Vec<(String, String)>, String> {

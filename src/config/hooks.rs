@@ -14,7 +14,7 @@ use super::checker::{default_bool, default_duration, default_int, default_str};
 use super::syntax::parse_signal;
 use super::{read_secret_file, Checker, SecretBytes};
 use crate::cli::{Cli, Origin, Secret};
-use crate::types::RepoUrl;
+use crate::types::SecretUrl;
 
 /// Hook timeouts and backoffs are at least this (as git-sync).
 const MIN_HOOK_DURATION: Duration = Duration::from_secs(1);
@@ -56,7 +56,7 @@ pub struct ExecHookConfig {
 /// may hold tokens) and never the signing secret.
 #[derive(Clone)]
 pub struct OutgoingWebhookConfig {
-    pub url: RepoUrl,
+    pub url: SecretUrl,
     pub method: String,
     /// `None` = any response counts as success (git-sync's 0 or -1).
     pub success_status: Option<u16>,
@@ -390,7 +390,7 @@ impl<'a> Checker<'a> {
         self.at_least(Flag::WebhookBackoff, backoff, MIN_HOOK_DURATION);
         let (timeout, backoff) = (timeout?, backoff?);
         Some(OutgoingWebhookConfig {
-            url: RepoUrl::new(url),
+            url: SecretUrl::new(url),
             method,
             success_status,
             timeout,

@@ -18,25 +18,23 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::{Cli, EnvLookup, UrlArg};
-use crate::types::{GcMode, RepoUrl, SubmoduleMode, SymlinkPolicy};
+use crate::git::Remote;
+use crate::types::{GcMode, SubmoduleMode, SymlinkPolicy};
 
 pub mod access;
 pub mod auth;
 mod checker;
 mod checkout;
 pub mod git_config;
-pub mod github_app;
 mod hooks;
 mod http;
 mod paths;
 mod placeholder;
 mod secret;
-mod ssh;
 mod sync;
 mod syntax;
 
-pub use access::{Access, GithubApp, UrlCredential};
-pub use auth::{HttpAuth, PasswordSource};
+pub use crate::auth::{Access, GithubApp, HttpAuth, PasswordSource, UrlCredential};
 pub use hooks::{ExecHookConfig, HooksConfig, OutgoingWebhookConfig, ReloadConfig};
 pub use http::{ConnectionLimits, HttpConfig, ReadinessConfig, WebhookConfig};
 pub use secret::SecretBytes;
@@ -59,10 +57,10 @@ pub enum LogFormat {
 pub struct Config {
     /// Remote URL (credentials inside are redacted in Display; those of an
     /// http(s) URL were moved to `auth`).
-    pub repo: RepoUrl,
+    pub repo: Remote,
     /// HTTP(S) credentials: `--username` + password, or from `--repo`.
     pub auth: Option<HttpAuth>,
-    /// SSH keys, known_hosts and `GIT_SSH_COMMAND` (see [`ssh`]).
+    /// SSH keys, known_hosts and `GIT_SSH_COMMAND` (see [`auth`]).
     pub ssh: crate::git::ssh::Options,
     /// Per-URL credentials, askpass, bearer token, GitHub App, `--git-config`.
     pub access: Access,
@@ -204,8 +202,17 @@ impl Config {
                 ),
             ),
         }
-        let auth = c.http_auth(repo);
-        let ssh = c.ssh(repo);
+        // Parsed once; what the checks below read of it comes from here.
+        let remote = match repo.map(Remote::parse) {
+            Some(Err(e)) => {
+                let shown = crate::types::redact_url(repo.unwrap_or_default());
+                c.fail(Flag::Repo, format!("invalid repository URL {shown}: {e}"));
+                None
+            }
+            parsed => parsed.and_then(Result::ok),
+        };
+        let auth = c.http_auth(remote.as_ref());
+        let ssh = c.ssh(remote.as_ref());
         let access = c.access(auth.is_some());
 
         // --root
@@ -340,18 +347,18 @@ impl Config {
         if !errors.is_empty() {
             return Err(ConfigError::Invalid(Problems(errors)));
         }
-        let (Some(repo), Some(root), Some(link)) = (repo, root, link) else {
+        let (Some(repo), Some(root), Some(link)) = (remote, root, link) else {
             return Err(ConfigError::Invalid(Problems(vec![
                 "internal error: configuration incomplete without a reported problem".into(),
             ])));
         };
         // Credentials found in the URL now live in `auth` only.
         let repo = match auth {
-            Some(_) => auth::strip_userinfo(repo),
-            None => repo.to_string(),
+            Some(_) => repo.without_userinfo(),
+            None => repo,
         };
         Ok(Config {
-            repo: RepoUrl::new(repo),
+            repo,
             auth,
             ssh,
             access,

@@ -13,6 +13,19 @@
 
 use std::sync::OnceLock;
 
+/// The `--git-config` pairs, in order, for the git programs we start.
+/// `Debug` shows the keys only (a value may be an `Authorization` header).
+#[derive(Clone, Default)]
+pub struct GitConfigPairs(pub Vec<(String, String)>);
+
+impl std::fmt::Debug for GitConfigPairs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| k))
+            .finish()
+    }
+}
+
 /// The `--git-config` pairs, set once at start-up.
 static USER: OnceLock<Vec<(String, String)>> = OnceLock::new();
 

@@ -13,19 +13,20 @@ use gix::remote::fetch::refmap::Source;
 use gix::remote::fetch::Shallow;
 use gix::ObjectId;
 
-use super::credentials::{self, Credentials};
-use super::http_settings::HttpSettings;
+use super::credential_callback;
 use super::transport::{self, Budget, SpyReport};
+use super::CommitId;
+use crate::auth::{Credentials, HttpSettings};
 
 /// What to fetch and what we already have.
 pub struct Options<'a> {
-    pub url: &'a gix::Url,
+    pub url: &'a super::Remote,
     /// `HEAD`, a branch or tag name (short or full), or a full hex SHA.
     pub git_ref: &'a str,
     /// 0 = full history.
     pub depth: u32,
     /// The commit currently published, if any.
-    pub have: Option<ObjectId>,
+    pub have: Option<CommitId>,
     /// Fetch even when the remote still points at `have` (e.g. depth changed).
     pub force: bool,
     /// Given to an http(s) server that asks (the only credentials gix sees).
@@ -40,9 +41,9 @@ pub struct Options<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The remote ref still points at `have`; nothing was transferred but the ref advertisement.
-    Unchanged(ObjectId),
+    Unchanged(CommitId),
     /// The objects of this commit are now in the repository.
-    Fetched { commit: ObjectId, pack_bytes: u64 },
+    Fetched { commit: CommitId, pack_bytes: u64 },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +132,7 @@ pub fn fetch(
     result.map_err(|e| match e {
         Error::Git { .. } | Error::Connect(_) if budget.is_expired() => Error::Timeout {
             step,
-            url: crate::types::redact_url(&opts.url.to_bstring().to_string()),
+            url: crate::types::redact_url(&opts.url.gix().to_bstring().to_string()),
             timeout: budget.timeout(),
         },
         Error::Git { .. } | Error::Connect(_) if budget.is_interrupted() => Error::Interrupted,
@@ -147,14 +148,14 @@ fn fetch_inner(
 ) -> Result<Outcome, Error> {
     let refspec = refspec_for(opts.git_ref);
     let remote = repo
-        .remote_at(opts.url.clone())
+        .remote_at(opts.url.gix().clone())
         .map_err(|e| Error::Url(e.to_string()))?
         .with_fetch_tags(gix::remote::fetch::Tags::None)
         .with_refspecs(Some(refspec.as_str()), gix::remote::Direction::Fetch)
         .map_err(|e| git_err("invalid ref", e, None))?;
-    let connected = transport::connect(opts.url, budget, opts.ssh, opts.http)?;
+    let connected = transport::connect(opts.url.gix(), budget, opts.ssh, opts.http)?;
     // http(s) connects lazily, with the first request.
-    *step = match opts.url.scheme {
+    *step = match opts.url.gix().scheme {
         gix::url::Scheme::Http | gix::url::Scheme::Https => Step::ConnectingAndListing,
         _ => Step::ListingRefs,
     };
@@ -163,15 +164,15 @@ fn fetch_inner(
     if let Some(options) = connected.options {
         connection.set_transport_options(options);
     }
-    connection.set_credentials(credentials::callback(opts.credentials.cloned()));
+    connection.set_credentials(credential_callback::callback(opts.credentials.cloned()));
     let prepare = connection
         .prepare_fetch(gix::progress::Discard, Default::default())
         .map_err(|e| classify_listing_error(e, opts, &report, budget))?;
 
     let remote_id = wanted_id(prepare.ref_map(), opts.git_ref)?;
     let have_locally = repo.has_object(remote_id);
-    if !opts.force && opts.have == Some(remote_id) && have_locally {
-        return Ok(Outcome::Unchanged(remote_id));
+    if !opts.force && opts.have == Some(CommitId(remote_id)) && have_locally {
+        return Ok(Outcome::Unchanged(CommitId(remote_id)));
     }
     if opts.depth > 0 && report.protocol() != Some(Protocol::V2) {
         return Err(Error::ShallowUnsupported(
@@ -199,7 +200,10 @@ fn fetch_inner(
     };
     let commit = peel_to_commit(repo, remote_id)?;
     verify_depth(repo, commit, opts.depth)?;
-    Ok(Outcome::Fetched { commit, pack_bytes })
+    Ok(Outcome::Fetched {
+        commit: CommitId(commit),
+        pack_bytes,
+    })
 }
 
 /// gix writes packs 0600 and may leave a `.keep` file (we update no refs
@@ -292,7 +296,7 @@ fn classify_listing_error(
     budget: &Budget,
 ) -> Error {
     // gix's message would quote the URL; ours never held credentials anyway.
-    let url = crate::types::redact_url(&opts.url.to_bstring().to_string());
+    let url = crate::types::redact_url(&opts.url.gix().to_bstring().to_string());
     if e.is_unauthenticated() {
         let sent = opts.credentials.is_some() || opts.http.sends_authorization();
         return match sent {
@@ -306,7 +310,7 @@ fn classify_listing_error(
     }
     if super::probe::is_not_git_answer(&message) {
         if let Some(explanation) =
-            super::probe::explain(opts.url, opts.credentials, opts.http, budget)
+            super::probe::explain(opts.url.gix(), opts.credentials, opts.http, budget)
         {
             return Error::NotGitServer { url, explanation };
         }

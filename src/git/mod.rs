@@ -2,11 +2,12 @@
 //! loop calls these on the blocking pool with a [`Budget`] whose interrupt
 //! flag it sets on shutdown or timeout.
 //!
+//! - [`remote`]: a remote URL parsed once ([`Remote`]); [`CommitId`]: a
+//!   commit's id; [`Repo`]: the repository facade the sync engine uses
 //! - [`transport`]: connections with deadlines (git://, file://, http(s)://)
 //! - [`fetch`]: resolve the ref, fetch only when it moved
-//! - [`credentials`]: the only credentials gix gets (no helper programs)
+//! - [`credential_callback`]: hands gix [`crate::auth`]'s credentials (no helper programs)
 //! - [`ssh`]: ssh:// and scp-like remotes, built in or through `GIT_SSH_COMMAND`
-//! - [`http_settings`]: proxy, CA bundle, extra headers for http(s)
 //! - [`cookies`]: `http.cookieFile` cookies for http(s) requests
 //! - [`probe`]: why an http(s) server did not answer as a git server
 //! - [`worktree`]: linked worktrees the git CLI can read
@@ -19,13 +20,15 @@
 //! - [`submodules`]: check submodules out into a worktree, their stores
 
 pub mod cli_config;
+mod commit_id;
 pub mod compact;
 pub mod cookies;
-pub mod credentials;
+pub mod credential_callback;
 pub mod fetch;
 pub mod garbage;
-pub mod http_settings;
 pub mod probe;
+pub mod remote;
+mod repo;
 pub mod sparse;
 pub mod ssh;
 pub mod store;
@@ -34,30 +37,25 @@ pub mod symlinks;
 pub mod transport;
 pub mod worktree;
 
-pub use gix::ObjectId;
-/// A parsed remote URL (credentials and http settings are matched on it).
-pub use gix::Url;
+pub use commit_id::CommitId;
+pub use remote::Remote;
+pub use repo::{Repo, SubmoduleStores};
 pub use transport::Budget;
 
 /// Parses a user-supplied repository URL or local path.
-pub fn parse_url(url: &str) -> Result<gix::Url, String> {
+pub(crate) fn parse_url(url: &str) -> Result<gix::Url, String> {
     gix::url::parse(gix::bstr::BStr::new(url)).map_err(|e| e.to_string())
 }
 
 /// The URL's host as a resolver or `ssh` takes it: an IPv6 literal without
 /// its brackets (`git://[::1]:9418/r` connects to `::1`), as git does.
-pub fn url_host(url: &gix::Url) -> Option<&str> {
+pub(crate) fn url_host(url: &gix::Url) -> Option<&str> {
     let host = url.host()?;
     Some(
         host.strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host),
     )
-}
-
-/// Parses a 40-hex commit id.
-pub fn parse_object_id(hex: &str) -> Option<ObjectId> {
-    ObjectId::from_hex(hex.as_bytes()).ok()
 }
 
 /// `git` run in a test fixture with no system or user config; fails the

@@ -9,9 +9,8 @@
 
 use std::time::Duration;
 
-use super::credentials::Credentials;
-use super::http_settings::HttpSettings;
 use super::transport::Budget;
+use crate::auth::{Credentials, HttpSettings};
 
 /// The probe never takes longer than this (or what is left of the budget).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -45,7 +45,7 @@ impl Patterns {
     }
 
     /// Whether the file at `path` (relative, `/`-separated) is checked out.
-    pub fn includes(&self, path: &BStr) -> bool {
+    pub fn includes(&self, path: &[u8]) -> bool {
         let mut candidate: &[u8] = path;
         let mut is_dir = false;
         loop {

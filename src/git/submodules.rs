@@ -33,9 +33,9 @@ use std::path::{Path, PathBuf};
 use gix::bstr::{BStr, BString, ByteSlice, ByteVec};
 use gix::ObjectId;
 
-use super::credentials::Credentials;
 use super::transport::Budget;
 use super::{compact, fetch, store, worktree};
+use crate::auth::Credentials;
 use crate::types::{redact_url, SubmoduleMode, SymlinkPolicy};
 
 mod links;
@@ -110,10 +110,9 @@ pub struct Settings<'a> {
     /// `--repo` without credentials: relative submodule URLs resolve against it.
     pub superproject_url: &'a str,
     /// The credentials for a submodule's URL (an error when they cannot be had).
-    pub credentials_for: &'a dyn Fn(&gix::Url) -> Result<Option<Credentials>, String>,
+    pub credentials_for: &'a dyn Fn(&super::Remote) -> Result<Option<Credentials>, String>,
     /// Proxy, CA and headers for a submodule's http(s) URL.
-    pub http_settings_for:
-        &'a dyn Fn(&gix::Url) -> Result<super::http_settings::HttpSettings, String>,
+    pub http_settings_for: &'a dyn Fn(&super::Remote) -> Result<crate::auth::HttpSettings, String>,
     /// How to reach ssh remotes (the same keys and known_hosts as `--repo`).
     pub ssh: &'a super::ssh::Options,
 }
@@ -132,7 +131,7 @@ pub struct Target<'a> {
 #[derive(Debug, Default)]
 pub struct Populated {
     /// Every store in use by the worktree and the commit it must keep.
-    pub stores: Vec<(PathBuf, ObjectId)>,
+    pub stores: super::SubmoduleStores,
     /// Submodules checked out now.
     pub written: usize,
     /// Submodules kept from the retired worktree.
@@ -258,7 +257,7 @@ impl Walk<'_> {
             }
             let child = self.check_out(&sub, &dir, &record_dir)?;
             self.done.written += 1;
-            self.done.stores.push((sub.store.clone(), commit));
+            self.done.stores.0.push((sub.store.clone(), commit));
             let child_level = Level {
                 repo: &child.0,
                 commit,
@@ -318,7 +317,7 @@ impl Walk<'_> {
         for (key, record) in records_at_or_below(self.target.admin, sub.full.as_ref()) {
             if !record.skip {
                 let store = self.target.git_dir.join(&record.store);
-                self.done.stores.push((store, record.commit));
+                self.done.stores.0.push((store, record.commit));
             }
             self.visited.insert(key);
         }
@@ -368,7 +367,8 @@ impl Walk<'_> {
                 hint,
             }
         };
-        let url = super::parse_url(&sub.url).map_err(|e| fetch_err(fetch::Error::Url(e)))?;
+        let url = super::Remote::parse(&sub.url)
+            .map_err(|e| fetch_err(fetch::Error::Url(e.to_string())))?;
         let credentials = (self.settings.credentials_for)(&url).map_err(|message| {
             config_err(
                 sub,
@@ -820,10 +820,11 @@ fn is_empty_dir(dir: &Path) -> bool {
 /// compaction, or when first seen by this process).
 pub fn upkeep(
     git_dir: &Path,
-    used: &[(PathBuf, ObjectId)],
+    used: &super::SubmoduleStores,
     baselines: &mut std::collections::HashMap<PathBuf, u64>,
     budget: &Budget,
 ) {
+    let used = &used.0;
     let in_use: HashSet<&Path> = used.iter().map(|(p, _)| p.as_path()).collect();
     prune_stores(&git_dir.join("modules"), &in_use);
     baselines.retain(|p, _| in_use.contains(p.as_path()));

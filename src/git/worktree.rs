@@ -477,7 +477,7 @@ fn expected_dot_git(name: &str) -> String {
 pub fn looks_intact(
     worktree: &Path,
     admin_dir: &Path,
-    commit: ObjectId,
+    commit: super::CommitId,
     sparse: Option<&Patterns>,
 ) -> bool {
     let name = commit.to_string();
@@ -493,7 +493,7 @@ pub fn looks_intact(
 pub fn matches_index(
     worktree: &Path,
     admin_dir: &Path,
-    commit: ObjectId,
+    commit: super::CommitId,
     sparse: Option<&Patterns>,
 ) -> bool {
     if !looks_intact(worktree, admin_dir, commit, sparse) {

@@ -17,14 +17,14 @@
 //! The pre-publish gate ([`run_gate`]) is synchronous: the blocking sync pass
 //! runs it just before the link swap and keeps the old content on failure.
 //!
-//! Submodules: [`exec`] (programs, async and blocking), [`webhook`]
+//! Submodules: [`exec`] (programs, async and blocking), [`notify`]
 //! (outgoing HTTP), [`reload`] (signal a process found by name), [`output`]
 //! (bounded output capture, shared by both program runners).
 
 mod exec;
+mod notify;
 mod output;
 mod reload;
-mod webhook;
 
 #[cfg(test)]
 mod tests;
@@ -177,7 +177,7 @@ fn runners(config: &HooksConfig) -> Vec<Runner> {
         runners.push(Runner {
             name: "webhook",
             retry: Retry::Fixed(hook.backoff),
-            action: Action::Webhook(Box::new(webhook::Webhook::new(hook.clone()))),
+            action: Action::Webhook(Box::new(notify::Webhook::new(hook.clone()))),
         });
     }
     if let Some(reload) = &config.reload {
@@ -196,7 +196,7 @@ fn runners(config: &HooksConfig) -> Vec<Runner> {
 /// What one runner does per attempt.
 enum Action {
     Exec(ExecHookConfig),
-    Webhook(Box<webhook::Webhook>),
+    Webhook(Box<notify::Webhook>),
     Reload(crate::config::ReloadConfig),
     /// Tests only: an in-process attempt, so the runner's timing can be
     /// checked in tokio's paused (virtual) time, where real programs and

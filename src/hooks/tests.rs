@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use hmac::{KeyInit as _, Mac as _};
 use tokio_util::sync::CancellationToken;
 
+use super::notify::{self, Webhook, SIGNATURE_HEADER};
 use super::testutil::{eventually, hook_count, lines, process_gone, publish, script, Server};
-use super::webhook::{Webhook, SIGNATURE_HEADER};
 use super::*;
 use crate::config::{OutgoingWebhookConfig, ReloadConfig, SecretBytes};
-use crate::types::RepoUrl;
+use crate::types::SecretUrl;
 
 const SH: &str = "/bin/sh";
 const HASH_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -32,7 +32,7 @@ fn sh_hook(script: &Path, args: &[&str], timeout: Duration) -> ExecHookConfig {
 
 fn web_hook(url: &str) -> OutgoingWebhookConfig {
     OutgoingWebhookConfig {
-        url: RepoUrl::new(url),
+        url: SecretUrl::new(url),
         method: "POST".to_string(),
         success_status: Some(200),
         timeout: Duration::from_secs(5),
@@ -647,7 +647,7 @@ async fn webhook_empty_body_is_signed_too() {
     let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
     assert_eq!(request.header(SIGNATURE_HEADER), Some(expected.as_str()));
     // No previous hash: JSON null.
-    let body = webhook::json_body(&publish(HASH_A, Path::new("/")), std::time::UNIX_EPOCH);
+    let body = notify::json_body(&publish(HASH_A, Path::new("/")), std::time::UNIX_EPOCH);
     let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
     assert!(body["previous_hash"].is_null());
     assert_eq!(body["time"], "1970-01-01T00:00:00Z");

@@ -13,10 +13,10 @@
 //! - anything else: git-sync's health answer (503 `repo is not ready` until
 //!   the first successful sync of this process, then 200)
 
+mod incoming_webhook;
 mod pprof;
 mod ratelimit;
 mod serve;
-mod webhook;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -47,9 +47,9 @@ pub struct HttpState {
     pub repo_redacted: String,
     pub git_ref: String,
     pub sync_timeout: Duration,
-    secrets: crate::webhook::Secrets,
+    secrets: crate::forge::Secrets,
     limiter: RateLimiter,
-    body_buffer: webhook::BodyBuffer,
+    body_buffer: incoming_webhook::BodyBuffer,
 }
 
 impl HttpState {
@@ -63,7 +63,7 @@ impl HttpState {
         git_ref: String,
         sync_timeout: Duration,
     ) -> Self {
-        let secrets = crate::webhook::Secrets::new(
+        let secrets = crate::forge::Secrets::new(
             config
                 .webhook
                 .secrets
@@ -72,7 +72,7 @@ impl HttpState {
                 .collect(),
         );
         let limiter = RateLimiter::new(config.webhook.rate_limit_per_minute);
-        let body_buffer = webhook::BodyBuffer::new(config.webhook.max_body_bytes);
+        let body_buffer = incoming_webhook::BodyBuffer::new(config.webhook.max_body_bytes);
         Self {
             config,
             status,
@@ -97,7 +97,7 @@ pub fn router(state: Shared) -> Router {
         .route("/readyz", get(readyz))
         .route("/status", get(status))
         .route("/sync", post(trigger_sync))
-        .route(&state.config.webhook.path, post(webhook::handle));
+        .route(&state.config.webhook.path, post(incoming_webhook::handle));
     if state.config.metrics {
         router = router.route("/metrics", get(metrics_text));
     }

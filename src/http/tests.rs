@@ -734,7 +734,7 @@ async fn a_full_buffer_answers_503_with_retry_after_and_charges_nobody() {
     let mut cfg = config();
     cfg.webhook.rate_limit_per_minute = 1;
     let mut state = state(cfg);
-    state.body_buffer = webhook::BodyBuffer::new(state.config.webhook.max_body_bytes)
+    state.body_buffer = incoming_webhook::BodyBuffer::new(state.config.webhook.max_body_bytes)
         .with_timeout(Duration::from_millis(200));
     let h = Harness::with_state(state);
     let hold = h.state.body_buffer.reserve_all().await;

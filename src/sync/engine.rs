@@ -10,16 +10,19 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::auth;
-use crate::config::{Access, ExecHookConfig, HttpAuth};
-use crate::git::credentials::Credentials;
-use crate::git::http_settings::HttpSettings;
+use crate::auth::{Access, HttpAuth};
+use crate::auth::{Credentials, HttpSettings};
+use crate::config::ExecHookConfig;
 use crate::git::sparse::Patterns;
-use crate::git::{self, compact, fetch, garbage, store, submodules, worktree, Budget, ObjectId};
+use crate::git::{
+    self, compact, fetch, store, submodules, worktree, Budget, CommitId, Remote, Repo,
+    SubmoduleStores,
+};
 use crate::hooks;
 use crate::metrics::Metrics;
 use crate::publish::{self, Layout};
 use crate::rootlock::RootLock;
-use crate::types::{CommitHash, GcMode, RepoUrl, SubmoduleMode, SymlinkPolicy};
+use crate::types::{CommitHash, GcMode, SubmoduleMode, SymlinkPolicy};
 
 use super::last_sync;
 use std::sync::Arc;
@@ -27,7 +30,7 @@ use std::sync::Arc;
 /// What the engine needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub repo: RepoUrl,
+    pub repo: Remote,
     pub root: PathBuf,
     pub link: PathBuf,
     pub git_ref: String,
@@ -74,8 +77,6 @@ impl Outcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid repository URL {url}: {message}")]
-    Url { url: String, message: String },
     #[error(transparent)]
     Store(#[from] store::Error),
     #[error(transparent)]
@@ -138,8 +139,7 @@ struct Refusal {
 pub struct Engine {
     opts: Options,
     layout: Layout,
-    url: git::Url,
-    repo: Option<gix::Repository>,
+    repo: Option<Repo>,
     /// Pack size right after the last compaction (or first fetch).
     compacted_bytes: u64,
     /// The commit the pre-publish gate refused last: while the remote points
@@ -158,11 +158,11 @@ pub struct Engine {
     /// the next commit (cost follows the change instead of the tree).
     spare: Option<Spare>,
     /// The commits the last clean-up kept (worktrees on disk, the published one).
-    kept: Vec<ObjectId>,
+    kept: Vec<CommitId>,
     /// Estimated bytes of objects no kept commit needs since the last compaction.
     garbage_bytes: u64,
     /// The submodule stores the worktree just published uses, for the upkeep after it.
-    submodule_stores: Option<Vec<(std::path::PathBuf, ObjectId)>>,
+    submodule_stores: Option<SubmoduleStores>,
     /// Size of each submodule store after its last compaction.
     submodule_baselines: std::collections::HashMap<std::path::PathBuf, u64>,
     /// Credentials and http settings per URL (keeps the GitHub token cache).
@@ -177,19 +177,14 @@ pub struct Engine {
 impl Engine {
     /// Only the holder of the root's lock can make an engine.
     pub fn new(opts: Options, metrics: Arc<Metrics>, root_lock: RootLock) -> Result<Self, Error> {
-        let url = git::parse_url(opts.repo.expose()).map_err(|message| Error::Url {
-            url: opts.repo.redacted(),
-            message,
-        })?;
         let resolver = Arc::new(auth::Resolver::new(
-            url.clone(),
+            opts.repo.clone(),
             opts.auth.clone(),
             opts.access.clone(),
             metrics.clone(),
         ));
-        Ok(Self::with_url(
+        Ok(Self::with_resolver(
             opts,
-            url,
             metrics,
             resolver,
             Arc::new(root_lock),
@@ -198,18 +193,16 @@ impl Engine {
 
     /// A new engine with the same options, for after a panic lost the old one.
     pub fn fresh(&self) -> Self {
-        Self::with_url(
+        Self::with_resolver(
             self.opts.clone(),
-            self.url.clone(),
             self.metrics.clone(),
             self.resolver.clone(),
             self.root_lock.clone(),
         )
     }
 
-    fn with_url(
+    fn with_resolver(
         opts: Options,
-        url: git::Url,
         metrics: Arc<Metrics>,
         resolver: Arc<auth::Resolver>,
         root_lock: Arc<RootLock>,
@@ -217,7 +210,6 @@ impl Engine {
         Self {
             layout: Layout::new(opts.root.clone(), opts.link.clone()),
             opts,
-            url,
             repo: None,
             compacted_bytes: 0,
             rejected: None,
@@ -236,7 +228,7 @@ impl Engine {
     }
 
     /// The repository opened by the first pass.
-    fn open_repo(&self) -> Result<&gix::Repository, Error> {
+    fn open_repo(&self) -> Result<&Repo, Error> {
         self.repo.as_ref().ok_or_else(|| {
             Error::Store(store::Error::Open {
                 path: self.opts.root.clone(),
@@ -301,7 +293,7 @@ impl Engine {
         if current != record.hash || record.at > SystemTime::now() {
             return None;
         }
-        let commit = git::parse_object_id(current.as_str())?;
+        let commit = CommitId::of(&current)?;
         if let Err(e) = self.open() {
             tracing::debug!(error = %crate::types::error_chain(&e), "could not open the root at start-up");
             self.repo = None;
@@ -317,7 +309,7 @@ impl Engine {
     fn open(&mut self) -> Result<(), Error> {
         let depth = store::recorded_depth(&self.opts.root).unwrap_or(self.opts.depth);
         let (repo, opened) =
-            store::open_or_init(&self.opts.root, &origin_url(&self.opts.repo), depth)?;
+            Repo::open_or_init(&self.opts.root, &origin_url(&self.opts.repo), depth)?;
         self.fetched_depth = Some(depth);
         if opened != store::Opened::default() {
             tracing::info!(
@@ -357,16 +349,16 @@ impl Engine {
 
     fn published_in_store(&self) -> bool {
         let current = self.layout.current();
-        let id = current.and_then(|h| git::parse_object_id(h.as_str()));
+        let id = current.and_then(|h| CommitId::of(&h));
         match (&self.repo, id) {
-            (Some(repo), Some(id)) => repo.has_object(id),
+            (Some(repo), Some(id)) => repo.has_commit(id),
             _ => false,
         }
     }
 
     /// After a failed pass, deletes the packs it fetched and restores the
     /// shallow file and recorded depth, so that retries and restarts start
-    /// from the same store. Not with `--depth=0`: gix then never fetches
+    /// from the same store. Not with `--depth=0`: a fetch then never downloads
     /// objects it has, so the pack is what lets the next pass finish (say,
     /// a checkout that timed out), and is never duplicated. Never when the
     /// published content may need the new objects: the link moved before
@@ -395,26 +387,22 @@ impl Engine {
 
     fn sync_with_repo(&mut self, first_pass: bool, budget: &Budget) -> Result<Outcome, Error> {
         let current = self.layout.current();
-        let current_id = current
-            .as_ref()
-            .and_then(|h| git::parse_object_id(h.as_str()));
+        let current_id = current.as_ref().and_then(CommitId::of);
         let depth_changed = self.fetched_depth != Some(self.opts.depth);
         let repo = self.open_repo()?;
 
         // A full SHA that is already published needs no network at all.
-        let pinned =
-            git::parse_object_id(&self.opts.git_ref).filter(|_| self.opts.git_ref.len() == 40);
+        let pinned = CommitId::parse(&self.opts.git_ref);
         let fetched = match pinned {
-            Some(id) if current_id == Some(id) && repo.has_object(id) && !depth_changed => {
+            Some(id) if current_id == Some(id) && repo.has_commit(id) && !depth_changed => {
                 fetch::Outcome::Unchanged(id)
             }
             _ => {
-                let credentials = self.credentials_for(&self.url, budget)?;
-                let http = self.http_settings_for(&self.url)?;
-                fetch::fetch(
-                    repo,
+                let credentials = self.credentials_for(&self.opts.repo, budget)?;
+                let http = self.http_settings_for(&self.opts.repo)?;
+                repo.fetch(
                     &fetch::Options {
-                        url: &self.url,
+                        url: &self.opts.repo,
                         git_ref: &self.opts.git_ref,
                         depth: self.opts.depth,
                         have: current_id,
@@ -439,7 +427,7 @@ impl Engine {
             )?;
             self.fetched_depth = Some(self.opts.depth);
         }
-        let hash = CommitHash::parse(&commit.to_string()).ok_or_else(|| store::Error::Open {
+        let hash = commit.hash().ok_or_else(|| store::Error::Open {
             path: self.opts.root.clone(),
             message: format!("unexpected object id {commit}"),
         })?;
@@ -484,7 +472,7 @@ impl Engine {
     /// asked, a GitHub token minted when due. See [`auth`].
     pub fn credentials_for(
         &self,
-        url: &git::Url,
+        url: &Remote,
         budget: &Budget,
     ) -> Result<Option<Credentials>, Error> {
         Ok(self.resolver.credentials_for(url, budget)?)
@@ -492,7 +480,7 @@ impl Engine {
 
     /// Proxy, TLS and extra headers (the bearer token for `--repo`'s host)
     /// for a connection to `url`.
-    pub fn http_settings_for(&self, url: &git::Url) -> Result<HttpSettings, Error> {
+    pub fn http_settings_for(&self, url: &Remote) -> Result<HttpSettings, Error> {
         Ok(self.resolver.http_settings_for(url)?)
     }
 
@@ -502,14 +490,14 @@ impl Engine {
     /// and could crash-loop on, say, an undeletable old worktree).
     fn upkeep(
         &mut self,
-        commit: ObjectId,
+        commit: CommitId,
         hash: &CommitHash,
         budget: &Budget,
         force_compact: bool,
     ) {
         if let Some(repo) = self.repo.as_ref() {
-            if store::branch_commit(repo) != Some(commit) {
-                if let Err(e) = store::set_branch(repo, commit) {
+            if repo.branch_commit() != Some(commit) {
+                if let Err(e) = repo.set_branch(commit) {
                     tracing::warn!(error = %e, "could not move the git-sync branch");
                 }
             }
@@ -527,7 +515,7 @@ impl Engine {
         if self.repo.is_none() {
             return;
         }
-        match store::open(&self.opts.root) {
+        match Repo::open(&self.opts.root) {
             Ok(repo) => self.repo = Some(repo),
             Err(e) => {
                 tracing::warn!(error = %e, "could not reopen the repository; will repair on the next pass");
@@ -600,7 +588,7 @@ impl Engine {
         Ok(())
     }
 
-    fn worktree_is_healthy(&mut self, hash: &CommitHash, commit: ObjectId, deep: bool) -> bool {
+    fn worktree_is_healthy(&mut self, hash: &CommitHash, commit: CommitId, deep: bool) -> bool {
         let path = self.layout.worktree(hash);
         let admin = store::admin_dir(&self.opts.root, hash.as_str());
         if deep {
@@ -619,10 +607,10 @@ impl Engine {
     /// submodules out; returns the submodule stores it uses.
     fn build_worktree(
         &mut self,
-        commit: ObjectId,
+        commit: CommitId,
         hash: &CommitHash,
         budget: &Budget,
-    ) -> Result<Vec<(std::path::PathBuf, ObjectId)>, Error> {
+    ) -> Result<SubmoduleStores, Error> {
         let spare = self.spare.take();
         let repo = self.open_repo()?;
         // Refusals (unsafe paths, escaping symlinks) happen before any write.
@@ -641,7 +629,9 @@ impl Engine {
                 let old_admin = self.spare_admin(&old);
                 self.rewrite_or_checkout(repo, planned, commit, &place, &old_admin, budget)
             }
-            None => worktree::materialize(repo, planned, &place, budget).map_err(Error::from),
+            None => repo
+                .materialize(planned, &place, budget)
+                .map_err(Error::from),
         };
         let built = built.and_then(|built| {
             Ok((
@@ -670,16 +660,16 @@ impl Engine {
     /// worktree had written into).
     fn populate_submodules(
         &self,
-        repo: &gix::Repository,
-        commit: ObjectId,
+        repo: &Repo,
+        commit: CommitId,
         place: &worktree::Placement,
         budget: &Budget,
     ) -> Result<submodules::Populated, Error> {
         let superproject_url = origin_url(&self.opts.repo);
         let credentials_for =
-            |url: &git::Url| self.credentials_for(url, budget).map_err(|e| e.to_string());
+            |url: &Remote| self.credentials_for(url, budget).map_err(|e| e.to_string());
         let http_settings_for =
-            |url: &git::Url| self.http_settings_for(url).map_err(|e| e.to_string());
+            |url: &Remote| self.http_settings_for(url).map_err(|e| e.to_string());
         let settings = submodules::Settings {
             mode: self.opts.submodules,
             depth: self.opts.depth,
@@ -695,18 +685,12 @@ impl Engine {
             worktree: &place.staging,
             admin: &place.admin_dir,
         };
-        Ok(submodules::populate(
-            repo, commit, &target, &settings, budget,
-        )?)
+        Ok(repo.populate_submodules(commit, &target, &settings, budget)?)
     }
 
     /// What the worktree of `commit` will hold: safety checks, then sparse patterns.
-    fn plan(
-        &self,
-        repo: &gix::Repository,
-        commit: ObjectId,
-    ) -> Result<worktree::Planned, worktree::Error> {
-        let mut planned = worktree::plan(repo, commit, self.opts.escaping_symlinks)?;
+    fn plan(&self, repo: &Repo, commit: CommitId) -> Result<worktree::Planned, worktree::Error> {
+        let mut planned = repo.plan(commit, self.opts.escaping_symlinks)?;
         if let Some(patterns) = &self.opts.sparse {
             planned.restrict(patterns);
         }
@@ -751,21 +735,21 @@ impl Engine {
     /// aside, never checked out into).
     fn rewrite_or_checkout(
         &self,
-        repo: &gix::Repository,
+        repo: &Repo,
         planned: worktree::Planned,
-        commit: ObjectId,
+        commit: CommitId,
         place: &worktree::Placement,
         old_admin: &std::path::Path,
         budget: &Budget,
     ) -> Result<worktree::Built, Error> {
-        match worktree::rewrite(repo, planned, place, old_admin, budget) {
+        match repo.rewrite(planned, place, old_admin, budget) {
             Err(e @ (worktree::Error::Interrupted | worktree::Error::Timeout)) => Err(e.into()),
             Err(e) => {
                 tracing::warn!(error = %e, "rewriting the retired worktree failed; checking out in full");
                 self.layout.discard(&place.staging)?;
                 let _ = publish::remove_any(old_admin);
                 let planned = self.plan(repo, commit)?;
-                Ok(worktree::materialize(repo, planned, place, budget)?)
+                Ok(repo.materialize(planned, place, budget)?)
             }
             Ok(built) => Ok(built),
         }
@@ -816,7 +800,7 @@ impl Engine {
         if !(force_compact || due) {
             return Ok(());
         }
-        match compact::compact(repo, &keep, budget) {
+        match repo.compact(&keep, budget) {
             Ok(after) => {
                 tracing::info!(
                     before_bytes = stats.bytes,
@@ -828,7 +812,7 @@ impl Engine {
                 self.compacted_bytes = after.bytes;
                 self.garbage_bytes = 0;
                 // The odb handle caches the pack list; start from a fresh one.
-                self.repo = Some(store::open(&self.opts.root)?);
+                self.repo = Some(Repo::open(&self.opts.root)?);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "object store compaction failed; will retry later")
@@ -869,13 +853,13 @@ impl Engine {
 
     /// The commits whose objects compaction keeps: every worktree on disk
     /// under its commit's name, and the published one.
-    fn keep_set(&self, current: Option<&CommitHash>) -> Vec<ObjectId> {
-        let mut keep: Vec<ObjectId> = self
+    fn keep_set(&self, current: Option<&CommitHash>) -> Vec<CommitId> {
+        let mut keep: Vec<CommitId> = self
             .layout
             .worktree_hashes()
             .iter()
             .chain(current)
-            .filter_map(|h| git::parse_object_id(h.as_str()))
+            .filter_map(CommitId::of)
             .collect();
         keep.sort();
         keep.dedup();
@@ -883,8 +867,8 @@ impl Engine {
     }
 
     /// Adds what the commits kept last time but not now leave behind.
-    fn count_garbage(&mut self, keep: &[ObjectId]) {
-        let dropped: Vec<ObjectId> = self
+    fn count_garbage(&mut self, keep: &[CommitId]) {
+        let dropped: Vec<CommitId> = self
             .kept
             .iter()
             .filter(|k| !keep.contains(k))
@@ -892,7 +876,7 @@ impl Engine {
             .collect();
         if let Some(repo) = self.repo.as_ref() {
             for commit in dropped {
-                let bytes = garbage::dropped_bytes(repo, commit, keep);
+                let bytes = repo.dropped_bytes(commit, keep);
                 tracing::debug!(%commit, bytes, "no longer kept");
                 self.garbage_bytes = self.garbage_bytes.saturating_add(bytes);
             }
@@ -918,6 +902,6 @@ struct BeforePass {
 }
 
 /// `--repo` without credentials, for `remote.origin.url`.
-fn origin_url(repo: &RepoUrl) -> String {
+fn origin_url(repo: &Remote) -> String {
     repo.without_credentials()
 }

@@ -315,7 +315,7 @@ async fn run_pass(mut engine: Engine, timeout: Duration, cancel: &CancellationTo
         (engine, result)
     });
     // The readers check the deadline themselves; the watchdog also raises the
-    // interrupt flag so gix's own loops (pack indexing, checkout) stop too.
+    // interrupt flag so the git layer's own loops (pack indexing, checkout) stop too.
     let watchdog = async {
         tokio::time::sleep(watchdog_budget.remaining()).await;
         interrupt.store(true, Ordering::Relaxed);

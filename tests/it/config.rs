@@ -89,6 +89,25 @@ fn missing_repo_is_rejected_and_named() {
     assert!(s.published().is_none());
 }
 
+/// A `--repo` gix cannot parse (an unclosed IPv6 literal): the parser's
+/// message quotes its input, which once put the password into the fatal
+/// error line. Now refused as configuration, the password redacted.
+#[test]
+fn unparsable_repo_is_refused_without_its_password() {
+    let s = Scratch::new();
+    let out = Sidecar::new()
+        .args(["--repo", "https://u:s3cret-pw@[::1/r", "--one-time"])
+        .arg("--root")
+        .arg(&s.root)
+        .run(RUN_TIMEOUT);
+    assert_config_error(&out, &[&["repo"], &["invalid repository url"]]);
+    assert!(
+        !stderr_lc(&out).contains("s3cret-pw"),
+        "the password must not be printed\n{}",
+        describe_output(&out)
+    );
+}
+
 #[test]
 fn several_mistakes_are_all_reported() {
     let up = upstream();

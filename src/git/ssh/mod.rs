@@ -144,6 +144,11 @@ pub struct Target {
 }
 
 impl Target {
+    /// The target of an ssh remote (see [`Target::from_url`]).
+    pub fn from_remote(remote: &crate::git::Remote) -> Result<Self, Error> {
+        Self::from_url(remote.gix())
+    }
+
     /// From an `ssh://` or scp-like URL. Refuses a host or path starting
     /// with `-` (it would be taken for an option), as git does.
     pub fn from_url(url: &gix::Url) -> Result<Self, Error> {

@@ -1,11 +1,7 @@
-//! The one source of credentials gix may use. Every connection gets
-//! [`callback`], so gix never falls back to its own cascade (git config
-//! `credential.helper` programs, askpass, a terminal prompt): nothing is
-//! spawned, and without configured credentials a server's 401 simply fails
-//! the sync.
+//! [`Credentials`] for one connection, and which `--credential` entry
+//! applies to a URL ([`match_len`], git's `credential.<url>` rules).
 
-use gix::credentials::helper::{Action, NextAction};
-use gix::credentials::protocol::Outcome;
+use crate::git::Remote;
 
 /// A user name and password for one sync. `Debug` shows neither.
 #[derive(Clone)]
@@ -20,24 +16,6 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// Answers gix's credential requests: `Get` with `credentials` (or nothing),
-/// `Store`/`Erase` (after the server accepted or refused them) with nothing.
-pub fn callback(
-    credentials: Option<Credentials>,
-) -> impl FnMut(Action) -> gix::Result<Option<Outcome>> + 'static {
-    move |action| match (action, &credentials) {
-        (Action::Get(context), Some(c)) => Ok(Some(Outcome {
-            identity: gix::sec::identity::Account {
-                username: c.username.clone(),
-                password: c.password.clone(),
-                oauth_refresh_token: None,
-            },
-            next: NextAction::from(context),
-        })),
-        (Action::Get(_), None) | (Action::Store(_) | Action::Erase(_), _) => Ok(None),
-    }
-}
-
 /// How well a credential's `url` matches the URL of a connection: `None`
 /// when it does not apply, else the number of path bytes it matched (more
 /// is more specific). The rules (as git's `credential.<url>` matching):
@@ -47,9 +25,9 @@ pub fn callback(
 /// * a credential path, trailing `/` and `.git` ignored, must equal the
 ///   connection's path or be a prefix of it ending at a `/`; no path (or
 ///   `/`) matches every path on that host.
-pub fn match_len(credential: &gix::Url, url: &gix::Url) -> Option<usize> {
-    let same_origin = credential.scheme == url.scheme
-        && credential.port_or_default() == url.port_or_default()
+pub fn match_len(credential: &Remote, url: &Remote) -> Option<usize> {
+    let same_origin = credential.scheme() == url.scheme()
+        && credential.port() == url.port()
         && credential
             .host()
             .zip(url.host())
@@ -68,8 +46,8 @@ pub fn match_len(credential: &gix::Url, url: &gix::Url) -> Option<usize> {
 
 /// The path without trailing `/` and `.git`, so `/org/site` and
 /// `/org/site.git/` compare equal.
-fn normalized_path(url: &gix::Url) -> String {
-    let path = String::from_utf8_lossy(url.path.as_slice()).into_owned();
+fn normalized_path(url: &Remote) -> String {
+    let path = url.path();
     let path = path.trim_end_matches('/');
     let path = path.strip_suffix(".git").unwrap_or(path);
     path.trim_end_matches('/').to_string()
@@ -79,8 +57,8 @@ fn normalized_path(url: &gix::Url) -> String {
 mod tests {
     use super::*;
 
-    fn url(s: &str) -> gix::Url {
-        crate::git::parse_url(s).expect("valid URL")
+    fn url(s: &str) -> Remote {
+        Remote::parse(s).expect("valid URL")
     }
 
     #[test]
@@ -114,30 +92,6 @@ mod tests {
             m("https://bob@h.example", "https://bob@h.example/r"),
             Some(0)
         );
-    }
-
-    fn get() -> Action {
-        Action::get_for_url("https://example.com/r")
-    }
-
-    #[test]
-    fn answers_get_with_the_credentials_and_nothing_else() {
-        let mut cb = callback(Some(Credentials {
-            username: "u".into(),
-            password: "p".into(),
-        }));
-        let outcome = cb(get()).expect("no error").expect("an identity");
-        assert_eq!(outcome.identity.username, "u");
-        assert_eq!(outcome.identity.password, "p");
-        assert!(cb(outcome.next.clone().store())
-            .expect("no error")
-            .is_none());
-        assert!(cb(outcome.next.erase()).expect("no error").is_none());
-    }
-
-    #[test]
-    fn without_credentials_get_returns_nothing() {
-        assert!(callback(None)(get()).expect("no error").is_none());
     }
 
     #[test]

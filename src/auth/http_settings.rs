@@ -1,8 +1,9 @@
 //! What an http(s) connection needs beyond the URL and credentials: the
 //! proxy, the trusted CA bundle, certificate checking and extra headers
-//! (`--git-config http.*`, the bearer token). gix's reqwest backend ignores
-//! git config for these (see shared/reference/gix.md §5), so they are applied
-//! to the reqwest client builder and to gix's `extra_headers` here.
+//! (`--git-config http.*`, the bearer token). The git transport's reqwest
+//! backend ignores git config for these (see shared/reference/gix.md §5),
+//! so they are applied to the reqwest client builder here, and the headers
+//! by [`crate::git::transport`] to each request.
 //!
 //! Proxy environment variables (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`,
 //! `NO_PROXY`, and their lower-case forms) are honoured by reqwest itself;
@@ -26,7 +27,7 @@ pub struct HttpSettings {
     /// `Name: value` lines sent with every request (`http.extraHeader`, bearer token).
     pub extra_headers: Vec<String>,
     /// `http.cookieFile` / `--cookie-file`: read at each connection (see
-    /// [`super::cookies`]).
+    /// [`crate::git::cookies`]).
     pub cookie_file: Option<std::path::PathBuf>,
 }
 
@@ -101,7 +102,7 @@ impl HttpSettings {
     }
 
     /// A reqwest client configurator for everything but the headers (which
-    /// gix adds to each request itself). Fallible parts are done now, so
+    /// the git transport adds to each request itself). Fallible parts are done now, so
     /// that the returned closure cannot fail.
     pub fn client_configurator(
         &self,

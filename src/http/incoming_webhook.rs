@@ -37,7 +37,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::Shared;
-use crate::webhook::{self, Event, Rejection};
+use crate::forge::{self, Event, Rejection};
 
 /// How long a client may take to send its body, counted from its headers
 /// (waiting for room in the [`BodyBuffer`] included).
@@ -168,7 +168,7 @@ pub async fn handle(
             )
         }
     };
-    let rejected = |provider: webhook::Provider, rejection: Rejection| {
+    let rejected = |provider: forge::Provider, rejection: Rejection| {
         let (provider, result) = (provider.as_str(), rejection.metric_label());
         let reason = rejection.to_string();
         match rejection {
@@ -192,7 +192,7 @@ pub async fn handle(
     }
     // Whatever the headers alone refuse is refused before the body is read.
     let admitted =
-        match webhook::authenticate_headers(&headers, &state.secrets, config.allow_unsigned) {
+        match forge::authenticate_headers(&headers, &state.secrets, config.allow_unsigned) {
             Ok(admitted) => admitted,
             Err((provider, rejection)) => return rejected(provider, rejection),
         };
@@ -251,7 +251,7 @@ pub async fn handle(
         }
     };
 
-    let (provider, event) = match webhook::verify_body(admitted, &headers, &body, &state.secrets) {
+    let (provider, event) = match forge::verify_body(admitted, &headers, &body, &state.secrets) {
         Ok(parsed) => parsed,
         Err((provider, rejection)) => return rejected(provider, rejection),
     };
@@ -269,7 +269,7 @@ pub async fn handle(
         Event::Push(push) => push,
     };
     if let Some(filter) = &config.repo_filter {
-        if !webhook::repo_matches(filter, &push.repo_urls) {
+        if !forge::repo_matches(filter, &push.repo_urls) {
             return reply(
                 StatusCode::OK,
                 provider,
@@ -278,7 +278,7 @@ pub async fn handle(
             );
         }
     }
-    if let Err(reason) = webhook::ref_matches(&state.git_ref, &push) {
+    if let Err(reason) = forge::ref_matches(&state.git_ref, &push) {
         return reply(StatusCode::OK, provider, "ignored_ref", reason);
     }
     // In a multi-ref push (Bitbucket), judge by the ref that matched.

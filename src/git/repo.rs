@@ -1,0 +1,119 @@
+//! [`Repo`]: the root repository as the sync engine sees it. A small facade
+//! over the store, fetch, worktree, submodule and compaction modules, so
+//! that no gix type leaves `git/`: commits are [`CommitId`]s, remotes
+//! [`Remote`]s.
+
+use std::path::{Path, PathBuf};
+
+use super::{compact, fetch, garbage, store, submodules, worktree, Budget, CommitId};
+use crate::types::SymlinkPolicy;
+
+/// An open repository (the root's `.git`, or a submodule store).
+pub struct Repo(gix::Repository);
+
+/// The stores a worktree's submodules use, each with the commit it must keep.
+#[derive(Debug, Default, Clone)]
+pub struct SubmoduleStores(pub(crate) Vec<(PathBuf, gix::ObjectId)>);
+
+impl Repo {
+    /// Opens the repository at `root`, creating or repairing it as needed
+    /// (see [`store::open_or_init`]).
+    pub fn open_or_init(
+        root: &Path,
+        origin_url: &str,
+        depth: u32,
+    ) -> Result<(Self, store::Opened), store::Error> {
+        store::open_or_init(root, origin_url, depth).map(|(repo, opened)| (Self(repo), opened))
+    }
+
+    /// Opens afresh (a new object database handle: no stale pack list, no maps).
+    pub fn open(root: &Path) -> Result<Self, store::Error> {
+        store::open(root).map(Self)
+    }
+
+    pub fn git_dir(&self) -> &Path {
+        self.0.git_dir()
+    }
+
+    /// The commit's object is in the store.
+    pub fn has_commit(&self, commit: CommitId) -> bool {
+        self.0.has_object(commit.0)
+    }
+
+    /// Polls the remote and fetches the wanted commit if needed.
+    pub fn fetch(
+        &self,
+        opts: &fetch::Options<'_>,
+        budget: &Budget,
+    ) -> Result<fetch::Outcome, fetch::Error> {
+        fetch::fetch(&self.0, opts, budget)
+    }
+
+    /// Where the git-sync branch points.
+    pub fn branch_commit(&self) -> Option<CommitId> {
+        store::branch_commit(&self.0).map(CommitId)
+    }
+
+    pub fn set_branch(&self, commit: CommitId) -> Result<(), store::Error> {
+        store::set_branch(&self.0, commit.0)
+    }
+
+    /// What the worktree of `commit` will hold (see [`worktree::plan`]).
+    pub fn plan(
+        &self,
+        commit: CommitId,
+        policy: SymlinkPolicy,
+    ) -> Result<worktree::Planned, worktree::Error> {
+        worktree::plan(&self.0, commit.0, policy)
+    }
+
+    /// See [`worktree::materialize`].
+    pub fn materialize(
+        &self,
+        planned: worktree::Planned,
+        placement: &worktree::Placement,
+        budget: &Budget,
+    ) -> Result<worktree::Built, worktree::Error> {
+        worktree::materialize(&self.0, planned, placement, budget)
+    }
+
+    /// See [`worktree::rewrite`].
+    pub fn rewrite(
+        &self,
+        planned: worktree::Planned,
+        placement: &worktree::Placement,
+        old_admin: &Path,
+        budget: &Budget,
+    ) -> Result<worktree::Built, worktree::Error> {
+        worktree::rewrite(&self.0, planned, placement, old_admin, budget)
+    }
+
+    /// See [`submodules::populate`].
+    pub fn populate_submodules(
+        &self,
+        commit: CommitId,
+        target: &submodules::Target<'_>,
+        settings: &submodules::Settings<'_>,
+        budget: &Budget,
+    ) -> Result<submodules::Populated, submodules::Error> {
+        submodules::populate(&self.0, commit.0, target, settings, budget)
+    }
+
+    /// Rewrites the store as one pack of what `keep` needs (see [`compact::compact`]).
+    pub fn compact(
+        &self,
+        keep: &[CommitId],
+        budget: &Budget,
+    ) -> Result<compact::PackStats, compact::Error> {
+        compact::compact(&self.0, &object_ids(keep), budget)
+    }
+
+    /// See [`garbage::dropped_bytes`].
+    pub fn dropped_bytes(&self, dropped: CommitId, keep: &[CommitId]) -> u64 {
+        garbage::dropped_bytes(&self.0, dropped.0, &object_ids(keep))
+    }
+}
+
+fn object_ids(ids: &[CommitId]) -> Vec<gix::ObjectId> {
+    ids.iter().map(|id| id.0).collect()
+}
