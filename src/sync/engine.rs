@@ -921,3 +921,6 @@ struct BeforePass {
 fn origin_url(repo: &RepoUrl) -> String {
     repo.without_credentials()
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,6 +4,7 @@
 //! no real time, and the jitter shows as a range.
 
 use std::collections::VecDeque;
+use std::fs;
 use std::sync::mpsc;
 use std::sync::Mutex;
 
@@ -44,7 +45,9 @@ enum Step {
     /// on the channel, then does the inner step.
     Hold(mpsc::Receiver<()>, Box<Step>),
     /// Runs until the budget's interrupt flag goes up, then ends as an
-    /// interrupted pass does.
+    /// interrupted pass does. Gives up after 10 s of real time (with
+    /// nothing published), so that a broken rule fails a test instead of
+    /// hanging it: virtual time stands still while a pass runs.
     UntilInterrupted,
     /// A bug.
     Panic,
@@ -101,7 +104,11 @@ impl Scripted {
                 self.run(*then, budget)
             }
             Step::UntilInterrupted => {
+                let give_up = std::time::Instant::now() + secs(10);
                 while !budget.is_interrupted() {
+                    if std::time::Instant::now() > give_up {
+                        return Err(engine::Error::Panic("never interrupted".into()));
+                    }
                     std::thread::sleep(ms(1));
                 }
                 Err(fetch::Error::Interrupted.into())
@@ -271,8 +278,12 @@ impl Harness {
         starts
     }
 
+    /// How the loop ended (within a virtual hour).
     async fn exit(self) -> Exit {
-        self.exit.await.expect("the loop does not panic")
+        tokio::time::timeout(secs(3600), self.exit)
+            .await
+            .expect("the loop ends within an hour")
+            .expect("the loop does not panic")
     }
 
     async fn stop(self) -> Exit {
@@ -408,8 +419,7 @@ async fn max_failures_tolerates_n_consecutive_failures_and_exits_on_the_next() {
         ..Setup::default()
     });
     let status = h.status.clone();
-    let exit = tokio::time::timeout(secs(3600), h.exit()).await;
-    assert_eq!(exit, Ok(Exit::TooManyFailures { failures: 3 }));
+    assert_eq!(h.exit().await, Exit::TooManyFailures { failures: 3 });
     assert_eq!(status.snapshot().consecutive_failures, 3);
 }
 
@@ -425,8 +435,7 @@ async fn init_max_failures_rules_until_the_first_success() {
         steps: (0..10).map(|_| Step::Fail).collect(),
         ..Setup::default()
     });
-    let exit = tokio::time::timeout(secs(3600), h.exit()).await;
-    assert_eq!(exit, Ok(Exit::TooManyFailures { failures: 2 }));
+    assert_eq!(h.exit().await, Exit::TooManyFailures { failures: 2 });
 
     opts.init_max_failures = -1;
     opts.max_failures = 0;
@@ -745,6 +754,43 @@ async fn hooks_hear_of_publishes_and_of_the_first_pass_only() {
         h.hooked(),
         vec![(A.to_string(), None), (B.to_string(), Some(A.to_string()))]
     );
+    h.stop().await;
+}
+
+/// The touch file is touched after a publish and after the first pass
+/// only (idle passes leave it alone); the error file is written on a
+/// failure and removed by the next success.
+#[tokio::test(start_paused = true)]
+async fn touch_and_error_files_follow_publishes_and_failures() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (touch, error) = (dir.path().join("touch"), dir.path().join("error.json"));
+    let mut opts = options();
+    opts.touch_file = Some(touch.clone());
+    opts.error_file = Some(error.clone());
+    let mut h = start(Setup {
+        opts,
+        steps: vec![
+            Step::Unchanged,
+            Step::Unchanged,
+            Step::Unchanged,
+            Step::Fail,
+            Step::Publish(B),
+        ],
+        published: Some(A),
+        ..Setup::default()
+    });
+    h.pass().await;
+    assert!(touch.exists(), "touched after the first pass");
+    fs::remove_file(&touch).expect("remove the touch file");
+    h.pass().await;
+    h.pass().await;
+    assert!(!touch.exists(), "touched by an idle pass");
+    h.pass().await;
+    let written = fs::read_to_string(&error).expect("the error file after a failure");
+    assert!(written.contains("couldn't find remote ref"), "{written}");
+    h.pass().await;
+    assert!(touch.exists(), "touched after a publish");
+    assert!(!error.exists(), "the error file outlived a success");
     h.stop().await;
 }
 
