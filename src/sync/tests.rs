@@ -161,6 +161,9 @@ fn options() -> LoopOptions {
     }
 }
 
+/// (hash, previous) of every publish the hooks ran for.
+type Told = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 /// A loop running a scripted pass, and what the test watches.
 struct Harness {
     script: Arc<Mutex<Script>>,
@@ -170,7 +173,7 @@ struct Harness {
     trigger: Trigger,
     cancel: CancellationToken,
     /// (hash, previous) of every publish the hooks were told of.
-    hooked: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    hooked: Told,
     exit: JoinHandle<Exit>,
 }
 
@@ -213,7 +216,7 @@ fn start(setup: Setup) -> Harness {
         status: status.clone(),
         metrics: Arc::new(Metrics::new()),
     };
-    let hooked: Arc<Mutex<Vec<(String, Option<String>)>>> = Arc::default();
+    let hooked: Told = Arc::default();
     let record = hooked.clone();
     let fails = setup.hook_fails;
     let cancel = CancellationToken::new();
