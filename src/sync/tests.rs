@@ -823,7 +823,7 @@ async fn the_sync_timeout_raises_the_interrupt_flag() {
     assert!(budget.is_interrupted());
     assert_eq!(h.status.snapshot().consecutive_failures, 1);
     let next = h.next_pass().await;
-    assert_backoff(next - started - ms(5201), 1, secs(10));
+    assert_backoff(next - started - ms(5200), 1, secs(10));
     h.stop().await;
 }
 
