@@ -70,11 +70,19 @@ impl Fixture {
     }
 }
 
-/// An engine as a process starts one (it holds the root's lock).
+/// An engine as a process starts one (it holds the root's lock). The lock
+/// of an engine just dropped can stay held for a moment: a process another
+/// test forks at that time shares the lock file's descriptor until it execs.
 fn engine(opts: Options) -> Engine {
-    let lock = match rootlock::try_acquire(&opts.root).expect("locking the root") {
-        Attempt::Acquired(lock) => lock,
-        Attempt::Held { holder } => panic!("the root is locked by {holder}"),
+    let give_up = std::time::Instant::now() + Duration::from_secs(30);
+    let lock = loop {
+        match rootlock::try_acquire(&opts.root).expect("locking the root") {
+            Attempt::Acquired(lock) => break lock,
+            Attempt::Held { holder } if std::time::Instant::now() > give_up => {
+                panic!("the root is still locked by {holder}")
+            }
+            Attempt::Held { .. } => std::thread::sleep(Duration::from_millis(5)),
+        }
     };
     Engine::new(opts, Arc::new(Metrics::new()), lock).expect("an engine")
 }
