@@ -142,6 +142,16 @@ impl StatusHandle {
         self.read(|s| readiness_of(s, rules, SystemTime::now()))
     }
 
+    /// [`Self::readiness`] as of `now` (tests look ahead in paused time).
+    #[cfg(test)]
+    pub(crate) fn readiness_at(
+        &self,
+        rules: &ReadinessConfig,
+        now: SystemTime,
+    ) -> Result<(), String> {
+        self.read(|s| readiness_of(s, rules, now))
+    }
+
     /// Alive unless a pass has been running far longer than the sync timeout
     /// allows (the loop is wedged). Remote failures never make us unalive.
     pub fn liveness(&self, sync_timeout: Duration) -> Result<(), String> {

@@ -154,6 +154,26 @@ impl Hooks {
     }
 }
 
+/// Tests only: hooks whose one runner (the exechook's retry policy) makes
+/// its attempts in-process, so that what the sync loop hands over, and
+/// when, can be checked in tokio's paused time.
+#[cfg(test)]
+impl Hooks {
+    pub(crate) fn scripted(
+        attempt: Arc<ScriptedAttempt>,
+        backoff: Duration,
+        one_time: bool,
+        cancel: CancellationToken,
+    ) -> Self {
+        let runner = Runner {
+            name: "exechook",
+            retry: Retry::Fixed(backoff),
+            action: Action::Scripted(attempt),
+        };
+        Self::spawn(vec![runner], Arc::new(Metrics::new()), one_time, cancel)
+    }
+}
+
 impl std::fmt::Debug for Hooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hooks")
@@ -207,7 +227,7 @@ enum Action {
 
 /// Tests only: one in-process attempt.
 #[cfg(test)]
-type ScriptedAttempt = dyn Fn(&Publish) -> Result<(), String> + Send + Sync;
+pub(crate) type ScriptedAttempt = dyn Fn(&Publish) -> Result<(), String> + Send + Sync;
 
 impl Action {
     async fn run(&self, publish: &Publish) -> Result<(), String> {
@@ -234,7 +254,8 @@ struct Runner {
 enum Retry {
     /// Exactly this before every retry (git-sync's `--*-backoff`).
     Fixed(Duration),
-    /// Doubling with jitter from `base` up to `max` ([`backoff_delay`]).
+    /// Doubling from `base` up to `max`, plus up to a quarter more
+    /// ([`crate::backoff::delay`]).
     Growing { base: Duration, max: Duration },
 }
 
@@ -243,7 +264,12 @@ impl Retry {
     fn wait(self, failures: u32) -> Duration {
         match self {
             Self::Fixed(backoff) => backoff,
-            Self::Growing { base, max } => backoff_delay(base, max, failures),
+            Self::Growing { base, max } => crate::backoff::delay(
+                base,
+                max,
+                u64::from(failures),
+                crate::backoff::Jitter::UpToAQuarterMore,
+            ),
         }
     }
 }
@@ -332,21 +358,6 @@ impl Runner {
             }
         }
     }
-}
-
-/// The reload hook's wait after the `failures`-th consecutive failure: `d =
-/// min(base · 2^(failures-1), max)` plus up to 25% jitter, never above `max`
-/// and never below `d`.
-fn backoff_delay(base: Duration, max: Duration, failures: u32) -> Duration {
-    let exponent = failures.saturating_sub(1).min(31);
-    let full = base
-        .checked_mul(1u32 << exponent)
-        .unwrap_or(Duration::MAX)
-        .min(max);
-    let low = u64::try_from(full.as_nanos()).unwrap_or(u64::MAX);
-    let cap = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
-    let high = low.saturating_add(low / 4).min(cap).max(low);
-    Duration::from_nanos(fastrand::u64(low..=high))
 }
 
 /// Durations in log lines: whole milliseconds are plenty.

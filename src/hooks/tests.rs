@@ -62,17 +62,28 @@ fn reload_backoff_doubles_with_jitter_up_to_the_maximum() {
     let base = ms(100);
     let max = ms(1000);
     for _ in 0..200 {
-        let first = backoff_delay(base, max, 1);
+        let first = Retry::Growing { base, max }.wait(1);
         assert!((ms(100)..=ms(125)).contains(&first), "{first:?}");
-        let third = backoff_delay(base, max, 3);
+        let third = Retry::Growing { base, max }.wait(3);
         assert!((ms(400)..=ms(500)).contains(&third), "{third:?}");
-        let capped = backoff_delay(base, max, 4);
+        let capped = Retry::Growing { base, max }.wait(4);
         assert!((ms(800)..=max).contains(&capped), "{capped:?}");
-        assert_eq!(backoff_delay(base, max, 40), max);
+        assert_eq!(Retry::Growing { base, max }.wait(40), max);
     }
-    assert_eq!(backoff_delay(Duration::ZERO, max, 5), Duration::ZERO);
+    assert_eq!(
+        Retry::Growing {
+            base: Duration::ZERO,
+            max
+        }
+        .wait(5),
+        Duration::ZERO
+    );
     // No overflow with absurd settings (the wait is capped near 2^64 ns).
-    let huge = backoff_delay(Duration::MAX, Duration::MAX, u32::MAX);
+    let huge = Retry::Growing {
+        base: Duration::MAX,
+        max: Duration::MAX,
+    }
+    .wait(u32::MAX);
     assert!(
         huge >= Duration::from_secs(100 * 365 * 24 * 3600),
         "{huge:?}"

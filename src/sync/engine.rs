@@ -905,3 +905,6 @@ struct BeforePass {
 fn origin_url(repo: &Remote) -> String {
     repo.without_credentials()
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,23 +4,30 @@
 //! backs off exponentially (with jitter) up to that period. A trigger (signal,
 //! later webhooks) cuts the wait short; bursts coalesce into one sync, and
 //! syncs never overlap because the loop awaits each one.
+//!
+//! The loop drives any [`SyncPass`]: the real one is [`Engine`]; the loop's
+//! timing rules are tested with a scripted pass in tokio's paused time.
 
 pub mod engine;
 mod last_sync;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::{self, Jitter};
 use crate::fsutil;
 use crate::git::Budget;
 use crate::hooks::{Hooks, Publish};
 use crate::metrics::{Metrics, SyncResult};
 use crate::status::StatusHandle;
+use crate::types::CommitHash;
 pub use engine::{Engine, Outcome};
 
 /// How long shutdown waits for an interrupted pass to clean up after itself.
@@ -78,13 +85,52 @@ pub struct Reporter {
     pub metrics: Arc<Metrics>,
 }
 
+/// What the loop needs of the engine: one pass, and what is published.
+/// [`Engine`] is the real one; the loop's tests script their own.
+pub trait SyncPass: Send + Sized + 'static {
+    /// One pass, blocking (the loop runs it on tokio's blocking pool);
+    /// everything slow honours `budget`.
+    fn sync_once(&mut self, budget: &Budget) -> Result<Outcome, engine::Error>;
+    /// At start-up, before any network: the time of the last recorded
+    /// success when the published content still verifies.
+    fn restore(&mut self) -> Option<SystemTime>;
+    /// A new one with the same settings, for after a panic lost this one.
+    fn fresh(&self) -> Self;
+    /// The commit the link points at.
+    fn published(&self) -> Option<CommitHash>;
+    /// Where the worktree of `hash` is (what hooks are told).
+    fn worktree(&self, hash: &CommitHash) -> PathBuf;
+}
+
+impl SyncPass for Engine {
+    fn sync_once(&mut self, budget: &Budget) -> Result<Outcome, engine::Error> {
+        Engine::sync_once(self, budget)
+    }
+
+    fn restore(&mut self) -> Option<SystemTime> {
+        Engine::restore(self)
+    }
+
+    fn fresh(&self) -> Self {
+        Engine::fresh(self)
+    }
+
+    fn published(&self) -> Option<CommitHash> {
+        self.layout().current()
+    }
+
+    fn worktree(&self, hash: &CommitHash) -> PathBuf {
+        self.layout().worktree(hash)
+    }
+}
+
 /// Quick retries while a webhook's announced commit is not visible yet (a
 /// lagging forge replica); after these the announcement is dropped.
 const EXPECTED_RETRIES: u32 = 5;
 
 /// Runs until `--one-time` is done, too many failures, or `cancel`.
-pub async fn run(
-    mut engine: Engine,
+pub async fn run<P: SyncPass>(
+    mut engine: P,
     opts: LoopOptions,
     trigger: Trigger,
     reporter: Reporter,
@@ -96,7 +142,7 @@ pub async fn run(
     let mut expected_retries = 0u32;
     reporter
         .status
-        .set_published(engine.layout().current().map(|h| h.to_string()));
+        .set_published(engine.published().map(|h| h.to_string()));
     engine = tokio::select! {
         _ = cancel.cancelled() => return Exit::Cancelled,
         engine = restore(engine, &reporter) => engine,
@@ -105,15 +151,15 @@ pub async fn run(
         reporter.status.pass_started();
         let started = Instant::now();
         let result = match run_pass(engine, opts.sync_timeout, &cancel).await {
-            Pass::Done(returned, result) => {
+            Ran::Done(returned, result) => {
                 engine = returned;
                 result
             }
-            Pass::Panicked(message, fresh) => {
+            Ran::Panicked(message, fresh) => {
                 engine = fresh;
                 Err(engine::Error::Panic(message))
             }
-            Pass::Cancelled => return Exit::Cancelled,
+            Ran::Cancelled => return Exit::Cancelled,
         };
         crate::memory::release_free_memory();
         let mut wait_override = None;
@@ -182,7 +228,7 @@ pub async fn run(
 /// Before the first pass (which needs the remote): if the published content
 /// verifies and its last successful sync is on record, readiness starts from
 /// that sync's real time, so a restart during a forge outage keeps serving.
-async fn restore(mut engine: Engine, reporter: &Reporter) -> Engine {
+async fn restore<P: SyncPass>(mut engine: P, reporter: &Reporter) -> P {
     let spare = engine.fresh();
     let checked = tokio::task::spawn_blocking(move || {
         let at = engine.restore();
@@ -193,7 +239,7 @@ async fn restore(mut engine: Engine, reporter: &Reporter) -> Engine {
         Ok((engine, Some(at))) => {
             let age = at.elapsed().unwrap_or_default().as_secs();
             tracing::info!(
-                published = engine.layout().current().map(|h| h.to_string()),
+                published = engine.published().map(|h| h.to_string()),
                 last_success = %humantime::format_rfc3339_millis(at),
                 age_seconds = age,
                 "the published content verifies; its last successful sync is on record"
@@ -214,7 +260,7 @@ async fn restore(mut engine: Engine, reporter: &Reporter) -> Engine {
 /// nothing changed (so a restart never loses a notification).
 fn notify_hooks(
     hooks: &Hooks,
-    engine: &Engine,
+    engine: &impl SyncPass,
     opts: &LoopOptions,
     outcome: &Outcome,
     first: bool,
@@ -230,7 +276,7 @@ fn notify_hooks(
         previous,
         git_ref: opts.git_ref.clone(),
         repo_redacted: opts.repo_redacted.clone(),
-        worktree: engine.layout().worktree(hash),
+        worktree: engine.worktree(hash),
     });
 }
 
@@ -297,41 +343,48 @@ fn expected_retry(
 }
 
 /// How a pass on the blocking pool ended.
-enum Pass {
-    Done(Engine, Result<Outcome, engine::Error>),
+enum Ran<P> {
+    Done(P, Result<Outcome, engine::Error>),
     /// A bug: the pass panicked. Carries a fresh engine to continue with.
-    Panicked(String, Engine),
+    Panicked(String, P),
     Cancelled,
 }
 
-/// Runs one pass on the blocking pool.
-async fn run_pass(mut engine: Engine, timeout: Duration, cancel: &CancellationToken) -> Pass {
+/// Runs one pass on the blocking pool. At the deadline the watchdog raises
+/// the interrupt flag (the readers check the deadline themselves; the flag
+/// stops gix's own loops, pack indexing and checkout, too) and keeps
+/// waiting: the pass then ends with its timeout error.
+async fn run_pass<P: SyncPass>(
+    mut engine: P,
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> Ran<P> {
     let spare = engine.fresh();
     let interrupt = Arc::new(AtomicBool::new(false));
     let budget = Budget::new(timeout, interrupt.clone());
-    let watchdog_budget = budget.clone();
+    let deadline = tokio::time::sleep(budget.remaining());
+    tokio::pin!(deadline);
     let mut handle = tokio::task::spawn_blocking(move || {
         let result = engine.sync_once(&budget);
         (engine, result)
     });
-    // The readers check the deadline themselves; the watchdog also raises the
-    // interrupt flag so the git layer's own loops (pack indexing, checkout) stop too.
-    let watchdog = async {
-        tokio::time::sleep(watchdog_budget.remaining()).await;
-        interrupt.store(true, Ordering::Relaxed);
-        std::future::pending::<()>().await
-    };
-    tokio::select! {
-        joined = &mut handle => match joined {
-            Ok((engine, result)) => Pass::Done(engine, result),
-            Err(e) => Pass::Panicked(panic_message(e), spare),
-        },
-        _ = watchdog => Pass::Cancelled,
-        _ = cancel.cancelled() => {
-            interrupt.store(true, Ordering::Relaxed);
-            // Give the pass a moment to delete its staging directory.
-            let _ = tokio::time::timeout(SHUTDOWN_GRACE, handle).await;
-            Pass::Cancelled
+    let mut timed_out = false;
+    loop {
+        tokio::select! {
+            joined = &mut handle => return match joined {
+                Ok((engine, result)) => Ran::Done(engine, result),
+                Err(e) => Ran::Panicked(panic_message(e), spare),
+            },
+            () = &mut deadline, if !timed_out => {
+                timed_out = true;
+                interrupt.store(true, Ordering::Relaxed);
+            }
+            () = cancel.cancelled() => {
+                interrupt.store(true, Ordering::Relaxed);
+                // Give the pass a moment to delete its staging directory.
+                let _ = tokio::time::timeout(SHUTDOWN_GRACE, handle).await;
+                return Ran::Cancelled;
+            }
         }
     }
 }
@@ -463,62 +516,11 @@ fn next_wait(opts: &LoopOptions, synced_once: bool, failures: u64) -> Duration {
     if failures == 0 {
         jittered_period(period)
     } else {
-        backoff(period, failures)
+        backoff::delay(BACKOFF_BASE, period, failures, Jitter::Equal)
     }
 }
 
 /// `period` plus up to 10% so many replicas spread out.
 fn jittered_period(period: Duration) -> Duration {
     period + period.mul_f64(fastrand::f64() * 0.1)
-}
-
-/// Exponential backoff from [`BACKOFF_BASE`], capped at `period`, with
-/// "equal jitter" (half fixed, half random) so it never collapses to zero.
-fn backoff(period: Duration, failures: u64) -> Duration {
-    let exp = u32::try_from(failures.saturating_sub(1))
-        .unwrap_or(u32::MAX)
-        .min(20);
-    let raw = BACKOFF_BASE.saturating_mul(1u32 << exp).min(period);
-    raw / 2 + raw.mul_f64(fastrand::f64() * 0.5)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped_by_the_period() {
-        let period = Duration::from_secs(10);
-        for failures in 1..30 {
-            let wait = backoff(period, failures);
-            assert!(wait <= period, "{failures}: {wait:?}");
-            let raw = BACKOFF_BASE
-                .saturating_mul(1 << (failures - 1).min(20))
-                .min(period);
-            assert!(wait >= raw / 2, "{failures}: {wait:?}");
-        }
-        assert!(backoff(period, 1) <= BACKOFF_BASE);
-        assert!(backoff(period, 10) >= period / 2);
-    }
-
-    #[test]
-    fn period_jitter_is_small_and_never_negative() {
-        let p = Duration::from_secs(10);
-        for _ in 0..100 {
-            let w = jittered_period(p);
-            assert!(w >= p && w <= p + p / 10);
-        }
-    }
-
-    #[tokio::test]
-    async fn a_burst_of_triggers_wakes_the_loop_once() {
-        let trigger = Trigger::default();
-        for _ in 0..5 {
-            trigger.fire();
-        }
-        let first = tokio::time::timeout(Duration::from_millis(100), trigger.fired()).await;
-        assert!(first.is_ok(), "a pending trigger wakes the loop");
-        let second = tokio::time::timeout(Duration::from_millis(100), trigger.fired()).await;
-        assert!(second.is_err(), "the burst was coalesced into one wake-up");
-    }
 }

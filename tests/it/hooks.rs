@@ -259,8 +259,7 @@ fn exechook_runs_in_the_new_worktree_with_env_and_args() {
     assert_eq!(second.previous, a, "GITSYNC_PREVIOUS_HASH\n{}", ctx());
     assert_eq!(second.args, "one;two words;--dashed", "{}", ctx());
 
-    // Unchanged passes (every 100 ms) fire nothing.
-    std::thread::sleep(secs(1.0));
+    // Unchanged passes fire nothing (sync::tests::hooks_hear_of_publishes_and_of_the_first_pass_only).
     assert_eq!(lines(&log).len(), 2, "runs without a publish\n{}", ctx());
     run.assert_running();
 }
@@ -322,8 +321,8 @@ fn exechook_failure_is_retried_then_succeeds() {
         metrics_text(&addr)
     );
 
-    // Delivered: no more runs for the same hash.
-    std::thread::sleep(secs(2.5));
+    // Delivered: no more runs for the same hash (in paused time:
+    // hooks::tests::exechook_and_webhook_retry_at_exactly_their_backoff).
     assert_eq!(
         lines(&log).len(),
         3,
@@ -503,7 +502,7 @@ fn webhook_success_path_sends_hash_headers_json_and_signature() {
     assert_eq!(r.header("gitsync-hash"), Some(b.as_str()), "{}", ctx());
     check_json_body(r, &b, Some(&a), &up.file_url(), &ctx());
 
-    std::thread::sleep(secs(1.0));
+    // No request without a publish (sync::tests::hooks_hear_of_publishes_and_of_the_first_pass_only).
     assert_eq!(recv.count(), 2, "requests without a publish\n{}", ctx());
     assert!(
         !run.stderr().contains("it-token") && !run.stderr().contains(SIGNING_SECRET),
@@ -543,7 +542,7 @@ fn webhook_failures_are_retried_with_backoff() {
     run.wait_until(DEADLINE, "webhook metrics: 2 errors, 1 success", || {
         hook_runs(&addr, "webhook", "error") >= 2 && hook_runs(&addr, "webhook", "success") >= 1
     });
-    std::thread::sleep(secs(2.5));
+    // None after the success (hooks::tests::exechook_and_webhook_retry_at_exactly_their_backoff).
     assert_eq!(recv.count(), 3, "requests after the success\n{}", ctx());
     assert_eq!(
         hook_runs(&addr, "webhook", "error"),
@@ -592,7 +591,7 @@ fn webhook_slower_than_its_timeout_fails_and_is_retried() {
     run.wait_until(DEADLINE, "webhook metrics: 1 error, 1 success", || {
         hook_runs(&addr, "webhook", "error") >= 1 && hook_runs(&addr, "webhook", "success") >= 1
     });
-    std::thread::sleep(secs(1.5));
+    // None after the success (hooks::tests::exechook_and_webhook_retry_at_exactly_their_backoff).
     assert_eq!(recv.count(), 2, "requests after the success\n{}", ctx());
 }
 
@@ -622,7 +621,8 @@ fn webhook_success_status_0_accepts_any_answer() {
     run.wait_until(DEADLINE, "a webhook success in the metrics", || {
         hook_runs(&addr, "webhook", "success") >= 1
     });
-    std::thread::sleep(secs(2.5));
+    // A success is not retried (hooks::tests::webhook_without_success_status_accepts_any_response,
+    // hooks::tests::exechook_and_webhook_retry_at_exactly_their_backoff).
     assert_eq!(
         recv.count(),
         1,
@@ -803,8 +803,7 @@ fn restart_with_unchanged_hash_fires_hooks_once_more() {
     wait_for_lines(&second, &log, "the exechook's run after the restart", |l| {
         l.len() >= 2
     });
-    // At --period 100ms a loop would show within this window.
-    std::thread::sleep(secs(2.0));
+    // Not again for later unchanged passes (sync::tests::hooks_hear_of_publishes_and_of_the_first_pass_only).
     let runs = lines(&log);
     assert_eq!(
         runs.len(),
@@ -1275,8 +1274,8 @@ fn reload_signal_reaches_a_real_nginx_master() {
     );
     let pid_file = fs::read_to_string(ngx_dir.path().join("nginx.pid")).unwrap_or_default();
     assert_eq!(pid_file.trim(), master.to_string(), "{}", ctx(&run));
-    // One reload per publish: none twice, no storm from unchanged passes.
-    std::thread::sleep(secs(1.0));
+    // One reload per publish: none twice, no storm from unchanged passes
+    // (sync::tests::hooks_hear_of_publishes_and_of_the_first_pass_only).
     assert_eq!(
         (before, ours()),
         (1, 2),

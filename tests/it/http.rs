@@ -213,7 +213,8 @@ fn unsigned_or_wrongly_signed_webhooks_do_not_sync() {
     .expect("POST /webhook");
     assert_eq!(r.status, 401, "tampered body: {r}");
 
-    std::thread::sleep(Duration::from_secs(1));
+    // No trigger (http::tests::bad_missing_and_stale_signatures_are_refused_without_a_sync),
+    // no pass before the period (sync::tests::the_first_pass_runs_at_once_then_one_per_period).
     assert_eq!(s.published().as_deref(), Some(a.as_str()), "link moved");
     assert_eq!(
         sync_passes(&addr),
@@ -524,7 +525,8 @@ fn bearer_trigger_syncs() {
     )
     .expect("POST /sync");
     assert_eq!(r.status, 401, "wrong token: {r}");
-    std::thread::sleep(Duration::from_millis(500));
+    // No trigger (http::tests::the_sync_trigger_needs_the_bearer_token), no
+    // pass before the period (sync::tests::the_first_pass_runs_at_once_then_one_per_period).
     assert_eq!(
         s.published().as_deref(),
         Some(a.as_str()),
@@ -568,7 +570,11 @@ fn expected_hash_is_retried_until_it_appears() {
         next.as_str(),
         "the announced commit is recorded"
     );
-    std::thread::sleep(Duration::from_millis(1500));
+    // The triggered pass found nothing new and scheduled its quick retry
+    // (the timing: sync::tests::an_announced_commit_not_yet_visible_is_retried_soon_then_given_up).
+    run.wait_until(DEADLINE, "a quick retry scheduled", || {
+        run.stderr().contains("announced commit not published yet")
+    });
     assert_eq!(
         s.published().as_deref(),
         Some(a.as_str()),
@@ -732,7 +738,9 @@ fn webhook_ping_other_ref_too_large_and_rate_limit() {
         .collect();
     assert_eq!(codes, [200; 6], "signed pings after the budget is spent");
 
-    std::thread::sleep(Duration::from_millis(500));
+    // None triggered (http::tests::pushes_to_other_refs_and_pings_are_acknowledged_and_ignored,
+    // oversized_and_malformed_bodies_are_refused), no pass before the period
+    // (sync::tests::the_first_pass_runs_at_once_then_one_per_period).
     assert_eq!(
         s.published().as_deref(),
         Some(a.as_str()),

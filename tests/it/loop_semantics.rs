@@ -50,9 +50,9 @@ fn init_settings_apply_until_the_first_success() {
     });
     std::os::unix::fs::symlink(up.path(), &later).expect("symlink the upstream into place");
     run.wait_for_link_hash(&s.link(), &first);
-    // Now --period (1h) rules: a new commit is not picked up by itself...
+    // Now --period (1h) rules: a new commit is not picked up by itself (the
+    // timing: sync::tests::failures_back_off_from_half_a_second_capped_by_the_init_period_then_the_period).
     let second = up.commit_file("f", "2", "second");
-    std::thread::sleep(Duration::from_millis(500));
     assert_eq!(s.published().as_deref(), Some(first.as_str()));
     run.assert_running();
     assert_ne!(first, second);
@@ -149,18 +149,19 @@ fn idle_polls_write_nothing_to_disk() {
         .arg(s.touch_file())
         .spawn();
     run.wait_for_link_hash(&s.link(), &sha);
-    // Let the first pass's upkeep settle, then look twice, polls apart.
-    std::thread::sleep(Duration::from_millis(300));
+    // Once an idle poll has run the first pass is over, upkeep and all: look
+    // twice, 20 polls apart (in-process: sync::engine::tests::
+    // publishes_then_idle_passes_write_nothing_then_publishes_the_next_commit
+    // and sync::tests::touch_and_error_files_follow_publishes_and_failures).
+    let idle = || run.logs().matches("no change").count();
+    run.wait_until(DEADLINE, "an idle poll", || idle() >= 1);
     let before = (snapshot(&s.root), snapshot(s.dir.path()));
-    std::thread::sleep(Duration::from_secs(2));
+    let seen = idle();
+    run.wait_until(DEADLINE, "20 more idle polls", || idle() >= seen + 20);
     let after = (snapshot(&s.root), snapshot(s.dir.path()));
     run.assert_running();
-    let polls = run.logs().matches("no change").count();
+    let polls = idle();
     assert_eq!(before, after, "idle polls changed the disk");
-    assert!(
-        polls >= 20,
-        "only {polls} idle polls in 2 s:\n{}",
-        run.logs()
-    );
+    assert!(polls >= 20, "only {polls} idle polls:\n{}", run.logs());
     println!("{polls} idle polls logged, nothing written");
 }
