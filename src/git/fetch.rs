@@ -65,8 +65,8 @@ pub enum Error {
     )]
     CredentialsMissing { url: String },
     #[error(
-        "the server answered with git protocol {0:?}, over which gix cannot fetch shallow (it would silently download the whole history); \
-         use a server that speaks protocol v2, or set --depth=0 to fetch full history on purpose"
+        "the server (git protocol {0:?}) does not offer shallow fetches (no 'shallow' capability), \
+         so --depth cannot be honoured; set --depth=0 to fetch full history on purpose"
     )]
     ShallowUnsupported(Protocol),
     #[error("the server sent {count} or more commits although --depth={depth} was asked for; refusing to pretend the fetch was shallow")]
@@ -173,18 +173,35 @@ fn fetch_inner(
     if !opts.force && opts.have == Some(remote_id) && have_locally {
         return Ok(Outcome::Unchanged(remote_id));
     }
-    if opts.depth > 0 && report.protocol() != Some(Protocol::V2) {
+    if opts.depth > 0 && !report.offers_shallow() {
         return Err(Error::ShallowUnsupported(
             report.protocol().unwrap_or(Protocol::V1),
         ));
     }
 
     *step = Step::Fetching;
+    let pack_bytes = receive(repo, prepare, opts, budget, &report)?;
+    let commit = peel_to_commit(repo, remote_id)?;
+    verify_depth(repo, commit, opts.depth)?;
+    Ok(Outcome::Fetched { commit, pack_bytes })
+}
+
+/// Negotiates and receives the pack: what we ask the server for beyond the
+/// wanted commit (the depth) is set here. Over protocol v0/v1 the transport
+/// has already withheld the capabilities gix must not request (see
+/// [`super::v1_capabilities`]). Returns the size of the pack written.
+fn receive(
+    repo: &gix::Repository,
+    prepare: gix::remote::fetch::Prepare<'_, '_, transport::BoxedTransport>,
+    opts: &Options<'_>,
+    budget: &Budget,
+    report: &SpyReport,
+) -> Result<u64, Error> {
     let outcome = prepare
         .with_shallow(shallow_for(repo, opts.depth))
         .receive(gix::progress::Discard, budget.interrupt_flag())
-        .map_err(|e| git_err("fetch failed", e, Some(&report)))?;
-    let pack_bytes = match &outcome.status {
+        .map_err(|e| git_err("fetch failed", e, Some(report)))?;
+    Ok(match &outcome.status {
         gix::remote::fetch::Status::Change {
             write_pack_bundle, ..
         } => {
@@ -196,10 +213,7 @@ fn fetch_inner(
                 .map_or(0, |m| m.len())
         }
         _ => 0,
-    };
-    let commit = peel_to_commit(repo, remote_id)?;
-    verify_depth(repo, commit, opts.depth)?;
-    Ok(Outcome::Fetched { commit, pack_bytes })
+    })
 }
 
 /// gix writes packs 0600 and may leave a `.keep` file (we update no refs

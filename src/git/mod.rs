@@ -3,6 +3,7 @@
 //! flag it sets on shutdown or timeout.
 //!
 //! - [`transport`]: connections with deadlines (git://, file://, http(s)://)
+//! - [`v1_capabilities`]: what gix may request over protocol v0/v1 (shallow fetches)
 //! - [`fetch`]: resolve the ref, fetch only when it moved
 //! - [`credentials`]: the only credentials gix gets (no helper programs)
 //! - [`ssh`]: ssh:// and scp-like remotes, built in or through `GIT_SSH_COMMAND`
@@ -32,6 +33,7 @@ pub mod store;
 pub mod submodules;
 pub mod symlinks;
 pub mod transport;
+pub mod v1_capabilities;
 pub mod worktree;
 
 pub use gix::ObjectId;

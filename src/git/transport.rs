@@ -7,8 +7,10 @@
 //! backend with a client timeout set to the remaining budget.
 //!
 //! Every transport is wrapped in [`Spy`], which records the protocol version
-//! the server answered with: gix 0.90 silently fetches full history when asked
-//! for a shallow fetch over protocol v0/v1, so the caller must refuse that.
+//! and the capabilities the server answered with, and corrects the
+//! capabilities gix requests over protocol v0/v1 (see [`super::v1_capabilities`]:
+//! without that, gix 0.90 silently fetches full history when asked for a
+//! shallow fetch over v0/v1).
 
 use std::borrow::Cow;
 use std::io::{self, Read, Write};
@@ -149,12 +151,14 @@ pub type StderrBuffer = Arc<Mutex<String>>;
 pub struct Spy<T> {
     inner: T,
     protocol: Arc<AtomicU8>,
+    shallow: Arc<AtomicBool>,
 }
 
 /// What the caller can read back from a [`Spy`] after the handshake.
 #[derive(Clone, Default)]
 pub struct SpyReport {
     protocol: Arc<AtomicU8>,
+    shallow: Arc<AtomicBool>,
     stderr: StderrBuffer,
 }
 
@@ -169,6 +173,12 @@ impl SpyReport {
         }
     }
 
+    /// Whether the server offered shallow fetches (`shallow` capability; with
+    /// v2, of its `fetch` command), once the handshake happened.
+    pub fn offers_shallow(&self) -> bool {
+        self.shallow.load(Ordering::Relaxed)
+    }
+
     /// Anything the local `git upload-pack` printed on stderr (file:// only).
     pub fn stderr(&self) -> String {
         self.stderr
@@ -181,11 +191,30 @@ impl SpyReport {
 impl<T> Spy<T> {
     fn new(inner: T, stderr: StderrBuffer) -> (Self, SpyReport) {
         let protocol = Arc::new(AtomicU8::new(0));
+        let shallow = Arc::new(AtomicBool::new(false));
         let report = SpyReport {
             protocol: protocol.clone(),
+            shallow: shallow.clone(),
             stderr,
         };
-        (Self { inner, protocol }, report)
+        let spy = Self {
+            inner,
+            protocol,
+            shallow,
+        };
+        (spy, report)
+    }
+}
+
+/// v0/v1 servers list `shallow` among their capabilities; v2 servers among
+/// the values of their `fetch` capability.
+fn offers_shallow(protocol: Protocol, capabilities: &client::Capabilities) -> bool {
+    match protocol {
+        Protocol::V2 => capabilities
+            .capability("fetch")
+            .and_then(|c| c.supports("shallow"))
+            .unwrap_or(false),
+        Protocol::V0 | Protocol::V1 => capabilities.contains("shallow"),
     }
 }
 
@@ -217,13 +246,19 @@ impl<T: Transport> Transport for Spy<T> {
         service: Service,
         extra_parameters: &'a [(&'a str, Option<&'a str>)],
     ) -> Result<SetServiceResponse<'_>, client::Error> {
-        let response = self.inner.handshake(service, extra_parameters)?;
-        let code = match response.actual_protocol {
+        let mut response = self.inner.handshake(service, extra_parameters)?;
+        let protocol = response.actual_protocol;
+        let code = match protocol {
             Protocol::V1 => 1,
             Protocol::V2 => 2,
             Protocol::V0 => 3,
         };
         self.protocol.store(code, Ordering::Relaxed);
+        self.shallow.store(
+            offers_shallow(protocol, &response.capabilities),
+            Ordering::Relaxed,
+        );
+        response.capabilities = super::v1_capabilities::for_fetch(protocol, response.capabilities);
         Ok(response)
     }
 

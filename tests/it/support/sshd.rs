@@ -2,7 +2,11 @@
 //! loopback address with throwaway host keys, public-key login for the
 //! current user (the tests run as root, hence `PermitRootLogin
 //! prohibit-password`), `AcceptEnv GIT_PROTOCOL` and `git-upload-pack` on
-//! its PATH. Plus user keys made with `ssh-keygen` and known_hosts lines.
+//! its PATH. [`Sshd::start_without_accept_env`] leaves `AcceptEnv` out, as
+//! sshd's default configuration does: the client's `GIT_PROTOCOL=version=2`
+//! never reaches upload-pack, which then answers with protocol v0 (a plain
+//! sshd with git-shell, gitolite, many appliances).
+//! Plus user keys made with `ssh-keygen` and known_hosts lines.
 //! Missing tools fail the test with the Debian packages to install.
 
 use std::fs;
@@ -173,6 +177,13 @@ impl Sshd {
             .unwrap_or_else(|log| panic!("sshd did not start:\n{log}"))
     }
 
+    /// Like [`Sshd::start`], without `AcceptEnv GIT_PROTOCOL` (sshd's
+    /// default): git on it speaks protocol v0.
+    pub fn start_without_accept_env(authorized: &[&KeyPair]) -> Self {
+        Self::start_with(LOCALHOST, super::free_port(), authorized, false)
+            .unwrap_or_else(|log| panic!("sshd did not start:\n{log}"))
+    }
+
     /// On `[::1]` and a free port (IPv6 loopback), letting in `authorized` keys.
     pub fn start_v6(authorized: &[&KeyPair]) -> Self {
         Self::start_at("::1", super::servers::free_port_v6(), authorized)
@@ -193,6 +204,15 @@ impl Sshd {
     }
 
     fn start_at(host: &str, port: u16, authorized: &[&KeyPair]) -> Result<Self, String> {
+        Self::start_with(host, port, authorized, true)
+    }
+
+    fn start_with(
+        host: &str,
+        port: u16,
+        authorized: &[&KeyPair],
+        accept_git_protocol: bool,
+    ) -> Result<Self, String> {
         require_ssh_tools();
         assert!(
             host.starts_with("127.") || host == "::1",
@@ -205,7 +225,8 @@ impl Sshd {
         fs::write(dir.path().join("authorized_keys"), keys.join("\n") + "\n")
             .expect("writing authorized_keys");
         let config = dir.path().join("sshd_config");
-        fs::write(&config, sshd_config(dir.path(), host, port)).expect("writing sshd_config");
+        let text = sshd_config(dir.path(), host, port, accept_git_protocol);
+        fs::write(&config, text).expect("writing sshd_config");
         // sshd insists on its privilege separation directory.
         fs::create_dir_all("/run/sshd").expect("creating /run/sshd");
         let log = fs::File::create(dir.path().join("sshd.log")).expect("sshd log");
@@ -302,12 +323,16 @@ pub fn user() -> String {
         .expect("the test user has a passwd entry")
 }
 
-fn sshd_config(dir: &Path, host: &str, port: u16) -> String {
+fn sshd_config(dir: &Path, host: &str, port: u16, accept_git_protocol: bool) -> String {
     let upload_pack = which("git-upload-pack")
         .or_else(|| Some(super::git::git_exec_path().join("git-upload-pack")))
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .expect("git-upload-pack's directory");
     let d = dir.display();
+    let accept_env = match accept_git_protocol {
+        true => "AcceptEnv GIT_PROTOCOL\n",
+        false => "",
+    };
     format!(
         "Port {port}\n\
          ListenAddress {host}\n\
@@ -321,7 +346,7 @@ fn sshd_config(dir: &Path, host: &str, port: u16) -> String {
          PasswordAuthentication no\n\
          KbdInteractiveAuthentication no\n\
          UsePAM no\n\
-         AcceptEnv GIT_PROTOCOL\n\
+         {accept_env}\
          SetEnv PATH={}:/usr/bin:/bin\n\
          LogLevel VERBOSE\n",
         upload_pack.display()
