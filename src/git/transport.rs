@@ -335,12 +335,19 @@ pub fn connect(
         gix::url::Scheme::Ssh => (super::ssh::connect(url, ssh, budget, stderr.clone())?, None),
         ref other => return Err(ConnectError::UnsupportedScheme(other.as_str().to_string())),
     };
+    let mut connected = spied(transport, stderr);
+    connected.options = options;
+    Ok(connected)
+}
+
+/// `transport` wrapped in a [`Spy`], with no options.
+pub(super) fn spied(transport: BoxedTransport, stderr: StderrBuffer) -> Connected {
     let (spy, report) = Spy::new(transport, stderr);
-    Ok(Connected {
+    Connected {
         transport: Box::new(spy),
         report,
-        options,
-    })
+        options: None,
+    }
 }
 
 fn connect_daemon(
@@ -392,10 +399,7 @@ fn daemon_connection(
         port,
         source,
     };
-    // Writes are small (wants/haves); a bound keeps a dead peer from blocking forever.
-    stream
-        .set_write_timeout(Some(budget.remaining().max(Duration::from_millis(10))))
-        .map_err(io_err)?;
+    tune_daemon_socket(&stream, budget).map_err(io_err)?;
     let reader = stream.try_clone().map_err(io_err)?;
     let reader = DeadlineReader {
         inner: reader,
@@ -414,6 +418,15 @@ fn daemon_connection(
         false,
     )
     .custom_url(Some(url.to_bstring())))
+}
+
+/// Writes are small (wants/haves): a bound keeps a dead peer from blocking
+/// forever, and `TCP_NODELAY` sends them at once. gix writes each pkt-line
+/// with its own `send`; with Nagle's algorithm every exchange waited for the
+/// daemon's delayed ACK (~40 ms). reqwest (http) and our ssh client set it too.
+fn tune_daemon_socket(stream: &TcpStream, budget: &Budget) -> io::Result<()> {
+    stream.set_write_timeout(Some(budget.remaining().max(Duration::from_millis(10))))?;
+    stream.set_nodelay(true)
 }
 
 /// Writes to the child's stdin; closes it on drop so the child sees EOF.
@@ -622,6 +635,16 @@ mod tests {
             .expect_err("a silent peer must time out");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn git_daemon_sockets_send_small_writes_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let budget = Budget::new(Duration::from_secs(5), Arc::new(AtomicBool::new(false)));
+        tune_daemon_socket(&client, &budget).expect("tune");
+        assert!(client.nodelay().expect("TCP_NODELAY readable"));
+        assert!(client.write_timeout().expect("write timeout").is_some());
     }
 
     #[test]

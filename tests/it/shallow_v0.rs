@@ -214,6 +214,13 @@ fn the_servers_answer_protocol_v0_and_advertise_deepen_relative() {
         // The capability that makes gix's `deepen 1` relative (issue 14).
         assert!(trace.contains("deepen-relative"), "{trace}");
         assert!(String::from_utf8_lossy(&out.stdout).contains(&up.head()));
+        if let Server::Ssh { sshd, .. } = &server {
+            assert_eq!(
+                sshd.upload_pack_protocols(),
+                [""],
+                "GIT_PROTOCOL got through"
+            );
+        }
     }
 }
 

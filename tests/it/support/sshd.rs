@@ -5,7 +5,8 @@
 //! its PATH. [`Sshd::start_without_accept_env`] leaves `AcceptEnv` out, as
 //! sshd's default configuration does: the client's `GIT_PROTOCOL=version=2`
 //! never reaches upload-pack, which then answers with protocol v0 (a plain
-//! sshd with git-shell, gitolite, many appliances).
+//! sshd with git-shell, gitolite, many appliances). The `git-upload-pack` on
+//! its PATH records the `GIT_PROTOCOL` it gets ([`Sshd::upload_pack_protocols`]).
 //! Plus user keys made with `ssh-keygen` and known_hosts lines.
 //! Missing tools fail the test with the Debian packages to install.
 
@@ -301,6 +302,16 @@ impl Sshd {
         fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
     }
 
+    /// The `GIT_PROTOCOL` each upload-pack so far was started with (empty
+    /// when the client's variable did not get through).
+    pub fn upload_pack_protocols(&self) -> Vec<String> {
+        fs::read_to_string(self.dir.path().join(UPLOAD_PACK_LOG))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.trim_start_matches("GIT_PROTOCOL=").to_string())
+            .collect()
+    }
+
     /// Successful public key logins so far.
     pub fn logins(&self) -> usize {
         self.log().matches("Accepted publickey").count()
@@ -323,11 +334,33 @@ pub fn user() -> String {
         .expect("the test user has a passwd entry")
 }
 
+/// `<dir>/bin/git-upload-pack`: notes the `GIT_PROTOCOL` it was started
+/// with in `<dir>/upload-pack.log`, then runs the real one. Returns its directory.
+fn recording_upload_pack(dir: &Path) -> PathBuf {
+    let real = which("git-upload-pack")
+        .unwrap_or_else(|| super::git::git_exec_path().join("git-upload-pack"));
+    let bin = dir.join("bin");
+    fs::create_dir_all(&bin).expect("creating sshd's bin directory");
+    let script = format!(
+        "#!/bin/sh\necho \"GIT_PROTOCOL=$GIT_PROTOCOL\" >> '{}'\nexec '{}' \"$@\"\n",
+        dir.join(UPLOAD_PACK_LOG).display(),
+        real.display()
+    );
+    let wrapper = bin.join("git-upload-pack");
+    fs::write(&wrapper, script).expect("writing the git-upload-pack wrapper");
+    fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod the git-upload-pack wrapper");
+    bin
+}
+
+/// Where [`recording_upload_pack`] writes, in the server's directory.
+const UPLOAD_PACK_LOG: &str = "upload-pack.log";
+
 fn sshd_config(dir: &Path, host: &str, port: u16, accept_git_protocol: bool) -> String {
-    let upload_pack = which("git-upload-pack")
-        .or_else(|| Some(super::git::git_exec_path().join("git-upload-pack")))
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .expect("git-upload-pack's directory");
+    let upload_pack = recording_upload_pack(dir);
     let d = dir.display();
     let accept_env = match accept_git_protocol {
         true => "AcceptEnv GIT_PROTOCOL\n",
