@@ -335,10 +335,12 @@ pub fn user() -> String {
 }
 
 /// `<dir>/bin/git-upload-pack`: notes the `GIT_PROTOCOL` it was started
-/// with in `<dir>/upload-pack.log`, then runs the real one. Returns its directory.
-fn recording_upload_pack(dir: &Path) -> PathBuf {
+/// with in `<dir>/upload-pack.log`, then runs the real one. Returns the PATH
+/// for sshd's sessions: that directory, then the real one's.
+fn recording_upload_pack(dir: &Path) -> String {
     let real = which("git-upload-pack")
         .unwrap_or_else(|| super::git::git_exec_path().join("git-upload-pack"));
+    let real_dir = real.parent().expect("git-upload-pack's directory");
     let bin = dir.join("bin");
     fs::create_dir_all(&bin).expect("creating sshd's bin directory");
     let script = format!(
@@ -353,14 +355,14 @@ fn recording_upload_pack(dir: &Path) -> PathBuf {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .expect("chmod the git-upload-pack wrapper");
-    bin
+    format!("{}:{}", bin.display(), real_dir.display())
 }
 
 /// Where [`recording_upload_pack`] writes, in the server's directory.
 const UPLOAD_PACK_LOG: &str = "upload-pack.log";
 
 fn sshd_config(dir: &Path, host: &str, port: u16, accept_git_protocol: bool) -> String {
-    let upload_pack = recording_upload_pack(dir);
+    let path = recording_upload_pack(dir);
     let d = dir.display();
     let accept_env = match accept_git_protocol {
         true => "AcceptEnv GIT_PROTOCOL\n",
@@ -380,8 +382,7 @@ fn sshd_config(dir: &Path, host: &str, port: u16, accept_git_protocol: bool) -> 
          KbdInteractiveAuthentication no\n\
          UsePAM no\n\
          {accept_env}\
-         SetEnv PATH={}:/usr/bin:/bin\n\
-         LogLevel VERBOSE\n",
-        upload_pack.display()
+         SetEnv PATH={path}:/usr/bin:/bin\n\
+         LogLevel VERBOSE\n"
     )
 }
