@@ -25,6 +25,8 @@ enum Server {
         sshd: Sshd,
         key: KeyPair,
         dir: tempfile::TempDir,
+        /// `GIT_SSH_COMMAND` for the sidecar (else its built-in client).
+        command: Option<String>,
     },
     Http(HttpGit),
     Daemon(GitDaemon),
@@ -39,7 +41,29 @@ impl Server {
         let known_hosts = dir.path().join("known_hosts");
         std::fs::write(&known_hosts, sshd.known_hosts_line(sshd.port()) + "\n")
             .expect("writing known_hosts");
-        Server::Ssh { sshd, key, dir }
+        Server::Ssh {
+            sshd,
+            key,
+            dir,
+            command: None,
+        }
+    }
+
+    /// [`Server::ssh`], reached through `GIT_SSH_COMMAND` (the ssh program).
+    fn ssh_command() -> Self {
+        assert!(
+            sshd::which("ssh").is_some(),
+            "ssh not found: this test runs the real ssh client (apt-get install openssh-client)"
+        );
+        match Self::ssh() {
+            Server::Ssh { sshd, key, dir, .. } => Server::Ssh {
+                sshd,
+                key,
+                dir,
+                command: Some("ssh -o BatchMode=yes -o LogLevel=ERROR".to_string()),
+            },
+            _ => unreachable!("Server::ssh is ssh"),
+        }
     }
 
     fn http(up: &Upstream) -> Self {
@@ -67,6 +91,18 @@ impl Server {
         match self {
             Server::Ssh { key, dir, .. } => sshd::ssh_args(&[key], &dir.path().join("known_hosts")),
             _ => Vec::new(),
+        }
+    }
+
+    /// The sidecar for `url` on this server, with `args` and `GIT_SSH_COMMAND`.
+    fn sidecar(&self, s: &Scratch, url: &str) -> Sidecar {
+        let sidecar = s.sidecar(url).args(self.args());
+        match self {
+            Server::Ssh {
+                command: Some(command),
+                ..
+            } => sidecar.env("GIT_SSH_COMMAND", command),
+            _ => sidecar,
         }
     }
 
@@ -111,8 +147,8 @@ fn history() -> Upstream {
 }
 
 fn one_time(s: &Scratch, server: &Server, url: &str, extra: &[&str]) -> Output {
-    s.sidecar(url)
-        .args(server.args())
+    server
+        .sidecar(s, url)
         .args(extra)
         .arg("--one-time")
         .run(RUN_TIMEOUT)
@@ -158,9 +194,8 @@ fn depth_changes(server: &Server, up: &Upstream) {
 /// staying one commit deep.
 fn follows_new_commits(server: &Server, up: &Upstream) {
     let s = Scratch::new();
-    let run = s
-        .sidecar(&server.url(up))
-        .args(server.args())
+    let run = server
+        .sidecar(&s, &server.url(up))
         .args(["--period", "100ms"])
         .spawn();
     run.wait_for_link_hash(&s.link(), &up.head());
@@ -227,7 +262,28 @@ fn the_servers_answer_protocol_v0_and_advertise_deepen_relative() {
 #[test]
 fn depth_changes_over_ssh_with_the_default_sshd_config() {
     let up = history();
-    depth_changes(&Server::ssh(), &up);
+    let server = Server::ssh();
+    depth_changes(&server, &up);
+    assert_no_protocol_request_got_through(&server);
+}
+
+/// `GIT_SSH_COMMAND` (the ssh program, which sends `SendEnv=GIT_PROTOCOL`
+/// in vain) to the same default-config sshd.
+#[test]
+fn depth_changes_through_git_ssh_command_with_the_default_sshd_config() {
+    let up = history();
+    let server = Server::ssh_command();
+    depth_changes(&server, &up);
+    assert_no_protocol_request_got_through(&server);
+}
+
+/// Every upload-pack the sshd started saw no `GIT_PROTOCOL`: v0 was spoken.
+fn assert_no_protocol_request_got_through(server: &Server) {
+    if let Server::Ssh { sshd, .. } = server {
+        let protocols = sshd.upload_pack_protocols();
+        assert!(!protocols.is_empty(), "no upload-pack ran");
+        assert!(protocols.iter().all(String::is_empty), "{protocols:?}");
+    }
 }
 
 #[test]
