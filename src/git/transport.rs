@@ -637,6 +637,36 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(2));
     }
 
+    /// Which advertisements allow `--depth` (else the sync fails saying so).
+    #[test]
+    fn shallow_is_offered_per_protocol_version() {
+        let v2 = |fetch: &str| {
+            let lines = format!("version 2\nagent=git/2.47.3\nls-refs=unborn\n{fetch}\n");
+            client::Capabilities::from_lines(lines.into()).expect("v2 capabilities")
+        };
+        assert!(offers_shallow(
+            Protocol::V2,
+            &v2("fetch=shallow wait-for-done")
+        ));
+        assert!(!offers_shallow(Protocol::V2, &v2("fetch=wait-for-done")));
+        assert!(!offers_shallow(Protocol::V2, &v2("fetch")));
+        let v0 = |caps: &str| {
+            client::Capabilities::from_bytes(format!("\0{caps}").as_bytes())
+                .expect("v0 capabilities")
+                .0
+        };
+        for protocol in [Protocol::V0, Protocol::V1] {
+            assert!(offers_shallow(
+                protocol,
+                &v0("multi_ack shallow deepen-since")
+            ));
+            assert!(!offers_shallow(
+                protocol,
+                &v0("multi_ack ofs-delta agent=x")
+            ));
+        }
+    }
+
     #[test]
     fn git_daemon_sockets_send_small_writes_at_once() {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
