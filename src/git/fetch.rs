@@ -66,8 +66,8 @@ pub enum Error {
     )]
     CredentialsMissing { url: String },
     #[error(
-        "the server answered with git protocol {0:?}, over which gix cannot fetch shallow (it would silently download the whole history); \
-         use a server that speaks protocol v2, or set --depth=0 to fetch full history on purpose"
+        "the server (git protocol {0:?}) does not offer shallow fetches (no 'shallow' capability), \
+         so --depth cannot be honoured; set --depth=0 to fetch full history on purpose"
     )]
     ShallowUnsupported(Protocol),
     #[error("the server sent {count} or more commits although --depth={depth} was asked for; refusing to pretend the fetch was shallow")]
@@ -154,6 +154,18 @@ fn fetch_inner(
         .with_refspecs(Some(refspec.as_str()), gix::remote::Direction::Fetch)
         .map_err(|e| git_err("invalid ref", e, None))?;
     let connected = transport::connect(opts.url.gix(), budget, opts.ssh, opts.http)?;
+    fetch_over(repo, remote, connected, opts, budget, step)
+}
+
+/// [`fetch`] from `remote` over a `connected` transport.
+fn fetch_over(
+    repo: &gix::Repository,
+    remote: gix::Remote<'_>,
+    connected: transport::Connected,
+    opts: &Options<'_>,
+    budget: &Budget,
+    step: &mut Step,
+) -> Result<Outcome, Error> {
     // http(s) connects lazily, with the first request.
     *step = match opts.url.gix().scheme {
         gix::url::Scheme::Http | gix::url::Scheme::Https => Step::ConnectingAndListing,
@@ -174,18 +186,38 @@ fn fetch_inner(
     if !opts.force && opts.have == Some(CommitId(remote_id)) && have_locally {
         return Ok(Outcome::Unchanged(CommitId(remote_id)));
     }
-    if opts.depth > 0 && report.protocol() != Some(Protocol::V2) {
+    if opts.depth > 0 && !report.offers_shallow() {
         return Err(Error::ShallowUnsupported(
             report.protocol().unwrap_or(Protocol::V1),
         ));
     }
 
     *step = Step::Fetching;
+    let pack_bytes = receive(repo, prepare, opts, budget, &report)?;
+    let commit = peel_to_commit(repo, remote_id)?;
+    verify_depth(repo, commit, opts.depth)?;
+    Ok(Outcome::Fetched {
+        commit: CommitId(commit),
+        pack_bytes,
+    })
+}
+
+/// Negotiates and receives the pack: what we ask the server for beyond the
+/// wanted commit (the depth) is set here. Over protocol v0/v1 the transport
+/// has already withheld the capabilities gix must not request (see
+/// [`super::v1_capabilities`]). Returns the size of the pack written.
+fn receive(
+    repo: &gix::Repository,
+    prepare: gix::remote::fetch::Prepare<'_, '_, transport::BoxedTransport>,
+    opts: &Options<'_>,
+    budget: &Budget,
+    report: &SpyReport,
+) -> Result<u64, Error> {
     let outcome = prepare
         .with_shallow(shallow_for(repo, opts.depth))
         .receive(gix::progress::Discard, budget.interrupt_flag())
-        .map_err(|e| git_err("fetch failed", e, Some(&report)))?;
-    let pack_bytes = match &outcome.status {
+        .map_err(|e| git_err("fetch failed", e, Some(report)))?;
+    Ok(match &outcome.status {
         gix::remote::fetch::Status::Change {
             write_pack_bundle, ..
         } => {
@@ -197,12 +229,6 @@ fn fetch_inner(
                 .map_or(0, |m| m.len())
         }
         _ => 0,
-    };
-    let commit = peel_to_commit(repo, remote_id)?;
-    verify_depth(repo, commit, opts.depth)?;
-    Ok(Outcome::Fetched {
-        commit: CommitId(commit),
-        pack_bytes,
     })
 }
 
@@ -330,6 +356,120 @@ fn git_err(context: &'static str, e: impl std::error::Error, report: Option<&Spy
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::git::test_git::git;
+    use std::process::Command;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    /// A fetch from `upstream` over a `git upload-pack` we start with
+    /// `GIT_PROTOCOL` set to `protocol` (unset: v0), the way a server without
+    /// `AcceptEnv GIT_PROTOCOL` runs it behind `GIT_SSH_COMMAND`.
+    fn fetch_from_upload_pack(
+        repo: &gix::Repository,
+        upstream: &std::path::Path,
+        protocol: Option<&str>,
+        git_ref: &str,
+        depth: u32,
+    ) -> Result<Outcome, Error> {
+        let url =
+            crate::git::Remote::parse(&format!("file://{}", upstream.display())).expect("url");
+        let budget = Budget::new(
+            std::time::Duration::from_secs(60),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let mut command = Command::new("git");
+        command
+            .arg("upload-pack")
+            .arg(upstream)
+            .env_remove("GIT_PROTOCOL")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null");
+        if let Some(p) = protocol {
+            command.env("GIT_PROTOCOL", p);
+        }
+        let stderr = transport::StderrBuffer::default();
+        let process = transport::spawn_process(command, url.gix(), &budget, stderr.clone())
+            .expect("git must be installed for this test (apt-get install git)");
+        let connected = transport::spied(Box::new(process), stderr);
+        let (ssh, http) = (Default::default(), Default::default());
+        let opts = Options {
+            url: &url,
+            git_ref,
+            depth,
+            have: None,
+            force: true,
+            credentials: None,
+            ssh: &ssh,
+            http: &http,
+        };
+        let remote = repo
+            .remote_at(url.gix().clone())
+            .expect("remote")
+            .with_fetch_tags(gix::remote::fetch::Tags::None)
+            .with_refspecs(Some(git_ref), gix::remote::Direction::Fetch)
+            .expect("refspec");
+        fetch_over(
+            repo,
+            remote,
+            connected,
+            &opts,
+            &budget,
+            &mut Step::Connecting,
+        )
+    }
+
+    fn commits_below(repo: &gix::Repository, commit: ObjectId) -> usize {
+        let walk = repo.rev_walk([commit]).all().expect("walk");
+        walk.filter(|info| info.is_ok()).count()
+    }
+
+    /// gix alone fetches the whole history over v0 (issue 14); the
+    /// transport's handshake fixes that for every depth, a depth change,
+    /// and a commit below the tip fetched by SHA. (v1 is not tried: git
+    /// answers v1 only to a client that asks for it, and gix's handshake
+    /// cannot read upload-pack's v1 advertisement anyway.)
+    #[test]
+    fn depth_fetches_over_protocol_v0_are_as_deep_as_asked() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let upstream = tmp.path().join("up");
+        std::fs::create_dir(&upstream).expect("mkdir");
+        git(&upstream, &["init", "-q", "-b", "main"]);
+        git(
+            &upstream,
+            &["config", "uploadpack.allowReachableSHA1InWant", "true"],
+        );
+        for n in 0..5 {
+            std::fs::write(upstream.join("f"), n.to_string()).expect("write");
+            git(&upstream, &["add", "f"]);
+            git(&upstream, &["commit", "-q", "-m", &n.to_string()]);
+        }
+        let below = git(&upstream, &["rev-parse", "HEAD~2"]);
+        for protocol in [None, Some("version=0")] {
+            let store = tmp.path().join(format!("store-{protocol:?}"));
+            let repo = gix::init_bare(&store).expect("init");
+            for (depth, count) in [(1, 1), (2, 2), (0, 5), (1, 1)] {
+                let outcome = fetch_from_upload_pack(&repo, &upstream, protocol, "main", depth)
+                    .unwrap_or_else(|e| panic!("{protocol:?} --depth {depth}: {e}"));
+                let Outcome::Fetched { commit, .. } = outcome else {
+                    panic!("{protocol:?}: nothing fetched");
+                };
+                let repo = gix::open(&store).expect("reopen");
+                assert_eq!(
+                    commits_below(&repo, commit.0),
+                    count,
+                    "{protocol:?} --depth {depth}"
+                );
+            }
+            let by_sha = fetch_from_upload_pack(&repo, &upstream, protocol, &below, 1)
+                .unwrap_or_else(|e| panic!("{protocol:?} by SHA: {e}"));
+            let repo = gix::open(&store).expect("reopen");
+            let Outcome::Fetched { commit, .. } = by_sha else {
+                panic!("{protocol:?}: nothing fetched by SHA");
+            };
+            assert_eq!(commit.to_string(), below);
+            assert_eq!(commits_below(&repo, commit.0), 1, "{protocol:?} by SHA");
+        }
+    }
 
     #[test]
     fn refspec_keeps_the_users_ref_and_has_no_destination() {

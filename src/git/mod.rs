@@ -5,6 +5,7 @@
 //! - [`remote`]: a remote URL parsed once ([`Remote`]); [`CommitId`]: a
 //!   commit's id; [`Repo`]: the repository facade the sync engine uses
 //! - [`transport`]: connections with deadlines (git://, file://, http(s)://)
+//! - [`v1_capabilities`]: what gix may request over protocol v0/v1 (shallow fetches)
 //! - [`fetch`]: resolve the ref, fetch only when it moved
 //! - [`credential_callback`]: hands gix [`crate::auth`]'s credentials (no helper programs)
 //! - [`ssh`]: ssh:// and scp-like remotes, built in or through `GIT_SSH_COMMAND`
@@ -35,6 +36,7 @@ pub mod store;
 pub mod submodules;
 pub mod symlinks;
 pub mod transport;
+pub mod v1_capabilities;
 pub mod worktree;
 
 pub use commit_id::CommitId;

@@ -7,8 +7,10 @@
 //! backend with a client timeout set to the remaining budget.
 //!
 //! Every transport is wrapped in [`Spy`], which records the protocol version
-//! the server answered with: gix 0.90 silently fetches full history when asked
-//! for a shallow fetch over protocol v0/v1, so the caller must refuse that.
+//! and the capabilities the server answered with, and corrects the
+//! capabilities gix requests over protocol v0/v1 (see [`super::v1_capabilities`]:
+//! without that, gix 0.90 silently fetches full history when asked for a
+//! shallow fetch over v0/v1).
 
 use std::borrow::Cow;
 use std::io::{self, Read, Write};
@@ -149,12 +151,14 @@ pub type StderrBuffer = Arc<Mutex<String>>;
 pub struct Spy<T> {
     inner: T,
     protocol: Arc<AtomicU8>,
+    shallow: Arc<AtomicBool>,
 }
 
 /// What the caller can read back from a [`Spy`] after the handshake.
 #[derive(Clone, Default)]
 pub struct SpyReport {
     protocol: Arc<AtomicU8>,
+    shallow: Arc<AtomicBool>,
     stderr: StderrBuffer,
 }
 
@@ -169,6 +173,12 @@ impl SpyReport {
         }
     }
 
+    /// Whether the server offered shallow fetches (`shallow` capability; with
+    /// v2, of its `fetch` command), once the handshake happened.
+    pub fn offers_shallow(&self) -> bool {
+        self.shallow.load(Ordering::Relaxed)
+    }
+
     /// Anything the local `git upload-pack` printed on stderr (file:// only).
     pub fn stderr(&self) -> String {
         self.stderr
@@ -181,11 +191,30 @@ impl SpyReport {
 impl<T> Spy<T> {
     fn new(inner: T, stderr: StderrBuffer) -> (Self, SpyReport) {
         let protocol = Arc::new(AtomicU8::new(0));
+        let shallow = Arc::new(AtomicBool::new(false));
         let report = SpyReport {
             protocol: protocol.clone(),
+            shallow: shallow.clone(),
             stderr,
         };
-        (Self { inner, protocol }, report)
+        let spy = Self {
+            inner,
+            protocol,
+            shallow,
+        };
+        (spy, report)
+    }
+}
+
+/// v0/v1 servers list `shallow` among their capabilities; v2 servers among
+/// the values of their `fetch` capability.
+fn offers_shallow(protocol: Protocol, capabilities: &client::Capabilities) -> bool {
+    match protocol {
+        Protocol::V2 => capabilities
+            .capability("fetch")
+            .and_then(|c| c.supports("shallow"))
+            .unwrap_or(false),
+        Protocol::V0 | Protocol::V1 => capabilities.contains("shallow"),
     }
 }
 
@@ -217,13 +246,19 @@ impl<T: Transport> Transport for Spy<T> {
         service: Service,
         extra_parameters: &'a [(&'a str, Option<&'a str>)],
     ) -> Result<SetServiceResponse<'_>, client::Error> {
-        let response = self.inner.handshake(service, extra_parameters)?;
-        let code = match response.actual_protocol {
+        let mut response = self.inner.handshake(service, extra_parameters)?;
+        let protocol = response.actual_protocol;
+        let code = match protocol {
             Protocol::V1 => 1,
             Protocol::V2 => 2,
             Protocol::V0 => 3,
         };
         self.protocol.store(code, Ordering::Relaxed);
+        self.shallow.store(
+            offers_shallow(protocol, &response.capabilities),
+            Ordering::Relaxed,
+        );
+        response.capabilities = super::v1_capabilities::for_fetch(protocol, response.capabilities);
         Ok(response)
     }
 
@@ -300,12 +335,19 @@ pub fn connect(
         gix::url::Scheme::Ssh => (super::ssh::connect(url, ssh, budget, stderr.clone())?, None),
         ref other => return Err(ConnectError::UnsupportedScheme(other.as_str().to_string())),
     };
+    let mut connected = spied(transport, stderr);
+    connected.options = options;
+    Ok(connected)
+}
+
+/// `transport` wrapped in a [`Spy`], with no options.
+pub(super) fn spied(transport: BoxedTransport, stderr: StderrBuffer) -> Connected {
     let (spy, report) = Spy::new(transport, stderr);
-    Ok(Connected {
+    Connected {
         transport: Box::new(spy),
         report,
-        options,
-    })
+        options: None,
+    }
 }
 
 fn connect_daemon(
@@ -357,10 +399,7 @@ fn daemon_connection(
         port,
         source,
     };
-    // Writes are small (wants/haves); a bound keeps a dead peer from blocking forever.
-    stream
-        .set_write_timeout(Some(budget.remaining().max(Duration::from_millis(10))))
-        .map_err(io_err)?;
+    tune_daemon_socket(&stream, budget).map_err(io_err)?;
     let reader = stream.try_clone().map_err(io_err)?;
     let reader = DeadlineReader {
         inner: reader,
@@ -379,6 +418,15 @@ fn daemon_connection(
         false,
     )
     .custom_url(Some(url.to_bstring())))
+}
+
+/// Writes are small (wants/haves): a bound keeps a dead peer from blocking
+/// forever, and `TCP_NODELAY` sends them at once. gix writes each pkt-line
+/// with its own `send`; with Nagle's algorithm every exchange waited for the
+/// daemon's delayed ACK (~40 ms). reqwest (http) and our ssh client set it too.
+fn tune_daemon_socket(stream: &TcpStream, budget: &Budget) -> io::Result<()> {
+    stream.set_write_timeout(Some(budget.remaining().max(Duration::from_millis(10))))?;
+    stream.set_nodelay(true)
 }
 
 /// Writes to the child's stdin; closes it on drop so the child sees EOF.
@@ -587,6 +635,46 @@ mod tests {
             .expect_err("a silent peer must time out");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    /// Which advertisements allow `--depth` (else the sync fails saying so).
+    #[test]
+    fn shallow_is_offered_per_protocol_version() {
+        let v2 = |fetch: &str| {
+            let lines = format!("version 2\nagent=git/2.47.3\nls-refs=unborn\n{fetch}\n");
+            client::Capabilities::from_lines(lines.into()).expect("v2 capabilities")
+        };
+        assert!(offers_shallow(
+            Protocol::V2,
+            &v2("fetch=shallow wait-for-done")
+        ));
+        assert!(!offers_shallow(Protocol::V2, &v2("fetch=wait-for-done")));
+        assert!(!offers_shallow(Protocol::V2, &v2("fetch")));
+        let v0 = |caps: &str| {
+            client::Capabilities::from_bytes(format!("\0{caps}").as_bytes())
+                .expect("v0 capabilities")
+                .0
+        };
+        for protocol in [Protocol::V0, Protocol::V1] {
+            assert!(offers_shallow(
+                protocol,
+                &v0("multi_ack shallow deepen-since")
+            ));
+            assert!(!offers_shallow(
+                protocol,
+                &v0("multi_ack ofs-delta agent=x")
+            ));
+        }
+    }
+
+    #[test]
+    fn git_daemon_sockets_send_small_writes_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let budget = Budget::new(Duration::from_secs(5), Arc::new(AtomicBool::new(false)));
+        tune_daemon_socket(&client, &budget).expect("tune");
+        assert!(client.nodelay().expect("TCP_NODELAY readable"));
+        assert!(client.write_timeout().expect("write timeout").is_some());
     }
 
     #[test]

@@ -35,6 +35,7 @@ mod pid1;
 mod refs_depth;
 mod retire;
 mod reuse;
+mod shallow_v0;
 mod sparse;
 mod ssh;
 mod submodule_auth;

@@ -47,8 +47,13 @@ fn assert_published(out: &Output, s: &Scratch, up: &Upstream, sshd: &Sshd) {
     );
     assert_eq!(assert_published_layout(&s.root, &s.link()), up.head());
     assert_tree_matches_commit(&s.link(), up, &up.head());
-    // Depth 1 is only fetched over protocol v2: GIT_PROTOCOL reached upload-pack.
     assert_eq!(rev_list_count(&s.link()), 1);
+    // GIT_PROTOCOL reached upload-pack: protocol v2 was spoken.
+    let protocols = sshd.upload_pack_protocols();
+    assert!(
+        !protocols.is_empty() && protocols.iter().all(|p| p == "version=2"),
+        "{protocols:?}"
+    );
 }
 
 fn assert_failed_with(out: &Output, expected: &str) {

@@ -93,7 +93,7 @@ impl Drop for Acceptor {
 /// `git://127.0.0.1:PORT/<name>` served by `git daemon --inetd`, spawned for
 /// each accepted connection with the socket as its stdin and stdout. The
 /// daemon passes the client's extra parameters on as GIT_PROTOCOL, so
-/// protocol v2 works.
+/// protocol v2 works; [`GitDaemon::start_v0`] serves protocol v0 only.
 pub struct GitDaemon {
     acceptor: Option<Acceptor>,
     children: Arc<Mutex<Vec<Child>>>,
@@ -104,19 +104,41 @@ pub struct GitDaemon {
 impl GitDaemon {
     /// Serves every repository under `base_dir` (`--base-path`, `--export-all`).
     pub fn start(base_dir: &Path) -> Self {
+        Self::start_with(base_dir, false)
+    }
+
+    /// Like [`GitDaemon::start`], but the server answers with protocol v0
+    /// whatever the client asks for, as a daemon of git before 2.18 does.
+    ///
+    /// git has no server-side setting for this: upload-pack takes the
+    /// version only from `GIT_PROTOCOL`, which the daemon fills from the
+    /// client's request (`version=2` after the `host=` of the first line).
+    /// The daemon starts upload-pack as `git upload-pack` through the `git`
+    /// found on its PATH, so this one runs the real `git-daemon` (from
+    /// `git --exec-path`, called directly so that git does not put its exec
+    /// path first on PATH) with a `git` first on its PATH that drops
+    /// `GIT_PROTOCOL` and runs the real git: the real upload-pack then sees
+    /// no version request and answers v0 (no `version 2` line, capabilities
+    /// on the first ref).
+    pub fn start_v0(base_dir: &Path) -> Self {
+        Self::start_with(base_dir, true)
+    }
+
+    fn start_with(base_dir: &Path, v0: bool) -> Self {
         require_git_program(
             "daemon",
             "install git's daemon (Debian/Ubuntu: apt-get install git, which ships git-daemon)",
         );
         let log_dir = super::tempdir("git-daemon-log");
         let log_path = log_dir.path().join("daemon.log");
+        let v0_path = v0.then(|| v0_only_path(log_dir.path()));
         let base = base_dir.to_path_buf();
         let children: Arc<Mutex<Vec<Child>>> = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
         let (children2, connections2) = (children.clone(), connections.clone());
         let acceptor = Acceptor::start("git-daemon", move |stream| {
             connections2.fetch_add(1, Ordering::SeqCst);
-            match spawn_inetd_daemon(stream, &base, &log_path) {
+            match spawn_inetd_daemon(stream, &base, &log_path, v0_path.as_deref()) {
                 Ok(child) => {
                     let mut kids = children2.lock().expect("children lock");
                     kids.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
@@ -157,17 +179,54 @@ impl GitDaemon {
     }
 }
 
-fn spawn_inetd_daemon(stream: TcpStream, base: &Path, log_path: &Path) -> io::Result<Child> {
+/// A PATH for [`GitDaemon::start_v0`]: `<dir>/v0-bin` (holding a `git` that
+/// drops `GIT_PROTOCOL`, then runs the real git) before the current PATH.
+fn v0_only_path(dir: &Path) -> std::ffi::OsString {
+    let real_git = super::sshd::which("git").expect("git on PATH");
+    let bin = dir.join("v0-bin");
+    std::fs::create_dir_all(&bin).expect("creating the v0 wrapper directory");
+    let wrapper = bin.join("git");
+    let script = format!(
+        "#!/bin/sh\n# The client's protocol request never reaches upload-pack.\n\
+         unset GIT_PROTOCOL\nexec '{}' \"$@\"\n",
+        real_git.display()
+    );
+    std::fs::write(&wrapper, script).expect("writing the v0 git wrapper");
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod the v0 git wrapper");
+    let mut paths = vec![bin];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(paths).expect("joining PATH")
+}
+
+fn spawn_inetd_daemon(
+    stream: TcpStream,
+    base: &Path,
+    log_path: &Path,
+    v0_path: Option<&std::ffi::OsStr>,
+) -> io::Result<Child> {
     let input: OwnedFd = stream.try_clone()?.into();
     let output: OwnedFd = stream.into();
     let log = OpenOptions::new()
         .create(true)
         .append(true)
         .open(log_path)?;
-    let mut cmd = Command::new("git");
+    let mut cmd = match v0_path {
+        None => Command::new("git"),
+        Some(_) => Command::new(super::git::git_exec_path().join("git-daemon")),
+    };
     isolate(&mut cmd);
-    cmd.arg("daemon")
-        .arg("--inetd")
+    if let Some(path) = v0_path {
+        cmd.env("PATH", path);
+    } else {
+        cmd.arg("daemon");
+    }
+    cmd.arg("--inetd")
         .arg("--export-all")
         .arg(format!("--base-path={}", base.display()))
         .arg("--enable=upload-pack")

@@ -2,7 +2,12 @@
 //! loopback address with throwaway host keys, public-key login for the
 //! current user (the tests run as root, hence `PermitRootLogin
 //! prohibit-password`), `AcceptEnv GIT_PROTOCOL` and `git-upload-pack` on
-//! its PATH. Plus user keys made with `ssh-keygen` and known_hosts lines.
+//! its PATH. [`Sshd::start_without_accept_env`] leaves `AcceptEnv` out, as
+//! sshd's default configuration does: the client's `GIT_PROTOCOL=version=2`
+//! never reaches upload-pack, which then answers with protocol v0 (a plain
+//! sshd with git-shell, gitolite, many appliances). The `git-upload-pack` on
+//! its PATH records the `GIT_PROTOCOL` it gets ([`Sshd::upload_pack_protocols`]).
+//! Plus user keys made with `ssh-keygen` and known_hosts lines.
 //! Missing tools fail the test with the Debian packages to install.
 
 use std::fs;
@@ -173,6 +178,13 @@ impl Sshd {
             .unwrap_or_else(|log| panic!("sshd did not start:\n{log}"))
     }
 
+    /// Like [`Sshd::start`], without `AcceptEnv GIT_PROTOCOL` (sshd's
+    /// default): git on it speaks protocol v0.
+    pub fn start_without_accept_env(authorized: &[&KeyPair]) -> Self {
+        Self::start_with(LOCALHOST, super::free_port(), authorized, false)
+            .unwrap_or_else(|log| panic!("sshd did not start:\n{log}"))
+    }
+
     /// On `[::1]` and a free port (IPv6 loopback), letting in `authorized` keys.
     pub fn start_v6(authorized: &[&KeyPair]) -> Self {
         Self::start_at("::1", super::servers::free_port_v6(), authorized)
@@ -193,6 +205,15 @@ impl Sshd {
     }
 
     fn start_at(host: &str, port: u16, authorized: &[&KeyPair]) -> Result<Self, String> {
+        Self::start_with(host, port, authorized, true)
+    }
+
+    fn start_with(
+        host: &str,
+        port: u16,
+        authorized: &[&KeyPair],
+        accept_git_protocol: bool,
+    ) -> Result<Self, String> {
         require_ssh_tools();
         assert!(
             host.starts_with("127.") || host == "::1",
@@ -205,7 +226,8 @@ impl Sshd {
         fs::write(dir.path().join("authorized_keys"), keys.join("\n") + "\n")
             .expect("writing authorized_keys");
         let config = dir.path().join("sshd_config");
-        fs::write(&config, sshd_config(dir.path(), host, port)).expect("writing sshd_config");
+        let text = sshd_config(dir.path(), host, port, accept_git_protocol);
+        fs::write(&config, text).expect("writing sshd_config");
         // sshd insists on its privilege separation directory.
         fs::create_dir_all("/run/sshd").expect("creating /run/sshd");
         let log = fs::File::create(dir.path().join("sshd.log")).expect("sshd log");
@@ -280,6 +302,16 @@ impl Sshd {
         fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
     }
 
+    /// The `GIT_PROTOCOL` each upload-pack so far was started with (empty
+    /// when the client's variable did not get through).
+    pub fn upload_pack_protocols(&self) -> Vec<String> {
+        fs::read_to_string(self.dir.path().join(UPLOAD_PACK_LOG))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.trim_start_matches("GIT_PROTOCOL=").to_string())
+            .collect()
+    }
+
     /// Successful public key logins so far.
     pub fn logins(&self) -> usize {
         self.log().matches("Accepted publickey").count()
@@ -302,12 +334,40 @@ pub fn user() -> String {
         .expect("the test user has a passwd entry")
 }
 
-fn sshd_config(dir: &Path, host: &str, port: u16) -> String {
-    let upload_pack = which("git-upload-pack")
-        .or_else(|| Some(super::git::git_exec_path().join("git-upload-pack")))
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .expect("git-upload-pack's directory");
+/// `<dir>/bin/git-upload-pack`: notes the `GIT_PROTOCOL` it was started
+/// with in `<dir>/upload-pack.log`, then runs the real one. Returns the PATH
+/// for sshd's sessions: that directory, then the real one's.
+fn recording_upload_pack(dir: &Path) -> String {
+    let real = which("git-upload-pack")
+        .unwrap_or_else(|| super::git::git_exec_path().join("git-upload-pack"));
+    let real_dir = real.parent().expect("git-upload-pack's directory");
+    let bin = dir.join("bin");
+    fs::create_dir_all(&bin).expect("creating sshd's bin directory");
+    let script = format!(
+        "#!/bin/sh\necho \"GIT_PROTOCOL=$GIT_PROTOCOL\" >> '{}'\nexec '{}' \"$@\"\n",
+        dir.join(UPLOAD_PACK_LOG).display(),
+        real.display()
+    );
+    let wrapper = bin.join("git-upload-pack");
+    fs::write(&wrapper, script).expect("writing the git-upload-pack wrapper");
+    fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod the git-upload-pack wrapper");
+    format!("{}:{}", bin.display(), real_dir.display())
+}
+
+/// Where [`recording_upload_pack`] writes, in the server's directory.
+const UPLOAD_PACK_LOG: &str = "upload-pack.log";
+
+fn sshd_config(dir: &Path, host: &str, port: u16, accept_git_protocol: bool) -> String {
+    let path = recording_upload_pack(dir);
     let d = dir.display();
+    let accept_env = match accept_git_protocol {
+        true => "AcceptEnv GIT_PROTOCOL\n",
+        false => "",
+    };
     format!(
         "Port {port}\n\
          ListenAddress {host}\n\
@@ -321,9 +381,8 @@ fn sshd_config(dir: &Path, host: &str, port: u16) -> String {
          PasswordAuthentication no\n\
          KbdInteractiveAuthentication no\n\
          UsePAM no\n\
-         AcceptEnv GIT_PROTOCOL\n\
-         SetEnv PATH={}:/usr/bin:/bin\n\
-         LogLevel VERBOSE\n",
-        upload_pack.display()
+         {accept_env}\
+         SetEnv PATH={path}:/usr/bin:/bin\n\
+         LogLevel VERBOSE\n"
     )
 }
