@@ -434,7 +434,13 @@ pub struct Cli {
     )]
     pub http_metrics: Option<String>,
 
-    /// Serve profiling data at /debug/pprof/; requires --http-bind [default: false]
+    /// Serve profiling data at /debug/pprof/; requires --http-bind and a binary
+    /// built with the `pprof` cargo feature (on by default) [default: false]
+    #[cfg_attr(
+        not(feature = "pprof"),
+        arg(help = "Unavailable: this binary was built without the `pprof` cargo feature, \
+                    so --http-pprof is refused [default: false]")
+    )]
     #[arg(
         long,
         env = "GITSYNC_HTTP_PPROF",

@@ -291,8 +291,6 @@ fn http_git_basic_auth() -> TestResult {
     );
     assert_ok(&out, "authenticated ls-remote");
     assert!(String::from_utf8_lossy(&out.stdout).contains(&up.head()));
-    assert_eq!(servers::base64(b"alice:s3cret"), "YWxpY2U6czNjcmV0");
-    assert_eq!(servers::base64(b"ab"), "YWI=");
     Ok(())
 }
 
@@ -336,6 +334,9 @@ fn pkt(s: &str) -> String {
 }
 
 /// Sends one raw HTTP request to 127.0.0.1 and returns (status line, body).
+/// Raw on purpose: the tests below choose the exact framing (chunked,
+/// `Expect: 100-continue`, gzip) that git's clients send, which an HTTP
+/// client library would pick for itself.
 fn raw_http(
     addr: std::net::SocketAddr,
     head: &str,

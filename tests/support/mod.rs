@@ -11,9 +11,11 @@
 
 #![allow(dead_code)]
 
-pub mod auth_servers;
 pub mod client;
+pub mod forward_proxy;
 pub mod git;
+pub mod http_server;
+pub mod raw_http;
 pub mod receiver;
 pub mod scribble;
 pub mod servers;
@@ -32,6 +34,12 @@ pub use servers::{
 };
 #[allow(unused_imports)]
 pub use sidecar::{link_target_hash, run_one_time, Running, Sidecar};
+
+/// Standard base64 with padding (basic-auth headers), by the base64 crate.
+pub fn base64(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
 
 /// Result type used by the scenario tests.
 pub type TestResult = Result<(), Box<dyn Error>>;
