@@ -438,8 +438,10 @@ pub struct Cli {
     /// built with the `pprof` cargo feature (on by default) [default: false]
     #[cfg_attr(
         not(feature = "pprof"),
-        arg(help = "Unavailable: this binary was built without the `pprof` cargo feature, \
-                    so --http-pprof is refused [default: false]")
+        arg(
+            help = "Unavailable: this binary was built without the `pprof` cargo feature, \
+                    so --http-pprof is refused [default: false]"
+        )
     )]
     #[arg(
         long,

@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::auth::{polling, server, sync_errors, upstream, USER};
+use crate::support::client::{self, wait_for_http_address};
 use crate::support::forward_proxy::ForwardProxy;
 use crate::support::http_server::{Answer, Request, TestServer};
-use crate::support::client::{self, wait_for_http_address};
 use crate::support::servers::{TestCa, TlsProxy};
 use crate::support::sidecar::{describe_output, Running};
 use crate::support::*;

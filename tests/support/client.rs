@@ -90,12 +90,13 @@ pub fn request(
 ) -> io::Result<Response> {
     let method = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{method}: {e}")))?;
+    let is_get = method == reqwest::Method::GET;
     let mut req = http().request(method, format!("http://{addr}{path}"));
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
     // As any client: a POST says `Content-Length: 0` even when empty.
-    if !body.is_empty() || method != reqwest::Method::GET {
+    if !body.is_empty() || !is_get {
         req = req.body(body.to_vec());
     }
     let other = |e: reqwest::Error| io::Error::other(format!("{e:#}"));

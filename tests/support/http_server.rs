@@ -328,7 +328,11 @@ fn respond(answer: Answer, shared: Arc<Shared>) -> Response {
 /// pause each, when trickling), counting what was taken; stops when the
 /// client has gone.
 async fn send_body(answer: Answer, tx: tokio::sync::mpsc::Sender<Bytes>, shared: Arc<Shared>) {
-    let piece = if answer.trickle.is_some() { 1 } else { 64 * 1024 };
+    let piece = if answer.trickle.is_some() {
+        1
+    } else {
+        64 * 1024
+    };
     let body = Bytes::from(answer.body);
     let mut at = 0;
     while at < body.len() {

@@ -27,7 +27,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+// Not every target uses every re-export (`packaging` uses few).
+#[allow(unused_imports)]
 pub use git::{assert_tree_matches_commit, git, gitmodules, tree_mismatch, Upstream};
+#[allow(unused_imports)]
 pub use servers::{
     free_port, require_ipv6_loopback, BlackHole, GitDaemon, GitDaemonV6, HttpGit, HttpOpts,
     StallProxy,

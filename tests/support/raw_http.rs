@@ -94,23 +94,3 @@ fn dechunk(mut data: &[u8]) -> io::Result<Vec<u8>> {
         data = &data[size + 2..];
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_content_length_and_chunked_bodies() {
-        let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello")
-            .expect("parse");
-        assert_eq!((r.status, r.text().as_str()), (200, "hello"));
-        assert_eq!(r.header("x-a"), Some("b"));
-        let r = parse_response(
-            b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
-        )
-        .expect("parse");
-        assert_eq!((r.status, r.text().as_str()), (503, "abcde"));
-        let r = parse_response(b"HTTP/1.0 404 Not Found\r\n\r\nuntil eof").expect("parse");
-        assert_eq!(r.text(), "until eof");
-    }
-}

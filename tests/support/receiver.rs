@@ -6,8 +6,6 @@
 
 use std::net::SocketAddr;
 use std::time::Duration;
-#[cfg(test)]
-use std::time::Instant;
 
 use super::http_server::{Answer, TestServer};
 
@@ -96,37 +94,5 @@ impl Receiver {
     /// A summary of what was received, for failure messages.
     pub fn describe(&self) -> String {
         self.server.describe()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::support::client;
-
-    #[test]
-    fn records_requests_and_follows_its_script() {
-        let r = Receiver::scripted(
-            vec![Reply::status(500), Reply::slow(Duration::from_millis(300))],
-            Reply::status(204),
-        );
-        let addr = r.addr().to_string();
-        let first = client::post(&addr, "/hook?x=1", &[("X-Test", "a b")], b"{\"k\":1}")
-            .expect("first request");
-        assert_eq!(first.status, 500);
-        let t = Instant::now();
-        let second = client::get(&addr, "/").expect("second request");
-        assert_eq!(second.status, 200);
-        assert!(t.elapsed() >= Duration::from_millis(300), "not slow");
-        let third = client::get(&addr, "/").expect("third request");
-        assert_eq!(third.status, 204);
-        let reqs = r.requests();
-        assert_eq!(reqs.len(), 3, "{}", r.describe());
-        assert_eq!(reqs[0].method, "POST");
-        assert_eq!(reqs[0].target, "/hook?x=1");
-        assert_eq!(reqs[0].header("x-test"), Some("a b"));
-        assert_eq!(reqs[0].json()["k"], 1);
-        assert_eq!(reqs[1].method, "GET");
-        assert!(reqs[1].body.is_empty());
     }
 }

@@ -273,7 +273,7 @@ mod tests {
             .chain_update(b"[127.0.0.1]:2222")
             .finalize()
             .into_bytes();
-        let line = format!("|1|{}|{} {ED}", BASE64.encode(salt), BASE64.encode(&mac));
+        let line = format!("|1|{}|{} {ED}", BASE64.encode(salt), BASE64.encode(mac));
         let kh = file(&line);
         assert_eq!(kh.check("127.0.0.1", 2222, &key(ED)), Verdict::Known);
         assert_eq!(kh.check("127.0.0.2", 2222, &key(ED)), Verdict::Unknown);

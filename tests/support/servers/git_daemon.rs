@@ -2,15 +2,14 @@
 //! both `git daemon --inetd` spawned per connection.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::support::git::{isolate, require_git_program};
@@ -35,7 +34,7 @@ impl GitDaemon {
             "daemon",
             "install git's daemon (Debian/Ubuntu: apt-get install git, which ships git-daemon)",
         );
-        let log_dir = super::tempdir("git-daemon-log");
+        let log_dir = crate::support::tempdir("git-daemon-log");
         let log_path = log_dir.path().join("daemon.log");
         let base = base_dir.to_path_buf();
         let children: Arc<Mutex<Vec<Child>>> = Arc::new(Mutex::new(Vec::new()));
@@ -111,7 +110,7 @@ fn spawn_inetd_daemon(stream: TcpStream, base: &Path, log_path: &Path) -> io::Re
     cmd.spawn()
 }
 
-fn kill_group(child: &mut Child) {
+pub(super) fn kill_group(child: &mut Child) {
     if let Ok(None) = child.try_wait() {
         let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
         let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
@@ -171,7 +170,7 @@ impl GitDaemonV6 {
             "install git's daemon (Debian/Ubuntu: apt-get install git, which ships git-daemon)",
         );
         let port = free_port_v6();
-        let log_dir = super::tempdir("git-daemon6-log");
+        let log_dir = crate::support::tempdir("git-daemon6-log");
         let log = File::create(log_dir.path().join("daemon.log")).expect("creating daemon log");
         let mut cmd = Command::new("git");
         isolate(&mut cmd);
@@ -196,7 +195,7 @@ impl GitDaemonV6 {
             log_dir,
         };
         let addr: SocketAddr = format!("[::1]:{port}").parse().expect("address");
-        let up = super::poll_until(super::DEADLINE, || {
+        let up = crate::support::poll_until(crate::support::DEADLINE, || {
             TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
                 || !matches!(daemon.child.try_wait(), Ok(None))
         });

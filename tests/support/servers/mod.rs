@@ -12,19 +12,11 @@
 //!   run time so one port goes from hostile to healthy.
 //! * [`Nginx`]: a real nginx (Debian's `/usr/sbin/nginx`) serving a directory.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-use crate::support::git::{isolate, require_git_program};
 
 mod fault;
 mod git_daemon;
@@ -33,13 +25,19 @@ mod nginx;
 mod stall;
 mod tls;
 
+// Not every target uses every server (`packaging` uses few).
+#[allow(unused_imports)]
 pub use fault::*;
+#[allow(unused_imports)]
 pub use git_daemon::*;
+#[allow(unused_imports)]
 pub use http_git::*;
+#[allow(unused_imports)]
 pub use nginx::*;
+#[allow(unused_imports)]
 pub use stall::*;
+#[allow(unused_imports)]
 pub use tls::*;
-
 
 /// The only address anything in this harness listens on or connects to.
 pub const LOCALHOST: &str = "127.0.0.1";
@@ -101,4 +99,3 @@ impl Drop for Acceptor {
         }
     }
 }
-

@@ -1,19 +1,12 @@
 //! [`Nginx`]: a real nginx (Debian's `/usr/sbin/nginx`) serving a directory.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
+use std::io::{self};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
-use crate::support::git::{isolate, require_git_program};
-
+use super::git_daemon::kill_group;
 use super::*;
 
 /// Where Debian installs nginx.
@@ -58,7 +51,7 @@ impl Nginx {
     }
 
     fn start_with(command: impl Fn(&Path, u16) -> Command) -> Self {
-        let dir = super::tempdir("nginx");
+        let dir = crate::support::tempdir("nginx");
         // A port found free may be taken before nginx binds it: try a few.
         for _ in 0..5 {
             let port = free_port();
@@ -169,7 +162,7 @@ fn spawn_nginx(mut cmd: Command) -> Child {
 
 /// True once something accepts on 127.0.0.1:`port`; false if nginx exits first.
 fn wait_for_listener(child: &mut Child, port: u16) -> bool {
-    super::poll_until(super::DEADLINE, || {
+    crate::support::poll_until(crate::support::DEADLINE, || {
         if !matches!(child.try_wait(), Ok(None)) {
             return true;
         }

@@ -1,19 +1,10 @@
 //! TLS for the https tests: [`TestCa`], a throw-away CA made with openssl,
 //! and [`TlsProxy`], a TLS-terminating proxy in front of a plain server.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
-
-use crate::support::git::{isolate, require_git_program};
 
 use super::*;
 
@@ -82,7 +73,7 @@ impl Default for TestCa {
 impl TestCa {
     pub fn new() -> Self {
         require_tool("openssl", "version", OPENSSL_HINT);
-        let dir = super::tempdir("test-ca");
+        let dir = crate::support::tempdir("test-ca");
         let d = dir.path();
         let cnf = d.join("openssl.cnf");
         std::fs::write(&cnf, TEST_CA_OPENSSL_CNF).expect("writing openssl.cnf");
@@ -294,7 +285,7 @@ impl TlsProxy {
             "TlsProxy only forwards to 127.0.0.1, got {target}"
         );
         require_tool("python3", "--version", PYTHON_HINT);
-        let log_dir = super::tempdir("tls-proxy");
+        let log_dir = crate::support::tempdir("tls-proxy");
         let script = log_dir.path().join("tls_proxy.py");
         std::fs::write(&script, TLS_PROXY_PY).expect("writing the TLS proxy script");
         let log_path = log_dir.path().join("tls-proxy.log");
