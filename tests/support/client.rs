@@ -68,16 +68,27 @@ impl std::fmt::Display for Response {
 /// counts see what they expect).
 fn http() -> &'static reqwest::blocking::Client {
     static CLIENT: OnceLock<reqwest::blocking::Client> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        reqwest::blocking::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(0)
-            .connect_timeout(IO_TIMEOUT)
-            .timeout(IO_TIMEOUT)
-            .build()
-            .expect("building the test HTTP client")
-    })
+    CLIENT.get_or_init(new_client)
+}
+
+fn new_client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+        .connect_timeout(IO_TIMEOUT)
+        .timeout(IO_TIMEOUT)
+        .build()
+        .expect("building the test HTTP client")
+}
+
+/// `GET path` with a client made now, whose connections therefore come
+/// from this thread's network namespace: reqwest connects from a thread of
+/// its own, which inherits the namespaces of the thread that built the
+/// client, so the shared client would connect from the test's namespace
+/// even after a `setns` (the image test reaches a container's loopback).
+pub fn get_from_this_netns(addr: &str, path: &str) -> io::Result<Response> {
+    request_with(&new_client(), addr, "GET", path, &[], b"")
 }
 
 /// Sends one request to `addr` (`host:port`) and reads the whole response.
@@ -88,10 +99,21 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> io::Result<Response> {
+    request_with(http(), addr, method, path, headers, body)
+}
+
+fn request_with(
+    client: &reqwest::blocking::Client,
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<Response> {
     let method = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{method}: {e}")))?;
     let is_get = method == reqwest::Method::GET;
-    let mut req = http().request(method, format!("http://{addr}{path}"));
+    let mut req = client.request(method, format!("http://{addr}{path}"));
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
