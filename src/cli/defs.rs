@@ -257,7 +257,13 @@ flags! {
             default: "false" as Bool,
         },
 
-        /// Serve profiling data at /debug/pprof/; requires --http-bind
+        /// Serve profiling data at /debug/pprof/; requires --http-bind and a binary
+        /// built with the `pprof` cargo feature (on by default)
+        #[cfg_attr(
+            not(feature = "pprof"),
+            arg(help = "Unavailable: this binary was built without the `pprof` cargo feature, \
+                        so --http-pprof is refused")
+        )]
         #[arg(
             long,
             env = "GITSYNC_HTTP_PPROF",

@@ -187,6 +187,13 @@ impl<'a> Checker<'a> {
         let pprof = self
             .bool(Flag::HttpPprof)
             .unwrap_or_else(|| default_bool(Flag::HttpPprof));
+        if pprof && !cfg!(feature = "pprof") {
+            self.fail(
+                Flag::HttpPprof,
+                "this binary was built without the `pprof` cargo feature; \
+                 rebuild with default features (or `--features pprof`) to serve /debug/pprof/",
+            );
+        }
 
         // Readiness.
         let default_staleness = period
@@ -559,6 +566,7 @@ pub(super) mod tests {
     }
 
     #[test]
+    #[cfg(feature = "pprof")]
     fn metrics_and_pprof_require_http_bind() {
         let p = problems(&with(&["--http-metrics", "--http-pprof=true"]), &[]);
         assert_eq!(
@@ -583,6 +591,23 @@ pub(super) mod tests {
         assert!(http_of(&c).pprof);
         let p = problems(&with(&["--http-bind=:1", "--http-metrics=yes"]), &[]);
         assert!(p[0].starts_with("--http-metrics (GITSYNC_HTTP_METRICS): invalid boolean"));
+    }
+
+    /// Built without the `pprof` feature, `--http-pprof` is refused saying
+    /// why (there is nothing to serve); built with it, accepted.
+    #[test]
+    fn http_pprof_needs_the_pprof_feature() {
+        let args = with(&["--http-bind=127.0.0.1:0", "--http-pprof"]);
+        if cfg!(feature = "pprof") {
+            assert!(http_of(&config(&args, &[])).pprof);
+        } else {
+            let p = problems(&args, &[]);
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert!(
+                p[0].starts_with("--http-pprof (GITSYNC_HTTP_PPROF): this binary was built without the `pprof` cargo feature"),
+                "{p:?}"
+            );
+        }
     }
 
     #[test]

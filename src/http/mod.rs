@@ -14,6 +14,7 @@
 //!   the first successful sync of this process, then 200)
 
 mod incoming_webhook;
+#[cfg(feature = "pprof")]
 mod pprof;
 mod ratelimit;
 mod serve;
@@ -101,6 +102,7 @@ pub fn router(state: Shared) -> Router {
     if state.config.metrics {
         router = router.route("/metrics", get(metrics_text));
     }
+    #[cfg(feature = "pprof")]
     if state.config.pprof {
         router = router
             .route("/debug/pprof/", get(pprof::index))

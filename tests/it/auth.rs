@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support::client::{self, wait_for_http_address};
-use crate::support::servers::{base64, TestCa, TlsProxy};
+use crate::support::servers::{TestCa, TlsProxy};
 use crate::support::sidecar::describe_output;
 use crate::support::*;
 
@@ -399,8 +399,8 @@ fn the_secret_appears_nowhere_the_process_writes() {
 fn assert_no_secret(places: &[(&str, &str)]) {
     let forms = [
         SECRET.to_string(),
-        base64(format!("{USER}:{SECRET}").as_bytes()),
-        base64(SECRET.as_bytes()),
+        crate::support::base64(format!("{USER}:{SECRET}").as_bytes()),
+        crate::support::base64(SECRET.as_bytes()),
     ];
     for (place, text) in places {
         assert!(!text.is_empty(), "{place} is empty: nothing was checked");

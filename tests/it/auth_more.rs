@@ -15,9 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::auth::{polling, server, sync_errors, upstream, USER};
-use crate::support::auth_servers::{Answer, FnServer, ForwardProxy, Req};
 use crate::support::client::{self, wait_for_http_address};
-use crate::support::servers::{base64, TestCa, TlsProxy};
+use crate::support::forward_proxy::ForwardProxy;
+use crate::support::http_server::{Answer, Request, TestServer};
+use crate::support::servers::{TestCa, TlsProxy};
 use crate::support::sidecar::{describe_output, Running};
 use crate::support::*;
 
@@ -120,7 +121,7 @@ fn askpass_that_is_slow_then_failing_then_wrong_fails_those_syncs_and_recovers()
     let http = server(&up, SECRET);
     let answer = |password: &str| format!("username={USER}\npassword={password}\n");
     let (right, wrong) = (answer(SECRET), answer(OTHER));
-    let askpass = FnServer::start(move |i, _: &Req| match i {
+    let askpass = TestServer::start(move |i, _: &Request| match i {
         // Beyond the 5 s askpass timeout.
         0 => Answer {
             delay: Duration::from_secs(7),
@@ -188,13 +189,13 @@ fn short_one_time(
     (out, Instant::now())
 }
 
-/// An FnServer that records when each request came, for timing bounds.
+/// A TestServer that records when each request came, for timing bounds.
 fn timed_server(
     answer: impl Fn(usize) -> Answer + Send + Sync + 'static,
-) -> (FnServer, Arc<Mutex<Vec<Instant>>>) {
+) -> (TestServer, Arc<Mutex<Vec<Instant>>>) {
     let asked: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let seen = asked.clone();
-    let server = FnServer::start(move |i, _: &Req| {
+    let server = TestServer::start(move |i, _: &Request| {
         seen.lock().expect("lock").push(Instant::now());
         answer(i)
     });
@@ -298,7 +299,7 @@ fn github_app_token_answer_that_trickles_fails_the_sync_by_its_deadline() {
 fn askpass_over_https_trusts_the_ca_from_http_ssl_ca_info() {
     let up = upstream();
     let http = server(&up, SECRET);
-    let askpass = FnServer::start(|_, _: &Req| {
+    let askpass = TestServer::start(|_, _: &Request| {
         Answer::new(200, format!("username={USER}\npassword={SECRET}\n"))
     });
     let ca = TestCa::new();
@@ -432,7 +433,7 @@ fn app_key(dir: &Path) -> (PathBuf, Vec<u8>) {
 
 /// Checks a GitHub App JWT as GitHub would: RS256 signature by the app's
 /// key, `iss` = the app ID, `iat` in the past, at most 10 minutes to `exp`.
-fn jwt_is_valid(req: &Req, public_der: &[u8]) -> Result<(), String> {
+fn jwt_is_valid(req: &Request, public_der: &[u8]) -> Result<(), String> {
     use aws_lc_rs::signature::{UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
@@ -488,7 +489,7 @@ fn github_app_token_is_minted_used_and_refreshed_before_expiry() {
     let minted: Arc<Mutex<Vec<String>>> = Arc::default();
     let refused: Arc<Mutex<Vec<String>>> = Arc::default();
     let (git2, minted2, refused2) = (git.clone(), minted.clone(), refused.clone());
-    let api = FnServer::start(move |i, req| {
+    let api = TestServer::start(move |i, req| {
         let well_formed = req.method == "POST"
             && req.target == "/app/installations/42/access_tokens"
             && req.header("Accept") == Some("application/vnd.github+json");
@@ -734,7 +735,7 @@ fn credential_askpass_and_bearer_secrets_appear_nowhere_the_process_writes() {
     // (from the environment) has a token in the query, and the first call
     // fails, so that the URL shows up in an error.
     let http = server(&up, OTHER);
-    let askpass = FnServer::start(|i, _: &Req| match i {
+    let askpass = TestServer::start(|i, _: &Request| match i {
         0 => Answer::new(500, "not yet"),
         _ => Answer::new(200, format!("username={USER}\npassword={SECRET}\n")),
     });
@@ -765,8 +766,8 @@ fn assert_no_secret(places: &[(&str, &str)], secrets: &[&str]) {
     for secret in secrets {
         let forms = [
             secret.to_string(),
-            base64(format!("{USER}:{secret}").as_bytes()),
-            base64(format!("x-access-token:{secret}").as_bytes()),
+            crate::support::base64(format!("{USER}:{secret}").as_bytes()),
+            crate::support::base64(format!("x-access-token:{secret}").as_bytes()),
         ];
         for (place, text) in places {
             assert!(!text.is_empty(), "{place} is empty: nothing was checked");

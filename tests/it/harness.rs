@@ -11,8 +11,8 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::support::git::{git_cmd, git_output};
-use crate::support::servers;
 use crate::support::*;
+use crate::support::{client, raw_http};
 
 /// Clones `url` into `dest` with the isolated git CLI; returns the output.
 fn clone(url: &str, dest: &Path, extra: &[&str]) -> std::process::Output {
@@ -291,8 +291,6 @@ fn http_git_basic_auth() -> TestResult {
     );
     assert_ok(&out, "authenticated ls-remote");
     assert!(String::from_utf8_lossy(&out.stdout).contains(&up.head()));
-    assert_eq!(servers::base64(b"alice:s3cret"), "YWxpY2U6czNjcmV0");
-    assert_eq!(servers::base64(b"ab"), "YWI=");
     Ok(())
 }
 
@@ -336,6 +334,9 @@ fn pkt(s: &str) -> String {
 }
 
 /// Sends one raw HTTP request to 127.0.0.1 and returns (status line, body).
+/// Raw on purpose: the tests below choose the exact framing (chunked,
+/// `Expect: 100-continue`, gzip) that git's clients send, which an HTTP
+/// client library would pick for itself.
 fn raw_http(
     addr: std::net::SocketAddr,
     head: &str,
@@ -604,4 +605,47 @@ fn runner_captures_output_signals_and_exit() {
             "outer environment leaked into the child: {line}"
         );
     }
+}
+
+#[test]
+fn raw_http_parses_content_length_and_chunked_bodies() {
+    let r =
+        raw_http::parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello")
+            .expect("parse");
+    assert_eq!((r.status, r.text().as_str()), (200, "hello"));
+    assert_eq!(r.header("x-a"), Some("b"));
+    let r = raw_http::parse_response(
+        b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
+    )
+    .expect("parse");
+    assert_eq!((r.status, r.text().as_str()), (503, "abcde"));
+    let r = raw_http::parse_response(b"HTTP/1.0 404 Not Found\r\n\r\nuntil eof").expect("parse");
+    assert_eq!(r.text(), "until eof");
+}
+
+#[test]
+fn receiver_records_requests_and_follows_its_script() {
+    use crate::support::receiver::{Receiver, Reply};
+    let r = Receiver::scripted(
+        vec![Reply::status(500), Reply::slow(Duration::from_millis(300))],
+        Reply::status(204),
+    );
+    let addr = r.addr().to_string();
+    let first = client::post(&addr, "/hook?x=1", &[("X-Test", "a b")], b"{\"k\":1}")
+        .expect("first request");
+    assert_eq!(first.status, 500);
+    let t = std::time::Instant::now();
+    let second = client::get(&addr, "/").expect("second request");
+    assert_eq!(second.status, 200);
+    assert!(t.elapsed() >= Duration::from_millis(300), "not slow");
+    let third = client::get(&addr, "/").expect("third request");
+    assert_eq!(third.status, 204);
+    let reqs = r.requests();
+    assert_eq!(reqs.len(), 3, "{}", r.describe());
+    assert_eq!(reqs[0].method, "POST");
+    assert_eq!(reqs[0].target, "/hook?x=1");
+    assert_eq!(reqs[0].header("x-test"), Some("a b"));
+    assert_eq!(reqs[0].json()["k"], 1);
+    assert_eq!(reqs[1].method, "GET");
+    assert!(reqs[1].body.is_empty());
 }

@@ -598,6 +598,7 @@ fn expected_hash_is_retried_until_it_appears() {
 }
 
 #[test]
+#[cfg(feature = "pprof")]
 fn pprof_serves_a_real_profile() {
     let up = Upstream::new();
     let a = up.commit_file("f", "1", "a");
@@ -989,7 +990,7 @@ fn read_one_response(stream: &mut std::net::TcpStream) -> Response {
     let mut raw = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        if let Ok(r) = client::parse_response(&raw) {
+        if let Ok(r) = raw_http::parse_response(&raw) {
             if r.header("content-length").is_some() {
                 return r;
             }
@@ -1019,6 +1020,8 @@ fn an_idle_keep_alive_connection_outlives_the_header_timeout_then_closes() {
         "6s",
     ]));
     run.wait_for_link_hash(&s.link(), &a);
+    // A raw socket: the test holds one keep-alive connection idle on
+    // purpose, which an HTTP client's pool would not let it control.
     let mut conn = std::net::TcpStream::connect(&addr).expect("connecting");
     conn.set_read_timeout(Some(DEADLINE)).expect("read timeout");
     let request = format!("GET /livez HTTP/1.1\r\nHost: {addr}\r\n\r\n");
@@ -1060,6 +1063,7 @@ fn an_idle_keep_alive_connection_outlives_the_header_timeout_then_closes() {
 }
 
 #[test]
+#[cfg(feature = "pprof")]
 fn a_second_profile_is_refused_with_retry_after_and_a_gone_client_frees_the_profiler() {
     use std::io::Write;
     let up = Upstream::new();
@@ -1079,6 +1083,8 @@ fn a_second_profile_is_refused_with_retry_after_and_a_gone_client_frees_the_prof
         DEADLINE,
         "a second profile refused while the first runs",
         || {
+            // A raw socket: the test must go away mid-request (drop the
+            // connection while the profile runs), which a client does not.
             let mut first = std::net::TcpStream::connect(&addr).expect("connecting");
             write!(
                 first,

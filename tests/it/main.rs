@@ -1,6 +1,9 @@
-//! Integration tests for `git-sidecar`: one test binary (`cargo test --test it`).
+//! Integration tests of the product (`cargo test --test it`): the sidecar's
+//! behaviour. How it is packaged and deployed (container image, manifests,
+//! examples) is checked by the `packaging` target (`tests/packaging/`).
 //!
-//! * `support/` — the harness: git fixtures, local servers on 127.0.0.1, the sidecar runner.
+//! * `../support/` — the harness shared with `packaging`: git fixtures, local
+//!   servers on 127.0.0.1, the sidecar runner.
 //! * `harness` — self-tests of the harness against the real git CLI (no sidecar involved).
 //! * the other modules — scenarios against the built binary.
 //!
@@ -10,6 +13,7 @@
 //! another seed; the seed in use is printed (`--nocapture`) and is part of
 //! every failure message.
 
+#[path = "../support/mod.rs"]
 mod support;
 
 mod harness;
@@ -20,16 +24,13 @@ mod campaign;
 mod compat_root;
 mod config;
 mod disk;
-mod examples;
 mod faults;
 mod git_sync_access;
 mod gitsync_output;
 mod hooks;
 mod http;
 mod https;
-mod image;
 mod loop_semantics;
-mod manifests;
 mod messages;
 mod pid1;
 mod refs_depth;

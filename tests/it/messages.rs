@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Output;
 use std::time::Duration;
 
-use crate::support::auth_servers::{Answer, FnServer, Req};
+use crate::support::http_server::{Answer, Request, TestServer};
 use crate::support::sidecar::describe_output;
 use crate::support::*;
 
@@ -147,12 +147,12 @@ fn a_local_path_that_is_not_a_repository_says_so() {
 
 #[test]
 fn a_redirect_to_a_login_page_after_the_credentials_names_where_and_why() {
-    let login = FnServer::start(|_, _: &Req| Answer::new(200, "<html>Sign in</html>"));
+    let login = TestServer::start(|_, _: &Request| Answer::new(200, "<html>Sign in</html>"));
     let location = format!(
         "{}?return_to=/org/site&token=s3cr3t-query",
         login.url("/login")
     );
-    let forge = FnServer::start(move |_, req: &Req| match req.header("authorization") {
+    let forge = TestServer::start(move |_, req: &Request| match req.header("authorization") {
         None => Answer::new(401, "").header("WWW-Authenticate", "Basic realm=\"forge\""),
         Some(_) => Answer::new(302, "").header("Location", &location),
     });

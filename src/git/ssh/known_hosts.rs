@@ -182,7 +182,8 @@ fn matches_host(patterns: &str, name: &str) -> bool {
 
 /// `salt|hash`, both base64: HMAC-SHA1 of the name keyed with the salt.
 fn hashed_matches(hashed: &str, name: &str) -> bool {
-    use data_encoding::BASE64;
+    use base64::engine::general_purpose::STANDARD as BASE64;
+    use base64::Engine as _;
     let Some((salt, hash)) = hashed.split_once('|') else {
         return false;
     };
@@ -264,14 +265,15 @@ mod tests {
     #[test]
     fn hashed_entry_matches_only_its_host() {
         // `ssh-keygen -H` form of "[127.0.0.1]:2222", salt and HMAC-SHA1 computed here.
-        use data_encoding::BASE64;
+        use base64::engine::general_purpose::STANDARD as BASE64;
+        use base64::Engine as _;
         let salt = b"0123456789abcdefghij";
         let mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(salt)
             .expect("any key length")
             .chain_update(b"[127.0.0.1]:2222")
             .finalize()
             .into_bytes();
-        let line = format!("|1|{}|{} {ED}", BASE64.encode(salt), BASE64.encode(&mac));
+        let line = format!("|1|{}|{} {ED}", BASE64.encode(salt), BASE64.encode(mac));
         let kh = file(&line);
         assert_eq!(kh.check("127.0.0.1", 2222, &key(ED)), Verdict::Known);
         assert_eq!(kh.check("127.0.0.2", 2222, &key(ED)), Verdict::Unknown);

@@ -195,7 +195,9 @@ struct Tally {
     versions: BTreeSet<(usize, usize)>,
 }
 
-/// A keep-alive HTTP/1.1 connection to nginx.
+/// A keep-alive HTTP/1.1 connection to nginx. Raw on purpose: the test
+/// needs one connection reused across link swaps and to see when nginx
+/// closes it, which an HTTP client's pool hides.
 struct KeepAlive {
     reader: BufReader<TcpStream>,
     writer: TcpStream,

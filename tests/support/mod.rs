@@ -11,9 +11,11 @@
 
 #![allow(dead_code)]
 
-pub mod auth_servers;
 pub mod client;
+pub mod forward_proxy;
 pub mod git;
+pub mod http_server;
+pub mod raw_http;
 pub mod receiver;
 pub mod scribble;
 pub mod servers;
@@ -25,13 +27,22 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+// Not every target uses every re-export (`packaging` uses few).
+#[allow(unused_imports)]
 pub use git::{assert_tree_matches_commit, git, gitmodules, tree_mismatch, Upstream};
+#[allow(unused_imports)]
 pub use servers::{
     free_port, require_ipv6_loopback, BlackHole, GitDaemon, GitDaemonV6, HttpGit, HttpOpts,
     StallProxy,
 };
 #[allow(unused_imports)]
 pub use sidecar::{link_target_hash, run_one_time, Running, Sidecar};
+
+/// Standard base64 with padding (basic-auth headers), by the base64 crate.
+pub fn base64(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
 
 /// Result type used by the scenario tests.
 pub type TestResult = Result<(), Box<dyn Error>>;

@@ -520,15 +520,17 @@ fn wait_for_link(link: &Path, sha: &str, context: &dyn Fn() -> String) {
 fn wait_ready(pid: u32, context: &dyn Fn() -> String) {
     let mut last = String::new();
     let ready = in_netns(pid, || {
-        poll_until(DEADLINE, || match client::get(HTTP_ADDR, "/readyz") {
-            Ok(r) if r.status == 200 => true,
-            Ok(r) => {
-                last = r.to_string();
-                false
-            }
-            Err(e) => {
-                last = e.to_string();
-                false
+        poll_until(DEADLINE, || {
+            match client::get_from_this_netns(HTTP_ADDR, "/readyz") {
+                Ok(r) if r.status == 200 => true,
+                Ok(r) => {
+                    last = r.to_string();
+                    false
+                }
+                Err(e) => {
+                    last = e.to_string();
+                    false
+                }
             }
         })
     });

@@ -1,31 +1,30 @@
-//! Servers for the credential tests, on 127.0.0.1 only:
+//! [`ForwardProxy`]: a forward proxy on 127.0.0.1 (`CONNECT` tunnels and
+//! absolute-form `GET`/`POST`) that counts what went through it, for the
+//! credential tests' `--http-proxy` cases.
 //!
-//! * [`FnServer`]: an HTTP/1.1 server whose answers come from a closure (an
-//!   askpass endpoint that is slow, trickling, flaky or wrong; a
-//!   GitHub-API-shaped token endpoint).
-//! * [`ForwardProxy`]: a forward proxy (`CONNECT` tunnels and absolute-form
-//!   `GET`/`POST`) that counts what went through it.
+//! Raw sockets on purpose, not the shared [`super::http_server`]: after a
+//! `CONNECT` the connection stops being HTTP and becomes a byte tunnel,
+//! which an HTTP server framework does not hand over.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::servers::LOCALHOST;
 
-/// One request as the closure sees it.
-#[derive(Debug, Clone)]
-pub struct Req {
-    pub method: String,
-    /// As sent: a path, or an absolute URL (to a proxy).
-    pub target: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+/// A request as the proxy sees it.
+struct Req {
+    method: String,
+    /// `host:port` (CONNECT) or an absolute URL.
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
 }
 
 impl Req {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -33,120 +32,8 @@ impl Req {
     }
 }
 
-/// An answer: status, body, a wait before sending it, and a pause before
-/// each byte of the body (a server that trickles).
-pub struct Answer {
-    pub status: u16,
-    pub body: String,
-    pub delay: Duration,
-    pub trickle: Option<Duration>,
-    /// Extra `Name: value` headers (e.g. `Location`, `WWW-Authenticate`).
-    pub headers: Vec<(String, String)>,
-}
-
-impl Answer {
-    pub fn new(status: u16, body: impl Into<String>) -> Self {
-        Answer {
-            status,
-            body: body.into(),
-            delay: Duration::ZERO,
-            trickle: None,
-            headers: Vec::new(),
-        }
-    }
-
-    /// The same answer with one more header.
-    pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_string(), value.to_string()));
-        self
-    }
-}
-
-type Handler = dyn Fn(usize, &Req) -> Answer + Send + Sync;
-
-/// Serves each request (its index from 0, and the request) with `handler`.
-pub struct FnServer {
-    addr: SocketAddr,
-    requests: Arc<Mutex<Vec<Req>>>,
-}
-
-impl FnServer {
-    pub fn start(handler: impl Fn(usize, &Req) -> Answer + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind((LOCALHOST, 0)).expect("binding 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local_addr");
-        let requests: Arc<Mutex<Vec<Req>>> = Arc::default();
-        let handler: Arc<Handler> = Arc::new(handler);
-        let seen = requests.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (handler, seen) = (handler.clone(), seen.clone());
-                std::thread::spawn(move || {
-                    let _ = serve_one(stream, &*handler, &seen);
-                });
-            }
-        });
-        FnServer { addr, requests }
-    }
-
-    /// `http://127.0.0.1:PORT<path>`.
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    pub fn requests(&self) -> Vec<Req> {
-        self.requests.lock().expect("lock").clone()
-    }
-}
-
-fn serve_one(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Req>>) -> io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::new(stream);
-    let req = read_request(&mut reader)?;
-    let index = {
-        let mut seen = seen.lock().expect("lock");
-        seen.push(req.clone());
-        seen.len() - 1
-    };
-    let answer = handler(index, &req);
-    std::thread::sleep(answer.delay);
-    let extra: String = answer
-        .headers
-        .iter()
-        .map(|(name, value)| format!("{name}: {value}\r\n"))
-        .collect();
-    let head = format!(
-        "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
-        answer.status,
-        answer.body.len()
-    );
-    // The client may have given up (a timeout): a write error is expected then.
-    let _ = writer.write_all(head.as_bytes());
-    let _ = match answer.trickle {
-        Some(pause) => trickle(&mut writer, answer.body.as_bytes(), pause),
-        None => writer.write_all(answer.body.as_bytes()),
-    };
-    let _ = writer.shutdown(Shutdown::Write);
-    Ok(())
-}
-
-/// Writes `body` a byte at a time, `pause` before each; stops when the
-/// client has gone.
-fn trickle(writer: &mut TcpStream, body: &[u8], pause: Duration) -> io::Result<()> {
-    for byte in body {
-        std::thread::sleep(pause);
-        writer.write_all(std::slice::from_ref(byte))?;
-        writer.flush()?;
-    }
-    Ok(())
-}
-
 /// Reads a request line, headers and a `Content-Length` body.
-pub fn read_request(reader: &mut impl BufRead) -> io::Result<Req> {
+fn read_request(reader: &mut impl BufRead) -> io::Result<Req> {
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let mut parts = line.split_whitespace();
