@@ -83,7 +83,12 @@ impl Flag {
             spellings.push(format!("--{long}"));
         }
         let value = takes_value(arg)
-            .then(|| arg.get_value_names().unwrap_or_default().first().map(ToString::to_string))
+            .then(|| {
+                arg.get_value_names()
+                    .unwrap_or_default()
+                    .first()
+                    .map(ToString::to_string)
+            })
             .flatten();
         Flag {
             spellings: spellings.join(", "),

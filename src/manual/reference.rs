@@ -41,7 +41,12 @@ pub fn markdown() -> String {
          | Flag | Environment | Instead |\n|---|---|---|\n",
     );
     for (long, legacy, advice) in deprecated_flags(&cmd) {
-        let _ = writeln!(out, "| `{long}` | {} | {} |", env_names(legacy), escape(advice));
+        let _ = writeln!(
+            out,
+            "| `{long}` | {} | {} |",
+            env_names(legacy),
+            escape(advice)
+        );
     }
     out
 }
@@ -141,9 +146,15 @@ mod tests {
     fn the_default_is_split_off_the_help_text() {
         assert_eq!(
             split_default("How long to wait\nbetween syncs [default: 10s]"),
-            ("How long to wait between syncs.".to_string(), Some("10s".to_string()))
+            (
+                "How long to wait between syncs.".to_string(),
+                Some("10s".to_string())
+            )
         );
-        assert_eq!(split_default("No default here."), ("No default here.".to_string(), None));
+        assert_eq!(
+            split_default("No default here."),
+            ("No default here.".to_string(), None)
+        );
     }
 
     #[test]
@@ -154,6 +165,9 @@ mod tests {
             assert!(text.contains(&format!("`--{long}")), "--{long} missing");
         }
         assert!(text.contains("`--branch`"), "deprecated flags missing");
-        assert!(text.contains("GITSYNC_PASSWORD"), "environment-only settings missing");
+        assert!(
+            text.contains("GITSYNC_PASSWORD"),
+            "environment-only settings missing"
+        );
     }
 }
