@@ -22,8 +22,9 @@ pub fn markdown() -> String {
          Every flag, as `git-sidecar --help` and `--man` describe it. Each can also be set \
          through the environment variable shown with it; the deprecated names are git-sync \
          v3's. Precedence: the command line, then a deprecated name (with a warning), then \
-         the `GITSYNC_*` name, then the default. How the settings fit together: the \
-         [README](../README.md) and the pages it links to.\n"
+         the `GITSYNC_*` name, then the default. Value syntax and the rules values are \
+         checked against: [configuration.md](configuration.md). How the settings fit \
+         together: the [README](../README.md) and the pages it links to.\n"
     );
     for (heading, flags) in flag_groups(&cmd) {
         let _ = writeln!(out, "## {heading}\n");
