@@ -305,7 +305,7 @@ fn the_readme_httpd_snippet_never_serves_a_dot_git() {
     });
     assert!(
         up_and_serving && matches!(httpd.0.try_wait(), Ok(None)),
-        "httpd did not serve the README snippet\n{}",
+        "httpd did not serve the docs/serving.md snippet\n{}",
         error_log()
     );
     let get = |path: &str| client::get(&addr, path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
