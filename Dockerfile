@@ -50,7 +50,7 @@ ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
 ENV GITSYNC_ROOT=/git \
     HOME=/tmp
 WORKDIR /tmp
-# The HTTP port used in the README's examples (--http-bind :8080).
+# The HTTP port used in the documented examples (--http-bind :8080).
 EXPOSE 8080
 USER 65533:65533
 ENTRYPOINT ["/git-sidecar"]

@@ -13,6 +13,8 @@ use clap::{ArgAction, CommandFactory};
 
 use crate::cli::{self, Cli};
 
+pub mod reference;
+
 /// Width the text is wrapped to (a terminal's).
 const WIDTH: usize = 80;
 const INDENT: &str = "            ";
@@ -26,9 +28,7 @@ pub fn requested(args: &[OsString]) -> bool {
 
 /// The manual's text.
 pub fn render() -> String {
-    let mut cmd = Cli::command();
-    // Adds clap's own --help and --version.
-    cmd.build();
+    let cmd = command();
     let mut out = String::new();
     section(&mut out, "NAME");
     let about = cmd.get_about().map(ToString::to_string).unwrap_or_default();
@@ -46,14 +46,8 @@ pub fn render() -> String {
     options(&mut out, &cmd);
     deprecated(&mut out, &cmd);
     section(&mut out, "ENVIRONMENT");
-    if let Some(after) = cmd.get_after_help() {
-        let text = after.to_string();
-        let body = text
-            .strip_prefix("ENVIRONMENT VARIABLES:\n")
-            .unwrap_or(&text);
-        out.push_str(body.trim_end());
-        out.push_str("\n\n");
-    }
+    out.push_str(&environment_text(&cmd));
+    out.push_str("\n\n");
     for (title, paragraphs) in SECTIONS {
         section(&mut out, title);
         for text in *paragraphs {
@@ -63,55 +57,141 @@ pub fn render() -> String {
     out
 }
 
-/// Every visible flag, grouped under the headings `--help` uses.
-fn options(out: &mut String, cmd: &clap::Command) {
+/// One visible flag as both renderers (this manual and `docs/flags.md`)
+/// describe it, taken from its clap definition.
+pub(crate) struct Flag {
+    /// `-v, --verbose`, `--repo`.
+    pub spellings: String,
+    /// `URL`, for flags that take a value.
+    pub value: Option<String>,
+    /// The canonical environment variable.
+    pub env: Option<String>,
+    /// Deprecated environment names still read.
+    pub legacy: &'static [&'static str],
+    /// The help text, as `--help` shows it.
+    pub help: String,
+    pub repeatable: bool,
+}
+
+impl Flag {
+    fn new(arg: &clap::Arg) -> Self {
+        let mut spellings = Vec::new();
+        if let Some(short) = arg.get_short() {
+            spellings.push(format!("-{short}"));
+        }
+        if let Some(long) = arg.get_long() {
+            spellings.push(format!("--{long}"));
+        }
+        let value = takes_value(arg)
+            .then(|| {
+                arg.get_value_names()
+                    .unwrap_or_default()
+                    .first()
+                    .map(ToString::to_string)
+            })
+            .flatten();
+        Flag {
+            spellings: spellings.join(", "),
+            value,
+            env: arg.get_env().map(|e| e.to_string_lossy().into_owned()),
+            legacy: cli::legacy_env_names(arg.get_id().as_str()),
+            help: arg
+                .get_long_help()
+                .or(arg.get_help())
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            repeatable: matches!(arg.get_action(), ArgAction::Append),
+        }
+    }
+}
+
+/// The built command (with clap's own `--help` and `--version`).
+pub(crate) fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    cmd.build();
+    cmd
+}
+
+/// Every visible flag, grouped under the headings `--help` uses ("General"
+/// for those without one), in the order `--help` shows them.
+pub(crate) fn flag_groups(cmd: &clap::Command) -> Vec<(&str, Vec<Flag>)> {
     let mut headings: Vec<Option<&str>> = Vec::new();
     for arg in cmd.get_arguments() {
         if !headings.contains(&arg.get_help_heading()) {
             headings.push(arg.get_help_heading());
         }
     }
-    for heading in headings {
-        let _ = writeln!(out, "  {}:\n", heading.unwrap_or("General"));
-        for arg in cmd.get_arguments() {
-            if arg.get_help_heading() == heading && !arg.is_hide_set() {
-                option(out, arg);
-            }
+    headings
+        .into_iter()
+        .map(|heading| {
+            let flags = cmd
+                .get_arguments()
+                .filter(|arg| arg.get_help_heading() == heading && !arg.is_hide_set())
+                .map(Flag::new)
+                .collect();
+            (heading.unwrap_or("General"), flags)
+        })
+        .collect()
+}
+
+/// The hidden git-sync v3 flags: `--long`, their legacy environment names
+/// and the advice given when one is used.
+pub(crate) fn deprecated_flags(
+    cmd: &clap::Command,
+) -> Vec<(String, &'static [&'static str], &'static str)> {
+    cmd.get_arguments()
+        .filter_map(|arg| {
+            let long = arg.get_long()?;
+            let advice = cli::v3_replacement(arg.get_id().as_str())?;
+            Some((
+                format!("--{long}"),
+                cli::legacy_env_names(arg.get_id().as_str()),
+                advice,
+            ))
+        })
+        .collect()
+}
+
+/// The "ENVIRONMENT VARIABLES" text of `--help` (environment-only settings,
+/// list syntax, durations, booleans), without its title.
+pub(crate) fn environment_text(cmd: &clap::Command) -> String {
+    let text = cmd
+        .get_after_help()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    text.strip_prefix("ENVIRONMENT VARIABLES:\n")
+        .unwrap_or(&text)
+        .trim_end()
+        .to_string()
+}
+
+/// Every visible flag, grouped under the headings `--help` uses.
+fn options(out: &mut String, cmd: &clap::Command) {
+    for (heading, flags) in flag_groups(cmd) {
+        let _ = writeln!(out, "  {heading}:\n");
+        for flag in &flags {
+            option(out, flag);
         }
     }
 }
 
 /// One flag: its spellings, value, environment names, then its help text.
-fn option(out: &mut String, arg: &clap::Arg) {
-    let mut head = String::from("    ");
-    if let Some(short) = arg.get_short() {
-        let _ = write!(head, "-{short}, ");
+fn option(out: &mut String, flag: &Flag) {
+    let mut head = format!("    {}", flag.spellings);
+    if let Some(value) = &flag.value {
+        let _ = write!(head, " <{value}>");
     }
-    if let Some(long) = arg.get_long() {
-        let _ = write!(head, "--{long}");
-    }
-    if takes_value(arg) {
-        let names = arg.get_value_names().unwrap_or_default();
-        if let Some(name) = names.first() {
-            let _ = write!(head, " <{name}>");
-        }
-    }
-    if let Some(env) = arg.get_env() {
-        let _ = write!(head, ", ${}", env.to_string_lossy());
+    if let Some(env) = &flag.env {
+        let _ = write!(head, ", ${env}");
     }
     out.push_str(&head);
     out.push('\n');
-    let mut help = arg
-        .get_long_help()
-        .or(arg.get_help())
-        .map(ToString::to_string)
-        .unwrap_or_default();
-    if matches!(arg.get_action(), ArgAction::Append) {
+    let mut help = flag.help.clone();
+    if flag.repeatable {
         help.push_str(" (repeatable)");
     }
-    let legacy = cli::legacy_env_names(arg.get_id().as_str());
-    if !legacy.is_empty() {
-        let names: Vec<String> = legacy.iter().map(|n| format!("${n}")).collect();
+    if !flag.legacy.is_empty() {
+        let names: Vec<String> = flag.legacy.iter().map(|n| format!("${n}")).collect();
         let _ = write!(help, ". Deprecated environment names: {}", names.join(", "));
     }
     wrap(out, &help, INDENT);
@@ -138,13 +218,9 @@ fn deprecated(out: &mut String, cmd: &clap::Command) {
         out,
         "Accepted for git-sync v3 compatibility, each with a warning saying what to use instead:",
     );
-    for arg in cmd.get_arguments() {
-        let Some(long) = arg.get_long() else { continue };
-        let Some(advice) = cli::v3_replacement(arg.get_id().as_str()) else {
-            continue;
-        };
-        let mut head = format!("    --{long}");
-        for env in cli::legacy_env_names(arg.get_id().as_str()) {
+    for (long, legacy, advice) in deprecated_flags(cmd) {
+        let mut head = format!("    {long}");
+        for env in legacy {
             let _ = write!(head, ", ${env}");
         }
         let _ = writeln!(out, "{head}");

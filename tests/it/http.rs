@@ -664,7 +664,7 @@ fn http_bind_failure_is_fatal() {
     drop(taken);
 }
 
-/// `--http-bind :PORT` (the README's and git-sync's manifests' form) listens
+/// `--http-bind :PORT` (the documented and git-sync's manifests' form) listens
 /// on IPv6 and IPv4 alike, as Go's `:PORT` does: a pod's IPv6 probe or
 /// Service reaches it as well as an IPv4 one. Checked on loopback only.
 #[test]

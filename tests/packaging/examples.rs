@@ -3,8 +3,9 @@
 //! must have printed what it observed (pages served, links, HTTP answers,
 //! metrics) in the expected order. The scripts check every step themselves;
 //! these tests also pin down what a reader of their output is shown. The
-//! example nginx configuration and the README's nginx and httpd snippets
-//! also run in real servers, which must never serve a worktree's `.git`.
+//! example nginx configuration and the nginx and httpd snippets of
+//! `docs/serving.md` also run in real servers, which must never serve a
+//! worktree's `.git`.
 
 use std::path::Path;
 use std::process::Output;
@@ -185,21 +186,20 @@ fn the_example_nginx_config_never_serves_a_dot_git() {
     }
 }
 
-/// The first ```<lang> block under the README's "Serving the content".
+/// The first ```<lang> block of `docs/serving.md` (the serving snippets the
+/// README points at).
 fn readme_serving_block(lang: &str) -> String {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .expect("reading README.md");
-    let section = &readme[readme
-        .find("## Serving the content")
-        .expect("README section")..];
+    let section =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/serving.md"))
+            .expect("reading docs/serving.md");
     let fence = format!("```{lang}\n");
     let start = section.find(&fence).expect("a code block of that language") + fence.len();
     section[start..start + section[start..].find("```").expect("block end")].to_string()
 }
 
-/// The README's nginx snippet (the first ```nginx block under "Serving the
-/// content"), made to listen on `port` and serve `site`, inside a minimal
-/// nginx.conf that keeps its files in `dir`.
+/// The documented nginx snippet (the first ```nginx block of
+/// `docs/serving.md`), made to listen on `port` and serve `site`, inside a
+/// minimal nginx.conf that keeps its files in `dir`.
 fn readme_nginx_conf(dir: &Path, port: u16, site: &Path) -> String {
     let snippet = readme_serving_block("nginx");
     let snippet = snippet.as_str();
@@ -247,8 +247,8 @@ fn the_readme_nginx_snippet_never_serves_a_dot_git() {
 const HTTPD_UID: u32 = 65_534;
 const APACHE2: &str = "/usr/sbin/apache2";
 
-/// The README's httpd snippet (the ```apache block under "Serving the
-/// content"), serving `site`, in a minimal httpd.conf keeping its files in `dir`.
+/// The documented httpd snippet (the ```apache block of `docs/serving.md`),
+/// serving `site`, in a minimal httpd.conf keeping its files in `dir`.
 fn readme_httpd_conf(dir: &Path, port: u16, site: &Path) -> String {
     let snippet = readme_serving_block("apache");
     let snippet = snippet.as_str();
@@ -305,7 +305,7 @@ fn the_readme_httpd_snippet_never_serves_a_dot_git() {
     });
     assert!(
         up_and_serving && matches!(httpd.0.try_wait(), Ok(None)),
-        "httpd did not serve the README snippet\n{}",
+        "httpd did not serve the docs/serving.md snippet\n{}",
         error_log()
     );
     let get = |path: &str| client::get(&addr, path).unwrap_or_else(|e| panic!("GET {path}: {e}"));

@@ -267,7 +267,7 @@ fn image_files(image: &Image) -> BTreeMap<String, Vec<u8>> {
     files
 }
 
-/// Printed for the README; bounded by its two files plus a little overhead.
+/// Printed for docs/container-image.md; bounded by its two files plus a little overhead.
 fn assert_size(size: u64, files: &BTreeMap<String, Vec<u8>>) {
     let content: u64 = files.values().map(|c| c.len() as u64).sum();
     eprintln!(
