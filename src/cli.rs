@@ -873,11 +873,6 @@ pub struct Cli {
     pub git_config: Option<String>,
 
     // ---- accepted, refused until implemented -------------------------------------------------
-    /// Partial-clone filter, e.g. blob:none: refused, gix cannot fetch with a filter
-    /// (use --depth and --sparse-checkout-file to limit what is fetched and written)
-    #[arg(long, env = "GITSYNC_FILTER", value_name = "SPEC", help_heading = NOT_YET)]
-    pub filter: Option<String>,
-
     /// Submodules to check out: "recursive" (all, nested too), "shallow" (the
     /// repository's own submodules, not nested ones) or "off" (empty directories)
     /// [default: recursive]
@@ -889,6 +884,13 @@ pub struct Cli {
     /// start-up; changed patterns apply after a restart
     #[arg(long, env = "GITSYNC_SPARSE_CHECKOUT_FILE", value_name = "PATH")]
     pub sparse_checkout_file: Option<String>,
+
+    /// Partial clone: a fetch filter, "blob:none" or "blob:limit=<n>[k|m|g]"; the
+    /// blobs a checkout needs (the sparse cone, or the whole tree) are fetched
+    /// by id. The server must allow filters (uploadpack.allowFilter) and, over
+    /// protocol v0/v1, fetches by id (uploadpack.allowAnySHA1InWant)
+    #[arg(long, env = "GITSYNC_FILTER", value_name = "SPEC")]
+    pub filter: Option<String>,
 
     /// Object-store upkeep (gix has no git gc; ours rewrites the store as one pack
     /// of what is still needed): auto and always compact when the packs have grown

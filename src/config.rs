@@ -215,6 +215,8 @@ pub struct Config {
     pub git_gc: GcMode,
     /// `--sparse-checkout-file`, parsed.
     pub sparse_checkout: Option<crate::git::sparse::Patterns>,
+    /// `--filter`: partial clone, validated.
+    pub filter: Option<crate::git::partial::Filter>,
     /// `--submodules`: which submodules are checked out.
     pub submodules: SubmoduleMode,
     pub group_write: bool,
@@ -684,7 +686,7 @@ impl Config {
             }),
         };
         let sparse_checkout = c.sparse_checkout();
-        c.filter();
+        let filter = c.filter();
         let submodules = match c.raw("submodules") {
             None => SubmoduleMode::Recursive,
             Some(raw) => SubmoduleMode::parse(raw).unwrap_or_else(|| {
@@ -753,6 +755,7 @@ impl Config {
             stale_worktree_timeout,
             escaping_symlinks,
             sparse_checkout,
+            filter,
             git_gc,
             submodules,
             group_write,
@@ -2639,10 +2642,9 @@ mod tests {
 
     #[test]
     fn unsupported_flags_are_refused_by_name() {
-        let p = problems(&with(&["--filter=blob:none"]), &[]);
+        let p = problems(&with(&["--filter=tree:0"]), &[]);
         let all = p.join("\n");
-        let expected =
-            "--filter (GITSYNC_FILTER): partial clone (\"blob:none\") is not supported: gix";
+        let expected = "--filter (GITSYNC_FILTER): \"tree:0\" is not supported; supported filters: blob:none and blob:limit";
         assert!(all.contains(expected), "missing {expected:?} in\n{all}");
         assert_eq!(p.len(), 1, "{all}");
         assert!(!all.contains("s3cret"), "secret leaked: {all}");

@@ -34,6 +34,8 @@ pub struct Options<'a> {
     pub ssh: &'a super::ssh::Options,
     /// Proxy, TLS and extra headers (a bearer token) for http(s).
     pub http: &'a HttpSettings,
+    /// `--filter`: partial clone (see [`super::partial`]).
+    pub filter: Option<&'a super::partial::Filter>,
 }
 
 /// Result of a poll.
@@ -152,7 +154,10 @@ fn fetch_inner(
         .with_fetch_tags(gix::remote::fetch::Tags::None)
         .with_refspecs(Some(refspec.as_str()), gix::remote::Direction::Fetch)
         .map_err(|e| git_err("invalid ref", e, None))?;
-    let connected = transport::connect(opts.url, budget, opts.ssh, opts.http)?;
+    let (connected, filter_report) = super::partial::request_filter(
+        transport::connect(opts.url, budget, opts.ssh, opts.http)?,
+        opts.filter,
+    );
     // http(s) connects lazily, with the first request.
     *step = match opts.url.scheme {
         gix::url::Scheme::Http | gix::url::Scheme::Https => Step::ConnectingAndListing,
@@ -189,6 +194,7 @@ fn fetch_inner(
             write_pack_bundle, ..
         } => {
             settle_pack(write_pack_bundle)?;
+            super::partial::settle_pack(opts.filter, &filter_report, write_pack_bundle)?;
             write_pack_bundle
                 .data_path
                 .as_ref()
@@ -206,7 +212,7 @@ fn fetch_inner(
 /// it would wait for): give the pack the mode the umask gives everything
 /// else, so that another user in the group (`--group-write`) can read it,
 /// and drop the keep file, which nothing else would ever remove.
-fn settle_pack(bundle: &gix::odb::pack::bundle::write::Outcome) -> Result<(), Error> {
+pub(super) fn settle_pack(bundle: &gix::odb::pack::bundle::write::Outcome) -> Result<(), Error> {
     if let Some(keep) = &bundle.keep_path {
         match std::fs::remove_file(keep) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -314,7 +320,7 @@ fn classify_listing_error(
     git_err("could not list remote refs", e, Some(report))
 }
 
-fn git_err(context: &'static str, e: impl std::error::Error, report: Option<&SpyReport>) -> Error {
+pub(super) fn git_err(context: &'static str, e: impl std::error::Error, report: Option<&SpyReport>) -> Error {
     let mut message = crate::types::redact_url(&crate::types::error_chain(&e));
     if let Some(stderr) = report.map(SpyReport::stderr).filter(|s| !s.is_empty()) {
         message.push_str(": ");

@@ -12,6 +12,7 @@
 //! - [`worktree`]: linked worktrees the git CLI can read
 //! - [`symlinks`]: which symlinks of a tree lead outside it
 //! - [`sparse`]: which paths a sparse checkout writes
+//! - [`partial`]: partial clone (`--filter`): the filter argument, blobs fetched by id
 //! - [`store`]: the root repository: open, init, repair, refs
 //! - [`cli_config`]: the git config the git programs we start see
 //! - [`compact`]: keep the object store bounded
@@ -25,6 +26,7 @@ pub mod credentials;
 pub mod fetch;
 pub mod garbage;
 pub mod http_settings;
+pub mod partial;
 pub mod probe;
 pub mod sparse;
 pub mod ssh;

@@ -39,6 +39,8 @@ pub struct Options {
     pub gc: GcMode,
     /// `--sparse-checkout-file`: only matching paths are written.
     pub sparse: Option<Patterns>,
+    /// `--filter`: partial clone; blobs are fetched when a checkout needs them.
+    pub filter: Option<git::partial::Filter>,
     /// `--pre-publish-exechook-command`: must exit 0 before the link moves.
     pub pre_publish: Option<ExecHookConfig>,
     /// HTTP(S) credentials; a password file is read at each fetch.
@@ -317,7 +319,7 @@ impl Engine {
     fn open(&mut self) -> Result<(), Error> {
         let depth = store::recorded_depth(&self.opts.root).unwrap_or(self.opts.depth);
         let (repo, opened) =
-            store::open_or_init(&self.opts.root, &origin_url(&self.opts.repo), depth)?;
+            store::open_or_init(&self.opts.root, &origin_url(&self.opts.repo), depth, self.filter_spec())?;
         self.fetched_depth = Some(depth);
         if opened != store::Opened::default() {
             tracing::info!(
@@ -422,6 +424,7 @@ impl Engine {
                         credentials: credentials.as_ref(),
                         ssh: &self.opts.ssh,
                         http: &http,
+                        filter: self.opts.filter.as_ref(),
                     },
                     budget,
                 )?
@@ -436,6 +439,7 @@ impl Engine {
                 &self.opts.root,
                 &origin_url(&self.opts.repo),
                 self.opts.depth,
+                self.filter_spec(),
             )?;
             self.fetched_depth = Some(self.opts.depth);
         }
@@ -625,6 +629,7 @@ impl Engine {
     ) -> Result<Vec<(std::path::PathBuf, ObjectId)>, Error> {
         let spare = self.spare.take();
         let repo = self.open_repo()?;
+        self.fetch_missing_blobs(repo, commit, budget)?;
         // Refusals (unsafe paths, escaping symlinks) happen before any write.
         let planned = self.plan(repo, commit)?;
         if !planned.skipped_links.is_empty() {
@@ -698,6 +703,40 @@ impl Engine {
         Ok(submodules::populate(
             repo, commit, &target, &settings, budget,
         )?)
+    }
+
+    /// `--filter`: the spec recorded in the store's config.
+    fn filter_spec(&self) -> Option<&str> {
+        self.opts.filter.as_ref().map(git::partial::Filter::spec)
+    }
+
+    /// In a partial clone, fetches the blobs the checkout of `commit` needs
+    /// (the sparse cone, or the whole tree) in one request.
+    fn fetch_missing_blobs(
+        &self,
+        repo: &gix::Repository,
+        commit: ObjectId,
+        budget: &Budget,
+    ) -> Result<(), Error> {
+        if self.opts.filter.is_none() {
+            return Ok(());
+        }
+        let credentials = self.credentials_for(&self.url, budget)?;
+        let http = self.http_settings_for(&self.url)?;
+        let opts = fetch::Options {
+            url: &self.url,
+            git_ref: &self.opts.git_ref,
+            depth: self.opts.depth,
+            have: None,
+            force: false,
+            credentials: credentials.as_ref(),
+            ssh: &self.opts.ssh,
+            http: &http,
+            filter: None,
+        };
+        let sparse = self.opts.sparse.as_ref();
+        git::partial::complete_checkout(repo, commit, sparse, &opts, budget)?;
+        Ok(())
     }
 
     /// What the worktree of `commit` will hold: safety checks, then sparse patterns.
