@@ -208,8 +208,8 @@ fn present_objects(repo: &gix::Repository, commits: &[ObjectId]) -> Result<Vec<O
             .map_err(|e| count(&e))?;
         for entry in recorder.records {
             // Gitlinks name another store's commits.
-            let wanted = !entry.mode.is_commit()
-                && (entry.mode.is_tree() || repo.has_object(entry.oid));
+            let wanted =
+                !entry.mode.is_commit() && (entry.mode.is_tree() || repo.has_object(entry.oid));
             if wanted && seen.insert(entry.oid) {
                 out.push(entry.oid);
             }

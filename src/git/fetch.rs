@@ -320,7 +320,11 @@ fn classify_listing_error(
     git_err("could not list remote refs", e, Some(report))
 }
 
-pub(super) fn git_err(context: &'static str, e: impl std::error::Error, report: Option<&SpyReport>) -> Error {
+pub(super) fn git_err(
+    context: &'static str,
+    e: impl std::error::Error,
+    report: Option<&SpyReport>,
+) -> Error {
     let mut message = crate::types::redact_url(&crate::types::error_chain(&e));
     if let Some(stderr) = report.map(SpyReport::stderr).filter(|s| !s.is_empty()) {
         message.push_str(": ");

@@ -122,7 +122,9 @@ pub fn settle_pack(
         );
     }
     match &bundle.data_path {
-        Some(pack) => mark_promisor(pack).map_err(|e| Error::Store(format!("{}: {e}", pack.display()))),
+        Some(pack) => {
+            mark_promisor(pack).map_err(|e| Error::Store(format!("{}: {e}", pack.display())))
+        }
         None => Ok(()),
     }
 }
@@ -271,9 +273,13 @@ pub fn needed_blobs(
         .and_then(|c| c.tree().map_err(Into::into))
         .map_err(|e| fetch::git_err("could not read the fetched commit's tree", e, None))?;
     let mut recorder = gix::traverse::tree::Recorder::default();
-    tree.traverse()
-        .breadthfirst(&mut recorder)
-        .map_err(|e| fetch::git_err("could not walk the fetched tree (is a tree missing?)", e, None))?;
+    tree.traverse().breadthfirst(&mut recorder).map_err(|e| {
+        fetch::git_err(
+            "could not walk the fetched tree (is a tree missing?)",
+            e,
+            None,
+        )
+    })?;
     let mut seen = std::collections::HashSet::new();
     Ok(recorder
         .records
@@ -312,7 +318,10 @@ pub fn fetch_blobs(
         .remote_at(opts.url.clone())
         .map_err(|e| Error::Url(e.to_string()))?
         .with_fetch_tags(gix::remote::fetch::Tags::None)
-        .with_refspecs(specs.iter().map(String::as_str), gix::remote::Direction::Fetch)
+        .with_refspecs(
+            specs.iter().map(String::as_str),
+            gix::remote::Direction::Fetch,
+        )
         .map_err(|e| fetch::git_err("invalid object id", e, None))?;
     let connected = transport::connect(opts.url, budget, opts.ssh, opts.http)?;
     let report = connected.report;
@@ -323,7 +332,13 @@ pub fn fetch_blobs(
     connection.set_credentials(super::credentials::callback(opts.credentials.cloned()));
     let prepare = connection
         .prepare_fetch(gix::progress::Discard, Default::default())
-        .map_err(|e| fetch::git_err("could not list remote refs for the blob fetch", e, Some(&report)))?;
+        .map_err(|e| {
+            fetch::git_err(
+                "could not list remote refs for the blob fetch",
+                e,
+                Some(&report),
+            )
+        })?;
     let outcome = prepare
         .receive(gix::progress::Discard, budget.interrupt_flag())
         .map_err(|e| {
@@ -387,7 +402,10 @@ mod tests {
 
     #[test]
     fn blob_filters_parse_and_others_are_refused() {
-        assert_eq!(Filter::parse("blob:none").map(|f| f.0), Ok("blob:none".into()));
+        assert_eq!(
+            Filter::parse("blob:none").map(|f| f.0),
+            Ok("blob:none".into())
+        );
         assert!(Filter::parse("blob:limit=1024").is_ok());
         assert!(Filter::parse("blob:limit=1m").is_ok());
         let err = Filter::parse("tree:0").expect_err("tree:0 is refused");
@@ -407,7 +425,13 @@ mod tests {
             pending: Vec::new(),
             injected: false,
         };
-        for piece in [&b"0014"[..], b"command=fetch\n", b"0001", b"000d", b"thin-pack\n"] {
+        for piece in [
+            &b"0014"[..],
+            b"command=fetch\n",
+            b"0001",
+            b"000d",
+            b"thin-pack\n",
+        ] {
             injector.write_all(piece).expect("write");
         }
         let want = format!("want {}\n", "a".repeat(40));

@@ -223,6 +223,7 @@ fn remove_pack_temporaries(pack_dir: &Path) -> usize {
                 && (name.ends_with(".pack")
                     || name.ends_with(".idx")
                     || name.ends_with(".keep")
+                    || name.ends_with(".promisor")
                     || name.ends_with(".rev")))
         })
         .filter(|e| fs::remove_file(e.path()).is_ok())

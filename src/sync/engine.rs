@@ -318,8 +318,12 @@ impl Engine {
 
     fn open(&mut self) -> Result<(), Error> {
         let depth = store::recorded_depth(&self.opts.root).unwrap_or(self.opts.depth);
-        let (repo, opened) =
-            store::open_or_init(&self.opts.root, &origin_url(&self.opts.repo), depth, self.filter_spec())?;
+        let (repo, opened) = store::open_or_init(
+            &self.opts.root,
+            &origin_url(&self.opts.repo),
+            depth,
+            self.filter_spec(),
+        )?;
         self.fetched_depth = Some(depth);
         if opened != store::Opened::default() {
             tracing::info!(

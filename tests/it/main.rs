@@ -31,6 +31,7 @@ mod image;
 mod loop_semantics;
 mod manifests;
 mod messages;
+mod partial;
 mod pid1;
 mod refs_depth;
 mod retire;
