@@ -104,14 +104,14 @@ mod tests {
     }
 
     #[test]
-    fn filter_is_refused_with_the_reason() {
-        let p = problems(&with(&["--filter=blob:none"]), &[]);
-        assert_eq!(p.len(), 1, "{p:?}");
-        assert!(
-            p[0].starts_with(
-                "--filter (GITSYNC_FILTER): partial clone (\"blob:none\") is not supported: gix"
-            ),
-            "{p:?}"
-        );
+    fn unsupported_filters_are_refused_naming_the_supported_ones() {
+        for spec in ["tree:0", "sparse:oid=abc", "blob:limit=lots"] {
+            let p = problems(&with(&["--filter", spec]), &[]);
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert!(p[0].starts_with("--filter (GITSYNC_FILTER): "), "{p:?}");
+            assert!(p[0].contains(spec), "{p:?}");
+        }
+        let p = problems(&with(&["--filter=tree:0"]), &[]);
+        assert!(p[0].contains("blob:none and blob:limit=<n>"), "{p:?}");
     }
 }

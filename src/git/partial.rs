@@ -270,7 +270,7 @@ pub fn needed_blobs(
 ) -> Result<Vec<ObjectId>, Error> {
     let tree = repo
         .find_commit(commit)
-        .and_then(|c| c.tree().map_err(Into::into))
+        .and_then(|c| c.tree())
         .map_err(|e| fetch::git_err("could not read the fetched commit's tree", e, None))?;
     let mut recorder = gix::traverse::tree::Recorder::default();
     tree.traverse().breadthfirst(&mut recorder).map_err(|e| {
@@ -415,6 +415,12 @@ mod tests {
         assert!(Filter::parse("blob:limit=x").is_err());
     }
 
+    fn packet(w: &mut impl Write, payload: &str) {
+        let header = format!("{:04x}", payload.len() + 4);
+        w.write_all(header.as_bytes()).expect("write");
+        w.write_all(payload.as_bytes()).expect("write");
+    }
+
     /// gix writes a packet line in pieces (length, then payload).
     #[test]
     fn the_filter_line_follows_the_first_want_line_only() {
@@ -425,21 +431,12 @@ mod tests {
             pending: Vec::new(),
             injected: false,
         };
-        for piece in [
-            &b"0014"[..],
-            b"command=fetch\n",
-            b"0001",
-            b"000d",
-            b"thin-pack\n",
-        ] {
-            injector.write_all(piece).expect("write");
-        }
+        packet(&mut injector, "command=fetch\n");
+        injector.write_all(b"0001").expect("write");
+        packet(&mut injector, "thin-pack\n");
         let want = format!("want {}\n", "a".repeat(40));
-        for _ in 0..2 {
-            let header = format!("{:04x}", want.len() + 4);
-            injector.write_all(header.as_bytes()).expect("write");
-            injector.write_all(want.as_bytes()).expect("write");
-        }
+        packet(&mut injector, &want);
+        packet(&mut injector, &want);
         injector.write_all(b"0000").expect("write");
         injector.flush().expect("flush");
         let text = String::from_utf8(out).expect("utf8");
