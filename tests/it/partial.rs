@@ -155,7 +155,11 @@ fn blob_none_with_sparse(up: &Upstream, url: &str, extra: &[String]) -> Scratch 
     let out = one_time(&s, url, &args);
     // The missing blobs are expected, not a damaged store to empty.
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("missing objects"), "{}", describe_output(&out));
+    assert!(
+        !stderr.contains("missing objects"),
+        "{}",
+        describe_output(&out)
+    );
     assert_eq!(s.published().as_deref(), Some(second.as_str()));
 
     assert_eq!(
@@ -380,5 +384,47 @@ fn submodules_of_a_filtered_superproject_are_checked_out() {
     assert_eq!(s.published().as_deref(), Some(head.as_str()));
     assert_tree_matches_commit(&s.link().join("app/theme"), &sub, &theme);
     assert!(blobs_under(&site, &head, "data").is_disjoint(&stored_objects(&s.root)));
+    assert_git_partial_clone(&s, "blob:none");
+}
+
+/// A running sidecar (`--period 100ms`) publishes commit after commit by
+/// rewriting the retired worktree in place (the spare): the new blobs of the
+/// cone come by id each time, those outside it never.
+#[test]
+fn a_running_sidecar_rewrites_the_spare_with_fetched_blobs() {
+    let up = Upstream::new();
+    let first = monorepo(&up, 1);
+    let s = Scratch::new();
+    let patterns = pattern_file(&s);
+    let run = s
+        .sidecar(&up.file_url())
+        .args([
+            "--period",
+            "100ms",
+            "--filter=blob:none",
+            "--sparse-checkout-file",
+            &patterns,
+        ])
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &first);
+    let mut commits = vec![first];
+    for round in 2..=4 {
+        let sha = monorepo(&up, round);
+        run.wait_for_link_hash(&s.link(), &sha);
+        assert_eq!(
+            fs::read_to_string(s.link().join("app/main.txt")).ok(),
+            Some(format!("main {round}\n"))
+        );
+        commits.push(sha);
+    }
+    let stored = stored_objects(&s.root);
+    for commit in &commits {
+        let outside = blobs_under(&up, commit, "data");
+        assert!(
+            outside.is_disjoint(&stored),
+            "blobs outside the cone of {commit} were downloaded"
+        );
+    }
+    assert!(!s.link().join("data").exists());
     assert_git_partial_clone(&s, "blob:none");
 }
