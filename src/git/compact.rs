@@ -188,6 +188,7 @@ fn present_objects(repo: &gix::Repository, commits: &[ObjectId]) -> Result<Vec<O
     let count = |e: &dyn std::fmt::Display| Error::Count(e.to_string());
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
+    let lookup = super::partial::lookup_handle(repo);
     for commit in commits {
         let tree = repo
             .find_commit(*commit)
@@ -209,7 +210,7 @@ fn present_objects(repo: &gix::Repository, commits: &[ObjectId]) -> Result<Vec<O
         for entry in recorder.records {
             // Gitlinks name another store's commits.
             let wanted =
-                !entry.mode.is_commit() && (entry.mode.is_tree() || repo.has_object(entry.oid));
+                !entry.mode.is_commit() && (entry.mode.is_tree() || lookup.has_object(entry.oid));
             if wanted && seen.insert(entry.oid) {
                 out.push(entry.oid);
             }

@@ -259,6 +259,18 @@ impl<W: Write> Write for Injector<W> {
     }
 }
 
+/// A handle for asking about many objects a partial clone lacks: gix
+/// rescans the pack directory after every miss, which for tens of thousands
+/// of missing blobs costs seconds. One deliberate miss first brings the
+/// handle up to date with the disk (packs fetched through other handles),
+/// then misses stay cheap.
+pub fn lookup_handle(repo: &gix::Repository) -> gix::Repository {
+    let mut repo = repo.clone();
+    let _ = repo.has_object(ObjectId::null(repo.object_hash()));
+    repo.objects.refresh_never();
+    repo
+}
+
 /// The blobs a checkout of `commit` reads that the store lacks: every file
 /// the sparse patterns include (all of them without patterns), and wherever
 /// they are, symlinks (checked for escaping targets before checkout),
@@ -281,6 +293,7 @@ pub fn needed_blobs(
         )
     })?;
     let mut seen = std::collections::HashSet::new();
+    let lookup = lookup_handle(repo);
     Ok(recorder
         .records
         .into_iter()
@@ -293,7 +306,7 @@ pub fn needed_blobs(
                 || sparse.is_none_or(|p| p.includes(e.filepath.as_bstr()))
         })
         .map(|e| e.oid)
-        .filter(|id| !repo.has_object(id) && seen.insert(*id))
+        .filter(|id| !lookup.has_object(id) && seen.insert(*id))
         .collect())
 }
 

@@ -268,6 +268,13 @@ fn blob_none_without_sparse_fetches_only_the_published_commits_blobs() {
         1,
         "aggressive gc compacts into one pack"
     );
+    for dir in ["app", "data", "tools"] {
+        let present = blobs_under(&up, &head, dir);
+        assert!(
+            present.is_subset(&stored),
+            "compaction dropped blobs of {dir}/"
+        );
+    }
     assert_git_partial_clone(&s, "blob:none");
 
     let third = up.commit_file("app/main.txt", "main 3\n", "round 3");
