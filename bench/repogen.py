@@ -285,3 +285,40 @@ class Upstream:
         fi.close()
         self.tip = output(["git", "--git-dir", str(self.path), "rev-parse", "refs/heads/main"], env=self.env)
         return self.tip
+
+
+MONO_CONE = "services/web"
+MONO_BIG_BLOBS = 8
+MONO_BIG_SIZE = 4 * 1024 * 1024
+
+
+def make_monorepo(path, home, files, cone_files, seed):
+    """A monorepo-shaped bare repository at `path`, built afresh (one commit):
+    `files` small files under `services/svc-<n>/`, `cone_files` of them under
+    `MONO_CONE` (the sparse cone), and `MONO_BIG_BLOBS` incompressible blobs
+    of `MONO_BIG_SIZE` bytes under `assets/`, outside the cone. Serves
+    filters and fetches by id, as a forge does. Returns the tip's sha.
+    """
+    env = git_env(home)
+    if path.exists():
+        shutil.rmtree(path)
+    output(["git", "init", "-q", "--bare", str(path)], env=env)
+    for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant"):
+        output(["git", "--git-dir", str(path), "config", key, "true"], env=env)
+    content = Content(seed)
+    rng = random.Random(f"{seed}:mono")
+
+    def changes():
+        for i in range(cone_files):
+            p = f"{MONO_CONE}/src/{rng.choice(WORDS)}-{i}.md"
+            yield p, content.blob(p, "md", 0)
+        for i in range(files - cone_files):
+            p = f"services/svc-{i % 97}/m{i % 13}/{rng.choice(WORDS)}-{i}.md"
+            yield p, content.blob(p, "md", 0)
+        for i in range(MONO_BIG_BLOBS):
+            yield f"assets/blob-{i}.bin", rng.randbytes(MONO_BIG_SIZE)
+
+    fi = FastImport(path, env)
+    fi.commit(BASE_TIME, "Monorepo", changes())
+    fi.close()
+    return output(["git", "--git-dir", str(path), "rev-parse", "refs/heads/main"], env=env)

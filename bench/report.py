@@ -179,6 +179,12 @@ def sections(res):
     add("Bytes exchanged per idle poll", "Counted by a TCP relay on 127.0.0.1 in front of git daemon.", "bytes",
         [("sent", "client → server", nbytes), ("received", "server → client", nbytes),
          ("connections", "connections", count)])
+    add("Partial clone (`--filter=blob:none`) with a sparse checkout", "Empty root to a published sparse tree "
+        "(a few hundred files) of a monorepo-shaped repository: tens of thousands of small files and large "
+        "incompressible blobs outside the cone. Bytes counted by a TCP relay in front of git daemon (the git "
+        "CLI's lazy fetches of the cone's blobs included). git CLI: `git clone --depth 1 [--filter=blob:none] "
+        "--no-checkout`, `git sparse-checkout set --no-cone`, `git checkout` (CPU summed, RSS max).", "partial",
+        WALL_CPU_RSS + [("received", "server → client", nbytes), ("connections", "connections", count)])
     add("Webhook to published", "git-sidecar with `--period 1h`: a commit changing one file is pushed, then a "
         "GitHub push event signed with `X-Hub-Signature-256` is POSTed; wall until the link points at it. "
         "(The git CLI has no webhook; its cost for the same commit is the publish table's 1-file row.)",

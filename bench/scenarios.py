@@ -38,6 +38,7 @@ class Context:
     log: object
     idle_seconds: float = 4.0
     extra_idle: list = field(default_factory=list)  # (label, url) of more repos for the idle poll
+    mono_tip: str = ""  # tip of the partial-clone monorepo, when generated
 
     @property
     def url(self):
@@ -400,3 +401,56 @@ def soak(ctx, res, passes, commit_every=100, points=10):
     finally:
         sc.close()
         clean(root)
+
+
+PARTIAL_PATTERNS = "/*\n!/*/\n/services/web/\n"
+SIDECAR_SPARSE = "git-sidecar, sparse"
+SIDECAR_FILTERED = "git-sidecar, sparse + --filter=blob:none"
+GIT_SPARSE = "git clone --depth 1 --no-checkout + sparse-checkout (non-cone)"
+GIT_FILTERED = "git clone --depth 1 --filter=blob:none --no-checkout + sparse-checkout (non-cone)"
+
+
+def partial_clone(ctx, res, name, tip):
+    """Empty root to a published sparse tree of the monorepo `name`, with and
+    without `--filter=blob:none`, next to the git CLI doing the same; bytes
+    counted by a relay in front of git daemon."""
+    ctx.log("partial clone: sparse with and without --filter=blob:none ...")
+    relay = ByteRelay(ctx.daemon.port)
+    base = next(iter(ctx.fs_dirs.values()))
+    patterns = base / "partial-patterns"
+    patterns.write_text(PARTIAL_PATTERNS)
+    try:
+        for _ in range(ctx.runs):
+            for label, extra in ((SIDECAR_SPARSE, []), (SIDECAR_FILTERED, ["--filter=blob:none"])):
+                cmd = one_time_cmd(ctx.binary, relay.url(name), base / "partial-sidecar")
+                _partial_run(res, relay, base / "partial-sidecar", label,
+                             lambda: procs.measure([*cmd, "--sparse-checkout-file", str(patterns), *extra],
+                                                   env=sidecar_env()), tip)
+            for label, extra in ((GIT_SPARSE, []), (GIT_FILTERED, ["--filter=blob:none"])):
+                _partial_run(res, relay, base / "partial-git", label,
+                             lambda: _git_sparse_clone(ctx, relay.url(name), base / "partial-git", extra), None)
+    finally:
+        relay.close()
+
+
+def _partial_run(res, relay, root, label, run, tip):
+    clean(root)
+    relay.reset()
+    sample, _ = run()
+    time.sleep(0.05)  # let the relay threads count the last bytes
+    _, received, conns = relay.counts()
+    if tip:
+        _expect_link(root, tip, label)
+    res.add("partial", "", "", label, wall=sample.wall, cpu=sample.cpu, rss=sample.rss_kib / 1024,
+            received=received, connections=conns)
+    clean(root)
+
+
+def _git_sparse_clone(ctx, url, root, extra):
+    """git's way to the same tree: clone without checkout, non-cone patterns, checkout."""
+    git = lambda *args: procs.measure(["git", "-C", str(root), *args], env=ctx.git_env)  # noqa: E731
+    clone, _ = procs.measure(["git", "clone", "-q", "--depth", "1", *extra, "--no-checkout", url, str(root)],
+                             env=ctx.git_env)
+    steps = [clone, git("sparse-checkout", "set", "--no-cone", *PARTIAL_PATTERNS.split())[0],
+             git("checkout", "-q", "HEAD")[0]]
+    return Sample.combine(steps), None

@@ -178,6 +178,7 @@ fn engine_options(config: &Config) -> engine::Options {
         stale_worktree_timeout: config.stale_worktree_timeout,
         escaping_symlinks: config.escaping_symlinks,
         sparse: config.sparse_checkout.clone(),
+        filter: config.filter.clone(),
         gc: config.git_gc,
         pre_publish: config.hooks.pre_publish.clone(),
         auth: config.auth.clone(),

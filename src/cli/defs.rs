@@ -766,12 +766,6 @@ flags! {
             legacy: ["GIT_SYNC_GIT_CONFIG"],
         },
 
-        // ---- accepted, refused until implemented -------------------------------------------------
-        /// Partial-clone filter, e.g. blob:none: refused, gix cannot fetch with a filter
-        /// (use --depth and --sparse-checkout-file to limit what is fetched and written)
-        #[arg(long, env = "GITSYNC_FILTER", value_name = "SPEC", help_heading = NOT_YET)]
-        filter: Option<String> => Filter {},
-
         /// Submodules to check out: "recursive" (all, nested too), "shallow" (the
         /// repository's own submodules, not nested ones) or "off" (empty directories)
         #[arg(long, env = "GITSYNC_SUBMODULES", value_name = "MODE")]
@@ -787,6 +781,13 @@ flags! {
         sparse_checkout_file: Option<String> => SparseCheckoutFile {
             legacy: ["GIT_SYNC_SPARSE_CHECKOUT_FILE"],
         },
+
+        /// Partial clone: a fetch filter, "blob:none" or "blob:limit=<n>[k|m|g]"; the
+        /// blobs a checkout needs (the sparse cone, or the whole tree) are fetched
+        /// by id. The server must allow filters (uploadpack.allowFilter) and, over
+        /// protocol v0/v1, fetches by id (uploadpack.allowAnySHA1InWant)
+        #[arg(long, env = "GITSYNC_FILTER", value_name = "SPEC")]
+        filter: Option<String> => Filter {},
 
         /// Object-store upkeep (gix has no git gc; ours rewrites the store as one pack
         /// of what is still needed): auto and always compact when the packs have grown

@@ -306,10 +306,9 @@ mod tests {
 
     #[test]
     fn unsupported_flags_are_refused_by_name() {
-        let p = problems(&with(&["--filter=blob:none"]), &[]);
+        let p = problems(&with(&["--filter=tree:0"]), &[]);
         let all = p.join("\n");
-        let expected =
-            "--filter (GITSYNC_FILTER): partial clone (\"blob:none\") is not supported: gix";
+        let expected = "--filter (GITSYNC_FILTER): \"tree:0\" is not supported; supported filters: blob:none and blob:limit";
         assert!(all.contains(expected), "missing {expected:?} in\n{all}");
         assert_eq!(p.len(), 1, "{all}");
         assert!(!all.contains("s3cret"), "secret leaked: {all}");

@@ -1,10 +1,11 @@
 //! What is checked out: `--sparse-checkout-file` (read and parsed once, at
 //! start-up: a pattern change takes a restart, which also rebuilds the
-//! published worktree with the new patterns) and `--filter` (partial clone,
-//! refused: gix cannot fetch with a filter).
+//! published worktree with the new patterns) and `--filter` (partial clone:
+//! the blob filters only, see [`crate::git::partial`]).
 
 use super::Checker;
 use crate::cli::Flag;
+use crate::git::partial::Filter;
 use crate::git::sparse::Patterns;
 
 /// A pattern file larger than this is a mistake, not a pattern list.
@@ -24,18 +25,16 @@ impl Checker<'_> {
         }
     }
 
-    /// `--filter`: partial clone is not possible with gix 0.90.
-    pub(super) fn filter(&mut self) {
-        if let Some(spec) = self.raw(Flag::Filter) {
-            self.fail(
-                Flag::Filter,
-                format!(
-                    "partial clone ({spec:?}) is not supported: gix, the git implementation \
-                     git-sidecar is built on, cannot fetch with a filter or read a partial \
-                     clone; leave it unset (use --depth=1 and --sparse-checkout-file to \
-                     limit what is fetched and written)"
-                ),
-            );
+    /// `--filter`: the parsed filter, or `None` when unset or not one we
+    /// support (then an error naming the supported ones is recorded).
+    pub(super) fn filter(&mut self) -> Option<Filter> {
+        let spec = self.raw(Flag::Filter)?;
+        match Filter::parse(spec) {
+            Ok(filter) => Some(filter),
+            Err(e) => {
+                self.fail(Flag::Filter, e);
+                None
+            }
         }
     }
 }
@@ -64,6 +63,14 @@ mod tests {
         let f = tempfile::NamedTempFile::new().expect("temp file");
         std::fs::write(f.path(), content).expect("write");
         f
+    }
+
+    #[test]
+    fn blob_filters_are_accepted() {
+        for spec in ["blob:none", "blob:limit=1m"] {
+            let c = config(&with(&["--filter", spec]), &[]);
+            assert_eq!(c.filter.as_ref().map(|f| f.spec()), Some(spec));
+        }
     }
 
     #[test]
@@ -97,14 +104,14 @@ mod tests {
     }
 
     #[test]
-    fn filter_is_refused_with_the_reason() {
-        let p = problems(&with(&["--filter=blob:none"]), &[]);
-        assert_eq!(p.len(), 1, "{p:?}");
-        assert!(
-            p[0].starts_with(
-                "--filter (GITSYNC_FILTER): partial clone (\"blob:none\") is not supported: gix"
-            ),
-            "{p:?}"
-        );
+    fn unsupported_filters_are_refused_naming_the_supported_ones() {
+        for spec in ["tree:0", "sparse:oid=abc", "blob:limit=lots"] {
+            let p = problems(&with(&["--filter", spec]), &[]);
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert!(p[0].starts_with("--filter (GITSYNC_FILTER): "), "{p:?}");
+            assert!(p[0].contains(spec), "{p:?}");
+        }
+        let p = problems(&with(&["--filter=tree:0"]), &[]);
+        assert!(p[0].contains("blob:none and blob:limit=<n>"), "{p:?}");
     }
 }

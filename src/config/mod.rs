@@ -94,6 +94,8 @@ pub struct Config {
     pub git_gc: GcMode,
     /// `--sparse-checkout-file`, parsed.
     pub sparse_checkout: Option<crate::git::sparse::Patterns>,
+    /// `--filter`: partial clone, validated.
+    pub filter: Option<crate::git::partial::Filter>,
     /// `--submodules`: which submodules are checked out.
     pub submodules: SubmoduleMode,
     pub group_write: bool,
@@ -307,7 +309,7 @@ impl Config {
             }),
         };
         let sparse_checkout = c.sparse_checkout();
-        c.filter();
+        let filter = c.filter();
         let submodules = match c.raw(Flag::Submodules) {
             None => SubmoduleMode::Recursive,
             Some(raw) => SubmoduleMode::parse(raw).unwrap_or_else(|| {
@@ -378,6 +380,7 @@ impl Config {
             stale_worktree_timeout,
             escaping_symlinks,
             sparse_checkout,
+            filter,
             git_gc,
             submodules,
             group_write,

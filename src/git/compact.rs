@@ -12,6 +12,10 @@
 //! `git reflog expire --expire-unreachable=all --all` does; a root that
 //! git-sync made has reflogs, ours writes none), and the new pack gets no
 //! `.keep` file and the mode the umask gives (see [`crate::fsutil`]).
+//!
+//! In a partial clone (`--filter`, see [`super::partial`]) the store lacks
+//! blobs: the new pack holds the blobs that are there, and keeps the
+//! `.promisor` marker, without which git would call the missing ones corrupt.
 
 use std::fs;
 use std::io::{self, BufReader, Seek, SeekFrom};
@@ -21,6 +25,8 @@ use gix::odb::pack;
 use gix::ObjectId;
 
 use super::transport::Budget;
+
+type Expansion = gix_pack::data::output::count::objects::ObjectExpansion;
 
 /// Compact when the packs hold more than this many bytes beyond
 /// `GROWTH_FACTOR` times the size at the last compaction...
@@ -106,7 +112,21 @@ pub fn compact(
     let old_packs = pack_files(&pack_dir)?;
     let commits = reachable_commits(repo, keep)?;
     let kept: std::collections::HashSet<ObjectId> = commits.iter().copied().collect();
-    let new_pack = write_pack(repo, commits, &pack_dir, budget)?;
+    let partial = old_packs
+        .iter()
+        .any(|p| p.extension().is_some_and(|e| e == "promisor"));
+    let new_pack = match partial {
+        true => {
+            let objects = present_objects(repo, &commits)?;
+            let pack = write_pack(repo, objects, Expansion::AsIs, &pack_dir, budget)?;
+            super::partial::mark_promisor(&pack).map_err(|source| Error::Io {
+                path: pack.clone(),
+                source,
+            })?;
+            pack
+        }
+        false => write_pack(repo, commits, Expansion::TreeContents, &pack_dir, budget)?,
+    };
     if budget.is_interrupted() {
         return Err(Error::Interrupted);
     }
@@ -162,10 +182,49 @@ fn reachable_commits(repo: &gix::Repository, keep: &[ObjectId]) -> Result<Vec<Ob
     Ok(commits)
 }
 
-/// Writes a pack with the commits, their trees and blobs, and indexes it into `pack_dir`.
+/// The commits, all their trees, and those of their blobs the store holds
+/// (a partial clone lacks some).
+fn present_objects(repo: &gix::Repository, commits: &[ObjectId]) -> Result<Vec<ObjectId>, Error> {
+    let count = |e: &dyn std::fmt::Display| Error::Count(e.to_string());
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    let lookup = super::partial::lookup_handle(repo);
+    for commit in commits {
+        let tree = repo
+            .find_commit(*commit)
+            .map_err(|e| count(&e))?
+            .tree_id()
+            .map_err(|e| count(&e))?
+            .detach();
+        out.push(*commit);
+        if !seen.insert(tree) {
+            continue;
+        }
+        out.push(tree);
+        let mut recorder = gix::traverse::tree::Recorder::default();
+        repo.find_tree(tree)
+            .map_err(|e| count(&e))?
+            .traverse()
+            .breadthfirst(&mut recorder)
+            .map_err(|e| count(&e))?;
+        for entry in recorder.records {
+            // Gitlinks name another store's commits.
+            let wanted =
+                !entry.mode.is_commit() && (entry.mode.is_tree() || lookup.has_object(entry.oid));
+            if wanted && seen.insert(entry.oid) {
+                out.push(entry.oid);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Writes a pack with `objects` (with `TreeContents`: commits, expanded to
+/// their trees and blobs), and indexes it into `pack_dir`.
 fn write_pack(
     repo: &gix::Repository,
-    commits: Vec<ObjectId>,
+    objects: Vec<ObjectId>,
+    expansion: Expansion,
     pack_dir: &Path,
     budget: &Budget,
 ) -> Result<PathBuf, Error> {
@@ -177,7 +236,7 @@ fn write_pack(
         .into_inner();
     // Pack generation refers to pack locations, which must stay loaded.
     db.prevent_pack_unload();
-    let input = Box::new(commits.into_iter().map(Ok));
+    let input = Box::new(objects.into_iter().map(Ok));
     let (counts, _) = gix_pack::data::output::count::objects(
         db.clone(),
         input,
@@ -185,8 +244,7 @@ fn write_pack(
         budget.interrupt_flag(),
         gix_pack::data::output::count::objects::Options {
             thread_limit: Some(1),
-            input_object_expansion:
-                gix_pack::data::output::count::objects::ObjectExpansion::TreeContents,
+            input_object_expansion: expansion,
             chunk_size: 50,
         },
     )

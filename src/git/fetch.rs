@@ -35,6 +35,8 @@ pub struct Options<'a> {
     pub ssh: &'a super::ssh::Options,
     /// Proxy, TLS and extra headers (a bearer token) for http(s).
     pub http: &'a HttpSettings,
+    /// `--filter`: partial clone (see [`super::partial`]).
+    pub filter: Option<&'a super::partial::Filter>,
 }
 
 /// Result of a poll.
@@ -166,6 +168,7 @@ fn fetch_over(
     budget: &Budget,
     step: &mut Step,
 ) -> Result<Outcome, Error> {
+    let (connected, filter_report) = super::partial::request_filter(connected, opts.filter);
     // http(s) connects lazily, with the first request.
     *step = match opts.url.gix().scheme {
         gix::url::Scheme::Http | gix::url::Scheme::Https => Step::ConnectingAndListing,
@@ -193,7 +196,7 @@ fn fetch_over(
     }
 
     *step = Step::Fetching;
-    let pack_bytes = receive(repo, prepare, opts, budget, &report)?;
+    let pack_bytes = receive(repo, prepare, opts, budget, &report, &filter_report)?;
     let commit = peel_to_commit(repo, remote_id)?;
     verify_depth(repo, commit, opts.depth)?;
     Ok(Outcome::Fetched {
@@ -212,6 +215,7 @@ fn receive(
     opts: &Options<'_>,
     budget: &Budget,
     report: &SpyReport,
+    filter_report: &super::partial::FilterReport,
 ) -> Result<u64, Error> {
     let outcome = prepare
         .with_shallow(shallow_for(repo, opts.depth))
@@ -222,6 +226,7 @@ fn receive(
             write_pack_bundle, ..
         } => {
             settle_pack(write_pack_bundle)?;
+            super::partial::settle_pack(opts.filter, filter_report, write_pack_bundle)?;
             write_pack_bundle
                 .data_path
                 .as_ref()
@@ -236,7 +241,7 @@ fn receive(
 /// it would wait for): give the pack the mode the umask gives everything
 /// else, so that another user in the group (`--group-write`) can read it,
 /// and drop the keep file, which nothing else would ever remove.
-fn settle_pack(bundle: &gix::odb::pack::bundle::write::Outcome) -> Result<(), Error> {
+pub(super) fn settle_pack(bundle: &gix::odb::pack::bundle::write::Outcome) -> Result<(), Error> {
     if let Some(keep) = &bundle.keep_path {
         match std::fs::remove_file(keep) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -344,7 +349,11 @@ fn classify_listing_error(
     git_err("could not list remote refs", e, Some(report))
 }
 
-fn git_err(context: &'static str, e: impl std::error::Error, report: Option<&SpyReport>) -> Error {
+pub(super) fn git_err(
+    context: &'static str,
+    e: impl std::error::Error,
+    report: Option<&SpyReport>,
+) -> Error {
     let mut message = crate::types::redact_url(&crate::types::error_chain(&e));
     if let Some(stderr) = report.map(SpyReport::stderr).filter(|s| !s.is_empty()) {
         message.push_str(": ");
@@ -401,6 +410,7 @@ mod tests {
             credentials: None,
             ssh: &ssh,
             http: &http,
+            filter: None,
         };
         let remote = repo
             .remote_at(url.gix().clone())

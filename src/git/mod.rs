@@ -14,6 +14,7 @@
 //! - [`worktree`]: linked worktrees the git CLI can read
 //! - [`symlinks`]: which symlinks of a tree lead outside it
 //! - [`sparse`]: which paths a sparse checkout writes
+//! - [`partial`]: partial clone (`--filter`): the filter argument, blobs fetched by id
 //! - [`store`]: the root repository: open, init, repair, refs
 //! - [`cli_config`]: the git config the git programs we start see
 //! - [`compact`]: keep the object store bounded
@@ -27,6 +28,7 @@ pub mod cookies;
 pub mod credential_callback;
 pub mod fetch;
 pub mod garbage;
+pub mod partial;
 pub mod probe;
 pub mod remote;
 mod repo;

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{compact, fetch, garbage, store, submodules, worktree, Budget, CommitId};
+use super::{compact, fetch, garbage, partial, store, submodules, worktree, Budget, CommitId};
 use crate::types::SymlinkPolicy;
 
 /// An open repository (the root's `.git`, or a submodule store).
@@ -22,8 +22,22 @@ impl Repo {
         root: &Path,
         origin_url: &str,
         depth: u32,
+        filter: Option<&str>,
     ) -> Result<(Self, store::Opened), store::Error> {
-        store::open_or_init(root, origin_url, depth).map(|(repo, opened)| (Self(repo), opened))
+        store::open_or_init(root, origin_url, depth, filter)
+            .map(|(repo, opened)| (Self(repo), opened))
+    }
+
+    /// In a partial clone, fetches the blobs the checkout of `commit` needs
+    /// (see [`partial::complete_checkout`]); returns how many.
+    pub fn complete_checkout(
+        &self,
+        commit: CommitId,
+        sparse: Option<&super::sparse::Patterns>,
+        opts: &fetch::Options<'_>,
+        budget: &Budget,
+    ) -> Result<usize, partial::Error> {
+        partial::complete_checkout(&self.0, commit.0, sparse, opts, budget)
     }
 
     /// Opens afresh (a new object database handle: no stale pack list, no maps).

@@ -52,10 +52,13 @@ pub struct Opened {
 
 /// Opens the repository at `root`, creating or repairing it as needed.
 /// `origin_url` is written as `remote.origin.url` (must carry no secrets).
+/// `filter` (`--filter`) makes the root a partial clone: origin is the
+/// promisor remote, and blobs may be missing from the store.
 pub fn open_or_init(
     root: &Path,
     origin_url: &str,
     depth: u32,
+    filter: Option<&str>,
 ) -> Result<(gix::Repository, Opened), Error> {
     crate::rootlock::prepare_root(root)?;
     let mut opened = Opened::default();
@@ -73,9 +76,9 @@ pub fn open_or_init(
     }
     opened.stale_locks = remove_stale_locks(&git_dir);
     widen_modes(&git_dir);
-    write_config(&git_dir, origin_url, depth)?;
+    write_config(&git_dir, origin_url, depth, filter)?;
     let repo = open(root)?;
-    if !opened.reinitialized && !history_is_complete(&repo) {
+    if !opened.reinitialized && !history_is_complete(&repo, filter.is_some()) {
         tracing::warn!(root = %root.display(), "object store is missing objects; emptying it (published worktrees are kept)");
         reset_objects(&git_dir)?;
         opened.objects_reset = true;
@@ -220,17 +223,34 @@ fn remove_pack_temporaries(pack_dir: &Path) -> usize {
                 && (name.ends_with(".pack")
                     || name.ends_with(".idx")
                     || name.ends_with(".keep")
+                    || name.ends_with(".promisor")
                     || name.ends_with(".rev")))
         })
         .filter(|e| fs::remove_file(e.path()).is_ok())
         .count()
 }
 
-fn write_config(git_dir: &Path, origin_url: &str, depth: u32) -> Result<(), Error> {
+fn write_config(
+    git_dir: &Path,
+    origin_url: &str,
+    depth: u32,
+    filter: Option<&str>,
+) -> Result<(), Error> {
+    // What `git clone --filter` writes: a partial clone needs format version 1.
+    let (version, promisor) = match filter {
+        Some(spec) => (
+            1,
+            format!(
+                "\tpromisor = true\n\tpartialclonefilter = {}\n[extensions]\n\tpartialClone = origin\n",
+                quote_config_value(spec)
+            ),
+        ),
+        None => (0, String::new()),
+    };
     let content = format!(
-        "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = false\n\
+        "[core]\n\trepositoryformatversion = {version}\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = false\n\
          [gc]\n\tauto = 0\n\
-         [remote \"origin\"]\n\turl = {}\n\
+         [remote \"origin\"]\n\turl = {}\n{promisor}\
          [gitsidecar]\n\tdepth = {depth}\n",
         quote_config_value(origin_url)
     );
@@ -256,8 +276,13 @@ pub fn recorded_depth(root: &Path) -> Option<u32> {
 }
 
 /// Records `depth` as the depth the current objects were fetched with.
-pub fn record_depth(root: &Path, origin_url: &str, depth: u32) -> Result<(), Error> {
-    write_config(&root.join(".git"), origin_url, depth)
+pub fn record_depth(
+    root: &Path,
+    origin_url: &str,
+    depth: u32,
+    filter: Option<&str>,
+) -> Result<(), Error> {
+    write_config(&root.join(".git"), origin_url, depth, filter)
 }
 
 /// The commit `refs/heads/git-sync` points at.
@@ -285,7 +310,9 @@ pub fn set_branch(repo: &gix::Repository, commit: ObjectId) -> Result<(), Error>
 /// The branch's commit, its tree and its history down to the shallow
 /// boundary must all be readable; a crash mid-fetch must not leave a
 /// repository that `git log` cannot read.
-fn history_is_complete(repo: &gix::Repository) -> bool {
+/// In a partial clone (`partial`) blobs may be missing: they are fetched
+/// when a checkout needs them.
+fn history_is_complete(repo: &gix::Repository, partial: bool) -> bool {
     let Some(tip) = branch_commit(repo) else {
         return true; // nothing synced yet
     };
@@ -299,10 +326,10 @@ fn history_is_complete(repo: &gix::Repository) -> bool {
     let Ok(tree) = repo.find_commit(tip).and_then(|c| c.tree()) else {
         return false;
     };
-    tree_is_complete(repo, &tree)
+    tree_is_complete(repo, &tree, partial)
 }
 
-fn tree_is_complete(repo: &gix::Repository, tree: &gix::Tree<'_>) -> bool {
+fn tree_is_complete(repo: &gix::Repository, tree: &gix::Tree<'_>, partial: bool) -> bool {
     let mut recorder = gix::traverse::tree::Recorder::default();
     if tree.traverse().breadthfirst(&mut recorder).is_err() {
         return false;
@@ -310,7 +337,8 @@ fn tree_is_complete(repo: &gix::Repository, tree: &gix::Tree<'_>) -> bool {
     recorder
         .records
         .iter()
-        .filter(|e| !e.mode.is_commit())
+        // Gitlinks are other stores' commits; a partial clone lacks blobs.
+        .filter(|e| !(e.mode.is_commit() || partial && e.mode.is_blob_or_symlink()))
         .all(|e| repo.has_object(e.oid))
 }
 
@@ -462,7 +490,7 @@ mod tests {
         fs::write(&lock, "pid 1 on host\n")?;
         fs::write(root.join("junk"), "x")?;
         fs::create_dir(root.join(".git"))?;
-        let (_, opened) = open_or_init(root, "https://example.com/r", 1)?;
+        let (_, opened) = open_or_init(root, "https://example.com/r", 1, None)?;
         assert!(opened.reinitialized);
         assert!(!root.join("junk").exists());
         assert_eq!(fs::read_to_string(&lock)?, "pid 1 on host\n");

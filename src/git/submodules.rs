@@ -393,6 +393,8 @@ impl Walk<'_> {
                 credentials: credentials.as_ref(),
                 ssh: self.settings.ssh,
                 http: &http,
+                // Submodule stores stay complete: their checkout has no backfill.
+                filter: None,
             },
             self.budget,
         )

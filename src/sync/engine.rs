@@ -42,6 +42,8 @@ pub struct Options {
     pub gc: GcMode,
     /// `--sparse-checkout-file`: only matching paths are written.
     pub sparse: Option<Patterns>,
+    /// `--filter`: partial clone; blobs are fetched when a checkout needs them.
+    pub filter: Option<git::partial::Filter>,
     /// `--pre-publish-exechook-command`: must exit 0 before the link moves.
     pub pre_publish: Option<ExecHookConfig>,
     /// HTTP(S) credentials; a password file is read at each fetch.
@@ -308,8 +310,12 @@ impl Engine {
 
     fn open(&mut self) -> Result<(), Error> {
         let depth = store::recorded_depth(&self.opts.root).unwrap_or(self.opts.depth);
-        let (repo, opened) =
-            Repo::open_or_init(&self.opts.root, &origin_url(&self.opts.repo), depth)?;
+        let (repo, opened) = Repo::open_or_init(
+            &self.opts.root,
+            &origin_url(&self.opts.repo),
+            depth,
+            self.filter_spec(),
+        )?;
         self.fetched_depth = Some(depth);
         if opened != store::Opened::default() {
             tracing::info!(
@@ -410,6 +416,7 @@ impl Engine {
                         credentials: credentials.as_ref(),
                         ssh: &self.opts.ssh,
                         http: &http,
+                        filter: self.opts.filter.as_ref(),
                     },
                     budget,
                 )?
@@ -424,6 +431,7 @@ impl Engine {
                 &self.opts.root,
                 &origin_url(&self.opts.repo),
                 self.opts.depth,
+                self.filter_spec(),
             )?;
             self.fetched_depth = Some(self.opts.depth);
         }
@@ -613,6 +621,7 @@ impl Engine {
     ) -> Result<SubmoduleStores, Error> {
         let spare = self.spare.take();
         let repo = self.open_repo()?;
+        self.fetch_missing_blobs(repo, commit, budget)?;
         // Refusals (unsafe paths, escaping symlinks) happen before any write.
         let planned = self.plan(repo, commit)?;
         if !planned.skipped_links.is_empty() {
@@ -686,6 +695,40 @@ impl Engine {
             admin: &place.admin_dir,
         };
         Ok(repo.populate_submodules(commit, &target, &settings, budget)?)
+    }
+
+    /// `--filter`: the spec recorded in the store's config.
+    fn filter_spec(&self) -> Option<&str> {
+        self.opts.filter.as_ref().map(git::partial::Filter::spec)
+    }
+
+    /// In a partial clone, fetches the blobs the checkout of `commit` needs
+    /// (the sparse cone, or the whole tree) in one request.
+    fn fetch_missing_blobs(
+        &self,
+        repo: &Repo,
+        commit: CommitId,
+        budget: &Budget,
+    ) -> Result<(), Error> {
+        if self.opts.filter.is_none() {
+            return Ok(());
+        }
+        let credentials = self.credentials_for(&self.opts.repo, budget)?;
+        let http = self.http_settings_for(&self.opts.repo)?;
+        let opts = fetch::Options {
+            url: &self.opts.repo,
+            git_ref: &self.opts.git_ref,
+            depth: self.opts.depth,
+            have: None,
+            force: false,
+            credentials: credentials.as_ref(),
+            ssh: &self.opts.ssh,
+            http: &http,
+            filter: None,
+        };
+        let sparse = self.opts.sparse.as_ref();
+        repo.complete_checkout(commit, sparse, &opts, budget)?;
+        Ok(())
     }
 
     /// What the worktree of `commit` will hold: safety checks, then sparse patterns.

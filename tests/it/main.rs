@@ -32,6 +32,7 @@ mod http;
 mod https;
 mod loop_semantics;
 mod messages;
+mod partial;
 mod pid1;
 mod refs_depth;
 mod retire;

@@ -57,6 +57,7 @@ impl Fixture {
             escaping_symlinks: SymlinkPolicy::default(),
             gc: GcMode::default(),
             sparse: None,
+            filter: None,
             pre_publish: None,
             auth: None,
             ssh: git::ssh::Options::default(),
