@@ -1,25 +1,26 @@
 //! git-sidecar: keeps a directory in step with a git repository and publishes
 //! each commit by atomically swapping a symlink (a git-sync v4 compatible
-//! sidecar with git in-process through gix).
+//! sidecar with git in-process: no git binary for network remotes).
 //!
 //! Module map (dependencies point downwards; [`config`] builds the types
-//! each component owns, and no component imports [`config`]'s checks):
+//! each component owns, and no component imports [`config`]):
 //! - [`cli`] raw flags and env vars; [`config`] the validated configuration
 //! - [`app`] composition root: signals, cancellation, the sync loop;
 //!   [`process`] the binary's process set-up (umask, open-file limit, runtime)
 //! - [`sync`] the loop and one blocking sync pass ([`sync::engine`])
-//! - [`git`] everything gix: fetch, worktrees, object store, the [`git::Remote`]
-//!   URL type, [`git::CommitId`] and the [`git::Repo`] facade; no gix type
-//!   leaves it. [`publish`] the on-disk layout and the atomic link swap (no
+//! - [`git`] the git library's only user: fetch, worktrees, object store,
+//!   the [`git::Remote`] URL type, [`git::CommitId`] and the [`git::Repo`]
+//!   facade; none of the library's types leaves it. [`publish`] the on-disk layout and the atomic link swap (no
 //!   git knowledge)
 //! - [`auth`] which credentials and http settings each connection gets, and
-//!   the types authentication is configured with (git's gix adapter is
-//!   [`git::credential_callback`])
+//!   the types authentication is configured with (the git library's
+//!   adapter is [`git::credential_callback`])
 //! - [`hooks`] what runs after a publish: exechook, outgoing webhook
-//!   (`hooks::notify`), reload signal
+//!   (`hooks::notify`), reload signal; owns [`hooks::HooksConfig`]
 //! - [`http`] health, readiness, status, metrics, pprof and triggers (the
 //!   incoming webhook handler is `http::incoming_webhook`); reads [`status`]
-//!   and [`metrics`], fires the sync trigger, never touches git
+//!   and [`metrics`], fires the sync trigger, never touches git; owns
+//!   [`http::HttpConfig`] ([`status`] owns the readiness rule)
 //! - [`forge`] incoming forge webhook verification and payload parsing (pure)
 //! - [`rootlock`] one instance per root (held before anything is touched)
 //! - [`manual`] the `--man` text, generated from [`cli`]

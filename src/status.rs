@@ -8,7 +8,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
-use crate::config::ReadinessConfig;
+/// When `/readyz` turns 503 again after the first publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadinessConfig {
+    /// Not ready when the last successful sync is older than this.
+    pub max_staleness: Duration,
+    /// Not ready after this many consecutive failures; 0 = never for failures.
+    pub max_failures: u32,
+}
 
 /// A snapshot of the loop's state.
 #[derive(Debug, Clone, Default)]

@@ -1,7 +1,7 @@
 //! What an http(s) connection needs beyond the URL and credentials: the
 //! proxy, the trusted CA bundle, certificate checking and extra headers
 //! (`--git-config http.*`, the bearer token). The git transport's reqwest
-//! backend ignores git config for these (see shared/reference/gix.md §5),
+//! backend ignores git config for these (see docs/auth.md),
 //! so they are applied to the reqwest client builder here, and the headers
 //! by [`crate::git::transport`] to each request.
 //!

@@ -789,7 +789,7 @@ flags! {
         #[arg(long, env = "GITSYNC_FILTER", value_name = "SPEC")]
         filter: Option<String> => Filter {},
 
-        /// Object-store upkeep (gix has no git gc; ours rewrites the store as one pack
+        /// Object-store upkeep (there is no git gc to run; ours rewrites the store as one pack
         /// of what is still needed): auto and always compact when the packs have grown
         /// (past twice their compacted size + 1 MiB, or 16 packs), aggressive after
         /// every fetch, off never (except after a --depth change)

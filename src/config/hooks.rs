@@ -12,8 +12,9 @@ use nix::sys::signal::Signal;
 
 use super::checker::{default_bool, default_duration, default_int, default_str};
 use super::syntax::parse_signal;
-use super::{read_secret_file, Checker, SecretBytes};
+use super::{read_secret_file, Checker};
 use crate::cli::{Cli, Origin, Secret};
+pub use crate::hooks::{ExecHookConfig, HooksConfig, OutgoingWebhookConfig, ReloadConfig};
 use crate::types::SecretUrl;
 
 /// Hook timeouts and backoffs are at least this (as git-sync).
@@ -28,80 +29,6 @@ const RESERVED_WEBHOOK_HEADERS: &[&str] = &[
 ];
 /// The longest name /proc/PID/comm holds (TASK_COMM_LEN 16, less the NUL).
 const MAX_PROCESS_NAME: usize = 15;
-
-/// Hooks: all optional.
-#[derive(Debug, Clone, Default)]
-pub struct HooksConfig {
-    /// `--exechook-command` (+ `--exechook-arg`), run after each publish.
-    pub exec: Option<ExecHookConfig>,
-    /// `--webhook-url` and friends (outgoing), sent after each publish.
-    pub webhook: Option<OutgoingWebhookConfig>,
-    /// `--pre-publish-exechook-command`: gates publishing (non-zero exit = keep the old content).
-    pub pre_publish: Option<ExecHookConfig>,
-    /// `--reload-process` + `--reload-signal`, after each publish.
-    pub reload: Option<ReloadConfig>,
-}
-
-/// A program run without a shell.
-#[derive(Debug, Clone)]
-pub struct ExecHookConfig {
-    pub command: PathBuf,
-    pub args: Vec<String>,
-    pub timeout: Duration,
-    /// The wait before each retry (fixed, as in git-sync).
-    pub backoff: Duration,
-}
-
-/// An outgoing HTTP notification. `Debug` shows header names only (values
-/// may hold tokens) and never the signing secret.
-#[derive(Clone)]
-pub struct OutgoingWebhookConfig {
-    pub url: SecretUrl,
-    pub method: String,
-    /// `None` = any response counts as success (git-sync's 0 or -1).
-    pub success_status: Option<u16>,
-    pub timeout: Duration,
-    /// The wait before each retry (fixed, as in git-sync).
-    pub backoff: Duration,
-    /// Extra `Name: value` headers.
-    pub headers: Vec<(String, String)>,
-    /// Send a JSON body (hash, previous hash, ref, repo, time) instead of none.
-    pub json_body: bool,
-    /// Sign the body: header `X-Git-Sidecar-Signature-256: sha256=<hex HMAC>`.
-    pub signing_secret: Option<SecretBytes>,
-}
-
-impl std::fmt::Debug for OutgoingWebhookConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        struct Headers<'h>(&'h [(String, String)]);
-        impl std::fmt::Debug for Headers<'_> {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_list()
-                    .entries(self.0.iter().map(|(name, _)| format!("{name}: REDACTED")))
-                    .finish()
-            }
-        }
-        f.debug_struct("OutgoingWebhookConfig")
-            .field("url", &self.url.shown())
-            .field("method", &self.method)
-            .field("success_status", &self.success_status)
-            .field("timeout", &self.timeout)
-            .field("backoff", &self.backoff)
-            .field("headers", &Headers(&self.headers))
-            .field("json_body", &self.json_body)
-            .field("signing_secret", &self.signing_secret)
-            .finish()
-    }
-}
-
-/// Signal a process found by name (needs `shareProcessNamespace: true`).
-#[derive(Debug, Clone)]
-pub struct ReloadConfig {
-    /// Matched against /proc/<pid>/comm (the executable name, e.g. `nginx`).
-    pub process: String,
-    /// Signal number.
-    pub signal: i32,
-}
 
 /// The flags of one exec hook.
 pub(super) struct ExecHookIds {

@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use super::checker::{default_bool, default_bytes, default_duration, default_int, default_str};
 use super::syntax::{fmt_duration, parse_byte_size, KIB, MIB};
-use super::{Checker, SecretBytes};
+use super::Checker;
 use crate::cli::Cli;
+pub use crate::http::{ConnectionLimits, HttpConfig, WebhookConfig};
+pub use crate::status::ReadinessConfig;
 
 /// Default `--readiness-max-staleness`: this many periods plus the sync timeout.
 const DEFAULT_READINESS_STALENESS_PERIODS: u32 = 5;
@@ -20,34 +22,8 @@ const MAX_WEBHOOK_MAX_BODY: u64 = 64 * MIB;
 /// Paths served by the HTTP endpoint itself, which the webhook must not take.
 const RESERVED_HTTP_PATHS: &[&str] = &["/", "/livez", "/readyz", "/status", "/metrics", "/sync"];
 
-/// `--http-bind` and everything served there.
-#[derive(Debug, Clone)]
-pub struct HttpConfig {
-    pub bind: std::net::SocketAddr,
-    /// `--http-metrics`: serve `/metrics`.
-    pub metrics: bool,
-    /// `--http-pprof`: serve `/debug/pprof/`.
-    pub pprof: bool,
-    pub readiness: ReadinessConfig,
-    pub webhook: WebhookConfig,
-    /// Bearer tokens accepted by `POST /sync`; empty = the endpoint is disabled.
-    pub trigger_tokens: Vec<SecretBytes>,
-    pub connections: ConnectionLimits,
-}
-
-/// What one HTTP client may hold: `--http-header-timeout`,
-/// `--http-idle-timeout`, `--http-max-connections`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectionLimits {
-    /// From a request's first byte to its last header line.
-    pub header_timeout: Duration,
-    /// Between requests on one connection (and before the first byte).
-    pub idle_timeout: Duration,
-    /// Connections open at once (before the open-file limit lowers it).
-    pub max_connections: usize,
-}
-
-impl Default for ConnectionLimits {
+// Defaults from the flag table (the type is the HTTP layer's).
+impl Default for crate::http::ConnectionLimits {
     fn default() -> Self {
         Self {
             header_timeout: default_duration(Flag::HttpHeaderTimeout),
@@ -55,33 +31,6 @@ impl Default for ConnectionLimits {
             max_connections: default_int(Flag::HttpMaxConnections),
         }
     }
-}
-
-/// When `/readyz` turns 503 again after the first publish.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReadinessConfig {
-    /// Not ready when the last successful sync is older than this.
-    pub max_staleness: Duration,
-    /// Not ready after this many consecutive failures; 0 = never for failures.
-    pub max_failures: u32,
-}
-
-/// Incoming (forge → us) webhooks.
-#[derive(Debug, Clone)]
-pub struct WebhookConfig {
-    /// URL path, starting with `/` (default `/webhook`).
-    pub path: String,
-    /// Active secrets (several during a rotation). Empty and not `allow_unsigned`
-    /// = incoming webhooks are disabled.
-    pub secrets: Vec<SecretBytes>,
-    /// Accept requests without any signature (explicit operator opt-out).
-    pub allow_unsigned: bool,
-    /// Only pushes whose payload names this repository (loosely matched).
-    pub repo_filter: Option<String>,
-    /// Bodies above this are answered 413 before parsing.
-    pub max_body_bytes: usize,
-    /// Requests per minute allowed per client address (burst of the same size).
-    pub rate_limit_per_minute: u32,
 }
 
 /// Parses `--http-bind`: `ip:port` (`127.0.0.1:8080`, `[::1]:8080`),

@@ -39,18 +39,12 @@ pub use hooks::{ExecHookConfig, HooksConfig, OutgoingWebhookConfig, ReloadConfig
 pub use http::{ConnectionLimits, HttpConfig, ReadinessConfig, WebhookConfig};
 pub use secret::SecretBytes;
 
+pub use crate::logging::LogFormat;
 use checker::{default_bool, default_duration, Checker};
 use paths::{absolute_reread, absolutize, default_link_name};
 use secret::read_secret_file;
 use sync::Schedule;
 use syntax::{non_empty, repo_scheme, SUPPORTED_SCHEMES};
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Json,
-    Text,
-}
 
 /// Everything the sync engine needs, validated.
 #[derive(Debug, Clone)]

@@ -21,8 +21,8 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::output::{describe_output, describe_status, Tail, CAPTURE_BYTES, ERROR_TAIL_BYTES};
+use super::ExecHookConfig;
 use super::{hook_env, Publish, SECRET_ENV};
-use crate::config::ExecHookConfig;
 
 /// The flag that carries the exechook's arguments (named in errors).
 pub(super) const EXECHOOK_ARG_FLAG: &str = "--exechook-arg";

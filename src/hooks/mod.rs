@@ -25,6 +25,7 @@ mod exec;
 mod notify;
 mod output;
 mod reload;
+mod settings;
 
 #[cfg(test)]
 mod tests;
@@ -38,10 +39,10 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ExecHookConfig, HooksConfig};
 use crate::metrics::Metrics;
 
 pub use exec::run_gate;
+pub use settings::{ExecHookConfig, HooksConfig, OutgoingWebhookConfig, ReloadConfig};
 
 /// Retry delays of the reload hook, which has no flags of its own.
 const RELOAD_BACKOFF: Duration = Duration::from_secs(1);
@@ -217,7 +218,7 @@ fn runners(config: &HooksConfig) -> Vec<Runner> {
 enum Action {
     Exec(ExecHookConfig),
     Webhook(Box<notify::Webhook>),
-    Reload(crate::config::ReloadConfig),
+    Reload(ReloadConfig),
     /// Tests only: an in-process attempt, so the runner's timing can be
     /// checked in tokio's paused (virtual) time, where real programs and
     /// sockets cannot run.

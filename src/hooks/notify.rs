@@ -11,8 +11,8 @@ use hmac::{Hmac, KeyInit as _, Mac as _};
 use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use sha2::Sha256;
 
+use super::OutgoingWebhookConfig;
 use super::Publish;
-use crate::config::OutgoingWebhookConfig;
 use crate::types::error_chain;
 
 /// The header carrying the signature.

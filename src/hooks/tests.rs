@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 use super::notify::{self, Webhook, SIGNATURE_HEADER};
 use super::testutil::{eventually, hook_count, lines, process_gone, publish, script, Server};
 use super::*;
-use crate::config::{OutgoingWebhookConfig, ReloadConfig, SecretBytes};
+use super::{OutgoingWebhookConfig, ReloadConfig};
+use crate::secret::SecretBytes;
 use crate::types::SecretUrl;
 
 const SH: &str = "/bin/sh";

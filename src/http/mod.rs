@@ -18,6 +18,7 @@ mod incoming_webhook;
 mod pprof;
 mod ratelimit;
 mod serve;
+mod settings;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -33,11 +34,12 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConnectionLimits, HttpConfig, SecretBytes};
 use crate::metrics::{self, Metrics};
+use crate::secret::SecretBytes;
 use crate::status::{StatusHandle, StatusReport};
 use crate::sync::Trigger;
 pub use ratelimit::RateLimiter;
+pub use settings::{ConnectionLimits, HttpConfig, WebhookConfig};
 
 /// Everything the handlers share.
 pub struct HttpState {

@@ -37,7 +37,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ConnectionLimits;
+use super::ConnectionLimits;
 
 /// At the cap, a connection must have been waiting this long (for a first
 /// byte, or for the rest of its headers) before it is closed for a newcomer:

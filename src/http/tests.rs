@@ -13,8 +13,9 @@ use hmac::{KeyInit, Mac};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
+use super::WebhookConfig;
 use super::*;
-use crate::config::{ReadinessConfig, WebhookConfig};
+use crate::status::ReadinessConfig;
 
 const SECRET: &str = "It's a Secret to Everybody";
 

@@ -12,13 +12,13 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::auth;
 use crate::auth::{Access, HttpAuth};
 use crate::auth::{Credentials, HttpSettings};
-use crate::config::ExecHookConfig;
 use crate::git::sparse::Patterns;
 use crate::git::{
     self, compact, fetch, store, submodules, worktree, Budget, CommitId, Remote, Repo,
     SubmoduleStores,
 };
 use crate::hooks;
+use crate::hooks::ExecHookConfig;
 use crate::metrics::Metrics;
 use crate::publish::{self, Layout};
 use crate::rootlock::RootLock;

@@ -352,7 +352,7 @@ enum Ran<P> {
 
 /// Runs one pass on the blocking pool. At the deadline the watchdog raises
 /// the interrupt flag (the readers check the deadline themselves; the flag
-/// stops gix's own loops, pack indexing and checkout, too) and keeps
+/// stops the git layer's own loops, pack indexing and checkout, too) and keeps
 /// waiting: the pass then ends with its timeout error.
 async fn run_pass<P: SyncPass>(
     mut engine: P,

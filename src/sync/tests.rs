@@ -13,8 +13,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant as VirtualInstant;
 
 use super::*;
-use crate::config::ReadinessConfig;
 use crate::git::fetch;
+use crate::status::ReadinessConfig;
 
 const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -799,7 +799,7 @@ async fn touch_and_error_files_follow_publishes_and_failures() {
 
 // ---- the sync timeout, shutdown, panics ----------------------------------------------------
 
-/// At `--sync-timeout` the interrupt flag goes up (gix's own loops stop on
+/// At `--sync-timeout` the interrupt flag goes up (the git layer's own loops stop on
 /// it); the pass then fails and the loop goes on.
 #[tokio::test(start_paused = true)]
 async fn the_sync_timeout_raises_the_interrupt_flag() {
