@@ -200,7 +200,6 @@ mod tests {
                 } else {
                     page.parent().expect("a page's folder").join(file)
                 };
-                let rel = target.strip_prefix(root).map(normalize).unwrap_or_default();
                 if !target.exists() {
                     broken.push(format!("{}: {link} (no such file)", page.display()));
                     continue;
