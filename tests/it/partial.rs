@@ -294,22 +294,47 @@ fn pack_count(root: &Path) -> usize {
 
 /// Protocol v0 (an http server that drops `Git-Protocol`): the filter goes
 /// with the capabilities of the first want line, and the blobs are fetched
-/// by id (`uploadpack.allowAnySHA1InWant`). Full history: gix 0.90 cannot
-/// fetch shallow over v0.
+/// by id (`uploadpack.allowAnySHA1InWant`); with the default `--depth=1`
+/// and with the full history.
 #[test]
 fn blob_none_with_sparse_over_protocol_v0() {
+    for depth in [None, Some("--depth=0".to_string())] {
+        let up = Upstream::new();
+        let opts = HttpOpts {
+            protocol_v0_only: true,
+            ..HttpOpts::default()
+        };
+        let http = HttpGit::start(up.base(), opts);
+        let extra: Vec<String> = depth.into_iter().collect();
+        blob_none_with_sparse(&up, &http.url(up.name()), &extra);
+        assert!(
+            http.bytes_sent() < BIG as u64,
+            "sent {} bytes",
+            http.bytes_sent()
+        );
+    }
+}
+
+/// A git daemon that answers protocol v0 (the stateful git:// transport, as
+/// git before 2.18 serves it), default `--depth=1`.
+#[test]
+fn blob_none_with_sparse_over_a_protocol_v0_git_daemon() {
     let up = Upstream::new();
-    let opts = HttpOpts {
-        protocol_v0_only: true,
-        ..HttpOpts::default()
-    };
-    let http = HttpGit::start(up.base(), opts);
-    blob_none_with_sparse(&up, &http.url(up.name()), &["--depth=0".to_string()]);
-    assert!(
-        http.bytes_sent() < BIG as u64,
-        "sent {} bytes",
-        http.bytes_sent()
-    );
+    let daemon = GitDaemon::start_v0(up.base());
+    blob_none_with_sparse(&up, &daemon.url(up.name()), &[]);
+}
+
+/// sshd with its default configuration (no `AcceptEnv GIT_PROTOCOL`, so
+/// upload-pack speaks v0), the built-in ssh client, default `--depth=1`.
+#[test]
+fn blob_none_with_sparse_over_ssh_without_accept_env() {
+    let up = Upstream::new();
+    let keys = tempdir("partial-ssh-v0");
+    let key = keygen(keys.path(), "id_ed25519", "ed25519", "");
+    let sshd = Sshd::start_without_accept_env(&[&key]);
+    let kh = keys.path().join("known_hosts");
+    fs::write(&kh, sshd.known_hosts_line(sshd.port()) + "\n").expect("known_hosts");
+    blob_none_with_sparse(&up, &sshd.url(up.path()), &ssh_args(&[&key], &kh));
 }
 
 /// `blob:limit=1k` with the sparse cone: small blobs come whether in the
