@@ -287,3 +287,82 @@ fn an_interrupted_checkout_leaves_nothing_half_done_and_the_next_pass_recovers()
     );
     assert_eq!(f.published_f(), "a");
 }
+
+/// Shutdown in the middle of writing a worktree: a watcher raises the
+/// interrupt flag as soon as the first files of the new commit appear in
+/// its staging directory. The pass stops as interrupted, the old commit
+/// stays published and intact, no staging directory is left, and the next
+/// pass publishes the new commit complete.
+#[test]
+fn a_checkout_interrupted_half_way_leaves_the_old_tree_and_the_next_pass_completes_it() {
+    use std::sync::atomic::Ordering;
+    const FILES: usize = 4000;
+    let f = Fixture::new();
+    let a = f.commit("a");
+    let mut e = engine(f.options());
+    e.sync_once(&budget()).expect("the first pass");
+    assert_eq!(e.layout().current(), Some(a.clone()));
+
+    let up = f.upstream();
+    fs::create_dir(up.join("d")).expect("mkdir d");
+    for i in 0..FILES {
+        fs::write(up.join("d").join(format!("{i:05}")), format!("{i}\n")).expect("write");
+    }
+    git(&up, &["add", "d"]);
+    let b = f.commit("b");
+
+    let flag = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let staged = e.layout().staging(&b).join("d");
+    let watcher = {
+        let (flag, seen) = (flag.clone(), seen.clone());
+        std::thread::spawn(move || {
+            let give_up = std::time::Instant::now() + Duration::from_secs(60);
+            while std::time::Instant::now() < give_up {
+                let n = fs::read_dir(&staged).map(|d| d.count()).unwrap_or(0);
+                if n > 0 {
+                    seen.store(n, Ordering::SeqCst);
+                    flag.store(true, Ordering::SeqCst);
+                    return;
+                }
+                std::thread::yield_now();
+            }
+        })
+    };
+    let result = e.sync_once(&Budget::new(Duration::from_secs(60), flag.clone()));
+    // Stop the watcher if the pass ended without it (the assertions say why).
+    flag.store(true, Ordering::SeqCst);
+    watcher.join().expect("the watcher");
+    let seen = seen.load(Ordering::SeqCst);
+    assert!(
+        seen > 0,
+        "the watcher never saw the staging directory fill: {result:?}"
+    );
+    let err = result.expect_err("the checkout finished before the interrupt landed");
+    assert!(err.is_interrupted(), "{err}");
+    assert!(
+        seen < FILES,
+        "the interrupt came after the last file ({seen})"
+    );
+    assert_eq!(e.layout().current(), Some(a.clone()));
+    assert_eq!(f.published_f(), "a");
+    assert!(!f.link().join("d").exists(), "the old tree was touched");
+    assert_eq!(
+        leftovers(&f, &a),
+        Vec::<String>::new(),
+        "half-written trees"
+    );
+
+    let outcome = e.sync_once(&budget()).expect("the recovering pass");
+    assert!(
+        matches!(&outcome, Outcome::Published { hash, .. } if *hash == b),
+        "{outcome:?}"
+    );
+    assert_eq!(f.published_f(), "b");
+    let written = fs::read_dir(f.link().join("d")).expect("d").count();
+    assert_eq!(written, FILES);
+    for i in [0, FILES / 2, FILES - 1] {
+        let content = fs::read_to_string(f.link().join("d").join(format!("{i:05}")));
+        assert_eq!(content.ok(), Some(format!("{i}\n")));
+    }
+}
