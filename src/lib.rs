@@ -13,8 +13,9 @@
 //!   facade; none of the library's types leaves it. [`publish`] the on-disk layout and the atomic link swap (no
 //!   git knowledge)
 //! - [`auth`] which credentials and http settings each connection gets, and
-//!   the types authentication is configured with (the git library's
-//!   adapter is [`git::credential_callback`])
+//!   the types authentication is configured with; what it hands over
+//!   ([`git::Credentials`], [`git::HttpSettings`]) is `git`'s, so `auth`
+//!   imports `git`, never the reverse
 //! - [`hooks`] what runs after a publish: exechook, outgoing webhook
 //!   (`hooks::notify`), reload signal; owns [`hooks::HooksConfig`]
 //! - [`http`] health, readiness, status, metrics, pprof and triggers (the

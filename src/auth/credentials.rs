@@ -1,20 +1,8 @@
-//! [`Credentials`] for one connection, and which `--credential` entry
+//! Which `--credential` entry
 //! applies to a URL ([`match_len`], git's `credential.<url>` rules).
 
+pub use crate::git::Credentials;
 use crate::git::Remote;
-
-/// A user name and password for one sync. `Debug` shows neither.
-#[derive(Clone)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Credentials(REDACTED)")
-    }
-}
 
 /// How well a credential's `url` matches the URL of a connection: `None`
 /// when it does not apply, else the number of path bytes it matched (more

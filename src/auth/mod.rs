@@ -21,14 +21,14 @@ pub mod askpass;
 mod bounded;
 pub mod credentials;
 pub mod github_app;
-pub mod http_settings;
+pub use crate::git::http_settings;
 mod settings;
 
 use std::sync::Arc;
 
+pub use crate::git::HttpSettings;
 pub use credentials::{match_len, Credentials};
 pub use github_app::GithubApp;
-pub use http_settings::HttpSettings;
 pub use settings::{Access, HttpAuth, PasswordSource, UrlCredential};
 
 use crate::git::{Budget, Remote};

@@ -1,4 +1,5 @@
-//! The gix adapter of [`crate::auth`]: the one source of credentials gix
+//! [`Credentials`] for one connection (decided by [`crate::auth`]) and the
+//! gix adapter that hands them over: the one source of credentials gix
 //! may use. Every connection gets [`callback`], so gix never falls back to its own cascade (git config
 //! `credential.helper` programs, askpass, a terminal prompt): nothing is
 //! spawned, and without configured credentials a server's 401 simply fails
@@ -7,7 +8,18 @@
 use gix::credentials::helper::{Action, NextAction};
 use gix::credentials::protocol::Outcome;
 
-use crate::auth::Credentials;
+/// A user name and password for one sync. `Debug` shows neither.
+#[derive(Clone)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials(REDACTED)")
+    }
+}
 
 /// Answers gix's credential requests: `Get` with `credentials` (or nothing),
 /// `Store`/`Erase` (after the server accepted or refused them) with nothing.

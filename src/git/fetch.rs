@@ -16,7 +16,7 @@ use gix::ObjectId;
 use super::credential_callback;
 use super::transport::{self, Budget, SpyReport};
 use super::CommitId;
-use crate::auth::{Credentials, HttpSettings};
+use super::{Credentials, HttpSettings};
 
 /// What to fetch and what we already have.
 pub struct Options<'a> {

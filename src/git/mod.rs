@@ -28,6 +28,7 @@ pub mod cookies;
 pub mod credential_callback;
 pub mod fetch;
 pub mod garbage;
+pub mod http_settings;
 pub mod partial;
 pub mod probe;
 pub mod remote;
@@ -42,6 +43,8 @@ pub mod v1_capabilities;
 pub mod worktree;
 
 pub use commit_id::CommitId;
+pub use credential_callback::Credentials;
+pub use http_settings::HttpSettings;
 pub use remote::Remote;
 pub use repo::{Repo, SubmoduleStores};
 pub use transport::Budget;

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use super::transport::Budget;
-use crate::auth::{Credentials, HttpSettings};
+use super::{Credentials, HttpSettings};
 
 /// The probe never takes longer than this (or what is left of the budget).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -35,7 +35,7 @@ use gix::ObjectId;
 
 use super::transport::Budget;
 use super::{compact, fetch, store, worktree};
-use crate::auth::Credentials;
+use crate::git::Credentials;
 use crate::types::{redact_url, SubmoduleMode, SymlinkPolicy};
 
 mod links;
@@ -112,7 +112,7 @@ pub struct Settings<'a> {
     /// The credentials for a submodule's URL (an error when they cannot be had).
     pub credentials_for: &'a dyn Fn(&super::Remote) -> Result<Option<Credentials>, String>,
     /// Proxy, CA and headers for a submodule's http(s) URL.
-    pub http_settings_for: &'a dyn Fn(&super::Remote) -> Result<crate::auth::HttpSettings, String>,
+    pub http_settings_for: &'a dyn Fn(&super::Remote) -> Result<crate::git::HttpSettings, String>,
     /// How to reach ssh remotes (the same keys and known_hosts as `--repo`).
     pub ssh: &'a super::ssh::Options,
 }

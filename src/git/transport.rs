@@ -30,7 +30,7 @@ use gix::protocol::transport::client::{
 use gix::protocol::transport::{Protocol, Service};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use crate::auth::HttpSettings;
+use crate::git::HttpSettings;
 
 /// Longest time a read blocks before it re-checks the deadline and interrupt flag.
 const POLL_SLICE: Duration = Duration::from_millis(100);
@@ -296,7 +296,7 @@ pub enum ConnectError {
     #[error(transparent)]
     Ssh(#[from] super::ssh::Error),
     #[error(transparent)]
-    HttpSettings(#[from] crate::auth::http_settings::Error),
+    HttpSettings(#[from] crate::git::http_settings::Error),
     #[error(transparent)]
     Cookies(#[from] super::cookies::Error),
 }
