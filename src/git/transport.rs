@@ -123,11 +123,36 @@ impl<R: Read + AsFd> Read for DeadlineReader<R> {
 pub(super) struct UploadPackOutput {
     stdout: ChildStdout,
     child: Child,
+    /// The thread copying the child's stderr into the [`StderrBuffer`].
+    stderr_drain: Option<std::thread::JoinHandle<()>>,
 }
+
+/// How long the end of stdout waits for the child's last stderr words.
+const STDERR_SETTLE: Duration = Duration::from_millis(500);
 
 impl Read for UploadPackOutput {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.stdout.read(buf)
+        let n = self.stdout.read(buf)?;
+        if n == 0 {
+            self.settle_stderr();
+        }
+        Ok(n)
+    }
+}
+
+impl UploadPackOutput {
+    /// At the end of stdout the child is exiting, and the error about to be
+    /// reported should carry what it said (`ssh: No user exists for uid …`):
+    /// give the stderr thread a moment to copy the rest, not forever (a
+    /// grandchild may hold the pipe open).
+    fn settle_stderr(&mut self) {
+        let Some(drain) = self.stderr_drain.take() else {
+            return;
+        };
+        let until = std::time::Instant::now() + STDERR_SETTLE;
+        while !drain.is_finished() && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 }
 
@@ -536,7 +561,7 @@ pub(super) fn spawn_process(
         return Err(io::Error::other("child pipes missing"));
     };
     // Drain stderr on a thread so the child never blocks on it; keep the first 8 KiB.
-    std::thread::spawn(move || {
+    let stderr_drain = std::thread::spawn(move || {
         let mut buf = [0u8; 1024];
         while let Ok(n) = err.read(&mut buf) {
             if n == 0 {
@@ -550,7 +575,11 @@ pub(super) fn spawn_process(
         }
     });
     let reader = DeadlineReader {
-        inner: UploadPackOutput { stdout, child },
+        inner: UploadPackOutput {
+            stdout,
+            child,
+            stderr_drain: Some(stderr_drain),
+        },
         budget: budget.clone(),
     };
     Ok(git_transport::blocking_io::Connection::new(
