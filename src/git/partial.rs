@@ -145,27 +145,7 @@ struct Filtered<T> {
     state: Arc<AtomicU8>,
 }
 
-impl<T: TransportWithoutIO> TransportWithoutIO for Filtered<T> {
-    fn set_identity(&mut self, identity: gix::sec::identity::Account) -> Result<(), client::Error> {
-        self.inner.set_identity(identity)
-    }
-
-    fn to_url(&self) -> Cow<'_, BStr> {
-        self.inner.to_url()
-    }
-
-    fn supported_protocol_versions(&self) -> &[Protocol] {
-        self.inner.supported_protocol_versions()
-    }
-
-    fn connection_persists_across_multiple_requests(&self) -> bool {
-        self.inner.connection_persists_across_multiple_requests()
-    }
-
-    fn configure(&mut self, config: &dyn std::any::Any) -> gix::Result<()> {
-        self.inner.configure(config)
-    }
-}
+super::transport::forward_transport_without_io!(Filtered);
 
 impl<T: Transport> Transport for Filtered<T> {
     fn handshake<'a>(
@@ -174,15 +154,12 @@ impl<T: Transport> Transport for Filtered<T> {
         extra_parameters: &'a [(&'a str, Option<&'a str>)],
     ) -> Result<SetServiceResponse<'_>, client::Error> {
         let response = self.inner.handshake(service, extra_parameters)?;
-        let supported = match response.actual_protocol {
-            Protocol::V2 => response
-                .capabilities
-                .capability("fetch")
-                .and_then(|c| c.supports("filter"))
-                .unwrap_or(false),
-            // gix then lists `filter` among the first want line's capabilities.
-            Protocol::V0 | Protocol::V1 => response.capabilities.contains("filter"),
-        };
+        // Over v0/v1 gix then lists `filter` among the first want line's capabilities.
+        let supported = super::transport::offers_for_fetch(
+            response.actual_protocol,
+            &response.capabilities,
+            "filter",
+        );
         self.state
             .store(if supported { SENT } else { REFUSED }, Ordering::Relaxed);
         Ok(response)

@@ -231,39 +231,59 @@ impl<T> Spy<T> {
     }
 }
 
-/// v0/v1 servers list `shallow` among their capabilities; v2 servers among
-/// the values of their `fetch` capability.
-fn offers_shallow(protocol: Protocol, capabilities: &client::Capabilities) -> bool {
+/// Whether the server offers `feature` for fetches: v0/v1 servers list it
+/// among their capabilities, v2 servers among the values of `fetch`.
+pub(super) fn offers_for_fetch(
+    protocol: Protocol,
+    capabilities: &client::Capabilities,
+    feature: &str,
+) -> bool {
     match protocol {
         Protocol::V2 => capabilities
             .capability("fetch")
-            .and_then(|c| c.supports("shallow"))
+            .and_then(|c| c.supports(feature))
             .unwrap_or(false),
-        Protocol::V0 | Protocol::V1 => capabilities.contains("shallow"),
+        Protocol::V0 | Protocol::V1 => capabilities.contains(feature),
     }
 }
 
-impl<T: TransportWithoutIO> TransportWithoutIO for Spy<T> {
-    fn set_identity(&mut self, identity: gix::sec::identity::Account) -> Result<(), client::Error> {
-        self.inner.set_identity(identity)
-    }
-
-    fn to_url(&self) -> Cow<'_, BStr> {
-        self.inner.to_url()
-    }
-
-    fn supported_protocol_versions(&self) -> &[Protocol] {
-        self.inner.supported_protocol_versions()
-    }
-
-    fn connection_persists_across_multiple_requests(&self) -> bool {
-        self.inner.connection_persists_across_multiple_requests()
-    }
-
-    fn configure(&mut self, config: &dyn std::any::Any) -> gix::Result<()> {
-        self.inner.configure(config)
-    }
+fn offers_shallow(protocol: Protocol, capabilities: &client::Capabilities) -> bool {
+    offers_for_fetch(protocol, capabilities, "shallow")
 }
+
+/// `TransportWithoutIO` for a wrapper `$wrapper<T>` whose `inner: T` does the
+/// work (the wrappers only change the handshake and the requests).
+macro_rules! forward_transport_without_io {
+    ($wrapper:ident) => {
+        impl<T: TransportWithoutIO> TransportWithoutIO for $wrapper<T> {
+            fn set_identity(
+                &mut self,
+                identity: gix::sec::identity::Account,
+            ) -> Result<(), client::Error> {
+                self.inner.set_identity(identity)
+            }
+
+            fn to_url(&self) -> Cow<'_, BStr> {
+                self.inner.to_url()
+            }
+
+            fn supported_protocol_versions(&self) -> &[Protocol] {
+                self.inner.supported_protocol_versions()
+            }
+
+            fn connection_persists_across_multiple_requests(&self) -> bool {
+                self.inner.connection_persists_across_multiple_requests()
+            }
+
+            fn configure(&mut self, config: &dyn std::any::Any) -> gix::Result<()> {
+                self.inner.configure(config)
+            }
+        }
+    };
+}
+pub(super) use forward_transport_without_io;
+
+forward_transport_without_io!(Spy);
 
 impl<T: Transport> Transport for Spy<T> {
     fn handshake<'a>(
