@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::support::git::git_cmd;
 use crate::support::sidecar::describe_output;
-use crate::support::sshd::{keygen, ssh_args, Sshd};
+use crate::support::sshd::{keygen, ssh_args, KeyPair, Sshd};
 use crate::support::*;
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(90);
@@ -222,15 +222,21 @@ fn blob_none_with_sparse_over_http() {
     );
 }
 
-#[test]
-fn blob_none_with_sparse_over_ssh() {
+/// [`blob_none_with_sparse`] over an sshd made by `start`, with the
+/// built-in ssh client.
+fn blob_none_with_sparse_over_sshd(start: fn(&[&KeyPair]) -> Sshd) {
     let up = Upstream::new();
     let keys = tempdir("partial-ssh");
     let key = keygen(keys.path(), "id_ed25519", "ed25519", "");
-    let sshd = Sshd::start(&[&key]);
+    let sshd = start(&[&key]);
     let kh = keys.path().join("known_hosts");
     fs::write(&kh, sshd.known_hosts_line(sshd.port()) + "\n").expect("known_hosts");
     blob_none_with_sparse(&up, &sshd.url(up.path()), &ssh_args(&[&key], &kh));
+}
+
+#[test]
+fn blob_none_with_sparse_over_ssh() {
+    blob_none_with_sparse_over_sshd(Sshd::start);
 }
 
 /// Without sparse patterns every blob of the published commit is fetched,
@@ -328,13 +334,7 @@ fn blob_none_with_sparse_over_a_protocol_v0_git_daemon() {
 /// upload-pack speaks v0), the built-in ssh client, default `--depth=1`.
 #[test]
 fn blob_none_with_sparse_over_ssh_without_accept_env() {
-    let up = Upstream::new();
-    let keys = tempdir("partial-ssh-v0");
-    let key = keygen(keys.path(), "id_ed25519", "ed25519", "");
-    let sshd = Sshd::start_without_accept_env(&[&key]);
-    let kh = keys.path().join("known_hosts");
-    fs::write(&kh, sshd.known_hosts_line(sshd.port()) + "\n").expect("known_hosts");
-    blob_none_with_sparse(&up, &sshd.url(up.path()), &ssh_args(&[&key], &kh));
+    blob_none_with_sparse_over_sshd(Sshd::start_without_accept_env);
 }
 
 /// `blob:limit=1k` with the sparse cone: small blobs come whether in the
