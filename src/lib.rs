@@ -23,6 +23,7 @@
 //!   and [`metrics`], fires the sync trigger, never touches git; owns
 //!   [`http::HttpConfig`] ([`status`] owns the readiness rule)
 //! - [`forge`] incoming forge webhook verification and payload parsing (pure)
+//! - [`verify`] commit and tag signature verification (pure: bytes in, verdict out)
 //! - [`rootlock`] one instance per root (held before anything is touched)
 //! - [`manual`] the `--man` text, generated from [`cli`]
 //! - [`pid1`] a minimal init (reaper, signal forwarder) when started as PID 1
@@ -54,3 +55,4 @@ pub mod secret;
 pub mod status;
 pub mod sync;
 pub mod types;
+pub mod verify;

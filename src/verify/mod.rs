@@ -1,0 +1,151 @@
+//! Signature verification (`--verify-signatures`): decides whether a signed
+//! git object (the commit to publish, or the annotated tag `--ref` names) was
+//! signed by a key the operator trusts. Pure: it knows nothing of gix, tokio
+//! or the filesystem layout. `src/git` extracts the signed payload and the
+//! armoured signature from the object; the key files are read by the caller
+//! at every sync and handed here as bytes.
+//!
+//! - [`ssh`]: OpenSSH `allowed_signers` files and SSHSIG signatures
+//!   (`gpg.format=ssh`), through the `ssh-key` crate.
+//! - [`pgp`]: OpenPGP keyrings and signatures, through rPGP (`pgp` crate).
+
+pub mod pgp;
+pub mod ssh;
+
+use std::time::SystemTime;
+
+/// What `--verify-signatures` requires before a commit is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Publish whatever the ref points at (git-sync's behaviour).
+    #[default]
+    None,
+    /// The commit to publish carries a valid signature by an allowed key.
+    Head,
+    /// `--ref` is an annotated tag whose tag object is validly signed.
+    Tag,
+    /// Both of the above.
+    TagAndHead,
+}
+
+/// Which kind of git object carried the signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    Commit,
+    Tag,
+}
+
+/// A git object as far as verification is concerned: the bytes that were
+/// signed, the signature (armoured, as git stores it) and who the object
+/// says made it.
+#[derive(Debug, Clone)]
+pub struct SignedObject {
+    pub kind: ObjectKind,
+    /// Hex object id, for messages and `/status`.
+    pub id: String,
+    /// The object with its signature removed: what the signer signed.
+    pub payload: Vec<u8>,
+    /// The armoured signature (`-----BEGIN SSH SIGNATURE-----` or
+    /// `-----BEGIN PGP SIGNATURE-----` …), `None` when unsigned.
+    pub signature: Option<Vec<u8>>,
+    /// The committer's (commit) or tagger's (tag) e-mail, without `<>`.
+    pub signer_email: Option<String>,
+}
+
+/// The signature was valid and made by an allowed key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// SSH: `SHA256:…` fingerprint; OpenPGP: the signing key's fingerprint.
+    pub key: String,
+    /// SSH: the allowed_signers principal that matched; OpenPGP: the
+    /// primary user ID.
+    pub signer: String,
+}
+
+/// Why a signature does not count. Each variant names what an operator
+/// needs to see in `/status` and the log; `key` is a fingerprint or key id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("unsigned: the {0} carries no signature")]
+    Unsigned(&'static str),
+    #[error("signed by unknown key {key}: not in any --verify-allowed-signers or --verify-pgp-keyring file")]
+    UnknownKey { key: String },
+    #[error("bad signature by key {key}: it does not match the signed content ({detail})")]
+    BadSignature { key: String, detail: String },
+    #[error("key {key} is expired or not yet valid at the signature's time ({detail})")]
+    Expired { key: String, detail: String },
+    #[error("key {key} is revoked")]
+    Revoked { key: String },
+    #[error("key {key} does not belong to the committer {email} (--verify-committers)")]
+    CommitterMismatch { key: String, email: String },
+    #[error(
+        "--ref is not an annotated tag (--verify-signatures=tag needs a signed annotated tag)"
+    )]
+    NotATag,
+    #[error("unsupported signature format: {0}")]
+    Unsupported(String),
+    #[error("malformed signature: {0}")]
+    Malformed(String),
+}
+
+impl Refusal {
+    /// The short label used as the metric's `result` value and in `/status`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Refusal::Unsigned(_) => "unsigned",
+            Refusal::UnknownKey { .. } => "unknown_key",
+            Refusal::BadSignature { .. } => "bad_signature",
+            Refusal::Expired { .. } => "expired",
+            Refusal::Revoked { .. } => "revoked",
+            Refusal::CommitterMismatch { .. } => "committer_mismatch",
+            Refusal::NotATag => "not_a_tag",
+            Refusal::Unsupported(_) => "unsupported",
+            Refusal::Malformed(_) => "malformed",
+        }
+    }
+}
+
+/// What the operator trusts, parsed from the key files of one sync.
+#[derive(Debug, Default)]
+pub struct Trust {
+    pub ssh: Vec<ssh::AllowedSigner>,
+    pub pgp: pgp::Keyring,
+}
+
+/// Options of one verification.
+#[derive(Debug, Clone, Copy)]
+pub struct Check {
+    /// `--verify-committers`: the key must belong to the object's signer e-mail.
+    pub require_signer_email: bool,
+    /// The time validity windows are checked at (the sync's time).
+    pub now: SystemTime,
+}
+
+impl Trust {
+    /// Verifies `object`'s signature, choosing SSH or OpenPGP by its armour.
+    pub fn verify(&self, object: &SignedObject, check: Check) -> Result<Accepted, Refusal> {
+        let what = match object.kind {
+            ObjectKind::Commit => "commit",
+            ObjectKind::Tag => "tag",
+        };
+        let Some(signature) = object.signature.as_deref() else {
+            return Err(Refusal::Unsigned(what));
+        };
+        let email = object
+            .signer_email
+            .as_deref()
+            .filter(|_| check.require_signer_email);
+        if signature.starts_with(b"-----BEGIN SSH SIGNATURE-----") {
+            ssh::verify(&self.ssh, &object.payload, signature, email, check.now)
+        } else if signature.starts_with(b"-----BEGIN PGP SIGNATURE-----") {
+            self.pgp
+                .verify(&object.payload, signature, email, check.now)
+        } else if signature.starts_with(b"-----BEGIN SIGNED MESSAGE-----") {
+            Err(Refusal::Unsupported(
+                "X.509 (gpgsm) signatures are not supported; sign with SSH or OpenPGP".into(),
+            ))
+        } else {
+            Err(Refusal::Malformed("no SSH or PGP signature armour".into()))
+        }
+    }
+}
