@@ -240,12 +240,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn literal_addresses_resolve_to_themselves_and_failures_are_named() {
-        let (addrs, errors) = resolve(&[name("127.0.0.7", 9), name("127.0.0.7", 9)]).await;
+    async fn literal_addresses_resolve_to_themselves() {
+        // Names are resolved against a real DNS server in tests/it/peers.rs
+        // (this test stays off the network).
+        let (addrs, errors) = resolve(&[name("127.0.0.7", 9), name("::ffff:127.0.0.7", 9)]).await;
         assert_eq!(addrs.into_iter().collect::<Vec<_>>(), ["127.0.0.7:9".parse().unwrap()]);
         assert!(errors.is_empty());
-        let (addrs, errors) = resolve(&[name("no-such-host.invalid", 9)]).await;
-        assert!(addrs.is_empty());
-        assert!(errors[0].starts_with("no-such-host.invalid:9: "), "{errors:?}");
     }
 }

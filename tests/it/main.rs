@@ -33,6 +33,7 @@ mod https;
 mod loop_semantics;
 mod messages;
 mod partial;
+mod peers;
 mod pid1;
 mod refs_depth;
 mod retire;

@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod dns;
 pub mod forward_proxy;
 pub mod git;
 pub mod http_server;
