@@ -466,7 +466,10 @@ impl Metrics {
 
     /// `git_sidecar_peer_hints_sent_total{result}`: one peer's delivery ended.
     pub fn peer_hint_sent(&self, result: &'static str) {
-        self.peers.sent.get_or_create(&ResultLabels { result }).inc();
+        self.peers
+            .sent
+            .get_or_create(&ResultLabels { result })
+            .inc();
     }
 
     /// `git_sidecar_peer_hint_retries_total`: an attempt failed and is retried.
@@ -476,7 +479,10 @@ impl Metrics {
 
     /// `git_sidecar_peer_hints_received_total{result}`.
     pub fn peer_hint_received(&self, result: &'static str) {
-        self.peers.received.get_or_create(&ResultLabels { result }).inc();
+        self.peers
+            .received
+            .get_or_create(&ResultLabels { result })
+            .inc();
     }
 
     /// `git_sidecar_peers`: peers found by the last resolution (this instance not counted).

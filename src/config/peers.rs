@@ -114,7 +114,11 @@ mod tests {
     fn every_mistake_is_reported_at_once() {
         let p = problems(&with(&["--peers", "a,b:0"]), &[]);
         assert_eq!(p.len(), 4, "{p:#?}");
-        assert!(p[0].contains("--peers") && p[0].contains("no port"), "{}", p[0]);
+        assert!(
+            p[0].contains("--peers") && p[0].contains("no port"),
+            "{}",
+            p[0]
+        );
         assert!(p[1].contains("1 to 65535"), "{}", p[1]);
         assert!(p[2].contains("requires --peer-secret-file"), "{}", p[2]);
         assert!(p[3].contains("requires --http-bind"), "{}", p[3]);
@@ -130,7 +134,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let empty = secret_file(&dir, "\n");
         let p = problems(
-            &with(&["--http-bind", ":1", "--peers", "x:1", "--peer-secret-file", &empty]),
+            &with(&[
+                "--http-bind",
+                ":1",
+                "--peers",
+                "x:1",
+                "--peer-secret-file",
+                &empty,
+            ]),
             &[],
         );
         assert_eq!(p.len(), 1, "{p:#?}");

@@ -221,7 +221,10 @@ async fn status(State(state): State<Shared>) -> Response {
     // The last fan-out (`--peers`) next to the loop's own fields.
     let mut body = serde_json::to_value(report).unwrap_or_default();
     if let Some(object) = body.as_object_mut() {
-        object.insert("peers".into(), json!({ "last_fan_out": peers.last_fan_out() }));
+        object.insert(
+            "peers".into(),
+            json!({ "last_fan_out": peers.last_fan_out() }),
+        );
     }
     Json(body).into_response()
 }

@@ -52,14 +52,16 @@ pub async fn handle(
             "peer hints are disabled: no --peers".into(),
         );
     };
-    let signature = headers
-        .get(SIGNATURE_HEADER)
-        .and_then(|v| v.to_str().ok());
+    let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
     if signature.is_none() {
         // Refused before a byte of the body is read.
         let refusal = Refusal::MissingSignature;
         state.metrics.peer_hint_received(refusal.label());
-        return refuse(StatusCode::UNAUTHORIZED, refusal.label(), refusal.to_string());
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            refusal.label(),
+            refusal.to_string(),
+        );
     }
     let read = axum::body::to_bytes(body, hint::MAX_BODY);
     let body = match tokio::time::timeout(BODY_TIMEOUT, read).await {
@@ -88,14 +90,18 @@ pub async fn handle(
             let label = other.label();
             reply(StatusCode::OK, label, format!("nothing to do ({label})"))
         }
-        Err(refusal @ (Refusal::MissingSignature | Refusal::BadSignature)) => {
-            refuse(StatusCode::UNAUTHORIZED, refusal.label(), refusal.to_string())
-        }
+        Err(refusal @ (Refusal::MissingSignature | Refusal::BadSignature)) => refuse(
+            StatusCode::UNAUTHORIZED,
+            refusal.label(),
+            refusal.to_string(),
+        ),
         Err(refusal @ Refusal::Stale(_)) => {
             reply(StatusCode::FORBIDDEN, refusal.label(), refusal.to_string())
         }
-        Err(refusal @ Refusal::Malformed(_)) => {
-            reply(StatusCode::BAD_REQUEST, refusal.label(), refusal.to_string())
-        }
+        Err(refusal @ Refusal::Malformed(_)) => reply(
+            StatusCode::BAD_REQUEST,
+            refusal.label(),
+            refusal.to_string(),
+        ),
     }
 }

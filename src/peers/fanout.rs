@@ -151,8 +151,7 @@ async fn attempt_once(
                 || status == reqwest::StatusCode::FORBIDDEN
             {
                 (Result::Refused, detail)
-            } else if status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS
-            {
+            } else if status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS {
                 (Result::Rejected, detail)
             } else {
                 (Result::Error, detail)

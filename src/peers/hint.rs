@@ -133,8 +133,7 @@ pub fn verify(
     if !genuine {
         return Err(Refusal::BadSignature);
     }
-    let hint: Hint =
-        serde_json::from_slice(body).map_err(|e| Refusal::Malformed(e.to_string()))?;
+    let hint: Hint = serde_json::from_slice(body).map_err(|e| Refusal::Malformed(e.to_string()))?;
     if hint.v != 1 {
         return Err(Refusal::Malformed(format!("unknown version {}", hint.v)));
     }
@@ -226,7 +225,11 @@ mod tests {
     }
 
     fn hint(commit: Option<&str>) -> Hint {
-        Hint::new("https://example.com/site", "main", commit.map(str::to_string))
+        Hint::new(
+            "https://example.com/site",
+            "main",
+            commit.map(str::to_string),
+        )
     }
 
     #[test]
@@ -256,7 +259,12 @@ mod tests {
             Err(Refusal::BadSignature)
         );
         assert_eq!(
-            verify(&body, Some(sig.trim_start_matches("sha256=")), &[secret("s3cret")], now),
+            verify(
+                &body,
+                Some(sig.trim_start_matches("sha256=")),
+                &[secret("s3cret")],
+                now
+            ),
             Err(Refusal::BadSignature)
         );
         let mut tampered = body.clone();
@@ -267,7 +275,10 @@ mod tests {
             Err(Refusal::BadSignature)
         );
         // No secret at all: nothing verifies.
-        assert_eq!(verify(&body, Some(&sig), &[], now), Err(Refusal::BadSignature));
+        assert_eq!(
+            verify(&body, Some(&sig), &[], now),
+            Err(Refusal::BadSignature)
+        );
     }
 
     #[test]
@@ -313,7 +324,10 @@ mod tests {
         assert_eq!(seen.admit(&first, now), Verdict::New);
         assert_eq!(seen.admit(&first, now), Verdict::DuplicateDelivery);
         // Another delivery of the same commit (the forge redelivered).
-        assert_eq!(seen.admit(&hint(Some(&c)), now + 5), Verdict::DuplicateCommit);
+        assert_eq!(
+            seen.admit(&hint(Some(&c)), now + 5),
+            Verdict::DuplicateCommit
+        );
         // After the window the same commit counts again (A → B → A).
         assert_eq!(
             seen.admit(&hint(Some(&c)), now + WINDOW.as_secs() + 1),

@@ -70,9 +70,9 @@ fn parse_entry(entry: &str) -> Result<PeerName, String> {
             .map_err(|_| format!("{entry:?}: {host:?} is not an IPv6 address"))?;
         (host, port)
     } else {
-        let (host, port) = entry
-            .rsplit_once(':')
-            .ok_or_else(|| format!("{entry:?} has no port: write host:port (the peers' --http-bind port)"))?;
+        let (host, port) = entry.rsplit_once(':').ok_or_else(|| {
+            format!("{entry:?} has no port: write host:port (the peers' --http-bind port)")
+        })?;
         if host.contains(':') {
             return Err(format!("{entry:?}: write an IPv6 address as [addr]:port"));
         }
@@ -113,9 +113,9 @@ pub async fn resolve(names: &[PeerName]) -> (BTreeSet<SocketAddr>, Vec<String>) 
 }
 
 /// Runs the futures concurrently (a handful of names: no need for a crate).
-async fn join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futures.map(tokio::spawn).collect();
@@ -244,7 +244,10 @@ mod tests {
         // Names are resolved against a real DNS server in tests/it/peers.rs
         // (this test stays off the network).
         let (addrs, errors) = resolve(&[name("127.0.0.7", 9), name("::ffff:127.0.0.7", 9)]).await;
-        assert_eq!(addrs.into_iter().collect::<Vec<_>>(), ["127.0.0.7:9".parse().unwrap()]);
+        assert_eq!(
+            addrs.into_iter().collect::<Vec<_>>(),
+            ["127.0.0.7:9".parse().unwrap()]
+        );
         assert!(errors.is_empty());
     }
 }

@@ -51,7 +51,10 @@ fn receive_acts_once_per_delivery_and_commit_and_counts() {
     let commit = "c".repeat(40);
     let hint = Hint::new(REPO, "main", Some(commit.clone()));
     let (body, sig) = hint.sign(&SecretBytes::new(b"shared".to_vec()));
-    assert_eq!(p.receive(&body, Some(&sig)), Ok(Received::Sync(Some(commit.clone()))));
+    assert_eq!(
+        p.receive(&body, Some(&sig)),
+        Ok(Received::Sync(Some(commit.clone())))
+    );
     assert_eq!(
         p.receive(&body, Some(&sig)),
         Ok(Received::Duplicate(Verdict::DuplicateDelivery))
@@ -165,13 +168,22 @@ async fn one_fan_out_reaches_each_peer_once_and_records_each_outcome() {
     };
     assert_eq!(result_of(good), Some((fanout::Result::Ok, 1)));
     assert_eq!(result_of(wrong_secret), Some((fanout::Result::Refused, 1)));
-    assert_eq!(result_of(silent), Some((fanout::Result::Timeout, fanout::ATTEMPTS)));
-    assert_eq!(result_of(down), Some((fanout::Result::Error, fanout::ATTEMPTS)));
+    assert_eq!(
+        result_of(silent),
+        Some((fanout::Result::Timeout, fanout::ATTEMPTS))
+    );
+    assert_eq!(
+        result_of(down),
+        Some((fanout::Result::Error, fanout::ATTEMPTS))
+    );
     assert_eq!(last.peers.len(), 4);
     // Refusals are not retried; failures are, a bounded number of times.
     assert_eq!(good_count.load(Ordering::SeqCst), 1);
     assert_eq!(wrong_count.load(Ordering::SeqCst), 1);
-    assert_eq!(silent_count.load(Ordering::SeqCst), fanout::ATTEMPTS as usize);
+    assert_eq!(
+        silent_count.load(Ordering::SeqCst),
+        fanout::ATTEMPTS as usize
+    );
     let sent = "git_sidecar_peer_hints_sent_total{result=";
     for result in ["ok", "refused", "timeout", "error"] {
         assert_eq!(
@@ -188,6 +200,9 @@ async fn one_fan_out_reaches_each_peer_once_and_records_each_outcome() {
     // The record is what /status shows.
     let shown = serde_json::to_value(&last).unwrap();
     assert_eq!(shown["peers"].as_array().unwrap().len(), 4, "{shown}");
-    assert!(shown["delivery"].as_str().is_some_and(|d| d.len() == 32), "{shown}");
+    assert!(
+        shown["delivery"].as_str().is_some_and(|d| d.len() == 32),
+        "{shown}"
+    );
     let _ = Duration::ZERO;
 }

@@ -145,7 +145,10 @@ impl Cluster {
     }
 
     fn replicas(&self, hosts: &[u8]) -> Vec<Replica> {
-        hosts.iter().map(|h| self.replica(*h, PEER_SECRET)).collect()
+        hosts
+            .iter()
+            .map(|h| self.replica(*h, PEER_SECRET))
+            .collect()
     }
 }
 
@@ -198,7 +201,10 @@ fn a_webhook_to_one_replica_publishes_in_all() {
     // The last sender (round 4: replica 1) sent to the two others only.
     let sender = &replicas[1];
     let last = sender.last_fan_out();
-    let skipped = last["skipped_self"].as_array().expect("skipped_self").clone();
+    let skipped = last["skipped_self"]
+        .as_array()
+        .expect("skipped_self")
+        .clone();
     assert_eq!(skipped, [serde_json::json!(sender.addr)], "{last}");
     let peers: Vec<&str> = last["peers"]
         .as_array()
@@ -206,9 +212,17 @@ fn a_webhook_to_one_replica_publishes_in_all() {
         .iter()
         .map(|p| p["address"].as_str().unwrap_or_default())
         .collect();
-    assert_eq!(peers, [replicas[0].addr.as_str(), replicas[2].addr.as_str()], "{last}");
+    assert_eq!(
+        peers,
+        [replicas[0].addr.as_str(), replicas[2].addr.as_str()],
+        "{last}"
+    );
     assert!(
-        last["peers"].as_array().unwrap().iter().all(|p| p["result"] == "ok"),
+        last["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["result"] == "ok"),
         "{last}"
     );
     // Five webhooks, each to one replica: 2 hints each, 10 in all; every
@@ -234,7 +248,8 @@ fn peers_down_slow_or_with_another_secret_do_not_hold_up_the_others() {
     let good = cluster.replica(3, PEER_SECRET);
     let stranger = cluster.replica(4, "another-secret-entirely");
     // 127.X.Y.5: nobody listens (a pod gone). 127.X.Y.6: a pod that hangs.
-    let slow = TcpListener::bind((cluster.subnet.ip(6), cluster.port)).expect("binding the slow peer");
+    let slow =
+        TcpListener::bind((cluster.subnet.ip(6), cluster.port)).expect("binding the slow peer");
     let held = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         scope.spawn(|| {
@@ -258,22 +273,34 @@ fn peers_down_slow_or_with_another_secret_do_not_hold_up_the_others() {
         wait_all_published(&[&sender, &good], &sha, "sender and good peer");
 
         // Each failure is retried, then counted once, by outcome.
-        sender.run.wait_until(DEADLINE, "the fan-out to finish", || {
-            !sender.last_fan_out().is_null()
-        });
+        sender
+            .run
+            .wait_until(DEADLINE, "the fan-out to finish", || {
+                !sender.last_fan_out().is_null()
+            });
         let last = sender.last_fan_out();
         let result_of = |host: u8| {
             let addr = format!("{}:{}", cluster.subnet.ip(host), cluster.port);
             last["peers"]
                 .as_array()
                 .and_then(|a| a.iter().find(|p| p["address"] == addr.as_str()))
-                .map(|p| (p["result"].as_str().unwrap_or("").to_string(), p["attempts"].as_u64()))
+                .map(|p| {
+                    (
+                        p["result"].as_str().unwrap_or("").to_string(),
+                        p["attempts"].as_u64(),
+                    )
+                })
         };
         assert_eq!(result_of(3), Some(("ok".into(), Some(1))), "{last}");
         assert_eq!(result_of(4), Some(("refused".into(), Some(1))), "{last}");
         assert_eq!(result_of(5), Some(("error".into(), Some(3))), "{last}");
         assert_eq!(result_of(6), Some(("timeout".into(), Some(3))), "{last}");
-        for (result, n) in [("ok", 1.0), ("refused", 1.0), ("error", 1.0), ("timeout", 1.0)] {
+        for (result, n) in [
+            ("ok", 1.0),
+            ("refused", 1.0),
+            ("error", 1.0),
+            ("timeout", 1.0),
+        ] {
             assert_eq!(sender.sent(result), n, "sent {result}");
         }
         assert!(sender.metric("git_sidecar_peer_hint_retries_total") >= 4.0);
@@ -308,7 +335,8 @@ fn hints_without_the_secret_or_replayed_do_nothing_and_are_never_forwarded() {
     assert_eq!(forged.status, 401, "{forged}");
     // Control below proves the loop is responsive; nothing moved so far.
     assert!(
-        !poll_until(Duration::from_secs(2), || a.published().as_deref() == Some(sha.as_str())),
+        !poll_until(Duration::from_secs(2), || a.published().as_deref()
+            == Some(sha.as_str())),
         "a hint without the secret made replica a sync\n{}",
         a.run.logs()
     );
@@ -326,7 +354,11 @@ fn hints_without_the_secret_or_replayed_do_nothing_and_are_never_forwarded() {
     assert_eq!(a.received("duplicate_delivery"), 1.0);
     assert_eq!(a.received("missing_signature"), 1.0);
     assert_eq!(a.received("bad_signature"), 1.0);
-    assert!(a.last_fan_out().is_null(), "a hint made a fan-out: {}", a.last_fan_out());
+    assert!(
+        a.last_fan_out().is_null(),
+        "a hint made a fan-out: {}",
+        a.last_fan_out()
+    );
     assert_eq!(b.received_any(), 0.0, "a passed the hint on");
     assert_ne!(b.published().as_deref(), Some(sha.as_str()));
 }
@@ -342,13 +374,13 @@ fn a_replica_added_to_the_dns_answer_gets_the_next_hint() {
     let first = cluster.up.commit_file("index.html", "v1\n", "v1");
     assert_eq!(a.webhook(&cluster.up, &first).status, 202);
     wait_all_published(&[a, b], &first, "before c is in the answer");
-    a.run.wait_until(DEADLINE, "the first fan-out", || !a.last_fan_out().is_null());
+    a.run.wait_until(DEADLINE, "the first fan-out", || {
+        !a.last_fan_out().is_null()
+    });
     assert_eq!(a.last_fan_out()["peers"].as_array().map(Vec::len), Some(1));
     assert_eq!(c.received_any(), 0.0);
 
-    cluster
-        .dns
-        .set_hosts(NAME, &[a.ip, b.ip, c.ip]);
+    cluster.dns.set_hosts(NAME, &[a.ip, b.ip, c.ip]);
     let second = cluster.up.commit_file("index.html", "v2\n", "v2");
     assert_eq!(a.webhook(&cluster.up, &second).status, 202);
     wait_all_published(&[a, b, c], &second, "after c joined the answer");

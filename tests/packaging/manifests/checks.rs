@@ -268,7 +268,9 @@ pub(super) fn check_peers(m: &Model) -> Vec<String> {
     let mut problems = Vec::new();
     for w in &m.objects.workloads {
         for c in w.pod.running_sidecars() {
-            let Some(peers) = c.setting("peers") else { continue };
+            let Some(peers) = c.setting("peers") else {
+                continue;
+            };
             let at = format!("{} container {}", w.what, c.name);
             if c.setting("peer-secret-file").is_none() {
                 problems.push(format!("{at}: --peers without --peer-secret-file"));
@@ -279,7 +281,9 @@ pub(super) fn check_peers(m: &Model) -> Vec<String> {
             };
             let name = host.split('.').next().unwrap_or_default();
             let Some(svc) = m.objects.service(name) else {
-                problems.push(format!("{at}: --peers names Service {name:?}, not defined here"));
+                problems.push(format!(
+                    "{at}: --peers names Service {name:?}, not defined here"
+                ));
                 continue;
             };
             peer_service_problems(w, c, svc, port, &mut problems);
@@ -312,10 +316,14 @@ fn peer_service_problems(
     }
     let reaches_sidecar = svc.spec.ports.iter().any(|p| {
         let target = p.target_port.clone().unwrap_or(PortRef::Number(p.port));
-        p.port.to_string() == port && c.port_number(&target) == c.http_bind_port().and_then(Result::ok)
+        p.port.to_string() == port
+            && c.port_number(&target) == c.http_bind_port().and_then(Result::ok)
     });
     // Headless: DNS gives pod IPs, so the pods' own port is what counts.
-    let pod_port = c.http_bind_port().and_then(Result::ok).map(|p| p.to_string());
+    let pod_port = c
+        .http_bind_port()
+        .and_then(Result::ok)
+        .map(|p| p.to_string());
     if !reaches_sidecar || pod_port.as_deref() != Some(port) {
         problems.push(format!(
             "{at}: --peers port {port} is not git-sidecar's --http-bind port ({})",
