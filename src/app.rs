@@ -154,6 +154,10 @@ async fn start_http(
         config.git_ref.clone(),
         config.sync_timeout,
     );
+    let state = match &config.peers {
+        Some(peers) => state.with_peers(start_peers(config, peers, local, reporter, cancel)),
+        None => state,
+    };
     if http_config.webhook.secrets.is_empty() && !http_config.webhook.allow_unsigned {
         tracing::info!("incoming webhooks are disabled (no secret configured)");
     }
@@ -166,6 +170,27 @@ async fn start_http(
             tracing::error!(error = %e, "HTTP server failed");
         }
     }))
+}
+
+/// `--peers`: the fan-out, which knows this instance by the address the
+/// HTTP server is bound to.
+fn start_peers(
+    config: &Config,
+    peers: &crate::peers::PeersConfig,
+    bound: std::net::SocketAddr,
+    reporter: &sync::Reporter,
+    cancel: &CancellationToken,
+) -> Arc<crate::peers::Peers> {
+    let names: Vec<String> = peers.names.iter().map(ToString::to_string).collect();
+    tracing::info!(peers = %names.join(","), "peer fan-out on: accepted webhooks are passed on to the other replicas");
+    crate::peers::Peers::start(
+        peers,
+        crate::peers::Me { bound },
+        config.repo.redacted(),
+        config.git_ref.clone(),
+        reporter.metrics.clone(),
+        cancel.clone(),
+    )
 }
 
 fn engine_options(config: &Config) -> engine::Options {

@@ -22,6 +22,8 @@
 //!   incoming webhook handler is `http::incoming_webhook`); reads [`status`]
 //!   and [`metrics`], fires the sync trigger, never touches git; owns
 //!   [`http::HttpConfig`] ([`status`] owns the readiness rule)
+//! - [`peers`] peer fan-out (`--peers`): signed hints to the other replicas
+//!   after an accepted webhook, their verification and deduplication
 //! - [`forge`] incoming forge webhook verification and payload parsing (pure)
 //! - [`verify`] commit and tag signature verification (pure: bytes in, verdict out)
 //! - [`rootlock`] one instance per root (held before anything is touched)
@@ -47,6 +49,7 @@ pub mod logging;
 pub mod manual;
 pub mod memory;
 pub mod metrics;
+pub mod peers;
 pub mod pid1;
 pub mod process;
 pub mod publish;

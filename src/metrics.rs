@@ -175,6 +175,53 @@ impl EncodeMetric for RevisionInfo {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// The peer fan-out's families (`--peers`).
+#[derive(Debug)]
+struct PeerMetrics {
+    sent: Family<ResultLabels, Counter>,
+    retries: Counter,
+    received: Family<ResultLabels, Counter>,
+    seen: Gauge<u64, std::sync::atomic::AtomicU64>,
+}
+
+impl PeerMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let this = PeerMetrics {
+            sent: Family::default(),
+            retries: Counter::default(),
+            received: Family::default(),
+            seen: Gauge::default(),
+        };
+        registry.register(
+            "git_sidecar_peer_hints_sent",
+            "Peer hints sent, one per peer and delivery, by outcome (ok, refused, rejected, timeout, error)",
+            this.sent.clone(),
+        );
+        registry.register(
+            "git_sidecar_peer_hint_retries",
+            "Peer hint attempts that failed and were retried",
+            this.retries.clone(),
+        );
+        registry.register(
+            "git_sidecar_peer_hints_received",
+            "Peer hints received, by outcome (ok, duplicate_delivery, duplicate_commit, ignored, \
+             missing_signature, bad_signature, malformed, stale, disabled)",
+            this.received.clone(),
+        );
+        registry.register(
+            "git_sidecar_peers",
+            "Peers found by the last resolution of --peers, this instance not counted",
+            this.seen.clone(),
+        );
+        this
+    }
+}
+
 /// Sum and count per [`SyncResult`], for the hand-written summary.
 #[derive(Debug, Default)]
 struct SummaryState {
@@ -199,6 +246,7 @@ pub struct Metrics {
     webhook_requests: Family<WebhookLabels, Counter>,
     sync_duration: Family<StatusLabels, Histogram>,
     fetched_bytes: Counter,
+    peers: PeerMetrics,
 }
 
 fn new_sync_histogram() -> Histogram {
@@ -290,6 +338,7 @@ impl Metrics {
             "Bytes received from the remote by fetches",
             fetched_bytes.clone(),
         );
+        let peers = PeerMetrics::register(&mut registry);
         registry.register_collector(Box::new(ProcessCollector));
 
         for result in SyncResult::ALL {
@@ -321,6 +370,7 @@ impl Metrics {
             webhook_requests,
             sync_duration,
             fetched_bytes,
+            peers,
         }
     }
 
@@ -412,6 +462,32 @@ impl Metrics {
                 status: status_label(success),
             })
             .inc();
+    }
+
+    /// `git_sidecar_peer_hints_sent_total{result}`: one peer's delivery ended.
+    pub fn peer_hint_sent(&self, result: &'static str) {
+        self.peers
+            .sent
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// `git_sidecar_peer_hint_retries_total`: an attempt failed and is retried.
+    pub fn peer_hint_retry(&self) {
+        self.peers.retries.inc();
+    }
+
+    /// `git_sidecar_peer_hints_received_total{result}`.
+    pub fn peer_hint_received(&self, result: &'static str) {
+        self.peers
+            .received
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// `git_sidecar_peers`: peers found by the last resolution (this instance not counted).
+    pub fn set_peers_seen(&self, n: u64) {
+        self.peers.seen.set(n);
     }
 
     /// The whole exposition, OpenMetrics text ending in `# EOF`; serve it

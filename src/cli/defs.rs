@@ -458,6 +458,22 @@ flags! {
         )]
         env_sync_trigger_token: Option<Secret> => EnvSyncTriggerToken {},
 
+        /// The other replicas, told at once when this one accepts a verified webhook or
+        /// POST /sync: a DNS name with the port of their --http-bind (e.g. a headless
+        /// Service, site-peers.default.svc.cluster.local:8081; resolved again for every
+        /// delivery, all A and AAAA records), or a comma-separated list of host:port. This
+        /// instance's own addresses are skipped. Requires --peer-secret-file and --http-bind
+        #[arg(long, env = "GITSYNC_PEERS", value_name = "LIST", help_heading = HTTP)]
+        peers: Option<String> => Peers {
+            shown: "no peers",
+        },
+
+        /// File holding the secret shared by the replicas, which signs and verifies peer
+        /// hints (read again when it changes); trailing whitespace is ignored. Required
+        /// with --peers
+        #[arg(long, env = "GITSYNC_PEER_SECRET_FILE", value_name = "PATH", help_heading = HTTP)]
+        peer_secret_file: Option<String> => PeerSecretFile {},
+
         // ---- hooks ---------------------------------------------------------------------------------
         /// Program run after each publish (and after the first sync at start-up), with
         /// $GITSYNC_HASH set, in the new worktree, without a shell; the path is used as

@@ -20,7 +20,15 @@ const DEFAULT_READINESS_STALENESS_PERIODS: u32 = 5;
 const MIN_WEBHOOK_MAX_BODY: u64 = KIB;
 const MAX_WEBHOOK_MAX_BODY: u64 = 64 * MIB;
 /// Paths served by the HTTP endpoint itself, which the webhook must not take.
-const RESERVED_HTTP_PATHS: &[&str] = &["/", "/livez", "/readyz", "/status", "/metrics", "/sync"];
+const RESERVED_HTTP_PATHS: &[&str] = &[
+    "/",
+    "/livez",
+    "/readyz",
+    "/status",
+    "/metrics",
+    "/sync",
+    "/peers/hint",
+];
 
 // Defaults from the flag table (the type is the HTTP layer's).
 impl Default for crate::http::ConnectionLimits {

@@ -29,6 +29,7 @@ pub mod git_config;
 mod hooks;
 mod http;
 mod paths;
+mod peers;
 mod placeholder;
 mod secret;
 mod sync;
@@ -102,6 +103,8 @@ pub struct Config {
     pub http: Option<HttpConfig>,
     /// What runs after (and just before) publishing.
     pub hooks: HooksConfig,
+    /// `--peers`: the replicas told of each accepted webhook.
+    pub peers: Option<crate::peers::PeersConfig>,
 }
 
 /// Why no [`Config`] could be built.
@@ -334,6 +337,7 @@ impl Config {
 
         let http = c.http(period, sync_timeout);
         let hooks = c.hooks();
+        let peers = c.peers();
 
         c.unsupported();
 
@@ -383,6 +387,7 @@ impl Config {
             warnings,
             http,
             hooks,
+            peers,
         })
     }
 }

@@ -293,6 +293,7 @@ pub async fn handle(
     let expected = push.after_for(&state.git_ref).map(str::to_string);
     state.status.expect(expected.clone());
     state.trigger.fire();
+    state.announce(expected.clone());
     let reason = match &expected {
         Some(after) => format!("sync triggered; expecting {after}"),
         None => "sync triggered".to_string(),

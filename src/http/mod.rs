@@ -10,10 +10,12 @@
 //! - `GET /debug/pprof/`, `/debug/pprof/profile` (`--http-pprof`): CPU profile
 //! - `POST <--incoming-webhook-path>`: signed forge webhooks → sync
 //! - `POST /sync`: bearer-token trigger for CI and operators
+//! - `POST /peers/hint` (`--peers`): a signed hint from another replica → sync
 //! - anything else: git-sync's health answer (503 `repo is not ready` until
 //!   the first successful sync of this process, then 200)
 
 mod incoming_webhook;
+mod peer_hint;
 #[cfg(feature = "pprof")]
 mod pprof;
 mod ratelimit;
@@ -53,6 +55,8 @@ pub struct HttpState {
     secrets: crate::forge::Secrets,
     limiter: RateLimiter,
     body_buffer: incoming_webhook::BodyBuffer,
+    /// `--peers`: told of each accepted webhook and `POST /sync`.
+    peers: Option<Arc<crate::peers::Peers>>,
 }
 
 impl HttpState {
@@ -87,6 +91,24 @@ impl HttpState {
             secrets,
             limiter,
             body_buffer,
+            peers: None,
+        }
+    }
+
+    /// With peer fan-out: accepted triggers are announced to `peers`, and
+    /// their hints are received.
+    pub fn with_peers(self, peers: Arc<crate::peers::Peers>) -> Self {
+        Self {
+            peers: Some(peers),
+            ..self
+        }
+    }
+
+    /// A verified trigger was accepted: the peers hear of it (never called
+    /// for a peer's own hint).
+    fn announce(&self, expected: Option<String>) {
+        if let Some(peers) = &self.peers {
+            peers.announce(expected);
         }
     }
 }
@@ -100,6 +122,7 @@ pub fn router(state: Shared) -> Router {
         .route("/readyz", get(readyz))
         .route("/status", get(status))
         .route("/sync", post(trigger_sync))
+        .route(crate::peers::ENDPOINT, post(peer_hint::handle))
         .route(&state.config.webhook.path, post(incoming_webhook::handle));
     if state.config.metrics {
         router = router.route("/metrics", get(metrics_text));
@@ -191,13 +214,19 @@ async fn readyz(State(state): State<Shared>) -> Response {
 async fn status(State(state): State<Shared>) -> Response {
     let snapshot = state.status.snapshot();
     let readiness = state.status.readiness(&state.config.readiness);
-    Json(StatusReport::new(
-        &snapshot,
-        &state.repo_redacted,
-        &state.git_ref,
-        readiness,
-    ))
-    .into_response()
+    let report = StatusReport::new(&snapshot, &state.repo_redacted, &state.git_ref, readiness);
+    let Some(peers) = &state.peers else {
+        return Json(report).into_response();
+    };
+    // The last fan-out (`--peers`) next to the loop's own fields.
+    let mut body = serde_json::to_value(report).unwrap_or_default();
+    if let Some(object) = body.as_object_mut() {
+        object.insert(
+            "peers".into(),
+            json!({ "last_fan_out": peers.last_fan_out() }),
+        );
+    }
+    Json(body).into_response()
 }
 
 async fn metrics_text(State(state): State<Shared>) -> Response {
@@ -247,6 +276,7 @@ async fn trigger_sync(
         );
     }
     state.trigger.fire();
+    state.announce(None);
     reply(StatusCode::ACCEPTED, "ok", "sync triggered")
 }
 

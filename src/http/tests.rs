@@ -849,3 +849,80 @@ async fn over_a_socket_a_client_gone_mid_body_is_not_too_large() {
     assert!(!counted("too_large"));
     cancel.cancel();
 }
+
+/// A `POST /peers/hint` request signed with `secret` (unsigned when `None`).
+fn peer_hint(body: &[u8], secret: Option<&str>) -> Request<Body> {
+    let mut req = Request::post(crate::peers::ENDPOINT).header("content-type", "application/json");
+    if let Some(secret) = secret {
+        let signature = sign(secret, std::str::from_utf8(body).expect("utf-8"));
+        req = req.header(crate::peers::SIGNATURE_HEADER, signature);
+    }
+    req.body(Body::from(body.to_vec())).expect("request")
+}
+
+#[tokio::test]
+async fn peer_hints_are_refused_without_peers() {
+    let h = Harness::new(config());
+    let hint = crate::peers::Hint::new("repo", "main", None);
+    let (body, _) = hint.sign(&SecretBytes::new("any"));
+    let (code, text) = h.send(peer_hint(&body, Some("any"))).await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "{text}");
+    assert!(text.contains("no --peers"), "{text}");
+    assert!(!h.triggered().await);
+}
+
+/// A verified webhook is announced to the peers; a peer's hint triggers a
+/// sync (with its expected commit) but is never announced again, and an
+/// unsigned hint does nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_announced_to_peers_and_hints_are_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret_file = dir.path().join("peer-secret");
+    std::fs::write(&secret_file, "peer secret").expect("write");
+    let peers_config = crate::peers::PeersConfig {
+        // Nobody listens there: the fan-out fails fast, and is recorded.
+        names: crate::peers::resolve::parse_list("127.0.0.1:1").expect("list"),
+        secret_file,
+        secret: SecretBytes::new("peer secret"),
+    };
+    let base = state(config());
+    let peers = crate::peers::Peers::start(
+        &peers_config,
+        crate::peers::Me {
+            bound: "127.0.0.1:2".parse().expect("addr"),
+        },
+        base.repo_redacted.clone(),
+        base.git_ref.clone(),
+        base.metrics.clone(),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    let h = Harness::with_state(base.with_peers(peers.clone()));
+    let commit = "e".repeat(40);
+    let hint = crate::peers::Hint::new(
+        &h.state.repo_redacted,
+        &h.state.git_ref,
+        Some(commit.clone()),
+    );
+    let (body, _) = hint.sign(&SecretBytes::new("peer secret"));
+
+    let (code, text) = h.send(peer_hint(&body, None)).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED, "{text}");
+    assert!(!h.triggered().await);
+    let (code, text) = h.send(peer_hint(&body, Some("peer secret"))).await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{text}");
+    assert!(h.triggered().await);
+    assert_eq!(h.state.status.snapshot().expected_hash, Some(commit));
+    // Long enough for a fan-out to 127.0.0.1:1 to have failed and been recorded.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(peers.last_fan_out().is_none(), "a hint was passed on");
+
+    let push = push_body("refs/heads/main");
+    let (code, text) = h.send(github_push(&push, Some(sign(SECRET, &push)))).await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{text}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while peers.last_fan_out().is_none() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let fan_out = peers.last_fan_out().expect("the webhook was announced");
+    assert_eq!(fan_out.peers.len(), 1);
+}

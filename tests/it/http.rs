@@ -70,14 +70,14 @@ fn get(addr: &str, path: &str) -> Response {
     client::get(addr, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
-fn status_json(addr: &str) -> serde_json::Value {
+pub(crate) fn status_json(addr: &str) -> serde_json::Value {
     let r = get(addr, "/status");
     assert_eq!(r.status, 200, "/status: {r}");
     r.json()
 }
 
 /// The value of the sample whose line is exactly `<sample> <value>`.
-fn metric(text: &str, sample: &str) -> Option<f64> {
+pub(crate) fn metric(text: &str, sample: &str) -> Option<f64> {
     text.lines().find_map(|l| {
         let v = l.strip_prefix(sample)?.strip_prefix(' ')?;
         v.trim().parse().ok()
@@ -85,14 +85,14 @@ fn metric(text: &str, sample: &str) -> Option<f64> {
 }
 
 /// The /metrics text (requires --http-metrics).
-fn metrics_text(addr: &str) -> String {
+pub(crate) fn metrics_text(addr: &str) -> String {
     let r = get(addr, "/metrics");
     assert_eq!(r.status, 200, "/metrics: {r}");
     r.text()
 }
 
 /// Sync-loop passes so far: git_sync_count_total summed over its statuses.
-fn sync_passes(addr: &str) -> u64 {
+pub(crate) fn sync_passes(addr: &str) -> u64 {
     let text = metrics_text(addr);
     ["success", "noop", "error"]
         .iter()

@@ -7,8 +7,9 @@
 //! * `harness` — self-tests of the harness against the real git CLI (no sidecar involved).
 //! * the other modules — scenarios against the built binary.
 //!
-//! Everything listens on and connects to 127.0.0.1 only; each test has its
-//! own temporary directories and ports, so tests run in parallel.
+//! Everything listens on and connects to 127.0.0.1 only (the peer tests: other
+//! loopback addresses, see `support::dns`); each test has its own temporary
+//! directories and ports, so tests run in parallel.
 //! `IT_CRASH_SEED=<u64>` replays the kill -9 loop (`faults::kill9_*`) with
 //! another seed; the seed in use is printed (`--nocapture`) and is part of
 //! every failure message.
@@ -33,6 +34,7 @@ mod https;
 mod loop_semantics;
 mod messages;
 mod partial;
+mod peers;
 mod pid1;
 mod refs_depth;
 mod retire;

@@ -358,6 +358,9 @@ struct ServiceDoc {
 struct ServiceSpec {
     selector: BTreeMap<String, String>,
     ports: Vec<ServicePort>,
+    #[serde(rename = "clusterIP")]
+    cluster_ip: Option<String>,
+    publish_not_ready_addresses: Option<bool>,
 }
 
 #[derive(Deserialize, Clone, Debug)]

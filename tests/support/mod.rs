@@ -3,7 +3,9 @@
 //!
 //! Rules the harness follows (and scenario tests should too):
 //! * everything listens on 127.0.0.1 with an OS-chosen port, never another address
-//!   (tests of IPv6 use `[::1]`, still loopback);
+//!   (tests of IPv6 use `[::1]`, still loopback; the peer tests, which need
+//!   one address per replica and DNS on port 53, use a 127.X.Y.0/24 of their
+//!   own: `dns::Subnet`);
 //! * every git invocation is isolated from the user's/system's configuration;
 //! * no sleeps as synchronisation: poll a condition with [`poll_until`] /
 //!   [`wait_until`] / `Running::wait_until` under a generous deadline;
@@ -12,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod dns;
 pub mod forward_proxy;
 pub mod git;
 pub mod http_server;

@@ -29,6 +29,8 @@ pub struct Sidecar {
     user: Option<(u32, u32)>,
     /// RLIMIT_NOFILE (soft, hard) to start with.
     open_files: Option<(u64, u64)>,
+    /// Bind-mounted over /etc/resolv.conf in a private mount namespace.
+    resolv_conf: Option<PathBuf>,
 }
 
 impl Default for Sidecar {
@@ -52,6 +54,7 @@ impl Sidecar {
             cwd: None,
             user: None,
             open_files: None,
+            resolv_conf: None,
         }
     }
 
@@ -89,6 +92,14 @@ impl Sidecar {
     /// `nofile` ulimit).
     pub fn open_file_limit(mut self, soft: u64, hard: u64) -> Self {
         self.open_files = Some((soft, hard));
+        self
+    }
+
+    /// Runs the process with `path` as its /etc/resolv.conf (the system
+    /// resolver then asks the test's DNS server, see `support::dns`), in a
+    /// private mount namespace: the machine's file is untouched. Needs root.
+    pub fn resolv_conf(mut self, path: impl Into<PathBuf>) -> Self {
+        self.resolv_conf = Some(path.into());
         self
     }
 
@@ -151,10 +162,18 @@ impl Sidecar {
             cmd.env_remove("HOME").uid(uid).gid(gid);
         }
         let open_files = self.open_files;
-        // SAFETY: prctl and setrlimit are async-signal-safe; nothing else runs
-        // between fork and exec.
+        let resolv_conf = self.resolv_conf.as_deref().map(|p| {
+            use std::os::unix::ffi::OsStrExt;
+            std::ffi::CString::new(p.as_os_str().as_bytes()).expect("a path without NUL")
+        });
+        // SAFETY: prctl, setrlimit, unshare and mount are async-signal-safe
+        // system calls (the C strings were made before the fork); nothing
+        // else runs between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
+                if let Some(source) = &resolv_conf {
+                    private_resolv_conf(source)?;
+                }
                 if let Some((soft, hard)) = open_files {
                     nix::sys::resource::setrlimit(
                         nix::sys::resource::Resource::RLIMIT_NOFILE,
@@ -198,6 +217,36 @@ impl Sidecar {
             stdout: running.stdout().into_bytes(),
             stderr: running.stderr().into_bytes(),
         }
+    }
+}
+
+/// In the child, before exec: a mount namespace of its own (changes not
+/// propagated back), with `source` bind-mounted over /etc/resolv.conf.
+fn private_resolv_conf(source: &std::ffi::CStr) -> std::io::Result<()> {
+    let check = |rc: i32| {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    // SAFETY: plain system calls on NUL-terminated strings.
+    unsafe {
+        check(libc::unshare(libc::CLONE_NEWNS))?;
+        check(libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ))?;
+        check(libc::mount(
+            source.as_ptr(),
+            c"/etc/resolv.conf".as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        ))
     }
 }
 

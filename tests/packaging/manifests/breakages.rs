@@ -319,6 +319,53 @@ const BREAKAGES: &[Breakage] = &[
         expect: "Service site-git-sidecar has no port",
     },
     Breakage {
+        what: "a peers' Service with a cluster IP",
+        variant: "replicas",
+        edit: |v| remove(doc_mut(v, "service.yaml", 2), "spec/clusterIP"),
+        check: check_peers,
+        expect: "must be headless",
+    },
+    Breakage {
+        what: "a peers' Service listing pods that are not ready",
+        variant: "replicas",
+        edit: |v| {
+            set(
+                doc_mut(v, "service.yaml", 2),
+                "spec/publishNotReadyAddresses",
+                yaml("true"),
+            )
+        },
+        check: check_peers,
+        expect: "publishNotReadyAddresses: true",
+    },
+    Breakage {
+        what: "--peers on another port than --http-bind",
+        variant: "replicas",
+        edit: |v| {
+            replace_item(
+                deployment(v),
+                &format!("{SIDECAR}/args"),
+                "--peers=site-peers.default.svc.cluster.local:8081",
+                "--peers=site-peers.default.svc.cluster.local:80",
+            )
+        },
+        check: check_peers,
+        expect: "--peers port 80 is not git-sidecar's --http-bind port (8081)",
+    },
+    Breakage {
+        what: "--peers naming a Service that is not there",
+        variant: "replicas",
+        edit: |v| {
+            set(
+                doc_mut(v, "service.yaml", 2),
+                "metadata/name",
+                yaml("site-replicas"),
+            )
+        },
+        check: check_peers,
+        expect: "--peers names Service \"site-peers\", not defined here",
+    },
+    Breakage {
         what: "a webhook behind an Ingress without a secret",
         variant: "webhook",
         edit: |v| {

@@ -14,6 +14,7 @@ const CHECKS: &[(&str, Check)] = &[
     ("git-sidecar HTTP", check_sidecar_http),
     ("Services", check_services),
     ("Ingresses", check_ingresses),
+    ("peers", check_peers),
     ("securityContext", check_hardening),
     ("resources", check_resources),
     ("volumes", check_volumes),
@@ -255,6 +256,79 @@ fn ingress_path_problems(m: &Model, at: &str, path: &IngressPath, problems: &mut
                 w.what
             ));
         }
+    }
+}
+
+/// A git-sidecar with `--peers NAME:PORT` finds its replicas through a
+/// headless Service of this directory named by NAME's first label: no
+/// cluster IP (so DNS lists the pods), not-ready pods left out, selecting
+/// this very workload, with PORT reaching git-sidecar's HTTP port; and the
+/// peer secret is mounted.
+pub(super) fn check_peers(m: &Model) -> Vec<String> {
+    let mut problems = Vec::new();
+    for w in &m.objects.workloads {
+        for c in w.pod.running_sidecars() {
+            let Some(peers) = c.setting("peers") else {
+                continue;
+            };
+            let at = format!("{} container {}", w.what, c.name);
+            if c.setting("peer-secret-file").is_none() {
+                problems.push(format!("{at}: --peers without --peer-secret-file"));
+            }
+            let Some((host, port)) = peers.rsplit_once(':') else {
+                problems.push(format!("{at}: --peers {peers:?} has no port"));
+                continue;
+            };
+            let name = host.split('.').next().unwrap_or_default();
+            let Some(svc) = m.objects.service(name) else {
+                problems.push(format!(
+                    "{at}: --peers names Service {name:?}, not defined here"
+                ));
+                continue;
+            };
+            peer_service_problems(w, c, svc, port, &mut problems);
+        }
+    }
+    problems
+}
+
+fn peer_service_problems(
+    w: &Workload,
+    c: &Container,
+    svc: &Named<ServiceSpec>,
+    port: &str,
+    problems: &mut Vec<String>,
+) {
+    let at = &svc.what;
+    if svc.spec.cluster_ip.as_deref() != Some("None") {
+        problems.push(format!(
+            "{at}: the peers' Service must be headless (clusterIP: None), or DNS answers \
+             with one virtual IP instead of the pods"
+        ));
+    }
+    if svc.spec.publish_not_ready_addresses == Some(true) {
+        problems.push(format!(
+            "{at}: publishNotReadyAddresses: true sends hints to pods that are not ready"
+        ));
+    }
+    if !selects(&svc.spec.selector, &w.labels) {
+        problems.push(format!("{at}: does not select {}", w.what));
+    }
+    let reaches_sidecar = svc.spec.ports.iter().any(|p| {
+        let target = p.target_port.clone().unwrap_or(PortRef::Number(p.port));
+        p.port.to_string() == port
+            && c.port_number(&target) == c.http_bind_port().and_then(Result::ok)
+    });
+    // Headless: DNS gives pod IPs, so the pods' own port is what counts.
+    let pod_port = c
+        .http_bind_port()
+        .and_then(Result::ok)
+        .map(|p| p.to_string());
+    if !reaches_sidecar || pod_port.as_deref() != Some(port) {
+        problems.push(format!(
+            "{at}: --peers port {port} is not git-sidecar's --http-bind port ({})",
+            pod_port.unwrap_or_else(|| "none".into())
+        ));
     }
 }
 

@@ -462,13 +462,19 @@ fn signed_push(repo: &str, after: &str, secret: &[u8]) -> (Vec<u8>, String) {
 }
 
 /// The manifest's args for a run here: the repository is a local upstream,
-/// HTTP on 127.0.0.1:0, and no `--reload-process` (it would signal every
-/// process of that name on this machine).
+/// HTTP on 127.0.0.1:0, no `--reload-process` (it would signal every
+/// process of that name on this machine), and `--peers` a loopback port
+/// nobody listens on (the cluster's DNS name would be looked up off the
+/// machine; the fan-out itself is tested in tests/it/peers.rs).
 pub(super) fn local_args(args: Vec<String>, repo: &str) -> Vec<String> {
     let mut local: Vec<String> = args
         .into_iter()
         .filter(|a| {
             !a.starts_with("--reload-") && !a.starts_with("--repo") && !a.starts_with("--http-bind")
+        })
+        .map(|a| match a.starts_with("--peers=") {
+            true => "--peers=127.0.0.1:1".to_string(),
+            false => a,
         })
         .collect();
     local.push(format!("--repo={repo}"));

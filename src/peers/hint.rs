@@ -1,0 +1,358 @@
+//! The peer hint: what one replica tells the others after it accepted a
+//! webhook ("repository R, ref F should now be at commit C"), signed with
+//! the shared peer secret, and the receiving side's checks: the HMAC
+//! (constant time), the timestamp window, and the memory of deliveries and
+//! commits already acted on.
+//!
+//! Wire format: a JSON body (`{"v":1,"repo":..,"ref":..,"commit":..,"id":..,"ts":..}`)
+//! and the header [`SIGNATURE_HEADER`] `sha256=<hex HMAC-SHA256 of the raw body>`.
+//! The signature covers the exact bytes sent, so nothing is re-encoded
+//! before it is checked.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, KeyInit as _, Mac as _};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::secret::SecretBytes;
+
+/// The header carrying the hint's signature.
+pub const SIGNATURE_HEADER: &str = "x-git-sidecar-peer-signature";
+/// How far a hint's timestamp may be from the receiver's clock, either way:
+/// node clocks in a cluster agree within seconds (NTP), a captured hint is
+/// useless after this long, and the delivery-id memory only has to cover it.
+pub const WINDOW: Duration = Duration::from_secs(120);
+/// Delivery ids remembered (the oldest are forgotten first). Only holders of
+/// the secret can make ids, so only real traffic fills it.
+const REMEMBERED_IDS: usize = 4096;
+/// Commits remembered for deduplication.
+const REMEMBERED_COMMITS: usize = 256;
+/// Largest hint body read: a hint is a few hundred bytes.
+pub const MAX_BODY: usize = 4096;
+
+/// What a hint says. `commit` is absent when the trigger carried none
+/// (`POST /sync`): the peer then simply syncs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hint {
+    pub v: u32,
+    pub repo: String,
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub commit: Option<String>,
+    /// Unique per delivery (random, 128 bits, hex).
+    pub id: String,
+    /// Unix seconds when the delivery was made.
+    pub ts: u64,
+}
+
+impl Hint {
+    /// A new delivery, stamped now with a fresh id.
+    pub fn new(repo: &str, git_ref: &str, commit: Option<String>) -> Self {
+        Hint {
+            v: 1,
+            repo: repo.to_string(),
+            git_ref: git_ref.to_string(),
+            commit,
+            id: format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
+            ts: unix_now(),
+        }
+    }
+
+    /// The body and its signature header value.
+    pub fn sign(&self, secret: &SecretBytes) -> (Vec<u8>, String) {
+        // Serialising a struct of strings and integers cannot fail.
+        let body = serde_json::to_vec(self).unwrap_or_default();
+        let signature = format!("sha256={}", hex::encode(mac(secret, &body)));
+        (body, signature)
+    }
+}
+
+fn mac(secret: &SecretBytes, body: &[u8]) -> Vec<u8> {
+    match <Hmac<Sha256>>::new_from_slice(secret.expose()) {
+        Ok(mut mac) => {
+            mac.update(body);
+            mac.finalize().into_bytes().to_vec()
+        }
+        // HMAC takes keys of any length; unreachable, and an empty MAC never verifies.
+        Err(_) => Vec::new(),
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Why a hint was refused; `label` is the metric's `result`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("no {SIGNATURE_HEADER} header: peer hints must be signed with --peer-secret-file")]
+    MissingSignature,
+    #[error("the signature does not match: the sender's --peer-secret-file differs from ours")]
+    BadSignature,
+    #[error("not a peer hint: {0}")]
+    Malformed(String),
+    #[error("the hint's timestamp is {0}s away from this clock (allowed: {allowed}s); check the nodes' clocks", allowed = WINDOW.as_secs())]
+    Stale(u64),
+}
+
+impl Refusal {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Refusal::MissingSignature => "missing_signature",
+            Refusal::BadSignature => "bad_signature",
+            Refusal::Malformed(_) => "malformed",
+            Refusal::Stale(_) => "stale",
+        }
+    }
+}
+
+/// Checks the signature (against each of `secrets`, in constant time per
+/// comparison), then parses the body and checks the window around `now`.
+pub fn verify(
+    body: &[u8],
+    signature: Option<&str>,
+    secrets: &[SecretBytes],
+    now: u64,
+) -> Result<Hint, Refusal> {
+    let signature = signature.ok_or(Refusal::MissingSignature)?;
+    let presented = signature
+        .strip_prefix("sha256=")
+        .and_then(|h| hex::decode(h.trim()).ok())
+        .ok_or(Refusal::BadSignature)?;
+    let genuine = secrets.iter().any(|secret| {
+        <Hmac<Sha256>>::new_from_slice(secret.expose()).is_ok_and(|mut mac| {
+            mac.update(body);
+            // `verify_slice` compares in constant time.
+            mac.verify_slice(&presented).is_ok()
+        })
+    });
+    if !genuine {
+        return Err(Refusal::BadSignature);
+    }
+    let hint: Hint = serde_json::from_slice(body).map_err(|e| Refusal::Malformed(e.to_string()))?;
+    if hint.v != 1 {
+        return Err(Refusal::Malformed(format!("unknown version {}", hint.v)));
+    }
+    let skew = hint.ts.abs_diff(now);
+    if skew > WINDOW.as_secs() {
+        return Err(Refusal::Stale(skew));
+    }
+    Ok(hint)
+}
+
+/// What the receiver remembers of hints it acted on, bounded.
+#[derive(Debug, Default)]
+pub struct Seen {
+    ids: HashSet<String>,
+    id_order: VecDeque<String>,
+    /// commit → when (unix seconds) a hint for it was acted on.
+    commits: HashMap<String, u64>,
+    commit_order: VecDeque<String>,
+}
+
+/// Whether a verified hint is acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    New,
+    /// This delivery id was seen before (a replay or a retried send).
+    DuplicateDelivery,
+    /// Another delivery for the same commit was acted on within the window.
+    DuplicateCommit,
+}
+
+impl Verdict {
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::New => "ok",
+            Verdict::DuplicateDelivery => "duplicate_delivery",
+            Verdict::DuplicateCommit => "duplicate_commit",
+        }
+    }
+}
+
+impl Seen {
+    /// Records `hint` and says whether it is new. A delivery id is
+    /// remembered whatever the verdict, so its replays stay duplicates.
+    pub fn admit(&mut self, hint: &Hint, now: u64) -> Verdict {
+        if self.ids.contains(&hint.id) {
+            return Verdict::DuplicateDelivery;
+        }
+        self.remember_id(&hint.id);
+        let Some(commit) = &hint.commit else {
+            return Verdict::New;
+        };
+        match self.commits.get(commit) {
+            Some(&at) if now.saturating_sub(at) <= WINDOW.as_secs() => Verdict::DuplicateCommit,
+            _ => {
+                self.remember_commit(commit, now);
+                Verdict::New
+            }
+        }
+    }
+
+    fn remember_id(&mut self, id: &str) {
+        if self.id_order.len() >= REMEMBERED_IDS {
+            if let Some(old) = self.id_order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+        self.ids.insert(id.to_string());
+        self.id_order.push_back(id.to_string());
+    }
+
+    fn remember_commit(&mut self, commit: &str, now: u64) {
+        if self.commits.insert(commit.to_string(), now).is_none() {
+            self.commit_order.push_back(commit.to_string());
+        }
+        if self.commit_order.len() > REMEMBERED_COMMITS {
+            if let Some(old) = self.commit_order.pop_front() {
+                self.commits.remove(&old);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(s: &str) -> SecretBytes {
+        SecretBytes::new(s.as_bytes())
+    }
+
+    fn hint(commit: Option<&str>) -> Hint {
+        Hint::new(
+            "https://example.com/site",
+            "main",
+            commit.map(str::to_string),
+        )
+    }
+
+    #[test]
+    fn a_signed_hint_verifies_and_round_trips() {
+        let h = hint(Some("a".repeat(40).as_str()));
+        let (body, sig) = h.sign(&secret("s3cret"));
+        assert!(sig.starts_with("sha256="), "{sig}");
+        let got = verify(&body, Some(&sig), &[secret("s3cret")], h.ts).unwrap();
+        assert_eq!(got, h);
+    }
+
+    #[test]
+    fn missing_wrong_and_tampered_signatures_are_refused() {
+        let h = hint(None);
+        let (body, sig) = h.sign(&secret("s3cret"));
+        let now = h.ts;
+        assert_eq!(
+            verify(&body, None, &[secret("s3cret")], now),
+            Err(Refusal::MissingSignature)
+        );
+        assert_eq!(
+            verify(&body, Some(&sig), &[secret("other")], now),
+            Err(Refusal::BadSignature)
+        );
+        assert_eq!(
+            verify(&body, Some("sha256=zz"), &[secret("s3cret")], now),
+            Err(Refusal::BadSignature)
+        );
+        assert_eq!(
+            verify(
+                &body,
+                Some(sig.trim_start_matches("sha256=")),
+                &[secret("s3cret")],
+                now
+            ),
+            Err(Refusal::BadSignature)
+        );
+        let mut tampered = body.clone();
+        let at = tampered.len() - 2;
+        tampered[at] ^= 1;
+        assert_eq!(
+            verify(&tampered, Some(&sig), &[secret("s3cret")], now),
+            Err(Refusal::BadSignature)
+        );
+        // No secret at all: nothing verifies.
+        assert_eq!(
+            verify(&body, Some(&sig), &[], now),
+            Err(Refusal::BadSignature)
+        );
+    }
+
+    #[test]
+    fn the_previous_secret_still_verifies_during_a_rotation() {
+        let h = hint(None);
+        let (body, sig) = h.sign(&secret("old"));
+        assert!(verify(&body, Some(&sig), &[secret("new"), secret("old")], h.ts).is_ok());
+    }
+
+    #[test]
+    fn the_timestamp_window_is_enforced_both_ways() {
+        let h = hint(None);
+        let (body, sig) = h.sign(&secret("k"));
+        let w = WINDOW.as_secs();
+        assert!(verify(&body, Some(&sig), &[secret("k")], h.ts + w).is_ok());
+        assert!(verify(&body, Some(&sig), &[secret("k")], h.ts - w).is_ok());
+        assert_eq!(
+            verify(&body, Some(&sig), &[secret("k")], h.ts + w + 1),
+            Err(Refusal::Stale(w + 1))
+        );
+        assert_eq!(
+            verify(&body, Some(&sig), &[secret("k")], h.ts - w - 1),
+            Err(Refusal::Stale(w + 1))
+        );
+    }
+
+    #[test]
+    fn signed_garbage_is_malformed_not_accepted() {
+        let body = b"{\"hello\":1}";
+        let sig = format!("sha256={}", hex::encode(mac(&secret("k"), body)));
+        assert!(matches!(
+            verify(body, Some(&sig), &[secret("k")], unix_now()),
+            Err(Refusal::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn replays_and_repeated_commits_are_deduplicated() {
+        let mut seen = Seen::default();
+        let c = "b".repeat(40);
+        let first = hint(Some(&c));
+        let now = first.ts;
+        assert_eq!(seen.admit(&first, now), Verdict::New);
+        assert_eq!(seen.admit(&first, now), Verdict::DuplicateDelivery);
+        // Another delivery of the same commit (the forge redelivered).
+        assert_eq!(
+            seen.admit(&hint(Some(&c)), now + 5),
+            Verdict::DuplicateCommit
+        );
+        // After the window the same commit counts again (A → B → A).
+        assert_eq!(
+            seen.admit(&hint(Some(&c)), now + WINDOW.as_secs() + 1),
+            Verdict::New
+        );
+        // Without a commit, only the delivery id deduplicates.
+        let bare = hint(None);
+        assert_eq!(seen.admit(&bare, now), Verdict::New);
+        assert_eq!(seen.admit(&hint(None), now), Verdict::New);
+        assert_eq!(seen.admit(&bare, now), Verdict::DuplicateDelivery);
+    }
+
+    #[test]
+    fn the_memory_is_bounded() {
+        let mut seen = Seen::default();
+        let first = hint(None);
+        seen.admit(&first, 0);
+        for i in 0..REMEMBERED_IDS + 10 {
+            seen.admit(&hint(Some(&format!("{i:040x}"))), 0);
+        }
+        assert_eq!(seen.ids.len(), REMEMBERED_IDS);
+        assert_eq!(seen.id_order.len(), REMEMBERED_IDS);
+        assert!(seen.commits.len() <= REMEMBERED_COMMITS);
+        assert!(seen.commit_order.len() <= REMEMBERED_COMMITS);
+        // The oldest id was forgotten first.
+        assert!(!seen.ids.contains(&first.id));
+    }
+}

@@ -1,0 +1,249 @@
+//! Peer fan-out (`--peers`, `--peer-secret-file`): every replica hears the
+//! webhook. The replica that accepts a verified forge webhook (or an
+//! authenticated `POST /sync`) syncs itself and sends a signed [`Hint`] to
+//! every other replica, found by resolving `--peers` again for each
+//! delivery (a headless Service lists every ready pod). A replica that
+//! receives a hint verifies it, deduplicates it, and fires its own sync
+//! trigger with the expected commit, as a webhook would; it never sends
+//! hints of its own for it.
+//!
+//! Why this cannot loop or amplify:
+//! - only [`Peers::announce`] sends, and only the HTTP layer calls it, after
+//!   a forge signature or a sync-trigger token was verified; the hint
+//!   endpoint ([`Peers::receive`]) never announces;
+//! - one announcement → one delivery to each resolved peer other than this
+//!   instance (at most N−1), and announcements arriving while a delivery
+//!   runs coalesce into one more, so a burst of webhooks is at most two
+//!   rounds;
+//! - without the peer secret, nothing passes [`hint::verify`].
+//!
+//! Polling (`--period`) stays on as the safety net: a lost hint only
+//! delays a replica until its next poll.
+
+pub mod fanout;
+pub mod hint;
+pub mod resolve;
+pub mod secret;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::secret::SecretBytes;
+pub use fanout::PeerOutcome;
+pub use hint::{Hint, Refusal, Verdict, SIGNATURE_HEADER};
+pub use resolve::{Me, PeerName};
+
+/// The path peers send hints to (on `--http-bind`).
+pub const ENDPOINT: &str = "/peers/hint";
+
+/// `--peers` and `--peer-secret-file`, validated.
+#[derive(Debug, Clone)]
+pub struct PeersConfig {
+    pub names: Vec<PeerName>,
+    pub secret_file: PathBuf,
+    /// Read at start-up; read again when the file changes.
+    pub secret: SecretBytes,
+}
+
+/// The last fan-out, for `/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FanOut {
+    /// RFC 3339.
+    pub at: String,
+    pub delivery: String,
+    pub commit: Option<String>,
+    pub peers: Vec<PeerOutcome>,
+    /// This instance's own addresses found in the answer, not sent to.
+    pub skipped_self: Vec<SocketAddr>,
+    /// Names that did not resolve (with why).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unresolved: Vec<String>,
+}
+
+/// What the hint endpoint should do with a verified hint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// Sync, expecting this commit (if any).
+    Sync(Option<String>),
+    /// Already acted on (the label says how it was recognised).
+    Duplicate(Verdict),
+    /// For another repository or ref than ours (a Secret shared by two
+    /// Deployments): ignored.
+    Foreign,
+}
+
+impl Received {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Received::Sync(_) => "ok",
+            Received::Duplicate(v) => v.label(),
+            Received::Foreign => "ignored",
+        }
+    }
+}
+
+/// The fan-out component: owned by the app, shared with the HTTP layer.
+pub struct Peers {
+    names: Vec<PeerName>,
+    secret: secret::SecretFile,
+    me: Me,
+    repo: String,
+    git_ref: String,
+    client: Option<reqwest::Client>,
+    metrics: Arc<Metrics>,
+    seen: Mutex<hint::Seen>,
+    last: Mutex<Option<FanOut>>,
+    /// The announcement waiting for the sender (`Some(commit)`): a burst
+    /// coalesces into the latest one.
+    pending: Mutex<Option<Option<String>>>,
+    wake: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Peers {
+    /// Builds the component and starts its sender, which stops on `cancel`.
+    /// `me` is the bound HTTP address; `repo` (redacted) and `git_ref`
+    /// identify what the hints are about.
+    pub fn start(
+        config: &PeersConfig,
+        me: Me,
+        repo: String,
+        git_ref: String,
+        metrics: Arc<Metrics>,
+        cancel: CancellationToken,
+    ) -> Arc<Self> {
+        let peers = Arc::new(Self::new(config, me, repo, git_ref, metrics));
+        let sender = peers.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = sender.send_loop() => {}
+            }
+        });
+        peers
+    }
+
+    fn new(
+        config: &PeersConfig,
+        me: Me,
+        repo: String,
+        git_ref: String,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        // Peers are pod addresses: never through an HTTP proxy from the environment.
+        let client = reqwest::Client::builder()
+            .timeout(fanout::ATTEMPT_TIMEOUT)
+            .connect_timeout(fanout::ATTEMPT_TIMEOUT)
+            .no_proxy()
+            .build()
+            .map_err(|e| tracing::error!(error = %e, "cannot set up the HTTP client for peer hints; none will be sent"))
+            .ok();
+        Self {
+            names: config.names.clone(),
+            secret: secret::SecretFile::new(config.secret_file.clone(), config.secret.clone()),
+            me,
+            repo,
+            git_ref,
+            client,
+            metrics,
+            seen: Mutex::new(hint::Seen::default()),
+            last: Mutex::new(None),
+            pending: Mutex::new(None),
+            wake: Notify::new(),
+        }
+    }
+
+    /// A verified webhook (or an authenticated `POST /sync`) was accepted:
+    /// tell the peers, in the background.
+    pub fn announce(&self, commit: Option<String>) {
+        *lock(&self.pending) = Some(commit);
+        self.wake.notify_one();
+    }
+
+    async fn send_loop(&self) {
+        loop {
+            self.wake.notified().await;
+            let Some(commit) = lock(&self.pending).take() else {
+                continue;
+            };
+            self.fan_out(commit).await;
+        }
+    }
+
+    /// One delivery: resolve, skip this instance, send, record.
+    async fn fan_out(&self, commit: Option<String>) {
+        let Some(client) = &self.client else { return };
+        let (addrs, unresolved) = resolve::resolve(&self.names).await;
+        for e in &unresolved {
+            tracing::warn!(error = %e, "cannot resolve --peers; those peers get no hint");
+        }
+        let local = resolve::local_ips();
+        let (skipped_self, others): (Vec<_>, Vec<_>) =
+            addrs.into_iter().partition(|a| self.me.is(*a, &local));
+        self.metrics.set_peers_seen(others.len() as u64);
+        let hint = Hint::new(&self.repo, &self.git_ref, commit);
+        let (body, signature) = hint.sign(&self.secret.current());
+        let peers = fanout::deliver_all(
+            client,
+            &self.metrics,
+            others,
+            Arc::new(body),
+            Arc::new(signature),
+        )
+        .await;
+        tracing::info!(
+            delivery = %hint.id,
+            commit = hint.commit.as_deref().unwrap_or(""),
+            peers = peers.len(),
+            delivered = peers.iter().filter(|p| p.result == fanout::Result::Ok).count(),
+            "peer hints sent"
+        );
+        *lock(&self.last) = Some(FanOut {
+            at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            delivery: hint.id,
+            commit: hint.commit,
+            peers,
+            skipped_self,
+            unresolved,
+        });
+    }
+
+    /// Checks a hint that arrived at [`ENDPOINT`]; counts it. The caller
+    /// fires the sync trigger for [`Received::Sync`], nothing else.
+    pub fn receive(&self, body: &[u8], signature: Option<&str>) -> Result<Received, Refusal> {
+        let now = hint::unix_now();
+        let verified = hint::verify(body, signature, &self.secret.accepted(), now);
+        let received = verified.map(|hint| {
+            if hint.repo != self.repo || hint.git_ref != self.git_ref {
+                return Received::Foreign;
+            }
+            match lock(&self.seen).admit(&hint, now) {
+                Verdict::New => Received::Sync(hint.commit),
+                duplicate => Received::Duplicate(duplicate),
+            }
+        });
+        let label = match &received {
+            Ok(r) => r.label(),
+            Err(refusal) => refusal.label(),
+        };
+        self.metrics.peer_hint_received(label);
+        received
+    }
+
+    /// The last fan-out, if any.
+    pub fn last_fan_out(&self) -> Option<FanOut> {
+        lock(&self.last).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests;

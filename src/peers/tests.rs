@@ -1,0 +1,208 @@
+//! The component in-process: what `receive` decides and counts, and one
+//! fan-out against real sockets on 127.0.0.1 (a peer that takes the hint,
+//! one with another secret, one that never answers, one that is down, and
+//! this instance itself).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::*;
+
+const REPO: &str = "https://example.com/org/site.git";
+
+fn config(list: &str, dir: &tempfile::TempDir) -> PeersConfig {
+    let secret_file = dir.path().join("peer-secret");
+    std::fs::write(&secret_file, "shared").unwrap();
+    PeersConfig {
+        names: resolve::parse_list(list).unwrap(),
+        secret_file,
+        secret: SecretBytes::new(b"shared".to_vec()),
+    }
+}
+
+fn peers(list: &str, me: SocketAddr, dir: &tempfile::TempDir) -> (Peers, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::new());
+    let p = Peers::new(
+        &config(list, dir),
+        Me { bound: me },
+        REPO.into(),
+        "main".into(),
+        metrics.clone(),
+    );
+    (p, metrics)
+}
+
+fn sample(metrics: &Metrics, line: &str) -> Option<f64> {
+    metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
+}
+
+#[test]
+fn receive_acts_once_per_delivery_and_commit_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, metrics) = peers("127.0.0.1:1", "127.0.0.1:2".parse().unwrap(), &dir);
+    let commit = "c".repeat(40);
+    let hint = Hint::new(REPO, "main", Some(commit.clone()));
+    let (body, sig) = hint.sign(&SecretBytes::new(b"shared".to_vec()));
+    assert_eq!(
+        p.receive(&body, Some(&sig)),
+        Ok(Received::Sync(Some(commit.clone())))
+    );
+    assert_eq!(
+        p.receive(&body, Some(&sig)),
+        Ok(Received::Duplicate(Verdict::DuplicateDelivery))
+    );
+    let again = Hint::new(REPO, "main", Some(commit));
+    let (body2, sig2) = again.sign(&SecretBytes::new(b"shared".to_vec()));
+    assert_eq!(
+        p.receive(&body2, Some(&sig2)),
+        Ok(Received::Duplicate(Verdict::DuplicateCommit))
+    );
+    let other = Hint::new("https://example.com/org/other.git", "main", None);
+    let (body3, sig3) = other.sign(&SecretBytes::new(b"shared".to_vec()));
+    assert_eq!(p.receive(&body3, Some(&sig3)), Ok(Received::Foreign));
+    let (body4, sig4) = Hint::new(REPO, "main", None).sign(&SecretBytes::new(b"wrong".to_vec()));
+    assert_eq!(p.receive(&body4, Some(&sig4)), Err(Refusal::BadSignature));
+    assert_eq!(p.receive(&body4, None), Err(Refusal::MissingSignature));
+    let received = "git_sidecar_peer_hints_received_total{result=";
+    for (result, n) in [
+        ("ok", 1.0),
+        ("duplicate_delivery", 1.0),
+        ("duplicate_commit", 1.0),
+        ("ignored", 1.0),
+        ("bad_signature", 1.0),
+        ("missing_signature", 1.0),
+    ] {
+        assert_eq!(
+            sample(&metrics, &format!("{received}\"{result}\"}}")),
+            Some(n),
+            "{result}\n{}",
+            metrics.encode()
+        );
+    }
+}
+
+/// A peer answering every request with `status` (after reading it whole),
+/// or never answering (`None`); counts requests.
+async fn peer(status: Option<u16>) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let Some(status) = status else {
+                held.push(stream);
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    if complete(&request) {
+                        break;
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (addr, count)
+}
+
+fn complete(request: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(request);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    body.len() >= length
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_fan_out_reaches_each_peer_once_and_records_each_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, good_count) = peer(Some(202)).await;
+    let (wrong_secret, wrong_count) = peer(Some(401)).await;
+    let (silent, silent_count) = peer(None).await;
+    // A port nobody listens on: bind, note, close.
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let me: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let list = format!("{good},{wrong_secret},{silent},{down},{me}");
+    let (p, metrics) = peers(&list, me, &dir);
+    p.fan_out(Some("d".repeat(40))).await;
+
+    let last = p.last_fan_out().expect("recorded");
+    assert_eq!(last.skipped_self, [me]);
+    let result_of = |addr: SocketAddr| {
+        last.peers
+            .iter()
+            .find(|o| o.address == addr)
+            .map(|o| (o.result, o.attempts))
+    };
+    assert_eq!(result_of(good), Some((fanout::Result::Ok, 1)));
+    assert_eq!(result_of(wrong_secret), Some((fanout::Result::Refused, 1)));
+    assert_eq!(
+        result_of(silent),
+        Some((fanout::Result::Timeout, fanout::ATTEMPTS))
+    );
+    assert_eq!(
+        result_of(down),
+        Some((fanout::Result::Error, fanout::ATTEMPTS))
+    );
+    assert_eq!(last.peers.len(), 4);
+    // Refusals are not retried; failures are, a bounded number of times.
+    assert_eq!(good_count.load(Ordering::SeqCst), 1);
+    assert_eq!(wrong_count.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        silent_count.load(Ordering::SeqCst),
+        fanout::ATTEMPTS as usize
+    );
+    let sent = "git_sidecar_peer_hints_sent_total{result=";
+    for result in ["ok", "refused", "timeout", "error"] {
+        assert_eq!(
+            sample(&metrics, &format!("{sent}\"{result}\"}}")),
+            Some(1.0),
+            "{result}"
+        );
+    }
+    assert_eq!(
+        sample(&metrics, "git_sidecar_peer_hint_retries_total"),
+        Some(2.0 * (fanout::ATTEMPTS - 1) as f64)
+    );
+    assert_eq!(sample(&metrics, "git_sidecar_peers"), Some(4.0));
+    // The record is what /status shows.
+    let shown = serde_json::to_value(&last).unwrap();
+    assert_eq!(shown["peers"].as_array().unwrap().len(), 4, "{shown}");
+    assert!(
+        shown["delivery"].as_str().is_some_and(|d| d.len() == 32),
+        "{shown}"
+    );
+    let _ = Duration::ZERO;
+}

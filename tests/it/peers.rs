@@ -1,0 +1,417 @@
+//! Peer fan-out (`--peers`, issue 18) against the built binary: several
+//! replicas on one machine, each on its own loopback address
+//! (127.X.Y.N, same port, as pods behind a headless Service), each with its
+//! own root, all syncing one `file://` repository with a long `--period`
+//! (so only a hint can explain a quick publish). `--peers` names a DNS name
+//! that a real dnsmasq answers with one A record per replica
+//! (`support::dns`); the replicas resolve it with the system resolver,
+//! pointed at dnsmasq in a private mount namespace.
+//!
+//! Outcomes are asserted by polling the published link (and /status,
+//! /metrics) under generous deadlines; the latency is printed, not asserted.
+
+use std::fs;
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::http::{github_push_body, metric, metrics_text, send_github, status_json, SECRET};
+use crate::support::client::{self, http_address_in, Response};
+use crate::support::dns::{Dnsmasq, Subnet};
+use crate::support::*;
+
+const PEER_SECRET: &str = "it-peer-secret-0123456789";
+const NAME: &str = "site-peers.test";
+
+/// The replicas' world: the repository, the DNS server, the port they all
+/// listen on, and the secret files.
+struct Cluster {
+    up: Upstream,
+    subnet: Subnet,
+    dns: Dnsmasq,
+    port: u16,
+    files: tempfile::TempDir,
+}
+
+struct Replica {
+    run: Running,
+    scratch: Scratch,
+    ip: Ipv4Addr,
+    /// `ip:port`.
+    addr: String,
+}
+
+impl Replica {
+    fn published(&self) -> Option<String> {
+        self.scratch.published()
+    }
+
+    fn metric(&self, sample: &str) -> f64 {
+        metric(&metrics_text(&self.addr), sample).unwrap_or(0.0)
+    }
+
+    fn received(&self, result: &str) -> f64 {
+        self.metric(&format!(
+            "git_sidecar_peer_hints_received_total{{result=\"{result}\"}}"
+        ))
+    }
+
+    fn sent(&self, result: &str) -> f64 {
+        self.metric(&format!(
+            "git_sidecar_peer_hints_sent_total{{result=\"{result}\"}}"
+        ))
+    }
+
+    fn received_any(&self) -> f64 {
+        let text = metrics_text(&self.addr);
+        text.lines()
+            .filter(|l| l.starts_with("git_sidecar_peer_hints_received_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    fn last_fan_out(&self) -> serde_json::Value {
+        status_json(&self.addr)["peers"]["last_fan_out"].clone()
+    }
+
+    /// A signed GitHub push of refs/heads/main to `after`.
+    fn webhook(&self, up: &Upstream, after: &str) -> Response {
+        let body = github_push_body("refs/heads/main", after, &up.file_url());
+        send_github(&self.addr, "push", &body, Some(SECRET))
+    }
+}
+
+impl Cluster {
+    /// A repository with one commit, and dnsmasq answering [`NAME`] with
+    /// the replicas `hosts` (127.X.Y.host).
+    fn new(hosts: &[u8]) -> Self {
+        let subnet = Subnet::new();
+        let ips: Vec<Ipv4Addr> = hosts.iter().map(|h| subnet.ip(*h)).collect();
+        let dns = Dnsmasq::start(subnet, NAME, &ips);
+        // A port free on the subnet's first replica address; the others
+        // are other addresses, so the same port is free there too.
+        let port = TcpListener::bind((subnet.ip(hosts[0]), 0))
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let up = Upstream::new();
+        up.commit_file("index.html", "v0\n", "v0");
+        let files = tempdir("peer-secrets");
+        Cluster {
+            up,
+            subnet,
+            dns,
+            port,
+            files,
+        }
+    }
+
+    fn secret_file(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.files.path().join(name);
+        fs::write(&path, format!("{content}\n")).expect("writing a secret file");
+        path
+    }
+
+    /// Starts a replica on 127.X.Y.`host` with the peer secret `secret`,
+    /// waits until it serves HTTP and has published the upstream head.
+    fn replica(&self, host: u8, secret: &str) -> Replica {
+        let ip = self.subnet.ip(host);
+        let addr = format!("{ip}:{}", self.port);
+        let scratch = Scratch::new();
+        let run = scratch
+            .sidecar(&self.up.file_url())
+            .args(["--period", "1h", "--http-metrics"])
+            .args(["--http-bind", &addr])
+            .arg("--incoming-webhook-secret-file")
+            .arg(self.secret_file("webhook", SECRET))
+            .args(["--peers", &format!("{NAME}:{}", self.port)])
+            .arg("--peer-secret-file")
+            .arg(self.secret_file(&format!("peer-{host}"), secret))
+            .resolv_conf(self.dns.resolv_conf())
+            .spawn();
+        run.wait_until(DEADLINE, "serving HTTP", || {
+            http_address_in(&run.stderr()).is_some()
+        });
+        run.wait_for_link_hash(&scratch.link(), &self.up.head());
+        Replica {
+            run,
+            scratch,
+            ip,
+            addr,
+        }
+    }
+
+    fn replicas(&self, hosts: &[u8]) -> Vec<Replica> {
+        hosts
+            .iter()
+            .map(|h| self.replica(*h, PEER_SECRET))
+            .collect()
+    }
+}
+
+/// Waits until every replica publishes `sha`; returns how long it took.
+fn wait_all_published(replicas: &[&Replica], sha: &str, context: &str) -> Duration {
+    let start = Instant::now();
+    let all = poll_until(DEADLINE, || {
+        replicas
+            .iter()
+            .all(|r| r.published().as_deref() == Some(sha))
+    });
+    if !all {
+        let logs: Vec<String> = replicas.iter().map(|r| r.run.logs()).collect();
+        panic!(
+            "{context}: not every replica published {sha}: {:?}\n{}",
+            replicas.iter().map(|r| r.published()).collect::<Vec<_>>(),
+            logs.join("\n")
+        );
+    }
+    start.elapsed()
+}
+
+/// A webhook reaches one replica; all three publish, rounds after round,
+/// well before their hour-long period. The DNS answer names every replica,
+/// the sender included: it skips itself (N−1 hints, none to itself).
+/// Prints the latency webhook → published in all 3 (median of the rounds).
+#[test]
+fn a_webhook_to_one_replica_publishes_in_all() {
+    let cluster = Cluster::new(&[2, 3, 4]);
+    let replicas = cluster.replicas(&[2, 3, 4]);
+    let all: Vec<&Replica> = replicas.iter().collect();
+    let mut latencies = Vec::new();
+    for round in 0..5 {
+        let sha = cluster
+            .up
+            .commit_file("index.html", format!("v{}\n", round + 1), "next");
+        let target = &replicas[round % 3];
+        let sent = Instant::now();
+        let r = target.webhook(&cluster.up, &sha);
+        assert_eq!(r.status, 202, "signed push: {r}");
+        wait_all_published(&all, &sha, &format!("round {round}"));
+        latencies.push(sent.elapsed());
+    }
+    latencies.sort();
+    println!(
+        "webhook -> published in all 3 replicas: median {:?} (rounds, sorted: {latencies:?})",
+        latencies[latencies.len() / 2]
+    );
+
+    // The last sender (round 4: replica 1) sent to the two others only.
+    let sender = &replicas[1];
+    let last = sender.last_fan_out();
+    let skipped = last["skipped_self"]
+        .as_array()
+        .expect("skipped_self")
+        .clone();
+    assert_eq!(skipped, [serde_json::json!(sender.addr)], "{last}");
+    let peers: Vec<&str> = last["peers"]
+        .as_array()
+        .expect("peers")
+        .iter()
+        .map(|p| p["address"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        peers,
+        [replicas[0].addr.as_str(), replicas[2].addr.as_str()],
+        "{last}"
+    );
+    assert!(
+        last["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["result"] == "ok"),
+        "{last}"
+    );
+    // Five webhooks, each to one replica: 2 hints each, 10 in all; every
+    // replica received one hint per round it was not the target of, and
+    // none sent a hint because of a hint.
+    let sent: f64 = replicas.iter().map(|r| r.sent("ok")).sum();
+    let received: f64 = replicas.iter().map(|r| r.received("ok")).sum();
+    assert_eq!(sent, 10.0);
+    assert_eq!(received, 10.0);
+    for r in &replicas {
+        assert_eq!(r.metric("git_sidecar_peers"), 2.0, "{}", r.addr);
+        r.run.assert_running();
+    }
+}
+
+/// A peer with another secret (refused, counted on both sides), a peer
+/// that is down, and a peer that accepts connections but never answers:
+/// the good peer still publishes at once, and the sender counts each.
+#[test]
+fn peers_down_slow_or_with_another_secret_do_not_hold_up_the_others() {
+    let cluster = Cluster::new(&[2, 3, 4, 5, 6]);
+    let sender = cluster.replica(2, PEER_SECRET);
+    let good = cluster.replica(3, PEER_SECRET);
+    let stranger = cluster.replica(4, "another-secret-entirely");
+    // 127.X.Y.5: nobody listens (a pod gone). 127.X.Y.6: a pod that hangs.
+    let slow =
+        TcpListener::bind((cluster.subnet.ip(6), cluster.port)).expect("binding the slow peer");
+    let held = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            // Accepts and holds connections, never answering, for the test's length.
+            slow.set_nonblocking(true).expect("nonblocking");
+            let start = Instant::now();
+            while start.elapsed() < DEADLINE * 2 {
+                match slow.accept() {
+                    Ok((stream, _)) => held.lock().unwrap().push(stream),
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+                if held.lock().unwrap().len() >= 3 {
+                    break;
+                }
+            }
+        });
+
+        let sha = cluster.up.commit_file("index.html", "v1\n", "v1");
+        let r = sender.webhook(&cluster.up, &sha);
+        assert_eq!(r.status, 202, "{r}");
+        wait_all_published(&[&sender, &good], &sha, "sender and good peer");
+
+        // Each failure is retried, then counted once, by outcome.
+        sender
+            .run
+            .wait_until(DEADLINE, "the fan-out to finish", || {
+                !sender.last_fan_out().is_null()
+            });
+        let last = sender.last_fan_out();
+        let result_of = |host: u8| {
+            let addr = format!("{}:{}", cluster.subnet.ip(host), cluster.port);
+            last["peers"]
+                .as_array()
+                .and_then(|a| a.iter().find(|p| p["address"] == addr.as_str()))
+                .map(|p| {
+                    (
+                        p["result"].as_str().unwrap_or("").to_string(),
+                        p["attempts"].as_u64(),
+                    )
+                })
+        };
+        assert_eq!(result_of(3), Some(("ok".into(), Some(1))), "{last}");
+        assert_eq!(result_of(4), Some(("refused".into(), Some(1))), "{last}");
+        assert_eq!(result_of(5), Some(("error".into(), Some(3))), "{last}");
+        assert_eq!(result_of(6), Some(("timeout".into(), Some(3))), "{last}");
+        for (result, n) in [
+            ("ok", 1.0),
+            ("refused", 1.0),
+            ("error", 1.0),
+            ("timeout", 1.0),
+        ] {
+            assert_eq!(sender.sent(result), n, "sent {result}");
+        }
+        assert!(sender.metric("git_sidecar_peer_hint_retries_total") >= 4.0);
+        assert_eq!(stranger.received("bad_signature"), 1.0);
+        // The stranger was not moved by the refused hint (its period is an hour).
+        assert_ne!(stranger.published().as_deref(), Some(sha.as_str()));
+        assert_eq!(good.received("ok"), 1.0);
+    });
+}
+
+/// What arrives at /peers/hint without the secret does nothing; a genuine
+/// hint syncs once, and its replay is deduplicated; a hint is never passed
+/// on; an unsigned forge webhook makes no hints.
+#[test]
+fn hints_without_the_secret_or_replayed_do_nothing_and_are_never_forwarded() {
+    let cluster = Cluster::new(&[2, 3]);
+    let a = cluster.replica(2, PEER_SECRET);
+    let b = cluster.replica(3, PEER_SECRET);
+    let sha = cluster.up.commit_file("index.html", "v1\n", "v1");
+
+    // A stranger's hints: unsigned, or signed with a guess.
+    let hint = hint_body(&cluster.up.file_url(), &sha);
+    let unsigned = post_hint(&a.addr, &hint, None);
+    assert_eq!(unsigned.status, 401, "{unsigned}");
+    assert_eq!(unsigned.json()["result"], "missing_signature", "{unsigned}");
+    let guessed = post_hint(&a.addr, &hint, Some(&sign_hint("guess", &hint)));
+    assert_eq!(guessed.status, 401, "{guessed}");
+    assert_eq!(guessed.json()["result"], "bad_signature", "{guessed}");
+    // An unsigned forge webhook: refused, and no hint goes out for it.
+    let body = github_push_body("refs/heads/main", &sha, &cluster.up.file_url());
+    let forged = send_github(&a.addr, "push", &body, None);
+    assert_eq!(forged.status, 401, "{forged}");
+    // Control below proves the loop is responsive; nothing moved so far.
+    assert!(
+        !poll_until(Duration::from_secs(2), || a.published().as_deref()
+            == Some(sha.as_str())),
+        "a hint without the secret made replica a sync\n{}",
+        a.run.logs()
+    );
+    assert_eq!(b.received_any(), 0.0, "b heard of the unsigned webhook");
+
+    // The genuine hint: a syncs; b hears nothing (hints are never forwarded).
+    let signature = sign_hint(PEER_SECRET, &hint);
+    let genuine = post_hint(&a.addr, &hint, Some(&signature));
+    assert_eq!(genuine.status, 202, "{genuine}");
+    a.run.wait_for_link_hash(&a.scratch.link(), &sha);
+    let replay = post_hint(&a.addr, &hint, Some(&signature));
+    assert_eq!(replay.status, 200, "{replay}");
+    assert_eq!(replay.json()["result"], "duplicate_delivery", "{replay}");
+    assert_eq!(a.received("ok"), 1.0);
+    assert_eq!(a.received("duplicate_delivery"), 1.0);
+    assert_eq!(a.received("missing_signature"), 1.0);
+    assert_eq!(a.received("bad_signature"), 1.0);
+    assert!(
+        a.last_fan_out().is_null(),
+        "a hint made a fan-out: {}",
+        a.last_fan_out()
+    );
+    assert_eq!(b.received_any(), 0.0, "a passed the hint on");
+    assert_ne!(b.published().as_deref(), Some(sha.as_str()));
+}
+
+/// Pods come and go between deliveries: the name is resolved again for
+/// each one, so a replica added to the DNS answer gets the next hint.
+#[test]
+fn a_replica_added_to_the_dns_answer_gets_the_next_hint() {
+    let cluster = Cluster::new(&[2, 3]);
+    let replicas = cluster.replicas(&[2, 3, 4]);
+    let (a, b, c) = (&replicas[0], &replicas[1], &replicas[2]);
+
+    let first = cluster.up.commit_file("index.html", "v1\n", "v1");
+    assert_eq!(a.webhook(&cluster.up, &first).status, 202);
+    wait_all_published(&[a, b], &first, "before c is in the answer");
+    a.run.wait_until(DEADLINE, "the first fan-out", || {
+        !a.last_fan_out().is_null()
+    });
+    assert_eq!(a.last_fan_out()["peers"].as_array().map(Vec::len), Some(1));
+    assert_eq!(c.received_any(), 0.0);
+
+    cluster.dns.set_hosts(NAME, &[a.ip, b.ip, c.ip]);
+    let second = cluster.up.commit_file("index.html", "v2\n", "v2");
+    assert_eq!(a.webhook(&cluster.up, &second).status, 202);
+    wait_all_published(&[a, b, c], &second, "after c joined the answer");
+    assert_eq!(c.received("ok"), 1.0);
+    assert_eq!(a.metric("git_sidecar_peers"), 2.0);
+}
+
+/// A hint as a replica sends it (the format of `src/peers/hint.rs`).
+fn hint_body(repo: &str, commit: &str) -> Vec<u8> {
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    serde_json::json!({
+        "v": 1, "repo": repo, "ref": "HEAD", "commit": commit,
+        "id": format!("it-{}", fastrand::u64(..)), "ts": ts,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn sign_hint(secret: &str, body: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("hmac key");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn post_hint(addr: &str, body: &[u8], signature: Option<&str>) -> Response {
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(sig) = signature {
+        headers.push(("X-Git-Sidecar-Peer-Signature", sig));
+    }
+    client::post(addr, "/peers/hint", &headers, body).expect("POST /peers/hint")
+}

@@ -1,0 +1,186 @@
+//! A real DNS server for tests that resolve names: `dnsmasq` (Debian
+//! package `dnsmasq-base`) answering from a hosts file the test writes,
+//! as a headless Service's DNS answers with one A record per ready pod.
+//!
+//! How the program under test is pointed at it, without touching the
+//! machine: dnsmasq listens on port 53 of a loopback address of the test's
+//! own (`127.X.Y.1`, see [`Subnet`]), and the sidecar runs with
+//! [`Sidecar::resolv_conf`](super::Sidecar::resolv_conf): a private mount
+//! namespace in which [`Dnsmasq::resolv_conf`] (`nameserver 127.X.Y.1`) is
+//! bind-mounted over `/etc/resolv.conf`, so glibc's `getaddrinfo` (what the
+//! product uses) asks dnsmasq. Port 53, because resolv.conf cannot name
+//! another port; root, for port 53 and the mount namespace (tests run as
+//! root). Each test gets a distinct 127.X.Y.0/24 (all of 127/8 is loopback
+//! on Linux), so tests run in parallel without sharing a port or an address.
+//!
+//! Membership changes: [`Dnsmasq::set_hosts`] rewrites the hosts file and
+//! sends SIGHUP (dnsmasq re-reads `--addn-hosts` files), then waits for the
+//! log line saying it did.
+
+use std::fs;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::{poll_until, wait_until, DEADLINE};
+
+/// A 127.X.Y.0/24 of this test's own: `.1` is the DNS server, the others
+/// are for the test's servers.
+#[derive(Debug, Clone, Copy)]
+pub struct Subnet {
+    x: u8,
+    y: u8,
+}
+
+impl Subnet {
+    /// A /24 no other test of this process uses (and, by X from the PID,
+    /// most likely none of a concurrently running test binary).
+    pub fn new() -> Self {
+        static NEXT: AtomicU8 = AtomicU8::new(1);
+        let y = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(y < 255, "more than 254 DNS subnets in one test process");
+        let x = 100 + (std::process::id() % 150) as u8;
+        Subnet { x, y }
+    }
+
+    /// `127.X.Y.host`.
+    pub fn ip(&self, host: u8) -> Ipv4Addr {
+        Ipv4Addr::new(127, self.x, self.y, host)
+    }
+}
+
+impl Default for Subnet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A running dnsmasq answering `name` from a hosts file; killed on drop.
+pub struct Dnsmasq {
+    child: Child,
+    dir: tempfile::TempDir,
+    listen: Ipv4Addr,
+}
+
+fn require_dnsmasq() -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+        let p = Path::new(dir).join("dnsmasq");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!(
+        "dnsmasq not found: these tests need a real DNS server; install it with \
+         `apt-get install -y dnsmasq-base`"
+    );
+}
+
+impl Dnsmasq {
+    /// Starts dnsmasq on `subnet.ip(1)`:53 answering `name` with `ips`
+    /// (A records), nothing else (no upstream, no /etc/hosts).
+    pub fn start(subnet: Subnet, name: &str, ips: &[Ipv4Addr]) -> Self {
+        let program = require_dnsmasq();
+        let dir = super::tempdir("dnsmasq");
+        let listen = subnet.ip(1);
+        let hosts = dir.path().join("hosts");
+        write_hosts(dir.path(), name, ips);
+        fs::write(
+            dir.path().join("resolv.conf"),
+            format!("nameserver {listen}\noptions timeout:1 attempts:2\n"),
+        )
+        .expect("writing resolv.conf");
+        let log = fs::File::create(dir.path().join("log")).expect("creating the dnsmasq log");
+        let child = Command::new(program)
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--no-poll",
+                "--bind-interfaces",
+                "--port=53",
+                "--user=root",
+                "--pid-file=",
+                "--local-ttl=0",
+                "--log-facility=-",
+            ])
+            .arg(format!("--listen-address={listen}"))
+            .arg(format!("--addn-hosts={}", hosts.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start dnsmasq: {e}"));
+        let mut dns = Dnsmasq { child, dir, listen };
+        let started = poll_until(DEADLINE, || dns.reads() >= 1 || dns.exited());
+        assert!(started, "dnsmasq did not start:\n{}", dns.log());
+        assert!(!dns.exited(), "dnsmasq exited at start:\n{}", dns.log());
+        dns
+    }
+
+    fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    fn hosts_path(&self) -> PathBuf {
+        self.dir.path().join("hosts")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("log")
+    }
+
+    /// The resolv.conf naming this server (for `Sidecar::resolv_conf`).
+    pub fn resolv_conf(&self) -> PathBuf {
+        self.dir.path().join("resolv.conf")
+    }
+
+    /// What dnsmasq logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// How many times dnsmasq has read the hosts file.
+    fn reads(&self) -> usize {
+        let needle = format!("read {}", self.hosts_path().display());
+        self.log().matches(&needle).count()
+    }
+
+    /// Changes the answer for `name` (pods added or gone) and waits until
+    /// dnsmasq has read it.
+    pub fn set_hosts(&self, name: &str, ips: &[Ipv4Addr]) {
+        let before = self.reads();
+        write_hosts(self.dir.path(), name, ips);
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGHUP).expect("SIGHUP to dnsmasq");
+        wait_until(
+            DEADLINE,
+            "dnsmasq re-reading its hosts file",
+            || self.reads() > before,
+            || format!("dnsmasq did not re-read its hosts file:\n{}", self.log()),
+        );
+    }
+
+    /// The address it listens on (port 53).
+    pub fn address(&self) -> Ipv4Addr {
+        self.listen
+    }
+}
+
+/// `<dir>/hosts`: one line per address, renamed into place (dnsmasq never
+/// reads half a file).
+fn write_hosts(dir: &Path, name: &str, ips: &[Ipv4Addr]) {
+    let text: String = ips.iter().map(|ip| format!("{ip} {name}\n")).collect();
+    let tmp = dir.join("hosts.tmp");
+    fs::write(&tmp, text).expect("writing the hosts file");
+    fs::rename(&tmp, dir.join("hosts")).expect("renaming the hosts file");
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
