@@ -42,8 +42,8 @@ pub(super) fn public_keys(bytes: &[u8]) -> Result<Vec<SignedPublicKey>, KeyringE
     Ok(keys)
 }
 
-/// Each `-----BEGIN …-----` line's label and the text from it to the next
-/// one. A line that does not start with the dashes (gpg's revocation
+/// Each `-----BEGIN …-----` line's label and the block from it to its
+/// `-----END` line. A line that does not start with the dashes (gpg's revocation
 /// certificates are disarmed with a leading `:`) is not a block.
 fn armour_blocks(bytes: &[u8]) -> Vec<(&str, &[u8])> {
     const BEGIN: &[u8] = b"-----BEGIN ";
@@ -56,6 +56,15 @@ fn armour_blocks(bytes: &[u8]) -> Vec<(&str, &[u8])> {
         .zip(ends)
         .map(|(&from, to)| {
             let block = &bytes[from..to];
+            // Up to the end of the `-----END …-----` line: rPGP's armour
+            // reader refuses text after the footer.
+            let block = match block.windows(9).position(|w| w == b"-----END ") {
+                Some(end) => {
+                    let eol = block[end..].iter().position(|&b| b == b'\n');
+                    &block[..eol.map_or(block.len(), |eol| end + eol + 1)]
+                }
+                None => block,
+            };
             let label = &block[BEGIN.len()..];
             let label = &label[..label.windows(5).position(|w| w == b"-----").unwrap_or(0)];
             (std::str::from_utf8(label).unwrap_or("?"), block)
