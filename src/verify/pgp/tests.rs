@@ -161,6 +161,13 @@ struct Fixture {
     erin_before: Vec<u8>,
     /// Like carol, but the signing subkey is revoked after signing.
     frank: Party,
+    /// ed25519 signing primary with an ed25519 authentication subkey; `sig`
+    /// is made by rPGP with the authentication subkey (gpg refuses to),
+    /// `grace_primary` by rPGP with the primary key.
+    grace: Party,
+    grace_primary: Vec<u8>,
+    /// The GitHub stand-in's signature with `--digest-algo SHA1`.
+    github_sha1: Vec<u8>,
 }
 
 fn fixture() -> &'static Fixture {
@@ -168,21 +175,27 @@ fn fixture() -> &'static Fixture {
     FIXTURE.get_or_init(|| {
         std::thread::scope(|s| {
             let alice = s.spawn(alice);
-            let github = s.spawn(|| simple("GitHub <noreply@github.com>", "rsa3072"));
+            let github = s.spawn(github);
             let carol = s.spawn(|| with_subkey("Carol <carol@example.org>", false));
             let frank = s.spawn(|| with_subkey("Frank <frank@example.org>", true));
             let dave = s.spawn(dave);
             let erin = s.spawn(erin);
+            let grace = s.spawn(grace);
             let (alice, alice_other, alice_text, alice_binary_sig, alice_secret) =
                 alice.join().expect("alice");
             let (erin, erin_before) = erin.join().expect("erin");
+            let (grace, grace_primary) = grace.join().expect("grace");
+            let (github, github_sha1) = github.join().expect("github");
             Fixture {
                 alice,
                 alice_other,
                 alice_text,
                 alice_binary_sig,
                 alice_secret,
-                github: github.join().expect("github"),
+                github,
+                github_sha1,
+                grace,
+                grace_primary,
                 carol: carol.join().expect("carol"),
                 dave: dave.join().expect("dave"),
                 erin,
@@ -203,11 +216,47 @@ fn party(gpg: &Gpg, fpr: String, signer: String, sig: Vec<u8>) -> Party {
     }
 }
 
-fn simple(uid: &str, algo: &str) -> Party {
+fn github() -> (Party, Vec<u8>) {
     let gpg = Gpg::new();
-    let fpr = gpg.generate(uid, algo, "sign", "never", None);
+    let fpr = gpg.generate("GitHub <noreply@github.com>", "rsa3072", "sign", "never", None);
     let sig = gpg.sign(&fpr, PAYLOAD, &["--armor"]);
-    party(&gpg, fpr.clone(), fpr, sig)
+    let sha1 = gpg.sign(&fpr, PAYLOAD, &["--armor", "--digest-algo", "SHA1"]);
+    (party(&gpg, fpr.clone(), fpr, sig), sha1)
+}
+
+/// A key whose authentication subkey signs a document: gpg will not, so
+/// rPGP does it with the secret keys gpg exports (unprotected: empty
+/// passphrase). The primary key's rPGP signature is the control.
+fn grace() -> (Party, Vec<u8>) {
+    use pgp::composed::{Deserializable, SignedSecretKey};
+    let gpg = Gpg::new();
+    let fpr = gpg.generate("Grace <grace@example.org>", "ed25519", "sign", "never", None);
+    gpg.run(&["--quick-add-key", &fpr, "ed25519", "auth", "never"], b"");
+    let auth = gpg.fingerprints(&fpr)[1].clone();
+    let secret = gpg.run(&["--export-secret-keys"], b"");
+    let secret = SignedSecretKey::from_bytes(&secret[..]).expect("gpg's secret key");
+    let by_auth = rpgp_sign(&secret.secret_subkeys[0].key, PAYLOAD);
+    let by_primary = rpgp_sign(&secret.primary_key, PAYLOAD);
+    (party(&gpg, fpr, auth, by_auth), by_primary)
+}
+
+/// A binary document signature by `key` with the subpackets gpg writes.
+fn rpgp_sign<K: pgp::types::SigningKey + pgp::types::KeyDetails>(key: &K, payload: &[u8]) -> Vec<u8> {
+    use pgp::composed::{ArmorOptions, DetachedSignature};
+    use pgp::crypto::hash::HashAlgorithm;
+    use pgp::packet::{SignatureConfig, SignatureType, Subpacket, SubpacketData};
+    use pgp::types::{Password, Timestamp};
+    let mut config = SignatureConfig::v4(SignatureType::Binary, key.algorithm(), HashAlgorithm::Sha256);
+    config.hashed_subpackets = vec![
+        Subpacket::regular(SubpacketData::IssuerFingerprint(key.fingerprint())).expect("subpacket"),
+        Subpacket::regular(SubpacketData::SignatureCreationTime(Timestamp::now())).expect("subpacket"),
+    ];
+    config.unhashed_subpackets =
+        vec![Subpacket::regular(SubpacketData::IssuerKeyId(key.legacy_key_id())).expect("subpacket")];
+    let sig = config.sign(key, &Password::empty(), payload).expect("rPGP signs");
+    DetachedSignature::new(sig)
+        .to_armored_bytes(ArmorOptions::default())
+        .expect("armour")
 }
 
 #[allow(clippy::type_complexity)]
@@ -371,6 +420,35 @@ fn revoked_signing_subkey_is_refused() {
     assert_eq!(
         keys.verify(PAYLOAD, &f.frank.sig, None, now()),
         Err(Refusal::Revoked { key: f.frank.signer.clone() })
+    );
+}
+
+/// Only subkeys whose binding gives them the signing flag count: an
+/// authentication subkey's valid signature is refused, the primary's (made
+/// the same way) accepted.
+#[test]
+fn subkey_without_the_signing_flag_does_not_count() {
+    let f = fixture();
+    let keys = keyring(&[&f.grace.armoured]);
+    match keys.verify(PAYLOAD, &f.grace.sig, None, now()) {
+        Err(Refusal::BadSignature { key, detail }) => {
+            assert_eq!(key, f.grace.signer);
+            assert!(detail.contains("may not sign") && detail.contains("key flags"), "{detail}");
+        }
+        other => panic!("expected a refusal of the authentication subkey, got {other:?}"),
+    }
+    let accepted = keys.verify(PAYLOAD, &f.grace_primary, None, now());
+    assert_eq!(accepted.map(|a| a.key), Ok(f.grace.fpr.clone()));
+}
+
+#[test]
+fn sha1_signature_is_refused() {
+    let f = fixture();
+    let keys = keyring(&[&f.github.armoured]);
+    let refusal = keys.verify(PAYLOAD, &f.github_sha1, None, now());
+    assert!(
+        matches!(&refusal, Err(Refusal::Unsupported(why)) if why.contains("SHA1")),
+        "{refusal:?}"
     );
 }
 
