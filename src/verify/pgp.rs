@@ -64,7 +64,8 @@ impl Keyring {
                 Some(i) => cert::merge(self.certs[i].key.clone(), key),
                 None => key,
             };
-            let cert = Cert::new(merged).map_err(|why| KeyringError(format!("key {fingerprint}: {why}")))?;
+            let cert = Cert::new(merged)
+                .map_err(|why| KeyringError(format!("key {fingerprint}: {why}")))?;
             certs.push(cert);
         }
         // Only once the whole file is good: a bad file adds nothing.
@@ -89,7 +90,9 @@ impl Keyring {
 
     fn position(&self, key: &pgp::composed::SignedPublicKey) -> Option<usize> {
         let fingerprint = pgp::types::KeyDetails::fingerprint(&key.primary_key);
-        self.certs.iter().position(|c| c.primary.fingerprint == fingerprint)
+        self.certs
+            .iter()
+            .position(|c| c.primary.fingerprint == fingerprint)
     }
 
     /// Verifies an armoured OpenPGP `signature` (`-----BEGIN PGP
@@ -112,7 +115,9 @@ impl Keyring {
             .filter(|(_, k)| issuer.names(k))
             .collect();
         if candidates.is_empty() {
-            return Err(Refusal::UnknownKey { key: issuer.to_string() });
+            return Err(Refusal::UnknownKey {
+                key: issuer.to_string(),
+            });
         }
         let when = Times::of(&sig, now)?;
         let mut refusals = Vec::new();
@@ -136,12 +141,18 @@ impl Keyring {
 /// Reads the one signature of a git object's `-----BEGIN PGP SIGNATURE-----`
 /// armour and checks it is a document signature with a strong hash.
 fn parse_signature(armour: &[u8]) -> Result<Signature, Refusal> {
-    let malformed = |e: pgp::errors::Error| Refusal::Malformed(format!("cannot read the OpenPGP signature: {e}"));
+    let malformed = |e: pgp::errors::Error| {
+        Refusal::Malformed(format!("cannot read the OpenPGP signature: {e}"))
+    };
     let (sigs, _) = DetachedSignature::from_armor_many(armour).map_err(malformed)?;
     let mut sigs = sigs.collect::<Result<Vec<_>, _>>().map_err(malformed)?;
     let sig = match sigs.len() {
         1 => sigs.remove(0).signature,
-        0 => return Err(Refusal::Malformed("the PGP SIGNATURE armour holds no signature".into())),
+        0 => {
+            return Err(Refusal::Malformed(
+                "the PGP SIGNATURE armour holds no signature".into(),
+            ))
+        }
         n => {
             return Err(Refusal::Malformed(format!(
                 "the PGP SIGNATURE armour holds {n} signatures; git writes one"
@@ -190,14 +201,15 @@ impl Issuer {
             key_ids: sig.issuer_key_id().into_iter().cloned().collect(),
         };
         if issuer.fingerprints.is_empty() && issuer.key_ids.is_empty() {
-            return Err(Refusal::Malformed("the OpenPGP signature names no issuer key".into()));
+            return Err(Refusal::Malformed(
+                "the OpenPGP signature names no issuer key".into(),
+            ));
         }
         Ok(issuer)
     }
 
     fn names(&self, key: &KeyState) -> bool {
-        self.fingerprints.iter().any(|f| *f == key.fingerprint)
-            || self.key_ids.iter().any(|id| *id == key.key_id)
+        self.fingerprints.contains(&key.fingerprint) || self.key_ids.contains(&key.key_id)
     }
 }
 
@@ -223,17 +235,24 @@ struct Times {
 
 impl Times {
     fn of(sig: &Signature, now: SystemTime) -> Result<Self, Refusal> {
-        let signed = sig
-            .created()
-            .ok_or_else(|| Refusal::Malformed("the OpenPGP signature has no creation time".into()))?;
+        let signed = sig.created().ok_or_else(|| {
+            Refusal::Malformed("the OpenPGP signature has no creation time".into())
+        })?;
         let signed = u64::from(signed.as_secs());
         let sig_expires = sig
             .signature_expiration_time()
             .map(|d| u64::from(d.as_secs()))
             .filter(|&d| d > 0)
             .map(|d| signed + d);
-        let now = now.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
-        Ok(Times { signed, now, sig_expires })
+        let now = now
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs();
+        Ok(Times {
+            signed,
+            now,
+            sig_expires,
+        })
     }
 }
 
@@ -249,10 +268,11 @@ fn check(
     when: Times,
 ) -> Result<Accepted, Refusal> {
     let fingerprint = hex_upper(&key.fingerprint);
-    cert.verify_data(key, sig, payload).map_err(|e| Refusal::BadSignature {
-        key: fingerprint.clone(),
-        detail: e.to_string(),
-    })?;
+    cert.verify_data(key, sig, payload)
+        .map_err(|e| Refusal::BadSignature {
+            key: fingerprint.clone(),
+            detail: e.to_string(),
+        })?;
     for state in [&cert.primary, key] {
         usable(state, when)?;
     }
@@ -270,10 +290,13 @@ fn check(
     }
     let signer = match email {
         None => cert.user_ids.first().cloned(),
-        Some(email) => Some(cert.user_id_for(email).ok_or_else(|| Refusal::CommitterMismatch {
-            key: fingerprint.clone(),
-            email: email.to_string(),
-        })?),
+        Some(email) => Some(
+            cert.user_id_for(email)
+                .ok_or_else(|| Refusal::CommitterMismatch {
+                    key: fingerprint.clone(),
+                    email: email.to_string(),
+                })?,
+        ),
     };
     Ok(Accepted {
         signer: signer.unwrap_or_else(|| hex_upper(&cert.primary.fingerprint)),
@@ -301,7 +324,11 @@ fn usable(key: &KeyState, when: Times) -> Result<(), Refusal> {
     match key.expires {
         Some(end) if end <= when.signed => Err(Refusal::Expired {
             key: fingerprint(),
-            detail: format!("expired at {}, before the signature ({})", date(end), date(when.signed)),
+            detail: format!(
+                "expired at {}, before the signature ({})",
+                date(end),
+                date(when.signed)
+            ),
         }),
         Some(end) if end <= when.now => Err(Refusal::Expired {
             key: fingerprint(),

@@ -56,13 +56,15 @@ impl Cert {
             .collect();
         let mut user_ids = Vec::new();
         for user in &key.details.users {
-            let newest = newest(
-                user.signatures
-                    .iter()
-                    .filter(|s| s.verify_certification(primary, Tag::UserId, &user.id).is_ok()),
-            );
+            let newest = newest(user.signatures.iter().filter(|s| {
+                s.verify_certification(primary, Tag::UserId, &user.id)
+                    .is_ok()
+            }));
             if let Some(sig) = newest.filter(|s| s.typ() != Some(SignatureType::CertRevocation)) {
-                user_ids.push((String::from_utf8_lossy(user.id.id()).into_owned(), sig.is_primary()));
+                user_ids.push((
+                    String::from_utf8_lossy(user.id.id()).into_owned(),
+                    sig.is_primary(),
+                ));
                 self_sigs.push(sig);
             }
         }
@@ -76,8 +78,10 @@ impl Cert {
             .revocation_signatures
             .iter()
             .any(|s| s.verify_key(primary).is_ok());
-        let cannot_sign = (has_key_flags(newest_self) && !newest_self.key_flags().sign())
-            .then(|| "its self-signature does not give it the signing capability (key flags)".to_string());
+        let cannot_sign =
+            (has_key_flags(newest_self) && !newest_self.key_flags().sign()).then(|| {
+                "its self-signature does not give it the signing capability (key flags)".to_string()
+            });
         let state = KeyState {
             fingerprint: primary.fingerprint(),
             key_id: primary.legacy_key_id(),
@@ -173,7 +177,8 @@ fn subkey_state(primary: &PublicKey, index: usize, sub: &SignedPublicSubKey) -> 
 
 /// The newest of `sigs` (by creation time; one without is invalid).
 fn newest<'a>(sigs: impl Iterator<Item = &'a Signature>) -> Option<&'a Signature> {
-    sigs.filter(|s| s.created().is_some()).max_by_key(|s| s.created())
+    sigs.filter(|s| s.created().is_some())
+        .max_by_key(|s| s.created())
 }
 
 /// When a key created at `created` expires by `sig`'s key expiration time
@@ -202,8 +207,14 @@ fn secs(t: Timestamp) -> u64 {
 /// key and its revocation): signatures and components are unioned.
 pub(super) fn merge(mut base: SignedPublicKey, extra: SignedPublicKey) -> SignedPublicKey {
     let details = &mut base.details;
-    union(&mut details.revocation_signatures, extra.details.revocation_signatures);
-    union(&mut details.direct_signatures, extra.details.direct_signatures);
+    union(
+        &mut details.revocation_signatures,
+        extra.details.revocation_signatures,
+    );
+    union(
+        &mut details.direct_signatures,
+        extra.details.direct_signatures,
+    );
     for user in extra.details.users {
         match details.users.iter_mut().find(|u| u.id == user.id) {
             Some(known) => union(&mut known.signatures, user.signatures),

@@ -12,8 +12,7 @@ use pgp::types::Tag;
 
 use super::KeyringError;
 
-const SECRET: &str =
-    "this is a secret key; give the public key: gpg --export --armor KEYID";
+const SECRET: &str = "this is a secret key; give the public key: gpg --export --armor KEYID";
 const HOW: &str = "expected an OpenPGP public key, ASCII-armoured (gpg --export --armor KEYID) or binary (gpg --export KEYID)";
 
 /// The public keys in one keyring file.
@@ -36,7 +35,11 @@ pub(super) fn public_keys(bytes: &[u8]) -> Result<Vec<SignedPublicKey>, KeyringE
         match label {
             "PGP PUBLIC KEY BLOCK" => keys.extend(from_binary(&dearmour(block, &what)?, &what)?),
             "PGP PRIVATE KEY BLOCK" => return Err(KeyringError(format!("{what}: {SECRET}"))),
-            _ => return Err(KeyringError(format!("{what} is not a public key block; {HOW}"))),
+            _ => {
+                return Err(KeyringError(format!(
+                    "{what} is not a public key block; {HOW}"
+                )))
+            }
         }
     }
     Ok(keys)
@@ -97,7 +100,10 @@ fn from_binary(bytes: &[u8], what: &str) -> Result<Vec<SignedPublicKey>, Keyring
 fn refuse_secret(bytes: &[u8]) -> Result<(), &'static str> {
     let mut packets = PacketParser::new(bytes);
     while let Some(Ok(mut body)) = packets.next_ref() {
-        if matches!(body.packet_header().tag(), Tag::SecretKey | Tag::SecretSubkey) {
+        if matches!(
+            body.packet_header().tag(),
+            Tag::SecretKey | Tag::SecretSubkey
+        ) {
             return Err(SECRET);
         }
         if std::io::copy(&mut body, &mut std::io::sink()).is_err() {

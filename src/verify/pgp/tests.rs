@@ -34,9 +34,15 @@ struct Gpg {
 
 impl Gpg {
     fn new() -> Self {
-        let home = tempfile::Builder::new().prefix("gpg-").tempdir().expect("tempdir");
-        std::fs::set_permissions(home.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .expect("chmod");
+        let home = tempfile::Builder::new()
+            .prefix("gpg-")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::set_permissions(
+            home.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .expect("chmod");
         Gpg { home }
     }
 
@@ -66,7 +72,14 @@ impl Gpg {
     }
 
     /// `gpg --quick-gen-key`; returns the primary fingerprint.
-    fn generate(&self, uid: &str, algo: &str, usage: &str, expire: &str, faked: Option<&str>) -> String {
+    fn generate(
+        &self,
+        uid: &str,
+        algo: &str,
+        usage: &str,
+        expire: &str,
+        faked: Option<&str>,
+    ) -> String {
         let mut args = Vec::new();
         if let Some(time) = faked {
             args.extend(["--faked-system-time", time]);
@@ -104,15 +117,24 @@ impl Gpg {
     /// Imports the revocation certificate gpg wrote at key generation
     /// (disarmed with a leading `:` so it is not imported by mistake).
     fn revoke(&self, fingerprint: &str) {
-        let path = self.home.path().join(format!("openpgp-revocs.d/{fingerprint}.rev"));
+        let path = self
+            .home
+            .path()
+            .join(format!("openpgp-revocs.d/{fingerprint}.rev"));
         let cert = std::fs::read_to_string(&path).expect("revocation certificate");
-        self.run(&["--import"], cert.replace(":-----BEGIN", "-----BEGIN").as_bytes());
+        self.run(
+            &["--import"],
+            cert.replace(":-----BEGIN", "-----BEGIN").as_bytes(),
+        );
     }
 
     /// Revokes subkey number `n` (1-based) with `--edit-key`.
     fn revoke_subkey(&self, fingerprint: &str, n: usize) {
         let script = format!("key {n}\nrevkey\ny\n0\n\ny\nsave\n");
-        self.run(&["--command-fd", "0", "--edit-key", fingerprint], script.as_bytes());
+        self.run(
+            &["--command-fd", "0", "--edit-key", fingerprint],
+            script.as_bytes(),
+        );
     }
 }
 
@@ -218,7 +240,13 @@ fn party(gpg: &Gpg, fpr: String, signer: String, sig: Vec<u8>) -> Party {
 
 fn github() -> (Party, Vec<u8>) {
     let gpg = Gpg::new();
-    let fpr = gpg.generate("GitHub <noreply@github.com>", "rsa3072", "sign", "never", None);
+    let fpr = gpg.generate(
+        "GitHub <noreply@github.com>",
+        "rsa3072",
+        "sign",
+        "never",
+        None,
+    );
     let sig = gpg.sign(&fpr, PAYLOAD, &["--armor"]);
     let sha1 = gpg.sign(&fpr, PAYLOAD, &["--armor", "--digest-algo", "SHA1"]);
     (party(&gpg, fpr.clone(), fpr, sig), sha1)
@@ -230,7 +258,13 @@ fn github() -> (Party, Vec<u8>) {
 fn grace() -> (Party, Vec<u8>) {
     use pgp::composed::{Deserializable, SignedSecretKey};
     let gpg = Gpg::new();
-    let fpr = gpg.generate("Grace <grace@example.org>", "ed25519", "sign", "never", None);
+    let fpr = gpg.generate(
+        "Grace <grace@example.org>",
+        "ed25519",
+        "sign",
+        "never",
+        None,
+    );
     gpg.run(&["--quick-add-key", &fpr, "ed25519", "auth", "never"], b"");
     let auth = gpg.fingerprints(&fpr)[1].clone();
     let secret = gpg.run(&["--export-secret-keys"], b"");
@@ -241,19 +275,31 @@ fn grace() -> (Party, Vec<u8>) {
 }
 
 /// A binary document signature by `key` with the subpackets gpg writes.
-fn rpgp_sign<K: pgp::types::SigningKey + pgp::types::KeyDetails>(key: &K, payload: &[u8]) -> Vec<u8> {
+fn rpgp_sign<K: pgp::types::SigningKey + pgp::types::KeyDetails>(
+    key: &K,
+    payload: &[u8],
+) -> Vec<u8> {
     use pgp::composed::{ArmorOptions, DetachedSignature};
     use pgp::crypto::hash::HashAlgorithm;
     use pgp::packet::{SignatureConfig, SignatureType, Subpacket, SubpacketData};
     use pgp::types::{Password, Timestamp};
-    let mut config = SignatureConfig::v4(SignatureType::Binary, key.algorithm(), HashAlgorithm::Sha256);
+    let mut config = SignatureConfig::v4(
+        SignatureType::Binary,
+        key.algorithm(),
+        HashAlgorithm::Sha256,
+    );
     config.hashed_subpackets = vec![
         Subpacket::regular(SubpacketData::IssuerFingerprint(key.fingerprint())).expect("subpacket"),
-        Subpacket::regular(SubpacketData::SignatureCreationTime(Timestamp::now())).expect("subpacket"),
+        Subpacket::regular(SubpacketData::SignatureCreationTime(Timestamp::now()))
+            .expect("subpacket"),
     ];
     config.unhashed_subpackets =
-        vec![Subpacket::regular(SubpacketData::IssuerKeyId(key.legacy_key_id())).expect("subpacket")];
-    let sig = config.sign(key, &Password::empty(), payload).expect("rPGP signs");
+        vec![
+            Subpacket::regular(SubpacketData::IssuerKeyId(key.legacy_key_id())).expect("subpacket"),
+        ];
+    let sig = config
+        .sign(key, &Password::empty(), payload)
+        .expect("rPGP signs");
     DetachedSignature::new(sig)
         .to_armored_bytes(ArmorOptions::default())
         .expect("armour")
@@ -262,7 +308,13 @@ fn rpgp_sign<K: pgp::types::SigningKey + pgp::types::KeyDetails>(key: &K, payloa
 #[allow(clippy::type_complexity)]
 fn alice() -> (Party, Vec<u8>, Vec<u8>, Vec<u8>, (Vec<u8>, Vec<u8>)) {
     let gpg = Gpg::new();
-    let fpr = gpg.generate("Alice Example <alice@example.org>", "ed25519", "sign", "never", None);
+    let fpr = gpg.generate(
+        "Alice Example <alice@example.org>",
+        "ed25519",
+        "sign",
+        "never",
+        None,
+    );
     let sig = gpg.sign(&fpr, PAYLOAD, &["--armor"]);
     let other = gpg.sign(&fpr, OTHER, &["--armor"]);
     let text = gpg.sign(&fpr, PAYLOAD, &["--armor", "--textmode"]);
@@ -271,7 +323,13 @@ fn alice() -> (Party, Vec<u8>, Vec<u8>, Vec<u8>, (Vec<u8>, Vec<u8>)) {
         gpg.run(&["--export-secret-keys", "--armor"], b""),
         gpg.run(&["--export-secret-keys"], b""),
     );
-    (party(&gpg, fpr.clone(), fpr, sig), other, text, binary, secret)
+    (
+        party(&gpg, fpr.clone(), fpr, sig),
+        other,
+        text,
+        binary,
+        secret,
+    )
 }
 
 /// A certify-only primary key with a signing subkey that makes the
@@ -295,7 +353,11 @@ fn dave() -> Party {
     let gpg = Gpg::new();
     let uid = "Dave <dave@example.org>";
     let fpr = gpg.generate(uid, "ed25519", "sign", "1d", Some("20200101T000000!"));
-    let sig = gpg.sign(&fpr, PAYLOAD, &["--armor", "--faked-system-time", "20200101T010000!"]);
+    let sig = gpg.sign(
+        &fpr,
+        PAYLOAD,
+        &["--armor", "--faked-system-time", "20200101T010000!"],
+    );
     party(&gpg, fpr.clone(), fpr, sig)
 }
 
@@ -341,7 +403,9 @@ fn ed25519_signature_by_an_armoured_key_is_accepted() {
 fn rsa3072_signature_by_a_binary_key_is_accepted() {
     let f = fixture();
     let keys = keyring(&[&f.github.binary]);
-    let accepted = keys.verify(PAYLOAD, &f.github.sig, None, now()).expect("accepted");
+    let accepted = keys
+        .verify(PAYLOAD, &f.github.sig, None, now())
+        .expect("accepted");
     assert_eq!(accepted.key, f.github.fpr);
 }
 
@@ -354,7 +418,9 @@ fn github_web_flow_stand_in_counts_once_its_key_is_in_the_keyring() {
     let mut keys = keyring(&[&f.alice.armoured]);
     assert_eq!(
         keys.verify(PAYLOAD, &f.github.sig, None, now()),
-        Err(Refusal::UnknownKey { key: f.github.fpr.clone() })
+        Err(Refusal::UnknownKey {
+            key: f.github.fpr.clone()
+        })
     );
     keys.add_file(&f.github.armoured).expect("web-flow key");
     assert_eq!(
@@ -402,11 +468,19 @@ fn revoked_key_is_refused_even_when_an_older_copy_is_also_given() {
     let f = fixture();
     let before = keyring(&[&f.erin_before]);
     assert!(before.verify(PAYLOAD, &f.erin.sig, None, now()).is_ok());
-    let revoked = Err(Refusal::Revoked { key: f.erin.fpr.clone() });
-    assert_eq!(keyring(&[&f.erin.armoured]).verify(PAYLOAD, &f.erin.sig, None, now()), revoked);
+    let revoked = Err(Refusal::Revoked {
+        key: f.erin.fpr.clone(),
+    });
+    assert_eq!(
+        keyring(&[&f.erin.armoured]).verify(PAYLOAD, &f.erin.sig, None, now()),
+        revoked
+    );
     // The revocation in one file wins over an unrevoked copy in another,
     // in either order.
-    for files in [[&f.erin_before, &f.erin.binary], [&f.erin.binary, &f.erin_before]] {
+    for files in [
+        [&f.erin_before, &f.erin.binary],
+        [&f.erin.binary, &f.erin_before],
+    ] {
         let keys = keyring(&[files[0], files[1]]);
         assert_eq!(keys.len(), 1);
         assert_eq!(keys.verify(PAYLOAD, &f.erin.sig, None, now()), revoked);
@@ -419,7 +493,9 @@ fn revoked_signing_subkey_is_refused() {
     let keys = keyring(&[&f.frank.armoured]);
     assert_eq!(
         keys.verify(PAYLOAD, &f.frank.sig, None, now()),
-        Err(Refusal::Revoked { key: f.frank.signer.clone() })
+        Err(Refusal::Revoked {
+            key: f.frank.signer.clone()
+        })
     );
 }
 
@@ -433,7 +509,10 @@ fn subkey_without_the_signing_flag_does_not_count() {
     match keys.verify(PAYLOAD, &f.grace.sig, None, now()) {
         Err(Refusal::BadSignature { key, detail }) => {
             assert_eq!(key, f.grace.signer);
-            assert!(detail.contains("may not sign") && detail.contains("key flags"), "{detail}");
+            assert!(
+                detail.contains("may not sign") && detail.contains("key flags"),
+                "{detail}"
+            );
         }
         other => panic!("expected a refusal of the authentication subkey, got {other:?}"),
     }
@@ -469,7 +548,10 @@ fn modified_payload_is_bad() {
     let modified = String::from_utf8_lossy(PAYLOAD).replace("landing", "landlng");
     for sig in [&f.alice.sig, &f.github.sig] {
         let refusal = keys.verify(modified.as_bytes(), sig, None, now());
-        assert!(matches!(refusal, Err(Refusal::BadSignature { .. })), "{refusal:?}");
+        assert!(
+            matches!(refusal, Err(Refusal::BadSignature { .. })),
+            "{refusal:?}"
+        );
     }
 }
 
@@ -479,7 +561,9 @@ fn unknown_key_is_named_by_fingerprint() {
     let keys = keyring(&[&f.github.armoured, &f.carol.binary]);
     assert_eq!(
         keys.verify(PAYLOAD, &f.alice.sig, None, now()),
-        Err(Refusal::UnknownKey { key: f.alice.fpr.clone() })
+        Err(Refusal::UnknownKey {
+            key: f.alice.fpr.clone()
+        })
     );
 }
 
@@ -495,7 +579,10 @@ fn committer_email_must_be_a_user_id_of_the_key() {
         })
     );
     let accepted = keys.verify(PAYLOAD, &f.alice.sig, Some("Alice@EXAMPLE.org"), now());
-    assert_eq!(accepted.map(|a| a.signer), Ok("Alice Example <alice@example.org>".into()));
+    assert_eq!(
+        accepted.map(|a| a.signer),
+        Ok("Alice Example <alice@example.org>".into())
+    );
 }
 
 #[test]
@@ -519,8 +606,14 @@ fn trust_routes_pgp_armour_to_the_keyring() {
         signature: Some(f.alice.sig.clone()),
         signer_email: Some("alice@example.org".into()),
     };
-    let check = Check { require_signer_email: true, now: now() };
-    assert_eq!(trust.verify(&object, check).map(|a| a.key), Ok(f.alice.fpr.clone()));
+    let check = Check {
+        require_signer_email: true,
+        now: now(),
+    };
+    assert_eq!(
+        trust.verify(&object, check).map(|a| a.key),
+        Ok(f.alice.fpr.clone())
+    );
 }
 
 #[test]
@@ -531,7 +624,10 @@ fn several_keys_in_one_armour_and_several_armour_blocks() {
     gpg.run(&["--import"], &f.alice.binary);
     gpg.run(&["--import"], &f.github.binary);
     let both = gpg.export(true);
-    assert_eq!(String::from_utf8_lossy(&both).matches("-----BEGIN").count(), 1);
+    assert_eq!(
+        String::from_utf8_lossy(&both).matches("-----BEGIN").count(),
+        1
+    );
     let keys = keyring(&[&both]);
     assert_eq!(keys.len(), 2);
     // Two armour blocks with text around them, as people paste them.
@@ -560,7 +656,10 @@ fn secret_keys_are_refused_without_using_them() {
     let (armoured, binary) = &f.alice_secret;
     for file in [armoured, binary] {
         let err = add_error(file);
-        assert!(err.contains("this is a secret key; give the public key: gpg --export --armor KEYID"), "{err}");
+        assert!(
+            err.contains("this is a secret key; give the public key: gpg --export --armor KEYID"),
+            "{err}"
+        );
     }
     // A secret block after a good public one refuses the whole file.
     let mut mixed = f.github.armoured.clone();
@@ -574,20 +673,25 @@ fn files_without_a_usable_key_say_what_is_wrong() {
     assert!(add_error(b"").contains("empty"));
     assert!(add_error(b"  \n").contains("empty"));
     assert!(add_error(b"hello\n").contains("no -----BEGIN PGP PUBLIC KEY BLOCK-----"));
-    assert!(add_error(b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA alice\n").contains("--verify-allowed-signers"));
+    assert!(add_error(b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA alice\n")
+        .contains("--verify-allowed-signers"));
     assert!(add_error(&f.alice.sig).contains("(PGP SIGNATURE) is not a public key block"));
     assert!(add_error(&f.alice_binary_sig).contains("holds no public key"));
     assert!(add_error(&[0x99, 0x00, 0x05, 1, 2]).contains("binary keyring"));
     let truncated = &f.alice.armoured[..f.alice.armoured.len() / 2];
     let err = add_error(truncated);
-    assert!(err.starts_with("armour block 1 (PGP PUBLIC KEY BLOCK)"), "{err}");
+    assert!(
+        err.starts_with("armour block 1 (PGP PUBLIC KEY BLOCK)"),
+        "{err}"
+    );
 }
 
 #[test]
 fn malformed_signatures_are_refused_as_such() {
     let f = fixture();
     let keys = keyring(&[&f.alice.armoured]);
-    let garbage = b"-----BEGIN PGP SIGNATURE-----\n\nnot base64 at all\n-----END PGP SIGNATURE-----\n";
+    let garbage =
+        b"-----BEGIN PGP SIGNATURE-----\n\nnot base64 at all\n-----END PGP SIGNATURE-----\n";
     for sig in [&garbage[..], &f.alice.armoured, &f.alice_binary_sig, b""] {
         let refusal = keys.verify(PAYLOAD, sig, None, now());
         assert!(matches!(refusal, Err(Refusal::Malformed(_))), "{refusal:?}");
