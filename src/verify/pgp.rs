@@ -30,10 +30,10 @@ mod tests;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pgp::composed::{Deserializable, DetachedSignature};
+use pgp::composed::{Deserializable, DetachedSignature, SignedPublicKey};
 use pgp::crypto::hash::HashAlgorithm;
 use pgp::packet::{Signature, SignatureType};
-use pgp::types::{Fingerprint, KeyId};
+use pgp::types::{Fingerprint, KeyDetails, KeyId};
 
 use super::{Accepted, Refusal};
 use cert::{Cert, KeyState};
@@ -57,20 +57,33 @@ impl Keyring {
     /// binary (`gpg --export`). Refuses secret keys, files without a key and
     /// keys without a valid self-signature.
     pub fn add_file(&mut self, bytes: &[u8]) -> Result<(), KeyringError> {
-        let mut certs = Vec::new();
+        // The file's keys, each merged with its other copies in the file
+        // and with the keyring's copy, so no revocation is lost.
+        let mut keys: Vec<SignedPublicKey> = Vec::new();
         for key in read::public_keys(bytes)? {
-            let fingerprint = hex_upper(&pgp::types::KeyDetails::fingerprint(&key.primary_key));
-            let merged = match self.position(&key) {
-                Some(i) => cert::merge(self.certs[i].key.clone(), key),
-                None => key,
+            let fingerprint = key.primary_key.fingerprint();
+            let merged = match keys
+                .iter()
+                .position(|k| k.primary_key.fingerprint() == fingerprint)
+            {
+                Some(i) => cert::merge(keys.swap_remove(i), key),
+                None => match self.position(&fingerprint) {
+                    Some(i) => cert::merge(self.certs[i].key.clone(), key),
+                    None => key,
+                },
             };
-            let cert = Cert::new(merged)
-                .map_err(|why| KeyringError(format!("key {fingerprint}: {why}")))?;
-            certs.push(cert);
+            keys.push(merged);
         }
+        let certs = keys
+            .into_iter()
+            .map(|key| {
+                let fingerprint = hex_upper(&key.primary_key.fingerprint());
+                Cert::new(key).map_err(|why| KeyringError(format!("key {fingerprint}: {why}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         // Only once the whole file is good: a bad file adds nothing.
         for cert in certs {
-            match self.position(&cert.key) {
+            match self.position(&cert.primary.fingerprint) {
                 Some(i) => self.certs[i] = cert,
                 None => self.certs.push(cert),
             }
@@ -88,11 +101,10 @@ impl Keyring {
         self.certs.is_empty()
     }
 
-    fn position(&self, key: &pgp::composed::SignedPublicKey) -> Option<usize> {
-        let fingerprint = pgp::types::KeyDetails::fingerprint(&key.primary_key);
+    fn position(&self, fingerprint: &Fingerprint) -> Option<usize> {
         self.certs
             .iter()
-            .position(|c| c.primary.fingerprint == fingerprint)
+            .position(|c| c.primary.fingerprint == *fingerprint)
     }
 
     /// Verifies an armoured OpenPGP `signature` (`-----BEGIN PGP

@@ -181,6 +181,8 @@ struct Fixture {
     /// export from before the revocation is in `erin_before`.
     erin: Party,
     erin_before: Vec<u8>,
+    /// A signature by carol's certify-only primary key (made by rPGP).
+    carol_primary: Vec<u8>,
     /// Like carol, but the signing subkey is revoked after signing.
     frank: Party,
     /// ed25519 signing primary with an ed25519 authentication subkey; `sig`
@@ -198,8 +200,8 @@ fn fixture() -> &'static Fixture {
         std::thread::scope(|s| {
             let alice = s.spawn(alice);
             let github = s.spawn(github);
-            let carol = s.spawn(|| with_subkey("Carol <carol@example.org>", false));
-            let frank = s.spawn(|| with_subkey("Frank <frank@example.org>", true));
+            let carol = s.spawn(carol);
+            let frank = s.spawn(|| with_subkey("Frank <frank@example.org>", true).0);
             let dave = s.spawn(dave);
             let erin = s.spawn(erin);
             let grace = s.spawn(grace);
@@ -207,6 +209,7 @@ fn fixture() -> &'static Fixture {
                 alice.join().expect("alice");
             let (erin, erin_before) = erin.join().expect("erin");
             let (grace, grace_primary) = grace.join().expect("grace");
+            let (carol, carol_primary) = carol.join().expect("carol");
             let (github, github_sha1) = github.join().expect("github");
             Fixture {
                 alice,
@@ -218,7 +221,8 @@ fn fixture() -> &'static Fixture {
                 github_sha1,
                 grace,
                 grace_primary,
-                carol: carol.join().expect("carol"),
+                carol,
+                carol_primary,
                 dave: dave.join().expect("dave"),
                 erin,
                 erin_before,
@@ -335,7 +339,7 @@ fn alice() -> (Party, Vec<u8>, Vec<u8>, Vec<u8>, (Vec<u8>, Vec<u8>)) {
 /// A certify-only primary key with a signing subkey that makes the
 /// signature (gpg picks it for `-u PRIMARY`); the subkey revoked after
 /// signing when `revoke`.
-fn with_subkey(uid: &str, revoke: bool) -> Party {
+fn with_subkey(uid: &str, revoke: bool) -> (Party, Gpg) {
     let gpg = Gpg::new();
     let fpr = gpg.generate(uid, "ed25519", "cert", "never", None);
     gpg.run(&["--quick-add-key", &fpr, "ed25519", "sign", "never"], b"");
@@ -344,7 +348,17 @@ fn with_subkey(uid: &str, revoke: bool) -> Party {
     if revoke {
         gpg.revoke_subkey(&fpr, 1);
     }
-    party(&gpg, fpr, sub, sig)
+    (party(&gpg, fpr, sub, sig), gpg)
+}
+
+/// Carol, and a signature by her primary key, which may only certify
+/// (made by rPGP: gpg will not).
+fn carol() -> (Party, Vec<u8>) {
+    use pgp::composed::{Deserializable, SignedSecretKey};
+    let (carol, gpg) = with_subkey("Carol <carol@example.org>", false);
+    let secret = gpg.run(&["--export-secret-keys"], b"");
+    let secret = SignedSecretKey::from_bytes(&secret[..]).expect("gpg's secret key");
+    (carol, rpgp_sign(&secret.primary_key, PAYLOAD))
 }
 
 /// A key made on 2020-01-01 (gpg's faked clock) valid for one day, and a
@@ -485,6 +499,15 @@ fn revoked_key_is_refused_even_when_an_older_copy_is_also_given() {
         assert_eq!(keys.len(), 1);
         assert_eq!(keys.verify(PAYLOAD, &f.erin.sig, None, now()), revoked);
     }
+    // And within one file (two armour blocks), in either order.
+    for (first, second) in [
+        (&f.erin_before, &f.erin.armoured),
+        (&f.erin.armoured, &f.erin_before),
+    ] {
+        let keys = keyring(&[&[first.as_slice(), second].concat()]);
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys.verify(PAYLOAD, &f.erin.sig, None, now()), revoked);
+    }
 }
 
 #[test]
@@ -518,6 +541,21 @@ fn subkey_without_the_signing_flag_does_not_count() {
     }
     let accepted = keys.verify(PAYLOAD, &f.grace_primary, None, now());
     assert_eq!(accepted.map(|a| a.key), Ok(f.grace.fpr.clone()));
+}
+
+/// A primary key whose self-signature gives it only the certification
+/// flag (gpg's `cert` usage) does not count for documents either.
+#[test]
+fn certify_only_primary_key_does_not_count() {
+    let f = fixture();
+    let keys = keyring(&[&f.carol.armoured]);
+    match keys.verify(PAYLOAD, &f.carol_primary, None, now()) {
+        Err(Refusal::BadSignature { key, detail }) => {
+            assert_eq!(key, f.carol.fpr);
+            assert!(detail.contains("may not sign"), "{detail}");
+        }
+        other => panic!("expected a refusal of the certify-only key, got {other:?}"),
+    }
 }
 
 #[test]
