@@ -543,6 +543,54 @@ fn subkey_without_the_signing_flag_does_not_count() {
     assert_eq!(accepted.map(|a| a.key), Ok(f.grace.fpr.clone()));
 }
 
+fn parse_public(armoured: &[u8]) -> pgp::composed::SignedPublicKey {
+    use pgp::composed::{Deserializable, SignedPublicKey};
+    SignedPublicKey::from_armor_single(armoured)
+        .expect("gpg's public key")
+        .0
+}
+
+fn armoured(key: &pgp::composed::SignedPublicKey) -> Vec<u8> {
+    key.to_armored_bytes(pgp::composed::ArmorOptions::default())
+        .expect("armour")
+}
+
+/// A key whose user IDs carry only someone else's certifications (here
+/// the GitHub stand-in's user ID and signatures grafted onto Alice's key)
+/// is bound to nobody: the file is refused.
+#[test]
+fn key_without_a_valid_self_signature_is_refused() {
+    let f = fixture();
+    let mut alice = parse_public(&f.alice.armoured);
+    alice.details.users = parse_public(&f.github.armoured).details.users;
+    let err = add_error(&armoured(&alice));
+    assert!(
+        err.starts_with(&format!(
+            "key {}: it has no valid self-signature",
+            f.alice.fpr
+        )),
+        "{err}"
+    );
+}
+
+/// Someone who grafts Carol's signing subkey (with its binding signature by
+/// Carol's primary key) onto Alice's key does not get Carol's signatures
+/// accepted as Alice's: the binding does not verify with Alice's key.
+#[test]
+fn subkey_grafted_onto_another_key_does_not_count() {
+    let f = fixture();
+    let mut alice = parse_public(&f.alice.armoured);
+    alice.public_subkeys = parse_public(&f.carol.armoured).public_subkeys;
+    let keys = keyring(&[&armoured(&alice)]);
+    match keys.verify(PAYLOAD, &f.carol.sig, None, now()) {
+        Err(Refusal::BadSignature { key, detail }) => {
+            assert_eq!(key, f.carol.signer);
+            assert!(detail.contains("no valid binding signature"), "{detail}");
+        }
+        other => panic!("expected a refusal of the grafted subkey, got {other:?}"),
+    }
+}
+
 /// A primary key whose self-signature gives it only the certification
 /// flag (gpg's `cert` usage) does not count for documents either.
 #[test]
