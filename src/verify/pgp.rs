@@ -20,8 +20,9 @@
 //! #       --verify-pgp-keyring=/etc/git-keys/team.asc
 //! ```
 //!
-//! GitHub rotates that key now and then (the old one expires); the file then
-//! holds both, and signatures by the expired one stop counting.
+//! The file may hold several keys (GitHub rotates the key; the older one
+//! expires): all are added, and an expired one stops counting by itself.
+//! Fetch the file again when GitHub announces a new key.
 
 mod cert;
 mod read;
