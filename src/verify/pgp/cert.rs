@@ -1,0 +1,239 @@
+//! One OpenPGP certificate (a primary key, its user IDs and subkeys) and
+//! what its self-signatures say: which user IDs are valid, whether the key
+//! and each subkey are revoked, when they expire, which may sign. rPGP
+//! checks each signature; the policy (RFC 9580 §5.2.3 and §10.1) is here.
+//!
+//! - The newest valid self-signature of a component decides its state (a
+//!   user ID re-certified after a revocation is valid again; a newer
+//!   expiry replaces an older one).
+//! - Any valid revocation of the primary key or a subkey by the primary key
+//!   revokes it, whatever its reason: a deploy gate does not guess whether
+//!   "superseded" was meant for old signatures. Revocations by designated
+//!   revokers are not honoured: remove the key from the keyring instead.
+//! - A subkey may sign only with a valid binding signature carrying the
+//!   signing flag and a valid back-signature (primary key binding), as
+//!   GnuPG requires: otherwise anyone could claim someone else's subkey.
+
+use pgp::composed::{SignedPublicKey, SignedPublicSubKey};
+use pgp::packet::{PublicKey, Signature, SignatureType, SubpacketData};
+use pgp::types::{Fingerprint, KeyDetails, KeyId, Tag, Timestamp};
+
+/// A primary key with what its self-signatures establish.
+#[derive(Debug)]
+pub(super) struct Cert {
+    pub key: SignedPublicKey,
+    pub primary: KeyState,
+    pub subkeys: Vec<KeyState>,
+    /// Valid, unrevoked user IDs, the primary one first.
+    pub user_ids: Vec<String>,
+}
+
+/// The state of the primary key or of one subkey.
+#[derive(Debug)]
+pub(super) struct KeyState {
+    pub fingerprint: Fingerprint,
+    pub key_id: KeyId,
+    /// `None` for the primary key, else the index in `public_subkeys`.
+    pub subkey: Option<usize>,
+    pub created: u64,
+    pub expires: Option<u64>,
+    pub revoked: bool,
+    /// Why the key may not make data signatures, if it may not.
+    pub cannot_sign: Option<String>,
+}
+
+impl Cert {
+    /// Works out what `key`'s self-signatures establish; an error when the
+    /// key has no valid self-signature at all (nothing binds it to anyone).
+    pub fn new(key: SignedPublicKey) -> Result<Cert, String> {
+        let primary = &key.primary_key;
+        let mut self_sigs: Vec<&Signature> = key
+            .details
+            .direct_signatures
+            .iter()
+            .filter(|s| s.typ() == Some(SignatureType::Key) && s.created().is_some())
+            .filter(|s| s.verify_key(primary).is_ok())
+            .collect();
+        let mut user_ids = Vec::new();
+        for user in &key.details.users {
+            let newest = newest(user.signatures.iter().filter(|s| {
+                s.verify_certification(primary, Tag::UserId, &user.id)
+                    .is_ok()
+            }));
+            if let Some(sig) = newest.filter(|s| s.typ() != Some(SignatureType::CertRevocation)) {
+                user_ids.push((
+                    String::from_utf8_lossy(user.id.id()).into_owned(),
+                    sig.is_primary(),
+                ));
+                self_sigs.push(sig);
+            }
+        }
+        let Some(newest_self) = newest(self_sigs.into_iter()) else {
+            return Err("it has no valid self-signature (no user ID certified by the key itself); export it again with gpg --export --armor KEYID".into());
+        };
+        // The primary user ID first; `sort_by_key` is stable.
+        user_ids.sort_by_key(|(_, primary)| !primary);
+        let revoked = key
+            .details
+            .revocation_signatures
+            .iter()
+            .any(|s| s.verify_key(primary).is_ok());
+        let cannot_sign =
+            (has_key_flags(newest_self) && !newest_self.key_flags().sign()).then(|| {
+                "its self-signature does not give it the signing capability (key flags)".to_string()
+            });
+        let state = KeyState {
+            fingerprint: primary.fingerprint(),
+            key_id: primary.legacy_key_id(),
+            subkey: None,
+            created: secs(primary.created_at()),
+            expires: expiry(primary.created_at(), newest_self),
+            revoked,
+            cannot_sign,
+        };
+        let subkeys = key
+            .public_subkeys
+            .iter()
+            .enumerate()
+            .map(|(i, sub)| subkey_state(primary, i, sub))
+            .collect();
+        Ok(Cert {
+            primary: state,
+            subkeys,
+            user_ids: user_ids.into_iter().map(|(id, _)| id).collect(),
+            key,
+        })
+    }
+
+    /// The primary key and the subkeys.
+    pub fn keys(&self) -> impl Iterator<Item = &KeyState> {
+        std::iter::once(&self.primary).chain(&self.subkeys)
+    }
+
+    /// Checks the data signature cryptographically with `key`'s material.
+    pub fn verify_data(
+        &self,
+        key: &KeyState,
+        sig: &Signature,
+        payload: &[u8],
+    ) -> pgp::errors::Result<()> {
+        match key.subkey.and_then(|i| self.key.public_subkeys.get(i)) {
+            Some(sub) => sig.verify(&sub.key, payload),
+            None => sig.verify(&self.key.primary_key, payload),
+        }
+    }
+
+    /// The valid user ID whose e-mail is `email` (case-insensitively: the
+    /// domain is, and no mail system treats local parts differently).
+    pub fn user_id_for(&self, email: &str) -> Option<String> {
+        self.user_ids
+            .iter()
+            .find(|id| email_of(id).is_some_and(|e| e.eq_ignore_ascii_case(email.trim())))
+            .cloned()
+    }
+}
+
+/// The e-mail of a user ID: `Name (comment) <email>` or a bare address.
+pub(super) fn email_of(user_id: &str) -> Option<&str> {
+    match (user_id.rfind('<'), user_id.rfind('>')) {
+        (Some(open), Some(close)) if open < close => Some(&user_id[open + 1..close]),
+        _ if user_id.contains('@') && !user_id.contains(char::is_whitespace) => Some(user_id),
+        _ => None,
+    }
+}
+
+fn subkey_state(primary: &PublicKey, index: usize, sub: &SignedPublicSubKey) -> KeyState {
+    let of_type = |typ| {
+        sub.signatures
+            .iter()
+            .filter(move |s| s.typ() == Some(typ))
+            .filter(|s| s.verify_subkey_binding(primary, &sub.key).is_ok())
+    };
+    let revoked = of_type(SignatureType::SubkeyRevocation).next().is_some();
+    let binding = newest(of_type(SignatureType::SubkeyBinding));
+    let cannot_sign = match binding {
+        None => Some("it has no valid binding signature from its primary key".to_string()),
+        Some(b) if !b.key_flags().sign() => {
+            Some("its binding signature does not give it the signing capability (key flags)".into())
+        }
+        Some(b) => match b.embedded_signature() {
+            None => Some("it is not cross-certified (no back-signature in its binding)".into()),
+            Some(back) if back.verify_primary_key_binding(&sub.key, primary).is_err() => {
+                Some("its back-signature (primary key binding) does not verify".into())
+            }
+            Some(_) => None,
+        },
+    };
+    KeyState {
+        fingerprint: sub.key.fingerprint(),
+        key_id: sub.key.legacy_key_id(),
+        subkey: Some(index),
+        created: secs(sub.key.created_at()),
+        expires: binding.and_then(|b| expiry(sub.key.created_at(), b)),
+        revoked,
+        cannot_sign,
+    }
+}
+
+/// The newest of `sigs` (by creation time; one without is invalid).
+fn newest<'a>(sigs: impl Iterator<Item = &'a Signature>) -> Option<&'a Signature> {
+    sigs.filter(|s| s.created().is_some())
+        .max_by_key(|s| s.created())
+}
+
+/// When a key created at `created` expires by `sig`'s key expiration time
+/// (absent or zero: never).
+fn expiry(created: Timestamp, sig: &Signature) -> Option<u64> {
+    sig.key_expiration_time()
+        .map(|d| u64::from(d.as_secs()))
+        .filter(|&d| d > 0)
+        .map(|d| secs(created) + d)
+}
+
+/// Whether `sig` carries key flags at all: a self-signature without them
+/// (old keys) does not restrict the key.
+fn has_key_flags(sig: &Signature) -> bool {
+    sig.config().is_some_and(|c| {
+        c.hashed_subpackets()
+            .any(|p| matches!(p.data, SubpacketData::KeyFlags(_)))
+    })
+}
+
+fn secs(t: Timestamp) -> u64 {
+    u64::from(t.as_secs())
+}
+
+/// `extra` merged into `base` (the same primary key from two files, or a
+/// key and its revocation): signatures and components are unioned.
+pub(super) fn merge(mut base: SignedPublicKey, extra: SignedPublicKey) -> SignedPublicKey {
+    let details = &mut base.details;
+    union(
+        &mut details.revocation_signatures,
+        extra.details.revocation_signatures,
+    );
+    union(
+        &mut details.direct_signatures,
+        extra.details.direct_signatures,
+    );
+    for user in extra.details.users {
+        match details.users.iter_mut().find(|u| u.id == user.id) {
+            Some(known) => union(&mut known.signatures, user.signatures),
+            None => details.users.push(user),
+        }
+    }
+    for sub in extra.public_subkeys {
+        match base.public_subkeys.iter_mut().find(|s| s.key == sub.key) {
+            Some(known) => union(&mut known.signatures, sub.signatures),
+            None => base.public_subkeys.push(sub),
+        }
+    }
+    base
+}
+
+fn union(into: &mut Vec<Signature>, more: Vec<Signature>) {
+    for sig in more {
+        if !into.contains(&sig) {
+            into.push(sig);
+        }
+    }
+}
