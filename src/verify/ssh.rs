@@ -116,8 +116,12 @@ fn windows(lines: &[&AllowedSigner], now: u64) -> String {
     let each: Vec<String> = lines
         .iter()
         .map(|line| {
-            let after = line.valid_after.map(|t| format!(" valid-after {}", time::format(t)));
-            let before = line.valid_before.map(|t| format!(" valid-before {}", time::format(t)));
+            let after = line
+                .valid_after
+                .map(|t| format!(" valid-after {}", time::format(t)));
+            let before = line
+                .valid_before
+                .map(|t| format!(" valid-before {}", time::format(t)));
             format!(
                 "allowed_signers line {}:{}{}",
                 line.line,

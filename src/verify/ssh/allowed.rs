@@ -240,7 +240,11 @@ impl Options {
             };
             let (value, rest) = dequote(rest, name)?;
             let seconds = time::parse(&value).map_err(|e| format!("{name}: {e}"))?;
-            let slot = if is_after { &mut self.valid_after } else { &mut self.valid_before };
+            let slot = if is_after {
+                &mut self.valid_after
+            } else {
+                &mut self.valid_before
+            };
             if slot.replace(seconds).is_some() {
                 return Err(format!("{name} is given twice"));
             }

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::*;
@@ -44,18 +45,30 @@ struct Key {
 }
 
 fn keygen(dir: &Path, kind: &str, bits: Option<&str>) -> Key {
-    let private = dir.join(format!("id_{kind}_{}", bits.unwrap_or("default")));
+    static MADE: AtomicUsize = AtomicUsize::new(0);
+    let n = MADE.fetch_add(1, Ordering::Relaxed);
+    let private = dir.join(format!("id_{kind}_{}_{n}", bits.unwrap_or("default")));
     let mut cmd = ssh_keygen();
     cmd.args(["-q", "-N", "", "-C", "comment", "-t", kind]);
     if let Some(bits) = bits {
         cmd.args(["-b", bits]);
     }
     let out = run(cmd.arg("-f").arg(&private));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let public = std::fs::read_to_string(private.with_extension("pub")).expect("the .pub file");
     let public = public.split(' ').take(2).collect::<Vec<_>>().join(" ");
-    let out = run(ssh_keygen().args(["-l", "-E", "sha256", "-f"]).arg(&private));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(ssh_keygen()
+        .args(["-l", "-E", "sha256", "-f"])
+        .arg(&private));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let listing = String::from_utf8_lossy(&out.stdout).into_owned();
     let fingerprint = listing.split(' ').nth(1).expect("a fingerprint").to_owned();
     Key {
@@ -73,7 +86,11 @@ fn sign(dir: &Path, key: &Key, payload: &[u8], namespace: &str) -> Vec<u8> {
         .args(["-Y", "sign", "-n", namespace, "-f"])
         .arg(&key.private)
         .arg(file.path()));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sig_path = PathBuf::from(format!("{}.sig", file.path().display()));
     let sig = std::fs::read(&sig_path).expect("the .sig file");
     std::fs::remove_file(sig_path).expect("remove .sig");
@@ -103,7 +120,9 @@ fn keygen_accepts(
     if let Some(at) = at {
         cmd.arg("-O").arg(format!("verify-time={at}"));
     }
-    cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let mut child = cmd.spawn().unwrap_or_else(|e| {
         panic!("ssh-keygen: {e}; install it (Debian/Ubuntu: apt-get install openssh-client)")
     });
@@ -153,7 +172,14 @@ fn every_key_type_ssh_keygen_makes_is_verified() {
             }),
             "{kind} {bits:?}"
         );
-        assert!(keygen_accepts(dir.path(), &allowed, "alice@example.com", PAYLOAD, &sig, None));
+        assert!(keygen_accepts(
+            dir.path(),
+            &allowed,
+            "alice@example.com",
+            PAYLOAD,
+            &sig,
+            None
+        ));
         // Without --verify-committers the signer is the line's principals.
         let got = ours(&allowed, PAYLOAD, &sig, None, now()).expect("accepted");
         assert_eq!(got.signer, "alice@example.com");
@@ -170,11 +196,22 @@ fn rsa_signatures_with_sha256_are_verified() {
         .args(["-Y", "sign", "-n", "git", "-O", "hashalg=sha256", "-f"])
         .arg(&key.private)
         .arg(&file));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sig = std::fs::read(dir.path().join("payload.sig")).expect("sig");
     let allowed = format!("* {}\n", key.public);
     assert!(ours(&allowed, PAYLOAD, &sig, None, now()).is_ok());
-    assert!(keygen_accepts(dir.path(), &allowed, "x@y", PAYLOAD, &sig, None));
+    assert!(keygen_accepts(
+        dir.path(),
+        &allowed,
+        "x@y",
+        PAYLOAD,
+        &sig,
+        None
+    ));
 }
 
 #[test]
@@ -190,7 +227,14 @@ fn a_signature_for_another_namespace_is_refused() {
         }
         other => panic!("expected BadSignature, got {other:?}"),
     }
-    assert!(!keygen_accepts(dir.path(), &allowed, "alice@example.com", PAYLOAD, &sig, None));
+    assert!(!keygen_accepts(
+        dir.path(),
+        &allowed,
+        "alice@example.com",
+        PAYLOAD,
+        &sig,
+        None
+    ));
 }
 
 #[test]
@@ -206,7 +250,14 @@ fn a_modified_payload_is_a_bad_signature() {
         matches!(&got, Err(Refusal::BadSignature { key: fp, .. }) if *fp == key.fingerprint),
         "{got:?}"
     );
-    assert!(!keygen_accepts(dir.path(), &allowed, "alice@example.com", &modified, &sig, None));
+    assert!(!keygen_accepts(
+        dir.path(),
+        &allowed,
+        "alice@example.com",
+        &modified,
+        &sig,
+        None
+    ));
 }
 
 /// A forgery: valid signature bytes, by the allowed key, lifted from another
@@ -220,7 +271,14 @@ fn a_signature_lifted_from_another_commit_is_refused() {
     assert!(ours(&allowed, PAYLOAD, &lifted, None, now()).is_ok());
     let got = ours(&allowed, OTHER_PAYLOAD, &lifted, None, now());
     assert!(matches!(got, Err(Refusal::BadSignature { .. })), "{got:?}");
-    assert!(!keygen_accepts(dir.path(), &allowed, "mallory@example.com", OTHER_PAYLOAD, &lifted, None));
+    assert!(!keygen_accepts(
+        dir.path(),
+        &allowed,
+        "mallory@example.com",
+        OTHER_PAYLOAD,
+        &lifted,
+        None
+    ));
 }
 
 #[test]
@@ -236,7 +294,14 @@ fn an_unknown_key_is_named_by_its_fingerprint() {
             key: stranger.fingerprint.clone()
         })
     );
-    assert!(!keygen_accepts(dir.path(), &allowed, "alice@example.com", PAYLOAD, &sig, None));
+    assert!(!keygen_accepts(
+        dir.path(),
+        &allowed,
+        "alice@example.com",
+        PAYLOAD,
+        &sig,
+        None
+    ));
     // An empty file trusts nobody.
     assert_eq!(
         ours("# nobody yet\n", PAYLOAD, &sig, None, now()),
@@ -273,7 +338,14 @@ fn a_line_whose_namespaces_exclude_git_does_not_count() {
                 "{options}"
             );
         }
-        let theirs = keygen_accepts(dir.path(), &allowed, "alice@example.com", PAYLOAD, &sig, None);
+        let theirs = keygen_accepts(
+            dir.path(),
+            &allowed,
+            "alice@example.com",
+            PAYLOAD,
+            &sig,
+            None,
+        );
         assert_eq!(theirs, accepted, "ssh-keygen on {options}");
     }
 }
@@ -340,10 +412,30 @@ fn any_line_of_the_key_may_accept() {
     let got = ours(&allowed, PAYLOAD, &sig, Some("alice@example.com"), now());
     assert_eq!(got.map(|a| a.signer), Ok("alice@example.com".to_owned()));
     let allowed_expired = allowed.lines().take(3).collect::<Vec<_>>().join("\n");
-    let got = ours(&allowed_expired, PAYLOAD, &sig, Some("alice@example.com"), now());
+    let got = ours(
+        &allowed_expired,
+        PAYLOAD,
+        &sig,
+        Some("alice@example.com"),
+        now(),
+    );
     assert!(matches!(got, Err(Refusal::Expired { .. })), "{got:?}");
-    assert!(!keygen_accepts(dir.path(), &allowed_expired, "alice@example.com", PAYLOAD, &sig, None));
-    assert!(keygen_accepts(dir.path(), &allowed, "alice@example.com", PAYLOAD, &sig, None));
+    assert!(!keygen_accepts(
+        dir.path(),
+        &allowed_expired,
+        "alice@example.com",
+        PAYLOAD,
+        &sig,
+        None
+    ));
+    assert!(keygen_accepts(
+        dir.path(),
+        &allowed,
+        "alice@example.com",
+        PAYLOAD,
+        &sig,
+        None
+    ));
 }
 
 #[test]
@@ -358,12 +450,28 @@ fn principals_match_the_committer_like_ssh_keygen() {
         ("alice@example.com", "bob@example.com", false),
         ("*@example.com", "bob@example.com", true),
         ("*@example.com", "bob@example.org", false),
-        ("*@example.com,!mallory@example.com", "mallory@example.com", false),
-        ("!mallory@example.com,*@example.com", "carol@example.com", true),
+        (
+            "*@example.com,!mallory@example.com",
+            "mallory@example.com",
+            false,
+        ),
+        (
+            "!mallory@example.com,*@example.com",
+            "carol@example.com",
+            true,
+        ),
         ("?ob@example.com", "bob@example.com", true),
         ("?ob@example.com", "boob@example.com", false),
-        ("bob@example.com,alice@example.com", "alice@example.com", true),
-        ("\"bob@example.com,alice@example.com\"", "alice@example.com", true),
+        (
+            "bob@example.com,alice@example.com",
+            "alice@example.com",
+            true,
+        ),
+        (
+            "\"bob@example.com,alice@example.com\"",
+            "alice@example.com",
+            true,
+        ),
         ("\"a b@example.com\"", "a b@example.com", true),
         ("*", "anyone@anywhere", true),
     ];
@@ -425,13 +533,26 @@ fn whole_files_agree_with_ssh_keygen() {
             ed.public, ec.public, rsa.public
         ),
     ];
-    let principals = ["alice@example.com", "bob@example.com", "carol@example.com", "dave@example.com", "eve@example.com"];
+    let principals = [
+        "alice@example.com",
+        "bob@example.com",
+        "carol@example.com",
+        "dave@example.com",
+        "eve@example.com",
+    ];
     let mut accepted = 0;
     for file in &files {
         for sig in &sigs {
             for principal in principals {
                 let got = ours(file, PAYLOAD, sig, Some(principal), now()).is_ok();
-                let theirs = keygen_accepts(dir.path(), file, principal, PAYLOAD, sig, Some("20261204000000Z"));
+                let theirs = keygen_accepts(
+                    dir.path(),
+                    file,
+                    principal,
+                    PAYLOAD,
+                    sig,
+                    Some("20261204000000Z"),
+                );
                 assert_eq!(got, theirs, "{principal} in\n{file}");
                 accepted += usize::from(got);
             }
@@ -445,11 +566,18 @@ fn whole_files_agree_with_ssh_keygen() {
 fn cert_authority_is_refused_with_what_to_do() {
     let dir = tempdir();
     let key = keygen(dir.path(), "ed25519", None);
-    for options in ["cert-authority", "namespaces=\"git\",cert-authority", "CERT-AUTHORITY"] {
+    for options in [
+        "cert-authority",
+        "namespaces=\"git\",cert-authority",
+        "CERT-AUTHORITY",
+    ] {
         let text = format!("# CA\n*@example.com {options} {}\n", key.public);
         let err = parse_allowed_signers(&text).expect_err(options);
         assert_eq!(err.line, 2);
-        assert!(err.message.contains("cert-authority is not supported"), "{err}");
+        assert!(
+            err.message.contains("cert-authority is not supported"),
+            "{err}"
+        );
         assert!(err.message.contains("public key"), "{err}");
     }
 }
@@ -462,25 +590,40 @@ fn malformed_lines_are_named_with_what_is_wrong() {
     let (kind, b64) = k.split_once(' ').expect("two fields");
     let cases: Vec<(String, &str)> = vec![
         ("alice@example.com".into(), "no key after the principals"),
-        (format!("{k}"), "neither a key type nor an option"),
+        (k.clone(), "neither a key type nor an option"),
         (format!("\"alice@example.com {k}"), "no closing quote"),
         (format!("\"alice\"x {k}"), "a blank must follow"),
         (format!("al\"ice {k}"), "quote the whole list"),
         (format!("\"\" {k}"), "principals are empty"),
         (format!("a namespaces=git {k}"), "must be in double quotes"),
         (format!("a namespaces=\"git {k}"), "no closing quote"),
-        (format!("a namespaces=\"git\",namespaces=\"x\" {k}"), "given twice"),
+        (
+            format!("a namespaces=\"git\",namespaces=\"x\" {k}"),
+            "given twice",
+        ),
         (format!("a namespaces=\"git\", {k}"), "end with a comma"),
         (format!("a namespaces=\"git\";x {k}"), "separated by commas"),
-        (format!("a no-touch-required {k}"), "neither a key type nor an option"),
+        (
+            format!("a no-touch-required {k}"),
+            "neither a key type nor an option",
+        ),
         (format!("a valid-after=\"2026\" {k}"), "YYYYMMDD"),
         (format!("a valid-after=\"20260230\" {k}"), "invalid time"),
-        (format!("a valid-after=\"20270101\",valid-before=\"20260101\" {k}"), "not after valid-after"),
+        (
+            format!("a valid-after=\"20270101\",valid-before=\"20260101\" {k}"),
+            "not after valid-after",
+        ),
         (format!("a {kind}"), "no base64 key data"),
         (format!("a {kind} AAAA{b64}"), "invalid ssh-ed25519 key"),
         (format!("a ssh-rsa {b64}"), "invalid ssh-rsa key"),
-        (format!("a ssh-ed25519-cert-v01@openssh.com {b64}"), "certificate"),
-        (format!("a namespaces=\"git\" ssh-ed448 {b64}"), "unknown key type"),
+        (
+            format!("a ssh-ed25519-cert-v01@openssh.com {b64}"),
+            "certificate",
+        ),
+        (
+            format!("a namespaces=\"git\" ssh-ed448 {b64}"),
+            "unknown key type",
+        ),
     ];
     for (line, expected) in cases {
         let text = format!("# first\n\n{line}\n");
@@ -545,8 +688,16 @@ fn bench_ed25519_verify() {
     let dir = tempdir();
     let key = keygen(dir.path(), "ed25519", None);
     let sig = sign(dir.path(), &key, PAYLOAD, GIT_NAMESPACE);
-    let others: String = (0..20)
-        .map(|i| format!("user{i}@example.com {}\n", keygen(dir.path(), "ecdsa", Some(&format!("{}", [256, 384, 521][i % 3]))).public))
+    // The signer's line comes last, after 20 others, as in a team's file.
+    let others: String = ["256", "384", "521"]
+        .iter()
+        .cycle()
+        .take(20)
+        .enumerate()
+        .map(|(i, bits)| {
+            let other = keygen(dir.path(), "ecdsa", Some(bits));
+            format!("user{i}@example.com {}\n", other.public)
+        })
         .collect();
     let allowed = parse_allowed_signers(&format!("{others}alice@example.com {}\n", key.public))
         .expect("valid");

@@ -27,7 +27,11 @@ pub(super) fn parse(text: &str) -> Result<u64, String> {
             .fold(0, |n, b| n * 10 + u64::from(b - b'0'))
     };
     let (year, month, day) = (field(0, 4), field(4, 2), field(6, 2));
-    let (hour, minute) = if digits.len() >= 12 { (field(8, 2), field(10, 2)) } else { (0, 0) };
+    let (hour, minute) = if digits.len() >= 12 {
+        (field(8, 2), field(10, 2))
+    } else {
+        (0, 0)
+    };
     let second = if digits.len() == 14 { field(12, 2) } else { 0 };
     let valid = (1..=12).contains(&month)
         && day >= 1
@@ -73,7 +77,7 @@ fn strip_utc_suffix(text: &str) -> &str {
 }
 
 fn is_leap(year: u64) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
 }
 
 fn days_in_month(year: u64, month: u64) -> u64 {
@@ -87,7 +91,9 @@ fn days_in_month(year: u64, month: u64) -> u64 {
 
 /// Days from 1970-01-01 to a date (year ≥ 1970): whole years, then months.
 fn days_since_epoch(year: u64, month: u64, day: u64) -> u64 {
-    let years: u64 = (1970..year).map(|y| if is_leap(y) { 366 } else { 365 }).sum();
+    let years: u64 = (1970..year)
+        .map(|y| if is_leap(y) { 366 } else { 365 })
+        .sum();
     let months: u64 = (1..month).map(|m| days_in_month(year, m)).sum();
     years + months + day - 1
 }
@@ -121,16 +127,32 @@ mod tests {
         assert_eq!(parse("20240229"), Ok(1_709_164_800));
         assert_eq!(parse("20240229Z"), Ok(1_709_164_800));
         assert_eq!(parse("20240229UTC"), Ok(1_709_164_800));
-        assert_eq!(parse("202402291234"), Ok(1_709_164_800 + 12 * 3600 + 34 * 60));
-        assert_eq!(parse("20240229123456z"), Ok(1_709_164_800 + 12 * 3600 + 34 * 60 + 56));
+        assert_eq!(
+            parse("202402291234"),
+            Ok(1_709_164_800 + 12 * 3600 + 34 * 60)
+        );
+        assert_eq!(
+            parse("20240229123456z"),
+            Ok(1_709_164_800 + 12 * 3600 + 34 * 60 + 56)
+        );
         assert_eq!(format(1_709_164_800 + 45_296), "2024-02-29T12:34:56Z");
     }
 
     #[test]
     fn impossible_dates_are_refused_with_the_format() {
         for bad in [
-            "20230229", "20241301", "20240100", "202401011", "2024010112", "20240101246000",
-            "19691231", "19700101", "2024-01-01", "", "Z", "２０２４０１０１",
+            "20230229",
+            "20241301",
+            "20240100",
+            "202401011",
+            "2024010112",
+            "20240101246000",
+            "19691231",
+            "19700101",
+            "2024-01-01",
+            "",
+            "Z",
+            "２０２４０１０１",
         ] {
             let err = parse(bad).expect_err(bad);
             assert!(err.contains("YYYYMMDD") && err.contains("UTC"), "{err}");
@@ -139,7 +161,12 @@ mod tests {
 
     #[test]
     fn format_inverts_parse() {
-        for t in ["19700101000001", "20000229235959", "21000301000000", "20261204091000"] {
+        for t in [
+            "19700101000001",
+            "20000229235959",
+            "21000301000000",
+            "20261204091000",
+        ] {
             let s = parse(t).expect(t);
             let f = format(s);
             let back: String = f.chars().filter(char::is_ascii_digit).collect();

@@ -9,11 +9,11 @@ use super::*;
 
 /// Cases per property (5 properties, 7 000 cases in all; about 2 s in a
 /// debug build).
-const ARBITRARY_TEXT_CASES: u32 = 2_000;
-const MUTATED_LINE_CASES: u32 = 2_000;
-const ROUND_TRIP_CASES: u32 = 1_000;
-const ARBITRARY_SIGNATURE_CASES: u32 = 1_000;
-const FLIPPED_SIGNATURE_CASES: u32 = 1_000;
+const ARBITRARY_TEXT_CASES: u32 = 8_000;
+const MUTATED_LINE_CASES: u32 = 8_000;
+const ROUND_TRIP_CASES: u32 = 3_000;
+const ARBITRARY_SIGNATURE_CASES: u32 = 4_000;
+const FLIPPED_SIGNATURE_CASES: u32 = 2_000;
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
@@ -49,7 +49,8 @@ const VALID_LINES: &[&str] = &[
 /// Characters the format gives meaning to, so mutations hit the parser's
 /// branches rather than only the base64.
 const SPECIAL: &[char] = &[
-    '"', '\\', ',', '=', ' ', '\t', '\r', '\n', '#', '!', '*', '?', 'Z', 'z', '0', '9', 'é', '\u{0}',
+    '"', '\\', ',', '=', ' ', '\t', '\r', '\n', '#', '!', '*', '?', 'Z', 'z', '0', '9', 'é',
+    '\u{0}',
 ];
 
 fn any_char() -> impl Strategy<Value = char> {
@@ -120,7 +121,10 @@ fn principal() -> impl Strategy<Value = String> {
 /// it stands for (whole days/minutes for the short forms).
 fn timestamp() -> impl Strategy<Value = (String, u64)> {
     (1u64..4_102_444_800, 0usize..3, any::<bool>()).prop_map(|(t, form, z)| {
-        let digits: String = time::format(t).chars().filter(char::is_ascii_digit).collect();
+        let digits: String = time::format(t)
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
         let (len, unit) = [(8, 86_400), (12, 60), (14, 1)][form];
         let mut text = digits[..len].to_owned();
         if z {
@@ -131,53 +135,73 @@ fn timestamp() -> impl Strategy<Value = (String, u64)> {
 }
 
 fn option_name(name: &'static str) -> impl Strategy<Value = String> {
-    any::<bool>().prop_map(move |upper| if upper { name.to_uppercase() } else { name.to_owned() })
+    any::<bool>().prop_map(move |upper| {
+        if upper {
+            name.to_uppercase()
+        } else {
+            name.to_owned()
+        }
+    })
 }
 
 fn generated() -> impl Strategy<Value = Generated> {
     (
         proptest::collection::vec(principal(), 1..4),
         any::<bool>(),
-        proptest::option::of((option_name("namespaces"), proptest::collection::vec("[a-z*?!\"]{1,6}", 1..3))),
+        proptest::option::of((
+            option_name("namespaces"),
+            proptest::collection::vec("[a-z*?!\"]{1,6}", 1..3),
+        )),
         proptest::option::of((option_name("valid-after"), timestamp())),
         proptest::option::of((option_name("valid-before"), timestamp())),
         0..KEYS.len(),
         proptest::option::of("[ -~]{0,20}"),
         ("[ \t]{0,2}", "[ \t]{1,2}", any::<bool>()),
     )
-        .prop_filter("valid-before must be after valid-after", |g| match (&g.3, &g.4) {
-            (Some((_, (_, after))), Some((_, (_, before)))) => before > after,
-            _ => true,
-        })
-        .prop_map(|(principals, quoted, ns, after, before, key, comment, (lead, gap, crlf))| {
-            let mut options = Vec::new();
-            if let Some((name, list)) = &ns {
-                options.push(format!("{name}=\"{}\"", list.join(",").replace('"', "\\\"")));
-            }
-            for (name, (text, _)) in after.iter().chain(before.iter()) {
-                options.push(format!("{name}=\"{text}\""));
-            }
-            let list = principals.join(",");
-            let mut text = if quoted { format!("{lead}\"{list}\"") } else { format!("{lead}{list}") };
-            if !options.is_empty() {
-                text = format!("{text}{gap}{}", options.join(","));
-            }
-            text = format!("{text}{gap}{}", KEYS[key]);
-            if let Some(comment) = comment {
-                text = format!("{text} {comment}");
-            }
-            if crlf {
-                text.push('\r');
-            }
-            Generated {
-                text,
-                principals,
-                namespaces: ns.map(|(_, list)| list),
-                valid_after: after.map(|(_, (_, t))| t),
-                valid_before: before.map(|(_, (_, t))| t),
-                key: KEYS[key],
+        .prop_filter("valid-before must be after valid-after", |g| {
+            match (&g.3, &g.4) {
+                (Some((_, (_, after))), Some((_, (_, before)))) => before > after,
+                _ => true,
             }
         })
+        .prop_map(
+            |(principals, quoted, ns, after, before, key, comment, (lead, gap, crlf))| {
+                let mut options = Vec::new();
+                if let Some((name, list)) = &ns {
+                    options.push(format!(
+                        "{name}=\"{}\"",
+                        list.join(",").replace('"', "\\\"")
+                    ));
+                }
+                for (name, (text, _)) in after.iter().chain(before.iter()) {
+                    options.push(format!("{name}=\"{text}\""));
+                }
+                let list = principals.join(",");
+                let mut text = if quoted {
+                    format!("{lead}\"{list}\"")
+                } else {
+                    format!("{lead}{list}")
+                };
+                if !options.is_empty() {
+                    text = format!("{text}{gap}{}", options.join(","));
+                }
+                text = format!("{text}{gap}{}", KEYS[key]);
+                if let Some(comment) = comment {
+                    text = format!("{text} {comment}");
+                }
+                if crlf {
+                    text.push('\r');
+                }
+                Generated {
+                    text,
+                    principals,
+                    namespaces: ns.map(|(_, list)| list),
+                    valid_after: after.map(|(_, (_, t))| t),
+                    valid_before: before.map(|(_, (_, t))| t),
+                    key: KEYS[key],
+                }
+            },
+        )
 }
 
 fn allowed() -> Vec<AllowedSigner> {
