@@ -2,7 +2,9 @@
 //! format ([`parse_allowed_signers`]) and SSHSIG verification in the `git`
 //! namespace ([`verify`]), as `ssh-keygen -Y verify` decides them, in-process
 //! through the `ssh-key` crate (ed25519, ECDSA P-256/384/521, RSA with
-//! SHA-256/512; security-key `sk-` variants too).
+//! SHA-256/512; `sk-` security-key variants are left to ssh-key, untested
+//! here for want of an authenticator). Principals and namespaces are
+//! OpenSSH pattern lists, matched case-sensitively as ssh-keygen does.
 //!
 //! Where we differ from ssh-keygen, on purpose:
 //! - a malformed line makes the whole file an error naming the line
@@ -12,7 +14,10 @@
 //! - `valid-after`/`valid-before` without `Z` are read as UTC (ssh-keygen
 //!   uses the local time zone), see `ssh/time.rs`;
 //! - RSA signatures with SHA-1 (`ssh-rsa`) are refused (ssh-keygen never
-//!   makes them for SSHSIG).
+//!   makes them for SSHSIG);
+//! - the validity window is checked at the `now` the caller passes (the
+//!   sync's time), where `git verify-commit` passes the committer's date,
+//!   which whoever made the commit chose.
 
 mod allowed;
 mod pattern;
