@@ -562,6 +562,32 @@ fn whole_files_agree_with_ssh_keygen() {
     assert!(accepted > 3 && accepted < 40, "{accepted}");
 }
 
+/// The SSHSIG version field is not signed; version 0 passes ssh-keygen
+/// (sshsig.c refuses only versions above 1), and ssh-key agrees. The fuzz
+/// property on changed bytes allows for this one change.
+#[test]
+fn version_zero_is_accepted_as_by_ssh_keygen() {
+    use base64::Engine as _;
+    let dir = tempdir();
+    let key = keygen(dir.path(), "ed25519", None);
+    let sig = String::from_utf8(sign(dir.path(), &key, PAYLOAD, GIT_NAMESPACE)).expect("text");
+    let b64: String = sig.lines().filter(|l| !l.starts_with("-----")).collect();
+    let mut blob = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("base64");
+    assert_eq!(&blob[..10], b"SSHSIG\0\0\0\x01");
+    let allowed = format!("* {}\n", key.public);
+    for (version, accepted) in [(0u8, true), (2, false)] {
+        blob[9] = version;
+        let body = base64::engine::general_purpose::STANDARD.encode(&blob);
+        let sig = format!("-----BEGIN SSH SIGNATURE-----\n{body}\n-----END SSH SIGNATURE-----\n");
+        let got = ours(&allowed, PAYLOAD, sig.as_bytes(), None, now());
+        assert_eq!(got.is_ok(), accepted, "version {version}: {got:?}");
+        let theirs = keygen_accepts(dir.path(), &allowed, "a@b", PAYLOAD, sig.as_bytes(), None);
+        assert_eq!(theirs, accepted, "ssh-keygen, version {version}");
+    }
+}
+
 #[test]
 fn cert_authority_is_refused_with_what_to_do() {
     let dir = tempdir();
