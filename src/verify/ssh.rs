@@ -128,7 +128,8 @@ fn windows(lines: &[&AllowedSigner], now: u64) -> String {
                 .valid_before
                 .map(|t| format!(" valid-before {}", time::format(t)));
             format!(
-                "allowed_signers line {}:{}{}",
+                "{} line {}:{}{}",
+                line.file.as_deref().unwrap_or("allowed_signers"),
                 line.line,
                 after.unwrap_or_default(),
                 before.unwrap_or_default()

@@ -11,6 +11,9 @@ use super::{pattern, time};
 /// One usable line of an `allowed_signers` file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllowedSigner {
+    /// The file the line came from, for messages: the parser leaves it
+    /// `None`; a caller reading several files may set it.
+    pub file: Option<String>,
     /// The line's number in its file (1-based), for messages.
     pub line: usize,
     /// The principals pattern list (e-mail patterns), split at commas;
@@ -104,6 +107,7 @@ fn parse_line(line: &str, line_number: usize) -> Result<Option<AllowedSigner>, S
     let (key, public_key) = key(rest)?;
     let fingerprint = public_key.fingerprint(HashAlg::Sha256).to_string();
     Ok(Some(AllowedSigner {
+        file: None,
         line: line_number,
         principals: principals.split(',').map(str::to_owned).collect(),
         namespaces: options.namespaces,

@@ -412,14 +412,20 @@ fn any_line_of_the_key_may_accept() {
     let got = ours(&allowed, PAYLOAD, &sig, Some("alice@example.com"), now());
     assert_eq!(got.map(|a| a.signer), Ok("alice@example.com".to_owned()));
     let allowed_expired = allowed.lines().take(3).collect::<Vec<_>>().join("\n");
-    let got = ours(
-        &allowed_expired,
-        PAYLOAD,
-        &sig,
-        Some("alice@example.com"),
-        now(),
-    );
-    assert!(matches!(got, Err(Refusal::Expired { .. })), "{got:?}");
+    let mut signers = parse_allowed_signers(&allowed_expired).expect("valid");
+    for signer in &mut signers {
+        signer.file = Some("/etc/git-sidecar/team".into());
+    }
+    let got = verify(&signers, PAYLOAD, &sig, Some("alice@example.com"), now());
+    match got {
+        // Only alice's expired line is named: bob's line is not hers.
+        Err(Refusal::Expired { detail, .. }) => assert_eq!(
+            detail,
+            "checked at 2026-12-04T00:00:00Z; /etc/git-sidecar/team line 1: \
+             valid-before 2025-01-01T00:00:00Z (times without Z are read as UTC)"
+        ),
+        other => panic!("expected Expired, got {other:?}"),
+    }
     assert!(!keygen_accepts(
         dir.path(),
         &allowed_expired,
