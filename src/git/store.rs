@@ -473,6 +473,18 @@ pub fn park_admin(root: &Path, name: &str) -> io::Result<()> {
     fs::rename(admin_dir(root, name), &to)
 }
 
+/// The commit a spare parked by an earlier process was checked out for,
+/// when its admin files are whole (a `HEAD` naming it and an index): only
+/// then can its files be judged against that index and rewritten.
+pub fn parked_spare_commit(root: &Path) -> Option<String> {
+    let admin = spare_admin_dir(root);
+    let head = fs::read_to_string(admin.join("HEAD")).ok()?;
+    admin
+        .join("index")
+        .is_file()
+        .then(|| head.trim().to_string())
+}
+
 /// Removes the parked spare's admin files, if any.
 pub fn discard_spare_admin(root: &Path) -> io::Result<()> {
     crate::fsutil::remove_any(&spare_admin_dir(root))

@@ -326,9 +326,15 @@ impl Engine {
             );
         }
         self.layout.prepare()?;
+        if self.spare.is_none() {
+            // A spare parked by an earlier run (`--one-time` from cron, a
+            // restart): its files are judged against its index as it is
+            // rewritten, like this process's own spare.
+            self.spare = self.adopt_parked_spare();
+        }
         if !self.spare.as_ref().is_some_and(|s| s.parked) {
-            // A spare left by another process is not trusted: it goes (the
-            // clean-up retries what fails here).
+            // Any other leftover spare goes (the clean-up retries what
+            // fails here).
             if let Err(e) = publish::remove_any(&self.layout.spare()) {
                 tracing::warn!(error = %e, "could not remove a leftover spare");
             }
@@ -458,6 +464,12 @@ impl Engine {
         self.submodule_stores = Some(submodule_stores);
         if let Some(prev) = current.as_ref().filter(|p| **p != hash) {
             self.layout.mark_retired(prev);
+            if first_pass && self.trusted.as_ref() != Some(prev) {
+                // Not built by this process: verified file by file, it
+                // becomes the spare all the same (so that `--one-time`
+                // runs cost what the change costs; see `adopt_parked_spare`).
+                self.verify_retired(prev);
+            }
             if self.trusted.as_ref() == Some(prev) {
                 self.spare = Some(Spare {
                     hash: prev.clone(),
@@ -609,6 +621,30 @@ impl Engine {
         } else {
             worktree::looks_intact(&path, &admin, commit, self.opts.sparse.as_ref())
         }
+    }
+
+    /// Sets `trusted` to the retired `prev` if it is exactly as its index
+    /// recorded (the check the first pass makes of a published tree).
+    fn verify_retired(&mut self, prev: &CommitHash) {
+        if let Some(id) = CommitId::of(prev) {
+            if !self.worktree_is_healthy(prev, id, true) {
+                tracing::debug!(%prev, "retired worktree not as checked out; it will not be reused");
+            }
+        }
+    }
+
+    /// The spare an earlier process parked, if it and its admin files are
+    /// whole. Not verified here: a rewrite keeps only files whose stat data
+    /// (inode, size, times, mode, owner) are as its index recorded at
+    /// checkout, comparing content when that is racy, and blob and mode
+    /// are unchanged; it deletes everything else.
+    fn adopt_parked_spare(&self) -> Option<Spare> {
+        if !self.layout.spare().is_dir() {
+            return None;
+        }
+        let hash =
+            store::parked_spare_commit(&self.opts.root).and_then(|h| CommitHash::parse(&h))?;
+        Some(Spare { hash, parked: true })
     }
 
     /// Builds (or rewrites) the worktree of `commit` and checks its
@@ -881,7 +917,10 @@ impl Engine {
         if !self.layout.is_stale(&spare.hash, stale_after) {
             return;
         }
-        let parked = self.layout.park(&spare.hash).map_err(|e| e.to_string());
+        // The old spare's admin files go first: a crash between the two
+        // moves must not pair them with the new spare's files.
+        let parked = store::discard_spare_admin(&self.opts.root).map_err(|e| e.to_string());
+        let parked = parked.and_then(|()| self.layout.park(&spare.hash).map_err(|e| e.to_string()));
         let parked = parked.and_then(|()| {
             store::park_admin(&self.opts.root, spare.hash.as_str()).map_err(|e| e.to_string())
         });
