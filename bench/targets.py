@@ -471,6 +471,7 @@ class Targets:
             gc, peaks = measure_split(self.one_time(root, extra=("--git-gc", "aggressive")), env=sidecar_env())
             after = len(list((root / ".git" / "objects" / "pack").glob("*.pack")))
             emu_packs = len(list((way.root / ".git" / "objects" / "pack").glob("*.pack")))
+            loose = sum(1 for d in (way.root / ".git" / "objects").glob("[0-9a-f][0-9a-f]") for _ in d.iterdir())
             g, _ = way.git("gc", "--quiet")
         finally:
             clean(root)
@@ -480,7 +481,9 @@ class Targets:
             "bounded, reported",
             f"{gc.cpu:.2f} s CPU, peak {mib(gc.rss_kib)} (anon {mib(peaks.get('RssAnon', 0))}); the same run with "
             f"`--git-gc=off`: {base.cpu:.2f} s, {mib(base.rss_kib)}",
-            "–", f"`git gc` of {emu_packs} packs: {g.cpu:.2f} s CPU, peak {mib(g.rss_kib)}", "reported"))
+            "–", f"`git gc` (what git-sync runs after each change) of {emu_packs} packs and {loose} loose objects "
+            f"(fetches of fewer than 100 objects are unpacked): {g.cpu:.2f} s CPU, peak {mib(g.rss_kib)}",
+            "reported (the issue's figure: 2.5 s CPU, 68 MiB for 16 packs)"))
 
 
 def soak_row(res, text):

@@ -464,13 +464,10 @@ impl Engine {
         self.submodule_stores = Some(submodule_stores);
         if let Some(prev) = current.as_ref().filter(|p| **p != hash) {
             self.layout.mark_retired(prev);
-            if first_pass && self.trusted.as_ref() != Some(prev) {
-                // Not built by this process: verified file by file, it
-                // becomes the spare all the same (so that `--one-time`
-                // runs cost what the change costs; see `adopt_parked_spare`).
-                self.verify_retired(prev);
-            }
-            if self.trusted.as_ref() == Some(prev) {
+            // A first pass (`--one-time`, a restart) did not build `prev`:
+            // it becomes the spare all the same if whole, so the next run's
+            // cost follows its change (see `adopt_parked_spare`).
+            if self.trusted.as_ref() == Some(prev) || (first_pass && self.looks_whole(prev)) {
                 self.spare = Some(Spare {
                     hash: prev.clone(),
                     parked: false,
@@ -623,21 +620,26 @@ impl Engine {
         }
     }
 
-    /// Sets `trusted` to the retired `prev` if it is exactly as its index
-    /// recorded (the check the first pass makes of a published tree).
-    fn verify_retired(&mut self, prev: &CommitHash) {
-        if let Some(id) = CommitId::of(prev) {
-            if !self.worktree_is_healthy(prev, id, true) {
-                tracing::debug!(%prev, "retired worktree not as checked out; it will not be reused");
-            }
-        }
+    /// The retired `prev` and its admin files are whole (no file looked
+    /// at: a rewrite verifies each file it keeps, see `adopt_parked_spare`).
+    fn looks_whole(&self, prev: &CommitHash) -> bool {
+        CommitId::of(prev).is_some_and(|id| {
+            let admin = store::admin_dir(&self.opts.root, prev.as_str());
+            worktree::looks_intact(
+                &self.layout.worktree(prev),
+                &admin,
+                id,
+                self.opts.sparse.as_ref(),
+            )
+        })
     }
 
     /// The spare an earlier process parked, if it and its admin files are
-    /// whole. Not verified here: a rewrite keeps only files whose stat data
-    /// (inode, size, times, mode, owner) are as its index recorded at
-    /// checkout, comparing content when that is racy, and blob and mode
-    /// are unchanged; it deletes everything else.
+    /// whole. Not verified here, and need not be: a rewrite is itself the
+    /// file-by-file check (the survey's exactness test): it keeps only files
+    /// whose stat data (inode, size, mtime, ctime, mode, owner) are as the
+    /// index recorded at checkout, comparing content when that is racy, and
+    /// whose blob and mode are unchanged; it deletes everything else.
     fn adopt_parked_spare(&self) -> Option<Spare> {
         if !self.layout.spare().is_dir() {
             return None;
