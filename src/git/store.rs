@@ -495,6 +495,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_parked_spare_is_adopted_only_with_its_head_and_index() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let root = tempfile::tempdir()?;
+        let admin = spare_admin_dir(root.path());
+        assert_eq!(parked_spare_commit(root.path()), None);
+        fs::create_dir_all(&admin)?;
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        fs::write(admin.join("HEAD"), format!("{sha}\n"))?;
+        assert_eq!(parked_spare_commit(root.path()), None, "no index");
+        fs::write(admin.join("index"), b"")?;
+        assert_eq!(parked_spare_commit(root.path()).as_deref(), Some(sha));
+        discard_spare_admin(root.path())?;
+        assert_eq!(parked_spare_commit(root.path()), None);
+        Ok(())
+    }
+
+    #[test]
     fn wiping_a_corrupt_root_keeps_the_root_lock() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let root = dir.path();
