@@ -495,8 +495,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_parked_spare_is_adopted_only_with_its_head_and_index() -> Result<(), Box<dyn std::error::Error>>
-    {
+    fn a_parked_spare_is_adopted_only_with_its_head_and_index(
+    ) -> Result<(), Box<dyn std::error::Error>> {
         let root = tempfile::tempdir()?;
         let admin = spare_admin_dir(root.path());
         assert_eq!(parked_spare_commit(root.path()), None);

@@ -394,7 +394,6 @@ fn one_time_runs_rewrite_the_spare_the_previous_run_left() {
         "only {kept} of {} files were reused from the spare",
         third_tree.len()
     );
-    for changed in ["d0/f0.txt", "d1/f1.txt"] {
-        assert_ne!(first_tree[changed], third_tree[changed], "{changed}");
-    }
+    // (The changed files' content is checked by `assert_exact`; their inode
+    // numbers may be reused by the filesystem, so they prove nothing.)
 }
