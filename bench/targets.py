@@ -226,6 +226,7 @@ class Targets:
         self.blob_name, self.blob_tip = blob_name, blob_tip
         self.url = ctx.daemon.url(name)
         self.rows = res.targets if res else []
+        self.only = []  # names of the steps to run (all when empty)
 
     def log(self, msg):
         self.ctx.log(f"targets: {msg}")
@@ -236,6 +237,8 @@ class Targets:
     def run_all(self):
         steps = [self.initial, self.blob, self.cgroup, self.idle, self.signal, self.one_time_publish,
                  self.compaction]
+        if self.only:
+            steps = [s for s in steps if s.__name__ in self.only]
         for step in steps:
             t0 = time.monotonic()
             try:
