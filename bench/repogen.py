@@ -222,6 +222,9 @@ class Generated:
     def load(self):
         return json.loads(self.state_file.read_text())
 
+    def make_content(self):
+        return Content(self.seed)
+
     def _write_history(self, env):
         content = Content(self.seed)
         entries = layout(self.files, self.seed)
@@ -245,6 +248,93 @@ class Generated:
         return state
 
 
+class DocContent:
+    """Markdown pages of a documentation repository, as a pure function of
+    (seed, path, revision): revision r is revision r-1 with one paragraph
+    rewritten, so successive versions delta well against each other."""
+
+    def __init__(self, seed):
+        self.seed = seed
+        rng = random.Random(f"{seed}:doc-sentences")
+        self.sentences = [Content._sentence(rng) for _ in range(3000)]
+
+    def blob(self, path, kind, revision):
+        rng = random.Random(f"{self.seed}:{path}")
+        size = int(math.exp(rng.uniform(math.log(400), math.log(9000))))
+        picks = rng.choices(self.sentences, k=size // 60 + 1)
+        paras = [" ".join(picks[i : i + 4]) for i in range(0, len(picks), 4)]
+        for r in range(1, revision + 1):
+            edit = random.Random(f"{self.seed}:{path}:{r}")
+            at = edit.randrange(len(paras))
+            if edit.random() < 0.25:
+                paras.insert(at, " ".join(edit.choices(self.sentences, k=edit.randint(1, 4))))
+            else:
+                paras[at] = " ".join(edit.choices(self.sentences, k=edit.randint(2, 5)))
+        title = path.rsplit("/", 1)[-1].split(".")[0].replace("-", " ")
+        body = "\n\n".join(f"## {p[:40]}\n\n{p}" if i % 5 == 0 else p for i, p in enumerate(paras))
+        return f"---\ntitle: {title}\n---\n\n# {title}\n\n{body}\n".encode()
+
+
+class DocsGenerated(Generated):
+    """A realistic documentation repository: `files` small markdown pages
+    (0.4-9 KB) in about files/120 directories (a few hundred for tens of
+    thousands of files, two or three levels deep), and a long history:
+    the pages are added over the first tenth of the commits, then every
+    commit edits 1-4 pages (one paragraph each) and sometimes adds one.
+    Packed afterwards with `git repack -adf --depth=50 --window=10`, so the
+    served pack holds delta chains as a real repository's does."""
+
+    KIND = "docs"
+
+    def __init__(self, cache_dir, files, commits, seed):
+        super().__init__(cache_dir, files, commits, seed)
+        self.dir = cache_dir / f"docs-f{files}-c{commits}-s{seed}-g{GENERATOR_VERSION}"
+        self.git_dir = self.dir / "repo.git"
+        self.state_file = self.dir / "state.json"
+
+    def make_content(self):
+        return DocContent(self.seed)
+
+    def _layout(self, rng):
+        tops = _names(rng, max(3, self.files // 4000))
+        dirs = []
+        for top in tops:
+            for sub in _names(random.Random(f"{self.seed}:{top}"), max(2, self.files // 120 // len(tops))):
+                dirs.append(f"docs/{top}/{sub}")
+        return [f"{dirs[i % len(dirs)]}/{rng.choice(WORDS)}-{rng.choice(WORDS)}-{i}.md" for i in range(self.files)]
+
+    def _write_history(self, env):
+        content = self.make_content()
+        rng = random.Random(f"{self.seed}:docs-history")
+        pages = self._layout(rng)
+        adding = max(1, self.commits // 10)
+        chunks = [pages[i::adding] for i in range(adding)]
+        state = {}  # path -> [kind, revision]
+        keys = []  # the pages so far, in the order they were added
+        fi = FastImport(self.git_dir, env)
+        for n in range(self.commits):
+            if n < adding:
+                changes = chunks[n]
+                for path in changes:
+                    state[path] = ["doc", 0]
+                keys += changes
+            else:
+                changes = rng.sample(keys, rng.randint(1, 4))
+                for path in changes:
+                    state[path][1] += 1
+                if rng.random() < 0.05:
+                    path = f"{rng.choice(keys).rsplit('/', 1)[0]}/new-page-{n}.md"
+                    state[path] = ["doc", 0]
+                    keys.append(path)
+                    changes = [*changes, path]
+            blobs = ((p, content.blob(p, "doc", state[p][1])) for p in changes)
+            fi.commit(BASE_TIME + n * 1800, f"docs: update {n + 1}", blobs)
+        fi.close()
+        output(["git", "--git-dir", str(self.git_dir), "repack", "-a", "-d", "-f", "-q", "--depth=50",
+                "--window=10"], env=env)
+        return state
+
+
 class Upstream:
     """The repository served to the clients: a shared clone of a generated one.
 
@@ -255,7 +345,7 @@ class Upstream:
         self.generated = generated
         self.path = path
         self.env = git_env(home)
-        self.content = Content(generated.seed)
+        self.content = generated.make_content()
         self.counter = 0
         self.reset()
 

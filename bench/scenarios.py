@@ -1,9 +1,9 @@
 """The benchmark scenarios: git-sidecar against the git CLI doing the same job.
 
 Each scenario records raw samples into `report.Results`; nothing here judges a
-number. The git CLI baseline follows git-sync v4's way (`git fetch --depth 1`
-into one repository, then `git worktree add` of the fetched commit), each
-command a separate process whose CPU is summed and whose peak RSS is the max.
+number. The git CLI baseline is an EMULATION of git-sync v4.7.1's loop (see
+`GitWay`: the git commands git-sync runs per pass, each a separate process
+whose CPU is summed and whose peak RSS is the max), not git-sync itself.
 """
 
 import os
@@ -18,10 +18,10 @@ from servers import ByteRelay
 from sidecar import Running, link_target, one_time_cmd, sidecar_env, wait_link
 
 SIDECAR = "git-sidecar"
-GIT_SYNC_WAY = "git fetch + worktree add"
-GIT_CHECKOUT = "git worktree add alone (full checkout)"
+GIT_SYNC_WAY = "git-sync v4.7.1 emulation (git CLI)"
+GIT_CHECKOUT = "checkout steps alone (worktree add + reset --hard)"
 GIT_CLONE = "git clone --depth 1"
-GIT_POLL = "git fetch --depth 1 + rev-parse"
+GIT_POLL = "git-sync v4.7.1 emulation, one poll (git CLI)"
 PUBLISH_TIMEOUT = 900.0
 
 
@@ -39,6 +39,7 @@ class Context:
     idle_seconds: float = 4.0
     extra_idle: list = field(default_factory=list)  # (label, url) of more repos for the idle poll
     mono_tip: str = ""  # tip of the partial-clone monorepo, when generated
+    targets: object = None  # targets.Targets, when the issue-16 targets are measured
 
     @property
     def url(self):
@@ -54,53 +55,123 @@ def clean(path):
 
 
 class GitWay:
-    """The git CLI doing git-sync's job in one repository directory."""
+    """An EMULATION of git-sync v4.7.1's sync loop with the git CLI (git-sync's
+    binary is not available here: no Go toolchain able to build it).
+
+    Emulated, following /work/shared/reference/git-sync-v4.md §2.1-§2.4 (the
+    v4.2+ loop: no `ls-remote`, the fetch itself is the check; its
+    negotiation offers the published commit, which `git reset --soft` made
+    the root's HEAD, so an unchanged poll transfers a few hundred bytes):
+    every pass runs `rev-parse --show-toplevel`, `fsck --connectivity-only`
+    and `remote get-url origin` in the root, `fetch <url> HEAD --verbose
+    --no-progress --prune --no-auto-gc --depth 1`, `rev-parse FETCH_HEAD^{}`;
+    unchanged: `rev-parse HEAD` and `fsck --connectivity-only` in the
+    worktree; changed (or the first sync): `reset --soft`, `worktree prune`,
+    `worktree add --force --detach --no-checkout`, the `.git` file rewritten
+    relative, `reset --hard`, `submodule update --init --recursive --depth 1`
+    (run even without submodules, as git-sync does with its default
+    `--submodules=recursive`), the `tmp-link` rename; then the clean-up of the
+    old worktree: `rm -rf`, `worktree prune`, `reflog expire
+    --expire-unreachable=all --all` and `gc` (the code's default `--git-gc`
+    is `always`), with `gc.autoDetach=false` and `gc.pruneExpire=now`.
+    Not emulated (so the real figures are somewhat higher): git-sync's own
+    process (the issue measured ~11 ms CPU per poll on it), credential
+    helpers (none configured here), its hooks, logging and metrics. Each git
+    command is a separate process: CPU summed, peak RSS the largest.
+    """
+
+    CONFIG = {"gc.autoDetach": "false", "gc.pruneExpire": "now", "core.askPass": "true"}
 
     def __init__(self, root, url, env):
-        self.root, self.url, self.env = Path(root), url, env
+        self.root, self.url = Path(root), url
+        self.env = dict(env)
+        n = int(self.env.get("GIT_CONFIG_COUNT", "0"))
+        for i, (k, v) in enumerate(self.CONFIG.items(), start=n):
+            self.env[f"GIT_CONFIG_KEY_{i}"], self.env[f"GIT_CONFIG_VALUE_{i}"] = k, v
+        self.env["GIT_CONFIG_COUNT"] = str(n + len(self.CONFIG))
         self.published = None
+        self.synced_once = False
 
-    def git(self, *args):
-        return procs.measure(["git", "-C", str(self.root), *args], env=self.env)
+    def git(self, *args, cwd=None):
+        return procs.measure(["git", "-C", str(cwd or self.root), *args], env=self.env)
 
     def init(self):
+        """What git-sync does to an empty root: `git init -b git-sync` and the origin remote."""
         clean(self.root)
         self.root.mkdir(parents=True)
-        sample, _ = self.git("init", "-q")
-        return sample
+        steps = [self.git("init", "-q", "-b", "git-sync")[0], self.git("remote", "add", "origin", self.url)[0]]
+        return Sample.combine(steps)
+
+    def check_root(self):
+        """Per pass: the root is its own repository, connected, with origin = the URL."""
+        return [self.git("rev-parse", "--show-toplevel")[0],
+                self.git("fsck", "--no-progress", "--connectivity-only")[0],
+                self.git("remote", "get-url", "origin")[0]]
 
     def fetch(self):
-        """`git fetch --depth 1` of HEAD as git-sync runs it, then FETCH_HEAD's sha."""
-        fetch, _ = self.git("fetch", "--depth", "1", "--no-progress", "--prune", "--no-auto-gc", self.url, "HEAD")
-        parse, sha = self.git("rev-parse", "FETCH_HEAD^{commit}")
+        """The poll's fetch and `rev-parse FETCH_HEAD^{}`; returns (sample, sha)."""
+        fetch, _ = self.git("fetch", self.url, "HEAD", "--verbose", "--no-progress", "--prune", "--no-auto-gc",
+                            "--depth", "1")
+        parse, sha = self.git("rev-parse", "FETCH_HEAD^{}")
         return Sample.combine([fetch, parse]), sha
 
+    def verify_current(self):
+        """Unchanged: the published worktree is non-empty, at its commit, connected."""
+        wt = self.root / ".worktrees" / self.published
+        if not any(wt.iterdir()):
+            raise RuntimeError(f"emulation: {wt} is empty")
+        return [self.git("rev-parse", "HEAD", cwd=wt)[0],
+                self.git("fsck", "--no-progress", "--connectivity-only", cwd=wt)[0]]
+
     def checkout(self, sha):
-        """`git worktree add` of `sha` and the link swap; returns the checkout's sample."""
-        sample, _ = self.git("worktree", "add", "-q", "--force", "--detach", f".worktrees/{sha}", sha)
-        tmp = self.root / ".site.tmp"
-        clean(tmp)
+        """`worktree add --no-checkout` + `reset --hard` of `sha`, submodules, link swap."""
+        wt = self.root / ".worktrees" / sha
+        clean(wt)
+        steps = [self.git("worktree", "prune")[0],
+                 self.git("worktree", "add", "--force", "--detach", str(wt), sha, "--no-checkout")[0]]
+        (wt / ".git").write_text(f"gitdir: ../../.git/worktrees/{sha}\n")
+        steps += [self.git("reset", "--hard", sha, cwd=wt)[0],
+                  self.git("submodule", "update", "--init", "--recursive", "--depth", "1", cwd=wt)[0]]
+        tmp = self.root / "tmp-link"
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
         os.symlink(f".worktrees/{sha}", tmp)
         os.rename(tmp, self.root / "site")
-        return sample
+        return Sample.combine(steps)
 
     def remove_old(self, old):
-        sample, _ = self.git("worktree", "remove", "--force", f".worktrees/{old}")
-        return sample
+        """git-sync's clean-up once something was deleted (`--git-gc=always`)."""
+        t0 = time.perf_counter()
+        shutil.rmtree(self.root / ".worktrees" / old)
+        rm = Sample(wall=time.perf_counter() - t0, cpu=0.0, rss_kib=0)
+        steps = [rm, self.git("worktree", "prune")[0],
+                 self.git("reflog", "expire", "--expire-unreachable=all", "--all")[0], self.git("gc", "--quiet")[0]]
+        return Sample.combine(steps)
+
+    def poll(self):
+        """One pass of the loop; returns (sample up to the publish or the no-op's end, sample of
+        the whole pass, checkout sample or None, sha)."""
+        steps = self.check_root()
+        fetched, sha = self.fetch()
+        steps.append(fetched)
+        changed = sha != self.published
+        if not changed:
+            steps += self.verify_current()
+        checkout = None
+        if changed or not self.synced_once:
+            steps.append(self.git("reset", "--soft", sha)[0])
+        if changed:
+            checkout = self.checkout(sha)
+            steps.append(checkout)
+        to_publish = Sample.combine(steps)
+        whole = [to_publish]
+        if changed and self.published:
+            whole.append(self.remove_old(self.published))
+        self.published, self.synced_once = sha, True
+        return to_publish, Sample.combine(whole), checkout, sha
 
     def sync(self):
-        """One full git-sync pass: fetch, checkout, delete the previous worktree.
-
-        Returns (sample up to the publish, sample of the whole pass, checkout sample, sha).
-        """
-        fetched, sha = self.fetch()
-        checkout = self.checkout(sha)
-        to_publish = Sample.combine([fetched, checkout])
-        steps = [to_publish]
-        if self.published and self.published != sha:
-            steps.append(self.remove_old(self.published))
-        self.published = sha
-        return to_publish, Sample.combine(steps), checkout, sha
+        return self.poll()
 
 
 def _expect_link(root, sha, who):
@@ -273,7 +344,7 @@ def _idle_git(ctx, res, label, fs, root, url):
     way.sync()
     snap0 = snapshot(root)
     for _ in range(ctx.runs):
-        sample, _ = way.fetch()
+        _, sample, _, _ = way.poll()
         res.add("idle", label, fs, GIT_POLL, cpu=sample.cpu, wall=sample.wall, rss=sample.rss_kib / 1024)
     res.add("idle-writes", label, fs, GIT_POLL, changed=changed_entries(snap0, snapshot(root)) / ctx.runs)
     clean(root)
@@ -316,7 +387,7 @@ def _bytes_git(ctx, res, relay, root):
     way.sync()
     for _ in range(ctx.runs):
         relay.reset()
-        way.fetch()
+        way.poll()
         time.sleep(0.05)  # let the relay threads count the last bytes
         sent, received, conns = relay.counts()
         res.add("bytes", "", "", GIT_POLL, sent=sent, received=received, connections=conns)
@@ -354,7 +425,10 @@ def disk_usage(root):
     seen, total = set(), 0
     for dirpath, dirnames, filenames in os.walk(root):
         for name in [".", *dirnames, *filenames]:
-            st = os.lstat(os.path.join(dirpath, name))
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except FileNotFoundError:
+                continue  # removed while walking (a staging dir renamed, a worktree deleted)
             if (st.st_dev, st.st_ino) not in seen:
                 seen.add((st.st_dev, st.st_ino))
                 total += st.st_blocks * 512

@@ -473,6 +473,18 @@ pub fn park_admin(root: &Path, name: &str) -> io::Result<()> {
     fs::rename(admin_dir(root, name), &to)
 }
 
+/// The commit a spare parked by an earlier process was checked out for,
+/// when its admin files are whole (a `HEAD` naming it and an index): only
+/// then can its files be judged against that index and rewritten.
+pub fn parked_spare_commit(root: &Path) -> Option<String> {
+    let admin = spare_admin_dir(root);
+    let head = fs::read_to_string(admin.join("HEAD")).ok()?;
+    admin
+        .join("index")
+        .is_file()
+        .then(|| head.trim().to_string())
+}
+
 /// Removes the parked spare's admin files, if any.
 pub fn discard_spare_admin(root: &Path) -> io::Result<()> {
     crate::fsutil::remove_any(&spare_admin_dir(root))
@@ -481,6 +493,23 @@ pub fn discard_spare_admin(root: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_parked_spare_is_adopted_only_with_its_head_and_index(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let root = tempfile::tempdir()?;
+        let admin = spare_admin_dir(root.path());
+        assert_eq!(parked_spare_commit(root.path()), None);
+        fs::create_dir_all(&admin)?;
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        fs::write(admin.join("HEAD"), format!("{sha}\n"))?;
+        assert_eq!(parked_spare_commit(root.path()), None, "no index");
+        fs::write(admin.join("index"), b"")?;
+        assert_eq!(parked_spare_commit(root.path()).as_deref(), Some(sha));
+        discard_spare_admin(root.path())?;
+        assert_eq!(parked_spare_commit(root.path()), None);
+        Ok(())
+    }
 
     #[test]
     fn wiping_a_corrupt_root_keeps_the_root_lock() -> Result<(), Box<dyn std::error::Error>> {

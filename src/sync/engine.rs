@@ -326,9 +326,15 @@ impl Engine {
             );
         }
         self.layout.prepare()?;
+        if self.spare.is_none() {
+            // A spare parked by an earlier run (`--one-time` from cron, a
+            // restart): its files are judged against its index as it is
+            // rewritten, like this process's own spare.
+            self.spare = self.adopt_parked_spare();
+        }
         if !self.spare.as_ref().is_some_and(|s| s.parked) {
-            // A spare left by another process is not trusted: it goes (the
-            // clean-up retries what fails here).
+            // Any other leftover spare goes (the clean-up retries what
+            // fails here).
             if let Err(e) = publish::remove_any(&self.layout.spare()) {
                 tracing::warn!(error = %e, "could not remove a leftover spare");
             }
@@ -458,7 +464,10 @@ impl Engine {
         self.submodule_stores = Some(submodule_stores);
         if let Some(prev) = current.as_ref().filter(|p| **p != hash) {
             self.layout.mark_retired(prev);
-            if self.trusted.as_ref() == Some(prev) {
+            // A first pass (`--one-time`, a restart) did not build `prev`:
+            // it becomes the spare all the same if whole, so the next run's
+            // cost follows its change (see `adopt_parked_spare`).
+            if self.trusted.as_ref() == Some(prev) || (first_pass && self.looks_whole(prev)) {
                 self.spare = Some(Spare {
                     hash: prev.clone(),
                     parked: false,
@@ -609,6 +618,35 @@ impl Engine {
         } else {
             worktree::looks_intact(&path, &admin, commit, self.opts.sparse.as_ref())
         }
+    }
+
+    /// The retired `prev` and its admin files are whole (no file looked
+    /// at: a rewrite verifies each file it keeps, see `adopt_parked_spare`).
+    fn looks_whole(&self, prev: &CommitHash) -> bool {
+        CommitId::of(prev).is_some_and(|id| {
+            let admin = store::admin_dir(&self.opts.root, prev.as_str());
+            worktree::looks_intact(
+                &self.layout.worktree(prev),
+                &admin,
+                id,
+                self.opts.sparse.as_ref(),
+            )
+        })
+    }
+
+    /// The spare an earlier process parked, if it and its admin files are
+    /// whole. Not verified here, and need not be: a rewrite is itself the
+    /// file-by-file check (the survey's exactness test): it keeps only files
+    /// whose stat data (inode, size, mtime, ctime, mode, owner) are as the
+    /// index recorded at checkout, comparing content when that is racy, and
+    /// whose blob and mode are unchanged; it deletes everything else.
+    fn adopt_parked_spare(&self) -> Option<Spare> {
+        if !self.layout.spare().is_dir() {
+            return None;
+        }
+        let hash =
+            store::parked_spare_commit(&self.opts.root).and_then(|h| CommitHash::parse(&h))?;
+        Some(Spare { hash, parked: true })
     }
 
     /// Builds (or rewrites) the worktree of `commit` and checks its
@@ -881,7 +919,10 @@ impl Engine {
         if !self.layout.is_stale(&spare.hash, stale_after) {
             return;
         }
-        let parked = self.layout.park(&spare.hash).map_err(|e| e.to_string());
+        // The old spare's admin files go first: a crash between the two
+        // moves must not pair them with the new spare's files.
+        let parked = store::discard_spare_admin(&self.opts.root).map_err(|e| e.to_string());
+        let parked = parked.and_then(|()| self.layout.park(&spare.hash).map_err(|e| e.to_string()));
         let parked = parked.and_then(|()| {
             store::park_admin(&self.opts.root, spare.hash.as_str()).map_err(|e| e.to_string())
         });

@@ -143,10 +143,15 @@ pub async fn run<P: SyncPass>(
     reporter
         .status
         .set_published(engine.published().map(|h| h.to_string()));
-    engine = tokio::select! {
-        _ = cancel.cancelled() => return Exit::Cancelled,
-        engine = restore(engine, &reporter) => engine,
-    };
+    // A `--one-time` run exits at its first success, so it has no use for
+    // the restored readiness, and its first pass checks the published tree
+    // anyway when it is still current: a walk of the whole tree saved.
+    if !opts.one_time {
+        engine = tokio::select! {
+            _ = cancel.cancelled() => return Exit::Cancelled,
+            engine = restore(engine, &reporter) => engine,
+        };
+    }
     loop {
         reporter.status.pass_started();
         let started = Instant::now();

@@ -231,11 +231,12 @@ fn a_force_pushed_away_large_file_leaves_the_store_after_the_timeout() {
     assert_store_shrinks_back("2s", false);
 }
 
-/// A spare left by a previous process is not trusted: a new process removes
-/// it and its admin files at start-up, and the next commit is checked out
-/// in full and exact.
+/// A spare parked by a previous process is adopted by the next one (a
+/// restart, a `--one-time` run): it stays on disk, hidden from git, and the
+/// next commit is rewritten from it, exact. A spare without its admin files
+/// is removed at start-up.
 #[test]
-fn a_new_process_removes_the_spare_it_finds() {
+fn a_new_process_adopts_the_spare_it_finds() {
     let up = Upstream::new();
     let a = up.commit_file("f", "a\n", "a");
     let s = Scratch::new();
@@ -252,14 +253,31 @@ fn a_new_process_removes_the_spare_it_finds() {
     assert!(run.wait_timeout(DEADLINE).is_some(), "{}", run.logs());
     drop(run);
 
-    let run = sidecar().spawn();
-    run.wait_until(DEADLINE, "the old spare removed at start-up", || {
-        !s.worktrees().join(".spare").exists() && !spare_admin.exists()
-    });
+    // The touch file is touched after the first successful pass of a process.
+    let touched = s.root.join("touched");
+    let run = sidecar().args(["--touch-file", "touched"]).spawn();
+    run.wait_until(DEADLINE, "a pass of the new process", || touched.exists());
+    assert!(s.worktrees().join(".spare").is_dir(), "{}", run.logs());
+    assert!(spare_admin.join("index").is_file(), "{}", run.logs());
     let c = up.commit_file("f", "c\n", "c");
     run.wait_for_link_hash(&s.link(), &c);
     assert_tree_matches_commit(&s.link(), &up, &c);
     run.wait_until(DEADLINE, "only c listed by git", || {
         git_sees_only(&s, &[&c])
+    });
+    assert!(
+        !run.stderr().contains("checking out in full"),
+        "{}",
+        run.logs()
+    );
+    run.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(run.wait_timeout(DEADLINE).is_some(), "{}", run.logs());
+    drop(run);
+
+    // A spare whose admin files are gone is junk: removed at start-up.
+    std::fs::remove_dir_all(&spare_admin).expect("rm the spare's admin dir");
+    let run = sidecar().spawn();
+    run.wait_until(DEADLINE, "the orphaned spare removed at start-up", || {
+        !s.worktrees().join(".spare").exists()
     });
 }

@@ -338,3 +338,62 @@ fn what_another_user_wrote_and_cannot_be_deleted_is_moved_aside() {
     assert!(!stderr.contains("sync failed"), "{}", run.logs());
     run.assert_running();
 }
+
+/// `--one-time` on an existing root (cron jobs, CI, init containers) costs
+/// what the change costs: each run keeps the tree it retires as the parked
+/// spare, and the next run rewrites that spare instead of checking the whole
+/// tree out (unchanged files keep their inode). What was written into the
+/// spare between the runs is still gone: the new tree is exactly its commit.
+#[test]
+fn one_time_runs_rewrite_the_spare_the_previous_run_left() {
+    let up = Upstream::new();
+    for i in 0..60 {
+        up.write_file(&format!("d{}/f{i}.txt", i % 6), format!("file {i}\n"));
+    }
+    let first = up.commit_all("sixty files");
+    let s = Scratch::new();
+    let one_time = |sha: &str| {
+        let out = s
+            .sidecar(&up.file_url())
+            .arg("--one-time")
+            .run(std::time::Duration::from_secs(60));
+        assert!(
+            out.status.success(),
+            "{}",
+            crate::support::sidecar::describe_output(&out)
+        );
+        assert_exact(&s, &up, sha);
+        crate::support::sidecar::describe_output(&out)
+    };
+    one_time(&first);
+    let mut first_tree = inodes(&s.link());
+    first_tree.remove(".git"); // dropped when a tree is parked
+
+    let second = up.commit_file("d0/f0.txt", "second\n", "change d0/f0.txt");
+    one_time(&second);
+    let spare = s.worktrees().join(".spare");
+    assert_eq!(
+        inodes(&spare),
+        first_tree,
+        "the retired tree of the first run is kept, untouched, as the spare"
+    );
+    // A consumer (or anyone) writes into the spare between the runs.
+    let wrote = scribble::scribble(&spare, 7);
+    assert!(wrote >= 6, "only {wrote} writes into the spare");
+
+    let third = up.commit_file("d1/f1.txt", "third\n", "change d1/f1.txt");
+    let logs = one_time(&third);
+    assert!(!logs.contains("checking out in full"), "{logs}");
+    let third_tree = inodes(&s.link());
+    let kept = third_tree
+        .iter()
+        .filter(|(path, ino)| first_tree.get(*path) == Some(*ino))
+        .count();
+    assert!(
+        kept + 10 >= third_tree.len(),
+        "only {kept} of {} files were reused from the spare",
+        third_tree.len()
+    );
+    // (The changed files' content is checked by `assert_exact`; their inode
+    // numbers may be reused by the filesystem, so they prove nothing.)
+}
