@@ -185,6 +185,7 @@ fn engine_options(config: &Config) -> engine::Options {
         ssh: config.ssh.clone(),
         submodules: config.submodules,
         access: config.access.clone(),
+        verify: config.verify.clone(),
     }
 }
 

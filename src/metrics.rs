@@ -103,6 +103,11 @@ struct WebhookLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RevisionLabels {
     sha: String,
     r#ref: String,
@@ -199,6 +204,7 @@ pub struct Metrics {
     webhook_requests: Family<WebhookLabels, Counter>,
     sync_duration: Family<StatusLabels, Histogram>,
     fetched_bytes: Counter,
+    signature_verifications: Family<ResultLabels, Counter>,
 }
 
 fn new_sync_histogram() -> Histogram {
@@ -290,6 +296,13 @@ impl Metrics {
             "Bytes received from the remote by fetches",
             fetched_bytes.clone(),
         );
+        let signature_verifications = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "git_sidecar_signature_verifications",
+            "Signature verifications (--verify-signatures) of commits and tags, by result: \
+             valid, or why the signature was refused",
+            signature_verifications.clone(),
+        );
         registry.register_collector(Box::new(ProcessCollector));
 
         for result in SyncResult::ALL {
@@ -321,7 +334,16 @@ impl Metrics {
             webhook_requests,
             sync_duration,
             fetched_bytes,
+            signature_verifications,
         }
+    }
+
+    /// `git_sidecar_signature_verifications_total{result}`: `valid` or a
+    /// [`crate::verify::Refusal::label`] (a small fixed set).
+    pub fn signature_verification(&self, result: &'static str) {
+        self.signature_verifications
+            .get_or_create(&ResultLabels { result })
+            .inc();
     }
 
     /// One loop iteration finished: updates `git_sync_duration_seconds`,

@@ -442,6 +442,7 @@ mod tests {
             Syntax::GitGc => known(GcMode::parse(raw).is_some()),
             Syntax::AbsolutePath => known(std::path::Path::new(raw).is_absolute()),
             Syntax::HttpUrl => super::super::hooks::validate_outgoing_webhook_url(raw),
+            Syntax::VerifyMode => known(crate::verify::Mode::parse(raw).is_some()),
         }
     }
 

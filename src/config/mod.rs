@@ -8,7 +8,8 @@
 //! live by concern: `checker` (reading the raw flags), `syntax` (the Go-style
 //! value parsers), `sync` (the loop's schedule and `--depth`), `paths` (root,
 //! link and state-file clashes), `http` (the HTTP endpoint), `secret` (secret
-//! and token files), `hooks` (exec hooks, outgoing webhook, reload), and the
+//! and token files), `hooks` (exec hooks, outgoing webhook, reload), `verify`
+//! (signature verification and its key files), and the
 //! credential modules `auth`, `access`, `github_app`, `ssh`, `git_config`,
 //! `checkout`. The flag reference is `docs/flags.md`.
 
@@ -33,6 +34,7 @@ mod placeholder;
 mod secret;
 mod sync;
 mod syntax;
+pub mod verify;
 
 pub use crate::auth::{Access, GithubApp, HttpAuth, PasswordSource, UrlCredential};
 pub use hooks::{ExecHookConfig, HooksConfig, OutgoingWebhookConfig, ReloadConfig};
@@ -102,6 +104,8 @@ pub struct Config {
     pub http: Option<HttpConfig>,
     /// What runs after (and just before) publishing.
     pub hooks: HooksConfig,
+    /// `--verify-signatures` and its key files.
+    pub verify: crate::verify::Settings,
 }
 
 /// Why no [`Config`] could be built.
@@ -334,6 +338,7 @@ impl Config {
 
         let http = c.http(period, sync_timeout);
         let hooks = c.hooks();
+        let verify = c.verify();
 
         c.unsupported();
 
@@ -383,6 +388,7 @@ impl Config {
             warnings,
             http,
             hooks,
+            verify,
         })
     }
 }

@@ -63,6 +63,7 @@ impl Fixture {
             ssh: git::ssh::Options::default(),
             submodules: SubmoduleMode::default(),
             access: Access::default(),
+            verify: Default::default(),
         }
     }
 
