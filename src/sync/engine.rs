@@ -101,9 +101,8 @@ pub enum Error {
     Panic(String),
     /// `--verify-signatures` refused the commit (or the tag `--ref` names).
     #[error(
-        "signature verification refused {} {} for commit {hash}: {}; {}",
-        refused.object.as_str(),
-        refused.id,
+        "signature verification refused {}: {}; {}",
+        refused.describe(hash),
         refused.refusal,
         verification::refusal_consequence(hash, published.as_ref())
     )]

@@ -19,6 +19,7 @@ pub mod raw_http;
 pub mod receiver;
 pub mod scribble;
 pub mod servers;
+pub mod signing;
 pub mod sidecar;
 pub mod sshd;
 

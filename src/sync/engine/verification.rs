@@ -45,6 +45,16 @@ pub struct Refused {
     pub refusal: Refusal,
 }
 
+impl Refused {
+    /// "commit <hash>", or "tag <id> (commit <hash>)".
+    pub fn describe(&self, hash: &CommitHash) -> String {
+        match self.object {
+            ObjectKind::Commit => format!("commit {hash}"),
+            ObjectKind::Tag => format!("tag {} (commit {hash})", self.id),
+        }
+    }
+}
+
 impl Memory {
     /// The commit a remembered refusal is about (the next fetch may report
     /// it unchanged instead of fetching it again).
