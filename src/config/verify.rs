@@ -77,8 +77,16 @@ impl Checker<'_> {
             ));
         }
         let files = [
-            (Flag::VerifyAllowedSigners, KeyFileKind::AllowedSigners, &settings.allowed_signers),
-            (Flag::VerifyPgpKeyring, KeyFileKind::PgpKeyring, &settings.pgp_keyrings),
+            (
+                Flag::VerifyAllowedSigners,
+                KeyFileKind::AllowedSigners,
+                &settings.allowed_signers,
+            ),
+            (
+                Flag::VerifyPgpKeyring,
+                KeyFileKind::PgpKeyring,
+                &settings.pgp_keyrings,
+            ),
         ];
         for (id, kind, paths) in files {
             for path in paths {
@@ -87,9 +95,8 @@ impl Checker<'_> {
                     Ok(file) => {
                         if let Err(e) = KeyFiles(vec![file]).trust() {
                             let label = self.cli.label(id);
-                            self.warnings.push(format!(
-                                "{label}: {e}; every sync fails until it parses"
-                            ));
+                            self.warnings
+                                .push(format!("{label}: {e}; every sync fails until it parses"));
                         }
                     }
                 }
@@ -120,7 +127,11 @@ mod tests {
         for f in [&a, &b, &k] {
             std::fs::write(f, "").expect("write");
         }
-        let (a, b, k) = (a.to_str().unwrap(), b.to_str().unwrap(), k.to_str().unwrap());
+        let (a, b, k) = (
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            k.to_str().unwrap(),
+        );
         for (raw, mode) in [
             ("head", Mode::Head),
             ("tag", Mode::Tag),
@@ -177,9 +188,18 @@ mod tests {
             &[],
         );
         let all = got.join("\n");
-        assert!(all.contains("--verify-signatures") && all.contains("\"sometimes\""), "{all}");
-        assert!(all.contains("cannot read /nonexistent/allowed_signers"), "{all}");
-        assert!(all.contains("cannot read /nonexistent/keyring.asc"), "{all}");
+        assert!(
+            all.contains("--verify-signatures") && all.contains("\"sometimes\""),
+            "{all}"
+        );
+        assert!(
+            all.contains("cannot read /nonexistent/allowed_signers"),
+            "{all}"
+        );
+        assert!(
+            all.contains("cannot read /nonexistent/keyring.asc"),
+            "{all}"
+        );
         assert!(all.contains("--verify-committers"), "{all}");
         assert_eq!(got.len(), 4, "{all}");
     }

@@ -142,11 +142,7 @@ pub fn fetch(
 
 /// [`fetch`], also saying which annotated tag `--ref` names (for
 /// `--verify-signatures=tag`).
-pub fn poll(
-    repo: &gix::Repository,
-    opts: &Options<'_>,
-    budget: &Budget,
-) -> Result<Polled, Error> {
+pub fn poll(repo: &gix::Repository, opts: &Options<'_>, budget: &Budget) -> Result<Polled, Error> {
     let mut step = Step::Connecting;
     let result = fetch_inner(repo, opts, budget, &mut step);
     // A transport error after the budget ran out is really a timeout or a shutdown.
@@ -206,8 +202,7 @@ fn fetch_over(
     let remote_id = wanted_id(prepare.ref_map(), opts.git_ref)?;
     let tag = wanted_tag(prepare.ref_map()).map(super::signed::TagId);
     // The tag object counts too: compaction keeps commits, not tags.
-    let have_locally =
-        repo.has_object(remote_id) && tag.is_none_or(|t| repo.has_object(t.0));
+    let have_locally = repo.has_object(remote_id) && tag.is_none_or(|t| repo.has_object(t.0));
     if !opts.force && opts.have == Some(CommitId(remote_id)) && have_locally {
         return Ok(Polled {
             outcome: Outcome::Unchanged(CommitId(remote_id)),

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use super::signed::{self, TagId};
 use super::{compact, fetch, garbage, partial, store, submodules, worktree, Budget, CommitId};
-use crate::verify::SignedObject;
 use crate::types::SymlinkPolicy;
+use crate::verify::SignedObject;
 
 /// An open repository (the root's `.git`, or a submodule store).
 pub struct Repo(gix::Repository);

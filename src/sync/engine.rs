@@ -108,7 +108,7 @@ pub enum Error {
     )]
     Refused {
         hash: CommitHash,
-        refused: verification::Refused,
+        refused: Box<verification::Refused>,
         /// What stays published.
         published: Option<CommitHash>,
         /// Verified in this pass (false: a remembered refusal).

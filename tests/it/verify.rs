@@ -37,7 +37,13 @@ fn key_file(s: &Scratch, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
 fn start(s: &Scratch, url: &str, args: &[&std::ffi::OsStr]) -> (Running, String) {
     let run = s
         .sidecar(url)
-        .args(["--period", "100ms", "--http-bind", "127.0.0.1:0", "--http-metrics"])
+        .args([
+            "--period",
+            "100ms",
+            "--http-bind",
+            "127.0.0.1:0",
+            "--http-metrics",
+        ])
         .args(args)
         .spawn();
     let addr = wait_for_http_address(&run);
@@ -69,21 +75,25 @@ fn verifications(addr: &str, result: &str) -> u64 {
 /// Waits until `/status` reports a refusal of `commit` with `result`.
 fn wait_for_refusal(run: &Running, addr: &str, commit: &str, result: &str) -> serde_json::Value {
     let mut last = serde_json::Value::Null;
-    run.wait_until(DEADLINE, &format!("/status refuses {commit} ({result})"), || {
-        last = status(addr);
-        last["signature_refusal"]["commit"] == commit && last["signature_refusal"]["result"] == result
-    });
+    run.wait_until(
+        DEADLINE,
+        &format!("/status refuses {commit} ({result})"),
+        || {
+            last = status(addr);
+            last["signature_refusal"]["commit"] == commit
+                && last["signature_refusal"]["result"] == result
+        },
+    );
     last
 }
 
 /// `--one-time` with `args`: the exit status and the stderr.
 fn one_time(s: &Scratch, url: &str, args: &[&str]) -> (std::process::ExitStatus, String) {
-    let out = s
-        .sidecar(url)
-        .arg("--one-time")
-        .args(args)
-        .run(DEADLINE);
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = s.sidecar(url).arg("--one-time").args(args).run(DEADLINE);
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// The default: nothing is verified, unsigned commits publish.
@@ -118,8 +128,17 @@ fn unsigned_commit_is_refused_once_and_remembered_until_the_ref_moves() {
     let (run, addr) = start(&s, &up.file_url(), &refs(&args));
     let st = wait_for_refusal(&run, &addr, &a, "unsigned");
     assert_eq!(st["signature_refusal"]["object"], "commit", "{st}");
-    assert_eq!(st["signature_refusal"]["key"], serde_json::Value::Null, "{st}");
-    assert!(st["last_error"].as_str().is_some_and(|e| e.contains("unsigned")), "{st}");
+    assert_eq!(
+        st["signature_refusal"]["key"],
+        serde_json::Value::Null,
+        "{st}"
+    );
+    assert!(
+        st["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unsigned")),
+        "{st}"
+    );
     assert_eq!(st["ready"], false, "{st}");
     assert_eq!(s.published(), None, "nothing is published");
     let worktrees: Vec<_> = fs::read_dir(s.worktrees())
@@ -130,8 +149,7 @@ fn unsigned_commit_is_refused_once_and_remembered_until_the_ref_moves() {
         "nothing of the refused commit was written: {worktrees:?}"
     );
     run.wait_until(DEADLINE, "the error file names the refusal", || {
-        read_error_file(&s.error_file())
-            .is_some_and(|v| v["Err"].to_string().contains("unsigned"))
+        read_error_file(&s.error_file()).is_some_and(|v| v["Err"].to_string().contains("unsigned"))
     });
 
     // Several more periods: still refused, not verified or logged again.
@@ -165,10 +183,17 @@ fn one_time_exits_non_zero_on_a_refused_commit() {
     let (status, stderr) = one_time(
         &s,
         &up.file_url(),
-        &["--verify-signatures=head", "--verify-allowed-signers", allowed.to_str().unwrap()],
+        &[
+            "--verify-signatures=head",
+            "--verify-allowed-signers",
+            allowed.to_str().unwrap(),
+        ],
     );
     assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains(&a) && stderr.contains("unsigned"), "{stderr}");
+    assert!(
+        stderr.contains(&a) && stderr.contains("unsigned"),
+        "{stderr}"
+    );
     assert_eq!(s.published(), None);
 }
 
@@ -192,7 +217,14 @@ fn tag_mode_refuses_branches_lightweight_and_unsigned_tags() {
         let (status, stderr) = one_time(
             &s,
             &up.file_url(),
-            &["--ref", git_ref, "--verify-signatures", mode, "--verify-allowed-signers", allowed],
+            &[
+                "--ref",
+                git_ref,
+                "--verify-signatures",
+                mode,
+                "--verify-allowed-signers",
+                allowed,
+            ],
         );
         assert_eq!(status.code(), Some(1), "{git_ref}: {stderr}");
         assert!(stderr.contains(why), "{git_ref}: {stderr}");
@@ -217,7 +249,8 @@ fn unreadable_key_files_are_configuration_errors() {
     );
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("/nonexistent/allowed_signers") && stderr.contains("/nonexistent/keyring.asc"),
+        stderr.contains("/nonexistent/allowed_signers")
+            && stderr.contains("/nonexistent/keyring.asc"),
         "{stderr}"
     );
     let (status, stderr) = one_time(&s, &up.file_url(), &["--verify-signatures=tag"]);
@@ -232,11 +265,19 @@ fn a_key_file_that_does_not_parse_fails_the_sync_naming_file_and_line() {
     let key = SshKey::generate("ed25519");
     up.commit_signed(&Signer::Ssh(&key), "f", "a", "a");
     let s = Scratch::new();
-    let allowed = key_file(&s, "allowed_signers", "this is not an allowed_signers line\n");
+    let allowed = key_file(
+        &s,
+        "allowed_signers",
+        "this is not an allowed_signers line\n",
+    );
     let (status, stderr) = one_time(
         &s,
         &up.file_url(),
-        &["--verify-signatures=head", "--verify-allowed-signers", allowed.to_str().unwrap()],
+        &[
+            "--verify-signatures=head",
+            "--verify-allowed-signers",
+            allowed.to_str().unwrap(),
+        ],
     );
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
@@ -257,7 +298,11 @@ fn ssh_signed_commits_publish_ed25519_ecdsa_rsa() {
     let s = Scratch::new();
     let lines: String = keys.iter().map(|k| k.allowed(COMMITTER)).collect();
     let allowed = key_file(&s, "allowed_signers", lines);
-    let mut args = os(&["--verify-signatures=head", "--verify-committers", "--verify-allowed-signers"]);
+    let mut args = os(&[
+        "--verify-signatures=head",
+        "--verify-committers",
+        "--verify-allowed-signers",
+    ]);
     args.push(allowed.into_os_string());
     let first = up.commit_signed(&Signer::Ssh(&keys[0]), "f", "ed25519", "ed25519");
     let (run, addr) = start(&s, &up.file_url(), &refs(&args));
@@ -276,9 +321,21 @@ fn ssh_signed_commits_publish_ed25519_ecdsa_rsa() {
 fn gpg_signed_commits_publish_rsa_ed25519_and_subkey_over_git_daemon() {
     let up = Upstream::new();
     let gpg = Gpg::new();
-    let rsa = gpg.generate("Rsa <rsa@example.invalid>", "rsa3072", "sign", "never", None);
+    let rsa = gpg.generate(
+        "Rsa <rsa@example.invalid>",
+        "rsa3072",
+        "sign",
+        "never",
+        None,
+    );
     let ed = gpg.generate("Ed <ed@example.invalid>", "ed25519", "sign", "never", None);
-    let primary = gpg.generate("Sub <sub@example.invalid>", "ed25519", "cert", "never", None);
+    let primary = gpg.generate(
+        "Sub <sub@example.invalid>",
+        "ed25519",
+        "cert",
+        "never",
+        None,
+    );
     let subkey = gpg.add_signing_subkey(&primary);
     let s = Scratch::new();
     let armoured = key_file(&s, "keyring.asc", gpg.export(&rsa, true));
@@ -295,7 +352,12 @@ fn gpg_signed_commits_publish_rsa_ed25519_and_subkey_over_git_daemon() {
     run.wait_for_link_hash(&s.link(), &a);
     let b = up.commit_signed(&Signer::Gpg(&gpg, &ed, None), "f", "ed", "ed");
     run.wait_for_link_hash(&s.link(), &b);
-    let c = up.commit_signed(&Signer::Gpg(&gpg, &format!("{subkey}!"), None), "f", "sub", "sub");
+    let c = up.commit_signed(
+        &Signer::Gpg(&gpg, &format!("{subkey}!"), None),
+        "f",
+        "sub",
+        "sub",
+    );
     run.wait_for_link_hash(&s.link(), &c);
     assert_eq!(verifications(&addr, "valid"), 3);
 }
@@ -304,9 +366,24 @@ fn gpg_signed_commits_publish_rsa_ed25519_and_subkey_over_git_daemon() {
 #[test]
 fn expired_and_revoked_gpg_keys_are_refused() {
     let gpg = Gpg::new();
-    let old = gpg.generate("Old <old@example.invalid>", "ed25519", "sign", "1d", Some("20200101T000000"));
-    let gone = gpg.generate("Gone <gone@example.invalid>", "ed25519", "sign", "never", None);
-    for (key, time, why) in [(&old, Some("20200101T010000"), "expired"), (&gone, None, "revoked")] {
+    let old = gpg.generate(
+        "Old <old@example.invalid>",
+        "ed25519",
+        "sign",
+        "1d",
+        Some("20200101T000000"),
+    );
+    let gone = gpg.generate(
+        "Gone <gone@example.invalid>",
+        "ed25519",
+        "sign",
+        "never",
+        None,
+    );
+    for (key, time, why) in [
+        (&old, Some("20200101T010000"), "expired"),
+        (&gone, None, "revoked"),
+    ] {
         let up = Upstream::new();
         up.commit_signed(&Signer::Gpg(&gpg, key, time), "f", "x", "x");
         if why == "revoked" {
@@ -317,7 +394,11 @@ fn expired_and_revoked_gpg_keys_are_refused() {
         let (status, stderr) = one_time(
             &s,
             &up.file_url(),
-            &["--verify-signatures=head", "--verify-pgp-keyring", keyring.to_str().unwrap()],
+            &[
+                "--verify-signatures=head",
+                "--verify-pgp-keyring",
+                keyring.to_str().unwrap(),
+            ],
         );
         assert_eq!(status.code(), Some(1), "{why}: {stderr}");
         assert!(stderr.contains(why), "{why}: {stderr}");
@@ -341,7 +422,13 @@ fn signed_tags_publish_in_tag_mode_over_git_daemon() {
     let (status, stderr) = one_time(
         &s,
         &url,
-        &["--ref", "v1", "--verify-signatures=tag", "--verify-allowed-signers", allowed],
+        &[
+            "--ref",
+            "v1",
+            "--verify-signatures=tag",
+            "--verify-allowed-signers",
+            allowed,
+        ],
     );
     assert!(status.success(), "{stderr}");
     assert_eq!(s.published().as_deref(), Some(a.as_str()));
@@ -350,7 +437,13 @@ fn signed_tags_publish_in_tag_mode_over_git_daemon() {
     let (status, stderr) = one_time(
         &s,
         &url,
-        &["--ref", "v1", "--verify-signatures=tag-and-head", "--verify-allowed-signers", allowed],
+        &[
+            "--ref",
+            "v1",
+            "--verify-signatures=tag-and-head",
+            "--verify-allowed-signers",
+            allowed,
+        ],
     );
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("unsigned: the commit"), "{stderr}");
@@ -359,7 +452,13 @@ fn signed_tags_publish_in_tag_mode_over_git_daemon() {
     let (status, stderr) = one_time(
         &s,
         &url,
-        &["--ref", "v1", "--verify-signatures=tag-and-head", "--verify-allowed-signers", allowed],
+        &[
+            "--ref",
+            "v1",
+            "--verify-signatures=tag-and-head",
+            "--verify-allowed-signers",
+            allowed,
+        ],
     );
     assert!(status.success(), "{stderr}");
     assert_eq!(s.published().as_deref(), Some(b.as_str()));
@@ -381,15 +480,25 @@ fn forged_and_modified_signatures_are_refused_and_the_old_content_stays() {
 
     // Forged: B's object with A's signature header.
     let b = up.commit_file("f", "b", "b");
-    let forged = with_signature_header(&up.commit_object(&b), &signature_header(&up.commit_object(&a)));
+    let forged = with_signature_header(
+        &up.commit_object(&b),
+        &signature_header(&up.commit_object(&a)),
+    );
     let forged = up.write_commit_object(&forged);
     let st = wait_for_refusal(&run, &addr, &forged, "bad_signature");
-    assert!(st["signature_refusal"]["key"].as_str().is_some_and(|k| k.starts_with("SHA256:")), "{st}");
+    assert!(
+        st["signature_refusal"]["key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("SHA256:")),
+        "{st}"
+    );
     assert_eq!(s.published().as_deref(), Some(a.as_str()));
 
     // Modified: a signed commit whose message was changed afterwards.
     let c = up.commit_signed(&Signer::Ssh(&key), "f", "c", "c");
-    let edited = String::from_utf8(up.commit_object(&c)).expect("utf-8").replace("\n\nc\n", "\n\nnot c\n");
+    let edited = String::from_utf8(up.commit_object(&c))
+        .expect("utf-8")
+        .replace("\n\nc\n", "\n\nnot c\n");
     let modified = up.write_commit_object(edited.as_bytes());
     wait_for_refusal(&run, &addr, &modified, "bad_signature");
     assert_eq!(s.published().as_deref(), Some(a.as_str()));
@@ -404,13 +513,21 @@ fn unknown_keys_and_committer_mismatches_are_refused() {
     let known = SshKey::generate("ed25519");
     let stranger = SshKey::generate("ed25519");
     let s = Scratch::new();
-    let allowed = key_file(&s, "allowed_signers", known.allowed("someone-else@example.invalid"));
+    let allowed = key_file(
+        &s,
+        "allowed_signers",
+        known.allowed("someone-else@example.invalid"),
+    );
     let allowed = allowed.to_str().unwrap();
     up.commit_signed(&Signer::Ssh(&stranger), "f", "a", "a");
     let (status, stderr) = one_time(
         &s,
         &up.file_url(),
-        &["--verify-signatures=head", "--verify-allowed-signers", allowed],
+        &[
+            "--verify-signatures=head",
+            "--verify-allowed-signers",
+            allowed,
+        ],
     );
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("unknown key"), "{stderr}");
@@ -419,15 +536,27 @@ fn unknown_keys_and_committer_mismatches_are_refused() {
     let (status, stderr) = one_time(
         &s,
         &up.file_url(),
-        &["--verify-signatures=head", "--verify-committers", "--verify-allowed-signers", allowed],
+        &[
+            "--verify-signatures=head",
+            "--verify-committers",
+            "--verify-allowed-signers",
+            allowed,
+        ],
     );
     assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("does not belong to the committer"), "{stderr}");
+    assert!(
+        stderr.contains("does not belong to the committer"),
+        "{stderr}"
+    );
     // Without --verify-committers the same signature counts.
     let (status, stderr) = one_time(
         &s,
         &up.file_url(),
-        &["--verify-signatures=head", "--verify-allowed-signers", allowed],
+        &[
+            "--verify-signatures=head",
+            "--verify-allowed-signers",
+            allowed,
+        ],
     );
     assert!(status.success(), "{stderr}");
     assert_eq!(s.published().as_deref(), Some(b.as_str()));
@@ -451,7 +580,10 @@ fn a_rotated_allowed_signers_file_publishes_the_refused_commit_without_restart()
     let b = up.commit_signed(&Signer::Ssh(&new), "f", "b", "b");
     wait_for_refusal(&run, &addr, &b, "unknown_key");
     assert_eq!(s.published().as_deref(), Some(a.as_str()));
-    write_key_file(&allowed, format!("{}{}", old.allowed(COMMITTER), new.allowed(COMMITTER)));
+    write_key_file(
+        &allowed,
+        format!("{}{}", old.allowed(COMMITTER), new.allowed(COMMITTER)),
+    );
     run.wait_for_link_hash(&s.link(), &b);
     assert_eq!(status(&addr)["signature_refusal"], serde_json::Value::Null);
 }
@@ -467,7 +599,13 @@ fn merges_signed_by_a_web_flow_stand_in_key_publish() {
     up.commit_file("g", "feature", "feature");
     up.checkout("main");
     let gpg = Gpg::new();
-    let web_flow = gpg.generate("GitHub <noreply@github.com>", "rsa3072", "sign", "never", None);
+    let web_flow = gpg.generate(
+        "GitHub <noreply@github.com>",
+        "rsa3072",
+        "sign",
+        "never",
+        None,
+    );
     up.git_signing(
         &Signer::Gpg(&gpg, &web_flow, None),
         &[
@@ -486,7 +624,11 @@ fn merges_signed_by_a_web_flow_stand_in_key_publish() {
     let (status, stderr) = one_time(
         &s,
         &up.file_url(),
-        &["--verify-signatures=head", "--verify-pgp-keyring", keyring.to_str().unwrap()],
+        &[
+            "--verify-signatures=head",
+            "--verify-pgp-keyring",
+            keyring.to_str().unwrap(),
+        ],
     );
     assert!(status.success(), "{stderr}");
     assert_eq!(s.published().as_deref(), Some(merge.as_str()));

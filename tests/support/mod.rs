@@ -19,8 +19,8 @@ pub mod raw_http;
 pub mod receiver;
 pub mod scribble;
 pub mod servers;
-pub mod signing;
 pub mod sidecar;
+pub mod signing;
 pub mod sshd;
 
 use std::error::Error;

@@ -40,7 +40,9 @@ impl SshKey {
         let dir = super::tempdir("sshkey");
         let private = dir.path().join(format!("id_{kind}"));
         run_tool(
-            Command::new("ssh-keygen").args(["-q", "-t", kind, "-N", "", "-C", kind, "-f"]).arg(&private),
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", kind, "-N", "", "-C", kind, "-f"])
+                .arg(&private),
             "ssh-keygen",
             "apt-get install openssh-client",
         );
@@ -96,8 +98,14 @@ impl Gpg {
     /// gpg in this home; `faked_time` (`20200101T000000`) runs it as of then.
     pub fn command(&self, faked_time: Option<&str>) -> Command {
         let mut cmd = Command::new("gpg");
-        cmd.env("GNUPGHOME", self.home())
-            .args(["--batch", "--yes", "--pinentry-mode", "loopback", "--passphrase", ""]);
+        cmd.env("GNUPGHOME", self.home()).args([
+            "--batch",
+            "--yes",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+        ]);
         if let Some(t) = faked_time {
             cmd.arg("--faked-system-time").arg(format!("{t}!"));
         }
@@ -115,14 +123,24 @@ impl Gpg {
 
     /// Makes a primary key (`algo`: `rsa3072`, `ed25519`; `usage`: `sign`,
     /// `cert`; `expire`: `never`, `1d`) for `uid`; returns its fingerprint.
-    pub fn generate(&self, uid: &str, algo: &str, usage: &str, expire: &str, faked_time: Option<&str>) -> String {
+    pub fn generate(
+        &self,
+        uid: &str,
+        algo: &str,
+        usage: &str,
+        expire: &str,
+        faked_time: Option<&str>,
+    ) -> String {
         self.gpg(faked_time, &["--quick-gen-key", uid, algo, usage, expire]);
         self.fingerprints(uid)[0].clone()
     }
 
     /// The fingerprints of `uid`'s key: the primary first, then the subkeys.
     pub fn fingerprints(&self, uid: &str) -> Vec<String> {
-        let listing = self.gpg(None, &["--with-colons", "--fingerprint", "--list-keys", uid]);
+        let listing = self.gpg(
+            None,
+            &["--with-colons", "--fingerprint", "--list-keys", uid],
+        );
         listing
             .lines()
             .filter(|l| l.starts_with("fpr:"))
@@ -132,17 +150,26 @@ impl Gpg {
 
     /// Adds an ed25519 signing subkey to `primary`; returns its fingerprint.
     pub fn add_signing_subkey(&self, primary: &str) -> String {
-        self.gpg(None, &["--quick-add-key", primary, "ed25519", "sign", "never"]);
+        self.gpg(
+            None,
+            &["--quick-add-key", primary, "ed25519", "sign", "never"],
+        );
         let fprs = self.fingerprints(primary);
         fprs.last().expect("a subkey").clone()
     }
 
     /// Revokes `fingerprint` with the revocation certificate gpg made with it.
     pub fn revoke(&self, fingerprint: &str) {
-        let cert = self.home().join("openpgp-revocs.d").join(format!("{fingerprint}.rev"));
+        let cert = self
+            .home()
+            .join("openpgp-revocs.d")
+            .join(format!("{fingerprint}.rev"));
         let text = fs::read_to_string(&cert).expect("gpg's revocation certificate");
         // gpg writes it with the armour line escaped by a ':' against accidents.
-        let text = text.replace(":-----BEGIN PGP PUBLIC KEY BLOCK-----", "-----BEGIN PGP PUBLIC KEY BLOCK-----");
+        let text = text.replace(
+            ":-----BEGIN PGP PUBLIC KEY BLOCK-----",
+            "-----BEGIN PGP PUBLIC KEY BLOCK-----",
+        );
         let path = self.home().join("revoke.asc");
         fs::write(&path, text).expect("write");
         self.gpg(None, &["--import", path.to_str().expect("utf-8")]);
@@ -217,7 +244,13 @@ impl Upstream {
     }
 
     /// Commits `rel` with `content`, signed (`git commit -S`); the new HEAD.
-    pub fn commit_signed(&self, signer: &Signer<'_>, rel: &str, content: &str, msg: &str) -> String {
+    pub fn commit_signed(
+        &self,
+        signer: &Signer<'_>,
+        rel: &str,
+        content: &str,
+        msg: &str,
+    ) -> String {
         self.write_file(rel, content);
         self.git(&["add", "--", rel]);
         self.git_signing(signer, &["commit", "-q", "-S", "-m", msg]);

@@ -48,12 +48,26 @@ fn ssh_repo(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     run(
         tmp,
         "ssh-keygen",
-        &["-q", "-t", "ed25519", "-N", "", "-C", "ann", "-f", key.to_str().unwrap()],
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "ann",
+            "-f",
+            key.to_str().unwrap(),
+        ],
         &[],
         "apt-get install openssh-client",
     );
     git(&repo, &["config", "gpg.format", "ssh"], &[]);
-    git(&repo, &["config", "user.signingkey", key.to_str().unwrap()], &[]);
+    git(
+        &repo,
+        &["config", "user.signingkey", key.to_str().unwrap()],
+        &[],
+    );
     std::fs::write(repo.join("f"), "one\n").expect("write");
     git(&repo, &["add", "f"], &[]);
     (repo, key)
@@ -102,7 +116,12 @@ fn ssh_signed_commit_and_tag_split_as_git_verifies_them() {
     let signature = commit.signature.clone().expect("signed");
     assert!(signature.starts_with(b"-----BEGIN SSH SIGNATURE-----"));
     assert_eq!(commit.signer_email.as_deref(), Some("ann@example.com"));
-    assert!(ssh_keygen_accepts(tmp.path(), &key, &commit.payload, &signature));
+    assert!(ssh_keygen_accepts(
+        tmp.path(),
+        &key,
+        &commit.payload,
+        &signature
+    ));
     let mut off = commit.payload.clone();
     off.push(b'\n');
     assert!(!ssh_keygen_accepts(tmp.path(), &key, &off, &signature));
@@ -112,10 +131,23 @@ fn ssh_signed_commit_and_tag_split_as_git_verifies_them() {
     assert_eq!(tag.kind, ObjectKind::Tag);
     assert_eq!(tag.signer_email.as_deref(), Some("ann@example.com"));
     let signature = tag.signature.clone().expect("signed tag");
-    assert!(ssh_keygen_accepts(tmp.path(), &key, &tag.payload, &signature));
-    assert!(!ssh_keygen_accepts(tmp.path(), &key, &commit.payload, &signature));
+    assert!(ssh_keygen_accepts(
+        tmp.path(),
+        &key,
+        &tag.payload,
+        &signature
+    ));
+    assert!(!ssh_keygen_accepts(
+        tmp.path(),
+        &key,
+        &commit.payload,
+        &signature
+    ));
     assert_eq!(tag_commit(&store, tag_id).expect("peel"), id);
-    assert!(matches!(super::commit(&store, tag_id), Err(Error::Kind { .. })));
+    assert!(matches!(
+        super::commit(&store, tag_id),
+        Err(Error::Kind { .. })
+    ));
 }
 
 #[test]
@@ -147,7 +179,11 @@ fn gpg_signed_commit_splits_as_gpg_verifies_it() {
     let repo = tmp.path().join("repo");
     std::fs::create_dir(&repo).expect("mkdir");
     git(&repo, &["init", "-q", "-b", "main"], &[]);
-    git(&repo, &["config", "user.signingkey", "ann@example.com"], &[]);
+    git(
+        &repo,
+        &["config", "user.signingkey", "ann@example.com"],
+        &[],
+    );
     std::fs::write(repo.join("f"), "one\n").expect("write");
     git(&repo, &["add", "f"], &[]);
     git(&repo, &["commit", "-q", "-S", "-m", "signed"], &gpg_env);
@@ -198,7 +234,9 @@ fn sha256_signature_headers_are_left_out_of_a_sha1_payload_as_git_does() {
 /// A header line: a name and a value without line breaks.
 fn header() -> impl Strategy<Value = Vec<u8>> {
     ("[a-z][a-z-]{0,8}", "[ -~]{0,30}")
-        .prop_filter("not a signature header", |(name, _)| !name.starts_with("gpgsig"))
+        .prop_filter("not a signature header", |(name, _)| {
+            !name.starts_with("gpgsig")
+        })
         .prop_map(|(name, value)| format!("{name} {value}\n").into_bytes())
 }
 

@@ -261,7 +261,7 @@ fn refused_error(
 ) -> Error {
     Error::Refused {
         hash: hash.clone(),
-        refused: refused.clone(),
+        refused: Box::new(refused.clone()),
         published: published.cloned(),
         fresh,
     }

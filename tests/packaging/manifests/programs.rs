@@ -473,12 +473,21 @@ pub(super) fn first_commit(up: &Upstream, c: &Container, pod_fs: &PodFs) -> Stri
     }
     let key = SshKey::generate("ed25519");
     if let Some(file) = c.setting("verify-allowed-signers") {
-        fs::write(pod_fs.map(c, &file, &[]), key.allowed("committer@example.invalid"))
-            .expect("writing the mounted allowed_signers");
+        fs::write(
+            pod_fs.map(c, &file, &[]),
+            key.allowed("committer@example.invalid"),
+        )
+        .expect("writing the mounted allowed_signers");
     }
     if let Some(file) = c.setting("verify-pgp-keyring") {
         let gpg = Gpg::new();
-        let fpr = gpg.generate("Site <site@example.invalid>", "ed25519", "sign", "never", None);
+        let fpr = gpg.generate(
+            "Site <site@example.invalid>",
+            "ed25519",
+            "sign",
+            "never",
+            None,
+        );
         fs::write(pod_fs.map(c, &file, &[]), gpg.export(&fpr, true))
             .expect("writing the mounted keyring");
     }

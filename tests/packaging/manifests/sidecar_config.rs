@@ -235,7 +235,10 @@ fn verified_takes_its_key_files_from_the_secret() {
         .unwrap_or_else(|p| panic!("verified refused: {p:#?}"));
     let keys = pod_fs.volume_dir("verify-keys");
     assert_eq!(config.verify.mode, git_sidecar::verify::Mode::Head);
-    assert_eq!(config.verify.allowed_signers, [keys.join("allowed_signers")]);
+    assert_eq!(
+        config.verify.allowed_signers,
+        [keys.join("allowed_signers")]
+    );
     assert_eq!(config.verify.pgp_keyrings, [keys.join("keyring.asc")]);
     let warnings = config.warnings.join("\n");
     for flag in ["--verify-allowed-signers", "--verify-pgp-keyring"] {

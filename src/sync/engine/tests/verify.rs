@@ -51,11 +51,13 @@ fn an_unsigned_commit_is_refused_once_remembered_and_retried_when_ref_or_keys_ch
     fs::write(&keys, "# no keys yet\n").expect("write");
     let mut e = engine(verifying(&f, Mode::Head, &keys));
 
-    assert_eq!(refused(&mut e), (true, Refusal::Unsigned("commit"), a.clone()));
+    assert_eq!(
+        refused(&mut e),
+        (true, Refusal::Unsigned("commit"), a.clone())
+    );
     assert_eq!(e.layout().current(), None);
     assert!(
-        !f.root().join(".worktrees").join(a.as_str()).exists()
-            && leftovers_of(&f).is_empty(),
+        !f.root().join(".worktrees").join(a.as_str()).exists() && leftovers_of(&f).is_empty(),
         "nothing of the refused commit is written: {:?}",
         leftovers_of(&f)
     );
@@ -63,13 +65,23 @@ fn an_unsigned_commit_is_refused_once_remembered_and_retried_when_ref_or_keys_ch
     assert!(packs > 0, "the refused commit's objects are kept");
 
     // Same commit, same keys: remembered, and not fetched again.
-    assert_eq!(refused(&mut e), (false, Refusal::Unsigned("commit"), a.clone()));
-    assert_eq!(pack_count(&f), packs, "no new pack for a remembered refusal");
+    assert_eq!(
+        refused(&mut e),
+        (false, Refusal::Unsigned("commit"), a.clone())
+    );
+    assert_eq!(
+        pack_count(&f),
+        packs,
+        "no new pack for a remembered refusal"
+    );
 
     // A key file changes: verified again.
     fs::write(&keys, "# still no keys\n").expect("write");
-    assert_eq!(refused(&mut e), (true, Refusal::Unsigned("commit"), a.clone()));
-    assert_eq!(refused(&mut e).0, false);
+    assert_eq!(
+        refused(&mut e),
+        (true, Refusal::Unsigned("commit"), a.clone())
+    );
+    assert!(!refused(&mut e).0, "remembered again");
 
     // The ref moves: the new commit is verified at once.
     let b = f.commit("b");
@@ -84,7 +96,11 @@ fn tag_modes_refuse_a_branch_after_the_fetch() {
     fs::write(&keys, "").expect("write");
     for mode in [Mode::Tag, Mode::TagAndHead] {
         let mut e = engine(verifying(&f, mode, &keys));
-        assert_eq!(refused(&mut e), (true, Refusal::NotATag, a.clone()), "{mode:?}");
+        assert_eq!(
+            refused(&mut e),
+            (true, Refusal::NotATag, a.clone()),
+            "{mode:?}"
+        );
         drop(e);
     }
 }
@@ -94,7 +110,9 @@ fn mode_none_reads_no_key_file() {
     let f = Fixture::new();
     let a = f.commit("a");
     let mut e = engine(verifying(&f, Mode::None, Path::new("/nonexistent/keys")));
-    let outcome = e.sync_once(&budget()).expect("published without verification");
+    let outcome = e
+        .sync_once(&budget())
+        .expect("published without verification");
     assert_eq!(outcome.hash(), &a);
 }
 
@@ -136,11 +154,22 @@ fn verification_cost() {
     let signing_key = format!("user.signingkey={}", key.display());
     git(
         &up,
-        &["-c", "gpg.format=ssh", "-c", &signing_key, "commit", "-q", "-S", "-m", "s"],
+        &[
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            &signing_key,
+            "commit",
+            "-q",
+            "-S",
+            "-m",
+            "s",
+        ],
     );
     let hash = CommitHash::parse(&git(&up, &["rev-parse", "HEAD"])).expect("hash");
     let mut e = engine(verifying(&f, Mode::Head, &keys));
-    e.sync_once(&budget()).expect("the signed commit is published");
+    e.sync_once(&budget())
+        .expect("the signed commit is published");
     let commit = CommitId::of(&hash).expect("id");
     let repo = e.repo.take().expect("open repo");
     let rounds = 500;
