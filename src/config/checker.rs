@@ -409,6 +409,8 @@ mod tests {
                 "exechook_arg",
                 "pre_publish_exechook_arg",
                 "webhook_header",
+                "verify_allowed_signers",
+                "verify_pgp_keyring",
             ];
             if multi.contains(&id) || !arg.get_action().takes_values() {
                 continue;

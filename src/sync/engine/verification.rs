@@ -187,22 +187,22 @@ impl Engine {
         let mode = self.opts.verify.mode;
         if mode.checks_tag() {
             let Some(tag) = tag else {
-                return Ok(Some(Refused {
+                return Ok(Some(self.counted(Refused {
                     object: ObjectKind::Commit,
                     id: commit.to_string(),
                     refusal: Refusal::NotATag,
-                }));
+                })));
             };
             // The server says which commit the tag peels to; what the tag
             // object itself names is what its signature covers.
             if repo.tag_commit(tag).map_err(Error::Signed)? != commit {
-                return Ok(Some(Refused {
+                return Ok(Some(self.counted(Refused {
                     object: ObjectKind::Tag,
                     id: tag.to_string(),
                     refusal: Refusal::Malformed(format!(
                         "the tag does not point at commit {commit}, which the server advertised for it"
                     )),
-                }));
+                })));
             }
             let object = repo.signed_tag(tag).map_err(Error::Signed)?;
             if let Some(refused) = self.verify_object(&object, trust, check)? {
@@ -216,6 +216,12 @@ impl Engine {
             }
         }
         Ok(None)
+    }
+
+    /// A refusal made without a signature check, counted in the metric too.
+    fn counted(&self, refused: Refused) -> Refused {
+        self.metrics.signature_verification(refused.refusal.label());
+        refused
     }
 
     fn verify_object(

@@ -101,6 +101,11 @@ fn tag_modes_refuse_a_branch_after_the_fetch() {
             (true, Refusal::NotATag, a.clone()),
             "{mode:?}"
         );
+        let metrics = e.metrics.encode();
+        assert!(
+            metrics.contains("git_sidecar_signature_verifications_total{result=\"not_a_tag\"} 1"),
+            "{metrics}"
+        );
         drop(e);
     }
 }
