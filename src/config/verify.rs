@@ -91,7 +91,7 @@ impl Checker<'_> {
         for (id, kind, paths) in files {
             for path in paths {
                 match read_key_file(kind, path) {
-                    Err(e) => self.fail(id, e),
+                    Err(e) => self.fail(id, format!("{}: {e}", path.display())),
                     Ok(file) => {
                         if let Err(e) = KeyFiles(vec![file]).trust() {
                             let label = self.cli.label(id);
@@ -193,11 +193,11 @@ mod tests {
             "{all}"
         );
         assert!(
-            all.contains("cannot read /nonexistent/allowed_signers"),
+            all.contains("/nonexistent/allowed_signers: cannot read it"),
             "{all}"
         );
         assert!(
-            all.contains("cannot read /nonexistent/keyring.asc"),
+            all.contains("/nonexistent/keyring.asc: cannot read it"),
             "{all}"
         );
         assert!(all.contains("--verify-committers"), "{all}");

@@ -97,7 +97,7 @@ pub struct KeyFiles(pub Vec<KeyFile>);
 
 /// A key file that cannot be used: the sync fails, naming it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: {message} (fix the file; it is read again at the next sync)")]
+#[error("{file}: {message}")]
 pub struct TrustError {
     pub file: String,
     pub message: String,
@@ -134,14 +134,18 @@ impl KeyFiles {
                 KeyFileKind::AllowedSigners => {
                     let text = std::str::from_utf8(&file.bytes)
                         .map_err(|e| failed(format!("not UTF-8 text: {e}")))?;
-                    let signers = ssh::parse_allowed_signers(text)
-                        .map_err(|e| failed(format!("allowed_signers {e}")))?;
+                    let signers = ssh::parse_allowed_signers(text).map_err(|e| {
+                        failed(format!(
+                            "allowed_signers {e} (fix the file; it is read again at the next sync)"
+                        ))
+                    })?;
                     trust.ssh.extend(signers);
                 }
-                KeyFileKind::PgpKeyring => trust
-                    .pgp
-                    .add_file(&file.bytes)
-                    .map_err(|e| failed(format!("OpenPGP keyring: {e}")))?,
+                KeyFileKind::PgpKeyring => trust.pgp.add_file(&file.bytes).map_err(|e| {
+                    failed(format!(
+                        "OpenPGP keyring: {e} (fix the file; it is read again at the next sync)"
+                    ))
+                })?,
             }
         }
         Ok(trust)

@@ -63,20 +63,18 @@ impl Memory {
     }
 }
 
-/// Reads one key file (at start-up by `config`, and at every pass).
+/// Reads one key file (at start-up by `config`, and at every pass); the
+/// error does not repeat the path.
 pub fn read_key_file(kind: KeyFileKind, path: &Path) -> Result<KeyFile, String> {
     use std::io::Read;
     let mut bytes = Vec::new();
     std::fs::File::open(path)
         .and_then(|f| f.take(MAX_KEY_FILE + 1).read_to_end(&mut bytes))
         .map_err(|e| {
-            format!(
-                "cannot read {}: {e} (mount the Secret holding it, or fix the path)",
-                path.display()
-            )
+            format!("cannot read it: {e} (mount the Secret holding it, or fix the path)")
         })?;
     if bytes.len() as u64 > MAX_KEY_FILE {
-        return Err(format!("{} is larger than 4MiB", path.display()));
+        return Err("larger than 4MiB: not a key file".into());
     }
     Ok(KeyFile {
         kind,

@@ -259,8 +259,8 @@ fn verified_takes_its_key_files_from_the_secret() {
         .unwrap_or_default()
         .join("\n");
     assert!(
-        problems.contains("cannot read /etc/git-verify/allowed_signers")
-            && problems.contains("cannot read /etc/git-verify/keyring.asc"),
+        problems.contains("/etc/git-verify/allowed_signers: cannot read it")
+            && problems.contains("/etc/git-verify/keyring.asc: cannot read it"),
         "{problems}"
     );
 }
