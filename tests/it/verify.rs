@@ -495,7 +495,10 @@ fn forged_and_modified_signatures_are_refused_and_the_old_content_stays() {
     assert_eq!(s.published().as_deref(), Some(a.as_str()));
 
     // Modified: a signed commit whose message was changed afterwards.
+    // (Made on a side branch: on main the valid C would be published.)
+    up.checkout_new("side");
     let c = up.commit_signed(&Signer::Ssh(&key), "f", "c", "c");
+    up.checkout("main");
     let edited = String::from_utf8(up.commit_object(&c))
         .expect("utf-8")
         .replace("\n\nc\n", "\n\nnot c\n");
