@@ -307,6 +307,36 @@ mod tests {
         assert_eq!(h.snapshot().last_error, None);
     }
 
+    /// A signature refusal is a failure (counted for readiness) that
+    /// `/status` details until a success clears it.
+    #[test]
+    fn a_signature_refusal_is_a_failure_shown_until_a_success() {
+        let h = StatusHandle::default();
+        h.succeeded("abc");
+        let refusal = SignatureRefusal {
+            commit: "def".into(),
+            object: "commit".into(),
+            object_id: "def".into(),
+            result: "unknown_key".into(),
+            key: Some("SHA256:x".into()),
+            reason: "signed by unknown key SHA256:x".into(),
+        };
+        h.signature_refused("refused def", 3, refusal.clone());
+        let s = h.snapshot();
+        assert_eq!(s.signature_refusal.as_ref(), Some(&refusal));
+        assert_eq!(s.last_error.as_deref(), Some("refused def"));
+        assert!(h.readiness(&RULES).unwrap_err().contains("3 consecutive"));
+        let report = StatusReport::new(&s, "r", "main", h.readiness(&RULES));
+        let json = serde_json::to_value(&report).expect("json");
+        assert_eq!(json["signature_refusal"]["result"], "unknown_key");
+        assert_eq!(json["published_hash"], "abc");
+        h.succeeded("def");
+        assert_eq!(h.snapshot().signature_refusal, None);
+        let json = serde_json::to_value(StatusReport::new(&h.snapshot(), "r", "main", Ok(())))
+            .expect("json");
+        assert!(json.get("signature_refusal").is_none(), "{json}");
+    }
+
     #[test]
     fn a_gate_refusal_keeps_published_content_ready_and_fresh_but_says_why() {
         let h = StatusHandle::default();
