@@ -210,6 +210,7 @@ fn engine_options(config: &Config) -> engine::Options {
         ssh: config.ssh.clone(),
         submodules: config.submodules,
         access: config.access.clone(),
+        verify: config.verify.clone(),
     }
 }
 

@@ -103,6 +103,11 @@ struct WebhookLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RevisionLabels {
     sha: String,
     r#ref: String,
@@ -247,6 +252,7 @@ pub struct Metrics {
     sync_duration: Family<StatusLabels, Histogram>,
     fetched_bytes: Counter,
     peers: PeerMetrics,
+    signature_verifications: Family<ResultLabels, Counter>,
 }
 
 fn new_sync_histogram() -> Histogram {
@@ -339,6 +345,13 @@ impl Metrics {
             fetched_bytes.clone(),
         );
         let peers = PeerMetrics::register(&mut registry);
+        let signature_verifications = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "git_sidecar_signature_verifications",
+            "Signature verifications (--verify-signatures) of commits and tags, by result: \
+             valid, or why the signature was refused",
+            signature_verifications.clone(),
+        );
         registry.register_collector(Box::new(ProcessCollector));
 
         for result in SyncResult::ALL {
@@ -371,7 +384,16 @@ impl Metrics {
             sync_duration,
             fetched_bytes,
             peers,
+            signature_verifications,
         }
+    }
+
+    /// `git_sidecar_signature_verifications_total{result}`: `valid` or a
+    /// [`crate::verify::Refusal::label`] (a small fixed set).
+    pub fn signature_verification(&self, result: &'static str) {
+        self.signature_verifications
+            .get_or_create(&ResultLabels { result })
+            .inc();
     }
 
     /// One loop iteration finished: updates `git_sync_duration_seconds`,

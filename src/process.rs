@@ -31,6 +31,10 @@ fn exit_code(result: anyhow::Result<Exit>) -> ExitCode {
             tracing::error!("--one-time: a hook failed");
             ExitCode::from(1)
         }
+        Ok(Exit::OneTimeRefused) => {
+            tracing::error!("--one-time: the commit's signature was refused (--verify-signatures)");
+            ExitCode::from(1)
+        }
         Ok(Exit::TooManyFailures { failures }) => {
             tracing::error!(failures, "too many consecutive failures; exiting");
             ExitCode::from(1)

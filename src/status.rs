@@ -32,10 +32,29 @@ pub struct Status {
     /// At start-up the published content verified and its last successful
     /// sync (before the restart) was on record: `last_success` is that time.
     pub restored: bool,
+    /// The commit `--verify-signatures` refused last; cleared by a success.
+    pub signature_refusal: Option<SignatureRefusal>,
     /// When the running pass started, if one is running.
     pass_started: Option<Instant>,
     /// Why no pass can run yet: another instance holds the root lock.
     waiting: Option<String>,
+}
+
+/// Why `--verify-signatures` refused a commit, as `/status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignatureRefusal {
+    /// The commit that was not published.
+    pub commit: String,
+    /// What carried (or lacked) the signature: "commit" or "tag".
+    pub object: String,
+    /// That object's id (the tag's, for a tag).
+    pub object_id: String,
+    /// The metric's `result` label: unsigned, unknown_key, bad_signature, ...
+    pub result: String,
+    /// The key id or fingerprint involved, if any.
+    pub key: Option<String>,
+    /// The full reason.
+    pub reason: String,
 }
 
 /// Shared, cheaply cloneable handle.
@@ -76,6 +95,7 @@ impl StatusHandle {
             s.last_success = Some(SystemTime::now());
             s.consecutive_failures = 0;
             s.last_error = None;
+            s.signature_refusal = None;
             s.synced_once = true;
             if s.expected_hash.as_deref() == Some(hash) {
                 s.expected_hash = None;
@@ -89,6 +109,12 @@ impl StatusHandle {
             s.consecutive_failures = consecutive;
             s.last_error = Some(error.to_string());
         });
+    }
+
+    /// A failed pass whose commit `--verify-signatures` refused.
+    pub fn signature_refused(&self, error: &str, consecutive: u64, refusal: SignatureRefusal) {
+        self.failed(error, consecutive);
+        self.write(|s| s.signature_refusal = Some(refusal));
     }
 
     /// The pre-publish gate held a new commit back: the remote was reached
@@ -217,6 +243,9 @@ pub struct StatusReport {
     pub consecutive_failures: u64,
     pub last_error: Option<String>,
     pub expected_hash: Option<String>,
+    /// Set while `--verify-signatures` refuses the commit the ref points at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature_refusal: Option<SignatureRefusal>,
     pub ready: bool,
     pub not_ready_reason: Option<String>,
 }
@@ -241,6 +270,7 @@ impl StatusReport {
             consecutive_failures: status.consecutive_failures,
             last_error: status.last_error.clone(),
             expected_hash: status.expected_hash.clone(),
+            signature_refusal: status.signature_refusal.clone(),
             ready: readiness.is_ok(),
             not_ready_reason: readiness.err(),
         }
@@ -275,6 +305,36 @@ mod tests {
         h.succeeded("abc");
         assert!(h.readiness(&RULES).is_ok());
         assert_eq!(h.snapshot().last_error, None);
+    }
+
+    /// A signature refusal is a failure (counted for readiness) that
+    /// `/status` details until a success clears it.
+    #[test]
+    fn a_signature_refusal_is_a_failure_shown_until_a_success() {
+        let h = StatusHandle::default();
+        h.succeeded("abc");
+        let refusal = SignatureRefusal {
+            commit: "def".into(),
+            object: "commit".into(),
+            object_id: "def".into(),
+            result: "unknown_key".into(),
+            key: Some("SHA256:x".into()),
+            reason: "signed by unknown key SHA256:x".into(),
+        };
+        h.signature_refused("refused def", 3, refusal.clone());
+        let s = h.snapshot();
+        assert_eq!(s.signature_refusal.as_ref(), Some(&refusal));
+        assert_eq!(s.last_error.as_deref(), Some("refused def"));
+        assert!(h.readiness(&RULES).unwrap_err().contains("3 consecutive"));
+        let report = StatusReport::new(&s, "r", "main", h.readiness(&RULES));
+        let json = serde_json::to_value(&report).expect("json");
+        assert_eq!(json["signature_refusal"]["result"], "unknown_key");
+        assert_eq!(json["published_hash"], "abc");
+        h.succeeded("def");
+        assert_eq!(h.snapshot().signature_refusal, None);
+        let json = serde_json::to_value(StatusReport::new(&h.snapshot(), "r", "main", Ok(())))
+            .expect("json");
+        assert!(json.get("signature_refusal").is_none(), "{json}");
     }
 
     #[test]

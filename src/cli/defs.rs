@@ -33,7 +33,8 @@ ENVIRONMENT VARIABLES:
   GITSYNC_PRE_PUBLISH_EXECHOOK_ARG take a JSON array of strings ([\"-s\", \"reload\"]),
   GITSYNC_WEBHOOK_HEADER one \"Name: value\" per line,
   GITSYNC_INCOMING_WEBHOOK_SECRET_FILE and GITSYNC_SYNC_TRIGGER_TOKEN_FILE a
-  comma-separated list, GITSYNC_SSH_KEY_FILE a colon-separated one.
+  comma-separated list, GITSYNC_SSH_KEY_FILE, GITSYNC_VERIFY_ALLOWED_SIGNERS and
+  GITSYNC_VERIFY_PGP_KEYRING a colon-separated one.
 
   Durations are Go-style: 100ms, 10s, 1m30s, 1h, 1.5s, 0.
   Booleans: --flag, --flag=true|false; values 1/t/T/TRUE/true/True and
@@ -46,6 +47,8 @@ const HOOKS: &str = "Hooks (after publishing)";
 const AUTH: &str = "Credentials (http:// and https:// repositories)";
 
 const SSH: &str = "SSH (ssh:// and user@host:path repositories)";
+
+const VERIFY: &str = "Signature verification (publish only signed commits or tags)";
 
 const NOT_YET: &str = "Accepted for git-sync compatibility, refused until implemented";
 
@@ -886,6 +889,64 @@ flags! {
         )]
         cookie_file: Option<String> => CookieFile {
             legacy: ["GIT_SYNC_COOKIE_FILE", "GIT_COOKIE_FILE"],
+        },
+
+        // ---- signature verification ----------------------------------------------------------------
+        /// Publish only what trusted keys signed: "none" (no check), "head" (the commit
+        /// to publish carries a valid signature by an allowed key), "tag" (--ref is an
+        /// annotated tag whose tag object is validly signed) or "tag-and-head" (both).
+        /// Checked after the fetch, before anything is written; a refused commit is a
+        /// failed sync and the previous content stays published. Needs
+        /// --verify-allowed-signers or --verify-pgp-keyring (see docs/verify.md)
+        #[arg(long, env = "GITSYNC_VERIFY_SIGNATURES", value_name = "MODE", help_heading = VERIFY)]
+        verify_signatures: Option<String> => VerifySignatures {
+            default: "none" as VerifyMode,
+        },
+
+        /// OpenSSH allowed_signers file (as for `ssh-keygen -Y verify`, git's
+        /// gpg.ssh.allowedSignersFile) trusted for SSH signatures; repeatable. Re-read at
+        /// every sync (mount it from a Secret). The environment variable takes a
+        /// colon-separated list
+        #[arg(
+            long,
+            env = "GITSYNC_VERIFY_ALLOWED_SIGNERS",
+            value_name = "PATH",
+            action = ArgAction::Append,
+            help_heading = VERIFY
+        )]
+        verify_allowed_signers: Vec<String> => VerifyAllowedSigners {
+            list: Colon,
+        },
+
+        /// OpenPGP public keys (ASCII-armoured or binary, e.g. `gpg --export`) trusted
+        /// for OpenPGP signatures; repeatable. Signing subkeys count; expired and revoked
+        /// keys do not. Re-read at every sync. The environment variable takes a
+        /// colon-separated list
+        #[arg(
+            long,
+            env = "GITSYNC_VERIFY_PGP_KEYRING",
+            value_name = "PATH",
+            action = ArgAction::Append,
+            help_heading = VERIFY
+        )]
+        verify_pgp_keyring: Vec<String> => VerifyPgpKeyring {
+            list: Colon,
+        },
+
+        /// A signature only counts when the key belongs to the committer (tagger, for a
+        /// tag): an allowed_signers principal or an OpenPGP user ID e-mail matching the
+        /// object's e-mail
+        #[arg(
+            long,
+            env = "GITSYNC_VERIFY_COMMITTERS",
+            value_name = "BOOL",
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "true",
+            help_heading = VERIFY
+        )]
+        verify_committers: Option<String> => VerifyCommitters {
+            default: "false" as Bool,
         },
 
         /// The git executable; accepted but ignored, git-sidecar does not run git

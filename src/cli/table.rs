@@ -42,6 +42,8 @@ pub enum Syntax {
     AbsolutePath,
     /// An http(s) URL.
     HttpUrl,
+    /// `--verify-signatures`: none, head, tag or tag-and-head.
+    VerifyMode,
 }
 
 /// How a repeatable flag's environment variable holds several values.

@@ -409,6 +409,8 @@ mod tests {
                 "exechook_arg",
                 "pre_publish_exechook_arg",
                 "webhook_header",
+                "verify_allowed_signers",
+                "verify_pgp_keyring",
             ];
             if multi.contains(&id) || !arg.get_action().takes_values() {
                 continue;
@@ -442,6 +444,7 @@ mod tests {
             Syntax::GitGc => known(GcMode::parse(raw).is_some()),
             Syntax::AbsolutePath => known(std::path::Path::new(raw).is_absolute()),
             Syntax::HttpUrl => super::super::hooks::validate_outgoing_webhook_url(raw),
+            Syntax::VerifyMode => known(crate::verify::Mode::parse(raw).is_some()),
         }
     }
 

@@ -8,7 +8,8 @@
 //! live by concern: `checker` (reading the raw flags), `syntax` (the Go-style
 //! value parsers), `sync` (the loop's schedule and `--depth`), `paths` (root,
 //! link and state-file clashes), `http` (the HTTP endpoint), `secret` (secret
-//! and token files), `hooks` (exec hooks, outgoing webhook, reload), and the
+//! and token files), `hooks` (exec hooks, outgoing webhook, reload), `verify`
+//! (signature verification and its key files), and the
 //! credential modules `auth`, `access`, `github_app`, `ssh`, `git_config`,
 //! `checkout`. The flag reference is `docs/flags.md`.
 
@@ -34,6 +35,7 @@ mod placeholder;
 mod secret;
 mod sync;
 mod syntax;
+pub mod verify;
 
 pub use crate::auth::{Access, GithubApp, HttpAuth, PasswordSource, UrlCredential};
 pub use hooks::{ExecHookConfig, HooksConfig, OutgoingWebhookConfig, ReloadConfig};
@@ -105,6 +107,8 @@ pub struct Config {
     pub hooks: HooksConfig,
     /// `--peers`: the replicas told of each accepted webhook.
     pub peers: Option<crate::peers::PeersConfig>,
+    /// `--verify-signatures` and its key files.
+    pub verify: crate::verify::Settings,
 }
 
 /// Why no [`Config`] could be built.
@@ -338,6 +342,7 @@ impl Config {
         let http = c.http(period, sync_timeout);
         let hooks = c.hooks();
         let peers = c.peers();
+        let verify = c.verify();
 
         c.unsupported();
 
@@ -388,6 +393,7 @@ impl Config {
             http,
             hooks,
             peers,
+            verify,
         })
     }
 }

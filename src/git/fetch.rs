@@ -39,6 +39,15 @@ pub struct Options<'a> {
     pub filter: Option<&'a super::partial::Filter>,
 }
 
+/// Result of a poll, with the annotated tag `--ref` names, if it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Polled {
+    pub outcome: Outcome,
+    /// The tag object the remote's ref points at (`--ref` an annotated
+    /// tag); its object is in the store.
+    pub tag: Option<super::signed::TagId>,
+}
+
 /// Result of a poll.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -128,6 +137,12 @@ pub fn fetch(
     opts: &Options<'_>,
     budget: &Budget,
 ) -> Result<Outcome, Error> {
+    poll(repo, opts, budget).map(|polled| polled.outcome)
+}
+
+/// [`fetch`], also saying which annotated tag `--ref` names (for
+/// `--verify-signatures=tag`).
+pub fn poll(repo: &gix::Repository, opts: &Options<'_>, budget: &Budget) -> Result<Polled, Error> {
     let mut step = Step::Connecting;
     let result = fetch_inner(repo, opts, budget, &mut step);
     // A transport error after the budget ran out is really a timeout or a shutdown.
@@ -147,7 +162,7 @@ fn fetch_inner(
     opts: &Options<'_>,
     budget: &Budget,
     step: &mut Step,
-) -> Result<Outcome, Error> {
+) -> Result<Polled, Error> {
     let refspec = refspec_for(opts.git_ref);
     let remote = repo
         .remote_at(opts.url.gix().clone())
@@ -167,7 +182,7 @@ fn fetch_over(
     opts: &Options<'_>,
     budget: &Budget,
     step: &mut Step,
-) -> Result<Outcome, Error> {
+) -> Result<Polled, Error> {
     let (connected, filter_report) = super::partial::request_filter(connected, opts.filter);
     // http(s) connects lazily, with the first request.
     *step = match opts.url.gix().scheme {
@@ -185,9 +200,14 @@ fn fetch_over(
         .map_err(|e| classify_listing_error(e, opts, &report, budget))?;
 
     let remote_id = wanted_id(prepare.ref_map(), opts.git_ref)?;
-    let have_locally = repo.has_object(remote_id);
+    let tag = wanted_tag(prepare.ref_map()).map(super::signed::TagId);
+    // The tag object counts too: compaction keeps commits, not tags.
+    let have_locally = repo.has_object(remote_id) && tag.is_none_or(|t| repo.has_object(t.0));
     if !opts.force && opts.have == Some(CommitId(remote_id)) && have_locally {
-        return Ok(Outcome::Unchanged(CommitId(remote_id)));
+        return Ok(Polled {
+            outcome: Outcome::Unchanged(CommitId(remote_id)),
+            tag,
+        });
     }
     if opts.depth > 0 && !report.offers_shallow() {
         return Err(Error::ShallowUnsupported(
@@ -199,9 +219,12 @@ fn fetch_over(
     let pack_bytes = receive(repo, prepare, opts, budget, &report, &filter_report)?;
     let commit = peel_to_commit(repo, remote_id)?;
     verify_depth(repo, commit, opts.depth)?;
-    Ok(Outcome::Fetched {
-        commit: CommitId(commit),
-        pack_bytes,
+    Ok(Polled {
+        outcome: Outcome::Fetched {
+            commit: CommitId(commit),
+            pack_bytes,
+        },
+        tag,
     })
 }
 
@@ -281,6 +304,16 @@ fn wanted_id(ref_map: &gix::remote::fetch::RefMap, git_ref: &str) -> Result<Obje
             Ref::Unborn { .. } => return Err(Error::RefNotFound(git_ref.to_string())),
         },
     })
+}
+
+/// The annotated tag the remote's ref points at, when the server peeled it
+/// (v2 ls-refs with `peel`, and v0's `^{}` lines, always do).
+fn wanted_tag(ref_map: &gix::remote::fetch::RefMap) -> Option<ObjectId> {
+    match &ref_map.mappings.first()?.remote {
+        Source::Ref(Ref::Peeled { tag, .. }) => Some(*tag),
+        Source::Ref(Ref::Symbolic { tag, .. }) => *tag,
+        _ => None,
+    }
 }
 
 fn shallow_for(repo: &gix::Repository, depth: u32) -> Shallow {
@@ -426,6 +459,7 @@ mod tests {
             &budget,
             &mut Step::Connecting,
         )
+        .map(|polled| polled.outcome)
     }
 
     fn commits_below(repo: &gix::Repository, commit: ObjectId) -> usize {

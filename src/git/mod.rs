@@ -15,6 +15,7 @@
 //! - [`symlinks`]: which symlinks of a tree lead outside it
 //! - [`sparse`]: which paths a sparse checkout writes
 //! - [`partial`]: partial clone (`--filter`): the filter argument, blobs fetched by id
+//! - [`signed`]: a commit's or tag's signed payload and signature, split as git does
 //! - [`store`]: the root repository: open, init, repair, refs
 //! - [`cli_config`]: the git config the git programs we start see
 //! - [`compact`]: keep the object store bounded
@@ -33,6 +34,7 @@ pub mod partial;
 pub mod probe;
 pub mod remote;
 mod repo;
+pub mod signed;
 pub mod sparse;
 pub mod ssh;
 pub mod store;
@@ -47,6 +49,7 @@ pub use credential_callback::Credentials;
 pub use http_settings::HttpSettings;
 pub use remote::Remote;
 pub use repo::{Repo, SubmoduleStores};
+pub use signed::TagId;
 pub use transport::Budget;
 
 /// Parses a user-supplied repository URL or local path.

@@ -5,8 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
+use super::signed::{self, TagId};
 use super::{compact, fetch, garbage, partial, store, submodules, worktree, Budget, CommitId};
 use crate::types::SymlinkPolicy;
+use crate::verify::SignedObject;
 
 /// An open repository (the root's `.git`, or a submodule store).
 pub struct Repo(gix::Repository);
@@ -54,13 +56,29 @@ impl Repo {
         self.0.has_object(commit.0)
     }
 
-    /// Polls the remote and fetches the wanted commit if needed.
+    /// Polls the remote and fetches the wanted commit if needed; says
+    /// which annotated tag `--ref` names, if it does.
     pub fn fetch(
         &self,
         opts: &fetch::Options<'_>,
         budget: &Budget,
-    ) -> Result<fetch::Outcome, fetch::Error> {
-        fetch::fetch(&self.0, opts, budget)
+    ) -> Result<fetch::Polled, fetch::Error> {
+        fetch::poll(&self.0, opts, budget)
+    }
+
+    /// The commit as signature verification sees it (see [`signed`]).
+    pub fn signed_commit(&self, commit: CommitId) -> Result<SignedObject, signed::Error> {
+        signed::commit(&self.0, commit.0)
+    }
+
+    /// The commit the annotated tag peels to, by the objects in the store.
+    pub fn tag_commit(&self, tag: TagId) -> Result<CommitId, signed::Error> {
+        signed::tag_commit(&self.0, tag.0).map(CommitId)
+    }
+
+    /// The annotated tag as signature verification sees it.
+    pub fn signed_tag(&self, tag: TagId) -> Result<SignedObject, signed::Error> {
+        signed::tag(&self.0, tag.0)
     }
 
     /// Where the git-sync branch points.

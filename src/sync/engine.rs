@@ -27,6 +27,8 @@ use crate::types::{CommitHash, GcMode, SubmoduleMode, SymlinkPolicy};
 use super::last_sync;
 use std::sync::Arc;
 
+pub mod verification;
+
 /// What the engine needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -54,6 +56,8 @@ pub struct Options {
     pub submodules: SubmoduleMode,
     /// `--credential`, askpass, bearer token, GitHub App, `--git-config` http settings.
     pub access: Access,
+    /// `--verify-signatures` and its key files (read at every pass).
+    pub verify: crate::verify::Settings,
 }
 
 /// The result of a successful pass.
@@ -95,6 +99,27 @@ pub enum Error {
     Publish(#[from] publish::Error),
     #[error("internal error (a bug, please report it): {0}")]
     Panic(String),
+    /// `--verify-signatures` refused the commit (or the tag `--ref` names).
+    #[error(
+        "signature verification refused {}: {}; {}",
+        refused.describe(hash),
+        refused.refusal,
+        verification::refusal_consequence(hash, published.as_ref())
+    )]
+    Refused {
+        hash: CommitHash,
+        refused: Box<verification::Refused>,
+        /// What stays published.
+        published: Option<CommitHash>,
+        /// Verified in this pass (false: a remembered refusal).
+        fresh: bool,
+    },
+    /// A key file could not be read or parsed.
+    #[error("signature verification: {0}")]
+    Trust(crate::verify::TrustError),
+    /// The signed object could not be read from the store.
+    #[error("signature verification: {0}")]
+    Signed(git::signed::Error),
     #[error("the pre-publish hook refused {hash}; {}: {message}", gate_consequence(published.is_none()))]
     Gate {
         hash: CommitHash,
@@ -161,6 +186,9 @@ pub struct Engine {
     spare: Option<Spare>,
     /// The commits the last clean-up kept (worktrees on disk, the published one).
     kept: Vec<CommitId>,
+    /// The last signature verdict (`--verify-signatures`), not repeated while
+    /// the commit and the key files stay the same.
+    signatures: Option<verification::Memory>,
     /// Estimated bytes of objects no kept commit needs since the last compaction.
     garbage_bytes: u64,
     /// The submodule stores the worktree just published uses, for the upkeep after it.
@@ -220,6 +248,7 @@ impl Engine {
             trusted: None,
             spare: None,
             kept: Vec::new(),
+            signatures: None,
             garbage_bytes: 0,
             submodule_stores: None,
             submodule_baselines: Default::default(),
@@ -257,7 +286,9 @@ impl Engine {
                 self.record_success(outcome.hash());
             }
         }
-        if result.is_err() {
+        // A refused commit's objects stay in the store, so that the next
+        // fetch finds the ref unchanged instead of downloading them again.
+        if result.is_err() && !matches!(result, Err(Error::Refused { .. })) {
             self.undo(before);
         }
         if matches!(
@@ -403,11 +434,21 @@ impl Engine {
         let depth_changed = self.fetched_depth != Some(self.opts.depth);
         let repo = self.open_repo()?;
 
+        // While a refusal holds, a remote still at the refused commit is "unchanged".
+        let have = self
+            .signatures
+            .as_ref()
+            .and_then(verification::Memory::refused_commit)
+            .or(current_id);
+
         // A full SHA that is already published needs no network at all.
         let pinned = CommitId::parse(&self.opts.git_ref);
-        let fetched = match pinned {
+        let polled = match pinned {
             Some(id) if current_id == Some(id) && repo.has_commit(id) && !depth_changed => {
-                fetch::Outcome::Unchanged(id)
+                fetch::Polled {
+                    outcome: fetch::Outcome::Unchanged(id),
+                    tag: None,
+                }
             }
             _ => {
                 let credentials = self.credentials_for(&self.opts.repo, budget)?;
@@ -417,7 +458,7 @@ impl Engine {
                         url: &self.opts.repo,
                         git_ref: &self.opts.git_ref,
                         depth: self.opts.depth,
-                        have: current_id,
+                        have,
                         force: depth_changed,
                         credentials: credentials.as_ref(),
                         ssh: &self.opts.ssh,
@@ -428,6 +469,10 @@ impl Engine {
                 )?
             }
         };
+        let fetch::Polled {
+            outcome: fetched,
+            tag,
+        } = polled;
         let (commit, fetched_bytes) = match fetched {
             fetch::Outcome::Unchanged(id) => (id, None),
             fetch::Outcome::Fetched { commit, pack_bytes } => (commit, Some(pack_bytes)),
@@ -445,6 +490,15 @@ impl Engine {
             path: self.opts.root.clone(),
             message: format!("unexpected object id {commit}"),
         })?;
+
+        // Before anything is written (also for the published commit: the
+        // key files may have changed since it was published).
+        self.open_repo()?;
+        if let Some(repo) = self.repo.take() {
+            let checked = self.check_signatures(&repo, commit, &hash, tag, current.as_ref());
+            self.repo = Some(repo);
+            checked?;
+        }
 
         let healthy =
             current.as_ref() == Some(&hash) && self.worktree_is_healthy(&hash, commit, first_pass);

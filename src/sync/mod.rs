@@ -62,6 +62,8 @@ pub enum Exit {
     TooManyFailures { failures: u64 },
     /// `--one-time` synced, but a hook's first run failed.
     OneTimeHooksFailed,
+    /// `--one-time`: `--verify-signatures` refused the commit.
+    OneTimeRefused,
 }
 
 /// Wakes the loop early; many notifications before it wakes count as one.
@@ -201,6 +203,18 @@ pub async fn run<P: SyncPass>(
                 failures = 0;
                 let retry_in = on_gate_refusal(&opts, &reporter, &e, started.elapsed());
                 wait_override = Some(next_wait(&opts, synced_once, 0).min(retry_in));
+            }
+            Err(e @ engine::Error::Refused { .. }) => {
+                // A failed sync, but never a --max-failures exit: a restart
+                // cannot make the commit pass (the ref moving or a key file
+                // changing can, and this process sees both), so exiting
+                // would only crash-loop the pod. Readiness still follows
+                // the failures and the staleness of the published content.
+                failures += 1;
+                on_refusal(&opts, &reporter, &e, failures, started.elapsed());
+                if opts.one_time {
+                    return Exit::OneTimeRefused;
+                }
             }
             Err(e) => {
                 failures += 1;
@@ -467,6 +481,49 @@ fn write_error_file(opts: &LoopOptions, msg: &str, message: &str, failures: u64)
             tracing::warn!(path = %path.display(), error = %e, "could not write the error-file");
         }
     }
+}
+
+/// A pass whose commit `--verify-signatures` refused: a failed sync in
+/// `/status` (with the refusal), the metrics and the error file. Logged as
+/// an error when verified in this pass; a remembered refusal (same commit,
+/// same key files) only at debug level, so a refused commit does not fill
+/// the log every period.
+fn on_refusal(
+    opts: &LoopOptions,
+    reporter: &Reporter,
+    error: &engine::Error,
+    failures: u64,
+    took: Duration,
+) {
+    let engine::Error::Refused {
+        hash,
+        refused,
+        fresh,
+        ..
+    } = error
+    else {
+        return;
+    };
+    let message = crate::types::redact_url(&crate::types::error_chain(error));
+    if *fresh {
+        tracing::error!(error = %message, failures, result = refused.refusal.label(), "sync failed: signature refused");
+        write_error_file(opts, "signature verification failed", &message, failures);
+    } else {
+        tracing::debug!(error = %message, failures, "the signature refusal still holds");
+    }
+    let refusal = crate::status::SignatureRefusal {
+        commit: hash.to_string(),
+        object: refused.object.as_str().to_string(),
+        object_id: refused.id.clone(),
+        result: refused.refusal.label().to_string(),
+        key: refused.refusal.key().map(str::to_string),
+        reason: refused.refusal.to_string(),
+    };
+    reporter
+        .status
+        .signature_refused(&message, failures, refusal);
+    reporter.metrics.observe_sync(SyncResult::Error, took);
+    reporter.metrics.set_consecutive_failures(failures);
 }
 
 /// A pass the pre-publish gate held back: not a sync failure (git-sync's

@@ -41,6 +41,8 @@ enum Step {
     Fail,
     /// The pre-publish gate refused `B`, due again in `retry_in`.
     Refused { retry_in: Duration },
+    /// `--verify-signatures` refused `B` (`fresh`: verified in this pass).
+    SignatureRefused { fresh: bool },
     /// Blocks (as a real pass on the blocking pool) until the test sends
     /// on the channel, then does the inner step.
     Hold(mpsc::Receiver<()>, Box<Step>),
@@ -98,6 +100,16 @@ impl Scripted {
                 published: self.lock().published.clone(),
                 retry_in,
                 ran: true,
+            }),
+            Step::SignatureRefused { fresh } => Err(engine::Error::Refused {
+                hash: hash(B),
+                refused: Box::new(engine::verification::Refused {
+                    object: crate::verify::ObjectKind::Commit,
+                    id: B.into(),
+                    refusal: crate::verify::Refusal::Unsigned("commit"),
+                }),
+                published: self.lock().published.clone(),
+                fresh,
             }),
             Step::Hold(release, then) => {
                 release.recv().expect("the test releases the pass");
@@ -457,6 +469,56 @@ async fn init_max_failures_rules_until_the_first_success() {
     );
     let starts = h.passes_until(t0.elapsed()).await;
     assert_eq!(starts.len(), 22, "20 failures, a success, a failure");
+}
+
+/// A signature refusal is a failed sync (status, counters) that never
+/// ends the loop, even with `--max-failures=0` (a restart cannot make the
+/// commit pass); `/status` details it until a success. With `--one-time`
+/// it ends the run with [`Exit::OneTimeRefused`].
+#[tokio::test(start_paused = true)]
+async fn signature_refusals_fail_syncs_but_never_exit_except_one_time() {
+    let mut opts = options();
+    opts.max_failures = 0;
+    opts.init_max_failures = 0;
+    let mut steps = vec![Step::Publish(A), Step::SignatureRefused { fresh: true }];
+    steps.extend((0..5).map(|_| Step::SignatureRefused { fresh: false }));
+    let mut h = start(Setup {
+        opts: opts.clone(),
+        steps,
+        ..Setup::default()
+    });
+    let t0 = h.t0;
+    let status = h.status.clone();
+    // Published at 0 s; the first refusal ~10 s later (--period), then
+    // retries with the failure backoff.
+    let starts = h.passes_until(secs(15)).await;
+    assert!(starts.len() >= 2, "{starts:?}");
+    let snapshot = status.snapshot();
+    assert!(snapshot.consecutive_failures >= 1, "{snapshot:?}");
+    assert_eq!(
+        snapshot.signature_refusal.map(|r| r.result),
+        Some("unsigned".to_string())
+    );
+    let exit = tokio::time::timeout(secs(3600), &mut h.exit).await;
+    assert!(exit.is_err(), "the loop must not exit: {exit:?}");
+    assert!(h.passes_until(t0.elapsed()).await.len() >= 7);
+    let snapshot = status.snapshot();
+    assert_eq!(
+        snapshot.consecutive_failures, 0,
+        "the script ran out: success"
+    );
+    assert_eq!(snapshot.signature_refusal, None);
+    h.cancel.cancel();
+
+    opts.one_time = true;
+    let h = start(Setup {
+        opts,
+        steps: vec![Step::SignatureRefused { fresh: true }],
+        ..Setup::default()
+    });
+    let status = h.status.clone();
+    assert_eq!(h.exit().await, Exit::OneTimeRefused);
+    assert_eq!(status.snapshot().consecutive_failures, 1);
 }
 
 /// `-1`: failures never end the loop.

@@ -12,7 +12,10 @@
 pub mod pgp;
 pub mod ssh;
 
+use std::path::PathBuf;
 use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
 
 /// What `--verify-signatures` requires before a commit is published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -28,11 +31,145 @@ pub enum Mode {
     TagAndHead,
 }
 
+impl Mode {
+    /// The `--verify-signatures` value.
+    pub fn parse(raw: &str) -> Option<Mode> {
+        match raw {
+            "none" => Some(Mode::None),
+            "head" => Some(Mode::Head),
+            "tag" => Some(Mode::Tag),
+            "tag-and-head" => Some(Mode::TagAndHead),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::None => "none",
+            Mode::Head => "head",
+            Mode::Tag => "tag",
+            Mode::TagAndHead => "tag-and-head",
+        }
+    }
+
+    /// The commit to publish must be signed.
+    pub fn checks_commit(self) -> bool {
+        matches!(self, Mode::Head | Mode::TagAndHead)
+    }
+
+    /// `--ref` must be a signed annotated tag.
+    pub fn checks_tag(self) -> bool {
+        matches!(self, Mode::Tag | Mode::TagAndHead)
+    }
+}
+
+/// The `--verify-*` flags, validated (built by `config`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub mode: Mode,
+    /// `--verify-allowed-signers`: absolute paths, re-read at every sync.
+    pub allowed_signers: Vec<PathBuf>,
+    /// `--verify-pgp-keyring`: absolute paths, re-read at every sync.
+    pub pgp_keyrings: Vec<PathBuf>,
+    /// `--verify-committers`.
+    pub committers: bool,
+}
+
+/// What a key file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFileKind {
+    AllowedSigners,
+    PgpKeyring,
+}
+
+/// One key file as read for one sync (the caller reads; this module parses).
+#[derive(Debug, Clone)]
+pub struct KeyFile {
+    pub kind: KeyFileKind,
+    /// The path, for messages.
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// The key files of one sync.
+#[derive(Debug, Clone, Default)]
+pub struct KeyFiles(pub Vec<KeyFile>);
+
+/// A key file that cannot be used: the sync fails, naming it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct TrustError {
+    pub file: String,
+    pub message: String,
+}
+
+impl KeyFiles {
+    /// A digest of every file's kind, name and content: a refusal is
+    /// remembered for this digest, and forgotten when any file changes.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut hash = Sha256::new();
+        for file in &self.0 {
+            let kind: &[u8] = match file.kind {
+                KeyFileKind::AllowedSigners => b"ssh\0",
+                KeyFileKind::PgpKeyring => b"pgp\0",
+            };
+            hash.update(kind);
+            for part in [file.name.as_bytes(), &file.bytes] {
+                hash.update((part.len() as u64).to_le_bytes());
+                hash.update(part);
+            }
+        }
+        hash.finalize().into()
+    }
+
+    /// Parses every file into what the operator trusts.
+    pub fn trust(&self) -> Result<Trust, TrustError> {
+        let mut trust = Trust::default();
+        for file in &self.0 {
+            let failed = |message: String| TrustError {
+                file: file.name.clone(),
+                message,
+            };
+            match file.kind {
+                KeyFileKind::AllowedSigners => {
+                    let text = std::str::from_utf8(&file.bytes)
+                        .map_err(|e| failed(format!("not UTF-8 text: {e}")))?;
+                    let signers = ssh::parse_allowed_signers(text).map_err(|e| {
+                        failed(format!(
+                            "allowed_signers {e} (fix the file; it is read again at the next sync)"
+                        ))
+                    })?;
+                    // Names the file in an expired line's detail.
+                    trust.ssh.extend(signers.into_iter().map(|mut signer| {
+                        signer.file = Some(file.name.clone());
+                        signer
+                    }));
+                }
+                KeyFileKind::PgpKeyring => trust.pgp.add_file(&file.bytes).map_err(|e| {
+                    failed(format!(
+                        "OpenPGP keyring: {e} (fix the file; it is read again at the next sync)"
+                    ))
+                })?,
+            }
+        }
+        Ok(trust)
+    }
+}
+
 /// Which kind of git object carried the signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectKind {
     Commit,
     Tag,
+}
+
+impl ObjectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::Commit => "commit",
+            ObjectKind::Tag => "tag",
+        }
+    }
 }
 
 /// A git object as far as verification is concerned: the bytes that were
@@ -70,9 +207,9 @@ pub enum Refusal {
     Unsigned(&'static str),
     #[error("signed by unknown key {key}: not in any --verify-allowed-signers or --verify-pgp-keyring file")]
     UnknownKey { key: String },
-    #[error("bad signature by key {key}: it does not match the signed content ({detail})")]
+    #[error("bad signature by key {key}: {detail}")]
     BadSignature { key: String, detail: String },
-    #[error("key {key} is expired or not yet valid at the signature's time ({detail})")]
+    #[error("key {key} is expired or not yet valid ({detail})")]
     Expired { key: String, detail: String },
     #[error("key {key} is revoked")]
     Revoked { key: String },
@@ -89,6 +226,18 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The key id or fingerprint the refusal names, if any.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Refusal::UnknownKey { key }
+            | Refusal::BadSignature { key, .. }
+            | Refusal::Expired { key, .. }
+            | Refusal::Revoked { key }
+            | Refusal::CommitterMismatch { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
     /// The short label used as the metric's `result` value and in `/status`.
     pub fn label(&self) -> &'static str {
         match self {

@@ -284,7 +284,7 @@ fn check(
     cert.verify_data(key, sig, payload)
         .map_err(|e| Refusal::BadSignature {
             key: fingerprint.clone(),
-            detail: e.to_string(),
+            detail: format!("it does not match the signed content ({e})"),
         })?;
     for state in [&cert.primary, key] {
         usable(state, when)?;

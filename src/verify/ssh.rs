@@ -79,7 +79,7 @@ pub fn verify(
         .verify(GIT_NAMESPACE, payload, &sig)
         .map_err(|e| Refusal::BadSignature {
             key: key.clone(),
-            detail: e.to_string(),
+            detail: format!("it does not match the signed content ({e})"),
         })?;
     accept(&lines, key, email, unix_seconds(now))
 }

@@ -46,3 +46,4 @@ mod submodule_auth;
 mod submodules;
 mod sync;
 mod transports;
+mod verify;

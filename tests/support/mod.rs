@@ -23,6 +23,7 @@ pub mod receiver;
 pub mod scribble;
 pub mod servers;
 pub mod sidecar;
+pub mod signing;
 pub mod sshd;
 
 use std::error::Error;

@@ -63,6 +63,7 @@ impl Fixture {
             ssh: git::ssh::Options::default(),
             submodules: SubmoduleMode::default(),
             access: Access::default(),
+            verify: Default::default(),
         }
     }
 
@@ -366,3 +367,5 @@ fn a_checkout_interrupted_half_way_leaves_the_old_tree_and_the_next_pass_complet
         assert_eq!(content.ok(), Some(format!("{i}\n")));
     }
 }
+
+mod verify;

@@ -36,10 +36,10 @@ fn a_forge_outage_neither_restarts_git_sidecar_nor_makes_it_unready() {
 fn outage_like_the_manifest(m: &Model, w: &Workload, c: &Container) {
     let at = format!("{}/{} container {}", m.name, w.what, c.name);
     let up = Upstream::new();
-    let head = up.commit_file("index.html", "hello\n", "initial");
+    let pod_fs = PodFs::new(&m.objects, &w.pod);
+    let head = super::programs::first_commit(&up, c, &pod_fs);
     let forge = GitDaemon::start(up.base());
     let url = forge.url(up.name());
-    let pod_fs = PodFs::new(&m.objects, &w.pod);
     let link = PathBuf::from(pod_fs.map(c, &c.link_path().expect("--link"), &[]));
     let start = || {
         let (args, env) = mapped_invocation(c, &pod_fs);

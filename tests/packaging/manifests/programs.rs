@@ -461,6 +461,39 @@ fn signed_push(repo: &str, after: &str, secret: &[u8]) -> (Vec<u8>, String) {
     (body, signature)
 }
 
+/// The fixture's first commit as the manifest's git-sidecar accepts it:
+/// with `--verify-signatures`, signed (`git commit -S`, an ssh-keygen key),
+/// and the key files the variant mounts from its Secret hold that key (the
+/// allowed_signers file) and a gpg-made key (the keyring), in place of the
+/// Secret's placeholders.
+pub(super) fn first_commit(up: &Upstream, c: &Container, pod_fs: &PodFs) -> String {
+    use crate::support::signing::{Gpg, Signer, SshKey};
+    if c.setting("verify-signatures").is_none_or(|m| m == "none") {
+        return up.commit_file("index.html", "hello\n", "initial");
+    }
+    let key = SshKey::generate("ed25519");
+    if let Some(file) = c.setting("verify-allowed-signers") {
+        fs::write(
+            pod_fs.map(c, &file, &[]),
+            key.allowed("committer@example.invalid"),
+        )
+        .expect("writing the mounted allowed_signers");
+    }
+    if let Some(file) = c.setting("verify-pgp-keyring") {
+        let gpg = Gpg::new();
+        let fpr = gpg.generate(
+            "Site <site@example.invalid>",
+            "ed25519",
+            "sign",
+            "never",
+            None,
+        );
+        fs::write(pod_fs.map(c, &file, &[]), gpg.export(&fpr, true))
+            .expect("writing the mounted keyring");
+    }
+    up.commit_signed(&Signer::Ssh(&key), "index.html", "hello\n", "initial")
+}
+
 /// The manifest's args for a run here: the repository is a local upstream,
 /// HTTP on 127.0.0.1:0, no `--reload-process` (it would signal every
 /// process of that name on this machine), and `--peers` a loopback port
@@ -503,8 +536,8 @@ fn git_sidecar_serves_the_manifests_probes_webhook_and_metrics() {
 fn run_sidecar_like_the_manifest(all: &[Model], m: &Model, w: &Workload, c: &Container) {
     let at = format!("{}/{} container {}", m.name, w.what, c.name);
     let up = Upstream::new();
-    let head = up.commit_file("index.html", "hello\n", "initial");
     let pod_fs = PodFs::new(&m.objects, &w.pod);
+    let head = first_commit(&up, c, &pod_fs);
     let (args, env) = mapped_invocation(c, &pod_fs);
     let mut sidecar = Sidecar::new().args(local_args(args, &up.file_url()));
     for (name, value) in &env {

@@ -221,3 +221,46 @@ fn the_webhook_secrets_placeholder_is_warned_about() {
         "the value is quoted: {warnings}"
     );
 }
+
+/// The verified variant verifies commits against the key files of its
+/// Secret (mounted, readable at start-up); the Secret's placeholders do not
+/// parse as keys, which start-up warns about, naming the flags.
+#[test]
+fn verified_takes_its_key_files_from_the_secret() {
+    let v = variant("verified");
+    let m = model_of(&v);
+    let w = &m.objects.workloads[0];
+    let pod_fs = PodFs::new(&m.objects, &w.pod);
+    let config = sidecar_config(&w.pod.init_containers[0], &pod_fs)
+        .unwrap_or_else(|p| panic!("verified refused: {p:#?}"));
+    let keys = pod_fs.volume_dir("verify-keys");
+    assert_eq!(config.verify.mode, git_sidecar::verify::Mode::Head);
+    assert_eq!(
+        config.verify.allowed_signers,
+        [keys.join("allowed_signers")]
+    );
+    assert_eq!(config.verify.pgp_keyrings, [keys.join("keyring.asc")]);
+    let warnings = config.warnings.join("\n");
+    for flag in ["--verify-allowed-signers", "--verify-pgp-keyring"] {
+        assert!(warnings.contains(flag), "{warnings}");
+    }
+    // Without the Secret's volume the key files are missing: refused at start-up.
+    let mut v = variant("verified");
+    let mounts = node(deployment(&mut v), &format!("{SIDECAR}/volumeMounts"));
+    mounts
+        .as_sequence_mut()
+        .expect("volumeMounts")
+        .retain(|m| m["name"].as_str() != Some("verify-keys"));
+    let m = model_of(&v);
+    let w = &m.objects.workloads[0];
+    let pod_fs = PodFs::new(&m.objects, &w.pod);
+    let problems = sidecar_config(&w.pod.init_containers[0], &pod_fs)
+        .err()
+        .unwrap_or_default()
+        .join("\n");
+    assert!(
+        problems.contains("/etc/git-verify/allowed_signers: cannot read it")
+            && problems.contains("/etc/git-verify/keyring.asc: cannot read it"),
+        "{problems}"
+    );
+}

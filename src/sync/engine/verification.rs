@@ -1,0 +1,287 @@
+//! `--verify-signatures` in a pass: after the fetch, before anything is
+//! written, the commit to publish (and, in the `tag` modes, the annotated
+//! tag `--ref` names) must be signed by a key of the key files, which are
+//! read again at every pass (Secrets rotate, like `--password-file`).
+//!
+//! A verdict is remembered for (commit, tag, digest of the key files): a
+//! pass that finds the same pair again neither verifies nor logs again, it
+//! fails fast with the remembered refusal (or goes on, when accepted). The
+//! ref moving or any key file changing gives a new pair, verified afresh.
+//! Verification costs well under a millisecond per object, but the memory
+//! is what keeps a refused commit from being fetched, logged and counted
+//! again every period (see `Engine::sync_once`: a refusal is not undone
+//! from the store, and the next fetch reports the refused commit unchanged).
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use super::{Engine, Error};
+use crate::git::{CommitId, Repo, TagId};
+use crate::types::CommitHash;
+use crate::verify::{
+    self, Check, KeyFile, KeyFileKind, KeyFiles, ObjectKind, Refusal, SignedObject, Trust,
+};
+
+/// A key file larger than this is a mistake.
+pub const MAX_KEY_FILE: u64 = 4 * 1024 * 1024;
+
+/// The last verdict and what it was about.
+#[derive(Debug, Clone)]
+pub(super) struct Memory {
+    commit: CommitId,
+    tag: Option<TagId>,
+    digest: [u8; 32],
+    /// `None`: accepted.
+    refused: Option<Refused>,
+}
+
+/// A refusal as the error and `/status` report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// What carried (or lacked) the signature.
+    pub object: ObjectKind,
+    /// The object's id (the commit's, or the tag's).
+    pub id: String,
+    pub refusal: Refusal,
+}
+
+impl Refused {
+    /// "commit <hash>", or "tag <id> (commit <hash>)".
+    pub fn describe(&self, hash: &CommitHash) -> String {
+        match self.object {
+            ObjectKind::Commit => format!("commit {hash}"),
+            ObjectKind::Tag => format!("tag {} (commit {hash})", self.id),
+        }
+    }
+}
+
+impl Memory {
+    /// The commit a remembered refusal is about (the next fetch may report
+    /// it unchanged instead of fetching it again).
+    pub(super) fn refused_commit(&self) -> Option<CommitId> {
+        self.refused.as_ref().map(|_| self.commit)
+    }
+}
+
+/// Reads one key file (at start-up by `config`, and at every pass); the
+/// error does not repeat the path.
+pub fn read_key_file(kind: KeyFileKind, path: &Path) -> Result<KeyFile, String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_KEY_FILE + 1).read_to_end(&mut bytes))
+        .map_err(|e| {
+            format!("cannot read it: {e} (mount the Secret holding it, or fix the path)")
+        })?;
+    if bytes.len() as u64 > MAX_KEY_FILE {
+        return Err("larger than 4MiB: not a key file".into());
+    }
+    Ok(KeyFile {
+        kind,
+        name: path.display().to_string(),
+        bytes,
+    })
+}
+
+/// Every key file of the settings, read now.
+fn read_key_files(settings: &verify::Settings) -> Result<KeyFiles, verify::TrustError> {
+    let ssh = settings
+        .allowed_signers
+        .iter()
+        .map(|p| (KeyFileKind::AllowedSigners, p));
+    let pgp = settings
+        .pgp_keyrings
+        .iter()
+        .map(|p| (KeyFileKind::PgpKeyring, p));
+    let files = ssh
+        .chain(pgp)
+        .map(|(kind, path)| {
+            read_key_file(kind, path).map_err(|message| verify::TrustError {
+                file: path.display().to_string(),
+                message,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(KeyFiles(files))
+}
+
+/// The key files, parsed at most once per pass (and not at all when the
+/// object is unsigned: that refusal needs no key).
+struct LazyTrust<'a> {
+    files: &'a KeyFiles,
+    trust: Option<Trust>,
+}
+
+impl LazyTrust<'_> {
+    fn get(&mut self) -> Result<&Trust, verify::TrustError> {
+        if self.trust.is_none() {
+            self.trust = Some(self.files.trust()?);
+        }
+        self.trust.as_ref().ok_or_else(|| verify::TrustError {
+            file: String::new(),
+            message: "internal error: no trust".into(),
+        })
+    }
+}
+
+impl Engine {
+    /// `Err(Error::Refused)` unless the signatures `--verify-signatures`
+    /// asks for are valid; `tag` is the annotated tag `--ref` names.
+    pub(super) fn check_signatures(
+        &mut self,
+        repo: &Repo,
+        commit: CommitId,
+        hash: &CommitHash,
+        tag: Option<TagId>,
+        published: Option<&CommitHash>,
+    ) -> Result<(), Error> {
+        let settings = &self.opts.verify;
+        if settings.mode == verify::Mode::None {
+            return Ok(());
+        }
+        let files = read_key_files(settings).map_err(Error::Trust)?;
+        let digest = files.digest();
+        if let Some(memory) = self
+            .signatures
+            .as_ref()
+            .filter(|m| m.commit == commit && m.tag == tag && m.digest == digest)
+        {
+            return match &memory.refused {
+                None => Ok(()),
+                Some(refused) => Err(refused_error(refused, hash, published, false)),
+            };
+        }
+        let check = Check {
+            require_signer_email: settings.committers,
+            now: SystemTime::now(),
+        };
+        let mut trust = LazyTrust {
+            files: &files,
+            trust: None,
+        };
+        let verdict = self.verdict(repo, commit, tag, &mut trust, check)?;
+        self.signatures = Some(Memory {
+            commit,
+            tag,
+            digest,
+            refused: verdict.clone(),
+        });
+        match verdict {
+            None => Ok(()),
+            Some(refused) => Err(refused_error(&refused, hash, published, true)),
+        }
+    }
+
+    /// The tag (in the `tag` modes), then the commit (in the `head` modes):
+    /// the first refusal, or `None` when everything asked for is valid.
+    fn verdict(
+        &self,
+        repo: &Repo,
+        commit: CommitId,
+        tag: Option<TagId>,
+        trust: &mut LazyTrust<'_>,
+        check: Check,
+    ) -> Result<Option<Refused>, Error> {
+        let mode = self.opts.verify.mode;
+        if mode.checks_tag() {
+            let Some(tag) = tag else {
+                return Ok(Some(self.counted(Refused {
+                    object: ObjectKind::Commit,
+                    id: commit.to_string(),
+                    refusal: Refusal::NotATag,
+                })));
+            };
+            // The server says which commit the tag peels to; what the tag
+            // object itself names is what its signature covers.
+            if repo.tag_commit(tag).map_err(Error::Signed)? != commit {
+                return Ok(Some(self.counted(Refused {
+                    object: ObjectKind::Tag,
+                    id: tag.to_string(),
+                    refusal: Refusal::Malformed(format!(
+                        "the tag does not point at commit {commit}, which the server advertised for it"
+                    )),
+                })));
+            }
+            let object = repo.signed_tag(tag).map_err(Error::Signed)?;
+            if let Some(refused) = self.verify_object(&object, trust, check)? {
+                return Ok(Some(refused));
+            }
+        }
+        if mode.checks_commit() {
+            let object = repo.signed_commit(commit).map_err(Error::Signed)?;
+            if let Some(refused) = self.verify_object(&object, trust, check)? {
+                return Ok(Some(refused));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A refusal made without a signature check, counted in the metric too.
+    fn counted(&self, refused: Refused) -> Refused {
+        self.metrics.signature_verification(refused.refusal.label());
+        refused
+    }
+
+    fn verify_object(
+        &self,
+        object: &SignedObject,
+        trust: &mut LazyTrust<'_>,
+        check: Check,
+    ) -> Result<Option<Refused>, Error> {
+        let result = match object.signature {
+            None => Err(Refusal::Unsigned(object.kind.as_str())),
+            Some(_) => trust.get().map_err(Error::Trust)?.verify(object, check),
+        };
+        let label = match &result {
+            Ok(_) => "valid",
+            Err(refusal) => refusal.label(),
+        };
+        self.metrics.signature_verification(label);
+        Ok(match result {
+            Ok(accepted) => {
+                tracing::info!(
+                    object = object.kind.as_str(),
+                    id = %object.id,
+                    key = %accepted.key,
+                    signer = %accepted.signer,
+                    "signature verified"
+                );
+                None
+            }
+            Err(refusal) => Some(Refused {
+                object: object.kind,
+                id: object.id.clone(),
+                refusal,
+            }),
+        })
+    }
+}
+
+fn refused_error(
+    refused: &Refused,
+    hash: &CommitHash,
+    published: Option<&CommitHash>,
+    fresh: bool,
+) -> Error {
+    Error::Refused {
+        hash: hash.clone(),
+        refused: Box::new(refused.clone()),
+        published: published.cloned(),
+        fresh,
+    }
+}
+
+/// What a refusal means for readers, in its message.
+pub(super) fn refusal_consequence(hash: &CommitHash, published: Option<&CommitHash>) -> String {
+    match published {
+        None => "nothing is published until a commit passes verification".into(),
+        Some(p) if p == hash => format!(
+            "{p} stays published (it was published before this check); \
+             it is checked again when the ref moves or a key file changes"
+        ),
+        Some(p) => format!(
+            "the previous content ({p}) stays published; the commit is checked again \
+             when the ref moves or a key file changes"
+        ),
+    }
+}
