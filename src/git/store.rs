@@ -88,11 +88,13 @@ pub fn open_or_init(
 }
 
 /// Opens without reading the user's or system's git config, so the host's
-/// configuration cannot change what we do.
+/// configuration cannot change what we do. Pack indexing gets the threads
+/// the cgroup's CPU quota pays for (see [`crate::cgroup`]), not one per core.
 pub fn open(root: &Path) -> Result<gix::Repository, Error> {
     let options = gix::open::Options::isolated().config_overrides([
-        "gitoxide.credentials.terminalPrompt=false",
-        "protocol.version=2",
+        "gitoxide.credentials.terminalPrompt=false".to_string(),
+        "protocol.version=2".to_string(),
+        format!("pack.threads={}", crate::cgroup::worker_threads()),
     ]);
     gix::open_opts(root, options).map_err(|e| Error::Open {
         path: root.to_path_buf(),
@@ -494,6 +496,16 @@ mod tests {
         assert!(opened.reinitialized);
         assert!(!root.join("junk").exists());
         assert_eq!(fs::read_to_string(&lock)?, "pid 1 on host\n");
+        Ok(())
+    }
+
+    /// gix would start one indexing thread per core of the node.
+    #[test]
+    fn pack_indexing_threads_follow_the_cpu_quota() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let (repo, _) = open_or_init(dir.path(), "https://example.com/r", 1, None)?;
+        let threads = repo.config_snapshot().integer("pack.threads");
+        assert_eq!(threads, Some(crate::cgroup::worker_threads() as i64));
         Ok(())
     }
 

@@ -376,6 +376,8 @@ fn checkout_files(
         .map_err(|e| err(e.to_string()))?;
     opts.destination_is_initially_empty = initially_empty;
     opts.overwrite_existing = false;
+    // gix would start one thread per core of the node, whatever the quota.
+    opts.thread_limit = Some(crate::cgroup::worker_threads());
     let objects = repo
         .objects
         .clone()

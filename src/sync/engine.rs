@@ -395,6 +395,7 @@ impl Engine {
         let current = self.layout.current();
         let current_id = current.as_ref().and_then(CommitId::of);
         let depth_changed = self.fetched_depth != Some(self.opts.depth);
+        let mut laps = super::timing::Laps::start();
         let repo = self.open_repo()?;
 
         // A full SHA that is already published needs no network at all.
@@ -422,6 +423,7 @@ impl Engine {
                 )?
             }
         };
+        laps.lap("fetch");
         let (commit, fetched_bytes) = match fetched {
             fetch::Outcome::Unchanged(id) => (id, None),
             fetch::Outcome::Fetched { commit, pack_bytes } => (commit, Some(pack_bytes)),
@@ -453,8 +455,10 @@ impl Engine {
         }
         self.held_by_gate(&hash, current.as_ref())?;
         let submodule_stores = self.build_worktree(commit, &hash, budget)?;
+        laps.lap("build");
         self.run_gate(&hash, current.as_ref())?;
         self.layout.publish(&hash)?;
+        laps.lap("publish");
         self.submodule_stores = Some(submodule_stores);
         if let Some(prev) = current.as_ref().filter(|p| **p != hash) {
             self.layout.mark_retired(prev);
@@ -468,6 +472,8 @@ impl Engine {
         self.trusted = Some(hash.clone());
         self.upkeep(commit, &hash, budget, depth_changed);
         self.unmap_packs();
+        laps.lap("upkeep");
+        laps.log("pass timings");
         Ok(Outcome::Published {
             hash,
             previous: current,
