@@ -454,7 +454,7 @@ impl Engine {
             tracing::warn!(%hash, "published worktree is missing or was modified; rebuilding it");
         }
         self.held_by_gate(&hash, current.as_ref())?;
-        let submodule_stores = self.build_worktree(commit, &hash, budget)?;
+        let submodule_stores = self.build_worktree(commit, &hash, budget, &mut laps)?;
         laps.lap("build");
         self.run_gate(&hash, current.as_ref())?;
         self.layout.publish(&hash)?;
@@ -624,12 +624,14 @@ impl Engine {
         commit: CommitId,
         hash: &CommitHash,
         budget: &Budget,
+        laps: &mut super::timing::Laps,
     ) -> Result<SubmoduleStores, Error> {
         let spare = self.spare.take();
         let repo = self.open_repo()?;
         self.fetch_missing_blobs(repo, commit, budget)?;
         // Refusals (unsafe paths, escaping symlinks) happen before any write.
         let planned = self.plan(repo, commit)?;
+        laps.lap("plan");
         if !planned.skipped_links.is_empty() {
             tracing::warn!(
                 %hash,
