@@ -211,7 +211,11 @@ fn remove_stale_locks(git_dir: &Path) -> usize {
     removed + remove_pack_temporaries(&git_dir.join("objects/pack"))
 }
 
-/// A killed fetch can leave temporary files next to the packs.
+/// A killed fetch can leave temporary files next to the packs, and a
+/// `.keep` file on a pack it wrote (gix creates one with the pack; the fetch
+/// removes it once the pack is in place, see [`super::fetch::settle_pack`]).
+/// We are the only writer, so no keep file guards anything of ours, and
+/// nothing else would ever remove it.
 fn remove_pack_temporaries(pack_dir: &Path) -> usize {
     let Ok(entries) = fs::read_dir(pack_dir) else {
         return 0;
@@ -224,7 +228,6 @@ fn remove_pack_temporaries(pack_dir: &Path) -> usize {
             !(name.starts_with("pack-")
                 && (name.ends_with(".pack")
                     || name.ends_with(".idx")
-                    || name.ends_with(".keep")
                     || name.ends_with(".promisor")
                     || name.ends_with(".rev")))
         })
@@ -506,6 +509,27 @@ mod tests {
         let (repo, _) = open_or_init(dir.path(), "https://example.com/r", 1, None)?;
         let threads = repo.config_snapshot().integer("pack.threads");
         assert_eq!(threads, Some(crate::cgroup::worker_threads() as i64));
+        Ok(())
+    }
+
+    /// A fetch killed between writing its pack and settling it leaves the
+    /// pack's `.keep` file; the next start removes it and keeps the pack.
+    #[test]
+    fn keep_files_left_by_a_killed_fetch_are_removed_at_start(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        open_or_init(dir.path(), "https://example.com/r", 1, None)?;
+        let pack_dir = dir.path().join(".git/objects/pack");
+        // An empty store with a stray pack would be emptied as incomplete
+        // only if a branch needed objects: there is no branch yet.
+        for name in ["pack-1.pack", "pack-1.idx", "pack-1.keep"] {
+            fs::write(pack_dir.join(name), "")?;
+        }
+        let (_, opened) = open_or_init(dir.path(), "https://example.com/r", 1, None)?;
+        assert_eq!(opened.stale_locks, 1);
+        let mut left = pack_dir_entries(&dir.path().join(".git"));
+        left.sort();
+        assert_eq!(left, ["pack-1.idx", "pack-1.pack"]);
         Ok(())
     }
 
