@@ -87,14 +87,22 @@ pub fn open_or_init(
     Ok((repo, opened))
 }
 
+/// The delta-base cache of each thread that reads objects (checkout,
+/// compaction): bounded so that peak memory does not grow with the number
+/// of threads times gix's 96 MiB default.
+pub const DELTA_BASE_CACHE_BYTES: usize = 16 << 20;
+
 /// Opens without reading the user's or system's git config, so the host's
 /// configuration cannot change what we do. Pack indexing gets the threads
-/// the cgroup's CPU quota pays for (see [`crate::cgroup`]), not one per core.
+/// the cgroup's CPU quota pays for (see [`crate::cgroup`]), not one per core,
+/// and each thread's cache of delta bases is capped at
+/// [`DELTA_BASE_CACHE_BYTES`] (gix's default is 96 MiB per thread).
 pub fn open(root: &Path) -> Result<gix::Repository, Error> {
     let options = gix::open::Options::isolated().config_overrides([
         "gitoxide.credentials.terminalPrompt=false".to_string(),
         "protocol.version=2".to_string(),
         format!("pack.threads={}", crate::cgroup::worker_threads()),
+        format!("core.deltaBaseCacheLimit={DELTA_BASE_CACHE_BYTES}"),
     ]);
     gix::open_opts(root, options).map_err(|e| Error::Open {
         path: root.to_path_buf(),
@@ -502,13 +510,17 @@ mod tests {
         Ok(())
     }
 
-    /// gix would start one indexing thread per core of the node.
+    /// gix would start one indexing thread per core of the node, and give
+    /// each reading thread a 96 MiB delta-base cache.
     #[test]
-    fn pack_indexing_threads_follow_the_cpu_quota() -> Result<(), Box<dyn std::error::Error>> {
+    fn pack_threads_follow_the_cpu_quota_and_delta_caches_are_bounded() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let (repo, _) = open_or_init(dir.path(), "https://example.com/r", 1, None)?;
-        let threads = repo.config_snapshot().integer("pack.threads");
+        let config = repo.config_snapshot();
+        let threads = config.integer("pack.threads");
         assert_eq!(threads, Some(crate::cgroup::worker_threads() as i64));
+        let cache = config.integer("core.deltaBaseCacheLimit");
+        assert_eq!(cache, Some(DELTA_BASE_CACHE_BYTES as i64));
         Ok(())
     }
 
