@@ -93,7 +93,9 @@ pub(crate) fn survey(
             }
             child_rel.push_str(name.as_bytes());
             let path = child.path();
-            let meta = fs::symlink_metadata(&path)?;
+            // fstatat on the open directory, not following links: the
+            // kernel does not walk the whole path again for each entry.
+            let meta = child.metadata()?;
             if let Some(i) = wanted.entry(child_rel.as_ref()) {
                 if accept(&wanted.index.entries()[i], &meta, &path) {
                     found.kept.push(i);
