@@ -88,8 +88,10 @@ pub fn open_or_init(
 }
 
 /// The delta-base cache of each thread that reads objects (checkout,
-/// compaction): bounded so that peak memory does not grow with the number
-/// of threads times gix's 96 MiB default.
+/// compaction): gix's 64-slot cache, capped at this many bytes instead of
+/// 96 MiB per thread. (Not `core.deltaBaseCacheLimit`: that switches gix to
+/// a cache that fills up to its cap, and the initial sync's anonymous peak
+/// went from 11 to 43 MiB on a 40k-file tree.)
 pub const DELTA_BASE_CACHE_BYTES: usize = 16 << 20;
 
 /// Opens without reading the user's or system's git config, so the host's
@@ -102,7 +104,7 @@ pub fn open(root: &Path) -> Result<gix::Repository, Error> {
         "gitoxide.credentials.terminalPrompt=false".to_string(),
         "protocol.version=2".to_string(),
         format!("pack.threads={}", crate::cgroup::worker_threads()),
-        format!("core.deltaBaseCacheLimit={DELTA_BASE_CACHE_BYTES}"),
+        format!("gitoxide.core.deltaBaseCacheLimit={DELTA_BASE_CACHE_BYTES}"),
     ]);
     gix::open_opts(root, options).map_err(|e| Error::Open {
         path: root.to_path_buf(),
@@ -519,7 +521,7 @@ mod tests {
         let config = repo.config_snapshot();
         let threads = config.integer("pack.threads");
         assert_eq!(threads, Some(crate::cgroup::worker_threads() as i64));
-        let cache = config.integer("core.deltaBaseCacheLimit");
+        let cache = config.integer("gitoxide.core.deltaBaseCacheLimit");
         assert_eq!(cache, Some(DELTA_BASE_CACHE_BYTES as i64));
         Ok(())
     }
