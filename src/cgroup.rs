@@ -105,7 +105,11 @@ impl Mount {
             .strip_prefix(self.root.as_str())
             .unwrap_or(path)
             .trim_matches('/');
-        let top = root.join(self.mount_point.strip_prefix("/").unwrap_or(&self.mount_point));
+        let top = root.join(
+            self.mount_point
+                .strip_prefix("/")
+                .unwrap_or(&self.mount_point),
+        );
         let parts: Vec<String> = relative
             .split('/')
             .filter(|p| !p.is_empty())
@@ -123,7 +127,9 @@ fn unescape(field: &str) -> String {
     let mut rest = field;
     while let Some(i) = rest.find('\\') {
         out.push_str(&rest[..i]);
-        let code = rest.get(i + 1..i + 4).and_then(|o| u8::from_str_radix(o, 8).ok());
+        let code = rest
+            .get(i + 1..i + 4)
+            .and_then(|o| u8::from_str_radix(o, 8).ok());
         match code {
             Some(byte) => {
                 out.push(char::from(byte));
@@ -193,7 +199,11 @@ mod tests {
                 ("sys/fs/cgroup/kubepods/pod1/cpu.max", "max 100000\n"),
             ],
         );
-        assert_eq!(quota_cpus_under(root.path()), Some(2), "2.5 CPUs round down");
+        assert_eq!(
+            quota_cpus_under(root.path()),
+            Some(2),
+            "2.5 CPUs round down"
+        );
     }
 
     #[test]
@@ -207,7 +217,11 @@ mod tests {
                 ("sys/fs/cgroup/kubepods/cpu.max", "800000 100000\n"),
             ],
         );
-        assert_eq!(quota_cpus_under(root.path()), Some(1), "half a CPU: one thread");
+        assert_eq!(
+            quota_cpus_under(root.path()),
+            Some(1),
+            "half a CPU: one thread"
+        );
     }
 
     #[test]
@@ -238,8 +252,14 @@ mod tests {
             "4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n0::/\n",
             mountinfo,
             &[
-                ("sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us", "300000\n"),
-                ("sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_period_us", "100000\n"),
+                (
+                    "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us",
+                    "300000\n",
+                ),
+                (
+                    "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_period_us",
+                    "100000\n",
+                ),
                 ("sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "-1\n"),
                 ("sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us", "100000\n"),
                 ("sys/fs/cgroup/unified/cpu.max", "max 100000\n"),

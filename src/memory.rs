@@ -97,9 +97,6 @@ mod tests {
             .find_map(|l| l.split_once("KEPT_KIB=").map(|(_, v)| v))
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .unwrap_or_else(|| panic!("no figure from the child: {stdout}"));
-        assert!(
-            kept < 4 << 10,
-            "{kept} KiB of freed heap stayed resident"
-        );
+        assert!(kept < 4 << 10, "{kept} KiB of freed heap stayed resident");
     }
 }

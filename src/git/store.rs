@@ -515,7 +515,8 @@ mod tests {
     /// gix would start one indexing thread per core of the node, and give
     /// each reading thread a 96 MiB delta-base cache.
     #[test]
-    fn pack_threads_follow_the_cpu_quota_and_delta_caches_are_bounded() -> Result<(), Box<dyn std::error::Error>> {
+    fn pack_threads_follow_the_cpu_quota_and_delta_caches_are_bounded(
+    ) -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let (repo, _) = open_or_init(dir.path(), "https://example.com/r", 1, None)?;
         let config = repo.config_snapshot();
