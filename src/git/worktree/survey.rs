@@ -71,173 +71,45 @@ pub(crate) struct Survey {
 
 /// Walks `dir` (not following symlinks); `accept` decides, for an index
 /// entry found on disk (with its metadata and path), whether it stays. With
-/// `top_level`, the worktree's own `.git` file is not looked at. The walk
-/// is one `fstatat` per entry, bound by system calls: directories are shared
-/// out to [`crate::cgroup::worker_threads`] threads (a 40k-file survey is
-/// most of a one-file publish).
+/// `top_level`, the worktree's own `.git` file is not looked at.
 pub(crate) fn survey(
     dir: &Path,
     wanted: &Wanted<'_>,
     top_level: bool,
-    accept: impl Fn(&gix::index::Entry, &fs::Metadata, &Path) -> bool + Sync,
+    mut accept: impl FnMut(&gix::index::Entry, &fs::Metadata, &Path) -> bool,
 ) -> io::Result<Survey> {
-    let queue = Queue::new((dir.to_path_buf(), BString::default()));
-    let walk = || -> io::Result<Survey> {
-        let mut found = Survey::default();
-        while let Some((abs, rel)) = queue.next() {
-            let listing = Listing(Some(&queue));
-            let listed = list(&abs, &rel, wanted, top_level, &accept, &mut found);
-            listing.finish(listed)?;
-        }
-        Ok(found)
-    };
-    let threads = crate::cgroup::worker_threads();
-    let results: Vec<io::Result<Survey>> = std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(walk)).collect();
-        let mut results = vec![walk()];
-        for helper in helpers {
-            results.push(helper.join().unwrap_or_else(|_| {
-                Err(io::Error::other("a survey thread panicked"))
-            }));
-        }
-        results
-    });
     let mut found = Survey::default();
-    for part in results {
-        let part = part?;
-        found.kept.extend(part.kept);
-        found.strays.extend(part.strays);
-    }
-    Ok(found)
-}
-
-/// Lists one directory into `found`; returns the subdirectories to walk.
-fn list(
-    abs: &Path,
-    rel: &BString,
-    wanted: &Wanted<'_>,
-    top_level: bool,
-    accept: &impl Fn(&gix::index::Entry, &fs::Metadata, &Path) -> bool,
-    found: &mut Survey,
-) -> io::Result<Vec<(PathBuf, BString)>> {
-    let mut subdirs = Vec::new();
-    for child in fs::read_dir(abs)? {
-        let child = child?;
-        let name = child.file_name();
-        if top_level && rel.is_empty() && name == ".git" {
-            continue;
-        }
-        let mut child_rel = rel.clone();
-        if !child_rel.is_empty() {
-            child_rel.push(b'/');
-        }
-        child_rel.push_str(name.as_bytes());
-        let path = child.path();
-        // fstatat on the open directory, not following links: the
-        // kernel does not walk the whole path again for each entry.
-        let meta = child.metadata()?;
-        if let Some(i) = wanted.entry(child_rel.as_ref()) {
-            if accept(&wanted.index.entries()[i], &meta, &path) {
-                found.kept.push(i);
+    let mut stack = vec![(dir.to_path_buf(), BString::default())];
+    while let Some((abs, rel)) = stack.pop() {
+        for child in fs::read_dir(&abs)? {
+            let child = child?;
+            let name = child.file_name();
+            if top_level && rel.is_empty() && name == ".git" {
+                continue;
+            }
+            let mut child_rel = rel.clone();
+            if !child_rel.is_empty() {
+                child_rel.push(b'/');
+            }
+            child_rel.push_str(name.as_bytes());
+            let path = child.path();
+            // fstatat on the open directory, not following links: the
+            // kernel does not walk the whole path again for each entry.
+            let meta = child.metadata()?;
+            if let Some(i) = wanted.entry(child_rel.as_ref()) {
+                if accept(&wanted.index.entries()[i], &meta, &path) {
+                    found.kept.push(i);
+                } else {
+                    found.strays.push(path);
+                }
+            } else if meta.is_dir() && wanted.dirs.contains(child_rel.as_bstr()) {
+                stack.push((path, child_rel));
             } else {
                 found.strays.push(path);
             }
-        } else if meta.is_dir() && wanted.dirs.contains(child_rel.as_bstr()) {
-            subdirs.push((path, child_rel));
-        } else {
-            found.strays.push(path);
         }
     }
-    Ok(subdirs)
-}
-
-/// Directories still to list, shared by the walking threads. A thread that
-/// finds it empty waits while others may still add to it; once none is
-/// listing, the walk is over. An error ends it for all.
-struct Queue {
-    state: std::sync::Mutex<QueueState>,
-    changed: std::sync::Condvar,
-}
-
-struct QueueState {
-    dirs: Vec<(PathBuf, BString)>,
-    listing: usize,
-    failed: bool,
-}
-
-/// A directory being listed: if the thread unwinds before [`Listing::finish`],
-/// the walk is marked failed, so that the other threads do not wait for it.
-struct Listing<'q>(Option<&'q Queue>);
-
-impl Listing<'_> {
-    fn finish(mut self, listed: io::Result<Vec<(PathBuf, BString)>>) -> io::Result<()> {
-        match self.0.take() {
-            Some(queue) => queue.done(listed),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for Listing<'_> {
-    fn drop(&mut self) {
-        if let Some(queue) = self.0.take() {
-            let _ = queue.done(Err(io::Error::other("a survey thread panicked")));
-        }
-    }
-}
-
-impl Queue {
-    fn new(first: (PathBuf, BString)) -> Self {
-        Self {
-            state: std::sync::Mutex::new(QueueState {
-                dirs: vec![first],
-                listing: 0,
-                failed: false,
-            }),
-            changed: std::sync::Condvar::new(),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The next directory to list, or `None` when the walk is over.
-    fn next(&self) -> Option<(PathBuf, BString)> {
-        let mut state = self.lock();
-        loop {
-            if state.failed {
-                return None;
-            }
-            if let Some(dir) = state.dirs.pop() {
-                state.listing += 1;
-                return Some(dir);
-            }
-            if state.listing == 0 {
-                return None;
-            }
-            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
-        }
-    }
-
-    /// A directory was listed (`Err` if that failed): queue its subdirectories.
-    fn done(&self, listed: io::Result<Vec<(PathBuf, BString)>>) -> io::Result<()> {
-        let mut state = self.lock();
-        state.listing -= 1;
-        let result = match listed {
-            Ok(subdirs) => {
-                state.dirs.extend(subdirs);
-                Ok(())
-            }
-            Err(e) => {
-                state.failed = true;
-                Err(e)
-            }
-        };
-        drop(state);
-        self.changed.notify_all();
-        result
-    }
+    Ok(found)
 }
 
 /// `dir` holds exactly what `index` puts on disk, each entry as recorded
