@@ -6,8 +6,10 @@ this says which part it was.
 
     bench/memtrace.py [--interval 0.02] [--cgroup NAME] -- git-sidecar --one-time ...
 
-With --cgroup NAME (as root) the command runs in the cgroup v2 or v1 memory
-cgroup NAME, which must exist (see the lead's notes in docs/benchmarks.md).
+With --cgroup NAME (as root) the command runs in the cgroup NAME, which must
+exist: v2 `mkdir /sys/fs/cgroup/NAME; echo 64M > /sys/fs/cgroup/NAME/memory.max`,
+v1 `mkdir /sys/fs/cgroup/memory/NAME; echo 64M > .../memory.limit_in_bytes`
+(then pass `--cgroup memory/NAME`).
 Prints one summary line per sample change of more than 8 MiB and the peaks.
 """
 
