@@ -259,6 +259,7 @@ pub fn rewrite(
         sparse,
         ..
     } = planned;
+    let started = std::time::Instant::now();
     let old = read_index(&old_admin.join("index")).ok_or_else(|| Error::Checkout {
         commit,
         message: format!(
@@ -268,12 +269,20 @@ pub fn rewrite(
     })?;
     let dir = placement.staging.as_path();
     let kept = prune(&old, &mut index, dir)?;
+    let pruned = started.elapsed();
     let written = checkout_files(repo, commit, &mut index, dir, false, budget)?;
+    let checked_out = started.elapsed();
     let entries = index.entries_mut();
     for i in &kept {
         entries[*i].flags.remove(NOT_ON_DISK);
     }
     finish(commit, &mut index, sparse.as_ref(), placement)?;
+    tracing::debug!(
+        read_and_survey_ms = pruned.as_millis(),
+        checkout_ms = (checked_out - pruned).as_millis(),
+        index_ms = (started.elapsed() - checked_out).as_millis(),
+        "rewrote the retired worktree"
+    );
     if old_admin != placement.admin_dir {
         super::submodules::carry_records(old_admin, &placement.admin_dir)
             .map_err(io_err(&placement.admin_dir))?;
@@ -376,6 +385,8 @@ fn checkout_files(
         .map_err(|e| err(e.to_string()))?;
     opts.destination_is_initially_empty = initially_empty;
     opts.overwrite_existing = false;
+    // gix would start one thread per core of the node, whatever the quota.
+    opts.thread_limit = Some(crate::cgroup::worker_threads());
     let objects = repo
         .objects
         .clone()

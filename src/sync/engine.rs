@@ -432,6 +432,7 @@ impl Engine {
         let current = self.layout.current();
         let current_id = current.as_ref().and_then(CommitId::of);
         let depth_changed = self.fetched_depth != Some(self.opts.depth);
+        let mut laps = super::timing::Laps::start();
         let repo = self.open_repo()?;
 
         // While a refusal holds, a remote still at the refused commit is "unchanged".
@@ -473,6 +474,7 @@ impl Engine {
             outcome: fetched,
             tag,
         } = polled;
+        laps.lap("fetch");
         let (commit, fetched_bytes) = match fetched {
             fetch::Outcome::Unchanged(id) => (id, None),
             fetch::Outcome::Fetched { commit, pack_bytes } => (commit, Some(pack_bytes)),
@@ -512,9 +514,11 @@ impl Engine {
             tracing::warn!(%hash, "published worktree is missing or was modified; rebuilding it");
         }
         self.held_by_gate(&hash, current.as_ref())?;
-        let submodule_stores = self.build_worktree(commit, &hash, budget)?;
+        let submodule_stores = self.build_worktree(commit, &hash, budget, &mut laps)?;
+        laps.lap("build");
         self.run_gate(&hash, current.as_ref())?;
         self.layout.publish(&hash)?;
+        laps.lap("publish");
         self.submodule_stores = Some(submodule_stores);
         if let Some(prev) = current.as_ref().filter(|p| **p != hash) {
             self.layout.mark_retired(prev);
@@ -531,6 +535,8 @@ impl Engine {
         self.trusted = Some(hash.clone());
         self.upkeep(commit, &hash, budget, depth_changed);
         self.unmap_packs();
+        laps.lap("upkeep");
+        laps.log("pass timings");
         Ok(Outcome::Published {
             hash,
             previous: current,
@@ -710,12 +716,14 @@ impl Engine {
         commit: CommitId,
         hash: &CommitHash,
         budget: &Budget,
+        laps: &mut super::timing::Laps,
     ) -> Result<SubmoduleStores, Error> {
         let spare = self.spare.take();
         let repo = self.open_repo()?;
         self.fetch_missing_blobs(repo, commit, budget)?;
         // Refusals (unsafe paths, escaping symlinks) happen before any write.
         let planned = self.plan(repo, commit)?;
+        laps.lap("plan");
         if !planned.skipped_links.is_empty() {
             tracing::warn!(
                 %hash,

@@ -12,6 +12,7 @@ pub mod engine;
 mod last_sync;
 #[cfg(test)]
 mod tests;
+mod timing;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
