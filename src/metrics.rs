@@ -180,11 +180,6 @@ impl EncodeMetric for RevisionInfo {
     }
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResultLabels {
-    result: &'static str,
-}
-
 /// The peer fan-out's families (`--peers`).
 #[derive(Debug)]
 struct PeerMetrics {
