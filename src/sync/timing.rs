@@ -31,7 +31,8 @@ impl Laps {
 
     /// `fetch=12.3ms plan=4.1ms ...`, and the total.
     pub(crate) fn summary(&self) -> String {
-        let ms = |us: u128| format!("{}.{}ms", us / 1000, us % 1000 / 100);
+        // Hundredths: a signature check or an index write is well under 1 ms.
+        let ms = |us: u128| format!("{}.{:02}ms", us / 1000, us % 1000 / 10);
         let mut out: Vec<String> = self
             .laps
             .iter()
