@@ -59,6 +59,23 @@ impl<'a> Checker<'a> {
                 ),
             );
         }
+        // Parsed (and a bad value reported) by the http checks; read quietly.
+        let unsigned = self
+            .value(Flag::IncomingWebhookAllowUnsigned)
+            .and_then(|v| super::syntax::parse_go_bool(v).ok());
+        if list.is_some() && unsigned == Some(true) {
+            // Each unauthenticated request would make every replica fetch:
+            // N times the forge load, sent by strangers.
+            self.fail(
+                Flag::Peers,
+                format!(
+                    "cannot be used with {}: anyone could then make every replica fetch \
+                     from the forge; give the webhooks a secret ({}) instead",
+                    self.cli.label(Flag::IncomingWebhookAllowUnsigned),
+                    self.cli.label(Flag::IncomingWebhookSecretFile)
+                ),
+            );
+        }
         let secret_file = std::path::absolute(secret_path?).ok()?;
         Some(PeersConfig {
             names: names?,
@@ -146,5 +163,29 @@ mod tests {
         );
         assert_eq!(p.len(), 1, "{p:#?}");
         assert!(p[0].contains("is empty"), "{}", p[0]);
+    }
+
+    #[test]
+    fn unsigned_webhooks_cannot_reach_the_peers() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = secret_file(&dir, "0123456789abcdef\n");
+        let p = problems(
+            &with(&[
+                "--http-bind",
+                ":1",
+                "--peers",
+                "x:1",
+                "--peer-secret-file",
+                &secret,
+                "--incoming-webhook-allow-unsigned",
+            ]),
+            &[],
+        );
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(
+            p[0].contains("--peers") && p[0].contains("--incoming-webhook-allow-unsigned"),
+            "{}",
+            p[0]
+        );
     }
 }

@@ -92,13 +92,23 @@ fn parse_entry(entry: &str) -> Result<PeerName, String> {
     })
 }
 
+/// How long one name may take to resolve.
+const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Every address the names resolve to (A and AAAA), sorted and without
 /// duplicates, and the names that could not be resolved (with why).
 pub async fn resolve(names: &[PeerName]) -> (BTreeSet<SocketAddr>, Vec<String>) {
     let lookups = names.iter().cloned().map(|name| async move {
-        let found = tokio::net::lookup_host((name.host.as_str(), name.port))
-            .await
-            .map(|found| found.collect::<Vec<_>>());
+        // getaddrinfo retries per resolv.conf (up to ~30 s): a hint that
+        // late is useless, so a slow resolver counts as unresolved.
+        let lookup = tokio::net::lookup_host((name.host.as_str(), name.port));
+        let found = match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
+            Ok(found) => found.map(|found| found.collect::<Vec<_>>()),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no DNS answer within {}s", LOOKUP_TIMEOUT.as_secs()),
+            )),
+        };
         (name, found)
     });
     let mut addrs = BTreeSet::new();

@@ -141,6 +141,8 @@ pub async fn run<P: SyncPass>(
     cancel: CancellationToken,
 ) -> Exit {
     let mut failures: u64 = 0;
+    // Of those, signature refusals: they never count toward --max-failures.
+    let mut refusals: u64 = 0;
     let mut synced_once = false;
     let mut expected_retries = 0u32;
     reporter
@@ -174,6 +176,7 @@ pub async fn run<P: SyncPass>(
         match result {
             Ok(outcome) => {
                 failures = 0;
+                refusals = 0;
                 report_success(
                     &reporter,
                     &opts.git_ref,
@@ -202,6 +205,7 @@ pub async fn run<P: SyncPass>(
             }
             Err(e @ engine::Error::Gate { .. }) => {
                 failures = 0;
+                refusals = 0;
                 let retry_in = on_gate_refusal(&opts, &reporter, &e, started.elapsed());
                 wait_override = Some(next_wait(&opts, synced_once, 0).min(retry_in));
             }
@@ -212,6 +216,7 @@ pub async fn run<P: SyncPass>(
                 // would only crash-loop the pod. Readiness still follows
                 // the failures and the staleness of the published content.
                 failures += 1;
+                refusals += 1;
                 on_refusal(&opts, &reporter, &e, failures, started.elapsed());
                 if opts.one_time {
                     return Exit::OneTimeRefused;
@@ -230,7 +235,7 @@ pub async fn run<P: SyncPass>(
                 } else {
                     opts.init_max_failures
                 };
-                if limit >= 0 && failures > limit as u64 {
+                if limit >= 0 && failures - refusals > limit as u64 {
                     return Exit::TooManyFailures { failures };
                 }
             }

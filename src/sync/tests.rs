@@ -521,6 +521,27 @@ async fn signature_refusals_fail_syncs_but_never_exit_except_one_time() {
     assert_eq!(status.snapshot().consecutive_failures, 1);
 }
 
+/// Refusals do not count toward `--max-failures`, also when other failures
+/// follow them: 20 refused polls and then one network error at
+/// `--max-failures=3` must not exit (the error is the first that counts).
+#[tokio::test(start_paused = true)]
+async fn refusals_then_an_error_do_not_reach_max_failures() {
+    let mut opts = options();
+    opts.max_failures = 3;
+    let mut steps = vec![Step::Publish(A), Step::SignatureRefused { fresh: true }];
+    steps.extend((0..19).map(|_| Step::SignatureRefused { fresh: false }));
+    steps.push(Step::Fail);
+    let mut h = start(Setup {
+        opts,
+        steps,
+        ..Setup::default()
+    });
+    let starts = h.passes_until(secs(7200)).await;
+    assert!(starts.len() >= 22, "{} passes", starts.len());
+    assert!(!h.exit.is_finished(), "the loop exited: {:?}", h.exit);
+    h.cancel.cancel();
+}
+
 /// `-1`: failures never end the loop.
 #[tokio::test(start_paused = true)]
 async fn max_failures_minus_one_retries_forever() {

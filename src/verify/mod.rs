@@ -156,6 +156,27 @@ impl KeyFiles {
     }
 }
 
+/// The `tag` header of an annotated tag's payload: the name the signer gave
+/// the tag (what `git tag -s NAME` wrote), `None` if it has none.
+pub fn tag_name(object: &SignedObject) -> Option<&str> {
+    object
+        .payload
+        .split(|&b| b == b'\n')
+        .take_while(|line| !line.is_empty())
+        .find_map(|line| line.strip_prefix(b"tag "))
+        .and_then(|name| std::str::from_utf8(name).ok())
+}
+
+/// Whether `--ref` names the tag called `name`: `v1`, `tags/v1` and
+/// `refs/tags/v1` all name the tag `v1`.
+pub fn ref_names_tag(git_ref: &str, name: &str) -> bool {
+    let short = git_ref
+        .strip_prefix("refs/tags/")
+        .or_else(|| git_ref.strip_prefix("tags/"))
+        .unwrap_or(git_ref);
+    short == name
+}
+
 /// Which kind of git object carried the signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectKind {
@@ -203,7 +224,10 @@ pub struct Accepted {
 /// needs to see in `/status` and the log; `key` is a fingerprint or key id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("unsigned: the {0} carries no signature")]
+    #[error(
+        "unsigned: the {0} carries no signature (sign it with git commit -S or git tag -s and \
+         push; GitHub signs web edits and merges with its web-flow key, see docs/verify.md)"
+    )]
     Unsigned(&'static str),
     #[error("signed by unknown key {key}: not in any --verify-allowed-signers or --verify-pgp-keyring file")]
     UnknownKey { key: String },
@@ -284,11 +308,33 @@ impl Trust {
             .signer_email
             .as_deref()
             .filter(|_| check.require_signer_email);
+        let accepted = self.verify_signature(object, signature, email, check.now)?;
+        // A tag may have no tagger line: with --verify-committers there is
+        // then nobody the key could belong to.
+        if check.require_signer_email && object.signer_email.is_none() {
+            let who = match object.kind {
+                ObjectKind::Commit => "committer",
+                ObjectKind::Tag => "tagger",
+            };
+            return Err(Refusal::CommitterMismatch {
+                key: accepted.key,
+                email: format!("(none: the {what} has no {who} e-mail)"),
+            });
+        }
+        Ok(accepted)
+    }
+
+    fn verify_signature(
+        &self,
+        object: &SignedObject,
+        signature: &[u8],
+        email: Option<&str>,
+        now: SystemTime,
+    ) -> Result<Accepted, Refusal> {
         if signature.starts_with(b"-----BEGIN SSH SIGNATURE-----") {
-            ssh::verify(&self.ssh, &object.payload, signature, email, check.now)
+            ssh::verify(&self.ssh, &object.payload, signature, email, now)
         } else if signature.starts_with(b"-----BEGIN PGP SIGNATURE-----") {
-            self.pgp
-                .verify(&object.payload, signature, email, check.now)
+            self.pgp.verify(&object.payload, signature, email, now)
         } else if signature.starts_with(b"-----BEGIN SIGNED MESSAGE-----") {
             Err(Refusal::Unsupported(
                 "X.509 (gpgsm) signatures are not supported; sign with SSH or OpenPGP".into(),
@@ -296,5 +342,39 @@ impl Trust {
         } else {
             Err(Refusal::Malformed("no SSH or PGP signature armour".into()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tag_name_tests {
+    use super::*;
+
+    fn tag(payload: &[u8]) -> SignedObject {
+        SignedObject {
+            kind: ObjectKind::Tag,
+            id: "0".repeat(40),
+            payload: payload.to_vec(),
+            signature: None,
+            signer_email: None,
+        }
+    }
+
+    #[test]
+    fn the_tag_header_names_the_tag_and_the_message_does_not() {
+        let t = tag(b"object 1234\ntype commit\ntag v0.9\ntagger A <a@x> 1 +0000\n\ntag v2.0\n");
+        assert_eq!(tag_name(&t), Some("v0.9"));
+        assert_eq!(
+            tag_name(&tag(b"object 1234\ntype commit\n\ntag v2.0\n")),
+            None
+        );
+    }
+
+    #[test]
+    fn short_and_full_refs_name_the_same_tag() {
+        for r in ["v1", "tags/v1", "refs/tags/v1"] {
+            assert!(ref_names_tag(r, "v1"), "{r}");
+        }
+        assert!(!ref_names_tag("v2", "v1"));
+        assert!(!ref_names_tag("refs/tags/v1.0", "v1"));
     }
 }

@@ -464,6 +464,52 @@ fn signed_tags_publish_in_tag_mode_over_git_daemon() {
     assert_eq!(s.published().as_deref(), Some(b.as_str()));
 }
 
+/// A rollback: `refs/tags/v2` moved to the signed tag object of `v1` (an
+/// older release). The signature is valid but names the tag `v1`: refused.
+#[test]
+fn a_signed_tag_moved_under_another_name_is_refused() {
+    let up = Upstream::new();
+    let key = SshKey::generate("ed25519");
+    up.commit_file("f", "old", "old release");
+    let old_tag = up.tag_signed(&Signer::Ssh(&key), "v1", "release 1");
+    up.commit_file("f", "new", "new release");
+    up.git(&["update-ref", "refs/tags/v2", &old_tag]);
+    let s = Scratch::new();
+    let allowed = key_file(&s, "allowed_signers", key.allowed(COMMITTER));
+    let allowed = allowed.to_str().unwrap();
+    for git_ref in ["v2", "refs/tags/v2"] {
+        let (status, stderr) = one_time(
+            &s,
+            &up.file_url(),
+            &[
+                "--ref",
+                git_ref,
+                "--verify-signatures=tag",
+                "--verify-allowed-signers",
+                allowed,
+            ],
+        );
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(r#"the signed tag is named \"v1\""#), // JSON-escaped quotes
+            "{stderr}"
+        );
+        assert_eq!(s.published(), None);
+    }
+    let (status, stderr) = one_time(
+        &s,
+        &up.file_url(),
+        &[
+            "--ref",
+            "refs/tags/v1",
+            "--verify-signatures=tag",
+            "--verify-allowed-signers",
+            allowed,
+        ],
+    );
+    assert!(status.success(), "{stderr}");
+}
+
 /// Valid signature bytes from another commit grafted onto a commit, and a
 /// signed commit whose content was edited afterwards: bad signatures. The
 /// signed commit A stays published meanwhile.

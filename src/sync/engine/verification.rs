@@ -7,6 +7,8 @@
 //! pass that finds the same pair again neither verifies nor logs again, it
 //! fails fast with the remembered refusal (or goes on, when accepted). The
 //! ref moving or any key file changing gives a new pair, verified afresh.
+//! A refusal that depends on the time (`expired`, which covers "not yet
+//! valid") is checked again after a minute.
 //! Verification costs well under a millisecond per object, but the memory
 //! is what keeps a refused commit from being fetched, logged and counted
 //! again every period (see `Engine::sync_once`: a refusal is not undone
@@ -33,7 +35,16 @@ pub(super) struct Memory {
     digest: [u8; 32],
     /// `None`: accepted.
     refused: Option<Refused>,
+    /// When the verdict was reached: a refusal that depends on the time
+    /// is only remembered for [`RECHECK_TIME_BOUND`].
+    at: std::time::Instant,
 }
+
+/// How long an `expired` refusal (which covers "not yet valid": a signer
+/// line whose `valid-after` is minutes ahead, a clock behind) is trusted
+/// before the signature is checked again. Other refusals last until the
+/// ref moves or a key file changes.
+pub(super) const RECHECK_TIME_BOUND: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A refusal as the error and `/status` report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +67,14 @@ impl Refused {
 }
 
 impl Memory {
+    /// A time-dependent refusal older than [`RECHECK_TIME_BOUND`].
+    fn expired_by_time(&self) -> bool {
+        matches!(
+            self.refused.as_ref().map(|r| &r.refusal),
+            Some(Refusal::Expired { .. })
+        ) && self.at.elapsed() >= RECHECK_TIME_BOUND
+    }
+
     /// The commit a remembered refusal is about (the next fetch may report
     /// it unchanged instead of fetching it again).
     pub(super) fn refused_commit(&self) -> Option<CommitId> {
@@ -145,6 +164,7 @@ impl Engine {
             .signatures
             .as_ref()
             .filter(|m| m.commit == commit && m.tag == tag && m.digest == digest)
+            .filter(|m| !m.expired_by_time())
         {
             return match &memory.refused {
                 None => Ok(()),
@@ -165,6 +185,7 @@ impl Engine {
             tag,
             digest,
             refused: verdict.clone(),
+            at: std::time::Instant::now(),
         });
         match verdict {
             None => Ok(()),
@@ -203,6 +224,20 @@ impl Engine {
                 })));
             }
             let object = repo.signed_tag(tag).map_err(Error::Signed)?;
+            // The signature covers the tag's own name: a signed tag of an
+            // older release moved under --ref's name (a rollback) is refused.
+            let named = verify::tag_name(&object).unwrap_or("");
+            if !verify::ref_names_tag(&self.opts.git_ref, named) {
+                return Ok(Some(self.counted(Refused {
+                    object: ObjectKind::Tag,
+                    id: tag.to_string(),
+                    refusal: Refusal::Malformed(format!(
+                        "the signed tag is named {named:?}, but --ref is {:?}: a ref pointing at another \
+                         tag's object (an older release's, say) is refused; sign a tag with that name",
+                        self.opts.git_ref
+                    )),
+                })));
+            }
             if let Some(refused) = self.verify_object(&object, trust, check)? {
                 return Ok(Some(refused));
             }
@@ -283,5 +318,44 @@ pub(super) fn refusal_consequence(hash: &CommitHash, published: Option<&CommitHa
             "the previous content ({p}) stays published; the commit is checked again \
              when the ref moves or a key file changes"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn memory(refusal: Refusal, age: Duration) -> Memory {
+        Memory {
+            commit: CommitId::parse(&"ab".repeat(20)).expect("a commit id"),
+            tag: None,
+            digest: [0; 32],
+            refused: Some(Refused {
+                object: ObjectKind::Commit,
+                id: "ab".repeat(20),
+                refusal,
+            }),
+            at: Instant::now()
+                .checked_sub(age)
+                .expect("the clock started long enough ago"),
+        }
+    }
+
+    /// A "not yet valid" refusal is checked again after a minute; an unknown
+    /// key is not (only a moved ref or a changed key file clears it).
+    #[test]
+    fn only_time_dependent_refusals_are_forgotten_with_time() {
+        let expired = || Refusal::Expired {
+            key: "SHA256:x".into(),
+            detail: "valid after 2030".into(),
+        };
+        let late = RECHECK_TIME_BOUND + Duration::from_secs(1);
+        assert!(!memory(expired(), Duration::ZERO).expired_by_time());
+        assert!(memory(expired(), late).expired_by_time());
+        let unknown = Refusal::UnknownKey {
+            key: "SHA256:x".into(),
+        };
+        assert!(!memory(unknown, late).expired_by_time());
     }
 }

@@ -700,6 +700,24 @@ fn trust_routes_pgp_armour_to_the_keyring() {
         trust.verify(&object, check).map(|a| a.key),
         Ok(f.alice.fpr.clone())
     );
+    // A tag without a tagger line names nobody the key could belong to.
+    let untagged = SignedObject {
+        kind: ObjectKind::Tag,
+        signer_email: None,
+        ..object
+    };
+    match trust.verify(&untagged, check) {
+        Err(Refusal::CommitterMismatch { key, email }) => {
+            assert_eq!(key, f.alice.fpr);
+            assert!(email.contains("no tagger"), "{email}");
+        }
+        other => panic!("expected a committer mismatch, got {other:?}"),
+    }
+    let lenient = Check {
+        require_signer_email: false,
+        ..check
+    };
+    assert!(trust.verify(&untagged, lenient).is_ok());
 }
 
 #[test]
