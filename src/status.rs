@@ -34,6 +34,13 @@ pub struct Status {
     pub restored: bool,
     /// The commit `--verify-signatures` refused last; cleared by a success.
     pub signature_refusal: Option<SignatureRefusal>,
+    /// Of `consecutive_failures`, the signature refusals: readiness leaves
+    /// them out (an unsigned push must not take every replica out of the
+    /// Service; the published content is the newest that may be served).
+    pub refusals_in_a_row: u64,
+    /// When a refusal last found the published content still the newest
+    /// verified one: readiness counts staleness from here too.
+    pub last_refusal: Option<SystemTime>,
     /// When the running pass started, if one is running.
     pass_started: Option<Instant>,
     /// Why no pass can run yet: another instance holds the root lock.
@@ -96,6 +103,7 @@ impl StatusHandle {
             s.consecutive_failures = 0;
             s.last_error = None;
             s.signature_refusal = None;
+            s.refusals_in_a_row = 0;
             s.synced_once = true;
             if s.expected_hash.as_deref() == Some(hash) {
                 s.expected_hash = None;
@@ -114,7 +122,11 @@ impl StatusHandle {
     /// A failed pass whose commit `--verify-signatures` refused.
     pub fn signature_refused(&self, error: &str, consecutive: u64, refusal: SignatureRefusal) {
         self.failed(error, consecutive);
-        self.write(|s| s.signature_refusal = Some(refusal));
+        self.write(|s| {
+            s.signature_refusal = Some(refusal);
+            s.refusals_in_a_row += 1;
+            s.last_refusal = Some(SystemTime::now());
+        });
     }
 
     /// The pre-publish gate held a new commit back: the remote was reached
@@ -126,6 +138,7 @@ impl StatusHandle {
         self.write(|s| {
             s.pass_started = None;
             s.consecutive_failures = 0;
+            s.refusals_in_a_row = 0;
             s.last_error = Some(error.to_string());
             if s.synced_once || s.restored {
                 s.last_success = Some(SystemTime::now());
@@ -207,13 +220,12 @@ fn readiness_of(s: &Status, rules: &ReadinessConfig, now: SystemTime) -> Result<
     if !s.synced_once && !s.restored {
         return Err("no successful sync yet".into());
     }
-    if rules.max_failures > 0 && s.consecutive_failures >= u64::from(rules.max_failures) {
-        return Err(format!(
-            "{} consecutive sync failures",
-            s.consecutive_failures
-        ));
+    let failures = s.consecutive_failures.saturating_sub(s.refusals_in_a_row);
+    if rules.max_failures > 0 && failures >= u64::from(rules.max_failures) {
+        return Err(format!("{failures} consecutive sync failures"));
     }
-    let age = age_of(s.last_success, now).unwrap_or_default();
+    let fresh = s.last_success.max(s.last_refusal);
+    let age = age_of(fresh, now).unwrap_or_default();
     if age > rules.max_staleness {
         return Err(format!(
             "last successful sync was {}s ago (limit {}s)",
@@ -325,7 +337,8 @@ mod tests {
         let s = h.snapshot();
         assert_eq!(s.signature_refusal.as_ref(), Some(&refusal));
         assert_eq!(s.last_error.as_deref(), Some("refused def"));
-        assert!(h.readiness(&RULES).unwrap_err().contains("3 consecutive"));
+        // Still ready: the published content is the newest that may be served.
+        assert!(h.readiness(&RULES).is_ok(), "{:?}", h.readiness(&RULES));
         let report = StatusReport::new(&s, "r", "main", h.readiness(&RULES));
         let json = serde_json::to_value(&report).expect("json");
         assert_eq!(json["signature_refusal"]["result"], "unknown_key");
@@ -352,6 +365,37 @@ mod tests {
         assert_eq!(s.consecutive_failures, 0);
         assert_eq!(s.published_hash.as_deref(), Some("aaa"));
         assert!(s.last_error.is_some_and(|e| e.contains("refused bbb")));
+    }
+
+    /// An unsigned push refused at every poll: the pods keep serving the
+    /// last verified content and stay ready (fresh: the forge was reached);
+    /// other failures after the refusals still count.
+    #[test]
+    fn signature_refusals_keep_published_content_ready() {
+        let refusal = || SignatureRefusal {
+            commit: "bbb".into(),
+            object: "commit".into(),
+            object_id: "bbb".into(),
+            result: "unsigned".into(),
+            key: None,
+            reason: "unsigned".into(),
+        };
+        let h = StatusHandle::default();
+        h.signature_refused("refused bbb", 1, refusal());
+        assert!(h.readiness(&RULES).is_err(), "nothing published yet");
+        let h = StatusHandle::default();
+        h.succeeded("aaa");
+        h.write(|s| s.last_success = Some(SystemTime::now() - Duration::from_secs(3600)));
+        for n in 1..=5 {
+            h.signature_refused("refused bbb", n, refusal());
+        }
+        assert!(h.readiness(&RULES).is_ok(), "{:?}", h.readiness(&RULES));
+        assert_eq!(h.snapshot().consecutive_failures, 5);
+        for n in 6..=8 {
+            h.failed("network down", n);
+        }
+        let why = h.readiness(&RULES).expect_err("3 real failures");
+        assert!(why.starts_with("3 consecutive"), "{why}");
     }
 
     #[test]
