@@ -28,7 +28,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 pub enum Result {
     /// 2xx: the peer took it (or already had it).
     Ok,
-    /// 401/403: the peer's secret differs; not retried.
+    /// 401/403: the peer's secret differs (from the current one and, within
+    /// the rotation grace, the previous one); not retried.
     Refused,
     /// Another 4xx; not retried.
     Rejected,
@@ -72,14 +73,14 @@ pub async fn deliver_all(
     metrics: &Arc<Metrics>,
     peers: impl IntoIterator<Item = SocketAddr>,
     body: Arc<Vec<u8>>,
-    signature: Arc<String>,
+    signatures: Arc<Vec<String>>,
 ) -> Vec<PeerOutcome> {
     let mut set = tokio::task::JoinSet::new();
     for address in peers {
         let (client, metrics) = (client.clone(), metrics.clone());
-        let (body, signature) = (body.clone(), signature.clone());
+        let (body, signatures) = (body.clone(), signatures.clone());
         set.spawn(async move {
-            let outcome = deliver(&client, &metrics, address, &body, &signature).await;
+            let outcome = deliver(&client, &metrics, address, &body, &signatures).await;
             metrics.peer_hint_sent(outcome.result.label());
             outcome
         });
@@ -99,13 +100,22 @@ async fn deliver(
     metrics: &Metrics,
     address: SocketAddr,
     body: &[u8],
-    signature: &str,
+    signatures: &[String],
 ) -> PeerOutcome {
     let url = format!("http://{address}{ENDPOINT}");
+    // The current secret's signature first, then the previous secret's.
+    let mut signatures = signatures.iter();
+    let mut signature = signatures.next().map_or("", String::as_str);
     let mut attempt = 0;
     loop {
         attempt += 1;
         let (result, detail) = attempt_once(client, &url, body, signature).await;
+        if result == Result::Refused {
+            if let Some(older) = signatures.next() {
+                signature = older;
+                continue;
+            }
+        }
         if !result.retried() || attempt >= ATTEMPTS {
             if result != Result::Ok {
                 tracing::warn!(peer = %address, result = result.label(), attempts = attempt, detail = detail.as_deref().unwrap_or(""), "peer hint not delivered");

@@ -191,13 +191,20 @@ impl Peers {
             addrs.into_iter().partition(|a| self.me.is(*a, &local));
         self.metrics.set_peers_seen(others.len() as u64);
         let hint = Hint::new(&self.repo, &self.git_ref, commit);
-        let (body, signature) = hint.sign(&self.secret.current());
+        // Signed with the current secret, and the previous one within the
+        // rotation grace: a peer whose Secret mount is not updated yet
+        // refuses the first and takes the second.
+        let mut signed = self.secret.accepted().into_iter().map(|s| hint.sign(&s));
+        let Some((body, first)) = signed.next() else {
+            return;
+        };
+        let signatures = std::iter::once(first).chain(signed.map(|(_, s)| s));
         let peers = fanout::deliver_all(
             client,
             &self.metrics,
             others,
             Arc::new(body),
-            Arc::new(signature),
+            Arc::new(signatures.collect()),
         )
         .await;
         tracing::info!(

@@ -206,3 +206,80 @@ async fn one_fan_out_reaches_each_peer_once_and_records_each_outcome() {
     );
     let _ = Duration::ZERO;
 }
+
+/// A peer that takes hints signed with `secret` (202) and refuses others
+/// (401), as a replica whose Secret mount still has the old secret does.
+async fn peer_with_secret(secret: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize>) {
+    use hmac::{Hmac, KeyInit, Mac};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    if complete(&request) {
+                        break;
+                    }
+                }
+                let text = String::from_utf8_lossy(&request).into_owned();
+                let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+                let given = head.lines().find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case(hint::SIGNATURE_HEADER)
+                        .then(|| v.trim().to_string())
+                });
+                let mut mac = <Hmac<sha2::Sha256>>::new_from_slice(secret).unwrap();
+                mac.update(body.as_bytes());
+                let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+                let status = if given.as_deref() == Some(expected.as_str()) {
+                    202
+                } else {
+                    401
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (addr, count)
+}
+
+/// The secret file changed here, but a peer still has the old secret: the
+/// hint signed with the new one is refused, the one signed with the
+/// previous secret (within the grace) is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_still_on_the_previous_secret_gets_the_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old_peer, old_count) = peer_with_secret(b"shared").await;
+    let (new_peer, new_count) = peer_with_secret(b"rotated").await;
+    let me: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let (p, _metrics) = peers(&format!("{old_peer},{new_peer}"), me, &dir);
+    // A new file (new inode), as a Secret update swaps the mounted file.
+    let secret_file = dir.path().join("peer-secret");
+    let next = dir.path().join("peer-secret.new");
+    std::fs::write(&next, "rotated").unwrap();
+    std::fs::rename(&next, &secret_file).unwrap();
+    p.fan_out(Some("e".repeat(40))).await;
+    let last = p.last_fan_out().expect("recorded");
+    let result_of = |addr: SocketAddr| {
+        last.peers
+            .iter()
+            .find(|o| o.address == addr)
+            .map(|o| (o.result, o.attempts))
+    };
+    assert_eq!(result_of(new_peer), Some((fanout::Result::Ok, 1)));
+    assert_eq!(result_of(old_peer), Some((fanout::Result::Ok, 2)));
+    assert_eq!(new_count.load(Ordering::SeqCst), 1);
+    assert_eq!(old_count.load(Ordering::SeqCst), 2);
+}
