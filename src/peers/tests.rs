@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -105,25 +104,33 @@ async fn peer(status: Option<u16>) -> (SocketAddr, Arc<AtomicUsize>) {
                 continue;
             };
             tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = stream.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    request.extend_from_slice(&buf[..n]);
-                    if complete(&request) {
-                        break;
-                    }
-                }
-                let answer = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                );
-                let _ = stream.write_all(answer.as_bytes()).await;
+                read_request(&mut stream).await;
+                respond(&mut stream, status).await;
             });
         }
     });
     (addr, count)
+}
+
+/// Reads one request whole (headers and `content-length` bytes of body).
+async fn read_request(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        request.extend_from_slice(&buf[..n]);
+        if complete(&request) {
+            break;
+        }
+    }
+    request
+}
+
+async fn respond(stream: &mut tokio::net::TcpStream, status: u16) {
+    let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    let _ = stream.write_all(answer.as_bytes()).await;
 }
 
 fn complete(request: &[u8]) -> bool {
@@ -204,7 +211,6 @@ async fn one_fan_out_reaches_each_peer_once_and_records_each_outcome() {
         shown["delivery"].as_str().is_some_and(|d| d.len() == 32),
         "{shown}"
     );
-    let _ = Duration::ZERO;
 }
 
 /// A peer that takes hints signed with `secret` (202) and refuses others
@@ -219,17 +225,7 @@ async fn peer_with_secret(secret: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize
         while let Ok((mut stream, _)) = listener.accept().await {
             counter.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = stream.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    request.extend_from_slice(&buf[..n]);
-                    if complete(&request) {
-                        break;
-                    }
-                }
+                let request = read_request(&mut stream).await;
                 let text = String::from_utf8_lossy(&request).into_owned();
                 let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
                 let given = head.lines().find_map(|l| {
@@ -245,10 +241,7 @@ async fn peer_with_secret(secret: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize
                 } else {
                     401
                 };
-                let answer = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                );
-                let _ = stream.write_all(answer.as_bytes()).await;
+                respond(&mut stream, status).await;
             });
         }
     });
