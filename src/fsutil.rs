@@ -1,6 +1,7 @@
 //! Small filesystem helpers: atomic file writes, directory fsync, touching,
-//! removing whatever is at a path (and saying what stopped a removal), and
-//! the process's file-mode policy.
+//! removing whatever is at a path (and saying what stopped a removal, or
+//! below a directory without following links on the way), and the
+//! process's file-mode policy.
 //!
 //! File modes: `--group-write` is git-sync's umask 0002 (else 0022), set
 //! once for the whole process before any thread starts. A umask is global
@@ -51,6 +52,104 @@ pub fn apply_umask(path: &Path) -> io::Result<()> {
         return Ok(());
     }
     fs::set_permissions(path, fs::Permissions::from_mode(wanted))
+}
+
+/// Removes the file, symlink or directory tree at `rel` below the open
+/// directory `root`, following no symlink on the way: every directory
+/// between is opened with `O_NOFOLLOW` from the one before, and a tree is
+/// emptied through its own descriptors. A path that lies in a directory
+/// someone replaced by a link fails (`ENOTDIR`) instead of deleting
+/// what the link points at. Missing is fine.
+pub fn remove_beneath(root: &fs::File, rel: &Path) -> io::Result<()> {
+    use std::os::fd::AsFd;
+    let Some(name) = rel.file_name() else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: no file name to remove", rel.display()),
+        ));
+    };
+    let parent = match rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+        None => root.try_clone()?.into(),
+        Some(p) => match open_dirs_beneath(root.as_fd(), p) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            other => other?,
+        },
+    };
+    remove_at(&parent, name)
+}
+
+/// Opens the directory `rel` below `dir` one component at a time, never
+/// through a symlink.
+fn open_dirs_beneath(
+    dir: std::os::fd::BorrowedFd<'_>,
+    rel: &Path,
+) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsFd;
+    let mut fd: Option<std::os::fd::OwnedFd> = None;
+    for part in rel.components() {
+        let std::path::Component::Normal(part) = part else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{}: not a plain relative path", rel.display()),
+            ));
+        };
+        let from = fd.as_ref().map_or(dir, |f| f.as_fd());
+        fd = Some(open_dir_at(from, part)?);
+    }
+    match fd {
+        Some(fd) => Ok(fd),
+        None => Ok(dir.try_clone_to_owned()?),
+    }
+}
+
+fn open_dir_at(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &std::ffi::OsStr,
+) -> io::Result<std::os::fd::OwnedFd> {
+    use nix::fcntl::OFlag;
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    Ok(nix::fcntl::openat(
+        dir,
+        name,
+        flags,
+        nix::sys::stat::Mode::empty(),
+    )?)
+}
+
+/// Removes `name` in `dir`: a directory through its descriptor, depth first.
+fn remove_at(dir: &std::os::fd::OwnedFd, name: &std::ffi::OsStr) -> io::Result<()> {
+    use nix::sys::stat::{fstatat, SFlag};
+    use nix::unistd::{unlinkat, UnlinkatFlags};
+    let stat = match fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Err(nix::errno::Errno::ENOENT) => return Ok(()),
+        other => other?,
+    };
+    if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR {
+        use std::os::fd::AsFd;
+        let sub = open_dir_at(dir.as_fd(), name)?;
+        let names = list_dir(&sub)?;
+        for child in names {
+            remove_at(&sub, &child)?;
+        }
+        unlinkat(dir, name, UnlinkatFlags::RemoveDir)?;
+    } else {
+        unlinkat(dir, name, UnlinkatFlags::NoRemoveDir)?;
+    }
+    Ok(())
+}
+
+/// The names in an open directory (without `.` and `..`).
+fn list_dir(dir: &std::os::fd::OwnedFd) -> io::Result<Vec<std::ffi::OsString>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut listing = nix::dir::Dir::from_fd(dir.try_clone()?)?;
+    let mut names = Vec::new();
+    for entry in listing.iter() {
+        let name = entry?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            names.push(std::ffi::OsStr::from_bytes(&name).to_os_string());
+        }
+    }
+    Ok(names)
 }
 
 /// Removes a file, symlink or directory tree; missing is fine.
@@ -170,6 +269,42 @@ pub fn remove_entries(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remove_beneath_removes_files_and_trees_and_never_goes_through_a_link() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let tree = base.path().join("tree");
+        let outside = base.path().join("outside");
+        fs::create_dir_all(tree.join("d/e")).expect("mkdir");
+        fs::create_dir_all(&outside).expect("mkdir");
+        fs::write(tree.join("top.txt"), "x").expect("w");
+        fs::write(tree.join("d/e/f.txt"), "x").expect("w");
+        fs::write(outside.join("f.txt"), "keep me").expect("w");
+        let root = fs::File::open(&tree).expect("open");
+
+        remove_beneath(&root, Path::new("top.txt")).expect("file");
+        assert!(!tree.join("top.txt").exists());
+        remove_beneath(&root, Path::new("missing/below")).expect("missing is fine");
+        // A directory swapped for a link to somewhere else: the removal of
+        // a path below it fails, what the link points at stays.
+        fs::rename(tree.join("d/e"), base.path().join("moved")).expect("mv");
+        std::os::unix::fs::symlink(&outside, tree.join("d/e")).expect("ln");
+        let err = remove_beneath(&root, Path::new("d/e/f.txt")).expect_err("through a link");
+        // O_DIRECTORY|O_NOFOLLOW on a link: ENOTDIR (ELOOP without O_DIRECTORY).
+        assert!(
+            matches!(err.raw_os_error(), Some(libc::ENOTDIR | libc::ELOOP)),
+            "{err}"
+        );
+        assert_eq!(
+            fs::read_to_string(outside.join("f.txt")).expect("r"),
+            "keep me"
+        );
+        // The link itself goes, not its target; then a whole tree.
+        remove_beneath(&root, Path::new("d/e")).expect("link");
+        assert!(outside.join("f.txt").exists());
+        remove_beneath(&root, Path::new("d")).expect("tree");
+        assert!(!tree.join("d").exists());
+    }
 
     #[test]
     fn widened_mode_gives_the_group_what_the_owner_has() {

@@ -37,6 +37,10 @@ pub struct Options<'a> {
     pub http: &'a HttpSettings,
     /// `--filter`: partial clone (see [`super::partial`]).
     pub filter: Option<&'a super::partial::Filter>,
+    /// Called once the refs show a commit to fetch, before the pack is
+    /// negotiated and received: work that does not need the objects can
+    /// start beside the download.
+    pub on_change: Option<&'a dyn Fn()>,
 }
 
 /// Result of a poll, with the annotated tag `--ref` names, if it does.
@@ -216,6 +220,9 @@ fn fetch_over(
     }
 
     *step = Step::Fetching;
+    if let Some(on_change) = opts.on_change {
+        on_change();
+    }
     let pack_bytes = receive(repo, prepare, opts, budget, &report, &filter_report)?;
     let commit = peel_to_commit(repo, remote_id)?;
     verify_depth(repo, commit, opts.depth)?;
@@ -444,6 +451,7 @@ mod tests {
             ssh: &ssh,
             http: &http,
             filter: None,
+            on_change: None,
         };
         let remote = repo
             .remote_at(url.gix().clone())

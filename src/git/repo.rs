@@ -114,10 +114,10 @@ impl Repo {
         &self,
         planned: worktree::Planned,
         placement: &worktree::Placement,
-        old_admin: &Path,
+        inspection: worktree::Inspection,
         budget: &Budget,
     ) -> Result<worktree::Built, worktree::Error> {
-        worktree::rewrite(&self.0, planned, placement, old_admin, budget)
+        worktree::rewrite(&self.0, planned, placement, inspection, budget)
     }
 
     /// See [`submodules::populate`].

@@ -395,6 +395,7 @@ impl Walk<'_> {
                 http: &http,
                 // Submodule stores stay complete: their checkout has no backfill.
                 filter: None,
+                on_change: None,
             },
             self.budget,
         )

@@ -47,6 +47,8 @@ pub enum Error {
     Interrupted,
     #[error("sync timeout exceeded during checkout")]
     Timeout,
+    #[error("cannot reuse the retired worktree: {message}")]
+    Retired { message: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
@@ -239,18 +241,68 @@ pub fn checkout_into(
     Ok((Built { written, kept: 0 }, index))
 }
 
-/// Turns a retired worktree (already renamed to `placement.staging`, its old
-/// admin dir at `old_admin`) into the planned commit's: files whose content
-/// and mode are unchanged, and still as the old index recorded them, stay as
-/// they are; everything else is unlinked (also what consumers or hooks wrote
-/// into the tree) and what is missing is written afresh (new inodes, so a
-/// reader holding an old file open keeps reading the old content). The cost
-/// follows the change, plus one `lstat` per entry of the tree.
+/// A retired worktree held against the index it was built with: which of
+/// its entries are on disk as recorded at checkout, and what else is there.
+/// It does not depend on the next commit, so it can be taken while that
+/// commit is being fetched; [`rewrite`] then keeps only entries that are
+/// intact and unchanged in the new commit. What is written into the tree
+/// after the inspection began is not seen, as nothing written after a
+/// rewrite is: the guarantee is that a file changed before the pass began
+/// is never kept.
+pub struct Inspection {
+    old_admin: PathBuf,
+    old: gix::index::File,
+    /// By position in `old`: on disk as recorded.
+    intact: Vec<bool>,
+    /// What `old` does not account for, relative to the worktree: untracked
+    /// paths and entries no longer as recorded (nothing below those).
+    strays: Vec<PathBuf>,
+}
+
+/// Surveys the retired worktree at `dir` against its index in `old_admin`
+/// (one `lstat` per entry, content read only for racily clean ones).
+pub fn inspect(dir: &Path, old_admin: &Path) -> Result<Inspection, Error> {
+    let index_path = old_admin.join("index");
+    let old = read_index(&index_path).ok_or_else(|| Error::Retired {
+        message: format!("cannot read its index {}", index_path.display()),
+    })?;
+    let found = {
+        let wanted = survey::Wanted::new(&old);
+        let since = survey::Since::of(&old);
+        survey::survey(dir, &wanted, true, |entry, meta, path| {
+            survey::as_recorded(entry, meta, path, since)
+        })
+        .map_err(io_err(dir))?
+    };
+    let mut intact = vec![false; old.entries().len()];
+    for &i in &found.kept {
+        intact[i] = true;
+    }
+    let strays = found
+        .strays
+        .into_iter()
+        .filter_map(|p| p.strip_prefix(dir).ok().map(Path::to_path_buf))
+        .collect();
+    Ok(Inspection {
+        old_admin: old_admin.to_path_buf(),
+        old,
+        intact,
+        strays,
+    })
+}
+
+/// Turns a retired worktree (already renamed to `placement.staging`,
+/// inspected by [`inspect`]) into the planned commit's: files intact and
+/// unchanged in content and mode stay as they are; everything else is
+/// unlinked (also what consumers or hooks wrote into the tree) and what is
+/// missing is written afresh (new inodes, so a reader holding an old file
+/// open keeps reading the old content). The cost follows the change, plus
+/// the inspection's `lstat` per entry.
 pub fn rewrite(
     repo: &gix::Repository,
     planned: Planned,
     placement: &Placement,
-    old_admin: &Path,
+    inspection: Inspection,
     budget: &Budget,
 ) -> Result<Built, Error> {
     let Planned {
@@ -260,15 +312,8 @@ pub fn rewrite(
         ..
     } = planned;
     let started = std::time::Instant::now();
-    let old = read_index(&old_admin.join("index")).ok_or_else(|| Error::Checkout {
-        commit,
-        message: format!(
-            "cannot read the retired worktree's index {}",
-            old_admin.join("index").display()
-        ),
-    })?;
     let dir = placement.staging.as_path();
-    let kept = prune(&old, &mut index, dir)?;
+    let kept = prune(&inspection, &mut index, dir)?;
     let pruned = started.elapsed();
     let written = checkout_files(repo, commit, &mut index, dir, false, budget)?;
     let checked_out = started.elapsed();
@@ -278,11 +323,12 @@ pub fn rewrite(
     }
     finish(commit, &mut index, sparse.as_ref(), placement)?;
     tracing::debug!(
-        read_and_survey_ms = pruned.as_millis(),
+        prune_ms = pruned.as_millis(),
         checkout_ms = (checked_out - pruned).as_millis(),
         index_ms = (started.elapsed() - checked_out).as_millis(),
         "rewrote the retired worktree"
     );
+    let old_admin = inspection.old_admin.as_path();
     if old_admin != placement.admin_dir {
         super::submodules::carry_records(old_admin, &placement.admin_dir)
             .map_err(io_err(&placement.admin_dir))?;
@@ -301,37 +347,79 @@ fn unchanged(old: &gix::index::Entry, new: &gix::index::Entry) -> bool {
     old.id == new.id && old.mode == new.mode && on_disk(old) && on_disk(new)
 }
 
-/// Removes from the retired worktree at `dir` everything the new index does
-/// not keep: paths it does not put on disk, changed entries, and files no
-/// longer as the old index recorded them. Marks the kept entries so the
-/// checkout skips them, with the stat data of the untouched file; returns
-/// their positions, to unmark them after the checkout.
+/// Removes from the inspected worktree at `dir` everything the new index
+/// does not keep: the strays, intact entries the new commit changed or
+/// dropped, and directories only the old tree had. Removal never follows a
+/// link on the way (see [`crate::fsutil::remove_beneath`]). Marks the kept
+/// entries so the checkout skips them, with the stat data of the untouched
+/// file; returns their positions, to unmark them after the checkout.
 fn prune(
-    old: &gix::index::File,
+    inspection: &Inspection,
     new: &mut gix::index::File,
     dir: &Path,
 ) -> Result<Vec<usize>, Error> {
-    let found = {
-        let wanted = survey::Wanted::new(new);
-        let since = survey::Since::of(old);
-        survey::survey(dir, &wanted, true, |entry, meta, path| {
-            old.entry_by_path(entry.path(new))
-                .is_some_and(|o| unchanged(o, entry) && survey::as_recorded(o, meta, path, since))
+    let old = &inspection.old;
+    let mut kept = Vec::new();
+    let mut kept_old = vec![false; old.entries().len()];
+    for (n, o) in same_paths(old, new) {
+        if inspection.intact[o] && unchanged(&old.entries()[o], &new.entries()[n]) {
+            kept.push((n, o));
+            kept_old[o] = true;
+        }
+    }
+    let root = fs::File::open(dir).map_err(io_err(dir))?;
+    let remove = |rel: &Path| {
+        crate::fsutil::remove_beneath(&root, rel).map_err(|source| Error::Io {
+            path: dir.join(rel),
+            source,
         })
-        .map_err(io_err(dir))?
     };
-    for stray in &found.strays {
-        crate::fsutil::remove_any(stray).map_err(io_err(stray))?;
+    for stray in &inspection.strays {
+        remove(stray)?;
     }
-    for &i in &found.kept {
-        let stat = old
-            .entry_by_path(new.entries()[i].path(new))
-            .map(|o| o.stat);
-        let entry = &mut new.entries_mut()[i];
-        entry.stat = stat.unwrap_or(entry.stat);
-        leave_out(entry);
+    for (o, entry) in old.entries().iter().enumerate() {
+        if inspection.intact[o] && !kept_old[o] {
+            remove(rel_path(entry.path(old)))?;
+        }
     }
-    Ok(found.kept)
+    for gone in survey::dirs_only_in(old, new) {
+        remove(rel_path(gone))?;
+    }
+    let entries = new.entries_mut();
+    for &(n, o) in &kept {
+        entries[n].stat = old.entries()[o].stat;
+        leave_out(&mut entries[n]);
+    }
+    Ok(kept.into_iter().map(|(n, _)| n).collect())
+}
+
+/// An index path as a relative filesystem path (bytes as they are: unix).
+fn rel_path(path: &gix::bstr::BStr) -> &Path {
+    use std::os::unix::ffi::OsStrExt;
+    Path::new(std::ffi::OsStr::from_bytes(path))
+}
+
+/// Pairs of positions (new, old) of stage-0 entries at the same path: one
+/// pass over both indexes, which are sorted by path.
+fn same_paths(old: &gix::index::File, new: &gix::index::File) -> Vec<(usize, usize)> {
+    use std::cmp::Ordering;
+    let (olds, news) = (old.entries(), new.entries());
+    let mut pairs = Vec::with_capacity(news.len());
+    let (mut o, mut n) = (0, 0);
+    while o < olds.len() && n < news.len() {
+        match olds[o].path(old).cmp(news[n].path(new)) {
+            Ordering::Less => o += 1,
+            Ordering::Greater => n += 1,
+            Ordering::Equal => {
+                if olds[o].stage_raw() == 0 && news[n].stage_raw() == 0 {
+                    pairs.push((n, o));
+                }
+                o += 1;
+                n += 1;
+            }
+        }
+    }
+    pairs
 }
 
 /// Admin files and the index with the checkout's stat data.

@@ -27,6 +27,7 @@ use crate::types::{CommitHash, GcMode, SubmoduleMode, SymlinkPolicy};
 use super::last_sync;
 use std::sync::Arc;
 
+mod early_inspection;
 pub mod verification;
 
 /// What the engine needs from the configuration.
@@ -444,6 +445,13 @@ impl Engine {
 
         // A full SHA that is already published needs no network at all.
         let pinned = CommitId::parse(&self.opts.git_ref);
+        // Once the refs show a new commit, the spare is inspected beside the download.
+        let early = std::cell::RefCell::new(None);
+        let start_inspection = || {
+            *early.borrow_mut() = self
+                .spare_to_inspect()
+                .and_then(early_inspection::Early::start);
+        };
         let polled = match pinned {
             Some(id) if current_id == Some(id) && repo.has_commit(id) && !depth_changed => {
                 fetch::Polled {
@@ -465,6 +473,7 @@ impl Engine {
                         ssh: &self.opts.ssh,
                         http: &http,
                         filter: self.opts.filter.as_ref(),
+                        on_change: Some(&start_inspection),
                     },
                     budget,
                 )?
@@ -517,7 +526,8 @@ impl Engine {
             tracing::warn!(%hash, "published worktree is missing or was modified; rebuilding it");
         }
         self.held_by_gate(&hash, current.as_ref())?;
-        let submodule_stores = self.build_worktree(commit, &hash, budget, &mut laps)?;
+        let early = early.into_inner();
+        let submodule_stores = self.build_worktree(commit, &hash, budget, &mut laps, early)?;
         laps.lap("build");
         self.run_gate(&hash, current.as_ref())?;
         self.layout.publish(&hash)?;
@@ -720,6 +730,7 @@ impl Engine {
         hash: &CommitHash,
         budget: &Budget,
         laps: &mut super::timing::Laps,
+        early: Option<early_inspection::Early>,
     ) -> Result<SubmoduleStores, Error> {
         let spare = self.spare.take();
         let repo = self.open_repo()?;
@@ -736,10 +747,27 @@ impl Engine {
         }
         let place = self.placement(hash);
         self.layout.discard(&place.staging)?;
+        // Done before the claim renames the spare under the inspecting threads.
+        let inspected = match (&spare, early) {
+            (Some(old), Some(early)) => early.finish(&old.hash, old.parked),
+            _ => None,
+        };
+        laps.lap("spare");
+        // How the spare was inspected, for the log: beside the fetch, after the claim, or not reused.
+        let mut inspection = "none";
         let built = match spare.filter(|old| self.claim(old, hash)) {
             Some(old) => {
                 let old_admin = self.spare_admin(&old);
-                self.rewrite_or_checkout(repo, planned, commit, &place, &old_admin, budget)
+                inspection = if inspected.is_some() {
+                    "beside the fetch"
+                } else {
+                    "after the claim"
+                };
+                let reuse = Reuse {
+                    old_admin: &old_admin,
+                    inspected,
+                };
+                self.rewrite_or_checkout(repo, planned, commit, &place, reuse, budget)
             }
             None => repo
                 .materialize(planned, &place, budget)
@@ -758,7 +786,7 @@ impl Engine {
                 return Err(e);
             }
         };
-        tracing::debug!(%hash, written = built.written, kept = built.kept, "worktree built");
+        tracing::debug!(%hash, written = built.written, kept = built.kept, inspection, "worktree built");
         if populated.written + populated.kept > 0 {
             tracing::debug!(%hash, written = populated.written, kept = populated.kept, "submodules checked out");
         }
@@ -828,6 +856,7 @@ impl Engine {
             ssh: &self.opts.ssh,
             http: &http,
             filter: None,
+            on_change: None,
         };
         let sparse = self.opts.sparse.as_ref();
         repo.complete_checkout(commit, sparse, &opts, budget)?;
@@ -849,6 +878,28 @@ impl Engine {
             final_path: self.layout.worktree(hash),
             admin_dir: store::admin_dir(&self.opts.root, hash.as_str()),
         }
+    }
+
+    /// The spare the next build will claim, if it may claim it (parked, or
+    /// retired past its stale timeout), with where it is now.
+    fn spare_to_inspect(&self) -> Option<early_inspection::Target> {
+        let spare = self.spare.as_ref()?;
+        let dir = if spare.parked {
+            self.layout.spare()
+        } else if self
+            .layout
+            .is_stale(&spare.hash, self.opts.stale_worktree_timeout)
+        {
+            self.layout.worktree(&spare.hash)
+        } else {
+            return None;
+        };
+        Some(early_inspection::Target {
+            hash: spare.hash.clone(),
+            parked: spare.parked,
+            dir,
+            admin: self.spare_admin(spare),
+        })
     }
 
     /// Where the admin files (index, submodule records) of `spare` are.
@@ -875,20 +926,25 @@ impl Engine {
             })
     }
 
-    /// Rewrites the claimed spare (its admin files at `old_admin`); if that
-    /// fails for any reason but shutdown, starts over with a full checkout in
-    /// a new directory (what could not be deleted of the old one is moved
-    /// aside, never checked out into).
+    /// Rewrites the claimed spare (inspected beside the fetch, or now); if
+    /// that fails for any reason but shutdown, starts over with a full
+    /// checkout in a new directory (what could not be deleted of the old one
+    /// is moved aside, never checked out into).
     fn rewrite_or_checkout(
         &self,
         repo: &Repo,
         planned: worktree::Planned,
         commit: CommitId,
         place: &worktree::Placement,
-        old_admin: &std::path::Path,
+        reuse: Reuse<'_>,
         budget: &Budget,
     ) -> Result<worktree::Built, Error> {
-        match repo.rewrite(planned, place, old_admin, budget) {
+        let old_admin = reuse.old_admin;
+        let inspection = match reuse.inspected {
+            Some(inspection) => Ok(inspection),
+            None => worktree::inspect(&place.staging, old_admin),
+        };
+        match inspection.and_then(|i| repo.rewrite(planned, place, i, budget)) {
             Err(e @ (worktree::Error::Interrupted | worktree::Error::Timeout)) => Err(e.into()),
             Err(e) => {
                 tracing::warn!(error = %e, "rewriting the retired worktree failed; checking out in full");
@@ -1035,6 +1091,12 @@ impl Engine {
 }
 
 /// A retired worktree kept to be rewritten for a later commit.
+/// The claimed spare's admin files and its inspection, if taken beside the fetch.
+struct Reuse<'a> {
+    old_admin: &'a std::path::Path,
+    inspected: Option<worktree::Inspection>,
+}
+
 #[derive(Debug, Clone)]
 struct Spare {
     hash: CommitHash,

@@ -89,7 +89,7 @@ fn rewritten_worktrees_are_exact_and_keep_unchanged_files() {
     let s = Scratch::new();
     let run = s
         .sidecar(&up.file_url())
-        .args(["--period", "100ms"])
+        .args(["--period", "100ms", "-v", "1"])
         .spawn();
     run.wait_for_link_hash(&s.link(), &first);
     assert_exact(&s, &up, &first);
@@ -127,6 +127,11 @@ fn rewritten_worktrees_are_exact_and_keep_unchanged_files() {
         }
     }
     println!("files kept across rewrites: {kept}, written anew: {rewritten}");
+    // Every rewrite used the inspection taken while its commit was fetched.
+    let logs = run.stderr();
+    let rewrites = logs.matches(r#""inspection":"beside the fetch""#).count();
+    assert_eq!(rewrites, edits().len() - 1, "{}", run.logs());
+    assert!(!logs.contains("after the claim"), "{}", run.logs());
     assert!(
         kept > 10 * rewritten,
         "unchanged files were not reused: {kept} kept vs {rewritten} written"

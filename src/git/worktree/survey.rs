@@ -58,6 +58,19 @@ impl<'i> Wanted<'i> {
     }
 }
 
+/// The directories `old` puts on disk that `new` does not, in path order
+/// (a directory before what is below it).
+pub(crate) fn dirs_only_in<'o>(old: &'o gix::index::File, new: &gix::index::File) -> Vec<&'o BStr> {
+    let keep = Wanted::new(new);
+    let mut gone: Vec<&BStr> = Wanted::new(old)
+        .dirs
+        .into_iter()
+        .filter(|d| !keep.dirs.contains(d))
+        .collect();
+    gone.sort();
+    gone
+}
+
 /// What a walk found.
 #[derive(Debug, Default)]
 pub(crate) struct Survey {
@@ -71,23 +84,130 @@ pub(crate) struct Survey {
 
 /// Walks `dir` (not following symlinks); `accept` decides, for an index
 /// entry found on disk (with its metadata and path), whether it stays. With
-/// `top_level`, the worktree's own `.git` file is not looked at.
+/// `top_level`, the worktree's own `.git` file is not looked at. The walk
+/// is one `lstat` per entry, bound by system calls: directories are shared
+/// out to as many threads as pack indexing and checkout get (the cgroup's
+/// CPU quota), which share a queue of the directories still to read.
 pub(crate) fn survey(
     dir: &Path,
     wanted: &Wanted<'_>,
     top_level: bool,
-    mut accept: impl FnMut(&gix::index::Entry, &fs::Metadata, &Path) -> bool,
+    accept: impl Fn(&gix::index::Entry, &fs::Metadata, &Path) -> bool + Sync,
 ) -> io::Result<Survey> {
-    let mut found = Survey::default();
-    let mut stack = vec![(dir.to_path_buf(), BString::default())];
-    while let Some((abs, rel)) = stack.pop() {
-        for child in fs::read_dir(&abs)? {
+    let walk = Walk {
+        wanted,
+        top_level,
+        accept: &accept,
+        queue: std::sync::Mutex::new(Queue {
+            dirs: vec![(dir.to_path_buf(), BString::default())],
+            busy: 0,
+            failed: None,
+        }),
+        ready: std::sync::Condvar::new(),
+    };
+    let threads = crate::cgroup::worker_threads().clamp(1, 8);
+    let found: Vec<Survey> = std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(|| walk.work())).collect();
+        let mut found = vec![walk.work()];
+        found.extend(helpers.into_iter().filter_map(|h| h.join().ok()));
+        found
+    });
+    let queue = walk
+        .queue
+        .into_inner()
+        .map_err(|_| io::Error::other("a survey thread panicked"))?;
+    if let Some(e) = queue.failed {
+        return Err(e);
+    }
+    if found.len() != threads {
+        return Err(io::Error::other("a survey thread panicked"));
+    }
+    Ok(found.into_iter().fold(Survey::default(), |mut all, part| {
+        all.kept.extend(part.kept);
+        all.strays.extend(part.strays);
+        all
+    }))
+}
+
+/// The directories still to read, how many threads are reading one (and
+/// may add more), and the first error.
+struct Queue {
+    dirs: Vec<(PathBuf, BString)>,
+    busy: usize,
+    failed: Option<io::Error>,
+}
+
+struct Walk<'w, 'i, A> {
+    wanted: &'w Wanted<'i>,
+    top_level: bool,
+    accept: &'w A,
+    queue: std::sync::Mutex<Queue>,
+    ready: std::sync::Condvar,
+}
+
+impl<A> Walk<'_, '_, A>
+where
+    A: Fn(&gix::index::Entry, &fs::Metadata, &Path) -> bool + Sync,
+{
+    /// One thread's share: directories from the queue until none is left
+    /// and no thread can add any.
+    fn work(&self) -> Survey {
+        let mut found = Survey::default();
+        while let Some((abs, rel)) = self.next_dir() {
+            let mut subdirs = Vec::new();
+            // A panic must still release the others waiting on `busy`.
+            let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.read_dir(&abs, rel.as_bstr(), &mut found, &mut subdirs)
+            }))
+            .unwrap_or_else(|_| Err(io::Error::other("a survey thread panicked")));
+            self.done_with(read, subdirs);
+        }
+        found
+    }
+
+    fn next_dir(&self) -> Option<(PathBuf, BString)> {
+        let mut queue = self.queue.lock().ok()?;
+        loop {
+            if queue.failed.is_some() {
+                return None;
+            }
+            if let Some(next) = queue.dirs.pop() {
+                queue.busy += 1;
+                return Some(next);
+            }
+            if queue.busy == 0 {
+                return None;
+            }
+            queue = self.ready.wait(queue).ok()?;
+        }
+    }
+
+    fn done_with(&self, read: io::Result<()>, subdirs: Vec<(PathBuf, BString)>) {
+        if let Ok(mut queue) = self.queue.lock() {
+            queue.busy -= 1;
+            queue.dirs.extend(subdirs);
+            if let Err(e) = read {
+                queue.failed.get_or_insert(e);
+            }
+        }
+        self.ready.notify_all();
+    }
+
+    fn read_dir(
+        &self,
+        abs: &Path,
+        rel: &BStr,
+        found: &mut Survey,
+        subdirs: &mut Vec<(PathBuf, BString)>,
+    ) -> io::Result<()> {
+        let wanted = self.wanted;
+        for child in fs::read_dir(abs)? {
             let child = child?;
             let name = child.file_name();
-            if top_level && rel.is_empty() && name == ".git" {
+            if self.top_level && rel.is_empty() && name == ".git" {
                 continue;
             }
-            let mut child_rel = rel.clone();
+            let mut child_rel = BString::from(rel);
             if !child_rel.is_empty() {
                 child_rel.push(b'/');
             }
@@ -98,19 +218,19 @@ pub(crate) fn survey(
             // stat itself on a 40,000-file tree.
             let meta = child.metadata()?;
             if let Some(i) = wanted.entry(child_rel.as_ref()) {
-                if accept(&wanted.index.entries()[i], &meta, &path) {
+                if (self.accept)(&wanted.index.entries()[i], &meta, &path) {
                     found.kept.push(i);
                 } else {
                     found.strays.push(path);
                 }
             } else if meta.is_dir() && wanted.dirs.contains(child_rel.as_bstr()) {
-                stack.push((path, child_rel));
+                subdirs.push((path, child_rel));
             } else {
                 found.strays.push(path);
             }
         }
+        Ok(())
     }
-    Ok(found)
 }
 
 /// `dir` holds exactly what `index` puts on disk, each entry as recorded
