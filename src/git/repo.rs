@@ -120,15 +120,17 @@ impl Repo {
         worktree::rewrite(&self.0, planned, placement, inspection, budget)
     }
 
-    /// See [`submodules::populate`].
+    /// See [`submodules::populate`]; takes the index `built` wrote, if it kept it.
     pub fn populate_submodules(
         &self,
         commit: CommitId,
         target: &submodules::Target<'_>,
         settings: &submodules::Settings<'_>,
         budget: &Budget,
+        built: &mut worktree::Built,
     ) -> Result<submodules::Populated, submodules::Error> {
-        submodules::populate(&self.0, commit.0, target, settings, budget)
+        let index = built.index.take();
+        submodules::populate(&self.0, commit.0, target, settings, budget, index)
     }
 
     /// Rewrites the store as one pack of what `keep` needs (see [`compact::compact`]).

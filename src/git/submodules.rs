@@ -163,12 +163,15 @@ pub fn populate(
     target: &Target<'_>,
     settings: &Settings<'_>,
     budget: &Budget,
+    written: Option<gix::index::File>,
 ) -> Result<Populated, Error> {
     let index_path = target.admin.join("index");
-    let index = worktree::read_index(&index_path).ok_or_else(|| Error::Io {
-        path: index_path.clone(),
-        source: io::Error::other("cannot read the worktree's index"),
-    })?;
+    let index = written
+        .or_else(|| worktree::read_index(&index_path))
+        .ok_or_else(|| Error::Io {
+            path: index_path.clone(),
+            source: io::Error::other("cannot read the worktree's index"),
+        })?;
     let top = Level {
         repo,
         commit,

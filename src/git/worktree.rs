@@ -22,6 +22,8 @@ use super::transport::Budget;
 use crate::types::SymlinkPolicy;
 
 mod survey;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use survey::exact;
 
@@ -102,12 +104,15 @@ pub(crate) fn leave_out(entry: &mut gix::index::Entry) {
 }
 
 /// What building a worktree did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Default)]
 pub struct Built {
     /// Entries written (files, symlinks).
     pub written: usize,
     /// Files kept from the retired worktree that was rewritten.
     pub kept: usize,
+    /// The index as written to the admin dir, for the submodule step
+    /// (reading 40,000 entries back cost as much as writing them).
+    pub(crate) index: Option<gix::index::File>,
 }
 
 /// Reads the commit's tree into an index and applies the safety checks.
@@ -222,7 +227,11 @@ pub fn materialize(
     fs::create_dir(&placement.staging).map_err(io_err(&placement.staging))?;
     let written = checkout_files(repo, commit, &mut index, &placement.staging, true, budget)?;
     finish(commit, &mut index, sparse.as_ref(), placement)?;
-    Ok(Built { written, kept: 0 })
+    Ok(Built {
+        written,
+        kept: 0,
+        index: Some(index),
+    })
 }
 
 /// Checks the planned commit out into `dir` (an existing empty directory)
@@ -238,17 +247,24 @@ pub fn checkout_into(
         commit, mut index, ..
     } = planned;
     let written = checkout_files(repo, commit, &mut index, dir, true, budget)?;
-    Ok((Built { written, kept: 0 }, index))
+    let built = Built {
+        written,
+        kept: 0,
+        index: None,
+    };
+    Ok((built, index))
 }
 
 /// A retired worktree held against the index it was built with: which of
 /// its entries are on disk as recorded at checkout, and what else is there.
 /// It does not depend on the next commit, so it can be taken while that
 /// commit is being fetched; [`rewrite`] then keeps only entries that are
-/// intact and unchanged in the new commit. What is written into the tree
-/// after the inspection began is not seen, as nothing written after a
-/// rewrite is: the guarantee is that a file changed before the pass began
-/// is never kept.
+/// intact and unchanged in the new commit. Before it is used on a tree that
+/// was moved or waited on since, [`Inspection::still_describes`] checks that
+/// no directory changed (nothing created, removed, renamed or replaced by a
+/// link in any of them). Like git's stat check, it cannot see a write made
+/// in place, through an already open file, after the walk looked at that
+/// file; nothing can see one made after the rewrite either.
 pub struct Inspection {
     old_admin: PathBuf,
     old: gix::index::File,
@@ -257,11 +273,21 @@ pub struct Inspection {
     /// What `old` does not account for, relative to the worktree: untracked
     /// paths and entries no longer as recorded (nothing below those).
     strays: Vec<PathBuf>,
+    /// Every directory walked, relative (`""` the worktree itself).
+    dirs: Vec<(PathBuf, survey::DirStamp)>,
+    /// When the walk began.
+    started: std::time::SystemTime,
 }
+
+/// How far a directory's mtime may lag the clock: kernels stamp files with a
+/// coarse clock (one tick, 1–10 ms). A directory modified later than this
+/// before the walk could be modified again with the same mtime.
+const COARSE_CLOCK: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Surveys the retired worktree at `dir` against its index in `old_admin`
 /// (one `lstat` per entry, content read only for racily clean ones).
 pub fn inspect(dir: &Path, old_admin: &Path) -> Result<Inspection, Error> {
+    let started = std::time::SystemTime::now();
     let index_path = old_admin.join("index");
     let old = read_index(&index_path).ok_or_else(|| Error::Retired {
         message: format!("cannot read its index {}", index_path.display()),
@@ -278,17 +304,46 @@ pub fn inspect(dir: &Path, old_admin: &Path) -> Result<Inspection, Error> {
     for &i in &found.kept {
         intact[i] = true;
     }
+    let relative = |path: PathBuf| {
+        path.strip_prefix(dir)
+            .map(Path::to_path_buf)
+            .map_err(|_| Error::Retired {
+                message: format!("{} is not below {}", path.display(), dir.display()),
+            })
+    };
     let strays = found
         .strays
         .into_iter()
-        .filter_map(|p| p.strip_prefix(dir).ok().map(Path::to_path_buf))
-        .collect();
+        .map(relative)
+        .collect::<Result<_, _>>()?;
+    let dirs = found
+        .dirs
+        .into_iter()
+        .map(|(path, stamp)| relative(path).map(|rel| (rel, stamp)))
+        .collect::<Result<_, _>>()?;
     Ok(Inspection {
         old_admin: old_admin.to_path_buf(),
         old,
         intact,
         strays,
+        dirs,
+        started,
     })
+}
+
+impl Inspection {
+    /// The worktree now at `dir` is the one inspected, and no directory in
+    /// it changed since: each is still the same directory (not a link) with
+    /// the same mtime, and none was modified so shortly before the walk
+    /// that a later change could have left its mtime the same.
+    pub fn still_describes(&self, dir: &Path) -> bool {
+        let settled = self.started.checked_sub(COARSE_CLOCK);
+        self.dirs.iter().all(|(rel, stamp)| {
+            let now = fs::symlink_metadata(dir.join(rel));
+            now.is_ok_and(|m| m.is_dir() && survey::DirStamp::of(&m) == *stamp)
+                && settled.is_some_and(|settled| stamp.modified() < settled)
+        })
+    }
 }
 
 /// Turns a retired worktree (already renamed to `placement.staging`,
@@ -337,6 +392,7 @@ pub fn rewrite(
     Ok(Built {
         written,
         kept: kept.len(),
+        index: Some(index),
     })
 }
 

@@ -758,6 +758,8 @@ impl Engine {
         let built = match spare.filter(|old| self.claim(old, hash)) {
             Some(old) => {
                 let old_admin = self.spare_admin(&old);
+                // Moved since, and waited on: used only if no directory in it changed.
+                let inspected = inspected.filter(|i| i.still_describes(&place.staging));
                 inspection = if inspected.is_some() {
                     "beside the fetch"
                 } else {
@@ -773,11 +775,9 @@ impl Engine {
                 .materialize(planned, &place, budget)
                 .map_err(Error::from),
         };
-        let built = built.and_then(|built| {
-            Ok((
-                built,
-                self.populate_submodules(repo, commit, &place, budget)?,
-            ))
+        let built = built.and_then(|mut built| {
+            let populated = self.populate_submodules(repo, commit, &place, budget, &mut built)?;
+            Ok((built, populated))
         });
         let (built, populated) = match built {
             Ok(built) => built,
@@ -804,6 +804,7 @@ impl Engine {
         commit: CommitId,
         place: &worktree::Placement,
         budget: &Budget,
+        built: &mut worktree::Built,
     ) -> Result<submodules::Populated, Error> {
         let superproject_url = origin_url(&self.opts.repo);
         let credentials_for =
@@ -825,7 +826,7 @@ impl Engine {
             worktree: &place.staging,
             admin: &place.admin_dir,
         };
-        Ok(repo.populate_submodules(commit, &target, &settings, budget)?)
+        Ok(repo.populate_submodules(commit, &target, &settings, budget, built)?)
     }
 
     /// `--filter`: the spec recorded in the store's config.

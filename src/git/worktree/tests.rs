@@ -1,0 +1,254 @@
+//! Rewrites of a retired worktree into the next commit's, on a real
+//! repository made by the git CLI: what the inspection sees, what the
+//! prune keeps and removes, and when an inspection no longer describes the
+//! tree it was taken of.
+
+use super::*;
+use std::os::unix::fs::{symlink, MetadataExt};
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@t")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@t")
+        .output()
+        .expect("git (apt-get install git)");
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn budget() -> Budget {
+    Budget::new(Duration::from_secs(60), Arc::new(AtomicBool::new(false)))
+}
+
+/// A repository whose commits are made by `edits`, each a closure on the
+/// work tree; returns the repository and the commit ids.
+struct Fixture {
+    dir: tempfile::TempDir,
+    commits: Vec<ObjectId>,
+}
+
+impl Fixture {
+    fn new(edits: &[&dyn Fn(&Path)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let work = dir.path().join("src");
+        fs::create_dir(&work).expect("mkdir");
+        git(&work, &["init", "-q", "-b", "main"]);
+        let mut commits = Vec::new();
+        for (i, edit) in edits.iter().enumerate() {
+            edit(&work);
+            git(&work, &["add", "-A"]);
+            git(
+                &work,
+                &["commit", "-q", "--allow-empty", "-m", &format!("c{i}")],
+            );
+            let id = git(&work, &["rev-parse", "HEAD"]);
+            commits.push(ObjectId::from_hex(id.as_bytes()).expect("id"));
+        }
+        Self { dir, commits }
+    }
+
+    fn repo(&self) -> gix::Repository {
+        gix::open(self.dir.path().join("src")).expect("open")
+    }
+
+    fn placement(&self, name: &str) -> Placement {
+        Placement {
+            staging: self.dir.path().join(format!("staging-{name}")),
+            final_path: self.dir.path().join(format!("wt-{name}")),
+            admin_dir: self.dir.path().join(format!("admin-{name}")),
+        }
+    }
+
+    /// Commit `n` checked out in full at `placement("n")`, moved into place.
+    fn checkout(&self, n: usize) -> Placement {
+        let repo = self.repo();
+        let place = self.placement(&n.to_string());
+        let planned = plan(&repo, self.commits[n], SymlinkPolicy::Allow).expect("plan");
+        materialize(&repo, planned, &place, &budget()).expect("checkout");
+        fs::rename(&place.staging, &place.final_path).expect("install");
+        place
+    }
+
+    /// Rewrites the worktree at `old` (inspected as `inspection`) into commit `n`.
+    fn rewrite(&self, old: &Placement, inspection: Inspection, n: usize) -> (Placement, Built) {
+        let repo = self.repo();
+        let place = self.placement(&format!("{n}-from-old"));
+        fs::rename(&old.final_path, &place.staging).expect("claim");
+        let planned = plan(&repo, self.commits[n], SymlinkPolicy::Allow).expect("plan");
+        let built = rewrite(&repo, planned, &place, inspection, &budget()).expect("rewrite");
+        (place, built)
+    }
+}
+
+/// Every path below `dir` (but `.git`), with a file's content or a link's target.
+fn listing(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).expect("read_dir") {
+            let path = e.expect("entry").path();
+            let rel = path.strip_prefix(dir).expect("below").display().to_string();
+            if rel == ".git" {
+                continue;
+            }
+            let meta = fs::symlink_metadata(&path).expect("lstat");
+            if meta.file_type().is_symlink() {
+                let target = fs::read_link(&path).expect("readlink");
+                out.push((rel, format!("-> {}", target.display())));
+            } else if meta.is_dir() {
+                out.push((rel, "/".into()));
+                stack.push(path);
+            } else {
+                out.push((rel, fs::read_to_string(&path).expect("read")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn write(dir: &Path, rel: &str, content: &str) {
+    let path = dir.join(rel);
+    fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    fs::write(path, content).expect("write");
+}
+
+/// Waits out the coarse clock: what the test writes now is older than the
+/// walk that follows.
+fn settle() {
+    std::thread::sleep(COARSE_CLOCK * 2);
+}
+
+#[test]
+fn a_rewrite_turns_the_old_tree_into_exactly_the_new_commit() {
+    let f = Fixture::new(&[
+        &|d| {
+            write(d, "keep.txt", "keep\n");
+            write(d, "change.txt", "one\n");
+            write(d, "gone/a.txt", "a\n");
+            write(d, "file-then-dir", "file\n");
+            write(d, "dir-then-file/x.txt", "x\n");
+            symlink("keep.txt", d.join("link")).expect("ln");
+        },
+        &|d| {
+            write(d, "change.txt", "two\n");
+            fs::remove_dir_all(d.join("gone")).expect("rm");
+            fs::remove_file(d.join("file-then-dir")).expect("rm");
+            write(d, "file-then-dir/y.txt", "y\n");
+            fs::remove_dir_all(d.join("dir-then-file")).expect("rm");
+            write(d, "dir-then-file", "now a file\n");
+            fs::remove_file(d.join("link")).expect("rm");
+            symlink("change.txt", d.join("link")).expect("ln");
+            write(d, "new/deep/z.txt", "z\n");
+        },
+    ]);
+    let old = f.checkout(0);
+    let fresh = f.checkout(1);
+    settle();
+    // A consumer's file and a changed kept file in the old tree.
+    write(&old.final_path, "cache/page.html", "consumer\n");
+    fs::write(old.final_path.join("keep.txt"), "tampered\n").expect("w");
+    let inspection = inspect(&old.final_path, &old.admin_dir).expect("inspect");
+    let (rewritten, built) = f.rewrite(&old, inspection, 1);
+    assert_eq!(listing(&rewritten.staging), listing(&fresh.final_path));
+    // keep.txt was tampered with and everything else changed: nothing kept.
+    assert_eq!(built.kept, 0, "written {}", built.written);
+    assert!(exact(
+        &rewritten.staging,
+        &read_index(&rewritten.admin_dir.join("index")).expect("index"),
+        true
+    ));
+}
+
+#[test]
+fn untouched_unchanged_files_keep_their_inode() {
+    let f = Fixture::new(&[
+        &|d| {
+            for i in 0..20 {
+                write(d, &format!("d{}/f{i}.txt", i % 4), &format!("{i}\n"));
+            }
+        },
+        &|d| write(d, "d0/f0.txt", "changed\n"),
+    ]);
+    let old = f.checkout(0);
+    settle();
+    let before = fs::metadata(old.final_path.join("d1/f1.txt"))
+        .expect("lstat")
+        .ino();
+    let inspection = inspect(&old.final_path, &old.admin_dir).expect("inspect");
+    let (rewritten, built) = f.rewrite(&old, inspection, 1);
+    assert_eq!(built.kept, 19);
+    assert_eq!(built.written, 1);
+    let after = fs::metadata(rewritten.staging.join("d1/f1.txt"))
+        .expect("lstat")
+        .ino();
+    assert_eq!(before, after);
+    assert_eq!(
+        fs::read_to_string(rewritten.staging.join("d0/f0.txt")).expect("read"),
+        "changed\n"
+    );
+}
+
+#[test]
+fn an_inspection_no_longer_describes_a_tree_changed_after_it() {
+    type Change = fn(&Path, &Path);
+    let cases: [(&str, Change); 5] = [
+        ("a new file", |t, _| write(t, "d/new.txt", "x")),
+        ("a removed file", |t, _| {
+            fs::remove_file(t.join("d/e/f.txt")).expect("rm")
+        }),
+        ("a directory swapped for a link", |t, outside| {
+            fs::rename(t.join("d/e"), outside.join("moved")).expect("mv");
+            symlink(outside.join("moved"), t.join("d/e")).expect("ln");
+        }),
+        ("the whole tree swapped", |t, outside| {
+            let copy = outside.join("copy");
+            fs::rename(t, &copy).expect("mv");
+            fs::create_dir_all(t.join("d/e")).expect("mkdir");
+            fs::write(t.join("d/e/f.txt"), "f\n").expect("w");
+        }),
+        ("a file renamed", |t, _| {
+            fs::rename(t.join("d/e/f.txt"), t.join("d/e/g.txt")).expect("mv")
+        }),
+    ];
+    for (what, change) in cases {
+        let f = Fixture::new(&[&|d| write(d, "d/e/f.txt", "f\n")]);
+        let old = f.checkout(0);
+        let outside = f.dir.path().join("outside");
+        fs::create_dir_all(&outside).expect("mkdir");
+        settle();
+        let inspection = inspect(&old.final_path, &old.admin_dir).expect("inspect");
+        assert!(
+            inspection.still_describes(&old.final_path),
+            "{what}: untouched"
+        );
+        // The claim's rename of the tree itself changes nothing it checks.
+        let moved = f.dir.path().join("claimed");
+        fs::rename(&old.final_path, &moved).expect("claim");
+        assert!(inspection.still_describes(&moved), "{what}: renamed");
+        settle();
+        change(&moved, &outside);
+        assert!(!inspection.still_describes(&moved), "{what}");
+    }
+}
+
+#[test]
+fn a_tree_modified_just_before_the_walk_is_not_trusted_later() {
+    let f = Fixture::new(&[&|d| write(d, "d/f.txt", "f\n")]);
+    let old = f.checkout(0);
+    // Modified within the coarse clock's tick before the walk: a later
+    // change in the same tick could leave the mtime as recorded.
+    write(&old.final_path, "d/late.txt", "x");
+    let inspection = inspect(&old.final_path, &old.admin_dir).expect("inspect");
+    assert!(!inspection.still_describes(&old.final_path));
+}
