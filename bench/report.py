@@ -295,7 +295,7 @@ def target_soak(res):
     growth = {k: agg(p[k] for p in second) - agg(p[k] for p in first) for k, agg in aggregate.items()}
     unread = [p["passes"] for p in points if p["disk"] is None]
     if unread:
-        disk_ok, disk = False, f"unread (no quiet point at passes {unread})"
+        disk_ok, disk = False, f"unread at passes {unread} (for 120 s the link was not at the tip, or a .staging-/.trash- stayed)"
     else:
         base = max(p["disk"] for p in first)
         growth_disk = max(p["disk"] for p in second) - base
