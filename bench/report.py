@@ -332,8 +332,9 @@ ISSUE16_NOTE = (
     "issue measured it), credential helpers, hooks and logging, so git-sync's real figures are somewhat higher. "
     "Figures marked as from issue 16 were measured by its reporter on git-sync v4.7.1 itself, on their machine, "
     "and are quoted, not re-measured. Peak RSS is wait4's ru_maxrss (exact; for the git CLI the largest of its "
-    "processes); the anonymous/file split of a peak is the largest RssAnon/RssFile read from /proc/PID/status every "
-    "5 ms (a lower bound).")
+    "processes); the anonymous/file/shmem split of a peak is the largest RssAnon/RssFile/RssShmem read from "
+    "/proc/PID/status every 5 ms (a lower bound). On tmpfs a mapped pack counts as RssShmem, not RssFile: it is "
+    "page cache like a file's, only held in memory by tmpfs itself.")
 
 
 def render(res, header, fs, labels, notes):
