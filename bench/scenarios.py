@@ -435,16 +435,67 @@ def disk_usage(root):
     return total
 
 
-def _soak_point(sc, passes, t0, readings=5):
-    """Figures at one point of the soak. A pass in flight holds a socket and
-    files open, so fds and threads are the fewest of a few readings 20 ms apart."""
+# Names under `<root>/.worktrees` of a checkout being written or of a tree being deleted
+# (src/publish.rs): a disk reading while one exists counts a tree half-written or half-gone.
+_BUSY_PREFIXES = (".staging-", ".trash-")
+
+
+def _worktrees_state(root):
+    """(link target, sorted names under .worktrees) of `root`."""
+    try:
+        names = tuple(sorted(os.listdir(os.path.join(root, ".worktrees"))))
+    except FileNotFoundError:
+        names = ()
+    return link_target(root), names
+
+
+def _quiet(state, tip):
+    link, names = state
+    return link == tip and not any(n.startswith(_BUSY_PREFIXES) for n in names)
+
+
+def quiet_disk_usage(sc, tip, timeout=120.0):
+    """`disk_usage` of the root at a quiet point, or None if none came within `timeout`.
+
+    Quiet: `tip` (the upstream's latest commit) is published, the pass that
+    published it and the one after it are counted (so its clean-up is over),
+    no `.staging-*` or `.trash-*` exists under .worktrees, and neither the
+    link nor the names under .worktrees changed while the tree was walked. A
+    walk that overlapped a write is thrown away and taken again. Nothing else
+    writes to the root while the soak waits here: the next commit comes after.
+    """
+    deadline = time.monotonic() + timeout
+    while link_target(sc.root) != tip:
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.005)
+    try:
+        sc.wait_syncs(sc.syncs() + 2, timeout=max(1.0, deadline - time.monotonic()))
+    except TimeoutError:
+        return None
+    while time.monotonic() < deadline:
+        before = _worktrees_state(sc.root)
+        if _quiet(before, tip):
+            used = disk_usage(sc.root)
+            if _worktrees_state(sc.root) == before:
+                return used
+        time.sleep(0.02)
+    return None
+
+
+def _soak_point(sc, passes, t0, tip, readings=5):
+    """Figures at one point of the soak, once `tip` is published and its pass is
+    over: disk at a quiet point (`quiet_disk_usage`; None if none came), then
+    RSS, fds and threads. A poll in flight holds a socket and files open, so
+    fds and threads are the fewest of a few readings 20 ms apart."""
+    disk = quiet_disk_usage(sc, tip)
     seen = []
     for _ in range(readings):
         seen.append((procs.status_kib(sc.pid, "VmRSS") / 1024, procs.open_fds(sc.pid), procs.threads(sc.pid)))
         time.sleep(0.02)
     return {"passes": passes, "elapsed": time.monotonic() - t0, "rss": max(r for r, _, _ in seen),
             "fds": min(f for _, f, _ in seen), "threads": min(t for _, _, t in seen),
-            "disk": disk_usage(sc.root) / 2**20}
+            "disk": None if disk is None else disk / 2**20}
 
 
 def soak(ctx, res, passes, commit_every=100, points=10):
@@ -457,7 +508,7 @@ def soak(ctx, res, passes, commit_every=100, points=10):
     try:
         sc.wait_published()
         t0, start = time.monotonic(), sc.syncs()
-        res.soak.append(_soak_point(sc, 0, t0))
+        res.soak.append(_soak_point(sc, 0, t0, ctx.upstream.tip))
         next_commit, next_point = commit_every, passes / points
         while (done := sc.syncs() - start) < passes:
             if sc.proc.poll() is not None:
@@ -466,11 +517,11 @@ def soak(ctx, res, passes, commit_every=100, points=10):
                 ctx.upstream.commit_changes(1, "soak")
                 next_commit += commit_every
             if done >= next_point:
-                res.soak.append(_soak_point(sc, int(done), t0))
+                res.soak.append(_soak_point(sc, int(done), t0, ctx.upstream.tip))
                 ctx.log(f"  {int(done)}/{passes} passes")
                 next_point += passes / points
             time.sleep(0.02)
-        res.soak.append(_soak_point(sc, int(sc.syncs() - start), t0))
+        res.soak.append(_soak_point(sc, int(sc.syncs() - start), t0, ctx.upstream.tip))
         res.soak_errors = int(sc.sync_counts()["error"])
     finally:
         sc.close()
