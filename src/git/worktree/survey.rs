@@ -366,7 +366,19 @@ fn holds_blob(entry: &gix::index::Entry, meta: &fs::Metadata, path: &Path) -> bo
             gix::objs::compute_hash(kind, gix::objs::Kind::Blob, t.as_os_str().as_bytes()).ok()
         })
     } else {
-        fs::File::open(path).ok().and_then(|mut file| {
+        // Not through a link, and never blocking on a FIFO put there since
+        // the lstat: the file opened must be the one `meta` describes.
+        use std::os::unix::fs::OpenOptionsExt;
+        let opened = fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+            .ok()
+            .filter(|f| {
+                f.metadata()
+                    .is_ok_and(|m| m.is_file() && m.ino() == meta.ino() && m.dev() == meta.dev())
+            });
+        opened.and_then(|mut file| {
             gix::objs::compute_stream_hash(
                 kind,
                 gix::objs::Kind::Blob,
@@ -675,5 +687,25 @@ mod tests {
             true
         });
         assert!(panicked.is_err());
+    }
+
+    /// A racily clean file replaced by a FIFO (or anything else) after its
+    /// `lstat`: the content check says "changed" at once instead of
+    /// blocking on the FIFO's open (which would hold the pass forever).
+    #[test]
+    fn a_file_swapped_for_a_fifo_after_its_lstat_is_changed_not_a_hang() {
+        let (dir, index) = tree();
+        let path = dir.path().join("a.txt");
+        let meta = fs::symlink_metadata(&path).expect("lstat");
+        let entry = index.entry_by_path("a.txt".into()).expect("a.txt").clone();
+        assert!(holds_blob(&entry, &meta, &path));
+        fs::remove_file(&path).expect("rm");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o644))
+            .expect("mkfifo");
+        assert!(!holds_blob(&entry, &meta, &path));
+        // Nor through a link to the same file.
+        fs::remove_file(&path).expect("rm");
+        symlink("d/b.txt", &path).expect("ln");
+        assert!(!holds_blob(&entry, &meta, &path));
     }
 }
