@@ -775,10 +775,12 @@ impl Engine {
                 .materialize(planned, &place, budget)
                 .map_err(Error::from),
         };
+        laps.lap("checkout");
         let built = built.and_then(|mut built| {
             let populated = self.populate_submodules(repo, commit, &place, budget, &mut built)?;
             Ok((built, populated))
         });
+        laps.lap("submodules");
         let (built, populated) = match built {
             Ok(built) => built,
             Err(e) => {
@@ -791,6 +793,7 @@ impl Engine {
             tracing::debug!(%hash, written = populated.written, kept = populated.kept, "submodules checked out");
         }
         self.layout.install(hash)?;
+        laps.lap("install");
         // With --submodules=off no store is in use: the upkeep deletes any left over.
         Ok(populated.stores)
     }
