@@ -402,3 +402,45 @@ fn one_time_runs_rewrite_the_spare_the_previous_run_left() {
     // (The changed files' content is checked by `assert_exact`; their inode
     // numbers may be reused by the filesystem, so they prove nothing.)
 }
+
+/// A spare whose index cannot be read is neither trusted nor a dead end:
+/// the inspection beside the fetch fails, so does the one after the claim,
+/// and the run checks the commit out in full, exactly.
+#[test]
+fn a_spare_with_an_unreadable_index_is_replaced_by_a_full_checkout() {
+    let up = Upstream::new();
+    for i in 0..12 {
+        up.write_file(&format!("d{}/f{i}.txt", i % 3), format!("file {i}\n"));
+    }
+    let first = up.commit_all("twelve files");
+    let s = Scratch::new();
+    let one_time = |sha: &str| {
+        let out = s
+            .sidecar(&up.file_url())
+            .args(["--one-time", "-v", "1"])
+            .run(std::time::Duration::from_secs(60));
+        let logs = crate::support::sidecar::describe_output(&out);
+        assert!(out.status.success(), "{logs}");
+        assert_exact(&s, &up, sha);
+        logs
+    };
+    one_time(&first);
+    let second = up.commit_file("d0/f0.txt", "second\n", "change d0/f0.txt");
+    one_time(&second);
+    let index = s.root.join(".git/git-sidecar-spare/index");
+    assert!(
+        index.is_file(),
+        "no parked spare's index at {}",
+        index.display()
+    );
+    fs::write(&index, "not an index").expect("corrupt the spare's index");
+
+    let third = up.commit_file("d1/f1.txt", "third\n", "change d1/f1.txt");
+    let logs = one_time(&third);
+    assert!(
+        logs.contains("inspecting the retired worktree beside the fetch failed"),
+        "{logs}"
+    );
+    assert!(logs.contains("cannot reuse the retired worktree"), "{logs}");
+    assert!(logs.contains("checking out in full"), "{logs}");
+}
