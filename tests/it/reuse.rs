@@ -344,6 +344,19 @@ fn what_another_user_wrote_and_cannot_be_deleted_is_moved_aside() {
     run.assert_running();
 }
 
+/// A `--one-time` run that must publish `sha` exactly; returns its output.
+fn one_time_run(s: &Scratch, up: &Upstream, sha: &str, args: &[&str]) -> String {
+    let out = s
+        .sidecar(&up.file_url())
+        .arg("--one-time")
+        .args(args)
+        .run(std::time::Duration::from_secs(60));
+    let logs = crate::support::sidecar::describe_output(&out);
+    assert!(out.status.success(), "{logs}");
+    assert_exact(s, up, sha);
+    logs
+}
+
 /// `--one-time` on an existing root (cron jobs, CI, init containers) costs
 /// what the change costs: each run keeps the tree it retires as the parked
 /// spare, and the next run rewrites that spare instead of checking the whole
@@ -357,19 +370,7 @@ fn one_time_runs_rewrite_the_spare_the_previous_run_left() {
     }
     let first = up.commit_all("sixty files");
     let s = Scratch::new();
-    let one_time = |sha: &str| {
-        let out = s
-            .sidecar(&up.file_url())
-            .arg("--one-time")
-            .run(std::time::Duration::from_secs(60));
-        assert!(
-            out.status.success(),
-            "{}",
-            crate::support::sidecar::describe_output(&out)
-        );
-        assert_exact(&s, &up, sha);
-        crate::support::sidecar::describe_output(&out)
-    };
+    let one_time = |sha: &str| one_time_run(&s, &up, sha, &[]);
     one_time(&first);
     let mut first_tree = inodes(&s.link());
     first_tree.remove(".git"); // dropped when a tree is parked
@@ -414,16 +415,7 @@ fn a_spare_with_an_unreadable_index_is_replaced_by_a_full_checkout() {
     }
     let first = up.commit_all("twelve files");
     let s = Scratch::new();
-    let one_time = |sha: &str| {
-        let out = s
-            .sidecar(&up.file_url())
-            .args(["--one-time", "-v", "1"])
-            .run(std::time::Duration::from_secs(60));
-        let logs = crate::support::sidecar::describe_output(&out);
-        assert!(out.status.success(), "{logs}");
-        assert_exact(&s, &up, sha);
-        logs
-    };
+    let one_time = |sha: &str| one_time_run(&s, &up, sha, &["-v", "1"]);
     one_time(&first);
     let second = up.commit_file("d0/f0.txt", "second\n", "change d0/f0.txt");
     one_time(&second);
