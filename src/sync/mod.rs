@@ -172,6 +172,9 @@ pub async fn run<P: SyncPass>(
             Ran::Cancelled => return Exit::Cancelled,
         };
         crate::memory::release_free_memory();
+        if result.is_ok() && !synced_once && !opts.one_time {
+            release_start_up_code();
+        }
         let mut wait_override = None;
         match result {
             Ok(outcome) => {
@@ -332,6 +335,25 @@ fn report_success(
     metrics.set_published_revision(&hash, git_ref);
     metrics.set_consecutive_failures(0);
     reporter.status.succeeded(&hash);
+}
+
+/// Once the first sync is done, most of the code that ran (start-up, the
+/// clone, the full checkout) will not run again; hand its pages back
+/// (src/memory.rs says what that saves and costs).
+fn release_start_up_code() {
+    // Not in this crate's unit tests: the loop's tests run inside the test
+    // binary whose pages src/memory.rs's own tests measure.
+    if cfg!(test) {
+        return;
+    }
+    let started = Instant::now();
+    match crate::memory::release_code_pages() {
+        Ok(()) => tracing::debug!(
+            took_us = started.elapsed().as_micros() as u64,
+            "gave the executable's start-up pages back"
+        ),
+        Err(e) => tracing::debug!(error = %e, "the executable's pages stay resident"),
+    }
 }
 
 /// After a success: if a webhook announced a commit we still don't have,

@@ -32,6 +32,7 @@ mod hooks;
 mod http;
 mod https;
 mod loop_semantics;
+mod memory;
 mod messages;
 mod partial;
 mod peers;
