@@ -367,8 +367,38 @@ mod code_tests {
     /// (also those read ahead but never mapped) leave the page cache. The
     /// file is flushed first: a just-linked test binary may still be dirty,
     /// and the kernel keeps dirty pages (a deployed image's never are).
+    ///
+    /// Measured in a child running a private copy of this test binary:
+    /// other test threads would fault the text straight back in, and pages
+    /// another process maps (the parent, running the same file) are not
+    /// paged out.
     #[test]
     fn releasing_code_pages_unmaps_the_text_and_drops_it_from_the_page_cache() {
+        const CHILD: &str = "GIT_SIDECAR_CODE_PAGES_CHILD";
+        const NAME: &str =
+            "memory::code_tests::releasing_code_pages_unmaps_the_text_and_drops_it_from_the_page_cache";
+        if std::env::var_os(CHILD).is_some() {
+            return measure_release_in_this_process();
+        }
+        let exe = std::env::current_exe().expect("current_exe");
+        let copy = exe.with_file_name(format!("code-pages-{}", std::process::id()));
+        std::fs::copy(&exe, &copy).expect("copy the test binary");
+        let out = std::process::Command::new(&copy)
+            .args(["--exact", NAME, "--test-threads", "1", "--nocapture"])
+            .env(CHILD, "1")
+            .output();
+        let _ = std::fs::remove_file(&copy);
+        let out = out.expect("run the copy");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{said}");
+        assert!(said.contains("1 passed"), "the child ran no test: {said}");
+    }
+
+    fn measure_release_in_this_process() {
         let text = own_readonly_segments()
             .into_iter()
             .find(|s| s.executable)
