@@ -68,12 +68,9 @@ pub fn remove_beneath(root: &fs::File, rel: &Path) -> io::Result<()> {
             format!("{}: no file name to remove", rel.display()),
         ));
     };
-    let parent = match rel.parent().filter(|p| !p.as_os_str().is_empty()) {
-        None => root.try_clone()?.into(),
-        Some(p) => match open_dirs_beneath(root.as_fd(), p) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            other => other?,
-        },
+    let parent = match open_dirs_beneath(root.as_fd(), rel.parent().unwrap_or(Path::new(""))) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        other => other?,
     };
     remove_at(&parent, name)
 }

@@ -405,10 +405,11 @@ fn unchanged(old: &gix::index::Entry, new: &gix::index::Entry) -> bool {
 
 /// Removes from the inspected worktree at `dir` everything the new index
 /// does not keep: the strays, intact entries the new commit changed or
-/// dropped, and directories only the old tree had. Removal never follows a
-/// link on the way (see [`crate::fsutil::remove_beneath`]). Marks the kept
-/// entries so the checkout skips them, with the stat data of the untouched
-/// file; returns their positions, to unmark them after the checkout.
+/// dropped, and directories the walk found that the new commit has no
+/// use for. Removal never follows a link on the way (see
+/// [`crate::fsutil::remove_beneath`]). Marks the kept entries so the
+/// checkout skips them, with the stat data of the untouched file; returns
+/// their positions, to unmark them after the checkout.
 fn prune(
     inspection: &Inspection,
     new: &mut gix::index::File,
@@ -438,8 +439,15 @@ fn prune(
             remove(rel_path(entry.path(old)))?;
         }
     }
-    for gone in survey::dirs_only_in(old, new) {
-        remove(rel_path(gone))?;
+    // Directories the walk found that the new commit has no use for.
+    use gix::bstr::ByteSlice;
+    use std::os::unix::ffi::OsStrExt;
+    let wanted = survey::dirs_of(new);
+    for (dir, _) in &inspection.dirs {
+        let name = dir.as_os_str().as_bytes();
+        if !name.is_empty() && !wanted.contains(name.as_bstr()) {
+            remove(dir)?;
+        }
     }
     let entries = new.entries_mut();
     for &(n, o) in &kept {

@@ -1094,13 +1094,13 @@ impl Engine {
     }
 }
 
-/// A retired worktree kept to be rewritten for a later commit.
 /// The claimed spare's admin files and its inspection, if taken beside the fetch.
 struct Reuse<'a> {
     old_admin: &'a std::path::Path,
     inspected: Option<worktree::Inspection>,
 }
 
+/// A retired worktree kept to be rewritten for a later commit.
 #[derive(Debug, Clone)]
 struct Spare {
     hash: CommitHash,

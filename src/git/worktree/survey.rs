@@ -68,7 +68,7 @@ impl<'i> Wanted<'i> {
 }
 
 /// The directories leading to the entries `index` puts on disk.
-fn dirs_of(index: &gix::index::File) -> HashSet<&BStr, Fast> {
+pub(crate) fn dirs_of(index: &gix::index::File) -> HashSet<&BStr, Fast> {
     let mut dirs = HashSet::default();
     for entry in index.entries().iter().filter(|e| super::on_disk(e)) {
         let mut path = entry.path(index);
@@ -80,18 +80,6 @@ fn dirs_of(index: &gix::index::File) -> HashSet<&BStr, Fast> {
         }
     }
     dirs
-}
-
-/// The directories `old` puts on disk that `new` does not, in path order
-/// (a directory before what is below it).
-pub(crate) fn dirs_only_in<'o>(old: &'o gix::index::File, new: &gix::index::File) -> Vec<&'o BStr> {
-    let keep = dirs_of(new);
-    let mut gone: Vec<&BStr> = dirs_of(old)
-        .into_iter()
-        .filter(|d| !keep.contains(d))
-        .collect();
-    gone.sort();
-    gone
 }
 
 /// What a walk found.
