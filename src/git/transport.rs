@@ -399,7 +399,7 @@ fn connect_daemon(
     url: &gix::Url,
     budget: &Budget,
 ) -> Result<
-    git_transport::blocking_io::Connection<DeadlineReader<TcpStream>, TcpStream>,
+    git_transport::blocking_io::Connection<DeadlineReader<QuickAckStream>, TcpStream>,
     ConnectError,
 > {
     let host = super::url_host(url).unwrap_or("localhost").to_string();
@@ -436,7 +436,7 @@ fn daemon_connection(
     port: u16,
     budget: &Budget,
 ) -> Result<
-    git_transport::blocking_io::Connection<DeadlineReader<TcpStream>, TcpStream>,
+    git_transport::blocking_io::Connection<DeadlineReader<QuickAckStream>, TcpStream>,
     ConnectError,
 > {
     let io_err = |source| ConnectError::Connect {
@@ -447,7 +447,7 @@ fn daemon_connection(
     tune_daemon_socket(&stream, budget).map_err(io_err)?;
     let reader = stream.try_clone().map_err(io_err)?;
     let reader = DeadlineReader {
-        inner: reader,
+        inner: QuickAckStream(reader),
         budget: budget.clone(),
     };
     let port = url.port;
@@ -472,6 +472,29 @@ fn daemon_connection(
 fn tune_daemon_socket(stream: &TcpStream, budget: &Budget) -> io::Result<()> {
     stream.set_write_timeout(Some(budget.remaining().max(Duration::from_millis(10))))?;
     stream.set_nodelay(true)
+}
+
+/// The read side of a `git://` connection, acknowledging at once what it
+/// receives. git never sets `TCP_NODELAY`, so with Nagle's algorithm each
+/// small write of `upload-pack` after one we have not acknowledged yet
+/// waits for our ACK, and Linux delays that ACK up to 40 ms while we have
+/// nothing to send: the fetch answer (`shallow-info`, then the pack)
+/// stalled that long on every change. Quick-ack mode does not stick
+/// (`tcp(7)`), so it is switched on again before each read.
+pub(super) struct QuickAckStream(TcpStream);
+
+impl Read for QuickAckStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Best effort: a socket that refuses it still works, only slower.
+        let _ = socket2::SockRef::from(&self.0).set_tcp_quickack(true);
+        self.0.read(buf)
+    }
+}
+
+impl AsFd for QuickAckStream {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.as_fd()
+    }
 }
 
 /// Writes to the child's stdin; closes it on drop so the child sees EOF.
