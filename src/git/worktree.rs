@@ -24,6 +24,7 @@ use crate::types::SymlinkPolicy;
 mod survey;
 #[cfg(test)]
 mod tests;
+pub(crate) mod watch;
 
 pub(crate) use survey::exact;
 
@@ -262,12 +263,16 @@ pub fn checkout_into(
 /// intact and unchanged in the new commit. Before it is used on a tree that
 /// was moved or waited on since, [`Inspection::still_describes`] checks that
 /// no directory changed (nothing created, removed, renamed or replaced by a
-/// link in any of them). Like git's stat check, it cannot see a write made
-/// in place, through an already open file, after the walk looked at that
-/// file; nothing can see one made after the rewrite either.
+/// link in any of them) and, where the tree is watched ([`inspect_watched`]),
+/// that inotify reported no change at all, which also covers a write made
+/// in place through an already open file after the walk looked at that
+/// file. Unwatched, like git's stat check, it cannot see such a write;
+/// nothing can see one made after the rewrite either.
 pub struct Inspection {
     old_admin: PathBuf,
     old: gix::index::File,
+    /// Every directory of the tree, watched since before the walk.
+    watch: Option<watch::Watch>,
     /// By position in `old`: on disk as recorded.
     intact: Vec<bool>,
     /// What `old` does not account for, relative to the worktree: untracked
@@ -324,6 +329,7 @@ pub fn inspect(dir: &Path, old_admin: &Path) -> Result<Inspection, Error> {
     Ok(Inspection {
         old_admin: old_admin.to_path_buf(),
         old,
+        watch: None,
         intact,
         strays,
         dirs,
@@ -331,17 +337,90 @@ pub fn inspect(dir: &Path, old_admin: &Path) -> Result<Inspection, Error> {
     })
 }
 
+/// [`inspect`], with every directory of the tree watched from before the
+/// walk on (see [`watch`]); unwatched where inotify cannot promise to see
+/// every change (a network filesystem, no watches left).
+pub fn inspect_watched(dir: &Path, old_admin: &Path) -> Result<Inspection, Error> {
+    let watch = watch::Watch::start(dir)
+        .inspect_err(|e| tracing::debug!(error = %e, dir = %dir.display(), "not watching the retired worktree"))
+        .ok();
+    let mut inspection = inspect(dir, old_admin)?;
+    inspection.watch = watch;
+    Ok(inspection)
+}
+
+/// An inspection kept while the process idles, without its index (a
+/// 40,000-entry index is 5 MB of memory): [`Parked::resume`] reads it again.
+pub struct Parked {
+    old_admin: PathBuf,
+    /// The index's checksum: the file read again must be the same.
+    checksum: gix::ObjectId,
+    watch: watch::Watch,
+    intact: Vec<bool>,
+    strays: Vec<PathBuf>,
+    dirs: Vec<(PathBuf, survey::DirStamp)>,
+    started: std::time::SystemTime,
+}
+
 impl Inspection {
+    /// Keeps the result of a watched inspection for later, dropping the
+    /// index; `None` if the tree is not watched (nothing could tell later
+    /// whether the result still holds) or the index has no checksum.
+    pub fn park(self) -> Option<Parked> {
+        Some(Parked {
+            checksum: self.old.checksum()?,
+            watch: self.watch?,
+            old_admin: self.old_admin,
+            intact: self.intact,
+            strays: self.strays,
+            dirs: self.dirs,
+            started: self.started,
+        })
+    }
+
     /// The worktree now at `dir` is the one inspected, and no directory in
     /// it changed since: each is still the same directory (not a link) with
     /// the same mtime, and none was modified so shortly before the walk
-    /// that a later change could have left its mtime the same.
-    pub fn still_describes(&self, dir: &Path) -> bool {
+    /// that a later change could have left its mtime the same (unless it
+    /// is watched: then any later change is reported); if it is watched,
+    /// nothing at all was reported but its own move (the claim).
+    pub fn still_describes(&mut self, dir: &Path) -> bool {
+        let watched = self.watch.is_some();
+        if self.watch.as_mut().is_some_and(|w| !w.unchanged(true)) {
+            return false;
+        }
         let settled = self.started.checked_sub(COARSE_CLOCK);
         self.dirs.iter().all(|(rel, stamp)| {
             let now = fs::symlink_metadata(dir.join(rel));
             now.is_ok_and(|m| m.is_dir() && survey::DirStamp::of(&m) == *stamp)
-                && settled.is_some_and(|settled| stamp.modified() < settled)
+                && (watched || settled.is_some_and(|settled| stamp.modified() < settled))
+        })
+    }
+}
+
+impl Parked {
+    /// The inspection again, if nothing in the tree was reported since it
+    /// was taken (not even its own move: it has not been claimed yet) and
+    /// its index file is the one it was taken against.
+    pub fn resume(mut self) -> Result<Inspection, Error> {
+        let stale = |message: &str| Error::Retired {
+            message: format!("its inspection no longer holds: {message}"),
+        };
+        if !self.watch.unchanged(false) {
+            return Err(stale("the tree changed"));
+        }
+        let index_path = self.old_admin.join("index");
+        let old = read_index(&index_path)
+            .filter(|old| old.checksum() == Some(self.checksum))
+            .ok_or_else(|| stale("its index is not the one inspected"))?;
+        Ok(Inspection {
+            old_admin: self.old_admin,
+            old,
+            watch: Some(self.watch),
+            intact: self.intact,
+            strays: self.strays,
+            dirs: self.dirs,
+            started: self.started,
         })
     }
 }

@@ -185,6 +185,8 @@ pub struct Engine {
     /// A retired, trusted worktree kept on disk to be rewritten in place for
     /// the next commit (cost follows the change instead of the tree).
     spare: Option<Spare>,
+    /// The spare, inspected and watched since the last publish.
+    prepared: Option<early_inspection::Prepared>,
     /// The commits the last clean-up kept (worktrees on disk, the published one).
     kept: Vec<CommitId>,
     /// The last signature verdict (`--verify-signatures`), not repeated while
@@ -248,6 +250,7 @@ impl Engine {
             fetched_depth: None,
             trusted: None,
             spare: None,
+            prepared: None,
             kept: Vec::new(),
             signatures: None,
             garbage_bytes: 0,
@@ -434,6 +437,7 @@ impl Engine {
         let current_id = current.as_ref().and_then(CommitId::of);
         let depth_changed = self.fetched_depth != Some(self.opts.depth);
         let mut laps = super::timing::Laps::start();
+        let prepared = std::cell::RefCell::new(self.prepared.take());
         let repo = self.open_repo()?;
 
         // While a refusal holds, a remote still at the refused commit is "unchanged".
@@ -448,9 +452,10 @@ impl Engine {
         // Once the refs show a new commit, the spare is inspected beside the download.
         let early = std::cell::RefCell::new(None);
         let start_inspection = || {
+            let prepared = prepared.borrow_mut().take();
             *early.borrow_mut() = self
                 .spare_to_inspect()
-                .and_then(early_inspection::Early::start);
+                .and_then(|target| early_inspection::Early::start(target, prepared));
         };
         let polled = match pinned {
             Some(id) if current_id == Some(id) && repo.has_commit(id) && !depth_changed => {
@@ -479,6 +484,8 @@ impl Engine {
                 )?
             }
         };
+        // No change: what was prepared while idle still waits for one.
+        self.prepared = prepared.into_inner();
         let fetch::Polled {
             outcome: fetched,
             tag,
@@ -753,18 +760,20 @@ impl Engine {
             _ => None,
         };
         laps.lap("spare");
-        // How the spare was inspected, for the log: beside the fetch, after the claim, or not reused.
+        // How the spare was inspected, for the log: while idle, beside the
+        // fetch, after the claim, or not reused.
         let mut inspection = "none";
         let built = match spare.filter(|old| self.claim(old, hash)) {
             Some(old) => {
                 let old_admin = self.spare_admin(&old);
-                // Moved since, and waited on: used only if no directory in it changed.
-                let inspected = inspected.filter(|i| i.still_describes(&place.staging));
-                inspection = if inspected.is_some() {
-                    "beside the fetch"
-                } else {
-                    "after the claim"
-                };
+                // Moved since, and waited on: used only if nothing in it changed.
+                let inspected = inspected.and_then(|(mut i, when)| {
+                    i.still_describes(&place.staging).then_some((i, when))
+                });
+                inspection = inspected
+                    .as_ref()
+                    .map_or("after the claim", |(_, when)| when.describe());
+                let inspected = inspected.map(|(i, _)| i);
                 let reuse = Reuse {
                     old_admin: &old_admin,
                     inspected,
@@ -881,6 +890,20 @@ impl Engine {
             staging: self.layout.staging(hash),
             final_path: self.layout.worktree(hash),
             admin_dir: store::admin_dir(&self.opts.root, hash.as_str()),
+        }
+    }
+
+    /// Inspects and watches the spare while the process idles, so that the
+    /// next change need not walk it (see [`early_inspection`]). For a
+    /// process that stays: `--one-time` would only wait for it at exit.
+    pub fn prepare_spare(&mut self) {
+        let target = self.spare_to_inspect();
+        let current = self
+            .prepared
+            .as_ref()
+            .map(early_inspection::Prepared::target);
+        if target.is_some() && target.as_ref() != current {
+            self.prepared = target.and_then(early_inspection::Prepared::start);
         }
     }
 

@@ -103,6 +103,9 @@ pub trait SyncPass: Send + Sized + 'static {
     fn published(&self) -> Option<CommitHash>;
     /// Where the worktree of `hash` is (what hooks are told).
     fn worktree(&self, hash: &CommitHash) -> PathBuf;
+    /// After each pass of a process that stays (not `--one-time`): work
+    /// that makes the next pass shorter, in the background.
+    fn prepare_next(&mut self) {}
 }
 
 impl SyncPass for Engine {
@@ -124,6 +127,10 @@ impl SyncPass for Engine {
 
     fn worktree(&self, hash: &CommitHash) -> PathBuf {
         self.layout().worktree(hash)
+    }
+
+    fn prepare_next(&mut self) {
+        Engine::prepare_spare(self)
     }
 }
 
@@ -174,6 +181,9 @@ pub async fn run<P: SyncPass>(
         crate::memory::release_free_memory();
         if result.is_ok() && !synced_once && !opts.one_time {
             release_start_up_code();
+        }
+        if !opts.one_time {
+            engine.prepare_next();
         }
         let mut wait_override = None;
         match result {

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::{symlink, PermissionsExt};
 
 use crate::support::scribble;
@@ -127,9 +127,10 @@ fn rewritten_worktrees_are_exact_and_keep_unchanged_files() {
         }
     }
     println!("files kept across rewrites: {kept}, written anew: {rewritten}");
-    // Every rewrite used the inspection taken while its commit was fetched.
+    // Every rewrite used the inspection taken (and watched) while the
+    // process idled after the publish before.
     let logs = run.stderr();
-    let rewrites = logs.matches(r#""inspection":"beside the fetch""#).count();
+    let rewrites = logs.matches(r#""inspection":"while idle""#).count();
     assert_eq!(rewrites, edits().len() - 1, "{}", run.logs());
     assert!(!logs.contains("after the claim"), "{}", run.logs());
     assert!(
@@ -435,4 +436,51 @@ fn a_spare_with_an_unreadable_index_is_replaced_by_a_full_checkout() {
     );
     assert!(logs.contains("cannot reuse the retired worktree"), "{logs}");
     assert!(logs.contains("checking out in full"), "{logs}");
+}
+
+/// A consumer holding a file of the published tree open for writing
+/// writes through it after the tree was retired, inspected and watched as
+/// the spare (same size, so only the write itself tells): the next
+/// rewrite does not trust the inspection taken before, and the published
+/// tree is exactly the next commit.
+#[test]
+fn a_write_into_the_spare_after_its_inspection_is_not_kept() {
+    let up = Upstream::new();
+    for i in 0..20 {
+        up.write_file(&format!("d{}/f{i}.txt", i % 4), format!("file {i}\n"));
+    }
+    let a = up.commit_all("twenty files");
+    let s = Scratch::new();
+    let run = s
+        .sidecar(&up.file_url())
+        .args(["--period", "100ms", "-v", "1"])
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &a);
+    let mut consumer = fs::File::options()
+        .write(true)
+        .open(s.worktrees().join(&a).join("d1/f1.txt"))
+        .expect("open");
+    let b = up.commit_file("d0/f0.txt", "changed 0\n", "change d0/f0.txt");
+    run.wait_for_link_hash(&s.link(), &b);
+    // Wait for the retired tree to be inspected while idle, then write.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !run.stderr().contains("inspected the spare while idle") {
+        assert!(std::time::Instant::now() < deadline, "{}", run.logs());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    consumer.write_all(b"FILE 1\n").expect("write");
+    drop(consumer);
+    let c = up.commit_file("d2/f2.txt", "changed 2\n", "change d2/f2.txt");
+    run.wait_for_link_hash(&s.link(), &c);
+    assert_exact(&s, &up, &c);
+    assert_eq!(
+        fs::read_to_string(s.link().join("d1/f1.txt")).expect("read"),
+        "file 1\n"
+    );
+    let logs = run.stderr();
+    assert!(
+        !logs.contains(r#""inspection":"while idle""#),
+        "the inspection from before the write was used:\n{}",
+        run.logs()
+    );
 }

@@ -211,7 +211,7 @@ fn an_inspection_no_longer_describes_a_tree_changed_after_it() {
         let outside = f.dir.path().join("outside");
         fs::create_dir_all(&outside).expect("mkdir");
         settle();
-        let inspection = inspect(&old.final_path, &old.admin_dir).expect("inspect");
+        let mut inspection = inspect(&old.final_path, &old.admin_dir).expect("inspect");
         assert!(
             inspection.still_describes(&old.final_path),
             "{what}: untouched"
@@ -233,6 +233,58 @@ fn a_tree_modified_just_before_the_walk_is_not_trusted_later() {
     // Modified within the coarse clock's tick before the walk: a later
     // change in the same tick could leave the mtime as recorded.
     write(&old.final_path, "d/late.txt", "x");
-    let inspection = inspect(&old.final_path, &old.admin_dir).expect("inspect");
+    let mut inspection = inspect(&old.final_path, &old.admin_dir).expect("inspect");
     assert!(!inspection.still_describes(&old.final_path));
+}
+
+/// A watched inspection kept while idle ([`Inspection::park`]) is used
+/// again only if nothing in the tree changed and its index is the same;
+/// a write of the same size, through a file opened before the walk, in
+/// the same clock tick as the checkout (invisible to `lstat`), stops it,
+/// and so does a new index. Resumed, it rewrites to an exact tree.
+#[test]
+fn a_parked_inspection_holds_only_while_nothing_changed() {
+    let fixture = || {
+        Fixture::new(&[
+            &|d| {
+                write(d, "d/e/f.txt", "f\n");
+                write(d, "keep.txt", "k\n");
+            },
+            &|d| write(d, "d/e/f.txt", "F\n"),
+        ])
+    };
+    let parked = |old: &Placement| {
+        settle();
+        inspect_watched(&old.final_path, &old.admin_dir)
+            .expect("inspect")
+            .park()
+            .expect("watched (the test's filesystem must support inotify)")
+    };
+
+    let f = fixture();
+    let old = f.checkout(0);
+    let resumed = parked(&old).resume().expect("nothing changed");
+    let (new, built) = f.rewrite(&old, resumed, 1);
+    assert_eq!(built.kept, 1, "keep.txt stays");
+    assert_eq!(listing(&new.staging), listing(&f.checkout(1).final_path));
+
+    let f = fixture();
+    let old = f.checkout(0);
+    let mut open = fs::File::options()
+        .write(true)
+        .open(old.final_path.join("keep.txt"))
+        .expect("open");
+    let idle = parked(&old);
+    std::io::Write::write_all(&mut open, b"K\n").expect("write");
+    assert!(idle.resume().is_err(), "an in-place write was not seen");
+
+    let f = fixture();
+    let old = f.checkout(0);
+    let idle = parked(&old);
+    let index_path = old.admin_dir.join("index");
+    let index = read_index(&index_path).expect("index");
+    let mut other = gix::index::File::from_state(index.into_parts().0, &index_path);
+    other.entries_mut()[0].stat.size += 1;
+    other.write(Default::default()).expect("write");
+    assert!(idle.resume().is_err(), "another index was not noticed");
 }

@@ -1,9 +1,11 @@
-//! The spare's inspection, taken beside the download: once a fetch knows a
-//! new commit is coming, the retired worktree the pass will rewrite is
-//! surveyed on a thread of its own while the pack is negotiated and
-//! received (one `lstat` per file of a 40,000-file tree costs as much as the
-//! fetch itself). The rewrite uses it if it was taken of the spare it
-//! claims; otherwise it inspects after the claim, as before.
+//! The spare's inspection, taken before the rewrite needs it. Right after a
+//! publish, while the process idles, the new spare is inspected and every
+//! directory of it watched ([`Prepared`]); once a fetch knows a new commit
+//! is coming, that inspection is taken up again if nothing was reported
+//! since, or else the spare is surveyed beside the download ([`Early`]):
+//! one `lstat` per file of a 40,000-file tree is about 60 ms of kernel
+//! time, more than the fetch. The rewrite uses it if it was taken of the
+//! spare it claims; otherwise it inspects after the claim, as before.
 
 use std::path::PathBuf;
 use std::thread::JoinHandle;
@@ -12,6 +14,7 @@ use crate::git::worktree;
 use crate::types::CommitHash;
 
 /// Which spare to inspect, and where it and its admin files are now.
+#[derive(Clone, PartialEq, Eq)]
 pub(super) struct Target {
     pub hash: CommitHash,
     pub parked: bool,
@@ -21,34 +24,109 @@ pub(super) struct Target {
 
 type Inspected = Result<worktree::Inspection, worktree::Error>;
 
+/// A spare inspected and watched while the process idles. Dropping it
+/// waits for its thread.
+pub(super) struct Prepared {
+    target: Target,
+    thread: Option<JoinHandle<Option<worktree::Parked>>>,
+}
+
+impl Prepared {
+    /// Starts inspecting and watching `target` on a thread of its own.
+    pub fn start(target: Target) -> Option<Self> {
+        let (dir, admin) = (target.dir.clone(), target.admin.clone());
+        let thread = std::thread::Builder::new()
+            .name("inspect-spare".into())
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                let parked = worktree::inspect_watched(&dir, &admin)
+                    .ok()
+                    .and_then(worktree::Inspection::park);
+                tracing::debug!(
+                    ms = started.elapsed().as_secs_f64() * 1000.0,
+                    watched = parked.is_some(),
+                    "inspected the spare while idle"
+                );
+                // The walk's index and path maps, freed on this thread.
+                crate::memory::release_free_memory();
+                parked
+            })
+            .ok()?;
+        Some(Self {
+            target,
+            thread: Some(thread),
+        })
+    }
+
+    /// What it inspects.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The inspection, if it was taken of `target` and still holds.
+    fn resume(mut self, target: &Target) -> Option<worktree::Inspection> {
+        let parked = self.thread.take()?.join().ok()??;
+        if self.target != *target {
+            return None;
+        }
+        parked
+            .resume()
+            .inspect_err(|e| tracing::debug!(error = %e, "inspecting the spare again"))
+            .ok()
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// An inspection running (or done) on its own thread. Dropping it waits
 /// for the thread: nothing outlives the pass that started it.
 pub(super) struct Early {
     hash: CommitHash,
     parked: bool,
-    thread: Option<JoinHandle<Inspected>>,
+    thread: Option<JoinHandle<(Inspected, When)>>,
+}
+
+/// When the inspection a rewrite uses was taken, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum When {
+    WhileIdle,
+    BesideTheFetch,
+}
+
+impl When {
+    pub fn describe(self) -> &'static str {
+        match self {
+            When::WhileIdle => "while idle",
+            When::BesideTheFetch => "beside the fetch",
+        }
+    }
 }
 
 impl Early {
-    /// Starts inspecting `target`; `None` if no thread could be started
-    /// (the rewrite then inspects after the claim).
-    pub fn start(target: Target) -> Option<Self> {
-        let Target {
-            hash,
-            parked,
-            dir,
-            admin,
-        } = target;
+    /// Takes up `prepared` if it was taken of `target` and still holds, or
+    /// else starts inspecting `target`; `None` if no thread could be
+    /// started (the rewrite then inspects after the claim).
+    pub fn start(target: Target, prepared: Option<Prepared>) -> Option<Self> {
+        let (hash, parked) = (target.hash.clone(), target.parked);
         let thread = std::thread::Builder::new()
             .name("inspect-spare".into())
             .spawn(move || {
+                if let Some(inspection) = prepared.and_then(|p| p.resume(&target)) {
+                    return (Ok(inspection), When::WhileIdle);
+                }
                 let started = std::time::Instant::now();
-                let inspected = worktree::inspect(&dir, &admin);
+                let inspected = worktree::inspect_watched(&target.dir, &target.admin);
                 tracing::debug!(
                     ms = started.elapsed().as_secs_f64() * 1000.0,
                     "inspected the spare beside the fetch"
                 );
-                inspected
+                (inspected, When::BesideTheFetch)
             })
             .ok()?;
         Some(Self {
@@ -59,13 +137,17 @@ impl Early {
     }
 
     /// The inspection, if it was taken of this spare and succeeded.
-    pub fn finish(mut self, hash: &CommitHash, parked: bool) -> Option<worktree::Inspection> {
-        let done = self.thread.take()?.join().ok()?;
+    pub fn finish(
+        mut self,
+        hash: &CommitHash,
+        parked: bool,
+    ) -> Option<(worktree::Inspection, When)> {
+        let (done, when) = self.thread.take()?.join().ok()?;
         if self.hash != *hash || self.parked != parked {
             return None;
         }
         match done {
-            Ok(inspection) => Some(inspection),
+            Ok(inspection) => Some((inspection, when)),
             Err(e) => {
                 tracing::debug!(error = %e, "inspecting the retired worktree beside the fetch failed; inspecting it again");
                 None
