@@ -227,7 +227,14 @@ fn fetch_over(
     let asked = opts.depth + u32::from(extra_level);
     let pack_bytes = receive(repo, prepare, opts, asked, budget, &report, &filter_report)?;
     let commit = peel_to_commit(repo, remote_id)?;
-    verify_depth(repo, commit, asked)?;
+    // The server's answer, as deep as asked for (reported as the user's depth).
+    verify_depth(repo, commit, asked).map_err(|e| match e {
+        Error::NotShallow { count, .. } => Error::NotShallow {
+            depth: opts.depth,
+            count,
+        },
+        other => other,
+    })?;
     if extra_level {
         cut_history(repo, commit, opts.depth)?;
         verify_depth(repo, commit, opts.depth)?;
@@ -360,18 +367,32 @@ fn asks_one_level_more(repo: &gix::Repository, opts: &Options<'_>, remote_id: Ob
 /// level deeper ([`asks_one_level_more`]) ends up as deep as `--depth`.
 /// Compaction then drops what is below the boundary.
 fn cut_history(repo: &gix::Repository, commit: ObjectId, depth: u32) -> Result<(), Error> {
-    let parents = |id: ObjectId| -> Result<Vec<ObjectId>, Error> {
-        let commit = repo
-            .find_commit(id)
-            .map_err(|e| git_err("could not read a fetched commit", e, None))?;
-        Ok(commit.parent_ids().map(|p| p.detach()).collect())
-    };
+    let (last, _) = level(repo, commit, depth)?;
+    let mut boundary = Vec::new();
+    for id in last {
+        if !parents(repo, id)?.is_empty() {
+            boundary.push(id);
+        }
+    }
+    add_shallow(repo, &boundary)
+}
+
+/// The commits `n` levels down from `commit` (itself level 1), each at its
+/// shortest distance as git's `deepen` counts, and how many commits the
+/// walk met: a breadth-first walk that stops at the shallow boundary and
+/// at commits not in the store.
+fn level(
+    repo: &gix::Repository,
+    commit: ObjectId,
+    n: u32,
+) -> Result<(Vec<ObjectId>, usize), Error> {
+    let shallow = shallow_commits(repo)?;
     let mut seen = std::collections::HashSet::from([commit]);
     let mut level = vec![commit];
-    for _ in 1..depth {
+    for _ in 1..n {
         let mut next = Vec::new();
-        for id in &level {
-            for parent in parents(*id)? {
+        for id in level.iter().filter(|id| !shallow.contains(*id)) {
+            for parent in parents(repo, *id)? {
                 if repo.has_object(parent) && seen.insert(parent) {
                     next.push(parent);
                 }
@@ -379,13 +400,37 @@ fn cut_history(repo: &gix::Repository, commit: ObjectId, depth: u32) -> Result<(
         }
         level = next;
     }
-    let mut boundary = Vec::new();
-    for id in level {
-        if !parents(id)?.is_empty() {
-            boundary.push(id);
-        }
+    Ok((level, seen.len()))
+}
+
+fn parents(repo: &gix::Repository, id: ObjectId) -> Result<Vec<ObjectId>, Error> {
+    let commit = repo
+        .find_commit(id)
+        .map_err(|e| git_err("could not read a fetched commit", e, None))?;
+    Ok(commit.parent_ids().map(|p| p.detach()).collect())
+}
+
+/// The shallow boundary as the file says now (gix's copy may lag a write
+/// made within the same clock tick).
+fn shallow_commits(repo: &gix::Repository) -> Result<std::collections::HashSet<ObjectId>, Error> {
+    let path = repo
+        .shallow_file()
+        .map_err(|e| git_err("could not locate the shallow file", e, None))?;
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .lines()
+            .map(|line| {
+                ObjectId::from_hex(line.trim().as_bytes()).map_err(|e| {
+                    Error::Store(format!(
+                        "{}: a line is not an object id: {e}",
+                        path.display()
+                    ))
+                })
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
+        Err(e) => Err(Error::Store(format!("{}: {e}", path.display()))),
     }
-    add_shallow(repo, &boundary)
 }
 
 /// Adds `commits` to the shallow file, replacing it atomically. Its mtime
@@ -396,25 +441,15 @@ fn add_shallow(repo: &gix::Repository, commits: &[ObjectId]) -> Result<(), Error
         .shallow_file()
         .map_err(|e| git_err("could not locate the shallow file", e, None))?;
     let store_err = |e: std::io::Error| Error::Store(format!("{}: {e}", path.display()));
-    let (mut ids, before) = match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let ids = text
-                .lines()
-                .filter_map(|line| ObjectId::from_hex(line.trim().as_bytes()).ok())
-                .collect::<Vec<_>>();
-            let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-            (ids, modified)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), None),
-        Err(e) => return Err(store_err(e)),
-    };
+    let mut ids = shallow_commits(repo)?;
+    let before = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
     let count = ids.len();
-    ids.extend_from_slice(commits);
-    ids.sort();
-    ids.dedup();
+    ids.extend(commits.iter().copied());
     if ids.len() == count {
         return Ok(());
     }
+    let mut ids: Vec<_> = ids.into_iter().collect();
+    ids.sort();
     let text: String = ids.iter().map(|id| format!("{id}\n")).collect();
     crate::fsutil::write_atomic(&path, text.as_bytes()).map_err(store_err)?;
     let after = std::fs::metadata(&path).and_then(|m| m.modified());
@@ -443,21 +478,16 @@ fn peel_to_commit(repo: &gix::Repository, id: ObjectId) -> Result<ObjectId, Erro
     Ok(commit.id)
 }
 
-/// After a shallow fetch the history must not be deeper than asked for.
+/// After a shallow fetch the history must not be deeper than asked for:
+/// no commit `depth + 1` levels down (a merge's parents are one level).
 fn verify_depth(repo: &gix::Repository, commit: ObjectId, depth: u32) -> Result<(), Error> {
     if depth == 0 {
         return Ok(());
     }
-    let limit = depth as usize + 1;
-    let walk = repo
-        .rev_walk([commit])
-        .all()
-        .map_err(|e| git_err("could not walk the fetched history", e, None))?;
-    let count = walk.take(limit).filter(|info| info.is_ok()).count();
-    if count > depth as usize {
-        return Err(Error::NotShallow { depth, count });
+    match level(repo, commit, depth + 1)? {
+        (deeper, count) if !deeper.is_empty() => Err(Error::NotShallow { depth, count }),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 fn classify_listing_error(
@@ -646,16 +676,18 @@ mod tests {
     /// meets our commit instead of walking its whole tree) and cuts the
     /// history back itself: the new commit ends up the shallow boundary,
     /// as `deepen 1` leaves it, for git as for gix. Also after the history
-    /// was rewritten (the new commit's parent is not in the store), over
-    /// protocol v0 and v2.
+    /// was rewritten (the new commit's parent is not in the store) and for
+    /// a merge (two parents one level down), over protocol v0 and v2.
     #[test]
     fn an_update_asks_one_level_more_and_is_cut_to_the_depth_asked() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let upstream = tmp.path().join("up");
         std::fs::create_dir(&upstream).expect("mkdir");
         git(&upstream, &["init", "-q", "-b", "main"]);
+        let made = std::cell::Cell::new(0);
         let commit = |n: &str| {
-            std::fs::write(upstream.join(n), n).expect("write");
+            made.set(made.get() + 1);
+            std::fs::write(upstream.join(n), format!("{n} {}", made.get())).expect("write");
             git(&upstream, &["add", n]);
             git(&upstream, &["commit", "-q", "-m", n]);
             ObjectId::from_hex(git(&upstream, &["rev-parse", "HEAD"]).as_bytes()).expect("hex")
@@ -673,12 +705,28 @@ mod tests {
                 panic!("{protocol:?}: nothing fetched");
             };
             let mut have = have.0;
-            let updates = [("d", false), ("e", true)];
-            for (name, rewrite) in updates {
-                if rewrite {
-                    git(&upstream, &["reset", "-q", "--hard", "HEAD~2"]);
-                }
-                let new = commit(name);
+            // A commit on ours, one after a rewrite of history, a merge.
+            let updates = ["d", "e", "merge"];
+            for name in updates {
+                let new = match name {
+                    "e" => {
+                        git(&upstream, &["reset", "-q", "--hard", "HEAD~2"]);
+                        commit(name)
+                    }
+                    "merge" => {
+                        git(&upstream, &["checkout", "-q", "-b", "side", "HEAD~1"]);
+                        commit("side");
+                        git(&upstream, &["checkout", "-q", "main"]);
+                        git(
+                            &upstream,
+                            &["merge", "-q", "--no-ff", "-m", "merge", "side"],
+                        );
+                        git(&upstream, &["branch", "-q", "-D", "side"]);
+                        ObjectId::from_hex(git(&upstream, &["rev-parse", "HEAD"]).as_bytes())
+                            .expect("hex")
+                    }
+                    _ => commit(name),
+                };
                 let _ = std::fs::remove_file(&trace);
                 let outcome = update_from_upload_pack(
                     &repo,
@@ -690,15 +738,9 @@ mod tests {
                     Some(&trace),
                 )
                 .unwrap_or_else(|e| panic!("{protocol:?} update to {name}: {e}"));
-                assert_eq!(
-                    outcome,
-                    Outcome::Fetched {
-                        commit: CommitId(new),
-                        pack_bytes: match outcome {
-                            Outcome::Fetched { pack_bytes, .. } => pack_bytes,
-                            _ => 0,
-                        }
-                    }
+                assert!(
+                    matches!(outcome, Outcome::Fetched { commit, .. } if commit.0 == new),
+                    "{protocol:?} {name}: {outcome:?}"
                 );
                 let asked = std::fs::read_to_string(&trace).expect("packet trace");
                 assert!(
