@@ -263,7 +263,7 @@ pub fn checkout_into(
 /// intact and unchanged in the new commit. Before it is used on a tree that
 /// was moved or waited on since, [`Inspection::still_describes`] checks that
 /// no directory changed (nothing created, removed, renamed or replaced by a
-/// link in any of them) and, where the tree is watched ([`inspect_watched`]),
+/// link in any of them) and, where the tree is watched ([`inspect_and_park`]),
 /// that inotify reported no change at all, which also covers a write made
 /// in place through an already open file after the walk looked at that
 /// file. Unwatched, like git's stat check, it cannot see such a write;
@@ -337,16 +337,28 @@ pub fn inspect(dir: &Path, old_admin: &Path) -> Result<Inspection, Error> {
     })
 }
 
-/// [`inspect`], with every directory of the tree watched from before the
-/// walk on (see [`watch`]); unwatched where inotify cannot promise to see
-/// every change (a network filesystem, no watches left).
-pub fn inspect_watched(dir: &Path, old_admin: &Path) -> Result<Inspection, Error> {
+/// [`inspect`] of a tree watched from before the walk on (see [`watch`]),
+/// kept for later without its index ([`Parked`]). `None`, without a walk,
+/// where inotify cannot promise to see every change (a network
+/// filesystem, no watch left), or if the walk fails.
+pub fn inspect_and_park(dir: &Path, old_admin: &Path) -> Option<Parked> {
     let watch = watch::Watch::start(dir)
         .inspect_err(|e| tracing::debug!(error = %e, dir = %dir.display(), "not watching the retired worktree"))
-        .ok();
-    let mut inspection = inspect(dir, old_admin)?;
-    inspection.watch = watch;
-    Ok(inspection)
+        .ok()?;
+    let inspection = inspect(dir, old_admin)
+        .inspect_err(
+            |e| tracing::debug!(error = %e, "inspecting the retired worktree while idle failed"),
+        )
+        .ok()?;
+    Some(Parked {
+        checksum: inspection.old.checksum()?,
+        watch,
+        old_admin: inspection.old_admin,
+        intact: inspection.intact,
+        strays: inspection.strays,
+        dirs: inspection.dirs,
+        started: inspection.started,
+    })
 }
 
 /// An inspection kept while the process idles, without its index (a
@@ -363,21 +375,6 @@ pub struct Parked {
 }
 
 impl Inspection {
-    /// Keeps the result of a watched inspection for later, dropping the
-    /// index; `None` if the tree is not watched (nothing could tell later
-    /// whether the result still holds) or the index has no checksum.
-    pub fn park(self) -> Option<Parked> {
-        Some(Parked {
-            checksum: self.old.checksum()?,
-            watch: self.watch?,
-            old_admin: self.old_admin,
-            intact: self.intact,
-            strays: self.strays,
-            dirs: self.dirs,
-            started: self.started,
-        })
-    }
-
     /// The worktree now at `dir` is the one inspected, and no directory in
     /// it changed since: each is still the same directory (not a link) with
     /// the same mtime, and none was modified so shortly before the walk
@@ -386,7 +383,8 @@ impl Inspection {
     /// nothing at all was reported but its own move (the claim).
     pub fn still_describes(&mut self, dir: &Path) -> bool {
         let watched = self.watch.is_some();
-        if self.watch.as_mut().is_some_and(|w| !w.unchanged(true)) {
+        // Checked once, then dropped: the rewrite's own writes are no news.
+        if self.watch.take().is_some_and(|mut w| !w.unchanged(true)) {
             return false;
         }
         let settled = self.started.checked_sub(COARSE_CLOCK);

@@ -739,6 +739,14 @@ impl Engine {
         laps: &mut super::timing::Laps,
         early: Option<early_inspection::Early>,
     ) -> Result<SubmoduleStores, Error> {
+        // A pass that found no new commit (rebuilding a damaged published
+        // tree, a commit refused before and now verified) takes up what was
+        // prepared while idle here.
+        let early = early.or_else(|| {
+            let prepared = self.prepared.take();
+            self.spare_to_inspect()
+                .and_then(|target| early_inspection::Early::start(target, prepared))
+        });
         let spare = self.spare.take();
         let repo = self.open_repo()?;
         self.fetch_missing_blobs(repo, commit, budget)?;
@@ -902,7 +910,7 @@ impl Engine {
             .prepared
             .as_ref()
             .map(early_inspection::Prepared::target);
-        if target.is_some() && target.as_ref() != current {
+        if target.as_ref() != current {
             self.prepared = target.and_then(early_inspection::Prepared::start);
         }
     }

@@ -462,12 +462,21 @@ fn a_write_into_the_spare_after_its_inspection_is_not_kept() {
         .expect("open");
     let b = up.commit_file("d0/f0.txt", "changed 0\n", "change d0/f0.txt");
     run.wait_for_link_hash(&s.link(), &b);
-    // Wait for the retired tree to be inspected while idle, then write.
+    // Wait for the retired tree to be inspected and watched while idle
+    // (without a watch the write would be found by a walk anyway).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !run.stderr().contains("inspected the spare while idle") {
+    while !run
+        .stderr()
+        .contains(r#""inspected the spare while idle","#)
+    {
         assert!(std::time::Instant::now() < deadline, "{}", run.logs());
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    assert!(
+        run.stderr().contains(r#""watched":true"#),
+        "the spare was not watched (this filesystem must support inotify):\n{}",
+        run.logs()
+    );
     consumer.write_all(b"FILE 1\n").expect("write");
     drop(consumer);
     let c = up.commit_file("d2/f2.txt", "changed 2\n", "change d2/f2.txt");

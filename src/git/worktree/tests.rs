@@ -237,7 +237,7 @@ fn a_tree_modified_just_before_the_walk_is_not_trusted_later() {
     assert!(!inspection.still_describes(&old.final_path));
 }
 
-/// A watched inspection kept while idle ([`Inspection::park`]) is used
+/// A watched inspection kept while idle ([`inspect_and_park`]) is used
 /// again only if nothing in the tree changed and its index is the same;
 /// a write of the same size, through a file opened before the walk, in
 /// the same clock tick as the checkout (invisible to `lstat`), stops it,
@@ -255,10 +255,8 @@ fn a_parked_inspection_holds_only_while_nothing_changed() {
     };
     let parked = |old: &Placement| {
         settle();
-        inspect_watched(&old.final_path, &old.admin_dir)
-            .expect("inspect")
-            .park()
-            .expect("watched (the test's filesystem must support inotify)")
+        inspect_and_park(&old.final_path, &old.admin_dir)
+            .expect("watched and inspected (the test's filesystem must support inotify)")
     };
 
     let f = fixture();

@@ -39,9 +39,7 @@ impl Prepared {
             .name("inspect-spare".into())
             .spawn(move || {
                 let started = std::time::Instant::now();
-                let parked = worktree::inspect_watched(&dir, &admin)
-                    .ok()
-                    .and_then(worktree::Inspection::park);
+                let parked = worktree::inspect_and_park(&dir, &admin);
                 tracing::debug!(
                     ms = started.elapsed().as_secs_f64() * 1000.0,
                     watched = parked.is_some(),
@@ -121,7 +119,7 @@ impl Early {
                     return (Ok(inspection), When::WhileIdle);
                 }
                 let started = std::time::Instant::now();
-                let inspected = worktree::inspect_watched(&target.dir, &target.admin);
+                let inspected = worktree::inspect(&target.dir, &target.admin);
                 tracing::debug!(
                     ms = started.elapsed().as_secs_f64() * 1000.0,
                     "inspected the spare beside the fetch"
