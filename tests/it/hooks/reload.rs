@@ -35,10 +35,16 @@ impl Drop for Proc {
 /// Spawns `cmd`, retrying while the program is still being written by
 /// another thread's fork (ETXTBSY, a race of freshly written executables).
 fn spawn_retrying(cmd: &mut Command, group: bool) -> Proc {
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    // SAFETY: prctl and sigaction are async-signal-safe; nothing else runs
+    // between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL)).map_err(std::io::Error::from)
+            nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL)).map_err(std::io::Error::from)?;
+            // A test run started under `nohup` ignores SIGHUP, and exec
+            // keeps that: the targets must start with the default.
+            nix::sys::signal::signal(Signal::SIGHUP, nix::sys::signal::SigHandler::SigDfl)
+                .map(drop)
+                .map_err(std::io::Error::from)
         });
     }
     if group {
