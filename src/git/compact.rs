@@ -388,25 +388,17 @@ fn prune_shallow_file(
         path: path.to_path_buf(),
         source,
     };
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io(e)),
-    };
-    let pruned: String = text
-        .lines()
-        .filter(|line| {
-            ObjectId::from_hex(line.trim().as_bytes()).is_ok_and(|id| kept.contains(&id))
-        })
-        .map(|line| format!("{}\n", line.trim()))
+    let lines = super::shallow::read(path).map_err(io)?;
+    let count = lines.len();
+    let pruned: std::collections::HashSet<ObjectId> = lines
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|id| kept.contains(id))
         .collect();
-    if pruned == text {
+    if pruned.len() == count {
         return Ok(());
     }
-    if pruned.is_empty() {
-        return fs::remove_file(path).map_err(io);
-    }
-    crate::fsutil::write_atomic(path, pruned.as_bytes()).map_err(io)
+    super::shallow::write(path, pruned).map_err(io)
 }
 
 fn remove_loose_objects(objects: &Path) -> Result<(), Error> {

@@ -227,17 +227,11 @@ fn fetch_over(
     let asked = opts.depth + u32::from(extra_level);
     let pack_bytes = receive(repo, prepare, opts, asked, budget, &report, &filter_report)?;
     let commit = peel_to_commit(repo, remote_id)?;
-    // The server's answer, as deep as asked for (reported as the user's depth).
-    verify_depth(repo, commit, asked).map_err(|e| match e {
-        Error::NotShallow { count, .. } => Error::NotShallow {
-            depth: opts.depth,
-            count,
-        },
-        other => other,
-    })?;
+    // The server's answer, as deep as asked for.
+    verify_depth(repo, commit, asked, opts.depth)?;
     if extra_level {
         cut_history(repo, commit, opts.depth)?;
-        verify_depth(repo, commit, opts.depth)?;
+        verify_depth(repo, commit, opts.depth, opts.depth)?;
     }
     Ok(Polled {
         outcome: Outcome::Fetched {
@@ -413,57 +407,30 @@ fn parents(repo: &gix::Repository, id: ObjectId) -> Result<Vec<ObjectId>, Error>
 /// The shallow boundary as the file says now (gix's copy may lag a write
 /// made within the same clock tick).
 fn shallow_commits(repo: &gix::Repository) -> Result<std::collections::HashSet<ObjectId>, Error> {
-    let path = repo
-        .shallow_file()
-        .map_err(|e| git_err("could not locate the shallow file", e, None))?;
-    match std::fs::read_to_string(&path) {
-        Ok(text) => text
-            .lines()
-            .map(|line| {
-                ObjectId::from_hex(line.trim().as_bytes()).map_err(|e| {
-                    Error::Store(format!(
-                        "{}: a line is not an object id: {e}",
-                        path.display()
-                    ))
-                })
-            })
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
-        Err(e) => Err(Error::Store(format!("{}: {e}", path.display()))),
-    }
+    let path = shallow_file(repo)?;
+    let store_err = |e: String| Error::Store(format!("{}: {e}", path.display()));
+    let lines = super::shallow::read(&path).map_err(|e| store_err(e.to_string()))?;
+    lines
+        .into_iter()
+        .map(|line| line.map_err(|e| store_err(format!("a line is not an object id: {e}"))))
+        .collect()
 }
 
-/// Adds `commits` to the shallow file, replacing it atomically. Its mtime
-/// must move forward: gix rereads the file only when it looks newer than
-/// what it read last, which on a coarse clock it may not.
+/// Adds `commits` to the shallow file.
 fn add_shallow(repo: &gix::Repository, commits: &[ObjectId]) -> Result<(), Error> {
-    let path = repo
-        .shallow_file()
-        .map_err(|e| git_err("could not locate the shallow file", e, None))?;
-    let store_err = |e: std::io::Error| Error::Store(format!("{}: {e}", path.display()));
     let mut ids = shallow_commits(repo)?;
-    let before = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
     let count = ids.len();
     ids.extend(commits.iter().copied());
     if ids.len() == count {
         return Ok(());
     }
-    let mut ids: Vec<_> = ids.into_iter().collect();
-    ids.sort();
-    let text: String = ids.iter().map(|id| format!("{id}\n")).collect();
-    crate::fsutil::write_atomic(&path, text.as_bytes()).map_err(store_err)?;
-    let after = std::fs::metadata(&path).and_then(|m| m.modified());
-    if let (Some(before), Ok(after)) = (before, after) {
-        if after <= before {
-            let later = before + std::time::Duration::from_millis(1);
-            std::fs::File::options()
-                .write(true)
-                .open(&path)
-                .and_then(|f| f.set_modified(later))
-                .map_err(store_err)?;
-        }
-    }
-    Ok(())
+    let path = shallow_file(repo)?;
+    super::shallow::write(&path, ids).map_err(|e| Error::Store(format!("{}: {e}", path.display())))
+}
+
+fn shallow_file(repo: &gix::Repository) -> Result<std::path::PathBuf, Error> {
+    repo.shallow_file()
+        .map_err(|e| git_err("could not locate the shallow file", e, None))
 }
 
 fn peel_to_commit(repo: &gix::Repository, id: ObjectId) -> Result<ObjectId, Error> {
@@ -479,12 +446,18 @@ fn peel_to_commit(repo: &gix::Repository, id: ObjectId) -> Result<ObjectId, Erro
 }
 
 /// After a shallow fetch the history must not be deeper than asked for:
-/// no commit `depth + 1` levels down (a merge's parents are one level).
-fn verify_depth(repo: &gix::Repository, commit: ObjectId, depth: u32) -> Result<(), Error> {
-    if depth == 0 {
+/// no commit `levels + 1` levels down (a merge's parents are one level).
+/// The error names `--depth` (what the user asked for).
+fn verify_depth(
+    repo: &gix::Repository,
+    commit: ObjectId,
+    levels: u32,
+    depth: u32,
+) -> Result<(), Error> {
+    if levels == 0 {
         return Ok(());
     }
-    match level(repo, commit, depth + 1)? {
+    match level(repo, commit, levels + 1)? {
         (deeper, count) if !deeper.is_empty() => Err(Error::NotShallow { depth, count }),
         _ => Ok(()),
     }

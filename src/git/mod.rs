@@ -34,6 +34,7 @@ pub mod partial;
 pub mod probe;
 pub mod remote;
 mod repo;
+mod shallow;
 pub mod signed;
 pub mod sparse;
 pub mod ssh;

@@ -452,10 +452,7 @@ impl Engine {
         // Once the refs show a new commit, the spare is inspected beside the download.
         let early = std::cell::RefCell::new(None);
         let start_inspection = || {
-            let prepared = prepared.borrow_mut().take();
-            *early.borrow_mut() = self
-                .spare_to_inspect()
-                .and_then(|target| early_inspection::Early::start(target, prepared));
+            *early.borrow_mut() = self.inspect_spare(prepared.borrow_mut().take());
         };
         let polled = match pinned {
             Some(id) if current_id == Some(id) && repo.has_commit(id) && !depth_changed => {
@@ -744,8 +741,7 @@ impl Engine {
         // prepared while idle here.
         let early = early.or_else(|| {
             let prepared = self.prepared.take();
-            self.spare_to_inspect()
-                .and_then(|target| early_inspection::Early::start(target, prepared))
+            self.inspect_spare(prepared)
         });
         let spare = self.spare.take();
         let repo = self.open_repo()?;
@@ -913,6 +909,16 @@ impl Engine {
         if target.as_ref() != current {
             self.prepared = target.and_then(early_inspection::Prepared::start);
         }
+    }
+
+    /// Starts the inspection of the spare the next build will claim,
+    /// taking up `prepared` if it still holds.
+    fn inspect_spare(
+        &self,
+        prepared: Option<early_inspection::Prepared>,
+    ) -> Option<early_inspection::Early> {
+        self.spare_to_inspect()
+            .and_then(|target| early_inspection::Early::start(target, prepared))
     }
 
     /// The spare the next build will claim, if it may claim it (parked, or

@@ -24,36 +24,60 @@ pub(super) struct Target {
 
 type Inspected = Result<worktree::Inspection, worktree::Error>;
 
+/// A thread whose result is awaited when it is dropped unread: nothing
+/// outlives its owner.
+struct Joined<T>(Option<JoinHandle<T>>);
+
+impl<T> Joined<T> {
+    fn spawn(f: impl FnOnce() -> T + Send + 'static) -> Option<Self>
+    where
+        T: Send + 'static,
+    {
+        let thread = std::thread::Builder::new()
+            .name("inspect-spare".into())
+            .spawn(f)
+            .ok()?;
+        Some(Self(Some(thread)))
+    }
+
+    /// The thread's result (`None` if it panicked).
+    fn join(mut self) -> Option<T> {
+        self.0.take()?.join().ok()
+    }
+}
+
+impl<T> Drop for Joined<T> {
+    fn drop(&mut self) {
+        if let Some(thread) = self.0.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// A spare inspected and watched while the process idles. Dropping it
 /// waits for its thread.
 pub(super) struct Prepared {
     target: Target,
-    thread: Option<JoinHandle<Option<worktree::Parked>>>,
+    thread: Joined<Option<worktree::Parked>>,
 }
 
 impl Prepared {
     /// Starts inspecting and watching `target` on a thread of its own.
     pub fn start(target: Target) -> Option<Self> {
         let (dir, admin) = (target.dir.clone(), target.admin.clone());
-        let thread = std::thread::Builder::new()
-            .name("inspect-spare".into())
-            .spawn(move || {
-                let started = std::time::Instant::now();
-                let parked = worktree::inspect_and_park(&dir, &admin);
-                tracing::debug!(
-                    ms = started.elapsed().as_secs_f64() * 1000.0,
-                    watched = parked.is_some(),
-                    "inspected the spare while idle"
-                );
-                // The walk's index and path maps, freed on this thread.
-                crate::memory::release_free_memory();
-                parked
-            })
-            .ok()?;
-        Some(Self {
-            target,
-            thread: Some(thread),
-        })
+        let thread = Joined::spawn(move || {
+            let started = std::time::Instant::now();
+            let parked = worktree::inspect_and_park(&dir, &admin);
+            tracing::debug!(
+                ms = started.elapsed().as_secs_f64() * 1000.0,
+                watched = parked.is_some(),
+                "inspected the spare while idle"
+            );
+            // The walk's index and path maps, freed on this thread.
+            crate::memory::release_free_memory();
+            parked
+        })?;
+        Some(Self { target, thread })
     }
 
     /// What it inspects.
@@ -62,8 +86,8 @@ impl Prepared {
     }
 
     /// The inspection, if it was taken of `target` and still holds.
-    fn resume(mut self, target: &Target) -> Option<worktree::Inspection> {
-        let parked = self.thread.take()?.join().ok()??;
+    fn resume(self, target: &Target) -> Option<worktree::Inspection> {
+        let parked = self.thread.join()??;
         if self.target != *target {
             return None;
         }
@@ -74,20 +98,12 @@ impl Prepared {
     }
 }
 
-impl Drop for Prepared {
-    fn drop(&mut self) {
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// An inspection running (or done) on its own thread. Dropping it waits
 /// for the thread: nothing outlives the pass that started it.
 pub(super) struct Early {
     hash: CommitHash,
     parked: bool,
-    thread: Option<JoinHandle<(Inspected, When)>>,
+    thread: Joined<(Inspected, When)>,
 }
 
 /// When the inspection a rewrite uses was taken, for the log.
@@ -112,35 +128,28 @@ impl Early {
     /// started (the rewrite then inspects after the claim).
     pub fn start(target: Target, prepared: Option<Prepared>) -> Option<Self> {
         let (hash, parked) = (target.hash.clone(), target.parked);
-        let thread = std::thread::Builder::new()
-            .name("inspect-spare".into())
-            .spawn(move || {
-                if let Some(inspection) = prepared.and_then(|p| p.resume(&target)) {
-                    return (Ok(inspection), When::WhileIdle);
-                }
-                let started = std::time::Instant::now();
-                let inspected = worktree::inspect(&target.dir, &target.admin);
-                tracing::debug!(
-                    ms = started.elapsed().as_secs_f64() * 1000.0,
-                    "inspected the spare beside the fetch"
-                );
-                (inspected, When::BesideTheFetch)
-            })
-            .ok()?;
+        let thread = Joined::spawn(move || {
+            if let Some(inspection) = prepared.and_then(|p| p.resume(&target)) {
+                return (Ok(inspection), When::WhileIdle);
+            }
+            let started = std::time::Instant::now();
+            let inspected = worktree::inspect(&target.dir, &target.admin);
+            tracing::debug!(
+                ms = started.elapsed().as_secs_f64() * 1000.0,
+                "inspected the spare beside the fetch"
+            );
+            (inspected, When::BesideTheFetch)
+        })?;
         Some(Self {
             hash,
             parked,
-            thread: Some(thread),
+            thread,
         })
     }
 
     /// The inspection, if it was taken of this spare and succeeded.
-    pub fn finish(
-        mut self,
-        hash: &CommitHash,
-        parked: bool,
-    ) -> Option<(worktree::Inspection, When)> {
-        let (done, when) = self.thread.take()?.join().ok()?;
+    pub fn finish(self, hash: &CommitHash, parked: bool) -> Option<(worktree::Inspection, When)> {
+        let (done, when) = self.thread.join()?;
         if self.hash != *hash || self.parked != parked {
             return None;
         }
@@ -150,14 +159,6 @@ impl Early {
                 tracing::debug!(error = %e, "inspecting the retired worktree beside the fetch failed; inspecting it again");
                 None
             }
-        }
-    }
-}
-
-impl Drop for Early {
-    fn drop(&mut self) {
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }
