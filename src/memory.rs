@@ -23,6 +23,16 @@
 //! 8.7 MiB with a probe and a metrics scrape every second; all of it
 //! file-backed: the polls and requests map 5.7-6.5 MiB of text back).
 //!
+//! What an idle process maps back is every 64 KiB window of code its polls
+//! and probes touch (the kernel reads around an executable fault and maps
+//! the neighbouring cached pages with it). Left to the linker, the ~1,400
+//! functions of an idle pass were spread over most of the 10 MiB of text:
+//! 5.5-6 MiB resident for about 0.4 MiB actually run. The release builds
+//! now place those functions together (build.rs hands the linker
+//! build/idle.order, made by scripts/idle-order): 2.9-3.2 MiB of text stays
+//! resident, and idle VmRSS went 10.8 -> 7.5 MiB (cargo build) and 8.8 ->
+//! 5.7 MiB (static build), 38k-file tree with metrics scrapes.
+//!
 //! What that saves, honestly: the pages are clean page cache of the binary.
 //! They leave the page cache (unless another process maps them) and the
 //! container's memory cgroup is charged that much less, but they were

@@ -92,7 +92,7 @@ fn repo_dir() -> &'static Path {
 
 /// Runs `scripts/build-static` (cargo is fresh when nothing changed) and
 /// returns the static binary's path.
-fn build_static_binary() -> PathBuf {
+pub(crate) fn build_static_binary() -> PathBuf {
     let out = Command::new(repo_dir().join("scripts/build-static"))
         .env("CARGO", env!("CARGO"))
         .stdin(Stdio::null())

@@ -13,5 +13,6 @@
 mod support;
 
 mod examples;
+mod idle_order;
 mod image;
 mod manifests;
