@@ -29,7 +29,7 @@
 //! functions of an idle pass were spread over most of the 10 MiB of text:
 //! 5.5-6 MiB resident for about 0.4 MiB actually run. The release builds
 //! now place those functions together (build.rs hands the linker
-//! build/idle.order, made by scripts/idle-order): 2.9-3.2 MiB of text stays
+//! build/code.order, made by scripts/code-order): 2.9-3.2 MiB of text stays
 //! resident, and idle VmRSS went 10.8 -> 7.5 MiB (cargo build) and 8.8 ->
 //! 5.7 MiB (static build), 38k-file tree with metrics scrapes.
 //!

@@ -13,6 +13,6 @@
 mod support;
 
 mod examples;
-mod idle_order;
+mod code_order;
 mod image;
 mod manifests;

@@ -1,6 +1,7 @@
-//! The functions an idle git-sidecar runs sit together in the static build
-//! the image ships: build.rs hands the linker `build/idle.order` (written by
-//! `scripts/idle-order`; why it matters: src/memory.rs). Fails when the list
+//! The functions an idle git-sidecar runs, and then those of its first sync,
+//! sit together in the static build the image ships: build.rs hands the
+//! linker `build/code.order` (written by
+//! `scripts/code-order`; why it matters: src/memory.rs). Fails when the list
 //! is not applied, or when it went stale (new dependency versions, another
 //! toolchain) and names little of what the build has.
 
@@ -40,15 +41,15 @@ fn symbols(binary: &Path) -> HashMap<String, Placed> {
 }
 
 #[test]
-fn the_functions_an_idle_process_runs_are_placed_together() {
+fn the_functions_of_idle_passes_and_the_first_sync_are_placed_together() {
     let shipped = super::image::build_static_binary();
     // build-static strips a copy; cargo's build beside it keeps the names.
     let built = shipped
         .parent()
         .expect("build-static's output directory")
         .join("x86_64-unknown-linux-gnu/release/git-sidecar");
-    let order_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("build/idle.order");
-    let listed = std::fs::read_to_string(&order_file).expect("reading build/idle.order");
+    let order_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("build/code.order");
+    let listed = std::fs::read_to_string(&order_file).expect("reading build/code.order");
     let listed: Vec<&str> = listed.lines().filter(|l| !l.is_empty()).collect();
     let symbols = symbols(&built);
 
@@ -57,7 +58,7 @@ fn the_functions_an_idle_process_runs_are_placed_together() {
     // static one); each finds its own half.
     assert!(
         found.len() * 3 >= listed.len(),
-        "build/idle.order is stale: {} of its {} names are in {built:?}; run scripts/idle-order",
+        "build/code.order is stale: {} of its {} names are in {built:?}; run scripts/code-order",
         found.len(),
         listed.len()
     );
@@ -70,10 +71,10 @@ fn the_functions_an_idle_process_runs_are_placed_together() {
     let code: u64 = found.iter().map(|p| p.size).sum();
     let span = end - start;
     // Together: the listed functions fill their span but for alignment
-    // padding. Left to the linker, they spread over most of the text.
+    // padding. Left to the linker, they spread over the whole text.
     assert!(
         span <= code + code / 4,
-        "the {} idle functions ({} KiB of code) spread over {} KiB of {built:?}: \
+        "the {} listed functions ({} KiB of code) spread over {} KiB of {built:?}: \
          is build.rs's --symbol-ordering-file reaching the linker?",
         found.len(),
         code / 1024,
