@@ -12,7 +12,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-mod examples;
 mod code_order;
+mod examples;
 mod image;
 mod manifests;
