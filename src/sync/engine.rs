@@ -784,9 +784,16 @@ impl Engine {
                 };
                 self.rewrite_or_checkout(repo, planned, commit, &place, reuse, budget)
             }
-            None => repo
-                .materialize(planned, &place, budget)
-                .map_err(Error::from),
+            None => {
+                // A full checkout is a first sync's peak of memory: the
+                // whole pack mapped while every blob is written. The code
+                // that fetched and indexed it is done; hand it back first.
+                super::release_code_pages(
+                    "gave the executable's pages back before a full checkout",
+                );
+                repo.materialize(planned, &place, budget)
+                    .map_err(Error::from)
+            }
         };
         laps.lap("checkout");
         let built = built.and_then(|mut built| {

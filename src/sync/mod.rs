@@ -351,6 +351,12 @@ fn report_success(
 /// clone, the full checkout) will not run again; hand its pages back
 /// (src/memory.rs says what that saves and costs).
 fn release_start_up_code() {
+    release_code_pages("gave the executable's start-up pages back");
+}
+
+/// Hands the executable's resident pages back (src/memory.rs), logging
+/// `done` and how long it took.
+pub(crate) fn release_code_pages(done: &'static str) {
     // Not in this crate's unit tests: the loop's tests run inside the test
     // binary whose pages src/memory.rs's own tests measure.
     if cfg!(test) {
@@ -358,10 +364,7 @@ fn release_start_up_code() {
     }
     let started = Instant::now();
     match crate::memory::release_code_pages() {
-        Ok(()) => tracing::debug!(
-            took_us = started.elapsed().as_micros() as u64,
-            "gave the executable's start-up pages back"
-        ),
+        Ok(()) => tracing::debug!(took_us = started.elapsed().as_micros() as u64, "{done}"),
         Err(e) => tracing::debug!(error = %e, "the executable's pages stay resident"),
     }
 }
