@@ -18,20 +18,16 @@
 //! kernel's read-around and fault-around map it in large runs, so most of
 //! the text stayed mapped for the process's life while an idle poll needs
 //! far less. [`release_code_pages`] hands those pages back once the first
-//! sync is done (38k-file tree, static build: idle VmRSS 12.1 -> 7.9 MiB
+//! sync is done, and before each full checkout, the memory peak of a first
+//! sync with the whole pack mapped (38k-file tree, static build: idle VmRSS 12.1 -> 7.9 MiB
 //! on a disk with 8 MiB read-ahead, 11.5 -> 7.0 MiB with 128 KiB, 12.8 ->
 //! 8.7 MiB with a probe and a metrics scrape every second; all of it
 //! file-backed: the polls and requests map 5.7-6.5 MiB of text back).
 //!
 //! What an idle process maps back is every 64 KiB window of code its polls
-//! and probes touch (the kernel reads around an executable fault and maps
-//! the neighbouring cached pages with it). Left to the linker, the ~1,400
-//! functions of an idle pass were spread over most of the 10 MiB of text:
-//! 5.5-6 MiB resident for about 0.4 MiB actually run. The release builds
-//! now place those functions together (build.rs hands the linker
-//! build/code.order, made by scripts/code-order): 2.9-3.2 MiB of text stays
-//! resident, and idle VmRSS went 10.8 -> 7.5 MiB (cargo build) and 8.8 ->
-//! 5.7 MiB (static build), 38k-file tree with metrics scrapes.
+//! and probes touch, so the release builds place those functions together
+//! (build.rs, build/code.order; docs/architecture.md, "Build", has how and
+//! the figures).
 //!
 //! What that saves, honestly: the pages are clean page cache of the binary.
 //! They leave the page cache (unless another process maps them) and the
