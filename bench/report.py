@@ -124,7 +124,7 @@ def _sidecar_line(repo_dir, binary, built):
     dirty = _run(["git", "-C", str(repo_dir), "status", "--porcelain", "--untracked-files=no"])
     size = os.path.getsize(binary) / MIB
     if built:
-        origin = f"built from commit {commit}{' with uncommitted changes' if dirty else ''}"
+        origin = f"{built}, built from commit {commit}{' with uncommitted changes' if dirty else ''}"
     else:
         origin = f"given with --bin (harness at commit {commit}; the binary's own commit is not recorded)"
     return f"- git-sidecar: `{binary}` ({size:.1f} MiB), {origin}"
