@@ -6,7 +6,8 @@
 //! a few windows instead of most of the text.
 //!
 //! Needs LLD, the linker rustc uses on x86_64-unknown-linux-gnu since 1.90
-//! (`--symbol-ordering-file`). Names the list has and the build does not
+//! (`--symbol-ordering-file`); with another linker configured, build with
+//! `GIT_SIDECAR_CODE_ORDER=off`. Names the list has and the build does not
 //! (the list was made from older code) are skipped without a warning.
 
 use std::env;
@@ -15,13 +16,18 @@ use std::path::Path;
 fn main() {
     println!("cargo:rerun-if-changed=build/code.order");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=GIT_SIDECAR_CODE_ORDER");
+    if env::var("GIT_SIDECAR_CODE_ORDER").as_deref() == Ok("off") {
+        return;
+    }
     let release = env::var("PROFILE").as_deref() == Ok("release");
-    let linux = env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux");
+    // The one target whose default linker is LLD.
+    let lld = env::var("TARGET").as_deref() == Ok("x86_64-unknown-linux-gnu");
     let Ok(dir) = env::var("CARGO_MANIFEST_DIR") else {
         return;
     };
     let order = Path::new(&dir).join("build").join("code.order");
-    if !(release && linux && order.is_file()) {
+    if !(release && lld && order.is_file()) {
         return;
     }
     println!(
