@@ -20,7 +20,9 @@
 
 # Compile: glibc static-pie, checked by scripts/build-static. The cache
 # mounts keep the crate registry and the target directory between builds.
-FROM docker.io/library/rust:1.95-bookworm AS compile
+# The exact toolchain build/code.order was made with: symbol names, and so
+# the code order (docs/architecture.md, "Build"), depend on it.
+FROM docker.io/library/rust:1.95.0-bookworm AS compile
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

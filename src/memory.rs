@@ -18,8 +18,8 @@
 //! kernel's read-around and fault-around map it in large runs, so most of
 //! the text stayed mapped for the process's life while an idle poll needs
 //! far less. [`release_code_pages`] hands those pages back once the first
-//! sync is done, and before each full checkout, the memory peak of a first
-//! sync with the whole pack mapped (38k-file tree, static build: idle VmRSS 12.1 -> 7.9 MiB
+//! sync is done, and before the first full checkout, the memory peak of a
+//! first sync with the whole pack mapped (38k-file tree, static build: idle VmRSS 12.1 -> 7.9 MiB
 //! on a disk with 8 MiB read-ahead, 11.5 -> 7.0 MiB with 128 KiB, 12.8 ->
 //! 8.7 MiB with a probe and a metrics scrape every second; all of it
 //! file-backed: the polls and requests map 5.7-6.5 MiB of text back).
@@ -166,7 +166,8 @@ unsafe extern "C" fn first_object(
 /// kernel that honoured it would fault a publish's code in page by page.
 ///
 /// Call it once the first sync is done: start-up, option parsing, the
-/// clone and the first full checkout are most of the code that ran.
+/// clone and the first full checkout are most of the code that ran; and
+/// before that first full checkout, whose whole pack is mapped meanwhile.
 #[cfg(target_os = "linux")]
 pub fn release_code_pages() -> Result<(), Error> {
     for s in own_readonly_segments() {

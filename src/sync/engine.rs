@@ -187,6 +187,9 @@ pub struct Engine {
     spare: Option<Spare>,
     /// The spare, inspected and watched since the last publish.
     prepared: Option<early_inspection::Prepared>,
+    /// The executable's pages were given back before a full checkout
+    /// (atomic: set while the open repository borrows the engine).
+    code_released: std::sync::atomic::AtomicBool,
     /// The commits the last clean-up kept (worktrees on disk, the published one).
     kept: Vec<CommitId>,
     /// The last signature verdict (`--verify-signatures`), not repeated while
@@ -251,6 +254,7 @@ impl Engine {
             trusted: None,
             spare: None,
             prepared: None,
+            code_released: std::sync::atomic::AtomicBool::new(false),
             kept: Vec::new(),
             signatures: None,
             garbage_bytes: 0,
@@ -785,12 +789,15 @@ impl Engine {
                 self.rewrite_or_checkout(repo, planned, commit, &place, reuse, budget)
             }
             None => {
-                // A full checkout is a first sync's peak of memory: the
-                // whole pack mapped while every blob is written. The code
+                // The first full checkout is a first sync's peak of memory:
+                // the whole pack mapped while every blob is written. The code
                 // that fetched and indexed it is done; hand it back first.
-                super::release_code_pages(
-                    "gave the executable's pages back before a full checkout",
-                );
+                let released = &self.code_released;
+                if !released.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    super::release_code_pages(
+                        "gave the executable's pages back before the first full checkout",
+                    );
+                }
                 repo.materialize(planned, &place, budget)
                     .map_err(Error::from)
             }
