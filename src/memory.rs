@@ -18,11 +18,12 @@
 //! kernel's read-around and fault-around map it in large runs, so most of
 //! the text stayed mapped for the process's life while an idle poll needs
 //! far less. [`release_code_pages`] hands those pages back once the first
-//! sync is done, and before the first full checkout, the memory peak of a
-//! first sync with the whole pack mapped (38k-file tree, static build: idle VmRSS 12.1 -> 7.9 MiB
+//! sync is done (38k-file tree, static build: idle VmRSS 12.1 -> 7.9 MiB
 //! on a disk with 8 MiB read-ahead, 11.5 -> 7.0 MiB with 128 KiB, 12.8 ->
 //! 8.7 MiB with a probe and a metrics scrape every second; all of it
-//! file-backed: the polls and requests map 5.7-6.5 MiB of text back).
+//! file-backed: the polls and requests map 5.7-6.5 MiB of text back), and
+//! before the first full checkout, a first sync's memory peak with the
+//! whole pack mapped.
 //!
 //! What an idle process maps back is every 64 KiB window of code its polls
 //! and probes touch, so the release builds place those functions together
