@@ -399,7 +399,7 @@ fn connect_daemon(
     url: &gix::Url,
     budget: &Budget,
 ) -> Result<
-    git_transport::blocking_io::Connection<DeadlineReader<QuickAckStream>, TcpStream>,
+    git_transport::blocking_io::Connection<DeadlineReader<QuickAckStream>, ExplainedWrites>,
     ConnectError,
 > {
     let host = super::url_host(url).unwrap_or("localhost").to_string();
@@ -436,7 +436,7 @@ fn daemon_connection(
     port: u16,
     budget: &Budget,
 ) -> Result<
-    git_transport::blocking_io::Connection<DeadlineReader<QuickAckStream>, TcpStream>,
+    git_transport::blocking_io::Connection<DeadlineReader<QuickAckStream>, ExplainedWrites>,
     ConnectError,
 > {
     let io_err = |source| ConnectError::Connect {
@@ -455,7 +455,7 @@ fn daemon_connection(
     let virtual_host = url.host().map_or(host, str::to_string);
     Ok(git_transport::blocking_io::Connection::new(
         reader,
-        stream,
+        ExplainedWrites(stream),
         Protocol::V2,
         url.path.clone(),
         Some((virtual_host, port)),
@@ -495,6 +495,62 @@ impl AsFd for QuickAckStream {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.0.as_fd()
     }
+}
+
+/// The write side of a `git://` connection. upload-pack refuses a `want`
+/// it cannot serve (a submodule commit never pushed) with `ERR ...` and
+/// hangs up, possibly while we are still writing the rest of the request:
+/// the write then fails with a broken pipe while the server's reason waits
+/// unread in the socket. That reason is added to the write's error.
+pub(super) struct ExplainedWrites(TcpStream);
+
+impl Write for ExplainedWrites {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf).map_err(|e| explained(&self.0, e))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush().map_err(|e| explained(&self.0, e))
+    }
+}
+
+/// `e` with the server's `ERR` line, if the peer hung up after sending one.
+/// Peeked, not read: the reading side still gets everything.
+fn explained(stream: &TcpStream, e: io::Error) -> io::Error {
+    if !matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+    ) {
+        return e;
+    }
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+    let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
+    let Ok(n) = socket2::SockRef::from(stream).recv_with_flags(&mut buf, flags) else {
+        return e;
+    };
+    // SAFETY: recv initialised the first `n` bytes.
+    #[allow(unsafe_code)]
+    let data = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
+    match server_error(data) {
+        Some(reason) => io::Error::new(e.kind(), format!("{e}; the server said: {reason}")),
+        None => e,
+    }
+}
+
+/// The text of the first `ERR` pkt-line in `data`, if any.
+fn server_error(mut data: &[u8]) -> Option<String> {
+    while data.len() >= 4 {
+        let len = usize::from_str_radix(std::str::from_utf8(&data[..4]).ok()?, 16).ok()?;
+        if len < 4 {
+            data = &data[4..]; // flush, delimiter or response-end
+            continue;
+        }
+        let line = data.get(4..len)?;
+        if let Some(reason) = line.strip_prefix(b"ERR ") {
+            return Some(String::from_utf8_lossy(reason).trim_end().to_string());
+        }
+        data = &data[len..];
+    }
+    None
 }
 
 /// Writes to the child's stdin; closes it on drop so the child sees EOF.
@@ -689,6 +745,50 @@ fn cookie_request_hook(
 mod tests {
     use super::*;
     use std::net::TcpListener;
+
+    /// upload-pack's refusal of a `want`: `ERR` and hang up, while the
+    /// client is still writing. The write's error carries the reason.
+    #[test]
+    fn a_write_refused_by_a_hung_up_server_says_why() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().expect("accept");
+            let mut first = [0u8; 16];
+            conn.read_exact(&mut first).expect("the request's start");
+            let reason = b"ERR upload-pack: not our ref 0123456789abcdef\n";
+            conn.write_all(format!("{:04x}", reason.len() + 4).as_bytes())
+                .expect("length");
+            conn.write_all(reason).expect("reason");
+            // Closing with unread data sends a reset, as upload-pack's exit does.
+        });
+        let stream = TcpStream::connect(addr).expect("connect");
+        let mut writes = ExplainedWrites(stream);
+        let chunk = [b'0'; 16];
+        writes.write_all(&chunk).expect("the first write");
+        server.join().expect("server");
+        let error = (0..1000)
+            .find_map(|_| {
+                std::thread::sleep(Duration::from_millis(1));
+                writes.write_all(&chunk).err()
+            })
+            .expect("a write fails once the server hung up");
+        let text = error.to_string();
+        assert!(
+            text.contains("the server said: upload-pack: not our ref 0123456789abcdef"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn server_error_reads_the_first_err_pkt_line() {
+        assert_eq!(
+            server_error(b"0000000dERR nope\n0009more"),
+            Some("nope".to_string())
+        );
+        assert_eq!(server_error(b"0008abcd"), None);
+        assert_eq!(server_error(b"0030ERR trunc"), None);
+    }
 
     #[test]
     fn deadline_reader_gives_up_on_a_silent_peer() {
