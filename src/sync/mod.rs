@@ -180,7 +180,9 @@ pub async fn run<P: SyncPass>(
         };
         crate::memory::release_free_memory();
         if result.is_ok() && !synced_once && !opts.one_time {
-            release_start_up_code();
+            // Most of the code that ran (start-up, the clone, the full
+            // checkout) will not run again.
+            release_code_pages("gave the executable's start-up pages back");
         }
         if !opts.one_time {
             engine.prepare_next();
@@ -345,13 +347,6 @@ fn report_success(
     metrics.set_published_revision(&hash, git_ref);
     metrics.set_consecutive_failures(0);
     reporter.status.succeeded(&hash);
-}
-
-/// Once the first sync is done, most of the code that ran (start-up, the
-/// clone, the full checkout) will not run again; hand its pages back
-/// (src/memory.rs says what that saves and costs).
-fn release_start_up_code() {
-    release_code_pages("gave the executable's start-up pages back");
 }
 
 /// Hands the executable's resident pages back (src/memory.rs), logging
