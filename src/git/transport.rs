@@ -522,14 +522,17 @@ fn explained(stream: &TcpStream, e: io::Error) -> io::Error {
     ) {
         return e;
     }
-    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
-    let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
-    let Ok(n) = socket2::SockRef::from(stream).recv_with_flags(&mut buf, flags) else {
+    // Without waiting: what is not there yet will not say more. (The
+    // connection is dead; its blocking mode is put back all the same.)
+    let mut buf = [0u8; 4096];
+    let peeked = stream
+        .set_nonblocking(true)
+        .and_then(|()| stream.peek(&mut buf));
+    let _ = stream.set_nonblocking(false);
+    let Ok(n) = peeked else {
         return e;
     };
-    // SAFETY: recv initialised the first `n` bytes.
-    #[allow(unsafe_code)]
-    let data = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
+    let data = &buf[..n];
     match server_error(data) {
         Some(reason) => io::Error::new(e.kind(), format!("{e}; the server said: {reason}")),
         None => e,
