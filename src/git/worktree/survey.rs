@@ -15,12 +15,16 @@
 //! against their own index.
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::{CStr, OsStr};
 use std::fs;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+
+use nix::fcntl::{AtFlags, OFlag};
 
 use gix::bstr::{BStr, BString, ByteSlice, ByteVec};
 use gix::index::entry::{stat, Mode, Stat};
@@ -114,6 +118,15 @@ impl DirStamp {
         }
     }
 
+    fn of_lstat(lstat: &Lstat) -> Self {
+        let st = &lstat.0;
+        Self {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+        }
+    }
+
     /// The directory's mtime, as a time.
     pub(crate) fn modified(&self) -> std::time::SystemTime {
         let (secs, nsecs) = self.mtime;
@@ -133,7 +146,7 @@ pub(crate) fn survey(
     dir: &Path,
     wanted: &Wanted<'_>,
     top_level: bool,
-    accept: impl Fn(&gix::index::Entry, &fs::Metadata, &Path) -> bool + Sync,
+    accept: impl Fn(&gix::index::Entry, &Lstat, &Found<'_>) -> bool + Sync,
 ) -> io::Result<Survey> {
     let threads = crate::cgroup::worker_threads().clamp(1, 8);
     survey_with(dir, wanted, top_level, threads, accept)
@@ -145,9 +158,9 @@ pub(crate) fn survey_with(
     wanted: &Wanted<'_>,
     top_level: bool,
     threads: usize,
-    accept: impl Fn(&gix::index::Entry, &fs::Metadata, &Path) -> bool + Sync,
+    accept: impl Fn(&gix::index::Entry, &Lstat, &Found<'_>) -> bool + Sync,
 ) -> io::Result<Survey> {
-    let root = fs::symlink_metadata(dir)?;
+    let root = Lstat::of(dir)?;
     let walk = Walk {
         wanted,
         top_level,
@@ -182,7 +195,7 @@ pub(crate) fn survey_with(
         return Err(e);
     }
     let mut all = Survey {
-        dirs: vec![(dir.to_path_buf(), DirStamp::of(&root))],
+        dirs: vec![(dir.to_path_buf(), DirStamp::of_lstat(&root))],
         ..Survey::default()
     };
     for part in found {
@@ -212,7 +225,7 @@ struct Walk<'w, 'i, A> {
 
 impl<A> Walk<'_, '_, A>
 where
-    A: Fn(&gix::index::Entry, &fs::Metadata, &Path) -> bool + Sync,
+    A: Fn(&gix::index::Entry, &Lstat, &Found<'_>) -> bool + Sync,
 {
     /// One thread's share: directories from the queue until none is left
     /// and no thread can add any.
@@ -266,36 +279,126 @@ where
         subdirs: &mut Vec<(PathBuf, BString)>,
     ) -> io::Result<()> {
         let wanted = self.wanted;
-        for child in fs::read_dir(abs)? {
-            let child = child?;
-            let name = child.file_name();
-            if self.top_level && rel.is_empty() && name == ".git" {
+        // Never through a link: a directory swapped for one since its
+        // parent was read is a stray of the parent's next walk, not a way out.
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = nix::fcntl::open(abs, flags, nix::sys::stat::Mode::empty())?;
+        let mut entries = nix::dir::Dir::from_fd(nix::unistd::dup(&fd)?)?;
+        // One buffer for every child's relative path: no allocation per
+        // entry, and `lstat`s relative to the open directory (`fstatat`), not
+        // a walk of the whole path from `/` per entry.
+        let mut child_rel = BString::from(rel);
+        if !child_rel.is_empty() {
+            child_rel.push(b'/');
+        }
+        let prefix = child_rel.len();
+        for entry in entries.iter() {
+            let entry = entry?;
+            let name = entry.file_name();
+            let bytes = name.to_bytes();
+            if bytes == b"."
+                || bytes == b".."
+                || self.top_level && rel.is_empty() && bytes == b".git"
+            {
                 continue;
             }
-            let mut child_rel = BString::from(rel);
-            if !child_rel.is_empty() {
-                child_rel.push(b'/');
-            }
-            child_rel.push_str(name.as_bytes());
-            let path = child.path();
-            // `lstat` relative to the open directory (`fstatat`): no walk of
-            // the whole path from `/` per entry, which cost as much as the
-            // stat itself on a 40,000-file tree.
-            let meta = child.metadata()?;
+            child_rel.truncate(prefix);
+            child_rel.push_str(bytes);
+            let child = Found {
+                dir: fd.as_fd(),
+                parent: abs,
+                name,
+            };
+            let lstat = Lstat::at(&child)?;
             if let Some(i) = wanted.entry(child_rel.as_ref()) {
-                if (self.accept)(&wanted.index.entries()[i], &meta, &path) {
+                if (self.accept)(&wanted.index.entries()[i], &lstat, &child) {
                     found.kept.push(i);
                 } else {
-                    found.strays.push(path);
+                    found.strays.push(child.path());
                 }
-            } else if meta.is_dir() && wanted.dirs.contains(child_rel.as_bstr()) {
-                found.dirs.push((path.clone(), DirStamp::of(&meta)));
-                subdirs.push((path, child_rel));
+            } else if lstat.is_dir() && wanted.dirs.contains(child_rel.as_bstr()) {
+                let path = child.path();
+                found.dirs.push((path.clone(), DirStamp::of_lstat(&lstat)));
+                subdirs.push((path, child_rel.clone()));
             } else {
-                found.strays.push(path);
+                found.strays.push(child.path());
             }
         }
         Ok(())
+    }
+}
+
+/// An entry of a directory being read: the open directory and its name in it.
+pub(crate) struct Found<'a> {
+    dir: BorrowedFd<'a>,
+    parent: &'a Path,
+    name: &'a CStr,
+}
+
+impl Found<'_> {
+    /// Its whole path (for what is reported, not for system calls).
+    pub(crate) fn path(&self) -> PathBuf {
+        self.parent.join(OsStr::from_bytes(self.name.to_bytes()))
+    }
+}
+
+/// What `lstat` says of an entry (never following a link).
+#[derive(Clone, Copy)]
+pub(crate) struct Lstat(nix::sys::stat::FileStat);
+
+impl Lstat {
+    fn at(found: &Found<'_>) -> io::Result<Self> {
+        Ok(Self(nix::sys::stat::fstatat(
+            found.dir,
+            found.name,
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )?))
+    }
+
+    pub(crate) fn of(path: &Path) -> io::Result<Self> {
+        Ok(Self(nix::sys::stat::lstat(path)?))
+    }
+
+    fn format(&self) -> nix::libc::mode_t {
+        self.0.st_mode & nix::libc::S_IFMT
+    }
+
+    pub(crate) fn is_dir(&self) -> bool {
+        self.format() == nix::libc::S_IFDIR
+    }
+
+    fn is_file(&self) -> bool {
+        self.format() == nix::libc::S_IFREG
+    }
+
+    fn is_symlink(&self) -> bool {
+        self.format() == nix::libc::S_IFLNK
+    }
+
+    fn executable(&self) -> bool {
+        self.0.st_mode & 0o100 != 0
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.0.st_size as u64
+    }
+
+    /// The index's stat data of the entry, truncated as the index stores it.
+    fn index_stat(&self) -> Stat {
+        let st = &self.0;
+        let time = |secs: i64, nsecs: i64| stat::Time {
+            secs: secs as u32,
+            nsecs: nsecs as u32,
+        };
+        Stat {
+            mtime: time(st.st_mtime, st.st_mtime_nsec),
+            ctime: time(st.st_ctime, st.st_ctime_nsec),
+            dev: st.st_dev as u32,
+            ino: st.st_ino as u32,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            size: st.st_size as u32,
+        }
     }
 }
 
@@ -331,57 +434,56 @@ impl Since {
     }
 }
 
-/// The file at `path` (`meta`) is the one the entry recorded: same kind,
+/// The entry found (`lstat`) is the one the index recorded: same kind,
 /// same executable bit, same stat data, and the same content if the entry
 /// is racily clean in an index written at `since`. A gitlink needs a
 /// directory.
 pub(crate) fn as_recorded(
     entry: &gix::index::Entry,
-    meta: &fs::Metadata,
-    path: &Path,
+    lstat: &Lstat,
+    found: &Found<'_>,
     since: Since,
 ) -> bool {
-    let executable = meta.permissions().mode() & 0o100 != 0;
     let kind_ok = match entry.mode {
-        Mode::COMMIT => return meta.is_dir(),
-        Mode::FILE => meta.is_file() && !executable,
-        Mode::FILE_EXECUTABLE => meta.is_file() && executable,
-        Mode::SYMLINK => meta.file_type().is_symlink(),
+        Mode::COMMIT => return lstat.is_dir(),
+        Mode::FILE => lstat.is_file() && !lstat.executable(),
+        Mode::FILE_EXECUTABLE => lstat.is_file() && lstat.executable(),
+        Mode::SYMLINK => lstat.is_symlink(),
         _ => false,
     };
     kind_ok
-        && entry.stat.matches(&stat_of(meta), COMPARE)
-        && (!since.racy(entry) || holds_blob(entry, meta, path))
+        && entry.stat.matches(&lstat.index_stat(), COMPARE)
+        && (!since.racy(entry) || holds_blob(entry, lstat, found))
 }
 
-/// The content at `path` (a file's bytes, a link's target) hashes to the
+/// The content found (a file's bytes, a link's target) hashes to the
 /// entry's blob. Files as checked out by gix without filters; a filtered
 /// one (eol conversion) reads as changed and is rewritten, which is safe.
-fn holds_blob(entry: &gix::index::Entry, meta: &fs::Metadata, path: &Path) -> bool {
+fn holds_blob(entry: &gix::index::Entry, lstat: &Lstat, found: &Found<'_>) -> bool {
     let kind = entry.id.kind();
-    let id = if meta.file_type().is_symlink() {
-        fs::read_link(path).ok().and_then(|t| {
-            gix::objs::compute_hash(kind, gix::objs::Kind::Blob, t.as_os_str().as_bytes()).ok()
-        })
+    let id = if lstat.is_symlink() {
+        nix::fcntl::readlinkat(found.dir, found.name)
+            .ok()
+            .and_then(|t| gix::objs::compute_hash(kind, gix::objs::Kind::Blob, t.as_bytes()).ok())
     } else {
         // Not through a link, and never blocking on a FIFO put there since
-        // the lstat: the file opened must be the one `meta` describes.
-        use std::os::unix::fs::OpenOptionsExt;
-        let opened = fs::File::options()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(path)
-            .ok()
-            .filter(|f| {
-                f.metadata()
-                    .is_ok_and(|m| m.is_file() && m.ino() == meta.ino() && m.dev() == meta.dev())
-            });
+        // the lstat: the file opened must be the one `lstat` describes.
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let opened =
+            nix::fcntl::openat(found.dir, found.name, flags, nix::sys::stat::Mode::empty())
+                .ok()
+                .map(fs::File::from)
+                .filter(|f| {
+                    f.metadata().is_ok_and(|m| {
+                        m.is_file() && m.ino() == lstat.0.st_ino && m.dev() == lstat.0.st_dev
+                    })
+                });
         opened.and_then(|mut file| {
             gix::objs::compute_stream_hash(
                 kind,
                 gix::objs::Kind::Blob,
                 &mut file,
-                meta.len(),
+                lstat.len(),
                 &mut gix::progress::Discard,
                 &AtomicBool::new(false),
             )
@@ -400,28 +502,12 @@ const COMPARE: stat::Options = stat::Options {
     use_stdev: false,
 };
 
-/// The index's stat data of a file, truncated as the index stores it.
-fn stat_of(meta: &fs::Metadata) -> Stat {
-    let time = |secs: i64, nsecs: i64| stat::Time {
-        secs: secs as u32,
-        nsecs: nsecs as u32,
-    };
-    Stat {
-        mtime: time(meta.mtime(), meta.mtime_nsec()),
-        ctime: time(meta.ctime(), meta.ctime_nsec()),
-        dev: meta.dev() as u32,
-        ino: meta.ino() as u32,
-        uid: meta.uid(),
-        gid: meta.gid(),
-        size: meta.len() as u32,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use gix::index::entry::Flags;
     use std::os::unix::fs::symlink;
+    use std::os::unix::fs::PermissionsExt;
 
     /// A directory with a few files, a link and a path left out, and an
     /// index that records them as they are on disk.
@@ -430,9 +516,7 @@ mod tests {
         let mut state = gix::index::State::new(gix::hash::Kind::Sha1);
         let mut push = |rel: &str, mode: Mode, flags: Flags| {
             let path = dir.path().join(rel);
-            let stat = fs::symlink_metadata(&path)
-                .map(|m| stat_of(&m))
-                .unwrap_or_default();
+            let stat = Lstat::of(&path).map(|l| l.index_stat()).unwrap_or_default();
             let content = match fs::read_link(&path) {
                 Ok(target) => target.as_os_str().as_bytes().to_vec(),
                 Err(_) => fs::read(&path).unwrap_or_default(),
@@ -613,7 +697,7 @@ mod tests {
 
         let a = dir.path().join("a.txt");
         fs::write(&a, "A.txt").expect("same-size write");
-        let recorded = stat_of(&fs::symlink_metadata(&a).expect("lstat"));
+        let recorded = Lstat::of(&a).expect("lstat").index_stat();
         let i = index.entry_index_by_path("a.txt".into()).expect("a.txt");
         index.entries_mut()[i].stat = recorded;
         // The index written in that same tick: a.txt is racily clean.
@@ -645,7 +729,7 @@ mod tests {
                 let path = dir.path().join(&rel);
                 fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
                 fs::write(&path, &rel).expect("write");
-                let stat = stat_of(&fs::symlink_metadata(&path).expect("lstat"));
+                let stat = Lstat::of(&path).expect("lstat").index_stat();
                 let id = gix::objs::compute_hash(
                     gix::hash::Kind::Sha1,
                     gix::objs::Kind::Blob,
@@ -694,16 +778,22 @@ mod tests {
     fn a_file_swapped_for_a_fifo_after_its_lstat_is_changed_not_a_hang() {
         let (dir, index) = tree();
         let path = dir.path().join("a.txt");
-        let meta = fs::symlink_metadata(&path).expect("lstat");
+        let lstat = Lstat::of(&path).expect("lstat");
         let entry = index.entry_by_path("a.txt".into()).expect("a.txt").clone();
-        assert!(holds_blob(&entry, &meta, &path));
+        let parent = fs::File::open(dir.path()).expect("open the directory");
+        let found = Found {
+            dir: parent.as_fd(),
+            parent: dir.path(),
+            name: c"a.txt",
+        };
+        assert!(holds_blob(&entry, &lstat, &found));
         fs::remove_file(&path).expect("rm");
         nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o644))
             .expect("mkfifo");
-        assert!(!holds_blob(&entry, &meta, &path));
+        assert!(!holds_blob(&entry, &lstat, &found));
         // Nor through a link to the same file.
         fs::remove_file(&path).expect("rm");
         symlink("d/b.txt", &path).expect("ln");
-        assert!(!holds_blob(&entry, &meta, &path));
+        assert!(!holds_blob(&entry, &lstat, &found));
     }
 }
