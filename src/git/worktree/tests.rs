@@ -286,3 +286,42 @@ fn a_parked_inspection_holds_only_while_nothing_changed() {
     other.write(Default::default()).expect("write");
     assert!(idle.resume().is_err(), "another index was not noticed");
 }
+
+/// The index we write carries the checksum git expects (`git fsck`-clean,
+/// `git status` clean), and a damaged one is not read back.
+#[test]
+fn the_index_checksum_is_what_git_expects_and_damage_is_refused() {
+    let f = Fixture::new(&[&|d: &Path| write(d, "a/b.txt", "b\n")]);
+    let place = f.checkout(0);
+    let index_path = place.admin_dir.join("index");
+    // git verifies the trailing checksum on every read of the index.
+    let work = place.final_path.to_string_lossy().into_owned();
+    let common = f.dir.path().join("src/.git");
+    fs::create_dir_all(common.join("worktrees")).expect("mkdir");
+    let linked = common.join("worktrees/wt-0");
+    fs::rename(&place.admin_dir, &linked).expect("move the admin dir");
+    fs::write(
+        place.final_path.join(".git"),
+        format!("gitdir: {}\n", linked.display()),
+    )
+    .expect("point the worktree at it");
+    assert_eq!(git(Path::new(&work), &["status", "--porcelain"]), "");
+    fs::rename(&linked, &place.admin_dir).expect("move it back");
+
+    let bytes = fs::read(&index_path).expect("read");
+    let mut damaged = bytes.clone();
+    damaged[bytes.len() / 2] ^= 1;
+    fs::write(&index_path, &damaged).expect("damage");
+    assert!(
+        read_index(&index_path).is_none(),
+        "a damaged index was read"
+    );
+    // A null checksum is git's index.skipHash: not verified.
+    let mut unhashed = bytes.clone();
+    let n = unhashed.len();
+    unhashed[n - 20..].fill(0);
+    fs::write(&index_path, &unhashed).expect("write");
+    assert!(read_index(&index_path).is_some());
+    fs::write(&index_path, &bytes).expect("restore");
+    assert!(read_index(&index_path).is_some());
+}
