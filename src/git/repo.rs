@@ -90,6 +90,14 @@ impl Repo {
         store::set_branch(&self.0, commit.0)
     }
 
+    /// After the branch moved: records the store as holding its whole
+    /// history, checking only what is new (see [`store::record_verified`]).
+    pub fn record_verified(&self, depth: u32, partial: bool) {
+        if let Some(tip) = store::branch_commit(&self.0) {
+            store::record_verified(&self.0, tip, depth, partial);
+        }
+    }
+
     /// What the worktree of `commit` will hold (see [`worktree::plan`]).
     pub fn plan(
         &self,

@@ -555,6 +555,11 @@ impl Engine {
         }
         self.trusted = Some(hash.clone());
         self.upkeep(commit, &hash, budget, depth_changed);
+        if let Some(repo) = &self.repo {
+            // The next start-up then skips its walk of the whole history.
+            let depth = self.fetched_depth.unwrap_or(self.opts.depth);
+            repo.record_verified(depth, self.opts.filter.is_some());
+        }
         self.unmap_packs();
         laps.lap("upkeep");
         laps.log("pass timings");
