@@ -574,10 +574,14 @@ fn finish(
     if let Some(patterns) = sparse {
         record_sparse(&placement.admin_dir, patterns)?;
     }
-    write_index(index, &placement.admin_dir.join("index")).map_err(|e| Error::Checkout {
-        commit,
-        message: format!("writing the index: {e}"),
-    })
+    index.set_path(placement.admin_dir.join("index"));
+    index
+        .write(gix::index::write::Options::default())
+        .map_err(|e| Error::Checkout {
+            commit,
+            message: format!("writing the index: {e}"),
+        })?;
+    Ok(())
 }
 
 fn tree_of(repo: &gix::Repository, commit: ObjectId) -> Result<ObjectId, Error> {
@@ -738,48 +742,7 @@ pub fn matches_index(
     read_index(&admin_dir.join("index")).is_some_and(|index| exact(worktree, &index, true))
 }
 
-/// Reads an index file written by [`write_index`], checking its trailing
-/// checksum (a null one, git's `index.skipHash`, is not checked, as by git).
+/// Reads an index file written by [`finish`] or [`super::submodules`].
 pub(crate) fn read_index(path: &Path) -> Option<gix::index::File> {
-    let index = gix::index::File::at(path, gix::hash::Kind::Sha1, true, Default::default()).ok()?;
-    let Some(expected) = index.checksum() else {
-        return Some(index); // null, as gix reads it
-    };
-    let bytes = fs::read(path).ok()?;
-    let body = bytes.len().checked_sub(expected.as_slice().len())?;
-    (checksum(&bytes[..body]) == expected.as_slice()).then_some(index)
-}
-
-/// Writes `index` to `path` (via a temporary file renamed over it, as git
-/// does), with its trailing checksum.
-pub(crate) fn write_index(index: &mut gix::index::File, path: &Path) -> io::Result<()> {
-    let options = gix::index::write::Options {
-        skip_hash: true,
-        ..Default::default()
-    };
-    let mut bytes = Vec::new();
-    index
-        .write_to(&mut bytes, options)
-        .map_err(|e| io::Error::other(e.to_string()))?;
-    let body = bytes.len() - index.object_hash().len_in_bytes();
-    let sum = checksum(&bytes[..body]);
-    bytes[body..].copy_from_slice(&sum);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix("index.")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .tempfile_in(dir)?;
-    io::Write::write_all(&mut tmp, &bytes)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    index.set_path(path);
-    Ok(())
-}
-
-/// An index file's trailing checksum: the SHA-1 of what precedes it. It
-/// only detects a damaged file, so the CPU's SHA-1 instructions compute it,
-/// four times as fast as the collision-detecting SHA-1 that object ids need
-/// (a 40,000-entry index is 3 MB, read and written on every rewrite).
-fn checksum(body: &[u8]) -> [u8; 20] {
-    use sha1::Digest;
-    sha1::Sha1::digest(body).into()
+    gix::index::File::at(path, gix::hash::Kind::Sha1, false, Default::default()).ok()
 }
