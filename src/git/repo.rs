@@ -107,6 +107,16 @@ impl Repo {
         worktree::plan(&self.0, commit.0, policy)
     }
 
+    /// The same, from the inspected worktree of `base` (see [`worktree::plan_from`]).
+    pub fn plan_from(
+        &self,
+        base: (&worktree::Inspection, CommitId),
+        commit: CommitId,
+        policy: SymlinkPolicy,
+    ) -> Result<worktree::Planned, worktree::Error> {
+        worktree::plan_from(&self.0, base.0, base.1 .0, commit.0, policy)
+    }
+
     /// See [`worktree::materialize`].
     pub fn materialize(
         &self,

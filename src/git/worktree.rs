@@ -140,6 +140,154 @@ pub fn plan(
     })
 }
 
+/// [`plan`], from the index of an earlier commit's worktree: `base`'s
+/// entries (the index [`finish`] wrote for `base_commit`, whose tree it
+/// holds) changed by the diff of the two trees, so that only the trees that
+/// differ are read (a 1-file change in a 40,000-file tree: a few trees, not
+/// 330). New and changed paths are held to the same path rules as
+/// [`plan`]'s; the result is the index [`plan`] makes (a test compares
+/// them).
+pub fn plan_from(
+    repo: &gix::Repository,
+    base: &Inspection,
+    base_commit: ObjectId,
+    commit: ObjectId,
+    policy: SymlinkPolicy,
+) -> Result<Planned, Error> {
+    let base = &base.old;
+    let changes = tree_changes(repo, base_commit, commit)?;
+    let mut gone = Vec::new();
+    let mut added = Vec::new();
+    use gix::bstr::ByteSlice;
+    use gix::diff::tree::recorder::Change;
+    for change in &changes {
+        let (before, after) = match change {
+            Change::Deletion {
+                entry_mode, path, ..
+            } => (Some((entry_mode, path)), None),
+            Change::Addition {
+                entry_mode,
+                oid,
+                path,
+                ..
+            } => (None, Some((entry_mode, oid, path))),
+            Change::Modification {
+                previous_entry_mode,
+                entry_mode,
+                oid,
+                path,
+                ..
+            } => (
+                Some((previous_entry_mode, path)),
+                Some((entry_mode, oid, path)),
+            ),
+        };
+        // Trees are not index entries: what they hold is listed on its own.
+        if let Some((_, path)) = before.filter(|(m, _)| !m.is_tree()) {
+            gone.push(path.as_bstr());
+        }
+        if let Some((mode, oid, path)) = after.filter(|(m, _, _)| !m.is_tree()) {
+            check_path(path.as_bstr(), mode.is_link())
+                .map_err(|message| Error::UnsafePath { commit, message })?;
+            added.push((path.as_bstr(), *oid, index_mode(*mode)));
+        }
+    }
+    gone.sort_unstable();
+    // The base's entries in one copy, less those that went; stat data and
+    // flags as `plan` leaves them (the rewrite and checkout fill them in).
+    let mut state = gix::index::State::clone(base);
+    state.remove_tree();
+    state.remove_resolve_undo();
+    state.remove_entries(|_, path, entry| {
+        entry.stage_raw() != 0 || gone.binary_search(&path).is_ok()
+    });
+    for entry in state.entries_mut() {
+        entry.stat = Default::default();
+        entry.flags = gix::index::entry::Flags::empty();
+    }
+    for (path, id, mode) in added {
+        state.dangerously_push_entry(
+            Default::default(),
+            id,
+            gix::index::entry::Flags::empty(),
+            mode,
+            path,
+        );
+    }
+    state.sort_entries();
+    let mut index = gix::index::File::from_state(state, repo.index_path());
+    let skipped_links = apply_symlink_policy(repo, commit, &mut index, policy)?;
+    Ok(Planned {
+        commit,
+        index,
+        skipped_links,
+        sparse: None,
+    })
+}
+
+/// What changed from `base_commit`'s tree to `commit`'s, with full paths.
+fn tree_changes(
+    repo: &gix::Repository,
+    base_commit: ObjectId,
+    commit: ObjectId,
+) -> Result<Vec<gix::diff::tree::recorder::Change>, Error> {
+    let tree = |id: ObjectId| {
+        repo.find_commit(id)
+            .and_then(|c| c.tree())
+            .map_err(|e| Error::Commit {
+                commit: id,
+                message: e.to_string(),
+            })
+    };
+    let (old, new) = (tree(base_commit)?, tree(commit)?);
+    let mut changes = gix::diff::tree::Recorder::default();
+    gix::diff::tree(
+        gix::objs::TreeRefIter::from_bytes(&old.data, old.id.kind()),
+        gix::objs::TreeRefIter::from_bytes(&new.data, new.id.kind()),
+        gix::diff::tree::State::default(),
+        &repo.objects,
+        &mut changes,
+    )
+    .map_err(|e| Error::Commit {
+        commit,
+        message: format!("comparing its tree with {base_commit}'s: {e}"),
+    })?;
+    Ok(changes.records)
+}
+
+/// The index mode of a tree entry that is not a tree.
+fn index_mode(mode: gix::objs::tree::EntryMode) -> gix::index::entry::Mode {
+    use gix::index::entry::Mode;
+    use gix::objs::tree::EntryKind;
+    match mode.kind() {
+        EntryKind::BlobExecutable => Mode::FILE_EXECUTABLE,
+        EntryKind::Link => Mode::SYMLINK,
+        EntryKind::Commit => Mode::COMMIT,
+        EntryKind::Blob | EntryKind::Tree => Mode::FILE,
+    }
+}
+
+/// The path rules [`plan`] applies through gix (`gix::Repository`'s
+/// protect options as our isolated config leaves them: NTFS names on,
+/// Windows and HFS+ off), to each component of a new path.
+fn check_path(path: &gix::bstr::BStr, link: bool) -> Result<(), String> {
+    use gix::bstr::ByteSlice;
+    use gix::validate::path::component;
+    let options = component::Options {
+        protect_windows: false,
+        protect_hfs: false,
+        protect_ntfs: true,
+    };
+    let mut parts = path.split_str("/").peekable();
+    while let Some(part) = parts.next() {
+        let leaf = parts.peek().is_none();
+        let mode = (leaf && link).then_some(component::Mode::Symlink);
+        component(part.as_bstr(), mode, options)
+            .map_err(|e| format!("The path \"{path}\" is invalid: {e}"))?;
+    }
+    Ok(())
+}
+
 impl Planned {
     /// Sparse checkout: entries `patterns` do not include stay in the index
     /// (so `git status` in the worktree is clean) but are not written.

@@ -755,8 +755,17 @@ impl Engine {
         let spare = self.spare.take();
         let repo = self.open_repo()?;
         self.fetch_missing_blobs(repo, commit, budget)?;
+        // Waited for before the plan, which starts from its index, and
+        // before the claim renames the spare under the inspecting threads.
+        let inspected = match (&spare, early) {
+            (Some(old), Some(early)) => early.finish(&old.hash, old.parked),
+            _ => None,
+        };
+        laps.lap("spare");
+        let base = spare.as_ref().zip(inspected.as_ref());
+        let base = base.and_then(|(old, (i, _))| CommitId::of(&old.hash).map(|id| (i, id)));
         // Refusals (unsafe paths, escaping symlinks) happen before any write.
-        let planned = self.plan(repo, commit)?;
+        let planned = self.plan(repo, commit, base)?;
         laps.lap("plan");
         if !planned.skipped_links.is_empty() {
             tracing::warn!(
@@ -767,12 +776,6 @@ impl Engine {
         }
         let place = self.placement(hash);
         self.layout.discard(&place.staging)?;
-        // Done before the claim renames the spare under the inspecting threads.
-        let inspected = match (&spare, early) {
-            (Some(old), Some(early)) => early.finish(&old.hash, old.parked),
-            _ => None,
-        };
-        laps.lap("spare");
         // How the spare was inspected, for the log: while idle, beside the
         // fetch, after the claim, or not reused.
         let mut inspection = "none";
@@ -899,9 +902,28 @@ impl Engine {
         Ok(())
     }
 
-    /// What the worktree of `commit` will hold: safety checks, then sparse patterns.
-    fn plan(&self, repo: &Repo, commit: CommitId) -> Result<worktree::Planned, worktree::Error> {
-        let mut planned = repo.plan(commit, self.opts.escaping_symlinks)?;
+    /// What the worktree of `commit` will hold: safety checks, then sparse
+    /// patterns. From the index of the inspected spare (`base`) if its
+    /// commit's tree is still in the store, reading only the trees that differ.
+    fn plan(
+        &self,
+        repo: &Repo,
+        commit: CommitId,
+        base: Option<(&worktree::Inspection, CommitId)>,
+    ) -> Result<worktree::Planned, worktree::Error> {
+        let policy = self.opts.escaping_symlinks;
+        let from_base = base.map(|base| repo.plan_from(base, commit, policy));
+        let mut planned = match from_base {
+            Some(Ok(planned)) => planned,
+            // The spare's commit no longer in the store, say.
+            Some(Err(e @ worktree::Error::Commit { .. })) => {
+                tracing::debug!(error = %e, "planning from the spare's index failed; reading the whole tree");
+                repo.plan(commit, policy)?
+            }
+            // A refusal: reading the whole tree would refuse it too.
+            Some(Err(e)) => return Err(e),
+            None => repo.plan(commit, policy)?,
+        };
         if let Some(patterns) = &self.opts.sparse {
             planned.restrict(patterns);
         }
@@ -1010,7 +1032,7 @@ impl Engine {
                 tracing::warn!(error = %e, "rewriting the retired worktree failed; checking out in full");
                 self.layout.discard(&place.staging)?;
                 let _ = publish::remove_any(old_admin);
-                let planned = self.plan(repo, commit)?;
+                let planned = self.plan(repo, commit, None)?;
                 Ok(repo.materialize(planned, place, budget)?)
             }
             Ok(built) => Ok(built),
@@ -1119,11 +1141,14 @@ impl Engine {
     /// The commits whose objects compaction keeps: every worktree on disk
     /// under its commit's name, and the published one.
     fn keep_set(&self, current: Option<&CommitHash>) -> Vec<CommitId> {
+        // The spare's commit too: the next plan starts from its tree.
+        let spare = self.spare.as_ref().map(|s| &s.hash);
         let mut keep: Vec<CommitId> = self
             .layout
             .worktree_hashes()
             .iter()
             .chain(current)
+            .chain(spare)
             .filter_map(CommitId::of)
             .collect();
         keep.sort();

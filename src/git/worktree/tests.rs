@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::git::test_git::git;
-use std::os::unix::fs::{symlink, MetadataExt};
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -285,4 +285,134 @@ fn a_parked_inspection_holds_only_while_nothing_changed() {
     other.entries_mut()[0].stat.size += 1;
     other.write(Default::default()).expect("write");
     assert!(idle.resume().is_err(), "another index was not noticed");
+}
+
+/// Planning from the index of another commit's worktree gives the index
+/// [`plan`] makes from the tree alone, whatever changed between the two
+/// (edits, additions in new directories, deletions, a file made a
+/// directory and back, mode changes, links), in either direction.
+#[test]
+fn a_plan_from_another_commits_index_is_the_plan_from_its_tree() {
+    let f = Fixture::new(&[
+        &|d: &Path| {
+            write(d, "a.txt", "a\n");
+            write(d, "d/b.txt", "b\n");
+            write(d, "d/e/run.sh", "#!/bin/sh\n");
+            fs::set_permissions(d.join("d/e/run.sh"), fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+            symlink("a.txt", d.join("link")).expect("symlink");
+        },
+        &|d: &Path| {
+            write(d, "a.txt", "a2\n");
+            write(d, "new/dir/f.txt", "f\n");
+            fs::remove_file(d.join("d/b.txt")).expect("rm");
+            fs::set_permissions(d.join("d/e/run.sh"), fs::Permissions::from_mode(0o644))
+                .expect("chmod");
+        },
+        &|d: &Path| {
+            fs::remove_dir_all(d.join("d/e")).expect("rm");
+            write(d, "d/e", "now a file\n");
+            symlink("d", d.join("link2")).expect("symlink");
+            fs::remove_file(d.join("link")).expect("rm");
+            write(d, "link", "a file where the link was\n");
+        },
+        &|d: &Path| {
+            fs::remove_dir_all(d.join("new")).expect("rm");
+            write(d, "new", "a file where the tree was\n");
+            write(d, "a.txt", "a\n");
+        },
+    ]);
+    let repo = f.repo();
+    let fields = |index: &gix::index::File| -> Vec<_> {
+        index
+            .entries()
+            .iter()
+            .map(|e| (e.path(index).to_owned(), e.id, e.mode, e.flags, e.stat))
+            .collect()
+    };
+    for from in 0..f.commits.len() {
+        let place = f.checkout(from);
+        let base = inspect(&place.final_path, &place.admin_dir).expect("inspect");
+        for to in 0..f.commits.len() {
+            let (base_commit, commit) = (f.commits[from], f.commits[to]);
+            let derived = plan_from(&repo, &base, base_commit, commit, SymlinkPolicy::Allow)
+                .expect("plan from the base");
+            let direct = plan(&repo, commit, SymlinkPolicy::Allow).expect("plan");
+            assert_eq!(
+                fields(&derived.index),
+                fields(&direct.index),
+                "{from} -> {to}"
+            );
+            assert_eq!(derived.commit, direct.commit);
+        }
+    }
+}
+
+/// A new path that [`plan`] refuses is refused by [`plan_from`] too, with
+/// the name; one it accepts is accepted.
+#[test]
+fn a_plan_from_another_index_refuses_the_unsafe_paths_plan_refuses() {
+    let f = Fixture::new(&[&|d: &Path| write(d, "ok.txt", "ok\n")]);
+    let work = f.dir.path().join("src");
+    let blob = git(&work, &["rev-parse", "HEAD:ok.txt"]);
+    let commit_with = |listing: String| {
+        let tree = mktree(&work, &listing);
+        let id = git(
+            &work,
+            &["commit-tree", &tree, "-p", "HEAD", "-m", "hostile"],
+        );
+        ObjectId::from_hex(id.as_bytes()).expect("id")
+    };
+    let place = f.checkout(0);
+    let base = inspect(&place.final_path, &place.admin_dir).expect("inspect");
+    let repo = f.repo();
+    let sub = |name: &str| mktree(&work, &format!("100644 blob {blob}\t{name}\n"));
+    for (listing, name) in [
+        (format!("100644 blob {blob}\t.git\n"), ".git"),
+        (format!("100644 blob {blob}\tgit~1\n"), "git~1"),
+        (format!("040000 tree {}\tdocs\n", sub(".GIT")), "docs/.GIT"),
+        (format!("040000 tree {}\t..\n", sub("x")), ".."),
+        (format!("100644 blob {blob}\tfine.txt\n"), ""),
+    ] {
+        let listing = format!("100644 blob {blob}\tok.txt\n{listing}");
+        let commit = commit_with(listing);
+        let direct = plan(&repo, commit, SymlinkPolicy::Allow);
+        let derived = plan_from(&repo, &base, f.commits[0], commit, SymlinkPolicy::Allow);
+        if name.is_empty() {
+            assert!(direct.is_ok() && derived.is_ok());
+            continue;
+        }
+        assert!(
+            matches!(direct, Err(Error::UnsafePath { .. })),
+            "{name}: plan accepted it"
+        );
+        match derived {
+            Err(Error::UnsafePath { message, .. }) => {
+                assert!(message.contains(name), "{name}: {message}")
+            }
+            Err(e) => panic!("{name}: {e}"),
+            Ok(_) => panic!("{name}: accepted"),
+        }
+    }
+}
+
+/// `git mktree` of `listing` in the repository at `work`.
+fn mktree(work: &Path, listing: &str) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("git")
+        .arg("mktree")
+        .current_dir(work)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("git must be installed for this test (apt-get install git)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(listing.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("mktree");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
