@@ -21,11 +21,13 @@ use super::symlinks::Links;
 use super::transport::Budget;
 use crate::types::SymlinkPolicy;
 
+mod index_file;
 mod survey;
 #[cfg(test)]
 mod tests;
 pub(crate) mod watch;
 
+pub(crate) use index_file::write_index;
 pub(crate) use survey::exact;
 
 #[derive(Debug, thiserror::Error)]
@@ -722,14 +724,10 @@ fn finish(
     if let Some(patterns) = sparse {
         record_sparse(&placement.admin_dir, patterns)?;
     }
-    index.set_path(placement.admin_dir.join("index"));
-    index
-        .write(gix::index::write::Options::default())
-        .map_err(|e| Error::Checkout {
-            commit,
-            message: format!("writing the index: {e}"),
-        })?;
-    Ok(())
+    write_index(index, &placement.admin_dir.join("index")).map_err(|e| Error::Checkout {
+        commit,
+        message: format!("writing the index: {e}"),
+    })
 }
 
 fn tree_of(repo: &gix::Repository, commit: ObjectId) -> Result<ObjectId, Error> {

@@ -190,14 +190,10 @@ fn write_changed(target: &Target<'_>, levels: &mut [Level]) -> Result<(), Error>
         } else {
             record_dir(target.admin, level.prefix.as_ref()).join("index")
         };
-        level.index.set_path(&path);
-        level
-            .index
-            .write(gix::index::write::Options::default())
-            .map_err(|e| Error::Io {
-                path: path.clone(),
-                source: io::Error::other(e.to_string()),
-            })?;
+        worktree::write_index(&mut level.index, &path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
     }
     Ok(())
 }
