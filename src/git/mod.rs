@@ -95,4 +95,22 @@ pub(crate) mod test_git {
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
+
+    /// [`git`] with `input` on its standard input.
+    pub(crate) fn git_with_input(dir: &Path, args: &[&str], input: &[u8]) -> String {
+        use std::io::Write as _;
+        let mut child = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("git must be installed for this test (apt-get install git)");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input).expect("writing to git");
+        drop(stdin);
+        let out = child.wait_with_output().expect("git");
+        assert!(out.status.success(), "git {args:?} failed");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
 }

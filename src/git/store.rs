@@ -387,19 +387,15 @@ impl Verified {
     }
 
     /// Every object of `self` is still in the store `now` describes: no
-    /// pack file went or changed, no loose object directory changed, the
-    /// alternates are the same (packs may have been added).
+    /// pack file went or changed (packs may have been added), and the loose
+    /// object directories are the same.
     fn still_held_in(&self, now: &Verified) -> bool {
-        let kept = |line: &String| !line.starts_with("shallow ");
-        self.store
-            .iter()
-            .filter(|l| kept(l))
-            .all(|l| now.store.contains(l))
-            && now
-                .store
-                .iter()
-                .filter(|l| kept(l) && !l.starts_with("pack "))
-                .all(|l| self.store.contains(l))
+        let kind = |line: &str| line.split(' ').next().unwrap_or_default().to_owned();
+        let lines = |v: &Verified, k: &str| -> Vec<String> {
+            v.store.iter().filter(|l| kind(l) == k).cloned().collect()
+        };
+        let kept = |k: &str| lines(self, k).iter().all(|l| now.store.contains(l));
+        kept("pack") && lines(self, "loose") == lines(now, "loose")
     }
 }
 
@@ -483,12 +479,15 @@ pub fn record_verified(repo: &gix::Repository, tip: ObjectId, depth: u32, partia
     if before.as_ref() == Some(&now) {
         return;
     }
-    let holds = before.is_some_and(|before| {
-        before.depth == depth
-            && before.partial == partial
-            && before.still_held_in(&now)
-            && new_history_is_complete(repo, before.tip, tip, partial)
-    });
+    // Objects of another store could go without this one changing.
+    let alternates = now.store.iter().any(|l| l.starts_with("alternates "));
+    let holds = !alternates
+        && before.is_some_and(|before| {
+            before.depth == depth
+                && before.partial == partial
+                && before.still_held_in(&now)
+                && new_history_is_complete(repo, before.tip, tip, partial)
+        });
     let recorded = if holds {
         now.write(git_dir)
     } else {
@@ -505,16 +504,23 @@ pub fn record_verified(repo: &gix::Repository, tip: ObjectId, depth: u32, partia
 /// What `tip` adds to the history of `verified` (complete) is there: its
 /// commits down to `verified` or the shallow boundary, and the entries of
 /// its tree that differ from `verified`'s (a shared subtree is complete).
-/// At an unchanged depth, the commits of `verified` that are within the
-/// boundary of `tip` were within its own.
 fn new_history_is_complete(
     repo: &gix::Repository,
     verified: ObjectId,
     tip: ObjectId,
     partial: bool,
 ) -> bool {
-    // Not the commits `verified` reaches (merged branches included).
-    let Ok(walk) = repo.rev_walk([tip]).with_hidden([verified]).all() else {
+    // In a shallow store, every commit down to the boundary (`--depth`
+    // of them): a fetch may have moved the boundary deeper behind the old
+    // tip, where nothing was checked. Otherwise, not the commits `verified`
+    // reaches (merged branches included): they were all checked.
+    let shallow = repo.git_dir().join("shallow").exists();
+    let walk = if shallow {
+        repo.rev_walk([tip]).all()
+    } else {
+        repo.rev_walk([tip]).with_hidden([verified]).all()
+    };
+    let Ok(walk) = walk else {
         return false;
     };
     if walk.into_iter().any(|info| info.is_err()) {
@@ -739,7 +745,7 @@ pub fn discard_spare_admin(root: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::git::test_git::git;
+    use crate::git::test_git::{git, git_with_input};
 
     /// Packs the objects `rev-list --objects <args>` lists (but `leave_out`)
     /// from the repository at `from` into the store at `git_dir`.
@@ -754,22 +760,8 @@ mod tests {
             .map(|id| format!("{id}\n"))
             .collect();
         let prefix = git_dir.join("objects/pack/pack");
-        let mut child = std::process::Command::new("git")
-            .args(["pack-objects", "-q"])
-            .arg(&prefix)
-            .current_dir(from)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("git must be installed for this test (apt-get install git)");
-        use std::io::Write as _;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(ids.as_bytes())
-            .expect("write the list");
-        assert!(child.wait().expect("pack-objects").success());
+        let prefix = prefix.to_string_lossy();
+        git_with_input(from, &["pack-objects", "-q", &prefix], ids.as_bytes());
     }
 
     /// An upstream with two commits (the second changes a file and adds
@@ -834,7 +826,16 @@ mod tests {
             "the record was not used"
         );
         assert!(!checked_or_unchanged(&repo, 1, false), "another depth");
-        // ...and no longer once a pack changes.
+        // ...and no longer once a pack changes (recorded again first: the
+        // walk at another depth removed the record).
+        Verified::now(&git_dir, two, 0, false)
+            .expect("state")
+            .write(&git_dir)
+            .expect("write");
+        assert!(
+            checked_or_unchanged(&repo, 0, false),
+            "the record was not used"
+        );
         let pack = fs::read_dir(git_dir.join("objects/pack"))
             .expect("ls")
             .flatten()

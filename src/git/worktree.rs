@@ -125,7 +125,7 @@ pub fn plan(
     policy: SymlinkPolicy,
 ) -> Result<Planned, Error> {
     let tree = tree_of(repo, commit)?;
-    let mut index = repo.index_from_tree(&tree).map_err(|e| {
+    let index = repo.index_from_tree(&tree).map_err(|e| {
         let message = crate::types::error_chain(&e);
         if message.contains("is invalid") {
             Error::UnsafePath { commit, message }
@@ -133,6 +133,16 @@ pub fn plan(
             Error::Commit { commit, message }
         }
     })?;
+    planned(repo, commit, index, policy)
+}
+
+/// The plan of `commit` whose entries are `index`: the symlink policy applied.
+fn planned(
+    repo: &gix::Repository,
+    commit: ObjectId,
+    mut index: gix::index::File,
+    policy: SymlinkPolicy,
+) -> Result<Planned, Error> {
     let skipped_links = apply_symlink_policy(repo, commit, &mut index, policy)?;
     Ok(Planned {
         commit,
@@ -156,6 +166,16 @@ pub fn plan_from(
     commit: ObjectId,
     policy: SymlinkPolicy,
 ) -> Result<Planned, Error> {
+    // Only an index as we wrote it holds exactly its commit's tree: `git
+    // add` or `git rm --cached` in the worktree would carry their changes
+    // into every later tree. (A refresh by `git status` also rewrites it:
+    // the whole tree is read then, as before.)
+    if !index_file::written_by_us(&base.old_admin.join("index"), &base.old) {
+        return Err(Error::Commit {
+            commit,
+            message: "the spare's index is not the one written for it".into(),
+        });
+    }
     let base = &base.old;
     let changes = tree_changes(repo, base_commit, commit)?;
     let mut gone = Vec::new();
@@ -217,14 +237,12 @@ pub fn plan_from(
         );
     }
     state.sort_entries();
-    let mut index = gix::index::File::from_state(state, repo.index_path());
-    let skipped_links = apply_symlink_policy(repo, commit, &mut index, policy)?;
-    Ok(Planned {
+    planned(
+        repo,
         commit,
-        index,
-        skipped_links,
-        sparse: None,
-    })
+        gix::index::File::from_state(state, repo.index_path()),
+        policy,
+    )
 }
 
 /// What changed from `base_commit`'s tree to `commit`'s, with full paths.
@@ -271,7 +289,8 @@ fn index_mode(mode: gix::objs::tree::EntryMode) -> gix::index::entry::Mode {
 
 /// The path rules [`plan`] applies through gix (`gix::Repository`'s
 /// protect options as our isolated config leaves them: NTFS names on,
-/// Windows and HFS+ off), to each component of a new path.
+/// Windows and HFS+ off; `store::open` sets no protect option), to each
+/// component of a new path.
 fn check_path(path: &gix::bstr::BStr, link: bool) -> Result<(), String> {
     use gix::bstr::ByteSlice;
     use gix::validate::path::component;

@@ -1141,14 +1141,11 @@ impl Engine {
     /// The commits whose objects compaction keeps: every worktree on disk
     /// under its commit's name, and the published one.
     fn keep_set(&self, current: Option<&CommitHash>) -> Vec<CommitId> {
-        // The spare's commit too: the next plan starts from its tree.
-        let spare = self.spare.as_ref().map(|s| &s.hash);
         let mut keep: Vec<CommitId> = self
             .layout
             .worktree_hashes()
             .iter()
             .chain(current)
-            .chain(spare)
             .filter_map(CommitId::of)
             .collect();
         keep.sort();

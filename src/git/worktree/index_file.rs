@@ -12,7 +12,10 @@ use std::path::Path;
 use gix::index::entry::Flags;
 
 /// Writes `index` to `path` (a temporary file renamed over it, as git
-/// does: a reader sees the old index or the new one), with its checksum.
+/// does: a reader sees the old index or the new one), with its checksum,
+/// and records that checksum beside it ([`written_by_us`]). Not through
+/// git's `index.lock`: only admin dirs of worktrees being built are
+/// written, which no git command uses yet.
 /// Streamed in 64 KiB pieces: never the whole index (4.5 MB for 38,404
 /// entries) in memory at once, at a first sync's peak.
 pub(crate) fn write_index(index: &mut gix::index::File, path: &Path) -> io::Result<()> {
@@ -42,7 +45,26 @@ pub(crate) fn write_index(index: &mut gix::index::File, path: &Path) -> io::Resu
     file.write_all(checksum.as_slice())?;
     file.persist(path).map_err(|e| e.error)?;
     index.set_path(path);
-    Ok(())
+    // After the index: a crash in between leaves a record that does not match.
+    crate::fsutil::write_atomic(&written_record(path), checksum.to_string().as_bytes())
+}
+
+/// Beside an index: the checksum of the index as we wrote it.
+fn written_record(index_path: &Path) -> std::path::PathBuf {
+    index_path.with_file_name("index.written")
+}
+
+/// `index` (read from `index_path`) is the one we wrote there: not
+/// rewritten since by git (`git add`, `git rm --cached`, a refresh by
+/// `git status`) or anything else.
+pub(crate) fn written_by_us(index_path: &Path, index: &gix::index::File) -> bool {
+    let recorded = std::fs::read_to_string(written_record(index_path));
+    match (recorded, index.checksum()) {
+        (Ok(recorded), Some(checksum)) => {
+            gix::ObjectId::from_hex(recorded.trim().as_bytes()).is_ok_and(|r| r == checksum)
+        }
+        _ => false,
+    }
 }
 
 const CHUNK: usize = 64 * 1024;
@@ -69,7 +91,10 @@ impl<W: Write> Write for Hashed<W> {
 /// or 3 when an entry has extended flags); `false`, writing nothing, if the
 /// index has extensions.
 fn encode(state: &gix::index::State, out: &mut impl Write) -> io::Result<bool> {
-    if state.tree().is_some() || state.is_sparse() {
+    // (gix picks the version from all entries, those flagged REMOVE too:
+    // the bytes differ only for such an entry, which ours never hold.)
+    let sha1 = state.object_hash() == gix::hash::Kind::Sha1;
+    if !sha1 || state.tree().is_some() || state.is_sparse() {
         return Ok(false);
     }
     const HEADER: usize = 12;

@@ -280,7 +280,7 @@ where
     ) -> io::Result<()> {
         let wanted = self.wanted;
         // Never through a link: a directory swapped for one since its
-        // parent was read is a stray of the parent's next walk, not a way out.
+        // parent was read fails the walk (ELOOP), and never leads out.
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let fd = nix::fcntl::open(abs, flags, nix::sys::stat::Mode::empty())?;
         let mut entries = nix::dir::Dir::from_fd(nix::unistd::dup(&fd)?)?;

@@ -398,21 +398,37 @@ fn a_plan_from_another_index_refuses_the_unsafe_paths_plan_refuses() {
 
 /// `git mktree` of `listing` in the repository at `work`.
 fn mktree(work: &Path, listing: &str) -> String {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new("git")
-        .arg("mktree")
-        .current_dir(work)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("git must be installed for this test (apt-get install git)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(listing.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("mktree");
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    crate::git::test_git::git_with_input(work, &["mktree"], listing.as_bytes())
+}
+
+/// An index changed since we wrote it (what `git add` of an edited file
+/// leaves: another blob, a valid checksum) is not planned from: its change
+/// would be carried into the new tree. The engine then reads the whole tree.
+#[test]
+fn an_index_rewritten_since_we_wrote_it_is_not_planned_from() {
+    let f = Fixture::new(&[&|d: &Path| write(d, "a.txt", "a\n"), &|d: &Path| {
+        write(d, "b.txt", "b\n")
+    }]);
+    let repo = f.repo();
+    let place = f.checkout(0);
+    let index_path = place.admin_dir.join("index");
+    let mut index = read_index(&index_path).expect("index");
+    let edited = gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, b"edited\n")
+        .expect("hash");
+    index.entries_mut()[0].id = edited;
+    index
+        .write(Default::default())
+        .expect("written as git would");
+    let base = inspect(&place.final_path, &place.admin_dir).expect("inspect");
+    let planned = plan_from(
+        &repo,
+        &base,
+        f.commits[0],
+        f.commits[1],
+        SymlinkPolicy::Allow,
+    );
+    assert!(
+        matches!(planned, Err(Error::Commit { .. })),
+        "planned from a changed index"
+    );
 }
