@@ -45,8 +45,16 @@ pub(crate) fn write_index(index: &mut gix::index::File, path: &Path) -> io::Resu
     file.write_all(checksum.as_slice())?;
     file.persist(path).map_err(|e| e.error)?;
     index.set_path(path);
-    // After the index: a crash in between leaves a record that does not match.
-    crate::fsutil::write_atomic(&written_record(path), checksum.to_string().as_bytes())
+    // After the index: a crash in between leaves a record that does not
+    // match. Not synced, as the index is not: a record lost to a power cut
+    // only means the next plan reads the whole tree.
+    let mut record = tempfile::Builder::new()
+        .prefix("index.written.")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(dir)?;
+    record.write_all(checksum.to_string().as_bytes())?;
+    record.persist(written_record(path)).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// Beside an index: the checksum of the index as we wrote it.
