@@ -817,25 +817,19 @@ mod tests {
         assert!(!history_is_complete(&repo, false));
         assert!(!checked_or_unchanged(&repo, 0, false), "the walk found it");
         // A record says otherwise: trusted while nothing changes...
-        Verified::now(&git_dir, two, 0, false)
-            .expect("state")
-            .write(&git_dir)
-            .expect("write");
-        assert!(
-            checked_or_unchanged(&repo, 0, false),
-            "the record was not used"
-        );
+        let recorded_complete = || {
+            let record = Verified::now(&git_dir, two, 0, false).expect("state");
+            record.write(&git_dir).expect("write");
+            assert!(
+                checked_or_unchanged(&repo, 0, false),
+                "the record was not used"
+            );
+        };
+        recorded_complete();
         assert!(!checked_or_unchanged(&repo, 1, false), "another depth");
         // ...and no longer once a pack changes (recorded again first: the
         // walk at another depth removed the record).
-        Verified::now(&git_dir, two, 0, false)
-            .expect("state")
-            .write(&git_dir)
-            .expect("write");
-        assert!(
-            checked_or_unchanged(&repo, 0, false),
-            "the record was not used"
-        );
+        recorded_complete();
         let pack = fs::read_dir(git_dir.join("objects/pack"))
             .expect("ls")
             .flatten()
