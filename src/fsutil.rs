@@ -162,15 +162,20 @@ pub fn remove_any(path: &Path) -> io::Result<()> {
 /// Writes `content` to a temporary file next to `path` and renames it over
 /// `path`, so readers see the old or the new content, never a mix.
 pub fn write_atomic(path: &Path, content: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    // 0666 minus the umask, as `open(2)` would give; tempfile's default is 0600.
-    let mut tmp = tempfile::Builder::new()
-        .permissions(fs::Permissions::from_mode(0o666))
-        .tempfile_in(dir)?;
+    let mut tmp = temp_file_beside(path)?;
     tmp.write_all(content)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// A temporary file in `path`'s directory, to be renamed over `path`:
+/// 0666 minus the umask, as `open(2)` would give (tempfile's default is 0600).
+pub fn temp_file_beside(path: &Path) -> io::Result<tempfile::NamedTempFile> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    tempfile::Builder::new()
+        .permissions(fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
 }
 
 /// Flushes a directory's entries (after a rename in it) to disk.

@@ -12,6 +12,7 @@
 //! - [`cookies`]: `http.cookieFile` cookies for http(s) requests
 //! - [`probe`]: why an http(s) server did not answer as a git server
 //! - [`worktree`]: linked worktrees the git CLI can read
+//! - [`tree_diff`]: what changed between two commits' trees
 //! - [`symlinks`]: which symlinks of a tree lead outside it
 //! - [`sparse`]: which paths a sparse checkout writes
 //! - [`partial`]: partial clone (`--filter`): the filter argument, blobs fetched by id
@@ -42,6 +43,7 @@ pub mod store;
 pub mod submodules;
 pub mod symlinks;
 pub mod transport;
+mod tree_diff;
 pub mod v1_capabilities;
 pub mod worktree;
 

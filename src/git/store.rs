@@ -386,6 +386,11 @@ impl Verified {
         crate::fsutil::write_atomic(&git_dir.join(VERIFIED_FILE), text.as_bytes())
     }
 
+    /// No record: the next start-up walks the history.
+    fn forget(git_dir: &Path) -> io::Result<()> {
+        crate::fsutil::remove_any(&git_dir.join(VERIFIED_FILE))
+    }
+
     /// Every object of `self` is still in the store `now` describes: no
     /// pack file went or changed (packs may have been added), and the loose
     /// object directories are the same.
@@ -453,7 +458,7 @@ fn checked_or_unchanged(repo: &gix::Repository, depth: u32, partial: bool) -> bo
     if now.is_some() && Verified::read(git_dir) == now {
         return true;
     }
-    let _ = fs::remove_file(git_dir.join(VERIFIED_FILE));
+    let _ = Verified::forget(git_dir);
     let complete = history_is_complete(repo, partial);
     if let Some(now) = now.filter(|_| complete) {
         if let Err(e) = now.write(git_dir) {
@@ -472,7 +477,7 @@ fn checked_or_unchanged(repo: &gix::Repository, depth: u32, partial: bool) -> bo
 pub fn record_verified(repo: &gix::Repository, tip: ObjectId, depth: u32, partial: bool) {
     let git_dir = repo.git_dir();
     let Some(now) = Verified::now(git_dir, tip, depth, partial) else {
-        let _ = fs::remove_file(git_dir.join(VERIFIED_FILE));
+        let _ = Verified::forget(git_dir);
         return;
     };
     let before = Verified::read(git_dir);
@@ -491,12 +496,9 @@ pub fn record_verified(repo: &gix::Repository, tip: ObjectId, depth: u32, partia
     let recorded = if holds {
         now.write(git_dir)
     } else {
-        fs::remove_file(git_dir.join(VERIFIED_FILE))
+        Verified::forget(git_dir)
     };
-    if let Err(e) = recorded.or_else(|e| match e.kind() {
-        io::ErrorKind::NotFound => Ok(()),
-        _ => Err(e),
-    }) {
+    if let Err(e) = recorded {
         tracing::debug!(error = %e, "could not record the verified state of the store");
     }
 }
@@ -526,37 +528,28 @@ fn new_history_is_complete(
     if walk.into_iter().any(|info| info.is_err()) {
         return false;
     }
-    let tree_of = |id: ObjectId| repo.find_commit(id).and_then(|c| c.tree()).ok();
-    let (Some(old), Some(new)) = (tree_of(verified), tree_of(tip)) else {
+    // Every added or changed tree was read by the diff; blobs are looked up.
+    use gix::diff::tree::recorder::Change;
+    let Ok(changes) = super::tree_diff::changes(repo, verified, tip) else {
         return false;
     };
-    // The plain tree diff: `Repository::diff_tree_to_tree` would first load
-    // attributes, building an index of the whole tree for them.
-    use gix::diff::tree::recorder::Change;
-    let mut changes = gix::diff::tree::Recorder::default().track_location(None);
-    let compared = gix::diff::tree(
-        gix::objs::TreeRefIter::from_bytes(&old.data, old.id.kind()),
-        gix::objs::TreeRefIter::from_bytes(&new.data, new.id.kind()),
-        gix::diff::tree::State::default(),
-        &repo.objects,
-        &mut changes,
-    );
-    // Every added or changed tree was read by the diff; blobs are looked up.
-    compared.is_ok()
-        && changes.records.iter().all(|change| match change {
-            Change::Deletion { .. } => true,
-            Change::Addition {
-                entry_mode, oid, ..
-            }
-            | Change::Modification {
-                entry_mode, oid, ..
-            } => {
-                entry_mode.is_tree()
-                    || entry_mode.is_commit()
-                    || partial && entry_mode.is_blob_or_symlink()
-                    || repo.has_object(oid)
-            }
-        })
+    changes.iter().all(|change| match change {
+        Change::Deletion { .. } => true,
+        Change::Addition {
+            entry_mode, oid, ..
+        }
+        | Change::Modification {
+            entry_mode, oid, ..
+        } => {
+            entry_mode.is_tree() || !expected_in_store(*entry_mode, partial) || repo.has_object(oid)
+        }
+    })
+}
+
+/// Whether an entry of a tree must be in this store: gitlinks are other
+/// stores' commits; a partial clone lacks blobs.
+fn expected_in_store(mode: gix::objs::tree::EntryMode, partial: bool) -> bool {
+    !(mode.is_commit() || partial && mode.is_blob_or_symlink())
 }
 
 /// The branch's commit, its tree and its history down to the shallow
@@ -589,8 +582,7 @@ fn tree_is_complete(repo: &gix::Repository, tree: &gix::Tree<'_>, partial: bool)
     recorder
         .records
         .iter()
-        // Gitlinks are other stores' commits; a partial clone lacks blobs.
-        .filter(|e| !(e.mode.is_commit() || partial && e.mode.is_blob_or_symlink()))
+        .filter(|e| expected_in_store(e.mode, partial))
         .all(|e| repo.has_object(e.oid))
 }
 

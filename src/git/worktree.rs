@@ -177,7 +177,8 @@ pub fn plan_from(
         });
     }
     let base = &base.old;
-    let changes = tree_changes(repo, base_commit, commit)?;
+    let changes = super::tree_diff::changes(repo, base_commit, commit)
+        .map_err(|message| Error::Commit { commit, message })?;
     let mut gone = Vec::new();
     let mut added = Vec::new();
     use gix::bstr::ByteSlice;
@@ -243,36 +244,6 @@ pub fn plan_from(
         gix::index::File::from_state(state, repo.index_path()),
         policy,
     )
-}
-
-/// What changed from `base_commit`'s tree to `commit`'s, with full paths.
-fn tree_changes(
-    repo: &gix::Repository,
-    base_commit: ObjectId,
-    commit: ObjectId,
-) -> Result<Vec<gix::diff::tree::recorder::Change>, Error> {
-    let tree = |id: ObjectId| {
-        repo.find_commit(id)
-            .and_then(|c| c.tree())
-            .map_err(|e| Error::Commit {
-                commit: id,
-                message: e.to_string(),
-            })
-    };
-    let (old, new) = (tree(base_commit)?, tree(commit)?);
-    let mut changes = gix::diff::tree::Recorder::default();
-    gix::diff::tree(
-        gix::objs::TreeRefIter::from_bytes(&old.data, old.id.kind()),
-        gix::objs::TreeRefIter::from_bytes(&new.data, new.id.kind()),
-        gix::diff::tree::State::default(),
-        &repo.objects,
-        &mut changes,
-    )
-    .map_err(|e| Error::Commit {
-        commit,
-        message: format!("comparing its tree with {base_commit}'s: {e}"),
-    })?;
-    Ok(changes.records)
 }
 
 /// The index mode of a tree entry that is not a tree.
@@ -558,7 +529,7 @@ impl Inspection {
         }
         let settled = self.started.checked_sub(COARSE_CLOCK);
         self.dirs.iter().all(|(rel, stamp)| {
-            let now = fs::symlink_metadata(dir.join(rel));
+            let now = survey::Lstat::of(&dir.join(rel));
             now.is_ok_and(|m| m.is_dir() && survey::DirStamp::of(&m) == *stamp)
                 && (watched || settled.is_some_and(|settled| stamp.modified() < settled))
         })

@@ -19,15 +19,9 @@ use gix::index::entry::Flags;
 /// Streamed in 64 KiB pieces: never the whole index (4.5 MB for 38,404
 /// entries) in memory at once, at a first sync's peak.
 pub(crate) fn write_index(index: &mut gix::index::File, path: &Path) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let file = tempfile::Builder::new()
-        .prefix("index.")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .tempfile_in(dir)?;
-    let mut out = Hashed {
-        file: io::BufWriter::with_capacity(CHUNK, file),
-        hasher: gix::hash::hasher(index.object_hash()),
-    };
+    let file = crate::fsutil::temp_file_beside(path)?;
+    let buffered = io::BufWriter::with_capacity(CHUNK, file);
+    let mut out = gix::hash::io::Write::new(buffered, index.object_hash());
     if !encode(index, &mut out)? {
         let options = gix::index::write::Options {
             skip_hash: true,
@@ -37,23 +31,21 @@ pub(crate) fn write_index(index: &mut gix::index::File, path: &Path) -> io::Resu
         gix::index::State::write_to(index, &mut out, options)
             .map_err(|e| io::Error::other(e.to_string()))?;
     }
-    let Hashed { file, hasher } = out;
-    let checksum = hasher
+    let checksum = out
+        .hash
         .try_finalize()
         .map_err(|e| io::Error::other(e.to_string()))?;
-    let mut file = file.into_inner().map_err(|e| e.into_error())?;
+    let mut file = out.inner.into_inner().map_err(|e| e.into_error())?;
     file.write_all(checksum.as_slice())?;
     file.persist(path).map_err(|e| e.error)?;
     index.set_path(path);
     // After the index: a crash in between leaves a record that does not
     // match. Not synced, as the index is not: a record lost to a power cut
     // only means the next plan reads the whole tree.
-    let mut record = tempfile::Builder::new()
-        .prefix("index.written.")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .tempfile_in(dir)?;
+    let record_path = written_record(path);
+    let mut record = crate::fsutil::temp_file_beside(&record_path)?;
     record.write_all(checksum.to_string().as_bytes())?;
-    record.persist(written_record(path)).map_err(|e| e.error)?;
+    record.persist(record_path).map_err(|e| e.error)?;
     Ok(())
 }
 
@@ -76,24 +68,6 @@ pub(crate) fn written_by_us(index_path: &Path, index: &gix::index::File) -> bool
 }
 
 const CHUNK: usize = 64 * 1024;
-
-/// Hashes what goes through it.
-struct Hashed<W> {
-    file: W,
-    hasher: gix::hash::Hasher,
-}
-
-impl<W: Write> Write for Hashed<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
 
 /// Writes the header and entries to `out` as gix writes them (version 2,
 /// or 3 when an entry has extended flags); `false`, writing nothing, if the

@@ -110,15 +110,7 @@ pub(crate) struct DirStamp {
 }
 
 impl DirStamp {
-    pub(crate) fn of(meta: &fs::Metadata) -> Self {
-        Self {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-        }
-    }
-
-    fn of_lstat(lstat: &Lstat) -> Self {
+    pub(crate) fn of(lstat: &Lstat) -> Self {
         let st = &lstat.0;
         Self {
             dev: st.st_dev,
@@ -195,7 +187,7 @@ pub(crate) fn survey_with(
         return Err(e);
     }
     let mut all = Survey {
-        dirs: vec![(dir.to_path_buf(), DirStamp::of_lstat(&root))],
+        dirs: vec![(dir.to_path_buf(), DirStamp::of(&root))],
         ..Survey::default()
     };
     for part in found {
@@ -318,7 +310,7 @@ where
                 }
             } else if lstat.is_dir() && wanted.dirs.contains(child_rel.as_bstr()) {
                 let path = child.path();
-                found.dirs.push((path.clone(), DirStamp::of_lstat(&lstat)));
+                found.dirs.push((path.clone(), DirStamp::of(&lstat)));
                 subdirs.push((path, child_rel.clone()));
             } else {
                 found.strays.push(child.path());
