@@ -401,9 +401,10 @@ fn mktree(work: &Path, listing: &str) -> String {
     crate::git::test_git::git_with_input(work, &["mktree"], listing.as_bytes())
 }
 
-/// An index changed since we wrote it (what `git add` of an edited file
-/// leaves: another blob, a valid checksum) is not planned from: its change
-/// would be carried into the new tree. The engine then reads the whole tree.
+/// An index changed since we wrote it, here by a real `git add` of an
+/// edited file run in the worktree (another blob, a valid checksum), is
+/// not planned from: its change would be carried into the new tree. The
+/// engine then reads the whole tree.
 #[test]
 fn an_index_rewritten_since_we_wrote_it_is_not_planned_from() {
     let f = Fixture::new(&[&|d: &Path| write(d, "a.txt", "a\n"), &|d: &Path| {
@@ -411,14 +412,16 @@ fn an_index_rewritten_since_we_wrote_it_is_not_planned_from() {
     }]);
     let repo = f.repo();
     let place = f.checkout(0);
-    let index_path = place.admin_dir.join("index");
-    let mut index = read_index(&index_path).expect("index");
-    let edited = gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, b"edited\n")
-        .expect("hash");
-    index.entries_mut()[0].id = edited;
-    index
-        .write(Default::default())
-        .expect("written as git would");
+    // Where git looks for a linked worktree's admin files: below the
+    // repository's own git dir, as in a root (`commondir` is `../..`).
+    let linked = f.dir.path().join("src/.git/worktrees/wt-0");
+    fs::create_dir_all(linked.parent().expect("parent")).expect("mkdir");
+    fs::rename(&place.admin_dir, &linked).expect("move the admin dir");
+    let dot_git = format!("gitdir: {}\n", linked.display());
+    fs::write(place.final_path.join(".git"), dot_git).expect("point the worktree at it");
+    write(&place.final_path, "a.txt", "edited\n");
+    git(&place.final_path, &["add", "a.txt"]);
+    fs::rename(&linked, &place.admin_dir).expect("move it back");
     let base = inspect(&place.final_path, &place.admin_dir).expect("inspect");
     let planned = plan_from(
         &repo,
