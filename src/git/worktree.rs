@@ -27,7 +27,7 @@ mod survey;
 mod tests;
 pub(crate) mod watch;
 
-pub(crate) use index_file::write_index;
+pub(crate) use index_file::{read_index, write_index};
 pub(crate) use survey::exact;
 
 #[derive(Debug, thiserror::Error)]
@@ -876,9 +876,4 @@ pub fn matches_index(
         return false;
     }
     read_index(&admin_dir.join("index")).is_some_and(|index| exact(worktree, &index, true))
-}
-
-/// Reads an index file written by [`finish`] or [`super::submodules`].
-pub(crate) fn read_index(path: &Path) -> Option<gix::index::File> {
-    gix::index::File::at(path, gix::hash::Kind::Sha1, false, Default::default()).ok()
 }
