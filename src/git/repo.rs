@@ -160,6 +160,11 @@ impl Repo {
         compact::compact(&self.0, &object_ids(keep), budget)
     }
 
+    /// See [`compact::merge_small_packs`].
+    pub fn merge_small_packs(&self, budget: &Budget) -> Result<compact::PackStats, compact::Error> {
+        compact::merge_small_packs(&self.0, budget)
+    }
+
     /// See [`garbage::dropped_bytes`].
     pub fn dropped_bytes(&self, dropped: CommitId, keep: &[CommitId]) -> u64 {
         garbage::dropped_bytes(&self.0, dropped.0, &object_ids(keep))

@@ -822,7 +822,7 @@ fn is_empty_dir(dir: &Path) -> bool {
 // ---- store upkeep -------------------------------------------------------------------------
 
 /// After a publish: deletes the stores the new worktree does not use, and
-/// compacts those that grew (`baselines`: the size after their last
+/// compacts those that grew or merges their small packs (`baselines`: the size after their last
 /// compaction, or when first seen by this process).
 pub fn upkeep(
     git_dir: &Path,
@@ -839,7 +839,8 @@ pub fn upkeep(
         let baseline = *baselines
             .entry(store_path.to_path_buf())
             .or_insert(stats.bytes);
-        if !compact::is_due(stats, baseline, 0) {
+        let due = compact::upkeep(stats, baseline, 0);
+        if due == compact::Upkeep::Nothing {
             continue;
         }
         let keep: Vec<ObjectId> = used
@@ -847,15 +848,22 @@ pub fn upkeep(
             .filter(|(p, _)| p == store_path)
             .map(|(_, c)| *c)
             .collect();
-        let compacted = store::open(store_path)
+        let done = store::open(store_path)
             .map_err(|e| e.to_string())
-            .and_then(|repo| compact::compact(&repo, &keep, budget).map_err(|e| e.to_string()));
-        match compacted {
-            Ok(after) => {
-                baselines.insert(store_path.to_path_buf(), after.bytes);
+            .and_then(|repo| match due {
+                compact::Upkeep::MergeSmallPacks => compact::merge_small_packs(&repo, budget)
+                    .map(|_| baseline)
+                    .map_err(|e| e.to_string()),
+                _ => compact::compact(&repo, &keep, budget)
+                    .map(|after| after.bytes)
+                    .map_err(|e| e.to_string()),
+            });
+        match done {
+            Ok(baseline) => {
+                baselines.insert(store_path.to_path_buf(), baseline);
             }
             Err(e) => {
-                tracing::warn!(store = %store_path.display(), error = %e, "submodule store compaction failed; will retry later")
+                tracing::warn!(store = %store_path.display(), error = %e, "submodule store upkeep failed; will retry later")
             }
         }
     }

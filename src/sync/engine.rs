@@ -1076,16 +1076,20 @@ impl Engine {
         let stats = compact::stats(repo.git_dir());
         let due = match self.opts.gc {
             GcMode::Auto | GcMode::Always => {
-                compact::is_due(stats, self.compacted_bytes, self.garbage_bytes)
+                compact::upkeep(stats, self.compacted_bytes, self.garbage_bytes)
             }
-            GcMode::Aggressive => compact::is_fragmented(stats) || self.garbage_bytes > 0,
-            GcMode::Off => false,
+            GcMode::Aggressive if compact::is_fragmented(stats) || self.garbage_bytes > 0 => {
+                compact::Upkeep::Compact
+            }
+            GcMode::Aggressive | GcMode::Off => compact::Upkeep::Nothing,
         };
-        if !(force_compact || due) {
-            return Ok(());
-        }
-        match repo.compact(&keep, budget) {
-            Ok(after) => {
+        let due = match force_compact {
+            true => compact::Upkeep::Compact,
+            false => due,
+        };
+        let done = match due {
+            compact::Upkeep::Nothing => return Ok(()),
+            compact::Upkeep::Compact => repo.compact(&keep, budget).map(|after| {
                 tracing::info!(
                     before_bytes = stats.bytes,
                     before_packs = stats.packs,
@@ -1095,11 +1099,21 @@ impl Engine {
                 );
                 self.compacted_bytes = after.bytes;
                 self.garbage_bytes = 0;
-                // The odb handle caches the pack list; start from a fresh one.
-                self.repo = Some(Repo::open(&self.opts.root)?);
-            }
+            }),
+            compact::Upkeep::MergeSmallPacks => repo.merge_small_packs(budget).map(|after| {
+                tracing::info!(
+                    before_packs = stats.packs,
+                    after_packs = after.packs,
+                    after_bytes = after.bytes,
+                    "merged the object store's small packs"
+                );
+            }),
+        };
+        match done {
+            // The odb handle caches the pack list; start from a fresh one.
+            Ok(()) => self.repo = Some(Repo::open(&self.opts.root)?),
             Err(e) => {
-                tracing::warn!(error = %e, "object store compaction failed; will retry later")
+                tracing::warn!(error = %e, "object store upkeep failed; will retry later")
             }
         }
         Ok(())

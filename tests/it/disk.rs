@@ -62,11 +62,39 @@ fn disk_usage_stays_bounded_over_many_large_commits() {
     run.assert_running();
 }
 
-/// Packs in `<root>/.git/objects/pack` after following `commits` small
-/// commits with `--git-gc=<mode>` (None = the default), once `settled` holds
-/// (compaction runs just after a publish) or 10 s have passed.
-fn packs_after_commits(mode: Option<&str>, commits: usize, settled: fn(usize) -> bool) -> usize {
+/// Pack data files in `<root>/.git/objects/pack`, by name.
+fn pack_names(root: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root.join(".git/objects/pack"))
+        .expect("pack dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".pack"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Packs after following `commits` small commits with `--git-gc=<mode>`
+/// (None = the default), once `settled` holds (upkeep runs just after a
+/// publish) or 10 s have passed; and whether the pack of the first sync
+/// is still among them.
+fn packs_after_commits(
+    mode: Option<&str>,
+    commits: usize,
+    settled: fn(usize) -> bool,
+) -> (usize, bool) {
     let up = Upstream::new();
+    // Content that does not compress: the first sync's pack is the largest.
+    let mut x: u64 = 1;
+    let noise: String = (0..20_000)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            format!("{:x}", x >> 60)
+        })
+        .collect();
+    up.commit_file("noise.txt", noise, "noise");
     let first = up.commit_file("f.txt", "0\n", "0");
     let s = Scratch::new();
     let mut sidecar = s.sidecar(&up.file_url()).args(["--period", "50ms"]);
@@ -75,32 +103,32 @@ fn packs_after_commits(mode: Option<&str>, commits: usize, settled: fn(usize) ->
     }
     let run = sidecar.spawn();
     run.wait_for_link_hash(&s.link(), &first);
+    let cloned = pack_names(&s.root);
     for i in 1..=commits {
         let sha = up.commit_file("f.txt", format!("{i}\n"), &i.to_string());
         run.wait_for_link_hash(&s.link(), &sha);
     }
-    let packs = || {
-        std::fs::read_dir(s.root.join(".git/objects/pack"))
-            .expect("pack dir")
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".pack"))
-            .count()
-    };
-    poll_until(std::time::Duration::from_secs(10), || settled(packs()));
-    packs()
+    poll_until(std::time::Duration::from_secs(10), || {
+        settled(pack_names(&s.root).len())
+    });
+    let now = pack_names(&s.root);
+    let kept = cloned.iter().all(|p| now.contains(p));
+    (now.len(), kept)
 }
 
 #[test]
 fn git_gc_modes_decide_when_the_store_is_compacted() {
-    // Each publish fetches one small pack; 16 packs make compaction due.
-    let off = packs_after_commits(Some("off"), 17, |_| true);
+    // Each publish fetches one small pack; at 16 packs, the default merges
+    // all but the largest (the first sync's), which stays as it is.
+    let (off, _) = packs_after_commits(Some("off"), 17, |_| true);
     assert_eq!(off, 18, "--git-gc=off must never compact");
-    let default = packs_after_commits(None, 17, |n| n < 16);
+    let (default, cloned_kept) = packs_after_commits(None, 17, |n| n < 16);
     assert!(
         (2..16).contains(&default),
-        "the default compacts once 16 packs pile up: {default} packs"
+        "the default merges packs once 16 pile up: {default} packs"
     );
-    let aggressive = packs_after_commits(Some("aggressive"), 5, |n| n == 1);
+    assert!(cloned_kept, "the first sync's pack was rewritten, not kept");
+    let (aggressive, _) = packs_after_commits(Some("aggressive"), 5, |n| n == 1);
     assert_eq!(
         aggressive, 1,
         "--git-gc=aggressive compacts after every fetch"
