@@ -810,8 +810,9 @@ flags! {
 
         /// Object-store upkeep (there is no git gc to run; ours rewrites the store as one pack
         /// of what is still needed): auto and always compact when the packs have grown
-        /// (past twice their compacted size + 1 MiB, or 16 packs), aggressive after
-        /// every fetch, off never (except after a --depth change)
+        /// (past twice their compacted size + 1 MiB) and merge all packs but the largest
+        /// at 16 packs, aggressive compacts after every fetch, off never (except after a
+        /// --depth change)
         #[arg(long, env = "GITSYNC_GIT_GC", value_name = "MODE")]
         git_gc: Option<String> => GitGc {
             legacy: ["GIT_SYNC_GIT_GC"],
