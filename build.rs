@@ -29,9 +29,10 @@ fn main() {
     if !(release && order.is_file()) {
         return;
     }
-    // Relative to the package root, where cargo runs rustc and so the
-    // linker: an absolute path would be kept in the build script's cached
-    // output and point at another checkout that shared this target dir.
+    // Relative to the workspace root (this package's), where cargo runs
+    // rustc and so the linker: an absolute path would be kept in the build
+    // script's cached output and point at another checkout that shared this
+    // target dir.
     println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file=build/code.order");
     println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
     // A static-pie relocates itself at start-up from a table the size of

@@ -71,7 +71,8 @@ pub fn stats(git_dir: &Path) -> PackStats {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.ends_with(".pack") {
+            // A data file without its index is invisible to git and gix.
+            if name.ends_with(".pack") && entry.path().with_extension("idx").exists() {
                 stats.packs += 1;
             }
             stats.bytes += entry.metadata().map_or(0, |m| m.len());
@@ -121,6 +122,39 @@ pub fn is_fragmented(now: PackStats) -> bool {
     now.packs > 1 || now.loose > 0
 }
 
+/// Where a store's size after its last rewrite is kept, in its git dir.
+const BASELINE_FILE: &str = "git-sidecar-compacted";
+
+/// The store's size after its last rewrite ([`compact`] records it), for
+/// the growth rule of [`upkeep`]. Kept on disk, so that the rule holds
+/// across processes: a `--one-time` run never doubles the store by itself,
+/// and merging small packs drops nothing. A store we never rewrote counts
+/// its largest pack (a clone's, which holds what its commit needs), recorded
+/// from then on.
+pub fn baseline(git_dir: &Path) -> u64 {
+    let recorded = fs::read_to_string(git_dir.join(BASELINE_FILE));
+    if let Some(bytes) = recorded.ok().and_then(|t| t.trim().parse().ok()) {
+        return bytes;
+    }
+    let largest = data_files(&git_dir.join("objects/pack"))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, bytes)| bytes)
+        .max()
+        .unwrap_or(0);
+    if largest > 0 {
+        record_baseline(git_dir, largest);
+    }
+    largest
+}
+
+fn record_baseline(git_dir: &Path, bytes: u64) {
+    let path = git_dir.join(BASELINE_FILE);
+    if let Err(e) = crate::fsutil::write_atomic(&path, bytes.to_string().as_bytes()) {
+        tracing::debug!(error = %e, path = %path.display(), "could not record the store's compacted size");
+    }
+}
+
 /// Rewrites the object store to hold only what `keep` needs. Returns the new size.
 pub fn compact(
     repo: &gix::Repository,
@@ -160,7 +194,9 @@ pub fn compact(
         }
     }
     remove_loose_objects(&git_dir.join("objects"))?;
-    Ok(stats(&git_dir))
+    let after = stats(&git_dir);
+    record_baseline(&git_dir, after.bytes);
+    Ok(after)
 }
 
 /// Merges every pack but the largest into one pack holding all their
@@ -204,25 +240,36 @@ pub fn merge_small_packs(repo: &gix::Repository, budget: &Budget) -> Result<Pack
         .filter_map(|(pack, _)| pack.file_stem())
         .filter(|stem| Some(*stem) != new_pack.file_stem())
         .collect();
-    for path in pack_files(&pack_dir)? {
-        if path.file_stem().is_some_and(|stem| merged.contains(&stem)) {
-            fs::remove_file(&path).map_err(|source| Error::Io { path, source })?;
-        }
+    // Each pack's index first: without it the pack is invisible to git and
+    // to gix, so a crash part way leaves whole packs and ignored leftovers.
+    let files = pack_files(&pack_dir)?;
+    let (indexes, others): (Vec<_>, Vec<_>) = files
+        .into_iter()
+        .filter(|path| path.file_stem().is_some_and(|stem| merged.contains(&stem)))
+        .partition(|path| path.extension().is_some_and(|e| e == "idx"));
+    for path in indexes.into_iter().chain(others) {
+        fs::remove_file(&path).map_err(|source| Error::Io { path, source })?;
     }
     Ok(stats(git_dir))
 }
 
-/// Each pack's data file with its size.
+/// Each pack's data file with its size. A data file without its index is
+/// left out: invisible to git and gix, it is what a crash while deleting a
+/// pack leaves (or a git command writing one right now); the next
+/// [`compact`] deletes it.
 fn data_files(pack_dir: &Path) -> Result<Vec<(PathBuf, u64)>, Error> {
     let mut packs = Vec::new();
     for path in pack_files(pack_dir)? {
-        if path.extension().is_some_and(|e| e == "pack") {
-            let meta = fs::metadata(&path).map_err(|source| Error::Io {
-                path: path.clone(),
-                source,
-            })?;
-            packs.push((path, meta.len()));
+        let indexed_pack =
+            path.extension().is_some_and(|e| e == "pack") && path.with_extension("idx").exists();
+        if !indexed_pack {
+            continue;
         }
+        let meta = fs::metadata(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        packs.push((path, meta.len()));
     }
     Ok(packs)
 }
@@ -510,9 +557,22 @@ mod tests {
 
     use crate::git::test_git::git;
 
-    /// Depth 1 after a publish of A then its child B: both are shallow
-    /// boundaries, and both are kept (stale-worktree timeout). Whatever the
-    /// order of the kept list, both commits must survive compaction.
+    /// `git args` with `input` on its stdin.
+    fn git_with_input(dir: &Path, args: &[&str], input: &str) {
+        use std::io::Write;
+        let mut child = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("git must be installed for this test (apt-get install git)");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input.as_bytes()).expect("write stdin");
+        drop(stdin);
+        assert!(child.wait().expect("wait").success(), "git {args:?}");
+    }
+
     /// Every object of a repository, as the git CLI lists them.
     fn all_objects(root: &Path) -> Vec<String> {
         let listed = git(
@@ -553,12 +613,28 @@ mod tests {
         git(root, &["commit", "-qm", "base"]);
         git(root, &["repack", "-adq"]);
         let base: Vec<String> = pack_names(root);
+        let original = fs::read(root.join("f2.md")).expect("read");
         for round in 0..3 {
             fs::write(root.join("f1.md"), format!("round {round}")).expect("write");
             fs::write(root.join(format!("new{round}.md")), "new").expect("write");
+            // Back and forth: the second round's blob is also in the large pack.
+            let f2 = match round {
+                1 => original.clone(),
+                _ => format!("f2, round {round}\n").repeat(50).into_bytes(),
+            };
+            fs::write(root.join("f2.md"), f2).expect("write");
             git(root, &["add", "."]);
             git(root, &["commit", "-qm", &format!("round {round}")]);
-            git(root, &["repack", "-dq"]);
+            // What the commit adds to its parent, some of it in the large
+            // pack too (as a fetched pack may hold it).
+            let list = git(root, &["rev-list", "--objects", "HEAD", "^HEAD~1"]);
+            let objects: String = list.lines().map(|l| format!("{}\n", &l[..40])).collect();
+            git_with_input(
+                root,
+                &["pack-objects", "-q", ".git/objects/pack/pack"],
+                &objects,
+            );
+            git(root, &["prune-packed"]);
         }
         let packs = pack_names(root);
         let small = packs
@@ -566,9 +642,35 @@ mod tests {
             .find(|n| n.ends_with(".pack") && !base.contains(n));
         let promisor = small.expect("a small pack").replace(".pack", ".promisor");
         fs::write(root.join(".git/objects/pack").join(&promisor), "").expect("promisor");
+        // A crash while deleting a pack leaves its data without its index.
+        let orphan = "pack-0000000000000000000000000000000000000000.pack";
+        fs::write(root.join(".git/objects/pack").join(orphan), "PACK").expect("orphan");
         let before = all_objects(root);
         let count = |names: &[String]| names.iter().filter(|n| n.ends_with(".pack")).count();
         assert_eq!(count(&packs), 4, "{packs:?}");
+        assert_eq!(stats(&root.join(".git")).packs, 4, "an orphan is no pack");
+        let ids_in = |pack: &str| -> Vec<ObjectId> {
+            let idx = root
+                .join(".git/objects/pack")
+                .join(pack.replace(".pack", ".idx"));
+            let index = pack::index::File::at(&idx, gix::hash::Kind::Sha1).expect("idx");
+            index.iter().map(|e| e.oid).collect()
+        };
+        let large = base
+            .iter()
+            .find(|n| n.ends_with(".pack"))
+            .expect("the large pack");
+        let in_large = ids_in(large);
+        let shared = packs
+            .iter()
+            .filter(|n| n.ends_with(".pack") && *n != large)
+            .flat_map(|n| ids_in(n))
+            .filter(|id| in_large.contains(id))
+            .count();
+        assert!(
+            shared > 0,
+            "no object of the small packs is in the large one"
+        );
 
         let repo = gix::open(root).expect("open");
         let budget = Budget::new(
@@ -578,6 +680,7 @@ mod tests {
         let after = merge_small_packs(&repo, &budget).expect("merge");
         assert_eq!(after.packs, 2);
         let now = pack_names(root);
+        assert!(now.contains(&orphan.to_string()), "left for a compaction");
         for name in &base {
             assert!(
                 now.contains(name),
@@ -594,6 +697,9 @@ mod tests {
         git(root, &["fsck", "--full", "--no-progress"]);
     }
 
+    /// Depth 1 after a publish of A then its child B: both are shallow
+    /// boundaries, and both are kept (stale-worktree timeout). Whatever the
+    /// order of the kept list, both commits must survive compaction.
     #[test]
     fn kept_parent_of_a_shallow_commit_is_not_dropped() {
         let dir = tempfile::tempdir().expect("tempdir");

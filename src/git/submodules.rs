@@ -822,8 +822,8 @@ fn is_empty_dir(dir: &Path) -> bool {
 // ---- store upkeep -------------------------------------------------------------------------
 
 /// After a publish: deletes the stores the new worktree does not use, and
-/// compacts those that grew or merges their small packs (`baselines`: the size after their last
-/// compaction, or when first seen by this process).
+/// compacts those that grew or merges their small packs (`baselines`: the
+/// size after their last compaction, see [`compact::baseline`]).
 pub fn upkeep(
     git_dir: &Path,
     used: &super::SubmoduleStores,
@@ -838,7 +838,7 @@ pub fn upkeep(
         let stats = compact::stats(store_path);
         let baseline = *baselines
             .entry(store_path.to_path_buf())
-            .or_insert(stats.bytes);
+            .or_insert_with(|| compact::baseline(store_path));
         let due = compact::upkeep(stats, baseline, 0);
         if due == compact::Upkeep::Nothing {
             continue;

@@ -96,7 +96,9 @@ impl Budget {
 /// 8 KiB (git's upload-pack) and gix reads each as its 4-byte length, then
 /// its payload. Unbuffered, that was two reads (each with its poll, and a
 /// quick-ack for `git://`) per pkt-line: 42,000 system calls for a 54 MB
-/// pack. Reading up to [`READ_AHEAD`] at once takes one of each per 64 KiB.
+/// pack. Reading up to [`READ_AHEAD`] at once takes one of each per read of
+/// what has arrived: 5,600 instead of 14,000 reads for that pack on
+/// loopback (about 10 KiB each, as fast as the server sends).
 pub(super) struct DeadlineReader<R> {
     inner: R,
     budget: Budget,
@@ -921,8 +923,8 @@ mod tests {
         for i in 0..lines {
             let mut len = [0u8; 4];
             reader.read_exact(&mut len).expect("length");
-            let len = usize::from_str_radix(std::str::from_utf8(&len).expect("hex"), 16)
-                .expect("length");
+            let len =
+                usize::from_str_radix(std::str::from_utf8(&len).expect("hex"), 16).expect("length");
             let mut data = vec![0u8; len - 4];
             reader.read_exact(&mut data).expect("payload");
             assert!(data == line(i)[4..], "line {i} differs");

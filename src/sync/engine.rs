@@ -381,7 +381,7 @@ impl Engine {
                 tracing::warn!(error = %e, "could not remove a leftover spare's admin files");
             }
         }
-        self.compacted_bytes = compact::stats(repo.git_dir()).bytes;
+        self.compacted_bytes = compact::baseline(repo.git_dir());
         self.repo = Some(repo);
         if self.kept.is_empty() {
             self.kept = self.keep_set(None);

@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use crate::support::sidecar::describe_output;
 use crate::support::*;
 
 const MIB: u64 = 1024 * 1024;
@@ -84,7 +85,7 @@ fn packs_after_commits(
     settled: fn(usize) -> bool,
 ) -> (usize, bool) {
     let up = Upstream::new();
-    // Content that does not compress: the first sync's pack is the largest.
+    // Content that compresses poorly: the first sync's pack is the largest.
     let mut x: u64 = 1;
     let noise: String = (0..20_000)
         .map(|_| {
@@ -132,5 +133,38 @@ fn git_gc_modes_decide_when_the_store_is_compacted() {
     assert_eq!(
         aggressive, 1,
         "--git-gc=aggressive compacts after every fetch"
+    );
+}
+
+/// A cron job: `--one-time` runs at depth 1, each replacing a 512 KiB
+/// incompressible file, so each leaves half a MiB that no kept commit needs
+/// (under the 1 MiB a single process counts as garbage). Each process is new,
+/// and small packs are only merged: the store is rewritten because the size
+/// after its last rewrite is kept on disk, and stays bounded.
+#[test]
+fn one_time_runs_keep_the_store_bounded() {
+    const SIZE: usize = 512 * 1024;
+    let mut rng = fastrand::Rng::with_seed(0x0e7e);
+    let mut blob = vec![0u8; SIZE];
+    let up = Upstream::new();
+    let s = Scratch::new();
+    let runs = 14;
+    for i in 0..runs {
+        rng.fill(&mut blob);
+        let sha = up.commit_file("blob.bin", &blob, &format!("blob {i}"));
+        let out = s
+            .sidecar(&up.file_url())
+            .arg("--one-time")
+            .run(std::time::Duration::from_secs(60));
+        assert!(out.status.success(), "{}", describe_output(&out));
+        assert_eq!(s.published().as_deref(), Some(sha.as_str()));
+    }
+    let store = dir_size(&s.root.join(".git/objects"));
+    // Each run adds one file; the growth rule allows twice the rewritten
+    // store plus 1 MiB. Without it: all 14 files (7 MiB).
+    assert!(
+        store < 4 * SIZE as u64 + MIB,
+        "{:.1} MiB of objects after {runs} one-time runs",
+        store as f64 / MIB as f64
     );
 }

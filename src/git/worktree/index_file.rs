@@ -55,9 +55,9 @@ pub(crate) fn write_index(index: &mut gix::index::File, path: &Path) -> io::Resu
 /// Writes to a file in pieces of [`CHUNK`] bytes, each piece hashed on a
 /// thread of its own while the next is encoded and written: the SHA-1 of a
 /// 4.5 MB index (2.5 ms, with collision detection) then adds little to the
-/// write. At most three pieces exist at once (one filled, one queued, one
-/// hashed). Hashed inline if no thread can be started (a cgroup's
-/// `pids.max`).
+/// write. At most four pieces exist at once (one filled, one queued, one
+/// hashed, one hashed and waiting to be filled again): 256 KiB. Hashed
+/// inline if no thread can be started (a cgroup's `pids.max`).
 struct HashedWriter<'f, 'scope> {
     file: &'f mut std::fs::File,
     piece: Vec<u8>,
@@ -165,9 +165,15 @@ impl Write for HashedWriter<'_, '_> {
 /// Reads the index at `path`. One we wrote ([`write_index`]) and nobody
 /// wrote to since is read without verifying its checksum: its stamp
 /// (device, inode, size, mtime and ctime) is as recorded before and after
-/// the read, and its checksum is the one recorded. Any write through the
+/// the read, and its checksum is the one recorded. A write through the
 /// filesystem sets the ctime, a replacement (how git writes an index) brings
 /// another inode. Otherwise the checksum is verified, as git does.
+/// What the stamp cannot see, as for git's own stat checks of worktree
+/// files: a change to the medium under the filesystem, and, on kernels
+/// before 6.13 (which stamp files with a clock of 1-10 ms ticks, where
+/// later ones refine a time once it was read), a same-size write in place
+/// within the clock tick of our own write, while the worktree is still
+/// being built and its admin dir known to no git command.
 pub(crate) fn read_index(path: &Path) -> Option<gix::index::File> {
     let read = |skip_hash| {
         gix::index::File::at(path, gix::hash::Kind::Sha1, skip_hash, Default::default()).ok()
@@ -478,14 +484,17 @@ mod tests {
             .collect()
     }
 
-    /// A byte changed in place (same size and inode, as a careless tool or a
-    /// bad disk leaves it) changes the ctime: the checksum is verified again
-    /// and the index refused.
+    /// A byte changed in place (same size and inode, as a careless tool
+    /// leaves it) changes the ctime: the checksum is verified again and the
+    /// index refused. (After a pause longer than a coarse clock's tick: the
+    /// stamp cannot see a write within the tick of ours on kernels before
+    /// 6.13, see [`read_index`].)
     #[test]
     fn an_index_written_to_since_is_verified() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = written(dir.path());
         assert!(read_index(&path).is_some());
+        std::thread::sleep(std::time::Duration::from_millis(20));
         edit_in_place(&path);
         assert!(read_index(&path).is_none(), "a changed index was trusted");
     }

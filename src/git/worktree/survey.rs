@@ -102,9 +102,10 @@ impl<'i> Wanted<'i> {
             }
         }
         for listing in &mut wanted.dirs {
-            // Names are sorted within a directory already, but for a name
-            // that is a prefix of another and a directory ("a-b/" sorts
-            // before "a/").
+            // A sorted index lists a directory's entries in name order
+            // already (the sort is then one pass), but not its directories:
+            // "a b/", "a-b/" and "a.md" sort before "a/". An index out of
+            // order would otherwise make entries strays.
             listing.entries.sort_by(|a, b| a.0.cmp(b.0));
             listing.subdirs.sort_unstable_by(|a, b| a.0.cmp(b.0));
         }
