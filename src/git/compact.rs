@@ -557,22 +557,6 @@ mod tests {
 
     use crate::git::test_git::git;
 
-    /// `git args` with `input` on its stdin.
-    fn git_with_input(dir: &Path, args: &[&str], input: &str) {
-        use std::io::Write;
-        let mut child = std::process::Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("git must be installed for this test (apt-get install git)");
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(input.as_bytes()).expect("write stdin");
-        drop(stdin);
-        assert!(child.wait().expect("wait").success(), "git {args:?}");
-    }
-
     /// Every object of a repository, as the git CLI lists them.
     fn all_objects(root: &Path) -> Vec<String> {
         let listed = git(
@@ -629,11 +613,8 @@ mod tests {
             // pack too (as a fetched pack may hold it).
             let list = git(root, &["rev-list", "--objects", "HEAD", "^HEAD~1"]);
             let objects: String = list.lines().map(|l| format!("{}\n", &l[..40])).collect();
-            git_with_input(
-                root,
-                &["pack-objects", "-q", ".git/objects/pack/pack"],
-                &objects,
-            );
+            let pack = ["pack-objects", "-q", ".git/objects/pack/pack"];
+            crate::git::test_git::git_with_input(root, &pack, objects.as_bytes());
             git(root, &["prune-packed"]);
         }
         let packs = pack_names(root);
