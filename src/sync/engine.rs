@@ -1074,6 +1074,11 @@ impl Engine {
             return Ok(());
         };
         let stats = compact::stats(repo.git_dir());
+        if self.compacted_bytes == 0 {
+            // Opened empty: the first sync's pack is the size to grow from,
+            // not nothing (a full rewrite at the second publish).
+            self.compacted_bytes = compact::baseline(repo.git_dir());
+        }
         let due = match self.opts.gc {
             GcMode::Auto | GcMode::Always => {
                 compact::upkeep(stats, self.compacted_bytes, self.garbage_bytes)

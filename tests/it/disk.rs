@@ -168,3 +168,35 @@ fn one_time_runs_keep_the_store_bounded() {
         store as f64 / MIB as f64
     );
 }
+
+/// A sidecar started on an empty root: its first sync's pack (2 MiB here)
+/// is the size the store grows from. A small commit after it is no reason
+/// to rewrite the whole store (it was: the store had been empty when opened).
+#[test]
+fn a_fresh_root_is_not_rewritten_at_its_second_publish() {
+    let mut rng = fastrand::Rng::with_seed(0xf7e5);
+    let mut blob = vec![0u8; 2 * MIB as usize];
+    rng.fill(&mut blob);
+    let up = Upstream::new();
+    let first = up.commit_file("blob.bin", &blob, "large");
+    let s = Scratch::new();
+    let run = s.sidecar(&up.file_url()).args(["--period", "50ms"]).spawn();
+    run.wait_for_link_hash(&s.link(), &first);
+    let cloned = pack_names(&s.root);
+    for i in 1..=2 {
+        let sha = up.commit_file("small.txt", format!("{i}\n"), &i.to_string());
+        run.wait_for_link_hash(&s.link(), &sha);
+    }
+    // Upkeep runs right after the publish.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let logs = run.logs();
+    assert!(
+        !logs.contains("compacted the object store"),
+        "the store was rewritten:\n{logs}"
+    );
+    let now = pack_names(&s.root);
+    assert!(
+        cloned.iter().all(|p| now.contains(p)),
+        "{cloned:?} -> {now:?}"
+    );
+}
