@@ -105,16 +105,24 @@ pub enum Upkeep {
 /// are loose objects; its small packs are worth merging at [`MAX_PACKS`]
 /// packs.
 pub fn upkeep(now: PackStats, baseline_bytes: u64, garbage_bytes: u64) -> Upkeep {
-    let grown = now.packs > 1 && now.bytes > baseline_bytes * GROWTH_FACTOR + SLACK_BYTES;
+    let allowed = baseline_bytes
+        .saturating_mul(GROWTH_FACTOR)
+        .saturating_add(SLACK_BYTES);
+    let grown = now.packs > 1 && now.bytes > allowed;
     let needed = now.bytes.saturating_sub(garbage_bytes);
     let wasteful = now.packs >= 1 && garbage_bytes > SLACK_BYTES.max(needed / GARBAGE_SHARE);
     if grown || wasteful || now.loose > 0 && now.packs >= 1 {
         Upkeep::Compact
-    } else if now.packs >= MAX_PACKS {
+    } else if has_many_packs(now) {
         Upkeep::MergeSmallPacks
     } else {
         Upkeep::Nothing
     }
+}
+
+/// Whether the packs are as many as call for a merge of the small ones.
+pub fn has_many_packs(now: PackStats) -> bool {
+    now.packs >= MAX_PACKS
 }
 
 /// Whether there is anything to compact at all: more than one pack, or loose objects.
@@ -123,29 +131,48 @@ pub fn is_fragmented(now: PackStats) -> bool {
 }
 
 /// Where a store's size after its last rewrite is kept, in its git dir.
-const BASELINE_FILE: &str = "git-sidecar-compacted";
+pub(super) const BASELINE_FILE: &str = "git-sidecar-compacted";
 
 /// The store's size after its last rewrite ([`compact`] records it), for
 /// the growth rule of [`upkeep`]. Kept on disk, so that the rule holds
 /// across processes: a `--one-time` run never doubles the store by itself,
 /// and merging small packs drops nothing. A store we never rewrote counts
-/// its largest pack (a clone's, which holds what its commit needs), recorded
-/// from then on.
+/// its largest pack with its index files (a clone's, which holds what its
+/// commit needs), recorded from then on. A record larger than the store is
+/// stale (someone else rewrote or emptied it: between our rewrites the store
+/// only grows) and counts as none.
 pub fn baseline(git_dir: &Path) -> u64 {
-    let recorded = fs::read_to_string(git_dir.join(BASELINE_FILE));
-    if let Some(bytes) = recorded.ok().and_then(|t| t.trim().parse().ok()) {
+    let now = stats(git_dir);
+    let recorded = fs::read_to_string(git_dir.join(BASELINE_FILE))
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .filter(|&bytes| bytes <= now.bytes);
+    if let Some(bytes) = recorded.filter(|_| now.packs > 0) {
         return bytes;
     }
-    let largest = data_files(&git_dir.join("objects/pack"))
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(_, bytes)| bytes)
-        .max()
-        .unwrap_or(0);
+    let largest = largest_pack_bytes(&git_dir.join("objects/pack"));
     if largest > 0 {
         record_baseline(git_dir, largest);
     }
     largest
+}
+
+/// The largest pack's files (data, index, reverse index...), in bytes.
+fn largest_pack_bytes(pack_dir: &Path) -> u64 {
+    let Some((largest, _)) = data_files(pack_dir)
+        .unwrap_or_default()
+        .into_iter()
+        .max_by_key(|(_, bytes)| *bytes)
+    else {
+        return 0;
+    };
+    pack_files(pack_dir)
+        .unwrap_or_default()
+        .iter()
+        .filter(|path| path.file_stem() == largest.file_stem())
+        .filter_map(|path| fs::metadata(path).ok())
+        .map(|meta| meta.len())
+        .sum()
 }
 
 fn record_baseline(git_dir: &Path, bytes: u64) {
@@ -188,11 +215,16 @@ pub fn compact(
     // make a later deepening fetch claim to have it, and never receive it.
     prune_shallow_file(&git_dir.join("shallow"), &kept)?;
     prune_reflogs(&git_dir, &kept)?;
-    for path in old_packs {
-        if path.file_stem() != new_pack.file_stem() {
-            fs::remove_file(&path).map_err(|source| Error::Io { path, source })?;
-        }
-    }
+    // The packs listed before the new one was written, each with its index
+    // (a data file without one may be a git command's, being written now),
+    // and indexes first: a crash part way leaves whole packs.
+    let gone: Vec<_> = old_packs
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "idx") || is_old_orphan(p))
+        .filter_map(|p| p.file_stem())
+        .filter(|stem| Some(*stem) != new_pack.file_stem())
+        .collect();
+    remove_packs(&old_packs, &gone)?;
     remove_loose_objects(&git_dir.join("objects"))?;
     let after = stats(&git_dir);
     record_baseline(&git_dir, after.bytes);
@@ -240,23 +272,39 @@ pub fn merge_small_packs(repo: &gix::Repository, budget: &Budget) -> Result<Pack
         .filter_map(|(pack, _)| pack.file_stem())
         .filter(|stem| Some(*stem) != new_pack.file_stem())
         .collect();
-    // Each pack's index first: without it the pack is invisible to git and
-    // to gix, so a crash part way leaves whole packs and ignored leftovers.
-    let files = pack_files(&pack_dir)?;
+    remove_packs(&pack_files(&pack_dir)?, &merged)?;
+    Ok(stats(git_dir))
+}
+
+/// A pack data file without its index, untouched for an hour: what a crash
+/// while deleting a pack left, not a pack a git command is writing.
+fn is_old_orphan(path: &Path) -> bool {
+    const GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+    path.extension().is_some_and(|e| e == "pack")
+        && !path.with_extension("idx").exists()
+        && fs::metadata(path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > GRACE))
+}
+
+/// Deletes the files among `files` of the packs named by `stems`, each
+/// pack's index first: without it a pack is invisible to git and to gix, so
+/// a crash part way leaves whole packs and ignored leftovers.
+fn remove_packs(files: &[PathBuf], stems: &[&std::ffi::OsStr]) -> Result<(), Error> {
     let (indexes, others): (Vec<_>, Vec<_>) = files
-        .into_iter()
-        .filter(|path| path.file_stem().is_some_and(|stem| merged.contains(&stem)))
+        .iter()
+        .filter(|path| path.file_stem().is_some_and(|stem| stems.contains(&stem)))
         .partition(|path| path.extension().is_some_and(|e| e == "idx"));
     for path in indexes.into_iter().chain(others) {
-        fs::remove_file(&path).map_err(|source| Error::Io { path, source })?;
+        remove_if_present(path)?;
     }
-    Ok(stats(git_dir))
+    Ok(())
 }
 
 /// Each pack's data file with its size. A data file without its index is
 /// left out: invisible to git and gix, it is what a crash while deleting a
-/// pack leaves (or a git command writing one right now); the next
-/// [`compact`] deletes it.
+/// pack leaves, or a git command writing one right now ([`compact`] deletes
+/// it after an hour).
 fn data_files(pack_dir: &Path) -> Result<Vec<(PathBuf, u64)>, Error> {
     let mut packs = Vec::new();
     for path in pack_files(pack_dir)? {
@@ -755,6 +803,81 @@ mod tests {
 
     /// A 4 MiB file committed and reverted in a small repository: one pack,
     /// no growth since it was compacted with the file, but the file is garbage.
+    /// The recorded size is the baseline while it can be ours; a store never
+    /// rewritten counts its largest pack with its index; a record larger than
+    /// the store (emptied or rewritten by someone else) counts as none.
+    #[test]
+    fn the_baseline_is_recorded_or_the_largest_pack() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let git_dir = dir.path();
+        let pack_dir = git_dir.join("objects/pack");
+        fs::create_dir_all(&pack_dir).expect("mkdir");
+        assert_eq!(baseline(git_dir), 0, "no packs");
+        assert!(!git_dir.join(BASELINE_FILE).exists(), "nothing to record");
+        for (name, bytes) in [("pack-a", 1000), ("pack-b", 300)] {
+            fs::write(pack_dir.join(format!("{name}.pack")), vec![0u8; bytes]).expect("pack");
+            fs::write(pack_dir.join(format!("{name}.idx")), vec![0u8; 100]).expect("idx");
+        }
+        assert_eq!(baseline(git_dir), 1100, "the largest pack and its index");
+        let recorded = fs::read_to_string(git_dir.join(BASELINE_FILE)).expect("record");
+        assert_eq!(recorded, "1100");
+        record_baseline(git_dir, 1200);
+        assert_eq!(baseline(git_dir), 1200, "a record the store can hold");
+        record_baseline(git_dir, 5000);
+        assert_eq!(
+            baseline(git_dir),
+            1100,
+            "a record larger than the store is stale"
+        );
+        let huge = upkeep(stats(git_dir), u64::MAX, 0);
+        assert_eq!(huge, Upkeep::Nothing, "no overflow");
+    }
+
+    /// A compaction deletes the packs it replaced and a data file left
+    /// without its index an hour ago, not one a git command is writing now.
+    #[test]
+    fn a_compaction_leaves_a_pack_being_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        git(root, &["init", "-q", "-b", "main"]);
+        for round in 0..2 {
+            fs::write(root.join("f"), format!("{round}")).expect("write");
+            git(root, &["add", "f"]);
+            git(root, &["commit", "-qm", &round.to_string()]);
+            git(root, &["repack", "-dq"]);
+        }
+        let pack_dir = root.join(".git/objects/pack");
+        let fresh = pack_dir.join("pack-1111111111111111111111111111111111111111.pack");
+        let old = pack_dir.join("pack-2222222222222222222222222222222222222222.pack");
+        fs::write(&fresh, "PACK").expect("fresh");
+        fs::write(&old, "PACK").expect("old");
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        let secs = two_hours_ago
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .as_secs();
+        let t = nix::sys::time::TimeSpec::new(secs as i64, 0);
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &old,
+            &t,
+            &t,
+            nix::sys::stat::UtimensatFlags::FollowSymlink,
+        )
+        .expect("utimensat");
+        let head = ObjectId::from_hex(git(root, &["rev-parse", "HEAD"]).as_bytes()).expect("id");
+        let repo = gix::open(root).expect("open");
+        let budget = Budget::new(
+            std::time::Duration::from_secs(60),
+            std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        );
+        let after = compact(&repo, &[head], &budget).expect("compact");
+        assert_eq!(after.packs, 1);
+        assert!(fresh.exists(), "a pack being written was deleted");
+        assert!(!old.exists(), "an hour-old leftover stayed");
+        git(root, &["fsck", "--full", "--no-progress"]);
+    }
+
     #[test]
     fn due_when_garbage_outweighs_what_is_needed() {
         let one = |bytes| PackStats {

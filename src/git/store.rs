@@ -607,6 +607,7 @@ fn reset_objects(git_dir: &Path) -> Result<(), Error> {
         git_dir.join("shallow"),
         git_dir.join(BRANCH),
         git_dir.join("packed-refs"),
+        git_dir.join(super::compact::BASELINE_FILE),
     ] {
         if file.exists() {
             fs::remove_file(&file).map_err(io_err(&file))?;

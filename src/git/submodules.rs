@@ -822,24 +822,15 @@ fn is_empty_dir(dir: &Path) -> bool {
 // ---- store upkeep -------------------------------------------------------------------------
 
 /// After a publish: deletes the stores the new worktree does not use, and
-/// compacts those that grew or merges their small packs (`baselines`: the
-/// size after their last compaction, see [`compact::baseline`]).
-pub fn upkeep(
-    git_dir: &Path,
-    used: &super::SubmoduleStores,
-    baselines: &mut std::collections::HashMap<PathBuf, u64>,
-    budget: &Budget,
-) {
+/// compacts those that grew or merges their small packs (growth counted from
+/// each store's own record, see [`compact::baseline`]).
+pub fn upkeep(git_dir: &Path, used: &super::SubmoduleStores, budget: &Budget) {
     let used = &used.0;
     let in_use: HashSet<&Path> = used.iter().map(|(p, _)| p.as_path()).collect();
     prune_stores(&git_dir.join("modules"), &in_use);
-    baselines.retain(|p, _| in_use.contains(p.as_path()));
     for store_path in in_use {
         let stats = compact::stats(store_path);
-        let baseline = *baselines
-            .entry(store_path.to_path_buf())
-            .or_insert_with(|| compact::baseline(store_path));
-        let due = compact::upkeep(stats, baseline, 0);
+        let due = compact::upkeep(stats, compact::baseline(store_path), 0);
         if due == compact::Upkeep::Nothing {
             continue;
         }
@@ -851,20 +842,13 @@ pub fn upkeep(
         let done = store::open(store_path)
             .map_err(|e| e.to_string())
             .and_then(|repo| match due {
-                compact::Upkeep::MergeSmallPacks => compact::merge_small_packs(&repo, budget)
-                    .map(|_| baseline)
-                    .map_err(|e| e.to_string()),
-                _ => compact::compact(&repo, &keep, budget)
-                    .map(|after| after.bytes)
-                    .map_err(|e| e.to_string()),
+                compact::Upkeep::MergeSmallPacks => {
+                    compact::merge_small_packs(&repo, budget).map_err(|e| e.to_string())
+                }
+                _ => compact::compact(&repo, &keep, budget).map_err(|e| e.to_string()),
             });
-        match done {
-            Ok(baseline) => {
-                baselines.insert(store_path.to_path_buf(), baseline);
-            }
-            Err(e) => {
-                tracing::warn!(store = %store_path.display(), error = %e, "submodule store upkeep failed; will retry later")
-            }
+        if let Err(e) = done {
+            tracing::warn!(store = %store_path.display(), error = %e, "submodule store upkeep failed; will retry later")
         }
     }
 }

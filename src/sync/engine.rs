@@ -168,8 +168,6 @@ pub struct Engine {
     opts: Options,
     layout: Layout,
     repo: Option<Repo>,
-    /// Pack size right after the last compaction (or first fetch).
-    compacted_bytes: u64,
     /// The commit the pre-publish gate refused last: while the remote points
     /// at it, the gate runs again once its backoff has passed since the
     /// refusal (as git-sync's hook runner retries); passes in between
@@ -199,8 +197,6 @@ pub struct Engine {
     garbage_bytes: u64,
     /// The submodule stores the worktree just published uses, for the upkeep after it.
     submodule_stores: Option<SubmoduleStores>,
-    /// Size of each submodule store after its last compaction.
-    submodule_baselines: std::collections::HashMap<std::path::PathBuf, u64>,
     /// Credentials and http settings per URL (keeps the GitHub token cache).
     resolver: Arc<auth::Resolver>,
     /// The last success this process recorded in the root, and when.
@@ -247,7 +243,6 @@ impl Engine {
             layout: Layout::new(opts.root.clone(), opts.link.clone()),
             opts,
             repo: None,
-            compacted_bytes: 0,
             rejected: None,
             metrics,
             fetched_depth: None,
@@ -259,7 +254,6 @@ impl Engine {
             signatures: None,
             garbage_bytes: 0,
             submodule_stores: None,
-            submodule_baselines: Default::default(),
             resolver,
             recorded: None,
             root_lock,
@@ -381,7 +375,6 @@ impl Engine {
                 tracing::warn!(error = %e, "could not remove a leftover spare's admin files");
             }
         }
-        self.compacted_bytes = compact::baseline(repo.git_dir());
         self.repo = Some(repo);
         if self.kept.is_empty() {
             self.kept = self.keep_set(None);
@@ -1066,7 +1059,7 @@ impl Engine {
         store::prune_worktree_admin(&self.opts.root, &self.layout.worktrees_dir());
         if let Some(used) = self.submodule_stores.take() {
             let git_dir = self.opts.root.join(".git");
-            submodules::upkeep(&git_dir, &used, &mut self.submodule_baselines, budget);
+            submodules::upkeep(&git_dir, &used, budget);
         }
         let keep = self.keep_set(Some(current));
         self.count_garbage(&keep);
@@ -1074,14 +1067,11 @@ impl Engine {
             return Ok(());
         };
         let stats = compact::stats(repo.git_dir());
-        if self.compacted_bytes == 0 {
-            // Opened empty: the first sync's pack is the size to grow from,
-            // not nothing (a full rewrite at the second publish).
-            self.compacted_bytes = compact::baseline(repo.git_dir());
-        }
         let due = match self.opts.gc {
             GcMode::Auto | GcMode::Always => {
-                compact::upkeep(stats, self.compacted_bytes, self.garbage_bytes)
+                // Read each time: a store opened empty grows from its first
+                // sync's pack (see `compact::baseline`).
+                compact::upkeep(stats, compact::baseline(repo.git_dir()), self.garbage_bytes)
             }
             GcMode::Aggressive if compact::is_fragmented(stats) || self.garbage_bytes > 0 => {
                 compact::Upkeep::Compact
@@ -1094,25 +1084,29 @@ impl Engine {
         };
         let done = match due {
             compact::Upkeep::Nothing => return Ok(()),
-            compact::Upkeep::Compact => repo.compact(&keep, budget).map(|after| {
-                tracing::info!(
-                    before_bytes = stats.bytes,
-                    before_packs = stats.packs,
-                    garbage_bytes = self.garbage_bytes,
-                    after_bytes = after.bytes,
-                    "compacted the object store"
-                );
-                self.compacted_bytes = after.bytes;
-                self.garbage_bytes = 0;
-            }),
-            compact::Upkeep::MergeSmallPacks => repo.merge_small_packs(budget).map(|after| {
-                tracing::info!(
-                    before_packs = stats.packs,
-                    after_packs = after.packs,
-                    after_bytes = after.bytes,
-                    "merged the object store's small packs"
-                );
-            }),
+            compact::Upkeep::Compact => repo
+                .compact(&keep, budget)
+                .map(|after| {
+                    tracing::info!(
+                        before_bytes = stats.bytes,
+                        before_packs = stats.packs,
+                        garbage_bytes = self.garbage_bytes,
+                        after_bytes = after.bytes,
+                        "compacted the object store"
+                    );
+                    self.garbage_bytes = 0;
+                })
+                .or_else(|e| {
+                    // A compaction that keeps failing must not let packs pile up.
+                    if !compact::has_many_packs(stats) || budget.is_interrupted() {
+                        return Err(e);
+                    }
+                    tracing::warn!(error = %e, "object store compaction failed; merging its small packs instead");
+                    repo.merge_small_packs(budget).map(|after| merged(stats, after))
+                }),
+            compact::Upkeep::MergeSmallPacks => {
+                repo.merge_small_packs(budget).map(|after| merged(stats, after))
+            }
         };
         match done {
             // The odb handle caches the pack list; start from a fresh one.
@@ -1216,6 +1210,16 @@ struct BeforePass {
 /// `--repo` without credentials, for `remote.origin.url`.
 fn origin_url(repo: &Remote) -> String {
     repo.without_credentials()
+}
+
+/// Logs a merge of small packs.
+fn merged(before: compact::PackStats, after: compact::PackStats) {
+    tracing::info!(
+        before_packs = before.packs,
+        after_packs = after.packs,
+        after_bytes = after.bytes,
+        "merged the object store's small packs"
+    );
 }
 
 #[cfg(test)]
