@@ -605,6 +605,13 @@ mod tests {
 
     use crate::git::test_git::git;
 
+    fn budget() -> Budget {
+        Budget::new(
+            std::time::Duration::from_secs(60),
+            std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        )
+    }
+
     /// Every object of a repository, as the git CLI lists them.
     fn all_objects(root: &Path) -> Vec<String> {
         let listed = git(
@@ -702,11 +709,7 @@ mod tests {
         );
 
         let repo = gix::open(root).expect("open");
-        let budget = Budget::new(
-            std::time::Duration::from_secs(60),
-            std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
-        );
-        let after = merge_small_packs(&repo, &budget).expect("merge");
+        let after = merge_small_packs(&repo, &budget()).expect("merge");
         assert_eq!(after.packs, 2);
         let now = pack_names(root);
         assert!(now.contains(&orphan.to_string()), "left for a compaction");
@@ -867,11 +870,7 @@ mod tests {
         .expect("utimensat");
         let head = ObjectId::from_hex(git(root, &["rev-parse", "HEAD"]).as_bytes()).expect("id");
         let repo = gix::open(root).expect("open");
-        let budget = Budget::new(
-            std::time::Duration::from_secs(60),
-            std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
-        );
-        let after = compact(&repo, &[head], &budget).expect("compact");
+        let after = compact(&repo, &[head], &budget()).expect("compact");
         assert_eq!(after.packs, 1);
         assert!(fresh.exists(), "a pack being written was deleted");
         assert!(!old.exists(), "an hour-old leftover stayed");
