@@ -69,10 +69,7 @@ pub fn stats(git_dir: &Path) -> PackStats {
     let mut stats = PackStats::default();
     if let Ok(entries) = fs::read_dir(git_dir.join("objects/pack")) {
         for entry in entries.flatten() {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            // A data file without its index is invisible to git and gix.
-            if name.ends_with(".pack") && entry.path().with_extension("idx").exists() {
+            if is_indexed_pack(&entry.path()) {
                 stats.packs += 1;
             }
             stats.bytes += entry.metadata().map_or(0, |m| m.len());
@@ -121,8 +118,39 @@ pub fn upkeep(now: PackStats, baseline_bytes: u64, garbage_bytes: u64) -> Upkeep
 }
 
 /// Whether the packs are as many as call for a merge of the small ones.
-pub fn has_many_packs(now: PackStats) -> bool {
+fn has_many_packs(now: PackStats) -> bool {
     now.packs >= MAX_PACKS
+}
+
+/// What [`carry_out`] did.
+pub enum Done {
+    Nothing,
+    Compacted(PackStats),
+    Merged(PackStats),
+}
+
+/// Carries out `due` on the store of `repo` (keeping what `keep` needs).
+/// A compaction that fails with [`MAX_PACKS`] packs (and not because it was
+/// interrupted) merges the small packs instead: packs must not pile up while
+/// compaction keeps failing.
+pub fn carry_out(
+    repo: &gix::Repository,
+    due: Upkeep,
+    keep: &[ObjectId],
+    budget: &Budget,
+) -> Result<Done, Error> {
+    match due {
+        Upkeep::Nothing => Ok(Done::Nothing),
+        Upkeep::MergeSmallPacks => merge_small_packs(repo, budget).map(Done::Merged),
+        Upkeep::Compact => match compact(repo, keep, budget) {
+            Ok(after) => Ok(Done::Compacted(after)),
+            Err(e) if !budget.is_interrupted() && has_many_packs(stats(repo.git_dir())) => {
+                tracing::warn!(error = %e, "object store compaction failed; merging its small packs instead");
+                merge_small_packs(repo, budget).map(Done::Merged)
+            }
+            Err(e) => Err(e),
+        },
+    }
 }
 
 /// Whether there is anything to compact at all: more than one pack, or loose objects.
@@ -141,8 +169,8 @@ pub(super) const BASELINE_FILE: &str = "git-sidecar-compacted";
 /// commit needs), recorded from then on. A record larger than the store is
 /// stale (someone else rewrote or emptied it: between our rewrites the store
 /// only grows) and counts as none.
-pub fn baseline(git_dir: &Path) -> u64 {
-    let now = stats(git_dir);
+/// `now` is the store's [`stats`].
+pub fn baseline(git_dir: &Path, now: PackStats) -> u64 {
     let recorded = fs::read_to_string(git_dir.join(BASELINE_FILE))
         .ok()
         .and_then(|t| t.trim().parse::<u64>().ok())
@@ -183,19 +211,13 @@ fn record_baseline(git_dir: &Path, bytes: u64) {
 }
 
 /// Rewrites the object store to hold only what `keep` needs. Returns the new size.
-pub fn compact(
-    repo: &gix::Repository,
-    keep: &[ObjectId],
-    budget: &Budget,
-) -> Result<PackStats, Error> {
+fn compact(repo: &gix::Repository, keep: &[ObjectId], budget: &Budget) -> Result<PackStats, Error> {
     let git_dir = repo.git_dir().to_path_buf();
     let pack_dir = git_dir.join("objects/pack");
     let old_packs = pack_files(&pack_dir)?;
     let commits = reachable_commits(repo, keep)?;
     let kept: std::collections::HashSet<ObjectId> = commits.iter().copied().collect();
-    let partial = old_packs
-        .iter()
-        .any(|p| p.extension().is_some_and(|e| e == "promisor"));
+    let partial = old_packs.iter().any(|p| has_extension(p, "promisor"));
     let new_pack = match partial {
         true => {
             let objects = present_objects(repo, &commits)?;
@@ -220,7 +242,7 @@ pub fn compact(
     // and indexes first: a crash part way leaves whole packs.
     let gone: Vec<_> = old_packs
         .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "idx") || is_old_orphan(p))
+        .filter(|p| has_extension(p, "idx") || is_old_orphan(p))
         .filter_map(|p| p.file_stem())
         .filter(|stem| Some(*stem) != new_pack.file_stem())
         .collect();
@@ -236,7 +258,7 @@ pub fn compact(
 /// Nothing is dropped: what no kept commit needs any more goes at the next
 /// [`compact`]. A partial clone's promisor marker is kept on the new pack.
 /// Returns the new size.
-pub fn merge_small_packs(repo: &gix::Repository, budget: &Budget) -> Result<PackStats, Error> {
+fn merge_small_packs(repo: &gix::Repository, budget: &Budget) -> Result<PackStats, Error> {
     let git_dir = repo.git_dir();
     let pack_dir = git_dir.join("objects/pack");
     let mut packs = data_files(&pack_dir)?;
@@ -280,8 +302,8 @@ pub fn merge_small_packs(repo: &gix::Repository, budget: &Budget) -> Result<Pack
 /// while deleting a pack left, not a pack a git command is writing.
 fn is_old_orphan(path: &Path) -> bool {
     const GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
-    path.extension().is_some_and(|e| e == "pack")
-        && !path.with_extension("idx").exists()
+    has_extension(path, "pack")
+        && !is_indexed_pack(path)
         && fs::metadata(path)
             .and_then(|m| m.modified())
             .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > GRACE))
@@ -294,7 +316,7 @@ fn remove_packs(files: &[PathBuf], stems: &[&std::ffi::OsStr]) -> Result<(), Err
     let (indexes, others): (Vec<_>, Vec<_>) = files
         .iter()
         .filter(|path| path.file_stem().is_some_and(|stem| stems.contains(&stem)))
-        .partition(|path| path.extension().is_some_and(|e| e == "idx"));
+        .partition(|path| has_extension(path, "idx"));
     for path in indexes.into_iter().chain(others) {
         remove_if_present(path)?;
     }
@@ -308,9 +330,7 @@ fn remove_packs(files: &[PathBuf], stems: &[&std::ffi::OsStr]) -> Result<(), Err
 fn data_files(pack_dir: &Path) -> Result<Vec<(PathBuf, u64)>, Error> {
     let mut packs = Vec::new();
     for path in pack_files(pack_dir)? {
-        let indexed_pack =
-            path.extension().is_some_and(|e| e == "pack") && path.with_extension("idx").exists();
-        if !indexed_pack {
+        if !is_indexed_pack(&path) {
             continue;
         }
         let meta = fs::metadata(&path).map_err(|source| Error::Io {
@@ -320,6 +340,16 @@ fn data_files(pack_dir: &Path) -> Result<Vec<(PathBuf, u64)>, Error> {
         packs.push((path, meta.len()));
     }
     Ok(packs)
+}
+
+/// A pack's data file that has its index: a pack to git and gix (a data
+/// file alone is invisible to them).
+fn is_indexed_pack(path: &Path) -> bool {
+    has_extension(path, "pack") && path.with_extension("idx").exists()
+}
+
+fn has_extension(path: &Path, extension: &str) -> bool {
+    path.extension().is_some_and(|e| e == extension)
 }
 
 fn pack_files(pack_dir: &Path) -> Result<Vec<PathBuf>, Error> {
@@ -815,20 +845,28 @@ mod tests {
         let git_dir = dir.path();
         let pack_dir = git_dir.join("objects/pack");
         fs::create_dir_all(&pack_dir).expect("mkdir");
-        assert_eq!(baseline(git_dir), 0, "no packs");
+        assert_eq!(baseline(git_dir, stats(git_dir)), 0, "no packs");
         assert!(!git_dir.join(BASELINE_FILE).exists(), "nothing to record");
         for (name, bytes) in [("pack-a", 1000), ("pack-b", 300)] {
             fs::write(pack_dir.join(format!("{name}.pack")), vec![0u8; bytes]).expect("pack");
             fs::write(pack_dir.join(format!("{name}.idx")), vec![0u8; 100]).expect("idx");
         }
-        assert_eq!(baseline(git_dir), 1100, "the largest pack and its index");
+        assert_eq!(
+            baseline(git_dir, stats(git_dir)),
+            1100,
+            "the largest pack and its index"
+        );
         let recorded = fs::read_to_string(git_dir.join(BASELINE_FILE)).expect("record");
         assert_eq!(recorded, "1100");
         record_baseline(git_dir, 1200);
-        assert_eq!(baseline(git_dir), 1200, "a record the store can hold");
+        assert_eq!(
+            baseline(git_dir, stats(git_dir)),
+            1200,
+            "a record the store can hold"
+        );
         record_baseline(git_dir, 5000);
         assert_eq!(
-            baseline(git_dir),
+            baseline(git_dir, stats(git_dir)),
             1100,
             "a record larger than the store is stale"
         );

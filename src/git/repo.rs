@@ -151,18 +151,14 @@ impl Repo {
         submodules::populate(&self.0, commit.0, target, settings, budget, index)
     }
 
-    /// Rewrites the store as one pack of what `keep` needs (see [`compact::compact`]).
-    pub fn compact(
+    /// Carries out the store's upkeep (see [`compact::carry_out`]).
+    pub fn upkeep(
         &self,
+        due: compact::Upkeep,
         keep: &[CommitId],
         budget: &Budget,
-    ) -> Result<compact::PackStats, compact::Error> {
-        compact::compact(&self.0, &object_ids(keep), budget)
-    }
-
-    /// See [`compact::merge_small_packs`].
-    pub fn merge_small_packs(&self, budget: &Budget) -> Result<compact::PackStats, compact::Error> {
-        compact::merge_small_packs(&self.0, budget)
+    ) -> Result<compact::Done, compact::Error> {
+        compact::carry_out(&self.0, due, &object_ids(keep), budget)
     }
 
     /// See [`garbage::dropped_bytes`].

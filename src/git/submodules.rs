@@ -830,7 +830,7 @@ pub fn upkeep(git_dir: &Path, used: &super::SubmoduleStores, budget: &Budget) {
     prune_stores(&git_dir.join("modules"), &in_use);
     for store_path in in_use {
         let stats = compact::stats(store_path);
-        let due = compact::upkeep(stats, compact::baseline(store_path), 0);
+        let due = compact::upkeep(stats, compact::baseline(store_path, stats), 0);
         if due == compact::Upkeep::Nothing {
             continue;
         }
@@ -841,11 +841,8 @@ pub fn upkeep(git_dir: &Path, used: &super::SubmoduleStores, budget: &Budget) {
             .collect();
         let done = store::open(store_path)
             .map_err(|e| e.to_string())
-            .and_then(|repo| match due {
-                compact::Upkeep::MergeSmallPacks => {
-                    compact::merge_small_packs(&repo, budget).map_err(|e| e.to_string())
-                }
-                _ => compact::compact(&repo, &keep, budget).map_err(|e| e.to_string()),
+            .and_then(|repo| {
+                compact::carry_out(&repo, due, &keep, budget).map_err(|e| e.to_string())
             });
         if let Err(e) = done {
             tracing::warn!(store = %store_path.display(), error = %e, "submodule store upkeep failed; will retry later")

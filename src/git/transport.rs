@@ -92,71 +92,43 @@ impl Budget {
 }
 
 /// A reader that never blocks longer than [`POLL_SLICE`] without checking
-/// its budget, and reads ahead: servers send a pack in pkt-lines of up to
-/// 8 KiB (git's upload-pack) and gix reads each as its 4-byte length, then
-/// its payload. Unbuffered, that was two reads (each with its poll, and a
-/// quick-ack for `git://`) per pkt-line: 42,000 system calls for a 54 MB
-/// pack. Reading up to [`READ_AHEAD`] at once takes one of each per read of
-/// what has arrived: 5,600 instead of 14,000 reads for that pack on
-/// loopback (about 10 KiB each, as fast as the server sends).
+/// its budget.
 pub(super) struct DeadlineReader<R> {
     inner: R,
     budget: Budget,
-    /// Read from the peer, not yet by the caller: `ahead[next..end]`
-    /// (allocated at the first read).
-    ahead: Box<[u8]>,
-    next: usize,
-    end: usize,
 }
+
+/// [`DeadlineReader`] behind a read-ahead buffer: servers send a pack in
+/// pkt-lines of up to 8 KiB (git's upload-pack) and gix reads each as its
+/// 4-byte length, then its payload. Unbuffered, that was two reads (each
+/// with its poll, and a quick-ack for `git://`) per pkt-line: 42,000 system
+/// calls for a 54 MB pack. Reading up to [`READ_AHEAD`] at once takes one of
+/// each per read of what has arrived: 5,600 instead of 14,000 reads for that
+/// pack on loopback (about 10 KiB each, as fast as the server sends).
+pub(super) type Deadline<R> = io::BufReader<DeadlineReader<R>>;
 
 /// How much one read may take from the peer at most.
 const READ_AHEAD: usize = 64 * 1024;
 
-impl<R> DeadlineReader<R> {
-    pub(super) fn new(inner: R, budget: Budget) -> Self {
-        Self {
-            inner,
-            budget,
-            ahead: Box::default(),
-            next: 0,
-            end: 0,
-        }
-    }
-}
-
 impl<R: Read + AsFd> DeadlineReader<R> {
-    /// Reads what the peer has into `buf`, waiting for it in slices.
-    fn read_peer(inner: &mut R, budget: &Budget, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            budget.check()?;
-            let slice = budget.remaining().min(POLL_SLICE);
-            let millis = u16::try_from(slice.as_millis()).unwrap_or(u16::MAX).max(1);
-            let mut fds = [PollFd::new(inner.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::from(millis)) {
-                Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-                Ok(_) => return inner.read(buf),
-                Err(e) => return Err(io::Error::from(e)),
-            }
-        }
+    pub(super) fn new(inner: R, budget: Budget) -> Deadline<R> {
+        io::BufReader::with_capacity(READ_AHEAD, Self { inner, budget })
     }
 }
 
 impl<R: Read + AsFd> Read for DeadlineReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.next == self.end {
-            if buf.len() >= READ_AHEAD {
-                return Self::read_peer(&mut self.inner, &self.budget, buf);
+        loop {
+            self.budget.check()?;
+            let slice = self.budget.remaining().min(POLL_SLICE);
+            let millis = u16::try_from(slice.as_millis()).unwrap_or(u16::MAX).max(1);
+            let mut fds = [PollFd::new(self.inner.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(millis)) {
+                Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+                Ok(_) => return self.inner.read(buf),
+                Err(e) => return Err(io::Error::from(e)),
             }
-            if self.ahead.is_empty() {
-                self.ahead = vec![0; READ_AHEAD].into_boxed_slice();
-            }
-            self.end = Self::read_peer(&mut self.inner, &self.budget, &mut self.ahead)?;
-            self.next = 0;
         }
-        let n = buf.len().min(self.end - self.next);
-        buf[..n].copy_from_slice(&self.ahead[self.next..self.next + n]);
-        self.next += n;
-        Ok(n)
     }
 }
 
@@ -440,7 +412,7 @@ fn connect_daemon(
     url: &gix::Url,
     budget: &Budget,
 ) -> Result<
-    git_transport::blocking_io::Connection<DeadlineReader<QuickAckStream>, ExplainedWrites>,
+    git_transport::blocking_io::Connection<Deadline<QuickAckStream>, ExplainedWrites>,
     ConnectError,
 > {
     let host = super::url_host(url).unwrap_or("localhost").to_string();
@@ -477,7 +449,7 @@ fn daemon_connection(
     port: u16,
     budget: &Budget,
 ) -> Result<
-    git_transport::blocking_io::Connection<DeadlineReader<QuickAckStream>, ExplainedWrites>,
+    git_transport::blocking_io::Connection<Deadline<QuickAckStream>, ExplainedWrites>,
     ConnectError,
 > {
     let io_err = |source| ConnectError::Connect {
@@ -608,7 +580,7 @@ impl Write for UploadPackInput {
 
 /// A git connection to a spawned process's stdin/stdout.
 pub(super) type ProcessConnection =
-    git_transport::blocking_io::Connection<DeadlineReader<UploadPackOutput>, UploadPackInput>;
+    git_transport::blocking_io::Connection<Deadline<UploadPackOutput>, UploadPackInput>;
 
 fn spawn_upload_pack(
     url: &gix::Url,
@@ -932,7 +904,7 @@ mod tests {
         writer.join().expect("writer");
         // Unbuffered: at least two per line. Ideally one per 64 KiB (32);
         // a loaded machine may hand over less per read.
-        let reads = reader.inner.1;
+        let reads = reader.get_ref().inner.1;
         assert!(
             reads < lines,
             "{reads} reads of the socket for {lines} lines"

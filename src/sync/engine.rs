@@ -1071,7 +1071,8 @@ impl Engine {
             GcMode::Auto | GcMode::Always => {
                 // Read each time: a store opened empty grows from its first
                 // sync's pack (see `compact::baseline`).
-                compact::upkeep(stats, compact::baseline(repo.git_dir()), self.garbage_bytes)
+                let baseline = compact::baseline(repo.git_dir(), stats);
+                compact::upkeep(stats, baseline, self.garbage_bytes)
             }
             GcMode::Aggressive if compact::is_fragmented(stats) || self.garbage_bytes > 0 => {
                 compact::Upkeep::Compact
@@ -1082,39 +1083,31 @@ impl Engine {
             true => compact::Upkeep::Compact,
             false => due,
         };
-        let done = match due {
-            compact::Upkeep::Nothing => return Ok(()),
-            compact::Upkeep::Compact => repo
-                .compact(&keep, budget)
-                .map(|after| {
-                    tracing::info!(
-                        before_bytes = stats.bytes,
-                        before_packs = stats.packs,
-                        garbage_bytes = self.garbage_bytes,
-                        after_bytes = after.bytes,
-                        "compacted the object store"
-                    );
-                    self.garbage_bytes = 0;
-                })
-                .or_else(|e| {
-                    // A compaction that keeps failing must not let packs pile up.
-                    if !compact::has_many_packs(stats) || budget.is_interrupted() {
-                        return Err(e);
-                    }
-                    tracing::warn!(error = %e, "object store compaction failed; merging its small packs instead");
-                    repo.merge_small_packs(budget).map(|after| merged(stats, after))
-                }),
-            compact::Upkeep::MergeSmallPacks => {
-                repo.merge_small_packs(budget).map(|after| merged(stats, after))
+        match repo.upkeep(due, &keep, budget) {
+            Ok(compact::Done::Nothing) => return Ok(()),
+            Ok(compact::Done::Compacted(after)) => {
+                tracing::info!(
+                    before_bytes = stats.bytes,
+                    before_packs = stats.packs,
+                    garbage_bytes = self.garbage_bytes,
+                    after_bytes = after.bytes,
+                    "compacted the object store"
+                );
+                self.garbage_bytes = 0;
             }
-        };
-        match done {
-            // The odb handle caches the pack list; start from a fresh one.
-            Ok(()) => self.repo = Some(Repo::open(&self.opts.root)?),
+            Ok(compact::Done::Merged(after)) => tracing::info!(
+                before_packs = stats.packs,
+                after_packs = after.packs,
+                after_bytes = after.bytes,
+                "merged the object store's small packs"
+            ),
             Err(e) => {
-                tracing::warn!(error = %e, "object store upkeep failed; will retry later")
+                tracing::warn!(error = %e, "object store upkeep failed; will retry later");
+                return Ok(());
             }
         }
+        // The odb handle caches the pack list; start from a fresh one.
+        self.repo = Some(Repo::open(&self.opts.root)?);
         Ok(())
     }
 
@@ -1210,16 +1203,6 @@ struct BeforePass {
 /// `--repo` without credentials, for `remote.origin.url`.
 fn origin_url(repo: &Remote) -> String {
     repo.without_credentials()
-}
-
-/// Logs a merge of small packs.
-fn merged(before: compact::PackStats, after: compact::PackStats) {
-    tracing::info!(
-        before_packs = before.packs,
-        after_packs = after.packs,
-        after_bytes = after.bytes,
-        "merged the object store's small packs"
-    );
 }
 
 #[cfg(test)]

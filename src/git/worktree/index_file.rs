@@ -116,13 +116,10 @@ impl<'f, 'scope> HashedWriter<'f, 'scope> {
                     .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
                 let piece = std::mem::replace(&mut self.piece, next);
                 pieces.send(piece).map_err(|_| hasher_gone())?;
-                self.piece.clear();
             }
-            Hashing::Inline(hasher) => {
-                hasher.update(&self.piece);
-                self.piece.clear();
-            }
+            Hashing::Inline(hasher) => hasher.update(&self.piece),
         }
+        self.piece.clear();
         Ok(())
     }
 
@@ -178,10 +175,13 @@ pub(crate) fn read_index(path: &Path) -> Option<gix::index::File> {
     let read = |skip_hash| {
         gix::index::File::at(path, gix::hash::Kind::Sha1, skip_hash, Default::default()).ok()
     };
-    let Some(stamp) = Record::read(path).and_then(|r| Some((r.checksum, r.stamp?))) else {
+    let Some(Record {
+        checksum,
+        stamp: Some(stamp),
+    }) = Record::read(path)
+    else {
         return read(false);
     };
-    let (checksum, stamp) = stamp;
     let unchanged = || FileStamp::of(path).is_ok_and(|now| now == stamp);
     if !unchanged() {
         return read(false);

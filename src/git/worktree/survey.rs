@@ -38,7 +38,6 @@ pub(crate) struct Wanted<'i> {
     index: &'i gix::index::File,
     /// Every directory leading to an on-disk entry; [`Wanted::TOP`] first.
     dirs: Vec<Listing<'i>>,
-    count: usize,
 }
 
 /// What one directory holds, each list sorted by name.
@@ -70,7 +69,6 @@ impl<'i> Wanted<'i> {
         let mut wanted = Self {
             index,
             dirs: vec![Listing::default()],
-            count: 0,
         };
         // Directory paths to their position; entries come sorted by path,
         // so most share the previous entry's directory.
@@ -95,10 +93,7 @@ impl<'i> Wanted<'i> {
             // A path listed twice (conflict stages) counts once, as its last.
             match entries.last_mut() {
                 Some(prev) if prev.0 == name => prev.1 = i,
-                _ => {
-                    entries.push((name, i));
-                    wanted.count += 1;
-                }
+                _ => entries.push((name, i)),
             }
         }
         for listing in &mut wanted.dirs {
@@ -135,7 +130,7 @@ impl<'i> Wanted<'i> {
 
     /// How many entries are on disk.
     fn count(&self) -> usize {
-        self.count
+        self.dirs.iter().map(|d| d.entries.len()).sum()
     }
 
     /// The position in the index of the on-disk entry `name` in directory `dir`.
