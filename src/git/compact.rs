@@ -29,6 +29,7 @@ use gix::odb::pack;
 use gix::ObjectId;
 
 use super::transport::Budget;
+use crate::types::GcMode;
 
 type Expansion = gix_pack::data::output::count::objects::ObjectExpansion;
 
@@ -114,6 +115,19 @@ pub fn upkeep(now: PackStats, baseline_bytes: u64, garbage_bytes: u64) -> Upkeep
         Upkeep::MergeSmallPacks
     } else {
         Upkeep::Nothing
+    }
+}
+
+/// What `--git-gc=mode` calls for in the store at `git_dir` holding
+/// `stats`, `garbage_bytes` of it needed by no kept commit. The root's store
+/// and each submodule's are judged alike: `off` never touches either.
+pub fn due(mode: GcMode, git_dir: &Path, stats: PackStats, garbage_bytes: u64) -> Upkeep {
+    match mode {
+        // Read each time: a store opened empty grows from its first sync's
+        // pack (see `baseline`).
+        GcMode::Auto | GcMode::Always => upkeep(stats, baseline(git_dir, stats), garbage_bytes),
+        GcMode::Aggressive if is_fragmented(stats) || garbage_bytes > 0 => Upkeep::Compact,
+        GcMode::Aggressive | GcMode::Off => Upkeep::Nothing,
     }
 }
 

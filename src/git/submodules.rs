@@ -36,7 +36,7 @@ use gix::ObjectId;
 use super::transport::Budget;
 use super::{compact, fetch, store, worktree};
 use crate::git::Credentials;
-use crate::types::{redact_url, SubmoduleMode, SymlinkPolicy};
+use crate::types::{redact_url, GcMode, SubmoduleMode, SymlinkPolicy};
 
 mod links;
 
@@ -822,15 +822,16 @@ fn is_empty_dir(dir: &Path) -> bool {
 // ---- store upkeep -------------------------------------------------------------------------
 
 /// After a publish: deletes the stores the new worktree does not use, and
-/// compacts those that grew or merges their small packs (growth counted from
-/// each store's own record, see [`compact::baseline`]).
-pub fn upkeep(git_dir: &Path, used: &super::SubmoduleStores, budget: &Budget) {
+/// compacts or merges the packs of those in use as `--git-gc=gc` says for
+/// the root's store (see [`compact::due`]; growth counted from each store's
+/// own record).
+pub fn upkeep(git_dir: &Path, used: &super::SubmoduleStores, gc: GcMode, budget: &Budget) {
     let used = &used.0;
     let in_use: HashSet<&Path> = used.iter().map(|(p, _)| p.as_path()).collect();
     prune_stores(&git_dir.join("modules"), &in_use);
     for store_path in in_use {
         let stats = compact::stats(store_path);
-        let due = compact::upkeep(stats, compact::baseline(store_path, stats), 0);
+        let due = compact::due(gc, store_path, stats, 0);
         if due == compact::Upkeep::Nothing {
             continue;
         }

@@ -1059,7 +1059,7 @@ impl Engine {
         store::prune_worktree_admin(&self.opts.root, &self.layout.worktrees_dir());
         if let Some(used) = self.submodule_stores.take() {
             let git_dir = self.opts.root.join(".git");
-            submodules::upkeep(&git_dir, &used, budget);
+            submodules::upkeep(&git_dir, &used, self.opts.gc, budget);
         }
         let keep = self.keep_set(Some(current));
         self.count_garbage(&keep);
@@ -1067,18 +1067,7 @@ impl Engine {
             return Ok(());
         };
         let stats = compact::stats(repo.git_dir());
-        let due = match self.opts.gc {
-            GcMode::Auto | GcMode::Always => {
-                // Read each time: a store opened empty grows from its first
-                // sync's pack (see `compact::baseline`).
-                let baseline = compact::baseline(repo.git_dir(), stats);
-                compact::upkeep(stats, baseline, self.garbage_bytes)
-            }
-            GcMode::Aggressive if compact::is_fragmented(stats) || self.garbage_bytes > 0 => {
-                compact::Upkeep::Compact
-            }
-            GcMode::Aggressive | GcMode::Off => compact::Upkeep::Nothing,
-        };
+        let due = compact::due(self.opts.gc, repo.git_dir(), stats, self.garbage_bytes);
         let due = match force_compact {
             true => compact::Upkeep::Compact,
             false => due,

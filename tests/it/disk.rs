@@ -63,18 +63,6 @@ fn disk_usage_stays_bounded_over_many_large_commits() {
     run.assert_running();
 }
 
-/// Pack data files in `<root>/.git/objects/pack`, by name.
-fn pack_names(root: &std::path::Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(root.join(".git/objects/pack"))
-        .expect("pack dir")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".pack"))
-        .collect();
-    names.sort();
-    names
-}
-
 /// Packs after following `commits` small commits with `--git-gc=<mode>`
 /// (None = the default), once `settled` holds (upkeep runs just after a
 /// publish) or 10 s have passed; and whether the pack of the first sync
@@ -104,15 +92,15 @@ fn packs_after_commits(
     }
     let run = sidecar.spawn();
     run.wait_for_link_hash(&s.link(), &first);
-    let cloned = pack_names(&s.root);
+    let cloned = pack_data_files(&s.root.join(".git"));
     for i in 1..=commits {
         let sha = up.commit_file("f.txt", format!("{i}\n"), &i.to_string());
         run.wait_for_link_hash(&s.link(), &sha);
     }
     poll_until(std::time::Duration::from_secs(10), || {
-        settled(pack_names(&s.root).len())
+        settled(pack_data_files(&s.root.join(".git")).len())
     });
-    let now = pack_names(&s.root);
+    let now = pack_data_files(&s.root.join(".git"));
     let kept = cloned.iter().all(|p| now.contains(p));
     (now.len(), kept)
 }
@@ -182,14 +170,14 @@ fn a_fresh_root_is_not_rewritten_at_its_second_publish() {
     let s = Scratch::new();
     let run = s.sidecar(&up.file_url()).args(["--period", "50ms"]).spawn();
     run.wait_for_link_hash(&s.link(), &first);
-    let cloned = pack_names(&s.root);
+    let cloned = pack_data_files(&s.root.join(".git"));
     for i in 1..=2 {
         let sha = up.commit_file("small.txt", format!("{i}\n"), &i.to_string());
         run.wait_for_link_hash(&s.link(), &sha);
     }
     // The second publish's upkeep ran before the third publish; a rewrite
     // would have replaced the first sync's pack.
-    let now = pack_names(&s.root);
+    let now = pack_data_files(&s.root.join(".git"));
     assert!(
         cloned.iter().all(|p| now.contains(p)),
         "the store was rewritten: {cloned:?} -> {now:?}"

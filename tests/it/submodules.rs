@@ -574,3 +574,50 @@ fn writes_into_submodules_do_not_reach_later_trees() {
         assert_tree_matches_commit(&s.link(), &p.site, &sha);
     }
 }
+
+/// The submodule store's pack data files after `updates` submodule
+/// commits, each published, with `--git-gc=<mode>` (None = the default),
+/// once `settled` holds (the upkeep runs just after a publish) or 10 s passed.
+fn submodule_packs_after_updates(
+    mode: Option<&str>,
+    updates: usize,
+    settled: fn(usize) -> bool,
+) -> usize {
+    let p = Pair::new();
+    let modules = gitmodules(&[("lib", "lib", "../sub.git")]);
+    let first = p.sub.commit_file("v.txt", "0\n", "sub 0");
+    let top = p.site.commit_gitlinks(&modules, &[("lib", &first)], "add");
+    let daemon = GitDaemon::start(p.site.base());
+    let s = Scratch::new();
+    let mut sidecar = s.sidecar(&daemon.url("site")).args(["--period", "50ms"]);
+    if let Some(mode) = mode {
+        sidecar = sidecar.arg(format!("--git-gc={mode}"));
+    }
+    let run = sidecar.spawn();
+    run.wait_for_link_hash(&s.link(), &top);
+    for i in 1..=updates {
+        let sub = p
+            .sub
+            .commit_file("v.txt", format!("{i}\n"), &format!("sub {i}"));
+        let top = p.site.commit_gitlinks(&modules, &[("lib", &sub)], "bump");
+        run.wait_for_link_hash(&s.link(), &top);
+    }
+    let packs = || pack_data_files(&store(&s, "lib")).len();
+    poll_until(Duration::from_secs(10), || settled(packs()));
+    run.assert_running();
+    packs()
+}
+
+/// `--git-gc` governs the submodules' stores as it does the root's: `off`
+/// leaves even 18 packs alone (each update fetched one), while the default
+/// merges them once 16 pile up.
+#[test]
+fn git_gc_governs_the_submodule_stores_too() {
+    let off = submodule_packs_after_updates(Some("off"), 17, |_| true);
+    assert_eq!(off, 18, "--git-gc=off must never touch a submodule store");
+    let default = submodule_packs_after_updates(None, 17, |n| n < 16);
+    assert!(
+        (1..16).contains(&default),
+        "the default merges a submodule store's packs once 16 pile up: {default} packs"
+    );
+}

@@ -244,6 +244,13 @@ pub fn walk_tree(dir: &Path) -> Vec<(String, fs::Metadata)> {
     out
 }
 
+/// The pack data files of the store at `git_dir` (`<git_dir>/objects/pack/*.pack`), by name.
+pub fn pack_data_files(git_dir: &Path) -> Vec<String> {
+    let mut names = list_dir(&git_dir.join("objects/pack"));
+    names.retain(|n| n.ends_with(".pack"));
+    names
+}
+
 pub fn list_dir(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
         .map(|rd| {
