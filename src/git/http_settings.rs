@@ -111,6 +111,9 @@ impl HttpSettings {
         let certs = self.ca_bundle.as_ref().map(|c| c.certs.clone());
         let accept_invalid = self.accept_invalid_certs;
         Ok(move |mut builder: ClientBuilder| {
+            // reqwest's default, stated: each small request goes out at once
+            // (see `transport::tune_daemon_socket` for what Nagle costs).
+            builder = builder.tcp_nodelay(true);
             if let Some(proxy) = &proxy {
                 builder = builder.proxy(proxy.clone());
             }

@@ -478,7 +478,8 @@ fn daemon_connection(
 /// Writes are small (wants/haves): a bound keeps a dead peer from blocking
 /// forever, and `TCP_NODELAY` sends them at once. gix writes each pkt-line
 /// with its own `send`; with Nagle's algorithm every exchange waited for the
-/// daemon's delayed ACK (~40 ms). reqwest (http) and our ssh client set it too.
+/// daemon's delayed ACK (~40 ms). reqwest (http, its default) and our ssh client
+/// (`ssh::session::connect_to`) set it too.
 fn tune_daemon_socket(stream: &TcpStream, budget: &Budget) -> io::Result<()> {
     stream.set_write_timeout(Some(budget.remaining().max(Duration::from_millis(10))))?;
     stream.set_nodelay(true)

@@ -98,6 +98,21 @@ fn budget_error(budget: &Budget) -> Result<(), Error> {
     }
 }
 
+/// A TCP connection to `addr` within `limit`, with `TCP_NODELAY`: an SSH
+/// packet per pkt-line write would otherwise wait for the server's delayed
+/// ACK (~40 ms an exchange). russh's `Config::nodelay` is applied only by
+/// its own `connect`, not to a stream handed to `connect_stream`.
+async fn connect_to(
+    addr: std::net::SocketAddr,
+    limit: Duration,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let stream = tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"))??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 fn io_err(target: &Target, source: std::io::Error) -> Error {
     Error::Connect {
         host: target.host.clone(),
@@ -200,10 +215,9 @@ impl Plan {
         let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
         for addr in addrs {
             let limit = self.budget.remaining().min(CONNECT_TIMEOUT);
-            match tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr)).await {
-                Ok(Ok(stream)) => return Ok(stream),
-                Ok(Err(e)) => last = e,
-                Err(_) => last = std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"),
+            match connect_to(addr, limit).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = e,
             }
         }
         Err(io_err(&self.target, last))
@@ -217,7 +231,6 @@ impl Plan {
             client_id: russh::SshId::Standard(
                 concat!("SSH-2.0-git-sidecar_", env!("CARGO_PKG_VERSION")).into(),
             ),
-            nodelay: true,
             ..Default::default()
         };
         if let Some(kh) = &self.known_hosts {
@@ -459,5 +472,13 @@ mod tests {
             ]
         );
         assert_eq!(prefer(&default, &[]), default.to_vec());
+    }
+
+    #[tokio::test]
+    async fn connections_send_without_waiting_for_acks() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = connect_to(addr, Duration::from_secs(5)).await.unwrap();
+        assert!(stream.nodelay().unwrap(), "TCP_NODELAY is not set");
     }
 }
