@@ -155,16 +155,27 @@ pub fn carry_out(
 ) -> Result<Done, Error> {
     match due {
         Upkeep::Nothing => Ok(Done::Nothing),
-        Upkeep::MergeSmallPacks => merge_small_packs(repo, budget).map(Done::Merged),
+        Upkeep::MergeSmallPacks => merge_keeping_record(repo, budget).map(Done::Merged),
         Upkeep::Compact => match compact(repo, keep, budget) {
             Ok(after) => Ok(Done::Compacted(after)),
             Err(e) if !budget.is_interrupted() && has_many_packs(stats(repo.git_dir())) => {
                 tracing::warn!(error = %e, "object store compaction failed; merging its small packs instead");
-                merge_small_packs(repo, budget).map(Done::Merged)
+                merge_keeping_record(repo, budget).map(Done::Merged)
             }
             Err(e) => Err(e),
         },
     }
+}
+
+/// [`merge_small_packs`], carrying the store's verified record over it
+/// (see [`store::carry_verified`](super::store::carry_verified)).
+fn merge_keeping_record(repo: &gix::Repository, budget: &Budget) -> Result<PackStats, Error> {
+    let held = super::store::held_record(repo.git_dir());
+    let after = merge_small_packs(repo, budget)?;
+    if let Some(held) = held {
+        super::store::carry_verified(repo.git_dir(), held);
+    }
+    Ok(after)
 }
 
 /// Whether there is anything to compact at all: more than one pack, or loose objects.

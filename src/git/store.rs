@@ -503,6 +503,36 @@ pub fn record_verified(repo: &gix::Repository, tip: ObjectId, depth: u32, partia
     }
 }
 
+/// A record of the store at `git_dir` that still vouches for it: every pack
+/// it lists is there unchanged (packs may have been added), and so are the
+/// loose objects. Taken before a merge of packs, to [`carry_verified`] after it.
+pub(super) struct HeldRecord(Verified);
+
+/// The store's record, if it still holds and no alternates are in play (their
+/// objects could go without this store changing; [`record_verified`] too
+/// refuses to vouch then).
+pub(super) fn held_record(git_dir: &Path) -> Option<HeldRecord> {
+    let before = Verified::read(git_dir)?;
+    let now = Verified::now(git_dir, before.tip, before.depth, before.partial)?;
+    let alternates = now.store.iter().any(|l| l.starts_with("alternates "));
+    (!alternates && before.still_held_in(&now)).then_some(HeldRecord(before))
+}
+
+/// After a merge of packs, which moves objects and drops none: what `held`
+/// vouched for is still there, so it is recorded for the store as it is now
+/// (the next start-up skips its walk, and the next pass checks only what
+/// its tip adds). Without this, the merged packs' names void the record.
+pub(super) fn carry_verified(git_dir: &Path, held: HeldRecord) {
+    let HeldRecord(before) = held;
+    let recorded = match Verified::now(git_dir, before.tip, before.depth, before.partial) {
+        Some(now) => now.write(git_dir),
+        None => Verified::forget(git_dir),
+    };
+    if let Err(e) = recorded {
+        tracing::debug!(error = %e, "could not record the verified state of the store");
+    }
+}
+
 /// What `tip` adds to the history of `verified` (complete) is there: its
 /// commits down to `verified` or the shallow boundary, and the entries of
 /// its tree that differ from `verified`'s (a shared subtree is complete).
@@ -856,6 +886,41 @@ mod tests {
             let recorded = Verified::read(&git_dir).map(|v| v.tip);
             assert_eq!(recorded, complete.then_some(two), "complete: {complete}");
             assert_eq!(checked_or_unchanged(&repo, 0, false), complete);
+        }
+    }
+
+    /// A merge of small packs keeps every object, so the record still
+    /// vouches for the store after it (the merged packs' names would void
+    /// it); a record void before the merge stays void.
+    #[test]
+    fn a_merge_of_packs_carries_the_record_over() {
+        use crate::git::compact;
+        for held in [true, false] {
+            let (dir, one, two, new_blob) = two_commits();
+            let (up, root) = (dir.path().join("up"), dir.path().join("root"));
+            let git_dir = root.join(".git");
+            set_branch(&open(&root).expect("open"), one).expect("branch");
+            assert!(checked_or_unchanged(&open(&root).expect("open"), 0, false));
+            let range = [two.to_string(), "--not".into(), one.to_string()];
+            let range: Vec<&str> = range.iter().map(String::as_str).collect();
+            pack_into(&up, &git_dir, &range, None);
+            pack_into(&up, &git_dir, &range, Some(&new_blob));
+            if !held {
+                let recorded = Verified::read(&git_dir).expect("recorded");
+                let pack = recorded.store.iter().find(|l| l.starts_with("pack "));
+                let name = pack.and_then(|l| l.split(' ').nth(1)).expect("a pack line");
+                crate::fsutil::touch_mtime(&git_dir.join("objects/pack").join(name))
+                    .expect("touch");
+            }
+            let repo = open(&root).expect("open");
+            let budget = crate::git::transport::Budget::new(
+                std::time::Duration::from_secs(60),
+                std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            );
+            let done = compact::carry_out(&repo, compact::Upkeep::MergeSmallPacks, &[one], &budget);
+            assert!(matches!(done, Ok(compact::Done::Merged(after)) if after.packs == 2));
+            let current = Verified::now(&git_dir, one, 0, false);
+            assert_eq!(Verified::read(&git_dir) == current, held, "held: {held}");
         }
     }
 
