@@ -3,7 +3,7 @@
 Owns the registry of every process the harness started (each in its own
 session, so a whole process group can be killed), the clean-up on exit and on
 SIGINT/SIGTERM, one-shot measured runs (`os.wait4`: wall, user+sys CPU, peak
-RSS) and readings of a running process from /proc (CPU, RSS, fds, threads, I/O).
+RSS; a sampled anonymous/file split of the peak) and readings of a running process from /proc (CPU, RSS, fds, threads, I/O).
 """
 
 import atexit
@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 
@@ -19,22 +20,40 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 _started = []
 
 
+SPLIT_KEYS = ("RssAnon", "RssFile", "RssShmem")
+
+
 @dataclass
 class Sample:
-    """One measured run: seconds of wall and CPU time, peak RSS in KiB."""
+    """One measured run: seconds of wall and CPU time, peak RSS in KiB, and
+    `split`: the sampled peaks (KiB) of RssAnon, RssFile and RssShmem of the
+    process whose sampled RSS was largest (see `Sampler`), or None."""
 
     wall: float
     cpu: float
     rss_kib: int
+    split: dict = None
 
     @staticmethod
     def combine(samples):
-        """Processes run one after the other: times add up, RSS is the max."""
+        """Processes run one after the other: times add up, RSS is the max
+        (and the split is that process's)."""
+        largest = max(samples, key=lambda s: s.rss_kib)
         return Sample(
             wall=sum(s.wall for s in samples),
             cpu=sum(s.cpu for s in samples),
-            rss_kib=max(s.rss_kib for s in samples),
+            rss_kib=largest.rss_kib,
+            split=largest.split,
         )
+
+    def anon_kib(self):
+        return (self.split or {}).get("RssAnon", 0)
+
+    def file_kib(self):
+        """File-backed: RssFile plus RssShmem (a file on tmpfs, such as a
+        pack under a tmpfs root, is counted as shmem by the kernel)."""
+        split = self.split or {}
+        return split.get("RssFile", 0) + split.get("RssShmem", 0)
 
 
 class CommandFailed(RuntimeError):
@@ -107,15 +126,19 @@ def measure(cmd, cwd=None, env=None):
 
     The CPU times and peak RSS are those wait4 gives the launcher for `cmd`:
     they cover every descendant `cmd` waited for (git fetch's index-pack, for
-    instance), and ru_maxrss is the largest of them. Wall time is measured
-    here. Output goes to unnamed temporary files so no pipe can stall it.
+    instance), and ru_maxrss is the largest of them. The anonymous/file split
+    is sampled (`Sampler` on every process below the launcher). Wall time is
+    measured here. Output goes to unnamed temporary files so no pipe can
+    stall it.
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             tempfile.NamedTemporaryFile("r") as usage:
         t0 = time.perf_counter()
         proc = start([str(_launcher), usage.name, *map(str, cmd)], cwd=cwd, env=env, stdout=out, stderr=err)
+        sampler = Sampler(proc.pid, below=True)
         _, status, _ = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
+        split = sampler.stop()
         proc.returncode = os.waitstatus_to_exitcode(status)
         _started.remove(proc)
         out.seek(0)
@@ -125,8 +148,84 @@ def measure(cmd, cwd=None, env=None):
         text = stderr.decode(errors="replace").strip()[-2000:]
         raise CommandFailed(f"{' '.join(map(str, cmd))} exited {proc.returncode}: {text}")
     user_us, sys_us, rss_kib = map(int, report)
-    sample = Sample(wall=wall, cpu=(user_us + sys_us) / 1e6, rss_kib=rss_kib)
+    sample = Sample(wall=wall, cpu=(user_us + sys_us) / 1e6, rss_kib=rss_kib, split=split)
     return sample, stdout.decode(errors="replace").strip()
+
+
+def status_split(pid):
+    """RssAnon, RssFile, RssShmem, VmRSS and VmHWM (KiB) from /proc/PID/status;
+    empty once the process is gone."""
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in (*SPLIT_KEYS, "VmRSS", "VmHWM"):
+                    out[key] = int(rest.split()[0])
+    except OSError:
+        pass
+    return out
+
+
+def _descendants(pid):
+    """Every process below `pid` (the children of each of its threads, recursively)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+class Sampler:
+    """Peaks of RssAnon, RssFile and RssShmem, read from /proc/PID/status
+    every 5 ms, of `pid` itself or (`below`) of each process below it. The
+    kernel keeps no peak per kind: a spike between two readings is missed, so
+    these are lower bounds (VmHWM and wait4's ru_maxrss are exact totals).
+    `stop` returns the peaks of the process whose largest sampled total was
+    the largest (the one ru_maxrss most likely names), or None if none was
+    read. A file mapped from tmpfs (a pack under a tmpfs root) counts as
+    RssShmem, not RssFile."""
+
+    def __init__(self, pid, below=False):
+        self._pid, self._below = pid, below
+        self._peaks = {}  # pid -> {key: KiB, "total": KiB}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.read_once()
+            time.sleep(0.005)
+
+    def read_once(self):
+        for pid in _descendants(self._pid) if self._below else [self._pid]:
+            now = status_split(pid)
+            if not now:
+                continue
+            peak = self._peaks.setdefault(pid, dict.fromkeys((*SPLIT_KEYS, "total"), 0))
+            for key in SPLIT_KEYS:
+                peak[key] = max(peak[key], now.get(key, 0))
+            peak["total"] = max(peak["total"], sum(now.get(k, 0) for k in SPLIT_KEYS))
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        if not self._peaks:
+            return None
+        largest = max(self._peaks.values(), key=lambda p: p["total"])
+        return {k: largest[k] for k in SPLIT_KEYS}
 
 
 def output(cmd, cwd=None, env=None, input_bytes=None):

@@ -146,7 +146,14 @@ def machine(repo_dir, fs_dirs, binary, built, generated):
     return lines
 
 
-WALL_CPU_RSS = [("wall", "wall", secs), ("cpu", "CPU (user+sys)", secs), ("rss", "peak RSS", mib)]
+# The anonymous and file-backed (on disk or tmpfs) peaks are sampled every 5 ms (`procs.Sampler`) in the process
+# whose sampled RSS was largest: lower bounds, each kind's own peak (not necessarily at the same moment, so they
+# may add up to more than the peak RSS, which is exact).
+MEMORY = [("rss", "peak RSS", mib), ("anon", "anon peak", mib), ("file", "file-backed peak", mib)]
+MEMORY_NOTE = (" Peak RSS is exact (wait4's ru_maxrss; VmHWM for a running git-sidecar); the anon and file-backed "
+               "(disk or tmpfs) peaks are sampled every 5 ms in the process whose sampled RSS was largest: lower "
+               "bounds, each kind's own peak, so the two may add up to more than the peak RSS.")
+WALL_CPU_RSS = [("wall", "wall", secs), ("cpu", "CPU (user+sys)", secs)] + MEMORY
 
 
 def sections(res):
@@ -155,6 +162,7 @@ def sections(res):
 
     def add(title, note, name, columns, first=("case", "fs", "tool")):
         if res.keys(name):
+            note += MEMORY_NOTE if any(c[0] == "anon" for c in columns) else ""
             out.append((title, note, table(res, name, columns, first)))
 
     add("Initial sync", "Empty root to published tree. git CLI: the git-sync v4.7.1 emulation's first pass (`git init -b "
@@ -175,8 +183,8 @@ def sections(res):
         "(which offers the published commit as a `have`, so the server sends an empty pack), `rev-parse "
         "FETCH_HEAD^{}`, then `rev-parse HEAD` and `fsck --connectivity-only` in the worktree: separate processes, "
         "CPU summed, RSS the max. git-sync's own process is not included.", "idle",
-        [("cpu", "CPU per poll", msecs), ("wall", "wall per poll", msecs), ("rss", "peak RSS", mib),
-         ("polls", "polls per window", count)])
+        [("cpu", "CPU per poll", msecs), ("wall", "wall per poll", msecs)] + MEMORY +
+        [("polls", "polls per window", count)])
     add("Writes while idle", "Entries under the root created, changed or deleted (path, inode, mtime, size) over "
         "the whole idle period (git CLI: per fetch), and `write_bytes` from /proc/PID/io (block-device "
         "writes; always 0 on tmpfs).", "idle-writes",
@@ -201,18 +209,20 @@ def sections(res):
         "same commit, the whole process (it runs ssh-keygen or gpg). Target: under 2 ms for SSH ed25519.",
         "verify", [("wall", "time per commit", msecs)])
     add("Resident memory", "VmRSS of the idle-poll sidecars right after the first publish and after idling.",
-        "memory", [("rss_after_sync", "RSS after first sync", mib), ("rss_idle", "RSS idle", mib),
+        "memory", [("rss_after_sync", "RSS after first sync", mib), ("anon_after_sync", "of it anon", mib),
+                   ("file_after_sync", "of it file-backed", mib), ("rss_idle", "RSS idle", mib),
+                   ("anon_idle", "of it anon", mib), ("file_idle", "of it file-backed", mib),
                    ("threads", "threads", count), ("fds", "open fds", count)])
     return out
 
 
 def soak_table(res):
-    lines = ["| passes | elapsed | RSS (max of 5 readings) | open fds (min) | threads (min) | disk used by root "
-             "(quiet reading) |", "|---|---|---|---|---|---|"]
+    lines = ["| passes | elapsed | RSS (max of 5 readings) | of it anon | of it file-backed | open fds (min) | "
+             "threads (min) | disk used by root (quiet reading) |", "|---|---|---|---|---|---|---|---|"]
     for p in res.soak:
         disk = "no quiet point" if p["disk"] is None else mib(p["disk"])
-        lines.append(f"| {p['passes']} | {p['elapsed']:.0f} s | {mib(p['rss'])} | {p['fds']} | "
-                     f"{p['threads']} | {disk} |")
+        lines.append(f"| {p['passes']} | {p['elapsed']:.0f} s | {mib(p['rss'])} | {mib(p['anon'])} | "
+                     f"{mib(p['file'])} | {p['fds']} | {p['threads']} | {disk} |")
     return "\n".join(lines)
 
 
@@ -291,7 +301,7 @@ def target_soak(res):
     if len(points) < 4:
         return "No growth over a soak of 10,000 syncs: not measured"
     first, second = points[: len(points) // 2], points[len(points) // 2:]
-    aggregate = {"rss": max, "fds": min, "threads": min}
+    aggregate = {"rss": max, "anon": max, "file": max, "fds": min, "threads": min}
     growth = {k: agg(p[k] for p in second) - agg(p[k] for p in first) for k, agg in aggregate.items()}
     unread = [p["passes"] for p in points if p["disk"] is None]
     if unread:
@@ -306,7 +316,8 @@ def target_soak(res):
           and not res.soak_errors)
     return (f"No growth over a soak of {res.soak[-1]['passes']} syncs (second half against first half: peak RSS "
             f"within +1 MiB; fewest fds and threads not up; largest quiet disk reading within "
-            f"+{SOAK_DISK_TOLERANCE:.0%}; no failed sync): RSS {growth['rss']:+.1f} MiB, fds {growth['fds']:+d}, "
+            f"+{SOAK_DISK_TOLERANCE:.0%}; no failed sync): RSS {growth['rss']:+.1f} MiB (anon {growth['anon']:+.1f}, "
+            f"file-backed {growth['file']:+.1f}), fds {growth['fds']:+d}, "
             f"threads {growth['threads']:+d}, disk {disk}, failed syncs {res.soak_errors}: {_verdict(ok)}")
 
 

@@ -191,7 +191,18 @@ def initial_sync(ctx, res):
 
 
 def _add(res, table, case, fs, tool, s):
-    res.add(table, case, fs, tool, wall=s.wall, cpu=s.cpu, rss=s.rss_kib / 1024)
+    res.add(table, case, fs, tool, wall=s.wall, cpu=s.cpu, **memory(s))
+
+
+def memory(s):
+    """The peak RSS of Sample `s` and its sampled anonymous and file-backed parts, in MiB."""
+    return {"rss": s.rss_kib / 1024, "anon": s.anon_kib() / 1024, "file": s.file_kib() / 1024}
+
+
+def split_mib(status):
+    """Anonymous and file-backed (disk or tmpfs) MiB of a procs.status_split reading or sampled peaks."""
+    status = status or {}
+    return status.get("RssAnon", 0) / 1024, (status.get("RssFile", 0) + status.get("RssShmem", 0)) / 1024
 
 
 def _initial_sidecar(ctx, res, fs, root, tip):
@@ -254,6 +265,7 @@ def _publish_sidecar(res, label, fs, sc, sha):
     before = sc.syncs()
     procs.reset_peak_rss(sc.pid)
     cpu0 = procs.cpu_seconds(sc.pid)
+    sampler = procs.Sampler(sc.pid)
     t0 = time.perf_counter()
     sc.trigger()
     wait_link(sc.root, sha, PUBLISH_TIMEOUT)
@@ -262,7 +274,8 @@ def _publish_sidecar(res, label, fs, sc, sha):
     total = time.perf_counter() - t0
     cpu = procs.cpu_seconds(sc.pid) - cpu0
     rss = procs.status_kib(sc.pid, "VmHWM") / 1024
-    res.add("publish", label, fs, SIDECAR, wall=wall, total=total, cpu=cpu, rss=rss)
+    anon, file_ = split_mib(sampler.stop())
+    res.add("publish", label, fs, SIDECAR, wall=wall, total=total, cpu=cpu, rss=rss, anon=anon, file=file_)
 
 
 def _publish_git(res, label, fs, way, sha):
@@ -270,7 +283,7 @@ def _publish_git(res, label, fs, way, sha):
     if got != sha:
         raise RuntimeError(f"git fetched {got}, expected {sha}")
     res.add("publish", label, fs, GIT_SYNC_WAY, wall=to_publish.wall, total=whole.wall,
-            cpu=whole.cpu, rss=whole.rss_kib / 1024)
+            cpu=whole.cpu, **memory(whole))
 
 
 def snapshot(root):
@@ -304,17 +317,25 @@ def _idle_sidecar(ctx, res, label, fs, root, url):
     sc = ctx.sidecar(root, "100ms", url=url, name=f"idle-{fs}")
     try:
         sc.wait_published()
-        res.add("memory", label, fs, SIDECAR, rss_after_sync=procs.status_kib(sc.pid, "VmRSS") / 1024)
+        after = procs.status_split(sc.pid)
+        anon, file_ = split_mib(after)
+        res.add("memory", label, fs, SIDECAR, rss_after_sync=after["VmRSS"] / 1024, anon_after_sync=anon,
+                file_after_sync=file_)
         time.sleep(1.0)
         snap0, io0 = snapshot(root), procs.io_write_bytes(sc.pid)
         for _ in range(ctx.runs):
             procs.reset_peak_rss(sc.pid)
+            sampler = procs.Sampler(sc.pid)
             window = _idle_window(sc, ctx.idle_seconds)
-            res.add("idle", label, fs, SIDECAR, rss=procs.status_kib(sc.pid, "VmHWM") / 1024, **window)
+            anon, file_ = split_mib(sampler.stop())
+            res.add("idle", label, fs, SIDECAR, rss=procs.status_kib(sc.pid, "VmHWM") / 1024, anon=anon,
+                    file=file_, **window)
         writes = procs.io_write_bytes(sc.pid) - io0
         res.add("idle-writes", label, fs, SIDECAR, changed=changed_entries(snap0, snapshot(root)),
                 write_bytes=writes)
-        res.add("memory", label, fs, SIDECAR, rss_idle=procs.status_kib(sc.pid, "VmRSS") / 1024,
+        idle = procs.status_split(sc.pid)
+        anon, file_ = split_mib(idle)
+        res.add("memory", label, fs, SIDECAR, rss_idle=idle["VmRSS"] / 1024, anon_idle=anon, file_idle=file_,
                 threads=procs.threads(sc.pid), fds=procs.open_fds(sc.pid))
     finally:
         sc.close()
@@ -345,7 +366,7 @@ def _idle_git(ctx, res, label, fs, root, url):
     snap0 = snapshot(root)
     for _ in range(ctx.runs):
         _, sample, _, _ = way.poll()
-        res.add("idle", label, fs, GIT_POLL, cpu=sample.cpu, wall=sample.wall, rss=sample.rss_kib / 1024)
+        res.add("idle", label, fs, GIT_POLL, cpu=sample.cpu, wall=sample.wall, **memory(sample))
     res.add("idle-writes", label, fs, GIT_POLL, changed=changed_entries(snap0, snapshot(root)) / ctx.runs)
     clean(root)
 
@@ -491,10 +512,12 @@ def _soak_point(sc, passes, t0, tip, readings=5):
     disk = quiet_disk_usage(sc, tip)
     seen = []
     for _ in range(readings):
-        seen.append((procs.status_kib(sc.pid, "VmRSS") / 1024, procs.open_fds(sc.pid), procs.threads(sc.pid)))
+        status = procs.status_split(sc.pid)
+        seen.append((status["VmRSS"] / 1024, *split_mib(status), procs.open_fds(sc.pid), procs.threads(sc.pid)))
         time.sleep(0.02)
-    return {"passes": passes, "elapsed": time.monotonic() - t0, "rss": max(r for r, _, _ in seen),
-            "fds": min(f for _, f, _ in seen), "threads": min(t for _, _, t in seen),
+    rss, anon, file_, _, _ = max(seen)
+    return {"passes": passes, "elapsed": time.monotonic() - t0, "rss": rss, "anon": anon, "file": file_,
+            "fds": min(r[3] for r in seen), "threads": min(r[4] for r in seen),
             "disk": None if disk is None else disk / 2**20}
 
 
@@ -566,7 +589,7 @@ def _partial_run(res, relay, root, label, run, tip):
     _, received, conns = relay.counts()
     if tip:
         _expect_link(root, tip, label)
-    res.add("partial", "", "", label, wall=sample.wall, cpu=sample.cpu, rss=sample.rss_kib / 1024,
+    res.add("partial", "", "", label, wall=sample.wall, cpu=sample.cpu, **memory(sample),
             received=received, connections=conns)
     clean(root)
 

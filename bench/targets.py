@@ -3,8 +3,7 @@ and, where it applies, the git-sync v4.7.1 emulation (`scenarios.GitWay`).
 
 Owns the realistic documentation corpus's scenarios (`repogen.DocsGenerated`,
 tens of thousands of markdown pages with a long delta-packed history), the
-one-blob repository, the memory-limited cgroup, the sampling of a process's
-anonymous and file-backed resident memory, and the rows of the targets table
+one-blob repository, the memory-limited cgroup, and the rows of the targets table
 (`res.targets`). Figures measured by someone else on git-sync itself are
 quoted as such, never mixed with ours.
 """
@@ -12,7 +11,6 @@ quoted as such, never mixed with ours.
 import os
 import signal
 import statistics
-import threading
 import time
 from pathlib import Path
 
@@ -44,78 +42,21 @@ def verdict(ok, how=""):
     return ("**met**" if ok else "**not met**") + (f": {how}" if how else "")
 
 
-# ---- measuring a process's memory ---------------------------------------------------------------
+# ---- memory figures ----------------------------------------------------------------------------
 
-def _child_of(pid):
-    """The launcher's (bench/rusage.rs) child: the measured command."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            kids = f.read().split()
-        return int(kids[0]) if kids else None
-    except OSError:
-        return None
-
-
-def status_split(pid):
-    """RssAnon, RssFile, RssShmem (KiB) from /proc/PID/status."""
-    out = {}
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                key, _, rest = line.partition(":")
-                if key in ("RssAnon", "RssFile", "RssShmem", "VmRSS", "VmHWM"):
-                    out[key] = int(rest.split()[0])
-    except OSError:
-        pass
-    return out
+def split_text(samples):
+    """Medians of the sampled peaks of `samples` (procs.Sample): anonymous,
+    file-backed on disk, file-backed on tmpfs (shmem)."""
+    splits = [x.split for x in samples if x.split]
+    if not splits:
+        return "split not sampled"
+    kinds = (("anon", "RssAnon"), ("file", "RssFile"), ("shmem", "RssShmem"))
+    return ", ".join(f"{name} {mib(med([sp[key] for sp in splits]))}" for name, key in kinds)
 
 
-class Sampler:
-    """Peaks of RssAnon, RssFile and RssShmem of the launcher's child, read
-    every 5 ms (the kernel keeps no peak per kind; a short spike between two
-    readings is missed, so these are lower bounds; VmHWM from wait4 is exact).
-    A file mapped from tmpfs (a pack under a tmpfs root) counts as RssShmem,
-    not RssFile."""
-
-    def __init__(self, launcher_pid):
-        self.peak = {"RssAnon": 0, "RssFile": 0, "RssShmem": 0}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(launcher_pid,), daemon=True)
-        self._thread.start()
-
-    def _run(self, launcher_pid):
-        child = None
-        while not self._stop.is_set():
-            child = child or _child_of(launcher_pid)
-            if child:
-                s = status_split(child)
-                for k in self.peak:
-                    self.peak[k] = max(self.peak[k], s.get(k, 0))
-            time.sleep(0.005)
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join()
-        return self.peak
-
-
-def measure_split(cmd, env, cwd=None):
-    """procs.measure plus sampled peaks: (Sample, {RssAnon, RssFile, RssShmem})."""
-    box = {}
-    orig_start = procs.start
-
-    def start(c, **kw):
-        proc = orig_start(c, **kw)
-        box["sampler"] = Sampler(proc.pid)
-        return proc
-
-    procs.start = start
-    try:
-        sample, _ = procs.measure(cmd, env=env, cwd=cwd)
-    finally:
-        procs.start = orig_start
-        peaks = box["sampler"].stop() if "sampler" in box else {}
-    return sample, peaks
+def peak_text(samples):
+    """`<median peak RSS> (anon a, file f, shmem s)` of `samples`."""
+    return f"{mib(med([x.rss_kib for x in samples]))} ({split_text(samples)})"
 
 
 # ---- the memory-limited cgroup ----------------------------------------------------------------
@@ -255,15 +196,14 @@ class Targets:
     # -- initial sync: peak RSS and CPU --
     def initial(self):
         self.log("initial sync (peak RSS, CPU) ...")
-        side, side_split, clone, emu = [], [], [], []
+        side, clone, emu = [], [], []
         for _ in range(self.ctx.runs):
             root = self.tmpfs / "t-init-sidecar"
             clean(root)
-            s, split = measure_split(self.one_time(root), env=sidecar_env())
+            s, _ = procs.measure(self.one_time(root), env=sidecar_env())
             if link_target(root) != self.up.tip:
                 raise RuntimeError("initial sync did not publish the tip")
             side.append(s)
-            side_split.append(split)
             clean(root)
             root = self.tmpfs / "t-init-clone"
             clean(root)
@@ -276,14 +216,10 @@ class Targets:
             emu.append(Sample.combine([init, to_publish]))
             clean(self.tmpfs / "t-init-emu")
         s_rss, c_rss = med([x.rss_kib for x in side]), med([x.rss_kib for x in clone])
-        anon, file_ = med([x.get("RssAnon", 0) for x in side_split]), med([x.get("RssFile", 0) for x in side_split])
-        shmem = med([x.get("RssShmem", 0) for x in side_split])
-        e_rss = med([x.rss_kib for x in emu])
         self.rows.append(Row(
-            "Peak RSS, initial sync (depth 1, tmpfs)", "≤ `git clone --depth 1`",
-            f"{mib(s_rss)} (sampled peaks: anon {mib(anon)}, file {mib(file_)}, shmem {mib(shmem)}: "
-            "the pack mapped from tmpfs)",
-            f"clone --depth 1: {mib(c_rss)}", f"{mib(e_rss)} (largest git child)",
+            "Peak RSS, initial sync (depth 1, tmpfs; sampled split, shmem: packs mapped from tmpfs)",
+            "≤ `git clone --depth 1`", peak_text(side), f"clone --depth 1: {peak_text(clone)}",
+            f"{peak_text(emu)}, the largest git process",
             verdict(s_rss <= c_rss, "" if s_rss <= c_rss else f"{(s_rss / c_rss - 1) * 100:.0f}% over")))
         s_cpu, s_wall = med([x.cpu for x in side]), med([x.wall for x in side])
         e_cpu, e_wall = med([x.cpu for x in emu]), med([x.wall for x in emu])
@@ -303,7 +239,7 @@ class Targets:
         for _ in range(self.ctx.runs):
             root = self.disk / "t-blob-sidecar"
             clean(root)
-            side.append(measure_split(self.one_time(root, url), env=sidecar_env()))
+            side.append(procs.measure(self.one_time(root, url), env=sidecar_env())[0])
             if link_target(root) != self.blob_tip:
                 raise RuntimeError("the blob repository was not published")
             clean(root)
@@ -311,12 +247,11 @@ class Targets:
             clean(root)
             clone.append(procs.measure(["git", "clone", "-q", "--depth", "1", url, str(root)], env=self.ctx.git_env)[0])
             clean(root)
-        s = med([x.rss_kib for x, _ in side])
-        anon = med([p.get("RssAnon", 0) for _, p in side])
+        s = med([x.rss_kib for x in side])
         c = med([x.rss_kib for x in clone])
         self.rows.append(Row(
             f"Peak RSS, one {BLOB_SIZE // 2**20} MiB blob (disk)", "≤ 1.1× git's peak",
-            f"{mib(s)} (sampled anon peak {mib(anon)})", f"clone --depth 1: {mib(c)}", "–",
+            peak_text(side), f"clone --depth 1: {peak_text(clone)}", "–",
             verdict(s <= 1.1 * c, f"{s / c:.2f}× git's")))
 
     # -- the 64 MiB cgroup --
@@ -331,20 +266,22 @@ class Targets:
                 clean(root)
                 group.reset()
                 env = sidecar_env() if who == "sidecar" else self.ctx.git_env
+                sample = None
                 try:
-                    procs.measure(group.wrap(cmd_of(root)), env=env)
+                    sample, _ = procs.measure(group.wrap(cmd_of(root)), env=env)
                     ok = who != "sidecar" or link_target(root) == self.up.tip
                     err = ""
                 except procs.CommandFailed as e:
                     ok, err = False, str(e)[-200:]
-                results[who] = (ok, group.peak(), group.new_ooms(), err)
+                results[who] = (ok, group.peak(), group.new_ooms(), err, sample)
                 clean(root)
         finally:
             group.close()
 
-        def cell(ok, peak, ooms, err):
-            peak_s = f"peak {peak / 2**20:.1f} MiB" if peak is not None else "peak not reported"
-            return f"{'pass' if ok else 'FAIL'}, {peak_s}, OOM kills {ooms}" + (f" ({err})" if err else "")
+        def cell(ok, peak, ooms, err, sample):
+            peak_s = f"cgroup peak {peak / 2**20:.1f} MiB" if peak is not None else "cgroup peak not reported"
+            process = f"; the process: {peak_text([sample])}" if sample else ""
+            return f"{'pass' if ok else 'FAIL'}, {peak_s}, OOM kills {ooms}{process}" + (f" ({err})" if err else "")
 
         ok = results["sidecar"][0]
         self.rows.append(Row(
@@ -361,7 +298,7 @@ class Targets:
         try:
             sc.wait_published()
             time.sleep(max(3.0, self.ctx.idle_seconds))
-            s = status_split(sc.pid)
+            s = procs.status_split(sc.pid)
             threads = procs.threads(sc.pid)
         finally:
             sc.close()
@@ -475,7 +412,7 @@ class Targets:
                 way.git("reset", "--soft", "FETCH_HEAD")
             packs = len(list((root / ".git" / "objects" / "pack").glob("*.pack")))
             base, _ = procs.measure(self.one_time(root, extra=("--git-gc", "off")), env=sidecar_env())
-            gc, peaks = measure_split(self.one_time(root, extra=("--git-gc", "aggressive")), env=sidecar_env())
+            gc, _ = procs.measure(self.one_time(root, extra=("--git-gc", "aggressive")), env=sidecar_env())
             after = len(list((root / ".git" / "objects" / "pack").glob("*.pack")))
             emu_packs = len(list((way.root / ".git" / "objects" / "pack").glob("*.pack")))
             loose = sum(1 for d in (way.root / ".git" / "objects").glob("[0-9a-f][0-9a-f]") for _ in d.iterdir())
@@ -485,7 +422,7 @@ class Targets:
                 self.up.commit_changes(1, "compaction")
                 procs.measure(self.one_time(root, extra=("--git-gc", "off")), env=sidecar_env())
             merge_packs = len(list((root / ".git" / "objects" / "pack").glob("*.pack")))
-            merge, merge_peaks = measure_split(self.one_time(root), env=sidecar_env())
+            merge, _ = procs.measure(self.one_time(root), env=sidecar_env())
             merged = len(list((root / ".git" / "objects" / "pack").glob("*.pack")))
         finally:
             clean(root)
@@ -493,18 +430,16 @@ class Targets:
         self.rows.append(Row(
             f"Compaction of {packs} packs into {after} (`--git-gc=aggressive` one-time run, no change, tmpfs)",
             "bounded, reported",
-            f"{gc.cpu:.2f} s CPU, peak {mib(gc.rss_kib)} (anon {mib(peaks.get('RssAnon', 0))}, shmem "
-            f"{mib(peaks.get('RssShmem', 0))}: packs mapped from tmpfs); the same run with "
-            f"`--git-gc=off`: {base.cpu:.2f} s, {mib(base.rss_kib)}",
+            f"{gc.cpu:.2f} s CPU, peak {peak_text([gc])} (shmem: packs mapped from tmpfs); the same run with "
+            f"`--git-gc=off`: {base.cpu:.2f} s, {peak_text([base])}",
             "–", f"`git gc` (what git-sync runs after each change) of {emu_packs} packs and {loose} loose objects "
-            f"(fetches of fewer than 100 objects are unpacked): {g.cpu:.2f} s CPU, peak {mib(g.rss_kib)}",
+            f"(fetches of fewer than 100 objects are unpacked): {g.cpu:.2f} s CPU, peak {peak_text([g])}",
             "reported (the issue's figure: 2.5 s CPU, 68 MiB for 16 packs)"))
         self.rows.append(Row(
             f"Upkeep at {merge_packs} packs with the default `--git-gc` (the small packs merged into one "
             f"beside the largest: {merged} packs after; one-time run, no change, tmpfs)",
             "bounded, reported",
-            f"{merge.cpu:.2f} s CPU for the whole run, peak {mib(merge.rss_kib)} (anon "
-            f"{mib(merge_peaks.get('RssAnon', 0))}, shmem {mib(merge_peaks.get('RssShmem', 0))})",
+            f"{merge.cpu:.2f} s CPU for the whole run, peak {peak_text([merge])}",
             "–", "–", "reported"))
 
 
