@@ -171,11 +171,19 @@ pub fn carry_out(
 /// (see [`store::carry_verified`](super::store::carry_verified)).
 fn merge_keeping_record(repo: &gix::Repository, budget: &Budget) -> Result<PackStats, Error> {
     let held = super::store::held_record(repo.git_dir());
-    let after = merge_small_packs(repo, budget)?;
-    if let Some(held) = held {
-        super::store::carry_verified(repo.git_dir(), held);
+    let merged = merge_small_packs(repo, budget)?;
+    if let (Some(held), Some(added)) = (held, &merged.added) {
+        super::store::carry_verified(repo.git_dir(), held, &merged.removed, added);
     }
-    Ok(after)
+    Ok(merged.stats)
+}
+
+/// What [`merge_small_packs`] did: the store's stats after it, the file
+/// stems of the packs it deleted and of the pack it wrote (None: nothing to merge).
+struct Merged {
+    stats: PackStats,
+    removed: Vec<String>,
+    added: Option<String>,
 }
 
 /// Whether there is anything to compact at all: more than one pack, or loose objects.
@@ -283,14 +291,18 @@ fn compact(repo: &gix::Repository, keep: &[ObjectId], budget: &Budget) -> Result
 /// Nothing is dropped: what no kept commit needs any more goes at the next
 /// [`compact`]. A partial clone's promisor marker is kept on the new pack.
 /// Returns the new size.
-fn merge_small_packs(repo: &gix::Repository, budget: &Budget) -> Result<PackStats, Error> {
+fn merge_small_packs(repo: &gix::Repository, budget: &Budget) -> Result<Merged, Error> {
     let git_dir = repo.git_dir();
     let pack_dir = git_dir.join("objects/pack");
     let mut packs = data_files(&pack_dir)?;
     packs.sort_by_key(|(_, bytes)| *bytes);
     packs.pop(); // the largest stays as it is
     if packs.len() < 2 {
-        return Ok(stats(git_dir));
+        return Ok(Merged {
+            stats: stats(git_dir),
+            removed: Vec::new(),
+            added: None,
+        });
     }
     let mut objects = Vec::new();
     for (pack, _) in &packs {
@@ -320,7 +332,12 @@ fn merge_small_packs(repo: &gix::Repository, budget: &Budget) -> Result<PackStat
         .filter(|stem| Some(*stem) != new_pack.file_stem())
         .collect();
     remove_packs(&pack_files(&pack_dir)?, &merged)?;
-    Ok(stats(git_dir))
+    let stem_of = |stem: &std::ffi::OsStr| stem.to_string_lossy().into_owned();
+    Ok(Merged {
+        stats: stats(git_dir),
+        removed: merged.iter().map(|s| stem_of(s)).collect(),
+        added: new_pack.file_stem().map(stem_of),
+    })
 }
 
 /// A pack data file without its index, untouched for an hour: what a crash
@@ -764,7 +781,7 @@ mod tests {
         );
 
         let repo = gix::open(root).expect("open");
-        let after = merge_small_packs(&repo, &budget()).expect("merge");
+        let after = merge_small_packs(&repo, &budget()).expect("merge").stats;
         assert_eq!(after.packs, 2);
         let now = pack_names(root);
         assert!(now.contains(&orphan.to_string()), "left for a compaction");

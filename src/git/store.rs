@@ -503,28 +503,66 @@ pub fn record_verified(repo: &gix::Repository, tip: ObjectId, depth: u32, partia
     }
 }
 
-/// A record of the store at `git_dir` that still vouches for it: every pack
-/// it lists is there unchanged (packs may have been added), and so are the
-/// loose objects. Taken before a merge of packs, to [`carry_verified`] after it.
-pub(super) struct HeldRecord(Verified);
+/// A record of the store at `git_dir` that still vouches for it, and the
+/// store's state when that was found: every pack the record lists is there
+/// unchanged (packs may have been added since), and so are the loose
+/// objects and the shallow file. Taken before a merge of packs, to
+/// [`carry_verified`] after it.
+pub(super) struct HeldRecord {
+    record: Verified,
+    snapshot: Verified,
+}
 
 /// The store's record, if it still holds and no alternates are in play (their
 /// objects could go without this store changing; [`record_verified`] too
-/// refuses to vouch then).
+/// refuses to vouch then). A moved shallow boundary is left to
+/// [`record_verified`]'s walk: nothing is carried over it.
 pub(super) fn held_record(git_dir: &Path) -> Option<HeldRecord> {
-    let before = Verified::read(git_dir)?;
-    let now = Verified::now(git_dir, before.tip, before.depth, before.partial)?;
-    let alternates = now.store.iter().any(|l| l.starts_with("alternates "));
-    (!alternates && before.still_held_in(&now)).then_some(HeldRecord(before))
+    let record = Verified::read(git_dir)?;
+    let snapshot = Verified::now(git_dir, record.tip, record.depth, record.partial)?;
+    let lines = |v: &Verified, kind: &str| -> Vec<String> {
+        v.store
+            .iter()
+            .filter(|l| l.starts_with(kind))
+            .cloned()
+            .collect()
+    };
+    let alternates = !lines(&snapshot, "alternates ").is_empty();
+    let same_shallow = lines(&record, "shallow ") == lines(&snapshot, "shallow ");
+    (!alternates && same_shallow && record.still_held_in(&snapshot))
+        .then_some(HeldRecord { record, snapshot })
 }
 
 /// After a merge of packs, which moves objects and drops none: what `held`
 /// vouched for is still there, so it is recorded for the store as it is now
 /// (the next start-up skips its walk, and the next pass checks only what
-/// its tip adds). Without this, the merged packs' names void the record.
-pub(super) fn carry_verified(git_dir: &Path, held: HeldRecord) {
-    let HeldRecord(before) = held;
-    let recorded = match Verified::now(git_dir, before.tip, before.depth, before.partial) {
+/// its tip adds). Only if the merge is the one change since `held` was
+/// taken: the packs named by `removed` (file stems) gone, the pack `added`
+/// new, every other line as it was; anything else (a `git gc` or `git
+/// prune` run meanwhile by a hook or a person) voids the record.
+pub(super) fn carry_verified(git_dir: &Path, held: HeldRecord, removed: &[String], added: &str) {
+    let HeldRecord { record, snapshot } = held;
+    let stem = |line: &str| -> Option<String> {
+        let name = line.strip_prefix("pack ")?.split(' ').next()?;
+        Some(Path::new(name).file_stem()?.to_string_lossy().into_owned())
+    };
+    let now = Verified::now(git_dir, record.tip, record.depth, record.partial);
+    let only_merged = now.as_ref().is_some_and(|now| {
+        let mut expected: Vec<&String> = snapshot
+            .store
+            .iter()
+            .filter(|l| stem(l).is_none_or(|s| !removed.contains(&s)))
+            .chain(
+                now.store
+                    .iter()
+                    .filter(|l| stem(l).as_deref() == Some(added)),
+            )
+            .collect();
+        expected.sort();
+        expected.dedup();
+        expected == now.store.iter().collect::<Vec<_>>()
+    });
+    let recorded = match now.filter(|_| only_merged) {
         Some(now) => now.write(git_dir),
         None => Verified::forget(git_dir),
     };
@@ -922,6 +960,46 @@ mod tests {
             let current = Verified::now(&git_dir, one, 0, false);
             assert_eq!(Verified::read(&git_dir) == current, held, "held: {held}");
         }
+    }
+
+    /// The record is carried over a merge only when the merge is the one
+    /// change: an object written meanwhile (a `git gc` or a hook in the
+    /// root) voids it, as does a moved shallow boundary before the merge.
+    #[test]
+    fn a_record_is_not_carried_over_other_changes() {
+        let (dir, one, two, _) = two_commits();
+        let (up, root) = (dir.path().join("up"), dir.path().join("root"));
+        let git_dir = root.join(".git");
+        set_branch(&open(&root).expect("open"), one).expect("branch");
+        assert!(checked_or_unchanged(&open(&root).expect("open"), 0, false));
+        let (one_s, two_s) = (one.to_string(), two.to_string());
+        pack_into(&up, &git_dir, &[&two_s, "--not", &one_s], None);
+        let added = fs::read_dir(git_dir.join("objects/pack"))
+            .expect("ls")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".pack"))
+            .map(|n| n.trim_end_matches(".pack").to_string())
+            .collect::<Vec<_>>();
+        // Nothing but the new pack since: carried.
+        let held = held_record(&git_dir).expect("held");
+        carry_verified(&git_dir, held, &[], &added[0]);
+        assert_eq!(Verified::read(&git_dir).map(|v| v.tip), Some(one));
+        // A loose object written in between: voided.
+        let held = held_record(&git_dir).expect("held");
+        git_with_input(&root, &["hash-object", "-w", "--stdin"], b"meddling\n");
+        carry_verified(&git_dir, held, &[], &added[0]);
+        assert!(
+            Verified::read(&git_dir).is_none(),
+            "carried over a loose object"
+        );
+        // A record whose shallow file has changed since is not held at all.
+        assert!(checked_or_unchanged(&open(&root).expect("open"), 0, false));
+        fs::write(git_dir.join("shallow"), format!("{one}\n")).expect("shallow");
+        assert!(
+            held_record(&git_dir).is_none(),
+            "held over a moved boundary"
+        );
     }
 
     #[test]
