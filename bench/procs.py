@@ -37,23 +37,26 @@ class Sample:
     @staticmethod
     def combine(samples):
         """Processes run one after the other: times add up, RSS is the max
-        (and the split is that process's)."""
+        (and the split is that of the largest process whose split was read;
+        a short-lived process may end before the first reading)."""
         largest = max(samples, key=lambda s: s.rss_kib)
+        split = max((s for s in samples if s.split), key=lambda s: s.rss_kib, default=largest).split
         return Sample(
             wall=sum(s.wall for s in samples),
             cpu=sum(s.cpu for s in samples),
             rss_kib=largest.rss_kib,
-            split=largest.split,
+            split=split,
         )
 
     def anon_kib(self):
-        return (self.split or {}).get("RssAnon", 0)
+        """The sampled anonymous peak, or None if nothing was read."""
+        return None if not self.split else self.split["RssAnon"]
 
     def file_kib(self):
-        """File-backed: RssFile plus RssShmem (a file on tmpfs, such as a
-        pack under a tmpfs root, is counted as shmem by the kernel)."""
-        split = self.split or {}
-        return split.get("RssFile", 0) + split.get("RssShmem", 0)
+        """The sampled file-backed peak: RssFile plus RssShmem (a file on
+        tmpfs, such as a pack under a tmpfs root, is counted as shmem by the
+        kernel); None if nothing was read."""
+        return None if not self.split else self.split["RssFile"] + self.split["RssShmem"]
 
 
 class CommandFailed(RuntimeError):
@@ -121,24 +124,26 @@ def build_launcher(src, out_dir):
     _launcher = exe
 
 
-def measure(cmd, cwd=None, env=None):
+def measure(cmd, cwd=None, env=None, split=True):
     """Runs `cmd` to completion; returns its Sample (children included) and stdout.
 
     The CPU times and peak RSS are those wait4 gives the launcher for `cmd`:
     they cover every descendant `cmd` waited for (git fetch's index-pack, for
     instance), and ru_maxrss is the largest of them. The anonymous/file split
-    is sampled (`Sampler` on every process below the launcher). Wall time is
-    measured here. Output goes to unnamed temporary files so no pipe can
-    stall it.
+    is sampled (`Sampler` on every process below the launcher) unless
+    `split` is false: rows that only time a run leave the sampler's
+    readings (a /proc walk every 5 ms, on cores the run shares) out. Wall
+    time is measured here. Output goes to unnamed temporary files so no
+    pipe can stall it.
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             tempfile.NamedTemporaryFile("r") as usage:
         t0 = time.perf_counter()
         proc = start([str(_launcher), usage.name, *map(str, cmd)], cwd=cwd, env=env, stdout=out, stderr=err)
-        sampler = Sampler(proc.pid, below=True)
-        _, status, _ = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        split = sampler.stop()
+        with Sampler(proc.pid, below=True, active=split) as sampler:
+            _, status, _ = os.wait4(proc.pid, 0)
+            wall = time.perf_counter() - t0
+        split = sampler.peaks
         proc.returncode = os.waitstatus_to_exitcode(status)
         _started.remove(proc)
         out.seek(0)
@@ -154,7 +159,7 @@ def measure(cmd, cwd=None, env=None):
 
 def status_split(pid):
     """RssAnon, RssFile, RssShmem, VmRSS and VmHWM (KiB) from /proc/PID/status;
-    empty once the process is gone."""
+    empty once the process is gone (or while it is a zombie: no memory lines)."""
     out = {}
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -162,9 +167,17 @@ def status_split(pid):
                 key, _, rest = line.partition(":")
                 if key in (*SPLIT_KEYS, "VmRSS", "VmHWM"):
                     out[key] = int(rest.split()[0])
-    except OSError:
-        pass
-    return out
+    except (OSError, ValueError, IndexError):
+        return {}
+    return out if all(k in out for k in SPLIT_KEYS) else {}
+
+
+def status_split_of_live(pid):
+    """`status_split` of a process that must be alive: an error naming it otherwise."""
+    status = status_split(pid)
+    if "VmRSS" not in status:
+        raise RuntimeError(f"process {pid} is gone: no memory figures in /proc/{pid}/status")
+    return status
 
 
 def _descendants(pid):
@@ -180,7 +193,7 @@ def _descendants(pid):
             try:
                 with open(f"/proc/{parent}/task/{task}/children") as f:
                     kids = [int(k) for k in f.read().split()]
-            except OSError:
+            except (OSError, ValueError):
                 continue
             found += kids
             todo += kids
@@ -197,16 +210,28 @@ class Sampler:
     read. A file mapped from tmpfs (a pack under a tmpfs root) counts as
     RssShmem, not RssFile."""
 
-    def __init__(self, pid, below=False):
+    def __init__(self, pid, below=False, active=True):
         self._pid, self._below = pid, below
         self._peaks = {}  # pid -> {key: KiB, "total": KiB}
+        self.peaks = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        if active:
+            self._thread.start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
 
     def _run(self):
         while not self._stop.is_set():
-            self.read_once()
+            try:
+                self.read_once()
+            except Exception as e:  # noqa: BLE001 - a failed reading must not end the sampling silently
+                print(f"memory sampler: {e!r}", flush=True)
             time.sleep(0.005)
 
     def read_once(self):
@@ -220,12 +245,14 @@ class Sampler:
             peak["total"] = max(peak["total"], sum(now.get(k, 0) for k in SPLIT_KEYS))
 
     def stop(self):
+        """Ends the sampling (again: a no-op) and returns `peaks`."""
         self._stop.set()
-        self._thread.join()
-        if not self._peaks:
-            return None
-        largest = max(self._peaks.values(), key=lambda p: p["total"])
-        return {k: largest[k] for k in SPLIT_KEYS}
+        if self._thread.is_alive():
+            self._thread.join()
+        if self._peaks:
+            largest = max(self._peaks.values(), key=lambda p: p["total"])
+            self.peaks = {k: largest[k] for k in SPLIT_KEYS}
+        return self.peaks
 
 
 def output(cmd, cwd=None, env=None, input_bytes=None):

@@ -27,8 +27,11 @@ class Results:
         self.targets = []  # targets.Row of issue 16, in order
 
     def add(self, table, case, fs, tool, **metrics):
+        """Records one run's figures; None (not measured, e.g. a memory split
+        no reading caught) is left out, so the table shows "–" rather than 0."""
         for k, v in metrics.items():
-            self.data[(table, case, fs, tool)][k].append(v)
+            if v is not None:
+                self.data[(table, case, fs, tool)][k].append(v)
 
     def values(self, table, case, fs, tool, metric):
         return self.data.get((table, case, fs, tool), {}).get(metric, [])

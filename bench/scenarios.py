@@ -82,8 +82,9 @@ class GitWay:
 
     CONFIG = {"gc.autoDetach": "false", "gc.pruneExpire": "now", "core.askPass": "true"}
 
-    def __init__(self, root, url, env):
-        self.root, self.url = Path(root), url
+    def __init__(self, root, url, env, split=True):
+        """`split`: sample each git process's anonymous/file-backed memory (see `procs.measure`)."""
+        self.root, self.url, self.split = Path(root), url, split
         self.env = dict(env)
         n = int(self.env.get("GIT_CONFIG_COUNT", "0"))
         for i, (k, v) in enumerate(self.CONFIG.items(), start=n):
@@ -93,7 +94,7 @@ class GitWay:
         self.synced_once = False
 
     def git(self, *args, cwd=None):
-        return procs.measure(["git", "-C", str(cwd or self.root), *args], env=self.env)
+        return procs.measure(["git", "-C", str(cwd or self.root), *args], env=self.env, split=self.split)
 
     def init(self):
         """What git-sync does to an empty root: `git init -b git-sync` and the origin remote."""
@@ -195,14 +196,17 @@ def _add(res, table, case, fs, tool, s):
 
 
 def memory(s):
-    """The peak RSS of Sample `s` and its sampled anonymous and file-backed parts, in MiB."""
-    return {"rss": s.rss_kib / 1024, "anon": s.anon_kib() / 1024, "file": s.file_kib() / 1024}
+    """The peak RSS of Sample `s` and its sampled anonymous and file-backed parts, in MiB (None: not read)."""
+    mib = lambda kib: None if kib is None else kib / 1024  # noqa: E731
+    return {"rss": s.rss_kib / 1024, "anon": mib(s.anon_kib()), "file": mib(s.file_kib())}
 
 
 def split_mib(status):
-    """Anonymous and file-backed (disk or tmpfs) MiB of a procs.status_split reading or sampled peaks."""
-    status = status or {}
-    return status.get("RssAnon", 0) / 1024, (status.get("RssFile", 0) + status.get("RssShmem", 0)) / 1024
+    """Anonymous and file-backed (disk or tmpfs) MiB of a procs.status_split reading or sampled peaks;
+    (None, None) when there is none."""
+    if not status:
+        return None, None
+    return status["RssAnon"] / 1024, (status["RssFile"] + status["RssShmem"]) / 1024
 
 
 def _initial_sidecar(ctx, res, fs, root, tip):
@@ -265,16 +269,16 @@ def _publish_sidecar(res, label, fs, sc, sha):
     before = sc.syncs()
     procs.reset_peak_rss(sc.pid)
     cpu0 = procs.cpu_seconds(sc.pid)
-    sampler = procs.Sampler(sc.pid)
-    t0 = time.perf_counter()
-    sc.trigger()
-    wait_link(sc.root, sha, PUBLISH_TIMEOUT)
-    wall = time.perf_counter() - t0
-    sc.wait_syncs(before + 1, PUBLISH_TIMEOUT)
-    total = time.perf_counter() - t0
+    with procs.Sampler(sc.pid) as sampler:
+        t0 = time.perf_counter()
+        sc.trigger()
+        wait_link(sc.root, sha, PUBLISH_TIMEOUT)
+        wall = time.perf_counter() - t0
+        sc.wait_syncs(before + 1, PUBLISH_TIMEOUT)
+        total = time.perf_counter() - t0
     cpu = procs.cpu_seconds(sc.pid) - cpu0
     rss = procs.status_kib(sc.pid, "VmHWM") / 1024
-    anon, file_ = split_mib(sampler.stop())
+    anon, file_ = split_mib(sampler.peaks)
     res.add("publish", label, fs, SIDECAR, wall=wall, total=total, cpu=cpu, rss=rss, anon=anon, file=file_)
 
 
@@ -317,7 +321,7 @@ def _idle_sidecar(ctx, res, label, fs, root, url):
     sc = ctx.sidecar(root, "100ms", url=url, name=f"idle-{fs}")
     try:
         sc.wait_published()
-        after = procs.status_split(sc.pid)
+        after = procs.status_split_of_live(sc.pid)
         anon, file_ = split_mib(after)
         res.add("memory", label, fs, SIDECAR, rss_after_sync=after["VmRSS"] / 1024, anon_after_sync=anon,
                 file_after_sync=file_)
@@ -325,15 +329,15 @@ def _idle_sidecar(ctx, res, label, fs, root, url):
         snap0, io0 = snapshot(root), procs.io_write_bytes(sc.pid)
         for _ in range(ctx.runs):
             procs.reset_peak_rss(sc.pid)
-            sampler = procs.Sampler(sc.pid)
-            window = _idle_window(sc, ctx.idle_seconds)
-            anon, file_ = split_mib(sampler.stop())
+            with procs.Sampler(sc.pid) as sampler:
+                window = _idle_window(sc, ctx.idle_seconds)
+            anon, file_ = split_mib(sampler.peaks)
             res.add("idle", label, fs, SIDECAR, rss=procs.status_kib(sc.pid, "VmHWM") / 1024, anon=anon,
                     file=file_, **window)
         writes = procs.io_write_bytes(sc.pid) - io0
         res.add("idle-writes", label, fs, SIDECAR, changed=changed_entries(snap0, snapshot(root)),
                 write_bytes=writes)
-        idle = procs.status_split(sc.pid)
+        idle = procs.status_split_of_live(sc.pid)
         anon, file_ = split_mib(idle)
         res.add("memory", label, fs, SIDECAR, rss_idle=idle["VmRSS"] / 1024, anon_idle=anon, file_idle=file_,
                 threads=procs.threads(sc.pid), fds=procs.open_fds(sc.pid))
@@ -512,7 +516,7 @@ def _soak_point(sc, passes, t0, tip, readings=5):
     disk = quiet_disk_usage(sc, tip)
     seen = []
     for _ in range(readings):
-        status = procs.status_split(sc.pid)
+        status = procs.status_split_of_live(sc.pid)
         seen.append((status["VmRSS"] / 1024, *split_mib(status), procs.open_fds(sc.pid), procs.threads(sc.pid)))
         time.sleep(0.02)
     rss, anon, file_, _, _ = max(seen)

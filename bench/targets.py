@@ -44,19 +44,20 @@ def verdict(ok, how=""):
 
 # ---- memory figures ----------------------------------------------------------------------------
 
-def split_text(samples):
-    """Medians of the sampled peaks of `samples` (procs.Sample): anonymous,
-    file-backed on disk, file-backed on tmpfs (shmem)."""
-    splits = [x.split for x in samples if x.split]
-    if not splits:
-        return "split not sampled"
-    kinds = (("anon", "RssAnon"), ("file", "RssFile"), ("shmem", "RssShmem"))
-    return ", ".join(f"{name} {mib(med([sp[key] for sp in splits]))}" for name, key in kinds)
-
-
 def peak_text(samples):
-    """`<median peak RSS> (anon a, file f, shmem s)` of `samples`."""
-    return f"{mib(med([x.rss_kib for x in samples]))} ({split_text(samples)})"
+    """`<median peak RSS> (anon a, file f, shmem s)` of `samples` (procs.Sample):
+    the medians of the exact peaks and of the sampled peaks of each kind
+    (file-backed on disk, file-backed on tmpfs), over the runs whose split
+    was read (all of them, or the count is said)."""
+    total = mib(med([x.rss_kib for x in samples]))
+    read = [x for x in samples if x.split]
+    if not read:
+        return f"{total} (split not read)"
+    kinds = (("anon", "RssAnon"), ("file", "RssFile"), ("shmem", "RssShmem"))
+    split = ", ".join(f"{name} {mib(med([x.split[key] for x in read]))}" for name, key in kinds)
+    if len(read) < len(samples):
+        return f"{total} ({split}: {len(read)} of {len(samples)} runs)"
+    return f"{total} ({split})"
 
 
 # ---- the memory-limited cgroup ----------------------------------------------------------------
@@ -298,7 +299,7 @@ class Targets:
         try:
             sc.wait_published()
             time.sleep(max(3.0, self.ctx.idle_seconds))
-            s = procs.status_split(sc.pid)
+            s = procs.status_split_of_live(sc.pid)
             threads = procs.threads(sc.pid)
         finally:
             sc.close()
@@ -353,7 +354,8 @@ class Targets:
         root = self.tmpfs / "t-ot"
         clean(root)
         procs.measure(self.one_time(root), env=sidecar_env())
-        way = GitWay(self.tmpfs / "t-ot-emu", self.url, self.ctx.git_env)
+        # Timing only: no memory sampler beside any of the runs compared.
+        way = GitWay(self.tmpfs / "t-ot-emu", self.url, self.ctx.git_env, split=False)
         way.init()
         way.sync()
         clone = self.tmpfs / "t-ot-git"
@@ -371,16 +373,16 @@ class Targets:
                         # What the old code did: no spare, a full checkout.
                         clean(root / ".worktrees" / ".spare")
                         clean(root / ".git" / "git-sidecar-spare")
-                    s, _ = procs.measure(self.one_time(root), env=sidecar_env())
+                    s, _ = procs.measure(self.one_time(root), env=sidecar_env(), split=False)
                     if link_target(root) != sha:
                         raise RuntimeError("one-time run did not publish the new commit")
                     (reuse if kind == "reuse" else full).append(s)
                     to_publish, whole, _, _ = way.sync()
                     emu.append(whole)
                     f, _ = procs.measure(["git", "-C", str(clone), "fetch", "-q", "--depth", "1", "origin"],
-                                         env=self.ctx.git_env)
+                                         env=self.ctx.git_env, split=False)
                     c, _ = procs.measure(["git", "-C", str(clone), "checkout", "-q", "--detach", "FETCH_HEAD"],
-                                         env=self.ctx.git_env)
+                                         env=self.ctx.git_env, split=False)
                     git.append(Sample.combine([f, c]))
         finally:
             clean(root)
