@@ -677,11 +677,11 @@ mod tests {
 
     use crate::git::test_git::git;
 
-    fn budget() -> Budget {
-        Budget::new(
-            std::time::Duration::from_secs(60),
-            std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
-        )
+    /// An empty repository made by git, in a temporary directory.
+    fn init_repo() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        git(dir.path(), &["init", "-q", "-b", "main"]);
+        dir
     }
 
     /// Every object of a repository, as the git CLI lists them.
@@ -713,9 +713,8 @@ mod tests {
     /// touched, and git finds the store whole.
     #[test]
     fn small_packs_merge_and_the_largest_stays() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = init_repo();
         let root = dir.path();
-        git(root, &["init", "-q", "-b", "main"]);
         for n in 0..300 {
             let text = format!("file {n}\n{}", "line of text\n".repeat(n % 40));
             fs::write(root.join(format!("f{n}.md")), text).expect("write");
@@ -781,7 +780,9 @@ mod tests {
         );
 
         let repo = gix::open(root).expect("open");
-        let after = merge_small_packs(&repo, &budget()).expect("merge").stats;
+        let after = merge_small_packs(&repo, &Budget::for_tests())
+            .expect("merge")
+            .stats;
         assert_eq!(after.packs, 2);
         let now = pack_names(root);
         assert!(now.contains(&orphan.to_string()), "left for a compaction");
@@ -806,9 +807,8 @@ mod tests {
     /// order of the kept list, both commits must survive compaction.
     #[test]
     fn kept_parent_of_a_shallow_commit_is_not_dropped() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = init_repo();
         let root = dir.path();
-        git(root, &["init", "-q", "-b", "main"]);
         std::fs::write(root.join("f"), "a").expect("write");
         git(root, &["add", "f"]);
         git(root, &["commit", "-qm", "a"]);
@@ -920,9 +920,8 @@ mod tests {
     /// without its index an hour ago, not one a git command is writing now.
     #[test]
     fn a_compaction_leaves_a_pack_being_written() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = init_repo();
         let root = dir.path();
-        git(root, &["init", "-q", "-b", "main"]);
         for round in 0..2 {
             fs::write(root.join("f"), format!("{round}")).expect("write");
             git(root, &["add", "f"]);
@@ -950,7 +949,7 @@ mod tests {
         .expect("utimensat");
         let head = ObjectId::from_hex(git(root, &["rev-parse", "HEAD"]).as_bytes()).expect("id");
         let repo = gix::open(root).expect("open");
-        let after = compact(&repo, &[head], &budget()).expect("compact");
+        let after = compact(&repo, &[head], &Budget::for_tests()).expect("compact");
         assert_eq!(after.packs, 1);
         assert!(fresh.exists(), "a pack being written was deleted");
         assert!(!old.exists(), "an hour-old leftover stayed");

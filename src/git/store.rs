@@ -395,12 +395,15 @@ impl Verified {
     /// pack file went or changed (packs may have been added), and the loose
     /// object directories are the same.
     fn still_held_in(&self, now: &Verified) -> bool {
-        let kind = |line: &str| line.split(' ').next().unwrap_or_default().to_owned();
-        let lines = |v: &Verified, k: &str| -> Vec<String> {
-            v.store.iter().filter(|l| kind(l) == k).cloned().collect()
-        };
-        let kept = |k: &str| lines(self, k).iter().all(|l| now.store.contains(l));
-        kept("pack") && lines(self, "loose") == lines(now, "loose")
+        self.lines("pack").all(|l| now.store.contains(l))
+            && self.lines("loose").eq(now.lines("loose"))
+    }
+
+    /// The store lines of one kind (`pack`, `loose`, `shallow`, `alternates`).
+    fn lines<'v>(&'v self, kind: &'v str) -> impl Iterator<Item = &'v String> + 'v {
+        self.store
+            .iter()
+            .filter(move |l| l.split(' ').next() == Some(kind))
     }
 }
 
@@ -520,15 +523,8 @@ pub(super) struct HeldRecord {
 pub(super) fn held_record(git_dir: &Path) -> Option<HeldRecord> {
     let record = Verified::read(git_dir)?;
     let snapshot = Verified::now(git_dir, record.tip, record.depth, record.partial)?;
-    let lines = |v: &Verified, kind: &str| -> Vec<String> {
-        v.store
-            .iter()
-            .filter(|l| l.starts_with(kind))
-            .cloned()
-            .collect()
-    };
-    let alternates = !lines(&snapshot, "alternates ").is_empty();
-    let same_shallow = lines(&record, "shallow ") == lines(&snapshot, "shallow ");
+    let alternates = snapshot.lines("alternates").next().is_some();
+    let same_shallow = record.lines("shallow").eq(snapshot.lines("shallow"));
     (!alternates && same_shallow && record.still_held_in(&snapshot))
         .then_some(HeldRecord { record, snapshot })
 }
@@ -951,10 +947,7 @@ mod tests {
                     .expect("touch");
             }
             let repo = open(&root).expect("open");
-            let budget = crate::git::transport::Budget::new(
-                std::time::Duration::from_secs(60),
-                std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
-            );
+            let budget = crate::git::transport::Budget::for_tests();
             let done = compact::carry_out(&repo, compact::Upkeep::MergeSmallPacks, &[one], &budget);
             assert!(matches!(done, Ok(compact::Done::Merged(after)) if after.packs == 2));
             let current = Verified::now(&git_dir, one, 0, false);

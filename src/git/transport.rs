@@ -54,6 +54,12 @@ impl Budget {
         }
     }
 
+    /// A minute, never interrupted: what a test's sync needs.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Self {
+        Self::new(Duration::from_secs(60), Arc::new(AtomicBool::new(false)))
+    }
+
     /// The whole budget (`--sync-timeout`), for messages.
     pub fn timeout(&self) -> Duration {
         self.timeout

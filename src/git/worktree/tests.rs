@@ -6,13 +6,6 @@
 use super::*;
 use crate::git::test_git::git;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-use std::time::Duration;
-
-fn budget() -> Budget {
-    Budget::new(Duration::from_secs(60), Arc::new(AtomicBool::new(false)))
-}
 
 /// A repository whose commits are made by `edits`, each a closure on the
 /// work tree; returns the repository and the commit ids.
@@ -58,7 +51,7 @@ impl Fixture {
         let repo = self.repo();
         let place = self.placement(&n.to_string());
         let planned = plan(&repo, self.commits[n], SymlinkPolicy::Allow).expect("plan");
-        materialize(&repo, planned, &place, &budget()).expect("checkout");
+        materialize(&repo, planned, &place, &Budget::for_tests()).expect("checkout");
         fs::rename(&place.staging, &place.final_path).expect("install");
         place
     }
@@ -69,7 +62,8 @@ impl Fixture {
         let place = self.placement(&format!("{n}-from-old"));
         fs::rename(&old.final_path, &place.staging).expect("claim");
         let planned = plan(&repo, self.commits[n], SymlinkPolicy::Allow).expect("plan");
-        let built = rewrite(&repo, planned, &place, inspection, &budget()).expect("rewrite");
+        let built =
+            rewrite(&repo, planned, &place, inspection, &Budget::for_tests()).expect("rewrite");
         (place, built)
     }
 }

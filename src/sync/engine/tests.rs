@@ -91,7 +91,7 @@ fn engine(opts: Options) -> Engine {
 }
 
 fn budget() -> Budget {
-    Budget::new(Duration::from_secs(60), Arc::new(AtomicBool::new(false)))
+    Budget::for_tests()
 }
 
 /// A budget whose interrupt flag is up already (shutdown came).
