@@ -19,30 +19,25 @@ import subprocess
 import sys
 import time
 
+import procs
+
 FIELDS = ("RssAnon", "RssFile", "RssShmem", "VmHWM")
 
 
 def status(pid):
-    out = {}
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key in FIELDS:
-                    out[key] = int(value.split()[0]) // 1024
-    except OSError:
-        return None
-    return out
+    """FIELDS in MiB (procs.status_split), or None once the process is gone."""
+    s = procs.status_split(pid)
+    return {k: s[k] // 1024 for k in FIELDS if k in s} or None
 
 
 def join_cgroup(name):
     """Moves this process (and so the command it starts) into cgroup NAME."""
-    for procs in (f"/sys/fs/cgroup/{name}/cgroup.procs", f"/sys/fs/cgroup/memory/{name}/cgroup.procs",
-                  f"/sys/fs/cgroup/unified/{name}/cgroup.procs"):
-        if os.path.exists(procs):
-            with open(procs, "w") as f:
+    for members in (f"/sys/fs/cgroup/{name}/cgroup.procs", f"/sys/fs/cgroup/memory/{name}/cgroup.procs",
+                    f"/sys/fs/cgroup/unified/{name}/cgroup.procs"):
+        if os.path.exists(members):
+            with open(members, "w") as f:
                 f.write(str(os.getpid()))
-            return procs
+            return members
     sys.exit(f"memtrace: no cgroup {name!r} under /sys/fs/cgroup (create it first)")
 
 
