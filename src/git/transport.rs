@@ -142,8 +142,9 @@ impl<R: Read + AsFd> Read for DeadlineReader<R> {
 pub(super) struct UploadPackOutput {
     stdout: ChildStdout,
     child: Child,
-    /// The thread copying the child's stderr into the [`StderrBuffer`].
-    stderr_drain: Option<std::thread::JoinHandle<()>>,
+    /// Ends when the thread copying the child's stderr into the
+    /// [`StderrBuffer`] has copied all of it.
+    stderr_drained: Arc<Drained>,
 }
 
 /// How long the end of stdout waits for the child's last stderr words.
@@ -165,12 +166,34 @@ impl UploadPackOutput {
     /// give the stderr thread a moment to copy the rest, not forever (a
     /// grandchild may hold the pipe open).
     fn settle_stderr(&mut self) {
-        let Some(drain) = self.stderr_drain.take() else {
+        self.stderr_drained.wait(STDERR_SETTLE);
+    }
+}
+
+/// Set once a child's stderr is copied to the end; waited on before an
+/// error is reported, so that the error carries the child's last words.
+#[derive(Default)]
+pub(super) struct Drained {
+    done: Mutex<bool>,
+    ended: std::sync::Condvar,
+}
+
+impl Drained {
+    fn set(&self) {
+        if let Ok(mut done) = self.done.lock() {
+            *done = true;
+        }
+        self.ended.notify_all();
+    }
+
+    /// Waits until the copy ended, for at most `limit`, once: a grandchild
+    /// holding the pipe open delays one error, not every later read.
+    fn wait(&self, limit: Duration) {
+        let Ok(done) = self.done.lock() else {
             return;
         };
-        let until = std::time::Instant::now() + STDERR_SETTLE;
-        while !drain.is_finished() && std::time::Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(2));
+        if let Ok((mut done, _)) = self.ended.wait_timeout_while(done, limit, |done| !*done) {
+            *done = true;
         }
     }
 }
@@ -574,14 +597,32 @@ fn server_error(mut data: &[u8]) -> Option<String> {
 }
 
 /// Writes to the child's stdin; closes it on drop so the child sees EOF.
-pub(super) struct UploadPackInput(ChildStdin);
+/// upload-pack refuses a `want` it cannot serve by dying (`fatal: git
+/// upload-pack: not our ref ...` on stderr), possibly while we are still
+/// writing: the write fails with a broken pipe, and the error about to be
+/// reported must carry that reason, which the stderr thread may not have
+/// copied yet. A broken pipe therefore waits for that copy (as the end of
+/// stdout does, at most [`STDERR_SETTLE`]).
+pub(super) struct UploadPackInput {
+    stdin: ChildStdin,
+    stderr_drained: Arc<Drained>,
+}
+
+impl UploadPackInput {
+    fn settled(&self, e: io::Error) -> io::Error {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            self.stderr_drained.wait(STDERR_SETTLE);
+        }
+        e
+    }
+}
 
 impl Write for UploadPackInput {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
+        self.stdin.write(buf).map_err(|e| self.settled(e))
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
+        self.stdin.flush().map_err(|e| self.settled(e))
     }
 }
 
@@ -663,11 +704,31 @@ fn check_local_repository(path: &Path) -> Result<PathBuf, ConnectError> {
 /// Runs `command` (which speaks git on stdin/stdout) with deadline reads;
 /// its stderr is kept in `stderr` for error messages.
 pub(super) fn spawn_process(
-    mut command: Command,
+    command: Command,
     url: &gix::Url,
     budget: &Budget,
     stderr: StderrBuffer,
 ) -> io::Result<ProcessConnection> {
+    let (output, input) = spawn_piped(command, stderr)?;
+    let reader = DeadlineReader::new(output, budget.clone());
+    Ok(git_transport::blocking_io::Connection::new(
+        reader,
+        input,
+        Protocol::V2,
+        url.path.clone(),
+        None::<(String, Option<u16>)>,
+        git_transport::ConnectMode::Process,
+        false,
+    )
+    .custom_url(Some(url.to_bstring())))
+}
+
+/// Starts `command` with its stdin and stdout piped to us and its stderr
+/// copied into `stderr` by a thread of its own.
+fn spawn_piped(
+    mut command: Command,
+    stderr: StderrBuffer,
+) -> io::Result<(UploadPackOutput, UploadPackInput)> {
     let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -680,7 +741,9 @@ pub(super) fn spawn_process(
         return Err(io::Error::other("child pipes missing"));
     };
     // Drain stderr on a thread so the child never blocks on it; keep the first 8 KiB.
-    let stderr_drain = std::thread::spawn(move || {
+    let stderr_drained = Arc::new(Drained::default());
+    let drained = stderr_drained.clone();
+    std::thread::spawn(move || {
         let mut buf = [0u8; 1024];
         while let Ok(n) = err.read(&mut buf) {
             if n == 0 {
@@ -692,23 +755,18 @@ pub(super) fn spawn_process(
                 }
             }
         }
+        drained.set();
     });
     let output = UploadPackOutput {
         stdout,
         child,
-        stderr_drain: Some(stderr_drain),
+        stderr_drained: stderr_drained.clone(),
     };
-    let reader = DeadlineReader::new(output, budget.clone());
-    Ok(git_transport::blocking_io::Connection::new(
-        reader,
-        UploadPackInput(stdin),
-        Protocol::V2,
-        url.path.clone(),
-        None::<(String, Option<u16>)>,
-        git_transport::ConnectMode::Process,
-        false,
-    )
-    .custom_url(Some(url.to_bstring())))
+    let input = UploadPackInput {
+        stdin,
+        stderr_drained,
+    };
+    Ok((output, input))
 }
 
 /// Bounds every HTTP request by what is left of the budget, and applies
@@ -796,6 +854,28 @@ mod tests {
             text.contains("the server said: upload-pack: not our ref 0123456789abcdef"),
             "{text}"
         );
+    }
+
+    /// A local upload-pack that dies refusing a `want`: it stops reading,
+    /// then says why on stderr (here late, as a loaded machine may copy
+    /// it). The write's broken pipe waits for those words, so the error
+    /// reported (which carries the stderr) says why.
+    #[test]
+    fn a_broken_pipe_to_a_local_process_waits_for_its_last_words() {
+        let mut command = Command::new("sh");
+        command.args([
+            "-c",
+            "exec 0<&-; sleep 0.3; echo 'fatal: git upload-pack: not our ref 0123' >&2",
+        ]);
+        let stderr = StderrBuffer::default();
+        let (_output, mut input) = spawn_piped(command, stderr.clone()).expect("spawn sh");
+        let chunk = [b'0'; 4096];
+        let failed = (0..1000)
+            .find_map(|_| input.write_all(&chunk).and_then(|()| input.flush()).err())
+            .expect("writing to a closed stdin fails");
+        assert_eq!(failed.kind(), io::ErrorKind::BrokenPipe, "{failed}");
+        let said = stderr.lock().expect("stderr").clone();
+        assert!(said.contains("not our ref 0123"), "stderr: {said:?}");
     }
 
     #[test]
