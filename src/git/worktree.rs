@@ -21,6 +21,7 @@ use super::symlinks::Links;
 use super::transport::Budget;
 use crate::types::SymlinkPolicy;
 
+mod dir_record;
 mod index_file;
 mod survey;
 #[cfg(test)]
@@ -419,7 +420,9 @@ pub struct Inspection {
     /// paths and entries no longer as recorded (nothing below those).
     strays: Vec<PathBuf>,
     /// Every directory walked, relative (`""` the worktree itself).
-    dirs: Vec<(PathBuf, survey::DirStamp)>,
+    dirs: Vec<survey::Walked>,
+    /// How many of them were trusted (by the record of their index), not read.
+    trusted: usize,
     /// When the walk began.
     started: std::time::SystemTime,
 }
@@ -437,8 +440,12 @@ pub fn inspect(dir: &Path, old_admin: &Path) -> Result<Inspection, Error> {
     let old = read_index(&index_path).ok_or_else(|| Error::Retired {
         message: format!("cannot read its index {}", index_path.display()),
     })?;
+    let record = dir_record::read(old_admin, old.checksum());
     let found = {
-        let wanted = survey::Wanted::new(&old);
+        let mut wanted = survey::Wanted::new(&old);
+        if !record.is_empty() {
+            wanted.trust(|dir| record.get(dir).copied());
+        }
         let since = survey::Since::of(&old);
         survey::survey(dir, &wanted, true, |entry, meta, path| {
             survey::as_recorded(entry, meta, path, since)
@@ -464,7 +471,7 @@ pub fn inspect(dir: &Path, old_admin: &Path) -> Result<Inspection, Error> {
     let dirs = found
         .dirs
         .into_iter()
-        .map(|(path, stamp)| relative(path).map(|rel| (rel, stamp)))
+        .map(|walked| relative(walked.path).map(|path| survey::Walked { path, ..walked }))
         .collect::<Result<_, _>>()?;
     Ok(Inspection {
         old_admin: old_admin.to_path_buf(),
@@ -473,6 +480,7 @@ pub fn inspect(dir: &Path, old_admin: &Path) -> Result<Inspection, Error> {
         intact,
         strays,
         dirs,
+        trusted: found.trusted,
         started,
     })
 }
@@ -497,6 +505,7 @@ pub fn inspect_and_park(dir: &Path, old_admin: &Path) -> Option<Parked> {
         intact: inspection.intact,
         strays: inspection.strays,
         dirs: inspection.dirs,
+        trusted: inspection.trusted,
         started: inspection.started,
     })
 }
@@ -510,7 +519,8 @@ pub struct Parked {
     watch: watch::Watch,
     intact: Vec<bool>,
     strays: Vec<PathBuf>,
-    dirs: Vec<(PathBuf, survey::DirStamp)>,
+    dirs: Vec<survey::Walked>,
+    trusted: usize,
     started: std::time::SystemTime,
 }
 
@@ -528,11 +538,48 @@ impl Inspection {
             return false;
         }
         let settled = self.started.checked_sub(COARSE_CLOCK);
-        self.dirs.iter().all(|(rel, stamp)| {
-            let now = survey::Lstat::of(&dir.join(rel));
-            now.is_ok_and(|m| m.is_dir() && survey::DirStamp::of(&m) == *stamp)
-                && (watched || settled.is_some_and(|settled| stamp.modified() < settled))
+        self.dirs.iter().all(|walked| {
+            let (rel, stamp) = (&walked.path, &walked.stamp);
+            let now = survey::Lstat::of(&dir.join(rel)).ok();
+            let now = now
+                .filter(survey::Lstat::is_dir)
+                .map(|m| survey::DirStamp::of(&m));
+            // The claim renamed the worktree itself: its ctime moved.
+            let same = now.is_some_and(|now| match rel.as_os_str().is_empty() {
+                true => now.same_but_moved(stamp),
+                false => now == *stamp,
+            });
+            same && (watched || settled.is_some_and(|settled| stamp.modified() < settled))
         })
+    }
+
+    /// How many directories the walk trusted to hold what the index puts
+    /// there (recorded when the tree was last rewritten), without reading them.
+    pub fn trusted_dirs(&self) -> usize {
+        self.trusted
+    }
+
+    /// Records, beside the index (`checksum`) written for the tree now at `dir` (the
+    /// inspected one, rewritten), the directories that hold nothing but
+    /// what that index puts there: clean when walked, settled before the
+    /// walk, and left as they were by the rewrite (see [`dir_record`]).
+    /// Lost, it only means the next walk reads them.
+    fn record_clean_dirs(&self, checksum: ObjectId, dir: &Path, admin: &Path) {
+        use std::os::unix::ffi::OsStrExt;
+        let clean: Vec<(&[u8], survey::DirStamp)> = self
+            .dirs
+            .iter()
+            .filter(|w| w.clean && !w.path.as_os_str().is_empty())
+            .filter(|w| dir_record::recordable(&w.stamp, self.started))
+            .filter(|w| {
+                survey::Lstat::of(&dir.join(&w.path))
+                    .is_ok_and(|now| now.is_dir() && survey::DirStamp::of(&now) == w.stamp)
+            })
+            .map(|w| (w.path.as_os_str().as_bytes(), w.stamp))
+            .collect();
+        if let Err(e) = dir_record::write(admin, checksum, &clean) {
+            tracing::debug!(error = %e, "could not record the worktree's clean directories");
+        }
     }
 }
 
@@ -558,6 +605,7 @@ impl Parked {
             intact: self.intact,
             strays: self.strays,
             dirs: self.dirs,
+            trusted: self.trusted,
             started: self.started,
         })
     }
@@ -593,7 +641,8 @@ pub fn rewrite(
     for i in &kept {
         entries[*i].flags.remove(NOT_ON_DISK);
     }
-    finish(commit, &mut index, sparse.as_ref(), placement)?;
+    let checksum = finish(commit, &mut index, sparse.as_ref(), placement)?;
+    inspection.record_clean_dirs(checksum, dir, &placement.admin_dir);
     tracing::debug!(
         prune_ms = pruned.as_millis(),
         checkout_ms = (checked_out - pruned).as_millis(),
@@ -660,10 +709,10 @@ fn prune(
     use gix::bstr::ByteSlice;
     use std::os::unix::ffi::OsStrExt;
     let wanted = survey::dirs_of(new);
-    for (dir, _) in &inspection.dirs {
-        let name = dir.as_os_str().as_bytes();
+    for walked in &inspection.dirs {
+        let name = walked.path.as_os_str().as_bytes();
         if !name.is_empty() && !wanted.contains(name.as_bstr()) {
-            remove(dir)?;
+            remove(&walked.path)?;
         }
     }
     let entries = new.entries_mut();
@@ -709,7 +758,7 @@ fn finish(
     index: &mut gix::index::File,
     sparse: Option<&Patterns>,
     placement: &Placement,
-) -> Result<(), Error> {
+) -> Result<ObjectId, Error> {
     write_admin(commit, placement)?;
     if let Some(patterns) = sparse {
         record_sparse(&placement.admin_dir, patterns)?;

@@ -18,12 +18,12 @@ use gix::index::entry::Flags;
 
 /// Writes `index` to `path` (a temporary file renamed over it, as git
 /// does: a reader sees the old index or the new one), with its checksum,
-/// and records that checksum beside it ([`written_by_us`]). Not through
+/// and records that checksum beside it ([`written_by_us`]); returns it. Not through
 /// git's `index.lock`: only admin dirs of worktrees being built are
 /// written, which no git command uses yet.
 /// Streamed in 64 KiB pieces: never the whole index (4.5 MB for 38,404
 /// entries) in memory at once, at a first sync's peak.
-pub(crate) fn write_index(index: &mut gix::index::File, path: &Path) -> io::Result<()> {
+pub(crate) fn write_index(index: &mut gix::index::File, path: &Path) -> io::Result<gix::ObjectId> {
     let mut file = crate::fsutil::temp_file_beside(path)?;
     let kind = index.object_hash();
     let checksum = std::thread::scope(|scope| {
@@ -49,7 +49,7 @@ pub(crate) fn write_index(index: &mut gix::index::File, path: &Path) -> io::Resu
     let mut record = crate::fsutil::temp_file_beside(&record_path)?;
     write!(record, "{checksum} {}", FileStamp::of(path)?)?;
     record.persist(record_path).map_err(|e| e.error)?;
-    Ok(())
+    Ok(checksum)
 }
 
 /// Writes to a file in pieces of [`CHUNK`] bytes, each piece hashed on a

@@ -38,6 +38,11 @@ pub(crate) struct Wanted<'i> {
     index: &'i gix::index::File,
     /// Every directory leading to an on-disk entry; [`Wanted::TOP`] first.
     dirs: Vec<Listing<'i>>,
+    /// Each directory's path, relative, `/`-separated (`""` the top).
+    paths: Vec<&'i [u8]>,
+    /// By directory: the stamp under which it is known to hold exactly its
+    /// listing (see [`Wanted::trust`]); such a directory is not read.
+    trusted: Vec<Option<DirStamp>>,
 }
 
 /// What one directory holds, each list sorted by name.
@@ -69,6 +74,8 @@ impl<'i> Wanted<'i> {
         let mut wanted = Self {
             index,
             dirs: vec![Listing::default()],
+            paths: vec![b""],
+            trusted: Vec::new(),
         };
         // Directory paths to their position; entries come sorted by path,
         // so most share the previous entry's directory.
@@ -123,9 +130,32 @@ impl<'i> Wanted<'i> {
         let parent = self.dir_id(parent, ids);
         let id = self.dirs.len();
         self.dirs.push(Listing::default());
+        self.paths.push(dir);
         self.dirs[parent].subdirs.push((name, id));
         ids.insert(dir, id);
         id
+    }
+
+    /// Takes `stamp_of`'s word for the directories it knows (by relative
+    /// path): one whose stamp is still that holds exactly its listing, as
+    /// when the stamp was recorded, so the walk `lstat`s the names it wants
+    /// there without reading the directory. Nothing can be created, removed
+    /// or renamed in a directory without changing its ctime, which no call
+    /// sets back (see [`super::dir_record`] for when a stamp may be
+    /// recorded). The top is always read: it holds `.git` and is renamed
+    /// when claimed.
+    pub(crate) fn trust(&mut self, stamp_of: impl Fn(&[u8]) -> Option<DirStamp>) {
+        self.trusted = self.paths.iter().map(|path| stamp_of(path)).collect();
+        if let Some(top) = self.trusted.get_mut(Self::TOP) {
+            *top = None;
+        }
+    }
+
+    /// Whether directory `id`, found with `stamp`, is trusted to hold its listing.
+    fn trusts(&self, id: usize, stamp: &DirStamp) -> bool {
+        self.trusted
+            .get(id)
+            .is_some_and(|t| t.as_ref() == Some(stamp))
     }
 
     /// How many entries are on disk.
@@ -169,17 +199,32 @@ pub(crate) struct Survey {
     /// where a directory belongs. Nothing below a stray is listed.
     pub strays: Vec<PathBuf>,
     /// Every directory walked (`dir` first), as it was when walked.
-    pub dirs: Vec<(PathBuf, DirStamp)>,
+    pub dirs: Vec<Walked>,
+    /// How many directories were taken as trusted, not read.
+    pub trusted: usize,
+}
+
+/// A directory the walk went through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Walked {
+    pub path: PathBuf,
+    /// As `lstat` found it, before it was read.
+    pub stamp: DirStamp,
+    /// It held its listing and nothing else (no stray, no entry changed).
+    pub clean: bool,
 }
 
 /// What changes when anything is created, removed or renamed in a
 /// directory, or when the directory itself is replaced: its identity and
 /// its mtime (a rename of the directory itself changes only its ctime).
+/// Its ctime changes then too, and with anything done to the directory
+/// itself (a rename, `chmod`, or `utimensat` setting its mtime back).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct DirStamp {
-    dev: u64,
-    ino: u64,
-    mtime: (i64, i64),
+    pub(super) dev: u64,
+    pub(super) ino: u64,
+    pub(super) mtime: (i64, i64),
+    pub(super) ctime: (i64, i64),
 }
 
 impl DirStamp {
@@ -189,16 +234,30 @@ impl DirStamp {
             dev: st.st_dev,
             ino: st.st_ino,
             mtime: (st.st_mtime, st.st_mtime_nsec),
+            ctime: (st.st_ctime, st.st_ctime_nsec),
         }
+    }
+
+    /// The same directory with the same entries, its ctime aside: what a
+    /// directory renamed as a whole (the claim of a spare) still is.
+    pub(crate) fn same_but_moved(&self, other: &Self) -> bool {
+        (self.dev, self.ino, self.mtime) == (other.dev, other.ino, other.mtime)
+    }
+
+    /// The directory's ctime, as a time.
+    pub(crate) fn changed(&self) -> std::time::SystemTime {
+        as_time(self.ctime)
     }
 
     /// The directory's mtime, as a time.
     pub(crate) fn modified(&self) -> std::time::SystemTime {
-        let (secs, nsecs) = self.mtime;
-        let since =
-            std::time::Duration::new(secs.max(0) as u64, nsecs.clamp(0, 999_999_999) as u32);
-        std::time::UNIX_EPOCH + since
+        as_time(self.mtime)
     }
+}
+
+fn as_time((secs, nsecs): (i64, i64)) -> std::time::SystemTime {
+    let since = std::time::Duration::new(secs.max(0) as u64, nsecs.clamp(0, 999_999_999) as u32);
+    std::time::UNIX_EPOCH + since
 }
 
 /// Walks `dir` (not following symlinks); `accept` decides, for an index
@@ -225,13 +284,13 @@ pub(crate) fn survey_with(
     threads: usize,
     accept: impl Fn(&gix::index::Entry, &Lstat, &Found<'_>) -> bool + Sync,
 ) -> io::Result<Survey> {
-    let root = Lstat::of(dir)?;
+    let root = DirStamp::of(&Lstat::of(dir)?);
     let walk = Walk {
         wanted,
         top_level,
         accept: &accept,
         queue: std::sync::Mutex::new(Queue {
-            dirs: vec![(dir.to_path_buf(), Wanted::TOP)],
+            dirs: vec![(dir.to_path_buf(), Wanted::TOP, root)],
             busy: 0,
             failed: None,
         }),
@@ -259,15 +318,17 @@ pub(crate) fn survey_with(
     if let Some(e) = queue.failed {
         return Err(e);
     }
-    let mut all = Survey {
-        dirs: vec![(dir.to_path_buf(), DirStamp::of(&root))],
-        ..Survey::default()
-    };
+    let mut all = Survey::default();
     for part in found {
         let part = part.map_err(|_| io::Error::other("a survey thread panicked"))?;
         all.kept.extend(part.kept);
         all.strays.extend(part.strays);
         all.dirs.extend(part.dirs);
+        all.trusted += part.trusted;
+    }
+    // `dir` first, as it was read first.
+    if let Some(top) = all.dirs.iter().position(|d| d.path == dir) {
+        all.dirs.swap(0, top);
     }
     Ok(all)
 }
@@ -275,8 +336,8 @@ pub(crate) fn survey_with(
 /// The directories still to read, how many threads are reading one (and
 /// may add more), and the first error.
 struct Queue {
-    /// Each directory's path and its position in [`Wanted`].
-    dirs: Vec<(PathBuf, usize)>,
+    /// Each directory's path, its position in [`Wanted`] and its stamp.
+    dirs: Vec<(PathBuf, usize, DirStamp)>,
     busy: usize,
     failed: Option<io::Error>,
 }
@@ -297,11 +358,25 @@ where
     /// and no thread can add any.
     fn work(&self) -> Survey {
         let mut found = Survey::default();
-        while let Some((abs, id)) = self.next_dir() {
+        while let Some((abs, id, stamp)) = self.next_dir() {
             let mut subdirs = Vec::new();
             // A panic must still release the others waiting on `busy`.
             let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.read_dir(&abs, id, &mut found, &mut subdirs)
+                let strays = found.strays.len();
+                let trusted = self.wanted.trusts(id, &stamp);
+                if trusted {
+                    found.trusted += 1;
+                    self.read_listing(&abs, id, &mut found, &mut subdirs)?;
+                } else {
+                    self.read_dir(&abs, id, &mut found, &mut subdirs)?;
+                }
+                let clean = found.strays.len() == strays;
+                found.dirs.push(Walked {
+                    path: abs,
+                    stamp,
+                    clean,
+                });
+                Ok(())
             }))
             .unwrap_or_else(|_| Err(io::Error::other("a survey thread panicked")));
             self.done_with(read, subdirs);
@@ -309,7 +384,7 @@ where
         found
     }
 
-    fn next_dir(&self) -> Option<(PathBuf, usize)> {
+    fn next_dir(&self) -> Option<(PathBuf, usize, DirStamp)> {
         let mut queue = self.queue.lock().ok()?;
         loop {
             if queue.failed.is_some() {
@@ -326,7 +401,7 @@ where
         }
     }
 
-    fn done_with(&self, read: io::Result<()>, subdirs: Vec<(PathBuf, usize)>) {
+    fn done_with(&self, read: io::Result<()>, subdirs: Vec<(PathBuf, usize, DirStamp)>) {
         if let Ok(mut queue) = self.queue.lock() {
             queue.busy -= 1;
             queue.dirs.extend(subdirs);
@@ -337,18 +412,22 @@ where
         self.ready.notify_all();
     }
 
+    /// Never through a link: a directory swapped for one since its parent
+    /// was read fails the walk (ELOOP), and never leads out.
+    fn open_dir(abs: &Path) -> io::Result<std::os::fd::OwnedFd> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        Ok(nix::fcntl::open(abs, flags, nix::sys::stat::Mode::empty())?)
+    }
+
+    /// Reads directory `id` at `abs` and judges each name in it.
     fn read_dir(
         &self,
         abs: &Path,
         id: usize,
         found: &mut Survey,
-        subdirs: &mut Vec<(PathBuf, usize)>,
+        subdirs: &mut Vec<(PathBuf, usize, DirStamp)>,
     ) -> io::Result<()> {
-        let wanted = self.wanted;
-        // Never through a link: a directory swapped for one since its
-        // parent was read fails the walk (ELOOP), and never leads out.
-        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let fd = nix::fcntl::open(abs, flags, nix::sys::stat::Mode::empty())?;
+        let fd = Self::open_dir(abs)?;
         let mut entries = nix::dir::Dir::from_fd(nix::unistd::dup(&fd)?)?;
         // `lstat`s relative to the open directory (`fstatat`), not a walk
         // of the whole path from `/` per entry.
@@ -368,21 +447,69 @@ where
                 name,
             };
             let lstat = Lstat::at(&child)?;
-            if let Some(i) = wanted.entry(id, bytes) {
-                if (self.accept)(&wanted.index.entries()[i], &lstat, &child) {
-                    found.kept.push(i);
-                } else {
-                    found.strays.push(child.path());
-                }
-            } else if let Some(sub) = wanted.subdir(id, bytes).filter(|_| lstat.is_dir()) {
-                let path = child.path();
-                found.dirs.push((path.clone(), DirStamp::of(&lstat)));
-                subdirs.push((path, sub));
-            } else {
-                found.strays.push(child.path());
+            self.judge(id, &child, &lstat, found, subdirs);
+        }
+        Ok(())
+    }
+
+    /// Judges the names directory `id` (trusted to hold exactly them) is
+    /// wanted to hold, without reading it; a name gone since counts as
+    /// missing, as it would not have been listed.
+    fn read_listing(
+        &self,
+        abs: &Path,
+        id: usize,
+        found: &mut Survey,
+        subdirs: &mut Vec<(PathBuf, usize, DirStamp)>,
+    ) -> io::Result<()> {
+        let fd = Self::open_dir(abs)?;
+        let listing = &self.wanted.dirs[id];
+        let names = listing.entries.iter().chain(&listing.subdirs);
+        let mut name = Vec::new();
+        for (bytes, _) in names {
+            name.clear();
+            name.extend_from_slice(bytes);
+            name.push(0);
+            let Ok(name) = CStr::from_bytes_with_nul(&name) else {
+                continue; // a NUL in a path: no such file can exist
+            };
+            let child = Found {
+                dir: fd.as_fd(),
+                parent: abs,
+                name,
+            };
+            match Lstat::at(&child) {
+                Ok(lstat) => self.judge(id, &child, &lstat, found, subdirs),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(())
+    }
+
+    /// Sorts a name found in directory `id`: a wanted entry kept (if the
+    /// caller accepts it) or a stray, a wanted directory to walk, or a stray.
+    fn judge(
+        &self,
+        id: usize,
+        child: &Found<'_>,
+        lstat: &Lstat,
+        found: &mut Survey,
+        subdirs: &mut Vec<(PathBuf, usize, DirStamp)>,
+    ) {
+        let wanted = self.wanted;
+        let bytes = child.name.to_bytes();
+        if let Some(i) = wanted.entry(id, bytes) {
+            if (self.accept)(&wanted.index.entries()[i], lstat, child) {
+                found.kept.push(i);
+            } else {
+                found.strays.push(child.path());
+            }
+        } else if let Some(sub) = wanted.subdir(id, bytes).filter(|_| lstat.is_dir()) {
+            subdirs.push((child.path(), sub, DirStamp::of(lstat)));
+        } else {
+            found.strays.push(child.path());
+        }
     }
 }
 
@@ -859,7 +986,7 @@ mod tests {
                 .expect("survey");
             found.kept.sort_unstable();
             found.strays.sort();
-            found.dirs.sort_by(|a, b| a.0.cmp(&b.0));
+            found.dirs.sort_by(|a, b| a.path.cmp(&b.path));
             found
         };
         let (one, eight) = (run(1), run(8));

@@ -180,7 +180,7 @@ fn untouched_unchanged_files_keep_their_inode() {
 #[test]
 fn an_inspection_no_longer_describes_a_tree_changed_after_it() {
     type Change = fn(&Path, &Path);
-    let cases: [(&str, Change); 5] = [
+    let cases: [(&str, Change); 6] = [
         ("a new file", |t, _| write(t, "d/new.txt", "x")),
         ("a removed file", |t, _| {
             fs::remove_file(t.join("d/e/f.txt")).expect("rm")
@@ -197,6 +197,9 @@ fn an_inspection_no_longer_describes_a_tree_changed_after_it() {
         }),
         ("a file renamed", |t, _| {
             fs::rename(t.join("d/e/f.txt"), t.join("d/e/g.txt")).expect("mv")
+        }),
+        ("a new file, the directory's mtime set back", |t, _| {
+            add_behind_mtime(&t.join("d/e"), "new.txt")
         }),
     ];
     for (what, change) in cases {
@@ -217,6 +220,111 @@ fn an_inspection_no_longer_describes_a_tree_changed_after_it() {
         settle();
         change(&moved, &outside);
         assert!(!inspection.still_describes(&moved), "{what}");
+    }
+}
+
+/// Adds a file to `dir` and sets the directory's mtime back to what it
+/// was, as `touch -r` or a careful tool can: only its ctime tells.
+fn add_behind_mtime(dir: &Path, name: &str) {
+    let mtime = fs::metadata(dir).and_then(|m| m.modified()).expect("mtime");
+    fs::write(dir.join(name), "x").expect("write");
+    fs::File::open(dir)
+        .and_then(|d| d.set_times(fs::FileTimes::new().set_modified(mtime)))
+        .expect("set the mtime back");
+}
+
+/// Nine directories (three, two in each), twelve files.
+fn nine_dirs(d: &Path) {
+    for i in 0..12 {
+        let rel = format!("d{}/e{}/f{i}.txt", i % 3, i % 2);
+        write(d, &rel, &format!("{i}\n"));
+    }
+}
+
+/// Commit 0 checked out, rewritten into commit 1 (a change in `d0/e0`)
+/// and moved into place, as the next run finds its spare: its index's
+/// record lists the directories the rewrite left as they were.
+fn rewritten_tree(f: &Fixture) -> Placement {
+    let old = f.checkout(0);
+    settle();
+    let inspection = inspect(&old.final_path, &old.admin_dir).expect("inspect");
+    assert_eq!(
+        inspection.trusted_dirs(),
+        0,
+        "a full checkout records nothing"
+    );
+    let (rewritten, _) = f.rewrite(&old, inspection, 1);
+    fs::rename(&rewritten.staging, &rewritten.final_path).expect("install");
+    settle();
+    rewritten
+}
+
+#[test]
+fn a_rewritten_tree_is_walked_without_reading_its_untouched_directories() {
+    let f = Fixture::new(&[
+        &nine_dirs,
+        &|d| write(d, "d0/e0/f0.txt", "changed\n"),
+        &|d| write(d, "d1/e1/f1.txt", "changed too\n"),
+    ]);
+    let place = rewritten_tree(&f);
+    let inspection = inspect(&place.final_path, &place.admin_dir).expect("inspect");
+    // All but the top (always read) and d0/e0 (its file was replaced).
+    assert_eq!(inspection.trusted_dirs(), 8);
+    let (next, built) = f.rewrite(&place, inspection, 2);
+    assert_eq!((built.written, built.kept), (1, 11));
+    assert_eq!(listing(&next.staging), listing(&f.checkout(2).final_path));
+}
+
+/// A directory the record trusts is read again once anything in it was
+/// created, removed or renamed (even with its mtime set back); a file
+/// written in place is still seen by its own `lstat`. Each tree rewritten
+/// from there is exactly the next commit's.
+#[test]
+fn a_recorded_directory_changed_since_is_not_trusted() {
+    type Change = fn(&Path);
+    let cases: [(&str, Change, usize); 5] = [
+        ("a new file", |t| write(t, "d1/e1/new.txt", "x"), 7),
+        (
+            "a new file, the mtime set back",
+            |t| add_behind_mtime(&t.join("d1/e1"), "new.txt"),
+            7,
+        ),
+        (
+            "a removed file",
+            |t| fs::remove_file(t.join("d2/e0/f2.txt")).expect("rm"),
+            7,
+        ),
+        (
+            "a directory replaced",
+            |t| {
+                fs::rename(t.join("d1/e1"), t.join("d1/old")).expect("mv");
+                write(t, "d1/e1/f1.txt", "1\n");
+                write(t, "d1/e1/stray.txt", "x");
+            },
+            6,
+        ),
+        (
+            "a file written in place",
+            |t| fs::write(t.join("d2/e0/f2.txt"), "other\n").expect("write"),
+            8,
+        ),
+    ];
+    for (what, change, trusted) in cases {
+        let f = Fixture::new(&[
+            &nine_dirs,
+            &|d| write(d, "d0/e0/f0.txt", "changed\n"),
+            &|d| write(d, "d0/e0/f0.txt", "changed again\n"),
+        ]);
+        let place = rewritten_tree(&f);
+        change(&place.final_path);
+        let inspection = inspect(&place.final_path, &place.admin_dir).expect("inspect");
+        assert_eq!(inspection.trusted_dirs(), trusted, "{what}");
+        let (next, _) = f.rewrite(&place, inspection, 2);
+        assert_eq!(
+            listing(&next.staging),
+            listing(&f.checkout(2).final_path),
+            "{what}"
+        );
     }
 }
 
