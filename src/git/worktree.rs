@@ -222,14 +222,40 @@ pub fn plan_from(
     let mut state = gix::index::State::clone(base);
     state.remove_tree();
     state.remove_resolve_undo();
-    state.remove_entries(|_, path, entry| {
-        entry.stage_raw() != 0 || gone.binary_search(&path).is_ok()
-    });
     for entry in state.entries_mut() {
         entry.stat = Default::default();
         entry.flags = gix::index::entry::Flags::empty();
     }
+    // A path that stays (a changed file) changes in place: removing and
+    // adding it would move every entry and sort 40,000 of them again.
+    let stage0 = |state: &gix::index::State, path: &gix::bstr::BStr| {
+        state.entry_index_by_path_and_stage(path, gix::index::entry::Stage::Unconflicted)
+    };
+    let conflicted = state.entries().iter().any(|e| e.stage_raw() != 0);
+    let mut new_paths = Vec::new();
     for (path, id, mode) in added {
+        let at = gone
+            .binary_search(&path)
+            .ok()
+            .filter(|_| !conflicted)
+            .and_then(|_| stage0(&state, path));
+        match at {
+            Some(i) => {
+                let entry = &mut state.entries_mut()[i];
+                entry.id = id;
+                entry.mode = mode;
+                gone.retain(|p| *p != path);
+            }
+            None => new_paths.push((path, id, mode)),
+        }
+    }
+    if !gone.is_empty() || conflicted {
+        state.remove_entries(|_, path, entry| {
+            entry.stage_raw() != 0 || gone.binary_search(&path).is_ok()
+        });
+    }
+    let unsorted = !new_paths.is_empty();
+    for (path, id, mode) in new_paths {
         state.dangerously_push_entry(
             Default::default(),
             id,
@@ -238,7 +264,9 @@ pub fn plan_from(
             path,
         );
     }
-    state.sort_entries();
+    if unsorted {
+        state.sort_entries();
+    }
     planned(
         repo,
         commit,
