@@ -136,6 +136,9 @@ impl Early {
             let inspected = worktree::inspect(&target.dir, &target.admin);
             tracing::debug!(
                 ms = started.elapsed().as_secs_f64() * 1000.0,
+                trusted_dirs = inspected
+                    .as_ref()
+                    .map_or(0, worktree::Inspection::trusted_dirs),
                 "inspected the spare beside the fetch"
             );
             (inspected, When::BesideTheFetch)
