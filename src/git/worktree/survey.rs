@@ -284,13 +284,12 @@ pub(crate) fn survey_with(
     threads: usize,
     accept: impl Fn(&gix::index::Entry, &Lstat, &Found<'_>) -> bool + Sync,
 ) -> io::Result<Survey> {
-    let root = DirStamp::of(&Lstat::of(dir)?);
     let walk = Walk {
         wanted,
         top_level,
         accept: &accept,
         queue: std::sync::Mutex::new(Queue {
-            dirs: vec![(dir.to_path_buf(), Wanted::TOP, root)],
+            dirs: vec![(dir.to_path_buf(), Wanted::TOP)],
             busy: 0,
             failed: None,
         }),
@@ -336,8 +335,8 @@ pub(crate) fn survey_with(
 /// The directories still to read, how many threads are reading one (and
 /// may add more), and the first error.
 struct Queue {
-    /// Each directory's path, its position in [`Wanted`] and its stamp.
-    dirs: Vec<(PathBuf, usize, DirStamp)>,
+    /// Each directory's path and its position in [`Wanted`].
+    dirs: Vec<(PathBuf, usize)>,
     busy: usize,
     failed: Option<io::Error>,
 }
@@ -358,25 +357,11 @@ where
     /// and no thread can add any.
     fn work(&self) -> Survey {
         let mut found = Survey::default();
-        while let Some((abs, id, stamp)) = self.next_dir() {
+        while let Some((abs, id)) = self.next_dir() {
             let mut subdirs = Vec::new();
             // A panic must still release the others waiting on `busy`.
             let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let strays = found.strays.len();
-                let trusted = self.wanted.trusts(id, &stamp);
-                if trusted {
-                    found.trusted += 1;
-                    self.read_listing(&abs, id, &mut found, &mut subdirs)?;
-                } else {
-                    self.read_dir(&abs, id, &mut found, &mut subdirs)?;
-                }
-                let clean = found.strays.len() == strays;
-                found.dirs.push(Walked {
-                    path: abs,
-                    stamp,
-                    clean,
-                });
-                Ok(())
+                self.walk_dir(abs, id, &mut found, &mut subdirs)
             }))
             .unwrap_or_else(|_| Err(io::Error::other("a survey thread panicked")));
             self.done_with(read, subdirs);
@@ -384,7 +369,36 @@ where
         found
     }
 
-    fn next_dir(&self) -> Option<(PathBuf, usize, DirStamp)> {
+    /// Reads directory `id` at `abs` (or, if trusted, the names it is
+    /// wanted to hold) and notes it in `found`, with its stamp as it was
+    /// before it was read: that of the directory opened, not of what its
+    /// parent's `lstat` saw (it may have been replaced since).
+    fn walk_dir(
+        &self,
+        abs: PathBuf,
+        id: usize,
+        found: &mut Survey,
+        subdirs: &mut Vec<(PathBuf, usize)>,
+    ) -> io::Result<()> {
+        let fd = Self::open_dir(&abs)?;
+        let stamp = DirStamp::of(&Lstat(nix::sys::stat::fstat(&fd)?));
+        let strays = found.strays.len();
+        if self.wanted.trusts(id, &stamp) {
+            found.trusted += 1;
+            self.read_listing(&fd, &abs, id, found, subdirs)?;
+        } else {
+            self.read_dir(&fd, &abs, id, found, subdirs)?;
+        }
+        let clean = found.strays.len() == strays;
+        found.dirs.push(Walked {
+            path: abs,
+            stamp,
+            clean,
+        });
+        Ok(())
+    }
+
+    fn next_dir(&self) -> Option<(PathBuf, usize)> {
         let mut queue = self.queue.lock().ok()?;
         loop {
             if queue.failed.is_some() {
@@ -401,7 +415,7 @@ where
         }
     }
 
-    fn done_with(&self, read: io::Result<()>, subdirs: Vec<(PathBuf, usize, DirStamp)>) {
+    fn done_with(&self, read: io::Result<()>, subdirs: Vec<(PathBuf, usize)>) {
         if let Ok(mut queue) = self.queue.lock() {
             queue.busy -= 1;
             queue.dirs.extend(subdirs);
@@ -419,16 +433,16 @@ where
         Ok(nix::fcntl::open(abs, flags, nix::sys::stat::Mode::empty())?)
     }
 
-    /// Reads directory `id` at `abs` and judges each name in it.
+    /// Reads directory `id`, open as `fd` at `abs`, and judges each name in it.
     fn read_dir(
         &self,
+        fd: &std::os::fd::OwnedFd,
         abs: &Path,
         id: usize,
         found: &mut Survey,
-        subdirs: &mut Vec<(PathBuf, usize, DirStamp)>,
+        subdirs: &mut Vec<(PathBuf, usize)>,
     ) -> io::Result<()> {
-        let fd = Self::open_dir(abs)?;
-        let mut entries = nix::dir::Dir::from_fd(nix::unistd::dup(&fd)?)?;
+        let mut entries = nix::dir::Dir::from_fd(nix::unistd::dup(fd)?)?;
         // `lstat`s relative to the open directory (`fstatat`), not a walk
         // of the whole path from `/` per entry.
         for entry in entries.iter() {
@@ -457,12 +471,12 @@ where
     /// missing, as it would not have been listed.
     fn read_listing(
         &self,
+        fd: &std::os::fd::OwnedFd,
         abs: &Path,
         id: usize,
         found: &mut Survey,
-        subdirs: &mut Vec<(PathBuf, usize, DirStamp)>,
+        subdirs: &mut Vec<(PathBuf, usize)>,
     ) -> io::Result<()> {
-        let fd = Self::open_dir(abs)?;
         let listing = &self.wanted.dirs[id];
         let names = listing.entries.iter().chain(&listing.subdirs);
         let mut name = Vec::new();
@@ -495,7 +509,7 @@ where
         child: &Found<'_>,
         lstat: &Lstat,
         found: &mut Survey,
-        subdirs: &mut Vec<(PathBuf, usize, DirStamp)>,
+        subdirs: &mut Vec<(PathBuf, usize)>,
     ) {
         let wanted = self.wanted;
         let bytes = child.name.to_bytes();
@@ -506,7 +520,7 @@ where
                 found.strays.push(child.path());
             }
         } else if let Some(sub) = wanted.subdir(id, bytes).filter(|_| lstat.is_dir()) {
-            subdirs.push((child.path(), sub, DirStamp::of(lstat)));
+            subdirs.push((child.path(), sub));
         } else {
             found.strays.push(child.path());
         }
@@ -733,6 +747,52 @@ mod tests {
 
     /// Each name is found in its own directory, whichever order the index
     /// lists directories in ("a b/", "a-b/" and "a.md" sort before "a/").
+    /// A directory replaced after its parent was read, before it is: the
+    /// walk judges the one it opens. Trusting the stamp the parent's
+    /// `lstat` saw would take the new directory's names on that stamp's
+    /// word and miss what else it holds.
+    #[test]
+    fn a_trusted_directory_replaced_before_it_is_read_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut state = gix::index::State::new(gix::hash::Kind::Sha1);
+        for rel in ["a/f", "b/f"] {
+            let path = dir.path().join(rel);
+            fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            fs::write(&path, "f").expect("write");
+            let stat = Lstat::of(&path).expect("lstat").index_stat();
+            let id = gix::ObjectId::null(gix::hash::Kind::Sha1);
+            state.dangerously_push_entry(stat, id, Flags::empty(), Mode::FILE, rel.into());
+        }
+        let index = gix::index::File::from_state(state, dir.path().join("index"));
+        let stamp = |rel: &str| DirStamp::of(&Lstat::of(&dir.path().join(rel)).expect("lstat"));
+        let recorded = [(&b"a"[..], stamp("a")), (&b"b"[..], stamp("b"))];
+        let mut wanted = Wanted::new(&index);
+        wanted.trust(|p| recorded.iter().find(|(r, _)| *r == p).map(|(_, s)| *s));
+        // One thread: both directories are found (and their stamps taken)
+        // when the top is read; while the first is judged, the other is
+        // replaced by one holding the wanted file and a stray.
+        let replaced = std::sync::Mutex::new(None);
+        let found = survey_with(dir.path(), &wanted, false, 1, |entry, _, _| {
+            let mut replaced = replaced.lock().expect("lock");
+            if replaced.is_none() {
+                let first = entry.path(&index).to_string();
+                let other = if first.starts_with('a') { "b" } else { "a" };
+                let path = dir.path().join(other);
+                fs::rename(&path, dir.path().join("old")).expect("mv");
+                fs::create_dir(&path).expect("mkdir");
+                fs::write(path.join("f"), "f").expect("write");
+                fs::write(path.join("stray"), "x").expect("stray");
+                *replaced = Some(other);
+            }
+            true
+        })
+        .expect("survey");
+        let other = replaced.lock().expect("lock").expect("replaced");
+        let stray = dir.path().join(other).join("stray");
+        assert!(found.strays.contains(&stray), "{:?}", found.strays);
+        assert_eq!(found.trusted, 1, "only the first directory is trusted");
+    }
+
     #[test]
     fn names_are_found_in_their_own_directory() {
         let mut state = gix::index::State::new(gix::hash::Kind::Sha1);
