@@ -865,7 +865,7 @@ mod tests {
         let mut command = Command::new("sh");
         command.args([
             "-c",
-            "exec 0<&-; sleep 0.3; echo 'fatal: git upload-pack: not our ref 0123' >&2",
+            "exec 0<&-; sleep 0.1; echo 'fatal: git upload-pack: not our ref 0123' >&2",
         ]);
         let stderr = StderrBuffer::default();
         let (_output, mut input) = spawn_piped(command, stderr.clone()).expect("spawn sh");

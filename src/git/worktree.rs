@@ -222,37 +222,37 @@ pub fn plan_from(
     let mut state = gix::index::State::clone(base);
     state.remove_tree();
     state.remove_resolve_undo();
+    // Conflict stages live in the flags: dropped before the flags are.
+    if state.entries().iter().any(|e| e.stage_raw() != 0) {
+        state.remove_entries(|_, _, entry| entry.stage_raw() != 0);
+    }
     for entry in state.entries_mut() {
         entry.stat = Default::default();
         entry.flags = gix::index::entry::Flags::empty();
     }
     // A path that stays (a changed file) changes in place: removing and
     // adding it would move every entry and sort 40,000 of them again.
-    let stage0 = |state: &gix::index::State, path: &gix::bstr::BStr| {
-        state.entry_index_by_path_and_stage(path, gix::index::entry::Stage::Unconflicted)
-    };
-    let conflicted = state.entries().iter().any(|e| e.stage_raw() != 0);
+    let mut stays = vec![false; gone.len()];
     let mut new_paths = Vec::new();
     for (path, id, mode) in added {
-        let at = gone
-            .binary_search(&path)
-            .ok()
-            .filter(|_| !conflicted)
-            .and_then(|_| stage0(&state, path));
+        let at = gone.binary_search(&path).ok().and_then(|g| {
+            let at = state.entry_index_by_path(path).ok()?;
+            Some((g, at))
+        });
         match at {
-            Some(i) => {
-                let entry = &mut state.entries_mut()[i];
+            Some((g, at)) => {
+                stays[g] = true;
+                let entry = &mut state.entries_mut()[at];
                 entry.id = id;
                 entry.mode = mode;
-                gone.retain(|p| *p != path);
             }
             None => new_paths.push((path, id, mode)),
         }
     }
-    if !gone.is_empty() || conflicted {
-        state.remove_entries(|_, path, entry| {
-            entry.stage_raw() != 0 || gone.binary_search(&path).is_ok()
-        });
+    let mut stays = stays.into_iter();
+    gone.retain(|_| !stays.next().unwrap_or(false));
+    if !gone.is_empty() {
+        state.remove_entries(|_, path, _| gone.binary_search(&path).is_ok());
     }
     let unsorted = !new_paths.is_empty();
     for (path, id, mode) in new_paths {
@@ -451,6 +451,10 @@ pub struct Inspection {
     dirs: Vec<survey::Walked>,
     /// How many of them were trusted (by the record of their index), not read.
     trusted: usize,
+    /// The names in the worktree's own directory (`.git` aside), sorted.
+    top_names: Vec<Vec<u8>>,
+    /// On a local filesystem, where a record of them can be trusted.
+    local: bool,
     /// When the walk began.
     started: std::time::SystemTime,
 }
@@ -468,7 +472,13 @@ pub fn inspect(dir: &Path, old_admin: &Path) -> Result<Inspection, Error> {
     let old = read_index(&index_path).ok_or_else(|| Error::Retired {
         message: format!("cannot read its index {}", index_path.display()),
     })?;
-    let record = dir_record::read(old_admin, old.checksum());
+    // Elsewhere (a network filesystem) times may come from another clock,
+    // in coarser steps, and attributes from a cache.
+    let local = watch::is_local(dir);
+    let record = match local {
+        true => dir_record::read(old_admin, old.checksum()),
+        false => Default::default(),
+    };
     let found = {
         let mut wanted = survey::Wanted::new(&old);
         if !record.is_empty() {
@@ -509,6 +519,8 @@ pub fn inspect(dir: &Path, old_admin: &Path) -> Result<Inspection, Error> {
         strays,
         dirs,
         trusted: found.trusted,
+        top_names: found.top_names,
+        local,
         started,
     })
 }
@@ -534,6 +546,8 @@ pub fn inspect_and_park(dir: &Path, old_admin: &Path) -> Option<Parked> {
         strays: inspection.strays,
         dirs: inspection.dirs,
         trusted: inspection.trusted,
+        top_names: inspection.top_names,
+        local: inspection.local,
         started: inspection.started,
     })
 }
@@ -549,6 +563,8 @@ pub struct Parked {
     strays: Vec<PathBuf>,
     dirs: Vec<survey::Walked>,
     trusted: usize,
+    top_names: Vec<Vec<u8>>,
+    local: bool,
     started: std::time::SystemTime,
 }
 
@@ -572,9 +588,13 @@ impl Inspection {
             let now = now
                 .filter(survey::Lstat::is_dir)
                 .map(|m| survey::DirStamp::of(&m));
-            // The claim renamed the worktree itself: its ctime moved.
+            // The claim renamed the worktree itself: its ctime moved, so
+            // its names are listed again (an mtime set back hides a change).
             let same = now.is_some_and(|now| match rel.as_os_str().is_empty() {
-                true => now.same_but_moved(stamp),
+                true => {
+                    now.same_but_moved(stamp)
+                        && survey::names_in(dir, true).is_ok_and(|n| n == self.top_names)
+                }
                 false => now == *stamp,
             });
             same && (watched || settled.is_some_and(|settled| stamp.modified() < settled))
@@ -594,6 +614,9 @@ impl Inspection {
     /// Lost, it only means the next walk reads them.
     fn record_clean_dirs(&self, checksum: ObjectId, dir: &Path, admin: &Path) {
         use std::os::unix::ffi::OsStrExt;
+        if !self.local {
+            return;
+        }
         let clean: Vec<(&[u8], survey::DirStamp)> = self
             .dirs
             .iter()
@@ -634,6 +657,8 @@ impl Parked {
             strays: self.strays,
             dirs: self.dirs,
             trusted: self.trusted,
+            top_names: self.top_names,
+            local: self.local,
             started: self.started,
         })
     }

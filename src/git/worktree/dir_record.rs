@@ -2,7 +2,7 @@
 //! there, recorded beside that index (`index.dirs`), so that the next walk
 //! of the worktree (once it is the spare to rewrite) `lstat`s the names it
 //! wants in them without reading them: reading directories is about a
-//! quarter of the walk's system time on a 40,000-file tree.
+//! fifth of the walk's time on a 40,000-file tree.
 //!
 //! A directory is recorded with its stamp (device, inode, mtime, ctime) as
 //! the walk found it before reading it, if the walk found nothing else in
@@ -20,7 +20,7 @@ use std::time::SystemTime;
 
 use super::survey::DirStamp;
 
-const HEADER: &str = "git-sidecar-dirs 1";
+const HEADER: &str = "git-sidecar-dirs 2";
 
 /// Where the record of the index in `admin` is.
 fn path_in(admin: &Path) -> PathBuf {
@@ -51,8 +51,8 @@ pub(crate) fn write(
         // Paths hold no NUL (git refuses them), but any other byte.
         write!(
             out,
-            "{} {} {} {} {} {} ",
-            s.dev, s.ino, s.mtime.0, s.mtime.1, s.ctime.0, s.ctime.1
+            "{} {} {} {} {} {} {} {} ",
+            s.dev, s.ino, s.mtime.0, s.mtime.1, s.ctime.0, s.ctime.1, s.size, s.nlink
         )?;
         out.extend_from_slice(dir);
         out.push(0);
@@ -93,15 +93,17 @@ fn parse(bytes: &[u8], checksum: gix::ObjectId) -> Option<HashMap<Vec<u8>, DirSt
     Some(dirs)
 }
 
-/// `dev ino msec mnsec csec cnsec path`
+/// `dev ino msec mnsec csec cnsec size nlink path`
 fn parse_line(line: &[u8]) -> Option<(DirStamp, &[u8])> {
-    let mut fields = line.splitn(7, |&b| b == b' ');
+    let mut fields = line.splitn(9, |&b| b == b' ');
     let mut next = || fields.next().and_then(|f| std::str::from_utf8(f).ok());
     let stamp = DirStamp {
         dev: next()?.parse().ok()?,
         ino: next()?.parse().ok()?,
         mtime: (next()?.parse().ok()?, next()?.parse().ok()?),
         ctime: (next()?.parse().ok()?, next()?.parse().ok()?),
+        size: next()?.parse().ok()?,
+        nlink: next()?.parse().ok()?,
     };
     let path = fields.next()?;
     Some((stamp, path))
@@ -118,6 +120,8 @@ mod tests {
             ino: u64::MAX - 1,
             mtime: (1_700_000_000, 5),
             ctime,
+            size: 4096,
+            nlink: 3,
         }
     }
 

@@ -19,7 +19,7 @@ use std::ffi::{CStr, OsStr};
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -202,6 +202,8 @@ pub(crate) struct Survey {
     pub dirs: Vec<Walked>,
     /// How many directories were taken as trusted, not read.
     pub trusted: usize,
+    /// The names in `dir` itself (its `.git` aside with `top_level`), sorted.
+    pub top_names: Vec<Vec<u8>>,
 }
 
 /// A directory the walk went through.
@@ -225,6 +227,10 @@ pub(crate) struct DirStamp {
     pub(super) ino: u64,
     pub(super) mtime: (i64, i64),
     pub(super) ctime: (i64, i64),
+    /// Grow or shrink with the entries on some filesystems (tmpfs, btrfs):
+    /// one more witness beside the times.
+    pub(super) size: i64,
+    pub(super) nlink: u64,
 }
 
 impl DirStamp {
@@ -235,13 +241,18 @@ impl DirStamp {
             ino: st.st_ino,
             mtime: (st.st_mtime, st.st_mtime_nsec),
             ctime: (st.st_ctime, st.st_ctime_nsec),
+            size: st.st_size,
+            nlink: st.st_nlink,
         }
     }
 
     /// The same directory with the same entries, its ctime aside: what a
     /// directory renamed as a whole (the claim of a spare) still is.
     pub(crate) fn same_but_moved(&self, other: &Self) -> bool {
-        (self.dev, self.ino, self.mtime) == (other.dev, other.ino, other.mtime)
+        Self {
+            ctime: other.ctime,
+            ..*self
+        } == *other
     }
 
     /// The directory's ctime, as a time.
@@ -324,7 +335,9 @@ pub(crate) fn survey_with(
         all.strays.extend(part.strays);
         all.dirs.extend(part.dirs);
         all.trusted += part.trusted;
+        all.top_names.extend(part.top_names);
     }
+    all.top_names.sort_unstable();
     // `dir` first, as it was read first.
     if let Some(top) = all.dirs.iter().position(|d| d.path == dir) {
         all.dirs.swap(0, top);
@@ -455,6 +468,9 @@ where
             {
                 continue;
             }
+            if id == Wanted::TOP {
+                found.top_names.push(bytes.to_vec());
+            }
             let child = Found {
                 dir: fd.as_fd(),
                 parent: abs,
@@ -525,6 +541,19 @@ where
             found.strays.push(child.path());
         }
     }
+}
+
+/// The names in directory `dir` as [`Survey::top_names`] lists them.
+pub(crate) fn names_in(dir: &Path, top_level: bool) -> io::Result<Vec<Vec<u8>>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name().into_vec();
+        if !(top_level && name == b".git") {
+            names.push(name);
+        }
+    }
+    names.sort_unstable();
+    Ok(names)
 }
 
 /// An entry of a directory being read: the open directory and its name in it.
@@ -791,6 +820,46 @@ mod tests {
         let stray = dir.path().join(other).join("stray");
         assert!(found.strays.contains(&stray), "{:?}", found.strays);
         assert_eq!(found.trusted, 1, "only the first directory is trusted");
+    }
+
+    /// A trusted directory is not read: only the names it is wanted to
+    /// hold are looked up, a missing one is missing (not an error), on any
+    /// number of threads. (What else it holds is not seen: a stamp that is
+    /// still the recorded one says there is nothing else.)
+    #[test]
+    fn a_trusted_directory_is_looked_up_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut state = gix::index::State::new(gix::hash::Kind::Sha1);
+        let rels: Vec<String> = (0..8)
+            .flat_map(|d| ["f", "g"].map(|n| format!("d{d}/{n}")))
+            .collect();
+        for rel in &rels {
+            let path = dir.path().join(rel);
+            fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            fs::write(&path, "x").expect("write");
+            let stat = Lstat::of(&path).expect("lstat").index_stat();
+            let id = gix::ObjectId::null(gix::hash::Kind::Sha1);
+            let rel = rel.as_str();
+            state.dangerously_push_entry(stat, id, Flags::empty(), Mode::FILE, rel.into());
+        }
+        let index = gix::index::File::from_state(state, dir.path().join("index"));
+        for d in 0..8 {
+            fs::remove_file(dir.path().join(format!("d{d}/g"))).expect("rm");
+            fs::write(dir.path().join(format!("d{d}/stray")), "x").expect("stray");
+        }
+        // Stamps taken after the changes: trusted as they are now.
+        let stamp = |p: &[u8]| {
+            let path = dir.path().join(std::str::from_utf8(p).ok()?);
+            Some(DirStamp::of(&Lstat::of(&path).ok()?))
+        };
+        let mut wanted = Wanted::new(&index);
+        wanted.trust(stamp);
+        let found =
+            survey_with(dir.path(), &wanted, false, 8, |_, m, _| m.len() > 0).expect("survey");
+        assert_eq!(found.trusted, 8);
+        assert_eq!(found.kept.len(), 8, "the f files, not the removed g ones");
+        assert!(found.strays.is_empty(), "{:?}", found.strays);
+        assert!(found.dirs.iter().all(|d| d.clean));
     }
 
     #[test]

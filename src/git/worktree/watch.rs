@@ -33,6 +33,19 @@ const CHANGES: AddWatchFlags = AddWatchFlags::IN_MODIFY
 /// magic numbers): tmpfs, ext2/3/4, xfs, btrfs, overlayfs.
 const LOCAL_FILESYSTEMS: [i64; 5] = [0x0102_1994, 0xEF53, 0x5846_5342, 0x9123_683E, 0x794C_7630];
 
+/// `None` if `dir` is on a filesystem whose changes all pass through this
+/// kernel (and whose times come from its clock, in nanoseconds), else the
+/// filesystem's type.
+fn not_local(dir: &Path) -> io::Result<Option<i64>> {
+    let magic = nix::sys::statfs::statfs(dir)?.filesystem_type().0 as i64;
+    Ok((!LOCAL_FILESYSTEMS.contains(&magic)).then_some(magic))
+}
+
+/// Whether `dir` is on a local filesystem (see [`LOCAL_FILESYSTEMS`]).
+pub(crate) fn is_local(dir: &Path) -> bool {
+    not_local(dir).is_ok_and(|other| other.is_none())
+}
+
 /// Every directory of a tree, watched since [`Watch::start`].
 pub(crate) struct Watch {
     inotify: Inotify,
@@ -46,9 +59,7 @@ impl Watch {
     /// filesystem, no inotify instance or watch left (`max_user_instances`,
     /// `max_user_watches`), a directory that cannot be read.
     pub(crate) fn start(dir: &Path) -> io::Result<Self> {
-        let fs = nix::sys::statfs::statfs(dir)?;
-        let magic = fs.filesystem_type().0 as i64;
-        if !LOCAL_FILESYSTEMS.contains(&magic) {
+        if let Some(magic) = not_local(dir)? {
             return Err(io::Error::other(format!(
                 "filesystem type {magic:#x} may change without inotify seeing it"
             )));
