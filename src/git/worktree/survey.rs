@@ -300,7 +300,7 @@ pub(crate) fn survey_with(
         top_level,
         accept: &accept,
         queue: std::sync::Mutex::new(Queue {
-            dirs: vec![(dir.to_path_buf(), Wanted::TOP)],
+            dirs: vec![(dir.to_path_buf(), Wanted::TOP, None)],
             busy: 0,
             failed: None,
         }),
@@ -349,10 +349,14 @@ pub(crate) fn survey_with(
 /// may add more), and the first error.
 struct Queue {
     /// Each directory's path and its position in [`Wanted`].
-    dirs: Vec<(PathBuf, usize)>,
+    dirs: Vec<Queued>,
     busy: usize,
     failed: Option<io::Error>,
 }
+
+/// A directory to read: its path, its position in [`Wanted`], and the
+/// device and inode its parent's `lstat` saw (none for the top).
+type Queued = (PathBuf, usize, Option<(u64, u64)>);
 
 struct Walk<'w, 'i, A> {
     wanted: &'w Wanted<'i>,
@@ -370,11 +374,11 @@ where
     /// and no thread can add any.
     fn work(&self) -> Survey {
         let mut found = Survey::default();
-        while let Some((abs, id)) = self.next_dir() {
+        while let Some((abs, id, seen)) = self.next_dir() {
             let mut subdirs = Vec::new();
             // A panic must still release the others waiting on `busy`.
             let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.walk_dir(abs, id, &mut found, &mut subdirs)
+                self.walk_dir(abs, id, seen, &mut found, &mut subdirs)
             }))
             .unwrap_or_else(|_| Err(io::Error::other("a survey thread panicked")));
             self.done_with(read, subdirs);
@@ -386,15 +390,25 @@ where
     /// wanted to hold) and notes it in `found`, with its stamp as it was
     /// before it was read: that of the directory opened, not of what its
     /// parent's `lstat` saw (it may have been replaced since).
+    /// A directory whose parent saw another one (`seen`) was replaced, or a
+    /// directory above it by a link, since: the walk fails rather than
+    /// judge what it reached.
     fn walk_dir(
         &self,
         abs: PathBuf,
         id: usize,
+        seen: Option<(u64, u64)>,
         found: &mut Survey,
-        subdirs: &mut Vec<(PathBuf, usize)>,
+        subdirs: &mut Vec<Queued>,
     ) -> io::Result<()> {
         let fd = Self::open_dir(&abs)?;
         let stamp = DirStamp::of(&Lstat(nix::sys::stat::fstat(&fd)?));
+        if seen.is_some_and(|seen| seen != (stamp.dev, stamp.ino)) {
+            return Err(io::Error::other(format!(
+                "{} was replaced while the tree was walked",
+                abs.display()
+            )));
+        }
         let strays = found.strays.len();
         if self.wanted.trusts(id, &stamp) {
             found.trusted += 1;
@@ -411,7 +425,7 @@ where
         Ok(())
     }
 
-    fn next_dir(&self) -> Option<(PathBuf, usize)> {
+    fn next_dir(&self) -> Option<Queued> {
         let mut queue = self.queue.lock().ok()?;
         loop {
             if queue.failed.is_some() {
@@ -428,7 +442,7 @@ where
         }
     }
 
-    fn done_with(&self, read: io::Result<()>, subdirs: Vec<(PathBuf, usize)>) {
+    fn done_with(&self, read: io::Result<()>, subdirs: Vec<Queued>) {
         if let Ok(mut queue) = self.queue.lock() {
             queue.busy -= 1;
             queue.dirs.extend(subdirs);
@@ -453,7 +467,7 @@ where
         abs: &Path,
         id: usize,
         found: &mut Survey,
-        subdirs: &mut Vec<(PathBuf, usize)>,
+        subdirs: &mut Vec<Queued>,
     ) -> io::Result<()> {
         let mut entries = nix::dir::Dir::from_fd(nix::unistd::dup(fd)?)?;
         // `lstat`s relative to the open directory (`fstatat`), not a walk
@@ -491,7 +505,7 @@ where
         abs: &Path,
         id: usize,
         found: &mut Survey,
-        subdirs: &mut Vec<(PathBuf, usize)>,
+        subdirs: &mut Vec<Queued>,
     ) -> io::Result<()> {
         let listing = &self.wanted.dirs[id];
         let names = listing.entries.iter().chain(&listing.subdirs);
@@ -525,7 +539,7 @@ where
         child: &Found<'_>,
         lstat: &Lstat,
         found: &mut Survey,
-        subdirs: &mut Vec<(PathBuf, usize)>,
+        subdirs: &mut Vec<Queued>,
     ) {
         let wanted = self.wanted;
         let bytes = child.name.to_bytes();
@@ -536,7 +550,8 @@ where
                 found.strays.push(child.path());
             }
         } else if let Some(sub) = wanted.subdir(id, bytes).filter(|_| lstat.is_dir()) {
-            subdirs.push((child.path(), sub));
+            let st = &lstat.0;
+            subdirs.push((child.path(), sub, Some((st.st_dev, st.st_ino))));
         } else {
             found.strays.push(child.path());
         }
@@ -776,50 +791,86 @@ mod tests {
 
     /// Each name is found in its own directory, whichever order the index
     /// lists directories in ("a b/", "a-b/" and "a.md" sort before "a/").
-    /// A directory replaced after its parent was read, before it is: the
-    /// walk judges the one it opens. Trusting the stamp the parent's
-    /// `lstat` saw would take the new directory's names on that stamp's
-    /// word and miss what else it holds.
-    #[test]
-    fn a_trusted_directory_replaced_before_it_is_read_is_read() {
-        let dir = tempfile::tempdir().expect("tempdir");
+    /// What an index wants at each path of `rels` (all files, content
+    /// "f"), written below `dir`, with the stat data found.
+    fn files(dir: &Path, rels: &[&str]) -> gix::index::File {
         let mut state = gix::index::State::new(gix::hash::Kind::Sha1);
-        for rel in ["a/f", "b/f"] {
-            let path = dir.path().join(rel);
+        for rel in rels {
+            let path = dir.join(rel);
             fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
             fs::write(&path, "f").expect("write");
             let stat = Lstat::of(&path).expect("lstat").index_stat();
             let id = gix::ObjectId::null(gix::hash::Kind::Sha1);
-            state.dangerously_push_entry(stat, id, Flags::empty(), Mode::FILE, rel.into());
+            state.dangerously_push_entry(stat, id, Flags::empty(), Mode::FILE, (*rel).into());
         }
-        let index = gix::index::File::from_state(state, dir.path().join("index"));
-        let stamp = |rel: &str| DirStamp::of(&Lstat::of(&dir.path().join(rel)).expect("lstat"));
-        let recorded = [(&b"a"[..], stamp("a")), (&b"b"[..], stamp("b"))];
-        let mut wanted = Wanted::new(&index);
-        wanted.trust(|p| recorded.iter().find(|(r, _)| *r == p).map(|(_, s)| *s));
-        // One thread: both directories are found (and their stamps taken)
-        // when the top is read; while the first is judged, the other is
-        // replaced by one holding the wanted file and a stray.
-        let replaced = std::sync::Mutex::new(None);
-        let found = survey_with(dir.path(), &wanted, false, 1, |entry, _, _| {
-            let mut replaced = replaced.lock().expect("lock");
-            if replaced.is_none() {
-                let first = entry.path(&index).to_string();
-                let other = if first.starts_with('a') { "b" } else { "a" };
-                let path = dir.path().join(other);
-                fs::rename(&path, dir.path().join("old")).expect("mv");
-                fs::create_dir(&path).expect("mkdir");
-                fs::write(path.join("f"), "f").expect("write");
+        gix::index::File::from_state(state, dir.join("index"))
+    }
+
+    /// A directory replaced after its parent was read, before it is read
+    /// itself (here: while the walk, on one thread, judges the other one),
+    /// or one above it swapped for a link to a copy: the walk fails rather
+    /// than judge what it reached (trusted on the old one's stamp, the new
+    /// one's strays would be missed; through the link, another tree would
+    /// be judged).
+    #[test]
+    fn a_directory_replaced_during_the_walk_fails_it() {
+        type Swap = fn(&Path, &str);
+        let swaps: [(&str, Swap); 2] = [
+            ("replaced", |top, other| {
+                let path = top.join(other);
+                fs::rename(&path, top.join("old")).expect("mv");
+                fs::create_dir_all(path.join("c")).expect("mkdir");
+                fs::write(path.join("c/f"), "f").expect("write");
                 fs::write(path.join("stray"), "x").expect("stray");
-                *replaced = Some(other);
-            }
-            true
-        })
-        .expect("survey");
-        let other = replaced.lock().expect("lock").expect("replaced");
-        let stray = dir.path().join(other).join("stray");
-        assert!(found.strays.contains(&stray), "{:?}", found.strays);
-        assert_eq!(found.trusted, 1, "only the first directory is trusted");
+            }),
+            ("its parent a link to a copy", |top, other| {
+                let copy = top.join("copy");
+                fs::create_dir_all(copy.join("c")).expect("mkdir");
+                fs::write(copy.join("c/f"), "f").expect("write");
+                fs::rename(top.join(other), top.join("old")).expect("mv");
+                symlink(&copy, top.join(other)).expect("ln");
+            }),
+        ];
+        for (what, swap) in swaps {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let index = files(dir.path(), &["a/x", "a/c/f", "b/x", "b/c/f"]);
+            let stamp = |p: &[u8]| {
+                let path = dir.path().join(std::str::from_utf8(p).ok()?);
+                Some(DirStamp::of(&Lstat::of(&path).ok()?))
+            };
+            let mut wanted = Wanted::new(&index);
+            wanted.trust(stamp);
+            // One thread: `a` and `b` are found when the top is read; while
+            // the first one's `x` is judged (its `c` found, not yet read),
+            // the other one's `c` is swapped under it ("replaced") or the
+            // first one itself ("its parent a link").
+            let swapped = std::sync::Mutex::new(false);
+            let walked = survey_with(dir.path(), &wanted, false, 1, |entry, _, _| {
+                let mut swapped = swapped.lock().expect("lock");
+                let path = entry.path(&index).to_string();
+                if !*swapped && path.ends_with("/x") {
+                    let (first, other) = if path.starts_with('a') {
+                        ("a", "b")
+                    } else {
+                        ("b", "a")
+                    };
+                    match what {
+                        "replaced" => swap(dir.path(), other),
+                        _ => swap(dir.path(), first),
+                    }
+                    *swapped = true;
+                }
+                true
+            });
+            let e = walked
+                .err()
+                .unwrap_or_else(|| panic!("{what}: the walk went on"));
+            assert!(
+                e.to_string()
+                    .contains("was replaced while the tree was walked"),
+                "{what}: {e}"
+            );
+        }
     }
 
     /// A trusted directory is not read: only the names it is wanted to
