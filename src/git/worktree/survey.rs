@@ -806,6 +806,12 @@ mod tests {
         gix::index::File::from_state(state, dir.join("index"))
     }
 
+    /// The stamp of directory `rel` below `dir` as it is now.
+    fn stamp_now(dir: &Path, rel: &[u8]) -> Option<DirStamp> {
+        let path = dir.join(std::str::from_utf8(rel).ok()?);
+        Some(DirStamp::of(&Lstat::of(&path).ok()?))
+    }
+
     /// A directory replaced after its parent was read, before it is read
     /// itself (here: while the walk, on one thread, judges the other one),
     /// or one above it swapped for a link to a copy: the walk fails rather
@@ -834,12 +840,8 @@ mod tests {
         for (what, swap) in swaps {
             let dir = tempfile::tempdir().expect("tempdir");
             let index = files(dir.path(), &["a/x", "a/c/f", "b/x", "b/c/f"]);
-            let stamp = |p: &[u8]| {
-                let path = dir.path().join(std::str::from_utf8(p).ok()?);
-                Some(DirStamp::of(&Lstat::of(&path).ok()?))
-            };
             let mut wanted = Wanted::new(&index);
-            wanted.trust(stamp);
+            wanted.trust(|p| stamp_now(dir.path(), p));
             // One thread: `a` and `b` are found when the top is read; while
             // the first one's `x` is judged (its `c` found, not yet read),
             // the other one's `c` is swapped under it ("replaced") or the
@@ -880,31 +882,18 @@ mod tests {
     #[test]
     fn a_trusted_directory_is_looked_up_by_name() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut state = gix::index::State::new(gix::hash::Kind::Sha1);
         let rels: Vec<String> = (0..8)
             .flat_map(|d| ["f", "g"].map(|n| format!("d{d}/{n}")))
             .collect();
-        for rel in &rels {
-            let path = dir.path().join(rel);
-            fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-            fs::write(&path, "x").expect("write");
-            let stat = Lstat::of(&path).expect("lstat").index_stat();
-            let id = gix::ObjectId::null(gix::hash::Kind::Sha1);
-            let rel = rel.as_str();
-            state.dangerously_push_entry(stat, id, Flags::empty(), Mode::FILE, rel.into());
-        }
-        let index = gix::index::File::from_state(state, dir.path().join("index"));
+        let rels: Vec<&str> = rels.iter().map(String::as_str).collect();
+        let index = files(dir.path(), &rels);
         for d in 0..8 {
             fs::remove_file(dir.path().join(format!("d{d}/g"))).expect("rm");
             fs::write(dir.path().join(format!("d{d}/stray")), "x").expect("stray");
         }
         // Stamps taken after the changes: trusted as they are now.
-        let stamp = |p: &[u8]| {
-            let path = dir.path().join(std::str::from_utf8(p).ok()?);
-            Some(DirStamp::of(&Lstat::of(&path).ok()?))
-        };
         let mut wanted = Wanted::new(&index);
-        wanted.trust(stamp);
+        wanted.trust(|p| stamp_now(dir.path(), p));
         let found =
             survey_with(dir.path(), &wanted, false, 8, |_, m, _| m.len() > 0).expect("survey");
         assert_eq!(found.trusted, 8);
