@@ -249,8 +249,11 @@ pub fn plan_from(
             None => new_paths.push((path, id, mode)),
         }
     }
-    let mut stays = stays.into_iter();
-    gone.retain(|_| !stays.next().unwrap_or(false));
+    let gone: Vec<_> = gone
+        .into_iter()
+        .zip(stays)
+        .filter_map(|(path, stays)| (!stays).then_some(path))
+        .collect();
     if !gone.is_empty() {
         state.remove_entries(|_, path, _| gone.binary_search(&path).is_ok());
     }
@@ -442,10 +445,16 @@ pub struct Inspection {
     old: gix::index::File,
     /// Every directory of the tree, watched since before the walk.
     watch: Option<watch::Watch>,
-    /// By position in `old`: on disk as recorded.
+    walked: Walked,
+}
+
+/// What the walk of a retired worktree found, kept with its index
+/// ([`Inspection`]) or without it while the process idles ([`Parked`]).
+struct Walked {
+    /// By position in the index: on disk as recorded.
     intact: Vec<bool>,
-    /// What `old` does not account for, relative to the worktree: untracked
-    /// paths and entries no longer as recorded (nothing below those).
+    /// What the index does not account for, relative to the worktree:
+    /// untracked paths and entries no longer as recorded (nothing below those).
     strays: Vec<PathBuf>,
     /// Every directory walked, relative (`""` the worktree itself).
     dirs: Vec<survey::Walked>,
@@ -453,8 +462,6 @@ pub struct Inspection {
     trusted: usize,
     /// The names in the worktree's own directory (`.git` aside), sorted.
     top_names: Vec<Vec<u8>>,
-    /// On a local filesystem, where a record of them can be trusted.
-    local: bool,
     /// When the walk began.
     started: std::time::SystemTime,
 }
@@ -474,8 +481,7 @@ pub fn inspect(dir: &Path, old_admin: &Path) -> Result<Inspection, Error> {
     })?;
     // Elsewhere (a network filesystem) times may come from another clock,
     // in coarser steps, and attributes from a cache.
-    let local = watch::is_local(dir);
-    let record = match local {
+    let record = match watch::is_local(dir) {
         true => dir_record::read(old_admin, old.checksum()),
         false => Default::default(),
     };
@@ -515,13 +521,14 @@ pub fn inspect(dir: &Path, old_admin: &Path) -> Result<Inspection, Error> {
         old_admin: old_admin.to_path_buf(),
         old,
         watch: None,
-        intact,
-        strays,
-        dirs,
-        trusted: found.trusted,
-        top_names: found.top_names,
-        local,
-        started,
+        walked: Walked {
+            intact,
+            strays,
+            dirs,
+            trusted: found.trusted,
+            top_names: found.top_names,
+            started,
+        },
     })
 }
 
@@ -542,13 +549,7 @@ pub fn inspect_and_park(dir: &Path, old_admin: &Path) -> Option<Parked> {
         checksum: inspection.old.checksum()?,
         watch,
         old_admin: inspection.old_admin,
-        intact: inspection.intact,
-        strays: inspection.strays,
-        dirs: inspection.dirs,
-        trusted: inspection.trusted,
-        top_names: inspection.top_names,
-        local: inspection.local,
-        started: inspection.started,
+        walked: inspection.walked,
     })
 }
 
@@ -559,13 +560,7 @@ pub struct Parked {
     /// The index's checksum: the file read again must be the same.
     checksum: gix::ObjectId,
     watch: watch::Watch,
-    intact: Vec<bool>,
-    strays: Vec<PathBuf>,
-    dirs: Vec<survey::Walked>,
-    trusted: usize,
-    top_names: Vec<Vec<u8>>,
-    local: bool,
-    started: std::time::SystemTime,
+    walked: Walked,
 }
 
 impl Inspection {
@@ -581,8 +576,9 @@ impl Inspection {
         if self.watch.take().is_some_and(|mut w| !w.unchanged(true)) {
             return false;
         }
-        let settled = self.started.checked_sub(COARSE_CLOCK);
-        self.dirs.iter().all(|walked| {
+        let walk = &self.walked;
+        let settled = walk.started.checked_sub(COARSE_CLOCK);
+        walk.dirs.iter().all(|walked| {
             let (rel, stamp) = (&walked.path, &walked.stamp);
             let now = survey::Lstat::of(&dir.join(rel)).ok();
             let now = now
@@ -593,7 +589,7 @@ impl Inspection {
             let same = now.is_some_and(|now| match rel.as_os_str().is_empty() {
                 true => {
                     now.same_but_moved(stamp)
-                        && survey::names_in(dir, true).is_ok_and(|n| n == self.top_names)
+                        && survey::names_in(dir, true).is_ok_and(|n| n == walk.top_names)
                 }
                 false => now == *stamp,
             });
@@ -604,7 +600,7 @@ impl Inspection {
     /// How many directories the walk trusted to hold what the index puts
     /// there (recorded when the tree was last rewritten), without reading them.
     pub fn trusted_dirs(&self) -> usize {
-        self.trusted
+        self.walked.trusted
     }
 
     /// Records, beside the index (`checksum`) written for the tree now at `dir` (the
@@ -614,14 +610,15 @@ impl Inspection {
     /// Lost, it only means the next walk reads them.
     fn record_clean_dirs(&self, checksum: ObjectId, dir: &Path, admin: &Path) {
         use std::os::unix::ffi::OsStrExt;
-        if !self.local {
+        if !watch::is_local(dir) {
             return;
         }
-        let clean: Vec<(&[u8], survey::DirStamp)> = self
+        let walk = &self.walked;
+        let clean: Vec<(&[u8], survey::DirStamp)> = walk
             .dirs
             .iter()
             .filter(|w| w.clean && !w.path.as_os_str().is_empty())
-            .filter(|w| dir_record::recordable(&w.stamp, self.started))
+            .filter(|w| dir_record::recordable(&w.stamp, walk.started))
             .filter(|w| {
                 survey::Lstat::of(&dir.join(&w.path))
                     .is_ok_and(|now| now.is_dir() && survey::DirStamp::of(&now) == w.stamp)
@@ -653,13 +650,7 @@ impl Parked {
             old_admin: self.old_admin,
             old,
             watch: Some(self.watch),
-            intact: self.intact,
-            strays: self.strays,
-            dirs: self.dirs,
-            trusted: self.trusted,
-            top_names: self.top_names,
-            local: self.local,
-            started: self.started,
+            walked: self.walked,
         })
     }
 }
@@ -738,7 +729,7 @@ fn prune(
     let mut kept = Vec::new();
     let mut kept_old = vec![false; old.entries().len()];
     for (n, o) in same_paths(old, new) {
-        if inspection.intact[o] && unchanged(&old.entries()[o], &new.entries()[n]) {
+        if inspection.walked.intact[o] && unchanged(&old.entries()[o], &new.entries()[n]) {
             kept.push((n, o));
             kept_old[o] = true;
         }
@@ -750,11 +741,11 @@ fn prune(
             source,
         })
     };
-    for stray in &inspection.strays {
+    for stray in &inspection.walked.strays {
         remove(stray)?;
     }
     for (o, entry) in old.entries().iter().enumerate() {
-        if inspection.intact[o] && !kept_old[o] {
+        if inspection.walked.intact[o] && !kept_old[o] {
             remove(rel_path(entry.path(old)))?;
         }
     }
@@ -762,7 +753,7 @@ fn prune(
     use gix::bstr::ByteSlice;
     use std::os::unix::ffi::OsStrExt;
     let wanted = survey::dirs_of(new);
-    for walked in &inspection.dirs {
+    for walked in &inspection.walked.dirs {
         let name = walked.path.as_os_str().as_bytes();
         if !name.is_empty() && !wanted.contains(name.as_bstr()) {
             remove(&walked.path)?;

@@ -198,7 +198,7 @@ pub(crate) struct Survey {
     /// directories, entries the caller did not accept, a non-directory
     /// where a directory belongs. Nothing below a stray is listed.
     pub strays: Vec<PathBuf>,
-    /// Every directory walked (`dir` first), as it was when walked.
+    /// Every directory walked, as it was when walked.
     pub dirs: Vec<Walked>,
     /// How many directories were taken as trusted, not read.
     pub trusted: usize,
@@ -338,10 +338,6 @@ pub(crate) fn survey_with(
         all.top_names.extend(part.top_names);
     }
     all.top_names.sort_unstable();
-    // `dir` first, as it was read first.
-    if let Some(top) = all.dirs.iter().position(|d| d.path == dir) {
-        all.dirs.swap(0, top);
-    }
     Ok(all)
 }
 
@@ -387,12 +383,11 @@ where
     }
 
     /// Reads directory `id` at `abs` (or, if trusted, the names it is
-    /// wanted to hold) and notes it in `found`, with its stamp as it was
-    /// before it was read: that of the directory opened, not of what its
-    /// parent's `lstat` saw (it may have been replaced since).
-    /// A directory whose parent saw another one (`seen`) was replaced, or a
-    /// directory above it by a link, since: the walk fails rather than
-    /// judge what it reached.
+    /// wanted to hold) and notes it in `found`, with its stamp as `fstat`
+    /// of the directory opened says before it is read. If that is not the
+    /// directory its parent listed (`seen`: replaced since, or a directory
+    /// above it swapped for a link), the walk fails rather than judge what
+    /// it reached.
     fn walk_dir(
         &self,
         abs: PathBuf,
@@ -402,13 +397,14 @@ where
         subdirs: &mut Vec<Queued>,
     ) -> io::Result<()> {
         let fd = Self::open_dir(&abs)?;
-        let stamp = DirStamp::of(&Lstat(nix::sys::stat::fstat(&fd)?));
-        if seen.is_some_and(|seen| seen != (stamp.dev, stamp.ino)) {
+        let opened = Lstat(nix::sys::stat::fstat(&fd)?);
+        if seen.is_some_and(|seen| seen != opened.identity()) {
             return Err(io::Error::other(format!(
                 "{} was replaced while the tree was walked",
                 abs.display()
             )));
         }
+        let stamp = DirStamp::of(&opened);
         let strays = found.strays.len();
         if self.wanted.trusts(id, &stamp) {
             found.trusted += 1;
@@ -550,8 +546,7 @@ where
                 found.strays.push(child.path());
             }
         } else if let Some(sub) = wanted.subdir(id, bytes).filter(|_| lstat.is_dir()) {
-            let st = &lstat.0;
-            subdirs.push((child.path(), sub, Some((st.st_dev, st.st_ino))));
+            subdirs.push((child.path(), sub, Some(lstat.identity())));
         } else {
             found.strays.push(child.path());
         }
@@ -600,6 +595,11 @@ impl Lstat {
 
     pub(crate) fn of(path: &Path) -> io::Result<Self> {
         Ok(Self(nix::sys::stat::lstat(path)?))
+    }
+
+    /// Device and inode: which file it is.
+    fn identity(&self) -> (u64, u64) {
+        (self.0.st_dev, self.0.st_ino)
     }
 
     fn format(&self) -> nix::libc::mode_t {
