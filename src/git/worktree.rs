@@ -445,12 +445,12 @@ pub struct Inspection {
     old: gix::index::File,
     /// Every directory of the tree, watched since before the walk.
     watch: Option<watch::Watch>,
-    walked: Walked,
+    found: Found,
 }
 
 /// What the walk of a retired worktree found, kept with its index
 /// ([`Inspection`]) or without it while the process idles ([`Parked`]).
-struct Walked {
+struct Found {
     /// By position in the index: on disk as recorded.
     intact: Vec<bool>,
     /// What the index does not account for, relative to the worktree:
@@ -521,7 +521,7 @@ pub fn inspect(dir: &Path, old_admin: &Path) -> Result<Inspection, Error> {
         old_admin: old_admin.to_path_buf(),
         old,
         watch: None,
-        walked: Walked {
+        found: Found {
             intact,
             strays,
             dirs,
@@ -549,7 +549,7 @@ pub fn inspect_and_park(dir: &Path, old_admin: &Path) -> Option<Parked> {
         checksum: inspection.old.checksum()?,
         watch,
         old_admin: inspection.old_admin,
-        walked: inspection.walked,
+        found: inspection.found,
     })
 }
 
@@ -560,7 +560,7 @@ pub struct Parked {
     /// The index's checksum: the file read again must be the same.
     checksum: gix::ObjectId,
     watch: watch::Watch,
-    walked: Walked,
+    found: Found,
 }
 
 impl Inspection {
@@ -576,7 +576,7 @@ impl Inspection {
         if self.watch.take().is_some_and(|mut w| !w.unchanged(true)) {
             return false;
         }
-        let walk = &self.walked;
+        let walk = &self.found;
         let settled = walk.started.checked_sub(COARSE_CLOCK);
         walk.dirs.iter().all(|walked| {
             let (rel, stamp) = (&walked.path, &walked.stamp);
@@ -600,7 +600,7 @@ impl Inspection {
     /// How many directories the walk trusted to hold what the index puts
     /// there (recorded when the tree was last rewritten), without reading them.
     pub fn trusted_dirs(&self) -> usize {
-        self.walked.trusted
+        self.found.trusted
     }
 
     /// Records, beside the index (`checksum`) written for the tree now at `dir` (the
@@ -613,7 +613,7 @@ impl Inspection {
         if !watch::is_local(dir) {
             return;
         }
-        let walk = &self.walked;
+        let walk = &self.found;
         let clean: Vec<(&[u8], survey::DirStamp)> = walk
             .dirs
             .iter()
@@ -650,7 +650,7 @@ impl Parked {
             old_admin: self.old_admin,
             old,
             watch: Some(self.watch),
-            walked: self.walked,
+            found: self.found,
         })
     }
 }
@@ -729,7 +729,7 @@ fn prune(
     let mut kept = Vec::new();
     let mut kept_old = vec![false; old.entries().len()];
     for (n, o) in same_paths(old, new) {
-        if inspection.walked.intact[o] && unchanged(&old.entries()[o], &new.entries()[n]) {
+        if inspection.found.intact[o] && unchanged(&old.entries()[o], &new.entries()[n]) {
             kept.push((n, o));
             kept_old[o] = true;
         }
@@ -741,11 +741,11 @@ fn prune(
             source,
         })
     };
-    for stray in &inspection.walked.strays {
+    for stray in &inspection.found.strays {
         remove(stray)?;
     }
     for (o, entry) in old.entries().iter().enumerate() {
-        if inspection.walked.intact[o] && !kept_old[o] {
+        if inspection.found.intact[o] && !kept_old[o] {
             remove(rel_path(entry.path(old)))?;
         }
     }
@@ -753,7 +753,7 @@ fn prune(
     use gix::bstr::ByteSlice;
     use std::os::unix::ffi::OsStrExt;
     let wanted = survey::dirs_of(new);
-    for walked in &inspection.walked.dirs {
+    for walked in &inspection.found.dirs {
         let name = walked.path.as_os_str().as_bytes();
         if !name.is_empty() && !wanted.contains(name.as_bstr()) {
             remove(&walked.path)?;
