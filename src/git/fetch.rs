@@ -194,17 +194,17 @@ fn fetch_over(
         _ => Step::ListingRefs,
     };
     let report = connected.report;
-    let mut connection = remote.to_connection_with_transport(connected.transport);
-    if let Some(options) = connected.options {
-        connection.set_transport_options(options);
-    }
-    connection.set_credentials(credential_callback::callback(opts.credentials.cloned()));
-    let prepare = connection
-        .prepare_fetch(gix::progress::Discard, Default::default())
-        .map_err(|e| classify_listing_error(e, opts, &report, budget))?;
+    let listed = super::upload_pack::list(
+        repo,
+        &remote,
+        connected.transport,
+        connected.options,
+        credential_callback::callback(opts.credentials.cloned()),
+    )
+    .map_err(|e| classify_listing_error(e, opts, &report, budget))?;
 
-    let remote_id = wanted_id(prepare.ref_map(), opts.git_ref)?;
-    let tag = wanted_tag(prepare.ref_map()).map(super::signed::TagId);
+    let remote_id = wanted_id(listed.ref_map(), opts.git_ref)?;
+    let tag = wanted_tag(listed.ref_map()).map(super::signed::TagId);
     // The tag object counts too: compaction keeps commits, not tags.
     let have_locally = repo.has_object(remote_id) && tag.is_none_or(|t| repo.has_object(t.0));
     if !opts.force && opts.have == Some(CommitId(remote_id)) && have_locally {
@@ -225,7 +225,7 @@ fn fetch_over(
     }
     let extra_level = asks_one_level_more(repo, opts, remote_id);
     let asked = opts.depth + u32::from(extra_level);
-    let pack_bytes = receive(repo, prepare, opts, asked, budget, &report, &filter_report)?;
+    let pack_bytes = receive(repo, listed, opts, asked, budget, &report, &filter_report)?;
     let commit = peel_to_commit(repo, remote_id)?;
     // The server's answer, as deep as asked for.
     verify_depth(repo, commit, asked, opts.depth)?;
@@ -248,50 +248,50 @@ fn fetch_over(
 /// [`super::v1_capabilities`]). Returns the size of the pack written.
 fn receive(
     repo: &gix::Repository,
-    prepare: gix::remote::fetch::Prepare<'_, '_, transport::BoxedTransport>,
+    listed: super::upload_pack::Listed<transport::BoxedTransport>,
     opts: &Options<'_>,
     depth: u32,
     budget: &Budget,
     report: &SpyReport,
     filter_report: &super::partial::FilterReport,
 ) -> Result<u64, Error> {
-    let outcome = prepare
-        .with_shallow(shallow_for(repo, depth))
-        .receive(gix::progress::Discard, budget.interrupt_flag())
-        .map_err(|e| git_err("fetch failed", e, Some(report)))?;
-    Ok(match &outcome.status {
-        gix::remote::fetch::Status::Change {
-            write_pack_bundle, ..
-        } => {
-            settle_pack(write_pack_bundle)?;
-            super::partial::settle_pack(opts.filter, filter_report, write_pack_bundle)?;
-            write_pack_bundle
-                .data_path
-                .as_ref()
-                .and_then(|p| std::fs::metadata(p).ok())
-                .map_or(0, |m| m.len())
-        }
-        _ => 0,
-    })
+    let written = listed
+        .receive(
+            repo,
+            shallow_for(repo, depth),
+            gix::negotiate::Algorithm::Consecutive,
+            budget.interrupt_flag(),
+        )
+        .map_err(|e| receive_error("fetch failed", e, report))?;
+    let Some(written) = written else {
+        return Ok(0);
+    };
+    settle_pack([&written.pack, &written.index])?;
+    super::partial::settle_pack(opts.filter, filter_report, Some(&written.pack))?;
+    Ok(std::fs::metadata(&written.pack).map_or(0, |m| m.len()))
 }
 
-/// gix writes packs 0600 and may leave a `.keep` file (we update no refs
-/// it would wait for): give the pack the mode the umask gives everything
-/// else, so that another user in the group (`--group-write`) can read it,
-/// and drop the keep file, which nothing else would ever remove.
-pub(super) fn settle_pack(bundle: &gix::odb::pack::bundle::write::Outcome) -> Result<(), Error> {
-    if let Some(keep) = &bundle.keep_path {
-        match std::fs::remove_file(keep) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::Store(format!("{}: {e}", keep.display())))
-            }
-            _ => {}
-        }
+/// Our error for a failed [`super::upload_pack::Listed::receive`].
+pub(super) fn receive_error(
+    context: &'static str,
+    e: super::upload_pack::ReceiveError,
+    report: &SpyReport,
+) -> Error {
+    use super::pack_in::Error as Pack;
+    use super::upload_pack::ReceiveError;
+    match e {
+        ReceiveError::Protocol(e) => git_err(context, e, Some(report)),
+        ReceiveError::Pack(Pack::Interrupted) => Error::Interrupted,
+        ReceiveError::Pack(e @ Pack::Store { .. }) => Error::Store(e.to_string()),
+        ReceiveError::Pack(e) => git_err(context, e, Some(report)),
     }
-    for path in [&bundle.data_path, &bundle.index_path]
-        .into_iter()
-        .flatten()
-    {
+}
+
+/// Packs are written 0600 (temporary files): give the pack and its index
+/// the mode the umask gives everything else, so that another user in the
+/// group (`--group-write`) can read them.
+pub(super) fn settle_pack(files: [&std::path::Path; 2]) -> Result<(), Error> {
+    for path in files {
         crate::fsutil::apply_umask(path)
             .map_err(|e| Error::Store(format!("{}: {e}", path.display())))?;
     }

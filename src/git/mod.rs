@@ -7,6 +7,8 @@
 //! - [`transport`]: connections with deadlines (git://, file://, http(s)://)
 //! - [`v1_capabilities`]: what gix may request over protocol v0/v1 (shallow fetches)
 //! - [`fetch`]: resolve the ref, fetch only when it moved
+//! - [`upload_pack`]: one conversation with a server: refs, negotiation, pack
+//! - [`pack_in`]: write a received pack into the store, hashing as it inflates
 //! - [`credential_callback`]: hands gix [`crate::auth`]'s credentials (no helper programs)
 //! - [`ssh`]: ssh:// and scp-like remotes, built in or through `GIT_SSH_COMMAND`
 //! - [`cookies`]: `http.cookieFile` cookies for http(s) requests
@@ -31,6 +33,7 @@ pub mod credential_callback;
 pub mod fetch;
 pub mod garbage;
 pub mod http_settings;
+mod pack_in;
 pub mod partial;
 pub mod probe;
 pub mod remote;
@@ -44,6 +47,7 @@ pub mod submodules;
 pub mod symlinks;
 pub mod transport;
 mod tree_diff;
+mod upload_pack;
 pub mod v1_capabilities;
 pub mod worktree;
 

@@ -110,7 +110,7 @@ pub fn request_filter(connected: Connected, filter: Option<&Filter>) -> (Connect
 pub fn settle_pack(
     filter: Option<&Filter>,
     report: &FilterReport,
-    bundle: &gix::odb::pack::bundle::write::Outcome,
+    pack: Option<&std::path::Path>,
 ) -> Result<(), Error> {
     let Some(filter) = filter else {
         return Ok(());
@@ -122,7 +122,7 @@ pub fn settle_pack(
              git servers need uploadpack.allowFilter): fetched everything instead"
         );
     }
-    match &bundle.data_path {
+    match pack {
         Some(pack) => {
             mark_promisor(pack).map_err(|e| Error::Store(format!("{}: {e}", pack.display())))
         }
@@ -299,11 +299,6 @@ pub fn fetch_blobs(
     if ids.is_empty() {
         return Ok(0);
     }
-    // No `have` lines: the noop negotiator sends none.
-    let mut repo = repo.clone();
-    repo.config_snapshot_mut()
-        .set_value(&gix::config::tree::Fetch::NEGOTIATION_ALGORITHM, "noop")
-        .map_err(|e| fetch::git_err("could not configure the blob fetch", e, None))?;
     let specs: Vec<String> = ids.iter().map(ObjectId::to_string).collect();
     let remote = repo
         .remote_at(opts.url.gix().clone())
@@ -316,44 +311,43 @@ pub fn fetch_blobs(
         .map_err(|e| fetch::git_err("invalid object id", e, None))?;
     let connected = transport::connect(opts.url.gix(), budget, opts.ssh, opts.http)?;
     let report = connected.report;
-    let mut connection = remote.to_connection_with_transport(connected.transport);
-    if let Some(options) = connected.options {
-        connection.set_transport_options(options);
-    }
-    connection.set_credentials(super::credential_callback::callback(
-        opts.credentials.cloned(),
-    ));
-    let prepare = connection
-        .prepare_fetch(gix::progress::Discard, Default::default())
+    let listed = super::upload_pack::list(
+        repo,
+        &remote,
+        connected.transport,
+        connected.options,
+        super::credential_callback::callback(opts.credentials.cloned()),
+    )
+    .map_err(|e| {
+        fetch::git_err(
+            "could not list remote refs for the blob fetch",
+            e,
+            Some(&report),
+        )
+    })?;
+    // No `have` lines: the noop negotiator sends none.
+    let written = listed
+        .receive(
+            repo,
+            gix::protocol::fetch::Shallow::NoChange,
+            gix::negotiate::Algorithm::Noop,
+            budget.interrupt_flag(),
+        )
         .map_err(|e| {
-            fetch::git_err(
-                "could not list remote refs for the blob fetch",
-                e,
-                Some(&report),
-            )
-        })?;
-    let outcome = prepare
-        .receive(gix::progress::Discard, budget.interrupt_flag())
-        .map_err(|e| {
-            fetch::git_err(
+            fetch::receive_error(
                 "fetching the blobs the checkout needs failed (a git server must allow \
                  uploadpack.allowAnySHA1InWant for a partial clone over protocol v0/v1)",
                 e,
-                Some(&report),
+                &report,
             )
         })?;
-    let gix::remote::fetch::Status::Change {
-        write_pack_bundle, ..
-    } = &outcome.status
-    else {
+    let Some(written) = written else {
         return Ok(0);
     };
-    fetch::settle_pack(write_pack_bundle)?;
-    let Some(pack) = &write_pack_bundle.data_path else {
-        return Ok(0);
-    };
-    mark_promisor(pack).map_err(|e| Error::Store(format!("{}: {e}", pack.display())))?;
-    Ok(std::fs::metadata(pack).map_or(0, |m| m.len()))
+    fetch::settle_pack([&written.pack, &written.index])?;
+    mark_promisor(&written.pack)
+        .map_err(|e| Error::Store(format!("{}: {e}", written.pack.display())))?;
+    Ok(std::fs::metadata(&written.pack).map_or(0, |m| m.len()))
 }
 
 /// Fetches what a checkout of `commit` needs and the store lacks; returns

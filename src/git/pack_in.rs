@@ -1,0 +1,790 @@
+//! Writes the pack a server sends into the object store, hashing each whole
+//! object during the one pass that also finds where it ends.
+//!
+//! gix 0.90 inflates every received object twice before the checkout reads
+//! it a third time: once to find where it ends in the stream, once more to
+//! hash it for the index. git's `index-pack` hashes a whole object in its
+//! first pass; so do we. A pack of whole objects (a shallow clone's usually
+//! is) gets its index written here from those hashes; a pack with deltas is
+//! indexed by gix from the written file (one more pass, as before). A pack
+//! that may be thin (the server was told what the store has, so its deltas
+//! may name bases the pack lacks) goes through gix's bundle writer as it
+//! streams in, which completes it from the store: those are the small
+//! packs of later fetches.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use gix::hash::{Kind, ObjectId};
+use gix::zlib::{Decompress, FlushDecompress, Status};
+use gix_pack::data::{self, input};
+use tempfile::NamedTempFile;
+
+/// The pack and index now in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub pack: PathBuf,
+    pub index: PathBuf,
+}
+
+/// What went wrong writing a received pack. Nothing is left in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("could not write the received pack into {dir}: {source}")]
+    Store { dir: PathBuf, source: io::Error },
+    #[error("could not read the pack from the server: {0}")]
+    Read(String),
+    #[error("the received pack is damaged: {0}")]
+    Damaged(String),
+    #[error("could not index the received pack: {0}")]
+    Index(String),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// Where the pack goes, and what completes a thin pack.
+pub struct Target<'a> {
+    /// `objects/pack` of the store.
+    pub dir: &'a Path,
+    pub hash: Kind,
+    /// Threads for indexing a pack with deltas.
+    pub threads: Option<usize>,
+    /// The store's objects, the bases of a thin pack's deltas.
+    pub objects: &'a gix::OdbHandle,
+    pub interrupt: &'a AtomicBool,
+}
+
+impl Target<'_> {
+    fn store_error(&self, source: io::Error) -> Error {
+        Error::Store {
+            dir: self.dir.to_path_buf(),
+            source,
+        }
+    }
+
+    fn index_error(&self, e: &gix::Error) -> Error {
+        match self.interrupt.load(Ordering::Relaxed) {
+            true => Error::Interrupted,
+            false => Error::Index(crate::types::error_chain(e)),
+        }
+    }
+
+    fn temp_file(&self, suffix: &str) -> Result<NamedTempFile, Error> {
+        tempfile::Builder::new()
+            .prefix("incoming-")
+            .suffix(suffix)
+            .tempfile_in(self.dir)
+            .map_err(|e| self.store_error(e))
+    }
+}
+
+/// Reads a whole pack from `input` (header, entries, trailer) into the
+/// store; `None` for a pack without objects. `may_be_thin`: the server was
+/// told what the store has.
+pub fn write(
+    input: &mut dyn BufRead,
+    may_be_thin: bool,
+    target: &Target<'_>,
+) -> Result<Option<Written>, Error> {
+    if may_be_thin {
+        return write_completing_thin(input, target);
+    }
+    let pack = target.temp_file(".pack")?;
+    let received = receive(input, pack.as_file(), target)?;
+    if received.entries.is_empty() {
+        return Ok(None);
+    }
+    let index = target.temp_file(".idx")?;
+    let objects = received.entries.len();
+    let pack_id = received.pack_id;
+    match received.sorted_whole_objects() {
+        Some(sorted) => {
+            write_index(index.as_file(), &sorted, &pack_id).map_err(|e| target.store_error(e))?;
+            tracing::debug!(
+                objects,
+                "indexed a pack of whole objects from the receiving pass"
+            );
+        }
+        None => {
+            index_with_deltas(
+                pack.path(),
+                index.as_file(),
+                received.into_entries(),
+                target,
+            )?;
+            tracing::debug!(objects, "indexed a pack with deltas");
+        }
+    };
+    persist(pack, index, &pack_id, target.dir)
+        .map_err(|e| target.store_error(e))
+        .map(Some)
+}
+
+/// A pack's entries as read, with the ids of its whole objects.
+struct Received {
+    entries: Vec<input::Entry>,
+    /// Parallel to `entries`; null for deltas.
+    ids: Vec<ObjectId>,
+    pack_id: ObjectId,
+}
+
+impl Received {
+    /// (id, crc32, offset) by id, if the pack holds whole objects only, each once.
+    fn sorted_whole_objects(&self) -> Option<Vec<(ObjectId, u32, u64)>> {
+        if self.entries.iter().any(|e| e.header.is_delta()) {
+            return None;
+        }
+        let mut sorted: Vec<_> = self
+            .entries
+            .iter()
+            .zip(&self.ids)
+            .map(|(e, id)| (*id, e.crc32.unwrap_or_default(), e.pack_offset))
+            .collect();
+        sorted.sort_unstable_by_key(|(id, ..)| *id);
+        let unique = sorted.windows(2).all(|pair| pair[0].0 != pair[1].0);
+        unique.then_some(sorted)
+    }
+
+    /// The entries as gix's indexer takes them, the last with the trailer.
+    fn into_entries(self) -> Vec<input::Entry> {
+        let mut entries = self.entries;
+        if let Some(last) = entries.last_mut() {
+            last.trailer = Some(self.pack_id);
+        }
+        entries
+    }
+}
+
+/// Reads the pack into `file`, checking its trailer, hashing whole objects.
+fn receive(input: &mut dyn BufRead, file: &File, target: &Target<'_>) -> Result<Received, Error> {
+    let mut stream = Stream {
+        input,
+        out: BufWriter::with_capacity(64 * 1024, file),
+        pack_hash: gix::hash::hasher(target.hash),
+        offset: 0,
+        scratch: vec![0; 64 * 1024],
+        write_error: None,
+    };
+    let mut header = [0u8; data::header::SIZE];
+    let read = stream.read_exact(&mut header);
+    stream.check(read, target)?;
+    let (_version, count) =
+        data::header::decode(&header).map_err(|e| Error::Damaged(e.to_string()))?;
+    // The count is the server's word: no allocation on it beyond a bound.
+    let capacity = (count as usize).min(1 << 20);
+    let mut received = Received {
+        entries: Vec::with_capacity(capacity),
+        ids: Vec::with_capacity(capacity),
+        pack_id: ObjectId::null(target.hash),
+    };
+    let mut inflate = Decompress::new();
+    for _ in 0..count {
+        if target.interrupt.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
+        let (entry, id) = stream.entry(&mut inflate, target)?;
+        received.entries.push(entry);
+        received.ids.push(id);
+    }
+    received.pack_id = stream.finish(target)?;
+    Ok(received)
+}
+
+/// The pack as it streams in: every byte read is written to the file and
+/// hashed into the pack's checksum.
+struct Stream<'a> {
+    input: &'a mut dyn BufRead,
+    out: BufWriter<&'a File>,
+    pack_hash: gix::hash::Hasher,
+    offset: u64,
+    scratch: Vec<u8>,
+    /// Set when the file could not be written (told apart from a read error).
+    write_error: Option<io::Error>,
+}
+
+impl Stream<'_> {
+    /// Takes `n` bytes of the input's buffer into the file and the checksum.
+    fn keep(&mut self, n: usize, crc: &mut crc32fast::Hasher) -> io::Result<()> {
+        let bytes = &self.input.fill_buf()?[..n];
+        crc.update(bytes);
+        self.pack_hash.update(bytes);
+        if let Err(e) = self.out.write_all(bytes) {
+            self.write_error = Some(io::Error::new(e.kind(), e.to_string()));
+            return Err(e);
+        }
+        self.input.consume(n);
+        self.offset += n as u64;
+        Ok(())
+    }
+
+    /// The error a failed read or write of the stream is.
+    fn check<T>(&mut self, result: io::Result<T>, target: &Target<'_>) -> Result<T, Error> {
+        result.map_err(|e| match self.write_error.take() {
+            Some(write) => target.store_error(write),
+            None if target.interrupt.load(Ordering::Relaxed) => Error::Interrupted,
+            None if e.kind() == io::ErrorKind::UnexpectedEof => {
+                Error::Damaged(format!("it ended early, at byte {}", self.offset))
+            }
+            None if e.kind() == io::ErrorKind::InvalidData => {
+                Error::Damaged(format!("{e}, at byte {}", self.offset))
+            }
+            None => Error::Read(crate::types::error_chain(&e)),
+        })
+    }
+
+    /// One entry: its header, then its data inflated once, which finds its
+    /// end, its CRC and, for a whole object, its id.
+    fn entry(
+        &mut self,
+        inflate: &mut Decompress,
+        target: &Target<'_>,
+    ) -> Result<(input::Entry, ObjectId), Error> {
+        let pack_offset = self.offset;
+        let mut crc = crc32fast::Hasher::new();
+        let parsed = data::Entry::from_read(
+            &mut Crc {
+                stream: self,
+                crc: &mut crc,
+            },
+            pack_offset,
+            target.hash.len_in_bytes(),
+        );
+        // An unknown object type is the one error gix reports as `Other`.
+        let parsed = parsed.map_err(|e| match e.kind() {
+            io::ErrorKind::Other => io::Error::new(io::ErrorKind::InvalidData, e),
+            _ => e,
+        });
+        let parsed = self.check(parsed, target)?;
+        let mut object = parsed.header.as_kind().map(|kind| {
+            let mut hasher = gix::hash::hasher(target.hash);
+            hasher.update(&gix::objs::encode::loose_header(
+                kind,
+                parsed.decompressed_size,
+            ));
+            hasher
+        });
+        inflate.reset();
+        let sizes = self.inflate(inflate, &mut crc, object.as_mut(), parsed.decompressed_size);
+        let (compressed_size, decompressed_size) = self.check(sizes, target)?;
+        let id = match object {
+            Some(hasher) => hasher
+                .try_finalize()
+                .map_err(|e| Error::Damaged(format!("object at byte {pack_offset}: {e}")))?,
+            None => ObjectId::null(target.hash),
+        };
+        let entry = input::Entry {
+            header: parsed.header,
+            header_size: parsed.header_size() as u16,
+            pack_offset,
+            compressed: None,
+            compressed_size,
+            crc32: Some(crc.finalize()),
+            decompressed_size,
+            trailer: None,
+        };
+        Ok((entry, id))
+    }
+
+    /// Inflates one zlib stream, taking exactly its bytes from the input.
+    /// Returns (compressed, decompressed) sizes.
+    fn inflate(
+        &mut self,
+        inflate: &mut Decompress,
+        crc: &mut crc32fast::Hasher,
+        mut object: Option<&mut gix::hash::Hasher>,
+        expected: u64,
+    ) -> io::Result<(u64, u64)> {
+        loop {
+            let input = self.input.fill_buf()?;
+            if input.is_empty() {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            let (in_before, out_before) = (inflate.total_in(), inflate.total_out());
+            let status = inflate
+                .decompress(input, &mut self.scratch, FlushDecompress::None)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            let used = (inflate.total_in() - in_before) as usize;
+            let produced = (inflate.total_out() - out_before) as usize;
+            if let Some(hasher) = object.as_deref_mut() {
+                hasher.update(&self.scratch[..produced]);
+            }
+            self.keep(used, crc)?;
+            if inflate.total_out() > expected {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("an object inflates past its stated size of {expected} bytes"),
+                ));
+            }
+            match status {
+                Status::StreamEnd => break,
+                _ if used == 0 && produced == 0 => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "a zlib stream makes no progress",
+                    ))
+                }
+                _ => {}
+            }
+        }
+        if inflate.total_out() != expected {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "an object inflates to {} bytes, not its stated {expected}",
+                    inflate.total_out()
+                ),
+            ));
+        }
+        Ok((inflate.total_in(), inflate.total_out()))
+    }
+
+    /// Reads the trailer, checks it against the bytes read, writes it.
+    fn finish(mut self, target: &Target<'_>) -> Result<ObjectId, Error> {
+        let mut trailer = ObjectId::null(target.hash);
+        let read = self.input.read_exact(trailer.as_mut_slice());
+        self.check(read, target)?;
+        let actual = std::mem::replace(&mut self.pack_hash, gix::hash::hasher(target.hash))
+            .try_finalize()
+            .map_err(|e| Error::Damaged(e.to_string()))?;
+        if actual != trailer {
+            return Err(Error::Damaged(format!(
+                "its checksum says {trailer}, its bytes hash to {actual}"
+            )));
+        }
+        self.out
+            .write_all(trailer.as_slice())
+            .and_then(|()| self.out.flush())
+            .map_err(|e| target.store_error(e))?;
+        Ok(actual)
+    }
+}
+
+/// Reads through a [`Stream`] for an entry's header, adding to its CRC.
+struct Crc<'s, 'a> {
+    stream: &'s mut Stream<'a>,
+    crc: &'s mut crc32fast::Hasher,
+}
+
+impl Read for Crc<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = self.stream.input.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.stream.keep(n, self.crc)?;
+        Ok(n)
+    }
+}
+
+impl Read for Stream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut crc = crc32fast::Hasher::new();
+        Crc {
+            stream: self,
+            crc: &mut crc,
+        }
+        .read(buf)
+    }
+}
+
+/// Writes a version 2 pack index for `objects` sorted by id
+/// (gitformat-pack(5)).
+fn write_index(
+    file: &File,
+    objects: &[(ObjectId, u32, u64)],
+    pack_id: &ObjectId,
+) -> io::Result<()> {
+    let mut out = Hashed {
+        inner: BufWriter::with_capacity(64 * 1024, file),
+        hash: gix::hash::hasher(pack_id.kind()),
+    };
+    out.write_all(b"\xfftOc")?;
+    out.write_all(&2u32.to_be_bytes())?;
+    let mut fanout = [0u32; 256];
+    for (id, ..) in objects {
+        fanout[usize::from(id.first_byte())] += 1;
+    }
+    let mut total = 0u32;
+    for count in fanout {
+        total += count;
+        out.write_all(&total.to_be_bytes())?;
+    }
+    for (id, ..) in objects {
+        out.write_all(id.as_slice())?;
+    }
+    for (_, crc, _) in objects {
+        out.write_all(&crc.to_be_bytes())?;
+    }
+    let mut large = Vec::new();
+    for (.., offset) in objects {
+        let small = match u32::try_from(*offset) {
+            Ok(small) if small < 0x8000_0000 => small,
+            _ => {
+                large.push(*offset);
+                0x8000_0000 | (large.len() as u32 - 1)
+            }
+        };
+        out.write_all(&small.to_be_bytes())?;
+    }
+    for offset in large {
+        out.write_all(&offset.to_be_bytes())?;
+    }
+    out.write_all(pack_id.as_slice())?;
+    let own = out
+        .hash
+        .try_finalize()
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    out.inner.write_all(own.as_slice())?;
+    out.inner.flush()
+}
+
+/// A writer that hashes what it writes.
+struct Hashed<W> {
+    inner: W,
+    hash: gix::hash::Hasher,
+}
+
+impl<W: Write> Write for Hashed<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Indexes a pack with deltas with gix, reading the written file.
+fn index_with_deltas(
+    pack: &Path,
+    index: &File,
+    entries: Vec<input::Entry>,
+    target: &Target<'_>,
+) -> Result<(), Error> {
+    let data = data::File::at(pack, target.hash).map_err(|e| target.index_error(&e))?;
+    let mut out = BufWriter::with_capacity(64 * 1024, index);
+    gix_pack::index::write_data_iter_to_stream(
+        gix_pack::index::Version::V2,
+        || Ok((entry_slice, data)),
+        &mut entries.into_iter().map(Ok),
+        target.threads,
+        &mut gix::progress::Discard,
+        &mut out,
+        target.interrupt,
+        target.hash,
+        None,
+        data::Version::V2,
+    )
+    .map_err(|e| target.index_error(&e))?;
+    out.flush().map_err(|e| target.store_error(e))
+}
+
+/// The bytes of one entry of the written pack, for gix's indexer.
+fn entry_slice(range: data::EntryRange, file: &data::File) -> Option<&[u8]> {
+    file.entry_slice(range)
+}
+
+/// Writes a pack that may be thin with gix's bundle writer as it streams
+/// in; it appends the bases the deltas name from the store.
+fn write_completing_thin(
+    input: &mut dyn BufRead,
+    target: &Target<'_>,
+) -> Result<Option<Written>, Error> {
+    let options = gix_pack::bundle::write::Options {
+        thread_limit: target.threads,
+        ..Default::default()
+    };
+    let outcome = gix_pack::Bundle::write_to_directory(
+        input,
+        Some(target.dir),
+        &mut gix::progress::Discard,
+        target.interrupt,
+        Some(target.objects.clone()),
+        target.hash,
+        options,
+    )
+    .map_err(|e| target.index_error(&e))?;
+    // The keep file guards a fresh pack until refs name its objects; we
+    // manage no refs it would wait for, and nothing else would remove it.
+    if let Some(keep) = &outcome.keep_path {
+        crate::fsutil::remove_any(keep).map_err(|e| target.store_error(e))?;
+    }
+    Ok(match (outcome.data_path, outcome.index_path) {
+        (Some(pack), Some(index)) => Some(Written { pack, index }),
+        _ => None,
+    })
+}
+
+/// Names the pack and index by the pack's checksum, as git does; a pack
+/// already there (same name, same bytes) stays.
+fn persist(
+    pack: NamedTempFile,
+    index: NamedTempFile,
+    pack_id: &ObjectId,
+    dir: &Path,
+) -> io::Result<Written> {
+    let pack_path = dir.join(format!("pack-{}.pack", pack_id.to_hex()));
+    let index_path = pack_path.with_extension("idx");
+    // The pack first: a reader finds packs by their index.
+    if !pack_path.is_file() {
+        pack.persist(&pack_path).map_err(|e| e.error)?;
+    }
+    if !index_path.is_file() {
+        index.persist(&index_path).map_err(|e| e.error)?;
+    }
+    Ok(Written {
+        pack: pack_path,
+        index: index_path,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::test_git::git;
+    use std::process::{Command, Stdio};
+
+    /// `git pack-objects --stdout` of what `revs` names (its stdin).
+    fn pack_of(dir: &Path, revs: &str, extra: &[&str]) -> Vec<u8> {
+        let mut child = Command::new("git")
+            .args(["pack-objects", "--stdout", "--revs", "-q"])
+            .args(extra)
+            .current_dir(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("git must be installed for this test (apt-get install git)");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(revs.as_bytes())
+            .expect("revs");
+        let out = child.wait_with_output().expect("git pack-objects");
+        assert!(out.status.success());
+        out.stdout
+    }
+
+    /// A repository with a first commit of 40 similar text files and a
+    /// second that edits two of them: their old versions are delta bases.
+    fn upstream() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        git(dir.path(), &["init", "-q", "-b", "main"]);
+        let text: String = (0..400).map(|i| format!("line {i} of a page\n")).collect();
+        for i in 0..40 {
+            std::fs::write(
+                dir.path().join(format!("page{i}.md")),
+                format!("# {i}\n{text}"),
+            )
+            .expect("write");
+        }
+        git(dir.path(), &["add", "-A"]);
+        git(dir.path(), &["commit", "-qm", "one"]);
+        for i in [3, 7] {
+            let page = dir.path().join(format!("page{i}.md"));
+            let old = std::fs::read_to_string(&page).expect("read");
+            std::fs::write(&page, old.replace("line 200 ", "line two hundred ")).expect("write");
+        }
+        git(dir.path(), &["commit", "-qam", "two"]);
+        dir
+    }
+
+    struct Store {
+        dir: tempfile::TempDir,
+        repo: gix::Repository,
+        interrupt: AtomicBool,
+    }
+
+    impl Store {
+        fn new() -> Store {
+            let dir = tempfile::tempdir().expect("tempdir");
+            git(dir.path(), &["init", "-q", "--bare"]);
+            let repo = gix::open(dir.path()).expect("open");
+            Store {
+                dir,
+                repo,
+                interrupt: AtomicBool::new(false),
+            }
+        }
+
+        fn pack_dir(&self) -> PathBuf {
+            self.dir.path().join("objects/pack")
+        }
+
+        fn write(&self, bytes: &[u8]) -> Result<Option<Written>, Error> {
+            self.write_as(bytes, false)
+        }
+
+        fn write_as(&self, bytes: &[u8], may_be_thin: bool) -> Result<Option<Written>, Error> {
+            let dir = self.pack_dir();
+            let target = Target {
+                dir: &dir,
+                hash: Kind::Sha1,
+                threads: Some(1),
+                objects: &self.repo.objects,
+                interrupt: &self.interrupt,
+            };
+            write(
+                &mut io::BufReader::with_capacity(1000, bytes),
+                may_be_thin,
+                &target,
+            )
+        }
+
+        fn files(&self) -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(self.pack_dir())
+                .expect("pack dir")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        }
+    }
+
+    /// The index `git index-pack` writes for `pack`.
+    fn git_index(pack: &Path) -> Vec<u8> {
+        let out = tempfile::tempdir().expect("tempdir");
+        let idx = out.path().join("git.idx");
+        let idx_arg = idx.to_string_lossy().into_owned();
+        let pack_arg = pack.to_string_lossy().into_owned();
+        git(out.path(), &["index-pack", "-o", &idx_arg, &pack_arg]);
+        std::fs::read(idx).expect("git's idx")
+    }
+
+    #[test]
+    fn a_pack_of_whole_objects_gets_the_index_git_writes() {
+        let upstream = upstream();
+        let bytes = pack_of(upstream.path(), "main\n", &["--window=0"]);
+        let store = Store::new();
+        let written = store.write(&bytes).expect("write").expect("a pack");
+        assert_eq!(std::fs::read(&written.pack).expect("pack"), bytes);
+        assert_eq!(
+            std::fs::read(&written.index).expect("idx"),
+            git_index(&written.pack)
+        );
+        let name = written
+            .pack
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        assert_eq!(store.files(), [name.replace(".pack", ".idx"), name]);
+        git(store.dir.path(), &["fsck", "--full", "--no-dangling"]);
+    }
+
+    #[test]
+    fn packs_with_deltas_are_indexed_as_git_does() {
+        let upstream = upstream();
+        // Without --delta-base-offset, pack-objects names bases by id.
+        for (extra, kind) in [
+            (&[][..], "REF_DELTA"),
+            (&["--delta-base-offset"][..], "OFS_DELTA"),
+        ] {
+            let bytes = pack_of(upstream.path(), "main\n", extra);
+            let store = Store::new();
+            let written = store.write(&bytes).expect("write").expect("a pack");
+            let verify = git(
+                store.dir.path(),
+                &["verify-pack", "-v", &written.index.to_string_lossy()],
+            );
+            assert!(
+                verify.contains("chain length = 1"),
+                "{kind}: no deltas: {verify}"
+            );
+            assert_eq!(
+                std::fs::read(&written.index).expect("idx"),
+                git_index(&written.pack),
+                "{kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_thin_pack_is_completed_from_the_store() {
+        let upstream = upstream();
+        let store = Store::new();
+        store
+            .write(&pack_of(upstream.path(), "main~1\n", &[]))
+            .expect("first")
+            .expect("a pack");
+        let thin = pack_of(upstream.path(), "main\n^main~1\n", &["--thin"]);
+        // Taken for whole, it lacks its bases.
+        let err = store.write(&thin).expect_err("a thin pack is not complete");
+        assert!(matches!(err, Error::Index(_)), "{err}");
+        let written = store.write_as(&thin, true).expect("thin").expect("a pack");
+        let verify = git(
+            store.dir.path(),
+            &["verify-pack", "-v", &written.index.to_string_lossy()],
+        );
+        assert!(verify.contains("chain length = 1"), "not thin: {verify}");
+        assert!(store.files().iter().all(|f| !f.ends_with(".keep")));
+        let tip = git(upstream.path(), &["rev-parse", "main"]);
+        git(store.dir.path(), &["update-ref", "refs/heads/main", &tip]);
+        git(store.dir.path(), &["fsck", "--full", "--no-dangling"]);
+    }
+
+    #[test]
+    fn a_damaged_pack_is_refused_and_leaves_nothing() {
+        let upstream = upstream();
+        let bytes = pack_of(upstream.path(), "main\n", &["--window=0"]);
+        let store = Store::new();
+        let cases: [(&str, Vec<u8>); 3] = [
+            ("ended early", bytes[..bytes.len() / 2].to_vec()),
+            ("checksum", {
+                let mut b = bytes.clone();
+                let last = b.len() - 1;
+                b[last] ^= 1;
+                b
+            }),
+            ("", {
+                let mut b = bytes.clone();
+                let middle = b.len() / 2;
+                b[middle] ^= 0x55;
+                b
+            }),
+        ];
+        for (says, damaged) in cases {
+            let err = store.write(&damaged).expect_err("damaged");
+            assert!(matches!(err, Error::Damaged(_)), "{err}");
+            assert!(err.to_string().contains(says), "{err}");
+            assert!(store.files().is_empty(), "{:?}", store.files());
+        }
+    }
+
+    #[test]
+    fn an_interrupted_receive_leaves_nothing() {
+        let upstream = upstream();
+        let bytes = pack_of(upstream.path(), "main\n", &[]);
+        let store = Store::new();
+        store.interrupt.store(true, Ordering::Relaxed);
+        assert!(matches!(store.write(&bytes), Err(Error::Interrupted)));
+        assert!(store.files().is_empty());
+    }
+
+    #[test]
+    fn an_empty_pack_writes_nothing() {
+        let upstream = upstream();
+        let bytes = pack_of(upstream.path(), "", &[]);
+        let store = Store::new();
+        assert_eq!(store.write(&bytes).expect("empty"), None);
+        assert!(store.files().is_empty());
+    }
+
+    #[test]
+    fn offsets_past_2_gib_go_to_the_large_offset_table() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("pack-x.idx");
+        let id = |byte| ObjectId::from_bytes_or_panic(&[byte; 20]);
+        let objects = [(id(1), 7, 12), (id(2), 8, 0x8000_0000), (id(3), 9, 5 << 32)];
+        write_index(&File::create(&path).expect("create"), &objects, &id(9)).expect("write");
+        let index = gix_pack::index::File::at(&path, Kind::Sha1).expect("gix reads it");
+        let read: Vec<_> = index
+            .iter()
+            .map(|e| (e.oid, e.crc32.expect("crc"), e.pack_offset))
+            .collect();
+        assert_eq!(read, objects);
+    }
+}

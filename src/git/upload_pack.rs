@@ -1,0 +1,231 @@
+//! One conversation with a server's `upload-pack`: handshake, the refs, the
+//! negotiation and the pack, the pieces gix's `Remote::prepare_fetch` and
+//! `receive` put together, except that the pack is written by
+//! [`super::pack_in`] (one inflating pass fewer than gix's writer).
+//!
+//! No refs are updated here: git-sidecar names no local refs in its refspecs
+//! and manages its refs itself.
+
+use std::sync::atomic::AtomicBool;
+
+use gix::protocol::fetch::{negotiate, Arguments, RefMap, Shallow, Tags};
+use gix::protocol::transport::client::blocking_io::Transport;
+use gix::protocol::Handshake;
+
+use super::pack_in;
+
+/// A connection whose refs are known; [`Listed::receive`] goes on to the pack.
+pub struct Listed<T: Transport> {
+    transport: T,
+    handshake: Handshake,
+    ref_map: RefMap,
+}
+
+/// Shakes hands with the server and lists the refs `remote`'s refspecs
+/// name (ls-refs over protocol v2, the advertisement over v0/v1).
+pub fn list<T: Transport>(
+    repo: &gix::Repository,
+    remote: &gix::Remote<'_>,
+    mut transport: T,
+    options: Option<Box<dyn std::any::Any>>,
+    authenticate: impl FnMut(
+        gix::credentials::helper::Action,
+    ) -> gix::Result<Option<gix::credentials::protocol::Outcome>>,
+) -> gix::Result<Listed<T>> {
+    let options = match options {
+        Some(options) => Some(options),
+        None => repo.transport_options(transport.to_url().as_ref(), None)?,
+    };
+    if let Some(options) = options {
+        transport
+            .configure(&*options)
+            .map_err(gix::Error::from_error)?;
+    }
+    let mut handshake = gix::protocol::handshake(
+        &mut transport,
+        gix::protocol::transport::Service::UploadPack,
+        authenticate,
+        Vec::new(),
+        &mut gix::progress::Discard,
+    )?;
+    let context = gix::protocol::fetch::refmap::init::Context {
+        fetch_refspecs: remote.refspecs(gix::remote::Direction::Fetch).to_vec(),
+        extra_refspecs: Vec::new(),
+    };
+    let ref_map = handshake
+        .prepare_lsrefs_or_extract_refmap(user_agent(), true, context)?
+        .fetch_blocking(gix::progress::Discard, &mut transport, false)?;
+    Ok(Listed {
+        transport,
+        handshake,
+        ref_map,
+    })
+}
+
+/// How a receive failed: the conversation, or writing the pack.
+#[derive(Debug)]
+pub enum ReceiveError {
+    Protocol(gix::Error),
+    Pack(pack_in::Error),
+}
+
+impl<T: Transport> Listed<T> {
+    pub fn ref_map(&self) -> &RefMap {
+        &self.ref_map
+    }
+
+    /// Negotiates what the store lacks (shallow as `shallow` says, with the
+    /// `negotiation` algorithm: `Noop` sends no `have` lines) and
+    /// writes the pack into it; `None` when the server sent none.
+    pub fn receive(
+        mut self,
+        repo: &gix::Repository,
+        shallow: Shallow,
+        negotiation: gix::negotiate::Algorithm,
+        interrupt: &AtomicBool,
+    ) -> Result<Option<pack_in::Written>, ReceiveError> {
+        if self.ref_map.object_hash != repo.object_hash() {
+            return Err(ReceiveError::Protocol(gix::Error::from_error(
+                std::io::Error::other(format!(
+                    "the remote uses {} object ids, this store {}",
+                    self.ref_map.object_hash,
+                    repo.object_hash()
+                )),
+            )));
+        }
+        let haves_sent = std::cell::Cell::new(0);
+        let graph_repo = graph_repo(repo);
+        let mut graph = graph_repo.revision_graph(None);
+        let mut negotiate = Negotiate {
+            objects: &graph_repo.objects,
+            refs: &graph_repo.refs,
+            graph: &mut graph,
+            ref_map: &self.ref_map,
+            shallow: &shallow,
+            negotiator: negotiation.into_negotiator(),
+            haves_sent: &haves_sent,
+        };
+        let pack_dir = repo.objects.store_ref().path().join("pack");
+        let target = pack_in::Target {
+            dir: &pack_dir,
+            hash: repo.object_hash(),
+            threads: Some(crate::cgroup::worker_threads()),
+            objects: &repo.objects,
+            interrupt,
+        };
+        let mut written = None;
+        let mut pack_error = None;
+        let shallow_file = repo.shallow_file().map_err(ReceiveError::Protocol)?;
+        let fetched = gix::protocol::fetch(
+            &mut negotiate,
+            |pack, _progress, _interrupt| match pack_in::write(pack, haves_sent.get() > 0, &target)
+            {
+                Ok(w) => {
+                    written = w;
+                    Ok(true)
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    pack_error = Some(e);
+                    Err(gix::Error::from_error(std::io::Error::other(message)))
+                }
+            },
+            gix::progress::Discard,
+            interrupt,
+            gix::protocol::fetch::Context {
+                handshake: &mut self.handshake,
+                transport: &mut self.transport,
+                user_agent: user_agent(),
+                trace_packetlines: false,
+            },
+            gix::protocol::fetch::Options {
+                shallow_file,
+                shallow: &shallow,
+                tags: Tags::None,
+                reject_shallow_remote: false,
+            },
+        );
+        if let Some(e) = pack_error {
+            return Err(ReceiveError::Pack(e));
+        }
+        fetched.map_err(ReceiveError::Protocol)?;
+        if self.handshake.server_protocol_version == gix::protocol::transport::Protocol::V2 {
+            // Courtesy only: the pack is in.
+            let _ = gix::protocol::indicate_end_of_interaction(&mut self.transport, false);
+        }
+        Ok(written)
+    }
+}
+
+/// The agent gix names itself with (`gitoxide.userAgent` is not read).
+fn user_agent() -> (&'static str, Option<String>) {
+    ("agent", Some(gix::protocol::agent(gix::env::agent())))
+}
+
+/// The store as the negotiation reads it: no object cache (the graph keeps
+/// what it needs) and no refresh for each unknown commit the server names.
+fn graph_repo(repo: &gix::Repository) -> gix::Repository {
+    let mut graph_repo = repo.clone();
+    graph_repo.objects.refresh = gix::odb::store::RefreshMode::Never;
+    graph_repo.objects.unset_object_cache();
+    graph_repo
+}
+
+/// Negotiation the way gix's own fetch does it (consecutive algorithm),
+/// without alternates (git-sidecar's stores have none).
+struct Negotiate<'a, 'g, 'c> {
+    objects: &'a gix::OdbHandle,
+    refs: &'a gix::refs::file::Store,
+    graph: &'a mut gix::negotiate::Graph<'g, 'c>,
+    ref_map: &'a RefMap,
+    shallow: &'a Shallow,
+    negotiator: Box<dyn gix::negotiate::Negotiator>,
+    /// `have` lines sent so far: with none, the pack cannot be thin.
+    haves_sent: &'a std::cell::Cell<usize>,
+}
+
+type NoAlternates = std::iter::Empty<(gix::refs::file::Store, gix::objs::find::Never)>;
+
+impl gix::protocol::fetch::Negotiate for Negotiate<'_, '_, '_> {
+    fn mark_complete_and_common_ref(&mut self) -> gix::Result<negotiate::Action> {
+        negotiate::mark_complete_and_common_ref(
+            self.objects,
+            self.refs,
+            || Ok::<NoAlternates, gix::Error>(std::iter::empty()),
+            &mut *self.negotiator,
+            &mut *self.graph,
+            self.ref_map,
+            self.shallow,
+            |_| false,
+        )
+    }
+
+    fn add_wants(&mut self, arguments: &mut Arguments, remote_ref_target_known: &[bool]) -> bool {
+        negotiate::add_wants(
+            self.objects,
+            arguments,
+            self.ref_map,
+            remote_ref_target_known,
+            self.shallow,
+            |_| false,
+        )
+    }
+
+    fn one_round(
+        &mut self,
+        state: &mut negotiate::one_round::State,
+        arguments: &mut Arguments,
+        previous_response: Option<&gix::protocol::fetch::Response>,
+    ) -> gix::Result<(negotiate::Round, bool)> {
+        let (round, done) = negotiate::one_round(
+            &mut *self.negotiator,
+            &mut *self.graph,
+            state,
+            arguments,
+            previous_response,
+        )?;
+        self.haves_sent
+            .set(self.haves_sent.get() + round.haves_sent);
+        Ok((round, done))
+    }
+}
