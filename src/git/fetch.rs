@@ -282,7 +282,7 @@ pub(super) fn receive_error(
     match e {
         ReceiveError::Protocol(e) => git_err(context, e, Some(report)),
         ReceiveError::Pack(Pack::Interrupted) => Error::Interrupted,
-        ReceiveError::Pack(e @ Pack::Store { .. }) => Error::Store(e.to_string()),
+        // Says which directory and why (a full disk, permissions).
         ReceiveError::Pack(e) => git_err(context, e, Some(report)),
     }
 }
@@ -642,6 +642,41 @@ mod tests {
             assert_eq!(commit.to_string(), below);
             assert_eq!(commits_below(&repo, commit.0), 1, "{protocol:?} by SHA");
         }
+    }
+
+    /// A store deepened from `--depth 1` to the whole history sends no
+    /// `have` (it has no refs), only its shallow boundary; upload-pack makes
+    /// the older versions of a file deltas against the boundary's, a thin
+    /// pack, which must be completed from the store.
+    #[test]
+    fn a_store_deepened_without_haves_completes_the_thin_pack_it_gets() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let upstream = tmp.path().join("up");
+        std::fs::create_dir(&upstream).expect("mkdir");
+        git(&upstream, &["init", "-q", "-b", "main"]);
+        let page: String = (0..2000)
+            .map(|i| format!("line {i} of the page\n"))
+            .collect();
+        for n in 0..5 {
+            let edited = page.replace("line 1000 ", &format!("line {n} thousand "));
+            std::fs::write(upstream.join("page.md"), edited).expect("write");
+            git(&upstream, &["add", "page.md"]);
+            git(&upstream, &["commit", "-q", "-m", &n.to_string()]);
+        }
+        let store = tmp.path().join("store");
+        let repo = gix::init_bare(&store).expect("init");
+        for (depth, count) in [(1, 1), (0, 5)] {
+            let outcome = fetch_from_upload_pack(&repo, &upstream, None, "main", depth)
+                .unwrap_or_else(|e| panic!("--depth {depth}: {e}"));
+            let Outcome::Fetched { commit, .. } = outcome else {
+                panic!("--depth {depth}: nothing fetched");
+            };
+            let repo = gix::open(&store).expect("reopen");
+            assert_eq!(commits_below(&repo, commit.0), count, "--depth {depth}");
+        }
+        let tip = git(&upstream, &["rev-parse", "main"]);
+        git(&store, &["update-ref", "refs/heads/main", &tip]);
+        git(&store, &["fsck", "--full", "--no-dangling"]);
     }
 
     /// An update of a shallow store asks the server for one level of

@@ -81,8 +81,8 @@ impl Target<'_> {
 }
 
 /// Reads a whole pack from `input` (header, entries, trailer) into the
-/// store; `None` for a pack without objects. `may_be_thin`: the server was
-/// told what the store has.
+/// store; `None` for a pack without objects. `may_be_thin`: the store holds
+/// objects the server may have made deltas against (see [`holds_objects`]).
 pub fn write(
     input: &mut dyn BufRead,
     may_be_thin: bool,
@@ -93,12 +93,11 @@ pub fn write(
     }
     let pack = target.temp_file(".pack")?;
     let received = receive(input, pack.as_file(), target)?;
-    if received.entries.is_empty() {
+    if received.count == 0 {
         return Ok(None);
     }
     let index = target.temp_file(".idx")?;
-    let objects = received.entries.len();
-    let pack_id = received.pack_id;
+    let (objects, pack_id) = (received.count, received.pack_id);
     match received.sorted_whole_objects() {
         Some(sorted) => {
             write_index(index.as_file(), &sorted, &pack_id).map_err(|e| target.store_error(e))?;
@@ -108,12 +107,7 @@ pub fn write(
             );
         }
         None => {
-            index_with_deltas(
-                pack.path(),
-                index.as_file(),
-                received.into_entries(),
-                target,
-            )?;
+            index_with_deltas(pack.path(), index.as_file(), received, target)?;
             tracing::debug!(objects, "indexed a pack with deltas");
         }
     };
@@ -122,38 +116,113 @@ pub fn write(
         .map(Some)
 }
 
-/// A pack's entries as read, with the ids of its whole objects.
+/// Whether the store in `objects_dir` holds any object: only then can a
+/// server send a thin pack, with deltas against objects the store has (the
+/// `have` lines, but also the commits of a shallow boundary, which
+/// upload-pack takes as bases without any `have`). Unreadable: assumed so.
+pub fn holds_objects(objects_dir: &Path) -> bool {
+    let has_entries = |dir: &Path, wanted: &dyn Fn(&str) -> bool| match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .flatten()
+            .any(|e| wanted(&e.file_name().to_string_lossy())),
+        Err(e) => e.kind() != io::ErrorKind::NotFound,
+    };
+    let loose_dir = |name: &str| name.len() == 2 && name.bytes().all(|b| b.is_ascii_hexdigit());
+    has_entries(&objects_dir.join("pack"), &|name| name.ends_with(".idx"))
+        || has_entries(objects_dir, &|name| {
+            loose_dir(name) && has_entries(&objects_dir.join(name), &|_| true)
+        })
+}
+
+/// Entries per chunk of [`Received::chunks`]: the indexer frees each chunk
+/// as it goes, so its tree and all our records never coexist.
+const CHUNK: usize = 16 * 1024;
+
+/// One entry as read: what the index, or gix's indexer, needs of it.
+struct Record {
+    header: data::entry::Header,
+    /// A whole object's id (null for a delta).
+    id: ObjectId,
+    offset: u64,
+    decompressed_size: u64,
+    crc32: u32,
+    header_size: u16,
+}
+
+/// A pack's entries as read.
 struct Received {
-    entries: Vec<input::Entry>,
-    /// Parallel to `entries`; null for deltas.
-    ids: Vec<ObjectId>,
+    chunks: Vec<Vec<Record>>,
+    count: usize,
+    /// Where the trailer starts (the end of the last entry).
+    end: u64,
     pack_id: ObjectId,
 }
 
 impl Received {
+    fn push(&mut self, record: Record) {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < CHUNK => chunk.push(record),
+            _ => self.chunks.push(vec![record]),
+        }
+        self.count += 1;
+    }
+
+    fn records(&self) -> impl Iterator<Item = &Record> {
+        self.chunks.iter().flatten()
+    }
+
     /// (id, crc32, offset) by id, if the pack holds whole objects only, each once.
     fn sorted_whole_objects(&self) -> Option<Vec<(ObjectId, u32, u64)>> {
-        if self.entries.iter().any(|e| e.header.is_delta()) {
+        if self.records().any(|r| r.header.is_delta()) {
             return None;
         }
-        let mut sorted: Vec<_> = self
-            .entries
-            .iter()
-            .zip(&self.ids)
-            .map(|(e, id)| (*id, e.crc32.unwrap_or_default(), e.pack_offset))
-            .collect();
+        let mut sorted: Vec<_> = self.records().map(|r| (r.id, r.crc32, r.offset)).collect();
         sorted.sort_unstable_by_key(|(id, ..)| *id);
         let unique = sorted.windows(2).all(|pair| pair[0].0 != pair[1].0);
         unique.then_some(sorted)
     }
 
-    /// The entries as gix's indexer takes them, the last with the trailer.
-    fn into_entries(self) -> Vec<input::Entry> {
-        let mut entries = self.entries;
-        if let Some(last) = entries.last_mut() {
-            last.trailer = Some(self.pack_id);
+    /// The entries as gix's indexer takes them, each chunk freed once read.
+    fn into_entries(self) -> Entries {
+        Entries {
+            left: self.count,
+            records: self.chunks.into_iter().flatten().peekable(),
+            end: self.end,
+            pack_id: self.pack_id,
         }
-        entries
+    }
+}
+
+/// [`Received`]'s records as gix's input entries, the last with the trailer.
+struct Entries {
+    records: std::iter::Peekable<std::iter::Flatten<std::vec::IntoIter<Vec<Record>>>>,
+    left: usize,
+    end: u64,
+    pack_id: ObjectId,
+}
+
+impl Iterator for Entries {
+    type Item = Result<input::Entry, gix::Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let record = self.records.next()?;
+        self.left -= 1;
+        let next = self.records.peek().map(|r| r.offset);
+        let entry_end = next.unwrap_or(self.end);
+        Some(Ok(input::Entry {
+            header: record.header,
+            header_size: record.header_size,
+            pack_offset: record.offset,
+            compressed: None,
+            compressed_size: entry_end - record.offset - u64::from(record.header_size),
+            crc32: Some(record.crc32),
+            decompressed_size: record.decompressed_size,
+            trailer: next.is_none().then_some(self.pack_id),
+        }))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
     }
 }
 
@@ -166,17 +235,17 @@ fn receive(input: &mut dyn BufRead, file: &File, target: &Target<'_>) -> Result<
         offset: 0,
         scratch: vec![0; 64 * 1024],
         write_error: None,
+        interrupt: target.interrupt,
     };
     let mut header = [0u8; data::header::SIZE];
     let read = stream.read_exact(&mut header);
     stream.check(read, target)?;
     let (_version, count) =
         data::header::decode(&header).map_err(|e| Error::Damaged(e.to_string()))?;
-    // The count is the server's word: no allocation on it beyond a bound.
-    let capacity = (count as usize).min(1 << 20);
     let mut received = Received {
-        entries: Vec::with_capacity(capacity),
-        ids: Vec::with_capacity(capacity),
+        chunks: Vec::new(),
+        count: 0,
+        end: 0,
         pack_id: ObjectId::null(target.hash),
     };
     let mut inflate = Decompress::new();
@@ -184,10 +253,9 @@ fn receive(input: &mut dyn BufRead, file: &File, target: &Target<'_>) -> Result<
         if target.interrupt.load(Ordering::Relaxed) {
             return Err(Error::Interrupted);
         }
-        let (entry, id) = stream.entry(&mut inflate, target)?;
-        received.entries.push(entry);
-        received.ids.push(id);
+        received.push(stream.entry(&mut inflate, target)?);
     }
+    received.end = stream.offset;
     received.pack_id = stream.finish(target)?;
     Ok(received)
 }
@@ -202,6 +270,8 @@ struct Stream<'a> {
     scratch: Vec<u8>,
     /// Set when the file could not be written (told apart from a read error).
     write_error: Option<io::Error>,
+    /// Checked for every buffer of input: one entry may be gigabytes.
+    interrupt: &'a AtomicBool,
 }
 
 impl Stream<'_> {
@@ -236,11 +306,7 @@ impl Stream<'_> {
 
     /// One entry: its header, then its data inflated once, which finds its
     /// end, its CRC and, for a whole object, its id.
-    fn entry(
-        &mut self,
-        inflate: &mut Decompress,
-        target: &Target<'_>,
-    ) -> Result<(input::Entry, ObjectId), Error> {
+    fn entry(&mut self, inflate: &mut Decompress, target: &Target<'_>) -> Result<Record, Error> {
         let pack_offset = self.offset;
         let mut crc = crc32fast::Hasher::new();
         let parsed = data::Entry::from_read(
@@ -251,10 +317,11 @@ impl Stream<'_> {
             pack_offset,
             target.hash.len_in_bytes(),
         );
-        // An unknown object type is the one error gix reports as `Other`.
-        let parsed = parsed.map_err(|e| match e.kind() {
-            io::ErrorKind::Other => io::Error::new(io::ErrorKind::InvalidData, e),
-            _ => e,
+        // gix reports an unknown object type as `Other`, as the transport
+        // reports an `ERR` line from the server: tell them apart.
+        let parsed = parsed.map_err(|e| match e.to_string().starts_with("Object type") {
+            true => io::Error::new(io::ErrorKind::InvalidData, e),
+            false => e,
         });
         let parsed = self.check(parsed, target)?;
         let mut object = parsed.header.as_kind().map(|kind| {
@@ -267,36 +334,36 @@ impl Stream<'_> {
         });
         inflate.reset();
         let sizes = self.inflate(inflate, &mut crc, object.as_mut(), parsed.decompressed_size);
-        let (compressed_size, decompressed_size) = self.check(sizes, target)?;
+        let decompressed_size = self.check(sizes, target)?;
         let id = match object {
             Some(hasher) => hasher
                 .try_finalize()
                 .map_err(|e| Error::Damaged(format!("object at byte {pack_offset}: {e}")))?,
             None => ObjectId::null(target.hash),
         };
-        let entry = input::Entry {
+        Ok(Record {
             header: parsed.header,
-            header_size: parsed.header_size() as u16,
-            pack_offset,
-            compressed: None,
-            compressed_size,
-            crc32: Some(crc.finalize()),
+            id,
+            offset: pack_offset,
             decompressed_size,
-            trailer: None,
-        };
-        Ok((entry, id))
+            crc32: crc.finalize(),
+            header_size: parsed.header_size() as u16,
+        })
     }
 
     /// Inflates one zlib stream, taking exactly its bytes from the input.
-    /// Returns (compressed, decompressed) sizes.
+    /// Returns the decompressed size.
     fn inflate(
         &mut self,
         inflate: &mut Decompress,
         crc: &mut crc32fast::Hasher,
         mut object: Option<&mut gix::hash::Hasher>,
         expected: u64,
-    ) -> io::Result<(u64, u64)> {
+    ) -> io::Result<u64> {
         loop {
+            if self.interrupt.load(Ordering::Relaxed) {
+                return Err(io::Error::other("interrupted"));
+            }
             let input = self.input.fill_buf()?;
             if input.is_empty() {
                 return Err(io::ErrorKind::UnexpectedEof.into());
@@ -337,7 +404,7 @@ impl Stream<'_> {
                 ),
             ));
         }
-        Ok((inflate.total_in(), inflate.total_out()))
+        Ok(inflate.total_out())
     }
 
     /// Reads the trailer, checks it against the bytes read, writes it.
@@ -461,15 +528,18 @@ impl<W: Write> Write for Hashed<W> {
 fn index_with_deltas(
     pack: &Path,
     index: &File,
-    entries: Vec<input::Entry>,
+    received: Received,
     target: &Target<'_>,
 ) -> Result<(), Error> {
     let data = data::File::at(pack, target.hash).map_err(|e| target.index_error(&e))?;
-    let mut out = BufWriter::with_capacity(64 * 1024, index);
-    gix_pack::index::write_data_iter_to_stream(
+    let mut out = Noting {
+        inner: BufWriter::with_capacity(64 * 1024, index),
+        error: None,
+    };
+    let indexed = gix_pack::index::write_data_iter_to_stream(
         gix_pack::index::Version::V2,
         || Ok((entry_slice, data)),
-        &mut entries.into_iter().map(Ok),
+        &mut received.into_entries(),
         target.threads,
         &mut gix::progress::Discard,
         &mut out,
@@ -477,9 +547,31 @@ fn index_with_deltas(
         target.hash,
         None,
         data::Version::V2,
-    )
-    .map_err(|e| target.index_error(&e))?;
-    out.flush().map_err(|e| target.store_error(e))
+    );
+    match (indexed, out.error.take()) {
+        (Err(_), Some(write)) => Err(target.store_error(write)),
+        (Err(e), None) => Err(target.index_error(&e)),
+        (Ok(_), _) => out.inner.flush().map_err(|e| target.store_error(e)),
+    }
+}
+
+/// A writer that keeps its first error, which gix's would hide in a message.
+struct Noting<W> {
+    inner: W,
+    error: Option<io::Error>,
+}
+
+impl<W: Write> Write for Noting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf).inspect_err(|e| {
+            self.error
+                .get_or_insert_with(|| io::Error::new(e.kind(), e.to_string()));
+        })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// The bytes of one entry of the written pack, for gix's indexer.
@@ -544,7 +636,7 @@ fn persist(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::git::test_git::git;
+    use crate::git::test_git::{git, git_with_input};
     use std::process::{Command, Stdio};
 
     /// `git pack-objects --stdout` of what `revs` names (its stdin).
@@ -581,6 +673,8 @@ mod tests {
             )
             .expect("write");
         }
+        // Larger than the 64 KiB buffers on either side of the inflater.
+        std::fs::write(dir.path().join("big.bin"), noise(300 * 1024)).expect("write");
         git(dir.path(), &["add", "-A"]);
         git(dir.path(), &["commit", "-qm", "one"]);
         for i in [3, 7] {
@@ -590,6 +684,36 @@ mod tests {
         }
         git(dir.path(), &["commit", "-qam", "two"]);
         dir
+    }
+
+    /// `len` bytes that do not compress.
+    fn noise(len: usize) -> Vec<u8> {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    }
+
+    /// Serves `bytes` in 8 KiB reads; calls `at` with the count served so far.
+    struct Served<'a, F: FnMut(usize) -> io::Result<()>> {
+        bytes: &'a [u8],
+        served: usize,
+        at: F,
+    }
+
+    impl<F: FnMut(usize) -> io::Result<()>> Read for Served<'_, F> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            (self.at)(self.served)?;
+            let n = buf.len().min(8192).min(self.bytes.len() - self.served);
+            buf[..n].copy_from_slice(&self.bytes[self.served..self.served + n]);
+            self.served += n;
+            Ok(n)
+        }
     }
 
     struct Store {
@@ -619,6 +743,14 @@ mod tests {
         }
 
         fn write_as(&self, bytes: &[u8], may_be_thin: bool) -> Result<Option<Written>, Error> {
+            self.write_from(&mut io::BufReader::with_capacity(1000, bytes), may_be_thin)
+        }
+
+        fn write_from(
+            &self,
+            input: &mut dyn BufRead,
+            may_be_thin: bool,
+        ) -> Result<Option<Written>, Error> {
             let dir = self.pack_dir();
             let target = Target {
                 dir: &dir,
@@ -627,11 +759,7 @@ mod tests {
                 objects: &self.repo.objects,
                 interrupt: &self.interrupt,
             };
-            write(
-                &mut io::BufReader::with_capacity(1000, bytes),
-                may_be_thin,
-                &target,
-            )
+            write(input, may_be_thin, &target)
         }
 
         fn files(&self) -> Vec<String> {
@@ -714,6 +842,8 @@ mod tests {
         // Taken for whole, it lacks its bases.
         let err = store.write(&thin).expect_err("a thin pack is not complete");
         assert!(matches!(err, Error::Index(_)), "{err}");
+        let first_only = store.files();
+        assert_eq!(first_only.len(), 2, "{first_only:?}");
         let written = store.write_as(&thin, true).expect("thin").expect("a pack");
         let verify = git(
             store.dir.path(),
@@ -731,7 +861,7 @@ mod tests {
         let upstream = upstream();
         let bytes = pack_of(upstream.path(), "main\n", &["--window=0"]);
         let store = Store::new();
-        let cases: [(&str, Vec<u8>); 3] = [
+        let cases: [(&str, Vec<u8>); 4] = [
             ("ended early", bytes[..bytes.len() / 2].to_vec()),
             ("checksum", {
                 let mut b = bytes.clone();
@@ -743,6 +873,12 @@ mod tests {
                 let mut b = bytes.clone();
                 let middle = b.len() / 2;
                 b[middle] ^= 0x55;
+                b
+            }),
+            ("stated", {
+                // The first entry's size, low bits (after the 12-byte header).
+                let mut b = bytes.clone();
+                b[12] ^= 1;
                 b
             }),
         ];
@@ -771,6 +907,82 @@ mod tests {
         let store = Store::new();
         assert_eq!(store.write(&bytes).expect("empty"), None);
         assert!(store.files().is_empty());
+    }
+
+    #[test]
+    fn an_interrupt_stops_the_receive_inside_a_large_object() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        git(dir.path(), &["init", "-q", "-b", "main"]);
+        std::fs::write(dir.path().join("huge.bin"), noise(4 << 20)).expect("write");
+        git(dir.path(), &["add", "-A"]);
+        git(dir.path(), &["commit", "-qm", "huge"]);
+        let bytes = pack_of(dir.path(), "main\n", &[]);
+        let store = Store::new();
+        let mut served = Served {
+            bytes: &bytes,
+            served: 0,
+            at: |served| {
+                if served >= 256 * 1024 {
+                    store.interrupt.store(true, Ordering::Relaxed);
+                }
+                Ok(())
+            },
+        };
+        let result = store.write_from(&mut io::BufReader::new(&mut served), false);
+        assert!(matches!(result, Err(Error::Interrupted)), "{result:?}");
+        // Stopped within a buffer or two, not at the end of the 4 MiB object.
+        assert!(served.served < 512 * 1024, "read {} bytes", served.served);
+        assert!(store.files().is_empty(), "{:?}", store.files());
+    }
+
+    #[test]
+    fn a_connection_lost_mid_pack_says_so_and_leaves_nothing() {
+        let upstream = upstream();
+        let bytes = pack_of(upstream.path(), "main\n", &[]);
+        let store = Store::new();
+        let mut served = Served {
+            bytes: &bytes,
+            served: 0,
+            at: |served| match served >= 64 * 1024 {
+                true => Err(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "Connection reset by peer",
+                )),
+                false => Ok(()),
+            },
+        };
+        let err = store
+            .write_from(&mut io::BufReader::new(&mut served), false)
+            .expect_err("reset");
+        assert!(matches!(err, Error::Read(_)), "{err}");
+        assert!(
+            err.to_string().contains("Connection reset by peer"),
+            "{err}"
+        );
+        assert!(store.files().is_empty(), "{:?}", store.files());
+    }
+
+    #[test]
+    fn only_a_store_with_objects_may_be_sent_a_thin_pack() {
+        let upstream = upstream();
+        let store = Store::new();
+        let objects = store.dir.path().join("objects");
+        assert!(!holds_objects(&objects), "a new store");
+        store
+            .write(&pack_of(upstream.path(), "main~1\n", &[]))
+            .expect("write")
+            .expect("a pack");
+        assert!(holds_objects(&objects), "a packed object");
+        let loose = Store::new();
+        git_with_input(
+            loose.dir.path(),
+            &["hash-object", "-w", "--stdin"],
+            b"loose",
+        );
+        assert!(
+            holds_objects(&loose.dir.path().join("objects")),
+            "a loose object"
+        );
     }
 
     #[test]

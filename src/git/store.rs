@@ -223,7 +223,7 @@ fn remove_stale_locks(git_dir: &Path) -> usize {
 
 /// A killed fetch can leave temporary files next to the packs, and a
 /// `.keep` file on a pack it wrote (gix creates one with the pack; the fetch
-/// removes it once the pack is in place, see [`super::fetch::settle_pack`]).
+/// removes it once the pack is in place, see [`super::pack_in`]).
 /// We are the only writer, so no keep file guards anything of ours, and
 /// nothing else would ever remove it.
 fn remove_pack_temporaries(pack_dir: &Path) -> usize {

@@ -10,13 +10,15 @@ use std::sync::atomic::AtomicBool;
 
 use gix::protocol::fetch::{negotiate, Arguments, RefMap, Shallow, Tags};
 use gix::protocol::transport::client::blocking_io::Transport;
-use gix::protocol::Handshake;
+use gix::protocol::{Handshake, SendFlushOnDrop};
 
 use super::pack_in;
 
 /// A connection whose refs are known; [`Listed::receive`] goes on to the pack.
 pub struct Listed<T: Transport> {
-    transport: T,
+    /// Sends a flush when dropped, so that a v0/v1 server not asked for a
+    /// pack ends quietly instead of logging that we hung up on it.
+    transport: SendFlushOnDrop<T>,
     handshake: Handshake,
     ref_map: RefMap,
 }
@@ -41,8 +43,9 @@ pub fn list<T: Transport>(
             .configure(&*options)
             .map_err(gix::Error::from_error)?;
     }
+    let mut transport = SendFlushOnDrop::new(transport, false);
     let mut handshake = gix::protocol::handshake(
-        &mut transport,
+        &mut transport.inner,
         gix::protocol::transport::Service::UploadPack,
         authenticate,
         Vec::new(),
@@ -54,7 +57,7 @@ pub fn list<T: Transport>(
     };
     let ref_map = handshake
         .prepare_lsrefs_or_extract_refmap(user_agent(), true, context)?
-        .fetch_blocking(gix::progress::Discard, &mut transport, false)?;
+        .fetch_blocking(gix::progress::Discard, &mut transport.inner, false)?;
     Ok(Listed {
         transport,
         handshake,
@@ -93,9 +96,12 @@ impl<T: Transport> Listed<T> {
                 )),
             )));
         }
-        let haves_sent = std::cell::Cell::new(0);
+        let objects_dir = repo.objects.store_ref().path().to_path_buf();
+        let may_be_thin = pack_in::holds_objects(&objects_dir);
         let graph_repo = graph_repo(repo);
-        let mut graph = graph_repo.revision_graph(None);
+        // The commit-graph, if the store has one, spares parsing commits.
+        let commit_graph = graph_repo.commit_graph_if_enabled().ok().flatten();
+        let mut graph = graph_repo.revision_graph(commit_graph.as_ref());
         let mut negotiate = Negotiate {
             objects: &graph_repo.objects,
             refs: &graph_repo.refs,
@@ -103,9 +109,8 @@ impl<T: Transport> Listed<T> {
             ref_map: &self.ref_map,
             shallow: &shallow,
             negotiator: negotiation.into_negotiator(),
-            haves_sent: &haves_sent,
         };
-        let pack_dir = repo.objects.store_ref().path().join("pack");
+        let pack_dir = objects_dir.join("pack");
         let target = pack_in::Target {
             dir: &pack_dir,
             hash: repo.object_hash(),
@@ -118,8 +123,7 @@ impl<T: Transport> Listed<T> {
         let shallow_file = repo.shallow_file().map_err(ReceiveError::Protocol)?;
         let fetched = gix::protocol::fetch(
             &mut negotiate,
-            |pack, _progress, _interrupt| match pack_in::write(pack, haves_sent.get() > 0, &target)
-            {
+            |pack, _progress, _interrupt| match pack_in::write(pack, may_be_thin, &target) {
                 Ok(w) => {
                     written = w;
                     Ok(true)
@@ -134,7 +138,7 @@ impl<T: Transport> Listed<T> {
             interrupt,
             gix::protocol::fetch::Context {
                 handshake: &mut self.handshake,
-                transport: &mut self.transport,
+                transport: &mut self.transport.inner,
                 user_agent: user_agent(),
                 trace_packetlines: false,
             },
@@ -151,7 +155,7 @@ impl<T: Transport> Listed<T> {
         fetched.map_err(ReceiveError::Protocol)?;
         if self.handshake.server_protocol_version == gix::protocol::transport::Protocol::V2 {
             // Courtesy only: the pack is in.
-            let _ = gix::protocol::indicate_end_of_interaction(&mut self.transport, false);
+            let _ = gix::protocol::indicate_end_of_interaction(&mut self.transport.inner, false);
         }
         Ok(written)
     }
@@ -180,8 +184,6 @@ struct Negotiate<'a, 'g, 'c> {
     ref_map: &'a RefMap,
     shallow: &'a Shallow,
     negotiator: Box<dyn gix::negotiate::Negotiator>,
-    /// `have` lines sent so far: with none, the pack cannot be thin.
-    haves_sent: &'a std::cell::Cell<usize>,
 }
 
 type NoAlternates = std::iter::Empty<(gix::refs::file::Store, gix::objs::find::Never)>;
@@ -217,15 +219,12 @@ impl gix::protocol::fetch::Negotiate for Negotiate<'_, '_, '_> {
         arguments: &mut Arguments,
         previous_response: Option<&gix::protocol::fetch::Response>,
     ) -> gix::Result<(negotiate::Round, bool)> {
-        let (round, done) = negotiate::one_round(
+        negotiate::one_round(
             &mut *self.negotiator,
             &mut *self.graph,
             state,
             arguments,
             previous_response,
-        )?;
-        self.haves_sent
-            .set(self.haves_sent.get() + round.haves_sent);
-        Ok((round, done))
+        )
     }
 }

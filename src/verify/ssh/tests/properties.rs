@@ -121,7 +121,9 @@ fn principal() -> impl Strategy<Value = String> {
 /// A timestamp in one of the three lengths, with or without Z; the seconds
 /// it stands for (whole days/minutes for the short forms).
 fn timestamp() -> impl Strategy<Value = (String, u64)> {
-    (1u64..4_102_444_800, 0usize..3, any::<bool>()).prop_map(|(t, form, z)| {
+    // From the second day: a time that truncates to the epoch (0) is
+    // "no limit" to OpenSSH, refused by `time::parse`.
+    (86_400u64..4_102_444_800, 0usize..3, any::<bool>()).prop_map(|(t, form, z)| {
         let digits: String = time::format(t)
             .chars()
             .filter(char::is_ascii_digit)
