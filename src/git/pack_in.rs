@@ -141,7 +141,8 @@ const CHUNK: usize = 16 * 1024;
 /// One entry as read: what the index, or gix's indexer, needs of it.
 struct Record {
     header: data::entry::Header,
-    /// A whole object's id (null for a delta).
+    /// A whole object's id (null for a delta, and for every object after
+    /// the first delta: such a pack is indexed by gix).
     id: ObjectId,
     offset: u64,
     decompressed_size: u64,
@@ -236,6 +237,7 @@ fn receive(input: &mut dyn BufRead, file: &File, target: &Target<'_>) -> Result<
         scratch: vec![0; 64 * 1024],
         write_error: None,
         interrupt: target.interrupt,
+        hashing: true,
     };
     let mut header = [0u8; data::header::SIZE];
     let read = stream.read_exact(&mut header);
@@ -272,6 +274,8 @@ struct Stream<'a> {
     write_error: Option<io::Error>,
     /// Checked for every buffer of input: one entry may be gigabytes.
     interrupt: &'a AtomicBool,
+    /// Whole objects are hashed until the first delta.
+    hashing: bool,
 }
 
 impl Stream<'_> {
@@ -324,7 +328,11 @@ impl Stream<'_> {
             false => e,
         });
         let parsed = self.check(parsed, target)?;
-        let mut object = parsed.header.as_kind().map(|kind| {
+        // Once the pack shows a delta, gix indexes it (and hashes every
+        // object itself): hashing more here would be wasted.
+        self.hashing &= !parsed.header.is_delta();
+        let kind = parsed.header.as_kind().filter(|_| self.hashing);
+        let mut object = kind.map(|kind| {
             let mut hasher = gix::hash::hasher(target.hash);
             hasher.update(&gix::objs::encode::loose_header(
                 kind,
@@ -828,6 +836,35 @@ mod tests {
                 "{kind}"
             );
         }
+    }
+
+    #[test]
+    fn whole_objects_are_not_hashed_after_the_first_delta() {
+        let upstream = upstream();
+        let bytes = pack_of(upstream.path(), "main\n", &["--delta-base-offset"]);
+        let store = Store::new();
+        let dir = store.pack_dir();
+        let target = Target {
+            dir: &dir,
+            hash: Kind::Sha1,
+            threads: Some(1),
+            objects: &store.repo.objects,
+            interrupt: &store.interrupt,
+        };
+        let file = tempfile::tempfile().expect("tempfile");
+        let received = receive(&mut &bytes[..], &file, &target).expect("receive");
+        let records: Vec<_> = received.records().collect();
+        let first_delta = records
+            .iter()
+            .position(|r| r.header.is_delta())
+            .expect("a delta");
+        assert!(records[..first_delta].iter().all(|r| !r.id.is_null()));
+        let after = &records[first_delta..];
+        assert!(
+            after.iter().any(|r| !r.header.is_delta()),
+            "whole objects after it"
+        );
+        assert!(after.iter().all(|r| r.id.is_null()));
     }
 
     #[test]
