@@ -135,7 +135,7 @@ pub fn holds_objects(objects_dir: &Path) -> bool {
 }
 
 /// Entries per chunk of [`Received::chunks`]: the indexer frees each chunk
-/// as it goes, so its tree and all our records never coexist.
+/// as it goes, so our records shrink while its delta tree fills.
 const CHUNK: usize = 16 * 1024;
 
 /// One entry as read: what the index, or gix's indexer, needs of it.
@@ -578,7 +578,11 @@ impl<W: Write> Write for Noting<W> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        // A small index reaches the disk only here.
+        self.inner.flush().inspect_err(|e| {
+            self.error
+                .get_or_insert_with(|| io::Error::new(e.kind(), e.to_string()));
+        })
     }
 }
 
@@ -994,6 +998,30 @@ mod tests {
         assert!(matches!(err, Error::Read(_)), "{err}");
         assert!(
             err.to_string().contains("Connection reset by peer"),
+            "{err}"
+        );
+        assert!(store.files().is_empty(), "{:?}", store.files());
+    }
+
+    #[test]
+    fn an_error_from_the_server_mid_pack_is_not_called_damage() {
+        let upstream = upstream();
+        let bytes = pack_of(upstream.path(), "main\n", &[]);
+        let store = Store::new();
+        // The sideband reports the server's `ERR` as `Other`, as gix-pack
+        // reports an unknown object type: here it comes where an entry's
+        // header should.
+        struct Refusing;
+        impl Read for Refusing {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("ERR upload-pack: not our ref"))
+            }
+        }
+        let mut input = io::BufReader::new(Read::chain(&bytes[..12], Refusing));
+        let err = store.write_from(&mut input, false).expect_err("refused");
+        assert!(matches!(err, Error::Read(_)), "{err}");
+        assert!(
+            err.to_string().contains("ERR upload-pack: not our ref"),
             "{err}"
         );
         assert!(store.files().is_empty(), "{:?}", store.files());

@@ -155,7 +155,7 @@ impl<T: Transport> Listed<T> {
         fetched.map_err(ReceiveError::Protocol)?;
         if self.handshake.server_protocol_version == gix::protocol::transport::Protocol::V2 {
             // Courtesy only: the pack is in.
-            let _ = gix::protocol::indicate_end_of_interaction(&mut self.transport.inner, false);
+            let _ = self.transport.indicate_end_of_interaction();
         }
         Ok(written)
     }
