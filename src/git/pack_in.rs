@@ -902,7 +902,7 @@ mod tests {
         let upstream = upstream();
         let bytes = pack_of(upstream.path(), "main\n", &["--window=0"]);
         let store = Store::new();
-        let cases: [(&str, Vec<u8>); 4] = [
+        let cases: [(&str, Vec<u8>); 5] = [
             ("ended early", bytes[..bytes.len() / 2].to_vec()),
             ("checksum", {
                 let mut b = bytes.clone();
@@ -914,6 +914,12 @@ mod tests {
                 let mut b = bytes.clone();
                 let middle = b.len() / 2;
                 b[middle] ^= 0x55;
+                b
+            }),
+            ("Object type 5", {
+                // The first entry's type bits set to 5, which git reserves.
+                let mut b = bytes.clone();
+                b[12] = (b[12] & 0x8f) | (5 << 4);
                 b
             }),
             ("stated", {
