@@ -1057,6 +1057,39 @@ mod tests {
     }
 
     #[test]
+    fn records_span_chunks_and_come_out_as_gix_entries_in_order() {
+        let mut received = Received {
+            chunks: Vec::new(),
+            count: 0,
+            end: 0,
+            pack_id: ObjectId::from_bytes_or_panic(&[7; 20]),
+        };
+        let count = CHUNK * 2 + 3;
+        for i in 0..count as u64 {
+            received.push(Record {
+                header: data::entry::Header::Blob,
+                id: ObjectId::null(Kind::Sha1),
+                offset: 12 + i * 10,
+                decompressed_size: i,
+                crc32: i as u32,
+                header_size: 2,
+            });
+        }
+        received.end = 12 + count as u64 * 10;
+        assert_eq!(received.chunks.len(), 3);
+        let mut entries = received.into_entries();
+        assert_eq!(entries.size_hint(), (count, Some(count)));
+        let entries: Vec<_> = entries.by_ref().map(|e| e.expect("entry")).collect();
+        assert_eq!(entries.len(), count);
+        for (i, e) in entries.iter().enumerate() {
+            assert_eq!(e.pack_offset, 12 + i as u64 * 10);
+            assert_eq!(e.compressed_size, 8, "entry {i}");
+            assert_eq!(e.crc32, Some(i as u32));
+            assert_eq!(e.trailer.is_some(), i == count - 1, "entry {i}");
+        }
+    }
+
+    #[test]
     fn offsets_past_2_gib_go_to_the_large_offset_table() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("pack-x.idx");
