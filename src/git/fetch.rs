@@ -263,12 +263,11 @@ fn receive(
             budget.interrupt_flag(),
         )
         .map_err(|e| receive_error("fetch failed", e, report))?;
-    let Some(written) = written else {
-        return Ok(0);
-    };
-    settle_pack([&written.pack, &written.index])?;
-    super::partial::settle_pack(opts.filter, filter_report, Some(&written.pack))?;
-    Ok(std::fs::metadata(&written.pack).map_or(0, |m| m.len()))
+    let pack = written.as_ref().map(|w| w.pack.as_path());
+    super::partial::settle_pack(opts.filter, filter_report, pack)?;
+    Ok(pack
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map_or(0, |m| m.len()))
 }
 
 /// Our error for a failed [`super::upload_pack::Listed::receive`].
@@ -285,17 +284,6 @@ pub(super) fn receive_error(
         // Says which directory and why (a full disk, permissions).
         ReceiveError::Pack(e) => git_err(context, e, Some(report)),
     }
-}
-
-/// Packs are written 0600 (temporary files): give the pack and its index
-/// the mode the umask gives everything else, so that another user in the
-/// group (`--group-write`) can read them.
-pub(super) fn settle_pack(files: [&std::path::Path; 2]) -> Result<(), Error> {
-    for path in files {
-        crate::fsutil::apply_umask(path)
-            .map_err(|e| Error::Store(format!("{}: {e}", path.display())))?;
-    }
-    Ok(())
 }
 
 /// The refspec source for a user's `--ref` (no destination: we manage refs ourselves).

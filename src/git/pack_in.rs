@@ -88,16 +88,27 @@ pub fn write(
     may_be_thin: bool,
     target: &Target<'_>,
 ) -> Result<Option<Written>, Error> {
-    if may_be_thin {
-        return write_completing_thin(input, target);
+    let written = match may_be_thin {
+        true => write_completing_thin(input, target)?,
+        false => write_whole(input, target)?,
+    };
+    // Written 0600 (temporary files): the mode the umask gives everything
+    // else, so that another user in the group (`--group-write`) can read it.
+    for path in written.iter().flat_map(|w| [&w.pack, &w.index]) {
+        crate::fsutil::apply_umask(path).map_err(|e| target.store_error(e))?;
     }
+    Ok(written)
+}
+
+/// [`write`] for a pack that cannot be thin.
+fn write_whole(input: &mut dyn BufRead, target: &Target<'_>) -> Result<Option<Written>, Error> {
     let pack = target.temp_file(".pack")?;
     let received = receive(input, pack.as_file(), target)?;
-    if received.count == 0 {
+    if received.count() == 0 {
         return Ok(None);
     }
     let index = target.temp_file(".idx")?;
-    let (objects, pack_id) = (received.count, received.pack_id);
+    let (objects, pack_id) = (received.count(), received.pack_id);
     match received.sorted_whole_objects() {
         Some(sorted) => {
             write_index(index.as_file(), &sorted, &pack_id).map_err(|e| target.store_error(e))?;
@@ -153,7 +164,6 @@ struct Record {
 /// A pack's entries as read.
 struct Received {
     chunks: Vec<Vec<Record>>,
-    count: usize,
     /// Where the trailer starts (the end of the last entry).
     end: u64,
     pack_id: ObjectId,
@@ -165,7 +175,10 @@ impl Received {
             Some(chunk) if chunk.len() < CHUNK => chunk.push(record),
             _ => self.chunks.push(vec![record]),
         }
-        self.count += 1;
+    }
+
+    fn count(&self) -> usize {
+        self.chunks.iter().map(Vec::len).sum()
     }
 
     fn records(&self) -> impl Iterator<Item = &Record> {
@@ -186,7 +199,7 @@ impl Received {
     /// The entries as gix's indexer takes them, each chunk freed once read.
     fn into_entries(self) -> Entries {
         Entries {
-            left: self.count,
+            left: self.count(),
             records: self.chunks.into_iter().flatten().peekable(),
             end: self.end,
             pack_id: self.pack_id,
@@ -231,22 +244,27 @@ impl Iterator for Entries {
 fn receive(input: &mut dyn BufRead, file: &File, target: &Target<'_>) -> Result<Received, Error> {
     let mut stream = Stream {
         input,
-        out: BufWriter::with_capacity(64 * 1024, file),
+        out: Noting {
+            inner: BufWriter::with_capacity(64 * 1024, file),
+            error: None,
+        },
         pack_hash: gix::hash::hasher(target.hash),
         offset: 0,
         scratch: vec![0; 64 * 1024],
-        write_error: None,
-        interrupt: target.interrupt,
+        target,
         hashing: true,
     };
     let mut header = [0u8; data::header::SIZE];
-    let read = stream.read_exact(&mut header);
-    stream.check(read, target)?;
+    let read = Crc {
+        stream: &mut stream,
+        crc: &mut crc32fast::Hasher::new(),
+    }
+    .read_exact(&mut header);
+    stream.check(read)?;
     let (_version, count) =
         data::header::decode(&header).map_err(|e| Error::Damaged(e.to_string()))?;
     let mut received = Received {
         chunks: Vec::new(),
-        count: 0,
         end: 0,
         pack_id: ObjectId::null(target.hash),
     };
@@ -255,10 +273,10 @@ fn receive(input: &mut dyn BufRead, file: &File, target: &Target<'_>) -> Result<
         if target.interrupt.load(Ordering::Relaxed) {
             return Err(Error::Interrupted);
         }
-        received.push(stream.entry(&mut inflate, target)?);
+        received.push(stream.entry(&mut inflate)?);
     }
     received.end = stream.offset;
-    received.pack_id = stream.finish(target)?;
+    received.pack_id = stream.finish()?;
     Ok(received)
 }
 
@@ -266,14 +284,14 @@ fn receive(input: &mut dyn BufRead, file: &File, target: &Target<'_>) -> Result<
 /// hashed into the pack's checksum.
 struct Stream<'a> {
     input: &'a mut dyn BufRead,
-    out: BufWriter<&'a File>,
+    /// Keeps a write error, told apart from a read error.
+    out: Noting<BufWriter<&'a File>>,
     pack_hash: gix::hash::Hasher,
     offset: u64,
     scratch: Vec<u8>,
-    /// Set when the file could not be written (told apart from a read error).
-    write_error: Option<io::Error>,
-    /// Checked for every buffer of input: one entry may be gigabytes.
-    interrupt: &'a AtomicBool,
+    /// Its interrupt flag is checked for every buffer of input: one entry
+    /// may be gigabytes.
+    target: &'a Target<'a>,
     /// Whole objects are hashed until the first delta.
     hashing: bool,
 }
@@ -284,18 +302,16 @@ impl Stream<'_> {
         let bytes = &self.input.fill_buf()?[..n];
         crc.update(bytes);
         self.pack_hash.update(bytes);
-        if let Err(e) = self.out.write_all(bytes) {
-            self.write_error = Some(io::Error::new(e.kind(), e.to_string()));
-            return Err(e);
-        }
+        self.out.write_all(bytes)?;
         self.input.consume(n);
         self.offset += n as u64;
         Ok(())
     }
 
     /// The error a failed read or write of the stream is.
-    fn check<T>(&mut self, result: io::Result<T>, target: &Target<'_>) -> Result<T, Error> {
-        result.map_err(|e| match self.write_error.take() {
+    fn check<T>(&mut self, result: io::Result<T>) -> Result<T, Error> {
+        let target = self.target;
+        result.map_err(|e| match self.out.error.take() {
             Some(write) => target.store_error(write),
             None if target.interrupt.load(Ordering::Relaxed) => Error::Interrupted,
             None if e.kind() == io::ErrorKind::UnexpectedEof => {
@@ -310,7 +326,8 @@ impl Stream<'_> {
 
     /// One entry: its header, then its data inflated once, which finds its
     /// end, its CRC and, for a whole object, its id.
-    fn entry(&mut self, inflate: &mut Decompress, target: &Target<'_>) -> Result<Record, Error> {
+    fn entry(&mut self, inflate: &mut Decompress) -> Result<Record, Error> {
+        let target = self.target;
         let pack_offset = self.offset;
         let mut crc = crc32fast::Hasher::new();
         let parsed = data::Entry::from_read(
@@ -327,7 +344,7 @@ impl Stream<'_> {
             true => io::Error::new(io::ErrorKind::InvalidData, e),
             false => e,
         });
-        let parsed = self.check(parsed, target)?;
+        let parsed = self.check(parsed)?;
         // Once the pack shows a delta, gix indexes it (and hashes every
         // object itself): hashing more here would be wasted.
         self.hashing &= !parsed.header.is_delta();
@@ -342,7 +359,7 @@ impl Stream<'_> {
         });
         inflate.reset();
         let sizes = self.inflate(inflate, &mut crc, object.as_mut(), parsed.decompressed_size);
-        let decompressed_size = self.check(sizes, target)?;
+        let decompressed_size = self.check(sizes)?;
         let id = match object {
             Some(hasher) => hasher
                 .try_finalize()
@@ -369,7 +386,7 @@ impl Stream<'_> {
         expected: u64,
     ) -> io::Result<u64> {
         loop {
-            if self.interrupt.load(Ordering::Relaxed) {
+            if self.target.interrupt.load(Ordering::Relaxed) {
                 return Err(io::Error::other("interrupted"));
             }
             let input = self.input.fill_buf()?;
@@ -416,10 +433,11 @@ impl Stream<'_> {
     }
 
     /// Reads the trailer, checks it against the bytes read, writes it.
-    fn finish(mut self, target: &Target<'_>) -> Result<ObjectId, Error> {
+    fn finish(mut self) -> Result<ObjectId, Error> {
+        let target = self.target;
         let mut trailer = ObjectId::null(target.hash);
         let read = self.input.read_exact(trailer.as_mut_slice());
-        self.check(read, target)?;
+        self.check(read)?;
         let actual = std::mem::replace(&mut self.pack_hash, gix::hash::hasher(target.hash))
             .try_finalize()
             .map_err(|e| Error::Damaged(e.to_string()))?;
@@ -449,17 +467,6 @@ impl Read for Crc<'_, '_> {
         buf[..n].copy_from_slice(&available[..n]);
         self.stream.keep(n, self.crc)?;
         Ok(n)
-    }
-}
-
-impl Read for Stream<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut crc = crc32fast::Hasher::new();
-        Crc {
-            stream: self,
-            crc: &mut crc,
-        }
-        .read(buf)
     }
 }
 
@@ -563,7 +570,8 @@ fn index_with_deltas(
     }
 }
 
-/// A writer that keeps its first error, which gix's would hide in a message.
+/// A writer that keeps its first error: the pack's, told apart from a read
+/// error, and the index's, which gix would hide in a message.
 struct Noting<W> {
     inner: W,
     error: Option<io::Error>,
@@ -1060,7 +1068,6 @@ mod tests {
     fn records_span_chunks_and_come_out_as_gix_entries_in_order() {
         let mut received = Received {
             chunks: Vec::new(),
-            count: 0,
             end: 0,
             pack_id: ObjectId::from_bytes_or_panic(&[7; 20]),
         };

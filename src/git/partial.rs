@@ -344,7 +344,6 @@ pub fn fetch_blobs(
     let Some(written) = written else {
         return Ok(0);
     };
-    fetch::settle_pack([&written.pack, &written.index])?;
     mark_promisor(&written.pack)
         .map_err(|e| Error::Store(format!("{}: {e}", written.pack.display())))?;
     Ok(std::fs::metadata(&written.pack).map_or(0, |m| m.len()))
