@@ -354,6 +354,16 @@ struct Queue {
 /// device and inode its parent's `lstat` saw (none for the top).
 type Queued = (PathBuf, usize, Option<(u64, u64)>);
 
+/// What the index wants at a name's place in a directory.
+#[derive(Clone, Copy)]
+enum Wants {
+    /// The entry at this position in the index.
+    Entry(usize),
+    /// The directory at this position in [`Wanted::dirs`].
+    Dir(usize),
+    Nothing,
+}
+
 struct Walk<'w, 'i, A> {
     wanted: &'w Wanted<'i>,
     top_level: bool,
@@ -504,9 +514,11 @@ where
         subdirs: &mut Vec<Queued>,
     ) -> io::Result<()> {
         let listing = &self.wanted.dirs[id];
-        let names = listing.entries.iter().chain(&listing.subdirs);
+        // Each name's place is known here: no need to look it up again.
+        let entries = listing.entries.iter().map(|&(n, i)| (n, Wants::Entry(i)));
+        let subdirs_wanted = listing.subdirs.iter().map(|&(n, d)| (n, Wants::Dir(d)));
         let mut name = Vec::new();
-        for (bytes, _) in names {
+        for (bytes, wants) in entries.chain(subdirs_wanted) {
             name.clear();
             name.extend_from_slice(bytes);
             name.push(0);
@@ -519,7 +531,7 @@ where
                 name,
             };
             match Lstat::at(&child) {
-                Ok(lstat) => self.judge(id, &child, &lstat, found, subdirs),
+                Ok(lstat) => self.sort(wants, &child, &lstat, found, subdirs),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
@@ -537,18 +549,34 @@ where
         found: &mut Survey,
         subdirs: &mut Vec<Queued>,
     ) {
-        let wanted = self.wanted;
         let bytes = child.name.to_bytes();
-        if let Some(i) = wanted.entry(id, bytes) {
-            if (self.accept)(&wanted.index.entries()[i], lstat, child) {
-                found.kept.push(i);
-            } else {
-                found.strays.push(child.path());
+        let wants = match self.wanted.entry(id, bytes) {
+            Some(i) => Wants::Entry(i),
+            None => self
+                .wanted
+                .subdir(id, bytes)
+                .map_or(Wants::Nothing, Wants::Dir),
+        };
+        self.sort(wants, child, lstat, found, subdirs);
+    }
+
+    /// Sorts a name by what the index wants at its place.
+    fn sort(
+        &self,
+        wants: Wants,
+        child: &Found<'_>,
+        lstat: &Lstat,
+        found: &mut Survey,
+        subdirs: &mut Vec<Queued>,
+    ) {
+        match wants {
+            Wants::Entry(i) if (self.accept)(&self.wanted.index.entries()[i], lstat, child) => {
+                found.kept.push(i)
             }
-        } else if let Some(sub) = wanted.subdir(id, bytes).filter(|_| lstat.is_dir()) {
-            subdirs.push((child.path(), sub, Some(lstat.identity())));
-        } else {
-            found.strays.push(child.path());
+            Wants::Dir(sub) if lstat.is_dir() => {
+                subdirs.push((child.path(), sub, Some(lstat.identity())))
+            }
+            _ => found.strays.push(child.path()),
         }
     }
 }
