@@ -827,6 +827,10 @@ fn tree_of(repo: &gix::Repository, commit: ObjectId) -> Result<ObjectId, Error> 
 
 /// Writes the index's entries (except those marked SKIP_WORKTREE) below
 /// `dir`; returns how many were written.
+/// Up to this many files to write, a checkout runs on one thread (gix
+/// hands its threads 100 entries at a time, so fewer would keep one busy).
+const FEW_FILES: usize = 100;
+
 fn checkout_files(
     repo: &gix::Repository,
     commit: ObjectId,
@@ -844,7 +848,13 @@ fn checkout_files(
     opts.destination_is_initially_empty = initially_empty;
     opts.overwrite_existing = false;
     // gix would start one thread per core of the node, whatever the quota.
-    opts.thread_limit = Some(crate::cgroup::worker_threads());
+    // A rewrite's few changed files are written on this thread: starting
+    // and joining the others costs more than they would save (1-2 ms).
+    let to_write = index.entries().len() - skipped;
+    opts.thread_limit = Some(match to_write < FEW_FILES {
+        true => 1,
+        false => crate::cgroup::worker_threads(),
+    });
     let objects = repo
         .objects
         .clone()
