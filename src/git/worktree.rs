@@ -825,12 +825,12 @@ fn tree_of(repo: &gix::Repository, commit: ObjectId) -> Result<ObjectId, Error> 
         .map_err(|e| err(&e))
 }
 
-/// Writes the index's entries (except those marked SKIP_WORKTREE) below
-/// `dir`; returns how many were written.
 /// Up to this many files to write, a checkout runs on one thread (gix
 /// hands its threads 100 entries at a time, so fewer would keep one busy).
 const FEW_FILES: usize = 100;
 
+/// Writes the index's entries (except those marked SKIP_WORKTREE) below
+/// `dir`; returns how many were written.
 fn checkout_files(
     repo: &gix::Repository,
     commit: ObjectId,
