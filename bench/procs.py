@@ -115,13 +115,24 @@ def install_cleanup():
 _launcher = None
 
 
-def build_launcher(src, out_dir):
-    """Compiles bench/rusage.rs (see there for why) unless an up-to-date build exists."""
-    global _launcher
-    exe = out_dir / "rusage"
+def build_rust(src, out_dir):
+    """Compiles the one-file Rust program `src` (no dependencies) into `out_dir`
+    unless an up-to-date build exists; returns the executable's path."""
+    exe = out_dir / src.stem
     if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
         subprocess.run(["rustc", "-O", "--edition", "2021", "-o", str(exe), str(src)], check=True)
-    _launcher = exe
+    return exe
+
+
+def build_launcher(src, out_dir):
+    """Compiles bench/rusage.rs (see there for why)."""
+    global _launcher
+    _launcher = build_rust(src, out_dir)
+
+
+def launcher():
+    """The built launcher (`build_launcher` first)."""
+    return _launcher
 
 
 def measure(cmd, cwd=None, env=None, split=True):

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import procs
+import vm
 from procs import Sample
 from repogen import FastImport, git_env, output
 from scenarios import GitWay, clean
@@ -78,6 +79,15 @@ class MemoryCgroup:
                 (self.path / "memory.swap.max").write_text("0")
         else:
             (self.path / "memory.limit_in_bytes").write_text(str(limit))
+
+    @staticmethod
+    def host_has_v2():
+        """Whether this host's memory controller is on the unified (v2) hierarchy."""
+        for base in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")):
+            controllers = base / "cgroup.controllers"
+            if controllers.exists() and "memory" in controllers.read_text().split():
+                return True
+        return False
 
     @staticmethod
     def _own(controller_line_match):
@@ -179,8 +189,8 @@ class Targets:
         return [*one_time_cmd(self.ctx.binary, url or self.url, root), *extra]
 
     def run_all(self):
-        steps = [self.initial, self.blob, self.cgroup, self.idle, self.signal, self.one_time_publish,
-                 self.compaction]
+        steps = [self.initial, self.blob, self.cgroup, self.cgroup_v2, self.idle, self.signal,
+                 self.one_time_publish, self.compaction]
         if self.only:
             steps = [s for s in steps if s.__name__ in self.only]
         for step in steps:
@@ -290,6 +300,52 @@ class Targets:
             "page cache counts)", "passes", cell(*results["sidecar"]), f"clone --depth 1: {cell(*results['clone'])}",
             "–", verdict(ok)))
 
+    # -- the 64 MiB cgroup on cgroup v2, in a VM where the host cannot --
+    def cgroup_v2(self):
+        if MemoryCgroup.host_has_v2():
+            self.log("cgroup v2: the host's own memory controller is on v2; the cgroup step measured it")
+            return
+        missing = vm.missing_tools()
+        if missing:
+            raise RuntimeError("the cgroup v2 VM needs: " + "; ".join(missing))
+        self.log("64 MiB cgroup, cgroup v2, in a VM ...")
+        _, version = vm.kernel()
+        work = self.disk / "t-cg2-vm"
+        got = vm.CgroupV2Vm(work, self.ctx.binary, procs.launcher(), self.up.generated.git_dir, CGROUP_LIMIT,
+                            self.log).run()
+        clean(work)
+        runs = got["runs"]
+        if not got["done"] or got["errors"] or set(runs) != {"sync", "publish", "clone", "quota"}:
+            raise RuntimeError(f"the VM did not finish its runs: {got['errors'] or sorted(runs)}; "
+                               f"see {work}/console.log")
+        tips = {"sync": got["parent"], "publish": got["tip"], "clone": None, "quota": got["tip"]}
+
+        def passed(name):
+            r = runs[name]
+            return r["rc"] == "0" and r.get("oom_kill") == "0" and tips[name] in (None, r["link"])
+
+        def cell(name):
+            r = runs[name]
+            rss = f"{int(r['rss_kib']) / 1024:.1f} MiB" if r["rss_kib"].isdigit() else "not reported"
+            return (f"{'pass' if passed(name) else 'FAIL'} (exit {r['rc']}), cgroup peak "
+                    f"{int(r['peak']) / 2**20:.1f} MiB, limit reached {r.get('max', '?')} times, OOM kills "
+                    f"{r.get('oom_kill', '?')}; the process: {rss} peak RSS")
+
+        where = (f"in a QEMU VM (TCG, 2 vCPUs) booting Debian's kernel {version}, ext4 disk; "
+                 f"cgroup2 `memory.max`, page cache counts")
+        self.rows.append(Row(
+            f"Sync + publish in a {CGROUP_LIMIT // 2**20} MiB memory cgroup, **cgroup v2** ({where})", "passes",
+            f"sync: {cell('sync')}; publish of the next commit: {cell('publish')}",
+            f"clone --depth 1: {cell('clone')}", "–",
+            verdict(passed("sync") and passed("publish"))))
+        free, quota = runs["sync"]["threads"], runs["quota"]["threads"]
+        ok = free == "2" and quota == "1" and passed("quota")
+        self.rows.append(Row(
+            "Threads for pack indexing and checkout under a CPU quota (cgroup v2 `cpu.max`, the same VM, 2 vCPUs)",
+            "follow the quota, not the core count",
+            f"no quota: {free} threads; `cpu.max` of 1 CPU: {quota} thread(s), {cell('quota')}", "–", "–",
+            verdict(ok)))
+
     # -- idle RSS --
     def idle(self):
         self.log("idle RSS ...")
@@ -384,6 +440,7 @@ class Targets:
                     c, _ = procs.measure(["git", "-C", str(clone), "checkout", "-q", "--detach", "FETCH_HEAD"],
                                          env=self.ctx.git_env, split=False)
                     git.append(Sample.combine([f, c]))
+            floor = self.stat_floor(root / ".worktrees" / ".spare")
         finally:
             clean(root)
             clean(clone)
@@ -396,6 +453,20 @@ class Targets:
             f"fetch + checkout in a clone: {med([x.wall for x in git]):.3f} s",
             f"{med([x.wall for x in emu]):.3f} s (whole pass with gc); git-sync itself: 2.2 s ({ISSUE})",
             verdict(r <= 0.1 * fu, f"{r / fu * 100:.0f}% of a full checkout")))
+        wall, cpu, files, threads = floor
+        self.rows.append(Row(
+            f"The floor of the spare's check: `lstat` of each of its {files} files, nothing else "
+            f"(`bench/statwalk.rs`, {threads} threads, idle machine)", "reported",
+            f"{wall * 1000:.1f} ms wall, {cpu * 1000:.1f} ms CPU: {wall / fu * 100:.1f}% of the full checkout above "
+            f"before anything else the run does", "–", "–", "reported"))
+
+    def stat_floor(self, tree):
+        """(wall s, CPU s, files, threads): the median of `bench/statwalk.rs`'s three rounds over `tree`."""
+        tool = procs.build_rust(Path(__file__).resolve().parent / "statwalk.rs", procs.launcher().parent)
+        threads = len(os.sched_getaffinity(0))
+        out = procs.output([str(tool), str(tree), str(threads)]).split()
+        wall_us, cpu_us, files = map(int, out)
+        return wall_us / 1e6, cpu_us / 1e6, files, threads
 
     # -- compaction --
     def compaction(self):
