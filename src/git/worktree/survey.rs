@@ -514,9 +514,15 @@ where
         subdirs: &mut Vec<Queued>,
     ) -> io::Result<()> {
         let listing = &self.wanted.dirs[id];
-        // Each name's place is known here: no need to look it up again.
+        // Each name's place is known here: no need to look it up again. A
+        // name that is an entry and a directory at once (a damaged index)
+        // is an entry, as a directory that was read judges it.
         let entries = listing.entries.iter().map(|&(n, i)| (n, Wants::Entry(i)));
-        let subdirs_wanted = listing.subdirs.iter().map(|&(n, d)| (n, Wants::Dir(d)));
+        let subdirs_wanted = listing
+            .subdirs
+            .iter()
+            .filter(|(n, _)| Listing::find(&listing.entries, n).is_none())
+            .map(|&(n, d)| (n, Wants::Dir(d)));
         let mut name = Vec::new();
         for (bytes, wants) in entries.chain(subdirs_wanted) {
             name.clear();
@@ -928,6 +934,57 @@ mod tests {
         assert_eq!(found.kept.len(), 8, "the f files, not the removed g ones");
         assert!(found.strays.is_empty(), "{:?}", found.strays);
         assert!(found.dirs.iter().all(|d| d.clean));
+    }
+
+    /// In a trusted directory, what replaced a wanted name is judged by
+    /// what it is: a directory where a file was wanted and a file where a
+    /// directory was wanted are strays, and neither is walked into.
+    #[test]
+    fn a_trusted_directory_judges_what_replaced_its_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = files(dir.path(), &["top/file", "top/sub/inner", "top/kept"]);
+        fs::remove_file(dir.path().join("top/file")).expect("rm file");
+        fs::create_dir(dir.path().join("top/file")).expect("dir for a file");
+        fs::write(dir.path().join("top/file/inside"), "x").expect("inside");
+        fs::remove_dir_all(dir.path().join("top/sub")).expect("rm sub");
+        fs::write(dir.path().join("top/sub"), "x").expect("file for a dir");
+        let mut wanted = Wanted::new(&index);
+        wanted.trust(|p| stamp_now(dir.path(), p));
+        let found =
+            survey_with(dir.path(), &wanted, false, 2, |_, m, _| m.is_file()).expect("survey");
+        assert_eq!(found.trusted, 1, "`top` (the top itself is always read)");
+        assert_eq!(found.kept.len(), 1, "top/kept only");
+        let mut strays: Vec<_> = found
+            .strays
+            .iter()
+            .map(|p| p.strip_prefix(dir.path()).expect("below"))
+            .collect();
+        strays.sort();
+        assert_eq!(strays, [Path::new("top/file"), Path::new("top/sub")]);
+        assert!(found
+            .dirs
+            .iter()
+            .all(|d| !d.path.ends_with("file") && !d.path.ends_with("sub")));
+    }
+
+    /// A damaged index that wants `t/a` as a file and as a directory (of
+    /// `t/a/b`): in a trusted `t`, `a` is judged once, as the entry, as it
+    /// is when `t` is read.
+    #[test]
+    fn a_name_wanted_as_file_and_directory_is_judged_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut index = files(dir.path(), &["t/a", "t/c"]);
+        let id = gix::ObjectId::null(gix::hash::Kind::Sha1);
+        let stat = Stat::default();
+        index.dangerously_push_entry(stat, id, Flags::empty(), Mode::FILE, "t/a/b".into());
+        index.sort_entries();
+        let mut wanted = Wanted::new(&index);
+        wanted.trust(|p| stamp_now(dir.path(), p));
+        let found =
+            survey_with(dir.path(), &wanted, false, 1, |_, m, _| m.is_file()).expect("survey");
+        assert_eq!(found.trusted, 1);
+        assert_eq!(found.kept.len(), 2, "t/a and t/c");
+        assert!(found.strays.is_empty(), "{:?}", found.strays);
     }
 
     #[test]
