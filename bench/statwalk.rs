@@ -1,10 +1,11 @@
 //! The kernel's floor for checking a tree file by file: `statwalk DIR
 //! THREADS` lists every file below DIR once (not timed), then `lstat`s them
 //! all, each relative to its open directory (`fstatat`, as git-sidecar's
-//! walk does), split over THREADS threads, three times; prints the median
+//! walk does), split over THREADS threads, three times; prints the medians
 //! `<wall µs> <CPU µs> <files>` of the three. Nothing but the system calls
-//! is timed: no index is read, no name compared. Built by `scripts/bench`
-//! with `rustc -O` (no dependencies); Linux on x86_64 only.
+//! is timed: no index is read, no name compared. Exits non-zero if DIR
+//! cannot be read or any `fstatat` fails. Built by `scripts/bench` with
+//! `rustc -O` (no dependencies); Linux on x86_64 only.
 
 use std::ffi::CString;
 use std::fs::{self, File};
@@ -36,21 +37,37 @@ extern "C" {
 
 /// Every non-directory below `dir`: (index of its directory in `dirs`, name).
 fn list(dir: &Path, dirs: &mut Vec<File>, files: &mut Vec<(usize, CString)>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
-    dirs.push(File::open(dir).expect("open a directory"));
+    let entries =
+        fs::read_dir(dir).unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", dir.display())));
+    dirs.push(
+        File::open(dir).unwrap_or_else(|e| fail(&format!("cannot open {}: {e}", dir.display()))),
+    );
     let at = dirs.len() - 1;
-    for entry in entries.flatten() {
+    for entry in entries {
+        let entry = entry.unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", dir.display())));
         let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
         if is_dir {
             list(&entry.path(), dirs, files);
         } else {
-            files.push((at, CString::new(entry.file_name().as_bytes()).expect("no NUL in a name")));
+            files.push((
+                at,
+                CString::new(entry.file_name().as_bytes()).expect("no NUL in a name"),
+            ));
         }
     }
 }
 
+fn fail(message: &str) -> ! {
+    eprintln!("statwalk: {message}");
+    std::process::exit(1);
+}
+
 fn cpu_us() -> i64 {
-    let mut usage = Rusage { utime: Timeval { sec: 0, usec: 0 }, stime: Timeval { sec: 0, usec: 0 }, rest: [0; 14] };
+    let mut usage = Rusage {
+        utime: Timeval { sec: 0, usec: 0 },
+        stime: Timeval { sec: 0, usec: 0 },
+        rest: [0; 14],
+    };
     // SAFETY: getrusage fills the struct it is given (144 bytes on x86_64 Linux).
     unsafe { getrusage(RUSAGE_SELF, &mut usage) };
     let us = |t: &Timeval| t.sec * 1_000_000 + t.usec;
@@ -60,7 +77,13 @@ fn cpu_us() -> i64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (dir, threads) = match args.as_slice() {
-        [_, dir, threads] => (dir, threads.parse::<usize>().expect("THREADS is a number").max(1)),
+        [_, dir, threads] => (
+            dir,
+            threads
+                .parse::<usize>()
+                .expect("THREADS is a number")
+                .max(1),
+        ),
         _ => {
             eprintln!("usage: statwalk DIR THREADS");
             std::process::exit(2);
@@ -79,14 +102,31 @@ fn main() {
                     let mut buf = [0u8; 256];
                     for (at, name) in share {
                         // SAFETY: a valid directory fd, a NUL-terminated name, a buffer larger than struct stat.
-                        unsafe { fstatat(fds[*at], name.as_ptr(), buf.as_mut_ptr(), AT_SYMLINK_NOFOLLOW) };
+                        let rc = unsafe {
+                            fstatat(
+                                fds[*at],
+                                name.as_ptr(),
+                                buf.as_mut_ptr(),
+                                AT_SYMLINK_NOFOLLOW,
+                            )
+                        };
+                        if rc != 0 {
+                            fail(&format!(
+                                "lstat of {name:?} failed: {}",
+                                std::io::Error::last_os_error()
+                            ));
+                        }
                     }
                 });
             }
         });
         rounds.push((t0.elapsed().as_micros() as i64, cpu_us() - cpu0));
     }
-    rounds.sort();
-    let (wall, cpu) = rounds[1];
+    let median = |mut values: Vec<i64>| {
+        values.sort_unstable();
+        values[values.len() / 2]
+    };
+    let wall = median(rounds.iter().map(|r| r.0).collect());
+    let cpu = median(rounds.iter().map(|r| r.1).collect());
     println!("{wall} {cpu} {}", files.len());
 }

@@ -9,6 +9,7 @@ quoted as such, never mixed with ours.
 """
 
 import os
+import shutil
 import signal
 import statistics
 import time
@@ -313,11 +314,22 @@ class Targets:
         work = self.disk / "t-cg2-vm"
         got = vm.CgroupV2Vm(work, self.ctx.binary, procs.launcher(), self.up.generated.git_dir, CGROUP_LIMIT,
                             self.log).run()
+        shutil.copy2(work / "console.log", self.ctx.log_dir / "cgroup-v2-vm-console.log")
         clean(work)
         runs = got["runs"]
+        controllers = got["controllers"].split()
+        where = f"see {self.ctx.log_dir}/cgroup-v2-vm-console.log"
         if not got["done"] or got["errors"] or set(runs) != {"sync", "publish", "clone", "quota"}:
-            raise RuntimeError(f"the VM did not finish its runs: {got['errors'] or sorted(runs)}; "
-                               f"see {work}/console.log")
+            raise RuntimeError(f"the VM did not finish its runs: {got['errors'] or sorted(runs)}; {where}")
+        if "memory" not in controllers or "cpu" not in controllers:
+            raise RuntimeError(f"cgroup v2 in the VM did not enable memory and cpu: {controllers}; {where}")
+        for name, r in runs.items():
+            if r.get("limit") != str(CGROUP_LIMIT) or not r.get("peak", "").isdigit():
+                raise RuntimeError(f"the {name} run's cgroup was not limited as asked: {r}; {where}")
+        if runs["quota"].get("cpumax") != "100000/100000":
+            raise RuntimeError(f"the quota run's cpu.max was not set: {runs['quota']}; {where}")
+        for line in got["logs"]:
+            self.log(f"VM: {line[:300]}")
         tips = {"sync": got["parent"], "publish": got["tip"], "clone": None, "quota": got["tip"]}
 
         def passed(name):
@@ -463,9 +475,11 @@ class Targets:
     def stat_floor(self, tree):
         """(wall s, CPU s, files, threads): the median of `bench/statwalk.rs`'s three rounds over `tree`."""
         tool = procs.build_rust(Path(__file__).resolve().parent / "statwalk.rs", procs.launcher().parent)
-        threads = len(os.sched_getaffinity(0))
+        threads = min(len(os.sched_getaffinity(0)), 8)  # as git-sidecar's walk: at most 8
         out = procs.output([str(tool), str(tree), str(threads)]).split()
         wall_us, cpu_us, files = map(int, out)
+        if files == 0:
+            raise RuntimeError(f"statwalk found no files below {tree}")
         return wall_us / 1e6, cpu_us / 1e6, files, threads
 
     # -- compaction --

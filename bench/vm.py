@@ -28,7 +28,7 @@ from pathlib import Path
 
 MODULES = ["crc16", "crc32c_generic", "mbcache", "jbd2", "ext4", "virtio_ring", "virtio",
            "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "virtio_blk"]
-BUSYBOX_APPLETS = ["sh", "mount", "mkdir", "cat", "echo", "insmod", "ip", "sleep", "poweroff",
+BUSYBOX_APPLETS = ["sh", "head", "mount", "mkdir", "cat", "echo", "insmod", "ip", "sleep", "poweroff",
                    "readlink", "basename", "grep", "cut", "env", "sed", "tail", "tr", "rm"]
 GIT_PROGRAMS = ["/usr/bin/git", "/usr/lib/git-core/git-daemon"]
 TIMEOUT_S = 40 * 60
@@ -56,7 +56,10 @@ def kernel():
         version = image[len("/boot/vmlinuz-"):]
         if os.path.isdir(f"/lib/modules/{version}/kernel") and os.access(image, os.R_OK):
             found.append((image, version))
-    return sorted(found)[-1] if found else None
+    def version_key(item):
+        return [int(p) if p.isdigit() else p for p in re.split(r"[.-]", item[1])]
+
+    return max(found, key=version_key) if found else None
 
 
 def shared_libraries(program):
@@ -77,7 +80,9 @@ def copy_in(root, path):
 INIT = r"""#!/bin/sh
 export PATH=/usr/bin:/bin LC_ALL=C
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
-for m in @MODULES@; do insmod /lib/modules/$m.ko || echo "RESULT error insmod $m"; done
+for m in @MODULES@; do
+  [ -f /lib/modules/$m.ko ] && { insmod /lib/modules/$m.ko || echo "RESULT error insmod $m"; }
+done
 mkdir -p /mnt /tmp /sys/fs/cgroup
 mount -t ext4 /dev/vda /mnt || echo "RESULT error mount"
 mount -t cgroup2 none /sys/fs/cgroup || echo "RESULT error cgroup2"
@@ -105,10 +110,11 @@ run() {
   rc=$?
   events=$(grep -E '^(max|oom_kill) ' $cg/memory.events | sed 's/ /=/' | tr '\n' ' ')
   rss=$(cut -d' ' -f3 /mnt/$name.usage)
-  threads=$(grep -o '"threads":[0-9]*' /mnt/$name.log | cut -d: -f2)
+  threads=$(grep -o '"threads":[0-9]*' /mnt/$name.log | head -1 | cut -d: -f2)
   link=$(basename "$(readlink $root/site)" 2>/dev/null)
-  echo "RESULT run name=$name rc=$rc peak=$(cat $cg/memory.peak) rss_kib=${rss:-none} $events" \
-       "threads=${threads:-none} link=${link:-none}"
+  cpumax=$(cat $cg/cpu.max | tr ' ' /)
+  echo "RESULT run name=$name rc=$rc limit=$(cat $cg/memory.max) cpumax=$cpumax peak=$(cat $cg/memory.peak)" \
+       "rss_kib=${rss:-none} $events threads=${threads:-none} link=${link:-none}"
   grep -v '"level":[1-9]' /mnt/$name.log | tail -2 | sed 's/^/RESULT log /'
 }
 export HOME=/nonexistent
@@ -160,9 +166,11 @@ class CgroupV2Vm:
                "-nic", "none", "-kernel", image, "-initrd", str(initramfs),
                "-drive", f"file={disk},format=raw,if=virtio",
                "-append", "console=ttyS0 rdinit=/init quiet panic=-1 random.trust_cpu=on"]
-        subprocess.run(cmd, check=True, timeout=TIMEOUT_S)
+        try:
+            subprocess.run(cmd, check=True, timeout=TIMEOUT_S)
+        finally:
+            os.unlink(disk)
         out = console.read_text(errors="replace")
-        os.unlink(disk)
         return {**parse(out), "tip": self.tip, "parent": self.parent}
 
     def _initramfs(self, version):
@@ -176,7 +184,8 @@ class CgroupV2Vm:
         for module in MODULES:
             path = subprocess.run(["modinfo", "-k", version, "-n", module], capture_output=True,
                                   text=True, check=True).stdout.strip()
-            shutil.copy2(path, root / "lib" / "modules" / f"{module}.ko")
+            if path.endswith(".ko"):  # not "(builtin)"
+                shutil.copy2(path, root / "lib" / "modules" / f"{module}.ko")
         programs = [*GIT_PROGRAMS, shutil.which("busybox")]
         for program in GIT_PROGRAMS:
             copy_in(root, program)
@@ -199,7 +208,10 @@ class CgroupV2Vm:
         cpio = self.work / "initramfs.cpio"
         files = subprocess.run(["find", "."], cwd=root, capture_output=True, check=True).stdout
         with open(cpio, "wb") as f:
-            subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=root, input=files, stdout=f, check=True)
+            # Owned by root inside the VM, whoever builds it (git refuses a
+            # repository owned by another user).
+            subprocess.run(["cpio", "-o", "-H", "newc", "-R", "0:0", "--quiet"], cwd=root, input=files, stdout=f,
+                           check=True)
         shutil.rmtree(root)
         return cpio
 
