@@ -339,9 +339,11 @@ class Targets:
         def cell(name):
             r = runs[name]
             rss = f"{int(r['rss_kib']) / 1024:.1f} MiB" if r["rss_kib"].isdigit() else "not reported"
+            kinds = (("anon", "anon_kib"), ("file", "file_kib"), ("shmem", "shmem_kib"))
+            split = ", ".join(f"{kind} {mib(int(r[key]))}" for kind, key in kinds if r.get(key, "").isdigit())
             return (f"{'pass' if passed(name) else 'FAIL'} (exit {r['rc']}), cgroup peak "
                     f"{int(r['peak']) / 2**20:.1f} MiB, limit reached {r.get('max', '?')} times, OOM kills "
-                    f"{r.get('oom_kill', '?')}; the process: {rss} peak RSS")
+                    f"{r.get('oom_kill', '?')}; the process: {rss} ({split or 'split not read'})")
 
         where = (f"in a QEMU VM (TCG, 2 vCPUs) booting Debian's kernel {version}, ext4 disk; "
                  f"cgroup2 `memory.max`, page cache counts")

@@ -29,7 +29,7 @@ from pathlib import Path
 MODULES = ["crc16", "crc32c_generic", "mbcache", "jbd2", "ext4", "virtio_ring", "virtio",
            "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "virtio_blk"]
 BUSYBOX_APPLETS = ["sh", "head", "mount", "mkdir", "cat", "echo", "insmod", "ip", "sleep", "poweroff",
-                   "readlink", "basename", "grep", "cut", "env", "sed", "tail", "tr", "rm"]
+                   "readlink", "basename", "grep", "cut", "env", "sed", "tail", "tr", "rm", "awk", "touch"]
 GIT_PROGRAMS = ["/usr/bin/git", "/usr/lib/git-core/git-daemon"]
 TIMEOUT_S = 40 * 60
 
@@ -97,6 +97,28 @@ until HOME=/tmp git ls-remote git://127.0.0.1/docs.git HEAD >/dev/null 2>&1; do
   n=$((n + 1)); [ $n -gt 300 ] && echo "RESULT error daemon" && break; sleep 1
 done
 
+# sample CGROUP FILE: every 10 ms until /tmp/stop exists, the RssAnon, RssFile
+# and RssShmem of each process in CGROUP, as "<reading> <pid> <key> <KiB>"
+# (shell builtins only: no process is started per reading).
+sample() {
+  n=0
+  until [ -e /tmp/stop ]; do
+    n=$((n + 1))
+    for p in $(cat $1/cgroup.procs); do
+      while read -r k v _; do
+        case $k in RssAnon:|RssFile:|RssShmem:) echo "$n $p $k $v" ;; esac
+      done < /proc/$p/status 2>/dev/null
+    done
+    sleep 0.01
+  done > $2
+}
+
+# The split of the process whose largest sampled total was the largest: each
+# kind's own peak in it (lower bounds: a spike between readings is missed).
+SPLIT='{ v[$2 " " $3] = ($4 + 0 > v[$2 " " $3] + 0) ? $4 : v[$2 " " $3]; t[$2 " " $1] += $4 }
+END { for (k in t) { split(k, a, " "); if (t[k] > best) { best = t[k]; pid = a[1] } }
+      printf "anon_kib=%d file_kib=%d shmem_kib=%d", v[pid " RssAnon:"], v[pid " RssFile:"], v[pid " RssShmem:"] }'
+
 # run NAME CPU_MAX ROOT COMMAND...: COMMAND in a fresh cgroup limited to 64 MiB.
 run() {
   name=$1 cpu=$2 root=$3; shift 3
@@ -105,16 +127,22 @@ run() {
   echo @LIMIT@ > $cg/memory.max
   echo 0 > $cg/memory.swap.max
   [ "$cpu" != max ] && echo "$cpu" > $cg/cpu.max
+  rm -f /tmp/stop
+  sample $cg /mnt/$name.samples &
+  sampler=$!
   sh -c 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"' sh $cg \
     /usr/bin/rusage /mnt/$name.usage "$@" >/mnt/$name.log 2>&1
   rc=$?
+  touch /tmp/stop
+  wait $sampler
+  split=$(awk "$SPLIT" /mnt/$name.samples)
   events=$(grep -E '^(max|oom_kill) ' $cg/memory.events | sed 's/ /=/' | tr '\n' ' ')
   rss=$(cut -d' ' -f3 /mnt/$name.usage)
   threads=$(grep -o '"threads":[0-9]*' /mnt/$name.log | head -1 | cut -d: -f2)
   link=$(basename "$(readlink $root/site)" 2>/dev/null)
   cpumax=$(cat $cg/cpu.max | tr ' ' /)
   echo "RESULT run name=$name rc=$rc limit=$(cat $cg/memory.max) cpumax=$cpumax peak=$(cat $cg/memory.peak)" \
-       "rss_kib=${rss:-none} $events threads=${threads:-none} link=${link:-none}"
+       "rss_kib=${rss:-none} $split $events threads=${threads:-none} link=${link:-none}"
   grep -v '"level":[1-9]' /mnt/$name.log | tail -2 | sed 's/^/RESULT log /'
 }
 export HOME=/nonexistent
