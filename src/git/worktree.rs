@@ -848,9 +848,8 @@ fn checkout_files(
         .map_err(|e| err(e.to_string()))?;
     opts.destination_is_initially_empty = initially_empty;
     opts.overwrite_existing = false;
-    // gix would start one thread per core of the node, whatever the quota.
-    // A rewrite's few changed files are written on this thread: starting
-    // and joining the others costs more than they would save (1-2 ms).
+    // gix would start one thread per core of the node, whatever the quota;
+    // a rewrite's few changed files need none (see FEW_FILES).
     let to_write = index.entries().len() - skipped;
     opts.thread_limit = Some(match to_write < FEW_FILES {
         true => 1,
