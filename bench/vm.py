@@ -2,7 +2,7 @@
 
 Where this host's memory controller is bound to the cgroup v1 hierarchy (a
 container or VM that cannot hand it to cgroup v2), `MemoryCgroup` can only
-measure v1. This boots the host's own Debian kernel (`apt-get install
+measure v1; and a CPU quota is measured here on any host. This boots the host's own Debian kernel (`apt-get install
 linux-image-amd64`) in QEMU on an initramfs built here (busybox, the
 measured binary, git, git daemon and the served repository), mounts cgroup2
 with the memory and cpu controllers, and runs, each in a fresh child cgroup
