@@ -2,8 +2,9 @@
 
 Where this host's memory controller is bound to the cgroup v1 hierarchy (a
 container or VM that cannot hand it to cgroup v2), `MemoryCgroup` can only
-measure v1; and a CPU quota is measured here on any host. This boots the host's own Debian kernel (`apt-get install
-linux-image-amd64`) in QEMU on an initramfs built here (busybox, the
+measure v1; the CPU quota is measured here on any host. This boots the
+host's own Debian kernel (`apt-get install linux-image-amd64`) in QEMU on
+an initramfs built here (busybox, the
 measured binary, git, git daemon and the served repository), mounts cgroup2
 with the memory and cpu controllers, and runs, each in a fresh child cgroup
 with `memory.max` = 64 MiB and no swap: git-sidecar's one-time sync and
@@ -56,8 +57,10 @@ def kernel():
         version = image[len("/boot/vmlinuz-"):]
         if os.path.isdir(f"/lib/modules/{version}/kernel") and os.access(image, os.R_OK):
             found.append((image, version))
+
     def version_key(item):
-        return [int(p) if p.isdigit() else p for p in re.split(r"[.-]", item[1])]
+        # Numbers compare as numbers (6.1.0-57 after 6.1.0-9), words as words.
+        return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[.-]", item[1])]
 
     return max(found, key=version_key) if found else None
 
