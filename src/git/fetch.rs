@@ -579,6 +579,14 @@ mod tests {
         .map(|polled| polled.outcome)
     }
 
+    /// `up` below `tmp`: a repository with no commit yet, on branch `main`.
+    fn empty_upstream(tmp: &std::path::Path) -> std::path::PathBuf {
+        let upstream = tmp.join("up");
+        std::fs::create_dir(&upstream).expect("mkdir");
+        git(&upstream, &["init", "-q", "-b", "main"]);
+        upstream
+    }
+
     fn commits_below(repo: &gix::Repository, commit: ObjectId) -> usize {
         let walk = repo.rev_walk([commit]).all().expect("walk");
         walk.filter(|info| info.is_ok()).count()
@@ -592,9 +600,7 @@ mod tests {
     #[test]
     fn depth_fetches_over_protocol_v0_are_as_deep_as_asked() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let upstream = tmp.path().join("up");
-        std::fs::create_dir(&upstream).expect("mkdir");
-        git(&upstream, &["init", "-q", "-b", "main"]);
+        let upstream = empty_upstream(tmp.path());
         git(
             &upstream,
             &["config", "uploadpack.allowReachableSHA1InWant", "true"],
@@ -639,9 +645,7 @@ mod tests {
     #[test]
     fn a_store_deepened_without_haves_completes_the_thin_pack_it_gets() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let upstream = tmp.path().join("up");
-        std::fs::create_dir(&upstream).expect("mkdir");
-        git(&upstream, &["init", "-q", "-b", "main"]);
+        let upstream = empty_upstream(tmp.path());
         let page: String = (0..2000)
             .map(|i| format!("line {i} of the page\n"))
             .collect();
@@ -677,9 +681,7 @@ mod tests {
     #[test]
     fn an_update_asks_one_level_more_and_is_cut_to_the_depth_asked() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let upstream = tmp.path().join("up");
-        std::fs::create_dir(&upstream).expect("mkdir");
-        git(&upstream, &["init", "-q", "-b", "main"]);
+        let upstream = empty_upstream(tmp.path());
         let made = std::cell::Cell::new(0);
         let commit = |n: &str| {
             made.set(made.get() + 1);

@@ -104,6 +104,12 @@ pub(crate) mod test_git {
 
     /// [`git`] with `input` on its standard input.
     pub(crate) fn git_with_input(dir: &Path, args: &[&str], input: &[u8]) -> String {
+        let out = git_bytes_with_input(dir, args, input);
+        String::from_utf8_lossy(&out).trim().to_string()
+    }
+
+    /// [`git_with_input`]'s output as it is (a pack, say).
+    pub(crate) fn git_bytes_with_input(dir: &Path, args: &[&str], input: &[u8]) -> Vec<u8> {
         use std::io::Write as _;
         let mut child = Command::new("git")
             .args(args)
@@ -117,6 +123,6 @@ pub(crate) mod test_git {
         drop(stdin);
         let out = child.wait_with_output().expect("git");
         assert!(out.status.success(), "git {args:?} failed");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        out.stdout
     }
 }

@@ -656,28 +656,12 @@ fn persist(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::git::test_git::{git, git_with_input};
-    use std::process::{Command, Stdio};
+    use crate::git::test_git::{git, git_bytes_with_input, git_with_input};
 
     /// `git pack-objects --stdout` of what `revs` names (its stdin).
     fn pack_of(dir: &Path, revs: &str, extra: &[&str]) -> Vec<u8> {
-        let mut child = Command::new("git")
-            .args(["pack-objects", "--stdout", "--revs", "-q"])
-            .args(extra)
-            .current_dir(dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("git must be installed for this test (apt-get install git)");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(revs.as_bytes())
-            .expect("revs");
-        let out = child.wait_with_output().expect("git pack-objects");
-        assert!(out.status.success());
-        out.stdout
+        let args = [&["pack-objects", "--stdout", "--revs", "-q"], extra].concat();
+        git_bytes_with_input(dir, &args, revs.as_bytes())
     }
 
     /// A repository with a first commit of 40 similar text files and a
@@ -1009,11 +993,13 @@ mod tests {
         let err = store
             .write_from(&mut io::BufReader::new(&mut served), false)
             .expect_err("reset");
+        assert_read_error(&err, "Connection reset by peer", &store);
+    }
+
+    /// A failure to read the stream, saying `says`, that left nothing behind.
+    fn assert_read_error(err: &Error, says: &str, store: &Store) {
         assert!(matches!(err, Error::Read(_)), "{err}");
-        assert!(
-            err.to_string().contains("Connection reset by peer"),
-            "{err}"
-        );
+        assert!(err.to_string().contains(says), "{err}");
         assert!(store.files().is_empty(), "{:?}", store.files());
     }
 
@@ -1033,12 +1019,7 @@ mod tests {
         }
         let mut input = io::BufReader::new(Read::chain(&bytes[..12], Refusing));
         let err = store.write_from(&mut input, false).expect_err("refused");
-        assert!(matches!(err, Error::Read(_)), "{err}");
-        assert!(
-            err.to_string().contains("ERR upload-pack: not our ref"),
-            "{err}"
-        );
-        assert!(store.files().is_empty(), "{:?}", store.files());
+        assert_read_error(&err, "ERR upload-pack: not our ref", &store);
     }
 
     #[test]
