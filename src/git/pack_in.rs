@@ -477,10 +477,8 @@ fn write_index(
     objects: &[(ObjectId, u32, u64)],
     pack_id: &ObjectId,
 ) -> io::Result<()> {
-    let mut out = Hashed {
-        inner: BufWriter::with_capacity(64 * 1024, file),
-        hash: gix::hash::hasher(pack_id.kind()),
-    };
+    let buffered = BufWriter::with_capacity(64 * 1024, file);
+    let mut out = gix::hash::io::Write::new(buffered, pack_id.kind());
     out.write_all(b"\xfftOc")?;
     out.write_all(&2u32.to_be_bytes())?;
     let mut fanout = [0u32; 256];
@@ -521,24 +519,6 @@ fn write_index(
     out.inner.flush()
 }
 
-/// A writer that hashes what it writes.
-struct Hashed<W> {
-    inner: W,
-    hash: gix::hash::Hasher,
-}
-
-impl<W: Write> Write for Hashed<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Indexes a pack with deltas with gix, reading the written file.
 fn index_with_deltas(
     pack: &Path,
@@ -577,20 +557,25 @@ struct Noting<W> {
     error: Option<io::Error>,
 }
 
-impl<W: Write> Write for Noting<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf).inspect_err(|e| {
+impl<W> Noting<W> {
+    fn note<T>(&mut self, result: io::Result<T>) -> io::Result<T> {
+        result.inspect_err(|e| {
             self.error
                 .get_or_insert_with(|| io::Error::new(e.kind(), e.to_string()));
         })
     }
+}
+
+impl<W: Write> Write for Noting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(buf);
+        self.note(written)
+    }
 
     fn flush(&mut self) -> io::Result<()> {
         // A small index reaches the disk only here.
-        self.inner.flush().inspect_err(|e| {
-            self.error
-                .get_or_insert_with(|| io::Error::new(e.kind(), e.to_string()));
-        })
+        let flushed = self.inner.flush();
+        self.note(flushed)
     }
 }
 
