@@ -657,13 +657,7 @@ fn remove_loose_objects(objects: &Path) -> Result<(), Error> {
         return Ok(());
     };
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        if name.len() == 2
-            && name
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit())
-        {
+        if super::store::is_loose_object_dir(&entry.file_name().to_string_lossy()) {
             let path = entry.path();
             fs::remove_dir_all(&path).map_err(|source| Error::Io { path, source })?;
         }

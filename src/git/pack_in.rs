@@ -138,10 +138,10 @@ pub fn holds_objects(objects_dir: &Path) -> bool {
             .any(|e| wanted(&e.file_name().to_string_lossy())),
         Err(e) => e.kind() != io::ErrorKind::NotFound,
     };
-    let loose_dir = |name: &str| name.len() == 2 && name.bytes().all(|b| b.is_ascii_hexdigit());
     has_entries(&objects_dir.join("pack"), &|name| name.ends_with(".idx"))
         || has_entries(objects_dir, &|name| {
-            loose_dir(name) && has_entries(&objects_dir.join(name), &|_| true)
+            super::store::is_loose_object_dir(name)
+                && has_entries(&objects_dir.join(name), &|_| true)
         })
 }
 

@@ -424,7 +424,7 @@ fn store_state(git_dir: &Path) -> io::Result<Vec<String>> {
     for entry in fs::read_dir(&objects)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.len() == 2 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if is_loose_object_dir(&name) {
             lines.push(format!("loose {name} {}", stamp(&entry.metadata()?)));
         }
     }
@@ -760,6 +760,12 @@ pub fn prune_worktree_admin(root: &Path, worktrees_dir: &Path) -> usize {
         .filter(|e| !worktrees_dir.join(e.file_name()).is_dir())
         .filter(|e| fs::remove_dir_all(e.path()).is_ok())
         .count()
+}
+
+/// Whether `name`, in a store's `objects` directory, is one of the 256
+/// directories loose objects live in (`00` to `ff`).
+pub(crate) fn is_loose_object_dir(name: &str) -> bool {
+    name.len() == 2 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Admin directory of the worktree named `name`.
