@@ -3,10 +3,12 @@
 Everything listens on and connects to 127.0.0.1 only.
 """
 
+import os
 import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import procs
 
@@ -48,6 +50,18 @@ class GitDaemon:
     def url(self, name):
         return f"git://{LOCALHOST}:{self.port}/{name}"
 
+    def cpu_seconds(self):
+        """CPU the daemon and the processes it started and reaped (each
+        connection's `git upload-pack`, its `pack-objects`) have used so far,
+        to the kernel's clock tick (10 ms): `git daemon` runs `git-daemon` as
+        its child, whose own time and reaped children's time are read."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        if len(children) != 1:
+            raise RuntimeError(f"git daemon (pid {self.proc.pid}) has {len(children)} children, not 1")
+        fields = Path(f"/proc/{children[0]}/stat").read_text().rsplit(")", 1)[1].split()
+        utime, stime, cutime, cstime = map(int, fields[11:15])
+        return (utime + stime + cutime + cstime) / os.sysconf("SC_CLK_TCK")
+
     def close(self):
         procs.stop(self.proc)
         self._log.close()
@@ -86,6 +100,18 @@ class ByteRelay:
 
     def url(self, name):
         return f"git://{LOCALHOST}:{self.port}/{name}"
+
+    def cpu_seconds(self):
+        """CPU the daemon and the processes it started and reaped (each
+        connection's `git upload-pack`, its `pack-objects`) have used so far,
+        to the kernel's clock tick (10 ms): `git daemon` runs `git-daemon` as
+        its child, whose own time and reaped children's time are read."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        if len(children) != 1:
+            raise RuntimeError(f"git daemon (pid {self.proc.pid}) has {len(children)} children, not 1")
+        fields = Path(f"/proc/{children[0]}/stat").read_text().rsplit(")", 1)[1].split()
+        utime, stime, cutime, cstime = map(int, fields[11:15])
+        return (utime + stime + cutime + cstime) / os.sysconf("SC_CLK_TCK")
 
     def reset(self):
         with self.lock:
