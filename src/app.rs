@@ -211,6 +211,7 @@ fn engine_options(config: &Config) -> engine::Options {
         submodules: config.submodules,
         access: config.access.clone(),
         verify: config.verify.clone(),
+        threads: crate::cgroup::worker_threads(),
     }
 }
 

@@ -11,18 +11,16 @@
 //! never below one thread.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 /// Threads for pack indexing and checkout: the cgroup CPU quota, the
-/// affinity mask and the online cores, whichever is smallest. Read once.
+/// affinity mask and the online cores, whichever is smallest. Read once, at
+/// start-up, and handed to the engine (its `threads` option), which opens
+/// the repository with it (see [`crate::git::store::open`]).
 pub fn worker_threads() -> usize {
-    static THREADS: OnceLock<usize> = OnceLock::new();
-    *THREADS.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let threads = choose(cores, quota_cpus_under(Path::new("/")));
-        tracing::debug!(cores, threads, "threads for pack indexing and checkout");
-        threads
-    })
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = choose(cores, quota_cpus_under(Path::new("/")));
+    tracing::debug!(cores, threads, "threads for pack indexing and checkout");
+    threads
 }
 
 /// The thread count for `cores` usable cores and a quota of `quota` CPUs.

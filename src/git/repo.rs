@@ -25,8 +25,9 @@ impl Repo {
         origin_url: &str,
         depth: u32,
         filter: Option<&str>,
+        threads: usize,
     ) -> Result<(Self, store::Opened), store::Error> {
-        store::open_or_init(root, origin_url, depth, filter)
+        store::open_or_init(root, origin_url, depth, filter, threads)
             .map(|(repo, opened)| (Self(repo), opened))
     }
 
@@ -42,9 +43,10 @@ impl Repo {
         partial::complete_checkout(&self.0, commit.0, sparse, opts, budget)
     }
 
-    /// Opens afresh (a new object database handle: no stale pack list, no maps).
-    pub fn open(root: &Path) -> Result<Self, store::Error> {
-        store::open(root).map(Self)
+    /// Opens afresh (a new object database handle: no stale pack list, no
+    /// maps), with `threads` for pack indexing and checkout.
+    pub fn open(root: &Path, threads: usize) -> Result<Self, store::Error> {
+        store::open(root, threads).map(Self)
     }
 
     pub fn git_dir(&self) -> &Path {

@@ -59,11 +59,12 @@ pub fn open_or_init(
     origin_url: &str,
     depth: u32,
     filter: Option<&str>,
+    threads: usize,
 ) -> Result<(gix::Repository, Opened), Error> {
     crate::rootlock::prepare_root(root)?;
     let mut opened = Opened::default();
     let git_dir = root.join(".git");
-    if !is_usable(root) {
+    if !is_usable(root, threads) {
         if is_empty(root) {
             tracing::info!(root = %root.display(), "initialising a new root");
         } else {
@@ -77,12 +78,12 @@ pub fn open_or_init(
     opened.stale_locks = remove_stale_locks(&git_dir);
     widen_modes(&git_dir);
     write_config(&git_dir, origin_url, depth, filter)?;
-    let repo = open(root)?;
+    let repo = open(root, threads)?;
     if !opened.reinitialized && !checked_or_unchanged(&repo, depth, filter.is_some()) {
         tracing::warn!(root = %root.display(), "object store is missing objects; emptying it (published worktrees are kept)");
         reset_objects(&git_dir)?;
         opened.objects_reset = true;
-        return Ok((open(root)?, opened));
+        return Ok((open(root, threads)?, opened));
     }
     Ok((repo, opened))
 }
@@ -95,15 +96,16 @@ pub fn open_or_init(
 pub const DELTA_BASE_CACHE_BYTES: usize = 16 << 20;
 
 /// Opens without reading the user's or system's git config, so the host's
-/// configuration cannot change what we do. Pack indexing gets the threads
-/// the cgroup's CPU quota pays for (see [`crate::cgroup`]), not one per core,
-/// and each thread's cache of delta bases is capped at
+/// configuration cannot change what we do. Pack indexing and checkout get
+/// `threads` (the cgroup's CPU quota's, see [`crate::cgroup`]), not one per
+/// core of the node: it is the repository's `pack.threads`, read back by
+/// [`threads`]. Each thread's cache of delta bases is capped at
 /// [`DELTA_BASE_CACHE_BYTES`] (gix's default is 96 MiB per thread).
-pub fn open(root: &Path) -> Result<gix::Repository, Error> {
+pub fn open(root: &Path, threads: usize) -> Result<gix::Repository, Error> {
     let options = gix::open::Options::isolated().config_overrides([
         "gitoxide.credentials.terminalPrompt=false".to_string(),
         "protocol.version=2".to_string(),
-        format!("pack.threads={}", crate::cgroup::worker_threads()),
+        format!("pack.threads={}", threads.max(1)),
         format!("gitoxide.core.deltaBaseCacheLimit={DELTA_BASE_CACHE_BYTES}"),
     ]);
     gix::open_opts(root, options).map_err(|e| Error::Open {
@@ -112,13 +114,22 @@ pub fn open(root: &Path) -> Result<gix::Repository, Error> {
     })
 }
 
+/// The threads `repo` was opened with for pack indexing and checkout (see
+/// [`open`]); one for a repository opened otherwise.
+pub fn threads(repo: &gix::Repository) -> usize {
+    let configured = repo.config_snapshot().integer("pack.threads");
+    configured
+        .and_then(|n| usize::try_from(n).ok())
+        .map_or(1, |n| n.max(1))
+}
+
 /// Usable = `<root>/.git` is a non-bare repository whose work tree is `root`.
-fn is_usable(root: &Path) -> bool {
+fn is_usable(root: &Path, threads: usize) -> bool {
     let git_dir = root.join(".git");
     if !git_dir.is_dir() || !git_dir.join("HEAD").is_file() || !git_dir.join("objects").is_dir() {
         return false;
     }
-    match open(root) {
+    match open(root, threads) {
         Ok(repo) => repo.workdir().is_some_and(|w| same_dir(w, root)),
         Err(_) => false,
     }
@@ -829,6 +840,11 @@ mod tests {
 
     /// An upstream with two commits (the second changes a file and adds
     /// one in a new directory) and a root store holding the first.
+    /// The root's repository, opened afresh (one thread).
+    fn reopen(root: &Path) -> gix::Repository {
+        open(root, 1).expect("open")
+    }
+
     fn two_commits() -> (tempfile::TempDir, ObjectId, ObjectId, String) {
         let dir = tempfile::tempdir().expect("tempdir");
         let up = dir.path().join("up");
@@ -849,7 +865,7 @@ mod tests {
         let new_blob = git(&up, &["rev-parse", "HEAD:c/new.txt"]);
         let root = dir.path().join("root");
         fs::create_dir(&root).expect("mkdir");
-        open_or_init(&root, "https://example.com/r", 0, None).expect("init");
+        open_or_init(&root, "https://example.com/r", 0, None, 1).expect("init");
         pack_into(&up, &root.join(".git"), &[&one], None);
         let id = |hex: &str| ObjectId::from_hex(hex.as_bytes()).expect("id");
         (dir, id(&one), id(&two), new_blob)
@@ -863,8 +879,8 @@ mod tests {
         let (dir, one, two, new_blob) = two_commits();
         let root = dir.path().join("root");
         let git_dir = root.join(".git");
-        set_branch(&open(&root).expect("open"), one).expect("branch");
-        assert!(checked_or_unchanged(&open(&root).expect("open"), 0, false));
+        set_branch(&reopen(&root), one).expect("branch");
+        assert!(checked_or_unchanged(&reopen(&root), 0, false));
         let recorded = Verified::read(&git_dir).expect("recorded");
         assert_eq!(recorded.tip, one);
 
@@ -875,7 +891,7 @@ mod tests {
             &[&two.to_string(), "--not", &one.to_string()],
             Some(&new_blob),
         );
-        let repo = open(&root).expect("open");
+        let repo = reopen(&root);
         set_branch(&repo, two).expect("branch");
         assert!(!history_is_complete(&repo, false));
         assert!(!checked_or_unchanged(&repo, 0, false), "the walk found it");
@@ -911,8 +927,8 @@ mod tests {
             let (dir, one, two, new_blob) = two_commits();
             let root = dir.path().join("root");
             let git_dir = root.join(".git");
-            set_branch(&open(&root).expect("open"), one).expect("branch");
-            assert!(checked_or_unchanged(&open(&root).expect("open"), 0, false));
+            set_branch(&reopen(&root), one).expect("branch");
+            assert!(checked_or_unchanged(&reopen(&root), 0, false));
             let leave_out = (!complete).then_some(new_blob.as_str());
             pack_into(
                 &dir.path().join("up"),
@@ -920,7 +936,7 @@ mod tests {
                 &[&two.to_string(), "--not", &one.to_string()],
                 leave_out,
             );
-            let repo = open(&root).expect("open");
+            let repo = reopen(&root);
             set_branch(&repo, two).expect("branch");
             record_verified(&repo, two, 0, false);
             let recorded = Verified::read(&git_dir).map(|v| v.tip);
@@ -939,8 +955,8 @@ mod tests {
             let (dir, one, two, new_blob) = two_commits();
             let (up, root) = (dir.path().join("up"), dir.path().join("root"));
             let git_dir = root.join(".git");
-            set_branch(&open(&root).expect("open"), one).expect("branch");
-            assert!(checked_or_unchanged(&open(&root).expect("open"), 0, false));
+            set_branch(&reopen(&root), one).expect("branch");
+            assert!(checked_or_unchanged(&reopen(&root), 0, false));
             let range = [two.to_string(), "--not".into(), one.to_string()];
             let range: Vec<&str> = range.iter().map(String::as_str).collect();
             pack_into(&up, &git_dir, &range, None);
@@ -952,7 +968,7 @@ mod tests {
                 crate::fsutil::touch_mtime(&git_dir.join("objects/pack").join(name))
                     .expect("touch");
             }
-            let repo = open(&root).expect("open");
+            let repo = reopen(&root);
             let budget = crate::git::transport::Budget::for_tests();
             let done = compact::carry_out(&repo, compact::Upkeep::MergeSmallPacks, &[one], &budget);
             assert!(matches!(done, Ok(compact::Done::Merged(after)) if after.packs == 2));
@@ -969,8 +985,8 @@ mod tests {
         let (dir, one, two, _) = two_commits();
         let (up, root) = (dir.path().join("up"), dir.path().join("root"));
         let git_dir = root.join(".git");
-        set_branch(&open(&root).expect("open"), one).expect("branch");
-        assert!(checked_or_unchanged(&open(&root).expect("open"), 0, false));
+        set_branch(&reopen(&root), one).expect("branch");
+        assert!(checked_or_unchanged(&reopen(&root), 0, false));
         let (one_s, two_s) = (one.to_string(), two.to_string());
         pack_into(&up, &git_dir, &[&two_s, "--not", &one_s], None);
         let added = fs::read_dir(git_dir.join("objects/pack"))
@@ -993,7 +1009,7 @@ mod tests {
             "carried over a loose object"
         );
         // A record whose shallow file has changed since is not held at all.
-        assert!(checked_or_unchanged(&open(&root).expect("open"), 0, false));
+        assert!(checked_or_unchanged(&reopen(&root), 0, false));
         fs::write(git_dir.join("shallow"), format!("{one}\n")).expect("shallow");
         assert!(
             held_record(&git_dir).is_none(),
@@ -1026,7 +1042,7 @@ mod tests {
         fs::write(&lock, "pid 1 on host\n")?;
         fs::write(root.join("junk"), "x")?;
         fs::create_dir(root.join(".git"))?;
-        let (_, opened) = open_or_init(root, "https://example.com/r", 1, None)?;
+        let (_, opened) = open_or_init(root, "https://example.com/r", 1, None, 1)?;
         assert!(opened.reinitialized);
         assert!(!root.join("junk").exists());
         assert_eq!(fs::read_to_string(&lock)?, "pid 1 on host\n");
@@ -1036,13 +1052,13 @@ mod tests {
     /// gix would start one indexing thread per core of the node, and give
     /// each reading thread a 96 MiB delta-base cache.
     #[test]
-    fn pack_threads_follow_the_cpu_quota_and_delta_caches_are_bounded(
+    fn pack_threads_are_those_given_and_delta_caches_are_bounded(
     ) -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let (repo, _) = open_or_init(dir.path(), "https://example.com/r", 1, None)?;
+        let (repo, _) = open_or_init(dir.path(), "https://example.com/r", 1, None, 3)?;
+        assert_eq!(threads(&repo), 3);
+        assert_eq!(threads(&gix::open(dir.path())?), 1, "not opened by us: one");
         let config = repo.config_snapshot();
-        let threads = config.integer("pack.threads");
-        assert_eq!(threads, Some(crate::cgroup::worker_threads() as i64));
         let cache = config.integer("gitoxide.core.deltaBaseCacheLimit");
         assert_eq!(cache, Some(DELTA_BASE_CACHE_BYTES as i64));
         Ok(())
@@ -1054,14 +1070,14 @@ mod tests {
     fn keep_files_left_by_a_killed_fetch_are_removed_at_start(
     ) -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        open_or_init(dir.path(), "https://example.com/r", 1, None)?;
+        open_or_init(dir.path(), "https://example.com/r", 1, None, 1)?;
         let pack_dir = dir.path().join(".git/objects/pack");
         // An empty store with a stray pack would be emptied as incomplete
         // only if a branch needed objects: there is no branch yet.
         for name in ["pack-1.pack", "pack-1.idx", "pack-1.keep"] {
             fs::write(pack_dir.join(name), "")?;
         }
-        let (_, opened) = open_or_init(dir.path(), "https://example.com/r", 1, None)?;
+        let (_, opened) = open_or_init(dir.path(), "https://example.com/r", 1, None, 1)?;
         assert_eq!(opened.stale_locks, 1);
         let mut left = pack_dir_entries(&dir.path().join(".git"));
         left.sort();

@@ -185,6 +185,7 @@ pub fn populate(
         target,
         settings,
         budget,
+        threads: store::threads(repo),
         done: Populated::default(),
         visited: HashSet::new(),
     };
@@ -212,6 +213,8 @@ struct Walk<'a> {
     target: &'a Target<'a>,
     settings: &'a Settings<'a>,
     budget: &'a Budget,
+    /// The superproject's threads for pack indexing and checkout.
+    threads: usize,
     done: Populated,
     /// Record keys (submodule paths from the worktree's root) still valid.
     visited: HashSet<BString>,
@@ -249,7 +252,7 @@ impl Walk<'_> {
             self.visited.insert(sub.full.clone());
             let dir = self.prepare_dir(&sub)?;
             let record_dir = record_dir(self.target.admin, sub.full.as_ref());
-            if still_right(self.target, &sub, level.depth_left) {
+            if still_right(self.target, &sub, level.depth_left, self.threads) {
                 self.keep(&sub)?;
                 continue;
             }
@@ -338,7 +341,7 @@ impl Walk<'_> {
         dir: &Path,
         record_dir: &Path,
     ) -> Result<(gix::Repository, gix::index::File), Error> {
-        let repo = open_store(sub)?;
+        let repo = open_store(sub, self.threads)?;
         if !repo.has_object(sub.commit) {
             self.fetch(&repo, sub)?;
         }
@@ -622,14 +625,14 @@ fn join_path(prefix: &BStr, path: &BStr) -> BString {
 
 /// Opens the submodule's store, or makes a new one when it is missing or
 /// unusable (it only caches objects; a fetch fills it again).
-fn open_store(sub: &Submodule) -> Result<gix::Repository, Error> {
+fn open_store(sub: &Submodule, threads: usize) -> Result<gix::Repository, Error> {
     let err = |message: String| Error::Store {
         path: sub.full.to_string(),
         store: sub.store.clone(),
         message,
     };
     if sub.store.join("HEAD").is_file() {
-        match store::open(&sub.store) {
+        match store::open(&sub.store, threads) {
             Ok(repo) => return Ok(repo),
             Err(e) => tracing::warn!(error = %e, "submodule store unusable; starting it afresh"),
         }
@@ -637,7 +640,7 @@ fn open_store(sub: &Submodule) -> Result<gix::Repository, Error> {
     crate::fsutil::remove_any(&sub.store).map_err(|e| err(e.to_string()))?;
     fs::create_dir_all(&sub.store).map_err(|e| err(e.to_string()))?;
     gix::init_bare(&sub.store).map_err(|e| err(e.to_string()))?;
-    store::open(&sub.store).map_err(|e| err(e.to_string()))
+    store::open(&sub.store, threads).map_err(|e| err(e.to_string()))
 }
 
 /// Empties a submodule's directory and forgets its records (and those below it).
@@ -696,16 +699,15 @@ fn write_record(
 /// The submodule is as wanted (`update = none` or not) and exactly as
 /// recorded, with the submodules below it (`depth_left`: levels still
 /// checked out from its own).
-fn still_right(target: &Target<'_>, sub: &Submodule, depth_left: usize) -> bool {
+fn still_right(target: &Target<'_>, sub: &Submodule, depth_left: usize, threads: usize) -> bool {
     let dir = record_dir(target.admin, sub.full.as_ref());
+    let checked = Checked {
+        worktree: target.worktree,
+        admin: target.admin,
+        threads,
+    };
     read_record(&dir).is_some_and(|r| r.skip == sub.skip)
-        && intact_at(
-            target.worktree,
-            target.admin,
-            sub.full.as_ref(),
-            sub.commit,
-            depth_left,
-        )
+        && checked.intact_at(sub.full.as_ref(), sub.commit, depth_left)
 }
 
 fn read_record(dir: &Path) -> Option<Record> {
@@ -763,52 +765,55 @@ pub fn carry_records(old_admin: &Path, new_admin: &Path) -> io::Result<()> {
 /// Start-up check: below every gitlink of the worktree, exactly what `mode`
 /// checks out, as recorded (commit, files with size and mtime); empty
 /// directories where `mode` checks nothing out.
-pub fn intact(worktree: &Path, admin: &Path, mode: SubmoduleMode) -> bool {
+/// Each submodule's files are walked on up to `threads` threads.
+pub fn intact(worktree: &Path, admin: &Path, mode: SubmoduleMode, threads: usize) -> bool {
+    let top = Checked {
+        worktree,
+        admin,
+        threads,
+    };
     worktree::read_index(&admin.join("index"))
-        .is_some_and(|index| level_intact(worktree, admin, BStr::new(""), &index, mode.levels()))
+        .is_some_and(|index| top.level_intact(BStr::new(""), &index, mode.levels()))
 }
 
-fn level_intact(
-    worktree: &Path,
-    admin: &Path,
-    prefix: &BStr,
-    index: &gix::index::File,
-    depth_left: usize,
-) -> bool {
-    gitlinks(index).into_iter().all(|(path, commit)| {
-        let full = join_path(prefix, path.as_ref());
-        intact_at(worktree, admin, full.as_ref(), commit, depth_left)
-    })
+/// The worktree [`intact`] checks, where its records are, and the walk's threads.
+struct Checked<'a> {
+    worktree: &'a Path,
+    admin: &'a Path,
+    threads: usize,
 }
 
-/// The gitlink at `full` (from the worktree's root) holds `commit` exactly
-/// as recorded: its files (stat data, nothing more) and, `depth_left`
-/// levels deep, its own submodules; an empty directory where nothing is
-/// checked out.
-fn intact_at(
-    worktree: &Path,
-    admin: &Path,
-    full: &BStr,
-    commit: ObjectId,
-    depth_left: usize,
-) -> bool {
-    let Some(dir) = to_path(full).map(|p| worktree.join(p)) else {
-        return false;
-    };
-    if depth_left == 0 {
-        return is_empty_dir(&dir);
+impl Checked<'_> {
+    fn level_intact(&self, prefix: &BStr, index: &gix::index::File, depth_left: usize) -> bool {
+        gitlinks(index).into_iter().all(|(path, commit)| {
+            let full = join_path(prefix, path.as_ref());
+            self.intact_at(full.as_ref(), commit, depth_left)
+        })
     }
-    let record_dir = record_dir(admin, full);
-    let Some(record) = read_record(&record_dir).filter(|r| r.commit == commit) else {
-        return false;
-    };
-    if record.skip {
-        return is_empty_dir(&dir);
+
+    /// The gitlink at `full` (from the worktree's root) holds `commit` exactly
+    /// as recorded: its files (stat data, nothing more) and, `depth_left`
+    /// levels deep, its own submodules; an empty directory where nothing is
+    /// checked out.
+    fn intact_at(&self, full: &BStr, commit: ObjectId, depth_left: usize) -> bool {
+        let Some(dir) = to_path(full).map(|p| self.worktree.join(p)) else {
+            return false;
+        };
+        if depth_left == 0 {
+            return is_empty_dir(&dir);
+        }
+        let record_dir = record_dir(self.admin, full);
+        let Some(record) = read_record(&record_dir).filter(|r| r.commit == commit) else {
+            return false;
+        };
+        if record.skip {
+            return is_empty_dir(&dir);
+        }
+        worktree::read_index(&record_dir.join("index")).is_some_and(|sub| {
+            worktree::exact(&dir, &sub, false, self.threads)
+                && self.level_intact(full, &sub, depth_left - 1)
+        })
     }
-    worktree::read_index(&record_dir.join("index")).is_some_and(|sub| {
-        worktree::exact(&dir, &sub, false)
-            && level_intact(worktree, admin, full, &sub, depth_left - 1)
-    })
 }
 
 /// Missing counts as empty: a gitlink's directory holds nothing either way.
@@ -840,7 +845,8 @@ pub fn upkeep(git_dir: &Path, used: &super::SubmoduleStores, gc: GcMode, budget:
             .filter(|(p, _)| p == store_path)
             .map(|(_, c)| *c)
             .collect();
-        let done = store::open(store_path)
+        // Compaction runs on one thread whatever the store's count.
+        let done = store::open(store_path, 1)
             .map_err(|e| e.to_string())
             .and_then(|repo| {
                 compact::carry_out(&repo, due, &keep, budget).map_err(|e| e.to_string())

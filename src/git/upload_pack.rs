@@ -114,7 +114,7 @@ impl<T: Transport> Listed<T> {
         let target = pack_in::Target {
             dir: &pack_dir,
             hash: repo.object_hash(),
-            threads: Some(crate::cgroup::worker_threads()),
+            threads: Some(super::store::threads(repo)),
             objects: &repo.objects,
             interrupt,
         };

@@ -472,8 +472,9 @@ struct Found {
 const COARSE_CLOCK: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Surveys the retired worktree at `dir` against its index in `old_admin`
-/// (one `lstat` per entry, content read only for racily clean ones).
-pub fn inspect(dir: &Path, old_admin: &Path) -> Result<Inspection, Error> {
+/// (one `lstat` per entry, content read only for racily clean ones), on up
+/// to `threads` threads.
+pub fn inspect(dir: &Path, old_admin: &Path, threads: usize) -> Result<Inspection, Error> {
     let started = std::time::SystemTime::now();
     let index_path = old_admin.join("index");
     let old = read_index(&index_path).ok_or_else(|| Error::Retired {
@@ -491,7 +492,7 @@ pub fn inspect(dir: &Path, old_admin: &Path) -> Result<Inspection, Error> {
             wanted.trust(|dir| record.get(dir).copied());
         }
         let since = survey::Since::of(&old);
-        survey::survey(dir, &wanted, true, |entry, meta, path| {
+        survey::survey(dir, &wanted, true, threads, |entry, meta, path| {
             survey::as_recorded(entry, meta, path, since)
         })
         .map_err(io_err(dir))?
@@ -536,11 +537,11 @@ pub fn inspect(dir: &Path, old_admin: &Path) -> Result<Inspection, Error> {
 /// kept for later without its index ([`Parked`]). `None`, without a walk,
 /// where inotify cannot promise to see every change (a network
 /// filesystem, no watch left), or if the walk fails.
-pub fn inspect_and_park(dir: &Path, old_admin: &Path) -> Option<Parked> {
+pub fn inspect_and_park(dir: &Path, old_admin: &Path, threads: usize) -> Option<Parked> {
     let watch = watch::Watch::start(dir)
         .inspect_err(|e| tracing::debug!(error = %e, dir = %dir.display(), "not watching the retired worktree"))
         .ok()?;
-    let inspection = inspect(dir, old_admin)
+    let inspection = inspect(dir, old_admin, threads)
         .inspect_err(
             |e| tracing::debug!(error = %e, "inspecting the retired worktree while idle failed"),
         )
@@ -853,7 +854,7 @@ fn checkout_files(
     let to_write = index.entries().len() - skipped;
     opts.thread_limit = Some(match to_write < FEW_FILES {
         true => 1,
-        false => crate::cgroup::worker_threads(),
+        false => super::store::threads(repo),
     });
     let objects = repo
         .objects
@@ -974,9 +975,10 @@ pub fn matches_index(
     admin_dir: &Path,
     commit: super::CommitId,
     sparse: Option<&Patterns>,
+    threads: usize,
 ) -> bool {
     if !looks_intact(worktree, admin_dir, commit, sparse) {
         return false;
     }
-    read_index(&admin_dir.join("index")).is_some_and(|index| exact(worktree, &index, true))
+    read_index(&admin_dir.join("index")).is_some_and(|index| exact(worktree, &index, true, threads))
 }

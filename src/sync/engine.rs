@@ -59,6 +59,9 @@ pub struct Options {
     pub access: Access,
     /// `--verify-signatures` and its key files (read at every pass).
     pub verify: crate::verify::Settings,
+    /// Threads for pack indexing, checkout and the spare's walk: what the
+    /// cgroup's CPU quota pays for (see [`crate::cgroup::worker_threads`]).
+    pub threads: usize,
 }
 
 /// The result of a successful pass.
@@ -348,6 +351,7 @@ impl Engine {
             &origin_url(&self.opts.repo),
             depth,
             self.filter_spec(),
+            self.opts.threads,
         )?;
         self.fetched_depth = Some(depth);
         if opened != store::Opened::default() {
@@ -611,7 +615,7 @@ impl Engine {
         if self.repo.is_none() {
             return;
         }
-        match Repo::open(&self.opts.root) {
+        match Repo::open(&self.opts.root, self.opts.threads) {
             Ok(repo) => self.repo = Some(repo),
             Err(e) => {
                 tracing::warn!(error = %e, "could not reopen the repository; will repair on the next pass");
@@ -688,8 +692,10 @@ impl Engine {
         let path = self.layout.worktree(hash);
         let admin = store::admin_dir(&self.opts.root, hash.as_str());
         if deep {
-            let intact = worktree::matches_index(&path, &admin, commit, self.opts.sparse.as_ref())
-                && submodules::intact(&path, &admin, self.opts.submodules);
+            let threads = self.opts.threads;
+            let sparse = self.opts.sparse.as_ref();
+            let intact = worktree::matches_index(&path, &admin, commit, sparse, threads)
+                && submodules::intact(&path, &admin, self.opts.submodules, threads);
             if intact {
                 self.trusted = Some(hash.clone());
             }
@@ -974,6 +980,7 @@ impl Engine {
             parked: spare.parked,
             dir,
             admin: self.spare_admin(spare),
+            threads: self.opts.threads,
         })
     }
 
@@ -1017,7 +1024,7 @@ impl Engine {
         let old_admin = reuse.old_admin;
         let inspection = match reuse.inspected {
             Some(inspection) => Ok(inspection),
-            None => worktree::inspect(&place.staging, old_admin),
+            None => worktree::inspect(&place.staging, old_admin, self.opts.threads),
         };
         match inspection.and_then(|i| repo.rewrite(planned, place, i, budget)) {
             Err(e @ (worktree::Error::Interrupted | worktree::Error::Timeout)) => Err(e.into()),
@@ -1096,7 +1103,7 @@ impl Engine {
             }
         }
         // The odb handle caches the pack list; start from a fresh one.
-        self.repo = Some(Repo::open(&self.opts.root)?);
+        self.repo = Some(Repo::open(&self.opts.root, self.opts.threads)?);
         Ok(())
     }
 

@@ -271,24 +271,17 @@ fn as_time((secs, nsecs): (i64, i64)) -> std::time::SystemTime {
     std::time::UNIX_EPOCH + since
 }
 
+/// The most threads a walk uses, whatever count it is given.
+const MAX_THREADS: usize = 8;
+
 /// Walks `dir` (not following symlinks); `accept` decides, for an index
 /// entry found on disk (with its metadata and path), whether it stays. With
 /// `top_level`, the worktree's own `.git` file is not looked at. The walk
 /// is one `lstat` per entry, bound by system calls: directories are shared
-/// out to as many threads as pack indexing and checkout get (the cgroup's
-/// CPU quota), which share a queue of the directories still to read.
+/// out to up to `threads` threads (those of pack indexing and checkout, at
+/// most 8; fewer if the system refuses more), which share a queue of the
+/// directories still to read.
 pub(crate) fn survey(
-    dir: &Path,
-    wanted: &Wanted<'_>,
-    top_level: bool,
-    accept: impl Fn(&gix::index::Entry, &Lstat, &Found<'_>) -> bool + Sync,
-) -> io::Result<Survey> {
-    let threads = crate::cgroup::worker_threads().clamp(1, 8);
-    survey_with(dir, wanted, top_level, threads, accept)
-}
-
-/// [`survey`] on up to `threads` threads (fewer if the system refuses more).
-pub(crate) fn survey_with(
     dir: &Path,
     wanted: &Wanted<'_>,
     top_level: bool,
@@ -309,7 +302,7 @@ pub(crate) fn survey_with(
     let found: Vec<std::thread::Result<Survey>> = std::thread::scope(|s| {
         // A thread the system refuses (a cgroup's pids.max) is one fewer
         // helper, not a failure: the queue is shared.
-        let helpers: Vec<_> = (1..threads.max(1))
+        let helpers: Vec<_> = (1..threads.clamp(1, MAX_THREADS))
             .filter_map(|_| {
                 std::thread::Builder::new()
                     .name("survey".into())
@@ -681,10 +674,11 @@ impl Lstat {
 
 /// `dir` holds exactly what `index` puts on disk, each entry as recorded
 /// (a submodule's directory only has to be a directory).
-pub(crate) fn exact(dir: &Path, index: &gix::index::File, top_level: bool) -> bool {
+/// Walked on up to `threads` threads.
+pub(crate) fn exact(dir: &Path, index: &gix::index::File, top_level: bool, threads: usize) -> bool {
     let wanted = Wanted::new(index);
     let since = Since::of(index);
-    survey(dir, &wanted, top_level, |entry, meta, path| {
+    survey(dir, &wanted, top_level, threads, |entry, meta, path| {
         as_recorded(entry, meta, path, since)
     })
     .is_ok_and(|s| s.strays.is_empty() && s.kept.len() == wanted.count())
@@ -881,7 +875,7 @@ mod tests {
             // the other one's `c` is swapped under it ("replaced") or the
             // first one itself ("its parent a link").
             let swapped = std::sync::Mutex::new(false);
-            let walked = survey_with(dir.path(), &wanted, false, 1, |entry, _, _| {
+            let walked = survey(dir.path(), &wanted, false, 1, |entry, _, _| {
                 let mut swapped = swapped.lock().expect("lock");
                 let path = entry.path(&index).to_string();
                 if !*swapped && path.ends_with("/x") {
@@ -928,8 +922,7 @@ mod tests {
         // Stamps taken after the changes: trusted as they are now.
         let mut wanted = Wanted::new(&index);
         wanted.trust(|p| stamp_now(dir.path(), p));
-        let found =
-            survey_with(dir.path(), &wanted, false, 8, |_, m, _| m.len() > 0).expect("survey");
+        let found = survey(dir.path(), &wanted, false, 8, |_, m, _| m.len() > 0).expect("survey");
         assert_eq!(found.trusted, 8);
         assert_eq!(found.kept.len(), 8, "the f files, not the removed g ones");
         assert!(found.strays.is_empty(), "{:?}", found.strays);
@@ -950,8 +943,7 @@ mod tests {
         fs::write(dir.path().join("top/sub"), "x").expect("file for a dir");
         let mut wanted = Wanted::new(&index);
         wanted.trust(|p| stamp_now(dir.path(), p));
-        let found =
-            survey_with(dir.path(), &wanted, false, 2, |_, m, _| m.is_file()).expect("survey");
+        let found = survey(dir.path(), &wanted, false, 2, |_, m, _| m.is_file()).expect("survey");
         assert_eq!(found.trusted, 1, "`top` (the top itself is always read)");
         assert_eq!(found.kept.len(), 1, "top/kept only");
         let mut strays: Vec<_> = found
@@ -980,8 +972,7 @@ mod tests {
         index.sort_entries();
         let mut wanted = Wanted::new(&index);
         wanted.trust(|p| stamp_now(dir.path(), p));
-        let found =
-            survey_with(dir.path(), &wanted, false, 1, |_, m, _| m.is_file()).expect("survey");
+        let found = survey(dir.path(), &wanted, false, 1, |_, m, _| m.is_file()).expect("survey");
         assert_eq!(found.trusted, 1);
         assert_eq!(found.kept.len(), 2, "t/a and t/c");
         assert!(found.strays.is_empty(), "{:?}", found.strays);
@@ -1054,7 +1045,7 @@ mod tests {
 
     fn strays(dir: &Path, index: &gix::index::File) -> Vec<String> {
         let since = Since::of(index);
-        let found = survey(dir, &Wanted::new(index), false, |e, m, p| {
+        let found = survey(dir, &Wanted::new(index), false, 2, |e, m, p| {
             as_recorded(e, m, p, since)
         })
         .expect("survey");
@@ -1068,7 +1059,7 @@ mod tests {
     #[test]
     fn an_untouched_tree_is_exact() {
         let (dir, index) = tree();
-        assert!(exact(dir.path(), &index, false));
+        assert!(exact(dir.path(), &index, false, 2));
         assert_eq!(Wanted::new(&index).count(), 4);
     }
 
@@ -1145,7 +1136,7 @@ mod tests {
             write(dir.path());
             let found = strays(dir.path(), &index);
             assert!(found.iter().any(|s| s == stray), "{what}: {found:?}");
-            assert!(!exact(dir.path(), &index, false), "{what}");
+            assert!(!exact(dir.path(), &index, false, 2), "{what}");
         }
     }
 
@@ -1153,10 +1144,10 @@ mod tests {
     fn a_missing_file_is_not_exact_and_the_top_level_git_file_is_ignored() {
         let (dir, index) = tree();
         fs::write(dir.path().join(".git"), "gitdir: x\n").expect("w");
-        assert!(exact(dir.path(), &index, true));
-        assert!(!exact(dir.path(), &index, false));
+        assert!(exact(dir.path(), &index, true, 2));
+        assert!(!exact(dir.path(), &index, false, 2));
         fs::remove_file(dir.path().join("a.txt")).expect("rm");
-        assert!(!exact(dir.path(), &index, true));
+        assert!(!exact(dir.path(), &index, true, 2));
     }
 
     /// Racy git: with a coarse clock, a same-size write in the tick the
@@ -1178,7 +1169,8 @@ mod tests {
         assert!(exact(
             dir.path(),
             &stamped(&index, admin.path(), earliest),
-            false
+            false,
+            2
         ));
 
         let a = dir.path().join("a.txt");
@@ -1189,7 +1181,7 @@ mod tests {
         // The index written in that same tick: a.txt is racily clean.
         let same_tick = stamped(&index, admin.path(), recorded.mtime);
         assert_eq!(strays(dir.path(), &same_tick), ["a.txt"]);
-        assert!(!exact(dir.path(), &same_tick, false));
+        assert!(!exact(dir.path(), &same_tick, false, 2));
         // Written a tick later, stat data is trusted (as git trusts it).
         let later = stat::Time {
             secs: recorded.mtime.secs + 1,
@@ -1198,7 +1190,8 @@ mod tests {
         assert!(exact(
             dir.path(),
             &stamped(&index, admin.path(), later),
-            false
+            false,
+            2
         ));
     }
 
@@ -1236,8 +1229,8 @@ mod tests {
         let index = gix::index::File::from_state(state, dir.path().join("index"));
         let wanted = Wanted::new(&index);
         let run = |threads| {
-            let mut found = survey_with(dir.path(), &wanted, false, threads, |_, m, _| m.len() > 0)
-                .expect("survey");
+            let mut found =
+                survey(dir.path(), &wanted, false, threads, |_, m, _| m.len() > 0).expect("survey");
             found.kept.sort_unstable();
             found.strays.sort();
             found.dirs.sort_by(|a, b| a.path.cmp(&b.path));
@@ -1250,7 +1243,7 @@ mod tests {
         assert_eq!(one.kept, eight.kept);
         assert_eq!(one.strays, eight.strays);
         assert_eq!(one.dirs, eight.dirs);
-        let panicked = survey_with(dir.path(), &wanted, false, 8, |e, _, _| {
+        let panicked = survey(dir.path(), &wanted, false, 8, |e, _, _| {
             assert!(!e.path(&index).ends_with(b"f7.txt"), "accept panics");
             true
         });

@@ -136,7 +136,7 @@ fn a_rewrite_turns_the_old_tree_into_exactly_the_new_commit() {
     // A consumer's file and a changed kept file in the old tree.
     write(&old.final_path, "cache/page.html", "consumer\n");
     fs::write(old.final_path.join("keep.txt"), "tampered\n").expect("w");
-    let inspection = inspect(&old.final_path, &old.admin_dir).expect("inspect");
+    let inspection = inspect(&old.final_path, &old.admin_dir, 2).expect("inspect");
     let (rewritten, built) = f.rewrite(&old, inspection, 1);
     assert_eq!(listing(&rewritten.staging), listing(&fresh.final_path));
     // keep.txt was tampered with and everything else changed: nothing kept.
@@ -144,7 +144,8 @@ fn a_rewrite_turns_the_old_tree_into_exactly_the_new_commit() {
     assert!(exact(
         &rewritten.staging,
         &read_index(&rewritten.admin_dir.join("index")).expect("index"),
-        true
+        true,
+        2
     ));
 }
 
@@ -163,7 +164,7 @@ fn untouched_unchanged_files_keep_their_inode() {
     let before = fs::metadata(old.final_path.join("d1/f1.txt"))
         .expect("lstat")
         .ino();
-    let inspection = inspect(&old.final_path, &old.admin_dir).expect("inspect");
+    let inspection = inspect(&old.final_path, &old.admin_dir, 2).expect("inspect");
     let (rewritten, built) = f.rewrite(&old, inspection, 1);
     assert_eq!(built.kept, 19);
     assert_eq!(built.written, 1);
@@ -212,7 +213,7 @@ fn an_inspection_no_longer_describes_a_tree_changed_after_it() {
         let outside = f.dir.path().join("outside");
         fs::create_dir_all(&outside).expect("mkdir");
         settle();
-        let mut inspection = inspect(&old.final_path, &old.admin_dir).expect("inspect");
+        let mut inspection = inspect(&old.final_path, &old.admin_dir, 2).expect("inspect");
         assert!(
             inspection.still_describes(&old.final_path),
             "{what}: untouched"
@@ -251,7 +252,7 @@ fn nine_dirs(d: &Path) {
 fn rewritten_tree(f: &Fixture) -> Placement {
     let old = f.checkout(0);
     settle();
-    let inspection = inspect(&old.final_path, &old.admin_dir).expect("inspect");
+    let inspection = inspect(&old.final_path, &old.admin_dir, 2).expect("inspect");
     assert_eq!(
         inspection.trusted_dirs(),
         0,
@@ -271,7 +272,7 @@ fn a_rewritten_tree_is_walked_without_reading_its_untouched_directories() {
         &|d| write(d, "d1/e1/f1.txt", "changed too\n"),
     ]);
     let place = rewritten_tree(&f);
-    let inspection = inspect(&place.final_path, &place.admin_dir).expect("inspect");
+    let inspection = inspect(&place.final_path, &place.admin_dir, 2).expect("inspect");
     // All but the top (always read) and d0/e0 (its file was replaced).
     assert_eq!(inspection.trusted_dirs(), 8);
     let (next, built) = f.rewrite(&place, inspection, 2);
@@ -293,11 +294,11 @@ fn a_directory_changed_just_before_the_walk_is_not_recorded() {
     settle();
     write(&old.final_path, "d1/e1/tmp", "x");
     fs::remove_file(old.final_path.join("d1/e1/tmp")).expect("rm");
-    let inspection = inspect(&old.final_path, &old.admin_dir).expect("inspect");
+    let inspection = inspect(&old.final_path, &old.admin_dir, 2).expect("inspect");
     let (rewritten, _) = f.rewrite(&old, inspection, 1);
     fs::rename(&rewritten.staging, &rewritten.final_path).expect("install");
     settle();
-    let inspection = inspect(&rewritten.final_path, &rewritten.admin_dir).expect("inspect");
+    let inspection = inspect(&rewritten.final_path, &rewritten.admin_dir, 2).expect("inspect");
     // Not the top, d0/e0 (rewritten) or d1/e1 (changed just before).
     assert_eq!(inspection.trusted_dirs(), 7);
 }
@@ -344,7 +345,7 @@ fn a_recorded_directory_changed_since_is_not_trusted() {
         ]);
         let place = rewritten_tree(&f);
         change(&place.final_path);
-        let inspection = inspect(&place.final_path, &place.admin_dir).expect("inspect");
+        let inspection = inspect(&place.final_path, &place.admin_dir, 2).expect("inspect");
         assert_eq!(inspection.trusted_dirs(), trusted, "{what}");
         let (next, _) = f.rewrite(&place, inspection, 2);
         assert_eq!(
@@ -362,7 +363,7 @@ fn a_tree_modified_just_before_the_walk_is_not_trusted_later() {
     // Modified within the coarse clock's tick before the walk: a later
     // change in the same tick could leave the mtime as recorded.
     write(&old.final_path, "d/late.txt", "x");
-    let mut inspection = inspect(&old.final_path, &old.admin_dir).expect("inspect");
+    let mut inspection = inspect(&old.final_path, &old.admin_dir, 2).expect("inspect");
     assert!(!inspection.still_describes(&old.final_path));
 }
 
@@ -384,7 +385,7 @@ fn a_parked_inspection_holds_only_while_nothing_changed() {
     };
     let parked = |old: &Placement| {
         settle();
-        inspect_and_park(&old.final_path, &old.admin_dir)
+        inspect_and_park(&old.final_path, &old.admin_dir, 2)
             .expect("watched and inspected (the test's filesystem must support inotify)")
     };
 
@@ -466,7 +467,7 @@ fn a_plan_from_another_commits_index_is_the_plan_from_its_tree() {
     };
     for from in 0..f.commits.len() {
         let place = f.checkout(from);
-        let base = inspect(&place.final_path, &place.admin_dir).expect("inspect");
+        let base = inspect(&place.final_path, &place.admin_dir, 2).expect("inspect");
         for to in 0..f.commits.len() {
             let (base_commit, commit) = (f.commits[from], f.commits[to]);
             let derived = plan_from(&repo, &base, base_commit, commit, SymlinkPolicy::Allow)
@@ -498,7 +499,7 @@ fn a_plan_from_another_index_refuses_the_unsafe_paths_plan_refuses() {
         ObjectId::from_hex(id.as_bytes()).expect("id")
     };
     let place = f.checkout(0);
-    let base = inspect(&place.final_path, &place.admin_dir).expect("inspect");
+    let base = inspect(&place.final_path, &place.admin_dir, 2).expect("inspect");
     let repo = f.repo();
     let sub = |name: &str| mktree(&work, &format!("100644 blob {blob}\t{name}\n"));
     for (listing, name) in [
@@ -556,7 +557,7 @@ fn an_index_rewritten_since_we_wrote_it_is_not_planned_from() {
     write(&place.final_path, "a.txt", "edited\n");
     git(&place.final_path, &["add", "a.txt"]);
     fs::rename(&linked, &place.admin_dir).expect("move it back");
-    let base = inspect(&place.final_path, &place.admin_dir).expect("inspect");
+    let base = inspect(&place.final_path, &place.admin_dir, 2).expect("inspect");
     let planned = plan_from(
         &repo,
         &base,

@@ -20,6 +20,8 @@ pub(super) struct Target {
     pub parked: bool,
     pub dir: PathBuf,
     pub admin: PathBuf,
+    /// The walk's threads (the engine's).
+    pub threads: usize,
 }
 
 type Inspected = Result<worktree::Inspection, worktree::Error>;
@@ -64,10 +66,10 @@ pub(super) struct Prepared {
 impl Prepared {
     /// Starts inspecting and watching `target` on a thread of its own.
     pub fn start(target: Target) -> Option<Self> {
-        let (dir, admin) = (target.dir.clone(), target.admin.clone());
+        let (dir, admin, threads) = (target.dir.clone(), target.admin.clone(), target.threads);
         let thread = Joined::spawn(move || {
             let started = std::time::Instant::now();
-            let parked = worktree::inspect_and_park(&dir, &admin);
+            let parked = worktree::inspect_and_park(&dir, &admin, threads);
             tracing::debug!(
                 ms = started.elapsed().as_secs_f64() * 1000.0,
                 watched = parked.is_some(),
@@ -133,7 +135,7 @@ impl Early {
                 return (Ok(inspection), When::WhileIdle);
             }
             let started = std::time::Instant::now();
-            let inspected = worktree::inspect(&target.dir, &target.admin);
+            let inspected = worktree::inspect(&target.dir, &target.admin, target.threads);
             tracing::debug!(
                 ms = started.elapsed().as_secs_f64() * 1000.0,
                 trusted_dirs = inspected

@@ -64,6 +64,7 @@ impl Fixture {
             submodules: SubmoduleMode::default(),
             access: Access::default(),
             verify: Default::default(),
+            threads: 2,
         }
     }
 
