@@ -15,8 +15,6 @@ pub fn run(config: Config) -> ExitCode {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    // The git programs we start (upload-pack, hooks' git) see --git-config.
-    crate::git::cli_config::install(config.access.git_config.0.clone());
     // `--group-write` makes everything written group-writable (git-sync's umask 0002).
     crate::fsutil::set_umask(config.group_write);
     raise_open_file_limit();

@@ -14,6 +14,7 @@ use super::checker::{default_bool, default_duration, default_int, default_str};
 use super::syntax::parse_signal;
 use super::{read_secret_file, Checker};
 use crate::cli::{Cli, Origin, Secret};
+use crate::git::cli_config::GitConfigPairs;
 pub use crate::hooks::{ExecHookConfig, HooksConfig, OutgoingWebhookConfig, ReloadConfig};
 use crate::types::SecretUrl;
 
@@ -126,8 +127,9 @@ pub fn validate_process_name(name: &str) -> Result<(), String> {
 
 impl<'a> Checker<'a> {
     /// Every hook flag (see the module docs). Values are checked even when
-    /// something else is wrong, so that all mistakes show up at once.
-    pub(super) fn hooks(&mut self) -> HooksConfig {
+    /// something else is wrong, so that all mistakes show up at once. The
+    /// git that exec hooks run sees `git_config` (`--git-config`).
+    pub(super) fn hooks(&mut self, git_config: &GitConfigPairs) -> HooksConfig {
         let cli: &'a Cli = self.cli;
         let exec = self.exec_hook(
             ExecHookIds {
@@ -138,6 +140,7 @@ impl<'a> Checker<'a> {
                 backoff: Flag::ExechookBackoff,
             },
             &cli.exechook_arg,
+            git_config,
         );
         let pre_publish = self.exec_hook(
             ExecHookIds {
@@ -148,6 +151,7 @@ impl<'a> Checker<'a> {
                 backoff: Flag::PrePublishExechookBackoff,
             },
             &cli.pre_publish_exechook_arg,
+            git_config,
         );
         let webhook = self.outgoing_webhook();
         let reload = self.reload();
@@ -163,6 +167,7 @@ impl<'a> Checker<'a> {
         &mut self,
         ids: ExecHookIds,
         raw_args: &[String],
+        git_config: &GitConfigPairs,
     ) -> Option<ExecHookConfig> {
         let mut command = self.raw(ids.command).map(|c| (ids.command, c));
         if let Some(v3) = ids.v3_command {
@@ -199,6 +204,7 @@ impl<'a> Checker<'a> {
             args,
             timeout,
             backoff,
+            git_config: git_config.clone(),
         })
     }
 

@@ -340,7 +340,7 @@ impl Config {
         };
 
         let http = c.http(period, sync_timeout);
-        let hooks = c.hooks();
+        let hooks = c.hooks(&access.git_config);
         let peers = c.peers();
         let verify = c.verify();
 

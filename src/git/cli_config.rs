@@ -11,8 +11,6 @@
 //! Pairs already in our environment's `GIT_CONFIG_COUNT` are kept: ours are
 //! numbered after them.
 
-use std::sync::OnceLock;
-
 /// The `--git-config` pairs, in order, for the git programs we start.
 /// `Debug` shows the keys only (a value may be an `Authorization` header).
 #[derive(Clone, Default)]
@@ -24,20 +22,6 @@ impl std::fmt::Debug for GitConfigPairs {
             .entries(self.0.iter().map(|(k, _)| k))
             .finish()
     }
-}
-
-/// The `--git-config` pairs, set once at start-up.
-static USER: OnceLock<Vec<(String, String)>> = OnceLock::new();
-
-/// Records the `--git-config` pairs for every git program started later.
-/// Only the first call counts (the process has one configuration).
-pub fn install(pairs: Vec<(String, String)>) {
-    let _ = USER.set(pairs);
-}
-
-/// The `--git-config` pairs (empty before [`install`]).
-pub fn user() -> &'static [(String, String)] {
-    USER.get().map_or(&[], Vec::as_slice)
 }
 
 /// The environment that gives a git program `pairs` on top of what our own
@@ -61,10 +45,10 @@ pub fn env(pairs: &[(String, String)], inherited: Option<&str>) -> Vec<(String, 
     out
 }
 
-/// [`env`] for the `--git-config` pairs followed by `extra`, on top of our
-/// own environment.
-pub fn env_with(extra: &[(String, String)]) -> Vec<(String, String)> {
-    let mut pairs = user().to_vec();
+/// [`env`] for the `--git-config` pairs `user` followed by `extra`, on top
+/// of our own environment.
+pub fn env_with(user: &GitConfigPairs, extra: &[(String, String)]) -> Vec<(String, String)> {
+    let mut pairs = user.0.clone();
     pairs.extend_from_slice(extra);
     env(&pairs, std::env::var("GIT_CONFIG_COUNT").ok().as_deref())
 }

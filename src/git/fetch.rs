@@ -35,6 +35,8 @@ pub struct Options<'a> {
     pub ssh: &'a super::ssh::Options,
     /// Proxy, TLS and extra headers (a bearer token) for http(s).
     pub http: &'a HttpSettings,
+    /// `--git-config`, for the `git upload-pack` of a file:// remote.
+    pub git_config: &'a super::cli_config::GitConfigPairs,
     /// `--filter`: partial clone (see [`super::partial`]).
     pub filter: Option<&'a super::partial::Filter>,
     /// Called once the refs show a commit to fetch, before the pack is
@@ -174,7 +176,8 @@ fn fetch_inner(
         .with_fetch_tags(gix::remote::fetch::Tags::None)
         .with_refspecs(Some(refspec.as_str()), gix::remote::Direction::Fetch)
         .map_err(|e| git_err("invalid ref", e, None))?;
-    let connected = transport::connect(opts.url.gix(), budget, opts.ssh, opts.http)?;
+    let connected =
+        transport::connect(opts.url.gix(), budget, opts.ssh, opts.http, opts.git_config)?;
     fetch_over(repo, remote, connected, opts, budget, step)
 }
 
@@ -559,6 +562,7 @@ mod tests {
             credentials: None,
             ssh: &ssh,
             http: &http,
+            git_config: &Default::default(),
             filter: None,
             on_change: None,
         };

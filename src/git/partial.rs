@@ -309,7 +309,8 @@ pub fn fetch_blobs(
             gix::remote::Direction::Fetch,
         )
         .map_err(|e| fetch::git_err("invalid object id", e, None))?;
-    let connected = transport::connect(opts.url.gix(), budget, opts.ssh, opts.http)?;
+    let connected =
+        transport::connect(opts.url.gix(), budget, opts.ssh, opts.http, opts.git_config)?;
     let report = connected.report;
     let listed = super::upload_pack::list(
         repo,

@@ -115,6 +115,8 @@ pub struct Settings<'a> {
     pub http_settings_for: &'a dyn Fn(&super::Remote) -> Result<crate::git::HttpSettings, String>,
     /// How to reach ssh remotes (the same keys and known_hosts as `--repo`).
     pub ssh: &'a super::ssh::Options,
+    /// `--git-config`, for the `git upload-pack` of a file:// submodule.
+    pub git_config: &'a super::cli_config::GitConfigPairs,
 }
 
 /// Where a worktree being built lives.
@@ -399,6 +401,7 @@ impl Walk<'_> {
                 credentials: credentials.as_ref(),
                 ssh: self.settings.ssh,
                 http: &http,
+                git_config: self.settings.git_config,
                 // Submodule stores stay complete: their checkout has no backfill.
                 filter: None,
                 on_change: None,

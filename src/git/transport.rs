@@ -23,6 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gix::bstr::BStr;
+
+use super::cli_config::GitConfigPairs;
 use gix::protocol::transport::client::blocking_io::{http, SetServiceResponse, Transport};
 use gix::protocol::transport::client::{
     self, git as git_transport, MessageKind, TransportWithoutIO, WriteMode,
@@ -401,18 +403,20 @@ pub struct Connected {
 }
 
 /// Opens a transport for `url`, bounded by `budget`; `ssh` says how to
-/// reach ssh:// and scp-like remotes, `http` applies to http(s) only.
+/// reach ssh:// and scp-like remotes, `http` applies to http(s) only, and
+/// the `git upload-pack` of a file:// remote sees `git_config`.
 pub fn connect(
     url: &gix::Url,
     budget: &Budget,
     ssh: &super::ssh::Options,
     http: &HttpSettings,
+    git_config: &GitConfigPairs,
 ) -> Result<Connected, ConnectError> {
     let stderr = StderrBuffer::default();
     let (transport, options): (BoxedTransport, Option<Box<dyn std::any::Any>>) = match url.scheme {
         gix::url::Scheme::Git => (Box::new(connect_daemon(url, budget)?), None),
         gix::url::Scheme::File => (
-            Box::new(spawn_upload_pack(url, budget, stderr.clone())?),
+            Box::new(spawn_upload_pack(url, budget, git_config, stderr.clone())?),
             None,
         ),
         gix::url::Scheme::Http | gix::url::Scheme::Https => {
@@ -633,6 +637,7 @@ pub(super) type ProcessConnection =
 fn spawn_upload_pack(
     url: &gix::Url,
     budget: &Budget,
+    git_config: &GitConfigPairs,
     stderr: StderrBuffer,
 ) -> Result<ProcessConnection, ConnectError> {
     let path = gix::path::from_bstr(gix::bstr::BStr::new(url.path.as_slice()))
@@ -644,7 +649,10 @@ fn spawn_upload_pack(
         .arg("upload-pack")
         .arg(&path)
         .env("GIT_PROTOCOL", "version=2")
-        .envs(super::cli_config::env_with(&safe_directories(&git_dir)));
+        .envs(super::cli_config::env_with(
+            git_config,
+            &safe_directories(&git_dir),
+        ));
     spawn_process(command, url, budget, stderr).map_err(ConnectError::Spawn)
 }
 

@@ -47,7 +47,7 @@ fn hook_command(config: &ExecHookConfig, publish: &Publish) -> std::process::Com
         .args(&config.args)
         .current_dir(&publish.worktree)
         .envs(hook_env(publish))
-        .envs(crate::git::cli_config::env_with(&[]))
+        .envs(crate::git::cli_config::env_with(&config.git_config, &[]))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

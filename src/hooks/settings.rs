@@ -28,6 +28,8 @@ pub struct ExecHookConfig {
     pub timeout: Duration,
     /// The wait before each retry (fixed, as in git-sync).
     pub backoff: Duration,
+    /// `--git-config`, for the git the program may run.
+    pub git_config: crate::git::cli_config::GitConfigPairs,
 }
 
 /// An outgoing HTTP notification. `Debug` shows header names only (values

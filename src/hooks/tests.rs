@@ -28,6 +28,7 @@ fn sh_hook(script: &Path, args: &[&str], timeout: Duration) -> ExecHookConfig {
         args: all,
         timeout,
         backoff: Duration::from_millis(40),
+        git_config: Default::default(),
     }
 }
 

@@ -475,6 +475,7 @@ impl Engine {
                         credentials: credentials.as_ref(),
                         ssh: &self.opts.ssh,
                         http: &http,
+                        git_config: &self.opts.access.git_config,
                         filter: self.opts.filter.as_ref(),
                         on_change: Some(&start_inspection),
                     },
@@ -856,6 +857,7 @@ impl Engine {
             credentials_for: &credentials_for,
             http_settings_for: &http_settings_for,
             ssh: &self.opts.ssh,
+            git_config: &self.opts.access.git_config,
         };
         let git_dir = self.opts.root.join(".git");
         let target = submodules::Target {
@@ -893,6 +895,7 @@ impl Engine {
             credentials: credentials.as_ref(),
             ssh: &self.opts.ssh,
             http: &http,
+            git_config: &self.opts.access.git_config,
             filter: None,
             on_change: None,
         };

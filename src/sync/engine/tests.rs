@@ -172,6 +172,53 @@ fn publishes_then_idle_passes_write_nothing_then_publishes_the_next_commit() {
     assert_eq!(f.published_f(), "b");
 }
 
+/// `--git-config` belongs to each engine, not to the process: in one
+/// process, the engine given `transfer.hideRefs` for `main` does not see the
+/// branch through its file:// upload-pack, nor does its gate's git miss the
+/// key it was given, while an engine without them syncs and is refused by
+/// the same gate.
+#[test]
+fn git_config_reaches_upload_pack_and_the_gates_git_per_engine() {
+    use crate::git::cli_config::GitConfigPairs;
+    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+    let gate = |pairs: &GitConfigPairs| ExecHookConfig {
+        command: PathBuf::from("/bin/sh"),
+        args: vec![
+            "-c".into(),
+            "test \"$(git config --get sidecar.gate)\" = open".into(),
+        ],
+        timeout: Duration::from_secs(30),
+        backoff: Duration::from_secs(3600),
+        git_config: pairs.clone(),
+    };
+    let (hidden, open, plain) = (Fixture::new(), Fixture::new(), Fixture::new());
+    for f in [&hidden, &open, &plain] {
+        f.commit("a");
+    }
+    let mut opts = hidden.options();
+    opts.access.git_config = GitConfigPairs(vec![pair("transfer.hideRefs", "refs/heads/main")]);
+    let error = engine(opts)
+        .sync_once(&budget())
+        .expect_err("main is hidden");
+    let hidden_ref = "couldn't find remote ref \"main\"";
+    assert!(error.to_string().contains(hidden_ref), "{error}");
+
+    let mut opts = open.options();
+    opts.access.git_config = GitConfigPairs(vec![pair("sidecar.gate", "open")]);
+    opts.pre_publish = Some(gate(&opts.access.git_config));
+    engine(opts)
+        .sync_once(&budget())
+        .expect("its gate's git sees the key");
+
+    let mut opts = plain.options();
+    opts.pre_publish = Some(gate(&opts.access.git_config));
+    let mut e = engine(opts);
+    match e.sync_once(&budget()) {
+        Err(Error::Gate { .. }) => {}
+        other => panic!("the gate's git has no sidecar.gate here: {other:?}"),
+    }
+}
+
 /// A refusing pre-publish gate keeps the published commit; while its
 /// backoff runs, passes report the refusal without running it again; a
 /// good commit after it is published at once.
@@ -185,6 +232,7 @@ fn a_refusing_gate_keeps_the_published_commit() {
         args: vec!["-c".into(), "! grep -q bad f".into()],
         timeout: Duration::from_secs(30),
         backoff: Duration::from_secs(3600),
+        git_config: Default::default(),
     });
     let mut e = engine(opts);
     e.sync_once(&budget()).expect("a passes the gate");
