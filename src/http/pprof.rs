@@ -115,6 +115,9 @@ struct Running {
     length: Duration,
 }
 
+/// Process-wide, as the profiler it guards is (pprof's one SIGPROF handler
+/// and sample buffer): per-server state would let a second server's
+/// request start a profiler that cannot start.
 static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
 
 impl Running {
