@@ -149,8 +149,15 @@ pub(super) struct UploadPackOutput {
     stderr_drained: Arc<Drained>,
 }
 
-/// How long the end of stdout waits for the child's last stderr words.
+/// How long the end of stdout waits for the child's last stderr words, at
+/// most (never past the sync's deadline, see [`settle_limit`]).
 const STDERR_SETTLE: Duration = Duration::from_millis(500);
+
+/// The wait for a child's last stderr words at `now`: [`STDERR_SETTLE`], or
+/// what is left until `deadline` if that is less.
+fn settle_limit(deadline: Instant, now: Instant) -> Duration {
+    STDERR_SETTLE.min(deadline.saturating_duration_since(now))
+}
 
 impl Read for UploadPackOutput {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -168,19 +175,33 @@ impl UploadPackOutput {
     /// give the stderr thread a moment to copy the rest, not forever (a
     /// grandchild may hold the pipe open).
     fn settle_stderr(&mut self) {
-        self.stderr_drained.wait(STDERR_SETTLE);
+        self.stderr_drained.settle();
     }
 }
 
 /// Set once a child's stderr is copied to the end; waited on before an
 /// error is reported, so that the error carries the child's last words.
-#[derive(Default)]
 pub(super) struct Drained {
     done: Mutex<bool>,
     ended: std::sync::Condvar,
+    /// The sync's deadline: no wait goes past it.
+    deadline: Instant,
 }
 
 impl Drained {
+    fn new(deadline: Instant) -> Self {
+        Self {
+            done: Mutex::new(false),
+            ended: std::sync::Condvar::new(),
+            deadline,
+        }
+    }
+
+    /// [`Self::wait`] as long as [`settle_limit`] allows.
+    fn settle(&self) {
+        self.wait(settle_limit(self.deadline, Instant::now()));
+    }
+
     fn set(&self) {
         if let Ok(mut done) = self.done.lock() {
             *done = true;
@@ -606,7 +627,7 @@ fn server_error(mut data: &[u8]) -> Option<String> {
 /// writing: the write fails with a broken pipe, and the error about to be
 /// reported must carry that reason, which the stderr thread may not have
 /// copied yet. A broken pipe therefore waits for that copy (as the end of
-/// stdout does, at most [`STDERR_SETTLE`]).
+/// stdout does, at most [`settle_limit`]).
 pub(super) struct UploadPackInput {
     stdin: ChildStdin,
     stderr_drained: Arc<Drained>,
@@ -615,7 +636,7 @@ pub(super) struct UploadPackInput {
 impl UploadPackInput {
     fn settled(&self, e: io::Error) -> io::Error {
         if e.kind() == io::ErrorKind::BrokenPipe {
-            self.stderr_drained.wait(STDERR_SETTLE);
+            self.stderr_drained.settle();
         }
         e
     }
@@ -717,7 +738,7 @@ pub(super) fn spawn_process(
     budget: &Budget,
     stderr: StderrBuffer,
 ) -> io::Result<ProcessConnection> {
-    let (output, input) = spawn_piped(command, stderr)?;
+    let (output, input) = spawn_piped(command, stderr, budget.deadline)?;
     let reader = DeadlineReader::new(output, budget.clone());
     Ok(git_transport::blocking_io::Connection::new(
         reader,
@@ -732,10 +753,12 @@ pub(super) fn spawn_process(
 }
 
 /// Starts `command` with its stdin and stdout piped to us and its stderr
-/// copied into `stderr` by a thread of its own.
+/// copied into `stderr` by a thread of its own; waits for that copy end by
+/// `deadline`.
 fn spawn_piped(
     mut command: Command,
     stderr: StderrBuffer,
+    deadline: Instant,
 ) -> io::Result<(UploadPackOutput, UploadPackInput)> {
     let mut child = command
         .stdin(Stdio::piped())
@@ -749,7 +772,7 @@ fn spawn_piped(
         return Err(io::Error::other("child pipes missing"));
     };
     // Drain stderr on a thread so the child never blocks on it; keep the first 8 KiB.
-    let stderr_drained = Arc::new(Drained::default());
+    let stderr_drained = Arc::new(Drained::new(deadline));
     let drained = stderr_drained.clone();
     std::thread::spawn(move || {
         let mut buf = [0u8; 1024];
@@ -876,7 +899,9 @@ mod tests {
             "exec 0<&-; sleep 0.1; echo 'fatal: git upload-pack: not our ref 0123' >&2",
         ]);
         let stderr = StderrBuffer::default();
-        let (_output, mut input) = spawn_piped(command, stderr.clone()).expect("spawn sh");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (_output, mut input) =
+            spawn_piped(command, stderr.clone(), deadline).expect("spawn sh");
         let chunk = [b'0'; 4096];
         let failed = (0..1000)
             .find_map(|_| input.write_all(&chunk).and_then(|()| input.flush()).err())
@@ -884,6 +909,20 @@ mod tests {
         assert_eq!(failed.kind(), io::ErrorKind::BrokenPipe, "{failed}");
         let said = stderr.lock().expect("stderr").clone();
         assert!(said.contains("not our ref 0123"), "stderr: {said:?}");
+    }
+
+    /// The wait for a child's last words never outlasts the sync.
+    #[test]
+    fn the_wait_for_last_words_ends_by_the_deadline() {
+        let now = Instant::now();
+        let far = now + Duration::from_secs(60);
+        assert_eq!(settle_limit(far, now), STDERR_SETTLE);
+        let near = now + Duration::from_millis(20);
+        assert_eq!(settle_limit(near, now), Duration::from_millis(20));
+        assert_eq!(
+            settle_limit(now, now + Duration::from_secs(1)),
+            Duration::ZERO
+        );
     }
 
     #[test]
