@@ -792,6 +792,61 @@ mod tests {
         git(store.dir.path(), &["fsck", "--full", "--no-dangling"]);
     }
 
+    /// A pack already in the store (the same fetch again after a crash
+    /// before the refs moved) stays as it is; the new copy is dropped and
+    /// leaves no temporary file behind.
+    #[test]
+    fn a_pack_already_in_the_store_is_kept_and_its_copy_dropped() {
+        let upstream = upstream();
+        let bytes = pack_of(upstream.path(), "main\n", &["--window=0"]);
+        let store = Store::new();
+        let first = store.write(&bytes).expect("write").expect("a pack");
+        let before = std::fs::metadata(&first.pack)
+            .expect("pack")
+            .modified()
+            .expect("mtime");
+        let files = store.files();
+        let again = store.write(&bytes).expect("write again").expect("a pack");
+        assert_eq!(again, first);
+        assert_eq!(store.files(), files, "one pack, one index, nothing else");
+        let after = std::fs::metadata(&first.pack)
+            .expect("pack")
+            .modified()
+            .expect("mtime");
+        assert_eq!(before, after, "the pack in place was not replaced");
+        git(store.dir.path(), &["fsck", "--full", "--no-dangling"]);
+    }
+
+    /// A pack that holds one whole object twice is taken, as `git
+    /// index-pack` takes it without `--strict` (what `git fetch` runs): the
+    /// same index, an entry for each copy, and the object reads back.
+    /// (`git verify-pack` would refuse it.)
+    #[test]
+    fn a_pack_holding_an_object_twice_gets_the_index_git_writes() {
+        let upstream = upstream();
+        let blob = git(upstream.path(), &["rev-parse", "main:page1.md"]);
+        let one = git_bytes_with_input(
+            upstream.path(),
+            &["pack-objects", "--stdout", "-q"],
+            format!("{blob}\n").as_bytes(),
+        );
+        let entry = &one[12..one.len() - 20];
+        let mut twice = [&one[..8], &2u32.to_be_bytes()[..], entry, entry].concat();
+        let mut hasher = gix::hash::hasher(Kind::Sha1);
+        hasher.update(&twice);
+        twice.extend_from_slice(hasher.try_finalize().expect("sha1").as_slice());
+
+        let store = Store::new();
+        let written = store.write(&twice).expect("write").expect("a pack");
+        let content = git(store.dir.path(), &["cat-file", "-p", &blob]);
+        let page = std::fs::read_to_string(upstream.path().join("page1.md")).expect("page");
+        assert_eq!(content.trim_end(), page.trim_end());
+        assert_eq!(
+            std::fs::read(&written.index).expect("idx"),
+            git_index(&written.pack)
+        );
+    }
+
     #[test]
     fn packs_with_deltas_are_indexed_as_git_does() {
         let upstream = upstream();
