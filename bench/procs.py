@@ -275,12 +275,14 @@ def output(cmd, cwd=None, env=None, input_bytes=None):
     return res.stdout.decode().strip()
 
 
-def cpu_seconds(pid):
-    """utime + stime of a live process (all its threads, live and exited)."""
+def cpu_seconds(pid, reaped=False):
+    """utime + stime of a live process (all its threads, live and exited),
+    and with `reaped` also those of the children it has waited for."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    # fields[0] is field 3 (state); utime, stime, cutime, cstime are fields 14 to 17.
+    used = fields[11:15] if reaped else fields[11:13]
+    return sum(map(int, used)) / CLK_TCK
 
 
 def status_kib(pid, key):

@@ -3,7 +3,6 @@
 Everything listens on and connects to 127.0.0.1 only.
 """
 
-import os
 import socket
 import subprocess
 import threading
@@ -52,15 +51,13 @@ class GitDaemon:
 
     def cpu_seconds(self):
         """CPU the daemon and the processes it started and reaped (each
-        connection's `git upload-pack`, its `pack-objects`) have used so far,
-        to the kernel's clock tick (10 ms): `git daemon` runs `git-daemon` as
-        its child, whose own time and reaped children's time are read."""
+        connection's `git upload-pack` and its `pack-objects`) have used so
+        far, to the kernel's clock tick (10 ms): `git daemon` runs
+        `git-daemon` as its child, which reaps them."""
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
         if len(children) != 1:
             raise RuntimeError(f"git daemon (pid {self.proc.pid}) has {len(children)} children, not 1")
-        fields = Path(f"/proc/{children[0]}/stat").read_text().rsplit(")", 1)[1].split()
-        utime, stime, cutime, cstime = map(int, fields[11:15])
-        return (utime + stime + cutime + cstime) / os.sysconf("SC_CLK_TCK")
+        return procs.cpu_seconds(int(children[0]), reaped=True)
 
     def close(self):
         procs.stop(self.proc)
@@ -100,18 +97,6 @@ class ByteRelay:
 
     def url(self, name):
         return f"git://{LOCALHOST}:{self.port}/{name}"
-
-    def cpu_seconds(self):
-        """CPU the daemon and the processes it started and reaped (each
-        connection's `git upload-pack`, its `pack-objects`) have used so far,
-        to the kernel's clock tick (10 ms): `git daemon` runs `git-daemon` as
-        its child, whose own time and reaped children's time are read."""
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
-        if len(children) != 1:
-            raise RuntimeError(f"git daemon (pid {self.proc.pid}) has {len(children)} children, not 1")
-        fields = Path(f"/proc/{children[0]}/stat").read_text().rsplit(")", 1)[1].split()
-        utime, stime, cutime, cstime = map(int, fields[11:15])
-        return (utime + stime + cutime + cstime) / os.sysconf("SC_CLK_TCK")
 
     def reset(self):
         with self.lock:
