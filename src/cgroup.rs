@@ -13,9 +13,10 @@
 use std::path::{Path, PathBuf};
 
 /// Threads for pack indexing and checkout: the cgroup CPU quota, the
-/// affinity mask and the online cores, whichever is smallest. Read once, at
-/// start-up, and handed to the engine (its `threads` option), which opens
-/// the repository with it (see [`crate::git::store::open`]).
+/// affinity mask and the online cores, whichever is smallest, read anew on
+/// each call. The app calls it once, at start-up, for the engine's
+/// `threads` option, which opens the repository with it (see
+/// [`crate::git::store::open`]).
 pub fn worker_threads() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let threads = choose(cores, quota_cpus_under(Path::new("/")));

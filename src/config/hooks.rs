@@ -872,6 +872,28 @@ mod tests {
         );
     }
 
+    /// The git an exec hook or the gate runs sees every `--git-config`
+    /// pair, in order (they ride in each hook's config).
+    #[test]
+    fn exec_hooks_carry_the_git_config_pairs() {
+        let c = config(
+            &with(&[
+                "--exechook-command=/hooks/post",
+                "--pre-publish-exechook-command=check",
+                "--git-config=core.quotepath:false,safe.directory:/data",
+            ]),
+            &[],
+        );
+        let keys = |pairs: &GitConfigPairs| -> Vec<String> {
+            pairs.0.iter().map(|(k, v)| format!("{k}={v}")).collect()
+        };
+        let want = ["core.quotepath=false", "safe.directory=/data"];
+        assert_eq!(keys(&c.access.git_config), want);
+        assert_eq!(keys(&exec_of(&c).git_config), want);
+        let gate = c.hooks.pre_publish.as_ref().expect("gate set");
+        assert_eq!(keys(&gate.git_config), want);
+    }
+
     #[test]
     fn v3_sync_hook_command_maps_to_exechook_command() {
         let c = config(&with(&["--sync-hook-command=/hooks/v3"]), &[]);

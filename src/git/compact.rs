@@ -543,7 +543,12 @@ fn write_pack(
         budget.interrupt_flag(),
         None::<gix::objs::find::Never>,
         gix::hash::Kind::Sha1,
-        pack::bundle::write::Options::default(),
+        // Indexing the new pack: the quota's threads, not one per core
+        // (gix's default).
+        pack::bundle::write::Options {
+            thread_limit: Some(super::store::threads(repo)),
+            ..Default::default()
+        },
     )
     .map_err(|e| Error::Write(e.to_string()))?;
     // The keep file guards a fresh pack against a concurrent gc until refs

@@ -115,7 +115,7 @@ pub fn open(root: &Path, threads: usize) -> Result<gix::Repository, Error> {
 }
 
 /// The threads `repo` was opened with for pack indexing and checkout (see
-/// [`open`]); one for a repository opened otherwise.
+/// [`open`]): its `pack.threads`, one if it has none.
 pub fn threads(repo: &gix::Repository) -> usize {
     let configured = repo.config_snapshot().integer("pack.threads");
     configured
@@ -838,13 +838,13 @@ mod tests {
         git_with_input(from, &["pack-objects", "-q", &prefix], ids.as_bytes());
     }
 
-    /// An upstream with two commits (the second changes a file and adds
-    /// one in a new directory) and a root store holding the first.
     /// The root's repository, opened afresh (one thread).
     fn reopen(root: &Path) -> gix::Repository {
         open(root, 1).expect("open")
     }
 
+    /// An upstream with two commits (the second changes a file and adds
+    /// one in a new directory) and a root store holding the first.
     fn two_commits() -> (tempfile::TempDir, ObjectId, ObjectId, String) {
         let dir = tempfile::tempdir().expect("tempdir");
         let up = dir.path().join("up");
@@ -1057,7 +1057,9 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let (repo, _) = open_or_init(dir.path(), "https://example.com/r", 1, None, 3)?;
         assert_eq!(threads(&repo), 3);
-        assert_eq!(threads(&gix::open(dir.path())?), 1, "not opened by us: one");
+        let isolated = gix::open::Options::isolated();
+        let elsewhere = gix::open_opts(dir.path(), isolated)?;
+        assert_eq!(threads(&elsewhere), 1, "no pack.threads: one");
         let config = repo.config_snapshot();
         let cache = config.integer("gitoxide.core.deltaBaseCacheLimit");
         assert_eq!(cache, Some(DELTA_BASE_CACHE_BYTES as i64));

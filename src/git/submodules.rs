@@ -833,7 +833,13 @@ fn is_empty_dir(dir: &Path) -> bool {
 /// compacts or merges the packs of those in use as `--git-gc=gc` says for
 /// the root's store (see [`compact::due`]; growth counted from each store's
 /// own record).
-pub fn upkeep(git_dir: &Path, used: &super::SubmoduleStores, gc: GcMode, budget: &Budget) {
+pub fn upkeep(
+    git_dir: &Path,
+    used: &super::SubmoduleStores,
+    gc: GcMode,
+    budget: &Budget,
+    threads: usize,
+) {
     let used = &used.0;
     let in_use: HashSet<&Path> = used.iter().map(|(p, _)| p.as_path()).collect();
     prune_stores(&git_dir.join("modules"), &in_use);
@@ -848,8 +854,7 @@ pub fn upkeep(git_dir: &Path, used: &super::SubmoduleStores, gc: GcMode, budget:
             .filter(|(p, _)| p == store_path)
             .map(|(_, c)| *c)
             .collect();
-        // Compaction runs on one thread whatever the store's count.
-        let done = store::open(store_path, 1)
+        let done = store::open(store_path, threads)
             .map_err(|e| e.to_string())
             .and_then(|repo| {
                 compact::carry_out(&repo, due, &keep, budget).map_err(|e| e.to_string())

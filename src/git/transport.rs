@@ -23,8 +23,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gix::bstr::BStr;
-
-use super::cli_config::GitConfigPairs;
 use gix::protocol::transport::client::blocking_io::{http, SetServiceResponse, Transport};
 use gix::protocol::transport::client::{
     self, git as git_transport, MessageKind, TransportWithoutIO, WriteMode,
@@ -32,6 +30,7 @@ use gix::protocol::transport::client::{
 use gix::protocol::transport::{Protocol, Service};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use crate::git::cli_config::GitConfigPairs;
 use crate::git::HttpSettings;
 
 /// Longest time a read blocks before it re-checks the deadline and interrupt flag.

@@ -1069,7 +1069,7 @@ impl Engine {
         store::prune_worktree_admin(&self.opts.root, &self.layout.worktrees_dir());
         if let Some(used) = self.submodule_stores.take() {
             let git_dir = self.opts.root.join(".git");
-            submodules::upkeep(&git_dir, &used, self.opts.gc, budget);
+            submodules::upkeep(&git_dir, &used, self.opts.gc, budget, self.opts.threads);
         }
         let keep = self.keep_set(Some(current));
         self.count_garbage(&keep);
