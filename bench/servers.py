@@ -49,15 +49,29 @@ class GitDaemon:
     def url(self, name):
         return f"git://{LOCALHOST}:{self.port}/{name}"
 
+    def _children(self, pid):
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+
+    def _server_pid(self):
+        """`git daemon` runs `git-daemon` as its child, which serves (and
+        reaps) each connection."""
+        children = self._children(self.proc.pid)
+        if len(children) != 1:
+            raise RuntimeError(f"git daemon (pid {self.proc.pid}) has {len(children)} children, not 1")
+        return int(children[0])
+
     def cpu_seconds(self):
         """CPU the daemon and the processes it started and reaped (each
         connection's `git upload-pack` and its `pack-objects`) have used so
-        far, to the kernel's clock tick (10 ms): `git daemon` runs
-        `git-daemon` as its child, which reaps them."""
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
-        if len(children) != 1:
-            raise RuntimeError(f"git daemon (pid {self.proc.pid}) has {len(children)} children, not 1")
-        return procs.cpu_seconds(int(children[0]), reaped=True)
+        far, to the kernel's clock tick (10 ms), once every connection is
+        over and reaped (a process not yet reaped is not counted yet)."""
+        pid = self._server_pid()
+        deadline = time.monotonic() + 10
+        while self._children(pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"git-daemon (pid {pid}) still serves a connection after 10 s")
+            time.sleep(0.01)
+        return procs.cpu_seconds(pid, reaped=True)
 
     def close(self):
         procs.stop(self.proc)
