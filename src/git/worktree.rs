@@ -460,8 +460,9 @@ struct Found {
     dirs: Vec<survey::Walked>,
     /// How many of them were trusted (by the record of their index), not read.
     trusted: usize,
-    /// The names in the worktree's own directory (`.git` aside), sorted.
-    top_names: Vec<Vec<u8>>,
+    /// The names in the worktree's own directory (`.git` aside) with their
+    /// inode numbers, sorted.
+    top_names: Vec<(Vec<u8>, u64)>,
     /// When the walk began.
     started: std::time::SystemTime,
 }
@@ -570,7 +571,10 @@ impl Inspection {
     /// the same mtime, and none was modified so shortly before the walk
     /// that a later change could have left its mtime the same (unless it
     /// is watched: then any later change is reported); if it is watched,
-    /// nothing at all was reported but its own move (the claim).
+    /// nothing at all was reported but its own move (the claim). The tree's
+    /// own directory is listed again instead, names and inode numbers, so
+    /// its mtime need not be settled: the park dropped its `.git` just
+    /// before, when a `--one-time` run follows the last closely.
     pub fn still_describes(&mut self, dir: &Path) -> bool {
         let watched = self.watch.is_some();
         // Checked once, then dropped: the rewrite's own writes are no news.
@@ -581,20 +585,22 @@ impl Inspection {
         let settled = walk.started.checked_sub(COARSE_CLOCK);
         walk.dirs.iter().all(|walked| {
             let (rel, stamp) = (&walked.path, &walked.stamp);
+            let top = rel.as_os_str().is_empty();
             let now = survey::Lstat::of(&dir.join(rel)).ok();
             let now = now
                 .filter(survey::Lstat::is_dir)
                 .map(|m| survey::DirStamp::of(&m));
             // The claim renamed the worktree itself: its ctime moved, so
             // its names are listed again (an mtime set back hides a change).
-            let same = now.is_some_and(|now| match rel.as_os_str().is_empty() {
+            let same = now.is_some_and(|now| match top {
                 true => {
                     now.same_but_moved(stamp)
                         && survey::names_in(dir, true).is_ok_and(|n| n == walk.top_names)
                 }
                 false => now == *stamp,
             });
-            same && (watched || settled.is_some_and(|settled| stamp.modified() < settled))
+            let settled = || settled.is_some_and(|settled| stamp.modified() < settled);
+            same && (watched || top || settled())
         })
     }
 

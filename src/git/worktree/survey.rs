@@ -202,8 +202,9 @@ pub(crate) struct Survey {
     pub dirs: Vec<Walked>,
     /// How many directories were taken as trusted, not read.
     pub trusted: usize,
-    /// The names in `dir` itself (its `.git` aside with `top_level`), sorted.
-    pub top_names: Vec<Vec<u8>>,
+    /// The names in `dir` itself (its `.git` aside with `top_level`), each
+    /// with its inode number, sorted.
+    pub top_names: Vec<(Vec<u8>, u64)>,
 }
 
 /// A directory the walk went through.
@@ -482,7 +483,7 @@ where
                 continue;
             }
             if id == Wanted::TOP {
-                found.top_names.push(bytes.to_vec());
+                found.top_names.push((bytes.to_vec(), entry.ino()));
             }
             let child = Found {
                 dir: fd.as_fd(),
@@ -580,13 +581,16 @@ where
     }
 }
 
-/// The names in directory `dir` as [`Survey::top_names`] lists them.
-pub(crate) fn names_in(dir: &Path, top_level: bool) -> io::Result<Vec<Vec<u8>>> {
+/// The names in directory `dir`, with their inode numbers, as
+/// [`Survey::top_names`] lists them.
+pub(crate) fn names_in(dir: &Path, top_level: bool) -> io::Result<Vec<(Vec<u8>, u64)>> {
+    use std::os::unix::fs::DirEntryExt;
     let mut names = Vec::new();
     for entry in fs::read_dir(dir)? {
-        let name = entry?.file_name().into_vec();
+        let entry = entry?;
+        let name = entry.file_name().into_vec();
         if !(top_level && name == b".git") {
-            names.push(name);
+            names.push((name, entry.ino()));
         }
     }
     names.sort_unstable();

@@ -181,7 +181,7 @@ fn untouched_unchanged_files_keep_their_inode() {
 #[test]
 fn an_inspection_no_longer_describes_a_tree_changed_after_it() {
     type Change = fn(&Path, &Path);
-    let cases: [(&str, Change); 7] = [
+    let cases: [(&str, Change); 8] = [
         ("a new file", |t, _| write(t, "d/new.txt", "x")),
         ("a removed file", |t, _| {
             fs::remove_file(t.join("d/e/f.txt")).expect("rm")
@@ -206,9 +206,23 @@ fn an_inspection_no_longer_describes_a_tree_changed_after_it() {
             "a new file in the tree itself, its mtime set back",
             |t, _| add_behind_mtime(t, "new.txt"),
         ),
+        (
+            "a file in the tree itself replaced, its mtime set back",
+            |t, outside| {
+                let mtime = fs::metadata(t).and_then(|m| m.modified()).expect("mtime");
+                fs::write(outside.join("other.txt"), "top\n").expect("write");
+                fs::rename(outside.join("other.txt"), t.join("top.txt")).expect("mv");
+                fs::File::open(t)
+                    .and_then(|d| d.set_times(fs::FileTimes::new().set_modified(mtime)))
+                    .expect("set the mtime back");
+            },
+        ),
     ];
     for (what, change) in cases {
-        let f = Fixture::new(&[&|d| write(d, "d/e/f.txt", "f\n")]);
+        let f = Fixture::new(&[&|d| {
+            write(d, "d/e/f.txt", "f\n");
+            write(d, "top.txt", "top\n");
+        }]);
         let old = f.checkout(0);
         let outside = f.dir.path().join("outside");
         fs::create_dir_all(&outside).expect("mkdir");
@@ -354,6 +368,25 @@ fn a_recorded_directory_changed_since_is_not_trusted() {
             "{what}"
         );
     }
+}
+
+/// The park drops the spare's `.git` file, and a `--one-time` run that
+/// follows closely walks the spare within the coarse clock of that: the
+/// tree's own directory is listed again at the claim (names and inodes), so
+/// its recent mtime does not void the inspection.
+#[test]
+fn a_spare_parked_just_before_the_walk_is_still_described_after_its_claim() {
+    let f = Fixture::new(&[&|d| {
+        write(d, "d/f.txt", "f\n");
+        write(d, "top.txt", "top\n");
+    }]);
+    let old = f.checkout(0);
+    settle();
+    fs::remove_file(old.final_path.join(".git")).expect("the park drops .git");
+    let mut inspection = inspect(&old.final_path, &old.admin_dir, 2).expect("inspect");
+    let claimed = f.dir.path().join("claimed");
+    fs::rename(&old.final_path, &claimed).expect("claim");
+    assert!(inspection.still_describes(&claimed));
 }
 
 #[test]
