@@ -88,6 +88,11 @@ fn half_sent_requests_are_closed_after_the_header_timeout_while_healthz_answers(
         "2s",
     ]));
     run.wait_for_link_hash(&s.link(), &first);
+    // Ready once the pass that flipped the link has reported, a moment after
+    // the flip (on a loaded machine, after this test's first probe).
+    run.wait_until(DEADLINE, "GET /healthz ready after the first sync", || {
+        client::get(&addr, "/healthz").is_ok_and(|r| r.status == 200)
+    });
 
     let mut stalled: Vec<TcpStream> = (0..HALF_SENT)
         .map(|i| {
