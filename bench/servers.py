@@ -7,7 +7,6 @@ import socket
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import procs
 
@@ -49,16 +48,13 @@ class GitDaemon:
     def url(self, name):
         return f"git://{LOCALHOST}:{self.port}/{name}"
 
-    def _children(self, pid):
-        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-
     def _server_pid(self):
         """`git daemon` runs `git-daemon` as its child, which serves (and
         reaps) each connection."""
-        children = self._children(self.proc.pid)
+        children = procs.children(self.proc.pid)
         if len(children) != 1:
             raise RuntimeError(f"git daemon (pid {self.proc.pid}) has {len(children)} children, not 1")
-        return int(children[0])
+        return children[0]
 
     def cpu_seconds(self):
         """CPU the daemon and the processes it started and reaped (each
@@ -67,7 +63,7 @@ class GitDaemon:
         over and reaped (a process not yet reaped is not counted yet)."""
         pid = self._server_pid()
         deadline = time.monotonic() + 10
-        while self._children(pid):
+        while procs.children(pid):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"git-daemon (pid {pid}) still serves a connection after 10 s")
             time.sleep(0.01)
