@@ -64,7 +64,7 @@ pub fn open_or_init(
     crate::rootlock::prepare_root(root)?;
     let mut opened = Opened::default();
     let git_dir = root.join(".git");
-    if !is_usable(root, threads) {
+    if !is_usable(root) {
         if is_empty(root) {
             tracing::info!(root = %root.display(), "initialising a new root");
         } else {
@@ -124,12 +124,13 @@ pub fn threads(repo: &gix::Repository) -> usize {
 }
 
 /// Usable = `<root>/.git` is a non-bare repository whose work tree is `root`.
-fn is_usable(root: &Path, threads: usize) -> bool {
+fn is_usable(root: &Path) -> bool {
     let git_dir = root.join(".git");
     if !git_dir.is_dir() || !git_dir.join("HEAD").is_file() || !git_dir.join("objects").is_dir() {
         return false;
     }
-    match open(root, threads) {
+    // Opened only to look at, never used: one thread.
+    match open(root, 1) {
         Ok(repo) => repo.workdir().is_some_and(|w| same_dir(w, root)),
         Err(_) => false,
     }

@@ -599,8 +599,8 @@ impl Inspection {
                 }
                 false => now == *stamp,
             });
-            let settled = || settled.is_some_and(|settled| stamp.modified() < settled);
-            same && (watched || top || settled())
+            let settled_before_walk = || settled.is_some_and(|s| stamp.modified() < s);
+            same && (watched || top || settled_before_walk())
         })
     }
 
