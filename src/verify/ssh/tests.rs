@@ -711,36 +711,4 @@ fn garbage_instead_of_a_signature_is_malformed() {
     }
 }
 
-/// The cost of one ed25519 verification (armour decode, hash, check), for
-/// the "under 2 ms per publish" target. Prints, asserts nothing:
-/// `cargo test --release --lib verify::ssh::tests::bench -- --ignored --nocapture`
-#[test]
-#[ignore = "a measurement, run by hand in --release"]
-fn bench_ed25519_verify() {
-    let dir = tempdir();
-    let key = keygen(dir.path(), "ed25519", None);
-    let sig = sign(dir.path(), &key, PAYLOAD, GIT_NAMESPACE);
-    // The signer's line comes last, after 20 others, as in a team's file.
-    let others: String = ["256", "384", "521"]
-        .iter()
-        .cycle()
-        .take(20)
-        .enumerate()
-        .map(|(i, bits)| {
-            let other = keygen(dir.path(), "ecdsa", Some(bits));
-            format!("user{i}@example.com {}\n", other.public)
-        })
-        .collect();
-    let allowed = parse_allowed_signers(&format!("{others}alice@example.com {}\n", key.public))
-        .expect("valid");
-    let calls = 1000;
-    let start = std::time::Instant::now();
-    for _ in 0..calls {
-        let got = verify(&allowed, PAYLOAD, &sig, Some("alice@example.com"), now());
-        assert!(got.is_ok());
-    }
-    let per_call = start.elapsed() / calls;
-    println!("ed25519 SSHSIG verification: {per_call:?} per call ({calls} calls, 21-line allowed_signers)");
-}
-
 mod properties;
