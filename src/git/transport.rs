@@ -149,8 +149,11 @@ pub(super) struct UploadPackOutput {
 }
 
 /// How long the end of stdout waits for the child's last stderr words, at
-/// most (never past the sync's deadline, see [`settle_limit`]).
+/// most (never past the sync's deadline, see [`settle_limit`], and never
+/// once shutdown began).
 const STDERR_SETTLE: Duration = Duration::from_millis(500);
+/// How often that wait looks at the interrupt flag.
+const SETTLE_SLICE: Duration = Duration::from_millis(20);
 
 /// The wait for a child's last stderr words at `now`: [`STDERR_SETTLE`], or
 /// what is left until `deadline` if that is less.
@@ -183,22 +186,33 @@ impl UploadPackOutput {
 pub(super) struct Drained {
     done: Mutex<bool>,
     ended: std::sync::Condvar,
-    /// The sync's deadline: no wait goes past it.
-    deadline: Instant,
+    /// The sync's budget: no wait goes past its deadline or its interrupt.
+    budget: Budget,
+}
+
+/// Why a wait for a child's last words ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Settled {
+    /// The copy of its stderr ended (or was waited for before).
+    Copied,
+    /// Shutdown began: the error goes without those words.
+    Interrupted,
+    /// [`settle_limit`] passed: a grandchild may hold the pipe open.
+    TimedOut,
 }
 
 impl Drained {
-    fn new(deadline: Instant) -> Self {
+    fn new(budget: Budget) -> Self {
         Self {
             done: Mutex::new(false),
             ended: std::sync::Condvar::new(),
-            deadline,
+            budget,
         }
     }
 
     /// [`Self::wait`] as long as [`settle_limit`] allows.
-    fn settle(&self) {
-        self.wait(settle_limit(self.deadline, Instant::now()));
+    fn settle(&self) -> Settled {
+        self.wait(settle_limit(self.budget.deadline, Instant::now()))
     }
 
     fn set(&self) {
@@ -209,14 +223,31 @@ impl Drained {
     }
 
     /// Waits until the copy ended, for at most `limit`, once: a grandchild
-    /// holding the pipe open delays one error, not every later read.
-    fn wait(&self, limit: Duration) {
-        let Ok(done) = self.done.lock() else {
-            return;
+    /// holding the pipe open delays one error, not every later read. Stops
+    /// early once the sync is interrupted (looked at every [`SETTLE_SLICE`]).
+    fn wait(&self, limit: Duration) -> Settled {
+        let until = Instant::now() + limit;
+        let Ok(mut done) = self.done.lock() else {
+            return Settled::Copied;
         };
-        if let Ok((mut done, _)) = self.ended.wait_timeout_while(done, limit, |done| !*done) {
-            *done = true;
-        }
+        let settled = loop {
+            if *done {
+                break Settled::Copied;
+            }
+            if self.budget.is_interrupted() {
+                break Settled::Interrupted;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Settled::TimedOut;
+            }
+            match self.ended.wait_timeout(done, left.min(SETTLE_SLICE)) {
+                Ok((guard, _)) => done = guard,
+                Err(_) => return Settled::Copied,
+            }
+        };
+        *done = true;
+        settled
     }
 }
 
@@ -737,7 +768,7 @@ pub(super) fn spawn_process(
     budget: &Budget,
     stderr: StderrBuffer,
 ) -> io::Result<ProcessConnection> {
-    let (output, input) = spawn_piped(command, stderr, budget.deadline)?;
+    let (output, input) = spawn_piped(command, stderr, budget.clone())?;
     let reader = DeadlineReader::new(output, budget.clone());
     Ok(git_transport::blocking_io::Connection::new(
         reader,
@@ -752,12 +783,12 @@ pub(super) fn spawn_process(
 }
 
 /// Starts `command` with its stdin and stdout piped to us and its stderr
-/// copied into `stderr` by a thread of its own; waits for that copy end by
-/// `deadline`.
+/// copied into `stderr` by a thread of its own; waits for that copy to end
+/// within `budget`.
 fn spawn_piped(
     mut command: Command,
     stderr: StderrBuffer,
-    deadline: Instant,
+    budget: Budget,
 ) -> io::Result<(UploadPackOutput, UploadPackInput)> {
     let mut child = command
         .stdin(Stdio::piped())
@@ -771,7 +802,7 @@ fn spawn_piped(
         return Err(io::Error::other("child pipes missing"));
     };
     // Drain stderr on a thread so the child never blocks on it; keep the first 8 KiB.
-    let stderr_drained = Arc::new(Drained::new(deadline));
+    let stderr_drained = Arc::new(Drained::new(budget));
     let drained = stderr_drained.clone();
     std::thread::spawn(move || {
         let mut buf = [0u8; 1024];
@@ -898,9 +929,8 @@ mod tests {
             "exec 0<&-; sleep 0.1; echo 'fatal: git upload-pack: not our ref 0123' >&2",
         ]);
         let stderr = StderrBuffer::default();
-        let deadline = Instant::now() + Duration::from_secs(60);
         let (_output, mut input) =
-            spawn_piped(command, stderr.clone(), deadline).expect("spawn sh");
+            spawn_piped(command, stderr.clone(), Budget::for_tests()).expect("spawn sh");
         let chunk = [b'0'; 4096];
         let failed = (0..1000)
             .find_map(|_| input.write_all(&chunk).and_then(|()| input.flush()).err())
@@ -908,6 +938,33 @@ mod tests {
         assert_eq!(failed.kind(), io::ErrorKind::BrokenPipe, "{failed}");
         let said = stderr.lock().expect("stderr").clone();
         assert!(said.contains("not our ref 0123"), "stderr: {said:?}");
+    }
+
+    /// A child whose stdout ended while its stderr stays open (a grandchild
+    /// holding it, say): once shutdown began, the wait for its last words
+    /// ends at once instead of running out its limit; without shutdown it
+    /// ends when the copy does.
+    #[test]
+    fn the_wait_for_last_words_ends_on_shutdown() {
+        let held_open = || {
+            let mut command = Command::new("sh");
+            command.args(["-c", "exec >/dev/null; sleep 30"]);
+            command
+        };
+        let interrupt = Arc::new(AtomicBool::new(false));
+        let budget = Budget::new(Duration::from_secs(60), interrupt.clone());
+        let (output, _input) =
+            spawn_piped(held_open(), StderrBuffer::default(), budget).expect("spawn sh");
+        interrupt.store(true, Ordering::Relaxed);
+        assert_eq!(output.stderr_drained.settle(), Settled::Interrupted);
+
+        let mut command = Command::new("sh");
+        command.args(["-c", "echo 'last words' >&2"]);
+        let stderr = StderrBuffer::default();
+        let (output, _input) =
+            spawn_piped(command, stderr.clone(), Budget::for_tests()).expect("spawn sh");
+        assert_eq!(output.stderr_drained.settle(), Settled::Copied);
+        assert_eq!(stderr.lock().expect("stderr").as_str(), "last words\n");
     }
 
     /// The wait for a child's last words never outlasts the sync.
