@@ -291,7 +291,14 @@ SOAK_DISK_TOLERANCE = 0.10  # of the first half's largest quiet reading
 
 
 def target_soak(res):
-    """Growth between the two halves of the soak (after its first point, the first sync).
+    """`soak_growth`'s text with its verdict."""
+    text, ok = soak_growth(res)
+    return f"{text}: {_verdict(ok)}"
+
+
+def soak_growth(res):
+    """(text, ok or None when not measured): growth between the two halves of the soak (after its first
+    point, the first sync).
 
     Every point is read once the latest commit is published and its pass is
     over (`scenarios.quiet_disk_usage`). RSS is the largest of 5 readings, so
@@ -302,7 +309,7 @@ def target_soak(res):
     """
     points = res.soak[1:]
     if len(points) < 4:
-        return "No growth over a soak of 10,000 syncs: not measured"
+        return "No growth over a soak of 10,000 syncs", None
     first, second = points[: len(points) // 2], points[len(points) // 2:]
     aggregate = {"rss": max, "anon": max, "file": max, "fds": min, "threads": min}
     growth = {k: agg(p[k] for p in second) - agg(p[k] for p in first) for k, agg in aggregate.items()}
@@ -321,7 +328,7 @@ def target_soak(res):
             f"within +1 MiB; fewest fds and threads not up; largest quiet disk reading within "
             f"+{SOAK_DISK_TOLERANCE:.0%}; no failed sync): RSS {growth['rss']:+.1f} MiB (anon {growth['anon']:+.1f}, "
             f"file-backed {growth['file']:+.1f}), fds {growth['fds']:+d}, "
-            f"threads {growth['threads']:+d}, disk {disk}, failed syncs {res.soak_errors}: {_verdict(ok)}")
+            f"threads {growth['threads']:+d}, disk {disk}, failed syncs {res.soak_errors}"), ok
 
 
 def target_webhook(res, fs):
@@ -361,8 +368,9 @@ def render(res, header, fs, labels, notes):
 
         rows = list(res.targets)
         if res.soak:
+            text, ok = soak_growth(res)
             rows.append(issue16.Row("Soak (on the main corpus)", "RSS, fds, threads, disk flat",
-                                    target_soak(res), "–", "–", ""))
+                                    text, "–", "–", _verdict(ok)))
         parts += ["", "## Issue 16 targets, side by side", "", ISSUE16_NOTE, "", issue16.render(rows)]
     for title, note, body in sections(res):
         parts += ["", f"## {title}", "", note, "", body]

@@ -571,11 +571,6 @@ class Targets:
             "–", "–", "reported"))
 
 
-def soak_row(res, text):
-    """The soak's verdict (from report.target_soak), as a row."""
-    res.targets.append(Row("Soak: passes with a commit every 100", "RSS, fds, threads, disk flat", text, "–", "–", ""))
-
-
 def render(rows):
     lines = ["| target | goal | git-sidecar | git CLI | git-sync v4.7.1 emulation (git CLI) | verdict |",
              "|---|---|---|---|---|---|"]

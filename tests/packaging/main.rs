@@ -2,7 +2,8 @@
 //! shipped and deployed rather than what it does. The container image
 //! (built from `scripts/build-static`, run with rootful podman), the
 //! Kubernetes manifests in `manifests/` (validated, their programs and
-//! configs run for real) and the files in `examples/`. The product's own
+//! configs run for real), the files in `examples/`, and `scripts/bench`
+//! (it still runs and prints its targets). The product's own
 //! suite is `cargo test --test it`; `cargo test --all-targets` (what
 //! `.ci/run` runs) runs both.
 //!
@@ -12,6 +13,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod bench;
 mod code_order;
 mod examples;
 mod image;
