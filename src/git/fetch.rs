@@ -202,7 +202,7 @@ fn fetch_over(
         &remote,
         connected.transport,
         connected.options,
-        credential_callback::callback(opts.credentials.cloned()),
+        credential_callback::callback(opts.credentials.cloned(), opts.url.gix()),
     )
     .map_err(|e| classify_listing_error(e, opts, &report, budget))?;
 

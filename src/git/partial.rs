@@ -317,7 +317,7 @@ pub fn fetch_blobs(
         &remote,
         connected.transport,
         connected.options,
-        super::credential_callback::callback(opts.credentials.cloned()),
+        super::credential_callback::callback(opts.credentials.cloned(), opts.url.gix()),
     )
     .map_err(|e| {
         fetch::git_err(

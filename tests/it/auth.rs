@@ -471,3 +471,54 @@ fn a_rotated_kubernetes_secret_volume_is_followed() {
     run.wait_for_link_hash(&s.link(), &second);
     run.assert_running();
 }
+
+/// A forge that moved the repository to another host answers with a redirect
+/// there, and the other host asks for credentials (here it always does). git
+/// sends them only to the host of the URL it was given; so must we, whether
+/// they come from `--password-file` or the URL: the sync fails saying where
+/// the redirect led, and the other host never sees an `Authorization`.
+#[test]
+fn credentials_never_follow_a_redirect_to_another_host() {
+    use crate::support::http_server::{Answer, Request, TestServer};
+    let other = TestServer::start(|_, _: &Request| {
+        Answer::new(401, "").header("WWW-Authenticate", "Basic realm=\"other\"")
+    });
+    let other_base = format!("http://localhost:{}", other.port());
+    let forge = {
+        let other_base = other_base.clone();
+        TestServer::start(move |_, req: &Request| {
+            Answer::new(302, "").header("Location", &format!("{other_base}{}", req.target))
+        })
+    };
+    let s = Scratch::new();
+    let password_file = write_file(&s, "password", SECRET);
+    let forge_url = forge.url("/org/site.git");
+    let with_userinfo = forge_url.replacen("http://", &format!("http://{USER}:{SECRET}@"), 1);
+    let ways = [
+        s.sidecar(&forge_url)
+            .args(["--username", USER, "--password-file"])
+            .arg(&password_file),
+        s.sidecar(&with_userinfo),
+    ];
+    for way in ways {
+        let out = way.arg("--one-time").run(RUN_TIMEOUT);
+        assert!(!out.status.success(), "{}", describe_output(&out));
+        let said = describe_output(&out);
+        assert!(
+            said.contains(&format!(
+                "the server redirected to {other_base}, which asks for credentials"
+            )) && said.contains(&format!("only to http://127.0.0.1:{} (the", forge.port())),
+            "{said}"
+        );
+        assert_no_secret(&[("stderr+stdout", &said)]);
+    }
+    let requests = other.requests();
+    assert!(
+        requests.len() >= 2,
+        "the redirects were followed: {}",
+        other.describe()
+    );
+    for req in requests {
+        assert_eq!(req.header("authorization"), None, "{req:?}");
+    }
+}
