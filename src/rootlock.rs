@@ -14,7 +14,9 @@
 //! directory) also works on NFS, where `flock` becomes a POSIX lock that
 //! needs a writable descriptor; the kernel releases it when the holder dies,
 //! however it dies. The file holds the holder's PID and host name for the
-//! waiter's log line; it is left in place when the holder exits.
+//! waiter's log line; it is left in place when the holder exits. Someone may
+//! still delete it (or the root) by hand: each pass checks that the path
+//! names the locked file ([`RootLock::keep`]) before it touches anything.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
@@ -36,6 +38,12 @@ pub enum Error {
         "could not lock {path}: {source} (the filesystem must support flock; on NFS, file locking must be enabled)"
     )]
     Lock { path: PathBuf, source: io::Error },
+    #[error(
+        "the lock file {path} was removed or replaced while this instance held it, and another \
+         git-sidecar ({holder}) now holds the new one: this instance leaves the root alone until \
+         that one exits (never delete the lock file of a running instance)"
+    )]
+    Lost { path: PathBuf, holder: String },
 }
 
 /// What is wrong with `--root` itself, said so the user can fix it.
@@ -115,7 +123,57 @@ pub fn prepare_root(root: &Path) -> Result<(), RootError> {
 /// The held lock; released when dropped (or when the process dies).
 #[derive(Debug)]
 pub struct RootLock {
-    _file: File,
+    root: PathBuf,
+    /// Replaced when the lock is taken again ([`RootLock::keep`]).
+    file: std::sync::Mutex<File>,
+}
+
+/// What [`RootLock::keep`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Kept {
+    /// The lock file at the path is still the one this process locked.
+    Held,
+    /// It had been removed or replaced (the root deleted, say) and nobody
+    /// held the new one: this process locked it. What was in the root may
+    /// be gone with it.
+    Retaken,
+}
+
+impl RootLock {
+    /// Makes sure this process still holds the lock on its root, before a
+    /// pass touches anything there. A lock file deleted while held no
+    /// longer excludes anyone (a second instance creates and locks a new
+    /// one), so the file at the path must be the one locked: if it is not,
+    /// the lock is taken again, or [`Error::Lost`] if another instance
+    /// already has it.
+    pub fn keep(&self) -> Result<Kept, Error> {
+        let path = self.root.join(FILE_NAME);
+        let mut file = self
+            .file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if is_at(&file, &path) {
+            return Ok(Kept::Held);
+        }
+        match try_acquire(&self.root)? {
+            Attempt::Acquired(RootLock { file: fresh, .. }) => {
+                *file = fresh
+                    .into_inner()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                Ok(Kept::Retaken)
+            }
+            Attempt::Held { holder } => Err(Error::Lost { path, holder }),
+        }
+    }
+}
+
+/// Whether `path` (not followed) is the file `file` has open.
+fn is_at(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::symlink_metadata(path)) {
+        (Ok(held), Ok(there)) => held.dev() == there.dev() && held.ino() == there.ino(),
+        _ => false,
+    }
 }
 
 /// The result of one attempt.
@@ -137,7 +195,10 @@ pub fn try_acquire(root: &Path) -> Result<Attempt, Error> {
         Ok(()) => {
             // Best effort: the name is only for the waiter's log line.
             let _ = record_holder(&mut file);
-            Ok(Attempt::Acquired(RootLock { _file: file }))
+            Ok(Attempt::Acquired(RootLock {
+                root: root.to_path_buf(),
+                file: std::sync::Mutex::new(file),
+            }))
         }
         Err(TryLockError::WouldBlock) => Ok(Attempt::Held {
             holder: read_holder(&path),
@@ -209,6 +270,39 @@ mod tests {
         }
         drop(lock);
         assert!(matches!(try_acquire(&root)?, Attempt::Acquired(_)));
+        Ok(())
+    }
+
+    /// A lock file deleted while held excludes no one: `keep` sees that the
+    /// path no longer names the locked file and takes the new one, or says
+    /// who has it.
+    #[test]
+    fn a_removed_lock_file_is_taken_again_or_reported_lost(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path().join("root");
+        let Attempt::Acquired(lock) = try_acquire(&root)? else {
+            panic!("a fresh root is free");
+        };
+        assert_eq!(lock.keep()?, Kept::Held);
+        // The whole root deleted: it comes back, locked by us.
+        fs::remove_dir_all(&root)?;
+        assert_eq!(lock.keep()?, Kept::Retaken);
+        assert_eq!(lock.keep()?, Kept::Held);
+        assert!(matches!(try_acquire(&root)?, Attempt::Held { .. }));
+        // The file removed, and a second instance locked the new one.
+        fs::remove_file(root.join(FILE_NAME))?;
+        let Attempt::Acquired(second) = try_acquire(&root)? else {
+            panic!("the removed file held no one off");
+        };
+        match lock.keep() {
+            Err(Error::Lost { holder, .. }) => {
+                assert!(holder.starts_with("pid "), "{holder}")
+            }
+            other => panic!("the lock is lost: {other:?}"),
+        }
+        drop(second);
+        assert_eq!(lock.keep()?, Kept::Retaken);
         Ok(())
     }
 

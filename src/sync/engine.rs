@@ -101,6 +101,9 @@ pub enum Error {
     Submodule(#[from] submodules::Error),
     #[error(transparent)]
     Publish(#[from] publish::Error),
+    /// The root's lock file was replaced and another instance has it.
+    #[error(transparent)]
+    RootLock(#[from] crate::rootlock::Error),
     #[error("internal error (a bug, please report it): {0}")]
     Panic(String),
     /// `--verify-signatures` refused the commit (or the tag `--ref` names).
@@ -280,6 +283,15 @@ impl Engine {
     /// One pass. The first pass of a process also repairs the root and
     /// checks the published worktree file by file.
     pub fn sync_once(&mut self, budget: &Budget) -> Result<Outcome, Error> {
+        // Nothing in the root is touched without the lock.
+        if self.root_lock.keep()? == crate::rootlock::Kept::Retaken {
+            tracing::warn!(
+                root = %self.opts.root.display(),
+                "the root's lock file was removed (with the root?); locked it again, and the root \
+                 is opened, checked and repaired as at start-up"
+            );
+            self.repo = None;
+        }
         let first_pass = self.repo.is_none();
         if first_pass {
             self.open()?;

@@ -277,3 +277,88 @@ fn rolling_update_on_a_shared_root_never_breaks_the_link() {
     assert_published_layout(&s.root, &s.link());
     println!("{looks} looks through the link, {version} versions, never broken");
 }
+
+/// Someone deletes the lock file of a running instance (a clean-up script,
+/// an operator tidying the volume) and a second instance starts on the
+/// root: its lock on the new file is real, so the first must stop touching
+/// the root, say why, and leave the second to sync and publish alone. With
+/// failures allowed it stays up, not ready; by default (`--max-failures 0`)
+/// it exits, and its restart waits for the lock.
+#[test]
+fn a_deleted_lock_file_lets_no_two_instances_write_the_root() {
+    let up = Upstream::new();
+    let v1 = up.commit_rich_tree("v1");
+    let s = Scratch::new();
+    let (first, first_addr) = start_with_http(s.sidecar(&up.file_url()).args([
+        "--period",
+        "200ms",
+        "--max-failures",
+        "-1",
+    ]));
+    first.wait_for_link_hash(&s.link(), &v1);
+    fs::remove_file(s.root.join(".git-sidecar.lock")).expect("removing the lock file");
+    let (second, _) = start_with_http(s.sidecar(&up.file_url()).args(["--period", "200ms"]));
+    second.wait_until(DEADLINE, "the first's lost-lock error", || {
+        first
+            .stderr()
+            .contains("was removed or replaced while this instance held it")
+    });
+    assert!(
+        first
+            .stderr()
+            .contains(&format!("pid {} on ", second.pid())),
+        "the error names the new holder: {}",
+        first.logs()
+    );
+    let v2 = up.commit_file("v2.txt", "v2\n", "v2");
+    second.wait_for_link_hash(&s.link(), &v2);
+    assert_tree_matches_commit(&s.link(), &up, &v2);
+    // Not ready once its failures pass `--readiness-max-failures`.
+    first.wait_until(DEADLINE, "the first to turn unready", || {
+        get(&first_addr, "/readyz").0 == 503
+    });
+    first.assert_running();
+
+    // By default the first failure ends the process.
+    let s = Scratch::new();
+    let (first, _) = start_with_http(s.sidecar(&up.file_url()).args(["--period", "200ms"]));
+    first.wait_for_link_hash(&s.link(), &v2);
+    fs::remove_file(s.root.join(".git-sidecar.lock")).expect("removing the lock file");
+    let (second, _) = start_with_http(s.sidecar(&up.file_url()).args(["--period", "200ms"]));
+    let status = first.wait_timeout(DEADLINE).expect("the first exits");
+    assert!(!status.success(), "{}", first.logs());
+    assert!(
+        first
+            .stderr()
+            .contains(&format!("pid {} on ", second.pid())),
+        "{}",
+        first.logs()
+    );
+    second.assert_running();
+}
+
+/// The whole root deleted under a running instance (a volume wiped by
+/// hand): the next pass locks a new root, clones again and publishes,
+/// instead of failing on the missing store for ever.
+#[test]
+fn a_deleted_root_is_locked_again_and_synced_from_scratch() {
+    let up = Upstream::new();
+    let v1 = up.commit_rich_tree("v1");
+    let s = Scratch::new();
+    let (first, addr) = start_with_http(s.sidecar(&up.file_url()).args(["--period", "200ms"]));
+    first.wait_for_link_hash(&s.link(), &v1);
+    // As `rm -rf` by hand: again while the instance writes in it.
+    while let Err(e) = fs::remove_dir_all(&s.root) {
+        assert_eq!(e.kind(), std::io::ErrorKind::DirectoryNotEmpty, "{e}");
+    }
+    first.wait_for_link_hash(&s.link(), &v1);
+    assert_tree_matches_commit(&s.link(), &up, &v1);
+    assert!(
+        first.stderr().contains("the root's lock file was removed"),
+        "{}",
+        first.logs()
+    );
+    let v2 = up.commit_file("v2.txt", "v2\n", "v2");
+    first.wait_for_link_hash(&s.link(), &v2);
+    assert_eq!(get(&addr, "/readyz").0, 200);
+}
