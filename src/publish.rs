@@ -202,11 +202,17 @@ impl Layout {
         Ok(target)
     }
 
-    /// Points the link at the worktree of `hash`, atomically.
+    /// Points the link at the worktree of `hash`, atomically. The link is
+    /// relative (the volume may be mounted elsewhere in the web server's
+    /// container), worked out between the real directories: the kernel
+    /// follows it from where the link really is, which is not where the
+    /// path says if a directory on the way is a symlink.
     pub fn publish(&self, hash: &CommitHash) -> Result<(), Error> {
         let link_dir = self.link.parent().unwrap_or(Path::new("/"));
         fs::create_dir_all(link_dir).map_err(io_err("create", link_dir))?;
-        let target = relative_path(link_dir, &self.worktree(hash));
+        let real = |p: &Path| fs::canonicalize(p).map_err(io_err("resolve", p));
+        let worktrees = self.worktrees_dir();
+        let target = relative_path(&real(link_dir)?, &real(&worktrees)?.join(hash.as_str()));
         let name = self
             .link
             .file_name()
@@ -404,6 +410,27 @@ mod tests {
             relative_path(Path::new("/srv/www"), Path::new("/r/.worktrees/x")),
             Path::new("../../r/.worktrees/x")
         );
+    }
+
+    /// `--link /srv/www/site` where `/srv/www` is a symlink to a directory
+    /// elsewhere: the link works from where it really is.
+    #[test]
+    fn a_link_in_a_directory_reached_through_a_symlink_resolves(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        fs::create_dir_all(dir.path().join("real/deeper"))?;
+        std::os::unix::fs::symlink("real/deeper", dir.path().join("www"))?;
+        let link = dir.path().join("www/site");
+        let layout = Layout::new(dir.path().join("root"), link.clone());
+        layout.prepare()?;
+        let h = hash('a');
+        fs::create_dir_all(layout.staging(&h))?;
+        fs::write(layout.staging(&h).join("f"), "content")?;
+        layout.install(&h)?;
+        layout.publish(&h)?;
+        assert_eq!(fs::read_to_string(link.join("f"))?, "content");
+        assert_eq!(layout.current(), Some(h));
+        Ok(())
     }
 
     #[test]
