@@ -151,16 +151,28 @@ pub fn fetch(
 pub fn poll(repo: &gix::Repository, opts: &Options<'_>, budget: &Budget) -> Result<Polled, Error> {
     let mut step = Step::Connecting;
     let result = fetch_inner(repo, opts, budget, &mut step);
-    // A transport error after the budget ran out is really a timeout or a shutdown.
-    result.map_err(|e| match e {
-        Error::Git { .. } | Error::Connect(_) if budget.is_expired() => Error::Timeout {
-            step,
-            url: crate::types::redact_url(&opts.url.gix().to_bstring().to_string()),
-            timeout: budget.timeout(),
-        },
+    result.map_err(|e| {
+        let url = || crate::types::redact_url(&opts.url.gix().to_bstring().to_string());
+        as_budget_ran_out(e, budget, step, url)
+    })
+}
+
+/// A transport error after the budget ran out is really a timeout or a
+/// shutdown; so is an interruption: the sync loop raises the interrupt flag
+/// at the deadline too, and the pack's writer may see the flag before the
+/// reader sees the deadline. `url` is the remote's, for the message.
+fn as_budget_ran_out(e: Error, budget: &Budget, step: Step, url: impl FnOnce() -> String) -> Error {
+    match e {
+        Error::Git { .. } | Error::Connect(_) | Error::Interrupted if budget.is_expired() => {
+            Error::Timeout {
+                step,
+                url: url(),
+                timeout: budget.timeout(),
+            }
+        }
         Error::Git { .. } | Error::Connect(_) if budget.is_interrupted() => Error::Interrupted,
         other => other,
-    })
+    }
 }
 
 fn fetch_inner(
@@ -503,6 +515,26 @@ mod tests {
     use std::process::Command;
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
+
+    /// The sync loop raises the interrupt flag at the deadline: an
+    /// interruption seen after it is the timeout, not a shutdown; before
+    /// it, a shutdown.
+    #[test]
+    fn an_interruption_at_the_deadline_is_reported_as_the_timeout() {
+        let url = || "git://example.com/r".to_owned();
+        let raised = Arc::new(AtomicBool::new(true));
+        let expired = Budget::new(std::time::Duration::ZERO, raised.clone());
+        let e = as_budget_ran_out(Error::Interrupted, &expired, Step::Fetching, url);
+        assert!(
+            e.to_string().starts_with(
+                "sync timeout (0ns) exceeded while fetching the pack from git://example.com/r"
+            ),
+            "{e}"
+        );
+        let shutdown = Budget::new(std::time::Duration::from_secs(60), raised);
+        let e = as_budget_ran_out(Error::Interrupted, &shutdown, Step::Fetching, url);
+        assert!(matches!(e, Error::Interrupted), "{e}");
+    }
 
     /// A fetch from `upstream` over a `git upload-pack` we start with
     /// `GIT_PROTOCOL` set to `protocol` (unset: v0), the way a server without
