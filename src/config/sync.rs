@@ -91,7 +91,7 @@ impl Checker<'_> {
 
         let sync_on_signal = match non_empty(self.cli.sync_on_signal.as_deref()) {
             None => None,
-            Some(raw) => match parse_signal(raw) {
+            Some(raw) => match parse_signal(raw).and_then(not_a_stop_signal) {
                 Ok(n) => Some(n),
                 Err(e) => {
                     self.fail(Flag::SyncOnSignal, e);
@@ -124,6 +124,20 @@ impl Checker<'_> {
             sync_on_signal,
             depth,
         }
+    }
+}
+
+/// `signal` if it does not stop git-sidecar: SIGTERM and SIGINT do, so
+/// they cannot also be `--sync-on-signal`.
+fn not_a_stop_signal(signal: i32) -> Result<i32, String> {
+    use nix::sys::signal::Signal;
+    match Signal::try_from(signal) {
+        Ok(stop @ (Signal::SIGTERM | Signal::SIGINT)) => Err(format!(
+            "{} stops git-sidecar (Kubernetes stops containers with SIGTERM), so it cannot also \
+             trigger a sync; use another signal, such as SIGHUP or SIGUSR1",
+            stop.as_str()
+        )),
+        _ => Ok(signal),
     }
 }
 
@@ -253,6 +267,13 @@ mod tests {
             .contains("cannot be caught"));
         assert!(parse_signal("SIGSTOP").is_err());
         assert!(parse_signal("9").is_err());
+        for stop in ["TERM", "SIGINT", "15"] {
+            let p = problems(&with(&[&format!("--sync-on-signal={stop}")]), &[]);
+            assert!(
+                p.len() == 1 && p[0].contains("stops git-sidecar") && p[0].contains("SIGHUP"),
+                "{p:?}"
+            );
+        }
         let c = config(&with(&["--sync-on-signal=SIGHUP"]), &[]);
         assert_eq!(c.sync_on_signal, Some(hup));
         let p = problems(&with(&["--sync-on-signal=bogus"]), &[]);
