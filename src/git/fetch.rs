@@ -219,7 +219,7 @@ fn fetch_over(
     .map_err(|e| classify_listing_error(e, opts, &report, budget))?;
 
     let remote_id = wanted_id(listed.ref_map(), opts.git_ref)?;
-    let tag = wanted_tag(listed.ref_map()).map(super::signed::TagId);
+    let tag = wanted_tag(listed.ref_map(), opts.git_ref).map(super::signed::TagId);
     // The tag object counts too: compaction keeps commits, not tags.
     let have_locally = repo.has_object(remote_id) && tag.is_none_or(|t| repo.has_object(t.0));
     if !opts.force && opts.have == Some(CommitId(remote_id)) && have_locally {
@@ -309,10 +309,8 @@ fn refspec_for(git_ref: &str) -> String {
 /// The object the remote's ref points at, peeled through annotated tags when
 /// the server told us the peeled id (v2 ls-refs does).
 fn wanted_id(ref_map: &gix::remote::fetch::RefMap, git_ref: &str) -> Result<ObjectId, Error> {
-    let mapping = ref_map
-        .mappings
-        .first()
-        .ok_or_else(|| Error::RefNotFound(git_ref.to_string()))?;
+    let mapping =
+        chosen(ref_map, git_ref).ok_or_else(|| Error::RefNotFound(git_ref.to_string()))?;
     Ok(match &mapping.remote {
         Source::ObjectId(id) => *id,
         Source::Ref(r) => match r {
@@ -324,10 +322,41 @@ fn wanted_id(ref_map: &gix::remote::fetch::RefMap, git_ref: &str) -> Result<Obje
     })
 }
 
+/// The remote ref `--ref` names. A short name can match several (a branch
+/// and a tag both called `v1`); git's fetch (which git-sync runs) takes the
+/// first by its rules for abbreviated names: the name itself, then under
+/// `refs/`, `refs/tags/`, `refs/heads/`, `refs/remotes/`, then
+/// `refs/remotes/<name>/HEAD`. So does this.
+fn chosen<'a>(
+    ref_map: &'a gix::remote::fetch::RefMap,
+    git_ref: &str,
+) -> Option<&'a gix::remote::fetch::refmap::Mapping> {
+    let rank = |m: &gix::remote::fetch::refmap::Mapping| match &m.remote {
+        Source::ObjectId(_) => 0,
+        Source::Ref(r) => abbreviation_rank(r.unpack().0.to_string().as_str(), git_ref),
+    };
+    // `min_by_key` keeps the first of equals: the server's order.
+    ref_map.mappings.iter().min_by_key(|m| rank(m))
+}
+
+/// Where `full` comes in git's order of the names `short` abbreviates
+/// (lower is preferred; one past the rules when it is none of them).
+fn abbreviation_rank(full: &str, short: &str) -> usize {
+    let rules = [
+        short.to_owned(),
+        format!("refs/{short}"),
+        format!("refs/tags/{short}"),
+        format!("refs/heads/{short}"),
+        format!("refs/remotes/{short}"),
+        format!("refs/remotes/{short}/HEAD"),
+    ];
+    rules.iter().position(|r| r == full).unwrap_or(rules.len())
+}
+
 /// The annotated tag the remote's ref points at, when the server peeled it
 /// (v2 ls-refs with `peel`, and v0's `^{}` lines, always do).
-fn wanted_tag(ref_map: &gix::remote::fetch::RefMap) -> Option<ObjectId> {
-    match &ref_map.mappings.first()?.remote {
+fn wanted_tag(ref_map: &gix::remote::fetch::RefMap, git_ref: &str) -> Option<ObjectId> {
+    match &chosen(ref_map, git_ref)?.remote {
         Source::Ref(Ref::Peeled { tag, .. }) => Some(*tag),
         Source::Ref(Ref::Symbolic { tag, .. }) => *tag,
         _ => None,

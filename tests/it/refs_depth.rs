@@ -258,3 +258,23 @@ fn depth_change_keeps_the_published_worktree() {
         "the intact worktree must not be rebuilt"
     );
 }
+
+/// A branch and a tag with the same name: `git fetch origin <name>` (what
+/// git-sync runs) takes the tag, by git's rules for abbreviated names; so
+/// must we. A full name still picks either.
+#[test]
+fn a_name_both_a_branch_and_a_tag_publishes_the_tag_as_git_does() {
+    let up = Upstream::new();
+    let tagged = up.commit_rich_tree("tagged");
+    up.tag_light("amb");
+    up.checkout_new("amb");
+    let branch = up.commit_file("branch.txt", "branch\n", "on the branch");
+    up.checkout("main");
+    assert_ne!(tagged, branch);
+    let (_s, hash) = publish_once(&up, &["--ref", "amb"]);
+    assert_eq!(hash, tagged, "the tag, as git fetch picks it");
+    let (_s, hash) = publish_once(&up, &["--ref", "refs/heads/amb"]);
+    assert_eq!(hash, branch);
+    let (_s, hash) = publish_once(&up, &["--ref", "refs/tags/amb"]);
+    assert_eq!(hash, tagged);
+}
