@@ -276,6 +276,7 @@ fn receive(
             shallow_for(repo, depth),
             gix::negotiate::Algorithm::Consecutive,
             budget.interrupt_flag(),
+            report.server_words(),
         )
         .map_err(|e| receive_error("fetch failed", e, report))?;
     let pack = written.as_ref().map(|w| w.pack.as_path());

@@ -333,6 +333,7 @@ pub fn fetch_blobs(
             gix::protocol::fetch::Shallow::NoChange,
             gix::negotiate::Algorithm::Noop,
             budget.interrupt_flag(),
+            report.server_words(),
         )
         .map_err(|e| {
             fetch::receive_error(

@@ -299,7 +299,15 @@ impl SpyReport {
         self.shallow.load(Ordering::Relaxed)
     }
 
-    /// Anything the local `git upload-pack` printed on stderr (file:// only).
+    /// Where words of the server for an error message go: a local `git
+    /// upload-pack`'s stderr, and what any server says on the side band
+    /// (see [`super::upload_pack::Listed::receive`]).
+    pub fn server_words(&self) -> StderrBuffer {
+        self.stderr.clone()
+    }
+
+    /// What the server said for an error message: a local `git
+    /// upload-pack`'s stderr (file://), and any server's side-band words.
     pub fn stderr(&self) -> String {
         self.stderr
             .lock()

@@ -13,6 +13,7 @@ use gix::protocol::transport::client::blocking_io::Transport;
 use gix::protocol::{Handshake, SendFlushOnDrop};
 
 use super::pack_in;
+use super::transport::StderrBuffer;
 
 /// A connection whose refs are known; [`Listed::receive`] goes on to the pack.
 pub struct Listed<T: Transport> {
@@ -80,12 +81,17 @@ impl<T: Transport> Listed<T> {
     /// Negotiates what the store lacks (shallow as `shallow` says, with the
     /// `negotiation` algorithm: `Noop` sends no `have` lines) and
     /// writes the pack into it; `None` when the server sent none.
+    ///
+    /// What the server says on the side band beside the pack, other than
+    /// its progress (a hook's `remote:` lines, its fatal error), goes to
+    /// `said`, for the error if the pack does not come.
     pub fn receive(
         mut self,
         repo: &gix::Repository,
         shallow: Shallow,
         negotiation: gix::negotiate::Algorithm,
         interrupt: &AtomicBool,
+        said: StderrBuffer,
     ) -> Result<Option<pack_in::Written>, ReceiveError> {
         if self.ref_map.object_hash != repo.object_hash() {
             return Err(ReceiveError::Protocol(gix::Error::from_error(
@@ -134,7 +140,7 @@ impl<T: Transport> Listed<T> {
                     Err(gix::Error::from_error(std::io::Error::other(message)))
                 }
             },
-            gix::progress::Discard,
+            RemoteSaid::new(said),
             interrupt,
             gix::protocol::fetch::Context {
                 handshake: &mut self.handshake,
@@ -226,5 +232,114 @@ impl gix::protocol::fetch::Negotiate for Negotiate<'_, '_, '_> {
             arguments,
             previous_response,
         )
+    }
+}
+
+/// The progress gix reports the side band to, keeping what the server said
+/// that is not progress. gix reports it to a child task named `remote`: it
+/// names the task after each line it cannot read as progress (`remote:
+/// <text>`), names it after the action and then counts for a progress
+/// line, and fails it with the server's error (band 3). Lines go to a
+/// [`StderrBuffer`] (8 KiB at most), which the error of a failed fetch
+/// quotes. gix's own tasks (`negotiate`, `receiving pack`) are not kept.
+struct RemoteSaid {
+    said: StderrBuffer,
+    /// Only the `remote` child keeps what it is told.
+    keeps: bool,
+    name: Option<String>,
+    /// The last name set, held back until it is known not to be progress.
+    pending: std::sync::Mutex<Option<String>>,
+}
+
+impl RemoteSaid {
+    fn new(said: StderrBuffer) -> Self {
+        Self {
+            said,
+            keeps: false,
+            name: None,
+            pending: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn keep(&self, line: &str) {
+        let line = line.trim();
+        if !self.keeps || line.is_empty() {
+            return;
+        }
+        if let Ok(mut said) = self.said.lock() {
+            if said.len() < 8192 {
+                if !said.is_empty() {
+                    said.push_str("; ");
+                }
+                said.push_str(line);
+            }
+        }
+    }
+
+    /// Keeps the line held back, if any.
+    fn flush(&self) {
+        let held = self.pending.lock().ok().and_then(|mut p| p.take());
+        if let Some(line) = held {
+            self.keep(&line);
+        }
+    }
+}
+
+impl Drop for RemoteSaid {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+impl gix::Count for RemoteSaid {
+    fn set(&self, _step: gix::progress::Step) {}
+    fn step(&self) -> gix::progress::Step {
+        0
+    }
+    fn inc_by(&self, _step: gix::progress::Step) {}
+    fn counter(&self) -> gix::progress::StepShared {
+        std::sync::Arc::default()
+    }
+}
+
+impl gix::Progress for RemoteSaid {
+    fn init(&mut self, _max: Option<gix::progress::Step>, _unit: Option<gix::progress::Unit>) {
+        // The name just set was a progress action.
+        if let Ok(mut pending) = self.pending.lock() {
+            *pending = None;
+        }
+    }
+    fn set_name(&mut self, name: String) {
+        self.flush();
+        if let Ok(mut pending) = self.pending.lock() {
+            *pending = Some(name.clone());
+        }
+        self.name = Some(name);
+    }
+    fn name(&self) -> Option<String> {
+        self.name.clone()
+    }
+    fn id(&self) -> gix::progress::Id {
+        gix::progress::UNKNOWN
+    }
+    fn message(&self, level: gix::progress::MessageLevel, message: String) {
+        if level == gix::progress::MessageLevel::Failure {
+            self.flush();
+            self.keep(&format!("remote: {message}"));
+        }
+    }
+}
+
+impl gix::NestedProgress for RemoteSaid {
+    type SubProgress = Self;
+    fn add_child(&mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        let mut child = Self::new(self.said.clone());
+        child.keeps = name == "remote";
+        child.name = Some(name);
+        child
+    }
+    fn add_child_with_id(&mut self, name: impl Into<String>, _id: gix::progress::Id) -> Self {
+        self.add_child(name)
     }
 }

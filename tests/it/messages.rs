@@ -250,3 +250,35 @@ fn a_one_time_run_with_nothing_to_do_says_where_the_content_is() {
         &[],
     );
 }
+
+/// A server that refuses to send the pack says why on the side band (a
+/// forge's hook: a disabled repository, a quota), as git shows it with
+/// `remote:`. The error must carry those words, not only that the pack
+/// ended early.
+#[test]
+fn a_server_refusing_the_pack_is_quoted() {
+    let up = upstream();
+    let hook = up.base().join("pack-objects-hook");
+    fs::write(
+        &hook,
+        "#!/bin/sh\necho 'Repository disabled: quota exceeded' >&2\nexit 1\n",
+    )
+    .expect("writing the hook");
+    fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let hook = hook.display().to_string();
+    let daemon = GitDaemon::start_with_config(up.base(), &[("uploadpack.packObjectsHook", &hook)]);
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&daemon.url(up.name()))
+        .arg("--one-time")
+        .run(RUN_TIMEOUT);
+    assert_failed_saying(
+        &out,
+        &[
+            "fetch failed:",
+            "remote: Repository disabled: quota exceeded; remote: aborting due to possible \
+             repository corruption on the remote side.",
+        ],
+        &["negotiate (round", "receiving pack"],
+    );
+}

@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 
 /// Config every harness git process gets (through GIT_CONFIG_COUNT, so it
 /// also reaches git-daemon / http-backend / upload-pack children).
-const GIT_CONFIG: &[(&str, &str)] = &[
+pub(crate) const GIT_CONFIG: &[(&str, &str)] = &[
     ("protocol.file.allow", "always"),
     ("protocol.allow", "always"),
     ("init.defaultBranch", "main"),

@@ -30,7 +30,16 @@ pub struct GitDaemon {
 impl GitDaemon {
     /// Serves every repository under `base_dir` (`--base-path`, `--export-all`).
     pub fn start(base_dir: &Path) -> Self {
-        Self::start_with(base_dir, false)
+        Self::start_with(base_dir, false, &[])
+    }
+
+    /// Like [`GitDaemon::start`], with git configuration given to the
+    /// daemon and the upload-packs it runs as command-line configuration
+    /// (`GIT_CONFIG_COUNT`), which protected keys such as
+    /// `uploadpack.packObjectsHook` are read from, as from the server's
+    /// global configuration.
+    pub fn start_with_config(base_dir: &Path, config: &[(&str, &str)]) -> Self {
+        Self::start_with(base_dir, false, config)
     }
 
     /// Like [`GitDaemon::start`], but the server answers with protocol v0
@@ -47,10 +56,10 @@ impl GitDaemon {
     /// no version request and answers v0 (no `version 2` line, capabilities
     /// on the first ref).
     pub fn start_v0(base_dir: &Path) -> Self {
-        Self::start_with(base_dir, true)
+        Self::start_with(base_dir, true, &[])
     }
 
-    fn start_with(base_dir: &Path, v0: bool) -> Self {
+    fn start_with(base_dir: &Path, v0: bool, config: &[(&str, &str)]) -> Self {
         require_git_program(
             "daemon",
             "install git's daemon (Debian/Ubuntu: apt-get install git, which ships git-daemon)",
@@ -58,13 +67,17 @@ impl GitDaemon {
         let log_dir = crate::support::tempdir("git-daemon-log");
         let log_path = log_dir.path().join("daemon.log");
         let v0_path = v0.then(|| v0_only_path(log_dir.path()));
+        let config: Vec<(String, String)> = config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let base = base_dir.to_path_buf();
         let children: Arc<Mutex<Vec<Child>>> = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
         let (children2, connections2) = (children.clone(), connections.clone());
         let acceptor = Acceptor::start("git-daemon", move |stream| {
             connections2.fetch_add(1, Ordering::SeqCst);
-            match spawn_inetd_daemon(stream, &base, &log_path, v0_path.as_deref()) {
+            match spawn_inetd_daemon(stream, &base, &log_path, v0_path.as_deref(), &config) {
                 Ok(child) => {
                     let mut kids = children2.lock().expect("children lock");
                     kids.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
@@ -135,6 +148,7 @@ fn spawn_inetd_daemon(
     base: &Path,
     log_path: &Path,
     v0_path: Option<&std::ffi::OsStr>,
+    config: &[(String, String)],
 ) -> io::Result<Child> {
     let input: OwnedFd = stream.try_clone()?.into();
     let output: OwnedFd = stream.into();
@@ -147,6 +161,15 @@ fn spawn_inetd_daemon(
         Some(_) => Command::new(crate::support::git::git_exec_path().join("git-daemon")),
     };
     isolate(&mut cmd);
+    // After the pairs `isolate` gave.
+    let first = crate::support::git::GIT_CONFIG.len();
+    if !config.is_empty() {
+        cmd.env("GIT_CONFIG_COUNT", (first + config.len()).to_string());
+        for (i, (key, value)) in config.iter().enumerate() {
+            cmd.env(format!("GIT_CONFIG_KEY_{}", first + i), key)
+                .env(format!("GIT_CONFIG_VALUE_{}", first + i), value);
+        }
+    }
     if let Some(path) = v0_path {
         cmd.env("PATH", path);
     } else {
