@@ -469,10 +469,10 @@ impl Engine {
         };
         let polled = match pinned {
             Some(id) if current_id == Some(id) && repo.has_commit(id) && !depth_changed => {
-                fetch::Polled {
+                Ok(fetch::Polled {
                     outcome: fetch::Outcome::Unchanged(id),
                     tag: None,
-                }
+                })
             }
             _ => {
                 let credentials = self.credentials_for(&self.opts.repo, budget)?;
@@ -492,11 +492,19 @@ impl Engine {
                         on_change: Some(&start_inspection),
                     },
                     budget,
-                )?
+                )
             }
         };
         // No change: what was prepared while idle still waits for one.
         self.prepared = prepared.into_inner();
+        let polled = match polled {
+            Ok(polled) => polled,
+            Err(e) => {
+                drop(early);
+                self.repair_without_the_remote(current.as_ref(), current_id, first_pass, budget);
+                return Err(e.into());
+            }
+        };
         let fetch::Polled {
             outcome: fetched,
             tag,
@@ -543,14 +551,8 @@ impl Engine {
         if current.as_ref() == Some(&hash) {
             tracing::warn!(%hash, "published worktree is missing or was modified; rebuilding it");
         }
-        self.held_by_gate(&hash, current.as_ref())?;
         let early = early.into_inner();
-        let submodule_stores = self.build_worktree(commit, &hash, budget, &mut laps, early)?;
-        laps.lap("build");
-        self.run_gate(&hash, current.as_ref())?;
-        self.layout.publish(&hash)?;
-        laps.lap("publish");
-        self.submodule_stores = Some(submodule_stores);
+        self.build_and_publish(commit, &hash, current.as_ref(), budget, &mut laps, early)?;
         if let Some(prev) = current.as_ref().filter(|p| **p != hash) {
             self.layout.mark_retired(prev);
             // A first pass (`--one-time`, a restart) did not build `prev`:
@@ -578,6 +580,64 @@ impl Engine {
             previous: current,
             fetched_bytes: fetched_bytes.unwrap_or(0),
         })
+    }
+
+    /// Builds the worktree of `commit` (from the spare `early` inspected,
+    /// if any), lets the pre-publish gate judge it and points the link at
+    /// it.
+    fn build_and_publish(
+        &mut self,
+        commit: CommitId,
+        hash: &CommitHash,
+        current: Option<&CommitHash>,
+        budget: &Budget,
+        laps: &mut super::timing::Laps,
+        early: Option<early_inspection::Early>,
+    ) -> Result<(), Error> {
+        self.held_by_gate(hash, current)?;
+        let submodule_stores = self.build_worktree(commit, hash, budget, laps, early)?;
+        laps.lap("build");
+        self.run_gate(hash, current)?;
+        self.layout.publish(hash)?;
+        laps.lap("publish");
+        self.submodule_stores = Some(submodule_stores);
+        Ok(())
+    }
+
+    /// After a failed fetch: if the published worktree was deleted or
+    /// changed on disk, rebuilds it from the store, which holds its commit,
+    /// rather than serving a broken tree until the remote answers again.
+    /// Not when signatures are verified and this process has not verified
+    /// that commit itself (after a restart): the verdict may need the
+    /// remote's tag. Whatever happens, the pass still fails with the fetch's
+    /// error.
+    fn repair_without_the_remote(
+        &mut self,
+        current: Option<&CommitHash>,
+        current_id: Option<CommitId>,
+        first_pass: bool,
+        budget: &Budget,
+    ) {
+        let (Some(hash), Some(commit)) = (current, current_id) else {
+            return;
+        };
+        let verified = self.opts.verify.mode == crate::verify::Mode::None
+            || self.trusted.as_ref() == Some(hash);
+        let in_store = self.repo.as_ref().is_some_and(|r| r.has_commit(commit));
+        if !verified || !in_store || self.worktree_is_healthy(hash, commit, first_pass) {
+            return;
+        }
+        tracing::warn!(%hash, "published worktree is missing or was modified; rebuilding it from the store while the remote cannot be reached");
+        let mut laps = super::timing::Laps::start();
+        match self.build_and_publish(commit, hash, current, budget, &mut laps, None) {
+            Ok(()) => {
+                self.trusted = Some(hash.clone());
+                tracing::info!(%hash, "repaired the published worktree from the store; the remote is still unreachable");
+            }
+            Err(e) => {
+                tracing::warn!(%hash, error = %crate::types::error_chain(&e), "could not repair the published worktree")
+            }
+        }
     }
 
     /// The credentials for a connection to `url` (`--repo` or any other,

@@ -235,3 +235,43 @@ fn git_daemon_history_rewritten_and_repository_replaced() {
 fn http_history_rewritten_and_repository_replaced() {
     rewritten_and_replaced(Transport::Http);
 }
+
+/// During an outage of the remote, someone deletes the published worktree
+/// (a clean-up job on the shared volume): its commit is in the store, so
+/// the next pass rebuilds it from there instead of leaving the link broken
+/// until the remote answers again. Likewise a restart during the outage
+/// finds a tracked file changed and puts it right. The passes still fail
+/// (the remote is down) and say why.
+#[test]
+fn the_published_tree_is_repaired_from_the_store_while_the_remote_is_down() {
+    let up = Upstream::new();
+    let good = up.commit_rich_tree("a");
+    let server = Server::start(Transport::Git, &up);
+    let proxy = FaultProxy::start(server.addr());
+    let s = Scratch::new();
+    let url = proxy_url(Transport::Git, &proxy, up.name());
+    let args = ["--period", "200ms", "--max-failures", "-1"];
+    let (run, addr) = start_with_http(s.sidecar(&url).args(args));
+    run.wait_for_link_hash(&s.link(), &good);
+    proxy.set(Fault::ResetOnAccept);
+    let reset = "Connection reset by peer";
+    wait_for_error(&run, &addr, reset);
+    std::fs::remove_dir_all(s.worktrees().join(&good)).expect("deleting the published tree");
+    let repaired = "repaired the published worktree from the store";
+    run.wait_until(DEADLINE, "the tree rebuilt from the store", || {
+        run.stderr().contains(repaired)
+    });
+    assert_tree_matches_commit(&s.link(), &up, &good);
+    assert!(last_error(&addr).contains(reset), "{}", run.logs());
+    run.assert_running();
+
+    run.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(run.wait_timeout(DEADLINE).is_some(), "{}", run.logs());
+    std::fs::write(s.link().join("README.md"), "defaced\n").expect("writing into the tree");
+    let (run, addr) = start_with_http(s.sidecar(&url).args(args));
+    run.wait_until(DEADLINE, "the restart's repair", || {
+        run.stderr().contains(repaired)
+    });
+    assert_tree_matches_commit(&s.link(), &up, &good);
+    assert!(last_error(&addr).contains(reset), "{}", run.logs());
+}
