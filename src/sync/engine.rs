@@ -512,7 +512,12 @@ impl Engine {
         laps.lap("fetch");
         let (commit, fetched_bytes) = match fetched {
             fetch::Outcome::Unchanged(id) => (id, None),
-            fetch::Outcome::Fetched { commit, pack_bytes } => (commit, Some(pack_bytes)),
+            fetch::Outcome::Fetched { commit, pack_bytes } => {
+                // Counted as received, whatever the pass does next: a
+                // checkout that fails (a full disk) fetches it again.
+                self.metrics.add_fetched_bytes(pack_bytes);
+                (commit, Some(pack_bytes))
+            }
         };
         if depth_changed {
             store::record_depth(

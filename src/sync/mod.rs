@@ -340,9 +340,6 @@ fn report_success(
     if changed || first {
         metrics.inc_fetch();
     }
-    if let Outcome::Published { fetched_bytes, .. } = outcome {
-        metrics.add_fetched_bytes(*fetched_bytes);
-    }
     metrics.set_last_success(std::time::SystemTime::now());
     metrics.set_published_revision(&hash, git_ref);
     metrics.set_consecutive_failures(0);

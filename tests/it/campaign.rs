@@ -88,6 +88,25 @@ fn sync_count(addr: &str, which: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {sample} in /metrics:\n{}", r.text())) as u64
 }
 
+/// The value of `git_sidecar_fetched_bytes_total` in `/metrics`.
+fn fetched_bytes(addr: &str) -> u64 {
+    let r = client::get(addr, "/metrics").unwrap_or_else(|e| panic!("GET /metrics: {e}"));
+    r.text()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("git_sidecar_fetched_bytes_total ")?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no git_sidecar_fetched_bytes_total in /metrics:\n{}",
+                r.text()
+            )
+        }) as u64
+}
+
 /// Waits until `/status` reports a failure whose message contains `needle`; returns the message.
 fn wait_for_error(run: &Running, addr: &str, needle: &str) -> String {
     let mut seen = String::new();

@@ -259,12 +259,20 @@ fn a_failed_checkout_takes_its_pack_away_and_a_restart_publishes() {
     let filler: PathBuf = d.fs.path().join("filler");
     let fill = d.fs.available().saturating_sub(3 * MIB as u64);
     std::fs::write(&filler, vec![0u8; fill as usize]).expect("writing the filler");
+    let fetched_before = super::fetched_bytes(&d.addr);
     let v2 =
         d.up.commit_file("big/random.bin", incompressible(2 * MIB), "v2: 2 MiB");
     d.expect_full(&v2, 0);
     d.run.wait_until(DEADLINE, "three failed syncs", || {
         sync_count(&d.addr, "error") >= 3
     });
+    // Each failed pass downloaded the pack, and the metric says so.
+    let fetched = super::fetched_bytes(&d.addr) - fetched_before;
+    assert!(
+        fetched >= 3 * 2 * MIB as u64,
+        "{fetched} bytes counted\n{}",
+        d.run.logs()
+    );
     // Between passes the store is as it was before v2 was fetched.
     let mut packs = Vec::new();
     d.run
