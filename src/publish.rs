@@ -39,6 +39,22 @@ pub enum Error {
         path: PathBuf,
         source: io::Error,
     },
+    #[error(
+        "--link {link} is a directory, not a symlink: git-sidecar replaces --link with a \
+         symlink to the published worktree and never deletes a directory it did not make; \
+         remove it, or point --link elsewhere (the web server then serves that link)"
+    )]
+    LinkIsADirectory { link: PathBuf },
+    #[error(
+        "cannot write the link {link} in its directory {dir}: {source}; git-sidecar needs \
+         write access to the directory of --link (in Kubernetes: put the link on the shared \
+         volume, e.g. inside --root)"
+    )]
+    LinkDir {
+        link: PathBuf,
+        dir: PathBuf,
+        source: io::Error,
+    },
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
@@ -218,10 +234,23 @@ impl Layout {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        if fs::symlink_metadata(&self.link).is_ok_and(|m| m.is_dir()) {
+            return Err(Error::LinkIsADirectory {
+                link: self.link.clone(),
+            });
+        }
         let tmp = link_dir.join(format!(".{name}.tmp-link"));
+        let in_dir = |source: io::Error| Error::LinkDir {
+            link: self.link.clone(),
+            dir: link_dir.to_path_buf(),
+            source,
+        };
         remove_any(&tmp)?;
-        std::os::unix::fs::symlink(&target, &tmp).map_err(io_err("symlink", &tmp))?;
-        fs::rename(&tmp, &self.link).map_err(io_err("rename", &tmp))?;
+        std::os::unix::fs::symlink(&target, &tmp).map_err(in_dir)?;
+        if let Err(e) = fs::rename(&tmp, &self.link) {
+            let _ = fs::remove_file(&tmp);
+            return Err(in_dir(e));
+        }
         fsutil::fsync_dir(link_dir).map_err(io_err("fsync", link_dir))
     }
 
@@ -410,6 +439,35 @@ mod tests {
             relative_path(Path::new("/srv/www"), Path::new("/r/.worktrees/x")),
             Path::new("../../r/.worktrees/x")
         );
+    }
+
+    /// `--link` naming a directory (the web server's old document root,
+    /// say): a clear error, nothing of ours left in it, and the directory
+    /// untouched.
+    #[test]
+    fn a_link_that_is_a_directory_is_refused_and_nothing_is_left(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let link = dir.path().join("www/html");
+        fs::create_dir_all(&link)?;
+        fs::write(link.join("index.html"), "old site")?;
+        let layout = Layout::new(dir.path().join("root"), link.clone());
+        layout.prepare()?;
+        let h = hash('a');
+        fs::create_dir_all(layout.staging(&h))?;
+        layout.install(&h)?;
+        let e = layout.publish(&h).expect_err("a directory is no link");
+        assert!(
+            e.to_string().contains("is a directory, not a symlink"),
+            "{e}"
+        );
+        assert_eq!(fs::read_to_string(link.join("index.html"))?, "old site");
+        let mut left: Vec<_> = fs::read_dir(dir.path().join("www"))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()?;
+        left.sort();
+        assert_eq!(left, ["html"]);
+        Ok(())
     }
 
     /// `--link /srv/www/site` where `/srv/www` is a symlink to a directory

@@ -165,6 +165,17 @@ impl<'a> Checker<'a> {
         } else if link == root.join(crate::rootlock::FILE_NAME) {
             self.fail(id, format!("{raw:?} is the root's lock file"));
             None
+        } else if std::fs::symlink_metadata(&link).is_ok_and(|m| m.is_dir()) {
+            self.fail(
+                id,
+                format!(
+                    "{} is a directory, not a symlink: git-sidecar replaces the link with a \
+                     symlink and never deletes a directory it did not make; remove it or \
+                     point --link elsewhere",
+                    link.display()
+                ),
+            );
+            None
         } else {
             Some(link)
         }
@@ -258,6 +269,13 @@ mod tests {
         }
         let c = config(&with(&["--link=../published/site"]), &[]);
         assert_eq!(c.link, PathBuf::from("/srv/published/site"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let arg = format!("--link={}", dir.path().display());
+        let p = problems(&with(&[&arg]), &[]);
+        assert!(
+            p.len() == 1 && p[0].contains("is a directory, not a symlink"),
+            "{p:?}"
+        );
     }
 
     #[test]
