@@ -956,7 +956,8 @@ mod tests {
     fn the_wait_for_last_words_ends_on_shutdown() {
         let held_open = || {
             let mut command = Command::new("sh");
-            command.args(["-c", "exec >/dev/null; sleep 30"]);
+            // `exec`: the sleep is the child itself, killed with it.
+            command.args(["-c", "exec >/dev/null; exec sleep 30"]);
             command
         };
         let interrupt = Arc::new(AtomicBool::new(false));
@@ -971,7 +972,9 @@ mod tests {
         let stderr = StderrBuffer::default();
         let (output, _input) =
             spawn_piped(command, stderr.clone(), Budget::for_tests()).expect("spawn sh");
-        assert_eq!(output.stderr_drained.settle(), Settled::Copied);
+        // Without a limit a loaded machine could reach: only the copy ends it.
+        let ended = output.stderr_drained.wait(Duration::from_secs(60));
+        assert_eq!(ended, Settled::Copied);
         assert_eq!(stderr.lock().expect("stderr").as_str(), "last words\n");
     }
 

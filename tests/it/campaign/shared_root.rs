@@ -296,9 +296,8 @@ fn a_deleted_lock_file_lets_no_two_instances_write_the_root() {
         "-1",
     ]));
     first.wait_for_link_hash(&s.link(), &v1);
-    fs::remove_file(s.root.join(".git-sidecar.lock")).expect("removing the lock file");
-    let (second, _) = start_with_http(s.sidecar(&up.file_url()).args(["--period", "200ms"]));
-    second.wait_until(DEADLINE, "the first's lost-lock error", || {
+    let second = second_after_the_lock_file_is_gone(&first, &s, &up);
+    first.wait_until(DEADLINE, "the first's lost-lock error", || {
         first
             .stderr()
             .contains("was removed or replaced while this instance held it")
@@ -323,8 +322,7 @@ fn a_deleted_lock_file_lets_no_two_instances_write_the_root() {
     let s = Scratch::new();
     let (first, _) = start_with_http(s.sidecar(&up.file_url()).args(["--period", "200ms"]));
     first.wait_for_link_hash(&s.link(), &v2);
-    fs::remove_file(s.root.join(".git-sidecar.lock")).expect("removing the lock file");
-    let (second, _) = start_with_http(s.sidecar(&up.file_url()).args(["--period", "200ms"]));
+    let second = second_after_the_lock_file_is_gone(&first, &s, &up);
     let status = first.wait_timeout(DEADLINE).expect("the first exits");
     assert!(!status.success(), "{}", first.logs());
     assert!(
@@ -335,6 +333,20 @@ fn a_deleted_lock_file_lets_no_two_instances_write_the_root() {
         first.logs()
     );
     second.assert_running();
+}
+
+/// With `first` stopped (so that its next pass cannot lock the new file
+/// first), removes the root's lock file, starts a second instance on the
+/// root and waits until it has synced; then lets `first` go on.
+fn second_after_the_lock_file_is_gone(first: &Running, s: &Scratch, up: &Upstream) -> Running {
+    first.signal(Signal::SIGSTOP);
+    fs::remove_file(s.root.join(".git-sidecar.lock")).expect("removing the lock file");
+    let (second, addr) = start_with_http(s.sidecar(&up.file_url()).args(["--period", "200ms"]));
+    second.wait_until(DEADLINE, "the second's first sync", || {
+        get(&addr, "/readyz").0 == 200
+    });
+    first.signal(Signal::SIGCONT);
+    second
 }
 
 /// The whole root deleted under a running instance (a volume wiped by
