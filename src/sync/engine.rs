@@ -474,26 +474,27 @@ impl Engine {
                     tag: None,
                 })
             }
-            _ => {
-                let credentials = self.credentials_for(&self.opts.repo, budget)?;
-                let http = self.http_settings_for(&self.opts.repo)?;
-                repo.fetch(
-                    &fetch::Options {
-                        url: &self.opts.repo,
-                        git_ref: &self.opts.git_ref,
-                        depth: self.opts.depth,
-                        have,
-                        force: depth_changed,
-                        credentials: credentials.as_ref(),
-                        ssh: &self.opts.ssh,
-                        http: &http,
-                        git_config: &self.opts.access.git_config,
-                        filter: self.opts.filter.as_ref(),
-                        on_change: Some(&start_inspection),
-                    },
-                    budget,
-                )
-            }
+            _ => self
+                .credentials_for(&self.opts.repo, budget)
+                .and_then(|c| Ok((c, self.http_settings_for(&self.opts.repo)?)))
+                .and_then(|(credentials, http)| {
+                    Ok(repo.fetch(
+                        &fetch::Options {
+                            url: &self.opts.repo,
+                            git_ref: &self.opts.git_ref,
+                            depth: self.opts.depth,
+                            have,
+                            force: depth_changed,
+                            credentials: credentials.as_ref(),
+                            ssh: &self.opts.ssh,
+                            http: &http,
+                            git_config: &self.opts.access.git_config,
+                            filter: self.opts.filter.as_ref(),
+                            on_change: Some(&start_inspection),
+                        },
+                        budget,
+                    )?)
+                }),
         };
         // No change: what was prepared while idle still waits for one.
         self.prepared = prepared.into_inner();
@@ -502,7 +503,7 @@ impl Engine {
             Err(e) => {
                 drop(early);
                 self.repair_without_the_remote(current.as_ref(), current_id, first_pass, budget);
-                return Err(e.into());
+                return Err(e);
             }
         };
         let fetch::Polled {
@@ -626,15 +627,25 @@ impl Engine {
         let (Some(hash), Some(commit)) = (current, current_id) else {
             return;
         };
+        // A pass out of time (a remote that hangs) or shutting down
+        // leaves it to a pass that fails sooner.
+        let in_time = !budget.is_expired() && !budget.is_interrupted();
         let verified = self.opts.verify.mode == crate::verify::Mode::None
             || self.trusted.as_ref() == Some(hash);
         let in_store = self.repo.as_ref().is_some_and(|r| r.has_commit(commit));
-        if !verified || !in_store || self.worktree_is_healthy(hash, commit, first_pass) {
+        if !in_time || !verified || !in_store || self.worktree_is_healthy(hash, commit, first_pass)
+        {
             return;
         }
         tracing::warn!(%hash, "published worktree is missing or was modified; rebuilding it from the store while the remote cannot be reached");
+        // A gate's refusal of another commit keeps its backoff.
+        let refused = self.rejected.clone();
         let mut laps = super::timing::Laps::start();
-        match self.build_and_publish(commit, hash, current, budget, &mut laps, None) {
+        let rebuilt = self.build_and_publish(commit, hash, current, budget, &mut laps, None);
+        if refused.as_ref().is_some_and(|r| r.hash != *hash) {
+            self.rejected = refused;
+        }
+        match rebuilt {
             Ok(()) => {
                 self.trusted = Some(hash.clone());
                 tracing::info!(%hash, "repaired the published worktree from the store; the remote is still unreachable");
