@@ -297,7 +297,10 @@ pub(super) fn receive_error(
     match e {
         ReceiveError::Protocol(e) => git_err(context, e, Some(report)),
         ReceiveError::Pack(Pack::Interrupted) => Error::Interrupted,
-        // Says which directory and why (a full disk, permissions).
+        // Ours: says which directory and why (a full disk, permissions);
+        // what the server said of a transfer it finished does not belong.
+        ReceiveError::Pack(e @ (Pack::Store { .. } | Pack::Index(_))) => git_err(context, e, None),
+        // The pack that did not come: the server may have said why.
         ReceiveError::Pack(e) => git_err(context, e, Some(report)),
     }
 }

@@ -261,18 +261,25 @@ impl RemoteSaid {
         }
     }
 
-    fn keep(&self, line: &str) {
-        let line = line.trim();
-        if !self.keeps || line.is_empty() {
+    /// Keeps each line of `text` (a side-band packet may hold several,
+    /// and `\r`-separated progress updates) that is not progress.
+    fn keep(&self, text: &str) {
+        if !self.keeps {
             return;
         }
-        if let Ok(mut said) = self.said.lock() {
-            if said.len() < 8192 {
-                if !said.is_empty() {
-                    said.push_str("; ");
-                }
-                said.push_str(line);
+        let text = text.strip_prefix("remote: ").unwrap_or(text);
+        let Ok(mut said) = self.said.lock() else {
+            return;
+        };
+        for line in text.split(['\n', '\r']).map(str::trim) {
+            if line.is_empty() || looks_like_progress(line) || said.len() >= 8192 {
+                continue;
             }
+            if !said.is_empty() {
+                said.push_str("; ");
+            }
+            said.push_str("remote: ");
+            said.push_str(line);
         }
     }
 
@@ -304,9 +311,12 @@ impl gix::Count for RemoteSaid {
 
 impl gix::Progress for RemoteSaid {
     fn init(&mut self, _max: Option<gix::progress::Step>, _unit: Option<gix::progress::Unit>) {
-        // The name just set was a progress action.
+        // The name just set was read as progress: dropped if it is one of
+        // git's (gix also reads `fatal: ... 2048 MiB` as progress).
         if let Ok(mut pending) = self.pending.lock() {
-            *pending = None;
+            if pending.as_deref().is_some_and(is_git_progress_title) {
+                *pending = None;
+            }
         }
     }
     fn set_name(&mut self, name: String) {
@@ -325,7 +335,7 @@ impl gix::Progress for RemoteSaid {
     fn message(&self, level: gix::progress::MessageLevel, message: String) {
         if level == gix::progress::MessageLevel::Failure {
             self.flush();
-            self.keep(&format!("remote: {message}"));
+            self.keep(&message);
         }
     }
 }
@@ -341,5 +351,70 @@ impl gix::NestedProgress for RemoteSaid {
     }
     fn add_child_with_id(&mut self, name: impl Into<String>, _id: gix::progress::Id) -> Self {
         self.add_child(name)
+    }
+}
+
+/// The titles of the progress git's `pack-objects` and `upload-pack` send
+/// (`remote: Counting objects: 50% (1/2)`), as gix names the task after
+/// them.
+fn is_git_progress_title(name: &str) -> bool {
+    const TITLES: [&str; 6] = [
+        "Enumerating objects",
+        "Counting objects",
+        "Compressing objects",
+        "Writing objects",
+        "Finding sources",
+        "Total",
+    ];
+    let title = name.strip_prefix("remote: ").unwrap_or(name).trim();
+    TITLES.contains(&title)
+}
+
+/// A line of progress rather than words: a percentage, `(n/m)`, or a
+/// count that is `done`.
+fn looks_like_progress(line: &str) -> bool {
+    let counted = line.contains('%') && line.contains('(') && line.contains('/');
+    counted || line.ends_with(", done.") || line.ends_with(", done") || is_git_progress_title(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gix::{NestedProgress, Progress};
+
+    /// What the side band of a refused fetch looks like to the sink, as
+    /// gix hands it over: words kept in order, progress dropped, a line
+    /// gix reads as progress kept when it is not git's.
+    #[test]
+    fn the_side_band_keeps_words_and_drops_progress() {
+        let said = StderrBuffer::default();
+        {
+            let mut top = RemoteSaid::new(said.clone());
+            top.set_name("negotiate (round 1)".into());
+            let mut remote = top.add_child("remote");
+            for (name, progress) in [
+                ("remote: Enumerating objects", true),
+                ("remote: Repository disabled: quota exceeded", false),
+                ("remote: Counting objects", true),
+                ("remote: fatal: pack exceeds maximum allowed size", true),
+                (
+                    "remote: hint: one\rCompressing objects: 50% (1/2)\nhint: two",
+                    false,
+                ),
+            ] {
+                remote.set_name(name.into());
+                if progress {
+                    remote.init(Some(2), None);
+                }
+            }
+            remote.fail("aborting due to possible repository corruption".into());
+            top.set_name("receiving pack".into());
+        }
+        assert_eq!(
+            said.lock().expect("said").as_str(),
+            "remote: Repository disabled: quota exceeded; remote: fatal: pack exceeds maximum \
+             allowed size; remote: hint: one; remote: hint: two; remote: aborting due to possible \
+             repository corruption"
+        );
     }
 }
