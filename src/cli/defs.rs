@@ -154,7 +154,7 @@ flags! {
             shown: "--max-failures",
         },
 
-        /// Sync at once on receipt of this signal: a name (HUP, SIGHUP) or a number (1); not TERM or INT, which stop git-sidecar
+        /// Sync at once on receipt of this signal: a name (HUP, SIGHUP) or a number (1); TERM and INT stop git-sidecar and are ignored here
         #[arg(long, env = "GITSYNC_SYNC_ON_SIGNAL", value_name = "SIGNAL")]
         sync_on_signal: Option<String> => SyncOnSignal {
             legacy: ["GIT_SYNC_SYNC_ON_SIGNAL"],

@@ -91,8 +91,17 @@ impl Checker<'_> {
 
         let sync_on_signal = match non_empty(self.cli.sync_on_signal.as_deref()) {
             None => None,
-            Some(raw) => match parse_signal(raw).and_then(not_a_stop_signal) {
-                Ok(n) => Some(n),
+            Some(raw) => match parse_signal(raw) {
+                Ok(n) => match stops_the_process(n) {
+                    Some(why) => {
+                        // git-sync accepts it (and then never stops on it):
+                        // a warning, so that its configuration still starts.
+                        let label = self.cli.label(Flag::SyncOnSignal);
+                        self.warnings.push(format!("{label}: {why}; it is ignored"));
+                        None
+                    }
+                    None => Some(n),
+                },
                 Err(e) => {
                     self.fail(Flag::SyncOnSignal, e);
                     None
@@ -127,17 +136,17 @@ impl Checker<'_> {
     }
 }
 
-/// `signal` if it does not stop git-sidecar: SIGTERM and SIGINT do, so
-/// they cannot also be `--sync-on-signal`.
-fn not_a_stop_signal(signal: i32) -> Result<i32, String> {
+/// Why `signal` cannot be `--sync-on-signal`: SIGTERM and SIGINT stop
+/// git-sidecar.
+fn stops_the_process(signal: i32) -> Option<String> {
     use nix::sys::signal::Signal;
     match Signal::try_from(signal) {
-        Ok(stop @ (Signal::SIGTERM | Signal::SIGINT)) => Err(format!(
+        Ok(stop @ (Signal::SIGTERM | Signal::SIGINT)) => Some(format!(
             "{} stops git-sidecar (Kubernetes stops containers with SIGTERM), so it cannot also \
              trigger a sync; use another signal, such as SIGHUP or SIGUSR1",
             stop.as_str()
         )),
-        _ => Ok(signal),
+        _ => None,
     }
 }
 
@@ -267,11 +276,14 @@ mod tests {
             .contains("cannot be caught"));
         assert!(parse_signal("SIGSTOP").is_err());
         assert!(parse_signal("9").is_err());
+        // Accepted as git-sync does, with a warning, and never a trigger.
         for stop in ["TERM", "SIGINT", "15"] {
-            let p = problems(&with(&[&format!("--sync-on-signal={stop}")]), &[]);
+            let c = config(&with(&[&format!("--sync-on-signal={stop}")]), &[]);
+            assert_eq!(c.sync_on_signal, None, "{stop}");
+            let w = &c.warnings;
             assert!(
-                p.len() == 1 && p[0].contains("stops git-sidecar") && p[0].contains("SIGHUP"),
-                "{p:?}"
+                w.len() == 1 && w[0].contains("stops git-sidecar") && w[0].contains("ignored"),
+                "{w:?}"
             );
         }
         let c = config(&with(&["--sync-on-signal=SIGHUP"]), &[]);
