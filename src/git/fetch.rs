@@ -217,6 +217,9 @@ fn fetch_over(
         credential_callback::callback(opts.credentials.cloned(), opts.url.gix()),
     )
     .map_err(|e| classify_listing_error(e, opts, &report, budget))?;
+    let mut listed = listed;
+    // Only the ref --ref names is wanted, not the others its name matches.
+    listed.keep_mapping(chosen_index(listed.ref_map(), opts.git_ref));
 
     let remote_id = wanted_id(listed.ref_map(), opts.git_ref)?;
     let tag = wanted_tag(listed.ref_map(), opts.git_ref).map(super::signed::TagId);
@@ -335,12 +338,22 @@ fn chosen<'a>(
     ref_map: &'a gix::remote::fetch::RefMap,
     git_ref: &str,
 ) -> Option<&'a gix::remote::fetch::refmap::Mapping> {
+    ref_map.mappings.get(chosen_index(ref_map, git_ref)?)
+}
+
+/// The position of [`chosen`]'s mapping.
+fn chosen_index(ref_map: &gix::remote::fetch::RefMap, git_ref: &str) -> Option<usize> {
     let rank = |m: &gix::remote::fetch::refmap::Mapping| match &m.remote {
         Source::ObjectId(_) => 0,
         Source::Ref(r) => abbreviation_rank(r.unpack().0.to_string().as_str(), git_ref),
     };
     // `min_by_key` keeps the first of equals: the server's order.
-    ref_map.mappings.iter().min_by_key(|m| rank(m))
+    let (index, _) = ref_map
+        .mappings
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, m)| rank(m))?;
+    Some(index)
 }
 
 /// Where `full` comes in git's order of the names `short` abbreviates

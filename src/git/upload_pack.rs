@@ -78,6 +78,15 @@ impl<T: Transport> Listed<T> {
         &self.ref_map
     }
 
+    /// Keeps only the mapping at `index` (all of them when `None`): the
+    /// negotiation then wants that ref's commit alone.
+    pub fn keep_mapping(&mut self, index: Option<usize>) {
+        if let Some(index) = index.filter(|i| *i < self.ref_map.mappings.len()) {
+            let kept = self.ref_map.mappings.swap_remove(index);
+            self.ref_map.mappings = vec![kept];
+        }
+    }
+
     /// Negotiates what the store lacks (shallow as `shallow` says, with the
     /// `negotiation` algorithm: `Noop` sends no `have` lines) and
     /// writes the pack into it; `None` when the server sent none.

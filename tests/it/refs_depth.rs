@@ -271,8 +271,14 @@ fn a_name_both_a_branch_and_a_tag_publishes_the_tag_as_git_does() {
     let branch = up.commit_file("branch.txt", "branch\n", "on the branch");
     up.checkout("main");
     assert_ne!(tagged, branch);
-    let (_s, hash) = publish_once(&up, &["--ref", "amb"]);
+    let (s, hash) = publish_once(&up, &["--ref", "amb"]);
     assert_eq!(hash, tagged, "the tag, as git fetch picks it");
+    let branch_fetched =
+        crate::support::git::git_output(&["cat-file", "-e", &branch], &s.root.join(".git"));
+    assert!(
+        !branch_fetched.status.success(),
+        "the branch's commit came too"
+    );
     let (_s, hash) = publish_once(&up, &["--ref", "refs/heads/amb"]);
     assert_eq!(hash, branch);
     let (_s, hash) = publish_once(&up, &["--ref", "refs/tags/amb"]);
