@@ -17,6 +17,9 @@
 //! waiter's log line; it is left in place when the holder exits. Someone may
 //! still delete it (or the root) by hand: each pass checks that the path
 //! names the locked file ([`RootLock::keep`]) before it touches anything.
+//! Limits of that check on NFS: the client's attribute cache may hide a
+//! deletion for up to a minute, and a lock an NFSv4 client lost with its
+//! lease leaves the file as it was, so `keep` cannot see it.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
