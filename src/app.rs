@@ -50,7 +50,7 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
         None => None,
     };
     let Some(root_lock) = lock_root(&config, &reporter.status, &cancel).await? else {
-        return Ok(stop_server(server, Exit::Cancelled).await);
+        return Ok(stop_server(server, stopped(&config)).await);
     };
     let engine = engine::Engine::new(engine_options(&config), reporter.metrics.clone(), root_lock)
         .context("could not set up the sync engine")?;
@@ -70,7 +70,23 @@ pub async fn run(config: Config) -> anyhow::Result<Exit> {
     )
     .await;
     cancel.cancel();
+    let exit = if exit == Exit::Cancelled {
+        stopped(&config)
+    } else {
+        exit
+    };
     Ok(stop_server(server, exit).await)
+}
+
+/// How a run stopped by a signal ends: a failure for `--one-time` (a
+/// cron job or an init container stopped before its sync must not pass
+/// for one that synced), a clean stop otherwise.
+fn stopped(config: &Config) -> Exit {
+    if config.one_time {
+        Exit::OneTimeStopped
+    } else {
+        Exit::Cancelled
+    }
 }
 
 async fn stop_server(server: Option<tokio::task::JoinHandle<()>>, exit: Exit) -> Exit {

@@ -339,7 +339,8 @@ const SECTIONS: &[(&str, &[&str])] = &[
         &[
             "0: --help, --version, --man, a successful --one-time run, or a \
              graceful stop (SIGTERM, SIGINT). 1: invalid configuration, too many \
-             consecutive failures, a failed hook with --one-time. 2: an unknown \
+             consecutive failures, a failed hook with --one-time, a --one-time run \
+             stopped by SIGTERM or SIGINT before its sync finished. 2: an unknown \
              flag.",
         ],
     ),

@@ -29,6 +29,10 @@ fn exit_code(result: anyhow::Result<Exit>) -> ExitCode {
             tracing::error!("--one-time: a hook failed");
             ExitCode::from(1)
         }
+        Ok(Exit::OneTimeStopped) => {
+            tracing::error!("--one-time: stopped by a signal before the sync finished");
+            ExitCode::from(1)
+        }
         Ok(Exit::OneTimeRefused) => {
             tracing::error!("--one-time: the commit's signature was refused (--verify-signatures)");
             ExitCode::from(1)

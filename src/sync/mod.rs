@@ -65,6 +65,8 @@ pub enum Exit {
     OneTimeHooksFailed,
     /// `--one-time`: `--verify-signatures` refused the commit.
     OneTimeRefused,
+    /// `--one-time`: a signal stopped the run before its sync finished.
+    OneTimeStopped,
 }
 
 /// Wakes the loop early; many notifications before it wakes count as one.

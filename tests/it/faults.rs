@@ -569,3 +569,32 @@ fn check_link_after_crash(
         panic!("published tree is broken: {problem}\n{}", context());
     }
 }
+
+/// `--one-time` (a cron job, a CI step, an init container) stopped by
+/// SIGTERM before its sync finished must not exit 0: nothing new was
+/// published, and the caller would take the run for a successful one.
+#[test]
+fn one_time_stopped_before_its_sync_exits_1() {
+    let up = Upstream::new();
+    up.commit_rich_tree("a");
+    let mut rng = fastrand::Rng::with_seed(13);
+    up.commit_file("big.bin", random_bytes(&mut rng, 4 * 1024 * 1024), "big");
+    let served = serve(Transport::Git, &up);
+    let proxy = StallProxy::start(served.addr);
+    proxy.stall_after(32 * 1024);
+    let s = Scratch::new();
+    let run = s
+        .sidecar(&proxy_url(Transport::Git, &proxy, up.name()))
+        .args(["--one-time", "--sync-timeout", "60s"])
+        .spawn();
+    run.wait_until(DEADLINE, "the fetch to hang", || proxy.stall_hits() > 0);
+    run.signal(Signal::SIGTERM);
+    let status = run.wait_timeout(DEADLINE).expect("an exit after SIGTERM");
+    assert_eq!(status.code(), Some(1), "{}", run.logs());
+    assert!(
+        run.stderr()
+            .contains("stopped by a signal before the sync finished"),
+        "{}",
+        run.logs()
+    );
+}
