@@ -541,12 +541,22 @@ fn classify_listing_error(
     git_err("could not list remote refs", e, Some(report))
 }
 
+/// What `read_exact` says when the stream ends first.
+const EARLY_END: &str = "failed to fill whole buffer";
+/// What it means when the stream is the server's answer.
+const EARLY_END_SAID: &str =
+    "the server's answer ended early (the connection was closed or reset mid-answer)";
+
 pub(super) fn git_err(
     context: &'static str,
     e: impl std::error::Error,
     report: Option<&SpyReport>,
 ) -> Error {
     let mut message = crate::types::redact_url(&crate::types::error_chain(&e));
+    // std's words for a read that ended early, said in a protocol's terms.
+    if let Some(at) = message.find(EARLY_END) {
+        message.replace_range(at..at + EARLY_END.len(), EARLY_END_SAID);
+    }
     if let Some(stderr) = report.map(SpyReport::stderr).filter(|s| !s.is_empty()) {
         message.push_str(": ");
         message.push_str(&stderr);
@@ -561,6 +571,15 @@ mod tests {
     use std::process::Command;
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
+
+    /// A connection cut mid-answer reads as std's "failed to fill whole
+    /// buffer"; the error says what happened instead.
+    #[test]
+    fn an_answer_cut_short_is_said_so() {
+        let cut = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, EARLY_END);
+        let said = git_err("fetch failed", cut, None).to_string();
+        assert_eq!(said, format!("fetch failed: {EARLY_END_SAID}"));
+    }
 
     /// The sync loop raises the interrupt flag at the deadline: an
     /// interruption seen after it is the timeout, not a shutdown; before
