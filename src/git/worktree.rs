@@ -876,7 +876,11 @@ fn checkout_files(
         budget.interrupt_flag(),
         opts,
     )
-    .map_err(|e| err(e.to_string()));
+    // gix's error names no file: say at least where it was writing.
+    .map_err(|e| {
+        let why = crate::types::error_chain(&e);
+        err(format!("writing the files into {}: {why}", dir.display()))
+    });
     // An interrupted checkout returns Ok with a partial tree: check the flag.
     if budget.is_interrupted() {
         return Err(if budget.is_expired() {

@@ -262,7 +262,9 @@ fn a_failed_checkout_takes_its_pack_away_and_a_restart_publishes() {
     let fetched_before = super::fetched_bytes(&d.addr);
     let v2 =
         d.up.commit_file("big/random.bin", incompressible(2 * MIB), "v2: 2 MiB");
-    d.expect_full(&v2, 0);
+    let error = d.expect_full(&v2, 0);
+    // gix names no file: the error says at least where it was writing.
+    assert!(error.contains("writing the files into "), "{error}");
     d.run.wait_until(DEADLINE, "three failed syncs", || {
         sync_count(&d.addr, "error") >= 3
     });
