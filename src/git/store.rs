@@ -70,8 +70,7 @@ pub fn open_or_init(
         } else {
             tracing::warn!(root = %root.display(), "root is not a usable repository; emptying it and starting over");
         }
-        // The root lock stays: deleting it while held would let a second instance in.
-        empty_dir_except(root, &[crate::rootlock::FILE_NAME])?;
+        empty_dir_except(root, ROOT_KEEPS)?;
         init(root)?;
         opened.reinitialized = true;
     }
@@ -136,12 +135,19 @@ fn is_usable(root: &Path) -> bool {
     }
 }
 
-/// Nothing in the root but (perhaps) our lock file.
+/// What a root may hold that is not ours, and stays when it is emptied:
+/// the root lock (deleting it while held would let a second instance in),
+/// and the `lost+found` of an ext2/3/4 volume mounted at the root (a fresh
+/// PersistentVolume's; root's own, mode 0700, which a non-root sidecar
+/// can neither read nor delete, and fsck wants there).
+const ROOT_KEEPS: &[&str] = &[crate::rootlock::FILE_NAME, "lost+found"];
+
+/// Nothing in the root but (perhaps) what [`ROOT_KEEPS`] names.
 fn is_empty(dir: &Path) -> bool {
     fs::read_dir(dir)
         .map(|d| {
             d.flatten()
-                .all(|e| e.file_name() == crate::rootlock::FILE_NAME)
+                .all(|e| ROOT_KEEPS.iter().any(|k| e.file_name() == *k))
         })
         .unwrap_or(false)
 }

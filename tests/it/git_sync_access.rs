@@ -254,3 +254,24 @@ fn the_cookie_file_switch_reads_the_git_secret_volume() {
     assert_ok(&out);
     assert_eq!(s.published(), Some(up.head()));
 }
+
+/// A fresh ext4 PersistentVolume mounted at `--root` holds `lost+found`,
+/// root's own with mode 0700. A sidecar running as another UID can neither
+/// read nor delete it: the root counts as empty with it, and it stays.
+#[test]
+fn lost_and_found_of_a_fresh_volume_is_left_alone() {
+    let up = upstream();
+    let s = scratch_for_uid();
+    let lost = s.root.join("lost+found");
+    fs::create_dir(&lost).expect("mkdir lost+found");
+    fs::set_permissions(&lost, fs::Permissions::from_mode(0o700)).expect("chmod 0700");
+    let out = s
+        .sidecar(&up.file_url())
+        .arg("--one-time")
+        .user(UID, UID)
+        .current_dir(s.dir.path())
+        .run(RUN_TIMEOUT);
+    assert_ok(&out);
+    assert_eq!(s.published(), Some(up.head()));
+    assert!(lost.is_dir(), "lost+found was removed");
+}
