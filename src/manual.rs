@@ -340,7 +340,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "0: --help, --version, --man, a successful --one-time run, or a \
              graceful stop (SIGTERM, SIGINT). 1: invalid configuration, too many \
              consecutive failures, a failed hook with --one-time, a --one-time run \
-             stopped by SIGTERM or SIGINT before its sync finished. 2: an unknown \
+             stopped by SIGTERM or SIGINT before its sync and hooks finished. 2: an unknown \
              flag.",
         ],
     ),

@@ -30,7 +30,9 @@ fn exit_code(result: anyhow::Result<Exit>) -> ExitCode {
             ExitCode::from(1)
         }
         Ok(Exit::OneTimeStopped) => {
-            tracing::error!("--one-time: stopped by a signal before the sync finished");
+            tracing::error!(
+                "--one-time: stopped by a signal before the sync finished (or before its hooks did)"
+            );
             ExitCode::from(1)
         }
         Ok(Exit::OneTimeRefused) => {

@@ -553,8 +553,9 @@ pub(super) fn git_err(
     report: Option<&SpyReport>,
 ) -> Error {
     let mut message = crate::types::redact_url(&crate::types::error_chain(&e));
-    // std's words for a read that ended early, said in a protocol's terms.
-    if let Some(at) = message.find(EARLY_END) {
+    // std's words for a read that ended early, said in a protocol's terms
+    // (only of a conversation with a server: a local file can end early too).
+    if let (Some(at), Some(_)) = (message.find(EARLY_END), report) {
         message.replace_range(at..at + EARLY_END.len(), EARLY_END_SAID);
     }
     if let Some(stderr) = report.map(SpyReport::stderr).filter(|s| !s.is_empty()) {
@@ -577,8 +578,11 @@ mod tests {
     #[test]
     fn an_answer_cut_short_is_said_so() {
         let cut = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, EARLY_END);
-        let said = git_err("fetch failed", cut, None).to_string();
+        let said = git_err("fetch failed", cut, Some(&SpyReport::default())).to_string();
         assert_eq!(said, format!("fetch failed: {EARLY_END_SAID}"));
+        let local = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, EARLY_END);
+        let said = git_err("could not read a fetched commit", local, None).to_string();
+        assert!(said.ends_with(EARLY_END), "{said}");
     }
 
     /// The sync loop raises the interrupt flag at the deadline: an

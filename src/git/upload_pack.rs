@@ -271,8 +271,9 @@ impl RemoteSaid {
     }
 
     /// Keeps each line of `text` (a side-band packet may hold several,
-    /// and `\r`-separated progress updates) that is not progress.
-    fn keep(&self, text: &str) {
+    /// and `\r`-separated progress updates) that is not progress; past
+    /// 8 KiB, only the server's error (`always`), the line that says most.
+    fn keep(&self, text: &str, always: bool) {
         if !self.keeps {
             return;
         }
@@ -281,7 +282,8 @@ impl RemoteSaid {
             return;
         };
         for line in text.split(['\n', '\r']).map(str::trim) {
-            if line.is_empty() || looks_like_progress(line) || said.len() >= 8192 {
+            let full = said.len() >= 8192 && !always;
+            if line.is_empty() || looks_like_progress(line) || full {
                 continue;
             }
             if !said.is_empty() {
@@ -296,7 +298,7 @@ impl RemoteSaid {
     fn flush(&self) {
         let held = self.pending.lock().ok().and_then(|mut p| p.take());
         if let Some(line) = held {
-            self.keep(&line);
+            self.keep(&line, false);
         }
     }
 }
@@ -344,7 +346,7 @@ impl gix::Progress for RemoteSaid {
     fn message(&self, level: gix::progress::MessageLevel, message: String) {
         if level == gix::progress::MessageLevel::Failure {
             self.flush();
-            self.keep(&message);
+            self.keep(&message, true);
         }
     }
 }
@@ -390,6 +392,26 @@ fn looks_like_progress(line: &str) -> bool {
 mod tests {
     use super::*;
     use gix::{NestedProgress, Progress};
+
+    /// A chatty hook fills the 8 KiB; the server's error still comes last.
+    #[test]
+    fn the_server_s_error_is_kept_past_the_limit() {
+        let said = StderrBuffer::default();
+        {
+            let mut remote = RemoteSaid::new(said.clone()).add_child("remote");
+            for i in 0..300 {
+                remote.set_name(format!("remote: hook says line {i} of its long story"));
+            }
+            remote.fail("aborting".into());
+        }
+        let said = said.lock().expect("said");
+        assert!(said.len() < 8192 + 100, "{}", said.len());
+        assert!(
+            said.ends_with("; remote: aborting"),
+            "{}",
+            &said[said.len() - 80..]
+        );
+    }
 
     /// What the side band of a refused fetch looks like to the sink, as
     /// gix hands it over: words kept in order, progress dropped, a line

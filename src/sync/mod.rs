@@ -207,6 +207,9 @@ pub async fn run<P: SyncPass>(
                 if opts.one_time {
                     return if hooks.first_results().await {
                         Exit::OneTimeDone
+                    } else if cancel.is_cancelled() {
+                        // The signal stopped the hooks, not their failure.
+                        Exit::OneTimeStopped
                     } else {
                         Exit::OneTimeHooksFailed
                     };

@@ -598,3 +598,29 @@ fn one_time_stopped_before_its_sync_exits_1() {
         run.logs()
     );
 }
+
+/// The same run stopped while its hook runs (the sync is done): still 1,
+/// and said as a stop, not as a failed hook.
+#[test]
+fn one_time_stopped_while_its_hook_runs_says_so() {
+    let up = Upstream::new();
+    let head = up.commit_rich_tree("a");
+    let s = Scratch::new();
+    let hook = script(&s, "slow-hook.sh", "#!/bin/sh\nexec sleep 30\n");
+    let run = s
+        .sidecar(&up.file_url())
+        .arg("--one-time")
+        .arg("--exechook-command")
+        .arg(&hook)
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &head);
+    run.wait_until(DEADLINE, "the hook to start", || {
+        run.stderr().contains("published new content")
+    });
+    run.signal(Signal::SIGTERM);
+    let status = run.wait_timeout(DEADLINE).expect("an exit after SIGTERM");
+    assert_eq!(status.code(), Some(1), "{}", run.logs());
+    let err = run.stderr();
+    assert!(err.contains("stopped by a signal"), "{}", run.logs());
+    assert!(!err.contains("a hook failed"), "{}", run.logs());
+}
