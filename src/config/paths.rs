@@ -166,15 +166,9 @@ impl<'a> Checker<'a> {
             self.fail(id, format!("{raw:?} is the root's lock file"));
             None
         } else if std::fs::symlink_metadata(&link).is_ok_and(|m| m.is_dir()) {
-            self.fail(
-                id,
-                format!(
-                    "{} is a directory, not a symlink: git-sidecar replaces the link with a \
-                     symlink and never deletes a directory it did not make; remove it or \
-                     point --link elsewhere",
-                    link.display()
-                ),
-            );
+            // Said as the publish step says it, when it finds one later.
+            let refused = crate::publish::Error::LinkIsADirectory { link };
+            self.fail(id, refused.to_string());
             None
         } else {
             Some(link)

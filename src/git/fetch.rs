@@ -209,7 +209,7 @@ fn fetch_over(
         _ => Step::ListingRefs,
     };
     let report = connected.report;
-    let listed = super::upload_pack::list(
+    let mut listed = super::upload_pack::list(
         repo,
         &remote,
         connected.transport,
@@ -217,12 +217,12 @@ fn fetch_over(
         credential_callback::callback(opts.credentials.cloned(), opts.url.gix()),
     )
     .map_err(|e| classify_listing_error(e, opts, &report, budget))?;
-    let mut listed = listed;
-    // Only the ref --ref names is wanted, not the others its name matches.
-    listed.keep_mapping(chosen_index(listed.ref_map(), opts.git_ref));
+    // Only the ref --ref names is wanted, not the others its name matches;
+    // what follows reads that one mapping.
+    listed.keep_mapping(chosen(listed.ref_map(), opts.git_ref));
 
     let remote_id = wanted_id(listed.ref_map(), opts.git_ref)?;
-    let tag = wanted_tag(listed.ref_map(), opts.git_ref).map(super::signed::TagId);
+    let tag = wanted_tag(listed.ref_map()).map(super::signed::TagId);
     // The tag object counts too: compaction keeps commits, not tags.
     let have_locally = repo.has_object(remote_id) && tag.is_none_or(|t| repo.has_object(t.0));
     if !opts.force && opts.have == Some(CommitId(remote_id)) && have_locally {
@@ -313,11 +313,14 @@ fn refspec_for(git_ref: &str) -> String {
     git_ref.to_string()
 }
 
-/// The object the remote's ref points at, peeled through annotated tags when
-/// the server told us the peeled id (v2 ls-refs does).
+/// The object the remote's ref (the one mapping left, see [`chosen`])
+/// points at, peeled through annotated tags when the server told us the
+/// peeled id (v2 ls-refs does).
 fn wanted_id(ref_map: &gix::remote::fetch::RefMap, git_ref: &str) -> Result<ObjectId, Error> {
-    let mapping =
-        chosen(ref_map, git_ref).ok_or_else(|| Error::RefNotFound(git_ref.to_string()))?;
+    let mapping = ref_map
+        .mappings
+        .first()
+        .ok_or_else(|| Error::RefNotFound(git_ref.to_string()))?;
     Ok(match &mapping.remote {
         Source::ObjectId(id) => *id,
         Source::Ref(r) => match r {
@@ -333,16 +336,8 @@ fn wanted_id(ref_map: &gix::remote::fetch::RefMap, git_ref: &str) -> Result<Obje
 /// and a tag both called `v1`); git's fetch (which git-sync runs) takes the
 /// first by its rules for abbreviated names: the name itself, then under
 /// `refs/`, `refs/tags/`, `refs/heads/`, `refs/remotes/`, then
-/// `refs/remotes/<name>/HEAD`. So does this.
-fn chosen<'a>(
-    ref_map: &'a gix::remote::fetch::RefMap,
-    git_ref: &str,
-) -> Option<&'a gix::remote::fetch::refmap::Mapping> {
-    ref_map.mappings.get(chosen_index(ref_map, git_ref)?)
-}
-
-/// The position of [`chosen`]'s mapping.
-fn chosen_index(ref_map: &gix::remote::fetch::RefMap, git_ref: &str) -> Option<usize> {
+/// `refs/remotes/<name>/HEAD`. So does this. Returns its position.
+fn chosen(ref_map: &gix::remote::fetch::RefMap, git_ref: &str) -> Option<usize> {
     let rank = |m: &gix::remote::fetch::refmap::Mapping| match &m.remote {
         Source::ObjectId(_) => 0,
         Source::Ref(r) => abbreviation_rank(r.unpack().0.to_string().as_str(), git_ref),
@@ -370,10 +365,11 @@ fn abbreviation_rank(full: &str, short: &str) -> usize {
     rules.iter().position(|r| r == full).unwrap_or(rules.len())
 }
 
-/// The annotated tag the remote's ref points at, when the server peeled it
-/// (v2 ls-refs with `peel`, and v0's `^{}` lines, always do).
-fn wanted_tag(ref_map: &gix::remote::fetch::RefMap, git_ref: &str) -> Option<ObjectId> {
-    match &chosen(ref_map, git_ref)?.remote {
+/// The annotated tag the remote's ref (the one mapping left) points at,
+/// when the server peeled it (v2 ls-refs with `peel`, and v0's `^{}` lines,
+/// always do).
+fn wanted_tag(ref_map: &gix::remote::fetch::RefMap) -> Option<ObjectId> {
+    match &ref_map.mappings.first()?.remote {
         Source::Ref(Ref::Peeled { tag, .. }) => Some(*tag),
         Source::Ref(Ref::Symbolic { tag, .. }) => *tag,
         _ => None,

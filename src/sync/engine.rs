@@ -474,27 +474,27 @@ impl Engine {
                     tag: None,
                 })
             }
-            _ => self
-                .credentials_for(&self.opts.repo, budget)
-                .and_then(|c| Ok((c, self.http_settings_for(&self.opts.repo)?)))
-                .and_then(|(credentials, http)| {
-                    Ok(repo.fetch(
-                        &fetch::Options {
-                            url: &self.opts.repo,
-                            git_ref: &self.opts.git_ref,
-                            depth: self.opts.depth,
-                            have,
-                            force: depth_changed,
-                            credentials: credentials.as_ref(),
-                            ssh: &self.opts.ssh,
-                            http: &http,
-                            git_config: &self.opts.access.git_config,
-                            filter: self.opts.filter.as_ref(),
-                            on_change: Some(&start_inspection),
-                        },
-                        budget,
-                    )?)
-                }),
+            // Errors go to the repair below, credentials' too.
+            _ => (|| {
+                let credentials = self.credentials_for(&self.opts.repo, budget)?;
+                let http = self.http_settings_for(&self.opts.repo)?;
+                Ok(repo.fetch(
+                    &fetch::Options {
+                        url: &self.opts.repo,
+                        git_ref: &self.opts.git_ref,
+                        depth: self.opts.depth,
+                        have,
+                        force: depth_changed,
+                        credentials: credentials.as_ref(),
+                        ssh: &self.opts.ssh,
+                        http: &http,
+                        git_config: &self.opts.access.git_config,
+                        filter: self.opts.filter.as_ref(),
+                        on_change: Some(&start_inspection),
+                    },
+                    budget,
+                )?)
+            })(),
         };
         // No change: what was prepared while idle still waits for one.
         self.prepared = prepared.into_inner();
@@ -502,7 +502,7 @@ impl Engine {
             Ok(polled) => polled,
             Err(e) => {
                 drop(early);
-                self.repair_without_the_remote(current.as_ref(), current_id, first_pass, budget);
+                self.repair_without_the_remote(current.as_ref(), first_pass, budget);
                 return Err(e);
             }
         };
@@ -620,11 +620,10 @@ impl Engine {
     fn repair_without_the_remote(
         &mut self,
         current: Option<&CommitHash>,
-        current_id: Option<CommitId>,
         first_pass: bool,
         budget: &Budget,
     ) {
-        let (Some(hash), Some(commit)) = (current, current_id) else {
+        let Some((hash, commit)) = current.and_then(|h| Some((h, CommitId::of(h)?))) else {
             return;
         };
         // A pass out of time (a remote that hangs) or shutting down
