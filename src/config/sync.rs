@@ -94,7 +94,7 @@ impl Checker<'_> {
             Some(raw) => match parse_signal(raw) {
                 Ok(n) => match stops_the_process(n) {
                     Some(why) => {
-                        // git-sync accepts it (and then never stops on it):
+                        // git-sync accepts it (by its source; not measured):
                         // a warning, so that its configuration still starts.
                         let label = self.cli.label(Flag::SyncOnSignal);
                         self.warnings.push(format!("{label}: {why}; it is ignored"));
