@@ -9,6 +9,13 @@
 //! `/proc/self/cgroup` and `/proc/self/mountinfo` as the kernel reports them
 //! inside a container. A fraction is rounded down (1.5 CPUs: 1 thread), but
 //! never below one thread.
+//!
+//! Rust's `std::thread::available_parallelism`, which this starts from,
+//! applies the quota as well (v1 and v2): with the reading below removed,
+//! the end-to-end test in a real v1 cgroup (`tests/it/cpu_quota.rs`) still
+//! passes. This one is kept as the rule our unit tests pin down (every
+//! ancestor, both versions, a container's mount roots), and the test checks
+//! what the two give together.
 
 use std::path::{Path, PathBuf};
 

@@ -24,6 +24,7 @@ mod auth_more;
 mod campaign;
 mod compat_root;
 mod config;
+mod cpu_quota;
 mod disk;
 mod faults;
 mod git_sync_access;

@@ -13,6 +13,7 @@
 
 #![allow(dead_code)]
 
+pub mod cgroup;
 pub mod client;
 pub mod dns;
 pub mod forward_proxy;

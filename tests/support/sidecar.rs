@@ -31,6 +31,8 @@ pub struct Sidecar {
     open_files: Option<(u64, u64)>,
     /// Bind-mounted over /etc/resolv.conf in a private mount namespace.
     resolv_conf: Option<PathBuf>,
+    /// The cgroup directory the process joins before exec.
+    cgroup: Option<PathBuf>,
 }
 
 impl Default for Sidecar {
@@ -55,6 +57,7 @@ impl Sidecar {
             user: None,
             open_files: None,
             resolv_conf: None,
+            cgroup: None,
         }
     }
 
@@ -100,6 +103,13 @@ impl Sidecar {
     /// private mount namespace: the machine's file is untouched. Needs root.
     pub fn resolv_conf(mut self, path: impl Into<PathBuf>) -> Self {
         self.resolv_conf = Some(path.into());
+        self
+    }
+
+    /// Starts the process in the cgroup at `dir` (see `support::cgroup`),
+    /// as a container runtime starts a pod's container in its own.
+    pub fn cgroup(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cgroup = Some(dir.into());
         self
     }
 
@@ -162,15 +172,23 @@ impl Sidecar {
             cmd.env_remove("HOME").uid(uid).gid(gid);
         }
         let open_files = self.open_files;
-        let resolv_conf = self.resolv_conf.as_deref().map(|p| {
+        let c_path = |p: &Path| {
             use std::os::unix::ffi::OsStrExt;
             std::ffi::CString::new(p.as_os_str().as_bytes()).expect("a path without NUL")
-        });
-        // SAFETY: prctl, setrlimit, unshare and mount are async-signal-safe
-        // system calls (the C strings were made before the fork); nothing
-        // else runs between fork and exec.
+        };
+        let resolv_conf = self.resolv_conf.as_deref().map(c_path);
+        let cgroup_procs = self
+            .cgroup
+            .as_deref()
+            .map(|d| c_path(&d.join("cgroup.procs")));
+        // SAFETY: prctl, setrlimit, unshare, mount, open, write and close
+        // are async-signal-safe system calls (the C strings were made
+        // before the fork); nothing else runs between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
+                if let Some(procs) = &cgroup_procs {
+                    join_cgroup(procs)?;
+                }
                 if let Some(source) = &resolv_conf {
                     private_resolv_conf(source)?;
                 }
@@ -216,6 +234,25 @@ impl Sidecar {
             status,
             stdout: running.stdout().into_bytes(),
             stderr: running.stderr().into_bytes(),
+        }
+    }
+}
+
+/// In the child, before exec: moves this process into the cgroup whose
+/// `cgroup.procs` is `procs` ("0": the process writing it).
+fn join_cgroup(procs: &std::ffi::CStr) -> std::io::Result<()> {
+    // SAFETY: plain system calls on a NUL-terminated string and a buffer.
+    unsafe {
+        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+        let error = std::io::Error::last_os_error();
+        libc::close(fd);
+        match written {
+            1 => Ok(()),
+            _ => Err(error),
         }
     }
 }
