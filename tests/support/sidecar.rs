@@ -31,8 +31,9 @@ pub struct Sidecar {
     open_files: Option<(u64, u64)>,
     /// Bind-mounted over /etc/resolv.conf in a private mount namespace.
     resolv_conf: Option<PathBuf>,
-    /// The cgroup directory the process joins before exec.
-    cgroup: Option<PathBuf>,
+    /// The cgroup directories the process joins before exec (one per
+    /// hierarchy: cgroup v1 has one for each controller).
+    cgroups: Vec<PathBuf>,
 }
 
 impl Default for Sidecar {
@@ -57,7 +58,7 @@ impl Sidecar {
             user: None,
             open_files: None,
             resolv_conf: None,
-            cgroup: None,
+            cgroups: Vec::new(),
         }
     }
 
@@ -109,7 +110,7 @@ impl Sidecar {
     /// Starts the process in the cgroup at `dir` (see `support::cgroup`),
     /// as a container runtime starts a pod's container in its own.
     pub fn cgroup(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.cgroup = Some(dir.into());
+        self.cgroups.push(dir.into());
         self
     }
 
@@ -177,16 +178,17 @@ impl Sidecar {
             std::ffi::CString::new(p.as_os_str().as_bytes()).expect("a path without NUL")
         };
         let resolv_conf = self.resolv_conf.as_deref().map(c_path);
-        let cgroup_procs = self
-            .cgroup
-            .as_deref()
-            .map(|d| c_path(&d.join("cgroup.procs")));
+        let cgroup_procs: Vec<_> = self
+            .cgroups
+            .iter()
+            .map(|d| c_path(&d.join("cgroup.procs")))
+            .collect();
         // SAFETY: prctl, setrlimit, unshare, mount, open, write and close
         // are async-signal-safe system calls (the C strings were made
         // before the fork); nothing else runs between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
-                if let Some(procs) = &cgroup_procs {
+                for procs in &cgroup_procs {
                     join_cgroup(procs)?;
                 }
                 if let Some(source) = &resolv_conf {
