@@ -12,10 +12,10 @@
 //!
 //! Rust's `std::thread::available_parallelism`, which this starts from,
 //! applies the quota as well (v1 and v2): with the reading below removed,
-//! the end-to-end test in a real v1 cgroup (`tests/it/cpu_quota.rs`) still
-//! passes. This one is kept as the rule our unit tests pin down (every
-//! ancestor, both versions, a container's mount roots), and the test checks
-//! what the two give together.
+//! the end-to-end test in a real v1 cgroup (`tests/it/resource_limits.rs`)
+//! still passes, so that test checks what the two give together and cannot
+//! catch a fault in this module's reading alone; the unit tests below do
+//! (every ancestor, both versions, a container's mount roots).
 
 use std::path::{Path, PathBuf};
 

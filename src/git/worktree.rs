@@ -858,12 +858,16 @@ fn checkout_files(
     // gix would start one thread per core of the node, whatever the quota;
     // a rewrite's few changed files need none (see FEW_FILES).
     let to_write = index.entries().len() - skipped;
-    let threads = match to_write < FEW_FILES {
+    opts.thread_limit = Some(match to_write < FEW_FILES {
         true => 1,
         false => super::store::threads(repo),
-    };
-    tracing::debug!(files = to_write, threads, "checking out");
-    opts.thread_limit = Some(threads);
+    });
+    // What gix is handed (tests/it/resource_limits.rs reads it).
+    tracing::debug!(
+        files = to_write,
+        threads = opts.thread_limit,
+        "checking out"
+    );
     let objects = repo
         .objects
         .clone()

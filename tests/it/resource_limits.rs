@@ -2,8 +2,9 @@
 //! started in a real cgroup of the host's, with a CPU quota or a memory
 //! limit, as a container runtime starts it.
 //!
-//! * Pack indexing and checkout threads follow the CPU quota, not the
-//!   node's cores (the checkout's own log line says how many it was given).
+//! * Checkout threads follow the CPU quota, not the node's cores: the
+//!   checkout's own log line says what thread limit it handed gix (pack
+//!   indexing gets the same number; that it is used is gix's part).
 //! * The received pack streams to disk: a repository whose pack is larger
 //!   than the memory limit syncs inside it, with no OOM kill.
 
@@ -36,7 +37,7 @@ fn threads_of_a_sync(url: &str, group: Option<&Cgroup>) -> (u64, u64) {
     let chosen = threads_logged(&stderr, "threads for pack indexing and checkout")
         .unwrap_or_else(|| panic!("no thread count logged:\n{stderr}"));
     let checkout = threads_logged(&stderr, "checking out")
-        .unwrap_or_else(|| panic!("no checkout logged:\n{stderr}"));
+        .unwrap_or_else(|| panic!("no checkout logged with the threads gix was given:\n{stderr}"));
     (chosen, checkout)
 }
 

@@ -40,11 +40,19 @@ impl Cgroup {
             group.write("memory.swap.max", "0");
         } else {
             group.write("memory.limit_in_bytes", &bytes.to_string());
-            // Absent when the kernel keeps no swap accounting: nothing to limit.
-            let _ = fs::write(
+            // Absent when the kernel keeps no swap accounting: harmless
+            // without swap, but with swap a process over the limit would be
+            // swapped out instead of killed, and the test could not fail.
+            let memsw = fs::write(
                 group.dir.join("memory.memsw.limit_in_bytes"),
                 bytes.to_string(),
             );
+            if memsw.is_err() && swap_is_on() {
+                panic!(
+                    "this host has swap but no cgroup v1 swap accounting, so a memory limit \
+                     cannot stop a process from swapping: boot with swapaccount=1 or swapoff -a"
+                );
+            }
         }
         group
     }
@@ -77,7 +85,9 @@ impl Cgroup {
             )
         });
         static MADE: AtomicUsize = AtomicUsize::new(0);
-        let dir = mount.join(format!(
+        // Below the test's own cgroup, so the child keeps whatever limits the
+        // CI job runs under.
+        let dir = mount.join(own_path(controller, v2)).join(format!(
             "git-sidecar-test-{}-{}",
             std::process::id(),
             MADE.fetch_add(1, Ordering::Relaxed)
@@ -102,6 +112,27 @@ impl Drop for Cgroup {
     fn drop(&mut self) {
         let _ = fs::remove_dir(&self.dir);
     }
+}
+
+/// This process's cgroup in `controller`'s hierarchy, relative to its mount
+/// (`/proc/self/cgroup`; "" for the root).
+fn own_path(controller: &str, v2: bool) -> PathBuf {
+    let cgroups = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let path = cgroups.lines().find_map(|line| {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        let ours = match v2 {
+            true => controllers.is_empty(),
+            false => controllers.split(',').any(|c| c == controller),
+        };
+        ours.then(|| path.trim_start_matches('/').to_string())
+    });
+    PathBuf::from(path.unwrap_or_default())
+}
+
+/// Whether `/proc/swaps` lists any swap area.
+fn swap_is_on() -> bool {
+    fs::read_to_string("/proc/swaps").is_ok_and(|text| text.lines().count() > 1)
 }
 
 /// Where `controller` is mounted, and whether that is cgroup v2.

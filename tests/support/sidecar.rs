@@ -108,7 +108,9 @@ impl Sidecar {
     }
 
     /// Starts the process in the cgroup at `dir` (see `support::cgroup`),
-    /// as a container runtime starts a pod's container in its own.
+    /// as a container runtime starts a pod's container in its own. Not with
+    /// [`Sidecar::user`]: std drops to that user before the child joins, and
+    /// only root may write `cgroup.procs`.
     pub fn cgroup(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cgroups.push(dir.into());
         self
