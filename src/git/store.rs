@@ -42,6 +42,9 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
 /// What `open_or_init` had to do.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Opened {
+    /// The root was empty (a first start): a repository was made in it,
+    /// nothing repaired.
+    pub created: bool,
     /// The root was not a usable repository; its contents were deleted.
     pub reinitialized: bool,
     /// The object store was inconsistent and was emptied (worktrees were kept).
@@ -65,20 +68,23 @@ pub fn open_or_init(
     let mut opened = Opened::default();
     let git_dir = root.join(".git");
     if !is_usable(root) {
-        if is_empty(root) {
+        let empty = is_empty(root);
+        if empty {
             tracing::info!(root = %root.display(), "initialising a new root");
         } else {
             tracing::warn!(root = %root.display(), "root is not a usable repository; emptying it and starting over");
         }
         empty_dir_except(root, ROOT_KEEPS)?;
         init(root)?;
-        opened.reinitialized = true;
+        opened.created = empty;
+        opened.reinitialized = !empty;
     }
     opened.stale_locks = remove_stale_locks(&git_dir);
     widen_modes(&git_dir);
     write_config(&git_dir, origin_url, depth, filter)?;
     let repo = open(root, threads)?;
-    if !opened.reinitialized && !checked_or_unchanged(&repo, depth, filter.is_some()) {
+    let fresh = opened.created || opened.reinitialized;
+    if !fresh && !checked_or_unchanged(&repo, depth, filter.is_some()) {
         tracing::warn!(root = %root.display(), "object store is missing objects; emptying it (published worktrees are kept)");
         reset_objects(&git_dir)?;
         opened.objects_reset = true;
@@ -1050,7 +1056,7 @@ mod tests {
         fs::write(root.join("junk"), "x")?;
         fs::create_dir(root.join(".git"))?;
         let (_, opened) = open_or_init(root, "https://example.com/r", 1, None, 1)?;
-        assert!(opened.reinitialized);
+        assert!(opened.reinitialized && !opened.created);
         assert!(!root.join("junk").exists());
         assert_eq!(fs::read_to_string(&lock)?, "pid 1 on host\n");
         Ok(())
@@ -1091,6 +1097,21 @@ mod tests {
         let mut left = pack_dir_entries(&dir.path().join(".git"));
         left.sort();
         assert_eq!(left, ["pack-1.idx", "pack-1.pack"]);
+        Ok(())
+    }
+
+    /// A first start makes the repository; that is not a repair.
+    #[test]
+    fn an_empty_root_is_created_not_reinitialized() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let (_, opened) = open_or_init(dir.path(), "https://example.com/r", 1, None, 1)?;
+        let created = Opened {
+            created: true,
+            ..Opened::default()
+        };
+        assert_eq!(opened, created);
+        let (_, reopened) = open_or_init(dir.path(), "https://example.com/r", 1, None, 1)?;
+        assert_eq!(reopened, Opened::default());
         Ok(())
     }
 

@@ -366,7 +366,12 @@ impl Engine {
             self.opts.threads,
         )?;
         self.fetched_depth = Some(depth);
-        if opened != store::Opened::default() {
+        // A first start's new repository (`created`) is no repair.
+        let repaired = store::Opened {
+            created: false,
+            ..opened
+        };
+        if repaired != store::Opened::default() {
             tracing::info!(
                 reinitialized = opened.reinitialized,
                 objects_reset = opened.objects_reset,

@@ -270,3 +270,45 @@ fn man_prints_a_manual_naming_every_flag() {
         );
     }
 }
+
+/// A first start into an empty root says it makes a new root and reports no
+/// repair; a root holding something else is emptied, and that is reported
+/// as a repair (a warning, then the info line with `reinitialized`).
+#[test]
+fn a_first_start_reports_a_new_root_not_a_repair() {
+    let up = Upstream::new();
+    up.commit_file("index.html", "one\n", "one");
+    let messages = |s: &Scratch| -> Vec<serde_json::Value> {
+        let out = s.sidecar(&up.file_url()).arg("--one-time").run(RUN_TIMEOUT);
+        assert!(out.status.success(), "{}", describe_output(&out));
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let named = |lines: &[serde_json::Value], msg: &str| -> Option<serde_json::Value> {
+        lines.iter().find(|l| l["msg"] == msg).cloned()
+    };
+
+    let fresh = Scratch::new();
+    let lines = messages(&fresh);
+    assert!(
+        named(&lines, "initialising a new root").is_some(),
+        "{lines:?}"
+    );
+    assert!(
+        named(&lines, "repaired the root repository").is_none(),
+        "{lines:?}"
+    );
+
+    let littered = Scratch::new();
+    std::fs::create_dir_all(&littered.root).expect("mkdir root");
+    std::fs::write(littered.root.join("stray.txt"), "x").expect("write stray file");
+    let lines = messages(&littered);
+    let repaired = named(&lines, "repaired the root repository");
+    assert_eq!(
+        repaired.map(|l| l["reinitialized"].clone()),
+        Some(serde_json::Value::Bool(true)),
+        "{lines:?}"
+    );
+}
