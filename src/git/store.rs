@@ -53,6 +53,14 @@ pub struct Opened {
     pub stale_locks: usize,
 }
 
+impl Opened {
+    /// Whether anything was repaired (a new repository in an empty root
+    /// is not a repair).
+    pub fn repaired(&self) -> bool {
+        self.reinitialized || self.objects_reset || self.stale_locks > 0
+    }
+}
+
 /// Opens the repository at `root`, creating or repairing it as needed.
 /// `origin_url` is written as `remote.origin.url` (must carry no secrets).
 /// `filter` (`--filter`) makes the root a partial clone: origin is the

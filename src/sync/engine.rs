@@ -366,12 +366,7 @@ impl Engine {
             self.opts.threads,
         )?;
         self.fetched_depth = Some(depth);
-        // A first start's new repository (`created`) is no repair.
-        let repaired = store::Opened {
-            created: false,
-            ..opened
-        };
-        if repaired != store::Opened::default() {
+        if opened.repaired() {
             tracing::info!(
                 reinitialized = opened.reinitialized,
                 objects_reset = opened.objects_reset,

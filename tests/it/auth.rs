@@ -45,9 +45,7 @@ fn write_file(s: &Scratch, name: &str, content: &str) -> PathBuf {
 
 /// The `error` field of every "sync failed" log line.
 pub(crate) fn sync_errors(stderr: &str) -> Vec<String> {
-    stderr
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    log_lines(stderr)
         .filter(|v| v["msg"] == "sync failed")
         .filter_map(|v| v["error"].as_str().map(str::to_string))
         .collect()

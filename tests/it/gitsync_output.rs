@@ -278,37 +278,30 @@ fn man_prints_a_manual_naming_every_flag() {
 fn a_first_start_reports_a_new_root_not_a_repair() {
     let up = Upstream::new();
     up.commit_file("index.html", "one\n", "one");
-    let messages = |s: &Scratch| -> Vec<serde_json::Value> {
+    let stderr_of = |s: &Scratch| -> String {
         let out = s.sidecar(&up.file_url()).arg("--one-time").run(RUN_TIMEOUT);
         assert!(out.status.success(), "{}", describe_output(&out));
-        String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    };
-    let named = |lines: &[serde_json::Value], msg: &str| -> Option<serde_json::Value> {
-        lines.iter().find(|l| l["msg"] == msg).cloned()
+        String::from_utf8_lossy(&out.stderr).into_owned()
     };
 
-    let fresh = Scratch::new();
-    let lines = messages(&fresh);
+    let fresh = stderr_of(&Scratch::new());
     assert!(
-        named(&lines, "initialising a new root").is_some(),
-        "{lines:?}"
+        logged(&fresh, "initialising a new root").is_some(),
+        "{fresh}"
     );
     assert!(
-        named(&lines, "repaired the root repository").is_none(),
-        "{lines:?}"
+        logged(&fresh, "repaired the root repository").is_none(),
+        "{fresh}"
     );
 
     let littered = Scratch::new();
-    std::fs::create_dir_all(&littered.root).expect("mkdir root");
-    std::fs::write(littered.root.join("stray.txt"), "x").expect("write stray file");
-    let lines = messages(&littered);
-    let repaired = named(&lines, "repaired the root repository");
+    fs::create_dir_all(&littered.root).expect("mkdir root");
+    fs::write(littered.root.join("stray.txt"), "x").expect("write stray file");
+    let stderr = stderr_of(&littered);
+    let repaired = logged(&stderr, "repaired the root repository");
     assert_eq!(
         repaired.map(|l| l["reinitialized"].clone()),
-        Some(serde_json::Value::Bool(true)),
-        "{lines:?}"
+        Some(Value::Bool(true)),
+        "{stderr}"
     );
 }

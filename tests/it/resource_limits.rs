@@ -16,11 +16,7 @@ use crate::support::*;
 
 /// The `threads` of the first JSON log line whose message is `msg`.
 fn threads_logged(stderr: &str, msg: &str) -> Option<u64> {
-    stderr
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["msg"] == msg)
-        .and_then(|v| v["threads"].as_u64())
+    logged(stderr, msg).and_then(|v| v["threads"].as_u64())
 }
 
 /// A one-time sync of `url` at `-v 1`, in `group` if given: (threads the

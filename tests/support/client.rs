@@ -152,10 +152,7 @@ pub fn post(addr: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> io
 
 /// The address from the sidecar's `"serving HTTP"` JSON log line, if logged yet.
 pub fn http_address_in(stderr: &str) -> Option<String> {
-    stderr
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v.get("msg").and_then(|m| m.as_str()) == Some("serving HTTP"))
+    super::logged(stderr, "serving HTTP")
         .and_then(|v| v.get("address")?.as_str().map(str::to_string))
 }
 

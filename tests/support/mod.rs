@@ -325,6 +325,17 @@ pub fn mtime(path: &Path) -> Option<std::time::SystemTime> {
     fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
+/// The JSON log lines in `stderr` (git-sidecar's default log format), in
+/// order; lines that are not JSON are skipped.
+pub fn log_lines(stderr: &str) -> impl Iterator<Item = serde_json::Value> + '_ {
+    stderr.lines().filter_map(|l| serde_json::from_str(l).ok())
+}
+
+/// The first JSON log line in `stderr` whose message is `msg`.
+pub fn logged(stderr: &str, msg: &str) -> Option<serde_json::Value> {
+    log_lines(stderr).find(|v| v["msg"] == msg)
+}
+
 /// Reads an error file and returns its parsed JSON, if present and parseable.
 pub fn read_error_file(path: &Path) -> Option<serde_json::Value> {
     let text = fs::read_to_string(path).ok()?;
