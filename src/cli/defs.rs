@@ -131,7 +131,7 @@ flags! {
             default: "false" as Bool,
         },
 
-        /// Consecutive failed syncs tolerated before exiting; negative retries forever
+        /// Consecutive failed syncs tolerated before exiting, over at least as many periods (retries in between do not shorten it); negative retries forever
         #[arg(
             long,
             env = "GITSYNC_MAX_FAILURES",
@@ -143,7 +143,7 @@ flags! {
             default: "0" as Int,
         },
 
-        /// Like --max-failures, but only until the first successful sync
+        /// Like --max-failures, but only until the first successful sync (over --init-period)
         #[arg(
             long,
             env = "GITSYNC_INIT_MAX_FAILURES",

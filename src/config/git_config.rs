@@ -59,7 +59,10 @@ pub fn parse(input: &str) -> Result<Vec<(String, String)>, String> {
         };
         pairs.push((key, value));
         match chars.next() {
+            // A trailing comma ends the list, as in git-sync (templates
+            // that emit `k:v,` per item leave one).
             None => return Ok(pairs),
+            Some(',') if chars.peek().is_none() => return Ok(pairs),
             Some(',') => {}
             Some(c) => return Err(format!("unexpected {c:?} after a quoted value")),
         }
@@ -300,6 +303,9 @@ mod tests {
             pairs("a.b:tab\\there\\nnl"),
             vec![p("a.b", "tab\there\nnl")]
         );
+        // A trailing comma ends the list, as in git-sync.
+        assert_eq!(pairs("a.b:c,"), vec![p("a.b", "c")]);
+        assert_eq!(pairs("a.b:\"x,y\","), vec![p("a.b", "x,y")]);
         for bad in [
             "",
             "a.b",
@@ -308,6 +314,8 @@ mod tests {
             "a.b:\"open",
             "a.b:\"x\"y",
             "a.b:x\\",
+            "a.b:c,,",
+            ",",
         ] {
             assert!(parse(bad).is_err(), "{bad:?} must be refused");
         }

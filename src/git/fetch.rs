@@ -69,7 +69,7 @@ pub enum Error {
     Connect(#[from] transport::ConnectError),
     #[error("invalid repository URL: {0}")]
     Url(String),
-    #[error("couldn't find remote ref {0:?}")]
+    #[error("couldn't find remote ref {0:?}{hint}", hint = abbreviation_hint(.0))]
     RefNotFound(String),
     #[error(
         "authentication failed: {url} rejected the credentials (check the user name and the \
@@ -330,6 +330,19 @@ fn wanted_id(ref_map: &gix::remote::fetch::RefMap, git_ref: &str) -> Result<Obje
             Ref::Unborn { .. } => return Err(Error::RefNotFound(git_ref.to_string())),
         },
     })
+}
+
+/// What to add to "couldn't find remote ref" when `--ref` may have been
+/// meant as an abbreviated SHA (it is taken as a ref name, as git does).
+fn abbreviation_hint(git_ref: &str) -> &'static str {
+    let hex = git_ref.len() >= 4 && git_ref.bytes().all(|b| b.is_ascii_hexdigit());
+    match hex && git_ref.len() < 40 {
+        true => {
+            "; if it is an abbreviated SHA: those are not supported (as in git-sync v4), \
+             give the full 40-hex SHA"
+        }
+        false => "",
+    }
 }
 
 /// The remote ref `--ref` names. A short name can match several (a branch

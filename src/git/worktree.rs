@@ -315,9 +315,13 @@ fn check_path(path: &gix::bstr::BStr, link: bool) -> Result<(), String> {
 impl Planned {
     /// Sparse checkout: entries `patterns` do not include stay in the index
     /// (so `git status` in the worktree is clean) but are not written.
-    pub fn restrict(&mut self, patterns: &Patterns) {
+    /// With `submodules` checked out, a submodule is not judged by the
+    /// patterns: git-sync's `git submodule update --init` after the sparse
+    /// `read-tree` checks every one of them out, whatever the patterns say.
+    pub fn restrict(&mut self, patterns: &Patterns, submodules: bool) {
         for (entry, path) in self.index.entries_mut_with_paths() {
-            if !patterns.includes(path) {
+            let submodule = entry.mode == gix::index::entry::Mode::COMMIT;
+            if !(submodules && submodule) && !patterns.includes(path) {
                 leave_out(entry);
             }
         }

@@ -8,7 +8,7 @@
 //! and the secret never reach a log line or an error message.
 
 use hmac::{Hmac, KeyInit as _, Mac as _};
-use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use reqwest::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use sha2::Sha256;
 
 use super::OutgoingWebhookConfig;
@@ -29,8 +29,13 @@ pub(super) struct Webhook {
 
 impl Webhook {
     pub(super) fn new(config: OutgoingWebhookConfig) -> Self {
+        // As Go's client (git-sync's) sends a request: a user agent and
+        // header names in their canonical case, which receivers matching
+        // `Gitsync-Hash` byte for byte expect.
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
+            .user_agent(concat!("git-sidecar/", env!("CARGO_PKG_VERSION")))
+            .http1_title_case_headers()
             .build()
             .map_err(|e| {
                 format!(
@@ -54,6 +59,8 @@ impl Webhook {
         } else {
             Vec::new()
         };
+        use reqwest::Method;
+        let sends_a_body = matches!(method, Method::POST | Method::PUT | Method::PATCH);
         let mut request = client
             .request(method, self.config.url.expose())
             .header("Gitsync-Hash", publish.hash.as_str());
@@ -70,6 +77,12 @@ impl Webhook {
         }
         if let Some(secret) = &self.config.signing_secret {
             request = request.header(SIGNATURE_HEADER, signature(secret.expose(), &body));
+        }
+        // An empty body goes without a length unless told; front ends that
+        // answer 411 Length Required want one for these methods, and Go's
+        // client sends `Content-Length: 0`.
+        if body.is_empty() && sends_a_body {
+            request = request.header(CONTENT_LENGTH, 0);
         }
         let mut response = request.body(body).send().await.map_err(|e| {
             if e.is_timeout() {

@@ -527,6 +527,19 @@ async fn webhook_sends_hash_and_extra_headers() {
     assert_eq!(request.header("X-Extra"), Some("yes"));
     assert_eq!(request.header(SIGNATURE_HEADER), None);
     assert!(request.body.is_empty());
+    // As Go's client (git-sync's) sends it: front ends that answer 411
+    // without a length, or receivers that match the header's case, accept it.
+    assert_eq!(request.header("Content-Length"), Some("0"));
+    assert!(
+        request.names_sent.iter().any(|n| n == "Gitsync-Hash"),
+        "{request:?}"
+    );
+    assert!(
+        request.names_sent.iter().any(|n| n == "Content-Length"),
+        "{request:?}"
+    );
+    let agent = request.header("User-Agent").unwrap_or_default();
+    assert!(agent.starts_with("git-sidecar/"), "{request:?}");
 }
 
 #[tokio::test]

@@ -15,6 +15,8 @@ pub(super) struct Request {
     pub path: String,
     /// Names lower-cased.
     pub headers: Vec<(String, String)>,
+    /// Names as sent, in order.
+    pub names_sent: Vec<String>,
     pub body: Vec<u8>,
 }
 
@@ -88,6 +90,7 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
     let method = parts.next()?.to_string();
     let path = parts.next()?.to_string();
     let mut headers = Vec::new();
+    let mut names_sent = Vec::new();
     loop {
         let mut line = String::new();
         reader.read_line(&mut line).ok()?;
@@ -96,6 +99,7 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
             break;
         }
         let (name, value) = line.split_once(':')?;
+        names_sent.push(name.trim().to_string());
         headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
     }
     let length = headers
@@ -109,6 +113,7 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
         method,
         path,
         headers,
+        names_sent,
         body,
     })
 }

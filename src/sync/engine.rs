@@ -1014,7 +1014,8 @@ impl Engine {
             None => repo.plan(commit, policy)?,
         };
         if let Some(patterns) = &self.opts.sparse {
-            planned.restrict(patterns);
+            let submodules = self.opts.submodules != crate::types::SubmoduleMode::Off;
+            planned.restrict(patterns, submodules);
         }
         Ok(planned)
     }

@@ -152,6 +152,8 @@ pub async fn run<P: SyncPass>(
     let mut failures: u64 = 0;
     // Of those, signature refusals: they never count toward --max-failures.
     let mut refusals: u64 = 0;
+    // When the failures that count began: see `failed_long_enough`.
+    let mut failing_since: Option<tokio::time::Instant> = None;
     let mut synced_once = false;
     let mut expected_retries = 0u32;
     reporter
@@ -194,6 +196,7 @@ pub async fn run<P: SyncPass>(
             Ok(outcome) => {
                 failures = 0;
                 refusals = 0;
+                failing_since = None;
                 report_success(
                     &reporter,
                     &opts.git_ref,
@@ -226,6 +229,7 @@ pub async fn run<P: SyncPass>(
             Err(e @ engine::Error::Gate { .. }) => {
                 failures = 0;
                 refusals = 0;
+                failing_since = None;
                 let retry_in = on_gate_refusal(&opts, &reporter, &e, started.elapsed());
                 wait_override = Some(next_wait(&opts, synced_once, 0).min(retry_in));
             }
@@ -244,6 +248,7 @@ pub async fn run<P: SyncPass>(
             }
             Err(e) => {
                 failures += 1;
+                let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
                 let message = on_failure(&opts, &e, failures);
                 reporter.status.failed(&message, failures);
                 reporter
@@ -255,7 +260,10 @@ pub async fn run<P: SyncPass>(
                 } else {
                     opts.init_max_failures
                 };
-                if limit >= 0 && failures - refusals > limit as u64 {
+                if limit >= 0
+                    && failures - refusals > limit as u64
+                    && failed_long_enough(&opts, synced_once, limit, since)
+                {
                     return Exit::TooManyFailures { failures };
                 }
             }
@@ -604,6 +612,27 @@ fn on_gate_refusal(
         metrics.set_last_success(std::time::SystemTime::now());
     }
     *retry_in
+}
+
+/// Whether failures that began at `since` have lasted as long as
+/// git-sync's would before `--max-failures` (`limit`) ends the loop: it
+/// waits a full period after each failure, so `limit` tolerated failures
+/// span `limit` periods. Our retries back off from half a second; they
+/// are extra chances to recover, not a faster way to exit (a 15 s outage
+/// must not restart a sidecar set to ride out 5 minutes).
+fn failed_long_enough(
+    opts: &LoopOptions,
+    synced_once: bool,
+    limit: i64,
+    since: tokio::time::Instant,
+) -> bool {
+    let period = if synced_once {
+        opts.period
+    } else {
+        opts.init_period
+    };
+    let periods = u32::try_from(limit).unwrap_or(u32::MAX);
+    since.elapsed() >= period.saturating_mul(periods)
 }
 
 /// The wait before the next pass.

@@ -415,42 +415,75 @@ async fn failures_back_off_from_half_a_second_capped_by_the_init_period_then_the
 // ---- failure limits ------------------------------------------------------------------------
 
 /// `--max-failures N` tolerates N consecutive failures after a success (a
-/// success resets the count) and ends the loop on the next.
+/// success resets the count) and ends the loop on the next one that comes
+/// N periods or more after the first: git-sync waits a full period after
+/// each failure, and the quicker retries of our backoff must not make an
+/// outage end the process sooner than it would end git-sync.
 #[tokio::test(start_paused = true)]
-async fn max_failures_tolerates_n_consecutive_failures_and_exits_on_the_next() {
+async fn max_failures_tolerates_n_consecutive_failures_and_n_periods_then_exits() {
     let mut opts = options();
     opts.max_failures = 2;
-    let h = start(Setup {
+    let mut steps = vec![Step::Publish(A), Step::Fail, Step::Fail, Step::Unchanged];
+    steps.extend((0..40).map(|_| Step::Fail));
+    let mut h = start(Setup {
         opts,
-        steps: vec![
-            Step::Publish(A),
-            Step::Fail,
-            Step::Fail,
-            Step::Unchanged,
-            Step::Fail,
-            Step::Fail,
-            Step::Fail,
-        ],
+        steps,
         ..Setup::default()
     });
     let status = h.status.clone();
-    assert_eq!(h.exit().await, Exit::TooManyFailures { failures: 3 });
-    assert_eq!(status.snapshot().consecutive_failures, 3);
+    let t0 = h.t0;
+    let exit = tokio::time::timeout(secs(3600), &mut h.exit).await;
+    let ended = t0.elapsed();
+    let starts = h.passes_until(ended).await;
+    let failures = status.snapshot().consecutive_failures;
+    assert_eq!(
+        exit.map(Result::ok),
+        Ok(Some(Exit::TooManyFailures { failures }))
+    );
+    // The streak began with the 5th pass (after a publish, two failures
+    // and a success); it ended the loop no sooner than 2 periods later.
+    let first_failure = starts[4];
+    assert!(failures >= 3, "{failures} failures");
+    assert!(
+        ended - first_failure >= secs(20),
+        "exited {:?} after the first failure: {starts:?}",
+        ended - first_failure
+    );
+    assert!(
+        ended - first_failure < secs(35),
+        "exited {:?} after the first failure: {starts:?}",
+        ended - first_failure
+    );
+    assert_eq!(starts.len() as u64, 4 + failures);
 }
 
-/// Before the first success `--init-max-failures` is the limit (0: the
-/// first failure ends the loop); after it, `--max-failures`.
+/// Before the first success `--init-max-failures` is the limit, over
+/// `--init-period`s (0: the first failure ends the loop); after it,
+/// `--max-failures`.
 #[tokio::test(start_paused = true)]
 async fn init_max_failures_rules_until_the_first_success() {
     let mut opts = options();
     opts.init_max_failures = 1;
     opts.max_failures = 5;
-    let h = start(Setup {
+    let mut h = start(Setup {
         opts: opts.clone(),
         steps: (0..10).map(|_| Step::Fail).collect(),
         ..Setup::default()
     });
-    assert_eq!(h.exit().await, Exit::TooManyFailures { failures: 2 });
+    let t0 = h.t0;
+    let status = h.status.clone();
+    let exit = tokio::time::timeout(secs(3600), &mut h.exit).await;
+    let ended = t0.elapsed();
+    let failures = status.snapshot().consecutive_failures;
+    assert_eq!(
+        exit.map(Result::ok),
+        Ok(Some(Exit::TooManyFailures { failures }))
+    );
+    assert!(failures >= 2, "{failures} failures");
+    assert!(
+        (secs(1)..secs(3)).contains(&ended),
+        "one init period (1 s) and the next retry: {ended:?}"
+    );
 
     opts.init_max_failures = -1;
     opts.max_failures = 0;

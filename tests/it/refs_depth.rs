@@ -284,3 +284,36 @@ fn a_name_both_a_branch_and_a_tag_publishes_the_tag_as_git_does() {
     let (_s, hash) = publish_once(&up, &["--ref", "refs/tags/amb"]);
     assert_eq!(hash, tagged);
 }
+
+/// A ref name made of hex digits (a date tag, a build number, a branch
+/// called `deadbeef`) is fetched as a name, as `git fetch` (git-sync) does;
+/// one that names nothing fails the sync, saying that abbreviated SHAs are
+/// not supported.
+#[test]
+fn hex_looking_ref_names_are_names_and_abbreviated_shas_fail_the_sync() {
+    let up = Upstream::new();
+    let dated = up.commit_rich_tree("dated");
+    assert_eq!(up.tag_light("20240115"), dated);
+    up.checkout_new("deadbeef");
+    let branch = up.commit_file("branch.txt", "branch\n", "on the branch");
+    up.checkout("main");
+    let (_s, hash) = publish_once(&up, &["--ref", "20240115"]);
+    assert_eq!(hash, dated);
+    let (_s, hash) = publish_once(&up, &["--ref", "deadbeef"]);
+    assert_eq!(hash, branch);
+
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&up.file_url())
+        .args(["--one-time", "--ref", &dated[..10]])
+        .run(RUN_TIMEOUT);
+    assert!(!out.status.success(), "{}", describe_output(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("couldn't find remote ref")
+            && stderr.contains("abbreviated SHA")
+            && stderr.contains("full 40-hex SHA"),
+        "{}",
+        describe_output(&out)
+    );
+}

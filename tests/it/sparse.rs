@@ -246,3 +246,65 @@ fn writes_into_sparse_worktrees_do_not_reach_later_ones() {
         );
     }
 }
+
+/// git-sync runs `git submodule update --init --recursive` after its sparse
+/// `read-tree`, which checks every submodule out whatever the patterns say
+/// (`theme/`, `*.md`: git's patterns would leave the gitlink out). The
+/// published tree holds what that sequence writes, submodules included.
+#[test]
+fn submodules_are_checked_out_whatever_the_patterns_as_git_sync_does() {
+    let site = Upstream::named("site");
+    let sub = site.sibling("sub.git");
+    let sub_commit = sub.commit_file("nest/n.txt", "n\n", "sub");
+    site.write_file("docs/d.md", "d\n");
+    site.write_file("readme.txt", "r\n");
+    site.commit_all("docs");
+    let modules = gitmodules(&[("theme", "theme", "../sub.git")]);
+    let sha = site.commit_gitlinks(&modules, &[("theme", &sub_commit)], "add theme");
+    let daemon = GitDaemon::start(site.base());
+    for patterns in ["theme/\n", "*.md\n", "/docs/\n"] {
+        let s = Scratch::new();
+        let file = pattern_file(&s, "patterns", patterns);
+        let out = s
+            .sidecar(&daemon.url("site"))
+            .args(["--one-time", "--sparse-checkout-file", &file])
+            .run(Duration::from_secs(60));
+        assert!(out.status.success(), "{}", describe_output(&out));
+        assert_eq!(s.published().as_deref(), Some(sha.as_str()));
+        let expected = git_sync_sparse_files(&daemon.url("site"), &sha, patterns);
+        assert!(
+            expected.contains("theme/nest/n.txt"),
+            "{patterns:?}: {expected:?}"
+        );
+        assert_eq!(files(&s.link()), expected, "{patterns:?}");
+    }
+}
+
+/// What git-sync's sequence writes: a sparse `read-tree -mu`, then
+/// `git submodule update --init --recursive`.
+fn git_sync_sparse_files(url: &str, sha: &str, patterns: &str) -> BTreeSet<String> {
+    let dir = tempdir("git-sync-sparse");
+    let clone = dir.path().join("clone");
+    git(
+        &[
+            "clone",
+            "-q",
+            "--no-checkout",
+            url,
+            &clone.to_string_lossy(),
+        ],
+        dir.path(),
+    );
+    git(&["config", "core.sparseCheckout", "true"], &clone);
+    fs::create_dir_all(clone.join(".git/info")).expect("mkdir info");
+    fs::write(clone.join(".git/info/sparse-checkout"), patterns).expect("write patterns");
+    git(&["read-tree", "-mu", sha], &clone);
+    git(
+        &["submodule", "update", "-q", "--init", "--recursive"],
+        &clone,
+    );
+    files(&clone)
+        .into_iter()
+        .filter(|p| !p.starts_with(".git") && !p.ends_with("/.git"))
+        .collect()
+}
