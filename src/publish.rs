@@ -254,14 +254,52 @@ impl Layout {
         fsutil::fsync_dir(link_dir).map_err(io_err("fsync", link_dir))
     }
 
-    /// Starts the stale timer of a worktree that is no longer published.
+    /// Starts the stale timer of a worktree that is no longer published
+    /// (also of a git-sync v3 one, see [`Layout::v3_worktree`]).
     pub fn mark_retired(&self, hash: &CommitHash) {
         let _ = fsutil::touch_mtime(&self.worktree(hash));
+        if let Some(v3) = self.v3_worktree(hash.as_str()) {
+            let _ = fsutil::touch_mtime(&v3);
+        }
+    }
+
+    /// git-sync v3 checked each commit out directly into the root:
+    /// `<root>/<sha>`, a worktree (a `.git` file in it) the link led to.
+    /// git-sync v4 deletes it once it publishes elsewhere; so do we.
+    fn v3_worktree(&self, name: &str) -> Option<PathBuf> {
+        CommitHash::parse(name)?;
+        let path = self.root.join(name);
+        let is_worktree = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir())
+            && fs::symlink_metadata(path.join(".git")).is_ok_and(|m| m.is_file());
+        is_worktree.then_some(path)
+    }
+
+    /// Removes git-sync v3 worktrees (see [`Layout::v3_worktree`]) the link
+    /// no longer leads to, once retired for `stale_after`.
+    fn remove_v3_worktrees(&self, stale_after: Duration) -> Result<Vec<String>, Error> {
+        let published = fs::canonicalize(&self.link).ok();
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return Ok(Vec::new());
+        };
+        let mut removed = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(path) = self.v3_worktree(&name) else {
+                continue;
+            };
+            if fs::canonicalize(&path).ok() == published || age(&path) < stale_after {
+                continue;
+            }
+            self.discard(&path)?;
+            removed.push(name);
+        }
+        Ok(removed)
     }
 
     /// Deletes everything in `.worktrees/` except the published worktree,
     /// the parked spare (if `keep_spare`) and anything younger than
-    /// `stale_after` (by mtime). Returns what was removed.
+    /// `stale_after` (by mtime), and git-sync v3 worktrees in the root by
+    /// the same rule. Returns what was removed.
     pub fn remove_stale(
         &self,
         stale_after: Duration,
@@ -281,6 +319,7 @@ impl Layout {
                 removed.push(name);
             }
         }
+        removed.extend(self.remove_v3_worktrees(stale_after)?);
         Ok(removed)
     }
 
@@ -547,6 +586,44 @@ mod tests {
         removed.sort();
         assert_eq!(removed, vec![hash('b').to_string(), "junk".to_string()]);
         assert!(layout.worktree(&hash('a')).exists());
+        Ok(())
+    }
+
+    #[test]
+    fn a_git_sync_v3_worktree_in_the_root_goes_once_the_link_leads_elsewhere(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let layout = Layout::new(dir.path().to_path_buf(), dir.path().join("site"));
+        layout.prepare()?;
+        // v3: <root>/<sha> with a `.git` file, the link pointing at it.
+        let v3 = dir.path().join(hash('a').as_str());
+        fs::create_dir_all(&v3)?;
+        fs::write(v3.join(".git"), "gitdir: /elsewhere\n")?;
+        std::os::unix::fs::symlink(hash('a').as_str(), dir.path().join("site"))?;
+        // Not a worktree (no `.git` file), or not a hash: never touched.
+        let other = dir.path().join(hash('c').as_str());
+        fs::create_dir_all(&other)?;
+        fs::create_dir_all(dir.path().join("notes"))?;
+        fs::write(dir.path().join("notes/.git"), "x")?;
+        assert!(layout.remove_stale(Duration::ZERO, false)?.is_empty());
+        assert!(v3.exists(), "published: kept");
+
+        fs::create_dir_all(layout.worktree(&hash('b')))?;
+        layout.publish(&hash('b'))?;
+        assert!(layout
+            .remove_stale(Duration::from_secs(3600), false)?
+            .is_empty());
+        layout.mark_retired(&hash('a'));
+        assert!(layout
+            .remove_stale(Duration::from_secs(1), false)?
+            .is_empty());
+        assert!(v3.exists(), "kept while younger than the stale timeout");
+        assert_eq!(
+            layout.remove_stale(Duration::ZERO, false)?,
+            vec![hash('a').to_string()]
+        );
+        assert!(!v3.exists());
+        assert!(other.exists() && dir.path().join("notes").exists());
         Ok(())
     }
 

@@ -123,6 +123,21 @@ impl GitSyncGit {
         sha
     }
 
+    /// Makes `root` as git-sync v3 left it: the worktree directly in the
+    /// root (`<root>/<sha>`, git's own absolute `.git` file) and the link a
+    /// relative `<sha>`. Returns the published hash.
+    fn make_v3_root(&self, root: &Path, repo: &str, link: &str) -> String {
+        fs::create_dir_all(root).expect("mkdir root");
+        self.must(root, &["init", "-b", "git-sync"]);
+        self.must(root, &["remote", "add", "origin", repo]);
+        self.must(root, &["fetch", repo, "HEAD", "--depth", "1"]);
+        let sha = self.must(root, &["rev-parse", "FETCH_HEAD^{}"]);
+        let wt = root.join(&sha).to_string_lossy().into_owned();
+        self.must(root, &["worktree", "add", "--detach", &wt, &sha]);
+        std::os::unix::fs::symlink(&sha, root.join(link)).expect("the link");
+        sha
+    }
+
     /// Emulation of git-sync v4.7.1's checks on an existing root, in its
     /// order (reference §2.1 and §2.4 steps 2, 3 and 6; `sanityCheckRepo`
     /// and `sanityCheckWorktree` in its main.go). git-sync wipes the root
@@ -219,6 +234,37 @@ fn a_root_made_by_git_sync_is_adopted_without_recloning() {
     assert_eq!(assert_published_layout(&s.root, &s.link()), b);
     assert_tree_matches_commit(&s.link(), &up, &b);
     assert_eq!(inode(&s.root.join(".git")), git_ino, ".git was recreated");
+}
+
+/// A root git-sync v3 left (the worktree at `<root>/<sha>`) is migrated as
+/// git-sync v4 does it: the commit is checked out under `.worktrees/`, the
+/// link moves there, and the old directory goes instead of staying on the
+/// volume for good.
+#[test]
+fn a_git_sync_v3_worktree_in_the_root_is_migrated_and_removed() {
+    let up = Upstream::new();
+    let a = up.commit_rich_tree("a");
+    let daemon = GitDaemon::start(up.base());
+    let repo = daemon.url(up.name());
+    let s = Scratch::new();
+    let gs = GitSyncGit::new();
+    assert_eq!(gs.make_v3_root(&s.root, &repo, LINK), a);
+    assert!(s.root.join(&a).join(".git").is_file(), "a v3 worktree");
+
+    let out = s.sidecar(&repo).arg("--one-time").run(RUN_TIMEOUT);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert_eq!(assert_published_layout(&s.root, &s.link()), a);
+    assert_tree_matches_commit(&s.link(), &up, &a);
+    assert!(
+        !s.root.join(&a).exists(),
+        "the v3 worktree is still in the root: {}",
+        describe_output(&out)
+    );
+
+    let b = up.commit_file("new.txt", "b", "b");
+    let out = s.sidecar(&repo).arg("--one-time").run(RUN_TIMEOUT);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert_eq!(assert_published_layout(&s.root, &s.link()), b);
 }
 
 /// The rollback path: git-sync → git-sidecar (many force-pushed publishes
