@@ -84,17 +84,50 @@ pub fn explain(
         return Some(redirect_message(status.as_u16(), &target, sent));
     }
     let content_type = header(reqwest::header::CONTENT_TYPE).unwrap_or_default();
-    (status.is_success() && !content_type.starts_with("application/x-git-")).then(|| {
-        format!(
-            "the server answered with a {} page instead of a git advertisement: --repo \
-             is probably a web page's URL, not the repository's clone URL",
-            if content_type.is_empty() {
-                "content-type-less"
-            } else {
-                content_type.split(';').next().unwrap_or_default()
-            }
-        )
-    })
+    if !status.is_success() || content_type.starts_with("application/x-git-") {
+        return None;
+    }
+    let mut start = Vec::new();
+    let _ = std::io::Read::read_to_end(
+        &mut std::io::Read::take(response, DUMB_PROBE_BYTES),
+        &mut start,
+    );
+    if is_dumb_refs_file(&start) {
+        return Some(DUMB_HTTP.to_string());
+    }
+    Some(format!(
+        "the server answered with a {} page instead of a git advertisement: --repo \
+         is probably a web page's URL, not the repository's clone URL",
+        if content_type.is_empty() {
+            "content-type-less"
+        } else {
+            content_type.split(';').next().unwrap_or_default()
+        }
+    ))
+}
+
+/// Bytes of a non-git answer read to tell a dumb server's `info/refs`.
+const DUMB_PROBE_BYTES: u64 = 4096;
+
+const DUMB_HTTP: &str = "the server offers the repository as static files (git's \"dumb\" \
+     HTTP protocol: `info/refs` as a plain file), which git-sidecar does not support; serve \
+     it with `git http-backend` (smart HTTP, what forges speak), `git daemon` or SSH";
+
+/// Whether `start` opens like the `info/refs` file `git update-server-info`
+/// writes, which a static web server hands out as is: `<40-hex>\t<ref>`
+/// lines (an empty repository's is empty, which says nothing).
+fn is_dumb_refs_file(start: &[u8]) -> bool {
+    let Some(line) = start.split(|&b| b == b'\n').next() else {
+        return false;
+    };
+    match line.split_at_checked(40) {
+        Some((id, rest)) => {
+            id.iter().all(u8::is_ascii_hexdigit)
+                && rest.starts_with(b"\t")
+                && (rest[1..].starts_with(b"refs/") || rest[1..].starts_with(b"HEAD"))
+        }
+        None => false,
+    }
 }
 
 fn redirect_message(status: u16, target: &str, credentials_sent: bool) -> String {
@@ -130,6 +163,20 @@ mod tests {
         let url = reqwest::Url::parse("https://u:secret@login.example.com:8443/sso?token=abc#x")
             .expect("url");
         assert_eq!(without_secrets(&url), "https://login.example.com:8443/sso");
+    }
+
+    #[test]
+    fn a_dumb_servers_refs_file_is_told_from_a_web_page() {
+        let id = "0123456789abcdef0123456789abcdef01234567";
+        assert!(is_dumb_refs_file(
+            format!("{id}\trefs/heads/main\n{id}\trefs/tags/v1\n").as_bytes()
+        ));
+        assert!(!is_dumb_refs_file(b"<!DOCTYPE html><html>"));
+        assert!(!is_dumb_refs_file(b""));
+        assert!(!is_dumb_refs_file(
+            format!("{id} refs/heads/main\n").as_bytes()
+        ));
+        assert!(DUMB_HTTP.contains("not support") && DUMB_HTTP.contains("http-backend"));
     }
 
     #[test]

@@ -190,3 +190,41 @@ fn idle_http_poll_is_one_ref_advertisement_round_trip() {
     );
     assert_eq!(s.published(), Some(up.head()));
 }
+
+/// A repository a static web server hands out (git's "dumb" HTTP protocol:
+/// `git update-server-info`, then plain files, which `git clone` reads) is
+/// not supported: the sync fails saying so and what to serve it with, not
+/// that `--repo` is a web page.
+#[test]
+fn a_dumb_http_server_is_named_as_unsupported() {
+    let up = history(2);
+    up.git(&["update-server-info"]);
+    let nginx = crate::support::servers::Nginx::start(up.base());
+    let url = format!("http://{}/{}/.git", nginx.addr(), up.name());
+    let clone = tempdir("dumb-clone");
+    let target = clone.path().join("c");
+    let cloned = crate::support::git::git_output(
+        &["clone", "-q", &url, &target.to_string_lossy()],
+        clone.path(),
+    );
+    assert!(
+        cloned.status.success(),
+        "git itself must clone over dumb HTTP: {}",
+        String::from_utf8_lossy(&cloned.stderr)
+    );
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&url)
+        .arg("--one-time")
+        .run(Duration::from_secs(60));
+    assert!(!out.status.success(), "{}", describe_output(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("dumb")
+            && stderr.contains("which git-sidecar does not support")
+            && stderr.contains("git http-backend"),
+        "{}",
+        describe_output(&out)
+    );
+    assert!(!stderr.contains("web page"), "{}", describe_output(&out));
+}
