@@ -41,6 +41,10 @@ pub fn load(path: &Path) -> Result<KeyFile, String> {
     let key = match russh::keys::decode_secret_key(&text, None) {
         Ok(key) => key,
         // russh's ssh-key refuses a P-256 scalar with a leading zero byte.
+        // An encrypted PKCS#8 key is only "unsupported" to the decoder.
+        Err(_) if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") => {
+            return Err(describe(russh::keys::Error::KeyIsEncrypted))
+        }
         Err(e) => super::short_scalar::decode(&text).ok_or_else(|| describe(e))?,
     };
     Ok(KeyFile {
@@ -191,6 +195,33 @@ AgMEBQ==
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let err = load(&path).expect_err("encrypted");
+        assert!(err.contains("passphrase"), "{err}");
+
+        // PKCS#8 with a passphrase (`-----BEGIN ENCRYPTED PRIVATE KEY-----`).
+        let (path, _) = ssh_keygen(dir.path(), "rsa", Some("2048"), &["-m", "PKCS8"]);
+        let out = std::process::Command::new("ssh-keygen")
+            .args([
+                "-q",
+                "-p",
+                "-m",
+                "PKCS8",
+                "-P",
+                "",
+                "-N",
+                "pass phrase",
+                "-f",
+            ])
+            .arg(&path)
+            .output()
+            .expect("ssh-keygen -p");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.contains("BEGIN ENCRYPTED PRIVATE KEY"), "{text:.40}");
         let err = load(&path).expect_err("encrypted");
         assert!(err.contains("passphrase"), "{err}");
     }
