@@ -25,8 +25,9 @@ fn main() -> ExitCode {
     match config::load(args, &|name| std::env::var(name).ok()) {
         Ok(config) => git_sidecar::process::run(config),
         Err(LoadError::Clap(e)) => e.exit(),
-        Err(LoadError::Invalid(e)) => {
+        Err(LoadError::Invalid(e, error_file)) => {
             eprintln!("git-sidecar: invalid configuration:\n{e}");
+            e.write_error_file(error_file.as_deref());
             ExitCode::from(1)
         }
     }

@@ -118,9 +118,10 @@ pub enum ConfigError {
     /// (unknown flag, missing value). Handle with `err.exit()`.
     #[error(transparent)]
     Clap(#[from] clap::Error),
-    /// Every problem found in the values (`Display`: one per line).
+    /// Every problem found in the values (`Display`: one per line), and
+    /// `--error-file` if it was valid (see [`Problems::write_error_file`]).
     #[error("{0}")]
-    Invalid(Problems),
+    Invalid(Problems, Option<PathBuf>),
 }
 
 /// The name `main` uses.
@@ -136,12 +137,28 @@ impl std::fmt::Display for Problems {
     }
 }
 
+impl Problems {
+    /// Writes the problems to `--error-file` when that flag itself was
+    /// valid, as git-sync writes a configuration error there (the plain
+    /// message): a tool that watches the file learns why nothing runs.
+    /// Returns the path written, if any.
+    pub fn write_error_file(&self, error_file: Option<&Path>) -> Option<PathBuf> {
+        let path = error_file?;
+        if let Some(parent) = path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let text = format!("invalid configuration:\n{self}\n");
+        crate::fsutil::write_atomic(path, text.as_bytes()).ok()?;
+        Some(path.to_path_buf())
+    }
+}
+
 impl ConfigError {
     /// The problems found (empty for [`ConfigError::Clap`]).
     pub fn problems(&self) -> &[String] {
         match self {
             ConfigError::Clap(_) => &[],
-            ConfigError::Invalid(problems) => &problems.0,
+            ConfigError::Invalid(problems, _) => &problems.0,
         }
     }
 
@@ -150,8 +167,9 @@ impl ConfigError {
     pub fn exit(&self) -> ! {
         match self {
             ConfigError::Clap(e) => e.exit(),
-            ConfigError::Invalid(problems) => {
+            ConfigError::Invalid(problems, error_file) => {
                 eprintln!("git-sidecar: invalid configuration:\n{problems}");
+                problems.write_error_file(error_file.as_deref());
                 std::process::exit(1)
             }
         }
@@ -350,12 +368,15 @@ impl Config {
             errors, warnings, ..
         } = c;
         if !errors.is_empty() {
-            return Err(ConfigError::Invalid(Problems(errors)));
+            return Err(ConfigError::Invalid(Problems(errors), error_file));
         }
         let (Some(repo), Some(root), Some(link)) = (remote, root, link) else {
-            return Err(ConfigError::Invalid(Problems(vec![
-                "internal error: configuration incomplete without a reported problem".into(),
-            ])));
+            return Err(ConfigError::Invalid(
+                Problems(vec![
+                    "internal error: configuration incomplete without a reported problem".into(),
+                ]),
+                None,
+            ));
         };
         // Credentials found in the URL now live in `auth` only.
         let repo = match auth {
@@ -429,7 +450,7 @@ mod tests {
         match try_config(args, env) {
             Ok(c) => panic!("expected an error, got {c:?}"),
             Err(ConfigError::Clap(e)) => panic!("unexpected clap error: {e}"),
-            Err(ConfigError::Invalid(p)) => p.0,
+            Err(ConfigError::Invalid(p, _)) => p.0,
         }
     }
 
@@ -609,7 +630,7 @@ mod tests {
         assert_eq!(c.link, PathBuf::from("/r/site"));
         let err = load(vec!["git-sidecar".into()], &|_: &str| None).unwrap_err();
         match err {
-            LoadError::Invalid(p) => assert_eq!(
+            LoadError::Invalid(p, _) => assert_eq!(
                 p.to_string(),
                 "--repo (GITSYNC_REPO): must be specified\n--root (GITSYNC_ROOT): must be specified"
             ),

@@ -240,3 +240,39 @@ fn touch_file_through_the_link_or_in_worktrees_is_refused_and_nothing_is_touched
         "inside --root's .worktrees directory",
     );
 }
+
+/// A configuration error also goes to `--error-file` (as git-sync writes
+/// it there) when that flag itself is valid, relative to `--root` or
+/// absolute; a bad `--error-file` leaves nothing behind.
+#[test]
+fn a_configuration_error_is_written_to_the_error_file() {
+    let up = upstream();
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&up.file_url())
+        .args(["--period", "5ms", "--error-file", "errors/last.txt"])
+        .run(RUN_TIMEOUT);
+    assert_config_error(&out, &[&["--period"]]);
+    let written = std::fs::read_to_string(s.root.join("errors/last.txt"))
+        .unwrap_or_else(|e| panic!("no error file ({e}): {}", describe_output(&out)));
+    assert!(
+        written.contains("invalid configuration") && written.contains("--period"),
+        "{written}"
+    );
+
+    let absolute = s.dir.path().join("abs-err.txt");
+    let out = s
+        .sidecar(&up.file_url())
+        .args(["--period", "5ms", "--error-file"])
+        .arg(&absolute)
+        .run(RUN_TIMEOUT);
+    assert_config_error(&out, &[&["--period"]]);
+    assert!(absolute.exists(), "{}", describe_output(&out));
+
+    let out = s
+        .sidecar(&up.file_url())
+        .args(["--period", "5ms", "--error-file", ".git/x"])
+        .run(RUN_TIMEOUT);
+    assert_config_error(&out, &[&["--error-file"]]);
+    assert!(!s.root.join(".git/x").exists());
+}

@@ -40,7 +40,7 @@ fn sidecar_config(
     }
     match Config::from_args_and_env(argv, &lookup) {
         Ok(config) => Ok(config),
-        Err(ConfigError::Invalid(problems)) => Err(problems.0),
+        Err(ConfigError::Invalid(problems, _)) => Err(problems.0),
         Err(e) => Err(vec![e.to_string()]),
     }
 }
