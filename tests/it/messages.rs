@@ -259,9 +259,13 @@ fn a_one_time_run_with_nothing_to_do_says_where_the_content_is() {
 fn a_server_refusing_the_pack_is_quoted() {
     let up = upstream();
     let hook = up.base().join("pack-objects-hook");
+    // The hook lingers before it fails, as a forge's quota check does:
+    // one that exits at once races upload-pack, which under load (a
+    // parallel test run) hangs up without relaying its words; `git clone`
+    // then shows nothing either ("unexpected disconnect").
     fs::write(
         &hook,
-        "#!/bin/sh\necho 'Repository disabled: quota exceeded' >&2\nexit 1\n",
+        "#!/bin/sh\necho 'Repository disabled: quota exceeded' >&2\nsleep 0.2\nexit 1\n",
     )
     .expect("writing the hook");
     fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).expect("chmod");
