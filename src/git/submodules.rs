@@ -390,25 +390,45 @@ impl Walk<'_> {
             )
         })?;
         let wanted = sub.commit.to_string();
-        let outcome = fetch::fetch(
-            repo,
-            &fetch::Options {
-                url: &url,
-                git_ref: &wanted,
-                depth: self.settings.depth,
-                have: None,
-                force: false,
-                credentials: credentials.as_ref(),
-                ssh: self.settings.ssh,
-                http: &http,
-                git_config: self.settings.git_config,
-                // Submodule stores stay complete: their checkout has no backfill.
-                filter: None,
-                on_change: None,
-            },
-            self.budget,
-        )
-        .map_err(fetch_err)?;
+        let fetch_ref = |git_ref: &str| {
+            fetch::fetch(
+                repo,
+                &fetch::Options {
+                    url: &url,
+                    git_ref,
+                    depth: self.settings.depth,
+                    have: None,
+                    force: false,
+                    credentials: credentials.as_ref(),
+                    ssh: self.settings.ssh,
+                    http: &http,
+                    git_config: self.settings.git_config,
+                    // Submodule stores stay complete: their checkout has no backfill.
+                    filter: None,
+                    on_change: None,
+                },
+                self.budget,
+            )
+        };
+        let outcome = match fetch_ref(&wanted) {
+            // A v0 server sends only ref tips by SHA (sshd in its default
+            // configuration passes no GIT_PROTOCOL). With the whole history
+            // wanted, git's `submodule update` finds the commit among the
+            // refs it fetched: so do we, in the default branch.
+            Err(e) if self.settings.depth == 0 && refuses_by_sha(&e) => {
+                tracing::info!(
+                    submodule = %sub.full,
+                    commit = %sub.commit,
+                    "the server sends no commit by SHA that is not a ref's tip; fetching the submodule's default branch in full to find it"
+                );
+                let outcome = fetch_ref("HEAD");
+                if outcome.is_err() || !repo.has_object(sub.commit) {
+                    return Err(fetch_err(e));
+                }
+                outcome.map_err(fetch_err)?
+            }
+            result => result.map_err(fetch_err)?,
+        };
         let pack_bytes = match outcome {
             fetch::Outcome::Unchanged(_) => 0,
             fetch::Outcome::Fetched { pack_bytes, .. } => pack_bytes,
@@ -418,13 +438,19 @@ impl Walk<'_> {
     }
 }
 
+/// Whether the server refused to send a commit by its SHA.
+fn refuses_by_sha(e: &fetch::Error) -> bool {
+    let text = e.to_string();
+    text.contains("not our ref") || text.contains("unadvertised object")
+}
+
 /// Hints for the errors a fetch by SHA meets.
 fn hint_for(e: &fetch::Error) -> &'static str {
-    let text = e.to_string();
-    if text.contains("not our ref") || text.contains("unadvertised object") {
+    if refuses_by_sha(e) {
         "; the server does not have this commit or refuses to send it by SHA (with git \
          protocol v2 any reachable commit can be fetched; v0/v1 servers need \
-         uploadpack.allowReachableSHA1InWant): was the submodule commit pushed?"
+         uploadpack.allowReachableSHA1InWant, or --depth 0 to find it in the default \
+         branch): was the submodule commit pushed?"
     } else {
         ""
     }

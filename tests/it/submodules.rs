@@ -621,3 +621,52 @@ fn git_gc_governs_the_submodule_stores_too() {
         "the default merges a submodule store's packs once 16 pile up: {default} packs"
     );
 }
+
+/// A protocol v0 server (sshd in its default configuration, a git daemon
+/// answering v0) sends a commit by SHA only if it is a ref's tip, unless
+/// `uploadpack.allowReachableSHA1InWant` is set; a submodule pinned to an
+/// older commit is the usual case. With `--depth 0`, as git's `submodule
+/// update` finds the commit among the refs it fetched, the submodule's
+/// default branch is fetched in full and the commit found there; with
+/// `--depth 1` (git fails too) the error says what to set.
+#[test]
+fn a_v0_server_refusing_an_older_submodule_commit_is_read_through_its_branch_at_depth_0() {
+    let p = Pair::new();
+    let pinned = p.sub.commit_file("style.css", "v1\n", "sub one");
+    p.sub
+        .commit_file("style.css", "v2\n", "sub two: the pinned commit is no tip");
+    let modules = gitmodules(&[("theme", "theme", "../sub.git")]);
+    let site = p
+        .site
+        .commit_gitlinks(&modules, &[("theme", &pinned)], "pinned");
+    // git's defaults, which the test harness's server configuration relaxes.
+    let daemon = GitDaemon::start_v0_with_config(
+        p.site.base(),
+        &[
+            ("uploadpack.allowReachableSHA1InWant", "false"),
+            ("uploadpack.allowAnySHA1InWant", "false"),
+        ],
+    );
+
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&daemon.url("site"))
+        .arg("--one-time")
+        .run(Duration::from_secs(60));
+    assert!(!out.status.success(), "{}", describe_output(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("allowReachableSHA1InWant"),
+        "{}",
+        describe_output(&out)
+    );
+
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&daemon.url("site"))
+        .args(["--one-time", "--depth", "0"])
+        .run(Duration::from_secs(60));
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert_eq!(s.published().as_deref(), Some(site.as_str()));
+    assert_submodule(&s, "theme", &p.sub, &pinned);
+}

@@ -59,6 +59,13 @@ impl GitDaemon {
         Self::start_with(base_dir, true, &[])
     }
 
+    /// [`GitDaemon::start_v0`] with `config` as for
+    /// [`GitDaemon::start_with_config`] (e.g. the `uploadpack.allow*` keys
+    /// set back to git's defaults).
+    pub fn start_v0_with_config(base_dir: &Path, config: &[(&str, &str)]) -> Self {
+        Self::start_with(base_dir, true, config)
+    }
+
     fn start_with(base_dir: &Path, v0: bool, config: &[(&str, &str)]) -> Self {
         require_git_program(
             "daemon",
