@@ -237,8 +237,8 @@ flags! {
         // ---- HTTP endpoint -----------------------------------------------------------------------
         /// Serve HTTP on this address: /livez, /readyz, /status, the incoming webhook and
         /// the optional /metrics, /debug/pprof/ and POST /sync. Forms: host:port with an IP
-        /// address or "localhost" (127.0.0.1), :port for all IPv4 interfaces (0.0.0.0),
-        /// [::1]:port; port 0 picks a free port
+        /// address or "localhost" (127.0.0.1; no other host name is resolved), :port for all
+        /// interfaces (IPv6 and IPv4, as git-sync), [::1]:port; port 0 picks a free port
         #[arg(long, env = "GITSYNC_HTTP_BIND", value_name = "ADDR", help_heading = HTTP)]
         http_bind: Option<String> => HttpBind {
             legacy: ["GIT_SYNC_HTTP_BIND"],
