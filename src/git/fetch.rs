@@ -405,13 +405,18 @@ fn shallow_for(repo: &gix::Repository, depth: u32) -> Shallow {
 /// tree (25 of 26 ms for a one-file change in a 38,000-file tree, on
 /// every poll that finds a change). With `deepen 2` the walk meets our
 /// commit as the new one's parent: 6 ms. When the new commit's parent is
-/// not ours (history rewritten), that parent's changes come too.
+/// not ours (history rewritten), that parent's changes come too; so not
+/// for a commit we know to be older than ours (a rollback: ours or our
+/// parent, whose own parent's changes would come for nothing).
 fn asks_one_level_more(repo: &gix::Repository, opts: &Options<'_>, remote_id: ObjectId) -> bool {
+    let older_than = |have: ObjectId| {
+        repo.has_object(remote_id) || parents(repo, have).is_ok_and(|p| p.contains(&remote_id))
+    };
     opts.depth > 0
         && !opts.force
-        && opts
-            .have
-            .is_some_and(|have| have.0 != remote_id && repo.has_object(have.0))
+        && opts.have.is_some_and(|have| {
+            have.0 != remote_id && repo.has_object(have.0) && !older_than(have.0)
+        })
 }
 
 /// Makes the commits `depth` levels down from `commit` (itself level 1)
@@ -888,6 +893,47 @@ mod tests {
                 have = new;
             }
         }
+    }
+
+    /// A rollback to the parent of the published commit (a push undone
+    /// with a force-push) asks for `deepen 1`, as git does: one level more
+    /// would bring that parent's own parent, whose changes nobody needs
+    /// (a whole large file changed there comes for nothing).
+    #[test]
+    fn a_rollback_to_our_parent_asks_for_no_more_than_the_depth() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let upstream = empty_upstream(tmp.path());
+        let commit = |n: &str, content: &str| {
+            std::fs::write(upstream.join(n), content).expect("write");
+            git(&upstream, &["add", n]);
+            git(&upstream, &["commit", "-q", "-m", n]);
+            ObjectId::from_hex(git(&upstream, &["rev-parse", "HEAD"]).as_bytes()).expect("hex")
+        };
+        commit("big", "old big content");
+        let parent = commit("big", "the big content the parent changed");
+        let store = tmp.path().join("store");
+        let trace = tmp.path().join("trace");
+        let repo = gix::init_bare(&store).expect("init");
+        fetch_from_upload_pack(&repo, &upstream, None, "main", 1).expect("first fetch");
+        let ours = commit("small", "a small change");
+        update_from_upload_pack(&repo, &upstream, None, "main", 1, Some(parent), None)
+            .expect("update");
+        git(&upstream, &["reset", "-q", "--hard", "HEAD~1"]);
+        let repo = gix::open(&store).expect("reopen");
+        let outcome =
+            update_from_upload_pack(&repo, &upstream, None, "main", 1, Some(ours), Some(&trace))
+                .expect("rollback");
+        assert!(
+            matches!(outcome, Outcome::Fetched { commit, .. } if commit.0 == parent),
+            "{outcome:?}"
+        );
+        let asked = std::fs::read_to_string(&trace).expect("packet trace");
+        assert!(
+            asked.contains("deepen 1") && !asked.contains("deepen 2"),
+            "{asked}"
+        );
+        let repo = gix::open(&store).expect("reopen");
+        assert_eq!(commits_below(&repo, parent), 1);
     }
 
     #[test]
