@@ -114,7 +114,33 @@ pub enum Error {
         "could not settle the fetched pack: {0} (the object store must be writable by this user)"
     )]
     Store(String),
+    /// The received pack could not be indexed: damaged in transit, or its
+    /// deltas rest on an object of the store that is damaged.
+    #[error(
+        "fetch failed: could not index the received pack: {0} (damaged in transit, or its \
+         deltas rest on a \
+         damaged object of the local store under --root/.git, which is checked before the next \
+         attempt)"
+    )]
+    Index(String),
 }
+
+impl Error {
+    /// Whether the local object store may be at fault: a received pack
+    /// that cannot be indexed (see [`Error::Index`]), or our own commits
+    /// unreadable before the negotiation.
+    pub fn store_may_be_damaged(&self) -> bool {
+        match self {
+            Error::Index(_) => true,
+            Error::Git { message, .. } => message.starts_with(NEGOTIATION_PREPARATION),
+            _ => false,
+        }
+    }
+}
+
+/// How gix's error begins when our own refs and commits cannot be read
+/// for the negotiation.
+const NEGOTIATION_PREPARATION: &str = "Failed to prepare fetch negotiation";
 
 /// What a fetch was doing, for timeout messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,7 +328,8 @@ pub(super) fn receive_error(
         ReceiveError::Pack(Pack::Interrupted) => Error::Interrupted,
         // Ours: says which directory and why (a full disk, permissions);
         // what the server said of a transfer it finished does not belong.
-        ReceiveError::Pack(e @ (Pack::Store { .. } | Pack::Index(_))) => git_err(context, e, None),
+        ReceiveError::Pack(Pack::Index(message)) => Error::Index(message),
+        ReceiveError::Pack(e @ Pack::Store { .. }) => git_err(context, e, None),
         // The pack that did not come: the server may have said why.
         ReceiveError::Pack(e) => git_err(context, e, Some(report)),
     }

@@ -92,6 +92,11 @@ impl Repo {
         store::set_branch(&self.0, commit.0)
     }
 
+    /// See [`store::empty_if_damaged`].
+    pub fn empty_if_damaged(&self, partial: bool) -> Result<bool, store::Error> {
+        store::empty_if_damaged(&self.0, partial)
+    }
+
     /// After the branch moved: records the store as holding its whole
     /// history, checking only what is new (see [`store::record_verified`]).
     pub fn record_verified(&self, depth: u32, partial: bool) {

@@ -503,6 +503,57 @@ fn checked_or_unchanged(repo: &gix::Repository, depth: u32, partial: bool) -> bo
     complete
 }
 
+/// After a received pack could not be indexed (its deltas may rest on
+/// our objects): reads every object of the branch's tree and history in
+/// full (the start-up check only sees that each is there, not that its
+/// content decompresses). If one cannot be read, empties the object store
+/// as the start-up repair does, so that the next fetch brings everything
+/// again; the published worktrees stay. Returns whether it did.
+pub fn empty_if_damaged(repo: &gix::Repository, partial: bool) -> Result<bool, Error> {
+    if contents_are_readable(repo, partial) {
+        return Ok(false);
+    }
+    tracing::warn!(
+        git_dir = %repo.git_dir().display(),
+        "an object of the store cannot be read (damaged on disk); emptying it (published worktrees are kept)"
+    );
+    let _ = Verified::forget(repo.git_dir());
+    reset_objects(repo.git_dir())?;
+    Ok(true)
+}
+
+fn contents_are_readable(repo: &gix::Repository, partial: bool) -> bool {
+    let Some(tip) = branch_commit(repo) else {
+        return true;
+    };
+    let Ok(walk) = repo.rev_walk([tip]).all() else {
+        return false;
+    };
+    for info in walk {
+        let Ok(info) = info else { return false };
+        if repo.find_commit(info.id).and_then(|c| c.tree()).is_err() {
+            return false;
+        }
+    }
+    let Ok(tree) = repo.find_commit(tip).and_then(|c| c.tree()) else {
+        return false;
+    };
+    let mut recorder = gix::traverse::tree::Recorder::default();
+    if tree.traverse().breadthfirst(&mut recorder).is_err() {
+        return false;
+    }
+    recorder
+        .records
+        .iter()
+        .filter(|e| expected_in_store(e.mode, partial))
+        .all(|e| match repo.find_object(e.oid) {
+            Ok(_) => true,
+            // A partial clone's blob that never came is no damage.
+            Err(_) if partial && !repo.has_object(e.oid) => true,
+            Err(_) => false,
+        })
+}
+
 /// After a pass moved the branch to `tip`: if the store still holds all
 /// it held when the previous tip's history was found complete, checks only
 /// what is new (the trees and blobs `tip`'s tree does not share with the

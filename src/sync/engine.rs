@@ -308,12 +308,23 @@ impl Engine {
         if result.is_err() && !matches!(result, Err(Error::Refused { .. })) {
             self.undo(before);
         }
-        if matches!(
-            result,
-            Err(Error::Store(_) | Error::Worktree(_) | Error::Publish(_))
-        ) {
-            // Local trouble: next pass re-opens, repairs and re-verifies.
-            // (A network failure leaves nothing to repair.)
+        let local_trouble = match &result {
+            Err(Error::Store(_) | Error::Worktree(_) | Error::Publish(_)) => true,
+            // A received pack that cannot be indexed may rest on a damaged
+            // object of ours: read in full, the store is emptied if so, and
+            // the next fetch brings everything again.
+            Err(Error::Fetch(e)) if e.store_may_be_damaged() => {
+                let partial = self.opts.filter.is_some();
+                if let Some(Err(e)) = self.repo.as_ref().map(|r| r.empty_if_damaged(partial)) {
+                    tracing::warn!(error = %e, "could not empty the damaged object store");
+                }
+                true
+            }
+            _ => false,
+        };
+        if local_trouble {
+            // Next pass re-opens, repairs and re-verifies. (A network
+            // failure leaves nothing to repair.)
             self.repo = None;
         }
         result
@@ -636,7 +647,7 @@ impl Engine {
         {
             return;
         }
-        tracing::warn!(%hash, "published worktree is missing or was modified; rebuilding it from the store while the remote cannot be reached");
+        tracing::warn!(%hash, "published worktree is missing or was modified; rebuilding it from the store, since this sync failed");
         // A gate's refusal of another commit keeps its backoff.
         let refused = self.rejected.clone();
         let mut laps = super::timing::Laps::start();
@@ -647,7 +658,7 @@ impl Engine {
         match rebuilt {
             Ok(()) => {
                 self.trusted = Some(hash.clone());
-                tracing::info!(%hash, "repaired the published worktree from the store; the remote is still unreachable");
+                tracing::info!(%hash, "repaired the published worktree from the store; the sync itself still fails");
             }
             Err(e) => {
                 tracing::warn!(%hash, error = %crate::types::error_chain(&e), "could not repair the published worktree")

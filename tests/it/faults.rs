@@ -624,3 +624,69 @@ fn one_time_stopped_while_its_hook_runs_says_so() {
     assert!(err.contains("stopped by a signal"), "{}", run.logs());
     assert!(!err.contains("a hook failed"), "{}", run.logs());
 }
+
+/// A pack of the store damaged on disk (bit rot, a stray write) while the
+/// sidecar runs: the next change's thin pack cannot be indexed against it.
+/// The error says the local store may be at fault, and the next pass checks
+/// the store, empties it and fetches everything again, as a restart does,
+/// instead of failing every period until someone restarts the pod.
+#[test]
+fn a_damaged_pack_in_the_store_is_found_and_replaced_while_running() {
+    let up = Upstream::new();
+    // One large text file: the next commit's pack is a delta against it.
+    let text: String = (0..20_000)
+        .map(|i| format!("line {i} of a page\n"))
+        .collect();
+    let first = up.commit_file("page.txt", &text, "a large page");
+    let daemon = GitDaemon::start(up.base());
+    let s = Scratch::new();
+    let run = s
+        .sidecar(&daemon.url(up.name()))
+        .args(["--period", "100ms", "--max-failures", "-1"])
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &first);
+
+    // 64 bytes in the middle of the pack (the large blob) overwritten.
+    let packs = pack_files(&s.root);
+    assert_eq!(packs.len(), 1, "{packs:?}");
+    let mut bytes = fs::read(&packs[0]).expect("read pack");
+    let middle = bytes.len() / 2;
+    bytes[middle..middle + 64].fill(b'X');
+    fs::write(&packs[0], &bytes).expect("damage the pack");
+
+    let second = up.commit_file(
+        "page.txt",
+        format!("{text}one more line\n"),
+        "one more line",
+    );
+    run.wait_for_link_hash(&s.link(), &second);
+    let stderr = run.stderr();
+    assert!(
+        stderr.contains("could not index the received pack")
+            && stderr.contains("damaged object of the local store"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("emptying it"), "{stderr}");
+    assert_tree_matches_commit(&s.link(), &up, &second);
+
+    // The whole pack body overwritten: even our own commit is unreadable,
+    // and the fetch fails before it asks for anything.
+    let packs = pack_files(&s.root);
+    assert_eq!(packs.len(), 1, "{packs:?}");
+    let mut bytes = fs::read(&packs[0]).expect("read pack");
+    let end = bytes.len() - 20;
+    bytes[12..end].fill(b'X');
+    fs::write(&packs[0], &bytes).expect("damage the pack");
+    let third = up.commit_file("page.txt", format!("{text}a third version\n"), "third");
+    run.wait_for_link_hash(&s.link(), &third);
+    assert_tree_matches_commit(&s.link(), &up, &third);
+}
+
+fn pack_files(root: &Path) -> Vec<std::path::PathBuf> {
+    fs::read_dir(root.join(".git/objects/pack"))
+        .expect("pack dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+        .collect()
+}
