@@ -79,9 +79,29 @@ pub enum RootError {
         mode: u32,
         source: io::Error,
     },
+    #[error(
+        "{path} in --root is not writable by uid {uid} (it belongs to uid {owner}, mode \
+         {mode:o}): {source}; the root was written by another user (a changed runAsUser?): \
+         give it to this one (chown -R {uid} {root}) or run as uid {owner}; for several users \
+         of one root, --group-write and a common group (securityContext.fsGroup)"
+    )]
+    ContentNotWritable {
+        path: PathBuf,
+        root: PathBuf,
+        uid: u32,
+        owner: u32,
+        mode: u32,
+        source: io::Error,
+    },
     #[error("could not look at --root {path}: {source}")]
     Stat { path: PathBuf, source: io::Error },
 }
+
+/// The directories of a root that every sync writes in (a lock file, a
+/// pack, a worktree): checked at start-up, so that a root another user
+/// wrote fails there, saying whose it is, and not at the next commit with
+/// a lock error deep in the object store.
+const WRITTEN_IN: &[&str] = &[".git", ".git/objects", ".git/objects/pack", ".worktrees"];
 
 /// Creates `root` when missing and checks that this process may write in
 /// it, so that a wrong `--root` is reported as such (not as whatever write
@@ -111,16 +131,40 @@ pub fn prepare_root(root: &Path) -> Result<(), RootError> {
         }
     }
     let access = nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK;
+    let owner_and_mode = |path: &Path| {
+        let meta = fs::metadata(path).ok();
+        (
+            meta.as_ref().map_or(0, |m| m.uid()),
+            meta.map_or(0, |m| m.mode() & 0o7777),
+        )
+    };
     nix::unistd::access(root, access).map_err(|errno| {
-        let meta = fs::metadata(root).ok();
+        let (owner, mode) = owner_and_mode(root);
         RootError::NotWritable {
             path: root.to_path_buf(),
             uid,
-            owner: meta.as_ref().map_or(0, |m| m.uid()),
-            mode: meta.map_or(0, |m| m.mode() & 0o7777),
+            owner,
+            mode,
             source: io::Error::from(errno),
         }
-    })
+    })?;
+    for dir in WRITTEN_IN.iter().map(|d| root.join(d)) {
+        if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            continue; // made when needed (or replaced by the repair)
+        }
+        nix::unistd::access(&dir, access).map_err(|errno| {
+            let (owner, mode) = owner_and_mode(&dir);
+            RootError::ContentNotWritable {
+                path: dir.clone(),
+                root: root.to_path_buf(),
+                uid,
+                owner,
+                mode,
+                source: io::Error::from(errno),
+            }
+        })?;
+    }
+    Ok(())
 }
 
 /// The held lock; released when dropped (or when the process dies).

@@ -118,6 +118,38 @@ fn a_root_this_user_cannot_write_says_permission_denied_and_what_to_do() {
     );
 }
 
+/// A root synced by one user and then used by another (a changed
+/// `runAsUser`): the root itself is writable, what is in it is not. The
+/// start fails at once naming the directory, its owner and what to do, not
+/// at the next commit with a lock error from inside the object store.
+#[test]
+fn a_root_whose_content_another_user_wrote_says_whose_it_is_and_what_to_do() {
+    let up = upstream();
+    let s = Scratch::new();
+    let out = s.sidecar(&up.file_url()).arg("--one-time").run(RUN_TIMEOUT);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::set_permissions(&s.root, fs::Permissions::from_mode(0o777)).expect("chmod root");
+    let out = s
+        .sidecar(&up.file_url())
+        .arg("--one-time")
+        .user(UID, UID)
+        .current_dir(s.dir.path())
+        .run(RUN_TIMEOUT);
+    assert_failed_saying(
+        &out,
+        &[
+            &format!(
+                "{} in --root is not writable by uid {UID} (it belongs to uid 0",
+                s.root.join(".git").display()
+            ),
+            &format!("chown -R {UID} {}", s.root.display()),
+            "--group-write",
+        ],
+        &["shallow.lock"],
+    );
+}
+
 #[test]
 fn a_local_path_that_is_not_a_repository_says_so() {
     let s = Scratch::new();
