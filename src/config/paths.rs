@@ -146,6 +146,15 @@ pub(super) fn clean_join(base: &Path, p: &Path) -> PathBuf {
     out
 }
 
+/// The first of `dir` and its parents that exists, if it is not a
+/// directory (nor a link to one): nothing can be created below it.
+fn not_a_directory_on_the_way(dir: &Path) -> Option<PathBuf> {
+    let existing = dir
+        .ancestors()
+        .find(|d| std::fs::symlink_metadata(d).is_ok())?;
+    (!existing.is_dir()).then(|| existing.to_path_buf())
+}
+
 impl<'a> Checker<'a> {
     pub(super) fn link(&mut self, id: Flag, root: &Path, raw: &str) -> Option<PathBuf> {
         let link = clean_join(root, Path::new(raw));
@@ -169,6 +178,17 @@ impl<'a> Checker<'a> {
             // Said as the publish step says it, when it finds one later.
             let refused = crate::publish::Error::LinkIsADirectory { link };
             self.fail(id, refused.to_string());
+            None
+        } else if let Some(blocker) = link.parent().and_then(not_a_directory_on_the_way) {
+            // Found now, not after the first fetch and checkout.
+            self.fail(
+                id,
+                format!(
+                    "{raw:?}: {} is not a directory, so the link's directory cannot be \
+                     created there; point --link elsewhere or remove what is there",
+                    blocker.display()
+                ),
+            );
             None
         } else {
             Some(link)
@@ -241,6 +261,24 @@ mod tests {
         );
         let c = config(&["--repo=https://host", "--root=/r", "--link=x"], &[]);
         assert_eq!(c.link, PathBuf::from("/r/x"));
+    }
+
+    #[test]
+    fn a_link_below_a_file_is_refused_at_start_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("afile");
+        std::fs::write(&file, "x").expect("write");
+        let link = file.join("deep/site");
+        let p = problems(&with(&["--link", &link.to_string_lossy()]), &[]);
+        assert!(
+            p.iter().any(|l| l.starts_with("--link (GITSYNC_LINK)")
+                && l.contains(&format!("{} is not a directory", file.display()))),
+            "{p:?}"
+        );
+        // A directory that does not exist yet is made when publishing.
+        let fine = dir.path().join("nodir/sub/site");
+        let c = config(&with(&["--link", &fine.to_string_lossy()]), &[]);
+        assert_eq!(c.link, fine);
     }
 
     #[test]

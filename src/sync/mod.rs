@@ -506,10 +506,25 @@ fn on_success(opts: &LoopOptions, outcome: &Outcome, first: bool) {
 }
 
 fn on_failure(opts: &LoopOptions, error: &engine::Error, failures: u64) -> String {
-    let message = crate::types::redact_url(&crate::types::error_chain(error));
+    let mut message = crate::types::redact_url(&crate::types::error_chain(error));
+    message.push_str(advice_for(&message));
     tracing::error!(error = %message, failures, "sync failed");
     write_error_file(opts, "sync failed", &message, failures);
     message
+}
+
+/// What to do about a failure the lower layers can only name by its
+/// errno (a full volume is reported wherever the write was).
+fn advice_for(message: &str) -> &'static str {
+    if message.contains("os error 28") {
+        "; the volume holding --root is full: free space there or give it more (the published \
+         content is unchanged; the sync retries)"
+    } else if message.contains("os error 122") {
+        "; the disk quota of the volume holding --root is exhausted: raise it or free space \
+         (the published content is unchanged; the sync retries)"
+    } else {
+        ""
+    }
 }
 
 /// `--error-file`: `{Msg, Err, Args}` as git-sync writes it.

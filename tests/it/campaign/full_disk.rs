@@ -176,6 +176,10 @@ impl Disk {
             });
         let st = status(&self.addr);
         let context = format!("/status {st}\n{}", self.run.logs());
+        assert!(
+            error.contains("the volume holding --root is full: free space there"),
+            "the error says what to do: {error}"
+        );
         assert_eq!(st["published_hash"], self.current(), "{context}");
         assert!(st["consecutive_failures"].as_u64() >= Some(1), "{context}");
         super::assert_still_published(&self.s, self.up.path(), self.current(), &context);
