@@ -154,9 +154,55 @@ pub fn remove_any(path: &Path) -> io::Result<()> {
     match fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
-        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path).or_else(|e| {
+            // A directory of ours someone made unreadable (`chmod 000` on
+            // a published tree): we may give ourselves access back.
+            match e.kind() == io::ErrorKind::PermissionDenied && open_own_dirs(path) > 0 {
+                true => fs::remove_dir_all(path),
+                false => Err(e),
+            }
+        }),
         Ok(_) => fs::remove_file(path),
     }
+}
+
+/// Adds `rwx` for the owner to every directory below `path` (itself
+/// included) that this process owns and lacks it; never through a symlink
+/// (each directory is opened `O_PATH | O_NOFOLLOW` and changed through that
+/// descriptor, so nothing swapped in meanwhile is touched). Returns how
+/// many it changed.
+fn open_own_dirs(path: &Path) -> usize {
+    use nix::fcntl::{open, OFlag};
+    use std::os::fd::AsRawFd;
+    let euid = nix::unistd::geteuid().as_raw();
+    let mut changed = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let Ok(fd) = open(&dir, flags, nix::sys::stat::Mode::empty()) else {
+            continue;
+        };
+        let by_fd = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        let Ok(meta) = fs::metadata(&by_fd) else {
+            continue;
+        };
+        if meta.uid() == euid && meta.mode() & 0o700 != 0o700 {
+            let mode = (meta.mode() & 0o7777) | 0o700;
+            if fs::set_permissions(&by_fd, fs::Permissions::from_mode(mode)).is_ok() {
+                changed += 1;
+            }
+        }
+        let Ok(entries) = fs::read_dir(&by_fd) else {
+            continue;
+        };
+        stack.extend(
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| dir.join(e.file_name())),
+        );
+    }
+    changed
 }
 
 /// Writes `content` to a temporary file next to `path` and renames it over

@@ -345,6 +345,48 @@ fn what_another_user_wrote_and_cannot_be_deleted_is_moved_aside() {
     run.assert_running();
 }
 
+/// A tree of the sidecar's own made unreadable (`chmod 000` by root on
+/// the published worktree): it cannot be rewritten, and the sidecar gives
+/// itself access back to delete it, instead of moving it aside for good
+/// with advice to delete it as its own uid.
+#[test]
+fn an_unreadable_tree_of_the_sidecars_own_is_deleted_not_moved_aside() {
+    use std::os::unix::fs::chown;
+    let up = Upstream::new();
+    for i in 0..4 {
+        up.write_file(&format!("d{i}/f.txt"), format!("file {i}\n"));
+    }
+    let first = up.commit_all("four files");
+    let daemon = GitDaemon::start(up.base());
+    let s = Scratch::new();
+    fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::create_dir(&s.root).expect("mkdir root");
+    chown(&s.root, Some(SIDECAR_UID), Some(GROUP)).expect("chown root");
+    let run = s
+        .sidecar(&daemon.url(up.name()))
+        .args(["--period", "100ms"])
+        .user(SIDECAR_UID, GROUP)
+        .current_dir(s.dir.path())
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &first);
+    let tree = s.worktrees().join(&first);
+    fs::set_permissions(tree.join("d0"), fs::Permissions::from_mode(0o000)).expect("chmod d0");
+    fs::set_permissions(&tree, fs::Permissions::from_mode(0o000)).expect("chmod tree");
+    for i in 2..=4 {
+        let sha = up.commit_file("d1/f.txt", format!("{i}\n"), &format!("commit {i}"));
+        run.wait_for_link_hash(&s.link(), &sha);
+        assert_exact(&s, &up, &sha);
+    }
+    run.wait_until(DEADLINE, "the unreadable tree gone", || !tree.exists());
+    let trash: Vec<String> = list_dir(&s.worktrees())
+        .into_iter()
+        .filter(|n| n.starts_with(".trash-"))
+        .collect();
+    assert!(trash.is_empty(), "{trash:?}\n{}", run.logs());
+    assert!(!run.stderr().contains("moved it aside"), "{}", run.logs());
+    run.assert_running();
+}
+
 /// A `--one-time` run that must publish `sha` exactly; returns its output.
 fn one_time_run(s: &Scratch, up: &Upstream, sha: &str, args: &[&str]) -> String {
     let out = s
