@@ -44,7 +44,9 @@ fn exit_code(result: anyhow::Result<Exit>) -> ExitCode {
             ExitCode::from(1)
         }
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "fatal error");
+            // Each cause once: our errors often quote their source already.
+            let error = crate::types::error_chain(e.as_ref() as &dyn std::error::Error);
+            tracing::error!(error, "fatal error");
             ExitCode::from(1)
         }
     }

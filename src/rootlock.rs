@@ -95,6 +95,15 @@ pub enum RootError {
     },
     #[error("could not look at --root {path}: {source}")]
     Stat { path: PathBuf, source: io::Error },
+    #[error(
+        "--root {path} is a symbolic link to {target}, which does not exist: create that \
+         directory or point --root at one that exists"
+    )]
+    DanglingLink { path: PathBuf, target: PathBuf },
+}
+
+fn is_symlink(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 /// The directories of a root that every sync writes in (a lock file, a
@@ -116,6 +125,12 @@ pub fn prepare_root(root: &Path) -> Result<(), RootError> {
             })
         }
         Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound && is_symlink(root) => {
+            return Err(RootError::DanglingLink {
+                path: root.to_path_buf(),
+                target: fs::read_link(root).unwrap_or_default(),
+            })
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             fs::create_dir_all(root).map_err(|source| RootError::Create {
                 path: root.to_path_buf(),

@@ -179,7 +179,12 @@ impl<'a> Checker<'a> {
             let refused = crate::publish::Error::LinkIsADirectory { link };
             self.fail(id, refused.to_string());
             None
-        } else if let Some(blocker) = link.parent().and_then(not_a_directory_on_the_way) {
+        } else if let Some(blocker) = link
+            .parent()
+            .and_then(not_a_directory_on_the_way)
+            // --root itself or above: its own check says it better.
+            .filter(|b| !root.starts_with(b))
+        {
             // Found now, not after the first fetch and checkout.
             self.fail(
                 id,

@@ -328,7 +328,11 @@ pub(super) fn receive_error(
         ReceiveError::Pack(Pack::Interrupted) => Error::Interrupted,
         // Ours: says which directory and why (a full disk, permissions);
         // what the server said of a transfer it finished does not belong.
-        ReceiveError::Pack(Pack::Index(message)) => Error::Index(message),
+        // A write that failed (a full volume) is no sign of damage.
+        ReceiveError::Pack(Pack::Index(message)) if !message.contains("(os error") => {
+            Error::Index(message)
+        }
+        ReceiveError::Pack(e @ Pack::Index(_)) => git_err(context, e, None),
         ReceiveError::Pack(e @ Pack::Store { .. }) => git_err(context, e, None),
         // The pack that did not come: the server may have said why.
         ReceiveError::Pack(e) => git_err(context, e, Some(report)),

@@ -194,6 +194,9 @@ pub async fn run<P: SyncPass>(
         let mut wait_override = None;
         match result {
             Ok(outcome) => {
+                if failures > refusals {
+                    tracing::info!(failures, "syncing again after failures");
+                }
                 failures = 0;
                 refusals = 0;
                 failing_since = None;
@@ -519,6 +522,10 @@ fn advice_for(message: &str) -> &'static str {
     if message.contains("os error 28") {
         "; the volume holding --root is full: free space there or give it more (the published \
          content is unchanged; the sync retries)"
+    } else if message.contains("not our ref") && !message.contains("allowReachableSHA1InWant") {
+        "; the server does not have that commit, or does not send commits by SHA that are no \
+         ref's tip (a git protocol v0/v1 server needs uploadpack.allowReachableSHA1InWant): \
+         check --ref"
     } else if message.contains("os error 122") {
         "; the disk quota of the volume holding --root is exhausted: raise it or free space \
          (the published content is unchanged; the sync retries)"

@@ -58,6 +58,9 @@ fn init_settings_apply_until_the_first_success() {
     });
     std::os::unix::fs::symlink(up.path(), &later).expect("symlink the upstream into place");
     run.wait_for_link_hash(&s.link(), &first);
+    run.wait_until(DEADLINE, "the recovery logged", || {
+        run.stderr().contains("syncing again after failures")
+    });
     // Now --period (1h) rules: a new commit is not picked up by itself (the
     // timing: sync::tests::failures_back_off_from_half_a_second_capped_by_the_init_period_then_the_period).
     let second = up.commit_file("f", "2", "second");

@@ -95,6 +95,12 @@ fn a_root_this_user_cannot_write_says_permission_denied_and_what_to_do() {
         &[],
     );
     assert!(list_dir(&s.root).is_empty(), "nothing was written");
+    assert_eq!(
+        output(&out).matches("(os error 13)").count(),
+        1,
+        "each cause once: {}",
+        describe_output(&out)
+    );
 
     // A root to create in a directory this user cannot write.
     let missing = s.root.join("site-root");
@@ -148,6 +154,39 @@ fn a_root_whose_content_another_user_wrote_says_whose_it_is_and_what_to_do() {
         ],
         &["shallow.lock"],
     );
+}
+
+/// `--root` a symbolic link to a directory that does not exist (a volume
+/// not mounted yet): said so, not "could not create ... File exists".
+#[test]
+fn a_root_that_is_a_dangling_link_says_so() {
+    let up = upstream();
+    let s = Scratch::new();
+    let target = s.dir.path().join("not-mounted");
+    std::os::unix::fs::symlink(&target, &s.root).expect("symlink");
+    let out = s.sidecar(&up.file_url()).arg("--one-time").run(RUN_TIMEOUT);
+    assert_failed_saying(
+        &out,
+        &[
+            "is a symbolic link to",
+            &format!("{}, which does not exist", target.display()),
+        ],
+        &["File exists"],
+    );
+}
+
+/// A full `--ref` SHA the server does not have: the error says what to
+/// check, not only the server's "not our ref".
+#[test]
+fn a_sha_the_server_does_not_have_says_to_check_the_ref() {
+    let up = upstream();
+    let daemon = GitDaemon::start(up.base());
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&daemon.url(up.name()))
+        .args(["--one-time", "--ref", &"12345678".repeat(5)])
+        .run(RUN_TIMEOUT);
+    assert_failed_saying(&out, &["not our ref", "check --ref"], &[]);
 }
 
 #[test]

@@ -180,6 +180,10 @@ impl Disk {
             error.contains("the volume holding --root is full: free space there"),
             "the error says what to do: {error}"
         );
+        assert!(
+            !error.contains("damaged object of the local store"),
+            "a full volume is no damage: {error}"
+        );
         assert_eq!(st["published_hash"], self.current(), "{context}");
         assert!(st["consecutive_failures"].as_u64() >= Some(1), "{context}");
         super::assert_still_published(&self.s, self.up.path(), self.current(), &context);
