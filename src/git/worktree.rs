@@ -320,8 +320,8 @@ impl Planned {
     /// `read-tree` checks every one of them out, whatever the patterns say.
     pub fn restrict(&mut self, patterns: &Patterns, submodules: bool) {
         for (entry, path) in self.index.entries_mut_with_paths() {
-            let submodule = entry.mode == gix::index::entry::Mode::COMMIT;
-            if !(submodules && submodule) && !patterns.includes(path) {
+            let kept_submodule = submodules && entry.mode == gix::index::entry::Mode::COMMIT;
+            if !(kept_submodule || patterns.includes(path)) {
                 leave_out(entry);
             }
         }
