@@ -450,8 +450,13 @@ async fn run_pass<P: SyncPass>(
             () = cancel.cancelled() => {
                 interrupt.store(true, Ordering::Relaxed);
                 // Give the pass a moment to delete its staging directory.
-                let _ = tokio::time::timeout(SHUTDOWN_GRACE, handle).await;
-                return Ran::Cancelled;
+                // A pass that finished meanwhile (it may have moved the
+                // link) is reported as any other: logged, in /status, and
+                // a --one-time run that synced is done.
+                return match tokio::time::timeout(SHUTDOWN_GRACE, handle).await {
+                    Ok(Ok((engine, result @ Ok(_)))) => Ran::Done(engine, result),
+                    _ => Ran::Cancelled,
+                };
             }
         }
     }

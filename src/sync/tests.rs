@@ -713,6 +713,35 @@ async fn triggers_during_a_pass_coalesce_into_one_more_pass() {
     h.stop().await;
 }
 
+/// A stop signal during a pass that then finishes within the shutdown
+/// grace: what it did counts (the link may have moved). It is in /status,
+/// and a `--one-time` run that synced is done, not stopped.
+#[tokio::test(start_paused = true)]
+async fn a_pass_that_finishes_within_the_shutdown_grace_counts() {
+    for one_time in [false, true] {
+        let (release, held) = mpsc::channel();
+        let mut opts = options();
+        opts.one_time = one_time;
+        let mut h = start(Setup {
+            opts,
+            steps: vec![Step::Hold(held, Box::new(Step::Publish(A)))],
+            ..Setup::default()
+        });
+        assert_eq!(h.next_pass().await, Duration::ZERO);
+        let status = h.status.clone();
+        h.cancel.cancel();
+        release.send(()).expect("the pass waits");
+        let exit = h.exit().await;
+        assert_eq!(status.snapshot().published_hash.as_deref(), Some(A));
+        let expected = match one_time {
+            // The scripted hook's first result is cut short by the stop.
+            true => [Exit::OneTimeDone, Exit::OneTimeStopped],
+            false => [Exit::Cancelled, Exit::Cancelled],
+        };
+        assert!(expected.contains(&exit), "{one_time}: {exit:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_burst_of_triggers_wakes_the_loop_once() {
     let trigger = Trigger::default();
