@@ -407,6 +407,35 @@ fn unusable_key_files_are_named() {
     }
 }
 
+/// Several key files, the first unusable (missing, or a passphrase on
+/// it): as OpenSSH does with several `-i`, it is skipped with a warning
+/// naming it, and the next one logs in.
+#[test]
+fn an_unusable_key_file_among_others_is_skipped() {
+    let up = upstream();
+    let s = Scratch::new();
+    let key = keygen(s.dir.path(), "id", "ed25519", "");
+    let locked = keygen(s.dir.path(), "locked", "ed25519", "pass phrase");
+    let sshd = Sshd::start(&[&key]);
+    let kh = known_hosts(s.dir.path(), &[sshd.known_hosts_line(sshd.port())]);
+    let missing = s.dir.path().join("missing");
+    let mut args = vec![
+        format!("--ssh-key-file={}", missing.display()),
+        format!("--ssh-key-file={}", locked.path.display()),
+    ];
+    args.extend(ssh_args(&[&key], &kh));
+    let out = one_time(&s, &sshd.url(up.path()), &args);
+    assert_published(&out, &s, &up, &sshd);
+    let err = stderr(&out);
+    for skipped in [&missing, &locked.path] {
+        assert!(
+            err.contains("ssh key skipped") && err.contains(&skipped.display().to_string()),
+            "{}",
+            describe_output(&out)
+        );
+    }
+}
+
 /// `GIT_SSH_COMMAND`: run through sh with our -i, host key, SendEnv and -p
 /// options (recorded by a wrapper that then runs the real ssh).
 #[test]

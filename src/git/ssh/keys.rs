@@ -53,12 +53,29 @@ pub fn load(path: &Path) -> Result<KeyFile, String> {
     })
 }
 
-/// Loads every file in order, failing on the first bad one: `(path, why)`.
-pub fn load_all(paths: &[PathBuf]) -> Result<Vec<KeyFile>, (PathBuf, String)> {
-    paths
-        .iter()
-        .map(|p| load(p).map_err(|why| (p.clone(), why)))
-        .collect()
+/// The keys of `paths` that load, in order, and why the others did not:
+/// as OpenSSH with several `-i`, one bad file does not keep the others
+/// from being offered. `Err` with the first failure when none loads.
+pub fn load_usable(paths: &[PathBuf]) -> Result<Usable, (PathBuf, String)> {
+    let mut usable = Usable::default();
+    for path in paths {
+        match load(path) {
+            Ok(key) => usable.keys.push(key),
+            Err(why) => usable.skipped.push((path.clone(), why)),
+        }
+    }
+    match (usable.keys.is_empty(), usable.skipped.first()) {
+        (true, Some(first)) => Err(first.clone()),
+        _ => Ok(usable),
+    }
+}
+
+/// What [`load_usable`] found.
+#[derive(Debug, Default)]
+pub struct Usable {
+    pub keys: Vec<KeyFile>,
+    /// Files that could not be used: `(path, why)`.
+    pub skipped: Vec<(PathBuf, String)>,
 }
 
 fn describe(e: russh::keys::Error) -> String {

@@ -42,8 +42,16 @@ pub fn open(
     budget: &Budget,
     stderr: StderrBuffer,
 ) -> Result<UnixStream, Error> {
-    let keys =
-        keys::load_all(&opts.key_files).map_err(|(path, message)| Error::Key { path, message })?;
+    let usable = keys::load_usable(&opts.key_files)
+        .map_err(|(path, message)| Error::Key { path, message })?;
+    for (path, why) in &usable.skipped {
+        tracing::warn!(
+            file = %path.display(),
+            error = %why,
+            "ssh key skipped (fix or remove it from --ssh-key-file); logging in with the others"
+        );
+    }
+    let keys = usable.keys;
     let known_hosts = match &opts.known_hosts {
         Some(path) => Some(
             KnownHosts::load(path).map_err(|message| Error::KnownHostsFile {
