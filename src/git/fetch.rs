@@ -138,6 +138,9 @@ impl Error {
     }
 }
 
+/// gix's error for a side-band line whose band byte is 69, `E`: an `ERR` line.
+const ERR_LINE_AS_BAND: &str = "non-side channel line or input was malformed: 69";
+
 /// How gix's error begins when our own refs and commits cannot be read
 /// for the negotiation.
 const NEGOTIATION_PREPARATION: &str = "Failed to prepare fetch negotiation";
@@ -598,6 +601,14 @@ pub(super) fn git_err(
     report: Option<&SpyReport>,
 ) -> Error {
     let mut message = crate::types::redact_url(&crate::types::error_chain(&e));
+    // gix's words for a pkt-line whose "band" byte is the `E` of an `ERR`
+    // line: the server refused (its text is not kept on this path).
+    if message.contains(ERR_LINE_AS_BAND) {
+        message.push_str(
+            " (the server answered with an error (an ERR line) where the pack should start: \
+             it does not have a commit asked for, or does not send it by SHA; check --ref)",
+        );
+    }
     // std's words for a read that ended early, said in a protocol's terms
     // (only of a conversation with a server: a local file can end early too).
     if let (Some(at), Some(_)) = (message.find(EARLY_END), report) {

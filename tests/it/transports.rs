@@ -228,3 +228,32 @@ fn a_dumb_http_server_is_named_as_unsupported() {
     );
     assert!(!stderr.contains("web page"), "{}", describe_output(&out));
 }
+
+/// A full SHA the server does not have, over smart HTTP with protocol v0:
+/// the server answers `ERR upload-pack: not our ref` where the pack should
+/// start. The error says that the server refused, and to check --ref,
+/// instead of only that a side-band line was malformed.
+#[test]
+fn http_protocol_v0_refusing_a_sha_says_so() {
+    let up = history(2);
+    let http = HttpGit::start(
+        up.base(),
+        HttpOpts {
+            protocol_v0_only: true,
+            ..Default::default()
+        },
+    );
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&http.url(up.name()))
+        .args(["--one-time", "--ref", &"0123abcd".repeat(5)])
+        .run(RUN_TIMEOUT);
+    assert!(!out.status.success(), "{}", describe_output(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the server answered with an error (an ERR line)")
+            && stderr.contains("check --ref"),
+        "{}",
+        describe_output(&out)
+    );
+}
