@@ -7,8 +7,10 @@
 //! Go's process collector.
 //!
 //! The exposition is OpenMetrics text (prometheus-client's encoding, ending in
-//! `# EOF`), served with [`CONTENT_TYPE`]. Two things prometheus-client cannot
-//! express are handled here:
+//! `# EOF`), served with [`CONTENT_TYPE`] to scrapers that ask for it, and
+//! otherwise turned into the Prometheus text format git-sync serves
+//! ([`to_prometheus_text`]). Two things prometheus-client cannot express
+//! are handled here:
 //!
 //! * **Summary.** prometheus-client has no summary type, so
 //!   `git_sync_duration_seconds` (a Go summary without objectives: only
@@ -43,6 +45,10 @@ use prometheus_client::registry::Registry;
 
 /// The Content-Type of [`Metrics::encode`]'s output (OpenMetrics 1.0 text).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The Content-Type of [`Metrics::encode_text`]'s output: the Prometheus
+/// text format, what git-sync's Go handler serves.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Buckets of `git_sidecar_sync_duration_seconds`, in seconds.
 const SYNC_DURATION_BUCKETS: [f64; 13] = [
@@ -522,6 +528,13 @@ impl Metrics {
         }
     }
 
+    /// The same figures in the Prometheus text format (0.0.4), for a
+    /// scraper that does not ask for OpenMetrics (git-sync serves only
+    /// this): see [`to_prometheus_text`].
+    pub fn encode_text(&self) -> String {
+        to_prometheus_text(&self.encode())
+    }
+
     fn encode_into(&self, out: &mut String) -> fmt::Result {
         self.encode_sync_summary(out)?;
         encode_registry(out, &self.registry)?;
@@ -724,6 +737,36 @@ fn parse_limit(text: &str, row: &str) -> Option<u64> {
         "unlimited" => Some(u64::MAX),
         v => v.parse().ok(),
     }
+}
+
+/// OpenMetrics text as the Prometheus text format (0.0.4) has it, as Go's
+/// handler writes it for git-sync: no `# EOF` or `# UNIT`; a counter's
+/// `# HELP` and `# TYPE` name its samples (`…_total`); `unknown` is
+/// `untyped`. Samples are the same in both.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .filter(|name| !name.ends_with("_total"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            if counters.contains(name) {
+                return Some(format!("{prefix}{name}_total {tail}"));
+            }
+            (tail == "unknown").then(|| format!("{prefix}{name} untyped"))
+        });
+        out.push_str(rewritten.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]

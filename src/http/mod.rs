@@ -229,12 +229,27 @@ async fn status(State(state): State<Shared>) -> Response {
     Json(body).into_response()
 }
 
-async fn metrics_text(State(state): State<Shared>) -> Response {
-    (
-        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
-        state.metrics.encode(),
-    )
-        .into_response()
+/// OpenMetrics for a scraper that asks for it (Prometheus does), the
+/// Prometheus text format otherwise (curl, older parsers; what git-sync's
+/// Go handler always serves).
+async fn metrics_text(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    match openmetrics {
+        true => (
+            [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+            state.metrics.encode(),
+        )
+            .into_response(),
+        false => (
+            [(header::CONTENT_TYPE, metrics::TEXT_CONTENT_TYPE)],
+            state.metrics.encode_text(),
+        )
+            .into_response(),
+    }
 }
 
 /// `POST /sync` with `Authorization: Bearer <token>` (the scheme in any

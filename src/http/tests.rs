@@ -206,6 +206,78 @@ async fn status_reports_the_loop_with_a_redacted_repo() {
     assert_eq!(json["repo"], "https://example.com/site.git");
 }
 
+/// OpenMetrics when the scraper asks for it (Prometheus does); otherwise
+/// the Prometheus text format git-sync's Go handler serves, which older
+/// text-only parsers read: no `# EOF`, counters typed under their sample
+/// names, no `unknown` type.
+#[tokio::test]
+async fn metrics_come_in_the_format_asked_for() {
+    let h = Harness::new(config());
+    let ask = |accept: Option<&'static str>| {
+        let mut req = Request::get("/metrics");
+        if let Some(accept) = accept {
+            req = req.header(header::ACCEPT, accept);
+        }
+        send_to(h.state.clone(), req.body(Body::empty()).expect("request"))
+    };
+    let openmetrics = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+    let (code, headers, body) = ask(Some(openmetrics)).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], crate::metrics::CONTENT_TYPE);
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    assert!(
+        body.contains("# TYPE git_sync_askpass_calls unknown"),
+        "{body}"
+    );
+
+    for accept in [None, Some("text/plain"), Some("*/*")] {
+        let (code, headers, body) = ask(accept).await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(
+            headers[header::CONTENT_TYPE],
+            crate::metrics::TEXT_CONTENT_TYPE,
+            "{accept:?}"
+        );
+        assert!(
+            !body.contains("# EOF") && !body.contains(" unknown\n"),
+            "{body}"
+        );
+        assert!(
+            body.contains("# TYPE git_sync_count_total counter\n"),
+            "{body}"
+        );
+        assert!(body.contains("# HELP git_sync_count_total "), "{body}");
+        assert!(
+            body.contains("# TYPE git_sync_askpass_calls untyped\n"),
+            "{body}"
+        );
+        assert!(
+            body.contains("git_sync_count_total{status=\"success\"} 0"),
+            "{body}"
+        );
+        // Every sample's family was typed under the sample's own name (or
+        // a histogram's or summary's base name), as text parsers expect.
+        let typed: Vec<&str> = body
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        for sample in body
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let name = sample.split(['{', ' ']).next().unwrap_or_default();
+            let known = typed.iter().any(|t| {
+                name == *t
+                    || ["_sum", "_count", "_bucket"]
+                        .iter()
+                        .any(|suffix| name.strip_suffix(suffix) == Some(*t))
+            });
+            assert!(known, "{name} has no # TYPE line of its own:\n{body}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn metrics_are_served_only_when_enabled() {
     let h = Harness::new(config());
