@@ -167,43 +167,67 @@ pub fn remove_any(path: &Path) -> io::Result<()> {
 }
 
 /// Adds `rwx` for the owner to every directory below `path` (itself
-/// included) that this process owns and lacks it; never through a symlink
-/// (each directory is opened `O_PATH | O_NOFOLLOW` and changed through that
-/// descriptor, so nothing swapped in meanwhile is touched). Returns how
-/// many it changed.
+/// included) that this process owns and lacks it. The walk goes from
+/// descriptor to descriptor (`openat` of each name, `O_PATH | O_NOFOLLOW`,
+/// changed and listed through `/proc/self/fd`), so a directory swapped for
+/// a link meanwhile is never entered; it stays on `path`'s filesystem and
+/// stops after [`MAX_DIRS_OPENED`] directories. Returns how many it changed.
 fn open_own_dirs(path: &Path) -> usize {
-    use nix::fcntl::{open, OFlag};
-    use std::os::fd::AsRawFd;
+    use nix::fcntl::{open, openat, OFlag};
+    use nix::sys::stat::Mode;
+    use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+    use std::rc::Rc;
+    let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let by_fd = |fd: &OwnedFd| PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    let Ok(top) = open(path, flags, Mode::empty()) else {
+        return 0;
+    };
+    let Ok(device) = fs::metadata(by_fd(&top)).map(|m| m.dev()) else {
+        return 0;
+    };
     let euid = nix::unistd::geteuid().as_raw();
     let mut changed = 0;
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        let Ok(fd) = open(&dir, flags, nix::sys::stat::Mode::empty()) else {
+    // Directories to visit: (parent, name), the parent kept open until its
+    // last child is; the top is its own entry.
+    let mut pending: Vec<(Rc<OwnedFd>, Option<std::ffi::OsString>)> = vec![(Rc::new(top), None)];
+    for _ in 0..MAX_DIRS_OPENED {
+        let Some((parent, name)) = pending.pop() else {
+            break;
+        };
+        let dir = match name {
+            None => parent,
+            Some(name) => match openat(parent.as_fd(), name.as_os_str(), flags, Mode::empty()) {
+                Ok(fd) => Rc::new(fd),
+                Err(_) => continue,
+            },
+        };
+        let here = by_fd(&dir);
+        let Ok(meta) = fs::metadata(&here) else {
             continue;
         };
-        let by_fd = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-        let Ok(meta) = fs::metadata(&by_fd) else {
+        if meta.dev() != device {
             continue;
-        };
+        }
         if meta.uid() == euid && meta.mode() & 0o700 != 0o700 {
             let mode = (meta.mode() & 0o7777) | 0o700;
-            if fs::set_permissions(&by_fd, fs::Permissions::from_mode(mode)).is_ok() {
+            if fs::set_permissions(&here, fs::Permissions::from_mode(mode)).is_ok() {
                 changed += 1;
             }
         }
-        let Ok(entries) = fs::read_dir(&by_fd) else {
+        let Ok(entries) = fs::read_dir(&here) else {
             continue;
         };
-        stack.extend(
-            entries
-                .flatten()
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .map(|e| dir.join(e.file_name())),
-        );
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                pending.push((Rc::clone(&dir), Some(entry.file_name())));
+            }
+        }
     }
     changed
 }
+
+/// How many directories [`open_own_dirs`] looks at, at most.
+const MAX_DIRS_OPENED: usize = 1_000_000;
 
 /// Writes `content` to a temporary file next to `path` and renames it over
 /// `path`, so readers see the old or the new content, never a mix.
@@ -317,6 +341,26 @@ pub fn remove_entries(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_dirs_get_rwx_back_but_never_through_a_link() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let tree = base.path().join("tree");
+        let outside = base.path().join("outside");
+        fs::create_dir_all(tree.join("a/b")).expect("mkdir");
+        fs::create_dir_all(&outside).expect("mkdir");
+        std::os::unix::fs::symlink(&outside, tree.join("link")).expect("symlink");
+        for dir in [tree.join("a/b"), tree.join("a"), outside.clone()] {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o050)).expect("chmod");
+        }
+        let mode = |p: &Path| fs::metadata(p).expect("stat").mode() & 0o7777;
+        assert_eq!(open_own_dirs(&tree), 2, "a and a/b");
+        assert_eq!(mode(&tree.join("a")), 0o750);
+        assert_eq!(mode(&tree.join("a/b")), 0o750);
+        assert_eq!(mode(&outside), 0o050, "reached through the link");
+        remove_any(&tree).expect("removable now");
+        assert!(!tree.exists());
+    }
 
     #[test]
     fn remove_beneath_removes_files_and_trees_and_never_goes_through_a_link() {
