@@ -218,7 +218,9 @@ fn engine_options(config: &Config) -> engine::Options {
         depth: config.depth,
         stale_worktree_timeout: config.stale_worktree_timeout,
         escaping_symlinks: config.escaping_symlinks,
-        sparse: config.sparse_checkout.clone(),
+        sparse: config.sparse_checkout.clone().map(|patterns| {
+            patterns.keeping_submodules(config.submodules != crate::types::SubmoduleMode::Off)
+        }),
         filter: config.filter.clone(),
         gc: config.git_gc,
         pre_publish: config.hooks.pre_publish.clone(),

@@ -17,7 +17,15 @@ use gix_glob::wildmatch::Mode;
 pub struct Patterns {
     source: Vec<u8>,
     patterns: Vec<gix_glob::Pattern>,
+    /// Submodules are checked out whatever the patterns say (see
+    /// [`Patterns::keeping_submodules`]).
+    keeps_submodules: bool,
 }
+
+/// The line [`Patterns::record`] adds when submodules are kept: a comment
+/// to git's sparse checkout, which reads the same file.
+const KEEPS_SUBMODULES: &[u8] =
+    b"\n# git-sidecar: submodules are checked out whatever these patterns say\n";
 
 impl std::fmt::Debug for Patterns {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -36,12 +44,32 @@ impl Patterns {
         (!patterns.is_empty()).then(|| Self {
             source: source.to_vec(),
             patterns,
+            keeps_submodules: false,
         })
     }
 
-    /// The file as given, recorded next to each worktree.
-    pub fn source(&self) -> &[u8] {
-        &self.source
+    /// The same patterns, with submodules checked out whatever they say
+    /// (`keep`), as git-sync's `git submodule update` after its sparse
+    /// `read-tree` does, or judged by them (`--submodules=off`).
+    pub fn keeping_submodules(mut self, keep: bool) -> Self {
+        self.keeps_submodules = keep;
+        self
+    }
+
+    pub fn keeps_submodules(&self) -> bool {
+        self.keeps_submodules
+    }
+
+    /// What is recorded next to each worktree (git's
+    /// `info/sparse-checkout`): the file as given, and a comment line when
+    /// submodules are kept, so that a worktree built under the other rule
+    /// is rebuilt.
+    pub fn record(&self) -> Vec<u8> {
+        let mut record = self.source.clone();
+        if self.keeps_submodules {
+            record.extend_from_slice(KEEPS_SUBMODULES);
+        }
+        record
     }
 
     /// Whether the file at `path` (relative, `/`-separated) is checked out.

@@ -315,10 +315,11 @@ fn check_path(path: &gix::bstr::BStr, link: bool) -> Result<(), String> {
 impl Planned {
     /// Sparse checkout: entries `patterns` do not include stay in the index
     /// (so `git status` in the worktree is clean) but are not written.
-    /// With `submodules` checked out, a submodule is not judged by the
-    /// patterns: git-sync's `git submodule update --init` after the sparse
-    /// `read-tree` checks every one of them out, whatever the patterns say.
-    pub fn restrict(&mut self, patterns: &Patterns, submodules: bool) {
+    /// When the patterns keep submodules ([`Patterns::keeps_submodules`]),
+    /// a submodule is not judged by them: git-sync's `git submodule update
+    /// --init` after the sparse `read-tree` checks every one of them out.
+    pub fn restrict(&mut self, patterns: &Patterns) {
+        let submodules = patterns.keeps_submodules();
         for (entry, path) in self.index.entries_mut_with_paths() {
             let kept_submodule = submodules && entry.mode == gix::index::entry::Mode::COMMIT;
             if !(kept_submodule || patterns.includes(path)) {
@@ -954,13 +955,13 @@ fn record_sparse(admin_dir: &Path, patterns: &Patterns) -> Result<(), Error> {
     let path = sparse_file(admin_dir);
     let info = admin_dir.join("info");
     fs::create_dir_all(&info).map_err(io_err(&info))?;
-    fs::write(&path, patterns.source()).map_err(io_err(&path))
+    fs::write(&path, patterns.record()).map_err(io_err(&path))
 }
 
 /// Whether the worktree was built with `sparse` (or, for `None`, in full).
 fn built_with(admin_dir: &Path, sparse: Option<&Patterns>) -> bool {
     match (fs::read(sparse_file(admin_dir)), sparse) {
-        (Ok(recorded), Some(p)) => recorded == p.source(),
+        (Ok(recorded), Some(p)) => recorded == p.record(),
         (Err(e), None) => e.kind() == io::ErrorKind::NotFound,
         _ => false,
     }

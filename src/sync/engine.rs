@@ -1025,8 +1025,7 @@ impl Engine {
             None => repo.plan(commit, policy)?,
         };
         if let Some(patterns) = &self.opts.sparse {
-            let submodules = self.opts.submodules != crate::types::SubmoduleMode::Off;
-            planned.restrict(patterns, submodules);
+            planned.restrict(patterns);
         }
         Ok(planned)
     }

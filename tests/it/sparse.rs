@@ -278,6 +278,27 @@ fn submodules_are_checked_out_whatever_the_patterns_as_git_sync_does() {
         );
         assert_eq!(files(&s.link()), expected, "{patterns:?}");
     }
+
+    // Built with --submodules=off (the gitlink judged by the patterns, so
+    // left out), then restarted with submodules on and the same patterns:
+    // the published tree is rebuilt with the submodule.
+    let s = Scratch::new();
+    let file = pattern_file(&s, "patterns", "/docs/\n");
+    let run = |extra: &[&str]| {
+        let out = s
+            .sidecar(&daemon.url("site"))
+            .args(["--one-time", "--sparse-checkout-file", &file])
+            .args(extra)
+            .run(Duration::from_secs(60));
+        assert!(out.status.success(), "{}", describe_output(&out));
+    };
+    run(&["--submodules", "off"]);
+    assert!(!files(&s.link()).contains("theme/nest/n.txt"));
+    run(&[]);
+    assert_eq!(
+        files(&s.link()),
+        git_sync_sparse_files(&daemon.url("site"), &sha, "/docs/\n")
+    );
 }
 
 /// What git-sync's sequence writes: a sparse `read-tree -mu`, then
