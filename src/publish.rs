@@ -239,6 +239,9 @@ impl Layout {
                 link: self.link.clone(),
             });
         }
+        // A v3 worktree that stops being published starts its stale timer
+        // now (also when the commit stays the same: the migration).
+        let leaving_v3 = self.published_v3_worktree();
         let tmp = link_dir.join(format!(".{name}.tmp-link"));
         let in_dir = |source: io::Error| Error::LinkDir {
             link: self.link.clone(),
@@ -250,6 +253,9 @@ impl Layout {
         if let Err(e) = fs::rename(&tmp, &self.link) {
             let _ = fs::remove_file(&tmp);
             return Err(in_dir(e));
+        }
+        if let Some(v3) = leaving_v3 {
+            let _ = fsutil::touch_mtime(&v3);
         }
         fsutil::fsync_dir(link_dir).map_err(io_err("fsync", link_dir))
     }
@@ -264,14 +270,29 @@ impl Layout {
     }
 
     /// git-sync v3 checked each commit out directly into the root:
-    /// `<root>/<sha>`, a worktree (a `.git` file in it) the link led to.
-    /// git-sync v4 deletes it once it publishes elsewhere; so do we.
+    /// `<root>/<sha>`, a worktree the link led to, whose `.git` file is the
+    /// one `git worktree add` wrote for this root's repository (`gitdir:
+    /// <root>/.git/worktrees/<sha>`). git-sync v4 deletes it when it
+    /// migrates the root (reference §2.1); we do once it is past
+    /// `--stale-worktree-timeout`. Nothing else in the root qualifies.
     fn v3_worktree(&self, name: &str) -> Option<PathBuf> {
         CommitHash::parse(name)?;
         let path = self.root.join(name);
-        let is_worktree = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir())
-            && fs::symlink_metadata(path.join(".git")).is_ok_and(|m| m.is_file());
-        is_worktree.then_some(path)
+        if !fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            return None;
+        }
+        let dot_git = fs::read_to_string(path.join(".git")).ok()?;
+        let gitdir = Path::new(dot_git.strip_prefix("gitdir: ")?.trim_end());
+        let admin = self.root.join(".git/worktrees").join(name);
+        let ours = clean(&path.join(gitdir)) == admin || clean(gitdir) == admin;
+        ours.then_some(path)
+    }
+
+    /// The git-sync v3 worktree the link leads to now, if any.
+    fn published_v3_worktree(&self) -> Option<PathBuf> {
+        let target = fs::canonicalize(&self.link).ok()?;
+        let name = target.file_name()?.to_string_lossy().into_owned();
+        self.v3_worktree(&name).filter(|v3| *v3 == target)
     }
 
     /// Removes git-sync v3 worktrees (see [`Layout::v3_worktree`]) the link
@@ -413,6 +434,21 @@ fn advice(blocker: Option<&fsutil::Blocker>) -> String {
 }
 
 /// Removes a file, symlink or directory tree; missing is fine.
+/// `path` with `.` and `..` components resolved by their names alone.
+fn clean(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
 pub fn remove_any(path: &Path) -> Result<(), Error> {
     fsutil::remove_any(path).map_err(io_err("remove", path))
 }
@@ -596,13 +632,25 @@ mod tests {
         let layout = Layout::new(dir.path().to_path_buf(), dir.path().join("site"));
         layout.prepare()?;
         // v3: <root>/<sha> with a `.git` file, the link pointing at it.
-        let v3 = dir.path().join(hash('a').as_str());
-        fs::create_dir_all(&v3)?;
-        fs::write(v3.join(".git"), "gitdir: /elsewhere\n")?;
+        let v3_worktree = |h: char| -> Result<PathBuf, Box<dyn std::error::Error>> {
+            let path = dir.path().join(hash(h).as_str());
+            fs::create_dir_all(&path)?;
+            let admin = dir.path().join(".git/worktrees").join(hash(h).as_str());
+            fs::write(path.join(".git"), format!("gitdir: {}\n", admin.display()))?;
+            Ok(path)
+        };
+        let v3 = v3_worktree('a')?;
         std::os::unix::fs::symlink(hash('a').as_str(), dir.path().join("site"))?;
-        // Not a worktree (no `.git` file), or not a hash: never touched.
+        // Not a worktree of this root (another `.git` file, none), or not
+        // a hash: never touched.
         let other = dir.path().join(hash('c').as_str());
         fs::create_dir_all(&other)?;
+        let foreign = dir.path().join(hash('d').as_str());
+        fs::create_dir_all(&foreign)?;
+        fs::write(
+            foreign.join(".git"),
+            "gitdir: /elsewhere/.git/worktrees/x\n",
+        )?;
         fs::create_dir_all(dir.path().join("notes"))?;
         fs::write(dir.path().join("notes/.git"), "x")?;
         assert!(layout.remove_stale(Duration::ZERO, false)?.is_empty());
@@ -623,7 +671,21 @@ mod tests {
             vec![hash('a').to_string()]
         );
         assert!(!v3.exists());
-        assert!(other.exists() && dir.path().join("notes").exists());
+        assert!(other.exists() && foreign.exists() && dir.path().join("notes").exists());
+
+        // The migration of the same commit: its stale timer starts when
+        // the link moves, however old the v3 directory is.
+        let same = v3_worktree('e')?;
+        let old = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        fs::File::open(&same)?.set_modified(old)?;
+        std::os::unix::fs::symlink(hash('e').as_str(), dir.path().join("site.tmp"))?;
+        fs::rename(dir.path().join("site.tmp"), dir.path().join("site"))?;
+        fs::create_dir_all(layout.worktree(&hash('e')))?;
+        layout.publish(&hash('e'))?;
+        assert!(layout
+            .remove_stale(Duration::from_secs(3600), false)?
+            .is_empty());
+        assert!(same.exists(), "just retired: kept for the stale timeout");
         Ok(())
     }
 
