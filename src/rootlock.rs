@@ -93,6 +93,21 @@ pub enum RootError {
         mode: u32,
         source: io::Error,
     },
+    #[error(
+        "{path} in --root is not writable by uid {uid}, which owns it: its mode {mode:o} \
+         lacks write permission for its owner; give it back (chmod -R u+rwX {root})"
+    )]
+    OwnNotWritable {
+        path: PathBuf,
+        root: PathBuf,
+        uid: u32,
+        mode: u32,
+    },
+    #[error(
+        "{path} is on a read-only filesystem: git-sidecar writes its store and worktrees \
+         there; mount --root read-write"
+    )]
+    ReadOnly { path: PathBuf },
     #[error("could not look at --root {path}: {source}")]
     Stat { path: PathBuf, source: io::Error },
     #[error(
@@ -110,7 +125,15 @@ fn is_symlink(path: &Path) -> bool {
 /// pack, a worktree): checked at start-up, so that a root another user
 /// wrote fails there, saying whose it is, and not at the next commit with
 /// a lock error deep in the object store.
-const WRITTEN_IN: &[&str] = &[".git", ".git/objects", ".git/objects/pack", ".worktrees"];
+const WRITTEN_IN: &[&str] = &[
+    ".git",
+    ".git/objects",
+    ".git/objects/pack",
+    ".git/refs/heads",
+    ".git/worktrees",
+    ".git/modules",
+    ".worktrees",
+];
 
 /// Creates `root` when missing and checks that this process may write in
 /// it, so that a wrong `--root` is reported as such (not as whatever write
@@ -169,13 +192,23 @@ pub fn prepare_root(root: &Path) -> Result<(), RootError> {
         }
         nix::unistd::access(&dir, access).map_err(|errno| {
             let (owner, mode) = owner_and_mode(&dir);
-            RootError::ContentNotWritable {
-                path: dir.clone(),
-                root: root.to_path_buf(),
-                uid,
-                owner,
-                mode,
-                source: io::Error::from(errno),
+            let root = root.to_path_buf();
+            match errno {
+                nix::errno::Errno::EROFS => RootError::ReadOnly { path: dir.clone() },
+                _ if owner == uid => RootError::OwnNotWritable {
+                    path: dir.clone(),
+                    root,
+                    uid,
+                    mode,
+                },
+                _ => RootError::ContentNotWritable {
+                    path: dir.clone(),
+                    root,
+                    uid,
+                    owner,
+                    mode,
+                    source: io::Error::from(errno),
+                },
             }
         })?;
     }

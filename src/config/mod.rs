@@ -144,8 +144,10 @@ impl Problems {
     /// Returns the path written, if any.
     pub fn write_error_file(&self, error_file: Option<&Path>) -> Option<PathBuf> {
         let path = error_file?;
-        if let Some(parent) = path.parent() {
-            let _ = std::fs::create_dir_all(parent);
+        // Nothing is created for it (not even --root, which would miss the
+        // lock and --group-write's mode).
+        if !path.parent().is_some_and(Path::is_dir) {
+            return None;
         }
         let text = format!("invalid configuration:\n{self}\n");
         crate::fsutil::write_atomic(path, text.as_bytes()).ok()?;
@@ -368,6 +370,8 @@ impl Config {
             errors, warnings, ..
         } = c;
         if !errors.is_empty() {
+            // Checked against the link only if that was valid.
+            let error_file = error_file.filter(|_| link.is_some());
             return Err(ConfigError::Invalid(Problems(errors), error_file));
         }
         let (Some(repo), Some(root), Some(link)) = (remote, root, link) else {

@@ -147,12 +147,18 @@ pub(super) fn clean_join(base: &Path, p: &Path) -> PathBuf {
 }
 
 /// The first of `dir` and its parents that exists, if it is not a
-/// directory (nor a link to one): nothing can be created below it.
-fn not_a_directory_on_the_way(dir: &Path) -> Option<PathBuf> {
+/// directory (nor a link to one), and why: nothing can be created below it.
+fn not_a_directory_on_the_way(dir: &Path) -> Option<(PathBuf, &'static str)> {
     let existing = dir
         .ancestors()
         .find(|d| std::fs::symlink_metadata(d).is_ok())?;
-    (!existing.is_dir()).then(|| existing.to_path_buf())
+    let dangling = std::fs::symlink_metadata(existing).is_ok_and(|m| m.is_symlink())
+        && std::fs::metadata(existing).is_err();
+    match (existing.is_dir(), dangling) {
+        (true, _) => None,
+        (false, true) => Some((existing.to_path_buf(), "is a symbolic link to nothing")),
+        (false, false) => Some((existing.to_path_buf(), "is not a directory")),
+    }
 }
 
 impl<'a> Checker<'a> {
@@ -179,18 +185,18 @@ impl<'a> Checker<'a> {
             let refused = crate::publish::Error::LinkIsADirectory { link };
             self.fail(id, refused.to_string());
             None
-        } else if let Some(blocker) = link
+        } else if let Some((blocker, why)) = link
             .parent()
             .and_then(not_a_directory_on_the_way)
             // --root itself or above: its own check says it better.
-            .filter(|b| !root.starts_with(b))
+            .filter(|(b, _)| !root.starts_with(b))
         {
             // Found now, not after the first fetch and checkout.
             self.fail(
                 id,
                 format!(
-                    "{raw:?}: {} is not a directory, so the link's directory cannot be \
-                     created there; point --link elsewhere or remove what is there",
+                    "{raw:?}: {} {why}, so the link's directory cannot be created there; \
+                     point --link elsewhere or remove what is there",
                     blocker.display()
                 ),
             );

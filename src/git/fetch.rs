@@ -118,9 +118,7 @@ pub enum Error {
     /// deltas rest on an object of the store that is damaged.
     #[error(
         "fetch failed: could not index the received pack: {0} (damaged in transit, or its \
-         deltas rest on a \
-         damaged object of the local store under --root/.git, which is checked before the next \
-         attempt)"
+         deltas rest on a damaged object of the local object store)"
     )]
     Index(String),
 }

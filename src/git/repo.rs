@@ -93,8 +93,12 @@ impl Repo {
     }
 
     /// See [`store::empty_if_damaged`].
-    pub fn empty_if_damaged(&self, partial: bool) -> Result<bool, store::Error> {
-        store::empty_if_damaged(&self.0, partial)
+    pub fn empty_if_damaged(
+        &self,
+        partial: bool,
+        budget: &super::Budget,
+    ) -> Result<bool, store::Error> {
+        store::empty_if_damaged(&self.0, partial, budget)
     }
 
     /// After the branch moved: records the store as holding its whole

@@ -504,13 +504,20 @@ fn checked_or_unchanged(repo: &gix::Repository, depth: u32, partial: bool) -> bo
 }
 
 /// After a received pack could not be indexed (its deltas may rest on
-/// our objects): reads every object of the branch's tree and history in
-/// full (the start-up check only sees that each is there, not that its
-/// content decompresses). If one cannot be read, empties the object store
-/// as the start-up repair does, so that the next fetch brings everything
-/// again; the published worktrees stay. Returns whether it did.
-pub fn empty_if_damaged(repo: &gix::Repository, partial: bool) -> Result<bool, Error> {
-    if contents_are_readable(repo, partial) {
+/// our objects): reads every commit of the branch's history with its root
+/// tree, and every object of the tip's tree, in full (the start-up check
+/// only sees that each is there, not that its content decompresses). If
+/// one cannot be read, empties the object store as the start-up repair
+/// does, so that the next fetch brings everything again; the published
+/// worktrees stay. Stops, emptying nothing, when `budget` runs out.
+/// Returns whether it emptied the store.
+pub fn empty_if_damaged(
+    repo: &gix::Repository,
+    partial: bool,
+    budget: &super::Budget,
+) -> Result<bool, Error> {
+    tracing::info!("checking the object store: a received pack could not be indexed against it");
+    if contents_are_readable(repo, partial, budget) != Some(false) {
         return Ok(false);
     }
     tracing::warn!(
@@ -522,36 +529,52 @@ pub fn empty_if_damaged(repo: &gix::Repository, partial: bool) -> Result<bool, E
     Ok(true)
 }
 
-fn contents_are_readable(repo: &gix::Repository, partial: bool) -> bool {
+/// `Some(false)` when an object cannot be read, `None` when `budget` ran
+/// out first.
+fn contents_are_readable(
+    repo: &gix::Repository,
+    partial: bool,
+    budget: &super::Budget,
+) -> Option<bool> {
+    let out_of_time = || budget.is_expired() || budget.is_interrupted();
     let Some(tip) = branch_commit(repo) else {
-        return true;
+        return Some(true);
     };
     let Ok(walk) = repo.rev_walk([tip]).all() else {
-        return false;
+        return Some(false);
     };
     for info in walk {
-        let Ok(info) = info else { return false };
+        if out_of_time() {
+            return None;
+        }
+        let Ok(info) = info else { return Some(false) };
         if repo.find_commit(info.id).and_then(|c| c.tree()).is_err() {
-            return false;
+            return Some(false);
         }
     }
     let Ok(tree) = repo.find_commit(tip).and_then(|c| c.tree()) else {
-        return false;
+        return Some(false);
     };
     let mut recorder = gix::traverse::tree::Recorder::default();
     if tree.traverse().breadthfirst(&mut recorder).is_err() {
-        return false;
+        return Some(false);
     }
-    recorder
+    for entry in recorder
         .records
         .iter()
         .filter(|e| expected_in_store(e.mode, partial))
-        .all(|e| match repo.find_object(e.oid) {
-            Ok(_) => true,
+    {
+        if out_of_time() {
+            return None;
+        }
+        match repo.find_object(entry.oid) {
+            Ok(_) => {}
             // A partial clone's blob that never came is no damage.
-            Err(_) if partial && !repo.has_object(e.oid) => true,
-            Err(_) => false,
-        })
+            Err(_) if partial && !repo.has_object(entry.oid) => {}
+            Err(_) => return Some(false),
+        }
+    }
+    Some(true)
 }
 
 /// After a pass moved the branch to `tip`: if the store still holds all

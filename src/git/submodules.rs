@@ -366,7 +366,7 @@ impl Walk<'_> {
 
     fn fetch(&self, repo: &gix::Repository, sub: &Submodule) -> Result<(), Error> {
         let fetch_err = |source: fetch::Error| {
-            let hint = hint_for(&source);
+            let hint = hint_for(&source, self.settings.depth);
             Error::Fetch {
                 path: sub.full.to_string(),
                 url: redact_url(&sub.url),
@@ -422,6 +422,9 @@ impl Walk<'_> {
                     "the server sends no commit by SHA that is not a ref's tip; fetching the submodule's default branch in full to find it"
                 );
                 let outcome = fetch_ref("HEAD");
+                if let Err(fallback) = &outcome {
+                    tracing::debug!(submodule = %sub.full, error = %fallback, "fetching the default branch failed too");
+                }
                 if outcome.is_err() || !repo.has_object(sub.commit) {
                     return Err(fetch_err(e));
                 }
@@ -444,15 +447,22 @@ fn refuses_by_sha(e: &fetch::Error) -> bool {
     text.contains("not our ref") || text.contains("unadvertised object")
 }
 
-/// Hints for the errors a fetch by SHA meets.
-fn hint_for(e: &fetch::Error) -> &'static str {
-    if refuses_by_sha(e) {
-        "; the server does not have this commit or refuses to send it by SHA (with git \
-         protocol v2 any reachable commit can be fetched; v0/v1 servers need \
-         uploadpack.allowReachableSHA1InWant, or --depth 0 to find it in the default \
-         branch): was the submodule commit pushed?"
-    } else {
-        ""
+/// Hints for the errors a fetch by SHA meets (at `depth`).
+fn hint_for(e: &fetch::Error, depth: u32) -> &'static str {
+    match (refuses_by_sha(e), depth) {
+        (false, _) => "",
+        (true, 0) => {
+            "; the server does not have this commit or refuses to send it by SHA, and it is \
+             not in the submodule's default branch either (with git protocol v2 any reachable \
+             commit can be fetched; v0/v1 servers need uploadpack.allowReachableSHA1InWant): \
+             was the submodule commit pushed?"
+        }
+        (true, _) => {
+            "; the server does not have this commit or refuses to send it by SHA (with git \
+             protocol v2 any reachable commit can be fetched; v0/v1 servers need \
+             uploadpack.allowReachableSHA1InWant, or --depth 0 to find it in the default \
+             branch): was the submodule commit pushed?"
+        }
     }
 }
 

@@ -315,7 +315,11 @@ impl Engine {
             // the next fetch brings everything again.
             Err(Error::Fetch(e)) if e.store_may_be_damaged() => {
                 let partial = self.opts.filter.is_some();
-                if let Some(Err(e)) = self.repo.as_ref().map(|r| r.empty_if_damaged(partial)) {
+                let checked = self
+                    .repo
+                    .as_ref()
+                    .map(|r| r.empty_if_damaged(partial, budget));
+                if let Some(Err(e)) = checked {
                     tracing::warn!(error = %e, "could not empty the damaged object store");
                 }
                 true

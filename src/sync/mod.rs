@@ -152,8 +152,10 @@ pub async fn run<P: SyncPass>(
     let mut failures: u64 = 0;
     // Of those, signature refusals: they never count toward --max-failures.
     let mut refusals: u64 = 0;
-    // When the failures that count began: see `failed_long_enough`.
+    // When the failures that count began, and how long their passes took
+    // (not waiting): see `failed_long_enough`.
     let mut failing_since: Option<tokio::time::Instant> = None;
+    let mut failing_passes = Duration::ZERO;
     let mut synced_once = false;
     let mut expected_retries = 0u32;
     reporter
@@ -171,6 +173,7 @@ pub async fn run<P: SyncPass>(
     loop {
         reporter.status.pass_started();
         let started = Instant::now();
+        let pass_began = tokio::time::Instant::now();
         let result = match run_pass(engine, opts.sync_timeout, &cancel).await {
             Ran::Done(returned, result) => {
                 engine = returned;
@@ -188,7 +191,8 @@ pub async fn run<P: SyncPass>(
             // checkout) will not run again.
             release_code_pages("gave the executable's start-up pages back");
         }
-        if !opts.one_time {
+        // Not after a stop: the inspection's thread would hold up the exit.
+        if !opts.one_time && !cancel.is_cancelled() {
             engine.prepare_next();
         }
         let mut wait_override = None;
@@ -200,6 +204,7 @@ pub async fn run<P: SyncPass>(
                 failures = 0;
                 refusals = 0;
                 failing_since = None;
+                failing_passes = Duration::ZERO;
                 report_success(
                     &reporter,
                     &opts.git_ref,
@@ -233,6 +238,7 @@ pub async fn run<P: SyncPass>(
                 failures = 0;
                 refusals = 0;
                 failing_since = None;
+                failing_passes = Duration::ZERO;
                 let retry_in = on_gate_refusal(&opts, &reporter, &e, started.elapsed());
                 wait_override = Some(next_wait(&opts, synced_once, 0).min(retry_in));
             }
@@ -251,7 +257,8 @@ pub async fn run<P: SyncPass>(
             }
             Err(e) => {
                 failures += 1;
-                let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                let since = *failing_since.get_or_insert(pass_began);
+                failing_passes += pass_began.elapsed();
                 let message = on_failure(&opts, &e, failures);
                 reporter.status.failed(&message, failures);
                 reporter
@@ -265,7 +272,7 @@ pub async fn run<P: SyncPass>(
                 };
                 if limit >= 0
                     && failures - refusals > limit as u64
-                    && failed_long_enough(&opts, synced_once, limit, since)
+                    && failed_long_enough(&opts, synced_once, limit, since, failing_passes)
                 {
                     return Exit::TooManyFailures { failures };
                 }
@@ -525,8 +532,8 @@ fn on_failure(opts: &LoopOptions, error: &engine::Error, failures: u64) -> Strin
 /// errno (a full volume is reported wherever the write was).
 fn advice_for(message: &str) -> &'static str {
     if message.contains("os error 28") {
-        "; the volume holding --root is full: free space there or give it more (the published \
-         content is unchanged; the sync retries)"
+        "; the volume holding --root is full (or --link's, if elsewhere): free space there or \
+         give it more (the published content is unchanged; the sync retries)"
     } else if message.contains("not our ref") && !message.contains("allowReachableSHA1InWant") {
         "; the server does not have that commit, or does not send commits by SHA that are no \
          ref's tip (a git protocol v0/v1 server needs uploadpack.allowReachableSHA1InWant): \
@@ -641,17 +648,20 @@ fn on_gate_refusal(
     *retry_in
 }
 
-/// Whether failures that began at `since` have lasted as long as
-/// git-sync's would before `--max-failures` (`limit`) ends the loop: it
-/// waits a full period after each failure, so `limit` tolerated failures
-/// span `limit` periods. Our retries back off from half a second; they
-/// are extra chances to recover, not a faster way to exit (a 15 s outage
-/// must not restart a sidecar set to ride out 5 minutes).
+/// Whether failures whose first pass began at `since` have gone on at
+/// least as long as git-sync's would before `--max-failures` (`limit`)
+/// ends the loop: it waits a full period after each failure, so `limit`
+/// tolerated failures span `limit` periods of waiting (`passes`, the time
+/// the failed passes themselves took, does not count). Our retries back
+/// off from half a second; they are extra chances to recover, not a faster
+/// way to exit (a 15 s outage must not restart a sidecar set to ride out 5
+/// minutes).
 fn failed_long_enough(
     opts: &LoopOptions,
     synced_once: bool,
     limit: i64,
     since: tokio::time::Instant,
+    passes: Duration,
 ) -> bool {
     let period = if synced_once {
         opts.period
@@ -659,7 +669,7 @@ fn failed_long_enough(
         opts.init_period
     };
     let periods = u32::try_from(limit).unwrap_or(u32::MAX);
-    since.elapsed() >= period.saturating_mul(periods)
+    since.elapsed().saturating_sub(passes) >= period.saturating_mul(periods)
 }
 
 /// The wait before the next pass.

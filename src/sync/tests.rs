@@ -555,13 +555,18 @@ async fn signature_refusals_fail_syncs_but_never_exit_except_one_time() {
 }
 
 /// Refusals do not count toward `--max-failures`, also when other failures
-/// follow them: 20 refused polls and then one network error at
-/// `--max-failures=3` must not exit (the error is the first that counts).
+/// come with them: an error, 20 refused polls (more than 2 periods) and
+/// another error at `--max-failures=2` must not exit: 2 errors count, and
+/// they span the periods the rule asks for.
 #[tokio::test(start_paused = true)]
-async fn refusals_then_an_error_do_not_reach_max_failures() {
+async fn refusals_between_errors_do_not_reach_max_failures() {
     let mut opts = options();
-    opts.max_failures = 3;
-    let mut steps = vec![Step::Publish(A), Step::SignatureRefused { fresh: true }];
+    opts.max_failures = 2;
+    let mut steps = vec![
+        Step::Publish(A),
+        Step::Fail,
+        Step::SignatureRefused { fresh: true },
+    ];
     steps.extend((0..19).map(|_| Step::SignatureRefused { fresh: false }));
     steps.push(Step::Fail);
     let mut h = start(Setup {
@@ -570,7 +575,11 @@ async fn refusals_then_an_error_do_not_reach_max_failures() {
         ..Setup::default()
     });
     let starts = h.passes_until(secs(7200)).await;
-    assert!(starts.len() >= 22, "{} passes", starts.len());
+    assert!(starts.len() >= 23, "{} passes", starts.len());
+    assert!(
+        starts[22] - starts[1] > secs(20),
+        "the refusals span 2 periods: {starts:?}"
+    );
     assert!(!h.exit.is_finished(), "the loop exited: {:?}", h.exit);
     h.cancel.cancel();
 }

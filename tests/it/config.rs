@@ -243,17 +243,25 @@ fn touch_file_through_the_link_or_in_worktrees_is_refused_and_nothing_is_touched
 
 /// A configuration error also goes to `--error-file` (as git-sync writes
 /// it there) when that flag itself is valid, relative to `--root` or
-/// absolute; a bad `--error-file` leaves nothing behind.
+/// absolute, into a directory that exists (nothing is created for it, not
+/// even `--root`); a bad `--error-file` leaves nothing behind.
 #[test]
 fn a_configuration_error_is_written_to_the_error_file() {
     let up = upstream();
     let s = Scratch::new();
     let out = s
         .sidecar(&up.file_url())
-        .args(["--period", "5ms", "--error-file", "errors/last.txt"])
+        .args(["--period", "5ms", "--error-file", "last.txt"])
         .run(RUN_TIMEOUT);
     assert_config_error(&out, &[&["--period"]]);
-    let written = std::fs::read_to_string(s.root.join("errors/last.txt"))
+    assert!(!s.root.exists(), "--root was created for the error file");
+    std::fs::create_dir(&s.root).expect("mkdir root");
+    let out = s
+        .sidecar(&up.file_url())
+        .args(["--period", "5ms", "--error-file", "last.txt"])
+        .run(RUN_TIMEOUT);
+    assert_config_error(&out, &[&["--period"]]);
+    let written = std::fs::read_to_string(s.root.join("last.txt"))
         .unwrap_or_else(|e| panic!("no error file ({e}): {}", describe_output(&out)));
     assert!(
         written.contains("invalid configuration") && written.contains("--period"),

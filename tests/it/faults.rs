@@ -663,7 +663,8 @@ fn a_damaged_pack_in_the_store_is_found_and_replaced_while_running() {
     let stderr = run.stderr();
     assert!(
         stderr.contains("could not index the received pack")
-            && stderr.contains("damaged object of the local store"),
+            && stderr.contains("damaged object of the local object store")
+            && stderr.contains("checking the object store"),
         "{stderr}"
     );
     assert!(stderr.contains("emptying it"), "{stderr}");

@@ -154,6 +154,35 @@ fn a_root_whose_content_another_user_wrote_says_whose_it_is_and_what_to_do() {
         ],
         &["shallow.lock"],
     );
+
+    // The same user's directory without write permission: said so.
+    let s = Scratch::new();
+    fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::create_dir(&s.root).expect("mkdir root");
+    std::os::unix::fs::chown(&s.root, Some(UID), Some(UID)).expect("chown root");
+    let run = || {
+        s.sidecar(&up.file_url())
+            .arg("--one-time")
+            .user(UID, UID)
+            .current_dir(s.dir.path())
+            .run(RUN_TIMEOUT)
+    };
+    let out = run();
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let objects = s.root.join(".git/objects");
+    fs::set_permissions(&objects, fs::Permissions::from_mode(0o555)).expect("chmod objects");
+    let out = run();
+    assert_failed_saying(
+        &out,
+        &[
+            &format!(
+                "{} in --root is not writable by uid {UID}, which owns it",
+                objects.display()
+            ),
+            "chmod -R u+rwX",
+        ],
+        &["another user"],
+    );
 }
 
 /// `--root` a symbolic link to a directory that does not exist (a volume
@@ -333,7 +362,9 @@ fn a_server_refusing_the_pack_is_quoted() {
     // The hook lingers before it fails, as a forge's quota check does:
     // one that exits at once races upload-pack, which under load (a
     // parallel test run) hangs up without relaying its words; `git clone`
-    // then shows nothing either ("unexpected disconnect").
+    // then shows nothing either ("unexpected disconnect"). A mitigation:
+    // 0.2 s makes the race unlikely (no failure in 6 runs beside two busy
+    // loops, where an immediate exit failed 9 of 10), not impossible.
     fs::write(
         &hook,
         "#!/bin/sh\necho 'Repository disabled: quota exceeded' >&2\nsleep 0.2\nexit 1\n",

@@ -177,11 +177,13 @@ impl Disk {
         let st = status(&self.addr);
         let context = format!("/status {st}\n{}", self.run.logs());
         assert!(
-            error.contains("the volume holding --root is full: free space there"),
+            error.contains(
+                "the volume holding --root is full (or --link's, if elsewhere): free space there"
+            ),
             "the error says what to do: {error}"
         );
         assert!(
-            !error.contains("damaged object of the local store"),
+            !error.contains("damaged object of the local object store"),
             "a full volume is no damage: {error}"
         );
         assert_eq!(st["published_hash"], self.current(), "{context}");
