@@ -41,6 +41,13 @@ pub struct Status {
     /// When a refusal last found the published content still the newest
     /// verified one: readiness counts staleness from here too.
     pub last_refusal: Option<SystemTime>,
+    /// Of `consecutive_failures` (refusals left out), those readiness
+    /// counts: at most one more than the periods waited between them, as
+    /// the loop counts them for `--max-failures`, so that the backoff's
+    /// quick retries do not make the content unready within a second of
+    /// an outage (see `sync::spanned_failures`). Set to the count by
+    /// [`StatusHandle::failed`], lowered by the loop.
+    pub spanned_failures: u64,
     /// When the running pass started, if one is running.
     pass_started: Option<Instant>,
     /// Why no pass can run yet: another instance holds the root lock.
@@ -101,6 +108,7 @@ impl StatusHandle {
             s.published_hash = Some(hash.to_string());
             s.last_success = Some(SystemTime::now());
             s.consecutive_failures = 0;
+            s.spanned_failures = 0;
             s.last_error = None;
             s.signature_refusal = None;
             s.refusals_in_a_row = 0;
@@ -115,8 +123,15 @@ impl StatusHandle {
         self.write(|s| {
             s.pass_started = None;
             s.consecutive_failures = consecutive;
+            // At most this; the loop lowers it (`set_spanned_failures`).
+            s.spanned_failures = consecutive;
             s.last_error = Some(error.to_string());
         });
+    }
+
+    /// The failures readiness counts now (see [`Status::spanned_failures`]).
+    pub fn set_spanned_failures(&self, spanned: u64) {
+        self.write(|s| s.spanned_failures = spanned);
     }
 
     /// A failed pass whose commit `--verify-signatures` refused.
@@ -138,6 +153,7 @@ impl StatusHandle {
         self.write(|s| {
             s.pass_started = None;
             s.consecutive_failures = 0;
+            s.spanned_failures = 0;
             s.refusals_in_a_row = 0;
             s.last_error = Some(error.to_string());
             if s.synced_once || s.restored {
@@ -220,9 +236,14 @@ fn readiness_of(s: &Status, rules: &ReadinessConfig, now: SystemTime) -> Result<
     if !s.synced_once && !s.restored {
         return Err("no successful sync yet".into());
     }
-    let failures = s.consecutive_failures.saturating_sub(s.refusals_in_a_row);
+    let failures = s
+        .spanned_failures
+        .min(s.consecutive_failures.saturating_sub(s.refusals_in_a_row));
     if rules.max_failures > 0 && failures >= u64::from(rules.max_failures) {
-        return Err(format!("{failures} consecutive sync failures"));
+        return Err(format!(
+            "{} consecutive sync failures",
+            s.consecutive_failures.saturating_sub(s.refusals_in_a_row)
+        ));
     }
     let fresh = s.last_success.max(s.last_refusal);
     let age = age_of(fresh, now).unwrap_or_default();

@@ -50,7 +50,7 @@ const SSH: &str = "SSH (ssh:// and user@host:path repositories)";
 
 const VERIFY: &str = "Signature verification (publish only signed commits or tags)";
 
-const NOT_YET: &str = "Accepted for git-sync compatibility, refused until implemented";
+const NOT_YET: &str = "Accepted for git-sync compatibility, ignored";
 
 flags! {
     /// Raw flags. All values are unparsed strings; see the module docs for how
@@ -333,7 +333,8 @@ flags! {
         },
 
         /// After the first publish, /readyz answers 503 after this many consecutive failed
-        /// syncs; 0 means failures alone never make it unready; requires --http-bind
+        /// syncs spanning one period fewer (quick retries after a failure do not count
+        /// sooner); 0 means failures alone never make it unready; requires --http-bind
         #[arg(
             long,
             env = "GITSYNC_READINESS_MAX_FAILURES",
@@ -424,8 +425,9 @@ flags! {
             default: "5MiB" as ByteSize,
         },
 
-        /// Incoming webhook requests allowed per minute per client address, at least 1;
-        /// requires --http-bind
+        /// Failed incoming webhook and POST /sync requests (unauthenticated, oversized, too
+        /// slow) allowed per minute per client address before 429; authenticated requests
+        /// are never limited; at least 1; requires --http-bind
         #[arg(
             long,
             env = "GITSYNC_INCOMING_WEBHOOK_RATE_LIMIT",
@@ -950,7 +952,8 @@ flags! {
             default: "false" as Bool,
         },
 
-        /// The git executable; accepted but ignored, git-sidecar does not run git
+        /// The git executable; ignored: http(s)://, git:// and ssh:// run no git, and file:// or
+        /// local-path repositories use the git on PATH
         #[arg(long, env = "GITSYNC_GIT", value_name = "PATH", help_heading = NOT_YET)]
         git: Option<String> => Git {
             legacy: ["GIT_SYNC_GIT"],

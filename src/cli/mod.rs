@@ -528,7 +528,7 @@ mod tests {
             .find("HTTP endpoint (health, metrics, incoming webhooks):")
             .expect("HTTP section");
         let not_yet = help
-            .find("refused until implemented")
+            .find("Accepted for git-sync compatibility, ignored")
             .expect("NOT_YET section");
         assert!(http < not_yet, "{help}");
         for flag in [
@@ -620,7 +620,7 @@ mod tests {
             .find("Hooks (after publishing):")
             .unwrap_or_else(|| panic!("hooks section: {help}"));
         let not_yet = help
-            .find("refused until implemented")
+            .find("Accepted for git-sync compatibility, ignored")
             .expect("NOT_YET section");
         assert!(http < hooks && hooks < not_yet, "{help}");
         for flag in [
@@ -705,7 +705,9 @@ mod tests {
         let auth = help
             .find("Credentials (http:// and https:// repositories):")
             .unwrap_or_else(|| panic!("credentials section: {help}"));
-        let not_yet = help.find("refused until implemented").expect("NOT_YET");
+        let not_yet = help
+            .find("Accepted for git-sync compatibility, ignored")
+            .expect("NOT_YET");
         assert!(hooks < auth && auth < not_yet, "{help}");
         for flag in [
             "--username",

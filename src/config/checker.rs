@@ -213,7 +213,8 @@ impl<'a> Checker<'a> {
         if self.raw(Flag::Git).is_some() {
             let label = self.cli.label(Flag::Git);
             self.warnings.push(format!(
-                "{label} is ignored: git-sidecar does not run the git binary"
+                "{label} is ignored: git-sidecar runs git only for file:// and local-path \
+                 repositories, and takes it from PATH"
             ));
         }
         if let Some(v) = self.int(Flag::ChangePermissions) {

@@ -251,6 +251,12 @@ pub async fn run<P: SyncPass>(
                 failures += 1;
                 refusals += 1;
                 on_refusal(&opts, &reporter, &e, failures, started.elapsed());
+                if let Some(since) = failing_since {
+                    let counted = failures - refusals;
+                    let spanned =
+                        spanned_failures(&opts, synced_once, counted, since, failing_passes);
+                    reporter.status.set_spanned_failures(spanned);
+                }
                 if opts.one_time {
                     return Exit::OneTimeRefused;
                 }
@@ -270,10 +276,15 @@ pub async fn run<P: SyncPass>(
                 } else {
                     opts.init_max_failures
                 };
-                if limit >= 0
-                    && failures - refusals > limit as u64
-                    && failed_long_enough(&opts, synced_once, limit, since, failing_passes)
-                {
+                let spanned = spanned_failures(
+                    &opts,
+                    synced_once,
+                    failures - refusals,
+                    since,
+                    failing_passes,
+                );
+                reporter.status.set_spanned_failures(spanned);
+                if limit >= 0 && spanned > limit as u64 {
                     return Exit::TooManyFailures { failures };
                 }
             }
@@ -648,28 +659,30 @@ fn on_gate_refusal(
     *retry_in
 }
 
-/// Whether failures whose first pass began at `since` have gone on at
-/// least as long as git-sync's would before `--max-failures` (`limit`)
-/// ends the loop: it waits a full period after each failure, so `limit`
-/// tolerated failures span `limit` periods of waiting (`passes`, the time
-/// the failed passes themselves took, does not count). Our retries back
-/// off from half a second; they are extra chances to recover, not a faster
-/// way to exit (a 15 s outage must not restart a sidecar set to ride out 5
-/// minutes).
-fn failed_long_enough(
+/// Of `counted` failures in a row (refusals left out) whose first pass
+/// began at `since`, those that count for `--max-failures` and readiness:
+/// at most one more than the periods waited between them (`passes`, the
+/// time the failed passes themselves took, is not waiting). git-sync waits
+/// a full period after each failure; our retries back off from half a
+/// second, and are extra chances to recover, not a faster way to exit or
+/// to go unready (a 15 s outage must not restart a sidecar set to ride
+/// out 5 minutes). So `--max-failures N` exits only when more than N
+/// failures span N periods of waiting, at least as long as git-sync.
+fn spanned_failures(
     opts: &LoopOptions,
     synced_once: bool,
-    limit: i64,
+    counted: u64,
     since: tokio::time::Instant,
     passes: Duration,
-) -> bool {
+) -> u64 {
     let period = if synced_once {
         opts.period
     } else {
         opts.init_period
     };
-    let periods = u32::try_from(limit).unwrap_or(u32::MAX);
-    since.elapsed().saturating_sub(passes) >= period.saturating_mul(periods)
+    let waited = since.elapsed().saturating_sub(passes);
+    let periods = waited.as_nanos() / period.as_nanos().max(1);
+    counted.min(u64::try_from(periods).unwrap_or(u64::MAX).saturating_add(1))
 }
 
 /// The wait before the next pass.

@@ -813,18 +813,16 @@ const RULES: ReadinessConfig = ReadinessConfig {
 };
 
 /// Not ready until the first success; unready at `--readiness-max-failures`
-/// consecutive failures and ready again after a success.
+/// (3) consecutive failures once they span 2 periods of waiting (the quick
+/// retries after a failure do not make it unready within a second of an
+/// outage), and ready again after a success.
 #[tokio::test(start_paused = true)]
 async fn readiness_follows_the_first_success_and_the_failure_threshold() {
     let (release, held) = mpsc::channel();
+    let mut steps = vec![Step::Hold(held, Box::new(Step::Publish(A)))];
+    steps.extend((0..12).map(|_| Step::Fail));
     let mut h = start(Setup {
-        steps: vec![
-            Step::Hold(held, Box::new(Step::Publish(A))),
-            Step::Fail,
-            Step::Fail,
-            Step::Fail,
-            Step::Unchanged,
-        ],
+        steps,
         ..Setup::default()
     });
     h.next_pass().await;
@@ -835,16 +833,38 @@ async fn readiness_follows_the_first_success_and_the_failure_threshold() {
     release.send(()).expect("the pass waits");
     settle().await;
     assert_eq!(h.status.readiness(&RULES), Ok(()));
+    let first = h.pass().await;
     h.pass().await;
-    h.pass().await;
-    assert_eq!(h.status.readiness(&RULES), Ok(()), "2 failures < 3");
-    h.pass().await;
+    let third = h.pass().await;
+    assert!(third - first < secs(3), "{first:?} {third:?}");
     assert_eq!(
         h.status.readiness(&RULES),
-        Err("3 consecutive sync failures".into())
+        Ok(()),
+        "3 quick failures span no period"
     );
-    h.pass().await;
-    assert_eq!(h.status.readiness(&RULES), Ok(()), "recovered");
+    let unready_at = loop {
+        let at = h.pass().await;
+        if h.status.readiness(&RULES).is_err() {
+            break at;
+        }
+        assert!(
+            at - first < secs(45),
+            "still ready {:?} into the outage",
+            at - first
+        );
+    };
+    assert!(unready_at - first >= secs(20), "{:?}", unready_at - first);
+    assert!(h
+        .status
+        .readiness(&RULES)
+        .is_err_and(|why| why.ends_with("consecutive sync failures")));
+    // The script has run out: the next pass succeeds.
+    loop {
+        h.pass().await;
+        if h.status.readiness(&RULES).is_ok() {
+            break;
+        }
+    }
     h.stop().await;
 }
 

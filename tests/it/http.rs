@@ -440,13 +440,39 @@ fn metrics_keep_git_sync_names() {
     );
     run.wait_for_link_hash(&s.link(), &a);
     wait_for_status_published(&run, &addr, &a);
-    let r = get(&addr, "/metrics");
+    // As Prometheus asks; a client that does not gets git-sync's text
+    // format, with the same samples.
+    let r = crate::support::client::request(
+        &addr,
+        "GET",
+        "/metrics",
+        &[(
+            "Accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+        )],
+        b"",
+    )
+    .expect("GET /metrics");
     assert_eq!(r.status, 200, "{r}");
     assert!(
         r.header("content-type")
             .is_some_and(|t| t.starts_with("application/openmetrics-text")),
         "content-type: {:?}",
         r.header("content-type")
+    );
+    let plain = get(&addr, "/metrics");
+    assert!(
+        plain
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/plain; version=0.0.4")),
+        "content-type: {:?}",
+        plain.header("content-type")
+    );
+    assert!(
+        plain
+            .text()
+            .contains("git_sync_count_total{status=\"success\"} 1"),
+        "{plain}"
     );
     let text = r.text();
     let lines: Vec<&str> = text.lines().collect();
