@@ -46,8 +46,9 @@ fn files(dir: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-/// What git's own (non-cone) sparse checkout of `sha` writes.
-fn git_sparse_files(up: &Upstream, sha: &str, patterns: &str) -> BTreeSet<String> {
+/// A `--no-checkout` clone of `url` in a new temporary directory, with
+/// non-cone sparse checkout on and `patterns` as its sparse-checkout file.
+fn sparse_clone(url: &str, patterns: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempdir("git-sparse");
     let clone = dir.path().join("clone");
     git(
@@ -55,7 +56,7 @@ fn git_sparse_files(up: &Upstream, sha: &str, patterns: &str) -> BTreeSet<String
             "clone",
             "-q",
             "--no-checkout",
-            &up.file_url(),
+            url,
             &clone.to_string_lossy(),
         ],
         dir.path(),
@@ -64,6 +65,12 @@ fn git_sparse_files(up: &Upstream, sha: &str, patterns: &str) -> BTreeSet<String
     git(&["config", "core.sparseCheckoutCone", "false"], &clone);
     fs::create_dir_all(clone.join(".git/info")).expect("mkdir info");
     fs::write(clone.join(".git/info/sparse-checkout"), patterns).expect("write patterns");
+    (dir, clone)
+}
+
+/// What git's own (non-cone) sparse checkout of `sha` writes.
+fn git_sparse_files(up: &Upstream, sha: &str, patterns: &str) -> BTreeSet<String> {
+    let (_dir, clone) = sparse_clone(&up.file_url(), patterns);
     git(&["checkout", "-q", "--detach", sha], &clone);
     let mut out = files(&clone);
     out.retain(|p| !p.starts_with(".git"));
@@ -304,21 +311,7 @@ fn submodules_are_checked_out_whatever_the_patterns_as_git_sync_does() {
 /// What git-sync's sequence writes: a sparse `read-tree -mu`, then
 /// `git submodule update --init --recursive`.
 fn git_sync_sparse_files(url: &str, sha: &str, patterns: &str) -> BTreeSet<String> {
-    let dir = tempdir("git-sync-sparse");
-    let clone = dir.path().join("clone");
-    git(
-        &[
-            "clone",
-            "-q",
-            "--no-checkout",
-            url,
-            &clone.to_string_lossy(),
-        ],
-        dir.path(),
-    );
-    git(&["config", "core.sparseCheckout", "true"], &clone);
-    fs::create_dir_all(clone.join(".git/info")).expect("mkdir info");
-    fs::write(clone.join(".git/info/sparse-checkout"), patterns).expect("write patterns");
+    let (_dir, clone) = sparse_clone(url, patterns);
     git(&["read-tree", "-mu", sha], &clone);
     git(
         &["submodule", "update", "-q", "--init", "--recursive"],

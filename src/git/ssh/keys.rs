@@ -198,45 +198,33 @@ AgMEBQ==
         assert!(err.contains("not a private key"), "{err}");
     }
 
-    #[test]
-    fn passphrase_protected_keys_are_still_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (path, _) = ssh_keygen(dir.path(), "ecdsa", Some("256"), &[]);
-        let out = std::process::Command::new("ssh-keygen")
-            .args(["-q", "-p", "-P", "", "-N", "s3cret", "-f"])
-            .arg(&path)
-            .output()
-            .expect("ssh-keygen -p");
+    /// `ssh-keygen -p` on `path`: the passphrase `passphrase`, in `format`'s
+    /// encoding (`None`: the key's own).
+    fn set_passphrase(path: &Path, passphrase: &str, format: Option<&str>) {
+        let mut cmd = std::process::Command::new("ssh-keygen");
+        cmd.args(["-q", "-p", "-P", "", "-N", passphrase]);
+        if let Some(format) = format {
+            cmd.args(["-m", format]);
+        }
+        let out = cmd.arg("-f").arg(path).output().expect("ssh-keygen -p");
         assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    #[test]
+    fn passphrase_protected_keys_are_still_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (path, _) = ssh_keygen(dir.path(), "ecdsa", Some("256"), &[]);
+        set_passphrase(&path, "s3cret", None);
         let err = load(&path).expect_err("encrypted");
         assert!(err.contains("passphrase"), "{err}");
 
         // PKCS#8 with a passphrase (`-----BEGIN ENCRYPTED PRIVATE KEY-----`).
         let (path, _) = ssh_keygen(dir.path(), "rsa", Some("2048"), &["-m", "PKCS8"]);
-        let out = std::process::Command::new("ssh-keygen")
-            .args([
-                "-q",
-                "-p",
-                "-m",
-                "PKCS8",
-                "-P",
-                "",
-                "-N",
-                "pass phrase",
-                "-f",
-            ])
-            .arg(&path)
-            .output()
-            .expect("ssh-keygen -p");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        set_passphrase(&path, "pass phrase", Some("PKCS8"));
         let text = std::fs::read_to_string(&path).expect("read");
         assert!(text.contains("BEGIN ENCRYPTED PRIVATE KEY"), "{text:.40}");
         let err = load(&path).expect_err("encrypted");
