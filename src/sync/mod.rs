@@ -153,7 +153,7 @@ pub async fn run<P: SyncPass>(
     // Of those, signature refusals: they never count toward --max-failures.
     let mut refusals: u64 = 0;
     // When the failures that count began, and how long their passes took
-    // (not waiting): see `failed_long_enough`.
+    // (not waiting): see `spanned_failures`.
     let mut failing_since: Option<tokio::time::Instant> = None;
     let mut failing_passes = Duration::ZERO;
     let mut synced_once = false;
