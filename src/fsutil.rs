@@ -229,6 +229,22 @@ fn open_own_dirs(path: &Path) -> usize {
 /// How many directories [`open_own_dirs`] looks at, at most.
 const MAX_DIRS_OPENED: usize = 1_000_000;
 
+/// Joins `p` onto `base` (an absolute `p` replaces it) and removes `.` and
+/// `..` lexically, like Go's `filepath.Join`.
+pub fn clean_join(base: &Path, p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for comp in base.join(p).components() {
+        match comp {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
 /// Writes `content` to a temporary file next to `path` and renames it over
 /// `path`, so readers see the old or the new content, never a mix.
 pub fn write_atomic(path: &Path, content: &[u8]) -> io::Result<()> {

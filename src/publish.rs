@@ -261,12 +261,9 @@ impl Layout {
     }
 
     /// Starts the stale timer of a worktree that is no longer published
-    /// (also of a git-sync v3 one, see [`Layout::v3_worktree`]).
+    /// (a git-sync v3 one's starts in [`Layout::publish`]).
     pub fn mark_retired(&self, hash: &CommitHash) {
         let _ = fsutil::touch_mtime(&self.worktree(hash));
-        if let Some(v3) = self.v3_worktree(hash.as_str()) {
-            let _ = fsutil::touch_mtime(&v3);
-        }
     }
 
     /// git-sync v3 checked each commit out directly into the root:
@@ -284,8 +281,8 @@ impl Layout {
         let dot_git = fs::read_to_string(path.join(".git")).ok()?;
         let gitdir = Path::new(dot_git.strip_prefix("gitdir: ")?.trim_end());
         let admin = self.root.join(".git/worktrees").join(name);
-        let ours = clean(&path.join(gitdir)) == admin || clean(gitdir) == admin;
-        ours.then_some(path)
+        // Relative to the worktree, or absolute (as `git worktree add` writes it).
+        (fsutil::clean_join(&path, gitdir) == admin).then_some(path)
     }
 
     /// The git-sync v3 worktree the link leads to now, if any.
@@ -298,7 +295,7 @@ impl Layout {
     /// Removes git-sync v3 worktrees (see [`Layout::v3_worktree`]) the link
     /// no longer leads to, once retired for `stale_after`.
     fn remove_v3_worktrees(&self, stale_after: Duration) -> Result<Vec<String>, Error> {
-        let published = fs::canonicalize(&self.link).ok();
+        let published = self.published_v3_worktree();
         let Ok(entries) = fs::read_dir(&self.root) else {
             return Ok(Vec::new());
         };
@@ -308,7 +305,7 @@ impl Layout {
             let Some(path) = self.v3_worktree(&name) else {
                 continue;
             };
-            if fs::canonicalize(&path).ok() == published || age(&path) < stale_after {
+            if published.as_ref() == Some(&path) || age(&path) < stale_after {
                 continue;
             }
             self.discard(&path)?;
@@ -434,21 +431,6 @@ fn advice(blocker: Option<&fsutil::Blocker>) -> String {
 }
 
 /// Removes a file, symlink or directory tree; missing is fine.
-/// `path` with `.` and `..` components resolved by their names alone.
-fn clean(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other.as_os_str()),
-        }
-    }
-    out
-}
-
 pub fn remove_any(path: &Path) -> Result<(), Error> {
     fsutil::remove_any(path).map_err(io_err("remove", path))
 }

@@ -130,21 +130,7 @@ pub(super) fn rev_components(p: &Path) -> Vec<std::ffi::OsString> {
         .collect()
 }
 
-/// Joins `p` onto `base` (an absolute `p` replaces it) and removes `.` and
-/// `..` lexically, like Go's `filepath.Join`.
-pub(super) fn clean_join(base: &Path, p: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for comp in base.join(p).components() {
-        match comp {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other.as_os_str()),
-        }
-    }
-    out
-}
+pub(super) use crate::fsutil::clean_join;
 
 /// The first of `dir` and its parents that exists, if it is not a
 /// directory (nor a link to one), and why: nothing can be created below it.

@@ -555,22 +555,17 @@ fn contents_are_readable(
     let Ok(tree) = repo.find_commit(tip).and_then(|c| c.tree()) else {
         return Some(false);
     };
-    let mut recorder = gix::traverse::tree::Recorder::default();
-    if tree.traverse().breadthfirst(&mut recorder).is_err() {
+    let Some(ids) = objects_of(&tree, partial) else {
         return Some(false);
-    }
-    for entry in recorder
-        .records
-        .iter()
-        .filter(|e| expected_in_store(e.mode, partial))
-    {
+    };
+    for id in ids {
         if out_of_time() {
             return None;
         }
-        match repo.find_object(entry.oid) {
+        match repo.find_object(id) {
             Ok(_) => {}
             // A partial clone's blob that never came is no damage.
-            Err(_) if partial && !repo.has_object(entry.oid) => {}
+            Err(_) if partial && !repo.has_object(id) => {}
             Err(_) => return Some(false),
         }
     }
@@ -745,15 +740,21 @@ fn history_is_complete(repo: &gix::Repository, partial: bool) -> bool {
 }
 
 fn tree_is_complete(repo: &gix::Repository, tree: &gix::Tree<'_>, partial: bool) -> bool {
+    objects_of(tree, partial).is_some_and(|ids| ids.iter().all(|id| repo.has_object(id)))
+}
+
+/// The objects below `tree` the store must hold (not submodule commits,
+/// nor a partial clone's blobs); `None` if the tree cannot be walked.
+fn objects_of(tree: &gix::Tree<'_>, partial: bool) -> Option<Vec<ObjectId>> {
     let mut recorder = gix::traverse::tree::Recorder::default();
-    if tree.traverse().breadthfirst(&mut recorder).is_err() {
-        return false;
-    }
-    recorder
+    tree.traverse().breadthfirst(&mut recorder).ok()?;
+    let ids = recorder
         .records
-        .iter()
+        .into_iter()
         .filter(|e| expected_in_store(e.mode, partial))
-        .all(|e| repo.has_object(e.oid))
+        .map(|e| e.oid)
+        .collect();
+    Some(ids)
 }
 
 /// Deletes all objects, the shallow file and our branch; the next fetch is a full one.

@@ -238,18 +238,11 @@ async fn metrics_text(State(state): State<Shared>, headers: HeaderMap) -> Respon
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("application/openmetrics-text"));
-    match openmetrics {
-        true => (
-            [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
-            state.metrics.encode(),
-        )
-            .into_response(),
-        false => (
-            [(header::CONTENT_TYPE, metrics::TEXT_CONTENT_TYPE)],
-            state.metrics.encode_text(),
-        )
-            .into_response(),
-    }
+    let (content_type, body) = match openmetrics {
+        true => (metrics::CONTENT_TYPE, state.metrics.encode()),
+        false => (metrics::TEXT_CONTENT_TYPE, state.metrics.encode_text()),
+    };
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 /// `POST /sync` with `Authorization: Bearer <token>` (the scheme in any
