@@ -199,6 +199,7 @@ impl Checker<'_> {
                 .raw(Flag::EnvGitSshCommand)
                 .filter(|c| !c.trim().is_empty())
                 .map(str::to_string),
+            skipped_keys: Default::default(),
         };
         if let Some(repo) = repo.filter(|r| repo_scheme(r.expose()).as_deref() == Some("ssh")) {
             self.check_ssh_repo(repo, &opts);

@@ -436,6 +436,34 @@ fn an_unusable_key_file_among_others_is_skipped() {
     }
 }
 
+/// A long-running process loads its keys at every poll: an unusable one
+/// is named once, not every period.
+#[test]
+fn an_unusable_key_file_is_named_once_not_at_every_poll() {
+    let up = upstream();
+    let s = Scratch::new();
+    let key = keygen(s.dir.path(), "id", "ed25519", "");
+    let sshd = Sshd::start(&[&key]);
+    let kh = known_hosts(s.dir.path(), &[sshd.known_hosts_line(sshd.port())]);
+    let missing = s.dir.path().join("missing");
+    let run = s
+        .sidecar(&sshd.url(up.path()))
+        .arg(format!("--ssh-key-file={}", missing.display()))
+        .args(ssh_args(&[&key], &kh))
+        .args(["--period", "100ms"])
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &up.head());
+    let logins = sshd.logins();
+    run.wait_until(DEADLINE, "three more polls", || sshd.logins() >= logins + 3);
+    let err = run.stderr();
+    assert_eq!(err.matches("ssh key skipped").count(), 1, "{}", run.logs());
+    assert!(
+        err.contains(&missing.display().to_string()),
+        "{}",
+        run.logs()
+    );
+}
+
 /// `GIT_SSH_COMMAND`: run through sh with our -i, host key, SendEnv and -p
 /// options (recorded by a wrapper that then runs the real ssh).
 #[test]

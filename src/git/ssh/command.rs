@@ -73,6 +73,7 @@ mod tests {
             key_files: vec![PathBuf::from("/k1"), PathBuf::from("/k2")],
             known_hosts: Some(PathBuf::from("/kh")),
             command: None,
+            ..Default::default()
         };
         assert_eq!(
             strings(arguments(&target, &opts)),

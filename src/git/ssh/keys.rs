@@ -3,8 +3,10 @@
 //! its content. Passphrase-protected keys are refused: there is nobody to
 //! type the passphrase.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use russh::keys::PrivateKey;
 
@@ -70,6 +72,44 @@ pub fn load_usable(paths: &[PathBuf]) -> Result<Usable, (PathBuf, String)> {
     }
 }
 
+/// The key files whose skipping the log has reported, each with why: a
+/// key skipped at every poll is named once, not every 10 seconds, and again
+/// only if why changes or after it has loaded in between. Not configuration:
+/// every set equals every other, so options compare by what they say.
+#[derive(Clone, Default)]
+pub struct SkipNotices(Arc<Mutex<HashMap<PathBuf, String>>>);
+
+impl SkipNotices {
+    /// The skipped files of this attempt not yet reported as they are now;
+    /// forgets the files that loaded.
+    pub fn new_since_last(&self, found: &Usable) -> Vec<(PathBuf, String)> {
+        let mut said = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        said.retain(|path, _| found.skipped.iter().any(|(p, _)| p == path));
+        let fresh: Vec<_> = found
+            .skipped
+            .iter()
+            .filter(|(path, why)| said.get(path) != Some(why))
+            .cloned()
+            .collect();
+        said.extend(fresh.iter().cloned());
+        fresh
+    }
+}
+
+impl PartialEq for SkipNotices {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for SkipNotices {}
+
+impl std::fmt::Debug for SkipNotices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SkipNotices")
+    }
+}
+
 /// What [`load_usable`] found.
 #[derive(Debug, Default)]
 pub struct Usable {
@@ -97,6 +137,39 @@ fn describe(e: russh::keys::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn skipped(files: &[(&str, &str)]) -> Usable {
+        Usable {
+            keys: Vec::new(),
+            skipped: files
+                .iter()
+                .map(|(p, why)| (PathBuf::from(p), why.to_string()))
+                .collect(),
+        }
+    }
+
+    /// Each poll loads the keys again: a file skipped at every poll is
+    /// reported once; again when why changes, or when it breaks again
+    /// after it loaded.
+    #[test]
+    fn a_skipped_key_is_reported_once_until_something_changes() {
+        let notices = SkipNotices::default();
+        let names = |found: &Usable| -> Vec<String> {
+            let fresh = notices.new_since_last(found);
+            fresh
+                .iter()
+                .map(|(p, w)| format!("{}: {w}", p.display()))
+                .collect()
+        };
+        let broken = skipped(&[("/k1", "missing"), ("/k2", "passphrase")]);
+        assert_eq!(names(&broken), ["/k1: missing", "/k2: passphrase"]);
+        assert!(names(&broken).is_empty(), "the next poll says nothing");
+        let k2_changed = skipped(&[("/k1", "missing"), ("/k2", "unsupported")]);
+        assert_eq!(names(&k2_changed), ["/k2: unsupported"]);
+        let k1_loads = skipped(&[("/k2", "unsupported")]);
+        assert!(names(&k1_loads).is_empty());
+        assert_eq!(names(&k2_changed), ["/k1: missing"], "broken again");
+    }
 
     /// Made by `ssh-keygen -t ecdsa -b 256` (the 846th try): its private
     /// scalar is 00 2c 13 a1 ..., stored as a 31-byte mpint. A throwaway key.

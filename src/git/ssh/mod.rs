@@ -39,6 +39,8 @@ pub struct Options {
     pub known_hosts: Option<PathBuf>,
     /// `GIT_SSH_COMMAND`: run it instead of the built-in client.
     pub command: Option<String>,
+    /// Which skipped key files the log has named already.
+    pub skipped_keys: keys::SkipNotices,
 }
 
 /// Errors of the SSH transports. None quotes key material.

@@ -44,7 +44,7 @@ pub fn open(
 ) -> Result<UnixStream, Error> {
     let usable = keys::load_usable(&opts.key_files)
         .map_err(|(path, message)| Error::Key { path, message })?;
-    for (path, why) in &usable.skipped {
+    for (path, why) in &opts.skipped_keys.new_since_last(&usable) {
         tracing::warn!(
             file = %path.display(),
             error = %why,
