@@ -68,11 +68,14 @@ fn default_filter(verbosity: u8) -> String {
         1..=5 => "debug",
         _ => "trace",
     };
-    // Keep dependencies quiet unless asked for at high verbosity.
+    // Dependencies only at -v 9: what they report (rustls's "failed to
+    // verify TLS certificate") the sync's own error says with its cause,
+    // and their lines lack git-sync's fields (a second error line per
+    // failure, with no caller, would count twice in log alerts).
     if verbosity >= 9 {
         level.to_string()
     } else {
-        format!("warn,git_sidecar={level}")
+        format!("off,git_sidecar={level}")
     }
 }
 
@@ -267,6 +270,10 @@ mod tests {
     }
 
     fn capture_raw(f: impl FnOnce()) -> Vec<String> {
+        capture_filtered(EnvFilter::new("trace"), f)
+    }
+
+    fn capture_filtered(filter: EnvFilter, f: impl FnOnce()) -> Vec<String> {
         #[derive(Clone, Default)]
         struct Lines(Arc<Mutex<Vec<String>>>);
         impl<S: Subscriber> Layer<S> for Lines {
@@ -276,7 +283,9 @@ mod tests {
             }
         }
         let lines = Lines::default();
-        let subscriber = tracing_subscriber::registry().with(lines.clone());
+        let subscriber = tracing_subscriber::registry()
+            .with(filter)
+            .with(lines.clone());
         tracing::subscriber::with_default(subscriber, f);
         let lines = lines.0.lock().expect("lock").clone();
         lines
@@ -333,6 +342,23 @@ mod tests {
         assert_eq!(first["error"], "boom");
         assert_eq!(lines[1]["error"], Value::Null);
         assert!(lines[1].get("level").is_none());
+    }
+
+    /// A dependency's own error (rustls logs one for every rejected
+    /// certificate) is not a second error line beside the sync's, below -v 9.
+    #[test]
+    fn dependencies_are_heard_only_at_verbosity_nine() {
+        let emit = || {
+            tracing::error!(target: "rustls::conn", "failed to verify TLS certificate");
+            tracing::info!("ours");
+        };
+        for v in [0, 5, 8] {
+            let lines = capture_filtered(EnvFilter::new(default_filter(v)), emit);
+            assert_eq!(lines.len(), 1, "-v {v}: {lines:?}");
+            assert!(lines[0].contains("\"msg\":\"ours\""), "{lines:?}");
+        }
+        let lines = capture_filtered(EnvFilter::new(default_filter(9)), emit);
+        assert_eq!(lines.len(), 2, "{lines:?}");
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! * any URL (and `--repo` when none of the above is set): the
 //!   `--credential` entry that matches it best (see
 //!   [`credentials::match_len`]); the longest matching path wins,
-//!   then the first given.
+//!   then the first given; then `--repo`'s own credentials on its origin;
+//!   last, the first entry for the URL's host whatever its path (git-sync's
+//!   entries live in git's credential cache, which keeps them per host).
 //! * headers: `--git-config http.extraHeader` and the bearer token only go
 //!   to `--repo`'s scheme, host and port (git sends extra headers
 //!   everywhere), so that a submodule on another host, which a repository's
@@ -43,6 +45,15 @@ pub enum Error {
     Askpass(#[from] askpass::Error),
     #[error(transparent)]
     GithubApp(#[from] github_app::Error),
+}
+
+/// How much of a `--credential` entry's URL must match.
+#[derive(Clone, Copy)]
+enum Reach {
+    /// Its path too (git's `credential.<url>` rules).
+    Path,
+    /// Scheme, host, port and user only.
+    Host,
 }
 
 /// Resolves credentials per URL; shared by the engine and its restarts (the
@@ -99,15 +110,20 @@ impl Resolver {
                 return Ok(Some(found));
             }
         }
-        if let Some(found) = self.matching_credential(url)? {
+        if let Some(found) = self.matching_credential(url, Reach::Path)? {
             return Ok(Some(found));
         }
         // Another repository on --repo's server (a submodule): git-sync's
         // credentials, cached by git per host, answer for it too.
-        if self.same_origin(url) {
-            return self.repo_credentials(budget);
+        if *url != self.repo && self.same_origin(url) {
+            if let Some(found) = self.repo_credentials(budget)? {
+                return Ok(Some(found));
+            }
         }
-        Ok(None)
+        // git-sync hands each --credential to git's credential cache, which
+        // drops http paths (credential.useHttpPath is off): an entry then
+        // answers for its whole host.
+        self.matching_credential(url, Reach::Host)
     }
 
     /// Proxy, TLS and headers for a connection to `url`: headers only on
@@ -162,11 +178,22 @@ impl Resolver {
         Ok(None)
     }
 
-    /// The best `--credential` for `url`, its password read now.
-    fn matching_credential(&self, url: &Remote) -> Result<Option<Credentials>, Error> {
+    /// The best `--credential` for `url`, its password read now: by
+    /// [`Reach::Path`], the longest path matching, then the first given;
+    /// by [`Reach::Host`], the first given for `url`'s host.
+    fn matching_credential(
+        &self,
+        url: &Remote,
+        reach: Reach,
+    ) -> Result<Option<Credentials>, Error> {
         let mut best: Option<(usize, usize)> = None;
         for (i, cred_url) in self.credential_urls.iter().enumerate() {
-            let Some(len) = cred_url.as_ref().and_then(|c| match_len(c, url)) else {
+            let Some(cred_url) = cred_url else { continue };
+            let matched = match reach {
+                Reach::Path => match_len(cred_url, url),
+                Reach::Host => match_len(&cred_url.origin(), url),
+            };
+            let Some(len) = matched else {
                 continue;
             };
             if best.is_none_or(|(_, best_len)| len > best_len) {

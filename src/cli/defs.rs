@@ -26,6 +26,10 @@ ENVIRONMENT VARIABLES:
     GITSYNC_SYNC_TRIGGER_TOKEN       one more bearer token for POST /sync (after the files)
     GIT_SSH_COMMAND                  run this ssh command (through sh) for ssh repositories
                                      instead of the built-in SSH client
+    GIT_SSL_CAINFO                   a PEM CA bundle trusted instead of the system's, as git
+                                     reads it (beats --git-config http.sslCAInfo)
+    GIT_SSL_NO_VERIFY                any non-empty value: accept any server certificate, as git
+                                     (beats http.sslVerify; warned about)
     GITSYNC_WEBHOOK_SIGNING_SECRET   secret that signs --webhook-url requests (instead of
                                      --webhook-signing-secret-file)
 
@@ -879,6 +883,24 @@ flags! {
             hide = true
         )]
         env_git_ssh_command: Option<String> => EnvGitSshCommand {},
+
+        /// Environment-only GIT_SSL_CAINFO; this flag exists for tests
+        #[arg(
+            long = "__env__GIT_SSL_CAINFO",
+            env = "GIT_SSL_CAINFO",
+            value_name = "PATH",
+            hide = true
+        )]
+        env_git_ssl_cainfo: Option<String> => EnvGitSslCaInfo {},
+
+        /// Environment-only GIT_SSL_NO_VERIFY; this flag exists for tests
+        #[arg(
+            long = "__env__GIT_SSL_NO_VERIFY",
+            env = "GIT_SSL_NO_VERIFY",
+            value_name = "ANY",
+            hide = true
+        )]
+        env_git_ssl_no_verify: Option<String> => EnvGitSslNoVerify {},
 
         /// Send the cookies of /etc/git-secret/cookie_file (Netscape format, read at each sync) with http(s) requests, as git's http.cookieFile
         #[arg(

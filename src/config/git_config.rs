@@ -208,7 +208,28 @@ impl Checker<'_> {
                 inert.join(", ")
             ));
         }
+        self.git_ssl_environment(&mut http);
         (http, GitConfigPairs(pairs))
+    }
+
+    /// git's `GIT_SSL_CAINFO` and `GIT_SSL_NO_VERIFY`, which beat the
+    /// config in git (`http.c` reads them after it): the way many pods
+    /// trust a private CA.
+    fn git_ssl_environment(&mut self, http: &mut HttpSettings) {
+        if let Some(path) = self.raw(Flag::EnvGitSslCaInfo) {
+            match CaBundle::read(Path::new(path)) {
+                Ok(bundle) => http.ca_bundle = Some(bundle),
+                Err(e) => self.fail(Flag::EnvGitSslCaInfo, e.to_string()),
+            }
+        }
+        if self.raw(Flag::EnvGitSslNoVerify).is_some() {
+            self.ssl_verify(
+                http,
+                false,
+                Flag::EnvGitSslNoVerify,
+                "GIT_SSL_NO_VERIFY is set",
+            );
+        }
     }
 
     /// Applies one pair; `false` when git-sidecar itself does not use the key.
@@ -216,7 +237,7 @@ impl Checker<'_> {
         let value = value.to_string();
         match canonical(key).as_str() {
             "http.proxy" => match HttpSettings::check_proxy(&value) {
-                Ok(()) => http.proxy = Some(value).filter(|v| !v.is_empty()),
+                Ok(()) => http.proxy = Some(value),
                 Err(e) => self.fail(Flag::GitConfig, format!("http.proxy: {e}")),
             },
             "http.sslcainfo" => match CaBundle::read(Path::new(&value)) {
@@ -224,7 +245,9 @@ impl Checker<'_> {
                 Err(e) => self.fail(Flag::GitConfig, format!("http.sslCAInfo: {e}")),
             },
             "http.sslverify" => match git_bool(&value) {
-                Some(verify) => self.ssl_verify(http, verify),
+                Some(verify) => {
+                    self.ssl_verify(http, verify, Flag::GitConfig, "http.sslVerify=false")
+                }
                 None => self.fail(
                     Flag::GitConfig,
                     format!("http.sslVerify must be true or false, got {value:?}"),
@@ -266,12 +289,12 @@ impl Checker<'_> {
         Some(path)
     }
 
-    fn ssl_verify(&mut self, http: &mut HttpSettings, verify: bool) {
+    fn ssl_verify(&mut self, http: &mut HttpSettings, verify: bool, flag: Flag, what: &str) {
         http.accept_invalid_certs = !verify;
         if !verify {
-            let label = self.cli.label(Flag::GitConfig);
+            let label = self.cli.label(flag);
             self.warnings.push(format!(
-                "{label}: http.sslVerify=false: any server certificate is accepted, \
+                "{label}: {what}: any server certificate is accepted, \
                  so the connection can be intercepted; prefer http.sslCAInfo"
             ));
         }
@@ -437,5 +460,32 @@ mod tests {
             &[],
         );
         assert!(!p.join("\n").contains("s3cret"), "{p:?}");
+    }
+
+    /// As git reads them, after (and over) the config.
+    #[test]
+    fn git_ssl_environment_variables_beat_the_config() {
+        let c = config(
+            &with(&["--git-config=http.sslVerify:true"]),
+            &[("GIT_SSL_NO_VERIFY", "1")],
+        );
+        assert!(c.access.http.accept_invalid_certs);
+        assert!(
+            c.warnings.join("\n").contains(
+                "GIT_SSL_NO_VERIFY (environment only): GIT_SSL_NO_VERIFY is set: any server \
+                 certificate is accepted"
+            ),
+            "{:?}",
+            c.warnings
+        );
+        let p = problems(&with(&[]), &[("GIT_SSL_CAINFO", "/no/such/ca.pem")]);
+        assert!(
+            p[0].starts_with(
+                "GIT_SSL_CAINFO (environment only): cannot read the CA bundle \"/no/such/ca.pem\""
+            ),
+            "{p:?}"
+        );
+        let c = config(&with(&[]), &[]);
+        assert!(!c.access.http.accept_invalid_certs && c.access.http.ca_bundle.is_none());
     }
 }

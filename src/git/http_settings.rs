@@ -18,7 +18,9 @@ use reqwest::blocking::ClientBuilder;
 /// `Authorization` header is a secret) nor a proxy's user info.
 #[derive(Clone, Default)]
 pub struct HttpSettings {
-    /// `http.proxy`: every request goes through this proxy (unless `NO_PROXY`).
+    /// `http.proxy`: every request goes through this proxy (unless
+    /// `NO_PROXY`); empty: no proxy at all, not even the environment's
+    /// (as an empty `CURLOPT_PROXY`, so git).
     pub proxy: Option<String>,
     /// `http.sslCAInfo`: the PEM certificates trusted instead of the system's.
     pub ca_bundle: Option<CaBundle>,
@@ -89,6 +91,9 @@ impl std::fmt::Debug for HttpSettings {
 impl HttpSettings {
     /// Checks the proxy URL, for start-up errors.
     pub fn check_proxy(url: &str) -> Result<(), Error> {
+        if url.is_empty() {
+            return Ok(());
+        }
         proxy_for(url).map(drop)
     }
 
@@ -107,14 +112,20 @@ impl HttpSettings {
     pub fn client_configurator(
         &self,
     ) -> Result<impl Fn(ClientBuilder) -> ClientBuilder + Send + Sync + 'static, Error> {
-        let proxy = self.proxy.as_deref().map(proxy_for).transpose()?;
+        let no_proxy = self.proxy.as_deref() == Some("") || no_proxy_for_any_host(env_no_proxy());
+        let proxy = match self.proxy.as_deref() {
+            Some(url) if !no_proxy => Some(proxy_for(url)?),
+            _ => None,
+        };
         let certs = self.ca_bundle.as_ref().map(|c| c.certs.clone());
         let accept_invalid = self.accept_invalid_certs;
         Ok(move |mut builder: ClientBuilder| {
             // reqwest's default, stated: each small request goes out at once
             // (see `transport::tune_daemon_socket` for what Nagle costs).
             builder = builder.tcp_nodelay(true);
-            if let Some(proxy) = &proxy {
+            if no_proxy {
+                builder = builder.no_proxy();
+            } else if let Some(proxy) = &proxy {
                 builder = builder.proxy(proxy.clone());
             }
             if let Some(certs) = &certs {
@@ -126,6 +137,19 @@ impl HttpSettings {
             builder
         })
     }
+}
+
+/// `NO_PROXY`, else `no_proxy` (reqwest's order).
+fn env_no_proxy() -> Option<String> {
+    std::env::var("NO_PROXY")
+        .or_else(|_| std::env::var("no_proxy"))
+        .ok()
+}
+
+/// A `*` entry: no host goes through a proxy, as in curl (and so git).
+/// reqwest's matcher applies `*` to host names only, not to IP addresses.
+fn no_proxy_for_any_host(list: Option<String>) -> bool {
+    list.is_some_and(|list| list.split(',').any(|entry| entry.trim() == "*"))
 }
 
 /// `http.proxy` as reqwest wants it: for every scheme, `NO_PROXY` honoured.
@@ -160,6 +184,16 @@ mod tests {
         assert!(dbg.contains("Authorization"), "{dbg}");
         assert!(s.sends_authorization());
         assert!(!HttpSettings::default().sends_authorization());
+    }
+
+    #[test]
+    fn a_star_in_no_proxy_means_every_host() {
+        assert!(no_proxy_for_any_host(Some("*".into())));
+        assert!(no_proxy_for_any_host(Some("example.com, * ".into())));
+        assert!(!no_proxy_for_any_host(Some(
+            "*.example.com,10.0.0.0/8".into()
+        )));
+        assert!(!no_proxy_for_any_host(None));
     }
 
     #[test]

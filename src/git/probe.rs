@@ -81,6 +81,10 @@ pub fn explain(
             .join(&location)
             .map(|u| without_secrets(&u))
             .unwrap_or_else(|_| "an unreadable location".into());
+        let downgrade = base.starts_with("https://") && target.starts_with("http://");
+        if downgrade {
+            return Some(downgrade_message(status.as_u16(), &target));
+        }
         return Some(redirect_message(status.as_u16(), &target, sent));
     }
     let content_type = header(reqwest::header::CONTENT_TYPE).unwrap_or_default();
@@ -141,6 +145,16 @@ fn redirect_message(status: u16, target: &str, credentials_sent: bool) -> String
          server: the URL or the credentials are probably wrong (a redirect to a login page \
          usually means the credentials were refused); check --repo (the clone URL) and the \
          credentials"
+    )
+}
+
+/// git follows a redirect from https to http with a warning; we do not:
+/// what the server says after it could be anyone's.
+fn downgrade_message(status: u16, target: &str) -> String {
+    format!(
+        "the server redirected (HTTP {status}) from https to {target}: git-sidecar does not \
+         follow a redirect from https to plain http (anyone on the way could answer it); if \
+         that is really where the repository is, put that URL in --repo"
     )
 }
 

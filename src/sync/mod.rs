@@ -549,6 +549,16 @@ fn advice_for(message: &str) -> &'static str {
         "; the server does not have that commit, or does not send commits by SHA that are no \
          ref's tip (a git protocol v0/v1 server needs uploadpack.allowReachableSHA1InWant): \
          check --ref"
+    } else if message.contains("UnknownIssuer") {
+        "; the server's certificate is signed by a CA this system does not trust: give that CA's \
+         PEM bundle with --git-config http.sslCAInfo:<file> or GIT_SSL_CAINFO (or SSL_CERT_FILE)"
+    } else if message.contains("HandshakeFailure") {
+        "; the server offers no TLS version and cipher suite git-sidecar speaks: TLS 1.3, or TLS \
+         1.2 with ECDHE key exchange and AES-GCM or ChaCha20-Poly1305 (no RSA key exchange, no \
+         CBC ciphers); enable one of them on the server"
+    } else if message.contains("InvalidContentType") {
+        "; the server does not speak TLS on that port: check https:// against http:// and the \
+         port in --repo"
     } else if message.contains("os error 122") {
         "; the disk quota of the volume holding --root is exhausted: raise it or free space \
          (the published content is unchanged; the sync retries)"

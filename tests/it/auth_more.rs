@@ -99,11 +99,34 @@ fn per_url_credentials_give_each_server_its_own_password() {
         .arg(format!("--credential={prefixed}"))
         .run(RUN_TIMEOUT);
     assert!(out.status.success(), "{}", describe_output(&out));
-    // A path that is no prefix on a segment boundary does not match.
+    // No entry's path matches (`<name>-not` is no prefix on a segment
+    // boundary): as in git-sync, whose entries git's credential cache keeps
+    // per host, the first entry for the host answers.
+    let other_paths = |first: &str, second: &str| {
+        serde_json::json!([
+            credential(&a.url(&format!("{}-not", up_a.name())), first),
+            credential(&a.url("elsewhere/"), second),
+        ])
+    };
     let s = Scratch::new();
-    let near_miss = credential(&a.url(&format!("{}-not", up_a.name())), SECRET);
     let out = one_time(&s, &a.url(up_a.name()))
-        .arg(format!("--credential={near_miss}"))
+        .arg(format!("--credential={}", other_paths(SECRET, OTHER)))
+        .run(RUN_TIMEOUT);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let s = Scratch::new();
+    let out = one_time(&s, &a.url(up_a.name()))
+        .arg(format!("--credential={}", other_paths(OTHER, SECRET)))
+        .run(RUN_TIMEOUT);
+    assert!(!out.status.success(), "{}", describe_output(&out));
+    let errors = sync_errors(&String::from_utf8_lossy(&out.stderr));
+    assert!(
+        errors.iter().any(|e| e.contains("authentication failed")),
+        "{errors:?}"
+    );
+    // Another host is never answered.
+    let s = Scratch::new();
+    let out = one_time(&s, &a.url(up_a.name()))
+        .arg(format!("--credential={}", credential(&b.url(""), SECRET)))
         .run(RUN_TIMEOUT);
     assert!(!out.status.success(), "{}", describe_output(&out));
     let errors = sync_errors(&String::from_utf8_lossy(&out.stderr));
@@ -598,6 +621,81 @@ fn proxy_environment_variables_and_http_proxy_carry_the_traffic() {
         .run(RUN_TIMEOUT);
     assert!(out.status.success(), "{}", describe_output(&out));
     assert_eq!(proxy.forwarded(), 0);
+    // As in curl, and so git: `NO_PROXY=*` exempts every host, IP addresses
+    // too, and an empty http.proxy turns off the environment's proxy.
+    for (no_proxy, http_proxy) in [("*", proxy.url()), ("", String::new())] {
+        let s = Scratch::new();
+        let mut run = one_time(&s, &url)
+            .env("HTTP_PROXY", proxy.url())
+            .arg(format!("--git-config=http.proxy:{http_proxy}"));
+        if !no_proxy.is_empty() {
+            run = run.env("NO_PROXY", no_proxy);
+        }
+        let out = run.run(RUN_TIMEOUT);
+        assert!(out.status.success(), "{}", describe_output(&out));
+        assert_eq!(
+            proxy.forwarded(),
+            0,
+            "NO_PROXY={no_proxy:?} http.proxy={http_proxy:?}"
+        );
+    }
+}
+
+/// A SOCKS proxy (OpenSSH's `ssh -D`, a common way to reach a private
+/// network), through `ALL_PROXY` and `http.proxy`, with local (`socks5`)
+/// and remote (`socks5h`) name resolution, as git takes it through curl.
+/// Once the tunnel is gone the same runs fail: the traffic went through it.
+#[test]
+fn a_socks_proxy_carries_the_traffic() {
+    use crate::support::sshd::{self, keygen, Sshd};
+    let up = upstream();
+    let http = HttpGit::start(up.base(), HttpOpts::default());
+    let url = http.url(up.name());
+    let keys = crate::support::tempdir("socks-keys");
+    let key = keygen(keys.path(), "id", "ed25519", "");
+    let sshd = Sshd::start(&[&key]);
+    let port = free_port();
+    let mut tunnel = std::process::Command::new("ssh")
+        .args(["-N", "-D", &format!("127.0.0.1:{port}"), "-i"])
+        .arg(&key.path)
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args(["-o", "BatchMode=yes", "-p", &sshd.port().to_string()])
+        .arg(format!("{}@{}", sshd::user(), sshd.host()))
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh (apt-get install openssh-client)");
+    let listening = poll_until(DEADLINE, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(
+        listening,
+        "ssh -D did not listen\nsshd log:\n{}",
+        sshd.log()
+    );
+    let runs = |s: &Scratch| {
+        [
+            one_time(s, &url).env("ALL_PROXY", format!("socks5://127.0.0.1:{port}")),
+            one_time(s, &url).arg(format!(
+                "--git-config=http.proxy:socks5h://127.0.0.1:{port}"
+            )),
+        ]
+    };
+    for run in runs(&Scratch::new()) {
+        let out = run.run(RUN_TIMEOUT);
+        assert!(out.status.success(), "{}", describe_output(&out));
+    }
+    let _ = tunnel.kill();
+    let _ = tunnel.wait();
+    for run in runs(&Scratch::new()) {
+        let out = run.run(RUN_TIMEOUT);
+        assert!(!out.status.success(), "{}", describe_output(&out));
+    }
 }
 
 #[test]

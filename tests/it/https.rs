@@ -93,6 +93,16 @@ fn https_with_an_untrusted_certificate_fails_without_publishing() {
         "the sync error itself must name the certificate problem: {failure}\n{}",
         context()
     );
+    assert!(
+        failure.contains("http.sslcainfo") && failure.contains("git_ssl_cainfo"),
+        "the sync error must say how to trust the CA: {failure}"
+    );
+    // rustls's own "failed to verify" line is not a second error line.
+    assert!(
+        !stderr.contains("failed to verify") && !stderr.contains("<unknown>"),
+        "only our own lines\n{}",
+        context()
+    );
     assert!(s.published().is_none(), "{}", context());
     assert!(
         !s.link().exists() && std::fs::symlink_metadata(s.link()).is_err(),
@@ -117,4 +127,102 @@ fn https_with_an_untrusted_certificate_fails_without_publishing() {
         "no HTTP request may pass an untrusted TLS session\n{}",
         context()
     );
+}
+
+/// git's environment variables, as pods set them for git-sync: a private
+/// CA through `GIT_SSL_CAINFO`, and `GIT_SSL_NO_VERIFY` (warned about).
+/// `SSL_CERT_FILE` names an unrelated CA, so only they can make it trusted.
+#[test]
+fn git_ssl_cainfo_and_git_ssl_no_verify_work_as_in_git() {
+    let up = history(2);
+    let ca = TestCa::new();
+    let unrelated = TestCa::new();
+    let http = HttpGit::start(up.base(), HttpOpts::default());
+    let tls = TlsProxy::start(http.addr(), &ca.cert_pem, &ca.key_pem);
+    let ca_pem = ca.ca_pem.to_string_lossy().into_owned();
+    for (name, value) in [
+        ("GIT_SSL_CAINFO", ca_pem.as_str()),
+        ("GIT_SSL_NO_VERIFY", "1"),
+    ] {
+        let s = Scratch::new();
+        let out = s
+            .sidecar(&tls.url(up.name()))
+            .arg("--one-time")
+            .env("SSL_CERT_FILE", &unrelated.ca_pem)
+            .env(name, value)
+            .run(RUN_TIMEOUT);
+        assert!(out.status.success(), "{name}: {}", describe_output(&out));
+        assert_eq!(assert_published_layout(&s.root, &s.link()), up.head());
+        let warned =
+            String::from_utf8_lossy(&out.stderr).contains("any server certificate is accepted");
+        assert_eq!(
+            warned,
+            name == "GIT_SSL_NO_VERIFY",
+            "{}",
+            describe_output(&out)
+        );
+    }
+}
+
+/// A server that offers only TLS 1.2 with RSA key exchange or CBC ciphers
+/// (an older nginx's configuration), which rustls does not speak: the
+/// error says so and what the server must enable.
+#[test]
+fn a_server_without_a_common_cipher_is_named_as_such() {
+    let up = history(2);
+    let ca = TestCa::new();
+    let http = HttpGit::start(up.base(), HttpOpts::default());
+    let tls = TlsProxy::start_with_ciphers(http.addr(), &ca.cert_pem, &ca.key_pem, "AES128-SHA");
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&tls.url(up.name()))
+        .arg("--one-time")
+        .env("SSL_CERT_FILE", &ca.ca_pem)
+        .run(RUN_TIMEOUT);
+    assert!(!out.status.success(), "{}", describe_output(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("HandshakeFailure") && said.contains("TLS 1.2 with ECDHE key exchange"),
+        "{}\ntls proxy log:\n{}",
+        describe_output(&out),
+        tls.log()
+    );
+    assert!(s.published().is_none());
+}
+
+/// git follows a redirect from https to http (with a warning); we refuse
+/// it, and say so instead of blaming the URL or the credentials.
+#[test]
+fn a_redirect_from_https_to_http_is_refused_and_named() {
+    use crate::support::http_server::{Answer, Request, TestServer};
+    let ca = TestCa::new();
+    let plain = TestServer::start(|_, _: &Request| Answer::new(404, ""));
+    let plain_base = format!("http://127.0.0.1:{}", plain.port());
+    let forge = {
+        let plain_base = plain_base.clone();
+        TestServer::start(move |_, req: &Request| {
+            Answer::new(301, "").header("Location", &format!("{plain_base}{}", req.target))
+        })
+    };
+    let tls = TlsProxy::start(
+        std::net::SocketAddr::from(([127, 0, 0, 1], forge.port())),
+        &ca.cert_pem,
+        &ca.key_pem,
+    );
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&tls.url("site.git"))
+        .arg("--one-time")
+        .env("SSL_CERT_FILE", &ca.ca_pem)
+        .run(RUN_TIMEOUT);
+    assert!(!out.status.success(), "{}", describe_output(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(&format!("from https to {plain_base}/site.git/info/refs"))
+            && said.contains("does not follow a redirect from https to plain http")
+            && !said.contains("credentials were refused"),
+        "{}",
+        describe_output(&out)
+    );
+    assert!(plain.requests().is_empty(), "{}", plain.describe());
 }

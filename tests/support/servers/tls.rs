@@ -167,7 +167,8 @@ fn openssl(dir: &Path, args: &[&str]) {
     }
 }
 
-/// The TLS proxy run by [`TlsProxy`]: `python3 - CERT KEY TARGET_PORT`.
+/// The TLS proxy run by [`TlsProxy`]: `python3 - CERT KEY TARGET_PORT
+/// [CIPHERS]` (CIPHERS: TLS 1.2 only, with these OpenSSL cipher names).
 /// Listens on 127.0.0.1:0, prints the port, then for each connection (one
 /// thread each) does the TLS handshake and relays decrypted bytes to and
 /// from 127.0.0.1:TARGET_PORT in a single select loop (an SSL object must
@@ -179,6 +180,10 @@ import os, select, socket, ssl, sys, threading
 cert, key, target_port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+if len(sys.argv) > 4:
+    # An older server: TLS 1.2 with only these (OpenSSL-named) ciphers.
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(sys.argv[4])
 ctx.load_cert_chain(cert, key)
 
 def log(msg):
@@ -280,6 +285,26 @@ impl TlsProxy {
     /// Serves the certificate chain `cert_pem` with key `key_pem` (PEM files)
     /// and forwards decrypted bytes to `target`, which must be on 127.0.0.1.
     pub fn start(target: SocketAddr, cert_pem: &Path, key_pem: &Path) -> Self {
+        Self::start_offering(target, cert_pem, key_pem, None)
+    }
+
+    /// As [`TlsProxy::start`], as a server that speaks TLS 1.2 only, with
+    /// the OpenSSL-named `ciphers` only (an older server's configuration).
+    pub fn start_with_ciphers(
+        target: SocketAddr,
+        cert_pem: &Path,
+        key_pem: &Path,
+        ciphers: &str,
+    ) -> Self {
+        Self::start_offering(target, cert_pem, key_pem, Some(ciphers))
+    }
+
+    fn start_offering(
+        target: SocketAddr,
+        cert_pem: &Path,
+        key_pem: &Path,
+        ciphers: Option<&str>,
+    ) -> Self {
         assert!(
             target.ip().is_loopback(),
             "TlsProxy only forwards to 127.0.0.1, got {target}"
@@ -296,6 +321,7 @@ impl TlsProxy {
             .arg(cert_pem)
             .arg(key_pem)
             .arg(target.port().to_string())
+            .args(ciphers)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
