@@ -121,6 +121,13 @@ pub enum Error {
          deltas rest on a damaged object of the local object store)"
     )]
     Index(String),
+    /// The http response carrying the pack ended early: a transfer cut
+    /// short, not a sign of damage here.
+    #[error(
+        "fetch failed: the connection ended before the whole pack arrived (the server or a \
+         proxy closed it; the sync retries): {0}"
+    )]
+    Cut(String),
 }
 
 impl Error {
@@ -330,6 +337,9 @@ pub(super) fn receive_error(
         // Ours: says which directory and why (a full disk, permissions);
         // what the server said of a transfer it finished does not belong.
         // A write that failed (a full volume) is no sign of damage.
+        ReceiveError::Pack(Pack::Index(message)) if is_http_body_cut(&message) => {
+            Error::Cut(message)
+        }
         ReceiveError::Pack(Pack::Index(message)) if !message.contains("(os error") => {
             Error::Index(message)
         }
@@ -338,6 +348,12 @@ pub(super) fn receive_error(
         // The pack that did not come: the server may have said why.
         ReceiveError::Pack(e) => git_err(context, e, Some(report)),
     }
+}
+
+/// reqwest's words for a response body that stopped before its length
+/// (or its last chunk): the server or a proxy closed the connection.
+fn is_http_body_cut(message: &str) -> bool {
+    message.contains("error reading a body from connection")
 }
 
 /// The refspec source for a user's `--ref` (no destination: we manage refs ourselves).

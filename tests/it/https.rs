@@ -188,6 +188,16 @@ fn a_server_without_a_common_cipher_is_named_as_such() {
         tls.log()
     );
     assert!(s.published().is_none());
+    // https:// to a port that speaks plain HTTP.
+    let s = Scratch::new();
+    let plain = http.url(up.name()).replacen("http://", "https://", 1);
+    let out = s.sidecar(&plain).arg("--one-time").run(RUN_TIMEOUT);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("the server does not speak TLS on that port"),
+        "{}",
+        describe_output(&out)
+    );
 }
 
 /// git follows a redirect from https to http (with a warning); we refuse

@@ -66,6 +66,11 @@ fn faults(t: Transport) -> Vec<(Fault, &'static str)> {
     ];
     if t == Transport::Http {
         v.push((Fault::GarbageHttp200, garbage));
+        // A clean close mid-pack is a transfer cut short, not damage here.
+        v.push((
+            Fault::CloseMidResponse(16 * 1024),
+            "the connection ended before the whole pack arrived",
+        ));
     }
     v
 }

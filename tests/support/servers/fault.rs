@@ -20,6 +20,9 @@ pub enum Fault {
     ResetAfterRequest,
     /// Relay this many server→client bytes, then reset both sides.
     ResetMidResponse(u64),
+    /// Relay this many server→client bytes, then close both sides cleanly
+    /// (a FIN: a server or proxy that gave up, say on a timeout).
+    CloseMidResponse(u64),
     /// Read the client's first bytes, answer 4 KiB of random bytes, close.
     Garbage,
     /// Read the request, answer `200 OK` with a git content type and a
@@ -99,7 +102,8 @@ fn serve_fault(mut client: TcpStream, target: SocketAddr, fault: Fault, seed: u6
     let _ = client.set_read_timeout(Some(Duration::from_secs(10)));
     match fault {
         Fault::Forward => relay(client, target, None),
-        Fault::ResetMidResponse(n) => relay(client, target, Some(n)),
+        Fault::ResetMidResponse(n) => relay(client, target, Some((n, End::Reset))),
+        Fault::CloseMidResponse(n) => relay(client, target, Some((n, End::Close))),
         Fault::ResetOnAccept => reset(client),
         Fault::ResetAfterRequest => {
             read_some(&mut client);
@@ -161,9 +165,16 @@ fn reset(stream: TcpStream) {
     drop(stream);
 }
 
+/// How a cut connection ends.
+#[derive(Clone, Copy)]
+enum End {
+    Reset,
+    Close,
+}
+
 /// Relays between `client` and a new connection to `target`; with `cut`,
-/// resets both after that many server→client bytes.
-fn relay(client: TcpStream, target: SocketAddr, cut: Option<u64>) {
+/// ends both after that many server→client bytes.
+fn relay(client: TcpStream, target: SocketAddr, cut: Option<(u64, End)>) {
     let Ok(server) = TcpStream::connect(target) else {
         return reset(client);
     };
@@ -179,8 +190,8 @@ fn relay(client: TcpStream, target: SocketAddr, cut: Option<u64>) {
     let _ = up.join();
 }
 
-fn relay_down(mut server: TcpStream, mut client: TcpStream, cut: Option<u64>) {
-    let mut left = cut.unwrap_or(u64::MAX);
+fn relay_down(mut server: TcpStream, mut client: TcpStream, cut: Option<(u64, End)>) {
+    let mut left = cut.map_or(u64::MAX, |(n, _)| n);
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = match server.read(&mut buf) {
@@ -193,6 +204,10 @@ fn relay_down(mut server: TcpStream, mut client: TcpStream, cut: Option<u64>) {
         left -= n as u64;
         if left == 0 {
             let _ = server.shutdown(Shutdown::Both);
+            if let Some((_, End::Close)) = cut {
+                let _ = client.shutdown(Shutdown::Both);
+                return;
+            }
             return reset(client);
         }
     }
