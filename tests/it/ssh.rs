@@ -436,6 +436,36 @@ fn an_unusable_key_file_among_others_is_skipped() {
     }
 }
 
+/// A server that trusts a user CA and lists no key (`TrustedUserCAKeys`):
+/// as OpenSSH does, the certificate beside the key (`<key>-cert.pub`, as
+/// a Secret mounts it) is offered and logs in. A certificate of another
+/// key is ignored with a warning, and the key alone is refused.
+#[test]
+fn a_user_certificate_beside_the_key_logs_in() {
+    let up = upstream();
+    let s = Scratch::new();
+    let ca = keygen(s.dir.path(), "user_ca", "ed25519", "");
+    let key = keygen(s.dir.path(), "id", "ed25519", "");
+    let cert = sshd::certify(&ca, &key, &sshd::user());
+    let sshd = Sshd::start_trusting_user_ca(&ca);
+    let kh = known_hosts(s.dir.path(), &[sshd.known_hosts_line(sshd.port())]);
+    let out = one_time(&s, &sshd.url(up.path()), &ssh_args(&[&key], &kh));
+    assert_published(&out, &s, &up, &sshd);
+    assert!(sshd.log().contains("ID test-user"), "{}", sshd.log());
+
+    let other = keygen(s.dir.path(), "other", "ed25519", "");
+    fs::copy(&cert, sshd::cert_path_of(&other)).expect("a certificate of another key");
+    let s2 = Scratch::new();
+    let out = one_time(&s2, &sshd.url(up.path()), &ssh_args(&[&other], &kh));
+    assert!(!out.status.success(), "{}", describe_output(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("ssh certificate ignored") && err.contains("a certificate of another key"),
+        "{}",
+        describe_output(&out)
+    );
+}
+
 /// A long-running process loads its keys at every poll: an unusable one
 /// is named once, not every period.
 #[test]

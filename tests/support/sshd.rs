@@ -83,6 +83,32 @@ pub fn keygen(dir: &Path, name: &str, kind: &str, passphrase: &str) -> KeyPair {
     KeyPair { path, public }
 }
 
+/// `ssh-keygen -s ca`: a user certificate for `key`, valid for `principal`,
+/// written where OpenSSH looks for it beside the key (`<key>-cert.pub`).
+pub fn certify(ca: &KeyPair, key: &KeyPair, principal: &str) -> PathBuf {
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-s"])
+        .arg(&ca.path)
+        .args(["-I", "test-user", "-n", principal])
+        .arg(key.path.with_extension("pub"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("running ssh-keygen -s");
+    assert!(
+        out.status.success(),
+        "ssh-keygen -s failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cert_path_of(key)
+}
+
+/// `<key>-cert.pub`.
+pub fn cert_path_of(key: &KeyPair) -> PathBuf {
+    let mut cert = key.path.clone().into_os_string();
+    cert.push("-cert.pub");
+    PathBuf::from(cert)
+}
+
 /// `ssh-keygen -t ecdsa -b 256` until the private scalar of the key starts
 /// with a zero byte (about 1 key in 256; OpenSSH then stores it as a 31-byte
 /// `mpint`). Gives up after 5,000 keys (odds of that: below 1 in 10^8).
@@ -181,7 +207,15 @@ impl Sshd {
     /// Like [`Sshd::start`], without `AcceptEnv GIT_PROTOCOL` (sshd's
     /// default): git on it speaks protocol v0.
     pub fn start_without_accept_env(authorized: &[&KeyPair]) -> Self {
-        Self::start_with(LOCALHOST, super::free_port(), authorized, false)
+        Self::start_with(LOCALHOST, super::free_port(), authorized, false, "")
+            .unwrap_or_else(|log| panic!("sshd did not start:\n{log}"))
+    }
+
+    /// On 127.0.0.1, letting in no key by itself: only the user
+    /// certificates `ca` signed (`TrustedUserCAKeys`, see [`certify`]).
+    pub fn start_trusting_user_ca(ca: &KeyPair) -> Self {
+        let extra = format!("TrustedUserCAKeys {}.pub\n", ca.path.display());
+        Self::start_with(LOCALHOST, super::free_port(), &[], true, &extra)
             .unwrap_or_else(|log| panic!("sshd did not start:\n{log}"))
     }
 
@@ -205,7 +239,7 @@ impl Sshd {
     }
 
     fn start_at(host: &str, port: u16, authorized: &[&KeyPair]) -> Result<Self, String> {
-        Self::start_with(host, port, authorized, true)
+        Self::start_with(host, port, authorized, true, "")
     }
 
     fn start_with(
@@ -213,6 +247,7 @@ impl Sshd {
         port: u16,
         authorized: &[&KeyPair],
         accept_git_protocol: bool,
+        extra_config: &str,
     ) -> Result<Self, String> {
         require_ssh_tools();
         assert!(
@@ -226,7 +261,7 @@ impl Sshd {
         fs::write(dir.path().join("authorized_keys"), keys.join("\n") + "\n")
             .expect("writing authorized_keys");
         let config = dir.path().join("sshd_config");
-        let text = sshd_config(dir.path(), host, port, accept_git_protocol);
+        let text = sshd_config(dir.path(), host, port, accept_git_protocol) + extra_config;
         fs::write(&config, text).expect("writing sshd_config");
         // sshd insists on its privilege separation directory.
         fs::create_dir_all("/run/sshd").expect("creating /run/sshd");

@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use russh::keys::PrivateKey;
+use russh::keys::{Certificate, PrivateKey};
 
 /// Larger files are not private keys (an RSA 16384 key is ~12 KiB).
 const MAX_KEY_FILE: u64 = 64 * 1024;
@@ -17,6 +17,10 @@ const MAX_KEY_FILE: u64 = 64 * 1024;
 pub struct KeyFile {
     pub path: PathBuf,
     pub key: PrivateKey,
+    /// `<path>-cert.pub`, a certificate of this key: offered before the
+    /// plain key, as OpenSSH does (a server trusting a user CA has no
+    /// `authorized_keys` line for the key).
+    pub cert: Option<Certificate>,
 }
 
 impl std::fmt::Debug for KeyFile {
@@ -24,6 +28,7 @@ impl std::fmt::Debug for KeyFile {
         f.debug_struct("KeyFile")
             .field("path", &self.path)
             .field("algorithm", &self.key.algorithm().as_str())
+            .field("cert", &self.cert.as_ref().map(|c| c.key_id().to_string()))
             .finish()
     }
 }
@@ -52,7 +57,36 @@ pub fn load(path: &Path) -> Result<KeyFile, String> {
     Ok(KeyFile {
         path: path.to_path_buf(),
         key,
+        cert: None,
     })
+}
+
+/// Where OpenSSH looks for a key's certificate: `<key>-cert.pub`.
+pub fn cert_path(key: &Path) -> PathBuf {
+    let mut path = key.as_os_str().to_owned();
+    path.push("-cert.pub");
+    PathBuf::from(path)
+}
+
+/// The certificate beside `key`: `Ok(None)` when there is no such file,
+/// `Err(why)` when it is not a certificate of that key (OpenSSH then
+/// offers the key alone).
+fn load_cert(key: &KeyFile) -> Result<Option<Certificate>, String> {
+    let path = cert_path(&key.path);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let cert = Certificate::from_openssh(text.trim())
+        .map_err(|e| format!("not an OpenSSH certificate ({e})"))?;
+    if cert.public_key() != key.key.public_key().key_data() {
+        return Err(format!(
+            "a certificate of another key than {}",
+            key.path.display()
+        ));
+    }
+    Ok(Some(cert))
 }
 
 /// The keys of `paths` that load, in order, and why the others did not:
@@ -62,7 +96,13 @@ pub fn load_usable(paths: &[PathBuf]) -> Result<Usable, (PathBuf, String)> {
     let mut usable = Usable::default();
     for path in paths {
         match load(path) {
-            Ok(key) => usable.keys.push(key),
+            Ok(mut key) => {
+                match load_cert(&key) {
+                    Ok(cert) => key.cert = cert,
+                    Err(why) => usable.ignored_certs.push((cert_path(path), why)),
+                }
+                usable.keys.push(key)
+            }
             Err(why) => usable.skipped.push((path.clone(), why)),
         }
     }
@@ -80,13 +120,12 @@ pub fn load_usable(paths: &[PathBuf]) -> Result<Usable, (PathBuf, String)> {
 pub struct SkipNotices(Arc<Mutex<HashMap<PathBuf, String>>>);
 
 impl SkipNotices {
-    /// The skipped files of this attempt not yet reported as they are now;
-    /// forgets the files that loaded.
-    pub fn new_since_last(&self, found: &Usable) -> Vec<(PathBuf, String)> {
+    /// The files of this attempt's `(path, why)` list not yet reported as
+    /// they are now; forgets the files the list no longer has.
+    pub fn new_since_last(&self, found: &[(PathBuf, String)]) -> Vec<(PathBuf, String)> {
         let mut said = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        said.retain(|path, _| found.skipped.iter().any(|(p, _)| p == path));
+        said.retain(|path, _| found.iter().any(|(p, _)| p == path));
         let fresh: Vec<_> = found
-            .skipped
             .iter()
             .filter(|(path, why)| said.get(path) != Some(why))
             .cloned()
@@ -116,6 +155,8 @@ pub struct Usable {
     pub keys: Vec<KeyFile>,
     /// Files that could not be used: `(path, why)`.
     pub skipped: Vec<(PathBuf, String)>,
+    /// `<key>-cert.pub` files that are not a certificate of their key.
+    pub ignored_certs: Vec<(PathBuf, String)>,
 }
 
 fn describe(e: russh::keys::Error) -> String {
@@ -138,14 +179,11 @@ fn describe(e: russh::keys::Error) -> String {
 mod tests {
     use super::*;
 
-    fn skipped(files: &[(&str, &str)]) -> Usable {
-        Usable {
-            keys: Vec::new(),
-            skipped: files
-                .iter()
-                .map(|(p, why)| (PathBuf::from(p), why.to_string()))
-                .collect(),
-        }
+    fn skipped(files: &[(&str, &str)]) -> Vec<(PathBuf, String)> {
+        files
+            .iter()
+            .map(|(p, why)| (PathBuf::from(p), why.to_string()))
+            .collect()
     }
 
     /// Each poll loads the keys again: a file skipped at every poll is
@@ -154,7 +192,7 @@ mod tests {
     #[test]
     fn a_skipped_key_is_reported_once_until_something_changes() {
         let notices = SkipNotices::default();
-        let names = |found: &Usable| -> Vec<String> {
+        let names = |found: &[(PathBuf, String)]| -> Vec<String> {
             let fresh = notices.new_since_last(found);
             fresh
                 .iter()

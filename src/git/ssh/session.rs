@@ -44,12 +44,26 @@ pub fn open(
 ) -> Result<UnixStream, Error> {
     let usable = keys::load_usable(&opts.key_files)
         .map_err(|(path, message)| Error::Key { path, message })?;
-    for (path, why) in &opts.skipped_keys.new_since_last(&usable) {
-        tracing::warn!(
-            file = %path.display(),
-            error = %why,
-            "ssh key skipped (fix or remove it from --ssh-key-file); logging in with the others"
-        );
+    let unused: Vec<_> = usable
+        .skipped
+        .iter()
+        .chain(&usable.ignored_certs)
+        .cloned()
+        .collect();
+    for (path, why) in &opts.skipped_keys.new_since_last(&unused) {
+        if usable.ignored_certs.iter().any(|(cert, _)| cert == path) {
+            tracing::warn!(
+                file = %path.display(),
+                error = %why,
+                "ssh certificate ignored (fix or remove it); offering its key alone"
+            );
+        } else {
+            tracing::warn!(
+                file = %path.display(),
+                error = %why,
+                "ssh key skipped (fix or remove it from --ssh-key-file); logging in with the others"
+            );
+        }
     }
     let keys = usable.keys;
     let known_hosts = match &opts.known_hosts {
@@ -258,6 +272,15 @@ impl Plan {
             } else {
                 None
             };
+            if let Some(cert) = &key.cert {
+                let result = handle
+                    .authenticate_openssh_cert(user, Arc::new(key.key.clone()), cert.clone())
+                    .await
+                    .map_err(|e| self.protocol(e))?;
+                if result.success() {
+                    return Ok(());
+                }
+            }
             let key = PrivateKeyWithHashAlg::new(Arc::new(key.key.clone()), hash);
             let result = handle
                 .authenticate_publickey(user, key)
