@@ -5,7 +5,8 @@
 //!
 //! Supported: comments, `|1|salt|hash` hashed names, `[host]:port` for
 //! ports other than 22, `*`/`?` wildcards, `!` negations, `@revoked`.
-//! `@cert-authority` lines are skipped (we never ask for host certificates).
+//! `@cert-authority` lines name no host key (we never ask for host
+//! certificates): a host listed only by one is told apart in the error.
 //! Lines whose key does not parse are skipped, as OpenSSH does.
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,8 @@ pub struct KnownHosts {
 struct Entry {
     line: usize,
     revoked: bool,
+    /// `@cert-authority`: a CA for host certificates, which we do not check.
+    authority: bool,
     patterns: String,
     key: PublicKey,
 }
@@ -43,6 +46,11 @@ pub enum Verdict {
     },
     /// The key is marked `@revoked`.
     Revoked {
+        line: usize,
+    },
+    /// Only a `@cert-authority` line names the host (host certificates
+    /// are not supported); `line` is the first such line.
+    OnlyCertAuthority {
         line: usize,
     },
 }
@@ -82,7 +90,10 @@ impl KnownHosts {
         if let Some(e) = listed.iter().filter(|e| e.revoked).find(same) {
             return Verdict::Revoked { line: e.line };
         }
-        let valid: Vec<&&Entry> = listed.iter().filter(|e| !e.revoked).collect();
+        let valid: Vec<&&Entry> = listed
+            .iter()
+            .filter(|e| !e.revoked && !e.authority)
+            .collect();
         if valid.iter().any(|e| e.key.key_data() == key.key_data()) {
             return Verdict::Known;
         }
@@ -91,9 +102,10 @@ impl KnownHosts {
             .iter()
             .find(|e| same_key_type(&e.key.algorithm(), &key.algorithm()))
             .or(valid.first());
-        match changed {
-            Some(e) => Verdict::Changed { line: e.line },
-            None => Verdict::Unknown,
+        match (changed, listed.iter().find(|e| e.authority)) {
+            (Some(e), _) => Verdict::Changed { line: e.line },
+            (None, Some(ca)) => Verdict::OnlyCertAuthority { line: ca.line },
+            (None, None) => Verdict::Unknown,
         }
     }
 
@@ -103,7 +115,7 @@ impl KnownHosts {
         let name = host_port(host, port);
         self.entries
             .iter()
-            .filter(|e| !e.revoked && matches_host(&e.patterns, &name))
+            .filter(|e| !e.revoked && !e.authority && matches_host(&e.patterns, &name))
             .map(|e| e.key.algorithm())
             .collect()
     }
@@ -145,10 +157,11 @@ fn parse_line(line: usize, text: &str) -> Option<Entry> {
     }
     let mut fields = text.split_whitespace();
     let mut first = fields.next()?;
-    let mut revoked = false;
+    let (mut revoked, mut authority) = (false, false);
     if let Some(marker) = first.strip_prefix('@') {
         match marker {
             "revoked" => revoked = true,
+            "cert-authority" => authority = true,
             _ => return None,
         }
         first = fields.next()?;
@@ -158,6 +171,7 @@ fn parse_line(line: usize, text: &str) -> Option<Entry> {
     Some(Entry {
         line,
         revoked,
+        authority,
         patterns: first.to_string(),
         key,
     })
@@ -285,8 +299,14 @@ mod tests {
             "*.example.com,!bad.example.com {ED}\n@revoked * {ED2}\n@cert-authority * {ED}\n"
         ));
         assert_eq!(kh.check("a.example.com", 22, &key(ED)), Verdict::Known);
-        assert_eq!(kh.check("bad.example.com", 22, &key(ED)), Verdict::Unknown);
-        assert_eq!(kh.check("example.com", 22, &key(ED)), Verdict::Unknown);
+        // Only the @cert-authority line names them; the CA's own key is
+        // no host key.
+        let only_ca = Verdict::OnlyCertAuthority { line: 3 };
+        assert_eq!(kh.check("bad.example.com", 22, &key(ED)), only_ca);
+        assert_eq!(kh.check("example.com", 22, &key(ED)), only_ca);
+        assert!(kh.algorithms_for("example.com", 22).is_empty());
+        let no_ca = file(&format!("*.example.com {ED}\n"));
+        assert_eq!(no_ca.check("example.com", 22, &key(ED)), Verdict::Unknown);
         assert_eq!(
             kh.check("a.example.com", 22, &key(ED2)),
             Verdict::Revoked { line: 2 }

@@ -441,6 +441,11 @@ impl Verifier {
             Verdict::Revoked { line } => Err(Error::HostKey(format!(
                 "the key of {name} is revoked (line {line} of {file})"
             ))),
+            Verdict::OnlyCertAuthority { line } => Err(Error::HostKey(format!(
+                "{file} names {name} only through a @cert-authority line (line {line}): host \
+                 certificates are not supported; add the server's own host key (ssh-keyscan) \
+                 ({offered})"
+            ))),
         }
     }
 }
