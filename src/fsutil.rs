@@ -24,6 +24,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// The umask set by [`set_umask`] (0022 until then, the usual default).
 static UMASK: AtomicU32 = AtomicU32::new(0o022);
 
+/// The umask [`set_umask`] set (0022 before).
+pub fn umask() -> u32 {
+    UMASK.load(Ordering::SeqCst)
+}
+
 /// Sets the process umask: 0002 with `--group-write`, else 0022. Call
 /// before any other thread exists.
 pub fn set_umask(group_write: bool) {

@@ -144,9 +144,11 @@ impl Repo {
         planned: worktree::Planned,
         placement: &worktree::Placement,
         inspection: worktree::Inspection,
+        published: Option<CommitId>,
         budget: &Budget,
     ) -> Result<worktree::Built, worktree::Error> {
-        worktree::rewrite(&self.0, planned, placement, inspection, budget)
+        let published = published.map(|c| c.0);
+        worktree::rewrite(&self.0, planned, placement, inspection, published, budget)
     }
 
     /// See [`submodules::populate`]; takes the index `built` wrote, if it kept it.

@@ -10,10 +10,12 @@
 //! what changed, after removing whatever was written into it since it was
 //! built (see [`survey`]).
 
+use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use gix::bstr::{BStr, BString};
 use gix::ObjectId;
 
 use super::sparse::Patterns;
@@ -679,6 +681,7 @@ pub fn rewrite(
     planned: Planned,
     placement: &Placement,
     inspection: Inspection,
+    published: Option<ObjectId>,
     budget: &Budget,
 ) -> Result<Built, Error> {
     let Planned {
@@ -689,7 +692,8 @@ pub fn rewrite(
     } = planned;
     let started = std::time::Instant::now();
     let dir = placement.staging.as_path();
-    let kept = prune(&inspection, &mut index, dir)?;
+    let keep = Keep::judge(repo, &inspection, &index, commit, published);
+    let kept = prune(&inspection, &mut index, dir, &keep)?;
     let pruned = started.elapsed();
     let written = checkout_files(repo, commit, &mut index, dir, false, budget)?;
     let checked_out = started.elapsed();
@@ -718,6 +722,80 @@ pub fn rewrite(
     })
 }
 
+/// Which of the spare's files a rewrite may keep, beyond "same blob, same
+/// mode, found as recorded": a file is written as git would write it only
+/// if the rules that turn its blob into bytes are the same, and a consumer
+/// revalidating by `Last-Modified` sees the change only if what changed
+/// since the published tree gets a new time.
+enum Keep {
+    /// Every file the spare has right.
+    Unchanged { since_published: HashSet<BString> },
+    /// None: a `.gitattributes` differs (eol, `ident`, filters change
+    /// bytes of files whose blob did not), or the spare was written under
+    /// another `--group-write` (its modes).
+    Nothing,
+}
+
+impl Keep {
+    fn judge(
+        repo: &gix::Repository,
+        inspection: &Inspection,
+        new: &gix::index::File,
+        commit: ObjectId,
+        published: Option<ObjectId>,
+    ) -> Self {
+        if attributes_of(&inspection.old) != attributes_of(new) {
+            tracing::debug!("the .gitattributes files changed: no file of the spare is kept");
+            return Keep::Nothing;
+        }
+        if !built_under_current_umask(&inspection.old_admin) {
+            tracing::debug!(
+                "the spare was written under another --group-write: no file of it is kept"
+            );
+            return Keep::Nothing;
+        }
+        // A file the spare has right but the published tree has not (a
+        // revert) is written anew: its time must not go back.
+        let since_published = match published.map(|p| super::tree_diff::changes(repo, p, commit)) {
+            Some(Ok(changes)) => changes.into_iter().map(changed_path).collect(),
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "no diff with the published commit: no file of the spare is kept");
+                return Keep::Nothing;
+            }
+            None => HashSet::new(),
+        };
+        Keep::Unchanged { since_published }
+    }
+
+    fn may_keep(&self, path: &BStr) -> bool {
+        match self {
+            Keep::Unchanged { since_published } => !since_published.contains(path),
+            Keep::Nothing => false,
+        }
+    }
+}
+
+fn changed_path(change: gix::diff::tree::recorder::Change) -> BString {
+    use gix::diff::tree::recorder::Change;
+    match change {
+        Change::Addition { path, .. }
+        | Change::Deletion { path, .. }
+        | Change::Modification { path, .. } => path,
+    }
+}
+
+/// The `.gitattributes` files an index holds: path and blob.
+fn attributes_of(index: &gix::index::File) -> Vec<(&BStr, ObjectId)> {
+    index
+        .entries()
+        .iter()
+        .map(|e| (e.path(index), e.id))
+        .filter(|(path, _)| {
+            path.rsplit(|&b| b == b'/').next() == Some(b".gitattributes".as_slice())
+        })
+        .collect()
+}
+
 /// Same path, same blob, same mode, on disk in both: the file is already
 /// right if nobody touched it. A submodule at the same commit keeps its
 /// directory; [`super::submodules`] judges what is in it.
@@ -736,12 +814,17 @@ fn prune(
     inspection: &Inspection,
     new: &mut gix::index::File,
     dir: &Path,
+    keep: &Keep,
 ) -> Result<Vec<usize>, Error> {
     let old = &inspection.old;
     let mut kept = Vec::new();
     let mut kept_old = vec![false; old.entries().len()];
     for (n, o) in same_paths(old, new) {
-        if inspection.found.intact[o] && unchanged(&old.entries()[o], &new.entries()[n]) {
+        let (old_entry, new_entry) = (&old.entries()[o], &new.entries()[n]);
+        if inspection.found.intact[o]
+            && unchanged(old_entry, new_entry)
+            && keep.may_keep(new_entry.path(new))
+        {
             kept.push((n, o));
             kept_old[o] = true;
         }
@@ -819,6 +902,7 @@ fn finish(
     if let Some(patterns) = sparse {
         record_sparse(&placement.admin_dir, patterns)?;
     }
+    record_umask(&placement.admin_dir)?;
     write_index(index, &placement.admin_dir.join("index")).map_err(|e| Error::Checkout {
         commit,
         message: format!("writing the index: {e}"),
@@ -853,6 +937,12 @@ fn checkout_files(
     budget: &Budget,
 ) -> Result<usize, Error> {
     let err = |message: String| Error::Checkout { commit, message };
+    // An empty tree (a commit that removes everything) has nothing to
+    // write; gix would also trip over the path storage an index planned
+    // from the spare's keeps ("cannot take out backing multiple times").
+    if index.entries().is_empty() {
+        return Ok(0);
+    }
     // The checkout counts the entries it skips as done.
     let skipped = index.entries().iter().filter(|e| !on_disk(e)).count();
     let mut opts = repo
@@ -956,6 +1046,27 @@ fn record_sparse(admin_dir: &Path, patterns: &Patterns) -> Result<(), Error> {
     let info = admin_dir.join("info");
     fs::create_dir_all(&info).map_err(io_err(&info))?;
     fs::write(&path, patterns.record()).map_err(io_err(&path))
+}
+
+/// Where we record the umask a worktree was written under (`--group-write`).
+fn umask_file(admin_dir: &Path) -> PathBuf {
+    admin_dir.join("git-sidecar-umask")
+}
+
+fn record_umask(admin_dir: &Path) -> Result<(), Error> {
+    let path = umask_file(admin_dir);
+    fs::write(&path, format!("{:04o}\n", crate::fsutil::umask())).map_err(io_err(&path))
+}
+
+/// Whether the worktree of `admin_dir` was written under today's umask; one
+/// written before the record existed was written under the default 0022.
+fn built_under_current_umask(admin_dir: &Path) -> bool {
+    let recorded = match fs::read_to_string(umask_file(admin_dir)) {
+        Ok(text) => u32::from_str_radix(text.trim(), 8).ok(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Some(0o022),
+        Err(_) => None,
+    };
+    recorded == Some(crate::fsutil::umask())
 }
 
 /// Whether the worktree was built with `sparse` (or, for `None`, in full).

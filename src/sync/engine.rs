@@ -616,7 +616,7 @@ impl Engine {
         early: Option<early_inspection::Early>,
     ) -> Result<(), Error> {
         self.held_by_gate(hash, current)?;
-        let submodule_stores = self.build_worktree(commit, hash, budget, laps, early)?;
+        let submodule_stores = self.build_worktree(commit, hash, current, budget, laps, early)?;
         laps.lap("build");
         self.run_gate(hash, current)?;
         self.layout.publish(hash)?;
@@ -843,6 +843,7 @@ impl Engine {
         &mut self,
         commit: CommitId,
         hash: &CommitHash,
+        current: Option<&CommitHash>,
         budget: &Budget,
         laps: &mut super::timing::Laps,
         early: Option<early_inspection::Early>,
@@ -895,6 +896,7 @@ impl Engine {
                 let reuse = Reuse {
                     old_admin: &old_admin,
                     inspected,
+                    published: current.and_then(CommitId::of),
                 };
                 self.rewrite_or_checkout(repo, planned, commit, &place, reuse, budget)
             }
@@ -1131,7 +1133,7 @@ impl Engine {
             Some(inspection) => Ok(inspection),
             None => worktree::inspect(&place.staging, old_admin, self.opts.threads),
         };
-        match inspection.and_then(|i| repo.rewrite(planned, place, i, budget)) {
+        match inspection.and_then(|i| repo.rewrite(planned, place, i, reuse.published, budget)) {
             Err(e @ (worktree::Error::Interrupted | worktree::Error::Timeout)) => Err(e.into()),
             Err(e) => {
                 tracing::warn!(error = %e, "rewriting the retired worktree failed; checking out in full");
@@ -1283,6 +1285,8 @@ impl Engine {
 struct Reuse<'a> {
     old_admin: &'a std::path::Path,
     inspected: Option<worktree::Inspection>,
+    /// The commit published now: what changed since is written anew.
+    published: Option<CommitId>,
 }
 
 /// A retired worktree kept to be rewritten for a later commit.

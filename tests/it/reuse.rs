@@ -389,6 +389,13 @@ fn an_unreadable_tree_of_the_sidecars_own_is_deleted_not_moved_aside() {
 
 /// A `--one-time` run that must publish `sha` exactly; returns its output.
 fn one_time_run(s: &Scratch, up: &Upstream, sha: &str, args: &[&str]) -> String {
+    let logs = one_time_publish(s, up, sha, args);
+    assert_exact(s, up, sha);
+    logs
+}
+
+/// A `--one-time` run that must publish `sha`; its logs.
+fn one_time_publish(s: &Scratch, up: &Upstream, sha: &str, args: &[&str]) -> String {
     let out = s
         .sidecar(&up.file_url())
         .arg("--one-time")
@@ -396,7 +403,7 @@ fn one_time_run(s: &Scratch, up: &Upstream, sha: &str, args: &[&str]) -> String 
         .run(std::time::Duration::from_secs(60));
     let logs = crate::support::sidecar::describe_output(&out);
     assert!(out.status.success(), "{logs}");
-    assert_exact(s, up, sha);
+    assert_eq!(&assert_published_layout(&s.root, &s.link()), sha, "{logs}");
     logs
 }
 
@@ -534,4 +541,118 @@ fn a_write_into_the_spare_after_its_inspection_is_not_kept() {
         "the inspection from before the write was used:\n{}",
         run.logs()
     );
+}
+
+/// Three `--one-time` runs, the third rewriting the spare the second left
+/// (the first run's tree): the tree the third publishes.
+fn third_run_through_the_spare(
+    up: &Upstream,
+    second: impl Fn(&Upstream) -> String,
+    third: impl Fn(&Upstream) -> String,
+    args_of_third: &[&str],
+) -> (Scratch, String) {
+    let s = Scratch::new();
+    let first = up.head();
+    one_time_run(&s, up, &first, &[]);
+    let sha = second(up);
+    one_time_run(&s, up, &sha, &[]);
+    assert!(s.worktrees().join(".spare").is_dir(), "no spare to rewrite");
+    let sha = third(up);
+    let logs = one_time_publish(&s, up, &sha, args_of_third);
+    assert!(!logs.contains("checking out in full"), "{logs}");
+    (s, sha)
+}
+
+/// A commit that removes every file, built from the spare: the empty tree
+/// is published (gix's checkout tripped over the planned index before).
+#[test]
+fn a_commit_removing_everything_is_published_from_the_spare() {
+    let up = Upstream::new();
+    up.commit_file("index.html", "1\n", "one");
+    let (s, sha) = third_run_through_the_spare(
+        &up,
+        |up| up.commit_file("index.html", "2\n", "two"),
+        |up| {
+            fs::remove_file(up.path().join("index.html")).expect("rm");
+            up.commit_all("remove everything")
+        },
+        &[],
+    );
+    assert_exact(&s, &up, &sha);
+    let names: Vec<String> = list_dir(&s.link())
+        .into_iter()
+        .filter(|n| n != ".git")
+        .collect();
+    assert!(names.is_empty(), "{names:?} in the tree of {sha}");
+}
+
+/// `.gitattributes` added later changes the bytes of files whose blob did
+/// not change (`eol=crlf`): the spare's copies are not kept, and the tree
+/// is what a fresh checkout of the commit gives (git-sync's).
+#[test]
+fn a_gitattributes_change_rewrites_files_whose_blob_did_not_change() {
+    let up = Upstream::new();
+    up.commit_files(&[("a.txt", b"hello\n"), ("b.txt", b"one\n")], "one");
+    let (s, _) = third_run_through_the_spare(
+        &up,
+        |up| up.commit_file("b.txt", "two\n", "two"),
+        |up| up.commit_file(".gitattributes", "*.txt eol=crlf\n", "crlf"),
+        &[],
+    );
+    assert_eq!(
+        fs::read(s.link().join("a.txt")).expect("a.txt"),
+        b"hello\r\n",
+        "a.txt must be checked out under the new attributes"
+    );
+    assert_eq!(fs::read(s.link().join("b.txt")).expect("b.txt"), b"two\r\n");
+}
+
+/// `--group-write` turned on between runs: kept files would keep the modes
+/// of the old setting; every file is written anew.
+#[test]
+fn turning_group_write_on_rewrites_the_spares_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let up = Upstream::new();
+    up.commit_files(&[("a.txt", b"a\n"), ("b.txt", b"one\n")], "one");
+    let (s, sha) = third_run_through_the_spare(
+        &up,
+        |up| up.commit_file("b.txt", "two\n", "two"),
+        |up| up.commit_file("b.txt", "three\n", "three"),
+        &["--group-write"],
+    );
+    assert_exact(&s, &up, &sha);
+    for name in ["a.txt", "b.txt"] {
+        let mode = fs::metadata(s.link().join(name))
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o020, 0o020, "{name}: {mode:o}");
+    }
+}
+
+/// A revert: the third commit brings back the first's page, which the spare
+/// (the first run's tree) still has. The published page must be newer than
+/// the second's, or a client revalidating with `If-Modified-Since` keeps
+/// the second's content (`Last-Modified` would go back).
+#[test]
+fn a_reverted_file_gets_a_new_time_not_the_spares() {
+    use std::os::unix::fs::MetadataExt;
+    let up = Upstream::new();
+    up.commit_files(&[("page.html", b"A\n"), ("other", b"1\n")], "A");
+    let s = Scratch::new();
+    let mtime = |s: &Scratch| {
+        let m = fs::metadata(s.link().join("page.html")).expect("stat");
+        (m.mtime(), m.mtime_nsec())
+    };
+    let first = up.head();
+    one_time_run(&s, &up, &first, &[]);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let second = up.commit_file("page.html", "B\n", "B");
+    one_time_run(&s, &up, &second, &[]);
+    let b_time = mtime(&s);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let third = up.commit_file("page.html", "A\n", "revert to A");
+    let logs = one_time_run(&s, &up, &third, &[]);
+    assert!(!logs.contains("checking out in full"), "{logs}");
+    assert!(mtime(&s) > b_time, "page.html went back in time\n{logs}");
 }
