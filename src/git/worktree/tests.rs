@@ -62,8 +62,15 @@ impl Fixture {
         let place = self.placement(&format!("{n}-from-old"));
         fs::rename(&old.final_path, &place.staging).expect("claim");
         let planned = plan(&repo, self.commits[n], SymlinkPolicy::Allow).expect("plan");
-        let built =
-            rewrite(&repo, planned, &place, inspection, &Budget::for_tests()).expect("rewrite");
+        let built = rewrite(
+            &repo,
+            planned,
+            &place,
+            inspection,
+            None,
+            &Budget::for_tests(),
+        )
+        .expect("rewrite");
         (place, built)
     }
 }
