@@ -145,6 +145,32 @@ fn canonical(key: &str) -> String {
     }
 }
 
+/// Keys that change the bytes git writes at checkout, which git-sidecar
+/// cannot honour: a start-up error rather than a tree that differs from
+/// git-sync's (an LFS pointer published where git-lfs would write the file).
+/// `.gitattributes` (eol, `ident`, `working-tree-encoding`) is honoured.
+fn unsupported_conversion(key: &str, value: &str) -> Option<String> {
+    let name = key.rsplit('.').next().unwrap_or_default();
+    if key.starts_with("filter.") && matches!(name, "smudge" | "process") {
+        return Some(format!(
+            "{key}: checkout filters (smudge and process drivers, Git LFS) are not supported: \
+             files are written as committed (an LFS pointer stays a pointer); remove the key, \
+             or run the filter from an exec hook"
+        ));
+    }
+    let crlf = match key {
+        "core.autocrlf" => git_bool(value) == Some(true),
+        "core.eol" => value.eq_ignore_ascii_case("crlf"),
+        _ => false,
+    };
+    crlf.then(|| {
+        format!(
+            "{key}:{value}: converting line endings from git config is not supported; \
+             .gitattributes is honoured (`* text=auto eol=crlf` in the repository)"
+        )
+    })
+}
+
 /// git's key syntax (`git_config_parse_key`): what `git config` accepts.
 fn check_key(key: &str) -> Result<(), &'static str> {
     let (Some((section, _)), Some((middle, name))) = (key.split_once('.'), key.rsplit_once('.'))
@@ -260,7 +286,12 @@ impl Checker<'_> {
             ),
             "http.extraheader" => http.extra_headers.push(value),
             "http.cookiefile" => http.cookie_file = self.cookie_file(&value),
-            _ => return false,
+            key => {
+                if let Some(why) = unsupported_conversion(key, &value) {
+                    self.fail(Flag::GitConfig, why);
+                }
+                return false;
+            }
         }
         true
     }
@@ -460,6 +491,28 @@ mod tests {
             &[],
         );
         assert!(!p.join("\n").contains("s3cret"), "{p:?}");
+    }
+
+    /// What would make the tree differ from git-sync's is refused, saying so.
+    #[test]
+    fn checkout_conversions_from_git_config_are_refused() {
+        for pair in [
+            "filter.lfs.smudge:git-lfs smudge -- %f",
+            "filter.x.process:run",
+            "core.autocrlf:true",
+            "core.eol:crlf",
+        ] {
+            let p = problems(&with(&[&format!("--git-config={pair}")]), &[]);
+            assert!(p.join("\n").contains("not supported"), "{pair}: {p:?}");
+        }
+        for pair in [
+            "filter.lfs.clean:x",
+            "core.autocrlf:input",
+            "core.eol:lf",
+            "core.autocrlf:false",
+        ] {
+            config(&with(&[&format!("--git-config={pair}")]), &[]);
+        }
     }
 
     /// As git reads them, after (and over) the config.
