@@ -656,3 +656,41 @@ fn a_reverted_file_gets_a_new_time_not_the_spares() {
     assert!(!logs.contains("checking out in full"), "{logs}");
     assert!(mtime(&s) > b_time, "page.html went back in time\n{logs}");
 }
+
+/// The kubelet's pass over a volume with an fsGroup at every mount (`chgrp
+/// -R`, `chmod -R g+rwX`) changes every file's ctime and group, not its
+/// content: a restart finds the published tree intact (its content read),
+/// instead of rebuilding it with a warning that it was modified.
+#[test]
+fn a_recursive_chgrp_and_chmod_does_not_rebuild_the_published_tree() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let up = Upstream::new();
+    for i in 0..20 {
+        up.write_file(&format!("d{}/f{i}.txt", i % 4), format!("file {i}\n"));
+    }
+    let sha = up.commit_all("twenty files");
+    let s = Scratch::new();
+    one_time_run(&s, &up, &sha, &[]);
+    let before = inodes(&s.link());
+    for (rel, meta) in walk_tree(&s.link()) {
+        let path = s.link().join(&rel);
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        std::os::unix::fs::lchown(&path, None, Some(2000)).expect("chgrp");
+        let mode = meta.mode() | 0o060 | if meta.is_dir() { 0o010 } else { 0 };
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode & 0o7777)).expect("chmod");
+    }
+    let run = s
+        .sidecar(&up.file_url())
+        .args(["--period", "100ms"])
+        .spawn();
+    run.wait_until(DEADLINE, "a sync", || {
+        run.stderr().contains("nothing to do")
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let logs = run.logs();
+    assert!(!logs.contains("was modified"), "{logs}");
+    assert_eq!(inodes(&s.link()), before, "{logs}");
+    assert_exact(&s, &up, &sha);
+}

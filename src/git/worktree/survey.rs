@@ -683,9 +683,22 @@ pub(crate) fn exact(dir: &Path, index: &gix::index::File, top_level: bool, threa
     let wanted = Wanted::new(index);
     let since = Since::of(index);
     survey(dir, &wanted, top_level, threads, |entry, meta, path| {
-        as_recorded(entry, meta, path, since)
+        as_recorded(entry, meta, path, since) || content_decides(entry, meta, path)
     })
     .is_ok_and(|s| s.strays.is_empty() && s.kept.len() == wanted.count())
+}
+
+/// A file whose owner, group or ctime changed but not its inode, size or
+/// mtime (the kubelet's recursive chown and chmod for a volume's fsGroup at
+/// every mount, an SELinux relabel): as git does for such an entry, its
+/// content decides. Read once per start for each such file, instead of
+/// rebuilding the whole tree.
+fn content_decides(entry: &gix::index::Entry, lstat: &Lstat, found: &Found<'_>) -> bool {
+    let (recorded, now) = (entry.stat, lstat.index_stat());
+    kind_matches(entry, lstat)
+        && entry.mode != Mode::COMMIT
+        && (recorded.mtime, recorded.size, recorded.ino) == (now.mtime, now.size, now.ino)
+        && holds_blob(entry, lstat, found)
 }
 
 /// An index's own timestamp (its file's mtime when it was read).
@@ -719,16 +732,23 @@ pub(crate) fn as_recorded(
     found: &Found<'_>,
     since: Since,
 ) -> bool {
-    let kind_ok = match entry.mode {
-        Mode::COMMIT => return lstat.is_dir(),
+    if entry.mode == Mode::COMMIT {
+        return lstat.is_dir();
+    }
+    kind_matches(entry, lstat)
+        && entry.stat.matches(&lstat.index_stat(), COMPARE)
+        && (!since.racy(entry) || holds_blob(entry, lstat, found))
+}
+
+/// Same kind (file, executable file, link; a gitlink a directory).
+fn kind_matches(entry: &gix::index::Entry, lstat: &Lstat) -> bool {
+    match entry.mode {
+        Mode::COMMIT => lstat.is_dir(),
         Mode::FILE => lstat.is_file() && !lstat.executable(),
         Mode::FILE_EXECUTABLE => lstat.is_file() && lstat.executable(),
         Mode::SYMLINK => lstat.is_symlink(),
         _ => false,
-    };
-    kind_ok
-        && entry.stat.matches(&lstat.index_stat(), COMPARE)
-        && (!since.racy(entry) || holds_blob(entry, lstat, found))
+    }
 }
 
 /// The content found (a file's bytes, a link's target) hashes to the
@@ -1158,6 +1178,23 @@ mod tests {
     /// checkout wrote a file leaves its stat data as the index recorded it
     /// (emulated here by recording the stat data after the write, while the
     /// entry's blob is the old content).
+    /// A chmod (or chown) changes only ctime (and owner): the content
+    /// decides, so the tree is still exact. A same-size write whose mtime
+    /// was set back looks the same to stat, and is caught by its content.
+    #[test]
+    fn a_changed_ctime_is_judged_by_content() {
+        let (dir, index) = tree();
+        let a = dir.path().join("a.txt");
+        let mode = fs::metadata(&a).expect("stat").permissions().mode();
+        fs::set_permissions(&a, fs::Permissions::from_mode(mode | 0o020)).expect("chmod g+w");
+        assert!(exact(dir.path(), &index, false, 2));
+        let mtime = fs::metadata(&a).expect("stat").modified().expect("mtime");
+        fs::write(&a, "A.txt").expect("same-size write");
+        let file = fs::File::options().write(true).open(&a).expect("open");
+        file.set_modified(mtime).expect("mtime set back");
+        assert!(!exact(dir.path(), &index, false, 2));
+    }
+
     #[test]
     fn racily_clean_entries_are_held_against_their_blob() {
         let (dir, mut index) = tree();
