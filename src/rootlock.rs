@@ -105,7 +105,8 @@ pub enum RootError {
     },
     #[error(
         "{path} is on a read-only filesystem: git-sidecar writes its store and worktrees \
-         there; mount --root read-write"
+         there; mount --root read-write (in Kubernetes: no readOnly: true on the volumeMount, \
+         a volume that is not read-only)"
     )]
     ReadOnly { path: PathBuf },
     #[error("could not look at --root {path}: {source}")]
@@ -178,12 +179,17 @@ pub fn prepare_root(root: &Path) -> Result<(), RootError> {
     };
     nix::unistd::access(root, access).map_err(|errno| {
         let (owner, mode) = owner_and_mode(root);
-        RootError::NotWritable {
-            path: root.to_path_buf(),
-            uid,
-            owner,
-            mode,
-            source: io::Error::from(errno),
+        match errno {
+            nix::errno::Errno::EROFS => RootError::ReadOnly {
+                path: root.to_path_buf(),
+            },
+            _ => RootError::NotWritable {
+                path: root.to_path_buf(),
+                uid,
+                owner,
+                mode,
+                source: io::Error::from(errno),
+            },
         }
     })?;
     for dir in WRITTEN_IN.iter().map(|d| root.join(d)) {

@@ -183,3 +183,34 @@ fn a_fresh_root_is_not_rewritten_at_its_second_publish() {
         "the store was rewritten: {cloned:?} -> {now:?}"
     );
 }
+
+/// `--root` on a volume mounted read-only (`readOnly: true` on the
+/// volumeMount): the start-up error says so, not that this user lacks
+/// permissions (here root, owning the directory). A private mount
+/// namespace (util-linux's `unshare`) makes the bind mount read-only.
+#[test]
+fn a_read_only_root_volume_is_named_as_such() {
+    let up = Upstream::new();
+    up.commit_file("index.html", "1\n", "one");
+    let s = Scratch::new();
+    std::fs::create_dir_all(&s.root).expect("mkdir root");
+    let script = r#"mount --make-rprivate / && mount --bind "$1" "$1" &&
+        mount -o remount,bind,ro "$1" && exec "$2" --repo "$3" --root "$1" --one-time"#;
+    let unshare = crate::support::sshd::which("unshare")
+        .expect("unshare not found: apt-get install util-linux");
+    let out = crate::support::sidecar::Sidecar::program(unshare)
+        .args(["--mount", "sh", "-c", script, "sh"])
+        .arg(&s.root)
+        .arg(crate::support::sidecar::bin())
+        .arg(up.file_url())
+        .run(std::time::Duration::from_secs(60));
+    let said = describe_output(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "{} is on a read-only filesystem",
+            s.root.display()
+        )) && !said.contains("fsGroup"),
+        "{said}"
+    );
+}
