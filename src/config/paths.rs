@@ -132,18 +132,34 @@ pub(super) fn rev_components(p: &Path) -> Vec<std::ffi::OsString> {
 
 pub(super) use crate::fsutil::clean_join;
 
-/// The first of `dir` and its parents that exists, if it is not a
-/// directory (nor a link to one), and why: nothing can be created below it.
-fn not_a_directory_on_the_way(dir: &Path) -> Option<(PathBuf, &'static str)> {
+/// The first of `dir` and its parents that exists, if nothing can be
+/// created in it, and why: not a directory (nor a link to one), on a
+/// read-only filesystem, or not writable by this user.
+fn not_a_directory_on_the_way(dir: &Path) -> Option<(PathBuf, String)> {
     let existing = dir
         .ancestors()
         .find(|d| std::fs::symlink_metadata(d).is_ok())?;
     let dangling = std::fs::symlink_metadata(existing).is_ok_and(|m| m.is_symlink())
         && std::fs::metadata(existing).is_err();
-    match (existing.is_dir(), dangling) {
-        (true, _) => None,
-        (false, true) => Some((existing.to_path_buf(), "is a symbolic link to nothing")),
-        (false, false) => Some((existing.to_path_buf(), "is not a directory")),
+    let why = match (existing.is_dir(), dangling) {
+        (true, _) => not_writable(existing)?,
+        (false, true) => "is a symbolic link to nothing".to_string(),
+        (false, false) => "is not a directory".to_string(),
+    };
+    Some((existing.to_path_buf(), why))
+}
+
+/// Why this process cannot create entries in the directory `dir`, if so.
+fn not_writable(dir: &Path) -> Option<String> {
+    use nix::unistd::AccessFlags;
+    match nix::unistd::access(dir, AccessFlags::W_OK | AccessFlags::X_OK) {
+        Ok(()) => None,
+        Err(nix::errno::Errno::EROFS) => Some("is on a read-only filesystem".to_string()),
+        Err(e) => Some(format!(
+            "is not writable by uid {} ({})",
+            nix::unistd::geteuid(),
+            std::io::Error::from(e)
+        )),
     }
 }
 
@@ -181,8 +197,8 @@ impl<'a> Checker<'a> {
             self.fail(
                 id,
                 format!(
-                    "{raw:?}: {} {why}, so the link's directory cannot be created there; \
-                     point --link elsewhere or remove what is there",
+                    "{raw:?}: {} {why}, so the link cannot be made there; point --link \
+                     elsewhere, or make that directory writable for this user",
                     blocker.display()
                 ),
             );

@@ -275,3 +275,34 @@ fn lost_and_found_of_a_fresh_volume_is_left_alone() {
     assert_eq!(s.published(), Some(up.head()));
     assert!(lost.is_dir(), "lost+found was removed");
 }
+
+/// `--link` in a directory this UID cannot write (root's, mode 0755): found
+/// at start-up, naming the flag and the directory, not after every fetch and
+/// checkout (each of which was undone, so every retry downloaded it again).
+#[test]
+fn a_link_directory_this_uid_cannot_write_is_refused_at_start_up() {
+    let up = upstream();
+    let s = scratch_for_uid();
+    let theirs = s.dir.path().join("roots-only");
+    fs::create_dir(&theirs).expect("mkdir");
+    fs::set_permissions(&theirs, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let link = theirs.join("new/site");
+    let out = s
+        .sidecar(&up.file_url())
+        .args(["--one-time", "--link"])
+        .arg(&link)
+        .user(UID, UID)
+        .current_dir(s.dir.path())
+        .run(RUN_TIMEOUT);
+    let said = describe_output(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("--link (GITSYNC_LINK)")
+            && said.contains(&format!(
+                "{} is not writable by uid {UID}",
+                theirs.display()
+            )),
+        "{said}"
+    );
+    assert!(!said.contains("sync failed"), "{said}");
+}
