@@ -276,10 +276,13 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
 
 /// Sets the modification time of `path` (file or directory) to now.
 pub fn touch_mtime(path: &Path) -> io::Result<()> {
+    // Both times set to now, not mtime alone: that is the one change the
+    // kernel lets anyone with write access make (a file another UID made,
+    // group-writable, after a changed runAsUser); any other needs its owner.
     nix::sys::stat::utimensat(
         nix::fcntl::AT_FDCWD,
         path,
-        &nix::sys::time::TimeSpec::UTIME_OMIT,
+        &nix::sys::time::TimeSpec::UTIME_NOW,
         &nix::sys::time::TimeSpec::UTIME_NOW,
         nix::sys::stat::UtimensatFlags::NoFollowSymlink,
     )

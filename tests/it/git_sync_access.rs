@@ -306,3 +306,38 @@ fn a_link_directory_this_uid_cannot_write_is_refused_at_start_up() {
     );
     assert!(!said.contains("sync failed"), "{said}");
 }
+
+/// A touch file another UID made (a pod that ran as another user before),
+/// writable by this one (here: by everyone): its time is bumped, as `touch`
+/// would; setting the mtime alone needs the file's owner.
+#[test]
+fn a_writable_touch_file_of_another_owner_is_touched() {
+    use std::os::unix::fs::MetadataExt;
+    let up = upstream();
+    let s = scratch_for_uid();
+    let touch = s.dir.path().join("touched");
+    fs::write(&touch, "").expect("touch file");
+    fs::set_permissions(&touch, fs::Permissions::from_mode(0o666)).expect("chmod");
+    let old = filetime_of(&touch);
+    let file = fs::File::options().write(true).open(&touch).expect("open");
+    file.set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000))
+        .expect("an old mtime");
+    assert!(fs::metadata(&touch).expect("stat").mtime() < old);
+    let out = s
+        .sidecar(&up.file_url())
+        .arg("--one-time")
+        .arg("--touch-file")
+        .arg(&touch)
+        .user(UID, UID)
+        .current_dir(s.dir.path())
+        .run(RUN_TIMEOUT);
+    assert_ok(&out);
+    let said = describe_output(&out);
+    assert!(!said.contains("could not touch"), "{said}");
+    assert!(fs::metadata(&touch).expect("stat").mtime() >= old, "{said}");
+}
+
+fn filetime_of(path: &Path) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).expect("stat").mtime()
+}
