@@ -264,6 +264,17 @@ fn escaping_symlinks_are_refused_by_default() {
         "through d/s -> .."
     );
     assert_nothing_outside_served(&nginx, s, &run.logs());
+    // Loops lead nowhere (the kernel answers ELOOP): written, as git does.
+    let loops = [
+        site.symlink("self", "self"),
+        site.dir("l1", &[site.symlink("x", "../l2/x")]),
+        site.dir("l2", &[site.symlink("x", "../l1/x")]),
+    ];
+    let looped = site.push(&loops, "symlink loops");
+    run.wait_for_link_hash(&s.link(), &looped);
+    assert_tree_matches_commit(&s.link(), &site.up, &looped);
+    assert_ne!(get(&nginx, "/self").status, 200, "{}", run.logs());
+    assert_nothing_outside_served(&nginx, s, &run.logs());
 }
 
 #[test]
