@@ -61,7 +61,51 @@ pub use transport::Budget;
 
 /// Parses a user-supplied repository URL or local path.
 pub(crate) fn parse_url(url: &str) -> Result<gix::Url, String> {
+    if let Some(parsed) = bracketed_scp(url) {
+        return parsed;
+    }
     gix::url::parse(gix::bstr::BStr::new(url)).map_err(|e| e.to_string())
+}
+
+/// git's scp-like forms with brackets that gix gets wrong or refuses:
+/// `user@[::1]:path` (an IPv6 host with a user), and `[user@host:port]:path`
+/// or `[host:port]:path` (the old form that names a port; gix takes
+/// `host:port` for an IPv6 host). The path stays as written (relative to
+/// the login's home unless it starts with `/`).
+fn bracketed_scp(url: &str) -> Option<Result<gix::Url, String>> {
+    if url.contains("://") {
+        return None;
+    }
+    let (user, bracketed, path) = match url.strip_prefix('[') {
+        Some(inner) => {
+            let (bracketed, path) = inner.split_once("]:")?;
+            match bracketed.rsplit_once('@') {
+                Some((user, host)) => (Some(user), host, path),
+                None => (None, bracketed, path),
+            }
+        }
+        None => {
+            let (user, rest) = url.split_once("@[")?;
+            if user.is_empty() || user.contains(['/', ':']) {
+                return None;
+            }
+            let (bracketed, path) = rest.split_once("]:")?;
+            (Some(user), bracketed, path)
+        }
+    };
+    // An IPv6 literal has several colons; `host:port` one.
+    let (address, port) = match bracketed.split_once(':') {
+        Some((host, port)) if !port.contains(':') => (host.to_string(), Some(port.parse().ok()?)),
+        _ => (format!("[{bracketed}]"), None),
+    };
+    let parsed = gix::url::parse(gix::bstr::BStr::new(&format!("{address}:{path}")));
+    Some(parsed.map_err(|e| e.to_string()).map(|mut url| {
+        url.user = user.map(str::to_string);
+        if port.is_some() {
+            url.port = port;
+        }
+        url
+    }))
 }
 
 /// The URL's host as a resolver or `ssh` takes it: an IPv6 literal without

@@ -212,6 +212,27 @@ mod tests {
         assert_eq!(r.without_userinfo().user(), Some("git"));
     }
 
+    /// git's scp-like forms with brackets: an IPv6 host with a user, and
+    /// the old `[user@host:port]:path` form that names a port.
+    #[test]
+    fn bracketed_scp_like_forms_with_a_user_parse_as_git_does() {
+        let r = remote("root@[::1]:/srv/r.git");
+        assert_eq!(
+            (r.scheme(), r.user(), r.host()),
+            ("ssh", Some("root"), Some("::1"))
+        );
+        assert_eq!(r.path(), "/srv/r.git");
+        let r = remote("[git@127.0.0.1:2222]:srv/r.git");
+        assert_eq!(
+            (r.user(), r.host(), r.port()),
+            (Some("git"), Some("127.0.0.1"), Some(2222))
+        );
+        assert_eq!(r.path(), "srv/r.git");
+        let r = remote("[127.0.0.1:2222]:srv/r.git");
+        assert_eq!((r.user(), r.port()), (None, Some(2222)));
+        assert_eq!(r.redacted(), "[127.0.0.1:2222]:srv/r.git");
+    }
+
     #[test]
     fn ipv6_literals_keep_their_brackets_in_text_only() {
         let r = remote("https://u:pw@[::1]:8443/r.git");

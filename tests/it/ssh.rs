@@ -312,6 +312,26 @@ fn scp_like_url_and_hashed_known_hosts() {
     assert_published(&out, &s, &up, &sshd);
 }
 
+/// git's bracketed scp-like form that names a port, `[user@host:port]:path`
+/// (gix alone read `host:port` as an IPv6 host).
+#[test]
+fn scp_like_url_with_a_port_in_brackets() {
+    let up = upstream();
+    let s = Scratch::new();
+    let key = keygen(s.dir.path(), "id", "ed25519", "");
+    let sshd = Sshd::start(&[&key]);
+    let kh = known_hosts(s.dir.path(), &[sshd.known_hosts_line(sshd.port())]);
+    let url = format!(
+        "[{}@{}:{}]:{}",
+        sshd::user(),
+        sshd.host(),
+        sshd.port(),
+        up.path().display()
+    );
+    let out = one_time(&s, &url, &ssh_args(&[&key], &kh));
+    assert_published(&out, &s, &up, &sshd);
+}
+
 /// A server that stops sending mid-pack: the sync fails within about
 /// `--sync-timeout` and the published content stays.
 #[test]
