@@ -47,7 +47,10 @@ fn hook_command(config: &ExecHookConfig, publish: &Publish) -> std::process::Com
         .args(&config.args)
         .current_dir(&publish.worktree)
         .envs(hook_env(publish))
-        .envs(crate::git::cli_config::env_with(&config.git_config, &[]))
+        .envs(crate::git::cli_config::env_with(
+            &config.git_config,
+            &[trust_the_worktree(&publish.worktree)],
+        ))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -56,6 +59,15 @@ fn hook_command(config: &ExecHookConfig, publish: &Publish) -> std::process::Com
         command.env_remove(name);
     }
     command
+}
+
+/// `safe.directory` for the worktree the hook runs in: a tree recycled
+/// from one an earlier UID wrote (a changed runAsUser with `--group-write`)
+/// belongs to that UID, and the hook's git would refuse it ("dubious
+/// ownership"). git-sync v4.7.1's hooks trust every directory.
+fn trust_the_worktree(worktree: &std::path::Path) -> (String, String) {
+    let path = std::fs::canonicalize(worktree).unwrap_or_else(|_| worktree.to_path_buf());
+    ("safe.directory".to_string(), path.display().to_string())
 }
 
 /// Runs the exechook once: `Ok` on exit 0 within the timeout.

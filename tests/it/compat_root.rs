@@ -402,6 +402,59 @@ fn group_write_lets_a_second_user_of_the_group_share_the_root() {
     assert_eq!(s.published().as_deref(), Some(b.as_str()));
 }
 
+/// After a changed runAsUser (`--group-write`, one group): the next commit
+/// is written into a tree the first user made (the recycled spare), so it
+/// belongs to that user. An exec hook running git in it must not meet
+/// git's "dubious ownership" refusal (git-sync v4.7.1's hooks trust every
+/// directory; ours trust the worktree they run in).
+#[test]
+fn an_exec_hooks_git_works_in_a_tree_another_uid_of_the_group_wrote() {
+    let up = Upstream::new();
+    up.commit_rich_tree("a");
+    let s = Scratch::new();
+    fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod scratch");
+    fs::create_dir(&s.root).expect("mkdir root");
+    nix::unistd::chown(&s.root, None, Some(nix::unistd::Gid::from_raw(GID))).expect("chgrp root");
+    fs::set_permissions(&s.root, fs::Permissions::from_mode(0o2775)).expect("chmod root");
+    let out_dir = s.dir.path().join("hook-out");
+    fs::create_dir(&out_dir).expect("mkdir");
+    fs::set_permissions(&out_dir, fs::Permissions::from_mode(0o777)).expect("chmod");
+    let hook = s.dir.path().join("hook.sh");
+    fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh
+git rev-parse HEAD > {}/head 2>&1
+",
+            out_dir.display()
+        ),
+    )
+    .expect("hook");
+    fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).expect("chmod hook");
+    let run_as = |uid: u32| {
+        let out = s
+            .sidecar(&up.file_url())
+            .args(["--one-time", "--group-write", "--exechook-command"])
+            .arg(&hook)
+            .user(uid, GID)
+            .current_dir(s.dir.path())
+            .run(RUN_TIMEOUT);
+        assert!(out.status.success(), "{}", describe_output(&out));
+        fs::read_to_string(out_dir.join("head")).expect("the hook's output")
+    };
+    run_as(UID_A);
+    up.commit_file("b.txt", "b", "b");
+    run_as(UID_A);
+    let c = up.commit_file("c.txt", "c", "c");
+    let said = run_as(UID_B);
+    let owner = fs::metadata(s.link()).expect("published tree").uid();
+    assert_eq!(
+        owner, UID_A,
+        "the tree was not recycled from the first user's"
+    );
+    assert_eq!(said.trim(), c, "the hook's git said: {said}");
+}
+
 /// `--error-file` is written 0644, or 0664 with `--group-write`, as git-sync does.
 #[test]
 fn the_error_file_mode_follows_group_write() {
