@@ -10,7 +10,6 @@
 //! what changed, after removing whatever was written into it since it was
 //! built (see [`survey`]).
 
-use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -728,8 +727,9 @@ pub fn rewrite(
 /// revalidating by `Last-Modified` sees the change only if what changed
 /// since the published tree gets a new time.
 enum Keep {
-    /// Every file the spare has right.
-    Unchanged { since_published: HashSet<BString> },
+    /// Every file the spare has right but the few paths (sorted) that
+    /// changed since the published commit.
+    Unchanged { since_published: Vec<BString> },
     /// None: a `.gitattributes` differs (eol, `ident`, filters change
     /// bytes of files whose blob did not), or the spare was written under
     /// another `--group-write` (its modes).
@@ -757,19 +757,26 @@ impl Keep {
         // A file the spare has right but the published tree has not (a
         // revert) is written anew: its time must not go back.
         let since_published = match published.map(|p| super::tree_diff::changes(repo, p, commit)) {
-            Some(Ok(changes)) => changes.into_iter().map(changed_path).collect(),
+            Some(Ok(changes)) => {
+                let mut paths: Vec<BString> = changes.into_iter().map(changed_path).collect();
+                paths.sort_unstable();
+                paths
+            }
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "no diff with the published commit: no file of the spare is kept");
                 return Keep::Nothing;
             }
-            None => HashSet::new(),
+            None => Vec::new(),
         };
         Keep::Unchanged { since_published }
     }
 
     fn may_keep(&self, path: &BStr) -> bool {
         match self {
-            Keep::Unchanged { since_published } => !since_published.contains(path),
+            // A binary search in a handful: no hashing of 40,000 paths.
+            Keep::Unchanged { since_published } => since_published
+                .binary_search_by(|p| p.as_slice().cmp(path.as_ref()))
+                .is_err(),
             Keep::Nothing => false,
         }
     }
@@ -791,7 +798,8 @@ fn attributes_of(index: &gix::index::File) -> Vec<(&BStr, ObjectId)> {
         .iter()
         .map(|e| (e.path(index), e.id))
         .filter(|(path, _)| {
-            path.rsplit(|&b| b == b'/').next() == Some(b".gitattributes".as_slice())
+            path.ends_with(b".gitattributes")
+                && path.rsplit(|&b| b == b'/').next() == Some(b".gitattributes".as_slice())
         })
         .collect()
 }
