@@ -6,7 +6,8 @@
 //! each component owns, and no component imports [`config`]):
 //! - [`cli`] raw flags and env vars; [`config`] the validated configuration
 //! - [`app`] composition root: signals, cancellation, the sync loop;
-//!   [`process`] the binary's process set-up (umask, open-file limit, runtime)
+//!   [`process`] the binary's process set-up (umask, open-file limit, runtime,
+//!   `--add-user`'s [`passwd`] entry)
 //! - [`sync`] the loop and one blocking sync pass ([`sync::engine`])
 //! - [`git`] the git library's only user: fetch, worktrees, object store,
 //!   the [`git::Remote`] URL type, [`git::CommitId`] and the [`git::Repo`]
@@ -50,6 +51,7 @@ pub mod logging;
 pub mod manual;
 pub mod memory;
 pub mod metrics;
+pub mod passwd;
 pub mod peers;
 pub mod pid1;
 pub mod process;

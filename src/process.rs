@@ -17,6 +17,9 @@ pub fn run(config: Config) -> ExitCode {
     }
     // `--group-write` makes everything written group-writable (git-sync's umask 0002).
     crate::fsutil::set_umask(config.group_write);
+    if config.add_user {
+        crate::passwd::add_user_if_missing(std::path::Path::new(crate::passwd::PASSWD));
+    }
     raise_open_file_limit();
     exit_code(run_on_runtime(config))
 }

@@ -419,8 +419,10 @@ fn advice(blocker: Option<&fsutil::Blocker>) -> String {
     match blocker {
         Some(b) => format!(
             "{} belongs to uid {} (mode {:o}) and this process (uid {me}) may not delete what is in it: \
-             a consumer or hook running as another user wrote into a worktree. Delete it as uid {} or root, \
-             and have consumers treat worktrees as read-only (or run them as uid {me})",
+             either git-sidecar itself ran as that uid before (a changed runAsUser: use --group-write \
+             and one group for every uid of a root), or a consumer or hook running as another user wrote \
+             into a worktree (have consumers treat worktrees as read-only, or run them as uid {me}). \
+             Delete it as uid {} or root",
             b.path.display(),
             b.uid,
             b.mode,

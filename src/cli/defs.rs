@@ -825,8 +825,9 @@ flags! {
             default: "always" as GitGc,
         },
 
-        /// git-sync adds the UID to /etc/passwd for ssh; accepted and ignored (with a
-        /// warning): git-sidecar's built-in SSH client needs no passwd entry
+        /// Add an /etc/passwd entry for this UID if it has none, as git-sync does (the
+        /// built-in SSH client needs none; GIT_SSH_COMMAND's ssh and hooks' do); a
+        /// warning if /etc/passwd cannot be written
         #[arg(
             long,
             env = "GITSYNC_ADD_USER",

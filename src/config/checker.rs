@@ -200,13 +200,6 @@ impl<'a> Checker<'a> {
 
     /// Flags of features that are not implemented: refused when set.
     pub(super) fn unsupported(&mut self) {
-        // Booleans whose "false" is what we do anyway.
-        if self.bool(Flag::AddUser) == Some(true) {
-            let label = self.cli.label(Flag::AddUser);
-            self.warnings.push(format!(
-                "{label} is ignored: the built-in SSH client needs no /etc/passwd entry"
-            ));
-        }
         // v3 --ssh: accepted and ignored, but must still be a boolean.
         let _ = self.bool(Flag::Ssh);
 
@@ -362,11 +355,8 @@ mod tests {
         );
         assert_eq!(p.len(), 3, "{all}");
         let c = config(&with(&["--add-user"]), &[]);
-        let w = c.warnings.join("\n");
-        assert!(
-            w.contains("--add-user (GITSYNC_ADD_USER) is ignored: the built-in SSH client needs no /etc/passwd entry"),
-            "{w}"
-        );
+        assert!(c.add_user && c.warnings.is_empty(), "{:?}", c.warnings);
+        assert!(!config(&with(&["--add-user=false"]), &[]).add_user);
     }
 
     #[test]

@@ -96,6 +96,8 @@ pub struct Config {
     /// `--submodules`: which submodules are checked out.
     pub submodules: SubmoduleMode,
     pub group_write: bool,
+    /// `--add-user`: give this UID an `/etc/passwd` entry if it has none.
+    pub add_user: bool,
     /// 0..=9 as git-sync's -v.
     pub verbosity: u8,
     pub log_format: LogFormat,
@@ -345,6 +347,7 @@ impl Config {
         let group_write = c
             .bool(Flag::GroupWrite)
             .unwrap_or_else(|| default_bool(Flag::GroupWrite));
+        let add_user = c.bool(Flag::AddUser).unwrap_or(false);
         let verbosity = c.verbosity();
         let log_format = match c.raw(Flag::LogFormat) {
             None => LogFormat::Json,
@@ -412,6 +415,7 @@ impl Config {
             git_gc,
             submodules,
             group_write,
+            add_user,
             verbosity,
             log_format,
             warnings,

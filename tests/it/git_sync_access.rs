@@ -341,3 +341,48 @@ fn filetime_of(path: &Path) -> i64 {
     use std::os::unix::fs::MetadataExt;
     fs::metadata(path).expect("stat").mtime()
 }
+
+/// `--add-user` as git-sync does it, for a UID without a passwd entry
+/// (OpenShift's arbitrary UIDs): the entry is appended, so the ssh of
+/// `GIT_SSH_COMMAND` or of a hook finds one; where `/etc/passwd` cannot be
+/// written the run goes on with a warning saying what will fail. The file
+/// is a copy bound over `/etc/passwd` in a private mount namespace.
+#[test]
+fn add_user_appends_a_passwd_entry_as_git_sync_does() {
+    let up = upstream();
+    let tool = |name: &str| {
+        crate::support::sshd::which(name)
+            .unwrap_or_else(|| panic!("{name} not found: apt-get install util-linux"))
+    };
+    let script = r#"mount --make-rprivate / && mount --bind "$1" /etc/passwd &&
+        exec "$2" --reuid="$3" --regid="$3" --clear-groups "$4" --repo "$5" --root "$6" --one-time --add-user"#;
+    for writable in [true, false] {
+        let s = scratch_for_uid();
+        let passwd = s.dir.path().join("passwd");
+        fs::copy("/etc/passwd", &passwd).expect("a copy of /etc/passwd");
+        let mode = if writable { 0o666 } else { 0o644 };
+        fs::set_permissions(&passwd, fs::Permissions::from_mode(mode)).expect("chmod");
+        let out = crate::support::sidecar::Sidecar::program(tool("unshare"))
+            .args(["--mount", "sh", "-c", script, "sh"])
+            .arg(&passwd)
+            .arg(tool("setpriv"))
+            .arg(UID.to_string())
+            .arg(crate::support::sidecar::bin())
+            .arg(up.file_url())
+            .arg(&s.root)
+            .current_dir(s.dir.path())
+            .run(RUN_TIMEOUT);
+        assert_ok(&out);
+        let said = describe_output(&out);
+        let text = fs::read_to_string(&passwd).expect("passwd");
+        let added = text.lines().any(|l| {
+            l.starts_with(&format!("git-sync:x:{UID}:{UID}::")) && l.ends_with(":/sbin/nologin")
+        });
+        assert_eq!(added, writable, "{text}\n{said}");
+        assert_eq!(
+            said.contains("could not add a passwd entry"),
+            !writable,
+            "{said}"
+        );
+    }
+}
