@@ -64,7 +64,13 @@ pub(crate) fn parse_url(url: &str) -> Result<gix::Url, String> {
     if let Some(parsed) = bracketed_scp(url) {
         return parsed;
     }
-    gix::url::parse(gix::bstr::BStr::new(url)).map_err(|e| e.to_string())
+    let mut parsed = gix::url::parse(gix::bstr::BStr::new(url)).map_err(|e| e.to_string())?;
+    // git decodes a file:// URL's path (`sp%20ace`), not a plain path's.
+    if url.starts_with("file://") && parsed.path.contains(&b'%') {
+        let decoded: Vec<u8> = percent_encoding::percent_decode(&parsed.path).collect();
+        parsed.path = decoded.into();
+    }
+    Ok(parsed)
 }
 
 /// git's scp-like forms with brackets that gix gets wrong or refuses:

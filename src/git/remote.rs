@@ -233,6 +233,16 @@ mod tests {
         assert_eq!(r.redacted(), "[127.0.0.1:2222]:srv/r.git");
     }
 
+    /// As git: a file:// URL's path is percent-decoded, a plain path is not.
+    #[test]
+    fn file_urls_are_percent_decoded_plain_paths_are_not() {
+        assert_eq!(
+            remote("file:///srv/sp%20ace/r%C3%ABpo").path(),
+            "/srv/sp ace/rëpo"
+        );
+        assert_eq!(remote("/srv/100%25/r").path(), "/srv/100%25/r");
+    }
+
     #[test]
     fn ipv6_literals_keep_their_brackets_in_text_only() {
         let r = remote("https://u:pw@[::1]:8443/r.git");

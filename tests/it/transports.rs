@@ -31,6 +31,27 @@ fn one_time_publishes_head(url: &str, up: &Upstream, server_log: impl Fn() -> St
     s
 }
 
+/// A file:// URL with percent-escapes (`sp%20ace`, `r%C3%ABpo`), as git
+/// takes it: the path is decoded.
+#[test]
+fn a_percent_encoded_file_url_is_decoded_as_git_does() {
+    let up = history(2);
+    let dir = tempdir("spaced");
+    let bare = dir.path().join("sp ace").join("rëpo src.git");
+    let out = std::process::Command::new("git")
+        .args(["clone", "-q", "--bare"])
+        .arg(up.path())
+        .arg(&bare)
+        .output()
+        .expect("git clone --bare");
+    assert!(out.status.success(), "{out:?}");
+    let url = format!(
+        "file://{}/sp%20ace/r%C3%ABpo%20src.git",
+        dir.path().display()
+    );
+    one_time_publishes_head(&url, &up, String::new);
+}
+
 #[test]
 fn git_daemon_one_time() {
     let up = history(3);
