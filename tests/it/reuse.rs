@@ -628,6 +628,15 @@ fn turning_group_write_on_rewrites_the_spares_files() {
             .mode();
         assert_eq!(mode & 0o020, 0o020, "{name}: {mode:o}");
     }
+    // Under the same setting from then on, the spare's files are kept again
+    // (the setting is recorded with each tree, and parked with it).
+    for i in 0..2 {
+        let sha = up.commit_file("b.txt", format!("more {i}\n"), "more");
+        let logs = one_time_run(&s, &up, &sha, &["--group-write", "-v", "1"]);
+        if i == 1 {
+            assert!(logs.contains("\"written\":1,\"kept\":1"), "{logs}");
+        }
+    }
 }
 
 /// A revert: the third commit brings back the first's page, which the spare
