@@ -45,7 +45,10 @@ pub fn read_body(response: Response, deadline: Instant, limit: u64) -> Result<Ve
         return Err(BodyError::TooLarge(limit));
     }
     let (chunks, received) = mpsc::channel();
-    std::thread::spawn(move || read_chunks(response, &chunks));
+    std::thread::Builder::new()
+        .name("body".into())
+        .spawn(move || read_chunks(response, &chunks))
+        .map_err(|e| BodyError::Read(format!("could not start a thread: {e}")))?;
     let mut body = Vec::new();
     loop {
         let wait = deadline.saturating_duration_since(Instant::now());

@@ -812,20 +812,30 @@ fn spawn_piped(
     // Drain stderr on a thread so the child never blocks on it; keep the first 8 KiB.
     let stderr_drained = Arc::new(Drained::new(budget));
     let drained = stderr_drained.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 1024];
-        while let Ok(n) = err.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            if let Ok(mut s) = stderr.lock() {
-                if s.len() < 8192 {
-                    s.push_str(&String::from_utf8_lossy(&buf[..n]));
+    let drain = std::thread::Builder::new()
+        .name("stderr".into())
+        .spawn(move || {
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut s) = stderr.lock() {
+                    if s.len() < 8192 {
+                        s.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    }
                 }
             }
-        }
-        drained.set();
-    });
+            drained.set();
+        });
+    if let Err(e) = drain {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("could not start a thread: {e}"),
+        ));
+    }
     let output = UploadPackOutput {
         stdout,
         child,

@@ -163,12 +163,10 @@ pub fn run_gate(config: &ExecHookConfig, publish: &Publish) -> Result<(), String
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let mut readers = 0;
     if let Some(pipe) = child.stdout.take() {
-        spawn_reader(pipe, Arc::clone(&stdout), done_tx.clone());
-        readers += 1;
+        readers += usize::from(spawn_reader(pipe, Arc::clone(&stdout), done_tx.clone()));
     }
     if let Some(pipe) = child.stderr.take() {
-        spawn_reader(pipe, Arc::clone(&stderr), done_tx.clone());
-        readers += 1;
+        readers += usize::from(spawn_reader(pipe, Arc::clone(&stderr), done_tx.clone()));
     }
     drop(done_tx);
 
@@ -213,26 +211,31 @@ pub fn run_gate(config: &ExecHookConfig, publish: &Publish) -> Result<(), String
     }
 }
 
+/// Copies `pipe` into `tail` on a thread of its own; `false` when no
+/// thread could start (the output is then not kept).
 fn spawn_reader(
     mut pipe: impl std::io::Read + Send + 'static,
     tail: Arc<Mutex<Tail>>,
     done: mpsc::Sender<()>,
-) {
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 8 * 1024];
-        loop {
-            match pipe.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => match tail.lock() {
-                    Ok(mut tail) => tail.push(&buf[..n]),
+) -> bool {
+    let reader = std::thread::Builder::new()
+        .name("hook-output".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 8 * 1024];
+            loop {
+                match pipe.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => match tail.lock() {
+                        Ok(mut tail) => tail.push(&buf[..n]),
+                        Err(_) => break,
+                    },
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(_) => break,
-                },
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
+                }
             }
-        }
-        let _ = done.send(());
-    });
+            let _ = done.send(());
+        });
+    reader.is_ok()
 }
 
 fn snapshot(tail: &Mutex<Tail>) -> Tail {

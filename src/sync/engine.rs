@@ -104,7 +104,8 @@ pub enum Error {
     /// The root's lock file was replaced and another instance has it.
     #[error(transparent)]
     RootLock(#[from] crate::rootlock::Error),
-    #[error("internal error (a bug, please report it): {0}")]
+    /// The pass panicked, or its thread could not start: the words say which.
+    #[error("{0}")]
     Panic(String),
     /// `--verify-signatures` refused the commit (or the tag `--ref` names).
     #[error(

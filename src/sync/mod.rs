@@ -304,7 +304,7 @@ pub async fn run<P: SyncPass>(
 /// that sync's real time, so a restart during a forge outage keeps serving.
 async fn restore<P: SyncPass>(mut engine: P, reporter: &Reporter) -> P {
     let spare = engine.fresh();
-    let checked = tokio::task::spawn_blocking(move || {
+    let checked = on_a_thread("restore", move || {
         let at = engine.restore();
         (engine, at)
     })
@@ -324,7 +324,7 @@ async fn restore<P: SyncPass>(mut engine: P, reporter: &Reporter) -> P {
         }
         Ok((engine, None)) => engine,
         Err(e) => {
-            tracing::error!(error = %panic_message(e), "checking the published content at start-up failed (a bug, please report it)");
+            tracing::error!(error = %e, "checking the published content at start-up failed");
             spare
         }
     }
@@ -450,16 +450,16 @@ async fn run_pass<P: SyncPass>(
     let budget = Budget::new(timeout, interrupt.clone());
     let deadline = tokio::time::sleep(budget.remaining());
     tokio::pin!(deadline);
-    let mut handle = tokio::task::spawn_blocking(move || {
+    let mut handle = std::pin::pin!(on_a_thread("sync-pass", move || {
         let result = engine.sync_once(&budget);
         (engine, result)
-    });
+    }));
     let mut timed_out = false;
     loop {
         tokio::select! {
             joined = &mut handle => return match joined {
                 Ok((engine, result)) => Ran::Done(engine, result),
-                Err(e) => Ran::Panicked(panic_message(e), spare),
+                Err(e) => Ran::Panicked(e, spare),
             },
             () = &mut deadline, if !timed_out => {
                 timed_out = true;
@@ -480,15 +480,50 @@ async fn run_pass<P: SyncPass>(
     }
 }
 
-fn panic_message(e: tokio::task::JoinError) -> String {
-    match e.try_into_panic() {
-        Ok(payload) => payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".to_string()),
-        Err(e) => e.to_string(),
+/// Runs `work` on tokio's blocking pool (which paused-time tests see) and
+/// awaits it: `Err` says why when no thread could start or `work` panicked.
+/// tokio's first `spawn_blocking` panics when it cannot start a thread (a
+/// pod's pids limit reached, a seccomp profile refusing clone3), so a
+/// thread is started and ended first: failing there fails the pass.
+async fn on_a_thread<T: Send + 'static>(
+    name: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let probe = std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(|| ());
+    match probe {
+        Ok(thread) => drop(thread.join()),
+        Err(e) => return Err(cannot_start_a_thread(&e.to_string())),
     }
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| match e.try_into_panic() {
+            Ok(payload) => panic_message(payload.as_ref()),
+            Err(e) => e.to_string(),
+        })
+}
+
+/// What a panic said; a thread that could not be started (inside a
+/// library too) is a limit reached, not a bug.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let said = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string());
+    match said.contains("failed to spawn thread") || said.contains("can't spawn") {
+        true => cannot_start_a_thread(&said),
+        false => format!("internal error (a bug, please report it): {said}"),
+    }
+}
+
+fn cannot_start_a_thread(why: &str) -> String {
+    format!(
+        "could not start a thread ({why}): the limit on processes and threads is reached (the \
+         pod's pids limit, cgroup pids.max, RLIMIT_NPROC), or a seccomp profile refuses clone3 \
+         (older container runtimes); raise the limit or update the runtime"
+    )
 }
 
 fn on_success(opts: &LoopOptions, outcome: &Outcome, first: bool) {
@@ -549,6 +584,11 @@ fn advice_for(message: &str) -> &'static str {
         "; the server does not have that commit, or does not send commits by SHA that are no \
          ref's tip (a git protocol v0/v1 server needs uploadpack.allowReachableSHA1InWant): \
          check --ref"
+    } else if message.contains("Resource temporarily unavailable")
+        && !message.contains("the limit on processes")
+    {
+        "; the limit on processes and threads may be reached (the pod's pids limit, cgroup \
+         pids.max, RLIMIT_NPROC): raise it (the sync retries)"
     } else if message.contains("UnknownIssuer") {
         "; the server's certificate is signed by a CA this system does not trust: give that CA's \
          PEM bundle with --git-config http.sslCAInfo:<file> or GIT_SSL_CAINFO (or SSL_CERT_FILE)"

@@ -386,3 +386,33 @@ fn add_user_appends_a_passwd_entry_as_git_sync_does() {
         );
     }
 }
+
+/// A limit on processes and threads (RLIMIT_NPROC here; a pod's pids limit
+/// or cgroup pids.max alike) reached before or during a sync: the sync
+/// fails saying so, and nothing panics (tokio's first `spawn_blocking`
+/// did, exit 101 with a backtrace; a reader thread's did, "a bug").
+#[test]
+fn a_process_and_thread_limit_fails_the_sync_cleanly() {
+    let up = upstream();
+    let prlimit = crate::support::sshd::which("prlimit")
+        .expect("prlimit not found: apt-get install util-linux");
+    for nproc in [1, 2, 3, 4] {
+        let s = scratch_for_uid();
+        let out = crate::support::sidecar::Sidecar::program(&prlimit)
+            .arg(format!("--nproc={nproc}"))
+            .arg(crate::support::sidecar::bin())
+            .args(["--repo", &up.file_url(), "--root"])
+            .arg(&s.root)
+            .arg("--one-time")
+            .user(UID, UID)
+            .current_dir(s.dir.path())
+            .run(RUN_TIMEOUT);
+        let said = describe_output(&out);
+        assert_eq!(out.status.code(), Some(1), "nproc {nproc}: {said}");
+        assert!(!said.contains("panicked"), "nproc {nproc}: {said}");
+        assert!(
+            said.contains("the limit on processes and threads"),
+            "nproc {nproc}: {said}"
+        );
+    }
+}
