@@ -17,6 +17,9 @@ pub struct ReadinessConfig {
     pub max_failures: u32,
 }
 
+/// How many published commits [`Status::recently_published`] keeps.
+const RECENTLY_PUBLISHED: usize = 32;
+
 /// A snapshot of the loop's state.
 #[derive(Debug, Clone, Default)]
 pub struct Status {
@@ -27,6 +30,9 @@ pub struct Status {
     pub last_error: Option<String>,
     /// The commit a webhook announced and we have not published yet.
     pub expected_hash: Option<String>,
+    /// The last commits this process published, newest last: a delivery
+    /// replayed or arriving late announces one of them.
+    pub recently_published: std::collections::VecDeque<String>,
     /// A sync succeeded since this process started (git-sync's `/` semantics).
     pub synced_once: bool,
     /// At start-up the published content verified and its last successful
@@ -116,6 +122,12 @@ impl StatusHandle {
             if s.expected_hash.as_deref() == Some(hash) {
                 s.expected_hash = None;
             }
+            if s.recently_published.back().map(String::as_str) != Some(hash) {
+                if s.recently_published.len() == RECENTLY_PUBLISHED {
+                    s.recently_published.pop_front();
+                }
+                s.recently_published.push_back(hash.to_string());
+            }
         });
     }
 
@@ -183,11 +195,14 @@ impl StatusHandle {
         self.write(|s| s.waiting = why);
     }
 
-    /// A webhook announced this commit.
+    /// A webhook announced this commit: expected until published, unless
+    /// it was published already (a replay, a late delivery).
     pub fn expect(&self, hash: Option<String>) {
         if let Some(hash) = hash {
             self.write(|s| {
-                if s.published_hash.as_deref() != Some(hash.as_str()) {
+                let seen = s.published_hash.as_deref() == Some(hash.as_str())
+                    || s.recently_published.contains(&hash);
+                if !seen {
                     s.expected_hash = Some(hash);
                 }
             });
@@ -484,6 +499,15 @@ mod tests {
         assert_eq!(h.snapshot().expected_hash, None);
         h.expect(Some("new".into()));
         assert_eq!(h.snapshot().expected_hash, None, "already published");
+        h.succeeded("newer");
+        h.expect(Some("old".into()));
+        assert_eq!(
+            h.snapshot().expected_hash,
+            None,
+            "a replay of an earlier delivery"
+        );
+        h.expect(Some("unknown".into()));
+        assert_eq!(h.snapshot().expected_hash.as_deref(), Some("unknown"));
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub struct Repo(gix::Repository);
 #[derive(Debug, Default, Clone)]
 pub struct SubmoduleStores(pub(crate) Vec<(PathBuf, gix::ObjectId)>);
 
+/// How many of the published commit's ancestors [`Repo::accounts_for`]
+/// looks through (a shallow store holds few; a full one may hold many).
+const ANCESTRY_SEARCH: usize = 10_000;
+
 impl Repo {
     /// Opens the repository at `root`, creating or repairing it as needed
     /// (see [`store::open_or_init`]).
@@ -56,6 +60,30 @@ impl Repo {
     /// The commit's object is in the store.
     pub fn has_commit(&self, commit: CommitId) -> bool {
         self.0.has_object(commit.0)
+    }
+
+    /// Whether `published` accounts for the object `announced` (hex) names,
+    /// as far as the store knows: it is `published`, an annotated tag of
+    /// it, or one of its ancestors (within [`ANCESTRY_SEARCH`] commits).
+    pub fn accounts_for(&self, published: CommitId, announced: &str) -> bool {
+        let Ok(id) = gix::ObjectId::from_hex(announced.as_bytes()) else {
+            return false;
+        };
+        let Ok(object) = self.0.find_object(id) else {
+            return false;
+        };
+        let Ok(commit) = object.peel_to_kind(gix::object::Kind::Commit) else {
+            return false;
+        };
+        if commit.id == published.0 {
+            return true;
+        }
+        let Ok(walk) = self.0.rev_walk([published.0]).all() else {
+            return false;
+        };
+        walk.take(ANCESTRY_SEARCH)
+            .map_while(Result::ok)
+            .any(|info| info.id == commit.id)
     }
 
     /// Polls the remote and fetches the wanted commit if needed; says

@@ -268,6 +268,15 @@ impl Engine {
     }
 
     /// The repository opened by the first pass.
+    /// See [`super::SyncPass::accounts_for`].
+    pub fn accounts_for(&self, announced: &str) -> bool {
+        let published = self.layout.current().and_then(|h| CommitId::of(&h));
+        match (published, self.repo.as_ref()) {
+            (Some(published), Some(repo)) => repo.accounts_for(published, announced),
+            _ => false,
+        }
+    }
+
     fn open_repo(&self) -> Result<&Repo, Error> {
         self.repo.as_ref().ok_or_else(|| {
             Error::Store(store::Error::Open {

@@ -108,6 +108,13 @@ pub trait SyncPass: Send + Sized + 'static {
     /// After each pass of a process that stays (not `--one-time`): work
     /// that makes the next pass shorter, in the background.
     fn prepare_next(&mut self) {}
+    /// Whether what is published accounts for the commit a webhook
+    /// announced: the same commit, an annotated tag of it (GitHub announces
+    /// the tag object), or one of its ancestors (an older delivery, a
+    /// replay) as far as the store knows. Runs after a pass, on its thread.
+    fn accounts_for(&self, _announced: &str) -> bool {
+        false
+    }
 }
 
 impl SyncPass for Engine {
@@ -133,6 +140,10 @@ impl SyncPass for Engine {
 
     fn prepare_next(&mut self) {
         Engine::prepare_spare(self)
+    }
+
+    fn accounts_for(&self, announced: &str) -> bool {
+        Engine::accounts_for(self, announced)
     }
 }
 
@@ -174,9 +185,13 @@ pub async fn run<P: SyncPass>(
         reporter.status.pass_started();
         let started = Instant::now();
         let pass_began = tokio::time::Instant::now();
-        let result = match run_pass(engine, opts.sync_timeout, &cancel).await {
-            Ran::Done(returned, result) => {
+        let announced = reporter.status.snapshot().expected_hash;
+        let result = match run_pass(engine, opts.sync_timeout, &cancel, announced).await {
+            Ran::Done(returned, result, accounted) => {
                 engine = returned;
+                if accounted {
+                    reporter.status.clear_expected();
+                }
                 result
             }
             Ran::Panicked(message, fresh) => {
@@ -430,7 +445,9 @@ fn expected_retry(
 
 /// How a pass on the blocking pool ended.
 enum Ran<P> {
-    Done(P, Result<Outcome, engine::Error>),
+    /// The pass's result, and whether the published commit accounts for
+    /// the announced one (see [`SyncPass::accounts_for`]).
+    Done(P, Result<Outcome, engine::Error>, bool),
     /// A bug: the pass panicked. Carries a fresh engine to continue with.
     Panicked(String, P),
     Cancelled,
@@ -444,6 +461,7 @@ async fn run_pass<P: SyncPass>(
     mut engine: P,
     timeout: Duration,
     cancel: &CancellationToken,
+    announced: Option<String>,
 ) -> Ran<P> {
     let spare = engine.fresh();
     let interrupt = Arc::new(AtomicBool::new(false));
@@ -452,13 +470,14 @@ async fn run_pass<P: SyncPass>(
     tokio::pin!(deadline);
     let mut handle = std::pin::pin!(on_a_thread("sync-pass", move || {
         let result = engine.sync_once(&budget);
-        (engine, result)
+        let accounted = result.is_ok() && announced.is_some_and(|a| engine.accounts_for(&a));
+        (engine, result, accounted)
     }));
     let mut timed_out = false;
     loop {
         tokio::select! {
             joined = &mut handle => return match joined {
-                Ok((engine, result)) => Ran::Done(engine, result),
+                Ok((engine, result, accounted)) => Ran::Done(engine, result, accounted),
                 Err(e) => Ran::Panicked(e, spare),
             },
             () = &mut deadline, if !timed_out => {
@@ -472,7 +491,7 @@ async fn run_pass<P: SyncPass>(
                 // link) is reported as any other: logged, in /status, and
                 // a --one-time run that synced is done.
                 return match tokio::time::timeout(SHUTDOWN_GRACE, handle).await {
-                    Ok(Ok((engine, result @ Ok(_)))) => Ran::Done(engine, result),
+                    Ok(Ok((engine, result @ Ok(_), accounted))) => Ran::Done(engine, result, accounted),
                     _ => Ran::Cancelled,
                 };
             }

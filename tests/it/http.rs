@@ -565,6 +565,44 @@ fn bearer_trigger_syncs() {
     assert_tree_matches_commit(&s.link(), &up, &b);
 }
 
+/// GitHub announces an annotated tag's push with the TAG OBJECT's id in
+/// `after`. Once the tag's commit is published the announcement is
+/// accounted for: no quick retries, no "never appeared" warning (there were
+/// five retries over 31 s).
+#[test]
+fn an_annotated_tag_push_is_accounted_for_by_its_commit() {
+    let up = Upstream::new();
+    let a = up.commit_file("f", "1", "a");
+    up.tag_annotated("v1", "first");
+    let s = Scratch::new();
+    let secret = write_secret(&s, "secret", SECRET);
+    let (run, addr) = start(
+        s.sidecar(&up.file_url())
+            .args(["--ref", "v1", "--period", "10m"])
+            .arg("--incoming-webhook-secret-file")
+            .arg(&secret),
+    );
+    run.wait_for_link_hash(&s.link(), &a);
+    let b = up.commit_file("f", "2", "b");
+    up.git(&["tag", "-f", "-a", "v1", "-m", "moved"]);
+    let tag_object = up.rev_parse("refs/tags/v1");
+    assert_ne!(tag_object, b);
+    let body = github_push_body("refs/tags/v1", &tag_object, &up.file_url());
+    let r = send_github(&addr, "push", &body, Some(SECRET));
+    assert_eq!(r.status, 202, "{r}");
+    run.wait_for_link_hash(&s.link(), &b);
+    wait_for_status_published(&run, &addr, &b);
+    run.wait_until(DEADLINE, "the announcement cleared", || {
+        status_json(&addr)["expected_hash"].is_null()
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !run.stderr().contains("announced commit not published yet"),
+        "{}",
+        run.logs()
+    );
+}
+
 #[test]
 fn expected_hash_is_retried_until_it_appears() {
     let up = Upstream::new();
