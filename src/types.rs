@@ -162,6 +162,23 @@ pub fn shown_url(url: &str) -> String {
     }
 }
 
+/// Whether `url` names this machine (`localhost`, 127.0.0.0/8, `::1`):
+/// Go's HTTP client (git-sync's, for its webhook and askpass URL) never
+/// sends such a request through a proxy from the environment.
+pub fn is_loopback_url(url: &str) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let Some(host) = parsed.host_str() else {
+        return false;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
 /// `error: cause: cause`, like anyhow's `{:#}`: a TLS or DNS failure often
 /// sits several levels down the chain, and the top message alone says little.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
@@ -266,6 +283,26 @@ impl SubmoduleMode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_urls_are_told_apart() {
+        for url in [
+            "http://localhost:8080/x",
+            "http://127.0.0.2/x",
+            "http://[::1]:9/x",
+            "https://LOCALHOST/",
+        ] {
+            assert!(is_loopback_url(url), "{url}");
+        }
+        for url in [
+            "http://example.com/",
+            "http://10.0.0.1/",
+            "http://localhost.example/",
+            "nonsense",
+        ] {
+            assert!(!is_loopback_url(url), "{url}");
+        }
+    }
 
     #[test]
     fn error_chain_joins_causes_without_repeats() {

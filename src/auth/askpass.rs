@@ -35,7 +35,7 @@ pub fn ask(url: &str, http: &HttpSettings, timeout: Duration) -> Result<Credenti
         url: shown.clone(),
         message,
     };
-    let client = bounded::client(http, timeout).map_err(fail)?;
+    let client = bounded::client(http, timeout, url).map_err(fail)?;
     let response = client
         .get(url)
         .send()

@@ -28,11 +28,16 @@ pub enum BodyError {
     Read(String),
 }
 
-/// A client with `http`'s proxy and TLS settings, no redirects, and
-/// `timeout` for connecting, the headers and each read.
-pub fn client(http: &HttpSettings, timeout: Duration) -> Result<Client, String> {
+/// A client for `url` with `http`'s proxy and TLS settings, no redirects,
+/// and `timeout` for connecting, the headers and each read. A URL of this
+/// machine goes through no proxy, as Go's client (git-sync's) has it.
+pub fn client(http: &HttpSettings, timeout: Duration, url: &str) -> Result<Client, String> {
     let configure = http.client_configurator().map_err(|e| e.to_string())?;
-    configure(Client::builder())
+    let mut builder = configure(Client::builder());
+    if crate::types::is_loopback_url(url) {
+        builder = builder.no_proxy();
+    }
+    builder
         .timeout(timeout.max(MIN_TIMEOUT))
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -111,7 +116,7 @@ mod tests {
 
     fn get(url: &str, within: Duration, limit: u64) -> Result<Vec<u8>, BodyError> {
         let deadline = Instant::now() + within;
-        let client = client(&HttpSettings::default(), within).expect("client");
+        let client = client(&HttpSettings::default(), within, url).expect("client");
         let response = client.get(url).send().expect("headers");
         read_body(response, deadline, limit)
     }

@@ -157,7 +157,7 @@ pub fn mint(app: &GithubApp, http: &HttpSettings, timeout: Duration) -> Result<T
         message,
     };
     let jwt = jwt(&app.key, &app.issuer, SystemTime::now())?;
-    let client = super::bounded::client(http, timeout).map_err(fail)?;
+    let client = super::bounded::client(http, timeout, &url).map_err(fail)?;
     let response = client
         .post(&url)
         .bearer_auth(jwt)

@@ -32,17 +32,21 @@ impl Webhook {
         // As Go's client (git-sync's) sends a request: a user agent and
         // header names in their canonical case, which receivers matching
         // `Gitsync-Hash` byte for byte expect.
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(config.timeout)
             .user_agent(concat!("git-sidecar/", env!("CARGO_PKG_VERSION")))
-            .http1_title_case_headers()
-            .build()
-            .map_err(|e| {
-                format!(
-                    "could not set up the HTTP client: {}",
-                    error_chain(&e.without_url())
-                )
-            });
+            .http1_title_case_headers();
+        // Nor does it send a request for this machine through a proxy
+        // from the environment (a reload endpoint on localhost).
+        if crate::types::is_loopback_url(config.url.expose()) {
+            builder = builder.no_proxy();
+        }
+        let client = builder.build().map_err(|e| {
+            format!(
+                "could not set up the HTTP client: {}",
+                error_chain(&e.without_url())
+            )
+        });
         Self { config, client }
     }
 

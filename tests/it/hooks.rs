@@ -461,6 +461,28 @@ fn check_json_body(r: &Received, hash: &str, previous: Option<&str>, repo: &str,
     );
 }
 
+/// A webhook to this machine (a reload endpoint on localhost) goes through
+/// no proxy from the environment, as Go's client (git-sync's) has it.
+#[test]
+fn a_webhook_to_this_machine_goes_through_no_proxy() {
+    use crate::support::forward_proxy::ForwardProxy;
+    let up = Upstream::new();
+    let a = up.commit_file("f", "1", "a");
+    let proxy = ForwardProxy::start();
+    let s = Scratch::new();
+    let recv = Receiver::start();
+    let run = s
+        .sidecar(&up.file_url())
+        .args(["--period", "100ms"])
+        .args(["--webhook-url", &recv.url("/hook")])
+        .env("HTTP_PROXY", proxy.url())
+        .env("http_proxy", proxy.url())
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &a);
+    run.wait_until(DEADLINE, "the webhook request", || recv.count() >= 1);
+    assert_eq!(proxy.forwarded() + proxy.connects(), 0, "{}", run.logs());
+}
+
 #[test]
 fn webhook_success_path_sends_hash_headers_json_and_signature() {
     let up = Upstream::new();
