@@ -400,6 +400,21 @@ const BITBUCKET_SERVER_KEYS: &[&str] = &[
 ];
 const BITBUCKET_SERVER_KEY_PREFIXES: &[&str] = &["pr:", "mirror:", "repo:comment:", "repo:secret"];
 
+/// Whether a request's headers are a forge's delivery (an event header or
+/// a signature), wherever it was sent.
+pub fn looks_like_a_delivery(headers: &HeaderMap) -> bool {
+    [
+        X_FORGEJO_EVENT,
+        X_GITEA_EVENT,
+        X_GITHUB_EVENT,
+        X_GITLAB_EVENT,
+        X_EVENT_KEY,
+    ]
+    .iter()
+    .chain(CREDENTIAL_HEADERS)
+    .any(|name| headers.contains_key(*name))
+}
+
 /// The provider and the event header's value (sanitised; empty if absent).
 fn detect(headers: &HeaderMap) -> (Provider, String) {
     let order = [

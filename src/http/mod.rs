@@ -189,7 +189,23 @@ pub async fn serve(
     serve::serve(listener, router, limits, cancel).await
 }
 
-async fn git_sync_health(State(state): State<Shared>) -> Response {
+/// git-sync's catch-all: any path answers as health. A forge's delivery
+/// sent to a near-miss path (`/webhook/`, `/Webhook`) would get 200, and the
+/// forge would show success for a push that synced nothing: 404 instead,
+/// naming the webhook's path.
+async fn git_sync_health(
+    State(state): State<Shared>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+) -> Response {
+    if method == axum::http::Method::POST && crate::forge::looks_like_a_delivery(&headers) {
+        let path = &state.config.webhook.path;
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no webhook here: the incoming webhook's path is {path}\n"),
+        )
+            .into_response();
+    }
     if state.status.snapshot().synced_once {
         StatusCode::OK.into_response()
     } else {

@@ -163,6 +163,32 @@ async fn git_sync_health_is_503_until_the_first_sync_on_any_path() {
     assert_eq!(h.get("/healthz").await.0, StatusCode::OK);
 }
 
+/// A forge's delivery to a near-miss path gets 404 naming the webhook's
+/// path, not git-sync's 200 of the catch-all health (the forge would show
+/// success for a push that synced nothing). Other requests keep it.
+#[tokio::test]
+async fn a_delivery_to_another_path_is_404_naming_the_webhook_path() {
+    let h = Harness::new(config());
+    h.state.status.succeeded(AFTER);
+    for path in ["/webhook/", "/Webhook", "//webhook", "/hooks"] {
+        let body = push_body("refs/heads/main");
+        let mut req = github_push(&body, Some(sign(SECRET, &body)));
+        *req.uri_mut() = path.parse().expect("uri");
+        let (code, text) = h.send(req).await;
+        assert_eq!(code, StatusCode::NOT_FOUND, "{path}: {text}");
+        assert!(text.contains("path is /webhook"), "{text}");
+        assert!(!h.triggered().await);
+    }
+    let plain = Request::post("/anything")
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(
+        h.send(plain).await.0,
+        StatusCode::OK,
+        "not a delivery: health"
+    );
+}
+
 #[tokio::test]
 async fn readyz_follows_success_failures_and_recovery() {
     let h = Harness::new(config());
