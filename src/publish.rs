@@ -405,12 +405,16 @@ impl Layout {
 }
 
 /// Time since `path` was last modified (retired); unknown counts as old.
+/// A time in the future (the clock stepped back, a file server's clock
+/// ahead of ours) counts as just retired, as git-sync has it: such a tree
+/// was deleted at once, whatever `--stale-worktree-timeout` said.
 fn age(path: &Path) -> Duration {
-    fs::symlink_metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|m| SystemTime::now().duration_since(m).ok())
-        .unwrap_or(Duration::MAX)
+    match fs::symlink_metadata(path).and_then(|m| m.modified()) {
+        Ok(modified) => SystemTime::now()
+            .duration_since(modified)
+            .unwrap_or(Duration::ZERO),
+        Err(_) => Duration::MAX,
+    }
 }
 
 /// What to do about a tree that could not be removed, from what blocked it.
@@ -606,6 +610,30 @@ mod tests {
         removed.sort();
         assert_eq!(removed, vec![hash('b').to_string(), "junk".to_string()]);
         assert!(layout.worktree(&hash('a')).exists());
+        Ok(())
+    }
+
+    /// A retirement time in the future (the clock stepped back since) is
+    /// "just retired", not "old": the tree waits out the timeout.
+    #[test]
+    fn a_tree_retired_in_the_future_is_not_stale() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let layout = Layout::new(dir.path().to_path_buf(), dir.path().join("site"));
+        layout.prepare()?;
+        for h in [hash('a'), hash('b')] {
+            fs::create_dir_all(layout.worktree(&h))?;
+        }
+        layout.publish(&hash('a'))?;
+        let later = SystemTime::now() + Duration::from_secs(600);
+        fs::File::open(layout.worktree(&hash('b')))?.set_modified(later)?;
+        assert!(!layout.is_stale(&hash('b'), Duration::from_secs(30)));
+        assert!(layout
+            .remove_stale(Duration::from_secs(30), false)?
+            .is_empty());
+        assert!(
+            layout.is_stale(&hash('b'), Duration::ZERO),
+            "no timeout: stale"
+        );
         Ok(())
     }
 

@@ -350,6 +350,7 @@ impl Engine {
         let record = last_sync::Record {
             hash: hash.clone(),
             at: SystemTime::now(),
+            settings: Some(self.settings_digest()),
         };
         self.recorded = Some((hash.clone(), Instant::now()));
         if let Err(e) = last_sync::write(&self.opts.root, &record) {
@@ -365,9 +366,16 @@ impl Engine {
     pub fn restore(&mut self) -> Option<SystemTime> {
         let record = last_sync::read(&self.opts.root)?;
         let current = self.layout.current()?;
-        if current != record.hash || record.at > SystemTime::now() {
+        let same_settings = record
+            .settings
+            .as_ref()
+            .is_none_or(|s| *s == self.settings_digest());
+        if current != record.hash || !same_settings {
             return None;
         }
+        // A clock behind the one that wrote the record (another node's):
+        // the content is as fresh as it can be, not of unknown age.
+        let at = record.at.min(SystemTime::now());
         let commit = CommitId::of(&current)?;
         if let Err(e) = self.open() {
             tracing::debug!(error = %crate::types::error_chain(&e), "could not open the root at start-up");
@@ -375,10 +383,15 @@ impl Engine {
             return None;
         }
         if self.worktree_is_healthy(&current, commit, true) {
-            return Some(record.at);
+            return Some(at);
         }
         self.repo = None;
         None
+    }
+
+    /// What a success is recorded under: `--repo` and `--ref`.
+    fn settings_digest(&self) -> String {
+        last_sync::settings_digest(self.opts.repo.expose(), &self.opts.git_ref)
     }
 
     fn open(&mut self) -> Result<(), Error> {
@@ -934,6 +947,13 @@ impl Engine {
             Ok(built) => built,
             Err(e) => {
                 let _ = self.layout.discard(&place.staging);
+                // Its admin files too (git's `worktrees/<sha>`): they name
+                // objects the failed pass may have rolled back, and `git
+                // fsck` (git-sync's start-up check) fails on them. Not the
+                // published tree's, when rebuilding that one failed.
+                if current != Some(hash) {
+                    let _ = publish::remove_any(&place.admin_dir);
+                }
                 return Err(e);
             }
         };

@@ -3,12 +3,15 @@
 //! forge down, the content verified at start-up is served (and `/readyz` is
 //! 200) for as long as that time is within `--readiness-max-staleness`.
 //!
-//! One line, `<commit hash> <unix milliseconds>`, replaced atomically after
+//! One line, `<commit hash> <unix milliseconds> <settings>`, replaced atomically after
 //! a publish, after the first success of a process, and after an unchanged
 //! pass (it confirmed the remote) once the record is [`REFRESH`] old: idle
 //! polls in between write nothing, and the age read after a restart is at
 //! most that much older than the truth, never younger. Inside `.git`, so
-//! consumers of the root never see it.
+//! consumers of the root never see it. `<settings>` is a digest of `--repo`
+//! and `--ref`: a process started with others (a typo in `--ref`, another
+//! repository) must not call the old content fresh. A record without it
+//! (from before it was kept) is taken to match.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -40,6 +43,20 @@ pub struct Record {
     /// The commit that was published when the pass succeeded.
     pub hash: CommitHash,
     pub at: SystemTime,
+    /// [`settings_digest`] of the process that wrote it, if recorded.
+    pub settings: Option<String>,
+}
+
+/// A short digest of `--repo` (as given: credentials are not kept in
+/// clear) and `--ref`.
+pub fn settings_digest(repo: &str, git_ref: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(repo.as_bytes())
+        .chain_update(b"\n")
+        .chain_update(git_ref.as_bytes())
+        .finalize();
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn path(root: &Path) -> PathBuf {
@@ -53,7 +70,10 @@ pub fn write(root: &Path, record: &Record) -> std::io::Result<()> {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis();
-    let line = format!("{} {millis}\n", record.hash);
+    let line = match &record.settings {
+        Some(settings) => format!("{} {millis} {settings}\n", record.hash),
+        None => format!("{} {millis}\n", record.hash),
+    };
     fsutil::write_atomic(&path(root), line.as_bytes())
 }
 
@@ -71,11 +91,12 @@ fn parse(text: &str) -> Option<Record> {
     let mut fields = text.split_ascii_whitespace();
     let hash = CommitHash::parse(fields.next()?)?;
     let millis: u64 = fields.next()?.parse().ok()?;
+    let settings = fields.next().map(str::to_string);
     if fields.next().is_some() {
         return None;
     }
     let at = UNIX_EPOCH.checked_add(Duration::from_millis(millis))?;
-    Some(Record { hash, at })
+    Some(Record { hash, at, settings })
 }
 
 #[cfg(test)]
@@ -90,10 +111,15 @@ mod tests {
         std::fs::create_dir(root.path().join(".git")).expect("mkdir .git");
         assert_eq!(read(root.path()), None, "no record yet");
         let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
-        let record = Record {
+        let mut record = Record {
             hash: CommitHash::parse(HASH).expect("a hash"),
             at,
+            settings: Some(settings_digest("https://h/r.git", "main")),
         };
+        write(root.path(), &record).expect("write");
+        assert_eq!(read(root.path()), Some(record.clone()));
+        // As written before the settings were kept: still read.
+        record.settings = None;
         write(root.path(), &record).expect("write");
         assert_eq!(read(root.path()), Some(record));
         let names: Vec<_> = std::fs::read_dir(root.path().join(".git"))
@@ -116,13 +142,22 @@ mod tests {
     }
 
     #[test]
+    fn the_settings_digest_tells_repos_and_refs_apart() {
+        let d = settings_digest("https://h/r.git", "main");
+        assert_eq!(d.len(), 16);
+        assert_ne!(d, settings_digest("https://h/r.git", "mian"));
+        assert_ne!(d, settings_digest("https://h/other.git", "main"));
+        assert_eq!(d, settings_digest("https://h/r.git", "main"));
+    }
+
+    #[test]
     fn damaged_records_mean_age_unknown() {
         for text in [
             "",
             HASH,
             "nothex 1700000000000\n",
             &format!("{HASH} soon\n"),
-            &format!("{HASH} 1 2\n"),
+            &format!("{HASH} 1 2 3\n"),
             &format!("{HASH} -5\n"),
         ] {
             assert_eq!(parse(text), None, "{text:?}");

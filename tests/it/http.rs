@@ -963,6 +963,42 @@ fn after_a_restart_with_the_forge_down_only_verified_content_is_ready() {
     run.assert_running();
 }
 
+/// The record vouches for the content of the `--repo` and `--ref` it was
+/// written under: a restart with another `--ref` (a typo in a rollout) is
+/// not ready at once on the old ref's content, with the forge down or not.
+#[test]
+fn after_a_restart_with_another_ref_the_old_content_is_not_vouched_for() {
+    let up = Upstream::new();
+    up.commit_file("f", "1", "a");
+    let forge = GitDaemon::start(up.base());
+    let url = forge.url(up.name());
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&url)
+        .arg("--one-time")
+        .run(Duration::from_secs(60));
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let args = [
+        "--max-failures=-1",
+        "--readiness-max-failures=0",
+        "--readiness-max-staleness=1h",
+        "--period=10m",
+    ];
+    let (run, addr) = start(s.sidecar(&url).args(args).args(["--ref", "mian"]));
+    run.wait_until(DEADLINE, "a failed sync", || {
+        status_json(&addr)["consecutive_failures"].as_u64() >= Some(1)
+    });
+    let ready = get(&addr, "/readyz");
+    assert_eq!(ready.status, 503, "another --ref: {ready}\n{}", run.logs());
+    run.kill9();
+    // The same settings again: ready at once (the forge is down).
+    drop(forge);
+    let (run, addr) = start(s.sidecar(&url).args(args));
+    run.wait_until(DEADLINE, "/readyz 200 with the forge down", || {
+        get(&addr, "/readyz").status == 200
+    });
+}
+
 /// A Bitbucket Server `repo:refs_changed` delivery with several changes.
 fn bitbucket_server_body(changes: &[(&str, &str, &str)]) -> Vec<u8> {
     let changes: Vec<serde_json::Value> = changes

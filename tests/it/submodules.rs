@@ -670,3 +670,41 @@ fn a_v0_server_refusing_an_older_submodule_commit_is_read_through_its_branch_at_
     assert_eq!(s.published().as_deref(), Some(site.as_str()));
     assert_submodule(&s, "theme", &p.sub, &pinned);
 }
+
+/// A sync that fails at the submodule step (its repository is missing)
+/// leaves no admin files of the tree it did not publish: they named
+/// objects the failed pass rolled back, `git fsck` (git-sync's start-up
+/// check) failed on them, and one piled up per failing commit.
+#[test]
+fn a_failed_submodule_step_leaves_no_admin_files_behind() {
+    let up = Upstream::new();
+    let a = up.commit_file("index.html", "a\n", "a");
+    let sub = up.sibling("sub");
+    let s1 = sub.commit_file("lib.txt", "lib\n", "sub");
+    let s = Scratch::new();
+    let run = s
+        .sidecar(&up.file_url())
+        .args(["--period", "200ms", "--max-failures", "-1"])
+        .spawn();
+    run.wait_for_link_hash(&s.link(), &a);
+    let modules = gitmodules(&[("lib", "lib", "../missing")]);
+    let b = up.commit_gitlinks(
+        &modules,
+        &[("lib", &s1)],
+        "a submodule that cannot be fetched",
+    );
+    run.wait_until(DEADLINE, "two failed syncs", || {
+        run.stderr().matches("\"msg\":\"sync failed\"").count() >= 2
+    });
+    let admin = list_dir(&s.root.join(".git/worktrees"));
+    assert!(!admin.contains(&b), "{admin:?}\n{}", run.logs());
+    assert_eq!(admin, [a.clone()], "{}", run.logs());
+    let fsck = std::process::Command::new("git")
+        .args(["--git-dir"])
+        .arg(s.root.join(".git"))
+        .args(["fsck", "--no-progress"])
+        .output()
+        .expect("git fsck");
+    assert!(fsck.status.success(), "{fsck:?}\n{}", run.logs());
+    assert_eq!(s.published().as_deref(), Some(a.as_str()));
+}
