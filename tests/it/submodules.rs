@@ -698,7 +698,7 @@ fn a_failed_submodule_step_leaves_no_admin_files_behind() {
     });
     let admin = list_dir(&s.root.join(".git/worktrees"));
     assert!(!admin.contains(&b), "{admin:?}\n{}", run.logs());
-    assert_eq!(admin, [a.clone()], "{}", run.logs());
+    assert_eq!(admin, std::slice::from_ref(&a), "{}", run.logs());
     let fsck = std::process::Command::new("git")
         .args(["--git-dir"])
         .arg(s.root.join(".git"))
