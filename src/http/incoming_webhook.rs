@@ -268,7 +268,10 @@ pub async fn handle(
         }
         Event::Push(push) => push,
     };
-    if let Some(filter) = &config.repo_filter {
+    // A generic delivery may name no repository (an empty body, just `ref`
+    // and `after`): signed with our secret, it is for us.
+    let unnamed = provider == forge::Provider::Generic.as_str() && push.repo_urls.is_empty();
+    if let Some(filter) = config.repo_filter.as_ref().filter(|_| !unnamed) {
         if !forge::repo_matches(filter, &push.repo_urls) {
             return reply(
                 StatusCode::OK,

@@ -614,6 +614,20 @@ async fn a_push_for_another_repository_is_ignored_with_a_filter() {
         "loose match of https://example.com/site.git: {text}"
     );
     assert!(h.triggered().await);
+
+    // A generic delivery that names no repository is ours (it is signed).
+    let mut cfg = config();
+    cfg.webhook.repo_filter = Some("git@example.com:other/repo.git".into());
+    let h = Harness::new(cfg);
+    let body = r#"{"ref":"refs/heads/main"}"#;
+    let req = Request::post("/webhook")
+        .header("X-Signature", sign(SECRET, body))
+        .header("Content-Type", "application/json")
+        .body(Body::from(body))
+        .expect("request");
+    let (code, text) = h.send(req).await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{text}");
+    assert!(h.triggered().await);
 }
 
 /// A request body the test hands over chunk by chunk (or fails), recording
