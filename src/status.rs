@@ -209,6 +209,11 @@ impl StatusHandle {
         }
     }
 
+    /// The commit a webhook announced and is not published yet.
+    pub fn expected(&self) -> Option<String> {
+        self.read(|s| s.expected_hash.clone())
+    }
+
     /// Gives up waiting for an announced commit that never arrived.
     pub fn clear_expected(&self) {
         self.write(|s| s.expected_hash = None);

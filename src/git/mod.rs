@@ -107,9 +107,7 @@ fn bracketed_scp(url: &str) -> Option<Result<gix::Url, String>> {
     let parsed = gix::url::parse(gix::bstr::BStr::new(&format!("{address}:{path}")));
     Some(parsed.map_err(|e| e.to_string()).map(|mut url| {
         url.user = user.map(str::to_string);
-        if port.is_some() {
-            url.port = port;
-        }
+        url.port = port.or(url.port);
         url
     }))
 }

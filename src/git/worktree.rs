@@ -797,10 +797,7 @@ fn attributes_of(index: &gix::index::File) -> Vec<(&BStr, ObjectId)> {
         .entries()
         .iter()
         .map(|e| (e.path(index), e.id))
-        .filter(|(path, _)| {
-            path.ends_with(b".gitattributes")
-                && path.rsplit(|&b| b == b'/').next() == Some(b".gitattributes".as_slice())
-        })
+        .filter(|(path, _)| *path == ".gitattributes" || path.ends_with(b"/.gitattributes"))
         .collect()
 }
 

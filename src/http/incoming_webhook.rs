@@ -255,6 +255,7 @@ pub async fn handle(
         Ok(parsed) => parsed,
         Err((provider, rejection)) => return rejected(provider, rejection),
     };
+    let generic = provider == forge::Provider::Generic;
     let provider = provider.as_str();
     let push = match event {
         Event::Ping => return reply(StatusCode::OK, provider, "ping", "pong".into()),
@@ -270,7 +271,7 @@ pub async fn handle(
     };
     // A generic delivery may name no repository (an empty body, just `ref`
     // and `after`): signed with our secret, it is for us.
-    let unnamed = provider == forge::Provider::Generic.as_str() && push.repo_urls.is_empty();
+    let unnamed = generic && push.repo_urls.is_empty();
     if let Some(filter) = config.repo_filter.as_ref().filter(|_| !unnamed) {
         if !forge::repo_matches(filter, &push.repo_urls) {
             return reply(

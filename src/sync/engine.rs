@@ -267,7 +267,6 @@ impl Engine {
         }
     }
 
-    /// The repository opened by the first pass.
     /// See [`super::SyncPass::accounts_for`].
     pub fn accounts_for(&self, announced: &str) -> bool {
         let published = self.layout.current().and_then(|h| CommitId::of(&h));
@@ -277,6 +276,7 @@ impl Engine {
         }
     }
 
+    /// The repository opened by the first pass.
     fn open_repo(&self) -> Result<&Repo, Error> {
         self.repo.as_ref().ok_or_else(|| {
             Error::Store(store::Error::Open {

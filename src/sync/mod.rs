@@ -185,7 +185,7 @@ pub async fn run<P: SyncPass>(
         reporter.status.pass_started();
         let started = Instant::now();
         let pass_began = tokio::time::Instant::now();
-        let announced = reporter.status.snapshot().expected_hash;
+        let announced = reporter.status.expected();
         let result = match run_pass(engine, opts.sync_timeout, &cancel, announced).await {
             Ran::Done(returned, result, accounted) => {
                 engine = returned;
@@ -319,7 +319,7 @@ pub async fn run<P: SyncPass>(
 /// that sync's real time, so a restart during a forge outage keeps serving.
 async fn restore<P: SyncPass>(mut engine: P, reporter: &Reporter) -> P {
     let spare = engine.fresh();
-    let checked = on_a_thread("restore", move || {
+    let checked = on_the_blocking_pool("restore", move || {
         let at = engine.restore();
         (engine, at)
     })
@@ -448,7 +448,8 @@ enum Ran<P> {
     /// The pass's result, and whether the published commit accounts for
     /// the announced one (see [`SyncPass::accounts_for`]).
     Done(P, Result<Outcome, engine::Error>, bool),
-    /// A bug: the pass panicked. Carries a fresh engine to continue with.
+    /// The pass panicked (a bug, or a library that could not start a
+    /// thread) or could not start: why. Carries a fresh engine to continue with.
     Panicked(String, P),
     Cancelled,
 }
@@ -468,7 +469,7 @@ async fn run_pass<P: SyncPass>(
     let budget = Budget::new(timeout, interrupt.clone());
     let deadline = tokio::time::sleep(budget.remaining());
     tokio::pin!(deadline);
-    let mut handle = std::pin::pin!(on_a_thread("sync-pass", move || {
+    let mut handle = std::pin::pin!(on_the_blocking_pool("sync-pass", move || {
         let result = engine.sync_once(&budget);
         let accounted = result.is_ok() && announced.is_some_and(|a| engine.accounts_for(&a));
         (engine, result, accounted)
@@ -504,7 +505,7 @@ async fn run_pass<P: SyncPass>(
 /// tokio's first `spawn_blocking` panics when it cannot start a thread (a
 /// pod's pids limit reached, a seccomp profile refusing clone3), so a
 /// thread is started and ended first: failing there fails the pass.
-async fn on_a_thread<T: Send + 'static>(
+async fn on_the_blocking_pool<T: Send + 'static>(
     name: &str,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, String> {

@@ -919,11 +919,8 @@ fn readyz_goes_stale_without_a_recent_success() {
     });
 }
 
-/// After a restart with the forge down, the recorded last sync vouches only
-/// for content that still verifies: intact, /readyz is 200 at once; with a
-/// published file changed while no process ran, it waits for a sync.
-#[test]
-fn after_a_restart_with_the_forge_down_only_verified_content_is_ready() {
+/// A root where `--one-time` published one commit from a `git daemon`.
+fn published_once() -> (Upstream, GitDaemon, String, Scratch) {
     let up = Upstream::new();
     up.commit_file("f", "1", "a");
     let forge = GitDaemon::start(up.base());
@@ -934,6 +931,15 @@ fn after_a_restart_with_the_forge_down_only_verified_content_is_ready() {
         .arg("--one-time")
         .run(Duration::from_secs(60));
     assert!(out.status.success(), "{}", describe_output(&out));
+    (up, forge, url, s)
+}
+
+/// After a restart with the forge down, the recorded last sync vouches only
+/// for content that still verifies: intact, /readyz is 200 at once; with a
+/// published file changed while no process ran, it waits for a sync.
+#[test]
+fn after_a_restart_with_the_forge_down_only_verified_content_is_ready() {
+    let (_up, forge, url, s) = published_once();
     drop(forge);
     let args = [
         "--max-failures=-1",
@@ -968,16 +974,7 @@ fn after_a_restart_with_the_forge_down_only_verified_content_is_ready() {
 /// not ready at once on the old ref's content, with the forge down or not.
 #[test]
 fn after_a_restart_with_another_ref_the_old_content_is_not_vouched_for() {
-    let up = Upstream::new();
-    up.commit_file("f", "1", "a");
-    let forge = GitDaemon::start(up.base());
-    let url = forge.url(up.name());
-    let s = Scratch::new();
-    let out = s
-        .sidecar(&url)
-        .arg("--one-time")
-        .run(Duration::from_secs(60));
-    assert!(out.status.success(), "{}", describe_output(&out));
+    let (_up, forge, url, s) = published_once();
     let args = [
         "--max-failures=-1",
         "--readiness-max-failures=0",
