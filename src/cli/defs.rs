@@ -364,8 +364,9 @@ flags! {
         },
 
         /// File holding a secret that incoming webhooks are verified with; trailing
-        /// whitespace is ignored. Repeatable (several secrets are accepted
-        /// during a rotation); the environment variable takes a comma-separated list. Also
+        /// whitespace is ignored. Read again when it changes (a rotated Secret needs no
+        /// restart; the previous secret is still accepted for 5 minutes). Repeatable (several
+        /// secrets are accepted); the environment variable takes a comma-separated list. Also
         /// GITSYNC_INCOMING_WEBHOOK_SECRET. Without a secret the webhook is disabled unless
         /// --incoming-webhook-allow-unsigned; requires --http-bind
         #[arg(
@@ -444,7 +445,8 @@ flags! {
         },
 
         /// File holding a bearer token that enables POST /sync (an immediate sync);
-        /// trailing whitespace is ignored. Repeatable; the environment variable takes a
+        /// trailing whitespace is ignored. Read again when it changes (the previous token is
+        /// still accepted for 5 minutes). Repeatable; the environment variable takes a
         /// comma-separated list. Also GITSYNC_SYNC_TRIGGER_TOKEN. Without a token POST /sync
         /// is disabled; requires --http-bind
         #[arg(

@@ -198,11 +198,11 @@ impl<'a> Checker<'a> {
                 raw.to_string()
             }
         };
-        let mut secrets = self.secret_files(
+        let secrets = self.secret_set(
             Flag::IncomingWebhookSecretFile,
             &cli.incoming_webhook_secret_file,
+            Flag::EnvIncomingWebhookSecret,
         );
-        secrets.extend(self.env_secret(Flag::EnvIncomingWebhookSecret));
         let allow_unsigned = self
             .bool(Flag::IncomingWebhookAllowUnsigned)
             .unwrap_or_else(|| default_bool(Flag::IncomingWebhookAllowUnsigned));
@@ -245,9 +245,11 @@ impl<'a> Checker<'a> {
         let connections = self.connection_limits();
 
         // POST /sync.
-        let mut trigger_tokens =
-            self.secret_files(Flag::SyncTriggerTokenFile, &cli.sync_trigger_token_file);
-        trigger_tokens.extend(self.env_secret(Flag::EnvSyncTriggerToken));
+        let trigger_tokens = self.secret_set(
+            Flag::SyncTriggerTokenFile,
+            &cli.sync_trigger_token_file,
+            Flag::EnvSyncTriggerToken,
+        );
 
         if !bind_given {
             let mut given: Vec<Flag> = Vec::new();

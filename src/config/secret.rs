@@ -6,21 +6,29 @@
 use super::{placeholder, Checker};
 use crate::cli::Flag;
 pub use crate::secret::{read_secret_file, SecretBytes};
+use crate::secret::{SecretFile, SecretSet};
 
 impl<'a> Checker<'a> {
-    /// Reads every secret file of a repeatable argument (reporting each bad one).
-    pub(super) fn secret_files(&mut self, id: Flag, paths: &[String]) -> Vec<SecretBytes> {
-        let mut out = Vec::new();
+    /// The secrets of a repeatable file argument `id` and of the
+    /// environment-only `env`: each file is read now (reporting each bad
+    /// one) and again whenever it changes (a rotated Secret).
+    pub(super) fn secret_set(&mut self, id: Flag, paths: &[String], env: Flag) -> SecretSet {
+        let mut set = SecretSet::default();
+        let label = self.cli.label(id);
         for path in paths {
             match read_secret_file(path) {
                 Ok(secret) => {
                     self.warn_if_placeholder(id, Some(path), &secret);
-                    out.push(secret);
+                    let path = std::path::absolute(path).unwrap_or_else(|_| path.into());
+                    set.push_file(SecretFile::new(path, label.clone(), secret));
                 }
                 Err(e) => self.fail(id, e),
             }
         }
-        out
+        if let Some(secret) = self.env_secret(env) {
+            set.push_fixed(secret);
+        }
+        set
     }
 
     /// An environment-only secret, trailing whitespace removed; `None` when
@@ -83,7 +91,7 @@ mod tests {
         // One file: read and trimmed.
         let arg = format!("--incoming-webhook-secret-file={a}");
         let c = config(&with(&[bind, &arg]), &[]);
-        let secrets = &http_of(&c).webhook.secrets;
+        let secrets = http_of(&c).webhook.secrets.accepted();
         assert_eq!(secrets.len(), 1);
         assert_eq!(secrets[0].expose(), b"s3cret-a");
 
@@ -93,12 +101,8 @@ mod tests {
             &with(&[bind, &arg, &arg_b]),
             &[("GITSYNC_INCOMING_WEBHOOK_SECRET", "s3cret-env\n")],
         );
-        let got: Vec<&[u8]> = http_of(&c)
-            .webhook
-            .secrets
-            .iter()
-            .map(SecretBytes::expose)
-            .collect();
+        let got = http_of(&c).webhook.secrets.accepted();
+        let got: Vec<&[u8]> = got.iter().map(SecretBytes::expose).collect();
         assert_eq!(
             got,
             vec![&b"s3cret-a"[..], &b"s3cret-b"[..], &b"s3cret-env"[..]]
@@ -117,7 +121,7 @@ mod tests {
             &with(&[bind]),
             &[("GITSYNC_INCOMING_WEBHOOK_SECRET", "alone")],
         );
-        assert_eq!(http_of(&c).webhook.secrets[0].expose(), b"alone");
+        assert_eq!(http_of(&c).webhook.secrets.accepted()[0].expose(), b"alone");
 
         // Never in Debug output.
         let dbg = format!("{c:?} {:?}", config(&with(&[bind, &arg, &arg_b]), &[]));
@@ -179,11 +183,8 @@ mod tests {
             &with(&["--http-bind=:8080", &arg]),
             &[("GITSYNC_SYNC_TRIGGER_TOKEN", "tok-env")],
         );
-        let got: Vec<&[u8]> = http_of(&c)
-            .trigger_tokens
-            .iter()
-            .map(SecretBytes::expose)
-            .collect();
+        let got = http_of(&c).trigger_tokens.accepted();
+        let got: Vec<&[u8]> = got.iter().map(SecretBytes::expose).collect();
         assert_eq!(got, vec![&b"tok-1"[..], &b"tok-env"[..]]);
         assert!(http_of(&c).webhook.secrets.is_empty());
         let dbg = format!("{c:?}");

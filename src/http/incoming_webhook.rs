@@ -182,7 +182,8 @@ pub async fn handle(
             }
         }
     };
-    if state.secrets.is_empty() && !config.allow_unsigned {
+    let secrets = state.webhook_secrets();
+    if secrets.is_empty() && !config.allow_unsigned {
         return reply(
             StatusCode::FORBIDDEN,
             "unknown",
@@ -191,11 +192,10 @@ pub async fn handle(
         );
     }
     // Whatever the headers alone refuse is refused before the body is read.
-    let admitted =
-        match forge::authenticate_headers(&headers, &state.secrets, config.allow_unsigned) {
-            Ok(admitted) => admitted,
-            Err((provider, rejection)) => return rejected(provider, rejection),
-        };
+    let admitted = match forge::authenticate_headers(&headers, &secrets, config.allow_unsigned) {
+        Ok(admitted) => admitted,
+        Err((provider, rejection)) => return rejected(provider, rejection),
+    };
     let provider = admitted.provider().as_str();
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -251,7 +251,7 @@ pub async fn handle(
         }
     };
 
-    let (provider, event) = match forge::verify_body(admitted, &headers, &body, &state.secrets) {
+    let (provider, event) = match forge::verify_body(admitted, &headers, &body, &secrets) {
         Ok(parsed) => parsed,
         Err((provider, rejection)) => return rejected(provider, rejection),
     };

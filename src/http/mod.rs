@@ -52,7 +52,6 @@ pub struct HttpState {
     pub repo_redacted: String,
     pub git_ref: String,
     pub sync_timeout: Duration,
-    secrets: crate::forge::Secrets,
     limiter: RateLimiter,
     body_buffer: incoming_webhook::BodyBuffer,
     /// `--peers`: told of each accepted webhook and `POST /sync`.
@@ -70,14 +69,6 @@ impl HttpState {
         git_ref: String,
         sync_timeout: Duration,
     ) -> Self {
-        let secrets = crate::forge::Secrets::new(
-            config
-                .webhook
-                .secrets
-                .iter()
-                .map(|s| s.expose().to_vec())
-                .collect(),
-        );
         let limiter = RateLimiter::new(config.webhook.rate_limit_per_minute);
         let body_buffer = incoming_webhook::BodyBuffer::new(config.webhook.max_body_bytes);
         Self {
@@ -88,11 +79,25 @@ impl HttpState {
             repo_redacted,
             git_ref,
             sync_timeout,
-            secrets,
             limiter,
             body_buffer,
             peers: None,
         }
+    }
+
+    /// The incoming webhooks' secrets as they are now: a rotated Secret's
+    /// file is read again (and its previous content still accepted for a
+    /// while).
+    fn webhook_secrets(&self) -> crate::forge::Secrets {
+        crate::forge::Secrets::new(
+            self.config
+                .webhook
+                .secrets
+                .accepted()
+                .iter()
+                .map(|s| s.expose().to_vec())
+                .collect(),
+        )
     }
 
     /// With peer fan-out: accepted triggers are announced to `peers`, and
@@ -285,7 +290,10 @@ async fn trigger_sync(
         .and_then(|v| v.to_str().ok())
         .and_then(bearer_token)
         .unwrap_or_default();
-    if !token_matches(presented.as_bytes(), &state.config.trigger_tokens) {
+    if !token_matches(
+        presented.as_bytes(),
+        &state.config.trigger_tokens.accepted(),
+    ) {
         if !state.limiter.charge_failure(client.ip()) {
             return reply(
                 StatusCode::TOO_MANY_REQUESTS,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::secret::SecretBytes;
+use crate::secret::SecretSet;
 use crate::status::ReadinessConfig;
 
 /// `--http-bind` and everything served there.
@@ -16,8 +16,9 @@ pub struct HttpConfig {
     pub pprof: bool,
     pub readiness: ReadinessConfig,
     pub webhook: WebhookConfig,
-    /// Bearer tokens accepted by `POST /sync`; empty = the endpoint is disabled.
-    pub trigger_tokens: Vec<SecretBytes>,
+    /// Bearer tokens accepted by `POST /sync`; empty = the endpoint is
+    /// disabled. Token files are read again when they change.
+    pub trigger_tokens: SecretSet,
     pub connections: ConnectionLimits,
 }
 
@@ -38,9 +39,10 @@ pub struct ConnectionLimits {
 pub struct WebhookConfig {
     /// URL path, starting with `/` (default `/webhook`).
     pub path: String,
-    /// Active secrets (several during a rotation). Empty and not `allow_unsigned`
-    /// = incoming webhooks are disabled.
-    pub secrets: Vec<SecretBytes>,
+    /// Active secrets (several during a rotation; files are read again
+    /// when they change). Empty and not `allow_unsigned` = incoming
+    /// webhooks are disabled.
+    pub secrets: SecretSet,
     /// Accept requests without any signature (explicit operator opt-out).
     pub allow_unsigned: bool,
     /// Only pushes whose payload names this repository (loosely matched).

@@ -15,6 +15,7 @@ use tower::ServiceExt;
 
 use super::WebhookConfig;
 use super::*;
+use crate::secret::SecretSet;
 use crate::status::ReadinessConfig;
 
 const SECRET: &str = "It's a Secret to Everybody";
@@ -30,13 +31,13 @@ fn config() -> HttpConfig {
         },
         webhook: WebhookConfig {
             path: "/webhook".into(),
-            secrets: vec![SecretBytes::new(SECRET)],
+            secrets: SecretSet::fixed([SecretBytes::new(SECRET)]),
             allow_unsigned: false,
             repo_filter: None,
             max_body_bytes: 1024,
             rate_limit_per_minute: 1000,
         },
-        trigger_tokens: vec![SecretBytes::new("t0ken")],
+        trigger_tokens: SecretSet::fixed([SecretBytes::new("t0ken")]),
         connections: Default::default(),
     }
 }
@@ -358,7 +359,8 @@ async fn bad_missing_and_stale_signatures_are_refused_without_a_sync() {
 #[tokio::test]
 async fn a_rotated_secret_still_verifies() {
     let mut cfg = config();
-    cfg.webhook.secrets = vec![SecretBytes::new("new secret"), SecretBytes::new(SECRET)];
+    cfg.webhook.secrets =
+        SecretSet::fixed([SecretBytes::new("new secret"), SecretBytes::new(SECRET)]);
     let h = Harness::new(cfg);
     let body = push_body("refs/heads/main");
     assert_eq!(
@@ -373,6 +375,108 @@ async fn a_rotated_secret_still_verifies() {
             .0,
         StatusCode::ACCEPTED
     );
+}
+
+/// A Secret mounted as Kubernetes does: `name -> ..data/name`, with
+/// `..data` a symlink the kubelet swaps to a new directory on a rotation.
+struct MountedSecret {
+    dir: tempfile::TempDir,
+    generation: u32,
+}
+
+impl MountedSecret {
+    fn new(value: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::symlink("..data/value", dir.path().join("value")).expect("symlink");
+        let mut secret = MountedSecret { dir, generation: 0 };
+        secret.rotate(value);
+        secret
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join("value")
+    }
+
+    /// The kubelet's atomic update: a new timestamped directory, a new
+    /// `..data` link renamed over the old one.
+    fn rotate(&mut self, value: &str) {
+        self.generation += 1;
+        let version = format!("..2026_12_06_{}", self.generation);
+        std::fs::create_dir(self.dir.path().join(&version)).expect("mkdir");
+        std::fs::write(
+            self.dir.path().join(&version).join("value"),
+            format!("{value}\n"),
+        )
+        .expect("write");
+        let tmp = self.dir.path().join("..data_tmp");
+        std::os::unix::fs::symlink(&version, &tmp).expect("symlink");
+        std::fs::rename(&tmp, self.dir.path().join("..data")).expect("rename");
+    }
+
+    fn set(&self, label: &str, initial: &str) -> SecretSet {
+        let mut set = SecretSet::default();
+        set.push_file(crate::secret::SecretFile::new(
+            self.path(),
+            label,
+            SecretBytes::new(initial),
+        ));
+        set
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_webhook_secret_file_is_read_again_without_a_restart() {
+    let mut mounted = MountedSecret::new("first secret");
+    let mut cfg = config();
+    cfg.webhook.secrets = mounted.set("--incoming-webhook-secret-file", "first secret");
+    let h = Harness::new(cfg);
+    let body = push_body("refs/heads/main");
+    let deliver = |secret: &str| github_push(&body, Some(sign(secret, &body)));
+    assert_eq!(
+        h.send(deliver("second secret")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    mounted.rotate("second secret");
+    assert_eq!(
+        h.send(deliver("second secret")).await.0,
+        StatusCode::ACCEPTED
+    );
+    // The forge may still sign with the old one for a while.
+    assert_eq!(
+        h.send(deliver("first secret")).await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        h.send(deliver("no secret of ours")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A half-written update (an empty file) keeps what was read before.
+    std::fs::write(mounted.path(), "").expect("truncate");
+    assert_eq!(
+        h.send(deliver("second secret")).await.0,
+        StatusCode::ACCEPTED
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_sync_trigger_token_file_is_read_again_without_a_restart() {
+    let mut mounted = MountedSecret::new("token-1");
+    let h = Harness::new(HttpConfig {
+        trigger_tokens: mounted.set("--sync-trigger-token-file", "token-1"),
+        ..config()
+    });
+    let post = |token: &str| {
+        Request::post("/sync")
+            .header("Authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .expect("request")
+    };
+    assert_eq!(h.send(post("token-2")).await.0, StatusCode::UNAUTHORIZED);
+    mounted.rotate("token-2");
+    assert_eq!(h.send(post("token-2")).await.0, StatusCode::ACCEPTED);
+    assert!(h.triggered().await);
 }
 
 #[tokio::test]
@@ -416,7 +520,7 @@ async fn oversized_and_malformed_bodies_are_refused() {
 #[tokio::test]
 async fn webhooks_are_disabled_without_a_secret_unless_unsigned_is_allowed() {
     let mut cfg = config();
-    cfg.webhook.secrets.clear();
+    cfg.webhook.secrets = SecretSet::default();
     let h = Harness::new(cfg.clone());
     let body = push_body("refs/heads/main");
     assert_eq!(
@@ -585,7 +689,7 @@ async fn the_sync_trigger_needs_the_bearer_token() {
     assert!(h.triggered().await);
 
     let h = Harness::new(HttpConfig {
-        trigger_tokens: vec![],
+        trigger_tokens: SecretSet::default(),
         ..config()
     });
     assert_eq!(

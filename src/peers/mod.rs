@@ -23,7 +23,6 @@
 pub mod fanout;
 pub mod hint;
 pub mod resolve;
-pub mod secret;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -91,7 +90,7 @@ impl Received {
 /// The fan-out component: owned by the app, shared with the HTTP layer.
 pub struct Peers {
     names: Vec<PeerName>,
-    secret: secret::SecretFile,
+    secret: crate::secret::SecretFile,
     me: Me,
     repo: String,
     git_ref: String,
@@ -149,7 +148,11 @@ impl Peers {
             .ok();
         Self {
             names: config.names.clone(),
-            secret: secret::SecretFile::new(config.secret_file.clone(), config.secret.clone()),
+            secret: crate::secret::SecretFile::new(
+                config.secret_file.clone(),
+                "--peer-secret-file",
+                config.secret.clone(),
+            ),
             me,
             repo,
             git_ref,

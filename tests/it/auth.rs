@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support::client::{self, wait_for_http_address};
+use crate::support::secret_volume::SecretVolume;
 use crate::support::servers::{TestCa, TlsProxy};
 use crate::support::sidecar::describe_output;
 use crate::support::*;
@@ -414,40 +415,6 @@ fn assert_no_secret(places: &[(&str, &str)]) {
 fn make_executable(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod");
-}
-
-/// A Secret volume as the kubelet writes it: `<dir>/token` is a symlink to
-/// `..data/token`, `..data` a symlink to a timestamped directory that an
-/// update replaces (new directory, `..data` renamed over, old one deleted).
-struct SecretVolume {
-    dir: PathBuf,
-    generation: usize,
-}
-
-impl SecretVolume {
-    fn new(dir: PathBuf, token: &str) -> Self {
-        fs::create_dir_all(&dir).expect("secret dir");
-        let mut volume = SecretVolume { dir, generation: 0 };
-        volume.update(token);
-        std::os::unix::fs::symlink("..data/token", volume.dir.join("token")).expect("token link");
-        volume
-    }
-
-    fn token_path(&self) -> PathBuf {
-        self.dir.join("token")
-    }
-
-    fn update(&mut self, token: &str) {
-        let old = format!("..2026_11_23_{}", self.generation);
-        self.generation += 1;
-        let new = format!("..2026_11_23_{}", self.generation);
-        fs::create_dir(self.dir.join(&new)).expect("timestamped dir");
-        fs::write(self.dir.join(&new).join("token"), token).expect("token");
-        let tmp = self.dir.join("..data_tmp");
-        std::os::unix::fs::symlink(&new, &tmp).expect("data link");
-        fs::rename(&tmp, self.dir.join("..data")).expect("swap ..data");
-        let _ = fs::remove_dir_all(self.dir.join(old));
-    }
 }
 
 #[test]

@@ -11,6 +11,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use crate::support::client::{self, wait_for_http_address, Response};
+use crate::support::secret_volume::SecretVolume;
 use crate::support::sidecar::describe_output;
 use crate::support::*;
 
@@ -1231,4 +1232,54 @@ fn a_second_profile_is_refused_with_retry_after_and_a_gone_client_frees_the_prof
         run.logs()
     );
     run.assert_running();
+}
+
+/// A Kubernetes Secret rotated under a running process: the webhook secret
+/// and the sync trigger's token files are read again, without a restart.
+#[test]
+fn rotated_webhook_secret_and_trigger_token_volumes_are_followed() {
+    let up = Upstream::new();
+    let a = up.commit_file("f", "1", "a");
+    let s = Scratch::new();
+    let mut secret = SecretVolume::new(s.dir.path().join("webhook-secret"), SECRET);
+    let mut token = SecretVolume::new(s.dir.path().join("trigger-token"), TOKEN);
+    let (run, addr) = start(
+        s.sidecar(&up.file_url())
+            .args(["--period", "10m"])
+            .arg("--incoming-webhook-secret-file")
+            .arg(secret.token_path())
+            .arg("--sync-trigger-token-file")
+            .arg(token.token_path()),
+    );
+    run.wait_for_link_hash(&s.link(), &a);
+
+    let rotated = "it-webhook-secret-rotated";
+    let b = up.commit_file("f", "2", "b");
+    let body = github_push_body("refs/heads/main", &b, &up.file_url());
+    let r = send_github(&addr, "push", &body, Some(rotated));
+    assert_eq!(r.status, 401, "a secret not yet mounted: {r}");
+    secret.update(rotated);
+    let r = send_github(&addr, "push", &body, Some(rotated));
+    assert_eq!(r.status, 202, "the rotated secret: {r}\n{}", run.logs());
+    run.wait_for_link_hash(&s.link(), &b);
+    // The forge may not have been told yet: the old secret still works.
+    let r = send_github(&addr, "push", &body, Some(SECRET));
+    assert!(
+        r.status == 200 || r.status == 202,
+        "the previous secret: {r}"
+    );
+
+    token.update("it-bearer-token-rotated");
+    let c = up.commit_file("f", "3", "c");
+    let auth = "Bearer it-bearer-token-rotated";
+    let r = client::post(&addr, "/sync", &[("Authorization", auth)], b"").expect("POST /sync");
+    assert_eq!(r.status, 202, "the rotated token: {r}\n{}", run.logs());
+    run.wait_for_link_hash(&s.link(), &c);
+    assert!(
+        run.logs()
+            .contains("GITSYNC_INCOMING_WEBHOOK_SECRET_FILE) changed; using the new secret"),
+        "the rotation is logged\n{}",
+        run.logs()
+    );
+    assert!(!run.logs().contains(rotated), "a secret was logged");
 }

@@ -22,6 +22,7 @@ pub mod http_server;
 pub mod raw_http;
 pub mod receiver;
 pub mod scribble;
+pub mod secret_volume;
 pub mod servers;
 pub mod sidecar;
 pub mod signing;

@@ -1,19 +1,21 @@
-//! `--peer-secret-file`, read again when it changes: a rotated Kubernetes
-//! Secret (the kubelet swaps the `..data` symlink, so the file's inode
-//! changes) is used from the next hint on, without a restart. The file is
-//! only stat'ed per use; it is read when its identity or mtime changes.
+//! A secret file read again when it changes ([`SecretFile`]): a rotated
+//! Kubernetes Secret (the kubelet swaps the `..data` symlink, so the file's
+//! inode changes) is used from the next request on, without a restart. The
+//! file is only stat'ed per use; it is read when its identity or mtime
+//! changes.
 //!
-//! During a rotation the pods see the new Secret at different moments (up
-//! to the kubelet's sync period apart), so the previous secret is still
-//! accepted for [`ROTATION_GRACE`] after the change; hints are always
-//! signed with the current one.
+//! The two ends of a rotation never change at the same moment (the pods
+//! see the new Secret up to the kubelet's sync period apart; a forge's
+//! webhook secret is changed by hand), so the previous secret is still
+//! accepted for [`ROTATION_GRACE`] after the change; what we sign uses the
+//! current one.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::secret::{read_secret_file, SecretBytes};
+use super::{read_secret_file, SecretBytes};
 
 /// How long the previous secret is still accepted after a change.
 pub const ROTATION_GRACE: Duration = Duration::from_secs(300);
@@ -35,19 +37,23 @@ struct Cached {
     previous: Option<(SecretBytes, Instant)>,
 }
 
-/// The peer secret file.
+/// One secret file, and what was last read from it.
 #[derive(Debug)]
 pub struct SecretFile {
     path: PathBuf,
+    /// The flag that names it, for the log lines.
+    label: String,
     cached: Mutex<Cached>,
 }
 
 impl SecretFile {
-    /// `initial` is what configuration read at start-up.
-    pub fn new(path: PathBuf, initial: SecretBytes) -> Self {
+    /// `initial` is what configuration read at start-up from `path`, given
+    /// by the flag `label`.
+    pub fn new(path: PathBuf, label: impl Into<String>, initial: SecretBytes) -> Self {
         let stamp = stamp(&path);
         SecretFile {
             path,
+            label: label.into(),
             cached: Mutex::new(Cached {
                 stamp,
                 current: initial,
@@ -61,8 +67,8 @@ impl SecretFile {
         self.refresh().current.clone()
     }
 
-    /// The secrets a hint may be signed with: the current one, and the
-    /// previous one within [`ROTATION_GRACE`] of the change.
+    /// The secrets accepted now: the current one, and the previous one
+    /// within [`ROTATION_GRACE`] of the change.
     pub fn accepted(&self) -> Vec<SecretBytes> {
         let cached = self.refresh();
         let mut out = vec![cached.current.clone()];
@@ -75,7 +81,8 @@ impl SecretFile {
     }
 
     /// Re-reads the file if it changed. While it cannot be read (a
-    /// half-updated mount), the last good secret stays in use.
+    /// half-updated mount, an emptied file), the last good secret stays in
+    /// use, and that is logged once per version of the file.
     fn refresh(&self) -> std::sync::MutexGuard<'_, Cached> {
         let mut cached = self
             .cached
@@ -85,14 +92,24 @@ impl SecretFile {
         if now.is_some() && now != cached.stamp {
             match read_secret_file(&self.path.to_string_lossy()) {
                 Ok(secret) if secret != cached.current => {
-                    tracing::info!(path = %self.path.display(), "--peer-secret-file changed; using the new secret");
+                    tracing::info!(
+                        path = %self.path.display(),
+                        "{} changed; using the new secret (the previous one is still accepted for {}s)",
+                        self.label,
+                        ROTATION_GRACE.as_secs()
+                    );
                     let old = std::mem::replace(&mut cached.current, secret);
                     cached.previous = Some((old, Instant::now()));
                     cached.stamp = now;
                 }
                 Ok(_) => cached.stamp = now,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot read --peer-secret-file again; keeping the secret read before")
+                    cached.stamp = now;
+                    tracing::warn!(
+                        error = %e,
+                        "cannot read {} again; keeping the secret read before",
+                        self.label
+                    )
                 }
             }
         }
@@ -120,7 +137,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secret");
         std::fs::write(&path, "one\n").unwrap();
-        let file = SecretFile::new(path.clone(), SecretBytes::new(b"one".to_vec()));
+        let file = SecretFile::new(path.clone(), "--x-file", SecretBytes::new(b"one".to_vec()));
         assert_eq!(file.current().expose(), b"one");
         assert_eq!(file.accepted().len(), 1);
         // As the kubelet does: a new file renamed over (new inode).
@@ -141,7 +158,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secret");
         std::fs::write(&path, "one").unwrap();
-        let file = SecretFile::new(path.clone(), SecretBytes::new(b"one".to_vec()));
+        let file = SecretFile::new(path.clone(), "--x-file", SecretBytes::new(b"one".to_vec()));
         std::fs::write(&path, "").unwrap();
         assert_eq!(file.current().expose(), b"one");
         std::fs::remove_file(&path).unwrap();
