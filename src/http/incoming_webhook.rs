@@ -156,18 +156,22 @@ pub async fn handle(
         (code, Json(json!({ "result": result, "reason": reason }))).into_response()
     };
     // An unauthenticated refusal: charged to the client, 429 once its budget is spent.
-    let refuse = |code: StatusCode, provider: &str, result: &'static str, reason: String| {
-        if state.limiter.charge_failure(client.ip()) {
-            reply(code, provider, result, reason)
-        } else {
-            reply(
-                StatusCode::TOO_MANY_REQUESTS,
-                provider,
-                "rate_limited",
-                format!("too many failed requests from this client ({reason})"),
-            )
-        }
-    };
+    let refuse =
+        |code: StatusCode, provider: &str, result: &'static str, reason: String| match state
+            .limiter
+            .charge_failure(client.ip())
+        {
+            Ok(()) => reply(code, provider, result, reason),
+            Err(wait) => super::retry_after(
+                reply(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    provider,
+                    "rate_limited",
+                    format!("too many failed requests from this client ({reason})"),
+                ),
+                wait,
+            ),
+        };
     let rejected = |provider: forge::Provider, rejection: Rejection| {
         let (provider, result) = (provider.as_str(), rejection.metric_label());
         let reason = rejection.to_string();

@@ -294,11 +294,14 @@ async fn trigger_sync(
         presented.as_bytes(),
         &state.config.trigger_tokens.accepted(),
     ) {
-        if !state.limiter.charge_failure(client.ip()) {
-            return reply(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many failed requests from this client (missing or wrong bearer token)",
+        if let Err(wait) = state.limiter.charge_failure(client.ip()) {
+            return retry_after(
+                reply(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "too many failed requests from this client (missing or wrong bearer token)",
+                ),
+                wait,
             );
         }
         return reply(
@@ -322,6 +325,17 @@ fn bearer_token(value: &str) -> Option<&str> {
 }
 
 /// Constant-time comparison against every token (digests make lengths equal).
+/// Adds `Retry-After` to a 429: whole seconds, rounded up (a client that
+/// waits that long has a request in its budget again).
+fn retry_after(mut response: Response, wait: Duration) -> Response {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        axum::http::HeaderValue::from(seconds.max(1)),
+    );
+    response
+}
+
 fn token_matches(presented: &[u8], tokens: &[SecretBytes]) -> bool {
     let presented = Sha256::digest(presented);
     let mut matched = subtle::Choice::from(0);

@@ -33,16 +33,19 @@ pub async fn handle(
         tracing::debug!(result, reason = %reason, client = %client.ip(), "peer hint");
         (code, Json(json!({ "result": result, "reason": reason }))).into_response()
     };
-    let refuse = |code: StatusCode, result: &'static str, reason: String| {
-        if state.limiter.charge_failure(client.ip()) {
-            reply(code, result, reason)
-        } else {
+    let refuse = |code: StatusCode, result: &'static str, reason: String| match state
+        .limiter
+        .charge_failure(client.ip())
+    {
+        Ok(()) => reply(code, result, reason),
+        Err(wait) => super::retry_after(
             reply(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 format!("too many failed requests from this client ({reason})"),
-            )
-        }
+            ),
+            wait,
+        ),
     };
     let Some(peers) = &state.peers else {
         state.metrics.peer_hint_received("disabled");

@@ -7,7 +7,8 @@
 //! their syncs coalesce into one pending sync. Memory is bounded:
 //! at most [`MAX_CLIENTS`] buckets; when full, buckets that have refilled
 //! completely (idle clients) are dropped first, and if none has, the
-//! request is refused rather than growing the table.
+//! request is refused rather than growing the table. A refusal says when
+//! the client's next request may pass (`Retry-After`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -40,19 +41,22 @@ impl RateLimiter {
 
     /// Charges one failed request to `client`; `false` when its budget was
     /// already spent (answer 429 instead of the failure itself).
-    pub fn charge_failure(&self, client: IpAddr) -> bool {
+    /// Charges one failed request to `client`; `Err(wait)` when its budget
+    /// is spent, `wait` being how long until the next one passes.
+    pub fn charge_failure(&self, client: IpAddr) -> Result<(), Duration> {
         self.charge_at(client, Instant::now())
     }
 
-    fn charge_at(&self, client: IpAddr, now: Instant) -> bool {
+    fn charge_at(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
+        let one_token = Duration::from_secs_f64(1.0 / self.per_second);
         let Ok(mut buckets) = self.buckets.lock() else {
-            return false;
+            return Err(one_token);
         };
         if !buckets.contains_key(&client) && buckets.len() >= MAX_CLIENTS {
             let full_after = Duration::from_secs_f64(self.capacity / self.per_second);
             buckets.retain(|_, b| now.duration_since(b.updated) < full_after);
             if buckets.len() >= MAX_CLIENTS {
-                return false;
+                return Err(one_token);
             }
         }
         let bucket = buckets.entry(client).or_insert(Bucket {
@@ -64,9 +68,11 @@ impl RateLimiter {
         bucket.updated = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
-            true
+            Ok(())
         } else {
-            false
+            Err(Duration::from_secs_f64(
+                (1.0 - bucket.tokens) / self.per_second,
+            ))
         }
     }
 }
@@ -80,14 +86,28 @@ mod tests {
         let limiter = RateLimiter::new(60);
         let ip: IpAddr = [127, 0, 0, 1].into();
         let t0 = Instant::now();
-        assert_eq!((0..100).filter(|_| limiter.charge_at(ip, t0)).count(), 60);
-        assert!(!limiter.charge_at(ip, t0));
+        assert_eq!(
+            (0..100)
+                .filter(|_| limiter.charge_at(ip, t0).is_ok())
+                .count(),
+            60
+        );
+        assert_eq!(limiter.charge_at(ip, t0), Err(Duration::from_secs(1)));
+        let half = t0 + Duration::from_millis(500);
+        let wait = limiter.charge_at(ip, half).expect_err("half a token");
         assert!(
-            limiter.charge_at(ip, t0 + Duration::from_secs(1)),
+            wait.abs_diff(Duration::from_millis(500)) < Duration::from_millis(1),
+            "{wait:?}"
+        );
+        assert!(
+            limiter.charge_at(ip, t0 + Duration::from_secs(1)).is_ok(),
             "one token per second"
         );
         let other: IpAddr = [127, 0, 0, 2].into();
-        assert!(limiter.charge_at(other, t0), "clients are independent");
+        assert!(
+            limiter.charge_at(other, t0).is_ok(),
+            "clients are independent"
+        );
     }
 
     #[test]
@@ -101,6 +121,8 @@ mod tests {
         assert!(limiter.buckets.lock().map(|b| b.len()).unwrap_or(0) <= MAX_CLIENTS);
         // Much later, idle buckets are evicted and new clients get in again.
         let later = t0 + Duration::from_secs(3600);
-        assert!(limiter.charge_at(IpAddr::from([10, 9, 8, 7]), later));
+        assert!(limiter
+            .charge_at(IpAddr::from([10, 9, 8, 7]), later)
+            .is_ok());
     }
 }

@@ -563,9 +563,21 @@ async fn only_failures_spend_the_budget_and_valid_deliveries_always_pass() {
     let (code, text) = h.send(github_push(&body, Some(sign(SECRET, &body)))).await;
     assert_eq!(code, StatusCode::ACCEPTED, "{text}");
     assert!(h.triggered().await);
-    assert_eq!(
-        h.send(github_push(&body, None)).await.0,
-        S::TOO_MANY_REQUESTS
+    let (code, headers, _) = send_to(h.state.clone(), github_push(&body, None)).await;
+    assert_eq!(code, S::TOO_MANY_REQUESTS);
+    // 3 a minute: the next token in at most 20 s.
+    assert_retry_after(&headers, 19..=20);
+}
+
+/// The 429's `Retry-After`, in whole seconds, is within `range`.
+fn assert_retry_after(headers: &HeaderMap, range: std::ops::RangeInclusive<u64>) {
+    let seconds = headers
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(
+        seconds.is_some_and(|s| range.contains(&s)),
+        "Retry-After {seconds:?}, expected {range:?}"
     );
 }
 
@@ -586,16 +598,11 @@ async fn the_sync_trigger_is_limited_on_failures_only() {
     let codes = [
         h.send(post("Bearer nope")).await.0,
         h.send(post("Bearer nope")).await.0,
-        h.send(post("Bearer nope")).await.0,
     ];
-    assert_eq!(
-        codes,
-        [
-            StatusCode::UNAUTHORIZED,
-            StatusCode::UNAUTHORIZED,
-            StatusCode::TOO_MANY_REQUESTS
-        ]
-    );
+    assert_eq!(codes, [StatusCode::UNAUTHORIZED; 2]);
+    let (code, headers, _) = send_to(h.state.clone(), post("Bearer nope")).await;
+    assert_eq!(code, StatusCode::TOO_MANY_REQUESTS);
+    assert_retry_after(&headers, 29..=30);
     assert_eq!(h.send(post("Bearer t0ken")).await.0, StatusCode::ACCEPTED);
 }
 
