@@ -254,16 +254,49 @@ async fn status(State(state): State<Shared>) -> Response {
 /// Prometheus text format otherwise (curl, older parsers; what git-sync's
 /// Go handler always serves).
 async fn metrics_text(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    let openmetrics = headers
+    let accept = headers
         .get_all(header::ACCEPT)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("application/openmetrics-text"));
-    let (content_type, body) = match openmetrics {
+        .filter_map(|v| v.to_str().ok());
+    let (content_type, body) = match prefers_openmetrics(accept) {
         true => (metrics::CONTENT_TYPE, state.metrics.encode()),
         false => (metrics::TEXT_CONTENT_TYPE, state.metrics.encode_text()),
     };
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// Whether the `Accept` header values rank OpenMetrics 1.0.0 at least as
+/// high as the text format (RFC 9110 §12.5.1: media types in any case,
+/// `q` weights, `q=0` meaning "not acceptable", the more specific range
+/// first). An OpenMetrics range of another version than ours does not
+/// count; no `Accept` at all is the text format.
+fn prefers_openmetrics<'a>(accept: impl Iterator<Item = &'a str>) -> bool {
+    let best = |slot: &mut Option<f32>, q: f32| *slot = Some(slot.map_or(q, |p| p.max(q)));
+    let (mut openmetrics, mut text, mut wildcard) = (None, None, None);
+    for range in accept.flat_map(|v| v.split(',')) {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let (mut q, mut version) = (1.0_f32, None);
+        for (name, value) in parts.filter_map(|p| p.split_once('=')) {
+            let value = value.trim().trim_matches('"');
+            match name.trim().to_ascii_lowercase().as_str() {
+                "q" => q = value.parse().unwrap_or(0.0),
+                "version" => version = Some(value),
+                _ => {}
+            }
+        }
+        match media.as_str() {
+            "application/openmetrics-text" if version.is_none_or(|v| v == "1.0.0") => {
+                best(&mut openmetrics, q)
+            }
+            "text/plain" if version.is_none_or(|v| v == "0.0.4") => best(&mut text, q),
+            "text/*" | "*/*" => best(&mut wildcard, q),
+            _ => {}
+        }
+    }
+    // An exact range outweighs a wildcard, whatever their order.
+    let text = text.or(wildcard).unwrap_or(0.0);
+    openmetrics.is_some_and(|om| om > 0.0 && om >= text)
 }
 
 /// `POST /sync` with `Authorization: Bearer <token>` (the scheme in any

@@ -305,6 +305,34 @@ async fn metrics_come_in_the_format_asked_for() {
     }
 }
 
+#[test]
+fn metrics_negotiation_follows_weights_case_and_versions() {
+    for (accept, openmetrics) in [
+        // What Prometheus 2.x sends.
+        (
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+             version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+            true,
+        ),
+        ("text/plain;version=0.0.4;q=0.6,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.4", false),
+        ("application/openmetrics-text;q=0,*/*", false),
+        ("Application/OpenMetrics-Text; version=1.0.0", true),
+        ("application/openmetrics-text; version=\"1.0.0\"; q=0.9, text/plain; q=0.8", true),
+        ("application/openmetrics-text;version=0.0.1", false),
+        ("*/*;q=0.9, application/openmetrics-text;q=0.5", false),
+        ("text/plain;q=0.1, */*, application/openmetrics-text;q=0.5", true),
+        ("text/html", false),
+        ("", false),
+    ] {
+        assert_eq!(
+            super::prefers_openmetrics([accept].into_iter()),
+            openmetrics,
+            "{accept}"
+        );
+    }
+    assert!(!super::prefers_openmetrics(std::iter::empty()));
+}
+
 #[tokio::test]
 async fn metrics_are_served_only_when_enabled() {
     let h = Harness::new(config());
