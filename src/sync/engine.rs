@@ -363,7 +363,7 @@ impl Engine {
     /// index, the time of that success (how old the content really is).
     /// Opens the repository as a first pass would; if the check fails, the
     /// first pass repeats it and repairs what it must.
-    pub fn restore(&mut self) -> Option<SystemTime> {
+    pub fn restore(&mut self, budget: &Budget) -> Option<SystemTime> {
         let record = last_sync::read(&self.opts.root)?;
         let current = self.layout.current()?;
         let same_settings = record
@@ -383,6 +383,13 @@ impl Engine {
             return None;
         }
         if self.worktree_is_healthy(&current, commit, true) {
+            return Some(at);
+        }
+        // Changed on disk while no process ran: rebuilt from the store, it
+        // is again the content the record vouches for (as it would be at
+        // the next restart), so an outage does not keep it unready.
+        if self.rebuild_from_the_store(&current, commit, budget) {
+            tracing::info!(hash = %current, "repaired the published worktree from the store at start-up");
             return Some(at);
         }
         self.repo = None;
@@ -664,31 +671,57 @@ impl Engine {
         let Some((hash, commit)) = current.and_then(|h| Some((h, CommitId::of(h)?))) else {
             return;
         };
-        // A pass out of time (a remote that hangs) or shutting down
-        // leaves it to a pass that fails sooner.
+        if self.repairable(hash, commit, budget)
+            && !self.worktree_is_healthy(hash, commit, first_pass)
+            && self.rebuild_from_the_store(hash, commit, budget)
+        {
+            tracing::info!(%hash, "repaired the published worktree from the store; the sync itself still fails");
+        }
+    }
+
+    /// Whether the published `hash` may be rebuilt without the remote: in
+    /// time (a pass out of time, a remote that hangs, or shutting down
+    /// leaves it to a pass that fails sooner), in the store, and verified
+    /// by this process when signatures are (the verdict may need the
+    /// remote's tag).
+    fn repairable(&self, hash: &CommitHash, commit: CommitId, budget: &Budget) -> bool {
         let in_time = !budget.is_expired() && !budget.is_interrupted();
         let verified = self.opts.verify.mode == crate::verify::Mode::None
             || self.trusted.as_ref() == Some(hash);
         let in_store = self.repo.as_ref().is_some_and(|r| r.has_commit(commit));
-        if !in_time || !verified || !in_store || self.worktree_is_healthy(hash, commit, first_pass)
-        {
-            return;
+        in_time && verified && in_store
+    }
+
+    /// Rebuilds and publishes the published `hash`, found missing or
+    /// changed on disk, from the store (see [`Self::repairable`]): whether
+    /// it now is whole.
+    fn rebuild_from_the_store(
+        &mut self,
+        hash: &CommitHash,
+        commit: CommitId,
+        budget: &Budget,
+    ) -> bool {
+        if !self.repairable(hash, commit, budget) {
+            return false;
         }
-        tracing::warn!(%hash, "published worktree is missing or was modified; rebuilding it from the store, since this sync failed");
+        tracing::warn!(%hash, "published worktree is missing or was modified; rebuilding it from the store");
         // A gate's refusal of another commit keeps its backoff.
         let refused = self.rejected.clone();
         let mut laps = super::timing::Laps::start();
-        let rebuilt = self.build_and_publish(commit, hash, current, budget, &mut laps, None);
+        let current = Some(hash.clone());
+        let rebuilt =
+            self.build_and_publish(commit, hash, current.as_ref(), budget, &mut laps, None);
         if refused.as_ref().is_some_and(|r| r.hash != *hash) {
             self.rejected = refused;
         }
         match rebuilt {
             Ok(()) => {
                 self.trusted = Some(hash.clone());
-                tracing::info!(%hash, "repaired the published worktree from the store; the sync itself still fails");
+                true
             }
             Err(e) => {
-                tracing::warn!(%hash, error = %crate::types::error_chain(&e), "could not repair the published worktree")
+                tracing::warn!(%hash, error = %crate::types::error_chain(&e), "could not repair the published worktree");
+                false
             }
         }
     }

@@ -97,8 +97,10 @@ pub trait SyncPass: Send + Sized + 'static {
     /// everything slow honours `budget`.
     fn sync_once(&mut self, budget: &Budget) -> Result<Outcome, engine::Error>;
     /// At start-up, before any network: the time of the last recorded
-    /// success when the published content still verifies.
-    fn restore(&mut self) -> Option<SystemTime>;
+    /// success when the published content still verifies (or, changed on
+    /// disk while no process ran, was rebuilt from the store within
+    /// `budget`).
+    fn restore(&mut self, budget: &Budget) -> Option<SystemTime>;
     /// A new one with the same settings, for after a panic lost this one.
     fn fresh(&self) -> Self;
     /// The commit the link points at.
@@ -122,8 +124,8 @@ impl SyncPass for Engine {
         Engine::sync_once(self, budget)
     }
 
-    fn restore(&mut self) -> Option<SystemTime> {
-        Engine::restore(self)
+    fn restore(&mut self, budget: &Budget) -> Option<SystemTime> {
+        Engine::restore(self, budget)
     }
 
     fn fresh(&self) -> Self {
@@ -176,10 +178,10 @@ pub async fn run<P: SyncPass>(
     // the restored readiness, and its first pass checks the published tree
     // anyway when it is still current: a walk of the whole tree saved.
     if !opts.one_time {
-        engine = tokio::select! {
-            _ = cancel.cancelled() => return Exit::Cancelled,
-            engine = restore(engine, &reporter) => engine,
-        };
+        match restore(engine, &reporter, opts.sync_timeout, &cancel).await {
+            Some(restored) => engine = restored,
+            None => return Exit::Cancelled,
+        }
     }
     loop {
         reporter.status.pass_started();
@@ -317,14 +319,29 @@ pub async fn run<P: SyncPass>(
 /// Before the first pass (which needs the remote): if the published content
 /// verifies and its last successful sync is on record, readiness starts from
 /// that sync's real time, so a restart during a forge outage keeps serving.
-async fn restore<P: SyncPass>(mut engine: P, reporter: &Reporter) -> P {
+/// The start-up check ([`SyncPass::restore`]); `None` when shut down
+/// meanwhile (a repair under way is interrupted).
+async fn restore<P: SyncPass>(
+    mut engine: P,
+    reporter: &Reporter,
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> Option<P> {
     let spare = engine.fresh();
-    let checked = on_the_blocking_pool("restore", move || {
-        let at = engine.restore();
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let budget = Budget::new(timeout, interrupt.clone());
+    let checking = on_the_blocking_pool("restore", move || {
+        let at = engine.restore(&budget);
         (engine, at)
-    })
-    .await;
-    match checked {
+    });
+    let checked = tokio::select! {
+        checked = checking => checked,
+        () = cancel.cancelled() => {
+            interrupt.store(true, Ordering::Relaxed);
+            return None;
+        }
+    };
+    Some(match checked {
         Ok((engine, Some(at))) => {
             let age = at.elapsed().unwrap_or_default().as_secs();
             tracing::info!(
@@ -342,7 +359,7 @@ async fn restore<P: SyncPass>(mut engine: P, reporter: &Reporter) -> P {
             tracing::error!(error = %e, "checking the published content at start-up failed");
             spare
         }
-    }
+    })
 }
 
 /// Hooks fire after every publish, and once after start-up even when

@@ -141,7 +141,7 @@ impl SyncPass for Scripted {
         self.run(step, budget)
     }
 
-    fn restore(&mut self) -> Option<SystemTime> {
+    fn restore(&mut self, _budget: &Budget) -> Option<SystemTime> {
         self.lock().restored
     }
 

@@ -936,8 +936,10 @@ fn published_once() -> (Upstream, GitDaemon, String, Scratch) {
 }
 
 /// After a restart with the forge down, the recorded last sync vouches only
-/// for content that still verifies: intact, /readyz is 200 at once; with a
-/// published file changed while no process ran, it waits for a sync.
+/// for content that verifies: intact, /readyz is 200 at once; with a
+/// published file changed while no process ran, the tree is rebuilt from the
+/// store first (then it is the recorded content again, and ready); a tree
+/// that cannot be rebuilt (its commit gone from the store) waits for a sync.
 #[test]
 fn after_a_restart_with_the_forge_down_only_verified_content_is_ready() {
     let (_up, forge, url, s) = published_once();
@@ -958,13 +960,33 @@ fn after_a_restart_with_the_forge_down_only_verified_content_is_ready() {
 
     fs::write(s.link().join("f"), "changed").expect("changing a published file");
     let (run, addr) = start(s.sidecar(&url).args(args));
+    run.wait_until(DEADLINE, "/readyz 200 once repaired", || {
+        get(&addr, "/readyz").status == 200
+    });
+    assert_eq!(fs::read_to_string(s.link().join("f")).expect("f"), "1");
+    assert!(
+        run.logs()
+            .contains("repaired the published worktree from the store at start-up"),
+        "{}",
+        run.logs()
+    );
+    run.kill9();
+
+    // Changed, and its commit gone from the store: nothing vouches for it.
+    fs::write(s.link().join("f"), "changed").expect("changing a published file");
+    let objects = s.root.join(".git/objects");
+    fs::remove_dir_all(&objects).expect("removing the store's objects");
+    fs::create_dir(&objects).expect("an empty object directory");
+    let (run, addr) = start(s.sidecar(&url).args(args));
     run.wait_until(DEADLINE, "a failed sync", || {
         status_json(&addr)["consecutive_failures"].as_u64() >= Some(1)
     });
     let ready = get(&addr, "/readyz");
     assert_eq!(
-        ready.status, 503,
-        "a changed tree is not vouched for: {ready}"
+        ready.status,
+        503,
+        "a changed tree is not vouched for: {ready}\n{}",
+        run.logs()
     );
     assert!(ready.text().contains("no successful sync yet"), "{ready}");
     run.assert_running();
