@@ -23,13 +23,25 @@
 //! | Forgejo | `X-Forgejo-Event` | `X-Forgejo-Signature`, `X-Gitea-Signature`, `X-Gogs-Signature` (bare hex), `X-Hub-Signature-256` (`sha256=`) | `push` |
 //! | Gitea | `X-Gitea-Event` | `X-Gitea-Signature`, `X-Gogs-Signature` (bare hex), `X-Hub-Signature-256` (`sha256=`) | `push` |
 //! | GitHub | `X-GitHub-Event` | `X-Hub-Signature-256` (`sha256=`) | `push` (`ping` is [`Event::Ping`]) |
-//! | GitLab | `X-Gitlab-Event` | `X-Gitlab-Token` (the secret itself) | `Push Hook`, `Tag Push Hook`, push-kind `System Hook` |
+//! | GitLab | `X-Gitlab-Event` | `webhook-signature` (its signing token, Standard Webhooks), `X-Gitlab-Token` (the secret itself) | `Push Hook`, `Tag Push Hook`, push-kind `System Hook` |
 //! | Bitbucket Server/DC | `X-Event-Key` with a Server key (`repo:refs_changed`, `diagnostics:ping`, `pr:*`, ...) | `X-Hub-Signature` (`sha256=`) | `repo:refs_changed` (`diagnostics:ping` is [`Event::Ping`]) |
 //! | Bitbucket Cloud | any other `X-Event-Key` | `X-Hub-Signature` (`sha256=`) | `repo:push` |
-//! | Generic | none of the above | `X-Signature` (`sha256=` or `sha512=`), `X-Hub-Signature-256`, `X-Hub-Signature` (`sha256=`), `X-Gogs-Signature`, `X-Gitlab-Token` | every request |
+//! | Generic | none of the above | `webhook-signature` (Standard Webhooks), `X-Signature` (`sha256=` or `sha512=`), `X-Hub-Signature-256`, `X-Hub-Signature` (`sha256=`), `X-Gogs-Signature`, `X-Gitlab-Token` | every request |
 //!
 //! `sha256=` means hex HMAC-SHA256(secret, raw body); `sha512=` HMAC-SHA512.
 //! Prefixes and hex digits are accepted in either case.
+//!
+//! [Standard Webhooks](https://www.standardwebhooks.com/) (what GitLab's
+//! signing token sends): `webhook-signature: v1,<base64 HMAC-SHA256 of
+//! "<webhook-id>.<webhook-timestamp>.<raw body>">` (several space-separated
+//! signatures may be sent; one matching is enough), keyed with the
+//! base64-decoded part of a `whsec_<base64>` secret, or with the secret's
+//! bytes as they are. `webhook-timestamp` (Unix seconds) must be within
+//! [`STANDARD_TOLERANCE_SECS`] of this machine's clock, which makes a
+//! captured delivery useless after that. Hand-written on `hmac` and
+//! `base64`: the `standardwebhooks` crate checks headers and body in one
+//! call (we refuse on headers before reading a body), takes one secret,
+//! and would add a second `base64` and `time`.
 //!
 //! # Security rules
 //!
@@ -50,13 +62,14 @@
 //!   compute a valid signature (or send an empty GitLab token).
 //! - Error messages never quote the body (older Forgejo versions put the
 //!   secret inside it) and [`Secrets`]' `Debug` shows only the count.
-//! - Signatures cover no timestamp, so a captured delivery can be replayed;
-//!   that only causes a redundant fetch, which the caller should rate-limit.
+//! - Signatures other than Standard Webhooks' cover no timestamp, so a
+//!   captured delivery can be replayed; that only causes a redundant fetch,
+//!   which the caller should rate-limit.
 //! - The payload's `after` is advisory: the caller fetches and resolves the ref
 //!   itself, and may use `after` as the expected commit.
 //!
-//! Not supported: GitLab's flag-gated Standard Webhooks signing
-//! (`webhook-signature`), Azure DevOps (basic auth only), and form-encoded
+//! Not supported: Standard Webhooks' asymmetric `v1a` (ed25519)
+//! signatures, Azure DevOps (basic auth only), and form-encoded
 //! (`payload=`) deliveries, GitHub's default content type (also offered by
 //! Gitea and Forgejo): once verified they are [`Rejection::FormEncoded`],
 //! whose message says to choose `application/json`. Generic senders are not
@@ -68,6 +81,9 @@ mod payload;
 mod tests;
 
 use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
 
 use hmac::{Hmac, KeyInit, Mac};
 use http::{HeaderMap, HeaderValue};
@@ -215,7 +231,8 @@ pub enum Rejection {
     /// No recognised signature/token header, and unsigned webhooks are not allowed.
     #[error(
         "no webhook signature: expected X-Hub-Signature-256, X-Gitea-Signature, \
-         X-Forgejo-Signature, X-Hub-Signature (sha256=), X-Signature or X-Gitlab-Token"
+         X-Forgejo-Signature, X-Hub-Signature (sha256=), X-Signature, webhook-signature \
+         or X-Gitlab-Token"
     )]
     MissingSignature,
     /// A signature/token is present but matches no configured secret, is
@@ -226,6 +243,15 @@ pub enum Rejection {
          HMAC-SHA256 (the legacy sha1 X-Hub-Signature is not accepted: use X-Hub-Signature-256: sha256=...)"
     )]
     BadSignature,
+    /// A Standard Webhooks delivery whose `webhook-timestamp` is more than
+    /// [`STANDARD_TOLERANCE_SECS`] away from this machine's clock (its
+    /// distance in seconds, negative in the future): a replay, or a clock
+    /// out of step.
+    #[error(
+        "webhook-timestamp is {0}s away from this machine's clock, more than the {STANDARD_TOLERANCE_SECS}s \
+         allowed: a replayed delivery, or a clock out of step (check NTP on the sender and here)"
+    )]
+    StaleTimestamp(i64),
     /// A plain token (GitLab's `X-Gitlab-Token`) that matches no configured secret.
     #[error(
         "X-Gitlab-Token does not match --incoming-webhook-secret-file (or \
@@ -252,6 +278,7 @@ impl Rejection {
         match self {
             Rejection::MissingSignature => "missing_signature",
             Rejection::BadSignature | Rejection::BadToken => "bad_signature",
+            Rejection::StaleTimestamp(_) => "stale",
             Rejection::Malformed(_) | Rejection::FormEncoded => "malformed",
         }
     }
@@ -304,6 +331,12 @@ enum Proof {
     Nothing,
     /// An HMAC over the raw body, to compare with this tag.
     Hmac(Tag),
+    /// A Standard Webhooks HMAC-SHA256 over `signed_prefix` and the raw
+    /// body, to compare with any of `tags`.
+    Standard {
+        signed_prefix: Vec<u8>,
+        tags: Vec<[u8; 32]>,
+    },
 }
 
 /// A decoded HMAC tag (the right length for its algorithm).
@@ -323,9 +356,23 @@ pub fn authenticate_headers(
     secrets: &Secrets,
     allow_unsigned: bool,
 ) -> Result<Admitted, (Provider, Rejection)> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    authenticate_headers_at(headers, secrets, allow_unsigned, now)
+}
+
+/// [`authenticate_headers`] with the clock (Unix seconds) a Standard
+/// Webhooks timestamp is compared with.
+pub fn authenticate_headers_at(
+    headers: &HeaderMap,
+    secrets: &Secrets,
+    allow_unsigned: bool,
+    now: u64,
+) -> Result<Admitted, (Provider, Rejection)> {
     let (provider, event) = detect(headers);
     let proof =
-        header_proof(provider, headers, secrets, allow_unsigned).map_err(|r| (provider, r))?;
+        header_proof(provider, headers, secrets, allow_unsigned, now).map_err(|r| (provider, r))?;
     Ok(Admitted {
         provider,
         event,
@@ -350,6 +397,10 @@ pub fn verify_body(
         Proof::Nothing => true,
         Proof::Hmac(Tag::Sha256(tag)) => hmac_matches::<Hmac<Sha256>>(secrets, body, tag),
         Proof::Hmac(Tag::Sha512(tag)) => hmac_matches::<Hmac<Sha512>>(secrets, body, tag),
+        Proof::Standard {
+            signed_prefix,
+            tags,
+        } => standard_matches(secrets, signed_prefix, body, tags),
     };
     if !authentic {
         return Err((provider, Rejection::BadSignature));
@@ -375,6 +426,13 @@ const X_HUB_SIGNATURE_256: &str = "x-hub-signature-256";
 const X_HUB_SIGNATURE: &str = "x-hub-signature";
 const X_GITLAB_TOKEN: &str = "x-gitlab-token";
 const X_SIGNATURE: &str = "x-signature";
+const WEBHOOK_SIGNATURE: &str = "webhook-signature";
+const WEBHOOK_ID: &str = "webhook-id";
+const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
+
+/// How far a Standard Webhooks timestamp may be from our clock, either way
+/// (the specification's default, and its libraries').
+pub const STANDARD_TOLERANCE_SECS: u64 = 300;
 
 /// Every header that carries a credential, whatever the provider.
 const CREDENTIAL_HEADERS: &[&str] = &[
@@ -385,6 +443,7 @@ const CREDENTIAL_HEADERS: &[&str] = &[
     X_HUB_SIGNATURE,
     X_GITLAB_TOKEN,
     X_SIGNATURE,
+    WEBHOOK_SIGNATURE,
 ];
 
 /// The longest event name kept in [`Event::Other`].
@@ -469,6 +528,8 @@ enum Scheme {
     Sha256Or512Prefixed,
     /// The secret itself (GitLab).
     Token,
+    /// `v1,<base64>`, with `webhook-id` and `webhook-timestamp`.
+    Standard,
 }
 
 /// The credential headers a provider's deliveries are checked with, most
@@ -487,11 +548,15 @@ fn schemes(provider: Provider) -> &'static [(&'static str, Scheme)] {
             (X_GOGS_SIGNATURE, Scheme::Sha256Bare),
             (X_HUB_SIGNATURE_256, Scheme::Sha256Prefixed),
         ],
-        Provider::GitLab => &[(X_GITLAB_TOKEN, Scheme::Token)],
+        Provider::GitLab => &[
+            (WEBHOOK_SIGNATURE, Scheme::Standard),
+            (X_GITLAB_TOKEN, Scheme::Token),
+        ],
         Provider::BitbucketCloud | Provider::BitbucketServer => {
             &[(X_HUB_SIGNATURE, Scheme::Sha256Prefixed)]
         }
         Provider::Generic => &[
+            (WEBHOOK_SIGNATURE, Scheme::Standard),
             (X_SIGNATURE, Scheme::Sha256Or512Prefixed),
             (X_HUB_SIGNATURE_256, Scheme::Sha256Prefixed),
             (X_HUB_SIGNATURE, Scheme::Sha256Prefixed),
@@ -507,6 +572,7 @@ fn header_proof(
     headers: &HeaderMap,
     secrets: &Secrets,
     allow_unsigned: bool,
+    now: u64,
 ) -> Result<Proof, Rejection> {
     let credential = |name: &str| headers.get(name).filter(|value| !blank_credential(value));
     let chosen = schemes(provider)
@@ -519,6 +585,9 @@ fn header_proof(
             } else {
                 Err(Rejection::BadToken)
             }
+        }
+        Some((value, Scheme::Standard)) if !secrets.is_empty() => {
+            standard_proof(headers, value, now)
         }
         Some((value, scheme)) => match parse_tag(value, scheme) {
             Some(tag) if !secrets.is_empty() => Ok(Proof::Hmac(tag)),
@@ -576,7 +645,7 @@ fn parse_tag(value: &HeaderValue, scheme: Scheme) -> Option<Tag> {
         Some(Tag::Sha256(tag))
     };
     match scheme {
-        Scheme::Token => None,
+        Scheme::Token | Scheme::Standard => None,
         Scheme::Sha256Bare => sha256(text),
         Scheme::Sha256Prefixed => sha256(strip_prefix_ignore_case(text, "sha256=")?),
         Scheme::Sha256Or512Prefixed => {
@@ -608,6 +677,89 @@ fn hmac_matches<M: Mac + KeyInit>(secrets: &Secrets, body: &[u8], tag: &[u8]) ->
         if let Ok(mut mac) = <M as KeyInit>::new_from_slice(secret) {
             Mac::update(&mut mac, body);
             matched |= mac.verify_slice(tag).is_ok();
+        }
+    }
+    matched
+}
+
+/// What a Standard Webhooks delivery's headers say: its id and timestamp
+/// (refused when out of [`STANDARD_TOLERANCE_SECS`]) and its `v1`
+/// signatures (`v1a` and other versions are skipped; none left is a bad
+/// signature).
+fn standard_proof(
+    headers: &HeaderMap,
+    signature: &HeaderValue,
+    now: u64,
+) -> Result<Proof, Rejection> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let (Some(id), Some(timestamp)) = (text(WEBHOOK_ID), text(WEBHOOK_TIMESTAMP)) else {
+        return Err(Rejection::BadSignature);
+    };
+    let sent: u64 = timestamp.parse().map_err(|_| Rejection::BadSignature)?;
+    if now.abs_diff(sent) > STANDARD_TOLERANCE_SECS {
+        let away = i64::try_from(now.abs_diff(sent)).unwrap_or(i64::MAX);
+        return Err(Rejection::StaleTimestamp(if sent > now {
+            -away
+        } else {
+            away
+        }));
+    }
+    let tags: Vec<[u8; 32]> = signature
+        .to_str()
+        .unwrap_or_default()
+        .split_ascii_whitespace()
+        .filter_map(|entry| entry.strip_prefix("v1,"))
+        .filter_map(|b64| {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+            <[u8; 32]>::try_from(bytes).ok()
+        })
+        .collect();
+    if tags.is_empty() {
+        return Err(Rejection::BadSignature);
+    }
+    Ok(Proof::Standard {
+        signed_prefix: format!("{id}.{timestamp}.").into_bytes(),
+        tags,
+    })
+}
+
+/// The keys a secret may stand for in Standard Webhooks: the bytes a
+/// `whsec_<base64>` secret encodes, and the secret as it is.
+fn standard_keys(secret: &[u8]) -> Vec<Vec<u8>> {
+    let mut keys = vec![secret.to_vec()];
+    let decoded = secret
+        .strip_prefix(b"whsec_")
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+        .filter(|key| !key.is_empty());
+    keys.extend(decoded);
+    keys
+}
+
+/// Whether any of `tags` is the HMAC-SHA256 of `signed_prefix` and `body`
+/// under any secret. Every key and tag is tried (no early exit); each
+/// comparison is constant-time.
+fn standard_matches(
+    secrets: &Secrets,
+    signed_prefix: &[u8],
+    body: &[u8],
+    tags: &[[u8; 32]],
+) -> bool {
+    let mut matched = false;
+    for key in secrets.secrets.iter().flat_map(|s| standard_keys(s)) {
+        let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(&key) else {
+            continue;
+        };
+        Mac::update(&mut mac, signed_prefix);
+        Mac::update(&mut mac, body);
+        let digest = mac.finalize().into_bytes();
+        for tag in tags {
+            matched |= bool::from(digest.as_slice().ct_eq(tag.as_slice()));
         }
     }
     matched

@@ -181,7 +181,10 @@ pub async fn handle(
             Rejection::FormEncoded => {
                 reply(StatusCode::UNSUPPORTED_MEDIA_TYPE, provider, result, reason)
             }
-            Rejection::MissingSignature | Rejection::BadSignature | Rejection::BadToken => {
+            Rejection::MissingSignature
+            | Rejection::BadSignature
+            | Rejection::BadToken
+            | Rejection::StaleTimestamp(_) => {
                 refuse(StatusCode::UNAUTHORIZED, provider, result, reason)
             }
         }

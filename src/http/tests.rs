@@ -507,6 +507,51 @@ async fn a_rotated_sync_trigger_token_file_is_read_again_without_a_restart() {
     assert!(h.triggered().await);
 }
 
+/// A GitLab push signed with its signing token (Standard Webhooks), sent
+/// `age` seconds ago.
+fn gitlab_signed_push(body: &str, key: &[u8], age: i64) -> Request<Body> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let (id, timestamp) = ("msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", (now - age).to_string());
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
+    let tag = mac.finalize().into_bytes();
+    let signature = format!(
+        "v1,{}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, tag)
+    );
+    Request::post("/webhook")
+        .header("X-Gitlab-Event", "Push Hook")
+        .header("Content-Type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", timestamp)
+        .header("webhook-signature", signature)
+        .body(Body::from(body.to_string()))
+        .expect("request")
+}
+
+#[tokio::test]
+async fn a_gitlab_push_signed_with_its_signing_token_triggers_a_sync() {
+    let h = Harness::new(config());
+    let body = push_body("refs/heads/main");
+    let (code, text) = h
+        .send(gitlab_signed_push(&body, SECRET.as_bytes(), 5))
+        .await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{text}");
+    assert!(h.triggered().await);
+
+    let (code, text) = h
+        .send(gitlab_signed_push(&body, SECRET.as_bytes(), 3600))
+        .await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED, "{text}");
+    assert!(text.contains("webhook-timestamp is 360"), "{text}");
+    let (code, text) = h.send(gitlab_signed_push(&body, b"another key", 5)).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED, "{text}");
+    assert!(!h.triggered().await);
+}
+
 #[tokio::test]
 async fn pushes_to_other_refs_and_pings_are_acknowledged_and_ignored() {
     let h = Harness::new(config());

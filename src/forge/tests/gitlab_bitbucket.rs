@@ -144,6 +144,142 @@ fn gitlab_token_checks() {
     );
 }
 
+/// Standard Webhooks: `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`.
+fn standard_signature(key: &[u8], id: &str, timestamp: u64, body: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap();
+    Mac::update(&mut mac, format!("{id}.{timestamp}.").as_bytes());
+    Mac::update(&mut mac, body);
+    let tag = mac.finalize().into_bytes();
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(tag)
+    )
+}
+
+/// Headers then body, with the clock at `now`.
+fn run_at(
+    pairs: &[(&str, &str)],
+    body: &[u8],
+    list: &[&str],
+    now: u64,
+) -> Result<(Provider, Event), (Provider, Rejection)> {
+    let (headers, secrets) = (headers(pairs), secrets(list));
+    let admitted = authenticate_headers_at(&headers, &secrets, false, now)?;
+    verify_body(admitted, &headers, body, &secrets)
+}
+
+#[test]
+fn standard_webhooks_matches_the_specifications_example() {
+    // The example of the Standard Webhooks specification (and of its
+    // libraries' tests); the signature checked with Python's hmac too.
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let body = br#"{"test": 2432232314}"#;
+    let pairs = [
+        ("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
+        ("webhook-timestamp", "1614265330"),
+        (
+            "webhook-signature",
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+        ),
+    ];
+    assert_eq!(
+        run_at(&pairs, body, &[secret], 1614265330 + 10),
+        Ok((Provider::Generic, Event::Push(Push::default())))
+    );
+    assert_eq!(
+        run_at(&pairs, body, &[secret], 1614265330 + 301),
+        Err((Provider::Generic, Rejection::StaleTimestamp(301)))
+    );
+    assert_eq!(
+        run_at(&pairs, body, &[secret], 1614265330 - 400),
+        Err((Provider::Generic, Rejection::StaleTimestamp(-400)))
+    );
+    let other = [("webhook-id", "msg_other"), pairs[1], pairs[2]];
+    assert_eq!(
+        run_at(&other, body, &[secret], 1614265330),
+        Err((Provider::Generic, Rejection::BadSignature)),
+        "the id is signed"
+    );
+}
+
+#[test]
+fn gitlab_signing_token_checks() {
+    let body = gitlab_push_body("push", "refs/heads/trunk", SHA_B, "null");
+    let now = 1_780_000_000;
+    let id = "13792a34-cac6-4fda-95a8-c58e00a3954e";
+    let ts = now.to_string();
+    let deliver = |signature: &str, list: &[&str]| {
+        let pairs = [
+            ("X-Gitlab-Event", "Push Hook"),
+            ("webhook-id", id),
+            ("webhook-timestamp", ts.as_str()),
+            ("webhook-signature", signature),
+        ];
+        run_at(&pairs, body.as_bytes(), list, now)
+    };
+    // A whsec_ secret is keyed with its decoded bytes; any other as it is.
+    let whsec = "whsec_c2lnbmluZy10b2tlbi1ieXRlcw==";
+    let signed = standard_signature(b"signing-token-bytes", id, now, body.as_bytes());
+    expect_push(deliver(&signed, &[whsec]), Provider::GitLab);
+    let signed_raw = standard_signature(SECRET.as_bytes(), id, now, body.as_bytes());
+    expect_push(deliver(&signed_raw, &[SECRET]), Provider::GitLab);
+    // Several signatures (a sender's own rotation), versions we do not
+    // verify skipped: one matching is enough.
+    let several = format!("v1a,AAAA v1,{} {signed}", "A".repeat(44));
+    expect_push(deliver(&several, &[whsec]), Provider::GitLab);
+    // Rotation on our side: any configured secret.
+    expect_push(
+        deliver(&signed_raw, &[OLD_SECRET, SECRET]),
+        Provider::GitLab,
+    );
+    for bad in [
+        standard_signature(b"another key", id, now, body.as_bytes()),
+        standard_signature(SECRET.as_bytes(), id, now + 1, body.as_bytes()),
+        "v1,not base64!".to_string(),
+        format!("v2,{}", &signed[3..]),
+        "v1a,AAAA".to_string(),
+    ] {
+        assert_eq!(
+            deliver(&bad, &[SECRET, whsec]),
+            Err((Provider::GitLab, Rejection::BadSignature)),
+            "{bad}"
+        );
+    }
+    // The id and the timestamp are part of what is signed: without them,
+    // or with a timestamp that is not a number, nothing verifies.
+    for pairs in [
+        vec![
+            ("X-Gitlab-Event", "Push Hook"),
+            ("webhook-signature", signed_raw.as_str()),
+        ],
+        vec![
+            ("X-Gitlab-Event", "Push Hook"),
+            ("webhook-id", id),
+            ("webhook-timestamp", "soon"),
+            ("webhook-signature", signed_raw.as_str()),
+        ],
+    ] {
+        assert_eq!(
+            run_at(&pairs, body.as_bytes(), &[SECRET], now),
+            Err((Provider::GitLab, Rejection::BadSignature))
+        );
+    }
+    // The signature is GitLab's stronger credential: a token sent beside a
+    // wrong signature does not let the delivery through.
+    let wrong = standard_signature(b"another key", id, now, body.as_bytes());
+    let pairs = [
+        ("X-Gitlab-Event", "Push Hook"),
+        ("X-Gitlab-Token", SECRET),
+        ("webhook-id", id),
+        ("webhook-timestamp", ts.as_str()),
+        ("webhook-signature", wrong.as_str()),
+    ];
+    assert_eq!(
+        run_at(&pairs, body.as_bytes(), &[SECRET], now),
+        Err((Provider::GitLab, Rejection::BadSignature))
+    );
+}
+
 #[test]
 fn gitlab_system_hooks_and_other_events() {
     let body = gitlab_push_body("push", "refs/heads/trunk", SHA_B, "null");
