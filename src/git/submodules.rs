@@ -855,6 +855,39 @@ impl Checked<'_> {
     }
 }
 
+/// Whether a worktree's gitlinks were checked out under `mode`, from the
+/// records alone (no file looked at): false when the records show another
+/// `--submodules` (a recorded checkout where `mode` checks out nothing, no
+/// record where it checks one out), as after a change of the flag or in a
+/// tree git-sync built. What `intact` finds wrong in a tree built under
+/// `mode` is a change on disk, not a change of settings.
+pub fn built_for(admin: &Path, mode: SubmoduleMode) -> bool {
+    worktree::read_index(&admin.join("index"))
+        .is_none_or(|index| level_built_for(admin, BStr::new(""), &index, mode.levels()))
+}
+
+fn level_built_for(
+    admin: &Path,
+    prefix: &BStr,
+    index: &gix::index::File,
+    depth_left: usize,
+) -> bool {
+    gitlinks(index).into_iter().all(|(path, commit)| {
+        let full = join_path(prefix, path.as_ref());
+        let record_dir = record_dir(admin, full.as_ref());
+        let record = read_record(&record_dir);
+        if depth_left == 0 {
+            return record.is_none();
+        }
+        match record.filter(|r| r.commit == commit) {
+            None => false,
+            Some(r) if r.skip => true,
+            Some(_) => worktree::read_index(&record_dir.join("index"))
+                .is_none_or(|sub| level_built_for(admin, full.as_ref(), &sub, depth_left - 1)),
+        }
+    })
+}
+
 /// Missing counts as empty: a gitlink's directory holds nothing either way.
 fn is_empty_dir(dir: &Path) -> bool {
     match fs::read_dir(dir) {

@@ -1075,7 +1075,7 @@ fn built_under_current_umask(admin_dir: &Path) -> bool {
 }
 
 /// Whether the worktree was built with `sparse` (or, for `None`, in full).
-fn built_with(admin_dir: &Path, sparse: Option<&Patterns>) -> bool {
+pub fn built_with(admin_dir: &Path, sparse: Option<&Patterns>) -> bool {
     match (fs::read(sparse_file(admin_dir)), sparse) {
         (Ok(recorded), Some(p)) => recorded == p.record(),
         (Err(e), None) => e.kind() == io::ErrorKind::NotFound,

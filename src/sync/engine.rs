@@ -600,7 +600,7 @@ impl Engine {
             return Ok(Outcome::Unchanged { hash });
         }
         if current.as_ref() == Some(&hash) {
-            tracing::warn!(%hash, "published worktree is missing or was modified; rebuilding it");
+            self.log_rebuild(&hash);
         }
         let early = early.into_inner();
         self.build_and_publish(commit, &hash, current.as_ref(), budget, &mut laps, early)?;
@@ -861,6 +861,29 @@ impl Engine {
             intact
         } else {
             worktree::looks_intact(&path, &admin, commit, self.opts.sparse.as_ref())
+        }
+    }
+
+    /// Says why the published `hash` is rebuilt: a change of settings (the
+    /// sparse patterns, `--submodules`, or a tree git-sync built) is no
+    /// alarm; anything else is a change on disk nobody asked for.
+    fn log_rebuild(&self, hash: &CommitHash) {
+        let admin = store::admin_dir(&self.opts.root, hash.as_str());
+        let path = self.layout.worktree(hash);
+        let settings = if !path.join(".git").is_file() {
+            None
+        } else if !worktree::built_with(&admin, self.opts.sparse.as_ref()) {
+            Some("it was checked out with other sparse-checkout patterns (or none)")
+        } else if !submodules::built_for(&admin, self.opts.submodules) {
+            Some("its submodules were checked out under another --submodules, or by git-sync")
+        } else {
+            None
+        };
+        match settings {
+            Some(reason) => tracing::info!(%hash, "rebuilding the published worktree: {reason}"),
+            None => {
+                tracing::warn!(%hash, "published worktree is missing or was modified; rebuilding it")
+            }
         }
     }
 

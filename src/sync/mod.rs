@@ -570,7 +570,7 @@ fn on_success(opts: &LoopOptions, outcome: &Outcome, first: bool) {
             previous: Some(previous),
             ..
         } if previous == hash => {
-            tracing::info!(%hash, "repaired the published worktree: it was missing or modified on disk, and was rebuilt from its commit");
+            tracing::info!(%hash, "rebuilt the published worktree from its commit");
         }
         Outcome::Published {
             hash,

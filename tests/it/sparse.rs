@@ -163,6 +163,7 @@ fn other_patterns_at_restart_rebuild_the_published_worktree() {
     let up = Upstream::new();
     let sha = populate(&up);
     let s = Scratch::new();
+    // Each run says the patterns changed; none takes it for tampering.
     let one_time = |extra: &[&str]| {
         let out = s
             .sidecar(&up.file_url())
@@ -170,14 +171,21 @@ fn other_patterns_at_restart_rebuild_the_published_worktree() {
             .arg("--one-time")
             .run(Duration::from_secs(60));
         assert!(out.status.success(), "{}", describe_output(&out));
+        String::from_utf8_lossy(&out.stderr).into_owned()
     };
+    let changed = "rebuilding the published worktree: it was checked out with other \
+                   sparse-checkout patterns";
     let first = pattern_file(&s, "first", PATTERNS);
     one_time(&["--sparse-checkout-file", &first]);
     assert_sparse(&s, &up, &sha, PATTERNS);
 
     let only_src = "/src/\n";
     let second = pattern_file(&s, "second", only_src);
-    one_time(&["--sparse-checkout-file", &second]);
+    let err = one_time(&["--sparse-checkout-file", &second]);
+    assert!(
+        err.contains(changed) && !err.contains("was modified"),
+        "{err}"
+    );
     assert_sparse(&s, &up, &sha, only_src);
     assert_eq!(
         files(&s.link()),
@@ -185,7 +193,11 @@ fn other_patterns_at_restart_rebuild_the_published_worktree() {
     );
 
     // Without the flag the same commit is published in full again.
-    one_time(&[]);
+    let err = one_time(&[]);
+    assert!(
+        err.contains(changed) && !err.contains("was modified"),
+        "{err}"
+    );
     assert_eq!(assert_published_layout(&s.root, &s.link()), sha);
     assert_tree_matches_commit(&s.link(), &up, &sha);
 }

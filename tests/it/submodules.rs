@@ -359,7 +359,28 @@ fn a_restart_keeps_a_verified_worktree_with_submodules_and_repairs_a_modified_on
     run.wait_until(DEADLINE, "the tampered file is restored", || {
         fs::read_to_string(&inner_file).is_ok_and(|c| c == "inner\n")
     });
-    assert!(run.stderr().contains("rebuilding it"), "{}", run.logs());
+    assert!(
+        run.stderr().contains("was modified; rebuilding it"),
+        "{}",
+        run.logs()
+    );
+    run.kill9();
+
+    // Another --submodules is a change of settings, not tampering: said
+    // so, without the warning.
+    for mode in ["off", "shallow", "recursive"] {
+        let out = s
+            .sidecar(&p.site.file_url())
+            .args(["--submodules", mode, "--one-time"])
+            .run(Duration::from_secs(60));
+        assert!(out.status.success(), "{mode}: {}", describe_output(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("its submodules were checked out under another --submodules")
+                && !err.contains("was modified"),
+            "{mode}: {err}"
+        );
+    }
 }
 
 /// A symlink committed in `up`'s work tree (not yet committed).
