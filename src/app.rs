@@ -229,8 +229,20 @@ fn engine_options(config: &Config) -> engine::Options {
         submodules: config.submodules,
         access: config.access.clone(),
         verify: config.verify.clone(),
-        threads: crate::cgroup::worker_threads(),
+        threads: worker_threads(),
     }
+}
+
+/// Threads for pack indexing, checkout and the spare's walk: what the
+/// cgroup's CPU quota pays for (v1 or v2, the smallest along the cgroup's
+/// ancestors, a fraction rounded down), the affinity mask and the online
+/// cores, whichever is smallest. `available_parallelism` reads all of
+/// these; a pod limited to one CPU on a 64-core node gets one thread, not 64.
+/// `tests/it/resource_limits.rs` checks it in a real cgroup.
+fn worker_threads() -> usize {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    tracing::debug!(threads, "threads for pack indexing and checkout");
+    threads
 }
 
 fn loop_options(config: &Config) -> sync::LoopOptions {

@@ -30,7 +30,7 @@
 //! - [`rootlock`] one instance per root (held before anything is touched)
 //! - [`manual`] the `--man` text, generated from [`cli`]
 //! - [`pid1`] a minimal init (reaper, signal forwarder) when started as PID 1
-//! - [`logging`], [`fsutil`], [`memory`], [`cgroup`], [`secret`], [`types`], [`backoff`] leaves
+//! - [`logging`], [`fsutil`], [`memory`], [`secret`], [`types`], [`backoff`] leaves
 
 // Unsafe code is denied everywhere but two allocator calls in `memory` and
 // the fork in `pid1`.
@@ -39,7 +39,6 @@
 pub mod app;
 pub mod auth;
 pub mod backoff;
-pub mod cgroup;
 pub mod cli;
 pub mod config;
 pub mod forge;

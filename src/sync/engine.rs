@@ -60,7 +60,7 @@ pub struct Options {
     /// `--verify-signatures` and its key files (read at every pass).
     pub verify: crate::verify::Settings,
     /// Threads for pack indexing, checkout and the spare's walk: what the
-    /// cgroup's CPU quota pays for (see [`crate::cgroup::worker_threads`]).
+    /// cgroup's CPU quota pays for (see `app::worker_threads`).
     pub threads: usize,
 }
 
