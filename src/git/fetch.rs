@@ -100,6 +100,18 @@ pub enum Error {
         url: String,
         timeout: std::time::Duration,
     },
+    /// The connection through the proxy failed: the proxy is down, refused,
+    /// or could not reach the server.
+    #[error(
+        "could not reach {url} through the proxy {proxy}: {message} (check that the proxy is up \
+         and reachable from here, and that it can reach the git server; NO_PROXY lists the hosts \
+         that bypass it)"
+    )]
+    Proxy {
+        url: String,
+        proxy: String,
+        message: String,
+    },
     /// An http(s) server answered, but not as a git server (see [`super::probe`]).
     #[error("{explanation} (--repo {url})")]
     NotGitServer { url: String, explanation: String },
@@ -598,6 +610,19 @@ fn classify_listing_error(
             super::probe::explain(opts.url.gix(), opts.credentials, opts.http, budget)
         {
             return Error::NotGitServer { url, explanation };
+        }
+    }
+    // reqwest's words for a connection (to the proxy, when there is one)
+    // that failed, and for a CONNECT tunnel the proxy did not open.
+    if message.contains("(Connect)") || message.contains("tunnel") {
+        let target = opts.url.gix().to_bstring().to_string();
+        if let Some(proxy) = opts.http.proxy_in_use(&target) {
+            let message = crate::types::redact_url(&message);
+            return Error::Proxy {
+                url,
+                proxy,
+                message,
+            };
         }
     }
     git_err("could not list remote refs", e, Some(report))

@@ -97,6 +97,41 @@ impl HttpSettings {
         proxy_for(url).map(drop)
     }
 
+    /// The proxy a request to `url` goes through, and where it was set:
+    /// `http://host:port (http.proxy)`, without user info (for messages).
+    /// The same choice as the client's: `http.proxy` (an empty one: none),
+    /// else the environment's variables for the URL's scheme, `NO_PROXY`
+    /// exempting hosts (`*` all of them).
+    pub fn proxy_in_use(&self, url: &str) -> Option<String> {
+        use hyper_util::client::proxy::matcher::Matcher;
+        if self.proxy.as_deref() == Some("") || no_proxy_for_any_host(env_no_proxy()) {
+            return None;
+        }
+        let uri: http::Uri = url.parse().ok()?;
+        let (matcher, source) = match self.proxy.as_deref() {
+            Some(proxy) => {
+                let full = match proxy.contains("://") {
+                    true => proxy.to_string(),
+                    false => format!("http://{proxy}"),
+                };
+                let matcher = Matcher::builder()
+                    .all(full)
+                    .no(env_no_proxy().unwrap_or_default())
+                    .build();
+                (matcher, "http.proxy")
+            }
+            None => (Matcher::from_env(), "the environment's proxy variables"),
+        };
+        let hit = matcher.intercept(&uri)?;
+        let proxy = hit.uri();
+        let (scheme, host) = (proxy.scheme_str()?, proxy.host()?);
+        let port = proxy
+            .port_u16()
+            .map(|p| format!(":{p}"))
+            .unwrap_or_default();
+        Some(format!("{scheme}://{host}{port} ({source})"))
+    }
+
     /// True when a header carries credentials (a 401 then means "rejected").
     pub fn sends_authorization(&self) -> bool {
         self.extra_headers.iter().any(|h| {
@@ -184,6 +219,29 @@ mod tests {
         assert!(dbg.contains("Authorization"), "{dbg}");
         assert!(s.sends_authorization());
         assert!(!HttpSettings::default().sends_authorization());
+    }
+
+    #[test]
+    fn the_proxy_in_use_is_named_without_user_info() {
+        let with = |proxy: &str| HttpSettings {
+            proxy: Some(proxy.into()),
+            ..Default::default()
+        };
+        let url = "https://git.example.com/site.git";
+        assert_eq!(
+            with("http://u:pw@127.0.0.1:3128").proxy_in_use(url).as_deref(),
+            Some("http://127.0.0.1:3128 (http.proxy)")
+        );
+        assert_eq!(
+            with("127.0.0.1:3128").proxy_in_use(url).as_deref(),
+            Some("http://127.0.0.1:3128 (http.proxy)"),
+            "no scheme is http://, as in git"
+        );
+        assert_eq!(
+            with("socks5h://[::1]:1080").proxy_in_use(url).as_deref(),
+            Some("socks5h://[::1]:1080 (http.proxy)")
+        );
+        assert_eq!(with("").proxy_in_use(url), None, "an empty http.proxy: none");
     }
 
     #[test]

@@ -641,6 +641,50 @@ fn proxy_environment_variables_and_http_proxy_carry_the_traffic() {
     }
 }
 
+/// With the proxy down, the failure names the proxy (and where it was
+/// set), not only the git server, which users would otherwise debug; the
+/// proxy's password stays out of it. As git says "Failed to connect to
+/// <proxy> port <n>".
+#[test]
+fn a_proxy_that_is_down_is_named_in_the_error() {
+    let up = upstream();
+    let http = HttpGit::start(up.base(), HttpOpts::default());
+    let url = http.url(up.name());
+    let port = free_port();
+    let down = format!("http://someone:Pr0xy-PW-7q@127.0.0.1:{port}");
+    for (setting, source) in [
+        ("http.proxy", "(http.proxy)"),
+        ("HTTP_PROXY", "(the environment's proxy variables)"),
+    ] {
+        let s = Scratch::new();
+        let run = match setting {
+            "http.proxy" => one_time(&s, &url).arg(format!("--git-config=http.proxy:{down}")),
+            var => one_time(&s, &url).env(var, &down),
+        };
+        let out = run.run(RUN_TIMEOUT);
+        assert!(
+            !out.status.success(),
+            "{setting}: {}",
+            describe_output(&out)
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        let named = format!("through the proxy http://127.0.0.1:{port} {source}");
+        assert!(err.contains(&named), "{setting}: {err}");
+        assert!(
+            !err.contains("Pr0xy-PW-7q"),
+            "{setting}: the proxy's password: {err}"
+        );
+    }
+    // Exempted by NO_PROXY, the same repository syncs: the proxy is not
+    // blamed where it is not used.
+    let s = Scratch::new();
+    let out = one_time(&s, &url)
+        .env("HTTP_PROXY", &down)
+        .env("NO_PROXY", "127.0.0.1")
+        .run(RUN_TIMEOUT);
+    assert!(out.status.success(), "{}", describe_output(&out));
+}
+
 /// A SOCKS proxy (OpenSSH's `ssh -D`, a common way to reach a private
 /// network), through `ALL_PROXY` and `http.proxy`, with local (`socks5`)
 /// and remote (`socks5h`) name resolution, as git takes it through curl.
