@@ -229,7 +229,9 @@ mod tests {
         };
         let url = "https://git.example.com/site.git";
         assert_eq!(
-            with("http://u:pw@127.0.0.1:3128").proxy_in_use(url).as_deref(),
+            with("http://u:pw@127.0.0.1:3128")
+                .proxy_in_use(url)
+                .as_deref(),
             Some("http://127.0.0.1:3128 (http.proxy)")
         );
         assert_eq!(
@@ -241,7 +243,11 @@ mod tests {
             with("socks5h://[::1]:1080").proxy_in_use(url).as_deref(),
             Some("socks5h://[::1]:1080 (http.proxy)")
         );
-        assert_eq!(with("").proxy_in_use(url), None, "an empty http.proxy: none");
+        assert_eq!(
+            with("").proxy_in_use(url),
+            None,
+            "an empty http.proxy: none"
+        );
     }
 
     #[test]
