@@ -34,6 +34,8 @@ struct Cluster {
     dns: Dnsmasq,
     port: u16,
     files: tempfile::TempDir,
+    /// The host part of `--peers`.
+    peers: String,
 }
 
 struct Replica {
@@ -88,9 +90,15 @@ impl Cluster {
     /// A repository with one commit, and dnsmasq answering [`NAME`] with
     /// the replicas `hosts` (127.X.Y.host).
     fn new(hosts: &[u8]) -> Self {
+        Self::answering(hosts, NAME, NAME)
+    }
+
+    /// dnsmasq answers `name` with the replicas `hosts`; `--peers` says
+    /// `peers`.
+    fn answering(hosts: &[u8], name: &str, peers: &str) -> Self {
         let subnet = Subnet::new();
         let ips: Vec<Ipv4Addr> = hosts.iter().map(|h| subnet.ip(*h)).collect();
-        let dns = Dnsmasq::start(subnet, NAME, &ips);
+        let dns = Dnsmasq::start(subnet, name, &ips);
         // A port free on the subnet's first replica address; the others
         // are other addresses, so the same port is free there too.
         let port = TcpListener::bind((subnet.ip(hosts[0]), 0))
@@ -106,6 +114,7 @@ impl Cluster {
             dns,
             port,
             files,
+            peers: peers.to_string(),
         }
     }
 
@@ -127,7 +136,7 @@ impl Cluster {
             .args(["--http-bind", &addr])
             .arg("--incoming-webhook-secret-file")
             .arg(self.secret_file("webhook", SECRET))
-            .args(["--peers", &format!("{NAME}:{}", self.port)])
+            .args(["--peers", &format!("{}:{}", self.peers, self.port)])
             .arg("--peer-secret-file")
             .arg(self.secret_file(&format!("peer-{host}"), secret))
             .resolv_conf(self.dns.resolv_conf())
@@ -236,6 +245,24 @@ fn a_webhook_to_one_replica_publishes_in_all() {
         assert_eq!(r.metric("git_sidecar_peers"), 2.0, "{}", r.addr);
         r.run.assert_running();
     }
+}
+
+/// The manifests' `--peers=site-peers:8081`: a short name, resolved in the
+/// pod's own namespace through the resolv.conf search list Kubernetes
+/// writes, so the manifest works in any namespace.
+#[test]
+fn a_short_service_name_resolves_through_the_pods_search_list() {
+    let fqdn = "site-peers.site.svc.cluster.local";
+    let cluster = Cluster::answering(&[2, 3], fqdn, "site-peers");
+    cluster
+        .dns
+        .search("site.svc.cluster.local svc.cluster.local cluster.local");
+    let replicas = cluster.replicas(&[2, 3]);
+    let sha = cluster.up.commit_file("index.html", "v1\n", "next");
+    let r = replicas[0].webhook(&cluster.up, &sha);
+    assert_eq!(r.status, 202, "signed push: {r}");
+    wait_all_published(&replicas.iter().collect::<Vec<_>>(), &sha, "short name");
+    assert_eq!(replicas[1].received("ok"), 1.0);
 }
 
 /// A peer with another secret (refused, counted on both sides), a peer

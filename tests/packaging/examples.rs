@@ -248,18 +248,26 @@ const HTTPD_UID: u32 = 65_534;
 const APACHE2: &str = "/usr/sbin/apache2";
 
 /// The documented httpd snippet (the ```apache block of `docs/serving.md`),
-/// serving `site`, in a minimal httpd.conf keeping its files in `dir`.
+/// serving `site` (whose parent stands for `/git`), in a minimal httpd.conf
+/// keeping its files in `dir` and hardened as the httpd manifest is
+/// (`<Directory />` with `Options None`, so the snippet must allow the
+/// link itself).
 fn readme_httpd_conf(dir: &Path, port: u16, site: &Path) -> String {
     let snippet = readme_serving_block("apache");
     let snippet = snippet.as_str();
     assert!(snippet.contains("\"/git/site\""), "{snippet}");
-    let snippet = snippet.replace("/git/site", &site.display().to_string());
+    let parent = site.parent().expect("the link's directory");
+    let snippet = snippet
+        .replace("/git/site", &site.display().to_string())
+        .replace("\"/git\"", &format!("\"{}\"", parent.display()));
     let (d, m) = (dir.display(), "/usr/lib/apache2/modules");
     format!(
         "ServerRoot \"{d}\"\nDefaultRuntimeDir \"{d}\"\nPidFile \"{d}/httpd.pid\"\n\
          ErrorLog \"{d}/error.log\"\nListen 127.0.0.1:{port}\nServerName 127.0.0.1\n\
          LoadModule mpm_event_module {m}/mod_mpm_event.so\n\
-         LoadModule authz_core_module {m}/mod_authz_core.so\n{snippet}"
+         LoadModule authz_core_module {m}/mod_authz_core.so\n\
+         <Directory />\n Options None\n AllowOverride None\n Require all denied\n</Directory>\n\
+         {snippet}"
     )
 }
 

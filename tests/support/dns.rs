@@ -133,6 +133,20 @@ impl Dnsmasq {
         self.dir.path().join("log")
     }
 
+    /// Adds a `search` list to the resolv.conf, as a pod's has
+    /// (`<namespace>.svc.cluster.local svc.cluster.local cluster.local`,
+    /// `ndots:5`): a short name is tried under each domain.
+    pub fn search(&self, domains: &str) {
+        fs::write(
+            self.resolv_conf(),
+            format!(
+                "nameserver {}\nsearch {domains}\noptions ndots:5 timeout:1 attempts:2\n",
+                self.listen
+            ),
+        )
+        .expect("writing resolv.conf");
+    }
+
     /// The resolv.conf naming this server (for `Sidecar::resolv_conf`).
     pub fn resolv_conf(&self) -> PathBuf {
         self.dir.path().join("resolv.conf")

@@ -345,8 +345,8 @@ const BREAKAGES: &[Breakage] = &[
             replace_item(
                 deployment(v),
                 &format!("{SIDECAR}/args"),
-                "--peers=site-peers.default.svc.cluster.local:8081",
-                "--peers=site-peers.default.svc.cluster.local:80",
+                "--peers=site-peers:8081",
+                "--peers=site-peers:80",
             )
         },
         check: check_peers,
