@@ -304,3 +304,53 @@ fn exechook_retries_come_at_exactly_the_backoff() {
     }
     run.assert_running();
 }
+
+/// The gate docs/hooks.md gives for a configuration kept in git (`nginx -t`
+/// in the new worktree), taken from the docs' own words: a valid
+/// nginx.conf is published, a broken one is refused and the old one stays.
+/// Without `-p ./` nginx tests the file under its compiled-in prefix
+/// instead, and this fails.
+#[test]
+fn the_documented_nginx_gate_tests_the_new_worktrees_configuration() {
+    let nginx = crate::support::servers::NGINX;
+    assert!(
+        std::path::Path::new(nginx).exists(),
+        "{nginx} not found: install it (Debian/Ubuntu: apt-get install nginx)"
+    );
+    let docs = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/hooks.md"))
+        .expect("reading docs/hooks.md");
+    let paragraph = docs
+        .split("\n\n")
+        .find(|p| p.starts_with("To test a new configuration"))
+        .expect("the gate paragraph of docs/hooks.md");
+    let flags: Vec<&str> = paragraph
+        .split('`')
+        .filter(|s| s.starts_with("--pre-publish-exechook-"))
+        .flat_map(str::split_whitespace)
+        .collect();
+    assert!(flags.len() >= 3, "{flags:?}");
+    let conf = |extra: &str| {
+        format!(
+            "error_log stderr;\nevents {{}}\nhttp {{\n {extra}\n server {{ listen 127.0.0.1:1; }}\n}}\n"
+        )
+    };
+    let up = Upstream::new();
+    let good = up.commit_file("nginx.conf", &conf(""), "good");
+    let s = Scratch::new();
+    let one_time = || {
+        s.sidecar(&up.file_url())
+            .arg("--one-time")
+            .args(&flags)
+            .run(Duration::from_secs(60))
+    };
+    let out = one_time();
+    assert!(out.status.success(), "{flags:?}: {}", describe_output(&out));
+    assert_eq!(s.published().as_deref(), Some(good.as_str()));
+
+    up.commit_file("nginx.conf", &conf("bogus;"), "broken");
+    let out = one_time();
+    assert!(!out.status.success(), "a broken nginx.conf passed the gate");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown directive"), "{err}");
+    assert_eq!(s.published().as_deref(), Some(good.as_str()));
+}
