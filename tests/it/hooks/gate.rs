@@ -335,7 +335,7 @@ fn the_documented_nginx_gate_tests_the_new_worktrees_configuration() {
         )
     };
     let up = Upstream::new();
-    let good = up.commit_file("nginx.conf", &conf(""), "good");
+    let good = up.commit_file("nginx.conf", conf(""), "good");
     let s = Scratch::new();
     let one_time = || {
         s.sidecar(&up.file_url())
@@ -347,7 +347,7 @@ fn the_documented_nginx_gate_tests_the_new_worktrees_configuration() {
     assert!(out.status.success(), "{flags:?}: {}", describe_output(&out));
     assert_eq!(s.published().as_deref(), Some(good.as_str()));
 
-    up.commit_file("nginx.conf", &conf("bogus;"), "broken");
+    up.commit_file("nginx.conf", conf("bogus;"), "broken");
     let out = one_time();
     assert!(!out.status.success(), "a broken nginx.conf passed the gate");
     let err = String::from_utf8_lossy(&out.stderr);
