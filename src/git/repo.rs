@@ -64,18 +64,24 @@ impl Repo {
 
     /// Whether `published` accounts for the object `announced` (hex) names,
     /// as far as the store knows: it is `published`, an annotated tag of
-    /// it, or one of its ancestors (within [`ANCESTRY_SEARCH`] commits).
+    /// it, or one of its ancestors (within [`ANCESTRY_SEARCH`] commits),
+    /// the parents a walked commit names included, though the store may
+    /// not hold them.
     pub fn accounts_for(&self, published: CommitId, announced: &str) -> bool {
         let Ok(id) = gix::ObjectId::from_hex(announced.as_bytes()) else {
             return false;
         };
-        let Ok(object) = self.0.find_object(id) else {
-            return false;
+        // An object the store lacks may still be a parent a commit names:
+        // a shallow fetch (`--depth 1`) of a newer commit never brings its
+        // parent, and a late delivery announces that parent.
+        let target = match self.0.find_object(id) {
+            Ok(object) => match object.peel_to_kind(gix::object::Kind::Commit) {
+                Ok(commit) => commit.id,
+                Err(_) => return false,
+            },
+            Err(_) => id,
         };
-        let Ok(commit) = object.peel_to_kind(gix::object::Kind::Commit) else {
-            return false;
-        };
-        if commit.id == published.0 {
+        if target == published.0 {
             return true;
         }
         let Ok(walk) = self.0.rev_walk([published.0]).all() else {
@@ -83,7 +89,7 @@ impl Repo {
         };
         walk.take(ANCESTRY_SEARCH)
             .map_while(Result::ok)
-            .any(|info| info.id == commit.id)
+            .any(|info| info.id == target || info.parent_ids.contains(&target))
     }
 
     /// Polls the remote and fetches the wanted commit if needed; says

@@ -604,6 +604,43 @@ fn an_annotated_tag_push_is_accounted_for_by_its_commit() {
     );
 }
 
+/// Forges do not promise delivery order: after B is published at depth 1
+/// (so A, B's parent, was never fetched), a late delivery announcing A is
+/// accounted for by B's own parent line, without five fetches to look for it.
+#[test]
+fn a_late_delivery_of_a_parent_never_fetched_is_accounted_for() {
+    let up = Upstream::new();
+    up.commit_file("f", "0", "base");
+    let s = Scratch::new();
+    let secret = write_secret(&s, "secret", SECRET);
+    let (run, addr) = start(
+        s.sidecar(&up.file_url())
+            .args(["--period", "10m", "--depth", "1"])
+            .arg("--incoming-webhook-secret-file")
+            .arg(&secret),
+    );
+    run.wait_for_link_hash(&s.link(), &up.head());
+    let a = up.commit_file("f", "1", "a");
+    let b = up.commit_file("f", "2", "b");
+    let r = send_push(&addr, &b, &up.file_url());
+    assert_eq!(r.status, 202, "{r}");
+    run.wait_for_link_hash(&s.link(), &b);
+    wait_for_status_published(&run, &addr, &b);
+
+    let r = send_push(&addr, &a, &up.file_url());
+    assert_eq!(r.status, 202, "the late delivery: {r}");
+    run.wait_until(DEADLINE, "the late announcement cleared", || {
+        status_json(&addr)["expected_hash"].is_null()
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !run.stderr().contains("announced commit not published yet"),
+        "{}",
+        run.logs()
+    );
+    assert_eq!(s.published().as_deref(), Some(b.as_str()));
+}
+
 #[test]
 fn expected_hash_is_retried_until_it_appears() {
     let up = Upstream::new();
