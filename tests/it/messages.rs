@@ -327,7 +327,7 @@ fn a_repaired_tree_is_logged_as_a_repair_not_as_new_content() {
     assert!(out.status.success(), "{}", describe_output(&out));
     assert_says(
         &out,
-        &["repaired the published worktree"],
+        &["rebuilt the published worktree from its commit"],
         &["published new content"],
     );
     assert_tree_matches_commit(&s.link(), &up, &up.head());
