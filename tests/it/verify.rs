@@ -689,3 +689,43 @@ fn merges_signed_by_a_web_flow_stand_in_key_publish() {
     assert!(status.success(), "{stderr}");
     assert_eq!(s.published().as_deref(), Some(merge.as_str()));
 }
+
+/// Half-made configurations do not start (probe-9 F7, F14): key files or
+/// --verify-committers without a mode, and the tag mode on the default
+/// --ref (HEAD, a branch); each message says what to add.
+#[test]
+fn half_configured_verification_fails_to_start() {
+    let up = Upstream::new();
+    up.commit_file("f", "a", "a");
+    let s = Scratch::new();
+    let key = SshKey::generate("ed25519");
+    let allowed = key_file(&s, "allowed_signers", key.allowed(COMMITTER));
+    let allowed = allowed.to_str().unwrap();
+    let (status, stderr) = one_time(
+        &s,
+        &up.file_url(),
+        &["--verify-allowed-signers", allowed, "--verify-committers"],
+    );
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("nothing would be verified")
+            && stderr.contains("needs --verify-signatures"),
+        "{stderr}"
+    );
+    assert_eq!(s.published(), None, "nothing unverified is published");
+    let (status, stderr) = one_time(
+        &s,
+        &up.file_url(),
+        &[
+            "--verify-signatures=tag",
+            "--verify-allowed-signers",
+            allowed,
+        ],
+    );
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("needs --ref to name an annotated tag"),
+        "{stderr}"
+    );
+    assert_eq!(s.published(), None);
+}
