@@ -25,6 +25,7 @@
 //! Fetch the file again when GitHub announces a new key.
 
 mod cert;
+mod critical;
 mod read;
 #[cfg(test)]
 mod tests;
@@ -152,8 +153,22 @@ impl Keyring {
 }
 
 /// Reads the one signature of a git object's `-----BEGIN PGP SIGNATURE-----`
-/// armour and checks it is a document signature with a strong hash.
+/// armour and checks it is a document signature with a strong hash and no
+/// critical subpacket left unimplemented.
 fn parse_signature(armour: &[u8]) -> Result<Signature, Refusal> {
+    let sig = read_signature(armour)?;
+    if let Some(what) = critical::unimplemented(&sig) {
+        return Err(Refusal::Unsupported(format!(
+            "the OpenPGP signature carries {what}, which git-sidecar does not implement; the \
+             signer marked it critical so that verifiers which do not understand it refuse the \
+             signature (gpg reports it as a BAD signature): sign without it"
+        )));
+    }
+    Ok(sig)
+}
+
+/// The one signature of the armour, of a document type and a strong hash.
+fn read_signature(armour: &[u8]) -> Result<Signature, Refusal> {
     let malformed = |e: pgp::errors::Error| {
         Refusal::Malformed(format!("cannot read the OpenPGP signature: {e}"))
     };

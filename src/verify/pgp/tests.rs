@@ -879,3 +879,51 @@ proptest! {
         }
     }
 }
+
+/// A signature by a key of the same home with `extra` gpg options.
+fn signed_with(gpg: &Gpg, key: &str, extra: &[&str]) -> Vec<u8> {
+    let mut args = vec!["--armor"];
+    args.extend_from_slice(extra);
+    gpg.sign(key, PAYLOAD, &args)
+}
+
+/// A critical notation the verifier does not know makes gpg (and git)
+/// call the signature bad; it is refused as `unsupported`, naming the
+/// notation. A non-critical notation, or a critical subpacket that is
+/// understood (gpg makes the creation time critical), changes nothing
+/// (probe-9 F2).
+#[test]
+fn a_critical_notation_is_refused_and_a_plain_one_is_not() {
+    let gpg = Gpg::new();
+    let fpr = gpg.generate(
+        "Heidi <heidi@example.org>",
+        "ed25519",
+        "sign",
+        "never",
+        None,
+    );
+    let keys = keyring(&[&gpg.export(true)]);
+    let critical = signed_with(&gpg, &fpr, &["--sig-notation", "!critical@example.com=x"]);
+    let refusal = keys
+        .verify(PAYLOAD, &critical, None, now())
+        .expect_err("a critical notation");
+    assert_eq!(refusal.label(), "unsupported", "{refusal}");
+    assert!(
+        refusal
+            .to_string()
+            .contains("carries a critical notation critical@example.com=x"),
+        "{refusal}"
+    );
+    for extra in [
+        &["--sig-notation", "note@example.com=y"][..],
+        &["--sig-policy-url", "!https://example.com/policy"],
+        &[],
+    ] {
+        let sig = signed_with(&gpg, &fpr, extra);
+        assert_eq!(
+            keys.verify(PAYLOAD, &sig, None, now()).map(|a| a.key),
+            Ok(fpr.clone()),
+            "{extra:?}"
+        );
+    }
+}
