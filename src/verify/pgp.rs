@@ -26,6 +26,7 @@
 
 mod cert;
 mod critical;
+mod low_s;
 mod read;
 #[cfg(test)]
 mod tests;

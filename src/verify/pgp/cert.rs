@@ -13,10 +13,21 @@
 //! - A subkey may sign only with a valid binding signature carrying the
 //!   signing flag and a valid back-signature (primary key binding), as
 //!   GnuPG requires: otherwise anyone could claim someone else's subkey.
+//! - Every signature is checked through [`low_s`], so that secp256k1
+//!   signatures verify whichever half of the group order their S is in.
+
+use std::borrow::Cow;
 
 use pgp::composed::{SignedPublicKey, SignedPublicSubKey};
 use pgp::packet::{PublicKey, Signature, SignatureType, SubpacketData};
 use pgp::types::{Fingerprint, KeyDetails, KeyId, Tag, Timestamp};
+
+use super::low_s;
+
+/// `sig` as rPGP can check it against `signer` (see [`low_s`]).
+fn by<'a>(sig: &'a Signature, signer: &impl KeyDetails) -> Cow<'a, Signature> {
+    low_s::for_key(sig, signer)
+}
 
 /// A primary key with what its self-signatures establish.
 #[derive(Debug)]
@@ -52,12 +63,13 @@ impl Cert {
             .direct_signatures
             .iter()
             .filter(|s| s.typ() == Some(SignatureType::Key) && s.created().is_some())
-            .filter(|s| s.verify_key(primary).is_ok())
+            .filter(|s| by(s, primary).verify_key(primary).is_ok())
             .collect();
         let mut user_ids = Vec::new();
         for user in &key.details.users {
             let newest = newest(user.signatures.iter().filter(|s| {
-                s.verify_certification(primary, Tag::UserId, &user.id)
+                by(s, primary)
+                    .verify_certification(primary, Tag::UserId, &user.id)
                     .is_ok()
             }));
             if let Some(sig) = newest.filter(|s| s.typ() != Some(SignatureType::CertRevocation)) {
@@ -77,7 +89,7 @@ impl Cert {
             .details
             .revocation_signatures
             .iter()
-            .any(|s| s.verify_key(primary).is_ok());
+            .any(|s| by(s, primary).verify_key(primary).is_ok());
         let cannot_sign =
             (has_key_flags(newest_self) && !newest_self.key_flags().sign()).then(|| {
                 "its self-signature does not give it the signing capability (key flags)".to_string()
@@ -118,8 +130,8 @@ impl Cert {
         payload: &[u8],
     ) -> pgp::errors::Result<()> {
         match key.subkey.and_then(|i| self.key.public_subkeys.get(i)) {
-            Some(sub) => sig.verify(&sub.key, payload),
-            None => sig.verify(&self.key.primary_key, payload),
+            Some(sub) => by(sig, &sub.key).verify(&sub.key, payload),
+            None => by(sig, &self.key.primary_key).verify(&self.key.primary_key, payload),
         }
     }
 
@@ -147,7 +159,11 @@ fn subkey_state(primary: &PublicKey, index: usize, sub: &SignedPublicSubKey) -> 
         sub.signatures
             .iter()
             .filter(move |s| s.typ() == Some(typ))
-            .filter(|s| s.verify_subkey_binding(primary, &sub.key).is_ok())
+            .filter(|s| {
+                by(s, primary)
+                    .verify_subkey_binding(primary, &sub.key)
+                    .is_ok()
+            })
     };
     let revoked = of_type(SignatureType::SubkeyRevocation).next().is_some();
     let binding = newest(of_type(SignatureType::SubkeyBinding));
@@ -158,7 +174,11 @@ fn subkey_state(primary: &PublicKey, index: usize, sub: &SignedPublicSubKey) -> 
         }
         Some(b) => match b.embedded_signature() {
             None => Some("it is not cross-certified (no back-signature in its binding)".into()),
-            Some(back) if back.verify_primary_key_binding(&sub.key, primary).is_err() => {
+            Some(back)
+                if by(back, &sub.key)
+                    .verify_primary_key_binding(&sub.key, primary)
+                    .is_err() =>
+            {
                 Some("its back-signature (primary key binding) does not verify".into())
             }
             Some(_) => None,

@@ -927,3 +927,156 @@ fn a_critical_notation_is_refused_and_a_plain_one_is_not() {
         );
     }
 }
+
+/// `sig` with S set to the low (`high` false) or the high half's value of
+/// the same signature: (r, s) and (r, n − s) are both valid ECDSA.
+fn with_s(sig: &pgp::packet::Signature, high: bool) -> pgp::packet::Signature {
+    use pgp::types::{Mpi, SignatureBytes};
+    let Some(SignatureBytes::Mpis(mpis)) = sig.signature() else {
+        panic!("an ECDSA signature")
+    };
+    let field = |m: &Mpi| {
+        let b: &[u8] = m.as_ref();
+        let mut f = k256::FieldBytes::default();
+        f[32 - b.len()..].copy_from_slice(b);
+        f
+    };
+    let ecdsa = k256::ecdsa::Signature::from_scalars(field(&mpis[0]), field(&mpis[1]))
+        .expect("an (r, s) pair");
+    let low = ecdsa.normalize_s().unwrap_or(ecdsa);
+    let (r, s) = low.split_bytes();
+    let s = if high { (-*low.s()).to_bytes() } else { s };
+    pgp::packet::Signature::from_config(
+        sig.config().expect("v4").clone(),
+        sig.signed_hash_value().expect("v4"),
+        SignatureBytes::Mpis(vec![Mpi::from_slice(&r), Mpi::from_slice(&s)]),
+    )
+    .expect("a signature")
+}
+
+fn armour_detached(sig: pgp::packet::Signature) -> Vec<u8> {
+    use pgp::composed::{ArmorOptions, DetachedSignature};
+    DetachedSignature::new(sig)
+        .to_armored_bytes(ArmorOptions::default())
+        .expect("armour")
+}
+
+/// secp256k1: gpg's signatures and self-signatures are accepted whichever
+/// half S falls in (k256 alone refuses a high S: half of gpg's signatures
+/// were called forgeries and such keys refused, probe-9 F3); a signature
+/// of other content is still bad with either S.
+#[test]
+fn secp256k1_signatures_verify_with_a_high_or_a_low_s() {
+    use pgp::composed::{Deserializable, DetachedSignature};
+    let gpg = Gpg::new();
+    let fpr = gpg.generate(
+        "Kim <kim@example.org>",
+        "secp256k1",
+        "sign,cert",
+        "never",
+        None,
+    );
+    let key = parse_public(&gpg.export(true));
+    let sig = gpg.sign(&fpr, PAYLOAD, &["--armor"]);
+    let sig = DetachedSignature::from_armor_single(&sig[..])
+        .expect("gpg's signature")
+        .0
+        .signature;
+    for self_high in [false, true] {
+        let mut key = key.clone();
+        for user in &mut key.details.users {
+            user.signatures = user
+                .signatures
+                .iter()
+                .map(|s| with_s(s, self_high))
+                .collect();
+        }
+        let keys = keyring(&[&armoured(&key)]);
+        for high in [false, true] {
+            let variant = armour_detached(with_s(&sig, high));
+            assert_eq!(
+                keys.verify(PAYLOAD, &variant, None, now()).map(|a| a.key),
+                Ok(fpr.clone()),
+                "self-signature S high: {self_high}, signature S high: {high}"
+            );
+            let refusal = keys
+                .verify(OTHER, &variant, None, now())
+                .expect_err("other content");
+            assert_eq!(refusal.label(), "bad_signature", "{refusal}");
+        }
+    }
+    // The revocation counts whichever half its S is in (ignoring a high S
+    // would accept a revoked key).
+    gpg.revoke(&fpr);
+    let revoked = parse_public(&gpg.export(true));
+    for high in [false, true] {
+        let mut key = revoked.clone();
+        key.details.revocation_signatures = key
+            .details
+            .revocation_signatures
+            .iter()
+            .map(|s| with_s(s, high))
+            .collect();
+        let keys = keyring(&[&armoured(&key)]);
+        let sig = armour_detached(with_s(&sig, high));
+        assert_eq!(
+            keys.verify(PAYLOAD, &sig, None, now()),
+            Err(Refusal::Revoked { key: fpr.clone() }),
+            "revocation S high: {high}"
+        );
+    }
+}
+
+/// A secp256k1 signing subkey whose back-signature (made by the subkey,
+/// inside the hashed binding, so it cannot be rewritten here) has a high S
+/// counts, and so does its binding signature with either S.
+#[test]
+fn a_secp256k1_subkey_with_a_high_s_back_signature_signs() {
+    let gpg = Gpg::new();
+    let fpr = gpg.generate("Lee <lee@example.org>", "secp256k1", "cert", "never", None);
+    let high_back = |key: &pgp::composed::SignedPublicKey| {
+        let binding = &key.public_subkeys.last().expect("a subkey").signatures[0];
+        let back = binding.embedded_signature().expect("a back-signature");
+        with_s(back, true).signature() == back.signature()
+    };
+    let mut key = parse_public(&gpg.export(true));
+    // gpg's S is in either half at random: add subkeys until one is high.
+    for _ in 0..24 {
+        gpg.run(
+            &["--quick-add-key", &fpr, "secp256k1/ecdsa", "sign", "never"],
+            b"",
+        );
+        key = parse_public(&gpg.export(true));
+        if high_back(&key) {
+            break;
+        }
+    }
+    assert!(high_back(&key), "no high-S back-signature in 24 subkeys");
+    let subkey = gpg.fingerprints(&fpr).pop().expect("the newest subkey");
+    // `!`: this very subkey (gpg picks among same-second subkeys otherwise).
+    let sig = gpg.sign(&format!("{subkey}!"), PAYLOAD, &["--armor"]);
+    let sig =
+        <pgp::composed::DetachedSignature as pgp::composed::Deserializable>::from_armor_single(
+            &sig[..],
+        )
+        .expect("gpg's signature")
+        .0
+        .signature;
+    for (binding_high, high) in [(false, false), (true, false), (false, true)] {
+        let mut key = key.clone();
+        for sub in &mut key.public_subkeys {
+            sub.signatures = sub
+                .signatures
+                .iter()
+                .map(|s| with_s(s, binding_high))
+                .collect();
+        }
+        let keys = keyring(&[&armoured(&key)]);
+        let sig = armour_detached(with_s(&sig, high));
+        assert_eq!(
+            keys.verify(PAYLOAD, &sig, None, now()).map(|a| a.key),
+            Ok(subkey.clone()),
+            "binding S high: {binding_high}, signature S high: {high}"
+        );
+    }
+}
