@@ -191,6 +191,14 @@ impl ObjectKind {
             ObjectKind::Tag => "tag",
         }
     }
+
+    /// Who the object names as its maker.
+    pub fn signer_role(self) -> &'static str {
+        match self {
+            ObjectKind::Commit => "committer",
+            ObjectKind::Tag => "tagger",
+        }
+    }
 }
 
 /// A git object as far as verification is concerned: the bytes that were
@@ -231,14 +239,28 @@ pub enum Refusal {
     Unsigned(&'static str),
     #[error("signed by unknown key {key}: not in any --verify-allowed-signers or --verify-pgp-keyring file")]
     UnknownKey { key: String },
+    /// The key is listed, but only for other SSHSIG namespaces (labelled
+    /// `unknown_key`: it is not a key trusted for git).
+    #[error("signed by key {key}, which is not allowed to sign git objects: {detail}")]
+    NotForGit { key: String, detail: String },
     #[error("bad signature by key {key}: {detail}")]
     BadSignature { key: String, detail: String },
     #[error("key {key} is expired or not yet valid ({detail})")]
     Expired { key: String, detail: String },
+    /// The signature's own expiration time has passed (the key may be fine).
+    #[error(
+        "the signature by key {key} expired at {at} (its signature expiration time); sign again"
+    )]
+    SignatureExpired { key: String, at: String },
     #[error("key {key} is revoked")]
     Revoked { key: String },
-    #[error("key {key} does not belong to the committer {email} (--verify-committers)")]
-    CommitterMismatch { key: String, email: String },
+    /// `role`: "committer" for a commit, "tagger" for a tag.
+    #[error("key {key} does not belong to the {role} {email} (--verify-committers)")]
+    CommitterMismatch {
+        key: String,
+        email: String,
+        role: &'static str,
+    },
     #[error(
         "--ref is not an annotated tag (--verify-signatures=tag needs a signed annotated tag)"
     )]
@@ -254,8 +276,10 @@ impl Refusal {
     pub fn key(&self) -> Option<&str> {
         match self {
             Refusal::UnknownKey { key }
+            | Refusal::NotForGit { key, .. }
             | Refusal::BadSignature { key, .. }
             | Refusal::Expired { key, .. }
+            | Refusal::SignatureExpired { key, .. }
             | Refusal::Revoked { key }
             | Refusal::CommitterMismatch { key, .. } => Some(key),
             _ => None,
@@ -266,14 +290,26 @@ impl Refusal {
     pub fn label(&self) -> &'static str {
         match self {
             Refusal::Unsigned(_) => "unsigned",
-            Refusal::UnknownKey { .. } => "unknown_key",
+            Refusal::UnknownKey { .. } | Refusal::NotForGit { .. } => "unknown_key",
             Refusal::BadSignature { .. } => "bad_signature",
-            Refusal::Expired { .. } => "expired",
+            Refusal::Expired { .. } | Refusal::SignatureExpired { .. } => "expired",
             Refusal::Revoked { .. } => "revoked",
             Refusal::CommitterMismatch { .. } => "committer_mismatch",
             Refusal::NotATag => "not_a_tag",
             Refusal::Unsupported(_) => "unsupported",
             Refusal::Malformed(_) => "malformed",
+        }
+    }
+
+    /// The refusal about an object of `kind`: a tag's signer is its tagger.
+    fn about(self, kind: ObjectKind) -> Refusal {
+        match self {
+            Refusal::CommitterMismatch { key, email, .. } => Refusal::CommitterMismatch {
+                key,
+                email,
+                role: kind.signer_role(),
+            },
+            other => other,
         }
     }
 }
@@ -297,10 +333,7 @@ pub struct Check {
 impl Trust {
     /// Verifies `object`'s signature, choosing SSH or OpenPGP by its armour.
     pub fn verify(&self, object: &SignedObject, check: Check) -> Result<Accepted, Refusal> {
-        let what = match object.kind {
-            ObjectKind::Commit => "commit",
-            ObjectKind::Tag => "tag",
-        };
+        let what = object.kind.as_str();
         let Some(signature) = object.signature.as_deref() else {
             return Err(Refusal::Unsigned(what));
         };
@@ -308,17 +341,17 @@ impl Trust {
             .signer_email
             .as_deref()
             .filter(|_| check.require_signer_email);
-        let accepted = self.verify_signature(object, signature, email, check.now)?;
+        let accepted = self
+            .verify_signature(object, signature, email, check.now)
+            .map_err(|r| r.about(object.kind))?;
         // A tag may have no tagger line: with --verify-committers there is
         // then nobody the key could belong to.
         if check.require_signer_email && object.signer_email.is_none() {
-            let who = match object.kind {
-                ObjectKind::Commit => "committer",
-                ObjectKind::Tag => "tagger",
-            };
+            let role = object.kind.signer_role();
             return Err(Refusal::CommitterMismatch {
                 key: accepted.key,
-                email: format!("(none: the {what} has no {who} e-mail)"),
+                email: format!("(none: the {what} has no {role} e-mail)"),
+                role,
             });
         }
         Ok(accepted)

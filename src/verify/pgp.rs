@@ -312,9 +312,9 @@ fn check(
         });
     }
     if let Some(end) = when.sig_expires.filter(|&end| end <= when.now) {
-        return Err(Refusal::Expired {
+        return Err(Refusal::SignatureExpired {
             key: fingerprint,
-            detail: format!("the signature itself expired at {}", date(end)),
+            at: date(end),
         });
     }
     let signer = match email {
@@ -324,6 +324,7 @@ fn check(
                 .ok_or_else(|| Refusal::CommitterMismatch {
                     key: fingerprint.clone(),
                     email: email.to_string(),
+                    role: "committer",
                 })?,
         ),
     };

@@ -67,13 +67,22 @@ pub fn verify(
              (what ssh-keygen -Y sign makes) or an ed25519 key"
         )));
     }
-    let lines: Vec<&AllowedSigner> = allowed
+    let listed: Vec<&AllowedSigner> = allowed
         .iter()
-        .filter(|line| line.public_key.key_data() == sig.public_key() && line.allows_git())
+        .filter(|line| line.public_key.key_data() == sig.public_key())
         .collect();
+    let lines: Vec<&AllowedSigner> = listed.iter().copied().filter(|l| l.allows_git()).collect();
     let Some(first) = lines.first() else {
-        return Err(Refusal::UnknownKey { key });
+        return Err(if listed.is_empty() {
+            Refusal::UnknownKey { key }
+        } else {
+            Refusal::NotForGit {
+                detail: namespaces(&listed),
+                key,
+            }
+        });
     };
+
     first
         .public_key
         .verify(GIT_NAMESPACE, payload, &sig)
@@ -102,8 +111,13 @@ fn accept(
     };
     if owned.is_empty() {
         let email = email.unwrap_or_default().to_owned();
-        return Err(Refusal::CommitterMismatch { key, email });
+        return Err(Refusal::CommitterMismatch {
+            key,
+            email,
+            role: "committer",
+        });
     }
+
     match owned.iter().find(|line| line.valid_at(now)) {
         Some(line) => Ok(Accepted {
             key,
@@ -114,6 +128,27 @@ fn accept(
             key,
         }),
     }
+}
+
+/// Where the key is listed and which namespaces its lines allow, for a key
+/// listed only for namespaces other than git (as `ssh-keygen -Y verify`
+/// says "key is not permitted for use in signature namespace git").
+fn namespaces(lines: &[&AllowedSigner]) -> String {
+    let each: Vec<String> = lines
+        .iter()
+        .map(|line| {
+            format!(
+                "{} line {} has namespaces=\"{}\"",
+                line.file.as_deref().unwrap_or("allowed_signers"),
+                line.line,
+                line.namespaces.as_deref().unwrap_or_default().join(",")
+            )
+        })
+        .collect();
+    format!(
+        "{}, which does not include {GIT_NAMESPACE:?} (add git to namespaces, or drop the option)",
+        each.join("; ")
+    )
 }
 
 /// Why no line's window contains `now`, for the Expired refusal.

@@ -661,7 +661,8 @@ fn committer_email_must_be_a_user_id_of_the_key() {
         keys.verify(PAYLOAD, &f.alice.sig, Some("mallory@example.org"), now()),
         Err(Refusal::CommitterMismatch {
             key: f.alice.fpr.clone(),
-            email: "mallory@example.org".into()
+            email: "mallory@example.org".into(),
+            role: "committer",
         })
     );
     let accepted = keys.verify(PAYLOAD, &f.alice.sig, Some("Alice@EXAMPLE.org"), now());
@@ -707,12 +708,34 @@ fn trust_routes_pgp_armour_to_the_keyring() {
         ..object
     };
     match trust.verify(&untagged, check) {
-        Err(Refusal::CommitterMismatch { key, email }) => {
-            assert_eq!(key, f.alice.fpr);
-            assert!(email.contains("no tagger"), "{email}");
+        Err(refusal @ Refusal::CommitterMismatch { .. }) => {
+            assert_eq!(refusal.key(), Some(f.alice.fpr.as_str()));
+            assert!(
+                refusal
+                    .to_string()
+                    .contains("the tagger (none: the tag has no tagger"),
+                "{refusal}"
+            );
         }
         other => panic!("expected a committer mismatch, got {other:?}"),
     }
+    // A tag signed by a key of another person: the tagger is named as such
+    // (probe-9 F16: it said "committer").
+    let other_tagger = SignedObject {
+        kind: ObjectKind::Tag,
+        signer_email: Some("mallory@example.org".into()),
+        ..untagged.clone()
+    };
+    match trust.verify(&other_tagger, check) {
+        Err(refusal @ Refusal::CommitterMismatch { .. }) => assert!(
+            refusal
+                .to_string()
+                .contains("does not belong to the tagger mallory@example.org"),
+            "{refusal}"
+        ),
+        other => panic!("expected a tagger mismatch, got {other:?}"),
+    }
+
     let lenient = Check {
         require_signer_email: false,
         ..check
@@ -926,6 +949,47 @@ fn a_critical_notation_is_refused_and_a_plain_one_is_not() {
             "{extra:?}"
         );
     }
+}
+
+/// A signature whose own expiration time has passed is refused as
+/// `expired`, worded as the signature's expiry, not the key's (probe-9
+/// F16); inside its lifetime it is good.
+#[test]
+fn an_expired_signature_is_named_as_such() {
+    let gpg = Gpg::new();
+    let uid = "Ivan <ivan@example.org>";
+    let fpr = gpg.generate(uid, "ed25519", "sign", "never", Some("20190101T000000!"));
+    let keys = keyring(&[&gpg.export(true)]);
+    let sig = signed_with(
+        &gpg,
+        &fpr,
+        &[
+            "--faked-system-time",
+            "20200101T000000!",
+            "--default-sig-expire",
+            "1d",
+        ],
+    );
+    let refusal = keys
+        .verify(PAYLOAD, &sig, None, now())
+        .expect_err("expired");
+    assert_eq!(
+        refusal,
+        Refusal::SignatureExpired {
+            key: fpr.clone(),
+            at: "2020-01-02T00:00:00Z".into()
+        }
+    );
+    assert_eq!(refusal.label(), "expired");
+    assert!(
+        refusal.to_string().starts_with(&format!(
+            "the signature by key {fpr} expired at 2020-01-02T00:00:00Z"
+        )),
+        "{refusal}"
+    );
+    assert!(!refusal.to_string().contains("key {fpr} is expired"));
+    let accepted = keys.verify(PAYLOAD, &sig, None, at("2020-01-01T12:00:00Z"));
+    assert_eq!(accepted.map(|a| a.key), Ok(fpr));
 }
 
 /// `sig` with S set to the low (`high` false) or the high half's value of

@@ -330,13 +330,18 @@ fn a_line_whose_namespaces_exclude_git_does_not_count() {
         if accepted {
             assert!(got.is_ok(), "{options}: {got:?}");
         } else {
-            assert_eq!(
-                got,
-                Err(Refusal::UnknownKey {
-                    key: key.fingerprint.clone()
-                }),
-                "{options}"
+            // The key is in the file: say which line keeps it from git, as
+            // ssh-keygen does, not "unknown key" (probe-9 F8).
+            let refusal = got.expect_err(options);
+            assert_eq!(refusal.label(), "unknown_key", "{options}");
+            assert_eq!(refusal.key(), Some(key.fingerprint.as_str()));
+            let (_, value) = options.split_once('=').expect("an option");
+            let expected = format!(
+                "signed by key {}, which is not allowed to sign git objects: allowed_signers \
+                 line 1 has namespaces={value}, which does not include \"git\"",
+                key.fingerprint
             );
+            assert!(refusal.to_string().starts_with(&expected), "{refusal}");
         }
         let theirs = keygen_accepts(
             dir.path(),
@@ -498,7 +503,8 @@ fn principals_match_the_committer_like_ssh_keygen() {
                 got,
                 Err(Refusal::CommitterMismatch {
                     key: key.fingerprint.clone(),
-                    email: email.to_owned()
+                    email: email.to_owned(),
+                    role: "committer",
                 }),
                 "{principals} / {email}"
             );
