@@ -9,8 +9,9 @@
 //! Where we differ from ssh-keygen, on purpose:
 //! - a malformed line makes the whole file an error naming the line
 //!   (ssh-keygen logs it and skips it);
-//! - `cert-authority` lines are refused: certificates are not supported,
-//!   list the signers' own keys;
+//! - certificates are not supported: `cert-authority` lines are refused,
+//!   and a signature made with a certificate is refused as `unsupported`,
+//!   naming the certified key as `ssh-keygen -l` shows it;
 //! - `valid-after`/`valid-before` without `Z` are read as UTC (ssh-keygen
 //!   uses the local time zone), see `ssh/time.rs`;
 //! - RSA signatures with SHA-1 (`ssh-rsa`) are refused (ssh-keygen never
@@ -51,6 +52,9 @@ pub fn verify(
     now: SystemTime,
 ) -> Result<Accepted, Refusal> {
     let sig = decode(signature)?;
+    if let Some(cert) = sig.public_key().certificate() {
+        return Err(certificate_refusal(cert));
+    }
     let key = sig.public_key().fingerprint(HashAlg::Sha256).to_string();
     if sig.namespace() != GIT_NAMESPACE {
         return Err(Refusal::BadSignature {
@@ -149,6 +153,19 @@ fn namespaces(lines: &[&AllowedSigner]) -> String {
         "{}, which does not include {GIT_NAMESPACE:?} (add git to namespaces, or drop the option)",
         each.join("; ")
     )
+}
+
+/// A signature made with an SSH certificate (`user.signingkey` naming a
+/// `-cert.pub`): named by the certified key's fingerprint, the one
+/// `ssh-keygen -l` prints for the certificate and for the plain key.
+fn certificate_refusal(cert: &ssh_key::Certificate) -> Refusal {
+    let key = cert.public_key().fingerprint(HashAlg::Sha256);
+    Refusal::Unsupported(format!(
+        "signed with an SSH certificate ({}) of key {key}; signatures made with SSH \
+         certificates cannot be verified: sign with the plain key (git config user.signingkey \
+         naming the key, not its -cert.pub) and list that key in --verify-allowed-signers",
+        cert.algorithm().to_certificate_type()
+    ))
 }
 
 /// Why no line's window contains `now`, for the Expired refusal.

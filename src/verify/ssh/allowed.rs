@@ -82,9 +82,11 @@ pub fn parse_allowed_signers(text: &str) -> Result<Vec<AllowedSigner>, ParseErro
 const LINE_FORMAT: &str = "expected `principals [options] keytype base64-key [comment]`, \
      e.g. `alice@example.com namespaces=\"git\" ssh-ed25519 AAAA…`";
 
-const CERT_AUTHORITY: &str = "cert-authority is not supported: git-sidecar verifies \
-     signatures made by plain keys, not by certificates; list each signer's own public key \
-     (the .pub file, or `ssh-keygen -y -f key`) instead of the CA key";
+/// Why a `cert-authority` line is refused, and what works instead.
+const CERT_AUTHORITY: &str = "cert-authority is not supported: git-sidecar cannot \
+     verify signatures made with SSH certificates; for these signers to be accepted they must \
+     sign with their plain key (git config user.signingkey naming the key itself, not its \
+     -cert.pub) and their own public key must be listed on a line of its own";
 
 /// A line that is a comment or blank gives `None`.
 fn parse_line(line: &str, line_number: usize) -> Result<Option<AllowedSigner>, String> {

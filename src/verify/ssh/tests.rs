@@ -80,12 +80,18 @@ fn keygen(dir: &Path, kind: &str, bits: Option<&str>) -> Key {
 
 /// `ssh-keygen -Y sign -n <namespace> -f <key> <file>`: the armoured signature.
 fn sign(dir: &Path, key: &Key, payload: &[u8], namespace: &str) -> Vec<u8> {
+    sign_with(dir, &key.private, payload, namespace)
+}
+
+/// As [`sign`], with `-f <path>` (a private key, or a `-cert.pub` beside it).
+fn sign_with(dir: &Path, key: &Path, payload: &[u8], namespace: &str) -> Vec<u8> {
     let file = tempfile::NamedTempFile::new_in(dir).expect("payload file");
     std::fs::write(file.path(), payload).expect("write payload");
     let out = run(ssh_keygen()
         .args(["-Y", "sign", "-n", namespace, "-f"])
-        .arg(&key.private)
+        .arg(key)
         .arg(file.path()));
+
     assert!(
         out.status.success(),
         "{}",
@@ -279,6 +285,46 @@ fn a_signature_lifted_from_another_commit_is_refused() {
         &lifted,
         None
     ));
+}
+
+/// A commit signed with an SSH certificate (`user.signingkey` naming the
+/// `-cert.pub`, which ssh-keygen signs with through the key beside it):
+/// refused as `unsupported`, saying so and naming the certified key by the
+/// fingerprint `ssh-keygen -l` prints, whether the file lists the plain key
+/// or the CA (probe-9 F6: it said "unknown key" with a hash of the whole
+/// certificate, which no tool shows).
+#[test]
+fn a_signature_made_with_a_certificate_is_unsupported_and_names_the_key() {
+    let dir = tempdir();
+    let ca = keygen(dir.path(), "ed25519", None);
+    let dave = keygen(dir.path(), "ed25519", None);
+    let out = run(ssh_keygen()
+        .args(["-q", "-s"])
+        .arg(&ca.private)
+        .args(["-I", "dave", "-n", "dave@example.com"])
+        .arg(dave.private.with_extension("pub")));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cert = PathBuf::from(format!("{}-cert.pub", dave.private.display()));
+    let sig = sign_with(dir.path(), &cert, PAYLOAD, GIT_NAMESPACE);
+    let allowed = format!("dave@example.com {}\n", dave.public);
+    {
+        let refusal = ours(&allowed, PAYLOAD, &sig, None, now()).expect_err("a certificate");
+        assert_eq!(refusal.label(), "unsupported", "{refusal}");
+        let text = refusal.to_string();
+        assert!(
+            text.contains("signed with an SSH certificate (ssh-ed25519-cert-v01@openssh.com)"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("of key {}", dave.fingerprint)),
+            "{text}"
+        );
+        assert!(text.contains("cannot be verified"), "{text}");
+    }
 }
 
 #[test]
@@ -616,7 +662,10 @@ fn cert_authority_is_refused_with_what_to_do() {
             err.message.contains("cert-authority is not supported"),
             "{err}"
         );
-        assert!(err.message.contains("public key"), "{err}");
+        // Advice that works: listing the signer's key alone does not
+        // accept a signature made with its certificate.
+        assert!(err.message.contains("sign with their plain key"), "{err}");
+        assert!(err.message.contains("-cert.pub"), "{err}");
     }
 }
 
