@@ -95,6 +95,29 @@ pub struct KeyFile {
 #[derive(Debug, Clone, Default)]
 pub struct KeyFiles(pub Vec<KeyFile>);
 
+/// An entry of a key file that is understood but cannot be used here (a
+/// `cert-authority` line, an OpenPGP key of an algorithm rPGP cannot check,
+/// GitHub's placeholder for a user without keys): it is left out with a
+/// warning and the file's other entries still count. Leaving a key out can
+/// only cause refusals, never an acceptance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub file: String,
+    /// `line 3`, `key 5EB2…`, `armour block 2`.
+    pub entry: String,
+    pub why: String,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} is skipped: {}; the file's other entries are used",
+            self.file, self.entry, self.why
+        )
+    }
+}
+
 /// A key file that cannot be used: the sync fails, naming it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}: {message}")]
@@ -122,7 +145,8 @@ impl KeyFiles {
         hash.finalize().into()
     }
 
-    /// Parses every file into what the operator trusts.
+    /// Parses every file into what the operator trusts; entries that are
+    /// understood but unusable are listed in [`Trust::skipped`].
     pub fn trust(&self) -> Result<Trust, TrustError> {
         let mut trust = Trust::default();
         for file in &self.0 {
@@ -130,27 +154,21 @@ impl KeyFiles {
                 file: file.name.clone(),
                 message,
             };
-            match file.kind {
-                KeyFileKind::AllowedSigners => {
-                    let text = std::str::from_utf8(&file.bytes)
-                        .map_err(|e| failed(format!("not UTF-8 text: {e}")))?;
-                    let signers = ssh::parse_allowed_signers(text).map_err(|e| {
-                        failed(format!(
-                            "allowed_signers {e} (fix the file; it is read again at the next sync)"
-                        ))
-                    })?;
-                    // Names the file in an expired line's detail.
-                    trust.ssh.extend(signers.into_iter().map(|mut signer| {
-                        signer.file = Some(file.name.clone());
-                        signer
-                    }));
-                }
+            let skipped = match file.kind {
+                KeyFileKind::AllowedSigners => trust.add_allowed_signers(file).map_err(failed)?,
                 KeyFileKind::PgpKeyring => trust.pgp.add_file(&file.bytes).map_err(|e| {
                     failed(format!(
                         "OpenPGP keyring: {e} (fix the file; it is read again at the next sync)"
                     ))
                 })?,
-            }
+            };
+            trust
+                .skipped
+                .extend(skipped.into_iter().map(|(entry, why)| Skipped {
+                    file: file.name.clone(),
+                    entry,
+                    why,
+                }));
         }
         Ok(trust)
     }
@@ -319,6 +337,8 @@ impl Refusal {
 pub struct Trust {
     pub ssh: Vec<ssh::AllowedSigner>,
     pub pgp: pgp::Keyring,
+    /// Entries left out, each to be warned about once.
+    pub skipped: Vec<Skipped>,
 }
 
 /// Options of one verification.
@@ -331,6 +351,26 @@ pub struct Check {
 }
 
 impl Trust {
+    /// Adds one `allowed_signers` file; returns the skipped lines.
+    fn add_allowed_signers(&mut self, file: &KeyFile) -> Result<Vec<(String, String)>, String> {
+        let text =
+            std::str::from_utf8(&file.bytes).map_err(|e| ssh::not_text_hint(&file.bytes, e))?;
+        let parsed = ssh::parse_allowed_signers(text).map_err(|e| {
+            format!("allowed_signers {e} (fix the file; it is read again at the next sync)")
+        })?;
+        // Names the file in an expired line's detail.
+        self.ssh
+            .extend(parsed.signers.into_iter().map(|mut signer| {
+                signer.file = Some(file.name.clone());
+                signer
+            }));
+        Ok(parsed
+            .skipped
+            .into_iter()
+            .map(|s| (format!("line {}", s.line), s.why))
+            .collect())
+    }
+
     /// Verifies `object`'s signature, choosing SSH or OpenPGP by its armour.
     pub fn verify(&self, object: &SignedObject, check: Check) -> Result<Accepted, Refusal> {
         let what = object.kind.as_str();

@@ -9,9 +9,9 @@
 //! Where we differ from ssh-keygen, on purpose:
 //! - a malformed line makes the whole file an error naming the line
 //!   (ssh-keygen logs it and skips it);
-//! - certificates are not supported: `cert-authority` lines are refused,
-//!   and a signature made with a certificate is refused as `unsupported`,
-//!   naming the certified key as `ssh-keygen -l` shows it;
+//! - certificates are not supported: `cert-authority` lines are skipped
+//!   with a warning, and a signature made with a certificate is refused as
+//!   `unsupported`, naming the certified key as `ssh-keygen -l` shows it;
 //! - `valid-after`/`valid-before` without `Z` are read as UTC (ssh-keygen
 //!   uses the local time zone), see `ssh/time.rs`;
 //! - RSA signatures with SHA-1 (`ssh-rsa`) are refused (ssh-keygen never
@@ -33,7 +33,7 @@ use ssh_key::{Algorithm, HashAlg, SshSig};
 
 use super::{Accepted, Refusal};
 
-pub use allowed::{parse_allowed_signers, AllowedSigner, ParseError};
+pub use allowed::{parse_allowed_signers, AllowedSigner, AllowedSigners, ParseError, SkippedLine};
 
 /// The SSHSIG namespace git signs commits and tags in (`git commit -S`
 /// runs `ssh-keygen -Y sign -n git`).
@@ -86,7 +86,6 @@ pub fn verify(
             }
         });
     };
-
     first
         .public_key
         .verify(GIT_NAMESPACE, payload, &sig)
@@ -121,7 +120,6 @@ fn accept(
             role: "committer",
         });
     }
-
     match owned.iter().find(|line| line.valid_at(now)) {
         Some(line) => Ok(Accepted {
             key,
@@ -166,6 +164,20 @@ fn certificate_refusal(cert: &ssh_key::Certificate) -> Refusal {
          naming the key, not its -cert.pub) and list that key in --verify-allowed-signers",
         cert.algorithm().to_certificate_type()
     ))
+}
+
+/// Why an `allowed_signers` file that is not UTF-8 text was refused, with
+/// what it probably is.
+pub fn not_text_hint(bytes: &[u8], e: std::str::Utf8Error) -> String {
+    let what = if super::pgp::is_keybox(bytes) {
+        "it is gpg's keybox (pubring.kbx); OpenPGP keys go to --verify-pgp-keyring, \
+         exported: gpg --export --armor KEYID > keyring.asc"
+    } else if bytes.first().is_some_and(|b| b & 0x80 != 0) {
+        "it looks like binary OpenPGP data (gpg --export): give it to --verify-pgp-keyring"
+    } else {
+        "an allowed_signers file is text, one `principals [options] keytype base64-key` per line"
+    };
+    format!("not UTF-8 text ({e}): {what}")
 }
 
 /// Why no line's window contains `now`, for the Expired refusal.

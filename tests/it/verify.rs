@@ -729,3 +729,42 @@ fn half_configured_verification_fails_to_start() {
     );
     assert_eq!(s.published(), None);
 }
+
+/// The stderr lines that contain `needle`.
+fn log_lines(run: &Running, needle: &str) -> usize {
+    run.stderr().lines().filter(|l| l.contains(needle)).count()
+}
+
+/// An allowed_signers file with a `cert-authority` line (understood, not
+/// supported) and a plain line: the plain line's signer publishes, and the
+/// skipped line is warned about once, naming the file and the line, not at
+/// every poll (probe-9 F11: the whole file was refused).
+#[test]
+fn a_cert_authority_line_is_skipped_with_one_warning_and_the_others_publish() {
+    let up = Upstream::new();
+    let ca = SshKey::generate("ed25519");
+    let alice = SshKey::generate("ed25519");
+    let a = up.commit_signed(&Signer::Ssh(&alice), "f", "a", "a");
+    let s = Scratch::new();
+    let allowed = key_file(
+        &s,
+        "allowed_signers",
+        format!(
+            "*@example.com cert-authority {}\n{}",
+            ca.public,
+            alice.allowed(COMMITTER)
+        ),
+    );
+    let path = allowed.to_str().unwrap().to_owned();
+    let mut args = os(&["--verify-signatures=head", "--verify-allowed-signers"]);
+    args.push(allowed.into_os_string());
+    let (run, addr) = start(&s, &up.file_url(), &refs(&args));
+    run.wait_for_link_hash(&s.link(), &a);
+    // Two more signed commits: the file is parsed again for each.
+    let b = up.commit_signed(&Signer::Ssh(&ca), "f", "b", "b");
+    wait_for_refusal(&run, &addr, &b, "unknown_key");
+    let c = up.commit_signed(&Signer::Ssh(&alice), "f", "c", "c");
+    run.wait_for_link_hash(&s.link(), &c);
+    let skipped = format!("{path}: line 1 is skipped: cert-authority is not supported");
+    assert_eq!(log_lines(&run, &skipped), 1, "{}", run.logs());
+}

@@ -13,6 +13,8 @@
 //! is what keeps a refused commit from being fetched, logged and counted
 //! again every period (see `Engine::sync_once`: a refusal is not undone
 //! from the store, and the next fetch reports the refused commit unchanged).
+//! Key file entries that are skipped (see [`verify::Skipped`]) are warned
+//! about once per content of the key files.
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -38,6 +40,8 @@ pub(super) struct Memory {
     /// When the verdict was reached: a refusal that depends on the time
     /// is only remembered for [`RECHECK_TIME_BOUND`].
     at: std::time::Instant,
+    /// The key files' digest whose skipped entries were warned about.
+    warned: Option<[u8; 32]>,
 }
 
 /// How long an `expired` refusal (which covers "not yet valid": a signer
@@ -160,6 +164,7 @@ impl Engine {
         }
         let files = read_key_files(settings).map_err(Error::Trust)?;
         let digest = files.digest();
+        let warned = self.signatures.as_ref().and_then(|m| m.warned);
         if let Some(memory) = self
             .signatures
             .as_ref()
@@ -180,12 +185,20 @@ impl Engine {
             trust: None,
         };
         let verdict = self.verdict(repo, commit, tag, &mut trust, check)?;
+        let warned = match &trust.trust {
+            Some(parsed) if warned != Some(digest) => {
+                warn_skipped(parsed);
+                Some(digest)
+            }
+            _ => warned,
+        };
         self.signatures = Some(Memory {
             commit,
             tag,
             digest,
             refused: verdict.clone(),
             at: std::time::Instant::now(),
+            warned,
         });
         match verdict {
             None => Ok(()),
@@ -292,6 +305,13 @@ impl Engine {
     }
 }
 
+/// One warning per skipped key file entry.
+fn warn_skipped(trust: &Trust) {
+    for skipped in &trust.skipped {
+        tracing::warn!(file = %skipped.file, entry = %skipped.entry, "{skipped}");
+    }
+}
+
 fn refused_error(
     refused: &Refused,
     hash: &CommitHash,
@@ -339,6 +359,7 @@ mod tests {
             at: Instant::now()
                 .checked_sub(age)
                 .expect("the clock started long enough ago"),
+            warned: None,
         }
     }
 

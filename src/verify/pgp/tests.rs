@@ -564,13 +564,8 @@ fn key_without_a_valid_self_signature_is_refused() {
     let mut alice = parse_public(&f.alice.armoured);
     alice.details.users = parse_public(&f.github.armoured).details.users;
     let err = add_error(&armoured(&alice));
-    assert!(
-        err.starts_with(&format!(
-            "key {}: it has no valid self-signature",
-            f.alice.fpr
-        )),
-        "{err}"
-    );
+    assert!(err.starts_with(&format!("key {} (", f.alice.fpr)), "{err}");
+    assert!(err.contains("): it has no valid self-signature"), "{err}");
 }
 
 /// Someone who grafts Carol's signing subkey (with its binding signature by
@@ -683,8 +678,8 @@ fn text_mode_signature_is_accepted() {
 fn trust_routes_pgp_armour_to_the_keyring() {
     let f = fixture();
     let trust = Trust {
-        ssh: Vec::new(),
         pgp: keyring(&[&f.alice.armoured]),
+        ..Trust::default()
     };
     let object = SignedObject {
         kind: ObjectKind::Commit,
@@ -735,7 +730,6 @@ fn trust_routes_pgp_armour_to_the_keyring() {
         ),
         other => panic!("expected a tagger mismatch, got {other:?}"),
     }
-
     let lenient = Check {
         require_signer_email: false,
         ..check
@@ -862,10 +856,15 @@ proptest! {
     /// Arbitrary bytes as a keyring file or a signature: an error, never a panic.
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-        let _ = Keyring::default().add_file(&bytes);
+        if let Err(e) = Keyring::default().add_file(&bytes) {
+            prop_assert!(!has_debug_dump(&e.0), "{}", e.0);
+        }
         let keys = keyring(&[&fixture().alice.armoured]);
-        let _ = keys.verify(PAYLOAD, &bytes, None, now());
-        let _ = keys.verify(PAYLOAD, &armour_signature(&bytes), None, now());
+        for sig in [bytes.clone(), armour_signature(&bytes)] {
+            if let Err(refusal) = keys.verify(PAYLOAD, &sig, None, now()) {
+                prop_assert!(!has_debug_dump(&refusal.to_string()), "{}", refusal);
+            }
+        }
     }
 
     /// Valid keyrings (armoured and binary) with a few bytes flipped,
@@ -876,7 +875,11 @@ proptest! {
         let f = fixture();
         let base = [&f.alice.armoured, &f.alice.binary, &f.carol.binary, &f.github.binary][which];
         let mut keys = Keyring::default();
-        if keys.add_file(&mutate(base, &edits)).is_ok() {
+        let added = keys.add_file(&mutate(base, &edits));
+        if let Err(e) = &added {
+            prop_assert!(!has_debug_dump(&e.0), "{}", e.0);
+        }
+        if added.is_ok() {
             for sig in [&f.alice.sig, &f.carol.sig, &f.github.sig] {
                 if let Ok(accepted) = keys.verify(PAYLOAD, sig, None, now()) {
                     prop_assert!([&f.alice.fpr, &f.carol.signer, &f.github.fpr].contains(&&accepted.key));
@@ -901,6 +904,14 @@ proptest! {
             prop_assert_eq!(accepted.key, f.alice.fpr.clone());
         }
     }
+}
+
+/// Whether an error text carries a Rust `Debug` dump (a struct, a backtrace).
+fn has_debug_dump(text: &str) -> bool {
+    text.contains(" { ")
+        || text.to_ascii_lowercase().contains("backtrace")
+        || super::struct_start(text).is_some()
+        || text.contains('\n')
 }
 
 /// A signature by a key of the same home with `extra` gpg options.
@@ -1143,4 +1154,195 @@ fn a_secp256k1_subkey_with_a_high_s_back_signature_signs() {
             "binding S high: {binding_high}, signature S high: {high}"
         );
     }
+}
+
+/// A key of an algorithm rPGP cannot check (brainpool) is skipped with a
+/// reason naming it; the file's other keys still count, and the skipped
+/// key's signatures are refused (probe-9 F9).
+#[test]
+fn a_key_of_an_unsupported_algorithm_is_skipped_and_the_others_count() {
+    let f = fixture();
+    let gpg = Gpg::new();
+    let uid = "Bea <bea@example.org>";
+    let bea = gpg.generate(uid, "brainpoolP256r1", "sign,cert", "never", None);
+    let bea_sig = gpg.sign(&bea, PAYLOAD, &["--armor"]);
+    let mut file = gpg.export(true);
+    file.extend_from_slice(&f.alice.armoured);
+    let mut keys = Keyring::default();
+    let skipped = keys.add_file(&file).expect("the other key is used");
+    assert_eq!(keys.len(), 1);
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    let (entry, why) = &skipped[0];
+    assert_eq!(entry, &format!("key {bea} (\"{uid}\")"));
+    assert_eq!(why, "brainpoolP256r1 keys are not supported");
+    assert!(keys.verify(PAYLOAD, &f.alice.sig, None, now()).is_ok());
+    let refusal = keys
+        .verify(PAYLOAD, &bea_sig, None, now())
+        .expect_err("skipped");
+    assert_eq!(refusal, Refusal::UnknownKey { key: bea });
+    // Through the key files: the skipped key is reported with its file.
+    let files = crate::verify::KeyFiles(vec![crate::verify::KeyFile {
+        kind: crate::verify::KeyFileKind::PgpKeyring,
+        name: "/keys/team.asc".into(),
+        bytes: file,
+    }]);
+    let trust = files.trust().expect("usable");
+    assert_eq!(trust.skipped.len(), 1);
+    // A brainpool signing subkey of a supported primary key: its signature
+    // is unsupported, not a forgery.
+    let fpr = gpg.generate("Cy <cy@example.org>", "ed25519", "sign,cert", "never", None);
+    gpg.run(
+        &[
+            "--quick-add-key",
+            &fpr,
+            "brainpoolP256r1/ecdsa",
+            "sign",
+            "never",
+        ],
+        b"",
+    );
+    let subkey = gpg.fingerprints(&fpr).pop().expect("the subkey");
+    let sig = gpg.sign(&format!("{subkey}!"), PAYLOAD, &["--armor"]);
+    let keys = keyring(&[&gpg.export(true)]);
+    let refusal = keys
+        .verify(PAYLOAD, &sig, None, now())
+        .expect_err("unsupported");
+    assert_eq!(
+        refusal,
+        Refusal::Unsupported(format!(
+            "signed by subkey {subkey}: brainpoolP256r1 keys are not supported"
+        ))
+    );
+    assert_eq!(
+        trust.skipped[0].to_string(),
+        format!(
+            "/keys/team.asc: key {} (\"{uid}\") is skipped: brainpoolP256r1 keys are not \
+             supported; the file's other entries are used",
+            trust.skipped[0]
+                .entry
+                .split(' ')
+                .nth(1)
+                .expect("a fingerprint")
+        )
+    );
+}
+
+/// What `curl https://github.com/<user>.gpg` returns for a user without
+/// GPG keys.
+const GITHUB_NO_KEYS: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\
+Note: This user hasn't uploaded any GPG keys.\n\
+\n\
+=twTO\n\
+-----END PGP PUBLIC KEY BLOCK-----\n";
+
+/// GitHub's placeholder block is skipped with a warning, alone or among
+/// real keys (probe-9 F10: the whole keyring was refused).
+#[test]
+fn githubs_placeholder_for_a_user_without_keys_is_skipped() {
+    let f = fixture();
+    let mut file = f.alice.armoured.clone();
+    file.extend_from_slice(GITHUB_NO_KEYS.as_bytes());
+    file.extend_from_slice(&f.github.armoured);
+    let mut keys = Keyring::default();
+    let skipped = keys.add_file(&file).expect("the keys are used");
+    assert_eq!(keys.len(), 2);
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0].0, "armour block 2");
+    assert!(
+        skipped[0].1.contains("GitHub's placeholder"),
+        "{:?}",
+        skipped[0]
+    );
+    assert!(keys.verify(PAYLOAD, &f.github.sig, None, now()).is_ok());
+    let mut alone = Keyring::default();
+    assert_eq!(
+        alone.add_file(GITHUB_NO_KEYS.as_bytes()).map(|s| s.len()),
+        Ok(1)
+    );
+    assert!(alone.is_empty());
+    // An empty block without GitHub's note is still an error.
+    let empty = GITHUB_NO_KEYS.replace("Note: This user hasn't uploaded any GPG keys.\n", "");
+    assert!(add_error(empty.as_bytes()).contains("holds no public key"));
+}
+
+/// Files mistaken for a keyring are named for what they are, with what to
+/// do, and no message carries a Rust `Debug` dump (probe-9 F10).
+#[test]
+fn files_mistaken_for_a_keyring_say_what_they_are() {
+    let f = fixture();
+    let gpg = Gpg::new();
+    let fpr = gpg.generate("Rev <rev@example.org>", "ed25519", "sign", "never", None);
+    let rev = std::fs::read_to_string(gpg.home.path().join(format!("openpgp-revocs.d/{fpr}.rev")))
+        .expect("gpg's revocation certificate");
+    let err = add_error(rev.as_bytes());
+    assert!(err.contains("a revocation certificate"), "{err}");
+    let armed = rev.replace(":-----", "-----");
+    let err = add_error(armed.as_bytes());
+    assert!(
+        err.starts_with("armour block 1 (PGP PUBLIC KEY BLOCK) is a revocation certificate"),
+        "{err}"
+    );
+    assert!(err.contains("gpg --import"), "{err}");
+    let keybox = std::fs::read(gpg.home.path().join("pubring.kbx")).expect("gpg's keybox");
+    let err = add_error(&keybox);
+    assert!(err.contains("gpg's keybox (pubring.kbx)"), "{err}");
+    // `cat key.gpg key.asc`: binary, then armour.
+    let mut mixed = f.alice.binary.clone();
+    mixed.extend_from_slice(&f.github.armoured);
+    let err = add_error(&mixed);
+    assert!(err.contains("followed by ASCII armour"), "{err}");
+    let mut trailing = f.alice.binary.clone();
+    trailing.extend_from_slice(b"trailing words\n");
+    for err in [err, add_error(&trailing)] {
+        assert!(!has_debug_dump(&err), "{err}");
+    }
+    // The same files given to --verify-allowed-signers.
+    for (bytes, says) in [
+        (keybox, "gpg's keybox"),
+        (f.alice.binary.clone(), "binary OpenPGP data"),
+    ] {
+        let files = crate::verify::KeyFiles(vec![crate::verify::KeyFile {
+            kind: crate::verify::KeyFileKind::AllowedSigners,
+            name: "/keys/allowed_signers".into(),
+            bytes,
+        }]);
+        let err = files.trust().expect_err("not allowed_signers").to_string();
+        assert!(
+            err.contains(says) && err.contains("--verify-pgp-keyring"),
+            "{err}"
+        );
+    }
+}
+
+/// rPGP formats some inner errors with `{:?}`: only the words are kept.
+#[test]
+fn rpgp_debug_dumps_are_cut_to_their_message() {
+    let dump = "error while parsing composed key: IO { source: Custom { kind: InvalidInput, \
+                error: \"unknown packet header version 101101\" }, backtrace: Some(Backtrace \
+                [{ fn: \"<pgp::errors::Error as core::convert::From<std::io::error::Error>>::from\" }]) }";
+    assert_eq!(
+        super::plain(dump),
+        "error while parsing composed key: unknown packet header version 101101"
+    );
+    assert_eq!(super::plain("invalid input"), "invalid input");
+    assert_eq!(
+        super::plain("Invalid Packet Content Message { x: 1 }"),
+        "Invalid Packet Content"
+    );
+    assert_eq!(
+        super::plain("invalid revocation class: TryFromPrimitiveError { number: 27 }"),
+        "invalid revocation class"
+    );
+    assert_eq!(
+        super::plain("Unexpected Packet type InvalidTag(15)"),
+        "Unexpected Packet type InvalidTag(15)"
+    );
+    assert_eq!(
+        super::plain("failed reading: armor footer Error(Error { input: [100, 109], code: Tag })"),
+        "failed reading: armor footer"
+    );
+    assert_eq!(
+        super::plain("Unsupported: curve brainpoolP256r1 for ECDSA"),
+        "Unsupported: curve brainpoolP256r1 for ECDSA"
+    );
 }

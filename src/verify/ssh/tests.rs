@@ -91,7 +91,6 @@ fn sign_with(dir: &Path, key: &Path, payload: &[u8], namespace: &str) -> Vec<u8>
         .args(["-Y", "sign", "-n", namespace, "-f"])
         .arg(key)
         .arg(file.path()));
-
     assert!(
         out.status.success(),
         "{}",
@@ -148,7 +147,9 @@ fn ours(
     email: Option<&str>,
     at: SystemTime,
 ) -> Result<Accepted, Refusal> {
-    let allowed = parse_allowed_signers(allowed).expect("a valid allowed_signers file");
+    let allowed = parse_allowed_signers(allowed)
+        .expect("a valid allowed_signers file")
+        .signers;
     verify(&allowed, payload, sig, email, at)
 }
 
@@ -310,8 +311,13 @@ fn a_signature_made_with_a_certificate_is_unsupported_and_names_the_key() {
     );
     let cert = PathBuf::from(format!("{}-cert.pub", dave.private.display()));
     let sig = sign_with(dir.path(), &cert, PAYLOAD, GIT_NAMESPACE);
-    let allowed = format!("dave@example.com {}\n", dave.public);
-    {
+    for allowed in [
+        format!("dave@example.com {}\n", dave.public),
+        format!(
+            "*@example.com cert-authority {}\ndave@example.com {}\n",
+            ca.public, dave.public
+        ),
+    ] {
         let refusal = ours(&allowed, PAYLOAD, &sig, None, now()).expect_err("a certificate");
         assert_eq!(refusal.label(), "unsupported", "{refusal}");
         let text = refusal.to_string();
@@ -463,7 +469,9 @@ fn any_line_of_the_key_may_accept() {
     let got = ours(&allowed, PAYLOAD, &sig, Some("alice@example.com"), now());
     assert_eq!(got.map(|a| a.signer), Ok("alice@example.com".to_owned()));
     let allowed_expired = allowed.lines().take(3).collect::<Vec<_>>().join("\n");
-    let mut signers = parse_allowed_signers(&allowed_expired).expect("valid");
+    let mut signers = parse_allowed_signers(&allowed_expired)
+        .expect("valid")
+        .signers;
     for signer in &mut signers {
         signer.file = Some("/etc/git-sidecar/team".into());
     }
@@ -646,27 +654,60 @@ fn version_zero_is_accepted_as_by_ssh_keygen() {
     }
 }
 
+/// A `cert-authority` line parses but is skipped, saying why and what works
+/// instead; the file's other lines keep working (probe-9 F11), as with
+/// ssh-keygen, which accepts alice's signature with the same file.
 #[test]
-fn cert_authority_is_refused_with_what_to_do() {
+fn cert_authority_lines_are_skipped_and_the_others_still_count() {
     let dir = tempdir();
-    let key = keygen(dir.path(), "ed25519", None);
+    let ca = keygen(dir.path(), "ed25519", None);
+    let alice = keygen(dir.path(), "ed25519", None);
+    let sig = sign(dir.path(), &alice, PAYLOAD, GIT_NAMESPACE);
     for options in [
         "cert-authority",
         "namespaces=\"git\",cert-authority",
-        "CERT-AUTHORITY",
+        "CERT-AUTHORITY,namespaces=\"git\"",
     ] {
-        let text = format!("# CA\n*@example.com {options} {}\n", key.public);
-        let err = parse_allowed_signers(&text).expect_err(options);
-        assert_eq!(err.line, 2);
-        assert!(
-            err.message.contains("cert-authority is not supported"),
-            "{err}"
+        let text = format!(
+            "# CA\nbob@example.com {options} {}\nalice@example.com {}\n",
+            ca.public, alice.public
         );
-        // Advice that works: listing the signer's key alone does not
-        // accept a signature made with its certificate.
-        assert!(err.message.contains("sign with their plain key"), "{err}");
-        assert!(err.message.contains("-cert.pub"), "{err}");
+        let parsed = parse_allowed_signers(&text).expect(options);
+        assert_eq!(parsed.signers.len(), 1, "{options}");
+        assert_eq!(parsed.signers[0].line, 3);
+        assert_eq!(parsed.skipped.len(), 1, "{options}");
+        let skipped = &parsed.skipped[0];
+        assert_eq!(skipped.line, 2);
+        assert!(
+            skipped.why.contains("cert-authority is not supported"),
+            "{skipped:?}"
+        );
+        // The advice must be something that works: plain keys, signed with.
+        assert!(
+            skipped.why.contains("sign with their plain key"),
+            "{skipped:?}"
+        );
+        assert!(skipped.why.contains("-cert.pub"), "{skipped:?}");
+        let got = verify(&parsed.signers, PAYLOAD, &sig, None, now());
+        assert!(got.is_ok(), "{options}: {got:?}");
+        assert!(keygen_accepts(
+            dir.path(),
+            &text,
+            "alice@example.com",
+            PAYLOAD,
+            &sig,
+            None
+        ));
     }
+    // A cert-authority line that does not parse still fails the file.
+    let err = parse_allowed_signers("a cert-authority ssh-ed25519 AAAA\n").expect_err("broken");
+    assert!(err.message.contains("invalid ssh-ed25519 key"), "{err}");
+    let err = parse_allowed_signers(&format!("a cert-authorityx {}\n", ca.public))
+        .expect_err("not the option");
+    assert!(
+        err.message.contains("neither a key type nor an option"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -677,7 +718,11 @@ fn malformed_lines_are_named_with_what_is_wrong() {
     let (kind, b64) = k.split_once(' ').expect("two fields");
     let cases: Vec<(String, &str)> = vec![
         ("alice@example.com".into(), "no key after the principals"),
-        (k.clone(), "neither a key type nor an option"),
+        (k.clone(), "looks like a public key (.pub) file"),
+        (
+            "-----BEGIN PGP PUBLIC KEY BLOCK-----".into(),
+            "give it to --verify-pgp-keyring",
+        ),
         (format!("\"alice@example.com {k}"), "no closing quote"),
         (format!("\"alice\"x {k}"), "a blank must follow"),
         (format!("al\"ice {k}"), "quote the whole list"),
@@ -732,7 +777,7 @@ fn lines_are_parsed_into_their_parts() {
          *,!evil@x {}",
         key.public, key.public
     );
-    let signers = parse_allowed_signers(&text).expect("valid");
+    let signers = parse_allowed_signers(&text).expect("valid").signers;
     assert_eq!(signers.len(), 2);
     let first = &signers[0];
     assert_eq!(first.line, 3);
