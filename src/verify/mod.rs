@@ -319,6 +319,12 @@ impl Refusal {
         }
     }
 
+    /// Whether time alone may lift the refusal (a key or signature not yet
+    /// valid or expired): such a verdict is checked again at later passes.
+    pub fn depends_on_time(&self) -> bool {
+        self.label() == "expired"
+    }
+
     /// The refusal about an object of `kind`: a tag's signer is its tagger.
     fn about(self, kind: ObjectKind) -> Refusal {
         match self {

@@ -690,6 +690,56 @@ fn merges_signed_by_a_web_flow_stand_in_key_publish() {
     assert_eq!(s.published().as_deref(), Some(merge.as_str()));
 }
 
+/// `YYYYMMDDHHMMSSZ` (an allowed_signers time) of `secs` from now.
+fn allowed_signers_time(secs: u64) -> String {
+    let at = std::time::SystemTime::now() + std::time::Duration::from_secs(secs);
+    let rfc3339 = humantime::format_rfc3339_seconds(at).to_string();
+    let digits: String = rfc3339.chars().filter(char::is_ascii_digit).collect();
+    format!("{digits}Z")
+}
+
+/// The stderr lines that contain `needle`.
+fn log_lines(run: &Running, needle: &str) -> usize {
+    run.stderr().lines().filter(|l| l.contains(needle)).count()
+}
+
+/// A commit signed by a key whose `valid-after` is a few seconds ahead is
+/// refused as `expired`, checked again at each poll, and published once the
+/// time has come, without a restart; the refusal is logged and counted once,
+/// not at every poll (probe-9 F1: it waited for a restart).
+#[test]
+fn a_not_yet_valid_key_publishes_once_its_time_comes_without_restart() {
+    let up = Upstream::new();
+    let key = SshKey::generate("ed25519");
+    let a = up.commit_signed(&Signer::Ssh(&key), "f", "a", "a");
+    let s = Scratch::new();
+    let line = format!(
+        "{COMMITTER} valid-after=\"{}\" {}\n",
+        allowed_signers_time(4),
+        key.public
+    );
+    let allowed = key_file(&s, "allowed_signers", line);
+    let mut args = os(&["--verify-signatures=head", "--verify-allowed-signers"]);
+    args.push(allowed.into_os_string());
+    let (run, addr) = start(&s, &up.file_url(), &refs(&args));
+    let st = wait_for_refusal(&run, &addr, &a, "expired");
+    assert!(
+        st["signature_refusal"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("valid-after")),
+        "{st}"
+    );
+    assert_eq!(s.published(), None);
+    run.wait_for_link_hash(&s.link(), &a);
+    run.wait_until(DEADLINE, "the refusal leaves /status", || {
+        status(&addr)["signature_refusal"].is_null()
+    });
+    assert_eq!(verifications(&addr, "expired"), 1, "counted once");
+    assert_eq!(verifications(&addr, "valid"), 1);
+    assert_eq!(log_lines(&run, "signature refused"), 1, "{}", run.logs());
+    assert_eq!(log_lines(&run, "signature verified"), 1, "{}", run.logs());
+}
+
 /// Half-made configurations do not start (probe-9 F7, F14): key files or
 /// --verify-committers without a mode, and the tag mode on the default
 /// --ref (HEAD, a branch); each message says what to add.
@@ -728,11 +778,6 @@ fn half_configured_verification_fails_to_start() {
         "{stderr}"
     );
     assert_eq!(s.published(), None);
-}
-
-/// The stderr lines that contain `needle`.
-fn log_lines(run: &Running, needle: &str) -> usize {
-    run.stderr().lines().filter(|l| l.contains(needle)).count()
 }
 
 /// An allowed_signers file with a `cert-authority` line (understood, not
