@@ -197,7 +197,6 @@ impl Engine {
         }
         let files = read_key_files(settings).map_err(Error::Trust)?;
         let digest = files.digest();
-        let warned = self.signatures.as_ref().and_then(|m| m.warned);
         let remembered = self
             .signatures
             .as_ref()
@@ -222,21 +221,35 @@ impl Engine {
             trust: remembered.as_ref().and_then(|m| m.trust.clone()),
         };
         let verdict = self.verdict(repo, commit, tag, &mut trust, check)?;
-        let before = remembered.and_then(|m| m.refused);
-        let fresh = match (&before, &verdict.refused) {
-            (Some(before), Some(now)) => !before.same_verdict(now),
-            _ => true,
-        };
+        // A time-dependent refusal checked again is news only if it changed.
+        let fresh = remembered
+            .and_then(|m| m.refused)
+            .zip(verdict.refused.as_ref())
+            .is_none_or(|(before, now)| !before.same_verdict(now));
         if fresh {
             self.report(&verdict);
         }
-        let warned = match &trust.trust {
-            Some(parsed) if warned != Some(digest) => {
-                warn_skipped(parsed);
-                Some(digest)
-            }
-            _ => warned,
-        };
+        self.remember((commit, tag, digest), &verdict, trust.trust);
+        match verdict.refused {
+            None => Ok(()),
+            Some(refused) => Err(refused_error(&refused, hash, published, fresh)),
+        }
+    }
+
+    /// Keeps the verdict for the next passes, with the key files as parsed
+    /// while it depends on the time; warns about skipped entries once per
+    /// content of the key files.
+    fn remember(
+        &mut self,
+        (commit, tag, digest): (CommitId, Option<TagId>, [u8; 32]),
+        verdict: &Verdict,
+        parsed: Option<Arc<Trust>>,
+    ) {
+        let mut warned = self.signatures.as_ref().and_then(|m| m.warned);
+        if let Some(trust) = parsed.as_deref().filter(|_| warned != Some(digest)) {
+            warn_skipped(trust);
+            warned = Some(digest);
+        }
         let time_bound = verdict
             .refused
             .as_ref()
@@ -246,13 +259,9 @@ impl Engine {
             tag,
             digest,
             refused: verdict.refused.clone(),
-            trust: trust.trust.filter(|_| time_bound),
+            trust: parsed.filter(|_| time_bound),
             warned,
         });
-        match verdict.refused {
-            None => Ok(()),
-            Some(refused) => Err(refused_error(&refused, hash, published, fresh)),
-        }
     }
 
     /// Counts each check and logs each valid signature.
