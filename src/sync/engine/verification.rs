@@ -369,7 +369,12 @@ fn verify_object(
 /// One warning per skipped key file entry.
 fn warn_skipped(trust: &Trust) {
     for skipped in &trust.skipped {
-        tracing::warn!(file = %skipped.file, entry = %skipped.entry, "{skipped}");
+        tracing::warn!(
+            file = %skipped.file,
+            entry = %skipped.entry,
+            why = %skipped.why,
+            "key file entry skipped; the file's other entries are used"
+        );
     }
 }
 
