@@ -926,7 +926,8 @@ flags! {
         /// annotated tag whose tag object is validly signed) or "tag-and-head" (both).
         /// Checked after the fetch, before anything is written; a refused commit is a
         /// failed sync and the previous content stays published. Needs
-        /// --verify-allowed-signers or --verify-pgp-keyring (see docs/verify.md)
+        /// --verify-allowed-signers or --verify-pgp-keyring, and "tag" a --ref naming
+        /// the tag (see docs/verify.md)
         #[arg(long, env = "GITSYNC_VERIFY_SIGNATURES", value_name = "MODE", help_heading = VERIFY)]
         verify_signatures: Option<String> => VerifySignatures {
             default: "none" as VerifyMode,
@@ -963,8 +964,10 @@ flags! {
         },
 
         /// A signature only counts when the key belongs to the committer (tagger, for a
-        /// tag): an allowed_signers principal or an OpenPGP user ID e-mail matching the
-        /// object's e-mail
+        /// tag): the object's e-mail must match a principal of the key's allowed_signers
+        /// line (an OpenSSH pattern list, case-sensitive: `*@example.com` matches anyone
+        /// there) or equal an e-mail of the OpenPGP key's user IDs (case-insensitive).
+        /// Needs --verify-signatures
         #[arg(
             long,
             env = "GITSYNC_VERIFY_COMMITTERS",

@@ -365,7 +365,7 @@ impl Config {
         let http = c.http(period, sync_timeout);
         let hooks = c.hooks(&access.git_config);
         let peers = c.peers();
-        let verify = c.verify();
+        let verify = c.verify(&git_ref);
 
         c.unsupported();
 

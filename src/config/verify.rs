@@ -4,8 +4,12 @@
 //! (an error otherwise); whether they parse is checked too, but only warned
 //! about: they are Secrets that rotate, and every sync reads and parses them
 //! again (a file that does not parse then fails the sync, naming the line).
-//! Whether `--ref` is an annotated tag is only known after the fetch
-//! (`tag` modes then refuse a branch with `not_a_tag`).
+//!
+//! A half-made configuration fails to start rather than run unverified: key
+//! files or `--verify-committers` without a mode, and a `tag` mode whose
+//! `--ref` can never be a tag (`HEAD`, `refs/heads/…`). Whether another
+//! `--ref` is an annotated tag is only known after the fetch (`tag` modes
+//! then refuse a branch with `not_a_tag`).
 
 use std::path::PathBuf;
 
@@ -16,7 +20,7 @@ use crate::verify::{KeyFileKind, KeyFiles, Mode, Settings};
 
 impl Checker<'_> {
     /// The validated `--verify-*` flags.
-    pub(super) fn verify(&mut self) -> Settings {
+    pub(super) fn verify(&mut self, git_ref: &str) -> Settings {
         let mode = match self.raw(Flag::VerifySignatures) {
             None => Mode::None,
             Some(raw) => Mode::parse(raw).unwrap_or_else(|| {
@@ -39,7 +43,48 @@ impl Checker<'_> {
             committers,
         };
         self.check_verify(&settings);
+        // An invalid mode is reported as such, not as "none".
+        if self
+            .raw(Flag::VerifySignatures)
+            .is_none_or(|raw| Mode::parse(raw).is_some())
+        {
+            self.check_half_configured(&settings, git_ref);
+        }
         settings
+    }
+
+    /// Verification flags that only make sense with a mode, or a `tag` mode
+    /// with a `--ref` that is never a tag: fail safe, refuse to start.
+    fn check_half_configured(&mut self, settings: &Settings, git_ref: &str) {
+        let has_keys = !settings.allowed_signers.is_empty() || !settings.pgp_keyrings.is_empty();
+        if settings.mode == Mode::None && has_keys {
+            self.fail(
+                Flag::VerifySignatures,
+                "key files are given (--verify-allowed-signers or --verify-pgp-keyring) but the \
+                 mode is \"none\" (the default), so nothing would be verified; add \
+                 --verify-signatures=head (signed commits), tag (the signed tag --ref names) or \
+                 tag-and-head, or remove the key files",
+            );
+        }
+        if settings.mode == Mode::None && settings.committers {
+            self.fail(
+                Flag::VerifyCommitters,
+                "needs --verify-signatures: without it no signature is checked, so no key is \
+                 matched to a committer; add --verify-signatures=head (or tag, tag-and-head) and \
+                 a key file",
+            );
+        }
+        if settings.mode.checks_tag() && never_a_tag(git_ref) {
+            self.fail(
+                Flag::VerifySignatures,
+                format!(
+                    "{:?} needs --ref to name an annotated tag (e.g. --ref=v1.4.2), but --ref is \
+                     {git_ref:?}, a branch, which is never a tag; set --ref to the signed tag, or \
+                     use --verify-signatures=head to verify the branch's commits",
+                    settings.mode.as_str()
+                ),
+            );
+        }
     }
 
     fn key_files(&mut self, id: Flag) -> Vec<PathBuf> {
@@ -70,12 +115,6 @@ impl Checker<'_> {
                 ),
             );
         }
-        if settings.mode == Mode::None && !no_keys {
-            self.warnings.push(format!(
-                "key files are given but {} is \"none\": nothing is verified",
-                self.cli.label(Flag::VerifySignatures)
-            ));
-        }
         let files = [
             (
                 Flag::VerifyAllowedSigners,
@@ -103,6 +142,11 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// `HEAD` (the remote's default branch) and `refs/heads/…` name branches.
+fn never_a_tag(git_ref: &str) -> bool {
+    git_ref == "HEAD" || git_ref.starts_with("refs/heads/")
 }
 
 #[cfg(test)]
@@ -136,10 +180,16 @@ mod tests {
             ("head", Mode::Head),
             ("tag", Mode::Tag),
             ("tag-and-head", Mode::TagAndHead),
-            ("none", Mode::None),
         ] {
             let c = config(
-                &with(&["--verify-signatures", raw, "--verify-allowed-signers", a]),
+                &with(&[
+                    "--verify-signatures",
+                    raw,
+                    "--verify-allowed-signers",
+                    a,
+                    "--ref",
+                    "v1.0",
+                ]),
                 &[],
             );
             assert_eq!(c.verify.mode, mode, "{raw}");
@@ -152,6 +202,7 @@ mod tests {
                 ("GITSYNC_VERIFY_ALLOWED_SIGNERS", &both),
                 ("GITSYNC_VERIFY_PGP_KEYRING", k),
                 ("GITSYNC_VERIFY_COMMITTERS", "true"),
+                ("GITSYNC_REF", "refs/tags/v1.0"),
             ],
         );
         assert_eq!(c.verify.mode, Mode::TagAndHead);
@@ -215,5 +266,71 @@ mod tests {
                 "{mode}: {got}"
             );
         }
+    }
+
+    /// Half-made configurations fail safe (probe-9 F7, F14): key files or
+    /// --verify-committers without a mode, a tag mode on a branch ref; all
+    /// reported at once, each saying what to add.
+    #[test]
+    fn half_configured_verification_is_refused_at_start_up() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let a = tmp.path().join("allowed_signers");
+        std::fs::write(&a, "").expect("write");
+        let a = a.to_str().expect("utf-8");
+        let got = problems(
+            &with(&["--verify-allowed-signers", a, "--verify-committers"]),
+            &[],
+        );
+        let all = got.join("\n");
+        assert_eq!(got.len(), 2, "{all}");
+        assert!(
+            all.contains("--verify-signatures")
+                && all.contains("nothing would be verified")
+                && all.contains("--verify-signatures=head"),
+            "{all}"
+        );
+        assert!(
+            all.contains("--verify-committers") && all.contains("needs --verify-signatures"),
+            "{all}"
+        );
+        let got = problems(
+            &with(&["--verify-signatures=none", "--verify-pgp-keyring", a]),
+            &[],
+        );
+        assert!(
+            got.join("\n").contains("nothing would be verified"),
+            "{got:?}"
+        );
+        for (mode, git_ref) in [
+            ("tag", None),
+            ("tag-and-head", Some("HEAD")),
+            ("tag", Some("refs/heads/main")),
+        ] {
+            let mut args = vec!["--verify-signatures", mode, "--verify-allowed-signers", a];
+            if let Some(r) = git_ref {
+                args.extend(["--ref", r]);
+            }
+            let got = problems(&with(&args), &[]).join("\n");
+            assert!(
+                got.contains("needs --ref to name an annotated tag") && got.contains("never a tag"),
+                "{mode} {git_ref:?}: {got}"
+            );
+        }
+        // A tag, or a name that may be one, is only judged after the fetch.
+        for git_ref in ["v1.0", "refs/tags/v1.0", "release"] {
+            let c = config(
+                &with(&[
+                    "--verify-signatures=tag",
+                    "--verify-allowed-signers",
+                    a,
+                    "--ref",
+                    git_ref,
+                ]),
+                &[],
+            );
+            assert_eq!(c.verify.mode, Mode::Tag);
+        }
+        // --verify-committers=false without a mode is fine.
+        config(&with(&["--verify-committers=false"]), &[]);
     }
 }

@@ -348,7 +348,7 @@ async fn restore<P: SyncPass>(
                 published = engine.published().map(|h| h.to_string()),
                 last_success = %humantime::format_rfc3339_millis(at),
                 age_seconds = age,
-                "the published content verifies; its last successful sync is on record"
+                "the published worktree is intact; its last successful sync is on record"
             );
             reporter.status.restored(at);
             reporter.metrics.set_last_success(at);

@@ -95,6 +95,29 @@ pub struct KeyFile {
 #[derive(Debug, Clone, Default)]
 pub struct KeyFiles(pub Vec<KeyFile>);
 
+/// An entry of a key file that is understood but cannot be used here (a
+/// `cert-authority` line, an OpenPGP key of an algorithm rPGP cannot check,
+/// GitHub's placeholder for a user without keys): it is left out with a
+/// warning and the file's other entries still count. Leaving a key out can
+/// only cause refusals, never an acceptance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub file: String,
+    /// `line 3`, `key 5EB2…`, `armour block 2`.
+    pub entry: String,
+    pub why: String,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} is skipped: {}; the file's other entries are used",
+            self.file, self.entry, self.why
+        )
+    }
+}
+
 /// A key file that cannot be used: the sync fails, naming it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}: {message}")]
@@ -122,7 +145,8 @@ impl KeyFiles {
         hash.finalize().into()
     }
 
-    /// Parses every file into what the operator trusts.
+    /// Parses every file into what the operator trusts; entries that are
+    /// understood but unusable are listed in [`Trust::skipped`].
     pub fn trust(&self) -> Result<Trust, TrustError> {
         let mut trust = Trust::default();
         for file in &self.0 {
@@ -130,27 +154,21 @@ impl KeyFiles {
                 file: file.name.clone(),
                 message,
             };
-            match file.kind {
-                KeyFileKind::AllowedSigners => {
-                    let text = std::str::from_utf8(&file.bytes)
-                        .map_err(|e| failed(format!("not UTF-8 text: {e}")))?;
-                    let signers = ssh::parse_allowed_signers(text).map_err(|e| {
-                        failed(format!(
-                            "allowed_signers {e} (fix the file; it is read again at the next sync)"
-                        ))
-                    })?;
-                    // Names the file in an expired line's detail.
-                    trust.ssh.extend(signers.into_iter().map(|mut signer| {
-                        signer.file = Some(file.name.clone());
-                        signer
-                    }));
-                }
+            let skipped = match file.kind {
+                KeyFileKind::AllowedSigners => trust.add_allowed_signers(file).map_err(failed)?,
                 KeyFileKind::PgpKeyring => trust.pgp.add_file(&file.bytes).map_err(|e| {
                     failed(format!(
                         "OpenPGP keyring: {e} (fix the file; it is read again at the next sync)"
                     ))
                 })?,
-            }
+            };
+            trust
+                .skipped
+                .extend(skipped.into_iter().map(|(entry, why)| Skipped {
+                    file: file.name.clone(),
+                    entry,
+                    why,
+                }));
         }
         Ok(trust)
     }
@@ -189,6 +207,14 @@ impl ObjectKind {
         match self {
             ObjectKind::Commit => "commit",
             ObjectKind::Tag => "tag",
+        }
+    }
+
+    /// Who the object names as its maker.
+    pub fn signer_role(self) -> &'static str {
+        match self {
+            ObjectKind::Commit => "committer",
+            ObjectKind::Tag => "tagger",
         }
     }
 }
@@ -231,14 +257,28 @@ pub enum Refusal {
     Unsigned(&'static str),
     #[error("signed by unknown key {key}: not in any --verify-allowed-signers or --verify-pgp-keyring file")]
     UnknownKey { key: String },
+    /// The key is listed, but only for other SSHSIG namespaces (labelled
+    /// `unknown_key`: it is not a key trusted for git).
+    #[error("signed by key {key}, which is not allowed to sign git objects: {detail}")]
+    NotForGit { key: String, detail: String },
     #[error("bad signature by key {key}: {detail}")]
     BadSignature { key: String, detail: String },
     #[error("key {key} is expired or not yet valid ({detail})")]
     Expired { key: String, detail: String },
+    /// The signature's own expiration time has passed (the key may be fine).
+    #[error(
+        "the signature by key {key} expired at {at} (its signature expiration time); sign again"
+    )]
+    SignatureExpired { key: String, at: String },
     #[error("key {key} is revoked")]
     Revoked { key: String },
-    #[error("key {key} does not belong to the committer {email} (--verify-committers)")]
-    CommitterMismatch { key: String, email: String },
+    /// `role`: "committer" for a commit, "tagger" for a tag.
+    #[error("key {key} does not belong to the {role} {email} (--verify-committers)")]
+    CommitterMismatch {
+        key: String,
+        email: String,
+        role: &'static str,
+    },
     #[error(
         "--ref is not an annotated tag (--verify-signatures=tag needs a signed annotated tag)"
     )]
@@ -254,8 +294,10 @@ impl Refusal {
     pub fn key(&self) -> Option<&str> {
         match self {
             Refusal::UnknownKey { key }
+            | Refusal::NotForGit { key, .. }
             | Refusal::BadSignature { key, .. }
             | Refusal::Expired { key, .. }
+            | Refusal::SignatureExpired { key, .. }
             | Refusal::Revoked { key }
             | Refusal::CommitterMismatch { key, .. } => Some(key),
             _ => None,
@@ -266,14 +308,32 @@ impl Refusal {
     pub fn label(&self) -> &'static str {
         match self {
             Refusal::Unsigned(_) => "unsigned",
-            Refusal::UnknownKey { .. } => "unknown_key",
+            Refusal::UnknownKey { .. } | Refusal::NotForGit { .. } => "unknown_key",
             Refusal::BadSignature { .. } => "bad_signature",
-            Refusal::Expired { .. } => "expired",
+            Refusal::Expired { .. } | Refusal::SignatureExpired { .. } => "expired",
             Refusal::Revoked { .. } => "revoked",
             Refusal::CommitterMismatch { .. } => "committer_mismatch",
             Refusal::NotATag => "not_a_tag",
             Refusal::Unsupported(_) => "unsupported",
             Refusal::Malformed(_) => "malformed",
+        }
+    }
+
+    /// Whether time alone may lift the refusal (a key or signature not yet
+    /// valid or expired): such a verdict is checked again at later passes.
+    pub fn depends_on_time(&self) -> bool {
+        self.label() == "expired"
+    }
+
+    /// The refusal about an object of `kind`: a tag's signer is its tagger.
+    fn about(self, kind: ObjectKind) -> Refusal {
+        match self {
+            Refusal::CommitterMismatch { key, email, .. } => Refusal::CommitterMismatch {
+                key,
+                email,
+                role: kind.signer_role(),
+            },
+            other => other,
         }
     }
 }
@@ -283,6 +343,8 @@ impl Refusal {
 pub struct Trust {
     pub ssh: Vec<ssh::AllowedSigner>,
     pub pgp: pgp::Keyring,
+    /// Entries left out, each to be warned about once.
+    pub skipped: Vec<Skipped>,
 }
 
 /// Options of one verification.
@@ -295,12 +357,29 @@ pub struct Check {
 }
 
 impl Trust {
+    /// Adds one `allowed_signers` file; returns the skipped lines.
+    fn add_allowed_signers(&mut self, file: &KeyFile) -> Result<Vec<(String, String)>, String> {
+        let text =
+            std::str::from_utf8(&file.bytes).map_err(|e| ssh::not_text_hint(&file.bytes, e))?;
+        let parsed = ssh::parse_allowed_signers(text).map_err(|e| {
+            format!("allowed_signers {e} (fix the file; it is read again at the next sync)")
+        })?;
+        // Names the file in an expired line's detail.
+        self.ssh
+            .extend(parsed.signers.into_iter().map(|mut signer| {
+                signer.file = Some(file.name.clone());
+                signer
+            }));
+        Ok(parsed
+            .skipped
+            .into_iter()
+            .map(|s| (format!("line {}", s.line), s.why))
+            .collect())
+    }
+
     /// Verifies `object`'s signature, choosing SSH or OpenPGP by its armour.
     pub fn verify(&self, object: &SignedObject, check: Check) -> Result<Accepted, Refusal> {
-        let what = match object.kind {
-            ObjectKind::Commit => "commit",
-            ObjectKind::Tag => "tag",
-        };
+        let what = object.kind.as_str();
         let Some(signature) = object.signature.as_deref() else {
             return Err(Refusal::Unsigned(what));
         };
@@ -308,17 +387,17 @@ impl Trust {
             .signer_email
             .as_deref()
             .filter(|_| check.require_signer_email);
-        let accepted = self.verify_signature(object, signature, email, check.now)?;
+        let accepted = self
+            .verify_signature(object, signature, email, check.now)
+            .map_err(|r| r.about(object.kind))?;
         // A tag may have no tagger line: with --verify-committers there is
         // then nobody the key could belong to.
         if check.require_signer_email && object.signer_email.is_none() {
-            let who = match object.kind {
-                ObjectKind::Commit => "committer",
-                ObjectKind::Tag => "tagger",
-            };
+            let role = object.kind.signer_role();
             return Err(Refusal::CommitterMismatch {
                 key: accepted.key,
-                email: format!("(none: the {what} has no {who} e-mail)"),
+                email: format!("(none: the {what} has no {role} e-mail)"),
+                role,
             });
         }
         Ok(accepted)

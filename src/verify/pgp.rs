@@ -25,6 +25,8 @@
 //! Fetch the file again when GitHub announces a new key.
 
 mod cert;
+mod critical;
+mod low_s;
 mod read;
 #[cfg(test)]
 mod tests;
@@ -37,7 +39,7 @@ use pgp::packet::{Signature, SignatureType};
 use pgp::types::{Fingerprint, KeyDetails, KeyId};
 
 use super::{Accepted, Refusal};
-use cert::{Cert, KeyState};
+use cert::{Cert, KeyState, Unusable};
 
 /// The public keys of every `--verify-pgp-keyring` file of one sync.
 #[derive(Debug, Default)]
@@ -56,12 +58,16 @@ impl Keyring {
     /// Adds the public keys of one keyring file: ASCII-armoured (one or
     /// several `PGP PUBLIC KEY BLOCK`s, each with one or several keys) or
     /// binary (`gpg --export`). Refuses secret keys, files without a key and
-    /// keys without a valid self-signature.
-    pub fn add_file(&mut self, bytes: &[u8]) -> Result<(), KeyringError> {
+    /// keys without a valid self-signature; skips (and returns, as entry and
+    /// reason) keys of an algorithm that cannot be checked here and
+    /// GitHub's placeholder for a user without keys.
+    pub fn add_file(&mut self, bytes: &[u8]) -> Result<Vec<(String, String)>, KeyringError> {
+        let read = read::public_keys(bytes)?;
+        let mut skipped = read.skipped;
         // The file's keys, each merged with its other copies in the file
         // and with the keyring's copy, so no revocation is lost.
         let mut keys: Vec<SignedPublicKey> = Vec::new();
-        for key in read::public_keys(bytes)? {
+        for key in read.keys {
             let fingerprint = key.primary_key.fingerprint();
             let merged = match keys
                 .iter()
@@ -75,13 +81,15 @@ impl Keyring {
             };
             keys.push(merged);
         }
-        let certs = keys
-            .into_iter()
-            .map(|key| {
-                let fingerprint = hex_upper(&key.primary_key.fingerprint());
-                Cert::new(key).map_err(|why| KeyringError(format!("key {fingerprint}: {why}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut certs = Vec::new();
+        for key in keys {
+            let named = key_name(&key);
+            match Cert::new(key) {
+                Ok(cert) => certs.push(cert),
+                Err(Unusable::Unsupported(why)) => skipped.push((named, why)),
+                Err(Unusable::Invalid(why)) => return Err(KeyringError(format!("{named}: {why}"))),
+            }
+        }
         // Only once the whole file is good: a bad file adds nothing.
         for cert in certs {
             match self.position(&cert.primary.fingerprint) {
@@ -89,7 +97,7 @@ impl Keyring {
                 None => self.certs.push(cert),
             }
         }
-        Ok(())
+        Ok(skipped)
     }
 
     /// How many primary keys the keyring holds.
@@ -151,11 +159,111 @@ impl Keyring {
     }
 }
 
+/// `key 5EB2… ("K <k@example.com>")`: the fingerprint and the first user ID
+/// the key claims (not verified: only to recognise it).
+fn key_name(key: &SignedPublicKey) -> String {
+    let fingerprint = hex_upper(&key.primary_key.fingerprint());
+    match key.details.users.first() {
+        Some(user) => format!(
+            "key {fingerprint} ({:?})",
+            String::from_utf8_lossy(user.id.id())
+        ),
+        None => format!("key {fingerprint}"),
+    }
+}
+
+/// Whether `bytes` is gpg's keybox (`pubring.kbx`): its first blob, the
+/// header, has the magic `KBXf` at offset 8.
+pub(crate) fn is_keybox(bytes: &[u8]) -> bool {
+    bytes.get(8..12) == Some(b"KBXf")
+}
+
+/// An rPGP error in words. Some of its messages embed an inner error with
+/// `{:?}`, which prints a struct and, when backtraces are enabled, dozens
+/// of frames: that is cut, and the innermost message kept.
+pub(crate) fn describe(e: &pgp::errors::Error) -> String {
+    plain(&e.to_string())
+}
+
+/// `text` on one line, up to the first struct `Debug` renders in it
+/// (`Name {`, and the `Name(` wrapping it), with the message quoted inside
+/// it (`error: "…"`, `message: "…"`). Short tuple variants (`InvalidTag(15)`)
+/// are kept: they say what was wrong.
+pub(crate) fn plain(text: &str) -> String {
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let Some(at) = struct_start(&text) else {
+        return text;
+    };
+    // "error while parsing composed key: IO { source: Custom { kind: …,
+    // error: \"unknown packet header version 101101\" }, backtrace: … }"
+    let mut head = text[..at].trim_end_matches([':', ' ', '(']);
+    // What wrapped the struct: `Error(` in `… Error(Error { … })`.
+    let before = text[..at].trim_end();
+    if let Some(wrapper) = before
+        .rsplit(' ')
+        .next()
+        .filter(|w| w.ends_with('(') && is_camel_case(w))
+    {
+        head = before[..before.len() - wrapper.len()].trim_end_matches([':', ' ', '(']);
+    }
+    let inner = ["error: \"", "message: \""].iter().find_map(|field| {
+        let start = text.find(field)? + field.len();
+        let len = text[start..].find('"')?;
+        Some(&text[start..start + len])
+    });
+    match inner {
+        Some(inner) if head.is_empty() => inner.to_string(),
+        Some(inner) => format!("{head}: {inner}"),
+        None => head.to_string(),
+    }
+}
+
+/// Where a CamelCase name followed by ` {` starts: a struct as `Debug`
+/// prints it.
+fn struct_start(text: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(brace) = text[from..].find(" {").map(|b| b + from) {
+        let name_start = text[..brace]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map_or(0, |i| i + 1);
+        if is_camel_case(&text[name_start..brace]) {
+            return Some(name_start);
+        }
+        from = brace + 2;
+    }
+    None
+}
+
+/// `IO`, `Error`, `Custom`: a type or variant name (a wrapper when followed
+/// by `(`, as in `Error(`).
+fn is_camel_case(word: &str) -> bool {
+    let word = word.trim_end_matches('(');
+    word.starts_with(|c: char| c.is_ascii_uppercase())
+        && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// Reads the one signature of a git object's `-----BEGIN PGP SIGNATURE-----`
-/// armour and checks it is a document signature with a strong hash.
+/// armour and checks it is a document signature with a strong hash and no
+/// critical subpacket left unimplemented.
 fn parse_signature(armour: &[u8]) -> Result<Signature, Refusal> {
+    let sig = read_signature(armour)?;
+    if let Some(what) = critical::unimplemented(&sig) {
+        return Err(Refusal::Unsupported(format!(
+            "the OpenPGP signature carries {what}, which git-sidecar does not implement; the \
+             signer marked it critical so that verifiers which do not understand it refuse the \
+             signature (gpg reports it as a BAD signature): sign without it"
+        )));
+    }
+    Ok(sig)
+}
+
+/// The one signature of the armour, of a document type and a strong hash.
+fn read_signature(armour: &[u8]) -> Result<Signature, Refusal> {
     let malformed = |e: pgp::errors::Error| {
-        Refusal::Malformed(format!("cannot read the OpenPGP signature: {e}"))
+        Refusal::Malformed(format!(
+            "cannot read the OpenPGP signature: {}",
+            describe(&e)
+        ))
     };
     let (sigs, _) = DetachedSignature::from_armor_many(armour).map_err(malformed)?;
     let mut sigs = sigs.collect::<Result<Vec<_>, _>>().map_err(malformed)?;
@@ -281,10 +389,15 @@ fn check(
     when: Times,
 ) -> Result<Accepted, Refusal> {
     let fingerprint = hex_upper(&key.fingerprint);
+    if let Some(why) = &key.unsupported {
+        return Err(Refusal::Unsupported(format!(
+            "signed by subkey {fingerprint}: {why}"
+        )));
+    }
     cert.verify_data(key, sig, payload)
         .map_err(|e| Refusal::BadSignature {
             key: fingerprint.clone(),
-            detail: format!("it does not match the signed content ({e})"),
+            detail: format!("it does not match the signed content ({})", describe(&e)),
         })?;
     for state in [&cert.primary, key] {
         usable(state, when)?;
@@ -296,9 +409,9 @@ fn check(
         });
     }
     if let Some(end) = when.sig_expires.filter(|&end| end <= when.now) {
-        return Err(Refusal::Expired {
+        return Err(Refusal::SignatureExpired {
             key: fingerprint,
-            detail: format!("the signature itself expired at {}", date(end)),
+            at: date(end),
         });
     }
     let signer = match email {
@@ -308,6 +421,7 @@ fn check(
                 .ok_or_else(|| Refusal::CommitterMismatch {
                     key: fingerprint.clone(),
                     email: email.to_string(),
+                    role: "committer",
                 })?,
         ),
     };

@@ -9,8 +9,9 @@
 //! Where we differ from ssh-keygen, on purpose:
 //! - a malformed line makes the whole file an error naming the line
 //!   (ssh-keygen logs it and skips it);
-//! - `cert-authority` lines are refused: certificates are not supported,
-//!   list the signers' own keys;
+//! - certificates are not supported: `cert-authority` lines are skipped
+//!   with a warning, and a signature made with a certificate is refused as
+//!   `unsupported`, naming the certified key as `ssh-keygen -l` shows it;
 //! - `valid-after`/`valid-before` without `Z` are read as UTC (ssh-keygen
 //!   uses the local time zone), see `ssh/time.rs`;
 //! - RSA signatures with SHA-1 (`ssh-rsa`) are refused (ssh-keygen never
@@ -32,7 +33,7 @@ use ssh_key::{Algorithm, HashAlg, SshSig};
 
 use super::{Accepted, Refusal};
 
-pub use allowed::{parse_allowed_signers, AllowedSigner, ParseError};
+pub use allowed::{parse_allowed_signers, AllowedSigner, AllowedSigners, ParseError, SkippedLine};
 
 /// The SSHSIG namespace git signs commits and tags in (`git commit -S`
 /// runs `ssh-keygen -Y sign -n git`).
@@ -51,6 +52,9 @@ pub fn verify(
     now: SystemTime,
 ) -> Result<Accepted, Refusal> {
     let sig = decode(signature)?;
+    if let Some(cert) = sig.public_key().certificate() {
+        return Err(certificate_refusal(cert));
+    }
     let key = sig.public_key().fingerprint(HashAlg::Sha256).to_string();
     if sig.namespace() != GIT_NAMESPACE {
         return Err(Refusal::BadSignature {
@@ -67,12 +71,20 @@ pub fn verify(
              (what ssh-keygen -Y sign makes) or an ed25519 key"
         )));
     }
-    let lines: Vec<&AllowedSigner> = allowed
+    let listed: Vec<&AllowedSigner> = allowed
         .iter()
-        .filter(|line| line.public_key.key_data() == sig.public_key() && line.allows_git())
+        .filter(|line| line.public_key.key_data() == sig.public_key())
         .collect();
+    let lines: Vec<&AllowedSigner> = listed.iter().copied().filter(|l| l.allows_git()).collect();
     let Some(first) = lines.first() else {
-        return Err(Refusal::UnknownKey { key });
+        return Err(if listed.is_empty() {
+            Refusal::UnknownKey { key }
+        } else {
+            Refusal::NotForGit {
+                detail: namespaces(&listed),
+                key,
+            }
+        });
     };
     first
         .public_key
@@ -102,7 +114,11 @@ fn accept(
     };
     if owned.is_empty() {
         let email = email.unwrap_or_default().to_owned();
-        return Err(Refusal::CommitterMismatch { key, email });
+        return Err(Refusal::CommitterMismatch {
+            key,
+            email,
+            role: "committer",
+        });
     }
     match owned.iter().find(|line| line.valid_at(now)) {
         Some(line) => Ok(Accepted {
@@ -114,6 +130,54 @@ fn accept(
             key,
         }),
     }
+}
+
+/// Where the key is listed and which namespaces its lines allow, for a key
+/// listed only for namespaces other than git (as `ssh-keygen -Y verify`
+/// says "key is not permitted for use in signature namespace git").
+fn namespaces(lines: &[&AllowedSigner]) -> String {
+    let each: Vec<String> = lines
+        .iter()
+        .map(|line| {
+            format!(
+                "{} line {} has namespaces=\"{}\"",
+                line.file.as_deref().unwrap_or("allowed_signers"),
+                line.line,
+                line.namespaces.as_deref().unwrap_or_default().join(",")
+            )
+        })
+        .collect();
+    format!(
+        "{}, which does not include {GIT_NAMESPACE:?} (add git to namespaces, or drop the option)",
+        each.join("; ")
+    )
+}
+
+/// A signature made with an SSH certificate (`user.signingkey` naming a
+/// `-cert.pub`): named by the certified key's fingerprint, the one
+/// `ssh-keygen -l` prints for the certificate and for the plain key.
+fn certificate_refusal(cert: &ssh_key::Certificate) -> Refusal {
+    let key = cert.public_key().fingerprint(HashAlg::Sha256);
+    Refusal::Unsupported(format!(
+        "signed with an SSH certificate ({}) of key {key}; signatures made with SSH \
+         certificates cannot be verified: sign with the plain key (git config user.signingkey \
+         naming the key, not its -cert.pub) and list that key in --verify-allowed-signers",
+        cert.algorithm().to_certificate_type()
+    ))
+}
+
+/// Why an `allowed_signers` file that is not UTF-8 text was refused, with
+/// what it probably is.
+pub fn not_text_hint(bytes: &[u8], e: std::str::Utf8Error) -> String {
+    let what = if super::pgp::is_keybox(bytes) {
+        "it is gpg's keybox (pubring.kbx); OpenPGP keys go to --verify-pgp-keyring, \
+         exported: gpg --export --armor KEYID > keyring.asc"
+    } else if bytes.first().is_some_and(|b| b & 0x80 != 0) {
+        "it looks like binary OpenPGP data (gpg --export): give it to --verify-pgp-keyring"
+    } else {
+        "an allowed_signers file is text, one `principals [options] keytype base64-key` per line"
+    };
+    format!("not UTF-8 text ({e}): {what}")
 }
 
 /// Why no line's window contains `now`, for the Expired refusal.

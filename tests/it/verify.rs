@@ -689,3 +689,139 @@ fn merges_signed_by_a_web_flow_stand_in_key_publish() {
     assert!(status.success(), "{stderr}");
     assert_eq!(s.published().as_deref(), Some(merge.as_str()));
 }
+
+/// `YYYYMMDDHHMMSSZ` (an allowed_signers time) of `secs` from now.
+fn allowed_signers_time(secs: u64) -> String {
+    let at = std::time::SystemTime::now() + std::time::Duration::from_secs(secs);
+    let rfc3339 = humantime::format_rfc3339_seconds(at).to_string();
+    let digits: String = rfc3339.chars().filter(char::is_ascii_digit).collect();
+    format!("{digits}Z")
+}
+
+/// The stderr lines that contain `needle`.
+fn log_lines(run: &Running, needle: &str) -> usize {
+    run.stderr().lines().filter(|l| l.contains(needle)).count()
+}
+
+/// A commit signed by a key whose `valid-after` is a few seconds ahead is
+/// refused as `expired`, checked again at each poll, and published once the
+/// time has come, without a restart; the refusal is logged and counted once,
+/// not at every poll (probe-9 F1: it waited for a restart).
+#[test]
+fn a_not_yet_valid_key_publishes_once_its_time_comes_without_restart() {
+    let up = Upstream::new();
+    let key = SshKey::generate("ed25519");
+    let a = up.commit_signed(&Signer::Ssh(&key), "f", "a", "a");
+    let s = Scratch::new();
+    let line = format!(
+        "{COMMITTER} valid-after=\"{}\" {}\n",
+        allowed_signers_time(4),
+        key.public
+    );
+    let allowed = key_file(&s, "allowed_signers", line);
+    let mut args = os(&["--verify-signatures=head", "--verify-allowed-signers"]);
+    args.push(allowed.into_os_string());
+    let (run, addr) = start(&s, &up.file_url(), &refs(&args));
+    let st = wait_for_refusal(&run, &addr, &a, "expired");
+    assert!(
+        st["signature_refusal"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("valid-after")),
+        "{st}"
+    );
+    assert_eq!(s.published(), None);
+    run.wait_for_link_hash(&s.link(), &a);
+    run.wait_until(DEADLINE, "the refusal leaves /status", || {
+        status(&addr)["signature_refusal"].is_null()
+    });
+    assert_eq!(verifications(&addr, "expired"), 1, "counted once");
+    assert_eq!(verifications(&addr, "valid"), 1);
+    assert_eq!(log_lines(&run, "signature refused"), 1, "{}", run.logs());
+    assert_eq!(log_lines(&run, "signature verified"), 1, "{}", run.logs());
+}
+
+/// Half-made configurations do not start (probe-9 F7, F14): key files or
+/// --verify-committers without a mode, and the tag mode on the default
+/// --ref (HEAD, a branch); each message says what to add.
+#[test]
+fn half_configured_verification_fails_to_start() {
+    let up = Upstream::new();
+    up.commit_file("f", "a", "a");
+    let s = Scratch::new();
+    let key = SshKey::generate("ed25519");
+    let allowed = key_file(&s, "allowed_signers", key.allowed(COMMITTER));
+    let allowed = allowed.to_str().unwrap();
+    let (status, stderr) = one_time(
+        &s,
+        &up.file_url(),
+        &["--verify-allowed-signers", allowed, "--verify-committers"],
+    );
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("nothing would be verified")
+            && stderr.contains("needs --verify-signatures"),
+        "{stderr}"
+    );
+    assert_eq!(s.published(), None, "nothing unverified is published");
+    let (status, stderr) = one_time(
+        &s,
+        &up.file_url(),
+        &[
+            "--verify-signatures=tag",
+            "--verify-allowed-signers",
+            allowed,
+        ],
+    );
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("needs --ref to name an annotated tag"),
+        "{stderr}"
+    );
+    assert_eq!(s.published(), None);
+}
+
+/// An allowed_signers file with a `cert-authority` line (understood, not
+/// supported) and a plain line: the plain line's signer publishes, and the
+/// skipped line is warned about once, naming the file and the line, not at
+/// every poll (probe-9 F11: the whole file was refused).
+#[test]
+fn a_cert_authority_line_is_skipped_with_one_warning_and_the_others_publish() {
+    let up = Upstream::new();
+    let ca = SshKey::generate("ed25519");
+    let alice = SshKey::generate("ed25519");
+    let a = up.commit_signed(&Signer::Ssh(&alice), "f", "a", "a");
+    let s = Scratch::new();
+    let allowed = key_file(
+        &s,
+        "allowed_signers",
+        format!(
+            "*@example.com cert-authority {}\n{}",
+            ca.public,
+            alice.allowed(COMMITTER)
+        ),
+    );
+    let path = allowed.to_str().unwrap().to_owned();
+    let mut args = os(&["--verify-signatures=head", "--verify-allowed-signers"]);
+    args.push(allowed.into_os_string());
+    let (run, addr) = start(&s, &up.file_url(), &refs(&args));
+    run.wait_for_link_hash(&s.link(), &a);
+    // Two more signed commits: the file is parsed again for each.
+    let b = up.commit_signed(&Signer::Ssh(&ca), "f", "b", "b");
+    wait_for_refusal(&run, &addr, &b, "unknown_key");
+    let c = up.commit_signed(&Signer::Ssh(&alice), "f", "c", "c");
+    run.wait_for_link_hash(&s.link(), &c);
+    let warned = run
+        .stderr()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| {
+            l["msg"] == "key file entry skipped; the file's other entries are used"
+                && l["file"] == path.as_str()
+                && l["entry"] == "line 1"
+                && l["why"]
+                    .as_str()
+                    .is_some_and(|w| w.starts_with("cert-authority is not supported"))
+        })
+        .count();
+    assert_eq!(warned, 1, "{}", run.logs());
+}

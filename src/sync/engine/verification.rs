@@ -7,21 +7,27 @@
 //! pass that finds the same pair again neither verifies nor logs again, it
 //! fails fast with the remembered refusal (or goes on, when accepted). The
 //! ref moving or any key file changing gives a new pair, verified afresh.
-//! A refusal that depends on the time (`expired`, which covers "not yet
-//! valid") is checked again after a minute.
+//! A refusal that time alone may lift (`expired`: a key not yet valid or
+//! expired, a signature expired) is checked again at every pass, against
+//! the key files as parsed when it was made (one signature check), and only
+//! a change of verdict is logged and counted: once a `valid-after` passes,
+//! the commit publishes at the next poll.
 //! Verification costs well under a millisecond per object, but the memory
 //! is what keeps a refused commit from being fetched, logged and counted
 //! again every period (see `Engine::sync_once`: a refusal is not undone
 //! from the store, and the next fetch reports the refused commit unchanged).
+//! Key file entries that are skipped (see [`verify::Skipped`]) are warned
+//! about once per content of the key files.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::{Engine, Error};
 use crate::git::{CommitId, Repo, TagId};
 use crate::types::CommitHash;
 use crate::verify::{
-    self, Check, KeyFile, KeyFileKind, KeyFiles, ObjectKind, Refusal, SignedObject, Trust,
+    self, Accepted, Check, KeyFile, KeyFileKind, KeyFiles, ObjectKind, Refusal, SignedObject, Trust,
 };
 
 /// A key file larger than this is a mistake.
@@ -35,16 +41,12 @@ pub(super) struct Memory {
     digest: [u8; 32],
     /// `None`: accepted.
     refused: Option<Refused>,
-    /// When the verdict was reached: a refusal that depends on the time
-    /// is only remembered for [`RECHECK_TIME_BOUND`].
-    at: std::time::Instant,
+    /// The key files as parsed, kept while the refusal depends on the time
+    /// (it is checked again at every pass); `None` otherwise.
+    trust: Option<Arc<Trust>>,
+    /// The key files' digest whose skipped entries were warned about.
+    warned: Option<[u8; 32]>,
 }
-
-/// How long an `expired` refusal (which covers "not yet valid": a signer
-/// line whose `valid-after` is minutes ahead, a clock behind) is trusted
-/// before the signature is checked again. Other refusals last until the
-/// ref moves or a key file changes.
-pub(super) const RECHECK_TIME_BOUND: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A refusal as the error and `/status` report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,13 +68,20 @@ impl Refused {
     }
 }
 
+impl Refused {
+    /// The same verdict: the same object refused for the same reason by the
+    /// same key (the words may differ: an `expired` one names the time).
+    fn same_verdict(&self, other: &Refused) -> bool {
+        self.object == other.object
+            && self.id == other.id
+            && self.refusal.label() == other.refusal.label()
+            && self.refusal.key() == other.refusal.key()
+    }
+}
+
 impl Memory {
-    /// A time-dependent refusal older than [`RECHECK_TIME_BOUND`].
-    fn expired_by_time(&self) -> bool {
-        matches!(
-            self.refused.as_ref().map(|r| &r.refusal),
-            Some(Refusal::Expired { .. })
-        ) && self.at.elapsed() >= RECHECK_TIME_BOUND
+    fn about(&self, commit: CommitId, tag: Option<TagId>, digest: &[u8; 32]) -> bool {
+        self.commit == commit && self.tag == tag && self.digest == *digest
     }
 
     /// The commit a remembered refusal is about (the next fetch may report
@@ -125,21 +134,49 @@ fn read_key_files(settings: &verify::Settings) -> Result<KeyFiles, verify::Trust
 }
 
 /// The key files, parsed at most once per pass (and not at all when the
-/// object is unsigned: that refusal needs no key).
+/// object is unsigned: that refusal needs no key), or kept from the last
+/// pass for a refusal that depends on the time.
 struct LazyTrust<'a> {
     files: &'a KeyFiles,
-    trust: Option<Trust>,
+    trust: Option<Arc<Trust>>,
 }
 
 impl LazyTrust<'_> {
     fn get(&mut self) -> Result<&Trust, verify::TrustError> {
         if self.trust.is_none() {
-            self.trust = Some(self.files.trust()?);
+            self.trust = Some(Arc::new(self.files.trust()?));
         }
-        self.trust.as_ref().ok_or_else(|| verify::TrustError {
+        self.trust.as_deref().ok_or_else(|| verify::TrustError {
             file: String::new(),
             message: "internal error: no trust".into(),
         })
+    }
+}
+
+/// What one verification found: the first refusal, if any, and each check
+/// made (for the metric and the log, when the verdict is new).
+#[derive(Default)]
+struct Verdict {
+    refused: Option<Refused>,
+    checks: Vec<Checked>,
+}
+
+/// One check: its metric label and, when valid, who signed what.
+struct Checked {
+    label: &'static str,
+    accepted: Option<(ObjectKind, String, Accepted)>,
+}
+
+impl Verdict {
+    /// A refusal made without a signature check.
+    fn refuse(refused: Refused) -> Verdict {
+        Verdict {
+            checks: vec![Checked {
+                label: refused.refusal.label(),
+                accepted: None,
+            }],
+            refused: Some(refused),
+        }
     }
 }
 
@@ -160,16 +197,20 @@ impl Engine {
         }
         let files = read_key_files(settings).map_err(Error::Trust)?;
         let digest = files.digest();
-        if let Some(memory) = self
+        let remembered = self
             .signatures
             .as_ref()
-            .filter(|m| m.commit == commit && m.tag == tag && m.digest == digest)
-            .filter(|m| !m.expired_by_time())
-        {
-            return match &memory.refused {
-                None => Ok(()),
-                Some(refused) => Err(refused_error(refused, hash, published, false)),
-            };
+            .filter(|m| m.about(commit, tag, &digest))
+            .cloned();
+        if let Some(memory) = &remembered {
+            match (&memory.refused, &memory.trust) {
+                (None, _) => return Ok(()),
+                (Some(refused), None) => {
+                    return Err(refused_error(refused, hash, published, false))
+                }
+                // Depends on the time: checked again below.
+                (Some(_), Some(_)) => {}
+            }
         }
         let check = Check {
             require_signer_email: settings.committers,
@@ -177,24 +218,70 @@ impl Engine {
         };
         let mut trust = LazyTrust {
             files: &files,
-            trust: None,
+            trust: remembered.as_ref().and_then(|m| m.trust.clone()),
         };
         let verdict = self.verdict(repo, commit, tag, &mut trust, check)?;
+        // A time-dependent refusal checked again is news only if it changed.
+        let fresh = remembered
+            .and_then(|m| m.refused)
+            .zip(verdict.refused.as_ref())
+            .is_none_or(|(before, now)| !before.same_verdict(now));
+        if fresh {
+            self.report(&verdict);
+        }
+        self.remember((commit, tag, digest), &verdict, trust.trust);
+        match verdict.refused {
+            None => Ok(()),
+            Some(refused) => Err(refused_error(&refused, hash, published, fresh)),
+        }
+    }
+
+    /// Keeps the verdict for the next passes, with the key files as parsed
+    /// while it depends on the time; warns about skipped entries once per
+    /// content of the key files.
+    fn remember(
+        &mut self,
+        (commit, tag, digest): (CommitId, Option<TagId>, [u8; 32]),
+        verdict: &Verdict,
+        parsed: Option<Arc<Trust>>,
+    ) {
+        let mut warned = self.signatures.as_ref().and_then(|m| m.warned);
+        if let Some(trust) = parsed.as_deref().filter(|_| warned != Some(digest)) {
+            warn_skipped(trust);
+            warned = Some(digest);
+        }
+        let time_bound = verdict
+            .refused
+            .as_ref()
+            .is_some_and(|r| r.refusal.depends_on_time());
         self.signatures = Some(Memory {
             commit,
             tag,
             digest,
-            refused: verdict.clone(),
-            at: std::time::Instant::now(),
+            refused: verdict.refused.clone(),
+            trust: parsed.filter(|_| time_bound),
+            warned,
         });
-        match verdict {
-            None => Ok(()),
-            Some(refused) => Err(refused_error(&refused, hash, published, true)),
+    }
+
+    /// Counts each check and logs each valid signature.
+    fn report(&self, verdict: &Verdict) {
+        for checked in &verdict.checks {
+            self.metrics.signature_verification(checked.label);
+            if let Some((kind, id, accepted)) = &checked.accepted {
+                tracing::info!(
+                    object = kind.as_str(),
+                    id = %id,
+                    key = %accepted.key,
+                    signer = %accepted.signer,
+                    "signature verified"
+                );
+            }
         }
     }
 
     /// The tag (in the `tag` modes), then the commit (in the `head` modes):
-    /// the first refusal, or `None` when everything asked for is valid.
+    /// the first refusal, or none when everything asked for is valid.
     fn verdict(
         &self,
         repo: &Repo,
@@ -202,33 +289,34 @@ impl Engine {
         tag: Option<TagId>,
         trust: &mut LazyTrust<'_>,
         check: Check,
-    ) -> Result<Option<Refused>, Error> {
+    ) -> Result<Verdict, Error> {
         let mode = self.opts.verify.mode;
+        let mut verdict = Verdict::default();
         if mode.checks_tag() {
             let Some(tag) = tag else {
-                return Ok(Some(self.counted(Refused {
+                return Ok(Verdict::refuse(Refused {
                     object: ObjectKind::Commit,
                     id: commit.to_string(),
                     refusal: Refusal::NotATag,
-                })));
+                }));
             };
             // The server says which commit the tag peels to; what the tag
             // object itself names is what its signature covers.
             if repo.tag_commit(tag).map_err(Error::Signed)? != commit {
-                return Ok(Some(self.counted(Refused {
+                return Ok(Verdict::refuse(Refused {
                     object: ObjectKind::Tag,
                     id: tag.to_string(),
                     refusal: Refusal::Malformed(format!(
                         "the tag does not point at commit {commit}, which the server advertised for it"
                     )),
-                })));
+                }));
             }
             let object = repo.signed_tag(tag).map_err(Error::Signed)?;
             // The signature covers the tag's own name: a signed tag of an
             // older release moved under --ref's name (a rollback) is refused.
             let named = verify::tag_name(&object).unwrap_or("");
             if !verify::ref_names_tag(&self.opts.git_ref, named) {
-                return Ok(Some(self.counted(Refused {
+                return Ok(Verdict::refuse(Refused {
                     object: ObjectKind::Tag,
                     id: tag.to_string(),
                     refusal: Refusal::Malformed(format!(
@@ -236,59 +324,57 @@ impl Engine {
                          tag's object (an older release's, say) is refused; sign a tag with that name",
                         self.opts.git_ref
                     )),
-                })));
+                }));
             }
-            if let Some(refused) = self.verify_object(&object, trust, check)? {
-                return Ok(Some(refused));
+            verify_object(&object, trust, check, &mut verdict)?;
+            if verdict.refused.is_some() {
+                return Ok(verdict);
             }
         }
         if mode.checks_commit() {
             let object = repo.signed_commit(commit).map_err(Error::Signed)?;
-            if let Some(refused) = self.verify_object(&object, trust, check)? {
-                return Ok(Some(refused));
-            }
+            verify_object(&object, trust, check, &mut verdict)?;
         }
-        Ok(None)
+        Ok(verdict)
     }
+}
 
-    /// A refusal made without a signature check, counted in the metric too.
-    fn counted(&self, refused: Refused) -> Refused {
-        self.metrics.signature_verification(refused.refusal.label());
-        refused
-    }
-
-    fn verify_object(
-        &self,
-        object: &SignedObject,
-        trust: &mut LazyTrust<'_>,
-        check: Check,
-    ) -> Result<Option<Refused>, Error> {
-        let result = match object.signature {
-            None => Err(Refusal::Unsigned(object.kind.as_str())),
-            Some(_) => trust.get().map_err(Error::Trust)?.verify(object, check),
-        };
-        let label = match &result {
-            Ok(_) => "valid",
-            Err(refusal) => refusal.label(),
-        };
-        self.metrics.signature_verification(label);
-        Ok(match result {
-            Ok(accepted) => {
-                tracing::info!(
-                    object = object.kind.as_str(),
-                    id = %object.id,
-                    key = %accepted.key,
-                    signer = %accepted.signer,
-                    "signature verified"
-                );
-                None
-            }
-            Err(refusal) => Some(Refused {
+/// Checks one object's signature into `verdict`.
+fn verify_object(
+    object: &SignedObject,
+    trust: &mut LazyTrust<'_>,
+    check: Check,
+    verdict: &mut Verdict,
+) -> Result<(), Error> {
+    let result = match object.signature {
+        None => Err(Refusal::Unsigned(object.kind.as_str())),
+        Some(_) => trust.get().map_err(Error::Trust)?.verify(object, check),
+    };
+    let (label, accepted) = match result {
+        Ok(accepted) => ("valid", Some((object.kind, object.id.clone(), accepted))),
+        Err(refusal) => {
+            let label = refusal.label();
+            verdict.refused = Some(Refused {
                 object: object.kind,
                 id: object.id.clone(),
                 refusal,
-            }),
-        })
+            });
+            (label, None)
+        }
+    };
+    verdict.checks.push(Checked { label, accepted });
+    Ok(())
+}
+
+/// One warning per skipped key file entry.
+fn warn_skipped(trust: &Trust) {
+    for skipped in &trust.skipped {
+        tracing::warn!(
+            file = %skipped.file,
+            entry = %skipped.entry,
+            why = %skipped.why,
+            "key file entry skipped; the file's other entries are used"
+        );
     }
 }
 
@@ -312,11 +398,13 @@ pub(super) fn refusal_consequence(hash: &CommitHash, published: Option<&CommitHa
         None => "nothing is published until a commit passes verification".into(),
         Some(p) if p == hash => format!(
             "{p} stays published (it was published before this check); \
-             it is checked again when the ref moves or a key file changes"
+             it is checked again when the ref moves or a key file changes (at every poll \
+             when only time can lift the refusal)"
         ),
         Some(p) => format!(
             "the previous content ({p}) stays published; the commit is checked again \
-             when the ref moves or a key file changes"
+             when the ref moves or a key file changes (at every poll when only time can \
+             lift the refusal)"
         ),
     }
 }
@@ -324,38 +412,55 @@ pub(super) fn refusal_consequence(hash: &CommitHash, published: Option<&CommitHa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
 
-    fn memory(refusal: Refusal, age: Duration) -> Memory {
-        Memory {
-            commit: CommitId::parse(&"ab".repeat(20)).expect("a commit id"),
-            tag: None,
-            digest: [0; 32],
-            refused: Some(Refused {
-                object: ObjectKind::Commit,
-                id: "ab".repeat(20),
-                refusal,
-            }),
-            at: Instant::now()
-                .checked_sub(age)
-                .expect("the clock started long enough ago"),
+    fn refused(refusal: Refusal) -> Refused {
+        Refused {
+            object: ObjectKind::Commit,
+            id: "ab".repeat(20),
+            refusal,
         }
     }
 
-    /// A "not yet valid" refusal is checked again after a minute; an unknown
-    /// key is not (only a moved ref or a changed key file clears it).
+    /// An `expired` refusal checked again with other words (the time it
+    /// names) is the same verdict, not logged again; another key, another
+    /// reason or another object is a new one.
     #[test]
-    fn only_time_dependent_refusals_are_forgotten_with_time() {
-        let expired = || Refusal::Expired {
-            key: "SHA256:x".into(),
-            detail: "valid after 2030".into(),
+    fn a_verdict_is_the_object_the_reason_and_the_key() {
+        let expired = |key: &str, detail: &str| {
+            refused(Refusal::Expired {
+                key: key.into(),
+                detail: detail.into(),
+            })
         };
-        let late = RECHECK_TIME_BOUND + Duration::from_secs(1);
-        assert!(!memory(expired(), Duration::ZERO).expired_by_time());
-        assert!(memory(expired(), late).expired_by_time());
-        let unknown = Refusal::UnknownKey {
-            key: "SHA256:x".into(),
+        let a = expired("SHA256:a", "checked at 2026-12-06T02:26:29Z");
+        assert!(a.same_verdict(&expired("SHA256:a", "checked at 2026-12-06T02:26:31Z")));
+        assert!(!a.same_verdict(&expired("SHA256:b", "checked at 2026-12-06T02:26:29Z")));
+        assert!(!a.same_verdict(&refused(Refusal::Revoked {
+            key: "SHA256:a".into()
+        })));
+        let mut tag = a.clone();
+        tag.object = ObjectKind::Tag;
+        assert!(!a.same_verdict(&tag));
+    }
+
+    /// Only refusals time may lift are checked again at every pass.
+    #[test]
+    fn only_expired_refusals_depend_on_the_time() {
+        let expired = Refusal::Expired {
+            key: "k".into(),
+            detail: String::new(),
         };
-        assert!(!memory(unknown, late).expired_by_time());
+        let signature = Refusal::SignatureExpired {
+            key: "k".into(),
+            at: String::new(),
+        };
+        assert!(expired.depends_on_time() && signature.depends_on_time());
+        for other in [
+            Refusal::UnknownKey { key: "k".into() },
+            Refusal::Revoked { key: "k".into() },
+            Refusal::Unsigned("commit"),
+        ] {
+            assert!(!other.depends_on_time(), "{other}");
+        }
     }
 }

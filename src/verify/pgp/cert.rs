@@ -13,10 +13,59 @@
 //! - A subkey may sign only with a valid binding signature carrying the
 //!   signing flag and a valid back-signature (primary key binding), as
 //!   GnuPG requires: otherwise anyone could claim someone else's subkey.
+//! - Every signature is checked through [`low_s`], so that secp256k1
+//!   signatures verify whichever half of the group order their S is in.
+//! - A key of an algorithm rPGP cannot check (brainpool curves, an
+//!   encryption-only algorithm) is unusable, not invalid: the keyring skips
+//!   it with a warning ([`Unusable::Unsupported`]); a subkey of such an
+//!   algorithm may not sign.
+
+use std::borrow::Cow;
 
 use pgp::composed::{SignedPublicKey, SignedPublicSubKey};
 use pgp::packet::{PublicKey, Signature, SignatureType, SubpacketData};
-use pgp::types::{Fingerprint, KeyDetails, KeyId, Tag, Timestamp};
+use pgp::types::{
+    EcdsaPublicParams, EddsaLegacyPublicParams, Fingerprint, KeyDetails, KeyId, PublicParams, Tag,
+    Timestamp,
+};
+
+use super::low_s;
+
+/// Why a primary key cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Unusable {
+    /// Its algorithm cannot be checked here: skipped, with a warning.
+    Unsupported(String),
+    /// It is broken (no valid self-signature): the file is refused.
+    Invalid(String),
+}
+
+const NO_SELF_SIGNATURE: &str = "it has no valid self-signature (no user ID certified by the \
+     key itself); export it again with gpg --export --armor KEYID";
+
+/// Why `key`'s algorithm cannot make signatures rPGP checks, if it cannot.
+pub(super) fn unsupported(key: &impl KeyDetails) -> Option<String> {
+    let id = u8::from(key.algorithm());
+    match key.public_params() {
+        PublicParams::ECDSA(EcdsaPublicParams::Unsupported { curve, .. })
+        | PublicParams::EdDSALegacy(EddsaLegacyPublicParams::Unsupported { curve, .. }) => {
+            Some(format!("{} keys are not supported", curve.name()))
+        }
+        PublicParams::ECDH(_)
+        | PublicParams::X25519(_)
+        | PublicParams::X448(_)
+        | PublicParams::Elgamal(_) => Some(format!(
+            "public-key algorithm {id} is for encryption only and cannot sign"
+        )),
+        PublicParams::Unknown { .. } => Some(format!("public-key algorithm {id} is not supported")),
+        _ => None,
+    }
+}
+
+/// `sig` as rPGP can check it against `signer` (see [`low_s`]).
+fn by<'a>(sig: &'a Signature, signer: &impl KeyDetails) -> Cow<'a, Signature> {
+    low_s::for_key(sig, signer)
+}
 
 /// A primary key with what its self-signatures establish.
 #[derive(Debug)]
@@ -40,24 +89,32 @@ pub(super) struct KeyState {
     pub revoked: bool,
     /// Why the key may not make data signatures, if it may not.
     pub cannot_sign: Option<String>,
+    /// Why rPGP cannot check the key's signatures (a subkey of an
+    /// unsupported algorithm; a primary key is never kept then).
+    pub unsupported: Option<String>,
 }
 
 impl Cert {
     /// Works out what `key`'s self-signatures establish; an error when the
-    /// key has no valid self-signature at all (nothing binds it to anyone).
-    pub fn new(key: SignedPublicKey) -> Result<Cert, String> {
+    /// key's algorithm is not supported or the key has no valid
+    /// self-signature at all (nothing binds it to anyone).
+    pub fn new(key: SignedPublicKey) -> Result<Cert, Unusable> {
         let primary = &key.primary_key;
+        if let Some(why) = unsupported(primary) {
+            return Err(Unusable::Unsupported(why));
+        }
         let mut self_sigs: Vec<&Signature> = key
             .details
             .direct_signatures
             .iter()
             .filter(|s| s.typ() == Some(SignatureType::Key) && s.created().is_some())
-            .filter(|s| s.verify_key(primary).is_ok())
+            .filter(|s| by(s, primary).verify_key(primary).is_ok())
             .collect();
         let mut user_ids = Vec::new();
         for user in &key.details.users {
             let newest = newest(user.signatures.iter().filter(|s| {
-                s.verify_certification(primary, Tag::UserId, &user.id)
+                by(s, primary)
+                    .verify_certification(primary, Tag::UserId, &user.id)
                     .is_ok()
             }));
             if let Some(sig) = newest.filter(|s| s.typ() != Some(SignatureType::CertRevocation)) {
@@ -69,7 +126,10 @@ impl Cert {
             }
         }
         let Some(newest_self) = newest(self_sigs.into_iter()) else {
-            return Err("it has no valid self-signature (no user ID certified by the key itself); export it again with gpg --export --armor KEYID".into());
+            return Err(match unverifiable(&key) {
+                Some(why) => Unusable::Unsupported(why),
+                None => Unusable::Invalid(NO_SELF_SIGNATURE.into()),
+            });
         };
         // The primary user ID first; `sort_by_key` is stable.
         user_ids.sort_by_key(|(_, primary)| !primary);
@@ -77,7 +137,7 @@ impl Cert {
             .details
             .revocation_signatures
             .iter()
-            .any(|s| s.verify_key(primary).is_ok());
+            .any(|s| by(s, primary).verify_key(primary).is_ok());
         let cannot_sign =
             (has_key_flags(newest_self) && !newest_self.key_flags().sign()).then(|| {
                 "its self-signature does not give it the signing capability (key flags)".to_string()
@@ -90,6 +150,7 @@ impl Cert {
             expires: expiry(primary.created_at(), newest_self),
             revoked,
             cannot_sign,
+            unsupported: None,
         };
         let subkeys = key
             .public_subkeys
@@ -118,8 +179,8 @@ impl Cert {
         payload: &[u8],
     ) -> pgp::errors::Result<()> {
         match key.subkey.and_then(|i| self.key.public_subkeys.get(i)) {
-            Some(sub) => sig.verify(&sub.key, payload),
-            None => sig.verify(&self.key.primary_key, payload),
+            Some(sub) => by(sig, &sub.key).verify(&sub.key, payload),
+            None => by(sig, &self.key.primary_key).verify(&self.key.primary_key, payload),
         }
     }
 
@@ -142,23 +203,48 @@ pub(super) fn email_of(user_id: &str) -> Option<&str> {
     }
 }
 
+/// Why the self-signatures do not verify when rPGP cannot check them
+/// (an algorithm or parameter it does not implement), as rPGP words it.
+fn unverifiable(key: &SignedPublicKey) -> Option<String> {
+    let primary = &key.primary_key;
+    let user = key.details.users.first()?;
+    let sig = user.signatures.first()?;
+    match by(sig, primary).verify_certification(primary, Tag::UserId, &user.id) {
+        Err(
+            pgp::errors::Error::Unsupported { message, .. }
+            | pgp::errors::Error::Unimplemented { message, .. },
+        ) => Some(format!("rPGP cannot check its signatures: {message}")),
+        _ => None,
+    }
+}
+
 fn subkey_state(primary: &PublicKey, index: usize, sub: &SignedPublicSubKey) -> KeyState {
     let of_type = |typ| {
         sub.signatures
             .iter()
             .filter(move |s| s.typ() == Some(typ))
-            .filter(|s| s.verify_subkey_binding(primary, &sub.key).is_ok())
+            .filter(|s| {
+                by(s, primary)
+                    .verify_subkey_binding(primary, &sub.key)
+                    .is_ok()
+            })
     };
     let revoked = of_type(SignatureType::SubkeyRevocation).next().is_some();
     let binding = newest(of_type(SignatureType::SubkeyBinding));
+    let unsupported = unsupported(&sub.key);
     let cannot_sign = match binding {
+        _ if unsupported.is_some() => unsupported.clone(),
         None => Some("it has no valid binding signature from its primary key".to_string()),
         Some(b) if !b.key_flags().sign() => {
             Some("its binding signature does not give it the signing capability (key flags)".into())
         }
         Some(b) => match b.embedded_signature() {
             None => Some("it is not cross-certified (no back-signature in its binding)".into()),
-            Some(back) if back.verify_primary_key_binding(&sub.key, primary).is_err() => {
+            Some(back)
+                if by(back, &sub.key)
+                    .verify_primary_key_binding(&sub.key, primary)
+                    .is_err() =>
+            {
                 Some("its back-signature (primary key binding) does not verify".into())
             }
             Some(_) => None,
@@ -172,6 +258,7 @@ fn subkey_state(primary: &PublicKey, index: usize, sub: &SignedPublicSubKey) -> 
         expires: binding.and_then(|b| expiry(sub.key.created_at(), b)),
         revoked,
         cannot_sign,
+        unsupported,
     }
 }
 

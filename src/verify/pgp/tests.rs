@@ -564,13 +564,8 @@ fn key_without_a_valid_self_signature_is_refused() {
     let mut alice = parse_public(&f.alice.armoured);
     alice.details.users = parse_public(&f.github.armoured).details.users;
     let err = add_error(&armoured(&alice));
-    assert!(
-        err.starts_with(&format!(
-            "key {}: it has no valid self-signature",
-            f.alice.fpr
-        )),
-        "{err}"
-    );
+    assert!(err.starts_with(&format!("key {} (", f.alice.fpr)), "{err}");
+    assert!(err.contains("): it has no valid self-signature"), "{err}");
 }
 
 /// Someone who grafts Carol's signing subkey (with its binding signature by
@@ -661,7 +656,8 @@ fn committer_email_must_be_a_user_id_of_the_key() {
         keys.verify(PAYLOAD, &f.alice.sig, Some("mallory@example.org"), now()),
         Err(Refusal::CommitterMismatch {
             key: f.alice.fpr.clone(),
-            email: "mallory@example.org".into()
+            email: "mallory@example.org".into(),
+            role: "committer",
         })
     );
     let accepted = keys.verify(PAYLOAD, &f.alice.sig, Some("Alice@EXAMPLE.org"), now());
@@ -682,8 +678,8 @@ fn text_mode_signature_is_accepted() {
 fn trust_routes_pgp_armour_to_the_keyring() {
     let f = fixture();
     let trust = Trust {
-        ssh: Vec::new(),
         pgp: keyring(&[&f.alice.armoured]),
+        ..Trust::default()
     };
     let object = SignedObject {
         kind: ObjectKind::Commit,
@@ -707,11 +703,32 @@ fn trust_routes_pgp_armour_to_the_keyring() {
         ..object
     };
     match trust.verify(&untagged, check) {
-        Err(Refusal::CommitterMismatch { key, email }) => {
-            assert_eq!(key, f.alice.fpr);
-            assert!(email.contains("no tagger"), "{email}");
+        Err(refusal @ Refusal::CommitterMismatch { .. }) => {
+            assert_eq!(refusal.key(), Some(f.alice.fpr.as_str()));
+            assert!(
+                refusal
+                    .to_string()
+                    .contains("the tagger (none: the tag has no tagger"),
+                "{refusal}"
+            );
         }
         other => panic!("expected a committer mismatch, got {other:?}"),
+    }
+    // A tag signed by a key of another person: the tagger is named as such
+    // (probe-9 F16: it said "committer").
+    let other_tagger = SignedObject {
+        kind: ObjectKind::Tag,
+        signer_email: Some("mallory@example.org".into()),
+        ..untagged.clone()
+    };
+    match trust.verify(&other_tagger, check) {
+        Err(refusal @ Refusal::CommitterMismatch { .. }) => assert!(
+            refusal
+                .to_string()
+                .contains("does not belong to the tagger mallory@example.org"),
+            "{refusal}"
+        ),
+        other => panic!("expected a tagger mismatch, got {other:?}"),
     }
     let lenient = Check {
         require_signer_email: false,
@@ -839,10 +856,15 @@ proptest! {
     /// Arbitrary bytes as a keyring file or a signature: an error, never a panic.
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-        let _ = Keyring::default().add_file(&bytes);
+        if let Err(e) = Keyring::default().add_file(&bytes) {
+            prop_assert!(!has_debug_dump(&e.0), "{}", e.0);
+        }
         let keys = keyring(&[&fixture().alice.armoured]);
-        let _ = keys.verify(PAYLOAD, &bytes, None, now());
-        let _ = keys.verify(PAYLOAD, &armour_signature(&bytes), None, now());
+        for sig in [bytes.clone(), armour_signature(&bytes)] {
+            if let Err(refusal) = keys.verify(PAYLOAD, &sig, None, now()) {
+                prop_assert!(!has_debug_dump(&refusal.to_string()), "{}", refusal);
+            }
+        }
     }
 
     /// Valid keyrings (armoured and binary) with a few bytes flipped,
@@ -853,7 +875,11 @@ proptest! {
         let f = fixture();
         let base = [&f.alice.armoured, &f.alice.binary, &f.carol.binary, &f.github.binary][which];
         let mut keys = Keyring::default();
-        if keys.add_file(&mutate(base, &edits)).is_ok() {
+        let added = keys.add_file(&mutate(base, &edits));
+        if let Err(e) = &added {
+            prop_assert!(!has_debug_dump(&e.0), "{}", e.0);
+        }
+        if added.is_ok() {
             for sig in [&f.alice.sig, &f.carol.sig, &f.github.sig] {
                 if let Ok(accepted) = keys.verify(PAYLOAD, sig, None, now()) {
                     prop_assert!([&f.alice.fpr, &f.carol.signer, &f.github.fpr].contains(&&accepted.key));
@@ -878,4 +904,445 @@ proptest! {
             prop_assert_eq!(accepted.key, f.alice.fpr.clone());
         }
     }
+}
+
+/// Whether an error text carries a Rust `Debug` dump (a struct, a backtrace).
+fn has_debug_dump(text: &str) -> bool {
+    text.contains(" { ")
+        || text.to_ascii_lowercase().contains("backtrace")
+        || super::struct_start(text).is_some()
+        || text.contains('\n')
+}
+
+/// A signature by a key of the same home with `extra` gpg options.
+fn signed_with(gpg: &Gpg, key: &str, extra: &[&str]) -> Vec<u8> {
+    let mut args = vec!["--armor"];
+    args.extend_from_slice(extra);
+    gpg.sign(key, PAYLOAD, &args)
+}
+
+/// A critical notation the verifier does not know makes gpg (and git)
+/// call the signature bad; it is refused as `unsupported`, naming the
+/// notation. A non-critical notation, or a critical subpacket that is
+/// understood (gpg makes the creation time critical), changes nothing
+/// (probe-9 F2).
+#[test]
+fn a_critical_notation_is_refused_and_a_plain_one_is_not() {
+    let gpg = Gpg::new();
+    let fpr = gpg.generate(
+        "Heidi <heidi@example.org>",
+        "ed25519",
+        "sign",
+        "never",
+        None,
+    );
+    let keys = keyring(&[&gpg.export(true)]);
+    let critical = signed_with(&gpg, &fpr, &["--sig-notation", "!critical@example.com=x"]);
+    let refusal = keys
+        .verify(PAYLOAD, &critical, None, now())
+        .expect_err("a critical notation");
+    assert_eq!(refusal.label(), "unsupported", "{refusal}");
+    assert!(
+        refusal
+            .to_string()
+            .contains("carries a critical notation critical@example.com=x"),
+        "{refusal}"
+    );
+    for extra in [
+        &["--sig-notation", "note@example.com=y"][..],
+        &["--sig-policy-url", "!https://example.com/policy"],
+        &[],
+    ] {
+        let sig = signed_with(&gpg, &fpr, extra);
+        assert_eq!(
+            keys.verify(PAYLOAD, &sig, None, now()).map(|a| a.key),
+            Ok(fpr.clone()),
+            "{extra:?}"
+        );
+    }
+}
+
+/// A signature whose own expiration time has passed is refused as
+/// `expired`, worded as the signature's expiry, not the key's (probe-9
+/// F16); inside its lifetime it is good.
+#[test]
+fn an_expired_signature_is_named_as_such() {
+    let gpg = Gpg::new();
+    let uid = "Ivan <ivan@example.org>";
+    let fpr = gpg.generate(uid, "ed25519", "sign", "never", Some("20190101T000000!"));
+    let keys = keyring(&[&gpg.export(true)]);
+    let sig = signed_with(
+        &gpg,
+        &fpr,
+        &[
+            "--faked-system-time",
+            "20200101T000000!",
+            "--default-sig-expire",
+            "1d",
+        ],
+    );
+    let refusal = keys
+        .verify(PAYLOAD, &sig, None, now())
+        .expect_err("expired");
+    assert_eq!(
+        refusal,
+        Refusal::SignatureExpired {
+            key: fpr.clone(),
+            at: "2020-01-02T00:00:00Z".into()
+        }
+    );
+    assert_eq!(refusal.label(), "expired");
+    assert!(
+        refusal.to_string().starts_with(&format!(
+            "the signature by key {fpr} expired at 2020-01-02T00:00:00Z"
+        )),
+        "{refusal}"
+    );
+    assert!(!refusal.to_string().contains("key {fpr} is expired"));
+    let accepted = keys.verify(PAYLOAD, &sig, None, at("2020-01-01T12:00:00Z"));
+    assert_eq!(accepted.map(|a| a.key), Ok(fpr));
+}
+
+/// `sig` with S set to the low (`high` false) or the high half's value of
+/// the same signature: (r, s) and (r, n − s) are both valid ECDSA.
+fn with_s(sig: &pgp::packet::Signature, high: bool) -> pgp::packet::Signature {
+    use pgp::types::{Mpi, SignatureBytes};
+    let Some(SignatureBytes::Mpis(mpis)) = sig.signature() else {
+        panic!("an ECDSA signature")
+    };
+    let field = |m: &Mpi| {
+        let b: &[u8] = m.as_ref();
+        let mut f = k256::FieldBytes::default();
+        f[32 - b.len()..].copy_from_slice(b);
+        f
+    };
+    let ecdsa = k256::ecdsa::Signature::from_scalars(field(&mpis[0]), field(&mpis[1]))
+        .expect("an (r, s) pair");
+    let low = ecdsa.normalize_s().unwrap_or(ecdsa);
+    let (r, s) = low.split_bytes();
+    let s = if high { (-*low.s()).to_bytes() } else { s };
+    pgp::packet::Signature::from_config(
+        sig.config().expect("v4").clone(),
+        sig.signed_hash_value().expect("v4"),
+        SignatureBytes::Mpis(vec![Mpi::from_slice(&r), Mpi::from_slice(&s)]),
+    )
+    .expect("a signature")
+}
+
+fn armour_detached(sig: pgp::packet::Signature) -> Vec<u8> {
+    use pgp::composed::{ArmorOptions, DetachedSignature};
+    DetachedSignature::new(sig)
+        .to_armored_bytes(ArmorOptions::default())
+        .expect("armour")
+}
+
+/// secp256k1: gpg's signatures and self-signatures are accepted whichever
+/// half S falls in (k256 alone refuses a high S: half of gpg's signatures
+/// were called forgeries and such keys refused, probe-9 F3); a signature
+/// of other content is still bad with either S.
+#[test]
+fn secp256k1_signatures_verify_with_a_high_or_a_low_s() {
+    use pgp::composed::{Deserializable, DetachedSignature};
+    let gpg = Gpg::new();
+    let fpr = gpg.generate(
+        "Kim <kim@example.org>",
+        "secp256k1",
+        "sign,cert",
+        "never",
+        None,
+    );
+    let key = parse_public(&gpg.export(true));
+    let sig = gpg.sign(&fpr, PAYLOAD, &["--armor"]);
+    let sig = DetachedSignature::from_armor_single(&sig[..])
+        .expect("gpg's signature")
+        .0
+        .signature;
+    for self_high in [false, true] {
+        let mut key = key.clone();
+        for user in &mut key.details.users {
+            user.signatures = user
+                .signatures
+                .iter()
+                .map(|s| with_s(s, self_high))
+                .collect();
+        }
+        let keys = keyring(&[&armoured(&key)]);
+        for high in [false, true] {
+            let variant = armour_detached(with_s(&sig, high));
+            assert_eq!(
+                keys.verify(PAYLOAD, &variant, None, now()).map(|a| a.key),
+                Ok(fpr.clone()),
+                "self-signature S high: {self_high}, signature S high: {high}"
+            );
+            let refusal = keys
+                .verify(OTHER, &variant, None, now())
+                .expect_err("other content");
+            assert_eq!(refusal.label(), "bad_signature", "{refusal}");
+        }
+    }
+    // The revocation counts whichever half its S is in (ignoring a high S
+    // would accept a revoked key).
+    gpg.revoke(&fpr);
+    let revoked = parse_public(&gpg.export(true));
+    for high in [false, true] {
+        let mut key = revoked.clone();
+        key.details.revocation_signatures = key
+            .details
+            .revocation_signatures
+            .iter()
+            .map(|s| with_s(s, high))
+            .collect();
+        let keys = keyring(&[&armoured(&key)]);
+        let sig = armour_detached(with_s(&sig, high));
+        assert_eq!(
+            keys.verify(PAYLOAD, &sig, None, now()),
+            Err(Refusal::Revoked { key: fpr.clone() }),
+            "revocation S high: {high}"
+        );
+    }
+}
+
+/// A secp256k1 signing subkey whose back-signature (made by the subkey,
+/// inside the hashed binding, so it cannot be rewritten here) has a high S
+/// counts, and so does its binding signature with either S.
+#[test]
+fn a_secp256k1_subkey_with_a_high_s_back_signature_signs() {
+    let gpg = Gpg::new();
+    let fpr = gpg.generate("Lee <lee@example.org>", "secp256k1", "cert", "never", None);
+    let high_back = |key: &pgp::composed::SignedPublicKey| {
+        let binding = &key.public_subkeys.last().expect("a subkey").signatures[0];
+        let back = binding.embedded_signature().expect("a back-signature");
+        with_s(back, true).signature() == back.signature()
+    };
+    let mut key = parse_public(&gpg.export(true));
+    // gpg's S is in either half at random: add subkeys until one is high.
+    for _ in 0..24 {
+        gpg.run(
+            &["--quick-add-key", &fpr, "secp256k1/ecdsa", "sign", "never"],
+            b"",
+        );
+        key = parse_public(&gpg.export(true));
+        if high_back(&key) {
+            break;
+        }
+    }
+    assert!(high_back(&key), "no high-S back-signature in 24 subkeys");
+    let subkey = gpg.fingerprints(&fpr).pop().expect("the newest subkey");
+    // `!`: this very subkey (gpg picks among same-second subkeys otherwise).
+    let sig = gpg.sign(&format!("{subkey}!"), PAYLOAD, &["--armor"]);
+    let sig =
+        <pgp::composed::DetachedSignature as pgp::composed::Deserializable>::from_armor_single(
+            &sig[..],
+        )
+        .expect("gpg's signature")
+        .0
+        .signature;
+    for (binding_high, high) in [(false, false), (true, false), (false, true)] {
+        let mut key = key.clone();
+        for sub in &mut key.public_subkeys {
+            sub.signatures = sub
+                .signatures
+                .iter()
+                .map(|s| with_s(s, binding_high))
+                .collect();
+        }
+        let keys = keyring(&[&armoured(&key)]);
+        let sig = armour_detached(with_s(&sig, high));
+        assert_eq!(
+            keys.verify(PAYLOAD, &sig, None, now()).map(|a| a.key),
+            Ok(subkey.clone()),
+            "binding S high: {binding_high}, signature S high: {high}"
+        );
+    }
+}
+
+/// A key of an algorithm rPGP cannot check (brainpool) is skipped with a
+/// reason naming it; the file's other keys still count, and the skipped
+/// key's signatures are refused (probe-9 F9).
+#[test]
+fn a_key_of_an_unsupported_algorithm_is_skipped_and_the_others_count() {
+    let f = fixture();
+    let gpg = Gpg::new();
+    let uid = "Bea <bea@example.org>";
+    let bea = gpg.generate(uid, "brainpoolP256r1", "sign,cert", "never", None);
+    let bea_sig = gpg.sign(&bea, PAYLOAD, &["--armor"]);
+    let mut file = gpg.export(true);
+    file.extend_from_slice(&f.alice.armoured);
+    let mut keys = Keyring::default();
+    let skipped = keys.add_file(&file).expect("the other key is used");
+    assert_eq!(keys.len(), 1);
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    let (entry, why) = &skipped[0];
+    assert_eq!(entry, &format!("key {bea} (\"{uid}\")"));
+    assert_eq!(why, "brainpoolP256r1 keys are not supported");
+    assert!(keys.verify(PAYLOAD, &f.alice.sig, None, now()).is_ok());
+    let refusal = keys
+        .verify(PAYLOAD, &bea_sig, None, now())
+        .expect_err("skipped");
+    assert_eq!(refusal, Refusal::UnknownKey { key: bea });
+    // Through the key files: the skipped key is reported with its file.
+    let files = crate::verify::KeyFiles(vec![crate::verify::KeyFile {
+        kind: crate::verify::KeyFileKind::PgpKeyring,
+        name: "/keys/team.asc".into(),
+        bytes: file,
+    }]);
+    let trust = files.trust().expect("usable");
+    assert_eq!(trust.skipped.len(), 1);
+    // A brainpool signing subkey of a supported primary key: its signature
+    // is unsupported, not a forgery.
+    let fpr = gpg.generate("Cy <cy@example.org>", "ed25519", "sign,cert", "never", None);
+    gpg.run(
+        &[
+            "--quick-add-key",
+            &fpr,
+            "brainpoolP256r1/ecdsa",
+            "sign",
+            "never",
+        ],
+        b"",
+    );
+    let subkey = gpg.fingerprints(&fpr).pop().expect("the subkey");
+    let sig = gpg.sign(&format!("{subkey}!"), PAYLOAD, &["--armor"]);
+    let keys = keyring(&[&gpg.export(true)]);
+    let refusal = keys
+        .verify(PAYLOAD, &sig, None, now())
+        .expect_err("unsupported");
+    assert_eq!(
+        refusal,
+        Refusal::Unsupported(format!(
+            "signed by subkey {subkey}: brainpoolP256r1 keys are not supported"
+        ))
+    );
+    assert_eq!(
+        trust.skipped[0].to_string(),
+        format!(
+            "/keys/team.asc: key {} (\"{uid}\") is skipped: brainpoolP256r1 keys are not \
+             supported; the file's other entries are used",
+            trust.skipped[0]
+                .entry
+                .split(' ')
+                .nth(1)
+                .expect("a fingerprint")
+        )
+    );
+}
+
+/// What `curl https://github.com/<user>.gpg` returns for a user without
+/// GPG keys.
+const GITHUB_NO_KEYS: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\
+Note: This user hasn't uploaded any GPG keys.\n\
+\n\
+=twTO\n\
+-----END PGP PUBLIC KEY BLOCK-----\n";
+
+/// GitHub's placeholder block is skipped with a warning, alone or among
+/// real keys (probe-9 F10: the whole keyring was refused).
+#[test]
+fn githubs_placeholder_for_a_user_without_keys_is_skipped() {
+    let f = fixture();
+    let mut file = f.alice.armoured.clone();
+    file.extend_from_slice(GITHUB_NO_KEYS.as_bytes());
+    file.extend_from_slice(&f.github.armoured);
+    let mut keys = Keyring::default();
+    let skipped = keys.add_file(&file).expect("the keys are used");
+    assert_eq!(keys.len(), 2);
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0].0, "armour block 2");
+    assert!(
+        skipped[0].1.contains("GitHub's placeholder"),
+        "{:?}",
+        skipped[0]
+    );
+    assert!(keys.verify(PAYLOAD, &f.github.sig, None, now()).is_ok());
+    let mut alone = Keyring::default();
+    assert_eq!(
+        alone.add_file(GITHUB_NO_KEYS.as_bytes()).map(|s| s.len()),
+        Ok(1)
+    );
+    assert!(alone.is_empty());
+    // An empty block without GitHub's note is still an error.
+    let empty = GITHUB_NO_KEYS.replace("Note: This user hasn't uploaded any GPG keys.\n", "");
+    assert!(add_error(empty.as_bytes()).contains("holds no public key"));
+}
+
+/// Files mistaken for a keyring are named for what they are, with what to
+/// do, and no message carries a Rust `Debug` dump (probe-9 F10).
+#[test]
+fn files_mistaken_for_a_keyring_say_what_they_are() {
+    let f = fixture();
+    let gpg = Gpg::new();
+    let fpr = gpg.generate("Rev <rev@example.org>", "ed25519", "sign", "never", None);
+    let rev = std::fs::read_to_string(gpg.home.path().join(format!("openpgp-revocs.d/{fpr}.rev")))
+        .expect("gpg's revocation certificate");
+    let err = add_error(rev.as_bytes());
+    assert!(err.contains("a revocation certificate"), "{err}");
+    let armed = rev.replace(":-----", "-----");
+    let err = add_error(armed.as_bytes());
+    assert!(
+        err.starts_with("armour block 1 (PGP PUBLIC KEY BLOCK) is a revocation certificate"),
+        "{err}"
+    );
+    assert!(err.contains("gpg --import"), "{err}");
+    let keybox = std::fs::read(gpg.home.path().join("pubring.kbx")).expect("gpg's keybox");
+    let err = add_error(&keybox);
+    assert!(err.contains("gpg's keybox (pubring.kbx)"), "{err}");
+    // `cat key.gpg key.asc`: binary, then armour.
+    let mut mixed = f.alice.binary.clone();
+    mixed.extend_from_slice(&f.github.armoured);
+    let err = add_error(&mixed);
+    assert!(err.contains("followed by ASCII armour"), "{err}");
+    let mut trailing = f.alice.binary.clone();
+    trailing.extend_from_slice(b"trailing words\n");
+    for err in [err, add_error(&trailing)] {
+        assert!(!has_debug_dump(&err), "{err}");
+    }
+    // The same files given to --verify-allowed-signers.
+    for (bytes, says) in [
+        (keybox, "gpg's keybox"),
+        (f.alice.binary.clone(), "binary OpenPGP data"),
+    ] {
+        let files = crate::verify::KeyFiles(vec![crate::verify::KeyFile {
+            kind: crate::verify::KeyFileKind::AllowedSigners,
+            name: "/keys/allowed_signers".into(),
+            bytes,
+        }]);
+        let err = files.trust().expect_err("not allowed_signers").to_string();
+        assert!(
+            err.contains(says) && err.contains("--verify-pgp-keyring"),
+            "{err}"
+        );
+    }
+}
+
+/// rPGP formats some inner errors with `{:?}`: only the words are kept.
+#[test]
+fn rpgp_debug_dumps_are_cut_to_their_message() {
+    let dump = "error while parsing composed key: IO { source: Custom { kind: InvalidInput, \
+                error: \"unknown packet header version 101101\" }, backtrace: Some(Backtrace \
+                [{ fn: \"<pgp::errors::Error as core::convert::From<std::io::error::Error>>::from\" }]) }";
+    assert_eq!(
+        super::plain(dump),
+        "error while parsing composed key: unknown packet header version 101101"
+    );
+    assert_eq!(super::plain("invalid input"), "invalid input");
+    assert_eq!(
+        super::plain("Invalid Packet Content Message { x: 1 }"),
+        "Invalid Packet Content"
+    );
+    assert_eq!(
+        super::plain("invalid revocation class: TryFromPrimitiveError { number: 27 }"),
+        "invalid revocation class"
+    );
+    assert_eq!(
+        super::plain("Unexpected Packet type InvalidTag(15)"),
+        "Unexpected Packet type InvalidTag(15)"
+    );
+    assert_eq!(
+        super::plain("failed reading: armor footer Error(Error { input: [100, 109], code: Tag })"),
+        "failed reading: armor footer"
+    );
+    assert_eq!(
+        super::plain("Unsupported: curve brainpoolP256r1 for ECDSA"),
+        "Unsupported: curve brainpoolP256r1 for ECDSA"
+    );
 }

@@ -2,7 +2,10 @@
 //! `principals [options] keytype base64-key [comment]` per line, `#`
 //! comments and blank lines. Follows OpenSSH's sshsig.c and auth-options.c;
 //! where ssh-keygen logs a bad line and skips it, we refuse the file, naming
-//! the line, so a typo cannot silently drop (or keep) a signer.
+//! the line, so a typo cannot silently drop (or keep) a signer. A line that
+//! parses but asks for what we do not support (`cert-authority`) is skipped
+//! and reported: leaving it out can only refuse its signers, and the other
+//! lines keep working, as in ssh-keygen.
 
 use ssh_key::{Algorithm, HashAlg, PublicKey};
 
@@ -59,41 +62,84 @@ pub struct ParseError {
     pub message: String,
 }
 
+/// A line that parses but cannot be used (see the module's comment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedLine {
+    pub line: usize,
+    pub why: String,
+}
+
+/// The usable lines of one file, and those skipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowedSigners {
+    pub signers: Vec<AllowedSigner>,
+    pub skipped: Vec<SkippedLine>,
+}
+
+/// What one line is.
+enum Line {
+    Blank,
+    Signer(Box<AllowedSigner>),
+    Skipped(String),
+}
+
 /// Parses the text of one `allowed_signers` file.
-pub fn parse_allowed_signers(text: &str) -> Result<Vec<AllowedSigner>, ParseError> {
-    let mut signers = Vec::new();
+pub fn parse_allowed_signers(text: &str) -> Result<AllowedSigners, ParseError> {
+    let mut parsed = AllowedSigners::default();
     for (index, line) in text.split('\n').enumerate() {
         let line_number = index + 1;
-        match parse_line(line, line_number) {
-            Ok(Some(signer)) => signers.push(signer),
-            Ok(None) => {}
-            Err(message) => {
-                return Err(ParseError {
-                    line: line_number,
-                    message,
-                })
-            }
+        let failed = |message| ParseError {
+            line: line_number,
+            message,
+        };
+        if let Some(hint) = other_format(line) {
+            return Err(failed(hint.to_string()));
+        }
+        match parse_line(line, line_number).map_err(failed)? {
+            Line::Signer(signer) => parsed.signers.push(*signer),
+            Line::Skipped(why) => parsed.skipped.push(SkippedLine {
+                line: line_number,
+                why,
+            }),
+            Line::Blank => {}
         }
     }
-    Ok(signers)
+    Ok(parsed)
+}
+
+/// A line that shows the file is something else than allowed_signers.
+fn other_format(line: &str) -> Option<&'static str> {
+    line.trim_start().starts_with("-----BEGIN PGP").then_some(
+        "this is an OpenPGP key (ASCII armour), not an allowed_signers file: \
+         give it to --verify-pgp-keyring",
+    )
 }
 
 /// What the messages tell an operator a line looks like.
 const LINE_FORMAT: &str = "expected `principals [options] keytype base64-key [comment]`, \
      e.g. `alice@example.com namespaces=\"git\" ssh-ed25519 AAAA…`";
 
-const CERT_AUTHORITY: &str = "cert-authority is not supported: git-sidecar verifies \
-     signatures made by plain keys, not by certificates; list each signer's own public key \
-     (the .pub file, or `ssh-keygen -y -f key`) instead of the CA key";
+/// Why a `cert-authority` line is skipped, and what works instead.
+pub(super) const CERT_AUTHORITY: &str = "cert-authority is not supported: git-sidecar cannot \
+     verify signatures made with SSH certificates; for these signers to be accepted they must \
+     sign with their plain key (git config user.signingkey naming the key itself, not its \
+     -cert.pub) and their own public key must be listed on a line of its own";
 
-/// A line that is a comment or blank gives `None`.
-fn parse_line(line: &str, line_number: usize) -> Result<Option<AllowedSigner>, String> {
+/// A line that is a comment or blank gives [`Line::Blank`].
+fn parse_line(line: &str, line_number: usize) -> Result<Line, String> {
     let line = line.strip_suffix('\r').unwrap_or(line);
     let rest = skip_blanks(line);
     if rest.is_empty() || rest.starts_with('#') {
-        return Ok(None);
+        return Ok(Line::Blank);
     }
     let (principals, rest) = principals(rest)?;
+    if is_known_key_type(principals) {
+        return Err(format!(
+            "the line starts with the key type {principals}: this looks like a public key \
+             (.pub) file; an allowed_signers line starts with the signer's principals \
+             (e-mail), e.g. `alice@example.com {principals} AAAA…`"
+        ));
+    }
     let rest = skip_blanks(rest);
     if rest.is_empty() {
         return Err(format!("no key after the principals; {LINE_FORMAT}"));
@@ -105,8 +151,11 @@ fn parse_line(line: &str, line_number: usize) -> Result<Option<AllowedSigner>, S
         skip_blanks(options.parse(rest)?)
     };
     let (key, public_key) = key(rest)?;
+    if options.cert_authority {
+        return Ok(Line::Skipped(CERT_AUTHORITY.into()));
+    }
     let fingerprint = public_key.fingerprint(HashAlg::Sha256).to_string();
-    Ok(Some(AllowedSigner {
+    Ok(Line::Signer(Box::new(AllowedSigner {
         file: None,
         line: line_number,
         principals: principals.split(',').map(str::to_owned).collect(),
@@ -116,7 +165,7 @@ fn parse_line(line: &str, line_number: usize) -> Result<Option<AllowedSigner>, S
         key,
         public_key,
         fingerprint,
-    }))
+    })))
 }
 
 fn is_blank(c: char) -> bool {
@@ -167,6 +216,13 @@ fn is_key_type(token: &str) -> bool {
     Algorithm::new(token).is_ok() || is_certificate_type(token)
 }
 
+/// Whether `token` is the name of a key type OpenSSH makes (not just one
+/// of the form `name@domain`, which is how anything may be named).
+fn is_known_key_type(token: &str) -> bool {
+    matches!(Algorithm::new(token), Ok(a) if !matches!(a, Algorithm::Other(_)))
+        || is_certificate_type(token)
+}
+
 fn is_certificate_type(token: &str) -> bool {
     token.ends_with("-cert-v01@openssh.com")
 }
@@ -196,6 +252,8 @@ fn key(s: &str) -> Result<(String, PublicKey), String> {
 /// The options a line may carry (keywords case-insensitive, as in OpenSSH).
 #[derive(Default)]
 struct Options {
+    /// The line is a CA key's: parsed in full, then skipped.
+    cert_authority: bool,
     namespaces: Option<Vec<String>>,
     valid_after: Option<u64>,
     valid_before: Option<u64>,
@@ -226,8 +284,11 @@ impl Options {
 
     /// One option at the start of `s`; returns what follows it.
     fn option<'a>(&mut self, s: &'a str) -> Result<&'a str, String> {
-        if starts_with_ignore_case(s, "cert-authority") {
-            return Err(CERT_AUTHORITY.into());
+        if let Some(rest) = strip_prefix_ignore_case(s, "cert-authority") {
+            if rest.is_empty() || rest.starts_with(|c: char| c == ',' || is_blank(c)) {
+                self.cert_authority = true;
+                return Ok(rest);
+            }
         }
         if let Some(rest) = strip_prefix_ignore_case(s, "namespaces=") {
             let (value, rest) = dequote(rest, "namespaces")?;

@@ -94,7 +94,7 @@ fn mutate(line: &str, mutations: &[Mutation]) -> String {
 }
 
 /// Errors name a line of the text.
-fn check_error_line(text: &str, result: &Result<Vec<AllowedSigner>, ParseError>) {
+fn check_error_line(text: &str, result: &Result<AllowedSigners, ParseError>) {
     if let Err(e) = result {
         let lines = text.split('\n').count();
         assert!(e.line >= 1 && e.line <= lines, "{e} in {lines} lines");
@@ -209,7 +209,7 @@ fn generated() -> impl Strategy<Value = Generated> {
 
 fn allowed() -> Vec<AllowedSigner> {
     let text: String = KEYS.iter().map(|k| format!("* {k}\n")).collect();
-    parse_allowed_signers(&text).expect("valid")
+    parse_allowed_signers(&text).expect("valid").signers
 }
 
 proptest! {
@@ -240,7 +240,7 @@ proptest! {
     #[test]
     fn generated_lines_round_trip(g in generated()) {
         let text = format!("# generated\n\n{}\n", g.text);
-        let signers = parse_allowed_signers(&text).map_err(|e| TestCaseError::fail(format!("{e}: {text:?}")))?;
+        let signers = parse_allowed_signers(&text).map_err(|e| TestCaseError::fail(format!("{e}: {text:?}")))?.signers;
         prop_assert_eq!(signers.len(), 1);
         let s = &signers[0];
         prop_assert_eq!(s.line, 3);
