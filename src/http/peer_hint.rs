@@ -101,7 +101,7 @@ pub async fn handle(
         Err(refusal @ Refusal::Stale(_)) => {
             reply(StatusCode::FORBIDDEN, refusal.label(), refusal.to_string())
         }
-        Err(refusal @ Refusal::Malformed(_)) => reply(
+        Err(refusal @ (Refusal::Malformed(_) | Refusal::BadCommit(_))) => reply(
             StatusCode::BAD_REQUEST,
             refusal.label(),
             refusal.to_string(),

@@ -97,6 +97,8 @@ pub enum Refusal {
     Malformed(String),
     #[error("the hint's timestamp is {0}s away from this clock (allowed: {allowed}s); check the nodes' clocks", allowed = WINDOW.as_secs())]
     Stale(u64),
+    #[error("the hint's commit {0} is not an object id (40 or 64 lowercase hex digits, or null)")]
+    BadCommit(String),
 }
 
 impl Refusal {
@@ -106,6 +108,9 @@ impl Refusal {
             Refusal::BadSignature => "bad_signature",
             Refusal::Malformed(_) => "malformed",
             Refusal::Stale(_) => "stale",
+            // A body that parses but says nothing usable, as the HTTP
+            // layer's own `bad_body` (too large, cut short).
+            Refusal::BadCommit(_) => "bad_body",
         }
     }
 }
@@ -141,7 +146,29 @@ pub fn verify(
     if skew > WINDOW.as_secs() {
         return Err(Refusal::Stale(skew));
     }
+    if let Some(commit) = hint.commit.as_deref().filter(|c| !is_object_id(c)) {
+        return Err(Refusal::BadCommit(shown(commit)));
+    }
     Ok(hint)
+}
+
+/// A commit id as a sender writes it (the forge's, lowercased): SHA-1 or
+/// SHA-256. Anything else would end up as the expected commit in
+/// `/status`, in logs, and in the loop's retries for a commit that cannot
+/// exist.
+fn is_object_id(commit: &str) -> bool {
+    matches!(commit.len(), 40 | 64)
+        && commit
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A refused value for a message: quoted, escaped, at most 80 characters.
+fn shown(value: &str) -> String {
+    const SHOWN: usize = 80;
+    let cut: String = value.chars().take(SHOWN).collect();
+    let more = if cut.len() < value.len() { "…" } else { "" };
+    format!("{cut:?}{more}")
 }
 
 /// What the receiver remembers of hints it acted on, bounded.
@@ -313,6 +340,42 @@ mod tests {
             verify(body, Some(&sig), &[secret("k")], unix_now()),
             Err(Refusal::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_commit_that_is_not_an_object_id_is_a_bad_body() {
+        let sign = |commit: &str| {
+            let h = hint(Some(commit));
+            let (body, sig) = h.sign(&secret("k"));
+            (verify(&body, Some(&sig), &[secret("k")], h.ts), h)
+        };
+        for good in ["a".repeat(40), "0123456789abcdef".repeat(4)] {
+            let (verified, h) = sign(&good);
+            assert_eq!(verified, Ok(h), "{good}");
+        }
+        for bad in [
+            "../../etc/passwd".to_string(),
+            "zz\"\n{\"msg\":\"forged\"}".to_string(),
+            "A".repeat(40),
+            "a".repeat(39),
+            "a".repeat(41),
+            "a".repeat(63),
+            String::new(),
+            "é".repeat(300),
+        ] {
+            let (verified, _) = sign(&bad);
+            let refusal = verified.expect_err(&bad);
+            assert!(
+                matches!(refusal, Refusal::BadCommit(_)),
+                "{bad}: {refusal:?}"
+            );
+            assert_eq!(refusal.label(), "bad_body");
+            assert!(refusal.to_string().len() < 300, "{refusal}");
+        }
+        // No commit (a `POST /sync`) is fine.
+        let h = hint(None);
+        let (body, sig) = h.sign(&secret("k"));
+        assert!(verify(&body, Some(&sig), &[secret("k")], h.ts).is_ok());
     }
 
     #[test]

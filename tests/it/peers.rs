@@ -390,6 +390,35 @@ fn hints_without_the_secret_or_replayed_do_nothing_and_are_never_forwarded() {
     assert_ne!(b.published().as_deref(), Some(sha.as_str()));
 }
 
+/// A signed hint whose commit is not an object id (40 or 64 lowercase
+/// hex) is a 400 `bad_body`: it never becomes the expected commit in
+/// /status, nor starts the loop's retries for it.
+#[test]
+fn a_hint_whose_commit_is_not_an_object_id_is_refused() {
+    let cluster = Cluster::new(&[2]);
+    let a = cluster.replica(2, PEER_SECRET);
+    let repo = cluster.up.file_url();
+    for commit in [
+        "../../etc/passwd",
+        "zz\"\n{\"msg\":\"forged log line\"}",
+        &"A".repeat(40),
+        &"a".repeat(41),
+    ] {
+        let hint = hint_body(&repo, commit);
+        let r = post_hint(&a.addr, &hint, Some(&sign_hint(PEER_SECRET, &hint)));
+        assert_eq!(r.status, 400, "{commit}: {r}");
+        assert_eq!(r.json()["result"], "bad_body", "{r}");
+    }
+    assert_eq!(a.received("bad_body"), 4.0);
+    assert!(status_json(&a.addr)["expected_hash"].is_null());
+    // A genuine commit id is still taken.
+    let sha = cluster.up.commit_file("index.html", "v1\n", "v1");
+    let hint = hint_body(&repo, &sha);
+    let r = post_hint(&a.addr, &hint, Some(&sign_hint(PEER_SECRET, &hint)));
+    assert_eq!(r.status, 202, "{r}");
+    a.run.wait_for_link_hash(&a.scratch.link(), &sha);
+}
+
 /// Pods come and go between deliveries: the name is resolved again for
 /// each one, so a replica added to the DNS answer gets the next hint.
 #[test]
