@@ -82,7 +82,7 @@ pub async fn handle(
             );
         }
     };
-    match peers.receive(&body, signature) {
+    match peers.receive(&body, signature, |c| state.status.settled(c)) {
         Ok(Received::Sync(commit)) => {
             tracing::info!(client = %client.ip(), commit = commit.as_deref().unwrap_or(""), "peer hint: syncing");
             state.status.expect(commit);

@@ -1,15 +1,15 @@
 //! The peer hint: what one replica tells the others after it accepted a
 //! webhook ("repository R, ref F should now be at commit C"), signed with
 //! the shared peer secret, and the receiving side's checks: the HMAC
-//! (constant time), the timestamp window, and the memory of deliveries and
-//! commits already acted on.
+//! (constant time), the timestamp window, the commit's form, and the memory
+//! of deliveries already seen.
 //!
 //! Wire format: a JSON body (`{"v":1,"repo":..,"ref":..,"commit":..,"id":..,"ts":..}`)
 //! and the header [`SIGNATURE_HEADER`] `sha256=<hex HMAC-SHA256 of the raw body>`.
 //! The signature covers the exact bytes sent, so nothing is re-encoded
 //! before it is checked.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, KeyInit as _, Mac as _};
@@ -27,8 +27,6 @@ pub const WINDOW: Duration = Duration::from_secs(120);
 /// Delivery ids remembered (the oldest are forgotten first). Only holders of
 /// the secret can make ids, so only real traffic fills it.
 const REMEMBERED_IDS: usize = 4096;
-/// Commits remembered for deduplication.
-const REMEMBERED_COMMITS: usize = 256;
 /// Largest hint body read: a hint is a few hundred bytes.
 pub const MAX_BODY: usize = 4096;
 
@@ -171,14 +169,14 @@ fn shown(value: &str) -> String {
     format!("{cut:?}{more}")
 }
 
-/// What the receiver remembers of hints it acted on, bounded.
+/// The delivery ids the receiver has seen, bounded. Commits are not
+/// remembered here: whether a commit is news depends on what this replica
+/// publishes or awaits now ([`super::Peers::receive`]), not on whether it
+/// was hinted before (a rollback hints the previous commit again).
 #[derive(Debug, Default)]
 pub struct Seen {
     ids: HashSet<String>,
     id_order: VecDeque<String>,
-    /// commit → when (unix seconds) a hint for it was acted on.
-    commits: HashMap<String, u64>,
-    commit_order: VecDeque<String>,
 }
 
 /// Whether a verified hint is acted on.
@@ -187,7 +185,7 @@ pub enum Verdict {
     New,
     /// This delivery id was seen before (a replay or a retried send).
     DuplicateDelivery,
-    /// Another delivery for the same commit was acted on within the window.
+    /// Its commit is the one this replica publishes, or already awaits.
     DuplicateCommit,
 }
 
@@ -202,44 +200,21 @@ impl Verdict {
 }
 
 impl Seen {
-    /// Records `hint` and says whether it is new. A delivery id is
-    /// remembered whatever the verdict, so its replays stay duplicates.
-    pub fn admit(&mut self, hint: &Hint, now: u64) -> Verdict {
+    /// Records `hint`'s delivery id; [`Verdict::New`] the first time. An id
+    /// is remembered whatever comes of the hint, so its replays stay
+    /// duplicates.
+    pub fn admit(&mut self, hint: &Hint) -> Verdict {
         if self.ids.contains(&hint.id) {
             return Verdict::DuplicateDelivery;
         }
-        self.remember_id(&hint.id);
-        let Some(commit) = &hint.commit else {
-            return Verdict::New;
-        };
-        match self.commits.get(commit) {
-            Some(&at) if now.saturating_sub(at) <= WINDOW.as_secs() => Verdict::DuplicateCommit,
-            _ => {
-                self.remember_commit(commit, now);
-                Verdict::New
-            }
-        }
-    }
-
-    fn remember_id(&mut self, id: &str) {
         if self.id_order.len() >= REMEMBERED_IDS {
             if let Some(old) = self.id_order.pop_front() {
                 self.ids.remove(&old);
             }
         }
-        self.ids.insert(id.to_string());
-        self.id_order.push_back(id.to_string());
-    }
-
-    fn remember_commit(&mut self, commit: &str, now: u64) {
-        if self.commits.insert(commit.to_string(), now).is_none() {
-            self.commit_order.push_back(commit.to_string());
-        }
-        if self.commit_order.len() > REMEMBERED_COMMITS {
-            if let Some(old) = self.commit_order.pop_front() {
-                self.commits.remove(&old);
-            }
-        }
+        self.ids.insert(hint.id.clone());
+        self.id_order.push_back(hint.id.clone());
+        Verdict::New
     }
 }
 
@@ -379,42 +354,31 @@ mod tests {
     }
 
     #[test]
-    fn replays_and_repeated_commits_are_deduplicated() {
+    fn replayed_deliveries_are_recognised_whatever_their_commit() {
         let mut seen = Seen::default();
         let c = "b".repeat(40);
         let first = hint(Some(&c));
-        let now = first.ts;
-        assert_eq!(seen.admit(&first, now), Verdict::New);
-        assert_eq!(seen.admit(&first, now), Verdict::DuplicateDelivery);
-        // Another delivery of the same commit (the forge redelivered).
-        assert_eq!(
-            seen.admit(&hint(Some(&c)), now + 5),
-            Verdict::DuplicateCommit
-        );
-        // After the window the same commit counts again (A → B → A).
-        assert_eq!(
-            seen.admit(&hint(Some(&c)), now + WINDOW.as_secs() + 1),
-            Verdict::New
-        );
-        // Without a commit, only the delivery id deduplicates.
+        assert_eq!(seen.admit(&first), Verdict::New);
+        assert_eq!(seen.admit(&first), Verdict::DuplicateDelivery);
+        // Another delivery of the same commit is not a replay: whether it
+        // is news is the receiver's state's to say.
+        assert_eq!(seen.admit(&hint(Some(&c))), Verdict::New);
         let bare = hint(None);
-        assert_eq!(seen.admit(&bare, now), Verdict::New);
-        assert_eq!(seen.admit(&hint(None), now), Verdict::New);
-        assert_eq!(seen.admit(&bare, now), Verdict::DuplicateDelivery);
+        assert_eq!(seen.admit(&bare), Verdict::New);
+        assert_eq!(seen.admit(&hint(None)), Verdict::New);
+        assert_eq!(seen.admit(&bare), Verdict::DuplicateDelivery);
     }
 
     #[test]
     fn the_memory_is_bounded() {
         let mut seen = Seen::default();
         let first = hint(None);
-        seen.admit(&first, 0);
+        seen.admit(&first);
         for i in 0..REMEMBERED_IDS + 10 {
-            seen.admit(&hint(Some(&format!("{i:040x}"))), 0);
+            seen.admit(&hint(Some(&format!("{i:040x}"))));
         }
         assert_eq!(seen.ids.len(), REMEMBERED_IDS);
         assert_eq!(seen.id_order.len(), REMEMBERED_IDS);
-        assert!(seen.commits.len() <= REMEMBERED_COMMITS);
-        assert!(seen.commit_order.len() <= REMEMBERED_COMMITS);
         // The oldest id was forgotten first.
         assert!(!seen.ids.contains(&first.id));
     }

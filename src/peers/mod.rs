@@ -3,9 +3,10 @@
 //! authenticated `POST /sync`) syncs itself and sends a signed [`Hint`] to
 //! every other replica, found by resolving `--peers` again for each
 //! delivery (a headless Service lists every ready pod). A replica that
-//! receives a hint verifies it, deduplicates it, and fires its own sync
-//! trigger with the expected commit, as a webhook would; it never sends
-//! hints of its own for it.
+//! receives a hint verifies it, deduplicates it (a replayed delivery, or a
+//! commit it publishes or awaits already), and fires its own sync trigger
+//! with the expected commit, as a webhook would; it never sends hints of
+//! its own for it.
 //!
 //! Why this cannot loop or amplify:
 //! - only [`Peers::announce`] sends, and only the HTTP layer calls it, after
@@ -229,15 +230,29 @@ impl Peers {
 
     /// Checks a hint that arrived at [`ENDPOINT`]; counts it. The caller
     /// fires the sync trigger for [`Received::Sync`], nothing else.
-    pub fn receive(&self, body: &[u8], signature: Option<&str>) -> Result<Received, Refusal> {
+    /// `settled(commit)` says whether this replica already publishes that
+    /// commit (no pass running) or awaits it: only then is a hint for it a
+    /// duplicate. Having been hinted a commit before says nothing: after
+    /// A → B, a rollback hints A again, and must be acted on.
+    pub fn receive(
+        &self,
+        body: &[u8],
+        signature: Option<&str>,
+        settled: impl FnOnce(&str) -> bool,
+    ) -> Result<Received, Refusal> {
         let now = hint::unix_now();
         let verified = hint::verify(body, signature, &self.secret.accepted(), now);
         let received = verified.map(|hint| {
             if hint.repo != self.repo || hint.git_ref != self.git_ref {
                 return Received::Foreign;
             }
-            match lock(&self.seen).admit(&hint, now) {
-                Verdict::New => Received::Sync(hint.commit),
+            match lock(&self.seen).admit(&hint) {
+                Verdict::New => match hint.commit {
+                    Some(commit) if settled(&commit) => {
+                        Received::Duplicate(Verdict::DuplicateCommit)
+                    }
+                    commit => Received::Sync(commit),
+                },
                 duplicate => Received::Duplicate(duplicate),
             }
         });

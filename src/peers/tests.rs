@@ -43,36 +43,57 @@ fn sample(metrics: &Metrics, line: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
 }
 
+/// A hint signed with the shared secret.
+fn signed(commit: Option<&str>) -> (Vec<u8>, String) {
+    Hint::new(REPO, "main", commit.map(str::to_string)).sign(&SecretBytes::new(b"shared".to_vec()))
+}
+
 #[test]
-fn receive_acts_once_per_delivery_and_commit_and_counts() {
+fn receive_acts_once_per_delivery_and_per_commit_not_yet_settled_and_counts() {
     let dir = tempfile::tempdir().unwrap();
     let (p, metrics) = peers("127.0.0.1:1", "127.0.0.1:2".parse().unwrap(), &dir);
     let commit = "c".repeat(40);
-    let hint = Hint::new(REPO, "main", Some(commit.clone()));
-    let (body, sig) = hint.sign(&SecretBytes::new(b"shared".to_vec()));
+    let nothing_settled = |_: &str| false;
+    let (body, sig) = signed(Some(&commit));
     assert_eq!(
-        p.receive(&body, Some(&sig)),
+        p.receive(&body, Some(&sig), nothing_settled),
         Ok(Received::Sync(Some(commit.clone())))
     );
     assert_eq!(
-        p.receive(&body, Some(&sig)),
+        p.receive(&body, Some(&sig), nothing_settled),
         Ok(Received::Duplicate(Verdict::DuplicateDelivery))
     );
-    let again = Hint::new(REPO, "main", Some(commit));
-    let (body2, sig2) = again.sign(&SecretBytes::new(b"shared".to_vec()));
+    // Another delivery of the commit this replica now awaits (or publishes).
+    let (body2, sig2) = signed(Some(&commit));
     assert_eq!(
-        p.receive(&body2, Some(&sig2)),
+        p.receive(&body2, Some(&sig2), |c| c == commit),
         Ok(Received::Duplicate(Verdict::DuplicateCommit))
     );
+    // The same commit once this replica has moved on (A → B → A, a
+    // rollback): acted on again, however recently it was hinted.
+    let (body3, sig3) = signed(Some(&commit));
+    assert_eq!(
+        p.receive(&body3, Some(&sig3), |c| c == "b".repeat(40)),
+        Ok(Received::Sync(Some(commit.clone())))
+    );
     let other = Hint::new("https://example.com/org/other.git", "main", None);
-    let (body3, sig3) = other.sign(&SecretBytes::new(b"shared".to_vec()));
-    assert_eq!(p.receive(&body3, Some(&sig3)), Ok(Received::Foreign));
-    let (body4, sig4) = Hint::new(REPO, "main", None).sign(&SecretBytes::new(b"wrong".to_vec()));
-    assert_eq!(p.receive(&body4, Some(&sig4)), Err(Refusal::BadSignature));
-    assert_eq!(p.receive(&body4, None), Err(Refusal::MissingSignature));
+    let (body4, sig4) = other.sign(&SecretBytes::new(b"shared".to_vec()));
+    assert_eq!(
+        p.receive(&body4, Some(&sig4), nothing_settled),
+        Ok(Received::Foreign)
+    );
+    let (body5, sig5) = Hint::new(REPO, "main", None).sign(&SecretBytes::new(b"wrong".to_vec()));
+    assert_eq!(
+        p.receive(&body5, Some(&sig5), nothing_settled),
+        Err(Refusal::BadSignature)
+    );
+    assert_eq!(
+        p.receive(&body5, None, nothing_settled),
+        Err(Refusal::MissingSignature)
+    );
     let received = "git_sidecar_peer_hints_received_total{result=";
     for (result, n) in [
-        ("ok", 1.0),
+        ("ok", 2.0),
         ("duplicate_delivery", 1.0),
         ("duplicate_commit", 1.0),
         ("ignored", 1.0),

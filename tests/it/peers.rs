@@ -247,6 +247,42 @@ fn a_webhook_to_one_replica_publishes_in_all() {
     }
 }
 
+/// A quick rollback (A, then B, then a force-push back to A, all within
+/// the hint's 2-minute window) reaches every replica: a hint for a commit
+/// hinted before is acted on when the replica no longer publishes it.
+/// Before, the peers dropped it as `duplicate_commit` and kept B.
+#[test]
+fn a_quick_rollback_reaches_every_replica() {
+    let cluster = Cluster::new(&[2, 3, 4]);
+    let replicas = cluster.replicas(&[2, 3, 4]);
+    let all: Vec<&Replica> = replicas.iter().collect();
+    let origin = &replicas[0];
+    let a = cluster.up.commit_file("index.html", "A\n", "A");
+    assert_eq!(origin.webhook(&cluster.up, &a).status, 202);
+    wait_all_published(&all, &a, "A");
+    let b = cluster.up.commit_file("index.html", "B\n", "B");
+    assert_eq!(origin.webhook(&cluster.up, &b).status, 202);
+    wait_all_published(&all, &b, "B");
+
+    cluster.up.force_reset(&a);
+    let r = origin.webhook(&cluster.up, &a);
+    assert_eq!(r.status, 202, "{r}");
+    wait_all_published(&all, &a, "the rollback to A");
+    for peer in &replicas[1..] {
+        assert_eq!(peer.received("ok"), 3.0, "{}", peer.addr);
+        assert_eq!(peer.received("duplicate_commit"), 0.0, "{}", peer.addr);
+    }
+    // A hint for what a replica publishes now is still a duplicate.
+    let again = origin.webhook(&cluster.up, &a);
+    assert_eq!(again.status, 202, "{again}");
+    for peer in &replicas[1..] {
+        peer.run.wait_until(DEADLINE, "the redelivery's hint", || {
+            peer.received("duplicate_commit") == 1.0
+        });
+        assert_eq!(peer.received("ok"), 3.0, "{}", peer.addr);
+    }
+}
+
 /// The manifests' `--peers=site-peers:8081`: a short name, resolved in the
 /// pod's own namespace through the resolv.conf search list Kubernetes
 /// writes, so the manifest works in any namespace.
