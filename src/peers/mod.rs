@@ -23,6 +23,7 @@
 
 pub mod fanout;
 pub mod hint;
+mod matching;
 pub mod resolve;
 
 use std::net::SocketAddr;
@@ -243,7 +244,9 @@ impl Peers {
         let now = hint::unix_now();
         let verified = hint::verify(body, signature, &self.secret.accepted(), now);
         let received = verified.map(|hint| {
-            if hint.repo != self.repo || hint.git_ref != self.git_ref {
+            if !matching::same_repo(&self.repo, &hint.repo)
+                || !matching::same_ref(&self.git_ref, &hint.git_ref)
+            {
                 return Received::Foreign;
             }
             match lock(&self.seen).admit(&hint) {

@@ -76,6 +76,13 @@ fn receive_acts_once_per_delivery_and_per_commit_not_yet_settled_and_counts() {
         p.receive(&body3, Some(&sig3), |c| c == "b".repeat(40)),
         Ok(Received::Sync(Some(commit.clone())))
     );
+    // Spelled otherwise, the same repository and ref (F7).
+    let spelled = Hint::new("git@EXAMPLE.com:org/site", "refs/heads/main", None);
+    let (body6, sig6) = spelled.sign(&SecretBytes::new(b"shared".to_vec()));
+    assert_eq!(
+        p.receive(&body6, Some(&sig6), nothing_settled),
+        Ok(Received::Sync(None))
+    );
     let other = Hint::new("https://example.com/org/other.git", "main", None);
     let (body4, sig4) = other.sign(&SecretBytes::new(b"shared".to_vec()));
     assert_eq!(
@@ -93,7 +100,7 @@ fn receive_acts_once_per_delivery_and_per_commit_not_yet_settled_and_counts() {
     );
     let received = "git_sidecar_peer_hints_received_total{result=";
     for (result, n) in [
-        ("ok", 2.0),
+        ("ok", 3.0),
         ("duplicate_delivery", 1.0),
         ("duplicate_commit", 1.0),
         ("ignored", 1.0),

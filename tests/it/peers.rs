@@ -127,6 +127,11 @@ impl Cluster {
     /// Starts a replica on 127.X.Y.`host` with the peer secret `secret`,
     /// waits until it serves HTTP and has published the upstream head.
     fn replica(&self, host: u8, secret: &str) -> Replica {
+        self.replica_with(host, secret, &[])
+    }
+
+    /// [`Cluster::replica`] with more flags.
+    fn replica_with(&self, host: u8, secret: &str, flags: &[&str]) -> Replica {
         let ip = self.subnet.ip(host);
         let addr = format!("{ip}:{}", self.port);
         let scratch = Scratch::new();
@@ -139,6 +144,7 @@ impl Cluster {
             .args(["--peers", &format!("{}:{}", self.peers, self.port)])
             .arg("--peer-secret-file")
             .arg(self.secret_file(&format!("peer-{host}"), secret))
+            .args(flags)
             .resolv_conf(self.dns.resolv_conf())
             .spawn();
         run.wait_until(DEADLINE, "serving HTTP", || {
@@ -281,6 +287,27 @@ fn a_quick_rollback_reaches_every_replica() {
         });
         assert_eq!(peer.received("ok"), 3.0, "{}", peer.addr);
     }
+}
+
+/// Replicas whose `--ref` is spelled differently (`main`,
+/// `refs/heads/main`) take each other's hints; one following `HEAD` cannot
+/// tell whether `main` is its branch, and ignores the hint.
+#[test]
+fn replicas_spelling_the_ref_differently_take_each_others_hints() {
+    let cluster = Cluster::new(&[2, 3, 4]);
+    let short = cluster.replica_with(2, PEER_SECRET, &["--ref", "main"]);
+    let full = cluster.replica_with(3, PEER_SECRET, &["--ref", "refs/heads/main"]);
+    let head = cluster.replica(4, PEER_SECRET);
+    for (round, (from, to)) in [(&short, &full), (&full, &short)].into_iter().enumerate() {
+        let sha = cluster
+            .up
+            .commit_file("index.html", format!("v{round}\n"), "next");
+        let r = from.webhook(&cluster.up, &sha);
+        assert_eq!(r.status, 202, "{r}");
+        wait_all_published(&[from, to], &sha, &format!("round {round}"));
+        assert_eq!(to.received("ok"), 1.0, "{}", to.addr);
+    }
+    assert_eq!(head.received("ignored"), 2.0);
 }
 
 /// The manifests' `--peers=site-peers:8081`: a short name, resolved in the
