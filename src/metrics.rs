@@ -205,7 +205,8 @@ impl PeerMetrics {
         };
         registry.register(
             "git_sidecar_peer_hints_sent",
-            "Peer hints sent, one per peer and delivery, by outcome (ok, refused, rejected, timeout, error)",
+            "Peer hints sent, one per peer and delivery, by outcome (ok: the peer syncs, duplicate, \
+             ignored, refused, rejected, timeout, error)",
             this.sent.clone(),
         );
         registry.register(

@@ -141,7 +141,10 @@ impl Peers {
         metrics: Arc<Metrics>,
     ) -> Self {
         // Peers are pod addresses: never through an HTTP proxy from the environment.
+        // Never redirected: a hint goes to the resolved address only, and
+        // whatever answers there must not steer signed POSTs elsewhere.
         let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(fanout::ATTEMPT_TIMEOUT)
             .connect_timeout(fanout::ATTEMPT_TIMEOUT)
             .no_proxy()
@@ -212,11 +215,15 @@ impl Peers {
             Arc::new(signatures.collect()),
         )
         .await;
+        let count = |r| peers.iter().filter(|p| p.result == r).count();
         tracing::info!(
             delivery = %hint.id,
             commit = hint.commit.as_deref().unwrap_or(""),
             peers = peers.len(),
-            delivered = peers.iter().filter(|p| p.result == fanout::Result::Ok).count(),
+            delivered = count(fanout::Result::Ok),
+            duplicate = count(fanout::Result::Duplicate),
+            ignored = count(fanout::Result::Ignored),
+            failed = peers.iter().filter(|p| !p.result.reached()).count(),
             "peer hints sent"
         );
         *lock(&self.last) = Some(FanOut {

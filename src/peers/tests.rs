@@ -116,9 +116,9 @@ fn receive_acts_once_per_delivery_and_per_commit_not_yet_settled_and_counts() {
     }
 }
 
-/// A peer answering every request with `status` (after reading it whole),
-/// or never answering (`None`); counts requests.
-async fn peer(status: Option<u16>) -> (SocketAddr, Arc<AtomicUsize>) {
+/// A peer answering every request with `answer` (after reading it
+/// whole), or never answering (`None`); counts requests.
+async fn peer(answer: Option<String>) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let count = Arc::new(AtomicUsize::new(0));
@@ -127,17 +127,34 @@ async fn peer(status: Option<u16>) -> (SocketAddr, Arc<AtomicUsize>) {
         let mut held = Vec::new();
         while let Ok((mut stream, _)) = listener.accept().await {
             counter.fetch_add(1, Ordering::SeqCst);
-            let Some(status) = status else {
+            let Some(answer) = answer.clone() else {
                 held.push(stream);
                 continue;
             };
             tokio::spawn(async move {
                 read_request(&mut stream).await;
-                respond(&mut stream, status).await;
+                let _ = stream.write_all(answer.as_bytes()).await;
             });
         }
     });
     (addr, count)
+}
+
+/// A receiver's answer: `status` and `{"result":..,"reason":..}`.
+fn answer(status: u16, result: &str, reason: &str) -> String {
+    let body = serde_json::json!({ "result": result, "reason": reason }).to_string();
+    raw_answer(status, &[("content-type", "application/json")], &body)
+}
+
+fn raw_answer(status: u16, headers: &[(&str, &str)], body: &str) -> String {
+    let headers: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    format!(
+        "HTTP/1.1 {status} X\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// Reads one request whole (headers and `content-length` bytes of body).
@@ -154,11 +171,6 @@ async fn read_request(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
         }
     }
     request
-}
-
-async fn respond(stream: &mut tokio::net::TcpStream, status: u16) {
-    let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-    let _ = stream.write_all(answer.as_bytes()).await;
 }
 
 fn complete(request: &[u8]) -> bool {
@@ -180,8 +192,8 @@ fn complete(request: &[u8]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_fan_out_reaches_each_peer_once_and_records_each_outcome() {
     let dir = tempfile::tempdir().unwrap();
-    let (good, good_count) = peer(Some(202)).await;
-    let (wrong_secret, wrong_count) = peer(Some(401)).await;
+    let (good, good_count) = peer(Some(answer(202, "ok", "sync triggered"))).await;
+    let (wrong_secret, wrong_count) = peer(Some(answer(401, "bad_signature", "no"))).await;
     let (silent, silent_count) = peer(None).await;
     // A port nobody listens on: bind, note, close.
     let down = std::net::TcpListener::bind("127.0.0.1:0")
@@ -264,12 +276,12 @@ async fn peer_with_secret(secret: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize
                 let mut mac = <Hmac<sha2::Sha256>>::new_from_slice(secret).unwrap();
                 mac.update(body.as_bytes());
                 let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-                let status = if given.as_deref() == Some(expected.as_str()) {
-                    202
+                let answer = if given.as_deref() == Some(expected.as_str()) {
+                    answer(202, "ok", "sync triggered")
                 } else {
-                    401
+                    answer(401, "bad_signature", "another secret")
                 };
-                respond(&mut stream, status).await;
+                let _ = stream.write_all(answer.as_bytes()).await;
             });
         }
     });
@@ -303,4 +315,79 @@ async fn a_peer_still_on_the_previous_secret_gets_the_hint() {
     assert_eq!(result_of(old_peer), Some((fanout::Result::Ok, 2)));
     assert_eq!(new_count.load(Ordering::SeqCst), 1);
     assert_eq!(old_count.load(Ordering::SeqCst), 2);
+}
+
+/// Answers that are not `ok`: a peer that has the hint already or ignores
+/// it (counted apart from `ok`), a stale refusal (its reason reaches the
+/// sender's record), a redirect (never followed, not retried: the target
+/// hears nothing), and a 2xx that no peer gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_read_and_redirects_are_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (duplicate, _) = peer(Some(answer(200, "duplicate_commit", "nothing to do"))).await;
+    let (ignored, _) = peer(Some(answer(200, "ignored", "for another ref"))).await;
+    let (stale, _) = peer(Some(answer(403, "stale", "check the nodes' clocks"))).await;
+    let (target, target_count) = peer(Some(answer(202, "ok", "sync triggered"))).await;
+    let location = format!("http://{target}/peers/hint");
+    let (redirect, redirect_count) =
+        peer(Some(raw_answer(307, &[("location", &location)], ""))).await;
+    let (stranger, _) = peer(Some(raw_answer(200, &[], "hello"))).await;
+    let me: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let list = format!("{duplicate},{ignored},{stale},{redirect},{stranger}");
+    let (p, metrics) = peers(&list, me, &dir);
+    p.fan_out(Some("d".repeat(40))).await;
+
+    let last = p.last_fan_out().expect("recorded");
+    let outcome = |addr: SocketAddr| {
+        last.peers
+            .iter()
+            .find(|o| o.address == addr)
+            .cloned()
+            .expect("an outcome")
+    };
+    assert_eq!(outcome(duplicate).result, fanout::Result::Duplicate);
+    assert_eq!(outcome(ignored).result, fanout::Result::Ignored);
+    let refused = outcome(stale);
+    assert_eq!(refused.result, fanout::Result::Refused);
+    assert!(
+        refused
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("clocks")),
+        "{refused:?}"
+    );
+    let redirected = outcome(redirect);
+    assert_eq!(
+        (redirected.result, redirected.attempts),
+        (fanout::Result::Error, 1)
+    );
+    assert!(
+        redirected
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("redirect")),
+        "{redirected:?}"
+    );
+    assert_eq!(redirect_count.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        target_count.load(Ordering::SeqCst),
+        0,
+        "the redirect was followed"
+    );
+    assert_eq!(outcome(stranger).result, fanout::Result::Error);
+    let sent = "git_sidecar_peer_hints_sent_total{result=";
+    for (result, n) in [
+        ("duplicate", 1.0),
+        ("ignored", 1.0),
+        ("refused", 1.0),
+        ("error", 2.0),
+    ] {
+        assert_eq!(
+            sample(&metrics, &format!("{sent}\"{result}\"}}")),
+            Some(n),
+            "{result}\n{}",
+            metrics.encode()
+        );
+    }
+    assert_eq!(sample(&metrics, &format!("{sent}\"ok\"}}")), None);
 }

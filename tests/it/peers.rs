@@ -291,7 +291,8 @@ fn a_quick_rollback_reaches_every_replica() {
 
 /// Replicas whose `--ref` is spelled differently (`main`,
 /// `refs/heads/main`) take each other's hints; one following `HEAD` cannot
-/// tell whether `main` is its branch, and ignores the hint.
+/// tell whether `main` is its branch, ignores the hint, and the sender
+/// counts that answer as `ignored`, not `ok`.
 #[test]
 fn replicas_spelling_the_ref_differently_take_each_others_hints() {
     let cluster = Cluster::new(&[2, 3, 4]);
@@ -308,6 +309,14 @@ fn replicas_spelling_the_ref_differently_take_each_others_hints() {
         assert_eq!(to.received("ok"), 1.0, "{}", to.addr);
     }
     assert_eq!(head.received("ignored"), 2.0);
+    // Each sender counts the HEAD replica's answer as ignored, not ok.
+    for sender in [&short, &full] {
+        sender.run.wait_until(DEADLINE, "both answers counted", || {
+            sender.sent("ok") + sender.sent("ignored") == 2.0
+        });
+        assert_eq!(sender.sent("ok"), 1.0, "{}", sender.addr);
+        assert_eq!(sender.sent("ignored"), 1.0, "{}", sender.addr);
+    }
 }
 
 /// The manifests' `--peers=site-peers:8081`: a short name, resolved in the
@@ -329,11 +338,13 @@ fn a_short_service_name_resolves_through_the_pods_search_list() {
 }
 
 /// A peer with another secret (refused, counted on both sides), a peer
-/// that is down, and a peer that accepts connections but never answers:
-/// the good peer still publishes at once, and the sender counts each.
+/// that is down, a peer that accepts connections but never answers, and
+/// one that redirects (to an address that records what reaches it): the
+/// good peer still publishes at once, the sender counts each, and the
+/// redirect is not followed.
 #[test]
 fn peers_down_slow_or_with_another_secret_do_not_hold_up_the_others() {
-    let cluster = Cluster::new(&[2, 3, 4, 5, 6]);
+    let cluster = Cluster::new(&[2, 3, 4, 5, 6, 7]);
     let sender = cluster.replica(2, PEER_SECRET);
     let good = cluster.replica(3, PEER_SECRET);
     let stranger = cluster.replica(4, "another-secret-entirely");
@@ -341,6 +352,18 @@ fn peers_down_slow_or_with_another_secret_do_not_hold_up_the_others() {
     let slow =
         TcpListener::bind((cluster.subnet.ip(6), cluster.port)).expect("binding the slow peer");
     let held = std::sync::Mutex::new(Vec::new());
+    // 127.X.Y.7 redirects every request to 127.X.Y.8, which is not a peer.
+    let elsewhere = TcpListener::bind((cluster.subnet.ip(8), cluster.port)).expect("binding .8");
+    elsewhere.set_nonblocking(true).expect("nonblocking");
+    let location = format!(
+        "http://{}:{}/peers/hint",
+        cluster.subnet.ip(8),
+        cluster.port
+    );
+    let redirects = answering(
+        (cluster.subnet.ip(7), cluster.port),
+        format!("HTTP/1.1 307 Temporary Redirect\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"),
+    );
     std::thread::scope(|scope| {
         scope.spawn(|| {
             // Accepts and holds connections, never answering, for the test's length.
@@ -385,10 +408,16 @@ fn peers_down_slow_or_with_another_secret_do_not_hold_up_the_others() {
         assert_eq!(result_of(4), Some(("refused".into(), Some(1))), "{last}");
         assert_eq!(result_of(5), Some(("error".into(), Some(3))), "{last}");
         assert_eq!(result_of(6), Some(("timeout".into(), Some(3))), "{last}");
+        assert_eq!(result_of(7), Some(("error".into(), Some(1))), "{last}");
+        assert_eq!(redirects.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(
+            elsewhere.accept().is_err(),
+            "the redirect was followed to 127.X.Y.8"
+        );
         for (result, n) in [
             ("ok", 1.0),
             ("refused", 1.0),
-            ("error", 1.0),
+            ("error", 2.0),
             ("timeout", 1.0),
         ] {
             assert_eq!(sender.sent(result), n, "sent {result}");
@@ -505,6 +534,51 @@ fn a_replica_added_to_the_dns_answer_gets_the_next_hint() {
     wait_all_published(&[a, b, c], &second, "after c joined the answer");
     assert_eq!(c.received("ok"), 1.0);
     assert_eq!(a.metric("git_sidecar_peers"), 2.0);
+}
+
+/// A fake peer on `addr` that reads each request and writes `answer`;
+/// counts the requests.
+fn answering(
+    addr: (Ipv4Addr, u16),
+    answer: String,
+) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind(addr).expect("binding a fake peer");
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = count.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stream.read(&mut buf) {
+                request.extend_from_slice(&buf[..n]);
+                if n == 0 || request_complete(&request) {
+                    break;
+                }
+            }
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    count
+}
+
+/// Whether `request` holds its headers and `content-length` bytes of body.
+fn request_complete(request: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(request);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    body.len() >= length
 }
 
 /// A hint as a replica sends it (the format of `src/peers/hint.rs`).
