@@ -217,7 +217,7 @@ impl PeerMetrics {
         registry.register(
             "git_sidecar_peer_hints_received",
             "Peer hints received, by outcome (ok, duplicate_delivery, duplicate_commit, ignored, \
-             missing_signature, bad_signature, malformed, stale, disabled)",
+             missing_signature, bad_signature, malformed, stale, bad_body, rate_limited, disabled)",
             this.received.clone(),
         );
         registry.register(

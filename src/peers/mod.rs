@@ -75,8 +75,9 @@ pub enum Received {
     /// Already acted on (the label says how it was recognised).
     Duplicate(Verdict),
     /// For another repository or ref than ours (a Secret shared by two
-    /// Deployments): ignored.
-    Foreign,
+    /// Deployments, or replicas configured differently): ignored. The
+    /// hint's repository and ref, for the log.
+    Foreign { repo: String, git_ref: String },
 }
 
 impl Received {
@@ -84,7 +85,7 @@ impl Received {
         match self {
             Received::Sync(_) => "ok",
             Received::Duplicate(v) => v.label(),
-            Received::Foreign => "ignored",
+            Received::Foreign { .. } => "ignored",
         }
     }
 }
@@ -236,8 +237,9 @@ impl Peers {
         });
     }
 
-    /// Checks a hint that arrived at [`ENDPOINT`]; counts it. The caller
-    /// fires the sync trigger for [`Received::Sync`], nothing else.
+    /// Checks a hint that arrived at [`ENDPOINT`]. The caller counts it
+    /// (it alone knows whether a refusal became a 429), and fires the sync
+    /// trigger for [`Received::Sync`], nothing else.
     /// `settled(commit)` says whether this replica already publishes that
     /// commit (no pass running) or awaits it: only then is a hint for it a
     /// duplicate. Having been hinted a commit before says nothing: after
@@ -250,11 +252,14 @@ impl Peers {
     ) -> Result<Received, Refusal> {
         let now = hint::unix_now();
         let verified = hint::verify(body, signature, &self.secret.accepted(), now);
-        let received = verified.map(|hint| {
+        verified.map(|hint| {
             if !matching::same_repo(&self.repo, &hint.repo)
                 || !matching::same_ref(&self.git_ref, &hint.git_ref)
             {
-                return Received::Foreign;
+                return Received::Foreign {
+                    repo: hint.repo,
+                    git_ref: hint.git_ref,
+                };
             }
             match lock(&self.seen).admit(&hint) {
                 Verdict::New => match hint.commit {
@@ -265,13 +270,7 @@ impl Peers {
                 },
                 duplicate => Received::Duplicate(duplicate),
             }
-        });
-        let label = match &received {
-            Ok(r) => r.label(),
-            Err(refusal) => refusal.label(),
-        };
-        self.metrics.peer_hint_received(label);
-        received
+        })
     }
 
     /// The last fan-out, if any.

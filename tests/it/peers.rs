@@ -278,7 +278,14 @@ fn a_quick_rollback_reaches_every_replica() {
         assert_eq!(peer.received("ok"), 3.0, "{}", peer.addr);
         assert_eq!(peer.received("duplicate_commit"), 0.0, "{}", peer.addr);
     }
-    // A hint for what a replica publishes now is still a duplicate.
+    // A hint for what a replica publishes now (its pass over: /status
+    // says so) is still a duplicate.
+    for peer in &replicas[1..] {
+        peer.run
+            .wait_until(DEADLINE, "the pass that published A to end", || {
+                status_json(&peer.addr)["published_hash"] == a.as_str()
+            });
+    }
     let again = origin.webhook(&cluster.up, &a);
     assert_eq!(again.status, 202, "{again}");
     for peer in &replicas[1..] {
@@ -309,6 +316,15 @@ fn replicas_spelling_the_ref_differently_take_each_others_hints() {
         assert_eq!(to.received("ok"), 1.0, "{}", to.addr);
     }
     assert_eq!(head.received("ignored"), 2.0);
+    let ignored = log_lines(&head.run.stderr())
+        .filter(|l| {
+            l["msg"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("peer hint ignored")
+        })
+        .count();
+    assert_eq!(ignored, 2, "{}", head.run.logs());
     // Each sender counts the HEAD replica's answer as ignored, not ok.
     for sender in [&short, &full] {
         sender.run.wait_until(DEADLINE, "both answers counted", || {
@@ -473,6 +489,17 @@ fn hints_without_the_secret_or_replayed_do_nothing_and_are_never_forwarded() {
     assert_eq!(a.received("duplicate_delivery"), 1.0);
     assert_eq!(a.received("missing_signature"), 1.0);
     assert_eq!(a.received("bad_signature"), 1.0);
+    // Refusals are logged: the strangers' once a minute (anyone can send
+    // them), a genuine but stale hint every time (the clocks differ).
+    let stale = hint_body_at(&cluster.up.file_url(), &sha, unix_now() - 200);
+    let r = post_hint(&a.addr, &stale, Some(&sign_hint(PEER_SECRET, &stale)));
+    assert_eq!(r.status, 403, "{r}");
+    let refusals: Vec<serde_json::Value> = log_lines(&a.run.stderr())
+        .filter(|l| l["msg"] == "peer hint refused")
+        .collect();
+    assert_eq!(refusals.len(), 2, "{refusals:#?}");
+    assert_eq!(refusals[0]["result"], "missing_signature", "{refusals:#?}");
+    assert_eq!(refusals[1]["result"], "stale", "{refusals:#?}");
     assert!(
         a.last_fan_out().is_null(),
         "a hint made a fan-out: {}",
@@ -581,12 +608,20 @@ fn request_complete(request: &[u8]) -> bool {
     body.len() >= length
 }
 
-/// A hint as a replica sends it (the format of `src/peers/hint.rs`).
-fn hint_body(repo: &str, commit: &str) -> Vec<u8> {
-    let ts = std::time::SystemTime::now()
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970")
-        .as_secs();
+        .as_secs()
+}
+
+/// A hint as a replica sends it (the format of `src/peers/hint.rs`).
+fn hint_body(repo: &str, commit: &str) -> Vec<u8> {
+    hint_body_at(repo, commit, unix_now())
+}
+
+/// [`hint_body`] stamped `ts`.
+fn hint_body_at(repo: &str, commit: &str, ts: u64) -> Vec<u8> {
     serde_json::json!({
         "v": 1, "repo": repo, "ref": "HEAD", "commit": commit,
         "id": format!("it-{}", fastrand::u64(..)), "ts": ts,
