@@ -206,7 +206,8 @@ impl PeerMetrics {
         registry.register(
             "git_sidecar_peer_hints_sent",
             "Peer hints sent, one per peer and delivery, by outcome (ok: the peer syncs, duplicate, \
-             ignored, refused, rejected, timeout, error)",
+             ignored, refused, rejected, timeout, error), and one per name of --peers that did not \
+             resolve at a delivery (unresolved)",
             this.sent.clone(),
         );
         registry.register(

@@ -1,10 +1,9 @@
-//! One delivery to every peer: in parallel, each with a short timeout and a
-//! few retries with backoff ([`crate::backoff`]), so a dead or slow pod
-//! delays nobody else. The outcome of each peer is counted and kept for
-//! `/status`.
+//! One hint to one peer: a short timeout per attempt and a few retries
+//! with backoff ([`crate::backoff`]; resolving `--peers` is retried alike),
+//! the peer's answer read and classified. Each peer has its own queue
+//! (`send.rs`), so a dead or slow pod delays nobody else.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -17,10 +16,15 @@ use crate::metrics::Metrics;
 /// How long one attempt may take (connect, send, answer): a peer is in the
 /// same cluster, and the hint only saves waiting for the next poll.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Attempts per peer and delivery.
+/// Attempts per peer and delivery (and lookups of `--peers` per delivery).
 pub const ATTEMPTS: u64 = 3;
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// The wait after the `attempt`-th failed attempt (of a send or a lookup).
+pub fn retry_delay(attempt: u64) -> Duration {
+    backoff::delay(BACKOFF_BASE, BACKOFF_MAX, attempt, Jitter::Equal)
+}
 
 /// How one peer's delivery ended (the metric's `result`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -46,6 +50,12 @@ pub enum Result {
     /// `result`. Not `refused`, which says the secret or the clock differ:
     /// a redirect says that what answers at that address is not a peer.
     Error,
+    /// In `/status` only, never counted: the send is under way.
+    Sending,
+    /// In `/status` only, never counted: not sent, because a newer hint of
+    /// the same kind (with a commit, or without) was waiting for this peer
+    /// and took its place.
+    Superseded,
 }
 
 impl Result {
@@ -58,6 +68,8 @@ impl Result {
             Result::Rejected => "rejected",
             Result::Timeout => "timeout",
             Result::Error => "error",
+            Result::Sending => "sending",
+            Result::Superseded => "superseded",
         }
     }
 
@@ -106,36 +118,9 @@ pub struct PeerOutcome {
     pub detail: Option<String>,
 }
 
-/// Sends `body` to every address in parallel; returns when each has
-/// answered or given up.
-pub async fn deliver_all(
-    client: &reqwest::Client,
-    metrics: &Arc<Metrics>,
-    peers: impl IntoIterator<Item = SocketAddr>,
-    body: Arc<Vec<u8>>,
-    signatures: Arc<Vec<String>>,
-) -> Vec<PeerOutcome> {
-    let mut set = tokio::task::JoinSet::new();
-    for address in peers {
-        let (client, metrics) = (client.clone(), metrics.clone());
-        let (body, signatures) = (body.clone(), signatures.clone());
-        set.spawn(async move {
-            let outcome = deliver(&client, &metrics, address, &body, &signatures).await;
-            metrics.peer_hint_sent(outcome.result.label());
-            outcome
-        });
-    }
-    let mut outcomes = Vec::new();
-    while let Some(joined) = set.join_next().await {
-        if let Ok(outcome) = joined {
-            outcomes.push(outcome);
-        }
-    }
-    outcomes.sort_by_key(|o| o.address);
-    outcomes
-}
-
-async fn deliver(
+/// Sends `body` to `address` until it answers or the attempts run out;
+/// counts the retries, not the outcome.
+pub async fn deliver(
     client: &reqwest::Client,
     metrics: &Metrics,
     address: SocketAddr,
@@ -170,13 +155,7 @@ async fn deliver(
             };
         }
         metrics.peer_hint_retry();
-        tokio::time::sleep(backoff::delay(
-            BACKOFF_BASE,
-            BACKOFF_MAX,
-            attempts,
-            Jitter::Equal,
-        ))
-        .await;
+        tokio::time::sleep(retry_delay(attempts)).await;
     }
 }
 

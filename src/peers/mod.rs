@@ -12,10 +12,11 @@
 //! - only [`Peers::announce`] sends, and only the HTTP layer calls it, after
 //!   a forge signature or a sync-trigger token was verified; the hint
 //!   endpoint ([`Peers::receive`]) never announces;
-//! - one announcement → one delivery to each resolved peer other than this
-//!   instance (at most N−1), and announcements arriving while a delivery
-//!   runs coalesce into one more, so a burst of webhooks is at most two
-//!   rounds;
+//! - one announcement → at most one hint to each resolved peer other than
+//!   this instance (at most N−1); each peer has its own queue, in which a
+//!   newer hint replaces a waiting one of its kind, so a burst of webhooks
+//!   costs a slow peer at most three hints (`lanes.rs`), and fan-outs beyond
+//!   [`send::FAN_OUTS_AT_ONCE`] coalesce likewise;
 //! - without the peer secret, nothing passes [`hint::verify`].
 //!
 //! Polling (`--period`) stays on as the safety net: a lost hint only
@@ -23,15 +24,17 @@
 
 pub mod fanout;
 pub mod hint;
+mod lanes;
 mod matching;
 pub mod resolve;
+mod send;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -99,12 +102,15 @@ pub struct Peers {
     git_ref: String,
     client: Option<reqwest::Client>,
     metrics: Arc<Metrics>,
+    /// Ends every fan-out and send at shutdown.
+    cancel: CancellationToken,
     seen: Mutex<hint::Seen>,
-    last: Mutex<Option<FanOut>>,
-    /// The announcement waiting for the sender (`Some(commit)`): a burst
-    /// coalesces into the latest one.
-    pending: Mutex<Option<Option<String>>>,
-    wake: Notify,
+    /// The last delivery queued, for `/status`.
+    last: Mutex<Option<Arc<send::Delivery>>>,
+    /// Numbers the announcements (newer is higher).
+    seq: AtomicU64,
+    dispatch: Mutex<send::Dispatch>,
+    lanes: Mutex<lanes::Lanes<Arc<send::Delivery>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -112,9 +118,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Peers {
-    /// Builds the component and starts its sender, which stops on `cancel`.
-    /// `me` is the bound HTTP address; `repo` (redacted) and `git_ref`
-    /// identify what the hints are about.
+    /// Builds the component; what it sends stops on `cancel`. `me` is the
+    /// bound HTTP address; `repo` (redacted) and `git_ref` identify what
+    /// the hints are about.
     pub fn start(
         config: &PeersConfig,
         me: Me,
@@ -123,15 +129,7 @@ impl Peers {
         metrics: Arc<Metrics>,
         cancel: CancellationToken,
     ) -> Arc<Self> {
-        let peers = Arc::new(Self::new(config, me, repo, git_ref, metrics));
-        let sender = peers.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = cancel.cancelled() => {}
-                _ = sender.send_loop() => {}
-            }
-        });
-        peers
+        Arc::new(Self::new(config, me, repo, git_ref, metrics, cancel))
     }
 
     fn new(
@@ -140,6 +138,7 @@ impl Peers {
         repo: String,
         git_ref: String,
         metrics: Arc<Metrics>,
+        cancel: CancellationToken,
     ) -> Self {
         // Peers are pod addresses: never through an HTTP proxy from the environment.
         // Never redirected: a hint goes to the resolved address only, and
@@ -164,77 +163,19 @@ impl Peers {
             git_ref,
             client,
             metrics,
+            cancel,
             seen: Mutex::new(hint::Seen::default()),
             last: Mutex::new(None),
-            pending: Mutex::new(None),
-            wake: Notify::new(),
+            seq: AtomicU64::new(1),
+            dispatch: Mutex::new(send::Dispatch::default()),
+            lanes: Mutex::new(lanes::Lanes::default()),
         }
     }
 
     /// A verified webhook (or an authenticated `POST /sync`) was accepted:
     /// tell the peers, in the background.
-    pub fn announce(&self, commit: Option<String>) {
-        *lock(&self.pending) = Some(commit);
-        self.wake.notify_one();
-    }
-
-    async fn send_loop(&self) {
-        loop {
-            self.wake.notified().await;
-            let Some(commit) = lock(&self.pending).take() else {
-                continue;
-            };
-            self.fan_out(commit).await;
-        }
-    }
-
-    /// One delivery: resolve, skip this instance, send, record.
-    async fn fan_out(&self, commit: Option<String>) {
-        let Some(client) = &self.client else { return };
-        let (addrs, unresolved) = resolve::resolve(&self.names).await;
-        for e in &unresolved {
-            tracing::warn!(error = %e, "cannot resolve --peers; those peers get no hint");
-        }
-        let local = resolve::local_ips();
-        let (skipped_self, others): (Vec<_>, Vec<_>) =
-            addrs.into_iter().partition(|a| self.me.is(*a, &local));
-        self.metrics.set_peers_seen(others.len() as u64);
-        let hint = Hint::new(&self.repo, &self.git_ref, commit);
-        // Signed with the current secret, and the previous one within the
-        // rotation grace: a peer whose Secret mount is not updated yet
-        // refuses the first and takes the second.
-        let mut signed = self.secret.accepted().into_iter().map(|s| hint.sign(&s));
-        let Some((body, first)) = signed.next() else {
-            return;
-        };
-        let signatures = std::iter::once(first).chain(signed.map(|(_, s)| s));
-        let peers = fanout::deliver_all(
-            client,
-            &self.metrics,
-            others,
-            Arc::new(body),
-            Arc::new(signatures.collect()),
-        )
-        .await;
-        let count = |r| peers.iter().filter(|p| p.result == r).count();
-        tracing::info!(
-            delivery = %hint.id,
-            commit = hint.commit.as_deref().unwrap_or(""),
-            peers = peers.len(),
-            delivered = count(fanout::Result::Ok),
-            duplicate = count(fanout::Result::Duplicate),
-            ignored = count(fanout::Result::Ignored),
-            failed = peers.iter().filter(|p| !p.result.reached()).count(),
-            "peer hints sent"
-        );
-        *lock(&self.last) = Some(FanOut {
-            at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-            delivery: hint.id,
-            commit: hint.commit,
-            peers,
-            skipped_self,
-            unresolved,
-        });
+    pub fn announce(self: &Arc<Self>, commit: Option<String>) {
+        self.dispatch(commit);
     }
 
     /// Checks a hint that arrived at [`ENDPOINT`]. The caller counts it
@@ -275,7 +216,7 @@ impl Peers {
 
     /// The last fan-out, if any.
     pub fn last_fan_out(&self) -> Option<FanOut> {
-        lock(&self.last).clone()
+        lock(&self.last).as_ref().map(|d| d.record())
     }
 }
 

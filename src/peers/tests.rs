@@ -24,14 +24,15 @@ fn config(list: &str, dir: &tempfile::TempDir) -> PeersConfig {
     }
 }
 
-fn peers(list: &str, me: SocketAddr, dir: &tempfile::TempDir) -> (Peers, Arc<Metrics>) {
+fn peers(list: &str, me: SocketAddr, dir: &tempfile::TempDir) -> (Arc<Peers>, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new());
-    let p = Peers::new(
+    let p = Peers::start(
         &config(list, dir),
         Me { bound: me },
         REPO.into(),
         "main".into(),
         metrics.clone(),
+        CancellationToken::new(),
     );
     (p, metrics)
 }
@@ -190,9 +191,10 @@ async fn one_fan_out_reaches_each_peer_once_and_records_each_outcome() {
     let me: SocketAddr = "127.0.0.1:1".parse().unwrap();
     let list = format!("{good},{wrong_secret},{silent},{down},{me}");
     let (p, metrics) = peers(&list, me, &dir);
-    p.fan_out(Some("d".repeat(40))).await;
-
-    let last = p.last_fan_out().expect("recorded");
+    let last = p
+        .fan_out_and_wait(Some("d".repeat(40)))
+        .await
+        .expect("sent");
     assert_eq!(last.skipped_self, [me]);
     let result_of = |addr: SocketAddr| {
         last.peers
@@ -290,8 +292,10 @@ async fn a_peer_still_on_the_previous_secret_gets_the_hint() {
     let next = dir.path().join("peer-secret.new");
     std::fs::write(&next, "rotated").unwrap();
     std::fs::rename(&next, &secret_file).unwrap();
-    p.fan_out(Some("e".repeat(40))).await;
-    let last = p.last_fan_out().expect("recorded");
+    let last = p
+        .fan_out_and_wait(Some("e".repeat(40)))
+        .await
+        .expect("sent");
     let result_of = |addr: SocketAddr| {
         last.peers
             .iter()
@@ -322,9 +326,10 @@ async fn answers_are_read_and_redirects_are_not_followed() {
     let me: SocketAddr = "127.0.0.1:1".parse().unwrap();
     let list = format!("{duplicate},{ignored},{stale},{redirect},{stranger}");
     let (p, metrics) = peers(&list, me, &dir);
-    p.fan_out(Some("d".repeat(40))).await;
-
-    let last = p.last_fan_out().expect("recorded");
+    let last = p
+        .fan_out_and_wait(Some("d".repeat(40)))
+        .await
+        .expect("sent");
     let outcome = |addr: SocketAddr| {
         last.peers
             .iter()

@@ -20,10 +20,13 @@ use sha2::Sha256;
 
 use crate::http::{github_push_body, metric, metrics_text, send_github, status_json, SECRET};
 use crate::support::client::{self, http_address_in, Response};
-use crate::support::dns::{Dnsmasq, Subnet};
+use crate::support::dns::{Dnsmasq, FakeDns, FakeMode, Subnet};
 use crate::support::*;
 
 const PEER_SECRET: &str = "it-peer-secret-0123456789";
+/// Attempts per peer and delivery, and lookups per delivery
+/// (`src/peers/fanout.rs`).
+const ATTEMPTS: u64 = 3;
 const NAME: &str = "site-peers.test";
 
 /// The replicas' world: the repository, the DNS server, the port they all
@@ -36,6 +39,8 @@ struct Cluster {
     files: tempfile::TempDir,
     /// The host part of `--peers`.
     peers: String,
+    /// When set, what the replicas ask instead of dnsmasq.
+    fake_dns: Option<FakeDns>,
 }
 
 struct Replica {
@@ -79,6 +84,19 @@ impl Replica {
         status_json(&self.addr)["peers"]["last_fan_out"].clone()
     }
 
+    /// The last fan-out, once no send of it is under way.
+    fn finished_fan_out(&self) -> serde_json::Value {
+        let finished = |last: &serde_json::Value| {
+            last["peers"]
+                .as_array()
+                .is_some_and(|p| p.iter().all(|p| p["result"] != "sending"))
+        };
+        self.run.wait_until(DEADLINE, "the fan-out to finish", || {
+            finished(&self.last_fan_out())
+        });
+        self.last_fan_out()
+    }
+
     /// A signed GitHub push of refs/heads/main to `after`.
     fn webhook(&self, up: &Upstream, after: &str) -> Response {
         let body = github_push_body("refs/heads/main", after, &up.file_url());
@@ -115,6 +133,28 @@ impl Cluster {
             port,
             files,
             peers: peers.to_string(),
+            fake_dns: None,
+        }
+    }
+
+    /// [`Cluster::new`], but the replicas ask a [`FakeDns`] (on
+    /// 127.X.Y.254) in `mode`, whose resolv.conf has `options`.
+    fn with_fake_dns(hosts: &[u8], mode: FakeMode, options: &str) -> Self {
+        let mut cluster = Self::new(hosts);
+        let ips: Vec<Ipv4Addr> = hosts.iter().map(|h| cluster.subnet.ip(*h)).collect();
+        let listen = cluster.subnet.ip(254);
+        cluster.fake_dns = Some(FakeDns::start(listen, NAME, &ips, mode, options));
+        cluster
+    }
+
+    fn fake_dns(&self) -> &FakeDns {
+        self.fake_dns.as_ref().expect("a cluster with a fake DNS")
+    }
+
+    fn resolv_conf(&self) -> PathBuf {
+        match &self.fake_dns {
+            Some(fake) => fake.resolv_conf(),
+            None => self.dns.resolv_conf(),
         }
     }
 
@@ -145,7 +185,7 @@ impl Cluster {
             .arg("--peer-secret-file")
             .arg(self.secret_file(&format!("peer-{host}"), secret))
             .args(flags)
-            .resolv_conf(self.dns.resolv_conf())
+            .resolv_conf(self.resolv_conf())
             .spawn();
         run.wait_until(DEADLINE, "serving HTTP", || {
             http_address_in(&run.stderr()).is_some()
@@ -215,7 +255,7 @@ fn a_webhook_to_one_replica_publishes_in_all() {
 
     // The last sender (round 4: replica 1) sent to the two others only.
     let sender = &replicas[1];
-    let last = sender.last_fan_out();
+    let last = sender.finished_fan_out();
     let skipped = last["skipped_self"]
         .as_array()
         .expect("skipped_self")
@@ -402,12 +442,7 @@ fn peers_down_slow_or_with_another_secret_do_not_hold_up_the_others() {
         wait_all_published(&[&sender, &good], &sha, "sender and good peer");
 
         // Each failure is retried, then counted once, by outcome.
-        sender
-            .run
-            .wait_until(DEADLINE, "the fan-out to finish", || {
-                !sender.last_fan_out().is_null()
-            });
-        let last = sender.last_fan_out();
+        let last = sender.finished_fan_out();
         let result_of = |host: u8| {
             let addr = format!("{}:{}", cluster.subnet.ip(host), cluster.port);
             last["peers"]
@@ -509,7 +544,145 @@ fn hints_without_the_secret_or_replayed_do_nothing_and_are_never_forwarded() {
     assert_ne!(b.published().as_deref(), Some(sha.as_str()));
 }
 
-/// A signed hint whose commit is not an object id (40 or 64 lowercase
+/// A peer that accepts connections and never answers (a pod on a dead
+/// node, still listed) delays no other peer's hints: each peer has its own
+/// queue. Three deliveries reach the healthy peer while the silent one's
+/// first hint is still being retried (3 attempts of 2 s); the silent peer
+/// then gets only the newest of the two that waited for it. Before, each
+/// fan-out waited for the previous one's retries (about 6 s).
+#[test]
+fn a_peer_that_never_answers_delays_no_other_peers_hints() {
+    let cluster = Cluster::new(&[2, 3, 4]);
+    let sender = cluster.replica(2, PEER_SECRET);
+    let healthy = cluster.replica(3, PEER_SECRET);
+    let silent = SilentPeer::bind((cluster.subnet.ip(4), cluster.port));
+    for round in 0..3 {
+        let sha = cluster
+            .up
+            .commit_file("index.html", format!("v{round}\n"), "next");
+        let sent = Instant::now();
+        assert_eq!(sender.webhook(&cluster.up, &sha).status, 202);
+        wait_all_published(&[&sender, &healthy], &sha, &format!("round {round}"));
+        println!(
+            "round {round}: published by the healthy peer after {:?}",
+            sent.elapsed()
+        );
+    }
+    assert_eq!(
+        sender.sent("timeout"),
+        0.0,
+        "the silent peer's first hint was given up before the healthy peer had the third"
+    );
+    assert_eq!(healthy.received("ok"), 3.0);
+    sender
+        .run
+        .wait_until(DEADLINE * 2, "the silent peer's hints to time out", || {
+            sender.sent("timeout") == 2.0
+        });
+    assert_eq!(silent.accepted(), 2 * ATTEMPTS);
+    let superseded: Vec<u64> = log_lines(&sender.run.stderr())
+        .filter(|l| l["msg"] == "peer hints sent")
+        .filter_map(|l| l["superseded"].as_u64())
+        .collect();
+    assert_eq!(superseded.iter().sum::<u64>(), 1, "{superseded:?}");
+    assert_eq!(sender.sent("ok"), 3.0);
+}
+
+/// DNS failing when a delivery arrives: the name is asked again, as a
+/// send is retried. A name that never resolves is counted
+/// (`git_sidecar_peer_hints_sent_total{result="unresolved"}`) and logged
+/// once, after the last lookup; a lookup lost once costs nothing but the
+/// retry. Before, one failed lookup lost the fan-out without a count.
+#[test]
+fn dns_failures_at_a_delivery_are_retried_then_counted() {
+    let cluster = Cluster::with_fake_dns(&[2, 3], FakeMode::NxDomain, "timeout:1 attempts:1");
+    let replicas = cluster.replicas(&[2, 3]);
+    let (a, b) = (&replicas[0], &replicas[1]);
+    let dns = cluster.fake_dns();
+
+    let first = cluster.up.commit_file("index.html", "v1\n", "v1");
+    assert_eq!(a.webhook(&cluster.up, &first).status, 202);
+    a.run.wait_until(DEADLINE, "the fan-out to give up", || {
+        a.sent("unresolved") == 1.0
+    });
+    assert_eq!(dns.lookups(), ATTEMPTS);
+    let last = a.last_fan_out();
+    assert_eq!(
+        last["unresolved"].as_array().map(Vec::len),
+        Some(1),
+        "{last}"
+    );
+    assert_eq!(last["peers"].as_array().map(Vec::len), Some(0), "{last}");
+    let warned = log_lines(&a.run.stderr())
+        .filter(|l| l["msg"] == "cannot resolve --peers; those peers get no hint")
+        .count();
+    assert_eq!(warned, 1, "{}", a.run.logs());
+    assert_ne!(b.published().as_deref(), Some(first.as_str()));
+
+    dns.set_mode(FakeMode::LoseNextLookup);
+    let second = cluster.up.commit_file("index.html", "v2\n", "v2");
+    assert_eq!(a.webhook(&cluster.up, &second).status, 202);
+    wait_all_published(&[a, b], &second, "after a lost lookup");
+    assert_eq!(dns.lookups(), ATTEMPTS + 2, "one lost, one answered");
+    assert_eq!(a.sent("unresolved"), 1.0);
+    assert_eq!(b.received("ok"), 1.0);
+}
+
+/// A lookup the DNS server never answers (it waits out its 5 s) holds up
+/// no later delivery: fan-outs run side by side. Before, the second
+/// delivery's fan-out waited for the first one to give up.
+#[test]
+fn a_dns_lookup_that_hangs_holds_up_no_later_delivery() {
+    let cluster =
+        Cluster::with_fake_dns(&[2, 3], FakeMode::LoseNextLookup, "timeout:30 attempts:1");
+    let replicas = cluster.replicas(&[2, 3]);
+    let (a, b) = (&replicas[0], &replicas[1]);
+    let dns = cluster.fake_dns();
+    let first = cluster.up.commit_file("index.html", "v1\n", "v1");
+    assert_eq!(a.webhook(&cluster.up, &first).status, 202);
+    a.run
+        .wait_until(DEADLINE, "the first lookup", || dns.lookups() == 1);
+
+    let second = cluster.up.commit_file("index.html", "v2\n", "v2");
+    let sent = Instant::now();
+    assert_eq!(a.webhook(&cluster.up, &second).status, 202);
+    wait_all_published(&[b], &second, "while the first lookup hangs");
+    println!(
+        "second delivery published by the peer after {:?}",
+        sent.elapsed()
+    );
+    // The first fan-out has not asked again yet (it gives up a lookup
+    // after 5 s), nor sent anything.
+    assert_eq!(dns.lookups(), 2, "the first fan-out asked again already");
+    assert!(
+        !a.run.stderr().contains("no DNS answer within"),
+        "the first lookup had already given up: {}",
+        a.run.logs()
+    );
+    assert_eq!(b.received_any(), 1.0);
+    // Its second lookup is answered; its hint, older than the one sent,
+    // is dropped: the peer never goes back to the first commit.
+    let first_fan_out_over = || {
+        log_lines(&a.run.stderr()).find(|l| {
+            l["commit"] == first.as_str()
+                && l["msg"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("peer hints"))
+        })
+    };
+    a.run.wait_until(DEADLINE, "the first fan-out to end", || {
+        first_fan_out_over().is_some()
+    });
+    let over = first_fan_out_over().unwrap_or_default();
+    assert_eq!(
+        over["msg"], "peer hints not sent: a newer delivery's were sent while these waited for DNS",
+        "{over}"
+    );
+    assert_eq!(b.received_any(), 1.0);
+    assert_eq!(b.published().as_deref(), Some(second.as_str()));
+}
+
+/// A signed hint whose commit is not an object id/// A signed hint whose commit is not an object id (40 or 64 lowercase
 /// hex) is a 400 `bad_body`: it never becomes the expected commit in
 /// /status, nor starts the loop's retries for it.
 #[test]
@@ -561,6 +734,56 @@ fn a_replica_added_to_the_dns_answer_gets_the_next_hint() {
     wait_all_published(&[a, b, c], &second, "after c joined the answer");
     assert_eq!(c.received("ok"), 1.0);
     assert_eq!(a.metric("git_sidecar_peers"), 2.0);
+}
+
+/// A peer that accepts connections and never answers; stops on drop.
+struct SilentPeer {
+    accepted: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SilentPeer {
+    fn bind(addr: (Ipv4Addr, u16)) -> Self {
+        use std::sync::atomic::Ordering::SeqCst;
+        let listener = TcpListener::bind(addr).expect("binding the silent peer");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (accepted, stop) = (accepted.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut held = Vec::new();
+                while !stop.load(SeqCst) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            accepted.fetch_add(1, SeqCst);
+                            held.push(stream);
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                    }
+                }
+            })
+        };
+        SilentPeer {
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn accepted(&self) -> u64 {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for SilentPeer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// A fake peer on `addr` that reads each request and writes `answer`;
