@@ -17,6 +17,9 @@
 //!   newer hint replaces a waiting one of its kind, so a burst of webhooks
 //!   costs a slow peer at most three hints (`lanes.rs`), and fan-outs beyond
 //!   [`send::FAN_OUTS_AT_ONCE`] coalesce likewise;
+//! - announcements without a commit, which no peer can deduplicate, fan out
+//!   at most once per [`window::WINDOW`] (plus one at once after a quiet
+//!   spell), the last always followed by one;
 //! - without the peer secret, nothing passes [`hint::verify`].
 //!
 //! Polling (`--period`) stays on as the safety net: a lost hint only
@@ -28,6 +31,7 @@ mod lanes;
 mod matching;
 pub mod resolve;
 mod send;
+mod window;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -111,6 +115,8 @@ pub struct Peers {
     seq: AtomicU64,
     dispatch: Mutex<send::Dispatch>,
     lanes: Mutex<lanes::Lanes<Arc<send::Delivery>>>,
+    /// Collapses commit-less announcements.
+    window: Mutex<window::Window>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -169,13 +175,35 @@ impl Peers {
             seq: AtomicU64::new(1),
             dispatch: Mutex::new(send::Dispatch::default()),
             lanes: Mutex::new(lanes::Lanes::default()),
+            window: Mutex::new(window::Window::default()),
         }
     }
 
     /// A verified webhook (or an authenticated `POST /sync`) was accepted:
-    /// tell the peers, in the background.
+    /// tell the peers, in the background. Without a commit, the
+    /// announcement may wait for the end of the current window, and share
+    /// its fan-out with others ([`window`]).
     pub fn announce(self: &Arc<Self>, commit: Option<String>) {
-        self.dispatch(commit);
+        if commit.is_some() {
+            return self.dispatch(commit);
+        }
+        let admitted = lock(&self.window).admit(std::time::Instant::now());
+        match admitted {
+            window::Admit::Now => self.dispatch(None),
+            window::Admit::At(when) => {
+                let peers = self.clone();
+                self.spawn(async move {
+                    tokio::time::sleep_until(when.into()).await;
+                    lock(&peers.window).fired(std::time::Instant::now());
+                    peers.dispatch(None);
+                });
+            }
+            window::Admit::Collapsed => {
+                tracing::debug!(
+                    "a commit-less announcement joins the fan-out due at the window's end"
+                );
+            }
+        }
     }
 
     /// Checks a hint that arrived at [`ENDPOINT`]. The caller counts it

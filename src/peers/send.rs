@@ -295,7 +295,7 @@ impl Peers {
     }
 
     /// Runs `task` until it ends or the process shuts down.
-    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+    pub(super) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
         let cancel = self.cancel.clone();
         tokio::spawn(async move {
             tokio::select! {

@@ -682,6 +682,52 @@ fn a_dns_lookup_that_hangs_holds_up_no_later_delivery() {
     assert_eq!(b.published().as_deref(), Some(second.as_str()));
 }
 
+/// A burst of commit-less deliveries (`POST /sync`; a generic "sync now"
+/// is the same announcement), which no peer can deduplicate: each peer
+/// syncs a bounded number of times for it (the first at once, the rest
+/// collapsed into one at the end of a 10 s window), and the last one,
+/// which follows a new commit, still reaches every peer. Before, every
+/// delivery made every peer fetch.
+#[test]
+fn a_burst_of_commit_less_deliveries_costs_each_peer_a_bounded_number_of_syncs() {
+    const WINDOW: Duration = Duration::from_secs(10); // src/peers/window.rs
+    const TOKEN: &str = "it-sync-token";
+    let cluster = Cluster::new(&[2, 3]);
+    let token = cluster.secret_file("token", TOKEN);
+    let token = token.to_str().expect("a UTF-8 path");
+    let sender = cluster.replica_with(2, PEER_SECRET, &["--sync-trigger-token-file", token]);
+    let peer = cluster.replica(3, PEER_SECRET);
+    let auth = format!("Bearer {TOKEN}");
+    let sync_now = || {
+        let r = client::post(&sender.addr, "/sync", &[("Authorization", &auth)], b"")
+            .expect("POST /sync");
+        assert_eq!(r.status, 202, "{r}");
+    };
+    let started = Instant::now();
+    for _ in 0..20 {
+        sync_now();
+    }
+    let last = cluster.up.commit_file("index.html", "v1\n", "v1");
+    sync_now();
+    let burst = started.elapsed();
+    let published = wait_all_published(&[&sender, &peer], &last, "after the last delivery");
+    println!(
+        "burst of 21 in {burst:?}; the peer published the last one's commit after {published:?}"
+    );
+    // One fan-out at once, one at the end of each window the burst reached.
+    let bound = 2.0 + (burst.as_secs_f64() / WINDOW.as_secs_f64()).floor();
+    let received = peer.received("ok");
+    assert!(
+        (1.0..=bound).contains(&received),
+        "{received} hints for a burst of 21 over {burst:?} (at most {bound})"
+    );
+    sender
+        .run
+        .wait_until(DEADLINE, "the sender to count them", || {
+            sender.sent("ok") == received
+        });
+}
+
 /// A signed hint whose commit is not an object id/// A signed hint whose commit is not an object id (40 or 64 lowercase
 /// hex) is a 400 `bad_body`: it never becomes the expected commit in
 /// /status, nor starts the loop's retries for it.
