@@ -61,7 +61,7 @@ fn parse_entry(entry: &str) -> Result<PeerName, String> {
     if entry.contains("://") || entry.contains('/') {
         return Err(format!(
             "{entry:?} is not host:port (give the peers' HTTP address without a scheme or \
-             path, e.g. site-peers.default.svc.cluster.local:8081)"
+             path, e.g. site-peers:8081)"
         ));
     }
     let (host, port) = if let Some(rest) = entry.strip_prefix('[') {

@@ -140,7 +140,12 @@ impl Cluster {
     /// [`Cluster::new`], but the replicas ask a [`FakeDns`] (on
     /// 127.X.Y.254) in `mode`, whose resolv.conf has `options`.
     fn with_fake_dns(hosts: &[u8], mode: FakeMode, options: &str) -> Self {
-        let mut cluster = Self::new(hosts);
+        Self::with_fake_dns_as(hosts, mode, options, NAME)
+    }
+
+    /// [`Cluster::with_fake_dns`], `--peers` saying `peers`.
+    fn with_fake_dns_as(hosts: &[u8], mode: FakeMode, options: &str, peers: &str) -> Self {
+        let mut cluster = Self::answering(hosts, NAME, peers);
         let ips: Vec<Ipv4Addr> = hosts.iter().map(|h| cluster.subnet.ip(*h)).collect();
         let listen = cluster.subnet.ip(254);
         cluster.fake_dns = Some(FakeDns::start(listen, NAME, &ips, mode, options));
@@ -391,6 +396,33 @@ fn a_short_service_name_resolves_through_the_pods_search_list() {
     assert_eq!(r.status, 202, "signed push: {r}");
     wait_all_published(&replicas.iter().collect::<Vec<_>>(), &sha, "short name");
     assert_eq!(replicas[1].received("ok"), 1.0);
+}
+
+/// docs/http.md: with a pod's search list (`ndots:5`), a fully qualified
+/// name ending with a dot is asked as it is (A and AAAA: 2 queries per
+/// delivery); without the dot it is first tried under each search domain
+/// (8 queries).
+#[test]
+fn a_fully_qualified_name_with_its_final_dot_skips_the_search_list() {
+    let search = "site.svc.cluster.local svc.cluster.local cluster.local";
+    for (peers, queries) in [(format!("{NAME}."), 2), (NAME.to_string(), 8)] {
+        let cluster =
+            Cluster::with_fake_dns_as(&[2, 3], FakeMode::Answer, "timeout:1 attempts:1", &peers);
+        cluster
+            .fake_dns()
+            .search(search, "ndots:5 timeout:1 attempts:1");
+        let replicas = cluster.replicas(&[2, 3]);
+        let sha = cluster.up.commit_file("index.html", "v1\n", "v1");
+        assert_eq!(replicas[0].webhook(&cluster.up, &sha).status, 202);
+        wait_all_published(&replicas.iter().collect::<Vec<_>>(), &sha, &peers);
+        let names = cluster.fake_dns().names();
+        println!("--peers={peers}: {names:?}");
+        assert_eq!(names.len(), queries, "{peers}: {names:?}");
+        assert!(
+            names.iter().filter(|n| *n == NAME).count() == 2,
+            "{names:?}"
+        );
+    }
 }
 
 /// A peer with another secret (refused, counted on both sides), a peer

@@ -237,6 +237,8 @@ struct FakeState {
     dropped: std::collections::HashSet<u16>,
     /// Source ports seen, in order of first query.
     lookups: Vec<u16>,
+    /// Every query's name, in order.
+    names: Vec<String>,
 }
 
 impl FakeDns {
@@ -266,6 +268,7 @@ impl FakeDns {
             mode,
             dropped: Default::default(),
             lookups: Vec::new(),
+            names: Vec::new(),
         }));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let thread = {
@@ -288,6 +291,23 @@ impl FakeDns {
     /// The lookups (`getaddrinfo` calls) seen so far.
     pub fn lookups(&self) -> u64 {
         self.state.lock().expect("fake DNS state").lookups.len() as u64
+    }
+
+    /// The names asked, one per query (A and AAAA apart), in order.
+    pub fn names(&self) -> Vec<String> {
+        self.state.lock().expect("fake DNS state").names.clone()
+    }
+
+    /// Adds a pod's `search` list to the resolv.conf (see
+    /// [`Dnsmasq::search`]), with `options`.
+    pub fn search(&self, domains: &str, options: &str) {
+        let text = fs::read_to_string(self.resolv_conf()).expect("reading resolv.conf");
+        let nameserver = text.lines().next().unwrap_or_default();
+        fs::write(
+            self.resolv_conf(),
+            format!("{nameserver}\nsearch {domains}\noptions {options}\n"),
+        )
+        .expect("writing resolv.conf");
     }
 
     pub fn set_mode(&self, mode: FakeMode) {
@@ -337,6 +357,7 @@ impl FakeState {
             return None;
         }
         let (qname, qtype, question_end) = parse_question(query)?;
+        self.names.push(qname.clone());
         let known = qname == self.name && self.mode != FakeMode::NxDomain;
         let ips: &[Ipv4Addr] = if known && qtype == 1 { &self.ips } else { &[] };
         let rcode = if known { 0 } else { 3 };
