@@ -205,7 +205,9 @@ impl PeerMetrics {
         };
         registry.register(
             "git_sidecar_peer_hints_sent",
-            "Peer hints sent, one per peer and delivery, by outcome (ok, refused, rejected, timeout, error)",
+            "Peer hints sent, one per peer and delivery, by outcome (ok: the peer syncs, duplicate, \
+             ignored, refused, rejected, timeout, error), and one per name of --peers that did not \
+             resolve at a delivery (unresolved)",
             this.sent.clone(),
         );
         registry.register(
@@ -216,7 +218,7 @@ impl PeerMetrics {
         registry.register(
             "git_sidecar_peer_hints_received",
             "Peer hints received, by outcome (ok, duplicate_delivery, duplicate_commit, ignored, \
-             missing_signature, bad_signature, malformed, stale, disabled)",
+             missing_signature, bad_signature, malformed, stale, bad_body, rate_limited, disabled)",
             this.received.clone(),
         );
         registry.register(

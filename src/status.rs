@@ -209,6 +209,18 @@ impl StatusHandle {
         }
     }
 
+    /// Whether a new announcement of `hash` would change nothing: it is
+    /// the commit awaited (the loop fetches until it is published), or the
+    /// published one while no pass runs. A running pass may have fetched
+    /// before the push being announced and publish something else (B, when
+    /// a rollback to the published A is announced mid-pass).
+    pub fn settled(&self, hash: &str) -> bool {
+        self.read(|s| {
+            s.expected_hash.as_deref() == Some(hash)
+                || (s.pass_started.is_none() && s.published_hash.as_deref() == Some(hash))
+        })
+    }
+
     /// The commit a webhook announced and is not published yet.
     pub fn expected(&self) -> Option<String> {
         self.read(|s| s.expected_hash.clone())
@@ -513,6 +525,12 @@ mod tests {
         );
         h.expect(Some("unknown".into()));
         assert_eq!(h.snapshot().expected_hash.as_deref(), Some("unknown"));
+        assert!(h.settled("unknown"), "awaited");
+        assert!(h.settled("newer"), "published");
+        assert!(!h.settled("old"), "published before, not now");
+        h.pass_started();
+        assert!(h.settled("unknown"), "still awaited");
+        assert!(!h.settled("newer"), "the running pass may publish another");
     }
 
     #[test]

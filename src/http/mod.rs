@@ -56,6 +56,8 @@ pub struct HttpState {
     body_buffer: incoming_webhook::BodyBuffer,
     /// `--peers`: told of each accepted webhook and `POST /sync`.
     peers: Option<Arc<crate::peers::Peers>>,
+    /// Refused unsigned hints, logged sparingly.
+    hint_junk: peer_hint::JunkLog,
 }
 
 impl HttpState {
@@ -82,6 +84,7 @@ impl HttpState {
             limiter,
             body_buffer,
             peers: None,
+            hint_junk: peer_hint::JunkLog::default(),
         }
     }
 

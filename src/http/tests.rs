@@ -1170,18 +1170,18 @@ async fn peer_hints_are_refused_without_peers() {
 /// A verified webhook is announced to the peers; a peer's hint triggers a
 /// sync (with its expected commit) but is never announced again, and an
 /// unsigned hint does nothing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webhooks_are_announced_to_peers_and_hints_are_not() {
+/// A harness with `--peers=127.0.0.1:1` (nobody listens there: a fan-out
+/// fails fast, and is recorded) and the peer secret "peer secret".
+fn with_peers(cfg: HttpConfig) -> (Harness, Arc<crate::peers::Peers>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let secret_file = dir.path().join("peer-secret");
     std::fs::write(&secret_file, "peer secret").expect("write");
     let peers_config = crate::peers::PeersConfig {
-        // Nobody listens there: the fan-out fails fast, and is recorded.
         names: crate::peers::resolve::parse_list("127.0.0.1:1").expect("list"),
         secret_file,
         secret: SecretBytes::new("peer secret"),
     };
-    let base = state(config());
+    let base = state(cfg);
     let peers = crate::peers::Peers::start(
         &peers_config,
         crate::peers::Me {
@@ -1192,7 +1192,16 @@ async fn webhooks_are_announced_to_peers_and_hints_are_not() {
         base.metrics.clone(),
         tokio_util::sync::CancellationToken::new(),
     );
-    let h = Harness::with_state(base.with_peers(peers.clone()));
+    (
+        Harness::with_state(base.with_peers(peers.clone())),
+        peers,
+        dir,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_announced_to_peers_and_hints_are_not() {
+    let (h, peers, _dir) = with_peers(config());
     let commit = "e".repeat(40);
     let hint = crate::peers::Hint::new(
         &h.state.repo_redacted,
@@ -1221,4 +1230,40 @@ async fn webhooks_are_announced_to_peers_and_hints_are_not() {
     }
     let fan_out = peers.last_fan_out().expect("the webhook was announced");
     assert_eq!(fan_out.peers.len(), 1);
+}
+
+/// Each hint is counted once, by the answer it got: past the client's
+/// failure budget a wrongly signed hint is `rate_limited` (429), not
+/// `bad_signature`; a genuine hint still passes.
+#[tokio::test]
+async fn peer_hints_are_counted_by_the_answer_given() {
+    let mut cfg = config();
+    cfg.webhook.rate_limit_per_minute = 2;
+    let (h, _peers, _dir) = with_peers(cfg);
+    let hint = crate::peers::Hint::new(&h.state.repo_redacted, &h.state.git_ref, None);
+    let (body, _) = hint.sign(&SecretBytes::new("peer secret"));
+    for expected in [401, 401, 429, 429] {
+        let (code, text) = h.send(peer_hint(&body, Some("a guess"))).await;
+        assert_eq!(code.as_u16(), expected, "{text}");
+    }
+    let (code, text) = h.send(peer_hint(&body, Some("peer secret"))).await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{text}");
+    let other = crate::peers::Hint::new("https://example.com/other.git", "main", None);
+    let (other, _) = other.sign(&SecretBytes::new("peer secret"));
+    let (code, text) = h.send(peer_hint(&other, Some("peer secret"))).await;
+    assert_eq!(code, StatusCode::OK, "{text}");
+    assert!(
+        text.contains("not this replica's https://example.com/site.git main"),
+        "{text}"
+    );
+    let metrics = h.state.metrics.encode();
+    for (result, n) in [
+        ("bad_signature", 2),
+        ("rate_limited", 2),
+        ("ok", 1),
+        ("ignored", 1),
+    ] {
+        let sample = format!("git_sidecar_peer_hints_received_total{{result=\"{result}\"}} {n}");
+        assert!(metrics.contains(&sample), "{sample}\n{metrics}");
+    }
 }

@@ -1,15 +1,15 @@
 //! The peer hint: what one replica tells the others after it accepted a
 //! webhook ("repository R, ref F should now be at commit C"), signed with
 //! the shared peer secret, and the receiving side's checks: the HMAC
-//! (constant time), the timestamp window, and the memory of deliveries and
-//! commits already acted on.
+//! (constant time), the timestamp window, the commit's form, and the memory
+//! of deliveries already seen.
 //!
 //! Wire format: a JSON body (`{"v":1,"repo":..,"ref":..,"commit":..,"id":..,"ts":..}`)
 //! and the header [`SIGNATURE_HEADER`] `sha256=<hex HMAC-SHA256 of the raw body>`.
 //! The signature covers the exact bytes sent, so nothing is re-encoded
 //! before it is checked.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, KeyInit as _, Mac as _};
@@ -27,8 +27,6 @@ pub const WINDOW: Duration = Duration::from_secs(120);
 /// Delivery ids remembered (the oldest are forgotten first). Only holders of
 /// the secret can make ids, so only real traffic fills it.
 const REMEMBERED_IDS: usize = 4096;
-/// Commits remembered for deduplication.
-const REMEMBERED_COMMITS: usize = 256;
 /// Largest hint body read: a hint is a few hundred bytes.
 pub const MAX_BODY: usize = 4096;
 
@@ -97,6 +95,8 @@ pub enum Refusal {
     Malformed(String),
     #[error("the hint's timestamp is {0}s away from this clock (allowed: {allowed}s); check the nodes' clocks", allowed = WINDOW.as_secs())]
     Stale(u64),
+    #[error("the hint's commit {0} is not an object id (40 or 64 lowercase hex digits, or null)")]
+    BadCommit(String),
 }
 
 impl Refusal {
@@ -106,6 +106,9 @@ impl Refusal {
             Refusal::BadSignature => "bad_signature",
             Refusal::Malformed(_) => "malformed",
             Refusal::Stale(_) => "stale",
+            // A body that parses but says nothing usable, as the HTTP
+            // layer's own `bad_body` (too large, cut short).
+            Refusal::BadCommit(_) => "bad_body",
         }
     }
 }
@@ -141,17 +144,39 @@ pub fn verify(
     if skew > WINDOW.as_secs() {
         return Err(Refusal::Stale(skew));
     }
+    if let Some(commit) = hint.commit.as_deref().filter(|c| !is_object_id(c)) {
+        return Err(Refusal::BadCommit(shown(commit)));
+    }
     Ok(hint)
 }
 
-/// What the receiver remembers of hints it acted on, bounded.
+/// A commit id as a sender writes it (the forge's, lowercased): SHA-1 or
+/// SHA-256. Anything else would end up as the expected commit in
+/// `/status`, in logs, and in the loop's retries for a commit that cannot
+/// exist.
+fn is_object_id(commit: &str) -> bool {
+    matches!(commit.len(), 40 | 64)
+        && commit
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A refused value for a message: quoted, escaped, at most 80 characters.
+fn shown(value: &str) -> String {
+    const SHOWN: usize = 80;
+    let cut: String = value.chars().take(SHOWN).collect();
+    let more = if cut.len() < value.len() { "…" } else { "" };
+    format!("{cut:?}{more}")
+}
+
+/// The delivery ids the receiver has seen, bounded. Commits are not
+/// remembered here: whether a commit is news depends on what this replica
+/// publishes or awaits now ([`super::Peers::receive`]), not on whether it
+/// was hinted before (a rollback hints the previous commit again).
 #[derive(Debug, Default)]
 pub struct Seen {
     ids: HashSet<String>,
     id_order: VecDeque<String>,
-    /// commit → when (unix seconds) a hint for it was acted on.
-    commits: HashMap<String, u64>,
-    commit_order: VecDeque<String>,
 }
 
 /// Whether a verified hint is acted on.
@@ -160,7 +185,7 @@ pub enum Verdict {
     New,
     /// This delivery id was seen before (a replay or a retried send).
     DuplicateDelivery,
-    /// Another delivery for the same commit was acted on within the window.
+    /// Its commit is the one this replica publishes, or already awaits.
     DuplicateCommit,
 }
 
@@ -175,44 +200,21 @@ impl Verdict {
 }
 
 impl Seen {
-    /// Records `hint` and says whether it is new. A delivery id is
-    /// remembered whatever the verdict, so its replays stay duplicates.
-    pub fn admit(&mut self, hint: &Hint, now: u64) -> Verdict {
+    /// Records `hint`'s delivery id; [`Verdict::New`] the first time. An id
+    /// is remembered whatever comes of the hint, so its replays stay
+    /// duplicates.
+    pub fn admit(&mut self, hint: &Hint) -> Verdict {
         if self.ids.contains(&hint.id) {
             return Verdict::DuplicateDelivery;
         }
-        self.remember_id(&hint.id);
-        let Some(commit) = &hint.commit else {
-            return Verdict::New;
-        };
-        match self.commits.get(commit) {
-            Some(&at) if now.saturating_sub(at) <= WINDOW.as_secs() => Verdict::DuplicateCommit,
-            _ => {
-                self.remember_commit(commit, now);
-                Verdict::New
-            }
-        }
-    }
-
-    fn remember_id(&mut self, id: &str) {
         if self.id_order.len() >= REMEMBERED_IDS {
             if let Some(old) = self.id_order.pop_front() {
                 self.ids.remove(&old);
             }
         }
-        self.ids.insert(id.to_string());
-        self.id_order.push_back(id.to_string());
-    }
-
-    fn remember_commit(&mut self, commit: &str, now: u64) {
-        if self.commits.insert(commit.to_string(), now).is_none() {
-            self.commit_order.push_back(commit.to_string());
-        }
-        if self.commit_order.len() > REMEMBERED_COMMITS {
-            if let Some(old) = self.commit_order.pop_front() {
-                self.commits.remove(&old);
-            }
-        }
+        self.ids.insert(hint.id.clone());
+        self.id_order.push_back(hint.id.clone());
+        Verdict::New
     }
 }
 
@@ -316,42 +318,67 @@ mod tests {
     }
 
     #[test]
-    fn replays_and_repeated_commits_are_deduplicated() {
+    fn a_commit_that_is_not_an_object_id_is_a_bad_body() {
+        let sign = |commit: &str| {
+            let h = hint(Some(commit));
+            let (body, sig) = h.sign(&secret("k"));
+            (verify(&body, Some(&sig), &[secret("k")], h.ts), h)
+        };
+        for good in ["a".repeat(40), "0123456789abcdef".repeat(4)] {
+            let (verified, h) = sign(&good);
+            assert_eq!(verified, Ok(h), "{good}");
+        }
+        for bad in [
+            "../../etc/passwd".to_string(),
+            "zz\"\n{\"msg\":\"forged\"}".to_string(),
+            "A".repeat(40),
+            "a".repeat(39),
+            "a".repeat(41),
+            "a".repeat(63),
+            String::new(),
+            "é".repeat(300),
+        ] {
+            let (verified, _) = sign(&bad);
+            let refusal = verified.expect_err(&bad);
+            assert!(
+                matches!(refusal, Refusal::BadCommit(_)),
+                "{bad}: {refusal:?}"
+            );
+            assert_eq!(refusal.label(), "bad_body");
+            assert!(refusal.to_string().len() < 300, "{refusal}");
+        }
+        // No commit (a `POST /sync`) is fine.
+        let h = hint(None);
+        let (body, sig) = h.sign(&secret("k"));
+        assert!(verify(&body, Some(&sig), &[secret("k")], h.ts).is_ok());
+    }
+
+    #[test]
+    fn replayed_deliveries_are_recognised_whatever_their_commit() {
         let mut seen = Seen::default();
         let c = "b".repeat(40);
         let first = hint(Some(&c));
-        let now = first.ts;
-        assert_eq!(seen.admit(&first, now), Verdict::New);
-        assert_eq!(seen.admit(&first, now), Verdict::DuplicateDelivery);
-        // Another delivery of the same commit (the forge redelivered).
-        assert_eq!(
-            seen.admit(&hint(Some(&c)), now + 5),
-            Verdict::DuplicateCommit
-        );
-        // After the window the same commit counts again (A → B → A).
-        assert_eq!(
-            seen.admit(&hint(Some(&c)), now + WINDOW.as_secs() + 1),
-            Verdict::New
-        );
-        // Without a commit, only the delivery id deduplicates.
+        assert_eq!(seen.admit(&first), Verdict::New);
+        assert_eq!(seen.admit(&first), Verdict::DuplicateDelivery);
+        // Another delivery of the same commit is not a replay: whether it
+        // is news is the receiver's state's to say.
+        assert_eq!(seen.admit(&hint(Some(&c))), Verdict::New);
         let bare = hint(None);
-        assert_eq!(seen.admit(&bare, now), Verdict::New);
-        assert_eq!(seen.admit(&hint(None), now), Verdict::New);
-        assert_eq!(seen.admit(&bare, now), Verdict::DuplicateDelivery);
+        assert_eq!(seen.admit(&bare), Verdict::New);
+        assert_eq!(seen.admit(&hint(None)), Verdict::New);
+        assert_eq!(seen.admit(&bare), Verdict::DuplicateDelivery);
     }
 
     #[test]
     fn the_memory_is_bounded() {
         let mut seen = Seen::default();
         let first = hint(None);
-        seen.admit(&first, 0);
+        seen.admit(&first);
         for i in 0..REMEMBERED_IDS + 10 {
-            seen.admit(&hint(Some(&format!("{i:040x}"))), 0);
+            seen.admit(&hint(Some(&format!("{i:040x}"))));
         }
         assert_eq!(seen.ids.len(), REMEMBERED_IDS);
         assert_eq!(seen.id_order.len(), REMEMBERED_IDS);
-        assert!(seen.commits.len() <= REMEMBERED_COMMITS);
-        assert!(seen.commit_order.len() <= REMEMBERED_COMMITS);
         // The oldest id was forgotten first.
         assert!(!seen.ids.contains(&first.id));
     }

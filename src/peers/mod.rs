@@ -3,18 +3,23 @@
 //! authenticated `POST /sync`) syncs itself and sends a signed [`Hint`] to
 //! every other replica, found by resolving `--peers` again for each
 //! delivery (a headless Service lists every ready pod). A replica that
-//! receives a hint verifies it, deduplicates it, and fires its own sync
-//! trigger with the expected commit, as a webhook would; it never sends
-//! hints of its own for it.
+//! receives a hint verifies it, deduplicates it (a replayed delivery, or a
+//! commit it publishes or awaits already), and fires its own sync trigger
+//! with the expected commit, as a webhook would; it never sends hints of
+//! its own for it.
 //!
 //! Why this cannot loop or amplify:
 //! - only [`Peers::announce`] sends, and only the HTTP layer calls it, after
 //!   a forge signature or a sync-trigger token was verified; the hint
 //!   endpoint ([`Peers::receive`]) never announces;
-//! - one announcement → one delivery to each resolved peer other than this
-//!   instance (at most N−1), and announcements arriving while a delivery
-//!   runs coalesce into one more, so a burst of webhooks is at most two
-//!   rounds;
+//! - one announcement → at most one hint to each resolved peer other than
+//!   this instance (at most N−1); each peer has its own queue, in which a
+//!   newer hint replaces a waiting one of its kind, so a burst of webhooks
+//!   costs a slow peer at most three hints (`lanes.rs`), and fan-outs beyond
+//!   [`send::FAN_OUTS_AT_ONCE`] coalesce likewise;
+//! - announcements without a commit, which no peer can deduplicate, fan out
+//!   at most once per [`window::WINDOW`] (plus one at once after a quiet
+//!   spell), the last always followed by one;
 //! - without the peer secret, nothing passes [`hint::verify`].
 //!
 //! Polling (`--period`) stays on as the safety net: a lost hint only
@@ -22,14 +27,18 @@
 
 pub mod fanout;
 pub mod hint;
+mod lanes;
+mod matching;
 pub mod resolve;
+mod send;
+mod window;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -73,8 +82,9 @@ pub enum Received {
     /// Already acted on (the label says how it was recognised).
     Duplicate(Verdict),
     /// For another repository or ref than ours (a Secret shared by two
-    /// Deployments): ignored.
-    Foreign,
+    /// Deployments, or replicas configured differently): ignored. The
+    /// hint's repository and ref, for the log.
+    Foreign { repo: String, git_ref: String },
 }
 
 impl Received {
@@ -82,7 +92,7 @@ impl Received {
         match self {
             Received::Sync(_) => "ok",
             Received::Duplicate(v) => v.label(),
-            Received::Foreign => "ignored",
+            Received::Foreign { .. } => "ignored",
         }
     }
 }
@@ -96,12 +106,17 @@ pub struct Peers {
     git_ref: String,
     client: Option<reqwest::Client>,
     metrics: Arc<Metrics>,
+    /// Ends every fan-out and send at shutdown.
+    cancel: CancellationToken,
     seen: Mutex<hint::Seen>,
-    last: Mutex<Option<FanOut>>,
-    /// The announcement waiting for the sender (`Some(commit)`): a burst
-    /// coalesces into the latest one.
-    pending: Mutex<Option<Option<String>>>,
-    wake: Notify,
+    /// The last delivery queued, for `/status`.
+    last: Mutex<Option<Arc<send::Delivery>>>,
+    /// Numbers the announcements (newer is higher).
+    seq: AtomicU64,
+    dispatch: Mutex<send::Dispatch>,
+    lanes: Mutex<lanes::Lanes<Arc<send::Delivery>>>,
+    /// Collapses commit-less announcements.
+    window: Mutex<window::Window>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -109,9 +124,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Peers {
-    /// Builds the component and starts its sender, which stops on `cancel`.
-    /// `me` is the bound HTTP address; `repo` (redacted) and `git_ref`
-    /// identify what the hints are about.
+    /// Builds the component; what it sends stops on `cancel`. `me` is the
+    /// bound HTTP address; `repo` (redacted) and `git_ref` identify what
+    /// the hints are about.
     pub fn start(
         config: &PeersConfig,
         me: Me,
@@ -120,15 +135,7 @@ impl Peers {
         metrics: Arc<Metrics>,
         cancel: CancellationToken,
     ) -> Arc<Self> {
-        let peers = Arc::new(Self::new(config, me, repo, git_ref, metrics));
-        let sender = peers.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = cancel.cancelled() => {}
-                _ = sender.send_loop() => {}
-            }
-        });
-        peers
+        Arc::new(Self::new(config, me, repo, git_ref, metrics, cancel))
     }
 
     fn new(
@@ -137,9 +144,13 @@ impl Peers {
         repo: String,
         git_ref: String,
         metrics: Arc<Metrics>,
+        cancel: CancellationToken,
     ) -> Self {
         // Peers are pod addresses: never through an HTTP proxy from the environment.
+        // Never redirected: a hint goes to the resolved address only, and
+        // whatever answers there must not steer signed POSTs elsewhere.
         let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(fanout::ATTEMPT_TIMEOUT)
             .connect_timeout(fanout::ATTEMPT_TIMEOUT)
             .no_proxy()
@@ -158,100 +169,82 @@ impl Peers {
             git_ref,
             client,
             metrics,
+            cancel,
             seen: Mutex::new(hint::Seen::default()),
             last: Mutex::new(None),
-            pending: Mutex::new(None),
-            wake: Notify::new(),
+            seq: AtomicU64::new(1),
+            dispatch: Mutex::new(send::Dispatch::default()),
+            lanes: Mutex::new(lanes::Lanes::default()),
+            window: Mutex::new(window::Window::default()),
         }
     }
 
     /// A verified webhook (or an authenticated `POST /sync`) was accepted:
-    /// tell the peers, in the background.
-    pub fn announce(&self, commit: Option<String>) {
-        *lock(&self.pending) = Some(commit);
-        self.wake.notify_one();
-    }
-
-    async fn send_loop(&self) {
-        loop {
-            self.wake.notified().await;
-            let Some(commit) = lock(&self.pending).take() else {
-                continue;
-            };
-            self.fan_out(commit).await;
+    /// tell the peers, in the background. Without a commit, the
+    /// announcement may wait for the end of the current window, and share
+    /// its fan-out with others ([`window`]).
+    pub fn announce(self: &Arc<Self>, commit: Option<String>) {
+        if commit.is_some() {
+            return self.dispatch(commit);
+        }
+        let admitted = lock(&self.window).admit(std::time::Instant::now());
+        match admitted {
+            window::Admit::Now => self.dispatch(None),
+            window::Admit::At(when) => {
+                let peers = self.clone();
+                self.spawn(async move {
+                    tokio::time::sleep_until(when.into()).await;
+                    lock(&peers.window).fired(std::time::Instant::now());
+                    peers.dispatch(None);
+                });
+            }
+            window::Admit::Collapsed => {
+                tracing::debug!(
+                    "a commit-less announcement joins the fan-out due at the window's end"
+                );
+            }
         }
     }
 
-    /// One delivery: resolve, skip this instance, send, record.
-    async fn fan_out(&self, commit: Option<String>) {
-        let Some(client) = &self.client else { return };
-        let (addrs, unresolved) = resolve::resolve(&self.names).await;
-        for e in &unresolved {
-            tracing::warn!(error = %e, "cannot resolve --peers; those peers get no hint");
-        }
-        let local = resolve::local_ips();
-        let (skipped_self, others): (Vec<_>, Vec<_>) =
-            addrs.into_iter().partition(|a| self.me.is(*a, &local));
-        self.metrics.set_peers_seen(others.len() as u64);
-        let hint = Hint::new(&self.repo, &self.git_ref, commit);
-        // Signed with the current secret, and the previous one within the
-        // rotation grace: a peer whose Secret mount is not updated yet
-        // refuses the first and takes the second.
-        let mut signed = self.secret.accepted().into_iter().map(|s| hint.sign(&s));
-        let Some((body, first)) = signed.next() else {
-            return;
-        };
-        let signatures = std::iter::once(first).chain(signed.map(|(_, s)| s));
-        let peers = fanout::deliver_all(
-            client,
-            &self.metrics,
-            others,
-            Arc::new(body),
-            Arc::new(signatures.collect()),
-        )
-        .await;
-        tracing::info!(
-            delivery = %hint.id,
-            commit = hint.commit.as_deref().unwrap_or(""),
-            peers = peers.len(),
-            delivered = peers.iter().filter(|p| p.result == fanout::Result::Ok).count(),
-            "peer hints sent"
-        );
-        *lock(&self.last) = Some(FanOut {
-            at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-            delivery: hint.id,
-            commit: hint.commit,
-            peers,
-            skipped_self,
-            unresolved,
-        });
-    }
-
-    /// Checks a hint that arrived at [`ENDPOINT`]; counts it. The caller
-    /// fires the sync trigger for [`Received::Sync`], nothing else.
-    pub fn receive(&self, body: &[u8], signature: Option<&str>) -> Result<Received, Refusal> {
+    /// Checks a hint that arrived at [`ENDPOINT`]. The caller counts it
+    /// (it alone knows whether a refusal became a 429), and fires the sync
+    /// trigger for [`Received::Sync`], nothing else.
+    /// `settled(commit)` says whether this replica already publishes that
+    /// commit (no pass running) or awaits it: only then is a hint for it a
+    /// duplicate. Having been hinted a commit before says nothing: after
+    /// A → B, a rollback hints A again, and must be acted on.
+    pub fn receive(
+        &self,
+        body: &[u8],
+        signature: Option<&str>,
+        settled: impl FnOnce(&str) -> bool,
+    ) -> Result<Received, Refusal> {
         let now = hint::unix_now();
         let verified = hint::verify(body, signature, &self.secret.accepted(), now);
-        let received = verified.map(|hint| {
-            if hint.repo != self.repo || hint.git_ref != self.git_ref {
-                return Received::Foreign;
+        verified.map(|hint| {
+            if !matching::same_repo(&self.repo, &hint.repo)
+                || !matching::same_ref(&self.git_ref, &hint.git_ref)
+            {
+                return Received::Foreign {
+                    repo: hint.repo,
+                    git_ref: hint.git_ref,
+                };
             }
-            match lock(&self.seen).admit(&hint, now) {
-                Verdict::New => Received::Sync(hint.commit),
+            match lock(&self.seen).admit(&hint) {
+                Verdict::New => match hint.commit {
+                    Some(commit) if settled(&commit) => {
+                        Received::Duplicate(Verdict::DuplicateCommit)
+                    }
+                    commit => Received::Sync(commit),
+                },
                 duplicate => Received::Duplicate(duplicate),
             }
-        });
-        let label = match &received {
-            Ok(r) => r.label(),
-            Err(refusal) => refusal.label(),
-        };
-        self.metrics.peer_hint_received(label);
-        received
+        })
     }
 
     /// The last fan-out, if any.
     pub fn last_fan_out(&self) -> Option<FanOut> {
-        lock(&self.last).clone()
+        lock(&self.last).as_ref().map(|d| d.record())
     }
 }
 

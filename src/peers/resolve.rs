@@ -1,6 +1,6 @@
 //! Who the peers are: `--peers` parsed once ([`parse_list`]), resolved
-//! again for every delivery ([`resolve`]) so that pods coming and going
-//! behind a headless Service are followed, and this instance's own
+//! again for every delivery ([`resolve_retrying`]) so that pods coming and
+//! going behind a headless Service are followed, and this instance's own
 //! addresses left out ([`Me`]).
 //!
 //! Resolution goes through the system resolver (`getaddrinfo`, as
@@ -14,6 +14,8 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::net::{IpAddr, SocketAddr};
+
+use super::fanout::{retry_delay, ATTEMPTS};
 
 /// One `host:port` entry of `--peers`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +61,7 @@ fn parse_entry(entry: &str) -> Result<PeerName, String> {
     if entry.contains("://") || entry.contains('/') {
         return Err(format!(
             "{entry:?} is not host:port (give the peers' HTTP address without a scheme or \
-             path, e.g. site-peers.default.svc.cluster.local:8081)"
+             path, e.g. site-peers:8081)"
         ));
     }
     let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
@@ -97,7 +99,7 @@ const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Every address the names resolve to (A and AAAA), sorted and without
 /// duplicates, and the names that could not be resolved (with why).
-pub async fn resolve(names: &[PeerName]) -> (BTreeSet<SocketAddr>, Vec<String>) {
+pub async fn resolve(names: &[PeerName]) -> (BTreeSet<SocketAddr>, Vec<(PeerName, String)>) {
     let lookups = names.iter().cloned().map(|name| async move {
         // getaddrinfo retries per resolv.conf (up to ~30 s): a hint that
         // late is useless, so a slow resolver counts as unresolved.
@@ -116,10 +118,34 @@ pub async fn resolve(names: &[PeerName]) -> (BTreeSet<SocketAddr>, Vec<String>) 
     for (name, found) in join_all(lookups).await {
         match found {
             Ok(found) => addrs.extend(found.into_iter().map(canonical)),
-            Err(e) => errors.push(format!("{name}: {e}")),
+            Err(e) => errors.push((name, e.to_string())),
         }
     }
     (addrs, errors)
+}
+
+/// [`resolve`], asking again for the names that failed, as a send is
+/// retried ([`ATTEMPTS`], [`retry_delay`]): a DNS server restarting or a
+/// lost packet at the moment of a push must not lose the fan-out. Returns
+/// the names still unresolved after the last attempt, with why.
+pub async fn resolve_retrying(names: &[PeerName]) -> (BTreeSet<SocketAddr>, Vec<String>) {
+    let mut addrs = BTreeSet::new();
+    let mut pending = names.to_vec();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (found, failed) = resolve(&pending).await;
+        addrs.extend(found);
+        if failed.is_empty() || attempt >= ATTEMPTS {
+            let unresolved = failed.iter().map(|(n, e)| format!("{n}: {e}")).collect();
+            return (addrs, unresolved);
+        }
+        for (name, error) in &failed {
+            tracing::debug!(peers = %name, error, attempt, "cannot resolve --peers yet; asking again");
+        }
+        pending = failed.into_iter().map(|(name, _)| name).collect();
+        tokio::time::sleep(retry_delay(attempt)).await;
+    }
 }
 
 /// Runs the futures concurrently (a handful of names: no need for a crate).

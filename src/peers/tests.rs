@@ -1,7 +1,7 @@
-//! The component in-process: what `receive` decides and counts, and one
-//! fan-out against real sockets on 127.0.0.1 (a peer that takes the hint,
-//! one with another secret, one that never answers, one that is down, and
-//! this instance itself).
+//! The component in-process: what `receive` decides, and fan-outs against
+//! real sockets on 127.0.0.1 (peers that take the hint, have another
+//! secret, never answer, are down, answer otherwise, and this instance
+//! itself).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,14 +24,15 @@ fn config(list: &str, dir: &tempfile::TempDir) -> PeersConfig {
     }
 }
 
-fn peers(list: &str, me: SocketAddr, dir: &tempfile::TempDir) -> (Peers, Arc<Metrics>) {
+fn peers(list: &str, me: SocketAddr, dir: &tempfile::TempDir) -> (Arc<Peers>, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new());
-    let p = Peers::new(
+    let p = Peers::start(
         &config(list, dir),
         Me { bound: me },
         REPO.into(),
         "main".into(),
         metrics.clone(),
+        CancellationToken::new(),
     );
     (p, metrics)
 }
@@ -43,54 +44,69 @@ fn sample(metrics: &Metrics, line: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
 }
 
+/// A hint signed with the shared secret.
+fn signed(commit: Option<&str>) -> (Vec<u8>, String) {
+    Hint::new(REPO, "main", commit.map(str::to_string)).sign(&SecretBytes::new(b"shared".to_vec()))
+}
+
 #[test]
-fn receive_acts_once_per_delivery_and_commit_and_counts() {
+fn receive_acts_once_per_delivery_and_per_commit_not_yet_settled() {
     let dir = tempfile::tempdir().unwrap();
-    let (p, metrics) = peers("127.0.0.1:1", "127.0.0.1:2".parse().unwrap(), &dir);
+    let (p, _) = peers("127.0.0.1:1", "127.0.0.1:2".parse().unwrap(), &dir);
     let commit = "c".repeat(40);
-    let hint = Hint::new(REPO, "main", Some(commit.clone()));
-    let (body, sig) = hint.sign(&SecretBytes::new(b"shared".to_vec()));
+    let nothing_settled = |_: &str| false;
+    let (body, sig) = signed(Some(&commit));
     assert_eq!(
-        p.receive(&body, Some(&sig)),
+        p.receive(&body, Some(&sig), nothing_settled),
         Ok(Received::Sync(Some(commit.clone())))
     );
     assert_eq!(
-        p.receive(&body, Some(&sig)),
+        p.receive(&body, Some(&sig), nothing_settled),
         Ok(Received::Duplicate(Verdict::DuplicateDelivery))
     );
-    let again = Hint::new(REPO, "main", Some(commit));
-    let (body2, sig2) = again.sign(&SecretBytes::new(b"shared".to_vec()));
+    // Another delivery of the commit this replica now awaits (or publishes).
+    let (body2, sig2) = signed(Some(&commit));
     assert_eq!(
-        p.receive(&body2, Some(&sig2)),
+        p.receive(&body2, Some(&sig2), |c| c == commit),
         Ok(Received::Duplicate(Verdict::DuplicateCommit))
     );
+    // The same commit once this replica has moved on (A → B → A, a
+    // rollback): acted on again, however recently it was hinted.
+    let (body3, sig3) = signed(Some(&commit));
+    assert_eq!(
+        p.receive(&body3, Some(&sig3), |c| c == "b".repeat(40)),
+        Ok(Received::Sync(Some(commit.clone())))
+    );
+    // Spelled otherwise, the same repository and ref (F7).
+    let spelled = Hint::new("git@EXAMPLE.com:org/site", "refs/heads/main", None);
+    let (body6, sig6) = spelled.sign(&SecretBytes::new(b"shared".to_vec()));
+    assert_eq!(
+        p.receive(&body6, Some(&sig6), nothing_settled),
+        Ok(Received::Sync(None))
+    );
     let other = Hint::new("https://example.com/org/other.git", "main", None);
-    let (body3, sig3) = other.sign(&SecretBytes::new(b"shared".to_vec()));
-    assert_eq!(p.receive(&body3, Some(&sig3)), Ok(Received::Foreign));
-    let (body4, sig4) = Hint::new(REPO, "main", None).sign(&SecretBytes::new(b"wrong".to_vec()));
-    assert_eq!(p.receive(&body4, Some(&sig4)), Err(Refusal::BadSignature));
-    assert_eq!(p.receive(&body4, None), Err(Refusal::MissingSignature));
-    let received = "git_sidecar_peer_hints_received_total{result=";
-    for (result, n) in [
-        ("ok", 1.0),
-        ("duplicate_delivery", 1.0),
-        ("duplicate_commit", 1.0),
-        ("ignored", 1.0),
-        ("bad_signature", 1.0),
-        ("missing_signature", 1.0),
-    ] {
-        assert_eq!(
-            sample(&metrics, &format!("{received}\"{result}\"}}")),
-            Some(n),
-            "{result}\n{}",
-            metrics.encode()
-        );
-    }
+    let (body4, sig4) = other.sign(&SecretBytes::new(b"shared".to_vec()));
+    assert_eq!(
+        p.receive(&body4, Some(&sig4), nothing_settled),
+        Ok(Received::Foreign {
+            repo: "https://example.com/org/other.git".into(),
+            git_ref: "main".into()
+        })
+    );
+    let (body5, sig5) = Hint::new(REPO, "main", None).sign(&SecretBytes::new(b"wrong".to_vec()));
+    assert_eq!(
+        p.receive(&body5, Some(&sig5), nothing_settled),
+        Err(Refusal::BadSignature)
+    );
+    assert_eq!(
+        p.receive(&body5, None, nothing_settled),
+        Err(Refusal::MissingSignature)
+    );
 }
 
-/// A peer answering every request with `status` (after reading it whole),
-/// or never answering (`None`); counts requests.
-async fn peer(status: Option<u16>) -> (SocketAddr, Arc<AtomicUsize>) {
+/// A peer answering every request with `answer` (after reading it
+/// whole), or never answering (`None`); counts requests.
+async fn peer(answer: Option<String>) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let count = Arc::new(AtomicUsize::new(0));
@@ -99,17 +115,34 @@ async fn peer(status: Option<u16>) -> (SocketAddr, Arc<AtomicUsize>) {
         let mut held = Vec::new();
         while let Ok((mut stream, _)) = listener.accept().await {
             counter.fetch_add(1, Ordering::SeqCst);
-            let Some(status) = status else {
+            let Some(answer) = answer.clone() else {
                 held.push(stream);
                 continue;
             };
             tokio::spawn(async move {
                 read_request(&mut stream).await;
-                respond(&mut stream, status).await;
+                let _ = stream.write_all(answer.as_bytes()).await;
             });
         }
     });
     (addr, count)
+}
+
+/// A receiver's answer: `status` and `{"result":..,"reason":..}`.
+fn answer(status: u16, result: &str, reason: &str) -> String {
+    let body = serde_json::json!({ "result": result, "reason": reason }).to_string();
+    raw_answer(status, &[("content-type", "application/json")], &body)
+}
+
+fn raw_answer(status: u16, headers: &[(&str, &str)], body: &str) -> String {
+    let headers: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    format!(
+        "HTTP/1.1 {status} X\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// Reads one request whole (headers and `content-length` bytes of body).
@@ -126,11 +159,6 @@ async fn read_request(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
         }
     }
     request
-}
-
-async fn respond(stream: &mut tokio::net::TcpStream, status: u16) {
-    let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-    let _ = stream.write_all(answer.as_bytes()).await;
 }
 
 fn complete(request: &[u8]) -> bool {
@@ -152,8 +180,8 @@ fn complete(request: &[u8]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_fan_out_reaches_each_peer_once_and_records_each_outcome() {
     let dir = tempfile::tempdir().unwrap();
-    let (good, good_count) = peer(Some(202)).await;
-    let (wrong_secret, wrong_count) = peer(Some(401)).await;
+    let (good, good_count) = peer(Some(answer(202, "ok", "sync triggered"))).await;
+    let (wrong_secret, wrong_count) = peer(Some(answer(401, "bad_signature", "no"))).await;
     let (silent, silent_count) = peer(None).await;
     // A port nobody listens on: bind, note, close.
     let down = std::net::TcpListener::bind("127.0.0.1:0")
@@ -163,9 +191,10 @@ async fn one_fan_out_reaches_each_peer_once_and_records_each_outcome() {
     let me: SocketAddr = "127.0.0.1:1".parse().unwrap();
     let list = format!("{good},{wrong_secret},{silent},{down},{me}");
     let (p, metrics) = peers(&list, me, &dir);
-    p.fan_out(Some("d".repeat(40))).await;
-
-    let last = p.last_fan_out().expect("recorded");
+    let last = p
+        .fan_out_and_wait(Some("d".repeat(40)))
+        .await
+        .expect("sent");
     assert_eq!(last.skipped_self, [me]);
     let result_of = |addr: SocketAddr| {
         last.peers
@@ -236,12 +265,12 @@ async fn peer_with_secret(secret: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize
                 let mut mac = <Hmac<sha2::Sha256>>::new_from_slice(secret).unwrap();
                 mac.update(body.as_bytes());
                 let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-                let status = if given.as_deref() == Some(expected.as_str()) {
-                    202
+                let answer = if given.as_deref() == Some(expected.as_str()) {
+                    answer(202, "ok", "sync triggered")
                 } else {
-                    401
+                    answer(401, "bad_signature", "another secret")
                 };
-                respond(&mut stream, status).await;
+                let _ = stream.write_all(answer.as_bytes()).await;
             });
         }
     });
@@ -263,8 +292,10 @@ async fn a_peer_still_on_the_previous_secret_gets_the_hint() {
     let next = dir.path().join("peer-secret.new");
     std::fs::write(&next, "rotated").unwrap();
     std::fs::rename(&next, &secret_file).unwrap();
-    p.fan_out(Some("e".repeat(40))).await;
-    let last = p.last_fan_out().expect("recorded");
+    let last = p
+        .fan_out_and_wait(Some("e".repeat(40)))
+        .await
+        .expect("sent");
     let result_of = |addr: SocketAddr| {
         last.peers
             .iter()
@@ -275,4 +306,80 @@ async fn a_peer_still_on_the_previous_secret_gets_the_hint() {
     assert_eq!(result_of(old_peer), Some((fanout::Result::Ok, 2)));
     assert_eq!(new_count.load(Ordering::SeqCst), 1);
     assert_eq!(old_count.load(Ordering::SeqCst), 2);
+}
+
+/// Answers that are not `ok`: a peer that has the hint already or ignores
+/// it (counted apart from `ok`), a stale refusal (its reason reaches the
+/// sender's record), a redirect (never followed, not retried: the target
+/// hears nothing), and a 2xx that no peer gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_read_and_redirects_are_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (duplicate, _) = peer(Some(answer(200, "duplicate_commit", "nothing to do"))).await;
+    let (ignored, _) = peer(Some(answer(200, "ignored", "for another ref"))).await;
+    let (stale, _) = peer(Some(answer(403, "stale", "check the nodes' clocks"))).await;
+    let (target, target_count) = peer(Some(answer(202, "ok", "sync triggered"))).await;
+    let location = format!("http://{target}/peers/hint");
+    let (redirect, redirect_count) =
+        peer(Some(raw_answer(307, &[("location", &location)], ""))).await;
+    let (stranger, _) = peer(Some(raw_answer(200, &[], "hello"))).await;
+    let me: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let list = format!("{duplicate},{ignored},{stale},{redirect},{stranger}");
+    let (p, metrics) = peers(&list, me, &dir);
+    let last = p
+        .fan_out_and_wait(Some("d".repeat(40)))
+        .await
+        .expect("sent");
+    let outcome = |addr: SocketAddr| {
+        last.peers
+            .iter()
+            .find(|o| o.address == addr)
+            .cloned()
+            .expect("an outcome")
+    };
+    assert_eq!(outcome(duplicate).result, fanout::Result::Duplicate);
+    assert_eq!(outcome(ignored).result, fanout::Result::Ignored);
+    let refused = outcome(stale);
+    assert_eq!(refused.result, fanout::Result::Refused);
+    assert!(
+        refused
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("clocks")),
+        "{refused:?}"
+    );
+    let redirected = outcome(redirect);
+    assert_eq!(
+        (redirected.result, redirected.attempts),
+        (fanout::Result::Error, 1)
+    );
+    assert!(
+        redirected
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("redirect")),
+        "{redirected:?}"
+    );
+    assert_eq!(redirect_count.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        target_count.load(Ordering::SeqCst),
+        0,
+        "the redirect was followed"
+    );
+    assert_eq!(outcome(stranger).result, fanout::Result::Error);
+    let sent = "git_sidecar_peer_hints_sent_total{result=";
+    for (result, n) in [
+        ("duplicate", 1.0),
+        ("ignored", 1.0),
+        ("refused", 1.0),
+        ("error", 2.0),
+    ] {
+        assert_eq!(
+            sample(&metrics, &format!("{sent}\"{result}\"}}")),
+            Some(n),
+            "{result}\n{}",
+            metrics.encode()
+        );
+    }
+    assert_eq!(sample(&metrics, &format!("{sent}\"ok\"}}")), None);
 }

@@ -20,10 +20,13 @@ use sha2::Sha256;
 
 use crate::http::{github_push_body, metric, metrics_text, send_github, status_json, SECRET};
 use crate::support::client::{self, http_address_in, Response};
-use crate::support::dns::{Dnsmasq, Subnet};
+use crate::support::dns::{Dnsmasq, FakeDns, FakeMode, Subnet};
 use crate::support::*;
 
 const PEER_SECRET: &str = "it-peer-secret-0123456789";
+/// Attempts per peer and delivery, and lookups per delivery
+/// (`src/peers/fanout.rs`).
+const ATTEMPTS: u64 = 3;
 const NAME: &str = "site-peers.test";
 
 /// The replicas' world: the repository, the DNS server, the port they all
@@ -36,6 +39,8 @@ struct Cluster {
     files: tempfile::TempDir,
     /// The host part of `--peers`.
     peers: String,
+    /// When set, what the replicas ask instead of dnsmasq.
+    fake_dns: Option<FakeDns>,
 }
 
 struct Replica {
@@ -79,6 +84,19 @@ impl Replica {
         status_json(&self.addr)["peers"]["last_fan_out"].clone()
     }
 
+    /// The last fan-out, once no send of it is under way.
+    fn finished_fan_out(&self) -> serde_json::Value {
+        let finished = |last: &serde_json::Value| {
+            last["peers"]
+                .as_array()
+                .is_some_and(|p| p.iter().all(|p| p["result"] != "sending"))
+        };
+        self.run.wait_until(DEADLINE, "the fan-out to finish", || {
+            finished(&self.last_fan_out())
+        });
+        self.last_fan_out()
+    }
+
     /// A signed GitHub push of refs/heads/main to `after`.
     fn webhook(&self, up: &Upstream, after: &str) -> Response {
         let body = github_push_body("refs/heads/main", after, &up.file_url());
@@ -115,6 +133,33 @@ impl Cluster {
             port,
             files,
             peers: peers.to_string(),
+            fake_dns: None,
+        }
+    }
+
+    /// [`Cluster::new`], but the replicas ask a [`FakeDns`] (on
+    /// 127.X.Y.254) in `mode`, whose resolv.conf has `options`.
+    fn with_fake_dns(hosts: &[u8], mode: FakeMode, options: &str) -> Self {
+        Self::with_fake_dns_as(hosts, mode, options, NAME)
+    }
+
+    /// [`Cluster::with_fake_dns`], `--peers` saying `peers`.
+    fn with_fake_dns_as(hosts: &[u8], mode: FakeMode, options: &str, peers: &str) -> Self {
+        let mut cluster = Self::answering(hosts, NAME, peers);
+        let ips: Vec<Ipv4Addr> = hosts.iter().map(|h| cluster.subnet.ip(*h)).collect();
+        let listen = cluster.subnet.ip(254);
+        cluster.fake_dns = Some(FakeDns::start(listen, NAME, &ips, mode, options));
+        cluster
+    }
+
+    fn fake_dns(&self) -> &FakeDns {
+        self.fake_dns.as_ref().expect("a cluster with a fake DNS")
+    }
+
+    fn resolv_conf(&self) -> PathBuf {
+        match &self.fake_dns {
+            Some(fake) => fake.resolv_conf(),
+            None => self.dns.resolv_conf(),
         }
     }
 
@@ -127,6 +172,11 @@ impl Cluster {
     /// Starts a replica on 127.X.Y.`host` with the peer secret `secret`,
     /// waits until it serves HTTP and has published the upstream head.
     fn replica(&self, host: u8, secret: &str) -> Replica {
+        self.replica_with(host, secret, &[])
+    }
+
+    /// [`Cluster::replica`] with more flags.
+    fn replica_with(&self, host: u8, secret: &str, flags: &[&str]) -> Replica {
         let ip = self.subnet.ip(host);
         let addr = format!("{ip}:{}", self.port);
         let scratch = Scratch::new();
@@ -139,7 +189,8 @@ impl Cluster {
             .args(["--peers", &format!("{}:{}", self.peers, self.port)])
             .arg("--peer-secret-file")
             .arg(self.secret_file(&format!("peer-{host}"), secret))
-            .resolv_conf(self.dns.resolv_conf())
+            .args(flags)
+            .resolv_conf(self.resolv_conf())
             .spawn();
         run.wait_until(DEADLINE, "serving HTTP", || {
             http_address_in(&run.stderr()).is_some()
@@ -209,7 +260,7 @@ fn a_webhook_to_one_replica_publishes_in_all() {
 
     // The last sender (round 4: replica 1) sent to the two others only.
     let sender = &replicas[1];
-    let last = sender.last_fan_out();
+    let last = sender.finished_fan_out();
     let skipped = last["skipped_self"]
         .as_array()
         .expect("skipped_self")
@@ -247,6 +298,88 @@ fn a_webhook_to_one_replica_publishes_in_all() {
     }
 }
 
+/// A quick rollback (A, then B, then a force-push back to A, all within
+/// the hint's 2-minute window) reaches every replica: a hint for a commit
+/// hinted before is acted on when the replica no longer publishes it.
+/// Before, the peers dropped it as `duplicate_commit` and kept B.
+#[test]
+fn a_quick_rollback_reaches_every_replica() {
+    let cluster = Cluster::new(&[2, 3, 4]);
+    let replicas = cluster.replicas(&[2, 3, 4]);
+    let all: Vec<&Replica> = replicas.iter().collect();
+    let origin = &replicas[0];
+    let a = cluster.up.commit_file("index.html", "A\n", "A");
+    assert_eq!(origin.webhook(&cluster.up, &a).status, 202);
+    wait_all_published(&all, &a, "A");
+    let b = cluster.up.commit_file("index.html", "B\n", "B");
+    assert_eq!(origin.webhook(&cluster.up, &b).status, 202);
+    wait_all_published(&all, &b, "B");
+
+    cluster.up.force_reset(&a);
+    let r = origin.webhook(&cluster.up, &a);
+    assert_eq!(r.status, 202, "{r}");
+    wait_all_published(&all, &a, "the rollback to A");
+    for peer in &replicas[1..] {
+        assert_eq!(peer.received("ok"), 3.0, "{}", peer.addr);
+        assert_eq!(peer.received("duplicate_commit"), 0.0, "{}", peer.addr);
+    }
+    // A hint for what a replica publishes now (its pass over: /status
+    // says so) is still a duplicate.
+    for peer in &replicas[1..] {
+        peer.run
+            .wait_until(DEADLINE, "the pass that published A to end", || {
+                status_json(&peer.addr)["published_hash"] == a.as_str()
+            });
+    }
+    let again = origin.webhook(&cluster.up, &a);
+    assert_eq!(again.status, 202, "{again}");
+    for peer in &replicas[1..] {
+        peer.run.wait_until(DEADLINE, "the redelivery's hint", || {
+            peer.received("duplicate_commit") == 1.0
+        });
+        assert_eq!(peer.received("ok"), 3.0, "{}", peer.addr);
+    }
+}
+
+/// Replicas whose `--ref` is spelled differently (`main`,
+/// `refs/heads/main`) take each other's hints; one following `HEAD` cannot
+/// tell whether `main` is its branch, ignores the hint, and the sender
+/// counts that answer as `ignored`, not `ok`.
+#[test]
+fn replicas_spelling_the_ref_differently_take_each_others_hints() {
+    let cluster = Cluster::new(&[2, 3, 4]);
+    let short = cluster.replica_with(2, PEER_SECRET, &["--ref", "main"]);
+    let full = cluster.replica_with(3, PEER_SECRET, &["--ref", "refs/heads/main"]);
+    let head = cluster.replica(4, PEER_SECRET);
+    for (round, (from, to)) in [(&short, &full), (&full, &short)].into_iter().enumerate() {
+        let sha = cluster
+            .up
+            .commit_file("index.html", format!("v{round}\n"), "next");
+        let r = from.webhook(&cluster.up, &sha);
+        assert_eq!(r.status, 202, "{r}");
+        wait_all_published(&[from, to], &sha, &format!("round {round}"));
+        assert_eq!(to.received("ok"), 1.0, "{}", to.addr);
+    }
+    assert_eq!(head.received("ignored"), 2.0);
+    let ignored = log_lines(&head.run.stderr())
+        .filter(|l| {
+            l["msg"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("peer hint ignored")
+        })
+        .count();
+    assert_eq!(ignored, 2, "{}", head.run.logs());
+    // Each sender counts the HEAD replica's answer as ignored, not ok.
+    for sender in [&short, &full] {
+        sender.run.wait_until(DEADLINE, "both answers counted", || {
+            sender.sent("ok") + sender.sent("ignored") == 2.0
+        });
+        assert_eq!(sender.sent("ok"), 1.0, "{}", sender.addr);
+        assert_eq!(sender.sent("ignored"), 1.0, "{}", sender.addr);
+    }
+}
+
 /// The manifests' `--peers=site-peers:8081`: a short name, resolved in the
 /// pod's own namespace through the resolv.conf search list Kubernetes
 /// writes, so the manifest works in any namespace.
@@ -265,12 +398,41 @@ fn a_short_service_name_resolves_through_the_pods_search_list() {
     assert_eq!(replicas[1].received("ok"), 1.0);
 }
 
+/// docs/http.md: with a pod's search list (`ndots:5`), a fully qualified
+/// name ending with a dot is asked as it is (A and AAAA: 2 queries per
+/// delivery); without the dot it is first tried under each search domain
+/// (8 queries).
+#[test]
+fn a_fully_qualified_name_with_its_final_dot_skips_the_search_list() {
+    let search = "site.svc.cluster.local svc.cluster.local cluster.local";
+    for (peers, queries) in [(format!("{NAME}."), 2), (NAME.to_string(), 8)] {
+        let cluster =
+            Cluster::with_fake_dns_as(&[2, 3], FakeMode::Answer, "timeout:1 attempts:1", &peers);
+        cluster
+            .fake_dns()
+            .search(search, "ndots:5 timeout:1 attempts:1");
+        let replicas = cluster.replicas(&[2, 3]);
+        let sha = cluster.up.commit_file("index.html", "v1\n", "v1");
+        assert_eq!(replicas[0].webhook(&cluster.up, &sha).status, 202);
+        wait_all_published(&replicas.iter().collect::<Vec<_>>(), &sha, &peers);
+        let names = cluster.fake_dns().names();
+        println!("--peers={peers}: {names:?}");
+        assert_eq!(names.len(), queries, "{peers}: {names:?}");
+        assert!(
+            names.iter().filter(|n| *n == NAME).count() == 2,
+            "{names:?}"
+        );
+    }
+}
+
 /// A peer with another secret (refused, counted on both sides), a peer
-/// that is down, and a peer that accepts connections but never answers:
-/// the good peer still publishes at once, and the sender counts each.
+/// that is down, a peer that accepts connections but never answers, and
+/// one that redirects (to an address that records what reaches it): the
+/// good peer still publishes at once, the sender counts each, and the
+/// redirect is not followed.
 #[test]
 fn peers_down_slow_or_with_another_secret_do_not_hold_up_the_others() {
-    let cluster = Cluster::new(&[2, 3, 4, 5, 6]);
+    let cluster = Cluster::new(&[2, 3, 4, 5, 6, 7]);
     let sender = cluster.replica(2, PEER_SECRET);
     let good = cluster.replica(3, PEER_SECRET);
     let stranger = cluster.replica(4, "another-secret-entirely");
@@ -278,6 +440,18 @@ fn peers_down_slow_or_with_another_secret_do_not_hold_up_the_others() {
     let slow =
         TcpListener::bind((cluster.subnet.ip(6), cluster.port)).expect("binding the slow peer");
     let held = std::sync::Mutex::new(Vec::new());
+    // 127.X.Y.7 redirects every request to 127.X.Y.8, which is not a peer.
+    let elsewhere = TcpListener::bind((cluster.subnet.ip(8), cluster.port)).expect("binding .8");
+    elsewhere.set_nonblocking(true).expect("nonblocking");
+    let location = format!(
+        "http://{}:{}/peers/hint",
+        cluster.subnet.ip(8),
+        cluster.port
+    );
+    let redirects = answering(
+        (cluster.subnet.ip(7), cluster.port),
+        format!("HTTP/1.1 307 Temporary Redirect\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"),
+    );
     std::thread::scope(|scope| {
         scope.spawn(|| {
             // Accepts and holds connections, never answering, for the test's length.
@@ -300,12 +474,7 @@ fn peers_down_slow_or_with_another_secret_do_not_hold_up_the_others() {
         wait_all_published(&[&sender, &good], &sha, "sender and good peer");
 
         // Each failure is retried, then counted once, by outcome.
-        sender
-            .run
-            .wait_until(DEADLINE, "the fan-out to finish", || {
-                !sender.last_fan_out().is_null()
-            });
-        let last = sender.last_fan_out();
+        let last = sender.finished_fan_out();
         let result_of = |host: u8| {
             let addr = format!("{}:{}", cluster.subnet.ip(host), cluster.port);
             last["peers"]
@@ -322,10 +491,16 @@ fn peers_down_slow_or_with_another_secret_do_not_hold_up_the_others() {
         assert_eq!(result_of(4), Some(("refused".into(), Some(1))), "{last}");
         assert_eq!(result_of(5), Some(("error".into(), Some(3))), "{last}");
         assert_eq!(result_of(6), Some(("timeout".into(), Some(3))), "{last}");
+        assert_eq!(result_of(7), Some(("error".into(), Some(1))), "{last}");
+        assert_eq!(redirects.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(
+            elsewhere.accept().is_err(),
+            "the redirect was followed to 127.X.Y.8"
+        );
         for (result, n) in [
             ("ok", 1.0),
             ("refused", 1.0),
-            ("error", 1.0),
+            ("error", 2.0),
             ("timeout", 1.0),
         ] {
             assert_eq!(sender.sent(result), n, "sent {result}");
@@ -381,6 +556,17 @@ fn hints_without_the_secret_or_replayed_do_nothing_and_are_never_forwarded() {
     assert_eq!(a.received("duplicate_delivery"), 1.0);
     assert_eq!(a.received("missing_signature"), 1.0);
     assert_eq!(a.received("bad_signature"), 1.0);
+    // Refusals are logged: the strangers' once a minute (anyone can send
+    // them), a genuine but stale hint every time (the clocks differ).
+    let stale = hint_body_at(&cluster.up.file_url(), &sha, unix_now() - 200);
+    let r = post_hint(&a.addr, &stale, Some(&sign_hint(PEER_SECRET, &stale)));
+    assert_eq!(r.status, 403, "{r}");
+    let refusals: Vec<serde_json::Value> = log_lines(&a.run.stderr())
+        .filter(|l| l["msg"] == "peer hint refused")
+        .collect();
+    assert_eq!(refusals.len(), 2, "{refusals:#?}");
+    assert_eq!(refusals[0]["result"], "missing_signature", "{refusals:#?}");
+    assert_eq!(refusals[1]["result"], "stale", "{refusals:#?}");
     assert!(
         a.last_fan_out().is_null(),
         "a hint made a fan-out: {}",
@@ -388,6 +574,219 @@ fn hints_without_the_secret_or_replayed_do_nothing_and_are_never_forwarded() {
     );
     assert_eq!(b.received_any(), 0.0, "a passed the hint on");
     assert_ne!(b.published().as_deref(), Some(sha.as_str()));
+}
+
+/// A peer that accepts connections and never answers (a pod on a dead
+/// node, still listed) delays no other peer's hints: each peer has its own
+/// queue. Three deliveries reach the healthy peer while the silent one's
+/// first hint is still being retried (3 attempts of 2 s); the silent peer
+/// then gets only the newest of the two that waited for it. Before, each
+/// fan-out waited for the previous one's retries (about 6 s).
+#[test]
+fn a_peer_that_never_answers_delays_no_other_peers_hints() {
+    let cluster = Cluster::new(&[2, 3, 4]);
+    let sender = cluster.replica(2, PEER_SECRET);
+    let healthy = cluster.replica(3, PEER_SECRET);
+    let silent = SilentPeer::bind((cluster.subnet.ip(4), cluster.port));
+    for round in 0..3 {
+        let sha = cluster
+            .up
+            .commit_file("index.html", format!("v{round}\n"), "next");
+        let sent = Instant::now();
+        assert_eq!(sender.webhook(&cluster.up, &sha).status, 202);
+        wait_all_published(&[&sender, &healthy], &sha, &format!("round {round}"));
+        println!(
+            "round {round}: published by the healthy peer after {:?}",
+            sent.elapsed()
+        );
+    }
+    assert_eq!(
+        sender.sent("timeout"),
+        0.0,
+        "the silent peer's first hint was given up before the healthy peer had the third"
+    );
+    assert_eq!(healthy.received("ok"), 3.0);
+    sender
+        .run
+        .wait_until(DEADLINE * 2, "the silent peer's hints to time out", || {
+            sender.sent("timeout") == 2.0
+        });
+    assert_eq!(silent.accepted(), 2 * ATTEMPTS);
+    let superseded: Vec<u64> = log_lines(&sender.run.stderr())
+        .filter(|l| l["msg"] == "peer hints sent")
+        .filter_map(|l| l["superseded"].as_u64())
+        .collect();
+    assert_eq!(superseded.iter().sum::<u64>(), 1, "{superseded:?}");
+    assert_eq!(sender.sent("ok"), 3.0);
+}
+
+/// DNS failing when a delivery arrives: the name is asked again, as a
+/// send is retried. A name that never resolves is counted
+/// (`git_sidecar_peer_hints_sent_total{result="unresolved"}`) and logged
+/// once, after the last lookup; a lookup lost once costs nothing but the
+/// retry. Before, one failed lookup lost the fan-out without a count.
+#[test]
+fn dns_failures_at_a_delivery_are_retried_then_counted() {
+    let cluster = Cluster::with_fake_dns(&[2, 3], FakeMode::NxDomain, "timeout:1 attempts:1");
+    let replicas = cluster.replicas(&[2, 3]);
+    let (a, b) = (&replicas[0], &replicas[1]);
+    let dns = cluster.fake_dns();
+
+    let first = cluster.up.commit_file("index.html", "v1\n", "v1");
+    assert_eq!(a.webhook(&cluster.up, &first).status, 202);
+    a.run.wait_until(DEADLINE, "the fan-out to give up", || {
+        a.sent("unresolved") == 1.0
+    });
+    assert_eq!(dns.lookups(), ATTEMPTS);
+    let last = a.last_fan_out();
+    assert_eq!(
+        last["unresolved"].as_array().map(Vec::len),
+        Some(1),
+        "{last}"
+    );
+    assert_eq!(last["peers"].as_array().map(Vec::len), Some(0), "{last}");
+    let warned = log_lines(&a.run.stderr())
+        .filter(|l| l["msg"] == "cannot resolve --peers; those peers get no hint")
+        .count();
+    assert_eq!(warned, 1, "{}", a.run.logs());
+    assert_ne!(b.published().as_deref(), Some(first.as_str()));
+
+    dns.set_mode(FakeMode::LoseNextLookup);
+    let second = cluster.up.commit_file("index.html", "v2\n", "v2");
+    assert_eq!(a.webhook(&cluster.up, &second).status, 202);
+    wait_all_published(&[a, b], &second, "after a lost lookup");
+    assert_eq!(dns.lookups(), ATTEMPTS + 2, "one lost, one answered");
+    assert_eq!(a.sent("unresolved"), 1.0);
+    assert_eq!(b.received("ok"), 1.0);
+}
+
+/// A lookup the DNS server never answers (it waits out its 5 s) holds up
+/// no later delivery: fan-outs run side by side. Before, the second
+/// delivery's fan-out waited for the first one to give up.
+#[test]
+fn a_dns_lookup_that_hangs_holds_up_no_later_delivery() {
+    let cluster =
+        Cluster::with_fake_dns(&[2, 3], FakeMode::LoseNextLookup, "timeout:30 attempts:1");
+    let replicas = cluster.replicas(&[2, 3]);
+    let (a, b) = (&replicas[0], &replicas[1]);
+    let dns = cluster.fake_dns();
+    let first = cluster.up.commit_file("index.html", "v1\n", "v1");
+    assert_eq!(a.webhook(&cluster.up, &first).status, 202);
+    a.run
+        .wait_until(DEADLINE, "the first lookup", || dns.lookups() == 1);
+
+    let second = cluster.up.commit_file("index.html", "v2\n", "v2");
+    let sent = Instant::now();
+    assert_eq!(a.webhook(&cluster.up, &second).status, 202);
+    wait_all_published(&[b], &second, "while the first lookup hangs");
+    println!(
+        "second delivery published by the peer after {:?}",
+        sent.elapsed()
+    );
+    // The first fan-out has not asked again yet (it gives up a lookup
+    // after 5 s), nor sent anything.
+    assert_eq!(dns.lookups(), 2, "the first fan-out asked again already");
+    assert!(
+        !a.run.stderr().contains("no DNS answer within"),
+        "the first lookup had already given up: {}",
+        a.run.logs()
+    );
+    assert_eq!(b.received_any(), 1.0);
+    // Its second lookup is answered; its hint, older than the one sent,
+    // is dropped: the peer never goes back to the first commit.
+    let first_fan_out_over = || {
+        log_lines(&a.run.stderr()).find(|l| {
+            l["commit"] == first.as_str()
+                && l["msg"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("peer hints"))
+        })
+    };
+    a.run.wait_until(DEADLINE, "the first fan-out to end", || {
+        first_fan_out_over().is_some()
+    });
+    let over = first_fan_out_over().unwrap_or_default();
+    assert_eq!(
+        over["msg"], "peer hints not sent: a newer delivery's were sent while these waited for DNS",
+        "{over}"
+    );
+    assert_eq!(b.received_any(), 1.0);
+    assert_eq!(b.published().as_deref(), Some(second.as_str()));
+}
+
+/// A burst of commit-less deliveries (`POST /sync`; a generic "sync now"
+/// is the same announcement), which no peer can deduplicate: each peer
+/// syncs a bounded number of times for it (the first at once, the rest
+/// collapsed into one at the end of a 10 s window), and the last one,
+/// which follows a new commit, still reaches every peer. Before, every
+/// delivery made every peer fetch.
+#[test]
+fn a_burst_of_commit_less_deliveries_costs_each_peer_a_bounded_number_of_syncs() {
+    const WINDOW: Duration = Duration::from_secs(10); // src/peers/window.rs
+    const TOKEN: &str = "it-sync-token";
+    let cluster = Cluster::new(&[2, 3]);
+    let token = cluster.secret_file("token", TOKEN);
+    let token = token.to_str().expect("a UTF-8 path");
+    let sender = cluster.replica_with(2, PEER_SECRET, &["--sync-trigger-token-file", token]);
+    let peer = cluster.replica(3, PEER_SECRET);
+    let auth = format!("Bearer {TOKEN}");
+    let sync_now = || {
+        let r = client::post(&sender.addr, "/sync", &[("Authorization", &auth)], b"")
+            .expect("POST /sync");
+        assert_eq!(r.status, 202, "{r}");
+    };
+    let started = Instant::now();
+    for _ in 0..20 {
+        sync_now();
+    }
+    let last = cluster.up.commit_file("index.html", "v1\n", "v1");
+    sync_now();
+    let burst = started.elapsed();
+    let published = wait_all_published(&[&sender, &peer], &last, "after the last delivery");
+    println!(
+        "burst of 21 in {burst:?}; the peer published the last one's commit after {published:?}"
+    );
+    // One fan-out at once, one at the end of each window the burst reached.
+    let bound = 2.0 + (burst.as_secs_f64() / WINDOW.as_secs_f64()).floor();
+    let received = peer.received("ok");
+    assert!(
+        (1.0..=bound).contains(&received),
+        "{received} hints for a burst of 21 over {burst:?} (at most {bound})"
+    );
+    sender
+        .run
+        .wait_until(DEADLINE, "the sender to count them", || {
+            sender.sent("ok") == received
+        });
+}
+
+/// A signed hint whose commit is not an object id/// A signed hint whose commit is not an object id (40 or 64 lowercase
+/// hex) is a 400 `bad_body`: it never becomes the expected commit in
+/// /status, nor starts the loop's retries for it.
+#[test]
+fn a_hint_whose_commit_is_not_an_object_id_is_refused() {
+    let cluster = Cluster::new(&[2]);
+    let a = cluster.replica(2, PEER_SECRET);
+    let repo = cluster.up.file_url();
+    for commit in [
+        "../../etc/passwd",
+        "zz\"\n{\"msg\":\"forged log line\"}",
+        &"A".repeat(40),
+        &"a".repeat(41),
+    ] {
+        let hint = hint_body(&repo, commit);
+        let r = post_hint(&a.addr, &hint, Some(&sign_hint(PEER_SECRET, &hint)));
+        assert_eq!(r.status, 400, "{commit}: {r}");
+        assert_eq!(r.json()["result"], "bad_body", "{r}");
+    }
+    assert_eq!(a.received("bad_body"), 4.0);
+    assert!(status_json(&a.addr)["expected_hash"].is_null());
+    // A genuine commit id is still taken.
+    let sha = cluster.up.commit_file("index.html", "v1\n", "v1");
+    let hint = hint_body(&repo, &sha);
+    let r = post_hint(&a.addr, &hint, Some(&sign_hint(PEER_SECRET, &hint)));
+    assert_eq!(r.status, 202, "{r}");
+    a.run.wait_for_link_hash(&a.scratch.link(), &sha);
 }
 
 /// Pods come and go between deliveries: the name is resolved again for
@@ -415,12 +814,115 @@ fn a_replica_added_to_the_dns_answer_gets_the_next_hint() {
     assert_eq!(a.metric("git_sidecar_peers"), 2.0);
 }
 
-/// A hint as a replica sends it (the format of `src/peers/hint.rs`).
-fn hint_body(repo: &str, commit: &str) -> Vec<u8> {
-    let ts = std::time::SystemTime::now()
+/// A peer that accepts connections and never answers; stops on drop.
+struct SilentPeer {
+    accepted: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SilentPeer {
+    fn bind(addr: (Ipv4Addr, u16)) -> Self {
+        use std::sync::atomic::Ordering::SeqCst;
+        let listener = TcpListener::bind(addr).expect("binding the silent peer");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (accepted, stop) = (accepted.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut held = Vec::new();
+                while !stop.load(SeqCst) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            accepted.fetch_add(1, SeqCst);
+                            held.push(stream);
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                    }
+                }
+            })
+        };
+        SilentPeer {
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn accepted(&self) -> u64 {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for SilentPeer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A fake peer on `addr` that reads each request and writes `answer`;
+/// counts the requests.
+fn answering(
+    addr: (Ipv4Addr, u16),
+    answer: String,
+) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind(addr).expect("binding a fake peer");
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = count.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stream.read(&mut buf) {
+                request.extend_from_slice(&buf[..n]);
+                if n == 0 || request_complete(&request) {
+                    break;
+                }
+            }
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    count
+}
+
+/// Whether `request` holds its headers and `content-length` bytes of body.
+fn request_complete(request: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(request);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    body.len() >= length
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970")
-        .as_secs();
+        .as_secs()
+}
+
+/// A hint as a replica sends it (the format of `src/peers/hint.rs`).
+fn hint_body(repo: &str, commit: &str) -> Vec<u8> {
+    hint_body_at(repo, commit, unix_now())
+}
+
+/// [`hint_body`] stamped `ts`.
+fn hint_body_at(repo: &str, commit: &str, ts: u64) -> Vec<u8> {
     serde_json::json!({
         "v": 1, "repo": repo, "ref": "HEAD", "commit": commit,
         "id": format!("it-{}", fastrand::u64(..)), "ts": ts,
