@@ -470,11 +470,12 @@ flags! {
         env_sync_trigger_token: Option<Secret> => EnvSyncTriggerToken {},
 
         /// The other replicas, told at once when this one accepts a verified webhook or
-        /// POST /sync: a DNS name with the port of their --http-bind (e.g. a headless
+        /// POST /sync (deliveries that name no commit: at most one hint per 10 s, the last
+        /// always sent): a DNS name with the port of their --http-bind (e.g. a headless
         /// Service, site-peers:8081, a short name resolving in the pod's namespace; resolved
         /// again for every delivery, all A and AAAA records), or a comma-separated list of
-        /// host:port. This
-        /// instance's own addresses are skipped. Requires --peer-secret-file and --http-bind
+        /// host:port. This instance's own addresses are skipped. Requires --peer-secret-file
+        /// and --http-bind
         #[arg(long, env = "GITSYNC_PEERS", value_name = "LIST", help_heading = HTTP)]
         peers: Option<String> => Peers {
             shown: "no peers",
