@@ -114,7 +114,7 @@ mod tests {
             &with(&[bind]),
             &[("GITSYNC_INCOMING_WEBHOOK_SECRET_FILE", list.as_str())],
         );
-        assert_eq!(http_of(&c).webhook.secrets.len(), 2);
+        assert_eq!(http_of(&c).webhook.secrets.accepted().len(), 2);
 
         // The env secret alone.
         let c = config(

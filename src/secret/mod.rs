@@ -93,11 +93,6 @@ impl SecretSet {
         self.sources.is_empty()
     }
 
-    /// How many secrets were configured (files and values).
-    pub fn len(&self) -> usize {
-        self.sources.len()
-    }
-
     /// Every secret accepted now: each file's current content (and, just
     /// after a change, its previous one) and the fixed values.
     pub fn accepted(&self) -> Vec<SecretBytes> {
@@ -140,7 +135,6 @@ mod tests {
             accepted,
             [b"env".to_vec(), b"two".to_vec(), b"one".to_vec()]
         );
-        assert_eq!(set.len(), 2);
         assert!(SecretSet::default().is_empty());
     }
 }

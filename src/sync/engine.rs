@@ -388,7 +388,9 @@ impl Engine {
         // Changed on disk while no process ran: rebuilt from the store, it
         // is again the content the record vouches for (as it would be at
         // the next restart), so an outage does not keep it unready.
-        if self.rebuild_from_the_store(&current, commit, budget) {
+        if self.repairable(&current, commit, budget)
+            && self.rebuild_from_the_store(&current, commit, budget)
+        {
             tracing::info!(hash = %current, "repaired the published worktree from the store at start-up");
             return Some(at);
         }
@@ -693,18 +695,15 @@ impl Engine {
     }
 
     /// Rebuilds and publishes the published `hash`, found missing or
-    /// changed on disk, from the store (see [`Self::repairable`]): whether
-    /// it now is whole.
+    /// changed on disk, from the store (the caller checked
+    /// [`Self::repairable`]): whether it now is whole.
     fn rebuild_from_the_store(
         &mut self,
         hash: &CommitHash,
         commit: CommitId,
         budget: &Budget,
     ) -> bool {
-        if !self.repairable(hash, commit, budget) {
-            return false;
-        }
-        tracing::warn!(%hash, "published worktree is missing or was modified; rebuilding it from the store");
+        self.log_rebuild(hash);
         // A gate's refusal of another commit keeps its backoff.
         let refused = self.rejected.clone();
         let mut laps = super::timing::Laps::start();
