@@ -2,7 +2,8 @@
 //! then read the body within bounds, verify the signature over the raw
 //! bytes, filter on event, repository and ref, and fire the sync trigger,
 //! answering 202 at once. The payload's new SHA is only a hint, recorded as
-//! the expected hash; the sync resolves the ref.
+//! the expected hash; the sync resolves the ref. The same delivery again
+//! within minutes starts nothing ([`super::replays`]).
 //!
 //! Memory is bounded before anything is verified:
 //! - what the headers alone refuse (no credential while unsigned deliveries
@@ -147,8 +148,8 @@ pub async fn handle(
     let config = &state.config.webhook;
     let reply = |code: StatusCode, provider: &str, result: &'static str, reason: String| {
         state.metrics.webhook_request(provider, result);
-        if code == StatusCode::TOO_MANY_REQUESTS {
-            // A junk flood must not flood the log too; the metric counts it.
+        if code == StatusCode::TOO_MANY_REQUESTS || result == "duplicate_delivery" {
+            // A junk or replay flood must not flood the log too; the metric counts it.
             tracing::debug!(provider, result, reason = %reason, client = %client.ip(), "incoming webhook");
         } else {
             tracing::info!(provider, result, reason = %reason, client = %client.ip(), "incoming webhook");
@@ -302,6 +303,22 @@ pub async fn handle(
         );
     }
     let expected = push.after_for(&state.git_ref).map(str::to_string);
+    // Only deliveries naming a commit: a generic sender may send the same
+    // commit-less body for every "sync now", and each must count.
+    if expected.is_some() {
+        let now = Instant::now().into_std();
+        if let Some(ago) = state.recent_deliveries.seen_before(&body, now) {
+            return reply(
+                StatusCode::OK,
+                provider,
+                "duplicate_delivery",
+                format!(
+                    "the same delivery was accepted {}s ago (a redelivery or a replay): nothing to do",
+                    ago.as_secs()
+                ),
+            );
+        }
+    }
     state.status.expect(expected.clone());
     state.trigger.fire();
     state.announce(expected.clone());

@@ -19,6 +19,7 @@ mod peer_hint;
 #[cfg(feature = "pprof")]
 mod pprof;
 mod ratelimit;
+mod replays;
 mod serve;
 mod settings;
 
@@ -58,6 +59,8 @@ pub struct HttpState {
     peers: Option<Arc<crate::peers::Peers>>,
     /// Refused unsigned hints, logged sparingly.
     hint_junk: peer_hint::JunkLog,
+    /// Webhook deliveries accepted lately: a replay starts nothing.
+    recent_deliveries: replays::RecentDeliveries,
 }
 
 impl HttpState {
@@ -85,6 +88,7 @@ impl HttpState {
             body_buffer,
             peers: None,
             hint_junk: peer_hint::JunkLog::default(),
+            recent_deliveries: replays::RecentDeliveries::default(),
         }
     }
 

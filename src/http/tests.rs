@@ -142,9 +142,15 @@ fn sign(secret: &str, body: &str) -> String {
 const AFTER: &str = "0123456789abcdef0123456789abcdef01234567";
 
 fn push_body(git_ref: &str) -> String {
+    numbered_push_body(git_ref, 0x1111)
+}
+
+/// A push whose `before` is `n`: forges send a body of its own for each
+/// push, and the same body again is a redelivery (see `replays.rs`).
+fn numbered_push_body(git_ref: &str, n: u32) -> String {
     serde_json::json!({
         "ref": git_ref,
-        "before": "1111111111111111111111111111111111111111",
+        "before": format!("{n:040x}"),
         "after": AFTER,
         "repository": { "clone_url": "https://example.com/site.git", "default_branch": "main" },
     })
@@ -368,6 +374,53 @@ async fn a_signed_push_to_our_ref_triggers_a_sync_and_sets_the_expected_hash() {
         .contains("git_sidecar_webhook_requests_total{provider=\"github\",result=\"ok\"} 1"));
 }
 
+/// The same delivery again (a forge's redelivery, or a captured one
+/// replayed: GitHub's signature covers the body only) starts nothing: no
+/// sync, no awaited commit (the loop would fetch up to five times for an
+/// older one), no announcement. Ten minutes on, the same body counts again:
+/// two honest pushes can have the same body.
+#[tokio::test(start_paused = true)]
+async fn a_delivery_accepted_before_starts_nothing_again() {
+    let h = Harness::new(config());
+    let body = push_body("refs/heads/main");
+    let deliver = || h.send(github_push(&body, Some(sign(SECRET, &body))));
+    let (code, text) = deliver().await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{text}");
+    assert!(h.triggered().await);
+    // A later push was published; AFTER never was, and is not awaited.
+    h.state.status.succeeded(&"b".repeat(40));
+    h.state.status.clear_expected();
+
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let (code, text) = deliver().await;
+    assert_eq!(code, StatusCode::OK, "{text}");
+    assert!(text.contains("accepted 30s ago"), "{text}");
+    assert!(!h.triggered().await, "a replay started a sync");
+    assert_eq!(h.state.status.snapshot().expected_hash, None);
+    let other = push_body("refs/heads/main").replace("1111", "2222");
+    let (code, text) = h
+        .send(github_push(&other, Some(sign(SECRET, &other))))
+        .await;
+    assert_eq!(code, StatusCode::ACCEPTED, "another body: {text}");
+    assert!(h.triggered().await);
+    h.state.status.clear_expected();
+
+    tokio::time::advance(replays::REMEMBERED_FOR).await;
+    let (code, text) = deliver().await;
+    assert_eq!(code, StatusCode::ACCEPTED, "remembered too long: {text}");
+    assert_eq!(
+        h.state.status.snapshot().expected_hash.as_deref(),
+        Some(AFTER)
+    );
+    let metrics = h.state.metrics.encode();
+    for (result, n) in [("ok", 3), ("duplicate_delivery", 1)] {
+        let sample = format!(
+            "git_sidecar_webhook_requests_total{{provider=\"github\",result=\"{result}\"}} {n}"
+        );
+        assert!(metrics.contains(&sample), "{sample}\n{metrics}");
+    }
+}
+
 #[tokio::test]
 async fn bad_missing_and_stale_signatures_are_refused_without_a_sync() {
     let h = Harness::new(config());
@@ -397,8 +450,9 @@ async fn a_rotated_secret_still_verifies() {
             .0,
         StatusCode::ACCEPTED
     );
+    let next = numbered_push_body("refs/heads/main", 2);
     assert_eq!(
-        h.send(github_push(&body, Some(sign("new secret", &body))))
+        h.send(github_push(&next, Some(sign("new secret", &next))))
             .await
             .0,
         StatusCode::ACCEPTED
@@ -458,8 +512,12 @@ async fn a_rotated_webhook_secret_file_is_read_again_without_a_restart() {
     let mut cfg = config();
     cfg.webhook.secrets = mounted.set("--incoming-webhook-secret-file", "first secret");
     let h = Harness::new(cfg);
-    let body = push_body("refs/heads/main");
-    let deliver = |secret: &str| github_push(&body, Some(sign(secret, &body)));
+    let pushes = std::sync::atomic::AtomicU32::new(0);
+    let deliver = |secret: &str| {
+        let n = pushes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let body = numbered_push_body("refs/heads/main", n);
+        github_push(&body, Some(sign(secret, &body)))
+    };
     assert_eq!(
         h.send(deliver("second secret")).await.0,
         StatusCode::UNAUTHORIZED
@@ -616,7 +674,8 @@ async fn only_failures_spend_the_budget_and_valid_deliveries_always_pass() {
     let h = Harness::new(cfg);
     let body = push_body("refs/heads/main");
     // Valid deliveries, more than the budget: never limited (they coalesce).
-    for _ in 0..5 {
+    for n in 0..5 {
+        let body = numbered_push_body("refs/heads/main", n);
         let (code, text) = h.send(github_push(&body, Some(sign(SECRET, &body)))).await;
         assert_eq!(code, StatusCode::ACCEPTED, "{text}");
     }
@@ -633,7 +692,8 @@ async fn only_failures_spend_the_budget_and_valid_deliveries_always_pass() {
     assert_eq!(codes[3..], [S::TOO_MANY_REQUESTS; 2], "{codes:?}");
     assert!(!h.triggered().await);
     // A correctly signed delivery from that address still gets through.
-    let (code, text) = h.send(github_push(&body, Some(sign(SECRET, &body)))).await;
+    let next = numbered_push_body("refs/heads/main", 5);
+    let (code, text) = h.send(github_push(&next, Some(sign(SECRET, &next)))).await;
     assert_eq!(code, StatusCode::ACCEPTED, "{text}");
     assert!(h.triggered().await);
     let (code, headers, _) = send_to(h.state.clone(), github_push(&body, None)).await;

@@ -25,15 +25,24 @@ pub(crate) fn sign(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// A GitHub push payload for `git_ref` moving to `after`.
+/// A GitHub push payload for `git_ref` moving to `after`. Each call's
+/// body is its own, as each push's is at a forge (its `pushed_at`, `before`
+/// and head commit differ): sending the same bytes again is a redelivery,
+/// which git-sidecar ignores for 10 minutes.
 pub(crate) fn github_push_body(git_ref: &str, after: &str, clone_url: &str) -> Vec<u8> {
+    static PUSHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let push = PUSHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     serde_json::json!({
         "ref": git_ref,
-        "before": "0000000000000000000000000000000000000001",
+        "before": format!("{push:040x}"),
         "after": after,
         "repository": {
             "clone_url": clone_url,
             "default_branch": "main",
+            "pushed_at": now,
         },
     })
     .to_string()
@@ -251,8 +260,7 @@ fn a_storm_of_1000_webhooks_coalesces_into_few_syncs() {
     let before = sync_passes(&addr);
 
     let b = up.commit_file("f", "2", "b");
-    let body = github_push_body("refs/heads/main", &b, &up.file_url());
-    let sig = sign(SECRET, &body);
+    let url = up.file_url();
     let next = AtomicUsize::new(0);
     let started = Instant::now();
     let statuses: Vec<u16> = std::thread::scope(|scope| {
@@ -261,6 +269,10 @@ fn a_storm_of_1000_webhooks_coalesces_into_few_syncs() {
                 scope.spawn(|| {
                     let mut seen = Vec::new();
                     while next.fetch_add(1, Ordering::Relaxed) < TOTAL {
+                        // Deliveries of their own (the same body again is
+                        // a redelivery, answered without a trigger).
+                        let body = github_push_body("refs/heads/main", &b, &url);
+                        let sig = sign(SECRET, &body);
                         let r = client::post(
                             &addr,
                             "/webhook",

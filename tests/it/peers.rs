@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::http::{github_push_body, metric, metrics_text, send_github, status_json, SECRET};
+use crate::http::{
+    github_push_body, metric, metrics_text, send_github, status_json, sync_passes, SECRET,
+};
 use crate::support::client::{self, http_address_in, Response};
 use crate::support::dns::{Dnsmasq, FakeDns, FakeMode, Subnet};
 use crate::support::*;
@@ -339,6 +341,64 @@ fn a_quick_rollback_reaches_every_replica() {
         });
         assert_eq!(peer.received("ok"), 3.0, "{}", peer.addr);
     }
+}
+
+/// A captured delivery replayed (GitHub's signature covers the body only,
+/// with no time in it) starts nothing: the origin answers
+/// `duplicate_delivery`, awaits nothing, syncs nothing and tells no peer.
+/// Before, each replay of a delivery naming an older commit set it as
+/// awaited again (the origin fetched up to five times for it) and sent every
+/// peer a hint it acted on (a fetch each), for as long as it was replayed.
+#[test]
+fn a_replayed_delivery_starts_nothing_in_any_replica() {
+    let cluster = Cluster::new(&[2, 3]);
+    let replicas = cluster.replicas(&[2, 3]);
+    let all: Vec<&Replica> = replicas.iter().collect();
+    let (origin, peer) = (&replicas[0], &replicas[1]);
+    let v1 = cluster.up.commit_file("index.html", "v1\n", "v1");
+    let captured = github_push_body("refs/heads/main", &v1, &cluster.up.file_url());
+    let r = send_github(&origin.addr, "push", &captured, Some(SECRET));
+    assert_eq!(r.status, 202, "{r}");
+    wait_all_published(&all, &v1, "v1");
+    let v2 = cluster.up.commit_file("index.html", "v2\n", "v2");
+    assert_eq!(origin.webhook(&cluster.up, &v2).status, 202);
+    wait_all_published(&all, &v2, "v2");
+    for replica in &replicas {
+        replica
+            .run
+            .wait_until(DEADLINE, "the pass that published v2 to end", || {
+                status_json(&replica.addr)["published_hash"] == v2.as_str()
+            });
+    }
+    let (passes, heard) = (sync_passes(&origin.addr), peer.received_any());
+    assert_eq!(heard, 2.0, "{}", peer.addr);
+
+    for _ in 0..3 {
+        let replay = send_github(&origin.addr, "push", &captured, Some(SECRET));
+        assert_eq!(replay.status, 200, "{replay}");
+        assert_eq!(replay.json()["result"], "duplicate_delivery", "{replay}");
+    }
+    let anything = || {
+        sync_passes(&origin.addr) != passes
+            || peer.received_any() != heard
+            || !status_json(&origin.addr)["expected_hash"].is_null()
+    };
+    assert!(
+        !poll_until(Duration::from_secs(3), anything),
+        "a replay started something: passes {passes} → {}, hints heard {heard} → {}, /status {}\n{}",
+        sync_passes(&origin.addr),
+        peer.received_any(),
+        status_json(&origin.addr),
+        origin.run.logs()
+    );
+    assert_eq!(
+        origin.metric(
+            "git_sidecar_webhook_requests_total{provider=\"github\",result=\"duplicate_delivery\"}"
+        ),
+        3.0
+    );
+    assert_eq!(origin.published().as_deref(), Some(v2.as_str()));
+    assert_eq!(peer.published().as_deref(), Some(v2.as_str()));
 }
 
 /// Replicas whose `--ref` is spelled differently (`main`,
