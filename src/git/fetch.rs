@@ -617,7 +617,7 @@ fn classify_listing_error(
     if message.contains("(Connect)") || message.contains("tunnel") {
         let target = opts.url.gix().to_bstring().to_string();
         if let Some(proxy) = opts.http.proxy_in_use(&target) {
-            let message = crate::types::redact_url(&message);
+            let message = without_wrappers(&crate::types::redact_url(&message));
             return Error::Proxy {
                 url,
                 proxy,
@@ -626,6 +626,40 @@ fn classify_listing_error(
         }
     }
     git_err("could not list remote refs", e, Some(report))
+}
+
+/// Library wrappers around an http(s) transport error that say nothing
+/// the cause after them does not ("Transport handshake failed: An IO error
+/// occurred when talking to the server: error sending request for url
+/// (…): client error (Connect): tcp connect error: …").
+const WRAPPERS: &[&str] = &[
+    "Transport handshake failed",
+    "An IO error occurred when talking to the server",
+    "client error (Connect)",
+    "client error (SendRequest)",
+];
+
+/// `message` (an error chain, causes joined by ": ") without the
+/// [`WRAPPERS`] segments that a more specific cause follows; the last
+/// segment always stays.
+pub(super) fn without_wrappers(message: &str) -> String {
+    let mut kept = message.to_string();
+    for wrapper in WRAPPERS {
+        let segment = format!("{wrapper}: ");
+        let mut from = 0;
+        while let Some(found) = kept[from..].find(&segment) {
+            let at = from + found;
+            let starts_a_segment = at == 0 || kept[..at].ends_with(": ");
+            let cause_follows = !kept[at + segment.len()..].trim().is_empty();
+            if starts_a_segment && cause_follows {
+                kept.replace_range(at..at + segment.len(), "");
+                from = at;
+            } else {
+                from = at + segment.len();
+            }
+        }
+    }
+    kept
 }
 
 /// What `read_exact` says when the stream ends first.
@@ -639,7 +673,7 @@ pub(super) fn git_err(
     e: impl std::error::Error,
     report: Option<&SpyReport>,
 ) -> Error {
-    let mut message = crate::types::redact_url(&crate::types::error_chain(&e));
+    let mut message = without_wrappers(&crate::types::redact_url(&crate::types::error_chain(&e)));
     // gix's words for a pkt-line whose "band" byte is the `E` of an `ERR`
     // line: the server refused (its text is not kept on this path).
     if message.contains(ERR_LINE_AS_BAND) {
@@ -678,6 +712,53 @@ mod tests {
         let local = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, EARLY_END);
         let said = git_err("could not read a fetched commit", local, None).to_string();
         assert!(said.ends_with(EARLY_END), "{said}");
+    }
+
+    /// Wrapper segments go when a cause follows them; the cause, the URL
+    /// and a wrapper that is all there is to say stay.
+    #[test]
+    fn transport_wrappers_are_dropped_before_their_cause() {
+        let url = "http://127.0.0.1:19713/git/site.git/info/refs?service=git-upload-pack";
+        let said = format!(
+            "Transport handshake failed: An IO error occurred when talking to the server: \
+             error sending request for url ({url}): client error (Connect): tcp connect \
+             error: Connection refused (os error 111)"
+        );
+        assert_eq!(
+            without_wrappers(&said),
+            format!(
+                "error sending request for url ({url}): tcp connect error: Connection refused \
+                 (os error 111)"
+            )
+        );
+        let cut = "Transport handshake failed: An IO error occurred when talking to the server: \
+                   error sending request: client error (SendRequest): connection closed before \
+                   message completed";
+        assert_eq!(
+            without_wrappers(cut),
+            "error sending request: connection closed before message completed"
+        );
+        // The last segment stays, and so does a wrapper's text inside another segment.
+        assert_eq!(
+            without_wrappers("Transport handshake failed"),
+            "Transport handshake failed"
+        );
+        assert_eq!(
+            without_wrappers("x: An IO error occurred when talking to the server: "),
+            "x: An IO error occurred when talking to the server: "
+        );
+        assert_eq!(
+            without_wrappers("it said Transport handshake failed: no"),
+            "it said Transport handshake failed: no"
+        );
+        // Through git_err, as the listing error reads.
+        let io = std::io::Error::other(said);
+        let e = git_err("could not list remote refs", io, None).to_string();
+        assert!(
+            e.starts_with("could not list remote refs: error sending request for url")
+                && e.ends_with("tcp connect error: Connection refused (os error 111)"),
+            "{e}"
+        );
     }
 
     /// The sync loop raises the interrupt flag at the deadline: an

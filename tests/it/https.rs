@@ -81,7 +81,7 @@ fn https_with_an_untrusted_certificate_fails_without_publishing() {
     };
     assert!(!out.status.success(), "{}", context());
     // The cause sits several levels down the error chain; the sync error
-    // must carry it, not just "Transport handshake failed".
+    // must carry it, not just a library's wrapper words.
     let stderr = String::from_utf8_lossy(&out.stderr).to_lowercase();
     let failure = stderr
         .lines()
