@@ -112,6 +112,14 @@ pub enum Error {
         proxy: String,
         message: String,
     },
+    /// An http:// URL naming a port where the server speaks TLS (see
+    /// [`super::tls_probe`]): it answered plain HTTP with a 400 or by
+    /// breaking the answer off.
+    #[error(
+        "could not list remote refs: the server speaks TLS (https) on that port, not plain \
+         HTTP: use https:// in --repo ({url}; to plain HTTP it answered: {message})"
+    )]
+    PlainHttpToTls { url: String, message: String },
     /// An http(s) server answered, but not as a git server (see [`super::probe`]).
     #[error("{explanation} (--repo {url})")]
     NotGitServer { url: String, explanation: String },
@@ -612,6 +620,10 @@ fn classify_listing_error(
             return Error::NotGitServer { url, explanation };
         }
     }
+    if plain_http_to_tls(opts, &message, budget) {
+        let message = without_wrappers(&crate::types::redact_url(&message));
+        return Error::PlainHttpToTls { url, message };
+    }
     // reqwest's words for a connection (to the proxy, when there is one)
     // that failed, and for a CONNECT tunnel the proxy did not open.
     if message.contains("(Connect)") || message.contains("tunnel") {
@@ -626,6 +638,41 @@ fn classify_listing_error(
         }
     }
     git_err("could not list remote refs", e, Some(report))
+}
+
+/// gix's and reqwest's words for an http:// answer a TLS port gives to
+/// plain HTTP: nginx's 400 ("The plain HTTP request was sent to HTTPS
+/// port"), or an answer that is not HTTP or is cut off (a TLS alert, a
+/// connection closed or reset while the request was being sent or read).
+const PLAIN_TO_TLS_SIGNS: &[&str] = &[
+    "Received HTTP status 400",
+    "connection closed before message completed",
+    "invalid HTTP version parsed",
+    "invalid HTTP status-code parsed",
+    "received unexpected message from connection",
+    "Connection reset by peer",
+    "Broken pipe",
+];
+
+/// Whether an http:// listing failed the way a TLS port answers plain
+/// HTTP, and one TLS handshake with that host and port (within the budget,
+/// skipped when a proxy is in use) shows the server speaks TLS there.
+fn plain_http_to_tls(opts: &Options<'_>, message: &str, budget: &Budget) -> bool {
+    let url = opts.url.gix();
+    if url.scheme != gix::url::Scheme::Http
+        || !PLAIN_TO_TLS_SIGNS.iter().any(|sign| message.contains(sign))
+        || opts
+            .http
+            .proxy_in_use(&url.to_bstring().to_string())
+            .is_some()
+    {
+        return false;
+    }
+    let (Some(host), Some(port)) = (url.host(), url.port_or_default()) else {
+        return false;
+    };
+    let timeout = budget.remaining().min(super::tls_probe::TLS_PROBE_TIMEOUT);
+    !timeout.is_zero() && super::tls_probe::speaks_tls(host, port, timeout)
 }
 
 /// Library wrappers around an http(s) transport error that say nothing
