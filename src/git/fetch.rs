@@ -112,6 +112,14 @@ pub enum Error {
         proxy: String,
         message: String,
     },
+    /// An http:// URL naming a port where the server speaks TLS (see
+    /// [`super::tls_probe`]): it answered plain HTTP with a 400 or by
+    /// breaking the answer off.
+    #[error(
+        "could not list remote refs: the server speaks TLS (https) on that port, not plain \
+         HTTP: use https:// in --repo ({url}; to plain HTTP it answered: {message})"
+    )]
+    PlainHttpToTls { url: String, message: String },
     /// An http(s) server answered, but not as a git server (see [`super::probe`]).
     #[error("{explanation} (--repo {url})")]
     NotGitServer { url: String, explanation: String },
@@ -612,12 +620,16 @@ fn classify_listing_error(
             return Error::NotGitServer { url, explanation };
         }
     }
+    if plain_http_to_tls(opts, &message, budget) {
+        let message = without_wrappers(&crate::types::redact_url(&message));
+        return Error::PlainHttpToTls { url, message };
+    }
     // reqwest's words for a connection (to the proxy, when there is one)
     // that failed, and for a CONNECT tunnel the proxy did not open.
     if message.contains("(Connect)") || message.contains("tunnel") {
         let target = opts.url.gix().to_bstring().to_string();
         if let Some(proxy) = opts.http.proxy_in_use(&target) {
-            let message = crate::types::redact_url(&message);
+            let message = without_wrappers(&crate::types::redact_url(&message));
             return Error::Proxy {
                 url,
                 proxy,
@@ -626,6 +638,75 @@ fn classify_listing_error(
         }
     }
     git_err("could not list remote refs", e, Some(report))
+}
+
+/// gix's and reqwest's words for an http:// answer a TLS port gives to
+/// plain HTTP: nginx's 400 ("The plain HTTP request was sent to HTTPS
+/// port"), or an answer that is not HTTP or is cut off (a TLS alert, a
+/// connection closed or reset while the request was being sent or read).
+const PLAIN_TO_TLS_SIGNS: &[&str] = &[
+    "Received HTTP status 400",
+    "connection closed before message completed",
+    "invalid HTTP version parsed",
+    "invalid HTTP status-code parsed",
+    "received unexpected message from connection",
+    "Connection reset by peer",
+    "Broken pipe",
+];
+
+/// Whether an http:// listing failed the way a TLS port answers plain
+/// HTTP, and one TLS handshake with that host and port (within the budget,
+/// skipped when a proxy is in use) shows the server speaks TLS there.
+fn plain_http_to_tls(opts: &Options<'_>, message: &str, budget: &Budget) -> bool {
+    let url = opts.url.gix();
+    if url.scheme != gix::url::Scheme::Http
+        || !PLAIN_TO_TLS_SIGNS.iter().any(|sign| message.contains(sign))
+        || opts
+            .http
+            .proxy_in_use(&url.to_bstring().to_string())
+            .is_some()
+    {
+        return false;
+    }
+    let (Some(host), Some(port)) = (url.host(), url.port_or_default()) else {
+        return false;
+    };
+    let timeout = budget.remaining().min(super::tls_probe::TLS_PROBE_TIMEOUT);
+    !timeout.is_zero() && super::tls_probe::speaks_tls(host, port, timeout)
+}
+
+/// Library wrappers around an http(s) transport error that say nothing
+/// the cause after them does not ("Transport handshake failed: An IO error
+/// occurred when talking to the server: error sending request for url
+/// (…): client error (Connect): tcp connect error: …").
+const WRAPPERS: &[&str] = &[
+    "Transport handshake failed",
+    "An IO error occurred when talking to the server",
+    "client error (Connect)",
+    "client error (SendRequest)",
+];
+
+/// `message` (an error chain, causes joined by ": ") without the
+/// [`WRAPPERS`] segments that a more specific cause follows; the last
+/// segment always stays.
+pub(super) fn without_wrappers(message: &str) -> String {
+    let mut kept = message.to_string();
+    for wrapper in WRAPPERS {
+        let segment = format!("{wrapper}: ");
+        let mut from = 0;
+        while let Some(found) = kept[from..].find(&segment) {
+            let at = from + found;
+            let starts_a_segment = at == 0 || kept[..at].ends_with(": ");
+            let cause_follows = !kept[at + segment.len()..].trim().is_empty();
+            if starts_a_segment && cause_follows {
+                kept.replace_range(at..at + segment.len(), "");
+                from = at;
+            } else {
+                from = at + segment.len();
+            }
+        }
+    }
+    kept
 }
 
 /// What `read_exact` says when the stream ends first.
@@ -639,7 +720,7 @@ pub(super) fn git_err(
     e: impl std::error::Error,
     report: Option<&SpyReport>,
 ) -> Error {
-    let mut message = crate::types::redact_url(&crate::types::error_chain(&e));
+    let mut message = without_wrappers(&crate::types::redact_url(&crate::types::error_chain(&e)));
     // gix's words for a pkt-line whose "band" byte is the `E` of an `ERR`
     // line: the server refused (its text is not kept on this path).
     if message.contains(ERR_LINE_AS_BAND) {
@@ -678,6 +759,53 @@ mod tests {
         let local = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, EARLY_END);
         let said = git_err("could not read a fetched commit", local, None).to_string();
         assert!(said.ends_with(EARLY_END), "{said}");
+    }
+
+    /// Wrapper segments go when a cause follows them; the cause, the URL
+    /// and a wrapper that is all there is to say stay.
+    #[test]
+    fn transport_wrappers_are_dropped_before_their_cause() {
+        let url = "http://127.0.0.1:19713/git/site.git/info/refs?service=git-upload-pack";
+        let said = format!(
+            "Transport handshake failed: An IO error occurred when talking to the server: \
+             error sending request for url ({url}): client error (Connect): tcp connect \
+             error: Connection refused (os error 111)"
+        );
+        assert_eq!(
+            without_wrappers(&said),
+            format!(
+                "error sending request for url ({url}): tcp connect error: Connection refused \
+                 (os error 111)"
+            )
+        );
+        let cut = "Transport handshake failed: An IO error occurred when talking to the server: \
+                   error sending request: client error (SendRequest): connection closed before \
+                   message completed";
+        assert_eq!(
+            without_wrappers(cut),
+            "error sending request: connection closed before message completed"
+        );
+        // The last segment stays, and so does a wrapper's text inside another segment.
+        assert_eq!(
+            without_wrappers("Transport handshake failed"),
+            "Transport handshake failed"
+        );
+        assert_eq!(
+            without_wrappers("x: An IO error occurred when talking to the server: "),
+            "x: An IO error occurred when talking to the server: "
+        );
+        assert_eq!(
+            without_wrappers("it said Transport handshake failed: no"),
+            "it said Transport handshake failed: no"
+        );
+        // Through git_err, as the listing error reads.
+        let io = std::io::Error::other(said);
+        let e = git_err("could not list remote refs", io, None).to_string();
+        assert!(
+            e.starts_with("could not list remote refs: error sending request for url")
+                && e.ends_with("tcp connect error: Connection refused (os error 111)"),
+            "{e}"
+        );
     }
 
     /// The sync loop raises the interrupt flag at the deadline: an

@@ -13,6 +13,7 @@
 //! - [`ssh`]: ssh:// and scp-like remotes, built in or through `GIT_SSH_COMMAND`
 //! - [`cookies`]: `http.cookieFile` cookies for http(s) requests
 //! - [`probe`]: why an http(s) server did not answer as a git server
+//! - [`tls_probe`]: whether a server speaks TLS on a port an http:// URL names
 //! - [`worktree`]: linked worktrees the git CLI can read
 //! - [`tree_diff`]: what changed between two commits' trees
 //! - [`symlinks`]: which symlinks of a tree lead outside it
@@ -45,6 +46,7 @@ pub mod ssh;
 pub mod store;
 pub mod submodules;
 pub mod symlinks;
+mod tls_probe;
 pub mod transport;
 mod tree_diff;
 mod upload_pack;

@@ -81,7 +81,7 @@ fn https_with_an_untrusted_certificate_fails_without_publishing() {
     };
     assert!(!out.status.success(), "{}", context());
     // The cause sits several levels down the error chain; the sync error
-    // must carry it, not just "Transport handshake failed".
+    // must carry it, not just a library's wrapper words.
     let stderr = String::from_utf8_lossy(&out.stderr).to_lowercase();
     let failure = stderr
         .lines()
@@ -195,6 +195,75 @@ fn a_server_without_a_common_cipher_is_named_as_such() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && said.contains("the server does not speak TLS on that port"),
+        "{}",
+        describe_output(&out)
+    );
+}
+
+/// `http://` to a port that speaks TLS: nginx answers plain HTTP with a 400
+/// ("The plain HTTP request was sent to HTTPS port"), python's `ssl` server
+/// closes the connection. Either way the error says the server speaks TLS
+/// there and to use https://. A plain server's 400 is not said to be TLS.
+#[test]
+fn http_to_a_tls_port_says_the_server_speaks_tls() {
+    use crate::support::servers::{one_server_conf, Nginx};
+    let up = history(2);
+    let ca = TestCa::new();
+    let speaks_tls = "the server speaks TLS (https) on that port";
+    let use_https = "use https:// in --repo";
+    let sync = |url: &str| {
+        let s = Scratch::new();
+        let out = s
+            .sidecar(url)
+            .arg("--one-time")
+            .env("SSL_CERT_FILE", &ca.ca_pem)
+            .run(RUN_TIMEOUT);
+        assert!(!out.status.success(), "{}", describe_output(&out));
+        assert!(s.published().is_none(), "{}", describe_output(&out));
+        assert!(
+            std::fs::symlink_metadata(s.link()).is_err(),
+            "nothing may be published\n{}",
+            describe_output(&out)
+        );
+        (String::from_utf8_lossy(&out.stderr).into_owned(), out)
+    };
+    // nginx with `listen … ssl`.
+    let (cert, key) = (ca.cert_pem.display(), ca.key_pem.display());
+    let nginx = Nginx::start_conf(|dir, port| {
+        one_server_conf(
+            dir,
+            &format!(
+                "listen 127.0.0.1:{port} ssl; ssl_certificate {cert}; \
+                 ssl_certificate_key {key}; location / {{ return 200 \"ok\"; }}"
+            ),
+        )
+    });
+    let (said, out) = sync(&format!("http://{}/{}", nginx.addr(), up.name()));
+    assert!(
+        said.contains(speaks_tls) && said.contains(use_https) && said.contains("400"),
+        "{}\nnginx error log:\n{}",
+        describe_output(&out),
+        nginx.error_log()
+    );
+    // python's ssl server (TlsProxy), which closes on plain HTTP.
+    let http = HttpGit::start(up.base(), HttpOpts::default());
+    let tls = TlsProxy::start(http.addr(), &ca.cert_pem, &ca.key_pem);
+    let plain = tls.url(up.name()).replacen("https://", "http://", 1);
+    let (said, out) = sync(&plain);
+    assert!(
+        said.contains(speaks_tls) && said.contains(use_https),
+        "{}\ntls proxy log:\n{}",
+        describe_output(&out),
+        tls.log()
+    );
+    assert_eq!(http.requests(), 0, "{}", describe_output(&out));
+    // A plain nginx answering 400 for its own reasons: not TLS.
+    let plain_400 = Nginx::start_conf(|dir, port| {
+        one_server_conf(dir, &format!("listen 127.0.0.1:{port}; return 400;"))
+    });
+    let (said, out) = sync(&format!("http://{}/{}", plain_400.addr(), up.name()));
+    assert!(
+        said.contains("400") && !said.contains("speaks TLS") && !said.contains(use_https),
         "{}",
         describe_output(&out)
     );

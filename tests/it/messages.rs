@@ -388,3 +388,31 @@ fn a_server_refusing_the_pack_is_quoted() {
         &["negotiate (round", "receiving pack"],
     );
 }
+
+/// A refused http:// connection: the cause (and the URL) without the
+/// libraries' wrapper words around it.
+#[test]
+fn a_refused_http_connection_says_the_cause_without_wrapper_words() {
+    let s = Scratch::new();
+    let port = crate::support::servers::free_port();
+    let out = s
+        .sidecar(&format!("http://127.0.0.1:{port}/git/site.git"))
+        .arg("--one-time")
+        .run(RUN_TIMEOUT);
+    assert_failed_saying(
+        &out,
+        &[
+            &format!(
+                "could not list remote refs: error sending request for url \
+                 (http://127.0.0.1:{port}/git/site.git/info/refs?service=git-upload-pack): "
+            ),
+            "Connection refused",
+        ],
+        &[
+            "Transport handshake failed",
+            "An IO error occurred",
+            "client error (Connect)",
+        ],
+    );
+    assert!(s.published().is_none(), "{}", describe_output(&out));
+}

@@ -89,6 +89,36 @@ impl Drop for Nginx {
     }
 }
 
+/// A whole configuration for [`Nginx::start_conf`]: one `server { … }`
+/// block whose body is `server` (it must listen on 127.0.0.1), everything
+/// nginx writes in `dir`.
+pub fn one_server_conf(dir: &Path, server: &str) -> String {
+    let d = dir.display();
+    // Root's files live in 0700 temporary directories: workers must run as root too.
+    let user = if nix::unistd::geteuid().is_root() {
+        "user root;\n"
+    } else {
+        ""
+    };
+    format!(
+        "{user}daemon off;\n\
+         master_process on;\n\
+         worker_processes 1;\n\
+         pid {d}/nginx.pid;\n\
+         error_log {d}/error.log notice;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n\
+           access_log off;\n\
+           client_body_temp_path {d}/client;\n\
+           proxy_temp_path {d}/proxy;\n\
+           fastcgi_temp_path {d}/fastcgi;\n\
+           uwsgi_temp_path {d}/uwsgi;\n\
+           scgi_temp_path {d}/scgi;\n\
+           server {{ {server} }}\n\
+         }}\n"
+    )
+}
+
 fn nginx_conf(dir: &Path, root: &Path, port: u16) -> String {
     let d = dir.display();
     // Root's files live in 0700 temporary directories: workers must run as root too.
