@@ -33,8 +33,9 @@
 //!
 //! [Standard Webhooks](https://www.standardwebhooks.com/) (what GitLab's
 //! signing token sends): `webhook-signature: v1,<base64 HMAC-SHA256 of
-//! "<webhook-id>.<webhook-timestamp>.<raw body>">` (several space-separated
-//! signatures may be sent; one matching is enough), keyed with the
+//! "<webhook-id>.<webhook-timestamp>.<raw body>">` (several signatures may
+//! be sent, space-separated or on several lines; one matching is enough;
+//! Svix's `svix-*` names for the three headers are read too), keyed with the
 //! base64-decoded part of a `whsec_<base64>` secret, or with the secret's
 //! bytes as they are. `webhook-timestamp` (Unix seconds) must be within
 //! [`STANDARD_TOLERANCE_SECS`] of this machine's clock, which makes a
@@ -232,7 +233,7 @@ pub enum Rejection {
     #[error(
         "no webhook signature: expected X-Hub-Signature-256, X-Gitea-Signature, \
          X-Forgejo-Signature, X-Hub-Signature (sha256=), X-Signature, webhook-signature \
-         or X-Gitlab-Token"
+         (or svix-signature) or X-Gitlab-Token"
     )]
     MissingSignature,
     /// A signature/token is present but matches no configured secret, is
@@ -247,11 +248,14 @@ pub enum Rejection {
     /// [`STANDARD_TOLERANCE_SECS`] away from this machine's clock (its
     /// distance in seconds, negative in the future): a replay, or a clock
     /// out of step.
-    #[error(
-        "webhook-timestamp is {0}s away from this machine's clock, more than the {STANDARD_TOLERANCE_SECS}s \
-         allowed: a replayed delivery, or a clock out of step (check NTP on the sender and here)"
-    )]
+    #[error("{}", stale_message(*.0))]
     StaleTimestamp(i64),
+    /// A Standard Webhooks `webhook-timestamp` that is not Unix seconds:
+    /// what it was, cut short.
+    #[error(
+        "webhook-timestamp must be the time the delivery was sent, in Unix seconds; got {0:?}"
+    )]
+    BadTimestamp(String),
     /// A plain token (GitLab's `X-Gitlab-Token`) that matches no configured secret.
     #[error(
         "X-Gitlab-Token does not match --incoming-webhook-secret-file (or \
@@ -279,10 +283,31 @@ impl Rejection {
             Rejection::MissingSignature => "missing_signature",
             Rejection::BadSignature | Rejection::BadToken => "bad_signature",
             Rejection::StaleTimestamp(_) => "stale",
+            Rejection::BadTimestamp(_) => "malformed",
             Rejection::Malformed(_) | Rejection::FormEncoded => "malformed",
         }
     }
 }
+
+/// The words for a Standard Webhooks timestamp `distance` seconds from our
+/// clock (negative: ahead of it). One sent in milliseconds is named so.
+fn stale_message(distance: i64) -> String {
+    let seconds = distance.unsigned_abs();
+    let direction = if distance < 0 { "ahead of" } else { "behind" };
+    let reason = if distance < 0 && seconds > MILLISECONDS_LOOK {
+        "it looks like milliseconds: Standard Webhooks timestamps are Unix seconds"
+    } else {
+        "a replayed delivery, or a clock out of step (check NTP on the sender and here)"
+    };
+    format!(
+        "webhook-timestamp is {seconds}s {direction} this machine's clock, more than the \
+         {STANDARD_TOLERANCE_SECS}s allowed: {reason}"
+    )
+}
+
+/// How far ahead a timestamp in milliseconds is (from 1973 on), and one in
+/// seconds never is: about 100 years.
+const MILLISECONDS_LOOK: u64 = 100 * 365 * 24 * 3600;
 
 /// Detects the provider from headers, checks the signature over the RAW body in constant
 /// time against every secret, then parses. With `allow_unsigned` and no signature headers,
@@ -321,6 +346,32 @@ impl Admitted {
     pub fn provider(&self) -> Provider {
         self.provider
     }
+
+    /// What tells this delivery from another, as far as its credential
+    /// binds it (see [`Identity`]).
+    pub fn identity(&self) -> Identity {
+        match &self.proof {
+            Proof::Nothing => Identity::Unbound,
+            Proof::Hmac(_) => Identity::Body,
+            Proof::Standard { message_id, .. } => Identity::MessageId(message_id.clone()),
+        }
+    }
+}
+
+/// What the signature of a delivery binds, to tell a redelivery or a
+/// replay from a new delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// Standard Webhooks: the signed message id, the same on a sender's
+    /// retry, another for each new message.
+    MessageId(String),
+    /// An HMAC over the body alone (GitHub, Gitea, Forgejo, Bitbucket,
+    /// `X-Signature`): only the body, so a captured delivery verifies for
+    /// ever and the same body again may be a replay.
+    Body,
+    /// A plain token (GitLab's `X-Gitlab-Token`) or no credential: nothing
+    /// is bound; whoever can replay can send anything.
+    Unbound,
 }
 
 /// What the body still has to prove.
@@ -336,6 +387,7 @@ enum Proof {
     Standard {
         signed_prefix: Vec<u8>,
         tags: Vec<[u8; 32]>,
+        message_id: String,
     },
 }
 
@@ -400,6 +452,7 @@ pub fn verify_body(
         Proof::Standard {
             signed_prefix,
             tags,
+            ..
         } => standard_matches(secrets, signed_prefix, body, tags),
     };
     if !authentic {
@@ -429,6 +482,11 @@ const X_SIGNATURE: &str = "x-signature";
 const WEBHOOK_SIGNATURE: &str = "webhook-signature";
 const WEBHOOK_ID: &str = "webhook-id";
 const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
+// Svix's own names for the same three headers (what it sends by default;
+// its libraries and Standard Webhooks' accept both).
+const SVIX_SIGNATURE: &str = "svix-signature";
+const SVIX_ID: &str = "svix-id";
+const SVIX_TIMESTAMP: &str = "svix-timestamp";
 
 /// How far a Standard Webhooks timestamp may be from our clock, either way
 /// (the specification's default, and its libraries').
@@ -444,6 +502,7 @@ const CREDENTIAL_HEADERS: &[&str] = &[
     X_GITLAB_TOKEN,
     X_SIGNATURE,
     WEBHOOK_SIGNATURE,
+    SVIX_SIGNATURE,
 ];
 
 /// The longest event name kept in [`Event::Other`].
@@ -574,7 +633,13 @@ fn header_proof(
     allow_unsigned: bool,
     now: u64,
 ) -> Result<Proof, Rejection> {
-    let credential = |name: &str| headers.get(name).filter(|value| !blank_credential(value));
+    let credential = |name: &str| {
+        let found = headers.get(name).filter(|value| !blank_credential(value));
+        match name {
+            WEBHOOK_SIGNATURE => found.or_else(|| credential_of(headers, SVIX_SIGNATURE)),
+            _ => found,
+        }
+    };
     let chosen = schemes(provider)
         .iter()
         .find_map(|(name, scheme)| credential(name).map(|value| (value, *scheme)));
@@ -586,9 +651,7 @@ fn header_proof(
                 Err(Rejection::BadToken)
             }
         }
-        Some((value, Scheme::Standard)) if !secrets.is_empty() => {
-            standard_proof(headers, value, now)
-        }
+        Some((_, Scheme::Standard)) if !secrets.is_empty() => standard_proof(headers, now),
         Some((value, scheme)) => match parse_tag(value, scheme) {
             Some(tag) if !secrets.is_empty() => Ok(Proof::Hmac(tag)),
             _ => Err(Rejection::BadSignature),
@@ -601,6 +664,10 @@ fn header_proof(
         None if allow_unsigned => Ok(Proof::Nothing),
         None => Err(Rejection::MissingSignature),
     }
+}
+
+fn credential_of<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h HeaderValue> {
+    headers.get(name).filter(|value| !blank_credential(value))
 }
 
 /// Whether a forge that offers a form-encoded content type (GitHub's
@@ -686,22 +753,26 @@ fn hmac_matches<M: Mac + KeyInit>(secrets: &Secrets, body: &[u8], tag: &[u8]) ->
 /// (refused when out of [`STANDARD_TOLERANCE_SECS`]) and its `v1`
 /// signatures (`v1a` and other versions are skipped; none left is a bad
 /// signature).
-fn standard_proof(
-    headers: &HeaderMap,
-    signature: &HeaderValue,
-    now: u64,
-) -> Result<Proof, Rejection> {
-    let text = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
+fn standard_proof(headers: &HeaderMap, now: u64) -> Result<Proof, Rejection> {
+    // Each under its Standard Webhooks name, else under Svix's.
+    let text = |name: &str, svix: &str| {
+        [name, svix].into_iter().find_map(|name| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        })
     };
-    let (Some(id), Some(timestamp)) = (text(WEBHOOK_ID), text(WEBHOOK_TIMESTAMP)) else {
+    let (Some(id), Some(timestamp)) = (
+        text(WEBHOOK_ID, SVIX_ID),
+        text(WEBHOOK_TIMESTAMP, SVIX_TIMESTAMP),
+    ) else {
         return Err(Rejection::BadSignature);
     };
-    let sent: u64 = timestamp.parse().map_err(|_| Rejection::BadSignature)?;
+    let sent: u64 = timestamp
+        .parse()
+        .map_err(|_| Rejection::BadTimestamp(timestamp.chars().take(32).collect()))?;
     if now.abs_diff(sent) > STANDARD_TOLERANCE_SECS {
         let away = i64::try_from(now.abs_diff(sent)).unwrap_or(i64::MAX);
         return Err(Rejection::StaleTimestamp(if sent > now {
@@ -710,10 +781,13 @@ fn standard_proof(
             away
         }));
     }
-    let tags: Vec<[u8; 32]> = signature
-        .to_str()
-        .unwrap_or_default()
-        .split_ascii_whitespace()
+    // Several header lines are one list (RFC 9110), space-separated here.
+    let signatures = [WEBHOOK_SIGNATURE, SVIX_SIGNATURE]
+        .into_iter()
+        .flat_map(|name| headers.get_all(name))
+        .filter_map(|value| value.to_str().ok());
+    let tags: Vec<[u8; 32]> = signatures
+        .flat_map(str::split_ascii_whitespace)
         .filter_map(|entry| entry.strip_prefix("v1,"))
         .filter_map(|b64| {
             let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
@@ -726,6 +800,7 @@ fn standard_proof(
     Ok(Proof::Standard {
         signed_prefix: format!("{id}.{timestamp}.").into_bytes(),
         tags,
+        message_id: id.to_string(),
     })
 }
 

@@ -185,7 +185,8 @@ pub async fn handle(
             Rejection::MissingSignature
             | Rejection::BadSignature
             | Rejection::BadToken
-            | Rejection::StaleTimestamp(_) => {
+            | Rejection::StaleTimestamp(_)
+            | Rejection::BadTimestamp(_) => {
                 refuse(StatusCode::UNAUTHORIZED, provider, result, reason)
             }
         }
@@ -205,6 +206,7 @@ pub async fn handle(
         Err((provider, rejection)) => return rejected(provider, rejection),
     };
     let provider = admitted.provider().as_str();
+    let identity = admitted.identity();
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -303,21 +305,23 @@ pub async fn handle(
         );
     }
     let expected = push.after_for(&state.git_ref).map(str::to_string);
-    // Only deliveries naming a commit: a generic sender may send the same
-    // commit-less body for every "sync now", and each must count.
-    if expected.is_some() {
-        let now = Instant::now().into_std();
-        if let Some(ago) = state.recent_deliveries.seen_before(&body, now) {
-            return reply(
-                StatusCode::OK,
-                provider,
-                "duplicate_delivery",
-                format!(
-                    "the same delivery was accepted {}s ago (a redelivery or a replay): nothing to do",
-                    ago.as_secs()
-                ),
-            );
-        }
+    let fingerprint = super::replays::fingerprint(&identity, &body, expected.is_some());
+    let now = Instant::now().into_std();
+    if let Some(ago) = fingerprint.and_then(|f| state.recent_deliveries.seen_before(f, now)) {
+        // A sync here costs a poll (coalesced) and publishes what the ref
+        // names now, should an honest push have repeated a body; awaiting
+        // its commit or telling the peers is what a replay must not cause.
+        state.trigger.fire();
+        return reply(
+            StatusCode::ACCEPTED,
+            provider,
+            "duplicate_delivery",
+            format!(
+                "the same delivery was accepted {}s ago (a redelivery or a replay): a sync is \
+                 triggered here, its commit not awaited again nor announced to peers",
+                ago.as_secs()
+            ),
+        );
     }
     state.status.expect(expected.clone());
     state.trigger.fire();

@@ -375,10 +375,10 @@ async fn a_signed_push_to_our_ref_triggers_a_sync_and_sets_the_expected_hash() {
 }
 
 /// The same delivery again (a forge's redelivery, or a captured one
-/// replayed: GitHub's signature covers the body only) starts nothing: no
-/// sync, no awaited commit (the loop would fetch up to five times for an
-/// older one), no announcement. Ten minutes on, the same body counts again:
-/// two honest pushes can have the same body.
+/// replayed: GitHub's signature covers the body only) is not awaited again
+/// (the loop would fetch up to five times for an older commit) nor
+/// announced; it triggers this replica's sync only (an honest push can
+/// repeat a body). Ten minutes on, the same body counts again.
 #[tokio::test(start_paused = true)]
 async fn a_delivery_accepted_before_starts_nothing_again() {
     let h = Harness::new(config());
@@ -393,9 +393,10 @@ async fn a_delivery_accepted_before_starts_nothing_again() {
 
     tokio::time::advance(Duration::from_secs(30)).await;
     let (code, text) = deliver().await;
-    assert_eq!(code, StatusCode::OK, "{text}");
+    assert_eq!(code, StatusCode::ACCEPTED, "{text}");
     assert!(text.contains("accepted 30s ago"), "{text}");
-    assert!(!h.triggered().await, "a replay started a sync");
+    assert!(text.contains("duplicate_delivery"), "{text}");
+    assert!(h.triggered().await, "a sync here");
     assert_eq!(h.state.status.snapshot().expected_hash, None);
     let other = push_body("refs/heads/main").replace("1111", "2222");
     let (code, text) = h
@@ -568,11 +569,16 @@ async fn a_rotated_sync_trigger_token_file_is_read_again_without_a_restart() {
 /// A GitLab push signed with its signing token (Standard Webhooks), sent
 /// `age` seconds ago.
 fn gitlab_signed_push(body: &str, key: &[u8], age: i64) -> Request<Body> {
+    gitlab_signed_message("msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", body, key, age)
+}
+
+/// [`gitlab_signed_push`] as the message `id`.
+fn gitlab_signed_message(id: &str, body: &str, key: &[u8], age: i64) -> Request<Body> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs() as i64;
-    let (id, timestamp) = ("msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", (now - age).to_string());
+    let timestamp = (now - age).to_string();
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
     mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
     let tag = mac.finalize().into_bytes();
@@ -588,6 +594,31 @@ fn gitlab_signed_push(body: &str, key: &[u8], age: i64) -> Request<Body> {
         .header("webhook-signature", signature)
         .body(Body::from(body.to_string()))
         .expect("request")
+}
+
+/// A Standard Webhooks message is known by its signed id, not its body:
+/// GitLab sends the same body again for a branch pushed back to where it
+/// was (its payloads carry no time), as a new message; the same id again
+/// is a retry or a replay.
+#[tokio::test]
+async fn standard_webhooks_messages_are_told_apart_by_their_signed_id() {
+    let h = Harness::new(config());
+    let body = push_body("refs/heads/main");
+    let deliver = |id: &'static str| h.send(gitlab_signed_message(id, &body, SECRET.as_bytes(), 5));
+    for id in ["msg_1", "msg_2"] {
+        let (code, text) = deliver(id).await;
+        assert_eq!(code, StatusCode::ACCEPTED, "{text}");
+        assert!(text.contains(r#""result":"ok""#), "{id}: {text}");
+        assert_eq!(
+            h.state.status.snapshot().expected_hash.as_deref(),
+            Some(AFTER)
+        );
+        h.state.status.clear_expected();
+    }
+    let (code, text) = deliver("msg_2").await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{text}");
+    assert!(text.contains("duplicate_delivery"), "{text}");
+    assert_eq!(h.state.status.snapshot().expected_hash, None);
 }
 
 #[tokio::test]

@@ -194,12 +194,83 @@ fn standard_webhooks_matches_the_specifications_example() {
         run_at(&pairs, body, &[secret], 1614265330 - 400),
         Err((Provider::Generic, Rejection::StaleTimestamp(-400)))
     );
+    // Svix sends the same headers under its own names by default.
+    let svix = [
+        ("svix-id", pairs[0].1),
+        ("svix-timestamp", pairs[1].1),
+        ("svix-signature", pairs[2].1),
+    ];
+    assert_eq!(
+        run_at(&svix, body, &[secret], 1614265330),
+        Ok((Provider::Generic, Event::Push(Push::default())))
+    );
     let other = [("webhook-id", "msg_other"), pairs[1], pairs[2]];
     assert_eq!(
         run_at(&other, body, &[secret], 1614265330),
         Err((Provider::Generic, Rejection::BadSignature)),
         "the id is signed"
     );
+}
+
+/// Which way a stale timestamp is off, in words; milliseconds named.
+#[test]
+fn stale_timestamps_say_which_way_and_milliseconds_are_named() {
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let body = br#"{"test": 2432232314}"#;
+    let sent = 1614265330;
+    let at = |timestamp: String, now: u64| {
+        let pairs = [
+            ("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
+            ("webhook-timestamp", timestamp.as_str()),
+            (
+                "webhook-signature",
+                "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+            ),
+        ];
+        match run_at(&pairs, body, &[secret], now) {
+            Err((_, refused @ Rejection::StaleTimestamp(_))) => refused.to_string(),
+            other => panic!("not stale: {other:?}"),
+        }
+    };
+    let ahead = at(sent.to_string(), sent - 400);
+    assert!(
+        ahead.starts_with("webhook-timestamp is 400s ahead of"),
+        "{ahead}"
+    );
+    assert!(ahead.contains("clock out of step"), "{ahead}");
+    let behind = at(sent.to_string(), sent + 400);
+    assert!(
+        behind.starts_with("webhook-timestamp is 400s behind"),
+        "{behind}"
+    );
+    let millis = at(format!("{sent}000"), sent);
+    assert!(millis.contains("looks like milliseconds"), "{millis}");
+}
+
+/// Signatures over several `webhook-signature` lines are one list.
+#[test]
+fn signatures_on_several_header_lines_are_one_list() {
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let body = br#"{"test": 2432232314}"#;
+    let good = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+    let bad = "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    for lines in [[bad, good], [good, bad]] {
+        let mut headers = headers(&[
+            ("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
+            ("webhook-timestamp", "1614265330"),
+        ]);
+        for line in lines {
+            headers.append("webhook-signature", line.parse().expect("header value"));
+        }
+        let secrets = secrets(&[secret]);
+        let admitted =
+            authenticate_headers_at(&headers, &secrets, false, 1614265330).expect("admitted");
+        assert_eq!(
+            verify_body(admitted, &headers, body, &secrets),
+            Ok((Provider::Generic, Event::Push(Push::default()))),
+            "{lines:?}"
+        );
+    }
 }
 
 #[test]
@@ -245,25 +316,30 @@ fn gitlab_signing_token_checks() {
             "{bad}"
         );
     }
-    // The id and the timestamp are part of what is signed: without them,
-    // or with a timestamp that is not a number, nothing verifies.
-    for pairs in [
-        vec![
-            ("X-Gitlab-Event", "Push Hook"),
-            ("webhook-signature", signed_raw.as_str()),
-        ],
-        vec![
-            ("X-Gitlab-Event", "Push Hook"),
-            ("webhook-id", id),
-            ("webhook-timestamp", "soon"),
-            ("webhook-signature", signed_raw.as_str()),
-        ],
-    ] {
-        assert_eq!(
-            run_at(&pairs, body.as_bytes(), &[SECRET], now),
-            Err((Provider::GitLab, Rejection::BadSignature))
-        );
-    }
+    // The id and the timestamp are part of what is signed: without them
+    // nothing verifies; a timestamp that is not a number is named so.
+    let unsigned = [
+        ("X-Gitlab-Event", "Push Hook"),
+        ("webhook-signature", signed_raw.as_str()),
+    ];
+    assert_eq!(
+        run_at(&unsigned, body.as_bytes(), &[SECRET], now),
+        Err((Provider::GitLab, Rejection::BadSignature))
+    );
+    let wordy = [
+        ("X-Gitlab-Event", "Push Hook"),
+        ("webhook-id", id),
+        ("webhook-timestamp", "soon"),
+        ("webhook-signature", signed_raw.as_str()),
+    ];
+    let refused = run_at(&wordy, body.as_bytes(), &[SECRET], now);
+    assert_eq!(
+        refused,
+        Err((Provider::GitLab, Rejection::BadTimestamp("soon".into())))
+    );
+    let said = refused.expect_err("refused").1;
+    assert_eq!(said.metric_label(), "malformed");
+    assert!(said.to_string().contains("in Unix seconds"), "{said}");
     // The signature is GitLab's stronger credential: a token sent beside a
     // wrong signature does not let the delivery through.
     let wrong = standard_signature(b"another key", id, now, body.as_bytes());
