@@ -365,7 +365,20 @@ impl Engine {
     /// first pass repeats it and repairs what it must.
     pub fn restore(&mut self, budget: &Budget) -> Option<SystemTime> {
         let record = last_sync::read(&self.opts.root)?;
-        let current = self.layout.current()?;
+        let Some(current) = self.layout.current() else {
+            // Turned elsewhere while no process ran (by hand, or by a
+            // consumer): set again by the next successful sync, not before.
+            // Missing is no news (a new --link, say).
+            if self.layout.link().symlink_metadata().is_ok() {
+                tracing::warn!(
+                    link = %self.layout.link().display(),
+                    recorded = %record.hash,
+                    "--link does not point at a worktree of this root, as the last sync left it; \
+                     it is set again at the next successful sync, and this process is not ready until then"
+                );
+            }
+            return None;
+        };
         let same_settings = record
             .settings
             .as_ref()
@@ -388,9 +401,14 @@ impl Engine {
         // Changed on disk while no process ran: rebuilt from the store, it
         // is again the content the record vouches for (as it would be at
         // the next restart), so an outage does not keep it unready.
-        if self.repairable(&current, commit, budget)
-            && self.rebuild_from_the_store(&current, commit, budget)
-        {
+        if !self.repairable(&current, commit, budget) {
+            tracing::warn!(
+                hash = %current,
+                "the published worktree does not match its commit (changed on disk while no process \
+                 ran), and the store cannot rebuild it without the remote; it stays published as it \
+                 is until the next successful sync, and this process is not ready until then"
+            );
+        } else if self.rebuild_from_the_store(&current, commit, budget) {
             tracing::info!(hash = %current, "repaired the published worktree from the store at start-up");
             return Some(at);
         }

@@ -1036,6 +1036,25 @@ fn after_a_restart_with_the_forge_down_only_verified_content_is_ready() {
         run.logs()
     );
     assert!(ready.text().contains("no successful sync yet"), "{ready}");
+    assert!(
+        run.logs()
+            .contains("the store cannot rebuild it without the remote"),
+        "the changed tree left published is said so\n{}",
+        run.logs()
+    );
+    run.assert_running();
+    run.kill9();
+
+    // The link turned away from the root: said so, and not ready.
+    let elsewhere = tempdir("elsewhere");
+    fs::remove_file(s.link()).expect("removing the link");
+    std::os::unix::fs::symlink(elsewhere.path(), s.link()).expect("a link elsewhere");
+    let (run, addr) = start(s.sidecar(&url).args(args));
+    run.wait_until(DEADLINE, "the warning about the link", || {
+        run.logs()
+            .contains("--link does not point at a worktree of this root")
+    });
+    assert_eq!(get(&addr, "/readyz").status, 503, "{}", run.logs());
     run.assert_running();
 }
 
