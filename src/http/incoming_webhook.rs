@@ -3,7 +3,8 @@
 //! bytes, filter on event, repository and ref, and fire the sync trigger,
 //! answering 202 at once. The payload's new SHA is only a hint, recorded as
 //! the expected hash; the sync resolves the ref. The same delivery again
-//! within minutes starts nothing ([`super::replays`]).
+//! within minutes only triggers a sync: it is neither awaited again nor
+//! announced to peers ([`super::replays`]).
 //!
 //! Memory is bounded before anything is verified:
 //! - what the headers alone refuse (no credential while unsigned deliveries
