@@ -42,8 +42,8 @@ fn exit_code(result: anyhow::Result<Exit>) -> ExitCode {
             tracing::error!("--one-time: the commit's signature was refused (--verify-signatures)");
             ExitCode::from(1)
         }
-        Ok(Exit::TooManyFailures { failures }) => {
-            tracing::error!(failures, "too many consecutive failures; exiting");
+        Ok(Exit::TooManyFailures { failures, error }) => {
+            tracing::error!(error, failures, "too many consecutive failures; exiting");
             ExitCode::from(1)
         }
         Err(e) => {

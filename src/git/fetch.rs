@@ -112,6 +112,15 @@ pub enum Error {
         proxy: String,
         message: String,
     },
+    /// A proxy's own answer to a plain-http request (see
+    /// [`proxy_answer`]): 407, or a 502/503/504 (it may not have reached
+    /// the git server).
+    #[error("could not reach {url} through the proxy {proxy}: {said}")]
+    ProxyAnswered {
+        url: String,
+        proxy: String,
+        said: String,
+    },
     /// An http:// URL naming a port where the server speaks TLS (see
     /// [`super::tls_probe`]): it answered plain HTTP with a 400 or by
     /// breaking the answer off.
@@ -624,10 +633,18 @@ fn classify_listing_error(
         let message = without_wrappers(&crate::types::redact_url(&message));
         return Error::PlainHttpToTls { url, message };
     }
+    let target = opts.url.gix().to_bstring().to_string();
+    // A plain-http request goes to the proxy, which answers it itself when
+    // it wants credentials or cannot reach the git server (https:// asks
+    // for a CONNECT tunnel instead: the "tunnel" error below).
+    if let Some(said) = proxy_answer(&message) {
+        if let Some(proxy) = opts.http.proxy_in_use(&target) {
+            return Error::ProxyAnswered { url, proxy, said };
+        }
+    }
     // reqwest's words for a connection (to the proxy, when there is one)
     // that failed, and for a CONNECT tunnel the proxy did not open.
     if message.contains("(Connect)") || message.contains("tunnel") {
-        let target = opts.url.gix().to_bstring().to_string();
         if let Some(proxy) = opts.http.proxy_in_use(&target) {
             let message = without_wrappers(&crate::types::redact_url(&message));
             return Error::Proxy {
@@ -638,6 +655,39 @@ fn classify_listing_error(
         }
     }
     git_err("could not list remote refs", e, Some(report))
+}
+
+/// gix's words for an HTTP error status (reqwest's `error_for_status`).
+const HTTP_STATUS: &str = "Received HTTP status ";
+
+/// What a proxy's own answer to a plain-http request, in gix's `message`,
+/// means: a 407 is the proxy's (it wants credentials, or refused the ones
+/// in its URL); a 502, 503 or 504 usually is (it could not reach the git
+/// server), though a gateway in front of the server may have sent it.
+/// `None` for any other answer. Only the status is quoted: the URLs in
+/// `message` are said by the caller, redacted.
+fn proxy_answer(message: &str) -> Option<String> {
+    let at = message.find(HTTP_STATUS)? + HTTP_STATUS.len();
+    let code: u16 = message.get(at..at + 3)?.parse().ok()?;
+    let status = http::StatusCode::from_u16(code).ok()?;
+    let answered = format!(
+        "the proxy answered {code} {}",
+        status.canonical_reason().unwrap_or("")
+    );
+    let answered = answered.trim_end();
+    match code {
+        407 => Some(format!(
+            "{answered}: it wants a user and password, and did not accept what was sent (put \
+             them in the proxy's URL, as user:password@ before its host, percent-encoded; \
+             NO_PROXY lists the hosts that bypass the proxy)"
+        )),
+        502..=504 => Some(format!(
+            "{answered}: the proxy may have failed to reach the git server (check that the git \
+             server is up, and that the proxy can reach it and is allowed to; NO_PROXY lists \
+             the hosts that bypass the proxy)"
+        )),
+        _ => None,
+    }
 }
 
 /// gix's and reqwest's words for an http:// answer a TLS port gives to
@@ -759,6 +809,39 @@ mod tests {
         let local = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, EARLY_END);
         let said = git_err("could not read a fetched commit", local, None).to_string();
         assert!(said.ends_with(EARLY_END), "{said}");
+    }
+
+    /// A proxy's own answers (407; 502, 503, 504) are said as the proxy's;
+    /// other statuses are not, nor a message without one.
+    #[test]
+    fn a_proxys_own_answers_are_said_as_the_proxys() {
+        let said = |code: &str| {
+            proxy_answer(&format!(
+                "Transport handshake failed: An IO error occurred when talking to the server: \
+                 {HTTP_STATUS}{code}: HTTP status error ({code}) for url \
+                 (http://127.0.0.1:1/site.git/info/refs?service=git-upload-pack)"
+            ))
+        };
+        let auth = said("407").expect("a 407 is the proxy's");
+        assert!(
+            auth.starts_with("the proxy answered 407 Proxy Authentication Required: "),
+            "{auth}"
+        );
+        assert!(!auth.contains("127.0.0.1"), "{auth}");
+        // Its advice is no URL that the log's redaction would garble.
+        assert_eq!(crate::types::redact_url(&auth), auth);
+        for code in ["502", "503", "504"] {
+            let gateway = said(code).expect("a gateway error");
+            assert!(
+                gateway.contains(&format!("the proxy answered {code} "))
+                    && gateway.contains("may have failed to reach the git server"),
+                "{gateway}"
+            );
+        }
+        for code in ["400", "401", "403", "404", "500", "501"] {
+            assert_eq!(said(code), None, "{code}");
+        }
+        assert_eq!(proxy_answer("Connection refused (os error 111)"), None);
     }
 
     /// Wrapper segments go when a cause follows them; the cause, the URL

@@ -538,11 +538,21 @@ async fn a_rotated_webhook_secret_file_is_read_again_without_a_restart() {
         h.send(deliver("no secret of ours")).await.0,
         StatusCode::UNAUTHORIZED
     );
+    // Changed again within the grace (a typo in the new Secret fixed): the
+    // forge may still be on the first secret, which stays accepted.
+    mounted.rotate("third secret");
+    for secret in ["third secret", "second secret", "first secret"] {
+        assert_eq!(
+            h.send(deliver(secret)).await.0,
+            StatusCode::ACCEPTED,
+            "{secret}"
+        );
+    }
 
     // A half-written update (an empty file) keeps what was read before.
     std::fs::write(mounted.path(), "").expect("truncate");
     assert_eq!(
-        h.send(deliver("second secret")).await.0,
+        h.send(deliver("third secret")).await.0,
         StatusCode::ACCEPTED
     );
 }

@@ -6,19 +6,31 @@
 //!
 //! The two ends of a rotation never change at the same moment (the pods
 //! see the new Secret up to the kubelet's sync period apart; a forge's
-//! webhook secret is changed by hand), so the previous secret is still
-//! accepted for [`ROTATION_GRACE`] after the change; what we sign uses the
-//! current one.
+//! webhook secret is changed by hand), so a replaced secret is still
+//! accepted for [`ROTATION_GRACE`] after it was replaced; what we sign
+//! uses the current one. Every secret replaced within the grace is kept
+//! (up to [`MAX_REPLACED`]), not only the last: a file changed twice in a
+//! row (a half-written file completed, a typo in the new Secret fixed)
+//! must not drop the secret the forge still signs with.
 
+use std::collections::VecDeque;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock (the system's outside a runtime): tests pause and advance it.
+use tokio::time::Instant;
 
 use super::{read_secret_file, SecretBytes};
 
-/// How long the previous secret is still accepted after a change.
+/// How long a replaced secret is still accepted after the change.
 pub const ROTATION_GRACE: Duration = Duration::from_secs(300);
+
+/// At most this many replaced secrets are kept within the grace (the
+/// oldest goes first): a file rewritten in a loop is a mistake, and each
+/// one kept is one more value a request may be signed with.
+const MAX_REPLACED: usize = 8;
 
 /// What identifies one version of the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +46,28 @@ struct Stamp {
 struct Cached {
     stamp: Option<Stamp>,
     current: SecretBytes,
-    previous: Option<(SecretBytes, Instant)>,
+    /// The secrets replaced within the grace and when each stopped being
+    /// current, the latest first; never `current` itself.
+    replaced: VecDeque<(SecretBytes, Instant)>,
+}
+
+impl Cached {
+    /// `secret` becomes current; the one before joins [`Cached::replaced`],
+    /// and those out of the grace (or beyond [`MAX_REPLACED`]) go.
+    fn replace(&mut self, secret: SecretBytes, now: Instant) {
+        let old = std::mem::replace(&mut self.current, secret);
+        // A secret current again (a rotation undone) is no longer a replaced one.
+        let current = &self.current;
+        self.replaced.retain(|(s, _)| s != current);
+        self.replaced.push_front((old, now));
+        self.forget_expired(now);
+    }
+
+    fn forget_expired(&mut self, now: Instant) {
+        self.replaced
+            .retain(|(_, since)| now.saturating_duration_since(*since) < ROTATION_GRACE);
+        self.replaced.truncate(MAX_REPLACED);
+    }
 }
 
 /// One secret file, and what was last read from it.
@@ -57,7 +90,7 @@ impl SecretFile {
             cached: Mutex::new(Cached {
                 stamp,
                 current: initial,
-                previous: None,
+                replaced: VecDeque::new(),
             }),
         }
     }
@@ -67,16 +100,13 @@ impl SecretFile {
         self.refresh().current.clone()
     }
 
-    /// The secrets accepted now: the current one, and the previous one
-    /// within [`ROTATION_GRACE`] of the change.
+    /// The secrets accepted now: the current one, then each one replaced
+    /// within [`ROTATION_GRACE`] (the latest first).
     pub fn accepted(&self) -> Vec<SecretBytes> {
-        let cached = self.refresh();
+        let mut cached = self.refresh();
+        cached.forget_expired(Instant::now());
         let mut out = vec![cached.current.clone()];
-        if let Some((previous, since)) = &cached.previous {
-            if since.elapsed() < ROTATION_GRACE {
-                out.push(previous.clone());
-            }
-        }
+        out.extend(cached.replaced.iter().map(|(s, _)| s.clone()));
         out
     }
 
@@ -98,8 +128,7 @@ impl SecretFile {
                         self.label,
                         ROTATION_GRACE.as_secs()
                     );
-                    let old = std::mem::replace(&mut cached.current, secret);
-                    cached.previous = Some((old, Instant::now()));
+                    cached.replace(secret, Instant::now());
                     cached.stamp = now;
                 }
                 Ok(_) => cached.stamp = now,
@@ -151,6 +180,68 @@ mod tests {
             .map(|s| s.expose().to_vec())
             .collect();
         assert_eq!(accepted, [b"two".to_vec(), b"one".to_vec()]);
+    }
+
+    /// As the kubelet does: a new file renamed over (a new inode).
+    fn rotate(path: &std::path::Path, value: &str) {
+        let next = path.with_extension("new");
+        std::fs::write(&next, format!("{value}\n")).unwrap();
+        std::fs::rename(&next, path).unwrap();
+    }
+
+    fn accepted(file: &SecretFile) -> Vec<String> {
+        file.accepted()
+            .iter()
+            .map(|s| String::from_utf8_lossy(s.expose()).into_owned())
+            .collect()
+    }
+
+    /// A second change soon after the first (a half-written file
+    /// completed, a typo fixed) keeps the first secret too, each replaced
+    /// secret expiring `ROTATION_GRACE` after it was replaced.
+    #[tokio::test(start_paused = true)]
+    async fn every_secret_replaced_within_the_grace_is_accepted_until_its_own_grace_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "one\n").unwrap();
+        let file = SecretFile::new(path.clone(), "--x-file", SecretBytes::new(b"one".to_vec()));
+        rotate(&path, "tw");
+        assert_eq!(accepted(&file), ["tw", "one"]);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        rotate(&path, "two");
+        assert_eq!(accepted(&file), ["two", "tw", "one"]);
+        // "one" was replaced first, and goes first.
+        tokio::time::advance(ROTATION_GRACE - Duration::from_secs(61)).await;
+        assert_eq!(accepted(&file), ["two", "tw", "one"]);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(accepted(&file), ["two", "tw"]);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(accepted(&file), ["two"]);
+        // A rotation undone: the secret current again is listed once.
+        rotate(&path, "one");
+        assert_eq!(accepted(&file), ["one", "two"]);
+        rotate(&path, "two");
+        assert_eq!(accepted(&file), ["two", "one"]);
+    }
+
+    /// Rewritten in a loop, the file leaves at most `MAX_REPLACED` old
+    /// secrets accepted, the latest ones; none shows in `Debug`.
+    #[tokio::test(start_paused = true)]
+    async fn replaced_secrets_are_capped_the_oldest_dropped_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        let secret = |n: u32| format!("Kq9-rotated-{n}");
+        std::fs::write(&path, secret(0)).unwrap();
+        let file = SecretFile::new(path.clone(), "--x-file", SecretBytes::new(secret(0)));
+        for n in 1..=12 {
+            rotate(&path, &secret(n));
+            assert_eq!(file.current().expose(), secret(n).as_bytes());
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        let expected: Vec<String> = (4..=12).rev().map(secret).collect();
+        assert_eq!(accepted(&file), expected);
+        let debug = format!("{file:?}");
+        assert!(!debug.contains("Kq9"), "{debug}");
     }
 
     #[test]

@@ -59,8 +59,9 @@ pub enum Exit {
     OneTimeDone,
     /// Shutdown was requested.
     Cancelled,
-    /// More consecutive failures than allowed.
-    TooManyFailures { failures: u64 },
+    /// More consecutive failures than allowed; `error` is the last one's
+    /// message (as logged with "sync failed", redacted).
+    TooManyFailures { failures: u64, error: String },
     /// `--one-time` synced, but a hook's first run failed.
     OneTimeHooksFailed,
     /// `--one-time`: `--verify-signatures` refused the commit.
@@ -302,7 +303,10 @@ pub async fn run<P: SyncPass>(
                 );
                 reporter.status.set_spanned_failures(spanned);
                 if limit >= 0 && spanned > limit as u64 {
-                    return Exit::TooManyFailures { failures };
+                    return Exit::TooManyFailures {
+                        failures,
+                        error: message,
+                    };
                 }
             }
         }

@@ -27,6 +27,17 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
+/// What a failing pass ([`Step::Fail`]) is reported as.
+const REF_NOT_FOUND: &str = "couldn't find remote ref \"main\"";
+
+/// The failure count and last error the status holds.
+fn last_failure(status: &StatusHandle) -> (u64, String) {
+    let snapshot = status.snapshot();
+    let error = snapshot.last_error.expect("a failure was recorded");
+    assert_eq!(error, REF_NOT_FOUND);
+    (snapshot.consecutive_failures, error)
+}
+
 fn hash(h: &str) -> CommitHash {
     CommitHash::parse(h).expect("40 hex")
 }
@@ -435,10 +446,10 @@ async fn max_failures_tolerates_n_consecutive_failures_and_n_periods_then_exits(
     let exit = tokio::time::timeout(secs(3600), &mut h.exit).await;
     let ended = t0.elapsed();
     let starts = h.passes_until(ended).await;
-    let failures = status.snapshot().consecutive_failures;
+    let (failures, error) = last_failure(&status);
     assert_eq!(
         exit.map(Result::ok),
-        Ok(Some(Exit::TooManyFailures { failures }))
+        Ok(Some(Exit::TooManyFailures { failures, error }))
     );
     // The streak began with the 5th pass (after a publish, two failures
     // and a success); it ended the loop no sooner than 2 periods later.
@@ -474,10 +485,10 @@ async fn init_max_failures_rules_until_the_first_success() {
     let status = h.status.clone();
     let exit = tokio::time::timeout(secs(3600), &mut h.exit).await;
     let ended = t0.elapsed();
-    let failures = status.snapshot().consecutive_failures;
+    let (failures, error) = last_failure(&status);
     assert_eq!(
         exit.map(Result::ok),
-        Ok(Some(Exit::TooManyFailures { failures }))
+        Ok(Some(Exit::TooManyFailures { failures, error }))
     );
     assert!(failures >= 2, "{failures} failures");
     assert!(
@@ -498,7 +509,10 @@ async fn init_max_failures_rules_until_the_first_success() {
     let exit = tokio::time::timeout(secs(3600), &mut h.exit).await;
     assert_eq!(
         exit.map(Result::ok),
-        Ok(Some(Exit::TooManyFailures { failures: 1 }))
+        Ok(Some(Exit::TooManyFailures {
+            failures: 1,
+            error: REF_NOT_FOUND.into()
+        }))
     );
     let starts = h.passes_until(t0.elapsed()).await;
     assert_eq!(starts.len(), 22, "20 failures, a success, a failure");
@@ -658,7 +672,13 @@ async fn one_time_ends_after_the_first_success() {
         steps: vec![Step::Fail, Step::Publish(A)],
         ..Setup::default()
     });
-    assert_eq!(h.exit().await, Exit::TooManyFailures { failures: 1 });
+    assert_eq!(
+        h.exit().await,
+        Exit::TooManyFailures {
+            failures: 1,
+            error: REF_NOT_FOUND.into()
+        }
+    );
 }
 
 /// A failed first hook run or a gate refusal ends `--one-time` as a failure.

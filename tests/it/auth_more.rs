@@ -685,6 +685,97 @@ fn a_proxy_that_is_down_is_named_in_the_error() {
     assert!(out.status.success(), "{}", describe_output(&out));
 }
 
+/// An http:// repository through a proxy that is up but answers the
+/// request itself: 502 when it cannot reach the git server (here: nothing
+/// listens there), 407 when it wants credentials it was not given. The
+/// error names the proxy and where it was set, not only the git server's
+/// URL; the proxy's password stays out of it. With the right password the
+/// same proxy carries the sync.
+#[test]
+fn a_proxy_answering_502_or_407_is_named_in_the_error() {
+    let up = upstream();
+    let http = HttpGit::start(up.base(), HttpOpts::default());
+    let url = http.url(up.name());
+    let nowhere = format!("http://127.0.0.1:{}/site.git", free_port());
+    let password = "Pr0xy-PW-8z";
+    let open = ForwardProxy::start();
+    let guarded = ForwardProxy::requiring("someone", password);
+    let with_user = |proxy: &ForwardProxy, password: &str| {
+        proxy
+            .url()
+            .replace("http://", &format!("http://someone:{password}@"))
+    };
+    let cases = [
+        (
+            &open,
+            &nowhere,
+            "http.proxy",
+            "502 Bad Gateway",
+            "may have failed to reach the git server",
+        ),
+        (
+            &open,
+            &nowhere,
+            "HTTP_PROXY",
+            "502 Bad Gateway",
+            "may have failed to reach the git server",
+        ),
+        (
+            &guarded,
+            &url,
+            "http.proxy",
+            "407 Proxy Authentication Required",
+            "user and password",
+        ),
+        (
+            &guarded,
+            &url,
+            "HTTP_PROXY",
+            "407 Proxy Authentication Required",
+            "user and password",
+        ),
+    ];
+    for (proxy, repo, setting, status, why) in cases {
+        let s = Scratch::new();
+        let given = with_user(proxy, OTHER);
+        let run = match setting {
+            "http.proxy" => one_time(&s, repo).arg(format!("--git-config=http.proxy:{given}")),
+            var => one_time(&s, repo).env(var, &given),
+        };
+        let out = run.run(RUN_TIMEOUT);
+        assert!(
+            !out.status.success(),
+            "{setting} {status}: {}",
+            describe_output(&out)
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        let source = match setting {
+            "http.proxy" => "(http.proxy)",
+            _ => "(the environment's proxy variables)",
+        };
+        let named = format!(
+            "through the proxy {} {source}: the proxy answered {status}: ",
+            proxy.url()
+        );
+        assert!(err.contains(&named), "{setting} {status}: {err}");
+        assert!(err.contains(why), "{setting} {status}: {err}");
+        assert!(!err.contains("REDACTED"), "{setting} {status}: {err}");
+        assert!(
+            !err.contains(OTHER) && !err.contains("someone"),
+            "{setting} {status}: the proxy's user or password: {err}"
+        );
+    }
+    let s = Scratch::new();
+    let out = one_time(&s, &url)
+        .arg(format!(
+            "--git-config=http.proxy:{}",
+            with_user(&guarded, password)
+        ))
+        .run(RUN_TIMEOUT);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert!(guarded.forwarded() >= 2, "{}", guarded.forwarded());
+}
+
 /// A SOCKS proxy (OpenSSH's `ssh -D`, a common way to reach a private
 /// network), through `ALL_PROXY` and `http.proxy`, with local (`socks5`)
 /// and remote (`socks5h`) name resolution, as git takes it through curl.

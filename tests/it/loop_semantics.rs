@@ -19,6 +19,8 @@ fn failures_logged(logs: &str) -> usize {
 /// `--max-failures N` tolerates N consecutive failures and N periods of
 /// them (as git-sync, which waits a period after each), and exits 1 on the
 /// next failure: the backoff's quicker retries do not make it exit sooner.
+/// The exit line carries the last failure's error (what `kubectl logs
+/// --previous` shows of a crash-looping pod).
 #[test]
 fn max_failures_tolerates_n_failures_over_n_periods_then_exits() {
     let s = Scratch::new();
@@ -37,6 +39,13 @@ fn max_failures_tolerates_n_failures_over_n_periods_then_exits() {
         "exited after {took:?}: {stderr}"
     );
     assert!(s.published().is_none());
+    let last = log_lines(&stderr)
+        .filter(|l| l["msg"] == "sync failed")
+        .last()
+        .expect("a failure logged");
+    let exit = logged(&stderr, "too many consecutive failures; exiting").expect("the exit logged");
+    assert!(exit["error"].is_string(), "{exit}");
+    assert_eq!(exit["error"], last["error"], "{stderr}");
 }
 
 /// Before the first success `--init-period`/`--init-max-failures` rule;

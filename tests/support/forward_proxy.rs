@@ -1,6 +1,9 @@
 //! [`ForwardProxy`]: a forward proxy on 127.0.0.1 (`CONNECT` tunnels and
 //! absolute-form `GET`/`POST`) that counts what went through it, for the
-//! credential tests' `--http-proxy` cases.
+//! credential tests' `--http-proxy` cases. Like Squid, it answers a plain
+//! request itself with 502 when the server cannot be reached, and with 407
+//! when it requires a user and password ([`ForwardProxy::requiring`]) and
+//! the request's `Proxy-Authorization` does not carry them.
 //!
 //! Raw sockets on purpose, not the shared [`super::http_server`]: after a
 //! `CONNECT` the connection stops being HTTP and becomes a byte tunnel,
@@ -82,15 +85,30 @@ pub struct ForwardProxy {
 
 impl ForwardProxy {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A proxy that answers 407 to any request without `Proxy-Authorization:
+    /// Basic` for `user` and `password`.
+    pub fn requiring(user: &str, password: &str) -> Self {
+        let expected = format!(
+            "Basic {}",
+            super::base64(format!("{user}:{password}").as_bytes())
+        );
+        Self::start_with(Some(expected))
+    }
+
+    fn start_with(authorization: Option<String>) -> Self {
         let listener = TcpListener::bind((LOCALHOST, 0)).expect("binding 127.0.0.1:0");
         let addr = listener.local_addr().expect("local_addr");
         let (connects, forwarded) = (Arc::<AtomicUsize>::default(), Arc::<AtomicUsize>::default());
         let (c, f) = (connects.clone(), forwarded.clone());
+        let authorization = Arc::new(authorization);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (c, f) = (c.clone(), f.clone());
+                let (c, f, a) = (c.clone(), f.clone(), authorization.clone());
                 std::thread::spawn(move || {
-                    let _ = proxy_one(stream, &c, &f);
+                    let _ = proxy_one(stream, &c, &f, a.as_deref());
                 });
             }
         });
@@ -134,11 +152,32 @@ fn loopback_target(authority: &str) -> io::Result<SocketAddr> {
     Ok(addr)
 }
 
-fn proxy_one(client: TcpStream, connects: &AtomicUsize, forwarded: &AtomicUsize) -> io::Result<()> {
+/// The proxy's own answer: a status line, no body, the connection closed.
+fn answer(mut writer: TcpStream, status: &str, extra: &str) -> io::Result<()> {
+    write!(
+        writer,
+        "HTTP/1.1 {status}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    writer.shutdown(Shutdown::Both)
+}
+
+fn proxy_one(
+    client: TcpStream,
+    connects: &AtomicUsize,
+    forwarded: &AtomicUsize,
+    authorization: Option<&str>,
+) -> io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut writer = client.try_clone()?;
     let mut reader = BufReader::new(client);
     let req = read_request(&mut reader)?;
+    if authorization.is_some_and(|a| req.header("Proxy-Authorization") != Some(a)) {
+        return answer(
+            writer,
+            "407 Proxy Authentication Required",
+            "Proxy-Authenticate: Basic realm=\"test\"\r\n",
+        );
+    }
     if req.method == "CONNECT" {
         let upstream = TcpStream::connect(loopback_target(&req.target)?)?;
         connects.fetch_add(1, Ordering::SeqCst);
@@ -150,7 +189,9 @@ fn proxy_one(client: TcpStream, connects: &AtomicUsize, forwarded: &AtomicUsize)
         .strip_prefix("http://")
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not absolute-form"))?;
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let mut upstream = TcpStream::connect(loopback_target(authority)?)?;
+    let Ok(mut upstream) = TcpStream::connect(loopback_target(authority)?) else {
+        return answer(writer, "502 Bad Gateway", "");
+    };
     forwarded.fetch_add(1, Ordering::SeqCst);
     let mut head = format!(
         "{} {} HTTP/1.1\r\n",
