@@ -634,10 +634,7 @@ fn classify_listing_error(
         return Error::PlainHttpToTls { url, message };
     }
     let target = opts.url.gix().to_bstring().to_string();
-    // A plain-http request goes to the proxy, which answers it itself when
-    // it wants credentials or cannot reach the git server (https:// asks
-    // for a CONNECT tunnel instead: the "tunnel" error below).
-    if let Some(said) = proxy_answer(&message) {
+    if let Some(said) = proxys_own_answer(opts.url.gix(), &message) {
         if let Some(proxy) = opts.http.proxy_in_use(&target) {
             return Error::ProxyAnswered { url, proxy, said };
         }
@@ -655,6 +652,17 @@ fn classify_listing_error(
         }
     }
     git_err("could not list remote refs", e, Some(report))
+}
+
+/// [`proxy_answer`] for a request to `url`. A plain-http request goes to
+/// the proxy, which answers it itself when it wants credentials or cannot
+/// reach the git server. An https:// request asks for a CONNECT tunnel
+/// instead (the "tunnel" error): a status that comes back through it is
+/// the git server's own.
+fn proxys_own_answer(url: &gix::Url, message: &str) -> Option<String> {
+    (url.scheme == gix::url::Scheme::Http)
+        .then(|| proxy_answer(message))
+        .flatten()
 }
 
 /// gix's words for an HTTP error status (reqwest's `error_for_status`).
@@ -842,6 +850,14 @@ mod tests {
             assert_eq!(said(code), None, "{code}");
         }
         assert_eq!(proxy_answer("Connection refused (os error 111)"), None);
+        // Through an https:// tunnel, a status is the git server's own.
+        let message = format!("{HTTP_STATUS}503: HTTP status error (503)");
+        let url = |u: &str| gix::url::parse(gix::bstr::BStr::new(u)).expect("url");
+        assert!(proxys_own_answer(&url("http://git.example/r"), &message).is_some());
+        assert_eq!(
+            proxys_own_answer(&url("https://git.example/r"), &message),
+            None
+        );
     }
 
     /// Wrapper segments go when a cause follows them; the cause, the URL

@@ -22,8 +22,12 @@ use sha2::{Digest, Sha256};
 
 use crate::forge::Identity;
 
-/// How long a delivery is remembered.
-pub(super) const REMEMBERED_FOR: Duration = Duration::from_secs(10 * 60);
+/// How long a delivery is remembered: longer than a Standard Webhooks
+/// timestamp is accepted (its tolerance either way, whole seconds, and a
+/// minute for a clock stepped back), so a message id is never forgotten
+/// while a replay of it would still pass.
+pub(super) const REMEMBERED_FOR: Duration = Duration::from_secs(11 * 60);
+const _: () = assert!(REMEMBERED_FOR.as_secs() >= 2 * crate::forge::STANDARD_TOLERANCE_SECS + 60);
 /// The most deliveries remembered at once (32 bytes and a time each).
 const CAPACITY: usize = 4096;
 

@@ -404,9 +404,10 @@ impl Engine {
         if !self.repairable(&current, commit, budget) {
             tracing::warn!(
                 hash = %current,
+                reason = self.not_repairable_because(commit, budget),
                 "the published worktree does not match its commit (changed on disk while no process \
-                 ran), and the store cannot rebuild it without the remote; it stays published as it \
-                 is until the next successful sync, and this process is not ready until then"
+                 ran), and is not rebuilt now; it stays published as it is until the next successful \
+                 sync, and this process is not ready until then"
             );
         } else if self.rebuild_from_the_store(&current, commit, budget) {
             tracing::info!(hash = %current, "repaired the published worktree from the store at start-up");
@@ -710,6 +711,19 @@ impl Engine {
             || self.trusted.as_ref() == Some(hash);
         let in_store = self.repo.as_ref().is_some_and(|r| r.has_commit(commit));
         in_time && verified && in_store
+    }
+
+    /// Why [`Self::repairable`] said no, in words.
+    fn not_repairable_because(&self, commit: CommitId, budget: &Budget) -> &'static str {
+        if !self.repo.as_ref().is_some_and(|r| r.has_commit(commit)) {
+            "the store no longer holds its commit: it cannot be rebuilt without the remote"
+        } else if self.opts.verify.mode != crate::verify::Mode::None {
+            "--verify-signatures: its signature is checked again first, at the next sync"
+        } else if budget.is_expired() || budget.is_interrupted() {
+            "no time was left to rebuild it"
+        } else {
+            "it cannot be rebuilt now"
+        }
     }
 
     /// Rebuilds and publishes the published `hash`, found missing or

@@ -28,7 +28,7 @@ pub(crate) fn sign(secret: &str, body: &[u8]) -> String {
 /// A GitHub push payload for `git_ref` moving to `after`. Each call's
 /// body is its own, as each push's is at a forge (its `pushed_at`, `before`
 /// and head commit differ): sending the same bytes again is a redelivery,
-/// which git-sidecar ignores for 10 minutes.
+/// which git-sidecar takes for a redelivery for 11 minutes.
 pub(crate) fn github_push_body(git_ref: &str, after: &str, clone_url: &str) -> Vec<u8> {
     static PUSHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let push = PUSHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -1037,8 +1037,9 @@ fn after_a_restart_with_the_forge_down_only_verified_content_is_ready() {
     );
     assert!(ready.text().contains("no successful sync yet"), "{ready}");
     assert!(
-        run.logs()
-            .contains("the store cannot rebuild it without the remote"),
+        run.logs().contains(
+            "the store no longer holds its commit: it cannot be rebuilt without the remote"
+        ),
         "the changed tree left published is said so\n{}",
         run.logs()
     );
