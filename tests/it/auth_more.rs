@@ -51,6 +51,30 @@ fn one_time(s: &Scratch, url: &str) -> crate::support::sidecar::Sidecar {
     s.sidecar(url).arg("--one-time")
 }
 
+/// The two ways a proxy is set: git's `http.proxy` (through
+/// `--git-config`) or an environment variable.
+const PROXY_SETTINGS: [&str; 2] = ["http.proxy", "HTTP_PROXY"];
+
+/// A [`one_time`] run of `url` with `proxy` set by `setting` (one of
+/// [`PROXY_SETTINGS`]), and where its errors say the proxy was set.
+fn one_time_through(
+    s: &Scratch,
+    url: &str,
+    setting: &str,
+    proxy: &str,
+) -> (crate::support::sidecar::Sidecar, &'static str) {
+    match setting {
+        "http.proxy" => (
+            one_time(s, url).arg(format!("--git-config=http.proxy:{proxy}")),
+            "(http.proxy)",
+        ),
+        var => (
+            one_time(s, url).env(var, proxy),
+            "(the environment's proxy variables)",
+        ),
+    }
+}
+
 fn credential(url: &str, password: &str) -> serde_json::Value {
     serde_json::json!({"url": url, "username": USER, "password": password})
 }
@@ -652,15 +676,9 @@ fn a_proxy_that_is_down_is_named_in_the_error() {
     let url = http.url(up.name());
     let port = free_port();
     let down = format!("http://someone:Pr0xy-PW-7q@127.0.0.1:{port}");
-    for (setting, source) in [
-        ("http.proxy", "(http.proxy)"),
-        ("HTTP_PROXY", "(the environment's proxy variables)"),
-    ] {
+    for setting in PROXY_SETTINGS {
         let s = Scratch::new();
-        let run = match setting {
-            "http.proxy" => one_time(&s, &url).arg(format!("--git-config=http.proxy:{down}")),
-            var => one_time(&s, &url).env(var, &down),
-        };
+        let (run, source) = one_time_through(&s, &url, setting, &down);
         let out = run.run(RUN_TIMEOUT);
         assert!(
             !out.status.success(),
@@ -709,39 +727,22 @@ fn a_proxy_answering_502_or_407_is_named_in_the_error() {
         (
             &open,
             &nowhere,
-            "http.proxy",
-            "502 Bad Gateway",
-            "may have failed to reach the git server",
-        ),
-        (
-            &open,
-            &nowhere,
-            "HTTP_PROXY",
             "502 Bad Gateway",
             "may have failed to reach the git server",
         ),
         (
             &guarded,
             &url,
-            "http.proxy",
-            "407 Proxy Authentication Required",
-            "user and password",
-        ),
-        (
-            &guarded,
-            &url,
-            "HTTP_PROXY",
             "407 Proxy Authentication Required",
             "user and password",
         ),
     ];
-    for (proxy, repo, setting, status, why) in cases {
+    for ((proxy, repo, status, why), setting) in cases
+        .into_iter()
+        .flat_map(|case| PROXY_SETTINGS.map(|setting| (case, setting)))
+    {
         let s = Scratch::new();
-        let given = with_user(proxy, OTHER);
-        let run = match setting {
-            "http.proxy" => one_time(&s, repo).arg(format!("--git-config=http.proxy:{given}")),
-            var => one_time(&s, repo).env(var, &given),
-        };
+        let (run, source) = one_time_through(&s, repo, setting, &with_user(proxy, OTHER));
         let out = run.run(RUN_TIMEOUT);
         assert!(
             !out.status.success(),
@@ -749,10 +750,6 @@ fn a_proxy_answering_502_or_407_is_named_in_the_error() {
             describe_output(&out)
         );
         let err = String::from_utf8_lossy(&out.stderr);
-        let source = match setting {
-            "http.proxy" => "(http.proxy)",
-            _ => "(the environment's proxy variables)",
-        };
         let named = format!(
             "through the proxy {} {source}: the proxy answered {status}: ",
             proxy.url()
