@@ -401,10 +401,10 @@ impl Engine {
         // Changed on disk while no process ran: rebuilt from the store, it
         // is again the content the record vouches for (as it would be at
         // the next restart), so an outage does not keep it unready.
-        if !self.repairable(&current, commit, budget) {
+        if let Err(reason) = self.repairable(&current, commit, budget) {
             tracing::warn!(
                 hash = %current,
-                reason = self.not_repairable_because(commit, budget),
+                reason,
                 "the published worktree does not match its commit (changed on disk while no process \
                  ran), and is not rebuilt now; it stays published as it is until the next successful \
                  sync, and this process is not ready until then"
@@ -692,7 +692,7 @@ impl Engine {
         let Some((hash, commit)) = current.and_then(|h| Some((h, CommitId::of(h)?))) else {
             return;
         };
-        if self.repairable(hash, commit, budget)
+        if self.repairable(hash, commit, budget).is_ok()
             && !self.worktree_is_healthy(hash, commit, first_pass)
             && self.rebuild_from_the_store(hash, commit, budget)
         {
@@ -704,25 +704,23 @@ impl Engine {
     /// time (a pass out of time, a remote that hangs, or shutting down
     /// leaves it to a pass that fails sooner), in the store, and verified
     /// by this process when signatures are (the verdict may need the
-    /// remote's tag).
-    fn repairable(&self, hash: &CommitHash, commit: CommitId, budget: &Budget) -> bool {
-        let in_time = !budget.is_expired() && !budget.is_interrupted();
-        let verified = self.opts.verify.mode == crate::verify::Mode::None
-            || self.trusted.as_ref() == Some(hash);
-        let in_store = self.repo.as_ref().is_some_and(|r| r.has_commit(commit));
-        in_time && verified && in_store
-    }
-
-    /// Why [`Self::repairable`] said no, in words.
-    fn not_repairable_because(&self, commit: CommitId, budget: &Budget) -> &'static str {
+    /// remote's tag). `Err` says why not.
+    fn repairable(
+        &self,
+        hash: &CommitHash,
+        commit: CommitId,
+        budget: &Budget,
+    ) -> Result<(), &'static str> {
         if !self.repo.as_ref().is_some_and(|r| r.has_commit(commit)) {
-            "the store no longer holds its commit: it cannot be rebuilt without the remote"
-        } else if self.opts.verify.mode != crate::verify::Mode::None {
-            "--verify-signatures: its signature is checked again first, at the next sync"
+            Err("the store no longer holds its commit: it cannot be rebuilt without the remote")
+        } else if self.opts.verify.mode != crate::verify::Mode::None
+            && self.trusted.as_ref() != Some(hash)
+        {
+            Err("--verify-signatures: its signature is checked again first, at the next sync")
         } else if budget.is_expired() || budget.is_interrupted() {
-            "no time was left to rebuild it"
+            Err("no time was left to rebuild it")
         } else {
-            "it cannot be rebuilt now"
+            Ok(())
         }
     }
 
