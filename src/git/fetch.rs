@@ -629,27 +629,28 @@ fn classify_listing_error(
             return Error::NotGitServer { url, explanation };
         }
     }
-    if plain_http_to_tls(opts, &message, budget) {
-        let message = without_wrappers(&crate::types::redact_url(&message));
-        return Error::PlainHttpToTls { url, message };
-    }
-    let target = opts.url.gix().to_bstring().to_string();
-    if let Some(said) = proxys_own_answer(opts.url.gix(), &message) {
-        if let Some(proxy) = opts.http.proxy_in_use(&target) {
-            return Error::ProxyAnswered { url, proxy, said };
-        }
-    }
-    // reqwest's words for a connection (to the proxy, when there is one)
-    // that failed, and for a CONNECT tunnel the proxy did not open.
-    if message.contains("(Connect)") || message.contains("tunnel") {
-        if let Some(proxy) = opts.http.proxy_in_use(&target) {
+    let proxy = opts
+        .http
+        .proxy_in_use(&opts.url.gix().to_bstring().to_string());
+    let Some(proxy) = proxy else {
+        if plain_http_to_tls(opts.url.gix(), &message, budget) {
             let message = without_wrappers(&crate::types::redact_url(&message));
-            return Error::Proxy {
-                url,
-                proxy,
-                message,
-            };
+            return Error::PlainHttpToTls { url, message };
         }
+        return git_err("could not list remote refs", e, Some(report));
+    };
+    if let Some(said) = proxys_own_answer(opts.url.gix(), &message) {
+        return Error::ProxyAnswered { url, proxy, said };
+    }
+    // reqwest's words for a connection (to the proxy) that failed, and for
+    // a CONNECT tunnel the proxy did not open.
+    if message.contains("(Connect)") || message.contains("tunnel") {
+        let message = without_wrappers(&crate::types::redact_url(&message));
+        return Error::Proxy {
+            url,
+            proxy,
+            message,
+        };
     }
     git_err("could not list remote refs", e, Some(report))
 }
@@ -712,17 +713,13 @@ const PLAIN_TO_TLS_SIGNS: &[&str] = &[
     "Broken pipe",
 ];
 
-/// Whether an http:// listing failed the way a TLS port answers plain
-/// HTTP, and one TLS handshake with that host and port (within the budget,
-/// skipped when a proxy is in use) shows the server speaks TLS there.
-fn plain_http_to_tls(opts: &Options<'_>, message: &str, budget: &Budget) -> bool {
-    let url = opts.url.gix();
+/// Whether a listing of the http:// `url`, sent to the server itself (the
+/// caller checked that no proxy is in use), failed the way a TLS port
+/// answers plain HTTP, and one TLS handshake with that host and port
+/// (within the budget) shows the server speaks TLS there.
+fn plain_http_to_tls(url: &gix::Url, message: &str, budget: &Budget) -> bool {
     if url.scheme != gix::url::Scheme::Http
         || !PLAIN_TO_TLS_SIGNS.iter().any(|sign| message.contains(sign))
-        || opts
-            .http
-            .proxy_in_use(&url.to_bstring().to_string())
-            .is_some()
     {
         return false;
     }
