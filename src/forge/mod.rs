@@ -609,6 +609,7 @@ fn schemes(provider: Provider) -> &'static [(&'static str, Scheme)] {
         ],
         Provider::GitLab => &[
             (WEBHOOK_SIGNATURE, Scheme::Standard),
+            (SVIX_SIGNATURE, Scheme::Standard),
             (X_GITLAB_TOKEN, Scheme::Token),
         ],
         Provider::BitbucketCloud | Provider::BitbucketServer => {
@@ -616,6 +617,7 @@ fn schemes(provider: Provider) -> &'static [(&'static str, Scheme)] {
         }
         Provider::Generic => &[
             (WEBHOOK_SIGNATURE, Scheme::Standard),
+            (SVIX_SIGNATURE, Scheme::Standard),
             (X_SIGNATURE, Scheme::Sha256Or512Prefixed),
             (X_HUB_SIGNATURE_256, Scheme::Sha256Prefixed),
             (X_HUB_SIGNATURE, Scheme::Sha256Prefixed),
@@ -633,13 +635,7 @@ fn header_proof(
     allow_unsigned: bool,
     now: u64,
 ) -> Result<Proof, Rejection> {
-    let credential = |name: &str| {
-        let found = headers.get(name).filter(|value| !blank_credential(value));
-        match name {
-            WEBHOOK_SIGNATURE => found.or_else(|| credential_of(headers, SVIX_SIGNATURE)),
-            _ => found,
-        }
-    };
+    let credential = |name: &str| headers.get(name).filter(|value| !blank_credential(value));
     let chosen = schemes(provider)
         .iter()
         .find_map(|(name, scheme)| credential(name).map(|value| (value, *scheme)));
@@ -664,10 +660,6 @@ fn header_proof(
         None if allow_unsigned => Ok(Proof::Nothing),
         None => Err(Rejection::MissingSignature),
     }
-}
-
-fn credential_of<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h HeaderValue> {
-    headers.get(name).filter(|value| !blank_credential(value))
 }
 
 /// Whether a forge that offers a form-encoded content type (GitHub's
