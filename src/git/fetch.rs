@@ -723,7 +723,7 @@ fn plain_http_to_tls(url: &gix::Url, message: &str, budget: &Budget) -> bool {
     {
         return false;
     }
-    let (Some(host), Some(port)) = (url.host(), url.port_or_default()) else {
+    let (Some(host), Some(port)) = (super::url_host(url), url.port_or_default()) else {
         return false;
     };
     let timeout = budget.remaining().min(super::tls_probe::TLS_PROBE_TIMEOUT);

@@ -7,7 +7,6 @@
 //! cookies). The caller skips it when a proxy is in use.
 
 use std::io;
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,13 +17,13 @@ use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureSch
 /// The handshake never takes longer than this (or what the caller allows).
 pub const TLS_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// True when a TLS handshake with `host:port` completes, or the server
+/// True when a TLS handshake with `host:port` (an IPv6 literal without
+/// brackets, as [`super::url_host`] gives it) completes, or the server
 /// answers it with a TLS alert (it speaks TLS but refuses, e.g. no common
 /// cipher). False when it answers something else, closes, or does not
 /// answer within `timeout`.
 pub fn speaks_tls(host: &str, port: u16, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
     let Ok(name) = ServerName::try_from(host.to_string()) else {
         return false;
     };
@@ -34,7 +33,8 @@ pub fn speaks_tls(host: &str, port: u16, timeout: Duration) -> bool {
     let Ok(mut connection) = ClientConnection::new(config, name) else {
         return false;
     };
-    let Some(mut socket) = connect(host, port, deadline) else {
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let Ok(mut socket) = super::transport::connect_tcp(host, port, left) else {
         return false;
     };
     while connection.is_handshaking() {
@@ -53,20 +53,6 @@ pub fn speaks_tls(host: &str, port: u16, timeout: Duration) -> bool {
     connection.send_close_notify();
     let _ = connection.write_tls(&mut socket);
     true
-}
-
-/// The first address of `host:port` that accepts a connection before the deadline.
-fn connect(host: &str, port: u16, deadline: Instant) -> Option<TcpStream> {
-    for addr in (host, port).to_socket_addrs().ok()? {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return None;
-        }
-        if let Ok(socket) = TcpStream::connect_timeout(&addr, left) {
-            return Some(socket);
-        }
-    }
-    None
 }
 
 /// A failed handshake whose failure the server said in TLS: an alert, or

@@ -509,26 +509,36 @@ fn connect_daemon(
 > {
     let host = super::url_host(url).unwrap_or("localhost").to_string();
     let port = url.port.unwrap_or(9418);
-    let addrs =
-        (host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|source| ConnectError::Resolve {
-                host: host.clone(),
-                source,
-            })?;
+    let stream = connect_tcp(&host, port, || budget.remaining().min(CONNECT_TIMEOUT))?;
+    daemon_connection(stream, url, host, port, budget)
+}
+
+/// A TCP connection to the first address of `host:port` that accepts one,
+/// each attempt given `left()` (zero: out of time).
+pub(super) fn connect_tcp(
+    host: &str,
+    port: u16,
+    left: impl Fn() -> Duration,
+) -> Result<TcpStream, ConnectError> {
+    let addrs = (host, port)
+        .to_socket_addrs()
+        .map_err(|source| ConnectError::Resolve {
+            host: host.to_string(),
+            source,
+        })?;
     let mut last_err = io::Error::new(io::ErrorKind::NotFound, "no address");
     for addr in addrs {
-        let timeout = budget.remaining().min(CONNECT_TIMEOUT);
+        let timeout = left();
         if timeout.is_zero() {
             return Err(ConnectError::Timeout);
         }
         match TcpStream::connect_timeout(&addr, timeout) {
-            Ok(stream) => return daemon_connection(stream, url, host, port, budget),
+            Ok(stream) => return Ok(stream),
             Err(e) => last_err = e,
         }
     }
     Err(ConnectError::Connect {
-        host,
+        host: host.to_string(),
         port,
         source: last_err,
     })
