@@ -635,6 +635,48 @@ fn reflog_entry_is_kept(line: &[u8], kept: &std::collections::HashSet<ObjectId>)
     kept_id() && kept_id()
 }
 
+/// How many shallow lines more than the kept commits [`trim_shallow`]
+/// leaves alone: each fetch of a shallow store adds one.
+const SHALLOW_SLACK: usize = 16;
+
+/// Drops the shallow lines no walk of the store needs, so that they do
+/// not pile up between compactions: every fetch sends the server all of
+/// them, and the server looks each one up (a store updated 400 times
+/// since its last compaction sent 400, which cost the fetch about 15 ms).
+/// A line stays for a commit reachable from `keep` (down to the
+/// boundary) and for one whose parents the store does not hold all of:
+/// a walk from any commit in the store, kept again after a rollback,
+/// still stops where the history does. A line for a commit the store no
+/// longer holds goes, as in a compaction. Returns how many lines went.
+pub fn trim_shallow(repo: &gix::Repository, keep: &[ObjectId]) -> Result<usize, Error> {
+    let path = repo.git_dir().join("shallow");
+    let io = |source| Error::Io {
+        path: path.clone(),
+        source,
+    };
+    let lines = super::shallow::read(&path).map_err(io)?;
+    if lines.len() <= keep.len() + SHALLOW_SLACK {
+        return Ok(0);
+    }
+    let reachable: std::collections::HashSet<ObjectId> =
+        reachable_commits(repo, keep)?.into_iter().collect();
+    let is_boundary = |id: &ObjectId| {
+        repo.find_commit(*id)
+            .is_ok_and(|c| c.parent_ids().any(|p| !repo.has_object(p)))
+    };
+    let count = lines.len();
+    let needed: std::collections::HashSet<ObjectId> = lines
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|id| reachable.contains(id) || is_boundary(id))
+        .collect();
+    let dropped = count - needed.len();
+    if dropped > 0 {
+        super::shallow::write(&path, needed).map_err(io)?;
+    }
+    Ok(dropped)
+}
+
 /// Keeps only the shallow boundary commits that are still in the store.
 fn prune_shallow_file(
     path: &Path,

@@ -1241,6 +1241,136 @@ mod tests {
         assert_eq!(commits_below(&repo, parent), 1);
     }
 
+    /// Each update of a `--depth 1` store adds a shallow line, and every
+    /// fetch sends all of them. Trimmed, the file keeps the published
+    /// commit and the commit whose parent is missing; the store passes
+    /// `git fsck`, later updates work, and a rollback to a commit whose
+    /// line went makes that commit shallow again.
+    #[test]
+    fn trimmed_shallow_lines_leave_a_sound_store() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let upstream = empty_upstream(tmp.path());
+        let commit = |n: usize| {
+            std::fs::write(upstream.join("f"), n.to_string()).expect("write");
+            git(&upstream, &["add", "f"]);
+            git(&upstream, &["commit", "-q", "-m", &n.to_string()]);
+            ObjectId::from_hex(git(&upstream, &["rev-parse", "HEAD"]).as_bytes()).expect("hex")
+        };
+        commit(0);
+        let first = commit(1);
+        let store = tmp.path().join("store");
+        let repo = gix::init_bare(&store).expect("init");
+        fetch_from_upload_pack(&repo, &upstream, None, "main", 1).expect("first fetch");
+        let mut published = vec![first];
+        for n in 2..30 {
+            let new = commit(n);
+            let have = published.last().copied();
+            let repo = gix::open(&store).expect("reopen");
+            update_from_upload_pack(&repo, &upstream, None, "main", 1, have, None)
+                .unwrap_or_else(|e| panic!("update {n}: {e}"));
+            published.push(new);
+        }
+        let lines = || {
+            let text = std::fs::read_to_string(store.join("shallow")).expect("shallow");
+            text.lines().map(str::to_string).collect::<Vec<_>>()
+        };
+        assert_eq!(lines().len(), published.len(), "{:?}", lines());
+        let last = *published.last().expect("published");
+        let repo = gix::open(&store).expect("reopen");
+        let dropped = crate::git::compact::trim_shallow(&repo, &[last]).expect("trim");
+        let mut expected = vec![first.to_string(), last.to_string()];
+        expected.sort();
+        assert_eq!(lines(), expected, "{dropped} dropped");
+        let git_dir = store.to_string_lossy().into_owned();
+        git(
+            tmp.path(),
+            &["--git-dir", &git_dir, "fsck", "--no-progress"],
+        );
+        let count = |id: ObjectId| {
+            git(
+                tmp.path(),
+                &[
+                    "--git-dir",
+                    &git_dir,
+                    "rev-list",
+                    "--count",
+                    &id.to_string(),
+                ],
+            )
+        };
+        assert_eq!(count(last), "1");
+        // Every commit in the store is walked to where its history stops,
+        // every object there.
+        for id in &published {
+            let id = id.to_string();
+            git(
+                tmp.path(),
+                &[
+                    "--git-dir",
+                    &git_dir,
+                    "rev-list",
+                    "--objects",
+                    "--quiet",
+                    &id,
+                ],
+            );
+        }
+        // A rollback to a commit in the store whose line went.
+        let back = published[10];
+        git(&upstream, &["reset", "-q", "--hard", &back.to_string()]);
+        let repo = gix::open(&store).expect("reopen");
+        let outcome = update_from_upload_pack(&repo, &upstream, None, "main", 1, Some(last), None)
+            .expect("rollback");
+        assert!(
+            matches!(outcome, Outcome::Fetched { commit, .. } if commit.0 == back),
+            "{outcome:?}"
+        );
+        assert!(lines().contains(&back.to_string()), "{:?}", lines());
+        assert_eq!(count(back), "1");
+        let next = commit(99);
+        let repo = gix::open(&store).expect("reopen");
+        update_from_upload_pack(&repo, &upstream, None, "main", 1, Some(back), None)
+            .expect("update after the rollback");
+        assert_eq!(count(next), "1");
+        git(
+            tmp.path(),
+            &["--git-dir", &git_dir, "fsck", "--no-progress"],
+        );
+    }
+
+    /// The server is asked for no progress, over v0 as over v2, as git
+    /// asks when no terminal reads it: it sends none, and still the pack.
+    #[test]
+    fn the_server_is_asked_for_no_progress() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let upstream = empty_upstream(tmp.path());
+        std::fs::write(upstream.join("a"), "a").expect("write");
+        git(&upstream, &["add", "a"]);
+        git(&upstream, &["commit", "-q", "-m", "a"]);
+        for protocol in [None, Some("version=2")] {
+            let store = tmp.path().join(format!("store-{protocol:?}"));
+            let trace = tmp.path().join(format!("trace-{protocol:?}"));
+            let repo = gix::init_bare(&store).expect("init");
+            let outcome =
+                update_from_upload_pack(&repo, &upstream, protocol, "main", 0, None, Some(&trace))
+                    .expect("fetch");
+            assert!(
+                matches!(outcome, Outcome::Fetched { .. }),
+                "{protocol:?}: {outcome:?}"
+            );
+            let said = std::fs::read_to_string(&trace).expect("packet trace");
+            let asked = said
+                .lines()
+                .filter(|l| l.contains("upload-pack<"))
+                .any(|l| l.ends_with(" no-progress") || l.contains(" no-progress "));
+            assert!(asked, "{protocol:?}: not asked:\n{said}");
+            assert!(
+                !said.contains("Counting objects") && !said.contains("Enumerating objects"),
+                "{protocol:?}: progress sent:\n{said}"
+            );
+        }
+    }
+
     #[test]
     fn refspec_keeps_the_users_ref_and_has_no_destination() {
         assert_eq!(refspec_for("HEAD"), "HEAD");

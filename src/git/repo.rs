@@ -208,6 +208,11 @@ impl Repo {
         compact::carry_out(&self.0, due, &object_ids(keep), budget)
     }
 
+    /// See [`compact::trim_shallow`].
+    pub fn trim_shallow(&self, keep: &[CommitId]) -> Result<usize, compact::Error> {
+        compact::trim_shallow(&self.0, &object_ids(keep))
+    }
+
     /// See [`garbage::dropped_bytes`].
     pub fn dropped_bytes(&self, dropped: CommitId, keep: &[CommitId]) -> u64 {
         garbage::dropped_bytes(&self.0, dropped.0, &object_ids(keep))

@@ -114,6 +114,23 @@ pub(super) struct DeadlineReader<R> {
 /// pack on loopback (about 10 KiB each, as fast as the server sends).
 pub(super) type Deadline<R> = io::BufReader<DeadlineReader<R>>;
 
+/// The write side of every transport (`git://`, a spawned `upload-pack` or
+/// `GIT_SSH_COMMAND`, the built-in ssh client's socket pair): a request is
+/// sent with one write when gix flushes it, at the end of each request
+/// (`RequestWriter::into_read`) and after the daemon's first line. gix
+/// writes each pkt-line in three pieces (length, text, newline): a fetch
+/// with 300 `shallow` lines was 900 `send`s, each its own TCP segment under
+/// `TCP_NODELAY` (or ssh packet) and a wakeup of the server.
+pub(super) type Batched<W> = io::BufWriter<W>;
+
+/// Large enough for any request but one naming thousands of commits,
+/// which then goes in a few writes.
+const REQUEST_BUFFER: usize = 64 * 1024;
+
+pub(super) fn batched<W: Write>(inner: W) -> Batched<W> {
+    io::BufWriter::with_capacity(REQUEST_BUFFER, inner)
+}
+
 /// How much one read may take from the peer at most.
 const READ_AHEAD: usize = 64 * 1024;
 
@@ -504,7 +521,7 @@ fn connect_daemon(
     url: &gix::Url,
     budget: &Budget,
 ) -> Result<
-    git_transport::blocking_io::Connection<Deadline<QuickAckStream>, ExplainedWrites>,
+    git_transport::blocking_io::Connection<Deadline<QuickAckStream>, Batched<ExplainedWrites>>,
     ConnectError,
 > {
     let host = super::url_host(url).unwrap_or("localhost").to_string();
@@ -551,7 +568,7 @@ fn daemon_connection(
     port: u16,
     budget: &Budget,
 ) -> Result<
-    git_transport::blocking_io::Connection<Deadline<QuickAckStream>, ExplainedWrites>,
+    git_transport::blocking_io::Connection<Deadline<QuickAckStream>, Batched<ExplainedWrites>>,
     ConnectError,
 > {
     let io_err = |source| ConnectError::Connect {
@@ -567,7 +584,7 @@ fn daemon_connection(
     let virtual_host = url.host().map_or(host, str::to_string);
     Ok(git_transport::blocking_io::Connection::new(
         reader,
-        ExplainedWrites(stream),
+        batched(ExplainedWrites(stream)),
         Protocol::V2,
         url.path.clone(),
         Some((virtual_host, port)),
@@ -701,7 +718,7 @@ impl Write for UploadPackInput {
 
 /// A git connection to a spawned process's stdin/stdout.
 pub(super) type ProcessConnection =
-    git_transport::blocking_io::Connection<Deadline<UploadPackOutput>, UploadPackInput>;
+    git_transport::blocking_io::Connection<Deadline<UploadPackOutput>, Batched<UploadPackInput>>;
 
 fn spawn_upload_pack(
     url: &gix::Url,
@@ -790,7 +807,7 @@ pub(super) fn spawn_process(
     let reader = DeadlineReader::new(output, budget.clone());
     Ok(git_transport::blocking_io::Connection::new(
         reader,
-        input,
+        batched(input),
         Protocol::V2,
         url.path.clone(),
         None::<(String, Option<u16>)>,
@@ -1076,6 +1093,65 @@ mod tests {
         tune_daemon_socket(&client, &budget).expect("tune");
         assert!(client.nodelay().expect("TCP_NODELAY readable"));
         assert!(client.write_timeout().expect("write timeout").is_some());
+    }
+
+    /// A writer that keeps what it is given and counts the writes.
+    #[derive(Default, Clone)]
+    struct CountedWrites(Arc<std::sync::Mutex<(Vec<u8>, usize)>>);
+
+    impl Write for CountedWrites {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let mut seen = self.0.lock().expect("lock");
+            seen.0.extend_from_slice(buf);
+            seen.1 += 1;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A fetch request of 300 pkt-lines, written by gix through a
+    /// connection as ours are built, reaches the socket in one write, and
+    /// all of it by the time gix turns to read the answer (else the server
+    /// would wait for the rest while we wait for it).
+    #[test]
+    fn a_request_is_one_write() {
+        use gix::protocol::transport::client::{blocking_io::Transport, MessageKind, WriteMode};
+        let writes = CountedWrites::default();
+        let mut connection = git_transport::blocking_io::Connection::new(
+            &b""[..],
+            batched(writes.clone()),
+            Protocol::V2,
+            "/repo.git",
+            None::<(String, Option<u16>)>,
+            git_transport::ConnectMode::Process,
+            false,
+        );
+        let lines: Vec<String> = (0..300).map(|i| format!("shallow {i:040x}")).collect();
+        let mut request = connection
+            .request(
+                WriteMode::OneLfTerminatedLinePerWriteCall,
+                MessageKind::Flush,
+                false,
+            )
+            .expect("request");
+        for line in &lines {
+            request.write_all(line.as_bytes()).expect("line");
+        }
+        assert_eq!(
+            writes.0.lock().expect("lock").1,
+            0,
+            "nothing sent before the end"
+        );
+        drop(request.into_read().expect("into_read"));
+        let (sent, count) = writes.0.lock().expect("lock").clone();
+        assert_eq!(count, 1, "{count} writes for one request");
+        let expected: String = lines
+            .iter()
+            .map(|l| format!("{:04x}{l}\n", l.len() + 5))
+            .collect();
+        assert_eq!(String::from_utf8_lossy(&sent), expected + "0000");
     }
 
     /// A socket that counts the reads it serves.

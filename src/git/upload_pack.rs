@@ -124,6 +124,7 @@ impl<T: Transport> Listed<T> {
             ref_map: &self.ref_map,
             shallow: &shallow,
             negotiator: negotiation.into_negotiator(),
+            no_progress: takes_no_progress(&self.handshake),
         };
         let pack_dir = objects_dir.join("pack");
         let target = pack_in::Target {
@@ -199,6 +200,21 @@ struct Negotiate<'a, 'g, 'c> {
     ref_map: &'a RefMap,
     shallow: &'a Shallow,
     negotiator: Box<dyn gix::negotiate::Negotiator>,
+    /// Ask the server for no progress messages (see [`takes_no_progress`]).
+    no_progress: bool,
+}
+
+/// Whether the server may be asked for `no-progress`, as git asks when its
+/// stderr is not a terminal (git-sync's never is): nobody reads the
+/// server's "Counting objects" lines, which cost it a write, and us a
+/// wakeup, per percent. Errors still come, on their own band. A v2 server
+/// takes it always; a v0/v1 one only if it advertises it.
+fn takes_no_progress(handshake: &Handshake) -> bool {
+    use gix::protocol::transport::Protocol;
+    match handshake.server_protocol_version {
+        Protocol::V2 => true,
+        Protocol::V0 | Protocol::V1 => handshake.capabilities.contains("no-progress"),
+    }
 }
 
 type NoAlternates = std::iter::Empty<(gix::refs::file::Store, gix::objs::find::Never)>;
@@ -218,6 +234,10 @@ impl gix::protocol::fetch::Negotiate for Negotiate<'_, '_, '_> {
     }
 
     fn add_wants(&mut self, arguments: &mut Arguments, remote_ref_target_known: &[bool]) -> bool {
+        // Before the first want: over v0/v1 it goes on that line.
+        if self.no_progress {
+            arguments.add_feature("no-progress");
+        }
         negotiate::add_wants(
             self.objects,
             arguments,

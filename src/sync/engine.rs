@@ -1295,6 +1295,15 @@ impl Engine {
         let Some(repo) = self.repo.as_ref() else {
             return Ok(());
         };
+        if self.opts.gc != GcMode::Off {
+            match repo.trim_shallow(&keep) {
+                Ok(0) => {}
+                Ok(dropped) => tracing::debug!(dropped, "dropped shallow lines no walk needs"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not trim the shallow file; will retry later")
+                }
+            }
+        }
         let stats = compact::stats(repo.git_dir());
         let due = compact::due(self.opts.gc, repo.git_dir(), stats, self.garbage_bytes);
         let due = match force_compact {

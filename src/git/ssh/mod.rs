@@ -119,18 +119,18 @@ pub fn connect(
             port: target.port_or_default(),
             source,
         })?;
-    Ok(Box::new(
+    let connection: git_transport::blocking_io::Connection<_, transport::Batched<_>> =
         git_transport::blocking_io::Connection::new(
             DeadlineReader::new(socket, budget.clone()),
-            writer,
+            transport::batched(writer),
             Protocol::V2,
             url.path.clone(),
             None::<(String, Option<u16>)>,
             git_transport::ConnectMode::Process,
             false,
         )
-        .custom_url(Some(url.to_bstring())),
-    ))
+        .custom_url(Some(url.to_bstring()));
+    Ok(Box::new(connection))
 }
 
 /// Where to connect and what to run there.

@@ -172,6 +172,37 @@ fn publishes_then_idle_passes_write_nothing_then_publishes_the_next_commit() {
     assert_eq!(f.published_f(), "b");
 }
 
+/// Each publish of a `--depth 1` store adds a shallow line; the upkeep
+/// keeps the file from growing with every publish (each fetch sends all
+/// of it), and `--git-gc=off` leaves the store alone.
+#[test]
+fn the_shallow_file_stays_short_unless_gc_is_off() {
+    let lines = |root: &Path| {
+        fs::read_to_string(root.join(".git/shallow"))
+            .expect("shallow file")
+            .lines()
+            .count()
+    };
+    for gc in [GcMode::Auto, GcMode::Off] {
+        let f = Fixture::new();
+        f.commit("0");
+        let mut e = engine(Options { gc, ..f.options() });
+        for n in 1..40 {
+            let hash = f.commit(&n.to_string());
+            let outcome = e.sync_once(&budget()).expect("a pass");
+            assert!(
+                matches!(&outcome, Outcome::Published { hash: h, .. } if *h == hash),
+                "{gc:?} {n}: {outcome:?}"
+            );
+        }
+        let count = lines(&f.root());
+        match gc {
+            GcMode::Off => assert_eq!(count, 39, "every publish's line stays"),
+            _ => assert!(count <= 20, "{count} shallow lines after 39 publishes"),
+        }
+    }
+}
+
 /// `--git-config` belongs to each engine, not to the process: in one
 /// process, the engine given `transfer.hideRefs` for `main` does not see the
 /// branch through its file:// upload-pack, nor does its gate's git miss the
