@@ -214,10 +214,45 @@ pub fn fetch(
 pub fn poll(repo: &gix::Repository, opts: &Options<'_>, budget: &Budget) -> Result<Polled, Error> {
     let mut step = Step::Connecting;
     let result = fetch_inner(repo, opts, budget, &mut step);
-    result.map_err(|e| {
-        let url = || crate::types::redact_url(&opts.url.gix().to_bstring().to_string());
-        as_budget_ran_out(e, budget, step, url)
-    })
+    result.map_err(|e| as_budget_ran_out(e, budget, step, || redacted_url(opts)))
+}
+
+/// Every branch of the remote, in full, for a store that looks for a
+/// commit the server will not send by SHA (a v0/v1 server sends a ref's
+/// tip only, unless `uploadpack.allowReachableSHA1InWant` is set): git's
+/// `submodule update` finds its pinned commit among all the branches it
+/// fetched. `opts.git_ref` and `opts.depth` are not read. Returns the
+/// size of the pack (0: nothing was new).
+pub fn fetch_branches(
+    repo: &gix::Repository,
+    opts: &Options<'_>,
+    budget: &Budget,
+) -> Result<u64, Error> {
+    let mut step = Step::Connecting;
+    let result = transport::connect(opts.url.gix(), budget, opts.ssh, opts.http, opts.git_config)
+        .map_err(Error::from)
+        .and_then(|connected| branches_over(repo, connected, opts, budget, &mut step));
+    result.map_err(|e| as_budget_ran_out(e, budget, step, || redacted_url(opts)))
+}
+
+/// [`fetch_branches`] over a `connected` transport.
+fn branches_over(
+    repo: &gix::Repository,
+    connected: transport::Connected,
+    opts: &Options<'_>,
+    budget: &Budget,
+    step: &mut Step,
+) -> Result<u64, Error> {
+    // gix wants a destination for a pattern; no ref is written here
+    // (see `upload_pack`): it only names what to want.
+    let remote = remote_for(repo, opts, "refs/heads/*:refs/remotes/origin/*")?;
+    let (listed, report, filter_report) = list_over(repo, remote, connected, opts, budget, step)?;
+    *step = Step::Fetching;
+    receive(repo, listed, opts, 0, budget, &report, &filter_report)
+}
+
+fn redacted_url(opts: &Options<'_>) -> String {
+    crate::types::redact_url(&opts.url.gix().to_bstring().to_string())
 }
 
 /// A transport error after the budget ran out is really a timeout or a
@@ -238,22 +273,63 @@ fn as_budget_ran_out(e: Error, budget: &Budget, step: Step, url: impl FnOnce() -
     }
 }
 
+/// The remote at `--repo`, fetching what `refspec` names (no tags).
+fn remote_for<'r>(
+    repo: &'r gix::Repository,
+    opts: &Options<'_>,
+    refspec: &str,
+) -> Result<gix::Remote<'r>, Error> {
+    repo.remote_at(opts.url.gix().clone())
+        .map_err(|e| Error::Url(e.to_string()))?
+        .with_fetch_tags(gix::remote::fetch::Tags::None)
+        .with_refspecs(Some(refspec), gix::remote::Direction::Fetch)
+        .map_err(|e| git_err("invalid ref", e, None))
+}
+
 fn fetch_inner(
     repo: &gix::Repository,
     opts: &Options<'_>,
     budget: &Budget,
     step: &mut Step,
 ) -> Result<Polled, Error> {
-    let refspec = refspec_for(opts.git_ref);
-    let remote = repo
-        .remote_at(opts.url.gix().clone())
-        .map_err(|e| Error::Url(e.to_string()))?
-        .with_fetch_tags(gix::remote::fetch::Tags::None)
-        .with_refspecs(Some(refspec.as_str()), gix::remote::Direction::Fetch)
-        .map_err(|e| git_err("invalid ref", e, None))?;
+    let remote = remote_for(repo, opts, &refspec_for(opts.git_ref))?;
     let connected =
         transport::connect(opts.url.gix(), budget, opts.ssh, opts.http, opts.git_config)?;
     fetch_over(repo, remote, connected, opts, budget, step)
+}
+
+/// What a listing of `remote`'s refs over `connected` leaves for the fetch.
+type Listing = (
+    super::upload_pack::Listed<transport::BoxedTransport>,
+    SpyReport,
+    super::partial::FilterReport,
+);
+
+/// Lists the refs `remote`'s refspec names over `connected`.
+fn list_over(
+    repo: &gix::Repository,
+    remote: gix::Remote<'_>,
+    connected: transport::Connected,
+    opts: &Options<'_>,
+    budget: &Budget,
+    step: &mut Step,
+) -> Result<Listing, Error> {
+    let (connected, filter_report) = super::partial::request_filter(connected, opts.filter);
+    // http(s) connects lazily, with the first request.
+    *step = match opts.url.gix().scheme {
+        gix::url::Scheme::Http | gix::url::Scheme::Https => Step::ConnectingAndListing,
+        _ => Step::ListingRefs,
+    };
+    let report = connected.report;
+    let listed = super::upload_pack::list(
+        repo,
+        &remote,
+        connected.transport,
+        connected.options,
+        credential_callback::callback(opts.credentials.cloned(), opts.url.gix()),
+    )
+    .map_err(|e| classify_listing_error(e, opts, &report, budget))?;
+    Ok((listed, report, filter_report))
 }
 
 /// [`fetch`] from `remote` over a `connected` transport.
@@ -265,21 +341,8 @@ fn fetch_over(
     budget: &Budget,
     step: &mut Step,
 ) -> Result<Polled, Error> {
-    let (connected, filter_report) = super::partial::request_filter(connected, opts.filter);
-    // http(s) connects lazily, with the first request.
-    *step = match opts.url.gix().scheme {
-        gix::url::Scheme::Http | gix::url::Scheme::Https => Step::ConnectingAndListing,
-        _ => Step::ListingRefs,
-    };
-    let report = connected.report;
-    let mut listed = super::upload_pack::list(
-        repo,
-        &remote,
-        connected.transport,
-        connected.options,
-        credential_callback::callback(opts.credentials.cloned(), opts.url.gix()),
-    )
-    .map_err(|e| classify_listing_error(e, opts, &report, budget))?;
+    let (mut listed, report, filter_report) =
+        list_over(repo, remote, connected, opts, budget, step)?;
     // Only the ref --ref names is wanted, not the others its name matches;
     // what follows reads that one mapping.
     listed.keep_mapping(chosen(listed.ref_map(), opts.git_ref));
@@ -949,29 +1012,8 @@ mod tests {
         have: Option<ObjectId>,
         trace: Option<&std::path::Path>,
     ) -> Result<Outcome, Error> {
-        let url =
-            crate::git::Remote::parse(&format!("file://{}", upstream.display())).expect("url");
-        let budget = Budget::new(
-            std::time::Duration::from_secs(60),
-            Arc::new(AtomicBool::new(false)),
-        );
-        let mut command = Command::new("git");
-        command
-            .arg("upload-pack")
-            .arg(upstream)
-            .env_remove("GIT_PROTOCOL")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null");
-        if let Some(p) = protocol {
-            command.env("GIT_PROTOCOL", p);
-        }
-        if let Some(trace) = trace {
-            command.env("GIT_TRACE_PACKET", trace);
-        }
-        let stderr = transport::StderrBuffer::default();
-        let process = transport::spawn_process(command, url.gix(), &budget, stderr.clone())
-            .expect("git must be installed for this test (apt-get install git)");
-        let connected = transport::spied(Box::new(process), stderr);
+        let (connected, url) = upload_pack(upstream, protocol, trace);
+        let budget = budget();
         let (ssh, http) = (Default::default(), Default::default());
         let opts = Options {
             url: &url,
@@ -1001,6 +1043,42 @@ mod tests {
             &mut Step::Connecting,
         )
         .map(|polled| polled.outcome)
+    }
+
+    fn budget() -> Budget {
+        Budget::new(
+            std::time::Duration::from_secs(60),
+            Arc::new(AtomicBool::new(false)),
+        )
+    }
+
+    /// `git upload-pack` for `upstream` (protocol v0 unless `protocol`
+    /// says otherwise, its side traced to `trace`), connected, and the
+    /// `file://` URL it stands for.
+    fn upload_pack(
+        upstream: &std::path::Path,
+        protocol: Option<&str>,
+        trace: Option<&std::path::Path>,
+    ) -> (transport::Connected, crate::git::Remote) {
+        let url =
+            crate::git::Remote::parse(&format!("file://{}", upstream.display())).expect("url");
+        let mut command = Command::new("git");
+        command
+            .arg("upload-pack")
+            .arg(upstream)
+            .env_remove("GIT_PROTOCOL")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null");
+        if let Some(p) = protocol {
+            command.env("GIT_PROTOCOL", p);
+        }
+        if let Some(trace) = trace {
+            command.env("GIT_TRACE_PACKET", trace);
+        }
+        let stderr = transport::StderrBuffer::default();
+        let process = transport::spawn_process(command, url.gix(), &budget(), stderr.clone())
+            .expect("git must be installed for this test (apt-get install git)");
+        (transport::spied(Box::new(process), stderr), url)
     }
 
     /// `up` below `tmp`: a repository with no commit yet, on branch `main`.
@@ -1336,6 +1414,53 @@ mod tests {
             tmp.path(),
             &["--git-dir", &git_dir, "fsck", "--no-progress"],
         );
+    }
+
+    /// A v0 server sends no commit by SHA that is not a tip; every
+    /// branch, fetched whole, brings one that only a branch other than
+    /// the default one reaches.
+    #[test]
+    fn every_branch_brings_a_commit_only_another_branch_reaches() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let upstream = empty_upstream(tmp.path());
+        let commit = |n: &str| {
+            std::fs::write(upstream.join("f"), n).expect("write");
+            git(&upstream, &["add", "f"]);
+            git(&upstream, &["commit", "-q", "-m", n]);
+            ObjectId::from_hex(git(&upstream, &["rev-parse", "HEAD"]).as_bytes()).expect("hex")
+        };
+        commit("a");
+        git(&upstream, &["checkout", "-q", "-b", "release"]);
+        let wanted = commit("release fix");
+        commit("next release fix");
+        git(&upstream, &["checkout", "-q", "main"]);
+        commit("b");
+        for protocol in [None, Some("version=2")] {
+            let store = tmp.path().join(format!("store-{protocol:?}"));
+            let repo = gix::init_bare(&store).expect("init");
+            fetch_from_upload_pack(&repo, &upstream, protocol, "main", 0).expect("main");
+            assert!(!repo.has_object(wanted));
+            let (connected, url) = upload_pack(&upstream, protocol, None);
+            let (ssh, http) = (Default::default(), Default::default());
+            let opts = Options {
+                url: &url,
+                git_ref: "HEAD",
+                depth: 0,
+                have: None,
+                force: false,
+                credentials: None,
+                ssh: &ssh,
+                http: &http,
+                git_config: &Default::default(),
+                filter: None,
+                on_change: None,
+            };
+            let bytes = branches_over(&repo, connected, &opts, &budget(), &mut Step::Connecting)
+                .unwrap_or_else(|e| panic!("{protocol:?}: {e}"));
+            assert!(bytes > 0, "{protocol:?}");
+            let repo = gix::open(&store).expect("reopen");
+            assert!(repo.has_object(wanted), "{protocol:?}");
+        }
     }
 
     /// The server is asked for no progress, over v0 as over v2, as git

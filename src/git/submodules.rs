@@ -390,54 +390,79 @@ impl Walk<'_> {
             )
         })?;
         let wanted = sub.commit.to_string();
-        let fetch_ref = |git_ref: &str| {
-            fetch::fetch(
-                repo,
-                &fetch::Options {
-                    url: &url,
-                    git_ref,
-                    depth: self.settings.depth,
-                    have: None,
-                    force: false,
-                    credentials: credentials.as_ref(),
-                    ssh: self.settings.ssh,
-                    http: &http,
-                    git_config: self.settings.git_config,
-                    // Submodule stores stay complete: their checkout has no backfill.
-                    filter: None,
-                    on_change: None,
-                },
-                self.budget,
-            )
+        let opts = |git_ref| fetch::Options {
+            url: &url,
+            git_ref,
+            depth: self.settings.depth,
+            have: None,
+            force: false,
+            credentials: credentials.as_ref(),
+            ssh: self.settings.ssh,
+            http: &http,
+            git_config: self.settings.git_config,
+            // Submodule stores stay complete: their checkout has no backfill.
+            filter: None,
+            on_change: None,
         };
-        let outcome = match fetch_ref(&wanted) {
+        let pack_bytes = match fetch::fetch(repo, &opts(&wanted), self.budget) {
+            Ok(fetch::Outcome::Unchanged(_)) => 0,
+            Ok(fetch::Outcome::Fetched { pack_bytes, .. }) => pack_bytes,
             // A v0 server sends only ref tips by SHA (sshd in its default
             // configuration passes no GIT_PROTOCOL). With the whole history
             // wanted, git's `submodule update` finds the commit among the
-            // refs it fetched: so do we, in the default branch.
-            Err(e) if self.settings.depth == 0 && refuses_by_sha(&e) => {
-                tracing::info!(
-                    submodule = %sub.full,
-                    commit = %sub.commit,
-                    "the server sends no commit by SHA that is not a ref's tip; fetching the submodule's default branch in full to find it"
-                );
-                let outcome = fetch_ref("HEAD");
-                if let Err(fallback) = &outcome {
-                    tracing::debug!(submodule = %sub.full, error = %fallback, "fetching the default branch failed too");
-                }
-                if outcome.is_err() || !repo.has_object(sub.commit) {
-                    return Err(fetch_err(e));
-                }
-                outcome.map_err(fetch_err)?
-            }
-            result => result.map_err(fetch_err)?,
-        };
-        let pack_bytes = match outcome {
-            fetch::Outcome::Unchanged(_) => 0,
-            fetch::Outcome::Fetched { pack_bytes, .. } => pack_bytes,
+            // branches it fetched: so do we.
+            Err(e) if self.settings.depth == 0 && refuses_by_sha(&e) => self
+                .find_in_branches(repo, sub, &opts(&wanted))
+                .ok_or_else(|| fetch_err(e))?,
+            Err(e) => return Err(fetch_err(e)),
         };
         tracing::info!(submodule = %sub.full, commit = %sub.commit, pack_bytes, "fetched submodule");
         Ok(())
+    }
+
+    /// Fetches the submodule's default branch in full, then, if the commit
+    /// is not in it, every branch: the pack's size, or `None` if the commit
+    /// is in none (or a fetch failed: the caller reports the refusal).
+    fn find_in_branches(
+        &self,
+        repo: &gix::Repository,
+        sub: &Submodule,
+        opts: &fetch::Options<'_>,
+    ) -> Option<u64> {
+        tracing::info!(
+            submodule = %sub.full,
+            commit = %sub.commit,
+            "the server sends no commit by SHA that is not a ref's tip; fetching the submodule's branches in full to find it"
+        );
+        let failed = |what: &str, e: &fetch::Error| {
+            tracing::debug!(submodule = %sub.full, error = %e, "fetching {what} failed too");
+        };
+        let default_branch = match fetch::fetch(
+            repo,
+            &fetch::Options {
+                git_ref: "HEAD",
+                ..*opts
+            },
+            self.budget,
+        ) {
+            Ok(fetch::Outcome::Fetched { pack_bytes, .. }) => pack_bytes,
+            Ok(fetch::Outcome::Unchanged(_)) => 0,
+            Err(e) => {
+                failed("the default branch", &e);
+                0
+            }
+        };
+        if repo.has_object(sub.commit) {
+            return Some(default_branch);
+        }
+        match fetch::fetch_branches(repo, opts, self.budget) {
+            Ok(bytes) if repo.has_object(sub.commit) => Some(default_branch + bytes),
+            Ok(_) => None,
+            Err(e) => {
+                failed("every branch", &e);
+                None
+            }
+        }
     }
 }
 
@@ -453,15 +478,15 @@ fn hint_for(e: &fetch::Error, depth: u32) -> &'static str {
         (false, _) => "",
         (true, 0) => {
             "; the server does not have this commit or refuses to send it by SHA, and it is \
-             not in the submodule's default branch either (with git protocol v2 any reachable \
+             in none of the submodule's branches either (with git protocol v2 any reachable \
              commit can be fetched; v0/v1 servers need uploadpack.allowReachableSHA1InWant): \
              was the submodule commit pushed?"
         }
         (true, _) => {
             "; the server does not have this commit or refuses to send it by SHA (with git \
              protocol v2 any reachable commit can be fetched; v0/v1 servers need \
-             uploadpack.allowReachableSHA1InWant, or --depth 0 to find it in the default \
-             branch): was the submodule commit pushed?"
+             uploadpack.allowReachableSHA1InWant, or --depth 0 to find it in the submodule's \
+             branches): was the submodule commit pushed?"
         }
     }
 }

@@ -647,9 +647,10 @@ fn git_gc_governs_the_submodule_stores_too() {
 /// answering v0) sends a commit by SHA only if it is a ref's tip, unless
 /// `uploadpack.allowReachableSHA1InWant` is set; a submodule pinned to an
 /// older commit is the usual case. With `--depth 0`, as git's `submodule
-/// update` finds the commit among the refs it fetched, the submodule's
-/// default branch is fetched in full and the commit found there; with
-/// `--depth 1` (git fails too) the error says what to set.
+/// update` finds the commit among the branches it fetched, the submodule's
+/// default branch is fetched in full and the commit found there, or else
+/// in another branch; with `--depth 1` (git fails too) the error says
+/// what to set.
 #[test]
 fn a_v0_server_refusing_an_older_submodule_commit_is_read_through_its_branch_at_depth_0() {
     let p = Pair::new();
@@ -690,6 +691,26 @@ fn a_v0_server_refusing_an_older_submodule_commit_is_read_through_its_branch_at_
     assert!(out.status.success(), "{}", describe_output(&out));
     assert_eq!(s.published().as_deref(), Some(site.as_str()));
     assert_submodule(&s, "theme", &p.sub, &pinned);
+
+    // A commit on a release branch only, no longer its tip: in the root
+    // that has the default branch already, and in a new one.
+    p.sub.git(&["checkout", "-q", "-b", "release", &pinned]);
+    let on_release = p.sub.commit_file("style.css", "v1.1\n", "release fix");
+    p.sub
+        .commit_file("style.css", "v1.2\n", "the next release fix");
+    p.sub.checkout("main");
+    let site = p
+        .site
+        .commit_gitlinks(&modules, &[("theme", &on_release)], "release fix");
+    for s in [&s, &Scratch::new()] {
+        let out = s
+            .sidecar(&daemon.url("site"))
+            .args(["--one-time", "--depth", "0"])
+            .run(Duration::from_secs(60));
+        assert!(out.status.success(), "{}", describe_output(&out));
+        assert_eq!(s.published().as_deref(), Some(site.as_str()));
+        assert_submodule(s, "theme", &p.sub, &on_release);
+    }
 }
 
 /// A sync that fails at the submodule step (its repository is missing)
