@@ -10,8 +10,11 @@
 //! accepted for [`ROTATION_GRACE`] after it was replaced; what we sign
 //! uses the current one. Every secret replaced within the grace is kept
 //! (up to [`MAX_REPLACED`]), not only the last: a file changed twice in a
-//! row (a half-written file completed, a typo in the new Secret fixed)
-//! must not drop the secret the forge still signs with.
+//! row (a typo in the new Secret fixed) must not drop the secret the forge
+//! still signs with. A secret that its replacement extends, replaced within
+//! [`PARTIAL_WRITE_WINDOW`], was the file caught half-written (`echo >`,
+//! an editor's save): it is not kept, since a short prefix of a key is
+//! a key an attacker can guess.
 
 use std::collections::VecDeque;
 use std::os::unix::fs::MetadataExt;
@@ -32,6 +35,10 @@ pub const ROTATION_GRACE: Duration = Duration::from_secs(300);
 /// one kept is one more value a request may be signed with.
 const MAX_REPLACED: usize = 8;
 
+/// A secret replaced this soon by one that starts with it was read from a
+/// file being written: it is dropped, not kept for the grace.
+const PARTIAL_WRITE_WINDOW: Duration = Duration::from_secs(10);
+
 /// What identifies one version of the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {
@@ -46,6 +53,8 @@ struct Stamp {
 struct Cached {
     stamp: Option<Stamp>,
     current: SecretBytes,
+    /// When `current` was read.
+    current_since: Instant,
     /// The secrets replaced within the grace and when each stopped being
     /// current, the latest first; never `current` itself.
     replaced: VecDeque<(SecretBytes, Instant)>,
@@ -56,10 +65,15 @@ impl Cached {
     /// and those out of the grace (or beyond [`MAX_REPLACED`]) go.
     fn replace(&mut self, secret: SecretBytes, now: Instant) {
         let old = std::mem::replace(&mut self.current, secret);
+        let old_since = std::mem::replace(&mut self.current_since, now);
         // A secret current again (a rotation undone) is no longer a replaced one.
         let current = &self.current;
         self.replaced.retain(|(s, _)| s != current);
-        self.replaced.push_front((old, now));
+        let half_written = now.saturating_duration_since(old_since) < PARTIAL_WRITE_WINDOW
+            && current.expose().starts_with(old.expose());
+        if !half_written {
+            self.replaced.push_front((old, now));
+        }
         self.forget_expired(now);
     }
 
@@ -90,6 +104,7 @@ impl SecretFile {
             cached: Mutex::new(Cached {
                 stamp,
                 current: initial,
+                current_since: Instant::now(),
                 replaced: VecDeque::new(),
             }),
         }
@@ -196,8 +211,8 @@ mod tests {
             .collect()
     }
 
-    /// A second change soon after the first (a half-written file
-    /// completed, a typo fixed) keeps the first secret too, each replaced
+    /// A second change soon after the first (a typo fixed) keeps the
+    /// first secret too, each replaced
     /// secret expiring `ROTATION_GRACE` after it was replaced.
     #[tokio::test(start_paused = true)]
     async fn every_secret_replaced_within_the_grace_is_accepted_until_its_own_grace_ends() {
@@ -242,6 +257,34 @@ mod tests {
         assert_eq!(accepted(&file), expected);
         let debug = format!("{file:?}");
         assert!(!debug.contains("Kq9"), "{debug}");
+    }
+
+    /// A file read while being written (its first bytes), then whole: the
+    /// prefix is not kept as a replaced secret, the secret before it is.
+    /// A secret in use for longer than that is kept even if the next one
+    /// extends it.
+    #[tokio::test(start_paused = true)]
+    async fn a_secret_read_half_written_is_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "old-secret\n").unwrap();
+        let file = SecretFile::new(path.clone(), "--x-file", SecretBytes::new("old-secret"));
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        // Written in place, as `echo > file` does, and read twice.
+        std::fs::write(&path, "n").unwrap();
+        assert_eq!(accepted(&file), ["n", "old-secret"]);
+        tokio::time::advance(Duration::from_millis(5)).await;
+        std::fs::write(&path, "new-se").unwrap();
+        assert_eq!(accepted(&file), ["new-se", "old-secret"]);
+        tokio::time::advance(Duration::from_millis(5)).await;
+        std::fs::write(&path, "new-secret\n").unwrap();
+        assert_eq!(accepted(&file), ["new-secret", "old-secret"]);
+        tokio::time::advance(PARTIAL_WRITE_WINDOW).await;
+        rotate(&path, "new-secret-2");
+        assert_eq!(
+            accepted(&file),
+            ["new-secret-2", "new-secret", "old-secret"]
+        );
     }
 
     #[test]
