@@ -13,6 +13,11 @@
 //! - A subkey may sign only with a valid binding signature carrying the
 //!   signing flag and a valid back-signature (primary key binding), as
 //!   GnuPG requires: otherwise anyone could claim someone else's subkey.
+//! - A self-signature, binding or back-signature carrying a critical
+//!   subpacket that is not implemented ([`critical`]) is no signature, as
+//!   for GnuPG ("unknown critical bit"): the next newest one decides, and a
+//!   key or subkey left with none is not valid. A revocation counts
+//!   whatever it carries: a deploy gate errs on the side of refusing.
 //! - Every signature is checked through [`low_s`], so that secp256k1
 //!   signatures verify whichever half of the group order their S is in.
 //! - A key of an algorithm rPGP cannot check (brainpool curves, an
@@ -29,7 +34,7 @@ use pgp::types::{
     Timestamp,
 };
 
-use super::low_s;
+use super::{critical, low_s};
 
 /// Why a primary key cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +65,22 @@ pub(super) fn unsupported(key: &impl KeyDetails) -> Option<String> {
         PublicParams::Unknown { .. } => Some(format!("public-key algorithm {id} is not supported")),
         _ => None,
     }
+}
+
+/// Whether `sig` carries no critical subpacket left unimplemented.
+fn honoured(sig: &Signature) -> bool {
+    critical::unimplemented(sig).is_none()
+}
+
+/// Why the first of `sigs` (each verified, `which` signature of the key)
+/// is not honoured, for a key or subkey left without a valid one.
+fn unhonoured<'a>(which: &str, mut sigs: impl Iterator<Item = &'a Signature>) -> Option<String> {
+    sigs.find_map(critical::unimplemented).map(|why| {
+        format!(
+            "its {which} carries {why}, which is not implemented (gpg calls the signature bad: \
+             \"unknown critical bit\")"
+        )
+    })
 }
 
 /// `sig` as rPGP can check it against `signer` (see [`low_s`]).
@@ -103,20 +124,31 @@ impl Cert {
         if let Some(why) = unsupported(primary) {
             return Err(Unusable::Unsupported(why));
         }
-        let mut self_sigs: Vec<&Signature> = key
+        let verified_direct: Vec<&Signature> = key
             .details
             .direct_signatures
             .iter()
             .filter(|s| s.typ() == Some(SignatureType::Key) && s.created().is_some())
             .filter(|s| by(s, primary).verify_key(primary).is_ok())
             .collect();
+        let mut verified_all = verified_direct.clone();
+        let mut self_sigs: Vec<&Signature> = verified_direct
+            .into_iter()
+            .filter(|s| honoured(s))
+            .collect();
         let mut user_ids = Vec::new();
         for user in &key.details.users {
-            let newest = newest(user.signatures.iter().filter(|s| {
-                by(s, primary)
-                    .verify_certification(primary, Tag::UserId, &user.id)
-                    .is_ok()
-            }));
+            let verified: Vec<&Signature> = user
+                .signatures
+                .iter()
+                .filter(|s| {
+                    by(s, primary)
+                        .verify_certification(primary, Tag::UserId, &user.id)
+                        .is_ok()
+                })
+                .collect();
+            verified_all.extend(&verified);
+            let newest = newest(verified.into_iter().filter(|s| honoured(s)));
             if let Some(sig) = newest.filter(|s| s.typ() != Some(SignatureType::CertRevocation)) {
                 user_ids.push((
                     String::from_utf8_lossy(user.id.id()).into_owned(),
@@ -128,7 +160,10 @@ impl Cert {
         let Some(newest_self) = newest(self_sigs.into_iter()) else {
             return Err(match unverifiable(&key) {
                 Some(why) => Unusable::Unsupported(why),
-                None => Unusable::Invalid(NO_SELF_SIGNATURE.into()),
+                None => Unusable::Invalid(
+                    unhonoured("self-signature", verified_all.into_iter())
+                        .unwrap_or_else(|| NO_SELF_SIGNATURE.into()),
+                ),
             });
         };
         // The primary user ID first; `sort_by_key` is stable.
@@ -219,7 +254,7 @@ fn unverifiable(key: &SignedPublicKey) -> Option<String> {
 }
 
 fn subkey_state(primary: &PublicKey, index: usize, sub: &SignedPublicSubKey) -> KeyState {
-    let of_type = |typ| {
+    let verified = |typ| {
         sub.signatures
             .iter()
             .filter(move |s| s.typ() == Some(typ))
@@ -229,12 +264,16 @@ fn subkey_state(primary: &PublicKey, index: usize, sub: &SignedPublicSubKey) -> 
                     .is_ok()
             })
     };
-    let revoked = of_type(SignatureType::SubkeyRevocation).next().is_some();
+    let of_type = |typ| verified(typ).filter(|s| honoured(s));
+    let revoked = verified(SignatureType::SubkeyRevocation).next().is_some();
     let binding = newest(of_type(SignatureType::SubkeyBinding));
     let unsupported = unsupported(&sub.key);
     let cannot_sign = match binding {
         _ if unsupported.is_some() => unsupported.clone(),
-        None => Some("it has no valid binding signature from its primary key".to_string()),
+        None => Some(
+            unhonoured("binding signature", verified(SignatureType::SubkeyBinding))
+                .unwrap_or_else(|| "it has no valid binding signature from its primary key".into()),
+        ),
         Some(b) if !b.key_flags().sign() => {
             Some("its binding signature does not give it the signing capability (key flags)".into())
         }
@@ -247,6 +286,7 @@ fn subkey_state(primary: &PublicKey, index: usize, sub: &SignedPublicSubKey) -> 
             {
                 Some("its back-signature (primary key binding) does not verify".into())
             }
+            Some(back) if !honoured(back) => unhonoured("back-signature", std::iter::once(back)),
             Some(_) => None,
         },
     };

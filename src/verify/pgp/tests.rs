@@ -543,6 +543,75 @@ fn subkey_without_the_signing_flag_does_not_count() {
     assert_eq!(accepted.map(|a| a.key), Ok(f.grace.fpr.clone()));
 }
 
+/// A self-signature or binding carrying a critical notation is no
+/// signature to gpg ("unknown critical bit"; it lists the key or subkey as
+/// invalid): a subkey whose only binding carries one may not sign (rPGP
+/// makes its signature: gpg will not), the primary key still may; a key
+/// whose only self-signature carries one is refused, saying why.
+#[test]
+fn a_binding_or_self_signature_with_a_critical_notation_does_not_count() {
+    use pgp::composed::{Deserializable, SignedSecretKey};
+    let critical = ["--cert-notation", "!x@example.com=1"];
+    let listed = |gpg: &Gpg, fpr: &str| {
+        let listing = gpg.run(&["--with-colons", "--list-keys", fpr], b"");
+        String::from_utf8_lossy(&listing).into_owned()
+    };
+
+    let gpg = Gpg::new();
+    let fpr = gpg.generate("Ivan <ivan@example.org>", "ed25519", "sign", "never", None);
+    let mut args = critical.to_vec();
+    args.extend(["--quick-add-key", &fpr, "ed25519", "sign", "never"]);
+    gpg.run(&args, b"");
+    let sub = gpg.fingerprints(&fpr)[1].clone();
+    assert!(
+        listed(&gpg, &fpr).contains("\nsub:i:"),
+        "{}",
+        listed(&gpg, &fpr)
+    );
+    let secret = gpg.run(&["--export-secret-keys"], b"");
+    let secret = SignedSecretKey::from_bytes(&secret[..]).expect("gpg's secret key");
+    let keys = keyring(&[&gpg.export(true)]);
+    let by_sub = rpgp_sign(&secret.secret_subkeys[0].key, PAYLOAD);
+    match keys.verify(PAYLOAD, &by_sub, None, now()) {
+        Err(Refusal::BadSignature { key, detail }) => {
+            assert_eq!(key, sub);
+            assert!(
+                detail.contains("binding signature carries a critical notation x@example.com=1"),
+                "{detail}"
+            );
+        }
+        other => panic!("expected a refusal of the subkey, got {other:?}"),
+    }
+    let by_primary = gpg.sign(&format!("{fpr}!"), PAYLOAD, &["--armor"]);
+    assert_eq!(
+        keys.verify(PAYLOAD, &by_primary, None, now())
+            .map(|a| a.key),
+        Ok(fpr.clone())
+    );
+
+    let gpg = Gpg::new();
+    let mut args = critical.to_vec();
+    args.extend([
+        "--quick-gen-key",
+        "Judy <judy@example.org>",
+        "ed25519",
+        "sign",
+        "never",
+    ]);
+    gpg.run(&args, b"");
+    let fpr = gpg.fingerprints("Judy")[0].clone();
+    assert!(
+        listed(&gpg, &fpr).contains("\npub:i:"),
+        "{}",
+        listed(&gpg, &fpr)
+    );
+    let err = add_error(&gpg.export(true));
+    assert!(
+        err.contains("self-signature carries a critical notation x@example.com=1"),
+        "{err}"
+    );
+}
+
 fn parse_public(armoured: &[u8]) -> pgp::composed::SignedPublicKey {
     use pgp::composed::{Deserializable, SignedPublicKey};
     SignedPublicKey::from_armor_single(armoured)
