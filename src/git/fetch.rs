@@ -407,12 +407,32 @@ fn receive(
             budget.interrupt_flag(),
             report.server_words(),
         )
-        .map_err(|e| receive_error("fetch failed", e, report))?;
+        .map_err(|e| {
+            proxy_answered_pack(opts, &e)
+                .unwrap_or_else(|| receive_error("fetch failed", e, report))
+        })?;
     let pack = written.as_ref().map(|w| w.pack.as_path());
     super::partial::settle_pack(opts.filter, filter_report, pack)?;
     Ok(pack
         .and_then(|p| std::fs::metadata(p).ok())
         .map_or(0, |m| m.len()))
+}
+
+/// The proxy's own answer to the pack request, after the listing went
+/// through it (the git server went away in between): named as the
+/// listing's is (see [`proxys_own_answer`]).
+fn proxy_answered_pack(opts: &Options<'_>, e: &super::upload_pack::ReceiveError) -> Option<Error> {
+    let super::upload_pack::ReceiveError::Protocol(e) = e else {
+        return None;
+    };
+    let url = opts.url.gix().to_bstring().to_string();
+    let proxy = opts.http.proxy_in_use(&url)?;
+    let said = proxys_own_answer(opts.url.gix(), &crate::types::error_chain(e))?;
+    Some(Error::ProxyAnswered {
+        url: crate::types::redact_url(&url),
+        proxy,
+        said,
+    })
 }
 
 /// Our error for a failed [`super::upload_pack::Listed::receive`].

@@ -773,6 +773,36 @@ fn a_proxy_answering_502_or_407_is_named_in_the_error() {
     assert!(guarded.forwarded() >= 2, "{}", guarded.forwarded());
 }
 
+/// The git server goes away between the listing, which went through the
+/// proxy (protocol v2 over http: the advertisement, then `ls-refs`), and
+/// the pack request, which the proxy answers 502 itself: that error names
+/// the proxy too, and nothing is published.
+#[test]
+fn a_proxy_answering_502_to_the_pack_request_is_named_in_the_error() {
+    let up = upstream();
+    let http = HttpGit::start(up.base(), HttpOpts::default());
+    let url = http.url(up.name());
+    for setting in PROXY_SETTINGS {
+        let proxy = ForwardProxy::losing_the_server_after(2);
+        let s = Scratch::new();
+        let (run, source) = one_time_through(&s, &url, setting, &proxy.url());
+        let out = run.run(RUN_TIMEOUT);
+        assert!(
+            !out.status.success(),
+            "{setting}: {}",
+            describe_output(&out)
+        );
+        assert_eq!(proxy.forwarded(), 2, "{setting}: the listing went through");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let named = format!(
+            "through the proxy {} {source}: the proxy answered 502 Bad Gateway: ",
+            proxy.url()
+        );
+        assert!(err.contains(&named), "{setting}: {err}");
+        assert!(s.published().is_none(), "{setting}");
+    }
+}
+
 /// A SOCKS proxy (OpenSSH's `ssh -D`, a common way to reach a private
 /// network), through `ALL_PROXY` and `http.proxy`, with local (`socks5`)
 /// and remote (`socks5h`) name resolution, as git takes it through curl.

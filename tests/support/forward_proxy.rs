@@ -83,9 +83,28 @@ pub struct ForwardProxy {
     forwarded: Arc<AtomicUsize>,
 }
 
+/// How the proxy behaves.
+#[derive(Default)]
+struct Rules {
+    /// `Proxy-Authorization` it requires, if any.
+    authorization: Option<String>,
+    /// After this many forwarded requests the server counts as gone: 502.
+    reachable_for: Option<usize>,
+}
+
 impl ForwardProxy {
     pub fn start() -> Self {
-        Self::start_with(None)
+        Self::start_with(Rules::default())
+    }
+
+    /// A proxy that forwards `n` plain requests, then answers 502 to the
+    /// next ones, as a proxy whose git server went away does (a server
+    /// restarted between a fetch's listing and its pack request).
+    pub fn losing_the_server_after(n: usize) -> Self {
+        Self::start_with(Rules {
+            reachable_for: Some(n),
+            ..Rules::default()
+        })
     }
 
     /// A proxy that answers 407 to any request without `Proxy-Authorization:
@@ -95,20 +114,23 @@ impl ForwardProxy {
             "Basic {}",
             super::base64(format!("{user}:{password}").as_bytes())
         );
-        Self::start_with(Some(expected))
+        Self::start_with(Rules {
+            authorization: Some(expected),
+            ..Rules::default()
+        })
     }
 
-    fn start_with(authorization: Option<String>) -> Self {
+    fn start_with(rules: Rules) -> Self {
         let listener = TcpListener::bind((LOCALHOST, 0)).expect("binding 127.0.0.1:0");
         let addr = listener.local_addr().expect("local_addr");
         let (connects, forwarded) = (Arc::<AtomicUsize>::default(), Arc::<AtomicUsize>::default());
         let (c, f) = (connects.clone(), forwarded.clone());
-        let authorization = Arc::new(authorization);
+        let rules = Arc::new(rules);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (c, f, a) = (c.clone(), f.clone(), authorization.clone());
+                let (c, f, r) = (c.clone(), f.clone(), rules.clone());
                 std::thread::spawn(move || {
-                    let _ = proxy_one(stream, &c, &f, a.as_deref());
+                    let _ = proxy_one(stream, &c, &f, &r);
                 });
             }
         });
@@ -165,12 +187,13 @@ fn proxy_one(
     client: TcpStream,
     connects: &AtomicUsize,
     forwarded: &AtomicUsize,
-    authorization: Option<&str>,
+    rules: &Rules,
 ) -> io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut writer = client.try_clone()?;
     let mut reader = BufReader::new(client);
     let req = read_request(&mut reader)?;
+    let authorization = rules.authorization.as_deref();
     if authorization.is_some_and(|a| req.header("Proxy-Authorization") != Some(a)) {
         return answer(
             writer,
@@ -189,7 +212,11 @@ fn proxy_one(
         .strip_prefix("http://")
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not absolute-form"))?;
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let Ok(mut upstream) = TcpStream::connect(loopback_target(authority)?) else {
+    let gone = rules
+        .reachable_for
+        .is_some_and(|n| forwarded.load(Ordering::SeqCst) >= n);
+    let upstream = TcpStream::connect(loopback_target(authority)?);
+    let (Ok(mut upstream), false) = (upstream, gone) else {
         return answer(writer, "502 Bad Gateway", "");
     };
     forwarded.fetch_add(1, Ordering::SeqCst);
