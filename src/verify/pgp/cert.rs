@@ -13,11 +13,13 @@
 //! - A subkey may sign only with a valid binding signature carrying the
 //!   signing flag and a valid back-signature (primary key binding), as
 //!   GnuPG requires: otherwise anyone could claim someone else's subkey.
-//! - A self-signature, binding or back-signature carrying a critical
-//!   subpacket that is not implemented ([`critical`]) is no signature, as
-//!   for GnuPG ("unknown critical bit"): the next newest one decides, and a
-//!   key or subkey left with none is not valid. A revocation counts
-//!   whatever it carries: a deploy gate errs on the side of refusing.
+//! - A self-signature or binding carrying a critical subpacket that is
+//!   not implemented ([`critical`]) is no signature, as for GnuPG
+//!   ("unknown critical bit"): the next newest one decides, and a key or
+//!   subkey left with none is not valid. The newest binding's
+//!   back-signature carrying one leaves its subkey unable to sign (no
+//!   older binding takes over, as in GnuPG). A revocation counts whatever
+//!   it carries: a deploy gate errs on the side of refusing.
 //! - Every signature is checked through [`low_s`], so that secp256k1
 //!   signatures verify whichever half of the group order their S is in.
 //! - A key of an algorithm rPGP cannot check (brainpool curves, an
@@ -148,7 +150,12 @@ impl Cert {
                 })
                 .collect();
             verified_all.extend(&verified);
-            let newest = newest(verified.into_iter().filter(|s| honoured(s)));
+            // A revocation counts whatever it carries.
+            let newest = newest(
+                verified
+                    .into_iter()
+                    .filter(|s| s.typ() == Some(SignatureType::CertRevocation) || honoured(s)),
+            );
             if let Some(sig) = newest.filter(|s| s.typ() != Some(SignatureType::CertRevocation)) {
                 user_ids.push((
                     String::from_utf8_lossy(user.id.id()).into_owned(),
@@ -161,8 +168,13 @@ impl Cert {
             return Err(match unverifiable(&key) {
                 Some(why) => Unusable::Unsupported(why),
                 None => Unusable::Invalid(
-                    unhonoured("self-signature", verified_all.into_iter())
-                        .unwrap_or_else(|| NO_SELF_SIGNATURE.into()),
+                    unhonoured(
+                        "self-signature",
+                        verified_all
+                            .into_iter()
+                            .filter(|s| s.typ() != Some(SignatureType::CertRevocation)),
+                    )
+                    .unwrap_or_else(|| NO_SELF_SIGNATURE.into()),
                 ),
             });
         };

@@ -589,6 +589,23 @@ fn a_binding_or_self_signature_with_a_critical_notation_does_not_count() {
         Ok(fpr.clone())
     );
 
+    // Revocations count whatever they carry: a user ID's, then the
+    // subkey's (made valid again by a plain binding first).
+    let old_uid = "Ivan Old <old@example.org>";
+    gpg.run(&["--quick-add-uid", &fpr, old_uid], b"");
+    let mut args = critical.to_vec();
+    args.extend(["--quick-revoke-uid", &fpr, old_uid]);
+    gpg.run(&args, b"");
+    let keys = keyring(&[&gpg.export(true)]);
+    assert_eq!(
+        keys.verify(PAYLOAD, &by_primary, Some("old@example.org"), now()),
+        Err(Refusal::CommitterMismatch {
+            key: fpr.clone(),
+            email: "old@example.org".into(),
+            role: "committer",
+        })
+    );
+
     let gpg = Gpg::new();
     let mut args = critical.to_vec();
     args.extend([
