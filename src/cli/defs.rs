@@ -822,7 +822,8 @@ flags! {
         /// of what is still needed): auto and always compact when the packs have grown
         /// (past twice their compacted size + 1 MiB) and merge all packs but the largest
         /// at 16 packs, aggressive compacts after every fetch, off never (except after a
-        /// --depth change); the submodules' stores alike
+        /// --depth change); the submodules' stores alike. In every mode the shallow file
+        /// drops the lines no walk needs once it has grown by 16
         #[arg(long, env = "GITSYNC_GIT_GC", value_name = "MODE")]
         git_gc: Option<String> => GitGc {
             legacy: ["GIT_SYNC_GIT_GC"],

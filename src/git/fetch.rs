@@ -1375,10 +1375,12 @@ mod tests {
         assert_eq!(lines().len(), published.len(), "{:?}", lines());
         let last = *published.last().expect("published");
         let repo = gix::open(&store).expect("reopen");
-        let dropped = crate::git::compact::trim_shallow(&repo, &[last]).expect("trim");
+        let dropped = crate::git::compact::trim_shallow(&repo, &[last], 0)
+            .expect("trim")
+            .map(|t| t.dropped);
         let mut expected = vec![first.to_string(), last.to_string()];
         expected.sort();
-        assert_eq!(lines(), expected, "{dropped} dropped");
+        assert_eq!(lines(), expected, "{dropped:?} dropped");
         let git_dir = store.to_string_lossy().into_owned();
         git(
             tmp.path(),
@@ -1480,6 +1482,71 @@ mod tests {
             assert!(bytes > 0, "{protocol:?}");
             let repo = gix::open(&store).expect("reopen");
             assert!(repo.has_object(wanted), "{protocol:?}");
+        }
+    }
+
+    /// A store an interrupted compaction left inconsistent (a commit whose
+    /// parent is gone, its shallow line pruned before the packs were
+    /// deleted): the trim keeps the line of its child, so that a walk from
+    /// any commit still stops before the missing one.
+    #[test]
+    fn the_trim_keeps_the_lines_that_stop_walks_before_a_missing_commit() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let upstream = empty_upstream(tmp.path());
+        let commit = |n: usize| {
+            std::fs::write(upstream.join("f"), n.to_string()).expect("write");
+            git(&upstream, &["add", "f"]);
+            git(&upstream, &["commit", "-q", "-m", &n.to_string()]);
+            ObjectId::from_hex(git(&upstream, &["rev-parse", "HEAD"]).as_bytes()).expect("hex")
+        };
+        commit(0);
+        let first = commit(1);
+        let store = tmp.path().join("store");
+        let repo = gix::init_bare(&store).expect("init");
+        fetch_from_upload_pack(&repo, &upstream, None, "main", 1).expect("first fetch");
+        let mut published = vec![first];
+        for n in 2..30 {
+            let new = commit(n);
+            let have = published.last().copied();
+            let repo = gix::open(&store).expect("reopen");
+            update_from_upload_pack(&repo, &upstream, None, "main", 1, have, None)
+                .unwrap_or_else(|e| panic!("update {n}: {e}"));
+            published.push(new);
+        }
+        // The line of `first` (whose parent the store lacks) is gone.
+        let shallow = store.join("shallow");
+        let text = std::fs::read_to_string(&shallow).expect("shallow");
+        let first_hex = first.to_string();
+        let without: String = text
+            .lines()
+            .filter(|l| *l != first_hex)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(without.lines().count() + 1, text.lines().count());
+        std::fs::write(&shallow, without).expect("write shallow");
+        let last = *published.last().expect("published");
+        let repo = gix::open(&store).expect("reopen");
+        crate::git::compact::trim_shallow(&repo, &[last], 0).expect("trim");
+        let text = std::fs::read_to_string(store.join("shallow")).expect("shallow");
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.sort_unstable();
+        let mut expected = vec![published[1].to_string(), last.to_string()];
+        expected.sort();
+        assert_eq!(lines, expected);
+        let git_dir = store.to_string_lossy().into_owned();
+        for id in &published[1..] {
+            let id = id.to_string();
+            git(
+                tmp.path(),
+                &[
+                    "--git-dir",
+                    &git_dir,
+                    "rev-list",
+                    "--objects",
+                    "--quiet",
+                    &id,
+                ],
+            );
         }
     }
 

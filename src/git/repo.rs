@@ -209,8 +209,12 @@ impl Repo {
     }
 
     /// See [`compact::trim_shallow`].
-    pub fn trim_shallow(&self, keep: &[CommitId]) -> Result<usize, compact::Error> {
-        compact::trim_shallow(&self.0, &object_ids(keep))
+    pub fn trim_shallow(
+        &self,
+        keep: &[CommitId],
+        floor: usize,
+    ) -> Result<Option<compact::Trimmed>, compact::Error> {
+        compact::trim_shallow(&self.0, &object_ids(keep), floor)
     }
 
     /// See [`garbage::dropped_bytes`].

@@ -411,9 +411,14 @@ impl Walk<'_> {
             // configuration passes no GIT_PROTOCOL). With the whole history
             // wanted, git's `submodule update` finds the commit among the
             // branches it fetched: so do we.
-            Err(e) if self.settings.depth == 0 && refuses_by_sha(&e) => self
-                .find_in_branches(repo, sub, &opts(&wanted))
-                .ok_or_else(|| fetch_err(e))?,
+            Err(e) if self.settings.depth == 0 && refuses_by_sha(&e) => {
+                match self.find_in_branches(repo, sub, &opts(&wanted)) {
+                    Ok(Some(pack_bytes)) => pack_bytes,
+                    Ok(None) => return Err(fetch_err(e)),
+                    // What failed is the fetch of the branches, not the SHA.
+                    Err(fallback) => return Err(fetch_err(fallback)),
+                }
+            }
             Err(e) => return Err(fetch_err(e)),
         };
         tracing::info!(submodule = %sub.full, commit = %sub.commit, pack_bytes, "fetched submodule");
@@ -421,22 +426,19 @@ impl Walk<'_> {
     }
 
     /// Fetches the submodule's default branch in full, then, if the commit
-    /// is not in it, every branch: the pack's size, or `None` if the commit
-    /// is in none (or a fetch failed: the caller reports the refusal).
+    /// is not in it, every branch: the packs' size, `None` if the commit is
+    /// in none, or the error of the fetch of every branch.
     fn find_in_branches(
         &self,
         repo: &gix::Repository,
         sub: &Submodule,
         opts: &fetch::Options<'_>,
-    ) -> Option<u64> {
+    ) -> Result<Option<u64>, fetch::Error> {
         tracing::info!(
             submodule = %sub.full,
             commit = %sub.commit,
             "the server sends no commit by SHA that is not a ref's tip; fetching the submodule's branches in full to find it"
         );
-        let failed = |what: &str, e: &fetch::Error| {
-            tracing::debug!(submodule = %sub.full, error = %e, "fetching {what} failed too");
-        };
         let default_branch = match fetch::fetch(
             repo,
             &fetch::Options {
@@ -447,22 +449,19 @@ impl Walk<'_> {
         ) {
             Ok(fetch::Outcome::Fetched { pack_bytes, .. }) => pack_bytes,
             Ok(fetch::Outcome::Unchanged(_)) => 0,
+            // An unborn or odd HEAD: every branch is fetched next anyway.
             Err(e) => {
-                failed("the default branch", &e);
+                tracing::debug!(submodule = %sub.full, error = %e, "fetching the default branch failed");
                 0
             }
         };
         if repo.has_object(sub.commit) {
-            return Some(default_branch);
+            return Ok(Some(default_branch));
         }
-        match fetch::fetch_branches(repo, opts, self.budget) {
-            Ok(bytes) if repo.has_object(sub.commit) => Some(default_branch + bytes),
-            Ok(_) => None,
-            Err(e) => {
-                failed("every branch", &e);
-                None
-            }
-        }
+        let bytes = fetch::fetch_branches(repo, opts, self.budget)?;
+        Ok(repo
+            .has_object(sub.commit)
+            .then_some(default_branch + bytes))
     }
 }
 
@@ -923,10 +922,10 @@ fn is_empty_dir(dir: &Path) -> bool {
 
 // ---- store upkeep -------------------------------------------------------------------------
 
-/// After a publish: deletes the stores the new worktree does not use, and
-/// compacts or merges the packs of those in use as `--git-gc=gc` says for
-/// the root's store (see [`compact::due`]; growth counted from each store's
-/// own record).
+/// After a publish: deletes the stores the new worktree does not use,
+/// trims the shallow files of those in use (see [`compact::trim_shallow`]),
+/// and compacts or merges their packs as `--git-gc=gc` says for the root's
+/// store (see [`compact::due`]; growth counted from each store's own record).
 pub fn upkeep(
     git_dir: &Path,
     used: &super::SubmoduleStores,
@@ -938,19 +937,25 @@ pub fn upkeep(
     let in_use: HashSet<&Path> = used.iter().map(|(p, _)| p.as_path()).collect();
     prune_stores(&git_dir.join("modules"), &in_use);
     for store_path in in_use {
-        let stats = compact::stats(store_path);
-        let due = compact::due(gc, store_path, stats, 0);
-        if due == compact::Upkeep::Nothing {
-            continue;
-        }
         let keep: Vec<ObjectId> = used
             .iter()
             .filter(|(p, _)| p == store_path)
             .map(|(_, c)| *c)
             .collect();
+        let stats = compact::stats(store_path);
+        let due = compact::due(gc, store_path, stats, 0);
+        // A compaction prunes the shallow file itself.
+        let trim = due != compact::Upkeep::Compact
+            && compact::shallow_past_slack(store_path, keep.len(), 0);
+        if due == compact::Upkeep::Nothing && !trim {
+            continue;
+        }
         let done = store::open(store_path, threads)
             .map_err(|e| e.to_string())
             .and_then(|repo| {
+                if trim {
+                    compact::trim_shallow(&repo, &keep, 0).map_err(|e| e.to_string())?;
+                }
                 compact::carry_out(&repo, due, &keep, budget).map_err(|e| e.to_string())
             });
         if let Err(e) = done {

@@ -121,14 +121,49 @@ pub(super) type Deadline<R> = io::BufReader<DeadlineReader<R>>;
 /// writes each pkt-line in three pieces (length, text, newline): a fetch
 /// with 300 `shallow` lines was 900 `send`s, each its own TCP segment under
 /// `TCP_NODELAY` (or ssh packet) and a wakeup of the server.
-pub(super) type Batched<W> = io::BufWriter<W>;
+///
+/// Unlike a `BufWriter`, nothing is written when it is dropped, and what a
+/// failed write left is dropped with the error: a connection given up on
+/// does not block again for a write timeout.
+pub(super) struct Batched<W: Write> {
+    inner: W,
+    pending: Vec<u8>,
+}
 
 /// Large enough for any request but one naming thousands of commits,
 /// which then goes in a few writes.
 const REQUEST_BUFFER: usize = 64 * 1024;
 
 pub(super) fn batched<W: Write>(inner: W) -> Batched<W> {
-    io::BufWriter::with_capacity(REQUEST_BUFFER, inner)
+    Batched {
+        inner,
+        pending: Vec::new(),
+    }
+}
+
+impl<W: Write> Batched<W> {
+    fn send(&mut self) -> io::Result<()> {
+        let pending = std::mem::take(&mut self.pending);
+        self.inner.write_all(&pending)
+    }
+}
+
+impl<W: Write> Write for Batched<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.pending.len() + buf.len() > REQUEST_BUFFER {
+            self.send()?;
+        }
+        if buf.len() >= REQUEST_BUFFER {
+            return self.inner.write(buf);
+        }
+        self.pending.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()?;
+        self.inner.flush()
+    }
 }
 
 /// How much one read may take from the peer at most.
@@ -594,10 +629,10 @@ fn daemon_connection(
     .custom_url(Some(url.to_bstring())))
 }
 
-/// Writes are small (wants/haves): a bound keeps a dead peer from blocking
-/// forever, and `TCP_NODELAY` sends them at once. gix writes each pkt-line
-/// with its own `send`; with Nagle's algorithm every exchange waited for the
-/// daemon's delayed ACK (~40 ms). reqwest (http, its default) and our ssh client
+/// A bound keeps a dead peer from blocking forever, and `TCP_NODELAY`
+/// sends each request (one write, see [`Batched`]) at once: with Nagle's
+/// algorithm every exchange waited for the daemon's delayed ACK (~40 ms).
+/// reqwest (http, its default) and our ssh client
 /// (`ssh::session::connect_to`) set it too.
 fn tune_daemon_socket(stream: &TcpStream, budget: &Budget) -> io::Result<()> {
     stream.set_write_timeout(Some(budget.remaining().max(Duration::from_millis(10))))?;
@@ -629,9 +664,10 @@ impl AsFd for QuickAckStream {
 
 /// The write side of a `git://` connection. upload-pack refuses a `want`
 /// it cannot serve (a submodule commit never pushed) with `ERR ...` and
-/// hangs up, possibly while we are still writing the rest of the request:
-/// the write then fails with a broken pipe while the server's reason waits
-/// unread in the socket. That reason is added to the write's error.
+/// hangs up, possibly while we are still writing (a request larger than
+/// [`Batched`] holds goes in several writes): the write then fails with a
+/// broken pipe while the server's reason waits unread in the socket. That
+/// reason is added to the write's error.
 pub(super) struct ExplainedWrites(TcpStream);
 
 impl Write for ExplainedWrites {
@@ -1109,6 +1145,50 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    /// A writer whose writes fail, counting them.
+    struct Failing(usize);
+
+    impl Write for Failing {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            self.0 += 1;
+            Err(io::Error::from(io::ErrorKind::TimedOut))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A request whose send failed (a peer that stopped reading, past the
+    /// write timeout) is not tried again when the connection is dropped:
+    /// that would block for the timeout once more. A request too large for
+    /// the buffer still goes whole, in order.
+    #[test]
+    fn a_failed_request_is_not_sent_again_and_a_large_one_goes_whole() {
+        let mut failing = batched(Failing(0));
+        failing.write_all(b"0009done\n").expect("buffered");
+        assert!(failing.flush().is_err());
+        assert!(failing.flush().is_ok(), "nothing left to send");
+        let tries = failing.inner.0;
+        drop(failing);
+        assert_eq!(tries, 1);
+
+        let writes = CountedWrites::default();
+        let mut large = batched(writes.clone());
+        let chunk = vec![b'x'; REQUEST_BUFFER / 3];
+        let lines: Vec<Vec<u8>> = (0..7u8).map(|i| [&[i][..], &chunk].concat()).collect();
+        for line in &lines {
+            large.write_all(line).expect("write");
+        }
+        large.flush().expect("flush");
+        let (sent, count) = writes.0.lock().expect("lock").clone();
+        assert_eq!(sent, lines.concat());
+        assert!(
+            count < lines.len(),
+            "{count} writes for {} lines",
+            lines.len()
+        );
     }
 
     /// A fetch request of 300 pkt-lines, written by gix through a

@@ -11,10 +11,11 @@
 //! uses the current one. Every secret replaced within the grace is kept
 //! (up to [`MAX_REPLACED`]), not only the last: a file changed twice in a
 //! row (a typo in the new Secret fixed) must not drop the secret the forge
-//! still signs with. A secret that its replacement extends, replaced within
-//! [`PARTIAL_WRITE_WINDOW`], was the file caught half-written (`echo >`,
-//! an editor's save): it is not kept, since a short prefix of a key is
-//! a key an attacker can guess.
+//! still signs with. A secret that its replacement, written into the same
+//! file (same inode), extends within [`PARTIAL_WRITE_WINDOW`] was the file
+//! caught half-written (`echo >`): it is not kept, since a short prefix of
+//! a key is a key an attacker can guess. A rotation by the kubelet (a new
+//! file under a swapped symlink) is never taken for one.
 
 use std::collections::VecDeque;
 use std::os::unix::fs::MetadataExt;
@@ -53,8 +54,9 @@ struct Stamp {
 struct Cached {
     stamp: Option<Stamp>,
     current: SecretBytes,
-    /// When `current` was read.
+    /// When `current` was read, and from which file (device, inode).
     current_since: Instant,
+    current_from: Option<(u64, u64)>,
     /// The secrets replaced within the grace and when each stopped being
     /// current, the latest first; never `current` itself.
     replaced: VecDeque<(SecretBytes, Instant)>,
@@ -63,13 +65,16 @@ struct Cached {
 impl Cached {
     /// `secret` becomes current; the one before joins [`Cached::replaced`],
     /// and those out of the grace (or beyond [`MAX_REPLACED`]) go.
-    fn replace(&mut self, secret: SecretBytes, now: Instant) {
+    fn replace(&mut self, secret: SecretBytes, from: Option<(u64, u64)>, now: Instant) {
         let old = std::mem::replace(&mut self.current, secret);
         let old_since = std::mem::replace(&mut self.current_since, now);
+        let old_from = std::mem::replace(&mut self.current_from, from);
         // A secret current again (a rotation undone) is no longer a replaced one.
         let current = &self.current;
         self.replaced.retain(|(s, _)| s != current);
-        let half_written = now.saturating_duration_since(old_since) < PARTIAL_WRITE_WINDOW
+        let half_written = from.is_some()
+            && old_from == from
+            && now.saturating_duration_since(old_since) < PARTIAL_WRITE_WINDOW
             && current.expose().starts_with(old.expose());
         if !half_written {
             self.replaced.push_front((old, now));
@@ -95,16 +100,18 @@ pub struct SecretFile {
 
 impl SecretFile {
     /// `initial` is what configuration read at start-up from `path`, given
-    /// by the flag `label`.
+    /// by the flag `label`. The file is read again at the first use: it may
+    /// have been half-written when configuration read it.
     pub fn new(path: PathBuf, label: impl Into<String>, initial: SecretBytes) -> Self {
-        let stamp = stamp(&path);
+        let from = stamp(&path).map(|s| (s.dev, s.ino));
         SecretFile {
             path,
             label: label.into(),
             cached: Mutex::new(Cached {
-                stamp,
+                stamp: None,
                 current: initial,
                 current_since: Instant::now(),
+                current_from: from,
                 replaced: VecDeque::new(),
             }),
         }
@@ -143,7 +150,7 @@ impl SecretFile {
                         self.label,
                         ROTATION_GRACE.as_secs()
                     );
-                    cached.replace(secret, Instant::now());
+                    cached.replace(secret, now.map(|s| (s.dev, s.ino)), Instant::now());
                     cached.stamp = now;
                 }
                 Ok(_) => cached.stamp = now,
@@ -261,8 +268,8 @@ mod tests {
 
     /// A file read while being written (its first bytes), then whole: the
     /// prefix is not kept as a replaced secret, the secret before it is.
-    /// A secret in use for longer than that is kept even if the next one
-    /// extends it.
+    /// A secret in use for longer than that, or replaced by a new file (the
+    /// kubelet's rotation), is kept even if the next one extends it.
     #[tokio::test(start_paused = true)]
     async fn a_secret_read_half_written_is_not_kept() {
         let dir = tempfile::tempdir().unwrap();
@@ -285,6 +292,22 @@ mod tests {
             accepted(&file),
             ["new-secret-2", "new-secret", "old-secret"]
         );
+        rotate(&path, "new-secret-2b");
+        assert_eq!(
+            accepted(&file),
+            ["new-secret-2b", "new-secret-2", "new-secret", "old-secret"]
+        );
+    }
+
+    /// Configuration read the file half-written; it is whole by the first
+    /// use: the whole secret is used, the half one not kept.
+    #[test]
+    fn a_file_completed_after_start_up_is_read_at_the_first_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "new-secret\n").unwrap();
+        let file = SecretFile::new(path.clone(), "--x-file", SecretBytes::new("new-se"));
+        assert_eq!(accepted(&file), ["new-secret"]);
     }
 
     #[test]

@@ -202,6 +202,8 @@ pub struct Engine {
     signatures: Option<verification::Memory>,
     /// Estimated bytes of objects no kept commit needs since the last compaction.
     garbage_bytes: u64,
+    /// Shallow lines the last trim left (see [`compact::trim_shallow`]).
+    shallow_lines: usize,
     /// The submodule stores the worktree just published uses, for the upkeep after it.
     submodule_stores: Option<SubmoduleStores>,
     /// Credentials and http settings per URL (keeps the GitHub token cache).
@@ -260,6 +262,7 @@ impl Engine {
             kept: Vec::new(),
             signatures: None,
             garbage_bytes: 0,
+            shallow_lines: 0,
             submodule_stores: None,
             resolver,
             recorded: None,
@@ -1295,21 +1298,31 @@ impl Engine {
         let Some(repo) = self.repo.as_ref() else {
             return Ok(());
         };
-        if self.opts.gc != GcMode::Off {
-            match repo.trim_shallow(&keep) {
-                Ok(0) => {}
-                Ok(dropped) => tracing::debug!(dropped, "dropped shallow lines no walk needs"),
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not trim the shallow file; will retry later")
-                }
-            }
-        }
         let stats = compact::stats(repo.git_dir());
         let due = compact::due(self.opts.gc, repo.git_dir(), stats, self.garbage_bytes);
         let due = match force_compact {
             true => compact::Upkeep::Compact,
             false => due,
         };
+        // A compaction prunes the shallow file itself. Trimming rewrites no
+        // object, so `off` trims too: its requests would grow without end.
+        if due != compact::Upkeep::Compact {
+            match repo.trim_shallow(&keep, self.shallow_lines) {
+                Ok(None) => {}
+                Ok(Some(trimmed)) => {
+                    if trimmed.dropped > 0 {
+                        tracing::debug!(
+                            dropped = trimmed.dropped,
+                            "dropped shallow lines no walk needs"
+                        );
+                    }
+                    self.shallow_lines = trimmed.left;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not trim the shallow file; will retry later")
+                }
+            }
+        }
         match repo.upkeep(due, &keep, budget) {
             Ok(compact::Done::Nothing) => return Ok(()),
             Ok(compact::Done::Compacted(after)) => {

@@ -596,14 +596,15 @@ fn writes_into_submodules_do_not_reach_later_trees() {
     }
 }
 
-/// The submodule store's pack data files after `updates` submodule
-/// commits, each published, with `--git-gc=<mode>` (None = the default),
-/// once `settled` holds (the upkeep runs just after a publish) or 10 s passed.
-fn submodule_packs_after_updates(
+/// The submodule store's pack data files and shallow lines after
+/// `updates` submodule commits, each published, with `--git-gc=<mode>`
+/// (None = the default), once `settled` holds for them (the upkeep runs
+/// just after a publish) or 10 s passed.
+fn submodule_store_after_updates(
     mode: Option<&str>,
     updates: usize,
-    settled: fn(usize) -> bool,
-) -> usize {
+    settled: fn(usize, usize) -> bool,
+) -> (usize, usize) {
     let p = Pair::new();
     let modules = gitmodules(&[("lib", "lib", "../sub.git")]);
     let first = p.sub.commit_file("v.txt", "0\n", "sub 0");
@@ -623,24 +624,42 @@ fn submodule_packs_after_updates(
         let top = p.site.commit_gitlinks(&modules, &[("lib", &sub)], "bump");
         run.wait_for_link_hash(&s.link(), &top);
     }
-    let packs = || pack_data_files(&store(&s, "lib")).len();
-    poll_until(Duration::from_secs(10), || settled(packs()));
+    let now = || {
+        let shallow = std::fs::read_to_string(store(&s, "lib").join("shallow"));
+        let lines = shallow.unwrap_or_default().lines().count();
+        (pack_data_files(&store(&s, "lib")).len(), lines)
+    };
+    poll_until(Duration::from_secs(10), || {
+        let (packs, lines) = now();
+        settled(packs, lines)
+    });
     run.assert_running();
-    packs()
+    now()
 }
 
 /// `--git-gc` governs the submodules' stores as it does the root's: `off`
 /// leaves even 18 packs alone (each update fetched one), while the default
-/// merges them once 16 pile up.
+/// merges them once 16 pile up. Either way the shallow file, one line
+/// longer after each fetch, is trimmed once it passes 17 lines, as the
+/// root's is.
 #[test]
 fn git_gc_governs_the_submodule_stores_too() {
-    let off = submodule_packs_after_updates(Some("off"), 17, |_| true);
-    assert_eq!(off, 18, "--git-gc=off must never touch a submodule store");
-    let default = submodule_packs_after_updates(None, 17, |n| n < 16);
+    fn trimmed(lines: usize) -> bool {
+        (1..=3).contains(&lines)
+    }
+    let (off, off_lines) = submodule_store_after_updates(Some("off"), 17, |_, l| trimmed(l));
+    assert_eq!(off, 18, "--git-gc=off must never rewrite a submodule store");
+    let (default, lines) = submodule_store_after_updates(None, 17, |n, l| n < 16 && trimmed(l));
     assert!(
         (1..16).contains(&default),
         "the default merges a submodule store's packs once 16 pile up: {default} packs"
     );
+    for (mode, lines) in [("off", off_lines), ("the default", lines)] {
+        assert!(
+            trimmed(lines),
+            "{mode}: {lines} shallow lines after 18 fetches"
+        );
+    }
 }
 
 /// A protocol v0 server (sshd in its default configuration, a git daemon
