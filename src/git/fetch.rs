@@ -1339,6 +1339,56 @@ mod tests {
         assert_eq!(commits_below(&repo, parent), 1);
     }
 
+    /// Commits `n` as the content of `f` in `upstream`; its id.
+    fn commit_numbered(upstream: &std::path::Path, n: usize) -> ObjectId {
+        std::fs::write(upstream.join("f"), n.to_string()).expect("write");
+        git(upstream, &["add", "f"]);
+        git(upstream, &["commit", "-q", "-m", &n.to_string()]);
+        ObjectId::from_hex(git(upstream, &["rev-parse", "HEAD"]).as_bytes()).expect("hex")
+    }
+
+    /// An upstream of 30 commits and a `--depth 1` store that fetched the
+    /// second, then each one after it as an update: (upstream, store, the
+    /// commits it fetched in order). Each fetch added a shallow line.
+    fn store_updated_28_times(
+        tmp: &std::path::Path,
+    ) -> (std::path::PathBuf, std::path::PathBuf, Vec<ObjectId>) {
+        let upstream = empty_upstream(tmp);
+        commit_numbered(&upstream, 0);
+        let first = commit_numbered(&upstream, 1);
+        let store = tmp.join("store");
+        let repo = gix::init_bare(&store).expect("init");
+        fetch_from_upload_pack(&repo, &upstream, None, "main", 1).expect("first fetch");
+        let mut published = vec![first];
+        for n in 2..30 {
+            let new = commit_numbered(&upstream, n);
+            let have = published.last().copied();
+            let repo = gix::open(&store).expect("reopen");
+            update_from_upload_pack(&repo, &upstream, None, "main", 1, have, None)
+                .unwrap_or_else(|e| panic!("update {n}: {e}"));
+            published.push(new);
+        }
+        (upstream, store, published)
+    }
+
+    /// git walks each of `commits` in `store` down to where its history
+    /// stops, and finds every object there.
+    fn assert_walkable(store: &std::path::Path, commits: &[ObjectId]) {
+        let git_dir = store.to_string_lossy().into_owned();
+        for id in commits {
+            let id = id.to_string();
+            let args = [
+                "--git-dir",
+                &git_dir,
+                "rev-list",
+                "--objects",
+                "--quiet",
+                &id,
+            ];
+            git(store, &args);
+        }
+    }
+
     /// Each update of a `--depth 1` store adds a shallow line, and every
     /// fetch sends all of them. Trimmed, the file keeps the published
     /// commit and the commit whose parent is missing; the store passes
@@ -1347,27 +1397,8 @@ mod tests {
     #[test]
     fn trimmed_shallow_lines_leave_a_sound_store() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let upstream = empty_upstream(tmp.path());
-        let commit = |n: usize| {
-            std::fs::write(upstream.join("f"), n.to_string()).expect("write");
-            git(&upstream, &["add", "f"]);
-            git(&upstream, &["commit", "-q", "-m", &n.to_string()]);
-            ObjectId::from_hex(git(&upstream, &["rev-parse", "HEAD"]).as_bytes()).expect("hex")
-        };
-        commit(0);
-        let first = commit(1);
-        let store = tmp.path().join("store");
-        let repo = gix::init_bare(&store).expect("init");
-        fetch_from_upload_pack(&repo, &upstream, None, "main", 1).expect("first fetch");
-        let mut published = vec![first];
-        for n in 2..30 {
-            let new = commit(n);
-            let have = published.last().copied();
-            let repo = gix::open(&store).expect("reopen");
-            update_from_upload_pack(&repo, &upstream, None, "main", 1, have, None)
-                .unwrap_or_else(|e| panic!("update {n}: {e}"));
-            published.push(new);
-        }
+        let (upstream, store, published) = store_updated_28_times(tmp.path());
+        let first = published[0];
         let lines = || {
             let text = std::fs::read_to_string(store.join("shallow")).expect("shallow");
             text.lines().map(str::to_string).collect::<Vec<_>>()
@@ -1399,22 +1430,7 @@ mod tests {
             )
         };
         assert_eq!(count(last), "1");
-        // Every commit in the store is walked to where its history stops,
-        // every object there.
-        for id in &published {
-            let id = id.to_string();
-            git(
-                tmp.path(),
-                &[
-                    "--git-dir",
-                    &git_dir,
-                    "rev-list",
-                    "--objects",
-                    "--quiet",
-                    &id,
-                ],
-            );
-        }
+        assert_walkable(&store, &published);
         // A rollback to a commit in the store whose line went.
         let back = published[10];
         git(&upstream, &["reset", "-q", "--hard", &back.to_string()]);
@@ -1427,7 +1443,7 @@ mod tests {
         );
         assert!(lines().contains(&back.to_string()), "{:?}", lines());
         assert_eq!(count(back), "1");
-        let next = commit(99);
+        let next = commit_numbered(&upstream, 99);
         let repo = gix::open(&store).expect("reopen");
         update_from_upload_pack(&repo, &upstream, None, "main", 1, Some(back), None)
             .expect("update after the rollback");
@@ -1492,27 +1508,8 @@ mod tests {
     #[test]
     fn the_trim_keeps_the_lines_that_stop_walks_before_a_missing_commit() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let upstream = empty_upstream(tmp.path());
-        let commit = |n: usize| {
-            std::fs::write(upstream.join("f"), n.to_string()).expect("write");
-            git(&upstream, &["add", "f"]);
-            git(&upstream, &["commit", "-q", "-m", &n.to_string()]);
-            ObjectId::from_hex(git(&upstream, &["rev-parse", "HEAD"]).as_bytes()).expect("hex")
-        };
-        commit(0);
-        let first = commit(1);
-        let store = tmp.path().join("store");
-        let repo = gix::init_bare(&store).expect("init");
-        fetch_from_upload_pack(&repo, &upstream, None, "main", 1).expect("first fetch");
-        let mut published = vec![first];
-        for n in 2..30 {
-            let new = commit(n);
-            let have = published.last().copied();
-            let repo = gix::open(&store).expect("reopen");
-            update_from_upload_pack(&repo, &upstream, None, "main", 1, have, None)
-                .unwrap_or_else(|e| panic!("update {n}: {e}"));
-            published.push(new);
-        }
+        let (_, store, published) = store_updated_28_times(tmp.path());
+        let first = published[0];
         // The line of `first` (whose parent the store lacks) is gone.
         let shallow = store.join("shallow");
         let text = std::fs::read_to_string(&shallow).expect("shallow");
@@ -1533,21 +1530,7 @@ mod tests {
         let mut expected = vec![published[1].to_string(), last.to_string()];
         expected.sort();
         assert_eq!(lines, expected);
-        let git_dir = store.to_string_lossy().into_owned();
-        for id in &published[1..] {
-            let id = id.to_string();
-            git(
-                tmp.path(),
-                &[
-                    "--git-dir",
-                    &git_dir,
-                    "rev-list",
-                    "--objects",
-                    "--quiet",
-                    &id,
-                ],
-            );
-        }
+        assert_walkable(&store, &published[1..]);
     }
 
     /// The server is asked for no progress, over v0 as over v2, as git

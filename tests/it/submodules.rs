@@ -702,11 +702,13 @@ fn a_v0_server_refusing_an_older_submodule_commit_is_read_through_its_branch_at_
         describe_output(&out)
     );
 
+    let depth_0 = |s: &Scratch| {
+        s.sidecar(&daemon.url("site"))
+            .args(["--one-time", "--depth", "0"])
+            .run(Duration::from_secs(60))
+    };
     let s = Scratch::new();
-    let out = s
-        .sidecar(&daemon.url("site"))
-        .args(["--one-time", "--depth", "0"])
-        .run(Duration::from_secs(60));
+    let out = depth_0(&s);
     assert!(out.status.success(), "{}", describe_output(&out));
     assert_eq!(s.published().as_deref(), Some(site.as_str()));
     assert_submodule(&s, "theme", &p.sub, &pinned);
@@ -722,10 +724,7 @@ fn a_v0_server_refusing_an_older_submodule_commit_is_read_through_its_branch_at_
         .site
         .commit_gitlinks(&modules, &[("theme", &on_release)], "release fix");
     for s in [&s, &Scratch::new()] {
-        let out = s
-            .sidecar(&daemon.url("site"))
-            .args(["--one-time", "--depth", "0"])
-            .run(Duration::from_secs(60));
+        let out = depth_0(s);
         assert!(out.status.success(), "{}", describe_output(&out));
         assert_eq!(s.published().as_deref(), Some(site.as_str()));
         assert_submodule(s, "theme", &p.sub, &on_release);
