@@ -9,6 +9,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::support::servers::{Fault, FaultProxy};
 use crate::support::sidecar::describe_output;
 use crate::support::*;
 
@@ -729,6 +730,53 @@ fn a_v0_server_refusing_an_older_submodule_commit_is_read_through_its_branch_at_
         assert_eq!(s.published().as_deref(), Some(site.as_str()));
         assert_submodule(s, "theme", &p.sub, &on_release);
     }
+}
+
+/// The same v0 server goes away once the submodule's commit was refused
+/// by SHA and its default branch fetched: the fetch of every branch fails,
+/// and that failure is the error, not a claim that the commit is in no
+/// branch.
+#[test]
+fn a_failed_search_of_the_submodules_branches_is_the_error() {
+    let p = Pair::new();
+    let base = p.sub.commit_file("style.css", "v1\n", "sub one");
+    p.sub.git(&["checkout", "-q", "-b", "release", &base]);
+    let on_release = p.sub.commit_file("style.css", "v1.1\n", "release fix");
+    p.sub
+        .commit_file("style.css", "v1.2\n", "the next release fix");
+    p.sub.checkout("main");
+    let daemon = GitDaemon::start_v0_with_config(
+        p.site.base(),
+        &[
+            ("uploadpack.allowReachableSHA1InWant", "false"),
+            ("uploadpack.allowAnySHA1InWant", "false"),
+        ],
+    );
+    let proxy = FaultProxy::start(daemon.addr());
+    // The SHA refused, the default branch fetched, then the server is gone.
+    proxy.set_from(2, Fault::ResetOnAccept);
+    let modules = gitmodules(&[("theme", "theme", &proxy.git_url("sub.git"))]);
+    p.site
+        .commit_gitlinks(&modules, &[("theme", &on_release)], "release fix");
+    let s = Scratch::new();
+    let out = s
+        .sidecar(&daemon.url("site"))
+        .args(["--one-time", "--depth", "0"])
+        .run(Duration::from_secs(60));
+    assert!(!out.status.success(), "{}", describe_output(&out));
+    assert_eq!(proxy.connections(), 3, "{}", describe_output(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("in none of the submodule's branches") && !stderr.contains("not our ref"),
+        "{}",
+        describe_output(&out)
+    );
+    assert!(
+        stderr.contains("could not list remote refs: Connection reset by peer"),
+        "{}",
+        describe_output(&out)
+    );
+    assert!(s.published().is_none());
 }
 
 /// A sync that fails at the submodule step (its repository is missing)

@@ -32,6 +32,8 @@ pub enum Fault {
 
 struct FaultShared {
     fault: Mutex<Fault>,
+    /// From this connection on (counted from 0), this fault instead.
+    from: Mutex<Option<(usize, Fault)>>,
     connections: AtomicUsize,
 }
 
@@ -51,6 +53,7 @@ impl FaultProxy {
         );
         let shared = Arc::new(FaultShared {
             fault: Mutex::new(Fault::Forward),
+            from: Mutex::new(None),
             connections: AtomicUsize::new(0),
         });
         let shared2 = shared.clone();
@@ -58,7 +61,11 @@ impl FaultProxy {
         // when the last descriptor of a socket is closed.
         let acceptor = Acceptor::start("fault-proxy", move |client| {
             let n = shared2.connections.fetch_add(1, Ordering::SeqCst);
-            let fault = *shared2.fault.lock().expect("fault lock");
+            let from = *shared2.from.lock().expect("fault lock");
+            let fault = match from {
+                Some((first, fault)) if n >= first => fault,
+                _ => *shared2.fault.lock().expect("fault lock"),
+            };
             let _ = std::thread::Builder::new()
                 .name("fault-proxy-conn".into())
                 .spawn(move || serve_fault(client, target, fault, n as u64));
@@ -72,6 +79,13 @@ impl FaultProxy {
     /// Changes the behaviour for connections accepted from now on.
     pub fn set(&self, fault: Fault) {
         *self.shared.fault.lock().expect("fault lock") = fault;
+    }
+
+    /// Connection number `first` (counted from 0) and every one after it
+    /// get `fault`: a server that goes away part way through a sync's
+    /// several connections.
+    pub fn set_from(&self, first: usize, fault: Fault) {
+        *self.shared.from.lock().expect("fault lock") = Some((first, fault));
     }
 
     pub fn port(&self) -> u16 {
