@@ -63,6 +63,16 @@ pub enum Outcome {
     Fetched { commit: CommitId, pack_bytes: u64 },
 }
 
+impl Outcome {
+    /// The size of the pack received (0: none).
+    pub fn pack_bytes(&self) -> u64 {
+        match self {
+            Outcome::Unchanged(_) => 0,
+            Outcome::Fetched { pack_bytes, .. } => *pack_bytes,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
@@ -425,12 +435,22 @@ fn proxy_answered_pack(opts: &Options<'_>, e: &super::upload_pack::ReceiveError)
     let super::upload_pack::ReceiveError::Protocol(e) = e else {
         return None;
     };
-    let url = opts.url.gix().to_bstring().to_string();
-    let proxy = opts.http.proxy_in_use(&url)?;
-    let said = proxys_own_answer(opts.url.gix(), &crate::types::error_chain(e))?;
+    answered_by_proxy(opts, &proxy_in_use(opts)?, &crate::types::error_chain(e))
+}
+
+/// The proxy `--repo`'s requests go through, if any.
+fn proxy_in_use(opts: &Options<'_>) -> Option<String> {
+    opts.http
+        .proxy_in_use(&opts.url.gix().to_bstring().to_string())
+}
+
+/// [`Error::ProxyAnswered`], when gix's `message` is `proxy`'s own answer
+/// (see [`proxys_own_answer`]).
+fn answered_by_proxy(opts: &Options<'_>, proxy: &str, message: &str) -> Option<Error> {
+    let said = proxys_own_answer(opts.url.gix(), message)?;
     Some(Error::ProxyAnswered {
-        url: crate::types::redact_url(&url),
-        proxy,
+        url: redacted_url(opts),
+        proxy: proxy.to_string(),
         said,
     })
 }
@@ -693,7 +713,7 @@ fn classify_listing_error(
     budget: &Budget,
 ) -> Error {
     // gix's message would quote the URL; ours never held credentials anyway.
-    let url = crate::types::redact_url(&opts.url.gix().to_bstring().to_string());
+    let url = redacted_url(opts);
     if e.is_unauthenticated() {
         let sent = opts.credentials.is_some() || opts.http.sends_authorization();
         return match sent {
@@ -712,18 +732,15 @@ fn classify_listing_error(
             return Error::NotGitServer { url, explanation };
         }
     }
-    let proxy = opts
-        .http
-        .proxy_in_use(&opts.url.gix().to_bstring().to_string());
-    let Some(proxy) = proxy else {
+    let Some(proxy) = proxy_in_use(opts) else {
         if plain_http_to_tls(opts.url.gix(), &message, budget) {
             let message = without_wrappers(&crate::types::redact_url(&message));
             return Error::PlainHttpToTls { url, message };
         }
         return git_err("could not list remote refs", e, Some(report));
     };
-    if let Some(said) = proxys_own_answer(opts.url.gix(), &message) {
-        return Error::ProxyAnswered { url, proxy, said };
+    if let Some(answered) = answered_by_proxy(opts, &proxy, &message) {
+        return answered;
     }
     // reqwest's words for a connection (to the proxy) that failed, and for
     // a CONNECT tunnel the proxy did not open.

@@ -405,8 +405,7 @@ impl Walk<'_> {
             on_change: None,
         };
         let pack_bytes = match fetch::fetch(repo, &opts(&wanted), self.budget) {
-            Ok(fetch::Outcome::Unchanged(_)) => 0,
-            Ok(fetch::Outcome::Fetched { pack_bytes, .. }) => pack_bytes,
+            Ok(outcome) => outcome.pack_bytes(),
             // A v0 server sends only ref tips by SHA (sshd in its default
             // configuration passes no GIT_PROTOCOL). With the whole history
             // wanted, git's `submodule update` finds the commit among the
@@ -447,8 +446,7 @@ impl Walk<'_> {
             },
             self.budget,
         ) {
-            Ok(fetch::Outcome::Fetched { pack_bytes, .. }) => pack_bytes,
-            Ok(fetch::Outcome::Unchanged(_)) => 0,
+            Ok(outcome) => outcome.pack_bytes(),
             // An unborn or odd HEAD: every branch is fetched next anyway.
             Err(e) => {
                 tracing::debug!(submodule = %sub.full, error = %e, "fetching the default branch failed");

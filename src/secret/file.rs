@@ -50,6 +50,13 @@ struct Stamp {
     len: u64,
 }
 
+impl Stamp {
+    /// Which file (device, inode): the same one written again, or another.
+    fn file(self) -> (u64, u64) {
+        (self.dev, self.ino)
+    }
+}
+
 #[derive(Debug)]
 struct Cached {
     stamp: Option<Stamp>,
@@ -103,7 +110,7 @@ impl SecretFile {
     /// by the flag `label`. The file is read again at the first use: it may
     /// have been half-written when configuration read it.
     pub fn new(path: PathBuf, label: impl Into<String>, initial: SecretBytes) -> Self {
-        let from = stamp(&path).map(|s| (s.dev, s.ino));
+        let from = stamp(&path).map(Stamp::file);
         SecretFile {
             path,
             label: label.into(),
@@ -150,7 +157,7 @@ impl SecretFile {
                         self.label,
                         ROTATION_GRACE.as_secs()
                     );
-                    cached.replace(secret, now.map(|s| (s.dev, s.ino)), Instant::now());
+                    cached.replace(secret, now.map(Stamp::file), Instant::now());
                     cached.stamp = now;
                 }
                 Ok(_) => cached.stamp = now,

@@ -75,6 +75,21 @@ fn one_time_through(
     }
 }
 
+/// A [`one_time_through`] run that must fail (`case` names it if not):
+/// its stderr, and where its errors say the proxy was set.
+fn failing_through(
+    s: &Scratch,
+    url: &str,
+    setting: &str,
+    proxy: &str,
+    case: &str,
+) -> (String, &'static str) {
+    let (run, source) = one_time_through(s, url, setting, proxy);
+    let out = run.run(RUN_TIMEOUT);
+    assert!(!out.status.success(), "{case}: {}", describe_output(&out));
+    (String::from_utf8_lossy(&out.stderr).into_owned(), source)
+}
+
 fn credential(url: &str, password: &str) -> serde_json::Value {
     serde_json::json!({"url": url, "username": USER, "password": password})
 }
@@ -678,14 +693,7 @@ fn a_proxy_that_is_down_is_named_in_the_error() {
     let down = format!("http://someone:Pr0xy-PW-7q@127.0.0.1:{port}");
     for setting in PROXY_SETTINGS {
         let s = Scratch::new();
-        let (run, source) = one_time_through(&s, &url, setting, &down);
-        let out = run.run(RUN_TIMEOUT);
-        assert!(
-            !out.status.success(),
-            "{setting}: {}",
-            describe_output(&out)
-        );
-        let err = String::from_utf8_lossy(&out.stderr);
+        let (err, source) = failing_through(&s, &url, setting, &down, setting);
         let named = format!("through the proxy http://127.0.0.1:{port} {source}");
         assert!(err.contains(&named), "{setting}: {err}");
         assert!(
@@ -742,14 +750,8 @@ fn a_proxy_answering_502_or_407_is_named_in_the_error() {
         .flat_map(|case| PROXY_SETTINGS.map(|setting| (case, setting)))
     {
         let s = Scratch::new();
-        let (run, source) = one_time_through(&s, repo, setting, &with_user(proxy, OTHER));
-        let out = run.run(RUN_TIMEOUT);
-        assert!(
-            !out.status.success(),
-            "{setting} {status}: {}",
-            describe_output(&out)
-        );
-        let err = String::from_utf8_lossy(&out.stderr);
+        let case = format!("{setting} {status}");
+        let (err, source) = failing_through(&s, repo, setting, &with_user(proxy, OTHER), &case);
         let named = format!(
             "through the proxy {} {source}: the proxy answered {status}: ",
             proxy.url()
@@ -785,15 +787,8 @@ fn a_proxy_answering_502_to_the_pack_request_is_named_in_the_error() {
     for setting in PROXY_SETTINGS {
         let proxy = ForwardProxy::losing_the_server_after(2);
         let s = Scratch::new();
-        let (run, source) = one_time_through(&s, &url, setting, &proxy.url());
-        let out = run.run(RUN_TIMEOUT);
-        assert!(
-            !out.status.success(),
-            "{setting}: {}",
-            describe_output(&out)
-        );
+        let (err, source) = failing_through(&s, &url, setting, &proxy.url(), setting);
         assert_eq!(proxy.forwarded(), 2, "{setting}: the listing went through");
-        let err = String::from_utf8_lossy(&out.stderr);
         let named = format!(
             "through the proxy {} {source}: the proxy answered 502 Bad Gateway: ",
             proxy.url()
