@@ -24,7 +24,7 @@ from repogen import FastImport, git_env, output
 from scenarios import GitWay, clean
 from sidecar import Running, link_target, one_time_cmd, sidecar_env, wait_link
 
-BLOB_SIZE = 200 * 2**20
+BLOB_MIB = 200
 CGROUP_LIMIT = 64 * 2**20
 ISSUE = "issue 16, measured by its reporter on git-sync v4.7.1 itself"
 
@@ -175,6 +175,7 @@ class Targets:
         self.url = ctx.daemon.url(name)
         self.rows = res.targets if res else []
         self.only = []  # names of the steps to run (all when empty)
+        self.blob_mib = BLOB_MIB  # the size make_blob_repo was given
 
     def log(self, msg):
         self.ctx.log(f"targets: {msg}")
@@ -236,9 +237,9 @@ class Targets:
             f"{e_cpu:.2f} s / {e_wall:.2f} s",
             verdict(ok, f"CPU {s_cpu / e_cpu:.2f}×, wall {s_wall / e_wall:.2f}× of the emulation")))
 
-    # -- one 200 MB blob --
+    # -- one large blob (200 MiB unless --blob-mib says) --
     def blob(self):
-        self.log("one 200 MB blob ...")
+        self.log(f"one {self.blob_mib} MiB blob ...")
         side, clone = [], []
         url = self.ctx.daemon.url(self.blob_name)
         for _ in range(self.ctx.runs):
@@ -255,7 +256,7 @@ class Targets:
         s = med([x.rss_kib for x in side])
         c = med([x.rss_kib for x in clone])
         self.rows.append(Row(
-            f"Peak RSS, one {BLOB_SIZE // 2**20} MiB blob (disk)", "≤ 1.1× git's peak",
+            f"Peak RSS, one {self.blob_mib} MiB blob (disk)", "≤ 1.1× git's peak",
             peak_text(side), f"clone --depth 1: {peak_text(clone)}", "–",
             verdict(s <= 1.1 * c, f"{s / c:.2f}× git's")))
 
