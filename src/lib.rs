@@ -50,6 +50,7 @@ pub mod logging;
 pub mod manual;
 pub mod memory;
 pub mod metrics;
+pub mod nss;
 pub mod passwd;
 pub mod peers;
 pub mod pid1;

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         return code;
     }
     git_sidecar::memory::limit_arenas();
+    git_sidecar::nss::use_built_in_sources();
     let args: Vec<OsString> = std::env::args_os().collect();
     if manual::requested(&args) {
         // Like --help: to stdout, exit 0; a closed pipe (`| head`) is no error.

@@ -18,3 +18,4 @@ mod code_order;
 mod examples;
 mod image;
 mod manifests;
+mod static_binary;

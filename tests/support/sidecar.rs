@@ -29,8 +29,8 @@ pub struct Sidecar {
     user: Option<(u32, u32)>,
     /// RLIMIT_NOFILE (soft, hard) to start with.
     open_files: Option<(u64, u64)>,
-    /// Bind-mounted over /etc/resolv.conf in a private mount namespace.
-    resolv_conf: Option<PathBuf>,
+    /// Files bind-mounted over these /etc files in a private mount namespace.
+    etc_files: Vec<(&'static std::ffi::CStr, PathBuf)>,
     /// The cgroup directories the process joins before exec (one per
     /// hierarchy: cgroup v1 has one for each controller).
     cgroups: Vec<PathBuf>,
@@ -57,7 +57,7 @@ impl Sidecar {
             cwd: None,
             user: None,
             open_files: None,
-            resolv_conf: None,
+            etc_files: Vec::new(),
             cgroups: Vec::new(),
         }
     }
@@ -103,14 +103,22 @@ impl Sidecar {
     /// resolver then asks the test's DNS server, see `support::dns`), in a
     /// private mount namespace: the machine's file is untouched. Needs root.
     pub fn resolv_conf(mut self, path: impl Into<PathBuf>) -> Self {
-        self.resolv_conf = Some(path.into());
+        self.etc_files.push((c"/etc/resolv.conf", path.into()));
+        self
+    }
+
+    /// Runs the process with `path` as its /etc/nsswitch.conf (which
+    /// name-service modules glibc consults), the same way as
+    /// [`Sidecar::resolv_conf`]. Needs root.
+    pub fn nsswitch_conf(mut self, path: impl Into<PathBuf>) -> Self {
+        self.etc_files.push((c"/etc/nsswitch.conf", path.into()));
         self
     }
 
     /// Starts the process in the cgroup at `dir` (see `support::cgroup`),
-    /// as a container runtime starts a pod's container in its own. Not with
-    /// [`Sidecar::user`]: std drops to that user before the child joins, and
-    /// only root may write `cgroup.procs`.
+    /// as a container runtime starts a pod's container in its own (joined
+    /// before [`Sidecar::user`] drops root: only root may write
+    /// `cgroup.procs`).
     pub fn cgroup(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cgroups.push(dir.into());
         self
@@ -171,30 +179,36 @@ impl Sidecar {
             // Own process group, so a crash test can kill it together with
             // any git child processes, like a container dying.
             .process_group(0);
-        if let Some((uid, gid)) = self.user {
-            cmd.env_remove("HOME").uid(uid).gid(gid);
+        let user = self.user;
+        if user.is_some() {
+            cmd.env_remove("HOME");
         }
         let open_files = self.open_files;
         let c_path = |p: &Path| {
             use std::os::unix::ffi::OsStrExt;
             std::ffi::CString::new(p.as_os_str().as_bytes()).expect("a path without NUL")
         };
-        let resolv_conf = self.resolv_conf.as_deref().map(c_path);
+        let etc_files: Vec<_> = self
+            .etc_files
+            .iter()
+            .map(|(target, source)| (*target, c_path(source)))
+            .collect();
         let cgroup_procs: Vec<_> = self
             .cgroups
             .iter()
             .map(|d| c_path(&d.join("cgroup.procs")))
             .collect();
-        // SAFETY: prctl, setrlimit, unshare, mount, open, write and close
-        // are async-signal-safe system calls (the C strings were made
-        // before the fork); nothing else runs between fork and exec.
+        // SAFETY: prctl, setrlimit, unshare, mount, open, write, close and
+        // the set*id calls are async-signal-safe system calls (the C
+        // strings were made before the fork); nothing else runs between
+        // fork and exec.
         unsafe {
             cmd.pre_exec(move || {
                 for procs in &cgroup_procs {
                     join_cgroup(procs)?;
                 }
-                if let Some(source) = &resolv_conf {
-                    private_resolv_conf(source)?;
+                if !etc_files.is_empty() {
+                    private_etc_files(&etc_files)?;
                 }
                 if let Some((soft, hard)) = open_files {
                     nix::sys::resource::setrlimit(
@@ -203,6 +217,12 @@ impl Sidecar {
                         hard,
                     )
                     .map_err(std::io::Error::from)?;
+                }
+                // Last of what needs root (std's own uid() would drop it
+                // before any of the above). Changing the user clears the
+                // parent-death signal, so that comes after.
+                if let Some((uid, gid)) = user {
+                    become_user(uid, gid)?;
                 }
                 // Never outlive the test thread that started us (e.g. on Ctrl-C).
                 nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL)).map_err(std::io::Error::from)
@@ -261,9 +281,24 @@ fn join_cgroup(procs: &std::ffi::CStr) -> std::io::Result<()> {
     }
 }
 
+/// In the child, before exec: drops root for `uid`:`gid` and no
+/// supplementary groups.
+fn become_user(uid: u32, gid: u32) -> std::io::Result<()> {
+    // SAFETY: plain system calls; no pointers but a null, empty group list.
+    let failed = unsafe {
+        libc::setgroups(0, std::ptr::null()) != 0
+            || libc::setgid(gid) != 0
+            || libc::setuid(uid) != 0
+    };
+    match failed {
+        true => Err(std::io::Error::last_os_error()),
+        false => Ok(()),
+    }
+}
+
 /// In the child, before exec: a mount namespace of its own (changes not
-/// propagated back), with `source` bind-mounted over /etc/resolv.conf.
-fn private_resolv_conf(source: &std::ffi::CStr) -> std::io::Result<()> {
+/// propagated back), with each source bind-mounted over its /etc file.
+fn private_etc_files(files: &[(&std::ffi::CStr, std::ffi::CString)]) -> std::io::Result<()> {
     let check = |rc: i32| {
         if rc == 0 {
             Ok(())
@@ -281,14 +316,17 @@ fn private_resolv_conf(source: &std::ffi::CStr) -> std::io::Result<()> {
             libc::MS_REC | libc::MS_PRIVATE,
             std::ptr::null(),
         ))?;
-        check(libc::mount(
-            source.as_ptr(),
-            c"/etc/resolv.conf".as_ptr(),
-            std::ptr::null(),
-            libc::MS_BIND,
-            std::ptr::null(),
-        ))
+        for (target, source) in files {
+            check(libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ))?;
+        }
     }
+    Ok(())
 }
 
 /// `git-sidecar <args> --one-time`, which must exit within 60 s.
