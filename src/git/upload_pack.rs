@@ -125,6 +125,7 @@ impl<T: Transport> Listed<T> {
             shallow: &shallow,
             negotiator: negotiation.into_negotiator(),
             no_progress: takes_no_progress(&self.handshake),
+            earlier_shallow_updates: Vec::new(),
         };
         let pack_dir = objects_dir.join("pack");
         let target = pack_in::Target {
@@ -169,6 +170,10 @@ impl<T: Transport> Listed<T> {
             return Err(ReceiveError::Pack(e));
         }
         fetched.map_err(ReceiveError::Protocol)?;
+        let earlier = std::mem::take(&mut negotiate.earlier_shallow_updates);
+        if written.is_some() && !earlier.is_empty() {
+            apply_shallow_updates(repo, &earlier)?;
+        }
         if self.handshake.server_protocol_version == gix::protocol::transport::Protocol::V2 {
             // Courtesy only: the pack is in.
             let _ = self.transport.indicate_end_of_interaction();
@@ -202,6 +207,40 @@ struct Negotiate<'a, 'g, 'c> {
     negotiator: Box<dyn gix::negotiate::Negotiator>,
     /// Ask the server for no progress messages (see [`takes_no_progress`]).
     no_progress: bool,
+    /// The `shallow`/`unshallow` lines of the responses before the last.
+    /// A stateful v0/v1 server sends them once, in its first answer; gix
+    /// writes only the last answer's, so a negotiation of two rounds or
+    /// more (16 `have`s and up) lost the new boundary, and the store held
+    /// history down to whatever it had (probe-14 F1, F2).
+    earlier_shallow_updates: Vec<gix::protocol::fetch::response::ShallowUpdate>,
+}
+
+/// Writes `updates` (what the server said before its last answer) into the
+/// shallow file, after gix wrote the last answer's: a boundary added,
+/// or one the server deepened past removed.
+fn apply_shallow_updates(
+    repo: &gix::Repository,
+    updates: &[gix::protocol::fetch::response::ShallowUpdate],
+) -> Result<(), ReceiveError> {
+    use gix::protocol::fetch::response::ShallowUpdate;
+    let path = repo.shallow_file().map_err(ReceiveError::Protocol)?;
+    let failed = |e: String| {
+        ReceiveError::Protocol(gix::Error::from_error(std::io::Error::other(format!(
+            "{}: {e}",
+            path.display()
+        ))))
+    };
+    let mut ids = std::collections::HashSet::new();
+    for line in super::shallow::read(&path).map_err(|e| failed(e.to_string()))? {
+        ids.insert(line.map_err(|e| failed(format!("a line is not an object id: {e}")))?);
+    }
+    for update in updates {
+        match update {
+            ShallowUpdate::Shallow(id) => ids.insert(*id),
+            ShallowUpdate::Unshallow(id) => ids.remove(id),
+        };
+    }
+    super::shallow::write(&path, ids).map_err(|e| failed(e.to_string()))
 }
 
 /// Whether the server may be asked for `no-progress`, as git asks when its
@@ -254,6 +293,10 @@ impl gix::protocol::fetch::Negotiate for Negotiate<'_, '_, '_> {
         arguments: &mut Arguments,
         previous_response: Option<&gix::protocol::fetch::Response>,
     ) -> gix::Result<(negotiate::Round, bool)> {
+        if let Some(response) = previous_response {
+            self.earlier_shallow_updates
+                .extend_from_slice(response.shallow_updates());
+        }
         negotiate::one_round(
             &mut *self.negotiator,
             &mut *self.graph,

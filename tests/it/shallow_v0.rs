@@ -18,6 +18,10 @@ use crate::support::*;
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Commits on the upstream's main branch.
 const HISTORY: usize = 5;
+/// Commits of a history long enough that a store holding all of it takes
+/// two negotiation rounds (gix offers 16 `have`s in its first): a stateful
+/// v0 server says where the new boundary is in its first answer only.
+const LONG_HISTORY: usize = 40;
 
 /// One of the v0 servers, serving the repositories next to an upstream.
 enum Server {
@@ -140,9 +144,13 @@ impl Server {
 }
 
 fn history() -> Upstream {
+    history_of(HISTORY)
+}
+
+fn history_of(commits: usize) -> Upstream {
     let up = Upstream::new();
     up.commit_rich_tree("base");
-    up.commit_many(HISTORY - 1, "history");
+    up.commit_many(commits - 1, "history");
     up
 }
 
@@ -188,6 +196,50 @@ fn depth_changes(server: &Server, up: &Upstream) {
         assert_ok(&out, server, &format!("--depth {depth}"));
         assert_depth(&s, up, &up.head(), depth, HISTORY);
     }
+}
+
+/// `git fsck` of the root's store finds nothing wrong (no missing parent
+/// below a boundary the shallow file does not name).
+fn assert_fsck(s: &Scratch) {
+    let out = git::git_output(&["fsck", "--no-dangling"], &s.root);
+    assert!(
+        out.status.success(),
+        "git fsck: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A store with the whole of a long history (`--depth 0`) made shallow
+/// after new commits, across restarts: `--depth 1`, then 3.
+fn full_store_turns_shallow(server: &Server, up: &Upstream) {
+    let url = server.url(up);
+    let s = Scratch::new();
+    let out = one_time(&s, server, &url, &["--depth", "0"]);
+    assert_ok(&out, server, "--depth 0");
+    assert_depth(&s, up, &up.head(), 0, LONG_HISTORY);
+    for (n, depth) in [(1, 1), (2, 3)] {
+        let next = up.commit_file(&format!("next{n}.txt"), "next\n", "next");
+        let out = one_time(&s, server, &url, &["--depth", &depth.to_string()]);
+        assert_ok(&out, server, &format!("--depth 0, then {depth}"));
+        assert_depth(&s, up, &next, depth, LONG_HISTORY + n);
+        assert_fsck(&s);
+    }
+}
+
+/// `--one-time` runs (a cron job, default depth 1) with two new commits
+/// before each: every published commit stays in the store, so from the
+/// ninth run on the negotiation offers 16 `have`s and takes two rounds.
+fn two_commits_per_run(server: &Server, up: &Upstream) {
+    let url = server.url(up);
+    let s = Scratch::new();
+    for run in 1..=10 {
+        up.commit_file("a.txt", &format!("{run}a\n"), "a");
+        let tip = up.commit_file("b.txt", &format!("{run}b\n"), "b");
+        let out = one_time(&s, server, &url, &[]);
+        assert_ok(&out, server, &format!("run {run}"));
+        assert_depth(&s, up, &tip, 1, HISTORY + 2 * run);
+    }
+    assert_fsck(&s);
 }
 
 /// A running sidecar (default depth 1) follows new commits, each fetch
@@ -296,6 +348,30 @@ fn depth_changes_over_http_without_the_git_protocol_header() {
 fn depth_changes_over_git_daemon_v0() {
     let up = history();
     depth_changes(&Server::daemon(&up), &up);
+}
+
+#[test]
+fn a_full_store_turns_shallow_over_ssh_v0() {
+    let up = history_of(LONG_HISTORY);
+    full_store_turns_shallow(&Server::ssh(), &up);
+}
+
+#[test]
+fn a_full_store_turns_shallow_over_git_daemon_v0() {
+    let up = history_of(LONG_HISTORY);
+    full_store_turns_shallow(&Server::daemon(&up), &up);
+}
+
+#[test]
+fn two_commits_per_run_over_ssh_v0_stay_one_deep() {
+    let up = history();
+    two_commits_per_run(&Server::ssh(), &up);
+}
+
+#[test]
+fn two_commits_per_run_over_git_daemon_v0_stay_one_deep() {
+    let up = history();
+    two_commits_per_run(&Server::daemon(&up), &up);
 }
 
 #[test]
