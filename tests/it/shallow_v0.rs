@@ -233,8 +233,8 @@ fn two_commits_per_run(server: &Server, up: &Upstream) {
     let url = server.url(up);
     let s = Scratch::new();
     for run in 1..=10 {
-        up.commit_file("a.txt", &format!("{run}a\n"), "a");
-        let tip = up.commit_file("b.txt", &format!("{run}b\n"), "b");
+        up.commit_file("a.txt", format!("{run}a\n"), "a");
+        let tip = up.commit_file("b.txt", format!("{run}b\n"), "b");
         let out = one_time(&s, server, &url, &[]);
         assert_ok(&out, server, &format!("run {run}"));
         assert_depth(&s, up, &tip, 1, HISTORY + 2 * run);
