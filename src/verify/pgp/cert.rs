@@ -15,8 +15,10 @@
 //!   GnuPG requires: otherwise anyone could claim someone else's subkey.
 //! - A self-signature or binding carrying a critical subpacket that is
 //!   not implemented ([`critical`]) is no signature, as for GnuPG
-//!   ("unknown critical bit"): the next newest one decides, and a key or
-//!   subkey left with none is not valid. The newest binding's
+//!   ("unknown critical bit"): the next newest one decides; a subkey left
+//!   with none may not sign, and a key left with none is skipped with a
+//!   warning ([`Unusable::Unsupported`]), as GnuPG ignores it: the file's
+//!   other keys still count. The newest binding's
 //!   back-signature carrying one leaves its subkey unable to sign (no
 //!   older binding takes over, as in GnuPG). A revocation counts whatever
 //!   it carries: a deploy gate errs on the side of refusing.
@@ -41,7 +43,8 @@ use super::{critical, low_s};
 /// Why a primary key cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Unusable {
-    /// Its algorithm cannot be checked here: skipped, with a warning.
+    /// Its algorithm, or every self-signature, cannot be checked here:
+    /// skipped, with a warning.
     Unsupported(String),
     /// It is broken (no valid self-signature): the file is refused.
     Invalid(String),
@@ -165,17 +168,20 @@ impl Cert {
             }
         }
         let Some(newest_self) = newest(self_sigs.into_iter()) else {
-            return Err(match unverifiable(&key) {
+            // Self-signatures that verify but carry what is not implemented
+            // leave a key gpg lists and ignores: skipped, like a key of an
+            // unsupported algorithm; none that verifies is a broken export.
+            let unhonoured = || {
+                unhonoured(
+                    "self-signature",
+                    verified_all
+                        .into_iter()
+                        .filter(|s| s.typ() != Some(SignatureType::CertRevocation)),
+                )
+            };
+            return Err(match unverifiable(&key).or_else(unhonoured) {
                 Some(why) => Unusable::Unsupported(why),
-                None => Unusable::Invalid(
-                    unhonoured(
-                        "self-signature",
-                        verified_all
-                            .into_iter()
-                            .filter(|s| s.typ() != Some(SignatureType::CertRevocation)),
-                    )
-                    .unwrap_or_else(|| NO_SELF_SIGNATURE.into()),
-                ),
+                None => Unusable::Invalid(NO_SELF_SIGNATURE.into()),
             });
         };
         // The primary user ID first; `sort_by_key` is stable.

@@ -547,7 +547,9 @@ fn subkey_without_the_signing_flag_does_not_count() {
 /// signature to gpg ("unknown critical bit"; it lists the key or subkey as
 /// invalid): a subkey whose only binding carries one may not sign (rPGP
 /// makes its signature: gpg will not), the primary key still may; a key
-/// whose only self-signature carries one is refused, saying why.
+/// whose only self-signature carries one is skipped, saying why, and the
+/// file's other keys still count (probe-14 F3: one such key in the
+/// keyring Secret stopped every sync).
 #[test]
 fn a_binding_or_self_signature_with_a_critical_notation_does_not_count() {
     use pgp::composed::{Deserializable, SignedSecretKey};
@@ -622,10 +624,27 @@ fn a_binding_or_self_signature_with_a_critical_notation_does_not_count() {
         "{}",
         listed(&gpg, &fpr)
     );
-    let err = add_error(&gpg.export(true));
+    // gpg will not sign with it ("unusable secret key"); rPGP does.
+    let secret = gpg.run(&["--export-secret-keys"], b"");
+    let secret = SignedSecretKey::from_bytes(&secret[..]).expect("gpg's secret key");
+    let by_judy = rpgp_sign(&secret.primary_key, PAYLOAD);
+    let f = fixture();
+    let mut file = gpg.export(true);
+    file.extend_from_slice(&f.alice.armoured);
+    let mut keys = Keyring::default();
+    let skipped = keys.add_file(&file).expect("Alice's key is used");
+    assert_eq!(keys.len(), 1);
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    let (entry, why) = &skipped[0];
+    assert_eq!(entry, &format!("key {fpr} (\"Judy <judy@example.org>\")"));
     assert!(
-        err.contains("self-signature carries a critical notation x@example.com=1"),
-        "{err}"
+        why.contains("self-signature carries a critical notation x@example.com=1"),
+        "{why}"
+    );
+    assert!(keys.verify(PAYLOAD, &f.alice.sig, None, now()).is_ok());
+    assert_eq!(
+        keys.verify(PAYLOAD, &by_judy, None, now()),
+        Err(Refusal::UnknownKey { key: fpr })
     );
 }
 
