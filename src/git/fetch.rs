@@ -418,7 +418,7 @@ fn receive(
             report.server_words(),
         )
         .map_err(|e| {
-            proxy_answered_pack(opts, &e)
+            proxy_answered_pack(opts, &e, budget)
                 .unwrap_or_else(|| receive_error("fetch failed", e, report))
         })?;
     let pack = written.as_ref().map(|w| w.pack.as_path());
@@ -431,11 +431,16 @@ fn receive(
 /// The proxy's own answer to the pack request, after the listing went
 /// through it (the git server went away in between): named as the
 /// listing's is (see [`proxys_own_answer`]).
-fn proxy_answered_pack(opts: &Options<'_>, e: &super::upload_pack::ReceiveError) -> Option<Error> {
+fn proxy_answered_pack(
+    opts: &Options<'_>,
+    e: &super::upload_pack::ReceiveError,
+    budget: &Budget,
+) -> Option<Error> {
     let super::upload_pack::ReceiveError::Protocol(e) = e else {
         return None;
     };
-    answered_by_proxy(opts, &proxy_in_use(opts)?, &crate::types::error_chain(e))
+    let proxy = proxy_in_use(opts)?;
+    answered_by_proxy(opts, &proxy, &crate::types::error_chain(e), budget)
 }
 
 /// The proxy `--repo`'s requests go through, if any.
@@ -445,9 +450,16 @@ fn proxy_in_use(opts: &Options<'_>) -> Option<String> {
 }
 
 /// [`Error::ProxyAnswered`], when gix's `message` is `proxy`'s own answer
-/// (see [`proxys_own_answer`]).
-fn answered_by_proxy(opts: &Options<'_>, proxy: &str, message: &str) -> Option<Error> {
-    let said = proxys_own_answer(opts.url.gix(), message)?;
+/// (see [`proxys_own_answer`]), or says that it refused an https://
+/// request's tunnel (then asked again for its status: [`tunnel_refusal`]).
+fn answered_by_proxy(
+    opts: &Options<'_>,
+    proxy: &str,
+    message: &str,
+    budget: &Budget,
+) -> Option<Error> {
+    let said = proxys_own_answer(opts.url.gix(), message)
+        .or_else(|| tunnel_refusal(opts, message, budget))?;
     Some(Error::ProxyAnswered {
         url: redacted_url(opts),
         proxy: proxy.to_string(),
@@ -739,7 +751,7 @@ fn classify_listing_error(
         }
         return git_err("could not list remote refs", e, Some(report));
     };
-    if let Some(answered) = answered_by_proxy(opts, &proxy, &message) {
+    if let Some(answered) = answered_by_proxy(opts, &proxy, &message, budget) {
         return answered;
     }
     // reqwest's words for a connection (to the proxy) that failed, and for
@@ -764,6 +776,34 @@ fn proxys_own_answer(url: &gix::Url, message: &str) -> Option<String> {
     (url.scheme == gix::url::Scheme::Http)
         .then(|| proxy_answer(message))
         .flatten()
+}
+
+/// reqwest's words for a `CONNECT` the proxy answered with anything but
+/// 2xx (it keeps the status itself).
+const TUNNEL_REFUSED: &[&str] = &[
+    "tunnel error: unsuccessful",
+    "tunnel error: proxy authorization required",
+];
+
+/// What an http proxy that refused an https:// request's tunnel answers
+/// when asked again ([`super::connect_probe`]), and what that means.
+fn tunnel_refusal(opts: &Options<'_>, message: &str, budget: &Budget) -> Option<String> {
+    let url = opts.url.gix();
+    if url.scheme != gix::url::Scheme::Https || !TUNNEL_REFUSED.iter().any(|t| message.contains(t))
+    {
+        return None;
+    }
+    let proxy = opts.http.http_proxy_for(&url.to_bstring().to_string())?;
+    let (host, port) = (super::url_host(url)?, url.port_or_default()?);
+    let timeout = budget
+        .remaining()
+        .min(super::connect_probe::CONNECT_PROBE_TIMEOUT);
+    let answer = super::connect_probe::ask(&proxy, host, port, timeout)?;
+    let target = match host.contains(':') {
+        true => format!("[{host}]:{port}"),
+        false => format!("{host}:{port}"),
+    };
+    super::connect_probe::meaning(&answer, &target)
 }
 
 /// gix's words for an HTTP error status (reqwest's `error_for_status`).

@@ -14,6 +14,15 @@ use std::sync::Arc;
 
 use reqwest::blocking::ClientBuilder;
 
+/// A plain-http proxy: where it listens, and the `Proxy-Authorization`
+/// value its URL's user info makes (a secret: never printed).
+pub struct HttpProxy {
+    /// A name or an IP address (an IPv6 one without brackets).
+    pub host: String,
+    pub port: u16,
+    pub authorization: Option<String>,
+}
+
 /// Settings of the http(s) client. `Debug` never shows header values (an
 /// `Authorization` header is a secret) nor a proxy's user info.
 #[derive(Clone, Default)]
@@ -103,6 +112,44 @@ impl HttpSettings {
     /// else the environment's variables for the URL's scheme, `NO_PROXY`
     /// exempting hosts (`*` all of them).
     pub fn proxy_in_use(&self, url: &str) -> Option<String> {
+        let (hit, source) = self.intercept(url)?;
+        let proxy = hit.uri();
+        let (scheme, host) = (proxy.scheme_str()?, proxy.host()?);
+        let port = proxy
+            .port_u16()
+            .map(|p| format!(":{p}"))
+            .unwrap_or_default();
+        Some(format!("{scheme}://{host}{port} ({source})"))
+    }
+
+    /// The plain-http proxy a request to `url` goes through ([`Self::proxy_in_use`]'s
+    /// choice), to ask it again what it answers (see [`super::connect_probe`]);
+    /// `None` without one, or for an https or SOCKS proxy.
+    pub fn http_proxy_for(&self, url: &str) -> Option<HttpProxy> {
+        let (hit, _) = self.intercept(url)?;
+        let proxy = hit.uri();
+        if proxy.scheme_str() != Some("http") {
+            return None;
+        }
+        let host = proxy.host()?;
+        Some(HttpProxy {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port: proxy.port_u16().unwrap_or(80),
+            authorization: hit
+                .basic_auth()
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        })
+    }
+
+    /// The client's choice of proxy for `url` and where it was set.
+    fn intercept(
+        &self,
+        url: &str,
+    ) -> Option<(hyper_util::client::proxy::matcher::Intercept, &'static str)> {
         use hyper_util::client::proxy::matcher::Matcher;
         if self.proxy.as_deref() == Some("") || no_proxy_for_any_host(env_no_proxy()) {
             return None;
@@ -122,14 +169,7 @@ impl HttpSettings {
             }
             None => (Matcher::from_env(), "the environment's proxy variables"),
         };
-        let hit = matcher.intercept(&uri)?;
-        let proxy = hit.uri();
-        let (scheme, host) = (proxy.scheme_str()?, proxy.host()?);
-        let port = proxy
-            .port_u16()
-            .map(|p| format!(":{p}"))
-            .unwrap_or_default();
-        Some(format!("{scheme}://{host}{port} ({source})"))
+        Some((matcher.intercept(&uri)?, source))
     }
 
     /// True when a header carries credentials (a 401 then means "rejected").

@@ -29,6 +29,7 @@
 pub mod cli_config;
 mod commit_id;
 pub mod compact;
+mod connect_probe;
 pub mod cookies;
 pub mod credential_callback;
 pub mod fetch;

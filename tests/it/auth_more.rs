@@ -18,7 +18,7 @@ use crate::auth::{polling, server, sync_errors, upstream, USER};
 use crate::support::client::{self, wait_for_http_address};
 use crate::support::forward_proxy::ForwardProxy;
 use crate::support::http_server::{Answer, Request, TestServer};
-use crate::support::servers::{TestCa, TlsProxy};
+use crate::support::servers::{Squid, TestCa, TlsProxy};
 use crate::support::sidecar::{describe_output, Running};
 use crate::support::*;
 
@@ -888,6 +888,38 @@ fn https_through_a_connect_proxy_trusting_the_ca_from_http_ssl_ca_info() {
         .run(RUN_TIMEOUT);
     assert!(out.status.success(), "{}", describe_output(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("any server certificate is accepted"));
+}
+
+/// An https:// repository through squid with Debian's configuration,
+/// whose rules allow CONNECT to port 443 only (this git server listens
+/// elsewhere, as internal ones often do): squid refuses the tunnel with
+/// 403, and the error says so and why, where it said only "tunnel error:
+/// unsuccessful" and to check that the proxy is up (probe-14 F4). curl
+/// and git say "CONNECT tunnel failed, response 403".
+#[test]
+fn squid_refusing_the_tunnel_is_named_with_its_answer() {
+    let up = upstream();
+    let ca = TestCa::new();
+    let http = HttpGit::start(up.base(), HttpOpts::default());
+    let tls = TlsProxy::start(http.addr(), &ca.cert_pem, &ca.key_pem);
+    let squid = Squid::start();
+    let s = Scratch::new();
+    let (err, source) =
+        failing_through(&s, &tls.url(up.name()), "http.proxy", &squid.url(), "squid");
+    let target = format!("127.0.0.1:{}", tls.port());
+    let expected = format!(
+        "through the proxy {} {source}: asked again, the proxy answered CONNECT {target} with \
+         403 Forbidden: its rules refuse a tunnel there",
+        squid.url()
+    );
+    assert!(err.contains(&expected), "{err}");
+    assert!(!err.contains("check that the proxy is up"), "{err}");
+    let log = squid.access_log();
+    assert!(
+        log.contains("TCP_DENIED/403") && log.contains(&format!("CONNECT {target}")),
+        "{log}"
+    );
+    assert_eq!(tls.handshakes_ok(), 0, "squid let nothing through");
 }
 
 #[test]

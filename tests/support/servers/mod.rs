@@ -11,6 +11,7 @@
 //!   the request or mid-response) or answered with garbage, switchable at
 //!   run time so one port goes from hostile to healthy.
 //! * [`Nginx`]: a real nginx (Debian's `/usr/sbin/nginx`) serving a directory.
+//! * [`Squid`]: a real squid forward proxy with Debian's configuration.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +23,7 @@ mod fault;
 mod git_daemon;
 mod http_git;
 mod nginx;
+mod squid;
 mod stall;
 mod tls;
 
@@ -34,6 +36,8 @@ pub use git_daemon::*;
 pub use http_git::*;
 #[allow(unused_imports)]
 pub use nginx::*;
+#[allow(unused_imports)]
+pub use squid::*;
 #[allow(unused_imports)]
 pub use stall::*;
 #[allow(unused_imports)]
