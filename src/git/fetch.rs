@@ -924,6 +924,13 @@ pub(super) fn git_err(
              it does not have a commit asked for, or does not send it by SHA; check --ref)",
         );
     }
+    // A request body the server, or a proxy in front of it, would not take.
+    if message.contains("Received HTTP status 413") {
+        message.push_str(
+            " (the server, or a proxy in front of it, refused the request as too large: raise \
+             its limit on request bodies, e.g. nginx's client_max_body_size, 1 MB by default)",
+        );
+    }
     // std's words for a read that ended early, said in a protocol's terms
     // (only of a conversation with a server: a local file can end early too).
     if let (Some(at), Some(_)) = (message.find(EARLY_END), report) {

@@ -9,11 +9,14 @@
 //!   each request, the one place the filter goes in.
 //! - [`needed_blobs`] lists the blobs a checkout of a commit needs that the
 //!   store lacks (the sparse cone, or the whole tree), and [`fetch_blobs`]
-//!   fetches them in one request with `want <id>` lines, no filter and no
-//!   `have` lines (a `have` would tell the server we hold what its trees
-//!   reach, and it would leave those very blobs out). Fetching blobs by id
-//!   needs `uploadpack.allowAnySHA1InWant` on a protocol v0/v1 server, as
-//!   for git.
+//!   fetches them with `want <id>` lines, no filter and no `have` lines (a
+//!   `have` would tell the server we hold what its trees reach, and it
+//!   would leave those very blobs out), [`BLOBS_PER_REQUEST`] at a time:
+//!   50 bytes a blob, a 40,000-file tree's list in one request is 2 MB,
+//!   which nginx in front of `git http-backend` refuses by default (413,
+//!   `client_max_body_size 1m`; git's own partial clone fails there).
+//!   Fetching blobs by id needs `uploadpack.allowAnySHA1InWant` on a
+//!   protocol v0/v1 server, as for git.
 //! - Every pack fetched with a filter gets a `.promisor` file, and the store's
 //!   config names origin as the promisor remote (see
 //!   [`super::store`]), so the git CLI treats the root as a partial clone.
@@ -288,9 +291,28 @@ pub fn needed_blobs(
         .collect())
 }
 
-/// Fetches `ids` (blobs a checkout needs) in one request, without a filter.
-/// `opts` says how to reach the remote; its ref, depth and filter are not used.
+/// Blobs asked for in one request: 500 KB of `want` lines, half of
+/// nginx's default limit on a request body.
+pub const BLOBS_PER_REQUEST: usize = 10_000;
+
+/// Fetches `ids` (blobs a checkout needs) without a filter, in requests of
+/// [`BLOBS_PER_REQUEST`]; returns the bytes of the packs written. `opts`
+/// says how to reach the remote; its ref, depth and filter are not used.
 pub fn fetch_blobs(
+    repo: &gix::Repository,
+    ids: &[ObjectId],
+    opts: &fetch::Options<'_>,
+    budget: &Budget,
+) -> Result<u64, Error> {
+    let mut bytes = 0;
+    for batch in ids.chunks(BLOBS_PER_REQUEST) {
+        bytes += fetch_blob_batch(repo, batch, opts, budget)?;
+    }
+    Ok(bytes)
+}
+
+/// [`fetch_blobs`]' one request.
+fn fetch_blob_batch(
     repo: &gix::Repository,
     ids: &[ObjectId],
     opts: &fetch::Options<'_>,
@@ -326,6 +348,14 @@ pub fn fetch_blobs(
             Some(&report),
         )
     })?;
+    // Over v2 a server serves any object asked for by id.
+    let context = match listed.protocol() {
+        Protocol::V2 => "fetching the blobs the checkout needs failed",
+        Protocol::V0 | Protocol::V1 => {
+            "fetching the blobs the checkout needs failed (a git server must allow \
+             uploadpack.allowAnySHA1InWant for a partial clone over protocol v0/v1)"
+        }
+    };
     // No `have` lines: the noop negotiator sends none.
     let written = listed
         .receive(
@@ -335,14 +365,7 @@ pub fn fetch_blobs(
             budget.interrupt_flag(),
             report.server_words(),
         )
-        .map_err(|e| {
-            fetch::receive_error(
-                "fetching the blobs the checkout needs failed (a git server must allow \
-                 uploadpack.allowAnySHA1InWant for a partial clone over protocol v0/v1)",
-                e,
-                &report,
-            )
-        })?;
+        .map_err(|e| fetch::receive_error(context, e, &report))?;
     let Some(written) = written else {
         return Ok(0);
     };

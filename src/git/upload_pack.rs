@@ -87,6 +87,11 @@ impl<T: Transport> Listed<T> {
         }
     }
 
+    /// The protocol version the server answered with.
+    pub fn protocol(&self) -> gix::protocol::transport::Protocol {
+        self.handshake.server_protocol_version
+    }
+
     /// Negotiates what the store lacks (shallow as `shallow` says, with the
     /// `negotiation` algorithm: `Noop` sends no `have` lines) and
     /// writes the pack into it; `None` when the server sent none.

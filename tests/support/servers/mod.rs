@@ -11,6 +11,7 @@
 //!   the request or mid-response) or answered with garbage, switchable at
 //!   run time so one port goes from hostile to healthy.
 //! * [`Nginx`]: a real nginx (Debian's `/usr/sbin/nginx`) serving a directory.
+//! * [`NginxGit`]: `git http-backend` under fcgiwrap behind a real nginx.
 //! * [`Squid`]: a real squid forward proxy with Debian's configuration.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -23,6 +24,7 @@ mod fault;
 mod git_daemon;
 mod http_git;
 mod nginx;
+mod nginx_git;
 mod squid;
 mod stall;
 mod tls;
@@ -36,6 +38,8 @@ pub use git_daemon::*;
 pub use http_git::*;
 #[allow(unused_imports)]
 pub use nginx::*;
+#[allow(unused_imports)]
+pub use nginx_git::*;
 #[allow(unused_imports)]
 pub use squid::*;
 #[allow(unused_imports)]

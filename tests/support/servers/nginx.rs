@@ -74,7 +74,12 @@ impl Nginx {
 
     /// nginx's error log (for failure messages).
     pub fn error_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+        self.file("error.log")
+    }
+
+    /// A file nginx wrote in its directory (a log a configuration names).
+    pub fn file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
     }
 
     /// Whether the master is still running.
