@@ -12,10 +12,12 @@
 //! (up to [`MAX_REPLACED`]), not only the last: a file changed twice in a
 //! row (a typo in the new Secret fixed) must not drop the secret the forge
 //! still signs with. A secret that its replacement, written into the same
-//! file (same inode), extends within [`PARTIAL_WRITE_WINDOW`] was the file
-//! caught half-written (`echo >`): it is not kept, since a short prefix of
-//! a key is a key an attacker can guess. A rotation by the kubelet (a new
-//! file under a swapped symlink) is never taken for one.
+//! file (same inode) within [`PARTIAL_WRITE_WINDOW`] of it (by the file's
+//! mtime), extends was the file caught half-written (`echo >`): it is not
+//! kept, since a short prefix of a key is a key an attacker can guess. A
+//! rotation by the kubelet (a new file under a swapped symlink) is never
+//! taken for one, nor an old secret extended in place long after it was
+//! written.
 
 use std::collections::VecDeque;
 use std::os::unix::fs::MetadataExt;
@@ -36,8 +38,9 @@ pub const ROTATION_GRACE: Duration = Duration::from_secs(300);
 /// one kept is one more value a request may be signed with.
 const MAX_REPLACED: usize = 8;
 
-/// A secret replaced this soon by one that starts with it was read from a
-/// file being written: it is dropped, not kept for the grace.
+/// A secret whose file was written again this soon (by mtime), with one
+/// that starts with it, was read from a file being written: it is dropped,
+/// not kept for the grace.
 const PARTIAL_WRITE_WINDOW: Duration = Duration::from_secs(10);
 
 /// What identifies one version of the file.
@@ -55,15 +58,21 @@ impl Stamp {
     fn file(self) -> (u64, u64) {
         (self.dev, self.ino)
     }
+
+    /// When this version was written (its mtime, in nanoseconds).
+    fn written(self) -> i128 {
+        i128::from(self.mtime) * 1_000_000_000 + i128::from(self.mtime_nsec)
+    }
 }
 
 #[derive(Debug)]
 struct Cached {
     stamp: Option<Stamp>,
     current: SecretBytes,
-    /// When `current` was read, and from which file (device, inode).
-    current_since: Instant,
+    /// Which file (device, inode) `current` was read from, and when that
+    /// version was written (see [`Stamp::written`]).
     current_from: Option<(u64, u64)>,
+    current_written: Option<i128>,
     /// The secrets replaced within the grace and when each stopped being
     /// current, the latest first; never `current` itself.
     replaced: VecDeque<(SecretBytes, Instant)>,
@@ -72,16 +81,21 @@ struct Cached {
 impl Cached {
     /// `secret` becomes current; the one before joins [`Cached::replaced`],
     /// and those out of the grace (or beyond [`MAX_REPLACED`]) go.
-    fn replace(&mut self, secret: SecretBytes, from: Option<(u64, u64)>, now: Instant) {
+    fn replace(&mut self, secret: SecretBytes, read: Option<Stamp>, now: Instant) {
+        let (from, written) = (read.map(Stamp::file), read.map(Stamp::written));
         let old = std::mem::replace(&mut self.current, secret);
-        let old_since = std::mem::replace(&mut self.current_since, now);
         let old_from = std::mem::replace(&mut self.current_from, from);
+        let old_written = std::mem::replace(&mut self.current_written, written);
         // A secret current again (a rotation undone) is no longer a replaced one.
         let current = &self.current;
         self.replaced.retain(|(s, _)| s != current);
+        let window = PARTIAL_WRITE_WINDOW.as_nanos() as i128;
+        let written_soon_after = written
+            .zip(old_written)
+            .is_some_and(|(new, old)| new - old < window);
         let half_written = from.is_some()
             && old_from == from
-            && now.saturating_duration_since(old_since) < PARTIAL_WRITE_WINDOW
+            && written_soon_after
             && current.expose().starts_with(old.expose());
         if !half_written {
             self.replaced.push_front((old, now));
@@ -110,15 +124,15 @@ impl SecretFile {
     /// by the flag `label`. The file is read again at the first use: it may
     /// have been half-written when configuration read it.
     pub fn new(path: PathBuf, label: impl Into<String>, initial: SecretBytes) -> Self {
-        let from = stamp(&path).map(Stamp::file);
+        let read = stamp(&path);
         SecretFile {
             path,
             label: label.into(),
             cached: Mutex::new(Cached {
                 stamp: None,
                 current: initial,
-                current_since: Instant::now(),
-                current_from: from,
+                current_from: read.map(Stamp::file),
+                current_written: read.map(Stamp::written),
                 replaced: VecDeque::new(),
             }),
         }
@@ -157,7 +171,7 @@ impl SecretFile {
                         self.label,
                         ROTATION_GRACE.as_secs()
                     );
-                    cached.replace(secret, now.map(Stamp::file), Instant::now());
+                    cached.replace(secret, now, Instant::now());
                     cached.stamp = now;
                 }
                 Ok(_) => cached.stamp = now,
@@ -304,6 +318,28 @@ mod tests {
             accepted(&file),
             ["new-secret-2b", "new-secret-2", "new-secret", "old-secret"]
         );
+    }
+
+    /// A token written an hour ago and extended in place now (an operator's
+    /// `echo >>`, moments after start-up) was whole: the old one is kept for
+    /// the grace. The window counts from when the file was written, not from
+    /// when it was read (probe-14 F7).
+    #[test]
+    fn an_old_secret_extended_in_place_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "token\n").unwrap();
+        let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+        let file = SecretFile::new(path.clone(), "--x-file", SecretBytes::new("token"));
+        assert_eq!(accepted(&file), ["token"]);
+        std::fs::write(&path, "token-2026\n").unwrap();
+        assert_eq!(accepted(&file), ["token-2026", "token"]);
     }
 
     /// Configuration read the file half-written; it is whole by the first
