@@ -51,11 +51,16 @@ pub fn ask(proxy: &HttpProxy, host: &str, port: u16, timeout: Duration) -> Optio
     status_line(&head)
 }
 
-fn request(proxy: &HttpProxy, host: &str, port: u16) -> String {
-    let target = match host.contains(':') {
+/// `host:port` as a `CONNECT` names it (an IPv6 literal in brackets).
+pub fn authority(host: &str, port: u16) -> String {
+    match host.contains(':') {
         true => format!("[{host}]:{port}"),
         false => format!("{host}:{port}"),
-    };
+    }
+}
+
+fn request(proxy: &HttpProxy, host: &str, port: u16) -> String {
+    let target = authority(host, port);
     let authorization = proxy
         .authorization
         .as_deref()

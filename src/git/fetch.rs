@@ -799,11 +799,7 @@ fn tunnel_refusal(opts: &Options<'_>, message: &str, budget: &Budget) -> Option<
         .remaining()
         .min(super::connect_probe::CONNECT_PROBE_TIMEOUT);
     let answer = super::connect_probe::ask(&proxy, host, port, timeout)?;
-    let target = match host.contains(':') {
-        true => format!("[{host}]:{port}"),
-        false => format!("{host}:{port}"),
-    };
-    super::connect_probe::meaning(&answer, &target)
+    super::connect_probe::meaning(&answer, &super::connect_probe::authority(host, port))
 }
 
 /// gix's words for an HTTP error status (reqwest's `error_for_status`).
