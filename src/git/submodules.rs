@@ -871,7 +871,7 @@ impl Checked<'_> {
             return is_empty_dir(&dir);
         }
         worktree::read_index(&record_dir.join("index")).is_some_and(|sub| {
-            worktree::exact(&dir, &sub, false, self.threads)
+            worktree::holds_tracked(&dir, &sub, false, self.threads)
                 && self.level_intact(full, &sub, depth_left - 1)
         })
     }

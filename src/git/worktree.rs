@@ -30,7 +30,9 @@ mod tests;
 pub(crate) mod watch;
 
 pub(crate) use index_file::{read_index, write_index};
+#[cfg(test)]
 pub(crate) use survey::exact;
+pub(crate) use survey::{held, Held};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -1105,8 +1107,12 @@ pub fn looks_intact(
 }
 
 /// Thorough check (at start-up): every entry of the index is on disk as
-/// recorded at checkout (stat data, mode), and nothing else is (what is
-/// inside submodule directories is [`super::submodules::intact`]'s job).
+/// recorded at checkout (stat data, mode; what is inside submodule
+/// directories is [`super::submodules::intact`]'s job). What was added
+/// (an exec hook's output, a consumer's cache) does not fail it: it makes
+/// no tracked file wrong, git-sync keeps it across a restart too, and
+/// rebuilding would take it away from readers until the hook ran again;
+/// the next commit's tree is made without it ([`rewrite`]).
 pub fn matches_index(
     worktree: &Path,
     admin_dir: &Path,
@@ -1117,5 +1123,32 @@ pub fn matches_index(
     if !looks_intact(worktree, admin_dir, commit, sparse) {
         return false;
     }
-    read_index(&admin_dir.join("index")).is_some_and(|index| exact(worktree, &index, true, threads))
+    let Some(index) = read_index(&admin_dir.join("index")) else {
+        return false;
+    };
+    holds_tracked(worktree, &index, true, threads)
+}
+
+/// Whether `dir` holds every entry of `index` as recorded ([`held`]),
+/// additions aside (said in the log).
+pub(crate) fn holds_tracked(
+    dir: &Path,
+    index: &gix::index::File,
+    top_level: bool,
+    threads: usize,
+) -> bool {
+    match held(dir, index, top_level, threads) {
+        Held::Exactly => true,
+        Held::WithAdditions(added) => {
+            tracing::info!(
+                dir = %dir.display(),
+                added,
+                "the published worktree holds files its commit does not (an exec hook's or a \
+                 consumer's); left in place, as git-sync leaves them: the next commit's tree is \
+                 made without them"
+            );
+            true
+        }
+        Held::Not => false,
+    }
 }

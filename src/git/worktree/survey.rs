@@ -676,16 +676,41 @@ impl Lstat {
     }
 }
 
-/// `dir` holds exactly what `index` puts on disk, each entry as recorded
-/// (a submodule's directory only has to be a directory).
+/// Whether `dir` holds what `index` puts on disk, each entry as recorded
+/// (a submodule's directory only has to be a directory), and what else.
 /// Walked on up to `threads` threads.
-pub(crate) fn exact(dir: &Path, index: &gix::index::File, top_level: bool, threads: usize) -> bool {
+pub(crate) fn held(dir: &Path, index: &gix::index::File, top_level: bool, threads: usize) -> Held {
     let wanted = Wanted::new(index);
     let since = Since::of(index);
-    survey(dir, &wanted, top_level, threads, |entry, meta, path| {
+    let surveyed = survey(dir, &wanted, top_level, threads, |entry, meta, path| {
         as_recorded(entry, meta, path, since) || content_decides(entry, meta, path)
-    })
-    .is_ok_and(|s| s.strays.is_empty() && s.kept.len() == wanted.count())
+    });
+    match surveyed {
+        // Every entry as recorded: what is left over is only what was added.
+        Ok(s) if s.kept.len() == wanted.count() => match s.strays.len() {
+            0 => Held::Exactly,
+            added => Held::WithAdditions(added),
+        },
+        _ => Held::Not,
+    }
+}
+
+/// Whether `dir` holds exactly what `index` puts there ([`held`]).
+#[cfg(test)]
+pub(crate) fn exact(dir: &Path, index: &gix::index::File, top_level: bool, threads: usize) -> bool {
+    matches!(held(dir, index, top_level, threads), Held::Exactly)
+}
+
+/// How a tree on disk stands against its index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Held {
+    /// Every entry as recorded, and nothing else.
+    Exactly,
+    /// Every entry as recorded, and this many paths the index does not
+    /// account for (top-most ones: nothing below an added directory).
+    WithAdditions(usize),
+    /// An entry missing, changed or replaced (or the walk failed).
+    Not,
 }
 
 /// A file whose owner, group or ctime changed but not its inode, size or
