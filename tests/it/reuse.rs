@@ -268,7 +268,7 @@ fn what_another_user_wrote_and_cannot_be_deleted_is_moved_aside() {
     for i in 0..8 {
         up.write_file(&format!("d{}/f{i}.txt", i % 2), format!("file {i}\n"));
     }
-    let mut sha = up.commit_all("eight files");
+    let sha = up.commit_all("eight files");
     let daemon = GitDaemon::start(up.base());
     let s = Scratch::new();
     fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -294,7 +294,7 @@ fn what_another_user_wrote_and_cannot_be_deleted_is_moved_aside() {
     consumer_writes_cache(&s.link());
     // The second commit retires that tree; the third one's rewrite of it fails.
     for i in 2..=5 {
-        sha = publish(&run, i);
+        publish(&run, i);
     }
     let trash: Vec<String> = list_dir(&s.worktrees())
         .into_iter()
