@@ -12,13 +12,21 @@
 //!   connections that are not in a request are closed first, so a flood of
 //!   idle clients cannot lock kubelet's probes out;
 //! - accept errors (EMFILE, ENFILE, ENOBUFS, ...) pause the loop instead of
-//!   ending it.
+//!   ending it;
+//! - an answer given before the request's body was read (a webhook refused
+//!   from its headers) says `Connection: close`, and the connection closes
+//!   in stages (RFC 9112 §9.6): our side first, then what the client still
+//!   sends is read and dropped for up to [`LINGER`] before the socket is
+//!   closed. Closed at once, unread bytes make the kernel reset the
+//!   connection, and the client (nginx, still sending the body) loses the
+//!   answer: nginx told the forge 502 instead of our 401 or 413.
 //!
 //! A request being handled has no deadline here: the webhook bounds its
 //! body read, and everything else answers at once or (pprof) within its
 //! requested duration.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -29,6 +37,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::Router;
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -48,6 +57,10 @@ const FIRST_ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 const MAX_ACCEPT_PAUSE: Duration = Duration::from_secs(1);
 /// A cap that the open-file limit lowered to this is still served.
 const MIN_CONNECTIONS: usize = 8;
+/// How long, and how many bytes, a connection answered before its request
+/// body was read goes on reading and dropping what the client sends.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 64 << 20;
 
 /// Serves `router` on `listener` until `cancel`, then lets open requests
 /// finish (idle connections close at once).
@@ -178,6 +191,7 @@ impl Connection {
         let io = TokioIo::new(Watched {
             inner: stream,
             activity: activity.clone(),
+            linger: None,
         });
         let service = {
             let (router, peer, activity) = (self.router.clone(), self.peer, activity.clone());
@@ -229,13 +243,58 @@ async fn handle(
     router: Router,
     peer: SocketAddr,
     activity: Arc<Activity>,
-    mut request: hyper::Request<Incoming>,
+    request: hyper::Request<Incoming>,
 ) -> Result<axum::response::Response, Infallible> {
-    let busy = Busy::start(activity);
-    request.extensions_mut().insert(ConnectInfo(peer));
+    let busy = Busy::start(activity.clone());
+    let (mut parts, body) = request.into_parts();
+    parts.extensions.insert(ConnectInfo(peer));
+    let read = Arc::new(std::sync::atomic::AtomicBool::new(body.is_end_stream()));
+    let body = Body::new(ReadToEnd {
+        body,
+        read: read.clone(),
+    });
     let mut router = router;
-    let response = tower_service::Service::call(&mut router, request).await?;
+    let request = hyper::Request::from_parts(parts, body);
+    let mut response = tower_service::Service::call(&mut router, request).await?;
+    if !read.load(std::sync::atomic::Ordering::Relaxed) {
+        // Answered before the body was read: see the module's comment.
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        activity.linger_at_close();
+    }
     Ok(response.map(|body| Body::new(Tracked { body, _busy: busy })))
+}
+
+/// A request body that says when it was read to its end.
+struct ReadToEnd {
+    body: Incoming,
+    read: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl http_body::Body for ReadToEnd {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.body.is_end_stream() {
+            self.read.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -260,6 +319,9 @@ enum Phase {
 /// watchdog; `changed` wakes the watchdog when a deadline moves.
 struct Activity {
     phase: Mutex<Phase>,
+    /// An answer went out before its request's body was read: the close
+    /// lingers (see [`Watched::poll_shutdown`]).
+    linger: std::sync::atomic::AtomicBool,
     /// Since when a write to the client has been blocked (its receive
     /// window full: a client that sends requests but reads no answers).
     write_blocked: Mutex<Option<Instant>>,
@@ -270,6 +332,7 @@ impl Activity {
     fn new() -> Self {
         Self {
             phase: Mutex::new(Phase::Idle(Instant::now())),
+            linger: std::sync::atomic::AtomicBool::new(false),
             write_blocked: Mutex::new(None),
             changed: Notify::new(),
         }
@@ -283,6 +346,15 @@ impl Activity {
     fn set(&self, phase: Phase) {
         *self.phase() = phase;
         self.changed.notify_one();
+    }
+
+    fn linger_at_close(&self) {
+        self.linger
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn lingers(&self) -> bool {
+        self.linger.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Bytes arrived from the client.
@@ -397,6 +469,34 @@ impl http_body::Body for Tracked {
 struct Watched {
     inner: TcpStream,
     activity: Arc<Activity>,
+    /// While closing in stages: until when, and how many bytes may still
+    /// be read and dropped.
+    linger: Option<(Pin<Box<tokio::time::Sleep>>, usize)>,
+}
+
+impl Watched {
+    /// Reads and drops what the client sends until it closes its side,
+    /// [`LINGER`] has passed or [`LINGER_BYTES`] were read.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let (deadline, left) = self
+            .linger
+            .get_or_insert_with(|| (Box::pin(tokio::time::sleep(LINGER)), LINGER_BYTES));
+        let mut scratch = [0u8; 8192];
+        loop {
+            if *left == 0 || deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                    *left = left.saturating_sub(buf.filled().len());
+                }
+                // The client closed its side, or the connection broke.
+                Poll::Ready(_) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
 }
 
 impl AsyncRead for Watched {
@@ -430,7 +530,14 @@ impl AsyncWrite for Watched {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        if this.linger.is_none() {
+            std::task::ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
+            if !this.activity.lingers() {
+                return Poll::Ready(Ok(()));
+            }
+        }
+        this.poll_drain(cx).map(Ok)
     }
 
     fn poll_write_vectored(

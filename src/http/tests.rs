@@ -1055,6 +1055,48 @@ async fn over_a_socket_the_answer_comes_before_the_body_is_sent() {
     cancel.cancel();
 }
 
+/// A client that sends the whole body before it reads the answer, as nginx
+/// in front of us does: the refusal decided from the headers (here, no
+/// signature) still reaches it, saying `Connection: close`. The server
+/// closed at once, with the body unread, so the kernel reset the
+/// connection: the client's writes failed, and nginx answered the forge
+/// 502 (probe-17 F1).
+#[tokio::test]
+async fn a_client_sending_its_whole_body_still_gets_the_early_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const BODY: usize = 4 << 20;
+    let mut cfg = config();
+    cfg.webhook.max_body_bytes = 64 << 20;
+    let h = Harness::new(cfg);
+    let (addr, cancel) = h.serve().await;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nHost: sidecar\r\nX-GitHub-Event: push\r\n\
+         Content-Type: application/json\r\nContent-Length: {BODY}\r\n\r\n"
+    );
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .expect("the headers");
+    // Give the answer time to come back before the body.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let chunk = vec![b' '; 64 << 10];
+    for sent in (0..BODY).step_by(chunk.len()) {
+        stream
+            .write_all(&chunk)
+            .await
+            .unwrap_or_else(|e| panic!("the body, after {sent} bytes: {e}"));
+    }
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer));
+    read.await.expect("an answer").expect("reading the answer");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    assert!(answer.contains("missing_signature"), "{answer}");
+    cancel.cancel();
+}
+
 /// Writes `request` (headers only) and reads the answer until the server
 /// closes. The generous timeout only keeps a broken server from hanging
 /// the test.
