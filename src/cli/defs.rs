@@ -1080,6 +1080,11 @@ flags! {
         #[arg(long, action = ArgAction::SetTrue)]
         pub man: bool,
 
+        /// Words that belong to no flag (`--one-time true`: a boolean flag takes
+        /// no separate value). git-sync ignores them; so do we, with a warning.
+        #[arg(hide = true, value_name = "IGNORED", num_args = 0..)]
+        pub stray: Vec<String>,
+
         /// Filled by [`Cli::try_parse_with_env`].
         #[arg(skip)]
         pub provenance: Provenance,

@@ -198,6 +198,18 @@ impl<'a> Checker<'a> {
         u8::try_from(level.min(MAX_VERBOSITY)).unwrap_or(9)
     }
 
+    /// Words on the command line that belong to no flag: ignored, as
+    /// git-sync's flag parser leaves them unread, with a warning.
+    pub(super) fn stray_words(&mut self) {
+        for word in &self.cli.stray {
+            self.warnings.push(format!(
+                "ignoring {word:?}: it belongs to no flag (a boolean flag takes no separate \
+                 value: write --one-time or --one-time=true, not --one-time true); git-sync \
+                 ignores such words too"
+            ));
+        }
+    }
+
     /// Flags of features that are not implemented: refused when set.
     pub(super) fn unsupported(&mut self) {
         // v3 --ssh: accepted and ignored, but must still be a boolean.
@@ -227,6 +239,38 @@ mod tests {
     use super::super::*;
     use super::*;
     use crate::cli::Syntax;
+
+    /// `--one-time true` (a manifest's `args: ["--one-time", "true"]`) runs
+    /// under git-sync, whose flag parser leaves the word unread; it was a
+    /// usage error here (probe-16 F1). Ignored, with a warning naming it.
+    #[test]
+    fn a_word_that_belongs_to_no_flag_is_ignored_with_a_warning() {
+        let c = config(
+            &[
+                "--repo",
+                "https://h/r",
+                "--root",
+                "/r",
+                "--one-time",
+                "true",
+                "--add-user",
+                "yes",
+            ],
+            &[],
+        );
+        assert!(c.one_time && c.add_user);
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].starts_with("ignoring \"true\": it belongs to no flag"),
+            "{:?}",
+            c.warnings
+        );
+        assert!(
+            c.warnings[1].starts_with("ignoring \"yes\""),
+            "{:?}",
+            c.warnings
+        );
+    }
 
     #[test]
     fn legacy_env_alias_is_used_with_a_warning() {

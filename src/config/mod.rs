@@ -211,6 +211,7 @@ impl Config {
             errors: Vec::new(),
             warnings: cli.provenance.warnings.clone(),
         };
+        c.stray_words();
 
         // --repo
         let repo = non_empty(cli.repo.as_ref().map(UrlArg::expose));
