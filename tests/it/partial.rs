@@ -302,26 +302,13 @@ fn blob_none_without_sparse_fetches_only_the_published_commits_blobs() {
 fn a_partial_clone_behind_nginx_asks_for_its_blobs_under_the_body_limit() {
     const FILES: usize = 25_000;
     let up = Upstream::new();
-    let mut stream = Vec::new();
-    for i in 1..=FILES {
-        let content = format!("file {i}\n");
-        stream.extend_from_slice(
-            format!("blob\nmark :{i}\ndata {}\n{content}\n", content.len()).as_bytes(),
-        );
-    }
-    let commit = FILES + 1;
-    stream.extend_from_slice(
-        format!(
-            "commit refs/heads/main\nmark :{commit}\n\
-             committer T <t@example.com> 1700000000 +0000\ndata 6\nfiles\n"
+    let files = (1..=FILES).map(|i| {
+        (
+            format!("d{:03}/f{i}.txt", i % 250),
+            format!("file {i}\n").into_bytes(),
         )
-        .as_bytes(),
-    );
-    for i in 1..=FILES {
-        stream.extend_from_slice(format!("M 100644 :{i} d{:03}/f{i}.txt\n", i % 250).as_bytes());
-    }
-    stream.push(b'\n');
-    let head = up.fast_import(&stream)[FILES].clone();
+    });
+    let head = up.commit_generated(files, "files");
     let server = servers::NginxGit::start(up.base());
     let s = Scratch::new();
     let out = s

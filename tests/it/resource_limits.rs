@@ -78,31 +78,19 @@ const MIB: usize = 1 << 20;
 /// `main`: a pack of `count` MiB that neither zlib nor deltas shrink.
 fn commit_random_files(up: &Upstream, count: usize) -> String {
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut stream = Vec::with_capacity(count * (MIB + 64) + 64 * count);
-    for mark in 1..=count {
-        stream.extend_from_slice(format!("blob\nmark :{mark}\ndata {MIB}\n").as_bytes());
+    let mut random_mib = move || {
+        let mut content = Vec::with_capacity(MIB);
         for _ in 0..MIB / 8 {
             // xorshift64: fast, and nothing zlib can shrink.
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            stream.extend_from_slice(&state.to_le_bytes());
+            content.extend_from_slice(&state.to_le_bytes());
         }
-        stream.push(b'\n');
-    }
-    let commit = count + 1;
-    stream.extend_from_slice(
-        format!(
-            "commit refs/heads/main\nmark :{commit}\n\
-             committer T <t@example.com> 1700000000 +0000\ndata 6\nlarge\n"
-        )
-        .as_bytes(),
-    );
-    for mark in 1..=count {
-        stream.extend_from_slice(format!("M 100644 :{mark} data/{mark:03}.bin\n").as_bytes());
-    }
-    stream.push(b'\n');
-    up.fast_import(&stream)[count].clone()
+        content
+    };
+    let files = (1..=count).map(|mark| (format!("data/{mark:03}.bin"), random_mib()));
+    up.commit_generated(files, "large")
 }
 
 /// The first sync of a repository whose pack (96 MiB) is half as large

@@ -671,13 +671,9 @@ fn a_reverted_file_gets_a_new_time_not_the_spares() {
     assert!(mtime(&s) > b_time, "page.html went back in time\n{logs}");
 }
 
-/// The kubelet's pass over a volume with an fsGroup at every mount (`chgrp
-/// -R`, `chmod -R g+rwX`) changes every file's ctime and group, not its
-/// content: a restart finds the published tree intact (its content read),
-/// instead of rebuilding it with a warning that it was modified.
-#[test]
-fn a_recursive_chgrp_and_chmod_does_not_rebuild_the_published_tree() {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+/// An upstream of twenty files in four directories, published by a
+/// `--one-time` run into a new root.
+fn twenty_files_published() -> (Upstream, Scratch, String) {
     let up = Upstream::new();
     for i in 0..20 {
         up.write_file(&format!("d{}/f{i}.txt", i % 4), format!("file {i}\n"));
@@ -685,6 +681,17 @@ fn a_recursive_chgrp_and_chmod_does_not_rebuild_the_published_tree() {
     let sha = up.commit_all("twenty files");
     let s = Scratch::new();
     one_time_run(&s, &up, &sha, &[]);
+    (up, s, sha)
+}
+
+/// The kubelet's pass over a volume with an fsGroup at every mount (`chgrp
+/// -R`, `chmod -R g+rwX`) changes every file's ctime and group, not its
+/// content: a restart finds the published tree intact (its content read),
+/// instead of rebuilding it with a warning that it was modified.
+#[test]
+fn a_recursive_chgrp_and_chmod_does_not_rebuild_the_published_tree() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (up, s, sha) = twenty_files_published();
     let before = inodes(&s.link());
     for (rel, meta) in walk_tree(&s.link()) {
         let path = s.link().join(&rel);
@@ -718,13 +725,7 @@ fn a_recursive_chgrp_and_chmod_does_not_rebuild_the_published_tree() {
 /// tree is made without the additions.
 #[test]
 fn a_restart_keeps_what_was_added_to_the_published_tree_and_repairs_what_was_changed() {
-    let up = Upstream::new();
-    for i in 0..20 {
-        up.write_file(&format!("d{}/f{i}.txt", i % 4), format!("file {i}\n"));
-    }
-    let sha = up.commit_all("twenty files");
-    let s = Scratch::new();
-    one_time_run(&s, &up, &sha, &[]);
+    let (up, s, sha) = twenty_files_published();
     fs::write(s.link().join("index.html"), "rendered\n").expect("hook output");
     fs::create_dir_all(s.link().join("cache/pages")).expect("cache dir");
     fs::write(s.link().join("cache/pages/a"), "cached\n").expect("cache file");
