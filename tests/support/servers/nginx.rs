@@ -182,7 +182,13 @@ fn require_nginx() {
     }
 }
 
-fn spawn_nginx(mut cmd: Command) -> Child {
+fn spawn_nginx(cmd: Command) -> Child {
+    spawn_server(cmd, NGINX)
+}
+
+/// Starts a server in a process group of its own, killed if the test
+/// process dies (the group is killed on drop otherwise).
+pub(super) fn spawn_server(mut cmd: Command, name: &str) -> Child {
     cmd.process_group(0);
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
@@ -192,11 +198,11 @@ fn spawn_nginx(mut cmd: Command) -> Child {
         });
     }
     cmd.spawn()
-        .unwrap_or_else(|e| panic!("cannot start {NGINX}: {e}"))
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"))
 }
 
-/// True once something accepts on 127.0.0.1:`port`; false if nginx exits first.
-fn wait_for_listener(child: &mut Child, port: u16) -> bool {
+/// True once something accepts on 127.0.0.1:`port`; false if `child` exits first.
+pub(super) fn wait_for_listener(child: &mut Child, port: u16) -> bool {
     crate::support::poll_until(crate::support::DEADLINE, || {
         if !matches!(child.try_wait(), Ok(None)) {
             return true;

@@ -6,7 +6,6 @@
 //! has it for a web server. [`super::HttpGit`] is an in-process server
 //! without any of those limits.
 
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -95,9 +94,8 @@ fn spawn_fcgiwrap(socket: &Path) -> Child {
         .arg(format!("unix:{}", socket.display()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0);
-    let child = cmd.spawn().expect("starting fcgiwrap");
+        .stderr(Stdio::null());
+    let child = super::nginx::spawn_server(cmd, FCGIWRAP);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !socket.exists() {
         assert!(

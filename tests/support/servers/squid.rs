@@ -5,11 +5,11 @@
 //! requests only from localhost.
 
 use std::os::unix::fs::chown;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use super::git_daemon::kill_group;
+use super::nginx::{spawn_server, wait_for_listener};
 use super::*;
 
 /// Where Debian installs squid and its configuration.
@@ -93,22 +93,6 @@ fn spawn(conf: &Path) -> Child {
         .arg(conf)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0);
-    cmd.spawn().expect("starting squid")
-}
-
-/// Whether `child` listens on `port` within a few seconds.
-fn wait_for_listener(child: &mut Child, port: u16) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while std::time::Instant::now() < deadline {
-        if !matches!(child.try_wait(), Ok(None)) {
-            return false;
-        }
-        if TcpStream::connect((LOCALHOST, port)).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
+        .stderr(Stdio::null());
+    spawn_server(cmd, SQUID)
 }
