@@ -1097,6 +1097,51 @@ async fn a_client_sending_its_whole_body_still_gets_the_early_answer() {
     cancel.cancel();
 }
 
+/// More slow clients than the connection cap (each sends half its
+/// headers and stops) do not keep a kubelet probe out: at the cap every
+/// newcomer is still accepted and the oldest waiting connection closed. The
+/// accept loop used to wait for a slot, leaving newcomers in the kernel's
+/// queue behind the flood, and closed only connections that had waited a
+/// second: the probe waited seconds (probe-17 F2).
+#[tokio::test]
+async fn more_slow_clients_than_the_cap_do_not_keep_a_probe_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const CAP: usize = 8;
+    let mut cfg = config();
+    cfg.connections = ConnectionLimits {
+        header_timeout: Duration::from_secs(30),
+        idle_timeout: Duration::from_secs(30),
+        max_connections: CAP,
+    };
+    let h = Harness::new(cfg);
+    let (addr, cancel) = h.serve().await;
+    let mut slow = Vec::new();
+    for _ in 0..CAP * 6 {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: slow\r\n")
+            .await
+            .expect("half a request");
+        slow.push(stream);
+    }
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream
+            .write_all(b"GET /livez HTTP/1.1\r\nHost: kubelet\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("the probe's request");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.expect("the answer");
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(1), probe)
+        .await
+        .expect("the probe answered within a second, as kubelet's timeout asks");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(slow);
+    cancel.cancel();
+}
+
 /// Writes `request` (headers only) and reads the answer until the server
 /// closes. The generous timeout only keeps a broken server from hanging
 /// the test.
