@@ -311,8 +311,8 @@ flags! {
         },
 
         /// Most HTTP connections open at once, at least 1, lowered to half the open-file
-        /// limit so that syncing always has descriptors left; at the cap, idle connections
-        /// are closed first; requires --http-bind
+        /// limit so that syncing always has descriptors left; at the cap, the oldest
+        /// connection not in a request is closed for each new one; requires --http-bind
         #[arg(
             long,
             env = "GITSYNC_HTTP_MAX_CONNECTIONS",
