@@ -167,13 +167,14 @@ fn split_env_list(form: EnvList, value: &str) -> Vec<String> {
     }
 }
 
-/// The arguments that print something and exit (`--help`, `--version`,
-/// `--man`): no environment variable, no configuration.
+/// The arguments that are no setting: those that print something and exit
+/// (`--help`, `--version`, `--man`) and the words that belong to no flag
+/// (`stray`). No environment variable, no table entry.
 pub fn is_help_or_version(arg: &clap::Arg) -> bool {
     matches!(
         arg.get_action(),
         ArgAction::Help | ArgAction::HelpShort | ArgAction::HelpLong | ArgAction::Version
-    ) || arg.get_id() == "man"
+    ) || matches!(arg.get_id().as_str(), "man" | "stray")
 }
 
 /// The canonical environment name of an argument (from its clap `env`).
@@ -675,7 +676,13 @@ mod tests {
     #[test]
     fn bool_flag_does_not_swallow_the_next_word() {
         let argv = ["git-sidecar", "--one-time", "false"];
-        assert!(Cli::try_parse_with_env(argv, &|_: &str| None).is_err());
+        let cli = Cli::try_parse_with_env(argv, &|_: &str| None).unwrap();
+        assert_eq!(cli.one_time.as_deref(), Some("true"));
+        assert_eq!(
+            cli.stray,
+            ["false"],
+            "a word of its own (refused by config)"
+        );
         let argv = ["git-sidecar", "--one-time", "--root", "/x"];
         let cli = Cli::try_parse_with_env(argv, &|_: &str| None).unwrap();
         assert_eq!(cli.one_time.as_deref(), Some("true"));

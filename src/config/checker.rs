@@ -200,8 +200,19 @@ impl<'a> Checker<'a> {
 
     /// Words on the command line that belong to no flag: ignored, as
     /// git-sync's flag parser leaves them unread, with a warning.
+    ///
+    /// A false-like word is refused: after a boolean flag (`--one-time
+    /// false`) it would leave that flag true, the opposite of what was meant
+    /// (git-sync does just that).
     pub(super) fn stray_words(&mut self) {
         for word in &self.cli.stray {
+            if matches!(word.as_str(), "0" | "f" | "F" | "false" | "FALSE" | "False") {
+                self.errors.push(format!(
+                    "{word:?} belongs to no flag: a boolean flag takes no separate value, so \
+                     `--one-time {word}` would mean --one-time; write --one-time={word}"
+                ));
+                continue;
+            }
             self.warnings.push(format!(
                 "ignoring {word:?}: it belongs to no flag (a boolean flag takes no separate \
                  value: write --one-time or --one-time=true, not --one-time true); git-sync \
@@ -270,6 +281,20 @@ mod tests {
             "{:?}",
             c.warnings
         );
+        // Ignored, `false` would leave the flag true: refused.
+        let p = problems(
+            &[
+                "--repo",
+                "https://h/r",
+                "--root",
+                "/r",
+                "--one-time",
+                "false",
+            ],
+            &[],
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("write --one-time=false"), "{p:?}");
     }
 
     #[test]

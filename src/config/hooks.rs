@@ -205,6 +205,7 @@ impl<'a> Checker<'a> {
             timeout,
             backoff,
             git_config: git_config.clone(),
+            ssh_command: None,
         })
     }
 
@@ -389,6 +390,25 @@ mod tests {
 
     fn webhook_of(c: &Config) -> &OutgoingWebhookConfig {
         c.hooks.webhook.as_ref().expect("--webhook-url set")
+    }
+
+    /// The hooks' git gets git-sync's `GIT_SSH_COMMAND`, unless the
+    /// environment sets one (then inherited as it is).
+    #[test]
+    fn hooks_get_the_ssh_command_of_the_ssh_flags() {
+        let args = with(&[
+            "--exechook-command=/hooks/post",
+            "--pre-publish-exechook-command=check",
+            "--ssh-key-file=/keys/id",
+        ]);
+        let c = config(&args, &[]);
+        let expected = "ssh -i /keys/id -o StrictHostKeyChecking=yes \
+                        -o UserKnownHostsFile=/etc/git-secret/known_hosts";
+        assert_eq!(exec_of(&c).ssh_command.as_deref(), Some(expected));
+        let gate = c.hooks.pre_publish.as_ref().expect("gate");
+        assert_eq!(gate.ssh_command.as_deref(), Some(expected));
+        let c = config(&args, &[("GIT_SSH_COMMAND", "ssh -v")]);
+        assert_eq!(exec_of(&c).ssh_command, None);
     }
 
     #[test]

@@ -364,7 +364,14 @@ impl Config {
         };
 
         let http = c.http(period, sync_timeout);
-        let hooks = c.hooks(&access.git_config);
+        let mut hooks = c.hooks(&access.git_config);
+        let ssh_command = crate::git::ssh::command::for_hooks(&ssh);
+        for hook in [&mut hooks.exec, &mut hooks.pre_publish]
+            .into_iter()
+            .flatten()
+        {
+            hook.ssh_command = ssh_command.clone();
+        }
         let peers = c.peers();
         let verify = c.verify(&git_ref);
 

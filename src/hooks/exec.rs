@@ -58,6 +58,9 @@ fn hook_command(config: &ExecHookConfig, publish: &Publish) -> std::process::Com
     for name in SECRET_ENV {
         command.env_remove(name);
     }
+    if let Some(ssh) = &config.ssh_command {
+        command.env("GIT_SSH_COMMAND", ssh);
+    }
     command
 }
 

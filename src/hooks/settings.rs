@@ -30,6 +30,9 @@ pub struct ExecHookConfig {
     pub backoff: Duration,
     /// `--git-config`, for the git the program may run.
     pub git_config: crate::git::cli_config::GitConfigPairs,
+    /// `GIT_SSH_COMMAND` for the git the program may run (see
+    /// [`crate::git::ssh::command::for_hooks`]).
+    pub ssh_command: Option<String>,
 }
 
 /// An outgoing HTTP notification. `Debug` shows header names only (values

@@ -29,6 +29,7 @@ fn sh_hook(script: &Path, args: &[&str], timeout: Duration) -> ExecHookConfig {
         timeout,
         backoff: Duration::from_millis(40),
         git_config: Default::default(),
+        ssh_command: None,
     }
 }
 
@@ -208,6 +209,36 @@ async fn a_retry_after_the_backoff_takes_the_newest_publish() {
 }
 
 // ---- exechook --------------------------------------------------------------------------------
+
+/// As git-sync exports it to its hooks: the git a hook runs reaches an ssh
+/// remote with the sidecar's key and host key check (probe-16 F5).
+#[tokio::test]
+async fn exec_hook_gets_the_ssh_command_for_its_git() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hook = script(
+        dir.path(),
+        "hook.sh",
+        r#"printf '%s\n' "$GIT_SSH_COMMAND" > "$1""#,
+    );
+    let out = dir.path().join("out.txt");
+    let mut config = sh_hook(
+        &hook,
+        &[&out.display().to_string()],
+        Duration::from_secs(10),
+    );
+    config.ssh_command = Some("ssh -i /etc/git-secret/ssh -o StrictHostKeyChecking=no".into());
+    exec::run_async(
+        &config,
+        &publish(HASH_B, dir.path()),
+        exec::EXECHOOK_ARG_FLAG,
+    )
+    .await
+    .expect("hook succeeds");
+    assert_eq!(
+        lines(&out),
+        ["ssh -i /etc/git-secret/ssh -o StrictHostKeyChecking=no"]
+    );
+}
 
 #[tokio::test]
 async fn exec_hook_gets_env_args_and_runs_in_the_worktree() {

@@ -22,6 +22,43 @@ pub fn build(ssh_command: &str, target: &Target, opts: &Options) -> Command {
     command
 }
 
+/// `GIT_SSH_COMMAND` for the git an exec hook runs, as git-sync exports it
+/// to its hooks: `ssh`, `-i <key>` per `--ssh-key-file`, and the host key
+/// check of `--ssh-known-hosts(-file)`, each path quoted for the shell git
+/// runs it with. `None` when `GIT_SSH_COMMAND` is set already: the hook
+/// inherits that one.
+pub fn for_hooks(opts: &Options) -> Option<String> {
+    if opts.command.is_some() {
+        return None;
+    }
+    let mut command = String::from("ssh");
+    for key in &opts.key_files {
+        command.push_str(" -i ");
+        command.push_str(&shell_quoted(&key.to_string_lossy()));
+    }
+    match &opts.known_hosts {
+        Some(file) => {
+            command.push_str(" -o StrictHostKeyChecking=yes -o UserKnownHostsFile=");
+            command.push_str(&shell_quoted(&file.to_string_lossy()));
+        }
+        None => command.push_str(" -o StrictHostKeyChecking=no"),
+    }
+    Some(command)
+}
+
+/// `word` as one word for `sh`: as it is when it holds nothing the shell
+/// treats specially, else in single quotes.
+fn shell_quoted(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@".contains(&b));
+    match plain {
+        true => word.to_string(),
+        false => format!("'{}'", word.replace('\'', "'\\''")),
+    }
+}
+
 /// Everything after the command itself.
 fn arguments(target: &Target, opts: &Options) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
@@ -59,6 +96,37 @@ mod tests {
         args.into_iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect()
+    }
+
+    /// What git-sync exports to its hooks, paths quoted for the shell.
+    #[test]
+    fn the_hooks_get_git_syncs_ssh_command() {
+        let opts = |known_hosts: Option<&str>, command: Option<&str>| Options {
+            key_files: vec![
+                PathBuf::from("/etc/git-secret/ssh"),
+                PathBuf::from("/keys/a key"),
+            ],
+            known_hosts: known_hosts.map(PathBuf::from),
+            command: command.map(str::to_string),
+            skipped_keys: Default::default(),
+        };
+        assert_eq!(
+            for_hooks(&opts(Some("/etc/git-secret/known_hosts"), None)).as_deref(),
+            Some(
+                "ssh -i /etc/git-secret/ssh -i '/keys/a key' -o StrictHostKeyChecking=yes \
+                 -o UserKnownHostsFile=/etc/git-secret/known_hosts"
+            )
+        );
+        assert_eq!(
+            for_hooks(&opts(None, None)).as_deref(),
+            Some("ssh -i /etc/git-secret/ssh -i '/keys/a key' -o StrictHostKeyChecking=no")
+        );
+        assert_eq!(
+            for_hooks(&opts(None, Some("ssh -v"))),
+            None,
+            "the user's own is kept"
+        );
+        assert_eq!(shell_quoted("it's"), "'it'\\''s'");
     }
 
     #[test]

@@ -221,6 +221,7 @@ fn git_config_reaches_upload_pack_and_the_gates_git_per_engine() {
         timeout: Duration::from_secs(30),
         backoff: Duration::from_secs(3600),
         git_config: pairs.clone(),
+        ssh_command: None,
     };
     let (hidden, open, plain) = (Fixture::new(), Fixture::new(), Fixture::new());
     for f in [&hidden, &open, &plain] {
@@ -264,6 +265,7 @@ fn a_refusing_gate_keeps_the_published_commit() {
         timeout: Duration::from_secs(30),
         backoff: Duration::from_secs(3600),
         git_config: Default::default(),
+        ssh_command: None,
     });
     let mut e = engine(opts);
     e.sync_once(&budget()).expect("a passes the gate");
