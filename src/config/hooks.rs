@@ -392,8 +392,8 @@ mod tests {
         c.hooks.webhook.as_ref().expect("--webhook-url set")
     }
 
-    /// The hooks' git gets git-sync's `GIT_SSH_COMMAND`, unless the
-    /// environment sets one (then inherited as it is).
+    /// The hooks' git gets git-sync's `GIT_SSH_COMMAND`; one of the
+    /// environment gets the same options after it.
     #[test]
     fn hooks_get_the_ssh_command_of_the_ssh_flags() {
         let args = with(&[
@@ -408,7 +408,8 @@ mod tests {
         let gate = c.hooks.pre_publish.as_ref().expect("gate");
         assert_eq!(gate.ssh_command.as_deref(), Some(expected));
         let c = config(&args, &[("GIT_SSH_COMMAND", "ssh -v")]);
-        assert_eq!(exec_of(&c).ssh_command, None);
+        let expected = format!("ssh -v{}", &expected["ssh".len()..]);
+        assert_eq!(exec_of(&c).ssh_command.as_deref(), Some(expected.as_str()));
     }
 
     #[test]

@@ -176,7 +176,9 @@ impl<T: Transport> Listed<T> {
         }
         fetched.map_err(ReceiveError::Protocol)?;
         let earlier = std::mem::take(&mut negotiate.earlier_shallow_updates);
-        if written.is_some() && !earlier.is_empty() {
+        // Also when the pack brought no object: gix writes the last answer's
+        // lines then too, and the boundary is needed all the same.
+        if !earlier.is_empty() {
             apply_shallow_updates(repo, &earlier)?;
         }
         if self.handshake.server_protocol_version == gix::protocol::transport::Protocol::V2 {

@@ -55,6 +55,8 @@ use super::ConnectionLimits;
 /// At the cap, how long a newcomer waits for the connection closed to make
 /// room to give its slot back (its task only has to run).
 const MAKE_ROOM_WAIT: Duration = Duration::from_secs(1);
+/// How long it waits for one before asking the next.
+const MAKE_ROOM_RETRY: Duration = Duration::from_millis(50);
 /// Accept errors back off from this to [`MAX_ACCEPT_PAUSE`], doubling.
 const FIRST_ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 const MAX_ACCEPT_PAUSE: Duration = Duration::from_secs(1);
@@ -106,7 +108,7 @@ pub async fn serve(
                     activity,
                     evict,
                     cancel: cancel.clone(),
-                    _listed: listed,
+                    listed,
                     _slot: slot,
                 };
                 tokio::spawn(connection.run(stream));
@@ -148,13 +150,19 @@ async fn slot_for_newcomer(
         );
         *warned_full = true;
     }
-    if !open.close_oldest_waiting() {
-        return None;
+    let deadline = Instant::now() + MAKE_ROOM_WAIT;
+    while Instant::now() < deadline {
+        if !open.close_oldest_waiting() {
+            return None;
+        }
+        // Its task gives the slot back as soon as it runs, unless a request
+        // began there meanwhile: then the next one is asked.
+        let wait = tokio::time::timeout(MAKE_ROOM_RETRY, slots.clone().acquire_owned());
+        if let Ok(slot) = wait.await {
+            return slot.ok();
+        }
     }
-    tokio::time::timeout(MAKE_ROOM_WAIT, slots.clone().acquire_owned())
-        .await
-        .ok()?
-        .ok()
+    None
 }
 
 /// The open connections in the order they were accepted, with what each is
@@ -169,6 +177,8 @@ struct Listed {
     id: u64,
     activity: Arc<Activity>,
     evict: Arc<Notify>,
+    /// Told to close already (it stays listed until it does, or declines).
+    chosen: bool,
 }
 
 impl Open {
@@ -185,6 +195,7 @@ impl Open {
             id,
             activity,
             evict,
+            chosen: false,
         });
         ListedGuard {
             open: self.clone(),
@@ -196,12 +207,14 @@ impl Open {
     /// rest of one's headers) to close; false if every one is in a request.
     fn close_oldest_waiting(&self) -> bool {
         let mut list = self.list();
-        let Some(at) = list.iter().position(|c| c.activity.is_waiting()) else {
+        let Some(listed) = list
+            .iter_mut()
+            .find(|c| !c.chosen && c.activity.is_waiting())
+        else {
             return false;
         };
-        if let Some(listed) = list.remove(at) {
-            listed.evict.notify_one();
-        }
+        listed.chosen = true;
+        listed.evict.notify_one();
         true
     }
 }
@@ -210,6 +223,16 @@ impl Open {
 struct ListedGuard {
     open: Arc<Open>,
     id: u64,
+}
+
+impl ListedGuard {
+    /// Its connection declined to close (a request began meanwhile): it
+    /// may be chosen again later.
+    fn relist(&self) {
+        if let Some(listed) = self.open.list().iter_mut().find(|c| c.id == self.id) {
+            listed.chosen = false;
+        }
+    }
 }
 
 impl Drop for ListedGuard {
@@ -256,7 +279,7 @@ struct Connection {
     cancel: CancellationToken,
     /// Off the list of open connections, and its slot released, when the
     /// connection ends.
-    _listed: ListedGuard,
+    listed: ListedGuard,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -301,8 +324,13 @@ impl Connection {
                     }
                 }
                 _ = self.evict.notified() => {
-                    tracing::debug!(peer = %self.peer, phase = activity.phase_name(), "HTTP connection closed to make room");
-                    return;
+                    // A request may have begun since it was chosen: kept
+                    // then (the newcomer waits for another to close).
+                    if activity.is_waiting() {
+                        tracing::debug!(peer = %self.peer, "HTTP connection closed to make room");
+                        return;
+                    }
+                    self.listed.relist();
                 }
                 _ = activity.changed.notified() => {}
             }
@@ -471,9 +499,13 @@ impl Activity {
         }
     }
 
-    /// Not in a request: waiting for one, or for the rest of its headers.
+    /// Not in a request: waiting for one, or for the rest of its headers;
+    /// not still writing an answer to a slow reader, nor closing in stages
+    /// (closed now, it would lose what it is there for).
     fn is_waiting(&self) -> bool {
         !matches!(*self.phase(), Phase::Busy(_))
+            && self.write_blocked_since().is_none()
+            && !self.lingers()
     }
 
     fn phase_name(&self) -> &'static str {
@@ -742,6 +774,13 @@ mod tests {
             !open.close_oldest_waiting(),
             "every one left is in a request"
         );
+        // Closing in stages, or writing to a slow reader: not waiting.
+        let lingering = connect(Phase::Idle(now));
+        lingering.0.linger_at_close();
+        let blocked = connect(Phase::Idle(now));
+        blocked.0.wrote(true);
+        assert!(!open.close_oldest_waiting(), "lingering or blocked");
+        drop((lingering, blocked));
         drop((busy, headers, idle));
         assert!(
             open.list().is_empty(),

@@ -92,7 +92,7 @@ impl Cached {
         let window = PARTIAL_WRITE_WINDOW.as_nanos() as i128;
         let written_soon_after = written
             .zip(old_written)
-            .is_some_and(|(new, old)| new - old < window);
+            .is_some_and(|(new, old)| (0..window).contains(&(new - old)));
         let half_written = from.is_some()
             && old_from == from
             && written_soon_after
@@ -339,6 +339,27 @@ mod tests {
         let file = SecretFile::new(path.clone(), "--x-file", SecretBytes::new("token"));
         assert_eq!(accepted(&file), ["token"]);
         std::fs::write(&path, "token-2026\n").unwrap();
+        assert_eq!(accepted(&file), ["token-2026", "token"]);
+    }
+
+    /// Rewritten in place with an older mtime kept (`cp -p`, a restore)
+    /// and a value that extends the old one: not a half-written file, the
+    /// old secret is kept (found by review).
+    #[test]
+    fn a_rewrite_that_keeps_an_older_mtime_is_no_half_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "token\n").unwrap();
+        let file = SecretFile::new(path.clone(), "--x-file", SecretBytes::new("token"));
+        assert_eq!(accepted(&file), ["token"]);
+        std::fs::write(&path, "token-2026\n").unwrap();
+        let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
         assert_eq!(accepted(&file), ["token-2026", "token"]);
     }
 

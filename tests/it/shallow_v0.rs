@@ -210,13 +210,18 @@ fn assert_fsck(s: &Scratch) {
 }
 
 /// A store with the whole of a long history (`--depth 0`) made shallow
-/// after new commits, across restarts: `--depth 1`, then 3.
+/// across restarts: `--depth 2` with nothing new, then `--depth 1` and 3
+/// after new commits.
 fn full_store_turns_shallow(server: &Server, up: &Upstream) {
     let url = server.url(up);
     let s = Scratch::new();
     let out = one_time(&s, server, &url, &["--depth", "0"]);
     assert_ok(&out, server, "--depth 0");
     assert_depth(&s, up, &up.head(), 0, LONG_HISTORY);
+    // No new commit: the pack brings no object, the boundary is all there is.
+    let out = one_time(&s, server, &url, &["--depth", "2"]);
+    assert_ok(&out, server, "--depth 0, then 2, nothing new");
+    assert_depth(&s, up, &up.head(), 2, LONG_HISTORY);
     for (n, depth) in [(1, 1), (2, 3)] {
         let next = up.commit_file(&format!("next{n}.txt"), "next\n", "next");
         let out = one_time(&s, server, &url, &["--depth", &depth.to_string()]);

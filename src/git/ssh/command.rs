@@ -25,13 +25,10 @@ pub fn build(ssh_command: &str, target: &Target, opts: &Options) -> Command {
 /// `GIT_SSH_COMMAND` for the git an exec hook runs, as git-sync exports it
 /// to its hooks: `ssh`, `-i <key>` per `--ssh-key-file`, and the host key
 /// check of `--ssh-known-hosts(-file)`, each path quoted for the shell git
-/// runs it with. `None` when `GIT_SSH_COMMAND` is set already: the hook
-/// inherits that one.
+/// runs it with. A `GIT_SSH_COMMAND` of the environment gets the same
+/// options after it, as git-sync and our own spawned ssh do.
 pub fn for_hooks(opts: &Options) -> Option<String> {
-    if opts.command.is_some() {
-        return None;
-    }
-    let mut command = String::from("ssh");
+    let mut command = opts.command.clone().unwrap_or_else(|| "ssh".to_string());
     for key in &opts.key_files {
         command.push_str(" -i ");
         command.push_str(&shell_quoted(&key.to_string_lossy()));
@@ -122,9 +119,9 @@ mod tests {
             Some("ssh -i /etc/git-secret/ssh -i '/keys/a key' -o StrictHostKeyChecking=no")
         );
         assert_eq!(
-            for_hooks(&opts(None, Some("ssh -v"))),
-            None,
-            "the user's own is kept"
+            for_hooks(&opts(None, Some("ssh -v"))).as_deref(),
+            Some("ssh -v -i /etc/git-secret/ssh -i '/keys/a key' -o StrictHostKeyChecking=no"),
+            "the user's own, with the options after it"
         );
         assert_eq!(shell_quoted("it's"), "'it'\\''s'");
     }

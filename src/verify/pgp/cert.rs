@@ -179,7 +179,20 @@ impl Cert {
                         .filter(|s| s.typ() != Some(SignatureType::CertRevocation)),
                 )
             };
+            // Skipped, a revoked key's revocation would be lost to another
+            // copy of it elsewhere in the keyring, which would then count
+            // unrevoked: such a key refuses its file instead.
+            let revoked = || {
+                key.details
+                    .revocation_signatures
+                    .iter()
+                    .any(|s| by(s, primary).verify_key(primary).is_ok())
+            };
             return Err(match unverifiable(&key).or_else(unhonoured) {
+                Some(why) if revoked() => Unusable::Invalid(format!(
+                    "{why}, and the key is revoked: remove it from the keyring (skipped, its \
+                     revocation would not count against another copy of it)"
+                )),
                 Some(why) => Unusable::Unsupported(why),
                 None => Unusable::Invalid(NO_SELF_SIGNATURE.into()),
             });

@@ -648,6 +648,37 @@ fn a_binding_or_self_signature_with_a_critical_notation_does_not_count() {
     );
 }
 
+/// A revoked key whose only remaining self-signature carries a critical
+/// notation refuses its file: skipped, its revocation would not count
+/// against another copy of the key in a later file, which would then be
+/// taken unrevoked (found by review).
+#[test]
+fn a_revoked_key_left_with_a_void_self_signature_refuses_its_file() {
+    let gpg = Gpg::new();
+    let fpr = gpg.generate("Lee <lee@example.org>", "ed25519", "sign", "never", None);
+    gpg.run(
+        &[
+            "--cert-notation",
+            "!x@example.com=1",
+            "--quick-add-uid",
+            &fpr,
+            "Lee Two <lee2@example.org>",
+        ],
+        b"",
+    );
+    gpg.revoke(&fpr);
+    let mut key = parse_public(&gpg.export(true));
+    // Only the user ID whose self-signature is void is left.
+    key.details
+        .users
+        .retain(|u| u.id.id().starts_with(b"Lee Two"));
+    assert_eq!(key.details.users.len(), 1);
+    assert!(!key.details.revocation_signatures.is_empty());
+    let err = add_error(&armoured(&key));
+    assert!(err.contains("critical notation x@example.com=1"), "{err}");
+    assert!(err.contains("the key is revoked"), "{err}");
+}
+
 fn parse_public(armoured: &[u8]) -> pgp::composed::SignedPublicKey {
     use pgp::composed::{Deserializable, SignedPublicKey};
     SignedPublicKey::from_armor_single(armoured)
