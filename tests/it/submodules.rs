@@ -771,8 +771,11 @@ fn a_failed_search_of_the_submodules_branches_is_the_error() {
         "{}",
         describe_output(&out)
     );
+    // The reset reaches the client while it connects or while it lists,
+    // as the scheduler has it: the branch search's own failure either way.
     assert!(
-        stderr.contains("could not list remote refs: Connection reset by peer"),
+        stderr.contains("could not list remote refs: Connection reset by peer")
+            || stderr.contains(": Connection reset by peer (os error 104)"),
         "{}",
         describe_output(&out)
     );
