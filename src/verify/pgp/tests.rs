@@ -1043,6 +1043,19 @@ proptest! {
 }
 
 /// Whether an error text carries a Rust `Debug` dump (a struct, a backtrace).
+/// A mutation proptest found (CI, 2026-12-06): rPGP's error for a bad
+/// revocation class came through with its `Debug` dump.
+#[test]
+fn a_bad_revocation_class_is_said_without_a_dump() {
+    let f = fixture();
+    let mut keys = Keyring::default();
+    let edits = [(7085714255838058686usize, 91u8, 12u8)];
+    let err = keys
+        .add_file(&mutate(&f.alice.binary, &edits))
+        .expect_err("refused");
+    assert!(!has_debug_dump(&err.0), "{}", err.0);
+}
+
 fn has_debug_dump(text: &str) -> bool {
     text.contains(" { ")
         || text.to_ascii_lowercase().contains("backtrace")
