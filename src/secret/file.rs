@@ -329,17 +329,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secret");
         std::fs::write(&path, "token\n").unwrap();
-        let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(hour_ago)
-            .unwrap();
+        set_written_an_hour_ago(&path);
         let file = SecretFile::new(path.clone(), "--x-file", SecretBytes::new("token"));
         assert_eq!(accepted(&file), ["token"]);
         std::fs::write(&path, "token-2026\n").unwrap();
         assert_eq!(accepted(&file), ["token-2026", "token"]);
+    }
+
+    fn set_written_an_hour_ago(path: &std::path::Path) {
+        let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
     }
 
     /// Rewritten in place with an older mtime kept (`cp -p`, a restore)
@@ -353,13 +357,7 @@ mod tests {
         let file = SecretFile::new(path.clone(), "--x-file", SecretBytes::new("token"));
         assert_eq!(accepted(&file), ["token"]);
         std::fs::write(&path, "token-2026\n").unwrap();
-        let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(hour_ago)
-            .unwrap();
+        set_written_an_hour_ago(&path);
         assert_eq!(accepted(&file), ["token-2026", "token"]);
     }
 
