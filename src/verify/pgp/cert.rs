@@ -88,6 +88,15 @@ fn unhonoured<'a>(which: &str, mut sigs: impl Iterator<Item = &'a Signature>) ->
     })
 }
 
+/// Whether a revocation of `key` by its own primary key verifies.
+fn revoked_by_itself(key: &SignedPublicKey) -> bool {
+    let primary = &key.primary_key;
+    key.details
+        .revocation_signatures
+        .iter()
+        .any(|s| by(s, primary).verify_key(primary).is_ok())
+}
+
 /// `sig` as rPGP can check it against `signer` (see [`low_s`]).
 fn by<'a>(sig: &'a Signature, signer: &impl KeyDetails) -> Cow<'a, Signature> {
     low_s::for_key(sig, signer)
@@ -182,14 +191,8 @@ impl Cert {
             // Skipped, a revoked key's revocation would be lost to another
             // copy of it elsewhere in the keyring, which would then count
             // unrevoked: such a key refuses its file instead.
-            let revoked = || {
-                key.details
-                    .revocation_signatures
-                    .iter()
-                    .any(|s| by(s, primary).verify_key(primary).is_ok())
-            };
             return Err(match unverifiable(&key).or_else(unhonoured) {
-                Some(why) if revoked() => Unusable::Invalid(format!(
+                Some(why) if revoked_by_itself(&key) => Unusable::Invalid(format!(
                     "{why}, and the key is revoked: remove it from the keyring (skipped, its \
                      revocation would not count against another copy of it)"
                 )),
@@ -199,11 +202,7 @@ impl Cert {
         };
         // The primary user ID first; `sort_by_key` is stable.
         user_ids.sort_by_key(|(_, primary)| !primary);
-        let revoked = key
-            .details
-            .revocation_signatures
-            .iter()
-            .any(|s| by(s, primary).verify_key(primary).is_ok());
+        let revoked = revoked_by_itself(&key);
         let cannot_sign =
             (has_key_flags(newest_self) && !newest_self.key_flags().sign()).then(|| {
                 "its self-signature does not give it the signing capability (key flags)".to_string()
